@@ -1,0 +1,98 @@
+/* x86.h: everything x86-specific that the core VM calls: kernel loading and
+ * boot structures, MP table, CPUID, MSRs and initial vCPU register state.
+ *
+ * Low-memory layout used by the loaders (guest-physical):
+ *   0x00500  boot GDT (64-bit boot)          0x06000  PVH hvm_start_info + memmap
+ *   0x07000  Linux zero page (boot_params)   0x08000  free for the guest (AP trampoline)
+ *   0x09000  PML4, 0x0A000 PDPT, 0x0B000-0x0EFFF four PDs (64-bit boot)
+ *   0x20000  kernel command line (up to 64 KiB)
+ *   0x9FC00  MP floating pointer + MP table (EBDA), reserved to 1 MiB in e820
+ *   0x100000 kernel; initrd at the top of low RAM (below initrd_addr_max)
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler.h"
+#include "mem.h"
+
+#define X86_BOOT_GDT_ADDR     0x500ULL
+#define X86_PVH_INFO_ADDR     0x6000ULL
+#define X86_ZERO_PAGE_ADDR    0x7000ULL
+#define X86_PML4_ADDR         0x9000ULL
+#define X86_CMDLINE_ADDR      0x20000ULL
+#define X86_CMDLINE_MAX       0x10000ULL
+#define X86_EBDA_ADDR         0x9FC00ULL
+#define X86_KERNEL_ADDR       0x100000ULL
+
+enum x86_boot_mode {
+	X86_BOOT_PVH,     /* 32-bit protected mode, paging off, EBX = hvm_start_info */
+	X86_BOOT_LINUX64, /* long mode, identity map 0-4 GiB, RSI = boot_params */
+};
+
+struct x86_boot_info {
+	enum x86_boot_mode mode;
+	uint64_t entry;     /* RIP at start */
+	uint64_t boot_arg;  /* EBX (PVH) or RSI (Linux64) */
+	uint64_t kernel_end;/* first byte after the loaded kernel */
+	const char *format; /* "bzImage", "ELF (PVH)", "ELF (64-bit)": for messages */
+};
+
+/* Kernel image parsers: pure functions over bytes, fuzzed. Return 0, or
+ * -EINVAL with *why set to a static message naming what is wrong. */
+struct bzimage_info {
+	uint16_t protocol;     /* boot protocol version, e.g. 0x020f */
+	uint32_t setup_size;   /* bytes of real-mode setup (incl. boot sector) */
+	uint64_t pm_offset;    /* file offset of the protected-mode kernel */
+	uint64_t pm_size;
+	uint64_t pref_address; /* where the kernel wants to be loaded */
+	uint32_t init_size;    /* memory the kernel needs from its load address */
+	uint32_t initrd_addr_max;
+	uint32_t cmdline_size;
+	bool relocatable;
+	uint32_t kernel_alignment;
+};
+int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *out,
+		  const char **why) __must_check;
+
+#define ELF_MAX_SEGMENTS 16
+struct elf_segment {
+	uint64_t paddr, offset, filesz, memsz;
+};
+struct elf_info {
+	uint64_t entry;        /* e_entry (physical for vmlinux) */
+	bool has_pvh;          /* XEN_ELFNOTE_PHYS32_ENTRY found */
+	uint64_t pvh_entry;
+	unsigned nr_segments;
+	struct elf_segment seg[ELF_MAX_SEGMENTS];
+};
+int elf_parse(const uint8_t *buf, size_t len, struct elf_info *out, const char **why) __must_check;
+
+/* Load kernel (bzImage or ELF, detected by content), optional initrd and the
+ * command line into guest memory; write the zero page or hvm_start_info with
+ * the e820 map. Returns 0 or -errno with a message in err naming the file and
+ * what is wrong (e.g. "kernel.bin: not a bzImage or ELF kernel (bad magic)"). */
+int x86_load_kernel(struct guest_mem *mem, const char *kernel_path, const char *initrd_path,
+		    const char *cmdline, struct x86_boot_info *out, char *err,
+		    size_t errlen) __must_check;
+
+/* Write the MP floating pointer and table for nr_cpus CPUs (APIC ids 0..n-1),
+ * one IOAPIC (id nr_cpus, 0xFEC00000) with 24 pins all routed as ISA edge
+ * interrupts. Returns 0 or -errno. */
+int x86_setup_mptable(struct guest_mem *mem, unsigned nr_cpus) __must_check;
+
+/* CPUID for one vCPU: KVM_GET_SUPPORTED_CPUID with per-vCPU APIC ids and
+ * topology, the hypervisor leaves kept (kvmclock), features we do not
+ * emulate hidden (PMU, MONITOR/MWAIT, ...). kvm_fd is /dev/kvm. */
+int x86_setup_cpuid(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr_cpus) __must_check;
+
+/* Initial MSRs (SYSENTER/STAR..., MISC_ENABLE fast strings, TSC, PAT). */
+int x86_setup_msrs(int vcpu_fd) __must_check;
+
+/* Registers of the boot vCPU (index 0) for the given boot info; APs (index>0)
+ * are left in the reset state to wait for INIT/SIPI. Also programs LAPIC
+ * LINT0 as ExtINT and LINT1 as NMI, and the FPU defaults. For LINUX64 this
+ * writes the page tables and GDT into guest memory. */
+int x86_setup_vcpu_regs(int vcpu_fd, unsigned index, const struct x86_boot_info *bi,
+			struct guest_mem *mem) __must_check;

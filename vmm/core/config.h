@@ -1,0 +1,58 @@
+/* config.h: a VM's configuration, from a JSON file and/or command-line flags.
+ * Everything is validated by config_validate() before any VM is created. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compiler.h"
+
+#define CONFIG_MAX_DISKS 16
+#define CONFIG_MAX_NETS  8
+#define CONFIG_MAX_CPUS  32
+
+struct disk_config {
+	char *path;
+	bool readonly;
+	char id[21]; /* VIRTIO_BLK_ID_BYTES; "" = derive from the index */
+};
+
+struct net_config {
+	char *tap;       /* host tap interface name */
+	uint8_t mac[6];
+	bool has_mac;    /* false: a stable MAC is derived from the tap name */
+};
+
+enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_UNIX, CONSOLE_NONE };
+
+struct vm_config {
+	char *kernel;
+	char *initrd;
+	char *cmdline;
+	unsigned cpus;
+	uint64_t mem_mib;
+	struct disk_config disks[CONFIG_MAX_DISKS];
+	unsigned nr_disks;
+	struct net_config nets[CONFIG_MAX_NETS];
+	unsigned nr_nets;
+	bool rng;
+	enum console_kind console;
+	char *console_path; /* file or socket path */
+};
+
+void config_init(struct vm_config *c);
+void config_free(struct vm_config *c);
+
+/* Merge a JSON config file into c. On error returns -EINVAL and writes
+ * "key: reason" into err. */
+int config_load_json(struct vm_config *c, const char *path, char *err, size_t errlen) __must_check;
+/* Same for an in-memory JSON document (used by the fuzzer and unit tests). */
+int config_load_json_text(struct vm_config *c, const char *text, size_t len, char *err,
+			  size_t errlen) __must_check;
+
+/* Parse "PATH[,ro][,id=ID]" and "tap=NAME[,mac=aa:bb:..]" option strings. */
+int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
+int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
+int config_set_console(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
+
+/* Check ranges and that files exist and are readable. */
+int config_validate(const struct vm_config *c, char *err, size_t errlen) __must_check;

@@ -1,0 +1,96 @@
+/* vm.h: one virtual machine: the owner of its memory, vCPUs, buses, devices
+ * and I/O thread. Several VMs can live in one process (tests do). */
+#pragma once
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bus.h"
+#include "compiler.h"
+#include "config.h"
+#include "device.h"
+#include "evloop.h"
+#include "mem.h"
+
+/* How a VM ended. These are also cella-vm's exit statuses. A debug-exit
+ * write of v gives (v << 1) | 1 (odd); everything else is even. */
+enum vm_exit {
+	VM_EXIT_NONE = -1,      /* still running */
+	VM_EXIT_POWEROFF = 0,   /* guest powered off */
+	VM_EXIT_CONFIG = 2,     /* bad configuration; no VM was created */
+	VM_EXIT_ERROR = 4,      /* VMM error (KVM failure, internal error) */
+	VM_EXIT_CRASH = 6,      /* guest crash: triple fault / KVM shutdown */
+	VM_EXIT_RESET = 8,      /* guest asked for a reset (i8042 0xFE, port 0xCF9) */
+	VM_EXIT_PAUSED_FAIL = 10, /* an instruction the VMM cannot handle paused the VM */
+};
+
+/* Fixed platform addresses. */
+#define VIRTIO_MMIO_BASE  0xD0000000ULL
+#define VIRTIO_MMIO_SIZE  0x1000ULL
+#define VIRTIO_GSI_FIRST  5
+#define VM_GSI_MAX        23 /* IOAPIC pins 0..23 */
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool thread_started;
+	uint64_t exits_io, exits_mmio, exits_other;
+};
+
+struct vm {
+	const struct vm_config *cfg;
+	int kvm_fd, vm_fd;
+	struct guest_mem mem;
+	struct bus pio, mmio;
+	struct evloop *loop;
+	struct vcpu *vcpus;
+	unsigned nr_vcpus;
+	struct device *devices; /* list head, creation order */
+	struct device *devices_tail;
+
+	/* Resource allocation for devices. */
+	uint64_t next_mmio;
+	unsigned next_gsi;
+	char *cmdline_extra; /* device announcements for the kernel command line */
+
+	/* Exit status: set once by the first vCPU or device that ends the VM. */
+	atomic_int exit_code;
+	char exit_reason[160];
+	pthread_mutex_t lock; /* protects exit_reason and allocation */
+};
+
+/* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,
+ * no vCPUs yet. Returns 0 or -errno (message logged). */
+int vm_create(struct vm *vm, const struct vm_config *cfg) __must_check;
+/* Create devices from the configuration, load the kernel, create vCPUs. */
+int vm_setup(struct vm *vm) __must_check;
+/* Run vCPU threads and the I/O loop until the VM ends; returns enum vm_exit
+ * or the debug-exit status. */
+int vm_run(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+/* End the VM (first caller wins): stops the vCPUs and the I/O loop. */
+void vm_request_exit(struct vm *vm, int code, const char *fmt, ...) __printf(3, 4);
+bool vm_exiting(const struct vm *vm);
+
+/* Add a created device: calls ops->realize and links it. On failure the
+ * device is destroyed. Returns 0 or -errno. */
+int vm_add_device(struct vm *vm, struct device *dev) __must_check;
+
+/* Allocate a virtio-mmio window and an interrupt line. */
+int vm_alloc_mmio(struct vm *vm, uint64_t len, uint64_t *base) __must_check;
+int vm_alloc_gsi(struct vm *vm, unsigned *gsi) __must_check;
+/* Append " text" to the kernel command line the guest sees. */
+int vm_cmdline_append(struct vm *vm, const char *fmt, ...) __printf(2, 3) __must_check;
+
+/* Interrupts. */
+int vm_irq_line(struct vm *vm, unsigned gsi, int level);
+int vm_irqfd(struct vm *vm, int efd, unsigned gsi, bool assign) __must_check;
+/* Register an ioeventfd on an MMIO (or PIO) address, with optional datamatch. */
+int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, uint32_t len, bool pio, bool match,
+		 uint64_t data, bool assign) __must_check;

@@ -1,5 +1,233 @@
-/* main.c: cella-vm entry point (placeholder until the core lands). */
-int main(void)
+/* main.c: cella-vm, the per-VM worker process: parse the configuration, build
+ * the VM, run it, and exit with a status that says how the VM ended. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "vm.h"
+
+#define DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=-1 pci=off i8042.noaux i8042.nomux " \
+			"i8042.nopnp i8042.dumbkbd"
+
+static void usage(FILE *f)
 {
-	return 4;
+	fputs("Usage: cella-vm [OPTIONS]\n"
+	      "Run one virtual machine on KVM.\n\n"
+	      "  --config FILE        JSON configuration (flags below override or extend it)\n"
+	      "  --kernel FILE        bzImage, vmlinux or PVH ELF kernel\n"
+	      "  --initrd FILE        initial ramdisk\n"
+	      "  --cmdline STR        kernel command line (default: \"" DEFAULT_CMDLINE "\")\n"
+	      "  --cpus N             vCPUs, 1 to 32 (default 1)\n"
+	      "  --mem MIB            memory in MiB (default 128)\n"
+	      "  --disk PATH[,ro][,id=ID]  virtio-blk disk on a raw image (repeatable)\n"
+	      "  --net tap=NAME[,mac=MAC]  virtio-net NIC on a tap device (repeatable)\n"
+	      "  --rng                virtio-rng device\n"
+	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH\n"
+	      "  --help, --version\n\n"
+	      "Exit status: 0 guest power-off, 2 configuration error, 4 VMM error,\n"
+	      "6 guest crash (triple fault), 8 guest reset, 10 unhandled guest instruction,\n"
+	      "12 stopped by SIGTERM/SIGINT; (v << 1) | 1 when the guest writes v to port 0xf4.\n",
+	      f);
+}
+
+static int parse_uint(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-') {
+		fprintf(stderr, "cella-vm: %s: expected a number, got '%s'\n", opt, s);
+		return -EINVAL;
+	}
+	if (v < min || v > max) {
+		fprintf(stderr, "cella-vm: %s: %llu is out of range (%llu to %llu)\n", opt, v,
+			(unsigned long long)min, (unsigned long long)max);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static char *dup_or_die(const char *s)
+{
+	char *p = strdup(s);
+
+	if (!p) {
+		fputs("cella-vm: out of memory\n", stderr);
+		exit(VM_EXIT_ERROR);
+	}
+	return p;
+}
+
+/* Parse argv into cfg. Returns 0, 1 for --help/--version (exit 0), or -EINVAL. */
+static int parse_args(int argc, char **argv, struct vm_config *cfg)
+{
+	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
+	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_HELP, OPT_VERSION };
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "mem", required_argument, NULL, OPT_MEM },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "net", required_argument, NULL, OPT_NET },
+		{ "rng", no_argument, NULL, OPT_RNG },
+		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ NULL, 0, NULL, 0 },
+	};
+	char err[512];
+	uint64_t v;
+	int c;
+
+	/* The config file is read first so that flags override it. */
+	for (int i = 1; i < argc - 1; i++) {
+		if (!strcmp(argv[i], "--config")) {
+			if (config_load_json(cfg, argv[i + 1], err, sizeof(err))) {
+				fprintf(stderr, "cella-vm: config: %s\n", err);
+				return -EINVAL;
+			}
+		}
+	}
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		int ret = 0;
+
+		switch (c) {
+		case OPT_CONFIG:
+			break;
+		case OPT_KERNEL:
+			free(cfg->kernel);
+			cfg->kernel = dup_or_die(optarg);
+			break;
+		case OPT_INITRD:
+			free(cfg->initrd);
+			cfg->initrd = dup_or_die(optarg);
+			break;
+		case OPT_CMDLINE:
+			free(cfg->cmdline);
+			cfg->cmdline = dup_or_die(optarg);
+			break;
+		case OPT_CPUS:
+			ret = parse_uint("--cpus", optarg, 1, CONFIG_MAX_CPUS, &v);
+			cfg->cpus = (unsigned)v;
+			break;
+		case OPT_MEM:
+			ret = parse_uint("--mem", optarg, 8, 1ULL << 30, &v);
+			cfg->mem_mib = v;
+			break;
+		case OPT_DISK:
+			if ((ret = config_add_disk(cfg, optarg, err, sizeof(err))))
+				fprintf(stderr, "cella-vm: --disk: %s\n", err);
+			break;
+		case OPT_NET:
+			if ((ret = config_add_net(cfg, optarg, err, sizeof(err))))
+				fprintf(stderr, "cella-vm: --net: %s\n", err);
+			break;
+		case OPT_RNG:
+			cfg->rng = true;
+			break;
+		case OPT_CONSOLE:
+			if ((ret = config_set_console(cfg, optarg, err, sizeof(err))))
+				fprintf(stderr, "cella-vm: --console: %s\n", err);
+			break;
+		case OPT_HELP:
+			usage(stdout);
+			return 1;
+		case OPT_VERSION:
+			puts("cella-vm 0.1.0");
+			return 1;
+		case ':':
+			fprintf(stderr, "cella-vm: %s needs a value\n", argv[optind - 1]);
+			return -EINVAL;
+		default:
+			fprintf(stderr, "cella-vm: unknown option '%s' (see --help)\n",
+				argv[optind - 1]);
+			return -EINVAL;
+		}
+		if (ret)
+			return -EINVAL;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "cella-vm: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (!cfg->cmdline)
+		cfg->cmdline = dup_or_die(DEFAULT_CMDLINE);
+	if (config_validate(cfg, err, sizeof(err))) {
+		fprintf(stderr, "cella-vm: %s\n", err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* SIGTERM/SIGINT arrive through a signalfd on the I/O loop. */
+static void on_signal(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	struct signalfd_siginfo si;
+	int fd = vm->signal_fd;
+
+	(void)events;
+	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		vm_request_exit(vm, VM_EXIT_STOPPED, "stopped by signal %s",
+				strsignal((int)si.ssi_signo));
+}
+
+int main(int argc, char **argv)
+{
+	struct vm_config cfg;
+	struct vm vm;
+	sigset_t set;
+	int ret, code;
+
+	config_init(&cfg);
+	ret = parse_args(argc, argv, &cfg);
+	if (ret) {
+		config_free(&cfg);
+		return ret > 0 ? 0 : VM_EXIT_CONFIG;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (vm_create(&vm, &cfg)) {
+		config_free(&cfg);
+		log_info("exit: cannot create the VM (status %d: %s)", VM_EXIT_ERROR,
+			 vm_exit_kind(VM_EXIT_ERROR));
+		return VM_EXIT_ERROR;
+	}
+	vm.signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm.signal_fd < 0 || evloop_add(vm.loop, vm.signal_fd, EPOLLIN, on_signal, &vm)) {
+		log_err("cannot watch signals: %s", strerror(errno));
+		code = VM_EXIT_ERROR;
+		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "signal setup failed");
+	} else if (vm_setup(&vm)) {
+		code = VM_EXIT_ERROR;
+		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
+	} else {
+		code = vm_run(&vm);
+	}
+	log_info("exit: %s (status %d: %s)", vm.exit_reason, code, vm_exit_kind(code));
+	if (vm.signal_fd >= 0)
+		close(vm.signal_fd);
+	vm_destroy(&vm);
+	config_free(&cfg);
+	return code;
 }

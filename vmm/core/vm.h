@@ -22,8 +22,12 @@ enum vm_exit {
 	VM_EXIT_ERROR = 4,      /* VMM error (KVM failure, internal error) */
 	VM_EXIT_CRASH = 6,      /* guest crash: triple fault / KVM shutdown */
 	VM_EXIT_RESET = 8,      /* guest asked for a reset (i8042 0xFE, port 0xCF9) */
-	VM_EXIT_PAUSED_FAIL = 10, /* an instruction the VMM cannot handle paused the VM */
+	VM_EXIT_PAUSED_FAIL = 10, /* an instruction the VMM cannot handle stopped the VM */
+	VM_EXIT_STOPPED = 12,   /* stopped from the host (SIGTERM/SIGINT) */
 };
+
+/* A short name for an exit status ("guest power-off", "debug exit", ...). */
+const char *vm_exit_kind(int code);
 
 /* Fixed platform addresses. */
 #define VIRTIO_MMIO_BASE  0xD0000000ULL
@@ -62,6 +66,7 @@ struct vm {
 	atomic_int exit_code;
 	char exit_reason[160];
 	pthread_mutex_t lock; /* protects exit_reason and allocation */
+	int signal_fd;        /* owned by main: host signals for this VM */
 };
 
 /* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,
@@ -73,6 +78,11 @@ int vm_setup(struct vm *vm) __must_check;
  * or the debug-exit status. */
 int vm_run(struct vm *vm);
 void vm_destroy(struct vm *vm);
+
+/* A VM without KVM, for unit tests of devices: memory, buses and the I/O
+ * loop exist; vm_fd is -1, so vm_irqfd/vm_ioeventfd succeed without doing
+ * anything and vm_irq_line is a no-op. vm_destroy releases it. */
+int vm_create_test(struct vm *vm, uint64_t mem_size) __must_check;
 
 /* End the VM (first caller wins): stops the vCPUs and the I/O loop. */
 void vm_request_exit(struct vm *vm, int code, const char *fmt, ...) __printf(3, 4);

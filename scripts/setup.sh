@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# setup.sh: install the Debian 12 packages that building and testing cella need.
+# Idempotent: does nothing when everything is already installed. Run as root
+# (or with sudo available).
+set -euo pipefail
+pkgs=(
+	gcc clang libclang-rt-14-dev meson ninja-build pkg-config  # toolchain (+ libFuzzer)
+	libjansson-dev liburing-dev libseccomp-dev libcmocka-dev   # libraries
+	python3 iproute2 e2fsprogs                                  # integration tests
+	qemu-system-x86 hyperfine                                   # benchmarks (side by side)
+)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+	exit 0
+fi
+echo "setup: installing ${missing[*]}"
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

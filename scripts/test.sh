@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# test.sh: the whole test suite: unit, fuzz (brief) and integration tests in a
+# normal build, again in an ASan+UBSan build, and the fuzz targets with
+# libFuzzer (clang). Prints "N passed, N failed, N skipped" last.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+"$top/scripts/setup.sh" || { echo "setup failed"; exit 1; }
+
+passed=0 failed=0 skipped=0
+run_suite() { # DIR LABEL [meson test args...]
+	local dir=$1 label=$2
+	shift 2
+	echo "=== $label ==="
+	meson test -C "$dir" --print-errorlogs --num-processes 2 "$@"
+	local log=$dir/meson-logs/testlog.json
+	if [ -f "$log" ]; then
+		read -r p f s < <(python3 - "$log" <<'PY'
+import json, sys
+p = f = s = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)["result"]
+    if r in ("OK", "EXPECTEDFAIL"): p += 1
+    elif r == "SKIP": s += 1
+    else: f += 1
+print(p, f, s)
+PY
+)
+		passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+	else
+		failed=$((failed + 1))
+	fi
+}
+
+if [ ! -e /dev/kvm ]; then
+	echo "##### WARNING: /dev/kvm is missing: integration tests that boot guests will SKIP #####"
+fi
+
+"$top/scripts/build.sh" "$top/build" || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+run_suite "$top/build" "normal build"
+
+"$top/scripts/build.sh" "$top/build-asan" -Dsanitize=true || { echo "asan build failed"; failed=$((failed + 1)); }
+[ -f "$top/build-asan/build.ninja" ] && ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" "ASan+UBSan build"
+
+CC=clang "$top/scripts/build.sh" "$top/build-fuzz" -Dfuzz=true -Dsanitize=true -Dguest=false || { echo "fuzz build failed"; failed=$((failed + 1)); }
+[ -f "$top/build-fuzz/build.ninja" ] && FUZZ_SECONDS=${FUZZ_SECONDS:-10} run_suite "$top/build-fuzz" "libFuzzer" --suite fuzz
+
+echo
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

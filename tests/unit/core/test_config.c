@@ -1,0 +1,155 @@
+/* test_config.c: configuration parsing: every error names the key and the reason. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static void test_json_good(void **st)
+{
+	struct vm_config c;
+	char err[256] = "";
+	const char *doc = "{\"kernel\": \"/k\", \"cmdline\": \"console=ttyS0\", \"cpus\": 4,"
+			  " \"memory_mib\": 256, \"rng\": true, \"console\": \"file:/tmp/x\","
+			  " \"disks\": [{\"path\": \"/d.img\", \"readonly\": true, \"id\": \"root\"}],"
+			  " \"nets\": [{\"tap\": \"tap0\", \"mac\": \"52:54:00:12:34:56\"}]}";
+
+	(void)st;
+	config_init(&c);
+	assert_int_equal(config_load_json_text(&c, doc, strlen(doc), err, sizeof(err)), 0);
+	assert_string_equal(c.kernel, "/k");
+	assert_int_equal(c.cpus, 4);
+	assert_int_equal(c.mem_mib, 256);
+	assert_true(c.rng);
+	assert_int_equal(c.console, CONSOLE_FILE);
+	assert_string_equal(c.console_path, "/tmp/x");
+	assert_int_equal(c.nr_disks, 1);
+	assert_true(c.disks[0].readonly);
+	assert_string_equal(c.disks[0].id, "root");
+	assert_int_equal(c.nr_nets, 1);
+	assert_true(c.nets[0].has_mac);
+	assert_int_equal(c.nets[0].mac[5], 0x56);
+	config_free(&c);
+}
+
+static const struct {
+	const char *json;
+	const char *expect; /* substring of the error */
+} bad_json[] = {
+	{ "{\"kernal\": \"/k\"}", "kernal: unknown key" },
+	{ "{\"cpus\": \"2\"}", "cpus: expected an integer" },
+	{ "{\"cpus\": 0}", "cpus: 0 is out of range" },
+	{ "{\"cpus\": 33}", "cpus: 33 is out of range" },
+	{ "{\"cpus\": -1}", "cpus: -1 is out of range" },
+	{ "{\"memory_mib\": 2}", "memory_mib: 2 is out of range" },
+	{ "{\"memory_mib\": 1.5}", "memory_mib: expected an integer" },
+	{ "{\"kernel\": 5}", "kernel: expected a string" },
+	{ "{\"kernel\": \"\"}", "kernel: must not be empty" },
+	{ "{\"rng\": 1}", "rng: expected true or false" },
+	{ "{\"console\": \"tty\"}", "console: 'tty' is not" },
+	{ "{\"disks\": {}}", "disks: expected an array" },
+	{ "{\"disks\": [5]}", "disks[0]: expected an object" },
+	{ "{\"disks\": [{}]}", "disks[0].path: missing" },
+	{ "{\"disks\": [{\"path\": \"/a\", \"ro\": true}]}", "disks[0].ro: unknown key" },
+	{ "{\"disks\": [{\"path\": \"/a\", \"readonly\": \"yes\"}]}", "disks[0].readonly: expected true or false" },
+	{ "{\"disks\": [{\"path\": \"/a\", \"id\": \"123456789012345678901\"}]}", "disks[0].id: longer than 20" },
+	{ "{\"nets\": [{\"mac\": \"52:54:00:00:00:01\"}]}", "nets[0].tap: missing" },
+	{ "{\"nets\": [{\"tap\": \"t\", \"mac\": \"01:00:00:00:00:01\"}]}", "nets[0].mac: not a unicast" },
+	{ "{\"nets\": [{\"tap\": \"averyveryverylongtapname\"}]}", "nets[0].tap: longer than 15" },
+	{ "[1, 2]", "expected a JSON object" },
+	{ "{\"cpus\": 1, \"cpus\": 2}", "duplicate" },
+	{ "{\"cpus\": ", "line 1" },
+	{ "", "(json)" },
+};
+
+static void test_json_bad(void **st)
+{
+	(void)st;
+	for (size_t i = 0; i < sizeof(bad_json) / sizeof(bad_json[0]); i++) {
+		struct vm_config c;
+		char err[256] = "";
+
+		config_init(&c);
+		assert_int_not_equal(config_load_json_text(&c, bad_json[i].json,
+							   strlen(bad_json[i].json), err, sizeof(err)),
+				     0);
+		if (!strstr(err, bad_json[i].expect))
+			fail_msg("input %s: error '%s' lacks '%s'", bad_json[i].json, err,
+				 bad_json[i].expect);
+		config_free(&c);
+	}
+}
+
+static void test_option_strings(void **st)
+{
+	struct vm_config c;
+	char err[256] = "";
+
+	(void)st;
+	config_init(&c);
+	assert_int_equal(config_add_disk(&c, "/x.img,ro,id=data", err, sizeof(err)), 0);
+	assert_true(c.disks[0].readonly);
+	assert_string_equal(c.disks[0].id, "data");
+	assert_int_not_equal(config_add_disk(&c, "/x.img,readonly", err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "unknown option 'readonly'"));
+	assert_int_not_equal(config_add_disk(&c, ",ro", err, sizeof(err)), 0);
+	assert_int_equal(config_add_net(&c, "tap=tap7,mac=02:00:00:00:00:07", err, sizeof(err)), 0);
+	assert_int_not_equal(config_add_net(&c, "mac=02:00:00:00:00:07", err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "no tap=NAME"));
+	assert_int_not_equal(config_add_net(&c, "tap=t,mac=zz", err, sizeof(err)), 0);
+	assert_int_not_equal(config_set_console(&c, "file:", err, sizeof(err)), 0);
+	assert_int_equal(config_set_console(&c, "unix:/tmp/s", err, sizeof(err)), 0);
+	config_free(&c);
+}
+
+static void test_validate(void **st)
+{
+	struct vm_config c;
+	char err[256] = "";
+	char path[] = "/tmp/cella-cfg-XXXXXX";
+	int fd = mkstemp(path);
+
+	(void)st;
+	assert_true(fd >= 0);
+	close(fd);
+	config_init(&c);
+	assert_int_not_equal(config_validate(&c, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "kernel: missing"));
+	c.kernel = strdup("/nonexistent/kernel");
+	assert_int_not_equal(config_validate(&c, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "kernel: /nonexistent/kernel: No such file"));
+	free(c.kernel);
+	c.kernel = strdup(path);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+	c.mem_mib = 1ULL << 30; /* 1 TiB: more than this host has */
+	assert_int_not_equal(config_validate(&c, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "more than the host's"));
+	c.mem_mib = 64;
+	assert_int_equal(config_add_disk(&c, path, err, sizeof(err)), 0);
+	assert_int_equal(config_add_disk(&c, path, err, sizeof(err)), 0);
+	assert_int_not_equal(config_validate(&c, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "used twice"));
+	assert_int_not_equal(config_validate(&(struct vm_config){ .kernel = "/" , .cpus = 1, .mem_mib = 64}, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "is a directory"));
+	config_free(&c);
+	unlink(path);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_json_good),
+		cmocka_unit_test(test_json_bad),
+		cmocka_unit_test(test_option_strings),
+		cmocka_unit_test(test_validate),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

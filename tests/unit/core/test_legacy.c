@@ -1,0 +1,238 @@
+/* test_legacy.c: UART, i8042 and platform ports driven through the PIO bus of a KVM-less VM. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "hw/legacy.h"
+#include "state/state.h"
+#include "vm.h"
+
+static uint8_t inb(struct vm *vm, uint16_t port)
+{
+	uint8_t v = 0;
+
+	assert_true(bus_dispatch(&vm->pio, port, &v, 1, false));
+	return v;
+}
+
+static void outb(struct vm *vm, uint16_t port, uint8_t v)
+{
+	assert_true(bus_dispatch(&vm->pio, port, &v, 1, true));
+}
+
+static void test_uart_output_and_registers(void **st)
+{
+	struct vm vm;
+	char path[] = "/tmp/cella-uart-XXXXXX";
+	char buf[16] = "";
+	int fd = mkstemp(path);
+
+	(void)st;
+	assert_true(fd >= 0);
+	assert_int_equal(vm_create_test(&vm, MiB(8)), 0);
+	assert_int_equal(uart_create(&vm, UART_COM1_BASE, UART_COM1_IRQ, CONSOLE_FILE, path), 0);
+	for (const char *p = "hi\n"; *p; p++)
+		outb(&vm, 0x3f8, (uint8_t)*p);
+	assert_int_equal(read(fd, buf, sizeof(buf)), 3);
+	assert_string_equal(buf, "hi\n");
+	/* LSR: transmitter empty, no data. */
+	assert_int_equal(inb(&vm, 0x3fd), 0x60);
+	/* Divisor latch. */
+	outb(&vm, 0x3fb, 0x80);
+	outb(&vm, 0x3f8, 0x01);
+	outb(&vm, 0x3f9, 0x00);
+	assert_int_equal(inb(&vm, 0x3f8), 0x01);
+	outb(&vm, 0x3fb, 0x03);
+	/* Scratch register. */
+	outb(&vm, 0x3ff, 0x5a);
+	assert_int_equal(inb(&vm, 0x3ff), 0x5a);
+	/* FIFO enabled shows in IIR bits 7:6 (16550A detection). */
+	outb(&vm, 0x3fa, 0x07);
+	assert_int_equal(inb(&vm, 0x3fa) & 0xc0, 0xc0);
+	/* THRE interrupt: raised when enabled, cleared by reading IIR. */
+	outb(&vm, 0x3f9, 0x02);
+	assert_int_equal(inb(&vm, 0x3fa) & 0x0f, 0x02);
+	assert_int_equal(inb(&vm, 0x3fa) & 0x0f, 0x01);
+	/* Loopback: MCR bits appear in MSR, bytes written come back. */
+	outb(&vm, 0x3fc, 0x1f);
+	assert_int_equal(inb(&vm, 0x3fe) & 0xf0, 0xf0);
+	outb(&vm, 0x3fc, 0x10);
+	assert_int_equal(inb(&vm, 0x3fe) & 0xf0, 0x00);
+	outb(&vm, 0x3f8, 'Z');
+	assert_int_equal(inb(&vm, 0x3fd) & 1, 1);
+	assert_int_equal(inb(&vm, 0x3f8), 'Z');
+	assert_int_equal(inb(&vm, 0x3fd) & 1, 0);
+	/* Wider accesses are ignored, reads give all ones. */
+	{
+		uint8_t w[2] = { 0, 0 };
+
+		assert_true(bus_dispatch(&vm.pio, 0x3f8, w, 2, false));
+		assert_int_equal(w[0], 0xff);
+	}
+	vm_destroy(&vm);
+	close(fd);
+	unlink(path);
+}
+
+static void *loop_thread(void *arg)
+{
+	return (void *)(intptr_t)evloop_run(arg);
+}
+
+static void test_uart_socket_input(void **st)
+{
+	struct vm vm;
+	char dir[] = "/tmp/cella-uart-sock-XXXXXX";
+	char path[128];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	pthread_t t;
+	int c;
+	char got[64] = "";
+	size_t n = 0;
+
+	(void)st;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/console.sock", dir);
+	assert_int_equal(vm_create_test(&vm, MiB(8)), 0);
+	assert_int_equal(uart_create(&vm, UART_COM1_BASE, UART_COM1_IRQ, CONSOLE_UNIX, path), 0);
+	assert_int_equal(pthread_create(&t, NULL, loop_thread, vm.loop), 0);
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	strcpy(sa.sun_path, path);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(c, "hello", 5), 5);
+	/* Poll the guest-visible LSR until all bytes arrived (I/O thread delivers them). */
+	for (int spins = 0; n < 5 && spins < 50000000; spins++) {
+		if (inb(&vm, 0x3fd) & 1)
+			got[n++] = (char)inb(&vm, 0x3f8);
+		else
+			sched_yield();
+	}
+	assert_string_equal(got, "hello");
+	/* Output reaches the client. */
+	outb(&vm, 0x3f8, '!');
+	{
+		struct pollfd p = { .fd = c, .events = POLLIN };
+		char ch = 0;
+
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		assert_int_equal(read(c, &ch, 1), 1);
+		assert_int_equal(ch, '!');
+	}
+	close(c);
+	evloop_stop(vm.loop);
+	pthread_join(t, NULL);
+	vm_destroy(&vm);
+	assert_int_equal(access(path, F_OK), -1); /* socket removed */
+	rmdir(dir);
+}
+
+static void test_uart_save_load(void **st)
+{
+	struct vm a, b;
+	struct state_writer w;
+	struct state_reader r;
+
+	(void)st;
+	assert_int_equal(vm_create_test(&a, MiB(8)), 0);
+	assert_int_equal(vm_create_test(&b, MiB(8)), 0);
+	assert_int_equal(uart_create(&a, UART_COM1_BASE, UART_COM1_IRQ, CONSOLE_NONE, NULL), 0);
+	assert_int_equal(uart_create(&b, UART_COM1_BASE, UART_COM1_IRQ, CONSOLE_NONE, NULL), 0);
+	outb(&a, 0x3fb, 0x03);
+	outb(&a, 0x3ff, 0x42);
+	outb(&a, 0x3fc, 0x10);
+	outb(&a, 0x3f8, 'q'); /* loopback: one byte pending in the receiver */
+	state_writer_init(&w);
+	assert_int_equal(a.devices->ops->save(a.devices, &w), 0);
+	state_reader_init(&r, w.buf, w.len);
+	assert_int_equal(b.devices->ops->load(b.devices, &r), 0);
+	assert_int_equal(inb(&b, 0x3ff), 0x42);
+	assert_int_equal(inb(&b, 0x3fb), 0x03);
+	assert_int_equal(inb(&b, 0x3f8), 'q');
+	/* Truncated and corrupt streams are refused. */
+	state_reader_init(&r, w.buf, w.len - 1);
+	assert_int_not_equal(b.devices->ops->load(b.devices, &r), 0);
+	w.buf[0] = 99;
+	state_reader_init(&r, w.buf, w.len);
+	assert_int_equal(b.devices->ops->load(b.devices, &r), -EINVAL);
+	state_writer_free(&w);
+	vm_destroy(&a);
+	vm_destroy(&b);
+}
+
+static void test_i8042_reset(void **st)
+{
+	struct vm vm;
+
+	(void)st;
+	assert_int_equal(vm_create_test(&vm, MiB(8)), 0);
+	assert_int_equal(i8042_create(&vm), 0);
+	outb(&vm, 0x64, 0xaa); /* self test */
+	assert_int_equal(inb(&vm, 0x64) & 1, 1);
+	assert_int_equal(inb(&vm, 0x60), 0x55);
+	assert_int_equal(inb(&vm, 0x64) & 1, 0);
+	outb(&vm, 0x64, 0x60);
+	outb(&vm, 0x60, 0x47);
+	outb(&vm, 0x64, 0x20);
+	assert_int_equal(inb(&vm, 0x60), 0x47);
+	assert_false(vm_exiting(&vm));
+	outb(&vm, 0x64, 0xfe);
+	assert_true(vm_exiting(&vm));
+	assert_int_equal(atomic_load(&vm.exit_code), VM_EXIT_RESET);
+	vm_destroy(&vm);
+}
+
+static void test_platform_ports(void **st)
+{
+	struct vm vm;
+	uint8_t v4[4] = { 0x21, 0, 0, 0 };
+	uint8_t pm[2] = { 0x00, 0x20 };
+
+	(void)st;
+	assert_int_equal(vm_create_test(&vm, MiB(8)), 0);
+	assert_int_equal(platform_ports_create(&vm), 0);
+	assert_true(bus_dispatch(&vm.pio, DEBUG_EXIT_PORT, v4, 4, true));
+	assert_int_equal(atomic_load(&vm.exit_code), (0x21 << 1) | 1);
+	assert_string_equal(vm_exit_kind(0x43), "debug exit");
+	vm_destroy(&vm);
+
+	assert_int_equal(vm_create_test(&vm, MiB(8)), 0);
+	assert_int_equal(platform_ports_create(&vm), 0);
+	assert_true(bus_dispatch(&vm.pio, PM1_CNT_PORT, pm, 2, true));
+	assert_int_equal(atomic_load(&vm.exit_code), VM_EXIT_POWEROFF);
+	vm_destroy(&vm);
+
+	assert_int_equal(vm_create_test(&vm, MiB(8)), 0);
+	assert_int_equal(platform_ports_create(&vm), 0);
+	outb(&vm, RESET_PORT, 0x02); /* no RST_CPU bit: nothing happens */
+	assert_false(vm_exiting(&vm));
+	outb(&vm, RESET_PORT, 0x06);
+	assert_int_equal(atomic_load(&vm.exit_code), VM_EXIT_RESET);
+	vm_destroy(&vm);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_uart_output_and_registers),
+		cmocka_unit_test(test_uart_socket_input),
+		cmocka_unit_test(test_uart_save_load),
+		cmocka_unit_test(test_i8042_reset),
+		cmocka_unit_test(test_platform_ports),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,287 @@
+/* vcpu.c: vCPU creation, threads, and the exit loop that dispatches I/O to the buses. */
+#include "vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <linux/kvm.h>
+
+#include "arch/x86/x86.h"
+#include "log.h"
+#include "vm.h"
+
+/* Signal used to kick vCPU threads out of KVM_RUN; its handler does nothing. */
+#define VCPU_KICK_SIGNAL SIGUSR1
+
+static void vcpu_kick_handler(int sig)
+{
+	(void)sig;
+}
+
+int vcpus_create(struct vm *vm, const struct x86_boot_info *bi)
+{
+	unsigned n = vm->cfg->cpus;
+	int mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	bool cpuid_warned = false;
+
+	if (mmap_size <= 0) {
+		log_err("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+		return -errno;
+	}
+	vm->vcpus = calloc(n, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		int ret;
+
+		v->vm = vm;
+		v->index = i;
+		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
+		if (v->fd < 0) {
+			log_err("KVM_CREATE_VCPU %u: %s", i, strerror(errno));
+			return -errno;
+		}
+		vm->nr_vcpus = i + 1;
+		v->run_size = (size_t)mmap_size;
+		v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+		if (v->run == MAP_FAILED) {
+			v->run = NULL;
+			log_err("mmap of vCPU %u run area: %s", i, strerror(errno));
+			return -errno;
+		}
+		ret = x86_setup_cpuid(vm->kvm_fd, v->fd, i, n);
+		if (ret < 0) {
+			log_err("vCPU %u: CPUID setup: %s", i, strerror(-ret));
+			return ret;
+		}
+		if (ret > 0 && !cpuid_warned) {
+			log_warn("CPUID template not applied by this host's KVM: the guest sees the "
+				 "host's CPU features");
+			cpuid_warned = true;
+		}
+		ret = x86_setup_msrs(v->fd);
+		if (ret) {
+			log_err("vCPU %u: MSR setup: %s", i, strerror(-ret));
+			return ret;
+		}
+		ret = x86_setup_vcpu_regs(v->fd, i, bi, &vm->mem);
+		if (ret) {
+			log_err("vCPU %u: register setup: %s", i, strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void vcpu_handle_io(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	bool is_write = run->io.direction == KVM_EXIT_IO_OUT;
+
+	/* String I/O (rep ins/outs) arrives as `count` back-to-back items. */
+	for (uint32_t i = 0; i < run->io.count; i++) {
+		if (!bus_dispatch(&v->vm->pio, run->io.port, data, run->io.size, is_write)) {
+			if (!is_write)
+				memset(data, 0xff, run->io.size);
+		}
+		data += run->io.size;
+	}
+	v->exits_io++;
+}
+
+static void vcpu_handle_mmio(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint32_t len = run->mmio.len > 8 ? 8 : run->mmio.len;
+
+	if (!bus_dispatch(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, len,
+			  run->mmio.is_write)) {
+		if (!run->mmio.is_write)
+			memset(run->mmio.data, 0xff, len);
+		log_debug("vCPU %u: unhandled MMIO %s at 0x%llx", v->index,
+			  run->mmio.is_write ? "write" : "read",
+			  (unsigned long long)run->mmio.phys_addr);
+	}
+	v->exits_mmio++;
+}
+
+static void vcpu_report_internal_error(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	char bytes[64] = "";
+	uint64_t rip = 0;
+
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+		rip = regs.rip;
+	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) == 0) {
+		/* Show the instruction bytes when RIP maps directly (identity or flat). */
+		const uint8_t *p = guest_mem_ptr(&v->vm->mem, sregs.cs.base + rip, 15);
+
+		if (p) {
+			size_t off = 0;
+
+			for (int i = 0; i < 15; i++)
+				off += (size_t)snprintf(bytes + off, sizeof(bytes) - off, "%02x ",
+							p[i]);
+		}
+	}
+	vm_request_exit(v->vm, VM_EXIT_PAUSED_FAIL,
+			"vCPU %u: KVM internal error (suberror %u) at RIP 0x%llx, bytes: %s",
+			v->index, run->internal.suberror, (unsigned long long)rip,
+			bytes[0] ? bytes : "unavailable");
+}
+
+static void vcpu_handle_system_event(struct vcpu *v)
+{
+	switch (v->run->system_event.type) {
+	case KVM_SYSTEM_EVENT_SHUTDOWN:
+		vm_request_exit(v->vm, VM_EXIT_POWEROFF, "guest powered off");
+		break;
+	case KVM_SYSTEM_EVENT_RESET:
+		vm_request_exit(v->vm, VM_EXIT_RESET, "guest requested a reset");
+		break;
+	case KVM_SYSTEM_EVENT_CRASH:
+		vm_request_exit(v->vm, VM_EXIT_CRASH, "guest crashed (KVM system event)");
+		break;
+	default:
+		log_warn("vCPU %u: unknown system event %u", v->index, v->run->system_event.type);
+	}
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	sigset_t set;
+	char name[16];
+
+	snprintf(name, sizeof(name), "vcpu%u", v->index);
+	pthread_setname_np(pthread_self(), name);
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	while (!vm_exiting(vm)) {
+		int ret = ioctl(v->fd, KVM_RUN, 0);
+
+		if (ret < 0) {
+			if (errno == EINTR || errno == EAGAIN) {
+				v->run->immediate_exit = 0;
+				continue;
+			}
+			vm_request_exit(vm, VM_EXIT_ERROR, "vCPU %u: KVM_RUN: %s", v->index,
+					strerror(errno));
+			break;
+		}
+		switch (v->run->exit_reason) {
+		case KVM_EXIT_IO:
+			vcpu_handle_io(v);
+			break;
+		case KVM_EXIT_MMIO:
+			vcpu_handle_mmio(v);
+			break;
+		case KVM_EXIT_HLT:
+			/* Only without an in-kernel LAPIC; treat as power-off. */
+			vm_request_exit(vm, VM_EXIT_POWEROFF, "vCPU %u halted", v->index);
+			break;
+		case KVM_EXIT_SHUTDOWN:
+			vm_request_exit(vm, VM_EXIT_CRASH, "guest crash: triple fault on vCPU %u",
+					v->index);
+			break;
+		case KVM_EXIT_SYSTEM_EVENT:
+			vcpu_handle_system_event(v);
+			break;
+		case KVM_EXIT_INTERNAL_ERROR:
+			vcpu_report_internal_error(v);
+			break;
+		case KVM_EXIT_FAIL_ENTRY:
+			vm_request_exit(vm, VM_EXIT_ERROR,
+					"vCPU %u: VM entry failed (hardware reason 0x%llx)", v->index,
+					(unsigned long long)v->run->fail_entry
+						.hardware_entry_failure_reason);
+			break;
+		case KVM_EXIT_INTR:
+			break;
+		default:
+			v->exits_other++;
+			vm_request_exit(vm, VM_EXIT_ERROR, "vCPU %u: unexpected KVM exit %u",
+					v->index, v->run->exit_reason);
+		}
+	}
+	return NULL;
+}
+
+int vcpus_start(struct vm *vm)
+{
+	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
+	sigset_t set, old;
+
+	/* No SA_RESTART: KVM_RUN must return EINTR when kicked. */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0)
+		return -errno;
+	/* Threads start with the kick signal blocked and unblock it themselves,
+	 * so other threads (I/O loop, main) never receive it. */
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		int ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
+
+		if (ret) {
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			return -ret;
+		}
+		v->thread_started = true;
+	}
+	return 0;
+}
+
+void vcpu_kick(struct vcpu *v)
+{
+	if (v->run)
+		__atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (v->thread_started)
+		pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpus_join(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (v->thread_started) {
+			pthread_join(v->thread, NULL);
+			v->thread_started = false;
+		}
+	}
+}
+
+void vcpus_destroy(struct vm *vm)
+{
+	if (!vm->vcpus)
+		return;
+	vcpus_join(vm);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (v->run)
+			munmap(v->run, v->run_size);
+		if (v->fd >= 0)
+			close(v->fd);
+	}
+	free(vm->vcpus);
+	vm->vcpus = NULL;
+	vm->nr_vcpus = 0;
+}

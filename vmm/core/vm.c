@@ -1,0 +1,412 @@
+/* vm.c: VM lifecycle: KVM VM, memory slots, irqchip/PIT, devices, kernel, vCPUs. */
+#include "vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <linux/kvm.h>
+
+#include "arch/x86/x86.h"
+#include "hw/legacy.h"
+#include "log.h"
+#include "vcpu.h"
+#include "virtio/virtio.h"
+
+#define KVM_TSS_ADDR       0xFFFBD000ULL
+#define KVM_IDENTITY_ADDR  0xFFFBC000ULL
+
+static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t mem_size)
+{
+	int ret;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->kvm_fd = -1;
+	vm->vm_fd = -1;
+	vm->signal_fd = -1;
+	vm->mem.memfd = -1;
+	vm->next_mmio = VIRTIO_MMIO_BASE;
+	vm->next_gsi = VIRTIO_GSI_FIRST;
+	atomic_init(&vm->exit_code, VM_EXIT_NONE);
+	pthread_mutex_init(&vm->lock, NULL);
+	ret = bus_init(&vm->pio, "pio");
+	if (ret)
+		return ret;
+	ret = bus_init(&vm->mmio, "mmio");
+	if (ret)
+		return ret;
+	ret = evloop_create(&vm->loop);
+	if (ret)
+		return ret;
+	ret = guest_mem_init(&vm->mem, mem_size);
+	if (ret)
+		log_err("cannot allocate %llu MiB of guest memory: %s",
+			(unsigned long long)(mem_size >> 20), strerror(-ret));
+	return ret;
+}
+
+int vm_create_test(struct vm *vm, uint64_t mem_size)
+{
+	int ret = vm_common_init(vm, NULL, mem_size);
+
+	if (ret)
+		vm_destroy(vm);
+	return ret;
+}
+
+static int kvm_set_slot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = slot,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.userspace_addr = (uint64_t)(uintptr_t)host,
+	};
+
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+static int kvm_require_cap(struct vm *vm, long cap, const char *name)
+{
+	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, cap) <= 0) {
+		log_err("KVM lacks %s, which cella needs", name);
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg)
+{
+	struct kvm_pit_config pit = { .flags = 0 };
+	int ret;
+
+	ret = vm_common_init(vm, cfg, ALIGN_UP(cfg->mem_mib, 2) << 20);
+	if (ret)
+		goto fail;
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		ret = -errno;
+		log_err("cannot open /dev/kvm: %s", strerror(errno));
+		goto fail;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		log_err("unsupported KVM API version");
+		ret = -ENOTSUP;
+		goto fail;
+	}
+	if ((ret = kvm_require_cap(vm, KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP")) ||
+	    (ret = kvm_require_cap(vm, KVM_CAP_IRQFD, "KVM_CAP_IRQFD")) ||
+	    (ret = kvm_require_cap(vm, KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD")) ||
+	    (ret = kvm_require_cap(vm, KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT")) ||
+	    (ret = kvm_require_cap(vm, KVM_CAP_PIT2, "KVM_CAP_PIT2")))
+		goto fail;
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		ret = -errno;
+		log_err("KVM_CREATE_VM: %s", strerror(errno));
+		goto fail;
+	}
+	/* Intel needs these two pages in the hole; other hosts may refuse them. */
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0)
+		log_debug("KVM_SET_TSS_ADDR: %s (ignored)", strerror(errno));
+	{
+		uint64_t id_addr = KVM_IDENTITY_ADDR;
+
+		if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &id_addr) < 0)
+			log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s (ignored)", strerror(errno));
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
+		ret = -errno;
+		log_err("KVM_CREATE_IRQCHIP: %s", strerror(errno));
+		goto fail;
+	}
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		ret = -errno;
+		log_err("KVM_CREATE_PIT2: %s", strerror(errno));
+		goto fail;
+	}
+	ret = kvm_set_slot(vm, 0, 0, vm->mem.low_size, vm->mem.host);
+	if (!ret && vm->mem.high_size)
+		ret = kvm_set_slot(vm, 1, MEM_4G, vm->mem.high_size, vm->mem.host + vm->mem.low_size);
+	if (ret) {
+		log_err("KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
+		goto fail;
+	}
+	return 0;
+fail:
+	vm_destroy(vm);
+	return ret;
+}
+
+int vm_add_device(struct vm *vm, struct device *dev)
+{
+	int ret = dev->ops->realize ? dev->ops->realize(dev, vm) : 0;
+
+	if (ret) {
+		log_err("%s (%s): cannot set up: %s", dev->id, dev->ops->type, strerror(-ret));
+		if (dev->ops->destroy)
+			dev->ops->destroy(dev);
+		return ret;
+	}
+	dev->next = NULL;
+	if (vm->devices_tail)
+		vm->devices_tail->next = dev;
+	else
+		vm->devices = dev;
+	vm->devices_tail = dev;
+	return 0;
+}
+
+int vm_alloc_mmio(struct vm *vm, uint64_t len, uint64_t *base)
+{
+	int ret = 0;
+
+	len = ALIGN_UP(len, VIRTIO_MMIO_SIZE);
+	pthread_mutex_lock(&vm->lock);
+	/* virtio-mmio windows live in [0xD0000000, 0xFE000000): below the IOAPIC. */
+	if (vm->next_mmio + len > 0xFE000000ULL) {
+		ret = -ENOSPC;
+	} else {
+		*base = vm->next_mmio;
+		vm->next_mmio += len;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+int vm_alloc_gsi(struct vm *vm, unsigned *gsi)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	if (vm->next_gsi > VM_GSI_MAX)
+		ret = -ENOSPC;
+	else
+		*gsi = vm->next_gsi++;
+	pthread_mutex_unlock(&vm->lock);
+	return ret;
+}
+
+int vm_cmdline_append(struct vm *vm, const char *fmt, ...)
+{
+	char piece[256];
+	size_t old = vm->cmdline_extra ? strlen(vm->cmdline_extra) : 0;
+	char *n;
+	va_list ap;
+	int len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(piece, sizeof(piece), fmt, ap);
+	va_end(ap);
+	if (len < 0 || (size_t)len >= sizeof(piece))
+		return -EINVAL;
+	pthread_mutex_lock(&vm->lock);
+	n = realloc(vm->cmdline_extra, old + (size_t)len + 2);
+	if (!n) {
+		pthread_mutex_unlock(&vm->lock);
+		return -ENOMEM;
+	}
+	n[old] = ' ';
+	memcpy(n + old + 1, piece, (size_t)len + 1);
+	vm->cmdline_extra = n;
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_irq_line(struct vm *vm, unsigned gsi, int level)
+{
+	struct kvm_irq_level irq = { .irq = gsi, .level = (uint32_t)level };
+
+	if (vm->vm_fd < 0)
+		return 0;
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		return -errno;
+	return 0;
+}
+
+int vm_irqfd(struct vm *vm, int efd, unsigned gsi, bool assign)
+{
+	struct kvm_irqfd irqfd = {
+		.fd = (uint32_t)efd,
+		.gsi = gsi,
+		.flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
+	};
+
+	if (vm->vm_fd < 0)
+		return 0;
+	if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0)
+		return -errno;
+	return 0;
+}
+
+int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, uint32_t len, bool pio, bool match,
+		 uint64_t data, bool assign)
+{
+	struct kvm_ioeventfd io = {
+		.datamatch = data,
+		.addr = addr,
+		.len = len,
+		.fd = efd,
+		.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+			 (match ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) |
+			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+
+	if (vm->vm_fd < 0)
+		return 0;
+	if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0)
+		return -errno;
+	return 0;
+}
+
+const char *vm_exit_kind(int code)
+{
+	if (code & 1)
+		return "debug exit";
+	switch (code) {
+	case VM_EXIT_POWEROFF: return "guest power-off";
+	case VM_EXIT_CONFIG: return "configuration error";
+	case VM_EXIT_ERROR: return "VMM error";
+	case VM_EXIT_CRASH: return "guest crash";
+	case VM_EXIT_RESET: return "guest reset";
+	case VM_EXIT_PAUSED_FAIL: return "unhandled guest instruction";
+	case VM_EXIT_STOPPED: return "stopped by the host";
+	default: return "unknown";
+	}
+}
+
+bool vm_exiting(const struct vm *vm)
+{
+	return atomic_load(&vm->exit_code) != VM_EXIT_NONE;
+}
+
+void vm_request_exit(struct vm *vm, int code, const char *fmt, ...)
+{
+	int expected = VM_EXIT_NONE;
+	va_list ap;
+
+	if (!atomic_compare_exchange_strong(&vm->exit_code, &expected, code))
+		return;
+	pthread_mutex_lock(&vm->lock);
+	va_start(ap, fmt);
+	vsnprintf(vm->exit_reason, sizeof(vm->exit_reason), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	if (vm->loop)
+		evloop_stop(vm->loop);
+}
+
+static int vm_create_devices(struct vm *vm)
+{
+	const struct vm_config *cfg = vm->cfg;
+	int ret;
+
+	ret = legacy_devices_create(vm);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < cfg->nr_disks; i++) {
+		ret = virtio_blk_create(vm, &cfg->disks[i], i);
+		if (ret)
+			return ret;
+	}
+	for (unsigned i = 0; i < cfg->nr_nets; i++) {
+		ret = virtio_net_create(vm, &cfg->nets[i], i);
+		if (ret)
+			return ret;
+	}
+	if (cfg->rng) {
+		ret = virtio_rng_create(vm);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int vm_setup(struct vm *vm)
+{
+	const struct vm_config *cfg = vm->cfg;
+	struct x86_boot_info bi;
+	char err[512] = "";
+	char *cmdline;
+	size_t len;
+	int ret;
+
+	ret = vm_create_devices(vm);
+	if (ret)
+		return ret;
+	len = strlen(cfg->cmdline ? cfg->cmdline : "") +
+	      strlen(vm->cmdline_extra ? vm->cmdline_extra : "") + 1;
+	cmdline = malloc(len);
+	if (!cmdline)
+		return -ENOMEM;
+	snprintf(cmdline, len, "%s%s", cfg->cmdline ? cfg->cmdline : "",
+		 vm->cmdline_extra ? vm->cmdline_extra : "");
+	log_debug("kernel command line: %s", cmdline);
+	ret = x86_load_kernel(&vm->mem, cfg->kernel, cfg->initrd, cmdline, &bi, err, sizeof(err));
+	free(cmdline);
+	if (ret) {
+		log_err("%s", err[0] ? err : strerror(-ret));
+		return ret;
+	}
+	log_debug("loaded %s kernel, entry 0x%llx", bi.format, (unsigned long long)bi.entry);
+	ret = x86_setup_mptable(&vm->mem, cfg->cpus);
+	if (ret) {
+		log_err("cannot write the MP table: %s", strerror(-ret));
+		return ret;
+	}
+	return vcpus_create(vm, &bi);
+}
+
+int vm_run(struct vm *vm)
+{
+	int ret = vcpus_start(vm);
+
+	if (ret) {
+		vm_request_exit(vm, VM_EXIT_ERROR, "cannot start vCPU threads: %s", strerror(-ret));
+	} else {
+		ret = evloop_run(vm->loop);
+		if (ret)
+			vm_request_exit(vm, VM_EXIT_ERROR, "I/O loop failed: %s", strerror(-ret));
+	}
+	vcpus_join(vm);
+	return atomic_load(&vm->exit_code);
+}
+
+void vm_destroy(struct vm *vm)
+{
+	struct device *d, *next;
+
+	vcpus_destroy(vm);
+	for (d = vm->devices; d; d = next) {
+		next = d->next;
+		if (d->ops->destroy)
+			d->ops->destroy(d);
+	}
+	vm->devices = vm->devices_tail = NULL;
+	if (vm->loop)
+		evloop_destroy(vm->loop);
+	vm->loop = NULL;
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->vm_fd = vm->kvm_fd = -1;
+	guest_mem_destroy(&vm->mem);
+	if (vm->pio.name)
+		bus_destroy(&vm->pio);
+	if (vm->mmio.name)
+		bus_destroy(&vm->mmio);
+	free(vm->cmdline_extra);
+	vm->cmdline_extra = NULL;
+}

@@ -1,0 +1,24 @@
+/* legacy.h: the emulated PC devices every VM has: COM1 16550A UART, i8042
+ * (reset line), debug-exit port 0xF4, power-off port 0x604 and reset port 0xCF9. */
+#pragma once
+#include <stdint.h>
+
+#include "compiler.h"
+#include "config.h"
+
+struct vm;
+
+#define UART_COM1_BASE 0x3F8
+#define UART_COM1_IRQ  4
+#define DEBUG_EXIT_PORT 0xF4
+#define PM1_CNT_PORT    0x604
+#define RESET_PORT      0xCF9
+
+/* Create all legacy devices of the VM (console from vm->cfg). */
+int legacy_devices_create(struct vm *vm) __must_check;
+
+/* Individual constructors (also used by unit tests). in_fd/out_fd may be -1. */
+int uart_create(struct vm *vm, uint16_t base, unsigned gsi, enum console_kind kind,
+		const char *path) __must_check;
+int i8042_create(struct vm *vm) __must_check;
+int platform_ports_create(struct vm *vm) __must_check;

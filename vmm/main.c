@@ -2,6 +2,7 @@
  * the VM, run it, and exit with a status that says how the VM ended. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ static void usage(FILE *f)
 	      "  --net tap=NAME[,mac=MAC]  virtio-net NIC on a tap device (repeatable)\n"
 	      "  --rng                virtio-rng device\n"
 	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH\n"
+	      "  --stats              log exit counts and memory use when the VM ends\n"
 	      "  --help, --version\n\n"
 	      "Exit status: 0 guest power-off, 2 configuration error, 4 VMM error,\n"
 	      "6 guest crash (triple fault), 8 guest reset, 10 unhandled guest instruction,\n"
@@ -70,10 +72,10 @@ static char *dup_or_die(const char *s)
 }
 
 /* Parse argv into cfg. Returns 0, 1 for --help/--version (exit 0), or -EINVAL. */
-static int parse_args(int argc, char **argv, struct vm_config *cfg)
+static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *stats)
 {
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
-	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_HELP, OPT_VERSION };
+	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_STATS, OPT_HELP, OPT_VERSION };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -85,6 +87,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg)
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "stats", no_argument, NULL, OPT_STATS },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
@@ -140,6 +143,9 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg)
 		case OPT_RNG:
 			cfg->rng = true;
 			break;
+		case OPT_STATS:
+			*stats = true;
+			break;
 		case OPT_CONSOLE:
 			if ((ret = config_set_console(cfg, optarg, err, sizeof(err))))
 				fprintf(stderr, "cella-vm: --console: %s\n", err);
@@ -174,6 +180,40 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg)
 	return 0;
 }
 
+/* Log the vCPU exit counts and the process's memory high-water marks. The
+ * RssShmem part is guest RAM the guest touched (memfd pages); the rest is the
+ * VMM's own footprint. */
+static void log_stats(const struct vm *vm)
+{
+	uint64_t io = 0, mmio = 0, other = 0;
+	char line[256], mem[256] = "";
+	FILE *f;
+
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		io += vm->vcpus[i].exits_io;
+		mmio += vm->vcpus[i].exits_mmio;
+		other += vm->vcpus[i].exits_other;
+	}
+	f = fopen("/proc/self/status", "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "VmHWM:", 6) || !strncmp(line, "RssAnon:", 8) ||
+		    !strncmp(line, "RssFile:", 8) || !strncmp(line, "RssShmem:", 9)) {
+			char key[32];
+			unsigned long kb;
+
+			if (sscanf(line, "%31s %lu", key, &kb) == 2) {
+				size_t n = strlen(mem);
+
+				snprintf(mem + n, sizeof(mem) - n, " %s%lu", key, kb);
+			}
+		}
+	}
+	if (f)
+		fclose(f);
+	log_info("stats: exits io=%llu mmio=%llu other=%llu; memory (KiB):%s",
+		 (unsigned long long)io, (unsigned long long)mmio, (unsigned long long)other, mem);
+}
+
 /* SIGTERM/SIGINT arrive through a signalfd on the I/O loop. */
 static void on_signal(void *opaque, uint32_t events)
 {
@@ -192,10 +232,11 @@ int main(int argc, char **argv)
 	struct vm_config cfg;
 	struct vm vm;
 	sigset_t set;
+	bool stats = false;
 	int ret, code;
 
 	config_init(&cfg);
-	ret = parse_args(argc, argv, &cfg);
+	ret = parse_args(argc, argv, &cfg, &stats);
 	if (ret) {
 		config_free(&cfg);
 		return ret > 0 ? 0 : VM_EXIT_CONFIG;
@@ -224,6 +265,8 @@ int main(int argc, char **argv)
 	} else {
 		code = vm_run(&vm);
 	}
+	if (stats)
+		log_stats(&vm);
 	log_info("exit: %s (status %d: %s)", vm.exit_reason, code, vm_exit_kind(code));
 	if (vm.signal_fd >= 0)
 		close(vm.signal_fd);

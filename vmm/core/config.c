@@ -80,6 +80,8 @@ int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t err
 
 	if (c->nr_disks >= CONFIG_MAX_DISKS)
 		return config_error(err, errlen, "disks: at most %d disks", CONFIG_MAX_DISKS);
+	if (spec[0] == ',' || spec[0] == '\0')
+		return config_error(err, errlen, "disk: empty path in '%s'", spec);
 	copy = strdup(spec);
 	if (!copy)
 		return -ENOMEM;

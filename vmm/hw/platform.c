@@ -40,8 +40,8 @@ static void debug_exit_io(void *opaque, uint64_t off, uint8_t *data, uint32_t le
 	}
 	v = le_value(data, len);
 	vm_request_exit(p->vm, (int)(((v << 1) | 1) & 0xff),
-			"guest wrote 0x%llx to the debug-exit port (status %d)",
-			(unsigned long long)v, (int)(((v << 1) | 1) & 0xff));
+			"guest wrote 0x%llx to the debug-exit port",
+			(unsigned long long)v);
 	(void)off;
 }
 

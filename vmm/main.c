@@ -270,6 +270,8 @@ int main(int argc, char **argv)
 	log_info("exit: %s (status %d: %s)", vm.exit_reason, code, vm_exit_kind(code));
 	if (vm.signal_fd >= 0)
 		close(vm.signal_fd);
+	fflush(stdout);
+	vm_defer_kernel_teardown(&vm);
 	vm_destroy(&vm);
 	config_free(&cfg);
 	return code;

@@ -385,6 +385,45 @@ int vm_run(struct vm *vm)
 	return atomic_load(&vm->exit_code);
 }
 
+void vm_defer_kernel_teardown(struct vm *vm)
+{
+	int keep[CONFIG_MAX_CPUS + 3];
+	unsigned nkeep = 0;
+	int gate[2];
+	pid_t pid;
+
+	if (vm->vm_fd < 0 || pipe2(gate, O_CLOEXEC) < 0)
+		return;
+	keep[nkeep++] = vm->kvm_fd;
+	keep[nkeep++] = vm->vm_fd;
+	keep[nkeep++] = gate[0];
+	for (unsigned i = 0; i < vm->nr_vcpus && nkeep < ARRAY_SIZE(keep); i++)
+		keep[nkeep++] = vm->vcpus[i].fd;
+	pid = fork();
+	if (pid == 0) {
+		/* Child of a multithreaded process: async-signal-safe calls only. */
+		int maxfd = (int)sysconf(_SC_OPEN_MAX);
+		char c;
+
+		for (int fd = 0; fd < maxfd && fd < 65536; fd++) {
+			bool k = false;
+
+			for (unsigned i = 0; i < nkeep; i++)
+				k |= keep[i] == fd;
+			if (!k)
+				close(fd);
+		}
+		/* EOF arrives when the parent has exited; then drop the VM. */
+		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
+			;
+		_exit(0);
+	}
+	close(gate[0]);
+	if (pid < 0)
+		close(gate[1]);
+	/* gate[1] stays open (close-on-exec) until this process exits. */
+}
+
 void vm_destroy(struct vm *vm)
 {
 	struct device *d, *next;

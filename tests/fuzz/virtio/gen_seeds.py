@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""gen_seeds.py: write the seed corpora of fuzz_virtq and fuzz_virtio_mmio
+(run from this directory; the outputs are committed)."""
+import struct
+
+DESC, AVAIL, USED = 0x100, 0x400, 0x800
+
+
+def desc(addr, length, flags=0, nxt=0):
+    return struct.pack('<QIHH', addr, length, flags, nxt)
+
+
+def put(mem, off, b):
+    mem[off:off + len(b)] = b
+
+
+def virtq_seed(num, feat, start, chains, extra=()):
+    """chains: list of (head, [descriptor bytes at index...])"""
+    mem = bytearray(0x1000)
+    for idx, d in chains:
+        put(mem, DESC + 16 * idx, d)
+    heads = [h for h in extra] or [c[0] for c in chains if c[0] is not None]
+    put(mem, AVAIL, struct.pack('<HH', 0, (start + len(heads)) & 0xffff))
+    for i, h in enumerate(heads):
+        put(mem, AVAIL + 4 + 2 * ((start + i) % num), struct.pack('<H', h))
+    hdr = bytes([num.bit_length() - 1, feat]) + struct.pack('<HHHH', start, DESC // 2,
+                                                             AVAIL // 2, USED // 2)
+    return hdr + bytes(mem)
+
+
+def seeds_virtq():
+    out = {}
+    # readable then writable, one chain
+    out['direct'] = virtq_seed(8, 0, 0, [(0, desc(0xc00, 16, 1, 1)), (1, desc(0xd00, 64, 2))],
+                               extra=[0])
+    # indirect table at 0xe00 with three entries
+    s = bytearray(virtq_seed(8, 2, 0, [(0, desc(0xe00, 48, 4))], extra=[0]))
+    t = desc(0xc00, 16, 1, 1) + desc(0xd00, 32, 3, 2) + desc(0xd40, 32, 2)
+    s[10 + 0xe00:10 + 0xe00 + 48] = t
+    out['indirect'] = bytes(s)
+    # event index, indices about to wrap, several chains
+    out['event-wrap'] = virtq_seed(4, 1, 0xfffe, [(i, desc(0xc00 + 64 * i, 64, 2)) for i in range(4)],
+                                   extra=[0, 1, 2, 3])
+    # a loop
+    out['loop'] = virtq_seed(8, 0, 0, [(0, desc(0xc00, 16, 3, 1)), (1, desc(0xc00, 16, 3, 0))],
+                             extra=[0])
+    return out
+
+
+def mmio_seed(req_type, data_len, data_flag):
+    recs = []
+
+    def w(reg, val):
+        recs.append(struct.pack('<BBI', 1, reg // 4, val))
+    w(0x070, 0)
+    w(0x070, 1)
+    w(0x070, 3)
+    w(0x024, 1)
+    w(0x020, 1)          # VERSION_1 (bit 32)
+    w(0x024, 0)
+    w(0x020, 1 << 9)     # FLUSH
+    w(0x070, 11)         # FEATURES_OK
+    recs.append(struct.pack('<BBI', 0, 0x070 // 4, 0))  # read status
+    w(0x030, 0)
+    w(0x038, 8)
+    w(0x080, DESC)
+    w(0x090, AVAIL)
+    w(0x0a0, USED)
+    w(0x044, 1)
+    w(0x070, 15)         # DRIVER_OK
+    w(0x050, 0)          # kick
+    recs.append(struct.pack('<BBI', 0, 0x060 // 4, 0))
+    recs.append(struct.pack('<BBI', 6, 0, 0))            # config byte 0
+    mem = bytearray(0x2000)
+    put(mem, 0xc00, struct.pack('<IIQ', req_type, 0, 1))  # header, sector 1
+    put(mem, DESC, desc(0xc00, 16, 1, 1))
+    if data_len:
+        put(mem, DESC + 16, desc(0x1000, data_len, 1 | data_flag, 2))
+        put(mem, DESC + 32, desc(0xd00, 1, 2))
+    else:
+        put(mem, DESC + 16, desc(0xd00, 1, 2))
+    put(mem, AVAIL, struct.pack('<HHH', 0, 1, 0))
+    return bytes([len(recs)]) + b''.join(recs) + bytes(mem)
+
+
+def seeds_mmio():
+    return {'read': mmio_seed(0, 512, 2), 'write': mmio_seed(1, 1024, 0),
+            'flush': mmio_seed(4, 0, 0), 'get-id': mmio_seed(8, 20, 2)}
+
+
+for name, data in seeds_virtq().items():
+    open('corpus-virtq/' + name, 'wb').write(data)
+for name, data in seeds_mmio().items():
+    open('corpus-virtio-mmio/' + name, 'wb').write(data)

@@ -1,0 +1,195 @@
+/* blkio.c: io_uring block I/O engine: image open and locking, async read/write/flush/fallocate. */
+#include "backend/blkio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+int blkio_open(struct blkio *b, const char *who, const char *path, bool readonly,
+	       unsigned depth)
+{
+	struct stat st;
+	int ret;
+
+	memset(b, 0, sizeof(*b));
+	b->efd = -1;
+	b->readonly = readonly;
+	b->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (b->fd < 0) {
+		ret = -errno;
+		log_err("%s: cannot open disk image %s%s: %s", who, path,
+			readonly ? " read-only" : " read-write", strerror(-ret));
+		return ret;
+	}
+	if (flock(b->fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		if (ret == -EBUSY)
+			log_err("%s: disk image %s is in use by another VM (it holds a %s lock)",
+				who, path, readonly ? "read-write" : "conflicting");
+		else
+			log_err("%s: cannot lock disk image %s: %s", who, path, strerror(-ret));
+		goto fail;
+	}
+	if (fstat(b->fd, &st) < 0) {
+		ret = -errno;
+		log_err("%s: cannot stat disk image %s: %s", who, path, strerror(-ret));
+		goto fail;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(b->fd, BLKGETSIZE64, &b->size) < 0) {
+			ret = -errno;
+			log_err("%s: cannot size block device %s: %s", who, path, strerror(-ret));
+			goto fail;
+		}
+	} else if (S_ISREG(st.st_mode)) {
+		b->size = (uint64_t)st.st_size;
+	} else {
+		ret = -EINVAL;
+		log_err("%s: disk image %s is neither a file nor a block device", who, path);
+		goto fail;
+	}
+	ret = io_uring_queue_init(depth, &b->ring, 0);
+	if (ret < 0) {
+		log_err("%s: cannot set up io_uring: %s", who, strerror(-ret));
+		goto fail;
+	}
+	b->ring_ok = true;
+	b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (b->efd < 0) {
+		ret = -errno;
+		log_err("%s: cannot create eventfd: %s", who, strerror(-ret));
+		goto fail;
+	}
+	ret = io_uring_register_eventfd(&b->ring, b->efd);
+	if (ret < 0) {
+		log_err("%s: cannot register io_uring eventfd: %s", who, strerror(-ret));
+		goto fail;
+	}
+	return 0;
+fail:
+	blkio_close(b);
+	return ret;
+}
+
+static void discard_done(void *ctx, void *tag, int res)
+{
+}
+
+void blkio_close(struct blkio *b)
+{
+	if (b->ring_ok) {
+		/* The kernel may still write into buffers: wait for it. */
+		blkio_reap(b, true, discard_done, NULL);
+		io_uring_queue_exit(&b->ring);
+		b->ring_ok = false;
+	}
+	if (b->efd >= 0)
+		close(b->efd);
+	if (b->fd >= 0)
+		close(b->fd); /* drops the flock */
+	b->efd = b->fd = -1;
+}
+
+static struct io_uring_sqe *get_sqe(struct blkio *b, void *tag)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+
+	if (!sqe) {
+		/* Ring full of unsent entries: send them and try once more. */
+		if (io_uring_submit(&b->ring) < 0)
+			return NULL;
+		sqe = io_uring_get_sqe(&b->ring);
+		if (!sqe)
+			return NULL;
+	}
+	io_uring_sqe_set_data(sqe, tag);
+	b->inflight++;
+	return sqe;
+}
+
+int blkio_queue_readv(struct blkio *b, const struct iovec *iov, unsigned nr, uint64_t off,
+		      void *tag)
+{
+	struct io_uring_sqe *sqe = get_sqe(b, tag);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_readv(sqe, b->fd, iov, nr, off);
+	return 0;
+}
+
+int blkio_queue_writev(struct blkio *b, const struct iovec *iov, unsigned nr, uint64_t off,
+		       void *tag)
+{
+	struct io_uring_sqe *sqe = get_sqe(b, tag);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_writev(sqe, b->fd, iov, nr, off);
+	return 0;
+}
+
+int blkio_queue_flush(struct blkio *b, void *tag)
+{
+	struct io_uring_sqe *sqe = get_sqe(b, tag);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
+	return 0;
+}
+
+int blkio_queue_fallocate(struct blkio *b, int mode, uint64_t off, uint64_t len, void *tag)
+{
+	struct io_uring_sqe *sqe = get_sqe(b, tag);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_fallocate(sqe, b->fd, mode, (off_t)off, (off_t)len);
+	return 0;
+}
+
+int blkio_submit(struct blkio *b)
+{
+	int ret = io_uring_submit(&b->ring);
+
+	return ret < 0 ? ret : 0;
+}
+
+unsigned blkio_reap(struct blkio *b, bool wait, blkio_done_fn done, void *ctx)
+{
+	unsigned n = 0;
+
+	while (b->inflight) {
+		struct io_uring_cqe *cqe;
+		int ret;
+
+		if (wait) {
+			if (io_uring_submit(&b->ring) < 0)
+				break;
+			ret = io_uring_wait_cqe(&b->ring, &cqe);
+			if (ret == -EINTR)
+				continue;
+		} else {
+			ret = io_uring_peek_cqe(&b->ring, &cqe);
+		}
+		if (ret < 0)
+			break;
+		void *tag = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+
+		io_uring_cqe_seen(&b->ring, cqe);
+		b->inflight--;
+		n++;
+		done(ctx, tag, res);
+	}
+	return n;
+}

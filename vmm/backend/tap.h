@@ -1,0 +1,18 @@
+/* tap.h: host tap interfaces for virtio-net: open with the virtio-net
+ * header, and a stable MAC address for a tap name. */
+#pragma once
+#include <stdint.h>
+
+#include "compiler.h"
+
+/* Size of struct virtio_net_hdr_v1, which the tap prepends to every frame. */
+#define TAP_VNET_HDR_LEN 12
+
+/* Attach to (or create) tap interface `name` with IFF_TAP | IFF_NO_PI |
+ * IFF_VNET_HDR and a 12-byte vnet header; the fd is non-blocking.
+ * Returns the fd, or -errno with the reason logged with `who` as prefix. */
+int tap_open(const char *who, const char *name) __must_check;
+
+/* A locally administered unicast MAC derived from the tap name, the same
+ * for the same name across runs. */
+void tap_derive_mac(const char *name, uint8_t mac[6]);

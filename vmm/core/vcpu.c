@@ -28,7 +28,7 @@ int vcpus_create(struct vm *vm, const struct x86_boot_info *bi)
 {
 	unsigned n = vm->cfg->cpus;
 	int mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	bool cpuid_warned = false;
+	bool cpuid_warned = false, cpuid_applied = true;
 
 	if (mmap_size <= 0) {
 		log_err("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
@@ -56,12 +56,12 @@ int vcpus_create(struct vm *vm, const struct x86_boot_info *bi)
 			log_err("mmap of vCPU %u run area: %s", i, strerror(errno));
 			return -errno;
 		}
-		ret = x86_setup_cpuid(vm->kvm_fd, v->fd, i, n);
+		ret = x86_setup_cpuid_checked(vm->kvm_fd, v->fd, i, n, &cpuid_applied);
 		if (ret < 0) {
 			log_err("vCPU %u: CPUID setup: %s", i, strerror(-ret));
 			return ret;
 		}
-		if (ret > 0 && !cpuid_warned) {
+		if (!cpuid_applied && !cpuid_warned) {
 			log_warn("CPUID template not applied by this host's KVM: the guest sees the "
 				 "host's CPU features");
 			cpuid_warned = true;

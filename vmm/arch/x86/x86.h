@@ -25,6 +25,7 @@
 #define X86_CMDLINE_MAX       0x10000ULL
 #define X86_EBDA_ADDR         0x9FC00ULL
 #define X86_KERNEL_ADDR       0x100000ULL
+#define X86_BOOT_STACK_TOP    0x20000ULL /* initial RSP; grows down into 0xF000-0x1FFFF */
 
 enum x86_boot_mode {
 	X86_BOOT_PVH,     /* 32-bit protected mode, paging off, EBX = hvm_start_info */
@@ -35,7 +36,8 @@ struct x86_boot_info {
 	enum x86_boot_mode mode;
 	uint64_t entry;     /* RIP at start */
 	uint64_t boot_arg;  /* EBX (PVH) or RSI (Linux64) */
-	uint64_t kernel_end;/* first byte after the loaded kernel */
+	uint64_t kernel_end;/* first byte after the kernel's memory (bzImage: its
+			     * init_size footprint, where it decompresses) */
 	const char *format; /* "bzImage", "ELF (PVH)", "ELF (64-bit)": for messages */
 };
 
@@ -72,20 +74,28 @@ int elf_parse(const uint8_t *buf, size_t len, struct elf_info *out, const char *
 /* Load kernel (bzImage or ELF, detected by content), optional initrd and the
  * command line into guest memory; write the zero page or hvm_start_info with
  * the e820 map. Returns 0 or -errno with a message in err naming the file and
- * what is wrong (e.g. "kernel.bin: not a bzImage or ELF kernel (bad magic)"). */
+ * what is wrong (e.g. "kernel.bin: not a kernel image: no bzImage (HdrS) or ELF
+ * magic"). What is checked is listed in docs/boot.md. */
 int x86_load_kernel(struct guest_mem *mem, const char *kernel_path, const char *initrd_path,
 		    const char *cmdline, struct x86_boot_info *out, char *err,
 		    size_t errlen) __must_check;
 
 /* Write the MP floating pointer and table for nr_cpus CPUs (APIC ids 0..n-1),
  * one IOAPIC (id nr_cpus, 0xFEC00000) with 24 pins all routed as ISA edge
- * interrupts. Returns 0 or -errno. */
+ * interrupts (IRQ n on pin n, but the PIT's IRQ 0 on pin 2 and no entry for
+ * the cascade IRQ 2), ExtINT on LINT0 and NMI on LINT1. nr_cpus is 1..32.
+ * Returns 0 or -errno. */
 int x86_setup_mptable(struct guest_mem *mem, unsigned nr_cpus) __must_check;
 
 /* CPUID for one vCPU: KVM_GET_SUPPORTED_CPUID with per-vCPU APIC ids and
  * topology, the hypervisor leaves kept (kvmclock), features we do not
  * emulate hidden (PMU, MONITOR/MWAIT, ...). kvm_fd is /dev/kvm. */
 int x86_setup_cpuid(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr_cpus) __must_check;
+/* The same; *applied (may be NULL) tells whether KVM_GET_CPUID2 reads the
+ * template back. It is false on hosts whose KVM accepts KVM_SET_CPUID2 but
+ * ignores it (see docs/boot.md): log that once, it is not an error. */
+int x86_setup_cpuid_checked(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr_cpus,
+			    bool *applied) __must_check;
 
 /* Initial MSRs (SYSENTER/STAR..., MISC_ENABLE fast strings, TSC, PAT). */
 int x86_setup_msrs(int vcpu_fd) __must_check;

@@ -1,0 +1,27 @@
+/* fault.c: takes a deliberate exception so that the integration test can
+ * check the failure path: the ring-0 handler must print the vector and
+ * RIP, then end the VM with status 3 (debug-exit value 1).
+ * kind=pf (page fault above 4 GiB, the default), gp (non-canonical
+ * address), ud (a ud2 that is not a request), de (divide by zero). */
+#include "libtest.h"
+
+TEST_PROGRAM("fault");
+
+int main(int argc, char **argv)
+{
+	const char *kind = param_str("kind", "pf");
+	printf("fault: taking a %s\n", kind);
+	if (!strcmp(kind, "pf")) {
+		(void)*(volatile uint32_t *)0x100000000ull;	/* not mapped */
+	} else if (!strcmp(kind, "gp")) {
+		(void)*(volatile uint32_t *)0x8000000000000000ull;
+	} else if (!strcmp(kind, "ud")) {
+		__asm__ volatile("xor %%eax, %%eax; ud2" ::: "eax");
+	} else if (!strcmp(kind, "de")) {
+		/* asm: the compiler turns 1 / x into x == 1 */
+		__asm__ volatile("xor %%edx, %%edx; mov $1, %%eax; xor %%ecx, %%ecx; divl %%ecx" ::
+					 : "eax", "ecx", "edx");
+	}
+	printf("fault: survived a %s\n", kind);
+	return 1;
+}

@@ -1,0 +1,243 @@
+/* net.c: ARP and ICMP echo over the first virtio-net device.
+ * ip=GUEST_IP peer=HOST_IP [count=N]: resolves the peer with ARP, then
+ * sends N echo requests and passes when every reply arrived. Answers ARP
+ * requests for its own address, since the peer may ask before replying. */
+#include "virtio.h"
+
+TEST_PROGRAM("net");
+
+#define VIRTIO_NET_F_MAC 5
+#define NET_HDR_LEN 12		/* struct virtio_net_hdr with VERSION_1 */
+#define RX_BUFS 16
+#define BUF_SIZE 2048
+#define ETH_ARP 0x0806
+#define ETH_IP  0x0800
+
+struct net {
+	struct virtio_dev dev;
+	struct virtq rx, tx;
+	uint8_t mac[6];
+	uint8_t ip[4], peer[4], peer_mac[6];
+	bool have_peer_mac;
+	uint16_t ping_id;
+	uint32_t replies;	/* bitmap of answered sequence numbers */
+	uint8_t *txbuf;
+	unsigned rx_frames, arp_requests_answered;
+};
+
+static bool parse_ip(const char *s, uint8_t ip[4])
+{
+	for (int i = 0; i < 4; i++) {
+		unsigned v = 0, digits = 0;
+		while (*s >= '0' && *s <= '9' && digits < 4)
+			v = v * 10 + (unsigned)(*s++ - '0'), digits++;
+		if (!digits || v > 255 || (i < 3 && *s++ != '.'))
+			return false;
+		ip[i] = (uint8_t)v;
+	}
+	return *s == '\0';
+}
+
+static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+
+static uint16_t inet_csum(const uint8_t *p, size_t n)
+{
+	uint32_t sum = 0;
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += be16(p + i);
+	if (n & 1)
+		sum += (uint32_t)p[n - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xFFFF) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static void rx_post(struct net *n, uint8_t *buf)
+{
+	struct vq_buf b = { buf, BUF_SIZE, true };
+	if (!virtq_add(&n->rx, &b, 1, buf))
+		fail("net: rx queue full");
+}
+
+static void net_send(struct net *n, const uint8_t *frame, size_t len)
+{
+	memset(n->txbuf, 0, NET_HDR_LEN);
+	memcpy(n->txbuf + NET_HDR_LEN, frame, len);
+	struct vq_buf b = { n->txbuf, (uint32_t)(NET_HDR_LEN + len), false };
+	if (!virtq_add(&n->tx, &b, 1, n->txbuf))
+		fail("net: tx queue full");
+	virtq_kick(&n->tx);
+	virtq_wait(&n->tx, NULL, 5000);
+}
+
+static void eth_header(struct net *n, uint8_t *f, const uint8_t *dst, uint16_t type)
+{
+	memcpy(f, dst, 6);
+	memcpy(f + 6, n->mac, 6);
+	put16(f + 12, type);
+}
+
+static void send_arp(struct net *n, uint16_t op, const uint8_t *dst_mac, const uint8_t *tpa)
+{
+	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	uint8_t f[60] = { 0 };
+	eth_header(n, f, op == 1 ? bcast : dst_mac, ETH_ARP);
+	uint8_t *a = f + 14;
+	put16(a, 1);		/* Ethernet */
+	put16(a + 2, ETH_IP);
+	a[4] = 6;
+	a[5] = 4;
+	put16(a + 6, op);
+	memcpy(a + 8, n->mac, 6);
+	memcpy(a + 14, n->ip, 4);
+	if (op == 2)
+		memcpy(a + 18, dst_mac, 6);
+	memcpy(a + 24, tpa, 4);
+	net_send(n, f, sizeof(f));
+}
+
+static void send_ping(struct net *n, uint16_t seq)
+{
+	uint8_t f[14 + 20 + 8 + 56];
+	eth_header(n, f, n->peer_mac, ETH_IP);
+	uint8_t *ip = f + 14, *icmp = ip + 20;
+	memset(ip, 0, 20);
+	ip[0] = 0x45;
+	put16(ip + 2, 20 + 8 + 56);
+	put16(ip + 4, seq);
+	ip[6] = 0x40;		/* don't fragment */
+	ip[8] = 64;
+	ip[9] = 1;		/* ICMP */
+	memcpy(ip + 12, n->ip, 4);
+	memcpy(ip + 16, n->peer, 4);
+	put16(ip + 10, inet_csum(ip, 20));
+	icmp[0] = 8;
+	icmp[1] = 0;
+	put16(icmp + 2, 0);
+	put16(icmp + 4, n->ping_id);
+	put16(icmp + 6, seq);
+	for (int i = 0; i < 56; i++)
+		icmp[8 + i] = (uint8_t)(i + seq);
+	put16(icmp + 2, inet_csum(icmp, 8 + 56));
+	net_send(n, f, sizeof(f));
+}
+
+static void handle_frame(struct net *n, const uint8_t *f, uint32_t len)
+{
+	n->rx_frames++;
+	if (len < 14)
+		return;
+	uint16_t type = be16(f + 12);
+	const uint8_t *p = f + 14;
+	if (type == ETH_ARP && len >= 14 + 28 && be16(p) == 1 && be16(p + 2) == ETH_IP) {
+		uint16_t op = be16(p + 6);
+		if (op == 2 && !memcmp(p + 14, n->peer, 4) && !memcmp(p + 24, n->ip, 4)) {
+			memcpy(n->peer_mac, p + 8, 6);
+			n->have_peer_mac = true;
+		} else if (op == 1 && !memcmp(p + 24, n->ip, 4)) {
+			send_arp(n, 2, p + 8, p + 14);
+			n->arp_requests_answered++;
+		}
+	} else if (type == ETH_IP && len >= 14 + 20 + 8 && (p[0] >> 4) == 4) {
+		unsigned ihl = (p[0] & 0xF) * 4u;
+		if (p[9] != 1 || len < 14 + ihl + 8 || memcmp(p + 12, n->peer, 4) ||
+		    memcmp(p + 16, n->ip, 4) || inet_csum(p, ihl))
+			return;
+		const uint8_t *icmp = p + ihl;
+		size_t icmp_len = be16(p + 2) - ihl;
+		if (icmp[0] == 0 && be16(icmp + 4) == n->ping_id && !inet_csum(icmp, icmp_len)) {
+			uint16_t seq = be16(icmp + 6);
+			if (seq < 32)
+				n->replies |= 1u << seq;
+		}
+	}
+}
+
+static void net_poll(struct net *n)
+{
+	uint32_t len;
+	void *cookie;
+	bool posted = false;
+	while (virtq_get(&n->rx, &len, &cookie)) {
+		uint8_t *buf = cookie;
+		if (len > NET_HDR_LEN)
+			handle_frame(n, buf + NET_HDR_LEN, len - NET_HDR_LEN);
+		rx_post(n, buf);
+		posted = true;
+	}
+	if (posted)
+		virtq_kick(&n->rx);
+}
+
+/* Polls until cond(n) holds or timeout_ms passes. */
+static bool poll_until(struct net *n, bool (*cond)(struct net *, uint32_t), uint32_t arg,
+		       uint32_t timeout_ms)
+{
+	uint64_t deadline = tsc_deadline_ms(timeout_ms);
+	while (!cond(n, arg)) {
+		if (tsc_expired(deadline))
+			return false;
+		net_poll(n);
+	}
+	return true;
+}
+
+static bool have_mac(struct net *n, uint32_t arg) { return n->have_peer_mac; }
+static bool have_reply(struct net *n, uint32_t seq) { return n->replies & (1u << seq); }
+
+int main(int argc, char **argv)
+{
+	static struct net n;
+	const char *ip = param_str("ip", "192.168.100.2"), *peer = param_str("peer", "192.168.100.1");
+	uint32_t count = (uint32_t)param_u64("count", 3);
+	if (!parse_ip(ip, n.ip) || !parse_ip(peer, n.peer))
+		fail("bad ip=%s or peer=%s", ip, peer);
+	if (!count || count > 31)
+		fail("count=%u out of range 1..31", count);
+	if (!virtio_find(VIRTIO_ID_NET, 0, &n.dev))
+		fail("no virtio-net device on the command line ('%s')", cmdline());
+
+	virtio_begin(&n.dev, 1ull << VIRTIO_NET_F_MAC);
+	if (n.dev.features & (1ull << VIRTIO_NET_F_MAC)) {
+		for (int i = 0; i < 6; i++)
+			n.mac[i] = virtio_cfg8(&n.dev, (uint32_t)i);
+	} else {
+		static const uint8_t def[6] = { 0x52, 0x54, 0x00, 0xce, 0x11, 0xa0 };
+		memcpy(n.mac, def, 6);
+	}
+	virtq_init(&n.rx, &n.dev, 0, 64);
+	virtq_init(&n.tx, &n.dev, 1, 64);
+	n.txbuf = mem_alloc(BUF_SIZE, 64);
+	uint8_t *rxbufs = mem_alloc((uint64_t)RX_BUFS * BUF_SIZE, 4096);
+	for (int i = 0; i < RX_BUFS; i++)
+		rx_post(&n, rxbufs + i * BUF_SIZE);
+	virtio_driver_ok(&n.dev);
+	virtq_kick(&n.rx);
+	n.ping_id = (uint16_t)(rdtsc() >> 4);
+	printf("net: device at 0x%lx irq %u mac %02x:%02x:%02x:%02x:%02x:%02x ip %s peer %s\n",
+	       n.dev.base, n.dev.irq, n.mac[0], n.mac[1], n.mac[2], n.mac[3], n.mac[4], n.mac[5], ip,
+	       peer);
+
+	bool resolved = false;
+	for (int attempt = 0; attempt < 5 && !resolved; attempt++) {
+		send_arp(&n, 1, NULL, n.peer);
+		resolved = poll_until(&n, have_mac, 0, 1000);
+	}
+	if (!report(resolved, "ARP reply from %s", peer))
+		return report_summary();
+	printf("net: %s is at %02x:%02x:%02x:%02x:%02x:%02x\n", peer, n.peer_mac[0], n.peer_mac[1],
+	       n.peer_mac[2], n.peer_mac[3], n.peer_mac[4], n.peer_mac[5]);
+
+	for (uint32_t seq = 1; seq <= count; seq++) {
+		bool got = false;
+		for (int attempt = 0; attempt < 3 && !got; attempt++) {
+			send_ping(&n, (uint16_t)seq);
+			got = poll_until(&n, have_reply, seq, 2000);
+		}
+		report(got, "ICMP echo reply %u from %s", seq, peer);
+	}
+	printf("net: %u frames received, %u ARP requests answered\n", n.rx_frames,
+	       n.arp_requests_answered);
+	return report_summary();
+}

@@ -6,8 +6,11 @@ set -euo pipefail
 pkgs=(
 	gcc clang libclang-rt-14-dev meson ninja-build pkg-config  # toolchain (+ libFuzzer)
 	libjansson-dev liburing-dev libseccomp-dev libcmocka-dev   # libraries
+	libcapstone-dev                                            # x86 decoder (emulation fallback)
+	libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev      # cellad and cella
 	python3 iproute2 e2fsprogs                                  # integration tests
-	qemu-system-x86 hyperfine                                   # benchmarks (side by side)
+	dnsmasq-base                                                # DHCP on the Linux guest's tap
+	qemu-system-x86 hyperfine fio                               # benchmarks (side by side)
 )
 missing=()
 for p in "${pkgs[@]}"; do

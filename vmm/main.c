@@ -11,9 +11,27 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "arch/x86/emul/emul.h"
 #include "config.h"
+#include "virtio/mmio.h"
+#include <linux/virtio_config.h>
+#include "control/control.h"
 #include "log.h"
+#include "sandbox/sandbox.h"
 #include "vm.h"
+
+/* Worker options beyond the VM configuration (cellad passes these). */
+struct worker_opts {
+	bool stats;
+	const char *control;   /* --control PATH|fd:N */
+	const char *exit_file;
+	const char *name;
+	bool wait_start;
+	bool seccomp;
+	bool sandbox;
+	const char *sandbox_user;
+	bool test_probe;
+};
 
 #define DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=-1 pci=off i8042.noaux i8042.nomux " \
 			"i8042.nopnp i8042.dumbkbd"
@@ -33,6 +51,13 @@ static void usage(FILE *f)
 	      "  --rng                virtio-rng device\n"
 	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH\n"
 	      "  --stats              log exit counts and memory use when the VM ends\n"
+	      "  --name NAME          the VM's name (logs, control status)\n"
+	      "  --control PATH|fd:N  serve the JSON-lines control socket (docs/cellad.md)\n"
+	      "  --exit-file PATH     record how the VM ended there (JSON) on exit\n"
+	      "  --wait-start         run the vCPUs only once a control client sends start\n"
+	      "  --sandbox[=USER]     after setup: private mount namespace with an empty\n"
+	      "                       read-only root, then run as USER (default: keep the uid)\n"
+	      "  --seccomp            install the system-call allowlist before the vCPUs run\n"
 	      "  --help, --version\n\n"
 	      "Exit status: 0 guest power-off, 2 configuration error, 4 VMM error,\n"
 	      "6 guest crash (triple fault), 8 guest reset, 10 unhandled guest instruction,\n"
@@ -72,10 +97,12 @@ static char *dup_or_die(const char *s)
 }
 
 /* Parse argv into cfg. Returns 0, 1 for --help/--version (exit 0), or -EINVAL. */
-static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *stats)
+static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worker_opts *wo)
 {
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
-	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_STATS, OPT_HELP, OPT_VERSION };
+	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_STATS, OPT_HELP, OPT_VERSION,
+	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
+	       OPT_TEST_PROBE };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -88,6 +115,13 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *stats)
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "stats", no_argument, NULL, OPT_STATS },
+		{ "name", required_argument, NULL, OPT_NAME },
+		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "exit-file", required_argument, NULL, OPT_EXIT_FILE },
+		{ "wait-start", no_argument, NULL, OPT_WAIT_START },
+		{ "sandbox", optional_argument, NULL, OPT_SANDBOX },
+		{ "seccomp", no_argument, NULL, OPT_SECCOMP },
+		{ "test-probe", no_argument, NULL, OPT_TEST_PROBE }, /* tests only: see control.h */
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
@@ -144,7 +178,29 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *stats)
 			cfg->rng = true;
 			break;
 		case OPT_STATS:
-			*stats = true;
+			wo->stats = true;
+			break;
+		case OPT_NAME:
+			wo->name = optarg;
+			break;
+		case OPT_CONTROL:
+			wo->control = optarg;
+			break;
+		case OPT_EXIT_FILE:
+			wo->exit_file = optarg;
+			break;
+		case OPT_WAIT_START:
+			wo->wait_start = true;
+			break;
+		case OPT_SANDBOX:
+			wo->sandbox = true;
+			wo->sandbox_user = optarg;
+			break;
+		case OPT_SECCOMP:
+			wo->seccomp = true;
+			break;
+		case OPT_TEST_PROBE:
+			wo->test_probe = true;
 			break;
 		case OPT_CONSOLE:
 			if ((ret = config_set_console(cfg, optarg, err, sizeof(err))))
@@ -169,6 +225,10 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, bool *stats)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "cella-vm: unexpected argument '%s' (see --help)\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (wo->wait_start && !wo->control) {
+		fputs("cella-vm: --wait-start needs --control\n", stderr);
 		return -EINVAL;
 	}
 	if (!cfg->cmdline)
@@ -212,6 +272,35 @@ static void log_stats(const struct vm *vm)
 		fclose(f);
 	log_info("stats: exits io=%llu mmio=%llu other=%llu; memory (KiB):%s",
 		 (unsigned long long)io, (unsigned long long)mmio, (unsigned long long)other, mem);
+	{
+		/* Emulation failures the VMM handled (vmm/arch/x86/emul), by kind. */
+		uint64_t total = 0, kinds[EMUL_KIND_COUNT] = { 0 };
+		char by[256] = "";
+		size_t n = 0;
+
+		for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+			total += vm->vcpus[i].emul_handled;
+			for (unsigned k = 0; k < EMUL_KIND_COUNT; k++)
+				kinds[k] += vm->vcpus[i].emul_by_kind[k];
+		}
+		for (unsigned k = 0; k < EMUL_KIND_COUNT; k++)
+			if (kinds[k] && n < sizeof(by))
+				n += (size_t)snprintf(by + n, sizeof(by) - n, " %s=%llu",
+						      emul_kind_name((enum emul_kind)k),
+						      (unsigned long long)kinds[k]);
+		log_info("stats: emulation failures handled=%llu%s", (unsigned long long)total, by);
+	}
+	/* Whether each virtio device's driver got as far as DRIVER_OK: the host's
+	 * evidence that the guest probed it (tests read this). */
+	for (const struct device *d = vm->devices; d; d = d->next) {
+		const struct virtio_dev *vd;
+
+		if (strncmp(d->ops->type, "virtio-", 7))
+			continue;
+		vd = container_of(d, const struct virtio_dev, dev);
+		log_info("stats: %s: status 0x%x%s", vd->name, vd->status,
+			 (vd->status & VIRTIO_CONFIG_S_DRIVER_OK) ? " (driver ready)" : "");
+	}
 }
 
 /* SIGTERM/SIGINT arrive through a signalfd on the I/O loop. */
@@ -227,16 +316,41 @@ static void on_signal(void *opaque, uint32_t events)
 				strsignal((int)si.ssi_signo));
 }
 
+/* After vm_setup: the control socket, the sandbox, serving control (with
+ * the start gate) and the seccomp filter, in that order (the filter last,
+ * so that setting up the rest needs no allowance). 0 or -errno (logged). */
+static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct control **ctl)
+{
+	int ret;
+
+	if (wo->control) {
+		struct control_opts co = { .spec = wo->control, .exit_file = wo->exit_file,
+					   .name = wo->name, .test_probe = wo->test_probe };
+
+		ret = control_create(ctl, vm, &co);
+		if (ret)
+			return ret;
+	}
+	if (wo->sandbox && (ret = sandbox_enter(wo->sandbox_user)))
+		return ret;
+	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))
+		return ret;
+	if (wo->seccomp && (ret = sandbox_seccomp_install()))
+		return ret;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	struct worker_opts wo = { 0 };
+	struct control *ctl = NULL;
 	struct vm_config cfg;
 	struct vm vm;
 	sigset_t set;
-	bool stats = false;
 	int ret, code;
 
 	config_init(&cfg);
-	ret = parse_args(argc, argv, &cfg, &stats);
+	ret = parse_args(argc, argv, &cfg, &wo);
 	if (ret) {
 		config_free(&cfg);
 		return ret > 0 ? 0 : VM_EXIT_CONFIG;
@@ -262,16 +376,21 @@ int main(int argc, char **argv)
 	} else if (vm_setup(&vm)) {
 		code = VM_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
+	} else if (worker_prepare(&vm, &wo, &ctl)) {
+		code = VM_EXIT_ERROR;
+		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");
 	} else {
 		code = vm_run(&vm);
 	}
-	if (stats)
+	if (wo.stats)
 		log_stats(&vm);
 	log_info("exit: %s (status %d: %s)", vm.exit_reason, code, vm_exit_kind(code));
+	control_record_exit(ctl, code, vm.exit_reason);
 	if (vm.signal_fd >= 0)
 		close(vm.signal_fd);
 	fflush(stdout);
 	vm_defer_kernel_teardown(&vm);
+	control_destroy(ctl);
 	vm_destroy(&vm);
 	config_free(&cfg);
 	return code;

@@ -33,6 +33,7 @@
 #define REQ_WRMSR     0x04	/* MSR[RDI] = RSI */
 #define REQ_READ_CR   0x05	/* RAX = CR<RDI> (0, 2, 3, 4) */
 #define REQ_HALT      0x06	/* cli; hlt forever */
+#define REQ_TRIPLE_FAULT 0x07	/* load an empty IDT and fault: the CPU shuts down */
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>

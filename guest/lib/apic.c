@@ -123,3 +123,34 @@ uint32_t wait_irq_count(uint8_t vector, uint32_t seen, uint32_t timeout_ms)
 	lapic_write(LAPIC_TIMER_INIT, 0);
 	return irq_counts[vector];
 }
+
+#define ICR_INIT 0x00004500 /* INIT, level assert */
+#define ICR_SIPI 0x00004600 /* start-up; low byte = vector (page) */
+
+extern const char ap_trampoline[], ap_trampoline_end[];
+
+int smp_start_aps(const struct mp_cpu *cpus, int n, uint64_t timeout_ms, bool *ipi_ok)
+{
+	uint32_t bsp = lapic_id();
+	int aps = 0;
+
+	*ipi_ok = true;
+	/* The trampoline must sit at SIPI vector 0x08 << 12. */
+	memcpy((void *)(uintptr_t)AP_TRAMPOLINE_ADDR, ap_trampoline,
+	       (size_t)(ap_trampoline_end - ap_trampoline));
+	for (int i = 0; i < n; i++) {
+		if (!cpus[i].enabled || cpus[i].apic_id == bsp)
+			continue;
+		aps++;
+		*ipi_ok &= lapic_send_ipi(cpus[i].apic_id, ICR_INIT);
+		*ipi_ok &= lapic_send_ipi(cpus[i].apic_id, ICR_SIPI | (AP_TRAMPOLINE_ADDR >> 12));
+		delay_us(200);
+		if (ap_checked_in < (uint32_t)aps) /* the second SIPI, as the MP spec asks */
+			*ipi_ok &= lapic_send_ipi(cpus[i].apic_id,
+						  ICR_SIPI | (AP_TRAMPOLINE_ADDR >> 12));
+	}
+	uint64_t deadline = tsc_deadline_ms(timeout_ms);
+	while (ap_checked_in < (uint32_t)aps && !tsc_expired(deadline))
+		cpu_relax();
+	return aps;
+}

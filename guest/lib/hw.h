@@ -62,3 +62,12 @@ struct mp_cpu {
  * checks the checksums and lists the processor entries. Returns the count,
  * or -1 when there is no valid table. */
 int mptable_cpus(struct mp_cpu *cpus, int max);
+
+/* ---- application processors ---- */
+extern volatile uint32_t ap_ticket, ap_checked_in;
+extern volatile uint32_t ap_apic_ids[MAX_CPUS];
+/* Starts every enabled non-BSP processor of cpus[] with INIT-SIPI-SIPI
+ * (trampoline copied to AP_TRAMPOLINE_ADDR) and waits up to timeout_ms for
+ * them to check in. Returns the number of APs it started; *ipi_ok is false if
+ * an IPI was not delivered. LAPIC must be set up (lapic_setup). */
+int smp_start_aps(const struct mp_cpu *cpus, int n, uint64_t timeout_ms, bool *ipi_ok);

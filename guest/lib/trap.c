@@ -64,6 +64,12 @@ static bool trap_request(struct trap_frame *f)
 	case REQ_HALT:
 		for (;;)
 			__asm__ volatile("cli; hlt");
+	case REQ_TRIPLE_FAULT: {
+		/* With no IDT, the #UD cannot be delivered: #DF, then shutdown. */
+		struct __attribute__((packed)) { uint16_t limit; uint64_t base; } idtr = { 0, 0 };
+		__asm__ volatile("lidt %0; ud2" ::"m"(idtr));
+		return false;
+	}
 	}
 	return false;
 }

@@ -2,7 +2,10 @@
  * check the failure path: the ring-0 handler must print the vector and
  * RIP, then end the VM with status 3 (debug-exit value 1).
  * kind=pf (page fault above 4 GiB, the default), gp (non-canonical
- * address), ud (a ud2 that is not a request), de (divide by zero). */
+ * address), ud (a ud2 that is not a request), de (divide by zero).
+ * Machine-level endings for the VMM's exit status: triple (triple fault),
+ * reset (i8042 pulse reset line), cf9 (reset control register), poweroff
+ * (PM1a control SLP_EN). */
 #include "libtest.h"
 
 TEST_PROGRAM("fault");
@@ -17,6 +20,14 @@ int main(int argc, char **argv)
 		(void)*(volatile uint32_t *)0x8000000000000000ull;
 	} else if (!strcmp(kind, "ud")) {
 		__asm__ volatile("xor %%eax, %%eax; ud2" ::: "eax");
+	} else if (!strcmp(kind, "triple")) {
+		ring0_request(REQ_TRIPLE_FAULT, 0, 0);
+	} else if (!strcmp(kind, "reset")) {
+		outb(0x64, 0xFE);
+	} else if (!strcmp(kind, "cf9")) {
+		outb(0xCF9, 0x06);
+	} else if (!strcmp(kind, "poweroff")) {
+		outw(0x604, 0x2000);
 	} else if (!strcmp(kind, "de")) {
 		/* asm: the compiler turns 1 / x into x == 1 */
 		__asm__ volatile("xor %%edx, %%edx; mov $1, %%eax; xor %%ecx, %%ecx; divl %%ecx" ::

@@ -6,12 +6,6 @@
 
 TEST_PROGRAM("smp");
 
-extern volatile uint32_t ap_ticket, ap_checked_in;
-extern volatile uint32_t ap_apic_ids[MAX_CPUS];
-extern const char ap_trampoline[], ap_trampoline_end[];
-
-#define ICR_INIT   0x00004500	/* INIT, level assert */
-#define ICR_SIPI   0x00004600	/* start-up; low byte = vector (page) */
 
 int main(int argc, char **argv)
 {
@@ -36,27 +30,10 @@ int main(int argc, char **argv)
 	}
 	report(bsp_entries == 1, "exactly one processor entry is marked BSP");
 
-	/* The trampoline must sit at SIPI vector 0x08 << 12. */
-	size_t tlen = (size_t)(ap_trampoline_end - ap_trampoline);
-	memcpy((void *)(uintptr_t)AP_TRAMPOLINE_ADDR, ap_trampoline, tlen);
-
 	uint64_t t0 = rdtsc();
-	for (int i = 0; i < n; i++) {
-		if (!cpus[i].enabled || cpus[i].apic_id == bsp)
-			continue;
-		aps++;
-		bool ok = lapic_send_ipi(cpus[i].apic_id, ICR_INIT);
-		ok &= lapic_send_ipi(cpus[i].apic_id, ICR_SIPI | (AP_TRAMPOLINE_ADDR >> 12));
-		delay_us(200);
-		if (ap_checked_in < (uint32_t)aps)	/* the second SIPI, as the MP spec asks */
-			ok &= lapic_send_ipi(cpus[i].apic_id, ICR_SIPI | (AP_TRAMPOLINE_ADDR >> 12));
-		if (!ok)
-			report(false, "IPIs to apic id %u were delivered", cpus[i].apic_id);
-	}
-
-	uint64_t deadline = tsc_deadline_ms(param_u64("timeout_ms", 10000));
-	while (ap_checked_in < (uint32_t)aps && !tsc_expired(deadline))
-		cpu_relax();
+	bool ipi_ok;
+	aps = smp_start_aps(cpus, n, param_u64("timeout_ms", 10000), &ipi_ok);
+	report(ipi_ok, "every INIT and SIPI was delivered");
 	uint64_t cycles = rdtsc() - t0;
 
 	uint32_t in = ap_checked_in;

@@ -12,6 +12,7 @@
 
 #include <linux/kvm.h>
 
+#include "arch/x86/emul/emul.h"
 #include "arch/x86/x86.h"
 #include "log.h"
 #include "vm.h"
@@ -24,11 +25,13 @@ static void vcpu_kick_handler(int sig)
 	(void)sig;
 }
 
-int vcpus_create(struct vm *vm, const struct x86_boot_info *bi)
+_Static_assert(EMUL_KIND_COUNT <= VCPU_EMUL_KINDS, "VCPU_EMUL_KINDS too small");
+
+int vcpus_create(struct vm *vm)
 {
 	unsigned n = vm->cfg->cpus;
 	int mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-	bool cpuid_warned = false, cpuid_applied = true;
+	bool cpuid_warned = false;
 
 	if (mmap_size <= 0) {
 		log_err("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
@@ -43,6 +46,7 @@ int vcpus_create(struct vm *vm, const struct x86_boot_info *bi)
 
 		v->vm = vm;
 		v->index = i;
+		v->cpuid_applied = true;
 		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
 		if (v->fd < 0) {
 			log_err("KVM_CREATE_VCPU %u: %s", i, strerror(errno));
@@ -56,12 +60,21 @@ int vcpus_create(struct vm *vm, const struct x86_boot_info *bi)
 			log_err("mmap of vCPU %u run area: %s", i, strerror(errno));
 			return -errno;
 		}
-		ret = x86_setup_cpuid_checked(vm->kvm_fd, v->fd, i, n, &cpuid_applied);
+		v->emul = calloc(1, sizeof(*v->emul));
+		if (!v->emul)
+			return -ENOMEM;
+		ret = emul_ctx_init(v->emul, &vm->mem);
+		if (ret) {
+			free(v->emul);
+			v->emul = NULL;
+			return ret;
+		}
+		ret = x86_setup_cpuid_checked(vm->kvm_fd, v->fd, i, n, &v->cpuid_applied);
 		if (ret < 0) {
 			log_err("vCPU %u: CPUID setup: %s", i, strerror(-ret));
 			return ret;
 		}
-		if (!cpuid_applied && !cpuid_warned) {
+		if (!v->cpuid_applied && !cpuid_warned) {
 			log_warn("CPUID template not applied by this host's KVM: the guest sees the "
 				 "host's CPU features");
 			cpuid_warned = true;
@@ -71,13 +84,83 @@ int vcpus_create(struct vm *vm, const struct x86_boot_info *bi)
 			log_err("vCPU %u: MSR setup: %s", i, strerror(-ret));
 			return ret;
 		}
-		ret = x86_setup_vcpu_regs(v->fd, i, bi, &vm->mem);
+	}
+	return 0;
+}
+
+int vcpus_setup_regs(struct vm *vm, const struct x86_boot_info *bi)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		int ret = x86_setup_vcpu_regs(vm->vcpus[i].fd, i, bi, &vm->mem);
+
 		if (ret) {
 			log_err("vCPU %u: register setup: %s", i, strerror(-ret));
 			return ret;
 		}
 	}
 	return 0;
+}
+
+/* Features a Linux guest would use that this host's KVM cannot carry out at
+ * CPL0 (measured: see docs/linux-guests.md), or that the CPUID template
+ * hides. Numbers are Linux's X86_FEATURE_* bits (word * 32 + bit), which
+ * every kernel's clearcpuid= accepts; words 4 and 9 are CPUID 1.ECX and
+ * CPUID 7.0.EBX, fixed by the hardware layout. */
+static const struct {
+	uint32_t leaf;
+	char reg;        /* 'c': ECX, 'b': EBX */
+	unsigned bit;
+	unsigned linux_bit;
+	const char *name;
+} hidden_features[] = {
+	{ 1, 'c', 3, 4 * 32 + 3, "monitor" },  /* the template hides MONITOR/MWAIT */
+	{ 1, 'c', 13, 4 * 32 + 13, "cx16" },   /* cmpxchg16b */
+	{ 1, 'c', 23, 4 * 32 + 23, "popcnt" },
+	{ 7, 'b', 20, 9 * 32 + 20, "smap" },   /* clac/stac */
+};
+#define CPUID1_ECX_XSAVE (1u << 26)
+
+int vcpus_feature_hiding_args(struct vm *vm, char *buf, size_t len)
+{
+	struct kvm_cpuid2 *c;
+	size_t off = 0;
+	bool first = true;
+	const unsigned nent = 256;
+
+	buf[0] = 0;
+	if (!vm->nr_vcpus || vm->vcpus[0].cpuid_applied)
+		return 0;
+	c = calloc(1, sizeof(*c) + nent * sizeof(struct kvm_cpuid_entry2));
+	if (!c)
+		return -ENOMEM;
+	c->nent = nent;
+	if (ioctl(vm->vcpus[0].fd, KVM_GET_CPUID2, c) < 0) {
+		int err = -errno;
+
+		free(c);
+		return err;
+	}
+	for (size_t f = 0; f < ARRAY_SIZE(hidden_features); f++) {
+		for (unsigned i = 0; i < c->nent; i++) {
+			const struct kvm_cpuid_entry2 *e = &c->entries[i];
+			uint32_t r = hidden_features[f].reg == 'c' ? e->ecx : e->ebx;
+
+			if (e->function != hidden_features[f].leaf || e->index != 0 ||
+			    !(r & (1u << hidden_features[f].bit)))
+				continue;
+			off += (size_t)snprintf(buf + off, len > off ? len - off : 0, "%s%u",
+						first ? "clearcpuid=" : ",",
+						hidden_features[f].linux_bit);
+			first = false;
+		}
+	}
+	for (unsigned i = 0; i < c->nent; i++) {
+		if (c->entries[i].function == 1 && (c->entries[i].ecx & CPUID1_ECX_XSAVE))
+			off += (size_t)snprintf(buf + off, len > off ? len - off : 0, "%snoxsave",
+						first ? "" : " ");
+	}
+	free(c);
+	return off < len ? 0 : -ENOSPC;
 }
 
 static void vcpu_handle_io(struct vcpu *v)
@@ -141,6 +224,43 @@ static void vcpu_report_internal_error(struct vcpu *v)
 			bytes[0] ? bytes : "unavailable");
 }
 
+/* KVM's emulator gave up on an instruction: carry it out in the VMM
+ * (vmm/arch/x86/emul), or stop the VM with a report of what it was. */
+static void vcpu_handle_emulation_failure(struct vcpu *v)
+{
+	struct emul_report rep;
+	char line[512];
+	int r;
+
+	if (!v->emul) {
+		vcpu_report_internal_error(v);
+		return;
+	}
+	r = emul_kvm_handle(v->emul, v->fd, &rep);
+	if (r == EMUL_DONE || r == EMUL_EXCEPTION) {
+		v->emul_handled++;
+		if ((unsigned)rep.kind < VCPU_EMUL_KINDS)
+			v->emul_by_kind[rep.kind]++;
+		if (r == EMUL_EXCEPTION && rep.kind != EMUL_KIND_INT3)
+			log_debug("vCPU %u: emulated %s at RIP 0x%llx raised vector %d", v->index,
+				  emul_kind_name(rep.kind), (unsigned long long)rep.rip,
+				  rep.vector);
+		return;
+	}
+	emul_report_format(&rep, line, sizeof(line));
+	if (r < 0) {
+		log_err("vCPU %u: emulation fallback failed: %s", v->index, line);
+		vm_request_exit(v->vm, VM_EXIT_ERROR, "vCPU %u: emulation fallback failed: %s",
+				v->index, rep.why);
+		return;
+	}
+	/* The whole report goes to the log; the exit reason is its short form. */
+	log_err("vCPU %u: instruction not emulated, VM paused: %s", v->index, line);
+	vm_request_exit(v->vm, VM_EXIT_PAUSED_FAIL,
+			"vCPU %u: instruction not emulated at RIP 0x%llx (%s)", v->index,
+			(unsigned long long)rep.rip, rep.mnemonic[0] ? rep.mnemonic : "unknown bytes");
+}
+
 static void vcpu_handle_system_event(struct vcpu *v)
 {
 	switch (v->run->system_event.type) {
@@ -158,6 +278,23 @@ static void vcpu_handle_system_event(struct vcpu *v)
 	}
 }
 
+void vcpu_pause_point(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->pause_requested && !vm_exiting(vm)) {
+		vm->vcpus_parked++;
+		pthread_cond_broadcast(&vm->pause_cond);
+		while (vm->pause_requested && !vm_exiting(vm))
+			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+		vm->vcpus_parked--;
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+	/* A kick that arrived for the pause must not end the next KVM_RUN. */
+	__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -172,7 +309,12 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	while (!vm_exiting(vm)) {
-		int ret = ioctl(v->fd, KVM_RUN, 0);
+		int ret;
+
+		vcpu_pause_point(v);
+		if (vm_exiting(vm))
+			break;
+		ret = ioctl(v->fd, KVM_RUN, 0);
 
 		if (ret < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
@@ -202,7 +344,10 @@ static void *vcpu_thread(void *arg)
 			vcpu_handle_system_event(v);
 			break;
 		case KVM_EXIT_INTERNAL_ERROR:
-			vcpu_report_internal_error(v);
+			if (v->run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION)
+				vcpu_handle_emulation_failure(v);
+			else
+				vcpu_report_internal_error(v);
 			break;
 		case KVM_EXIT_FAIL_ENTRY:
 			vm_request_exit(vm, VM_EXIT_ERROR,
@@ -280,6 +425,10 @@ void vcpus_destroy(struct vm *vm)
 			munmap(v->run, v->run_size);
 		if (v->fd >= 0)
 			close(v->fd);
+		if (v->emul) {
+			emul_ctx_destroy(v->emul);
+			free(v->emul);
+		}
 	}
 	free(vm->vcpus);
 	vm->vcpus = NULL;

@@ -1,16 +1,29 @@
 /* vcpu.h: vCPU threads and the KVM_RUN exit loop. */
 #pragma once
+#include <stddef.h>
 #include "compiler.h"
 
 struct vm;
 struct vcpu;
 struct x86_boot_info;
 
-/* Create cfg->cpus vCPUs with CPUID, MSRs and boot registers. 0 or -errno. */
-int vcpus_create(struct vm *vm, const struct x86_boot_info *bi) __must_check;
+/* Create cfg->cpus vCPUs with CPUID, MSRs and their emulation-fallback
+ * contexts; warns once when this host's KVM ignores the CPUID template.
+ * 0 or -errno. */
+int vcpus_create(struct vm *vm) __must_check;
+/* Boot registers (after the kernel is loaded). 0 or -errno. */
+int vcpus_setup_regs(struct vm *vm, const struct x86_boot_info *bi) __must_check;
+/* When the CPUID template was not applied: the Linux command-line options
+ * that hide, from the guest side, the features the guest sees but this
+ * host's KVM cannot emulate at CPL0 or that the template hides
+ * ("clearcpuid=131,141,151,308 noxsave"); "" when nothing needs hiding.
+ * Call after vcpus_create. Returns 0 or -errno. */
+int vcpus_feature_hiding_args(struct vm *vm, char *buf, size_t len) __must_check;
 /* Start one thread per vCPU. */
 int vcpus_start(struct vm *vm) __must_check;
 /* Make a vCPU leave KVM_RUN promptly (from any thread). */
 void vcpu_kick(struct vcpu *vcpu);
 void vcpus_join(struct vm *vm);
+/* Called by a vCPU thread outside KVM_RUN: blocks while the VM is paused. */
+void vcpu_pause_point(struct vcpu *vcpu);
 void vcpus_destroy(struct vm *vm);

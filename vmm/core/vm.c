@@ -1,6 +1,7 @@
 /* vm.c: VM lifecycle: KVM VM, memory slots, irqchip/PIT, devices, kernel, vCPUs. */
 #include "vm.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -36,6 +37,8 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	vm->next_gsi = VIRTIO_GSI_FIRST;
 	atomic_init(&vm->exit_code, VM_EXIT_NONE);
 	pthread_mutex_init(&vm->lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	ret = bus_init(&vm->pio, "pio");
 	if (ret)
 		return ret;
@@ -303,10 +306,55 @@ void vm_request_exit(struct vm *vm, int code, const char *fmt, ...)
 	vsnprintf(vm->exit_reason, sizeof(vm->exit_reason), fmt, ap);
 	va_end(ap);
 	pthread_mutex_unlock(&vm->lock);
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond); /* paused vCPUs must see the exit */
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	if (vm->loop)
 		evloop_stop(vm->loop);
+}
+
+void vm_pause(struct vm *vm)
+{
+	unsigned running = 0;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->pause_requested) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return;
+	}
+	vm->pause_requested = true;
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].thread_started) {
+			vcpu_kick(&vm->vcpus[i]);
+			running++;
+		}
+	}
+	/* Wait until every running vCPU is parked (or the VM is ending). */
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->vcpus_parked < running && !vm_exiting(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_requested = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+bool vm_paused(struct vm *vm)
+{
+	bool p;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	p = vm->pause_requested;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return p;
 }
 
 static int vm_create_devices(struct vm *vm)
@@ -335,11 +383,60 @@ static int vm_create_devices(struct vm *vm)
 	return 0;
 }
 
+/* A Linux kernel: a bzImage ("HdrS" at 0x202), or an ELF vmlinux with a
+ * "Linux" ELF note. The freestanding test guests (PVH ELF) are not. */
+static bool kernel_is_linux(const char *path)
+{
+	uint8_t hdr[0x206];
+	Elf64_Ehdr eh;
+	bool is_linux = false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	if (pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr) &&
+	    !memcmp(hdr + 0x202, "HdrS", 4)) {
+		close(fd);
+		return true;
+	}
+	if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) &&
+	    !memcmp(eh.e_ident, ELFMAG, SELFMAG) && eh.e_ident[EI_CLASS] == ELFCLASS64 &&
+	    eh.e_phentsize == sizeof(Elf64_Phdr)) {
+		for (unsigned i = 0; i < eh.e_phnum && i < 64 && !is_linux; i++) {
+			Elf64_Phdr ph;
+			uint8_t notes[4096];
+			ssize_t n;
+			size_t off = 0;
+
+			if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
+				    (ssize_t)sizeof(ph) ||
+			    ph.p_type != PT_NOTE)
+				continue;
+			n = pread(fd, notes, MIN(sizeof(notes), ph.p_filesz), (off_t)ph.p_offset);
+			while (n > 0 && off + sizeof(Elf64_Nhdr) <= (size_t)n) {
+				Elf64_Nhdr nh;
+
+				memcpy(&nh, notes + off, sizeof(nh));
+				off += sizeof(nh);
+				if (nh.n_namesz == 6 && off + 6 <= (size_t)n &&
+				    !memcmp(notes + off, "Linux", 6)) {
+					is_linux = true;
+					break;
+				}
+				off += ALIGN_UP((size_t)nh.n_namesz, 4) + ALIGN_UP((size_t)nh.n_descsz, 4);
+			}
+		}
+	}
+	close(fd);
+	return is_linux;
+}
+
 int vm_setup(struct vm *vm)
 {
 	const struct vm_config *cfg = vm->cfg;
+	const char *user = cfg->cmdline ? cfg->cmdline : "";
 	struct x86_boot_info bi;
-	char err[512] = "";
+	char err[512] = "", hide[128] = "";
 	char *cmdline;
 	size_t len;
 	int ret;
@@ -347,13 +444,30 @@ int vm_setup(struct vm *vm)
 	ret = vm_create_devices(vm);
 	if (ret)
 		return ret;
-	len = strlen(cfg->cmdline ? cfg->cmdline : "") +
-	      strlen(vm->cmdline_extra ? vm->cmdline_extra : "") + 1;
+	/* vCPUs first: whether KVM honours the CPUID template decides the
+	 * command line. */
+	ret = vcpus_create(vm);
+	if (ret)
+		return ret;
+	if (cfg->kernel && kernel_is_linux(cfg->kernel)) {
+		ret = vcpus_feature_hiding_args(vm, hide, sizeof(hide));
+		if (ret)
+			log_warn("cannot read the vCPU's CPUID back: %s", strerror(-ret));
+		if (hide[0] && (strstr(user, "clearcpuid=") || strstr(user, "noxsave"))) {
+			log_info("CPUID template not applied; the command line's own clearcpuid=/noxsave "
+				 "stand (would add \"%s\")", hide);
+			hide[0] = 0;
+		} else if (hide[0]) {
+			log_info("CPUID template not applied: hiding features from the Linux guest "
+				 "with \"%s\"", hide);
+		}
+	}
+	len = strlen(user) + strlen(vm->cmdline_extra ? vm->cmdline_extra : "") + strlen(hide) + 2;
 	cmdline = malloc(len);
 	if (!cmdline)
 		return -ENOMEM;
-	snprintf(cmdline, len, "%s%s", cfg->cmdline ? cfg->cmdline : "",
-		 vm->cmdline_extra ? vm->cmdline_extra : "");
+	snprintf(cmdline, len, "%s%s%s%s", user, vm->cmdline_extra ? vm->cmdline_extra : "",
+		 hide[0] ? " " : "", hide);
 	log_debug("kernel command line: %s", cmdline);
 	ret = x86_load_kernel(&vm->mem, cfg->kernel, cfg->initrd, cmdline, &bi, err, sizeof(err));
 	free(cmdline);
@@ -367,7 +481,7 @@ int vm_setup(struct vm *vm)
 		log_err("cannot write the MP table: %s", strerror(-ret));
 		return ret;
 	}
-	return vcpus_create(vm, &bi);
+	return vcpus_setup_regs(vm, &bi);
 }
 
 int vm_run(struct vm *vm)

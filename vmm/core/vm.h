@@ -35,6 +35,9 @@ const char *vm_exit_kind(int code);
 #define VIRTIO_GSI_FIRST  5
 #define VM_GSI_MAX        23 /* IOAPIC pins 0..23 */
 
+#define VCPU_EMUL_KINDS 16 /* >= EMUL_KIND_COUNT (checked in vcpu.c) */
+struct emul_ctx;
+
 struct vcpu {
 	struct vm *vm;
 	unsigned index;
@@ -44,6 +47,12 @@ struct vcpu {
 	pthread_t thread;
 	bool thread_started;
 	uint64_t exits_io, exits_mmio, exits_other;
+	/* Emulation fallback (vmm/arch/x86/emul): KVM emulation failures this
+	 * vCPU handled, in total and by instruction kind (enum emul_kind). */
+	struct emul_ctx *emul;
+	uint64_t emul_handled;
+	uint64_t emul_by_kind[VCPU_EMUL_KINDS];
+	bool cpuid_applied; /* KVM_GET_CPUID2 read our CPUID template back */
 };
 
 struct vm {
@@ -67,6 +76,13 @@ struct vm {
 	char exit_reason[160];
 	pthread_mutex_t lock; /* protects exit_reason and allocation */
 	int signal_fd;        /* owned by main: host signals for this VM */
+
+	/* Pause protocol: pause_requested under pause_lock; each vCPU that sees
+	 * it counts itself in vcpus_parked and waits on pause_cond. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	bool pause_requested;
+	unsigned vcpus_parked;
 };
 
 /* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,
@@ -90,6 +106,13 @@ void vm_defer_kernel_teardown(struct vm *vm);
  * loop exist; vm_fd is -1, so vm_irqfd/vm_ioeventfd succeed without doing
  * anything and vm_irq_line is a no-op. vm_destroy releases it. */
 int vm_create_test(struct vm *vm, uint64_t mem_size) __must_check;
+
+/* Pause every vCPU (they leave KVM_RUN and wait) and return once all are
+ * stopped; resume lets them run again. Device back ends keep running. Both
+ * are idempotent and safe from any thread but a vCPU thread. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+bool vm_paused(struct vm *vm);
 
 /* End the VM (first caller wins): stops the vCPUs and the I/O loop. */
 void vm_request_exit(struct vm *vm, int code, const char *fmt, ...) __printf(3, 4);

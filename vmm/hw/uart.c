@@ -2,6 +2,7 @@
  * console back ends: stdio, an output file, or a Unix socket with one client. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "vm.h"
 
 #define UART_RX_BUF 1024
+#define UART_TX_BUF 4096 /* output waiting for a slow console reader */
 #define UART_STATE_VERSION 1
 
 /* Register offsets and bits (16550A data sheet). */
@@ -57,6 +59,13 @@ struct uart {
 	int irq_level;
 	uint8_t rx[UART_RX_BUF];
 	unsigned rx_head, rx_count;
+	/* Output the console could not take yet. While it is full, LSR.THRE is
+	 * clear, so a guest that polls THRE (as drivers do) waits: back-pressure
+	 * instead of lost output or a vCPU blocked in write(). */
+	uint8_t tx[UART_TX_BUF];
+	unsigned tx_head, tx_count;
+	bool tx_watched;
+	uint64_t tx_overruns; /* bytes written while THRE was clear: dropped */
 	/* Console back end. */
 	enum console_kind kind;
 	char *path;
@@ -69,7 +78,8 @@ struct uart {
 
 static void uart_update_irq(struct uart *u)
 {
-	bool pending = ((u->ier & IER_RDI) && u->rx_count) || ((u->ier & IER_THRI) && u->thr_pending);
+	bool pending = ((u->ier & IER_RDI) && u->rx_count) ||
+		       ((u->ier & IER_THRI) && u->thr_pending && u->tx_count < UART_TX_BUF);
 	int level = pending ? 1 : 0;
 
 	/* Only OUT2 gates the interrupt on a PC; Linux sets it, our test guest polls. */
@@ -86,7 +96,7 @@ static uint8_t uart_iir(struct uart *u)
 
 	if ((u->ier & IER_RDI) && u->rx_count)
 		return fifo | IIR_RDI;
-	if ((u->ier & IER_THRI) && u->thr_pending)
+	if ((u->ier & IER_THRI) && u->thr_pending && u->tx_count < UART_TX_BUF)
 		return fifo | IIR_THRI;
 	return fifo | IIR_NONE;
 }
@@ -113,23 +123,96 @@ static void uart_rx_push(struct uart *u, const uint8_t *p, size_t n)
 	}
 }
 
-static void uart_output(struct uart *u, uint8_t c)
+/* Write without blocking: 1 written, 0 the console cannot take it now, -1 gone. */
+static int uart_try_write(struct uart *u, const uint8_t *p, size_t n, size_t *done)
 {
 	ssize_t r;
 
+	*done = 0;
+	if (u->kind == CONSOLE_UNIX) {
+		r = send(u->out_fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	} else {
+		struct pollfd pfd = { .fd = u->out_fd, .events = POLLOUT };
+
+		/* stdout may be shared with our parent: never make it O_NONBLOCK.
+		 * A pipe or tty that polls writable takes at least one byte. */
+		if (poll(&pfd, 1, 0) == 0)
+			return 0;
+		r = write(u->out_fd, p, u->kind == CONSOLE_FILE ? n : 1);
+	}
+	if (r > 0) {
+		*done = (size_t)r;
+		return 1;
+	}
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	return -1;
+}
+
+static void uart_tx_ready(void *opaque, uint32_t events);
+
+/* Drain the output buffer as far as the console takes it (lock held). */
+static void uart_tx_drain(struct uart *u)
+{
+	while (u->tx_count && u->out_fd >= 0) {
+		size_t chunk = MIN(u->tx_count, UART_TX_BUF - u->tx_head), done;
+		int r = uart_try_write(u, u->tx + u->tx_head, chunk, &done);
+
+		if (r < 0) {
+			u->tx_count = 0; /* console gone: nobody to deliver to */
+			break;
+		}
+		if (r == 0)
+			break;
+		u->tx_head = (unsigned)((u->tx_head + done) % UART_TX_BUF);
+		u->tx_count -= (unsigned)done;
+	}
+	if (u->tx_count && !u->tx_watched && u->out_fd >= 0 &&
+	    evloop_add(u->vm->loop, u->out_fd, EPOLLOUT, uart_tx_ready, u) == 0)
+		u->tx_watched = true;
+	if (!u->tx_count && u->tx_watched) {
+		evloop_del(u->vm->loop, u->out_fd);
+		u->tx_watched = false;
+	}
+}
+
+static void uart_tx_ready(void *opaque, uint32_t events)
+{
+	struct uart *u = opaque;
+
+	(void)events;
+	pthread_mutex_lock(&u->lock);
+	uart_tx_drain(u);
+	uart_update_irq(u);
+	pthread_mutex_unlock(&u->lock);
+}
+
+static void uart_output(struct uart *u, uint8_t c)
+{
+	size_t done;
+
 	if (u->out_fd < 0)
 		return;
-	if (u->kind == CONSOLE_UNIX)
-		r = send(u->out_fd, &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-	else
-		do {
-			r = write(u->out_fd, &c, 1);
-		} while (r < 0 && errno == EINTR);
-	if (r < 0 && errno != EAGAIN)
-		log_debug("uart: console write: %s", strerror(errno));
+	if (u->tx_count == 0) {
+		int r = uart_try_write(u, &c, 1, &done);
+
+		if (r != 0) {
+			if (r < 0)
+				log_debug("uart: console write: %s", strerror(errno));
+			return;
+		}
+	}
+	if (u->tx_count == UART_TX_BUF) {
+		u->tx_overruns++;
+		return;
+	}
+	u->tx[(u->tx_head + u->tx_count) % UART_TX_BUF] = c;
+	u->tx_count++;
+	uart_tx_drain(u);
 }
 
 static void uart_input_ready(void *opaque, uint32_t events);
+static void uart_close_client(struct uart *u);
 
 /* Watch console input again once the guest has drained the buffer (lock held). */
 static void uart_maybe_rewatch(struct uart *u)
@@ -223,7 +306,8 @@ static void uart_io(void *opaque, uint64_t off, uint8_t *data, uint32_t len, boo
 			v = u->mcr;
 			break;
 		case UART_LSR:
-			v = LSR_THRE | LSR_TEMT | (u->rx_count ? LSR_DR : 0);
+			v = (u->tx_count < UART_TX_BUF ? LSR_THRE : 0) | (u->tx_count ? 0 : LSR_TEMT) |
+			    (u->rx_count ? LSR_DR : 0);
 			break;
 		case UART_MSR:
 			v = uart_msr(u);
@@ -264,14 +348,29 @@ static void uart_input_ready(void *opaque, uint32_t events)
 		evloop_del(u->vm->loop, u->in_fd);
 		u->in_watched = false;
 		if (u->kind == CONSOLE_UNIX) {
-			close(u->in_fd);
-			u->in_fd = u->out_fd = -1;
+			uart_close_client(u);
 		} else {
 			u->in_eof = true;
 		}
 	}
 	(void)events;
 	pthread_mutex_unlock(&u->lock);
+}
+
+/* Forget the Unix-socket client (lock held). */
+static void uart_close_client(struct uart *u)
+{
+	if (u->in_watched)
+		evloop_del(u->vm->loop, u->in_fd);
+	if (u->tx_watched)
+		evloop_del(u->vm->loop, u->out_fd);
+	if (u->in_fd >= 0)
+		close(u->in_fd);
+	if (u->out_fd >= 0)
+		close(u->out_fd);
+	u->in_fd = u->out_fd = -1;
+	u->in_watched = u->tx_watched = false;
+	u->tx_count = 0;
 }
 
 static void uart_accept(void *opaque, uint32_t events)
@@ -283,14 +382,11 @@ static void uart_accept(void *opaque, uint32_t events)
 	if (fd < 0)
 		return;
 	pthread_mutex_lock(&u->lock);
-	if (u->in_fd >= 0) {
-		/* One client at a time: the newest one wins. */
-		if (u->in_watched)
-			evloop_del(u->vm->loop, u->in_fd);
-		close(u->in_fd);
-	}
-	u->in_fd = u->out_fd = fd;
-	u->in_watched = false;
+	/* One client at a time: the newest one wins. */
+	uart_close_client(u);
+	u->in_fd = fd;
+	/* A second descriptor for output, so epoll can watch it on its own. */
+	u->out_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	u->in_eof = false;
 	uart_maybe_rewatch(u);
 	pthread_mutex_unlock(&u->lock);
@@ -435,9 +531,14 @@ static void uart_destroy(struct device *dev)
 	if (u->vm && u->vm->loop) {
 		if (u->in_watched)
 			evloop_del(u->vm->loop, u->in_fd);
+		if (u->tx_watched)
+			evloop_del(u->vm->loop, u->out_fd);
 		if (u->listen_fd >= 0)
 			evloop_del(u->vm->loop, u->listen_fd);
 	}
+	if (u->tx_overruns)
+		log_warn("serial: %llu output bytes dropped: the guest wrote while THRE was clear",
+			 (unsigned long long)u->tx_overruns);
 	if (u->tty_saved)
 		tcsetattr(STDIN_FILENO, TCSANOW, &u->saved_tty);
 	if (u->kind == CONSOLE_STDIO)
@@ -447,6 +548,8 @@ static void uart_destroy(struct device *dev)
 	if (u->kind == CONSOLE_UNIX) {
 		if (u->in_fd >= 0)
 			close(u->in_fd);
+		if (u->out_fd >= 0)
+			close(u->out_fd);
 		if (u->listen_fd >= 0) {
 			close(u->listen_fd);
 			unlink(u->path);

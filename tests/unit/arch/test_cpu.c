@@ -68,11 +68,7 @@ static struct kvm_cpuid2 *fake_cpuid(void)
 {
 	static const struct kvm_cpuid_entry2 host[] = {
 		{.function = 0, .eax = 0x1f},
-		{.function = 1,
-	     .eax = 0x806c1,
-	     .ebx = 0xff100800,
-	     .ecx = 0x7ffafbbf,
-	     .edx = 0x1fabfbff},
+		{.function = 1, .eax = 0x806c1, .ebx = 0xff100800, .ecx = 0x7ffafbbf, .edx = 0x1fabfbff},
 		{.function = 4, .index = 0, .eax = 0x1c004121, .flags = 1},
 		{.function = 4, .index = 3, .eax = 0xfc1fc163, .flags = 1},
 		{.function = 4, .index = 4, .eax = 0, .flags = 1},
@@ -332,8 +328,10 @@ static void kvm_vcpu_setup(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(gdt_entries),    cmocka_unit_test(boot_tables),
-		cmocka_unit_test(cpuid_template), cmocka_unit_test(msr_list),
+		cmocka_unit_test(gdt_entries),
+		cmocka_unit_test(boot_tables),
+		cmocka_unit_test(cpuid_template),
+		cmocka_unit_test(msr_list),
 		cmocka_unit_test(kvm_vcpu_setup),
 	};
 

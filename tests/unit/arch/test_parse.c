@@ -314,12 +314,49 @@ static void elf_reject(void **state)
 	test_free(b);
 }
 
+/* A real vmlinux (e.g. extracted from a distribution bzImage with the
+ * kernel's scripts/extract-vmlinux), when one is around. */
+static void elf_real_vmlinux(void **state)
+{
+	const char *path = getenv("CELLA_TEST_VMLINUX");
+	struct elf_info elf;
+	const char *why = NULL;
+	uint8_t *buf;
+	long n;
+	FILE *f;
+
+	f = path ? fopen(path, "rb") : NULL;
+	if (!f) {
+		fprintf(stderr, "\n*** SKIPPED: set CELLA_TEST_VMLINUX to a vmlinux to check "
+				"elf_parse against it ***\n\n");
+		skip();
+	}
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	if (elf_parse(buf, (size_t)n, &elf, &why))
+		fail_msg("%s: %s", path, why);
+	assert_true(elf.nr_segments >= 2);
+	assert_true(elf.entry < (1ULL << 32)); /* vmlinux e_entry is physical */
+	print_message("%s: %u segments, entry 0x%llx, PVH %s 0x%llx\n", path, elf.nr_segments,
+		      (unsigned long long)elf.entry, elf.has_pvh ? "yes" : "no",
+		      (unsigned long long)elf.pvh_entry);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(bz_valid),       cmocka_unit_test(bz_reject),
-		cmocka_unit_test(bz_real_kernel), cmocka_unit_test(elf_valid),
+		cmocka_unit_test(bz_valid),
+		cmocka_unit_test(bz_reject),
+		cmocka_unit_test(bz_real_kernel),
+		cmocka_unit_test(elf_valid),
 		cmocka_unit_test(elf_reject),
+		cmocka_unit_test(elf_real_vmlinux),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

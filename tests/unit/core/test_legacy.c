@@ -140,6 +140,88 @@ static void test_uart_socket_input(void **st)
 	rmdir(dir);
 }
 
+/* A console client that stops reading must not block the vCPU nor lose
+ * output: THRE clears once the buffer is full, and everything arrives in
+ * order when the client reads again. */
+static void test_uart_backpressure(void **st)
+{
+	struct vm vm;
+	char dir[] = "/tmp/cella-uart-bp-XXXXXX";
+	char path[128];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	pthread_t t;
+	int c, rcv = 4096;
+	long written = 0, got = 0;
+	uint8_t buf[4096];
+
+	(void)st;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/console.sock", dir);
+	assert_int_equal(vm_create_test(&vm, MiB(8)), 0);
+	assert_int_equal(uart_create(&vm, UART_COM1_BASE, UART_COM1_IRQ, CONSOLE_UNIX, path), 0);
+	assert_int_equal(pthread_create(&t, NULL, loop_thread, vm.loop), 0);
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	setsockopt(c, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	strcpy(sa.sun_path, path);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* Until the I/O thread has accepted the client, output has nowhere to
+	 * go: send a marker byte until one arrives, then drain the markers. */
+	for (int spins = 0; spins < 1000000; spins++) {
+		struct pollfd p = { .fd = c, .events = POLLIN };
+
+		outb(&vm, 0x3f8, 'A');
+		if (poll(&p, 1, 1) == 1)
+			break;
+	}
+	outb(&vm, 0x3f8, 'B'); /* end of markers */
+	for (bool end = false; !end;) {
+		struct pollfd p = { .fd = c, .events = POLLIN };
+		ssize_t n;
+
+		assert_int_equal(poll(&p, 1, 10000), 1);
+		n = read(c, buf, sizeof(buf));
+		assert_true(n > 0);
+		for (ssize_t i = 0; i < n; i++) {
+			assert_true(buf[i] == 'A' || (buf[i] == 'B' && i == n - 1));
+			end = buf[i] == 'B';
+		}
+	}
+	written = 0;
+	/* Write like a polling driver until THRE clears (socket and buffer full). */
+	while (written < 64L << 20) {
+		if (!(inb(&vm, 0x3fd) & 0x20))
+			break;
+		outb(&vm, 0x3f8, (uint8_t)(written % 251));
+		written++;
+	}
+	assert_true(written < 64L << 20);
+	assert_int_equal(inb(&vm, 0x3fd) & 0x60, 0); /* neither THRE nor TEMT */
+	/* Read everything back, in order. */
+	while (got < written) {
+		struct pollfd p = { .fd = c, .events = POLLIN };
+		ssize_t n;
+
+		assert_int_equal(poll(&p, 1, 10000), 1);
+		n = read(c, buf, sizeof(buf));
+		assert_true(n > 0);
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] != (uint8_t)((got + i) % 251))
+				fail_msg("byte %ld is %u, want %u", got + i, buf[i],
+					 (unsigned)((got + i) % 251));
+		got += n;
+	}
+	assert_int_equal(got, written);
+	/* Drained: the transmitter is empty again. */
+	for (int spins = 0; spins < 50000000 && (inb(&vm, 0x3fd) & 0x60) != 0x60; spins++)
+		sched_yield();
+	assert_int_equal(inb(&vm, 0x3fd) & 0x60, 0x60);
+	close(c);
+	evloop_stop(vm.loop);
+	pthread_join(t, NULL);
+	vm_destroy(&vm);
+	rmdir(dir);
+}
+
 static void test_uart_save_load(void **st)
 {
 	struct vm a, b;
@@ -229,6 +311,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_uart_output_and_registers),
 		cmocka_unit_test(test_uart_socket_input),
+		cmocka_unit_test(test_uart_backpressure),
 		cmocka_unit_test(test_uart_save_load),
 		cmocka_unit_test(test_i8042_reset),
 		cmocka_unit_test(test_platform_ports),

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""linux_boot.py: time the microVM guest kernel's boot milestones on cella-vm
+(host clock from spawn, and the kernel's own printk time), count the
+emulation failures cella-vm handled on the way (--stats), and run the same
+kernel on QEMU microvm for the record (on an emulating KVM it stops at the
+first instruction KVM cannot emulate).
+
+The setup is the integration test's (tests/integration/linux): ext4 root on
+virtio-blk, virtio-net on a tap in a private network namespace with dnsmasq
+serving DHCP, virtio-rng. Needs root.
+
+Usage: bench/linux_boot.py [--build DIR] [--kernel BZIMAGE] [--runs N]
+                           [--no-qemu] [--json FILE]
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+import common
+
+sys.path.insert(0, os.path.join(common.TOP, "tests", "integration", "linux"))
+import test_linux_boot as lb  # noqa: E402
+
+MILESTONES = [
+    ("first console line", r"."),
+    ("virtio probed (blk)", r"virtio_blk virtio\d+: \[vda\]"),
+    ("root mounted", r"VFS: Mounted root \(ext4"),
+    ("network up (DHCP)", r"IP-Config: Complete:"),
+    ("/init started", r"Run /init as init process"),
+]
+KTIME = re.compile(r"^\[\s*(\d+\.\d+)\]")
+TIMEOUT = 600
+
+
+def run_cella(cella_vm, kernel, env):
+    """One boot; returns {milestone: (host_s, guest_s)}, the emulation
+    summary and the wall time to /init."""
+    cmd = env.wrapper() + lb.cella_command(cella_vm, kernel, env)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = []
+    t = threading.Thread(target=lambda: err.extend(p.stderr), daemon=True)
+    t.start()
+    got = {}
+    pending = list(MILESTONES)
+    deadline = t0 + TIMEOUT
+    for line in p.stdout:
+        now = time.perf_counter() - t0
+        for name, pat in list(pending):
+            if re.search(pat, line):
+                m = KTIME.match(line)
+                got[name] = (now, float(m.group(1)) if m else None)
+                pending.remove((name, pat))
+        if not pending or time.perf_counter() > deadline:
+            break
+    p.terminate()
+    p.wait()
+    t.join(timeout=10)
+    stats = "".join(err)
+    m = re.search(r"stats: emulation failures handled=(\d+)(.*)", stats)
+    emul = (int(m.group(1)), m.group(2).strip()) if m else (None, "")
+    hide = re.search(r'hiding features from the Linux guest with "([^"]*)"', stats)
+    return got, emul, hide.group(1) if hide else ""
+
+
+def run_qemu(kernel, env):
+    """QEMU microvm, same kernel, devices and command line. Returns the last
+    console line, the first lines of its error report, and the time it
+    stopped (QEMU pauses the VM on a KVM internal error; it is killed then)."""
+    cmd = env.wrapper() + common.harness.build_command(
+        "qemu", None, kernel, lb.linux_cmdline(), mem=256, disks=[env.img],
+        net_tap=lb.TAP, rng=True)
+    # -cpu host: the guest sees what it sees under cella-vm (CPUID is the
+    # host's here either way).
+    cmd = [("host" if a == "kvm64" else a) for a in cmd]
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last_console, report, stopped = "", [], None
+    deadline = t0 + TIMEOUT
+    for line in p.stdout:
+        line = line.rstrip("\n")
+        if KTIME.match(line) or line.startswith("Linux"):
+            last_console = line
+        if "KVM internal error" in line or "emulation failure" in line or report:
+            report.append(line)
+            if stopped is None:
+                stopped = time.perf_counter() - t0
+            if len(report) >= 4:
+                break
+        if re.search(r"Run /init as init process", line) or time.perf_counter() > deadline:
+            stopped = time.perf_counter() - t0
+            break
+    p.kill()
+    p.wait()
+    return last_console, report, stopped
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=None)
+    ap.add_argument("--kernel", default=None)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    cella_vm = os.path.join(common.build_dir(a.build), "cella-vm")
+    kernel = a.kernel or lb.build_kernel()
+    init_src = os.path.join(common.TOP, "guest", "linux", "init", "init.c")
+    results = {"kernel": kernel, "cella": [], "qemu": None}
+    with lb.LinuxEnv(init_src) as env:
+        for i in range(a.runs):
+            got, emul, hide = run_cella(cella_vm, kernel, env)
+            results["cella"].append({"milestones": got, "emulated": emul[0],
+                                     "by_kind": emul[1], "hidden": hide})
+            print(f"run {i + 1}: " + ", ".join(f"{k} {v[0]:.1f} s" for k, v in got.items()),
+                  flush=True)
+        if not a.no_qemu:
+            results["qemu"] = dict(zip(("last_console", "report", "stopped_s"),
+                                       run_qemu(kernel, env)))
+
+    print(f"\nmicroVM kernel {kernel}\n")
+    print("| milestone | cella-vm host time (s) | guest printk time (s) |")
+    print("|---|---|---|")
+    for name, _ in MILESTONES:
+        hs = [r["milestones"][name][0] for r in results["cella"] if name in r["milestones"]]
+        gs = [r["milestones"][name][1] for r in results["cella"]
+              if name in r["milestones"] and r["milestones"][name][1] is not None]
+        print(f"| {name} | {common.median(hs):.1f} | "
+              f"{common.median(gs):.1f} |" if hs else f"| {name} | not reached | |")
+    for r in results["cella"]:
+        print(f"\nemulation failures handled: {r['emulated']} ({r['by_kind']}); "
+              f"features hidden: {r['hidden'] or 'none'}")
+    q = results["qemu"]
+    if q:
+        print(f"\nQEMU microvm: stopped after {q['stopped_s'] or float('nan'):.1f} s; "
+              f"last console line: {q['last_console']!r}")
+        for line in q["report"]:
+            print(f"  qemu| {line}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

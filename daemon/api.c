@@ -1,0 +1,385 @@
+/* api.c: HTTP request plumbing for cellad: listeners, body collection,
+ * routing (404 for unknown routes, 405 for wrong methods), bearer-token
+ * checks on TCP, JSON responses and errors, streamed responses. */
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "api_priv.h"
+#include "log.h"
+
+struct listener {
+	struct api *api;
+	bool need_token;
+	struct MHD_Daemon *d;
+};
+
+struct api {
+	struct api_conf conf;
+	struct sup *sup;
+	struct listener unix_l, tcp_l;
+};
+
+struct req {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+/* Responses ---------------------------------------------------------- */
+
+static enum MHD_Result queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r)
+{
+	enum MHD_Result ret;
+
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Server", "cellad/0.1.0");
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+enum MHD_Result api_reply_json(struct MHD_Connection *c, unsigned status, json_t *body)
+{
+	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct MHD_Response *r;
+	size_t len;
+
+	json_decref(body);
+	if (!s)
+		return queue(c, status, MHD_create_response_from_buffer(0, (void *)"",
+									 MHD_RESPMEM_PERSISTENT));
+	len = strlen(s);
+	s = realloc(s, len + 2);
+	if (!s)
+		return MHD_NO;
+	s[len++] = '\n';
+	s[len] = 0;
+	r = MHD_create_response_from_buffer(len, s, MHD_RESPMEM_MUST_FREE);
+	if (r)
+		MHD_add_response_header(r, "Content-Type", "application/json");
+	return queue(c, status, r);
+}
+
+enum MHD_Result api_reply_error(struct MHD_Connection *c, const struct derr *e)
+{
+	json_t *o = json_pack("{s:{s:s, s:s, s:s}}", "error", "field", e->field, "reason", e->reason,
+			      "message", "");
+	json_t *err = json_object_get(o, "error");
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "%s%s%s", e->field, e->field[0] ? ": " : "", e->reason);
+	json_object_set_new(err, "message", json_string(msg));
+	if (e->state[0])
+		json_object_set_new(err, "state", json_string(e->state));
+	return api_reply_json(c, (unsigned)(e->http ? e->http : 500), o);
+}
+
+enum MHD_Result api_fail(struct MHD_Connection *c, int http, const char *field, const char *fmt,
+			 ...)
+{
+	struct derr e = { 0 };
+	va_list ap;
+
+	e.http = http;
+	snprintf(e.field, sizeof(e.field), "%s", field ? field : "");
+	va_start(ap, fmt);
+	vsnprintf(e.reason, sizeof(e.reason), fmt, ap);
+	va_end(ap);
+	return api_reply_error(c, &e);
+}
+
+enum MHD_Result api_reply_text(struct MHD_Connection *c, unsigned status, char *text,
+			       const char *type)
+{
+	struct MHD_Response *r;
+
+	if (!text)
+		return api_fail(c, 500, "", "out of memory");
+	r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if (r)
+		MHD_add_response_header(r, "Content-Type", type);
+	return queue(c, status, r);
+}
+
+struct stream_ctx {
+	struct sup_stream *r;
+	int fd;             /* the client's socket, to notice it leaving */
+	bool heartbeat;     /* events: "\n" after 15 s of silence */
+	int idle_ms;
+};
+
+static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream_ctx *sc = cls;
+
+	(void)pos;
+	for (;;) {
+		struct pollfd p = { .fd = sc->fd, .events = POLLRDHUP };
+		ssize_t n;
+
+		if (sc->fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		n = sup_stream_read(sc->r, buf, max, 1000);
+		if (n > 0) {
+			sc->idle_ms = 0;
+			return n;
+		}
+		if (n < 0)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		sc->idle_ms += 1000;
+		if (sc->heartbeat && sc->idle_ms >= 15000) {
+			sc->idle_ms = 0;
+			buf[0] = '\n';
+			return 1;
+		}
+	}
+}
+
+static void stream_free(void *cls)
+{
+	struct stream_ctx *sc = cls;
+
+	sup_stream_close(sc->r);
+	free(sc);
+}
+
+enum MHD_Result api_reply_stream(struct MHD_Connection *c, struct sup_stream *r, bool events,
+				 const char *type)
+{
+	struct stream_ctx *sc = calloc(1, sizeof(*sc));
+	const union MHD_ConnectionInfo *ci;
+	struct MHD_Response *resp;
+
+	if (!sc) {
+		sup_stream_close(r);
+		return MHD_NO;
+	}
+	sc->r = r;
+	sc->heartbeat = events;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	sc->fd = ci ? ci->connect_fd : -1;
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_cb, sc,
+						 stream_free);
+	if (!resp) {
+		stream_free(sc);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", type);
+	MHD_add_response_header(resp, "Cache-Control", "no-cache");
+	return queue(c, 200, resp);
+}
+
+/* Requests ----------------------------------------------------------- */
+
+static bool token_ok(struct MHD_Connection *c, const char *token)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	size_t n = strlen(token), hl;
+	unsigned diff = 0;
+
+	if (!h || strncmp(h, "Bearer ", 7))
+		return false;
+	h += 7;
+	hl = strlen(h);
+	/* Constant time over the token's length. */
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned)(token[i] ^ (i < hl ? h[i] : 0));
+	return diff == 0 && hl == n;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct listener *l = cls;
+	struct req *rq = *con_cls;
+	struct api_request ar;
+
+	(void)version;
+	if (!rq) {
+		rq = calloc(1, sizeof(*rq));
+		if (!rq)
+			return MHD_NO;
+		*con_cls = rq;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (!rq->too_big && rq->len + *upload_size <= l->api->conf.max_body) {
+			char *nb = realloc(rq->body, rq->len + *upload_size + 1);
+
+			if (!nb)
+				return MHD_NO;
+			rq->body = nb;
+			memcpy(rq->body + rq->len, upload, *upload_size);
+			rq->len += *upload_size;
+			rq->body[rq->len] = 0;
+		} else {
+			rq->too_big = true;
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (l->need_token && !token_ok(c, l->api->conf.token)) {
+		struct MHD_Response *r;
+		enum MHD_Result ret;
+		char *s = strdup("{\"error\":{\"field\":\"Authorization\",\"reason\":\"a valid bearer "
+				 "token is required\",\"message\":\"Authorization: a valid bearer "
+				 "token is required\"}}\n");
+
+		if (!s)
+			return MHD_NO;
+		r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+		MHD_add_response_header(r, "Content-Type", "application/json");
+		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"cellad\"");
+		ret = MHD_queue_response(c, 401, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	if (rq->too_big)
+		return api_fail(c, 413, "", "request body larger than %zu bytes",
+				l->api->conf.max_body);
+	ar = (struct api_request){ .c = c, .url = url, .method = method, .body = rq->body,
+				   .len = rq->len, .sup = l->api->sup };
+	return api_route(&ar);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct req *rq = *con_cls;
+
+	(void)cls;
+	(void)c;
+	(void)toe;
+	if (rq) {
+		free(rq->body);
+		free(rq);
+	}
+	*con_cls = NULL;
+}
+
+static int unix_listen(const struct api_conf *conf)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(conf->socket_path) >= sizeof(sa.sun_path)) {
+		log_err("socket path too long: %s", conf->socket_path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, conf->socket_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(conf->socket_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ||
+	    chmod(conf->socket_path, 0660) < 0) {
+		int err = -errno;
+
+		log_err("socket %s: %s", conf->socket_path, strerror(errno));
+		close(fd);
+		return err;
+	}
+	if (conf->socket_group && conf->socket_group[0]) {
+		struct group *g = getgrnam(conf->socket_group);
+
+		if (!g)
+			log_warn("group '%s' does not exist: %s stays root-only", conf->socket_group,
+				 conf->socket_path);
+		else if (chown(conf->socket_path, (uid_t)-1, g->gr_gid) < 0)
+			log_warn("chown %s: %s", conf->socket_path, strerror(errno));
+	}
+	return fd;
+}
+
+static struct MHD_Daemon *start_mhd(struct listener *l, int fd, const struct sockaddr_in *sin,
+				    unsigned port)
+{
+	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_POLL | MHD_USE_ERROR_LOG;
+
+	if (fd >= 0)
+		return MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
+					MHD_OPTION_LISTEN_SOCKET, fd,
+					MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+					MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
+	return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, l,
+				MHD_OPTION_SOCK_ADDR, sin, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+				l, MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
+}
+
+int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
+{
+	struct api *a = calloc(1, sizeof(*a));
+	int fd;
+
+	if (!a)
+		return -ENOMEM;
+	a->conf = *conf;
+	a->sup = s;
+	a->unix_l.api = a->tcp_l.api = a;
+	fd = unix_listen(conf);
+	if (fd < 0) {
+		free(a);
+		return fd;
+	}
+	a->unix_l.d = start_mhd(&a->unix_l, fd, NULL, 0);
+	if (!a->unix_l.d) {
+		log_err("cannot start the HTTP server on %s", conf->socket_path);
+		close(fd);
+		free(a);
+		return -EIO;
+	}
+	if (conf->tcp_address) {
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)conf->tcp_port) };
+
+		if (!conf->token || strlen(conf->token) < 16) {
+			log_err("TCP listener needs a bearer token of at least 16 characters");
+			api_stop(a);
+			return -EINVAL;
+		}
+		if (inet_pton(AF_INET, conf->tcp_address, &sin.sin_addr) != 1) {
+			log_err("tcp_address: '%s' is not an IPv4 address", conf->tcp_address);
+			api_stop(a);
+			return -EINVAL;
+		}
+		a->tcp_l.need_token = true;
+		a->tcp_l.d = start_mhd(&a->tcp_l, -1, &sin, conf->tcp_port);
+		if (!a->tcp_l.d) {
+			log_err("cannot listen on %s:%u", conf->tcp_address, conf->tcp_port);
+			api_stop(a);
+			return -EIO;
+		}
+	}
+	*out = a;
+	return 0;
+}
+
+void api_stop(struct api *a)
+{
+	if (!a)
+		return;
+	if (a->tcp_l.d)
+		MHD_stop_daemon(a->tcp_l.d);
+	if (a->unix_l.d)
+		MHD_stop_daemon(a->unix_l.d);
+	unlink(a->conf.socket_path);
+	free(a);
+}

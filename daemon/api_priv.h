@@ -1,0 +1,31 @@
+/* api_priv.h: shared by api.c (plumbing) and api_routes.c (resources). */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "derr.h"
+#include "sup.h"
+
+struct api_request {
+	struct MHD_Connection *c;
+	const char *url;
+	const char *method;
+	const char *body; /* NUL-terminated, or NULL when empty */
+	size_t len;
+	struct sup *sup;
+};
+
+enum MHD_Result api_route(struct api_request *r);
+
+/* Queue a response; each consumes its body argument. */
+enum MHD_Result api_reply_json(struct MHD_Connection *c, unsigned status, json_t *body);
+enum MHD_Result api_reply_error(struct MHD_Connection *c, const struct derr *e);
+enum MHD_Result api_fail(struct MHD_Connection *c, int http, const char *field, const char *fmt,
+			 ...) __attribute__((format(printf, 4, 5)));
+enum MHD_Result api_reply_text(struct MHD_Connection *c, unsigned status, char *text,
+			       const char *type);
+enum MHD_Result api_reply_stream(struct MHD_Connection *c, struct sup_stream *r, bool events,
+				 const char *type);

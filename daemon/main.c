@@ -1,0 +1,392 @@
+/* main.c: cellad, the per-host management service: configuration, state
+ * and run directories, the supervisor and the API; runs in the foreground
+ * (systemd Type=notify) and logs to stderr. Stopping cellad leaves the VMs
+ * running: the next cellad re-adopts them. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "api.h"
+#include "db.h"
+#include "log.h"
+#include "sup.h"
+
+#define DEFAULT_CONFIG "/etc/cella/cellad.json"
+
+struct conf {
+	struct sup_conf sup;
+	struct api_conf api;
+	char *strings[32]; /* owned copies */
+	unsigned nr_strings;
+	char *token;
+	bool sandbox_set;
+};
+
+static const char *keep(struct conf *c, const char *s)
+{
+	char *d = s ? strdup(s) : NULL;
+
+	if (d && c->nr_strings < sizeof(c->strings) / sizeof(c->strings[0]))
+		c->strings[c->nr_strings++] = d;
+	return d;
+}
+
+static void usage(FILE *f)
+{
+	fputs("Usage: cellad [OPTIONS]\n"
+	      "The cella management service: VM definitions, one sandboxed cella-vm worker per\n"
+	      "running VM, and the HTTP/JSON API (docs/cellad.md, docs/api/openapi.json).\n\n"
+	      "  --config FILE      JSON configuration (default " DEFAULT_CONFIG " if it exists)\n"
+	      "  --socket PATH      API Unix socket (default /run/cella/cellad.sock)\n"
+	      "  --state-dir DIR    definitions database and worker logs (default /var/lib/cella)\n"
+	      "  --run-dir DIR      worker sockets and exit records (default /run/cella)\n"
+	      "  --worker PATH      cella-vm binary (default: next to cellad)\n"
+	      "  --no-sandbox       run workers without the mount namespace and user switch\n"
+	      "  --no-seccomp       run workers without the system-call allowlist\n"
+	      "  --help, --version\n\n"
+	      "Runs in the foreground and logs to stderr. SIGTERM/SIGINT stop the service;\n"
+	      "VMs keep running and are re-adopted when cellad starts again.\n", f);
+}
+
+static int conf_string(struct conf *c, json_t *root, const char *key, const char **dst)
+{
+	json_t *v = json_object_get(root, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_string(v)) {
+		log_err("config: %s: expected a string", key);
+		return -EINVAL;
+	}
+	*dst = keep(c, json_string_value(v));
+	return 0;
+}
+
+static int conf_uint(json_t *root, const char *key, uint64_t min, uint64_t max, uint64_t *dst)
+{
+	json_t *v = json_object_get(root, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)min ||
+	    (uint64_t)json_integer_value(v) > max) {
+		log_err("config: %s: expected an integer from %llu to %llu", key,
+			(unsigned long long)min, (unsigned long long)max);
+		return -EINVAL;
+	}
+	*dst = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static int conf_bool(json_t *root, const char *key, bool *dst)
+{
+	json_t *v = json_object_get(root, key);
+
+	if (!v)
+		return 0;
+	if (!json_is_boolean(v)) {
+		log_err("config: %s: expected true or false", key);
+		return -EINVAL;
+	}
+	*dst = json_is_true(v);
+	return 0;
+}
+
+static const char *const known_keys[] = {
+	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
+	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
+	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe",
+};
+
+static int conf_load(struct conf *c, const char *path, bool must_exist)
+{
+	json_error_t jerr;
+	json_t *root, *tcp;
+	const char *key;
+	json_t *v;
+	uint64_t n;
+	int ret = 0;
+
+	if (!must_exist && access(path, F_OK) < 0)
+		return 0;
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root || !json_is_object(root)) {
+		log_err("config %s: %s (line %d)", path, root ? "expected an object" : jerr.text,
+			jerr.line);
+		json_decref(root);
+		return -EINVAL;
+	}
+	json_object_foreach(root, key, v) {
+		bool ok = false;
+
+		for (size_t i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]); i++)
+			ok |= !strcmp(key, known_keys[i]);
+		if (!ok) {
+			log_err("config %s: unknown key '%s'", path, key);
+			ret = -EINVAL;
+		}
+	}
+	if (!ret)
+		ret = conf_string(c, root, "socket", &c->api.socket_path) ?:
+		      conf_string(c, root, "socket_group", &c->api.socket_group) ?:
+		      conf_string(c, root, "state_dir", &c->sup.state_dir) ?:
+		      conf_string(c, root, "run_dir", &c->sup.run_dir) ?:
+		      conf_string(c, root, "worker", &c->sup.worker_path) ?:
+		      conf_string(c, root, "sandbox_user", &c->sup.sandbox_user) ?:
+		      conf_string(c, root, "cgroup_parent", &c->sup.cgroup_parent) ?:
+		      conf_string(c, root, "boot_id_file", &c->sup.boot_id_path) ?:
+		      conf_bool(root, "seccomp", &c->sup.seccomp) ?:
+		      conf_bool(root, "test_probe", &c->sup.test_probe);
+	if (!ret && json_object_get(root, "sandbox")) {
+		ret = conf_bool(root, "sandbox", &c->sup.sandbox);
+		c->sandbox_set = true;
+	}
+	if (!ret && !(ret = conf_uint(root, "memory_overhead_mib", 0, 1 << 20, &n)))
+		c->sup.memory_overhead_mib = n;
+	n = c->sup.shutdown_timeout_s;
+	if (!ret && !(ret = conf_uint(root, "shutdown_timeout_s", 0, 3600, &n)))
+		c->sup.shutdown_timeout_s = (unsigned)n;
+	n = c->sup.start_timeout_s;
+	if (!ret && !(ret = conf_uint(root, "start_timeout_s", 1, 3600, &n)))
+		c->sup.start_timeout_s = (unsigned)n;
+	n = c->sup.console_history >> 10;
+	if (!ret && !(ret = conf_uint(root, "console_history_kib", 4, 1 << 20, &n)))
+		c->sup.console_history = (size_t)n << 10;
+	tcp = json_object_get(root, "tcp");
+	if (!ret && tcp) {
+		const char *token_file = NULL;
+
+		n = 8419;
+		if (!json_is_object(tcp) || conf_string(c, tcp, "address", &c->api.tcp_address) ||
+		    conf_uint(tcp, "port", 1, 65535, &n) ||
+		    conf_string(c, tcp, "token_file", &token_file) || !token_file) {
+			log_err("config: tcp: expected {\"address\", \"port\", \"token_file\"}");
+			ret = -EINVAL;
+		} else {
+			FILE *f = fopen(token_file, "re");
+			char buf[256] = "";
+
+			c->api.tcp_port = (unsigned)n;
+			if (!f || !fgets(buf, sizeof(buf), f)) {
+				log_err("config: tcp.token_file %s: cannot read it", token_file);
+				ret = -EINVAL;
+			}
+			if (f)
+				fclose(f);
+			buf[strcspn(buf, "\r\n")] = 0;
+			c->api.token = keep(c, buf);
+		}
+	}
+	json_decref(root);
+	return ret;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p == '/') {
+			*p = 0;
+			if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+				return -errno;
+			*p = '/';
+		}
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* systemd readiness (Type=notify), without libsystemd. */
+static void notify_ready(void)
+{
+	const char *sock = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (!sock || strlen(sock) >= sizeof(sa.sun_path) || (sock[0] != '/' && sock[0] != '@'))
+		return;
+	strcpy(sa.sun_path, sock);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = 0;
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, "READY=1", 7, 0, (struct sockaddr *)&sa,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(sock))) < 0)
+		log_debug("sd_notify: %s", strerror(errno));
+	close(fd);
+}
+
+/* cella-vm next to cellad, one level up (the build tree), or installed. */
+static const char *default_worker(struct conf *c)
+{
+	static const char *const rel[] = { "cella-vm", "../cella-vm" };
+	char exe[PATH_MAX], path[PATH_MAX + 16], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	if (n > 0) {
+		exe[n] = 0;
+		slash = strrchr(exe, '/');
+		*slash = 0;
+		for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+			snprintf(path, sizeof(path), "%s/%s", exe, rel[i]);
+			if (access(path, X_OK) == 0)
+				return keep(c, realpath(path, exe) ? exe : path);
+		}
+	}
+	return access("/usr/local/bin/cella-vm", X_OK) == 0 ? "/usr/local/bin/cella-vm"
+							     : "/usr/bin/cella-vm";
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_CONFIG = 256, O_SOCKET, O_STATE, O_RUN, O_WORKER, O_NOSANDBOX, O_NOSECCOMP,
+	       O_HELP, O_VERSION };
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, O_CONFIG },
+		{ "socket", required_argument, NULL, O_SOCKET },
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "run-dir", required_argument, NULL, O_RUN },
+		{ "worker", required_argument, NULL, O_WORKER },
+		{ "no-sandbox", no_argument, NULL, O_NOSANDBOX },
+		{ "no-seccomp", no_argument, NULL, O_NOSECCOMP },
+		{ "foreground", no_argument, NULL, 'f' }, /* always: accepted for habit */
+		{ "help", no_argument, NULL, O_HELP },
+		{ "version", no_argument, NULL, O_VERSION },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct conf c = {
+		.sup = { .state_dir = "/var/lib/cella", .run_dir = "/run/cella",
+			 .seccomp = true, .cgroup_parent = "cella", .memory_overhead_mib = 64,
+			 .shutdown_timeout_s = 30, .start_timeout_s = 30,
+			 .boot_id_path = "/proc/sys/kernel/random/boot_id",
+			 .console_history = 64 << 10 },
+		.api = { .socket_path = "/run/cella/cellad.sock", .socket_group = "cella",
+			 .max_body = 1 << 20 },
+	};
+	const char *config = NULL, *o_socket = NULL, *o_state = NULL, *o_run = NULL,
+		   *o_worker = NULL;
+	bool no_sandbox = false, no_seccomp = false;
+	char dbpath[PATH_MAX], logs[PATH_MAX], err[512];
+	struct db *db = NULL;
+	struct sup *sup = NULL;
+	struct api *api = NULL;
+	struct signalfd_siginfo si;
+	sigset_t set;
+	int opt, sfd, lockfd, status = 1;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+		switch (opt) {
+		case O_CONFIG: config = optarg; break;
+		case O_SOCKET: o_socket = optarg; break;
+		case O_STATE: o_state = optarg; break;
+		case O_RUN: o_run = optarg; break;
+		case O_WORKER: o_worker = optarg; break;
+		case O_NOSANDBOX: no_sandbox = true; break;
+		case O_NOSECCOMP: no_seccomp = true; break;
+		case 'f': break;
+		case O_HELP: usage(stdout); return 0;
+		case O_VERSION: puts("cellad 0.1.0"); return 0;
+		default:
+			fprintf(stderr, "cellad: unknown option or missing value: '%s' (see --help)\n",
+				argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "cellad: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (conf_load(&c, config ? config : DEFAULT_CONFIG, config != NULL))
+		return 2;
+	if (o_socket) c.api.socket_path = o_socket;
+	if (o_state) c.sup.state_dir = o_state;
+	if (o_run) c.sup.run_dir = o_run;
+	if (o_worker) c.sup.worker_path = o_worker;
+	if (!c.sup.worker_path)
+		c.sup.worker_path = default_worker(&c);
+	if (!c.sandbox_set)
+		c.sup.sandbox = geteuid() == 0;
+	if (no_sandbox)
+		c.sup.sandbox = false;
+	if (no_seccomp)
+		c.sup.seccomp = false;
+	if (c.sup.sandbox && geteuid() != 0) {
+		log_warn("sandbox: needs root; workers run unsandboxed");
+		c.sup.sandbox = false;
+	}
+	if (c.sup.sandbox && !c.sup.sandbox_user)
+		c.sup.sandbox_user = getpwnam("cella") ? "cella" : "nobody";
+	if (access(c.sup.worker_path, X_OK) < 0) {
+		log_err("worker %s: %s", c.sup.worker_path, strerror(errno));
+		return 2;
+	}
+	snprintf(logs, sizeof(logs), "%s/logs", c.sup.state_dir);
+	if (mkdir_p(c.sup.state_dir, 0750) || mkdir_p(logs, 0750) || mkdir_p(c.sup.run_dir, 0750)) {
+		log_err("cannot create %s or %s: %s", c.sup.state_dir, c.sup.run_dir,
+			strerror(errno));
+		return 1;
+	}
+	snprintf(dbpath, sizeof(dbpath), "%s/cellad.lock", c.sup.state_dir);
+	lockfd = open(dbpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		log_err("another cellad uses %s", c.sup.state_dir);
+		return 1;
+	}
+	snprintf(dbpath, sizeof(dbpath), "%s/cellad.db", c.sup.state_dir);
+	if (db_open(&db, dbpath, err, sizeof(err))) {
+		log_err("database: %s", err);
+		return 1;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sup_create(&sup, &c.sup, db)) {
+		log_err("cannot start the supervisor");
+		goto out;
+	}
+	if (api_start(&api, &c.api, sup))
+		goto out;
+	log_info("cellad ready on %s (workers: %s; sandbox %s as %s, seccomp %s)",
+		 c.api.socket_path, c.sup.worker_path, c.sup.sandbox ? "on" : "off",
+		 c.sup.sandbox_user ? c.sup.sandbox_user : "-", c.sup.seccomp ? "on" : "off");
+	notify_ready();
+	while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGHUP)
+			continue;
+		log_info("stopping on %s; VMs keep running", strsignal((int)si.ssi_signo));
+		break;
+	}
+	status = 0;
+out:
+	if (sup)
+		sup_quiesce(sup);
+	api_stop(api);
+	sup_destroy(sup);
+	db_close(db);
+	for (unsigned i = 0; i < c.nr_strings; i++)
+		free(c.strings[i]);
+	return status;
+}

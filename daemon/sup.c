@@ -1,0 +1,684 @@
+/* sup.c: the VM registry and the lifecycle state machine: defined ->
+ * starting -> running <-> paused -> stopping -> stopped, plus crashed. Every
+ * action checks the state first and refuses with 409 naming it. */
+#include "sup_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "wctl.h"
+
+#define WORKER_TIMEOUT_MS 10000
+
+static const char *const state_names[] = {
+	[VS_DEFINED] = "defined", [VS_STARTING] = "starting", [VS_RUNNING] = "running",
+	[VS_PAUSED] = "paused",   [VS_STOPPING] = "stopping", [VS_STOPPED] = "stopped",
+	[VS_CRASHED] = "crashed",
+};
+
+const char *vm_state_name(enum vm_state st)
+{
+	return state_names[st];
+}
+
+int64_t sup_now_wall(void)
+{
+	return (int64_t)time(NULL);
+}
+
+struct vmrt *sup_find(struct sup *s, const char *name)
+{
+	for (struct vmrt *vm = s->vms; vm; vm = vm->next)
+		if (!strcmp(vm->def.name, name))
+			return vm;
+	return NULL;
+}
+
+static struct vmrt *sup_lookup(struct sup *s, const char *name, struct derr *e)
+{
+	struct vmrt *vm = sup_find(s, name);
+
+	if (!vm)
+		derr_set(e, 404, "name", "no VM named '%.64s'", name);
+	return vm;
+}
+
+void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *detail)
+{
+	struct sup_event *ev = &s->events[s->next_seq % SUP_EVENTS];
+	struct timespec ts;
+	char when[40];
+	struct tm tm;
+	json_t *o;
+	char *js;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03ldZ", ts.tv_nsec / 1000000);
+	o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)s->next_seq, "time", when,
+		      "event", event, "vm", vm ? vm->def.name : "", "state",
+		      vm ? vm_state_name(vm->state) : "");
+	if (detail && *detail)
+		json_object_set_new(o, "detail", json_string(detail));
+	js = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	free(s->events[s->next_seq % SUP_EVENTS].line);
+	ev->seq = s->next_seq++;
+	snprintf(ev->vm, sizeof(ev->vm), "%s", vm ? vm->def.name : "");
+	ev->line = NULL;
+	if (js && asprintf(&ev->line, "%s\n", js) < 0)
+		ev->line = NULL;
+	free(js);
+	log_info("vm %s: %s%s%s", vm ? vm->def.name : "-", event, detail && *detail ? ": " : "",
+		 detail ? detail : "");
+	pthread_cond_broadcast(&s->changed);
+}
+
+void sup_persist(struct sup *s, struct vmrt *vm)
+{
+	struct db_runtime rt = {
+		.pid = vm->pid, .pid_start = vm->pid_start, .started_at = vm->started_at,
+		.exit_status = vm->exit_status, .restarts = vm->restarts,
+	};
+
+	snprintf(rt.state, sizeof(rt.state), "%s", vm_state_name(vm->state));
+	snprintf(rt.exit_reason, sizeof(rt.exit_reason), "%s", vm->exit_reason);
+	if (db_save_runtime(s->db, vm->def.uuid, &rt))
+		log_warn("vm %s: cannot record the runtime state", vm->def.name);
+}
+
+void sup_set_state(struct sup *s, struct vmrt *vm, enum vm_state st, const char *event,
+		   const char *detail)
+{
+	vm->state = st;
+	sup_persist(s, vm);
+	if (event)
+		sup_emit(s, vm, event, detail);
+	pthread_cond_broadcast(&s->changed);
+}
+
+static int64_t uptime_ms(const struct vmrt *vm)
+{
+	struct timespec now;
+
+	if (vm->state != VS_RUNNING && vm->state != VS_PAUSED && vm->state != VS_STOPPING)
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - vm->started_mono.tv_sec) * 1000 +
+	       (now.tv_nsec - vm->started_mono.tv_nsec) / 1000000;
+}
+
+json_t *sup_vm_json(struct sup *s, struct vmrt *vm)
+{
+	json_t *o = vmdef_to_json(&vm->def);
+	json_t *last = json_null();
+
+	(void)s;
+	if (vm->exit_status >= 0)
+		last = json_pack("{s:i, s:s}", "status", vm->exit_status, "reason", vm->exit_reason);
+	json_object_set_new(o, "state", json_string(vm_state_name(vm->state)));
+	json_object_set_new(o, "pid", vm->pid ? json_integer(vm->pid) : json_null());
+	json_object_set_new(o, "uptime_ms", json_integer(uptime_ms(vm)));
+	json_object_set_new(o, "started_at", vm->started_at ? json_integer(vm->started_at)
+							    : json_null());
+	json_object_set_new(o, "restarts", json_integer(vm->restarts));
+	json_object_set_new(o, "last_exit", last);
+	return o;
+}
+
+json_t *sup_list(struct sup *s)
+{
+	json_t *arr = json_array();
+
+	pthread_mutex_lock(&s->lock);
+	for (struct vmrt *vm = s->vms; vm; vm = vm->next)
+		json_array_append_new(arr, sup_vm_json(s, vm));
+	pthread_mutex_unlock(&s->lock);
+	return arr;
+}
+
+int sup_get(struct sup *s, const char *name, json_t **out, struct derr *e)
+{
+	struct vmrt *vm;
+	int ret = -1;
+
+	pthread_mutex_lock(&s->lock);
+	vm = sup_lookup(s, name, e);
+	if (vm) {
+		*out = sup_vm_json(s, vm);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static struct vmrt *vmrt_new(void)
+{
+	struct vmrt *vm = calloc(1, sizeof(*vm));
+
+	if (!vm)
+		return NULL;
+	vm->pidfd = vm->console_fd = -1;
+	vm->exit_status = -1;
+	vm->w_pid.kind = WATCH_PID;
+	vm->w_pid.vm = vm;
+	vm->w_con.kind = WATCH_CONSOLE;
+	vm->w_con.vm = vm;
+	return vm;
+}
+
+int sup_define(struct sup *s, json_t *body, json_t **out, struct derr *e)
+{
+	struct vmrt *vm = vmrt_new(), **pp;
+	int ret;
+
+	if (!vm)
+		return derr_set(e, 500, "", "out of memory");
+	if (vmdef_from_json(&vm->def, body, e)) {
+		vmdef_free(&vm->def);
+		free(vm);
+		return -1;
+	}
+	pthread_mutex_lock(&s->lock);
+	for (struct vmrt *o = s->vms; o; o = o->next) {
+		if (!strcmp(o->def.name, vm->def.name) || !strcmp(o->def.uuid, vm->def.uuid)) {
+			bool by_name = !strcmp(o->def.name, vm->def.name);
+
+			pthread_mutex_unlock(&s->lock);
+			derr_set(e, 409, by_name ? "name" : "uuid", "a VM with this %s exists",
+				 by_name ? "name" : "UUID");
+			vmdef_free(&vm->def);
+			free(vm);
+			return -1;
+		}
+	}
+	ret = db_save_vm(s->db, &vm->def);
+	if (ret) {
+		pthread_mutex_unlock(&s->lock);
+		derr_set(e, ret == -EEXIST ? 409 : 500, "", "cannot store the definition: %s",
+			 strerror(-ret));
+		vmdef_free(&vm->def);
+		free(vm);
+		return -1;
+	}
+	vm->state = VS_DEFINED;
+	for (pp = &s->vms; *pp; pp = &(*pp)->next)
+		;
+	*pp = vm;
+	sup_persist(s, vm);
+	sup_emit(s, vm, "defined", NULL);
+	*out = sup_vm_json(s, vm);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static bool state_active(enum vm_state st)
+{
+	return st == VS_STARTING || st == VS_RUNNING || st == VS_PAUSED || st == VS_STOPPING;
+}
+
+static int refuse(struct vmrt *vm, struct derr *e, const char *what)
+{
+	derr_set(e, 409, "state", "cannot %s a VM that is %s", what, vm_state_name(vm->state));
+	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+	return -1;
+}
+
+static int refuse_busy(struct vmrt *vm, struct derr *e)
+{
+	derr_set(e, 409, "state", "another action on this VM is in progress");
+	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+	return -1;
+}
+
+int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, struct derr *e)
+{
+	struct vmdef next;
+	struct vmrt *vm;
+	bool limits = false;
+	int ret = -1;
+
+	pthread_mutex_lock(&s->lock);
+	vm = sup_lookup(s, name, e);
+	if (!vm)
+		goto out;
+	if (vm->busy) {
+		refuse_busy(vm, e);
+		goto out;
+	}
+	if (vmdef_copy(&next, &vm->def)) {
+		derr_set(e, 500, "", "out of memory");
+		goto out;
+	}
+	if (vmdef_patch(&next, body, state_active(vm->state), &limits, e)) {
+		if (e->http == 409)
+			snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+		vmdef_free(&next);
+		goto out;
+	}
+	if (db_save_vm(s->db, &next)) {
+		derr_set(e, 500, "", "cannot store the definition");
+		vmdef_free(&next);
+		goto out;
+	}
+	vmdef_free(&vm->def);
+	vm->def = next;
+	if (limits && vm->pid && cgroups_vm_set_cpu(&s->cg, vm->def.uuid, vm->def.cpus,
+						    vm->def.cpu_weight, vm->def.cpu_max))
+		log_warn("vm %s: cannot apply the new CPU limits", vm->def.name);
+	sup_emit(s, vm, "changed", NULL);
+	*out = sup_vm_json(s, vm);
+	ret = 0;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int sup_delete(struct sup *s, const char *name, struct derr *e)
+{
+	struct vmrt *vm, **pp;
+	char path[512];
+	int ret = -1;
+
+	pthread_mutex_lock(&s->lock);
+	vm = sup_lookup(s, name, e);
+	if (!vm)
+		goto out;
+	if (vm->busy) {
+		refuse_busy(vm, e);
+		goto out;
+	}
+	if (state_active(vm->state)) {
+		refuse(vm, e, "delete");
+		goto out;
+	}
+	if (db_delete_vm(s->db, vm->def.uuid)) {
+		derr_set(e, 500, "", "cannot delete the definition");
+		goto out;
+	}
+	for (pp = &s->vms; *pp != vm; pp = &(*pp)->next)
+		;
+	*pp = vm->next;
+	vm->deleted = true;
+	vm->next = s->zombies;
+	s->zombies = vm;
+	sup_paths(s, vm, ".exit", path, sizeof(path));
+	unlink(path);
+	sup_paths(s, vm, ".json", path, sizeof(path));
+	unlink(path);
+	sup_emit(s, vm, "deleted", NULL);
+	ret = 0;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* Wait (lock held) until pred holds or timeout_ms passes. */
+static bool wait_until(struct sup *s, struct vmrt *vm, bool (*pred)(struct vmrt *, unsigned),
+		       unsigned arg, int timeout_ms)
+{
+	struct timespec dl;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	while (!pred(vm, arg)) {
+		if (pthread_cond_timedwait(&s->changed, &s->lock, &dl) == ETIMEDOUT)
+			return pred(vm, arg);
+	}
+	return true;
+}
+
+static bool worker_gone(struct vmrt *vm, unsigned gen)
+{
+	return vm->gen != gen || !state_active(vm->state) || !vm->pid;
+}
+
+static bool restarted(struct vmrt *vm, unsigned gen)
+{
+	return (vm->gen != gen && vm->state != VS_STARTING) || !state_active(vm->state);
+}
+
+/* Send one command to the worker without the lock. */
+static int worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, json_t **reply, struct derr *e)
+{
+	char path[512];
+	int ret;
+
+	sup_paths(s, vm, ".ctl", path, sizeof(path));
+	pthread_mutex_unlock(&s->lock);
+	ret = wctl_request(path, req, WORKER_TIMEOUT_MS, reply);
+	pthread_mutex_lock(&s->lock);
+	json_decref(req);
+	if (!ret && !json_is_true(json_object_get(*reply, "ok"))) {
+		derr_set(e, 500, "", "worker refused: %s",
+			 json_string_value(json_object_get(*reply, "error")) ?: "?");
+		json_decref(*reply);
+		*reply = NULL;
+		return -1;
+	}
+	if (ret) {
+		derr_set(e, 500, "", "worker control socket: %s", strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
+static int act_kill(struct sup *s, struct vmrt *vm, struct derr *e)
+{
+	unsigned gen = vm->gen;
+	json_t *reply = NULL;
+
+	vm->stop_requested = true;
+	if (worker_cmd(s, vm, json_pack("{s:s}", "cmd", "stop"), &reply, e))
+		log_warn("vm %s: stop through the control socket failed: %s", vm->def.name,
+			 e->reason);
+	json_decref(reply);
+	if (!wait_until(s, vm, worker_gone, gen, WORKER_TIMEOUT_MS) && vm->pid) {
+		log_warn("vm %s: worker %d did not exit; killing it", vm->def.name, vm->pid);
+		kill(vm->pid, SIGKILL);
+		if (!wait_until(s, vm, worker_gone, gen, WORKER_TIMEOUT_MS))
+			return derr_set(e, 500, "", "the worker did not exit");
+	}
+	return 0;
+}
+
+static int act_stop(struct sup *s, struct vmrt *vm, json_t *body, int *status, struct derr *e)
+{
+	json_int_t timeout_s = s->conf.shutdown_timeout_s;
+	json_t *t = json_is_object(body) ? json_object_get(body, "timeout_s") : NULL;
+	json_t *reply = NULL;
+	const char *key;
+	json_t *v;
+
+	if (body && !json_is_object(body))
+		return derr_set(e, 400, "", "expected a JSON object");
+	json_object_foreach(body, key, v) {
+		if (strcmp(key, "timeout_s"))
+			return derr_set(e, 400, key, "unknown field");
+	}
+	if (t && (!json_is_integer(t) || json_integer_value(t) < 0 ||
+		  json_integer_value(t) > 3600))
+		return derr_set(e, 400, "timeout_s", "expected an integer from 0 to 3600");
+	if (t)
+		timeout_s = json_integer_value(t);
+	vm->stop_requested = true;
+	sup_set_state(s, vm, VS_STOPPING, "stopping", NULL);
+	if (worker_cmd(s, vm, json_pack("{s:s, s:I}", "cmd", "shutdown", "timeout_ms",
+					timeout_s * 1000), &reply, e)) {
+		log_warn("vm %s: graceful shutdown failed (%s); turning it off", vm->def.name,
+			 e->reason);
+		return act_kill(s, vm, e);
+	}
+	json_decref(reply);
+	*status = 202;
+	return 0;
+}
+
+static int act_pause(struct sup *s, struct vmrt *vm, bool pause, struct derr *e)
+{
+	unsigned gen = vm->gen;
+	json_t *reply = NULL;
+
+	if (worker_cmd(s, vm, json_pack("{s:s}", "cmd", pause ? "pause" : "resume"), &reply, e))
+		return -1;
+	json_decref(reply);
+	if (vm->gen == gen && (vm->state == VS_RUNNING || vm->state == VS_PAUSED))
+		sup_set_state(s, vm, pause ? VS_PAUSED : VS_RUNNING, pause ? "paused" : "resumed",
+			      NULL);
+	return 0;
+}
+
+static int act_reset(struct sup *s, struct vmrt *vm, struct derr *e)
+{
+	unsigned gen = vm->gen;
+	json_t *reply = NULL;
+
+	vm->reset_requested = true;
+	if (worker_cmd(s, vm, json_pack("{s:s}", "cmd", "reset"), &reply, e)) {
+		vm->reset_requested = false;
+		return -1;
+	}
+	json_decref(reply);
+	if (!wait_until(s, vm, restarted, gen, (int)s->conf.start_timeout_s * 1000 + 5000))
+		return derr_set(e, 500, "", "the VM did not come back from the reset");
+	if (vm->state != VS_RUNNING)
+		return derr_set(e, 500, "", "the VM did not come back from the reset: %s",
+				vm->exit_reason);
+	return 0;
+}
+
+static const struct {
+	const char *verb;
+	unsigned from; /* bit mask of states */
+} actions[] = {
+	[SUP_START] = { "start", 1u << VS_DEFINED | 1u << VS_STOPPED | 1u << VS_CRASHED },
+	[SUP_STOP] = { "stop", 1u << VS_RUNNING | 1u << VS_PAUSED },
+	[SUP_KILL] = { "turn off", 1u << VS_RUNNING | 1u << VS_PAUSED | 1u << VS_STOPPING },
+	[SUP_RESET] = { "reset", 1u << VS_RUNNING | 1u << VS_PAUSED },
+	[SUP_PAUSE] = { "pause", 1u << VS_RUNNING },
+	[SUP_RESUME] = { "resume", 1u << VS_PAUSED },
+};
+
+int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body, json_t **out,
+	       int *status, struct derr *e)
+{
+	struct vmrt *vm;
+	int ret = -1;
+
+	*status = 200;
+	if (a != SUP_STOP && body && (!json_is_object(body) || json_object_size(body)))
+		return derr_set(e, 400, json_is_object(body) ? json_object_iter_key(
+						   json_object_iter(body)) : "",
+				json_is_object(body) ? "unknown field" : "expected an empty body");
+	pthread_mutex_lock(&s->lock);
+	vm = sup_lookup(s, name, e);
+	if (!vm)
+		goto out;
+	if (vm->busy && !(a == SUP_KILL && vm->state == VS_STOPPING)) {
+		refuse_busy(vm, e);
+		goto out;
+	}
+	if (!(actions[a].from & (1u << vm->state))) {
+		refuse(vm, e, actions[a].verb);
+		goto out;
+	}
+	vm->busy = true;
+	vm->refs++;
+	switch (a) {
+	case SUP_START:
+		vm->stop_requested = vm->reset_requested = false;
+		vm->burst = 0;
+		sup_set_state(s, vm, VS_STARTING, "starting", NULL);
+		pthread_mutex_unlock(&s->lock);
+		ret = sup_launch(s, vm, e);
+		pthread_mutex_lock(&s->lock);
+		break;
+	case SUP_STOP:
+		ret = act_stop(s, vm, body, status, e);
+		break;
+	case SUP_KILL:
+		ret = act_kill(s, vm, e);
+		break;
+	case SUP_RESET:
+		ret = act_reset(s, vm, e);
+		break;
+	case SUP_PAUSE:
+	case SUP_RESUME:
+		ret = act_pause(s, vm, a == SUP_PAUSE, e);
+		break;
+	}
+	vm->busy = false;
+	vm->refs--;
+	if (!ret)
+		*out = sup_vm_json(s, vm);
+	else if (!e->state[0])
+		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+static int read_boot_id(const char *path, char *out, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, out, len - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	out[n] = 0;
+	out[strcspn(out, "\n")] = 0;
+	return 0;
+}
+
+struct load_ctx {
+	struct sup *s;
+	bool rebooted;
+};
+
+static int sup_load_one(void *opaque, struct vmdef *def, const struct db_runtime *rt)
+{
+	struct load_ctx *lc = opaque;
+	struct sup *s = lc->s;
+	struct vmrt *vm = vmrt_new(), **pp;
+
+	if (!vm)
+		return -ENOMEM;
+	if (vmdef_copy(&vm->def, def)) {
+		free(vm);
+		return -ENOMEM;
+	}
+	for (pp = &s->vms; *pp; pp = &(*pp)->next)
+		;
+	*pp = vm;
+	vm->state = VS_DEFINED;
+	for (unsigned i = 0; i < ARRAY_SIZE(state_names); i++)
+		if (!strcmp(rt->state, state_names[i]))
+			vm->state = (enum vm_state)i;
+	vm->exit_status = rt->exit_status;
+	vm->restarts = rt->restarts;
+	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", rt->exit_reason);
+	if (lc->rebooted && state_active(vm->state)) {
+		vm->state = VS_STOPPED;
+		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "the host rebooted");
+		sup_persist(s, vm);
+	} else if (state_active(vm->state)) {
+		sup_adopt(s, vm, rt);
+	}
+	return 0;
+}
+
+int sup_create(struct sup **out, const struct sup_conf *conf, struct db *db)
+{
+	struct sup *s = calloc(1, sizeof(*s));
+	struct load_ctx lc = { .s = s };
+	char boot[64] = "", last[64] = "";
+	int ret;
+
+	if (!s)
+		return -ENOMEM;
+	s->conf = *conf;
+	s->db = db;
+	s->next_seq = 1;
+	s->epfd = -1;
+	clock_gettime(CLOCK_MONOTONIC, &s->t0);
+	s->started_wall = sup_now_wall();
+	pthread_mutex_init(&s->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_cond_init(&s->changed, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	s->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	cgroups_init(&s->cg, conf->cgroup_parent, conf->memory_overhead_mib);
+	if (read_boot_id(conf->boot_id_path, boot, sizeof(boot)))
+		log_warn("cannot read the boot id from %s: autostart disabled", conf->boot_id_path);
+	if (db_get_meta(db, "boot_id", last, sizeof(last)) == 0 && boot[0] && strcmp(boot, last))
+		lc.rebooted = true;
+	ret = sup_monitor_start(s);
+	if (ret) {
+		free(s);
+		return ret;
+	}
+	pthread_mutex_lock(&s->lock);
+	ret = db_load(db, sup_load_one, &lc);
+	if (!ret && boot[0] && db_set_meta(db, "boot_id", boot))
+		log_warn("cannot record the boot id");
+	if (!ret && lc.rebooted) {
+		log_info("host boot since the last run: starting autostart VMs");
+		for (struct vmrt *vm = s->vms; vm; vm = vm->next) {
+			if (vm->def.autostart && !state_active(vm->state)) {
+				sup_set_state(s, vm, VS_STARTING, "starting", "autostart");
+				sup_launch_async(s, vm);
+			}
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (ret) {
+		sup_destroy(s);
+		return ret;
+	}
+	*out = s;
+	return 0;
+}
+
+void sup_quiesce(struct sup *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->shutting_down = true;
+	pthread_cond_broadcast(&s->changed);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void sup_destroy(struct sup *s)
+{
+	struct vmrt *vm, *n;
+
+	if (!s)
+		return;
+	sup_monitor_stop(s);
+	pthread_mutex_lock(&s->lock);
+	s->shutting_down = true;
+	pthread_cond_broadcast(&s->changed);
+	pthread_mutex_unlock(&s->lock);
+	for (int i = 0; i < SUP_EVENTS; i++)
+		free(s->events[i].line);
+	for (vm = s->vms; vm; vm = n) {
+		n = vm->next;
+		if (vm->pidfd >= 0)
+			close(vm->pidfd);
+		if (vm->console_fd >= 0)
+			close(vm->console_fd);
+		conbuf_free(&vm->con);
+		vmdef_free(&vm->def);
+		free(vm);
+	}
+	for (vm = s->zombies; vm; vm = n) {
+		n = vm->next;
+		conbuf_free(&vm->con);
+		vmdef_free(&vm->def);
+		free(vm);
+	}
+	if (s->stop_efd >= 0)
+		close(s->stop_efd);
+	/* The lock and condition stay: HTTP threads may still be finishing. */
+	free(s);
+}

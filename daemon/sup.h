@@ -1,0 +1,76 @@
+/* sup.h: the supervisor: cellad's registry of VMs (definitions from SQLite,
+ * runtime state), the lifecycle state machine, one worker per running VM,
+ * and re-adoption of workers after cellad restarts. Every function is
+ * thread-safe (HTTP requests run on their own threads). API errors come
+ * back in a struct derr (HTTP status, field, reason, current state). */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "compiler.h"
+#include "derr.h"
+
+struct db;
+struct sup;
+struct sup_stream;
+
+struct sup_conf {
+	const char *state_dir;      /* logs/ lives here */
+	const char *run_dir;        /* control and console sockets, exit records */
+	const char *worker_path;    /* cella-vm */
+	bool sandbox;               /* mount-namespace sandbox for workers */
+	const char *sandbox_user;   /* NULL: workers keep cellad's uid */
+	bool seccomp;
+	bool test_probe;            /* tests only: workers accept probe-open */
+	const char *cgroup_parent;  /* e.g. "cella" */
+	uint64_t memory_overhead_mib;
+	unsigned shutdown_timeout_s;
+	unsigned start_timeout_s;
+	const char *boot_id_path;   /* /proc/sys/kernel/random/boot_id */
+	size_t console_history;     /* bytes of console output kept per VM */
+};
+
+/* Load the definitions, re-adopt live workers, settle the rest, autostart
+ * after a host boot, and start the monitor thread. 0 or -errno. */
+int sup_create(struct sup **out, const struct sup_conf *conf, struct db *db) __must_check;
+/* End every stream (readers return end-of-stream); call before the HTTP
+ * server stops, so that its threads can be joined. */
+void sup_quiesce(struct sup *s);
+/* Stop supervising. Workers keep running: a later cellad re-adopts them. */
+void sup_destroy(struct sup *s);
+
+json_t *sup_list(struct sup *s);
+int sup_get(struct sup *s, const char *name, json_t **out, struct derr *e) __must_check;
+int sup_define(struct sup *s, json_t *body, json_t **out, struct derr *e) __must_check;
+int sup_change(struct sup *s, const char *name, json_t *body, json_t **out,
+	       struct derr *e) __must_check;
+int sup_delete(struct sup *s, const char *name, struct derr *e) __must_check;
+
+enum sup_action { SUP_START, SUP_STOP, SUP_KILL, SUP_RESET, SUP_PAUSE, SUP_RESUME };
+/* Run a lifecycle action. *status is the HTTP success status (200, or 202
+ * for a graceful stop still in progress); *out the VM after it. */
+int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body, json_t **out,
+	       int *status, struct derr *e) __must_check;
+
+int sup_metrics(struct sup *s, const char *name, json_t **out, struct derr *e) __must_check;
+/* Prometheus text exposition for every VM and the daemon (malloc'd). */
+char *sup_prometheus(struct sup *s);
+json_t *sup_host(struct sup *s);
+
+/* Console: a reader over the VM's output history (the last `history`
+ * bytes, up to the buffer size) and what follows. */
+int sup_console_open(struct sup *s, const char *name, size_t history, bool follow,
+		     struct sup_stream **out, struct derr *e) __must_check;
+int sup_console_input(struct sup *s, const char *name, const void *data, size_t len,
+		      struct derr *e) __must_check;
+/* Events (JSON lines) after sequence number `since` (-1: only new ones). */
+int sup_events_open(struct sup *s, int64_t since, const char *vm_filter,
+		    struct sup_stream **out) __must_check;
+/* Copy what is available, waiting up to timeout_ms for more. Returns the
+ * byte count, 0 when nothing came in time, or -1 at the end of the stream. */
+ssize_t sup_stream_read(struct sup_stream *r, char *buf, size_t max, int timeout_ms);
+void sup_stream_close(struct sup_stream *r);

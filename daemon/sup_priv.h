@@ -1,0 +1,110 @@
+/* sup_priv.h: the supervisor's internals, shared by sup*.c only. */
+#pragma once
+#include <pthread.h>
+#include <time.h>
+
+#include "cgroup.h"
+#include "db.h"
+#include "sup.h"
+#include "vmdef.h"
+
+enum vm_state { VS_DEFINED, VS_STARTING, VS_RUNNING, VS_PAUSED, VS_STOPPING, VS_STOPPED,
+		VS_CRASHED };
+
+#define SUP_EVENTS        1024  /* events kept for late readers */
+#define SUP_RESTART_BURST 5     /* automatic restarts allowed ... */
+#define SUP_RESTART_WINDOW 60   /* ... per this many seconds */
+
+enum watch_kind { WATCH_PID, WATCH_CONSOLE };
+
+struct watch {
+	enum watch_kind kind;
+	struct vmrt *vm;
+	bool armed;
+};
+
+/* Console output history: a ring indexed by absolute byte count. */
+struct conbuf {
+	char *data;
+	size_t cap;
+	uint64_t total;
+};
+
+struct vmrt {
+	struct vmdef def;
+	enum vm_state state;
+	bool busy;             /* an API action is in flight */
+	bool stop_requested;   /* the API asked for the exit: no restart */
+	bool reset_requested;
+	pid_t pid;             /* 0: no worker */
+	uint64_t pid_start;
+	int pidfd;
+	bool is_child;         /* spawned by this cellad (waitpid works) */
+	unsigned gen;          /* worker generation */
+	int64_t started_at;
+	struct timespec started_mono;
+	int exit_status;       /* -1 none; else cella-vm status, or 128+signal */
+	char exit_reason[256];
+	unsigned restarts;
+	int64_t burst_start;
+	unsigned burst;
+	int console_fd;
+	struct conbuf con;
+	struct watch w_pid, w_con;
+	unsigned refs;         /* stream readers */
+	bool deleted;
+	struct vmrt *next;
+};
+
+struct sup_event {
+	int64_t seq;
+	char vm[VMDEF_NAME_MAX + 1];
+	char *line; /* JSON + "\n" */
+};
+
+struct sup {
+	struct sup_conf conf;
+	struct db *db;
+	struct cgroups cg;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;  /* any state change or new event/console data */
+	struct vmrt *vms;
+	struct vmrt *zombies;    /* deleted, freed by the monitor once unreferenced */
+	int epfd;
+	int stop_efd;
+	pthread_t monitor;
+	bool monitor_started;
+	bool shutting_down;
+	struct sup_event events[SUP_EVENTS];
+	int64_t next_seq;
+	struct timespec t0;
+	int64_t started_wall;
+};
+
+/* sup.c */
+const char *vm_state_name(enum vm_state st);
+struct vmrt *sup_find(struct sup *s, const char *name);
+void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *detail);
+void sup_persist(struct sup *s, struct vmrt *vm);
+void sup_set_state(struct sup *s, struct vmrt *vm, enum vm_state st, const char *event,
+		   const char *detail);
+json_t *sup_vm_json(struct sup *s, struct vmrt *vm);
+int64_t sup_now_wall(void);
+
+/* sup_worker.c (lock held unless stated) */
+void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *out, size_t len);
+/* Spawn and start a worker for vm, whose state the caller set to
+ * VS_STARTING. Called WITHOUT the lock. Returns 0 or -1 with e set. */
+int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e);
+/* Same from a detached thread (automatic restarts). */
+void sup_launch_async(struct sup *s, struct vmrt *vm);
+/* Adopt or settle a worker recorded in the database (startup). */
+void sup_adopt(struct sup *s, struct vmrt *vm, const struct db_runtime *rt);
+int sup_monitor_start(struct sup *s) __must_check;
+void sup_monitor_stop(struct sup *s);
+void sup_unwatch(struct sup *s, struct vmrt *vm);
+uint64_t proc_start_time(pid_t pid, bool *zombie);
+
+/* sup_stream.c */
+void conbuf_append(struct conbuf *b, const char *p, size_t n);
+void conbuf_free(struct conbuf *b);

@@ -1,0 +1,216 @@
+/* sup_stream.c: console history and streams, console input, and the event
+ * stream. Readers wait on the supervisor's condition variable. */
+#include "sup_priv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "log.h"
+
+struct sup_stream {
+	struct sup *s;
+	struct vmrt *vm;      /* console streams */
+	bool follow;
+	uint64_t pos;         /* console: absolute byte offset */
+	int64_t seq;          /* events: next sequence number wanted */
+	char vm_filter[VMDEF_NAME_MAX + 1];
+	char *pending;        /* events: rest of a line that did not fit */
+	size_t pending_off;
+};
+
+void conbuf_append(struct conbuf *b, const char *p, size_t n)
+{
+	if (!b->cap)
+		return;
+	for (size_t i = 0; i < n; i++)
+		b->data[(b->total + i) % b->cap] = p[i];
+	b->total += n;
+}
+
+void conbuf_free(struct conbuf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+int sup_console_open(struct sup *s, const char *name, size_t history, bool follow,
+		     struct sup_stream **out, struct derr *e)
+{
+	struct sup_stream *r = calloc(1, sizeof(*r));
+	struct vmrt *vm;
+
+	if (!r)
+		return derr_set(e, 500, "", "out of memory");
+	pthread_mutex_lock(&s->lock);
+	vm = sup_find(s, name);
+	if (!vm) {
+		pthread_mutex_unlock(&s->lock);
+		free(r);
+		return derr_set(e, 404, "name", "no VM named '%.64s'", name);
+	}
+	r->s = s;
+	r->vm = vm;
+	r->follow = follow;
+	history = MIN(history, (size_t)MIN(vm->con.total, (uint64_t)vm->con.cap));
+	r->pos = vm->con.total - history;
+	vm->refs++;
+	pthread_mutex_unlock(&s->lock);
+	*out = r;
+	return 0;
+}
+
+int sup_console_input(struct sup *s, const char *name, const void *data, size_t len,
+		      struct derr *e)
+{
+	struct vmrt *vm;
+	size_t off = 0;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	vm = sup_find(s, name);
+	if (!vm) {
+		ret = derr_set(e, 404, "name", "no VM named '%.64s'", name);
+	} else if (vm->console_fd < 0 || (vm->state != VS_RUNNING && vm->state != VS_PAUSED)) {
+		ret = derr_set(e, 409, "state", "cannot send console input to a VM that is %s",
+			       vm_state_name(vm->state));
+		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+	} else {
+		/* The UART reads its socket as the guest drains it: small writes
+		 * that do not fit now are refused rather than blocking cellad. */
+		while (off < len) {
+			ssize_t n = send(vm->console_fd, (const char *)data + off, len - off,
+					 MSG_DONTWAIT | MSG_NOSIGNAL);
+
+			if (n <= 0) {
+				ret = derr_set(e, 503, "", "console input: %s",
+					       n < 0 ? strerror(errno) : "closed");
+				break;
+			}
+			off += (size_t)n;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int sup_events_open(struct sup *s, int64_t since, const char *vm_filter, struct sup_stream **out)
+{
+	struct sup_stream *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -ENOMEM;
+	r->s = s;
+	pthread_mutex_lock(&s->lock);
+	r->seq = since < 0 ? s->next_seq : since + 1;
+	if (r->seq < s->next_seq - SUP_EVENTS)
+		r->seq = s->next_seq - SUP_EVENTS;
+	if (r->seq < 1)
+		r->seq = 1;
+	pthread_mutex_unlock(&s->lock);
+	snprintf(r->vm_filter, sizeof(r->vm_filter), "%s", vm_filter ? vm_filter : "");
+	*out = r;
+	return 0;
+}
+
+static bool console_ended(struct vmrt *vm)
+{
+	return vm->deleted || (vm->console_fd < 0 && vm->state != VS_STARTING &&
+			       vm->state != VS_RUNNING && vm->state != VS_PAUSED &&
+			       vm->state != VS_STOPPING);
+}
+
+/* Copy available bytes (lock held). */
+static size_t stream_take(struct sup_stream *r, char *buf, size_t max)
+{
+	struct sup *s = r->s;
+	size_t n = 0;
+
+	if (r->vm) {
+		struct conbuf *b = &r->vm->con;
+
+		if (b->total - r->pos > b->cap)
+			r->pos = b->total - b->cap; /* overrun: skip what was overwritten */
+		while (n < max && r->pos < b->total) {
+			buf[n++] = b->data[r->pos % b->cap];
+			r->pos++;
+		}
+		return n;
+	}
+	while (n < max) {
+		const char *line;
+		size_t len;
+
+		if (!r->pending) {
+			struct sup_event *ev;
+
+			if (r->seq < s->next_seq - SUP_EVENTS)
+				r->seq = s->next_seq - SUP_EVENTS;
+			if (r->seq >= s->next_seq)
+				break;
+			ev = &s->events[r->seq % SUP_EVENTS];
+			r->seq++;
+			if (!ev->line || (r->vm_filter[0] && strcmp(ev->vm, r->vm_filter)))
+				continue;
+			r->pending = strdup(ev->line);
+			r->pending_off = 0;
+			if (!r->pending)
+				break;
+		}
+		line = r->pending + r->pending_off;
+		len = MIN(strlen(line), max - n);
+		memcpy(buf + n, line, len);
+		n += len;
+		r->pending_off += len;
+		if (!r->pending[r->pending_off]) {
+			free(r->pending);
+			r->pending = NULL;
+		}
+	}
+	return n;
+}
+
+ssize_t sup_stream_read(struct sup_stream *r, char *buf, size_t max, int timeout_ms)
+{
+	struct sup *s = r->s;
+	struct timespec dl;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		n = stream_take(r, buf, max);
+		if (n || s->shutting_down)
+			break;
+		if (r->vm && (!r->follow || console_ended(r->vm)))
+			break;
+		if (pthread_cond_timedwait(&s->changed, &s->lock, &dl) == ETIMEDOUT) {
+			n = stream_take(r, buf, max);
+			pthread_mutex_unlock(&s->lock);
+			return (ssize_t)n;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return n ? (ssize_t)n : -1;
+}
+
+void sup_stream_close(struct sup_stream *r)
+{
+	if (!r)
+		return;
+	if (r->vm) {
+		pthread_mutex_lock(&r->s->lock);
+		r->vm->refs--;
+		pthread_mutex_unlock(&r->s->lock);
+	}
+	free(r->pending);
+	free(r);
+}

@@ -1,0 +1,659 @@
+/* sup_worker.c: cella-vm workers: spawning (own session, control socket
+ * passed as fd 3, start gate), the monitor thread that notices their exit
+ * through pidfds and reads their consoles, exit settlement and restart
+ * policy, and re-adoption of workers left by a previous cellad. */
+#include "sup_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "wctl.h"
+
+void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s%s", s->conf.run_dir, vm->def.uuid, suffix);
+}
+
+static int pidfd_open_(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+uint64_t proc_start_time(pid_t pid, bool *zombie)
+{
+	char path[64], buf[1024];
+	unsigned long long start = 0;
+	char *p;
+	ssize_t n;
+	int fd;
+
+	*zombie = false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+	if (!p || p[1] != ' ')
+		return 0;
+	*zombie = p[2] == 'Z' || p[2] == 'X';
+	/* Field 3 is the state; starttime is field 22. */
+	p += 2;
+	for (int field = 3; field < 22 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	if (!p || sscanf(p, "%llu", &start) != 1)
+		return 0;
+	return start;
+}
+
+static void watch_add(struct sup *s, struct watch *w, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
+
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+		w->armed = true;
+	else
+		log_err("vm %s: epoll: %s", w->vm->def.name, strerror(errno));
+}
+
+static void console_close(struct sup *s, struct vmrt *vm)
+{
+	if (vm->console_fd < 0)
+		return;
+	if (vm->w_con.armed)
+		epoll_ctl(s->epfd, EPOLL_CTL_DEL, vm->console_fd, NULL);
+	vm->w_con.armed = false;
+	close(vm->console_fd);
+	vm->console_fd = -1;
+	pthread_cond_broadcast(&s->changed);
+}
+
+void sup_unwatch(struct sup *s, struct vmrt *vm)
+{
+	if (vm->pidfd >= 0) {
+		if (vm->w_pid.armed)
+			epoll_ctl(s->epfd, EPOLL_CTL_DEL, vm->pidfd, NULL);
+		close(vm->pidfd);
+	}
+	vm->pidfd = -1;
+	vm->w_pid.armed = false;
+	console_close(s, vm);
+}
+
+/* Drain what the console has (lock held). Returns false at EOF. */
+static bool console_drain(struct sup *s, struct vmrt *vm)
+{
+	char buf[16384];
+
+	for (;;) {
+		ssize_t n = recv(vm->console_fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n > 0) {
+			conbuf_append(&vm->con, buf, (size_t)n);
+			pthread_cond_broadcast(&s->changed);
+			continue;
+		}
+		return n < 0 && (errno == EAGAIN || errno == EINTR);
+	}
+}
+
+static int console_connect(struct sup *s, struct vmrt *vm)
+{
+	char path[512];
+	int fd;
+
+	sup_paths(s, vm, ".console", path, sizeof(path));
+	fd = wctl_connect(path);
+	if (fd < 0)
+		return fd;
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	if (!vm->con.data) {
+		vm->con.cap = s->conf.console_history;
+		vm->con.data = malloc(vm->con.cap);
+		if (!vm->con.data)
+			vm->con.cap = 0;
+	}
+	console_close(s, vm);
+	vm->console_fd = fd;
+	watch_add(s, &vm->w_con, fd);
+	return 0;
+}
+
+/* Read the worker's exit record. Returns the status or -1. */
+static int read_exit_record(struct sup *s, struct vmrt *vm, char *reason, size_t len)
+{
+	char path[512];
+	json_error_t jerr;
+	json_t *rec;
+	int status = -1;
+
+	sup_paths(s, vm, ".exit", path, sizeof(path));
+	rec = json_load_file(path, 0, &jerr);
+	if (rec && json_is_integer(json_object_get(rec, "status"))) {
+		status = (int)json_integer_value(json_object_get(rec, "status"));
+		snprintf(reason, len, "%s", json_string_value(json_object_get(rec, "reason")) ?: "");
+	}
+	json_decref(rec);
+	return status;
+}
+
+static bool restart_allowed(struct sup *s, struct vmrt *vm)
+{
+	int64_t now = sup_now_wall();
+
+	if (s->shutting_down)
+		return false;
+	if (now - vm->burst_start > SUP_RESTART_WINDOW) {
+		vm->burst_start = now;
+		vm->burst = 0;
+	}
+	if (vm->burst >= SUP_RESTART_BURST) {
+		log_warn("vm %s: %u restarts within %d s: giving up", vm->def.name, vm->burst,
+			 SUP_RESTART_WINDOW);
+		return false;
+	}
+	vm->burst++;
+	return true;
+}
+
+/* The worker is gone (lock held): find out how it ended and settle the
+ * state: reset -> start again; asked-for exits and guest power-off ->
+ * stopped; the rest -> crashed, restarted if the policy says so. */
+static void worker_exited(struct sup *s, struct vmrt *vm)
+{
+	char reason[256] = "", detail[320];
+	int status = -1, wst;
+	bool was_starting = vm->state == VS_STARTING, crashed;
+
+	if (vm->is_child && waitpid(vm->pid, &wst, WNOHANG) == vm->pid) {
+		if (WIFEXITED(wst)) {
+			status = WEXITSTATUS(wst);
+		} else if (WIFSIGNALED(wst)) {
+			status = 128 + WTERMSIG(wst);
+			snprintf(reason, sizeof(reason), "worker killed by signal %s",
+				 sigabbrev_np(WTERMSIG(wst)) ?: "?");
+		}
+	}
+	if (status < 128) {
+		char rec[256];
+		int st = read_exit_record(s, vm, rec, sizeof(rec));
+
+		if (st >= 0) {
+			status = st;
+			snprintf(reason, sizeof(reason), "%s", rec);
+		}
+	}
+	if (status < 0) {
+		status = 255;
+		snprintf(reason, sizeof(reason), "worker exited without an exit record "
+			 "(killed while cellad was not its parent?)");
+	} else if (!reason[0]) {
+		snprintf(reason, sizeof(reason), "worker exited with status %d", status);
+	}
+	sup_unwatch(s, vm);
+	vm->pid = 0;
+	vm->pid_start = 0;
+	vm->exit_status = status;
+	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", reason);
+	snprintf(detail, sizeof(detail), "status %d: %s", status, reason);
+
+	if (was_starting) {
+		sup_set_state(s, vm, VS_CRASHED, "crashed", detail);
+		return;
+	}
+	if (!vm->stop_requested && (vm->reset_requested || status == 8)) {
+		vm->reset_requested = false;
+		sup_set_state(s, vm, VS_STARTING, "reset", detail);
+		sup_launch_async(s, vm);
+		return;
+	}
+	/* 0 power-off, 12 host stop, odd: the guest's debug exit. */
+	crashed = !(status == 0 || status == 12 || (status & 1 && status < 128)) &&
+		  !(vm->stop_requested && status < 128);
+	sup_set_state(s, vm, crashed ? VS_CRASHED : VS_STOPPED, crashed ? "crashed" : "stopped",
+		      detail);
+	if (vm->stop_requested || vm->deleted)
+		return;
+	if ((crashed && vm->def.restart != RESTART_NEVER) || vm->def.restart == RESTART_ALWAYS) {
+		if (restart_allowed(s, vm)) {
+			vm->restarts++;
+			sup_set_state(s, vm, VS_STARTING, "restarting",
+				      crashed ? "restart policy after a crash" : "restart policy always");
+			sup_launch_async(s, vm);
+		}
+	}
+}
+
+/* Build the worker's argv (all strings owned by `store`). */
+static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, char store[][600])
+{
+	size_t n = 0, k = 0;
+
+#define ARG(...) do {							\
+		if (n + 1 >= max || k >= 16) return -E2BIG;		\
+		snprintf(store[k], 600, __VA_ARGS__);			\
+		argv[n++] = store[k++];					\
+	} while (0)
+	ARG("%s", s->conf.worker_path);
+	ARG("--config");
+	sup_paths(s, vm, ".json", store[k], 600);
+	argv[n++] = store[k++];
+	ARG("--console");
+	ARG("unix:%s/%s.console", s->conf.run_dir, vm->def.uuid);
+	ARG("--control");
+	ARG("fd:3");
+	ARG("--exit-file");
+	sup_paths(s, vm, ".exit", store[k], 600);
+	argv[n++] = store[k++];
+	ARG("--wait-start");
+	ARG("--name");
+	ARG("%s", vm->def.name);
+	if (s->conf.sandbox) {
+		if (s->conf.sandbox_user)
+			ARG("--sandbox=%s", s->conf.sandbox_user);
+		else
+			ARG("--sandbox");
+	}
+	if (s->conf.seccomp)
+		ARG("--seccomp");
+	if (s->conf.test_probe)
+		ARG("--test-probe");
+#undef ARG
+	argv[n] = NULL;
+	return 0;
+}
+
+static int listen_unix(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0 ||
+	    chmod(path, 0600) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* Fork and exec the worker (lock held). */
+static int spawn(struct sup *s, struct vmrt *vm, struct derr *e)
+{
+	char store[16][600], *argv[20], path[512], logp[600];
+	int ctl, logfd, nullfd;
+	json_t *cfg;
+	pid_t pid;
+
+	if (build_argv(s, vm, argv, ARRAY_SIZE(argv), store))
+		return derr_set(e, 500, "", "worker command line too long");
+	cfg = vmdef_worker_config(&vm->def);
+	sup_paths(s, vm, ".json", path, sizeof(path));
+	if (!cfg || json_dump_file(cfg, path, JSON_INDENT(2)) < 0) {
+		json_decref(cfg);
+		return derr_set(e, 500, "", "cannot write %s", path);
+	}
+	json_decref(cfg);
+	sup_paths(s, vm, ".exit", path, sizeof(path));
+	unlink(path);
+	sup_paths(s, vm, ".ctl", path, sizeof(path));
+	ctl = listen_unix(path);
+	if (ctl < 0)
+		return derr_set(e, 500, "", "control socket %s: %s", path, strerror(-ctl));
+	snprintf(logp, sizeof(logp), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);
+	logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (logfd < 0 || nullfd < 0) {
+		derr_set(e, 500, "", "cannot open %s: %s", logp, strerror(errno));
+		goto fail;
+	}
+	pid = fork();
+	if (pid < 0) {
+		derr_set(e, 500, "", "fork: %s", strerror(errno));
+		goto fail;
+	}
+	if (pid == 0) {
+		/* Child of a multithreaded process: async-signal-safe calls only.
+		 * Its own session, so that it outlives cellad and its terminal. */
+		sigset_t none;
+
+		setsid();
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
+			_exit(127);
+		if (ctl == 3)
+			fcntl(3, F_SETFD, 0);
+		else if (dup2(ctl, 3) < 0)
+			_exit(127);
+		syscall(SYS_close_range, 4U, ~0U, 0U);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(ctl);
+	close(logfd);
+	close(nullfd);
+	vm->pid = pid;
+	vm->is_child = true;
+	vm->pid_start = proc_start_time(pid, &(bool){ false });
+	vm->pidfd = pidfd_open_(pid);
+	if (vm->pidfd < 0) {
+		log_err("vm %s: pidfd_open: %s", vm->def.name, strerror(errno));
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		vm->pid = 0;
+		return derr_set(e, 500, "", "pidfd_open: %s", strerror(errno));
+	}
+	watch_add(s, &vm->w_pid, vm->pidfd);
+	if (cgroups_vm_attach(&s->cg, vm->def.uuid, pid, vm->def.cpus, vm->def.memory_mib,
+			      vm->def.cpu_weight, vm->def.cpu_max))
+		log_warn("vm %s: cannot apply cgroup limits (%s)", vm->def.name,
+			 cgroups_mode_name(&s->cg));
+	return 0;
+fail:
+	close(ctl);
+	if (logfd >= 0)
+		close(logfd);
+	if (nullfd >= 0)
+		close(nullfd);
+	return -1;
+}
+
+static bool start_settled(struct vmrt *vm, unsigned gen)
+{
+	return vm->gen != gen || vm->state != VS_STARTING;
+}
+
+int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e)
+{
+	char ctl_path[512];
+	json_t *reply = NULL, *req;
+	unsigned gen;
+	int fd, pidfd, ret;
+
+	pthread_mutex_lock(&s->lock);
+	gen = ++vm->gen;
+	vm->stop_requested = false;
+	if (spawn(s, vm, e)) {
+		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%.250s", e->reason);
+		sup_set_state(s, vm, VS_CRASHED, "crashed", e->reason);
+		pthread_mutex_unlock(&s->lock);
+		return -1;
+	}
+	sup_persist(s, vm);
+	pidfd = dup(vm->pidfd);
+	sup_paths(s, vm, ".ctl", ctl_path, sizeof(ctl_path));
+	pthread_mutex_unlock(&s->lock);
+
+	/* Handshake: "status" answers once the VM is set up (its console socket
+	 * exists); connect the console; then "start" opens the gate. */
+	fd = wctl_connect(ctl_path);
+	ret = fd < 0 ? fd : 0;
+	req = json_pack("{s:s}", "cmd", "status");
+	if (!ret)
+		ret = wctl_call(fd, req, (int)s->conf.start_timeout_s * 1000, pidfd, &reply);
+	json_decref(req);
+	json_decref(reply);
+	reply = NULL;
+	if (!ret) {
+		pthread_mutex_lock(&s->lock);
+		ret = vm->gen == gen ? console_connect(s, vm) : -ESRCH;
+		pthread_mutex_unlock(&s->lock);
+	}
+	req = json_pack("{s:s}", "cmd", "start");
+	if (!ret)
+		ret = wctl_call(fd, req, (int)s->conf.start_timeout_s * 1000, pidfd, &reply);
+	json_decref(req);
+	if (!ret && !json_is_true(json_object_get(reply, "ok")))
+		ret = -EPROTO;
+	json_decref(reply);
+	if (fd >= 0)
+		close(fd);
+	close(pidfd);
+
+	pthread_mutex_lock(&s->lock);
+	if (!ret && vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
+		clock_gettime(CLOCK_MONOTONIC, &vm->started_mono);
+		vm->started_at = sup_now_wall();
+		sup_set_state(s, vm, VS_RUNNING, "started", NULL);
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	if (vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
+		log_warn("vm %s: start handshake failed (%s); killing the worker", vm->def.name,
+			 strerror(-ret));
+		kill(vm->pid, SIGKILL);
+	}
+	/* The monitor settles the exit; report its reason. */
+	if (!start_settled(vm, gen)) {
+		struct timespec dl;
+
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += 10;
+		while (!start_settled(vm, gen) &&
+		       pthread_cond_timedwait(&s->changed, &s->lock, &dl) != ETIMEDOUT)
+			;
+	}
+	derr_set(e, 500, "", "the VM failed to start: %s", vm->exit_reason);
+	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+	pthread_mutex_unlock(&s->lock);
+	return -1;
+}
+
+struct launch_arg {
+	struct sup *s;
+	struct vmrt *vm;
+};
+
+static void *launch_thread(void *opaque)
+{
+	struct launch_arg *a = opaque;
+	struct derr e = { 0 };
+
+	if (sup_launch(a->s, a->vm, &e))
+		log_warn("vm %s: automatic start failed: %s", a->vm->def.name, e.reason);
+	pthread_mutex_lock(&a->s->lock);
+	a->vm->refs--;
+	pthread_mutex_unlock(&a->s->lock);
+	free(a);
+	return NULL;
+}
+
+void sup_launch_async(struct sup *s, struct vmrt *vm)
+{
+	struct launch_arg *a = malloc(sizeof(*a));
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (!a)
+		goto fail;
+	a->s = s;
+	a->vm = vm;
+	vm->refs++;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, launch_thread, a) == 0) {
+		pthread_attr_destroy(&attr);
+		return;
+	}
+	pthread_attr_destroy(&attr);
+	vm->refs--;
+	free(a);
+fail:
+	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "cannot create a start thread");
+	sup_set_state(s, vm, VS_CRASHED, "crashed", vm->exit_reason);
+}
+
+void sup_adopt(struct sup *s, struct vmrt *vm, const struct db_runtime *rt)
+{
+	bool zombie;
+	uint64_t st = rt->pid ? proc_start_time(rt->pid, &zombie) : 0;
+	json_t *req, *reply = NULL;
+	char path[512];
+	const char *state;
+	int ret;
+
+	vm->pid = rt->pid;
+	vm->pid_start = rt->pid_start;
+	vm->started_at = rt->started_at;
+	vm->is_child = false;
+	if (!rt->pid || st != rt->pid_start || zombie) {
+		log_info("vm %s: worker %d is gone; settling its exit", vm->def.name, rt->pid);
+		worker_exited(s, vm);
+		return;
+	}
+	vm->pidfd = pidfd_open_(rt->pid);
+	if (vm->pidfd < 0) {
+		worker_exited(s, vm);
+		return;
+	}
+	watch_add(s, &vm->w_pid, vm->pidfd);
+	sup_paths(s, vm, ".ctl", path, sizeof(path));
+	req = json_pack("{s:s}", "cmd", "status");
+	ret = wctl_request(path, req, 5000, &reply);
+	json_decref(req);
+	state = json_string_value(json_object_get(reply, "state"));
+	if (ret || !state) {
+		log_warn("vm %s: worker %d does not answer (%s); killing it", vm->def.name, rt->pid,
+			 strerror(-ret));
+		json_decref(reply);
+		kill(rt->pid, SIGKILL); /* the monitor settles it as crashed */
+		return;
+	}
+	if (console_connect(s, vm))
+		log_warn("vm %s: cannot reattach the console", vm->def.name);
+	if (!strcmp(state, "created")) {
+		/* cellad died between spawn and start: finish the start. */
+		json_t *r2 = NULL;
+
+		req = json_pack("{s:s}", "cmd", "start");
+		if (wctl_request(path, req, 5000, &r2))
+			kill(rt->pid, SIGKILL);
+		json_decref(req);
+		json_decref(r2);
+		state = "running";
+	}
+	{
+		int64_t up = json_integer_value(json_object_get(reply, "uptime_ms"));
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		vm->started_mono.tv_sec = now.tv_sec - up / 1000;
+		vm->started_mono.tv_nsec = now.tv_nsec - (up % 1000) * 1000000;
+		if (vm->started_mono.tv_nsec < 0) {
+			vm->started_mono.tv_sec--;
+			vm->started_mono.tv_nsec += 1000000000;
+		}
+	}
+	vm->state = !strcmp(state, "paused") ? VS_PAUSED
+		    : !strcmp(state, "stopping") ? VS_STOPPING : VS_RUNNING;
+	if (vm->state == VS_STOPPING)
+		vm->stop_requested = true;
+	json_decref(reply);
+	sup_set_state(s, vm, vm->state, "adopted", NULL);
+}
+
+static void *monitor_main(void *opaque)
+{
+	struct sup *s = opaque;
+
+	for (;;) {
+		struct epoll_event ev;
+		struct watch *w;
+		int n;
+
+		pthread_mutex_lock(&s->lock);
+		/* Deleted VMs are freed here: their fds left epoll when they
+		 * stopped, so no later event can name them. */
+		for (struct vmrt **pp = &s->zombies; *pp;) {
+			struct vmrt *vm = *pp;
+
+			if (vm->refs == 0) {
+				*pp = vm->next;
+				cgroups_vm_remove(&s->cg, vm->def.uuid);
+				conbuf_free(&vm->con);
+				vmdef_free(&vm->def);
+				free(vm);
+			} else {
+				pp = &vm->next;
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+		n = epoll_wait(s->epfd, &ev, 1, 1000);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n <= 0)
+			continue;
+		if (!ev.data.ptr)
+			break; /* stop_efd */
+		w = ev.data.ptr;
+		pthread_mutex_lock(&s->lock);
+		if (w->armed) {
+			if (w->kind == WATCH_PID)
+				worker_exited(s, w->vm);
+			else if (!console_drain(s, w->vm))
+				console_close(s, w->vm);
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+int sup_monitor_start(struct sup *s)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	int ret;
+
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s->epfd < 0 || s->stop_efd < 0)
+		return -errno;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->stop_efd, &ev) < 0)
+		return -errno;
+	ret = pthread_create(&s->monitor, NULL, monitor_main, s);
+	if (ret)
+		return -ret;
+	s->monitor_started = true;
+	return 0;
+}
+
+void sup_monitor_stop(struct sup *s)
+{
+	uint64_t one = 1;
+
+	if (!s->monitor_started)
+		return;
+	if (write(s->stop_efd, &one, sizeof(one)) != sizeof(one))
+		log_warn("cannot stop the monitor thread");
+	pthread_join(s->monitor, NULL);
+	s->monitor_started = false;
+	close(s->epfd);
+	s->epfd = -1;
+}

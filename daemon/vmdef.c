@@ -1,0 +1,498 @@
+/* vmdef.c: VM definitions: field-by-field validation of API input (each
+ * error names the field and the reason), JSON views, worker configuration. */
+#include "vmdef.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int derr_set(struct derr *e, int http, const char *field, const char *fmt, ...)
+{
+	va_list ap;
+
+	e->http = http;
+	snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
+	va_start(ap, fmt);
+	vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static const char *const policy_names[] = { "never", "on-crash", "always" };
+
+const char *restart_policy_name(enum restart_policy p)
+{
+	return (unsigned)p < ARRAY_SIZE(policy_names) ? policy_names[p] : "never";
+}
+
+int restart_policy_parse(const char *s, enum restart_policy *p)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(policy_names); i++) {
+		if (!strcmp(s, policy_names[i])) {
+			*p = (enum restart_policy)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+bool vmdef_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > VMDEF_NAME_MAX || !isalnum((unsigned char)s[0]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+			return false;
+	return true;
+}
+
+void vmdef_init(struct vmdef *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->cpus = 1;
+	d->memory_mib = 128;
+	d->cpu_weight = 100;
+	d->cpu_max = 100;
+	d->restart = RESTART_NEVER;
+}
+
+void vmdef_free(struct vmdef *d)
+{
+	free(d->kernel);
+	free(d->initrd);
+	free(d->cmdline);
+	for (unsigned i = 0; i < d->nr_disks; i++)
+		free(d->disks[i].path);
+	memset(d, 0, sizeof(*d));
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (src && !(*dst = strdup(src)))
+		return -ENOMEM;
+	return 0;
+}
+
+int vmdef_copy(struct vmdef *dst, const struct vmdef *src)
+{
+	*dst = *src;
+	dst->kernel = dst->initrd = dst->cmdline = NULL;
+	for (unsigned i = 0; i < src->nr_disks; i++)
+		dst->disks[i].path = NULL;
+	if (dup_opt(&dst->kernel, src->kernel) || dup_opt(&dst->initrd, src->initrd) ||
+	    dup_opt(&dst->cmdline, src->cmdline))
+		goto fail;
+	for (unsigned i = 0; i < src->nr_disks; i++)
+		if (dup_opt(&dst->disks[i].path, src->disks[i].path))
+			goto fail;
+	return 0;
+fail:
+	vmdef_free(dst);
+	return -ENOMEM;
+}
+
+/* A host file the worker will open: absolute, no commas (cella-vm option
+ * syntax), an existing regular file readable by cellad. */
+static int check_file(const char *field, const char *path, struct derr *e)
+{
+	struct stat st;
+
+	if (path[0] != '/')
+		return derr_set(e, 400, field, "expected an absolute path");
+	if (strlen(path) > 1024)
+		return derr_set(e, 400, field, "path longer than 1024 bytes");
+	if (strchr(path, ','))
+		return derr_set(e, 400, field, "commas are not allowed in paths");
+	if (stat(path, &st) < 0)
+		return derr_set(e, 400, field, "%s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return derr_set(e, 400, field, "%s: not a regular file or block device", path);
+	if (access(path, R_OK) < 0)
+		return derr_set(e, 400, field, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+static int get_string(json_t *v, const char *field, size_t max, const char **out, struct derr *e)
+{
+	if (!json_is_string(v))
+		return derr_set(e, 400, field, "expected a string");
+	if (json_string_length(v) > max)
+		return derr_set(e, 400, field, "longer than %zu bytes", max);
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return derr_set(e, 400, field, "contains a NUL byte");
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int get_uint(json_t *v, const char *field, uint64_t min, uint64_t max, uint64_t *out,
+		    struct derr *e)
+{
+	json_int_t n;
+
+	if (!json_is_integer(v))
+		return derr_set(e, 400, field, "expected an integer from %llu to %llu",
+				(unsigned long long)min, (unsigned long long)max);
+	n = json_integer_value(v);
+	if (n < 0 || (uint64_t)n < min || (uint64_t)n > max)
+		return derr_set(e, 400, field, "%lld is out of range (%llu to %llu)", (long long)n,
+				(unsigned long long)min, (unsigned long long)max);
+	*out = (uint64_t)n;
+	return 0;
+}
+
+static int get_bool(json_t *v, const char *field, bool *out, struct derr *e)
+{
+	if (!json_is_boolean(v))
+		return derr_set(e, 400, field, "expected true or false");
+	*out = json_is_true(v);
+	return 0;
+}
+
+static bool mac_valid(const char *s)
+{
+	if (strlen(s) != 17)
+		return false;
+	for (int i = 0; i < 17; i++) {
+		if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	return true;
+}
+
+static int parse_disks(struct vmdef *d, json_t *arr, struct derr *e)
+{
+	size_t i;
+	json_t *it;
+
+	if (!json_is_array(arr))
+		return derr_set(e, 400, "disks", "expected an array of disk objects");
+	if (json_array_size(arr) > VMDEF_MAX_DISKS)
+		return derr_set(e, 400, "disks", "at most %d disks", VMDEF_MAX_DISKS);
+	for (unsigned k = 0; k < d->nr_disks; k++)
+		free(d->disks[k].path);
+	d->nr_disks = 0;
+	json_array_foreach(arr, i, it) {
+		struct vmdef_disk *dk = &d->disks[d->nr_disks];
+		char field[64];
+		const char *key, *s;
+		json_t *v;
+
+		snprintf(field, sizeof(field), "disks[%zu]", i);
+		if (!json_is_object(it))
+			return derr_set(e, 400, field, "expected an object");
+		memset(dk, 0, sizeof(*dk));
+		json_object_foreach(it, key, v) {
+			snprintf(field, sizeof(field), "disks[%zu].%.20s", i, key);
+			if (!strcmp(key, "path")) {
+				if (get_string(v, field, 1024, &s, e) || check_file(field, s, e))
+					return -1;
+				free(dk->path);
+				if (!(dk->path = strdup(s)))
+					return derr_set(e, 500, field, "out of memory");
+			} else if (!strcmp(key, "readonly")) {
+				if (get_bool(v, field, &dk->readonly, e))
+					return -1;
+			} else if (!strcmp(key, "id")) {
+				if (get_string(v, field, 20, &s, e))
+					return -1;
+				if (strchr(s, ','))
+					return derr_set(e, 400, field, "commas are not allowed");
+				snprintf(dk->id, sizeof(dk->id), "%s", s);
+			} else {
+				return derr_set(e, 400, field, "unknown field");
+			}
+		}
+		d->nr_disks++; /* counted now so that vmdef_free releases the path */
+		if (!dk->path) {
+			snprintf(field, sizeof(field), "disks[%zu].path", i);
+			return derr_set(e, 400, field, "required");
+		}
+	}
+	return 0;
+}
+
+static int parse_nics(struct vmdef *d, json_t *arr, struct derr *e)
+{
+	size_t i;
+	json_t *it;
+
+	if (!json_is_array(arr))
+		return derr_set(e, 400, "nics", "expected an array of NIC objects");
+	if (json_array_size(arr) > VMDEF_MAX_NICS)
+		return derr_set(e, 400, "nics", "at most %d NICs", VMDEF_MAX_NICS);
+	d->nr_nics = 0;
+	json_array_foreach(arr, i, it) {
+		struct vmdef_nic *n = &d->nics[i];
+		char field[64];
+		const char *key, *s;
+		json_t *v;
+
+		snprintf(field, sizeof(field), "nics[%zu]", i);
+		if (!json_is_object(it))
+			return derr_set(e, 400, field, "expected an object");
+		memset(n, 0, sizeof(*n));
+		json_object_foreach(it, key, v) {
+			snprintf(field, sizeof(field), "nics[%zu].%.20s", i, key);
+			if (!strcmp(key, "tap")) {
+				if (get_string(v, field, 15, &s, e))
+					return -1;
+				if (!*s || !vmdef_name_valid(s))
+					return derr_set(e, 400, field, "expected an interface name "
+							"(1-15 of A-Z a-z 0-9 . _ -)");
+				snprintf(n->tap, sizeof(n->tap), "%s", s);
+			} else if (!strcmp(key, "mac")) {
+				if (get_string(v, field, 17, &s, e))
+					return -1;
+				if (!mac_valid(s))
+					return derr_set(e, 400, field, "expected aa:bb:cc:dd:ee:ff");
+				snprintf(n->mac, sizeof(n->mac), "%s", s);
+			} else {
+				return derr_set(e, 400, field, "unknown field");
+			}
+		}
+		if (!n->tap[0]) {
+			snprintf(field, sizeof(field), "nics[%zu].tap", i);
+			return derr_set(e, 400, field, "required");
+		}
+		d->nr_nics++;
+	}
+	return 0;
+}
+
+static bool uuid_valid(const char *s)
+{
+	if (strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-'
+							    : !isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	return true;
+}
+
+/* Fields that may change while the VM runs (cgroup limits apply live). */
+static bool field_live(const char *key)
+{
+	return !strcmp(key, "autostart") || !strcmp(key, "restart_policy") ||
+	       !strcmp(key, "cpu_weight") || !strcmp(key, "cpu_max");
+}
+
+/* Apply one field. `creating` allows name and uuid. */
+static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creating, struct derr *e)
+{
+	const char *s;
+	uint64_t n;
+
+	if (!strcmp(key, "name") || !strcmp(key, "uuid")) {
+		if (!creating)
+			return derr_set(e, 400, key, "cannot be changed");
+		if (get_string(v, key, 64, &s, e))
+			return -1;
+		if (!strcmp(key, "name")) {
+			if (!vmdef_name_valid(s))
+				return derr_set(e, 400, key, "expected 1-63 of A-Z a-z 0-9 . _ -, "
+						"starting with a letter or digit");
+			snprintf(d->name, sizeof(d->name), "%s", s);
+		} else {
+			if (!uuid_valid(s))
+				return derr_set(e, 400, key, "expected a UUID "
+						"(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
+			snprintf(d->uuid, sizeof(d->uuid), "%s", s);
+			for (char *p = d->uuid; *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+		}
+	} else if (!strcmp(key, "cpus")) {
+		if (get_uint(v, key, 1, VMDEF_MAX_CPUS, &n, e))
+			return -1;
+		d->cpus = (unsigned)n;
+	} else if (!strcmp(key, "memory_mib")) {
+		if (get_uint(v, key, VMDEF_MIN_MEM, VMDEF_MAX_MEM, &n, e))
+			return -1;
+		d->memory_mib = n;
+	} else if (!strcmp(key, "kernel")) {
+		if (get_string(v, key, 1024, &s, e) || check_file(key, s, e))
+			return -1;
+		free(d->kernel);
+		d->kernel = strdup(s);
+	} else if (!strcmp(key, "initrd")) {
+		free(d->initrd);
+		d->initrd = NULL;
+		if (json_is_null(v))
+			return 0;
+		if (get_string(v, key, 1024, &s, e) || check_file(key, s, e))
+			return -1;
+		d->initrd = strdup(s);
+	} else if (!strcmp(key, "cmdline")) {
+		if (json_is_null(v)) { /* back to cella-vm's default */
+			free(d->cmdline);
+			d->cmdline = NULL;
+			return 0;
+		}
+		if (get_string(v, key, VMDEF_CMDLINE_MAX, &s, e))
+			return -1;
+		free(d->cmdline);
+		d->cmdline = strdup(s);
+	} else if (!strcmp(key, "disks")) {
+		return parse_disks(d, v, e);
+	} else if (!strcmp(key, "nics")) {
+		return parse_nics(d, v, e);
+	} else if (!strcmp(key, "rng")) {
+		return get_bool(v, key, &d->rng, e);
+	} else if (!strcmp(key, "autostart")) {
+		return get_bool(v, key, &d->autostart, e);
+	} else if (!strcmp(key, "restart_policy")) {
+		if (get_string(v, key, 16, &s, e))
+			return -1;
+		if (restart_policy_parse(s, &d->restart))
+			return derr_set(e, 400, key, "expected \"never\", \"on-crash\" or \"always\"");
+	} else if (!strcmp(key, "cpu_weight")) {
+		if (get_uint(v, key, 1, 10000, &n, e))
+			return -1;
+		d->cpu_weight = (unsigned)n;
+	} else if (!strcmp(key, "cpu_max")) {
+		if (get_uint(v, key, 1, 100, &n, e))
+			return -1;
+		d->cpu_max = (unsigned)n;
+	} else {
+		return derr_set(e, 400, key, "unknown field");
+	}
+	return 0;
+}
+
+static void gen_uuid(char out[37])
+{
+	int fd = open("/proc/sys/kernel/random/uuid", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, out, 36) : -1;
+
+	if (fd >= 0)
+		close(fd);
+	out[n == 36 ? 36 : 0] = 0;
+}
+
+int vmdef_from_json(struct vmdef *d, json_t *body, struct derr *e)
+{
+	const char *key;
+	json_t *v;
+
+	vmdef_init(d);
+	if (!json_is_object(body))
+		return derr_set(e, 400, "", "expected a JSON object");
+	json_object_foreach(body, key, v) {
+		if (apply_field(d, key, v, true, e))
+			return -1;
+	}
+	if (!d->name[0])
+		return derr_set(e, 400, "name", "required");
+	if (!d->kernel)
+		return derr_set(e, 400, "kernel", "required");
+	if (!d->uuid[0])
+		gen_uuid(d->uuid);
+	if (!d->uuid[0])
+		return derr_set(e, 500, "uuid", "cannot generate a UUID");
+	return 0;
+}
+
+int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_changed,
+		struct derr *e)
+{
+	const char *key;
+	json_t *v;
+
+	*limits_changed = false;
+	if (!json_is_object(body))
+		return derr_set(e, 400, "", "expected a JSON object");
+	if (json_object_size(body) == 0)
+		return derr_set(e, 400, "", "no field to change");
+	/* Check everything before changing anything. */
+	json_object_foreach(body, key, v) {
+		struct vmdef scratch;
+		int ret;
+
+		if (vmdef_copy(&scratch, d))
+			return derr_set(e, 500, "", "out of memory");
+		ret = apply_field(&scratch, key, v, false, e);
+		vmdef_free(&scratch);
+		if (ret)
+			return -1;
+		if (running && !field_live(key))
+			return derr_set(e, 409, key, "cannot change while the VM is running; stop it "
+					"first (live: autostart, restart_policy, cpu_weight, cpu_max)");
+	}
+	json_object_foreach(body, key, v) {
+		if (apply_field(d, key, v, false, e))
+			return -1;
+		if (!strcmp(key, "cpu_weight") || !strcmp(key, "cpu_max") || !strcmp(key, "cpus"))
+			*limits_changed = true;
+	}
+	return 0;
+}
+
+json_t *vmdef_to_json(const struct vmdef *d)
+{
+	json_t *disks = json_array(), *nics = json_array();
+
+	for (unsigned i = 0; i < d->nr_disks; i++) {
+		json_t *o = json_pack("{s:s, s:b}", "path", d->disks[i].path, "readonly",
+				      d->disks[i].readonly);
+
+		if (d->disks[i].id[0])
+			json_object_set_new(o, "id", json_string(d->disks[i].id));
+		json_array_append_new(disks, o);
+	}
+	for (unsigned i = 0; i < d->nr_nics; i++) {
+		json_t *o = json_pack("{s:s}", "tap", d->nics[i].tap);
+
+		if (d->nics[i].mac[0])
+			json_object_set_new(o, "mac", json_string(d->nics[i].mac));
+		json_array_append_new(nics, o);
+	}
+	return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:i}",
+			 "name", d->name, "uuid", d->uuid, "cpus", (int)d->cpus, "memory_mib",
+			 (json_int_t)d->memory_mib, "kernel", d->kernel ? d->kernel : "",
+			 "initrd", d->initrd ? json_string(d->initrd) : json_null(),
+			 "cmdline", d->cmdline ? json_string(d->cmdline) : json_null(), "disks", disks, "nics", nics,
+			 "rng", d->rng, "autostart", d->autostart, "restart_policy",
+			 restart_policy_name(d->restart), "cpu_weight", (int)d->cpu_weight,
+			 "cpu_max", (int)d->cpu_max);
+}
+
+json_t *vmdef_worker_config(const struct vmdef *d)
+{
+	json_t *cfg = json_pack("{s:s, s:i, s:I, s:b}", "kernel", d->kernel, "cpus",
+				(int)d->cpus, "memory_mib", (json_int_t)d->memory_mib, "rng", d->rng);
+	json_t *disks = json_array(), *nets = json_array();
+
+	if (d->initrd)
+		json_object_set_new(cfg, "initrd", json_string(d->initrd));
+	/* No cmdline: cella-vm's default (one for Linux) applies. */
+	if (d->cmdline)
+		json_object_set_new(cfg, "cmdline", json_string(d->cmdline));
+	for (unsigned i = 0; i < d->nr_disks; i++) {
+		json_t *o = json_pack("{s:s, s:b}", "path", d->disks[i].path, "readonly",
+				      d->disks[i].readonly);
+
+		if (d->disks[i].id[0])
+			json_object_set_new(o, "id", json_string(d->disks[i].id));
+		json_array_append_new(disks, o);
+	}
+	for (unsigned i = 0; i < d->nr_nics; i++) {
+		json_t *o = json_pack("{s:s}", "tap", d->nics[i].tap);
+
+		if (d->nics[i].mac[0])
+			json_object_set_new(o, "mac", json_string(d->nics[i].mac));
+		json_array_append_new(nets, o);
+	}
+	json_object_set_new(cfg, "disks", disks);
+	json_object_set_new(cfg, "nets", nets);
+	return cfg;
+}

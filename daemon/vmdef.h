@@ -1,0 +1,72 @@
+/* vmdef.h: a VM definition (what SQLite stores): validation of API input
+ * field by field, JSON views, and the cella-vm configuration it becomes. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "compiler.h"
+#include "derr.h"
+
+#define VMDEF_NAME_MAX   63
+#define VMDEF_MAX_DISKS  16
+#define VMDEF_MAX_NICS   8
+#define VMDEF_MAX_CPUS   32
+#define VMDEF_MIN_MEM    8
+#define VMDEF_MAX_MEM    (1024 * 1024)
+#define VMDEF_CMDLINE_MAX 2048
+
+enum restart_policy { RESTART_NEVER, RESTART_ON_CRASH, RESTART_ALWAYS };
+
+struct vmdef_disk {
+	char *path;
+	bool readonly;
+	char id[21];
+};
+
+struct vmdef_nic {
+	char tap[16];
+	char mac[18]; /* "" = derived by cella-vm */
+};
+
+struct vmdef {
+	char name[VMDEF_NAME_MAX + 1];
+	char uuid[37];
+	unsigned cpus;
+	uint64_t memory_mib;
+	char *kernel, *initrd, *cmdline;
+	struct vmdef_disk disks[VMDEF_MAX_DISKS];
+	unsigned nr_disks;
+	struct vmdef_nic nics[VMDEF_MAX_NICS];
+	unsigned nr_nics;
+	bool rng;
+	bool autostart;
+	enum restart_policy restart;
+	unsigned cpu_weight; /* 1..10000, like Set-VMProcessor -RelativeWeight */
+	unsigned cpu_max;    /* 1..100 % of the VM's vCPUs; 100 = no cap (-Maximum) */
+};
+
+void vmdef_init(struct vmdef *d);
+void vmdef_free(struct vmdef *d);
+/* Deep copy; returns 0 or -ENOMEM. */
+int vmdef_copy(struct vmdef *dst, const struct vmdef *src) __must_check;
+
+/* Build a definition from a create request. Unknown fields, wrong types
+ * and out-of-range values fail with 400 naming the field. Returns 0 or -1. */
+int vmdef_from_json(struct vmdef *d, json_t *body, struct derr *e) __must_check;
+
+/* Apply a change request to d. When `running`, only the fields in
+ * vmdef_live_fields may change (409 otherwise, naming the field).
+ * *live_changed is set when cgroup limits must be re-applied. 0 or -1. */
+int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_changed,
+		struct derr *e) __must_check;
+
+json_t *vmdef_to_json(const struct vmdef *d);
+/* The cella-vm --config document (console and control are flags). */
+json_t *vmdef_worker_config(const struct vmdef *d);
+
+const char *restart_policy_name(enum restart_policy p);
+int restart_policy_parse(const char *s, enum restart_policy *p) __must_check;
+/* Names: 1-63 of [A-Za-z0-9._-], starting with a letter or digit. */
+bool vmdef_name_valid(const char *s);

@@ -1,0 +1,110 @@
+/* wctl.c: one-request-one-reply JSON-lines client for workers' control sockets. */
+#include "wctl.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+int wctl_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int wctl_call(int fd, json_t *req, int timeout_ms, int pidfd, json_t **reply)
+{
+	char *s = json_dumps(req, JSON_COMPACT);
+	char buf[65536];
+	size_t len, got = 0;
+	int64_t deadline = now_ms() + timeout_ms;
+	json_error_t jerr;
+
+	*reply = NULL;
+	if (!s)
+		return -ENOMEM;
+	len = strlen(s);
+	s[len++] = '\n';
+	if (send(fd, s, len, MSG_NOSIGNAL) != (ssize_t)len) {
+		int err = errno ? -errno : -EIO;
+
+		free(s);
+		return err == -EPIPE || err == -ECONNRESET ? -ESRCH : err;
+	}
+	free(s);
+	for (;;) {
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = pidfd, .events = POLLIN } };
+		int left = (int)(deadline - now_ms());
+		char *nl;
+		ssize_t n;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(p, pidfd >= 0 ? 2 : 1, left) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (!p[0].revents) {
+			if (p[1].revents)
+				return -ESRCH;
+			continue;
+		}
+		n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+		if (n <= 0)
+			return n == 0 || errno == ECONNRESET ? -ESRCH : -errno;
+		got += (size_t)n;
+		buf[got] = 0;
+		nl = memchr(buf, '\n', got);
+		if (nl) {
+			*nl = 0;
+			*reply = json_loads(buf, 0, &jerr);
+			if (!*reply || !json_is_object(*reply)) {
+				json_decref(*reply);
+				*reply = NULL;
+				return -EPROTO;
+			}
+			return 0;
+		}
+		if (got >= sizeof(buf) - 1)
+			return -EPROTO;
+	}
+}
+
+int wctl_request(const char *path, json_t *req, int timeout_ms, json_t **reply)
+{
+	int fd = wctl_connect(path), ret;
+
+	*reply = NULL;
+	if (fd < 0)
+		return fd == -ECONNREFUSED || fd == -ENOENT ? -ESRCH : fd;
+	ret = wctl_call(fd, req, timeout_ms, -1, reply);
+	close(fd);
+	return ret;
+}

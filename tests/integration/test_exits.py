@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""it-exits: cella-vm's exit status and last log line tell every ending apart
+(guest power-off, reset, crash, debug exit, host stop), and configuration
+errors (flags, JSON, kernel images) exit 2 naming the key and the reason,
+before any VM is created."""
+import json
+import os
+import signal
+import subprocess
+import tempfile
+
+import harness
+
+
+def run(cmd, timeout=60, stdin=subprocess.DEVNULL):
+    p = subprocess.run(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def last_log_line(stderr):
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    return lines[-1] if lines else ""
+
+
+def check(cond, msg):
+    if not cond:
+        raise harness.TestFailure(msg)
+    harness.log(f"ok: {msg}")
+
+
+def test(args):
+    vm, fault, demo = args["cella_vm"], args["guests"]["fault"], args["guests"]["demo"]
+
+    # Machine-level endings.
+    for kind, status, words in (("poweroff", 0, "guest power-off"),
+                                ("reset", 8, "guest reset"),
+                                ("cf9", 8, "guest reset"),
+                                ("triple", 6, "guest crash"),
+                                ("pf", 3, "debug exit")):
+        code, out, err = run([vm, "--kernel", fault, "--cmdline", f"kind={kind}"])
+        line = last_log_line(err)
+        check(code == status and words in line and f"status {status}" in line,
+              f"kind={kind}: status {code} (want {status}), last line '{line}'")
+
+    # The demo VM runs everything and powers off cleanly.
+    with tempfile.TemporaryDirectory() as d:
+        img = os.path.join(d, "disk.img")
+        with open(img, "wb") as f:
+            f.truncate(16 << 20)
+        code, out, err = run([vm, "--kernel", demo, "--cpus", "2", "--disk", img, "--rng"])
+        check(code == 0 and "PASS demo" in out and "2 of 2 processors running" in out,
+              f"demo powers off with status 0 (got {code})")
+        with open(img, "rb") as f:
+            check(f.read(28) == b"written by the cella demo VM", "demo's disk write reached the image")
+
+    # A host stop (SIGTERM) while the guest waits for input.
+    p = subprocess.Popen([vm, "--kernel", args["guests"]["echo"]], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in p.stdout:
+        if "echo: ready" in line:
+            break
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    check(p.returncode == 12 and "stopped by signal" in last_log_line(err),
+          f"SIGTERM stops the VM with status 12 (got {p.returncode})")
+
+    # Configuration errors: status 2, a message naming the key and the reason.
+    with tempfile.TemporaryDirectory() as d:
+        def write(name, data):
+            path = os.path.join(d, name)
+            with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+                f.write(data)
+            return path
+
+        empty = write("empty.bin", b"")
+        junk = write("junk.bin", os.urandom(8192))
+        with open(fault, "rb") as f:
+            elf = f.read()
+        truncated = write("truncated.elf", elf[:200])
+        bzimage_head = bytearray(4096)
+        bzimage_head[0x1FE:0x200] = b"\x55\xaa"
+        bzimage_head[0x202:0x206] = b"HdrS"
+        bzimage_head[0x206:0x208] = (0x0200).to_bytes(2, "little")
+        old_bz = write("old.bzimage", bytes(bzimage_head))
+        cases = [
+            ([], "kernel: missing"),
+            (["--kernel", "/nonexistent/vmlinux"], "kernel: /nonexistent/vmlinux: No such file"),
+            (["--kernel", fault, "--mem", "100000000"], "more than the host's"),
+            (["--kernel", fault, "--mem", "lots"], "--mem: expected a number"),
+            (["--kernel", fault, "--cpus", "33"], "--cpus: 33 is out of range"),
+            (["--kernel", fault, "--cpus", "0"], "--cpus: 0 is out of range"),
+            (["--kernel", fault, "--frobnicate"], "unknown option '--frobnicate'"),
+            (["--kernel", fault, "--disk", "/nonexistent.img"], "/nonexistent.img: No such file"),
+            (["--kernel", fault, "--disk", empty + ",readonly"], "unknown option 'readonly'"),
+            (["--kernel", fault, "--net", "mac=02:00:00:00:00:01"], "no tap=NAME"),
+            (["--kernel", fault, "--console", "tty"], "console: 'tty' is not"),
+            (["--kernel", fault, "--config", write("bad.json", "{\"cpus\": \"two\"}")],
+             "cpus: expected an integer"),
+            (["--kernel", fault, "--config", write("unk.json", "{\"memory\": 64}")],
+             "memory: unknown key"),
+            (["--kernel", fault, "--config", write("syntax.json", "{\"cpus\": ")], "line 1"),
+            (["--kernel", fault, "--config", "/nonexistent.json"], "/nonexistent.json"),
+            (["--kernel", empty], "empty.bin"),
+            (["--kernel", junk], "junk.bin"),
+            (["--kernel", truncated], "truncated.elf"),
+            (["--kernel", old_bz], "old.bzimage"),
+            (["--kernel", d], "is a directory"),
+        ]
+        for argv, want in cases:
+            code, out, err = run([vm] + argv)
+            check(code == 2 and want in err,
+                  f"{' '.join(argv) or '(no flags)'}: status {code}, error mentions '{want}'"
+                  + ("" if want in err else f" (stderr: {err.strip()[:300]})"))
+
+        # A good JSON file boots the same as flags do; relative paths are resolved
+        # against the file's directory.
+        os.symlink(fault, os.path.join(d, "guest.elf"))
+        cfg = write("vm.json", json.dumps({"kernel": "guest.elf", "cmdline": "kind=poweroff",
+                                           "cpus": 2, "memory_mib": 64, "console": "none"}))
+        code, out, err = run([vm, "--config", cfg])
+        check(code == 0, f"JSON config boots and powers off (status {code})")
+
+
+harness.main(test)

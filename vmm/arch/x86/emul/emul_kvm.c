@@ -1,0 +1,145 @@
+/* emul_kvm.c: the KVM side of the emulation fallback: vCPU registers into
+ * struct emul_state and back (KVM_GET/SET_REGS, SREGS, FPU for MXCSR), and
+ * exception injection with KVM_SET_VCPU_EVENTS. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include <linux/kvm.h>
+
+#include "arch/x86/emul/emul.h"
+
+static void seg_from_kvm(struct emul_seg *s, const struct kvm_segment *k)
+{
+	s->base = k->base;
+	s->limit = k->limit;
+	s->selector = k->selector;
+	s->type = k->type;
+	s->present = k->present;
+	s->dpl = k->dpl;
+	s->db = k->db;
+	s->s = k->s;
+	s->l = k->l;
+	s->g = k->g;
+	s->unusable = k->unusable;
+}
+
+static void state_from_kvm(struct emul_state *st, const struct kvm_regs *r,
+			   const struct kvm_sregs *s, const struct kvm_fpu *f)
+{
+	memset(st, 0, sizeof(*st));
+	st->gpr[0] = r->rax;
+	st->gpr[1] = r->rcx;
+	st->gpr[2] = r->rdx;
+	st->gpr[3] = r->rbx;
+	st->gpr[4] = r->rsp;
+	st->gpr[5] = r->rbp;
+	st->gpr[6] = r->rsi;
+	st->gpr[7] = r->rdi;
+	st->gpr[8] = r->r8;
+	st->gpr[9] = r->r9;
+	st->gpr[10] = r->r10;
+	st->gpr[11] = r->r11;
+	st->gpr[12] = r->r12;
+	st->gpr[13] = r->r13;
+	st->gpr[14] = r->r14;
+	st->gpr[15] = r->r15;
+	st->rip = r->rip;
+	st->rflags = r->rflags;
+	st->cr0 = s->cr0;
+	st->cr2 = s->cr2;
+	st->cr3 = s->cr3;
+	st->cr4 = s->cr4;
+	st->efer = s->efer;
+	seg_from_kvm(&st->cs, &s->cs);
+	seg_from_kvm(&st->ds, &s->ds);
+	seg_from_kvm(&st->es, &s->es);
+	seg_from_kvm(&st->fs, &s->fs);
+	seg_from_kvm(&st->gs, &s->gs);
+	seg_from_kvm(&st->ss, &s->ss);
+	st->mxcsr = f->mxcsr;
+}
+
+static void regs_to_kvm(const struct emul_state *st, struct kvm_regs *r)
+{
+	r->rax = st->gpr[0];
+	r->rcx = st->gpr[1];
+	r->rdx = st->gpr[2];
+	r->rbx = st->gpr[3];
+	r->rsp = st->gpr[4];
+	r->rbp = st->gpr[5];
+	r->rsi = st->gpr[6];
+	r->rdi = st->gpr[7];
+	r->r8 = st->gpr[8];
+	r->r9 = st->gpr[9];
+	r->r10 = st->gpr[10];
+	r->r11 = st->gpr[11];
+	r->r12 = st->gpr[12];
+	r->r13 = st->gpr[13];
+	r->r14 = st->gpr[14];
+	r->r15 = st->gpr[15];
+	r->rip = st->rip;
+	r->rflags = st->rflags;
+}
+
+static int fail(struct emul_report *rep, const char *what)
+{
+	int err = errno;
+
+	snprintf(rep->why, sizeof(rep->why), "%s: %s", what, strerror(err));
+	return -err;
+}
+
+int emul_kvm_handle(struct emul_ctx *ctx, int vcpu_fd, struct emul_report *rep)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct emul_state st;
+	enum emul_status r;
+
+	memset(rep, 0, sizeof(*rep));
+	if (ioctl(vcpu_fd, KVM_GET_REGS, &regs) < 0)
+		return fail(rep, "KVM_GET_REGS");
+	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
+		return fail(rep, "KVM_GET_SREGS");
+	if (ioctl(vcpu_fd, KVM_GET_FPU, &fpu) < 0)
+		return fail(rep, "KVM_GET_FPU");
+	state_from_kvm(&st, &regs, &sregs, &fpu);
+	r = emul_step(ctx, &st, rep);
+	if (r == EMUL_UNHANDLED)
+		return r;
+
+	regs_to_kvm(&st, &regs);
+	if (ioctl(vcpu_fd, KVM_SET_REGS, &regs) < 0)
+		return fail(rep, "KVM_SET_REGS");
+	if (st.mxcsr_dirty) {
+		fpu.mxcsr = st.mxcsr;
+		if (ioctl(vcpu_fd, KVM_SET_FPU, &fpu) < 0)
+			return fail(rep, "KVM_SET_FPU");
+	}
+	if (r == EMUL_EXCEPTION) {
+		struct kvm_vcpu_events ev;
+
+		if (st.exc.vector == EMUL_VEC_PF && st.cr2 != sregs.cr2) {
+			/* Without KVM_CAP_EXCEPTION_PAYLOAD, CR2 is set before injecting. */
+			sregs.cr2 = st.cr2;
+			if (ioctl(vcpu_fd, KVM_SET_SREGS, &sregs) < 0)
+				return fail(rep, "KVM_SET_SREGS");
+		}
+		if (ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &ev) < 0)
+			return fail(rep, "KVM_GET_VCPU_EVENTS");
+		ev.exception.injected = 1;
+		ev.exception.pending = 0;
+		ev.exception.nr = st.exc.vector;
+		ev.exception.has_error_code = st.exc.has_error_code;
+		ev.exception.error_code = st.exc.error_code;
+		/* Leave NMI, SIPI and SMM state as KVM has them. */
+		ev.flags &= ~(uint32_t)(KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR |
+				       KVM_VCPUEVENT_VALID_SMM);
+		if (ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
+			return fail(rep, "KVM_SET_VCPU_EVENTS");
+	}
+	return r;
+}

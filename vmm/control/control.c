@@ -1,0 +1,605 @@
+/* control.c: cella-vm's control socket: JSON-lines requests from cellad
+ * (status, start, pause, resume, shutdown, stop, reset, stats) served on the
+ * VM's I/O loop, and the exit record that outlives the worker. */
+#include "control/control.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "log.h"
+#include "vm.h"
+
+#define CTL_LINE_MAX   4096
+#define CTL_MAX_CLIENTS 16
+#define CTL_START_TIMEOUT_S 30
+
+struct ctl_client {
+	struct control *c;
+	int fd;
+	bool watched;
+	size_t len;
+	char buf[CTL_LINE_MAX];
+	struct ctl_client *next;
+};
+
+struct control {
+	struct vm *vm;
+	int listen_fd;
+	bool listen_watched;
+	int exit_fd;        /* exit record, opened before the sandbox */
+	int status_fd;      /* /proc/self/status, opened before the sandbox */
+	int timer_fd;       /* graceful-shutdown deadline */
+	int gate_fd;        /* start gate: eventfd stepping the release, and its timeout */
+	int gate_timer_fd;
+	unsigned gate_step;
+	bool released;      /* the gate has let the vCPUs run */
+	bool started;       /* past the start gate (or no gate) */
+	bool shutdown_pending;
+	unsigned shutdown_timeout_ms;
+	bool test_probe;
+	char name[128];
+	struct timespec t_start; /* CLOCK_MONOTONIC when the vCPUs were let run */
+	struct ctl_client *clients;
+	unsigned nr_clients;
+};
+
+static void ctl_client_ready(void *opaque, uint32_t events);
+
+static int ctl_open_listen(const char *spec)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (!strncmp(spec, "fd:", 3)) {
+		char *end;
+		long n = strtol(spec + 3, &end, 10);
+		int type = 0;
+		socklen_t tl = sizeof(type);
+
+		if (*end || n < 0 || n > 65535 ||
+		    getsockopt((int)n, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM) {
+			log_err("control: %s is not an inherited stream socket", spec);
+			return -EBADF;
+		}
+		fd = (int)n;
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		return fd;
+	}
+	if (strlen(spec) >= sizeof(sa.sun_path)) {
+		log_err("control: socket path too long: %s", spec);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, spec);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(spec);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
+		int err = -errno;
+
+		log_err("control: socket %s: %s", spec, strerror(errno));
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int control_create(struct control **out, struct vm *vm, const struct control_opts *opts)
+{
+	struct control *c = calloc(1, sizeof(*c));
+	int ret;
+
+	if (!c)
+		return -ENOMEM;
+	c->vm = vm;
+	c->exit_fd = c->status_fd = c->timer_fd = c->gate_fd = c->gate_timer_fd = -1;
+	c->test_probe = opts->test_probe;
+	snprintf(c->name, sizeof(c->name), "%s", opts->name ? opts->name : "");
+	c->listen_fd = ctl_open_listen(opts->spec);
+	if (c->listen_fd < 0) {
+		ret = c->listen_fd;
+		free(c);
+		return ret;
+	}
+	if (opts->exit_file) {
+		c->exit_fd = open(opts->exit_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+		if (c->exit_fd < 0) {
+			ret = -errno;
+			log_err("control: exit file %s: %s", opts->exit_file, strerror(errno));
+			control_destroy(c);
+			return ret;
+		}
+	}
+	c->status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	c->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	c->gate_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	c->gate_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->timer_fd < 0 || c->gate_timer_fd < 0 || c->gate_fd < 0) {
+		ret = -errno;
+		control_destroy(c);
+		return ret;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &c->t_start);
+	*out = c;
+	return 0;
+}
+
+static uint64_t ctl_elapsed_ms(const struct control *c)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)(now.tv_sec - c->t_start.tv_sec) * 1000 +
+	       (uint64_t)((now.tv_nsec - c->t_start.tv_nsec) / 1000000);
+}
+
+static const char *ctl_state(struct control *c)
+{
+	if (!c->started)
+		return "created";
+	if (vm_exiting(c->vm))
+		return "stopping";
+	if (vm_paused(c->vm) && c->released)
+		return "paused";
+	return c->shutdown_pending ? "stopping" : "running";
+}
+
+static uint64_t thread_cpu_ns(pthread_t t)
+{
+	clockid_t cid;
+	struct timespec ts;
+
+	if (pthread_getcpuclockid(t, &cid) || clock_gettime(cid, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Memory figures (KiB) from the pre-opened /proc/self/status. */
+static json_t *ctl_memory(struct control *c)
+{
+	static const char *const keys[] = { "VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem" };
+	json_t *mem = json_object();
+	char buf[4096];
+	ssize_t n;
+
+	if (c->status_fd < 0)
+		return mem;
+	n = pread(c->status_fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return mem;
+	buf[n] = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		char pat[32];
+		const char *p;
+		unsigned long long kb;
+
+		snprintf(pat, sizeof(pat), "\n%s:", keys[i]);
+		p = strstr(buf, pat);
+		if (p && sscanf(p + strlen(pat), " %llu", &kb) == 1) {
+			char key[40];
+
+			snprintf(key, sizeof(key), "%s_kib", keys[i]);
+			json_object_set_new(mem, key, json_integer((json_int_t)kb));
+		}
+	}
+	return mem;
+}
+
+static json_t *ctl_stats(struct control *c)
+{
+	struct vm *vm = c->vm;
+	json_t *vcpus = json_array();
+	uint64_t io = 0, mmio = 0, other = 0, cpu = 0;
+	struct timespec ts;
+
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		const struct vcpu *v = &vm->vcpus[i];
+		uint64_t t = v->thread_started ? thread_cpu_ns(v->thread) : 0;
+
+		io += v->exits_io;
+		mmio += v->exits_mmio;
+		other += v->exits_other;
+		cpu += t;
+		json_array_append_new(vcpus, json_pack("{s:i, s:I, s:I, s:I, s:I}", "index", (int)i,
+						       "exits_io", (json_int_t)v->exits_io,
+						       "exits_mmio", (json_int_t)v->exits_mmio,
+						       "exits_other", (json_int_t)v->exits_other,
+						       "cpu_time_ns", (json_int_t)t));
+	}
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return json_pack("{s:b, s:s, s:I, s:o, s:{s:I, s:I, s:I}, s:I, s:I, s:o}", "ok", 1,
+			 "state", ctl_state(c), "uptime_ms", (json_int_t)ctl_elapsed_ms(c),
+			 "vcpus", vcpus, "exits", "io", (json_int_t)io, "mmio", (json_int_t)mmio,
+			 "other", (json_int_t)other, "vcpu_time_ns", (json_int_t)cpu,
+			 "process_cpu_time_ns",
+			 (json_int_t)((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec),
+			 "memory", ctl_memory(c));
+}
+
+static json_t *ctl_error(const char *fmt, ...) __printf(1, 2);
+static json_t *ctl_error(const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+static json_t *ctl_ok(struct control *c)
+{
+	return json_pack("{s:b, s:s}", "ok", 1, "state", ctl_state(c));
+}
+
+/* Lacking ACPI, a graceful shutdown cannot be delivered to the guest: the
+ * worker gives the guest until the deadline to power off by itself (a guest
+ * that is powering off anyway, or one told so through its own channel), then
+ * turns the VM off. Once an ACPI power button or a guest agent exists, the
+ * request is delivered to it here, before the deadline is armed. */
+static json_t *ctl_shutdown(struct control *c, json_t *req)
+{
+	json_t *t = json_object_get(req, "timeout_ms");
+	json_int_t ms = 30000;
+	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+
+	if (t && (!json_is_integer(t) || json_integer_value(t) < 0 ||
+		  json_integer_value(t) > 3600 * 1000))
+		return ctl_error("timeout_ms: expected an integer from 0 to 3600000");
+	if (t)
+		ms = json_integer_value(t);
+	if (vm_paused(c->vm))
+		vm_resume(c->vm); /* a paused guest could never power off */
+	its.it_value.tv_sec = ms / 1000;
+	its.it_value.tv_nsec = (ms % 1000) * 1000000 + 1; /* 0 would disarm */
+	if (timerfd_settime(c->timer_fd, 0, &its, NULL) < 0)
+		return ctl_error("cannot arm the shutdown timer: %s", strerror(errno));
+	c->shutdown_pending = true;
+	c->shutdown_timeout_ms = (unsigned)ms;
+	log_info("control: graceful shutdown requested; turning off in %lld ms unless the guest "
+		 "powers off first (no ACPI: the request cannot be delivered to the guest)",
+		 (long long)ms);
+	return ctl_ok(c);
+}
+
+static json_t *ctl_probe_open(struct control *c, json_t *req)
+{
+	const char *path = json_string_value(json_object_get(req, "path"));
+	int fd;
+
+	if (!c->test_probe)
+		return ctl_error("probe-open: disabled (worker not started with --test-probe)");
+	if (!path)
+		return ctl_error("path: expected a string");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return json_pack("{s:b, s:b, s:s, s:i}", "ok", 1, "opened", 0, "error",
+				 strerror(errno), "errno", errno);
+	close(fd);
+	return json_pack("{s:b, s:b}", "ok", 1, "opened", 1);
+}
+
+/* Handle one request line. *after is set to an exit code to request once
+ * the reply is written (stop, reset), else left alone. */
+static json_t *ctl_handle(struct control *c, const char *line, int *after, bool *start)
+{
+	json_error_t jerr;
+	json_t *req = json_loads(line, JSON_REJECT_DUPLICATES, &jerr), *rep;
+	const char *cmd;
+
+	if (!req || !json_is_object(req)) {
+		json_decref(req);
+		return ctl_error("request: expected a JSON object (%s)", req ? "not an object" : jerr.text);
+	}
+	cmd = json_string_value(json_object_get(req, "cmd"));
+	if (!cmd) {
+		rep = ctl_error("cmd: expected a string");
+	} else if (!strcmp(cmd, "status")) {
+		rep = json_pack("{s:b, s:s, s:s, s:i, s:I, s:i}", "ok", 1, "state", ctl_state(c),
+				"name", c->name, "pid", (int)getpid(),
+				"uptime_ms", (json_int_t)(c->started ? ctl_elapsed_ms(c) : 0),
+				"vcpus", (int)c->vm->nr_vcpus);
+	} else if (!strcmp(cmd, "start")) {
+		if (c->started) {
+			rep = ctl_error("already started");
+		} else {
+			uint64_t one = 1;
+
+			*start = true;
+			c->started = true;
+			clock_gettime(CLOCK_MONOTONIC, &c->t_start);
+			if (write(c->gate_fd, &one, sizeof(one)) != sizeof(one))
+				vm_resume(c->vm);
+			rep = ctl_ok(c);
+		}
+	} else if (!strcmp(cmd, "probe-open")) {
+		rep = ctl_probe_open(c, req);
+	} else if (!c->started) {
+		rep = ctl_error("%s: the VM has not been started", cmd);
+	} else if (!strcmp(cmd, "pause")) {
+		if (!c->released) {
+			rep = ctl_error("pause: the VM is still starting");
+		} else if (c->shutdown_pending) {
+			rep = ctl_error("pause: a shutdown is in progress");
+		} else {
+			vm_pause(c->vm);
+			rep = ctl_ok(c);
+		}
+	} else if (!strcmp(cmd, "resume")) {
+		vm_resume(c->vm);
+		rep = ctl_ok(c);
+	} else if (!strcmp(cmd, "shutdown")) {
+		rep = ctl_shutdown(c, req);
+	} else if (!strcmp(cmd, "stop")) {
+		*after = VM_EXIT_STOPPED;
+		rep = ctl_ok(c);
+	} else if (!strcmp(cmd, "reset")) {
+		*after = VM_EXIT_RESET;
+		rep = ctl_ok(c);
+	} else if (!strcmp(cmd, "stats")) {
+		rep = ctl_stats(c);
+	} else {
+		rep = ctl_error("cmd: unknown command '%.64s'", cmd);
+	}
+	json_decref(req);
+	return rep;
+}
+
+static void ctl_client_free(struct control *c, struct ctl_client *cl)
+{
+	struct ctl_client **pp;
+
+	for (pp = &c->clients; *pp; pp = &(*pp)->next) {
+		if (*pp == cl) {
+			*pp = cl->next;
+			break;
+		}
+	}
+	if (cl->watched)
+		evloop_del(c->vm->loop, cl->fd);
+	close(cl->fd);
+	c->nr_clients--;
+	free(cl);
+}
+
+static int ctl_send(int fd, json_t *rep)
+{
+	char *s = json_dumps(rep, JSON_COMPACT);
+	size_t len, off = 0;
+	int ret = 0;
+
+	json_decref(rep);
+	if (!s)
+		return -ENOMEM;
+	len = strlen(s);
+	s[len++] = '\n'; /* json_dumps leaves room: overwrite the NUL below */
+	while (off < len) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		ssize_t n = send(fd, s + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			off += (size_t)n;
+		} else if (n < 0 && errno == EAGAIN) {
+			if (poll(&p, 1, 1000) <= 0) {
+				ret = -ETIMEDOUT;
+				break;
+			}
+		} else if (n < 0 && errno != EINTR) {
+			ret = -errno;
+			break;
+		}
+	}
+	free(s);
+	return ret;
+}
+
+/* Read what the client sent and answer complete lines. Returns false when
+ * the client is gone (or misbehaved) and must be freed; *start is set when
+ * it sent "start". */
+static bool ctl_client_serve(struct ctl_client *cl, bool *start)
+{
+	struct control *c = cl->c;
+	ssize_t n = recv(cl->fd, cl->buf + cl->len, sizeof(cl->buf) - 1 - cl->len, MSG_DONTWAIT);
+	char *nl;
+
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		return false;
+	if (n < 0)
+		return true;
+	cl->len += (size_t)n;
+	cl->buf[cl->len] = 0;
+	while ((nl = memchr(cl->buf, '\n', cl->len))) {
+		int after = VM_EXIT_NONE;
+		json_t *rep;
+
+		*nl = 0;
+		rep = ctl_handle(c, cl->buf, &after, start);
+		cl->len -= (size_t)(nl + 1 - cl->buf);
+		memmove(cl->buf, nl + 1, cl->len);
+		cl->buf[cl->len] = 0;
+		if (ctl_send(cl->fd, rep))
+			return false;
+		if (after == VM_EXIT_STOPPED)
+			vm_request_exit(c->vm, VM_EXIT_STOPPED, "turned off by the host");
+		else if (after == VM_EXIT_RESET)
+			vm_request_exit(c->vm, VM_EXIT_RESET, "reset by the host");
+	}
+	if (cl->len >= sizeof(cl->buf) - 1) {
+		ctl_send(cl->fd, ctl_error("request: line longer than %d bytes", CTL_LINE_MAX - 1));
+		return false;
+	}
+	return true;
+}
+
+static void ctl_client_ready(void *opaque, uint32_t events)
+{
+	struct ctl_client *cl = opaque;
+	bool start = false;
+
+	(void)events;
+	if (!ctl_client_serve(cl, &start))
+		ctl_client_free(cl->c, cl);
+}
+
+static struct ctl_client *ctl_accept(struct control *c)
+{
+	int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	struct ctl_client *cl;
+
+	if (fd < 0)
+		return NULL;
+	if (c->nr_clients >= CTL_MAX_CLIENTS || !(cl = calloc(1, sizeof(*cl)))) {
+		close(fd);
+		return NULL;
+	}
+	cl->c = c;
+	cl->fd = fd;
+	cl->next = c->clients;
+	c->clients = cl;
+	c->nr_clients++;
+	return cl;
+}
+
+static void ctl_listen_ready(void *opaque, uint32_t events)
+{
+	struct control *c = opaque;
+	struct ctl_client *cl = ctl_accept(c);
+
+	(void)events;
+	if (!cl)
+		return;
+	if (evloop_add(c->vm->loop, cl->fd, EPOLLIN, ctl_client_ready, cl) == 0)
+		cl->watched = true;
+	else
+		ctl_client_free(c, cl);
+}
+
+static void ctl_timer_ready(void *opaque, uint32_t events)
+{
+	struct control *c = opaque;
+	uint64_t v;
+
+	(void)events;
+	if (read(c->timer_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+		return;
+	vm_request_exit(c->vm, VM_EXIT_STOPPED,
+			"shutdown: the guest did not power off within %u ms; turned off",
+			c->shutdown_timeout_ms);
+}
+
+/* The start gate. The vCPUs were paused before they existed; "start"
+ * releases them two I/O-loop batches later. Why two: cellad connects to the
+ * console socket before it sends "start", so that connection is pending on
+ * the UART's listening socket when "start" is read (batch N). Every later
+ * epoll_wait reports that socket, so the UART has accepted its client by the
+ * end of batch N+1, and the guest's first byte cannot be lost. */
+static void ctl_gate_ready(void *opaque, uint32_t events)
+{
+	struct control *c = opaque;
+	uint64_t v, one = 1;
+
+	(void)events;
+	if (read(c->gate_fd, &v, sizeof(v)) != sizeof(v))
+		return;
+	if (++c->gate_step == 1 && write(c->gate_fd, &one, sizeof(one)) == sizeof(one))
+		return;
+	evloop_del(c->vm->loop, c->gate_fd);
+	evloop_del(c->vm->loop, c->gate_timer_fd);
+	c->released = true;
+	vm_resume(c->vm);
+}
+
+static void ctl_gate_timeout(void *opaque, uint32_t events)
+{
+	struct control *c = opaque;
+	uint64_t v;
+
+	(void)events;
+	if (read(c->gate_timer_fd, &v, sizeof(v)) == sizeof(v) && !c->started)
+		vm_request_exit(c->vm, VM_EXIT_ERROR, "no start request within %d s",
+				CTL_START_TIMEOUT_S);
+}
+
+int control_attach(struct control *c, bool gated)
+{
+	struct itimerspec its = { .it_value = { CTL_START_TIMEOUT_S, 0 } };
+	int ret;
+
+	c->started = c->released = !gated;
+	ret = evloop_add(c->vm->loop, c->listen_fd, EPOLLIN, ctl_listen_ready, c);
+	if (ret)
+		return ret;
+	c->listen_watched = true;
+	ret = evloop_add(c->vm->loop, c->timer_fd, EPOLLIN, ctl_timer_ready, c);
+	if (ret || !gated)
+		return ret;
+	vm_pause(c->vm); /* no vCPU thread yet: they park before their first KVM_RUN */
+	if ((ret = evloop_add(c->vm->loop, c->gate_fd, EPOLLIN, ctl_gate_ready, c)) ||
+	    (ret = evloop_add(c->vm->loop, c->gate_timer_fd, EPOLLIN, ctl_gate_timeout, c)))
+		return ret;
+	if (timerfd_settime(c->gate_timer_fd, 0, &its, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+void control_record_exit(struct control *c, int code, const char *reason)
+{
+	json_t *rec;
+	char *s;
+
+	if (!c || c->exit_fd < 0)
+		return;
+	rec = json_pack("{s:i, s:s, s:s}", "status", code, "kind", vm_exit_kind(code), "reason",
+			reason ? reason : "");
+	s = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	if (s) {
+		size_t len = strlen(s);
+
+		if (pwrite(c->exit_fd, s, len, 0) != (ssize_t)len || fdatasync(c->exit_fd) < 0)
+			log_warn("control: cannot write the exit record: %s", strerror(errno));
+	}
+	free(s);
+	json_decref(rec);
+}
+
+void control_destroy(struct control *c)
+{
+	if (!c)
+		return;
+	while (c->clients)
+		ctl_client_free(c, c->clients);
+	if (c->listen_watched)
+		evloop_del(c->vm->loop, c->listen_fd);
+	if (c->listen_fd >= 0)
+		close(c->listen_fd);
+	if (c->timer_fd >= 0) {
+		if (c->listen_watched)
+			evloop_del(c->vm->loop, c->timer_fd);
+		close(c->timer_fd);
+	}
+	if (c->exit_fd >= 0)
+		close(c->exit_fd);
+	if (c->gate_fd >= 0)
+		close(c->gate_fd);
+	if (c->gate_timer_fd >= 0)
+		close(c->gate_timer_fd);
+	if (c->status_fd >= 0)
+		close(c->status_fd);
+	free(c);
+}

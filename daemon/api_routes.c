@@ -20,7 +20,7 @@ struct route {
 
 static const char *const no_query[] = { NULL };
 static const char *const console_query[] = { "history", "follow", NULL };
-static const char *const events_query[] = { "since", "vm", NULL };
+static const char *const events_query[] = { "since", "vm", "follow", NULL };
 
 /* Body ------------------------------------------------------------------ */
 
@@ -228,14 +228,16 @@ static enum MHD_Result h_events(struct api_request *r, const char *name, int arg
 	const char *vm = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "vm");
 	struct sup_stream *st;
 	long long since = -1;
+	bool follow = true;
 
 	(void)name;
 	(void)arg;
-	if (query_int(r, "since", 0, (long long)1 << 62, &since, &res))
+	if (query_int(r, "since", 0, (long long)1 << 62, &since, &res) ||
+	    query_bool(r, "follow", &follow, &res))
 		return res;
 	if (vm && !vmdef_name_valid(vm))
 		return api_fail(r->c, 400, "vm", "not a valid VM name");
-	if (sup_events_open(r->sup, since, vm, &st))
+	if (sup_events_open(r->sup, since, vm, follow, &st))
 		return api_fail(r->c, 500, "", "out of memory");
 	return api_reply_stream(r->c, st, true, "application/x-ndjson");
 }

@@ -343,7 +343,8 @@ static bool wait_until(struct sup *s, struct vmrt *vm, bool (*pred)(struct vmrt 
 
 static bool worker_gone(struct vmrt *vm, unsigned gen)
 {
-	return vm->gen != gen || !state_active(vm->state) || !vm->pid;
+	(void)gen;
+	return !state_active(vm->state);
 }
 
 static bool restarted(struct vmrt *vm, unsigned gen)
@@ -382,7 +383,12 @@ static int act_kill(struct sup *s, struct vmrt *vm, struct derr *e)
 	json_t *reply = NULL;
 
 	vm->stop_requested = true;
-	if (worker_cmd(s, vm, json_pack("{s:s}", "cmd", "stop"), &reply, e))
+	if (vm->state == VS_STARTING) {
+		/* The start handshake owns the control connection: SIGTERM ends a
+		 * gated worker too (status 12). */
+		if (vm->pid)
+			kill(vm->pid, SIGTERM);
+	} else if (worker_cmd(s, vm, json_pack("{s:s}", "cmd", "stop"), &reply, e))
 		log_warn("vm %s: stop through the control socket failed: %s", vm->def.name,
 			 e->reason);
 	json_decref(reply);
@@ -466,7 +472,8 @@ static const struct {
 } actions[] = {
 	[SUP_START] = { "start", 1u << VS_DEFINED | 1u << VS_STOPPED | 1u << VS_CRASHED },
 	[SUP_STOP] = { "stop", 1u << VS_RUNNING | 1u << VS_PAUSED },
-	[SUP_KILL] = { "turn off", 1u << VS_RUNNING | 1u << VS_PAUSED | 1u << VS_STOPPING },
+	[SUP_KILL] = { "turn off", 1u << VS_STARTING | 1u << VS_RUNNING | 1u << VS_PAUSED |
+				   1u << VS_STOPPING },
 	[SUP_RESET] = { "reset", 1u << VS_RUNNING | 1u << VS_PAUSED },
 	[SUP_PAUSE] = { "pause", 1u << VS_RUNNING },
 	[SUP_RESUME] = { "resume", 1u << VS_PAUSED },
@@ -476,6 +483,7 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	       int *status, struct derr *e)
 {
 	struct vmrt *vm;
+	bool took_busy;
 	int ret = -1;
 
 	*status = 200;
@@ -487,7 +495,8 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	vm = sup_lookup(s, name, e);
 	if (!vm)
 		goto out;
-	if (vm->busy && !(a == SUP_KILL && vm->state == VS_STOPPING)) {
+	/* Turning off overrides a graceful stop or a start in progress. */
+	if (vm->busy && !(a == SUP_KILL && (vm->state == VS_STOPPING || vm->state == VS_STARTING))) {
 		refuse_busy(vm, e);
 		goto out;
 	}
@@ -495,6 +504,7 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		refuse(vm, e, actions[a].verb);
 		goto out;
 	}
+	took_busy = !vm->busy;
 	vm->busy = true;
 	vm->refs++;
 	switch (a) {
@@ -520,7 +530,8 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		ret = act_pause(s, vm, a == SUP_PAUSE, e);
 		break;
 	}
-	vm->busy = false;
+	if (took_busy)
+		vm->busy = false;
 	vm->refs--;
 	if (!ret)
 		*out = sup_vm_json(s, vm);

@@ -67,8 +67,9 @@ int sup_console_open(struct sup *s, const char *name, size_t history, bool follo
 		     struct sup_stream **out, struct derr *e) __must_check;
 int sup_console_input(struct sup *s, const char *name, const void *data, size_t len,
 		      struct derr *e) __must_check;
-/* Events (JSON lines) after sequence number `since` (-1: only new ones). */
-int sup_events_open(struct sup *s, int64_t since, const char *vm_filter,
+/* Events (JSON lines) after sequence number `since` (-1: only new ones);
+ * without `follow` the stream ends once the backlog is sent. */
+int sup_events_open(struct sup *s, int64_t since, const char *vm_filter, bool follow,
 		    struct sup_stream **out) __must_check;
 /* Copy what is available, waiting up to timeout_ms for more. Returns the
  * byte count, 0 when nothing came in time, or -1 at the end of the stream. */

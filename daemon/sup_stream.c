@@ -96,13 +96,15 @@ int sup_console_input(struct sup *s, const char *name, const void *data, size_t 
 	return ret;
 }
 
-int sup_events_open(struct sup *s, int64_t since, const char *vm_filter, struct sup_stream **out)
+int sup_events_open(struct sup *s, int64_t since, const char *vm_filter, bool follow,
+		    struct sup_stream **out)
 {
 	struct sup_stream *r = calloc(1, sizeof(*r));
 
 	if (!r)
 		return -ENOMEM;
 	r->s = s;
+	r->follow = follow;
 	pthread_mutex_lock(&s->lock);
 	r->seq = since < 0 ? s->next_seq : since + 1;
 	if (r->seq < s->next_seq - SUP_EVENTS)
@@ -190,7 +192,7 @@ ssize_t sup_stream_read(struct sup_stream *r, char *buf, size_t max, int timeout
 		n = stream_take(r, buf, max);
 		if (n || s->shutting_down)
 			break;
-		if (r->vm && (!r->follow || console_ended(r->vm)))
+		if (!r->follow || (r->vm && console_ended(r->vm)))
 			break;
 		if (pthread_cond_timedwait(&s->changed, &s->lock, &dl) == ETIMEDOUT) {
 			n = stream_take(r, buf, max);

@@ -138,6 +138,34 @@ static int console_connect(struct sup *s, struct vmrt *vm)
 	return 0;
 }
 
+/* The last line the worker logged (its own account of a failure). */
+static void last_log_line(struct sup *s, struct vmrt *vm, char *out, size_t len)
+{
+	char path[600], buf[1024];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	out[0] = 0;
+	if (fd < 0)
+		return;
+	n = pread(fd, buf, sizeof(buf) - 1, MAX((off_t)0, lseek(fd, 0, SEEK_END) - 1023));
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = 0;
+	{
+		const char *last = strrchr(buf, '\n') ? strrchr(buf, '\n') + 1 : buf;
+		size_t l = MIN(strlen(last), len - 1);
+
+		memcpy(out, last, l);
+		out[l] = 0;
+	}
+}
+
 /* Read the worker's exit record. Returns the status or -1. */
 static int read_exit_record(struct sup *s, struct vmrt *vm, char *reason, size_t len)
 {
@@ -207,7 +235,11 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 		snprintf(reason, sizeof(reason), "worker exited without an exit record "
 			 "(killed while cellad was not its parent?)");
 	} else if (!reason[0]) {
-		snprintf(reason, sizeof(reason), "worker exited with status %d", status);
+		char line[200];
+
+		last_log_line(s, vm, line, sizeof(line));
+		snprintf(reason, sizeof(reason), "worker exited with status %d%s%s", status,
+			 line[0] ? ": " : "", line);
 	}
 	sup_unwatch(s, vm);
 	vm->pid = 0;
@@ -217,7 +249,10 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	snprintf(detail, sizeof(detail), "status %d: %s", status, reason);
 
 	if (was_starting) {
-		sup_set_state(s, vm, VS_CRASHED, "crashed", detail);
+		bool asked = vm->stop_requested && status < 128;
+
+		sup_set_state(s, vm, asked ? VS_STOPPED : VS_CRASHED, asked ? "stopped" : "crashed",
+			      detail);
 		return;
 	}
 	if (!vm->stop_requested && (vm->reset_requested || status == 8)) {
@@ -401,7 +436,12 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e)
 
 	pthread_mutex_lock(&s->lock);
 	gen = ++vm->gen;
-	vm->stop_requested = false;
+	if (vm->stop_requested) {
+		/* Turned off before the worker existed (an automatic restart). */
+		sup_set_state(s, vm, VS_STOPPED, "stopped", "turned off before it started");
+		pthread_mutex_unlock(&s->lock);
+		return derr_set(e, 409, "state", "turned off before it started");
+	}
 	if (spawn(s, vm, e)) {
 		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%.250s", e->reason);
 		sup_set_state(s, vm, VS_CRASHED, "crashed", e->reason);
@@ -440,12 +480,18 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e)
 	close(pidfd);
 
 	pthread_mutex_lock(&s->lock);
-	if (!ret && vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
+	if (!ret && vm->stop_requested && vm->pid)
+		kill(vm->pid, SIGTERM); /* a kill came during the handshake */
+	else if (!ret && vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
 		clock_gettime(CLOCK_MONOTONIC, &vm->started_mono);
 		vm->started_at = sup_now_wall();
 		sup_set_state(s, vm, VS_RUNNING, "started", NULL);
 		pthread_mutex_unlock(&s->lock);
 		return 0;
+	}
+	if (vm->stop_requested) {
+		pthread_mutex_unlock(&s->lock);
+		return derr_set(e, 409, "state", "turned off while starting");
 	}
 	if (vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
 		log_warn("vm %s: start handshake failed (%s); killing the worker", vm->def.name,

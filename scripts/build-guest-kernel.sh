@@ -7,8 +7,8 @@
 #   CELLA_CACHE=DIR                          cache root (default ~/.cache/cella)
 #   CELLA_KEEP_KSRC=1                        keep the unpacked, built source tree
 #
-# The cache directory is named after a hash of the config fragment, this
-# script and the linux-source package version, so a second run is instant and
+# The cache directory is named after a hash of the config fragment, the
+# recipe version and the linux-source package version, so a second run is instant and
 # a changed config builds a new kernel. About 5 minutes on 2 cores.
 # Progress goes to stderr; stdout carries only the path.
 set -euo pipefail
@@ -36,15 +36,28 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 	$SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >&2
 fi
 
+# Bump when the recipe below changes what is built (not for cosmetic edits).
+recipe=2
 src_version=$(dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || echo unknown)
-hash=$( (cat "$fragment" "$0"; echo "$src_version") | sha256sum | cut -c1-16)
+hash=$( (cat "$fragment"; echo "recipe=$recipe $src_version") | sha256sum | cut -c1-16)
 out="$cache/linux-$hash"
 if [ -f "$out/bzImage" ] && [ -f "$out/vmlinux" ]; then
 	echo "$out/bzImage"
 	exit 0
 fi
 
+# One build per configuration at a time (test suites run in parallel): the
+# others wait here, then find the result.
 mkdir -p "$cache"
+exec 9>"$out.lock"
+if ! flock -n 9; then
+	say "another build of this configuration is running; waiting for it"
+	flock 9
+fi
+if [ -f "$out/bzImage" ] && [ -f "$out/vmlinux" ]; then
+	echo "$out/bzImage"
+	exit 0
+fi
 work="$out.build"
 rm -rf "$work"
 mkdir -p "$work"

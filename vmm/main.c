@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "arch/x86/emul/emul.h"
+#include "arch/x86/x86.h"
 #include "config.h"
 #include "virtio/mmio.h"
 #include <linux/virtio_config.h>
@@ -233,7 +234,8 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 	}
 	if (!cfg->cmdline)
 		cfg->cmdline = dup_or_die(DEFAULT_CMDLINE);
-	if (config_validate(cfg, err, sizeof(err))) {
+	if (config_validate(cfg, err, sizeof(err)) ||
+	    x86_check_kernel(cfg->kernel, err, sizeof(err))) {
 		fprintf(stderr, "cella-vm: %s\n", err);
 		return -EINVAL;
 	}
@@ -374,8 +376,10 @@ int main(int argc, char **argv)
 		code = VM_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "signal setup failed");
 	} else if (vm_setup(&vm)) {
-		code = VM_EXIT_ERROR;
-		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
+		/* vm_setup names configuration problems (kernel, devices) itself. */
+		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : VM_EXIT_ERROR;
+		if (!vm_exiting(&vm))
+			snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
 	} else if (worker_prepare(&vm, &wo, &ctl)) {
 		code = VM_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");

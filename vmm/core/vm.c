@@ -442,8 +442,12 @@ int vm_setup(struct vm *vm)
 	int ret;
 
 	ret = vm_create_devices(vm);
-	if (ret)
+	if (ret) {
+		/* The device logged why (missing tap, disk in use, ...): the host
+		 * cannot provide what the configuration asks for. */
+		vm_request_exit(vm, VM_EXIT_CONFIG, "a configured device cannot be set up");
 		return ret;
+	}
 	/* vCPUs first: whether KVM honours the CPUID template decides the
 	 * command line. */
 	ret = vcpus_create(vm);
@@ -473,6 +477,7 @@ int vm_setup(struct vm *vm)
 	free(cmdline);
 	if (ret) {
 		log_err("%s", err[0] ? err : strerror(-ret));
+		vm_request_exit(vm, VM_EXIT_CONFIG, "the kernel cannot be loaded");
 		return ret;
 	}
 	log_debug("loaded %s kernel, entry 0x%llx", bi.format, (unsigned long long)bi.entry);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -252,5 +253,46 @@ out:
 	free(image);
 	if (ld.initrd_fd >= 0)
 		close(ld.initrd_fd);
+	return ret;
+}
+
+int x86_check_kernel(const char *kernel_path, char *err, size_t errlen)
+{
+	struct x86_load ld = { .kernel_path = kernel_path, .err = err, .errlen = errlen };
+	struct bzimage_info bz;
+	struct elf_info elf;
+	const char *why = "";
+	uint64_t size;
+	uint8_t *image;
+	int fd, ret;
+
+	fd = open_input(&ld, "", kernel_path, &size);
+	if (fd < 0)
+		return fd;
+	if (size == 0) {
+		close(fd);
+		return x86_load_fail(&ld, -EINVAL, "%s: empty file", kernel_path);
+	}
+	image = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (image == MAP_FAILED)
+		return x86_load_fail(&ld, -errno, "%s: %s", kernel_path, strerror(errno));
+	if (is_bzimage(image, (size_t)size)) {
+		ret = bzimage_parse(image, (size_t)size, &bz, &why);
+		if (ret && bz.protocol)
+			x86_load_fail(&ld, ret, "%s: %s (file has boot protocol %u.%02u)", kernel_path,
+				      why, bz.protocol >> 8, bz.protocol & 0xff);
+		else if (ret)
+			x86_load_fail(&ld, ret, "%s: %s", kernel_path, why);
+	} else if (size >= 4 && memcmp(image, "\x7f" "ELF", 4) == 0) {
+		ret = elf_parse(image, (size_t)size, &elf, &why);
+		if (ret)
+			x86_load_fail(&ld, ret, "%s: %s", kernel_path, why);
+	} else {
+		ret = x86_load_fail(&ld, -ENOEXEC,
+				    "%s: not a kernel image: no bzImage (HdrS) or ELF magic",
+				    kernel_path);
+	}
+	munmap(image, (size_t)size);
 	return ret;
 }

@@ -80,6 +80,12 @@ int x86_load_kernel(struct guest_mem *mem, const char *kernel_path, const char *
 		    const char *cmdline, struct x86_boot_info *out, char *err,
 		    size_t errlen) __must_check;
 
+/* Check, without any guest memory, that kernel_path is a kernel image this
+ * loader understands (bzImage or ELF, headers intact). Cheap: maps the file
+ * and runs the parsers over it. Returns 0, or -errno with "PATH: reason" in
+ * err. Used to refuse a bad image before a VM is created. */
+int x86_check_kernel(const char *kernel_path, char *err, size_t errlen) __must_check;
+
 /* Write the MP floating pointer and table for nr_cpus CPUs (APIC ids 0..n-1),
  * one IOAPIC (id nr_cpus, 0xFEC00000) with 24 pins all routed as ISA edge
  * interrupts (IRQ n on pin n, but the PIT's IRQ 0 on pin 2 and no entry for

@@ -1,0 +1,195 @@
+"""test_malformed.py: a table of malformed requests. Each must get the
+documented 4xx with a JSON error naming the field and the reason; none may
+crash cellad or change any state (the definitions and the running VM are
+compared before and after)."""
+
+import json
+import socket
+
+from cellad import Daemon, TestFailure, check, log, main
+
+J = {"Content-Type": "application/json"}
+
+
+def cases(kernel, missing):
+    good = {"name": "new1", "kernel": kernel}
+
+    def vm(**kw):
+        d = dict(good)
+        d.update(kw)
+        return d
+
+    # (method, path, body (dict -> JSON, bytes -> raw), headers, status, field or None)
+    return [
+        # Routes and methods.
+        ("GET", "/", None, {}, 404, "path"),
+        ("GET", "/v2/vms", None, {}, 404, "path"),
+        ("GET", "/v1/vms/", None, {}, 404, "path"),
+        ("GET", "/v1/vms/base/frobnicate", None, {}, 404, "path"),
+        ("GET", "/v1/vms/base/start/extra", None, {}, 404, "path"),
+        ("PUT", "/v1/vms", None, {}, 405, "method"),
+        ("DELETE", "/v1/vms", None, {}, 405, "method"),
+        ("GET", "/v1/vms/base/start", None, {}, 405, "method"),
+        ("PUT", "/v1/vms/base", None, {}, 405, "method"),
+        ("POST", "/v1/host", None, {}, 405, "method"),
+        ("DELETE", "/metrics", None, {}, 405, "method"),
+        ("POST", "/v1/events", None, {}, 405, "method"),
+        # Names in paths.
+        ("GET", "/v1/vms/no-such-vm", None, {}, 404, "name"),
+        ("POST", "/v1/vms/no-such-vm/start", None, {}, 404, "name"),
+        ("DELETE", "/v1/vms/no-such-vm", None, {}, 404, "name"),
+        ("GET", "/v1/vms/-bad", None, {}, 400, "name"),
+        ("GET", "/v1/vms/" + "a" * 70, None, {}, 400, "name"),
+        ("GET", "/v1/vms/bad%20name", None, {}, 400, "name"),
+        # Bodies that are not JSON objects.
+        ("POST", "/v1/vms", b"", J, 400, ""),
+        ("POST", "/v1/vms", b"{", J, 400, ""),
+        ("POST", "/v1/vms", b"{\"name\": }", J, 400, ""),
+        ("POST", "/v1/vms", b"[1, 2]", J, 400, ""),
+        ("POST", "/v1/vms", b"\"text\"", J, 400, ""),
+        ("POST", "/v1/vms", b"null", J, 400, ""),
+        ("POST", "/v1/vms", b"\xff\xfe\x00", J, 400, ""),
+        ("POST", "/v1/vms", b"{\"name\": \"a\", \"name\": \"b\"}", J, 400, ""),
+        ("POST", "/v1/vms", json.dumps(good).encode(), {"Content-Type": "text/plain"}, 415,
+         "Content-Type"),
+        ("POST", "/v1/vms", b"x" * (2 << 20), J, 413, ""),
+        # Create: required fields, types, ranges, unknown fields.
+        ("POST", "/v1/vms", {"kernel": kernel}, J, 400, "name"),
+        ("POST", "/v1/vms", {"name": "n1"}, J, 400, "kernel"),
+        ("POST", "/v1/vms", vm(name=5), J, 400, "name"),
+        ("POST", "/v1/vms", vm(name=""), J, 400, "name"),
+        ("POST", "/v1/vms", vm(name="has space"), J, 400, "name"),
+        ("POST", "/v1/vms", vm(name="x" * 64), J, 400, "name"),
+        ("POST", "/v1/vms", vm(name="base"), J, 409, "name"),
+        ("POST", "/v1/vms", vm(cpus="2"), J, 400, "cpus"),
+        ("POST", "/v1/vms", vm(cpus=0), J, 400, "cpus"),
+        ("POST", "/v1/vms", vm(cpus=33), J, 400, "cpus"),
+        ("POST", "/v1/vms", vm(cpus=1.5), J, 400, "cpus"),
+        ("POST", "/v1/vms", vm(cpus=-1), J, 400, "cpus"),
+        ("POST", "/v1/vms", vm(memory_mib=4), J, 400, "memory_mib"),
+        ("POST", "/v1/vms", vm(memory_mib=1 << 40), J, 400, "memory_mib"),
+        ("POST", "/v1/vms", vm(memory_mib=None), J, 400, "memory_mib"),
+        ("POST", "/v1/vms", vm(kernel="relative/path"), J, 400, "kernel"),
+        ("POST", "/v1/vms", vm(kernel=missing), J, 400, "kernel"),
+        ("POST", "/v1/vms", vm(kernel="/"), J, 400, "kernel"),
+        ("POST", "/v1/vms", vm(kernel=kernel + ",ro"), J, 400, "kernel"),
+        ("POST", "/v1/vms", vm(initrd=missing), J, 400, "initrd"),
+        ("POST", "/v1/vms", vm(cmdline=7), J, 400, "cmdline"),
+        ("POST", "/v1/vms", vm(cmdline="x" * 5000), J, 400, "cmdline"),
+        ("POST", "/v1/vms", vm(autostart="yes"), J, 400, "autostart"),
+        ("POST", "/v1/vms", vm(rng=1), J, 400, "rng"),
+        ("POST", "/v1/vms", vm(restart_policy="sometimes"), J, 400, "restart_policy"),
+        ("POST", "/v1/vms", vm(cpu_weight=0), J, 400, "cpu_weight"),
+        ("POST", "/v1/vms", vm(cpu_weight=10001), J, 400, "cpu_weight"),
+        ("POST", "/v1/vms", vm(cpu_max=0), J, 400, "cpu_max"),
+        ("POST", "/v1/vms", vm(cpu_max=101), J, 400, "cpu_max"),
+        ("POST", "/v1/vms", vm(uuid="not-a-uuid"), J, 400, "uuid"),
+        ("POST", "/v1/vms", vm(colour="blue"), J, 400, "colour"),
+        ("POST", "/v1/vms", vm(disks={}), J, 400, "disks"),
+        ("POST", "/v1/vms", vm(disks=["/tmp/x"]), J, 400, "disks[0]"),
+        ("POST", "/v1/vms", vm(disks=[{"readonly": True}]), J, 400, "disks[0].path"),
+        ("POST", "/v1/vms", vm(disks=[{"path": missing}]), J, 400, "disks[0].path"),
+        ("POST", "/v1/vms", vm(disks=[{"path": kernel, "readonly": "no"}]), J, 400,
+         "disks[0].readonly"),
+        ("POST", "/v1/vms", vm(disks=[{"path": kernel, "id": "x" * 21}]), J, 400, "disks[0].id"),
+        ("POST", "/v1/vms", vm(disks=[{"path": kernel, "cache": "none"}]), J, 400,
+         "disks[0].cache"),
+        ("POST", "/v1/vms", vm(disks=[{"path": kernel}] * 17), J, 400, "disks"),
+        ("POST", "/v1/vms", vm(nics=[{}]), J, 400, "nics[0].tap"),
+        ("POST", "/v1/vms", vm(nics=[{"tap": "t0", "mac": "zz:zz"}]), J, 400, "nics[0].mac"),
+        ("POST", "/v1/vms", vm(nics=[{"tap": "a" * 16}]), J, 400, "nics[0].tap"),
+        ("POST", "/v1/vms", vm(nics=[{"tap": "t/0"}]), J, 400, "nics[0].tap"),
+        # Change.
+        ("PATCH", "/v1/vms/base", {}, J, 400, ""),
+        ("PATCH", "/v1/vms/base", {"name": "renamed"}, J, 400, "name"),
+        ("PATCH", "/v1/vms/base", {"uuid": "00000000-0000-0000-0000-000000000000"}, J, 400,
+         "uuid"),
+        ("PATCH", "/v1/vms/base", {"memory_mib": 256}, J, 409, "memory_mib"),
+        ("PATCH", "/v1/vms/base", {"cpu_weight": "high"}, J, 400, "cpu_weight"),
+        ("PATCH", "/v1/vms/base", {"cpu_weight": 300, "cpus": 0}, J, 400, "cpus"),
+        ("PATCH", "/v1/vms/base", {"bogus": 1}, J, 400, "bogus"),
+        ("PATCH", "/v1/vms/base", b"[]", J, 400, ""),
+        # Actions: bodies, out-of-order requests.
+        ("POST", "/v1/vms/base/start", None, {}, 409, "state"),
+        ("POST", "/v1/vms/base/resume", None, {}, 409, "state"),
+        ("POST", "/v1/vms/base/pause", {"now": True}, J, 400, "now"),
+        ("POST", "/v1/vms/base/stop", {"timeout_s": -1}, J, 400, "timeout_s"),
+        ("POST", "/v1/vms/base/stop", {"timeout_s": "soon"}, J, 400, "timeout_s"),
+        ("POST", "/v1/vms/base/stop", {"timeout_s": 99999}, J, 400, "timeout_s"),
+        ("POST", "/v1/vms/base/stop", {"force": True}, J, 400, "force"),
+        ("POST", "/v1/vms/base/kill", b"{oops", J, 400, ""),
+        ("DELETE", "/v1/vms/base", None, {}, 409, "state"),
+        ("POST", "/v1/vms/idle/stop", None, {}, 409, "state"),
+        ("POST", "/v1/vms/idle/pause", None, {}, 409, "state"),
+        ("POST", "/v1/vms/idle/console", b"hello\n", {}, 409, "state"),
+        ("POST", "/v1/vms/base/console", b"", {}, 400, ""),
+        # Query parameters.
+        ("GET", "/v1/vms/base/console?history=-5", None, {}, 400, "history"),
+        ("GET", "/v1/vms/base/console?history=lots", None, {}, 400, "history"),
+        ("GET", "/v1/vms/base/console?follow=maybe", None, {}, 400, "follow"),
+        ("GET", "/v1/vms/base/console?colour=1", None, {}, 400, "colour"),
+        ("GET", "/v1/events?since=x", None, {}, 400, "since"),
+        ("GET", "/v1/events?vm=bad%20name", None, {}, 400, "vm"),
+        ("GET", "/v1/vms?page=2", None, {}, 400, "page"),
+    ]
+
+
+def raw_garbage(d):
+    """Bytes that are not HTTP at all: cellad must shrug them off."""
+    for junk in (b"\x00\x01\x02\r\n\r\n", b"GET\r\n\r\n", b"FOO /v1/vms HTTP/9.9\r\n\r\n",
+                 b"GET /v1/vms HTTP/1.1\r\nContent-Length: -4\r\n\r\n"):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(d.sock)
+        s.sendall(junk)
+        try:
+            s.recv(4096)
+        except OSError:
+            pass
+        s.close()
+    log("ok: raw garbage on the socket")
+
+
+def snapshot(d):
+    vms = d.get("/v1/vms").json["vms"]
+    for v in vms:
+        v.pop("uptime_ms", None)
+    return json.dumps(vms, sort_keys=True)
+
+
+def test(args):
+    with Daemon(args) as d:
+        kernel = args["guests"]["memwriter"]
+        d.define("base", "memwriter", "rounds=0 mib=4")
+        d.define("idle", "hello")
+        d.action("base", "start")
+        before = snapshot(d)
+        table = cases(kernel, d.dir + "/missing.elf")
+        check(len(table) >= 50, f"{len(table)} malformed requests in the table")
+        failures = []
+        for method, path, body, headers, status, field in table:
+            kw = {"headers": headers}
+            if isinstance(body, (bytes, bytearray)):
+                kw["raw"] = body
+            elif body is not None:
+                kw["body"] = body
+            r = d.request(method, path, **kw)
+            err = (r.json or {}).get("error") if isinstance(r.json, dict) else None
+            ok = (r.status == status and isinstance(err, dict) and err.get("reason")
+                  and (field is None or err.get("field") == field))
+            if not ok:
+                failures.append(f"{method} {path} {str(body)[:60]}: want {status} field "
+                                f"{field!r}, got {r}")
+            else:
+                print(f"  {r.status} {method} {path[:50]} -> {err['field']}: {err['reason'][:70]}")
+        raw_garbage(d)
+        if failures:
+            raise TestFailure("\n".join(failures))
+        log(f"ok: all {len(table)} malformed requests refused with the right status and field")
+        check(d.proc.poll() is None, "cellad is still running")
+        check(snapshot(d) == before, "no definition or state changed")
+        check(d.vm("base")["state"] == "running", "the running VM is untouched")
+
+
+if __name__ == "__main__":
+    main(test)

@@ -10,6 +10,7 @@ Usage: bench/startup.py [--build DIR] [--runs N] [--guest ELF]
 """
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,23 @@ def main():
         print(f"| {name} | {c[key]:.2f} {unit} | {q[key]:.2f} {unit} | {c[key] / q[key]:.3f} |")
     print(f"\n(min first byte: cella {c['first_min']:.2f} ms, QEMU {q['first_min']:.2f} ms; "
           f"min exit: cella {c['exit_min']:.2f} ms, QEMU {q['exit_min']:.2f} ms)")
+    print("\nVMM memory beyond the guest RAM the guest touched (peak RSS minus shared guest pages):\n")
+    print("| guest | peak RSS | guest pages (RssShmem) | VMM's own |")
+    print("|---|---|---|---|")
+    memwriter = os.path.join(args.build, "guest", "memwriter.elf")
+    for name, kernel, cmdline in (("hello", guest, ""),
+                                  ("memwriter, 64 MiB written", memwriter, "mib=64 rounds=1")):
+        hwm, shm = vmm_memory(os.path.join(args.build, "cella-vm"), kernel, cmdline)
+        print(f"| {name} | {hwm / 1024:.2f} MiB | {shm / 1024:.2f} MiB | {(hwm - shm) / 1024:.2f} MiB |")
+
+
+def vmm_memory(cella, kernel, cmdline):
+    """VmHWM and RssShmem (KiB) from cella-vm --stats."""
+    err = subprocess.run([cella, "--kernel", kernel, "--cmdline", cmdline, "--stats",
+                          "--console", "none"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True).stderr
+    vals = dict(re.findall(r"(VmHWM|RssShmem):(\d+)", err))
+    return int(vals["VmHWM"]), int(vals["RssShmem"])
 
 
 if __name__ == "__main__":

@@ -315,6 +315,21 @@ void vm_request_exit(struct vm *vm, int code, const char *fmt, ...)
 		evloop_stop(vm->loop);
 }
 
+struct device *vm_find_device(struct vm *vm, const char *type)
+{
+	for (struct device *d = vm->devices; d; d = d->next)
+		if (!strcmp(d->ops->type, type))
+			return d;
+	return NULL;
+}
+
+int vm_request_guest_shutdown(struct vm *vm)
+{
+	struct device *kbd = vm_find_device(vm, "i8042");
+
+	return kbd ? i8042_ctrl_alt_del(kbd) : -ENODEV;
+}
+
 void vm_pause(struct vm *vm)
 {
 	unsigned running = 0;

@@ -114,6 +114,13 @@ void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_paused(struct vm *vm);
 
+/* Ask the guest to shut down, the ACPI-less way: Ctrl-Alt-Del on the i8042
+ * keyboard (a Linux guest booted with reboot=k then resets, which ends the
+ * VM). Returns 0, -ENODEV without an i8042, -EBUSY if one is pending. */
+int vm_request_guest_shutdown(struct vm *vm) __must_check;
+/* The first device of the given ops->type, or NULL. */
+struct device *vm_find_device(struct vm *vm, const char *type);
+
 /* End the VM (first caller wins): stops the vCPUs and the I/O loop. */
 void vm_request_exit(struct vm *vm, int code, const char *fmt, ...) __printf(3, 4);
 bool vm_exiting(const struct vm *vm);

@@ -1,6 +1,7 @@
-/* i8042.c: the PS/2 controller, enough for Linux to probe it and to reset the
- * machine through it (command 0xFE, or output port bit 0 cleared). No keyboard
- * or mouse is attached: keyboard commands get no answer. */
+/* i8042.c: the PS/2 controller, enough for Linux to probe it, to reset the
+ * machine through it (command 0xFE, or output port bit 0 cleared), and to
+ * deliver Ctrl-Alt-Del from the host: the ACPI-less way to ask a Linux guest
+ * to shut down (as Firecracker does). The keyboard answers no commands. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +17,13 @@
 #define STATUS_OBF   0x01
 #define STATUS_SYS   0x04
 #define STATUS_CMD   0x08
+#define CTR_KBD_INT     0x01
 #define CTR_KBD_DISABLE 0x10
+#define CTR_XLATE       0x40
+#define I8042_KBD_IRQ   1
+#define I8042_KBD_QUEUE 16
 #define CTR_AUX_DISABLE 0x20
-#define I8042_STATE_VERSION 1
+#define I8042_STATE_VERSION 2
 
 struct i8042 {
 	struct device dev;
@@ -26,8 +31,10 @@ struct i8042 {
 	pthread_mutex_t lock;
 	uint8_t ctr;         /* controller configuration byte */
 	uint8_t pending_cmd; /* command waiting for its data byte, or 0 */
-	uint8_t out[4];      /* output buffer queue */
+	uint8_t out[4];      /* controller replies, read first */
 	unsigned out_len;
+	uint8_t kbd[I8042_KBD_QUEUE]; /* scancodes from the host side */
+	unsigned kbd_len;
 	uint8_t status_cmd;  /* STATUS_CMD if the last write went to port 0x64 */
 };
 
@@ -35,6 +42,40 @@ static void i8042_push(struct i8042 *k, uint8_t v)
 {
 	if (k->out_len < sizeof(k->out))
 		k->out[k->out_len++] = v;
+}
+
+/* One edge on IRQ 1 while keyboard bytes wait and the guest wants them. */
+static void i8042_kbd_irq(struct i8042 *k)
+{
+	if (k->kbd_len && !k->out_len && (k->ctr & CTR_KBD_INT) && !(k->ctr & CTR_KBD_DISABLE)) {
+		if (vm_irq_line(k->vm, I8042_KBD_IRQ, 1) || vm_irq_line(k->vm, I8042_KBD_IRQ, 0))
+			log_debug("i8042: cannot raise IRQ 1");
+	}
+}
+
+int i8042_ctrl_alt_del(struct device *dev)
+{
+	/* Ctrl, Alt, Del pressed and released; set 2, or set 1 when the guest
+	 * turned on translation. */
+	static const uint8_t set2[] = { 0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14 };
+	static const uint8_t set1[] = { 0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d };
+	struct i8042 *k = container_of(dev, struct i8042, dev);
+	const uint8_t *codes;
+	size_t n;
+	int ret = 0;
+
+	pthread_mutex_lock(&k->lock);
+	codes = (k->ctr & CTR_XLATE) ? set1 : set2;
+	n = (k->ctr & CTR_XLATE) ? sizeof(set1) : sizeof(set2);
+	if (k->kbd_len + n > sizeof(k->kbd)) {
+		ret = -EBUSY; /* the guest has not read the previous sequence */
+	} else {
+		memcpy(k->kbd + k->kbd_len, codes, n);
+		k->kbd_len += (unsigned)n;
+		i8042_kbd_irq(k);
+	}
+	pthread_mutex_unlock(&k->lock);
+	return ret;
 }
 
 static void i8042_command(struct i8042 *k, uint8_t cmd)
@@ -84,11 +125,13 @@ static void i8042_access(struct i8042 *k, uint16_t port, uint8_t *data, uint32_t
 		k->status_cmd = STATUS_CMD;
 		i8042_command(k, data[0]);
 	} else if (port == I8042_CMD) {
-		data[0] = (uint8_t)(STATUS_SYS | k->status_cmd | (k->out_len ? STATUS_OBF : 0));
+		data[0] = (uint8_t)(STATUS_SYS | k->status_cmd |
+				    (k->out_len || k->kbd_len ? STATUS_OBF : 0));
 	} else if (is_write) {
 		k->status_cmd = 0;
 		if (k->pending_cmd == 0x60) {
 			k->ctr = data[0];
+			i8042_kbd_irq(k);
 		} else if (k->pending_cmd == 0xD1) {
 			if (!(data[0] & 1))
 				vm_request_exit(k->vm, VM_EXIT_RESET,
@@ -96,11 +139,16 @@ static void i8042_access(struct i8042 *k, uint16_t port, uint8_t *data, uint32_t
 		}
 		/* Bytes for the keyboard itself are dropped: no keyboard attached. */
 		k->pending_cmd = 0;
+	} else if (k->out_len) {
+		data[0] = k->out[0];
+		memmove(k->out, k->out + 1, --k->out_len);
+		i8042_kbd_irq(k);
+	} else if (k->kbd_len) {
+		data[0] = k->kbd[0];
+		memmove(k->kbd, k->kbd + 1, --k->kbd_len);
+		i8042_kbd_irq(k);
 	} else {
-		data[0] = k->out_len ? k->out[0] : 0;
-		if (k->out_len) {
-			memmove(k->out, k->out + 1, --k->out_len);
-		}
+		data[0] = 0;
 	}
 	pthread_mutex_unlock(&k->lock);
 }
@@ -137,6 +185,7 @@ static void i8042_reset(struct device *dev)
 	k->ctr = CTR_AUX_DISABLE;
 	k->pending_cmd = 0;
 	k->out_len = 0;
+	k->kbd_len = 0;
 	k->status_cmd = 0;
 	pthread_mutex_unlock(&k->lock);
 }
@@ -152,6 +201,8 @@ static int i8042_save(struct device *dev, struct state_writer *w)
 	state_put_u8(w, k->status_cmd);
 	state_put_u8(w, (uint8_t)k->out_len);
 	state_put_bytes(w, k->out, k->out_len);
+	state_put_u8(w, (uint8_t)k->kbd_len);
+	state_put_bytes(w, k->kbd, k->kbd_len);
 	pthread_mutex_unlock(&k->lock);
 	return state_writer_error(w);
 }
@@ -160,8 +211,10 @@ static int i8042_load(struct device *dev, struct state_reader *r)
 {
 	struct i8042 *k = container_of(dev, struct i8042, dev);
 	uint8_t n;
+	uint32_t version = state_get_u32(r);
 
-	if (state_get_u32(r) != I8042_STATE_VERSION)
+	/* Version 1 (no keyboard queue) still loads. */
+	if (version != 1 && version != I8042_STATE_VERSION)
 		return -EINVAL;
 	pthread_mutex_lock(&k->lock);
 	k->ctr = state_get_u8(r);
@@ -174,6 +227,16 @@ static int i8042_load(struct device *dev, struct state_reader *r)
 	}
 	k->out_len = n;
 	state_get_bytes(r, k->out, n);
+	k->kbd_len = 0;
+	if (version >= 2) {
+		n = state_get_u8(r);
+		if (n > sizeof(k->kbd)) {
+			state_reader_fail(r);
+			n = 0;
+		}
+		k->kbd_len = n;
+		state_get_bytes(r, k->kbd, n);
+	}
 	pthread_mutex_unlock(&k->lock);
 	return state_reader_error(r);
 }

@@ -7,6 +7,7 @@
 #include "config.h"
 
 struct vm;
+struct device;
 
 #define UART_COM1_BASE 0x3F8
 #define UART_COM1_IRQ  4
@@ -21,4 +22,7 @@ int legacy_devices_create(struct vm *vm) __must_check;
 int uart_create(struct vm *vm, uint16_t base, unsigned gsi, enum console_kind kind,
 		const char *path) __must_check;
 int i8042_create(struct vm *vm) __must_check;
+/* Queue Ctrl-Alt-Del on the keyboard (IRQ 1). -EBUSY if the guest has not
+ * consumed the previous one. */
+int i8042_ctrl_alt_del(struct device *dev) __must_check;
 int platform_ports_create(struct vm *vm) __must_check;

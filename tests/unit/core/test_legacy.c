@@ -277,6 +277,49 @@ static void test_i8042_reset(void **st)
 	vm_destroy(&vm);
 }
 
+static void test_i8042_ctrl_alt_del(void **st)
+{
+	static const uint8_t set2[] = { 0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14 };
+	static const uint8_t set1[] = { 0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d };
+	struct vm vm, other;
+	struct state_writer w;
+	struct state_reader r;
+
+	(void)st;
+	assert_int_equal(vm_create_test(&vm, MiB(8)), 0);
+	assert_int_equal(vm_request_guest_shutdown(&vm), -ENODEV);
+	assert_int_equal(i8042_create(&vm), 0);
+	outb(&vm, 0x64, 0x60);
+	outb(&vm, 0x60, 0x01); /* keyboard interrupt on, no translation */
+	assert_int_equal(vm_request_guest_shutdown(&vm), 0);
+	assert_int_equal(vm_request_guest_shutdown(&vm), -EBUSY); /* not read yet */
+	for (size_t i = 0; i < sizeof(set2); i++) {
+		assert_int_equal(inb(&vm, 0x64) & 1, 1);
+		assert_int_equal(inb(&vm, 0x60), set2[i]);
+	}
+	assert_int_equal(inb(&vm, 0x64) & 1, 0);
+	/* With translation on, the guest gets set 1 codes. */
+	outb(&vm, 0x64, 0x60);
+	outb(&vm, 0x60, 0x41);
+	assert_int_equal(vm_request_guest_shutdown(&vm), 0);
+	/* Pending scancodes survive save/load. */
+	state_writer_init(&w);
+	assert_int_equal(vm.devices->ops->save(vm.devices, &w), 0);
+	assert_int_equal(vm_create_test(&other, MiB(8)), 0);
+	assert_int_equal(i8042_create(&other), 0);
+	state_reader_init(&r, w.buf, w.len);
+	assert_int_equal(other.devices->ops->load(other.devices, &r), 0);
+	for (size_t i = 0; i < sizeof(set1); i++)
+		assert_int_equal(inb(&other, 0x60), set1[i]);
+	/* A controller reply comes before queued keyboard bytes. */
+	outb(&vm, 0x64, 0xaa);
+	assert_int_equal(inb(&vm, 0x60), 0x55);
+	assert_int_equal(inb(&vm, 0x60), set1[0]);
+	state_writer_free(&w);
+	vm_destroy(&other);
+	vm_destroy(&vm);
+}
+
 static void test_platform_ports(void **st)
 {
 	struct vm vm;
@@ -314,6 +357,7 @@ int main(void)
 		cmocka_unit_test(test_uart_backpressure),
 		cmocka_unit_test(test_uart_save_load),
 		cmocka_unit_test(test_i8042_reset),
+		cmocka_unit_test(test_i8042_ctrl_alt_del),
 		cmocka_unit_test(test_platform_ports),
 	};
 

@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 
 #include "client.h"
+#include "commands.h"
 
 #define DEFAULT_SOCKET "/run/cella/cellad.sock"
 
@@ -32,7 +33,7 @@ struct cmd {
 
 static const struct cmd *current;
 
-static int usage_error(const char *fmt, const char *arg)
+int usage_error(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "cella: ");
 	fprintf(stderr, fmt, arg);
@@ -85,7 +86,7 @@ static const char def_opts_help[] =
 	"  --cpu-weight N         relative CPU weight 1-10000 (Set-VMProcessor -RelativeWeight)\n"
 	"  --cpu-max PCT          CPU cap in % of the VM's vCPUs (Set-VMProcessor -Maximum)\n";
 
-static int parse_num(const char *opt, const char *s, json_int_t *v)
+int parse_num(const char *opt, const char *s, json_int_t *v)
 {
 	char *end;
 
@@ -285,7 +286,7 @@ static void show(struct client *c, json_t *j)
 
 /* Commands ---------------------------------------------------------------- */
 
-static int need_name(int argc, char **argv, int first_opt)
+int need_name(int argc, char **argv, int first_opt)
 {
 	(void)first_opt;
 	if (argc < 2 || argv[1][0] == '-')
@@ -293,7 +294,7 @@ static int need_name(int argc, char **argv, int first_opt)
 	return 0;
 }
 
-static int vm_path(char *out, size_t len, const char *name, const char *suffix)
+int vm_path(char *out, size_t len, const char *name, const char *suffix)
 {
 	char *esc = curl_easy_escape(NULL, name, 0);
 
@@ -526,129 +527,6 @@ static int cmd_stop(struct client *c, int argc, char **argv)
 	}
 	json_decref(out);
 	return ret;
-}
-
-struct console_io {
-	struct client *c;
-	char path[512];
-	volatile bool stop;
-	bool tty;
-};
-
-static bool console_out(void *opaque, const char *data, size_t len)
-{
-	(void)opaque;
-	return fwrite(data, 1, len, stdout) == len && fflush(stdout) == 0;
-}
-
-static void *console_in(void *opaque)
-{
-	struct console_io *io = opaque;
-	char buf[1024];
-
-	while (!io->stop) {
-		ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
-
-		if (n <= 0)
-			break;
-		if (io->tty) {
-			char *esc = memchr(buf, 0x1d, (size_t)n); /* Ctrl-] detaches */
-
-			if (esc) {
-				n = esc - buf;
-				io->stop = true;
-			}
-		}
-		if (n > 0 && client_post_raw(io->c, io->path, buf, (size_t)n))
-			break;
-	}
-	return NULL;
-}
-
-static int cmd_console(struct client *c, int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "history", required_argument, NULL, O_HISTORY },
-		{ "no-follow", no_argument, NULL, O_NO_FOLLOW },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct console_io io = { .c = c };
-	json_int_t history = 65536;
-	bool follow = true;
-	struct termios saved, raw;
-	char path[600];
-	pthread_t t;
-	int o, ret;
-
-	if (need_name(argc, argv, 2))
-		return EXIT_USAGE;
-	optind = 2;
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == O_HISTORY) {
-			if (parse_num("--history", optarg, &history))
-				return EXIT_USAGE;
-		} else if (o == O_NO_FOLLOW) {
-			follow = false;
-		} else {
-			return usage_error("unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	vm_path(io.path, sizeof(io.path), argv[1], "/console");
-	snprintf(path, sizeof(path), "%s?history=%lld&follow=%s", io.path, (long long)history,
-		 follow ? "true" : "false");
-	io.tty = isatty(STDIN_FILENO);
-	if (io.tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
-		raw = saved;
-		cfmakeraw(&raw);
-		raw.c_oflag |= OPOST;
-		tcsetattr(STDIN_FILENO, TCSANOW, &raw);
-		fprintf(stderr, "[console of %s; Ctrl-] to detach]\r\n", argv[1]);
-	}
-	if (follow)
-		pthread_create(&t, NULL, console_in, &io);
-	ret = client_stream(c, path, console_out, NULL, &io.stop);
-	io.stop = true;
-	if (io.tty)
-		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
-	/* The input thread may sit in read(): leave it; the process ends. */
-	return ret;
-}
-
-static bool events_out(void *opaque, const char *data, size_t len)
-{
-	return console_out(opaque, data, len);
-}
-
-static int cmd_events(struct client *c, int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "vm", required_argument, NULL, O_VM },
-		{ "since", required_argument, NULL, O_SINCE },
-		{ NULL, 0, NULL, 0 },
-	};
-	char path[512] = "/v1/events", *esc;
-	json_int_t since = -1;
-	const char *vm = NULL;
-	int o;
-
-	optind = 1;
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == O_VM)
-			vm = optarg;
-		else if (o != O_SINCE || parse_num("--since", optarg, &since))
-			return o == O_SINCE ? EXIT_USAGE
-					    : usage_error("unknown option '%s'", argv[optind - 1]);
-	}
-	if (since >= 0)
-		snprintf(path + strlen(path), sizeof(path) - strlen(path), "?since=%lld",
-			 (long long)since);
-	if (vm) {
-		esc = curl_easy_escape(NULL, vm, 0);
-		snprintf(path + strlen(path), sizeof(path) - strlen(path), "%svm=%s",
-			 since >= 0 ? "&" : "?", esc);
-		curl_free(esc);
-	}
-	return client_stream(c, path, events_out, NULL, NULL);
 }
 
 static int cmd_host(struct client *c, int argc, char **argv)

@@ -155,6 +155,7 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 		ret = conf_bool(root, "sandbox", &c->sup.sandbox);
 		c->sandbox_set = true;
 	}
+	n = c->sup.memory_overhead_mib;
 	if (!ret && !(ret = conf_uint(root, "memory_overhead_mib", 0, 1 << 20, &n)))
 		c->sup.memory_overhead_mib = n;
 	n = c->sup.shutdown_timeout_s;

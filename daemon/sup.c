@@ -28,6 +28,14 @@ const char *vm_state_name(enum vm_state st)
 	return state_names[st];
 }
 
+uint64_t sup_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 int64_t sup_now_wall(void)
 {
 	return (int64_t)time(NULL);
@@ -511,6 +519,8 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	case SUP_START:
 		vm->stop_requested = vm->reset_requested = false;
 		vm->burst = 0;
+		vm->start_ns = sup_mono_ns();
+		vm->first_out_ns = 0;
 		sup_set_state(s, vm, VS_STARTING, "starting", NULL);
 		pthread_mutex_unlock(&s->lock);
 		ret = sup_launch(s, vm, e);
@@ -587,6 +597,7 @@ static int sup_load_one(void *opaque, struct vmdef *def, const struct db_runtime
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", rt->exit_reason);
 	if (lc->rebooted && state_active(vm->state)) {
 		vm->state = VS_STOPPED;
+		vm->exit_status = 255; /* unknown: the worker went down with the host */
 		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "the host rebooted");
 		sup_persist(s, vm);
 	} else if (state_active(vm->state)) {
@@ -665,11 +676,25 @@ void sup_destroy(struct sup *s)
 
 	if (!s)
 		return;
-	sup_monitor_stop(s);
 	pthread_mutex_lock(&s->lock);
 	s->shutting_down = true;
 	pthread_cond_broadcast(&s->changed);
+	/* Start threads hold references: let them finish (their workers keep
+	 * running either way) before the registry goes away. */
+	for (int tries = 0; tries < 2 * (int)s->conf.start_timeout_s + 10; tries++) {
+		struct timespec dl;
+		bool busy = false;
+
+		for (vm = s->vms; vm; vm = vm->next)
+			busy |= vm->refs > 0;
+		if (!busy)
+			break;
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += 1;
+		pthread_cond_timedwait(&s->changed, &s->lock, &dl);
+	}
 	pthread_mutex_unlock(&s->lock);
+	sup_monitor_stop(s);
 	for (int i = 0; i < SUP_EVENTS; i++)
 		free(s->events[i].line);
 	for (vm = s->vms; vm; vm = n) {

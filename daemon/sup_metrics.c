@@ -27,6 +27,7 @@ struct snap {
 	char taps[VMDEF_MAX_NICS][16];
 	uint64_t memory_mib;
 	unsigned cpus;
+	uint64_t start_ns, first_out_ns;
 };
 
 static void snap_take(struct sup *s, struct vmrt *vm, struct snap *sn)
@@ -45,6 +46,8 @@ static void snap_take(struct sup *s, struct vmrt *vm, struct snap *sn)
 		memcpy(sn->taps[i], vm->def.nics[i].tap, sizeof(sn->taps[i]));
 	sn->memory_mib = vm->def.memory_mib;
 	sn->cpus = vm->def.cpus;
+	sn->start_ns = vm->start_ns;
+	sn->first_out_ns = vm->first_out_ns;
 	json_decref(o);
 }
 
@@ -110,6 +113,13 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 	char path[512];
 	int64_t cg;
 
+	if (sn->first_out_ns && sn->first_out_ns >= sn->start_ns) {
+		/* Start request to the guest's first console byte, as cellad saw it. */
+		json_object_set_new(m, "first_output_ms",
+				    json_real((double)(sn->first_out_ns - sn->start_ns) / 1e6));
+		json_object_set_new(m, "first_output_monotonic_ns",
+				    json_integer((json_int_t)sn->first_out_ns));
+	}
 	if (!sn->pid)
 		return m;
 	snprintf(path, sizeof(path), "%s/%s.ctl", s->conf.run_dir, sn->uuid);

@@ -50,6 +50,8 @@ struct vmrt {
 	unsigned burst;
 	int console_fd;
 	struct conbuf con;
+	uint64_t start_ns;     /* CLOCK_MONOTONIC of the last start request */
+	uint64_t first_out_ns; /* ... and of the first console byte after it (0: none yet) */
 	struct watch w_pid, w_con;
 	unsigned refs;         /* stream readers */
 	bool deleted;
@@ -90,6 +92,7 @@ void sup_set_state(struct sup *s, struct vmrt *vm, enum vm_state st, const char 
 		   const char *detail);
 json_t *sup_vm_json(struct sup *s, struct vmrt *vm);
 int64_t sup_now_wall(void);
+uint64_t sup_mono_ns(void);
 
 /* sup_worker.c (lock held unless stated) */
 void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *out, size_t len);

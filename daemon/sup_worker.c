@@ -108,6 +108,8 @@ static bool console_drain(struct sup *s, struct vmrt *vm)
 		ssize_t n = recv(vm->console_fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (n > 0) {
+			if (!vm->first_out_ns)
+				vm->first_out_ns = sup_mono_ns();
 			conbuf_append(&vm->con, buf, (size_t)n);
 			pthread_cond_broadcast(&s->changed);
 			continue;
@@ -249,7 +251,7 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	snprintf(detail, sizeof(detail), "status %d: %s", status, reason);
 
 	if (was_starting) {
-		bool asked = vm->stop_requested && status < 128;
+		bool asked = vm->stop_requested; /* turned off while starting */
 
 		sup_set_state(s, vm, asked ? VS_STOPPED : VS_CRASHED, asked ? "stopped" : "crashed",
 			      detail);
@@ -257,13 +259,17 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	}
 	if (!vm->stop_requested && (vm->reset_requested || status == 8)) {
 		vm->reset_requested = false;
+		vm->start_ns = sup_mono_ns();
+		vm->first_out_ns = 0;
 		sup_set_state(s, vm, VS_STARTING, "reset", detail);
 		sup_launch_async(s, vm);
 		return;
 	}
 	/* 0 power-off, 12 host stop, odd: the guest's debug exit. */
+	/* A worker cellad asked to stop counts as stopped even if it had to be
+	 * killed; a guest crash during a graceful stop is still a crash. */
 	crashed = !(status == 0 || status == 12 || (status & 1 && status < 128)) &&
-		  !(vm->stop_requested && status < 128);
+		  !(vm->stop_requested && status != 6);
 	sup_set_state(s, vm, crashed ? VS_CRASHED : VS_STOPPED, crashed ? "crashed" : "stopped",
 		      detail);
 	if (vm->stop_requested || vm->deleted)
@@ -271,6 +277,8 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	if ((crashed && vm->def.restart != RESTART_NEVER) || vm->def.restart == RESTART_ALWAYS) {
 		if (restart_allowed(s, vm)) {
 			vm->restarts++;
+			vm->start_ns = sup_mono_ns();
+			vm->first_out_ns = 0;
 			sup_set_state(s, vm, VS_STARTING, "restarting",
 				      crashed ? "restart policy after a crash" : "restart policy always");
 			sup_launch_async(s, vm);

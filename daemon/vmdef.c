@@ -190,6 +190,7 @@ static int parse_disks(struct vmdef *d, json_t *arr, struct derr *e)
 		if (!json_is_object(it))
 			return derr_set(e, 400, field, "expected an object");
 		memset(dk, 0, sizeof(*dk));
+		d->nr_disks++; /* counted now so that vmdef_free releases the path */
 		json_object_foreach(it, key, v) {
 			snprintf(field, sizeof(field), "disks[%zu].%.20s", i, key);
 			if (!strcmp(key, "path")) {
@@ -211,7 +212,6 @@ static int parse_disks(struct vmdef *d, json_t *arr, struct derr *e)
 				return derr_set(e, 400, field, "unknown field");
 			}
 		}
-		d->nr_disks++; /* counted now so that vmdef_free releases the path */
 		if (!dk->path) {
 			snprintf(field, sizeof(field), "disks[%zu].path", i);
 			return derr_set(e, 400, field, "required");

@@ -91,6 +91,12 @@ int sandbox_enter(const char *user)
 	}
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return sandbox_fail("PR_SET_NO_NEW_PRIVS");
+#if defined(__SANITIZE_ADDRESS__)
+	/* A uid change makes the process non-dumpable, and LeakSanitizer's
+	 * tracer could then not attach to the threads at exit. */
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+		return sandbox_fail("PR_SET_DUMPABLE");
+#endif
 	log_debug("sandbox: empty root, uid %u gid %u", (unsigned)getuid(), (unsigned)getgid());
 	return 0;
 }
@@ -124,6 +130,8 @@ static const int allowed[] = {
 	/* LeakSanitizer stops the world with a ptrace-ing helper thread. */
 	SCMP_SYS(ptrace), SCMP_SYS(getdents64), SCMP_SYS(readlink), SCMP_SYS(getppid),
 	SCMP_SYS(sched_setaffinity), SCMP_SYS(kill), SCMP_SYS(statx),
+	/* sanitizer_common uses the legacy x86-64 calls (open, getdents, stat). */
+	SCMP_SYS(open), SCMP_SYS(getdents), SCMP_SYS(stat), SCMP_SYS(lstat), SCMP_SYS(access),
 #endif
 };
 

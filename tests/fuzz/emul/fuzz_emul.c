@@ -6,7 +6,8 @@
  *
  * Input: [0] mode (0: 64-bit, 1: 32-bit paged, 2: 32-bit flat, 3: real),
  * [1] control bits, [2..16] instruction bytes, [17..24] a PTE written over
- * the data page's entry, [25..152] sixteen registers, the rest: data page. */
+ * the data page's entry, [25..152] sixteen registers, the rest: data page.
+ * Without control bit 0 (CR0.TS) the state carries an XSAVE image. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		f->st.cr4 |= EMUL_CR4_LA57;
 	if (ctl & 32)
 		f->st.fs.base = 0x20000;
+	if (!(ctl & 1)) {
+		/* An XSAVE image (x87, SSE, AVX), so that xsave/xrstor run. */
+		memset(f->xsave, 0, sizeof(f->xsave));
+		f->st.xcr0 = 7;
+		f->st.xsave = f->xsave;
+		f->st.xsave_len = sizeof(f->xsave);
+	}
 	{
 		uint64_t pte;
 
@@ -100,7 +108,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(guest_mem_ptr(&f->mem, 0x10000 + 0xff8, 15), data + 2, 15);
 	f->st.rip = (data[0] & 3) == 3 ? 0xff8 : FX_CODE + 0xff8; /* crosses into 0x11000 */
 	before = f->st;
-	r = emul_step(&f->ctx, &f->st, &rep);
+	{
+		static uint8_t image_before[4096];
+
+		memcpy(image_before, f->xsave, sizeof(image_before));
+		r = emul_step(&f->ctx, &f->st, &rep);
+		/* Refused or faulted: registers and the XSAVE image as they were. */
+		if (r != EMUL_DONE && memcmp(image_before, f->xsave, sizeof(image_before)))
+			abort();
+	}
 	if (r == EMUL_UNHANDLED && memcmp(&before, &f->st, sizeof(before)))
 		abort();
 	if (r == EMUL_DONE && f->st.rip == before.rip)

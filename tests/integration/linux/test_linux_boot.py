@@ -29,8 +29,9 @@ SRCDIR = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__))
 HOST_IP, NET = "192.168.123.1", "192.168.123"
 TAP = "ctap-linux"
 MARKER = "CELLA-INIT: user space is running"
-# Generous guards against a hung VM; ~110 s to /init are measured here.
-BOOT_TIMEOUT = 400
+# Generous guards against a hung VM: ~110 s to /init here on an idle host,
+# three times that when the two cores are shared with parallel builds.
+BOOT_TIMEOUT = 600
 
 # What the kernel log must show, in any order: name -> regular expression.
 CHECKS = {
@@ -168,7 +169,10 @@ class LinuxEnv:
 
 
 def linux_cmdline():
-    return ("console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.nopnp "
+    # earlyprintk: the first console line comes right after decompression,
+    # not when the 8250 driver registers the console.
+    return ("console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=-1 "
+            "i8042.noaux i8042.nomux i8042.nopnp "
             "i8042.dumbkbd root=/dev/vda rw rootfstype=ext4 init=/init ip=dhcp "
             + os.environ.get("CELLA_LINUX_CMDLINE_EXTRA", "")).strip()
 

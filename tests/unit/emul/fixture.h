@@ -41,6 +41,7 @@ struct fixture {
 	struct guest_mem mem;
 	struct emul_ctx ctx;
 	struct emul_state st;
+	uint8_t xsave[4096] __attribute__((aligned(64))); /* an XSAVE image, for the fuzzer */
 };
 
 static inline void fx_pte(struct fixture *f, uint64_t table, unsigned idx, uint64_t val)

@@ -16,6 +16,7 @@
 
 #include "fixture.h"
 
+#define XFEAT_YMM_TEST 4ull
 #define FLAGS6 (EMUL_RFLAGS_CF | EMUL_RFLAGS_PF | EMUL_RFLAGS_AF | EMUL_RFLAGS_ZF | \
 		EMUL_RFLAGS_SF | EMUL_RFLAGS_OF)
 
@@ -570,6 +571,153 @@ static void test_cmpxchg8b(void **state)
 	}
 }
 
+/* ---- xsave / xrstor against the host ---- */
+
+static uint64_t host_xcr0(void)
+{
+	uint32_t lo, hi;
+
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	return ((uint64_t)hi << 32) | lo;
+}
+
+static void native_xsave(void *buf, uint64_t rfbm)
+{
+	__asm__ volatile("xsave (%0)" : : "r"(buf), "a"((uint32_t)rfbm), "d"((uint32_t)(rfbm >> 32))
+			 : "memory");
+}
+
+/* XRSTOR then XSAVE in one asm statement: nothing in between (a memset, an
+ * ASan interceptor) may touch the vector registers. */
+static void native_xrstor_xsave(const void *in, void *out, uint64_t rfbm)
+{
+	__asm__ volatile("xrstor (%0); xsave (%1)"
+			 : : "r"(in), "r"(out), "a"((uint32_t)rfbm), "d"((uint32_t)(rfbm >> 32))
+			 : "memory");
+}
+
+static void native_xrstor(const void *buf, uint64_t rfbm)
+{
+	__asm__ volatile("xrstor (%0)" : : "r"(buf), "a"((uint32_t)rfbm),
+			 "d"((uint32_t)(rfbm >> 32)) : "memory");
+}
+
+/* A recognisable extended state: x87 control word, MXCSR, XMM and YMM halves. */
+static void fill_state(uint8_t *area, uint64_t bv, uint8_t seed)
+{
+	uint16_t fcw = 0x027f;
+	uint32_t mxcsr = 0x9fc0;
+
+	memset(area, 0, 4096);
+	memcpy(area, &fcw, 2);
+	memcpy(area + 24, &mxcsr, 4);
+	for (unsigned i = 160; i < 416; i++)
+		area[i] = (uint8_t)(seed + i);
+	for (unsigned i = 576; i < 576 + 256; i++)
+		area[i] = (uint8_t)(seed * 3 + i);
+	memcpy(area + 512, &bv, 8);
+}
+
+static void test_xsave_xrstor(void **state)
+{
+	struct fixture *f = *state;
+	struct emul_report rep;
+	uint64_t xcr0 = host_xcr0(), rfbm = xcr0 & 7, bv;
+	uint8_t *image = aligned_alloc(64, 4096), *saved = aligned_alloc(64, 4096);
+	uint8_t *src = aligned_alloc(64, 4096), *native = aligned_alloc(64, 4096);
+	uint8_t guest[1024];
+	static const uint64_t where[] = { FX_A, FX_B - 512 }; /* the second crosses pages */
+
+	assert_non_null(image);
+	assert_non_null(saved);
+	assert_non_null(src);
+	assert_non_null(native);
+	memset(saved, 0, 4096);
+	native_xsave(saved, xcr0); /* this process's own state, restored below */
+
+	for (size_t w = 0; w < ARRAY_SIZE(where); w++) {
+		/* XSAVE: the image (a state the host really holds) into guest memory,
+		 * against the host's own XSAVE of that state. */
+		fill_state(src, rfbm, (uint8_t)(7 + w));
+		memset(native, 0xa5, 4096);
+		memset(image, 0, 4096);
+		native_xrstor_xsave(src, native, rfbm);
+		native_xrstor_xsave(src, image, rfbm);
+		native_xrstor(saved, xcr0);
+
+		fx_state_64(&f->st);
+		f->st.xcr0 = xcr0;
+		f->st.xsave = image;
+		f->st.xsave_len = 4096;
+		f->st.mxcsr = 0x9fc0;
+		f->st.gpr[EMUL_RAX] = (uint32_t)rfbm;
+		f->st.gpr[EMUL_RDI] = where[w];
+		memset(guest, 0xa5, sizeof(guest));
+		put(f, where[w], guest, sizeof(guest));
+		assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x27), EMUL_DONE); /* xsave [rdi] */
+		assert_int_equal(rep.kind, EMUL_KIND_XSAVE);
+		get(f, where[w], guest, sizeof(guest));
+		assert_memory_equal(guest, native, 416);        /* legacy region */
+		assert_memory_equal(guest + 512, native + 512, 8); /* XSTATE_BV */
+		assert_memory_equal(guest + 576, native + 576, 256); /* YMM_Hi128 */
+		assert_int_equal(f->st.rip, FX_CODE + 3);
+
+		/* XRSTOR: a crafted area into the image, against the host restoring
+		 * the same area and saving it again. */
+		fill_state(src, rfbm & ~XFEAT_YMM_TEST, (uint8_t)(40 + w)); /* YMM: initial */
+		put(f, where[w], src, 1024);
+		memset(native, 0, 4096);
+		native_xrstor_xsave(src, native, rfbm);
+		native_xrstor(saved, xcr0);
+		f->st.rip = FX_CODE;
+		assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_DONE); /* xrstor [rdi] */
+		assert_int_equal(rep.kind, EMUL_KIND_XRSTOR);
+		assert_true(f->st.xsave_dirty);
+		assert_int_equal(f->st.mxcsr, 0x9fc0);
+		assert_memory_equal(image, native, 24);
+		assert_memory_equal(image + 32, native + 32, 416 - 32);
+		assert_memory_equal(image + 576, native + 576, 256);
+		memcpy(&bv, image + 512, 8);
+		assert_int_equal(bv & rfbm, rfbm & ~XFEAT_YMM_TEST);
+	}
+
+	/* Faults: misaligned, CR4.OSXSAVE clear, CR0.TS, XSTATE_BV outside XCR0,
+	 * XCOMP_BV in the standard form; compacted form refused. */
+	fx_state_64(&f->st);
+	f->st.xcr0 = xcr0;
+	f->st.xsave = image;
+	f->st.xsave_len = 4096;
+	f->st.gpr[EMUL_RAX] = 7;
+	f->st.gpr[EMUL_RDI] = FX_A + 16;
+	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_EXCEPTION);
+	assert_int_equal(f->st.exc.vector, EMUL_VEC_GP);
+	f->st.gpr[EMUL_RDI] = FX_A;
+	f->st.cr4 &= ~EMUL_CR4_OSXSAVE;
+	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x27), EMUL_EXCEPTION);
+	assert_int_equal(f->st.exc.vector, EMUL_VEC_UD);
+	f->st.cr4 |= EMUL_CR4_OSXSAVE;
+	f->st.cr0 |= EMUL_CR0_TS;
+	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_EXCEPTION);
+	assert_int_equal(f->st.exc.vector, EMUL_VEC_NM);
+	f->st.cr0 &= ~EMUL_CR0_TS;
+	put(f, FX_A + 512, (uint64_t[]){ 1ull << 40, 0 }, 16);
+	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_EXCEPTION);
+	assert_int_equal(f->st.exc.vector, EMUL_VEC_GP);
+	put(f, FX_A + 512, (uint64_t[]){ 3, 1 }, 16);
+	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_EXCEPTION);
+	assert_int_equal(f->st.exc.vector, EMUL_VEC_GP);
+	put(f, FX_A + 512, (uint64_t[]){ 3, (1ull << 63) | 3 }, 16);
+	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_UNHANDLED);
+	assert_non_null(strstr(rep.why, "compacted"));
+	assert_false(f->st.xsave_dirty);
+
+	native_xrstor(saved, xcr0);
+	free(image);
+	free(saved);
+	free(src);
+	free(native);
+}
+
 /* 32-bit protected mode without paging, with a DS base; 16-bit real mode. */
 static void test_modes(void **state)
 {
@@ -655,10 +803,15 @@ static void test_unhandled(void **state)
 	assert_non_null(strstr(line, "0f 0b"));
 	assert_non_null(strstr(line, "(ud2)"));
 
-	/* xrstor [rdi]: known to the decoder, not emulated. */
+	/* xrstors [rdi]: known to the decoder, not emulated. */
 	fx_state_64(&f->st);
+	assert_int_equal(RUN(f, &rep, 0x0f, 0xc7, 0x1f), EMUL_UNHANDLED);
+	assert_non_null(strstr(rep.mnemonic, "xrstors"));
+	/* xrstor without the vCPU's XSAVE image: refused, said why. */
+	fx_state_64(&f->st);
+	f->st.gpr[EMUL_RDI] = FX_A;
 	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_UNHANDLED);
-	assert_non_null(strstr(rep.mnemonic, "xrstor"));
+	assert_non_null(strstr(rep.why, "XSAVE state"));
 
 	/* Bytes the decoder does not know. */
 	fx_state_64(&f->st);
@@ -692,6 +845,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mxcsr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cmpxchg16b, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cmpxchg8b, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_xsave_xrstor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unhandled, setup, teardown),
 	};

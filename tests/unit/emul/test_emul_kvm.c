@@ -1,6 +1,6 @@
 /* test_emul_kvm.c: the emulation fallback's KVM adapter on a real vCPU: a
  * 32-bit protected-mode guest runs popcnt, ldmxcsr/stmxcsr, fwait, stac/clac,
- * lock cmpxchg8b and int3 (its #BP handler records the return address), with
+ * lock cmpxchg8b, xsave/xrstor and int3 (its #BP handler records the return address), with
  * the exit loop cella-vm uses for emulation failures. On this project's
  * emulating KVM these instructions end KVM_RUN and the fallback carries them
  * out; on a hardware host they run natively. The results must be the same.
@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -48,6 +49,11 @@ static const uint8_t guest_code[] = {
 	0xbb, 0x11, 0x00, 0x00, 0x00,                   /* mov ebx, 0x11 */
 	0xb9, 0x22, 0x00, 0x00, 0x00,                   /* mov ecx, 0x22 */
 	0xf0, 0x0f, 0xc7, 0x0d, 0x20, 0x20, 0x00, 0x00, /* lock cmpxchg8b [0x2020] */
+	0xb8, 0x03, 0x00, 0x00, 0x00,                   /* mov eax, 3 (x87 | SSE) */
+	0x31, 0xd2,                                     /* xor edx, edx */
+	0x0f, 0xae, 0x25, 0x00, 0x22, 0x00, 0x00,       /* xsave [0x2200] */
+	0x0f, 0xae, 0x2d, 0x00, 0x24, 0x00, 0x00,       /* xrstor [0x2400] */
+	0x0f, 0xae, 0x1d, 0x40, 0x20, 0x00, 0x00,       /* stmxcsr [0x2040] */
 	0xcc,                                           /* int3 -> handler */
 	0xf4,                                           /* (not reached) hlt */
 };
@@ -100,6 +106,10 @@ static void test_kvm_adapter(void **state)
 	put32(m, DATA + 0x10, 0x9fc0);
 	put32(m, DATA + 0x20, 1);
 	put32(m, DATA + 0x24, 0);
+	/* The area xrstor loads: x87 initial, SSE with MXCSR 0x1f81. */
+	put32(m, 0x2400, 0x037f);
+	put32(m, 0x2400 + 24, 0x1f81);
+	put32(m, 0x2400 + 512, 2);
 	memcpy(m + GDT, gdt, sizeof(gdt));
 	/* IDT vector 3: 32-bit interrupt gate, CS 0x08, DPL 3 (int3 is allowed from any CPL). */
 	put32(m, IDT + 3 * 8, (0x08u << 16) | (HANDLER & 0xffff));
@@ -127,9 +137,25 @@ static void test_kvm_adapter(void **state)
 	sregs.idt.base = IDT;
 	sregs.idt.limit = 4 * 8 - 1;
 	sregs.cr0 = 0x11 | 0x2; /* PE, ET, MP */
-	sregs.cr4 = 0x200;      /* OSFXSR */
+	sregs.cr4 = 0x200 | 0x40000; /* OSFXSR, OSXSAVE */
 	sregs.efer = 0;
 	assert_int_equal(ioctl(vcpu, KVM_SET_SREGS, &sregs), 0);
+	{
+		/* KVM checks XCR0 against the vCPU's CPUID: give it the supported one. */
+		struct kvm_cpuid2 *cpuid = calloc(1, sizeof(*cpuid) +
+						  256 * sizeof(struct kvm_cpuid_entry2));
+		struct kvm_xcrs xcrs = { .nr_xcrs = 1 };
+
+		assert_non_null(cpuid);
+		cpuid->nent = 256;
+		assert_int_equal(ioctl(kvm, KVM_GET_SUPPORTED_CPUID, cpuid), 0);
+		assert_int_equal(ioctl(vcpu, KVM_SET_CPUID2, cpuid), 0);
+		free(cpuid);
+
+		xcrs.xcrs[0].xcr = 0;
+		xcrs.xcrs[0].value = 3; /* x87 | SSE */
+		assert_int_equal(ioctl(vcpu, KVM_SET_XCRS, &xcrs), 0);
+	}
 	memset(&regs, 0, sizeof(regs));
 	regs.rip = CODE;
 	regs.rflags = 2;
@@ -173,6 +199,12 @@ static void test_kvm_adapter(void **state)
 	assert_int_equal(got, 0x11);        /* cmpxchg8b stored ECX:EBX */
 	memcpy(&got, m + DATA + 0x24, 4);
 	assert_int_equal(got, 0x22);
+	memcpy(&got, m + 0x2200 + 24, 4);
+	assert_int_equal(got, 0x9fc0);      /* xsave stored the MXCSR ldmxcsr set */
+	memcpy(&got, m + 0x2200 + 512, 4);
+	assert_true(got & 2);               /* with SSE in XSTATE_BV */
+	memcpy(&got, m + DATA + 0x40, 4);
+	assert_int_equal(got, 0x1f81);      /* xrstor loaded MXCSR */
 	memcpy(&got, m + DATA + 0x30, 4);
 	assert_int_equal(got, 0xb3);        /* the #BP handler ran */
 	memcpy(&got, m + DATA + 0x34, 4);
@@ -184,7 +216,7 @@ static void test_kvm_adapter(void **state)
 
 		assert_int_equal(ioctl(vcpu, KVM_GET_XSAVE, &xs), 0);
 		memcpy(&got, (uint8_t *)xs.region + 24, 4);
-		assert_int_equal(got, 0x9fc0);
+		assert_int_equal(got, 0x1f81);
 	}
 	munmap(run, (size_t)mmap_size);
 	close(vcpu);

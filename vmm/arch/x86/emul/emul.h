@@ -2,7 +2,8 @@
  * up on a guest instruction (KVM_EXIT_INTERNAL_ERROR, emulation failure),
  * the VMM decodes it with capstone and carries it out here: int3 (inject
  * #BP), fwait (skip), popcnt, clac/stac, ldmxcsr/stmxcsr (and their VEX
- * forms), cmpxchg8b/cmpxchg16b. Anything else is refused with a report.
+ * forms), cmpxchg8b/cmpxchg16b, xsave/xsaveopt/xrstor in the standard
+ * (non-compacted) form. Anything else is refused with a report.
  *
  * The CPU is a plain struct (struct emul_state) so that the library runs
  * without KVM: the unit tests fill it by hand, the KVM adapter
@@ -32,6 +33,8 @@ enum emul_kind {
 	EMUL_KIND_STMXCSR,
 	EMUL_KIND_CMPXCHG8B,
 	EMUL_KIND_CMPXCHG16B,
+	EMUL_KIND_XSAVE,   /* xsave, xsaveopt (standard form) */
+	EMUL_KIND_XRSTOR,  /* xrstor (standard form) */
 	EMUL_KIND_COUNT
 };
 /* "int3", "popcnt", ... */
@@ -87,6 +90,14 @@ struct emul_state {
 	uint64_t cr0, cr2, cr3, cr4, efer;
 	struct emul_seg cs, ds, es, fs, gs, ss;
 	uint32_t mxcsr;
+	/* Extended state: XCR0 and the vCPU's XSAVE image in the standard
+	 * format (what KVM_GET_XSAVE returns), or xsave == NULL when unknown (the
+	 * XSAVE family is then refused). MXCSR above is the image's when both
+	 * are given; emul_step keeps them in step. */
+	uint64_t xcr0;
+	uint8_t *xsave;
+	size_t xsave_len;
+	bool xsave_dirty; /* output: the image changed (the adapter writes it back) */
 	/* Output: the exception to deliver, when emul_step returns EMUL_EXCEPTION.
 	 * For #PF, cr2 has been set too. */
 	struct {
@@ -125,6 +136,10 @@ struct emul_ctx {
 	size_t cs_handle[3]; /* 16-, 32-, 64-bit decoders; 0 = not opened yet */
 	const struct guest_mem *mem;
 	uint32_t mxcsr_mask;  /* bits LDMXCSR accepts (from the host's FXSAVE) */
+	/* Standard-format offset and size of XSAVE components 2..63 (CPUID 0xD,
+	 * which the guest shares with the host wherever these instructions need
+	 * emulating). 0 = unknown component. */
+	uint32_t xsave_off[64], xsave_size[64];
 };
 int emul_ctx_init(struct emul_ctx *ctx, const struct guest_mem *mem) __must_check;
 void emul_ctx_destroy(struct emul_ctx *ctx);

@@ -152,6 +152,18 @@ int emul_kvm_handle(struct emul_ctx *ctx, int vcpu_fd, struct emul_report *rep)
 	state_from_kvm(&st, &regs, &sregs);
 	if (mxcsr_get(vcpu_fd, &xs, &use_xsave, &st.mxcsr) < 0)
 		return fail(rep, "KVM_GET_XSAVE/KVM_GET_FPU");
+	if (use_xsave) {
+		struct kvm_xcrs xcrs;
+
+		memset(&xcrs, 0, sizeof(xcrs));
+		if (ioctl(vcpu_fd, KVM_GET_XCRS, &xcrs) == 0) {
+			for (uint32_t i = 0; i < xcrs.nr_xcrs && i < KVM_MAX_XCRS; i++)
+				if (xcrs.xcrs[i].xcr == 0)
+					st.xcr0 = xcrs.xcrs[i].value;
+			st.xsave = (uint8_t *)xs.region;
+			st.xsave_len = sizeof(xs.region);
+		}
+	}
 	r = emul_step(ctx, &st, rep);
 	if (r == EMUL_UNHANDLED)
 		return r;
@@ -159,8 +171,13 @@ int emul_kvm_handle(struct emul_ctx *ctx, int vcpu_fd, struct emul_report *rep)
 	regs_to_kvm(&st, &regs);
 	if (ioctl(vcpu_fd, KVM_SET_REGS, &regs) < 0)
 		return fail(rep, "KVM_SET_REGS");
-	if (st.mxcsr_dirty && mxcsr_set(vcpu_fd, &xs, use_xsave, st.mxcsr) < 0)
+	if (st.xsave_dirty) {
+		/* xrstor: the whole image, MXCSR in it. */
+		if (ioctl(vcpu_fd, KVM_SET_XSAVE, &xs) < 0)
+			return fail(rep, "KVM_SET_XSAVE");
+	} else if (st.mxcsr_dirty && mxcsr_set(vcpu_fd, &xs, use_xsave, st.mxcsr) < 0) {
 		return fail(rep, use_xsave ? "KVM_SET_XSAVE" : "KVM_SET_FPU");
+	}
 	if (r == EMUL_EXCEPTION) {
 		struct kvm_vcpu_events ev;
 

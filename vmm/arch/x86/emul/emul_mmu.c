@@ -220,7 +220,7 @@ int emul_mem_read(const struct emul_ctx *ctx, struct emul_state *st, uint64_t li
 int emul_mem_write(const struct emul_ctx *ctx, struct emul_state *st, uint64_t lin,
 		   const void *buf, size_t len, char *why, size_t whylen)
 {
-	/* At most 16 bytes are written, so at most two pieces. */
+	/* At most 4 KiB is written (an XSAVE component), so at most two pieces. */
 	void *ptr[2];
 	size_t sz[2];
 	unsigned n = 0;

@@ -1,0 +1,19 @@
+/* commands.h: helpers shared by the cella CLI's command files. */
+#pragma once
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "client.h"
+
+/* Print a usage error for the current command; returns EXIT_USAGE. */
+int usage_error(const char *fmt, const char *arg);
+/* Parse a decimal number for option opt; 0 or EXIT_USAGE (printed). */
+int parse_num(const char *opt, const char *s, json_int_t *v);
+/* argv[1] must be a VM name; 0 or EXIT_USAGE (printed). */
+int need_name(int argc, char **argv, int first_opt);
+/* "/v1/vms/<escaped name><suffix>" */
+int vm_path(char *out, size_t len, const char *name, const char *suffix);
+
+int cmd_console(struct client *c, int argc, char **argv);
+int cmd_events(struct client *c, int argc, char **argv);

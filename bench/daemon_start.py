@@ -54,7 +54,10 @@ def through_cellad(build, guest, runs):
             m = d.get("/v1/vms/bench/metrics").json
             deadline = time.monotonic() + 10
             while "first_output_monotonic_ns" not in m and time.monotonic() < deadline:
+                time.sleep(0.005)  # the stamp is taken by cellad; only fetching it waits
                 m = d.get("/v1/vms/bench/metrics").json
+            if "first_output_monotonic_ns" not in m:
+                sys.exit(f"no console output: {d.vm('bench')}")
             first.append((m["first_output_monotonic_ns"] / 1e9 - t0) * 1000)
             d.wait_state("bench", ("stopped", "crashed"))
         host = d.get("/v1/host").json

@@ -739,7 +739,7 @@ int main(int argc, char **argv)
 				return EXIT_OK;
 			}
 		}
-		curl_global_init(CURL_GLOBAL_DEFAULT);
+		curl_global_init(CURL_GLOBAL_NOTHING); /* plain HTTP only: no TLS setup */
 		opterr = 0;
 		ret = cmd->fn(&c, argc - i, argv + i);
 		curl_global_cleanup();

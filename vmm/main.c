@@ -292,6 +292,11 @@ static void log_stats(const struct vm *vm)
 						      (unsigned long long)kinds[k]);
 		log_info("stats: emulation failures handled=%llu%s", (unsigned long long)total, by);
 	}
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		log_info("stats: vCPU %u: %llu exits, stopped at RIP 0x%llx", i,
+			 (unsigned long long)(vm->vcpus[i].exits_io + vm->vcpus[i].exits_mmio +
+					      vm->vcpus[i].exits_other + vm->vcpus[i].emul_handled),
+			 (unsigned long long)vm->vcpus[i].last_rip);
 	/* Whether each virtio device's driver got as far as DRIVER_OK: the host's
 	 * evidence that the guest probed it (tests read this). */
 	for (const struct device *d = vm->devices; d; d = d->next) {

@@ -150,6 +150,35 @@ def raw_garbage(d):
     log("ok: raw garbage on the socket")
 
 
+def tcp_token(args):
+    """The TCP listener: every request needs the bearer token."""
+    import http.client
+    import os
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with Daemon(args, name="cellad-tcp") as d:
+        d.stop()
+        token = os.path.join(d.dir, "token")
+        with open(token, "w") as f:
+            f.write("s3cret-token-0123456789\n")
+        d.config["tcp"] = {"address": "127.0.0.1", "port": port, "token_file": token}
+        d.start()
+        for hdr, want in (({}, 401), ({"Authorization": "Bearer wrong"}, 401),
+                          ({"Authorization": "Basic s3cret-token-0123456789"}, 401),
+                          ({"Authorization": "Bearer s3cret-token-0123456789x"}, 401),
+                          ({"Authorization": "Bearer s3cret-token-0123456789"}, 200)):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", "/v1/vms", headers=hdr)
+            r = c.getresponse()
+            body = r.read()
+            if r.status != want or (want == 401 and b"Authorization" not in body):
+                raise TestFailure(f"TCP {hdr}: {r.status} {body!r}")
+            c.close()
+        log("ok: TCP listener refuses missing/wrong tokens (401) and accepts the right one")
+
+
 def snapshot(d):
     vms = d.get("/v1/vms").json["vms"]
     for v in vms:
@@ -189,6 +218,7 @@ def test(args):
         check(d.proc.poll() is None, "cellad is still running")
         check(snapshot(d) == before, "no definition or state changed")
         check(d.vm("base")["state"] == "running", "the running VM is untouched")
+    tcp_token(args)
 
 
 if __name__ == "__main__":

@@ -248,16 +248,17 @@ static json_t *ctl_ok(struct control *c)
 	return json_pack("{s:b, s:s}", "ok", 1, "state", ctl_state(c));
 }
 
-/* Lacking ACPI, a graceful shutdown cannot be delivered to the guest: the
- * worker gives the guest until the deadline to power off by itself (a guest
- * that is powering off anyway, or one told so through its own channel), then
- * turns the VM off. Once an ACPI power button or a guest agent exists, the
- * request is delivered to it here, before the deadline is armed. */
+/* Graceful shutdown without ACPI: the request goes to the guest as
+ * Ctrl-Alt-Del on the i8042 (vm_request_guest_shutdown; a Linux guest booted
+ * with reboot=k resets, which cellad, having asked for the stop, records as
+ * stopped). Whether or not the guest reacts, the deadline turns the VM off.
+ * An ACPI power button, once there, replaces the key press here. */
 static json_t *ctl_shutdown(struct control *c, json_t *req)
 {
 	json_t *t = json_object_get(req, "timeout_ms");
 	json_int_t ms = 30000;
 	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+	int ret;
 
 	if (t && (!json_is_integer(t) || json_integer_value(t) < 0 ||
 		  json_integer_value(t) > 3600 * 1000))
@@ -266,15 +267,17 @@ static json_t *ctl_shutdown(struct control *c, json_t *req)
 		ms = json_integer_value(t);
 	if (vm_paused(c->vm))
 		vm_resume(c->vm); /* a paused guest could never power off */
+	ret = c->shutdown_pending ? 0 : vm_request_guest_shutdown(c->vm);
+	if (ret && ret != -EBUSY)
+		log_info("control: cannot deliver Ctrl-Alt-Del to the guest: %s", strerror(-ret));
 	its.it_value.tv_sec = ms / 1000;
 	its.it_value.tv_nsec = (ms % 1000) * 1000000 + 1; /* 0 would disarm */
 	if (timerfd_settime(c->timer_fd, 0, &its, NULL) < 0)
 		return ctl_error("cannot arm the shutdown timer: %s", strerror(errno));
 	c->shutdown_pending = true;
 	c->shutdown_timeout_ms = (unsigned)ms;
-	log_info("control: graceful shutdown requested; turning off in %lld ms unless the guest "
-		 "powers off first (no ACPI: the request cannot be delivered to the guest)",
-		 (long long)ms);
+	log_info("control: graceful shutdown requested (Ctrl-Alt-Del %s); turning off in %lld ms "
+		 "unless the guest powers off first", ret ? "not delivered" : "sent", (long long)ms);
 	return ctl_ok(c);
 }
 

@@ -363,6 +363,14 @@ static void *vcpu_thread(void *arg)
 					v->index, v->run->exit_reason);
 		}
 	}
+	{
+		/* Where the guest was when the VM ended: --stats shows it, which
+		 * tells a hung guest's loop from a slow one. */
+		struct kvm_regs regs;
+
+		if (ioctl(v->fd, KVM_GET_REGS, &regs) == 0)
+			v->last_rip = regs.rip;
+	}
 	return NULL;
 }
 

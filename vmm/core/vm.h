@@ -52,6 +52,7 @@ struct vcpu {
 	struct emul_ctx *emul;
 	uint64_t emul_handled;
 	uint64_t emul_by_kind[VCPU_EMUL_KINDS];
+	uint64_t last_rip; /* RIP when the vCPU thread ended (for --stats) */
 	bool cpuid_applied; /* KVM_GET_CPUID2 read our CPUID template back */
 };
 

@@ -674,13 +674,12 @@ static bool name_is(const struct cmd *k, const char *w)
 	return false;
 }
 
-static char token_buf[512];
-
 int main(int argc, char **argv)
 {
 	struct client c = { .socket = getenv("CELLA_SOCKET"), .url = getenv("CELLA_URL"),
 			    .token = getenv("CELLA_TOKEN") };
 	const char *group = NULL;
+	char token_buf[512]; /* lives as long as c, which points into it */
 	int i = 1, ret;
 
 	if (!c.socket)

@@ -3,6 +3,10 @@
 # bundled demo VM: the test guest's `demo` program on 2 vCPUs with a virtio
 # disk and a virtio-rng. The guest says what it is doing on its serial console
 # and powers the VM off; cella-vm's last log line says how the VM ended.
+#
+# demo.sh --service: instead, start the management service cellad in the
+# foreground (state in a temporary directory) for a quick try with the cella
+# CLI from another terminal; ^C stops it.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/scripts/setup.sh"
@@ -13,6 +17,19 @@ if [ ! -e /dev/kvm ]; then
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+if [ "${1:-}" = "--service" ]; then
+	cat <<TXT
+demo: starting cellad in the foreground. In another terminal:
+  export CELLA_SOCKET=$work/cellad.sock
+  $top/build/cli/cella vm create demo --kernel $top/build/guest/echo.elf --cmdline '' --memory 64
+  $top/build/cli/cella vm start demo
+  $top/build/cli/cella vm console demo     # type lines; 'quit' ends the guest; Ctrl-] detaches
+  $top/build/cli/cella vm list
+TXT
+	"$top/build/daemon/cellad" --socket "$work/cellad.sock" --state-dir "$work/state" \
+		--run-dir "$work/run"
+	exit $?
+fi
 truncate -s 64M "$work/disk.img"
 echo "demo: booting build/guest/demo.elf (2 vCPUs, 128 MiB, virtio-blk on a 64 MiB image, virtio-rng)"
 set +e

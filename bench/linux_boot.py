@@ -28,6 +28,7 @@ import time
 
 import common
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(common.TOP, "tests", "integration", "linux"))
 import test_linux_boot as lb  # noqa: E402
 

@@ -65,16 +65,19 @@ def main():
     print("| guest | peak RSS | guest pages (RssShmem) | VMM's own |")
     print("|---|---|---|---|")
     memwriter = os.path.join(args.build, "guest", "memwriter.elf")
-    for name, kernel, cmdline in (("hello", guest, ""),
-                                  ("memwriter, 64 MiB written", memwriter, "mib=64 rounds=1")):
-        hwm, shm = vmm_memory(os.path.join(args.build, "cella-vm"), kernel, cmdline)
+    for name, kernel, cmdline, extra in (
+            ("hello", guest, "", []),
+            ("hello, --no-emulation-fallback (no decoder loaded)", guest, "",
+             ["--no-emulation-fallback"]),
+            ("memwriter, 64 MiB written", memwriter, "mib=64 rounds=1", [])):
+        hwm, shm = vmm_memory(os.path.join(args.build, "cella-vm"), kernel, cmdline, extra)
         print(f"| {name} | {hwm / 1024:.2f} MiB | {shm / 1024:.2f} MiB | {(hwm - shm) / 1024:.2f} MiB |")
 
 
-def vmm_memory(cella, kernel, cmdline):
+def vmm_memory(cella, kernel, cmdline, extra):
     """VmHWM and RssShmem (KiB) from cella-vm --stats."""
     err = subprocess.run([cella, "--kernel", kernel, "--cmdline", cmdline, "--stats",
-                          "--console", "none"], stdout=subprocess.DEVNULL,
+                          "--console", "none"] + extra, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True).stderr
     vals = dict(re.findall(r"(VmHWM|RssShmem):(\d+)", err))
     return int(vals["VmHWM"]), int(vals["RssShmem"])

@@ -16,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 fragment="$here/guest/linux/microvm-6.1.config"
 tarball=/usr/src/linux-source-6.1.tar.xz
-cache="${CELLA_CACHE:-$HOME/.cache/cella}"
+cache="${CELLA_CACHE:-${HOME:-/var/tmp}/.cache/cella}"
 
 say() { echo "build-guest-kernel: $*" >&2; }
 

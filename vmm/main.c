@@ -52,6 +52,8 @@ static void usage(FILE *f)
 	      "  --rng                virtio-rng device\n"
 	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH\n"
 	      "  --stats              log exit counts and memory use when the VM ends\n"
+	      "  --no-emulation-fallback  never emulate in the VMM what KVM cannot (such an\n"
+	      "                       instruction then stops the VM; the decoder is not loaded)\n"
 	      "  --name NAME          the VM's name (logs, control status)\n"
 	      "  --control PATH|fd:N  serve the JSON-lines control socket (docs/cellad.md)\n"
 	      "  --exit-file PATH     record how the VM ended there (JSON) on exit\n"
@@ -101,7 +103,7 @@ static char *dup_or_die(const char *s)
 static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worker_opts *wo)
 {
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
-	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_STATS, OPT_HELP, OPT_VERSION,
+	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_HELP, OPT_VERSION,
 	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
 	       OPT_TEST_PROBE };
 	static const struct option opts[] = {
@@ -116,6 +118,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "stats", no_argument, NULL, OPT_STATS },
+		{ "no-emulation-fallback", no_argument, NULL, OPT_NO_EMUL },
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "exit-file", required_argument, NULL, OPT_EXIT_FILE },
@@ -180,6 +183,9 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 			break;
 		case OPT_STATS:
 			wo->stats = true;
+			break;
+		case OPT_NO_EMUL:
+			cfg->emulation_fallback = false;
 			break;
 		case OPT_NAME:
 			wo->name = optarg;

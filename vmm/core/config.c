@@ -36,6 +36,7 @@ void config_init(struct vm_config *c)
 	c->cpus = 1;
 	c->mem_mib = 128;
 	c->console = CONSOLE_STDIO;
+	c->emulation_fallback = true;
 }
 
 static void replace_str(char **dst, const char *src)
@@ -347,10 +348,10 @@ static int config_from_json(struct vm_config *c, json_t *root, const char *base_
 			if (json_want_uint(v, key, CONFIG_MIN_MEM_MIB, 1ULL << 30, &u, err, errlen))
 				return -EINVAL;
 			c->mem_mib = u;
-		} else if (!strcmp(key, "rng")) {
+		} else if (!strcmp(key, "rng") || !strcmp(key, "emulation_fallback")) {
 			if (!json_is_boolean(v))
-				return config_error(err, errlen, "rng: expected true or false");
-			c->rng = json_is_true(v);
+				return config_error(err, errlen, "%s: expected true or false", key);
+			*(key[0] == 'r' ? &c->rng : &c->emulation_fallback) = json_is_true(v);
 		} else if (!strcmp(key, "console")) {
 			if (!json_is_string(v))
 				return config_error(err, errlen, "console: expected a string");

@@ -37,6 +37,10 @@ struct vm_config {
 	bool rng;
 	enum console_kind console;
 	char *console_path; /* file or socket path */
+	/* Carry out in the VMM the instructions KVM cannot emulate (hosts
+	 * without hardware virtualization). Off: such an instruction stops the
+	 * VM, and the decoder library is never loaded. */
+	bool emulation_fallback;
 };
 
 void config_init(struct vm_config *c);

@@ -60,14 +60,16 @@ int vcpus_create(struct vm *vm)
 			log_err("mmap of vCPU %u run area: %s", i, strerror(errno));
 			return -errno;
 		}
-		v->emul = calloc(1, sizeof(*v->emul));
-		if (!v->emul)
-			return -ENOMEM;
-		ret = emul_ctx_init(v->emul, &vm->mem);
-		if (ret) {
-			free(v->emul);
-			v->emul = NULL;
-			return ret;
+		if (vm->cfg->emulation_fallback) {
+			v->emul = calloc(1, sizeof(*v->emul));
+			if (!v->emul)
+				return -ENOMEM;
+			ret = emul_ctx_init(v->emul, &vm->mem);
+			if (ret) {
+				free(v->emul);
+				v->emul = NULL;
+				return ret;
+			}
 		}
 		ret = x86_setup_cpuid_checked(vm->kvm_fd, v->fd, i, n, &v->cpuid_applied);
 		if (ret < 0) {
@@ -78,6 +80,15 @@ int vcpus_create(struct vm *vm)
 			log_warn("CPUID template not applied by this host's KVM: the guest sees the "
 				 "host's CPU features");
 			cpuid_warned = true;
+		}
+		if (!v->cpuid_applied && v->emul) {
+			/* A KVM that ignores CPUID is an emulating one: instructions it
+			 * cannot run will come, so load the decoder now, while the file
+			 * system is still visible (the sandbox hides it later). */
+			char why[160];
+
+			if (emul_ctx_preload(v->emul, why, sizeof(why)))
+				log_warn("vCPU %u: %s: emulation failures will stop the VM", i, why);
 		}
 		ret = x86_setup_msrs(v->fd);
 		if (ret) {

@@ -18,6 +18,7 @@ static void test_json_good(void **st)
 	char err[256] = "";
 	const char *doc = "{\"kernel\": \"/k\", \"cmdline\": \"console=ttyS0\", \"cpus\": 4,"
 			  " \"memory_mib\": 256, \"rng\": true, \"console\": \"file:/tmp/x\","
+			  " \"emulation_fallback\": false,"
 			  " \"disks\": [{\"path\": \"/d.img\", \"readonly\": true, \"id\": \"root\"}],"
 			  " \"nets\": [{\"tap\": \"tap0\", \"mac\": \"52:54:00:12:34:56\"}]}";
 
@@ -28,6 +29,7 @@ static void test_json_good(void **st)
 	assert_int_equal(c.cpus, 4);
 	assert_int_equal(c.mem_mib, 256);
 	assert_true(c.rng);
+	assert_false(c.emulation_fallback);
 	assert_int_equal(c.console, CONSOLE_FILE);
 	assert_string_equal(c.console_path, "/tmp/x");
 	assert_int_equal(c.nr_disks, 1);
@@ -53,6 +55,7 @@ static const struct {
 	{ "{\"kernel\": 5}", "kernel: expected a string" },
 	{ "{\"kernel\": \"\"}", "kernel: must not be empty" },
 	{ "{\"rng\": 1}", "rng: expected true or false" },
+	{ "{\"emulation_fallback\": \"no\"}", "emulation_fallback: expected true or false" },
 	{ "{\"console\": \"tty\"}", "console: 'tty' is not" },
 	{ "{\"disks\": {}}", "disks: expected an array" },
 	{ "{\"disks\": [5]}", "disks[0]: expected an object" },

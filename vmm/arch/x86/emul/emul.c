@@ -76,10 +76,16 @@ void emul_ctx_destroy(struct emul_ctx *ctx)
 		if (ctx->cs_handle[i]) {
 			csh h = ctx->cs_handle[i];
 
-			cs_close(&h);
+			ctx->dec.close(&h);
 			ctx->cs_handle[i] = 0;
 		}
 	}
+	emul_decoder_unload(&ctx->dec);
+}
+
+int emul_ctx_preload(struct emul_ctx *ctx, char *why, size_t whylen)
+{
+	return emul_decoder_load(&ctx->dec, why, whylen);
 }
 
 static int ctx_handle(struct emul_ctx *ctx, int mode, csh *out)
@@ -88,10 +94,14 @@ static int ctx_handle(struct emul_ctx *ctx, int mode, csh *out)
 	csh h;
 
 	if (!ctx->cs_handle[mode]) {
-		if (cs_open(CS_ARCH_X86, modes[mode], &h) != CS_ERR_OK)
+		char why[128];
+
+		if (emul_decoder_load(&ctx->dec, why, sizeof(why)))
+			return -ENOENT;
+		if (ctx->dec.open(CS_ARCH_X86, modes[mode], &h) != CS_ERR_OK)
 			return -ENOMEM;
-		if (cs_option(h, CS_OPT_DETAIL, CS_OPT_ON) != CS_ERR_OK) {
-			cs_close(&h);
+		if (ctx->dec.option(h, CS_OPT_DETAIL, CS_OPT_ON) != CS_ERR_OK) {
+			ctx->dec.close(&h);
 			return -ENOMEM;
 		}
 		ctx->cs_handle[mode] = h;
@@ -792,14 +802,14 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 		snprintf(rep->why, sizeof(rep->why), "cannot open the capstone decoder");
 		return EMUL_UNHANDLED;
 	}
-	in.ci = cs_malloc(h);
+	in.ci = ctx->dec.malloc(h);
 	if (!in.ci) {
 		snprintf(rep->why, sizeof(rep->why), "out of memory");
 		return EMUL_UNHANDLED;
 	}
 	code_len = (size_t)n;
 	addr = st->rip;
-	if (!cs_disasm_iter(h, &code, &code_len, &addr, in.ci)) {
+	if (!ctx->dec.disasm_iter(h, &code, &code_len, &addr, in.ci)) {
 		if (n < 15) {
 			/* Decoding needs bytes from a page that does not translate. */
 			uint64_t gpa;
@@ -917,7 +927,7 @@ out:
 			st->cr2 = cr2;
 	}
 	rep->vector = r == EMUL_EXCEPTION ? st->exc.vector : -1;
-	cs_free(in.ci, 1);
+	ctx->dec.free(in.ci, 1);
 	return r;
 }
 

@@ -22,6 +22,8 @@
 #include "compiler.h"
 #include "mem.h"
 
+#include <capstone/capstone.h>
+
 /* What was emulated, for statistics. */
 enum emul_kind {
 	EMUL_KIND_INT3,
@@ -130,9 +132,25 @@ struct emul_report {
 /* "RIP 0x... bytes 0f 01 ca ... (clac): why" into buf. */
 void emul_report_format(const struct emul_report *r, char *buf, size_t len);
 
+/* The capstone entry points (decoder.c loads the library on demand). */
+struct emul_decoder {
+	void *lib;
+	cs_err (*open)(cs_arch arch, cs_mode mode, csh *handle);
+	cs_err (*option)(csh handle, cs_opt_type type, size_t value);
+	cs_err (*close)(csh *handle);
+	cs_insn *(*malloc)(csh handle);
+	bool (*disasm_iter)(csh handle, const uint8_t **code, size_t *size, uint64_t *address,
+			    cs_insn *insn);
+	void (*free)(cs_insn *insn, size_t count);
+};
+/* Load capstone (once). Returns 0, or -ENOENT with the reason in why. */
+int emul_decoder_load(struct emul_decoder *d, char *why, size_t whylen) __must_check;
+void emul_decoder_unload(struct emul_decoder *d);
+
 /* Per-vCPU context: the decoder handles (capstone handles are not shared
  * between threads) and the memory it works on. */
 struct emul_ctx {
+	struct emul_decoder dec;
 	size_t cs_handle[3]; /* 16-, 32-, 64-bit decoders; 0 = not opened yet */
 	const struct guest_mem *mem;
 	uint32_t mxcsr_mask;  /* bits LDMXCSR accepts (from the host's FXSAVE) */
@@ -143,6 +161,8 @@ struct emul_ctx {
 };
 int emul_ctx_init(struct emul_ctx *ctx, const struct guest_mem *mem) __must_check;
 void emul_ctx_destroy(struct emul_ctx *ctx);
+/* Load the decoder now (e.g. before a sandbox hides the library). */
+int emul_ctx_preload(struct emul_ctx *ctx, char *why, size_t whylen) __must_check;
 
 /* Decode the instruction at CS:RIP and carry it out on *st and guest memory. */
 enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct emul_report *rep);

@@ -19,6 +19,7 @@
 #include "control/control.h"
 #include "log.h"
 #include "sandbox/sandbox.h"
+#include "vcpu.h"
 #include "vm.h"
 
 /* Worker options beyond the VM configuration (cellad passes these). */
@@ -344,6 +345,9 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (ret)
 			return ret;
 	}
+	/* The sandbox hides the file system: load what may be needed later first. */
+	if (wo->sandbox)
+		vcpus_preload_emulation(vm);
 	if (wo->sandbox && (ret = sandbox_enter(wo->sandbox_user)))
 		return ret;
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))

@@ -43,6 +43,11 @@ def test(args):
         check(code == status and words in line and f"status {status}" in line,
               f"kind={kind}: status {code} (want {status}), last line '{line}'")
 
+    # The trivial start-time benchmark guest: one line, debug exit 0.
+    code, out, err = run([vm, "--kernel", args["guests"]["tiny"]])
+    check(code == 1 and out == "Hello from the tiny cella guest\n",
+          f"tiny guest prints its line and exits with status 1 (got {code})")
+
     # The demo VM runs everything and powers off cleanly.
     with tempfile.TemporaryDirectory() as d:
         img = os.path.join(d, "disk.img")

@@ -81,15 +81,6 @@ int vcpus_create(struct vm *vm)
 				 "host's CPU features");
 			cpuid_warned = true;
 		}
-		if (!v->cpuid_applied && v->emul) {
-			/* A KVM that ignores CPUID is an emulating one: instructions it
-			 * cannot run will come, so load the decoder now, while the file
-			 * system is still visible (the sandbox hides it later). */
-			char why[160];
-
-			if (emul_ctx_preload(v->emul, why, sizeof(why)))
-				log_warn("vCPU %u: %s: emulation failures will stop the VM", i, why);
-		}
 		ret = x86_setup_msrs(v->fd);
 		if (ret) {
 			log_err("vCPU %u: MSR setup: %s", i, strerror(-ret));
@@ -97,6 +88,21 @@ int vcpus_create(struct vm *vm)
 		}
 	}
 	return 0;
+}
+
+void vcpus_preload_emulation(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		char why[160];
+
+		/* A KVM that ignores CPUID is an emulating one: instructions it
+		 * cannot run will come. */
+		if (v->cpuid_applied || !v->emul)
+			continue;
+		if (emul_ctx_preload(v->emul, why, sizeof(why)))
+			log_warn("vCPU %u: %s: emulation failures will stop the VM", i, why);
+	}
 }
 
 int vcpus_setup_regs(struct vm *vm, const struct x86_boot_info *bi)

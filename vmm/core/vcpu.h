@@ -21,6 +21,10 @@ int vcpus_setup_regs(struct vm *vm, const struct x86_boot_info *bi) __must_check
 int vcpus_feature_hiding_args(struct vm *vm, char *buf, size_t len) __must_check;
 /* Start one thread per vCPU. */
 int vcpus_start(struct vm *vm) __must_check;
+/* Load the instruction decoder of the emulation fallback now, where this
+ * host's KVM is an emulating one (it ignored the CPUID template): needed
+ * before a sandbox hides the library. Elsewhere it loads on first use. */
+void vcpus_preload_emulation(struct vm *vm);
 /* Make a vCPU leave KVM_RUN promptly (from any thread). */
 void vcpu_kick(struct vcpu *vcpu);
 void vcpus_join(struct vm *vm);

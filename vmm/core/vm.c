@@ -535,18 +535,24 @@ void vm_defer_kernel_teardown(struct vm *vm)
 		keep[nkeep++] = vm->vcpus[i].fd;
 	pid = fork();
 	if (pid == 0) {
-		/* Child of a multithreaded process: async-signal-safe calls only. */
-		int maxfd = (int)sysconf(_SC_OPEN_MAX);
+		/* Child of a multithreaded process: async-signal-safe calls only.
+		 * Close everything but the kept descriptors, gap by gap. */
+		unsigned next = 0;
 		char c;
 
-		for (int fd = 0; fd < maxfd && fd < 65536; fd++) {
-			bool k = false;
+		for (unsigned i = 1; i < nkeep; i++) /* insertion sort: a few entries */
+			for (unsigned j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+				int t = keep[j];
 
-			for (unsigned i = 0; i < nkeep; i++)
-				k |= keep[i] == fd;
-			if (!k)
-				close(fd);
+				keep[j] = keep[j - 1];
+				keep[j - 1] = t;
+			}
+		for (unsigned i = 0; i < nkeep; i++) {
+			if ((unsigned)keep[i] > next)
+				close_range(next, (unsigned)keep[i] - 1, 0);
+			next = (unsigned)keep[i] + 1;
 		}
+		close_range(next, ~0U, 0);
 		/* EOF arrives when the parent has exited; then drop the VM. */
 		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
 			;

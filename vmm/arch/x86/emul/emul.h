@@ -153,6 +153,7 @@ struct emul_ctx {
 	struct emul_decoder dec;
 	size_t cs_handle[3]; /* 16-, 32-, 64-bit decoders; 0 = not opened yet */
 	const struct guest_mem *mem;
+	bool host_facts_ready; /* the two fields below were read (first emul_step) */
 	uint32_t mxcsr_mask;  /* bits LDMXCSR accepts (from the host's FXSAVE) */
 	/* Standard-format offset and size of XSAVE components 2..63 (CPUID 0xD,
 	 * which the guest shares with the host wherever these instructions need

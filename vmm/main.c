@@ -53,6 +53,9 @@ static void usage(FILE *f)
 	      "  --rng                virtio-rng device\n"
 	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH\n"
 	      "  --stats              log exit counts and memory use when the VM ends\n"
+	      "  --pause-on-unhandled an instruction neither KVM nor the VMM can carry out\n"
+	      "                       pauses the VM (default with --control) instead of\n"
+	      "                       ending it with status 10\n"
 	      "  --no-emulation-fallback  never emulate in the VMM what KVM cannot (such an\n"
 	      "                       instruction then stops the VM; the decoder is not loaded)\n"
 	      "  --name NAME          the VM's name (logs, control status)\n"
@@ -104,7 +107,7 @@ static char *dup_or_die(const char *s)
 static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worker_opts *wo)
 {
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
-	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_HELP, OPT_VERSION,
+	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
 	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
 	       OPT_TEST_PROBE };
 	static const struct option opts[] = {
@@ -120,6 +123,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "stats", no_argument, NULL, OPT_STATS },
 		{ "no-emulation-fallback", no_argument, NULL, OPT_NO_EMUL },
+		{ "pause-on-unhandled", no_argument, NULL, OPT_PAUSE_UNHANDLED },
 		{ "name", required_argument, NULL, OPT_NAME },
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "exit-file", required_argument, NULL, OPT_EXIT_FILE },
@@ -188,6 +192,9 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		case OPT_NO_EMUL:
 			cfg->emulation_fallback = false;
 			break;
+		case OPT_PAUSE_UNHANDLED:
+			cfg->pause_on_unhandled = true;
+			break;
 		case OPT_NAME:
 			wo->name = optarg;
 			break;
@@ -235,6 +242,10 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		fprintf(stderr, "cella-vm: unexpected argument '%s' (see --help)\n", argv[optind]);
 		return -EINVAL;
 	}
+	/* A supervised worker keeps a VM that met an unhandled instruction
+	 * paused for inspection; a bare one has nobody to inspect it. */
+	if (wo->control)
+		cfg->pause_on_unhandled = true;
 	if (wo->wait_start && !wo->control) {
 		fputs("cella-vm: --wait-start needs --control\n", stderr);
 		return -EINVAL;

@@ -34,6 +34,7 @@
 #define REQ_READ_CR   0x05	/* RAX = CR<RDI> (0, 2, 3, 4) */
 #define REQ_HALT      0x06	/* cli; hlt forever */
 #define REQ_TRIPLE_FAULT 0x07	/* load an empty IDT and fault: the CPU shuts down */
+#define REQ_UNEMULATED 0x08	/* run crc32 in ring 0: an emulating KVM cannot, nor can cella */
 
 #ifndef __ASSEMBLER__
 #include <stdint.h>

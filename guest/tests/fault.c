@@ -5,7 +5,8 @@
  * address), ud (a ud2 that is not a request), de (divide by zero).
  * Machine-level endings for the VMM's exit status: triple (triple fault),
  * reset (i8042 pulse reset line), cf9 (reset control register), poweroff
- * (PM1a control SLP_EN). */
+ * (PM1a control SLP_EN), unemulated (an instruction an emulating KVM
+ * cannot run at CPL0 and cella does not emulate: the VM pauses there). */
 #include "libtest.h"
 
 TEST_PROGRAM("fault");
@@ -22,6 +23,10 @@ int main(int argc, char **argv)
 		__asm__ volatile("xor %%eax, %%eax; ud2" ::: "eax");
 	} else if (!strcmp(kind, "triple")) {
 		ring0_request(REQ_TRIPLE_FAULT, 0, 0);
+	} else if (!strcmp(kind, "unemulated")) {
+		uint64_t v = ring0_request(REQ_UNEMULATED, 0, 0x12345678);
+		printf("fault: crc32 ran in ring 0: %lx\n", v);
+		exit(0);
 	} else if (!strcmp(kind, "reset")) {
 		outb(0x64, 0xFE);
 	} else if (!strcmp(kind, "cf9")) {

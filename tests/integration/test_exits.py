@@ -6,6 +6,7 @@ before any VM is created."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 
@@ -42,6 +43,41 @@ def test(args):
         line = last_log_line(err)
         check(code == status and words in line and f"status {status}" in line,
               f"kind={kind}: status {code} (want {status}), last line '{line}'")
+
+    # An instruction neither KVM nor cella can carry out (only on an
+    # emulating KVM; with hardware virtualization it just runs): a bare
+    # worker stops with status 10 and a report of RIP, bytes and mnemonic; a
+    # supervised one (--control) keeps the VM paused and says why.
+    code, out, err = run([vm, "--kernel", fault, "--cmdline", "kind=unemulated"])
+    if "crc32 ran in ring 0" in out:
+        check(code == 1, f"crc32 runs natively here (status {code})")
+    else:
+        line = next((l for l in err.splitlines() if "not emulated" in l), "")
+        check(code == 10 and "RIP 0x" in line and "bytes [f2 0f 38 f1" in line and "crc32" in line,
+              f"unhandled instruction: status {code}, report '{line}'")
+        with tempfile.TemporaryDirectory() as d:
+            ctl = os.path.join(d, "ctl.sock")
+            p = subprocess.Popen([vm, "--kernel", fault, "--cmdline", "kind=unemulated",
+                                  "--control", ctl], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for line in p.stderr:
+                if "instruction not emulated, VM paused" in line:
+                    break
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(30)
+            s.connect(ctl)
+            f = s.makefile("rw")
+            f.write('{"cmd": "status"}\n')
+            f.flush()
+            status = json.loads(f.readline())
+            check(status.get("state") == "paused" and "crc32" in status.get("pause_reason", ""),
+                  f"supervised worker keeps the VM paused with the reason: {status}")
+            f.write('{"cmd": "stop"}\n')
+            f.flush()
+            f.readline()
+            s.close()
+            p.communicate(timeout=30)
+            check(p.returncode == 12, f"stopped from the control socket (status {p.returncode})")
 
     # The trivial start-time benchmark guest: one line, debug exit 0.
     code, out, err = run([vm, "--kernel", args["guests"]["tiny"]])

@@ -314,10 +314,15 @@ static json_t *ctl_handle(struct control *c, const char *line, int *after, bool 
 	if (!cmd) {
 		rep = ctl_error("cmd: expected a string");
 	} else if (!strcmp(cmd, "status")) {
+		char why[256];
+
 		rep = json_pack("{s:b, s:s, s:s, s:i, s:I, s:i}", "ok", 1, "state", ctl_state(c),
 				"name", c->name, "pid", (int)getpid(),
 				"uptime_ms", (json_int_t)(c->started ? ctl_elapsed_ms(c) : 0),
 				"vcpus", (int)c->vm->nr_vcpus);
+		vm_pause_reason(c->vm, why, sizeof(why));
+		if (rep && why[0])
+			json_object_set_new(rep, "pause_reason", json_string(why));
 	} else if (!strcmp(cmd, "start")) {
 		if (c->started) {
 			rep = ctl_error("already started");

@@ -41,6 +41,10 @@ struct vm_config {
 	 * without hardware virtualization). Off: such an instruction stops the
 	 * VM, and the decoder library is never loaded. */
 	bool emulation_fallback;
+	/* What an instruction neither KVM nor the VMM can carry out does: pause
+	 * the VM (kept for inspection; cella-vm does this when a control socket
+	 * serves it) or end it with status 10. Not a JSON key: set by the worker. */
+	bool pause_on_unhandled;
 };
 
 void config_init(struct vm_config *c);

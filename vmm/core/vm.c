@@ -354,10 +354,29 @@ void vm_pause(struct vm *vm)
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
+void vm_pause_from_vcpu(struct vm *vm, unsigned self, const char *reason)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_requested = true;
+	snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", reason);
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		if (i != self && vm->vcpus[i].thread_started)
+			vcpu_kick(&vm->vcpus[i]);
+}
+
+void vm_pause_reason(struct vm *vm, char *buf, size_t len)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	snprintf(buf, len, "%s", vm->pause_reason);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 void vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->pause_lock);
 	vm->pause_requested = false;
+	vm->pause_reason[0] = '\0';
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
 }

@@ -84,6 +84,7 @@ struct vm {
 	pthread_cond_t pause_cond;
 	bool pause_requested;
 	unsigned vcpus_parked;
+	char pause_reason[256]; /* why the VM paused itself; "" for a host pause */
 };
 
 /* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,
@@ -114,6 +115,12 @@ int vm_create_test(struct vm *vm, uint64_t mem_size) __must_check;
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_paused(struct vm *vm);
+/* From a vCPU thread: pause the whole VM because of what that vCPU met
+ * (the vCPU parks itself when it returns to its loop). The reason stays
+ * readable with vm_pause_reason() until vm_resume(). */
+void vm_pause_from_vcpu(struct vm *vm, unsigned self, const char *reason);
+/* Copy the reason of a self-pause into buf ("" if none). */
+void vm_pause_reason(struct vm *vm, char *buf, size_t len);
 
 /* Ask the guest to shut down, the ACPI-less way: Ctrl-Alt-Del on the i8042
  * keyboard (a Linux guest booted with reboot=k then resets, which ends the

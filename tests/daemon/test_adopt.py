@@ -7,6 +7,7 @@ id recorded in the database changes, the workers are gone): autostart VMs
 come back, the others stay stopped."""
 
 import os
+import select
 import signal
 import sqlite3
 
@@ -42,6 +43,11 @@ def test(args):
         check(all(alive(p) for p in pids.values()), "every worker survives cellad's death")
         # While cellad is down: one worker is killed, one guest powers off by itself.
         os.kill(pids["dies"], signal.SIGKILL)
+        # SIGKILL is asynchronous: wait (pidfd, event-driven) until that worker
+        # has really exited, so the new cellad finds it dead, not dying.
+        pidfd = os.pidfd_open(pids["dies"])
+        select.select([pidfd], [], [], 30)
+        os.close(pidfd)
         ctl = os.path.join(d.run, before["poweroff"]["uuid"] + ".console")
         import socket
         s = socket.socket(socket.AF_UNIX)

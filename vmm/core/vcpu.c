@@ -272,18 +272,19 @@ static void vcpu_handle_emulation_failure(struct vcpu *v)
 		return;
 	}
 	/* The whole report goes to the log; the exit reason is its short form. */
-	log_err("vCPU %u: instruction not emulated, VM %s: %s", v->index,
-		v->vm->cfg->pause_on_unhandled ? "paused" : "stopped", line);
 	if (v->vm->cfg->pause_on_unhandled) {
 		/* Kept for inspection (state, memory, a checkpoint); resuming runs
-		 * the same instruction again. */
+		 * the same instruction again. Paused before the log line, so that
+		 * whoever reads the line finds the VM paused. */
 		char reason[256];
 
 		snprintf(reason, sizeof(reason), "vCPU %u: instruction not emulated: %.200s", v->index,
 			 line);
 		vm_pause_from_vcpu(v->vm, v->index, reason);
+		log_err("vCPU %u: instruction not emulated, VM paused: %s", v->index, line);
 		return;
 	}
+	log_err("vCPU %u: instruction not emulated, VM stopped: %s", v->index, line);
 	vm_request_exit(v->vm, VM_EXIT_PAUSED_FAIL,
 			"vCPU %u: instruction not emulated at RIP 0x%llx (%s)", v->index,
 			(unsigned long long)rep.rip, rep.mnemonic[0] ? rep.mnemonic : "unknown bytes");

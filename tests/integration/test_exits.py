@@ -60,24 +60,29 @@ def test(args):
             p = subprocess.Popen([vm, "--kernel", fault, "--cmdline", "kind=unemulated",
                                   "--control", ctl], stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for line in p.stderr:
-                if "instruction not emulated, VM paused" in line:
-                    break
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(30)
-            s.connect(ctl)
-            f = s.makefile("rw")
-            f.write('{"cmd": "status"}\n')
-            f.flush()
-            status = json.loads(f.readline())
-            check(status.get("state") == "paused" and "crc32" in status.get("pause_reason", ""),
-                  f"supervised worker keeps the VM paused with the reason: {status}")
-            f.write('{"cmd": "stop"}\n')
-            f.flush()
-            f.readline()
-            s.close()
-            p.communicate(timeout=30)
-            check(p.returncode == 12, f"stopped from the control socket (status {p.returncode})")
+            try:
+                for line in p.stderr:
+                    if "instruction not emulated, VM paused" in line:
+                        break
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(30)
+                s.connect(ctl)
+                f = s.makefile("rw")
+                f.write('{"cmd": "status"}\n')
+                f.flush()
+                status = json.loads(f.readline())
+                check(status.get("state") == "paused" and "crc32" in status.get("pause_reason", ""),
+                      f"supervised worker keeps the VM paused with the reason: {status}")
+                f.write('{"cmd": "stop"}\n')
+                f.flush()
+                f.readline()
+                s.close()
+                p.communicate(timeout=30)
+                check(p.returncode == 12, f"stopped from the control socket (status {p.returncode})")
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
 
     # The trivial start-time benchmark guest: one line, debug exit 0.
     code, out, err = run([vm, "--kernel", args["guests"]["tiny"]])

@@ -437,9 +437,11 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 	return 0;
 }
 
-json_t *vmdef_to_json(const struct vmdef *d)
+/* The disks and NICs of a definition as JSON arrays: the same shape in the
+ * API and in the worker's configuration file. */
+static json_t *vmdef_disks_json(const struct vmdef *d)
 {
-	json_t *disks = json_array(), *nics = json_array();
+	json_t *disks = json_array();
 
 	for (unsigned i = 0; i < d->nr_disks; i++) {
 		json_t *o = json_pack("{s:s, s:b}", "path", d->disks[i].path, "readonly",
@@ -449,6 +451,13 @@ json_t *vmdef_to_json(const struct vmdef *d)
 			json_object_set_new(o, "id", json_string(d->disks[i].id));
 		json_array_append_new(disks, o);
 	}
+	return disks;
+}
+
+static json_t *vmdef_nics_json(const struct vmdef *d)
+{
+	json_t *nics = json_array();
+
 	for (unsigned i = 0; i < d->nr_nics; i++) {
 		json_t *o = json_pack("{s:s}", "tap", d->nics[i].tap);
 
@@ -456,6 +465,13 @@ json_t *vmdef_to_json(const struct vmdef *d)
 			json_object_set_new(o, "mac", json_string(d->nics[i].mac));
 		json_array_append_new(nics, o);
 	}
+	return nics;
+}
+
+json_t *vmdef_to_json(const struct vmdef *d)
+{
+	json_t *disks = vmdef_disks_json(d), *nics = vmdef_nics_json(d);
+
 	return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:i}",
 			 "name", d->name, "uuid", d->uuid, "cpus", (int)d->cpus, "memory_mib",
 			 (json_int_t)d->memory_mib, "kernel", d->kernel ? d->kernel : "",
@@ -470,28 +486,13 @@ json_t *vmdef_worker_config(const struct vmdef *d)
 {
 	json_t *cfg = json_pack("{s:s, s:i, s:I, s:b}", "kernel", d->kernel, "cpus",
 				(int)d->cpus, "memory_mib", (json_int_t)d->memory_mib, "rng", d->rng);
-	json_t *disks = json_array(), *nets = json_array();
+	json_t *disks = vmdef_disks_json(d), *nets = vmdef_nics_json(d);
 
 	if (d->initrd)
 		json_object_set_new(cfg, "initrd", json_string(d->initrd));
 	/* No cmdline: cella-vm's default (one for Linux) applies. */
 	if (d->cmdline)
 		json_object_set_new(cfg, "cmdline", json_string(d->cmdline));
-	for (unsigned i = 0; i < d->nr_disks; i++) {
-		json_t *o = json_pack("{s:s, s:b}", "path", d->disks[i].path, "readonly",
-				      d->disks[i].readonly);
-
-		if (d->disks[i].id[0])
-			json_object_set_new(o, "id", json_string(d->disks[i].id));
-		json_array_append_new(disks, o);
-	}
-	for (unsigned i = 0; i < d->nr_nics; i++) {
-		json_t *o = json_pack("{s:s}", "tap", d->nics[i].tap);
-
-		if (d->nics[i].mac[0])
-			json_object_set_new(o, "mac", json_string(d->nics[i].mac));
-		json_array_append_new(nets, o);
-	}
 	json_object_set_new(cfg, "disks", disks);
 	json_object_set_new(cfg, "nets", nets);
 	return cfg;

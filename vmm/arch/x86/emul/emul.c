@@ -2,7 +2,7 @@
  * mode) and carry it out: operand addressing, mode and prefix checks, the
  * exceptions the SDM lists for each handled instruction, and the report for
  * everything else. */
-#include "arch/x86/emul/emul.h"
+#include "arch/x86/emul/emul_priv.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -29,16 +29,7 @@ const char *emul_kind_name(enum emul_kind kind)
 	return (unsigned)kind < EMUL_KIND_COUNT ? kind_names[kind] : "?";
 }
 
-enum { MODE16, MODE32, MODE64 };
 
-/* One decoded instruction and what the handlers need to know about it. */
-struct insn {
-	cs_insn *ci;
-	const cs_x86 *x;
-	int mode;
-	bool lock;        /* F0 prefix seen in the raw bytes */
-	unsigned len;
-};
 
 static uint32_t host_mxcsr_mask(void)
 {
@@ -197,7 +188,7 @@ static void reg_write(struct emul_state *st, const struct reg_desc *d, uint64_t 
 
 /* ---- exceptions and memory operands ---- */
 
-static enum emul_status raise(struct emul_state *st, uint8_t vector, bool has_ec, uint32_t ec)
+enum emul_status emul_raise(struct emul_state *st, uint8_t vector, bool has_ec, uint32_t ec)
 {
 	st->exc.vector = vector;
 	st->exc.has_error_code = has_ec;
@@ -227,7 +218,7 @@ static const struct emul_seg *seg_of(const struct emul_state *st, x86_reg r)
 
 /* Linear address of a memory operand of `size` bytes. EMUL_DONE, or an
  * exception (#GP/#SS for a non-canonical address or a segment limit). */
-static enum emul_status mem_linear(struct emul_state *st, const struct insn *in,
+enum emul_status emul_mem_linear(struct emul_state *st, const struct insn *in,
 				   const cs_x86_op *op, unsigned size, uint64_t *lin)
 {
 	const x86_op_mem *m = &op->mem;
@@ -241,13 +232,13 @@ static enum emul_status mem_linear(struct emul_state *st, const struct insn *in,
 		ea += st->rip + in->len;
 	} else if (m->base != X86_REG_INVALID) {
 		if (!reg_lookup(m->base, &d))
-			return raise(st, EMUL_VEC_UD, false, 0);
+			return emul_raise(st, EMUL_VEC_UD, false, 0);
 		ea += reg_read(st, &d);
 		stack = d.idx == EMUL_RSP || d.idx == EMUL_RBP;
 	}
 	if (m->index != X86_REG_INVALID) {
 		if (!reg_lookup(m->index, &d))
-			return raise(st, EMUL_VEC_UD, false, 0);
+			return emul_raise(st, EMUL_VEC_UD, false, 0);
 		ea += reg_read(st, &d) * (uint64_t)m->scale;
 	}
 	ea &= amask;
@@ -258,22 +249,22 @@ static enum emul_status mem_linear(struct emul_state *st, const struct insn *in,
 		/* Only FS and GS have a base in 64-bit mode; no limits. */
 		*lin = ea + ((seg == X86_REG_FS || seg == X86_REG_GS) ? s->base : 0);
 		if (!canonical(*lin, st) || !canonical(*lin + size - 1, st))
-			return raise(st, seg == X86_REG_SS ? EMUL_VEC_SS : EMUL_VEC_GP, true, 0);
+			return emul_raise(st, seg == X86_REG_SS ? EMUL_VEC_SS : EMUL_VEC_GP, true, 0);
 		return EMUL_DONE;
 	}
 	if ((st->cr0 & EMUL_CR0_PE) && !(st->rflags & EMUL_RFLAGS_VM) &&
 	    (s->unusable || !s->present))
-		return raise(st, seg == X86_REG_SS ? EMUL_VEC_SS : EMUL_VEC_GP, true, 0);
+		return emul_raise(st, seg == X86_REG_SS ? EMUL_VEC_SS : EMUL_VEC_GP, true, 0);
 	/* Expand-up data segments only; expand-down ones are refused by the limit
 	 * check the wrong way round, which is safe (a fault, not a bad access). */
 	if (ea + size - 1 > s->limit)
-		return raise(st, seg == X86_REG_SS ? EMUL_VEC_SS : EMUL_VEC_GP, true, 0);
+		return emul_raise(st, seg == X86_REG_SS ? EMUL_VEC_SS : EMUL_VEC_GP, true, 0);
 	*lin = (s->base + ea) & 0xffffffffull;
 	return EMUL_DONE;
 }
 
 /* Memory status of emul_mem_* into a step status. */
-static enum emul_status mem_status(int ret, struct emul_report *rep)
+enum emul_status emul_mem_status(int ret, struct emul_report *rep)
 {
 	if (ret == 0)
 		return EMUL_DONE;
@@ -282,7 +273,7 @@ static enum emul_status mem_status(int ret, struct emul_report *rep)
 	return EMUL_UNHANDLED; /* rep->why says which address */
 }
 
-static const cs_x86_op *mem_operand(const struct insn *in)
+const cs_x86_op *emul_mem_operand(const struct insn *in)
 {
 	for (unsigned i = 0; i < in->x->op_count; i++)
 		if (in->x->operands[i].type == X86_OP_MEM)
@@ -290,7 +281,7 @@ static const cs_x86_op *mem_operand(const struct insn *in)
 	return NULL;
 }
 
-static void advance(struct emul_state *st, const struct insn *in)
+void emul_advance(struct emul_state *st, const struct insn *in)
 {
 	uint64_t rip = st->rip + in->len;
 
@@ -303,17 +294,17 @@ static void advance(struct emul_state *st, const struct insn *in)
 static enum emul_status do_int3(struct emul_state *st, const struct insn *in)
 {
 	/* A trap: the handler returns to the next instruction. */
-	advance(st, in);
-	return raise(st, EMUL_VEC_BP, false, 0);
+	emul_advance(st, in);
+	return emul_raise(st, EMUL_VEC_BP, false, 0);
 }
 
 static enum emul_status do_fwait(struct emul_state *st, const struct insn *in)
 {
 	if ((st->cr0 & (EMUL_CR0_MP | EMUL_CR0_TS)) == (EMUL_CR0_MP | EMUL_CR0_TS))
-		return raise(st, EMUL_VEC_NM, false, 0);
+		return emul_raise(st, EMUL_VEC_NM, false, 0);
 	/* Pending unmasked x87 exceptions (#MF) are not checked: the guest's
 	 * x87 status word lives in KVM's FPU state, and Linux masks them. */
-	advance(st, in);
+	emul_advance(st, in);
 	return EMUL_DONE;
 }
 
@@ -339,11 +330,11 @@ static enum emul_status do_popcnt(struct emul_ctx *ctx, struct emul_state *st,
 		v = reg_read(st, &s);
 	} else if (src->type == X86_OP_MEM) {
 		uint64_t lin;
-		enum emul_status r = mem_linear(st, in, src, size, &lin);
+		enum emul_status r = emul_mem_linear(st, in, src, size, &lin);
 
 		if (r != EMUL_DONE)
 			return r;
-		r = mem_status(emul_mem_read(ctx, st, lin, &v, size, EMUL_READ, rep->why,
+		r = emul_mem_status(emul_mem_read(ctx, st, lin, &v, size, EMUL_READ, rep->why,
 					     sizeof(rep->why)), rep);
 		if (r != EMUL_DONE)
 			return r;
@@ -356,19 +347,19 @@ static enum emul_status do_popcnt(struct emul_ctx *ctx, struct emul_state *st,
 			EMUL_RFLAGS_SF | EMUL_RFLAGS_OF);
 	if (!v)
 		st->rflags |= EMUL_RFLAGS_ZF;
-	advance(st, in);
+	emul_advance(st, in);
 	return EMUL_DONE;
 }
 
 static enum emul_status do_clac_stac(struct emul_state *st, const struct insn *in, bool set)
 {
 	if (!(st->cr0 & EMUL_CR0_PE) || (st->rflags & EMUL_RFLAGS_VM) || emul_cpl(st) > 0)
-		return raise(st, EMUL_VEC_UD, false, 0);
+		return emul_raise(st, EMUL_VEC_UD, false, 0);
 	if (set)
 		st->rflags |= EMUL_RFLAGS_AC;
 	else
 		st->rflags &= ~EMUL_RFLAGS_AC;
-	advance(st, in);
+	emul_advance(st, in);
 	return EMUL_DONE;
 }
 
@@ -376,38 +367,38 @@ static enum emul_status do_mxcsr(struct emul_ctx *ctx, struct emul_state *st,
 				 const struct insn *in, bool load, bool vex,
 				 struct emul_report *rep)
 {
-	const cs_x86_op *op = mem_operand(in);
+	const cs_x86_op *op = emul_mem_operand(in);
 	enum emul_status r;
 	uint64_t lin;
 	uint32_t v;
 
 	if (!op)
-		return raise(st, EMUL_VEC_UD, false, 0);
+		return emul_raise(st, EMUL_VEC_UD, false, 0);
 	if (vex ? !(st->cr4 & EMUL_CR4_OSXSAVE)
 		: ((st->cr0 & EMUL_CR0_EM) || !(st->cr4 & EMUL_CR4_OSFXSR)))
-		return raise(st, EMUL_VEC_UD, false, 0);
+		return emul_raise(st, EMUL_VEC_UD, false, 0);
 	if (st->cr0 & EMUL_CR0_TS)
-		return raise(st, EMUL_VEC_NM, false, 0);
-	r = mem_linear(st, in, op, 4, &lin);
+		return emul_raise(st, EMUL_VEC_NM, false, 0);
+	r = emul_mem_linear(st, in, op, 4, &lin);
 	if (r != EMUL_DONE)
 		return r;
 	if (load) {
-		r = mem_status(emul_mem_read(ctx, st, lin, &v, 4, EMUL_READ, rep->why,
+		r = emul_mem_status(emul_mem_read(ctx, st, lin, &v, 4, EMUL_READ, rep->why,
 					     sizeof(rep->why)), rep);
 		if (r != EMUL_DONE)
 			return r;
 		if (v & ~ctx->mxcsr_mask)
-			return raise(st, EMUL_VEC_GP, true, 0);
+			return emul_raise(st, EMUL_VEC_GP, true, 0);
 		st->mxcsr = v;
 		st->mxcsr_dirty = true;
 	} else {
 		v = st->mxcsr;
-		r = mem_status(emul_mem_write(ctx, st, lin, &v, 4, rep->why, sizeof(rep->why)),
+		r = emul_mem_status(emul_mem_write(ctx, st, lin, &v, 4, rep->why, sizeof(rep->why)),
 			       rep);
 		if (r != EMUL_DONE)
 			return r;
 	}
-	advance(st, in);
+	emul_advance(st, in);
 	return EMUL_DONE;
 }
 
@@ -439,7 +430,7 @@ static bool host_cmpxchg16(void *p, uint64_t *lo, uint64_t *hi, uint64_t nlo, ui
 static enum emul_status do_cmpxchg(struct emul_ctx *ctx, struct emul_state *st,
 				   const struct insn *in, bool wide, struct emul_report *rep)
 {
-	const cs_x86_op *op = mem_operand(in);
+	const cs_x86_op *op = emul_mem_operand(in);
 	unsigned size = wide ? 16 : 8;
 	enum emul_status r;
 	uint64_t lin, gpa;
@@ -447,19 +438,19 @@ static enum emul_status do_cmpxchg(struct emul_ctx *ctx, struct emul_state *st,
 	int ret;
 
 	if (!op)
-		return raise(st, EMUL_VEC_UD, false, 0);
-	r = mem_linear(st, in, op, size, &lin);
+		return emul_raise(st, EMUL_VEC_UD, false, 0);
+	r = emul_mem_linear(st, in, op, size, &lin);
 	if (r != EMUL_DONE)
 		return r;
 	if (wide && (lin & 15))
-		return raise(st, EMUL_VEC_GP, true, 0);
+		return emul_raise(st, EMUL_VEC_GP, true, 0);
 	if ((lin & 4095) + size <= 4096) {
 		void *p;
 
 		/* The processor always writes the destination: check for a write. */
 		ret = emul_translate(ctx, st, lin, EMUL_WRITE, &gpa, rep->why, sizeof(rep->why));
 		if (ret)
-			return mem_status(ret, rep);
+			return emul_mem_status(ret, rep);
 		p = guest_mem_ptr(ctx->mem, gpa, size);
 		if (!p) {
 			snprintf(rep->why, sizeof(rep->why),
@@ -493,12 +484,12 @@ static enum emul_status do_cmpxchg(struct emul_ctx *ctx, struct emul_state *st,
 		/* Translate for writing first, so that a fault leaves nothing changed. */
 		ret = emul_mem_read(ctx, st, lin, cur, 8, EMUL_WRITE, rep->why, sizeof(rep->why));
 		if (ret)
-			return mem_status(ret, rep);
+			return emul_mem_status(ret, rep);
 		equal = cur[0] == want[0] && cur[1] == want[1];
 		ret = emul_mem_write(ctx, st, lin, equal ? repl : cur, 8, rep->why,
 				     sizeof(rep->why));
 		if (ret)
-			return mem_status(ret, rep);
+			return emul_mem_status(ret, rep);
 		if (!equal) {
 			st->gpr[EMUL_RAX] = cur[0];
 			st->gpr[EMUL_RDX] = cur[1];
@@ -508,211 +499,7 @@ static enum emul_status do_cmpxchg(struct emul_ctx *ctx, struct emul_state *st,
 		st->rflags |= EMUL_RFLAGS_ZF;
 	else
 		st->rflags &= ~EMUL_RFLAGS_ZF;
-	advance(st, in);
-	return EMUL_DONE;
-}
-
-/* ---- xsave / xrstor (standard form) ---- */
-
-#define XSAVE_HDR 512
-#define XFEAT_X87 1ull
-#define XFEAT_SSE 2ull
-#define XFEAT_YMM 4ull
-
-/* The byte ranges of component i in the standard format: the x87 state and
- * the XMM registers share the 512-byte legacy region (MXCSR apart). Up to
- * two ranges; returns how many, 0 when the component is unknown. */
-static unsigned xcomp_ranges(const struct emul_ctx *ctx, unsigned i, int mode,
-			     uint32_t off[2], uint32_t len[2])
-{
-	switch (i) {
-	case 0: /* FCW..FDS (bytes 0-23) and ST0-ST7 (32-159) */
-		off[0] = 0, len[0] = 24, off[1] = 32, len[1] = 128;
-		return 2;
-	case 1: /* XMM0-15 (XMM0-7 outside 64-bit mode) */
-		off[0] = 160, len[0] = mode == MODE64 ? 256 : 128;
-		return 1;
-	default:
-		if (i >= 64 || !ctx->xsave_size[i])
-			return 0;
-		off[0] = ctx->xsave_off[i], len[0] = ctx->xsave_size[i];
-		return 1;
-	}
-}
-
-/* Component i of the image in its initial configuration. */
-static void xcomp_init(uint8_t *img, const uint32_t off[2], const uint32_t len[2], unsigned n,
-		       unsigned i)
-{
-	for (unsigned k = 0; k < n; k++)
-		memset(img + off[k], 0, len[k]);
-	if (i == 0) {
-		uint16_t fcw = 0x037f;
-
-		memcpy(img, &fcw, 2); /* FSW, abridged FTW (all empty), FOP, FIP, FDP: 0 */
-	}
-}
-
-static enum emul_status xsave_checks(const struct emul_ctx *ctx, struct emul_state *st,
-				     const struct insn *in, uint64_t *lin, uint64_t *rfbm,
-				     struct emul_report *rep)
-{
-	const cs_x86_op *op = mem_operand(in);
-	enum emul_status r;
-
-	if (!op || !(st->cr4 & EMUL_CR4_OSXSAVE))
-		return raise(st, EMUL_VEC_UD, false, 0);
-	if (st->cr0 & EMUL_CR0_TS)
-		return raise(st, EMUL_VEC_NM, false, 0);
-	r = mem_linear(st, in, op, XSAVE_HDR + 64, lin);
-	if (r != EMUL_DONE)
-		return r;
-	if (*lin & 63)
-		return raise(st, EMUL_VEC_GP, true, 0);
-	if (!st->xsave || st->xsave_len < XSAVE_HDR + 64) {
-		snprintf(rep->why, sizeof(rep->why), "the vCPU's XSAVE state is not available");
-		return EMUL_UNHANDLED;
-	}
-	*rfbm = st->xcr0 & (((uint64_t)(uint32_t)st->gpr[EMUL_RDX] << 32) |
-			    (uint32_t)st->gpr[EMUL_RAX]);
-	for (unsigned i = 0; i < 64; i++) {
-		uint32_t off[2], len[2];
-		unsigned n;
-
-		if (!(*rfbm & (1ull << i)))
-			continue;
-		n = xcomp_ranges(ctx, i, in->mode, off, len);
-		if (!n || off[n - 1] + len[n - 1] > st->xsave_len) {
-			snprintf(rep->why, sizeof(rep->why),
-				 "XSAVE component %u is not in the vCPU's state image", i);
-			return EMUL_UNHANDLED;
-		}
-	}
-	return EMUL_DONE;
-}
-
-static enum emul_status do_xsave(struct emul_ctx *ctx, struct emul_state *st,
-				 const struct insn *in, struct emul_report *rep)
-{
-	uint64_t lin, rfbm, img_bv, mem_bv;
-	enum emul_status r = xsave_checks(ctx, st, in, &lin, &rfbm, rep);
-	uint8_t init[4096];
-
-	if (r != EMUL_DONE)
-		return r;
-	memcpy(&img_bv, st->xsave + XSAVE_HDR, 8);
-	/* The header is read first: a fault there must leave memory alone. */
-	r = mem_status(emul_mem_read(ctx, st, lin + XSAVE_HDR, &mem_bv, 8, EMUL_WRITE, rep->why,
-				     sizeof(rep->why)), rep);
-	if (r != EMUL_DONE)
-		return r;
-	for (unsigned i = 0; i < 64; i++) {
-		uint32_t off[2], len[2];
-		unsigned n;
-		const uint8_t *src = st->xsave;
-
-		if (!(rfbm & (1ull << i)))
-			continue;
-		n = xcomp_ranges(ctx, i, in->mode, off, len);
-		if (!(img_bv & (1ull << i))) {
-			/* In its initial configuration: XSAVE writes the initial values. */
-			if (off[n - 1] + len[n - 1] > sizeof(init)) {
-				snprintf(rep->why, sizeof(rep->why), "XSAVE component %u too large", i);
-				return EMUL_UNHANDLED;
-			}
-			xcomp_init(init, off, len, n, i);
-			src = init;
-		}
-		for (unsigned k = 0; k < n; k++) {
-			r = mem_status(emul_mem_write(ctx, st, lin + off[k], src + off[k], len[k],
-							   rep->why, sizeof(rep->why)),
-				       rep);
-			if (r != EMUL_DONE)
-				return r;
-		}
-	}
-	if (rfbm & (XFEAT_SSE | XFEAT_YMM)) {
-		uint32_t mx[2] = { st->mxcsr, ctx->mxcsr_mask };
-
-		r = mem_status(emul_mem_write(ctx, st, lin + 24, mx, 8, rep->why, sizeof(rep->why)),
-			       rep);
-		if (r != EMUL_DONE)
-			return r;
-	}
-	mem_bv = (mem_bv & ~rfbm) | (img_bv & rfbm);
-	r = mem_status(emul_mem_write(ctx, st, lin + XSAVE_HDR, &mem_bv, 8, rep->why,
-				      sizeof(rep->why)), rep);
-	if (r != EMUL_DONE)
-		return r;
-	advance(st, in);
-	return EMUL_DONE;
-}
-
-static enum emul_status do_xrstor(struct emul_ctx *ctx, struct emul_state *st,
-				  const struct insn *in, struct emul_report *rep)
-{
-	uint64_t lin, rfbm, hdr[8], img_bv;
-	enum emul_status r = xsave_checks(ctx, st, in, &lin, &rfbm, rep);
-	uint32_t mxcsr = st->mxcsr;
-	/* Built aside and committed at the end: a fault changes nothing. */
-	uint8_t img[8192];
-
-	if (r != EMUL_DONE)
-		return r;
-	if (st->xsave_len > sizeof(img)) {
-		snprintf(rep->why, sizeof(rep->why), "XSAVE image too large");
-		return EMUL_UNHANDLED;
-	}
-	r = mem_status(emul_mem_read(ctx, st, lin + XSAVE_HDR, hdr, sizeof(hdr), EMUL_READ,
-				     rep->why, sizeof(rep->why)), rep);
-	if (r != EMUL_DONE)
-		return r;
-	if (hdr[1] & (1ull << 63)) {
-		snprintf(rep->why, sizeof(rep->why), "compacted-form XRSTOR is not emulated");
-		return EMUL_UNHANDLED;
-	}
-	/* Standard form: XCOMP_BV and header bytes 16-23 zero, XSTATE_BV within XCR0. */
-	if (hdr[1] || hdr[2] || (hdr[0] & ~st->xcr0))
-		return raise(st, EMUL_VEC_GP, true, 0);
-	if (rfbm & (XFEAT_SSE | XFEAT_YMM)) {
-		r = mem_status(emul_mem_read(ctx, st, lin + 24, &mxcsr, 4, EMUL_READ, rep->why,
-					     sizeof(rep->why)), rep);
-		if (r != EMUL_DONE)
-			return r;
-		if (mxcsr & ~ctx->mxcsr_mask)
-			return raise(st, EMUL_VEC_GP, true, 0);
-	}
-	memcpy(img, st->xsave, st->xsave_len);
-	memcpy(&img_bv, img + XSAVE_HDR, 8);
-	for (unsigned i = 0; i < 64; i++) {
-		uint32_t off[2], len[2];
-		unsigned n;
-
-		if (!(rfbm & (1ull << i)))
-			continue;
-		n = xcomp_ranges(ctx, i, in->mode, off, len);
-		if (!(hdr[0] & (1ull << i))) {
-			xcomp_init(img, off, len, n, i);
-			continue;
-		}
-		for (unsigned k = 0; k < n; k++) {
-			r = mem_status(emul_mem_read(ctx, st, lin + off[k], img + off[k], len[k],
-						     EMUL_READ, rep->why, sizeof(rep->why)),
-				       rep);
-			if (r != EMUL_DONE)
-				return r;
-		}
-	}
-	img_bv = (img_bv & ~rfbm) | (hdr[0] & rfbm);
-	memcpy(img + XSAVE_HDR, &img_bv, 8);
-	memcpy(img + 24, &mxcsr, 4);
-	memcpy(st->xsave, img, st->xsave_len);
-	st->xsave_dirty = true;
-	if (mxcsr != st->mxcsr) {
-		st->mxcsr = mxcsr;
-		st->mxcsr_dirty = true;
-	}
-	advance(st, in);
+	emul_advance(st, in);
 	return EMUL_DONE;
 }
 
@@ -887,7 +674,7 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 		goto out;
 	}
 	if (in.lock && rep->kind != EMUL_KIND_CMPXCHG8B && rep->kind != EMUL_KIND_CMPXCHG16B) {
-		r = raise(st, EMUL_VEC_UD, false, 0);
+		r = emul_raise(st, EMUL_VEC_UD, false, 0);
 		goto out;
 	}
 	switch (rep->kind) {
@@ -914,10 +701,10 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 		r = do_cmpxchg(ctx, st, &in, rep->kind == EMUL_KIND_CMPXCHG16B, rep);
 		break;
 	case EMUL_KIND_XSAVE:
-		r = do_xsave(ctx, st, &in, rep);
+		r = emul_do_xsave(ctx, st, &in, rep);
 		break;
 	case EMUL_KIND_XRSTOR:
-		r = do_xrstor(ctx, st, &in, rep);
+		r = emul_do_xrstor(ctx, st, &in, rep);
 		break;
 	default:
 		break;

@@ -391,10 +391,11 @@ static int simple_vm(struct client *c, int argc, char **argv, const char *method
 	return client_call(c, method, path, body, out);
 }
 
-static int cmd_show(struct client *c, int argc, char **argv)
+/* GET a VM resource (suffix "" for the VM itself) and print it. */
+static int show_vm_resource(struct client *c, int argc, char **argv, const char *suffix)
 {
 	json_t *out;
-	int ret = simple_vm(c, argc, argv, "GET", "", NULL, &out);
+	int ret = simple_vm(c, argc, argv, "GET", suffix, NULL, &out);
 
 	if (ret)
 		return ret;
@@ -403,16 +404,14 @@ static int cmd_show(struct client *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static int cmd_show(struct client *c, int argc, char **argv)
+{
+	return show_vm_resource(c, argc, argv, "");
+}
+
 static int cmd_metrics(struct client *c, int argc, char **argv)
 {
-	json_t *out;
-	int ret = simple_vm(c, argc, argv, "GET", "/metrics", NULL, &out);
-
-	if (ret)
-		return ret;
-	show(c, out);
-	json_decref(out);
-	return EXIT_OK;
+	return show_vm_resource(c, argc, argv, "/metrics");
 }
 
 static int action(struct client *c, int argc, char **argv, const char *verb, const char *done)

@@ -247,6 +247,19 @@ static int refuse_busy(struct vmrt *vm, struct derr *e)
 	return -1;
 }
 
+/* The VM called name, unless it is unknown or another action on it is in
+ * progress (e filled, NULL). Lock held. */
+static struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct derr *e)
+{
+	struct vmrt *vm = sup_lookup(s, name, e);
+
+	if (vm && vm->busy) {
+		refuse_busy(vm, e);
+		return NULL;
+	}
+	return vm;
+}
+
 int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, struct derr *e)
 {
 	struct vmdef next;
@@ -255,13 +268,9 @@ int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, stru
 	int ret = -1;
 
 	pthread_mutex_lock(&s->lock);
-	vm = sup_lookup(s, name, e);
+	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
 		goto out;
-	if (vm->busy) {
-		refuse_busy(vm, e);
-		goto out;
-	}
 	if (vmdef_copy(&next, &vm->def)) {
 		derr_set(e, 500, "", "out of memory");
 		goto out;
@@ -297,13 +306,9 @@ int sup_delete(struct sup *s, const char *name, struct derr *e)
 	int ret = -1;
 
 	pthread_mutex_lock(&s->lock);
-	vm = sup_lookup(s, name, e);
+	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
 		goto out;
-	if (vm->busy) {
-		refuse_busy(vm, e);
-		goto out;
-	}
 	if (state_active(vm->state)) {
 		refuse(vm, e, "delete");
 		goto out;

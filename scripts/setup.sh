@@ -7,6 +7,8 @@ pkgs=(
 	gcc clang libclang-rt-14-dev meson ninja-build pkg-config  # toolchain (+ libFuzzer)
 	libjansson-dev liburing-dev libseccomp-dev libcmocka-dev   # libraries
 	libcapstone-dev                                            # x86 decoder (emulation fallback)
+	zlib1g-dev libssl-dev                                       # qcow2 compression, TLS (migration)
+	qemu-utils dmsetup                                          # qemu-img interop and storage-loss tests
 	libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev      # cellad and cella
 	python3 iproute2 e2fsprogs                                  # integration tests
 	dnsmasq-base                                                # DHCP on the Linux guest's tap

@@ -285,6 +285,8 @@ const char *vm_exit_kind(int code)
 	case VM_EXIT_RESET: return "guest reset";
 	case VM_EXIT_PAUSED_FAIL: return "unhandled guest instruction";
 	case VM_EXIT_STOPPED: return "stopped by the host";
+	case VM_EXIT_SAVED: return "state saved";
+	case VM_EXIT_MIGRATED: return "migrated";
 	default: return "unknown";
 	}
 }

@@ -24,6 +24,8 @@ enum vm_exit {
 	VM_EXIT_RESET = 8,      /* guest asked for a reset (i8042 0xFE, port 0xCF9) */
 	VM_EXIT_PAUSED_FAIL = 10, /* an instruction the VMM cannot handle stopped the VM */
 	VM_EXIT_STOPPED = 12,   /* stopped from the host (SIGTERM/SIGINT) */
+	VM_EXIT_SAVED = 14,     /* state saved to a file (save), the VM ends here */
+	VM_EXIT_MIGRATED = 16,  /* moved to another host (live migration) */
 };
 
 /* A short name for an exit status ("guest power-off", "debug exit", ...). */

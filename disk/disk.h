@@ -52,6 +52,12 @@ struct disk;
  * -ELOOP. */
 int disk_open(struct disk **out, const char *path, int fmt, unsigned flags, char *err,
 	      size_t errlen) __must_check;
+/* Open the qcow2 image on `fd` read-write (LOCK_EX) as a new top layer over
+ * `backing`, an open chain that becomes its backing chain (its top is
+ * reopened read-only). Ownership of fd and backing passes to the new disk,
+ * also on failure. Used by cella-vm's disk-switch (sandboxed: no paths). */
+int disk_open_overlay_fd(struct disk **out, int fd, struct disk *backing, char *err,
+			 size_t errlen) __must_check;
 /* Flush (if writable) and close the whole chain. Returns the flush result. */
 int disk_close(struct disk *d);
 

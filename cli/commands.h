@@ -17,3 +17,13 @@ int vm_path(char *out, size_t len, const char *name, const char *suffix);
 
 int cmd_console(struct client *c, int argc, char **argv);
 int cmd_events(struct client *c, int argc, char **argv);
+
+/* checkpoint.c */
+int cmd_cp_create(struct client *c, int argc, char **argv);
+int cmd_cp_list(struct client *c, int argc, char **argv);
+int cmd_cp_apply(struct client *c, int argc, char **argv);
+int cmd_cp_delete(struct client *c, int argc, char **argv);
+int cmd_save(struct client *c, int argc, char **argv);
+int cmd_delete_state(struct client *c, int argc, char **argv);
+/* PATCH one disk's QoS from "iops=N,bps=N,..."; 0 or an exit status. */
+int disk_qos_apply(struct client *c, const char *vm, const char *id, const char *spec);

@@ -18,6 +18,7 @@
 
 #include "client.h"
 #include "commands.h"
+#include "disk.h" /* cli/disk.h: cella disk ... */
 
 #define DEFAULT_SOCKET "/run/cella/cellad.sock"
 
@@ -50,7 +51,7 @@ int usage_error(const char *fmt, const char *arg)
 
 enum { O_KERNEL = 300, O_INITRD, O_CMDLINE, O_CPUS, O_MEMORY, O_DISK, O_NIC, O_RNG, O_NO_RNG,
        O_AUTOSTART, O_NO_AUTOSTART, O_RESTART, O_WEIGHT, O_MAX, O_UUID, O_TIMEOUT, O_NO_WAIT,
-       O_HISTORY, O_NO_FOLLOW, O_SINCE, O_VM, O_HELP };
+       O_HISTORY, O_NO_FOLLOW, O_SINCE, O_VM, O_HELP, O_DISK_QOS };
 
 static const struct option def_opts[] = {
 	{ "kernel", required_argument, NULL, O_KERNEL },
@@ -68,23 +69,33 @@ static const struct option def_opts[] = {
 	{ "cpu-weight", required_argument, NULL, O_WEIGHT },
 	{ "cpu-max", required_argument, NULL, O_MAX },
 	{ "uuid", required_argument, NULL, O_UUID },
+	{ "disk-qos", required_argument, NULL, O_DISK_QOS },
 	{ "help", no_argument, NULL, O_HELP },
 	{ NULL, 0, NULL, 0 },
 };
 
-static const char def_opts_help[] =
-	"  --kernel FILE          kernel image (bzImage, vmlinux, PVH ELF)\n"
-	"  --initrd FILE          initial ramdisk\n"
-	"  --cmdline STR          kernel command line\n"
-	"  --cpus N               vCPUs (1-32)             (New-VM -ProcessorCount)\n"
-	"  --memory MIB           memory in MiB            (New-VM -MemoryStartupBytes)\n"
-	"  --disk PATH[,ro][,id=ID]  virtio-blk disk (repeatable; replaces the list)\n"
-	"  --nic tap=NAME[,mac=MAC]  virtio-net NIC (repeatable; replaces the list)\n"
-	"  --rng, --no-rng        virtio-rng device\n"
-	"  --autostart, --no-autostart  start when the host boots\n"
-	"  --restart POLICY       never | on-crash | always\n"
-	"  --cpu-weight N         relative CPU weight 1-10000 (Set-VMProcessor -RelativeWeight)\n"
-	"  --cpu-max PCT          CPU cap in % of the VM's vCPUs (Set-VMProcessor -Maximum)\n";
+#define DEF_OPTS_HELP \
+	"  --kernel FILE          kernel image (bzImage, vmlinux, PVH ELF)\n" \
+	"  --initrd FILE          initial ramdisk\n" \
+	"  --cmdline STR          kernel command line\n" \
+	"  --cpus N               vCPUs (1-32)             (New-VM -ProcessorCount)\n" \
+	"  --memory MIB           memory in MiB            (New-VM -MemoryStartupBytes)\n" \
+	"  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n" \
+	"         [,bps_burst=N][,cbt=on]  virtio-blk disk (repeatable; replaces the list;\n" \
+	"                         format probed when not given; IOPS count 8 KiB units)\n" \
+	"  --nic tap=NAME[,mac=MAC]  virtio-net NIC (repeatable; replaces the list)\n" \
+	"  --rng, --no-rng        virtio-rng device\n" \
+	"  --autostart, --no-autostart  start when the host boots\n" \
+	"  --restart POLICY       never | on-crash | always\n" \
+	"  --cpu-weight N         relative CPU weight 1-10000 (Set-VMProcessor -RelativeWeight)\n" \
+	"  --cpu-max PCT          CPU cap in % of the VM's vCPUs (Set-VMProcessor -Maximum)\n"
+
+static const char def_opts_help[] = DEF_OPTS_HELP;
+
+static const char set_opts_help[] = DEF_OPTS_HELP
+	"  --disk-qos ID iops=N,iops_burst=N,bps=N,bps_burst=N\n"
+	"                         change one disk's I/O limits, live on a running VM\n"
+	"                         (Set-VMHardDiskDrive -MaximumIOPS); 0 = unlimited\n";
 
 int parse_num(const char *opt, const char *s, json_int_t *v)
 {
@@ -95,6 +106,35 @@ int parse_num(const char *opt, const char *s, json_int_t *v)
 	if (!*s || *end || errno)
 		return usage_error("expected a number after %s", opt);
 	return 0;
+}
+
+/* iops=N and friends into o.qos; false if tok is not one of them. */
+static bool disk_qos_opt(json_t *o, const char *tok)
+{
+	static const char *const keys[] = { "iops=", "iops_burst=", "bps=", "bps_burst=" };
+	json_t *q = json_object_get(o, "qos");
+	char *end;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		size_t n = strlen(keys[i]);
+		long long v;
+
+		if (strncmp(tok, keys[i], n))
+			continue;
+		if (!q)
+			json_object_set_new(o, "qos", q = json_object());
+		v = strtoll(tok + n, &end, 10);
+		/* Not a number: send the text, cellad names the field. */
+		{
+			char key[16];
+
+			snprintf(key, sizeof(key), "%.*s", (int)(n - 1), keys[i]);
+			json_object_set_new(q, key, *end || end == tok + n ? json_string(tok + n)
+								     : json_integer(v));
+		}
+		return true;
+	}
+	return false;
 }
 
 static json_t *parse_disk(const char *spec)
@@ -111,6 +151,12 @@ static json_t *parse_disk(const char *spec)
 			json_object_set_new(o, "readonly", json_false());
 		else if (!strncmp(tok, "id=", 3))
 			json_object_set_new(o, "id", json_string(tok + 3));
+		else if (!strncmp(tok, "format=", 7))
+			json_object_set_new(o, "format", json_string(tok + 7));
+		else if (!strcmp(tok, "cbt") || !strcmp(tok, "cbt=on") || !strcmp(tok, "cbt=off"))
+			json_object_set_new(o, "cbt", json_boolean(strcmp(tok, "cbt=off")));
+		else if (disk_qos_opt(o, tok))
+			; /* iops=, iops_burst=, bps=, bps_burst= */
 		else
 			json_object_set_new(o, tok, json_true()); /* cellad names the bad field */
 	}
@@ -192,6 +238,18 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 				return usage_error("%s: the UUID cannot be changed", "--uuid");
 			json_object_set_new(o, "uuid", json_string(optarg));
 			break;
+		case O_DISK_QOS: {
+			json_t *q = json_object_get(o, "\x01disk_qos");
+
+			/* --disk-qos ID SPEC: the spec is the next argument. */
+			if (create || optind >= argc)
+				return usage_error("%s", create ? "--disk-qos: use --disk ...,iops=N "
+						   "when creating" : "--disk-qos needs ID and a spec");
+			if (!q)
+				json_object_set_new(o, "\x01disk_qos", q = json_array());
+			json_array_append_new(q, json_pack("[s, s]", optarg, argv[optind++]));
+			break;
+		}
 		default:
 			return usage_error("unknown option or missing value '%s'", argv[optind - 1]);
 		}
@@ -351,8 +409,10 @@ static int cmd_create(struct client *c, int argc, char **argv)
 
 static int cmd_set(struct client *c, int argc, char **argv)
 {
-	json_t *body = json_object(), *out;
+	json_t *body = json_object(), *out = NULL, *qos;
 	char path[512];
+	size_t i;
+	json_t *q;
 	int ret;
 
 	if (need_name(argc, argv, 2)) {
@@ -364,6 +424,20 @@ static int cmd_set(struct client *c, int argc, char **argv)
 		ret = usage_error("%s", "nothing to change: give at least one option");
 	if (!ret && optind < argc - 1)
 		ret = usage_error("unexpected argument '%s'", argv[optind + 1]);
+	qos = json_incref(json_object_get(body, "\x01disk_qos"));
+	json_object_del(body, "\x01disk_qos");
+	/* Disk limits first (live), then the definition's other fields. */
+	json_array_foreach(qos, i, q) {
+		if (ret)
+			break;
+		ret = disk_qos_apply(c, argv[1], json_string_value(json_array_get(q, 0)),
+				     json_string_value(json_array_get(q, 1)));
+	}
+	json_decref(qos);
+	if (!ret && qos && !json_object_size(body)) {
+		json_decref(body);
+		return EXIT_OK;
+	}
 	vm_path(path, sizeof(path), argv[1], "");
 	if (!ret)
 		ret = client_call(c, "PATCH", path, body, &out);
@@ -557,7 +631,12 @@ static const struct cmd cmds[] = {
 	{ "vm", "create", "new define", "NAME --kernel FILE [OPTIONS]",
 	  "define a VM (New-VM, virsh define)", cmd_create, def_opts_help },
 	{ "vm", "show", "info dominfo", "NAME", "show a VM's definition and state", cmd_show, NULL },
-	{ "vm", "start", "", "NAME", "start a VM (Start-VM, virsh start)", cmd_start, NULL },
+	{ "vm", "start", "restore", "NAME", "start a VM; a saved VM resumes from its saved state "
+	  "(Start-VM, virsh start / virsh restore)", cmd_start, NULL },
+	{ "vm", "save", "", "NAME", "save the VM's state to disk and stop it; start restores it "
+	  "(Save-VM, virsh managedsave)", cmd_save, NULL },
+	{ "vm", "delete-state", "discard-state", "NAME", "discard a saved VM's state: it becomes "
+	  "stopped (Remove-VMSavedState, virsh managedsave-remove)", cmd_delete_state, NULL },
 	{ "vm", "stop", "shutdown", "NAME [--timeout S] [--no-wait]",
 	  "graceful shutdown: the guest has S seconds (default from cellad, 30), then the VM is "
 	  "turned off (Stop-VM, virsh shutdown)", cmd_stop,
@@ -573,7 +652,7 @@ static const struct cmd cmds[] = {
 	  NULL },
 	{ "vm", "set", "edit", "NAME [OPTIONS]",
 	  "change a VM (Set-VM, Set-VMProcessor); CPU limits and policies apply live, the rest "
-	  "needs the VM stopped", cmd_set, def_opts_help },
+	  "needs the VM stopped; --disk-qos changes disk limits live", cmd_set, set_opts_help },
 	{ "vm", "delete", "rm remove undefine", "NAME", "delete a stopped VM (Remove-VM, virsh "
 	  "undefine)", cmd_delete, NULL },
 	{ "vm", "console", "", "NAME [--history BYTES] [--no-follow]",
@@ -583,6 +662,19 @@ static const struct cmd cmds[] = {
 	  "  --no-follow      print the history and return\n" },
 	{ "vm", "metrics", "stats", "NAME", "state, uptime, vCPU time, exits, memory, disk and NIC "
 	  "counters", cmd_metrics, NULL },
+	{ "checkpoint", "create", "new", "NAME CP [--kind standard|production]",
+	  "checkpoint a VM: every disk gets a new layer; standard also keeps the memory of a "
+	  "running VM (Checkpoint-VM, virsh snapshot-create)", cmd_cp_create,
+	  "  --kind standard    disks and memory: applying it resumes the VM where it was (default)\n"
+	  "  --kind production  disks only, flushed: applying it boots the VM from them\n" },
+	{ "checkpoint", "list", "ls tree", "NAME", "the VM's checkpoint tree; * marks the current "
+	  "one (Get-VMSnapshot, virsh snapshot-list --tree)", cmd_cp_list, NULL },
+	{ "checkpoint", "apply", "revert restore", "NAME CP", "turn the VM off and go back to the "
+	  "checkpoint: a standard one leaves the VM saved, a production one stopped "
+	  "(Restore-VMSnapshot, virsh snapshot-revert)", cmd_cp_apply, NULL },
+	{ "checkpoint", "delete", "rm remove", "NAME CP", "delete a checkpoint, merging its disk "
+	  "layers into its children (Remove-VMSnapshot, virsh snapshot-delete)", cmd_cp_delete,
+	  NULL },
 	{ "host", "info", "", "", "the host and cellad (Get-VMHost)", cmd_host, NULL },
 	{ "host", "metrics", "", "", "Prometheus text for every VM", cmd_prometheus, NULL },
 	{ NULL, "events", "", "[--vm NAME] [--since SEQ]", "follow the event stream (JSON lines)",
@@ -606,16 +698,25 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	     "  case $w1 in\n"
 	     "  vm)\n"
 	     "    if [ $COMP_CWORD -eq 2 ]; then\n"
-	     "      COMPREPLY=($(compgen -W 'list create show start stop kill reset pause resume "
-	     "set delete console metrics' -- \"$cur\"))\n"
+	     "      COMPREPLY=($(compgen -W 'list create show start restore save delete-state stop "
+	     "kill reset pause resume set delete console metrics' -- \"$cur\"))\n"
 	     "    elif [ $COMP_CWORD -eq 3 ]; then\n"
 	     "      COMPREPLY=($(compgen -W \"$(cella --socket \"$sock\" --json vm list 2>/dev/null "
 	     "| sed -n 's/^ *\"name\": \"\\(.*\\)\",$/\\1/p')\" -- \"$cur\"))\n"
 	     "    else\n"
 	     "      COMPREPLY=($(compgen -W '--kernel --initrd --cmdline --cpus --memory --disk "
 	     "--nic --rng --no-rng --autostart --no-autostart --restart --cpu-weight --cpu-max "
-	     "--timeout --no-wait --history --no-follow --help' -- \"$cur\"))\n"
+	     "--timeout --no-wait --history --no-follow --disk-qos --help' -- \"$cur\"))\n"
 	     "      compopt -o default 2>/dev/null\n"
+	     "    fi;;\n"
+	     "  checkpoint)\n"
+	     "    if [ $COMP_CWORD -eq 2 ]; then\n"
+	     "      COMPREPLY=($(compgen -W 'create list apply delete' -- \"$cur\"))\n"
+	     "    elif [ $COMP_CWORD -eq 3 ]; then\n"
+	     "      COMPREPLY=($(compgen -W \"$(cella --socket \"$sock\" --json vm list 2>/dev/null "
+	     "| sed -n 's/^ *\"name\": \"\\(.*\\)\",$/\\1/p')\" -- \"$cur\"))\n"
+	     "    else\n"
+	     "      COMPREPLY=($(compgen -W '--kind standard production --help' -- \"$cur\"))\n"
 	     "    fi;;\n"
 	     "  host) COMPREPLY=($(compgen -W 'info metrics' -- \"$cur\"));;\n"
 	     "  completion) COMPREPLY=($(compgen -W 'bash' -- \"$cur\"));;\n"
@@ -717,7 +818,9 @@ int main(int argc, char **argv)
 		usage(i >= argc ? stderr : stdout);
 		return i >= argc ? EXIT_USAGE : EXIT_OK;
 	}
-	if (!strcmp(argv[i], "vm") || !strcmp(argv[i], "host")) {
+	if (!strcmp(argv[i], "disk")) /* image tools: local, no cellad */
+		return disk_cli_main(argc - i, argv + i);
+	if (!strcmp(argv[i], "vm") || !strcmp(argv[i], "host") || !strcmp(argv[i], "checkpoint")) {
 		group = argv[i++];
 		if (i >= argc) {
 			fprintf(stderr, "cella: '%s' needs a subcommand (see cella --help)\n", group);

@@ -16,6 +16,7 @@ struct api_request {
 	const char *body; /* NUL-terminated, or NULL when empty */
 	size_t len;
 	struct sup *sup;
+	const char *sub;  /* the route's second path parameter (disk, checkpoint) */
 };
 
 enum MHD_Result api_route(struct api_request *r);

@@ -12,7 +12,8 @@ typedef enum MHD_Result (*route_fn)(struct api_request *r, const char *name, int
 
 struct route {
 	const char *method;
-	const char *path;          /* segments; "{name}" matches a VM name */
+	const char *path;          /* segments; "{name}" matches a VM name, another
+				    * "{...}" (a disk id, a checkpoint) goes to r->sub */
 	route_fn fn;
 	int arg;
 	const char *const *query;  /* allowed query parameters, NULL-terminated */
@@ -250,6 +251,61 @@ static enum MHD_Result h_prometheus(struct api_request *r, const char *name, int
 			      "text/plain; version=0.0.4; charset=utf-8");
 }
 
+static enum MHD_Result h_disk(struct api_request *r, const char *name, int arg)
+{
+	enum MHD_Result res = MHD_NO;
+	struct derr e = { 0 };
+	json_t *body, *out = NULL;
+
+	(void)arg;
+	if (parse_body(r, true, &body, &res))
+		return res;
+	if (sup_disk_change(r->sup, name, r->sub, body, &out, &e)) {
+		json_decref(body);
+		return api_reply_error(r->c, &e);
+	}
+	json_decref(body);
+	return api_reply_json(r->c, 200, out);
+}
+
+enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
+
+static enum MHD_Result h_checkpoint(struct api_request *r, const char *name, int arg)
+{
+	enum MHD_Result res = MHD_NO;
+	struct derr e = { 0 };
+	json_t *body = NULL, *out = NULL;
+	int ret, status = 200;
+
+	if (parse_body(r, arg == CP_CREATE, &body, &res))
+		return res;
+	if (arg != CP_CREATE && body && json_object_size(body)) {
+		json_decref(body);
+		return api_fail(r->c, 400, json_object_iter_key(json_object_iter(body)),
+				"unknown field");
+	}
+	switch (arg) {
+	case CP_LIST:
+		ret = sup_cp_list(r->sup, name, &out, &e);
+		break;
+	case CP_CREATE:
+		ret = sup_cp_create(r->sup, name, body, &out, &e);
+		status = 201;
+		break;
+	case CP_APPLY:
+		ret = sup_cp_apply(r->sup, name, r->sub, &out, &e);
+		break;
+	default:
+		ret = sup_cp_delete(r->sup, name, r->sub, &e);
+		status = 204;
+		break;
+	}
+	json_decref(body);
+	if (ret)
+		return api_reply_error(r->c, &e);
+	return api_reply_json(r->c, (unsigned)status, out);
+}
+
 static const struct route routes[] = {
 	{ "GET", "/v1/host", h_host, 0, no_query },
 	{ "GET", "/v1/vms", h_list, 0, no_query },
@@ -263,6 +319,14 @@ static const struct route routes[] = {
 	{ "POST", "/v1/vms/{name}/reset", h_action, SUP_RESET, no_query },
 	{ "POST", "/v1/vms/{name}/pause", h_action, SUP_PAUSE, no_query },
 	{ "POST", "/v1/vms/{name}/resume", h_action, SUP_RESUME, no_query },
+	{ "POST", "/v1/vms/{name}/save", h_action, SUP_SAVE, no_query },
+	{ "DELETE", "/v1/vms/{name}/state", h_action, SUP_DELETE_STATE, no_query },
+	{ "PATCH", "/v1/vms/{name}/disks/{disk}", h_disk, 0, no_query },
+	{ "GET", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_LIST, no_query },
+	{ "POST", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_CREATE, no_query },
+	{ "POST", "/v1/vms/{name}/checkpoints/{checkpoint}/apply", h_checkpoint, CP_APPLY,
+	  no_query },
+	{ "DELETE", "/v1/vms/{name}/checkpoints/{checkpoint}", h_checkpoint, CP_DELETE, no_query },
 	{ "GET", "/v1/vms/{name}/console", h_console, 0, console_query },
 	{ "POST", "/v1/vms/{name}/console", h_console_input, 0, no_query },
 	{ "GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query },
@@ -270,19 +334,21 @@ static const struct route routes[] = {
 	{ "GET", "/metrics", h_prometheus, 0, no_query },
 };
 
-/* Match url against a route path; the {name} segment goes to name. */
-static bool path_match(const char *pattern, const char *url, char *name, size_t len)
+/* Match url against a route path; the {name} segment goes to name, any
+ * other {...} segment to sub (both len bytes). */
+static bool path_match(const char *pattern, const char *url, char *name, char *sub, size_t len)
 {
 	while (*pattern && *url) {
-		if (!strncmp(pattern, "{name}", 6)) {
-			size_t n = strcspn(url, "/");
+		if (*pattern == '{') {
+			size_t n = strcspn(url, "/"), pl = strcspn(pattern, "}") + 1;
+			char *dst = !strncmp(pattern, "{name}", 6) ? name : sub;
 
 			if (n == 0 || n >= len)
 				return false;
-			memcpy(name, url, n);
-			name[n] = 0;
+			memcpy(dst, url, n);
+			dst[n] = 0;
 			url += n;
-			pattern += 6;
+			pattern += pl;
 			continue;
 		}
 		if (*pattern++ != *url++)
@@ -312,12 +378,12 @@ static enum MHD_Result check_query(void *cls, enum MHD_ValueKind kind, const cha
 
 enum MHD_Result api_route(struct api_request *r)
 {
-	char name[256], allow[128] = "";
+	char name[256], sub[256] = "", allow[128] = "";
 	const struct route *hit = NULL;
 	bool path_hit = false;
 
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (!path_match(routes[i].path, r->url, name, sizeof(name)))
+		if (!path_match(routes[i].path, r->url, name, sub, sizeof(name)))
 			continue;
 		path_hit = true;
 		snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
@@ -344,6 +410,8 @@ enum MHD_Result api_route(struct api_request *r)
 		MHD_destroy_response(resp);
 		return ret;
 	}
+	sub[0] = 0; /* from the matched route only */
+	path_match(hit->path, r->url, name, sub, sizeof(name));
 	{
 		struct query_check qc = { .allowed = hit->query };
 
@@ -353,5 +421,9 @@ enum MHD_Result api_route(struct api_request *r)
 	}
 	if (strstr(hit->path, "{name}") && !vmdef_name_valid(name))
 		return api_fail(r->c, 400, "name", "not a valid VM name");
+	if (sub[0] && !vmdef_name_valid(sub))
+		return api_fail(r->c, 400, strstr(hit->path, "{disk}") ? "disk" : "checkpoint",
+				"not a valid name");
+	r->sub = sub;
 	return hit->fn(r, name, hit->arg);
 }

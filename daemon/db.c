@@ -32,6 +32,9 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS disks ("
 	"  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,"
 	"  idx INTEGER NOT NULL, path TEXT NOT NULL, readonly INTEGER NOT NULL, id TEXT,"
+	"  format TEXT NOT NULL DEFAULT 'raw', iops INTEGER NOT NULL DEFAULT 0,"
+	"  iops_burst INTEGER NOT NULL DEFAULT 0, bps INTEGER NOT NULL DEFAULT 0,"
+	"  bps_burst INTEGER NOT NULL DEFAULT 0, cbt INTEGER NOT NULL DEFAULT 0,"
 	"  PRIMARY KEY (vm_uuid, idx));"
 	"CREATE TABLE IF NOT EXISTS nics ("
 	"  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,"
@@ -43,7 +46,25 @@ static const char schema[] =
 	"  pid_start INTEGER NOT NULL DEFAULT 0, started_at INTEGER NOT NULL DEFAULT 0,"
 	"  exit_status INTEGER NOT NULL DEFAULT -1, exit_reason TEXT NOT NULL DEFAULT '',"
 	"  restarts INTEGER NOT NULL DEFAULT 0);"
-	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS checkpoints ("
+	"  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL, parent TEXT, kind TEXT NOT NULL, created_at INTEGER NOT NULL,"
+	"  memory INTEGER NOT NULL DEFAULT 0, layers TEXT NOT NULL,"
+	"  seq INTEGER NOT NULL, PRIMARY KEY (vm_uuid, name));";
+
+/* Columns added after the first release: older databases get them on open. */
+static const struct {
+	const char *table, *column, *decl;
+} added_columns[] = {
+	{ "disks", "format", "TEXT NOT NULL DEFAULT 'raw'" },
+	{ "disks", "iops", "INTEGER NOT NULL DEFAULT 0" },
+	{ "disks", "iops_burst", "INTEGER NOT NULL DEFAULT 0" },
+	{ "disks", "bps", "INTEGER NOT NULL DEFAULT 0" },
+	{ "disks", "bps_burst", "INTEGER NOT NULL DEFAULT 0" },
+	{ "disks", "cbt", "INTEGER NOT NULL DEFAULT 0" },
+	{ "vms", "checkpoint", "TEXT" },
+};
 
 static int db_exec(struct db *db, const char *sql)
 {
@@ -53,6 +74,36 @@ static int db_exec(struct db *db, const char *sql)
 		log_err("db: %s", msg ? msg : sqlite3_errmsg(db->h));
 		sqlite3_free(msg);
 		return -EIO;
+	}
+	return 0;
+}
+
+static bool db_has_column(struct db *db, const char *table, const char *column)
+{
+	char sql[128];
+	sqlite3_stmt *st = NULL;
+	bool found = false;
+
+	snprintf(sql, sizeof(sql), "PRAGMA table_info(%s)", table);
+	if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) != SQLITE_OK)
+		return false;
+	while (!found && sqlite3_step(st) == SQLITE_ROW)
+		found = !strcmp((const char *)sqlite3_column_text(st, 1) ?: "", column);
+	sqlite3_finalize(st);
+	return found;
+}
+
+static int db_migrate(struct db *db)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(added_columns); i++) {
+		char sql[256];
+
+		if (db_has_column(db, added_columns[i].table, added_columns[i].column))
+			continue;
+		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", added_columns[i].table,
+			 added_columns[i].column, added_columns[i].decl);
+		if (db_exec(db, sql))
+			return -EIO;
 	}
 	return 0;
 }
@@ -72,7 +123,7 @@ int db_open(struct db **out, const char *path, char *err, size_t errlen)
 	sqlite3_busy_timeout(db->h, 5000);
 	if (db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
 			"PRAGMA synchronous=NORMAL;") ||
-	    db_exec(db, schema)) {
+	    db_exec(db, schema) || db_migrate(db)) {
 		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db->h));
 		db_close(db);
 		return -EIO;
@@ -116,8 +167,8 @@ static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t len)
 
 static int db_load_children(struct db *db, struct vmdef *d)
 {
-	sqlite3_stmt *st = db_prepare(db, "SELECT path, readonly, id FROM disks WHERE vm_uuid=? "
-					  "ORDER BY idx");
+	sqlite3_stmt *st = db_prepare(db, "SELECT path, readonly, id, format, iops, iops_burst, bps,"
+					  " bps_burst, cbt FROM disks WHERE vm_uuid=? ORDER BY idx");
 
 	if (!st)
 		return -EIO;
@@ -127,7 +178,19 @@ static int db_load_children(struct db *db, struct vmdef *d)
 
 		k->path = col_dup(st, 0);
 		k->readonly = sqlite3_column_int(st, 1);
+		char fmt[16];
+
 		col_copy(st, 2, k->id, sizeof(k->id));
+		if (!k->id[0])
+			snprintf(k->id, sizeof(k->id), "disk%u", d->nr_disks - 1);
+		col_copy(st, 3, fmt, sizeof(fmt));
+		if (vmdef_format_parse(fmt, &k->format))
+			k->format = VMDEF_FMT_RAW;
+		k->qos.iops = (uint64_t)sqlite3_column_int64(st, 4);
+		k->qos.iops_burst = (uint64_t)sqlite3_column_int64(st, 5);
+		k->qos.bps = (uint64_t)sqlite3_column_int64(st, 6);
+		k->qos.bps_burst = (uint64_t)sqlite3_column_int64(st, 7);
+		k->cbt = sqlite3_column_int(st, 8);
 	}
 	sqlite3_finalize(st);
 	st = db_prepare(db, "SELECT tap, mac FROM nics WHERE vm_uuid=? ORDER BY idx");
@@ -150,7 +213,7 @@ int db_load(struct db *db, int (*fn)(void *, struct vmdef *, const struct db_run
 	sqlite3_stmt *st = db_prepare(db,
 		"SELECT v.uuid, v.name, v.cpus, v.memory_mib, v.kernel, v.initrd, v.cmdline, v.rng,"
 		" v.autostart, v.restart_policy, v.cpu_weight, v.cpu_max, r.state, r.pid,"
-		" r.pid_start, r.started_at, r.exit_status, r.exit_reason, r.restarts"
+		" r.pid_start, r.started_at, r.exit_status, r.exit_reason, r.restarts, v.checkpoint"
 		" FROM vms v LEFT JOIN runtime r ON r.vm_uuid = v.uuid ORDER BY v.created_at, v.name");
 	int ret = 0, rc;
 
@@ -187,6 +250,7 @@ int db_load(struct db *db, int (*fn)(void *, struct vmdef *, const struct db_run
 		} else {
 			snprintf(rt.state, sizeof(rt.state), "defined");
 		}
+		col_copy(st, 19, d.checkpoint, sizeof(d.checkpoint));
 		ret = db_load_children(db, &d);
 		if (!ret)
 			ret = fn(opaque, &d, &rt);
@@ -230,16 +294,17 @@ int db_save_vm(struct db *db, const struct vmdef *d)
 	sqlite3_stmt *st;
 	int ret;
 
-	if (db_exec(db, "BEGIN IMMEDIATE"))
+	/* A savepoint, so that callers may wrap it in a larger transaction. */
+	if (db_exec(db, "SAVEPOINT save_vm"))
 		return -EIO;
 	st = db_prepare(db,
 		"INSERT INTO vms (uuid, name, cpus, memory_mib, kernel, initrd, cmdline, rng, autostart,"
-		" restart_policy, cpu_weight, cpu_max) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+		" restart_policy, cpu_weight, cpu_max, checkpoint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 		" ON CONFLICT(uuid) DO UPDATE SET name=excluded.name, cpus=excluded.cpus,"
 		" memory_mib=excluded.memory_mib, kernel=excluded.kernel, initrd=excluded.initrd,"
 		" cmdline=excluded.cmdline, rng=excluded.rng, autostart=excluded.autostart,"
 		" restart_policy=excluded.restart_policy, cpu_weight=excluded.cpu_weight,"
-		" cpu_max=excluded.cpu_max");
+		" cpu_max=excluded.cpu_max, checkpoint=excluded.checkpoint");
 	if (st) {
 		sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 2, d->name, -1, SQLITE_TRANSIENT);
@@ -253,6 +318,7 @@ int db_save_vm(struct db *db, const struct vmdef *d)
 		sqlite3_bind_text(st, 10, restart_policy_name(d->restart), -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 11, (int)d->cpu_weight);
 		sqlite3_bind_int(st, 12, (int)d->cpu_max);
+		bind_opt(st, 13, d->checkpoint[0] ? d->checkpoint : NULL);
 	}
 	ret = db_step_done(db, st);
 	if (!ret) {
@@ -268,14 +334,22 @@ int db_save_vm(struct db *db, const struct vmdef *d)
 		ret = db_step_done(db, st);
 	}
 	for (unsigned i = 0; !ret && i < d->nr_disks; i++) {
-		st = db_prepare(db, "INSERT INTO disks (vm_uuid, idx, path, readonly, id) "
-				    "VALUES (?,?,?,?,?)");
+		const struct vmdef_disk *k = &d->disks[i];
+
+		st = db_prepare(db, "INSERT INTO disks (vm_uuid, idx, path, readonly, id, format, iops,"
+				    " iops_burst, bps, bps_burst, cbt) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
 		if (st) {
 			sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_int(st, 2, (int)i);
-			sqlite3_bind_text(st, 3, d->disks[i].path, -1, SQLITE_TRANSIENT);
-			sqlite3_bind_int(st, 4, d->disks[i].readonly);
-			sqlite3_bind_text(st, 5, d->disks[i].id, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 3, k->path, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int(st, 4, k->readonly);
+			sqlite3_bind_text(st, 5, k->id, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 6, vmdef_format_name(k->format), -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 7, (sqlite3_int64)k->qos.iops);
+			sqlite3_bind_int64(st, 8, (sqlite3_int64)k->qos.iops_burst);
+			sqlite3_bind_int64(st, 9, (sqlite3_int64)k->qos.bps);
+			sqlite3_bind_int64(st, 10, (sqlite3_int64)k->qos.bps_burst);
+			sqlite3_bind_int(st, 11, k->cbt);
 		}
 		ret = db_step_done(db, st);
 	}
@@ -289,7 +363,9 @@ int db_save_vm(struct db *db, const struct vmdef *d)
 		}
 		ret = db_step_done(db, st);
 	}
-	if (db_exec(db, ret ? "ROLLBACK" : "COMMIT") && !ret)
+	if (ret)
+		db_exec(db, "ROLLBACK TO save_vm");
+	if (db_exec(db, "RELEASE save_vm") && !ret)
 		ret = -EIO;
 	return ret;
 }
@@ -344,6 +420,83 @@ int db_set_meta(struct db *db, const char *key, const char *value)
 	if (st) {
 		sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
+	}
+	return db_step_done(db, st);
+}
+
+/* Checkpoints -------------------------------------------------------------- */
+
+int db_begin(struct db *db)
+{
+	return db_exec(db, "BEGIN IMMEDIATE");
+}
+
+int db_end(struct db *db, int ret)
+{
+	if (db_exec(db, ret ? "ROLLBACK" : "COMMIT") && !ret)
+		ret = -EIO;
+	return ret;
+}
+
+json_t *db_cp_list(struct db *db, const char *uuid)
+{
+	sqlite3_stmt *st = db_prepare(db, "SELECT name, parent, kind, created_at, memory, layers"
+					  " FROM checkpoints WHERE vm_uuid=? ORDER BY seq");
+	json_t *arr = json_array();
+
+	if (!st)
+		return arr;
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_TRANSIENT);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *parent = (const char *)sqlite3_column_text(st, 1);
+		const char *layers = (const char *)sqlite3_column_text(st, 5);
+		json_t *l = layers ? json_loads(layers, 0, NULL) : NULL;
+
+		json_array_append_new(arr, json_pack("{s:s, s:o, s:s, s:I, s:b, s:o}",
+			"name", (const char *)sqlite3_column_text(st, 0) ?: "",
+			"parent", parent ? json_string(parent) : json_null(),
+			"kind", (const char *)sqlite3_column_text(st, 2) ?: "",
+			"created_at", (json_int_t)sqlite3_column_int64(st, 3),
+			"memory", sqlite3_column_int(st, 4) != 0,
+			"layers", json_is_array(l) ? l : json_array()));
+		if (l && !json_is_array(l))
+			json_decref(l);
+	}
+	sqlite3_finalize(st);
+	return arr;
+}
+
+int db_cp_put(struct db *db, const char *uuid, json_t *cp)
+{
+	sqlite3_stmt *st = db_prepare(db,
+		"INSERT INTO checkpoints (vm_uuid, name, parent, kind, created_at, memory, layers, seq)"
+		" VALUES (?,?,?,?,?,?,?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM checkpoints))"
+		" ON CONFLICT(vm_uuid, name) DO UPDATE SET parent=excluded.parent,"
+		" kind=excluded.kind, memory=excluded.memory, layers=excluded.layers");
+	char *layers = json_dumps(json_object_get(cp, "layers"), JSON_COMPACT);
+
+	if (st) {
+		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, json_string_value(json_object_get(cp, "name")), -1,
+				  SQLITE_TRANSIENT);
+		bind_opt(st, 3, json_string_value(json_object_get(cp, "parent")));
+		sqlite3_bind_text(st, 4, json_string_value(json_object_get(cp, "kind")), -1,
+				  SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 5, json_integer_value(json_object_get(cp, "created_at")));
+		sqlite3_bind_int(st, 6, json_is_true(json_object_get(cp, "memory")));
+		sqlite3_bind_text(st, 7, layers ? layers : "[]", -1, SQLITE_TRANSIENT);
+	}
+	free(layers);
+	return db_step_done(db, st);
+}
+
+int db_cp_delete(struct db *db, const char *uuid, const char *name)
+{
+	sqlite3_stmt *st = db_prepare(db, "DELETE FROM checkpoints WHERE vm_uuid=? AND name=?");
+
+	if (st) {
+		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
 	}
 	return db_step_done(db, st);
 }

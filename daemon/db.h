@@ -5,6 +5,8 @@
 #pragma once
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "compiler.h"
 #include "vmdef.h"
 
@@ -36,3 +38,16 @@ int db_save_runtime(struct db *db, const char *uuid, const struct db_runtime *rt
  * buffer; returns 0, -ENOENT or -EIO. */
 int db_get_meta(struct db *db, const char *key, char *value, size_t len) __must_check;
 int db_set_meta(struct db *db, const char *key, const char *value) __must_check;
+
+/* Transactions around several calls: db_end commits when ret is 0, else
+ * rolls back; it returns ret, or -EIO when the commit fails. */
+int db_begin(struct db *db) __must_check;
+int db_end(struct db *db, int ret) __must_check;
+
+/* A VM's checkpoints, in creation order: objects {name, parent (null for a
+ * root), kind, created_at, memory (a saved state file exists), layers
+ * [{id, path}]}. */
+json_t *db_cp_list(struct db *db, const char *uuid);
+/* Insert or update one (same object shape). */
+int db_cp_put(struct db *db, const char *uuid, json_t *cp) __must_check;
+int db_cp_delete(struct db *db, const char *uuid, const char *name) __must_check;

@@ -20,7 +20,7 @@
 static const char *const state_names[] = {
 	[VS_DEFINED] = "defined", [VS_STARTING] = "starting", [VS_RUNNING] = "running",
 	[VS_PAUSED] = "paused",   [VS_STOPPING] = "stopping", [VS_STOPPED] = "stopped",
-	[VS_CRASHED] = "crashed",
+	[VS_CRASHED] = "crashed", [VS_SAVED] = "saved",
 };
 
 const char *vm_state_name(enum vm_state st)
@@ -139,6 +139,12 @@ json_t *sup_vm_json(struct sup *s, struct vmrt *vm)
 							    : json_null());
 	json_object_set_new(o, "restarts", json_integer(vm->restarts));
 	json_object_set_new(o, "last_exit", last);
+	json_object_set_new(o, "pause_reason", vm->state == VS_PAUSED && vm->pause_reason[0]
+				? json_string(vm->pause_reason) : json_null());
+	json_object_set_new(o, "checkpoint", vm->def.checkpoint[0] ? json_string(vm->def.checkpoint)
+							    : json_null());
+	if (vm->disk_status)
+		sup_merge_disk_status(o, vm->disk_status);
 	return o;
 }
 
@@ -228,12 +234,12 @@ int sup_define(struct sup *s, json_t *body, json_t **out, struct derr *e)
 	return 0;
 }
 
-static bool state_active(enum vm_state st)
+bool state_active(enum vm_state st)
 {
 	return st == VS_STARTING || st == VS_RUNNING || st == VS_PAUSED || st == VS_STOPPING;
 }
 
-static int refuse(struct vmrt *vm, struct derr *e, const char *what)
+int sup_refuse(struct vmrt *vm, struct derr *e, const char *what)
 {
 	derr_set(e, 409, "state", "cannot %s a VM that is %s", what, vm_state_name(vm->state));
 	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
@@ -249,7 +255,7 @@ static int refuse_busy(struct vmrt *vm, struct derr *e)
 
 /* The VM called name, unless it is unknown or another action on it is in
  * progress (e filled, NULL). Lock held. */
-static struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct derr *e)
+struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct derr *e)
 {
 	struct vmrt *vm = sup_lookup(s, name, e);
 
@@ -275,7 +281,8 @@ int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, stru
 		derr_set(e, 500, "", "out of memory");
 		goto out;
 	}
-	if (vmdef_patch(&next, body, state_active(vm->state), &limits, e)) {
+	/* A saved state holds the devices and memory as defined: same rule. */
+	if (vmdef_patch(&next, body, state_active(vm->state) || vm->state == VS_SAVED, &limits, e)) {
 		if (e->http == 409)
 			snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		vmdef_free(&next);
@@ -310,7 +317,7 @@ int sup_delete(struct sup *s, const char *name, struct derr *e)
 	if (!vm)
 		goto out;
 	if (state_active(vm->state)) {
-		refuse(vm, e, "delete");
+		sup_refuse(vm, e, "delete");
 		goto out;
 	}
 	if (db_delete_vm(s->db, vm->def.uuid)) {
@@ -327,6 +334,8 @@ int sup_delete(struct sup *s, const char *name, struct derr *e)
 	unlink(path);
 	sup_paths(s, vm, ".json", path, sizeof(path));
 	unlink(path);
+	sup_saved_path(s, vm, path, sizeof(path));
+	unlink(path);
 	sup_emit(s, vm, "deleted", NULL);
 	ret = 0;
 out:
@@ -335,7 +344,7 @@ out:
 }
 
 /* Wait (lock held) until pred holds or timeout_ms passes. */
-static bool wait_until(struct sup *s, struct vmrt *vm, bool (*pred)(struct vmrt *, unsigned),
+bool sup_wait_until(struct sup *s, struct vmrt *vm, bool (*pred)(struct vmrt *, unsigned),
 		       unsigned arg, int timeout_ms)
 {
 	struct timespec dl;
@@ -354,7 +363,7 @@ static bool wait_until(struct sup *s, struct vmrt *vm, bool (*pred)(struct vmrt 
 	return true;
 }
 
-static bool worker_gone(struct vmrt *vm, unsigned gen)
+bool sup_worker_gone(struct vmrt *vm, unsigned gen)
 {
 	(void)gen;
 	return !state_active(vm->state);
@@ -365,15 +374,16 @@ static bool restarted(struct vmrt *vm, unsigned gen)
 	return (vm->gen != gen && vm->state != VS_STARTING) || !state_active(vm->state);
 }
 
-/* Send one command to the worker without the lock. */
-static int worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, json_t **reply, struct derr *e)
+/* Send one command to the worker without the lock (fds attached, if any). */
+int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, unsigned nfds,
+		   int timeout_ms, json_t **reply, struct derr *e)
 {
 	char path[512];
 	int ret;
 
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
 	pthread_mutex_unlock(&s->lock);
-	ret = wctl_request(path, req, WORKER_TIMEOUT_MS, reply);
+	ret = wctl_request_fds(path, req, fds, nfds, timeout_ms, reply);
 	pthread_mutex_lock(&s->lock);
 	json_decref(req);
 	if (!ret && !json_is_true(json_object_get(*reply, "ok"))) {
@@ -390,7 +400,12 @@ static int worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, json_t **repl
 	return 0;
 }
 
-static int act_kill(struct sup *s, struct vmrt *vm, struct derr *e)
+static int worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, json_t **reply, struct derr *e)
+{
+	return sup_worker_cmd(s, vm, req, NULL, 0, WORKER_TIMEOUT_MS, reply, e);
+}
+
+int sup_act_kill(struct sup *s, struct vmrt *vm, struct derr *e)
 {
 	unsigned gen = vm->gen;
 	json_t *reply = NULL;
@@ -405,10 +420,10 @@ static int act_kill(struct sup *s, struct vmrt *vm, struct derr *e)
 		log_warn("vm %s: stop through the control socket failed: %s", vm->def.name,
 			 e->reason);
 	json_decref(reply);
-	if (!wait_until(s, vm, worker_gone, gen, WORKER_TIMEOUT_MS) && vm->pid) {
+	if (!sup_wait_until(s, vm, sup_worker_gone, gen, WORKER_TIMEOUT_MS) && vm->pid) {
 		log_warn("vm %s: worker %d did not exit; killing it", vm->def.name, vm->pid);
 		kill(vm->pid, SIGKILL);
-		if (!wait_until(s, vm, worker_gone, gen, WORKER_TIMEOUT_MS))
+		if (!sup_wait_until(s, vm, sup_worker_gone, gen, WORKER_TIMEOUT_MS))
 			return derr_set(e, 500, "", "the worker did not exit");
 	}
 	return 0;
@@ -439,7 +454,7 @@ static int act_stop(struct sup *s, struct vmrt *vm, json_t *body, int *status, s
 					timeout_s * 1000), &reply, e)) {
 		log_warn("vm %s: graceful shutdown failed (%s); turning it off", vm->def.name,
 			 e->reason);
-		return act_kill(s, vm, e);
+		return sup_act_kill(s, vm, e);
 	}
 	json_decref(reply);
 	*status = 202;
@@ -454,9 +469,11 @@ static int act_pause(struct sup *s, struct vmrt *vm, bool pause, struct derr *e)
 	if (worker_cmd(s, vm, json_pack("{s:s}", "cmd", pause ? "pause" : "resume"), &reply, e))
 		return -1;
 	json_decref(reply);
-	if (vm->gen == gen && (vm->state == VS_RUNNING || vm->state == VS_PAUSED))
+	if (vm->gen == gen && (vm->state == VS_RUNNING || vm->state == VS_PAUSED)) {
+		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", pause ? "api" : "");
 		sup_set_state(s, vm, pause ? VS_PAUSED : VS_RUNNING, pause ? "paused" : "resumed",
 			      NULL);
+	}
 	return 0;
 }
 
@@ -471,7 +488,7 @@ static int act_reset(struct sup *s, struct vmrt *vm, struct derr *e)
 		return -1;
 	}
 	json_decref(reply);
-	if (!wait_until(s, vm, restarted, gen, (int)s->conf.start_timeout_s * 1000 + 5000))
+	if (!sup_wait_until(s, vm, restarted, gen, (int)s->conf.start_timeout_s * 1000 + 5000))
 		return derr_set(e, 500, "", "the VM did not come back from the reset");
 	if (vm->state != VS_RUNNING)
 		return derr_set(e, 500, "", "the VM did not come back from the reset: %s",
@@ -483,13 +500,16 @@ static const struct {
 	const char *verb;
 	unsigned from; /* bit mask of states */
 } actions[] = {
-	[SUP_START] = { "start", 1u << VS_DEFINED | 1u << VS_STOPPED | 1u << VS_CRASHED },
+	[SUP_START] = { "start", 1u << VS_DEFINED | 1u << VS_STOPPED | 1u << VS_CRASHED |
+				 1u << VS_SAVED },
 	[SUP_STOP] = { "stop", 1u << VS_RUNNING | 1u << VS_PAUSED },
 	[SUP_KILL] = { "turn off", 1u << VS_STARTING | 1u << VS_RUNNING | 1u << VS_PAUSED |
 				   1u << VS_STOPPING },
 	[SUP_RESET] = { "reset", 1u << VS_RUNNING | 1u << VS_PAUSED },
 	[SUP_PAUSE] = { "pause", 1u << VS_RUNNING },
 	[SUP_RESUME] = { "resume", 1u << VS_PAUSED },
+	[SUP_SAVE] = { "save", 1u << VS_RUNNING | 1u << VS_PAUSED },
+	[SUP_DELETE_STATE] = { "discard the saved state of", 1u << VS_SAVED },
 };
 
 int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body, json_t **out,
@@ -514,14 +534,16 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		goto out;
 	}
 	if (!(actions[a].from & (1u << vm->state))) {
-		refuse(vm, e, actions[a].verb);
+		sup_refuse(vm, e, actions[a].verb);
 		goto out;
 	}
 	took_busy = !vm->busy;
 	vm->busy = true;
 	vm->refs++;
+	vm->acts++;
 	switch (a) {
 	case SUP_START:
+		vm->restore = vm->state == VS_SAVED;
 		vm->stop_requested = vm->reset_requested = false;
 		vm->burst = 0;
 		vm->start_ns = sup_mono_ns();
@@ -535,7 +557,7 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		ret = act_stop(s, vm, body, status, e);
 		break;
 	case SUP_KILL:
-		ret = act_kill(s, vm, e);
+		ret = sup_act_kill(s, vm, e);
 		break;
 	case SUP_RESET:
 		ret = act_reset(s, vm, e);
@@ -544,7 +566,14 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	case SUP_RESUME:
 		ret = act_pause(s, vm, a == SUP_PAUSE, e);
 		break;
+	case SUP_SAVE:
+		ret = sup_act_save(s, vm, e);
+		break;
+	case SUP_DELETE_STATE:
+		ret = sup_act_delete_state(s, vm, e);
+		break;
 	}
+	vm->acts++;
 	if (took_busy)
 		vm->busy = false;
 	vm->refs--;
@@ -653,12 +682,15 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct db *db)
 		log_info("host boot since the last run: starting autostart VMs");
 		for (struct vmrt *vm = s->vms; vm; vm = vm->next) {
 			if (vm->def.autostart && !state_active(vm->state)) {
+				vm->restore = vm->state == VS_SAVED;
 				sup_set_state(s, vm, VS_STARTING, "starting", "autostart");
 				sup_launch_async(s, vm);
 			}
 		}
 	}
 	pthread_mutex_unlock(&s->lock);
+	if (!ret)
+		ret = sup_poller_start(s);
 	if (ret) {
 		sup_destroy(s);
 		return ret;
@@ -699,6 +731,7 @@ void sup_destroy(struct sup *s)
 		pthread_cond_timedwait(&s->changed, &s->lock, &dl);
 	}
 	pthread_mutex_unlock(&s->lock);
+	sup_poller_stop(s);
 	sup_monitor_stop(s);
 	for (int i = 0; i < SUP_EVENTS; i++)
 		free(s->events[i].line);
@@ -709,11 +742,13 @@ void sup_destroy(struct sup *s)
 		if (vm->console_fd >= 0)
 			close(vm->console_fd);
 		conbuf_free(&vm->con);
+		json_decref(vm->disk_status);
 		vmdef_free(&vm->def);
 		free(vm);
 	}
 	for (vm = s->zombies; vm; vm = n) {
 		n = vm->next;
+		json_decref(vm->disk_status);
 		conbuf_free(&vm->con);
 		vmdef_free(&vm->def);
 		free(vm);

@@ -50,11 +50,26 @@ int sup_change(struct sup *s, const char *name, json_t *body, json_t **out,
 	       struct derr *e) __must_check;
 int sup_delete(struct sup *s, const char *name, struct derr *e) __must_check;
 
-enum sup_action { SUP_START, SUP_STOP, SUP_KILL, SUP_RESET, SUP_PAUSE, SUP_RESUME };
+enum sup_action { SUP_START, SUP_STOP, SUP_KILL, SUP_RESET, SUP_PAUSE, SUP_RESUME, SUP_SAVE,
+		  SUP_DELETE_STATE };
 /* Run a lifecycle action. *status is the HTTP success status (200, or 202
  * for a graceful stop still in progress); *out the VM after it. */
 int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body, json_t **out,
 	       int *status, struct derr *e) __must_check;
+
+/* Change one disk's live settings (body {"qos": {...}}): applied to the
+ * running worker (set-qos) and stored. *out is the disk. */
+int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *body, json_t **out,
+		    struct derr *e) __must_check;
+
+/* Checkpoints (checkpoint.c): list (tree), create (body {name, kind}),
+ * apply and delete. */
+int sup_cp_list(struct sup *s, const char *name, json_t **out, struct derr *e) __must_check;
+int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out,
+		  struct derr *e) __must_check;
+int sup_cp_apply(struct sup *s, const char *name, const char *cp, json_t **out,
+		 struct derr *e) __must_check;
+int sup_cp_delete(struct sup *s, const char *name, const char *cp, struct derr *e) __must_check;
 
 int sup_metrics(struct sup *s, const char *name, json_t **out, struct derr *e) __must_check;
 /* Prometheus text exposition for every VM and the daemon (malloc'd). */

@@ -9,7 +9,7 @@
 #include "vmdef.h"
 
 enum vm_state { VS_DEFINED, VS_STARTING, VS_RUNNING, VS_PAUSED, VS_STOPPING, VS_STOPPED,
-		VS_CRASHED };
+		VS_CRASHED, VS_SAVED };
 
 #define SUP_EVENTS        1024  /* events kept for late readers */
 #define SUP_RESTART_BURST 5     /* automatic restarts allowed ... */
@@ -55,6 +55,10 @@ struct vmrt {
 	struct watch w_pid, w_con;
 	unsigned refs;         /* stream readers */
 	bool deleted;
+	bool restore;          /* this start restores the saved state */
+	unsigned acts;         /* bumped around every API action (status poller) */
+	char pause_reason[256]; /* "api", "storage: ID: ...", ... ("" when running) */
+	json_t *disk_status;   /* the worker's last "disks" status (errors), or NULL */
 	struct vmrt *next;
 };
 
@@ -81,6 +85,8 @@ struct sup {
 	int64_t next_seq;
 	struct timespec t0;
 	int64_t started_wall;
+	pthread_t poller;
+	bool poller_started;
 };
 
 /* sup.c */
@@ -93,6 +99,32 @@ void sup_set_state(struct sup *s, struct vmrt *vm, enum vm_state st, const char 
 json_t *sup_vm_json(struct sup *s, struct vmrt *vm);
 int64_t sup_now_wall(void);
 uint64_t sup_mono_ns(void);
+
+bool state_active(enum vm_state st);
+/* The VM called name, unless unknown or busy (e filled, NULL). */
+struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct derr *e);
+/* Turn the VM off and wait for its worker to go (lock held). */
+int sup_act_kill(struct sup *s, struct vmrt *vm, struct derr *e);
+int sup_refuse(struct vmrt *vm, struct derr *e, const char *what);
+/* Wait (lock held) until pred holds or timeout_ms passes. */
+bool sup_wait_until(struct sup *s, struct vmrt *vm, bool (*pred)(struct vmrt *, unsigned),
+		    unsigned arg, int timeout_ms);
+bool sup_worker_gone(struct vmrt *vm, unsigned gen);
+/* One worker command, the lock dropped around it; 0, or -1 with e set. */
+int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, unsigned nfds,
+		   int timeout_ms, json_t **reply, struct derr *e);
+
+/* sup_state.c (lock held unless stated) */
+/* state_dir/vms/<uuid> (created on demand by sup_vm_dir). */
+int sup_vm_dir(struct sup *s, const struct vmrt *vm, char *out, size_t len);
+void sup_saved_path(struct sup *s, const struct vmrt *vm, char *out, size_t len);
+int sup_act_save(struct sup *s, struct vmrt *vm, struct derr *e);
+int sup_act_delete_state(struct sup *s, struct vmrt *vm, struct derr *e);
+void sup_merge_disk_status(json_t *vmjson, json_t *status);
+/* The status poller notices workers that pause or resume themselves
+ * (storage errors). */
+int sup_poller_start(struct sup *s) __must_check;
+void sup_poller_stop(struct sup *s);
 
 /* sup_worker.c (lock held unless stated) */
 void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *out, size_t len);

@@ -253,8 +253,23 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	if (was_starting) {
 		bool asked = vm->stop_requested; /* turned off while starting */
 
+		if (vm->restore) {
+			/* The saved state stays: start can try again, or delete-state. */
+			vm->restore = false;
+			sup_set_state(s, vm, VS_SAVED, asked ? "stopped" : "crashed", detail);
+			return;
+		}
 		sup_set_state(s, vm, asked ? VS_STOPPED : VS_CRASHED, asked ? "stopped" : "crashed",
 			      detail);
+		return;
+	}
+	vm->restore = false;
+	vm->pause_reason[0] = 0;
+	json_decref(vm->disk_status);
+	vm->disk_status = NULL;
+	if (status == 14) {
+		/* VM_EXIT_SAVED: the state file is complete (save replied first). */
+		sup_set_state(s, vm, VS_SAVED, "saved", detail);
 		return;
 	}
 	if (!vm->stop_requested && (vm->reset_requested || status == 8)) {
@@ -292,7 +307,7 @@ static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, c
 	size_t n = 0, k = 0;
 
 #define ARG(...) do {							\
-		if (n + 1 >= max || k >= 16) return -E2BIG;		\
+		if (n + 1 >= max || k >= 24) return -E2BIG;		\
 		snprintf(store[k], 600, __VA_ARGS__);			\
 		argv[n++] = store[k++];					\
 	} while (0)
@@ -320,6 +335,13 @@ static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, c
 		ARG("--seccomp");
 	if (s->conf.test_probe)
 		ARG("--test-probe");
+	if (vm->restore) {
+		/* Opened by the worker before it sandboxes itself; mapped
+		 * privately, so the file may be unlinked once the VM runs. */
+		ARG("--restore");
+		sup_saved_path(s, vm, store[k], 600);
+		argv[n++] = store[k++];
+	}
 #undef ARG
 	argv[n] = NULL;
 	return 0;
@@ -350,7 +372,7 @@ static int listen_unix(const char *path)
 /* Fork and exec the worker (lock held). */
 static int spawn(struct sup *s, struct vmrt *vm, struct derr *e)
 {
-	char store[16][600], *argv[20], path[512], logp[600];
+	char store[24][600], *argv[28], path[512], logp[600];
 	int ctl, logfd, nullfd;
 	json_t *cfg;
 	pid_t pid;
@@ -493,7 +515,18 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e)
 	else if (!ret && vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
 		clock_gettime(CLOCK_MONOTONIC, &vm->started_mono);
 		vm->started_at = sup_now_wall();
-		sup_set_state(s, vm, VS_RUNNING, "started", NULL);
+		bool restored = vm->restore;
+
+		if (restored) {
+			char saved[512];
+
+			/* The worker maps the file: unlinking it keeps its pages. */
+			sup_saved_path(s, vm, saved, sizeof(saved));
+			unlink(saved);
+			vm->restore = false;
+		}
+		sup_set_state(s, vm, VS_RUNNING, "started", restored ? "restored from saved state"
+								       : NULL);
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
@@ -653,6 +686,7 @@ static void *monitor_main(void *opaque)
 			if (vm->refs == 0) {
 				*pp = vm->next;
 				cgroups_vm_remove(&s->cg, vm->def.uuid);
+				json_decref(vm->disk_status);
 				conbuf_free(&vm->con);
 				vmdef_free(&vm->def);
 				free(vm);

@@ -1,6 +1,7 @@
 /* vmdef.c: VM definitions: field-by-field validation of API input (each
  * error names the field and the reason), JSON views, worker configuration. */
 #include "vmdef.h"
+#include "vmdef_priv.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -102,7 +103,7 @@ fail:
 
 /* A host file the worker will open: absolute, no commas (cella-vm option
  * syntax), an existing regular file readable by cellad. */
-static int check_file(const char *field, const char *path, struct derr *e)
+int vmdef_check_file(const char *field, const char *path, struct derr *e)
 {
 	struct stat st;
 
@@ -121,7 +122,7 @@ static int check_file(const char *field, const char *path, struct derr *e)
 	return 0;
 }
 
-static int get_string(json_t *v, const char *field, size_t max, const char **out, struct derr *e)
+int vmdef_get_string(json_t *v, const char *field, size_t max, const char **out, struct derr *e)
 {
 	if (!json_is_string(v))
 		return derr_set(e, 400, field, "expected a string");
@@ -133,7 +134,7 @@ static int get_string(json_t *v, const char *field, size_t max, const char **out
 	return 0;
 }
 
-static int get_uint(json_t *v, const char *field, uint64_t min, uint64_t max, uint64_t *out,
+int vmdef_get_uint(json_t *v, const char *field, uint64_t min, uint64_t max, uint64_t *out,
 		    struct derr *e)
 {
 	json_int_t n;
@@ -149,7 +150,7 @@ static int get_uint(json_t *v, const char *field, uint64_t min, uint64_t max, ui
 	return 0;
 }
 
-static int get_bool(json_t *v, const char *field, bool *out, struct derr *e)
+int vmdef_get_bool(json_t *v, const char *field, bool *out, struct derr *e)
 {
 	if (!json_is_boolean(v))
 		return derr_set(e, 400, field, "expected true or false");
@@ -166,58 +167,6 @@ static bool mac_valid(const char *s)
 			return false;
 	}
 	return true;
-}
-
-static int parse_disks(struct vmdef *d, json_t *arr, struct derr *e)
-{
-	size_t i;
-	json_t *it;
-
-	if (!json_is_array(arr))
-		return derr_set(e, 400, "disks", "expected an array of disk objects");
-	if (json_array_size(arr) > VMDEF_MAX_DISKS)
-		return derr_set(e, 400, "disks", "at most %d disks", VMDEF_MAX_DISKS);
-	for (unsigned k = 0; k < d->nr_disks; k++)
-		free(d->disks[k].path);
-	d->nr_disks = 0;
-	json_array_foreach(arr, i, it) {
-		struct vmdef_disk *dk = &d->disks[d->nr_disks];
-		char field[64];
-		const char *key, *s;
-		json_t *v;
-
-		snprintf(field, sizeof(field), "disks[%zu]", i);
-		if (!json_is_object(it))
-			return derr_set(e, 400, field, "expected an object");
-		memset(dk, 0, sizeof(*dk));
-		d->nr_disks++; /* counted now so that vmdef_free releases the path */
-		json_object_foreach(it, key, v) {
-			snprintf(field, sizeof(field), "disks[%zu].%.20s", i, key);
-			if (!strcmp(key, "path")) {
-				if (get_string(v, field, 1024, &s, e) || check_file(field, s, e))
-					return -1;
-				free(dk->path);
-				if (!(dk->path = strdup(s)))
-					return derr_set(e, 500, field, "out of memory");
-			} else if (!strcmp(key, "readonly")) {
-				if (get_bool(v, field, &dk->readonly, e))
-					return -1;
-			} else if (!strcmp(key, "id")) {
-				if (get_string(v, field, 20, &s, e))
-					return -1;
-				if (strchr(s, ','))
-					return derr_set(e, 400, field, "commas are not allowed");
-				snprintf(dk->id, sizeof(dk->id), "%s", s);
-			} else {
-				return derr_set(e, 400, field, "unknown field");
-			}
-		}
-		if (!dk->path) {
-			snprintf(field, sizeof(field), "disks[%zu].path", i);
-			return derr_set(e, 400, field, "required");
-		}
-	}
-	return 0;
 }
 
 static int parse_nics(struct vmdef *d, json_t *arr, struct derr *e)
@@ -243,14 +192,14 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct derr *e)
 		json_object_foreach(it, key, v) {
 			snprintf(field, sizeof(field), "nics[%zu].%.20s", i, key);
 			if (!strcmp(key, "tap")) {
-				if (get_string(v, field, 15, &s, e))
+				if (vmdef_get_string(v, field, 15, &s, e))
 					return -1;
 				if (!*s || !vmdef_name_valid(s))
 					return derr_set(e, 400, field, "expected an interface name "
 							"(1-15 of A-Z a-z 0-9 . _ -)");
 				snprintf(n->tap, sizeof(n->tap), "%s", s);
 			} else if (!strcmp(key, "mac")) {
-				if (get_string(v, field, 17, &s, e))
+				if (vmdef_get_string(v, field, 17, &s, e))
 					return -1;
 				if (!mac_valid(s))
 					return derr_set(e, 400, field, "expected aa:bb:cc:dd:ee:ff");
@@ -296,7 +245,7 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 	if (!strcmp(key, "name") || !strcmp(key, "uuid")) {
 		if (!creating)
 			return derr_set(e, 400, key, "cannot be changed");
-		if (get_string(v, key, 64, &s, e))
+		if (vmdef_get_string(v, key, 64, &s, e))
 			return -1;
 		if (!strcmp(key, "name")) {
 			if (!vmdef_name_valid(s))
@@ -312,15 +261,15 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 				*p = (char)tolower((unsigned char)*p);
 		}
 	} else if (!strcmp(key, "cpus")) {
-		if (get_uint(v, key, 1, VMDEF_MAX_CPUS, &n, e))
+		if (vmdef_get_uint(v, key, 1, VMDEF_MAX_CPUS, &n, e))
 			return -1;
 		d->cpus = (unsigned)n;
 	} else if (!strcmp(key, "memory_mib")) {
-		if (get_uint(v, key, VMDEF_MIN_MEM, VMDEF_MAX_MEM, &n, e))
+		if (vmdef_get_uint(v, key, VMDEF_MIN_MEM, VMDEF_MAX_MEM, &n, e))
 			return -1;
 		d->memory_mib = n;
 	} else if (!strcmp(key, "kernel")) {
-		if (get_string(v, key, 1024, &s, e) || check_file(key, s, e))
+		if (vmdef_get_string(v, key, 1024, &s, e) || vmdef_check_file(key, s, e))
 			return -1;
 		free(d->kernel);
 		d->kernel = strdup(s);
@@ -329,7 +278,7 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		d->initrd = NULL;
 		if (json_is_null(v))
 			return 0;
-		if (get_string(v, key, 1024, &s, e) || check_file(key, s, e))
+		if (vmdef_get_string(v, key, 1024, &s, e) || vmdef_check_file(key, s, e))
 			return -1;
 		d->initrd = strdup(s);
 	} else if (!strcmp(key, "cmdline")) {
@@ -338,29 +287,29 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 			d->cmdline = NULL;
 			return 0;
 		}
-		if (get_string(v, key, VMDEF_CMDLINE_MAX, &s, e))
+		if (vmdef_get_string(v, key, VMDEF_CMDLINE_MAX, &s, e))
 			return -1;
 		free(d->cmdline);
 		d->cmdline = strdup(s);
 	} else if (!strcmp(key, "disks")) {
-		return parse_disks(d, v, e);
+		return vmdef_parse_disks(d, v, e);
 	} else if (!strcmp(key, "nics")) {
 		return parse_nics(d, v, e);
 	} else if (!strcmp(key, "rng")) {
-		return get_bool(v, key, &d->rng, e);
+		return vmdef_get_bool(v, key, &d->rng, e);
 	} else if (!strcmp(key, "autostart")) {
-		return get_bool(v, key, &d->autostart, e);
+		return vmdef_get_bool(v, key, &d->autostart, e);
 	} else if (!strcmp(key, "restart_policy")) {
-		if (get_string(v, key, 16, &s, e))
+		if (vmdef_get_string(v, key, 16, &s, e))
 			return -1;
 		if (restart_policy_parse(s, &d->restart))
 			return derr_set(e, 400, key, "expected \"never\", \"on-crash\" or \"always\"");
 	} else if (!strcmp(key, "cpu_weight")) {
-		if (get_uint(v, key, 1, 10000, &n, e))
+		if (vmdef_get_uint(v, key, 1, 10000, &n, e))
 			return -1;
 		d->cpu_weight = (unsigned)n;
 	} else if (!strcmp(key, "cpu_max")) {
-		if (get_uint(v, key, 1, 100, &n, e))
+		if (vmdef_get_uint(v, key, 1, 100, &n, e))
 			return -1;
 		d->cpu_max = (unsigned)n;
 	} else {
@@ -437,23 +386,8 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 	return 0;
 }
 
-/* The disks and NICs of a definition as JSON arrays: the same shape in the
- * API and in the worker's configuration file. */
-static json_t *vmdef_disks_json(const struct vmdef *d)
-{
-	json_t *disks = json_array();
-
-	for (unsigned i = 0; i < d->nr_disks; i++) {
-		json_t *o = json_pack("{s:s, s:b}", "path", d->disks[i].path, "readonly",
-				      d->disks[i].readonly);
-
-		if (d->disks[i].id[0])
-			json_object_set_new(o, "id", json_string(d->disks[i].id));
-		json_array_append_new(disks, o);
-	}
-	return disks;
-}
-
+/* The NICs of a definition: the same shape in the API and the worker's
+ * configuration file. */
 static json_t *vmdef_nics_json(const struct vmdef *d)
 {
 	json_t *nics = json_array();
@@ -470,7 +404,7 @@ static json_t *vmdef_nics_json(const struct vmdef *d)
 
 json_t *vmdef_to_json(const struct vmdef *d)
 {
-	json_t *disks = vmdef_disks_json(d), *nics = vmdef_nics_json(d);
+	json_t *disks = vmdef_disks_json(d, false), *nics = vmdef_nics_json(d);
 
 	return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:i}",
 			 "name", d->name, "uuid", d->uuid, "cpus", (int)d->cpus, "memory_mib",
@@ -486,7 +420,7 @@ json_t *vmdef_worker_config(const struct vmdef *d)
 {
 	json_t *cfg = json_pack("{s:s, s:i, s:I, s:b}", "kernel", d->kernel, "cpus",
 				(int)d->cpus, "memory_mib", (json_int_t)d->memory_mib, "rng", d->rng);
-	json_t *disks = vmdef_disks_json(d), *nets = vmdef_nics_json(d);
+	json_t *disks = vmdef_disks_json(d, true), *nets = vmdef_nics_json(d);
 
 	if (d->initrd)
 		json_object_set_new(cfg, "initrd", json_string(d->initrd));

@@ -19,10 +19,23 @@
 
 enum restart_policy { RESTART_NEVER, RESTART_ON_CRASH, RESTART_ALWAYS };
 
+/* Per-disk I/O limits (0 = unlimited); IOPS are normalised to 8 KiB by the
+ * worker. */
+struct vmdef_qos {
+	uint64_t iops, iops_burst, bps, bps_burst;
+};
+
+#define VMDEF_QOS_MAX (1ULL << 40)
+
+enum vmdef_disk_format { VMDEF_FMT_RAW, VMDEF_FMT_QCOW2 };
+
 struct vmdef_disk {
-	char *path;
+	char *path;       /* the image the worker opens (the top layer) */
 	bool readonly;
-	char id[21];
+	char id[21];      /* always set: given, or "diskN" */
+	enum vmdef_disk_format format; /* pinned when defined (probed if not given) */
+	struct vmdef_qos qos;
+	bool cbt;         /* changed-block tracking */
 };
 
 struct vmdef_nic {
@@ -45,6 +58,8 @@ struct vmdef {
 	enum restart_policy restart;
 	unsigned cpu_weight; /* 1..10000, like Set-VMProcessor -RelativeWeight */
 	unsigned cpu_max;    /* 1..100 % of the VM's vCPUs; 100 = no cap (-Maximum) */
+	char checkpoint[VMDEF_NAME_MAX + 1]; /* the current checkpoint ("" none): not an
+					      * API field; checkpoints set it */
 };
 
 void vmdef_init(struct vmdef *d);
@@ -63,6 +78,17 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 		struct derr *e) __must_check;
 
 json_t *vmdef_to_json(const struct vmdef *d);
+json_t *vmdef_disk_json(const struct vmdef_disk *dk);
+/* Index of the disk with this id, or -1. */
+int vmdef_disk_find(const struct vmdef *d, const char *id);
+/* Parse a QoS object into q (fields absent keep their value). field names
+ * the object in errors ("qos", "disks[0].qos"). 0 or -1. */
+int vmdef_qos_parse(struct vmdef_qos *q, json_t *v, const char *field, struct derr *e) __must_check;
+json_t *vmdef_qos_json(const struct vmdef_qos *q);
+const char *vmdef_format_name(enum vmdef_disk_format f);
+int vmdef_format_parse(const char *s, enum vmdef_disk_format *f) __must_check;
+/* "qcow2" when the file starts with the qcow2 magic, else "raw". */
+int vmdef_format_probe(const char *path, enum vmdef_disk_format *f) __must_check;
 /* The cella-vm --config document (console and control are flags). */
 json_t *vmdef_worker_config(const struct vmdef *d);
 

@@ -15,3 +15,12 @@ int wctl_call(int fd, json_t *req, int timeout_ms, int pidfd, json_t **reply) __
 
 /* Connect, call, close. */
 int wctl_request(const char *path, json_t *req, int timeout_ms, json_t **reply) __must_check;
+
+#define WCTL_MAX_FDS 8
+/* The same with file descriptors attached to the request line (SCM_RIGHTS);
+ * the request names each by its index ("fd": 0). The caller keeps its
+ * copies (close them after the call). */
+int wctl_call_fds(int fd, json_t *req, const int *fds, unsigned nfds, int timeout_ms, int pidfd,
+		  json_t **reply) __must_check;
+int wctl_request_fds(const char *path, json_t *req, const int *fds, unsigned nfds,
+		     int timeout_ms, json_t **reply) __must_check;

@@ -120,6 +120,9 @@ struct disk_create_opts {
 	const char *backing;         /* qcow2: backing file as written in the header, or NULL */
 	enum disk_format backing_fmt;
 	bool preallocate_metadata;   /* qcow2: L2 tables written up front */
+	/* backing_fmt is used as given only when this is set; otherwise the
+	 * backing file's format is probed (an absent file: backing_fmt). */
+	bool backing_fmt_explicit;
 };
 int disk_create(const char *path, const struct disk_create_opts *o, char *err,
 		size_t errlen) __must_check;
@@ -163,3 +166,10 @@ struct disk_check_result {
 /* Check refcounts against the L1/L2 tables (like qemu-img check); with
  * `repair`, fix leaks (and corruptions where safe). */
 int disk_check(struct disk *d, bool repair, struct disk_check_result *res) __must_check;
+/* The same with qemu-img's repair levels: 0 none, 1 leaks, 2 all. */
+int disk_check_mode(struct disk *d, int repair, struct disk_check_result *res) __must_check;
+
+/* The path of a backing file named `name` by the image at `image` (relative
+ * names are relative to the image's directory); malloc'ed, NULL if out of
+ * memory. */
+char *disk_backing_path(const char *image, const char *name);

@@ -1,6 +1,7 @@
 /* main.c: cella-vm, the per-VM worker process: parse the configuration, build
  * the VM, run it, and exit with a status that says how the VM ended. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arch/x86/emul/emul.h"
@@ -18,7 +20,9 @@
 #include <linux/virtio_config.h>
 #include "control/control.h"
 #include "log.h"
+#include "migrate/migrate.h"
 #include "sandbox/sandbox.h"
+#include "state/statefile.h"
 #include "vcpu.h"
 #include "vm.h"
 
@@ -33,6 +37,9 @@ struct worker_opts {
 	bool sandbox;
 	const char *sandbox_user;
 	bool test_probe;
+	const char *incoming;  /* --incoming tcp:ADDR:PORT|fd:N (live migration target) */
+	const char *tls_cert, *tls_key, *tls_ca, *tls_peer;
+	const char *restore;   /* --restore FILE|fd:N */
 };
 
 #define DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=-1 pci=off i8042.noaux i8042.nomux " \
@@ -65,10 +72,20 @@ static void usage(FILE *f)
 	      "  --sandbox[=USER]     after setup: private mount namespace with an empty\n"
 	      "                       read-only root, then run as USER (default: keep the uid)\n"
 	      "  --seccomp            install the system-call allowlist before the vCPUs run\n"
+	      "  --restore FILE|fd:N  start from a state file written by the save command\n"
+	      "                       (same configuration options as the saved VM)\n"
+	      "  --incoming tcp:ADDR:PORT|fd:N  be the destination of a live migration:\n"
+	      "                       wait for the source there, receive the VM, run it\n"
+	      "                       (same configuration options as the source VM)\n"
+	      "  --tls-cert F, --tls-key F, --tls-ca F  this worker's certificate and key and\n"
+	      "                       the CA that signed the source's (PEM files)\n"
+	      "  --tls-peer NAME      the source certificate's expected name (default: any\n"
+	      "                       certificate the CA signed)\n"
 	      "  --help, --version\n\n"
 	      "Exit status: 0 guest power-off, 2 configuration error, 4 VMM error,\n"
 	      "6 guest crash (triple fault), 8 guest reset, 10 unhandled guest instruction,\n"
-	      "12 stopped by SIGTERM/SIGINT; (v << 1) | 1 when the guest writes v to port 0xf4.\n",
+	      "12 stopped by SIGTERM/SIGINT, 14 state saved (save command);\n"
+	      "(v << 1) | 1 when the guest writes v to port 0xf4.\n",
 	      f);
 }
 
@@ -109,7 +126,8 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
 	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
 	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
-	       OPT_TEST_PROBE };
+	       OPT_TEST_PROBE, OPT_RESTORE,
+	       OPT_INCOMING, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PEER };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -131,6 +149,12 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		{ "sandbox", optional_argument, NULL, OPT_SANDBOX },
 		{ "seccomp", no_argument, NULL, OPT_SECCOMP },
 		{ "test-probe", no_argument, NULL, OPT_TEST_PROBE }, /* tests only: see control.h */
+		{ "restore", required_argument, NULL, OPT_RESTORE },
+		{ "incoming", required_argument, NULL, OPT_INCOMING },
+		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
+		{ "tls-ca", required_argument, NULL, OPT_TLS_CA },
+		{ "tls-peer", required_argument, NULL, OPT_TLS_PEER },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
@@ -217,6 +241,24 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		case OPT_TEST_PROBE:
 			wo->test_probe = true;
 			break;
+		case OPT_RESTORE:
+			wo->restore = optarg;
+			break;
+		case OPT_INCOMING:
+			wo->incoming = optarg;
+			break;
+		case OPT_TLS_CERT:
+			wo->tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			wo->tls_key = optarg;
+			break;
+		case OPT_TLS_CA:
+			wo->tls_ca = optarg;
+			break;
+		case OPT_TLS_PEER:
+			wo->tls_peer = optarg;
+			break;
 		case OPT_CONSOLE:
 			if ((ret = config_set_console(cfg, optarg, err, sizeof(err))))
 				fprintf(stderr, "cella-vm: --console: %s\n", err);
@@ -246,6 +288,11 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 	 * paused for inspection; a bare one has nobody to inspect it. */
 	if (wo->control)
 		cfg->pause_on_unhandled = true;
+	if (wo->incoming && (wo->wait_start || wo->restore)) {
+		fputs("cella-vm: --incoming runs the VM as soon as it has arrived: it goes with "
+		      "neither --wait-start nor --restore\n", stderr);
+		return -EINVAL;
+	}
 	if (wo->wait_start && !wo->control) {
 		fputs("cella-vm: --wait-start needs --control\n", stderr);
 		return -EINVAL;
@@ -368,10 +415,98 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 	return 0;
 }
 
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+/* --restore: open and check the state file (header, every section's
+ * checksum) and that it fits the configuration. No guest memory is read.
+ * 0, or -1 after logging why (configuration error: exit status 2). */
+static int restore_open(const char *spec, const struct vm_config *cfg, struct statefile *sf)
+{
+	char err[256];
+	int fd;
+
+	if (!strncmp(spec, "fd:", 3)) {
+		char *end;
+		long n = strtol(spec + 3, &end, 10);
+
+		fd = (*end || end == spec + 3 || n < 0 || n > 65535) ? -1 : (int)n;
+		if (fd < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+			log_err("--restore %s: not an inherited file descriptor", spec);
+			return -1;
+		}
+	} else {
+		fd = open(spec, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			log_err("--restore %s: %s", spec, strerror(errno));
+			return -1;
+		}
+	}
+	if (statefile_open(sf, fd, err, sizeof(err))) {
+		log_err("--restore %s: %s", spec, err);
+		return -1;
+	}
+	if (sf->info.nr_vcpus != cfg->cpus ||
+	    sf->info.mem_size != ALIGN_UP(cfg->mem_mib, 2) << 20) {
+		log_err("--restore %s: state: the saved VM has %u vCPUs and %llu MiB, the "
+			"configuration %u and %llu MiB", spec, sf->info.nr_vcpus,
+			(unsigned long long)(sf->info.mem_size >> 20), cfg->cpus,
+			(unsigned long long)cfg->mem_mib);
+		statefile_close(sf);
+		return -1;
+	}
+	return 0;
+}
+
+/* --restore after vm_create_restore: devices and vCPUs from the
+ * configuration, then the file's state on top. */
+static int restore_setup(struct vm *vm, struct statefile *sf, const struct timespec *t0)
+{
+	struct timespec t1, t2;
+	int ret = vm_setup_restore(vm);
+
+	if (ret)
+		return ret;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ret = statefile_load(vm, sf);
+	clock_gettime(CLOCK_MONOTONIC, &t2);
+	statefile_close(sf); /* the VM keeps its own descriptor (and lock) */
+	if (ret) {
+		vm_request_exit(vm, VM_EXIT_CONFIG, "the state file cannot be restored");
+		return ret;
+	}
+	log_info("restore: state loaded in %.3f ms (setup %.3f ms, load %.3f ms)",
+		 ms_between(t0, &t2), ms_between(t0, &t1), ms_between(&t1, &t2));
+	return 0;
+}
+
+/* Live-migration destination: receive the VM (the worker is already set
+ * up and sandboxed), acknowledge, and let main run it. 0 or -errno. */
+static int incoming_receive(struct vm *vm, struct mig_incoming *in)
+{
+	char err[512] = "";
+	int ret = migrate_incoming_receive(in, vm, vm->signal_fd, err, sizeof(err));
+
+	if (!ret)
+		ret = migrate_incoming_ack(in);
+	else
+		log_err("%s", err);
+	if (ret)
+		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s",
+			 err[0] ? err : "incoming migration: cannot acknowledge to the source");
+	migrate_incoming_close(in);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	struct worker_opts wo = { 0 };
 	struct control *ctl = NULL;
+	struct statefile sf = { .fd = -1 };
+	struct mig_incoming *incoming = NULL;
+	struct timespec t_restore;
 	struct vm_config cfg;
 	struct vm vm;
 	sigset_t set;
@@ -390,7 +525,29 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (vm_create(&vm, &cfg)) {
+	clock_gettime(CLOCK_MONOTONIC, &t_restore);
+	if (wo.restore && restore_open(wo.restore, &cfg, &sf)) {
+		config_free(&cfg);
+		log_info("exit: the state file cannot be restored (status %d: %s)", VM_EXIT_CONFIG,
+			 vm_exit_kind(VM_EXIT_CONFIG));
+		return VM_EXIT_CONFIG;
+	}
+	if (wo.incoming) {
+		/* Listen and read the TLS files now: a bad spec is a configuration
+		 * error, and the sandbox hides the files later. */
+		char err[512];
+
+		if (migrate_incoming_open(&incoming, wo.incoming, wo.tls_cert, wo.tls_key,
+					  wo.tls_ca, wo.tls_peer, err, sizeof(err))) {
+			fprintf(stderr, "cella-vm: %s\n", err);
+			config_free(&cfg);
+			return VM_EXIT_CONFIG;
+		}
+	}
+	if (wo.restore ? vm_create_restore(&vm, &cfg, sf.fd, sf.info.mem_off)
+		       : vm_create(&vm, &cfg)) {
+		statefile_close(&sf);
+		migrate_incoming_close(incoming);
 		config_free(&cfg);
 		log_info("exit: cannot create the VM (status %d: %s)", VM_EXIT_ERROR,
 			 vm_exit_kind(VM_EXIT_ERROR));
@@ -401,7 +558,8 @@ int main(int argc, char **argv)
 		log_err("cannot watch signals: %s", strerror(errno));
 		code = VM_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "signal setup failed");
-	} else if (vm_setup(&vm)) {
+	} else if (wo.restore ? restore_setup(&vm, &sf, &t_restore)
+			      : incoming ? vm_setup_restore(&vm) : vm_setup(&vm)) {
 		/* vm_setup names configuration problems (kernel, devices) itself. */
 		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : VM_EXIT_ERROR;
 		if (!vm_exiting(&vm))
@@ -409,9 +567,12 @@ int main(int argc, char **argv)
 	} else if (worker_prepare(&vm, &wo, &ctl)) {
 		code = VM_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");
+	} else if (incoming && (ret = incoming_receive(&vm, incoming), incoming = NULL, ret)) {
+		code = ret == -EINTR ? VM_EXIT_STOPPED : VM_EXIT_ERROR;
 	} else {
 		code = vm_run(&vm);
 	}
+	migrate_incoming_close(incoming);
 	if (wo.stats)
 		log_stats(&vm);
 	log_info("exit: %s (status %d: %s)", vm.exit_reason, code, vm_exit_kind(code));
@@ -419,6 +580,8 @@ int main(int argc, char **argv)
 	if (vm.signal_fd >= 0)
 		close(vm.signal_fd);
 	fflush(stdout);
+	if (sf.fd >= 0)
+		statefile_close(&sf);
 	vm_defer_kernel_teardown(&vm);
 	control_destroy(ctl);
 	vm_destroy(&vm);

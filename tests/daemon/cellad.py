@@ -312,3 +312,50 @@ def main(test, need_root=False):
         sys.exit(EXIT_FAIL)
     print("[daemon-test] PASS", flush=True)
     sys.exit(EXIT_PASS)
+
+
+class ConsoleTail:
+    """Follows a VM's console from a byte offset of its history (the bytes
+    before it were already seen): open it once the VM runs, with the length
+    of the history read before the action that produced the new output.
+    Needs a console_history_kib large enough to hold the whole run."""
+
+    def __init__(self, d, name, skip, timeout=60):
+        self.c = UnixHTTPConnection(d.sock, timeout=timeout)
+        self.c.request("GET", f"/v1/vms/{name}/console?history={1 << 30}&follow=true")
+        self.r = self.c.getresponse()
+        self.skip = skip
+        self.buf = b""
+
+    def line(self):
+        while True:
+            if self.skip and self.buf:
+                n = min(self.skip, len(self.buf))
+                self.buf, self.skip = self.buf[n:], self.skip - n
+            if not self.skip and b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                return line.decode("utf-8", "replace")
+            chunk = self.r.read1(65536)
+            if not chunk:
+                raise TestFailure("the console stream ended")
+            self.buf += chunk
+
+    def close(self):
+        self.c.close()
+
+
+def memwriter_rounds(tail, want):
+    """Reads memwriter's lines until a round >= want; returns (first, last)
+    round numbers seen. A FAIL line (lost or stale memory) fails the test."""
+    import re
+    first = None
+    while True:
+        text = tail.line()
+        if "FAIL" in text:
+            raise TestFailure(f"memwriter: {text}")
+        m = re.search(r"memwriter: round (\d+)", text)
+        if m:
+            r = int(m.group(1))
+            first = r if first is None else first
+            if r >= want:
+                return first, r

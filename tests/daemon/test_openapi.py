@@ -36,8 +36,9 @@ def test(args):
     seen = {}
 
     with Daemon(args) as d:
-        def call(method, template, name=None, **kw):
+        def call(method, template, name=None, sub=None, **kw):
             path = template.replace("{name}", name or "x")
+            path = re.sub(r"\{(disk|checkpoint)\}", sub or "x", path)
             r = d.request(method, path, **kw)
             seen.setdefault((method, template), []).append(r)
             return r
@@ -76,6 +77,12 @@ def test(args):
         call("POST", "/v1/vms/{name}/resume", "oa")
         call("POST", "/v1/vms/{name}/reset", "oa")
         call("POST", "/v1/vms/{name}/reset", "oa", body={"hard": True})
+        call("POST", "/v1/vms/{name}/save", "oa")
+        call("POST", "/v1/vms/{name}/save", "oa")
+        call("POST", "/v1/vms/{name}/save", "nope")
+        call("DELETE", "/v1/vms/{name}/state", "oa")
+        call("DELETE", "/v1/vms/{name}/state", "oa")
+        call("POST", "/v1/vms/{name}/start", "oa")
         call("POST", "/v1/vms/{name}/kill", "oa")
         call("POST", "/v1/vms/{name}/kill", "oa")
         call("POST", "/v1/vms/{name}/stop", "oa")
@@ -87,6 +94,35 @@ def test(args):
         call("GET", "/v1/events?since=abc")
         call("DELETE", "/v1/vms/{name}", "oa")
         call("DELETE", "/v1/vms/{name}", "oa")
+
+        # Disks and checkpoints, on a stopped VM with a raw disk.
+        img = os.path.join(d.dir, "od.img")
+        with open(img, "wb") as f:
+            f.truncate(1 << 20)
+        call("POST", "/v1/vms", body={"name": "od", "kernel": kernel, "cmdline": "",
+                                      "disks": [{"path": img, "id": "d0"}]})
+        dk = "/v1/vms/{name}/disks/{disk}"
+        call("PATCH", dk, "od", "d0", body={"qos": {"iops": 100}})
+        call("PATCH", dk, "od", "d0", body={"qos": {"iops": -1}})
+        call("PATCH", dk, "od", "d0", raw=b"{}", headers={"Content-Type": "text/plain"})
+        call("PATCH", dk, "od", "nope", body={"qos": {}})
+        cps, cp = "/v1/vms/{name}/checkpoints", "/v1/vms/{name}/checkpoints/{checkpoint}"
+        call("GET", cps, "od")
+        call("GET", cps, "nope")
+        call("POST", cps, "od", body={"name": "c1", "kind": "production"})
+        call("POST", cps, "od", body={"name": "c1"})
+        call("POST", cps, "od", body={"name": "c2", "kind": "fast"})
+        call("POST", cps, "od", raw=b"{}", headers={"Content-Type": "text/plain"})
+        call("POST", cps, "nope", body={"name": "c1"})
+        call("POST", cp + "/apply", "od", "c1")
+        call("POST", cp + "/apply", "od", "nope")
+        call("POST", cp + "/apply", "od", "c1", body={"x": 1})
+        call("POST", "/v1/vms/{name}/start", "od")
+        call("DELETE", cp, "od", "c1")
+        call("POST", "/v1/vms/{name}/kill", "od")
+        call("DELETE", cp, "od", "c1")
+        call("DELETE", cp, "od", "c1")
+        call("DELETE", cp, "od", "c1", body={"x": 1})
         # The event stream never ends by itself: read its head only.
         evs = d.events(since=0)
         seen.setdefault(("GET", "/v1/events"), []).append(type("R", (), {

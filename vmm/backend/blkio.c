@@ -1,4 +1,4 @@
-/* blkio.c: io_uring block I/O engine: image open and locking, async read/write/flush/fallocate. */
+/* blkio.c: io_uring block I/O engine: one ring per disk, async read/write/flush/fallocate on any fd. */
 #include "backend/blkio.h"
 
 #include <errno.h>
@@ -13,53 +13,17 @@
 
 #include "log.h"
 
-int blkio_open(struct blkio *b, const char *who, const char *path, bool readonly,
-	       unsigned depth)
+int blkio_init(struct blkio *b, const char *who, unsigned depth)
 {
-	struct stat st;
 	int ret;
 
 	memset(b, 0, sizeof(*b));
 	b->efd = -1;
-	b->readonly = readonly;
-	b->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (b->fd < 0) {
-		ret = -errno;
-		log_err("%s: cannot open disk image %s%s: %s", who, path,
-			readonly ? " read-only" : " read-write", strerror(-ret));
-		return ret;
-	}
-	if (flock(b->fd, (readonly ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		if (ret == -EBUSY)
-			log_err("%s: disk image %s is in use by another VM (it holds a %s lock)",
-				who, path, readonly ? "read-write" : "conflicting");
-		else
-			log_err("%s: cannot lock disk image %s: %s", who, path, strerror(-ret));
-		goto fail;
-	}
-	if (fstat(b->fd, &st) < 0) {
-		ret = -errno;
-		log_err("%s: cannot stat disk image %s: %s", who, path, strerror(-ret));
-		goto fail;
-	}
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(b->fd, BLKGETSIZE64, &b->size) < 0) {
-			ret = -errno;
-			log_err("%s: cannot size block device %s: %s", who, path, strerror(-ret));
-			goto fail;
-		}
-	} else if (S_ISREG(st.st_mode)) {
-		b->size = (uint64_t)st.st_size;
-	} else {
-		ret = -EINVAL;
-		log_err("%s: disk image %s is neither a file nor a block device", who, path);
-		goto fail;
-	}
+	b->depth = depth;
 	ret = io_uring_queue_init(depth, &b->ring, 0);
 	if (ret < 0) {
 		log_err("%s: cannot set up io_uring: %s", who, strerror(-ret));
-		goto fail;
+		return ret;
 	}
 	b->ring_ok = true;
 	b->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -93,9 +57,7 @@ void blkio_close(struct blkio *b)
 	}
 	if (b->efd >= 0)
 		close(b->efd);
-	if (b->fd >= 0)
-		close(b->fd); /* drops the flock */
-	b->efd = b->fd = -1;
+	b->efd = -1;
 }
 
 static struct io_uring_sqe *get_sqe(struct blkio *b, void *tag)
@@ -115,45 +77,46 @@ static struct io_uring_sqe *get_sqe(struct blkio *b, void *tag)
 	return sqe;
 }
 
-int blkio_queue_readv(struct blkio *b, const struct iovec *iov, unsigned nr, uint64_t off,
-		      void *tag)
+int blkio_queue_readv(struct blkio *b, int fd, const struct iovec *iov, unsigned nr,
+		      uint64_t off, void *tag)
 {
 	struct io_uring_sqe *sqe = get_sqe(b, tag);
 
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_readv(sqe, b->fd, iov, nr, off);
+	io_uring_prep_readv(sqe, fd, iov, nr, off);
 	return 0;
 }
 
-int blkio_queue_writev(struct blkio *b, const struct iovec *iov, unsigned nr, uint64_t off,
-		       void *tag)
+int blkio_queue_writev(struct blkio *b, int fd, const struct iovec *iov, unsigned nr,
+		       uint64_t off, void *tag)
 {
 	struct io_uring_sqe *sqe = get_sqe(b, tag);
 
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_writev(sqe, b->fd, iov, nr, off);
+	io_uring_prep_writev(sqe, fd, iov, nr, off);
 	return 0;
 }
 
-int blkio_queue_flush(struct blkio *b, void *tag)
+int blkio_queue_flush(struct blkio *b, int fd, void *tag)
 {
 	struct io_uring_sqe *sqe = get_sqe(b, tag);
 
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_fsync(sqe, b->fd, IORING_FSYNC_DATASYNC);
+	io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
 	return 0;
 }
 
-int blkio_queue_fallocate(struct blkio *b, int mode, uint64_t off, uint64_t len, void *tag)
+int blkio_queue_fallocate(struct blkio *b, int fd, int mode, uint64_t off, uint64_t len,
+			  void *tag)
 {
 	struct io_uring_sqe *sqe = get_sqe(b, tag);
 
 	if (!sqe)
 		return -EBUSY;
-	io_uring_prep_fallocate(sqe, b->fd, mode, (off_t)off, (off_t)len);
+	io_uring_prep_fallocate(sqe, fd, mode, (off_t)off, (off_t)len);
 	return 0;
 }
 

@@ -20,12 +20,24 @@
 
 #include <jansson.h>
 
+#include "control/control_disk.h"
 #include "log.h"
+#include "migrate/migrate.h"
+#include "state/statefile.h"
 #include "vm.h"
 
-#define CTL_LINE_MAX   4096
+#define CTL_LINE_MAX   16384 /* migrate carries PEM certificates and a key */
 #define CTL_MAX_CLIENTS 16
 #define CTL_START_TIMEOUT_S 30
+#define CTL_MAX_FDS     8   /* file descriptors attached to one request */
+
+/* File descriptors received (SCM_RIGHTS) and the buffer offset of the
+ * bytes they came with: they belong to the line that holds that byte. */
+struct ctl_fd_batch {
+	size_t at;
+	unsigned n;
+	int fds[CTL_MAX_FDS];
+};
 
 struct ctl_client {
 	struct control *c;
@@ -33,7 +45,15 @@ struct ctl_client {
 	bool watched;
 	size_t len;
 	char buf[CTL_LINE_MAX];
+	struct ctl_fd_batch pending[4]; /* batches not yet claimed by a line */
+	unsigned nr_pending;
+	bool fd_overflow;               /* more fds than fit: the line is refused */
 	struct ctl_client *next;
+};
+
+struct ctl_req {
+	int fds[CTL_MAX_FDS];
+	unsigned nr_fds;
 };
 
 struct control {
@@ -54,6 +74,9 @@ struct control {
 	char name[128];
 	struct timespec t_start; /* CLOCK_MONOTONIC when the vCPUs were let run */
 	struct ctl_client *clients;
+	struct ctl_client *cur_client; /* the client whose request is being handled */
+	struct migration *mig;         /* the last migration (vmm/migrate) */
+	struct ctl_client *mig_client; /* who gets its reply; NULL once gone */
 	unsigned nr_clients;
 };
 
@@ -298,9 +321,159 @@ static json_t *ctl_probe_open(struct control *c, json_t *req)
 	return json_pack("{s:b, s:b}", "ok", 1, "opened", 1);
 }
 
+int ctl_take_fd(struct ctl_req *rq, unsigned idx)
+{
+	int fd;
+
+	if (!rq || idx >= rq->nr_fds)
+		return -1;
+	fd = rq->fds[idx];
+	rq->fds[idx] = -1;
+	return fd;
+}
+
+unsigned ctl_nr_fds(const struct ctl_req *rq)
+{
+	return rq ? rq->nr_fds : 0;
+}
+
+int ctl_req_file(struct ctl_req *rq, json_t *req, int flags, char *err, size_t errlen)
+{
+	json_t *jfd = json_object_get(req, "fd");
+	const char *path = json_string_value(json_object_get(req, "path"));
+	int fd;
+
+	if (jfd && path) {
+		snprintf(err, errlen, "give either path or fd, not both");
+		return -EINVAL;
+	}
+	if (jfd) {
+		if (!json_is_integer(jfd) || json_integer_value(jfd) < 0 ||
+		    json_integer_value(jfd) >= CTL_MAX_FDS) {
+			snprintf(err, errlen, "fd: expected an index from 0 to %d", CTL_MAX_FDS - 1);
+			return -EINVAL;
+		}
+		fd = ctl_take_fd(rq, (unsigned)json_integer_value(jfd));
+		if (fd < 0) {
+			snprintf(err, errlen, "fd: no file descriptor %lld attached to the request",
+				 (long long)json_integer_value(jfd));
+			return -EBADF;
+		}
+		return fd;
+	}
+	if (!path) {
+		snprintf(err, errlen, "path: expected a string (or an attached fd)");
+		return -EINVAL;
+	}
+	fd = open(path, flags | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = -errno;
+
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return e;
+	}
+	return fd;
+}
+
+static uint64_t ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)((now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+/* save: pause, write the state file (statefile_save: CPU, platform,
+ * devices, sparse memory, fsync), then end the VM with VM_EXIT_SAVED
+ * ("stop", the default) or let it run on. */
+static json_t *ctl_save(struct control *c, json_t *req, struct ctl_req *rq, int *after)
+{
+	json_t *jstop = json_object_get(req, "stop");
+	bool stop = !jstop || json_is_true(jstop), was_paused;
+	struct timespec t0;
+	char err[256];
+	uint64_t bytes = 0;
+	int fd, ret;
+
+	if (jstop && !json_is_boolean(jstop))
+		return ctl_error("stop: expected a boolean");
+	if (!c->released)
+		return ctl_error("save: the VM is still starting");
+	if (c->shutdown_pending)
+		return ctl_error("save: a shutdown is in progress");
+	fd = ctl_req_file(rq, req, O_RDWR | O_CREAT, err, sizeof(err));
+	if (fd < 0)
+		return ctl_error("save: %s", err);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	was_paused = vm_paused(c->vm);
+	vm_pause(c->vm);
+	ret = statefile_save(c->vm, fd, NULL, &bytes, err, sizeof(err));
+	close(fd);
+	if (ret) {
+		if (!was_paused)
+			vm_resume(c->vm);
+		log_err("control: save failed: %s", err);
+		return ctl_error("save: %s", err);
+	}
+	log_info("control: state saved (%llu bytes written) in %llu ms", (unsigned long long)bytes,
+		 (unsigned long long)ms_since(&t0));
+	if (stop)
+		*after = VM_EXIT_SAVED;
+	else if (!was_paused)
+		vm_resume(c->vm);
+	return json_pack("{s:b, s:I, s:I}", "ok", 1, "bytes", (json_int_t)bytes, "ms",
+			 (json_int_t)ms_since(&t0));
+}
+
+static int ctl_send(int fd, json_t *rep);
+
+/* The migration is over (on the I/O loop thread): answer the client that
+ * asked; after a success the VM lives on at the destination. */
+static void ctl_migrate_done(void *opaque, json_t *reply, bool ok)
+{
+	struct control *c = opaque;
+
+	if (c->mig_client)
+		ctl_send(c->mig_client->fd, reply);
+	else
+		json_decref(reply);
+	c->mig_client = NULL;
+	if (ok)
+		vm_request_exit(c->vm, VM_EXIT_MIGRATED, "migrated to another host");
+}
+
+/* migrate: runs on its own thread; the reply comes from ctl_migrate_done
+ * (NULL here means "later"). */
+static json_t *ctl_migrate(struct control *c, json_t *req, struct ctl_req *rq)
+{
+	json_t *jfd = json_object_get(req, "fd");
+	char err[256];
+	int fd = -1, ret;
+
+	if (!c->released)
+		return ctl_error("migrate: the VM is still starting");
+	if (c->shutdown_pending)
+		return ctl_error("migrate: a shutdown is in progress");
+	if (migrate_running(c->mig))
+		return ctl_error("migrate: a migration is already in progress");
+	if (jfd) {
+		if (!json_is_integer(jfd) || json_integer_value(jfd) < 0 ||
+		    (fd = ctl_take_fd(rq, (unsigned)json_integer_value(jfd))) < 0)
+			return ctl_error("fd: no socket with that index attached to the request");
+	}
+	migrate_destroy(c->mig);
+	c->mig = NULL;
+	ret = migrate_start(&c->mig, c->vm, req, fd, ctl_migrate_done, c, err, sizeof(err));
+	if (ret)
+		return ctl_error("migrate: %s", err);
+	c->mig_client = c->cur_client;
+	return NULL;
+}
+
 /* Handle one request line. *after is set to an exit code to request once
  * the reply is written (stop, reset), else left alone. */
-static json_t *ctl_handle(struct control *c, const char *line, int *after, bool *start)
+static json_t *ctl_handle(struct control *c, const char *line, int *after, bool *start,
+			  struct ctl_req *rq)
 {
 	json_error_t jerr;
 	json_t *req = json_loads(line, JSON_REJECT_DUPLICATES, &jerr), *rep;
@@ -313,6 +486,13 @@ static json_t *ctl_handle(struct control *c, const char *line, int *after, bool 
 	cmd = json_string_value(json_object_get(req, "cmd"));
 	if (!cmd) {
 		rep = ctl_error("cmd: expected a string");
+	} else if (migrate_running(c->mig) &&
+		   (!strcmp(cmd, "pause") || !strcmp(cmd, "resume") || !strcmp(cmd, "save") ||
+		    !strcmp(cmd, "shutdown") || !strcmp(cmd, "reset"))) {
+		/* The migration owns the pause state until it is over. */
+		rep = ctl_error("%s: a migration is in progress", cmd);
+	} else if (!strcmp(cmd, "migrate")) {
+		rep = ctl_migrate(c, req, rq);
 	} else if (!strcmp(cmd, "status")) {
 		char why[256];
 
@@ -323,6 +503,10 @@ static json_t *ctl_handle(struct control *c, const char *line, int *after, bool 
 		vm_pause_reason(c->vm, why, sizeof(why));
 		if (rep && why[0])
 			json_object_set_new(rep, "pause_reason", json_string(why));
+		if (rep)
+			json_object_set_new(rep, "disks", ctl_disks_status(c->vm));
+		if (rep && c->mig)
+			json_object_set_new(rep, "migration", migrate_progress(c->mig));
 	} else if (!strcmp(cmd, "start")) {
 		if (c->started) {
 			rep = ctl_error("already started");
@@ -350,8 +534,16 @@ static json_t *ctl_handle(struct control *c, const char *line, int *after, bool 
 			rep = ctl_ok(c);
 		}
 	} else if (!strcmp(cmd, "resume")) {
-		vm_resume(c->vm);
-		rep = ctl_ok(c);
+		char why[256];
+
+		/* Storage that failed is retried first; still failing, the VM
+		 * stays paused. */
+		if (!ctl_disks_retry(c->vm, why, sizeof(why))) {
+			rep = ctl_error("resume: %s", why);
+		} else {
+			vm_resume(c->vm);
+			rep = ctl_ok(c);
+		}
 	} else if (!strcmp(cmd, "shutdown")) {
 		rep = ctl_shutdown(c, req);
 	} else if (!strcmp(cmd, "stop")) {
@@ -362,12 +554,24 @@ static json_t *ctl_handle(struct control *c, const char *line, int *after, bool 
 		rep = ctl_ok(c);
 	} else if (!strcmp(cmd, "stats")) {
 		rep = ctl_stats(c);
+	} else if (!strcmp(cmd, "save")) {
+		rep = ctl_save(c, req, rq, after);
+	} else if (!strcmp(cmd, "disk-switch")) {
+		char err[256];
+		int fd = ctl_req_file(rq, req, O_RDWR, err, sizeof(err));
+
+		rep = fd < 0 ? ctl_error("disk-switch: %s", err)
+			     : ctl_disk_command(c->vm, cmd, req, fd);
+	} else if ((rep = ctl_disk_command(c->vm, cmd, req, -1))) {
+		/* set-qos, flush-disks (control_disk.c) */
 	} else {
 		rep = ctl_error("cmd: unknown command '%.64s'", cmd);
 	}
 	json_decref(req);
 	return rep;
 }
+
+static void ctl_client_drop_fds(struct ctl_client *cl);
 
 static void ctl_client_free(struct control *c, struct ctl_client *cl)
 {
@@ -381,6 +585,9 @@ static void ctl_client_free(struct control *c, struct ctl_client *cl)
 	}
 	if (cl->watched)
 		evloop_del(c->vm->loop, cl->fd);
+	ctl_client_drop_fds(cl);
+	if (c->mig_client == cl)
+		c->mig_client = NULL;
 	close(cl->fd);
 	c->nr_clients--;
 	free(cl);
@@ -417,13 +624,98 @@ static int ctl_send(int fd, json_t *rep)
 	return ret;
 }
 
+static void ctl_close_fds(int *fds, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static void ctl_client_drop_fds(struct ctl_client *cl)
+{
+	for (unsigned i = 0; i < cl->nr_pending; i++)
+		ctl_close_fds(cl->pending[i].fds, cl->pending[i].n);
+	cl->nr_pending = 0;
+}
+
+/* recvmsg: the bytes, and any SCM_RIGHTS descriptors sent with them. */
+static ssize_t ctl_recv(struct ctl_client *cl)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+	} ctrl;
+	struct iovec iov = { cl->buf + cl->len, sizeof(cl->buf) - 1 - cl->len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf,
+			     .msg_controllen = sizeof(ctrl.buf) };
+	ssize_t n = recvmsg(cl->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+	if (n < 0)
+		return n;
+	if (mh.msg_flags & MSG_CTRUNC)
+		cl->fd_overflow = true; /* the kernel closed what did not fit */
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		struct ctl_fd_batch *b;
+		unsigned nfd;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (unsigned)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		if (nfd > CTL_MAX_FDS)
+			nfd = CTL_MAX_FDS; /* cannot be: the buffer holds no more */
+		if (cl->nr_pending == ARRAY_SIZE(cl->pending)) {
+			int tmp[CTL_MAX_FDS];
+
+			memcpy(tmp, CMSG_DATA(cm), nfd * sizeof(int));
+			ctl_close_fds(tmp, nfd);
+			cl->fd_overflow = true;
+			continue;
+		}
+		b = &cl->pending[cl->nr_pending++];
+		b->at = cl->len;
+		b->n = nfd;
+		memcpy(b->fds, CMSG_DATA(cm), nfd * sizeof(int));
+	}
+	return n;
+}
+
+/* The descriptors of the line ending at buffer offset `end` go to rq; the
+ * other batches move with the buffer, which loses `end + 1` bytes. */
+static bool ctl_claim_fds(struct ctl_client *cl, size_t end, struct ctl_req *rq)
+{
+	unsigned keep = 0;
+	bool ok = !cl->fd_overflow;
+
+	rq->nr_fds = 0;
+	for (unsigned i = 0; i < cl->nr_pending; i++) {
+		struct ctl_fd_batch *b = &cl->pending[i];
+
+		if (b->at > end) {
+			b->at -= end + 1;
+			cl->pending[keep++] = *b;
+			continue;
+		}
+		for (unsigned j = 0; j < b->n; j++) {
+			if (rq->nr_fds < CTL_MAX_FDS) {
+				rq->fds[rq->nr_fds++] = b->fds[j];
+			} else {
+				close(b->fds[j]);
+				ok = false;
+			}
+		}
+	}
+	cl->nr_pending = keep;
+	cl->fd_overflow = false;
+	return ok;
+}
+
 /* Read what the client sent and answer complete lines. Returns false when
  * the client is gone (or misbehaved) and must be freed; *start is set when
  * it sent "start". */
 static bool ctl_client_serve(struct ctl_client *cl, bool *start)
 {
 	struct control *c = cl->c;
-	ssize_t n = recv(cl->fd, cl->buf + cl->len, sizeof(cl->buf) - 1 - cl->len, MSG_DONTWAIT);
+	ssize_t n = ctl_recv(cl);
 	char *nl;
 
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
@@ -434,19 +726,29 @@ static bool ctl_client_serve(struct ctl_client *cl, bool *start)
 	cl->buf[cl->len] = 0;
 	while ((nl = memchr(cl->buf, '\n', cl->len))) {
 		int after = VM_EXIT_NONE;
+		struct ctl_req rq;
 		json_t *rep;
 
 		*nl = 0;
-		rep = ctl_handle(c, cl->buf, &after, start);
+		c->cur_client = cl;
+		if (ctl_claim_fds(cl, (size_t)(nl - cl->buf), &rq))
+			rep = ctl_handle(c, cl->buf, &after, start, &rq);
+		else
+			rep = ctl_error("request: more than %d file descriptors attached",
+					CTL_MAX_FDS);
+		/* Descriptors the command did not take are closed. */
+		ctl_close_fds(rq.fds, rq.nr_fds);
 		cl->len -= (size_t)(nl + 1 - cl->buf);
 		memmove(cl->buf, nl + 1, cl->len);
 		cl->buf[cl->len] = 0;
-		if (ctl_send(cl->fd, rep))
+		if (rep && ctl_send(cl->fd, rep)) /* NULL: answered later (migrate) */
 			return false;
 		if (after == VM_EXIT_STOPPED)
 			vm_request_exit(c->vm, VM_EXIT_STOPPED, "turned off by the host");
 		else if (after == VM_EXIT_RESET)
 			vm_request_exit(c->vm, VM_EXIT_RESET, "reset by the host");
+		else if (after == VM_EXIT_SAVED)
+			vm_request_exit(c->vm, VM_EXIT_SAVED, "state saved; the VM ends here");
 	}
 	if (cl->len >= sizeof(cl->buf) - 1) {
 		ctl_send(cl->fd, ctl_error("request: line longer than %d bytes", CTL_LINE_MAX - 1));
@@ -590,6 +892,8 @@ void control_destroy(struct control *c)
 {
 	if (!c)
 		return;
+	migrate_destroy(c->mig); /* a running one is cancelled and joined */
+	c->mig = NULL;
 	while (c->clients)
 		ctl_client_free(c, c->clients);
 	if (c->listen_watched)

@@ -5,9 +5,20 @@
  * Requests: {"cmd":"status"|"start"|"pause"|"resume"|"shutdown"|"stop"|
  * "reset"|"stats"|"probe-open", ...}. Replies: {"ok":true,...} or
  * {"ok":false,"error":"reason"}. See docs/cellad.md for the protocol.
+ *
+ * To the blk and migrate engineers (and any command that needs a file or a
+ * socket): a request line may carry file descriptors as SCM_RIGHTS
+ * ancillary data sent with the line (up to 8; the worker may be sandboxed,
+ * so always accept one). In ctl_handle (control.c) each handler gets the
+ * request's `struct ctl_req *rq`: take a descriptor with ctl_take_fd(rq, i)
+ * (you then own it), or use ctl_req_file(rq, req, flags, ...) which does
+ * "fd": i or "path": P for you. Descriptors nobody took are closed after
+ * the handler returns. A handler that ends the VM sets *after (e.g.
+ * VM_EXIT_SAVED); the exit is requested once the reply is written.
  */
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "compiler.h"
 
@@ -37,3 +48,16 @@ int control_attach(struct control *c, bool gated) __must_check;
 void control_record_exit(struct control *c, int code, const char *reason);
 
 void control_destroy(struct control *c);
+
+/* One request being handled, with the descriptors that came with it. */
+struct ctl_req;
+/* Take the idx-th descriptor attached to the request (the caller owns it
+ * from then on); -1 when there is none or it was taken already. */
+int ctl_take_fd(struct ctl_req *rq, unsigned idx);
+unsigned ctl_nr_fds(const struct ctl_req *rq);
+/* The file a command names: {"fd": N} (an attached descriptor, taken) or
+ * {"path": P} (opened with open(P, flags | O_CLOEXEC, 0600)). Returns the
+ * descriptor, or -errno with the reason in err ("fd: no file descriptor 1
+ * attached to the request", "P: No such file or directory"). */
+typedef struct json_t json_t;
+int ctl_req_file(struct ctl_req *rq, json_t *req, int flags, char *err, size_t errlen);

@@ -73,6 +73,75 @@ static int parse_mac(const char *s, uint8_t mac[6])
 	return 0;
 }
 
+int config_disk_qos_set(struct disk_qos_config *q, const char *key, uint64_t v)
+{
+	uint64_t *dst;
+
+	if (!strcmp(key, "iops"))
+		dst = &q->iops;
+	else if (!strcmp(key, "iops_burst"))
+		dst = &q->iops_burst;
+	else if (!strcmp(key, "bps"))
+		dst = &q->bps;
+	else if (!strcmp(key, "bps_burst"))
+		dst = &q->bps_burst;
+	else
+		return -ENOENT;
+	if (v > CONFIG_QOS_MAX)
+		return -EINVAL;
+	*dst = v;
+	return 0;
+}
+
+/* "key=value" disk options beyond ro/rw/id: format, QoS, cbt. */
+static int config_disk_option(struct disk_config *d, const char *tok, char *err, size_t errlen)
+{
+	const char *eq = strchr(tok, '=');
+	char key[16];
+	char *end;
+	unsigned long long v;
+
+	if (!eq || (size_t)(eq - tok) >= sizeof(key))
+		goto unknown;
+	memcpy(key, tok, (size_t)(eq - tok));
+	key[eq - tok] = 0;
+	if (!strcmp(key, "format")) {
+		if (strcmp(eq + 1, "raw") && strcmp(eq + 1, "qcow2"))
+			return config_error(err, errlen, "disk: format '%s' is not raw or qcow2",
+					    eq + 1);
+		snprintf(d->format, sizeof(d->format), "%s", eq + 1);
+		return 0;
+	}
+	if (!strcmp(key, "cbt")) {
+		if (strcmp(eq + 1, "on") && strcmp(eq + 1, "off"))
+			return config_error(err, errlen, "disk: cbt='%s' is not on or off", eq + 1);
+		d->cbt = !strcmp(eq + 1, "on");
+		return 0;
+	}
+	errno = 0;
+	v = strtoull(eq + 1, &end, 10);
+	if (eq[1] < '0' || eq[1] > '9' || *end || errno) {
+		if (strcmp(key, "iops") && strcmp(key, "iops_burst") && strcmp(key, "bps") &&
+		    strcmp(key, "bps_burst"))
+			goto unknown;
+		return config_error(err, errlen, "disk: %s='%s' is not a number", key, eq + 1);
+	}
+	switch (config_disk_qos_set(&d->qos, key, v)) {
+	case 0:
+		return 0;
+	case -EINVAL:
+		return config_error(err, errlen, "disk: %s=%llu is out of range (0 to %llu)", key,
+				    v, (unsigned long long)CONFIG_QOS_MAX);
+	default:
+		break;
+	}
+unknown:
+	return config_error(err, errlen,
+			    "disk: unknown option '%s' (expected ro, rw, id=ID, format=raw|qcow2, "
+			    "iops=N, iops_burst=N, bps=N, bps_burst=N or cbt=on|off)",
+			    tok);
+}
+
 int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t errlen)
 {
 	char *copy, *tok, *save = NULL;
@@ -104,10 +173,7 @@ int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t err
 				goto out;
 			}
 			snprintf(d.id, sizeof(d.id), "%s", tok + 3);
-		} else {
-			ret = config_error(err, errlen,
-					   "disk: unknown option '%s' (expected ro, rw or id=ID)",
-					   tok);
+		} else if ((ret = config_disk_option(&d, tok, err, errlen))) {
 			goto out;
 		}
 	}
@@ -223,6 +289,28 @@ static int json_want_uint(json_t *v, const char *key, uint64_t min, uint64_t max
 	return 0;
 }
 
+static int config_json_qos(struct disk_qos_config *q, json_t *o, const char *where, char *err,
+			   size_t errlen)
+{
+	const char *key;
+	json_t *v;
+	char name[96];
+	uint64_t u;
+
+	if (!json_is_object(o))
+		return config_error(err, errlen, "%s: expected an object", where);
+	json_object_foreach(o, key, v) {
+		snprintf(name, sizeof(name), "%s.%s", where, key);
+		if (json_want_uint(v, name, 0, CONFIG_QOS_MAX, &u, err, errlen))
+			return -EINVAL;
+		if (config_disk_qos_set(q, key, u))
+			return config_error(err, errlen,
+					    "%s: unknown key (expected iops, iops_burst, bps, "
+					    "bps_burst)", name);
+	}
+	return 0;
+}
+
 static int config_json_disk(struct vm_config *c, json_t *d, unsigned idx, const char *base_dir,
 			    char *err, size_t errlen)
 {
@@ -256,6 +344,22 @@ static int config_json_disk(struct vm_config *c, json_t *d, unsigned idx, const 
 				goto fail;
 			}
 			snprintf(disk.id, sizeof(disk.id), "%s", json_string_value(v));
+		} else if (!strcmp(key, "format")) {
+			if (!json_is_string(v) || (strcmp(json_string_value(v), "raw") &&
+						   strcmp(json_string_value(v), "qcow2"))) {
+				config_error(err, errlen, "%s: expected \"raw\" or \"qcow2\"", name);
+				goto fail;
+			}
+			snprintf(disk.format, sizeof(disk.format), "%s", json_string_value(v));
+		} else if (!strcmp(key, "cbt")) {
+			if (!json_is_boolean(v)) {
+				config_error(err, errlen, "%s: expected true or false", name);
+				goto fail;
+			}
+			disk.cbt = json_is_true(v);
+		} else if (!strcmp(key, "qos")) {
+			if (config_json_qos(&disk.qos, v, name, err, errlen))
+				goto fail;
 		} else {
 			config_error(err, errlen, "%s: unknown key", name);
 			goto fail;
@@ -460,6 +564,10 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 		snprintf(key, sizeof(key), "disks[%u].path", i);
 		if (check_readable(key, c->disks[i].path, !c->disks[i].readonly, err, errlen))
 			return -EINVAL;
+		if ((c->disks[i].qos.iops_burst && !c->disks[i].qos.iops) ||
+		    (c->disks[i].qos.bps_burst && !c->disks[i].qos.bps))
+			return config_error(err, errlen, "disks[%u].qos: a burst needs its rate "
+					    "(iops_burst with iops, bps_burst with bps)", i);
 		for (unsigned j = 0; j < i; j++)
 			if (!strcmp(c->disks[i].path, c->disks[j].path))
 				return config_error(err, errlen, "%s: %s is used twice", key,

@@ -10,10 +10,22 @@
 #define CONFIG_MAX_NETS  8
 #define CONFIG_MAX_CPUS  32
 
+/* Storage QoS of one disk (vmm/backend/qos.h); 0 = unlimited, a burst of 0
+ * the default (100 ms worth of the rate). IOPS are normalized to 8 KiB. */
+struct disk_qos_config {
+	uint64_t iops, iops_burst;
+	uint64_t bps, bps_burst;
+};
+
+#define CONFIG_QOS_MAX (1ULL << 48) /* upper bound of every QoS figure */
+
 struct disk_config {
 	char *path;
 	bool readonly;
 	char id[21]; /* VIRTIO_BLK_ID_BYTES; "" = derive from the index */
+	char format[8]; /* "" = probe, "raw" or "qcow2" */
+	struct disk_qos_config qos;
+	bool cbt;       /* changed-block tracking in PATH.cbt (disk/cbt.h) */
 };
 
 struct net_config {
@@ -57,10 +69,16 @@ int config_load_json(struct vm_config *c, const char *path, char *err, size_t er
 int config_load_json_text(struct vm_config *c, const char *text, size_t len, char *err,
 			  size_t errlen) __must_check;
 
-/* Parse "PATH[,ro][,id=ID]" and "tap=NAME[,mac=aa:bb:..]" option strings. */
+/* Parse "PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]
+ * [,bps_burst=N][,cbt=on|off]" and "tap=NAME[,mac=aa:bb:..]" option strings. */
 int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
 int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
 int config_set_console(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
+
+/* Parse one QoS key ("iops", "iops_burst", "bps", "bps_burst") with its
+ * value into q (shared by the option string, JSON and the control socket's
+ * set-qos). Returns 0, -ENOENT for an unknown key, -EINVAL for a bad value. */
+int config_disk_qos_set(struct disk_qos_config *q, const char *key, uint64_t v) __must_check;
 
 /* Check ranges and that files exist and are readable. */
 int config_validate(const struct vm_config *c, char *err, size_t errlen) __must_check;

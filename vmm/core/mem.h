@@ -27,11 +27,35 @@ struct guest_mem {
 	uint64_t size;     /* total RAM bytes */
 	uint64_t low_size; /* RAM bytes below MEM_HOLE_START */
 	uint64_t high_size;/* RAM bytes from 4 GiB up */
+	/* Restored VMs (guest_mem_init_file): RAM is a MAP_PRIVATE mapping of
+	 * a state file from file_off; memfd is -1. The file's pages are read
+	 * lazily, the guest's writes go to anonymous copy-on-write pages. */
+	int file_fd;       /* -1 for memfd RAM */
+	uint64_t file_off;
+	int pagemap_fd;    /* /proc/self/pagemap, opened before any sandbox */
+	/* Pages the VMM itself wrote (virtqueue buffers and rings, the
+	 * emulation fallback), which KVM's dirty log cannot see: one bit per
+	 * 4 KiB page by RAM offset (host pointer - host). Live migration
+	 * enables it (guest_mem_dirty_enable); NULL until then. */
+	unsigned long *dirty;
+	bool dirty_on;     /* read/written atomically */
 };
 
 /* Allocate RAM of `size` bytes (multiple of 2 MiB). Returns 0 or -errno. */
 int guest_mem_init(struct guest_mem *m, uint64_t size) __must_check;
 void guest_mem_destroy(struct guest_mem *m);
+/* RAM of `size` bytes (multiple of 2 MiB) that is the file fd's bytes from
+ * `off` (page aligned; the file must be at least off + size long), mapped
+ * copy-on-write: nothing is read now. fd is duplicated. 0 or -errno. */
+int guest_mem_init_file(struct guest_mem *m, uint64_t size, int fd, uint64_t off) __must_check;
+
+/* For saving RAM without reading all of it: for the npages 4 KiB pages of
+ * the host mapping from byte offset `off` (page aligned), set vec[i] to 1
+ * when page i may hold non-zero data and 0 when it is known to be zero
+ * (never touched: a hole in the memfd or state file, and no private copy).
+ * 0 or -errno. */
+int guest_mem_populated(const struct guest_mem *m, uint64_t off, size_t npages,
+			uint8_t *vec) __must_check;
 
 /* Host pointer for [gpa, gpa+len), or NULL if any byte is not guest RAM or
  * the range crosses from one RAM region into another. len may be 0. */
@@ -44,3 +68,17 @@ int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *src,
 
 /* True when gpa is inside guest RAM. */
 bool guest_mem_is_ram(const struct guest_mem *m, uint64_t gpa);
+
+/* VMM-side dirty tracking for live migration (vmm/migrate). enable
+ * allocates the bitmap on first use (kept until guest_mem_destroy, so a
+ * device thread never sees it freed) and starts or stops the marking.
+ * 0 or -ENOMEM. */
+int guest_mem_dirty_enable(struct guest_mem *m, bool on) __must_check;
+/* Record that the VMM wrote [gpa, gpa+len): a no-op unless enabled, or
+ * when the range is not RAM. Safe from any thread. */
+void guest_mem_mark_dirty(const struct guest_mem *m, uint64_t gpa, uint64_t len);
+/* The same for a host pointer into guest RAM (from guest_mem_ptr). */
+void guest_mem_mark_dirty_host(const struct guest_mem *m, const void *p, uint64_t len);
+/* OR the marks into out (one bit per page by RAM offset, size/4096 bits)
+ * and clear them. */
+void guest_mem_dirty_harvest(struct guest_mem *m, unsigned long *out);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/kvm.h>
@@ -307,6 +308,27 @@ static void vcpu_handle_system_event(struct vcpu *v)
 	}
 }
 
+/* Auto-converge during live migration: give up throttle_pct percent of
+ * each period (at most once per period, however often this vCPU exits). */
+static void vcpu_throttle(struct vcpu *v)
+{
+	unsigned pct = atomic_load_explicit(&v->vm->throttle_pct, memory_order_relaxed);
+	struct timespec now, ts;
+	uint64_t ns, sleep_ns;
+
+	if (!pct)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ns = (uint64_t)now.tv_sec * 1000000000ULL + (uint64_t)now.tv_nsec;
+	if (ns < v->throttle_next_ns)
+		return;
+	sleep_ns = VCPU_THROTTLE_PERIOD_NS * MIN(pct, 99u) / 100;
+	v->throttle_next_ns = ns + VCPU_THROTTLE_PERIOD_NS;
+	ts.tv_sec = 0;
+	ts.tv_nsec = (long)sleep_ns;
+	nanosleep(&ts, NULL);
+}
+
 void vcpu_pause_point(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
@@ -320,6 +342,7 @@ void vcpu_pause_point(struct vcpu *v)
 		vm->vcpus_parked--;
 	}
 	pthread_mutex_unlock(&vm->pause_lock);
+	vcpu_throttle(v);
 	/* A kick that arrived for the pause must not end the next KVM_RUN. */
 	__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 }

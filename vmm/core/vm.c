@@ -23,7 +23,9 @@
 #define KVM_TSS_ADDR       0xFFFBD000ULL
 #define KVM_IDENTITY_ADDR  0xFFFBC000ULL
 
-static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t mem_size)
+/* mem_fd >= 0: RAM is that file's bytes from mem_off, copy-on-write (restore). */
+static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t mem_size,
+			  int mem_fd, uint64_t mem_off)
 {
 	int ret;
 
@@ -32,7 +34,7 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	vm->kvm_fd = -1;
 	vm->vm_fd = -1;
 	vm->signal_fd = -1;
-	vm->mem.memfd = -1;
+	vm->mem.memfd = vm->mem.file_fd = vm->mem.pagemap_fd = -1;
 	vm->next_mmio = VIRTIO_MMIO_BASE;
 	vm->next_gsi = VIRTIO_GSI_FIRST;
 	atomic_init(&vm->exit_code, VM_EXIT_NONE);
@@ -48,7 +50,8 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	ret = evloop_create(&vm->loop);
 	if (ret)
 		return ret;
-	ret = guest_mem_init(&vm->mem, mem_size);
+	ret = mem_fd >= 0 ? guest_mem_init_file(&vm->mem, mem_size, mem_fd, mem_off)
+			  : guest_mem_init(&vm->mem, mem_size);
 	if (ret)
 		log_err("cannot allocate %llu MiB of guest memory: %s",
 			(unsigned long long)(mem_size >> 20), strerror(-ret));
@@ -57,7 +60,7 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 
 int vm_create_test(struct vm *vm, uint64_t mem_size)
 {
-	int ret = vm_common_init(vm, NULL, mem_size);
+	int ret = vm_common_init(vm, NULL, mem_size, -1, 0);
 
 	if (ret)
 		vm_destroy(vm);
@@ -87,12 +90,13 @@ static int kvm_require_cap(struct vm *vm, long cap, const char *name)
 	return 0;
 }
 
-int vm_create(struct vm *vm, const struct vm_config *cfg)
+static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_fd,
+			    uint64_t mem_off)
 {
 	struct kvm_pit_config pit = { .flags = 0 };
 	int ret;
 
-	ret = vm_common_init(vm, cfg, ALIGN_UP(cfg->mem_mib, 2) << 20);
+	ret = vm_common_init(vm, cfg, ALIGN_UP(cfg->mem_mib, 2) << 20, mem_fd, mem_off);
 	if (ret)
 		goto fail;
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -150,6 +154,18 @@ int vm_create(struct vm *vm, const struct vm_config *cfg)
 fail:
 	vm_destroy(vm);
 	return ret;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg)
+{
+	return vm_create_common(vm, cfg, -1, 0);
+}
+
+int vm_create_restore(struct vm *vm, const struct vm_config *cfg, int fd, uint64_t mem_off)
+{
+	if (fd < 0)
+		return -EBADF;
+	return vm_create_common(vm, cfg, fd, mem_off);
 }
 
 int vm_add_device(struct vm *vm, struct device *dev)
@@ -367,6 +383,40 @@ void vm_pause_from_vcpu(struct vm *vm, unsigned self, const char *reason)
 			vcpu_kick(&vm->vcpus[i]);
 }
 
+void vm_pause_for(struct vm *vm, const char *reason)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->pause_requested) {
+		pthread_mutex_unlock(&vm->pause_lock);
+		return;
+	}
+	vm->pause_requested = true;
+	snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", reason);
+	pthread_mutex_unlock(&vm->pause_lock);
+	log_warn("VM paused: %s", reason);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		if (vm->vcpus[i].thread_started)
+			vcpu_kick(&vm->vcpus[i]);
+}
+
+bool vm_resume_if(struct vm *vm, const char *prefix)
+{
+	bool match;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	match = vm->pause_requested && vm->pause_reason[0] &&
+		!strncmp(vm->pause_reason, prefix, strlen(prefix));
+	if (match) { /* what vm_resume does, under the same lock as the check */
+		vm->pause_requested = false;
+		vm->pause_reason[0] = '\0';
+		pthread_cond_broadcast(&vm->pause_cond);
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+	if (match)
+		log_info("VM resumed: %s recovered", prefix);
+	return match;
+}
+
 void vm_pause_reason(struct vm *vm, char *buf, size_t len)
 {
 	pthread_mutex_lock(&vm->pause_lock);
@@ -523,6 +573,17 @@ int vm_setup(struct vm *vm)
 		return ret;
 	}
 	return vcpus_setup_regs(vm, &bi);
+}
+
+int vm_setup_restore(struct vm *vm)
+{
+	int ret = vm_create_devices(vm);
+
+	if (ret) {
+		vm_request_exit(vm, VM_EXIT_CONFIG, "a configured device cannot be set up");
+		return ret;
+	}
+	return vcpus_create(vm);
 }
 
 int vm_run(struct vm *vm)

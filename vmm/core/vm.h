@@ -40,6 +40,8 @@ const char *vm_exit_kind(int code);
 #define VCPU_EMUL_KINDS 16 /* >= EMUL_KIND_COUNT (checked in vcpu.c) */
 struct emul_ctx;
 
+#define VCPU_THROTTLE_PERIOD_NS 10000000ULL /* 10 ms */
+
 struct vcpu {
 	struct vm *vm;
 	unsigned index;
@@ -56,6 +58,7 @@ struct vcpu {
 	uint64_t emul_by_kind[VCPU_EMUL_KINDS];
 	uint64_t last_rip; /* RIP when the vCPU thread ended (for --stats) */
 	bool cpuid_applied; /* KVM_GET_CPUID2 read our CPUID template back */
+	uint64_t throttle_next_ns; /* CLOCK_MONOTONIC: next throttle sleep due */
 };
 
 struct vm {
@@ -87,6 +90,10 @@ struct vm {
 	bool pause_requested;
 	unsigned vcpus_parked;
 	char pause_reason[256]; /* why the VM paused itself; "" for a host pause */
+	/* Live-migration auto-converge (vmm/migrate): each vCPU sleeps this
+	 * percentage of every VCPU_THROTTLE_PERIOD_NS at its pause point; the
+	 * migration kicks the vCPUs once per period. 0: off. */
+	atomic_uint throttle_pct;
 };
 
 /* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,
@@ -98,6 +105,41 @@ int vm_setup(struct vm *vm) __must_check;
  * or the debug-exit status. */
 int vm_run(struct vm *vm);
 void vm_destroy(struct vm *vm);
+
+/* Save/restore and migration (vm_state.c; file format in
+ * vmm/state/statefile.h, docs/state-format.md).
+ *
+ * vm_state_save appends everything but guest RAM to w, as framed sections
+ * (state_section_next reads them): "machine" (vCPU count, RAM size, device
+ * list), "vcpuN" for each vCPU (registers, FPU/XSAVE, MSRs, LAPIC, events,
+ * ...), "pic-master", "pic-slave", "ioapic", "pit", "clock" (kvmclock), and
+ * "dev:ID" for each device (its ops->save). The VM must be paused
+ * (vm_pause); each virtio device quiesces its back end itself during save.
+ * Runs on any thread but a vCPU's (normally the I/O thread). 0 or -errno
+ * (logged).
+ *
+ * vm_state_load reads such a stream into a VM created from the same
+ * configuration (same vCPU count, RAM size and devices, matched by device
+ * id), whose vCPUs exist but have not run. A mismatch or a corrupt stream is
+ * refused naming the section (logged with log_err): -EINVAL. `format` is the
+ * state file version the stream came from (STATEFILE_VERSION for a live
+ * migration stream); older versions lack some sections. */
+struct state_writer;
+struct state_reader;
+int vm_state_save(struct vm *vm, struct state_writer *w) __must_check;
+/* The same for an older state file format (1: no "clock" section). */
+int vm_state_save_format(struct vm *vm, struct state_writer *w, unsigned format) __must_check;
+int vm_state_load(struct vm *vm, struct state_reader *r, unsigned format) __must_check;
+
+/* Restore: like vm_create, but guest RAM is the file fd's bytes from
+ * mem_off (page aligned; mem_size from the configuration) mapped
+ * MAP_PRIVATE (copy-on-write, pages read lazily): nothing is read now.
+ * The VM keeps its own duplicate of fd. 0 or -errno (logged). */
+int vm_create_restore(struct vm *vm, const struct vm_config *cfg, int fd,
+		      uint64_t mem_off) __must_check;
+/* Restore: like vm_setup but without loading a kernel or writing boot
+ * tables: devices and vCPUs only, for vm_state_load to fill. */
+int vm_setup_restore(struct vm *vm) __must_check;
 
 /* Hand the kernel-side teardown of the KVM VM to a child process that holds
  * only the KVM file descriptors and closes them after this process exits.
@@ -121,6 +163,14 @@ bool vm_paused(struct vm *vm);
  * (the vCPU parks itself when it returns to its loop). The reason stays
  * readable with vm_pause_reason() until vm_resume(). */
 void vm_pause_from_vcpu(struct vm *vm, unsigned self, const char *reason);
+/* From the I/O thread (a device back end, e.g. virtio-blk when its storage
+ * fails): pause the VM with `reason` without waiting for the vCPUs to park
+ * (the caller may hold a device lock a vCPU is waiting for). A VM the host
+ * already paused stays paused with its reason unchanged. */
+void vm_pause_for(struct vm *vm, const char *reason);
+/* Resume only if the VM paused itself for a reason starting with `prefix`
+ * (the back end that paused it recovered). Returns whether it resumed. */
+bool vm_resume_if(struct vm *vm, const char *prefix);
 /* Copy the reason of a self-pause into buf ("" if none). */
 void vm_pause_reason(struct vm *vm, char *buf, size_t len);
 

@@ -126,6 +126,9 @@ static const int allowed[] = {
 	SCMP_SYS(sendmsg), SCMP_SYS(shutdown), SCMP_SYS(getsockopt), SCMP_SYS(io_uring_enter),
 	SCMP_SYS(io_uring_register), SCMP_SYS(prctl), SCMP_SYS(prlimit64), SCMP_SYS(wait4),
 	SCMP_SYS(restart_syscall), SCMP_SYS(membarrier),
+	/* Image and state-file locks on passed descriptors (save, disk-switch);
+	 * uname for the state file's host record. */
+	SCMP_SYS(flock), SCMP_SYS(ftruncate), SCMP_SYS(uname),
 #if defined(__SANITIZE_ADDRESS__)
 	/* LeakSanitizer stops the world with a ptrace-ing helper thread. */
 	SCMP_SYS(ptrace), SCMP_SYS(getdents64), SCMP_SYS(readlink), SCMP_SYS(getppid),

@@ -1,4 +1,5 @@
-/* blk.c: virtio-blk on a raw image, with asynchronous I/O through io_uring on the I/O thread. */
+/* blk.c: virtio-blk on the disk library (raw, qcow2): requests mapped with
+ * disk_map() and moved by io_uring on the I/O thread, several in flight. */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -8,12 +9,15 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
-#include <linux/falloc.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ids.h>
 
 #include "backend/blkio.h"
+#include "cbt.h"
+#include "disk.h"
 #include "log.h"
 #include "state/state.h"
 #include "virtio/blk.h"
@@ -25,33 +29,45 @@
 #define SECTOR_SIZE  (1u << SECTOR_SHIFT)
 /* Largest discard / write-zeroes in one request: 2 GiB. */
 #define BLK_MAX_DWZ_SECTORS (1u << 22)
+#define BLK_MAX_EXT 32 /* extents resolved per disk_map call */
 
 static const struct device_ops blk_device_ops = VIRTIO_DEVICE_OPS("virtio-blk");
 
-/* One request handed to io_uring; lives until its completion is reaped. */
+/* One guest request, from pop to completion. */
 struct blk_req {
+	struct blk_req *next;  /* in blk->pending */
+	uint64_t seq;          /* pop order: a retried request keeps its place */
 	uint16_t head;
-	uint8_t *status;    /* the last writable byte of the chain */
+	uint8_t *status;       /* the last writable byte of the chain */
 	uint32_t type;
-	uint32_t data_len;  /* bytes expected from a read/write */
-	int fallocate_mode; /* for the ZERO_RANGE -> PUNCH_HOLE fallback */
-	uint64_t off, len;
+	uint32_t data_len;     /* bytes of a read/write */
+	uint32_t written;      /* bytes put in the guest's buffers */
+	uint64_t off, len;     /* byte range (read, write, discard, write-zeroes) */
+	uint32_t dwz_flags;
+	bool admitted;         /* QoS let it through (kept across a retry) */
+	uint64_t mapped;       /* bytes of [off, off+len) already started */
+	unsigned subs;         /* sub-requests in io_uring */
+	int err;               /* first failure of a sub-request */
 	unsigned nr_iov;
 	struct iovec iov[VIRTQ_CHAIN_MAX];
 };
 
+/* One io_uring request: a DATA extent of a read or write. */
+struct blk_sub {
+	struct blk_req *req;
+	bool write;
+	int fd;
+	uint64_t host_off;
+	size_t total, done;    /* a short transfer is continued */
+	unsigned nr;
+	struct iovec iov[];
+};
+
+enum { RUN_DONE, RUN_STARTED, RUN_WAIT };
+
 static struct blk_dev *blk_of(struct virtio_dev *vd)
 {
 	return container_of(vd, struct blk_dev, vd);
-}
-
-/* Finish a request: status byte, used ring. `written` counts data bytes put
- * in the guest's buffers (the status byte is added here). */
-static void blk_complete(struct blk_dev *blk, uint16_t head, uint8_t *status, uint8_t code,
-			 uint32_t written)
-{
-	*status = code;
-	virtq_push(&blk->vd.vqs[0], head, written + 1);
 }
 
 static bool blk_range_ok(const struct blk_dev *blk, uint64_t sector, uint64_t bytes)
@@ -62,67 +78,388 @@ static bool blk_range_ok(const struct blk_dev *blk, uint64_t sector, uint64_t by
 	       n <= blk->capacity - sector;
 }
 
-/* Completion of an io_uring request (I/O thread, or reset/save with the lock held). */
-static void blk_io_done(void *ctx, void *tag, int res)
+static void iov_memset(const struct iovec *iov, unsigned nr, size_t off, size_t len)
 {
-	struct blk_dev *blk = ctx;
-	struct blk_req *req = tag;
-	uint8_t code = VIRTIO_BLK_S_OK;
-	uint32_t written = 0;
+	for (unsigned i = 0; i < nr && len; i++) {
+		size_t n;
 
-	if (blk->dropping) {
-		/* Device reset: the driver no longer owns these buffers' ring slots. */
-		free(req);
-		return;
-	}
-	switch (req->type) {
-	case VIRTIO_BLK_T_IN:
-		if (res > 0)
-			written = (uint32_t)res;
-		if (res < 0 || (uint32_t)res != req->data_len)
-			code = VIRTIO_BLK_S_IOERR;
-		break;
-	case VIRTIO_BLK_T_OUT:
-		if (res < 0 || (uint32_t)res != req->data_len)
-			code = VIRTIO_BLK_S_IOERR;
-		break;
-	case VIRTIO_BLK_T_DISCARD:
-		/* Discard is a hint: a file system without hole punching is fine. */
-		if (res < 0 && res != -EOPNOTSUPP)
-			code = VIRTIO_BLK_S_IOERR;
-		break;
-	case VIRTIO_BLK_T_WRITE_ZEROES:
-		if ((res == -EOPNOTSUPP || res == -EINVAL) &&
-		    req->fallocate_mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
-			/* No ZERO_RANGE here (e.g. tmpfs): a hole reads as zeroes too. */
-			req->fallocate_mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-			if (!blkio_queue_fallocate(&blk->io, req->fallocate_mode, req->off, req->len,
-						   req))
-				return; /* submitted by the caller after reaping */
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
 		}
-		if (res < 0)
-			code = VIRTIO_BLK_S_IOERR;
-		break;
-	default: /* FLUSH */
-		if (res < 0)
-			code = VIRTIO_BLK_S_IOERR;
-		break;
+		n = MIN(iov[i].iov_len - off, len);
+		memset((uint8_t *)iov[i].iov_base + off, 0, n);
+		len -= n;
+		off = 0;
 	}
-	if (code != VIRTIO_BLK_S_OK)
-		log_debug("%s: request type %u failed: %d", blk->vd.name, req->type, res);
-	blk_complete(blk, req->head, req->status, code, written);
+}
+
+/* Push a finished request into the used ring (unless a reset dropped it). */
+static void blk_req_complete(struct blk_dev *blk, struct blk_req *req, uint8_t code)
+{
+	if (!blk->dropping) {
+		*req->status = code;
+		virtq_push(&blk->vd.vqs[0], req->head, req->written + 1);
+	}
 	free(req);
 }
 
-/* Queue the I/O for one request; returns a status code when it completed
- * synchronously (error, GET_ID) or -1 when it went to io_uring. */
-static int blk_start(struct blk_dev *blk, const struct virtq_chain *c, struct blk_req *req,
-		     uint32_t *written)
+/* Put a request back into `pending` at its place in pop order. */
+static void blk_requeue(struct blk_dev *blk, struct blk_req *req)
+{
+	struct blk_req **pp = &blk->pending;
+
+	while (*pp && (*pp)->seq < req->seq)
+		pp = &(*pp)->next;
+	req->next = *pp;
+	*pp = req;
+	if (!req->next)
+		blk->pending_tail = req;
+}
+
+/* Record a write range for replay after a failed fdatasync. */
+static void blk_redo_add(struct blk_dev *blk, uint64_t off, uint64_t len)
+{
+	struct blk_redo *r = &blk->redo;
+
+	if (r->overflow)
+		return;
+	if (r->nr && r->r[r->nr - 1].off + r->r[r->nr - 1].len == off) {
+		r->r[r->nr - 1].len += len;
+		return;
+	}
+	if (r->nr == BLK_REDO_MAX) {
+		r->overflow = true;
+		return;
+	}
+	r->r[r->nr].off = off;
+	r->r[r->nr].len = len;
+	r->nr++;
+}
+
+/* A request's last sub-request is done (or it finished synchronously). */
+static void blk_req_end(struct blk_dev *blk, struct blk_req *req)
+{
+	uint8_t code = VIRTIO_BLK_S_OK;
+
+	if (req->err && blk_storage_error(req->err) && !blk->dropping) {
+		/* Keep it: retried when storage works again. */
+		int err = req->err;
+
+		req->err = 0;
+		req->mapped = 0;
+		req->written = 0;
+		blk_requeue(blk, req);
+		blk_stall(blk, err, req->type == VIRTIO_BLK_T_IN ? "read" : "write");
+		return;
+	}
+	if (req->err) {
+		log_debug("%s: request type %u failed: %s", blk->vd.name, req->type,
+			  strerror(-req->err));
+		code = VIRTIO_BLK_S_IOERR;
+		req->written = 0;
+	} else if (req->type == VIRTIO_BLK_T_OUT) {
+		blk_redo_add(blk, req->off, req->len);
+	}
+	blk_req_complete(blk, req, code);
+}
+
+static void blk_sub_free(struct blk_dev *blk, struct blk_sub *sub)
+{
+	struct blk_req *req = sub->req;
+
+	if (sub->write)
+		blk->inflight_writes--;
+	free(sub);
+	if (--req->subs == 0 && req->mapped == req->len) {
+		blk->inflight_reqs--;
+		blk_req_end(blk, req);
+	} else if (req->subs == 0) {
+		/* Partly mapped (metadata wait): it is still at the head of
+		 * pending and continues from `mapped`. */
+		blk->inflight_reqs--;
+	}
+}
+
+static int blk_sub_queue(struct blk_dev *blk, struct blk_sub *s)
+{
+	struct iovec tmp[VIRTQ_CHAIN_MAX];
+	const struct iovec *iov = s->iov;
+	unsigned nr = s->nr;
+
+	if (s->done) { /* continue after a short transfer */
+		nr = iov_slice(s->iov, s->nr, s->done, s->total - s->done, tmp, VIRTQ_CHAIN_MAX);
+		memcpy(s->iov, tmp, nr * sizeof(tmp[0]));
+		s->nr = nr;
+		s->host_off += s->done;
+		s->total -= s->done;
+		s->done = 0;
+	}
+	return s->write ? blkio_queue_writev(&blk->io, s->fd, iov, nr, s->host_off, s)
+			: blkio_queue_readv(&blk->io, s->fd, iov, nr, s->host_off, s);
+}
+
+/* io_uring completion (I/O thread, lock held). */
+static void blk_io_done(void *ctx, void *tag, int res)
+{
+	struct blk_dev *blk = ctx;
+	struct blk_sub *s = tag;
+	struct blk_req *req = s->req;
+
+	if (res > 0 && (size_t)res < s->total - s->done && !blk->dropping) {
+		s->done += (size_t)res;
+		if (!blk_sub_queue(blk, s))
+			return; /* submitted by the caller after reaping */
+		res = -EIO;
+	}
+	if (res == 0 && s->total)
+		res = s->write ? -ENOSPC : -EIO; /* no progress: end of file or full */
+	if (res < 0 && !req->err)
+		req->err = res;
+	blk_sub_free(blk, s);
+}
+
+static int blk_sub_start(struct blk_dev *blk, struct blk_req *req, const struct disk_extent *e,
+			 bool write)
+{
+	struct iovec tmp[VIRTQ_CHAIN_MAX];
+	size_t at = (size_t)(e->off - req->off);
+	unsigned nr = iov_slice(req->iov, req->nr_iov, at, (size_t)e->len, tmp, VIRTQ_CHAIN_MAX);
+	struct blk_sub *s = malloc(sizeof(*s) + nr * sizeof(tmp[0]));
+
+	if (!s)
+		return -ENOMEM;
+	s->req = req;
+	s->write = write;
+	s->fd = e->fd;
+	s->host_off = e->host_off;
+	s->total = (size_t)e->len;
+	s->done = 0;
+	s->nr = nr;
+	memcpy(s->iov, tmp, nr * sizeof(tmp[0]));
+	if (blk_sub_queue(blk, s)) {
+		free(s);
+		return -EBUSY;
+	}
+	if (!req->subs++)
+		blk->inflight_reqs++;
+	if (write)
+		blk->inflight_writes++;
+	return 0;
+}
+
+/* A SLOW extent (e.g. compressed): read synchronously through a bounce buffer. */
+static int blk_read_slow(struct blk_dev *blk, struct blk_req *req, const struct disk_extent *e)
+{
+	uint8_t *buf = malloc((size_t)e->len);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = disk_pread(blk->disk, buf, (size_t)e->len, e->off);
+	if (!ret)
+		iov_from_buf(req->iov, req->nr_iov, (size_t)(e->off - req->off), buf,
+			     (size_t)e->len);
+	free(buf);
+	return ret < 0 ? ret : 0;
+}
+
+/* Map and start [off + mapped, off + len). RUN_WAIT: disk_map asked for a
+ * metadata flush first; the request stays at the head of pending. */
+static int blk_run_rw(struct blk_dev *blk, struct blk_req *req)
+{
+	bool write = req->type == VIRTIO_BLK_T_OUT;
+	struct disk_extent ext[BLK_MAX_EXT];
+	int n, ret = 0;
+
+	if (write && blk->cbt && !req->mapped)
+		cbt_mark(blk->cbt, req->off, req->len); /* before the data can land */
+	while (req->mapped < req->len && !ret) {
+		n = disk_map(blk->disk, req->off + req->mapped, req->len - req->mapped, write, ext,
+			     BLK_MAX_EXT);
+		if (n == -EAGAIN) {
+			blk->meta_wait = true;
+			return RUN_WAIT;
+		}
+		if (n <= 0) {
+			ret = n ? n : -EIO;
+			break;
+		}
+		for (int i = 0; i < n && !ret; i++) {
+			const struct disk_extent *e = &ext[i];
+
+			if (e->kind == DISK_EXT_DATA)
+				ret = blk_sub_start(blk, req, e, write);
+			else if (write)
+				ret = -EIO; /* the library promises DATA for writes */
+			else if (e->kind == DISK_EXT_ZERO)
+				iov_memset(req->iov, req->nr_iov, (size_t)(e->off - req->off),
+					   (size_t)e->len);
+			else
+				ret = blk_read_slow(blk, req, e);
+			if (!ret)
+				req->mapped = e->off + e->len - req->off;
+		}
+	}
+	if (ret) {
+		if (!req->err)
+			req->err = ret;
+		req->mapped = req->len; /* stop here; in-flight parts finish */
+	}
+	if (!write && !req->err)
+		req->written = req->data_len;
+	if (req->subs)
+		return RUN_STARTED;
+	blk_req_end(blk, req);
+	return RUN_DONE;
+}
+
+int blk_flush_now(struct blk_dev *blk)
+{
+	int ret = 0;
+
+	if (blk->redo_needed) {
+		/* The failed fdatasync dropped the pages' dirty state: write the
+		 * ranges since the last good flush again from the page cache. */
+		uint64_t size = disk_size(blk->disk);
+		uint8_t *buf = malloc(1 << 20);
+
+		if (!buf)
+			return -ENOMEM;
+		for (unsigned i = 0; i < (blk->redo.overflow ? 1u : blk->redo.nr) && !ret; i++) {
+			uint64_t off = blk->redo.overflow ? 0 : blk->redo.r[i].off;
+			uint64_t end = blk->redo.overflow ? size : off + blk->redo.r[i].len;
+
+			for (; off < end && !ret; off += 1 << 20) {
+				size_t n = (size_t)MIN(end - off, (uint64_t)1 << 20);
+
+				ret = disk_pread(blk->disk, buf, n, off);
+				if (!ret)
+					ret = disk_pwrite(blk->disk, buf, n, off);
+			}
+		}
+		free(buf);
+		if (ret)
+			return ret;
+	}
+	if (blk->cbt)
+		ret = cbt_sync(blk->cbt);
+	if (!ret)
+		ret = disk_flush(blk->disk);
+	if (!ret) {
+		blk->redo.nr = 0;
+		blk->redo.overflow = false;
+		blk->redo_needed = false;
+	} else if (!blk->readonly) {
+		blk->redo_needed = true;
+	}
+	return ret;
+}
+
+static int blk_run_sync(struct blk_dev *blk, struct blk_req *req)
+{
+	bool discard = req->type == VIRTIO_BLK_T_DISCARD;
+	int ret;
+
+	if (req->type == VIRTIO_BLK_T_FLUSH) {
+		ret = blk_flush_now(blk);
+	} else {
+		if (blk->cbt)
+			cbt_mark(blk->cbt, req->off, req->len);
+		ret = discard ? disk_discard(blk->disk, req->off, req->len)
+			      : disk_write_zeroes(blk->disk, req->off, req->len,
+						  req->dwz_flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+		/* Discard is a hint: a file system without hole punching is fine. */
+		if (discard && ret == -EOPNOTSUPP)
+			ret = 0;
+		if (!ret)
+			blk_redo_add(blk, req->off, req->len);
+	}
+	if (ret == -EAGAIN) {
+		blk->meta_wait = true;
+		return RUN_WAIT;
+	}
+	req->err = ret;
+	blk_req_end(blk, req);
+	return RUN_DONE;
+}
+
+static bool blk_is_barrier(const struct blk_req *req)
+{
+	return req->type == VIRTIO_BLK_T_FLUSH || req->type == VIRTIO_BLK_T_DISCARD ||
+	       req->type == VIRTIO_BLK_T_WRITE_ZEROES;
+}
+
+static uint64_t blk_req_bytes(const struct blk_req *req)
+{
+	return req->type == VIRTIO_BLK_T_IN || req->type == VIRTIO_BLK_T_OUT ? req->len : 0;
+}
+
+static void blk_pending_pop(struct blk_dev *blk)
+{
+	blk->pending = blk->pending->next;
+	if (!blk->pending)
+		blk->pending_tail = NULL;
+}
+
+/* Start what can start, in order (lock held). */
+void blk_dispatch(struct blk_dev *blk)
+{
+	struct blk_req *req;
+	bool started = false;
+
+	while ((req = blk->pending) && !blk->stall_err && !blk->dropping) {
+		if (blk->meta_wait) {
+			int ret;
+
+			if (blk->inflight_writes)
+				break;
+			ret = blk_flush_now(blk);
+			if (ret) {
+				if (blk_storage_error(ret)) {
+					blk_stall(blk, ret, "metadata flush");
+					break;
+				}
+				log_err("%s: metadata flush failed: %s", blk->vd.name, strerror(-ret));
+			}
+			blk->meta_wait = false;
+		}
+		if (!req->admitted && qos_enabled(&blk->qos)) {
+			uint64_t b = blk_req_bytes(req);
+			uint64_t wait = qos_admit(&blk->qos, qos_op_cost(b), b, qos_now_ns());
+
+			if (wait) {
+				blk_arm_timer(blk, wait);
+				break;
+			}
+		}
+		req->admitted = true;
+		if ((blk_is_barrier(req) && blk->inflight_writes) || !blkio_room(&blk->io))
+			break;
+		/* Off the list while it runs: a stall puts it back in order. */
+		blk_pending_pop(blk);
+		if (req->type == VIRTIO_BLK_T_IN || req->type == VIRTIO_BLK_T_OUT) {
+			started = true;
+			if (blk_run_rw(blk, req) == RUN_WAIT) {
+				blk_requeue(blk, req);
+				break;
+			}
+		} else if (blk_run_sync(blk, req) == RUN_WAIT) {
+			blk_requeue(blk, req);
+			break;
+		}
+	}
+	if (started && blkio_submit(&blk->io))
+		log_err("%s: io_uring submit failed", blk->vd.name);
+}
+
+/* Parse a popped chain into req. Returns -1 when it is to be queued, or a
+ * status code to complete it with at once (bad request, GET_ID). */
+static int blk_parse(struct blk_dev *blk, const struct virtq_chain *c, struct blk_req *req)
 {
 	struct virtio_blk_outhdr hdr;
 	const struct iovec *in = &c->iov[c->nr_out];
 	uint64_t sector;
-	int ret;
 
 	iov_to_buf(c->iov, c->nr_out, 0, &hdr, sizeof(hdr));
 	req->type = le32toh(hdr.type);
@@ -133,8 +470,6 @@ static int blk_start(struct blk_dev *blk, const struct virtq_chain *c, struct bl
 		if (!blk_range_ok(blk, sector, req->data_len))
 			return VIRTIO_BLK_S_IOERR;
 		req->nr_iov = iov_slice(in, c->nr_in, 0, req->data_len, req->iov, VIRTQ_CHAIN_MAX);
-		ret = blkio_queue_readv(&blk->io, req->iov, req->nr_iov, sector << SECTOR_SHIFT,
-					req);
 		break;
 	case VIRTIO_BLK_T_OUT:
 		req->data_len = c->out_len - sizeof(hdr);
@@ -142,21 +477,18 @@ static int blk_start(struct blk_dev *blk, const struct virtq_chain *c, struct bl
 			return VIRTIO_BLK_S_IOERR;
 		req->nr_iov = iov_slice(c->iov, c->nr_out, sizeof(hdr), req->data_len, req->iov,
 					VIRTQ_CHAIN_MAX);
-		ret = blkio_queue_writev(&blk->io, req->iov, req->nr_iov, sector << SECTOR_SHIFT,
-					 req);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
-		ret = blkio_queue_flush(&blk->io, req);
-		break;
+		return -1;
 	case VIRTIO_BLK_T_GET_ID:
-		*written = (uint32_t)iov_from_buf(in, c->nr_in, 0, blk->serial,
-						  MIN((size_t)c->in_len - 1, sizeof(blk->serial)));
+		req->written = (uint32_t)iov_from_buf(in, c->nr_in, 0, blk->serial,
+						      MIN((size_t)c->in_len - 1, sizeof(blk->serial)));
 		return VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES: {
 		struct virtio_blk_discard_write_zeroes seg;
 		bool discard = req->type == VIRTIO_BLK_T_DISCARD;
-		uint32_t flags, n;
+		uint32_t n;
 
 		if (!virtio_dev_has(&blk->vd, discard ? VIRTIO_BLK_F_DISCARD :
 							  VIRTIO_BLK_F_WRITE_ZEROES))
@@ -167,28 +499,24 @@ static int blk_start(struct blk_dev *blk, const struct virtq_chain *c, struct bl
 		iov_to_buf(c->iov, c->nr_out, sizeof(hdr), &seg, sizeof(seg));
 		sector = le64toh(seg.sector);
 		n = le32toh(seg.num_sectors);
-		flags = le32toh(seg.flags);
-		if ((flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ||
-		    (discard && (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)))
+		req->dwz_flags = le32toh(seg.flags);
+		if ((req->dwz_flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ||
+		    (discard && (req->dwz_flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)))
 			return VIRTIO_BLK_S_UNSUPP;
 		if (n > BLK_MAX_DWZ_SECTORS || !blk_range_ok(blk, sector, (uint64_t)n << SECTOR_SHIFT))
 			return VIRTIO_BLK_S_IOERR;
+		if (n == 0)
+			return VIRTIO_BLK_S_OK;
 		req->off = sector << SECTOR_SHIFT;
 		req->len = (uint64_t)n << SECTOR_SHIFT;
-		if (req->len == 0)
-			return VIRTIO_BLK_S_OK;
-		if (discard || (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
-			req->fallocate_mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-		else
-			req->fallocate_mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-		ret = blkio_queue_fallocate(&blk->io, req->fallocate_mode, req->off, req->len, req);
-		break;
+		return -1;
 	}
 	default:
 		return VIRTIO_BLK_S_UNSUPP;
 	}
-	/* The ring holds as many entries as the queue: it cannot be full. */
-	return ret ? VIRTIO_BLK_S_IOERR : -1;
+	req->off = sector << SECTOR_SHIFT;
+	req->len = req->data_len;
+	return -1;
 }
 
 static void blk_queue_notify(struct virtio_dev *vd, unsigned q)
@@ -197,12 +525,12 @@ static void blk_queue_notify(struct virtio_dev *vd, unsigned q)
 	struct virtq *vq = &vd->vqs[q];
 	struct virtq_chain *c = blk->chain;
 	struct virtq_error err;
-	bool pushed = false, queued = false;
+	uint16_t used_before = vq->used_idx;
 	int ret;
 
 	while ((ret = virtq_pop(vq, c, &err)) > 0) {
+		const struct iovec *last;
 		struct blk_req *req;
-		uint32_t written = 0;
 		int code;
 
 		/* Header and status byte are required; without a status byte
@@ -218,26 +546,25 @@ static void blk_queue_notify(struct virtio_dev *vd, unsigned q)
 			break;
 		}
 		req->head = c->head;
-		{
-			const struct iovec *last = &c->iov[c->nr_out + c->nr_in - 1];
-
-			req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
-		}
-		code = blk_start(blk, c, req, &written);
+		last = &c->iov[c->nr_out + c->nr_in - 1];
+		req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
+		code = blk_parse(blk, c, req);
 		if (code >= 0) {
-			blk_complete(blk, req->head, req->status, (uint8_t)code, written);
-			free(req);
-			pushed = true;
-		} else {
-			queued = true;
+			blk_req_complete(blk, req, (uint8_t)code);
+			continue;
 		}
+		req->seq = blk->next_seq++;
+		if (blk->pending_tail)
+			blk->pending_tail->next = req;
+		else
+			blk->pending = req;
+		blk->pending_tail = req;
 	}
 	if (ret < 0)
 		virtio_dev_fail(vd, "queue %u: %s (0x%llx)", q, err.what,
 				(unsigned long long)err.value);
-	if (queued && blkio_submit(&blk->io))
-		log_err("%s: io_uring submit failed", vd->name);
-	if (pushed)
+	blk_dispatch(blk);
+	if (vq->used_idx != used_before)
 		virtio_dev_maybe_notify(vd, q);
 }
 
@@ -245,18 +572,56 @@ static void blk_queue_notify(struct virtio_dev *vd, unsigned q)
 static void blk_ring_cb(void *opaque, uint32_t events)
 {
 	struct blk_dev *blk = opaque;
+	uint16_t used_before;
 	eventfd_t v;
 
 	if (eventfd_read(blkio_event_fd(&blk->io), &v) < 0) {
 		/* nothing pending: CQEs are checked below anyway */
 	}
 	pthread_mutex_lock(&blk->vd.lock);
+	used_before = blk->vd.vqs[0].used_idx;
 	if (blkio_reap(&blk->io, false, blk_io_done, blk)) {
+		blk_dispatch(blk);
 		if (blkio_submit(&blk->io))
 			log_err("%s: io_uring submit failed", blk->vd.name);
-		virtio_dev_maybe_notify(&blk->vd, 0);
 	}
+	blk_check_recovered(blk);
+	if (blk->vd.vqs[0].used_idx != used_before)
+		virtio_dev_maybe_notify(&blk->vd, 0);
 	pthread_mutex_unlock(&blk->vd.lock);
+}
+
+void blk_drain(struct blk_dev *blk)
+{
+	while (blk->io.inflight)
+		blkio_reap(&blk->io, true, blk_io_done, blk);
+}
+
+void blk_arm_timer(struct blk_dev *blk, uint64_t ns)
+{
+	struct itimerspec its = { .it_value = { (time_t)(ns / 1000000000ULL),
+						(long)(ns % 1000000000ULL) } };
+
+	if (!ns)
+		its.it_value.tv_nsec = 1; /* 0 would disarm */
+	if (timerfd_settime(blk->timer_fd, 0, &its, NULL) < 0)
+		log_err("%s: cannot arm the timer: %s", blk->vd.name, strerror(errno));
+	else
+		blk->timer_armed = true;
+}
+
+static void blk_drop_pending(struct blk_dev *blk)
+{
+	while (blk->pending) {
+		struct blk_req *req = blk->pending;
+
+		blk_pending_pop(blk);
+		/* A partly started write is freed by its last sub-request. */
+		if (req->subs)
+			req->mapped = req->len;
+		else
+			free(req);
+	}
 }
 
 /* Reset: wait for the kernel to finish with the guest's buffers, then
@@ -266,16 +631,30 @@ static void blk_reset(struct virtio_dev *vd)
 	struct blk_dev *blk = blk_of(vd);
 
 	blk->dropping = true;
-	blkio_reap(&blk->io, true, blk_io_done, blk);
+	blk_drop_pending(blk);
+	blk_drain(blk);
 	blk->dropping = false;
+	blk->meta_wait = false;
+	/* A stall stays: the pause and retry are about the storage. */
 }
 
-/* Before save: complete every in-flight request into the used ring. */
+/* Before save: every request that is in io_uring completes into the used
+ * ring; requests that QoS holds are let through at once (a save is no time
+ * to keep the guest's requests waiting). Requests held by a storage stall
+ * cannot complete: their heads are saved in the device section and they are
+ * re-read from the ring on load (blk_load). */
 static void blk_quiesce(struct virtio_dev *vd)
 {
 	struct blk_dev *blk = blk_of(vd);
+	uint16_t used_before = vd->vqs[0].used_idx;
 
-	if (blkio_reap(&blk->io, true, blk_io_done, blk))
+	for (struct blk_req *r = blk->pending; r; r = r->next)
+		r->admitted = true;
+	do {
+		blk_dispatch(blk);
+		blk_drain(blk);
+	} while (blk->pending && !blk->stall_err);
+	if (vd->vqs[0].used_idx != used_before)
 		virtio_dev_maybe_notify(vd, 0);
 }
 
@@ -284,22 +663,83 @@ static int blk_realize(struct virtio_dev *vd)
 	struct blk_dev *blk = blk_of(vd);
 	int ret = evloop_add(vd->vm->loop, blkio_event_fd(&blk->io), EPOLLIN, blk_ring_cb, blk);
 
+	if (ret)
+		return ret;
+	blk->ring_watched = true;
+	ret = evloop_add(vd->vm->loop, blk->timer_fd, EPOLLIN, blk_timer_cb, blk);
 	if (!ret)
-		blk->ring_watched = true;
+		blk->timer_watched = true;
 	return ret;
 }
 
+#define BLK_STATE_VERSION 2
+
 static int blk_save(struct virtio_dev *vd, struct state_writer *w)
 {
-	/* Nothing beyond the transport: requests were completed by quiesce,
-	 * and the image itself is the disk's state. */
-	state_put_u32(w, 1);
+	struct blk_dev *blk = blk_of(vd);
+	uint32_t n = 0;
+
+	/* Version 2: the heads of requests a storage stall holds (quiesce
+	 * completed everything else). The image itself is the disk's state. */
+	for (struct blk_req *r = blk->pending; r; r = r->next)
+		n++;
+	state_put_u32(w, BLK_STATE_VERSION);
+	state_put_u32(w, n);
+	for (struct blk_req *r = blk->pending; r; r = r->next)
+		state_put_u16(w, r->head);
 	return 0;
 }
 
 static int blk_load(struct virtio_dev *vd, struct state_reader *r)
 {
-	return state_get_u32(r) == 1 ? 0 : -EINVAL;
+	struct blk_dev *blk = blk_of(vd);
+	uint32_t v = state_get_u32(r), n;
+
+	if (v == 1)
+		return state_reader_error(r);
+	if (v != BLK_STATE_VERSION)
+		return -EINVAL;
+	n = state_get_u32(r);
+	if (n > BLK_QUEUE_SIZE || state_reader_error(r))
+		return -EINVAL;
+	blk->dropping = true;
+	blk_drop_pending(blk);
+	blk_drain(blk);
+	blk->dropping = false;
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t head = state_get_u16(r);
+		struct virtq_error err;
+		struct blk_req *req;
+		int code;
+
+		if (state_reader_error(r))
+			return -EINVAL;
+		if (!vd->vqs[0].ready || virtq_walk(&vd->vqs[0], head, blk->chain, &err) != 1 ||
+		    blk->chain->out_len < sizeof(struct virtio_blk_outhdr) ||
+		    blk->chain->in_len < 1) {
+			log_err("%s: saved request %u cannot be read back from the ring", vd->name,
+				head);
+			return -EINVAL;
+		}
+		req = calloc(1, sizeof(*req));
+		if (!req)
+			return -ENOMEM;
+		req->head = head;
+		{
+			const struct iovec *last =
+				&blk->chain->iov[blk->chain->nr_out + blk->chain->nr_in - 1];
+
+			req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
+		}
+		code = blk_parse(blk, blk->chain, req);
+		if (code >= 0) {
+			blk_req_complete(blk, req, (uint8_t)code);
+			continue;
+		}
+		req->seq = blk->next_seq++;
+		blk_requeue(blk, req);
+	}
+	return 0;
 }
 
 static void blk_destroy(struct virtio_dev *vd)
@@ -308,12 +748,25 @@ static void blk_destroy(struct virtio_dev *vd)
 
 	if (blk->ring_watched)
 		evloop_del(vd->vm->loop, blkio_event_fd(&blk->io));
+	if (blk->timer_watched)
+		evloop_del(vd->vm->loop, blk->timer_fd);
 	if (blk->io_open) {
 		/* Free what is still in flight once the kernel is done with it. */
 		blk->dropping = true;
-		blkio_reap(&blk->io, true, blk_io_done, blk);
+		blk_drop_pending(blk);
+		blk_drain(blk);
 		blkio_close(&blk->io);
 	}
+	if (blk->cbt) {
+		if (!blk->stall_err && blk->disk && !blk->readonly && blk_flush_now(blk))
+			log_warn("%s: final flush failed", vd->name);
+		cbt_close(blk->cbt, !blk->stall_err);
+	}
+	if (blk->disk && disk_close(blk->disk))
+		log_warn("%s: flush on close failed", vd->name);
+	if (blk->timer_fd >= 0)
+		close(blk->timer_fd);
+	free(blk->path);
 	free(blk->chain);
 }
 
@@ -345,9 +798,39 @@ static void blk_fill_config(struct blk_dev *blk)
 	memcpy(blk->vd.config, &cfg, blk->vd.config_len);
 }
 
+/* Open the image (and its change tracking) through the disk library. */
+static int blk_open_disk(struct blk_dev *blk, const struct disk_config *cfg)
+{
+	char err[512] = "";
+	int fmt = -1, ret;
+
+	if (!strcmp(cfg->format, "raw"))
+		fmt = DISK_FMT_RAW;
+	else if (!strcmp(cfg->format, "qcow2"))
+		fmt = DISK_FMT_QCOW2;
+	ret = disk_open(&blk->disk, cfg->path, fmt, cfg->readonly ? DISK_RDONLY : 0, err,
+			sizeof(err));
+	if (ret) {
+		blk->disk = NULL;
+		log_err("%s: cannot open disk image %s: %s", blk->vd.name, cfg->path,
+			err[0] ? err : strerror(-ret));
+		return ret;
+	}
+	if (cfg->cbt && !cfg->readonly) {
+		ret = cbt_open(&blk->cbt, cfg->path, disk_size(blk->disk), err, sizeof(err));
+		if (ret) {
+			log_err("%s: changed-block tracking for %s: %s", blk->vd.name, cfg->path,
+				err[0] ? err : strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
 int virtio_blk_create(struct vm *vm, const struct disk_config *cfg, unsigned index)
 {
 	struct blk_dev *blk = calloc(1, sizeof(*blk));
+	struct qos_limits lim;
 	char name[32];
 	uint64_t features = (1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) |
 			    (1ULL << VIRTIO_BLK_F_FLUSH);
@@ -358,6 +841,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg, unsigned ind
 		log_err("%s: out of memory", name);
 		return -ENOMEM;
 	}
+	blk->timer_fd = -1;
 	if (cfg->readonly)
 		features |= 1ULL << VIRTIO_BLK_F_RO;
 	else
@@ -365,18 +849,28 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg, unsigned ind
 	ret = virtio_dev_init(&blk->vd, &blk_device_ops, &blk_ops, name, VIRTIO_ID_BLOCK,
 			      features, 1, BLK_QUEUE_SIZE);
 	blk->chain = malloc(sizeof(*blk->chain));
-	if (ret || !blk->chain) {
+	blk->path = strdup(cfg->path);
+	blk->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (ret || !blk->chain || !blk->path || blk->timer_fd < 0) {
 		ret = ret ? ret : -ENOMEM;
 		log_err("%s: cannot initialise: %s", name, strerror(-ret));
 		goto fail;
 	}
 	snprintf(blk->vd.dev.id, sizeof(blk->vd.dev.id), "blk%u", index);
+	snprintf(blk->id, sizeof(blk->id), "%s", cfg->id[0] ? cfg->id : blk->vd.dev.id);
 	blk->readonly = cfg->readonly;
-	ret = blkio_open(&blk->io, name, cfg->path, cfg->readonly, BLK_QUEUE_SIZE);
+	ret = blkio_init(&blk->io, name, BLK_RING_DEPTH);
 	if (ret)
 		goto fail;
 	blk->io_open = true;
-	blk->capacity = blk->io.size >> SECTOR_SHIFT;
+	ret = blk_open_disk(blk, cfg);
+	if (ret)
+		goto fail;
+	blk->capacity = disk_size(blk->disk) >> SECTOR_SHIFT;
+	blk->qos_cfg = cfg->qos;
+	lim = (struct qos_limits){ cfg->qos.iops, cfg->qos.iops_burst, cfg->qos.bps,
+				   cfg->qos.bps_burst };
+	qos_init(&blk->qos, &lim, qos_now_ns());
 	/* The serial is 20 bytes, NUL-padded, not necessarily terminated. */
 	if (cfg->id[0])
 		memcpy(blk->serial, cfg->id, strnlen(cfg->id, sizeof(blk->serial)));

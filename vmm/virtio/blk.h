@@ -1,23 +1,98 @@
-/* blk.h: virtio-blk device state, shared by blk.c and its unit tests. */
+/* blk.h: virtio-blk device state, shared by blk.c, blk_ctl.c and the unit tests.
+ *
+ * Request life cycle (all on the I/O thread, vd.lock held):
+ *   popped from the virtqueue -> appended to `pending` (FIFO, in pop order)
+ *   -> blk_dispatch() takes the head when QoS admits it, no barrier waits
+ *   and storage is not stalled -> mapped with disk_map() and sent to
+ *   io_uring (one sub-request per DATA extent), or done synchronously
+ *   (ZERO/SLOW extents, FLUSH, DISCARD, WRITE_ZEROES) -> completed into the
+ *   used ring when its last sub-request is reaped.
+ * FLUSH, DISCARD and WRITE_ZEROES are barriers: they wait until every write
+ * started before them has completed. A request that fails with a storage
+ * error (EIO, ENOSPC, EDQUOT, ENODEV, ...) is not completed: it goes back
+ * into `pending` at its place, the disk stalls, the VM pauses with the
+ * reason, and a timer retries (blk_ctl.c).
+ */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "backend/blkio.h"
+#include "backend/qos.h"
+#include "config.h"
 #include "virtio/mmio.h"
 
 #define BLK_QUEUE_SIZE 256
+#define BLK_RING_DEPTH 256
+
+struct disk;
+struct cbt;
+struct blk_req;
+
+/* Ranges written since the last successful flush: replayed from the page
+ * cache when an fdatasync failed (its error drops the dirty state). */
+#define BLK_REDO_MAX 512
+struct blk_redo {
+	unsigned nr;
+	bool overflow;  /* too many ranges: the whole disk is replayed */
+	struct { uint64_t off, len; } r[BLK_REDO_MAX];
+};
 
 struct blk_dev {
 	struct virtio_dev vd; /* first: the transport frees the whole object */
 	struct blkio io;
 	bool io_open;
 	bool ring_watched;
+	bool timer_watched;
 	bool readonly;
 	bool dropping;        /* reset: completions are discarded, not pushed */
 	uint64_t capacity;    /* 512-byte sectors */
 	char serial[20];      /* VIRTIO_BLK_ID_BYTES, NUL-padded */
+	char id[32];          /* "blk0" or the configured id, for messages */
+	char *path;
 	struct virtq_chain *chain; /* scratch for popping */
+
+	struct disk *disk;
+	struct cbt *cbt;      /* changed-block tracking, or NULL */
+
+	/* Requests popped but not started, in pop order. */
+	struct blk_req *pending, *pending_tail;
+	uint64_t next_seq;
+	unsigned inflight_reqs;   /* requests with sub-requests in io_uring */
+	unsigned inflight_writes; /* write sub-requests in io_uring */
+	bool meta_wait;           /* disk_map said -EAGAIN: drain writes, flush */
+
+	/* QoS: the head of `pending` waits for the timer when not admitted. */
+	struct qos qos;
+	struct disk_qos_config qos_cfg;
+	int timer_fd;             /* QoS release and storage retry */
+	bool timer_armed;
+
+	/* Storage loss: stall_err != 0 while requests wait for a retry. */
+	int stall_err;
+	bool recovering;          /* retried; resume once the retries completed */
+	unsigned retry_ms;
+	char error[160];          /* "" or the storage error shown in status */
+	bool redo_needed;         /* a flush failed: replay `redo` first */
+	struct blk_redo redo;
+
+	uint64_t stat_stalls, stat_retries;
 };
 
 _Static_assert(offsetof(struct blk_dev, vd) == 0, "transport frees the device through vd");
+
+/* blk.c, for blk_ctl.c */
+void blk_dispatch(struct blk_dev *blk);
+void blk_arm_timer(struct blk_dev *blk, uint64_t ns);
+/* Block until every sub-request in io_uring completed (lock held). */
+void blk_drain(struct blk_dev *blk);
+/* Run the steps a metadata wait or a failed flush left to do; 0 or -errno. */
+int blk_flush_now(struct blk_dev *blk);
+
+/* blk_ctl.c */
+bool blk_storage_error(int err);
+void blk_stall(struct blk_dev *blk, int err, const char *what);
+void blk_timer_cb(void *opaque, uint32_t events);
+/* After a retry: once nothing failed again and nothing is in flight, clear
+ * the error and resume the VM if the stall paused it. */
+void blk_check_recovered(struct blk_dev *blk);

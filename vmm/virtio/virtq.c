@@ -179,6 +179,7 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct virtq_error *err)
 		/* Ask for a kick on the next buffer, then look again: the driver
 		 * may have published one before it could see avail_event. */
 		store16(avail_event(vq), vq->last_avail_idx);
+		guest_mem_mark_dirty(vq->mem, vq->used_gpa, USED_BYTES(vq->num)); /* migration */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		avail_idx = load16(&vq->avail->idx);
 		if (avail_idx == vq->last_avail_idx)
@@ -225,18 +226,88 @@ void virtq_unpop(struct virtq *vq)
 	vq->last_avail_idx--;
 }
 
+int virtq_walk(struct virtq *vq, uint16_t head, struct virtq_chain *c, struct virtq_error *err)
+{
+	uint16_t i;
+	unsigned steps;
+
+	if (!vq->ready)
+		return 0;
+	if (head >= vq->num)
+		return virtq_fail(err, "head index out of range", head);
+	c->head = head;
+	c->nr_out = c->nr_in = 0;
+	c->out_len = c->in_len = 0;
+	for (i = head, steps = 0;; steps++) {
+		struct vring_desc d;
+
+		if (steps >= vq->num)
+			return virtq_fail(err, "descriptor chain loops or exceeds queue size", head);
+		memcpy(&d, &vq->desc[i], sizeof(d));
+		if (le16toh(d.flags) & VRING_DESC_F_INDIRECT)
+			return chain_walk_indirect(vq, c, &d, err) ? -EINVAL : 1;
+		if (chain_add(vq, c, &d, err))
+			return -EINVAL;
+		if (!(le16toh(d.flags) & VRING_DESC_F_NEXT))
+			return 1;
+		i = le16toh(d.next);
+		if (i >= vq->num)
+			return virtq_fail(err, "next index out of range", i);
+	}
+}
+
+/* Live migration: the device has written the chain's writable buffers;
+ * KVM's dirty log does not see writes from
+ * the VMM, so record them (guest_mem_mark_dirty). The walk is bounded like
+ * virtq_pop's; a chain the guest rewrote meanwhile only loses its own data. */
+static void virtq_mark_written(struct virtq *vq, uint16_t head)
+{
+	const struct vring_desc *table = vq->desc;
+	uint32_t n = vq->num, i = head, steps = 0;
+	bool in_indirect = false;
+
+	while (i < n && steps++ < n) {
+		struct vring_desc d;
+		uint16_t flags;
+
+		memcpy(&d, &table[i], sizeof(d));
+		flags = le16toh(d.flags);
+		if ((flags & VRING_DESC_F_INDIRECT) && !in_indirect) {
+			uint32_t len = le32toh(d.len);
+
+			if (!len || len % sizeof(d) || len / sizeof(d) > VIRTQ_CHAIN_MAX)
+				return;
+			table = guest_mem_ptr(vq->mem, le64toh(d.addr), len);
+			if (!table)
+				return;
+			n = len / sizeof(d);
+			i = steps = 0;
+			in_indirect = true;
+			continue;
+		}
+		if (flags & VRING_DESC_F_WRITE)
+			guest_mem_mark_dirty(vq->mem, le64toh(d.addr), le32toh(d.len));
+		if (!(flags & VRING_DESC_F_NEXT))
+			return;
+		i = le16toh(d.next);
+	}
+}
+
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
 {
 	struct vring_used_elem *e;
 
 	if (!vq->ready)
 		return;
+	if (__atomic_load_n(&vq->mem->dirty_on, __ATOMIC_RELAXED))
+		virtq_mark_written(vq, head);
 	e = &vq->used->ring[vq->used_idx & (vq->num - 1)];
 	e->id = htole32(head);
 	e->len = htole32(len);
 	vq->used_idx++;
 	/* Release: the element is visible before the index that publishes it. */
 	store16(&vq->used->idx, vq->used_idx);
+	guest_mem_mark_dirty(vq->mem, vq->used_gpa, USED_BYTES(vq->num)); /* migration */
 }
 
 bool virtq_need_notify(struct virtq *vq)

@@ -85,6 +85,12 @@ int virtq_activate(struct virtq *vq, const struct guest_mem *mem,
  * negative return the queue must not be used until the device is reset. */
 int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct virtq_error *err) __must_check;
 
+/* Walk the chain starting at descriptor `head` again, as virtq_pop did,
+ * without touching the avail ring (a device reloading requests it held at
+ * save time). Returns 1, 0 if the queue is not ready, or -EINVAL (*err). */
+int virtq_walk(struct virtq *vq, uint16_t head, struct virtq_chain *c,
+	       struct virtq_error *err) __must_check;
+
 /* Give the last popped chain back (e.g. no host data to fill it with). */
 void virtq_unpop(struct virtq *vq);
 

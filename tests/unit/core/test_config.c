@@ -112,6 +112,79 @@ static void test_option_strings(void **st)
 	config_free(&c);
 }
 
+static void test_disk_options(void **st)
+{
+	struct vm_config c;
+	char err[256] = "";
+
+	(void)st;
+	config_init(&c);
+	assert_int_equal(config_add_disk(&c, "/x.img,format=qcow2,iops=500,iops_burst=1000,"
+					 "bps=1048576,bps_burst=2097152,cbt=on", err, sizeof(err)), 0);
+	assert_string_equal(c.disks[0].format, "qcow2");
+	assert_int_equal(c.disks[0].qos.iops, 500);
+	assert_int_equal(c.disks[0].qos.iops_burst, 1000);
+	assert_int_equal(c.disks[0].qos.bps, 1048576);
+	assert_int_equal(c.disks[0].qos.bps_burst, 2097152);
+	assert_true(c.disks[0].cbt);
+	assert_int_equal(config_add_disk(&c, "/y.img", err, sizeof(err)), 0);
+	assert_string_equal(c.disks[1].format, "");
+	assert_false(c.disks[1].cbt);
+	assert_int_equal(c.disks[1].qos.iops, 0);
+	assert_int_not_equal(config_add_disk(&c, "/z.img,format=vmdk", err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "format 'vmdk' is not raw or qcow2"));
+	assert_int_not_equal(config_add_disk(&c, "/z.img,iops=fast", err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "iops='fast' is not a number"));
+	assert_int_not_equal(config_add_disk(&c, "/z.img,iops=-1", err, sizeof(err)), 0);
+	assert_int_not_equal(config_add_disk(&c, "/z.img,bps=999999999999999999", err,
+					     sizeof(err)), 0);
+	assert_non_null(strstr(err, "out of range"));
+	assert_int_not_equal(config_add_disk(&c, "/z.img,cbt=yes", err, sizeof(err)), 0);
+	assert_int_not_equal(config_add_disk(&c, "/z.img,speed=3", err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "unknown option 'speed=3'"));
+	assert_int_equal(c.nr_disks, 2);
+	config_free(&c);
+}
+
+static void test_disk_json(void **st)
+{
+	static const struct {
+		const char *json, *err;
+	} bad[] = {
+		{ "{\"disks\": [{\"path\": \"/a\", \"format\": \"vmdk\"}]}", "disks[0].format: expected" },
+		{ "{\"disks\": [{\"path\": \"/a\", \"qos\": 5}]}", "disks[0].qos: expected an object" },
+		{ "{\"disks\": [{\"path\": \"/a\", \"qos\": {\"iops\": -3}}]}", "disks[0].qos.iops: -3 is out of range" },
+		{ "{\"disks\": [{\"path\": \"/a\", \"qos\": {\"iops\": \"x\"}}]}", "disks[0].qos.iops: expected an integer" },
+		{ "{\"disks\": [{\"path\": \"/a\", \"qos\": {\"latency\": 1}}]}", "disks[0].qos.latency: unknown key" },
+		{ "{\"disks\": [{\"path\": \"/a\", \"cbt\": 1}]}", "disks[0].cbt: expected true or false" },
+	};
+	const char *good = "{\"disks\": [{\"path\": \"/a\", \"format\": \"raw\", \"cbt\": true, "
+			   "\"qos\": {\"iops\": 100, \"iops_burst\": 10, \"bps\": 4096, "
+			   "\"bps_burst\": 8192}}]}";
+	struct vm_config c;
+	char err[256];
+
+	(void)st;
+	config_init(&c);
+	assert_int_equal(config_load_json_text(&c, good, strlen(good), err, sizeof(err)), 0);
+	assert_string_equal(c.disks[0].format, "raw");
+	assert_true(c.disks[0].cbt);
+	assert_int_equal(c.disks[0].qos.iops, 100);
+	assert_int_equal(c.disks[0].qos.iops_burst, 10);
+	assert_int_equal(c.disks[0].qos.bps, 4096);
+	assert_int_equal(c.disks[0].qos.bps_burst, 8192);
+	config_free(&c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		config_init(&c);
+		err[0] = 0;
+		assert_int_not_equal(config_load_json_text(&c, bad[i].json, strlen(bad[i].json), err,
+							   sizeof(err)), 0);
+		if (!strstr(err, bad[i].err))
+			fail_msg("%s: got '%s', want '%s'", bad[i].json, err, bad[i].err);
+		config_free(&c);
+	}
+}
+
 static void test_validate(void **st)
 {
 	struct vm_config c;
@@ -139,6 +212,13 @@ static void test_validate(void **st)
 	assert_int_equal(config_add_disk(&c, path, err, sizeof(err)), 0);
 	assert_int_not_equal(config_validate(&c, err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "used twice"));
+	free(c.disks[1].path);
+	c.nr_disks = 1;
+	c.disks[0].qos.iops_burst = 10;
+	assert_int_not_equal(config_validate(&c, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "a burst needs its rate"));
+	c.disks[0].qos.iops = 5;
+	assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
 	assert_int_not_equal(config_validate(&(struct vm_config){ .kernel = "/" , .cpus = 1, .mem_mib = 64}, err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "is a directory"));
 	config_free(&c);
@@ -151,6 +231,8 @@ int main(void)
 		cmocka_unit_test(test_json_good),
 		cmocka_unit_test(test_json_bad),
 		cmocka_unit_test(test_option_strings),
+		cmocka_unit_test(test_disk_options),
+		cmocka_unit_test(test_disk_json),
 		cmocka_unit_test(test_validate),
 	};
 

@@ -17,6 +17,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 
+#include "disk.h"
 #include "state/state.h"
 #include "vdrv.h"
 #include "virtio/blk.h"
@@ -368,7 +369,7 @@ static void test_ro_write_refused(void **state)
 	assert_int_equal(dwz_run(f->d, VIRTIO_BLK_T_WRITE_ZEROES, 0, 1, 0), VIRTIO_BLK_S_UNSUPP);
 	assert_true(file_is(f, 0, 512, -1));
 	/* The image really is open read-only. */
-	assert_int_equal(fcntl(((struct blk_dev *)f->d->vd)->io.fd, F_GETFL) & O_ACCMODE,
+	assert_int_equal(fcntl(disk_fd(((struct blk_dev *)f->d->vd)->disk), F_GETFL) & O_ACCMODE,
 			 O_RDONLY);
 	/* Reads still work. */
 	assert_int_equal(req_run(f->d, VIRTIO_BLK_T_IN, 0, 512, true, NULL, NULL),

@@ -112,3 +112,23 @@ int x86_setup_msrs(int vcpu_fd) __must_check;
  * writes the page tables and GDT into guest memory. */
 int x86_setup_vcpu_regs(int vcpu_fd, unsigned index, const struct x86_boot_info *bi,
 			struct guest_mem *mem) __must_check;
+
+/* Save/load of vCPU and in-kernel platform state (cpustate.c), the payloads
+ * of the "vcpuN", "pic-master", "pic-slave", "ioapic", "pit" and "clock"
+ * sections (vm_state.c frames them). Save functions return 0 or -errno
+ * (logged). Load functions check the whole payload first and return 0 or
+ * -EINVAL with the reason in err; with a vcpu_fd/vm_fd of -1 they only
+ * check (unit tests, fuzzing). chip is KVM_IRQCHIP_PIC_MASTER (0),
+ * KVM_IRQCHIP_PIC_SLAVE (1) or KVM_IRQCHIP_IOAPIC (2). */
+struct state_writer;
+struct state_reader;
+int x86_vcpu_state_save(int kvm_fd, int vm_fd, int vcpu_fd, struct state_writer *w) __must_check;
+int x86_vcpu_state_load(int vm_fd, int vcpu_fd, struct state_reader *r, char *err,
+			size_t errlen) __must_check;
+int x86_irqchip_save(int vm_fd, unsigned chip, struct state_writer *w) __must_check;
+int x86_irqchip_load(int vm_fd, unsigned chip, struct state_reader *r, char *err,
+		     size_t errlen) __must_check;
+int x86_pit_save(int vm_fd, struct state_writer *w) __must_check;
+int x86_pit_load(int vm_fd, struct state_reader *r, char *err, size_t errlen) __must_check;
+int x86_clock_save(int vm_fd, struct state_writer *w) __must_check;
+int x86_clock_load(int vm_fd, struct state_reader *r, char *err, size_t errlen) __must_check;

@@ -476,6 +476,7 @@ static enum emul_status do_cmpxchg(struct emul_ctx *ctx, struct emul_state *st,
 				st->gpr[EMUL_RDX] = hi;
 			}
 		}
+		guest_mem_mark_dirty_host(ctx->mem, p, size); /* live migration */
 	} else {
 		uint32_t cur[2], want[2] = { (uint32_t)st->gpr[EMUL_RAX],
 					     (uint32_t)st->gpr[EMUL_RDX] };

@@ -161,8 +161,10 @@ int emul_translate(const struct emul_ctx *ctx, struct emul_state *st, uint64_t l
 	if (!user && us && !fetch && (st->cr4 & EMUL_CR4_SMAP) && !(st->rflags & EMUL_RFLAGS_AC))
 		return raise_pf(st, lin, ec | PFEC_P);
 
-	for (unsigned i = 0; i < nhosts; i++)
+	for (unsigned i = 0; i < nhosts; i++) {
 		set_bits(hosts[i], esize, PTE_A | (write && i == nhosts - 1 ? PTE_D : 0));
+		guest_mem_mark_dirty_host(ctx->mem, hosts[i], esize); /* live migration */
+	}
 	if (esize == 4 && page_mask != PAGE_SIZE - 1) {
 		/* 4 MiB page: bits 13-20 of the PDE hold physical bits 32-39 (PSE-36). */
 		*gpa = (e & 0xffc00000ull) | (((e >> 13) & 0xffull) << 32) | (lin & page_mask);
@@ -249,6 +251,7 @@ int emul_mem_write(const struct emul_ctx *ctx, struct emul_state *st, uint64_t l
 	}
 	for (unsigned i = 0; i < n; i++) {
 		memcpy(ptr[i], in, sz[i]);
+		guest_mem_mark_dirty_host(ctx->mem, ptr[i], sz[i]); /* live migration */
 		in += sz[i];
 	}
 	return 0;

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""restore.py: save and restore of a running guest (memwriter touching
+--touch MiB, default 200) on VMs of 256 MiB, 1 GiB and 4 GiB: save time and
+file size, and restore-to-running time: from the spawn of `cella-vm
+--restore` to the guest's first new serial line (host clock), with the
+worker's own figure for opening and loading the state ("restore: state
+loaded in X ms") beside it. QEMU side by side: migrate "exec:cat > FILE" and
+-incoming "exec:cat FILE" on the same guest.
+
+Usage: bench/restore.py [--build DIR] [--runs N] [--sizes 256,1024,4096]
+"""
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+
+import common
+
+LOAD_RE = re.compile(r"restore: state loaded in ([0-9.]+) ms \(setup ([0-9.]+) ms, load ([0-9.]+) ms\)")
+
+
+def control(path, req):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(300)
+        s.connect(path)
+        s.sendall((json.dumps(req) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            c = s.recv(4096)
+            if not c:
+                break
+            buf += c
+    return json.loads(buf)
+
+
+def wait_line(p, rx, timeout=600):
+    deadline = time.monotonic() + timeout
+    for line in p.stdout:
+        if re.search(rx, line):
+            return line
+        if time.monotonic() > deadline:
+            break
+    raise RuntimeError(f"no line matching {rx}")
+
+
+def cella_cmd(vm, kernel, mem, touch):
+    return [vm, "--kernel", kernel, "--mem", str(mem), "--cmdline",
+            f"mib={touch} rounds=0 pause_ms=50"]
+
+
+def cella_save(vm, kernel, mem, touch, d):
+    ctl, state = os.path.join(d, "ctl.sock"), os.path.join(d, f"vm{mem}.state")
+    p = subprocess.Popen(cella_cmd(vm, kernel, mem, touch) + ["--control", ctl],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    wait_line(p, r"round 2 checksum")
+    t0 = time.perf_counter()
+    rep = control(ctl, {"cmd": "save", "path": state})
+    save_s = time.perf_counter() - t0
+    p.wait(60)
+    st = os.stat(state)
+    return state, save_s, rep.get("ms"), st.st_size, st.st_blocks * 512
+
+
+def cella_restore(vm, kernel, mem, touch, state):
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cella_cmd(vm, kernel, mem, touch) + ["--restore", state],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.readline()
+    first = time.perf_counter() - t0
+    p.kill()
+    _, err = p.communicate()
+    m = LOAD_RE.search(err)
+    return first, (float(m.group(1)) if m else float("nan"))
+
+
+def qemu_pair(kernel, mem, touch, d):
+    """QEMU: save with migrate exec:cat > file, restore with -incoming."""
+    state = os.path.join(d, f"q{mem}.state")
+    mon = os.path.join(d, "mon.sock")
+    base = common.harness.build_command("qemu", None, kernel, f"mib={touch} rounds=0 pause_ms=50",
+                                        mem=mem)
+    p = subprocess.Popen(base + ["-monitor", f"unix:{mon},server,nowait"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        wait_line(p, r"round 2 checksum")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(mon)
+            s.settimeout(600)
+            f = s.makefile("rw")
+            f.readline()
+            t0 = time.perf_counter()
+            f.write(f'migrate "exec:cat > {state}"\n')
+            f.flush()
+            while True:
+                f.write("info migrate\n")
+                f.flush()
+                buf = ""
+                while "(qemu)" not in buf:
+                    buf += s.recv(65536).decode(errors="replace")
+                if "Migration status: completed" in buf:
+                    break
+                if "failed" in buf:
+                    raise RuntimeError("QEMU migration failed")
+            save_s = time.perf_counter() - t0
+    finally:
+        p.kill()
+        p.wait()
+    size = os.stat(state).st_size
+    t0 = time.perf_counter()
+    q = subprocess.Popen(base + ["-incoming", f"exec:cat {state}"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    q.stdout.readline()
+    first = time.perf_counter() - t0
+    q.kill()
+    q.wait()
+    os.unlink(state)
+    return save_s, size, first
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--sizes", default="256,1024,4096")
+    ap.add_argument("--touch", type=int, default=200)
+    ap.add_argument("--no-qemu", action="store_true")
+    a = ap.parse_args()
+    b = common.build_dir(a.build)
+    vm, kernel = os.path.join(b, "cella-vm"), common.guest(b, "memwriter")
+    rows = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/var/tmp")) as d:
+        for mem in [int(x) for x in a.sizes.split(",")]:
+            touch = min(a.touch, mem // 2)
+            state, save_s, save_ms, size, alloc = cella_save(vm, kernel, mem, touch, d)
+            runs = [cella_restore(vm, kernel, mem, touch, state) for _ in range(a.runs)]
+            os.unlink(state)
+            q = "n/a"
+            if not a.no_qemu:
+                try:
+                    q = qemu_pair(kernel, mem, touch, d)
+                except Exception as e:  # noqa: BLE001 - reported as n/a
+                    q = f"n/a ({e})"
+            rows.append((mem, touch, save_s, save_ms, size, alloc,
+                         common.median([r[0] for r in runs]),
+                         common.median([r[1] for r in runs]), q))
+    print(f"{'guest':>7} {'touched':>7} {'save':>8} {'file (alloc)':>18} "
+          f"{'restore->serial':>15} {'load (internal)':>15} | {'QEMU save':>9} "
+          f"{'QEMU file':>10} {'QEMU restore':>12} {'ratio':>6}")
+    for mem, touch, ss, sms, size, alloc, first, load, q in rows:
+        line = (f"{mem:>5}Mi {touch:>5}Mi {ss * 1e3:>6.0f}ms {size >> 20:>8}Mi "
+                f"({alloc >> 20:>4}Mi) {first * 1e3:>13.1f}ms {load:>13.2f}ms | ")
+        if isinstance(q, tuple):
+            line += (f"{q[0] * 1e3:>7.0f}ms {q[1] >> 20:>8}Mi {q[2] * 1e3:>10.1f}ms "
+                     f"{q[2] / first:>5.1f}x")
+        else:
+            line += q
+        print(line)
+    print(f"\nreproduce: bench/restore.py --build {b} --runs {a.runs} --sizes {a.sizes}")
+
+
+if __name__ == "__main__":
+    main()

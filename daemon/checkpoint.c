@@ -1,0 +1,704 @@
+/* checkpoint.c: VM checkpoints (Checkpoint-VM), a tree per VM in SQLite.
+ *
+ * A checkpoint freezes every writable disk's top image (its "layer") and
+ * puts a new qcow2 overlay on top, created here with the frozen image as
+ * its backing file; the VM carries on in the overlay. A running VM switches
+ * to the overlays through its worker (flush-disks, then disk-switch with
+ * the overlay passed as a descriptor). A standard checkpoint also keeps the
+ * memory: the VM is paused, its disks are switched, and the worker saves
+ * its state without stopping ("stop": false), so disks and memory show the
+ * same instant. Production checkpoints keep the disks only (applying one
+ * cold-boots). Read-only disks are never layered.
+ *
+ * Layers form a tree that mirrors the checkpoint tree: a checkpoint's layer
+ * has the parent checkpoint's layer as its backing file, and the VM's active
+ * overlay sits on the current checkpoint's layer. Applying a checkpoint
+ * creates a fresh overlay on its layers (the state since the last
+ * checkpoint is discarded, as Hyper-V does) and, for standard ones, makes
+ * its memory the VM's saved state.
+ *
+ * Deleting checkpoint C merges its layer L away without changing what any
+ * other checkpoint (or the VM) sees. The images backed by L (its children's
+ * layers, and the active overlay when C is current) are its dependents:
+ *  - none: L is deleted;
+ *  - one, D: D is committed into L (D's clusters written into L), then L is
+ *    renamed over D. Committing the other way (L into its parent's layer)
+ *    would change the parent checkpoint's content, so it is never done.
+ *    The file keeps D's path, so whatever names D as its backing file stays
+ *    valid, and only D's (usually small) delta is copied;
+ *  - several: each is rebased (safe mode: the clusters L provided are copied
+ *    into it) onto L's backing file, then L is deleted.
+ * A layer that is not cellad's (the VM's original image, under the first
+ * checkpoint) is never merged or deleted: it stays the root of the chain.
+ * Layers in the chain a running VM has open cannot be rewritten: deleting
+ * the current checkpoint or one of its ancestors needs the VM stopped (or
+ * saved). */
+#include "sup_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "disk.h"
+#include "log.h"
+
+#define CP_SAVE_TIMEOUT_MS 300000
+#define CP_TIMEOUT_MS      30000
+
+static json_t *cp_find(json_t *list, const char *name)
+{
+	size_t i;
+	json_t *cp;
+
+	json_array_foreach(list, i, cp)
+		if (!strcmp(json_string_value(json_object_get(cp, "name")) ?: "", name))
+			return cp;
+	return NULL;
+}
+
+static const char *cp_str(json_t *cp, const char *key)
+{
+	return json_string_value(json_object_get(cp, key));
+}
+
+static json_t *cp_layer(json_t *cp, const char *id)
+{
+	size_t i;
+	json_t *l;
+
+	json_array_foreach(json_object_get(cp, "layers"), i, l)
+		if (!strcmp(cp_str(l, "id") ?: "", id))
+			return l;
+	return NULL;
+}
+
+static void cp_memory_path(struct sup *s, const struct vmrt *vm, const char *cp, char *out,
+			   size_t len)
+{
+	snprintf(out, len, "%s/vms/%s/cp-%s.state", s->conf.state_dir, vm->def.uuid, cp);
+}
+
+/* A file cellad created (lives in the VM's directory), not the user's. */
+static bool cp_owned(struct sup *s, const struct vmrt *vm, const char *path)
+{
+	char dir[512];
+	size_t n;
+
+	snprintf(dir, sizeof(dir), "%s/vms/%s/", s->conf.state_dir, vm->def.uuid);
+	n = strlen(dir);
+	return path && !strncmp(path, dir, n) && !strchr(path + n, '/');
+}
+
+/* Is `cp` the current checkpoint or one of its ancestors? */
+static bool cp_in_current_chain(json_t *list, const char *current, const char *cp)
+{
+	for (int depth = 0; current && *current && depth < 10000; depth++) {
+		json_t *c = cp_find(list, current);
+
+		if (!strcmp(current, cp))
+			return true;
+		current = c ? cp_str(c, "parent") : NULL;
+	}
+	return false;
+}
+
+/* A new qcow2 overlay over `backing`, named after the disk. */
+static int overlay_create(struct sup *s, const struct vmrt *vm, const struct vmdef_disk *dk,
+			  const char *backing, enum vmdef_disk_format bfmt, char *out, size_t len,
+			  struct derr *e)
+{
+	struct disk_create_opts o = {
+		.fmt = DISK_FMT_QCOW2, .backing = backing,
+		.backing_fmt = bfmt == VMDEF_FMT_QCOW2 ? DISK_FMT_QCOW2 : DISK_FMT_RAW,
+	};
+	char err[256] = "";
+	int ret;
+
+	snprintf(out, len, "%s/vms/%s/%s-%llx.qcow2", s->conf.state_dir, vm->def.uuid, dk->id,
+		 (unsigned long long)sup_mono_ns());
+	ret = disk_create(out, &o, err, sizeof(err));
+	if (ret)
+		return derr_set(e, 500, "", "cannot create the overlay %s: %s", out,
+				err[0] ? err : strerror(-ret));
+	return 0;
+}
+
+int sup_cp_list(struct sup *s, const char *name, json_t **out, struct derr *e)
+{
+	struct vmrt *vm;
+	json_t *list;
+	size_t i;
+	json_t *cp;
+
+	pthread_mutex_lock(&s->lock);
+	vm = sup_find(s, name);
+	if (!vm) {
+		pthread_mutex_unlock(&s->lock);
+		return derr_set(e, 404, "name", "no VM named '%.64s'", name);
+	}
+	list = db_cp_list(s->db, vm->def.uuid);
+	json_array_foreach(list, i, cp) {
+		json_t *children = json_array(), *o;
+		size_t j;
+
+		json_array_foreach(list, j, o)
+			if (!strcmp(cp_str(o, "parent") ?: "", cp_str(cp, "name")))
+				json_array_append_new(children, json_string(cp_str(o, "name")));
+		json_object_set_new(cp, "children", children);
+		json_object_set_new(cp, "current", json_boolean(!strcmp(vm->def.checkpoint,
+									  cp_str(cp, "name"))));
+	}
+	*out = json_pack("{s:o, s:o}", "current", vm->def.checkpoint[0] ?
+			 json_string(vm->def.checkpoint) : json_null(), "checkpoints", list);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* Switch a running VM's writable disks to the overlays (lock held, dropped
+ * around worker calls). Returns the number switched; on failure e is set
+ * and the count says which disks already write into their overlay. */
+static int cp_switch_disks(struct sup *s, struct vmrt *vm, char (*ov)[512], struct derr *e)
+{
+	json_t *reply = NULL;
+	int done = 0;
+
+	if (sup_worker_cmd(s, vm, json_pack("{s:s}", "cmd", "flush-disks"), NULL, 0, CP_TIMEOUT_MS,
+			   &reply, e))
+		return -1;
+	json_decref(reply);
+	for (unsigned i = 0; i < vm->def.nr_disks; i++) {
+		int fd;
+
+		if (vm->def.disks[i].readonly)
+			continue;
+		fd = open(ov[i], O_RDWR | O_CLOEXEC);
+		if (fd < 0) {
+			derr_set(e, 500, "", "%s: %s", ov[i], strerror(errno));
+			return -1 - done;
+		}
+		if (sup_worker_cmd(s, vm, json_pack("{s:s, s:s, s:i}", "cmd", "disk-switch", "disk",
+						    vm->def.disks[i].id, "fd", 0),
+				   &fd, 1, CP_TIMEOUT_MS, &reply, e)) {
+			close(fd);
+			return -1 - done;
+		}
+		close(fd);
+		json_decref(reply);
+		done++;
+	}
+	return done;
+}
+
+static void cp_worker_quiet(struct sup *s, struct vmrt *vm, const char *cmd)
+{
+	struct derr ignored = { 0 };
+	json_t *reply = NULL;
+
+	if (sup_worker_cmd(s, vm, json_pack("{s:s}", "cmd", cmd), NULL, 0, CP_TIMEOUT_MS, &reply,
+			   &ignored))
+		log_debug("vm %s: %s: %s", vm->def.name, cmd, ignored.reason);
+	json_decref(reply);
+}
+
+/* Take the running VM's part of a checkpoint: disks, and memory for the
+ * standard kind. *switched = disks now writing into their overlays. */
+static int cp_take_online(struct sup *s, struct vmrt *vm, bool standard, const char *mem,
+			  char (*ov)[512], int *switched, struct derr *e)
+{
+	bool was_running = vm->state == VS_RUNNING;
+	json_t *reply = NULL;
+	int ret = 0, fd;
+
+	*switched = 0;
+	if (standard && was_running &&
+	    sup_worker_cmd(s, vm, json_pack("{s:s}", "cmd", "pause"), NULL, 0, CP_TIMEOUT_MS,
+			   &reply, e))
+		return -1;
+	json_decref(reply);
+	reply = NULL;
+	ret = cp_switch_disks(s, vm, ov, e);
+	if (ret < 0) {
+		*switched = -1 - ret;
+		ret = -1;
+	} else {
+		*switched = ret;
+		ret = 0;
+	}
+	if (!ret && standard) {
+		fd = open(mem, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			ret = derr_set(e, 500, "", "%s: %s", mem, strerror(errno));
+		else {
+			ret = sup_worker_cmd(s, vm, json_pack("{s:s, s:i, s:b}", "cmd", "save", "fd",
+							      0, "stop", 0),
+					     &fd, 1, CP_SAVE_TIMEOUT_MS, &reply, e);
+			close(fd);
+			json_decref(reply);
+			if (ret)
+				unlink(mem);
+		}
+	}
+	/* Back to the state the API shows, whatever save left the vCPUs in. */
+	if (standard && vm->pid)
+		cp_worker_quiet(s, vm, was_running ? "resume" : "pause");
+	return ret;
+}
+
+static int cp_body(json_t *body, const char **name, bool *standard, struct derr *e)
+{
+	const char *key, *kind = "standard";
+	json_t *v;
+
+	*name = NULL;
+	json_object_foreach(body, key, v) {
+		if (!strcmp(key, "name")) {
+			*name = json_string_value(v);
+			if (!*name || !vmdef_name_valid(*name))
+				return derr_set(e, 400, "name", "expected 1-63 of A-Z a-z 0-9 . _ -, "
+						"starting with a letter or digit");
+		} else if (!strcmp(key, "kind")) {
+			kind = json_string_value(v);
+			if (!kind || (strcmp(kind, "standard") && strcmp(kind, "production")))
+				return derr_set(e, 400, "kind", "expected \"standard\" or "
+						"\"production\"");
+		} else {
+			return derr_set(e, 400, key, "unknown field");
+		}
+	}
+	if (!*name)
+		return derr_set(e, 400, "name", "required");
+	*standard = !strcmp(kind, "standard");
+	return 0;
+}
+
+/* Record the checkpoint and the VM's new tops in one transaction. */
+static int cp_commit_create(struct sup *s, struct vmrt *vm, json_t *cp, struct vmdef *next,
+			    struct derr *e)
+{
+	int ret = db_begin(s->db);
+
+	if (!ret)
+		ret = db_cp_put(s->db, vm->def.uuid, cp);
+	if (!ret)
+		ret = db_save_vm(s->db, next);
+	if (db_end(s->db, ret) || ret)
+		return derr_set(e, 500, "", "cannot store the checkpoint");
+	vmdef_free(&vm->def);
+	vm->def = *next;
+	return 0;
+}
+
+static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, bool standard,
+			    json_t **out, struct derr *e)
+{
+	char ov[VMDEF_MAX_DISKS][512] = { { 0 } }, mem[512], dir[512];
+	bool online = vm->state == VS_RUNNING || vm->state == VS_PAUSED, memory = false;
+	json_t *layers = json_array(), *cp;
+	struct vmdef next;
+	int switched = 0, ret = -1;
+
+	if (sup_vm_dir(s, vm, dir, sizeof(dir))) {
+		derr_set(e, 500, "", "cannot create %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	cp_memory_path(s, vm, cpname, mem, sizeof(mem));
+	unlink(mem); /* a leftover of a failed attempt */
+	for (unsigned i = 0; i < vm->def.nr_disks; i++) {
+		const struct vmdef_disk *dk = &vm->def.disks[i];
+
+		json_array_append_new(layers, json_pack("{s:s, s:s, s:s, s:b}", "id", dk->id, "path",
+							dk->path, "format",
+							vmdef_format_name(dk->format), "readonly",
+							dk->readonly));
+		if (!dk->readonly &&
+		    overlay_create(s, vm, dk, dk->path, dk->format, ov[i], sizeof(ov[i]), e))
+			goto out;
+	}
+	if (online) {
+		ret = cp_take_online(s, vm, standard, mem, ov, &switched, e);
+		memory = standard && !ret;
+	} else {
+		ret = 0;
+		if (standard && vm->state == VS_SAVED) {
+			char saved[512];
+
+			/* The saved state matches the disks as they are: share it. */
+			sup_saved_path(s, vm, saved, sizeof(saved));
+			if (link(saved, mem) < 0)
+				ret = derr_set(e, 500, "", "cannot link %s: %s", mem, strerror(errno));
+			memory = !ret;
+		}
+		switched = ret ? 0 : VMDEF_MAX_DISKS;
+	}
+	if (vmdef_copy(&next, &vm->def)) {
+		derr_set(e, 500, "", "out of memory");
+		ret = -1;
+		goto out;
+	}
+	/* Disks that write into their overlay already must keep it, even when
+	 * the checkpoint failed half-way (their old top is merely deeper). */
+	for (unsigned i = 0, n = 0; i < next.nr_disks; i++) {
+		if (next.disks[i].readonly || !ov[i][0] || n++ >= (unsigned)switched)
+			continue;
+		free(next.disks[i].path);
+		next.disks[i].path = strdup(ov[i]);
+		next.disks[i].format = VMDEF_FMT_QCOW2;
+		ov[i][0] = 0; /* in use: not cleaned up below */
+	}
+	cp = json_pack("{s:s, s:o, s:s, s:I, s:b, s:O}", "name", cpname, "parent",
+		       vm->def.checkpoint[0] ? json_string(vm->def.checkpoint) : json_null(),
+		       "kind", standard ? "standard" : "production", "created_at",
+		       (json_int_t)sup_now_wall(), "memory", memory, "layers", layers);
+	if (!ret)
+		snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", cpname);
+	if (ret) {
+		if (switched && db_save_vm(s->db, &next) == 0) {
+			vmdef_free(&vm->def);
+			vm->def = next;
+		} else {
+			vmdef_free(&next);
+		}
+	} else if (cp_commit_create(s, vm, cp, &next, e)) {
+		vmdef_free(&next);
+		ret = -1;
+	}
+	if (!ret) {
+		sup_emit(s, vm, "checkpoint-created", cpname);
+		*out = cp;
+	} else {
+		json_decref(cp);
+		if (memory)
+			unlink(mem);
+	}
+out:
+	for (unsigned i = 0; i < VMDEF_MAX_DISKS; i++)
+		if (ov[i][0])
+			unlink(ov[i]);
+	json_decref(layers);
+	return ret;
+}
+
+int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out, struct derr *e)
+{
+	const char *cpname;
+	struct vmrt *vm;
+	bool standard = true;
+	json_t *list;
+	int ret = -1;
+
+	if (cp_body(body, &cpname, &standard, e))
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	vm = sup_lookup_idle(s, name, e);
+	if (!vm)
+		goto out;
+	if (vm->state == VS_STARTING || vm->state == VS_STOPPING) {
+		sup_refuse(vm, e, "checkpoint");
+		goto out;
+	}
+	list = db_cp_list(s->db, vm->def.uuid);
+	if (cp_find(list, cpname)) {
+		json_decref(list);
+		derr_set(e, 409, "name", "VM '%s' has a checkpoint '%s' already", name, cpname);
+		goto out;
+	}
+	json_decref(list);
+	vm->busy = true;
+	vm->refs++;
+	vm->acts++;
+	ret = cp_create_locked(s, vm, cpname, standard, out, e);
+	vm->acts++;
+	vm->busy = false;
+	vm->refs--;
+out:
+	if (ret && e->http == 409 && !e->state[0] && vm)
+		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* Apply ------------------------------------------------------------------ */
+
+static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp,
+			   struct derr *e)
+{
+	char ov[VMDEF_MAX_DISKS][512] = { { 0 } }, old[VMDEF_MAX_DISKS][512] = { { 0 } };
+	char mem[512], saved[512];
+	const char *cpname = cp_str(cp, "name");
+	bool memory = json_is_true(json_object_get(cp, "memory"));
+	struct vmdef next;
+	int ret = -1;
+
+	for (unsigned i = 0; i < vm->def.nr_disks; i++) {
+		json_t *l = cp_layer(cp, vm->def.disks[i].id);
+
+		if (!l && !vm->def.disks[i].readonly)
+			return derr_set(e, 409, "disks", "disk '%s' is not in checkpoint '%s' (the "
+					"disks changed since)", vm->def.disks[i].id, cpname);
+	}
+	if (state_active(vm->state) && sup_act_kill(s, vm, e))
+		return -1;
+	for (unsigned i = 0; i < vm->def.nr_disks; i++) {
+		const struct vmdef_disk *dk = &vm->def.disks[i];
+		json_t *l = cp_layer(cp, dk->id);
+		enum vmdef_disk_format f;
+
+		if (dk->readonly)
+			continue;
+		if (vmdef_format_parse(cp_str(l, "format") ?: "", &f))
+			f = VMDEF_FMT_RAW;
+		if (overlay_create(s, vm, dk, cp_str(l, "path"), f, ov[i], sizeof(ov[i]), e))
+			goto out;
+	}
+	sup_saved_path(s, vm, saved, sizeof(saved));
+	unlink(saved);
+	if (memory) {
+		cp_memory_path(s, vm, cpname, mem, sizeof(mem));
+		if (link(mem, saved) < 0) {
+			derr_set(e, 500, "", "cannot link %s: %s", saved, strerror(errno));
+			goto out;
+		}
+	}
+	if (vmdef_copy(&next, &vm->def)) {
+		derr_set(e, 500, "", "out of memory");
+		goto out;
+	}
+	for (unsigned i = 0; i < next.nr_disks; i++) {
+		if (!ov[i][0])
+			continue;
+		snprintf(old[i], sizeof(old[i]), "%s", next.disks[i].path);
+		free(next.disks[i].path);
+		next.disks[i].path = strdup(ov[i]);
+		next.disks[i].format = VMDEF_FMT_QCOW2;
+	}
+	snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", cpname);
+	if (db_save_vm(s->db, &next)) {
+		vmdef_free(&next);
+		derr_set(e, 500, "", "cannot store the definition");
+		goto out;
+	}
+	vmdef_free(&vm->def);
+	vm->def = next;
+	/* The discarded overlays: cellad's files that no checkpoint holds. */
+	for (unsigned i = 0; i < VMDEF_MAX_DISKS; i++) {
+		bool held = false;
+		size_t k;
+		json_t *c;
+
+		if (!old[i][0] || !cp_owned(s, vm, old[i]))
+			continue;
+		json_array_foreach(list, k, c)
+			held |= !strcmp(cp_str(cp_layer(c, vm->def.disks[i].id), "path") ?: "", old[i]);
+		if (!held)
+			unlink(old[i]);
+		ov[i][0] = 0;
+	}
+	memset(ov, 0, sizeof(ov));
+	sup_set_state(s, vm, memory ? VS_SAVED : VS_STOPPED, "checkpoint-applied", cpname);
+	ret = 0;
+out:
+	for (unsigned i = 0; i < VMDEF_MAX_DISKS; i++)
+		if (ov[i][0])
+			unlink(ov[i]);
+	if (ret && memory)
+		unlink(saved);
+	return ret;
+}
+
+int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **out,
+		 struct derr *e)
+{
+	struct vmrt *vm;
+	json_t *list = NULL, *cp;
+	int ret = -1;
+
+	pthread_mutex_lock(&s->lock);
+	vm = sup_lookup_idle(s, name, e);
+	if (!vm)
+		goto out;
+	list = db_cp_list(s->db, vm->def.uuid);
+	cp = cp_find(list, cpname);
+	if (!cp) {
+		derr_set(e, 404, "checkpoint", "VM '%s' has no checkpoint '%.64s'", name, cpname);
+		goto out;
+	}
+	if (vm->state == VS_STARTING || vm->state == VS_STOPPING) {
+		sup_refuse(vm, e, "apply a checkpoint to");
+		goto out;
+	}
+	vm->busy = true;
+	vm->refs++;
+	vm->acts++;
+	ret = cp_apply_locked(s, vm, list, cp, e);
+	vm->acts++;
+	vm->busy = false;
+	vm->refs--;
+	if (!ret)
+		*out = sup_vm_json(s, vm);
+out:
+	json_decref(list);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* Delete ----------------------------------------------------------------- */
+
+/* Merge layer L (of one disk) away; deps are the images backed by it. */
+static int cp_merge_layer(const char *layer, const char **deps, unsigned nr, struct derr *e)
+{
+	char err[256] = "";
+	struct disk *d;
+	int ret;
+
+	if (nr == 1) {
+		ret = disk_open(&d, deps[0], -1, 0, err, sizeof(err));
+		if (ret)
+			return derr_set(e, 500, "", "cannot open %s: %s", deps[0], err);
+		ret = disk_commit(d);
+		if (ret)
+			derr_set(e, 500, "", "cannot commit %s into %s: %s", deps[0], layer,
+				 disk_error(d));
+		if (disk_close(d) && !ret)
+			ret = derr_set(e, 500, "", "%s: flush failed", deps[0]);
+		if (ret)
+			return -1;
+		/* L now holds D's content over its own backing: it becomes D. */
+		if (rename(layer, deps[0]) < 0)
+			return derr_set(e, 500, "", "rename %s: %s", layer, strerror(errno));
+		return 0;
+	}
+	if (nr > 1) {
+		struct disk_info info;
+
+		ret = disk_open(&d, layer, -1, DISK_RDONLY | DISK_NO_BACKING, err, sizeof(err));
+		if (ret)
+			return derr_set(e, 500, "", "cannot open %s: %s", layer, err);
+		ret = disk_get_info(d, &info);
+		disk_close(d);
+		if (ret)
+			return derr_set(e, 500, "", "%s: cannot read its header", layer);
+		for (unsigned i = 0; i < nr; i++) {
+			ret = disk_open(&d, deps[i], -1, 0, err, sizeof(err));
+			if (ret)
+				return derr_set(e, 500, "", "cannot open %s: %s", deps[i], err);
+			ret = disk_rebase(d, info.backing[0] ? info.backing : NULL, info.backing_fmt,
+					  false);
+			if (ret)
+				derr_set(e, 500, "", "cannot rebase %s: %s", deps[i], disk_error(d));
+			if (disk_close(d) && !ret)
+				ret = derr_set(e, 500, "", "%s: flush failed", deps[i]);
+			if (ret)
+				return -1;
+		}
+	}
+	if (unlink(layer) < 0 && errno != ENOENT)
+		log_warn("cannot delete %s: %s", layer, strerror(errno));
+	return 0;
+}
+
+/* Merge every disk's layer of cp into its dependents. */
+static int cp_merge(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, struct derr *e)
+{
+	const char *cpname = cp_str(cp, "name");
+	size_t i;
+	json_t *l;
+
+	json_array_foreach(json_object_get(cp, "layers"), i, l) {
+		const char *id = cp_str(l, "id"), *layer = cp_str(l, "path"), *deps[64];
+		unsigned nr = 0;
+		size_t k;
+		json_t *c;
+		int di;
+
+		if (json_is_true(json_object_get(l, "readonly")) || !cp_owned(s, vm, layer))
+			continue;
+		json_array_foreach(list, k, c) {
+			const char *p = cp_str(cp_layer(c, id), "path");
+
+			if (!strcmp(cp_str(c, "parent") ?: "", cpname) && p && nr < ARRAY_SIZE(deps))
+				deps[nr++] = p;
+		}
+		di = vmdef_disk_find(&vm->def, id);
+		if (!strcmp(vm->def.checkpoint, cpname) && di >= 0 && nr < ARRAY_SIZE(deps))
+			deps[nr++] = vm->def.disks[di].path;
+		if (cp_merge_layer(layer, deps, nr, e))
+			return -1;
+	}
+	return 0;
+}
+
+static int cp_delete_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp,
+			    struct derr *e)
+{
+	const char *cpname = cp_str(cp, "name"), *parent = cp_str(cp, "parent");
+	struct vmdef next;
+	char mem[512];
+	size_t k;
+	json_t *c;
+	int ret;
+
+	if (cp_merge(s, vm, list, cp, e))
+		return -1;
+	if (vmdef_copy(&next, &vm->def))
+		return derr_set(e, 500, "", "out of memory");
+	if (!strcmp(next.checkpoint, cpname))
+		snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", parent ? parent : "");
+	ret = db_begin(s->db);
+	json_array_foreach(list, k, c) {
+		if (ret || strcmp(cp_str(c, "parent") ?: "", cpname))
+			continue;
+		json_object_set_new(c, "parent", parent ? json_string(parent) : json_null());
+		ret = db_cp_put(s->db, vm->def.uuid, c);
+	}
+	if (!ret)
+		ret = db_cp_delete(s->db, vm->def.uuid, cpname);
+	if (!ret)
+		ret = db_save_vm(s->db, &next);
+	if (db_end(s->db, ret) || ret) {
+		vmdef_free(&next);
+		return derr_set(e, 500, "", "cannot update the checkpoint tree");
+	}
+	vmdef_free(&vm->def);
+	vm->def = next;
+	cp_memory_path(s, vm, cpname, mem, sizeof(mem));
+	unlink(mem);
+	sup_emit(s, vm, "checkpoint-deleted", cpname);
+	return 0;
+}
+
+int sup_cp_delete(struct sup *s, const char *name, const char *cpname, struct derr *e)
+{
+	struct vmrt *vm;
+	json_t *list = NULL, *cp;
+	int ret = -1;
+
+	pthread_mutex_lock(&s->lock);
+	vm = sup_lookup_idle(s, name, e);
+	if (!vm)
+		goto out;
+	list = db_cp_list(s->db, vm->def.uuid);
+	cp = cp_find(list, cpname);
+	if (!cp) {
+		derr_set(e, 404, "checkpoint", "VM '%s' has no checkpoint '%.64s'", name, cpname);
+		goto out;
+	}
+	if (state_active(vm->state) && cp_in_current_chain(list, vm->def.checkpoint, cpname)) {
+		derr_set(e, 409, "state", "checkpoint '%s' holds layers the running VM uses: stop or "
+			 "save the VM first", cpname);
+		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+		goto out;
+	}
+	vm->busy = true;
+	vm->refs++;
+	ret = cp_delete_locked(s, vm, list, cp, e);
+	vm->busy = false;
+	vm->refs--;
+out:
+	json_decref(list);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}

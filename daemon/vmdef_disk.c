@@ -1,0 +1,232 @@
+/* vmdef_disk.c: the disks of a VM definition: validation of the API's disk
+ * objects (path, readonly, id, format, qos, cbt), format pinning, and their
+ * JSON in the API and in the worker's configuration. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmdef.h"
+#include "vmdef_priv.h"
+
+static const char *const format_names[] = { [VMDEF_FMT_RAW] = "raw", [VMDEF_FMT_QCOW2] = "qcow2" };
+
+const char *vmdef_format_name(enum vmdef_disk_format f)
+{
+	return (unsigned)f < ARRAY_SIZE(format_names) ? format_names[f] : "raw";
+}
+
+int vmdef_format_parse(const char *s, enum vmdef_disk_format *f)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(format_names); i++) {
+		if (!strcmp(s, format_names[i])) {
+			*f = (enum vmdef_disk_format)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* Probing happens once, when the disk is defined, and the result is stored:
+ * a raw image whose guest writes a qcow2 header into its first sector must
+ * not become a qcow2 image (with a backing file of the guest's choosing) at
+ * the next start. */
+int vmdef_format_probe(const char *path, enum vmdef_disk_format *f)
+{
+	unsigned char magic[4];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = pread(fd, magic, sizeof(magic), 0);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	*f = n == 4 && !memcmp(magic, "QFI\xfb", 4) ? VMDEF_FMT_QCOW2 : VMDEF_FMT_RAW;
+	return 0;
+}
+
+int vmdef_qos_parse(struct vmdef_qos *q, json_t *v, const char *field, struct derr *e)
+{
+	static const char *const keys[] = { "iops", "iops_burst", "bps", "bps_burst" };
+	uint64_t *dst[] = { &q->iops, &q->iops_burst, &q->bps, &q->bps_burst };
+	struct vmdef_qos next = *q;
+	uint64_t *ndst[] = { &next.iops, &next.iops_burst, &next.bps, &next.bps_burst };
+	const char *key;
+	json_t *it;
+
+	(void)dst;
+	if (!json_is_object(v))
+		return derr_set(e, 400, field, "expected an object {iops, iops_burst, bps, bps_burst}");
+	json_object_foreach(v, key, it) {
+		char f[96];
+		unsigned i;
+
+		snprintf(f, sizeof(f), "%.40s.%.20s", field, key);
+		for (i = 0; i < ARRAY_SIZE(keys); i++)
+			if (!strcmp(key, keys[i]))
+				break;
+		if (i == ARRAY_SIZE(keys))
+			return derr_set(e, 400, f, "unknown field (iops, iops_burst, bps, bps_burst)");
+		if (vmdef_get_uint(it, f, 0, VMDEF_QOS_MAX, ndst[i], e))
+			return -1;
+	}
+	*q = next;
+	return 0;
+}
+
+json_t *vmdef_qos_json(const struct vmdef_qos *q)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "iops", (json_int_t)q->iops, "iops_burst",
+			 (json_int_t)q->iops_burst, "bps", (json_int_t)q->bps, "bps_burst",
+			 (json_int_t)q->bps_burst);
+}
+
+static int parse_disk(struct vmdef_disk *dk, json_t *it, size_t i, struct derr *e)
+{
+	bool have_format = false;
+	char field[64];
+	const char *key, *s;
+	json_t *v;
+
+	json_object_foreach(it, key, v) {
+		snprintf(field, sizeof(field), "disks[%zu].%.20s", i, key);
+		if (!strcmp(key, "path")) {
+			if (vmdef_get_string(v, field, 1024, &s, e) || vmdef_check_file(field, s, e))
+				return -1;
+			free(dk->path);
+			if (!(dk->path = strdup(s)))
+				return derr_set(e, 500, field, "out of memory");
+		} else if (!strcmp(key, "readonly")) {
+			if (vmdef_get_bool(v, field, &dk->readonly, e))
+				return -1;
+		} else if (!strcmp(key, "id")) {
+			if (vmdef_get_string(v, field, 20, &s, e))
+				return -1;
+			if (!*s || !vmdef_name_valid(s))
+				return derr_set(e, 400, field, "expected 1-20 of A-Z a-z 0-9 . _ -");
+			snprintf(dk->id, sizeof(dk->id), "%s", s);
+		} else if (!strcmp(key, "format")) {
+			if (vmdef_get_string(v, field, 8, &s, e))
+				return -1;
+			if (vmdef_format_parse(s, &dk->format))
+				return derr_set(e, 400, field, "expected \"raw\" or \"qcow2\"");
+			have_format = true;
+		} else if (!strcmp(key, "qos")) {
+			if (vmdef_qos_parse(&dk->qos, v, field, e))
+				return -1;
+		} else if (!strcmp(key, "cbt")) {
+			if (vmdef_get_bool(v, field, &dk->cbt, e))
+				return -1;
+		} else {
+			return derr_set(e, 400, field, "unknown field");
+		}
+	}
+	if (!dk->path) {
+		snprintf(field, sizeof(field), "disks[%zu].path", i);
+		return derr_set(e, 400, field, "required");
+	}
+	if (!have_format && vmdef_format_probe(dk->path, &dk->format)) {
+		snprintf(field, sizeof(field), "disks[%zu].path", i);
+		return derr_set(e, 400, field, "%s: cannot read it to probe its format", dk->path);
+	}
+	return 0;
+}
+
+int vmdef_parse_disks(struct vmdef *d, json_t *arr, struct derr *e)
+{
+	size_t i;
+	json_t *it;
+
+	if (!json_is_array(arr))
+		return derr_set(e, 400, "disks", "expected an array of disk objects");
+	if (json_array_size(arr) > VMDEF_MAX_DISKS)
+		return derr_set(e, 400, "disks", "at most %d disks", VMDEF_MAX_DISKS);
+	for (unsigned k = 0; k < d->nr_disks; k++)
+		free(d->disks[k].path);
+	d->nr_disks = 0;
+	json_array_foreach(arr, i, it) {
+		struct vmdef_disk *dk = &d->disks[d->nr_disks];
+		char field[64];
+
+		snprintf(field, sizeof(field), "disks[%zu]", i);
+		if (!json_is_object(it))
+			return derr_set(e, 400, field, "expected an object");
+		memset(dk, 0, sizeof(*dk));
+		d->nr_disks++; /* counted now so that vmdef_free releases the path */
+		if (parse_disk(dk, it, i, e))
+			return -1;
+	}
+	/* Every disk gets an id: set-qos, disk-switch and checkpoints name it. */
+	for (unsigned k = 0; k < d->nr_disks; k++) {
+		for (unsigned n = k; !d->disks[k].id[0]; n++) {
+			char id[21];
+
+			snprintf(id, sizeof(id), "disk%u", n);
+			if (vmdef_disk_find(d, id) < 0)
+				snprintf(d->disks[k].id, sizeof(d->disks[k].id), "%s", id);
+		}
+		for (unsigned j = 0; j < k; j++) {
+			if (!strcmp(d->disks[j].path, d->disks[k].path)) {
+				char field[64];
+
+				/* Two devices on one image corrupt it (and the worker
+				 * refuses it): say so when the VM is defined. */
+				snprintf(field, sizeof(field), "disks[%u].path", k);
+				return derr_set(e, 400, field, "'%s' is disks[%u] already",
+						d->disks[k].path, j);
+			}
+			if (!strcmp(d->disks[j].id, d->disks[k].id)) {
+				char field[64];
+
+				snprintf(field, sizeof(field), "disks[%u].id", k);
+				return derr_set(e, 400, field, "'%s' is used by disks[%u] already",
+						d->disks[k].id, j);
+			}
+		}
+	}
+	return 0;
+}
+
+int vmdef_disk_find(const struct vmdef *d, const char *id)
+{
+	for (unsigned i = 0; i < d->nr_disks; i++)
+		if (!strcmp(d->disks[i].id, id))
+			return (int)i;
+	return -1;
+}
+
+static bool qos_set(const struct vmdef_qos *q)
+{
+	return q->iops || q->iops_burst || q->bps || q->bps_burst;
+}
+
+static json_t *disk_json(const struct vmdef_disk *dk, bool worker)
+{
+	json_t *o = json_pack("{s:s, s:b, s:s, s:s}", "path", dk->path, "readonly", dk->readonly,
+			      "id", dk->id, "format", vmdef_format_name(dk->format));
+
+	/* The worker gets only what it needs, the API always the whole shape. */
+	if (!worker || qos_set(&dk->qos))
+		json_object_set_new(o, "qos", vmdef_qos_json(&dk->qos));
+	if (!worker || dk->cbt)
+		json_object_set_new(o, "cbt", json_boolean(dk->cbt));
+	return o;
+}
+
+json_t *vmdef_disk_json(const struct vmdef_disk *dk)
+{
+	return disk_json(dk, false);
+}
+
+json_t *vmdef_disks_json(const struct vmdef *d, bool worker)
+{
+	json_t *disks = json_array();
+
+	for (unsigned i = 0; i < d->nr_disks; i++)
+		json_array_append_new(disks, disk_json(&d->disks[i], worker));
+	return disks;
+}

@@ -1,0 +1,93 @@
+/* cbt.h: changed-block tracking: a persistent dirty bitmap per disk, kept in
+ * a sidecar file next to the image (IMAGE.cbt), for incremental backups
+ * (`cella disk backup --since`).
+ *
+ * The file holds named points (at most CBT_MAX_POINTS); each has its own
+ * bitmap of CBT_BLOCK (64 KiB) blocks: a set bit means the block may have
+ * changed since the point was started. cella-vm marks the bits of every
+ * valid point before a write, discard or write-zeroes is submitted, and
+ * msyncs the bitmaps before a guest flush completes.
+ *
+ * Crash safety. The file is mapped MAP_SHARED, so when the worker is killed
+ * (kill -9) the bits it set are in the page cache and reach the file: the
+ * points stay valid. A host crash can lose bits set after the last msync
+ * while the data they describe reached the disk, so the header records the
+ * host's boot id while the file is open (the "in use" flag): an image whose
+ * .cbt is found in use under another boot id went through a host crash, and
+ * every point is marked invalid (an incremental from it is refused; take a
+ * full backup).
+ *
+ * Layout (little-endian): a 4 KiB header (struct cbt_header: magic
+ * "CELLACBT", version, flags, disk size, block bits, boot id, the point
+ * table), then one bitmap per point slot, each rounded up to 4 KiB.
+ *
+ * Not thread-safe: the owner serialises calls.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compiler.h"
+
+#define CBT_BLOCK_BITS 16
+#define CBT_BLOCK      (1u << CBT_BLOCK_BITS)
+#define CBT_MAX_POINTS 8
+#define CBT_NAME_MAX   32 /* bytes, NUL included */
+
+struct cbt;
+
+/* Open IMAGE.cbt for an image of `disk_size` bytes, creating it (with no
+ * points) if missing, and mark it in use. A file for another disk size is
+ * reset (points dropped). Returns 0 or -errno with the reason in err. */
+int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char *err,
+	     size_t errlen) __must_check;
+/* msync, clear the in-use flag (when `clean`: everything marked reached the
+ * file) and unmap. */
+void cbt_close(struct cbt *c, bool clean);
+
+/* Mark [off, off + len) changed in every valid point. */
+void cbt_mark(struct cbt *c, uint64_t off, uint64_t len);
+/* Make the marks durable (msync). 0 or -errno. */
+int cbt_sync(struct cbt *c) __must_check;
+
+/* Start (or restart) point `name` with an empty bitmap. When every slot is
+ * taken, the oldest point is replaced. 0 or -errno (-EINVAL: bad name). */
+int cbt_point_start(struct cbt *c, const char *name) __must_check;
+int cbt_point_drop(struct cbt *c, const char *name) __must_check;
+
+/* The bitmap of point `name` (bit b of byte b/8: block b changed), or NULL
+ * with -ENOENT (no such point) or -ESTALE (invalidated by a host crash) in
+ * *errp. */
+const uint8_t *cbt_point_bits(struct cbt *c, const char *name, int *errp);
+uint64_t cbt_nr_blocks(const struct cbt *c);
+/* Names of the points, for listings: returns how many, fills names[]. */
+unsigned cbt_points(const struct cbt *c, const char *names[CBT_MAX_POINTS],
+		    bool valid[CBT_MAX_POINTS]);
+
+/* --- backups (cella disk backup / restore) ---
+ *
+ * A full backup is a raw image of the guest-visible content (zero ranges
+ * left as holes). An incremental backup holds only the CBT_BLOCK blocks
+ * marked in a point, in this documented format (little-endian):
+ *   header  "CELLAINC", u32 version (1), u32 block size, u64 disk size,
+ *           u64 extent count, u64 data bytes, char point[32], char since[32]
+ *   extents count x { u64 offset, u64 length }, sorted, not overlapping
+ *   data    the extents' bytes, in order
+ *   trailer u32 crc32 (zlib) of everything before it, "CEND"
+ * Both start point `point` (an empty bitmap) once the copy is durable; an
+ * incremental reads point `since` first. */
+struct disk;
+
+#define CBT_INCR_MAGIC "CELLAINC"
+#define CBT_INCR_VERSION 1
+
+int cbt_backup_full(struct disk *d, struct cbt *c, const char *point, int out_fd,
+		    uint64_t *bytes, char *err, size_t errlen) __must_check;
+int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, const char *point,
+			   int out_fd, uint64_t *bytes, char *err, size_t errlen) __must_check;
+/* Check an incremental file (header, extents, checksum) and, when that
+ * passes, write its blocks into d (which must have the same size) and flush.
+ * point/since (CBT_NAME_MAX bytes each) receive the names it records. */
+int cbt_restore_incremental(struct disk *d, int in_fd, char *point, char *since, char *err,
+			    size_t errlen) __must_check;

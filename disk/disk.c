@@ -1,0 +1,604 @@
+/* disk.c: opening images and their backing chains (probe, locking, loop
+ * detection), closing, errors, and the format-independent entry points of
+ * disk.h that dispatch to raw.c and qcow2*.c. */
+#include "disk_priv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+int disk_fail(struct disk *d, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(d->err, sizeof(d->err), fmt, ap);
+	va_end(ap);
+	log_debug("disk %s: %s", d->path ? d->path : "(fd)", d->err);
+	return ret;
+}
+
+int disk_errf(char *err, size_t errlen, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}
+
+const char *disk_format_name(int fmt)
+{
+	return fmt == DISK_FMT_RAW ? "raw" : fmt == DISK_FMT_QCOW2 ? "qcow2" : "unknown";
+}
+
+int disk_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t r = pread(fd, p, len, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO; /* short file: callers check sizes first */
+		p += r;
+		off += (uint64_t)r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+int disk_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t r = pwrite(fd, p, len, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		p += r;
+		off += (uint64_t)r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+int disk_lock_fd(int fd, bool exclusive, const char *what, char *err, size_t errlen)
+{
+	if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
+		return 0;
+	if (errno == EWOULDBLOCK)
+		return disk_errf(err, errlen, -EBUSY,
+				 "%s is in use by another process (a running VM?)", what);
+	return disk_errf(err, errlen, -errno, "cannot lock %s: %s", what, strerror(errno));
+}
+
+struct disk *disk_alloc(void)
+{
+	struct disk *d = calloc(1, sizeof(*d));
+
+	if (d) {
+		d->fd = -1;
+		d->backing_fmt = -1;
+	}
+	return d;
+}
+
+int disk_open_file(struct disk *d, const char *path, bool readonly, bool lock, char *err,
+		   size_t errlen)
+{
+	struct stat st;
+	int ret;
+
+	d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (d->fd < 0)
+		return disk_errf(err, errlen, -errno, "cannot open %s%s: %s", path,
+				 readonly ? "" : " read-write", strerror(errno));
+	if (fstat(d->fd, &st) < 0)
+		return disk_errf(err, errlen, -errno, "cannot stat %s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return disk_errf(err, errlen, -EINVAL, "%s is neither a file nor a block device",
+				 path);
+	d->dev = st.st_dev;
+	d->ino = st.st_ino;
+	d->readonly = readonly;
+	if (lock) {
+		ret = disk_lock_fd(d->fd, !readonly, path, err, errlen);
+		if (ret)
+			return ret;
+		d->locked_ex = !readonly;
+	}
+	return 0;
+}
+
+void disk_free_layer(struct disk *d)
+{
+	if (d->ops && d->ops->close)
+		d->ops->close(d);
+	if (d->fd >= 0)
+		close(d->fd); /* drops the flock */
+	free(d->path);
+	free(d->backing_name);
+	free(d);
+}
+
+static int probe_and_open(struct disk *d, int fmt, char *err, size_t errlen)
+{
+	if (fmt < 0)
+		fmt = qcow2_probe(d->fd) ? DISK_FMT_QCOW2 : DISK_FMT_RAW;
+	if (fmt == DISK_FMT_QCOW2) {
+		d->fmt = DISK_FMT_QCOW2;
+		d->ops = &qcow2_ops;
+		return qcow2_open(d, err, errlen);
+	}
+	if (fmt != DISK_FMT_RAW)
+		return disk_errf(err, errlen, -EINVAL, "unknown image format %d", fmt);
+	d->fmt = DISK_FMT_RAW;
+	d->ops = &raw_ops;
+	return raw_open(d, err, errlen);
+}
+
+/* The backing path: absolute as written, else relative to the directory of
+ * the image that names it. */
+char *disk_backing_path(const char *image, const char *name)
+{
+	const char *slash = image ? strrchr(image, '/') : NULL;
+	char *p;
+
+	if (name[0] == '/' || !slash)
+		return strdup(name);
+	if (asprintf(&p, "%.*s/%s", (int)(slash - image), image, name) < 0)
+		return NULL;
+	return p;
+}
+
+struct chain_seen {
+	dev_t dev[DISK_MAX_CHAIN + 2];
+	ino_t ino[DISK_MAX_CHAIN + 2];
+	unsigned n;
+};
+
+static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth, char *err,
+			size_t errlen);
+
+static int open_layer(struct disk **out, const char *path, int fmt, unsigned flags,
+		      struct chain_seen *seen, unsigned depth, char *err, size_t errlen)
+{
+	bool ro = flags & DISK_RDONLY;
+	struct disk *d = disk_alloc();
+	int ret;
+
+	*out = NULL;
+	if (!d || !(d->path = strdup(path))) {
+		free(d);
+		return disk_errf(err, errlen, -ENOMEM, "out of memory");
+	}
+	if ((flags & DISK_NO_LOCK) && !ro) {
+		ret = disk_errf(err, errlen, -EINVAL, "%s: an unlocked open must be read-only",
+				path);
+		goto fail;
+	}
+	ret = disk_open_file(d, path, ro, !(flags & DISK_NO_LOCK), err, errlen);
+	if (ret)
+		goto fail;
+	for (unsigned i = 0; i < seen->n; i++) {
+		if (seen->dev[i] == d->dev && seen->ino[i] == d->ino) {
+			ret = disk_errf(err, errlen, -ELOOP, "backing chain loop: %s appears twice",
+					path);
+			goto fail;
+		}
+	}
+	seen->dev[seen->n] = d->dev;
+	seen->ino[seen->n++] = d->ino;
+	ret = probe_and_open(d, fmt, err, errlen);
+	if (ret)
+		goto fail;
+	if (d->backing_name && !(flags & DISK_NO_BACKING)) {
+		ret = open_backing(d, seen, depth, err, errlen);
+		if (ret)
+			goto fail;
+	}
+	*out = d;
+	return 0;
+fail:
+	disk_free_layer(d);
+	return ret;
+}
+
+static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth, char *err,
+			size_t errlen)
+{
+	unsigned flags = DISK_RDONLY;
+	char sub[sizeof(d->err)];
+	char *bp;
+	int ret;
+
+	if (depth + 1 >= DISK_MAX_CHAIN)
+		return disk_errf(err, errlen, -ELOOP,
+				 "backing chain deeper than %d images (at %s)", DISK_MAX_CHAIN,
+				 d->path ? d->path : "(fd)");
+	bp = disk_backing_path(d->path, d->backing_name);
+	if (!bp)
+		return disk_errf(err, errlen, -ENOMEM, "out of memory");
+	sub[0] = 0;
+	ret = open_layer(&d->backing, bp, d->backing_fmt, flags, seen, depth + 1, sub,
+			 sizeof(sub));
+	if (ret)
+		disk_errf(err, errlen, ret, "backing file of %s: %s", d->path ? d->path : "(fd)",
+			  sub);
+	free(bp);
+	return ret;
+}
+
+int disk_open(struct disk **out, const char *path, int fmt, unsigned flags, char *err,
+	      size_t errlen)
+{
+	struct chain_seen seen = { .n = 0 };
+
+	if (err && errlen)
+		err[0] = 0;
+	return open_layer(out, path, fmt, flags, &seen, 0, err, errlen);
+}
+
+static void close_chain(struct disk *d)
+{
+	while (d) {
+		struct disk *b = d->backing;
+
+		disk_free_layer(d);
+		d = b;
+	}
+}
+
+int disk_open_overlay_fd(struct disk **out, int fd, struct disk *backing, char *err,
+			 size_t errlen)
+{
+	struct disk *d = disk_alloc();
+	struct stat st;
+	int ret;
+
+	*out = NULL;
+	if (!d) {
+		close(fd);
+		close_chain(backing);
+		return disk_errf(err, errlen, -ENOMEM, "out of memory");
+	}
+	d->fd = fd;
+	d->backing = backing;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ret = disk_errf(err, errlen, -EINVAL, "the overlay is not a regular file");
+		goto fail;
+	}
+	d->dev = st.st_dev;
+	d->ino = st.st_ino;
+	ret = disk_lock_fd(fd, true, "the overlay image", err, errlen);
+	if (ret)
+		goto fail;
+	d->locked_ex = true;
+	if (!qcow2_probe(fd)) {
+		ret = disk_errf(err, errlen, -EINVAL, "the overlay is not a qcow2 image");
+		goto fail;
+	}
+	d->fmt = DISK_FMT_QCOW2;
+	d->ops = &qcow2_ops;
+	ret = qcow2_open(d, err, errlen);
+	if (ret)
+		goto fail;
+	if (!d->backing_name) {
+		ret = disk_errf(err, errlen, -EINVAL, "the overlay names no backing file");
+		goto fail;
+	}
+	if (backing && !backing->readonly) {
+		/* The old top becomes a read-only layer: flush it, then downgrade
+		 * its lock (no path to reopen it by inside the sandbox). */
+		ret = disk_flush(backing);
+		if (ret) {
+			disk_errf(err, errlen, ret, "flushing the old top layer: %s", backing->err);
+			goto fail;
+		}
+		if (flock(backing->fd, LOCK_SH | LOCK_NB) < 0) {
+			ret = disk_errf(err, errlen, -errno, "cannot downgrade the old top's lock: %s",
+					strerror(errno));
+			goto fail;
+		}
+		backing->readonly = true;
+		backing->locked_ex = false;
+	}
+	*out = d;
+	return 0;
+fail:
+	close_chain(d);
+	return ret;
+}
+
+int disk_close(struct disk *d)
+{
+	int ret = 0;
+
+	if (!d)
+		return 0;
+	if (!d->readonly)
+		ret = disk_flush(d);
+	close_chain(d);
+	return ret;
+}
+
+uint64_t disk_size(const struct disk *d)
+{
+	return d->size;
+}
+
+enum disk_format disk_format_of(const struct disk *d)
+{
+	return d->fmt;
+}
+
+bool disk_readonly(const struct disk *d)
+{
+	return d->readonly;
+}
+
+const char *disk_error(const struct disk *d)
+{
+	return d->err[0] ? d->err : "no error";
+}
+
+int disk_fd(const struct disk *d)
+{
+	return d->fd;
+}
+
+bool disk_ext_push(struct disk_extent *ext, struct disk **layer, unsigned *n, unsigned max,
+		   const struct disk_extent *e, struct disk *owner)
+{
+	if (*n) {
+		struct disk_extent *p = &ext[*n - 1];
+
+		if (p->kind == e->kind && p->off + p->len == e->off &&
+		    (e->kind == DISK_EXT_ZERO ||
+		     (e->kind == DISK_EXT_DATA && p->fd == e->fd &&
+		      p->host_off + p->len == e->host_off) ||
+		     (e->kind == DISK_EXT_SLOW && layer && layer[*n - 1] == owner))) {
+			p->len += e->len;
+			return true;
+		}
+	}
+	if (*n >= max)
+		return false;
+	ext[*n] = *e;
+	if (layer)
+		layer[*n] = owner;
+	(*n)++;
+	return true;
+}
+
+static int check_range(struct disk *d, uint64_t off, uint64_t len)
+{
+	if (off > d->size || len > d->size - off)
+		return disk_fail(d, -EINVAL, "range %#llx+%#llx is past the end of the disk (%#llx)",
+				 (unsigned long long)off, (unsigned long long)len,
+				 (unsigned long long)d->size);
+	return 0;
+}
+
+int disk_map(struct disk *d, uint64_t off, uint64_t len, bool write, struct disk_extent *ext,
+	     unsigned max)
+{
+	int ret = check_range(d, off, len);
+
+	if (ret)
+		return ret;
+	if (write && d->readonly)
+		return disk_fail(d, -EROFS, "the disk is read-only");
+	if (!len || !max)
+		return 0;
+	return d->ops->map(d, off, len, write, ext, NULL, max);
+}
+
+int disk_flush(struct disk *d)
+{
+	if (d->readonly)
+		return 0;
+	return d->ops->flush(d);
+}
+
+int disk_discard(struct disk *d, uint64_t off, uint64_t len)
+{
+	int ret = check_range(d, off, len);
+
+	if (ret)
+		return ret;
+	if (d->readonly)
+		return disk_fail(d, -EROFS, "the disk is read-only");
+	return len ? d->ops->discard(d, off, len) : 0;
+}
+
+int disk_write_zeroes(struct disk *d, uint64_t off, uint64_t len, bool may_unmap)
+{
+	int ret = check_range(d, off, len);
+
+	if (ret)
+		return ret;
+	if (d->readonly)
+		return disk_fail(d, -EROFS, "the disk is read-only");
+	return len ? d->ops->write_zeroes(d, off, len, may_unmap) : 0;
+}
+
+int disk_read_layer(struct disk *d, void *buf, size_t len, uint64_t off)
+{
+	struct disk_extent ext[16];
+	struct disk *layer[16];
+	char *p = buf;
+
+	if (off >= d->size) {
+		memset(buf, 0, len);
+		return 0;
+	}
+	if (len > d->size - off) {
+		size_t in = (size_t)(d->size - off);
+
+		memset(p + in, 0, len - in);
+		len = in;
+	}
+	while (len) {
+		int n = d->ops->map(d, off, len, false, ext, layer, ARRAY_SIZE(ext));
+
+		if (n <= 0)
+			return n < 0 ? n : disk_fail(d, -EIO, "mapping made no progress");
+		for (int i = 0; i < n; i++) {
+			size_t l = (size_t)ext[i].len;
+			int ret = 0;
+
+			if (ext[i].kind == DISK_EXT_ZERO)
+				memset(p, 0, l);
+			else if (ext[i].kind == DISK_EXT_SLOW)
+				ret = layer[i]->ops->read_slow(layer[i], p, l, ext[i].off);
+			else
+				ret = disk_pread_full(ext[i].fd, p, l, ext[i].host_off);
+			if (ret == -EIO && ext[i].kind == DISK_EXT_DATA) {
+				/* Data past the end of a file reads as zeroes. */
+				ssize_t r = pread(ext[i].fd, p, l, (off_t)ext[i].host_off);
+
+				ret = r < 0 ? -errno : 0;
+				if (r >= 0)
+					memset(p + r, 0, l - (size_t)r);
+			}
+			if (ret < 0)
+				return ret == -EINVAL || !layer[i] || layer[i] == d
+					       ? disk_fail(d, ret, "read at %#llx: %s",
+							   (unsigned long long)ext[i].off,
+							   layer[i] && layer[i]->err[0]
+								   ? layer[i]->err
+								   : strerror(-ret))
+					       : disk_fail(d, ret, "%s", layer[i]->err);
+			p += l;
+			off += l;
+			len -= l;
+		}
+	}
+	return 0;
+}
+
+int disk_pread(struct disk *d, void *buf, size_t len, uint64_t off)
+{
+	int ret = check_range(d, off, len);
+
+	return ret ? ret : disk_read_layer(d, buf, len, off);
+}
+
+int disk_pwrite(struct disk *d, const void *buf, size_t len, uint64_t off)
+{
+	struct disk_extent ext[16];
+	const char *p = buf;
+	int ret = check_range(d, off, len);
+
+	if (ret)
+		return ret;
+	while (len) {
+		int n = disk_map(d, off, len, true, ext, ARRAY_SIZE(ext));
+
+		if (n == -EAGAIN) {
+			/* Every earlier data write has completed: flush and retry. */
+			ret = disk_flush(d);
+			if (ret)
+				return ret;
+			continue;
+		}
+		if (n <= 0)
+			return n < 0 ? n : disk_fail(d, -EIO, "mapping made no progress");
+		for (int i = 0; i < n; i++) {
+			ret = disk_pwrite_full(ext[i].fd, p, (size_t)ext[i].len, ext[i].host_off);
+			if (ret)
+				return disk_fail(d, ret, "write at %#llx: %s",
+						 (unsigned long long)ext[i].off, strerror(-ret));
+			p += ext[i].len;
+			off += ext[i].len;
+			len -= (size_t)ext[i].len;
+		}
+	}
+	return 0;
+}
+
+int disk_layer_allocated(struct disk *d, uint64_t off, uint64_t len, bool *alloc, uint64_t *run)
+{
+	if (d->fmt == DISK_FMT_QCOW2)
+		return qcow2_allocated(d, off, len, alloc, run);
+	*alloc = true;
+	*run = len;
+	return 0;
+}
+
+int disk_get_info(struct disk *d, struct disk_info *info)
+{
+	struct stat st;
+
+	memset(info, 0, sizeof(*info));
+	info->fmt = d->fmt;
+	info->size = d->size;
+	info->backing_fmt = d->backing_fmt >= 0 ? (enum disk_format)d->backing_fmt
+						 : (d->backing ? d->backing->fmt : DISK_FMT_RAW);
+	if (fstat(d->fd, &st) < 0)
+		return disk_fail(d, -errno, "cannot stat the image: %s", strerror(errno));
+	info->file_size = (uint64_t)st.st_blocks * 512;
+	if (d->backing_name)
+		snprintf(info->backing, sizeof(info->backing), "%s", d->backing_name);
+	info->chain_depth = 1;
+	for (struct disk *b = d->backing; b; b = b->backing)
+		info->chain_depth++;
+	return d->ops->info ? d->ops->info(d, info) : 0;
+}
+
+int disk_resize(struct disk *d, uint64_t new_size, bool allow_shrink)
+{
+	if (d->readonly)
+		return disk_fail(d, -EROFS, "the disk is read-only");
+	if (new_size < d->size && !allow_shrink)
+		return disk_fail(d, -EINVAL, "shrinking needs allow_shrink (--shrink)");
+	return d->ops->resize(d, new_size, allow_shrink);
+}
+
+int disk_check(struct disk *d, bool repair, struct disk_check_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (repair && d->readonly)
+		return disk_fail(d, -EROFS, "repair needs a read-write open");
+	if (!d->ops->check)
+		return 0; /* raw: nothing to check */
+	return d->ops->check(d, repair, res);
+}
+
+int disk_create(const char *path, const struct disk_create_opts *o, char *err, size_t errlen)
+{
+	if (err && errlen)
+		err[0] = 0;
+	if (o->fmt == DISK_FMT_RAW) {
+		if (o->backing)
+			return disk_errf(err, errlen, -EINVAL, "raw images have no backing file");
+		return raw_create(path, o, err, errlen);
+	}
+	if (o->fmt == DISK_FMT_QCOW2)
+		return qcow2_create(path, o, err, errlen);
+	return disk_errf(err, errlen, -EINVAL, "unknown image format %d", o->fmt);
+}

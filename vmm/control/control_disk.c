@@ -1,0 +1,157 @@
+/* control_disk.c: disk commands of the worker's control socket (see control_disk.h). */
+#include "control/control_disk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "virtio/blk_ctl.h"
+#include "vm.h"
+
+static json_t *disk_error(const char *fmt, const char *a, const char *b)
+{
+	char msg[320];
+
+	snprintf(msg, sizeof(msg), fmt, a, b);
+	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+static json_t *qos_json(const struct disk_qos_config *q)
+{
+	return json_pack("{s:I, s:I, s:I, s:I}", "iops", (json_int_t)q->iops, "iops_burst",
+			 (json_int_t)q->iops_burst, "bps", (json_int_t)q->bps, "bps_burst",
+			 (json_int_t)q->bps_burst);
+}
+
+json_t *ctl_disks_status(struct vm *vm)
+{
+	json_t *a = json_array();
+
+	for (struct device *d = virtio_blk_next(vm, NULL); d; d = virtio_blk_next(vm, d)) {
+		struct blk_status st;
+
+		virtio_blk_get_status(d, &st);
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:b}", "id",
+						   st.id, "path", st.path, "format", st.format,
+						   "qos", qos_json(&st.qos), "error",
+						   st.error[0] ? json_string(st.error) : json_null(),
+						   "readonly", st.readonly, "cbt", st.cbt));
+	}
+	return a;
+}
+
+static struct device *disk_arg(struct vm *vm, json_t *req, json_t **rep)
+{
+	const char *id = json_string_value(json_object_get(req, "disk"));
+	struct device *d;
+
+	if (!id) {
+		*rep = disk_error("disk: expected a disk id (a string)%s%s", "", "");
+		return NULL;
+	}
+	d = virtio_blk_find(vm, id);
+	if (!d)
+		*rep = disk_error("disk: no disk '%.64s'%s", id, "");
+	return d;
+}
+
+static json_t *cmd_set_qos(struct vm *vm, json_t *req)
+{
+	static const char *const keys[] = { "iops", "iops_burst", "bps", "bps_burst" };
+	struct blk_status st;
+	struct disk_qos_config q;
+	json_t *rep = NULL;
+	struct device *d = disk_arg(vm, req, &rep);
+
+	if (!d)
+		return rep;
+	virtio_blk_get_status(d, &st);
+	q = st.qos; /* keys left out keep their value */
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		json_t *v = json_object_get(req, keys[i]);
+
+		if (!v)
+			continue;
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    config_disk_qos_set(&q, keys[i], (uint64_t)json_integer_value(v)))
+			return disk_error("%s: expected an integer from 0 to 2^48%s", keys[i], "");
+	}
+	if ((q.iops_burst && !q.iops) || (q.bps_burst && !q.bps))
+		return disk_error("a burst needs its rate (iops_burst with iops, bps_burst with "
+				  "bps)%s%s", "", "");
+	virtio_blk_set_qos(d, &q);
+	return json_pack("{s:b, s:s, s:o}", "ok", 1, "disk", st.id, "qos", qos_json(&q));
+}
+
+static json_t *cmd_flush_disks(struct vm *vm)
+{
+	for (struct device *d = virtio_blk_next(vm, NULL); d; d = virtio_blk_next(vm, d)) {
+		int ret = virtio_blk_flush(d);
+
+		if (ret) {
+			struct blk_status st;
+
+			virtio_blk_get_status(d, &st);
+			return disk_error("%s: flush failed: %s", st.id, strerror(-ret));
+		}
+	}
+	return json_pack("{s:b}", "ok", 1);
+}
+
+static json_t *cmd_disk_switch(struct vm *vm, json_t *req, int fd)
+{
+	const char *path = json_string_value(json_object_get(req, "path"));
+	json_t *rep = NULL;
+	struct device *d = disk_arg(vm, req, &rep);
+	char err[512] = "";
+	int ret;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return rep;
+	}
+	if (fd < 0 && !path)
+		return disk_error("disk-switch: give \"path\" or an attached \"fd\"%s%s", "", "");
+	if (fd < 0) {
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			return disk_error("%s: %s", path, strerror(errno));
+	}
+	ret = virtio_blk_switch(d, fd, err, sizeof(err));
+	if (ret)
+		return disk_error("disk-switch: %s%s", err[0] ? err : strerror(-ret), "");
+	return json_pack("{s:b}", "ok", 1);
+}
+
+json_t *ctl_disk_command(struct vm *vm, const char *cmd, json_t *req, int fd)
+{
+	if (!strcmp(cmd, "set-qos"))
+		return cmd_set_qos(vm, req);
+	if (!strcmp(cmd, "flush-disks"))
+		return cmd_flush_disks(vm);
+	if (!strcmp(cmd, "disk-switch"))
+		return cmd_disk_switch(vm, req, fd);
+	return NULL;
+}
+
+bool ctl_disks_retry(struct vm *vm, char *why, size_t len)
+{
+	bool ok = true;
+
+	why[0] = 0;
+	for (struct device *d = virtio_blk_next(vm, NULL); d; d = virtio_blk_next(vm, d)) {
+		struct blk_status st;
+
+		virtio_blk_retry(d);
+		virtio_blk_get_status(d, &st);
+		if (st.stalled && ok) {
+			snprintf(why, len, "storage: %s: %s", st.id, st.error);
+			ok = false;
+		}
+	}
+	return ok;
+}

@@ -1,0 +1,263 @@
+/* blk_ctl.c: virtio-blk storage-loss handling (stall, pause, retry, resume)
+ * and the control-socket operations (status, set-qos, flush, disk-switch). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cbt.h"
+#include "disk.h"
+#include "log.h"
+#include "virtio/blk.h"
+#include "virtio/blk_ctl.h"
+#include "vm.h"
+
+#define BLK_RETRY_FIRST_MS 1000
+#define BLK_RETRY_MAX_MS   8000
+
+/* Errors that mean the storage, not the request, is at fault: the request
+ * is kept and retried instead of failing in the guest. */
+bool blk_storage_error(int err)
+{
+	switch (-err) {
+	case EIO:
+	case ENOSPC:
+	case EDQUOT:
+	case ENODEV:
+	case ENXIO:
+	case ENOMEDIUM:
+	case ESTALE:
+	case ETIMEDOUT:
+	case ENOLINK:
+	case EREMOTEIO:
+	case EROFS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void blk_reason(const struct blk_dev *blk, char *buf, size_t len)
+{
+	snprintf(buf, len, "storage: %s: ", blk->id);
+}
+
+void blk_stall(struct blk_dev *blk, int err, const char *what)
+{
+	char reason[256];
+	size_t n;
+
+	blk->stat_stalls++;
+	blk->recovering = false;
+	if (!blk->stall_err)
+		log_warn("%s: %s failed: %s; requests held, VM paused, retrying", blk->vd.name,
+			 what, strerror(-err));
+	blk->stall_err = err;
+	snprintf(blk->error, sizeof(blk->error), "%s", strerror(-err));
+	blk_reason(blk, reason, sizeof(reason));
+	n = strlen(reason);
+	snprintf(reason + n, sizeof(reason) - n, "%s", strerror(-err));
+	vm_pause_for(blk->vd.vm, reason);
+	blk->retry_ms = blk->retry_ms ? MIN(blk->retry_ms * 2, BLK_RETRY_MAX_MS)
+				      : BLK_RETRY_FIRST_MS;
+	blk_arm_timer(blk, (uint64_t)blk->retry_ms * 1000000ULL);
+}
+
+void blk_check_recovered(struct blk_dev *blk)
+{
+	char prefix[64];
+
+	if (!blk->recovering || blk->stall_err || blk->inflight_reqs || blk->meta_wait)
+		return;
+	blk->recovering = false;
+	blk->retry_ms = 0;
+	log_info("%s: storage works again (%s before); resuming", blk->vd.name, blk->error);
+	blk->error[0] = 0;
+	snprintf(prefix, sizeof(prefix), "storage: %s:", blk->id);
+	vm_resume_if(blk->vd.vm, prefix);
+}
+
+/* Lock held. Try the held requests again. */
+static void blk_retry_locked(struct blk_dev *blk)
+{
+	if (!blk->stall_err)
+		return;
+	blk->stat_retries++;
+	if (!blk->disk) { /* a failed disk-switch left no image */
+		blk_stall(blk, -EIO, "retry without an image");
+		return;
+	}
+	blk->stall_err = 0;
+	blk->recovering = true;
+	blk_dispatch(blk);
+	blk_check_recovered(blk);
+}
+
+void blk_timer_cb(void *opaque, uint32_t events)
+{
+	struct blk_dev *blk = opaque;
+	uint16_t used_before;
+	uint64_t v;
+
+	(void)events;
+	if (read(blk->timer_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+		return;
+	pthread_mutex_lock(&blk->vd.lock);
+	used_before = blk->vd.vqs[0].used_idx;
+	blk->timer_armed = false;
+	if (blk->stall_err)
+		blk_retry_locked(blk);
+	else
+		blk_dispatch(blk);
+	if (blk->vd.vqs[0].used_idx != used_before)
+		virtio_dev_maybe_notify(&blk->vd, 0);
+	pthread_mutex_unlock(&blk->vd.lock);
+}
+
+static struct blk_dev *blk_of_dev(struct device *dev)
+{
+	return container_of(virtio_dev_of(dev), struct blk_dev, vd);
+}
+
+struct device *virtio_blk_next(struct vm *vm, struct device *prev)
+{
+	for (struct device *d = prev ? prev->next : vm->devices; d; d = d->next)
+		if (!strcmp(d->ops->type, "virtio-blk"))
+			return d;
+	return NULL;
+}
+
+struct device *virtio_blk_find(struct vm *vm, const char *id)
+{
+	for (struct device *d = virtio_blk_next(vm, NULL); d; d = virtio_blk_next(vm, d))
+		if (!strcmp(blk_of_dev(d)->id, id) || !strcmp(d->id, id))
+			return d;
+	return NULL;
+}
+
+void virtio_blk_get_status(struct device *dev, struct blk_status *st)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&blk->vd.lock);
+	snprintf(st->id, sizeof(st->id), "%s", blk->id);
+	snprintf(st->path, sizeof(st->path), "%s", blk->path);
+	st->format = !blk->disk ? "none" : disk_format_of(blk->disk) == DISK_FMT_QCOW2 ? "qcow2"
+										: "raw";
+	st->qos = blk->qos_cfg;
+	snprintf(st->error, sizeof(st->error), "%s", blk->error);
+	st->stalled = blk->stall_err != 0;
+	st->readonly = blk->readonly;
+	st->cbt = blk->cbt != NULL;
+	pthread_mutex_unlock(&blk->vd.lock);
+}
+
+void virtio_blk_set_qos(struct device *dev, const struct disk_qos_config *q)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+	struct qos_limits lim = { q->iops, q->iops_burst, q->bps, q->bps_burst };
+	uint16_t used_before;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	used_before = blk->vd.vqs[0].used_idx;
+	blk->qos_cfg = *q;
+	qos_set(&blk->qos, &lim, qos_now_ns());
+	log_info("%s: QoS iops=%llu/%llu bps=%llu/%llu", blk->vd.name,
+		 (unsigned long long)q->iops, (unsigned long long)q->iops_burst,
+		 (unsigned long long)q->bps, (unsigned long long)q->bps_burst);
+	if (!blk->stall_err)
+		blk_dispatch(blk); /* a waiting head may pass now */
+	if (blk->vd.vqs[0].used_idx != used_before)
+		virtio_dev_maybe_notify(&blk->vd, 0);
+	pthread_mutex_unlock(&blk->vd.lock);
+}
+
+/* Lock held: wait for io_uring and flush. */
+static int blk_drain_flush(struct blk_dev *blk)
+{
+	uint16_t used_before = blk->vd.vqs[0].used_idx;
+	int ret;
+
+	blk_drain(blk);
+	if (blk->vd.vqs[0].used_idx != used_before)
+		virtio_dev_maybe_notify(&blk->vd, 0);
+	if (blk->stall_err)
+		return blk->stall_err;
+	if (!blk->disk)
+		return -EIO;
+	if (blk->readonly)
+		return 0;
+	ret = blk_flush_now(blk);
+	if (!ret)
+		blk->meta_wait = false;
+	return ret;
+}
+
+int virtio_blk_flush(struct device *dev)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+	int ret;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	ret = blk_drain_flush(blk);
+	if (!ret)
+		blk_dispatch(blk);
+	pthread_mutex_unlock(&blk->vd.lock);
+	return ret;
+}
+
+int virtio_blk_switch(struct device *dev, int fd, char *err, size_t errlen)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+	struct disk *nd = NULL;
+	int ret;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	if (blk->readonly) {
+		snprintf(err, errlen, "%s is read-only", blk->id);
+		ret = -EROFS;
+	} else if ((ret = blk_drain_flush(blk))) {
+		snprintf(err, errlen, "cannot flush %s before the switch: %s", blk->id,
+			 strerror(-ret));
+	}
+	if (ret) {
+		close(fd);
+		pthread_mutex_unlock(&blk->vd.lock);
+		return ret;
+	}
+	/* The chain passes to the new top layer, also on failure. */
+	ret = disk_open_overlay_fd(&nd, fd, blk->disk, err, errlen);
+	blk->disk = ret ? NULL : nd;
+	if (ret) {
+		log_err("%s: disk-switch failed, the disk has no image now: %s", blk->vd.name,
+			err[0] ? err : strerror(-ret));
+		blk_stall(blk, -EIO, "disk-switch");
+		snprintf(blk->error, sizeof(blk->error), "disk-switch failed: %s",
+			 err[0] ? err : strerror(-ret));
+	} else if (disk_size(nd) >> 9 != blk->capacity) {
+		log_warn("%s: the new top layer's size differs (%llu bytes); the guest keeps %llu "
+			 "sectors", blk->vd.name, (unsigned long long)disk_size(nd),
+			 (unsigned long long)blk->capacity);
+	}
+	if (!ret) {
+		log_info("%s: switched to a new top layer", blk->vd.name);
+		blk_dispatch(blk);
+	}
+	pthread_mutex_unlock(&blk->vd.lock);
+	return ret;
+}
+
+void virtio_blk_retry(struct device *dev)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+	uint16_t used_before;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	used_before = blk->vd.vqs[0].used_idx;
+	blk_retry_locked(blk);
+	if (blk->vd.vqs[0].used_idx != used_before)
+		virtio_dev_maybe_notify(&blk->vd, 0);
+	pthread_mutex_unlock(&blk->vd.lock);
+}

@@ -1,0 +1,42 @@
+/* blk_ctl.h: what the control socket asks of a virtio-blk device (status,
+ * set-qos, flush-disks, disk-switch, resume after a storage failure). Each
+ * call takes the device lock; call them from the I/O thread (the control
+ * socket is served there) or with the I/O loop stopped. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "compiler.h"
+#include "config.h"
+
+struct vm;
+struct device;
+
+struct blk_status {
+	char id[32];
+	char path[256];
+	const char *format;         /* "raw" or "qcow2" */
+	struct disk_qos_config qos;
+	char error[160];            /* "" unless storage failed */
+	bool stalled;
+	bool readonly;
+	bool cbt;
+};
+
+/* The virtio-blk device whose id (configured, or "blk<index>") is `id`. */
+struct device *virtio_blk_find(struct vm *vm, const char *id);
+/* Iterate: the first blk device after `prev` (NULL: the first). */
+struct device *virtio_blk_next(struct vm *vm, struct device *prev);
+
+void virtio_blk_get_status(struct device *dev, struct blk_status *st);
+/* New limits (0 = unlimited); waiting requests are re-evaluated at once. */
+void virtio_blk_set_qos(struct device *dev, const struct disk_qos_config *q);
+/* Complete what is in flight and flush the disk (data, metadata, change
+ * tracking). Returns 0 or -errno. */
+int virtio_blk_flush(struct device *dev) __must_check;
+/* Drain and flush, then put the qcow2 image on `fd` (whose backing file is
+ * the current top image) on top of the open chain. Takes fd. Returns 0 or
+ * -errno with the reason in err. */
+int virtio_blk_switch(struct device *dev, int fd, char *err, size_t errlen) __must_check;
+/* Retry a stalled disk now (the `resume` command does this first). */
+void virtio_blk_retry(struct device *dev);

@@ -383,26 +383,25 @@ int qcow2_write_zeroes(struct disk *d, uint64_t off, uint64_t len, bool may_unma
 {
 	struct qcow2 *q = Q(d);
 	uint64_t cs = q->cluster_size, end = off + len;
-	uint64_t a = ALIGN_UP(off, cs), b = ALIGN_DOWN(end, cs);
-	int ret;
+	int ret = 0;
 
 	if (q->broken)
 		return disk_fail(d, -EIO, "the image has invalid metadata: no more writes");
-	/* the virtual disk may end inside a cluster: that cluster counts as whole */
-	if (end == d->size)
-		b = ALIGN_UP(end, cs);
-	if (a >= b) { /* inside one cluster */
-		if (off == ALIGN_DOWN(off, cs) && b > off)
-			return zero_clusters(d, off, b, may_unmap);
-		return zero_partial(d, off, len);
+	while (!ret && off < end) {
+		uint64_t cl = ALIGN_DOWN(off, cs), stop = MIN(end, cl + cs);
+		/* the disk may end inside a cluster: that cluster counts as whole */
+		bool whole = off == cl && (stop == cl + cs || stop == d->size);
+
+		if (!whole) {
+			ret = zero_partial(d, off, stop - off);
+			off = stop;
+			continue;
+		}
+		stop = end == d->size ? ALIGN_UP(end, cs) : ALIGN_DOWN(end, cs);
+		ret = zero_clusters(d, off, stop, may_unmap);
+		off = MIN(stop, end);
 	}
-	if (off < a && (ret = zero_partial(d, off, a - off)))
-		return ret;
-	if ((ret = zero_clusters(d, a, b, may_unmap)))
-		return ret;
-	if (end > b && (ret = zero_partial(d, b, end - b)))
-		return ret;
-	return 0;
+	return ret;
 }
 
 int qcow2_discard(struct disk *d, uint64_t off, uint64_t len)

@@ -5,7 +5,9 @@
  * round again, so a page lost or left stale by a migration fails the
  * program. Every tick_ms it prints "dirtier: tick T round R pages P": the
  * ticks count up by one with nothing lost or repeated across a migration.
- * seconds=S ends it (0: forever). Runs in ring 3 at native speed. */
+ * fill=1 first writes the whole working set once (a guest whose memory is
+ * all in use); seconds=S ends it (0: forever). Runs in ring 3 at native
+ * speed. */
 #include "hw.h"
 
 TEST_PROGRAM("dirtier");
@@ -23,6 +25,7 @@ int main(int argc, char **argv)
 	uint64_t rate = param_u64("rate", 16);
 	uint64_t tick_ms = param_u64("tick_ms", 100);
 	uint64_t seconds = param_u64("seconds", 0);
+	bool fill = param_u64("fill", 0) != 0;
 	uint64_t pages = (mib << 20) / PAGE;
 	if (!mib || !tick_ms || pages >= (1ull << 32))
 		fail("mib=%lu tick_ms=%lu out of range", mib, tick_ms);
@@ -32,6 +35,9 @@ int main(int argc, char **argv)
 	uint64_t hz = tsc_hz();
 	/* Pages due per TSC tick, as a 32.32 fixed-point fraction. */
 	uint64_t per_ms_fp = rate ? (rate << 20) / PAGE * (1ull << 32) / 1000 : 0;
+	if (fill)
+		for (uint64_t i = 0; i < pages; i++)
+			mem[i * (PAGE / 8)] = mem[i * (PAGE / 8) + PAGE / 8 - 1] = stamp(0, i);
 	printf("dirtier: ready mib=%lu rate=%lu MiB/s tick_ms=%lu\n", mib, rate, tick_ms);
 
 	uint64_t start = rdtsc(), next_tick = start + hz / 1000 * tick_ms, tick = 0;
@@ -48,7 +54,7 @@ int main(int argc, char **argv)
 		}
 		while (due_fp >= (1ull << 32)) {
 			volatile uint64_t *p = mem + page * (PAGE / 8);
-			if (round > 1) {
+			if (round > 1 || fill) {
 				uint64_t want = stamp(round - 1, page);
 				if (p[0] != want || p[PAGE / 8 - 1] != want)
 					fail("page %lu of round %lu: stamp 0x%lx/0x%lx, want 0x%lx", page,

@@ -41,14 +41,25 @@ def run_guest(d, name, mode, seed):
     r = d.request("PATCH", f"/v1/vms/{name}", {"cmdline": f"mode={mode} seed={seed} mib={MIB}"})
     if r.status != 200:
         raise TestFailure(f"set cmdline: {r}")
-    before = len(d.console(name, history=1 << 24))
+    before = len(d.console(name, history=1 << 30).encode())
     d.action(name, "start")
+    t = ConsoleTail(d, name, before, timeout=120)
+    crc, lines = None, []
+    try:
+        while True:  # the console, not the state: output may trail the exit
+            line = t.line()
+            lines.append(line)
+            m = re.search(rf"blk: {mode} mib={MIB} seed={seed} crc32=(0x[0-9a-f]+)", line)
+            if m:
+                crc = int(m.group(1), 16)
+            if "PASS blk" in line or "FAIL" in line:
+                break
+    finally:
+        t.close()
     d.wait_state(name, ("stopped", "crashed"), timeout=120)
-    out = d.console(name, history=1 << 24)[before:]
-    m = re.search(rf"blk: {mode} mib={MIB} seed={seed} crc32=(0x[0-9a-f]+)", out)
-    if not m or "PASS blk" not in out:
-        raise TestFailure(f"blk guest {mode} seed={seed}: {out[-600:]!r}")
-    return int(m.group(1), 16)
+    if crc is None or "PASS blk" not in lines[-1]:
+        raise TestFailure(f"blk guest {mode} seed={seed}: {lines[-12:]}")
+    return crc
 
 
 def top(d, name):

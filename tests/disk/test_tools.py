@@ -43,12 +43,13 @@ def new(name, *extra, size=SIZE):
 
 
 def random_io():
-    for cs in ('512', '64K', '2M'):
+    for seed, cs in enumerate(('512', '4K', '64K', '2M')):
         img = new(f'rw{cs}.qcow2', '--cluster-size', cs)
         ref = new(f'rw{cs}.raw', '-f', 'raw')
-        o = ops(hash(cs) & 0xffff, 60)
-        io(img, *o)
-        io(ref, *o)
+        for rnd in range(3):  # several sessions: frees are reused after flushes
+            o = ops(seed * 10 + rnd, 60)
+            io(img, *o)
+            io(ref, *o)
         env.qemu_check_clean(img)
         env.compare(img, ref)
         r = env.disk('check', img, check=False)

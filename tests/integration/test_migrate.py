@@ -325,4 +325,5 @@ def test(args):
                   + "#" * 72, flush=True)
 
 
-harness.main(test)
+if __name__ == "__main__":
+    harness.main(test)

@@ -122,9 +122,8 @@ def throughput(a, build, d):
 
 def qos(a, build, d):
     img = os.path.join(d, "qos.img")
-    with open(img, "wb") as f:
-        for _ in range(64):
-            f.write(os.urandom(1 << 20))
+    with open(img, "wb") as f:  # sparse: reads go through the page cache all the same
+        f.truncate(512 << 20)
     print("\nstorage QoS under cella-vm: measured vs configured (raw image, host-timed)\n")
     print("| limit | test | configured | measured | measured / configured |")
     print("|---|---|---|---|---|")
@@ -141,10 +140,10 @@ def qos(a, build, d):
         want = iops * 8192 / 1e6
         print(f"| iops={iops} (8 KiB-normalized) | 1 MiB seqread | {want:,.1f} MB/s | "
               f"{r['mbs']:,.1f} MB/s | {r['mbs'] / want:.3f} |")
-    for mbs in (20, 100):
+    for mbs in (20, 50):
         bps = mbs * 1000000
-        r = blkbench("cella", build, img, "raw", 400, min(mbs * 4, 64), tests=("seqread",),
-                     disk_opts=f",bps={bps}")["seqread"]
+        r = blkbench("cella", build, img, "raw", 400, mbs * 4, tests=("seqread",),
+                     disk_opts=f",bps={bps}")["seqread"]  # about 4 s
         print(f"| bps={bps} | 1 MiB seqread | {mbs} MB/s | {r['mbs']:,.1f} MB/s | "
               f"{r['mbs'] / mbs:.3f} |")
 

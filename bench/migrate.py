@@ -3,8 +3,9 @@
 rate (guest program dirtier: fill=1 makes its whole working set resident
 first), over loopback, cella-vm to cella-vm (TLS 1.3, mutual certificates)
 and, side by side, QEMU to QEMU (same guest under -M microvm -enable-kvm,
--incoming + QMP migrate, downtime-limit set to the same budget, TLS with the
-same certificates unless --qemu-plain).
+-incoming + QMP migrate, downtime-limit set to the same budget, no bandwidth
+cap and auto-converge on as cella, TLS with the same certificates unless
+--qemu-plain).
 
 Prints total time, pre-copy rounds, bytes sent and the guest's downtime for
 each dirty rate, and cella/QEMU ratios.
@@ -168,7 +169,11 @@ def qemu_once(build, pki, tmp, rate, mem, wss, downtime, plain):
         i = src.wait_line(r"^dirtier: ready", 180)
         src.wait_line(r"^dirtier: tick 5 ", 60, i)
         ms, md = QMP(qs), QMP(qd)
-        params = {"downtime-limit": downtime}
+        # Like cella: no bandwidth cap (QEMU's default is 128 MiB/s) and
+        # auto-converge (vCPU throttling) on.
+        params = {"downtime-limit": downtime, "max-bandwidth": 64 << 30}
+        ms.cmd("migrate-set-capabilities",
+               capabilities=[{"capability": "auto-converge", "state": True}])
         if not plain:
             params.update({"tls-creds": "tls0", "tls-hostname": "dst.cella.test"})
         md.cmd("migrate-set-parameters", **({"tls-creds": "tls0"} if not plain else {}))

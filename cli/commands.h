@@ -27,3 +27,9 @@ int cmd_save(struct client *c, int argc, char **argv);
 int cmd_delete_state(struct client *c, int argc, char **argv);
 /* PATCH one disk's QoS from "iops=N,bps=N,..."; 0 or an exit status. */
 int disk_qos_apply(struct client *c, const char *vm, const char *id, const char *spec);
+
+/* move.c */
+int cmd_move(struct client *c, int argc, char **argv);
+int cmd_host_add(struct client *c, int argc, char **argv);
+int cmd_host_list(struct client *c, int argc, char **argv);
+int cmd_host_remove(struct client *c, int argc, char **argv);

@@ -675,7 +675,26 @@ static const struct cmd cmds[] = {
 	{ "checkpoint", "delete", "rm remove", "NAME CP", "delete a checkpoint, merging its disk "
 	  "layers into its children (Remove-VMSnapshot, virsh snapshot-delete)", cmd_cp_delete,
 	  NULL },
+	{ "vm", "move", "migrate", "NAME --to HOST [--include-storage] [--quick]",
+	  "move a running VM to another host: live (its memory is copied while it runs; it "
+	  "stops only for the last pages) or quick (save, send, restore) (Move-VM, virsh "
+	  "migrate --live)", cmd_move,
+	  "  --to HOST          the destination (cella host add)\n"
+	  "  --quick            quick migration: save here, send the state, restore there\n"
+	  "  --include-storage  the disks go too (quick: copied; live: needs the worker's\n"
+	  "                     storage migration); default: shared storage, same paths\n"
+	  "  --downtime MS      live: the longest pause the last round may take (default 300)\n"
+	  "  --max-bandwidth B  live: bytes per second at most (default: no limit)\n" },
 	{ "host", "info", "", "", "the host and cellad (Get-VMHost)", cmd_host, NULL },
+	{ "host", "add", "", "NAME --url URL (--token T | --token-file F) [--tls-name N]",
+	  "name a peer host VMs can move to: its cellad's TCP API and bearer token",
+	  cmd_host_add,
+	  "  --url URL          the peer cellad's TCP API, http://ADDRESS:PORT\n"
+	  "  --token T, --token-file F  its bearer token\n"
+	  "  --tls-name N       the name its migration certificate carries (default: the\n"
+	  "                     URL's address)\n" },
+	{ "host", "list", "ls", "", "the peer hosts VMs can move to", cmd_host_list, NULL },
+	{ "host", "remove", "rm delete", "NAME", "forget a peer host", cmd_host_remove, NULL },
 	{ "host", "metrics", "", "", "Prometheus text for every VM", cmd_prometheus, NULL },
 	{ NULL, "events", "", "[--vm NAME] [--since SEQ]", "follow the event stream (JSON lines)",
 	  cmd_events, NULL },
@@ -699,14 +718,15 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	     "  vm)\n"
 	     "    if [ $COMP_CWORD -eq 2 ]; then\n"
 	     "      COMPREPLY=($(compgen -W 'list create show start restore save delete-state stop "
-	     "kill reset pause resume set delete console metrics' -- \"$cur\"))\n"
+	     "kill reset pause resume set delete console metrics move' -- \"$cur\"))\n"
 	     "    elif [ $COMP_CWORD -eq 3 ]; then\n"
 	     "      COMPREPLY=($(compgen -W \"$(cella --socket \"$sock\" --json vm list 2>/dev/null "
 	     "| sed -n 's/^ *\"name\": \"\\(.*\\)\",$/\\1/p')\" -- \"$cur\"))\n"
 	     "    else\n"
 	     "      COMPREPLY=($(compgen -W '--kernel --initrd --cmdline --cpus --memory --disk "
 	     "--nic --rng --no-rng --autostart --no-autostart --restart --cpu-weight --cpu-max "
-	     "--timeout --no-wait --history --no-follow --disk-qos --help' -- \"$cur\"))\n"
+	     "--timeout --no-wait --history --no-follow --disk-qos --to --quick --include-storage "
+	     "--downtime --max-bandwidth --help' -- \"$cur\"))\n"
 	     "      compopt -o default 2>/dev/null\n"
 	     "    fi;;\n"
 	     "  checkpoint)\n"
@@ -718,7 +738,16 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	     "    else\n"
 	     "      COMPREPLY=($(compgen -W '--kind standard production --help' -- \"$cur\"))\n"
 	     "    fi;;\n"
-	     "  host) COMPREPLY=($(compgen -W 'info metrics' -- \"$cur\"));;\n"
+	     "  host)\n"
+	     "    if [ $COMP_CWORD -eq 2 ]; then\n"
+	     "      COMPREPLY=($(compgen -W 'info metrics add list remove' -- \"$cur\"))\n"
+	     "    elif [ $COMP_CWORD -eq 3 ] && [ \"${COMP_WORDS[2]}\" = remove ]; then\n"
+	     "      COMPREPLY=($(compgen -W \"$(cella --socket \"$sock\" host list 2>/dev/null "
+	     "| awk 'NR>1{print $1}')\" -- \"$cur\"))\n"
+	     "    else\n"
+	     "      COMPREPLY=($(compgen -W '--url --token --token-file --tls-name --help' -- "
+	     "\"$cur\"))\n"
+	     "    fi;;\n"
 	     "  completion) COMPREPLY=($(compgen -W 'bash' -- \"$cur\"));;\n"
 	     "  esac\n"
 	     "}\n"

@@ -39,6 +39,11 @@ struct req {
 	char *body;
 	size_t len;
 	bool too_big;
+	/* streamed uploads */
+	bool upload, up_opened, up_failed;
+	int up_fd;
+	uint64_t up_bytes, up_max;
+	struct derr up_err;
 };
 
 /* Responses ---------------------------------------------------------- */
@@ -204,6 +209,83 @@ static bool token_ok(struct MHD_Connection *c, const char *token)
 	return diff == 0 && hl == n;
 }
 
+static enum MHD_Result reply_401(struct MHD_Connection *c)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+	char *s = strdup("{\"error\":{\"field\":\"Authorization\",\"reason\":\"a valid bearer "
+			 "token is required\",\"message\":\"Authorization: a valid bearer "
+			 "token is required\"}}\n");
+
+	if (!s)
+		return MHD_NO;
+	r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"cellad\"");
+	ret = MHD_queue_response(c, 401, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* This host's IPv4 address on the connection (the address a peer reached
+ * us at), or "" (Unix socket). */
+static void local_address(struct MHD_Connection *c, char *out, size_t len)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
+								    MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+
+	out[0] = 0;
+	if (ci && getsockname(ci->connect_fd, (struct sockaddr *)&sin, &sl) == 0 &&
+	    sin.sin_family == AF_INET)
+		inet_ntop(AF_INET, &sin.sin_addr, out, (socklen_t)len);
+}
+
+/* One chunk of a streamed upload: into its file, never into memory. The
+ * file is opened with the first chunk (after the token check). */
+static void upload_chunk(struct listener *l, struct MHD_Connection *c, struct req *rq,
+			 const char *url, const char *data, size_t n)
+{
+	if (rq->up_failed)
+		return;
+	if (!rq->up_opened) {
+		struct api_request ar = { .c = c, .url = url, .method = "PUT", .sup = l->api->sup,
+					  .upload_fd = -1 };
+
+		rq->up_opened = true;
+		if (l->need_token && !token_ok(c, l->api->conf.token)) {
+			rq->up_failed = true; /* answered 401 at the end */
+			return;
+		}
+		if (api_upload_open(&ar, &rq->up_fd, &rq->up_max, &rq->up_err)) {
+			rq->up_failed = true;
+			return;
+		}
+	}
+	if (rq->up_bytes + n > rq->up_max) {
+		derr_set(&rq->up_err, 413, "", "upload larger than the %llu bytes expected",
+			 (unsigned long long)rq->up_max);
+		rq->up_failed = true;
+		return;
+	}
+	while (n) {
+		ssize_t w = write(rq->up_fd, data, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			derr_set(&rq->up_err, 507, "", "cannot write the upload: %s",
+				 strerror(w < 0 ? errno : ENOSPC));
+			rq->up_failed = true;
+			return;
+		}
+		data += w;
+		n -= (size_t)w;
+		rq->up_bytes += (uint64_t)w;
+	}
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -217,7 +299,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		rq = calloc(1, sizeof(*rq));
 		if (!rq)
 			return MHD_NO;
+		rq->up_fd = -1;
+		rq->upload = api_is_upload(method, url);
 		*con_cls = rq;
+		return MHD_YES;
+	}
+	if (rq->upload && *upload_size) {
+		upload_chunk(l, c, rq, url, upload, *upload_size);
+		*upload_size = 0;
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -237,26 +326,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return MHD_YES;
 	}
 	if (l->need_token && !token_ok(c, l->api->conf.token)) {
-		struct MHD_Response *r;
-		enum MHD_Result ret;
-		char *s = strdup("{\"error\":{\"field\":\"Authorization\",\"reason\":\"a valid bearer "
-				 "token is required\",\"message\":\"Authorization: a valid bearer "
-				 "token is required\"}}\n");
-
-		if (!s)
-			return MHD_NO;
-		r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
-		MHD_add_response_header(r, "Content-Type", "application/json");
-		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"cellad\"");
-		ret = MHD_queue_response(c, 401, r);
-		MHD_destroy_response(r);
-		return ret;
+		if (rq->up_fd >= 0)
+			close(rq->up_fd);
+		rq->up_fd = -1;
+		return reply_401(c);
+	}
+	if (rq->upload && rq->up_failed) {
+		/* The partial file stays until the move commits or aborts. */
+		if (rq->up_fd >= 0)
+			close(rq->up_fd);
+		rq->up_fd = -1;
+		if (!rq->up_err.http) /* the token check failed */
+			return reply_401(c);
+		return api_reply_error(c, &rq->up_err);
 	}
 	if (rq->too_big)
 		return api_fail(c, 413, "", "request body larger than %zu bytes",
 				l->api->conf.max_body);
 	ar = (struct api_request){ .c = c, .url = url, .method = method, .body = rq->body,
-				   .len = rq->len, .sup = l->api->sup };
+				   .len = rq->len, .sup = l->api->sup, .upload_fd = rq->up_fd,
+				   .upload_bytes = rq->up_bytes };
+	rq->up_fd = -1; /* the handler closes it */
+	local_address(c, ar.local_addr, sizeof(ar.local_addr));
 	return api_route(&ar);
 }
 
@@ -269,6 +360,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	(void)c;
 	(void)toe;
 	if (rq) {
+		if (rq->up_fd >= 0) /* an upload cut short: nobody finished it */
+			close(rq->up_fd);
 		free(rq->body);
 		free(rq);
 	}

@@ -2,6 +2,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
@@ -17,9 +18,20 @@ struct api_request {
 	size_t len;
 	struct sup *sup;
 	const char *sub;  /* the route's second path parameter (disk, checkpoint) */
+	char local_addr[64]; /* this host's IPv4 address the request came in on, or "" */
+	/* A streamed upload (PUT of a quick move's files): the file it went
+	 * to (-1: none) and its length; the handler finishes it. */
+	int upload_fd;
+	uint64_t upload_bytes;
 };
 
 enum MHD_Result api_route(struct api_request *r);
+/* Uploads are written to a file as they arrive, never held in memory:
+ * true when (method, url) is an upload route. */
+bool api_is_upload(const char *method, const char *url);
+/* Open the upload's file (0, with *fd and the most bytes accepted) or fill
+ * e (-1). */
+int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct derr *e);
 
 /* Queue a response; each consumes its body argument. */
 enum MHD_Result api_reply_json(struct MHD_Connection *c, unsigned status, json_t *body);

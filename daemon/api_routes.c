@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api_priv.h"
+#include "compiler.h"
 #include "vmdef.h"
 
 typedef enum MHD_Result (*route_fn)(struct api_request *r, const char *name, int arg);
@@ -306,6 +308,91 @@ static enum MHD_Result h_checkpoint(struct api_request *r, const char *name, int
 	return api_reply_json(r->c, (unsigned)status, out);
 }
 
+/* Hosts and moves -------------------------------------------------------- */
+
+static enum MHD_Result h_hosts(struct api_request *r, const char *name, int arg)
+{
+	enum MHD_Result res = MHD_NO;
+	struct derr e = { 0 };
+	json_t *body = NULL, *out = NULL;
+
+	(void)name;
+	if (arg == 0)
+		return api_reply_json(r->c, 200, json_pack("{s:o}", "hosts", sup_hosts_list(r->sup)));
+	if (arg == 2) {
+		if (sup_host_remove(r->sup, r->sub, &e))
+			return api_reply_error(r->c, &e);
+		return api_reply_json(r->c, 204, NULL);
+	}
+	if (parse_body(r, true, &body, &res))
+		return res;
+	if (sup_host_add(r->sup, body, &out, &e)) {
+		json_decref(body);
+		return api_reply_error(r->c, &e);
+	}
+	json_decref(body);
+	return api_reply_json(r->c, 201, out);
+}
+
+static enum MHD_Result h_move(struct api_request *r, const char *name, int arg)
+{
+	enum MHD_Result res = MHD_NO;
+	struct derr e = { 0 };
+	json_t *body, *out = NULL;
+
+	(void)arg;
+	if (parse_body(r, true, &body, &res))
+		return res;
+	if (sup_move(r->sup, name, body, &out, &e)) {
+		json_decref(body);
+		return api_reply_error(r->c, &e);
+	}
+	json_decref(body);
+	return api_reply_json(r->c, 200, out);
+}
+
+enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
+
+static enum MHD_Result h_incoming(struct api_request *r, const char *name, int arg)
+{
+	enum MHD_Result res = MHD_NO;
+	struct derr e = { 0 };
+	json_t *body = NULL, *out = NULL;
+	int ret;
+
+	if (parse_body(r, arg == IN_PREPARE, &body, &res))
+		return res;
+	if (arg != IN_PREPARE && body && json_object_size(body)) {
+		json_decref(body);
+		return api_fail(r->c, 400, json_object_iter_key(json_object_iter(body)),
+				"unknown field");
+	}
+	if (arg == IN_PREPARE)
+		ret = sup_incoming_prepare(r->sup, body, r->local_addr, &out, &e);
+	else if (arg == IN_COMMIT)
+		ret = sup_incoming_commit(r->sup, name, &out, &e);
+	else
+		ret = sup_incoming_abort(r->sup, name, &e);
+	json_decref(body);
+	if (ret)
+		return api_reply_error(r->c, &e);
+	return api_reply_json(r->c, arg == IN_PREPARE ? 201 : arg == IN_COMMIT ? 200 : 204, out);
+}
+
+/* The end of a streamed upload (api.c wrote the body into r->upload_fd). */
+static enum MHD_Result h_upload(struct api_request *r, const char *name, int arg)
+{
+	const char *disk = arg ? r->sub : NULL;
+	struct derr e = { 0 };
+
+	if (r->upload_fd < 0)
+		return api_fail(r->c, 400, "", "the file's bytes are required as the body");
+	if (sup_incoming_upload_done(r->sup, name, disk, r->upload_fd, r->upload_bytes, true, &e))
+		return api_reply_error(r->c, &e);
+	return api_reply_json(r->c, 200, json_pack("{s:I}", "bytes",
+						   (json_int_t)r->upload_bytes));
+}
+
 static const struct route routes[] = {
 	{ "GET", "/v1/host", h_host, 0, no_query },
 	{ "GET", "/v1/vms", h_list, 0, no_query },
@@ -332,6 +419,15 @@ static const struct route routes[] = {
 	{ "GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query },
 	{ "GET", "/v1/events", h_events, 0, events_query },
 	{ "GET", "/metrics", h_prometheus, 0, no_query },
+	{ "GET", "/v1/hosts", h_hosts, 0, no_query },
+	{ "POST", "/v1/hosts", h_hosts, 1, no_query },
+	{ "DELETE", "/v1/hosts/{host}", h_hosts, 2, no_query },
+	{ "POST", "/v1/vms/{name}/move", h_move, 0, no_query },
+	{ "POST", "/v1/incoming", h_incoming, IN_PREPARE, no_query },
+	{ "POST", "/v1/incoming/{name}/commit", h_incoming, IN_COMMIT, no_query },
+	{ "DELETE", "/v1/incoming/{name}", h_incoming, IN_ABORT, no_query },
+	{ "PUT", "/v1/incoming/{name}/state", h_upload, 0, no_query },
+	{ "PUT", "/v1/incoming/{name}/disks/{disk}", h_upload, 1, no_query },
 };
 
 /* Match url against a route path; the {name} segment goes to name, any
@@ -355,6 +451,11 @@ static bool path_match(const char *pattern, const char *url, char *name, char *s
 			return false;
 	}
 	return !*pattern && !*url;
+}
+
+static const char *sub_field(const char *path)
+{
+	return strstr(path, "{disk}") ? "disk" : strstr(path, "{host}") ? "host" : "checkpoint";
 }
 
 struct query_check {
@@ -422,8 +523,40 @@ enum MHD_Result api_route(struct api_request *r)
 	if (strstr(hit->path, "{name}") && !vmdef_name_valid(name))
 		return api_fail(r->c, 400, "name", "not a valid VM name");
 	if (sub[0] && !vmdef_name_valid(sub))
-		return api_fail(r->c, 400, strstr(hit->path, "{disk}") ? "disk" : "checkpoint",
-				"not a valid name");
+		return api_fail(r->c, 400, sub_field(hit->path), "not a valid name");
 	r->sub = sub;
+	if (hit->fn != h_upload && r->upload_fd >= 0) { /* cannot happen: api_is_upload */
+		close(r->upload_fd);
+		r->upload_fd = -1;
+	}
 	return hit->fn(r, name, hit->arg);
+}
+
+bool api_is_upload(const char *method, const char *url)
+{
+	char name[256], sub[256];
+
+	if (strcmp(method, "PUT"))
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++)
+		if (routes[i].fn == h_upload && path_match(routes[i].path, url, name, sub, sizeof(name)))
+			return true;
+	return false;
+}
+
+int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct derr *e)
+{
+	char name[256], sub[256] = "";
+
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+		if (routes[i].fn != h_upload ||
+		    !path_match(routes[i].path, r->url, name, sub, sizeof(name)))
+			continue;
+		if (!vmdef_name_valid(name))
+			return derr_set(e, 400, "name", "not a valid VM name");
+		if (routes[i].arg && !vmdef_name_valid(sub))
+			return derr_set(e, 400, "disk", "not a valid name");
+		return sup_incoming_upload_open(r->sup, name, routes[i].arg ? sub : NULL, fd, max, e);
+	}
+	return derr_set(e, 404, "path", "no such resource");
 }

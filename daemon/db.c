@@ -51,7 +51,9 @@ static const char schema[] =
 	"  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,"
 	"  name TEXT NOT NULL, parent TEXT, kind TEXT NOT NULL, created_at INTEGER NOT NULL,"
 	"  memory INTEGER NOT NULL DEFAULT 0, layers TEXT NOT NULL,"
-	"  seq INTEGER NOT NULL, PRIMARY KEY (vm_uuid, name));";
+	"  seq INTEGER NOT NULL, PRIMARY KEY (vm_uuid, name));"
+	"CREATE TABLE IF NOT EXISTS hosts ("
+	"  name TEXT PRIMARY KEY, url TEXT NOT NULL, token TEXT NOT NULL, tls_name TEXT);";
 
 /* Columns added after the first release: older databases get them on open. */
 static const struct {
@@ -499,4 +501,60 @@ int db_cp_delete(struct db *db, const char *uuid, const char *name)
 		sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
 	}
 	return db_step_done(db, st);
+}
+
+/* Peer hosts (moves) ------------------------------------------------------- */
+
+json_t *db_host_list(struct db *db, bool with_token)
+{
+	sqlite3_stmt *st = db_prepare(db, "SELECT name, url, token, tls_name FROM hosts"
+					  " ORDER BY name");
+	json_t *arr = json_array();
+
+	if (!st)
+		return arr;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *tn = (const char *)sqlite3_column_text(st, 3);
+		json_t *h = json_pack("{s:s, s:s, s:o}",
+			"name", (const char *)sqlite3_column_text(st, 0) ?: "",
+			"url", (const char *)sqlite3_column_text(st, 1) ?: "",
+			"tls_name", tn ? json_string(tn) : json_null());
+
+		if (with_token)
+			json_object_set_new(h, "token",
+					    json_string((const char *)sqlite3_column_text(st, 2) ?: ""));
+		json_array_append_new(arr, h);
+	}
+	sqlite3_finalize(st);
+	return arr;
+}
+
+int db_host_put(struct db *db, const char *name, const char *url, const char *token,
+		const char *tls_name)
+{
+	sqlite3_stmt *st = db_prepare(db, "INSERT OR REPLACE INTO hosts (name, url, token, tls_name)"
+					  " VALUES (?,?,?,?)");
+
+	if (st) {
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, url, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 3, token, -1, SQLITE_TRANSIENT);
+		bind_opt(st, 4, tls_name);
+	}
+	return db_step_done(db, st);
+}
+
+int db_host_delete(struct db *db, const char *name)
+{
+	sqlite3_stmt *st = db_prepare(db, "DELETE FROM hosts WHERE name=?");
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		sqlite3_finalize(st);
+		return -EIO;
+	}
+	sqlite3_finalize(st);
+	return sqlite3_changes(db->h) ? 0 : -ENOENT;
 }

@@ -3,6 +3,7 @@
  * record (worker pid and start time, state, last exit), and host metadata.
  * Not thread-safe: the supervisor serialises calls under its lock. */
 #pragma once
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -51,3 +52,12 @@ json_t *db_cp_list(struct db *db, const char *uuid);
 /* Insert or update one (same object shape). */
 int db_cp_put(struct db *db, const char *uuid, json_t *cp) __must_check;
 int db_cp_delete(struct db *db, const char *uuid, const char *name) __must_check;
+
+/* Peer hosts VMs move to: objects {name, url, tls_name} (+ token when
+ * with_token; the API never shows it). */
+json_t *db_host_list(struct db *db, bool with_token);
+/* Insert or replace; tls_name may be NULL. */
+int db_host_put(struct db *db, const char *name, const char *url, const char *token,
+		const char *tls_name) __must_check;
+/* 0, -ENOENT or -EIO. */
+int db_host_delete(struct db *db, const char *name) __must_check;

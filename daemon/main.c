@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "api.h"
@@ -57,6 +58,9 @@ static void usage(FILE *f)
 	      "  --worker PATH      cella-vm binary (default: next to cellad)\n"
 	      "  --no-sandbox       run workers without the mount namespace and user switch\n"
 	      "  --no-seccomp       run workers without the system-call allowlist\n"
+	      "  --tls-cert FILE, --tls-key FILE, --tls-ca FILE\n"
+	      "                     this host's certificate and key and the CA of its peers\n"
+	      "                     (PEM): the TLS of live moves (cella vm move)\n"
 	      "  --help, --version\n\n"
 	      "Runs in the foreground and logs to stderr. SIGTERM/SIGINT stop the service;\n"
 	      "VMs keep running and are re-adopted when cellad starts again.\n", f);
@@ -109,13 +113,14 @@ static int conf_bool(json_t *root, const char *key, bool *dst)
 static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
-	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe",
+	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
+	"move_timeout_s",
 };
 
 static int conf_load(struct conf *c, const char *path, bool must_exist)
 {
 	json_error_t jerr;
-	json_t *root, *tcp;
+	json_t *root, *tcp, *tls;
 	const char *key;
 	json_t *v;
 	uint64_t n;
@@ -167,6 +172,26 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 	n = c->sup.console_history >> 10;
 	if (!ret && !(ret = conf_uint(root, "console_history_kib", 4, 1 << 20, &n)))
 		c->sup.console_history = (size_t)n << 10;
+	n = c->sup.move_timeout_s;
+	if (!ret && !(ret = conf_uint(root, "move_timeout_s", 10, 86400, &n)))
+		c->sup.move_timeout_s = (unsigned)n;
+	if (!ret && (tls = json_object_get(root, "tls"))) {
+		const char *key;
+		json_t *v;
+
+		json_object_foreach(tls, key, v) {
+			if (strcmp(key, "cert") && strcmp(key, "key") && strcmp(key, "ca")) {
+				log_err("config: tls: unknown key '%s'", key);
+				ret = -EINVAL;
+			}
+		}
+		if (!ret && (!json_is_object(tls) || conf_string(c, tls, "cert", &c->sup.tls_cert) ||
+			     conf_string(c, tls, "key", &c->sup.tls_key) ||
+			     conf_string(c, tls, "ca", &c->sup.tls_ca))) {
+			log_err("config: tls: expected {\"cert\", \"key\", \"ca\"} (PEM file paths)");
+			ret = -EINVAL;
+		}
+	}
 	tcp = json_object_get(root, "tcp");
 	if (!ret && tcp) {
 		const char *token_file = NULL;
@@ -211,6 +236,36 @@ static int mkdir_p(const char *path, mode_t mode)
 	}
 	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
 		return -errno;
+	return 0;
+}
+
+/* The migration TLS files: all three or none, absolute (workers get the
+ * paths), readable now (cellad reads them at each move). */
+static int conf_tls_check(struct conf *c)
+{
+	const char *f[3] = { c->sup.tls_cert, c->sup.tls_key, c->sup.tls_ca };
+	static const char *const what[3] = { "tls-cert", "tls-key", "tls-ca" };
+	char abs[PATH_MAX];
+	unsigned set = 0;
+
+	for (int i = 0; i < 3; i++)
+		set += f[i] != NULL;
+	if (set == 0)
+		return 0;
+	if (set != 3) {
+		log_err("--tls-cert, --tls-key and --tls-ca go together");
+		return -EINVAL;
+	}
+	for (int i = 0; i < 3; i++) {
+		if (!realpath(f[i], abs) || access(abs, R_OK) < 0) {
+			log_err("--%s %s: %s", what[i], f[i], strerror(errno));
+			return -EINVAL;
+		}
+		f[i] = keep(c, abs);
+	}
+	c->sup.tls_cert = f[0];
+	c->sup.tls_key = f[1];
+	c->sup.tls_ca = f[2];
 	return 0;
 }
 
@@ -259,7 +314,7 @@ static const char *default_worker(struct conf *c)
 int main(int argc, char **argv)
 {
 	enum { O_CONFIG = 256, O_SOCKET, O_STATE, O_RUN, O_WORKER, O_NOSANDBOX, O_NOSECCOMP,
-	       O_HELP, O_VERSION };
+	       O_HELP, O_VERSION, O_TLS_CERT, O_TLS_KEY, O_TLS_CA };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, O_CONFIG },
 		{ "socket", required_argument, NULL, O_SOCKET },
@@ -268,6 +323,9 @@ int main(int argc, char **argv)
 		{ "worker", required_argument, NULL, O_WORKER },
 		{ "no-sandbox", no_argument, NULL, O_NOSANDBOX },
 		{ "no-seccomp", no_argument, NULL, O_NOSECCOMP },
+		{ "tls-cert", required_argument, NULL, O_TLS_CERT },
+		{ "tls-key", required_argument, NULL, O_TLS_KEY },
+		{ "tls-ca", required_argument, NULL, O_TLS_CA },
 		{ "foreground", no_argument, NULL, 'f' }, /* always: accepted for habit */
 		{ "help", no_argument, NULL, O_HELP },
 		{ "version", no_argument, NULL, O_VERSION },
@@ -278,12 +336,12 @@ int main(int argc, char **argv)
 			 .seccomp = true, .cgroup_parent = "cella", .memory_overhead_mib = 64,
 			 .shutdown_timeout_s = 30, .start_timeout_s = 30,
 			 .boot_id_path = "/proc/sys/kernel/random/boot_id",
-			 .console_history = 64 << 10 },
+			 .console_history = 64 << 10, .move_timeout_s = 600 },
 		.api = { .socket_path = "/run/cella/cellad.sock", .socket_group = "cella",
 			 .max_body = 1 << 20 },
 	};
 	const char *config = NULL, *o_socket = NULL, *o_state = NULL, *o_run = NULL,
-		   *o_worker = NULL;
+		   *o_worker = NULL, *o_tls[3] = { NULL, NULL, NULL };
 	bool no_sandbox = false, no_seccomp = false;
 	char dbpath[PATH_MAX], logs[PATH_MAX], err[512];
 	struct db *db = NULL;
@@ -303,6 +361,9 @@ int main(int argc, char **argv)
 		case O_WORKER: o_worker = optarg; break;
 		case O_NOSANDBOX: no_sandbox = true; break;
 		case O_NOSECCOMP: no_seccomp = true; break;
+		case O_TLS_CERT: o_tls[0] = optarg; break;
+		case O_TLS_KEY: o_tls[1] = optarg; break;
+		case O_TLS_CA: o_tls[2] = optarg; break;
 		case 'f': break;
 		case O_HELP: usage(stdout); return 0;
 		case O_VERSION: puts("cellad 0.1.0"); return 0;
@@ -322,6 +383,11 @@ int main(int argc, char **argv)
 	if (o_state) c.sup.state_dir = o_state;
 	if (o_run) c.sup.run_dir = o_run;
 	if (o_worker) c.sup.worker_path = o_worker;
+	if (o_tls[0]) c.sup.tls_cert = o_tls[0];
+	if (o_tls[1]) c.sup.tls_key = o_tls[1];
+	if (o_tls[2]) c.sup.tls_ca = o_tls[2];
+	if (conf_tls_check(&c))
+		return 2;
 	if (!c.sup.worker_path)
 		c.sup.worker_path = default_worker(&c);
 	if (!c.sandbox_set)
@@ -364,6 +430,8 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	/* Before any thread: peers are reached with libcurl (moves). */
+	curl_global_init(CURL_GLOBAL_NOTHING);
 	if (sup_create(&sup, &c.sup, db)) {
 		log_err("cannot start the supervisor");
 		goto out;
@@ -387,6 +455,7 @@ out:
 	api_stop(api);
 	sup_destroy(sup);
 	db_close(db);
+	curl_global_cleanup();
 	for (unsigned i = 0; i < c.nr_strings; i++)
 		free(c.strings[i]);
 	return status;

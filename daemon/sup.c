@@ -20,7 +20,7 @@
 static const char *const state_names[] = {
 	[VS_DEFINED] = "defined", [VS_STARTING] = "starting", [VS_RUNNING] = "running",
 	[VS_PAUSED] = "paused",   [VS_STOPPING] = "stopping", [VS_STOPPED] = "stopped",
-	[VS_CRASHED] = "crashed", [VS_SAVED] = "saved",
+	[VS_CRASHED] = "crashed", [VS_SAVED] = "saved",   [VS_INCOMING] = "incoming",
 };
 
 const char *vm_state_name(enum vm_state st)
@@ -180,7 +180,7 @@ static struct vmrt *vmrt_new(void)
 
 	if (!vm)
 		return NULL;
-	vm->pidfd = vm->console_fd = -1;
+	vm->pidfd = vm->console_fd = vm->incoming_fd = -1;
 	vm->exit_status = -1;
 	vm->w_pid.kind = WATCH_PID;
 	vm->w_pid.vm = vm;
@@ -189,54 +189,62 @@ static struct vmrt *vmrt_new(void)
 	return vm;
 }
 
-int sup_define(struct sup *s, json_t *body, json_t **out, struct derr *e)
+struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_state st, const char *event,
+			  const char *detail, struct derr *e)
 {
 	struct vmrt *vm = vmrt_new(), **pp;
 	int ret;
 
-	if (!vm)
-		return derr_set(e, 500, "", "out of memory");
-	if (vmdef_from_json(&vm->def, body, e)) {
-		vmdef_free(&vm->def);
-		free(vm);
-		return -1;
+	if (!vm) {
+		derr_set(e, 500, "", "out of memory");
+		return NULL;
 	}
-	pthread_mutex_lock(&s->lock);
+	if (vmdef_from_json(&vm->def, body, e))
+		goto fail;
 	for (struct vmrt *o = s->vms; o; o = o->next) {
 		if (!strcmp(o->def.name, vm->def.name) || !strcmp(o->def.uuid, vm->def.uuid)) {
 			bool by_name = !strcmp(o->def.name, vm->def.name);
 
-			pthread_mutex_unlock(&s->lock);
 			derr_set(e, 409, by_name ? "name" : "uuid", "a VM with this %s exists",
 				 by_name ? "name" : "UUID");
-			vmdef_free(&vm->def);
-			free(vm);
-			return -1;
+			goto fail;
 		}
 	}
 	ret = db_save_vm(s->db, &vm->def);
 	if (ret) {
-		pthread_mutex_unlock(&s->lock);
 		derr_set(e, ret == -EEXIST ? 409 : 500, "", "cannot store the definition: %s",
 			 strerror(-ret));
-		vmdef_free(&vm->def);
-		free(vm);
-		return -1;
+		goto fail;
 	}
-	vm->state = VS_DEFINED;
+	vm->state = st;
 	for (pp = &s->vms; *pp; pp = &(*pp)->next)
 		;
 	*pp = vm;
 	sup_persist(s, vm);
-	sup_emit(s, vm, "defined", NULL);
-	*out = sup_vm_json(s, vm);
+	sup_emit(s, vm, event, detail);
+	return vm;
+fail:
+	vmdef_free(&vm->def);
+	free(vm);
+	return NULL;
+}
+
+int sup_define(struct sup *s, json_t *body, json_t **out, struct derr *e)
+{
+	struct vmrt *vm;
+
+	pthread_mutex_lock(&s->lock);
+	vm = sup_register(s, body, VS_DEFINED, "defined", NULL, e);
+	if (vm)
+		*out = sup_vm_json(s, vm);
 	pthread_mutex_unlock(&s->lock);
-	return 0;
+	return vm ? 0 : -1;
 }
 
 bool state_active(enum vm_state st)
 {
-	return st == VS_STARTING || st == VS_RUNNING || st == VS_PAUSED || st == VS_STOPPING;
+	return st == VS_STARTING || st == VS_RUNNING || st == VS_PAUSED || st == VS_STOPPING ||
+	       st == VS_INCOMING;
 }
 
 int sup_refuse(struct vmrt *vm, struct derr *e, const char *what)
@@ -306,10 +314,33 @@ out:
 	return ret;
 }
 
+int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *detail)
+{
+	struct vmrt **pp;
+	char path[512];
+
+	if (db_delete_vm(s->db, vm->def.uuid))
+		return -EIO;
+	for (pp = &s->vms; *pp && *pp != vm; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = vm->next;
+	vm->deleted = true;
+	vm->next = s->zombies;
+	s->zombies = vm;
+	sup_paths(s, vm, ".exit", path, sizeof(path));
+	unlink(path);
+	sup_paths(s, vm, ".json", path, sizeof(path));
+	unlink(path);
+	sup_saved_path(s, vm, path, sizeof(path));
+	unlink(path);
+	sup_emit(s, vm, event, detail);
+	return 0;
+}
+
 int sup_delete(struct sup *s, const char *name, struct derr *e)
 {
-	struct vmrt *vm, **pp;
-	char path[512];
+	struct vmrt *vm;
 	int ret = -1;
 
 	pthread_mutex_lock(&s->lock);
@@ -320,23 +351,10 @@ int sup_delete(struct sup *s, const char *name, struct derr *e)
 		sup_refuse(vm, e, "delete");
 		goto out;
 	}
-	if (db_delete_vm(s->db, vm->def.uuid)) {
+	if (sup_remove(s, vm, "deleted", NULL)) {
 		derr_set(e, 500, "", "cannot delete the definition");
 		goto out;
 	}
-	for (pp = &s->vms; *pp != vm; pp = &(*pp)->next)
-		;
-	*pp = vm->next;
-	vm->deleted = true;
-	vm->next = s->zombies;
-	s->zombies = vm;
-	sup_paths(s, vm, ".exit", path, sizeof(path));
-	unlink(path);
-	sup_paths(s, vm, ".json", path, sizeof(path));
-	unlink(path);
-	sup_saved_path(s, vm, path, sizeof(path));
-	unlink(path);
-	sup_emit(s, vm, "deleted", NULL);
 	ret = 0;
 out:
 	pthread_mutex_unlock(&s->lock);
@@ -743,11 +761,13 @@ void sup_destroy(struct sup *s)
 			close(vm->console_fd);
 		conbuf_free(&vm->con);
 		json_decref(vm->disk_status);
+		sup_incoming_free(vm->incoming);
 		vmdef_free(&vm->def);
 		free(vm);
 	}
 	for (vm = s->zombies; vm; vm = n) {
 		n = vm->next;
+		sup_incoming_free(vm->incoming);
 		json_decref(vm->disk_status);
 		conbuf_free(&vm->con);
 		vmdef_free(&vm->def);

@@ -32,6 +32,10 @@ struct sup_conf {
 	unsigned start_timeout_s;
 	const char *boot_id_path;   /* /proc/sys/kernel/random/boot_id */
 	size_t console_history;     /* bytes of console output kept per VM */
+	/* Moves: this host's certificate and key and the CA of its peers (PEM
+	 * files; NULL: no live moves), and how long one may take. */
+	const char *tls_cert, *tls_key, *tls_ca;
+	unsigned move_timeout_s;
 };
 
 /* Load the definitions, re-adopt live workers, settle the rest, autostart
@@ -70,6 +74,33 @@ int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out,
 int sup_cp_apply(struct sup *s, const char *name, const char *cp, json_t **out,
 		 struct derr *e) __must_check;
 int sup_cp_delete(struct sup *s, const char *name, const char *cp, struct derr *e) __must_check;
+
+/* Peer hosts (move targets): list ({hosts: [...]}, tokens hidden), add
+ * (body {name, url, token, tls_name}), remove. */
+json_t *sup_hosts_list(struct sup *s);
+int sup_host_add(struct sup *s, json_t *body, json_t **out, struct derr *e) __must_check;
+int sup_host_remove(struct sup *s, const char *host, struct derr *e) __must_check;
+
+/* Move a VM to another host (body {to, include_storage, quick, downtime_ms,
+ * max_bandwidth}): live migration, or save + transfer + restore (quick).
+ * *out: {name, to, mode, total_ms, downtime_ms, rounds, bytes, vm}. */
+int sup_move(struct sup *s, const char *name, json_t *body, json_t **out,
+	     struct derr *e) __must_check;
+
+/* The destination's side of a move (incoming.c). local_addr: this host's
+ * address the request came in on ("" for the Unix socket). */
+int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, json_t **out,
+			 struct derr *e) __must_check;
+int sup_incoming_commit(struct sup *s, const char *name, json_t **out,
+			struct derr *e) __must_check;
+int sup_incoming_abort(struct sup *s, const char *name, struct derr *e) __must_check;
+/* Streamed uploads of a quick move: the saved state (disk NULL) or a disk
+ * image. open gives the file to write and the most bytes accepted; done
+ * (fd closed there, ok false: discard) puts it in place. */
+int sup_incoming_upload_open(struct sup *s, const char *name, const char *disk, int *fd,
+			     uint64_t *max, struct derr *e) __must_check;
+int sup_incoming_upload_done(struct sup *s, const char *name, const char *disk, int fd,
+			     uint64_t bytes, bool ok, struct derr *e) __must_check;
 
 int sup_metrics(struct sup *s, const char *name, json_t **out, struct derr *e) __must_check;
 /* Prometheus text exposition for every VM and the daemon (malloc'd). */

@@ -9,7 +9,7 @@
 #include "vmdef.h"
 
 enum vm_state { VS_DEFINED, VS_STARTING, VS_RUNNING, VS_PAUSED, VS_STOPPING, VS_STOPPED,
-		VS_CRASHED, VS_SAVED };
+		VS_CRASHED, VS_SAVED, VS_INCOMING };
 
 #define SUP_EVENTS        1024  /* events kept for late readers */
 #define SUP_RESTART_BURST 5     /* automatic restarts allowed ... */
@@ -59,6 +59,8 @@ struct vmrt {
 	unsigned acts;         /* bumped around every API action (status poller) */
 	char pause_reason[256]; /* "api", "storage: ID: ...", ... ("" when running) */
 	json_t *disk_status;   /* the worker's last "disks" status (errors), or NULL */
+	int incoming_fd;       /* listening socket for the next spawn's --incoming, or -1 */
+	struct sup_incoming *incoming; /* a VM moving in (state incoming), or NULL */
 	struct vmrt *next;
 };
 
@@ -114,6 +116,20 @@ bool sup_worker_gone(struct vmrt *vm, unsigned gen);
 int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, unsigned nfds,
 		   int timeout_ms, json_t **reply, struct derr *e);
 
+/* Validate a definition and add the VM in state st (lock held). NULL with
+ * e set (400 bad field, 409 name or UUID taken). */
+struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_state st, const char *event,
+			  const char *detail, struct derr *e);
+/* Take the VM out of the registry and the database (lock held, no worker):
+ * its runtime files and saved state go; streams end; freed when unreferenced. */
+int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *detail);
+
+/* move.c / incoming.c: moving VMs between hosts. */
+struct sup_incoming;
+void sup_incoming_free(struct sup_incoming *in);
+/* The incoming worker ended before the VM ran here (lock held). */
+void sup_incoming_failed(struct sup *s, struct vmrt *vm, const char *detail);
+
 /* sup_state.c (lock held unless stated) */
 /* state_dir/vms/<uuid> (created on demand by sup_vm_dir). */
 int sup_vm_dir(struct sup *s, const struct vmrt *vm, char *out, size_t len);
@@ -131,6 +147,11 @@ void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *o
 /* Spawn and start a worker for vm, whose state the caller set to
  * VS_STARTING. Called WITHOUT the lock. Returns 0 or -1 with e set. */
 int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e);
+/* Spawn a worker without the start handshake (lock held); with
+ * vm->incoming_fd >= 0 it is an --incoming worker. 0 or -1 with e set. */
+int sup_spawn(struct sup *s, struct vmrt *vm, struct derr *e);
+/* Connect cellad to the VM's console socket (lock held). 0 or -errno. */
+int sup_console_attach(struct sup *s, struct vmrt *vm);
 /* Same from a detached thread (automatic restarts). */
 void sup_launch_async(struct sup *s, struct vmrt *vm);
 /* Adopt or settle a worker recorded in the database (startup). */

@@ -118,7 +118,7 @@ static bool console_drain(struct sup *s, struct vmrt *vm)
 	}
 }
 
-static int console_connect(struct sup *s, struct vmrt *vm)
+int sup_console_attach(struct sup *s, struct vmrt *vm)
 {
 	char path[512];
 	int fd;
@@ -243,6 +243,9 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 		snprintf(reason, sizeof(reason), "worker exited with status %d%s%s", status,
 			 line[0] ? ": " : "", line);
 	}
+	/* What the guest printed last is still in the socket: keep it. */
+	if (vm->console_fd >= 0)
+		console_drain(s, vm);
 	sup_unwatch(s, vm);
 	vm->pid = 0;
 	vm->pid_start = 0;
@@ -250,6 +253,19 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", reason);
 	snprintf(detail, sizeof(detail), "status %d: %s", status, reason);
 
+	if (vm->state == VS_INCOMING) {
+		/* The VM never ran here: the move failed or was aborted. */
+		vm->pause_reason[0] = 0;
+		sup_incoming_failed(s, vm, detail);
+		return;
+	}
+	if (status == 16) {
+		/* VM_EXIT_MIGRATED: it runs on another host now (move.c removes it). */
+		vm->restore = false;
+		vm->pause_reason[0] = 0;
+		sup_set_state(s, vm, VS_STOPPED, "migrated", detail);
+		return;
+	}
 	if (was_starting) {
 		bool asked = vm->stop_requested; /* turned off while starting */
 
@@ -301,13 +317,15 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	}
 }
 
+#define SPAWN_ARGS 32
+
 /* Build the worker's argv (all strings owned by `store`). */
 static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, char store[][600])
 {
 	size_t n = 0, k = 0;
 
 #define ARG(...) do {							\
-		if (n + 1 >= max || k >= 24) return -E2BIG;		\
+		if (n + 1 >= max || k >= SPAWN_ARGS) return -E2BIG;		\
 		snprintf(store[k], 600, __VA_ARGS__);			\
 		argv[n++] = store[k++];					\
 	} while (0)
@@ -322,7 +340,21 @@ static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, c
 	ARG("--exit-file");
 	sup_paths(s, vm, ".exit", store[k], 600);
 	argv[n++] = store[k++];
-	ARG("--wait-start");
+	if (vm->incoming_fd >= 0) {
+		/* Moving in: the listening socket is fd 4; the worker reads the
+		 * TLS files before it sandboxes itself and runs the VM once it
+		 * has arrived (no start gate). */
+		ARG("--incoming");
+		ARG("fd:4");
+		ARG("--tls-cert");
+		ARG("%s", s->conf.tls_cert);
+		ARG("--tls-key");
+		ARG("%s", s->conf.tls_key);
+		ARG("--tls-ca");
+		ARG("%s", s->conf.tls_ca);
+	} else {
+		ARG("--wait-start");
+	}
 	ARG("--name");
 	ARG("%s", vm->def.name);
 	if (s->conf.sandbox) {
@@ -370,9 +402,9 @@ static int listen_unix(const char *path)
 }
 
 /* Fork and exec the worker (lock held). */
-static int spawn(struct sup *s, struct vmrt *vm, struct derr *e)
+int sup_spawn(struct sup *s, struct vmrt *vm, struct derr *e)
 {
-	char store[24][600], *argv[28], path[512], logp[600];
+	char store[SPAWN_ARGS][600], *argv[SPAWN_ARGS + 4], path[512], logp[600];
 	int ctl, logfd, nullfd;
 	json_t *cfg;
 	pid_t pid;
@@ -419,7 +451,11 @@ static int spawn(struct sup *s, struct vmrt *vm, struct derr *e)
 			fcntl(3, F_SETFD, 0);
 		else if (dup2(ctl, 3) < 0)
 			_exit(127);
-		syscall(SYS_close_range, 4U, ~0U, 0U);
+		if (vm->incoming_fd == 4)
+			fcntl(4, F_SETFD, 0);
+		else if (vm->incoming_fd >= 0 && dup2(vm->incoming_fd, 4) < 0)
+			_exit(127);
+		syscall(SYS_close_range, vm->incoming_fd >= 0 ? 5U : 4U, ~0U, 0U);
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -472,7 +508,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e)
 		pthread_mutex_unlock(&s->lock);
 		return derr_set(e, 409, "state", "turned off before it started");
 	}
-	if (spawn(s, vm, e)) {
+	if (sup_spawn(s, vm, e)) {
 		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%.250s", e->reason);
 		sup_set_state(s, vm, VS_CRASHED, "crashed", e->reason);
 		pthread_mutex_unlock(&s->lock);
@@ -495,7 +531,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e)
 	reply = NULL;
 	if (!ret) {
 		pthread_mutex_lock(&s->lock);
-		ret = vm->gen == gen ? console_connect(s, vm) : -ESRCH;
+		ret = vm->gen == gen ? sup_console_attach(s, vm) : -ESRCH;
 		pthread_mutex_unlock(&s->lock);
 	}
 	req = json_pack("{s:s}", "cmd", "start");
@@ -635,7 +671,7 @@ void sup_adopt(struct sup *s, struct vmrt *vm, const struct db_runtime *rt)
 		kill(rt->pid, SIGKILL); /* the monitor settles it as crashed */
 		return;
 	}
-	if (console_connect(s, vm))
+	if (sup_console_attach(s, vm))
 		log_warn("vm %s: cannot reattach the console", vm->def.name);
 	if (!strcmp(state, "created")) {
 		/* cellad died between spawn and start: finish the start. */
@@ -686,6 +722,7 @@ static void *monitor_main(void *opaque)
 			if (vm->refs == 0) {
 				*pp = vm->next;
 				cgroups_vm_remove(&s->cg, vm->def.uuid);
+				sup_incoming_free(vm->incoming);
 				json_decref(vm->disk_status);
 				conbuf_free(&vm->con);
 				vmdef_free(&vm->def);

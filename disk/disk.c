@@ -485,14 +485,14 @@ int disk_read_layer(struct disk *d, void *buf, size_t len, uint64_t off)
 				if (r >= 0)
 					memset(p + r, 0, l - (size_t)r);
 			}
-			if (ret < 0)
-				return ret == -EINVAL || !layer[i] || layer[i] == d
-					       ? disk_fail(d, ret, "read at %#llx: %s",
-							   (unsigned long long)ext[i].off,
-							   layer[i] && layer[i]->err[0]
-								   ? layer[i]->err
-								   : strerror(-ret))
-					       : disk_fail(d, ret, "%s", layer[i]->err);
+			if (ret < 0) {
+				char why[sizeof(d->err)];
+
+				snprintf(why, sizeof(why), "%s",
+					 ext[i].kind == DISK_EXT_SLOW ? layer[i]->err : strerror(-ret));
+				return disk_fail(d, ret, "read at %#llx: %s",
+						 (unsigned long long)ext[i].off, why);
+			}
 			p += l;
 			off += l;
 			len -= l;

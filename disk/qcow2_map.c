@@ -85,6 +85,12 @@ int qcow2_read_slow(struct disk *d, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* An entry that maps nothing here (a COPIED flag alone counts as nothing). */
+static inline bool l2e_unallocated(uint64_t e)
+{
+	return !(e & (L2E_COMPRESSED | L2E_ZERO | L2E_OFFSET_MASK));
+}
+
 /* Bytes from off that are unallocated in this layer (up to len). */
 static int unalloc_run(struct qcow2 *q, uint64_t off, uint64_t len, uint64_t *run)
 {
@@ -102,7 +108,7 @@ static int unalloc_run(struct qcow2 *q, uint64_t off, uint64_t len, uint64_t *ru
 			r += span - (o & (span - 1));
 			continue;
 		}
-		if (tbl[l2_index(q, o)])
+		if (!l2e_unallocated(tbl[l2_index(q, o)]))
 			break;
 		r += q->cluster_size - (o & (q->cluster_size - 1));
 	}
@@ -140,6 +146,7 @@ static int map_read(struct disk *d, uint64_t off, uint64_t len, struct disk_exte
 
 			if ((ret = unalloc_run(q, off, len, &run)))
 				return ret;
+			run = MAX(run, piece); /* at least this cluster: progress */
 			in_b = b && off < b->size ? MIN(run, b->size - off) : 0;
 			if (in_b) {
 				int k;
@@ -324,7 +331,7 @@ static int zero_partial(struct disk *d, uint64_t off, uint64_t len)
 	if (ret)
 		return ret;
 	e = tbl ? tbl[l2_index(q, off)] : 0;
-	if ((e & L2E_ZERO) || (!e && (!d->backing || off >= d->backing->size)))
+	if ((e & L2E_ZERO) || (l2e_unallocated(e) && (!d->backing || off >= d->backing->size)))
 		return 0;
 	ret = map_write(d, off, len, &x, NULL, 1, false);
 	if (ret < 0)
@@ -429,7 +436,7 @@ int qcow2_allocated(struct disk *d, uint64_t off, uint64_t len, bool *alloc, uin
 			step = span - (o & (span - 1));
 			a = false;
 		} else {
-			a = tbl[l2_index(q, o)] != 0;
+			a = !l2e_unallocated(tbl[l2_index(q, o)]);
 		}
 		if (first)
 			*alloc = a;

@@ -4,8 +4,9 @@
  *        pattern, 64 KiB per request, Q in flight, "blkverify: progress M"
  *        every MiB; FLUSH; read everything back and check every sector;
  *        prints "blkverify: fill mib=N seed=S crc32=0x..." and PASS.
- *   mode=seq seed=S slots=N batch=B qd=Q rounds=R: crash consistency.
- *        Round r writes 4 KiB slot (r * 2654435761) % N holding (magic,
+ *   mode=seq seed=S slots=N batch=B qd=Q rounds=R stride=X: crash consistency.
+ *        Round r writes 4 KiB slot (r * 2654435761) % N (at slot * X bytes,
+ *        default 4 KiB; a large stride spreads qcow2 metadata) holding (magic,
  *        r, slot, seed, pattern, crc32); after every B writes have
  *        completed it FLUSHes and prints "flushed r". R = 0: forever.
  *   mode=seqcheck ...: the same parameters; reads every slot back and
@@ -101,13 +102,21 @@ static void seq_block(uint8_t *p, uint64_t r, uint64_t slot, uint64_t seed)
 	((uint32_t *)p)[SLOT / 4 - 1] = crc32(p, SLOT - 4);
 }
 
+static uint64_t stride_sectors(void)
+{
+	uint64_t x = param_u64("stride", SLOT);
+	if (x < SLOT || x % SLOT)
+		fail("stride=%lu must be a multiple of %u", x, SLOT);
+	return x / SECTOR;
+}
+
 static void seq(struct vblk *b, uint64_t seed, uint64_t slots, unsigned batch, unsigned qd,
 		uint64_t rounds)
 {
 	uint8_t *bufs = mem_alloc((uint64_t)qd * SLOT, 4096);
-	uint64_t r = 0;
+	uint64_t r = 0, stride = stride_sectors();
 
-	if (slots * (SLOT / SECTOR) > b->capacity)
+	if ((slots - 1) * stride + SLOT / SECTOR > b->capacity)
 		fail("slots=%lu does not fit the disk", slots);
 	printf("blkverify: seq slots=%lu batch=%u qd=%u seed=%lu\n", slots, batch, qd, seed);
 	while (!rounds || r < rounds) {
@@ -117,7 +126,7 @@ static void seq(struct vblk *b, uint64_t seed, uint64_t slots, unsigned batch, u
 			while (issued < batch && (slot = vblk_free_slot(b)) >= 0 && slot < (int)qd) {
 				uint64_t n = ++r, s = (n * 2654435761ull) % slots;
 				seq_block(bufs + (uint64_t)slot * SLOT, n, s, seed);
-				if (!vblk_submit(b, slot, VIRTIO_BLK_T_OUT, s * (SLOT / SECTOR),
+				if (!vblk_submit(b, slot, VIRTIO_BLK_T_OUT, s * stride,
 						 bufs + (uint64_t)slot * SLOT, SLOT))
 					fail("ring full");
 				issued++;
@@ -138,10 +147,10 @@ static void seq(struct vblk *b, uint64_t seed, uint64_t slots, unsigned batch, u
 static void seqcheck(struct vblk *b, uint64_t seed, uint64_t slots)
 {
 	uint8_t *p = mem_alloc(SLOT, 4096);
-	uint64_t bad = 0, written = 0;
+	uint64_t bad = 0, written = 0, stride = stride_sectors();
 	for (uint64_t s = 0; s < slots; s++) {
 		const uint64_t *w = (const uint64_t *)p;
-		if (vblk_rw(b, VIRTIO_BLK_T_IN, s * (SLOT / SECTOR), p, SLOT))
+		if (vblk_rw(b, VIRTIO_BLK_T_IN, s * stride, p, SLOT))
 			fail("read slot %lu", s);
 		if (!w[0] && !w[1])
 			continue;
@@ -153,6 +162,9 @@ static void seqcheck(struct vblk *b, uint64_t seed, uint64_t slots)
 		}
 	}
 	report(bad == 0, "%lu slots written, %lu bad", written, bad);
+	uint64_t want = param_u64("expect", 0);
+	if (want)
+		report(written == want, "%lu slots written, expected %lu", written, want);
 }
 
 int main(int argc, char **argv)

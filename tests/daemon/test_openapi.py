@@ -38,7 +38,7 @@ def test(args):
     with Daemon(args) as d:
         def call(method, template, name=None, sub=None, **kw):
             path = template.replace("{name}", name or "x")
-            path = re.sub(r"\{(disk|checkpoint)\}", sub or "x", path)
+            path = re.sub(r"\{(disk|checkpoint|host)\}", sub or "x", path)
             r = d.request(method, path, **kw)
             seen.setdefault((method, template), []).append(r)
             return r
@@ -123,6 +123,48 @@ def test(args):
         call("DELETE", cp, "od", "c1")
         call("DELETE", cp, "od", "c1")
         call("DELETE", cp, "od", "c1", body={"x": 1})
+        # Peer hosts and moves (one cellad: the destination side is driven
+        # by hand, as a source cellad would).
+        call("GET", "/v1/hosts")
+        call("POST", "/v1/hosts", body={"name": "peer", "url": "http://127.0.0.1:1",
+                                        "token": "0123456789abcdef"})
+        call("POST", "/v1/hosts", body={"name": "peer", "url": "ftp://x"})
+        call("POST", "/v1/hosts", raw=b"{}", headers={"Content-Type": "text/plain"})
+        mv = "/v1/vms/{name}/move"
+        call("POST", mv, "od", body={})
+        call("POST", mv, "od", body={"to": "nope"})
+        call("POST", mv, "od", body={"to": "peer"})
+        call("POST", mv, "nope", body={"to": "peer"})
+        call("POST", mv, "od", raw=b"{}", headers={"Content-Type": "text/plain"})
+        call("POST", "/v1/vms/{name}/start", "od")
+        call("POST", mv, "od", body={"to": "peer", "quick": True})
+        call("POST", "/v1/vms/{name}/kill", "od")
+        hp = "/v1/hosts/{host}"
+        call("DELETE", hp, sub="peer")
+        call("DELETE", hp, sub="peer")
+        call("DELETE", hp, sub="-x")
+        vmdef = {"name": "oi", "uuid": "6f1c1bde-62a7-4c51-9d55-3a1f8e0c9a11",
+                 "kernel": kernel, "cmdline": "", "memory_mib": 16}
+        call("POST", "/v1/incoming", body={})
+        call("POST", "/v1/incoming", body={"vm": vmdef})
+        call("POST", "/v1/incoming", body={"vm": vmdef, "mode": "quick"})
+        call("POST", "/v1/incoming", body={"vm": vmdef, "mode": "quick"})
+        call("POST", "/v1/incoming", raw=b"{}", headers={"Content-Type": "text/plain"})
+        ost = {"Content-Type": "application/octet-stream"}
+        call("PUT", "/v1/incoming/{name}/state", "oi", raw=b"not a state file", headers=ost)
+        call("PUT", "/v1/incoming/{name}/state", "nope", raw=b"x", headers=ost)
+        call("PUT", "/v1/incoming/{name}/state", "oi", raw=b"", headers=ost)
+        call("PUT", "/v1/incoming/{name}/state", "oi", raw=b"x" * (17 << 20) + b"x" * (64 << 20),
+             headers=ost)
+        call("PUT", "/v1/incoming/{name}/disks/{disk}", "oi", "d0", raw=b"x", headers=ost)
+        call("PUT", "/v1/incoming/{name}/disks/{disk}", "od", "d0", raw=b"x", headers=ost)
+        call("POST", "/v1/incoming/{name}/commit", "od")
+        call("POST", "/v1/incoming/{name}/commit", "nope")
+        call("POST", "/v1/incoming/{name}/commit", "oi", body={"x": 1})
+        call("POST", "/v1/incoming/{name}/commit", "oi")
+        call("DELETE", "/v1/incoming/{name}", "oi")
+        call("DELETE", "/v1/incoming/{name}", "oi")
+        call("DELETE", "/v1/incoming/{name}", "od")
         # The event stream never ends by itself: read its head only.
         evs = d.events(since=0)
         seen.setdefault(("GET", "/v1/events"), []).append(type("R", (), {

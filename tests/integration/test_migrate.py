@@ -187,6 +187,13 @@ def test_move(pair):
     sock, port = listener()
     dst = pair.destination("dst", sock=sock)
     sock.close()
+    try:
+        move(pair, dst, port)
+    finally:
+        dst.kill()
+
+
+def move(pair, dst, port):
     pair.src.wait_for(TICK.pattern, 60)
     pair.ctl.send(pair.migrate_request(port))
     # status while it runs: the migration progress shows up
@@ -218,6 +225,13 @@ def test_wrong_ca(pair):
     sock, port = listener()
     dst = pair.destination("dst-evil", cert="dst2", sock=sock)
     sock.close()
+    try:
+        wrong_ca(pair, dst, port)
+    finally:
+        dst.kill()
+
+
+def wrong_ca(pair, dst, port):
     rep = pair.ctl.call(pair.migrate_request(port, tls={**pair.migrate_request(port)["tls"],
                                                          "name": "dst2.cella.test"}), 60)
     log(f"migrate reply: {rep}")
@@ -255,6 +269,7 @@ def test_destination_killed(pair):
             raise TestFailure("migration reported success without a destination")
     finally:
         probe.close()
+        dst.kill()
     pair.expect_running("losing the destination")
 
 
@@ -299,6 +314,89 @@ def test_garbage(args, pki, guest_args, mem):
             raise TestFailure(f"garbage ({kind}): no clear error ({want!r}) in:\n{err}")
 
 
+class Waitable(harness.Guest):
+    """A Guest whose stderr can be waited on (the destination says when it
+    listens)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.cv = threading.Condition()
+
+    def _read_stderr(self):
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self.cv:
+                self.stderr_lines.append(line)
+                self.cv.notify_all()
+            print(f"  {self.name}! {line}", flush=True)
+        with self.cv:
+            self.cv.notify_all()
+
+    def wait_stderr(self, text, timeout=60):
+        deadline = time.monotonic() + timeout
+        with self.cv:
+            while not any(text in l for l in self.stderr_lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    raise TestFailure(f"{self.name}: no {text!r} on stderr")
+                self.cv.wait(left)
+
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True)
+
+
+def test_netns(args, tmp, pki, guest_args, mem):
+    """Source and destination in two network namespaces joined by a veth
+    pair: the stream crosses a real (virtual) link, not loopback."""
+    tag = f"cm{os.getpid() % 100000}"
+    na, nb = f"{tag}a", f"{tag}b"
+    ip("netns", "add", na)
+    try:
+        ip("netns", "add", nb)
+        ip("link", "add", f"{tag}va", "type", "veth", "peer", "name", f"{tag}vb")
+        ip("link", "set", f"{tag}va", "netns", na)
+        ip("link", "set", f"{tag}vb", "netns", nb)
+        ip("-n", na, "addr", "add", "10.213.7.1/24", "dev", f"{tag}va")
+        ip("-n", nb, "addr", "add", "10.213.7.2/24", "dev", f"{tag}vb")
+        for ns, dev in ((na, f"{tag}va"), (nb, f"{tag}vb")):
+            ip("-n", ns, "link", "set", dev, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        ctl_path = os.path.join(tmp, "netns-src.sock")
+        kernel = args["guests"]["dirtier"]
+        src = harness.Guest(harness.build_command(
+            "cella", args["cella_vm"], kernel, guest_args, mem=mem,
+            extra=["--control", ctl_path]), "ns-src", wrapper=["ip", "netns", "exec", na]).start()
+        dst = Waitable(harness.build_command(
+            "cella", args["cella_vm"], kernel, guest_args, mem=mem,
+            extra=["--incoming", "tcp:10.213.7.2:4444", "--tls-cert", f"{pki}/dst.crt",
+                   "--tls-key", f"{pki}/dst.key", "--tls-ca", f"{pki}/ca.crt",
+                   "--tls-peer", "src.cella.test"]), "ns-dst",
+            wrapper=["ip", "netns", "exec", nb]).start()
+        try:
+            src.wait_for(TICK.pattern, 60)
+            dst.wait_stderr("waiting for the source")
+            ctl = Control(ctl_path)
+            rep = ctl.call({"cmd": "migrate", "host": "10.213.7.2", "port": 4444,
+                            "tls": {"cert": read(pki, "src.crt"), "key": read(pki, "src.key"),
+                                    "ca": read(pki, "ca.crt"), "name": "dst.cella.test"}}, 180)
+            ctl.close()
+            log(f"netns migrate reply: {rep}")
+            if not rep.get("ok"):
+                raise TestFailure(f"migration across namespaces failed: {rep.get('error')}")
+            if src.wait_exit(30) != MIGRATED:
+                raise TestFailure("source did not exit with status 16")
+            for _ in range(3):
+                dst.wait_for(TICK.pattern, 30)
+            check_continuity(src.lines, dst.lines)
+        finally:
+            src.kill()
+            dst.kill()
+    finally:
+        subprocess.run(["ip", "netns", "del", na], check=False)
+        subprocess.run(["ip", "netns", "del", nb], check=False)
+
+
 def test(args):
     if not shutil.which("openssl"):
         harness.skip("the openssl command is needed to make test certificates")
@@ -317,12 +415,11 @@ def test(args):
             test_move(pair)
         finally:
             pair.close()
-        if os.geteuid() != 0:
+        if os.geteuid() != 0 or not shutil.which("ip"):
             print("#" * 72 + "\n# SKIP (part): migration across network namespaces needs "
-                  "root\n" + "#" * 72, flush=True)
+                  "root and iproute2\n" + "#" * 72, flush=True)
         else:
-            print("#" * 72 + "\n# NOTE: the veth/netns variant is not implemented yet\n"
-                  + "#" * 72, flush=True)
+            test_netns(args, tmp, pki, guest_args, mem)
 
 
 if __name__ == "__main__":

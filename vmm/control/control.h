@@ -5,6 +5,8 @@
  * Requests: {"cmd":"status"|"start"|"pause"|"resume"|"shutdown"|"stop"|
  * "reset"|"stats"|"probe-open", ...}. Replies: {"ok":true,...} or
  * {"ok":false,"error":"reason"}. See docs/cellad.md for the protocol.
+ * "migrate" (docs/migration.md) answers only when the move is over, and
+ * then the worker exits with VM_EXIT_MIGRATED.
  *
  * To the blk and migrate engineers (and any command that needs a file or a
  * socket): a request line may carry file descriptors as SCM_RIGHTS

@@ -162,7 +162,8 @@ static int rx_fail(struct mig_rx *rx, int err, const char *fmt, ...)
 static const char *rec_name(uint16_t type)
 {
 	static const char *const names[] = { "?", "HELLO", "READY", "PAGES", "ZERO", "ROUND",
-					     "DISK_DATA", "STATE", "COMPLETE", "ACK", "ERROR" };
+					     "DISK_DATA", "STATE", "COMPLETE", "ACK", "ERROR",
+					     "SYNC" };
 
 	return type <= MIG_REC_TYPE_MAX ? names[type] : "unknown";
 }
@@ -184,6 +185,7 @@ int mig_rx_check_hdr(struct mig_rx *rx, uint16_t type, uint16_t flags, uint32_t 
 	case MIG_REC_STATE: min = 0; max = MIG_STATE_MAX; break;
 	case MIG_REC_COMPLETE: min = max = 24; break;
 	case MIG_REC_ERROR: min = 8; max = 8 + MIG_MSG_MAX; break;
+	case MIG_REC_SYNC: min = max = 8; break;
 	default:
 		/* READY and ACK travel the other way. */
 		return rx_fail(rx, -EINVAL, "unexpected record type %u (%s)", type, rec_name(type));
@@ -322,6 +324,10 @@ int mig_rx_record(struct mig_rx *rx, uint16_t type, const uint8_t *p, uint32_t l
 		rx->pause_ns = get64(p);
 		rx->phase = MIG_RX_COMPLETE;
 		return 1;
+	case MIG_REC_SYNC:
+		if (rx->phase != MIG_RX_RAM)
+			return rx_fail(rx, -EINVAL, "SYNC after the device state");
+		return 0; /* the caller echoes it */
 	case MIG_REC_ERROR: {
 		int32_t st = 0;
 		char msg[MIG_MSG_MAX + 1];

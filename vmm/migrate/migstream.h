@@ -43,7 +43,10 @@ enum mig_rec_type {
 	MIG_REC_COMPLETE = 8,  /* u64 pause time (CLOCK_REALTIME ns), u64 rounds, u64 pages */
 	MIG_REC_ACK = 9,       /* dst->src: u32 status, u32 len, u64 resume time ns, message */
 	MIG_REC_ERROR = 10,    /* either way: u32 errno, u32 len, message; the stream ends */
-	MIG_REC_TYPE_MAX = 10,
+	MIG_REC_SYNC = 11,     /* u64 token; the destination echoes it once it has applied
+				* everything before it (the source drains the pipe
+				* before it decides to stop the guest) */
+	MIG_REC_TYPE_MAX = 11,
 };
 
 #define MIG_HELLO_LEN      48u

@@ -32,6 +32,7 @@ struct mig_incoming {
 	struct mig_rx rx;
 	uint8_t *buf;
 	uint64_t t_first_ns; /* realtime when the connection was accepted */
+	uint64_t load_ns;    /* vm_state_load's time */
 };
 
 static int read_pem(const char *path, char **out, char *err, size_t errlen)
@@ -217,8 +218,11 @@ static int on_state(void *opaque, const uint8_t *blob, uint32_t len, char *why, 
 	struct state_reader r;
 	int ret;
 
+	uint64_t t0 = mig_realtime_ns();
+
 	state_reader_init(&r, blob, len);
 	ret = vm_state_load(in->vm, &r, STATEFILE_VERSION);
+	in->load_ns = mig_realtime_ns() - t0;
 	if (ret)
 		snprintf(why, whylen, "%s (details in the log)", strerror(-ret));
 	return ret;
@@ -263,6 +267,11 @@ static int receive_records(struct mig_incoming *in, char *err, size_t errlen)
 		}
 		if (type == MIG_REC_HELLO)
 			send_status(in, MIG_REC_READY, 0, NULL);
+		if (type == MIG_REC_SYNC && mig_conn_send(in->conn, MIG_REC_SYNC, in->buf, 8)) {
+			snprintf(err, errlen, "incoming migration failed: %s",
+				 mig_conn_error(in->conn));
+			return -ECONNRESET;
+		}
 		if (ret == 1)
 			return 0;
 	}
@@ -313,9 +322,10 @@ int migrate_incoming_ack(struct mig_incoming *in)
 			mig_conn_error(in->conn));
 		return ret;
 	}
-	log_info("migration: incoming migration complete, downtime %.3f ms (source paused at "
-		 "%llu, resumed here at %llu, CLOCK_REALTIME ns)",
+	log_info("migration: incoming migration complete, downtime %.3f ms (state load %.1f ms; "
+		 "source paused at %llu, resumed here at %llu, CLOCK_REALTIME ns)",
 		 now > in->rx.pause_ns ? (double)(now - in->rx.pause_ns) / 1e6 : 0.0,
+		 (double)in->load_ns / 1e6,
 		 (unsigned long long)in->rx.pause_ns, (unsigned long long)now);
 	return 0;
 }

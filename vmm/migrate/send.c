@@ -298,14 +298,20 @@ static int handshake(struct migration *m)
 	char msg[MIG_MSG_MAX + 1] = "";
 	int32_t st = 0;
 	char err[256] = "";
+	struct mig_conn *conn;
 	int fd = m->sock_fd, ret;
 
 	m->sock_fd = -1;
 	if (fd < 0 && (fd = connect_tcp(m)) < 0)
 		return fd;
-	ret = mig_conn_open(&m->conn, fd, false, &m->tls, MIG_IO_TIMEOUT_MS, err, sizeof(err));
+	ret = mig_conn_open(&conn, fd, false, &m->tls, MIG_IO_TIMEOUT_MS, err, sizeof(err));
 	if (ret)
 		return fail(m, ret, "%s", err);
+	pthread_mutex_lock(&m->lock); /* migrate_destroy may abort it */
+	m->conn = conn;
+	pthread_mutex_unlock(&m->lock);
+	if (m->cancel)
+		return fail(m, -ECANCELED, "cancelled");
 	log_info("migration: connected to %s", mig_conn_peer(m->conn));
 	mig_hello_put(hello, &h);
 	ret = mig_conn_send(m->conn, MIG_REC_HELLO, hello, sizeof(hello));
@@ -355,6 +361,28 @@ static bool converged(struct migration *m, uint64_t dirty, uint64_t round_ns,
 	return false;
 }
 
+/* Wait until the destination has applied everything sent so far: what
+ * sits in socket buffers would otherwise be paid for during the downtime. */
+static int drain(struct migration *m)
+{
+	uint8_t hdr[MIG_HDR_LEN], tok[8];
+	uint64_t want = ++m->sync_token, got;
+	uint16_t type, flags;
+	uint32_t len;
+	int ret;
+
+	ret = mig_conn_send(m->conn, MIG_REC_SYNC, &want, sizeof(want));
+	if (!ret)
+		ret = mig_conn_read(m->conn, hdr, sizeof(hdr));
+	if (ret)
+		return fail(m, ret, "draining the stream: %s", mig_conn_error(m->conn));
+	mig_hdr_get(hdr, &type, &flags, &len);
+	if (type != MIG_REC_SYNC || flags || len != 8 || mig_conn_read(m->conn, tok, 8))
+		return fail(m, -EPROTO, "unexpected answer from the destination (record %u)", type);
+	memcpy(&got, tok, 8);
+	return got == want ? 0 : fail(m, -EPROTO, "the destination echoed the wrong token");
+}
+
 static int precopy(struct migration *m)
 {
 	char err[200];
@@ -386,8 +414,22 @@ static int precopy(struct migration *m)
 			  (unsigned long long)(mig_conn_bytes_out(m->conn) - b0),
 			  (unsigned long long)((mono_ns() - t0) / 1000000),
 			  (unsigned long long)dirty);
-		if (converged(m, dirty, mono_ns() - t0, mig_conn_bytes_out(m->conn) - b0))
+		if (!converged(m, dirty, mono_ns() - t0, mig_conn_bytes_out(m->conn) - b0))
+			continue;
+		/* Looks done: drain the pipe, then look again at what the guest
+		 * dirtied meanwhile; stop only if that still fits. */
+		if ((ret = drain(m)))
+			return ret;
+		ret = mig_dirty_sync(&m->dirty, err, sizeof(err));
+		if (ret)
+			return fail(m, ret, "%s", err);
+		dirty = mig_dirty_count(&m->dirty);
+		if (m->round >= m->max_rounds || dirty == 0 ||
+		    (m->rate && dirty * MIG_PAGE_SIZE * 1000000000ull / m->rate <=
+					(uint64_t)m->downtime_ms * 1000000ull / 2))
 			return 0;
+		log_debug("migration: %llu pages dirtied while draining: another round",
+			  (unsigned long long)dirty);
 	}
 }
 
@@ -396,7 +438,7 @@ static int stop_and_copy(struct migration *m)
 {
 	struct state_writer w;
 	uint8_t rec[24];
-	uint64_t rounds, pages;
+	uint64_t rounds, pages, t_saved, t_pages, t_sent, last_pages;
 	char err[200], msg[MIG_MSG_MAX + 1] = "";
 	int32_t st = 0;
 	int ret;
@@ -420,16 +462,20 @@ static int stop_and_copy(struct migration *m)
 		state_writer_free(&w);
 		return fail(m, ret, "saving the device state: %s", strerror(-ret));
 	}
+	t_saved = mono_ns();
 	if (w.len > MIG_STATE_MAX) {
 		state_writer_free(&w);
 		return fail(m, -EFBIG, "device state of %zu bytes is too large", w.len);
 	}
 	m->round++;
+	last_pages = m->pages_sent + m->zero_sent;
 	ret = mig_dirty_sync(&m->dirty, err, sizeof(err));
 	if (ret)
 		fail(m, ret, "%s", err);
 	else
 		ret = send_dirty(m);
+	last_pages = m->pages_sent + m->zero_sent - last_pages;
+	t_pages = mono_ns();
 	if (!ret) {
 		ret = mig_conn_send(m->conn, MIG_REC_STATE, w.buf, (uint32_t)w.len);
 		if (ret)
@@ -447,10 +493,17 @@ static int stop_and_copy(struct migration *m)
 	ret = mig_conn_send(m->conn, MIG_REC_COMPLETE, rec, sizeof(rec));
 	if (ret)
 		return fail(m, ret, "sending COMPLETE: %s", mig_conn_error(m->conn));
+	t_sent = mono_ns();
 	set_phase(m, "waiting-ack");
 	ret = read_answer(m, MIG_REC_ACK, &st, &m->resume_ns, msg, sizeof(msg));
 	if (ret)
 		return ret;
+	/* Where the downtime went (the destination logs its own share). */
+	log_info("migration: stop-and-copy: device state %.1f ms (%llu bytes), last %llu pages "
+		 "%.1f ms, state and COMPLETE sent %.1f ms, ack after %.1f ms",
+		 (double)(t_saved - m->pause_mono) / 1e6, (unsigned long long)m->state_bytes,
+		 (unsigned long long)last_pages, (double)(t_pages - t_saved) / 1e6,
+		 (double)(t_sent - t_pages) / 1e6, (double)(mono_ns() - t_sent) / 1e6);
 	if (st)
 		return fail(m, -st > 0 ? -EPROTO : -st, "the destination failed: %s", msg);
 	return 0;
@@ -459,10 +512,10 @@ static int stop_and_copy(struct migration *m)
 static void *migrate_thread(void *arg)
 {
 	struct migration *m = arg;
+	struct mig_conn *conn;
 	uint64_t one = 1;
 	int ret;
 
-	m->t0 = mono_ns();
 	set_phase(m, "connecting");
 	ret = handshake(m);
 	if (!ret)
@@ -490,8 +543,11 @@ static void *migrate_thread(void *arg)
 				 (unsigned long long)((mono_ns() - m->pause_mono) / 1000000));
 	}
 	m->result = ret;
-	mig_conn_close(m->conn);
+	pthread_mutex_lock(&m->lock);
+	conn = m->conn;
 	m->conn = NULL;
+	pthread_mutex_unlock(&m->lock);
+	mig_conn_close(conn);
 	set_phase(m, ret ? "failed" : "completed");
 	if (write(m->done_fd, &one, sizeof(one)) != sizeof(one))
 		log_warn("migration: cannot signal the I/O loop");
@@ -559,7 +615,9 @@ void migrate_destroy(struct migration *m)
 		return;
 	if (m->thread_started) {
 		m->cancel = true;
-		mig_conn_abort(m->conn);
+		pthread_mutex_lock(&m->lock);
+		mig_conn_abort(m->conn); /* blocked reads and writes fail now */
+		pthread_mutex_unlock(&m->lock);
 		pthread_join(m->thread, NULL);
 		evloop_del(m->vm->loop, m->done_fd);
 	}
@@ -593,6 +651,7 @@ int migrate_start(struct migration **out, struct vm *vm, json_t *req, int sock_f
 	m->done = done;
 	m->opaque = opaque;
 	m->phase = "starting";
+	m->t0 = mono_ns();
 	m->downtime_ms = MIG_DEFAULT_DOWNTIME_MS;
 	m->max_rounds = MIG_DEFAULT_MAX_ROUNDS;
 	m->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

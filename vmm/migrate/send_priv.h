@@ -45,6 +45,7 @@ struct migration {
 	struct mig_batch batch;
 	uint64_t bw_t0, bw_bytes0;
 	unsigned slow_rounds;
+	uint64_t sync_token;
 	uint64_t expected_ns;
 	pthread_t throttle_thread;
 	bool throttle_started;

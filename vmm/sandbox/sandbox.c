@@ -112,6 +112,7 @@ static const int allowed[] = {
 	SCMP_SYS(pipe2), SCMP_SYS(openat), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
 	SCMP_SYS(fallocate), SCMP_SYS(ioctl), SCMP_SYS(mmap), SCMP_SYS(mprotect),
 	SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
+	SCMP_SYS(msync), /* virtio-blk change tracking: bitmaps made durable on FLUSH */
 	SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
 	SCMP_SYS(sigaltstack), SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(epoll_wait),
 	SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_create1), SCMP_SYS(eventfd2),
@@ -129,6 +130,9 @@ static const int allowed[] = {
 	/* Image and state-file locks on passed descriptors (save, disk-switch);
 	 * uname for the state file's host record. */
 	SCMP_SYS(flock), SCMP_SYS(ftruncate), SCMP_SYS(uname),
+	/* Live migration on a passed socket: I/O timeouts, TCP_NODELAY;
+	 * OpenSSL sizes its buffers with sysinfo. */
+	SCMP_SYS(setsockopt), SCMP_SYS(sysinfo),
 #if defined(__SANITIZE_ADDRESS__)
 	/* LeakSanitizer stops the world with a ptrace-ing helper thread. */
 	SCMP_SYS(ptrace), SCMP_SYS(getdents64), SCMP_SYS(readlink), SCMP_SYS(getppid),

@@ -278,6 +278,8 @@ static int blk_run_rw(struct blk_dev *blk, struct blk_req *req)
 		n = disk_map(blk->disk, req->off + req->mapped, req->len - req->mapped, write, ext,
 			     BLK_MAX_EXT);
 		if (n == -EAGAIN) {
+			log_debug("%s: unflushed metadata at its bound: draining writes to flush it",
+				  blk->vd.name);
 			blk->meta_wait = true;
 			return RUN_WAIT;
 		}

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cbt.h"
@@ -208,6 +209,17 @@ int virtio_blk_flush(struct device *dev)
 	return ret;
 }
 
+static bool blk_looks_qcow2(int fd)
+{
+	static const uint8_t magic[4] = { 'Q', 'F', 'I', 0xfb };
+	uint8_t hdr[8];
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	       pread(fd, hdr, sizeof(hdr), 0) == (ssize_t)sizeof(hdr) &&
+	       !memcmp(hdr, magic, sizeof(magic));
+}
+
 int virtio_blk_switch(struct device *dev, int fd, char *err, size_t errlen)
 {
 	struct blk_dev *blk = blk_of_dev(dev);
@@ -218,6 +230,10 @@ int virtio_blk_switch(struct device *dev, int fd, char *err, size_t errlen)
 	if (blk->readonly) {
 		snprintf(err, errlen, "%s is read-only", blk->id);
 		ret = -EROFS;
+	} else if (!blk_looks_qcow2(fd)) {
+		/* Checked here because a failed open takes the chain with it. */
+		snprintf(err, errlen, "the new top layer is not a qcow2 image file");
+		ret = -EINVAL;
 	} else if ((ret = blk_drain_flush(blk))) {
 		snprintf(err, errlen, "cannot flush %s before the switch: %s", blk->id,
 			 strerror(-ret));

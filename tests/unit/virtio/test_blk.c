@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -21,6 +22,7 @@
 #include "state/state.h"
 #include "vdrv.h"
 #include "virtio/blk.h"
+#include "virtio/blk_ctl.h"
 #include "virtio/virtio.h"
 
 #define IMG_SIZE (1u << 20)
@@ -86,7 +88,8 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	vdrv_free(f->d);
+	if (f->d)
+		vdrv_free(f->d);
 	close(f->fd);
 	unlink(f->path);
 	free(f);
@@ -425,6 +428,214 @@ static void test_save_load(void **state)
 	state_writer_free(&w);
 }
 
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct blk_dev *blk_dev_of(struct fixture *f)
+{
+	return (struct blk_dev *)f->d->vd;
+}
+
+/* iops=10, burst 1: three reads at once take two 100 ms waits. */
+static void test_qos_delays(void **state)
+{
+	struct fixture *f = *state;
+	struct disk_qos_config q = { .iops = 10, .iops_burst = 1 };
+	struct req r[3];
+	uint64_t t0;
+
+	virtio_blk_set_qos(&f->d->vd->dev, &q);
+	t0 = now_ms();
+	for (int i = 0; i < 3; i++)
+		req_build(f->d, &r[i], VIRTIO_BLK_T_IN, (uint64_t)i * 8, 4096, true);
+	vdrv_kick(f->d, 0);
+	assert_true(vdrv_wait_used(f->d, 0, 1));
+	assert_true(now_ms() - t0 < 90);
+	assert_true(vdrv_wait_used(f->d, 0, 3));
+	assert_true(now_ms() - t0 >= 195);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(*(uint8_t *)vdrv_ptr(f->d, r[i].status, 1), VIRTIO_BLK_S_OK);
+}
+
+/* A request held by QoS passes at once when the limit is lifted. */
+static void test_qos_lifted(void **state)
+{
+	struct fixture *f = *state;
+	struct disk_qos_config q = { .iops = 1, .iops_burst = 1 };
+	struct blk_status st;
+	struct req r[2];
+	uint64_t t0;
+
+	virtio_blk_set_qos(&f->d->vd->dev, &q);
+	virtio_blk_get_status(&f->d->vd->dev, &st);
+	assert_int_equal(st.qos.iops, 1);
+	for (int i = 0; i < 2; i++)
+		req_build(f->d, &r[i], VIRTIO_BLK_T_IN, (uint64_t)i * 8, 512, true);
+	vdrv_kick(f->d, 0);
+	assert_true(vdrv_wait_used(f->d, 0, 1));
+	t0 = now_ms();
+	q.iops = q.iops_burst = 0;
+	virtio_blk_set_qos(&f->d->vd->dev, &q);
+	assert_true(vdrv_wait_used(f->d, 0, 2));
+	assert_true(now_ms() - t0 < 500);
+}
+
+/* Requests held by a storage stall are saved by head and re-read on load. */
+static void test_stall_save_load(void **state)
+{
+	struct fixture *f = *state;
+	struct blk_dev *blk = blk_dev_of(f);
+	struct state_writer w;
+	struct state_reader rd;
+	struct blk_status st;
+	struct req r;
+	uint8_t *p;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	blk->stall_err = -ENOSPC; /* as blk_stall leaves it */
+	snprintf(blk->error, sizeof(blk->error), "%s", strerror(ENOSPC));
+	pthread_mutex_unlock(&blk->vd.lock);
+	req_build(f->d, &r, VIRTIO_BLK_T_IN, 5, 1024, true);
+	virtio_dev_process(f->d->vd, 0); /* pops it; held, not started */
+	assert_non_null(blk->pending);
+	virtio_blk_get_status(&f->d->vd->dev, &st);
+	assert_true(st.stalled);
+	assert_string_equal(st.error, strerror(ENOSPC));
+
+	state_writer_init(&w);
+	assert_int_equal(f->d->vd->dev.ops->save(&f->d->vd->dev, &w), 0);
+	assert_int_equal(vdrv_used_idx(f->d, 0), 0); /* not completed by quiesce */
+	f->d->vd->dev.ops->reset(&f->d->vd->dev);
+	assert_null(blk->pending);
+	state_reader_init(&rd, w.buf, w.len);
+	assert_int_equal(f->d->vd->dev.ops->load(&f->d->vd->dev, &rd), 0);
+	assert_non_null(blk->pending);
+	virtio_blk_retry(&f->d->vd->dev); /* storage is fine: it completes */
+	assert_true(vdrv_wait_used(f->d, 0, 1));
+	assert_int_equal(*(uint8_t *)vdrv_ptr(f->d, r.status, 1), VIRTIO_BLK_S_OK);
+	p = vdrv_ptr(f->d, r.data, 1024);
+	for (size_t i = 0; i < 1024; i++)
+		assert_int_equal(p[i], pattern(5 * 512 + i));
+	virtio_blk_get_status(&f->d->vd->dev, &st);
+	assert_false(st.stalled);
+	assert_string_equal(st.error, "");
+	/* A saved head outside the ring (the stream ends with it) is refused. */
+	w.buf[w.len - 2] = 0xe7;
+	w.buf[w.len - 1] = 0x03;
+	state_reader_init(&rd, w.buf, w.len);
+	assert_int_equal(f->d->vd->dev.ops->load(&f->d->vd->dev, &rd), -EINVAL);
+	state_writer_free(&w);
+}
+
+static void test_status_flush(void **state)
+{
+	struct fixture *f = *state;
+	struct blk_status st;
+
+	assert_ptr_equal(virtio_blk_find(&f->d->vm, "blk0"), &f->d->vd->dev);
+	assert_null(virtio_blk_find(&f->d->vm, "blk9"));
+	virtio_blk_get_status(&f->d->vd->dev, &st);
+	assert_string_equal(st.id, "blk0");
+	assert_string_equal(st.format, "raw");
+	assert_string_equal(st.path, f->path);
+	assert_false(st.stalled);
+	assert_int_equal(req_run(f->d, VIRTIO_BLK_T_OUT, 0, 512, false, NULL, NULL),
+			 VIRTIO_BLK_S_OK);
+	assert_int_equal(virtio_blk_flush(&f->d->vd->dev), 0);
+}
+
+/* qcow2 through the library: writes allocate, reads see them, zeroes
+ * elsewhere, and the image checks clean. */
+static int setup_qcow2(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct disk_create_opts o = { .fmt = DISK_FMT_QCOW2, .size = IMG_SIZE };
+	struct disk_config cfg = { 0 };
+	char err[256];
+	int fd;
+
+	snprintf(f->path, sizeof(f->path), "/tmp/cella-blk-q-XXXXXX");
+	fd = mkstemp(f->path);
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(f->path);
+	assert_int_equal(disk_create(f->path, &o, err, sizeof(err)), 0);
+	f->fd = open(f->path, O_RDONLY);
+	cfg.path = f->path;
+	f->d = vdrv_new();
+	assert_int_equal(virtio_blk_create(&f->d->vm, &cfg, 0), 0);
+	vdrv_bind(f->d);
+	vdrv_start_loop(f->d);
+	assert_true(vdrv_init(f->d, F_V1 | F_BLK) & VIRTIO_CONFIG_S_DRIVER_OK);
+	*state = f;
+	return 0;
+}
+
+static void test_qcow2_rw(void **state)
+{
+	struct fixture *f = *state;
+	struct disk_check_result cr;
+	struct blk_status st;
+	struct disk *dk;
+	struct req r[4];
+	char err[256];
+
+	virtio_blk_get_status(&f->d->vd->dev, &st);
+	assert_string_equal(st.format, "qcow2");
+	/* Writes across a cluster boundary, in flight together. */
+	for (int i = 0; i < 4; i++) {
+		req_build(f->d, &r[i], VIRTIO_BLK_T_OUT, 120 + (uint64_t)i * 16, 8192, false);
+		memset(vdrv_ptr(f->d, r[i].data, 8192), 0x30 + i, 8192);
+	}
+	vdrv_kick(f->d, 0);
+	assert_true(vdrv_wait_used(f->d, 0, 4));
+	assert_int_equal(req_run(f->d, VIRTIO_BLK_T_FLUSH, 0, 0, false, NULL, NULL),
+			 VIRTIO_BLK_S_OK);
+	for (int i = 0; i < 4; i++) {
+		struct req rr;
+		uint8_t *p;
+
+		assert_int_equal(req_run(f->d, VIRTIO_BLK_T_IN, 120 + (uint64_t)i * 16, 8192, true,
+					 &rr, NULL), VIRTIO_BLK_S_OK);
+		p = vdrv_ptr(f->d, rr.data, 8192);
+		for (int j = 0; j < 8192; j += 97)
+			assert_int_equal(p[j], 0x30 + i);
+	}
+	{
+		struct req rr;
+		uint8_t *p;
+
+		assert_int_equal(req_run(f->d, VIRTIO_BLK_T_IN, 1024, 4096, true, &rr, NULL),
+				 VIRTIO_BLK_S_OK);
+		p = vdrv_ptr(f->d, rr.data, 4096);
+		for (int j = 0; j < 4096; j++)
+			assert_int_equal(p[j], 0);
+	}
+	assert_int_equal(dwz_run(f->d, VIRTIO_BLK_T_WRITE_ZEROES, 120, 16, 0), VIRTIO_BLK_S_OK);
+	assert_int_equal(dwz_run(f->d, VIRTIO_BLK_T_DISCARD, 136, 16, 0), VIRTIO_BLK_S_OK);
+	assert_int_equal(virtio_blk_flush(&f->d->vd->dev), 0);
+	vdrv_free(f->d);
+	f->d = NULL;
+	assert_int_equal(disk_open(&dk, f->path, -1, DISK_RDONLY, err, sizeof(err)), 0);
+	assert_int_equal(disk_check(dk, false, &cr), 0);
+	assert_int_equal(cr.corruptions, 0);
+	{
+		uint8_t buf[16 * 512];
+
+		assert_int_equal(disk_pread(dk, buf, sizeof(buf), 152 * 512), 0);
+		assert_int_equal(buf[0], 0x32);
+		assert_int_equal(disk_pread(dk, buf, sizeof(buf), 120 * 512), 0);
+		assert_int_equal(buf[100], 0);
+	}
+	disk_close(dk);
+}
+
 #define RW(t) cmocka_unit_test_setup_teardown(t, setup_rw, teardown)
 #define RO(t) cmocka_unit_test_setup_teardown(t, setup_ro, teardown)
 
@@ -449,6 +660,11 @@ int main(void)
 		RW(test_lock_conflicts),
 		RO(test_ro_shared_lock),
 		RW(test_save_load),
+		RW(test_qos_delays),
+		RW(test_qos_lifted),
+		RW(test_stall_save_load),
+		RW(test_status_flush),
+		cmocka_unit_test_setup_teardown(test_qcow2_rw, setup_qcow2, teardown),
 	};
 
 	return cmocka_run_group_tests_name("virtio-blk", tests, NULL, NULL);

@@ -1,0 +1,601 @@
+/* incoming.c: the destination's side of a move (move.c is the source's).
+ *
+ * prepare: the VM is defined here in state "incoming" (same definition; its
+ * disks on shared storage by the same paths, or with include_storage new
+ * images of the same virtual size and format in state_dir/vms/<uuid>/).
+ * Live: cellad listens on an ephemeral TCP port of the address the source
+ * reached it at, and spawns the worker with --incoming fd:4 and the TLS
+ * files; the console is attached before the answer, so that the guest's
+ * first output here is kept. A watcher thread asks the worker for its
+ * status, which it answers once the VM runs: the VM is then "running".
+ * Quick: no worker; the state file (and disk images) arrive as uploads,
+ * and commit restores the VM from them.
+ * commit: the source says the move is done (live: wait until it runs).
+ * abort, or the worker ending first: everything made here goes. */
+#include "sup_priv.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "disk.h"
+#include "log.h"
+#include "wctl.h"
+
+#define COMMIT_WAIT_MS 30000
+#define STATE_SLACK    (64ULL << 20) /* state file: guest memory + this at most */
+
+struct sup_incoming {
+	bool quick, storage, have_state;
+	uint64_t disk_size[VMDEF_MAX_DISKS];
+	bool disk_uploaded[VMDEF_MAX_DISKS];
+	char *created[VMDEF_MAX_DISKS]; /* images made here (deleted on failure) */
+};
+
+void sup_incoming_free(struct sup_incoming *in)
+{
+	if (!in)
+		return;
+	for (unsigned i = 0; i < VMDEF_MAX_DISKS; i++)
+		free(in->created[i]);
+	free(in);
+}
+
+static void vm_file(struct sup *s, const struct vmrt *vm, const char *leaf, char *out, size_t len)
+{
+	snprintf(out, len, "%s/vms/%s/%s", s->conf.state_dir, vm->def.uuid, leaf);
+}
+
+/* Delete what a failed move left here (lock held). */
+static void discard_files(struct sup *s, struct vmrt *vm)
+{
+	struct sup_incoming *in = vm->incoming;
+	char path[600];
+
+	vm_file(s, vm, "incoming.state.part", path, sizeof(path));
+	unlink(path);
+	for (unsigned i = 0; in && i < VMDEF_MAX_DISKS; i++) {
+		if (!in->created[i])
+			continue;
+		snprintf(path, sizeof(path), "%s.part", in->created[i]);
+		unlink(path);
+		unlink(in->created[i]);
+	}
+	snprintf(path, sizeof(path), "%s/vms/%s", s->conf.state_dir, vm->def.uuid);
+	rmdir(path); /* only if empty: never someone else's files */
+}
+
+static void drop(struct sup *s, struct vmrt *vm, const char *why)
+{
+	if (vm->deleted)
+		return;
+	discard_files(s, vm);
+	if (sup_remove(s, vm, "deleted", why))
+		log_err("vm %s: cannot delete the half-moved VM", vm->def.name);
+}
+
+void sup_incoming_failed(struct sup *s, struct vmrt *vm, const char *detail)
+{
+	sup_set_state(s, vm, VS_STOPPED, "incoming-failed", detail);
+	/* An API call in flight (prepare, commit, abort) drops it itself. */
+	if (!vm->busy)
+		drop(s, vm, "the move did not complete");
+}
+
+/* Request -------------------------------------------------------------------- */
+
+static bool uuid_like(const char *u)
+{
+	if (!u || strlen(u) != 36)
+		return false;
+	for (int i = 0; i < 36; i++)
+		if (!(i == 8 || i == 13 || i == 18 || i == 23 ? u[i] == '-'
+							       : !!strchr("0123456789abcdefABCDEF", u[i])))
+			return false;
+	return true;
+}
+
+/* include_storage: the disks get new images here, of the source's virtual
+ * size and format; the definition's paths are rewritten to them. */
+static int make_images(struct sup *s, json_t *def, json_t *sizes, struct sup_incoming *in,
+		       struct derr *e)
+{
+	const char *uuid = json_string_value(json_object_get(def, "uuid"));
+	json_t *disks = json_object_get(def, "disks"), *d;
+	char dir[512], path[600], err[256];
+	size_t i;
+
+	if (!uuid_like(uuid))
+		return derr_set(e, 400, "vm.uuid", "expected a UUID");
+	if (!json_is_object(sizes))
+		return derr_set(e, 400, "disk_sizes", "required with include_storage: "
+				"{disk id: virtual size in bytes}");
+	snprintf(dir, sizeof(dir), "%s/vms", s->conf.state_dir);
+	mkdir(dir, 0750);
+	snprintf(dir, sizeof(dir), "%s/vms/%s", s->conf.state_dir, uuid);
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+		return derr_set(e, 500, "", "cannot create %s: %s", dir, strerror(errno));
+	json_array_foreach(disks, i, d) {
+		const char *id = json_string_value(json_object_get(d, "id"));
+		const char *fmt = json_string_value(json_object_get(d, "format")) ?: "raw";
+		json_t *size = json_object_get(sizes, id ? id : "");
+		struct disk_create_opts o = { .fmt = strcmp(fmt, "qcow2") ? DISK_FMT_RAW
+									   : DISK_FMT_QCOW2 };
+
+		if (i >= VMDEF_MAX_DISKS || !id || !vmdef_name_valid(id))
+			return derr_set(e, 400, "vm.disks", "every disk needs a valid id");
+		if (!json_is_integer(size) || json_integer_value(size) <= 0 ||
+		    json_integer_value(size) > (json_int_t)1 << 50)
+			return derr_set(e, 400, "disk_sizes", "%s: expected its virtual size", id);
+		o.size = (uint64_t)json_integer_value(size);
+		snprintf(path, sizeof(path), "%s/%s.%s", dir, id, o.fmt == DISK_FMT_RAW ? "raw"
+										       : "qcow2");
+		if (access(path, F_OK) == 0)
+			return derr_set(e, 409, "vm.disks", "%s exists already", path);
+		if (disk_create(path, &o, err, sizeof(err)))
+			return derr_set(e, 500, "vm.disks", "%s: %s", path, err);
+		in->created[i] = strdup(path);
+		in->disk_size[i] = o.size;
+		json_object_set_new(d, "path", json_string(path));
+	}
+	return 0;
+}
+
+static int parse_prepare(struct sup *s, json_t *body, json_t **def, struct sup_incoming *in,
+			 struct derr *e)
+{
+	json_t *sizes = NULL, *v;
+	const char *key;
+
+	json_object_foreach(body, key, v) {
+		if (!strcmp(key, "vm")) {
+			if (!json_is_object(v))
+				return derr_set(e, 400, key, "expected the VM's definition");
+			*def = json_deep_copy(v);
+		} else if (!strcmp(key, "mode")) {
+			if (!json_is_string(v) || (strcmp(json_string_value(v), "live") &&
+						   strcmp(json_string_value(v), "quick")))
+				return derr_set(e, 400, key, "expected \"live\" or \"quick\"");
+			in->quick = !strcmp(json_string_value(v), "quick");
+		} else if (!strcmp(key, "include_storage")) {
+			if (!json_is_boolean(v))
+				return derr_set(e, 400, key, "expected true or false");
+			in->storage = json_is_true(v);
+		} else if (!strcmp(key, "disk_sizes")) {
+			sizes = v;
+		} else {
+			return derr_set(e, 400, key, "unknown field");
+		}
+	}
+	if (!*def)
+		return derr_set(e, 400, "vm", "required");
+	if (!in->quick && (!s->conf.tls_cert || !s->conf.tls_key || !s->conf.tls_ca))
+		return derr_set(e, 409, "tls", "this host has no migration TLS material (cellad "
+				"--tls-cert, --tls-key, --tls-ca): it takes quick moves only");
+	if (in->storage)
+		return make_images(s, *def, sizes, in, e);
+	return 0;
+}
+
+/* Live ------------------------------------------------------------------------ */
+
+/* A listening socket on this host's address the source reached us at
+ * (any address when the request came over the Unix socket). */
+static int listen_incoming(const char *local, char *addr, size_t addrlen, int *port,
+			   struct derr *e)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sin);
+	int fd, hi;
+
+	if (local[0] && inet_pton(AF_INET, local, &sin.sin_addr) != 1)
+		return derr_set(e, 500, "", "bad local address %s", local);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 1) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
+		derr_set(e, 500, "", "cannot listen for the migration stream: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	/* Above the worker's fixed descriptors (3, 4), so that the child's
+	 * dup2 of one cannot clobber the other. */
+	hi = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+	close(fd);
+	if (hi < 0)
+		return derr_set(e, 500, "", "fcntl: %s", strerror(errno));
+	snprintf(addr, addrlen, "%s", local[0] ? local : "127.0.0.1");
+	*port = ntohs(sin.sin_port);
+	return hi;
+}
+
+struct watcher {
+	struct sup *s;
+	struct vmrt *vm;
+	unsigned gen;
+	int pidfd;
+	char ctl[512];
+};
+
+/* The worker answers its control socket once the VM runs here. */
+static void *watch_thread(void *opaque)
+{
+	struct watcher *w = opaque;
+	struct sup *s = w->s;
+	struct vmrt *vm = w->vm;
+	json_t *req = json_pack("{s:s}", "cmd", "status"), *reply = NULL;
+	int fd = wctl_connect(w->ctl), ret = fd < 0 ? fd : 0;
+
+	if (!ret)
+		ret = wctl_call(fd, req, (int)s->conf.move_timeout_s * 1000, w->pidfd, &reply);
+	if (!ret && !json_is_true(json_object_get(reply, "ok")))
+		ret = -EPROTO;
+	json_decref(req);
+	json_decref(reply);
+	if (fd >= 0)
+		close(fd);
+	close(w->pidfd);
+	pthread_mutex_lock(&s->lock);
+	if (vm->gen == w->gen && vm->state == VS_INCOMING && !ret) {
+		clock_gettime(CLOCK_MONOTONIC, &vm->started_mono);
+		vm->started_at = sup_now_wall();
+		sup_incoming_free(vm->incoming);
+		vm->incoming = NULL;
+		sup_set_state(s, vm, VS_RUNNING, "started", "moved in");
+	} else if (vm->gen == w->gen && vm->state == VS_INCOMING && vm->pid) {
+		log_warn("vm %s: the incoming worker did not start the VM (%s); ending it",
+			 vm->def.name, strerror(-ret));
+		kill(vm->pid, SIGKILL); /* the monitor settles it: the move failed */
+	}
+	vm->refs--;
+	pthread_mutex_unlock(&s->lock);
+	free(w);
+	return NULL;
+}
+
+static int start_watcher(struct sup *s, struct vmrt *vm, struct derr *e)
+{
+	struct watcher *w = calloc(1, sizeof(*w));
+	pthread_attr_t attr;
+	pthread_t t;
+	int ret;
+
+	if (!w)
+		return derr_set(e, 500, "", "out of memory");
+	*w = (struct watcher){ .s = s, .vm = vm, .gen = vm->gen, .pidfd = dup(vm->pidfd) };
+	sup_paths(s, vm, ".ctl", w->ctl, sizeof(w->ctl));
+	vm->refs++;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = w->pidfd < 0 ? -1 : pthread_create(&t, &attr, watch_thread, w);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		vm->refs--;
+		if (w->pidfd >= 0)
+			close(w->pidfd);
+		free(w);
+		return derr_set(e, 500, "", "cannot start the incoming watcher");
+	}
+	return 0;
+}
+
+/* The console socket appears while the worker sets the VM up; attach
+ * before the VM can run (lock held, dropped while waiting). */
+static int attach_console(struct sup *s, struct vmrt *vm, unsigned gen, struct derr *e)
+{
+	uint64_t deadline = sup_mono_ns() + (uint64_t)s->conf.start_timeout_s * 1000000000ULL;
+
+	for (;;) {
+		int pidfd, ret = sup_console_attach(s, vm);
+
+		if (!ret)
+			return 0;
+		if (ret != -ENOENT && ret != -ECONNREFUSED)
+			return derr_set(e, 500, "", "console: %s", strerror(-ret));
+		if (sup_mono_ns() > deadline)
+			return derr_set(e, 500, "", "the incoming worker did not set up in %u s",
+					s->conf.start_timeout_s);
+		pidfd = dup(vm->pidfd);
+		pthread_mutex_unlock(&s->lock);
+		/* Wakes early if the worker dies. */
+		poll(&(struct pollfd){ .fd = pidfd, .events = POLLIN }, 1, 5);
+		close(pidfd);
+		pthread_mutex_lock(&s->lock);
+		if (vm->gen != gen || vm->state != VS_INCOMING || !vm->pid)
+			return derr_set(e, 500, "", "the incoming worker ended: %s", vm->exit_reason);
+	}
+}
+
+static int prepare_live(struct sup *s, struct vmrt *vm, const char *local, json_t *out,
+			struct derr *e)
+{
+	char addr[64];
+	int port = 0, fd = listen_incoming(local, addr, sizeof(addr), &port, e);
+
+	if (fd < 0)
+		return -1;
+	vm->gen++;
+	vm->incoming_fd = fd;
+	vm->stop_requested = vm->reset_requested = vm->restore = false;
+	if (sup_spawn(s, vm, e)) {
+		close(fd);
+		vm->incoming_fd = -1;
+		return -1;
+	}
+	close(fd); /* the worker has it */
+	vm->incoming_fd = -1;
+	sup_persist(s, vm);
+	if (attach_console(s, vm, vm->gen, e) || start_watcher(s, vm, e))
+		return -1;
+	json_object_set_new(out, "address", json_string(addr));
+	json_object_set_new(out, "port", json_integer(port));
+	return 0;
+}
+
+int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, json_t **out,
+			 struct derr *e)
+{
+	struct sup_incoming *in = calloc(1, sizeof(*in));
+	json_t *def = NULL, *o;
+	struct vmrt *vm = NULL;
+	int ret = -1;
+
+	if (!in)
+		return derr_set(e, 500, "", "out of memory");
+	pthread_mutex_lock(&s->lock);
+	if (parse_prepare(s, body, &def, in, e))
+		goto fail;
+	vm = sup_register(s, def, VS_INCOMING, "incoming", in->quick ? "quick" : "live", e);
+	if (!vm) {
+		if (!in->storage && !strncmp(e->field, "disks", 5))
+			snprintf(e->reason + strlen(e->reason), sizeof(e->reason) - strlen(e->reason),
+				 " (the disks must be on storage both hosts share, by the same "
+				 "path; or move with include_storage)");
+		goto fail;
+	}
+	vm->incoming = in;
+	in = NULL;
+	vm->busy = true;
+	vm->refs++;
+	o = json_pack("{s:s, s:s, s:s}", "name", vm->def.name, "uuid", vm->def.uuid, "state",
+		      "incoming");
+	ret = vm->incoming->quick ? 0 : prepare_live(s, vm, local_addr, o, e);
+	vm->busy = false;
+	vm->refs--;
+	if (ret) {
+		json_decref(o);
+		if (vm->pid)
+			kill(vm->pid, SIGKILL); /* the monitor settles and drops it */
+		else
+			drop(s, vm, "the move could not be prepared");
+		goto out;
+	}
+	*out = o;
+	goto out;
+fail:
+	for (unsigned i = 0; in && i < VMDEF_MAX_DISKS; i++)
+		if (in->created[i])
+			unlink(in->created[i]);
+	sup_incoming_free(in);
+out:
+	pthread_mutex_unlock(&s->lock);
+	json_decref(def);
+	return ret;
+}
+
+/* Commit and abort ------------------------------------------------------------ */
+
+static struct vmrt *lookup_incoming(struct sup *s, const char *name, struct derr *e)
+{
+	struct vmrt *vm = sup_lookup_idle(s, name, e);
+
+	if (vm && !vm->incoming && vm->state != VS_RUNNING) {
+		derr_set(e, 409, "state", "'%s' is not a VM moving in", name);
+		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+		return NULL;
+	}
+	return vm;
+}
+
+static bool arrived(struct vmrt *vm, unsigned gen)
+{
+	(void)gen;
+	return vm->state != VS_INCOMING || vm->deleted;
+}
+
+/* Quick: the uploaded state becomes the saved state; start restores it. */
+static int commit_quick(struct sup *s, struct vmrt *vm, struct derr *e)
+{
+	struct sup_incoming *in = vm->incoming;
+
+	if (!in->have_state)
+		return derr_set(e, 409, "state", "the saved state has not been uploaded");
+	for (unsigned i = 0; in->storage && i < vm->def.nr_disks; i++)
+		if (!in->disk_uploaded[i])
+			return derr_set(e, 409, "disks", "disk %s has not been uploaded",
+					vm->def.disks[i].id);
+	vm->restore = true;
+	vm->stop_requested = vm->reset_requested = false;
+	vm->start_ns = sup_mono_ns();
+	vm->first_out_ns = 0;
+	sup_set_state(s, vm, VS_STARTING, "starting", "moved in (quick)");
+	pthread_mutex_unlock(&s->lock);
+	if (sup_launch(s, vm, e)) {
+		pthread_mutex_lock(&s->lock);
+		return -1;
+	}
+	pthread_mutex_lock(&s->lock);
+	return 0;
+}
+
+int sup_incoming_commit(struct sup *s, const char *name, json_t **out, struct derr *e)
+{
+	struct vmrt *vm;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	vm = lookup_incoming(s, name, e);
+	if (!vm) {
+		pthread_mutex_unlock(&s->lock);
+		return -1;
+	}
+	vm->busy = true;
+	vm->refs++;
+	vm->acts++;
+	if (vm->incoming && vm->incoming->quick && vm->state == VS_INCOMING)
+		ret = commit_quick(s, vm, e);
+	else
+		sup_wait_until(s, vm, arrived, 0, COMMIT_WAIT_MS);
+	if (!ret && vm->state != VS_RUNNING)
+		ret = derr_set(e, 500, "", "the VM is not running here (%s): %s",
+			       vm_state_name(vm->state), vm->exit_reason);
+	if (!ret) {
+		sup_incoming_free(vm->incoming);
+		vm->incoming = NULL;
+		*out = sup_vm_json(s, vm);
+	}
+	vm->acts++;
+	vm->busy = false;
+	vm->refs--;
+	if (ret && vm->state == VS_STOPPED && vm->incoming && !vm->pid)
+		drop(s, vm, "the move did not complete"); /* the worker ended while we waited */
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+int sup_incoming_abort(struct sup *s, const char *name, struct derr *e)
+{
+	struct vmrt *vm;
+	unsigned gen;
+
+	pthread_mutex_lock(&s->lock);
+	vm = lookup_incoming(s, name, e);
+	if (vm && !vm->incoming) {
+		/* Committed (it runs here): the move is over; never drop it. */
+		derr_set(e, 409, "state", "'%s' has moved in and runs here", name);
+		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+		vm = NULL;
+	}
+	if (!vm) {
+		pthread_mutex_unlock(&s->lock);
+		return -1;
+	}
+	vm->busy = true;
+	vm->refs++;
+	gen = vm->gen;
+	if (vm->pid) {
+		kill(vm->pid, SIGKILL);
+		if (!sup_wait_until(s, vm, sup_worker_gone, gen, 10000))
+			log_warn("vm %s: the incoming worker did not go", name);
+	}
+	vm->busy = false;
+	vm->refs--;
+	if (vm->state == VS_RUNNING) {
+		/* It ran before the kill: the source had finished after all. */
+		pthread_mutex_unlock(&s->lock);
+		return derr_set(e, 409, "state", "'%s' started here before the abort", name);
+	}
+	drop(s, vm, "move aborted");
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/* Uploads (quick) ----------------------------------------------------------- */
+
+int sup_incoming_upload_open(struct sup *s, const char *name, const char *disk, int *fd,
+			     uint64_t *max, struct derr *e)
+{
+	char path[600];
+	struct vmrt *vm;
+	int idx = -1;
+
+	pthread_mutex_lock(&s->lock);
+	vm = lookup_incoming(s, name, e);
+	if (vm && (!vm->incoming || !vm->incoming->quick || vm->state != VS_INCOMING)) {
+		derr_set(e, 409, "state", "'%s' is not a VM moving in by a quick move", name);
+		vm = NULL;
+	}
+	if (vm && disk && ((idx = vmdef_disk_find(&vm->def, disk)) < 0 ||
+			   !vm->incoming->storage)) {
+		derr_set(e, idx < 0 ? 404 : 409, "disk", idx < 0 ? "no disk '%.32s'"
+			 : "disk %.32s: the move does not include storage", disk);
+		vm = NULL;
+	}
+	if (!vm) {
+		pthread_mutex_unlock(&s->lock);
+		return -1;
+	}
+	if (disk) {
+		snprintf(path, sizeof(path), "%s.part", vm->def.disks[idx].path);
+		/* A qcow2 file is at most a little over its virtual size. */
+		*max = vm->incoming->disk_size[idx] + vm->incoming->disk_size[idx] / 8 +
+		       STATE_SLACK;
+	} else {
+		sup_vm_dir(s, vm, path, sizeof(path));
+		vm_file(s, vm, "incoming.state.part", path, sizeof(path));
+		*max = (vm->def.memory_mib << 20) + STATE_SLACK;
+	}
+	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	pthread_mutex_unlock(&s->lock);
+	if (*fd < 0)
+		return derr_set(e, 500, "", "cannot create %s: %s", path, strerror(errno));
+	return 0;
+}
+
+int sup_incoming_upload_done(struct sup *s, const char *name, const char *disk, int fd,
+			     uint64_t bytes, bool ok, struct derr *e)
+{
+	char part[620], final[600];
+	struct vmrt *vm;
+	int idx = -1, ret = -1;
+
+	if (ok && fsync(fd) < 0) {
+		derr_set(e, 507, "", "cannot sync the upload: %s", strerror(errno));
+		ok = false;
+	}
+	close(fd);
+	if (!ok)
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	vm = lookup_incoming(s, name, e);
+	if (vm && (!vm->incoming || vm->state != VS_INCOMING)) {
+		derr_set(e, 409, "state", "'%s' is no longer moving in", name);
+		vm = NULL;
+	}
+	if (vm && disk && (idx = vmdef_disk_find(&vm->def, disk)) < 0) {
+		derr_set(e, 404, "disk", "no disk '%.32s'", disk);
+		vm = NULL;
+	}
+	if (!vm)
+		goto out;
+	if (disk) {
+		snprintf(final, sizeof(final), "%s", vm->def.disks[idx].path);
+		snprintf(part, sizeof(part), "%s.part", final);
+	} else {
+		vm_file(s, vm, "incoming.state.part", part, sizeof(part));
+		sup_saved_path(s, vm, final, sizeof(final));
+	}
+	if (rename(part, final) < 0) {
+		derr_set(e, 500, "", "cannot put %s in place: %s", final, strerror(errno));
+		goto out;
+	}
+	if (disk)
+		vm->incoming->disk_uploaded[idx] = true;
+	else
+		vm->incoming->have_state = true;
+	log_info("vm %s: received %s (%llu bytes)", name, disk ? disk : "the saved state",
+		 (unsigned long long)bytes);
+	ret = 0;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}

@@ -1,0 +1,27 @@
+/* peer.h: cellad's client for another host's cellad (moves): JSON requests
+ * and streamed file uploads over its TCP API, with its bearer token
+ * (libcurl; curl_global_init runs in main before any thread). */
+#pragma once
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "compiler.h"
+
+struct peer {
+	const char *name;   /* for messages */
+	const char *url;    /* http://ADDR:PORT */
+	const char *token;
+};
+
+/* One request; body (not consumed) may be NULL. Returns 0 once an answer
+ * came (*status is its HTTP status, *reply its JSON or NULL), or -1 when
+ * the peer could not be reached or did not answer within timeout_s (err
+ * says why). */
+int peer_call(const struct peer *p, const char *method, const char *path, json_t *body,
+	      long timeout_s, long *status, json_t **reply, char *err, size_t errlen) __must_check;
+/* PUT size bytes of fd (from offset 0) to path; same results. */
+int peer_upload(const struct peer *p, const char *path, int fd, uint64_t size, long timeout_s,
+		long *status, json_t **reply, char *err, size_t errlen) __must_check;
+/* "HOST: <the peer's error message> (HTTP N)" from a failed answer. */
+void peer_error_text(const struct peer *p, long status, json_t *reply, char *err, size_t len);

@@ -103,8 +103,10 @@ def cella_once(build, pki, tmp, rate, mem, wss, downtime):
         fails = [l for l in dst.lines if l.startswith("FAIL")]
         if fails:
             raise RuntimeError(f"guest failed after the move: {fails[0]}")
+        why = [l.split("migration: ", 1)[1] for l in src.err + dst.err
+               if "stop-and-copy:" in l or "incoming migration complete" in l]
         return {"total_ms": rep["total_ms"], "rounds": rep["rounds"], "bytes": rep["bytes"],
-                "downtime_ms": rep["downtime_ms"]}
+                "downtime_ms": rep["downtime_ms"], "breakdown": why}
     finally:
         src.kill()
         dst.kill()

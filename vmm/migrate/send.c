@@ -350,9 +350,16 @@ static bool converged(struct migration *m, uint64_t dirty, uint64_t round_ns,
 	}
 	if (dirty * MIG_PAGE_SIZE * 2 > round_bytes) {
 		if (++m->slow_rounds >= 2) {
-			unsigned pct = m->throttle ? MIN(m->throttle + 10, 95u) : 20;
+			/* Aim straight at a throttle that leaves the guest dirtying
+			 * half the link rate: the unthrottled dirty rate is the
+			 * measured one over the share the vCPUs still run. */
+			uint64_t run_pct = 100 - m->throttle;
+			uint64_t d0 = round_ns ? dirty * MIG_PAGE_SIZE * 1000000000ull / round_ns *
+						  100 / run_pct : 0;
+			unsigned want = d0 > rate / 2 && d0 ? (unsigned)(100 - rate * 50 / d0) : 0;
+			unsigned pct = MAX(m->throttle ? m->throttle + 10 : 20u, want);
 
-			mig_throttle_set(m, pct);
+			mig_throttle_set(m, MIN(pct, 95u));
 			m->slow_rounds = 0;
 		}
 	} else {
@@ -449,7 +456,10 @@ static int stop_and_copy(struct migration *m)
 	m->paused = true;
 	m->pause_ns = mig_realtime_ns();
 	m->pause_mono = mono_ns();
-	mig_throttle_set(m, 0);
+	/* Throttle off, but its thread is joined only after the ack: it may
+	 * be in the middle of a 10 ms sleep, which is not downtime to pay. */
+	atomic_store(&m->vm->throttle_pct, 0);
+	m->throttle_quit = true;
 	if (vm_exiting(m->vm))
 		return fail(m, -ECANCELED, "the VM is ending");
 	/* Device back ends quiesce inside the save; the pages their last

@@ -33,25 +33,6 @@
 
 static const struct device_ops blk_device_ops = VIRTIO_DEVICE_OPS("virtio-blk");
 
-/* One guest request, from pop to completion. */
-struct blk_req {
-	struct blk_req *next;  /* in blk->pending */
-	uint64_t seq;          /* pop order: a retried request keeps its place */
-	uint16_t head;
-	uint8_t *status;       /* the last writable byte of the chain */
-	uint32_t type;
-	uint32_t data_len;     /* bytes of a read/write */
-	uint32_t written;      /* bytes put in the guest's buffers */
-	uint64_t off, len;     /* byte range (read, write, discard, write-zeroes) */
-	uint32_t dwz_flags;
-	bool admitted;         /* QoS let it through (kept across a retry) */
-	uint64_t mapped;       /* bytes of [off, off+len) already started */
-	unsigned subs;         /* sub-requests in io_uring */
-	int err;               /* first failure of a sub-request */
-	unsigned nr_iov;
-	struct iovec iov[VIRTQ_CHAIN_MAX];
-};
-
 /* One io_uring request: a DATA extent of a read or write. */
 struct blk_sub {
 	struct blk_req *req;
@@ -95,7 +76,7 @@ static void iov_memset(const struct iovec *iov, unsigned nr, size_t off, size_t 
 }
 
 /* Push a finished request into the used ring (unless a reset dropped it). */
-static void blk_req_complete(struct blk_dev *blk, struct blk_req *req, uint8_t code)
+void blk_req_complete(struct blk_dev *blk, struct blk_req *req, uint8_t code)
 {
 	if (!blk->dropping) {
 		*req->status = code;
@@ -105,7 +86,7 @@ static void blk_req_complete(struct blk_dev *blk, struct blk_req *req, uint8_t c
 }
 
 /* Put a request back into `pending` at its place in pop order. */
-static void blk_requeue(struct blk_dev *blk, struct blk_req *req)
+void blk_requeue(struct blk_dev *blk, struct blk_req *req)
 {
 	struct blk_req **pp = &blk->pending;
 
@@ -184,19 +165,19 @@ static void blk_sub_free(struct blk_dev *blk, struct blk_sub *sub)
 static int blk_sub_queue(struct blk_dev *blk, struct blk_sub *s)
 {
 	struct iovec tmp[VIRTQ_CHAIN_MAX];
-	const struct iovec *iov = s->iov;
-	unsigned nr = s->nr;
 
-	if (s->done) { /* continue after a short transfer */
-		nr = iov_slice(s->iov, s->nr, s->done, s->total - s->done, tmp, VIRTQ_CHAIN_MAX);
+	if (s->done) { /* continue after a short transfer: drop what is done */
+		unsigned nr = iov_slice(s->iov, s->nr, s->done, s->total - s->done, tmp,
+					VIRTQ_CHAIN_MAX);
+
 		memcpy(s->iov, tmp, nr * sizeof(tmp[0]));
 		s->nr = nr;
 		s->host_off += s->done;
 		s->total -= s->done;
 		s->done = 0;
 	}
-	return s->write ? blkio_queue_writev(&blk->io, s->fd, iov, nr, s->host_off, s)
-			: blkio_queue_readv(&blk->io, s->fd, iov, nr, s->host_off, s);
+	return s->write ? blkio_queue_writev(&blk->io, s->fd, s->iov, s->nr, s->host_off, s)
+			: blkio_queue_readv(&blk->io, s->fd, s->iov, s->nr, s->host_off, s);
 }
 
 /* io_uring completion (I/O thread, lock held). */
@@ -457,7 +438,7 @@ void blk_dispatch(struct blk_dev *blk)
 
 /* Parse a popped chain into req. Returns -1 when it is to be queued, or a
  * status code to complete it with at once (bad request, GET_ID). */
-static int blk_parse(struct blk_dev *blk, const struct virtq_chain *c, struct blk_req *req)
+int blk_parse(struct blk_dev *blk, const struct virtq_chain *c, struct blk_req *req)
 {
 	struct virtio_blk_outhdr hdr;
 	const struct iovec *in = &c->iov[c->nr_out];
@@ -612,7 +593,7 @@ void blk_arm_timer(struct blk_dev *blk, uint64_t ns)
 		blk->timer_armed = true;
 }
 
-static void blk_drop_pending(struct blk_dev *blk)
+void blk_drop_pending(struct blk_dev *blk)
 {
 	while (blk->pending) {
 		struct blk_req *req = blk->pending;
@@ -674,76 +655,6 @@ static int blk_realize(struct virtio_dev *vd)
 	return ret;
 }
 
-#define BLK_STATE_VERSION 2
-
-static int blk_save(struct virtio_dev *vd, struct state_writer *w)
-{
-	struct blk_dev *blk = blk_of(vd);
-	uint32_t n = 0;
-
-	/* Version 2: the heads of requests a storage stall holds (quiesce
-	 * completed everything else). The image itself is the disk's state. */
-	for (struct blk_req *r = blk->pending; r; r = r->next)
-		n++;
-	state_put_u32(w, BLK_STATE_VERSION);
-	state_put_u32(w, n);
-	for (struct blk_req *r = blk->pending; r; r = r->next)
-		state_put_u16(w, r->head);
-	return 0;
-}
-
-static int blk_load(struct virtio_dev *vd, struct state_reader *r)
-{
-	struct blk_dev *blk = blk_of(vd);
-	uint32_t v = state_get_u32(r), n;
-
-	if (v == 1)
-		return state_reader_error(r);
-	if (v != BLK_STATE_VERSION)
-		return -EINVAL;
-	n = state_get_u32(r);
-	if (n > BLK_QUEUE_SIZE || state_reader_error(r))
-		return -EINVAL;
-	blk->dropping = true;
-	blk_drop_pending(blk);
-	blk_drain(blk);
-	blk->dropping = false;
-	for (uint32_t i = 0; i < n; i++) {
-		uint16_t head = state_get_u16(r);
-		struct virtq_error err;
-		struct blk_req *req;
-		int code;
-
-		if (state_reader_error(r))
-			return -EINVAL;
-		if (!vd->vqs[0].ready || virtq_walk(&vd->vqs[0], head, blk->chain, &err) != 1 ||
-		    blk->chain->out_len < sizeof(struct virtio_blk_outhdr) ||
-		    blk->chain->in_len < 1) {
-			log_err("%s: saved request %u cannot be read back from the ring", vd->name,
-				head);
-			return -EINVAL;
-		}
-		req = calloc(1, sizeof(*req));
-		if (!req)
-			return -ENOMEM;
-		req->head = head;
-		{
-			const struct iovec *last =
-				&blk->chain->iov[blk->chain->nr_out + blk->chain->nr_in - 1];
-
-			req->status = (uint8_t *)last->iov_base + last->iov_len - 1;
-		}
-		code = blk_parse(blk, blk->chain, req);
-		if (code >= 0) {
-			blk_req_complete(blk, req, (uint8_t)code);
-			continue;
-		}
-		req->seq = blk->next_seq++;
-		blk_requeue(blk, req);
-	}
-	return 0;
-}
-
 static void blk_destroy(struct virtio_dev *vd)
 {
 	struct blk_dev *blk = blk_of(vd);
@@ -777,7 +688,7 @@ static const struct virtio_dev_ops blk_ops = {
 	.reset = blk_reset,
 	.realize = blk_realize,
 	.quiesce = blk_quiesce,
-	.save = blk_save,
+	.save = blk_save, /* blk_state.c */
 	.load = blk_load,
 	.destroy = blk_destroy,
 };

@@ -27,7 +27,26 @@
 
 struct disk;
 struct cbt;
-struct blk_req;
+
+/* One guest request, from pop to completion. */
+struct blk_req {
+	struct blk_req *next;  /* in blk->pending */
+	uint64_t seq;          /* pop order: a retried request keeps its place */
+	uint16_t head;
+	uint8_t *status;       /* the last writable byte of the chain */
+	uint32_t type;
+	uint32_t data_len;     /* bytes of a read/write */
+	uint32_t written;      /* bytes put in the guest's buffers */
+	uint64_t off, len;     /* byte range (read, write, discard, write-zeroes) */
+	uint32_t dwz_flags;
+	bool admitted;         /* QoS let it through (kept across a retry) */
+	uint64_t mapped;       /* bytes of [off, off+len) already started */
+	unsigned subs;         /* sub-requests in io_uring */
+	int err;               /* first failure of a sub-request */
+	unsigned nr_iov;
+	struct iovec iov[VIRTQ_CHAIN_MAX];
+};
+
 
 /* Ranges written since the last successful flush: replayed from the page
  * cache when an fdatasync failed (its error drops the dirty state). */
@@ -81,13 +100,23 @@ struct blk_dev {
 
 _Static_assert(offsetof(struct blk_dev, vd) == 0, "transport frees the device through vd");
 
-/* blk.c, for blk_ctl.c */
+/* blk.c, for blk_ctl.c and blk_state.c */
+/* Parse a popped chain into req: -1 to queue it, or a status to complete
+ * it with at once. */
+int blk_parse(struct blk_dev *blk, const struct virtq_chain *c, struct blk_req *req);
+void blk_req_complete(struct blk_dev *blk, struct blk_req *req, uint8_t code);
+void blk_requeue(struct blk_dev *blk, struct blk_req *req);
+void blk_drop_pending(struct blk_dev *blk);
 void blk_dispatch(struct blk_dev *blk);
 void blk_arm_timer(struct blk_dev *blk, uint64_t ns);
 /* Block until every sub-request in io_uring completed (lock held). */
 void blk_drain(struct blk_dev *blk);
 /* Run the steps a metadata wait or a failed flush left to do; 0 or -errno. */
 int blk_flush_now(struct blk_dev *blk);
+
+/* blk_state.c */
+int blk_save(struct virtio_dev *vd, struct state_writer *w);
+int blk_load(struct virtio_dev *vd, struct state_reader *r);
 
 /* blk_ctl.c */
 bool blk_storage_error(int err);

@@ -16,8 +16,10 @@ struct vm;
 struct disk_config;
 struct net_config;
 
-/* virtio-blk on a raw image file (or block device). The image is opened
- * O_RDONLY and locked shared for read-only disks, read-write and locked
+/* virtio-blk on a disk image through the disk library (raw file or block
+ * device, qcow2 with its backing chain; docs/storage.md), with the
+ * configuration's QoS limits and change tracking. The image is opened
+ * read-only and locked shared for read-only disks, read-write and locked
  * exclusively otherwise: -EBUSY when another process holds the image.
  * `index` names the device ("virtio-blk<index>") and its default serial. */
 int virtio_blk_create(struct vm *vm, const struct disk_config *cfg, unsigned index) __must_check;

@@ -354,10 +354,12 @@ static int set_item(int fd, unsigned long req, const struct cpu_items *it, enum 
 static int set_msrs(int vcpu_fd, const struct cpu_items *it, bool deadline)
 {
 	const uint8_t *p = it->p[CPU_ITEM_MSRS];
-	uint32_t n = le32toh(*(const uint32_t *)(const void *)p); /* checked by cpu_parse */
-	struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(struct kvm_msr_entry));
-	uint32_t cnt = 0, done = 0;
+	struct kvm_msrs *m;
+	uint32_t n, cnt = 0, done = 0;
 
+	memcpy(&n, p, 4); /* unaligned; checked by cpu_parse */
+	n = le32toh(n);
+	m = calloc(1, sizeof(*m) + n * sizeof(struct kvm_msr_entry));
 	if (!m)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {

@@ -438,7 +438,8 @@ int q2_build_header(struct qcow2 *q, uint8_t *h, size_t cap)
 		put_ext(h, &p, QCOW2_EXT_BACKING_FMT, bfmt, (uint32_t)strlen(bfmt));
 	if (need + 8 + ftlen <= cap)
 		put_ext(h, &p, QCOW2_EXT_FEATURES, ft, (uint32_t)ftlen);
-	memcpy(h + p, q->ext_keep, q->ext_keep_len);
+	if (q->ext_keep_len)
+		memcpy(h + p, q->ext_keep, q->ext_keep_len);
 	p += q->ext_keep_len;
 	p += 8; /* end marker: zeroes */
 	if (blen) {

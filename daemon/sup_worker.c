@@ -253,6 +253,13 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", reason);
 	snprintf(detail, sizeof(detail), "status %d: %s", status, reason);
 
+	if (vm->state == VS_PAUSED && vm->pause_reason[0] && strcmp(vm->pause_reason, "api") &&
+	    (status == 0 || (status & 1 && status < 128))) {
+		/* The guest ended the VM itself, so the worker had resumed it (a
+		 * storage pause) between two status polls: say so. */
+		vm->state = VS_RUNNING;
+		sup_emit(s, vm, "resumed", "by the worker (seen when the guest ended)");
+	}
 	if (vm->state == VS_INCOMING) {
 		/* The VM never ran here: the move failed or was aborted. */
 		vm->pause_reason[0] = 0;

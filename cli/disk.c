@@ -266,7 +266,7 @@ static int cmd_info(int argc, char **argv)
 	bool partial = false;
 
 	ret = disk_open(&d, argv[optind], -1, flags, err, sizeof(err));
-	if (ret && ret != -EBUSY) {
+	if (ret) {
 		/* a missing backing file should not hide the image itself */
 		char err2[512];
 

@@ -20,6 +20,13 @@
  * So a write the guest flushed (data written, then disk_flush returned 0) is
  * in the image after a crash.
  *
+ * Additions since the first contract (no signature changed): the
+ * backing_fmt_explicit field of disk_create_opts, disk_check_mode(),
+ * disk_backing_path(). Note for callers of disk_map: a cluster dropped by
+ * disk_discard/disk_write_zeroes may be reused for other data after the next
+ * disk_flush(), so writes mapped before a discard must have completed before
+ * that flush.
+ *
  * Errors: functions return 0 (or a count) or -errno; on failure they also
  * leave a human-readable reason in disk_error(d) (or in the err buffer for
  * the open/create calls). Malformed images are refused with -EINVAL and a

@@ -91,6 +91,12 @@ static inline bool l2e_unallocated(uint64_t e)
 	return !(e & (L2E_COMPRESSED | L2E_ZERO | L2E_OFFSET_MASK));
 }
 
+/* The zero flag (bit 0 belongs to the offset in compressed entries). */
+static inline bool l2e_zero(uint64_t e)
+{
+	return (e & (L2E_COMPRESSED | L2E_ZERO)) == L2E_ZERO;
+}
+
 /* Bytes from off that are unallocated in this layer (up to len). */
 static int unalloc_run(struct qcow2 *q, uint64_t off, uint64_t len, uint64_t *run)
 {
@@ -186,8 +192,7 @@ static int cow_fill(struct disk *d, uint64_t goff, uint64_t e, uint64_t host, bo
 {
 	struct qcow2 *q = Q(d);
 	uint64_t cs = q->cluster_size, tail = in + piece;
-	bool zero = (e & L2E_ZERO) || (!(e & L2E_OFFSET_MASK) && !(e & L2E_COMPRESSED) &&
-				      (!d->backing || goff >= d->backing->size));
+	bool zero = l2e_zero(e) || (l2e_unallocated(e) && (!d->backing || goff >= d->backing->size));
 	uint8_t *buf;
 	int ret = 0;
 
@@ -280,6 +285,8 @@ static int map_write(struct disk *d, uint64_t off, uint64_t len, struct disk_ext
 
 	if (q->broken)
 		return disk_fail(d, -EIO, "the image has invalid metadata: no more writes");
+	if (d->backing_name && !d->backing)
+		return disk_fail(d, -EROFS, "opened without its backing chain: no data writes");
 	while (len) {
 		uint64_t in = off & mask, piece = MIN(len, cs - in), *tbl, e, host;
 		struct disk_extent x = { .off = off, .len = piece, .kind = DISK_EXT_DATA,
@@ -331,7 +338,7 @@ static int zero_partial(struct disk *d, uint64_t off, uint64_t len)
 	if (ret)
 		return ret;
 	e = tbl ? tbl[l2_index(q, off)] : 0;
-	if ((e & L2E_ZERO) || (l2e_unallocated(e) && (!d->backing || off >= d->backing->size)))
+	if (l2e_zero(e) || (l2e_unallocated(e) && (!d->backing || off >= d->backing->size)))
 		return 0;
 	ret = map_write(d, off, len, &x, NULL, 1, false);
 	if (ret < 0)
@@ -368,7 +375,7 @@ static int zero_clusters(struct disk *d, uint64_t off, uint64_t end, bool may_un
 		if (!may_unmap && !(e & L2E_COMPRESSED) && (e & L2E_COPIED) && old)
 			ne = old | L2E_COPIED | L2E_ZERO; /* keep the allocation */
 		else
-			ne = need_flag || (e & L2E_ZERO) ? L2E_ZERO : 0;
+			ne = need_flag || l2e_zero(e) ? L2E_ZERO : 0;
 		if (ne != e) {
 			if (e & L2E_COMPRESSED)
 				ret = q2_free_compressed(q, e);
@@ -394,6 +401,8 @@ int qcow2_write_zeroes(struct disk *d, uint64_t off, uint64_t len, bool may_unma
 
 	if (q->broken)
 		return disk_fail(d, -EIO, "the image has invalid metadata: no more writes");
+	if (d->backing_name && !d->backing)
+		return disk_fail(d, -EROFS, "opened without its backing chain: no data writes");
 	while (!ret && off < end) {
 		uint64_t cl = ALIGN_DOWN(off, cs), stop = MIN(end, cl + cs);
 		/* the disk may end inside a cluster: that cluster counts as whole */

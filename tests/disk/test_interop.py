@@ -75,10 +75,18 @@ def compressed():
     du.run('qemu-img', 'convert', '-c', '-O', 'qcow2', src, img)
     same_as_qemu(img, 'comp')
     # writing into a compressed cluster turns it into a normal one
-    work = env.path('comp-w.qcow2')
-    du.run('cp', img, work)
-    env.disk('convert', '-O', 'qcow2', work, env.path('comp-copy.qcow2'))
+    env.disk('convert', '-O', 'qcow2', img, env.path('comp-copy.qcow2'))
     env.compare(img, env.path('comp-copy.qcow2'))
+    ref = env.qemu_raw(img, 'comp-w.raw')
+    rng = random.Random(9)
+    cmds = []
+    for off, ln, b in du.random_writes(rng, SIZE, 30, 5000):
+        cmds += ['write', str(off), str(ln), str(b)]
+    cmds += ['discard', '0', str(1 << 20)]
+    du.run(a.disk_io, img, *cmds)
+    du.run(a.disk_io, ref, *cmds)
+    env.qemu_check_clean(img)
+    env.compare(img, ref)
 
 
 def lazy_dirty():
@@ -106,7 +114,41 @@ def version2():
     assert r.returncode == 1 and 'version 2' in r.stderr, r.stderr
 
 
+def refcount_widths():
+    # images qemu made with other refcount widths, written by cella
+    for bits in (1, 2, 8, 32, 64):
+        img = env.path(f'rc{bits}.qcow2')
+        du.run('qemu-img', 'create', '-q', '-f', 'qcow2', '-o',
+               f'refcount_bits={bits},cluster_size=4096', img, str(SIZE))
+        fill(img, bits, 4)
+        ref = env.qemu_raw(img, f'rc{bits}.raw')
+        cmds = ['write', str(3 << 20), '300000', '77', 'discard', '0', str(1 << 20),
+                'zero', str(5 << 20), '100000']
+        du.run(a.disk_io, img, *cmds)
+        du.run(a.disk_io, ref, *cmds)
+        env.qemu_check_clean(img)
+        env.compare(img, ref)
+
+
+def written_overlay_of_qemu_chain():
+    base = env.path('qbase.qcow2')
+    du.run('qemu-img', 'create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M', base, str(SIZE))
+    fill(base, 21)
+    top = env.path('qtop.qcow2')
+    du.run('qemu-img', 'create', '-q', '-f', 'qcow2', '-b', 'qbase.qcow2', '-F', 'qcow2',
+           '-o', 'cluster_size=512', top)
+    ref = env.qemu_raw(top, 'qtop.raw')
+    cmds = ['write', '1000', '5000', '3', 'discard', str(2 << 20), str(1 << 20),
+            'zero', '70000', '1000']
+    du.run(a.disk_io, top, *cmds)
+    du.run(a.disk_io, ref, *cmds)
+    env.qemu_check_clean(top)
+    env.compare(top, ref)
+
+
 env.case('cluster sizes 512..2M, zero and discarded clusters', cluster_sizes)
+env.case('refcount widths 1..64 bits written by cella', refcount_widths)
+env.case('cella writes an overlay of a qemu chain', written_overlay_of_qemu_chain)
 env.case('backing chain of depth 4 with zero clusters', chains)
 env.case('raw backing file', raw_backing)
 env.case('compressed clusters', compressed)

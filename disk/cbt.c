@@ -117,20 +117,12 @@ static bool cbt_header_ok(const struct cbt_header *h, uint64_t file_size)
 	       file_size == CBT_HDR + CBT_MAX_POINTS * h->bitmap_bytes;
 }
 
-/* LOCK_EX, waiting up to a second: a worker that just exited may leave the
- * lock to a short-lived child for a moment (cella-vm's KVM teardown child
- * inherits its descriptors until it closes them). */
+/* LOCK_EX, non-blocking: a tracking file in use by a running VM is refused.
+ * (cella-vm waits, before it exits, for its KVM teardown child to drop the
+ * descriptors it inherited, so no lock outlives the worker.) */
 static int cbt_lock(int fd)
 {
-	for (int i = 0;; i++) {
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-
-		if (!flock(fd, LOCK_EX | LOCK_NB))
-			return 0;
-		if (errno != EWOULDBLOCK || i == 100)
-			return -1;
-		nanosleep(&ts, NULL);
-	}
+	return flock(fd, LOCK_EX | LOCK_NB);
 }
 
 int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char *err,
@@ -186,6 +178,9 @@ int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char 
 		ret = cbt_fail(err, errlen, -errno, "%s: mmap: %s", path, strerror(errno));
 		goto fail;
 	}
+	/* A forked child (cella-vm's KVM teardown) must not hold the file,
+	 * and with it the lock, after the worker exits. */
+	madvise(c->map, c->map_len, MADV_DONTFORK);
 	c->h = (struct cbt_header *)c->map;
 	c->nr_blocks = (disk_size + CBT_BLOCK - 1) >> CBT_BLOCK_BITS;
 	read_boot_id(boot);

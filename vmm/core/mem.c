@@ -38,6 +38,9 @@ int guest_mem_init(struct guest_mem *m, uint64_t size)
 	/* Guest RAM may be backed by transparent huge pages; it never goes in core dumps. */
 	madvise(p, size, MADV_HUGEPAGE);
 	madvise(p, size, MADV_DONTDUMP);
+	/* Nor in the KVM teardown child (vm_defer_kernel_teardown): fork
+	 * stays cheap whatever the guest size. */
+	madvise(p, size, MADV_DONTFORK);
 	m->host = p;
 	set_sizes(m, size);
 	return 0;
@@ -78,6 +81,8 @@ int guest_mem_init_file(struct guest_mem *m, uint64_t size, int fd, uint64_t off
 		return err;
 	}
 	madvise(p, size, MADV_DONTDUMP);
+	/* The teardown child must not keep the state file (and its lock). */
+	madvise(p, size, MADV_DONTFORK);
 	m->host = p;
 	m->file_off = off;
 	set_sizes(m, size);

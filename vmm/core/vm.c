@@ -603,16 +603,22 @@ int vm_run(struct vm *vm)
 
 void vm_defer_kernel_teardown(struct vm *vm)
 {
-	int keep[CONFIG_MAX_CPUS + 3];
+	int keep[CONFIG_MAX_CPUS + 4];
 	unsigned nkeep = 0;
-	int gate[2];
+	int gate[2], ack[2];
 	pid_t pid;
 
 	if (vm->vm_fd < 0 || pipe2(gate, O_CLOEXEC) < 0)
 		return;
+	if (pipe2(ack, O_CLOEXEC) < 0) {
+		close(gate[0]);
+		close(gate[1]);
+		return;
+	}
 	keep[nkeep++] = vm->kvm_fd;
 	keep[nkeep++] = vm->vm_fd;
 	keep[nkeep++] = gate[0];
+	keep[nkeep++] = ack[1];
 	for (unsigned i = 0; i < vm->nr_vcpus && nkeep < ARRAY_SIZE(keep); i++)
 		keep[nkeep++] = vm->vcpus[i].fd;
 	pid = fork();
@@ -635,14 +641,28 @@ void vm_defer_kernel_teardown(struct vm *vm)
 			next = (unsigned)keep[i] + 1;
 		}
 		close_range(next, ~0U, 0);
+		/* The parent waits for this: until now the child shared every
+		 * open file, flocks on disk images included. */
+		close(ack[1]);
 		/* EOF arrives when the parent has exited; then drop the VM. */
 		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
 			;
 		_exit(0);
 	}
 	close(gate[0]);
-	if (pid < 0)
+	close(ack[1]);
+	if (pid < 0) {
 		close(gate[1]);
+	} else {
+		/* Return once the child holds nothing but the KVM descriptors,
+		 * so image locks go away with this process (a tool run right
+		 * after the worker exits must not see the image as in use). */
+		char c;
+
+		while (read(ack[0], &c, 1) < 0 && errno == EINTR)
+			;
+	}
+	close(ack[0]);
 	/* gate[1] stays open (close-on-exec) until this process exits. */
 }
 

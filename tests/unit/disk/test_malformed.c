@@ -89,6 +89,7 @@ static void test_truncated(void **st)
 	img_make(&m);
 	assert_int_equal(truncate(m.path, 50), 0);
 	refused(&m, DISK_RDONLY, -EINVAL, "truncated");
+	img_done(&m);
 	img_make(&m);
 	assert_int_equal(truncate(m.path, 100), 0);
 	refused(&m, DISK_RDONLY, -EINVAL, "truncated");

@@ -9,6 +9,9 @@
  *        default 4 KiB; a large stride spreads qcow2 metadata) holding (magic,
  *        r, slot, seed, pattern, crc32); after every B writes have
  *        completed it FLUSHes and prints "flushed r". R = 0: forever.
+ *        verify=1 (with R > 0): after the last round, read every slot
+ *        back and check it holds exactly the last round that wrote it
+ *        (a stale block fails too: live migration with storage).
  *   mode=seqcheck ...: the same parameters; reads every slot back and
  *        checks it holds a valid block (or zeroes if never written).
  * Sector pattern: see blk.c. */
@@ -110,8 +113,8 @@ static uint64_t stride_sectors(void)
 	return x / SECTOR;
 }
 
-static void seq(struct vblk *b, uint64_t seed, uint64_t slots, unsigned batch, unsigned qd,
-		uint64_t rounds)
+static uint64_t seq(struct vblk *b, uint64_t seed, uint64_t slots, unsigned batch, unsigned qd,
+		    uint64_t rounds)
 {
 	uint8_t *bufs = mem_alloc((uint64_t)qd * SLOT, 4096);
 	uint64_t r = 0, stride = stride_sectors();
@@ -142,6 +145,32 @@ static void seq(struct vblk *b, uint64_t seed, uint64_t slots, unsigned batch, u
 			fail("FLUSH: status %d", st);
 		printf("flushed %lu\n", r);
 	}
+	return r; /* a whole number of batches: may pass `rounds` */
+}
+
+/* After R rounds: every slot holds the last round that wrote it. */
+static void seqverify(struct vblk *b, uint64_t seed, uint64_t slots, uint64_t rounds)
+{
+	uint64_t *last = mem_alloc(slots * 8, 8), bad = 0, stride = stride_sectors();
+	uint8_t *p = mem_alloc(SLOT, 4096);
+
+	for (uint64_t s = 0; s < slots; s++)
+		last[s] = 0;
+	for (uint64_t n = 1; n <= rounds; n++)
+		last[(n * 2654435761ull) % slots] = n;
+	for (uint64_t s = 0; s < slots; s++) {
+		const uint64_t *w = (const uint64_t *)p;
+		if (vblk_rw(b, VIRTIO_BLK_T_IN, s * stride, p, SLOT))
+			fail("read slot %lu", s);
+		bool ok = last[s] ? w[0] == SEQ_MAGIC && w[1] == last[s] && w[2] == s &&
+					    w[3] == seed &&
+					    ((const uint32_t *)p)[SLOT / 4 - 1] == crc32(p, SLOT - 4)
+				  : !w[0] && !w[1];
+		if (!ok && bad++ < 5)
+			printf("blkverify: slot %lu holds round %lu, want %lu\n", s, w[1], last[s]);
+	}
+	report(bad == 0, "after %lu rounds every slot holds its last write (%lu bad)", rounds,
+	       bad);
 }
 
 static void seqcheck(struct vblk *b, uint64_t seed, uint64_t slots)
@@ -184,8 +213,10 @@ int main(int argc, char **argv)
 			fail("mib=%lu does not fit the disk", mib);
 		fill(&b, seed, mib, qd);
 	} else if (!strcmp(mode, "seq")) {
-		seq(&b, seed, param_u64("slots", 2048), (unsigned)param_u64("batch", 16), qd,
-		    param_u64("rounds", 0));
+		uint64_t slots = param_u64("slots", 2048), rounds = param_u64("rounds", 0);
+		uint64_t done = seq(&b, seed, slots, (unsigned)param_u64("batch", 16), qd, rounds);
+		if (rounds && param_u64("verify", 0))
+			seqverify(&b, seed, slots, done);
 	} else if (!strcmp(mode, "seqcheck")) {
 		seqcheck(&b, seed, param_u64("slots", 2048));
 	} else {

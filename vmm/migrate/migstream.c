@@ -163,7 +163,7 @@ static const char *rec_name(uint16_t type)
 {
 	static const char *const names[] = { "?", "HELLO", "READY", "PAGES", "ZERO", "ROUND",
 					     "DISK_DATA", "STATE", "COMPLETE", "ACK", "ERROR",
-					     "SYNC" };
+					     "SYNC", "DISKS", "DISK_ZERO" };
 
 	return type <= MIG_REC_TYPE_MAX ? names[type] : "unknown";
 }
@@ -186,6 +186,8 @@ int mig_rx_check_hdr(struct mig_rx *rx, uint16_t type, uint16_t flags, uint32_t 
 	case MIG_REC_COMPLETE: min = max = 24; break;
 	case MIG_REC_ERROR: min = 8; max = 8 + MIG_MSG_MAX; break;
 	case MIG_REC_SYNC: min = max = 8; break;
+	case MIG_REC_DISKS: min = 8; max = 8 + MIG_DISKS_MAX * 8; break;
+	case MIG_REC_DISK_ZERO: min = max = 24; break;
 	default:
 		/* READY and ACK travel the other way. */
 		return rx_fail(rx, -EINVAL, "unexpected record type %u (%s)", type, rec_name(type));
@@ -267,25 +269,59 @@ static int rx_hello(struct mig_rx *rx, const uint8_t *p, uint32_t len)
 	return 0;
 }
 
-static int rx_disk(struct mig_rx *rx, const uint8_t *p, uint32_t len)
+/* DISKS: the source's disk sizes, once, before any disk data. */
+static int rx_disks(struct mig_rx *rx, const uint8_t *p, uint32_t len)
 {
-	uint32_t disk = get32(p), n = len - 16;
-	uint64_t off = get64(p + 8);
+	uint32_t n = get32(p);
 	char why[200] = "";
 	int ret;
 
-	if (!(rx->hello.flags & MIG_FLAG_STORAGE) || !rx->ops || !rx->ops->disk)
-		return rx_fail(rx, -EINVAL, "disk data in a stream without storage");
+	if (!(rx->hello.flags & MIG_FLAG_STORAGE) || !rx->ops || !rx->ops->disks)
+		return rx_fail(rx, -EINVAL, "disk list in a stream without storage");
+	if (rx->phase != MIG_RX_RAM || rx->disks_known)
+		return rx_fail(rx, -EINVAL, "disk list out of order");
+	if (get32(p + 4) || n > MIG_DISKS_MAX || n != rx->hello.nr_disks || len != 8 + n * 8)
+		return rx_fail(rx, -EINVAL, "disk list: %u disks do not match its %u bytes or the "
+			       "HELLO's %u disks", n, len, rx->hello.nr_disks);
+	for (uint32_t i = 0; i < n; i++) {
+		rx->disk_size[i] = get64(p + 8 + (size_t)i * 8);
+		if (rx->disk_size[i] % 512)
+			return rx_fail(rx, -EINVAL, "disk %u: size %llu is not a multiple of 512", i,
+				       (unsigned long long)rx->disk_size[i]);
+	}
+	ret = rx->ops->disks(rx->opaque, n, rx->disk_size, why, sizeof(why));
+	if (ret)
+		return rx_fail(rx, ret, "disks refused: %s", why[0] ? why : "they do not match");
+	rx->disks_known = true;
+	return 0;
+}
+
+/* DISK_DATA and DISK_ZERO: the range must lie inside the announced disk. */
+static int rx_disk(struct mig_rx *rx, const uint8_t *p, uint32_t len, bool zero)
+{
+	uint32_t disk = get32(p);
+	uint64_t off = get64(p + 8), n = zero ? get64(p + 16) : len - 16;
+	char why[200] = "";
+	int ret;
+
+	if (!rx->disks_known || !rx->ops || !(zero ? !!rx->ops->disk_zero : !!rx->ops->disk))
+		return rx_fail(rx, -EINVAL, "disk data before the disk list, or without storage");
 	if (rx->phase != MIG_RX_RAM)
 		return rx_fail(rx, -EINVAL, "disk data after the device state");
-	if (get32(p + 4) || disk >= rx->hello.nr_disks || n % 512 || off % 512 ||
-	    off > UINT64_MAX - n)
-		return rx_fail(rx, -EINVAL, "disk data: disk %u offset 0x%llx length %u invalid",
-			       disk, (unsigned long long)off, n);
-	ret = rx->ops->disk(rx->opaque, disk, off, p + 16, n, why, sizeof(why));
+	if (get32(p + 4) || disk >= rx->hello.nr_disks || !n || n % 512 || off % 512 ||
+	    (zero && n > MIG_DISK_ZERO_MAX) || off > rx->disk_size[disk] ||
+	    n > rx->disk_size[disk] - off)
+		return rx_fail(rx, -EINVAL, "disk %s: disk %u offset 0x%llx length %llu invalid",
+			       zero ? "zero range" : "data", disk, (unsigned long long)off,
+			       (unsigned long long)n);
+	ret = zero ? rx->ops->disk_zero(rx->opaque, disk, off, n, why, sizeof(why))
+		   : rx->ops->disk(rx->opaque, disk, off, p + 16, (uint32_t)n, why, sizeof(why));
 	if (ret)
 		return rx_fail(rx, ret, "disk %u: %s", disk, why[0] ? why : "write refused");
-	rx->disk_bytes += n;
+	if (zero)
+		rx->disk_zero_bytes += n;
+	else
+		rx->disk_bytes += n;
 	return 0;
 }
 
@@ -309,10 +345,18 @@ int mig_rx_record(struct mig_rx *rx, uint16_t type, const uint8_t *p, uint32_t l
 		rx->rounds++;
 		return 0;
 	case MIG_REC_DISK_DATA:
-		return rx_disk(rx, p, len);
+		return rx_disk(rx, p, len, false);
+	case MIG_REC_DISK_ZERO:
+		return rx_disk(rx, p, len, true);
+	case MIG_REC_DISKS:
+		return rx_disks(rx, p, len);
 	case MIG_REC_STATE:
 		if (rx->phase != MIG_RX_RAM)
 			return rx_fail(rx, -EINVAL, "second device state record");
+		/* Without the disk list no disk content came: do not run the
+		 * guest on empty disks. */
+		if ((rx->hello.flags & MIG_FLAG_STORAGE) && !rx->disks_known)
+			return rx_fail(rx, -EINVAL, "device state before the disk list");
 		if (rx->ops && rx->ops->state &&
 		    (ret = rx->ops->state(rx->opaque, p, len, why, sizeof(why))))
 			return rx_fail(rx, ret, "device state refused: %s", why[0] ? why : "invalid");

@@ -30,6 +30,8 @@ struct guest_mem;
 #define MIG_STATE_MAX      (8u << 20)     /* device/CPU state blob */
 #define MIG_DISK_DATA_MAX  (1u << 20)     /* bytes of disk data per DISK_DATA record */
 #define MIG_MSG_MAX        512u           /* text in ACK / ERROR records */
+#define MIG_DISKS_MAX      16u            /* disks in a DISKS record */
+#define MIG_DISK_ZERO_MAX  (1ull << 30)   /* bytes per DISK_ZERO record */
 #define MIG_REC_MAX        (MIG_STATE_MAX + 64u) /* largest payload of any record */
 
 enum mig_rec_type {
@@ -46,7 +48,11 @@ enum mig_rec_type {
 	MIG_REC_SYNC = 11,     /* u64 token; the destination echoes it once it has applied
 				* everything before it (the source drains the pipe
 				* before it decides to stop the guest) */
-	MIG_REC_TYPE_MAX = 11,
+	/* With include_storage (HELLO flag MIG_FLAG_STORAGE) only, so a
+	 * version 1 receiver that refuses the flag never sees them: */
+	MIG_REC_DISKS = 12,     /* u32 n, u32 0, n x u64 virtual size: right after READY */
+	MIG_REC_DISK_ZERO = 13, /* u32 disk, u32 0, u64 offset, u64 length: reads as zero */
+	MIG_REC_TYPE_MAX = 13,
 };
 
 #define MIG_HELLO_LEN      48u
@@ -76,9 +82,17 @@ struct mig_rx_ops {
 	int (*hello)(void *opaque, const struct mig_hello *h, char *why, size_t whylen);
 	/* The state blob (len <= MIG_STATE_MAX). 0 or -errno (why). */
 	int (*state)(void *opaque, const uint8_t *blob, uint32_t len, char *why, size_t whylen);
-	/* Disk data for disk `disk` (< hello.nr_disks) at byte `off`; NULL: refused. */
+	/* Disk data for disk `disk` (< hello.nr_disks) at byte `off`, inside the
+	 * size the DISKS record announced (checked before the call); NULL:
+	 * refused. */
 	int (*disk)(void *opaque, uint32_t disk, uint64_t off, const uint8_t *data, uint32_t len,
 		    char *why, size_t whylen);
+	/* The source's disks: n (== hello.nr_disks) virtual sizes; check them
+	 * against this VM's disks. NULL: refused. */
+	int (*disks)(void *opaque, uint32_t n, const uint64_t *sizes, char *why, size_t whylen);
+	/* [off, off + len) of disk `disk` reads as zero (checked like disk). */
+	int (*disk_zero)(void *opaque, uint32_t disk, uint64_t off, uint64_t len, char *why,
+			 size_t whylen);
 };
 
 enum mig_rx_phase { MIG_RX_HELLO, MIG_RX_RAM, MIG_RX_STATE_DONE, MIG_RX_COMPLETE, MIG_RX_FAILED };
@@ -89,7 +103,9 @@ struct mig_rx {
 	void *opaque;
 	enum mig_rx_phase phase;
 	struct mig_hello hello;
-	uint64_t pages, zero_pages, disk_bytes, bytes;
+	uint64_t pages, zero_pages, disk_bytes, disk_zero_bytes, bytes;
+	bool disks_known;                     /* the DISKS record was accepted */
+	uint64_t disk_size[MIG_DISKS_MAX];    /* from it */
 	uint32_t rounds;
 	uint64_t pause_ns; /* from COMPLETE */
 	int peer_errno;    /* from an ERROR record */

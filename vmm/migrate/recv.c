@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "migrate/migstream.h"
+#include "migrate/storage.h"
 #include "state/state.h"
 #include "state/statefile.h"
 #include "vm.h"
@@ -33,6 +34,7 @@ struct mig_incoming {
 	uint8_t *buf;
 	uint64_t t_first_ns; /* realtime when the connection was accepted */
 	uint64_t load_ns;    /* vm_state_load's time */
+	struct mig_storage_rx disks; /* include_storage: the disks written */
 };
 
 static int read_pem(const char *path, char **out, char *err, size_t errlen)
@@ -205,11 +207,33 @@ static int on_hello(void *opaque, const struct mig_hello *h, char *why, size_t w
 			 in->vm->nr_vcpus);
 		return -EINVAL;
 	}
-	if (h->flags & MIG_FLAG_STORAGE) {
-		snprintf(why, whylen, "disk contents in the stream: not supported yet");
-		return -ENOTSUP;
-	}
 	return 0;
+}
+
+static int on_disks(void *opaque, uint32_t n, const uint64_t *sizes, char *why, size_t whylen)
+{
+	struct mig_incoming *in = opaque;
+	int ret = mig_storage_rx_init(&in->disks, in->vm, n, sizes, why, whylen);
+
+	if (!ret)
+		log_info("migration: the source sends the contents of %u disks", n);
+	return ret;
+}
+
+static int on_disk(void *opaque, uint32_t disk, uint64_t off, const uint8_t *data, uint32_t len,
+		   char *why, size_t whylen)
+{
+	struct mig_incoming *in = opaque;
+
+	return mig_storage_rx_write(&in->disks, disk, off, data, len, why, whylen);
+}
+
+static int on_disk_zero(void *opaque, uint32_t disk, uint64_t off, uint64_t len, char *why,
+			size_t whylen)
+{
+	struct mig_incoming *in = opaque;
+
+	return mig_storage_rx_zero(&in->disks, disk, off, len, why, whylen);
 }
 
 static int on_state(void *opaque, const uint8_t *blob, uint32_t len, char *why, size_t whylen)
@@ -220,6 +244,11 @@ static int on_state(void *opaque, const uint8_t *blob, uint32_t len, char *why, 
 
 	uint64_t t0 = mig_realtime_ns();
 
+	/* Every disk record came before the state: make them durable now,
+	 * before the ack lets the source go. */
+	ret = mig_storage_rx_flush(&in->disks, why, whylen);
+	if (ret)
+		return ret;
 	state_reader_init(&r, blob, len);
 	ret = vm_state_load(in->vm, &r, STATEFILE_VERSION);
 	in->load_ns = mig_realtime_ns() - t0;
@@ -228,7 +257,9 @@ static int on_state(void *opaque, const uint8_t *blob, uint32_t len, char *why, 
 	return ret;
 }
 
-static const struct mig_rx_ops rx_ops = { .hello = on_hello, .state = on_state };
+static const struct mig_rx_ops rx_ops = { .hello = on_hello, .state = on_state,
+					  .disk = on_disk, .disks = on_disks,
+					  .disk_zero = on_disk_zero };
 
 static void send_status(struct mig_incoming *in, uint16_t type, int err, const char *msg)
 {
@@ -267,6 +298,14 @@ static int receive_records(struct mig_incoming *in, char *err, size_t errlen)
 		}
 		if (type == MIG_REC_HELLO)
 			send_status(in, MIG_REC_READY, 0, NULL);
+		/* Disk data is flushed before the echo: the source waits for it
+		 * while the guest still runs, so the final flush is short. */
+		if (type == MIG_REC_SYNC && mig_storage_rx_flush(&in->disks, in->rx.err,
+								 sizeof(in->rx.err))) {
+			snprintf(err, errlen, "incoming migration failed: %s", in->rx.err);
+			send_status(in, MIG_REC_ERROR, -EIO, in->rx.err);
+			return -EIO;
+		}
 		if (type == MIG_REC_SYNC && mig_conn_send(in->conn, MIG_REC_SYNC, in->buf, 8)) {
 			snprintf(err, errlen, "incoming migration failed: %s",
 				 mig_conn_error(in->conn));
@@ -304,9 +343,12 @@ int migrate_incoming_receive(struct mig_incoming *in, struct vm *vm, int signal_
 	free(in->buf);
 	in->buf = NULL;
 	if (!ret)
-		log_info("migration: received %llu pages, %llu zero pages, %u rounds, %llu bytes",
+		log_info("migration: received %llu pages, %llu zero pages, %u rounds, %llu bytes; "
+			 "disks: %llu bytes of data, %llu bytes zeroed",
 			 (unsigned long long)in->rx.pages, (unsigned long long)in->rx.zero_pages,
-			 in->rx.rounds, (unsigned long long)in->rx.bytes);
+			 in->rx.rounds, (unsigned long long)in->rx.bytes,
+			 (unsigned long long)in->rx.disk_bytes,
+			 (unsigned long long)in->rx.disk_zero_bytes);
 	return ret;
 }
 

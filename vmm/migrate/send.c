@@ -229,6 +229,47 @@ static int send_dirty(struct migration *m)
 	return end_round(m, sent);
 }
 
+/* --- disks (include_storage) ---------------------------------------- */
+
+/* Between disk chunks: cancellation, max_bandwidth, progress. */
+static int disk_pace(void *opaque)
+{
+	struct migration *m = opaque;
+
+	if (m->cancel)
+		return -ECANCELED;
+	rate_limit(m);
+	pthread_mutex_lock(&m->lock);
+	m->bytes = mig_conn_bytes_out(m->conn);
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}
+
+/* all: every block (round 1); else the blocks written since the last look. */
+static int send_disks(struct migration *m, bool all)
+{
+	char err[256] = "";
+	int ret;
+
+	if (!m->include_storage)
+		return 0;
+	ret = mig_storage_send(&m->storage, m->conn, all, disk_pace, m, err, sizeof(err));
+	if (ret)
+		return fail(m, ret, "%s", err[0] ? err : ret == -ECANCELED ? "cancelled"
+								   : strerror(-ret));
+	return 0;
+}
+
+/* Dirty RAM pages plus dirty disk blocks, in pages, for the estimates. */
+static uint64_t dirty_pages(struct migration *m)
+{
+	uint64_t n = mig_dirty_count(&m->dirty);
+
+	if (m->include_storage)
+		n += mig_storage_dirty_bytes(&m->storage) / MIG_PAGE_SIZE;
+	return n;
+}
+
 /* --- connection ------------------------------------------------------ */
 
 static int connect_tcp(struct migration *m)
@@ -292,7 +333,8 @@ static int handshake(struct migration *m)
 		.ram_size = m->vm->mem.size,
 		.low_size = m->vm->mem.low_size,
 		.nr_vcpus = m->vm->nr_vcpus,
-		.nr_disks = m->vm->cfg ? m->vm->cfg->nr_disks : 0,
+		.nr_disks = m->include_storage ? m->storage.n
+					       : m->vm->cfg ? m->vm->cfg->nr_disks : 0,
 		.flags = m->include_storage ? MIG_FLAG_STORAGE : 0,
 	};
 	char msg[MIG_MSG_MAX + 1] = "";
@@ -322,6 +364,9 @@ static int handshake(struct migration *m)
 		return ret;
 	if (st)
 		return fail(m, -ECONNREFUSED, "the destination refused: %s", msg);
+	if (m->include_storage && (ret = mig_storage_send_list(&m->storage, m->conn, err,
+							       sizeof(err))))
+		return fail(m, ret, "%s", err);
 	return 0;
 }
 
@@ -407,13 +452,15 @@ static int precopy(struct migration *m)
 		pthread_mutex_lock(&m->lock);
 		m->round++;
 		pthread_mutex_unlock(&m->lock);
-		ret = m->round == 1 ? send_all(m) : send_dirty(m);
+		ret = send_disks(m, m->round == 1);
+		if (!ret)
+			ret = m->round == 1 ? send_all(m) : send_dirty(m);
 		if (ret)
 			return ret;
 		ret = mig_dirty_sync(&m->dirty, err, sizeof(err));
 		if (ret)
 			return fail(m, ret, "%s", err);
-		dirty = mig_dirty_count(&m->dirty);
+		dirty = dirty_pages(m);
 		pthread_mutex_lock(&m->lock);
 		m->bytes = mig_conn_bytes_out(m->conn);
 		pthread_mutex_unlock(&m->lock);
@@ -430,7 +477,7 @@ static int precopy(struct migration *m)
 		ret = mig_dirty_sync(&m->dirty, err, sizeof(err));
 		if (ret)
 			return fail(m, ret, "%s", err);
-		dirty = mig_dirty_count(&m->dirty);
+		dirty = dirty_pages(m);
 		if (m->round >= m->max_rounds || dirty == 0 ||
 		    (m->rate && dirty * MIG_PAGE_SIZE * 1000000000ull / m->rate <=
 					(uint64_t)m->downtime_ms * 1000000ull / 2))
@@ -445,7 +492,7 @@ static int stop_and_copy(struct migration *m)
 {
 	struct state_writer w;
 	uint8_t rec[24];
-	uint64_t rounds, pages, t_saved, t_pages, t_sent, last_pages;
+	uint64_t rounds, pages, t_saved, t_pages, t_sent, last_pages, last_disk;
 	char err[200], msg[MIG_MSG_MAX + 1] = "";
 	int32_t st = 0;
 	int ret;
@@ -479,12 +526,14 @@ static int stop_and_copy(struct migration *m)
 	}
 	m->round++;
 	last_pages = m->pages_sent + m->zero_sent;
+	last_disk = m->storage.data_bytes;
 	ret = mig_dirty_sync(&m->dirty, err, sizeof(err));
 	if (ret)
 		fail(m, ret, "%s", err);
-	else
+	else if (!(ret = send_disks(m, false))) /* quiesced: every write is marked */
 		ret = send_dirty(m);
 	last_pages = m->pages_sent + m->zero_sent - last_pages;
+	last_disk = m->storage.data_bytes - last_disk;
 	t_pages = mono_ns();
 	if (!ret) {
 		ret = mig_conn_send(m->conn, MIG_REC_STATE, w.buf, (uint32_t)w.len);
@@ -510,9 +559,10 @@ static int stop_and_copy(struct migration *m)
 		return ret;
 	/* Where the downtime went (the destination logs its own share). */
 	log_info("migration: stop-and-copy: device state %.1f ms (%llu bytes), last %llu pages "
-		 "%.1f ms, state and COMPLETE sent %.1f ms, ack after %.1f ms",
+		 "and %llu disk bytes %.1f ms, state and COMPLETE sent %.1f ms, ack after %.1f ms",
 		 (double)(t_saved - m->pause_mono) / 1e6, (unsigned long long)m->state_bytes,
-		 (unsigned long long)last_pages, (double)(t_pages - t_saved) / 1e6,
+		 (unsigned long long)last_pages, (unsigned long long)last_disk,
+		 (double)(t_pages - t_saved) / 1e6,
 		 (double)(t_sent - t_pages) / 1e6, (double)(mono_ns() - t_sent) / 1e6);
 	if (st)
 		return fail(m, -st > 0 ? -EPROTO : -st, "the destination failed: %s", msg);
@@ -527,7 +577,17 @@ static void *migrate_thread(void *arg)
 	int ret;
 
 	set_phase(m, "connecting");
-	ret = handshake(m);
+	ret = 0;
+	if (m->include_storage) {
+		char err[200];
+
+		/* Tracking starts before anything is read: no write is missed. */
+		ret = mig_storage_start(&m->storage, m->vm, err, sizeof(err));
+		if (ret)
+			fail(m, ret, "include_storage: %s", err);
+	}
+	if (!ret)
+		ret = handshake(m);
 	if (!ret)
 		ret = precopy(m);
 	if (!ret && !m->cancel)
@@ -536,6 +596,8 @@ static void *migrate_thread(void *arg)
 		ret = fail(m, -ECANCELED, "cancelled");
 	m->total_ns = mono_ns() - m->t0;
 	mig_throttle_set(m, 0);
+	/* Done with the disks either way (on success the VM stays paused). */
+	mig_storage_stop(&m->storage);
 	if (ret) {
 		/* Not acknowledged: the VM goes on here as if nothing happened. */
 		mig_dirty_stop(&m->dirty);
@@ -593,6 +655,12 @@ static void on_done(void *opaque, uint32_t events)
 				(double)down / 1e6, "rounds", (int)m->round, "bytes",
 				(json_int_t)m->bytes, "pages", (json_int_t)m->pages_sent,
 				"zero_pages", (json_int_t)m->zero_sent);
+		if (rep && m->include_storage) {
+			json_object_set_new(rep, "disk_bytes",
+					    json_integer((json_int_t)m->storage.data_bytes));
+			json_object_set_new(rep, "disk_zero_bytes",
+					    json_integer((json_int_t)m->storage.zero_bytes));
+		}
 	}
 	m->running = false;
 	m->done(m->opaque, rep, m->result == 0);
@@ -615,6 +683,8 @@ json_t *migrate_progress(struct migration *m)
 		      "elapsed_ms", (json_int_t)((mono_ns() - m->t0) / 1000000));
 	if (j && m->error[0])
 		json_object_set_new(j, "error", json_string(m->error));
+	if (j && m->include_storage) /* read unlocked: a progress figure */
+		json_object_set_new(j, "disk_bytes", json_integer((json_int_t)m->storage.data_bytes));
 	pthread_mutex_unlock(&m->lock);
 	return j;
 }
@@ -633,6 +703,7 @@ void migrate_destroy(struct migration *m)
 	}
 	mig_throttle_stop(m);
 	mig_dirty_stop(&m->dirty);
+	mig_storage_stop(&m->storage);
 	if (m->sock_fd >= 0)
 		close(m->sock_fd);
 	if (m->done_fd >= 0)

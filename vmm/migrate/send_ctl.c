@@ -72,10 +72,6 @@ int mig_params_parse(struct migration *m, json_t *req, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	m->include_storage = st && json_is_true(st);
-	if (m->include_storage) {
-		snprintf(err, errlen, "include_storage: not supported yet (use shared storage)");
-		return -ENOTSUP;
-	}
 	if (!json_is_object(tls)) {
 		snprintf(err, errlen, "tls: expected an object with cert, key, ca (PEM) and name");
 		return -EINVAL;

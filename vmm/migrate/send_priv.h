@@ -9,6 +9,7 @@
 
 #include "migrate/dirty.h"
 #include "migrate/migrate.h"
+#include "migrate/storage.h"
 
 /* Pages being gathered into one PAGES record (built in the connection's
  * send buffer) and zero pages into one ZERO record. */
@@ -43,6 +44,7 @@ struct migration {
 	struct mig_conn *conn;
 	struct mig_dirty dirty;
 	struct mig_batch batch;
+	struct mig_storage storage; /* include_storage: the disks' copy */
 	uint64_t bw_t0, bw_bytes0;
 	unsigned slow_rounds;
 	uint64_t sync_token;

@@ -142,6 +142,10 @@ static void blk_req_end(struct blk_dev *blk, struct blk_req *req)
 	} else if (req->type == VIRTIO_BLK_T_OUT) {
 		blk_redo_add(blk, req->off, req->len);
 	}
+	/* A migration copying this disk sends the range (again): marked
+	 * after the data landed, so a copy read before it cannot be final. */
+	if (blk->track && req->type != VIRTIO_BLK_T_IN && req->type != VIRTIO_BLK_T_FLUSH)
+		blk_track_mark(blk, req->off, req->len);
 	blk_req_complete(blk, req, code);
 }
 

@@ -96,6 +96,14 @@ struct blk_dev {
 	struct blk_redo redo;
 
 	uint64_t stat_stalls, stat_retries;
+
+	/* Live migration with storage (vmm/migrate/storage.c): while set,
+	 * every write, discard and write-zeroes sets the bits of the
+	 * (1 << track_shift)-byte blocks it touched when it ends, i.e. after
+	 * its data landed. The migration owns the bitmap; both sides touch it
+	 * with vd.lock held only. */
+	unsigned long *track;
+	unsigned track_shift;
 };
 
 _Static_assert(offsetof(struct blk_dev, vd) == 0, "transport frees the device through vd");
@@ -119,6 +127,8 @@ int blk_save(struct virtio_dev *vd, struct state_writer *w);
 int blk_load(struct virtio_dev *vd, struct state_reader *r);
 
 /* blk_ctl.c */
+/* Mark [off, off + len) in the migration's dirty bitmap (blk->track set). */
+void blk_track_mark(struct blk_dev *blk, uint64_t off, uint64_t len);
 bool blk_storage_error(int err);
 void blk_stall(struct blk_dev *blk, int err, const char *what);
 void blk_timer_cb(void *opaque, uint32_t events);

@@ -277,3 +277,43 @@ void virtio_blk_retry(struct device *dev)
 		virtio_dev_maybe_notify(&blk->vd, 0);
 	pthread_mutex_unlock(&blk->vd.lock);
 }
+
+void blk_track_mark(struct blk_dev *blk, uint64_t off, uint64_t len)
+{
+	uint64_t first, last, size = (uint64_t)blk->capacity << 9;
+
+	if (!len || off >= size)
+		return;
+	len = MIN(len, size - off);
+	first = off >> blk->track_shift;
+	last = (off + len - 1) >> blk->track_shift;
+	for (uint64_t b = first; b <= last; b++)
+		blk->track[b / (8 * sizeof(long))] |= 1UL << (b % (8 * sizeof(long)));
+}
+
+uint64_t virtio_blk_size(struct device *dev)
+{
+	return blk_of_dev(dev)->capacity << 9;
+}
+
+void virtio_blk_track(struct device *dev, unsigned long *bits, unsigned shift)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+
+	pthread_mutex_lock(&blk->vd.lock);
+	blk->track = bits;
+	blk->track_shift = shift;
+	pthread_mutex_unlock(&blk->vd.lock);
+}
+
+int virtio_blk_with_disk(struct device *dev,
+			 int (*fn)(void *opaque, struct disk *d), void *opaque)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+	int ret;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	ret = blk->disk ? fn(opaque, blk->disk) : -EIO;
+	pthread_mutex_unlock(&blk->vd.lock);
+	return ret;
+}

@@ -40,3 +40,19 @@ int virtio_blk_flush(struct device *dev) __must_check;
 int virtio_blk_switch(struct device *dev, int fd, char *err, size_t errlen) __must_check;
 /* Retry a stalled disk now (the `resume` command does this first). */
 void virtio_blk_retry(struct device *dev);
+
+/* Live migration with storage (vmm/migrate/storage.c). */
+struct disk;
+/* Bytes the guest sees. */
+uint64_t virtio_blk_size(struct device *dev);
+/* Start (bits: one per (1 << shift)-byte block of the disk, owned by the
+ * caller until it stops) or stop (bits NULL) marking the blocks that
+ * writes, discards and write-zeroes change, as they complete. */
+void virtio_blk_track(struct device *dev, unsigned long *bits, unsigned shift);
+/* Run fn with the device lock held, with the open disk (the disk library
+ * is not thread-safe: the I/O thread waits meanwhile); fn may also read and
+ * clear the tracking bitmap then. -EIO when the disk has no image (a
+ * failed disk-switch), else fn's result. */
+int virtio_blk_with_disk(struct device *dev,
+			 int (*fn)(void *opaque, struct disk *d),
+			 void *opaque) __must_check;

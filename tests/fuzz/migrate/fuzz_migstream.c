@@ -41,7 +41,32 @@ static int accept_disk(void *opaque, uint32_t disk, uint64_t off, const uint8_t 
 	return len && data[len - 1] == 0xEE ? -5 : 0;
 }
 
-static const struct mig_rx_ops ops = { accept_hello, accept_state, accept_disk };
+static int accept_disks(void *opaque, uint32_t n, const uint64_t *sizes, char *why,
+			size_t whylen)
+{
+	(void)opaque;
+	(void)why;
+	(void)whylen;
+	/* Stand-in for the worker's check: at most 8 MiB per disk. */
+	for (uint32_t i = 0; i < n; i++)
+		if (sizes[i] > (8u << 20))
+			return -22;
+	return 0;
+}
+
+static int accept_disk_zero(void *opaque, uint32_t disk, uint64_t off, uint64_t len, char *why,
+			    size_t whylen)
+{
+	(void)opaque;
+	(void)disk;
+	(void)why;
+	(void)whylen;
+	return off + len == 512 ? -5 : 0;
+}
+
+static const struct mig_rx_ops ops = { .hello = accept_hello, .state = accept_state,
+				       .disk = accept_disk, .disks = accept_disks,
+				       .disk_zero = accept_disk_zero };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -51,13 +51,32 @@ static int parse_size(const char *s, uint64_t *out)
 	if (errno || end == s)
 		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': shift = 10; break;
-	case 'm': case 'M': shift = 20; break;
-	case 'g': case 'G': shift = 30; break;
-	case 't': case 'T': shift = 40; break;
-	case 'p': case 'P': shift = 50; break;
-	case 'b': case 'B': case 0: break;
-	default: return -EINVAL;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		break;
+	case 'p':
+	case 'P':
+		shift = 50;
+		break;
+	case 'b':
+	case 'B':
+	case 0:
+		break;
+	default:
+		return -EINVAL;
 	}
 	if (*end && *end != 'b' && *end != 'B') {
 		end++;
@@ -84,7 +103,7 @@ static const char *fmt_name(int f)
 
 static void human(uint64_t v, char *out, size_t len)
 {
-	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
 	double d = (double)v;
 	unsigned i = 0;
 
@@ -106,8 +125,8 @@ static int probe_fmt(const char *image, const char *backing)
 	struct disk *d;
 	int f = -1;
 
-	if (p && !disk_open(&d, p, -1, DISK_RDONLY | DISK_NO_LOCK | DISK_NO_BACKING, err,
-			    sizeof(err))) {
+	if (p &&
+	    !disk_open(&d, p, -1, DISK_RDONLY | DISK_NO_LOCK | DISK_NO_BACKING, err, sizeof(err))) {
 		f = disk_format_of(d);
 		disk_close(d);
 	}
@@ -118,16 +137,16 @@ static int probe_fmt(const char *image, const char *backing)
 static int cmd_create(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{ "size", required_argument, NULL, 's' },
-		{ "cluster-size", required_argument, NULL, 'c' },
-		{ "backing", required_argument, NULL, 'b' },
-		{ "backing-format", required_argument, NULL, 'F' },
-		{ "preallocation", required_argument, NULL, 'p' },
-		{ "force", no_argument, NULL, 'y' },
-		{ 0 },
+	    {"format", required_argument, NULL, 'f'},
+	    {"size", required_argument, NULL, 's'},
+	    {"cluster-size", required_argument, NULL, 'c'},
+	    {"backing", required_argument, NULL, 'b'},
+	    {"backing-format", required_argument, NULL, 'F'},
+	    {"preallocation", required_argument, NULL, 'p'},
+	    {"force", no_argument, NULL, 'y'},
+	    {0},
 	};
-	struct disk_create_opts o = { .fmt = DISK_FMT_QCOW2 };
+	struct disk_create_opts o = {.fmt = DISK_FMT_QCOW2};
 	bool force = false;
 	char err[512];
 	uint64_t v;
@@ -138,7 +157,8 @@ static int cmd_create(int argc, char **argv)
 		switch (c) {
 		case 'f':
 			if ((int)(o.fmt = (enum disk_format)parse_fmt(optarg)) < 0)
-				return usage_err("create", "unknown format '%s' (raw or qcow2)", optarg);
+				return usage_err("create", "unknown format '%s' (raw or qcow2)",
+				                 optarg);
 			break;
 		case 's':
 			if (parse_size(optarg, &o.size))
@@ -146,12 +166,14 @@ static int cmd_create(int argc, char **argv)
 			break;
 		case 'c':
 			if (parse_size(optarg, &v) || v < 512 || v > (2u << 20) || (v & (v - 1)))
-				return usage_err("create",
-						 "invalid cluster size '%s' (a power of two, 512..2M)",
-						 optarg);
+				return usage_err(
+				    "create", "invalid cluster size '%s' (a power of two, 512..2M)",
+				    optarg);
 			o.cluster_bits = (unsigned)__builtin_ctzll(v);
 			break;
-		case 'b': o.backing = optarg; break;
+		case 'b':
+			o.backing = optarg;
+			break;
 		case 'F':
 			if ((int)(o.backing_fmt = (enum disk_format)parse_fmt(optarg)) < 0)
 				return usage_err("create", "unknown backing format '%s'", optarg);
@@ -159,12 +181,16 @@ static int cmd_create(int argc, char **argv)
 			break;
 		case 'p':
 			if (strcmp(optarg, "metadata") && strcmp(optarg, "off"))
-				return usage_err("create", "preallocation is 'metadata' or 'off', not '%s'",
-						 optarg);
+				return usage_err("create",
+				                 "preallocation is 'metadata' or 'off', not '%s'",
+				                 optarg);
 			o.preallocate_metadata = !strcmp(optarg, "metadata");
 			break;
-		case 'y': force = true; break;
-		default: return usage_err("create", "%s", "unknown option");
+		case 'y':
+			force = true;
+			break;
+		default:
+			return usage_err("create", "%s", "unknown option");
 		}
 	}
 	if (optind < argc - 2 || optind >= argc)
@@ -175,13 +201,22 @@ static int cmd_create(int argc, char **argv)
 		return usage_err("create", "%s", "--size is required (or a backing file)");
 	if (o.fmt == DISK_FMT_RAW && (o.backing || o.cluster_bits || o.preallocate_metadata))
 		return usage_err("create", "%s",
-				 "raw images take no backing file, cluster size or preallocation");
+		                 "raw images take no backing file, cluster size or preallocation");
 	if (!force && stat(argv[optind], &st) == 0)
 		return fail("create", argv[optind], -EEXIST,
-			    "the file exists (--force to overwrite it)");
+		            "the file exists (--force to overwrite it)");
 	ret = disk_create(argv[optind], &o, err, sizeof(err));
 	if (ret)
 		return fail("create", argv[optind], ret, err);
+	if (!o.size) { /* taken from the backing file: report what was made */
+		struct disk *d;
+
+		if (!disk_open(&d, argv[optind], -1, DISK_RDONLY | DISK_NO_LOCK | DISK_NO_BACKING,
+		               err, sizeof(err))) {
+			o.size = disk_size(d);
+			disk_close(d);
+		}
+	}
 	printf("Formatting '%s', fmt=%s size=%" PRIu64 "%s%s\n", argv[optind], fmt_name(o.fmt),
 	       o.size, o.backing ? " backing_file=" : "", o.backing ? o.backing : "");
 	return OK;
@@ -201,18 +236,19 @@ static void print_info(const char *path, const struct disk_info *i, bool json)
 
 	if (json) {
 		json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:b, s:b}", "filename",
-				      path, "format", fmt_name(i->fmt), "virtual-size",
-				      (json_int_t)i->size, "actual-size", (json_int_t)i->file_size,
-				      "allocated", (json_int_t)i->allocated, "chain-depth",
-				      (json_int_t)i->chain_depth, "dirty-flag", i->dirty,
-				      "lazy-refcounts", i->lazy_refcounts, "corrupt", i->corrupt);
+		                      path, "format", fmt_name(i->fmt), "virtual-size",
+		                      (json_int_t)i->size, "actual-size", (json_int_t)i->file_size,
+		                      "allocated", (json_int_t)i->allocated, "chain-depth",
+		                      (json_int_t)i->chain_depth, "dirty-flag", i->dirty,
+		                      "lazy-refcounts", i->lazy_refcounts, "corrupt", i->corrupt);
 
 		if (i->fmt == DISK_FMT_QCOW2)
-			json_object_set_new(o, "cluster-size", json_integer(1ll << i->cluster_bits));
+			json_object_set_new(o, "cluster-size",
+			                    json_integer(1ll << i->cluster_bits));
 		if (i->backing[0]) {
 			json_object_set_new(o, "backing-filename", json_string(i->backing));
 			json_object_set_new(o, "backing-filename-format",
-					    json_string(fmt_name(i->backing_fmt)));
+			                    json_string(fmt_name(i->backing_fmt)));
 		}
 		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
@@ -227,8 +263,8 @@ static void print_info(const char *path, const struct disk_info *i, bool json)
 	       path, fmt_name(i->fmt), a, i->size, b);
 	if (i->fmt == DISK_FMT_QCOW2) {
 		human(i->allocated, a, sizeof(a));
-		printf("cluster_size: %llu\nallocated in this layer: %s\n",
-		       1ull << i->cluster_bits, a);
+		printf("cluster_size: %llu\nallocated in this layer: %s\n", 1ull << i->cluster_bits,
+		       a);
 	}
 	if (i->backing[0])
 		printf("backing file: %s\nbacking file format: %s\n", i->backing,
@@ -243,9 +279,8 @@ static void print_info(const char *path, const struct disk_info *i, bool json)
 
 static int cmd_info(int argc, char **argv)
 {
-	static const struct option lo[] = { { "json", no_argument, NULL, 'j' },
-					    { "force-share", no_argument, NULL, 'U' },
-					    { 0 } };
+	static const struct option lo[] = {
+	    {"json", no_argument, NULL, 'j'}, {"force-share", no_argument, NULL, 'U'}, {0}};
 	unsigned flags = DISK_RDONLY;
 	bool json = false;
 	struct disk_info info;
@@ -293,7 +328,7 @@ static int cmd_info(int argc, char **argv)
 
 static int cmd_resize(int argc, char **argv)
 {
-	static const struct option lo[] = { { "shrink", no_argument, NULL, 's' }, { 0 } };
+	static const struct option lo[] = {{"shrink", no_argument, NULL, 's'}, {0}};
 	bool shrink = false, rel = false, neg = false;
 	const char *arg, *path = NULL, *size = NULL;
 	uint64_t v, n;
@@ -348,10 +383,10 @@ static int cmd_resize(int argc, char **argv)
 
 static int cmd_convert(int argc, char **argv)
 {
-	static const struct option lo[] = { { "cluster-size", required_argument, NULL, 'c' },
-					    { "force-share", no_argument, NULL, 'U' },
-					    { 0 } };
-	struct disk_create_opts o = { .fmt = DISK_FMT_RAW };
+	static const struct option lo[] = {{"cluster-size", required_argument, NULL, 'c'},
+	                                   {"force-share", no_argument, NULL, 'U'},
+	                                   {0}};
+	struct disk_create_opts o = {.fmt = DISK_FMT_RAW};
 	unsigned flags = DISK_RDONLY;
 	int c, ret, sfmt = -1;
 	struct disk *src;
@@ -373,8 +408,11 @@ static int cmd_convert(int argc, char **argv)
 				return usage_err("convert", "invalid cluster size '%s'", optarg);
 			o.cluster_bits = (unsigned)__builtin_ctzll(v);
 			break;
-		case 'U': flags |= DISK_NO_LOCK; break;
-		default: return usage_err("convert", "%s", "unknown option");
+		case 'U':
+			flags |= DISK_NO_LOCK;
+			break;
+		default:
+			return usage_err("convert", "%s", "unknown option");
 		}
 	}
 	if (optind != argc - 2)
@@ -418,13 +456,18 @@ static int cmd_rebase(int argc, char **argv)
 
 	while ((c = getopt(argc, argv, "ub:F:")) != -1) {
 		switch (c) {
-		case 'u': unsafe = true; break;
-		case 'b': nb = optarg; break;
+		case 'u':
+			unsafe = true;
+			break;
+		case 'b':
+			nb = optarg;
+			break;
 		case 'F':
 			if ((fmt = parse_fmt(optarg)) < 0)
 				return usage_err("rebase", "unknown format '%s'", optarg);
 			break;
-		default: return usage_err("rebase", "%s", "unknown option");
+		default:
+			return usage_err("rebase", "%s", "unknown option");
 		}
 	}
 	if (!nb || optind != argc - 1)
@@ -433,8 +476,10 @@ static int cmd_rebase(int argc, char **argv)
 		if (!unsafe)
 			return fail("rebase", nb, -ENOENT, "cannot open the new backing file");
 		fmt = DISK_FMT_RAW;
-		fprintf(stderr, "cella disk rebase: warning: %s cannot be opened; recording it as "
-				"raw (give -F)\n", nb);
+		fprintf(stderr,
+		        "cella disk rebase: warning: %s cannot be opened; recording it as "
+		        "raw (give -F)\n",
+		        nb);
 	}
 	if ((ret = open_for("rebase", argv[optind], unsafe ? DISK_NO_BACKING : 0, &d)))
 		return ret;
@@ -451,10 +496,10 @@ static int cmd_rebase(int argc, char **argv)
 
 static int cmd_check(int argc, char **argv)
 {
-	static const struct option lo[] = { { "json", no_argument, NULL, 'j' },
-					    { "repair", required_argument, NULL, 'r' },
-					    { "force-share", no_argument, NULL, 'U' },
-					    { 0 } };
+	static const struct option lo[] = {{"json", no_argument, NULL, 'j'},
+	                                   {"repair", required_argument, NULL, 'r'},
+	                                   {"force-share", no_argument, NULL, 'U'},
+	                                   {0}};
 	struct disk_check_result r;
 	unsigned flags = DISK_RDONLY | DISK_NO_BACKING;
 	int c, ret, repair = 0;
@@ -464,17 +509,23 @@ static int cmd_check(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "r:U", lo, NULL)) != -1) {
 		switch (c) {
-		case 'j': json = true; break;
-		case 'U': flags |= DISK_NO_LOCK; break;
+		case 'j':
+			json = true;
+			break;
+		case 'U':
+			flags |= DISK_NO_LOCK;
+			break;
 		case 'r':
 			if (!strcmp(optarg, "leaks"))
 				repair = 1;
 			else if (!strcmp(optarg, "all"))
 				repair = 2;
 			else
-				return usage_err("check", "-r takes leaks or all, not '%s'", optarg);
+				return usage_err("check", "-r takes leaks or all, not '%s'",
+				                 optarg);
 			break;
-		default: return usage_err("check", "%s", "unknown option");
+		default:
+			return usage_err("check", "%s", "unknown option");
 		}
 	}
 	if (optind != argc - 1)
@@ -493,11 +544,11 @@ static int cmd_check(int argc, char **argv)
 	corr = r.corruptions - r.corruptions_fixed;
 	leaks = r.leaks - r.leaks_fixed;
 	if (json) {
-		json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "filename", argv[optind],
-				      "corruptions", (json_int_t)corr, "leaks", (json_int_t)leaks,
-				      "corruptions-fixed", (json_int_t)r.corruptions_fixed,
-				      "leaks-fixed", (json_int_t)r.leaks_fixed, "first-problem",
-				      r.first_problem);
+		json_t *o =
+		    json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "filename", argv[optind],
+		              "corruptions", (json_int_t)corr, "leaks", (json_int_t)leaks,
+		              "corruptions-fixed", (json_int_t)r.corruptions_fixed, "leaks-fixed",
+		              (json_int_t)r.leaks_fixed, "first-problem", r.first_problem);
 		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
 		puts(s ? s : "{}");
@@ -510,10 +561,12 @@ static int cmd_check(int argc, char **argv)
 		if (corr)
 			printf("%" PRIu64 " errors were found on the image.\n"
 			       "Data may be corrupted, or further writes to the image may corrupt "
-			       "it.\nFirst: %s\n", corr, r.first_problem);
+			       "it.\nFirst: %s\n",
+			       corr, r.first_problem);
 		if (leaks)
 			printf("%" PRIu64 " leaked clusters were found on the image.\n"
-			       "This means waste of disk space, but no harm to data.\n", leaks);
+			       "This means waste of disk space, but no harm to data.\n",
+			       leaks);
 		if (!corr && !leaks)
 			puts("No errors were found on the image.");
 	}
@@ -521,37 +574,41 @@ static int cmd_check(int argc, char **argv)
 }
 
 static const struct sub subs[] = {
-	{ "create", "[-f raw|qcow2] [--size SIZE] [--cluster-size N] [--backing FILE "
-		    "[--backing-format F]] [--preallocation metadata] [--force] PATH [SIZE]",
-	  "create an image: qcow2 grows as written (New-VHD -Dynamic), with --backing it "
-	  "records only changes (-Differencing)", cmd_create },
-	{ "info", "[--json] [--force-share] PATH", "show an image's format, sizes and backing chain",
-	  cmd_info },
-	{ "resize", "PATH [+|-]SIZE [--shrink]",
-	  "change the virtual size (shrinking only cuts unallocated space)", cmd_resize },
-	{ "convert", "[-f FMT] [-O raw|qcow2] [--cluster-size N] SRC DST",
-	  "copy an image's content (its chain flattened) into a new image", cmd_convert },
-	{ "commit", "PATH", "write an overlay's changes into its backing file", cmd_commit },
-	{ "rebase", "[-u] -b NEW|\"\" [-F FMT] PATH",
-	  "change the backing file (safe: copies what differs; -u: header only)", cmd_rebase },
-	{ "check", "[-r leaks|all] [--json] [--force-share] PATH",
-	  "check refcounts (exit 0 clean, 2 corruptions, 3 leaks)", cmd_check },
-	/* changed-block tracking backups (cli/disk_backup.c) */
-	{ "backup", "PATH --point NAME [--since POINT] -o FILE",
-	  "full backup (raw), or incremental since POINT (changed 64 KiB blocks); starts NAME",
-	  cmd_disk_backup },
-	{ "restore", "-o FULL_IMAGE INCR_FILE...", "apply incremental backups onto a full image",
-	  cmd_disk_restore },
+    {"create",
+     "[-f raw|qcow2] [--size SIZE] [--cluster-size N] [--backing FILE "
+     "[--backing-format F]] [--preallocation metadata] [--force] PATH [SIZE]",
+     "create an image: qcow2 grows as written (New-VHD -Dynamic), with --backing it "
+     "records only changes (-Differencing)",
+     cmd_create},
+    {"info", "[--json] [--force-share] PATH", "show an image's format, sizes and backing chain",
+     cmd_info},
+    {"resize", "PATH [+|-]SIZE [--shrink]",
+     "change the virtual size (shrinking only cuts unallocated space)", cmd_resize},
+    {"convert", "[-f FMT] [-O raw|qcow2] [--cluster-size N] SRC DST",
+     "copy an image's content (its chain flattened) into a new image", cmd_convert},
+    {"commit", "PATH", "write an overlay's changes into its backing file", cmd_commit},
+    {"rebase", "[-u] -b NEW|\"\" [-F FMT] PATH",
+     "change the backing file (safe: copies what differs; -u: header only)", cmd_rebase},
+    {"check", "[-r leaks|all] [--json] [--force-share] PATH",
+     "check refcounts (exit 0 clean, 2 corruptions, 3 leaks)", cmd_check},
+    /* changed-block tracking backups (cli/disk_backup.c) */
+    {"backup", "PATH --point NAME [--since POINT] -o FILE",
+     "full backup (raw), or incremental since POINT (changed 64 KiB blocks); starts NAME",
+     cmd_disk_backup},
+    {"restore", "-o FULL_IMAGE INCR_FILE...", "apply incremental backups onto a full image",
+     cmd_disk_restore},
 };
 
 static void disk_usage(FILE *f)
 {
 	fputs("Usage: cella disk COMMAND [OPTIONS]\nImage tools (raw and qcow2), run locally.\n\n"
-	      "Commands:\n", f);
+	      "Commands:\n",
+	      f);
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
 		fprintf(f, "  %-8s %s\n", subs[i].name, subs[i].help);
 	fputs("\nSizes take K, M, G, T suffixes (binary). Exit status: 0 success, 1 failure,\n"
-	      "2 usage error. An image a running VM has open read-write is refused.\n", f);
+	      "2 usage error. An image a running VM has open read-write is refused.\n",
+	      f);
 }
 
 int disk_cli_main(int argc, char **argv)
@@ -566,8 +623,8 @@ int disk_cli_main(int argc, char **argv)
 			continue;
 		for (int j = 2; j < argc; j++) {
 			if (!strcmp(argv[j], "--help") || !strcmp(argv[j], "-h")) {
-				printf("Usage: cella disk %s %s\n\n%s.\n", subs[i].name, subs[i].args,
-				       subs[i].help);
+				printf("Usage: cella disk %s %s\n\n%s.\n", subs[i].name,
+				       subs[i].args, subs[i].help);
 				return OK;
 			}
 		}

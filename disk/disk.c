@@ -91,7 +91,7 @@ int disk_lock_fd(int fd, bool exclusive, const char *what, char *err, size_t err
 		return 0;
 	if (errno == EWOULDBLOCK)
 		return disk_errf(err, errlen, -EBUSY,
-				 "%s is in use by another process (a running VM?)", what);
+		                 "%s is in use by another process (a running VM?)", what);
 	return disk_errf(err, errlen, -errno, "cannot lock %s: %s", what, strerror(errno));
 }
 
@@ -107,7 +107,7 @@ struct disk *disk_alloc(void)
 }
 
 int disk_open_file(struct disk *d, const char *path, bool readonly, bool lock, char *err,
-		   size_t errlen)
+                   size_t errlen)
 {
 	struct stat st;
 	int ret;
@@ -115,12 +115,12 @@ int disk_open_file(struct disk *d, const char *path, bool readonly, bool lock, c
 	d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (d->fd < 0)
 		return disk_errf(err, errlen, -errno, "cannot open %s%s: %s", path,
-				 readonly ? "" : " read-write", strerror(errno));
+		                 readonly ? "" : " read-write", strerror(errno));
 	if (fstat(d->fd, &st) < 0)
 		return disk_errf(err, errlen, -errno, "cannot stat %s: %s", path, strerror(errno));
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 		return disk_errf(err, errlen, -EINVAL, "%s is neither a file nor a block device",
-				 path);
+		                 path);
 	d->dev = st.st_dev;
 	d->ino = st.st_ino;
 	d->readonly = readonly;
@@ -180,11 +180,11 @@ struct chain_seen {
 	unsigned n;
 };
 
-static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth, char *err,
-			size_t errlen);
+static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth, unsigned top_flags,
+                        char *err, size_t errlen);
 
 static int open_layer(struct disk **out, const char *path, int fmt, unsigned flags,
-		      struct chain_seen *seen, unsigned depth, char *err, size_t errlen)
+                      struct chain_seen *seen, unsigned depth, char *err, size_t errlen)
 {
 	bool ro = flags & DISK_RDONLY;
 	struct disk *d = disk_alloc();
@@ -196,8 +196,8 @@ static int open_layer(struct disk **out, const char *path, int fmt, unsigned fla
 		return disk_errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	if ((flags & DISK_NO_LOCK) && !ro) {
-		ret = disk_errf(err, errlen, -EINVAL, "%s: an unlocked open must be read-only",
-				path);
+		ret =
+		    disk_errf(err, errlen, -EINVAL, "%s: an unlocked open must be read-only", path);
 		goto fail;
 	}
 	ret = disk_open_file(d, path, ro, !(flags & DISK_NO_LOCK), err, errlen);
@@ -206,7 +206,7 @@ static int open_layer(struct disk **out, const char *path, int fmt, unsigned fla
 	for (unsigned i = 0; i < seen->n; i++) {
 		if (seen->dev[i] == d->dev && seen->ino[i] == d->ino) {
 			ret = disk_errf(err, errlen, -ELOOP, "backing chain loop: %s appears twice",
-					path);
+			                path);
 			goto fail;
 		}
 	}
@@ -216,7 +216,7 @@ static int open_layer(struct disk **out, const char *path, int fmt, unsigned fla
 	if (ret)
 		goto fail;
 	if (d->backing_name && !(flags & DISK_NO_BACKING)) {
-		ret = open_backing(d, seen, depth, err, errlen);
+		ret = open_backing(d, seen, depth, flags, err, errlen);
 		if (ret)
 			goto fail;
 	}
@@ -227,35 +227,34 @@ fail:
 	return ret;
 }
 
-static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth, char *err,
-			size_t errlen)
+static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth, unsigned top_flags,
+                        char *err, size_t errlen)
 {
-	unsigned flags = DISK_RDONLY;
+	/* Backing files are read-only; an unlocked open stays unlocked. */
+	unsigned flags = DISK_RDONLY | (top_flags & DISK_NO_LOCK);
 	char sub[sizeof(d->err)];
 	char *bp;
 	int ret;
 
 	if (depth + 1 >= DISK_MAX_CHAIN)
-		return disk_errf(err, errlen, -ELOOP,
-				 "backing chain deeper than %d images (at %s)", DISK_MAX_CHAIN,
-				 d->path ? d->path : "(fd)");
+		return disk_errf(err, errlen, -ELOOP, "backing chain deeper than %d images (at %s)",
+		                 DISK_MAX_CHAIN, d->path ? d->path : "(fd)");
 	bp = disk_backing_path(d->path, d->backing_name);
 	if (!bp)
 		return disk_errf(err, errlen, -ENOMEM, "out of memory");
 	sub[0] = 0;
-	ret = open_layer(&d->backing, bp, d->backing_fmt, flags, seen, depth + 1, sub,
-			 sizeof(sub));
+	ret = open_layer(&d->backing, bp, d->backing_fmt, flags, seen, depth + 1, sub, sizeof(sub));
 	if (ret)
 		disk_errf(err, errlen, ret, "backing file of %s: %s", d->path ? d->path : "(fd)",
-			  sub);
+		          sub);
 	free(bp);
 	return ret;
 }
 
 int disk_open(struct disk **out, const char *path, int fmt, unsigned flags, char *err,
-	      size_t errlen)
+              size_t errlen)
 {
-	struct chain_seen seen = { .n = 0 };
+	struct chain_seen seen = {.n = 0};
 
 	if (err && errlen)
 		err[0] = 0;
@@ -272,8 +271,7 @@ static void close_chain(struct disk *d)
 	}
 }
 
-int disk_open_overlay_fd(struct disk **out, int fd, struct disk *backing, char *err,
-			 size_t errlen)
+int disk_open_overlay_fd(struct disk **out, int fd, struct disk *backing, char *err, size_t errlen)
 {
 	struct disk *d = disk_alloc();
 	struct stat st;
@@ -319,8 +317,8 @@ int disk_open_overlay_fd(struct disk **out, int fd, struct disk *backing, char *
 			goto fail;
 		}
 		if (flock(backing->fd, LOCK_SH | LOCK_NB) < 0) {
-			ret = disk_errf(err, errlen, -errno, "cannot downgrade the old top's lock: %s",
-					strerror(errno));
+			ret = disk_errf(err, errlen, -errno,
+			                "cannot downgrade the old top's lock: %s", strerror(errno));
 			goto fail;
 		}
 		backing->readonly = true;
@@ -371,7 +369,7 @@ int disk_fd(const struct disk *d)
 }
 
 bool disk_ext_push(struct disk_extent *ext, struct disk **layer, unsigned *n, unsigned max,
-		   const struct disk_extent *e, struct disk *owner)
+                   const struct disk_extent *e, struct disk *owner)
 {
 	if (*n) {
 		struct disk_extent *p = &ext[*n - 1];
@@ -397,14 +395,14 @@ bool disk_ext_push(struct disk_extent *ext, struct disk **layer, unsigned *n, un
 static int check_range(struct disk *d, uint64_t off, uint64_t len)
 {
 	if (off > d->size || len > d->size - off)
-		return disk_fail(d, -EINVAL, "range %#llx+%#llx is past the end of the disk (%#llx)",
-				 (unsigned long long)off, (unsigned long long)len,
-				 (unsigned long long)d->size);
+		return disk_fail(
+		    d, -EINVAL, "range %#llx+%#llx is past the end of the disk (%#llx)",
+		    (unsigned long long)off, (unsigned long long)len, (unsigned long long)d->size);
 	return 0;
 }
 
 int disk_map(struct disk *d, uint64_t off, uint64_t len, bool write, struct disk_extent *ext,
-	     unsigned max)
+             unsigned max)
 {
 	int ret = check_range(d, off, len);
 
@@ -489,9 +487,10 @@ int disk_read_layer(struct disk *d, void *buf, size_t len, uint64_t off)
 				char why[sizeof(d->err)];
 
 				snprintf(why, sizeof(why), "%s",
-					 ext[i].kind == DISK_EXT_SLOW ? layer[i]->err : strerror(-ret));
+				         ext[i].kind == DISK_EXT_SLOW ? layer[i]->err
+				                                      : strerror(-ret));
 				return disk_fail(d, ret, "read at %#llx: %s",
-						 (unsigned long long)ext[i].off, why);
+				                 (unsigned long long)ext[i].off, why);
 			}
 			p += l;
 			off += l;
@@ -532,7 +531,7 @@ int disk_pwrite(struct disk *d, const void *buf, size_t len, uint64_t off)
 			ret = disk_pwrite_full(ext[i].fd, p, (size_t)ext[i].len, ext[i].host_off);
 			if (ret)
 				return disk_fail(d, ret, "write at %#llx: %s",
-						 (unsigned long long)ext[i].off, strerror(-ret));
+				                 (unsigned long long)ext[i].off, strerror(-ret));
 			p += ext[i].len;
 			off += ext[i].len;
 			len -= (size_t)ext[i].len;
@@ -558,7 +557,7 @@ int disk_get_info(struct disk *d, struct disk_info *info)
 	info->fmt = d->fmt;
 	info->size = d->size;
 	info->backing_fmt = d->backing_fmt >= 0 ? (enum disk_format)d->backing_fmt
-						 : (d->backing ? d->backing->fmt : DISK_FMT_RAW);
+	                                        : (d->backing ? d->backing->fmt : DISK_FMT_RAW);
 	if (fstat(d->fd, &st) < 0)
 		return disk_fail(d, -errno, "cannot stat the image: %s", strerror(errno));
 	info->file_size = (uint64_t)st.st_blocks * 512;

@@ -42,7 +42,7 @@ static int range_is_hole(struct disk *d, uint64_t off, uint64_t len, bool *hole)
 /* Write buf (the chain content at off) into dst, skipping all-zero blocks
  * of `grain` bytes so that they stay unallocated. */
 static int write_sparse(struct disk *dst, const uint8_t *buf, uint64_t off, size_t len,
-			size_t grain)
+                        size_t grain)
 {
 	size_t i = 0;
 
@@ -65,7 +65,7 @@ static int write_sparse(struct disk *dst, const uint8_t *buf, uint64_t off, size
 }
 
 int disk_convert(struct disk *src, const char *dst_path, const struct disk_create_opts *o,
-		 char *err, size_t errlen)
+                 char *err, size_t errlen)
 {
 	struct disk_create_opts co = *o;
 	struct disk_info info;
@@ -75,7 +75,8 @@ int disk_convert(struct disk *src, const char *dst_path, const struct disk_creat
 	int ret;
 
 	if (o->backing)
-		return disk_errf(err, errlen, -ENOTSUP, "convert writes a flat image (no backing file)");
+		return disk_errf(err, errlen, -ENOTSUP,
+		                 "convert writes a flat image (no backing file)");
 	co.size = src->size;
 	ret = disk_create(dst_path, &co, err, errlen);
 	if (ret)
@@ -257,6 +258,22 @@ int disk_rebase(struct disk *d, const char *new_backing, enum disk_format fmt, b
 
 		if (!p)
 			return disk_fail(d, -ENOMEM, "out of memory");
+		/* A chain through this very image would be a loop; unlocked
+		 * first, or our own write lock would hide it as "in use". */
+		ret = disk_open(&nb, p, fmt, DISK_RDONLY | DISK_NO_LOCK, err, sizeof(err));
+		if (!ret) {
+			bool loop = false;
+
+			for (struct disk *l = nb; l; l = l->backing)
+				loop |= l->dev == d->dev && l->ino == d->ino;
+			disk_close(nb);
+			nb = NULL;
+			if (loop) {
+				free(p);
+				return disk_fail(d, -ELOOP, "%s would make a backing chain loop",
+				                 new_backing);
+			}
+		}
 		ret = disk_open(&nb, p, fmt, DISK_RDONLY, err, sizeof(err));
 		free(p);
 		if (ret && !unsafe)
@@ -267,7 +284,8 @@ int disk_rebase(struct disk *d, const char *new_backing, enum disk_format fmt, b
 	if (!unsafe) {
 		if (d->backing_name && !d->backing) {
 			disk_close(nb);
-			return disk_fail(d, -EINVAL, "a safe rebase needs the old backing chain open");
+			return disk_fail(d, -EINVAL,
+			                 "a safe rebase needs the old backing chain open");
 		}
 		ret = disk_get_info(d, &info);
 		if (!ret && d->backing)

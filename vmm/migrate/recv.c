@@ -292,11 +292,12 @@ static int receive_records(struct mig_incoming *in, char *err, size_t errlen)
 		if (ret < 0) {
 			snprintf(err, errlen, "incoming migration failed: %s", in->rx.err);
 			if (ret != -ECONNABORTED && ret != -ECONNRESET && ret != -ETIMEDOUT)
-				send_status(in, type == MIG_REC_HELLO ? MIG_REC_READY : MIG_REC_ERROR,
+				send_status(in, type == MIG_REC_HELLO || type == MIG_REC_DISKS
+						    ? MIG_REC_READY : MIG_REC_ERROR,
 					    ret, in->rx.err);
 			return ret;
 		}
-		if (type == MIG_REC_HELLO)
+		if (type == MIG_REC_HELLO || type == MIG_REC_DISKS)
 			send_status(in, MIG_REC_READY, 0, NULL);
 		/* Disk data is flushed before the echo: the source waits for it
 		 * while the guest still runs, so the final flush is short. */

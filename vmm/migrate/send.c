@@ -364,9 +364,17 @@ static int handshake(struct migration *m)
 		return ret;
 	if (st)
 		return fail(m, -ECONNREFUSED, "the destination refused: %s", msg);
-	if (m->include_storage && (ret = mig_storage_send_list(&m->storage, m->conn, err,
-							       sizeof(err))))
+	if (!m->include_storage)
+		return 0;
+	/* The disk list is answered like the HELLO: a refusal (sizes) comes
+	 * back with its reason before any disk data is on its way. */
+	if ((ret = mig_storage_send_list(&m->storage, m->conn, err, sizeof(err))))
 		return fail(m, ret, "%s", err);
+	ret = read_answer(m, MIG_REC_READY, &st, NULL, msg, sizeof(msg));
+	if (ret)
+		return ret;
+	if (st)
+		return fail(m, -ECONNREFUSED, "the destination refused the disks: %s", msg);
 	return 0;
 }
 

@@ -74,15 +74,32 @@ def guest_args(rate, wss):
     return f"mib={wss} rate={rate} tick_ms=200 fill=1"
 
 
-def cella_once(build, pki, tmp, rate, mem, wss, downtime):
+def make_disks(tmp, size_mib, alloc_mib):
+    """--storage: a raw source disk of size_mib with alloc_mib of random data
+    (scattered 1 MiB pieces), and an empty destination disk of the same size."""
+    src, dst = os.path.join(tmp, "src.raw"), os.path.join(tmp, "dst.raw")
+    for path in (src, dst):
+        with open(path, "wb") as f:
+            f.truncate(size_mib << 20)
+    with open(src, "r+b") as f:
+        step = max(1, size_mib // max(alloc_mib, 1))
+        for i in range(alloc_mib):
+            f.seek((i * step % size_mib) << 20)
+            f.write(os.urandom(1 << 20))
+    return src, dst
+
+
+def cella_once(build, pki, tmp, rate, mem, wss, downtime, disks=None):
     kernel = common.guest(build, "dirtier")
     vm = os.path.join(build, "cella-vm")
     ctl_path = os.path.join(tmp, f"ctl-{rate}.sock")
+    src_disk = ["--disk", disks[0]] if disks else []
+    dst_disk = ["--disk", disks[1]] if disks else []
     src = Proc(harness.build_command("cella", vm, kernel, guest_args(rate, wss), mem=mem,
-                                     extra=["--control", ctl_path]))
+                                     extra=src_disk + ["--control", ctl_path]))
     sock, port = itm.listener()
     dst = Proc(harness.build_command("cella", vm, kernel, guest_args(rate, wss), mem=mem,
-                                     extra=["--incoming", f"fd:{sock.fileno()}",
+                                     extra=dst_disk + ["--incoming", f"fd:{sock.fileno()}",
                                             "--tls-cert", f"{pki}/dst.crt", "--tls-key",
                                             f"{pki}/dst.key", "--tls-ca", f"{pki}/ca.crt"]),
                pass_fds=(sock.fileno(),))
@@ -94,6 +111,8 @@ def cella_once(build, pki, tmp, rate, mem, wss, downtime):
         req = {"cmd": "migrate", "host": "127.0.0.1", "port": port, "downtime_ms": downtime,
                "tls": {"cert": itm.read(pki, "src.crt"), "key": itm.read(pki, "src.key"),
                        "ca": itm.read(pki, "ca.crt"), "name": "dst.cella.test"}}
+        if disks:
+            req["include_storage"] = True
         rep = ctl.call(req, timeout=600)
         ctl.close()
         if not rep.get("ok"):
@@ -105,8 +124,11 @@ def cella_once(build, pki, tmp, rate, mem, wss, downtime):
             raise RuntimeError(f"guest failed after the move: {fails[0]}")
         why = [l.split("migration: ", 1)[1] for l in src.err + dst.err
                if "stop-and-copy:" in l or "incoming migration complete" in l]
+        if disks and subprocess.run(["cmp", "-s", disks[0], disks[1]]).returncode:
+            raise RuntimeError("the destination disk differs from the source's")
         return {"total_ms": rep["total_ms"], "rounds": rep["rounds"], "bytes": rep["bytes"],
-                "downtime_ms": rep["downtime_ms"], "breakdown": why}
+                "downtime_ms": rep["downtime_ms"], "breakdown": why,
+                "disk_bytes": rep.get("disk_bytes")}
     finally:
         src.kill()
         dst.kill()
@@ -213,7 +235,12 @@ def main():
     ap.add_argument("--downtime", type=int, default=30)
     ap.add_argument("--no-qemu", action="store_true")
     ap.add_argument("--qemu-plain", action="store_true", help="QEMU without TLS")
+    ap.add_argument("--storage", default=None, metavar="SIZE,ALLOC",
+                    help="include_storage: a raw disk of SIZE MiB with ALLOC MiB of data "
+                         "(cella only), e.g. 256,64")
     a = ap.parse_args()
+    if a.storage:
+        return storage_main(a)
     build = common.build_dir(a.build)
     have_qemu = not a.no_qemu and shutil.which(harness.QEMU)
     rows = []
@@ -250,6 +277,28 @@ def main():
         print(line)
     print("\nratios: cella / QEMU (lower is better)")
     print("reproduce: python3 bench/migrate.py --build " + build)
+
+
+def storage_main(a):
+    """One move with a disk copied along (include_storage); cella only:
+    QEMU 7.2's block migration (migrate -b) is deprecated."""
+    size, alloc = (int(x) for x in a.storage.split(","))
+    build = common.build_dir(a.build)
+    rate = int(a.rates.split(",")[0])
+    with tempfile.TemporaryDirectory(prefix="cella-bench-migrate-") as tmp:
+        pki = os.path.join(tmp, "pki")
+        os.mkdir(pki)
+        itm.make_pki(pki)
+        disks = make_disks(tmp, size, alloc)
+        c = cella_once(build, pki, tmp, rate, a.mem, a.wss, a.downtime, disks)
+    print(f"# {c}")
+    print(f"\nLive migration with storage: {a.mem} MiB guest ({a.wss} MiB dirtied at "
+          f"{rate} MiB/s), raw disk {size} MiB with {alloc} MiB of data, loopback, TLS")
+    print(f"total {c['total_ms']} ms, {c['rounds']} rounds, {c['bytes'] / 2**20:.0f} MiB sent "
+          f"({(c['disk_bytes'] or 0) / 2**20:.0f} MiB disk data), downtime "
+          f"{c['downtime_ms']:.1f} ms; destination disk identical (cmp)")
+    print(f"reproduce: python3 bench/migrate.py --build {build} --storage {a.storage} "
+          f"--mem {a.mem} --wss {a.wss} --rates {rate}")
 
 
 if __name__ == "__main__":

@@ -9,15 +9,6 @@
 
 #include "commands.h"
 
-static void print_json_out(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2));
-
-	if (s)
-		puts(s);
-	free(s);
-}
-
 static int cp_path(char *out, size_t len, const char *vm, const char *cp, const char *suffix)
 {
 	char base[512];
@@ -45,8 +36,8 @@ static int need_vm_cp(int argc, char **argv)
 int cmd_cp_create(struct client *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "kind", required_argument, NULL, 'k' },
-		{ NULL, 0, NULL, 0 },
+	    {"kind", required_argument, NULL, 'k'},
+	    {NULL, 0, NULL, 0},
 	};
 	json_t *body, *out = NULL;
 	char path[600];
@@ -61,7 +52,8 @@ int cmd_cp_create(struct client *c, int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o != 'k') {
 			json_decref(body);
-			return usage_error("unknown option or missing value '%s'", argv[optind - 1]);
+			return usage_error("unknown option or missing value '%s'",
+			                   argv[optind - 1]);
 		}
 		json_object_set_new(body, "kind", json_string(optarg));
 	}
@@ -75,7 +67,7 @@ int cmd_cp_create(struct client *c, int argc, char **argv)
 	if (ret)
 		return ret;
 	if (c->json)
-		print_json_out(out);
+		print_json(out);
 	else
 		printf("%s: checkpoint %s created (%s%s)\n", argv[1], argv[2],
 		       json_string_value(json_object_get(out, "kind")) ?: "?",
@@ -89,9 +81,9 @@ static json_t *find_cp(json_t *list, const char *name)
 	size_t i;
 	json_t *cp;
 
-	json_array_foreach(list, i, cp)
-		if (!strcmp(json_string_value(json_object_get(cp, "name")) ?: "", name))
-			return cp;
+	json_array_foreach(
+	    list, i,
+	    cp) if (!strcmp(json_string_value(json_object_get(cp, "name")) ?: "", name)) return cp;
 	return NULL;
 }
 
@@ -112,7 +104,8 @@ static void print_tree(json_t *list, json_t *cp, int depth)
 	       json_string_value(json_object_get(cp, "name")),
 	       json_string_value(json_object_get(cp, "kind")),
 	       json_is_true(json_object_get(cp, "memory")) ? "memory" : "disks", when);
-	json_array_foreach(json_object_get(cp, "children"), i, child) {
+	json_array_foreach(json_object_get(cp, "children"), i, child)
+	{
 		json_t *c = find_cp(list, json_string_value(child) ?: "");
 
 		if (c && depth < 64)
@@ -136,16 +129,15 @@ int cmd_cp_list(struct client *c, int argc, char **argv)
 	if (ret)
 		return ret;
 	if (c->json) {
-		print_json_out(out);
+		print_json(out);
 		json_decref(out);
 		return EXIT_OK;
 	}
 	list = json_object_get(out, "checkpoints");
 	if (!json_array_size(list))
 		printf("%s has no checkpoints\n", argv[1]);
-	json_array_foreach(list, i, cp)
-		if (json_is_null(json_object_get(cp, "parent")) || !json_object_get(cp, "parent"))
-			print_tree(list, cp, 0);
+	json_array_foreach(list, i, cp) if (json_is_null(json_object_get(cp, "parent")) ||
+	                                    !json_object_get(cp, "parent")) print_tree(list, cp, 0);
 	if (json_array_size(list))
 		printf("(* current: the VM's state descends from it)\n");
 	json_decref(out);
@@ -165,7 +157,7 @@ int cmd_cp_apply(struct client *c, int argc, char **argv)
 	if (ret)
 		return ret;
 	if (c->json)
-		print_json_out(out);
+		print_json(out);
 	else
 		printf("%s: checkpoint %s applied (state: %s)\n", argv[1], argv[2],
 		       json_string_value(json_object_get(out, "state")) ?: "?");
@@ -185,30 +177,6 @@ int cmd_cp_delete(struct client *c, int argc, char **argv)
 	if (!ret && !c->json)
 		printf("%s: checkpoint %s deleted\n", argv[1], argv[2]);
 	return ret;
-}
-
-static int vm_verb(struct client *c, int argc, char **argv, const char *method,
-		   const char *suffix, const char *done)
-{
-	char path[512];
-	json_t *out = NULL;
-	int ret;
-
-	if (need_name(argc, argv, 2))
-		return EXIT_USAGE;
-	if (argc > 2)
-		return usage_error("unexpected argument '%s'", argv[2]);
-	vm_path(path, sizeof(path), argv[1], suffix);
-	ret = client_call(c, method, path, NULL, &out);
-	if (ret)
-		return ret;
-	if (c->json)
-		print_json_out(out);
-	else
-		printf("%s %s (state: %s)\n", argv[1], done,
-		       json_string_value(json_object_get(out, "state")) ?: "?");
-	json_decref(out);
-	return EXIT_OK;
 }
 
 int cmd_save(struct client *c, int argc, char **argv)
@@ -253,7 +221,7 @@ int disk_qos_apply(struct client *c, const char *vm, const char *id, const char 
 	ret = client_call(c, "PATCH", path, body, &out);
 	json_decref(body);
 	if (!ret && c->json)
-		print_json_out(out);
+		print_json(out);
 	else if (!ret)
 		printf("%s: disk %s limits set\n", vm, id);
 	json_decref(out);

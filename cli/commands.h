@@ -12,9 +12,42 @@ int usage_error(const char *fmt, const char *arg);
 int parse_num(const char *opt, const char *s, json_int_t *v);
 /* argv[1] must be a VM name; 0 or EXIT_USAGE (printed). */
 int need_name(int argc, char **argv, int first_opt);
+/* "<base><escaped name><suffix>", e.g. base "/v1/hosts/"; returns 0. */
+int api_path(char *out, size_t len, const char *base, const char *name, const char *suffix);
 /* "/v1/vms/<escaped name><suffix>" */
 int vm_path(char *out, size_t len, const char *name, const char *suffix);
+/* The first line of file into buf; 0 or EXIT_USAGE (printed). */
+int read_token_file(const char *file, char *buf, size_t len);
 
+/* Pretty-printed JSON on stdout. */
+void print_json(json_t *j);
+/* --json: the JSON; otherwise "key value" lines, nested objects indented. */
+void show_json(struct client *c, json_t *j);
+/* `NAME` and nothing else: method on /v1/vms/NAME<suffix>, the reply in
+ * *out (may be NULL); 0 or an exit status (printed). */
+int vm_call(struct client *c, int argc, char **argv, const char *method, const char *suffix,
+            json_t **out);
+/* vm_call, then print "NAME <done> (state: S)" (or the JSON reply). */
+int vm_verb(struct client *c, int argc, char **argv, const char *method, const char *suffix,
+            const char *done);
+
+/* vm.c: VM definition options and the `cella vm` lifecycle commands. */
+extern const char vm_create_opts_help[];
+extern const char vm_set_opts_help[];
+int cmd_list(struct client *c, int argc, char **argv);
+int cmd_create(struct client *c, int argc, char **argv);
+int cmd_set(struct client *c, int argc, char **argv);
+int cmd_show(struct client *c, int argc, char **argv);
+int cmd_metrics(struct client *c, int argc, char **argv);
+int cmd_start(struct client *c, int argc, char **argv);
+int cmd_stop(struct client *c, int argc, char **argv);
+int cmd_kill(struct client *c, int argc, char **argv);
+int cmd_reset(struct client *c, int argc, char **argv);
+int cmd_pause(struct client *c, int argc, char **argv);
+int cmd_resume(struct client *c, int argc, char **argv);
+int cmd_delete(struct client *c, int argc, char **argv);
+
+/* console.c */
 int cmd_console(struct client *c, int argc, char **argv);
 int cmd_events(struct client *c, int argc, char **argv);
 

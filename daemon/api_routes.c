@@ -98,6 +98,18 @@ static int query_bool(struct api_request *r, const char *key, bool *v, enum MHD_
 
 /* Handlers -------------------------------------------------------------- */
 
+/* Reply with the outcome of a supervisor call: e when ret is nonzero,
+ * otherwise status with out (consumed either way). */
+static enum MHD_Result reply(struct api_request *r, int ret, const struct derr *e, unsigned status,
+			     json_t *out)
+{
+	if (ret) {
+		json_decref(out);
+		return api_reply_error(r->c, e);
+	}
+	return api_reply_json(r->c, status, out);
+}
+
 static enum MHD_Result h_host(struct api_request *r, const char *name, int arg)
 {
 	(void)name;
@@ -117,28 +129,26 @@ static enum MHD_Result h_create(struct api_request *r, const char *name, int arg
 	enum MHD_Result res = MHD_NO;
 	struct derr e = { 0 };
 	json_t *body, *out = NULL;
+	int ret;
 
 	(void)name;
 	(void)arg;
 	if (parse_body(r, true, &body, &res))
 		return res;
-	if (sup_define(r->sup, body, &out, &e)) {
-		json_decref(body);
-		return api_reply_error(r->c, &e);
-	}
+	ret = sup_define(r->sup, body, &out, &e);
 	json_decref(body);
-	return api_reply_json(r->c, 201, out);
+	return reply(r, ret, &e, 201, out);
 }
 
 static enum MHD_Result h_get(struct api_request *r, const char *name, int arg)
 {
 	struct derr e = { 0 };
-	json_t *out;
+	json_t *out = NULL;
+	int ret;
 
 	(void)arg;
-	if (sup_get(r->sup, name, &out, &e))
-		return api_reply_error(r->c, &e);
-	return api_reply_json(r->c, 200, out);
+	ret = sup_get(r->sup, name, &out, &e);
+	return reply(r, ret, &e, 200, out);
 }
 
 static enum MHD_Result h_patch(struct api_request *r, const char *name, int arg)
@@ -146,16 +156,14 @@ static enum MHD_Result h_patch(struct api_request *r, const char *name, int arg)
 	enum MHD_Result res = MHD_NO;
 	struct derr e = { 0 };
 	json_t *body, *out = NULL;
+	int ret;
 
 	(void)arg;
 	if (parse_body(r, true, &body, &res))
 		return res;
-	if (sup_change(r->sup, name, body, &out, &e)) {
-		json_decref(body);
-		return api_reply_error(r->c, &e);
-	}
+	ret = sup_change(r->sup, name, body, &out, &e);
 	json_decref(body);
-	return api_reply_json(r->c, 200, out);
+	return reply(r, ret, &e, 200, out);
 }
 
 static enum MHD_Result h_delete(struct api_request *r, const char *name, int arg)
@@ -163,9 +171,7 @@ static enum MHD_Result h_delete(struct api_request *r, const char *name, int arg
 	struct derr e = { 0 };
 
 	(void)arg;
-	if (sup_delete(r->sup, name, &e))
-		return api_reply_error(r->c, &e);
-	return api_reply_json(r->c, 204, NULL);
+	return reply(r, sup_delete(r->sup, name, &e), &e, 204, NULL);
 }
 
 static enum MHD_Result h_action(struct api_request *r, const char *name, int arg)
@@ -173,27 +179,24 @@ static enum MHD_Result h_action(struct api_request *r, const char *name, int arg
 	enum MHD_Result res = MHD_NO;
 	struct derr e = { 0 };
 	json_t *body, *out = NULL;
-	int status;
+	int ret, status = 200;
 
 	if (parse_body(r, false, &body, &res))
 		return res;
-	if (sup_action(r->sup, name, (enum sup_action)arg, body, &out, &status, &e)) {
-		json_decref(body);
-		return api_reply_error(r->c, &e);
-	}
+	ret = sup_action(r->sup, name, (enum sup_action)arg, body, &out, &status, &e);
 	json_decref(body);
-	return api_reply_json(r->c, (unsigned)status, out);
+	return reply(r, ret, &e, (unsigned)status, out);
 }
 
 static enum MHD_Result h_metrics(struct api_request *r, const char *name, int arg)
 {
 	struct derr e = { 0 };
-	json_t *out;
+	json_t *out = NULL;
+	int ret;
 
 	(void)arg;
-	if (sup_metrics(r->sup, name, &out, &e))
-		return api_reply_error(r->c, &e);
-	return api_reply_json(r->c, 200, out);
+	ret = sup_metrics(r->sup, name, &out, &e);
+	return reply(r, ret, &e, 200, out);
 }
 
 static enum MHD_Result h_console(struct api_request *r, const char *name, int arg)
@@ -258,16 +261,14 @@ static enum MHD_Result h_disk(struct api_request *r, const char *name, int arg)
 	enum MHD_Result res = MHD_NO;
 	struct derr e = { 0 };
 	json_t *body, *out = NULL;
+	int ret;
 
 	(void)arg;
 	if (parse_body(r, true, &body, &res))
 		return res;
-	if (sup_disk_change(r->sup, name, r->sub, body, &out, &e)) {
-		json_decref(body);
-		return api_reply_error(r->c, &e);
-	}
+	ret = sup_disk_change(r->sup, name, r->sub, body, &out, &e);
 	json_decref(body);
-	return api_reply_json(r->c, 200, out);
+	return reply(r, ret, &e, 200, out);
 }
 
 enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
@@ -303,9 +304,7 @@ static enum MHD_Result h_checkpoint(struct api_request *r, const char *name, int
 		break;
 	}
 	json_decref(body);
-	if (ret)
-		return api_reply_error(r->c, &e);
-	return api_reply_json(r->c, (unsigned)status, out);
+	return reply(r, ret, &e, (unsigned)status, out);
 }
 
 /* Hosts and moves -------------------------------------------------------- */
@@ -315,23 +314,18 @@ static enum MHD_Result h_hosts(struct api_request *r, const char *name, int arg)
 	enum MHD_Result res = MHD_NO;
 	struct derr e = { 0 };
 	json_t *body = NULL, *out = NULL;
+	int ret;
 
 	(void)name;
 	if (arg == 0)
 		return api_reply_json(r->c, 200, json_pack("{s:o}", "hosts", sup_hosts_list(r->sup)));
-	if (arg == 2) {
-		if (sup_host_remove(r->sup, r->sub, &e))
-			return api_reply_error(r->c, &e);
-		return api_reply_json(r->c, 204, NULL);
-	}
+	if (arg == 2)
+		return reply(r, sup_host_remove(r->sup, r->sub, &e), &e, 204, NULL);
 	if (parse_body(r, true, &body, &res))
 		return res;
-	if (sup_host_add(r->sup, body, &out, &e)) {
-		json_decref(body);
-		return api_reply_error(r->c, &e);
-	}
+	ret = sup_host_add(r->sup, body, &out, &e);
 	json_decref(body);
-	return api_reply_json(r->c, 201, out);
+	return reply(r, ret, &e, 201, out);
 }
 
 static enum MHD_Result h_move(struct api_request *r, const char *name, int arg)
@@ -339,16 +333,14 @@ static enum MHD_Result h_move(struct api_request *r, const char *name, int arg)
 	enum MHD_Result res = MHD_NO;
 	struct derr e = { 0 };
 	json_t *body, *out = NULL;
+	int ret;
 
 	(void)arg;
 	if (parse_body(r, true, &body, &res))
 		return res;
-	if (sup_move(r->sup, name, body, &out, &e)) {
-		json_decref(body);
-		return api_reply_error(r->c, &e);
-	}
+	ret = sup_move(r->sup, name, body, &out, &e);
 	json_decref(body);
-	return api_reply_json(r->c, 200, out);
+	return reply(r, ret, &e, 200, out);
 }
 
 enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
@@ -374,9 +366,7 @@ static enum MHD_Result h_incoming(struct api_request *r, const char *name, int a
 	else
 		ret = sup_incoming_abort(r->sup, name, &e);
 	json_decref(body);
-	if (ret)
-		return api_reply_error(r->c, &e);
-	return api_reply_json(r->c, arg == IN_PREPARE ? 201 : arg == IN_COMMIT ? 200 : 204, out);
+	return reply(r, ret, &e, arg == IN_PREPARE ? 201 : arg == IN_COMMIT ? 200 : 204, out);
 }
 
 /* The end of a streamed upload (api.c wrote the body into r->upload_fd). */

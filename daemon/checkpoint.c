@@ -509,6 +509,24 @@ out:
 	return ret;
 }
 
+/* Under s->lock: the idle VM name (*vm), its checkpoint tree (*list, the
+ * caller's to free, NULL when there is no VM) and checkpoint cpname in it;
+ * NULL with e set when the VM or the checkpoint is missing. */
+static json_t *cp_lookup(struct sup *s, const char *name, const char *cpname, struct vmrt **vm,
+			 json_t **list, struct derr *e)
+{
+	json_t *cp;
+
+	*vm = sup_lookup_idle(s, name, e);
+	if (!*vm)
+		return NULL;
+	*list = db_cp_list(s->db, (*vm)->def.uuid);
+	cp = cp_find(*list, cpname);
+	if (!cp)
+		derr_set(e, 404, "checkpoint", "VM '%s' has no checkpoint '%.64s'", name, cpname);
+	return cp;
+}
+
 int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **out,
 		 struct derr *e)
 {
@@ -517,15 +535,9 @@ int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **o
 	int ret = -1;
 
 	pthread_mutex_lock(&s->lock);
-	vm = sup_lookup_idle(s, name, e);
-	if (!vm)
+	cp = cp_lookup(s, name, cpname, &vm, &list, e);
+	if (!cp)
 		goto out;
-	list = db_cp_list(s->db, vm->def.uuid);
-	cp = cp_find(list, cpname);
-	if (!cp) {
-		derr_set(e, 404, "checkpoint", "VM '%s' has no checkpoint '%.64s'", name, cpname);
-		goto out;
-	}
 	if (vm->state == VS_STARTING || vm->state == VS_STOPPING) {
 		sup_refuse(vm, e, "apply a checkpoint to");
 		goto out;
@@ -677,15 +689,9 @@ int sup_cp_delete(struct sup *s, const char *name, const char *cpname, struct de
 	int ret = -1;
 
 	pthread_mutex_lock(&s->lock);
-	vm = sup_lookup_idle(s, name, e);
-	if (!vm)
+	cp = cp_lookup(s, name, cpname, &vm, &list, e);
+	if (!cp)
 		goto out;
-	list = db_cp_list(s->db, vm->def.uuid);
-	cp = cp_find(list, cpname);
-	if (!cp) {
-		derr_set(e, 404, "checkpoint", "VM '%s' has no checkpoint '%.64s'", name, cpname);
-		goto out;
-	}
 	if (state_active(vm->state) && cp_in_current_chain(list, vm->def.checkpoint, cpname)) {
 		derr_set(e, 409, "state", "checkpoint '%s' holds layers the running VM uses: stop or "
 			 "save the VM first", cpname);

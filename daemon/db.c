@@ -291,6 +291,20 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *s)
 		sqlite3_bind_null(st, i);
 }
 
+/* Run sql, whose parameters are all text (NULL binds SQL NULL), to its end. */
+static int db_run_texts(struct db *db, const char *sql, const char *const *args, size_t nr)
+{
+	sqlite3_stmt *st = db_prepare(db, sql);
+
+	for (size_t i = 0; st && i < nr; i++)
+		bind_opt(st, (int)i + 1, args[i]);
+	return db_step_done(db, st);
+}
+
+#define db_run(db, sql, ...)                                                                       \
+	db_run_texts(db, sql, (const char *const[]){__VA_ARGS__},                                  \
+		     ARRAY_SIZE(((const char *const[]){__VA_ARGS__})))
+
 int db_save_vm(struct db *db, const struct vmdef *d)
 {
 	sqlite3_stmt *st;
@@ -374,11 +388,7 @@ int db_save_vm(struct db *db, const struct vmdef *d)
 
 int db_delete_vm(struct db *db, const char *uuid)
 {
-	sqlite3_stmt *st = db_prepare(db, "DELETE FROM vms WHERE uuid=?");
-
-	if (st)
-		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_TRANSIENT);
-	return db_step_done(db, st);
+	return db_run(db, "DELETE FROM vms WHERE uuid=?", uuid);
 }
 
 int db_save_runtime(struct db *db, const char *uuid, const struct db_runtime *rt)
@@ -417,13 +427,7 @@ int db_get_meta(struct db *db, const char *key, char *value, size_t len)
 
 int db_set_meta(struct db *db, const char *key, const char *value)
 {
-	sqlite3_stmt *st = db_prepare(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)");
-
-	if (st) {
-		sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
-	}
-	return db_step_done(db, st);
+	return db_run(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", key, value);
 }
 
 /* Checkpoints -------------------------------------------------------------- */
@@ -494,13 +498,7 @@ int db_cp_put(struct db *db, const char *uuid, json_t *cp)
 
 int db_cp_delete(struct db *db, const char *uuid, const char *name)
 {
-	sqlite3_stmt *st = db_prepare(db, "DELETE FROM checkpoints WHERE vm_uuid=? AND name=?");
-
-	if (st) {
-		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-	}
-	return db_step_done(db, st);
+	return db_run(db, "DELETE FROM checkpoints WHERE vm_uuid=? AND name=?", uuid, name);
 }
 
 /* Peer hosts (moves) ------------------------------------------------------- */
@@ -532,16 +530,8 @@ json_t *db_host_list(struct db *db, bool with_token)
 int db_host_put(struct db *db, const char *name, const char *url, const char *token,
 		const char *tls_name)
 {
-	sqlite3_stmt *st = db_prepare(db, "INSERT OR REPLACE INTO hosts (name, url, token, tls_name)"
-					  " VALUES (?,?,?,?)");
-
-	if (st) {
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 2, url, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 3, token, -1, SQLITE_TRANSIENT);
-		bind_opt(st, 4, tls_name);
-	}
-	return db_step_done(db, st);
+	return db_run(db, "INSERT OR REPLACE INTO hosts (name, url, token, tls_name) VALUES (?,?,?,?)",
+		      name, url, token, tls_name);
 }
 
 int db_host_delete(struct db *db, const char *name)

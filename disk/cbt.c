@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "disk_priv.h"
 #include "log.h"
 
 #define CBT_MAGIC   "CELLACBT"
@@ -51,17 +51,6 @@ struct cbt {
 	struct cbt_header *h;
 	uint64_t nr_blocks;
 };
-
-static int cbt_fail(char *err, size_t errlen, int ret, const char *fmt, ...) __printf(4, 5);
-static int cbt_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 static void read_boot_id(char out[40])
 {
@@ -103,7 +92,7 @@ static int cbt_format(int fd, uint64_t size, char *err, size_t errlen)
 	/* Truncate to 0 first: the bitmaps are holes, reading as zero. */
 	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)total) < 0 ||
 	    pwrite(fd, page, sizeof(page), 0) != (ssize_t)sizeof(page) || fdatasync(fd) < 0)
-		return cbt_fail(err, errlen, -errno, "cannot initialise: %s", strerror(errno));
+		return disk_errf(err, errlen, -errno, "cannot initialise: %s", strerror(errno));
 	return 0;
 }
 
@@ -135,26 +124,26 @@ int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char 
 	int ret;
 
 	if (!c)
-		return cbt_fail(err, errlen, -ENOMEM, "out of memory");
+		return disk_errf(err, errlen, -ENOMEM, "out of memory");
 	c->fd = -1;
 	if (snprintf(path, sizeof(path), "%s.cbt", image_path) >= (int)sizeof(path)) {
-		ret = cbt_fail(err, errlen, -ENAMETOOLONG, "path too long");
+		ret = disk_errf(err, errlen, -ENAMETOOLONG, "path too long");
 		goto fail;
 	}
 	c->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
 	if (c->fd < 0) {
-		ret = cbt_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		ret = disk_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	/* The image's own lock keeps two writers away; this one guards the
 	 * tools that open only the .cbt. */
 	if (cbt_lock(c->fd) < 0) {
-		ret = cbt_fail(err, errlen, errno == EWOULDBLOCK ? -EBUSY : -errno,
+		ret = disk_errf(err, errlen, errno == EWOULDBLOCK ? -EBUSY : -errno,
 			       "%s: in use by another process", path);
 		goto fail;
 	}
 	if (fstat(c->fd, &st) < 0) {
-		ret = cbt_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		ret = disk_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	memset(&h, 0, sizeof(h));
@@ -167,7 +156,7 @@ int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char 
 		if (ret)
 			goto fail;
 		if (fstat(c->fd, &st) < 0) {
-			ret = cbt_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+			ret = disk_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
 			goto fail;
 		}
 	}
@@ -175,7 +164,7 @@ int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char 
 	c->map = mmap(NULL, c->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, c->fd, 0);
 	if (c->map == MAP_FAILED) {
 		c->map = NULL;
-		ret = cbt_fail(err, errlen, -errno, "%s: mmap: %s", path, strerror(errno));
+		ret = disk_errf(err, errlen, -errno, "%s: mmap: %s", path, strerror(errno));
 		goto fail;
 	}
 	/* A forked child (cella-vm's KVM teardown) must not hold the file,
@@ -196,7 +185,7 @@ int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char 
 	memcpy(c->h->boot_id, boot, sizeof(boot));
 	c->h->flags |= CBT_F_IN_USE;
 	if (msync(c->map, CBT_HDR, MS_SYNC) < 0) {
-		ret = cbt_fail(err, errlen, -errno, "%s: msync: %s", path, strerror(errno));
+		ret = disk_errf(err, errlen, -errno, "%s: msync: %s", path, strerror(errno));
 		goto fail;
 	}
 	*out = c;

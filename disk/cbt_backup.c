@@ -2,7 +2,6 @@
  * restoring incrementals onto a full image (format in cbt.h). */
 #include <endian.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,21 +12,11 @@
 
 #include "cbt.h"
 #include "disk.h"
+#include "disk_priv.h"
 
 #define CHUNK (1u << 20)
 #define HDR_SIZE (8 + 4 + 4 + 8 + 8 + 8 + CBT_NAME_MAX * 2)
 #define TRAILER "CEND"
-
-static int bfail(char *err, size_t errlen, int ret, const char *fmt, ...) __printf(4, 5);
-static int bfail(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return ret;
-}
 
 static int write_all(int fd, const void *buf, size_t len, uLong *crc)
 {
@@ -75,10 +64,10 @@ static int start_point(struct cbt *c, int out_fd, const char *point, char *err, 
 	int ret;
 
 	if (fsync(out_fd) < 0)
-		return bfail(err, errlen, -errno, "cannot sync the backup: %s", strerror(errno));
+		return disk_errf(err, errlen, -errno, "cannot sync the backup: %s", strerror(errno));
 	ret = cbt_point_start(c, point);
 	if (ret)
-		return bfail(err, errlen, ret, "cannot start point '%s': %s", point,
+		return disk_errf(err, errlen, ret, "cannot start point '%s': %s", point,
 			     ret == -EINVAL ? "name must be 1-31 bytes" : strerror(-ret));
 	return 0;
 }
@@ -92,9 +81,9 @@ int cbt_backup_full(struct disk *d, struct cbt *c, const char *point, int out_fd
 
 	*bytes = 0;
 	if (!buf)
-		return bfail(err, errlen, -ENOMEM, "out of memory");
+		return disk_errf(err, errlen, -ENOMEM, "out of memory");
 	if (ftruncate(out_fd, 0) < 0 || ftruncate(out_fd, (off_t)size) < 0) {
-		ret = bfail(err, errlen, -errno, "cannot size the backup: %s", strerror(errno));
+		ret = disk_errf(err, errlen, -errno, "cannot size the backup: %s", strerror(errno));
 		goto out;
 	}
 	for (uint64_t off = 0; off < size && !ret; off += CHUNK) {
@@ -102,14 +91,14 @@ int cbt_backup_full(struct disk *d, struct cbt *c, const char *point, int out_fd
 
 		ret = disk_pread(d, buf, n, off);
 		if (ret) {
-			ret = bfail(err, errlen, ret, "read at %llu: %s", (unsigned long long)off,
+			ret = disk_errf(err, errlen, ret, "read at %llu: %s", (unsigned long long)off,
 				    disk_error(d));
 			break;
 		}
 		if (all_zero(buf, n))
 			continue; /* a hole in the backup reads as zeroes */
 		if (pwrite(out_fd, buf, n, (off_t)off) != (ssize_t)n)
-			ret = bfail(err, errlen, -EIO, "write: %s", strerror(errno));
+			ret = disk_errf(err, errlen, -EIO, "write: %s", strerror(errno));
 		*bytes += n;
 	}
 	if (!ret)
@@ -176,17 +165,17 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
 	*bytes = 0;
 	bits = cbt_point_bits(c, since, &ret);
 	if (!bits)
-		return bfail(err, errlen, ret,
+		return disk_errf(err, errlen, ret,
 			     ret == -ESTALE ? "point '%s' is invalid (the host crashed while the "
 					      "disk was in use): take a full backup"
 					    : "no point '%s' in the tracking file", since);
 	if (strlen(point) >= CBT_NAME_MAX || !point[0])
-		return bfail(err, errlen, -EINVAL, "point name must be 1-31 bytes");
+		return disk_errf(err, errlen, -EINVAL, "point name must be 1-31 bytes");
 	nr = incr_extents(bits, cbt_nr_blocks(c), size, NULL, &data);
 	ext = malloc((nr ? nr : 1) * 16);
 	buf = malloc(CHUNK);
 	if (!ext || !buf) {
-		ret = bfail(err, errlen, -ENOMEM, "out of memory");
+		ret = disk_errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
 	incr_extents(bits, cbt_nr_blocks(c), size, ext, &data);
@@ -218,7 +207,7 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
 
 			ret = disk_pread(d, buf, n, ext[2 * i] + off);
 			if (ret) {
-				ret = bfail(err, errlen, ret, "read: %s", disk_error(d));
+				ret = disk_errf(err, errlen, ret, "read: %s", disk_error(d));
 				goto out;
 			}
 			if ((ret = write_all(out_fd, buf, n, &crc)))
@@ -238,7 +227,7 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
 	ret = start_point(c, out_fd, point, err, errlen);
 	goto out;
 werr:
-	ret = bfail(err, errlen, ret ? ret : -errno, "cannot write the backup: %s",
+	ret = disk_errf(err, errlen, ret ? ret : -errno, "cannot write the backup: %s",
 		    strerror(ret ? -ret : errno));
 out:
 	free(ext);
@@ -257,38 +246,38 @@ static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *n
 	int ret;
 
 	if (fstat(fd, &st) < 0)
-		return bfail(err, errlen, -errno, "%s", strerror(errno));
+		return disk_errf(err, errlen, -errno, "%s", strerror(errno));
 	if (lseek(fd, 0, SEEK_SET) < 0 || read_all(fd, hdr, sizeof(hdr)) ||
 	    memcmp(hdr, CBT_INCR_MAGIC, 8))
-		return bfail(err, errlen, -EINVAL, "not an incremental backup (bad magic)");
+		return disk_errf(err, errlen, -EINVAL, "not an incremental backup (bad magic)");
 	memcpy(&ver, hdr + 8, 4);
 	memcpy(&bs, hdr + 12, 4);
 	size = get64(hdr + 16);
 	nr = get64(hdr + 24);
 	data = get64(hdr + 32);
 	if (le32toh(ver) != CBT_INCR_VERSION || le32toh(bs) != CBT_BLOCK)
-		return bfail(err, errlen, -EINVAL, "unsupported version %u or block size %u",
+		return disk_errf(err, errlen, -EINVAL, "unsupported version %u or block size %u",
 			     le32toh(ver), le32toh(bs));
 	if (size != disk_sz)
-		return bfail(err, errlen, -EINVAL, "backup of a %llu-byte disk, image has %llu",
+		return disk_errf(err, errlen, -EINVAL, "backup of a %llu-byte disk, image has %llu",
 			     (unsigned long long)size, (unsigned long long)disk_sz);
 	if (!memchr(hdr + 40, 0, CBT_NAME_MAX) || !memchr(hdr + 40 + CBT_NAME_MAX, 0, CBT_NAME_MAX))
-		return bfail(err, errlen, -EINVAL, "point names are not terminated");
+		return disk_errf(err, errlen, -EINVAL, "point names are not terminated");
 	memcpy(point, hdr + 40, CBT_NAME_MAX);
 	memcpy(since, hdr + 40 + CBT_NAME_MAX, CBT_NAME_MAX);
 	if (nr > size / CBT_BLOCK + 1 || data > size ||
 	    (uint64_t)st.st_size != HDR_SIZE + nr * 16 + data + 8)
-		return bfail(err, errlen, -EINVAL, "extent count or data size do not match the "
+		return disk_errf(err, errlen, -EINVAL, "extent count or data size do not match the "
 			     "file size (truncated?)");
 	ext = malloc((nr ? nr : 1) * 16);
 	if (!ext)
-		return bfail(err, errlen, -ENOMEM, "out of memory");
+		return disk_errf(err, errlen, -ENOMEM, "out of memory");
 	for (uint64_t i = 0; i < nr; i++) {
 		uint8_t e[16];
 
 		if ((ret = read_all(fd, e, sizeof(e)))) {
 			free(ext);
-			return bfail(err, errlen, ret, "cannot read extent %llu",
+			return disk_errf(err, errlen, ret, "cannot read extent %llu",
 				     (unsigned long long)i);
 		}
 		ext[2 * i] = get64(e);
@@ -296,7 +285,7 @@ static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *n
 		if (ext[2 * i] < prev_end || !ext[2 * i + 1] || ext[2 * i] > size ||
 		    ext[2 * i + 1] > size - ext[2 * i]) {
 			free(ext);
-			return bfail(err, errlen, -EINVAL, "extent %llu out of order or range",
+			return disk_errf(err, errlen, -EINVAL, "extent %llu out of order or range",
 				     (unsigned long long)i);
 		}
 		prev_end = ext[2 * i] + ext[2 * i + 1];
@@ -304,7 +293,7 @@ static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *n
 	}
 	if (sum != data) {
 		free(ext);
-		return bfail(err, errlen, -EINVAL, "extents add up to %llu bytes, header says %llu",
+		return disk_errf(err, errlen, -EINVAL, "extents add up to %llu bytes, header says %llu",
 			     (unsigned long long)sum, (unsigned long long)data);
 	}
 	*extp = ext;
@@ -321,20 +310,20 @@ static int incr_check_crc(int fd, uint8_t *buf, char *err, size_t errlen)
 	uint64_t left;
 
 	if (fstat(fd, &st) < 0 || lseek(fd, 0, SEEK_SET) < 0)
-		return bfail(err, errlen, -errno, "%s", strerror(errno));
+		return disk_errf(err, errlen, -errno, "%s", strerror(errno));
 	for (left = (uint64_t)st.st_size - 8; left;) {
 		size_t n = (size_t)(left < CHUNK ? left : CHUNK);
 
 		if (read_all(fd, buf, n))
-			return bfail(err, errlen, -EIO, "short read");
+			return disk_errf(err, errlen, -EIO, "short read");
 		crc = crc32(crc, buf, (uInt)n);
 		left -= n;
 	}
 	if (read_all(fd, t, 8) || memcmp(t + 4, TRAILER, 4))
-		return bfail(err, errlen, -EINVAL, "missing trailer (truncated?)");
+		return disk_errf(err, errlen, -EINVAL, "missing trailer (truncated?)");
 	memcpy(&want, t, 4);
 	if (le32toh(want) != (uint32_t)crc)
-		return bfail(err, errlen, -EINVAL, "checksum mismatch: the file is corrupt");
+		return disk_errf(err, errlen, -EINVAL, "checksum mismatch: the file is corrupt");
 	return 0;
 }
 
@@ -346,7 +335,7 @@ int cbt_restore_incremental(struct disk *d, int in_fd, char *point, char *since,
 	int ret;
 
 	if (!buf)
-		return bfail(err, errlen, -ENOMEM, "out of memory");
+		return disk_errf(err, errlen, -ENOMEM, "out of memory");
 	/* Whole file checked before the first byte is written. */
 	ret = incr_check_crc(in_fd, buf, err, errlen);
 	if (!ret)
@@ -356,13 +345,13 @@ int cbt_restore_incremental(struct disk *d, int in_fd, char *point, char *since,
 			size_t n = (size_t)(ext[2 * i + 1] - off < CHUNK ? ext[2 * i + 1] - off : CHUNK);
 
 			if (read_all(in_fd, buf, n))
-				ret = bfail(err, errlen, -EIO, "short read of the data");
+				ret = disk_errf(err, errlen, -EIO, "short read of the data");
 			else if ((ret = disk_pwrite(d, buf, n, ext[2 * i] + off)))
-				ret = bfail(err, errlen, ret, "write: %s", disk_error(d));
+				ret = disk_errf(err, errlen, ret, "write: %s", disk_error(d));
 		}
 	}
 	if (!ret && (ret = disk_flush(d)))
-		ret = bfail(err, errlen, ret, "flush: %s", disk_error(d));
+		ret = disk_errf(err, errlen, ret, "flush: %s", disk_error(d));
 	free(ext);
 	free(buf);
 	return ret;

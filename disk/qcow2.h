@@ -153,6 +153,11 @@ static inline void q2_compressed(const struct qcow2 *q, uint64_t e, uint64_t *of
 /* qcow2_meta.c: caches, refcounts, allocation, flush */
 void q2_cache_init(struct q2_cache *c, uint64_t limit);
 int q2_cache_resize(struct q2_cache *c, uint64_t nslots);
+/* Grow an in-memory table of 8-byte entries (L1, refcount table) from old to
+ * entries, zeroing the new ones, and its cache c to as many slots. On failure
+ * *table stays valid (maybe reallocated) and holds the old entries. */
+int q2_table_grow(struct qcow2 *q, uint64_t **table, uint64_t old, uint64_t entries,
+		  struct q2_cache *c) __must_check;
 void q2_cache_free(struct q2_cache *c);
 /* The L2 table of L1 index i, loaded if needed; NULL if not allocated (and
  * !alloc). With alloc, a zeroed table is allocated. */

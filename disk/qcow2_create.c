@@ -186,20 +186,13 @@ static int grow_l1(struct qcow2 *q, uint64_t entries)
 {
 	uint64_t cs = q->cluster_size, n = div_up(entries * 8, cs), off;
 	uint64_t old_off = q->l1_off, old_n = div_up(q->l1_size * 8, cs);
-	uint64_t *l1;
 	bool fresh;
 	int ret;
 
 	if (entries * 8 > QCOW2_MAX_L1_BYTES)
 		return disk_fail(q->d, -EFBIG, "the L1 table would exceed 32 MiB");
-	l1 = realloc(q->l1, entries * 8);
-	if (!l1 || q2_cache_resize(&q->l2c, entries)) {
-		if (l1)
-			q->l1 = l1;
-		return disk_fail(q->d, -ENOMEM, "out of memory");
-	}
-	memset(l1 + q->l1_size, 0, (entries - q->l1_size) * 8);
-	q->l1 = l1;
+	if ((ret = q2_table_grow(q, &q->l1, q->l1_size, entries, &q->l2c)))
+		return ret;
 	if ((ret = q2_alloc(q, n, &off, &fresh)))
 		return ret;
 	q->l1_off = off;

@@ -274,6 +274,19 @@ int q2_rc_get(struct qcow2 *q, uint64_t cluster, uint64_t *rc)
 	return ret;
 }
 
+int q2_table_grow(struct qcow2 *q, uint64_t **table, uint64_t old, uint64_t entries,
+		  struct q2_cache *c)
+{
+	uint64_t *t = realloc(*table, entries * 8);
+
+	if (t)
+		*table = t;
+	if (!t || q2_cache_resize(c, entries))
+		return disk_fail(q->d, -ENOMEM, "out of memory");
+	memset(t + old, 0, (entries - old) * 8);
+	return 0;
+}
+
 /* Grow the refcount table so that it has an entry rbi, placing the new
  * table at the end of the file. The old table is freed after the next
  * flush has made the header point to the new one. */
@@ -281,7 +294,6 @@ static int rt_grow(struct qcow2 *q, uint64_t rbi)
 {
 	uint64_t cs = q->cluster_size, n = MAX(q->rt_clusters * 2, 1), old_off = q->rt_off;
 	uint64_t old_clusters = q->rt_clusters, off, entries;
-	uint64_t *rt;
 	int ret;
 
 	for (;; n++) {
@@ -294,14 +306,8 @@ static int rt_grow(struct qcow2 *q, uint64_t rbi)
 	if ((n << q->cluster_bits) > QCOW2_MAX_REFTABLE_BYTES)
 		return disk_fail(q->d, -EFBIG, "the refcount table would exceed %llu MiB",
 				 (unsigned long long)(QCOW2_MAX_REFTABLE_BYTES >> 20));
-	rt = realloc(q->rt, entries * 8);
-	if (!rt || q2_cache_resize(&q->rcc, entries)) {
-		if (rt)
-			q->rt = rt;
-		return disk_fail(q->d, -ENOMEM, "out of memory");
-	}
-	memset(rt + q->rt_size, 0, (entries - q->rt_size) * 8);
-	q->rt = rt;
+	if ((ret = q2_table_grow(q, &q->rt, q->rt_size, entries, &q->rcc)))
+		return ret;
 	q->rt_size = entries;
 	q->rt_off = off;
 	q->rt_clusters = n;

@@ -128,6 +128,30 @@ static int piece_add(struct chunk *c, uint64_t off, uint64_t len, bool zero)
 	return 0;
 }
 
+static bool is_zero(const uint8_t *p, size_t len)
+{
+	return !p[0] && !memcmp(p, p + 1, len - 1);
+}
+
+/* Data read into buf, as pieces; 4 KiB units that read as zero become
+ * zero pieces (holes of a sparse raw file, zeroed clusters), which cost a
+ * 24-byte record instead of their size. */
+static int data_pieces(struct chunk *c, uint64_t off, uint64_t len)
+{
+	uint64_t end = off + len;
+
+	while (off < end) {
+		uint64_t next = MIN(end, (off & ~4095ull) + 4096);
+		int ret = piece_add(c, off, next - off,
+				    is_zero(c->s->buf + (off - c->off), (size_t)(next - off)));
+
+		if (ret)
+			return ret;
+		off = next;
+	}
+	return 0;
+}
+
 /* Zero extents become pieces without a read; the rest is read into buf. */
 static int chunk_map(struct chunk *c, struct disk *dk, uint64_t pos, uint64_t end)
 {
@@ -152,7 +176,9 @@ static int chunk_map(struct chunk *c, struct disk *dk, uint64_t pos, uint64_t en
 					 (unsigned long long)e->off, disk_error(dk));
 				return ret;
 			}
-			if ((ret = piece_add(c, e->off, e->len, zero)))
+			ret = zero ? piece_add(c, e->off, e->len, true)
+				   : data_pieces(c, e->off, e->len);
+			if (ret)
 				return ret;
 			pos = e->off + e->len;
 		}

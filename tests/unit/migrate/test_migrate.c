@@ -2,10 +2,12 @@
  * dirty marks (guest_mem_mark_dirty, and virtq_push marking the buffers a
  * device wrote and the used ring), and the stream parser applying and
  * refusing records. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,6 +208,150 @@ static void test_stream_refuses(void **state)
 	guest_mem_destroy(&m);
 }
 
+/* include_storage records, applied to an 8 KiB fake disk. */
+struct fake_disk {
+	uint8_t data[8192];
+	unsigned calls;
+};
+
+static int fd_disks(void *opaque, uint32_t n, const uint64_t *sizes, char *why, size_t whylen)
+{
+	(void)opaque;
+	if (n != 1 || sizes[0] != 8192) {
+		snprintf(why, whylen, "size mismatch");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int fd_data(void *opaque, uint32_t disk, uint64_t off, const uint8_t *data, uint32_t len,
+		   char *why, size_t whylen)
+{
+	struct fake_disk *f = opaque;
+
+	(void)disk, (void)why, (void)whylen;
+	assert_true(off + len <= sizeof(f->data)); /* the parser checked it */
+	memcpy(f->data + off, data, len);
+	f->calls++;
+	return 0;
+}
+
+static int fd_zero(void *opaque, uint32_t disk, uint64_t off, uint64_t len, char *why,
+		   size_t whylen)
+{
+	struct fake_disk *f = opaque;
+
+	(void)disk, (void)why, (void)whylen;
+	assert_true(off + len <= sizeof(f->data));
+	memset(f->data + off, 0, len);
+	f->calls++;
+	return 0;
+}
+
+static const struct mig_rx_ops disk_ops = { .disk = fd_data, .disks = fd_disks,
+					    .disk_zero = fd_zero };
+
+static size_t hello_storage(uint8_t *out, uint32_t disks)
+{
+	struct mig_hello h = { .version = MIG_VERSION, .page_size = 4096, .ram_size = MEM,
+			       .low_size = MEM, .nr_vcpus = 1, .nr_disks = disks,
+			       .flags = MIG_FLAG_STORAGE };
+	uint8_t p[MIG_HELLO_LEN];
+
+	mig_hello_put(p, &h);
+	return rec(out, MIG_REC_HELLO, p, sizeof(p));
+}
+
+static size_t disk_rec(uint8_t *out, uint16_t type, uint64_t off, uint64_t len)
+{
+	uint8_t p[16 + 1024] = { 0 };
+
+	memcpy(p + 8, &off, 8);
+	if (type == MIG_REC_DISK_ZERO) {
+		memcpy(p + 16, &len, 8);
+		return rec(out, type, p, 24);
+	}
+	memset(p + 16, 0x5A, (size_t)len);
+	return rec(out, type, p, 16 + (uint32_t)len);
+}
+
+/* Feed buf[0, n) to a fresh receiver; returns its result. */
+static int feed_disks(struct guest_mem *m, struct fake_disk *f, const uint8_t *buf, size_t n,
+		      struct mig_rx *rx)
+{
+	mig_rx_init(rx, m, &disk_ops, f);
+	return mig_rx_feed(rx, buf, n);
+}
+
+static void test_stream_disks(void **state)
+{
+	static uint8_t buf[16384];
+	uint8_t list[16] = { 1 }, done[24] = { 0 }, list2[16] = { 1 };
+	uint64_t size = 8192, big = 16384;
+	struct fake_disk f;
+	struct guest_mem m;
+	struct mig_rx rx;
+	size_t n, base;
+
+	(void)state;
+	assert_int_equal(guest_mem_init(&m, MEM), 0);
+	memcpy(list + 8, &size, 8);
+	memcpy(list2 + 8, &big, 8);
+	memset(&f, 0xEE, sizeof(f));
+	f.calls = 0;
+	n = hello_storage(buf, 1);
+	n += rec(buf + n, MIG_REC_DISKS, list, sizeof(list));
+	base = n;
+	n += disk_rec(buf + n, MIG_REC_DISK_DATA, 0, 1024);
+	n += disk_rec(buf + n, MIG_REC_DISK_ZERO, 1024, 8192 - 1024);
+	n += rec(buf + n, MIG_REC_STATE, "s", 1);
+	n += rec(buf + n, MIG_REC_COMPLETE, done, sizeof(done));
+	assert_int_equal(feed_disks(&m, &f, buf, n, &rx), 1);
+	assert_int_equal(f.calls, 2);
+	assert_int_equal(f.data[0], 0x5A);
+	assert_int_equal(f.data[1023], 0x5A);
+	assert_int_equal(f.data[1024], 0);
+	assert_int_equal(f.data[8191], 0);
+	assert_int_equal(rx.disk_bytes, 1024);
+	assert_int_equal(rx.disk_zero_bytes, 8192 - 1024);
+
+	/* a range past the end of the disk: refused, nothing written */
+	f.calls = 0;
+	n = base + disk_rec(buf + base, MIG_REC_DISK_DATA, 8192 - 512, 1024);
+	assert_true(feed_disks(&m, &f, buf, n, &rx) < 0);
+	assert_non_null(strstr(rx.err, "invalid"));
+	n = base + disk_rec(buf + base, MIG_REC_DISK_ZERO, 512, UINT64_MAX - 511);
+	assert_true(feed_disks(&m, &f, buf, n, &rx) < 0);
+	n = base + disk_rec(buf + base, MIG_REC_DISK_ZERO, 512, 0);
+	assert_true(feed_disks(&m, &f, buf, n, &rx) < 0);
+	n = base + disk_rec(buf + base, MIG_REC_DISK_DATA, 100, 512); /* misaligned */
+	assert_true(feed_disks(&m, &f, buf, n, &rx) < 0);
+	assert_int_equal(f.calls, 0);
+	/* disk data before the disk list */
+	n = hello_storage(buf, 1);
+	n += disk_rec(buf + n, MIG_REC_DISK_DATA, 0, 512);
+	assert_true(feed_disks(&m, &f, buf, n, &rx) < 0);
+	assert_non_null(strstr(rx.err, "before the disk list"));
+	/* the state before the disk list: the guest would run on empty disks */
+	n = hello_storage(buf, 1);
+	n += rec(buf + n, MIG_REC_STATE, "s", 1);
+	assert_true(feed_disks(&m, &f, buf, n, &rx) < 0);
+	/* a list that does not match the HELLO, or this VM (the callback) */
+	n = hello_storage(buf, 2);
+	n += rec(buf + n, MIG_REC_DISKS, list, sizeof(list));
+	assert_true(feed_disks(&m, &f, buf, n, &rx) < 0);
+	n = hello_storage(buf, 1);
+	n += rec(buf + n, MIG_REC_DISKS, list2, sizeof(list2));
+	assert_true(feed_disks(&m, &f, buf, n, &rx) < 0);
+	assert_non_null(strstr(rx.err, "size mismatch"));
+	/* a disk list without the storage flag */
+	n = hello(buf, MEM);
+	n += rec(buf + n, MIG_REC_DISKS, list, sizeof(list));
+	assert_true(feed_disks(&m, &f, buf, n, &rx) < 0);
+	assert_int_equal(f.calls, 0);
+	guest_mem_destroy(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +359,7 @@ int main(void)
 		cmocka_unit_test(test_virtq_push_marks),
 		cmocka_unit_test(test_stream_apply),
 		cmocka_unit_test(test_stream_refuses),
+		cmocka_unit_test(test_stream_disks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

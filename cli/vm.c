@@ -1,0 +1,488 @@
+/* vm.c: the `cella vm` lifecycle commands: list, create, set (with the VM
+ * definition options they share), show, metrics, start, stop, kill, reset,
+ * pause, resume, delete. */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+
+/* VM definition options (create and set) ---------------------------------- */
+
+enum {
+	O_KERNEL = 300,
+	O_INITRD,
+	O_CMDLINE,
+	O_CPUS,
+	O_MEMORY,
+	O_DISK,
+	O_NIC,
+	O_RNG,
+	O_NO_RNG,
+	O_AUTOSTART,
+	O_NO_AUTOSTART,
+	O_RESTART,
+	O_WEIGHT,
+	O_MAX,
+	O_UUID,
+	O_TIMEOUT,
+	O_NO_WAIT,
+	O_HELP,
+	O_DISK_QOS
+};
+
+static const struct option def_opts[] = {
+    {"kernel", required_argument, NULL, O_KERNEL},
+    {"initrd", required_argument, NULL, O_INITRD},
+    {"cmdline", required_argument, NULL, O_CMDLINE},
+    {"cpus", required_argument, NULL, O_CPUS},
+    {"memory", required_argument, NULL, O_MEMORY},
+    {"disk", required_argument, NULL, O_DISK},
+    {"nic", required_argument, NULL, O_NIC},
+    {"rng", no_argument, NULL, O_RNG},
+    {"no-rng", no_argument, NULL, O_NO_RNG},
+    {"autostart", no_argument, NULL, O_AUTOSTART},
+    {"no-autostart", no_argument, NULL, O_NO_AUTOSTART},
+    {"restart", required_argument, NULL, O_RESTART},
+    {"cpu-weight", required_argument, NULL, O_WEIGHT},
+    {"cpu-max", required_argument, NULL, O_MAX},
+    {"uuid", required_argument, NULL, O_UUID},
+    {"disk-qos", required_argument, NULL, O_DISK_QOS},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+#define DEF_OPTS_HELP                                                                              \
+	"  --kernel FILE          kernel image (bzImage, vmlinux, PVH ELF)\n"                      \
+	"  --initrd FILE          initial ramdisk\n"                                               \
+	"  --cmdline STR          kernel command line\n"                                           \
+	"  --cpus N               vCPUs (1-32)             (New-VM -ProcessorCount)\n"             \
+	"  --memory MIB           memory in MiB            (New-VM -MemoryStartupBytes)\n"         \
+	"  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"          \
+	"         [,bps_burst=N][,cbt=on]  virtio-blk disk (repeatable; replaces the list;\n"      \
+	"                         format probed when not given; IOPS count 8 KiB units)\n"         \
+	"  --nic tap=NAME[,mac=MAC]  virtio-net NIC (repeatable; replaces the list)\n"             \
+	"  --rng, --no-rng        virtio-rng device\n"                                             \
+	"  --autostart, --no-autostart  start when the host boots\n"                               \
+	"  --restart POLICY       never | on-crash | always\n"                                     \
+	"  --cpu-weight N         relative CPU weight 1-10000 (Set-VMProcessor -RelativeWeight)\n" \
+	"  --cpu-max PCT          CPU cap in % of the VM's vCPUs (Set-VMProcessor -Maximum)\n"
+
+const char vm_create_opts_help[] = DEF_OPTS_HELP;
+
+const char vm_set_opts_help[] =
+    DEF_OPTS_HELP "  --disk-qos ID iops=N,iops_burst=N,bps=N,bps_burst=N\n"
+                  "                         change one disk's I/O limits, live on a running VM\n"
+                  "                         (Set-VMHardDiskDrive -MaximumIOPS); 0 = unlimited\n";
+
+/* iops=N and friends into o.qos; false if tok is not one of them. */
+static bool disk_qos_opt(json_t *o, const char *tok)
+{
+	static const char *const keys[] = {"iops=", "iops_burst=", "bps=", "bps_burst="};
+	json_t *q = json_object_get(o, "qos");
+	char *end;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		size_t n = strlen(keys[i]);
+		long long v;
+
+		if (strncmp(tok, keys[i], n))
+			continue;
+		if (!q)
+			json_object_set_new(o, "qos", q = json_object());
+		v = strtoll(tok + n, &end, 10);
+		/* Not a number: send the text, cellad names the field. */
+		{
+			char key[16];
+
+			snprintf(key, sizeof(key), "%.*s", (int)(n - 1), keys[i]);
+			json_object_set_new(q, key,
+			                    *end || end == tok + n ? json_string(tok + n)
+			                                           : json_integer(v));
+		}
+		return true;
+	}
+	return false;
+}
+
+static json_t *parse_disk(const char *spec)
+{
+	char *dup = strdup(spec), *save = NULL, *tok, abs[PATH_MAX];
+	json_t *o = json_object();
+
+	for (tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!json_object_get(o, "path"))
+			json_object_set_new(o, "path", json_string(realpath(tok, abs) ? abs : tok));
+		else if (!strcmp(tok, "ro"))
+			json_object_set_new(o, "readonly", json_true());
+		else if (!strcmp(tok, "rw"))
+			json_object_set_new(o, "readonly", json_false());
+		else if (!strncmp(tok, "id=", 3))
+			json_object_set_new(o, "id", json_string(tok + 3));
+		else if (!strncmp(tok, "format=", 7))
+			json_object_set_new(o, "format", json_string(tok + 7));
+		else if (!strcmp(tok, "cbt") || !strcmp(tok, "cbt=on") || !strcmp(tok, "cbt=off"))
+			json_object_set_new(o, "cbt", json_boolean(strcmp(tok, "cbt=off")));
+		else if (disk_qos_opt(o, tok))
+			; /* iops=, iops_burst=, bps=, bps_burst= */
+		else
+			json_object_set_new(o, tok, json_true()); /* cellad names the bad field */
+	}
+	free(dup);
+	return o;
+}
+
+static json_t *parse_nic(const char *spec)
+{
+	char *dup = strdup(spec), *save = NULL, *tok;
+	json_t *o = json_object();
+
+	for (tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+
+		if (eq) {
+			*eq = 0;
+			json_object_set_new(o, tok, json_string(eq + 1));
+		} else {
+			json_object_set_new(o, "tap", json_string(tok));
+		}
+	}
+	free(dup);
+	return o;
+}
+
+/* Parse definition options into a JSON object. Returns 0 or EXIT_USAGE. */
+static int parse_def(int argc, char **argv, json_t *o, bool create)
+{
+	json_t *disks = NULL, *nics = NULL;
+	char abs[PATH_MAX];
+	json_int_t n;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", def_opts, NULL)) != -1) {
+		switch (c) {
+		case O_KERNEL:
+		case O_INITRD:
+			json_object_set_new(o, c == O_KERNEL ? "kernel" : "initrd",
+			                    json_string(realpath(optarg, abs) ? abs : optarg));
+			break;
+		case O_CMDLINE:
+			json_object_set_new(o, "cmdline", json_string(optarg));
+			break;
+		case O_CPUS:
+		case O_MEMORY:
+		case O_WEIGHT:
+		case O_MAX:
+			if (parse_num(argv[optind - 1], optarg, &n))
+				return EXIT_USAGE;
+			json_object_set_new(o,
+			                    c == O_CPUS     ? "cpus"
+			                    : c == O_MEMORY ? "memory_mib"
+			                    : c == O_WEIGHT ? "cpu_weight"
+			                                    : "cpu_max",
+			                    json_integer(n));
+			break;
+		case O_DISK:
+			if (!disks)
+				json_object_set_new(o, "disks", disks = json_array());
+			json_array_append_new(disks, parse_disk(optarg));
+			break;
+		case O_NIC:
+			if (!nics)
+				json_object_set_new(o, "nics", nics = json_array());
+			json_array_append_new(nics, parse_nic(optarg));
+			break;
+		case O_RNG:
+		case O_NO_RNG:
+			json_object_set_new(o, "rng", json_boolean(c == O_RNG));
+			break;
+		case O_AUTOSTART:
+		case O_NO_AUTOSTART:
+			json_object_set_new(o, "autostart", json_boolean(c == O_AUTOSTART));
+			break;
+		case O_RESTART:
+			json_object_set_new(o, "restart_policy", json_string(optarg));
+			break;
+		case O_UUID:
+			if (!create)
+				return usage_error("%s: the UUID cannot be changed", "--uuid");
+			json_object_set_new(o, "uuid", json_string(optarg));
+			break;
+		case O_DISK_QOS: {
+			json_t *q = json_object_get(o, "\x01disk_qos");
+
+			/* --disk-qos ID SPEC: the spec is the next argument. */
+			if (create || optind >= argc)
+				return usage_error("%s", create
+				                             ? "--disk-qos: use --disk ...,iops=N "
+				                               "when creating"
+				                             : "--disk-qos needs ID and a spec");
+			if (!q)
+				json_object_set_new(o, "\x01disk_qos", q = json_array());
+			json_array_append_new(q, json_pack("[s, s]", optarg, argv[optind++]));
+			break;
+		}
+		default:
+			return usage_error("unknown option or missing value '%s'",
+			                   argv[optind - 1]);
+		}
+	}
+	return 0;
+}
+
+/* Output ------------------------------------------------------------------ */
+
+static void fmt_uptime(json_int_t ms, char *out, size_t len)
+{
+	json_int_t s = ms / 1000;
+
+	if (ms <= 0)
+		snprintf(out, len, "-");
+	else if (s < 60)
+		snprintf(out, len, "%llds", (long long)s);
+	else if (s < 3600)
+		snprintf(out, len, "%lldm%02llds", (long long)s / 60, (long long)s % 60);
+	else
+		snprintf(out, len, "%lldh%02lldm", (long long)s / 3600, (long long)(s / 60) % 60);
+}
+
+static void print_vm_table(json_t *vms)
+{
+	size_t i;
+	json_t *v;
+
+	printf("%-24s %-9s %4s %8s %9s %-9s %s\n", "NAME", "STATE", "CPUS", "MEMORY", "UPTIME",
+	       "AUTOSTART", "UUID");
+	json_array_foreach(vms, i, v)
+	{
+		char up[32], mem[32];
+
+		fmt_uptime(json_integer_value(json_object_get(v, "uptime_ms")), up, sizeof(up));
+		snprintf(mem, sizeof(mem), "%lldM",
+		         (long long)json_integer_value(json_object_get(v, "memory_mib")));
+		printf("%-24s %-9s %4lld %8s %9s %-9s %s\n",
+		       json_string_value(json_object_get(v, "name")),
+		       json_string_value(json_object_get(v, "state")),
+		       (long long)json_integer_value(json_object_get(v, "cpus")), mem, up,
+		       json_is_true(json_object_get(v, "autostart")) ? "yes" : "no",
+		       json_string_value(json_object_get(v, "uuid")));
+	}
+}
+
+/* Commands ---------------------------------------------------------------- */
+
+int cmd_list(struct client *c, int argc, char **argv)
+{
+	json_t *out;
+	int ret;
+
+	(void)argv;
+	if (argc > 1)
+		return usage_error("unexpected argument '%s'", argv[1]);
+	ret = client_call(c, "GET", "/v1/vms", NULL, &out);
+	if (ret)
+		return ret;
+	if (c->json)
+		print_json(out);
+	else
+		print_vm_table(json_object_get(out, "vms"));
+	json_decref(out);
+	return EXIT_OK;
+}
+
+int cmd_create(struct client *c, int argc, char **argv)
+{
+	json_t *body = json_object(), *out;
+	int ret;
+
+	if (need_name(argc, argv, 2)) {
+		json_decref(body);
+		return EXIT_USAGE;
+	}
+	json_object_set_new(body, "name", json_string(argv[1]));
+	ret = parse_def(argc - 1, argv + 1, body, true);
+	if (!ret && optind < argc - 1)
+		ret = usage_error("unexpected argument '%s'", argv[optind + 1]);
+	if (!ret)
+		ret = client_call(c, "POST", "/v1/vms", body, &out);
+	json_decref(body);
+	if (ret)
+		return ret;
+	if (c->json)
+		print_json(out);
+	else
+		printf("%s defined (uuid %s)\n", argv[1],
+		       json_string_value(json_object_get(out, "uuid")));
+	json_decref(out);
+	return EXIT_OK;
+}
+
+int cmd_set(struct client *c, int argc, char **argv)
+{
+	json_t *body = json_object(), *out = NULL, *qos;
+	char path[512];
+	size_t i;
+	json_t *q;
+	int ret;
+
+	if (need_name(argc, argv, 2)) {
+		json_decref(body);
+		return EXIT_USAGE;
+	}
+	ret = parse_def(argc - 1, argv + 1, body, false);
+	if (!ret && !json_object_size(body))
+		ret = usage_error("%s", "nothing to change: give at least one option");
+	if (!ret && optind < argc - 1)
+		ret = usage_error("unexpected argument '%s'", argv[optind + 1]);
+	qos = json_incref(json_object_get(body, "\x01disk_qos"));
+	json_object_del(body, "\x01disk_qos");
+	/* Disk limits first (live), then the definition's other fields. */
+	json_array_foreach(qos, i, q)
+	{
+		if (ret)
+			break;
+		ret = disk_qos_apply(c, argv[1], json_string_value(json_array_get(q, 0)),
+		                     json_string_value(json_array_get(q, 1)));
+	}
+	json_decref(qos);
+	if (!ret && qos && !json_object_size(body)) {
+		json_decref(body);
+		return EXIT_OK;
+	}
+	vm_path(path, sizeof(path), argv[1], "");
+	if (!ret)
+		ret = client_call(c, "PATCH", path, body, &out);
+	json_decref(body);
+	if (ret)
+		return ret;
+	if (c->json)
+		print_json(out);
+	else
+		printf("%s changed\n", argv[1]);
+	json_decref(out);
+	return EXIT_OK;
+}
+
+/* GET a VM resource (suffix "" for the VM itself) and print it. */
+static int show_vm_resource(struct client *c, int argc, char **argv, const char *suffix)
+{
+	json_t *out;
+	int ret = vm_call(c, argc, argv, "GET", suffix, &out);
+
+	if (ret)
+		return ret;
+	show_json(c, out);
+	json_decref(out);
+	return EXIT_OK;
+}
+
+int cmd_show(struct client *c, int argc, char **argv)
+{
+	return show_vm_resource(c, argc, argv, "");
+}
+
+int cmd_metrics(struct client *c, int argc, char **argv)
+{
+	return show_vm_resource(c, argc, argv, "/metrics");
+}
+
+int cmd_start(struct client *c, int argc, char **argv)
+{
+	return vm_verb(c, argc, argv, "POST", "/start", "started");
+}
+
+int cmd_kill(struct client *c, int argc, char **argv)
+{
+	return vm_verb(c, argc, argv, "POST", "/kill", "turned off");
+}
+
+int cmd_reset(struct client *c, int argc, char **argv)
+{
+	return vm_verb(c, argc, argv, "POST", "/reset", "reset");
+}
+
+int cmd_pause(struct client *c, int argc, char **argv)
+{
+	return vm_verb(c, argc, argv, "POST", "/pause", "paused");
+}
+
+int cmd_resume(struct client *c, int argc, char **argv)
+{
+	return vm_verb(c, argc, argv, "POST", "/resume", "resumed");
+}
+
+int cmd_delete(struct client *c, int argc, char **argv)
+{
+	int ret = vm_call(c, argc, argv, "DELETE", "", NULL);
+
+	if (!ret && !c->json)
+		printf("%s deleted\n", argv[1]);
+	return ret;
+}
+
+/* Graceful stop: asks, then waits for stopped (unless --no-wait). */
+int cmd_stop(struct client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"no-wait", no_argument, NULL, O_NO_WAIT},
+	    {NULL, 0, NULL, 0},
+	};
+	json_t *body = json_object(), *out = NULL;
+	bool wait = true;
+	json_int_t timeout = 30;
+	char path[512];
+	int o, ret;
+
+	if (need_name(argc, argv, 2)) {
+		json_decref(body);
+		return EXIT_USAGE;
+	}
+	optind = 2;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o == O_TIMEOUT && !parse_num("--timeout", optarg, &timeout)) {
+			json_object_set_new(body, "timeout_s", json_integer(timeout));
+		} else if (o == O_NO_WAIT) {
+			wait = false;
+		} else {
+			json_decref(body);
+			return o == O_TIMEOUT
+			           ? EXIT_USAGE
+			           : usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	vm_path(path, sizeof(path), argv[1], "/stop");
+	ret = client_call(c, "POST", path, body, &out);
+	json_decref(body);
+	vm_path(path, sizeof(path), argv[1], "");
+	/* The guest has until the timeout; cellad then turns the VM off. */
+	for (time_t end = time(NULL) + timeout + 15; !ret && wait;) {
+		const char *st = json_string_value(json_object_get(out, "state"));
+
+		if (st && strcmp(st, "stopping"))
+			break;
+		if (time(NULL) > end) {
+			fprintf(stderr, "cella: %s is still stopping\n", argv[1]);
+			ret = EXIT_API;
+			break;
+		}
+		json_decref(out);
+		out = NULL;
+		usleep(100 * 1000); /* polling the state: no event to wait on here */
+		ret = client_call(c, "GET", path, NULL, &out);
+	}
+	if (!ret) {
+		if (c->json)
+			print_json(out);
+		else
+			printf("%s %s\n", argv[1],
+			       json_string_value(json_object_get(out, "state")) ?: "?");
+	}
+	json_decref(out);
+	return ret;
+}

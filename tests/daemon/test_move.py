@@ -218,6 +218,51 @@ def live_then_quick(a, b):
     check_contiguous(src, console_bytes(a, "mw"), "quick")
 
 
+def live_with_storage(a, b):
+    """Live move with --include-storage: the destination gets its own copy of
+    the disk (a qcow2 with data and holes), byte-identical to the source's."""
+    d = tempfile.mkdtemp(prefix="cella-mv-disk-")
+    try:
+        img = os.path.join(d, "st.qcow2")
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, "32M"], check=True)
+        for off, pat in ((0, "0x5a"), (5 << 20, "0xc3"), (31 << 20, "0x11")):
+            subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {pat} {off} 512k",
+                            img], check=True, stdout=subprocess.DEVNULL)
+        os.chmod(d, 0o777)
+        os.chmod(img, 0o666)
+        a.define("st", "memwriter", cmdline=GUEST, disks=[{"path": img}])
+        a.action("st", "start")
+        wait_rounds(a, "st", 0, 2)
+        f = Follower(a, "st")
+        res = move_cli(a, "st", "--to", "b", "--include-storage")
+        log(f"live move with storage: {res['total_ms']} ms, downtime {res['downtime_ms']} ms, "
+            f"{res['bytes']} bytes")
+        src = f.wait()
+        check(b.vm("st")["state"] == "running", "with storage: the VM runs on the destination")
+        wait_rounds(b, "st", 0, 2)
+        check_contiguous(src, console_bytes(b, "st"), "live with storage")
+        dst_img = b.vm("st")["disks"][0]["path"]
+        check(os.path.realpath(dst_img) != os.path.realpath(img),
+              f"with storage: the destination has its own image ({dst_img})")
+        r = subprocess.run(["qemu-img", "compare", "-U", img, dst_img], capture_output=True,
+                           text=True)
+        check(r.returncode == 0, f"with storage: the copy matches the source: "
+              f"{(r.stdout + r.stderr).strip()}")
+        b.action("st", "kill")
+        b.wait_state("st", ("stopped",))
+        r = b.request("DELETE", "/v1/vms/st")
+        check(r.status in (200, 204), f"with storage: the moved VM is deleted on B: {r}")
+        # Like Remove-VM, deleting a VM keeps its disks: clear the copy so the
+        # failure cases below can check that B is left empty.
+        os.unlink(dst_img)
+        try:
+            os.rmdir(os.path.dirname(dst_img))
+        except OSError:
+            pass
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def failures(a, b, args):
     # The destination refuses: wrong token.
     a.cli("host", "add", "b-badtoken", "--url", f"http://{ADDR['b']}:{PORT}", "--token",
@@ -282,6 +327,7 @@ def test(args):
             check([h["name"] for h in hosts] == ["b"] and "token" not in hosts[0],
                   "host list (tokens never shown)")
             live_then_quick(a, b)
+            live_with_storage(a, b)
             failures(a, b, args)
             a.cli("host", "remove", "b-badtoken")
             a.cli("host", "remove", "b-badtoken", expect=4)

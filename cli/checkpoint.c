@@ -62,18 +62,12 @@ int cmd_cp_create(struct client *c, int argc, char **argv)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	}
 	cp_path(path, sizeof(path), argv[1], NULL, "");
-	ret = client_call(c, "POST", path, body, &out);
-	json_decref(body);
+	ret = client_send(c, "POST", path, body, &out);
 	if (ret)
 		return ret;
-	if (c->json)
-		print_json(out);
-	else
-		printf("%s: checkpoint %s created (%s%s)\n", argv[1], argv[2],
-		       json_string_value(json_object_get(out, "kind")) ?: "?",
-		       json_is_true(json_object_get(out, "memory")) ? ", with memory" : "");
-	json_decref(out);
-	return EXIT_OK;
+	return print_reply(c, out, "%s: checkpoint %s created (%s%s)\n", argv[1], argv[2],
+	                   json_string_value(json_object_get(out, "kind")) ?: "?",
+	                   json_is_true(json_object_get(out, "memory")) ? ", with memory" : "");
 }
 
 static json_t *find_cp(json_t *list, const char *name)
@@ -156,13 +150,8 @@ int cmd_cp_apply(struct client *c, int argc, char **argv)
 	ret = client_call(c, "POST", path, NULL, &out);
 	if (ret)
 		return ret;
-	if (c->json)
-		print_json(out);
-	else
-		printf("%s: checkpoint %s applied (state: %s)\n", argv[1], argv[2],
-		       json_string_value(json_object_get(out, "state")) ?: "?");
-	json_decref(out);
-	return EXIT_OK;
+	return print_reply(c, out, "%s: checkpoint %s applied (state: %s)\n", argv[1], argv[2],
+	                   json_string_value(json_object_get(out, "state")) ?: "?");
 }
 
 int cmd_cp_delete(struct client *c, int argc, char **argv)
@@ -218,12 +207,8 @@ int disk_qos_apply(struct client *c, const char *vm, const char *id, const char 
 	body = json_pack("{s:o}", "qos", qos);
 	vm_path(base, sizeof(base), vm, "/disks/");
 	snprintf(path, sizeof(path), "%s%s", base, id);
-	ret = client_call(c, "PATCH", path, body, &out);
-	json_decref(body);
-	if (!ret && c->json)
-		print_json(out);
-	else if (!ret)
-		printf("%s: disk %s limits set\n", vm, id);
-	json_decref(out);
-	return ret;
+	ret = client_send(c, "PATCH", path, body, &out);
+	if (ret)
+		return ret;
+	return print_reply(c, out, "%s: disk %s limits set\n", vm, id);
 }

@@ -28,7 +28,7 @@ static size_t collect(char *data, size_t size, size_t n, void *opaque)
 }
 
 static CURL *client_handle(struct client *c, const char *method, const char *path,
-			   struct curl_slist **hdrs)
+                           struct curl_slist **hdrs)
 {
 	CURL *h = curl_easy_init();
 	char url[2048], auth[512];
@@ -73,10 +73,10 @@ static void print_error(struct client *c, long status, const char *body)
 		fprintf(stderr, "%s\n", body);
 	else if (e)
 		fprintf(stderr, "cella: %s%s%s%s (HTTP %ld)\n",
-			json_string_value(json_object_get(e, "message")) ?: "error",
-			json_object_get(e, "state") ? " [state: " : "",
-			json_string_value(json_object_get(e, "state")) ?: "",
-			json_object_get(e, "state") ? "]" : "", status);
+		        json_string_value(json_object_get(e, "message")) ?: "error",
+		        json_object_get(e, "state") ? " [state: " : "",
+		        json_string_value(json_object_get(e, "state")) ?: "",
+		        json_object_get(e, "state") ? "]" : "", status);
 	else
 		fprintf(stderr, "cella: HTTP %ld\n", status);
 	json_decref(j);
@@ -90,8 +90,8 @@ static int perform(struct client *c, CURL *h, struct buf *b, long *status)
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, err);
 	rc = curl_easy_perform(h);
 	if (rc != CURLE_OK) {
-		fprintf(stderr, "cella: cannot reach cellad at %s: %s\n", c->url ? c->url : c->socket,
-			err[0] ? err : curl_easy_strerror(rc));
+		fprintf(stderr, "cella: cannot reach cellad at %s: %s\n",
+		        c->url ? c->url : c->socket, err[0] ? err : curl_easy_strerror(rc));
 		return EXIT_UNREACHABLE;
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
@@ -102,11 +102,10 @@ static int perform(struct client *c, CURL *h, struct buf *b, long *status)
 	return EXIT_OK;
 }
 
-int client_call(struct client *c, const char *method, const char *path, json_t *body,
-		json_t **out)
+int client_call(struct client *c, const char *method, const char *path, json_t *body, json_t **out)
 {
 	struct curl_slist *hdrs = NULL;
-	struct buf b = { 0 };
+	struct buf b = {0};
 	char *payload = NULL;
 	long status = 0;
 	CURL *h;
@@ -135,10 +134,18 @@ int client_call(struct client *c, const char *method, const char *path, json_t *
 	return ret;
 }
 
+int client_send(struct client *c, const char *method, const char *path, json_t *body, json_t **out)
+{
+	int ret = client_call(c, method, path, body, out);
+
+	json_decref(body);
+	return ret;
+}
+
 int client_post_raw(struct client *c, const char *path, const void *data, size_t len)
 {
 	struct curl_slist *hdrs = NULL;
-	struct buf b = { 0 };
+	struct buf b = {0};
 	long status = 0;
 	CURL *h = client_handle(c, "POST", path, &hdrs);
 	int ret;
@@ -189,10 +196,10 @@ static int stream_progress(void *opaque, curl_off_t a, curl_off_t b, curl_off_t 
 }
 
 int client_stream(struct client *c, const char *path, bool (*fn)(void *, const char *, size_t),
-		  void *opaque, volatile bool *stop)
+                  void *opaque, volatile bool *stop)
 {
 	struct curl_slist *hdrs = NULL;
-	struct stream s = { .fn = fn, .opaque = opaque, .stop = stop };
+	struct stream s = {.fn = fn, .opaque = opaque, .stop = stop};
 	char err[CURL_ERROR_SIZE] = "";
 	CURLcode rc;
 	int ret = EXIT_OK;
@@ -210,8 +217,8 @@ int client_stream(struct client *c, const char *path, bool (*fn)(void *, const c
 	rc = curl_easy_perform(s.h);
 	curl_easy_getinfo(s.h, CURLINFO_RESPONSE_CODE, &s.status);
 	if (rc == CURLE_COULDNT_CONNECT || (rc != CURLE_OK && !s.status)) {
-		fprintf(stderr, "cella: cannot reach cellad at %s: %s\n", c->url ? c->url : c->socket,
-			err[0] ? err : curl_easy_strerror(rc));
+		fprintf(stderr, "cella: cannot reach cellad at %s: %s\n",
+		        c->url ? c->url : c->socket, err[0] ? err : curl_easy_strerror(rc));
 		ret = EXIT_UNREACHABLE;
 	} else if (s.status < 200 || s.status >= 300) {
 		print_error(c, s.status, s.err.p);
@@ -226,7 +233,7 @@ int client_stream(struct client *c, const char *path, bool (*fn)(void *, const c
 int client_get_text(struct client *c, const char *path)
 {
 	struct curl_slist *hdrs = NULL;
-	struct buf b = { 0 };
+	struct buf b = {0};
 	long status = 0;
 	CURL *h = client_handle(c, "GET", path, &hdrs);
 	int ret;

@@ -1,6 +1,7 @@
 /* commands.c: helpers shared by the cella CLI's command files: argument
  * checks, API paths, the token file and output. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,21 @@ void print_json(json_t *j)
 	free(s);
 }
 
+int print_reply(struct client *c, json_t *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->json) {
+		print_json(out);
+	} else {
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+	}
+	json_decref(out);
+	return EXIT_OK;
+}
+
 static void print_kv(json_t *o, int indent)
 {
 	const char *k;
@@ -127,11 +143,6 @@ int vm_verb(struct client *c, int argc, char **argv, const char *method, const c
 
 	if (ret)
 		return ret;
-	if (c->json)
-		print_json(out);
-	else
-		printf("%s %s (state: %s)\n", argv[1], done,
-		       json_string_value(json_object_get(out, "state")) ?: "?");
-	json_decref(out);
-	return EXIT_OK;
+	return print_reply(c, out, "%s %s (state: %s)\n", argv[1], done,
+	                   json_string_value(json_object_get(out, "state")) ?: "?");
 }

@@ -21,6 +21,9 @@ int read_token_file(const char *file, char *buf, size_t len);
 
 /* Pretty-printed JSON on stdout. */
 void print_json(json_t *j);
+/* A command's reply: out as JSON with --json, otherwise the line fmt.
+ * Frees out; returns EXIT_OK. */
+int print_reply(struct client *c, json_t *out, const char *fmt, ...) __printf(3, 4);
 /* --json: the JSON; otherwise "key value" lines, nested objects indented. */
 void show_json(struct client *c, json_t *j);
 /* `NAME` and nothing else: method on /v1/vms/NAME<suffix>, the reply in

@@ -59,23 +59,18 @@ int cmd_move(struct client *c, int argc, char **argv)
 		                     : usage_error("%s", "--to HOST is required (cella host list)");
 	}
 	vm_path(path, sizeof(path), argv[1], "/move");
-	ret = client_call(c, "POST", path, body, &out);
-	json_decref(body);
+	ret = client_send(c, "POST", path, body, &out);
 	if (ret)
 		return ret;
-	if (c->json)
-		print_json(out);
-	else
-		printf("%s moved to %s (%s): %lld ms in all, %lld ms downtime, %lld rounds, "
-		       "%lld bytes\n",
-		       argv[1], json_string_value(json_object_get(out, "to")) ?: "?",
-		       json_string_value(json_object_get(out, "mode")) ?: "?",
-		       (long long)json_integer_value(json_object_get(out, "total_ms")),
-		       (long long)json_integer_value(json_object_get(out, "downtime_ms")),
-		       (long long)json_integer_value(json_object_get(out, "rounds")),
-		       (long long)json_integer_value(json_object_get(out, "bytes")));
-	json_decref(out);
-	return EXIT_OK;
+	return print_reply(c, out,
+	                   "%s moved to %s (%s): %lld ms in all, %lld ms downtime, %lld rounds, "
+	                   "%lld bytes\n",
+	                   argv[1], json_string_value(json_object_get(out, "to")) ?: "?",
+	                   json_string_value(json_object_get(out, "mode")) ?: "?",
+	                   (long long)json_integer_value(json_object_get(out, "total_ms")),
+	                   (long long)json_integer_value(json_object_get(out, "downtime_ms")),
+	                   (long long)json_integer_value(json_object_get(out, "rounds")),
+	                   (long long)json_integer_value(json_object_get(out, "bytes")));
 }
 
 int cmd_host_add(struct client *c, int argc, char **argv)
@@ -120,17 +115,11 @@ int cmd_host_add(struct client *c, int argc, char **argv)
 		                     : usage_error("%s", "--url and --token (or --token-file) are "
 		                                         "required");
 	}
-	ret = client_call(c, "POST", "/v1/hosts", body, &out);
-	json_decref(body);
+	ret = client_send(c, "POST", "/v1/hosts", body, &out);
 	if (ret)
 		return ret;
-	if (c->json)
-		print_json(out);
-	else
-		printf("host %s added (%s)\n", argv[1],
-		       json_string_value(json_object_get(out, "url")) ?: "?");
-	json_decref(out);
-	return EXIT_OK;
+	return print_reply(c, out, "host %s added (%s)\n", argv[1],
+	                   json_string_value(json_object_get(out, "url")) ?: "?");
 }
 
 int cmd_host_list(struct client *c, int argc, char **argv)

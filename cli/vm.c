@@ -313,13 +313,8 @@ int cmd_create(struct client *c, int argc, char **argv)
 	json_decref(body);
 	if (ret)
 		return ret;
-	if (c->json)
-		print_json(out);
-	else
-		printf("%s defined (uuid %s)\n", argv[1],
-		       json_string_value(json_object_get(out, "uuid")));
-	json_decref(out);
-	return EXIT_OK;
+	return print_reply(c, out, "%s defined (uuid %s)\n", argv[1],
+	                   json_string_value(json_object_get(out, "uuid")));
 }
 
 int cmd_set(struct client *c, int argc, char **argv)
@@ -360,12 +355,7 @@ int cmd_set(struct client *c, int argc, char **argv)
 	json_decref(body);
 	if (ret)
 		return ret;
-	if (c->json)
-		print_json(out);
-	else
-		printf("%s changed\n", argv[1]);
-	json_decref(out);
-	return EXIT_OK;
+	return print_reply(c, out, "%s changed\n", argv[1]);
 }
 
 /* GET a VM resource (suffix "" for the VM itself) and print it. */
@@ -457,8 +447,7 @@ int cmd_stop(struct client *c, int argc, char **argv)
 		}
 	}
 	vm_path(path, sizeof(path), argv[1], "/stop");
-	ret = client_call(c, "POST", path, body, &out);
-	json_decref(body);
+	ret = client_send(c, "POST", path, body, &out);
 	vm_path(path, sizeof(path), argv[1], "");
 	/* The guest has until the timeout; cellad then turns the VM off. */
 	for (time_t end = time(NULL) + timeout + 15; !ret && wait;) {

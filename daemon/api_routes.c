@@ -14,16 +14,16 @@ typedef enum MHD_Result (*route_fn)(struct api_request *r, const char *name, int
 
 struct route {
 	const char *method;
-	const char *path;          /* segments; "{name}" matches a VM name, another
-				    * "{...}" (a disk id, a checkpoint) goes to r->sub */
+	const char *path; /* segments; "{name}" matches a VM name, another
+	                   * "{...}" (a disk id, a checkpoint) goes to r->sub */
 	route_fn fn;
 	int arg;
-	const char *const *query;  /* allowed query parameters, NULL-terminated */
+	const char *const *query; /* allowed query parameters, NULL-terminated */
 };
 
-static const char *const no_query[] = { NULL };
-static const char *const console_query[] = { "history", "follow", NULL };
-static const char *const events_query[] = { "since", "vm", "follow", NULL };
+static const char *const no_query[] = {NULL};
+static const char *const console_query[] = {"history", "follow", NULL};
+static const char *const events_query[] = {"since", "vm", "follow", NULL};
 
 /* Body ------------------------------------------------------------------ */
 
@@ -44,13 +44,13 @@ static int parse_body(struct api_request *r, bool required, json_t **out, enum M
 	}
 	if (ct && strncmp(ct, "application/json", 16)) {
 		*res = api_fail(r->c, 415, "Content-Type", "expected application/json, got '%.64s'",
-				ct);
+		                ct);
 		return -1;
 	}
 	j = json_loadb(r->body, r->len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j) {
 		*res = api_fail(r->c, 400, "", "malformed JSON: %s (line %d, column %d)", jerr.text,
-				jerr.line, jerr.column);
+		                jerr.line, jerr.column);
 		return -1;
 	}
 	if (!json_is_object(j)) {
@@ -63,7 +63,7 @@ static int parse_body(struct api_request *r, bool required, json_t **out, enum M
 }
 
 static int query_int(struct api_request *r, const char *key, long long min, long long max,
-		     long long *v, enum MHD_Result *res)
+                     long long *v, enum MHD_Result *res)
 {
 	const char *s = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, key);
 	char *end;
@@ -101,7 +101,7 @@ static int query_bool(struct api_request *r, const char *key, bool *v, enum MHD_
 /* Reply with the outcome of a supervisor call: e when ret is nonzero,
  * otherwise status with out (consumed either way). */
 static enum MHD_Result reply(struct api_request *r, int ret, const struct derr *e, unsigned status,
-			     json_t *out)
+                             json_t *out)
 {
 	if (ret) {
 		json_decref(out);
@@ -127,7 +127,7 @@ static enum MHD_Result h_list(struct api_request *r, const char *name, int arg)
 static enum MHD_Result h_create(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = { 0 };
+	struct derr e = {0};
 	json_t *body, *out = NULL;
 	int ret;
 
@@ -142,7 +142,7 @@ static enum MHD_Result h_create(struct api_request *r, const char *name, int arg
 
 static enum MHD_Result h_get(struct api_request *r, const char *name, int arg)
 {
-	struct derr e = { 0 };
+	struct derr e = {0};
 	json_t *out = NULL;
 	int ret;
 
@@ -151,24 +151,33 @@ static enum MHD_Result h_get(struct api_request *r, const char *name, int arg)
 	return reply(r, ret, &e, 200, out);
 }
 
-static enum MHD_Result h_patch(struct api_request *r, const char *name, int arg)
+/* A supervisor call on VM name with the request's (required) body. */
+typedef int (*sup_body_fn)(struct sup *s, const char *name, json_t *body, json_t **out,
+                           struct derr *e);
+
+static enum MHD_Result call_with_body(struct api_request *r, const char *name, sup_body_fn fn)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = { 0 };
+	struct derr e = {0};
 	json_t *body, *out = NULL;
 	int ret;
 
-	(void)arg;
 	if (parse_body(r, true, &body, &res))
 		return res;
-	ret = sup_change(r->sup, name, body, &out, &e);
+	ret = fn(r->sup, name, body, &out, &e);
 	json_decref(body);
 	return reply(r, ret, &e, 200, out);
 }
 
+static enum MHD_Result h_patch(struct api_request *r, const char *name, int arg)
+{
+	(void)arg;
+	return call_with_body(r, name, sup_change);
+}
+
 static enum MHD_Result h_delete(struct api_request *r, const char *name, int arg)
 {
-	struct derr e = { 0 };
+	struct derr e = {0};
 
 	(void)arg;
 	return reply(r, sup_delete(r->sup, name, &e), &e, 204, NULL);
@@ -177,7 +186,7 @@ static enum MHD_Result h_delete(struct api_request *r, const char *name, int arg
 static enum MHD_Result h_action(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = { 0 };
+	struct derr e = {0};
 	json_t *body, *out = NULL;
 	int ret, status = 200;
 
@@ -190,7 +199,7 @@ static enum MHD_Result h_action(struct api_request *r, const char *name, int arg
 
 static enum MHD_Result h_metrics(struct api_request *r, const char *name, int arg)
 {
-	struct derr e = { 0 };
+	struct derr e = {0};
 	json_t *out = NULL;
 	int ret;
 
@@ -203,7 +212,7 @@ static enum MHD_Result h_console(struct api_request *r, const char *name, int ar
 {
 	enum MHD_Result res = MHD_NO;
 	struct sup_stream *st;
-	struct derr e = { 0 };
+	struct derr e = {0};
 	long long history = 65536;
 	bool follow = true;
 
@@ -218,7 +227,7 @@ static enum MHD_Result h_console(struct api_request *r, const char *name, int ar
 
 static enum MHD_Result h_console_input(struct api_request *r, const char *name, int arg)
 {
-	struct derr e = { 0 };
+	struct derr e = {0};
 
 	(void)arg;
 	if (r->len == 0)
@@ -253,13 +262,13 @@ static enum MHD_Result h_prometheus(struct api_request *r, const char *name, int
 	(void)name;
 	(void)arg;
 	return api_reply_text(r->c, 200, sup_prometheus(r->sup),
-			      "text/plain; version=0.0.4; charset=utf-8");
+	                      "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static enum MHD_Result h_disk(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = { 0 };
+	struct derr e = {0};
 	json_t *body, *out = NULL;
 	int ret;
 
@@ -276,7 +285,7 @@ enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
 static enum MHD_Result h_checkpoint(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = { 0 };
+	struct derr e = {0};
 	json_t *body = NULL, *out = NULL;
 	int ret, status = 200;
 
@@ -285,7 +294,7 @@ static enum MHD_Result h_checkpoint(struct api_request *r, const char *name, int
 	if (arg != CP_CREATE && body && json_object_size(body)) {
 		json_decref(body);
 		return api_fail(r->c, 400, json_object_iter_key(json_object_iter(body)),
-				"unknown field");
+		                "unknown field");
 	}
 	switch (arg) {
 	case CP_LIST:
@@ -312,13 +321,14 @@ static enum MHD_Result h_checkpoint(struct api_request *r, const char *name, int
 static enum MHD_Result h_hosts(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = { 0 };
+	struct derr e = {0};
 	json_t *body = NULL, *out = NULL;
 	int ret;
 
 	(void)name;
 	if (arg == 0)
-		return api_reply_json(r->c, 200, json_pack("{s:o}", "hosts", sup_hosts_list(r->sup)));
+		return api_reply_json(r->c, 200,
+		                      json_pack("{s:o}", "hosts", sup_hosts_list(r->sup)));
 	if (arg == 2)
 		return reply(r, sup_host_remove(r->sup, r->sub, &e), &e, 204, NULL);
 	if (parse_body(r, true, &body, &res))
@@ -330,17 +340,8 @@ static enum MHD_Result h_hosts(struct api_request *r, const char *name, int arg)
 
 static enum MHD_Result h_move(struct api_request *r, const char *name, int arg)
 {
-	enum MHD_Result res = MHD_NO;
-	struct derr e = { 0 };
-	json_t *body, *out = NULL;
-	int ret;
-
 	(void)arg;
-	if (parse_body(r, true, &body, &res))
-		return res;
-	ret = sup_move(r->sup, name, body, &out, &e);
-	json_decref(body);
-	return reply(r, ret, &e, 200, out);
+	return call_with_body(r, name, sup_move);
 }
 
 enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
@@ -348,7 +349,7 @@ enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
 static enum MHD_Result h_incoming(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = { 0 };
+	struct derr e = {0};
 	json_t *body = NULL, *out = NULL;
 	int ret;
 
@@ -357,7 +358,7 @@ static enum MHD_Result h_incoming(struct api_request *r, const char *name, int a
 	if (arg != IN_PREPARE && body && json_object_size(body)) {
 		json_decref(body);
 		return api_fail(r->c, 400, json_object_iter_key(json_object_iter(body)),
-				"unknown field");
+		                "unknown field");
 	}
 	if (arg == IN_PREPARE)
 		ret = sup_incoming_prepare(r->sup, body, r->local_addr, &out, &e);
@@ -373,51 +374,49 @@ static enum MHD_Result h_incoming(struct api_request *r, const char *name, int a
 static enum MHD_Result h_upload(struct api_request *r, const char *name, int arg)
 {
 	const char *disk = arg ? r->sub : NULL;
-	struct derr e = { 0 };
+	struct derr e = {0};
 
 	if (r->upload_fd < 0)
 		return api_fail(r->c, 400, "", "the file's bytes are required as the body");
 	if (sup_incoming_upload_done(r->sup, name, disk, r->upload_fd, r->upload_bytes, true, &e))
 		return api_reply_error(r->c, &e);
-	return api_reply_json(r->c, 200, json_pack("{s:I}", "bytes",
-						   (json_int_t)r->upload_bytes));
+	return api_reply_json(r->c, 200, json_pack("{s:I}", "bytes", (json_int_t)r->upload_bytes));
 }
 
 static const struct route routes[] = {
-	{ "GET", "/v1/host", h_host, 0, no_query },
-	{ "GET", "/v1/vms", h_list, 0, no_query },
-	{ "POST", "/v1/vms", h_create, 0, no_query },
-	{ "GET", "/v1/vms/{name}", h_get, 0, no_query },
-	{ "PATCH", "/v1/vms/{name}", h_patch, 0, no_query },
-	{ "DELETE", "/v1/vms/{name}", h_delete, 0, no_query },
-	{ "POST", "/v1/vms/{name}/start", h_action, SUP_START, no_query },
-	{ "POST", "/v1/vms/{name}/stop", h_action, SUP_STOP, no_query },
-	{ "POST", "/v1/vms/{name}/kill", h_action, SUP_KILL, no_query },
-	{ "POST", "/v1/vms/{name}/reset", h_action, SUP_RESET, no_query },
-	{ "POST", "/v1/vms/{name}/pause", h_action, SUP_PAUSE, no_query },
-	{ "POST", "/v1/vms/{name}/resume", h_action, SUP_RESUME, no_query },
-	{ "POST", "/v1/vms/{name}/save", h_action, SUP_SAVE, no_query },
-	{ "DELETE", "/v1/vms/{name}/state", h_action, SUP_DELETE_STATE, no_query },
-	{ "PATCH", "/v1/vms/{name}/disks/{disk}", h_disk, 0, no_query },
-	{ "GET", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_LIST, no_query },
-	{ "POST", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_CREATE, no_query },
-	{ "POST", "/v1/vms/{name}/checkpoints/{checkpoint}/apply", h_checkpoint, CP_APPLY,
-	  no_query },
-	{ "DELETE", "/v1/vms/{name}/checkpoints/{checkpoint}", h_checkpoint, CP_DELETE, no_query },
-	{ "GET", "/v1/vms/{name}/console", h_console, 0, console_query },
-	{ "POST", "/v1/vms/{name}/console", h_console_input, 0, no_query },
-	{ "GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query },
-	{ "GET", "/v1/events", h_events, 0, events_query },
-	{ "GET", "/metrics", h_prometheus, 0, no_query },
-	{ "GET", "/v1/hosts", h_hosts, 0, no_query },
-	{ "POST", "/v1/hosts", h_hosts, 1, no_query },
-	{ "DELETE", "/v1/hosts/{host}", h_hosts, 2, no_query },
-	{ "POST", "/v1/vms/{name}/move", h_move, 0, no_query },
-	{ "POST", "/v1/incoming", h_incoming, IN_PREPARE, no_query },
-	{ "POST", "/v1/incoming/{name}/commit", h_incoming, IN_COMMIT, no_query },
-	{ "DELETE", "/v1/incoming/{name}", h_incoming, IN_ABORT, no_query },
-	{ "PUT", "/v1/incoming/{name}/state", h_upload, 0, no_query },
-	{ "PUT", "/v1/incoming/{name}/disks/{disk}", h_upload, 1, no_query },
+    {"GET", "/v1/host", h_host, 0, no_query},
+    {"GET", "/v1/vms", h_list, 0, no_query},
+    {"POST", "/v1/vms", h_create, 0, no_query},
+    {"GET", "/v1/vms/{name}", h_get, 0, no_query},
+    {"PATCH", "/v1/vms/{name}", h_patch, 0, no_query},
+    {"DELETE", "/v1/vms/{name}", h_delete, 0, no_query},
+    {"POST", "/v1/vms/{name}/start", h_action, SUP_START, no_query},
+    {"POST", "/v1/vms/{name}/stop", h_action, SUP_STOP, no_query},
+    {"POST", "/v1/vms/{name}/kill", h_action, SUP_KILL, no_query},
+    {"POST", "/v1/vms/{name}/reset", h_action, SUP_RESET, no_query},
+    {"POST", "/v1/vms/{name}/pause", h_action, SUP_PAUSE, no_query},
+    {"POST", "/v1/vms/{name}/resume", h_action, SUP_RESUME, no_query},
+    {"POST", "/v1/vms/{name}/save", h_action, SUP_SAVE, no_query},
+    {"DELETE", "/v1/vms/{name}/state", h_action, SUP_DELETE_STATE, no_query},
+    {"PATCH", "/v1/vms/{name}/disks/{disk}", h_disk, 0, no_query},
+    {"GET", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_LIST, no_query},
+    {"POST", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_CREATE, no_query},
+    {"POST", "/v1/vms/{name}/checkpoints/{checkpoint}/apply", h_checkpoint, CP_APPLY, no_query},
+    {"DELETE", "/v1/vms/{name}/checkpoints/{checkpoint}", h_checkpoint, CP_DELETE, no_query},
+    {"GET", "/v1/vms/{name}/console", h_console, 0, console_query},
+    {"POST", "/v1/vms/{name}/console", h_console_input, 0, no_query},
+    {"GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query},
+    {"GET", "/v1/events", h_events, 0, events_query},
+    {"GET", "/metrics", h_prometheus, 0, no_query},
+    {"GET", "/v1/hosts", h_hosts, 0, no_query},
+    {"POST", "/v1/hosts", h_hosts, 1, no_query},
+    {"DELETE", "/v1/hosts/{host}", h_hosts, 2, no_query},
+    {"POST", "/v1/vms/{name}/move", h_move, 0, no_query},
+    {"POST", "/v1/incoming", h_incoming, IN_PREPARE, no_query},
+    {"POST", "/v1/incoming/{name}/commit", h_incoming, IN_COMMIT, no_query},
+    {"DELETE", "/v1/incoming/{name}", h_incoming, IN_ABORT, no_query},
+    {"PUT", "/v1/incoming/{name}/state", h_upload, 0, no_query},
+    {"PUT", "/v1/incoming/{name}/disks/{disk}", h_upload, 1, no_query},
 };
 
 /* Match url against a route path; the {name} segment goes to name, any
@@ -454,7 +453,7 @@ struct query_check {
 };
 
 static enum MHD_Result check_query(void *cls, enum MHD_ValueKind kind, const char *key,
-				   const char *value)
+                                   const char *value)
 {
 	struct query_check *qc = cls;
 
@@ -478,7 +477,7 @@ enum MHD_Result api_route(struct api_request *r)
 			continue;
 		path_hit = true;
 		snprintf(allow + strlen(allow), sizeof(allow) - strlen(allow), "%s%s",
-			 allow[0] ? ", " : "", routes[i].method);
+		         allow[0] ? ", " : "", routes[i].method);
 		if (!strcmp(routes[i].method, r->method))
 			hit = &routes[i];
 	}
@@ -488,7 +487,7 @@ enum MHD_Result api_route(struct api_request *r)
 		struct MHD_Response *resp;
 		enum MHD_Result ret;
 		json_t *o = json_pack("{s:{s:s, s:s, s:s}}", "error", "field", "method", "reason",
-				      "not allowed here", "message", "method: not allowed here");
+		                      "not allowed here", "message", "method: not allowed here");
 		char *s = json_dumps(o, JSON_COMPACT);
 
 		json_decref(o);
@@ -504,7 +503,7 @@ enum MHD_Result api_route(struct api_request *r)
 	sub[0] = 0; /* from the matched route only */
 	path_match(hit->path, r->url, name, sub, sizeof(name));
 	{
-		struct query_check qc = { .allowed = hit->query };
+		struct query_check qc = {.allowed = hit->query};
 
 		MHD_get_connection_values(r->c, MHD_GET_ARGUMENT_KIND, check_query, &qc);
 		if (qc.bad)
@@ -529,7 +528,8 @@ bool api_is_upload(const char *method, const char *url)
 	if (strcmp(method, "PUT"))
 		return false;
 	for (size_t i = 0; i < ARRAY_SIZE(routes); i++)
-		if (routes[i].fn == h_upload && path_match(routes[i].path, url, name, sub, sizeof(name)))
+		if (routes[i].fn == h_upload &&
+		    path_match(routes[i].path, url, name, sub, sizeof(name)))
 			return true;
 	return false;
 }
@@ -546,7 +546,8 @@ int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct derr *
 			return derr_set(e, 400, "name", "not a valid VM name");
 		if (routes[i].arg && !vmdef_name_valid(sub))
 			return derr_set(e, 400, "disk", "not a valid name");
-		return sup_incoming_upload_open(r->sup, name, routes[i].arg ? sub : NULL, fd, max, e);
+		return sup_incoming_upload_open(r->sup, name, routes[i].arg ? sub : NULL, fd, max,
+		                                e);
 	}
 	return derr_set(e, 404, "path", "no such resource");
 }

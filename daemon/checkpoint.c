@@ -54,9 +54,9 @@ static json_t *cp_find(json_t *list, const char *name)
 	size_t i;
 	json_t *cp;
 
-	json_array_foreach(list, i, cp)
-		if (!strcmp(json_string_value(json_object_get(cp, "name")) ?: "", name))
-			return cp;
+	json_array_foreach(
+	    list, i,
+	    cp) if (!strcmp(json_string_value(json_object_get(cp, "name")) ?: "", name)) return cp;
 	return NULL;
 }
 
@@ -70,14 +70,13 @@ static json_t *cp_layer(json_t *cp, const char *id)
 	size_t i;
 	json_t *l;
 
-	json_array_foreach(json_object_get(cp, "layers"), i, l)
-		if (!strcmp(cp_str(l, "id") ?: "", id))
-			return l;
+	json_array_foreach(json_object_get(cp, "layers"), i,
+	                   l) if (!strcmp(cp_str(l, "id") ?: "", id)) return l;
 	return NULL;
 }
 
 static void cp_memory_path(struct sup *s, const struct vmrt *vm, const char *cp, char *out,
-			   size_t len)
+                           size_t len)
 {
 	snprintf(out, len, "%s/vms/%s/cp-%s.state", s->conf.state_dir, vm->def.uuid, cp);
 }
@@ -108,22 +107,23 @@ static bool cp_in_current_chain(json_t *list, const char *current, const char *c
 
 /* A new qcow2 overlay over `backing`, named after the disk. */
 static int overlay_create(struct sup *s, const struct vmrt *vm, const struct vmdef_disk *dk,
-			  const char *backing, enum vmdef_disk_format bfmt, char *out, size_t len,
-			  struct derr *e)
+                          const char *backing, enum vmdef_disk_format bfmt, char *out, size_t len,
+                          struct derr *e)
 {
 	struct disk_create_opts o = {
-		.fmt = DISK_FMT_QCOW2, .backing = backing,
-		.backing_fmt = bfmt == VMDEF_FMT_QCOW2 ? DISK_FMT_QCOW2 : DISK_FMT_RAW,
+	    .fmt = DISK_FMT_QCOW2,
+	    .backing = backing,
+	    .backing_fmt = bfmt == VMDEF_FMT_QCOW2 ? DISK_FMT_QCOW2 : DISK_FMT_RAW,
 	};
 	char err[256] = "";
 	int ret;
 
 	snprintf(out, len, "%s/vms/%s/%s-%llx.qcow2", s->conf.state_dir, vm->def.uuid, dk->id,
-		 (unsigned long long)sup_mono_ns());
+	         (unsigned long long)sup_mono_ns());
 	ret = disk_create(out, &o, err, sizeof(err));
 	if (ret)
 		return derr_set(e, 500, "", "cannot create the overlay %s: %s", out,
-				err[0] ? err : strerror(-ret));
+		                err[0] ? err : strerror(-ret));
 	return 0;
 }
 
@@ -141,19 +141,21 @@ int sup_cp_list(struct sup *s, const char *name, json_t **out, struct derr *e)
 		return derr_set(e, 404, "name", "no VM named '%.64s'", name);
 	}
 	list = db_cp_list(s->db, vm->def.uuid);
-	json_array_foreach(list, i, cp) {
+	json_array_foreach(list, i, cp)
+	{
 		json_t *children = json_array(), *o;
 		size_t j;
 
-		json_array_foreach(list, j, o)
-			if (!strcmp(cp_str(o, "parent") ?: "", cp_str(cp, "name")))
-				json_array_append_new(children, json_string(cp_str(o, "name")));
+		json_array_foreach(list, j,
+		                   o) if (!strcmp(cp_str(o, "parent") ?: "", cp_str(cp, "name")))
+		    json_array_append_new(children, json_string(cp_str(o, "name")));
 		json_object_set_new(cp, "children", children);
-		json_object_set_new(cp, "current", json_boolean(!strcmp(vm->def.checkpoint,
-									  cp_str(cp, "name"))));
+		json_object_set_new(cp, "current",
+		                    json_boolean(!strcmp(vm->def.checkpoint, cp_str(cp, "name"))));
 	}
-	*out = json_pack("{s:o, s:o}", "current", vm->def.checkpoint[0] ?
-			 json_string(vm->def.checkpoint) : json_null(), "checkpoints", list);
+	*out = json_pack("{s:o, s:o}", "current",
+	                 vm->def.checkpoint[0] ? json_string(vm->def.checkpoint) : json_null(),
+	                 "checkpoints", list);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
@@ -167,7 +169,7 @@ static int cp_switch_disks(struct sup *s, struct vmrt *vm, char (*ov)[512], stru
 	int done = 0;
 
 	if (sup_worker_cmd(s, vm, json_pack("{s:s}", "cmd", "flush-disks"), NULL, 0, CP_TIMEOUT_MS,
-			   &reply, e))
+	                   &reply, e))
 		return -1;
 	json_decref(reply);
 	for (unsigned i = 0; i < vm->def.nr_disks; i++) {
@@ -180,9 +182,10 @@ static int cp_switch_disks(struct sup *s, struct vmrt *vm, char (*ov)[512], stru
 			derr_set(e, 500, "", "%s: %s", ov[i], strerror(errno));
 			return -1 - done;
 		}
-		if (sup_worker_cmd(s, vm, json_pack("{s:s, s:s, s:i}", "cmd", "disk-switch", "disk",
-						    vm->def.disks[i].id, "fd", 0),
-				   &fd, 1, CP_TIMEOUT_MS, &reply, e)) {
+		if (sup_worker_cmd(s, vm,
+		                   json_pack("{s:s, s:s, s:i}", "cmd", "disk-switch", "disk",
+		                             vm->def.disks[i].id, "fd", 0),
+		                   &fd, 1, CP_TIMEOUT_MS, &reply, e)) {
 			close(fd);
 			return -1 - done;
 		}
@@ -195,11 +198,11 @@ static int cp_switch_disks(struct sup *s, struct vmrt *vm, char (*ov)[512], stru
 
 static void cp_worker_quiet(struct sup *s, struct vmrt *vm, const char *cmd)
 {
-	struct derr ignored = { 0 };
+	struct derr ignored = {0};
 	json_t *reply = NULL;
 
 	if (sup_worker_cmd(s, vm, json_pack("{s:s}", "cmd", cmd), NULL, 0, CP_TIMEOUT_MS, &reply,
-			   &ignored))
+	                   &ignored))
 		log_debug("vm %s: %s: %s", vm->def.name, cmd, ignored.reason);
 	json_decref(reply);
 }
@@ -207,7 +210,7 @@ static void cp_worker_quiet(struct sup *s, struct vmrt *vm, const char *cmd)
 /* Take the running VM's part of a checkpoint: disks, and memory for the
  * standard kind. *switched = disks now writing into their overlays. */
 static int cp_take_online(struct sup *s, struct vmrt *vm, bool standard, const char *mem,
-			  char (*ov)[512], int *switched, struct derr *e)
+                          char (*ov)[512], int *switched, struct derr *e)
 {
 	bool was_running = vm->state == VS_RUNNING;
 	json_t *reply = NULL;
@@ -216,7 +219,7 @@ static int cp_take_online(struct sup *s, struct vmrt *vm, bool standard, const c
 	*switched = 0;
 	if (standard && was_running &&
 	    sup_worker_cmd(s, vm, json_pack("{s:s}", "cmd", "pause"), NULL, 0, CP_TIMEOUT_MS,
-			   &reply, e))
+	                   &reply, e))
 		return -1;
 	json_decref(reply);
 	reply = NULL;
@@ -233,9 +236,9 @@ static int cp_take_online(struct sup *s, struct vmrt *vm, bool standard, const c
 		if (fd < 0)
 			ret = derr_set(e, 500, "", "%s: %s", mem, strerror(errno));
 		else {
-			ret = sup_worker_cmd(s, vm, json_pack("{s:s, s:i, s:b}", "cmd", "save", "fd",
-							      0, "stop", 0),
-					     &fd, 1, CP_SAVE_TIMEOUT_MS, &reply, e);
+			ret = sup_worker_cmd(
+			    s, vm, json_pack("{s:s, s:i, s:b}", "cmd", "save", "fd", 0, "stop", 0),
+			    &fd, 1, CP_SAVE_TIMEOUT_MS, &reply, e);
 			close(fd);
 			json_decref(reply);
 			if (ret)
@@ -254,17 +257,20 @@ static int cp_body(json_t *body, const char **name, bool *standard, struct derr 
 	json_t *v;
 
 	*name = NULL;
-	json_object_foreach(body, key, v) {
+	json_object_foreach(body, key, v)
+	{
 		if (!strcmp(key, "name")) {
 			*name = json_string_value(v);
 			if (!*name || !vmdef_name_valid(*name))
-				return derr_set(e, 400, "name", "expected 1-63 of A-Z a-z 0-9 . _ -, "
-						"starting with a letter or digit");
+				return derr_set(e, 400, "name",
+				                "expected 1-63 of A-Z a-z 0-9 . _ -, "
+				                "starting with a letter or digit");
 		} else if (!strcmp(key, "kind")) {
 			kind = json_string_value(v);
 			if (!kind || (strcmp(kind, "standard") && strcmp(kind, "production")))
-				return derr_set(e, 400, "kind", "expected \"standard\" or "
-						"\"production\"");
+				return derr_set(e, 400, "kind",
+				                "expected \"standard\" or "
+				                "\"production\"");
 		} else {
 			return derr_set(e, 400, key, "unknown field");
 		}
@@ -277,7 +283,7 @@ static int cp_body(json_t *body, const char **name, bool *standard, struct derr 
 
 /* Record the checkpoint and the VM's new tops in one transaction. */
 static int cp_commit_create(struct sup *s, struct vmrt *vm, json_t *cp, struct vmdef *next,
-			    struct derr *e)
+                            struct derr *e)
 {
 	int ret = db_begin(s->db);
 
@@ -293,9 +299,9 @@ static int cp_commit_create(struct sup *s, struct vmrt *vm, json_t *cp, struct v
 }
 
 static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, bool standard,
-			    json_t **out, struct derr *e)
+                            json_t **out, struct derr *e)
 {
-	char ov[VMDEF_MAX_DISKS][512] = { { 0 } }, mem[512], dir[512];
+	char ov[VMDEF_MAX_DISKS][512] = {{0}}, mem[512], dir[512];
 	bool online = vm->state == VS_RUNNING || vm->state == VS_PAUSED, memory = false;
 	json_t *layers = json_array(), *cp;
 	struct vmdef next;
@@ -310,10 +316,10 @@ static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, 
 	for (unsigned i = 0; i < vm->def.nr_disks; i++) {
 		const struct vmdef_disk *dk = &vm->def.disks[i];
 
-		json_array_append_new(layers, json_pack("{s:s, s:s, s:s, s:b}", "id", dk->id, "path",
-							dk->path, "format",
-							vmdef_format_name(dk->format), "readonly",
-							dk->readonly));
+		json_array_append_new(layers,
+		                      json_pack("{s:s, s:s, s:s, s:b}", "id", dk->id, "path",
+		                                dk->path, "format", vmdef_format_name(dk->format),
+		                                "readonly", dk->readonly));
 		if (!dk->readonly &&
 		    overlay_create(s, vm, dk, dk->path, dk->format, ov[i], sizeof(ov[i]), e))
 			goto out;
@@ -329,7 +335,8 @@ static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, 
 			/* The saved state matches the disks as they are: share it. */
 			sup_saved_path(s, vm, saved, sizeof(saved));
 			if (link(saved, mem) < 0)
-				ret = derr_set(e, 500, "", "cannot link %s: %s", mem, strerror(errno));
+				ret = derr_set(e, 500, "", "cannot link %s: %s", mem,
+				               strerror(errno));
 			memory = !ret;
 		}
 		switched = ret ? 0 : VMDEF_MAX_DISKS;
@@ -350,9 +357,9 @@ static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, 
 		ov[i][0] = 0; /* in use: not cleaned up below */
 	}
 	cp = json_pack("{s:s, s:o, s:s, s:I, s:b, s:O}", "name", cpname, "parent",
-		       vm->def.checkpoint[0] ? json_string(vm->def.checkpoint) : json_null(),
-		       "kind", standard ? "standard" : "production", "created_at",
-		       (json_int_t)sup_now_wall(), "memory", memory, "layers", layers);
+	               vm->def.checkpoint[0] ? json_string(vm->def.checkpoint) : json_null(),
+	               "kind", standard ? "standard" : "production", "created_at",
+	               (json_int_t)sup_now_wall(), "memory", memory, "layers", layers);
 	if (!ret)
 		snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", cpname);
 	if (ret) {
@@ -423,10 +430,9 @@ out:
 
 /* Apply ------------------------------------------------------------------ */
 
-static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp,
-			   struct derr *e)
+static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, struct derr *e)
 {
-	char ov[VMDEF_MAX_DISKS][512] = { { 0 } }, old[VMDEF_MAX_DISKS][512] = { { 0 } };
+	char ov[VMDEF_MAX_DISKS][512] = {{0}}, old[VMDEF_MAX_DISKS][512] = {{0}};
 	char mem[512], saved[512];
 	const char *cpname = cp_str(cp, "name");
 	bool memory = json_is_true(json_object_get(cp, "memory"));
@@ -437,8 +443,10 @@ static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t 
 		json_t *l = cp_layer(cp, vm->def.disks[i].id);
 
 		if (!l && !vm->def.disks[i].readonly)
-			return derr_set(e, 409, "disks", "disk '%s' is not in checkpoint '%s' (the "
-					"disks changed since)", vm->def.disks[i].id, cpname);
+			return derr_set(e, 409, "disks",
+			                "disk '%s' is not in checkpoint '%s' (the "
+			                "disks changed since)",
+			                vm->def.disks[i].id, cpname);
 	}
 	if (state_active(vm->state) && sup_act_kill(s, vm, e))
 		return -1;
@@ -491,8 +499,8 @@ static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t 
 
 		if (!old[i][0] || !cp_owned(s, vm, old[i]))
 			continue;
-		json_array_foreach(list, k, c)
-			held |= !strcmp(cp_str(cp_layer(c, vm->def.disks[i].id), "path") ?: "", old[i]);
+		json_array_foreach(list, k, c) held |=
+		    !strcmp(cp_str(cp_layer(c, vm->def.disks[i].id), "path") ?: "", old[i]);
 		if (!held)
 			unlink(old[i]);
 		ov[i][0] = 0;
@@ -513,7 +521,7 @@ out:
  * caller's to free, NULL when there is no VM) and checkpoint cpname in it;
  * NULL with e set when the VM or the checkpoint is missing. */
 static json_t *cp_lookup(struct sup *s, const char *name, const char *cpname, struct vmrt **vm,
-			 json_t **list, struct derr *e)
+                         json_t **list, struct derr *e)
 {
 	json_t *cp;
 
@@ -527,8 +535,7 @@ static json_t *cp_lookup(struct sup *s, const char *name, const char *cpname, st
 	return cp;
 }
 
-int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **out,
-		 struct derr *e)
+int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **out, struct derr *e)
 {
 	struct vmrt *vm;
 	json_t *list = NULL, *cp;
@@ -573,7 +580,7 @@ static int cp_merge_layer(const char *layer, const char **deps, unsigned nr, str
 		ret = disk_commit(d);
 		if (ret)
 			derr_set(e, 500, "", "cannot commit %s into %s: %s", deps[0], layer,
-				 disk_error(d));
+			         disk_error(d));
 		if (disk_close(d) && !ret)
 			ret = derr_set(e, 500, "", "%s: flush failed", deps[0]);
 		if (ret)
@@ -597,10 +604,11 @@ static int cp_merge_layer(const char *layer, const char **deps, unsigned nr, str
 			ret = disk_open(&d, deps[i], -1, 0, err, sizeof(err));
 			if (ret)
 				return derr_set(e, 500, "", "cannot open %s: %s", deps[i], err);
-			ret = disk_rebase(d, info.backing[0] ? info.backing : NULL, info.backing_fmt,
-					  false);
+			ret = disk_rebase(d, info.backing[0] ? info.backing : NULL,
+			                  info.backing_fmt, false);
 			if (ret)
-				derr_set(e, 500, "", "cannot rebase %s: %s", deps[i], disk_error(d));
+				derr_set(e, 500, "", "cannot rebase %s: %s", deps[i],
+				         disk_error(d));
 			if (disk_close(d) && !ret)
 				ret = derr_set(e, 500, "", "%s: flush failed", deps[i]);
 			if (ret)
@@ -619,7 +627,8 @@ static int cp_merge(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, st
 	size_t i;
 	json_t *l;
 
-	json_array_foreach(json_object_get(cp, "layers"), i, l) {
+	json_array_foreach(json_object_get(cp, "layers"), i, l)
+	{
 		const char *id = cp_str(l, "id"), *layer = cp_str(l, "path"), *deps[64];
 		unsigned nr = 0;
 		size_t k;
@@ -628,10 +637,12 @@ static int cp_merge(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, st
 
 		if (json_is_true(json_object_get(l, "readonly")) || !cp_owned(s, vm, layer))
 			continue;
-		json_array_foreach(list, k, c) {
+		json_array_foreach(list, k, c)
+		{
 			const char *p = cp_str(cp_layer(c, id), "path");
 
-			if (!strcmp(cp_str(c, "parent") ?: "", cpname) && p && nr < ARRAY_SIZE(deps))
+			if (!strcmp(cp_str(c, "parent") ?: "", cpname) && p &&
+			    nr < ARRAY_SIZE(deps))
 				deps[nr++] = p;
 		}
 		di = vmdef_disk_find(&vm->def, id);
@@ -644,7 +655,7 @@ static int cp_merge(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, st
 }
 
 static int cp_delete_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp,
-			    struct derr *e)
+                            struct derr *e)
 {
 	const char *cpname = cp_str(cp, "name"), *parent = cp_str(cp, "parent");
 	struct vmdef next;
@@ -660,7 +671,8 @@ static int cp_delete_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t
 	if (!strcmp(next.checkpoint, cpname))
 		snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", parent ? parent : "");
 	ret = db_begin(s->db);
-	json_array_foreach(list, k, c) {
+	json_array_foreach(list, k, c)
+	{
 		if (ret || strcmp(cp_str(c, "parent") ?: "", cpname))
 			continue;
 		json_object_set_new(c, "parent", parent ? json_string(parent) : json_null());
@@ -693,8 +705,10 @@ int sup_cp_delete(struct sup *s, const char *name, const char *cpname, struct de
 	if (!cp)
 		goto out;
 	if (state_active(vm->state) && cp_in_current_chain(list, vm->def.checkpoint, cpname)) {
-		derr_set(e, 409, "state", "checkpoint '%s' holds layers the running VM uses: stop or "
-			 "save the VM first", cpname);
+		derr_set(e, 409, "state",
+		         "checkpoint '%s' holds layers the running VM uses: stop or "
+		         "save the VM first",
+		         cpname);
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		goto out;
 	}

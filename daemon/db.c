@@ -15,57 +15,57 @@ struct db {
 };
 
 static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS vms ("
-	"  uuid TEXT PRIMARY KEY,"
-	"  name TEXT NOT NULL UNIQUE,"
-	"  cpus INTEGER NOT NULL CHECK (cpus BETWEEN 1 AND 32),"
-	"  memory_mib INTEGER NOT NULL CHECK (memory_mib >= 8),"
-	"  kernel TEXT NOT NULL,"
-	"  initrd TEXT,"
-	"  cmdline TEXT,"
-	"  rng INTEGER NOT NULL DEFAULT 0,"
-	"  autostart INTEGER NOT NULL DEFAULT 0,"
-	"  restart_policy TEXT NOT NULL DEFAULT 'never',"
-	"  cpu_weight INTEGER NOT NULL DEFAULT 100,"
-	"  cpu_max INTEGER NOT NULL DEFAULT 100,"
-	"  created_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
-	"CREATE TABLE IF NOT EXISTS disks ("
-	"  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,"
-	"  idx INTEGER NOT NULL, path TEXT NOT NULL, readonly INTEGER NOT NULL, id TEXT,"
-	"  format TEXT NOT NULL DEFAULT 'raw', iops INTEGER NOT NULL DEFAULT 0,"
-	"  iops_burst INTEGER NOT NULL DEFAULT 0, bps INTEGER NOT NULL DEFAULT 0,"
-	"  bps_burst INTEGER NOT NULL DEFAULT 0, cbt INTEGER NOT NULL DEFAULT 0,"
-	"  PRIMARY KEY (vm_uuid, idx));"
-	"CREATE TABLE IF NOT EXISTS nics ("
-	"  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,"
-	"  idx INTEGER NOT NULL, tap TEXT NOT NULL, mac TEXT,"
-	"  PRIMARY KEY (vm_uuid, idx));"
-	"CREATE TABLE IF NOT EXISTS runtime ("
-	"  vm_uuid TEXT PRIMARY KEY REFERENCES vms(uuid) ON DELETE CASCADE,"
-	"  state TEXT NOT NULL, pid INTEGER NOT NULL DEFAULT 0,"
-	"  pid_start INTEGER NOT NULL DEFAULT 0, started_at INTEGER NOT NULL DEFAULT 0,"
-	"  exit_status INTEGER NOT NULL DEFAULT -1, exit_reason TEXT NOT NULL DEFAULT '',"
-	"  restarts INTEGER NOT NULL DEFAULT 0);"
-	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS checkpoints ("
-	"  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,"
-	"  name TEXT NOT NULL, parent TEXT, kind TEXT NOT NULL, created_at INTEGER NOT NULL,"
-	"  memory INTEGER NOT NULL DEFAULT 0, layers TEXT NOT NULL,"
-	"  seq INTEGER NOT NULL, PRIMARY KEY (vm_uuid, name));"
-	"CREATE TABLE IF NOT EXISTS hosts ("
-	"  name TEXT PRIMARY KEY, url TEXT NOT NULL, token TEXT NOT NULL, tls_name TEXT);";
+    "CREATE TABLE IF NOT EXISTS vms ("
+    "  uuid TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  cpus INTEGER NOT NULL CHECK (cpus BETWEEN 1 AND 32),"
+    "  memory_mib INTEGER NOT NULL CHECK (memory_mib >= 8),"
+    "  kernel TEXT NOT NULL,"
+    "  initrd TEXT,"
+    "  cmdline TEXT,"
+    "  rng INTEGER NOT NULL DEFAULT 0,"
+    "  autostart INTEGER NOT NULL DEFAULT 0,"
+    "  restart_policy TEXT NOT NULL DEFAULT 'never',"
+    "  cpu_weight INTEGER NOT NULL DEFAULT 100,"
+    "  cpu_max INTEGER NOT NULL DEFAULT 100,"
+    "  created_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
+    "CREATE TABLE IF NOT EXISTS disks ("
+    "  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,"
+    "  idx INTEGER NOT NULL, path TEXT NOT NULL, readonly INTEGER NOT NULL, id TEXT,"
+    "  format TEXT NOT NULL DEFAULT 'raw', iops INTEGER NOT NULL DEFAULT 0,"
+    "  iops_burst INTEGER NOT NULL DEFAULT 0, bps INTEGER NOT NULL DEFAULT 0,"
+    "  bps_burst INTEGER NOT NULL DEFAULT 0, cbt INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (vm_uuid, idx));"
+    "CREATE TABLE IF NOT EXISTS nics ("
+    "  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,"
+    "  idx INTEGER NOT NULL, tap TEXT NOT NULL, mac TEXT,"
+    "  PRIMARY KEY (vm_uuid, idx));"
+    "CREATE TABLE IF NOT EXISTS runtime ("
+    "  vm_uuid TEXT PRIMARY KEY REFERENCES vms(uuid) ON DELETE CASCADE,"
+    "  state TEXT NOT NULL, pid INTEGER NOT NULL DEFAULT 0,"
+    "  pid_start INTEGER NOT NULL DEFAULT 0, started_at INTEGER NOT NULL DEFAULT 0,"
+    "  exit_status INTEGER NOT NULL DEFAULT -1, exit_reason TEXT NOT NULL DEFAULT '',"
+    "  restarts INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS checkpoints ("
+    "  vm_uuid TEXT NOT NULL REFERENCES vms(uuid) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL, parent TEXT, kind TEXT NOT NULL, created_at INTEGER NOT NULL,"
+    "  memory INTEGER NOT NULL DEFAULT 0, layers TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL, PRIMARY KEY (vm_uuid, name));"
+    "CREATE TABLE IF NOT EXISTS hosts ("
+    "  name TEXT PRIMARY KEY, url TEXT NOT NULL, token TEXT NOT NULL, tls_name TEXT);";
 
 /* Columns added after the first release: older databases get them on open. */
 static const struct {
 	const char *table, *column, *decl;
 } added_columns[] = {
-	{ "disks", "format", "TEXT NOT NULL DEFAULT 'raw'" },
-	{ "disks", "iops", "INTEGER NOT NULL DEFAULT 0" },
-	{ "disks", "iops_burst", "INTEGER NOT NULL DEFAULT 0" },
-	{ "disks", "bps", "INTEGER NOT NULL DEFAULT 0" },
-	{ "disks", "bps_burst", "INTEGER NOT NULL DEFAULT 0" },
-	{ "disks", "cbt", "INTEGER NOT NULL DEFAULT 0" },
-	{ "vms", "checkpoint", "TEXT" },
+    {"disks", "format", "TEXT NOT NULL DEFAULT 'raw'"},
+    {"disks", "iops", "INTEGER NOT NULL DEFAULT 0"},
+    {"disks", "iops_burst", "INTEGER NOT NULL DEFAULT 0"},
+    {"disks", "bps", "INTEGER NOT NULL DEFAULT 0"},
+    {"disks", "bps_burst", "INTEGER NOT NULL DEFAULT 0"},
+    {"disks", "cbt", "INTEGER NOT NULL DEFAULT 0"},
+    {"vms", "checkpoint", "TEXT"},
 };
 
 static int db_exec(struct db *db, const char *sql)
@@ -102,8 +102,8 @@ static int db_migrate(struct db *db)
 
 		if (db_has_column(db, added_columns[i].table, added_columns[i].column))
 			continue;
-		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s", added_columns[i].table,
-			 added_columns[i].column, added_columns[i].decl);
+		snprintf(sql, sizeof(sql), "ALTER TABLE %s ADD COLUMN %s %s",
+		         added_columns[i].table, added_columns[i].column, added_columns[i].decl);
 		if (db_exec(db, sql))
 			return -EIO;
 	}
@@ -116,15 +116,17 @@ int db_open(struct db **out, const char *path, char *err, size_t errlen)
 
 	if (!db)
 		return -ENOMEM;
-	if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				    SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, db->h ? sqlite3_errmsg(db->h) : "cannot open");
+	if (sqlite3_open_v2(path, &db->h,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path,
+		         db->h ? sqlite3_errmsg(db->h) : "cannot open");
 		db_close(db);
 		return -EIO;
 	}
 	sqlite3_busy_timeout(db->h, 5000);
 	if (db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
-			"PRAGMA synchronous=NORMAL;") ||
+	                "PRAGMA synchronous=NORMAL;") ||
 	    db_exec(db, schema) || db_migrate(db)) {
 		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db->h));
 		db_close(db);
@@ -169,8 +171,9 @@ static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t len)
 
 static int db_load_children(struct db *db, struct vmdef *d)
 {
-	sqlite3_stmt *st = db_prepare(db, "SELECT path, readonly, id, format, iops, iops_burst, bps,"
-					  " bps_burst, cbt FROM disks WHERE vm_uuid=? ORDER BY idx");
+	sqlite3_stmt *st =
+	    db_prepare(db, "SELECT path, readonly, id, format, iops, iops_burst, bps,"
+	                   " bps_burst, cbt FROM disks WHERE vm_uuid=? ORDER BY idx");
 
 	if (!st)
 		return -EIO;
@@ -210,19 +213,20 @@ static int db_load_children(struct db *db, struct vmdef *d)
 }
 
 int db_load(struct db *db, int (*fn)(void *, struct vmdef *, const struct db_runtime *),
-	    void *opaque)
+            void *opaque)
 {
-	sqlite3_stmt *st = db_prepare(db,
-		"SELECT v.uuid, v.name, v.cpus, v.memory_mib, v.kernel, v.initrd, v.cmdline, v.rng,"
-		" v.autostart, v.restart_policy, v.cpu_weight, v.cpu_max, r.state, r.pid,"
-		" r.pid_start, r.started_at, r.exit_status, r.exit_reason, r.restarts, v.checkpoint"
-		" FROM vms v LEFT JOIN runtime r ON r.vm_uuid = v.uuid ORDER BY v.created_at, v.name");
+	sqlite3_stmt *st = db_prepare(
+	    db,
+	    "SELECT v.uuid, v.name, v.cpus, v.memory_mib, v.kernel, v.initrd, v.cmdline, v.rng,"
+	    " v.autostart, v.restart_policy, v.cpu_weight, v.cpu_max, r.state, r.pid,"
+	    " r.pid_start, r.started_at, r.exit_status, r.exit_reason, r.restarts, v.checkpoint"
+	    " FROM vms v LEFT JOIN runtime r ON r.vm_uuid = v.uuid ORDER BY v.created_at, v.name");
 	int ret = 0, rc;
 
 	if (!st)
 		return -EIO;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct db_runtime rt = { .exit_status = -1 };
+		struct db_runtime rt = {.exit_status = -1};
 		struct vmdef d;
 		char policy[16];
 
@@ -303,7 +307,7 @@ static int db_run_texts(struct db *db, const char *sql, const char *const *args,
 
 #define db_run(db, sql, ...)                                                                       \
 	db_run_texts(db, sql, (const char *const[]){__VA_ARGS__},                                  \
-		     ARRAY_SIZE(((const char *const[]){__VA_ARGS__})))
+	             ARRAY_SIZE(((const char *const[]){__VA_ARGS__})))
 
 int db_save_vm(struct db *db, const struct vmdef *d)
 {
@@ -313,14 +317,16 @@ int db_save_vm(struct db *db, const struct vmdef *d)
 	/* A savepoint, so that callers may wrap it in a larger transaction. */
 	if (db_exec(db, "SAVEPOINT save_vm"))
 		return -EIO;
-	st = db_prepare(db,
-		"INSERT INTO vms (uuid, name, cpus, memory_mib, kernel, initrd, cmdline, rng, autostart,"
-		" restart_policy, cpu_weight, cpu_max, checkpoint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
-		" ON CONFLICT(uuid) DO UPDATE SET name=excluded.name, cpus=excluded.cpus,"
-		" memory_mib=excluded.memory_mib, kernel=excluded.kernel, initrd=excluded.initrd,"
-		" cmdline=excluded.cmdline, rng=excluded.rng, autostart=excluded.autostart,"
-		" restart_policy=excluded.restart_policy, cpu_weight=excluded.cpu_weight,"
-		" cpu_max=excluded.cpu_max, checkpoint=excluded.checkpoint");
+	st = db_prepare(
+	    db,
+	    "INSERT INTO vms (uuid, name, cpus, memory_mib, kernel, initrd, cmdline, rng, "
+	    "autostart,"
+	    " restart_policy, cpu_weight, cpu_max, checkpoint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	    " ON CONFLICT(uuid) DO UPDATE SET name=excluded.name, cpus=excluded.cpus,"
+	    " memory_mib=excluded.memory_mib, kernel=excluded.kernel, initrd=excluded.initrd,"
+	    " cmdline=excluded.cmdline, rng=excluded.rng, autostart=excluded.autostart,"
+	    " restart_policy=excluded.restart_policy, cpu_weight=excluded.cpu_weight,"
+	    " cpu_max=excluded.cpu_max, checkpoint=excluded.checkpoint");
 	if (st) {
 		sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 2, d->name, -1, SQLITE_TRANSIENT);
@@ -352,8 +358,9 @@ int db_save_vm(struct db *db, const struct vmdef *d)
 	for (unsigned i = 0; !ret && i < d->nr_disks; i++) {
 		const struct vmdef_disk *k = &d->disks[i];
 
-		st = db_prepare(db, "INSERT INTO disks (vm_uuid, idx, path, readonly, id, format, iops,"
-				    " iops_burst, bps, bps_burst, cbt) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
+		st = db_prepare(db,
+		                "INSERT INTO disks (vm_uuid, idx, path, readonly, id, format, iops,"
+		                " iops_burst, bps, bps_burst, cbt) VALUES (?,?,?,?,?,?,?,?,?,?,?)");
 		if (st) {
 			sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_int(st, 2, (int)i);
@@ -393,9 +400,9 @@ int db_delete_vm(struct db *db, const char *uuid)
 
 int db_save_runtime(struct db *db, const char *uuid, const struct db_runtime *rt)
 {
-	sqlite3_stmt *st = db_prepare(db,
-		"INSERT OR REPLACE INTO runtime (vm_uuid, state, pid, pid_start, started_at,"
-		" exit_status, exit_reason, restarts) VALUES (?,?,?,?,?,?,?,?)");
+	sqlite3_stmt *st = db_prepare(
+	    db, "INSERT OR REPLACE INTO runtime (vm_uuid, state, pid, pid_start, started_at,"
+	        " exit_status, exit_reason, restarts) VALUES (?,?,?,?,?,?,?,?)");
 
 	if (st) {
 		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_TRANSIENT);
@@ -447,7 +454,7 @@ int db_end(struct db *db, int ret)
 json_t *db_cp_list(struct db *db, const char *uuid)
 {
 	sqlite3_stmt *st = db_prepare(db, "SELECT name, parent, kind, created_at, memory, layers"
-					  " FROM checkpoints WHERE vm_uuid=? ORDER BY seq");
+	                                  " FROM checkpoints WHERE vm_uuid=? ORDER BY seq");
 	json_t *arr = json_array();
 
 	if (!st)
@@ -458,13 +465,14 @@ json_t *db_cp_list(struct db *db, const char *uuid)
 		const char *layers = (const char *)sqlite3_column_text(st, 5);
 		json_t *l = layers ? json_loads(layers, 0, NULL) : NULL;
 
-		json_array_append_new(arr, json_pack("{s:s, s:o, s:s, s:I, s:b, s:o}",
-			"name", (const char *)sqlite3_column_text(st, 0) ?: "",
-			"parent", parent ? json_string(parent) : json_null(),
-			"kind", (const char *)sqlite3_column_text(st, 2) ?: "",
-			"created_at", (json_int_t)sqlite3_column_int64(st, 3),
-			"memory", sqlite3_column_int(st, 4) != 0,
-			"layers", json_is_array(l) ? l : json_array()));
+		json_array_append_new(
+		    arr, json_pack("{s:s, s:o, s:s, s:I, s:b, s:o}", "name",
+		                   (const char *)sqlite3_column_text(st, 0) ?: "", "parent",
+		                   parent ? json_string(parent) : json_null(), "kind",
+		                   (const char *)sqlite3_column_text(st, 2) ?: "", "created_at",
+		                   (json_int_t)sqlite3_column_int64(st, 3), "memory",
+		                   sqlite3_column_int(st, 4) != 0, "layers",
+		                   json_is_array(l) ? l : json_array()));
 		if (l && !json_is_array(l))
 			json_decref(l);
 	}
@@ -474,20 +482,21 @@ json_t *db_cp_list(struct db *db, const char *uuid)
 
 int db_cp_put(struct db *db, const char *uuid, json_t *cp)
 {
-	sqlite3_stmt *st = db_prepare(db,
-		"INSERT INTO checkpoints (vm_uuid, name, parent, kind, created_at, memory, layers, seq)"
-		" VALUES (?,?,?,?,?,?,?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM checkpoints))"
-		" ON CONFLICT(vm_uuid, name) DO UPDATE SET parent=excluded.parent,"
-		" kind=excluded.kind, memory=excluded.memory, layers=excluded.layers");
+	sqlite3_stmt *st = db_prepare(
+	    db,
+	    "INSERT INTO checkpoints (vm_uuid, name, parent, kind, created_at, memory, layers, seq)"
+	    " VALUES (?,?,?,?,?,?,?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM checkpoints))"
+	    " ON CONFLICT(vm_uuid, name) DO UPDATE SET parent=excluded.parent,"
+	    " kind=excluded.kind, memory=excluded.memory, layers=excluded.layers");
 	char *layers = json_dumps(json_object_get(cp, "layers"), JSON_COMPACT);
 
 	if (st) {
 		sqlite3_bind_text(st, 1, uuid, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 2, json_string_value(json_object_get(cp, "name")), -1,
-				  SQLITE_TRANSIENT);
+		                  SQLITE_TRANSIENT);
 		bind_opt(st, 3, json_string_value(json_object_get(cp, "parent")));
 		sqlite3_bind_text(st, 4, json_string_value(json_object_get(cp, "kind")), -1,
-				  SQLITE_TRANSIENT);
+		                  SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 5, json_integer_value(json_object_get(cp, "created_at")));
 		sqlite3_bind_int(st, 6, json_is_true(json_object_get(cp, "memory")));
 		sqlite3_bind_text(st, 7, layers ? layers : "[]", -1, SQLITE_TRANSIENT);
@@ -506,21 +515,22 @@ int db_cp_delete(struct db *db, const char *uuid, const char *name)
 json_t *db_host_list(struct db *db, bool with_token)
 {
 	sqlite3_stmt *st = db_prepare(db, "SELECT name, url, token, tls_name FROM hosts"
-					  " ORDER BY name");
+	                                  " ORDER BY name");
 	json_t *arr = json_array();
 
 	if (!st)
 		return arr;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		const char *tn = (const char *)sqlite3_column_text(st, 3);
-		json_t *h = json_pack("{s:s, s:s, s:o}",
-			"name", (const char *)sqlite3_column_text(st, 0) ?: "",
-			"url", (const char *)sqlite3_column_text(st, 1) ?: "",
-			"tls_name", tn ? json_string(tn) : json_null());
+		json_t *h = json_pack("{s:s, s:s, s:o}", "name",
+		                      (const char *)sqlite3_column_text(st, 0) ?: "", "url",
+		                      (const char *)sqlite3_column_text(st, 1) ?: "", "tls_name",
+		                      tn ? json_string(tn) : json_null());
 
 		if (with_token)
-			json_object_set_new(h, "token",
-					    json_string((const char *)sqlite3_column_text(st, 2) ?: ""));
+			json_object_set_new(
+			    h, "token",
+			    json_string((const char *)sqlite3_column_text(st, 2) ?: ""));
 		json_array_append_new(arr, h);
 	}
 	sqlite3_finalize(st);
@@ -528,10 +538,11 @@ json_t *db_host_list(struct db *db, bool with_token)
 }
 
 int db_host_put(struct db *db, const char *name, const char *url, const char *token,
-		const char *tls_name)
+                const char *tls_name)
 {
-	return db_run(db, "INSERT OR REPLACE INTO hosts (name, url, token, tls_name) VALUES (?,?,?,?)",
-		      name, url, token, tls_name);
+	return db_run(db,
+	              "INSERT OR REPLACE INTO hosts (name, url, token, tls_name) VALUES (?,?,?,?)",
+	              name, url, token, tls_name);
 }
 
 int db_host_delete(struct db *db, const char *name)

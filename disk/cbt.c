@@ -15,9 +15,9 @@
 #include "disk_priv.h"
 #include "log.h"
 
-#define CBT_MAGIC   "CELLACBT"
-#define CBT_VERSION 1
-#define CBT_HDR     4096u
+#define CBT_MAGIC    "CELLACBT"
+#define CBT_VERSION  1
+#define CBT_HDR      4096u
 #define CBT_F_IN_USE 1u
 
 #define CBT_P_USED  1u
@@ -27,7 +27,7 @@ struct cbt_point {
 	char name[CBT_NAME_MAX];
 	uint32_t flags;
 	uint32_t pad;
-	uint64_t created;  /* CLOCK_REALTIME seconds, to find the oldest */
+	uint64_t created; /* CLOCK_REALTIME seconds, to find the oldest */
 };
 
 struct cbt_header {
@@ -36,9 +36,9 @@ struct cbt_header {
 	uint32_t flags;
 	uint64_t disk_size;
 	uint32_t block_bits;
-	uint32_t nr_points;  /* slots (CBT_MAX_POINTS) */
+	uint32_t nr_points;    /* slots (CBT_MAX_POINTS) */
 	uint64_t bitmap_bytes; /* per slot, a multiple of 4 KiB */
-	char boot_id[40];    /* host boot while in use */
+	char boot_id[40];      /* host boot while in use */
 	struct cbt_point points[CBT_MAX_POINTS];
 };
 
@@ -79,7 +79,7 @@ static int cbt_format(int fd, uint64_t size, char *err, size_t errlen)
 	struct cbt_header h;
 	uint64_t nr = (size + CBT_BLOCK - 1) >> CBT_BLOCK_BITS;
 	uint64_t total = CBT_HDR + CBT_MAX_POINTS * bitmap_bytes(nr);
-	uint8_t page[CBT_HDR] = { 0 };
+	uint8_t page[CBT_HDR] = {0};
 
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, CBT_MAGIC, 8);
@@ -114,8 +114,7 @@ static int cbt_lock(int fd)
 	return flock(fd, LOCK_EX | LOCK_NB);
 }
 
-int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char *err,
-	     size_t errlen)
+int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char *err, size_t errlen)
 {
 	struct cbt *c = calloc(1, sizeof(*c));
 	char path[4096], boot[40];
@@ -139,7 +138,7 @@ int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char 
 	 * tools that open only the .cbt. */
 	if (cbt_lock(c->fd) < 0) {
 		ret = disk_errf(err, errlen, errno == EWOULDBLOCK ? -EBUSY : -errno,
-			       "%s: in use by another process", path);
+		                "%s: in use by another process", path);
 		goto fail;
 	}
 	if (fstat(c->fd, &st) < 0) {
@@ -151,7 +150,8 @@ int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char 
 	    !cbt_header_ok(&h, (uint64_t)st.st_size) || h.disk_size != disk_size) {
 		if (st.st_size)
 			log_warn("%s: not a tracking file for this disk (size, version or magic "
-				 "differ): starting over, no points", path);
+			         "differ): starting over, no points",
+			         path);
 		ret = cbt_format(c->fd, disk_size, err, errlen);
 		if (ret)
 			goto fail;
@@ -284,7 +284,7 @@ int cbt_point_start(struct cbt *c, const char *name)
 			if (c->h->points[i].created < c->h->points[slot].created)
 				slot = (int)i;
 		log_info("cbt: all %d points taken; replacing the oldest, '%.*s'", CBT_MAX_POINTS,
-			 CBT_NAME_MAX, c->h->points[slot].name);
+		         CBT_NAME_MAX, c->h->points[slot].name);
 	}
 	p = &c->h->points[slot];
 	/* Bitmap cleared before the point turns valid, both before the sync. */
@@ -328,7 +328,7 @@ uint64_t cbt_nr_blocks(const struct cbt *c)
 }
 
 unsigned cbt_points(const struct cbt *c, const char *names[CBT_MAX_POINTS],
-		    bool valid[CBT_MAX_POINTS])
+                    bool valid[CBT_MAX_POINTS])
 {
 	unsigned n = 0;
 

@@ -14,9 +14,9 @@
 #include "disk.h"
 #include "disk_priv.h"
 
-#define CHUNK (1u << 20)
+#define CHUNK    (1u << 20)
 #define HDR_SIZE (8 + 4 + 4 + 8 + 8 + 8 + CBT_NAME_MAX * 2)
-#define TRAILER "CEND"
+#define TRAILER  "CEND"
 
 static int write_all(int fd, const void *buf, size_t len, uLong *crc)
 {
@@ -64,16 +64,17 @@ static int start_point(struct cbt *c, int out_fd, const char *point, char *err, 
 	int ret;
 
 	if (fsync(out_fd) < 0)
-		return disk_errf(err, errlen, -errno, "cannot sync the backup: %s", strerror(errno));
+		return disk_errf(err, errlen, -errno, "cannot sync the backup: %s",
+		                 strerror(errno));
 	ret = cbt_point_start(c, point);
 	if (ret)
 		return disk_errf(err, errlen, ret, "cannot start point '%s': %s", point,
-			     ret == -EINVAL ? "name must be 1-31 bytes" : strerror(-ret));
+		                 ret == -EINVAL ? "name must be 1-31 bytes" : strerror(-ret));
 	return 0;
 }
 
-int cbt_backup_full(struct disk *d, struct cbt *c, const char *point, int out_fd,
-		    uint64_t *bytes, char *err, size_t errlen)
+int cbt_backup_full(struct disk *d, struct cbt *c, const char *point, int out_fd, uint64_t *bytes,
+                    char *err, size_t errlen)
 {
 	uint64_t size = disk_size(d);
 	uint8_t *buf = malloc(CHUNK);
@@ -91,8 +92,8 @@ int cbt_backup_full(struct disk *d, struct cbt *c, const char *point, int out_fd
 
 		ret = disk_pread(d, buf, n, off);
 		if (ret) {
-			ret = disk_errf(err, errlen, ret, "read at %llu: %s", (unsigned long long)off,
-				    disk_error(d));
+			ret = disk_errf(err, errlen, ret, "read at %llu: %s",
+			                (unsigned long long)off, disk_error(d));
 			break;
 		}
 		if (all_zero(buf, n))
@@ -123,8 +124,8 @@ static uint64_t get64(const uint8_t *p)
 }
 
 /* Runs of set bits: extents, clipped to the disk size. */
-static uint64_t incr_extents(const uint8_t *bits, uint64_t nr_blocks, uint64_t size,
-			     uint64_t *ext, uint64_t *data)
+static uint64_t incr_extents(const uint8_t *bits, uint64_t nr_blocks, uint64_t size, uint64_t *ext,
+                             uint64_t *data)
 {
 	uint64_t n = 0;
 
@@ -154,9 +155,9 @@ static uint64_t incr_extents(const uint8_t *bits, uint64_t nr_blocks, uint64_t s
 }
 
 int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, const char *point,
-			   int out_fd, uint64_t *bytes, char *err, size_t errlen)
+                           int out_fd, uint64_t *bytes, char *err, size_t errlen)
 {
-	uint8_t hdr[HDR_SIZE] = { 0 }, *buf = NULL;
+	uint8_t hdr[HDR_SIZE] = {0}, *buf = NULL;
 	uint64_t size = disk_size(d), nr, data, *ext = NULL;
 	const uint8_t *bits;
 	uLong crc = crc32(0, NULL, 0);
@@ -166,9 +167,11 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
 	bits = cbt_point_bits(c, since, &ret);
 	if (!bits)
 		return disk_errf(err, errlen, ret,
-			     ret == -ESTALE ? "point '%s' is invalid (the host crashed while the "
-					      "disk was in use): take a full backup"
-					    : "no point '%s' in the tracking file", since);
+		                 ret == -ESTALE
+		                     ? "point '%s' is invalid (the host crashed while the "
+		                       "disk was in use): take a full backup"
+		                     : "no point '%s' in the tracking file",
+		                 since);
 	if (strlen(point) >= CBT_NAME_MAX || !point[0])
 		return disk_errf(err, errlen, -EINVAL, "point name must be 1-31 bytes");
 	nr = incr_extents(bits, cbt_nr_blocks(c), size, NULL, &data);
@@ -203,7 +206,8 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
 	}
 	for (uint64_t i = 0; i < nr; i++) {
 		for (uint64_t off = 0; off < ext[2 * i + 1]; off += CHUNK) {
-			size_t n = (size_t)(ext[2 * i + 1] - off < CHUNK ? ext[2 * i + 1] - off : CHUNK);
+			size_t n =
+			    (size_t)(ext[2 * i + 1] - off < CHUNK ? ext[2 * i + 1] - off : CHUNK);
 
 			ret = disk_pread(d, buf, n, ext[2 * i] + off);
 			if (ret) {
@@ -228,7 +232,7 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
 	goto out;
 werr:
 	ret = disk_errf(err, errlen, ret ? ret : -errno, "cannot write the backup: %s",
-		    strerror(ret ? -ret : errno));
+	                strerror(ret ? -ret : errno));
 out:
 	free(ext);
 	free(buf);
@@ -236,8 +240,8 @@ out:
 }
 
 /* Header and extent list of an incremental: validated against the file. */
-static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *nrp,
-			  char *point, char *since, char *err, size_t errlen)
+static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *nrp, char *point,
+                          char *since, char *err, size_t errlen)
 {
 	uint8_t hdr[HDR_SIZE];
 	uint32_t ver, bs;
@@ -257,18 +261,19 @@ static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *n
 	data = get64(hdr + 32);
 	if (le32toh(ver) != CBT_INCR_VERSION || le32toh(bs) != CBT_BLOCK)
 		return disk_errf(err, errlen, -EINVAL, "unsupported version %u or block size %u",
-			     le32toh(ver), le32toh(bs));
+		                 le32toh(ver), le32toh(bs));
 	if (size != disk_sz)
 		return disk_errf(err, errlen, -EINVAL, "backup of a %llu-byte disk, image has %llu",
-			     (unsigned long long)size, (unsigned long long)disk_sz);
+		                 (unsigned long long)size, (unsigned long long)disk_sz);
 	if (!memchr(hdr + 40, 0, CBT_NAME_MAX) || !memchr(hdr + 40 + CBT_NAME_MAX, 0, CBT_NAME_MAX))
 		return disk_errf(err, errlen, -EINVAL, "point names are not terminated");
 	memcpy(point, hdr + 40, CBT_NAME_MAX);
 	memcpy(since, hdr + 40 + CBT_NAME_MAX, CBT_NAME_MAX);
 	if (nr > size / CBT_BLOCK + 1 || data > size ||
 	    (uint64_t)st.st_size != HDR_SIZE + nr * 16 + data + 8)
-		return disk_errf(err, errlen, -EINVAL, "extent count or data size do not match the "
-			     "file size (truncated?)");
+		return disk_errf(err, errlen, -EINVAL,
+		                 "extent count or data size do not match the "
+		                 "file size (truncated?)");
 	ext = malloc((nr ? nr : 1) * 16);
 	if (!ext)
 		return disk_errf(err, errlen, -ENOMEM, "out of memory");
@@ -278,7 +283,7 @@ static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *n
 		if ((ret = read_all(fd, e, sizeof(e)))) {
 			free(ext);
 			return disk_errf(err, errlen, ret, "cannot read extent %llu",
-				     (unsigned long long)i);
+			                 (unsigned long long)i);
 		}
 		ext[2 * i] = get64(e);
 		ext[2 * i + 1] = get64(e + 8);
@@ -286,15 +291,16 @@ static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *n
 		    ext[2 * i + 1] > size - ext[2 * i]) {
 			free(ext);
 			return disk_errf(err, errlen, -EINVAL, "extent %llu out of order or range",
-				     (unsigned long long)i);
+			                 (unsigned long long)i);
 		}
 		prev_end = ext[2 * i] + ext[2 * i + 1];
 		sum += ext[2 * i + 1];
 	}
 	if (sum != data) {
 		free(ext);
-		return disk_errf(err, errlen, -EINVAL, "extents add up to %llu bytes, header says %llu",
-			     (unsigned long long)sum, (unsigned long long)data);
+		return disk_errf(err, errlen, -EINVAL,
+		                 "extents add up to %llu bytes, header says %llu",
+		                 (unsigned long long)sum, (unsigned long long)data);
 	}
 	*extp = ext;
 	*nrp = nr;
@@ -328,7 +334,7 @@ static int incr_check_crc(int fd, uint8_t *buf, char *err, size_t errlen)
 }
 
 int cbt_restore_incremental(struct disk *d, int in_fd, char *point, char *since, char *err,
-			    size_t errlen)
+                            size_t errlen)
 {
 	uint64_t *ext = NULL, nr = 0;
 	uint8_t *buf = malloc(CHUNK);
@@ -342,7 +348,8 @@ int cbt_restore_incremental(struct disk *d, int in_fd, char *point, char *since,
 		ret = incr_read_meta(in_fd, disk_size(d), &ext, &nr, point, since, err, errlen);
 	for (uint64_t i = 0; i < nr && !ret; i++) {
 		for (uint64_t off = 0; off < ext[2 * i + 1] && !ret; off += CHUNK) {
-			size_t n = (size_t)(ext[2 * i + 1] - off < CHUNK ? ext[2 * i + 1] - off : CHUNK);
+			size_t n =
+			    (size_t)(ext[2 * i + 1] - off < CHUNK ? ext[2 * i + 1] - off : CHUNK);
 
 			if (read_all(in_fd, buf, n))
 				ret = disk_errf(err, errlen, -EIO, "short read of the data");

@@ -7,27 +7,27 @@
 #pragma once
 #include "disk_priv.h"
 
-#define QCOW2_MAGIC 0x514649fbu
-#define QCOW2_MIN_CLUSTER_BITS 9
-#define QCOW2_MAX_CLUSTER_BITS 21
-#define QCOW2_MAX_L1_BYTES     MiB(32)
+#define QCOW2_MAGIC              0x514649fbu
+#define QCOW2_MIN_CLUSTER_BITS   9
+#define QCOW2_MAX_CLUSTER_BITS   21
+#define QCOW2_MAX_L1_BYTES       MiB(32)
 #define QCOW2_MAX_REFTABLE_BYTES MiB(8)
-#define QCOW2_DIRTY_LIMIT      MiB(32) /* unflushed metadata before -EAGAIN */
-#define QCOW2_L2_CACHE_BYTES   MiB(64) /* clean L2 tables kept */
-#define QCOW2_RC_CACHE_BYTES   MiB(16)
+#define QCOW2_DIRTY_LIMIT        MiB(32) /* unflushed metadata before -EAGAIN */
+#define QCOW2_L2_CACHE_BYTES     MiB(64) /* clean L2 tables kept */
+#define QCOW2_RC_CACHE_BYTES     MiB(16)
 
-#define QCOW2_INCOMPAT_DIRTY    (1ull << 0)
-#define QCOW2_INCOMPAT_CORRUPT  (1ull << 1)
-#define QCOW2_INCOMPAT_DATA_FILE (1ull << 2)
-#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
-#define QCOW2_INCOMPAT_EXTL2    (1ull << 4)
+#define QCOW2_INCOMPAT_DIRTY        (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT      (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE    (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION  (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2        (1ull << 4)
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
 
-#define QCOW2_EXT_END          0x00000000u
-#define QCOW2_EXT_BACKING_FMT  0xe2792acau
-#define QCOW2_EXT_FEATURES     0x6803f857u
-#define QCOW2_EXT_DATA_FILE    0x44415441u
-#define QCOW2_EXT_CRYPTO       0x0537be77u
+#define QCOW2_EXT_END         0x00000000u
+#define QCOW2_EXT_BACKING_FMT 0xe2792acau
+#define QCOW2_EXT_FEATURES    0x6803f857u
+#define QCOW2_EXT_DATA_FILE   0x44415441u
+#define QCOW2_EXT_CRYPTO      0x0537be77u
 
 #define L1E_OFFSET_MASK 0x00fffffffffffe00ull
 #define L1E_RESERVED    0x7f000000000001ffull
@@ -48,12 +48,12 @@ struct q2_entry {
 };
 
 struct q2_cache {
-	uint32_t *slot;    /* by index: entry number + 1, 0 = not cached */
+	uint32_t *slot; /* by index: entry number + 1, 0 = not cached */
 	uint64_t nslots;
 	struct q2_entry *e;
 	uint32_t n, cap;
 	uint64_t clock;
-	uint64_t limit;    /* bytes of tables kept before clean ones are evicted */
+	uint64_t limit; /* bytes of tables kept before clean ones are evicted */
 	uint64_t ndirty;
 };
 
@@ -76,16 +76,16 @@ struct qcow2 {
 	uint64_t l1_size, l1_off;
 	bool l1_dirty, header_dirty;
 
-	uint64_t *rt;            /* refcount table */
+	uint64_t *rt; /* refcount table */
 	uint64_t rt_size, rt_off, rt_clusters;
 	bool rt_dirty;
 
 	struct q2_cache l2c, rcc;
-	uint64_t end;            /* first never-used cluster offset: appends go here */
-	uint64_t free_hint;      /* cluster index where the search for a free one starts */
+	uint64_t end;       /* first never-used cluster offset: appends go here */
+	uint64_t free_hint; /* cluster index where the search for a free one starts */
 	bool may_have_free;
 
-	uint64_t *pending;       /* clusters freed, decremented once the change is synced */
+	uint64_t *pending; /* clusters freed, decremented once the change is synced */
 	size_t npending, pending_cap;
 
 	/* unknown header extensions, kept verbatim when the header is rewritten */
@@ -96,7 +96,7 @@ struct qcow2 {
 	/* last decompressed cluster */
 	uint64_t zc_entry;
 	uint8_t *zc_buf, *zc_in;
-	bool broken;             /* metadata found invalid: no more writes */
+	bool broken; /* metadata found invalid: no more writes */
 };
 
 static inline struct qcow2 *Q(struct disk *d)
@@ -157,7 +157,7 @@ int q2_cache_resize(struct q2_cache *c, uint64_t nslots);
  * entries, zeroing the new ones, and its cache c to as many slots. On failure
  * *table stays valid (maybe reallocated) and holds the old entries. */
 int q2_table_grow(struct qcow2 *q, uint64_t **table, uint64_t old, uint64_t entries,
-		  struct q2_cache *c) __must_check;
+                  struct q2_cache *c) __must_check;
 void q2_cache_free(struct q2_cache *c);
 /* The L2 table of L1 index i, loaded if needed; NULL if not allocated (and
  * !alloc). With alloc, a zeroed table is allocated. */
@@ -183,7 +183,7 @@ bool q2_offset_ok(const struct qcow2 *q, uint64_t off);
 
 /* qcow2_map.c */
 int qcow2_map(struct disk *d, uint64_t off, uint64_t len, bool write, struct disk_extent *ext,
-	      struct disk **layer, unsigned max);
+              struct disk **layer, unsigned max);
 int qcow2_read_slow(struct disk *d, void *buf, size_t len, uint64_t off);
 int qcow2_discard(struct disk *d, uint64_t off, uint64_t len);
 int qcow2_write_zeroes(struct disk *d, uint64_t off, uint64_t len, bool may_unmap);

@@ -17,7 +17,7 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 
 /* The backing file's size and format, when the caller did not force them. */
 static int backing_facts(const char *path, const struct disk_create_opts *o, uint64_t *size,
-			 int *fmt, char *err, size_t errlen)
+                         int *fmt, char *err, size_t errlen)
 {
 	char sub[512], *bp = disk_backing_path(path, o->backing);
 	struct disk *b;
@@ -26,7 +26,7 @@ static int backing_facts(const char *path, const struct disk_create_opts *o, uin
 	if (!bp)
 		return disk_errf(err, errlen, -ENOMEM, "out of memory");
 	ret = disk_open(&b, bp, o->backing_fmt_explicit ? (int)o->backing_fmt : -1,
-			DISK_RDONLY | DISK_NO_LOCK | DISK_NO_BACKING, sub, sizeof(sub));
+	                DISK_RDONLY | DISK_NO_LOCK | DISK_NO_BACKING, sub, sizeof(sub));
 	free(bp);
 	if (ret) {
 		if (o->size && o->backing_fmt_explicit) { /* may not exist yet */
@@ -103,8 +103,8 @@ static int preallocate(const char *path, char *err, size_t errlen)
 
 int qcow2_create(const char *path, const struct disk_create_opts *o, char *err, size_t errlen)
 {
-	struct disk dd = { .fd = -1, .backing_fmt = -1 };
-	struct qcow2 q = { .d = &dd };
+	struct disk dd = {.fd = -1, .backing_fmt = -1};
+	struct qcow2 q = {.d = &dd};
 	unsigned cb = o->cluster_bits ? o->cluster_bits : 16;
 	uint64_t size = o->size, cs, l1_entries, total, b = 1;
 	int fd, ret, bfmt = -1;
@@ -125,8 +125,9 @@ int qcow2_create(const char *path, const struct disk_create_opts *o, char *err, 
 	cs = 1ull << cb;
 	l1_entries = MAX(div_up(size, cs * (cs / 8)), 1);
 	if (l1_entries * 8 > QCOW2_MAX_L1_BYTES || size > (1ull << 62))
-		return disk_errf(err, errlen, -EFBIG, "%llu bytes is too large for %llu-byte clusters",
-				 (unsigned long long)size, (unsigned long long)cs);
+		return disk_errf(err, errlen, -EFBIG,
+		                 "%llu bytes is too large for %llu-byte clusters",
+		                 (unsigned long long)size, (unsigned long long)cs);
 	q.version = 3;
 	q.cluster_bits = cb;
 	q.cluster_size = cs;
@@ -152,14 +153,16 @@ int qcow2_create(const char *path, const struct disk_create_opts *o, char *err, 
 		return disk_errf(err, errlen, -EFBIG, "image too large");
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return disk_errf(err, errlen, -errno, "cannot create %s: %s", path, strerror(errno));
+		return disk_errf(err, errlen, -errno, "cannot create %s: %s", path,
+		                 strerror(errno));
 	ret = disk_lock_fd(fd, true, path, err, errlen);
 	if (!ret && ftruncate(fd, 0) < 0)
-		ret = disk_errf(err, errlen, -errno, "cannot truncate %s: %s", path, strerror(errno));
+		ret =
+		    disk_errf(err, errlen, -errno, "cannot truncate %s: %s", path, strerror(errno));
 	if (!ret && (ret = write_layout(fd, &q, total)))
 		disk_errf(err, errlen, ret, "writing %s: %s", path,
-			  ret == -ENOSPC ? "the backing name does not fit in the header cluster"
-					 : strerror(-ret));
+		          ret == -ENOSPC ? "the backing name does not fit in the header cluster"
+		                         : strerror(-ret));
 	close(fd);
 	if (!ret && o->preallocate_metadata)
 		ret = preallocate(path, err, errlen);
@@ -175,9 +178,10 @@ static int tail_is_empty(struct qcow2 *q, uint64_t from, uint64_t to)
 		if (ret)
 			return ret;
 		if (tbl && tbl[(c >> q->cluster_bits) & ((1ull << q->l2_bits) - 1)])
-			return disk_fail(q->d, -ENOTSUP,
-					 "the part to cut off holds data (at %#llx): discard it first",
-					 (unsigned long long)c);
+			return disk_fail(
+			    q->d, -ENOTSUP,
+			    "the part to cut off holds data (at %#llx): discard it first",
+			    (unsigned long long)c);
 	}
 	return 0;
 }

@@ -74,7 +74,7 @@ static void cache_evict(struct q2_cache *c, uint64_t table_bytes)
 
 /* Insert a table (taking ownership of buf). */
 static int cache_insert(struct q2_cache *c, uint64_t idx, uint64_t host_off, void *buf,
-			uint64_t table_bytes, bool dirty, struct q2_entry **out)
+                        uint64_t table_bytes, bool dirty, struct q2_entry **out)
 {
 	if (idx >= c->nslots) {
 		free(buf);
@@ -92,8 +92,8 @@ static int cache_insert(struct q2_cache *c, uint64_t idx, uint64_t host_off, voi
 		c->e = e;
 		c->cap = cap;
 	}
-	c->e[c->n] = (struct q2_entry){ .idx = idx, .host_off = host_off, .buf = buf,
-					.lru = ++c->clock, .dirty = dirty };
+	c->e[c->n] = (struct q2_entry){
+	    .idx = idx, .host_off = host_off, .buf = buf, .lru = ++c->clock, .dirty = dirty};
 	c->slot[idx] = ++c->n;
 	c->ndirty += dirty;
 	*out = &c->e[c->n - 1];
@@ -131,13 +131,13 @@ static int l2_validate(struct qcow2 *q, const uint64_t *t, uint64_t l1i)
 		if ((e & L2E_RESERVED) || (off && !q2_offset_ok(q, off)))
 			goto bad;
 		continue;
-bad:
+	bad:
 		q->broken = true;
 		return disk_fail(q->d, -EINVAL,
-				 "L2 entry %llu of table %llu (%#llx) is invalid (reserved bits, "
-				 "unaligned or outside the file)",
-				 (unsigned long long)i, (unsigned long long)l1i,
-				 (unsigned long long)e);
+		                 "L2 entry %llu of table %llu (%#llx) is invalid (reserved bits, "
+		                 "unaligned or outside the file)",
+		                 (unsigned long long)i, (unsigned long long)l1i,
+		                 (unsigned long long)e);
 	}
 	return 0;
 }
@@ -178,8 +178,8 @@ int q2_l2_get(struct qcow2 *q, uint64_t l1i, bool alloc, uint64_t **tbl)
 		if (ret) {
 			free(buf);
 			return disk_fail(q->d, ret, "reading L2 table %llu at %#llx: %s",
-					 (unsigned long long)l1i, (unsigned long long)off,
-					 strerror(-ret));
+			                 (unsigned long long)l1i, (unsigned long long)off,
+			                 strerror(-ret));
 		}
 		for (uint64_t i = 0; i < cs / 8; i++)
 			buf[i] = be64_get(&buf[i]);
@@ -209,10 +209,14 @@ void q2_l2_mark_dirty(struct qcow2 *q, uint64_t l1i)
 static uint64_t rb_read(const struct qcow2 *q, const uint8_t *b, uint64_t i)
 {
 	switch (q->refcount_order) {
-	case 3: return b[i];
-	case 4: return be16_get(b + 2 * i);
-	case 5: return be32_get(b + 4 * i);
-	case 6: return be64_get(b + 8 * i);
+	case 3:
+		return b[i];
+	case 4:
+		return be16_get(b + 2 * i);
+	case 5:
+		return be32_get(b + 4 * i);
+	case 6:
+		return be64_get(b + 8 * i);
 	default: {
 		unsigned w = 1u << q->refcount_order, per = 8 / w;
 
@@ -224,10 +228,18 @@ static uint64_t rb_read(const struct qcow2 *q, const uint8_t *b, uint64_t i)
 static void rb_write(const struct qcow2 *q, uint8_t *b, uint64_t i, uint64_t v)
 {
 	switch (q->refcount_order) {
-	case 3: b[i] = (uint8_t)v; break;
-	case 4: be16_put(b + 2 * i, (uint16_t)v); break;
-	case 5: be32_put(b + 4 * i, (uint32_t)v); break;
-	case 6: be64_put(b + 8 * i, v); break;
+	case 3:
+		b[i] = (uint8_t)v;
+		break;
+	case 4:
+		be16_put(b + 2 * i, (uint16_t)v);
+		break;
+	case 5:
+		be32_put(b + 4 * i, (uint32_t)v);
+		break;
+	case 6:
+		be64_put(b + 8 * i, v);
+		break;
 	default: {
 		unsigned w = 1u << q->refcount_order, per = 8 / w, sh = (unsigned)(i % per) * w;
 		uint8_t m = (uint8_t)(((1u << w) - 1) << sh);
@@ -253,7 +265,7 @@ static int rb_load(struct qcow2 *q, uint64_t rbi, struct q2_entry **out)
 	if (ret) {
 		free(buf);
 		return disk_fail(q->d, ret, "reading refcount block at %#llx: %s",
-				 (unsigned long long)off, strerror(-ret));
+		                 (unsigned long long)off, strerror(-ret));
 	}
 	ret = cache_insert(&q->rcc, rbi, off, buf, cs, false, out);
 	return ret ? disk_fail(q->d, ret, "caching a refcount block: %s", strerror(-ret)) : 0;
@@ -275,7 +287,7 @@ int q2_rc_get(struct qcow2 *q, uint64_t cluster, uint64_t *rc)
 }
 
 int q2_table_grow(struct qcow2 *q, uint64_t **table, uint64_t old, uint64_t entries,
-		  struct q2_cache *c)
+                  struct q2_cache *c)
 {
 	uint64_t *t = realloc(*table, entries * 8);
 
@@ -305,7 +317,7 @@ static int rt_grow(struct qcow2 *q, uint64_t rbi)
 	}
 	if ((n << q->cluster_bits) > QCOW2_MAX_REFTABLE_BYTES)
 		return disk_fail(q->d, -EFBIG, "the refcount table would exceed %llu MiB",
-				 (unsigned long long)(QCOW2_MAX_REFTABLE_BYTES >> 20));
+		                 (unsigned long long)(QCOW2_MAX_REFTABLE_BYTES >> 20));
 	if ((ret = q2_table_grow(q, &q->rt, q->rt_size, entries, &q->rcc)))
 		return ret;
 	q->rt_size = entries;
@@ -356,7 +368,7 @@ int q2_rc_set(struct qcow2 *q, uint64_t cluster, uint64_t rc)
 
 	if (rc > q->rc_max)
 		return disk_fail(q->d, -ERANGE, "refcount overflow on cluster %llu",
-				 (unsigned long long)cluster);
+		                 (unsigned long long)cluster);
 	if (rbi >= q->rt_size && (ret = rt_grow(q, rbi)))
 		return ret;
 	ret = rb_load(q, rbi, &e);
@@ -486,8 +498,8 @@ static int write_tables(struct qcow2 *q, struct q2_cache *c, bool l2)
 		ret = disk_pwrite_full(q->d->fd, l2 ? tmp : e->buf, cs, e->host_off);
 		if (ret)
 			ret = disk_fail(q->d, ret, "writing %s at %#llx: %s",
-					l2 ? "an L2 table" : "a refcount block",
-					(unsigned long long)e->host_off, strerror(-ret));
+			                l2 ? "an L2 table" : "a refcount block",
+			                (unsigned long long)e->host_off, strerror(-ret));
 		else {
 			e->dirty = false;
 			c->ndirty--;
@@ -499,7 +511,7 @@ static int write_tables(struct qcow2 *q, struct q2_cache *c, bool l2)
 
 /* Write a host-endian u64 table as big-endian, padded to `bytes`. */
 static int write_u64_table(struct qcow2 *q, const uint64_t *t, uint64_t n, uint64_t bytes,
-			   uint64_t off, const char *what)
+                           uint64_t off, const char *what)
 {
 	uint64_t *tmp = calloc(1, bytes ? bytes : 8);
 	int ret;
@@ -530,7 +542,7 @@ static int apply_pending(struct qcow2 *q)
 			continue;
 		/* Punching is only an optimisation: errors are ignored. */
 		if (fallocate(q->d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)(c << q->cluster_bits), (off_t)q->cluster_size) < 0) {
+		              (off_t)(c << q->cluster_bits), (off_t)q->cluster_size) < 0) {
 		}
 		if (c < q->free_hint)
 			q->free_hint = c;
@@ -558,7 +570,7 @@ int qcow2_flush(struct disk *d)
 		return ret;
 	if (q->rt_dirty) {
 		ret = write_u64_table(q, q->rt, q->rt_size, q->rt_clusters << q->cluster_bits,
-				      q->rt_off, "refcount table");
+		                      q->rt_off, "refcount table");
 		if (ret)
 			return ret;
 		q->rt_dirty = false;
@@ -573,7 +585,7 @@ int qcow2_flush(struct disk *d)
 			return ret;
 		if (q->l1_dirty) {
 			ret = write_u64_table(q, q->l1, q->l1_size, q->l1_size * 8, q->l1_off,
-					      "L1 table");
+			                      "L1 table");
 			if (ret)
 				return ret;
 			q->l1_dirty = false;

@@ -105,6 +105,10 @@ def qemu_status_running(mon, t0, timeout=600):
                 buf += s.recv(65536).decode(errors="replace")
             if "status: running" in buf:
                 return time.perf_counter() - t0
+            if "status: paused" in buf and "inmigrate" not in buf:
+                # The state was saved from a stopped guest, so QEMU loads it
+                # paused: resume it, as virsh restore does.
+                s.sendall(b"cont\n")
     raise RuntimeError("QEMU never ran")
 
 
@@ -124,6 +128,9 @@ def qemu_pair(kernel, mem, touch, d):
             f = s.makefile("rw")
             f.readline()
             t0 = time.perf_counter()
+            # Like cella's save (and virsh save): stop the guest first, so
+            # the file holds one copy of memory, not a live pre-copy.
+            f.write("stop\n")
             f.write(f'migrate "exec:cat > {state}"\n')
             f.flush()
             while True:

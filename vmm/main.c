@@ -21,6 +21,7 @@
 #include "control/control.h"
 #include "log.h"
 #include "migrate/migrate.h"
+#include "migrate/mig_tls.h"
 #include "sandbox/sandbox.h"
 #include "state/statefile.h"
 #include "vcpu.h"
@@ -407,6 +408,13 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 	/* The sandbox hides the file system: load what may be needed later first. */
 	if (wo->sandbox)
 		vcpus_preload_emulation(vm);
+	if (wo->sandbox && (wo->control || wo->incoming)) {
+		/* A supervised VM may be asked to migrate later. */
+		char err[256];
+
+		if (mig_tls_load(err, sizeof(err)))
+			log_warn("%s: this VM will not be able to migrate", err);
+	}
 	if (wo->sandbox && (ret = sandbox_enter(wo->sandbox_user)))
 		return ret;
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))

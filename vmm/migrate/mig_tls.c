@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "migrate/migstream.h"
+#include "migrate/mig_tls_ops.h"
 
 struct mig_conn {
 	int fd;
@@ -329,3 +330,19 @@ void mig_conn_close(struct mig_conn *c)
 	free(c->sendbuf);
 	free(c);
 }
+
+/* The module's one exported symbol (built with -fvisibility=hidden). */
+__attribute__((visibility("default"))) const struct mig_tls_ops cella_tls_ops = {
+	.abi = MIG_TLS_ABI,
+	.open = mig_conn_open,
+	.write = mig_conn_write,
+	.read = mig_conn_read,
+	.send = mig_conn_send,
+	.reserve = mig_conn_reserve,
+	.send_reserved = mig_conn_send_reserved,
+	.peer = mig_conn_peer,
+	.error = mig_conn_error,
+	.bytes_out = mig_conn_bytes_out,
+	.close = mig_conn_close,
+	.abort = mig_conn_abort,
+};

@@ -23,6 +23,11 @@ struct mig_tls_cfg {
 
 struct mig_conn;
 
+/* The TLS layer is a module (cella-tls.so) loaded on first use: call this
+ * before the worker's sandbox hides the file system if a migration may come
+ * later. 0, or -ENOENT with the reason in err. Idempotent, thread-safe. */
+int mig_tls_load(char *err, size_t errlen) __must_check;
+
 /* Handshake on the connected socket fd (taken over: closed by
  * mig_conn_close, or here on failure). server: the destination side.
  * timeout_ms bounds each read and write. 0 or -errno (err says why). */

@@ -11,19 +11,11 @@
 
 #include "mem.h"
 
-static void put16(uint8_t *p, uint16_t v) { v = htole16(v); memcpy(p, &v, 2); }
 static void put32(uint8_t *p, uint32_t v) { v = htole32(v); memcpy(p, &v, 4); }
 static void put64(uint8_t *p, uint64_t v) { v = htole64(v); memcpy(p, &v, 8); }
 static uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return le16toh(v); }
 static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return le32toh(v); }
 static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return le64toh(v); }
-
-void mig_hdr_put(uint8_t out[MIG_HDR_LEN], uint16_t type, uint32_t len)
-{
-	put16(out, type);
-	put16(out + 2, 0);
-	put32(out + 4, len);
-}
 
 void mig_hdr_get(const uint8_t in[MIG_HDR_LEN], uint16_t *type, uint16_t *flags, uint32_t *len)
 {

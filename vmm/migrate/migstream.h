@@ -13,6 +13,8 @@
  * hands the device/CPU state blob and disk blocks to callbacks.
  */
 #pragma once
+#include <endian.h>
+#include <string.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,7 +70,16 @@ struct mig_hello {
 };
 
 /* Header encode/decode (8 bytes). */
-void mig_hdr_put(uint8_t out[MIG_HDR_LEN], uint16_t type, uint32_t len);
+static inline void mig_hdr_put(uint8_t out[MIG_HDR_LEN], uint16_t type, uint32_t len)
+{
+	/* Inline: the TLS module (cella-tls.so) frames records without the rest. */
+	uint16_t t = htole16(type), f = 0;
+	uint32_t l = htole32(len);
+
+	memcpy(out, &t, 2);
+	memcpy(out + 2, &f, 2);
+	memcpy(out + 4, &l, 4);
+}
 void mig_hdr_get(const uint8_t in[MIG_HDR_LEN], uint16_t *type, uint16_t *flags, uint32_t *len);
 /* Encode a HELLO payload (MIG_HELLO_LEN bytes). */
 void mig_hello_put(uint8_t out[MIG_HELLO_LEN], const struct mig_hello *h);

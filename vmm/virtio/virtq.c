@@ -164,8 +164,8 @@ static int chain_walk_indirect(struct virtq *vq, struct virtq_chain *c,
 
 int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct virtq_error *err)
 {
-	uint16_t avail_idx, head, i;
-	unsigned steps;
+	uint16_t avail_idx, head;
+	int ret;
 
 	if (!vq->ready)
 		return 0;
@@ -190,35 +190,10 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct virtq_error *err)
 	}
 	head = le16toh(__atomic_load_n(&vq->avail->ring[vq->last_avail_idx & (vq->num - 1)],
 				       __ATOMIC_RELAXED));
-	if (head >= vq->num)
-		return virtq_fail(err, "head index out of range", head);
-
-	c->head = head;
-	c->nr_out = c->nr_in = 0;
-	c->out_len = c->in_len = 0;
-	for (i = head, steps = 0;; steps++) {
-		struct vring_desc d;
-
-		/* A chain visits each descriptor at most once: more steps than
-		 * the queue size means the guest linked a cycle. */
-		if (steps >= vq->num)
-			return virtq_fail(err, "descriptor chain loops or exceeds queue size", head);
-		memcpy(&d, &vq->desc[i], sizeof(d));
-		if (le16toh(d.flags) & VRING_DESC_F_INDIRECT) {
-			if (chain_walk_indirect(vq, c, &d, err))
-				return -EINVAL;
-			break;
-		}
-		if (chain_add(vq, c, &d, err))
-			return -EINVAL;
-		if (!(le16toh(d.flags) & VRING_DESC_F_NEXT))
-			break;
-		i = le16toh(d.next);
-		if (i >= vq->num)
-			return virtq_fail(err, "next index out of range", i);
-	}
-	vq->last_avail_idx++;
-	return 1;
+	ret = virtq_walk(vq, head, c, err);
+	if (ret == 1)
+		vq->last_avail_idx++;
+	return ret;
 }
 
 void virtq_unpop(struct virtq *vq)
@@ -241,6 +216,8 @@ int virtq_walk(struct virtq *vq, uint16_t head, struct virtq_chain *c, struct vi
 	for (i = head, steps = 0;; steps++) {
 		struct vring_desc d;
 
+		/* A chain visits each descriptor at most once: more steps than
+		 * the queue size means the guest linked a cycle. */
 		if (steps >= vq->num)
 			return virtq_fail(err, "descriptor chain loops or exceeds queue size", head);
 		memcpy(&d, &vq->desc[i], sizeof(d));

@@ -34,9 +34,15 @@ json_t *ctl_disks_status(struct vm *vm)
 		struct blk_status st;
 
 		virtio_blk_get_status(d, &st);
+		json_t *q = qos_json(&st.qos);
+
+		/* What the buckets did: operations admitted (8 KiB-normalized)
+		 * and requests that had to wait for tokens. */
+		json_object_set_new(q, "admitted_ops", json_integer((json_int_t)st.qos_admitted));
+		json_object_set_new(q, "delayed", json_integer((json_int_t)st.qos_delayed));
 		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:b}", "id",
 						   st.id, "path", st.path, "format", st.format,
-						   "qos", qos_json(&st.qos), "error",
+						   "qos", q, "error",
 						   st.error[0] ? json_string(st.error) : json_null(),
 						   "readonly", st.readonly, "cbt", st.cbt));
 	}

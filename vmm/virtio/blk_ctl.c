@@ -152,6 +152,8 @@ void virtio_blk_get_status(struct device *dev, struct blk_status *st)
 	st->stalled = blk->stall_err != 0;
 	st->readonly = blk->readonly;
 	st->cbt = blk->cbt != NULL;
+	st->qos_admitted = blk->qos.admitted_ops;
+	st->qos_delayed = blk->qos.delayed;
 	pthread_mutex_unlock(&blk->vd.lock);
 }
 

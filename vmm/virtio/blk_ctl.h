@@ -21,6 +21,8 @@ struct blk_status {
 	bool stalled;
 	bool readonly;
 	bool cbt;
+	uint64_t qos_admitted;      /* requests the QoS buckets let through */
+	uint64_t qos_delayed;       /* times a request had to wait for tokens */
 };
 
 /* The virtio-blk device whose id (configured, or "blk<index>") is `id`. */

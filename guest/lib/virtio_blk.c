@@ -119,3 +119,16 @@ int vblk_range(struct vblk *b, uint32_t type, uint64_t sector, uint32_t count)
 	r->range.flags = 0;
 	return vblk_sync(b, slot, type, 0, &r->range, sizeof(r->range));
 }
+
+void vblk_sector_fill(uint8_t *p, uint64_t s, uint64_t seed)
+{
+	uint64_t *w = (uint64_t *)p;
+	uint64_t st = seed ^ (s * 0xD1B54A32D192ED03ull);
+	w[0] = s;
+	w[1] = seed;
+	for (int i = 2; i < 63; i++)
+		w[i] = splitmix64(&st);
+	uint32_t *tail = (uint32_t *)(p + 504);
+	tail[0] = crc32(p, 504);
+	tail[1] = 0x6c6c6563;
+}

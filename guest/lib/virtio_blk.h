@@ -73,3 +73,8 @@ bool vblk_submit(struct vblk *b, int slot, uint32_t type, uint64_t sector, void 
 void vblk_kick(struct vblk *b);
 /* Polls one completion; returns its slot (status in reqs[slot].status) or -1. */
 int vblk_poll(struct vblk *b);
+
+/* The tests' sector pattern (512 bytes): sector number, seed, pseudo-random
+ * words from both, then a crc32 of the first 504 bytes and a marker. The
+ * host-side tests compute the same pattern. */
+void vblk_sector_fill(uint8_t *p, uint64_t sector, uint64_t seed);

@@ -16,19 +16,6 @@ TEST_PROGRAM("blk");
 #define CHUNK (1u << 20)
 #define EXTRA_SECTORS 256	/* 128 KiB after the region: zeroes, then discard */
 
-static void sector_fill(uint8_t *p, uint64_t s, uint64_t seed)
-{
-	uint64_t *w = (uint64_t *)p;
-	uint64_t st = seed ^ (s * 0xD1B54A32D192ED03ull);
-	w[0] = s;
-	w[1] = seed;
-	for (int i = 2; i < 63; i++)
-		w[i] = splitmix64(&st);
-	uint32_t *tail = (uint32_t *)(p + 504);
-	tail[0] = crc32(p, 504);
-	tail[1] = 0x6c6c6563;
-}
-
 /* Returns 0 if the sector is right, else a short reason code. */
 static const char *sector_check(const uint8_t *p, uint64_t s, uint64_t seed)
 {
@@ -40,7 +27,7 @@ static const char *sector_check(const uint8_t *p, uint64_t s, uint64_t seed)
 		return "wrong seed";
 	if (((const uint32_t *)(p + 504))[0] != crc32(p, 504))
 		return "bad checksum";
-	sector_fill(want, s, seed);
+	vblk_sector_fill(want, s, seed);
 	if (memcmp(want, p, SECTOR))
 		return "wrong data";
 	return NULL;
@@ -94,7 +81,7 @@ static void test_zeroes_and_discard(struct vblk *b, uint8_t *buf, uint64_t first
 		return;
 	}
 	for (uint32_t i = 0; i < EXTRA_SECTORS; i++)
-		sector_fill(buf + i * SECTOR, first + i, seed);
+		vblk_sector_fill(buf + i * SECTOR, first + i, seed);
 	report(vblk_rw(b, VIRTIO_BLK_T_OUT, first, buf, EXTRA_SECTORS * SECTOR) == 0,
 	       "write the WRITE_ZEROES/DISCARD area");
 	if (vblk_has(b, VIRTIO_BLK_F_WRITE_ZEROES) && b->max_write_zeroes_sectors >= half) {
@@ -150,7 +137,7 @@ int main(int argc, char **argv)
 		for (uint64_t off = 0; off < bytes; off += CHUNK) {
 			uint32_t n = (uint32_t)MIN((uint64_t)CHUNK, bytes - off);
 			for (uint32_t i = 0; i < n; i += SECTOR)
-				sector_fill(buf + i, (off + i) / SECTOR, seed);
+				vblk_sector_fill(buf + i, (off + i) / SECTOR, seed);
 			int st = vblk_rw(&b, VIRTIO_BLK_T_OUT, off / SECTOR, buf, n);
 			if (st)
 				fail("write at sector %lu failed with status %d", off / SECTOR, st);

@@ -24,20 +24,6 @@ TEST_PROGRAM("blkverify");
 #define SLOT 4096u
 #define SEQ_MAGIC 0x5145534c4c4543ull /* "CELLSEQ" */
 
-static void sector_fill(uint8_t *p, uint64_t s, uint64_t seed)
-{
-	uint64_t *w = (uint64_t *)p;
-	uint64_t st = seed ^ (s * 0xD1B54A32D192ED03ull);
-	w[0] = s;
-	w[1] = seed;
-	for (int i = 2; i < 63; i++)
-		w[i] = splitmix64(&st);
-	uint32_t *tail = (uint32_t *)(p + 504);
-	tail[0] = crc32(p, 504);
-	tail[1] = 0x6c6c6563;
-}
-
-/* Wait for one completion (no timeout: the host may pause us). */
 static int wait_one(struct vblk *b)
 {
 	int slot;
@@ -58,7 +44,7 @@ static void fill(struct vblk *b, uint64_t seed, uint64_t mib, unsigned qd)
 		while (next < bytes && (slot = vblk_free_slot(b)) >= 0 && slot < (int)qd) {
 			uint8_t *p = bufs + (uint64_t)slot * REQ;
 			for (uint32_t i = 0; i < REQ; i += SECTOR)
-				sector_fill(p + i, (next + i) / SECTOR, seed);
+				vblk_sector_fill(p + i, (next + i) / SECTOR, seed);
 			off_of[slot] = next;
 			if (!vblk_submit(b, slot, VIRTIO_BLK_T_OUT, next / SECTOR, p, REQ))
 				fail("ring full");
@@ -82,7 +68,7 @@ static void fill(struct vblk *b, uint64_t seed, uint64_t mib, unsigned qd)
 		if (st)
 			fail("read at %lu: status %d", off, st);
 		for (uint32_t i = 0; i < REQ; i += SECTOR) {
-			sector_fill(want, (off + i) / SECTOR, seed);
+			vblk_sector_fill(want, (off + i) / SECTOR, seed);
 			if (memcmp(want, p + i, SECTOR) && bad++ < 5)
 				printf("blkverify: sector %lu is wrong\n", (off + i) / SECTOR);
 		}

@@ -106,11 +106,12 @@ class Guest:
         self.proc = None
         self.returncode = None
 
-    def start(self):
+    def start(self, pass_fds=()):
+        """Spawn the VM; pass_fds: descriptors it inherits (e.g. --incoming fd:N)."""
         log(f"{self.name}: {' '.join(self.cmd)}")
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=0)
+                                     stderr=subprocess.PIPE, bufsize=0, pass_fds=pass_fds)
         threading.Thread(target=self._read_stdout, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         return self

@@ -131,14 +131,7 @@ class Pair:
                                            "--tls-key", f"{d}/{cert}.key",
                                            "--tls-ca", f"{d}/{'ca' if cert == 'dst' else 'evil'}.crt",
                                            "--tls-peer", "src.cella.test"])
-        g = harness.Guest(cmd, name)
-        log(f"{name}: {' '.join(cmd)}")
-        g.t0 = time.monotonic()
-        g.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, bufsize=0, pass_fds=(fd,))
-        threading.Thread(target=g._read_stdout, daemon=True).start()
-        threading.Thread(target=g._read_stderr, daemon=True).start()
-        return g
+        return harness.Guest(cmd, name).start(pass_fds=(fd,))
 
     def migrate_request(self, port, **kw):
         d = self.pki

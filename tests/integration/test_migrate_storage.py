@@ -18,8 +18,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
-import time
 
 import harness
 from harness import TestFailure, log
@@ -86,14 +84,7 @@ def start_destination(args, pki, disk, fmt, sock, name, cmdline):
                                        "--tls-key", f"{pki}/dst.key",
                                        "--tls-ca", f"{pki}/ca.crt",
                                        "--tls-peer", "src.cella.test"])
-    g = harness.Guest(cmd, name)
-    log(f"{name}: {' '.join(cmd)}")
-    g.t0 = time.monotonic()
-    g.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, bufsize=0, pass_fds=(fd,))
-    threading.Thread(target=g._read_stdout, daemon=True).start()
-    threading.Thread(target=g._read_stderr, daemon=True).start()
-    return g
+    return harness.Guest(cmd, name).start(pass_fds=(fd,))
 
 
 def migrate_request(pki, port, **kw):

@@ -29,6 +29,7 @@
 
 #include "disk.h"
 #include "log.h"
+#include "worker_exit.h"
 #include "peer.h"
 
 #define PEER_TIMEOUT_S     60
@@ -388,7 +389,7 @@ static int move_live(struct move *m, struct derr *e)
 	/* Success is the worker's exit with status 16 (it may come before a
 	 * reply that got lost). */
 	sup_wait_until(m->s, vm, migrated, gen, ret ? 2000 : MIGRATED_EXIT_MS);
-	if (vm->gen == gen && vm->exit_status == 16 && !state_active(vm->state)) {
+	if (vm->gen == gen && vm->exit_status == WORKER_EXIT_MIGRATED && !state_active(vm->state)) {
 		m->down_ms = json_integer_value(json_object_get(reply, "downtime_ms"));
 		m->rounds = json_integer_value(json_object_get(reply, "rounds"));
 		m->bytes = json_integer_value(json_object_get(reply, "bytes"));

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "worker_exit.h"
 #include "wctl.h"
 
 void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *out, size_t len)
@@ -254,7 +255,7 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	snprintf(detail, sizeof(detail), "status %d: %s", status, reason);
 
 	if (vm->state == VS_PAUSED && vm->pause_reason[0] && strcmp(vm->pause_reason, "api") &&
-	    (status == 0 || (status & 1 && status < 128))) {
+	    (status == WORKER_EXIT_POWEROFF || worker_exit_is_debug(status))) {
 		/* The guest ended the VM itself, so the worker had resumed it (a
 		 * storage pause) between two status polls: say so. */
 		vm->state = VS_RUNNING;
@@ -266,8 +267,8 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 		sup_incoming_failed(s, vm, detail);
 		return;
 	}
-	if (status == 16) {
-		/* VM_EXIT_MIGRATED: it runs on another host now (move.c removes it). */
+	if (status == WORKER_EXIT_MIGRATED) {
+		/* It runs on another host now (move.c removes it). */
 		vm->restore = false;
 		vm->pause_reason[0] = 0;
 		sup_set_state(s, vm, VS_STOPPED, "migrated", detail);
@@ -290,12 +291,12 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	vm->pause_reason[0] = 0;
 	json_decref(vm->disk_status);
 	vm->disk_status = NULL;
-	if (status == 14) {
-		/* VM_EXIT_SAVED: the state file is complete (save replied first). */
+	if (status == WORKER_EXIT_SAVED) {
+		/* The state file is complete (save replied first). */
 		sup_set_state(s, vm, VS_SAVED, "saved", detail);
 		return;
 	}
-	if (!vm->stop_requested && (vm->reset_requested || status == 8)) {
+	if (!vm->stop_requested && (vm->reset_requested || status == WORKER_EXIT_RESET)) {
 		vm->reset_requested = false;
 		vm->start_ns = sup_mono_ns();
 		vm->first_out_ns = 0;
@@ -303,11 +304,10 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 		sup_launch_async(s, vm);
 		return;
 	}
-	/* 0 power-off, 12 host stop, odd: the guest's debug exit. */
 	/* A worker cellad asked to stop counts as stopped even if it had to be
 	 * killed; a guest crash during a graceful stop is still a crash. */
-	crashed = !(status == 0 || status == 12 || (status & 1 && status < 128)) &&
-		  !(vm->stop_requested && status != 6);
+	crashed = !worker_exit_is_clean(status) &&
+		  !(vm->stop_requested && status != WORKER_EXIT_CRASH);
 	sup_set_state(s, vm, crashed ? VS_CRASHED : VS_STOPPED, crashed ? "crashed" : "stopped",
 		      detail);
 	if (vm->stop_requested || vm->deleted)

@@ -117,7 +117,7 @@ static char *dup_or_die(const char *s)
 
 	if (!p) {
 		fputs("cella-vm: out of memory\n", stderr);
-		exit(VM_EXIT_ERROR);
+		exit(WORKER_EXIT_ERROR);
 	}
 	return p;
 }
@@ -386,7 +386,7 @@ static void on_signal(void *opaque, uint32_t events)
 
 	(void)events;
 	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-		vm_request_exit(vm, VM_EXIT_STOPPED, "stopped by signal %s",
+		vm_request_exit(vm, WORKER_EXIT_STOPPED, "stopped by signal %s",
 				strsignal((int)si.ssi_signo));
 }
 
@@ -483,7 +483,7 @@ static int restore_setup(struct vm *vm, struct statefile *sf, const struct times
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	statefile_close(sf); /* the VM keeps its own descriptor (and lock) */
 	if (ret) {
-		vm_request_exit(vm, VM_EXIT_CONFIG, "the state file cannot be restored");
+		vm_request_exit(vm, WORKER_EXIT_CONFIG, "the state file cannot be restored");
 		return ret;
 	}
 	log_info("restore: state loaded in %.3f ms (setup %.3f ms, load %.3f ms)",
@@ -525,7 +525,7 @@ int main(int argc, char **argv)
 	ret = parse_args(argc, argv, &cfg, &wo);
 	if (ret) {
 		config_free(&cfg);
-		return ret > 0 ? 0 : VM_EXIT_CONFIG;
+		return ret > 0 ? 0 : WORKER_EXIT_CONFIG;
 	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -537,9 +537,9 @@ int main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t_restore);
 	if (wo.restore && restore_open(wo.restore, &cfg, &sf)) {
 		config_free(&cfg);
-		log_info("exit: the state file cannot be restored (status %d: %s)", VM_EXIT_CONFIG,
-			 vm_exit_kind(VM_EXIT_CONFIG));
-		return VM_EXIT_CONFIG;
+		log_info("exit: the state file cannot be restored (status %d: %s)", WORKER_EXIT_CONFIG,
+			 worker_exit_kind(WORKER_EXIT_CONFIG));
+		return WORKER_EXIT_CONFIG;
 	}
 	if (wo.incoming) {
 		/* Listen and read the TLS files now: a bad spec is a configuration
@@ -550,7 +550,7 @@ int main(int argc, char **argv)
 					  wo.tls_ca, wo.tls_peer, err, sizeof(err))) {
 			fprintf(stderr, "cella-vm: %s\n", err);
 			config_free(&cfg);
-			return VM_EXIT_CONFIG;
+			return WORKER_EXIT_CONFIG;
 		}
 	}
 	if (wo.restore ? vm_create_restore(&vm, &cfg, sf.fd, sf.info.mem_off)
@@ -558,33 +558,33 @@ int main(int argc, char **argv)
 		statefile_close(&sf);
 		migrate_incoming_close(incoming);
 		config_free(&cfg);
-		log_info("exit: cannot create the VM (status %d: %s)", VM_EXIT_ERROR,
-			 vm_exit_kind(VM_EXIT_ERROR));
-		return VM_EXIT_ERROR;
+		log_info("exit: cannot create the VM (status %d: %s)", WORKER_EXIT_ERROR,
+			 worker_exit_kind(WORKER_EXIT_ERROR));
+		return WORKER_EXIT_ERROR;
 	}
 	vm.signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (vm.signal_fd < 0 || evloop_add(vm.loop, vm.signal_fd, EPOLLIN, on_signal, &vm)) {
 		log_err("cannot watch signals: %s", strerror(errno));
-		code = VM_EXIT_ERROR;
+		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "signal setup failed");
 	} else if (wo.restore ? restore_setup(&vm, &sf, &t_restore)
 			      : incoming ? vm_setup_restore(&vm) : vm_setup(&vm)) {
 		/* vm_setup names configuration problems (kernel, devices) itself. */
-		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : VM_EXIT_ERROR;
+		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : WORKER_EXIT_ERROR;
 		if (!vm_exiting(&vm))
 			snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
 	} else if (worker_prepare(&vm, &wo, &ctl)) {
-		code = VM_EXIT_ERROR;
+		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");
 	} else if (incoming && (ret = incoming_receive(&vm, incoming), incoming = NULL, ret)) {
-		code = ret == -EINTR ? VM_EXIT_STOPPED : VM_EXIT_ERROR;
+		code = ret == -EINTR ? WORKER_EXIT_STOPPED : WORKER_EXIT_ERROR;
 	} else {
 		code = vm_run(&vm);
 	}
 	migrate_incoming_close(incoming);
 	if (wo.stats)
 		log_stats(&vm);
-	log_info("exit: %s (status %d: %s)", vm.exit_reason, code, vm_exit_kind(code));
+	log_info("exit: %s (status %d: %s)", vm.exit_reason, code, worker_exit_kind(code));
 	control_record_exit(ctl, code, vm.exit_reason);
 	if (vm.signal_fd >= 0)
 		close(vm.signal_fd);

@@ -384,7 +384,7 @@ static uint64_t ms_since(const struct timespec *t0)
 }
 
 /* save: pause, write the state file (statefile_save: CPU, platform,
- * devices, sparse memory, fsync), then end the VM with VM_EXIT_SAVED
+ * devices, sparse memory, fsync), then end the VM with WORKER_EXIT_SAVED
  * ("stop", the default) or let it run on. */
 static json_t *ctl_save(struct control *c, json_t *req, struct ctl_req *rq, int *after)
 {
@@ -418,7 +418,7 @@ static json_t *ctl_save(struct control *c, json_t *req, struct ctl_req *rq, int 
 	log_info("control: state saved (%llu bytes written) in %llu ms", (unsigned long long)bytes,
 		 (unsigned long long)ms_since(&t0));
 	if (stop)
-		*after = VM_EXIT_SAVED;
+		*after = WORKER_EXIT_SAVED;
 	else if (!was_paused)
 		vm_resume(c->vm);
 	return json_pack("{s:b, s:I, s:I}", "ok", 1, "bytes", (json_int_t)bytes, "ms",
@@ -439,7 +439,7 @@ static void ctl_migrate_done(void *opaque, json_t *reply, bool ok)
 		json_decref(reply);
 	c->mig_client = NULL;
 	if (ok)
-		vm_request_exit(c->vm, VM_EXIT_MIGRATED, "migrated to another host");
+		vm_request_exit(c->vm, WORKER_EXIT_MIGRATED, "migrated to another host");
 }
 
 /* migrate: runs on its own thread; the reply comes from ctl_migrate_done
@@ -547,10 +547,10 @@ static json_t *ctl_handle(struct control *c, const char *line, int *after, bool 
 	} else if (!strcmp(cmd, "shutdown")) {
 		rep = ctl_shutdown(c, req);
 	} else if (!strcmp(cmd, "stop")) {
-		*after = VM_EXIT_STOPPED;
+		*after = WORKER_EXIT_STOPPED;
 		rep = ctl_ok(c);
 	} else if (!strcmp(cmd, "reset")) {
-		*after = VM_EXIT_RESET;
+		*after = WORKER_EXIT_RESET;
 		rep = ctl_ok(c);
 	} else if (!strcmp(cmd, "stats")) {
 		rep = ctl_stats(c);
@@ -725,7 +725,7 @@ static bool ctl_client_serve(struct ctl_client *cl, bool *start)
 	cl->len += (size_t)n;
 	cl->buf[cl->len] = 0;
 	while ((nl = memchr(cl->buf, '\n', cl->len))) {
-		int after = VM_EXIT_NONE;
+		int after = WORKER_EXIT_NONE;
 		struct ctl_req rq;
 		json_t *rep;
 
@@ -743,12 +743,12 @@ static bool ctl_client_serve(struct ctl_client *cl, bool *start)
 		cl->buf[cl->len] = 0;
 		if (rep && ctl_send(cl->fd, rep)) /* NULL: answered later (migrate) */
 			return false;
-		if (after == VM_EXIT_STOPPED)
-			vm_request_exit(c->vm, VM_EXIT_STOPPED, "turned off by the host");
-		else if (after == VM_EXIT_RESET)
-			vm_request_exit(c->vm, VM_EXIT_RESET, "reset by the host");
-		else if (after == VM_EXIT_SAVED)
-			vm_request_exit(c->vm, VM_EXIT_SAVED, "state saved; the VM ends here");
+		if (after == WORKER_EXIT_STOPPED)
+			vm_request_exit(c->vm, WORKER_EXIT_STOPPED, "turned off by the host");
+		else if (after == WORKER_EXIT_RESET)
+			vm_request_exit(c->vm, WORKER_EXIT_RESET, "reset by the host");
+		else if (after == WORKER_EXIT_SAVED)
+			vm_request_exit(c->vm, WORKER_EXIT_SAVED, "state saved; the VM ends here");
 	}
 	if (cl->len >= sizeof(cl->buf) - 1) {
 		ctl_send(cl->fd, ctl_error("request: line longer than %d bytes", CTL_LINE_MAX - 1));
@@ -808,7 +808,7 @@ static void ctl_timer_ready(void *opaque, uint32_t events)
 	(void)events;
 	if (read(c->timer_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
 		return;
-	vm_request_exit(c->vm, VM_EXIT_STOPPED,
+	vm_request_exit(c->vm, WORKER_EXIT_STOPPED,
 			"shutdown: the guest did not power off within %u ms; turned off",
 			c->shutdown_timeout_ms);
 }
@@ -842,7 +842,7 @@ static void ctl_gate_timeout(void *opaque, uint32_t events)
 
 	(void)events;
 	if (read(c->gate_timer_fd, &v, sizeof(v)) == sizeof(v) && !c->started)
-		vm_request_exit(c->vm, VM_EXIT_ERROR, "no start request within %d s",
+		vm_request_exit(c->vm, WORKER_EXIT_ERROR, "no start request within %d s",
 				CTL_START_TIMEOUT_S);
 }
 
@@ -875,7 +875,7 @@ void control_record_exit(struct control *c, int code, const char *reason)
 
 	if (!c || c->exit_fd < 0)
 		return;
-	rec = json_pack("{s:i, s:s, s:s}", "status", code, "kind", vm_exit_kind(code), "reason",
+	rec = json_pack("{s:i, s:s, s:s}", "status", code, "kind", worker_exit_kind(code), "reason",
 			reason ? reason : "");
 	s = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
 	if (s) {

@@ -6,7 +6,7 @@
  * "reset"|"stats"|"probe-open", ...}. Replies: {"ok":true,...} or
  * {"ok":false,"error":"reason"}. See docs/cellad.md for the protocol.
  * "migrate" (docs/migration.md) answers only when the move is over, and
- * then the worker exits with VM_EXIT_MIGRATED.
+ * then the worker exits with WORKER_EXIT_MIGRATED.
  *
  * To the blk and migrate engineers (and any command that needs a file or a
  * socket): a request line may carry file descriptors as SCM_RIGHTS
@@ -16,7 +16,7 @@
  * (you then own it), or use ctl_req_file(rq, req, flags, ...) which does
  * "fd": i or "path": P for you. Descriptors nobody took are closed after
  * the handler returns. A handler that ends the VM sets *after (e.g.
- * VM_EXIT_SAVED); the exit is requested once the reply is written.
+ * WORKER_EXIT_SAVED); the exit is requested once the reply is written.
  */
 #pragma once
 #include <stdbool.h>
@@ -43,7 +43,7 @@ int control_create(struct control **out, struct vm *vm, const struct control_opt
 /* Serve on vm->loop (call before vm_run, after any sandboxing). When
  * `gated`, the vCPUs stay parked before their first instruction until a
  * client sends {"cmd":"start"} ("status" answers "created" meanwhile); with
- * no start within 30 s the VM ends with VM_EXIT_ERROR. 0 or -errno. */
+ * no start within 30 s the VM ends with WORKER_EXIT_ERROR. 0 or -errno. */
 int control_attach(struct control *c, bool gated) __must_check;
 
 /* Write {"status":N,"kind":...,"reason":...} to the exit file. */

@@ -236,7 +236,7 @@ static void vcpu_report_internal_error(struct vcpu *v)
 							p[i]);
 		}
 	}
-	vm_request_exit(v->vm, VM_EXIT_PAUSED_FAIL,
+	vm_request_exit(v->vm, WORKER_EXIT_UNHANDLED,
 			"vCPU %u: KVM internal error (suberror %u) at RIP 0x%llx, bytes: %s",
 			v->index, run->internal.suberror, (unsigned long long)rip,
 			bytes[0] ? bytes : "unavailable");
@@ -268,7 +268,7 @@ static void vcpu_handle_emulation_failure(struct vcpu *v)
 	emul_report_format(&rep, line, sizeof(line));
 	if (r < 0) {
 		log_err("vCPU %u: emulation fallback failed: %s", v->index, line);
-		vm_request_exit(v->vm, VM_EXIT_ERROR, "vCPU %u: emulation fallback failed: %s",
+		vm_request_exit(v->vm, WORKER_EXIT_ERROR, "vCPU %u: emulation fallback failed: %s",
 				v->index, rep.why);
 		return;
 	}
@@ -286,7 +286,7 @@ static void vcpu_handle_emulation_failure(struct vcpu *v)
 		return;
 	}
 	log_err("vCPU %u: instruction not emulated, VM stopped: %s", v->index, line);
-	vm_request_exit(v->vm, VM_EXIT_PAUSED_FAIL,
+	vm_request_exit(v->vm, WORKER_EXIT_UNHANDLED,
 			"vCPU %u: instruction not emulated at RIP 0x%llx (%s)", v->index,
 			(unsigned long long)rep.rip, rep.mnemonic[0] ? rep.mnemonic : "unknown bytes");
 }
@@ -295,13 +295,13 @@ static void vcpu_handle_system_event(struct vcpu *v)
 {
 	switch (v->run->system_event.type) {
 	case KVM_SYSTEM_EVENT_SHUTDOWN:
-		vm_request_exit(v->vm, VM_EXIT_POWEROFF, "guest powered off");
+		vm_request_exit(v->vm, WORKER_EXIT_POWEROFF, "guest powered off");
 		break;
 	case KVM_SYSTEM_EVENT_RESET:
-		vm_request_exit(v->vm, VM_EXIT_RESET, "guest requested a reset");
+		vm_request_exit(v->vm, WORKER_EXIT_RESET, "guest requested a reset");
 		break;
 	case KVM_SYSTEM_EVENT_CRASH:
-		vm_request_exit(v->vm, VM_EXIT_CRASH, "guest crashed (KVM system event)");
+		vm_request_exit(v->vm, WORKER_EXIT_CRASH, "guest crashed (KVM system event)");
 		break;
 	default:
 		log_warn("vCPU %u: unknown system event %u", v->index, v->run->system_event.type);
@@ -373,7 +373,7 @@ static void *vcpu_thread(void *arg)
 				v->run->immediate_exit = 0;
 				continue;
 			}
-			vm_request_exit(vm, VM_EXIT_ERROR, "vCPU %u: KVM_RUN: %s", v->index,
+			vm_request_exit(vm, WORKER_EXIT_ERROR, "vCPU %u: KVM_RUN: %s", v->index,
 					strerror(errno));
 			break;
 		}
@@ -386,10 +386,10 @@ static void *vcpu_thread(void *arg)
 			break;
 		case KVM_EXIT_HLT:
 			/* Only without an in-kernel LAPIC; treat as power-off. */
-			vm_request_exit(vm, VM_EXIT_POWEROFF, "vCPU %u halted", v->index);
+			vm_request_exit(vm, WORKER_EXIT_POWEROFF, "vCPU %u halted", v->index);
 			break;
 		case KVM_EXIT_SHUTDOWN:
-			vm_request_exit(vm, VM_EXIT_CRASH, "guest crash: triple fault on vCPU %u",
+			vm_request_exit(vm, WORKER_EXIT_CRASH, "guest crash: triple fault on vCPU %u",
 					v->index);
 			break;
 		case KVM_EXIT_SYSTEM_EVENT:
@@ -402,7 +402,7 @@ static void *vcpu_thread(void *arg)
 				vcpu_report_internal_error(v);
 			break;
 		case KVM_EXIT_FAIL_ENTRY:
-			vm_request_exit(vm, VM_EXIT_ERROR,
+			vm_request_exit(vm, WORKER_EXIT_ERROR,
 					"vCPU %u: VM entry failed (hardware reason 0x%llx)", v->index,
 					(unsigned long long)v->run->fail_entry
 						.hardware_entry_failure_reason);
@@ -411,7 +411,7 @@ static void *vcpu_thread(void *arg)
 			break;
 		default:
 			v->exits_other++;
-			vm_request_exit(vm, VM_EXIT_ERROR, "vCPU %u: unexpected KVM exit %u",
+			vm_request_exit(vm, WORKER_EXIT_ERROR, "vCPU %u: unexpected KVM exit %u",
 					v->index, v->run->exit_reason);
 		}
 	}

@@ -37,7 +37,7 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	vm->mem.memfd = vm->mem.file_fd = vm->mem.pagemap_fd = -1;
 	vm->next_mmio = VIRTIO_MMIO_BASE;
 	vm->next_gsi = VIRTIO_GSI_FIRST;
-	atomic_init(&vm->exit_code, VM_EXIT_NONE);
+	atomic_init(&vm->exit_code, WORKER_EXIT_NONE);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
@@ -289,32 +289,14 @@ int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, uint32_t len, bool pio, 
 	return 0;
 }
 
-const char *vm_exit_kind(int code)
-{
-	if (code & 1)
-		return "debug exit";
-	switch (code) {
-	case VM_EXIT_POWEROFF: return "guest power-off";
-	case VM_EXIT_CONFIG: return "configuration error";
-	case VM_EXIT_ERROR: return "VMM error";
-	case VM_EXIT_CRASH: return "guest crash";
-	case VM_EXIT_RESET: return "guest reset";
-	case VM_EXIT_PAUSED_FAIL: return "unhandled guest instruction";
-	case VM_EXIT_STOPPED: return "stopped by the host";
-	case VM_EXIT_SAVED: return "state saved";
-	case VM_EXIT_MIGRATED: return "migrated";
-	default: return "unknown";
-	}
-}
-
 bool vm_exiting(const struct vm *vm)
 {
-	return atomic_load(&vm->exit_code) != VM_EXIT_NONE;
+	return atomic_load(&vm->exit_code) != WORKER_EXIT_NONE;
 }
 
 void vm_request_exit(struct vm *vm, int code, const char *fmt, ...)
 {
-	int expected = VM_EXIT_NONE;
+	int expected = WORKER_EXIT_NONE;
 	va_list ap;
 
 	if (!atomic_compare_exchange_strong(&vm->exit_code, &expected, code))
@@ -531,7 +513,7 @@ int vm_setup(struct vm *vm)
 	if (ret) {
 		/* The device logged why (missing tap, disk in use, ...): the host
 		 * cannot provide what the configuration asks for. */
-		vm_request_exit(vm, VM_EXIT_CONFIG, "a configured device cannot be set up");
+		vm_request_exit(vm, WORKER_EXIT_CONFIG, "a configured device cannot be set up");
 		return ret;
 	}
 	/* vCPUs first: whether KVM honours the CPUID template decides the
@@ -563,7 +545,7 @@ int vm_setup(struct vm *vm)
 	free(cmdline);
 	if (ret) {
 		log_err("%s", err[0] ? err : strerror(-ret));
-		vm_request_exit(vm, VM_EXIT_CONFIG, "the kernel cannot be loaded");
+		vm_request_exit(vm, WORKER_EXIT_CONFIG, "the kernel cannot be loaded");
 		return ret;
 	}
 	log_debug("loaded %s kernel, entry 0x%llx", bi.format, (unsigned long long)bi.entry);
@@ -580,7 +562,7 @@ int vm_setup_restore(struct vm *vm)
 	int ret = vm_create_devices(vm);
 
 	if (ret) {
-		vm_request_exit(vm, VM_EXIT_CONFIG, "a configured device cannot be set up");
+		vm_request_exit(vm, WORKER_EXIT_CONFIG, "a configured device cannot be set up");
 		return ret;
 	}
 	return vcpus_create(vm);
@@ -591,11 +573,11 @@ int vm_run(struct vm *vm)
 	int ret = vcpus_start(vm);
 
 	if (ret) {
-		vm_request_exit(vm, VM_EXIT_ERROR, "cannot start vCPU threads: %s", strerror(-ret));
+		vm_request_exit(vm, WORKER_EXIT_ERROR, "cannot start vCPU threads: %s", strerror(-ret));
 	} else {
 		ret = evloop_run(vm->loop);
 		if (ret)
-			vm_request_exit(vm, VM_EXIT_ERROR, "I/O loop failed: %s", strerror(-ret));
+			vm_request_exit(vm, WORKER_EXIT_ERROR, "I/O loop failed: %s", strerror(-ret));
 	}
 	vcpus_join(vm);
 	return atomic_load(&vm->exit_code);

@@ -12,24 +12,10 @@
 #include "device.h"
 #include "evloop.h"
 #include "mem.h"
+#include "worker_exit.h"
 
-/* How a VM ended. These are also cella-vm's exit statuses. A debug-exit
- * write of v gives (v << 1) | 1 (odd); everything else is even. */
-enum vm_exit {
-	VM_EXIT_NONE = -1,      /* still running */
-	VM_EXIT_POWEROFF = 0,   /* guest powered off */
-	VM_EXIT_CONFIG = 2,     /* bad configuration; no VM was created */
-	VM_EXIT_ERROR = 4,      /* VMM error (KVM failure, internal error) */
-	VM_EXIT_CRASH = 6,      /* guest crash: triple fault / KVM shutdown */
-	VM_EXIT_RESET = 8,      /* guest asked for a reset (i8042 0xFE, port 0xCF9) */
-	VM_EXIT_PAUSED_FAIL = 10, /* an instruction the VMM cannot handle stopped the VM */
-	VM_EXIT_STOPPED = 12,   /* stopped from the host (SIGTERM/SIGINT) */
-	VM_EXIT_SAVED = 14,     /* state saved to a file (save), the VM ends here */
-	VM_EXIT_MIGRATED = 16,  /* moved to another host (live migration) */
-};
-
-/* A short name for an exit status ("guest power-off", "debug exit", ...). */
-const char *vm_exit_kind(int code);
+/* How a VM ended: enum worker_exit (lib/worker_exit.h), also cella-vm's
+ * exit statuses. */
 
 /* Fixed platform addresses. */
 #define VIRTIO_MMIO_BASE  0xD0000000ULL

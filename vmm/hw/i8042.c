@@ -102,12 +102,12 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
 		i8042_push(k, 0x00);
 		break;
 	case 0xFE: /* pulse the reset line */
-		vm_request_exit(k->vm, VM_EXIT_RESET, "guest requested a reset (i8042)");
+		vm_request_exit(k->vm, WORKER_EXIT_RESET, "guest requested a reset (i8042)");
 		break;
 	default:
 		/* Other pulse-output commands (0xF0-0xFD) reset when bit 0 is clear. */
 		if (cmd >= 0xF0 && !(cmd & 1))
-			vm_request_exit(k->vm, VM_EXIT_RESET, "guest requested a reset (i8042)");
+			vm_request_exit(k->vm, WORKER_EXIT_RESET, "guest requested a reset (i8042)");
 		break;
 	}
 }
@@ -134,7 +134,7 @@ static void i8042_access(struct i8042 *k, uint16_t port, uint8_t *data, uint32_t
 			i8042_kbd_irq(k);
 		} else if (k->pending_cmd == 0xD1) {
 			if (!(data[0] & 1))
-				vm_request_exit(k->vm, VM_EXIT_RESET,
+				vm_request_exit(k->vm, WORKER_EXIT_RESET,
 						"guest requested a reset (i8042 output port)");
 		}
 		/* Bytes for the keyboard itself are dropped: no keyboard attached. */

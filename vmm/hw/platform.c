@@ -54,7 +54,7 @@ static void pm1_cnt_io(void *opaque, uint64_t off, uint8_t *data, uint32_t len, 
 		return;
 	}
 	if (off == 0 && len >= 2 && (le_value(data, len) & PM1_SLP_EN))
-		vm_request_exit(p->vm, VM_EXIT_POWEROFF, "guest powered off");
+		vm_request_exit(p->vm, WORKER_EXIT_POWEROFF, "guest powered off");
 }
 
 static void reset_io(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bool is_write)
@@ -66,7 +66,7 @@ static void reset_io(void *opaque, uint64_t off, uint8_t *data, uint32_t len, bo
 		return;
 	}
 	if (data[0] & RST_CPU)
-		vm_request_exit(p->vm, VM_EXIT_RESET, "guest requested a reset (port 0xCF9)");
+		vm_request_exit(p->vm, WORKER_EXIT_RESET, "guest requested a reset (port 0xCF9)");
 	(void)off;
 }
 

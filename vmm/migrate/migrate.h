@@ -7,7 +7,7 @@
  * faster than the link drains it, then pauses the VM, sends the last dirty
  * pages and the device/CPU state, and waits for the destination's ack. The
  * outcome reaches the I/O loop thread through done(); on success the worker
- * then exits with VM_EXIT_MIGRATED, on failure the VM runs on untouched.
+ * then exits with WORKER_EXIT_MIGRATED, on failure the VM runs on untouched.
  *
  * Destination: cella-vm --incoming: migrate_incoming_open() before any
  * sandbox, migrate_incoming_receive() into a VM built with vm_setup_restore,

@@ -162,7 +162,7 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *uc)
 	if (write(STDERR_FILENO, msg, (size_t)off) < 0) {
 		/* nothing more to say */
 	}
-	_exit(4); /* VM_EXIT_ERROR */
+	_exit(4); /* WORKER_EXIT_ERROR */
 }
 
 int sandbox_seccomp_install(void)

@@ -273,7 +273,7 @@ static void test_i8042_reset(void **st)
 	assert_false(vm_exiting(&vm));
 	outb(&vm, 0x64, 0xfe);
 	assert_true(vm_exiting(&vm));
-	assert_int_equal(atomic_load(&vm.exit_code), VM_EXIT_RESET);
+	assert_int_equal(atomic_load(&vm.exit_code), WORKER_EXIT_RESET);
 	vm_destroy(&vm);
 }
 
@@ -331,13 +331,13 @@ static void test_platform_ports(void **st)
 	assert_int_equal(platform_ports_create(&vm), 0);
 	assert_true(bus_dispatch(&vm.pio, DEBUG_EXIT_PORT, v4, 4, true));
 	assert_int_equal(atomic_load(&vm.exit_code), (0x21 << 1) | 1);
-	assert_string_equal(vm_exit_kind(0x43), "debug exit");
+	assert_string_equal(worker_exit_kind(0x43), "debug exit");
 	vm_destroy(&vm);
 
 	assert_int_equal(vm_create_test(&vm, MiB(8)), 0);
 	assert_int_equal(platform_ports_create(&vm), 0);
 	assert_true(bus_dispatch(&vm.pio, PM1_CNT_PORT, pm, 2, true));
-	assert_int_equal(atomic_load(&vm.exit_code), VM_EXIT_POWEROFF);
+	assert_int_equal(atomic_load(&vm.exit_code), WORKER_EXIT_POWEROFF);
 	vm_destroy(&vm);
 
 	assert_int_equal(vm_create_test(&vm, MiB(8)), 0);
@@ -345,7 +345,7 @@ static void test_platform_ports(void **st)
 	outb(&vm, RESET_PORT, 0x02); /* no RST_CPU bit: nothing happens */
 	assert_false(vm_exiting(&vm));
 	outb(&vm, RESET_PORT, 0x06);
-	assert_int_equal(atomic_load(&vm.exit_code), VM_EXIT_RESET);
+	assert_int_equal(atomic_load(&vm.exit_code), WORKER_EXIT_RESET);
 	vm_destroy(&vm);
 }
 

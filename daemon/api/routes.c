@@ -100,7 +100,7 @@ static int query_bool(struct api_request *r, const char *key, bool *v, enum MHD_
 
 /* Reply with the outcome of a supervisor call: e when ret is nonzero,
  * otherwise status with out (consumed either way). */
-static enum MHD_Result reply(struct api_request *r, int ret, const struct derr *e, unsigned status,
+static enum MHD_Result reply(struct api_request *r, int ret, const struct cerr *e, unsigned status,
                              json_t *out)
 {
 	if (ret) {
@@ -127,7 +127,7 @@ static enum MHD_Result h_list(struct api_request *r, const char *name, int arg)
 static enum MHD_Result h_create(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = {0};
+	struct cerr e = {0};
 	json_t *body, *out = NULL;
 	int ret;
 
@@ -142,7 +142,7 @@ static enum MHD_Result h_create(struct api_request *r, const char *name, int arg
 
 static enum MHD_Result h_get(struct api_request *r, const char *name, int arg)
 {
-	struct derr e = {0};
+	struct cerr e = {0};
 	json_t *out = NULL;
 	int ret;
 
@@ -153,12 +153,12 @@ static enum MHD_Result h_get(struct api_request *r, const char *name, int arg)
 
 /* A supervisor call on VM name with the request's (required) body. */
 typedef int (*sup_body_fn)(struct sup *s, const char *name, json_t *body, json_t **out,
-                           struct derr *e);
+                           struct cerr *e);
 
 static enum MHD_Result call_with_body(struct api_request *r, const char *name, sup_body_fn fn)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = {0};
+	struct cerr e = {0};
 	json_t *body, *out = NULL;
 	int ret;
 
@@ -177,7 +177,7 @@ static enum MHD_Result h_patch(struct api_request *r, const char *name, int arg)
 
 static enum MHD_Result h_delete(struct api_request *r, const char *name, int arg)
 {
-	struct derr e = {0};
+	struct cerr e = {0};
 
 	(void)arg;
 	return reply(r, sup_delete(r->sup, name, &e), &e, 204, NULL);
@@ -186,7 +186,7 @@ static enum MHD_Result h_delete(struct api_request *r, const char *name, int arg
 static enum MHD_Result h_action(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = {0};
+	struct cerr e = {0};
 	json_t *body, *out = NULL;
 	int ret, status = 200;
 
@@ -199,7 +199,7 @@ static enum MHD_Result h_action(struct api_request *r, const char *name, int arg
 
 static enum MHD_Result h_metrics(struct api_request *r, const char *name, int arg)
 {
-	struct derr e = {0};
+	struct cerr e = {0};
 	json_t *out = NULL;
 	int ret;
 
@@ -212,7 +212,7 @@ static enum MHD_Result h_console(struct api_request *r, const char *name, int ar
 {
 	enum MHD_Result res = MHD_NO;
 	struct sup_stream *st;
-	struct derr e = {0};
+	struct cerr e = {0};
 	long long history = 65536;
 	bool follow = true;
 
@@ -227,7 +227,7 @@ static enum MHD_Result h_console(struct api_request *r, const char *name, int ar
 
 static enum MHD_Result h_console_input(struct api_request *r, const char *name, int arg)
 {
-	struct derr e = {0};
+	struct cerr e = {0};
 
 	(void)arg;
 	if (r->len == 0)
@@ -268,7 +268,7 @@ static enum MHD_Result h_prometheus(struct api_request *r, const char *name, int
 static enum MHD_Result h_disk(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = {0};
+	struct cerr e = {0};
 	json_t *body, *out = NULL;
 	int ret;
 
@@ -285,7 +285,7 @@ enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
 static enum MHD_Result h_checkpoint(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = {0};
+	struct cerr e = {0};
 	json_t *body = NULL, *out = NULL;
 	int ret, status = 200;
 
@@ -321,7 +321,7 @@ static enum MHD_Result h_checkpoint(struct api_request *r, const char *name, int
 static enum MHD_Result h_hosts(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = {0};
+	struct cerr e = {0};
 	json_t *body = NULL, *out = NULL;
 	int ret;
 
@@ -349,7 +349,7 @@ enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
 static enum MHD_Result h_incoming(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
-	struct derr e = {0};
+	struct cerr e = {0};
 	json_t *body = NULL, *out = NULL;
 	int ret;
 
@@ -374,7 +374,7 @@ static enum MHD_Result h_incoming(struct api_request *r, const char *name, int a
 static enum MHD_Result h_upload(struct api_request *r, const char *name, int arg)
 {
 	const char *disk = arg ? r->sub : NULL;
-	struct derr e = {0};
+	struct cerr e = {0};
 
 	if (r->upload_fd < 0)
 		return api_fail(r->c, 400, "", "the file's bytes are required as the body");
@@ -534,7 +534,7 @@ bool api_is_upload(const char *method, const char *url)
 	return false;
 }
 
-int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct derr *e)
+int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct cerr *e)
 {
 	char name[256], sub[256] = "";
 
@@ -543,11 +543,11 @@ int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct derr *
 		    !path_match(routes[i].path, r->url, name, sub, sizeof(name)))
 			continue;
 		if (!vmdef_name_valid(name))
-			return derr_set(e, 400, "name", "not a valid VM name");
+			return cerr_set(e, CERR_INVALID, "name", "not a valid VM name");
 		if (routes[i].arg && !vmdef_name_valid(sub))
-			return derr_set(e, 400, "disk", "not a valid name");
+			return cerr_set(e, CERR_INVALID, "disk", "not a valid name");
 		return sup_incoming_upload_open(r->sup, name, routes[i].arg ? sub : NULL, fd, max,
 		                                e);
 	}
-	return derr_set(e, 404, "path", "no such resource");
+	return cerr_set(e, CERR_NOT_FOUND, "path", "no such resource");
 }

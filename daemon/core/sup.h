@@ -2,7 +2,7 @@
  * runtime state), the lifecycle state machine, one worker per running VM,
  * and re-adoption of workers after cellad restarts. Every function is
  * thread-safe (HTTP requests run on their own threads). API errors come
- * back in a struct derr (HTTP status, field, reason, current state). */
+ * back in a struct cerr (HTTP status, field, reason, current state). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 #include "compiler.h"
-#include "derr.h"
+#include "cerr.h"
 
 struct db;
 struct sup;
@@ -48,61 +48,61 @@ void sup_quiesce(struct sup *s);
 void sup_destroy(struct sup *s);
 
 json_t *sup_list(struct sup *s);
-int sup_get(struct sup *s, const char *name, json_t **out, struct derr *e) __must_check;
-int sup_define(struct sup *s, json_t *body, json_t **out, struct derr *e) __must_check;
+int sup_get(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
+int sup_define(struct sup *s, json_t *body, json_t **out, struct cerr *e) __must_check;
 int sup_change(struct sup *s, const char *name, json_t *body, json_t **out,
-	       struct derr *e) __must_check;
-int sup_delete(struct sup *s, const char *name, struct derr *e) __must_check;
+	       struct cerr *e) __must_check;
+int sup_delete(struct sup *s, const char *name, struct cerr *e) __must_check;
 
 enum sup_action { SUP_START, SUP_STOP, SUP_KILL, SUP_RESET, SUP_PAUSE, SUP_RESUME, SUP_SAVE,
 		  SUP_DELETE_STATE };
 /* Run a lifecycle action. *status is the HTTP success status (200, or 202
  * for a graceful stop still in progress); *out the VM after it. */
 int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body, json_t **out,
-	       int *status, struct derr *e) __must_check;
+	       int *status, struct cerr *e) __must_check;
 
 /* Change one disk's live settings (body {"qos": {...}}): applied to the
  * running worker (set-qos) and stored. *out is the disk. */
 int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *body, json_t **out,
-		    struct derr *e) __must_check;
+		    struct cerr *e) __must_check;
 
 /* Checkpoints (checkpoint.c): list (tree), create (body {name, kind}),
  * apply and delete. */
-int sup_cp_list(struct sup *s, const char *name, json_t **out, struct derr *e) __must_check;
+int sup_cp_list(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
 int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out,
-		  struct derr *e) __must_check;
+		  struct cerr *e) __must_check;
 int sup_cp_apply(struct sup *s, const char *name, const char *cp, json_t **out,
-		 struct derr *e) __must_check;
-int sup_cp_delete(struct sup *s, const char *name, const char *cp, struct derr *e) __must_check;
+		 struct cerr *e) __must_check;
+int sup_cp_delete(struct sup *s, const char *name, const char *cp, struct cerr *e) __must_check;
 
 /* Peer hosts (move targets): list ({hosts: [...]}, tokens hidden), add
  * (body {name, url, token, tls_name}), remove. */
 json_t *sup_hosts_list(struct sup *s);
-int sup_host_add(struct sup *s, json_t *body, json_t **out, struct derr *e) __must_check;
-int sup_host_remove(struct sup *s, const char *host, struct derr *e) __must_check;
+int sup_host_add(struct sup *s, json_t *body, json_t **out, struct cerr *e) __must_check;
+int sup_host_remove(struct sup *s, const char *host, struct cerr *e) __must_check;
 
 /* Move a VM to another host (body {to, include_storage, quick, downtime_ms,
  * max_bandwidth}): live migration, or save + transfer + restore (quick).
  * *out: {name, to, mode, total_ms, downtime_ms, rounds, bytes, vm}. */
 int sup_move(struct sup *s, const char *name, json_t *body, json_t **out,
-	     struct derr *e) __must_check;
+	     struct cerr *e) __must_check;
 
 /* The destination's side of a move (incoming.c). local_addr: this host's
  * address the request came in on ("" for the Unix socket). */
 int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, json_t **out,
-			 struct derr *e) __must_check;
+			 struct cerr *e) __must_check;
 int sup_incoming_commit(struct sup *s, const char *name, json_t **out,
-			struct derr *e) __must_check;
-int sup_incoming_abort(struct sup *s, const char *name, struct derr *e) __must_check;
+			struct cerr *e) __must_check;
+int sup_incoming_abort(struct sup *s, const char *name, struct cerr *e) __must_check;
 /* Streamed uploads of a quick move: the saved state (disk NULL) or a disk
  * image. open gives the file to write and the most bytes accepted; done
  * (fd closed there, ok false: discard) puts it in place. */
 int sup_incoming_upload_open(struct sup *s, const char *name, const char *disk, int *fd,
-			     uint64_t *max, struct derr *e) __must_check;
+			     uint64_t *max, struct cerr *e) __must_check;
 int sup_incoming_upload_done(struct sup *s, const char *name, const char *disk, int fd,
-			     uint64_t bytes, bool ok, struct derr *e) __must_check;
+			     uint64_t bytes, bool ok, struct cerr *e) __must_check;
 
-int sup_metrics(struct sup *s, const char *name, json_t **out, struct derr *e) __must_check;
+int sup_metrics(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
 /* Prometheus text exposition for every VM and the daemon (malloc'd). */
 char *sup_prometheus(struct sup *s);
 json_t *sup_host(struct sup *s);
@@ -110,9 +110,9 @@ json_t *sup_host(struct sup *s);
 /* Console: a reader over the VM's output history (the last `history`
  * bytes, up to the buffer size) and what follows. */
 int sup_console_open(struct sup *s, const char *name, size_t history, bool follow,
-		     struct sup_stream **out, struct derr *e) __must_check;
+		     struct sup_stream **out, struct cerr *e) __must_check;
 int sup_console_input(struct sup *s, const char *name, const void *data, size_t len,
-		      struct derr *e) __must_check;
+		      struct cerr *e) __must_check;
 /* Events (JSON lines) after sequence number `since` (-1: only new ones);
  * without `follow` the stream ends once the backlog is sent. */
 int sup_events_open(struct sup *s, int64_t since, const char *vm_filter, bool follow,

@@ -49,12 +49,12 @@ struct vmrt *sup_find(struct sup *s, const char *name)
 	return NULL;
 }
 
-static struct vmrt *sup_lookup(struct sup *s, const char *name, struct derr *e)
+static struct vmrt *sup_lookup(struct sup *s, const char *name, struct cerr *e)
 {
 	struct vmrt *vm = sup_find(s, name);
 
 	if (!vm)
-		derr_set(e, 404, "name", "no VM named '%.64s'", name);
+		cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
 	return vm;
 }
 
@@ -159,7 +159,7 @@ json_t *sup_list(struct sup *s)
 	return arr;
 }
 
-int sup_get(struct sup *s, const char *name, json_t **out, struct derr *e)
+int sup_get(struct sup *s, const char *name, json_t **out, struct cerr *e)
 {
 	struct vmrt *vm;
 	int ret = -1;
@@ -190,13 +190,13 @@ static struct vmrt *vmrt_new(void)
 }
 
 struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_state st, const char *event,
-			  const char *detail, struct derr *e)
+			  const char *detail, struct cerr *e)
 {
 	struct vmrt *vm = vmrt_new(), **pp;
 	int ret;
 
 	if (!vm) {
-		derr_set(e, 500, "", "out of memory");
+		cerr_set(e, CERR_INTERNAL, "", "out of memory");
 		return NULL;
 	}
 	if (vmdef_from_json(&vm->def, body, e))
@@ -205,14 +205,14 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_state st, const c
 		if (!strcmp(o->def.name, vm->def.name) || !strcmp(o->def.uuid, vm->def.uuid)) {
 			bool by_name = !strcmp(o->def.name, vm->def.name);
 
-			derr_set(e, 409, by_name ? "name" : "uuid", "a VM with this %s exists",
+			cerr_set(e, CERR_EXISTS, by_name ? "name" : "uuid", "a VM with this %s exists",
 				 by_name ? "name" : "UUID");
 			goto fail;
 		}
 	}
 	ret = db_save_vm(s->db, &vm->def);
 	if (ret) {
-		derr_set(e, ret == -EEXIST ? 409 : 500, "", "cannot store the definition: %s",
+		cerr_set(e, ret == -EEXIST ? CERR_EXISTS : CERR_INTERNAL, "", "cannot store the definition: %s",
 			 strerror(-ret));
 		goto fail;
 	}
@@ -229,7 +229,7 @@ fail:
 	return NULL;
 }
 
-int sup_define(struct sup *s, json_t *body, json_t **out, struct derr *e)
+int sup_define(struct sup *s, json_t *body, json_t **out, struct cerr *e)
 {
 	struct vmrt *vm;
 
@@ -247,23 +247,23 @@ bool state_active(enum vm_state st)
 	       st == VS_INCOMING;
 }
 
-int sup_refuse(struct vmrt *vm, struct derr *e, const char *what)
+int sup_refuse(struct vmrt *vm, struct cerr *e, const char *what)
 {
-	derr_set(e, 409, "state", "cannot %s a VM that is %s", what, vm_state_name(vm->state));
+	cerr_set(e, CERR_STATE, "state", "cannot %s a VM that is %s", what, vm_state_name(vm->state));
 	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 	return -1;
 }
 
-static int refuse_busy(struct vmrt *vm, struct derr *e)
+static int refuse_busy(struct vmrt *vm, struct cerr *e)
 {
-	derr_set(e, 409, "state", "another action on this VM is in progress");
+	cerr_set(e, CERR_STATE, "state", "another action on this VM is in progress");
 	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 	return -1;
 }
 
 /* The VM called name, unless it is unknown or another action on it is in
  * progress (e filled, NULL). Lock held. */
-struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct derr *e)
+struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct cerr *e)
 {
 	struct vmrt *vm = sup_lookup(s, name, e);
 
@@ -274,7 +274,7 @@ struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct derr *e)
 	return vm;
 }
 
-int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, struct derr *e)
+int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, struct cerr *e)
 {
 	struct vmdef next;
 	struct vmrt *vm;
@@ -286,18 +286,18 @@ int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, stru
 	if (!vm)
 		goto out;
 	if (vmdef_copy(&next, &vm->def)) {
-		derr_set(e, 500, "", "out of memory");
+		cerr_set(e, CERR_INTERNAL, "", "out of memory");
 		goto out;
 	}
 	/* A saved state holds the devices and memory as defined: same rule. */
 	if (vmdef_patch(&next, body, state_active(vm->state) || vm->state == VS_SAVED, &limits, e)) {
-		if (e->http == 409)
+		if (e->kind == CERR_STATE || e->kind == CERR_CONFLICT)
 			snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		vmdef_free(&next);
 		goto out;
 	}
 	if (db_save_vm(s->db, &next)) {
-		derr_set(e, 500, "", "cannot store the definition");
+		cerr_set(e, CERR_INTERNAL, "", "cannot store the definition");
 		vmdef_free(&next);
 		goto out;
 	}
@@ -338,7 +338,7 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
 	return 0;
 }
 
-int sup_delete(struct sup *s, const char *name, struct derr *e)
+int sup_delete(struct sup *s, const char *name, struct cerr *e)
 {
 	struct vmrt *vm;
 	int ret = -1;
@@ -352,7 +352,7 @@ int sup_delete(struct sup *s, const char *name, struct derr *e)
 		goto out;
 	}
 	if (sup_remove(s, vm, "deleted", NULL)) {
-		derr_set(e, 500, "", "cannot delete the definition");
+		cerr_set(e, CERR_INTERNAL, "", "cannot delete the definition");
 		goto out;
 	}
 	ret = 0;
@@ -394,7 +394,7 @@ static bool restarted(struct vmrt *vm, unsigned gen)
 
 /* Send one command to the worker without the lock (fds attached, if any). */
 int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, unsigned nfds,
-		   int timeout_ms, json_t **reply, struct derr *e)
+		   int timeout_ms, json_t **reply, struct cerr *e)
 {
 	char path[512];
 	int ret;
@@ -405,25 +405,25 @@ int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, 
 	pthread_mutex_lock(&s->lock);
 	json_decref(req);
 	if (!ret && !json_is_true(json_object_get(*reply, "ok"))) {
-		derr_set(e, 500, "", "worker refused: %s",
+		cerr_set(e, CERR_INTERNAL, "", "worker refused: %s",
 			 json_string_value(json_object_get(*reply, "error")) ?: "?");
 		json_decref(*reply);
 		*reply = NULL;
 		return -1;
 	}
 	if (ret) {
-		derr_set(e, 500, "", "worker control socket: %s", strerror(-ret));
+		cerr_set(e, CERR_INTERNAL, "", "worker control socket: %s", strerror(-ret));
 		return -1;
 	}
 	return 0;
 }
 
-static int worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, json_t **reply, struct derr *e)
+static int worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, json_t **reply, struct cerr *e)
 {
 	return sup_worker_cmd(s, vm, req, NULL, 0, WORKER_TIMEOUT_MS, reply, e);
 }
 
-int sup_act_kill(struct sup *s, struct vmrt *vm, struct derr *e)
+int sup_act_kill(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	unsigned gen = vm->gen;
 	json_t *reply = NULL;
@@ -442,12 +442,12 @@ int sup_act_kill(struct sup *s, struct vmrt *vm, struct derr *e)
 		log_warn("vm %s: worker %d did not exit; killing it", vm->def.name, vm->pid);
 		kill(vm->pid, SIGKILL);
 		if (!sup_wait_until(s, vm, sup_worker_gone, gen, WORKER_TIMEOUT_MS))
-			return derr_set(e, 500, "", "the worker did not exit");
+			return cerr_set(e, CERR_INTERNAL, "", "the worker did not exit");
 	}
 	return 0;
 }
 
-static int act_stop(struct sup *s, struct vmrt *vm, json_t *body, int *status, struct derr *e)
+static int act_stop(struct sup *s, struct vmrt *vm, json_t *body, int *status, struct cerr *e)
 {
 	json_int_t timeout_s = s->conf.shutdown_timeout_s;
 	json_t *t = json_is_object(body) ? json_object_get(body, "timeout_s") : NULL;
@@ -456,14 +456,14 @@ static int act_stop(struct sup *s, struct vmrt *vm, json_t *body, int *status, s
 	json_t *v;
 
 	if (body && !json_is_object(body))
-		return derr_set(e, 400, "", "expected a JSON object");
+		return cerr_set(e, CERR_INVALID, "", "expected a JSON object");
 	json_object_foreach(body, key, v) {
 		if (strcmp(key, "timeout_s"))
-			return derr_set(e, 400, key, "unknown field");
+			return cerr_set(e, CERR_INVALID, key, "unknown field");
 	}
 	if (t && (!json_is_integer(t) || json_integer_value(t) < 0 ||
 		  json_integer_value(t) > 3600))
-		return derr_set(e, 400, "timeout_s", "expected an integer from 0 to 3600");
+		return cerr_set(e, CERR_INVALID, "timeout_s", "expected an integer from 0 to 3600");
 	if (t)
 		timeout_s = json_integer_value(t);
 	vm->stop_requested = true;
@@ -479,7 +479,7 @@ static int act_stop(struct sup *s, struct vmrt *vm, json_t *body, int *status, s
 	return 0;
 }
 
-static int act_pause(struct sup *s, struct vmrt *vm, bool pause, struct derr *e)
+static int act_pause(struct sup *s, struct vmrt *vm, bool pause, struct cerr *e)
 {
 	unsigned gen = vm->gen;
 	json_t *reply = NULL;
@@ -495,7 +495,7 @@ static int act_pause(struct sup *s, struct vmrt *vm, bool pause, struct derr *e)
 	return 0;
 }
 
-static int act_reset(struct sup *s, struct vmrt *vm, struct derr *e)
+static int act_reset(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	unsigned gen = vm->gen;
 	json_t *reply = NULL;
@@ -507,9 +507,9 @@ static int act_reset(struct sup *s, struct vmrt *vm, struct derr *e)
 	}
 	json_decref(reply);
 	if (!sup_wait_until(s, vm, restarted, gen, (int)s->conf.start_timeout_s * 1000 + 5000))
-		return derr_set(e, 500, "", "the VM did not come back from the reset");
+		return cerr_set(e, CERR_INTERNAL, "", "the VM did not come back from the reset");
 	if (vm->state != VS_RUNNING)
-		return derr_set(e, 500, "", "the VM did not come back from the reset: %s",
+		return cerr_set(e, CERR_INTERNAL, "", "the VM did not come back from the reset: %s",
 				vm->exit_reason);
 	return 0;
 }
@@ -531,7 +531,7 @@ static const struct {
 };
 
 int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body, json_t **out,
-	       int *status, struct derr *e)
+	       int *status, struct cerr *e)
 {
 	struct vmrt *vm;
 	bool took_busy;
@@ -539,7 +539,7 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 
 	*status = 200;
 	if (a != SUP_STOP && body && (!json_is_object(body) || json_object_size(body)))
-		return derr_set(e, 400, json_is_object(body) ? json_object_iter_key(
+		return cerr_set(e, CERR_INVALID, json_is_object(body) ? json_object_iter_key(
 						   json_object_iter(body)) : "",
 				json_is_object(body) ? "unknown field" : "expected an empty body");
 	pthread_mutex_lock(&s->lock);

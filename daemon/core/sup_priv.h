@@ -104,22 +104,22 @@ uint64_t sup_mono_ns(void);
 
 bool state_active(enum vm_state st);
 /* The VM called name, unless unknown or busy (e filled, NULL). */
-struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct derr *e);
+struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct cerr *e);
 /* Turn the VM off and wait for its worker to go (lock held). */
-int sup_act_kill(struct sup *s, struct vmrt *vm, struct derr *e);
-int sup_refuse(struct vmrt *vm, struct derr *e, const char *what);
+int sup_act_kill(struct sup *s, struct vmrt *vm, struct cerr *e);
+int sup_refuse(struct vmrt *vm, struct cerr *e, const char *what);
 /* Wait (lock held) until pred holds or timeout_ms passes. */
 bool sup_wait_until(struct sup *s, struct vmrt *vm, bool (*pred)(struct vmrt *, unsigned),
 		    unsigned arg, int timeout_ms);
 bool sup_worker_gone(struct vmrt *vm, unsigned gen);
 /* One worker command, the lock dropped around it; 0, or -1 with e set. */
 int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, unsigned nfds,
-		   int timeout_ms, json_t **reply, struct derr *e);
+		   int timeout_ms, json_t **reply, struct cerr *e);
 
 /* Validate a definition and add the VM in state st (lock held). NULL with
  * e set (400 bad field, 409 name or UUID taken). */
 struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_state st, const char *event,
-			  const char *detail, struct derr *e);
+			  const char *detail, struct cerr *e);
 /* Take the VM out of the registry and the database (lock held, no worker):
  * its runtime files and saved state go; streams end; freed when unreferenced. */
 int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *detail);
@@ -134,8 +134,8 @@ void sup_incoming_failed(struct sup *s, struct vmrt *vm, const char *detail);
 /* state_dir/vms/<uuid> (created on demand by sup_vm_dir). */
 int sup_vm_dir(struct sup *s, const struct vmrt *vm, char *out, size_t len);
 void sup_saved_path(struct sup *s, const struct vmrt *vm, char *out, size_t len);
-int sup_act_save(struct sup *s, struct vmrt *vm, struct derr *e);
-int sup_act_delete_state(struct sup *s, struct vmrt *vm, struct derr *e);
+int sup_act_save(struct sup *s, struct vmrt *vm, struct cerr *e);
+int sup_act_delete_state(struct sup *s, struct vmrt *vm, struct cerr *e);
 void sup_merge_disk_status(json_t *vmjson, json_t *status);
 /* The status poller notices workers that pause or resume themselves
  * (storage errors). */
@@ -146,10 +146,10 @@ void sup_poller_stop(struct sup *s);
 void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *out, size_t len);
 /* Spawn and start a worker for vm, whose state the caller set to
  * VS_STARTING. Called WITHOUT the lock. Returns 0 or -1 with e set. */
-int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e);
+int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e);
 /* Spawn a worker without the start handshake (lock held); with
  * vm->incoming_fd >= 0 it is an --incoming worker. 0 or -1 with e set. */
-int sup_spawn(struct sup *s, struct vmrt *vm, struct derr *e);
+int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e);
 /* Connect cellad to the VM's console socket (lock held). 0 or -errno. */
 int sup_console_attach(struct sup *s, struct vmrt *vm);
 /* Same from a detached thread (automatic restarts). */

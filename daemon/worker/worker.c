@@ -409,7 +409,7 @@ static int listen_unix(const char *path)
 }
 
 /* Fork and exec the worker (lock held). */
-int sup_spawn(struct sup *s, struct vmrt *vm, struct derr *e)
+int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	char store[SPAWN_ARGS][600], *argv[SPAWN_ARGS + 4], path[512], logp[600];
 	int ctl, logfd, nullfd;
@@ -417,12 +417,12 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct derr *e)
 	pid_t pid;
 
 	if (build_argv(s, vm, argv, ARRAY_SIZE(argv), store))
-		return derr_set(e, 500, "", "worker command line too long");
+		return cerr_set(e, CERR_INTERNAL, "", "worker command line too long");
 	cfg = vmdef_worker_config(&vm->def);
 	sup_paths(s, vm, ".json", path, sizeof(path));
 	if (!cfg || json_dump_file(cfg, path, JSON_INDENT(2)) < 0) {
 		json_decref(cfg);
-		return derr_set(e, 500, "", "cannot write %s", path);
+		return cerr_set(e, CERR_INTERNAL, "", "cannot write %s", path);
 	}
 	json_decref(cfg);
 	sup_paths(s, vm, ".exit", path, sizeof(path));
@@ -430,17 +430,17 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct derr *e)
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
 	ctl = listen_unix(path);
 	if (ctl < 0)
-		return derr_set(e, 500, "", "control socket %s: %s", path, strerror(-ctl));
+		return cerr_set(e, CERR_INTERNAL, "", "control socket %s: %s", path, strerror(-ctl));
 	snprintf(logp, sizeof(logp), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);
 	logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (logfd < 0 || nullfd < 0) {
-		derr_set(e, 500, "", "cannot open %s: %s", logp, strerror(errno));
+		cerr_set(e, CERR_INTERNAL, "", "cannot open %s: %s", logp, strerror(errno));
 		goto fail;
 	}
 	pid = fork();
 	if (pid < 0) {
-		derr_set(e, 500, "", "fork: %s", strerror(errno));
+		cerr_set(e, CERR_INTERNAL, "", "fork: %s", strerror(errno));
 		goto fail;
 	}
 	if (pid == 0) {
@@ -478,7 +478,7 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct derr *e)
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		vm->pid = 0;
-		return derr_set(e, 500, "", "pidfd_open: %s", strerror(errno));
+		return cerr_set(e, CERR_INTERNAL, "", "pidfd_open: %s", strerror(errno));
 	}
 	watch_add(s, &vm->w_pid, vm->pidfd);
 	if (cgroups_vm_attach(&s->cg, vm->def.uuid, pid, vm->def.cpus, vm->def.memory_mib,
@@ -500,7 +500,7 @@ static bool start_settled(struct vmrt *vm, unsigned gen)
 	return vm->gen != gen || vm->state != VS_STARTING;
 }
 
-int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e)
+int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	char ctl_path[512];
 	json_t *reply = NULL, *req;
@@ -513,7 +513,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e)
 		/* Turned off before the worker existed (an automatic restart). */
 		sup_set_state(s, vm, VS_STOPPED, "stopped", "turned off before it started");
 		pthread_mutex_unlock(&s->lock);
-		return derr_set(e, 409, "state", "turned off before it started");
+		return cerr_set(e, CERR_STATE, "state", "turned off before it started");
 	}
 	if (sup_spawn(s, vm, e)) {
 		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%.250s", e->reason);
@@ -575,7 +575,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e)
 	}
 	if (vm->stop_requested) {
 		pthread_mutex_unlock(&s->lock);
-		return derr_set(e, 409, "state", "turned off while starting");
+		return cerr_set(e, CERR_STATE, "state", "turned off while starting");
 	}
 	if (vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
 		log_warn("vm %s: start handshake failed (%s); killing the worker", vm->def.name,
@@ -592,7 +592,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct derr *e)
 		       pthread_cond_timedwait(&s->changed, &s->lock, &dl) != ETIMEDOUT)
 			;
 	}
-	derr_set(e, 500, "", "the VM failed to start: %s", vm->exit_reason);
+	cerr_set(e, CERR_INTERNAL, "", "the VM failed to start: %s", vm->exit_reason);
 	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 	pthread_mutex_unlock(&s->lock);
 	return -1;
@@ -606,7 +606,7 @@ struct launch_arg {
 static void *launch_thread(void *opaque)
 {
 	struct launch_arg *a = opaque;
-	struct derr e = { 0 };
+	struct cerr e = { 0 };
 
 	if (sup_launch(a->s, a->vm, &e))
 		log_warn("vm %s: automatic start failed: %s", a->vm->def.name, e.reason);

@@ -43,7 +43,7 @@ struct req {
 	bool upload, up_opened, up_failed;
 	int up_fd;
 	uint64_t up_bytes, up_max;
-	struct derr up_err;
+	struct cerr up_err;
 };
 
 /* Responses ---------------------------------------------------------- */
@@ -82,7 +82,7 @@ enum MHD_Result api_reply_json(struct MHD_Connection *c, unsigned status, json_t
 	return queue(c, status, r);
 }
 
-enum MHD_Result api_reply_error(struct MHD_Connection *c, const struct derr *e)
+enum MHD_Result api_reply_error(struct MHD_Connection *c, const struct cerr *e)
 {
 	json_t *o = json_pack("{s:{s:s, s:s, s:s}}", "error", "field", e->field, "reason", e->reason,
 			      "message", "");
@@ -93,21 +93,24 @@ enum MHD_Result api_reply_error(struct MHD_Connection *c, const struct derr *e)
 	json_object_set_new(err, "message", json_string(msg));
 	if (e->state[0])
 		json_object_set_new(err, "state", json_string(e->state));
-	return api_reply_json(c, (unsigned)(e->http ? e->http : 500), o);
+	return api_reply_json(c, api_http_status(e->kind), o);
 }
 
 enum MHD_Result api_fail(struct MHD_Connection *c, int http, const char *field, const char *fmt,
 			 ...)
 {
-	struct derr e = { 0 };
+	json_t *o;
+	char reason[384], msg[512];
 	va_list ap;
 
-	e.http = http;
-	snprintf(e.field, sizeof(e.field), "%s", field ? field : "");
 	va_start(ap, fmt);
-	vsnprintf(e.reason, sizeof(e.reason), fmt, ap);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	return api_reply_error(c, &e);
+	field = field ? field : "";
+	snprintf(msg, sizeof(msg), "%s%s%s", field, field[0] ? ": " : "", reason);
+	o = json_pack("{s:{s:s, s:s, s:s}}", "error", "field", field, "reason", reason, "message",
+		      msg);
+	return api_reply_json(c, (unsigned)http, o);
 }
 
 enum MHD_Result api_reply_text(struct MHD_Connection *c, unsigned status, char *text,
@@ -264,7 +267,7 @@ static void upload_chunk(struct listener *l, struct MHD_Connection *c, struct re
 		}
 	}
 	if (rq->up_bytes + n > rq->up_max) {
-		derr_set(&rq->up_err, 413, "", "upload larger than the %llu bytes expected",
+		cerr_set(&rq->up_err, CERR_TOO_LARGE, "", "upload larger than the %llu bytes expected",
 			 (unsigned long long)rq->up_max);
 		rq->up_failed = true;
 		return;
@@ -275,7 +278,7 @@ static void upload_chunk(struct listener *l, struct MHD_Connection *c, struct re
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			derr_set(&rq->up_err, 507, "", "cannot write the upload: %s",
+			cerr_set(&rq->up_err, CERR_NO_SPACE, "", "cannot write the upload: %s",
 				 strerror(w < 0 ? errno : ENOSPC));
 			rq->up_failed = true;
 			return;
@@ -336,7 +339,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (rq->up_fd >= 0)
 			close(rq->up_fd);
 		rq->up_fd = -1;
-		if (!rq->up_err.http) /* the token check failed */
+		if (!rq->up_err.kind) /* the token check failed */
 			return reply_401(c);
 		return api_reply_error(c, &rq->up_err);
 	}

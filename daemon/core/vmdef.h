@@ -7,7 +7,7 @@
 #include <jansson.h>
 
 #include "compiler.h"
-#include "derr.h"
+#include "cerr.h"
 
 #define VMDEF_NAME_MAX   63
 #define VMDEF_MAX_DISKS  16
@@ -69,13 +69,13 @@ int vmdef_copy(struct vmdef *dst, const struct vmdef *src) __must_check;
 
 /* Build a definition from a create request. Unknown fields, wrong types
  * and out-of-range values fail with 400 naming the field. Returns 0 or -1. */
-int vmdef_from_json(struct vmdef *d, json_t *body, struct derr *e) __must_check;
+int vmdef_from_json(struct vmdef *d, json_t *body, struct cerr *e) __must_check;
 
 /* Apply a change request to d. When `running`, only the fields in
  * vmdef_live_fields may change (409 otherwise, naming the field).
  * *live_changed is set when cgroup limits must be re-applied. 0 or -1. */
 int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_changed,
-		struct derr *e) __must_check;
+		struct cerr *e) __must_check;
 
 json_t *vmdef_to_json(const struct vmdef *d);
 json_t *vmdef_disk_json(const struct vmdef_disk *dk);
@@ -83,7 +83,7 @@ json_t *vmdef_disk_json(const struct vmdef_disk *dk);
 int vmdef_disk_find(const struct vmdef *d, const char *id);
 /* Parse a QoS object into q (fields absent keep their value). field names
  * the object in errors ("qos", "disks[0].qos"). 0 or -1. */
-int vmdef_qos_parse(struct vmdef_qos *q, json_t *v, const char *field, struct derr *e) __must_check;
+int vmdef_qos_parse(struct vmdef_qos *q, json_t *v, const char *field, struct cerr *e) __must_check;
 json_t *vmdef_qos_json(const struct vmdef_qos *q);
 const char *vmdef_format_name(enum vmdef_disk_format f);
 int vmdef_format_parse(const char *s, enum vmdef_disk_format *f) __must_check;

@@ -13,18 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int derr_set(struct derr *e, int http, const char *field, const char *fmt, ...)
-{
-	va_list ap;
-
-	e->http = http;
-	snprintf(e->field, sizeof(e->field), "%s", field ? field : "");
-	va_start(ap, fmt);
-	vsnprintf(e->reason, sizeof(e->reason), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static const char *const policy_names[] = { "never", "on-crash", "always" };
 
 const char *restart_policy_name(enum restart_policy p)
@@ -103,57 +91,57 @@ fail:
 
 /* A host file the worker will open: absolute, no commas (cella-vm option
  * syntax), an existing regular file readable by cellad. */
-int vmdef_check_file(const char *field, const char *path, struct derr *e)
+int vmdef_check_file(const char *field, const char *path, struct cerr *e)
 {
 	struct stat st;
 
 	if (path[0] != '/')
-		return derr_set(e, 400, field, "expected an absolute path");
+		return cerr_set(e, CERR_INVALID, field, "expected an absolute path");
 	if (strlen(path) > 1024)
-		return derr_set(e, 400, field, "path longer than 1024 bytes");
+		return cerr_set(e, CERR_INVALID, field, "path longer than 1024 bytes");
 	if (strchr(path, ','))
-		return derr_set(e, 400, field, "commas are not allowed in paths");
+		return cerr_set(e, CERR_INVALID, field, "commas are not allowed in paths");
 	if (stat(path, &st) < 0)
-		return derr_set(e, 400, field, "%s: %s", path, strerror(errno));
+		return cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(errno));
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return derr_set(e, 400, field, "%s: not a regular file or block device", path);
+		return cerr_set(e, CERR_INVALID, field, "%s: not a regular file or block device", path);
 	if (access(path, R_OK) < 0)
-		return derr_set(e, 400, field, "%s: %s", path, strerror(errno));
+		return cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(errno));
 	return 0;
 }
 
-int vmdef_get_string(json_t *v, const char *field, size_t max, const char **out, struct derr *e)
+int vmdef_get_string(json_t *v, const char *field, size_t max, const char **out, struct cerr *e)
 {
 	if (!json_is_string(v))
-		return derr_set(e, 400, field, "expected a string");
+		return cerr_set(e, CERR_INVALID, field, "expected a string");
 	if (json_string_length(v) > max)
-		return derr_set(e, 400, field, "longer than %zu bytes", max);
+		return cerr_set(e, CERR_INVALID, field, "longer than %zu bytes", max);
 	if (strlen(json_string_value(v)) != json_string_length(v))
-		return derr_set(e, 400, field, "contains a NUL byte");
+		return cerr_set(e, CERR_INVALID, field, "contains a NUL byte");
 	*out = json_string_value(v);
 	return 0;
 }
 
 int vmdef_get_uint(json_t *v, const char *field, uint64_t min, uint64_t max, uint64_t *out,
-		    struct derr *e)
+		    struct cerr *e)
 {
 	json_int_t n;
 
 	if (!json_is_integer(v))
-		return derr_set(e, 400, field, "expected an integer from %llu to %llu",
+		return cerr_set(e, CERR_INVALID, field, "expected an integer from %llu to %llu",
 				(unsigned long long)min, (unsigned long long)max);
 	n = json_integer_value(v);
 	if (n < 0 || (uint64_t)n < min || (uint64_t)n > max)
-		return derr_set(e, 400, field, "%lld is out of range (%llu to %llu)", (long long)n,
+		return cerr_set(e, CERR_INVALID, field, "%lld is out of range (%llu to %llu)", (long long)n,
 				(unsigned long long)min, (unsigned long long)max);
 	*out = (uint64_t)n;
 	return 0;
 }
 
-int vmdef_get_bool(json_t *v, const char *field, bool *out, struct derr *e)
+int vmdef_get_bool(json_t *v, const char *field, bool *out, struct cerr *e)
 {
 	if (!json_is_boolean(v))
-		return derr_set(e, 400, field, "expected true or false");
+		return cerr_set(e, CERR_INVALID, field, "expected true or false");
 	*out = json_is_true(v);
 	return 0;
 }
@@ -169,15 +157,15 @@ static bool mac_valid(const char *s)
 	return true;
 }
 
-static int parse_nics(struct vmdef *d, json_t *arr, struct derr *e)
+static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 {
 	size_t i;
 	json_t *it;
 
 	if (!json_is_array(arr))
-		return derr_set(e, 400, "nics", "expected an array of NIC objects");
+		return cerr_set(e, CERR_INVALID, "nics", "expected an array of NIC objects");
 	if (json_array_size(arr) > VMDEF_MAX_NICS)
-		return derr_set(e, 400, "nics", "at most %d NICs", VMDEF_MAX_NICS);
+		return cerr_set(e, CERR_INVALID, "nics", "at most %d NICs", VMDEF_MAX_NICS);
 	d->nr_nics = 0;
 	json_array_foreach(arr, i, it) {
 		struct vmdef_nic *n = &d->nics[i];
@@ -187,7 +175,7 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct derr *e)
 
 		snprintf(field, sizeof(field), "nics[%zu]", i);
 		if (!json_is_object(it))
-			return derr_set(e, 400, field, "expected an object");
+			return cerr_set(e, CERR_INVALID, field, "expected an object");
 		memset(n, 0, sizeof(*n));
 		json_object_foreach(it, key, v) {
 			snprintf(field, sizeof(field), "nics[%zu].%.20s", i, key);
@@ -195,22 +183,22 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct derr *e)
 				if (vmdef_get_string(v, field, 15, &s, e))
 					return -1;
 				if (!*s || !vmdef_name_valid(s))
-					return derr_set(e, 400, field, "expected an interface name "
+					return cerr_set(e, CERR_INVALID, field, "expected an interface name "
 							"(1-15 of A-Z a-z 0-9 . _ -)");
 				snprintf(n->tap, sizeof(n->tap), "%s", s);
 			} else if (!strcmp(key, "mac")) {
 				if (vmdef_get_string(v, field, 17, &s, e))
 					return -1;
 				if (!mac_valid(s))
-					return derr_set(e, 400, field, "expected aa:bb:cc:dd:ee:ff");
+					return cerr_set(e, CERR_INVALID, field, "expected aa:bb:cc:dd:ee:ff");
 				snprintf(n->mac, sizeof(n->mac), "%s", s);
 			} else {
-				return derr_set(e, 400, field, "unknown field");
+				return cerr_set(e, CERR_INVALID, field, "unknown field");
 			}
 		}
 		if (!n->tap[0]) {
 			snprintf(field, sizeof(field), "nics[%zu].tap", i);
-			return derr_set(e, 400, field, "required");
+			return cerr_set(e, CERR_INVALID, field, "required");
 		}
 		d->nr_nics++;
 	}
@@ -237,24 +225,24 @@ static bool field_live(const char *key)
 }
 
 /* Apply one field. `creating` allows name and uuid. */
-static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creating, struct derr *e)
+static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creating, struct cerr *e)
 {
 	const char *s;
 	uint64_t n;
 
 	if (!strcmp(key, "name") || !strcmp(key, "uuid")) {
 		if (!creating)
-			return derr_set(e, 400, key, "cannot be changed");
+			return cerr_set(e, CERR_INVALID, key, "cannot be changed");
 		if (vmdef_get_string(v, key, 64, &s, e))
 			return -1;
 		if (!strcmp(key, "name")) {
 			if (!vmdef_name_valid(s))
-				return derr_set(e, 400, key, "expected 1-63 of A-Z a-z 0-9 . _ -, "
+				return cerr_set(e, CERR_INVALID, key, "expected 1-63 of A-Z a-z 0-9 . _ -, "
 						"starting with a letter or digit");
 			snprintf(d->name, sizeof(d->name), "%s", s);
 		} else {
 			if (!uuid_valid(s))
-				return derr_set(e, 400, key, "expected a UUID "
+				return cerr_set(e, CERR_INVALID, key, "expected a UUID "
 						"(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)");
 			snprintf(d->uuid, sizeof(d->uuid), "%s", s);
 			for (char *p = d->uuid; *p; p++)
@@ -303,7 +291,7 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		if (vmdef_get_string(v, key, 16, &s, e))
 			return -1;
 		if (restart_policy_parse(s, &d->restart))
-			return derr_set(e, 400, key, "expected \"never\", \"on-crash\" or \"always\"");
+			return cerr_set(e, CERR_INVALID, key, "expected \"never\", \"on-crash\" or \"always\"");
 	} else if (!strcmp(key, "cpu_weight")) {
 		if (vmdef_get_uint(v, key, 1, 10000, &n, e))
 			return -1;
@@ -313,7 +301,7 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 			return -1;
 		d->cpu_max = (unsigned)n;
 	} else {
-		return derr_set(e, 400, key, "unknown field");
+		return cerr_set(e, CERR_INVALID, key, "unknown field");
 	}
 	return 0;
 }
@@ -328,53 +316,53 @@ static void gen_uuid(char out[37])
 	out[n == 36 ? 36 : 0] = 0;
 }
 
-int vmdef_from_json(struct vmdef *d, json_t *body, struct derr *e)
+int vmdef_from_json(struct vmdef *d, json_t *body, struct cerr *e)
 {
 	const char *key;
 	json_t *v;
 
 	vmdef_init(d);
 	if (!json_is_object(body))
-		return derr_set(e, 400, "", "expected a JSON object");
+		return cerr_set(e, CERR_INVALID, "", "expected a JSON object");
 	json_object_foreach(body, key, v) {
 		if (apply_field(d, key, v, true, e))
 			return -1;
 	}
 	if (!d->name[0])
-		return derr_set(e, 400, "name", "required");
+		return cerr_set(e, CERR_INVALID, "name", "required");
 	if (!d->kernel)
-		return derr_set(e, 400, "kernel", "required");
+		return cerr_set(e, CERR_INVALID, "kernel", "required");
 	if (!d->uuid[0])
 		gen_uuid(d->uuid);
 	if (!d->uuid[0])
-		return derr_set(e, 500, "uuid", "cannot generate a UUID");
+		return cerr_set(e, CERR_INTERNAL, "uuid", "cannot generate a UUID");
 	return 0;
 }
 
 int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_changed,
-		struct derr *e)
+		struct cerr *e)
 {
 	const char *key;
 	json_t *v;
 
 	*limits_changed = false;
 	if (!json_is_object(body))
-		return derr_set(e, 400, "", "expected a JSON object");
+		return cerr_set(e, CERR_INVALID, "", "expected a JSON object");
 	if (json_object_size(body) == 0)
-		return derr_set(e, 400, "", "no field to change");
+		return cerr_set(e, CERR_INVALID, "", "no field to change");
 	/* Check everything before changing anything. */
 	json_object_foreach(body, key, v) {
 		struct vmdef scratch;
 		int ret;
 
 		if (vmdef_copy(&scratch, d))
-			return derr_set(e, 500, "", "out of memory");
+			return cerr_set(e, CERR_INTERNAL, "", "out of memory");
 		ret = apply_field(&scratch, key, v, false, e);
 		vmdef_free(&scratch);
 		if (ret)
 			return -1;
 		if (running && !field_live(key))
-			return derr_set(e, 409, key, "cannot change while the VM is running; stop it "
+			return cerr_set(e, CERR_STATE, key, "cannot change while the VM is running; stop it "
 					"first (live: autostart, restart_policy, cpu_weight, cpu_max)");
 	}
 	json_object_foreach(body, key, v) {

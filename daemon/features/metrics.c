@@ -146,7 +146,7 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 	return m;
 }
 
-int sup_metrics(struct sup *s, const char *name, json_t **out, struct derr *e)
+int sup_metrics(struct sup *s, const char *name, json_t **out, struct cerr *e)
 {
 	struct snap sn;
 	struct vmrt *vm;
@@ -155,7 +155,7 @@ int sup_metrics(struct sup *s, const char *name, json_t **out, struct derr *e)
 	vm = sup_find(s, name);
 	if (!vm) {
 		pthread_mutex_unlock(&s->lock);
-		return derr_set(e, 404, "name", "no VM named '%.64s'", name);
+		return cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
 	}
 	snap_take(s, vm, &sn);
 	pthread_mutex_unlock(&s->lock);

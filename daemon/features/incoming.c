@@ -107,7 +107,7 @@ static bool uuid_like(const char *u)
 /* include_storage: the disks get new images here, of the source's virtual
  * size and format; the definition's paths are rewritten to them. */
 static int make_images(struct sup *s, json_t *def, json_t *sizes, struct sup_incoming *in,
-		       struct derr *e)
+		       struct cerr *e)
 {
 	const char *uuid = json_string_value(json_object_get(def, "uuid"));
 	json_t *disks = json_object_get(def, "disks"), *d;
@@ -115,15 +115,15 @@ static int make_images(struct sup *s, json_t *def, json_t *sizes, struct sup_inc
 	size_t i;
 
 	if (!uuid_like(uuid))
-		return derr_set(e, 400, "vm.uuid", "expected a UUID");
+		return cerr_set(e, CERR_INVALID, "vm.uuid", "expected a UUID");
 	if (!json_is_object(sizes))
-		return derr_set(e, 400, "disk_sizes", "required with include_storage: "
+		return cerr_set(e, CERR_INVALID, "disk_sizes", "required with include_storage: "
 				"{disk id: virtual size in bytes}");
 	snprintf(dir, sizeof(dir), "%s/vms", s->conf.state_dir);
 	mkdir(dir, 0750);
 	snprintf(dir, sizeof(dir), "%s/vms/%s", s->conf.state_dir, uuid);
 	if (mkdir(dir, 0750) < 0 && errno != EEXIST)
-		return derr_set(e, 500, "", "cannot create %s: %s", dir, strerror(errno));
+		return cerr_set(e, CERR_INTERNAL, "", "cannot create %s: %s", dir, strerror(errno));
 	json_array_foreach(disks, i, d) {
 		const char *id = json_string_value(json_object_get(d, "id"));
 		const char *fmt = json_string_value(json_object_get(d, "format")) ?: "raw";
@@ -132,17 +132,17 @@ static int make_images(struct sup *s, json_t *def, json_t *sizes, struct sup_inc
 									   : DISK_FMT_QCOW2 };
 
 		if (i >= VMDEF_MAX_DISKS || !id || !vmdef_name_valid(id))
-			return derr_set(e, 400, "vm.disks", "every disk needs a valid id");
+			return cerr_set(e, CERR_INVALID, "vm.disks", "every disk needs a valid id");
 		if (!json_is_integer(size) || json_integer_value(size) <= 0 ||
 		    json_integer_value(size) > (json_int_t)1 << 50)
-			return derr_set(e, 400, "disk_sizes", "%s: expected its virtual size", id);
+			return cerr_set(e, CERR_INVALID, "disk_sizes", "%s: expected its virtual size", id);
 		o.size = (uint64_t)json_integer_value(size);
 		snprintf(path, sizeof(path), "%s/%s.%s", dir, id, o.fmt == DISK_FMT_RAW ? "raw"
 										       : "qcow2");
 		if (access(path, F_OK) == 0)
-			return derr_set(e, 409, "vm.disks", "%s exists already", path);
+			return cerr_set(e, CERR_EXISTS, "vm.disks", "%s exists already", path);
 		if (disk_create(path, &o, err, sizeof(err)))
-			return derr_set(e, 500, "vm.disks", "%s: %s", path, err);
+			return cerr_set(e, CERR_INTERNAL, "vm.disks", "%s: %s", path, err);
 		in->created[i] = strdup(path);
 		in->disk_size[i] = o.size;
 		json_object_set_new(d, "path", json_string(path));
@@ -151,7 +151,7 @@ static int make_images(struct sup *s, json_t *def, json_t *sizes, struct sup_inc
 }
 
 static int parse_prepare(struct sup *s, json_t *body, json_t **def, struct sup_incoming *in,
-			 struct derr *e)
+			 struct cerr *e)
 {
 	json_t *sizes = NULL, *v;
 	const char *key;
@@ -159,27 +159,27 @@ static int parse_prepare(struct sup *s, json_t *body, json_t **def, struct sup_i
 	json_object_foreach(body, key, v) {
 		if (!strcmp(key, "vm")) {
 			if (!json_is_object(v))
-				return derr_set(e, 400, key, "expected the VM's definition");
+				return cerr_set(e, CERR_INVALID, key, "expected the VM's definition");
 			*def = json_deep_copy(v);
 		} else if (!strcmp(key, "mode")) {
 			if (!json_is_string(v) || (strcmp(json_string_value(v), "live") &&
 						   strcmp(json_string_value(v), "quick")))
-				return derr_set(e, 400, key, "expected \"live\" or \"quick\"");
+				return cerr_set(e, CERR_INVALID, key, "expected \"live\" or \"quick\"");
 			in->quick = !strcmp(json_string_value(v), "quick");
 		} else if (!strcmp(key, "include_storage")) {
 			if (!json_is_boolean(v))
-				return derr_set(e, 400, key, "expected true or false");
+				return cerr_set(e, CERR_INVALID, key, "expected true or false");
 			in->storage = json_is_true(v);
 		} else if (!strcmp(key, "disk_sizes")) {
 			sizes = v;
 		} else {
-			return derr_set(e, 400, key, "unknown field");
+			return cerr_set(e, CERR_INVALID, key, "unknown field");
 		}
 	}
 	if (!*def)
-		return derr_set(e, 400, "vm", "required");
+		return cerr_set(e, CERR_INVALID, "vm", "required");
 	if (!in->quick && (!s->conf.tls_cert || !s->conf.tls_key || !s->conf.tls_ca))
-		return derr_set(e, 409, "tls", "this host has no migration TLS material (cellad "
+		return cerr_set(e, CERR_CONFLICT, "tls", "this host has no migration TLS material (cellad "
 				"--tls-cert, --tls-key, --tls-ca): it takes quick moves only");
 	if (in->storage)
 		return make_images(s, *def, sizes, in, e);
@@ -191,18 +191,18 @@ static int parse_prepare(struct sup *s, json_t *body, json_t **def, struct sup_i
 /* A listening socket on this host's address the source reached us at
  * (any address when the request came over the Unix socket). */
 static int listen_incoming(const char *local, char *addr, size_t addrlen, int *port,
-			   struct derr *e)
+			   struct cerr *e)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	socklen_t sl = sizeof(sin);
 	int fd, hi;
 
 	if (local[0] && inet_pton(AF_INET, local, &sin.sin_addr) != 1)
-		return derr_set(e, 500, "", "bad local address %s", local);
+		return cerr_set(e, CERR_INTERNAL, "", "bad local address %s", local);
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 1) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
-		derr_set(e, 500, "", "cannot listen for the migration stream: %s", strerror(errno));
+		cerr_set(e, CERR_INTERNAL, "", "cannot listen for the migration stream: %s", strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -212,7 +212,7 @@ static int listen_incoming(const char *local, char *addr, size_t addrlen, int *p
 	hi = fcntl(fd, F_DUPFD_CLOEXEC, 10);
 	close(fd);
 	if (hi < 0)
-		return derr_set(e, 500, "", "fcntl: %s", strerror(errno));
+		return cerr_set(e, CERR_INTERNAL, "", "fcntl: %s", strerror(errno));
 	snprintf(addr, addrlen, "%s", local[0] ? local : "127.0.0.1");
 	*port = ntohs(sin.sin_port);
 	return hi;
@@ -262,7 +262,7 @@ static void *watch_thread(void *opaque)
 	return NULL;
 }
 
-static int start_watcher(struct sup *s, struct vmrt *vm, struct derr *e)
+static int start_watcher(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	struct watcher *w = calloc(1, sizeof(*w));
 	pthread_attr_t attr;
@@ -270,7 +270,7 @@ static int start_watcher(struct sup *s, struct vmrt *vm, struct derr *e)
 	int ret;
 
 	if (!w)
-		return derr_set(e, 500, "", "out of memory");
+		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
 	*w = (struct watcher){ .s = s, .vm = vm, .gen = vm->gen, .pidfd = dup(vm->pidfd) };
 	sup_paths(s, vm, ".ctl", w->ctl, sizeof(w->ctl));
 	vm->refs++;
@@ -283,14 +283,14 @@ static int start_watcher(struct sup *s, struct vmrt *vm, struct derr *e)
 		if (w->pidfd >= 0)
 			close(w->pidfd);
 		free(w);
-		return derr_set(e, 500, "", "cannot start the incoming watcher");
+		return cerr_set(e, CERR_INTERNAL, "", "cannot start the incoming watcher");
 	}
 	return 0;
 }
 
 /* The console socket appears while the worker sets the VM up; attach
  * before the VM can run (lock held, dropped while waiting). */
-static int attach_console(struct sup *s, struct vmrt *vm, unsigned gen, struct derr *e)
+static int attach_console(struct sup *s, struct vmrt *vm, unsigned gen, struct cerr *e)
 {
 	uint64_t deadline = sup_mono_ns() + (uint64_t)s->conf.start_timeout_s * 1000000000ULL;
 
@@ -300,9 +300,9 @@ static int attach_console(struct sup *s, struct vmrt *vm, unsigned gen, struct d
 		if (!ret)
 			return 0;
 		if (ret != -ENOENT && ret != -ECONNREFUSED)
-			return derr_set(e, 500, "", "console: %s", strerror(-ret));
+			return cerr_set(e, CERR_INTERNAL, "", "console: %s", strerror(-ret));
 		if (sup_mono_ns() > deadline)
-			return derr_set(e, 500, "", "the incoming worker did not set up in %u s",
+			return cerr_set(e, CERR_INTERNAL, "", "the incoming worker did not set up in %u s",
 					s->conf.start_timeout_s);
 		pidfd = dup(vm->pidfd);
 		pthread_mutex_unlock(&s->lock);
@@ -311,12 +311,12 @@ static int attach_console(struct sup *s, struct vmrt *vm, unsigned gen, struct d
 		close(pidfd);
 		pthread_mutex_lock(&s->lock);
 		if (vm->gen != gen || vm->state != VS_INCOMING || !vm->pid)
-			return derr_set(e, 500, "", "the incoming worker ended: %s", vm->exit_reason);
+			return cerr_set(e, CERR_INTERNAL, "", "the incoming worker ended: %s", vm->exit_reason);
 	}
 }
 
 static int prepare_live(struct sup *s, struct vmrt *vm, const char *local, json_t *out,
-			struct derr *e)
+			struct cerr *e)
 {
 	char addr[64];
 	int port = 0, fd = listen_incoming(local, addr, sizeof(addr), &port, e);
@@ -342,7 +342,7 @@ static int prepare_live(struct sup *s, struct vmrt *vm, const char *local, json_
 }
 
 int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, json_t **out,
-			 struct derr *e)
+			 struct cerr *e)
 {
 	struct sup_incoming *in = calloc(1, sizeof(*in));
 	json_t *def = NULL, *o;
@@ -350,7 +350,7 @@ int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, js
 	int ret = -1;
 
 	if (!in)
-		return derr_set(e, 500, "", "out of memory");
+		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
 	pthread_mutex_lock(&s->lock);
 	if (parse_prepare(s, body, &def, in, e))
 		goto fail;
@@ -394,12 +394,12 @@ out:
 
 /* Commit and abort ------------------------------------------------------------ */
 
-static struct vmrt *lookup_incoming(struct sup *s, const char *name, struct derr *e)
+static struct vmrt *lookup_incoming(struct sup *s, const char *name, struct cerr *e)
 {
 	struct vmrt *vm = sup_lookup_idle(s, name, e);
 
 	if (vm && !vm->incoming && vm->state != VS_RUNNING) {
-		derr_set(e, 409, "state", "'%s' is not a VM moving in", name);
+		cerr_set(e, CERR_STATE, "state", "'%s' is not a VM moving in", name);
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		return NULL;
 	}
@@ -413,15 +413,15 @@ static bool arrived(struct vmrt *vm, unsigned gen)
 }
 
 /* Quick: the uploaded state becomes the saved state; start restores it. */
-static int commit_quick(struct sup *s, struct vmrt *vm, struct derr *e)
+static int commit_quick(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	struct sup_incoming *in = vm->incoming;
 
 	if (!in->have_state)
-		return derr_set(e, 409, "state", "the saved state has not been uploaded");
+		return cerr_set(e, CERR_STATE, "state", "the saved state has not been uploaded");
 	for (unsigned i = 0; in->storage && i < vm->def.nr_disks; i++)
 		if (!in->disk_uploaded[i])
-			return derr_set(e, 409, "disks", "disk %s has not been uploaded",
+			return cerr_set(e, CERR_CONFLICT, "disks", "disk %s has not been uploaded",
 					vm->def.disks[i].id);
 	vm->restore = true;
 	vm->stop_requested = vm->reset_requested = false;
@@ -437,7 +437,7 @@ static int commit_quick(struct sup *s, struct vmrt *vm, struct derr *e)
 	return 0;
 }
 
-int sup_incoming_commit(struct sup *s, const char *name, json_t **out, struct derr *e)
+int sup_incoming_commit(struct sup *s, const char *name, json_t **out, struct cerr *e)
 {
 	struct vmrt *vm;
 	int ret = 0;
@@ -456,7 +456,7 @@ int sup_incoming_commit(struct sup *s, const char *name, json_t **out, struct de
 	else
 		sup_wait_until(s, vm, arrived, 0, COMMIT_WAIT_MS);
 	if (!ret && vm->state != VS_RUNNING)
-		ret = derr_set(e, 500, "", "the VM is not running here (%s): %s",
+		ret = cerr_set(e, CERR_INTERNAL, "", "the VM is not running here (%s): %s",
 			       vm_state_name(vm->state), vm->exit_reason);
 	if (!ret) {
 		sup_incoming_free(vm->incoming);
@@ -472,7 +472,7 @@ int sup_incoming_commit(struct sup *s, const char *name, json_t **out, struct de
 	return ret;
 }
 
-int sup_incoming_abort(struct sup *s, const char *name, struct derr *e)
+int sup_incoming_abort(struct sup *s, const char *name, struct cerr *e)
 {
 	struct vmrt *vm;
 	unsigned gen;
@@ -481,7 +481,7 @@ int sup_incoming_abort(struct sup *s, const char *name, struct derr *e)
 	vm = lookup_incoming(s, name, e);
 	if (vm && !vm->incoming) {
 		/* Committed (it runs here): the move is over; never drop it. */
-		derr_set(e, 409, "state", "'%s' has moved in and runs here", name);
+		cerr_set(e, CERR_STATE, "state", "'%s' has moved in and runs here", name);
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		vm = NULL;
 	}
@@ -502,7 +502,7 @@ int sup_incoming_abort(struct sup *s, const char *name, struct derr *e)
 	if (vm->state == VS_RUNNING) {
 		/* It ran before the kill: the source had finished after all. */
 		pthread_mutex_unlock(&s->lock);
-		return derr_set(e, 409, "state", "'%s' started here before the abort", name);
+		return cerr_set(e, CERR_STATE, "state", "'%s' started here before the abort", name);
 	}
 	drop(s, vm, "move aborted");
 	pthread_mutex_unlock(&s->lock);
@@ -512,7 +512,7 @@ int sup_incoming_abort(struct sup *s, const char *name, struct derr *e)
 /* Uploads (quick) ----------------------------------------------------------- */
 
 int sup_incoming_upload_open(struct sup *s, const char *name, const char *disk, int *fd,
-			     uint64_t *max, struct derr *e)
+			     uint64_t *max, struct cerr *e)
 {
 	char path[600];
 	struct vmrt *vm;
@@ -521,12 +521,12 @@ int sup_incoming_upload_open(struct sup *s, const char *name, const char *disk, 
 	pthread_mutex_lock(&s->lock);
 	vm = lookup_incoming(s, name, e);
 	if (vm && (!vm->incoming || !vm->incoming->quick || vm->state != VS_INCOMING)) {
-		derr_set(e, 409, "state", "'%s' is not a VM moving in by a quick move", name);
+		cerr_set(e, CERR_STATE, "state", "'%s' is not a VM moving in by a quick move", name);
 		vm = NULL;
 	}
 	if (vm && disk && ((idx = vmdef_disk_find(&vm->def, disk)) < 0 ||
 			   !vm->incoming->storage)) {
-		derr_set(e, idx < 0 ? 404 : 409, "disk", idx < 0 ? "no disk '%.32s'"
+		cerr_set(e, idx < 0 ? CERR_NOT_FOUND : CERR_CONFLICT, "disk", idx < 0 ? "no disk '%.32s'"
 			 : "disk %.32s: the move does not include storage", disk);
 		vm = NULL;
 	}
@@ -547,19 +547,19 @@ int sup_incoming_upload_open(struct sup *s, const char *name, const char *disk, 
 	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	pthread_mutex_unlock(&s->lock);
 	if (*fd < 0)
-		return derr_set(e, 500, "", "cannot create %s: %s", path, strerror(errno));
+		return cerr_set(e, CERR_INTERNAL, "", "cannot create %s: %s", path, strerror(errno));
 	return 0;
 }
 
 int sup_incoming_upload_done(struct sup *s, const char *name, const char *disk, int fd,
-			     uint64_t bytes, bool ok, struct derr *e)
+			     uint64_t bytes, bool ok, struct cerr *e)
 {
 	char part[620], final[600];
 	struct vmrt *vm;
 	int idx = -1, ret = -1;
 
 	if (ok && fsync(fd) < 0) {
-		derr_set(e, 507, "", "cannot sync the upload: %s", strerror(errno));
+		cerr_set(e, CERR_NO_SPACE, "", "cannot sync the upload: %s", strerror(errno));
 		ok = false;
 	}
 	close(fd);
@@ -568,11 +568,11 @@ int sup_incoming_upload_done(struct sup *s, const char *name, const char *disk, 
 	pthread_mutex_lock(&s->lock);
 	vm = lookup_incoming(s, name, e);
 	if (vm && (!vm->incoming || vm->state != VS_INCOMING)) {
-		derr_set(e, 409, "state", "'%s' is no longer moving in", name);
+		cerr_set(e, CERR_STATE, "state", "'%s' is no longer moving in", name);
 		vm = NULL;
 	}
 	if (vm && disk && (idx = vmdef_disk_find(&vm->def, disk)) < 0) {
-		derr_set(e, 404, "disk", "no disk '%.32s'", disk);
+		cerr_set(e, CERR_NOT_FOUND, "disk", "no disk '%.32s'", disk);
 		vm = NULL;
 	}
 	if (!vm)
@@ -585,7 +585,7 @@ int sup_incoming_upload_done(struct sup *s, const char *name, const char *disk, 
 		sup_saved_path(s, vm, final, sizeof(final));
 	}
 	if (rename(part, final) < 0) {
-		derr_set(e, 500, "", "cannot put %s in place: %s", final, strerror(errno));
+		cerr_set(e, CERR_INTERNAL, "", "cannot put %s in place: %s", final, strerror(errno));
 		goto out;
 	}
 	if (disk)

@@ -1,4 +1,5 @@
-/* api_priv.h: shared by api.c (plumbing) and api_routes.c (resources). */
+/* api_priv.h: shared by the API layer's files: server.c (plumbing),
+ * routes.c (resources), errors.c (typed errors to HTTP statuses). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -7,7 +8,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
-#include "derr.h"
+#include "cerr.h"
 #include "sup.h"
 
 struct api_request {
@@ -31,11 +32,14 @@ enum MHD_Result api_route(struct api_request *r);
 bool api_is_upload(const char *method, const char *url);
 /* Open the upload's file (0, with *fd and the most bytes accepted) or fill
  * e (-1). */
-int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct derr *e);
+int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct cerr *e);
+
+/* The HTTP status for a core error kind (errors.c). */
+unsigned api_http_status(enum cerr_kind kind);
 
 /* Queue a response; each consumes its body argument. */
 enum MHD_Result api_reply_json(struct MHD_Connection *c, unsigned status, json_t *body);
-enum MHD_Result api_reply_error(struct MHD_Connection *c, const struct derr *e);
+enum MHD_Result api_reply_error(struct MHD_Connection *c, const struct cerr *e);
 enum MHD_Result api_fail(struct MHD_Connection *c, int http, const char *field, const char *fmt,
 			 ...) __attribute__((format(printf, 4, 5)));
 enum MHD_Result api_reply_text(struct MHD_Connection *c, unsigned status, char *text,

@@ -58,7 +58,7 @@ static bool url_valid(const char *u)
 	       strcspn(u, " \t\r\n\"\\") == n;
 }
 
-int sup_host_add(struct sup *s, json_t *body, json_t **out, struct derr *e)
+int sup_host_add(struct sup *s, json_t *body, json_t **out, struct cerr *e)
 {
 	const char *name = NULL, *url = NULL, *token = NULL, *tls_name = NULL, *key;
 	json_t *v;
@@ -70,33 +70,33 @@ int sup_host_add(struct sup *s, json_t *body, json_t **out, struct derr *e)
 				   : !strcmp(key, "tls_name") ? &tls_name : NULL;
 
 		if (!dst)
-			return derr_set(e, 400, key, "unknown field");
+			return cerr_set(e, CERR_INVALID, key, "unknown field");
 		if (!json_is_string(v) && !(dst == &tls_name && json_is_null(v)))
-			return derr_set(e, 400, key, "expected a string");
+			return cerr_set(e, CERR_INVALID, key, "expected a string");
 		*dst = json_string_value(v);
 	}
 	if (!name || !vmdef_name_valid(name))
-		return derr_set(e, 400, "name", "1-63 of A-Za-z0-9._-, first a letter or digit");
+		return cerr_set(e, CERR_INVALID, "name", "1-63 of A-Za-z0-9._-, first a letter or digit");
 	if (!url || !url_valid(url))
-		return derr_set(e, 400, "url", "expected http://ADDRESS:PORT (the peer cellad's "
+		return cerr_set(e, CERR_INVALID, "url", "expected http://ADDRESS:PORT (the peer cellad's "
 				"TCP API)");
 	if (!token || strlen(token) < 16 || strlen(token) > 255 ||
 	    strcspn(token, " \t\r\n") != strlen(token))
-		return derr_set(e, 400, "token", "expected the peer's bearer token (16-255 "
+		return cerr_set(e, CERR_INVALID, "token", "expected the peer's bearer token (16-255 "
 				"characters, no spaces)");
 	if (tls_name && (!*tls_name || strlen(tls_name) > 255))
-		return derr_set(e, 400, "tls_name", "expected a certificate name (1-255 characters)");
+		return cerr_set(e, CERR_INVALID, "tls_name", "expected a certificate name (1-255 characters)");
 	pthread_mutex_lock(&s->lock);
 	ret = db_host_put(s->db, name, url, token, tls_name);
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
-		return derr_set(e, 500, "", "cannot store the host");
+		return cerr_set(e, CERR_INTERNAL, "", "cannot store the host");
 	*out = json_pack("{s:s, s:s, s:o}", "name", name, "url", url, "tls_name",
 			 tls_name ? json_string(tls_name) : json_null());
 	return 0;
 }
 
-int sup_host_remove(struct sup *s, const char *host, struct derr *e)
+int sup_host_remove(struct sup *s, const char *host, struct cerr *e)
 {
 	int ret;
 
@@ -104,8 +104,8 @@ int sup_host_remove(struct sup *s, const char *host, struct derr *e)
 	ret = db_host_delete(s->db, host);
 	pthread_mutex_unlock(&s->lock);
 	if (ret == -ENOENT)
-		return derr_set(e, 404, "host", "no host named '%.64s'", host);
-	return ret ? derr_set(e, 500, "", "cannot delete the host") : 0;
+		return cerr_set(e, CERR_NOT_FOUND, "host", "no host named '%.64s'", host);
+	return ret ? cerr_set(e, CERR_INTERNAL, "", "cannot delete the host") : 0;
 }
 
 /* Move --------------------------------------------------------------------- */
@@ -134,7 +134,7 @@ static json_int_t ms_since(uint64_t t0)
 	return (json_int_t)((sup_mono_ns() - t0) / 1000000);
 }
 
-static int parse_move(struct move *m, json_t *body, const char **to, struct derr *e)
+static int parse_move(struct move *m, json_t *body, const char **to, struct cerr *e)
 {
 	const char *key;
 	json_t *v;
@@ -143,32 +143,32 @@ static int parse_move(struct move *m, json_t *body, const char **to, struct derr
 	json_object_foreach(body, key, v) {
 		if (!strcmp(key, "to")) {
 			if (!json_is_string(v) || !vmdef_name_valid(json_string_value(v)))
-				return derr_set(e, 400, "to", "expected a host name (cella host list)");
+				return cerr_set(e, CERR_INVALID, "to", "expected a host name (cella host list)");
 			*to = json_string_value(v);
 		} else if (!strcmp(key, "include_storage") || !strcmp(key, "quick")) {
 			if (!json_is_boolean(v))
-				return derr_set(e, 400, key, "expected true or false");
+				return cerr_set(e, CERR_INVALID, key, "expected true or false");
 			*(key[0] == 'q' ? &m->quick : &m->storage) = json_is_true(v);
 		} else if (!strcmp(key, "downtime_ms")) {
 			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 			    json_integer_value(v) > 60000)
-				return derr_set(e, 400, key, "expected an integer from 1 to 60000");
+				return cerr_set(e, CERR_INVALID, key, "expected an integer from 1 to 60000");
 			m->downtime_ms = json_integer_value(v);
 		} else if (!strcmp(key, "max_bandwidth")) {
 			if (!json_is_integer(v) || json_integer_value(v) < 0)
-				return derr_set(e, 400, key, "expected bytes per second (0: no limit)");
+				return cerr_set(e, CERR_INVALID, key, "expected bytes per second (0: no limit)");
 			m->max_bw = json_integer_value(v);
 		} else {
-			return derr_set(e, 400, key, "unknown field");
+			return cerr_set(e, CERR_INVALID, key, "unknown field");
 		}
 	}
 	if (!*to)
-		return derr_set(e, 400, "to", "required: the host to move to");
+		return cerr_set(e, CERR_INVALID, "to", "required: the host to move to");
 	return 0;
 }
 
 /* The host entry, or NULL (e set). Lock held. */
-static json_t *find_host(struct sup *s, const char *to, struct derr *e)
+static json_t *find_host(struct sup *s, const char *to, struct cerr *e)
 {
 	json_t *all = db_host_list(s->db, true), *h, *hit = NULL;
 	size_t i;
@@ -179,14 +179,14 @@ static json_t *find_host(struct sup *s, const char *to, struct derr *e)
 	}
 	json_decref(all);
 	if (!hit)
-		derr_set(e, 404, "to", "no host named '%.64s' (cella host add)", to);
+		cerr_set(e, CERR_NOT_FOUND, "to", "no host named '%.64s' (cella host add)", to);
 	return hit;
 }
 
 /* Without the lock: one request to the destination; 0 on a 2xx answer
  * (*reply owned by the caller, may be NULL), else -1 with e set. */
 static int dest_call(struct move *m, const char *method, const char *suffix, json_t *body,
-		     long timeout_s, json_t **reply, struct derr *e)
+		     long timeout_s, json_t **reply, struct cerr *e)
 {
 	char path[256], err[512];
 	json_t *r = NULL;
@@ -195,11 +195,11 @@ static int dest_call(struct move *m, const char *method, const char *suffix, jso
 	/* suffix "": the incoming VM itself; NULL: the collection (prepare). */
 	snprintf(path, sizeof(path), "%s%s", suffix ? m->path : "/v1/incoming", suffix ?: "");
 	if (peer_call(&m->peer, method, path, body, timeout_s, &status, &r, err, sizeof(err)))
-		return derr_set(e, 502, "to", "%s", err);
+		return cerr_set(e, CERR_PEER, "to", "%s", err);
 	if (status < 200 || status >= 300) {
 		peer_error_text(&m->peer, status, r, err, sizeof(err));
 		json_decref(r);
-		return derr_set(e, status == 409 ? 409 : 502, "to", "%s", err);
+		return cerr_set(e, status == 409 ? CERR_CONFLICT : CERR_PEER, "to", "%s", err);
 	}
 	if (reply)
 		*reply = r;
@@ -211,7 +211,7 @@ static int dest_call(struct move *m, const char *method, const char *suffix, jso
 /* Without the lock: tell the destination to drop what it prepared. */
 static void dest_abort(struct move *m)
 {
-	struct derr e = { 0 };
+	struct cerr e = { 0 };
 
 	if (m->prepared && dest_call(m, "DELETE", "", NULL, PEER_TIMEOUT_S, NULL, &e))
 		log_warn("vm %s: the destination could not delete its half-made copy: %s",
@@ -220,7 +220,7 @@ static void dest_abort(struct move *m)
 }
 
 /* Virtual size of every disk, for a destination that creates its own. */
-static json_t *disk_sizes(const struct vmdef *d, struct derr *e)
+static json_t *disk_sizes(const struct vmdef *d, struct cerr *e)
 {
 	json_t *sizes = json_object();
 
@@ -232,7 +232,7 @@ static json_t *disk_sizes(const struct vmdef *d, struct derr *e)
 			      DISK_FMT_QCOW2 : DISK_FMT_RAW, DISK_RDONLY | DISK_NO_LOCK |
 			      DISK_NO_BACKING, err, sizeof(err))) {
 			json_decref(sizes);
-			derr_set(e, 500, "disks", "%s: %s", d->disks[i].id, err);
+			cerr_set(e, CERR_INTERNAL, "disks", "%s: %s", d->disks[i].id, err);
 			return NULL;
 		}
 		json_object_set_new(sizes, d->disks[i].id, json_integer((json_int_t)disk_size(dk)));
@@ -243,7 +243,7 @@ static json_t *disk_sizes(const struct vmdef *d, struct derr *e)
 }
 
 /* Lock held on entry and exit, dropped around the request. */
-static int prepare(struct move *m, struct derr *e)
+static int prepare(struct move *m, struct cerr *e)
 {
 	json_t *body, *reply = NULL, *sizes = NULL;
 	int ret;
@@ -267,7 +267,7 @@ static int prepare(struct move *m, struct derr *e)
 
 /* Connect to the destination worker's address (cellad does it: the worker
  * here is sandboxed). The fd, or -1 with e set. */
-static int dial(const char *addr, json_int_t port, struct derr *e)
+static int dial(const char *addr, json_int_t port, struct cerr *e)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
 	char ps[16];
@@ -276,7 +276,7 @@ static int dial(const char *addr, json_int_t port, struct derr *e)
 	snprintf(ps, sizeof(ps), "%lld", (long long)port);
 	ret = getaddrinfo(addr, ps, &hints, &res);
 	if (ret)
-		return derr_set(e, 502, "to", "destination address %.64s: %s", addr,
+		return cerr_set(e, CERR_PEER, "to", "destination address %.64s: %s", addr,
 				gai_strerror(ret));
 	fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
 		    res->ai_protocol);
@@ -293,7 +293,7 @@ static int dial(const char *addr, json_int_t port, struct derr *e)
 	}
 	freeaddrinfo(res);
 	if (fd < 0 || errno) {
-		derr_set(e, 502, "to", "cannot connect to the destination worker at %.64s:%lld: %s",
+		cerr_set(e, CERR_PEER, "to", "cannot connect to the destination worker at %.64s:%lld: %s",
 			 addr, (long long)port, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -303,7 +303,7 @@ static int dial(const char *addr, json_int_t port, struct derr *e)
 	return fd;
 }
 
-static char *read_pem(const char *path, struct derr *e)
+static char *read_pem(const char *path, struct cerr *e)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -316,7 +316,7 @@ static char *read_pem(const char *path, struct derr *e)
 		buf = NULL;
 	}
 	if (!buf)
-		derr_set(e, 500, "", "cannot read %s (migration TLS): %s", path,
+		cerr_set(e, CERR_INTERNAL, "", "cannot read %s (migration TLS): %s", path,
 			 fd < 0 ? strerror(errno) : "empty, too large or unreadable");
 	if (fd >= 0)
 		close(fd);
@@ -325,7 +325,7 @@ static char *read_pem(const char *path, struct derr *e)
 
 /* The worker's migrate request with the TLS material (PEM text: the
  * worker cannot open files). NULL with e set. */
-static json_t *migrate_request(struct move *m, struct derr *e)
+static json_t *migrate_request(struct move *m, struct cerr *e)
 {
 	const char *files[3] = { m->s->conf.tls_cert, m->s->conf.tls_key, m->s->conf.tls_ca };
 	char *pem[3] = { NULL, NULL, NULL };
@@ -339,7 +339,7 @@ static json_t *migrate_request(struct move *m, struct derr *e)
 			m->tls_name, "downtime_ms", m->downtime_ms, "max_bandwidth", m->max_bw,
 			"include_storage", m->storage);
 	if (!req)
-		derr_set(e, 500, "", "out of memory");
+		cerr_set(e, CERR_INTERNAL, "", "out of memory");
 out:
 	for (int i = 0; i < 3; i++) {
 		if (pem[i])
@@ -356,7 +356,7 @@ static bool migrated(struct vmrt *vm, unsigned gen)
 }
 
 /* Live migration (lock held, dropped around the waits). */
-static int move_live(struct move *m, struct derr *e)
+static int move_live(struct move *m, struct cerr *e)
 {
 	struct vmrt *vm = m->vm;
 	const char *addr = json_string_value(json_object_get(m->dest_vm, "address"));
@@ -366,7 +366,7 @@ static int move_live(struct move *m, struct derr *e)
 	int fd, ret;
 
 	if (!addr || port <= 0 || port > 65535)
-		return derr_set(e, 502, "to", "the destination gave no address to migrate to");
+		return cerr_set(e, CERR_PEER, "to", "the destination gave no address to migrate to");
 	req = migrate_request(m, e);
 	if (!req)
 		return -1;
@@ -399,19 +399,19 @@ static int move_live(struct move *m, struct derr *e)
 	}
 	json_decref(reply);
 	if (!ret)
-		return derr_set(e, 500, "", "the worker reported the move done but did not end "
+		return cerr_set(e, CERR_INTERNAL, "", "the worker reported the move done but did not end "
 				"(state %s)", vm_state_name(vm->state));
 	{
 		char why[sizeof(e->reason)];
 
 		snprintf(why, sizeof(why), "%s", e->reason);
-		return derr_set(e, e->http ? e->http : 500, "", "move to %s failed: %.300s",
+		return cerr_set(e, e->kind ? e->kind : CERR_INTERNAL, "", "move to %s failed: %.300s",
 				m->peer.name, why);
 	}
 }
 
 /* Without the lock: PUT one file to the destination. */
-static int upload(struct move *m, const char *suffix, const char *path, struct derr *e)
+static int upload(struct move *m, const char *suffix, const char *path, struct cerr *e)
 {
 	char url[256], err[512];
 	json_t *reply = NULL;
@@ -422,7 +422,7 @@ static int upload(struct move *m, const char *suffix, const char *path, struct d
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		if (fd >= 0)
 			close(fd);
-		return derr_set(e, 500, "", "cannot open %s: %s", path, strerror(errno));
+		return cerr_set(e, CERR_INTERNAL, "", "cannot open %s: %s", path, strerror(errno));
 	}
 	snprintf(url, sizeof(url), "%s%s", m->path, suffix);
 	ret = peer_upload(&m->peer, url, fd, (uint64_t)st.st_size,
@@ -434,13 +434,13 @@ static int upload(struct move *m, const char *suffix, const char *path, struct d
 	}
 	json_decref(reply);
 	if (ret)
-		return derr_set(e, 502, "to", "upload of %s: %s", path, err);
+		return cerr_set(e, CERR_PEER, "to", "upload of %s: %s", path, err);
 	m->bytes += st.st_size;
 	return 0;
 }
 
 /* Quick migration: save, send, restore there (lock held). */
-static int move_quick(struct move *m, bool *saved_here, struct derr *e)
+static int move_quick(struct move *m, bool *saved_here, struct cerr *e)
 {
 	struct vmrt *vm = m->vm;
 	char path[512];
@@ -480,7 +480,7 @@ static int move_quick(struct move *m, bool *saved_here, struct derr *e)
 static void restore_here(struct move *m)
 {
 	struct vmrt *vm = m->vm;
-	struct derr e = { 0 };
+	struct cerr e = { 0 };
 
 	if (vm->state != VS_SAVED)
 		return;
@@ -495,7 +495,7 @@ static void restore_here(struct move *m)
 	pthread_mutex_lock(&m->s->lock);
 }
 
-static int move_check(struct move *m, const char *to, struct derr *e)
+static int move_check(struct move *m, const char *to, struct cerr *e)
 {
 	struct vmrt *vm = m->vm;
 	unsigned ok = m->quick ? (1u << VS_RUNNING | 1u << VS_PAUSED | 1u << VS_SAVED)
@@ -504,10 +504,10 @@ static int move_check(struct move *m, const char *to, struct derr *e)
 	if (!(ok & (1u << vm->state)))
 		return sup_refuse(vm, e, "move");
 	if (!m->quick && (!m->s->conf.tls_cert || !m->s->conf.tls_key || !m->s->conf.tls_ca))
-		return derr_set(e, 409, "tls", "live moves need this cellad's TLS material "
+		return cerr_set(e, CERR_CONFLICT, "tls", "live moves need this cellad's TLS material "
 				"(--tls-cert, --tls-key, --tls-ca); or use quick");
 	if (m->storage && vm->def.checkpoint[0])
-		return derr_set(e, 409, "include_storage", "the VM has checkpoints: its disks are "
+		return cerr_set(e, CERR_CONFLICT, "include_storage", "the VM has checkpoints: its disks are "
 				"layered images; delete the checkpoints first");
 	m->host = find_host(m->s, to, e);
 	if (!m->host)
@@ -542,7 +542,7 @@ static json_t *move_result(struct move *m)
 	return o;
 }
 
-int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct derr *e)
+int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct cerr *e)
 {
 	struct move m = { .s = s, .t0 = sup_mono_ns() };
 	const char *to = NULL;
@@ -567,7 +567,7 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 		ret = m.quick ? move_quick(&m, &saved_here, e) : move_live(&m, e);
 	if (!ret && !m.quick) {
 		json_t *reply = NULL;
-		struct derr ce = { 0 };
+		struct cerr ce = { 0 };
 
 		/* The VM runs there (the worker exited 16 only after the
 		 * destination's ack): make it official there, then forget it here. */

@@ -3,11 +3,11 @@
 #pragma once
 #include "vmdef.h"
 
-int vmdef_check_file(const char *field, const char *path, struct derr *e);
-int vmdef_get_string(json_t *v, const char *field, size_t max, const char **out, struct derr *e);
+int vmdef_check_file(const char *field, const char *path, struct cerr *e);
+int vmdef_get_string(json_t *v, const char *field, size_t max, const char **out, struct cerr *e);
 int vmdef_get_uint(json_t *v, const char *field, uint64_t min, uint64_t max, uint64_t *out,
-		   struct derr *e);
-int vmdef_get_bool(json_t *v, const char *field, bool *out, struct derr *e);
+		   struct cerr *e);
+int vmdef_get_bool(json_t *v, const char *field, bool *out, struct cerr *e);
 /* The disks array of a create or change request (replaces d's disks). */
-int vmdef_parse_disks(struct vmdef *d, json_t *arr, struct derr *e);
+int vmdef_parse_disks(struct vmdef *d, json_t *arr, struct cerr *e);
 json_t *vmdef_disks_json(const struct vmdef *d, bool worker);

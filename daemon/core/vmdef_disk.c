@@ -49,7 +49,7 @@ int vmdef_format_probe(const char *path, enum vmdef_disk_format *f)
 	return 0;
 }
 
-int vmdef_qos_parse(struct vmdef_qos *q, json_t *v, const char *field, struct derr *e)
+int vmdef_qos_parse(struct vmdef_qos *q, json_t *v, const char *field, struct cerr *e)
 {
 	static const char *const keys[] = { "iops", "iops_burst", "bps", "bps_burst" };
 	uint64_t *dst[] = { &q->iops, &q->iops_burst, &q->bps, &q->bps_burst };
@@ -60,7 +60,7 @@ int vmdef_qos_parse(struct vmdef_qos *q, json_t *v, const char *field, struct de
 
 	(void)dst;
 	if (!json_is_object(v))
-		return derr_set(e, 400, field, "expected an object {iops, iops_burst, bps, bps_burst}");
+		return cerr_set(e, CERR_INVALID, field, "expected an object {iops, iops_burst, bps, bps_burst}");
 	json_object_foreach(v, key, it) {
 		char f[96];
 		unsigned i;
@@ -70,7 +70,7 @@ int vmdef_qos_parse(struct vmdef_qos *q, json_t *v, const char *field, struct de
 			if (!strcmp(key, keys[i]))
 				break;
 		if (i == ARRAY_SIZE(keys))
-			return derr_set(e, 400, f, "unknown field (iops, iops_burst, bps, bps_burst)");
+			return cerr_set(e, CERR_INVALID, f, "unknown field (iops, iops_burst, bps, bps_burst)");
 		if (vmdef_get_uint(it, f, 0, VMDEF_QOS_MAX, ndst[i], e))
 			return -1;
 	}
@@ -85,7 +85,7 @@ json_t *vmdef_qos_json(const struct vmdef_qos *q)
 			 (json_int_t)q->bps_burst);
 }
 
-static int parse_disk(struct vmdef_disk *dk, json_t *it, size_t i, struct derr *e)
+static int parse_disk(struct vmdef_disk *dk, json_t *it, size_t i, struct cerr *e)
 {
 	bool have_format = false;
 	char field[64];
@@ -99,7 +99,7 @@ static int parse_disk(struct vmdef_disk *dk, json_t *it, size_t i, struct derr *
 				return -1;
 			free(dk->path);
 			if (!(dk->path = strdup(s)))
-				return derr_set(e, 500, field, "out of memory");
+				return cerr_set(e, CERR_INTERNAL, field, "out of memory");
 		} else if (!strcmp(key, "readonly")) {
 			if (vmdef_get_bool(v, field, &dk->readonly, e))
 				return -1;
@@ -107,13 +107,13 @@ static int parse_disk(struct vmdef_disk *dk, json_t *it, size_t i, struct derr *
 			if (vmdef_get_string(v, field, 20, &s, e))
 				return -1;
 			if (!*s || !vmdef_name_valid(s))
-				return derr_set(e, 400, field, "expected 1-20 of A-Z a-z 0-9 . _ -");
+				return cerr_set(e, CERR_INVALID, field, "expected 1-20 of A-Z a-z 0-9 . _ -");
 			snprintf(dk->id, sizeof(dk->id), "%s", s);
 		} else if (!strcmp(key, "format")) {
 			if (vmdef_get_string(v, field, 8, &s, e))
 				return -1;
 			if (vmdef_format_parse(s, &dk->format))
-				return derr_set(e, 400, field, "expected \"raw\" or \"qcow2\"");
+				return cerr_set(e, CERR_INVALID, field, "expected \"raw\" or \"qcow2\"");
 			have_format = true;
 		} else if (!strcmp(key, "qos")) {
 			if (vmdef_qos_parse(&dk->qos, v, field, e))
@@ -122,29 +122,29 @@ static int parse_disk(struct vmdef_disk *dk, json_t *it, size_t i, struct derr *
 			if (vmdef_get_bool(v, field, &dk->cbt, e))
 				return -1;
 		} else {
-			return derr_set(e, 400, field, "unknown field");
+			return cerr_set(e, CERR_INVALID, field, "unknown field");
 		}
 	}
 	if (!dk->path) {
 		snprintf(field, sizeof(field), "disks[%zu].path", i);
-		return derr_set(e, 400, field, "required");
+		return cerr_set(e, CERR_INVALID, field, "required");
 	}
 	if (!have_format && vmdef_format_probe(dk->path, &dk->format)) {
 		snprintf(field, sizeof(field), "disks[%zu].path", i);
-		return derr_set(e, 400, field, "%s: cannot read it to probe its format", dk->path);
+		return cerr_set(e, CERR_INVALID, field, "%s: cannot read it to probe its format", dk->path);
 	}
 	return 0;
 }
 
-int vmdef_parse_disks(struct vmdef *d, json_t *arr, struct derr *e)
+int vmdef_parse_disks(struct vmdef *d, json_t *arr, struct cerr *e)
 {
 	size_t i;
 	json_t *it;
 
 	if (!json_is_array(arr))
-		return derr_set(e, 400, "disks", "expected an array of disk objects");
+		return cerr_set(e, CERR_INVALID, "disks", "expected an array of disk objects");
 	if (json_array_size(arr) > VMDEF_MAX_DISKS)
-		return derr_set(e, 400, "disks", "at most %d disks", VMDEF_MAX_DISKS);
+		return cerr_set(e, CERR_INVALID, "disks", "at most %d disks", VMDEF_MAX_DISKS);
 	for (unsigned k = 0; k < d->nr_disks; k++)
 		free(d->disks[k].path);
 	d->nr_disks = 0;
@@ -154,7 +154,7 @@ int vmdef_parse_disks(struct vmdef *d, json_t *arr, struct derr *e)
 
 		snprintf(field, sizeof(field), "disks[%zu]", i);
 		if (!json_is_object(it))
-			return derr_set(e, 400, field, "expected an object");
+			return cerr_set(e, CERR_INVALID, field, "expected an object");
 		memset(dk, 0, sizeof(*dk));
 		d->nr_disks++; /* counted now so that vmdef_free releases the path */
 		if (parse_disk(dk, it, i, e))
@@ -176,14 +176,14 @@ int vmdef_parse_disks(struct vmdef *d, json_t *arr, struct derr *e)
 				/* Two devices on one image corrupt it (and the worker
 				 * refuses it): say so when the VM is defined. */
 				snprintf(field, sizeof(field), "disks[%u].path", k);
-				return derr_set(e, 400, field, "'%s' is disks[%u] already",
+				return cerr_set(e, CERR_INVALID, field, "'%s' is disks[%u] already",
 						d->disks[k].path, j);
 			}
 			if (!strcmp(d->disks[j].id, d->disks[k].id)) {
 				char field[64];
 
 				snprintf(field, sizeof(field), "disks[%u].id", k);
-				return derr_set(e, 400, field, "'%s' is used by disks[%u] already",
+				return cerr_set(e, CERR_INVALID, field, "'%s' is used by disks[%u] already",
 						d->disks[k].id, j);
 			}
 		}

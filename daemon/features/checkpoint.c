@@ -108,7 +108,7 @@ static bool cp_in_current_chain(json_t *list, const char *current, const char *c
 /* A new qcow2 overlay over `backing`, named after the disk. */
 static int overlay_create(struct sup *s, const struct vmrt *vm, const struct vmdef_disk *dk,
                           const char *backing, enum vmdef_disk_format bfmt, char *out, size_t len,
-                          struct derr *e)
+                          struct cerr *e)
 {
 	struct disk_create_opts o = {
 	    .fmt = DISK_FMT_QCOW2,
@@ -122,12 +122,12 @@ static int overlay_create(struct sup *s, const struct vmrt *vm, const struct vmd
 	         (unsigned long long)sup_mono_ns());
 	ret = disk_create(out, &o, err, sizeof(err));
 	if (ret)
-		return derr_set(e, 500, "", "cannot create the overlay %s: %s", out,
+		return cerr_set(e, CERR_INTERNAL, "", "cannot create the overlay %s: %s", out,
 		                err[0] ? err : strerror(-ret));
 	return 0;
 }
 
-int sup_cp_list(struct sup *s, const char *name, json_t **out, struct derr *e)
+int sup_cp_list(struct sup *s, const char *name, json_t **out, struct cerr *e)
 {
 	struct vmrt *vm;
 	json_t *list;
@@ -138,7 +138,7 @@ int sup_cp_list(struct sup *s, const char *name, json_t **out, struct derr *e)
 	vm = sup_find(s, name);
 	if (!vm) {
 		pthread_mutex_unlock(&s->lock);
-		return derr_set(e, 404, "name", "no VM named '%.64s'", name);
+		return cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
 	}
 	list = db_cp_list(s->db, vm->def.uuid);
 	json_array_foreach(list, i, cp)
@@ -163,7 +163,7 @@ int sup_cp_list(struct sup *s, const char *name, json_t **out, struct derr *e)
 /* Switch a running VM's writable disks to the overlays (lock held, dropped
  * around worker calls). Returns the number switched; on failure e is set
  * and the count says which disks already write into their overlay. */
-static int cp_switch_disks(struct sup *s, struct vmrt *vm, char (*ov)[512], struct derr *e)
+static int cp_switch_disks(struct sup *s, struct vmrt *vm, char (*ov)[512], struct cerr *e)
 {
 	json_t *reply = NULL;
 	int done = 0;
@@ -179,7 +179,7 @@ static int cp_switch_disks(struct sup *s, struct vmrt *vm, char (*ov)[512], stru
 			continue;
 		fd = open(ov[i], O_RDWR | O_CLOEXEC);
 		if (fd < 0) {
-			derr_set(e, 500, "", "%s: %s", ov[i], strerror(errno));
+			cerr_set(e, CERR_INTERNAL, "", "%s: %s", ov[i], strerror(errno));
 			return -1 - done;
 		}
 		if (sup_worker_cmd(s, vm,
@@ -198,7 +198,7 @@ static int cp_switch_disks(struct sup *s, struct vmrt *vm, char (*ov)[512], stru
 
 static void cp_worker_quiet(struct sup *s, struct vmrt *vm, const char *cmd)
 {
-	struct derr ignored = {0};
+	struct cerr ignored = {0};
 	json_t *reply = NULL;
 
 	if (sup_worker_cmd(s, vm, json_pack("{s:s}", "cmd", cmd), NULL, 0, CP_TIMEOUT_MS, &reply,
@@ -210,7 +210,7 @@ static void cp_worker_quiet(struct sup *s, struct vmrt *vm, const char *cmd)
 /* Take the running VM's part of a checkpoint: disks, and memory for the
  * standard kind. *switched = disks now writing into their overlays. */
 static int cp_take_online(struct sup *s, struct vmrt *vm, bool standard, const char *mem,
-                          char (*ov)[512], int *switched, struct derr *e)
+                          char (*ov)[512], int *switched, struct cerr *e)
 {
 	bool was_running = vm->state == VS_RUNNING;
 	json_t *reply = NULL;
@@ -234,7 +234,7 @@ static int cp_take_online(struct sup *s, struct vmrt *vm, bool standard, const c
 	if (!ret && standard) {
 		fd = open(mem, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0)
-			ret = derr_set(e, 500, "", "%s: %s", mem, strerror(errno));
+			ret = cerr_set(e, CERR_INTERNAL, "", "%s: %s", mem, strerror(errno));
 		else {
 			ret = sup_worker_cmd(
 			    s, vm, json_pack("{s:s, s:i, s:b}", "cmd", "save", "fd", 0, "stop", 0),
@@ -251,7 +251,7 @@ static int cp_take_online(struct sup *s, struct vmrt *vm, bool standard, const c
 	return ret;
 }
 
-static int cp_body(json_t *body, const char **name, bool *standard, struct derr *e)
+static int cp_body(json_t *body, const char **name, bool *standard, struct cerr *e)
 {
 	const char *key, *kind = "standard";
 	json_t *v;
@@ -262,28 +262,28 @@ static int cp_body(json_t *body, const char **name, bool *standard, struct derr 
 		if (!strcmp(key, "name")) {
 			*name = json_string_value(v);
 			if (!*name || !vmdef_name_valid(*name))
-				return derr_set(e, 400, "name",
+				return cerr_set(e, CERR_INVALID, "name",
 				                "expected 1-63 of A-Z a-z 0-9 . _ -, "
 				                "starting with a letter or digit");
 		} else if (!strcmp(key, "kind")) {
 			kind = json_string_value(v);
 			if (!kind || (strcmp(kind, "standard") && strcmp(kind, "production")))
-				return derr_set(e, 400, "kind",
+				return cerr_set(e, CERR_INVALID, "kind",
 				                "expected \"standard\" or "
 				                "\"production\"");
 		} else {
-			return derr_set(e, 400, key, "unknown field");
+			return cerr_set(e, CERR_INVALID, key, "unknown field");
 		}
 	}
 	if (!*name)
-		return derr_set(e, 400, "name", "required");
+		return cerr_set(e, CERR_INVALID, "name", "required");
 	*standard = !strcmp(kind, "standard");
 	return 0;
 }
 
 /* Record the checkpoint and the VM's new tops in one transaction. */
 static int cp_commit_create(struct sup *s, struct vmrt *vm, json_t *cp, struct vmdef *next,
-                            struct derr *e)
+                            struct cerr *e)
 {
 	int ret = db_begin(s->db);
 
@@ -292,14 +292,14 @@ static int cp_commit_create(struct sup *s, struct vmrt *vm, json_t *cp, struct v
 	if (!ret)
 		ret = db_save_vm(s->db, next);
 	if (db_end(s->db, ret) || ret)
-		return derr_set(e, 500, "", "cannot store the checkpoint");
+		return cerr_set(e, CERR_INTERNAL, "", "cannot store the checkpoint");
 	vmdef_free(&vm->def);
 	vm->def = *next;
 	return 0;
 }
 
 static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, bool standard,
-                            json_t **out, struct derr *e)
+                            json_t **out, struct cerr *e)
 {
 	char ov[VMDEF_MAX_DISKS][512] = {{0}}, mem[512], dir[512];
 	bool online = vm->state == VS_RUNNING || vm->state == VS_PAUSED, memory = false;
@@ -308,7 +308,7 @@ static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, 
 	int switched = 0, ret = -1;
 
 	if (sup_vm_dir(s, vm, dir, sizeof(dir))) {
-		derr_set(e, 500, "", "cannot create %s: %s", dir, strerror(errno));
+		cerr_set(e, CERR_INTERNAL, "", "cannot create %s: %s", dir, strerror(errno));
 		goto out;
 	}
 	cp_memory_path(s, vm, cpname, mem, sizeof(mem));
@@ -335,14 +335,14 @@ static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, 
 			/* The saved state matches the disks as they are: share it. */
 			sup_saved_path(s, vm, saved, sizeof(saved));
 			if (link(saved, mem) < 0)
-				ret = derr_set(e, 500, "", "cannot link %s: %s", mem,
+				ret = cerr_set(e, CERR_INTERNAL, "", "cannot link %s: %s", mem,
 				               strerror(errno));
 			memory = !ret;
 		}
 		switched = ret ? 0 : VMDEF_MAX_DISKS;
 	}
 	if (vmdef_copy(&next, &vm->def)) {
-		derr_set(e, 500, "", "out of memory");
+		cerr_set(e, CERR_INTERNAL, "", "out of memory");
 		ret = -1;
 		goto out;
 	}
@@ -389,7 +389,7 @@ out:
 	return ret;
 }
 
-int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out, struct derr *e)
+int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out, struct cerr *e)
 {
 	const char *cpname;
 	struct vmrt *vm;
@@ -410,7 +410,7 @@ int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out, s
 	list = db_cp_list(s->db, vm->def.uuid);
 	if (cp_find(list, cpname)) {
 		json_decref(list);
-		derr_set(e, 409, "name", "VM '%s' has a checkpoint '%s' already", name, cpname);
+		cerr_set(e, CERR_EXISTS, "name", "VM '%s' has a checkpoint '%s' already", name, cpname);
 		goto out;
 	}
 	json_decref(list);
@@ -422,7 +422,7 @@ int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out, s
 	vm->busy = false;
 	vm->refs--;
 out:
-	if (ret && e->http == 409 && !e->state[0] && vm)
+	if (ret && (e->kind == CERR_STATE || e->kind == CERR_CONFLICT) && !e->state[0] && vm)
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 	pthread_mutex_unlock(&s->lock);
 	return ret;
@@ -430,7 +430,7 @@ out:
 
 /* Apply ------------------------------------------------------------------ */
 
-static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, struct derr *e)
+static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, struct cerr *e)
 {
 	char ov[VMDEF_MAX_DISKS][512] = {{0}}, old[VMDEF_MAX_DISKS][512] = {{0}};
 	char mem[512], saved[512];
@@ -443,7 +443,7 @@ static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t 
 		json_t *l = cp_layer(cp, vm->def.disks[i].id);
 
 		if (!l && !vm->def.disks[i].readonly)
-			return derr_set(e, 409, "disks",
+			return cerr_set(e, CERR_CONFLICT, "disks",
 			                "disk '%s' is not in checkpoint '%s' (the "
 			                "disks changed since)",
 			                vm->def.disks[i].id, cpname);
@@ -467,12 +467,12 @@ static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t 
 	if (memory) {
 		cp_memory_path(s, vm, cpname, mem, sizeof(mem));
 		if (link(mem, saved) < 0) {
-			derr_set(e, 500, "", "cannot link %s: %s", saved, strerror(errno));
+			cerr_set(e, CERR_INTERNAL, "", "cannot link %s: %s", saved, strerror(errno));
 			goto out;
 		}
 	}
 	if (vmdef_copy(&next, &vm->def)) {
-		derr_set(e, 500, "", "out of memory");
+		cerr_set(e, CERR_INTERNAL, "", "out of memory");
 		goto out;
 	}
 	for (unsigned i = 0; i < next.nr_disks; i++) {
@@ -486,7 +486,7 @@ static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t 
 	snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", cpname);
 	if (db_save_vm(s->db, &next)) {
 		vmdef_free(&next);
-		derr_set(e, 500, "", "cannot store the definition");
+		cerr_set(e, CERR_INTERNAL, "", "cannot store the definition");
 		goto out;
 	}
 	vmdef_free(&vm->def);
@@ -521,7 +521,7 @@ out:
  * caller's to free, NULL when there is no VM) and checkpoint cpname in it;
  * NULL with e set when the VM or the checkpoint is missing. */
 static json_t *cp_lookup(struct sup *s, const char *name, const char *cpname, struct vmrt **vm,
-                         json_t **list, struct derr *e)
+                         json_t **list, struct cerr *e)
 {
 	json_t *cp;
 
@@ -531,11 +531,11 @@ static json_t *cp_lookup(struct sup *s, const char *name, const char *cpname, st
 	*list = db_cp_list(s->db, (*vm)->def.uuid);
 	cp = cp_find(*list, cpname);
 	if (!cp)
-		derr_set(e, 404, "checkpoint", "VM '%s' has no checkpoint '%.64s'", name, cpname);
+		cerr_set(e, CERR_NOT_FOUND, "checkpoint", "VM '%s' has no checkpoint '%.64s'", name, cpname);
 	return cp;
 }
 
-int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **out, struct derr *e)
+int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **out, struct cerr *e)
 {
 	struct vmrt *vm;
 	json_t *list = NULL, *cp;
@@ -567,7 +567,7 @@ out:
 /* Delete ----------------------------------------------------------------- */
 
 /* Merge layer L (of one disk) away; deps are the images backed by it. */
-static int cp_merge_layer(const char *layer, const char **deps, unsigned nr, struct derr *e)
+static int cp_merge_layer(const char *layer, const char **deps, unsigned nr, struct cerr *e)
 {
 	char err[256] = "";
 	struct disk *d;
@@ -576,18 +576,18 @@ static int cp_merge_layer(const char *layer, const char **deps, unsigned nr, str
 	if (nr == 1) {
 		ret = disk_open(&d, deps[0], -1, 0, err, sizeof(err));
 		if (ret)
-			return derr_set(e, 500, "", "cannot open %s: %s", deps[0], err);
+			return cerr_set(e, CERR_INTERNAL, "", "cannot open %s: %s", deps[0], err);
 		ret = disk_commit(d);
 		if (ret)
-			derr_set(e, 500, "", "cannot commit %s into %s: %s", deps[0], layer,
+			cerr_set(e, CERR_INTERNAL, "", "cannot commit %s into %s: %s", deps[0], layer,
 			         disk_error(d));
 		if (disk_close(d) && !ret)
-			ret = derr_set(e, 500, "", "%s: flush failed", deps[0]);
+			ret = cerr_set(e, CERR_INTERNAL, "", "%s: flush failed", deps[0]);
 		if (ret)
 			return -1;
 		/* L now holds D's content over its own backing: it becomes D. */
 		if (rename(layer, deps[0]) < 0)
-			return derr_set(e, 500, "", "rename %s: %s", layer, strerror(errno));
+			return cerr_set(e, CERR_INTERNAL, "", "rename %s: %s", layer, strerror(errno));
 		return 0;
 	}
 	if (nr > 1) {
@@ -595,22 +595,22 @@ static int cp_merge_layer(const char *layer, const char **deps, unsigned nr, str
 
 		ret = disk_open(&d, layer, -1, DISK_RDONLY | DISK_NO_BACKING, err, sizeof(err));
 		if (ret)
-			return derr_set(e, 500, "", "cannot open %s: %s", layer, err);
+			return cerr_set(e, CERR_INTERNAL, "", "cannot open %s: %s", layer, err);
 		ret = disk_get_info(d, &info);
 		disk_close(d);
 		if (ret)
-			return derr_set(e, 500, "", "%s: cannot read its header", layer);
+			return cerr_set(e, CERR_INTERNAL, "", "%s: cannot read its header", layer);
 		for (unsigned i = 0; i < nr; i++) {
 			ret = disk_open(&d, deps[i], -1, 0, err, sizeof(err));
 			if (ret)
-				return derr_set(e, 500, "", "cannot open %s: %s", deps[i], err);
+				return cerr_set(e, CERR_INTERNAL, "", "cannot open %s: %s", deps[i], err);
 			ret = disk_rebase(d, info.backing[0] ? info.backing : NULL,
 			                  info.backing_fmt, false);
 			if (ret)
-				derr_set(e, 500, "", "cannot rebase %s: %s", deps[i],
+				cerr_set(e, CERR_INTERNAL, "", "cannot rebase %s: %s", deps[i],
 				         disk_error(d));
 			if (disk_close(d) && !ret)
-				ret = derr_set(e, 500, "", "%s: flush failed", deps[i]);
+				ret = cerr_set(e, CERR_INTERNAL, "", "%s: flush failed", deps[i]);
 			if (ret)
 				return -1;
 		}
@@ -621,7 +621,7 @@ static int cp_merge_layer(const char *layer, const char **deps, unsigned nr, str
 }
 
 /* Merge every disk's layer of cp into its dependents. */
-static int cp_merge(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, struct derr *e)
+static int cp_merge(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, struct cerr *e)
 {
 	const char *cpname = cp_str(cp, "name");
 	size_t i;
@@ -655,7 +655,7 @@ static int cp_merge(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, st
 }
 
 static int cp_delete_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp,
-                            struct derr *e)
+                            struct cerr *e)
 {
 	const char *cpname = cp_str(cp, "name"), *parent = cp_str(cp, "parent");
 	struct vmdef next;
@@ -667,7 +667,7 @@ static int cp_delete_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t
 	if (cp_merge(s, vm, list, cp, e))
 		return -1;
 	if (vmdef_copy(&next, &vm->def))
-		return derr_set(e, 500, "", "out of memory");
+		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
 	if (!strcmp(next.checkpoint, cpname))
 		snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", parent ? parent : "");
 	ret = db_begin(s->db);
@@ -684,7 +684,7 @@ static int cp_delete_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t
 		ret = db_save_vm(s->db, &next);
 	if (db_end(s->db, ret) || ret) {
 		vmdef_free(&next);
-		return derr_set(e, 500, "", "cannot update the checkpoint tree");
+		return cerr_set(e, CERR_INTERNAL, "", "cannot update the checkpoint tree");
 	}
 	vmdef_free(&vm->def);
 	vm->def = next;
@@ -694,7 +694,7 @@ static int cp_delete_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t
 	return 0;
 }
 
-int sup_cp_delete(struct sup *s, const char *name, const char *cpname, struct derr *e)
+int sup_cp_delete(struct sup *s, const char *name, const char *cpname, struct cerr *e)
 {
 	struct vmrt *vm;
 	json_t *list = NULL, *cp;
@@ -705,7 +705,7 @@ int sup_cp_delete(struct sup *s, const char *name, const char *cpname, struct de
 	if (!cp)
 		goto out;
 	if (state_active(vm->state) && cp_in_current_chain(list, vm->def.checkpoint, cpname)) {
-		derr_set(e, 409, "state",
+		cerr_set(e, CERR_STATE, "state",
 		         "checkpoint '%s' holds layers the running VM uses: stop or "
 		         "save the VM first",
 		         cpname);

@@ -37,19 +37,19 @@ void conbuf_free(struct conbuf *b)
 }
 
 int sup_console_open(struct sup *s, const char *name, size_t history, bool follow,
-		     struct sup_stream **out, struct derr *e)
+		     struct sup_stream **out, struct cerr *e)
 {
 	struct sup_stream *r = calloc(1, sizeof(*r));
 	struct vmrt *vm;
 
 	if (!r)
-		return derr_set(e, 500, "", "out of memory");
+		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
 	pthread_mutex_lock(&s->lock);
 	vm = sup_find(s, name);
 	if (!vm) {
 		pthread_mutex_unlock(&s->lock);
 		free(r);
-		return derr_set(e, 404, "name", "no VM named '%.64s'", name);
+		return cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
 	}
 	r->s = s;
 	r->vm = vm;
@@ -63,7 +63,7 @@ int sup_console_open(struct sup *s, const char *name, size_t history, bool follo
 }
 
 int sup_console_input(struct sup *s, const char *name, const void *data, size_t len,
-		      struct derr *e)
+		      struct cerr *e)
 {
 	struct vmrt *vm;
 	size_t off = 0;
@@ -72,9 +72,9 @@ int sup_console_input(struct sup *s, const char *name, const void *data, size_t 
 	pthread_mutex_lock(&s->lock);
 	vm = sup_find(s, name);
 	if (!vm) {
-		ret = derr_set(e, 404, "name", "no VM named '%.64s'", name);
+		ret = cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
 	} else if (vm->console_fd < 0 || (vm->state != VS_RUNNING && vm->state != VS_PAUSED)) {
-		ret = derr_set(e, 409, "state", "cannot send console input to a VM that is %s",
+		ret = cerr_set(e, CERR_STATE, "state", "cannot send console input to a VM that is %s",
 			       vm_state_name(vm->state));
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 	} else {
@@ -85,7 +85,7 @@ int sup_console_input(struct sup *s, const char *name, const void *data, size_t 
 					 MSG_DONTWAIT | MSG_NOSIGNAL);
 
 			if (n <= 0) {
-				ret = derr_set(e, 503, "", "console input: %s",
+				ret = cerr_set(e, CERR_UNAVAILABLE, "", "console input: %s",
 					       n < 0 ? strerror(errno) : "closed");
 				break;
 			}

@@ -37,7 +37,7 @@ void sup_saved_path(struct sup *s, const struct vmrt *vm, char *out, size_t len)
 	snprintf(out, len, "%s/vms/%s/saved.state", s->conf.state_dir, vm->def.uuid);
 }
 
-int sup_act_save(struct sup *s, struct vmrt *vm, struct derr *e)
+int sup_act_save(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	unsigned gen = vm->gen;
 	json_t *reply = NULL;
@@ -45,14 +45,14 @@ int sup_act_save(struct sup *s, struct vmrt *vm, struct derr *e)
 	int fd, ret;
 
 	if (sup_vm_dir(s, vm, path, sizeof(path)))
-		return derr_set(e, 500, "", "cannot create %s: %s", path, strerror(errno));
+		return cerr_set(e, CERR_INTERNAL, "", "cannot create %s: %s", path, strerror(errno));
 	sup_saved_path(s, vm, path, sizeof(path));
 	/* A new inode every time: the old name may be a checkpoint's memory
 	 * (a hard link), which must not be truncated. */
 	unlink(path);
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return derr_set(e, 500, "", "cannot create %s: %s", path, strerror(errno));
+		return cerr_set(e, CERR_INTERNAL, "", "cannot create %s: %s", path, strerror(errno));
 	vm->stop_requested = true; /* the worker exits (status 14): no restart policy */
 	ret = sup_worker_cmd(s, vm, json_pack("{s:s, s:i, s:b}", "cmd", "save", "fd", 0, "stop", 1),
 			     &fd, 1, SAVE_TIMEOUT_MS, &reply, e);
@@ -73,18 +73,18 @@ int sup_act_save(struct sup *s, struct vmrt *vm, struct derr *e)
 		sup_wait_until(s, vm, sup_worker_gone, gen, 10000);
 	}
 	if (vm->state != VS_SAVED)
-		return derr_set(e, 500, "", "the worker did not end with its state saved: %s",
+		return cerr_set(e, CERR_INTERNAL, "", "the worker did not end with its state saved: %s",
 				vm->exit_reason);
 	return 0;
 }
 
-int sup_act_delete_state(struct sup *s, struct vmrt *vm, struct derr *e)
+int sup_act_delete_state(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	char path[512];
 
 	sup_saved_path(s, vm, path, sizeof(path));
 	if (unlink(path) < 0 && errno != ENOENT)
-		return derr_set(e, 500, "", "cannot delete %s: %s", path, strerror(errno));
+		return cerr_set(e, CERR_INTERNAL, "", "cannot delete %s: %s", path, strerror(errno));
 	sup_set_state(s, vm, VS_STOPPED, "state-deleted", NULL);
 	return 0;
 }
@@ -109,7 +109,7 @@ void sup_merge_disk_status(json_t *vmjson, json_t *status)
 }
 
 int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *body, json_t **out,
-		    struct derr *e)
+		    struct cerr *e)
 {
 	struct vmdef_qos q;
 	struct vmrt *vm;
@@ -120,23 +120,23 @@ int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *b
 	pthread_mutex_lock(&s->lock);
 	vm = sup_find(s, name);
 	if (!vm) {
-		derr_set(e, 404, "name", "no VM named '%.64s'", name);
+		cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
 		goto out;
 	}
 	idx = vmdef_disk_find(&vm->def, disk);
 	if (idx < 0) {
-		derr_set(e, 404, "disk", "VM '%s' has no disk '%.32s'", name, disk);
+		cerr_set(e, CERR_NOT_FOUND, "disk", "VM '%s' has no disk '%.32s'", name, disk);
 		goto out;
 	}
 	if (vm->busy) {
-		derr_set(e, 409, "state", "another action on this VM is in progress");
+		cerr_set(e, CERR_STATE, "state", "another action on this VM is in progress");
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		goto out;
 	}
 	q = vm->def.disks[idx].qos;
 	json_object_foreach(body, key, v) {
 		if (strcmp(key, "qos")) {
-			derr_set(e, 400, key, "unknown field (only qos changes here; the rest with "
+			cerr_set(e, CERR_INVALID, key, "unknown field (only qos changes here; the rest with "
 				 "PATCH /v1/vms/{name} on a stopped VM)");
 			goto out;
 		}
@@ -144,7 +144,7 @@ int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *b
 			goto out;
 	}
 	if (!json_object_get(body, "qos")) {
-		derr_set(e, 400, "qos", "required");
+		cerr_set(e, CERR_INVALID, "qos", "required");
 		goto out;
 	}
 	vm->busy = true;
@@ -166,12 +166,12 @@ int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *b
 	/* The worker took it (or none runs): store it for the next start. */
 	idx = vmdef_disk_find(&vm->def, disk); /* the lock was dropped */
 	if (idx < 0) {
-		derr_set(e, 404, "disk", "the disk went away");
+		cerr_set(e, CERR_NOT_FOUND, "disk", "the disk went away");
 		goto done;
 	}
 	vm->def.disks[idx].qos = q;
 	if (db_save_vm(s->db, &vm->def)) {
-		derr_set(e, 500, "", "cannot store the definition");
+		cerr_set(e, CERR_INTERNAL, "", "cannot store the definition");
 		goto done;
 	}
 	sup_emit(s, vm, "changed", disk);

@@ -188,13 +188,14 @@ static enum MHD_Result h_action(struct api_request *r, const char *name, int arg
 	enum MHD_Result res = MHD_NO;
 	struct cerr e = {0};
 	json_t *body, *out = NULL;
-	int ret, status = 200;
+	bool pending = false;
+	int ret;
 
 	if (parse_body(r, false, &body, &res))
 		return res;
-	ret = sup_action(r->sup, name, (enum sup_action)arg, body, &out, &status, &e);
+	ret = sup_action(r->sup, name, (enum sup_action)arg, body, &out, &pending, &e);
 	json_decref(body);
-	return reply(r, ret, &e, (unsigned)status, out);
+	return reply(r, ret, &e, pending ? 202 : 200, out);
 }
 
 static enum MHD_Result h_metrics(struct api_request *r, const char *name, int arg)

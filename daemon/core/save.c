@@ -85,7 +85,7 @@ int sup_act_delete_state(struct sup *s, struct vmrt *vm, struct cerr *e)
 	sup_saved_path(s, vm, path, sizeof(path));
 	if (unlink(path) < 0 && errno != ENOENT)
 		return cerr_set(e, CERR_INTERNAL, "", "cannot delete %s: %s", path, strerror(errno));
-	sup_set_state(s, vm, VS_STOPPED, "state-deleted", NULL);
+	lifecycle_fire(s, vm, EV_STATE_DELETED, NULL);
 	return 0;
 }
 
@@ -206,7 +206,7 @@ static void poll_apply(struct sup *s, struct vmrt *vm, json_t *reply)
 		return;
 	if (!strcmp(st, "paused") && vm->state == VS_RUNNING) {
 		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", why ? why : "worker");
-		sup_set_state(s, vm, VS_PAUSED, "paused", vm->pause_reason);
+		lifecycle_fire(s, vm, EV_PAUSE, vm->pause_reason);
 	} else if (!strcmp(st, "paused") && why && strcmp(why, vm->pause_reason) &&
 		   strcmp(vm->pause_reason, "api")) {
 		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", why);
@@ -216,7 +216,7 @@ static void poll_apply(struct sup *s, struct vmrt *vm, json_t *reply)
 
 		snprintf(was, sizeof(was), "resumed by the worker (was: %.200s)", vm->pause_reason);
 		vm->pause_reason[0] = 0;
-		sup_set_state(s, vm, VS_RUNNING, "resumed", was);
+		lifecycle_fire(s, vm, EV_RESUME, was);
 	}
 }
 

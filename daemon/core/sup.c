@@ -17,17 +17,6 @@
 
 #define WORKER_TIMEOUT_MS 10000
 
-static const char *const state_names[] = {
-	[VS_DEFINED] = "defined", [VS_STARTING] = "starting", [VS_RUNNING] = "running",
-	[VS_PAUSED] = "paused",   [VS_STOPPING] = "stopping", [VS_STOPPED] = "stopped",
-	[VS_CRASHED] = "crashed", [VS_SAVED] = "saved",   [VS_INCOMING] = "incoming",
-};
-
-const char *vm_state_name(enum vm_state st)
-{
-	return state_names[st];
-}
-
 uint64_t sup_mono_ns(void)
 {
 	struct timespec ts;
@@ -103,16 +92,6 @@ void sup_persist(struct sup *s, struct vmrt *vm)
 		log_warn("vm %s: cannot record the runtime state", vm->def.name);
 }
 
-void sup_set_state(struct sup *s, struct vmrt *vm, enum vm_state st, const char *event,
-		   const char *detail)
-{
-	vm->state = st;
-	sup_persist(s, vm);
-	if (event)
-		sup_emit(s, vm, event, detail);
-	pthread_cond_broadcast(&s->changed);
-}
-
 static int64_t uptime_ms(const struct vmrt *vm)
 {
 	struct timespec now;
@@ -182,6 +161,7 @@ static struct vmrt *vmrt_new(void)
 		return NULL;
 	vm->pidfd = vm->console_fd = vm->incoming_fd = -1;
 	vm->exit_status = -1;
+	vm->state = VS_NONE;
 	vm->w_pid.kind = WATCH_PID;
 	vm->w_pid.vm = vm;
 	vm->w_con.kind = WATCH_CONSOLE;
@@ -189,8 +169,8 @@ static struct vmrt *vmrt_new(void)
 	return vm;
 }
 
-struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_state st, const char *event,
-			  const char *detail, struct cerr *e)
+struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const char *detail,
+			  struct cerr *e)
 {
 	struct vmrt *vm = vmrt_new(), **pp;
 	int ret;
@@ -216,12 +196,11 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_state st, const c
 			 strerror(-ret));
 		goto fail;
 	}
-	vm->state = st;
 	for (pp = &s->vms; *pp; pp = &(*pp)->next)
 		;
 	*pp = vm;
-	sup_persist(s, vm);
-	sup_emit(s, vm, event, detail);
+	if (lifecycle_fire(s, vm, ev, detail))
+		sup_persist(s, vm);
 	return vm;
 fail:
 	vmdef_free(&vm->def);
@@ -234,17 +213,11 @@ int sup_define(struct sup *s, json_t *body, json_t **out, struct cerr *e)
 	struct vmrt *vm;
 
 	pthread_mutex_lock(&s->lock);
-	vm = sup_register(s, body, VS_DEFINED, "defined", NULL, e);
+	vm = sup_register(s, body, EV_DEFINE, NULL, e);
 	if (vm)
 		*out = sup_vm_json(s, vm);
 	pthread_mutex_unlock(&s->lock);
 	return vm ? 0 : -1;
-}
-
-bool state_active(enum vm_state st)
-{
-	return st == VS_STARTING || st == VS_RUNNING || st == VS_PAUSED || st == VS_STOPPING ||
-	       st == VS_INCOMING;
 }
 
 int sup_refuse(struct vmrt *vm, struct cerr *e, const char *what)
@@ -347,10 +320,8 @@ int sup_delete(struct sup *s, const char *name, struct cerr *e)
 	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
 		goto out;
-	if (state_active(vm->state)) {
-		sup_refuse(vm, e, "delete");
+	if (lifecycle_request_check(REQ_DELETE, vm->state, e))
 		goto out;
-	}
 	if (sup_remove(s, vm, "deleted", NULL)) {
 		cerr_set(e, CERR_INTERNAL, "", "cannot delete the definition");
 		goto out;
@@ -447,7 +418,7 @@ int sup_act_kill(struct sup *s, struct vmrt *vm, struct cerr *e)
 	return 0;
 }
 
-static int act_stop(struct sup *s, struct vmrt *vm, json_t *body, int *status, struct cerr *e)
+static int act_stop(struct sup *s, struct vmrt *vm, json_t *body, bool *pending, struct cerr *e)
 {
 	json_int_t timeout_s = s->conf.shutdown_timeout_s;
 	json_t *t = json_is_object(body) ? json_object_get(body, "timeout_s") : NULL;
@@ -467,7 +438,7 @@ static int act_stop(struct sup *s, struct vmrt *vm, json_t *body, int *status, s
 	if (t)
 		timeout_s = json_integer_value(t);
 	vm->stop_requested = true;
-	sup_set_state(s, vm, VS_STOPPING, "stopping", NULL);
+	lifecycle_fire(s, vm, EV_STOP, NULL);
 	if (worker_cmd(s, vm, json_pack("{s:s, s:I}", "cmd", "shutdown", "timeout_ms",
 					timeout_s * 1000), &reply, e)) {
 		log_warn("vm %s: graceful shutdown failed (%s); turning it off", vm->def.name,
@@ -475,7 +446,7 @@ static int act_stop(struct sup *s, struct vmrt *vm, json_t *body, int *status, s
 		return sup_act_kill(s, vm, e);
 	}
 	json_decref(reply);
-	*status = 202;
+	*pending = true;
 	return 0;
 }
 
@@ -489,8 +460,7 @@ static int act_pause(struct sup *s, struct vmrt *vm, bool pause, struct cerr *e)
 	json_decref(reply);
 	if (vm->gen == gen && (vm->state == VS_RUNNING || vm->state == VS_PAUSED)) {
 		snprintf(vm->pause_reason, sizeof(vm->pause_reason), "%s", pause ? "api" : "");
-		sup_set_state(s, vm, pause ? VS_PAUSED : VS_RUNNING, pause ? "paused" : "resumed",
-			      NULL);
+		lifecycle_fire(s, vm, pause ? EV_PAUSE : EV_RESUME, NULL);
 	}
 	return 0;
 }
@@ -514,30 +484,21 @@ static int act_reset(struct sup *s, struct vmrt *vm, struct cerr *e)
 	return 0;
 }
 
-static const struct {
-	const char *verb;
-	unsigned from; /* bit mask of states */
-} actions[] = {
-	[SUP_START] = { "start", 1u << VS_DEFINED | 1u << VS_STOPPED | 1u << VS_CRASHED |
-				 1u << VS_SAVED },
-	[SUP_STOP] = { "stop", 1u << VS_RUNNING | 1u << VS_PAUSED },
-	[SUP_KILL] = { "turn off", 1u << VS_STARTING | 1u << VS_RUNNING | 1u << VS_PAUSED |
-				   1u << VS_STOPPING },
-	[SUP_RESET] = { "reset", 1u << VS_RUNNING | 1u << VS_PAUSED },
-	[SUP_PAUSE] = { "pause", 1u << VS_RUNNING },
-	[SUP_RESUME] = { "resume", 1u << VS_PAUSED },
-	[SUP_SAVE] = { "save", 1u << VS_RUNNING | 1u << VS_PAUSED },
-	[SUP_DELETE_STATE] = { "discard the saved state of", 1u << VS_SAVED },
+/* The lifecycle request each action makes (lifecycle_table.c says when). */
+static const enum vm_request action_request[] = {
+	[SUP_START] = REQ_START, [SUP_STOP] = REQ_STOP,   [SUP_KILL] = REQ_KILL,
+	[SUP_RESET] = REQ_RESET, [SUP_PAUSE] = REQ_PAUSE, [SUP_RESUME] = REQ_RESUME,
+	[SUP_SAVE] = REQ_SAVE,   [SUP_DELETE_STATE] = REQ_DELETE_STATE,
 };
 
 int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body, json_t **out,
-	       int *status, struct cerr *e)
+	       bool *pending, struct cerr *e)
 {
 	struct vmrt *vm;
 	bool took_busy;
 	int ret = -1;
 
-	*status = 200;
+	*pending = false;
 	if (a != SUP_STOP && body && (!json_is_object(body) || json_object_size(body)))
 		return cerr_set(e, CERR_INVALID, json_is_object(body) ? json_object_iter_key(
 						   json_object_iter(body)) : "",
@@ -551,10 +512,8 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		refuse_busy(vm, e);
 		goto out;
 	}
-	if (!(actions[a].from & (1u << vm->state))) {
-		sup_refuse(vm, e, actions[a].verb);
+	if (lifecycle_request_check(action_request[a], vm->state, e))
 		goto out;
-	}
 	took_busy = !vm->busy;
 	vm->busy = true;
 	vm->refs++;
@@ -566,13 +525,13 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		vm->burst = 0;
 		vm->start_ns = sup_mono_ns();
 		vm->first_out_ns = 0;
-		sup_set_state(s, vm, VS_STARTING, "starting", NULL);
+		lifecycle_fire(s, vm, EV_START, NULL);
 		pthread_mutex_unlock(&s->lock);
 		ret = sup_launch(s, vm, e);
 		pthread_mutex_lock(&s->lock);
 		break;
 	case SUP_STOP:
-		ret = act_stop(s, vm, body, status, e);
+		ret = act_stop(s, vm, body, pending, e);
 		break;
 	case SUP_KILL:
 		ret = sup_act_kill(s, vm, e);
@@ -630,6 +589,7 @@ static int sup_load_one(void *opaque, struct vmdef *def, const struct db_runtime
 	struct load_ctx *lc = opaque;
 	struct sup *s = lc->s;
 	struct vmrt *vm = vmrt_new(), **pp;
+	enum vm_state st;
 
 	if (!vm)
 		return -ENOMEM;
@@ -640,18 +600,16 @@ static int sup_load_one(void *opaque, struct vmdef *def, const struct db_runtime
 	for (pp = &s->vms; *pp; pp = &(*pp)->next)
 		;
 	*pp = vm;
-	vm->state = VS_DEFINED;
-	for (unsigned i = 0; i < ARRAY_SIZE(state_names); i++)
-		if (!strcmp(rt->state, state_names[i]))
-			vm->state = (enum vm_state)i;
+	if (vm_state_parse(rt->state, &st))
+		st = VS_DEFINED;
+	lifecycle_load(vm, st);
 	vm->exit_status = rt->exit_status;
 	vm->restarts = rt->restarts;
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", rt->exit_reason);
 	if (lc->rebooted && state_active(vm->state)) {
-		vm->state = VS_STOPPED;
 		vm->exit_status = 255; /* unknown: the worker went down with the host */
 		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "the host rebooted");
-		sup_persist(s, vm);
+		lifecycle_fire(s, vm, EV_HOST_REBOOTED, NULL);
 	} else if (state_active(vm->state)) {
 		sup_adopt(s, vm, rt);
 	}
@@ -701,7 +659,7 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct db *db)
 		for (struct vmrt *vm = s->vms; vm; vm = vm->next) {
 			if (vm->def.autostart && !state_active(vm->state)) {
 				vm->restore = vm->state == VS_SAVED;
-				sup_set_state(s, vm, VS_STARTING, "starting", "autostart");
+				lifecycle_fire(s, vm, EV_START, "autostart");
 				sup_launch_async(s, vm);
 			}
 		}

@@ -56,10 +56,11 @@ int sup_delete(struct sup *s, const char *name, struct cerr *e) __must_check;
 
 enum sup_action { SUP_START, SUP_STOP, SUP_KILL, SUP_RESET, SUP_PAUSE, SUP_RESUME, SUP_SAVE,
 		  SUP_DELETE_STATE };
-/* Run a lifecycle action. *status is the HTTP success status (200, or 202
- * for a graceful stop still in progress); *out the VM after it. */
+/* Run a lifecycle action. *pending is true when the action goes on after
+ * the call (a graceful stop the guest is still carrying out); *out is the VM
+ * after it. */
 int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body, json_t **out,
-	       int *status, struct cerr *e) __must_check;
+	       bool *pending, struct cerr *e) __must_check;
 
 /* Change one disk's live settings (body {"qos": {...}}): applied to the
  * running worker (set-qos) and stored. *out is the disk. */

@@ -1,15 +1,15 @@
-/* sup_priv.h: the supervisor's internals, shared by sup*.c only. */
+/* sup_priv.h: the core's internals, shared by core/, worker/ and
+ * features/ (never by api/, which sees core/sup.h only). */
 #pragma once
 #include <pthread.h>
 #include <time.h>
 
 #include "cgroup.h"
 #include "db.h"
+#include "lifecycle.h"
 #include "sup.h"
 #include "vmdef.h"
 
-enum vm_state { VS_DEFINED, VS_STARTING, VS_RUNNING, VS_PAUSED, VS_STOPPING, VS_STOPPED,
-		VS_CRASHED, VS_SAVED, VS_INCOMING };
 
 #define SUP_EVENTS        1024  /* events kept for late readers */
 #define SUP_RESTART_BURST 5     /* automatic restarts allowed ... */
@@ -92,17 +92,20 @@ struct sup {
 };
 
 /* sup.c */
-const char *vm_state_name(enum vm_state st);
 struct vmrt *sup_find(struct sup *s, const char *name);
 void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *detail);
 void sup_persist(struct sup *s, struct vmrt *vm);
-void sup_set_state(struct sup *s, struct vmrt *vm, enum vm_state st, const char *event,
-		   const char *detail);
+/* lifecycle.c: the only writer of vm->state. Fire ev (lock held): the
+ * state moves as the table says, is persisted and announced. -1 (logged,
+ * nothing changed) if the table refuses ev in the current state. */
+int lifecycle_fire(struct sup *s, struct vmrt *vm, enum vm_event ev, const char *detail);
+/* Set the state recorded in the store (startup only). */
+void lifecycle_load(struct vmrt *vm, enum vm_state st);
 json_t *sup_vm_json(struct sup *s, struct vmrt *vm);
 int64_t sup_now_wall(void);
 uint64_t sup_mono_ns(void);
 
-bool state_active(enum vm_state st);
+#define state_active vm_state_active
 /* The VM called name, unless unknown or busy (e filled, NULL). */
 struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct cerr *e);
 /* Turn the VM off and wait for its worker to go (lock held). */
@@ -116,10 +119,11 @@ bool sup_worker_gone(struct vmrt *vm, unsigned gen);
 int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, unsigned nfds,
 		   int timeout_ms, json_t **reply, struct cerr *e);
 
-/* Validate a definition and add the VM in state st (lock held). NULL with
- * e set (400 bad field, 409 name or UUID taken). */
-struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_state st, const char *event,
-			  const char *detail, struct cerr *e);
+/* Validate a definition and add the VM through ev (EV_DEFINE or
+ * EV_MOVE_IN; lock held). NULL with e set (invalid field, name or UUID
+ * taken). */
+struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const char *detail,
+			  struct cerr *e);
 /* Take the VM out of the registry and the database (lock held, no worker):
  * its runtime files and saved state go; streams end; freed when unreferenced. */
 int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *detail);

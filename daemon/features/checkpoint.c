@@ -403,8 +403,7 @@ int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out, s
 	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
 		goto out;
-	if (vm->state == VS_STARTING || vm->state == VS_STOPPING) {
-		sup_refuse(vm, e, "checkpoint");
+	if (lifecycle_request_check(REQ_CHECKPOINT_CREATE, vm->state, e)) {
 		goto out;
 	}
 	list = db_cp_list(s->db, vm->def.uuid);
@@ -506,7 +505,7 @@ static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t 
 		ov[i][0] = 0;
 	}
 	memset(ov, 0, sizeof(ov));
-	sup_set_state(s, vm, memory ? VS_SAVED : VS_STOPPED, "checkpoint-applied", cpname);
+	lifecycle_fire(s, vm, memory ? EV_CHECKPOINT_APPLIED_MEMORY : EV_CHECKPOINT_APPLIED, cpname);
 	ret = 0;
 out:
 	for (unsigned i = 0; i < VMDEF_MAX_DISKS; i++)
@@ -545,8 +544,7 @@ int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **o
 	cp = cp_lookup(s, name, cpname, &vm, &list, e);
 	if (!cp)
 		goto out;
-	if (vm->state == VS_STARTING || vm->state == VS_STOPPING) {
-		sup_refuse(vm, e, "apply a checkpoint to");
+	if (lifecycle_request_check(REQ_CHECKPOINT_APPLY, vm->state, e)) {
 		goto out;
 	}
 	vm->busy = true;

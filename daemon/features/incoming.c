@@ -85,7 +85,7 @@ static void drop(struct sup *s, struct vmrt *vm, const char *why)
 
 void sup_incoming_failed(struct sup *s, struct vmrt *vm, const char *detail)
 {
-	sup_set_state(s, vm, VS_STOPPED, "incoming-failed", detail);
+	lifecycle_fire(s, vm, EV_INCOMING_FAILED, detail);
 	/* An API call in flight (prepare, commit, abort) drops it itself. */
 	if (!vm->busy)
 		drop(s, vm, "the move did not complete");
@@ -250,7 +250,7 @@ static void *watch_thread(void *opaque)
 		vm->started_at = sup_now_wall();
 		sup_incoming_free(vm->incoming);
 		vm->incoming = NULL;
-		sup_set_state(s, vm, VS_RUNNING, "started", "moved in");
+		lifecycle_fire(s, vm, EV_STARTED, "moved in");
 	} else if (vm->gen == w->gen && vm->state == VS_INCOMING && vm->pid) {
 		log_warn("vm %s: the incoming worker did not start the VM (%s); ending it",
 			 vm->def.name, strerror(-ret));
@@ -354,7 +354,7 @@ int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, js
 	pthread_mutex_lock(&s->lock);
 	if (parse_prepare(s, body, &def, in, e))
 		goto fail;
-	vm = sup_register(s, def, VS_INCOMING, "incoming", in->quick ? "quick" : "live", e);
+	vm = sup_register(s, def, EV_MOVE_IN, in->quick ? "quick" : "live", e);
 	if (!vm) {
 		if (!in->storage && !strncmp(e->field, "disks", 5))
 			snprintf(e->reason + strlen(e->reason), sizeof(e->reason) - strlen(e->reason),
@@ -427,7 +427,7 @@ static int commit_quick(struct sup *s, struct vmrt *vm, struct cerr *e)
 	vm->stop_requested = vm->reset_requested = false;
 	vm->start_ns = sup_mono_ns();
 	vm->first_out_ns = 0;
-	sup_set_state(s, vm, VS_STARTING, "starting", "moved in (quick)");
+	lifecycle_fire(s, vm, EV_INCOMING_QUICK, "moved in (quick)");
 	pthread_mutex_unlock(&s->lock);
 	if (sup_launch(s, vm, e)) {
 		pthread_mutex_lock(&s->lock);

@@ -488,7 +488,7 @@ static void restore_here(struct move *m)
 	vm->stop_requested = vm->reset_requested = false;
 	vm->start_ns = sup_mono_ns();
 	vm->first_out_ns = 0;
-	sup_set_state(m->s, vm, VS_STARTING, "starting", "the move failed: restoring here");
+	lifecycle_fire(m->s, vm, EV_START, "the move failed: restoring here");
 	pthread_mutex_unlock(&m->s->lock);
 	if (sup_launch(m->s, vm, &e))
 		log_err("vm %s: cannot restore it after the failed move: %s", m->name, e.reason);
@@ -498,11 +498,9 @@ static void restore_here(struct move *m)
 static int move_check(struct move *m, const char *to, struct cerr *e)
 {
 	struct vmrt *vm = m->vm;
-	unsigned ok = m->quick ? (1u << VS_RUNNING | 1u << VS_PAUSED | 1u << VS_SAVED)
-			       : (1u << VS_RUNNING | 1u << VS_PAUSED);
 
-	if (!(ok & (1u << vm->state)))
-		return sup_refuse(vm, e, "move");
+	if (lifecycle_request_check(m->quick ? REQ_MOVE_QUICK : REQ_MOVE_LIVE, vm->state, e))
+		return -1;
 	if (!m->quick && (!m->s->conf.tls_cert || !m->s->conf.tls_key || !m->s->conf.tls_ca))
 		return cerr_set(e, CERR_CONFLICT, "tls", "live moves need this cellad's TLS material "
 				"(--tls-cert, --tls-key, --tls-ca); or use quick");

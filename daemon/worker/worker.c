@@ -258,8 +258,7 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	    (status == WORKER_EXIT_POWEROFF || worker_exit_is_debug(status))) {
 		/* The guest ended the VM itself, so the worker had resumed it (a
 		 * storage pause) between two status polls: say so. */
-		vm->state = VS_RUNNING;
-		sup_emit(s, vm, "resumed", "by the worker (seen when the guest ended)");
+		lifecycle_fire(s, vm, EV_RESUME, "by the worker (seen when the guest ended)");
 	}
 	if (vm->state == VS_INCOMING) {
 		/* The VM never ran here: the move failed or was aborted. */
@@ -271,7 +270,7 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 		/* It runs on another host now (move.c removes it). */
 		vm->restore = false;
 		vm->pause_reason[0] = 0;
-		sup_set_state(s, vm, VS_STOPPED, "migrated", detail);
+		lifecycle_fire(s, vm, EV_EXIT_MIGRATED, detail);
 		return;
 	}
 	if (was_starting) {
@@ -280,11 +279,10 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 		if (vm->restore) {
 			/* The saved state stays: start can try again, or delete-state. */
 			vm->restore = false;
-			sup_set_state(s, vm, VS_SAVED, asked ? "stopped" : "crashed", detail);
+			lifecycle_fire(s, vm, asked ? EV_RESTORE_STOPPED : EV_RESTORE_CRASHED, detail);
 			return;
 		}
-		sup_set_state(s, vm, asked ? VS_STOPPED : VS_CRASHED, asked ? "stopped" : "crashed",
-			      detail);
+		lifecycle_fire(s, vm, asked ? EV_EXIT_STOPPED : EV_EXIT_CRASHED, detail);
 		return;
 	}
 	vm->restore = false;
@@ -293,14 +291,14 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	vm->disk_status = NULL;
 	if (status == WORKER_EXIT_SAVED) {
 		/* The state file is complete (save replied first). */
-		sup_set_state(s, vm, VS_SAVED, "saved", detail);
+		lifecycle_fire(s, vm, EV_EXIT_SAVED, detail);
 		return;
 	}
 	if (!vm->stop_requested && (vm->reset_requested || status == WORKER_EXIT_RESET)) {
 		vm->reset_requested = false;
 		vm->start_ns = sup_mono_ns();
 		vm->first_out_ns = 0;
-		sup_set_state(s, vm, VS_STARTING, "reset", detail);
+		lifecycle_fire(s, vm, EV_RESET, detail);
 		sup_launch_async(s, vm);
 		return;
 	}
@@ -308,8 +306,7 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	 * killed; a guest crash during a graceful stop is still a crash. */
 	crashed = !worker_exit_is_clean(status) &&
 		  !(vm->stop_requested && status != WORKER_EXIT_CRASH);
-	sup_set_state(s, vm, crashed ? VS_CRASHED : VS_STOPPED, crashed ? "crashed" : "stopped",
-		      detail);
+	lifecycle_fire(s, vm, crashed ? EV_EXIT_CRASHED : EV_EXIT_STOPPED, detail);
 	if (vm->stop_requested || vm->deleted)
 		return;
 	if ((crashed && vm->def.restart != RESTART_NEVER) || vm->def.restart == RESTART_ALWAYS) {
@@ -317,7 +314,7 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 			vm->restarts++;
 			vm->start_ns = sup_mono_ns();
 			vm->first_out_ns = 0;
-			sup_set_state(s, vm, VS_STARTING, "restarting",
+			lifecycle_fire(s, vm, EV_RESTART,
 				      crashed ? "restart policy after a crash" : "restart policy always");
 			sup_launch_async(s, vm);
 		}
@@ -511,13 +508,13 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 	gen = ++vm->gen;
 	if (vm->stop_requested) {
 		/* Turned off before the worker existed (an automatic restart). */
-		sup_set_state(s, vm, VS_STOPPED, "stopped", "turned off before it started");
+		lifecycle_fire(s, vm, EV_START_CANCELLED, "turned off before it started");
 		pthread_mutex_unlock(&s->lock);
 		return cerr_set(e, CERR_STATE, "state", "turned off before it started");
 	}
 	if (sup_spawn(s, vm, e)) {
 		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%.250s", e->reason);
-		sup_set_state(s, vm, VS_CRASHED, "crashed", e->reason);
+		lifecycle_fire(s, vm, EV_START_FAILED, e->reason);
 		pthread_mutex_unlock(&s->lock);
 		return -1;
 	}
@@ -568,7 +565,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 			unlink(saved);
 			vm->restore = false;
 		}
-		sup_set_state(s, vm, VS_RUNNING, "started", restored ? "restored from saved state"
+		lifecycle_fire(s, vm, EV_STARTED, restored ? "restored from saved state"
 								       : NULL);
 		pthread_mutex_unlock(&s->lock);
 		return 0;
@@ -639,7 +636,7 @@ void sup_launch_async(struct sup *s, struct vmrt *vm)
 	free(a);
 fail:
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "cannot create a start thread");
-	sup_set_state(s, vm, VS_CRASHED, "crashed", vm->exit_reason);
+	lifecycle_fire(s, vm, EV_START_FAILED, vm->exit_reason);
 }
 
 void sup_adopt(struct sup *s, struct vmrt *vm, const struct db_runtime *rt)
@@ -649,6 +646,7 @@ void sup_adopt(struct sup *s, struct vmrt *vm, const struct db_runtime *rt)
 	json_t *req, *reply = NULL;
 	char path[512];
 	const char *state;
+	enum vm_event ev;
 	int ret;
 
 	vm->pid = rt->pid;
@@ -703,12 +701,12 @@ void sup_adopt(struct sup *s, struct vmrt *vm, const struct db_runtime *rt)
 			vm->started_mono.tv_nsec += 1000000000;
 		}
 	}
-	vm->state = !strcmp(state, "paused") ? VS_PAUSED
-		    : !strcmp(state, "stopping") ? VS_STOPPING : VS_RUNNING;
-	if (vm->state == VS_STOPPING)
+	ev = !strcmp(state, "paused") ? EV_ADOPT_PAUSED
+	     : !strcmp(state, "stopping") ? EV_ADOPT_STOPPING : EV_ADOPT_RUNNING;
+	if (ev == EV_ADOPT_STOPPING)
 		vm->stop_requested = true;
 	json_decref(reply);
-	sup_set_state(s, vm, vm->state, "adopted", NULL);
+	lifecycle_fire(s, vm, ev, NULL);
 }
 
 static void *monitor_main(void *opaque)

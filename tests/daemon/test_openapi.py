@@ -14,7 +14,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 def server_routes():
     """cellad's route table, read from its source (the single place routes live)."""
-    src = open(os.path.join(ROOT, "daemon", "api_routes.c")).read()
+    src = open(os.path.join(ROOT, "daemon", "api", "routes.c")).read()
     table = src[src.index("static const struct route routes[]"):]
     return set(re.findall(r'\{\s*"([A-Z]+)",\s*"(/[^"]*)"', table))
 

@@ -22,7 +22,7 @@
 #include <jansson.h>
 
 #include "api.h"
-#include "db.h"
+#include "store.h"
 #include "log.h"
 #include "sup.h"
 
@@ -344,7 +344,7 @@ int main(int argc, char **argv)
 		   *o_worker = NULL, *o_tls[3] = { NULL, NULL, NULL };
 	bool no_sandbox = false, no_seccomp = false;
 	char dbpath[PATH_MAX], logs[PATH_MAX], err[512];
-	struct db *db = NULL;
+	struct store *db = NULL;
 	struct sup *sup = NULL;
 	struct api *api = NULL;
 	struct signalfd_siginfo si;
@@ -419,7 +419,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(dbpath, sizeof(dbpath), "%s/cellad.db", c.sup.state_dir);
-	if (db_open(&db, dbpath, err, sizeof(err))) {
+	if (store_sqlite_open(&db, dbpath, err, sizeof(err))) {
 		log_err("database: %s", err);
 		return 1;
 	}
@@ -454,7 +454,7 @@ out:
 		sup_quiesce(sup);
 	api_stop(api);
 	sup_destroy(sup);
-	db_close(db);
+	store_close(db);
 	curl_global_cleanup();
 	for (unsigned i = 0; i < c.nr_strings; i++)
 		free(c.strings[i]);

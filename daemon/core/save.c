@@ -170,7 +170,7 @@ int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *b
 		goto done;
 	}
 	vm->def.disks[idx].qos = q;
-	if (db_save_vm(s->db, &vm->def)) {
+	if (store_vm_put(s->db, &vm->def)) {
 		cerr_set(e, CERR_INTERNAL, "", "cannot store the definition");
 		goto done;
 	}

@@ -81,14 +81,14 @@ void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *det
 
 void sup_persist(struct sup *s, struct vmrt *vm)
 {
-	struct db_runtime rt = {
+	struct store_runtime rt = {
 		.pid = vm->pid, .pid_start = vm->pid_start, .started_at = vm->started_at,
 		.exit_status = vm->exit_status, .restarts = vm->restarts,
 	};
 
 	snprintf(rt.state, sizeof(rt.state), "%s", vm_state_name(vm->state));
 	snprintf(rt.exit_reason, sizeof(rt.exit_reason), "%s", vm->exit_reason);
-	if (db_save_runtime(s->db, vm->def.uuid, &rt))
+	if (store_runtime_put(s->db, vm->def.uuid, &rt))
 		log_warn("vm %s: cannot record the runtime state", vm->def.name);
 }
 
@@ -190,7 +190,7 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
 			goto fail;
 		}
 	}
-	ret = db_save_vm(s->db, &vm->def);
+	ret = store_vm_put(s->db, &vm->def);
 	if (ret) {
 		cerr_set(e, ret == -EEXIST ? CERR_EXISTS : CERR_INTERNAL, "", "cannot store the definition: %s",
 			 strerror(-ret));
@@ -269,7 +269,7 @@ int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, stru
 		vmdef_free(&next);
 		goto out;
 	}
-	if (db_save_vm(s->db, &next)) {
+	if (store_vm_put(s->db, &next)) {
 		cerr_set(e, CERR_INTERNAL, "", "cannot store the definition");
 		vmdef_free(&next);
 		goto out;
@@ -292,7 +292,7 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
 	struct vmrt **pp;
 	char path[512];
 
-	if (db_delete_vm(s->db, vm->def.uuid))
+	if (store_vm_delete(s->db, vm->def.uuid))
 		return -EIO;
 	for (pp = &s->vms; *pp && *pp != vm; pp = &(*pp)->next)
 		;
@@ -584,7 +584,7 @@ struct load_ctx {
 	bool rebooted;
 };
 
-static int sup_load_one(void *opaque, struct vmdef *def, const struct db_runtime *rt)
+static int sup_load_one(void *opaque, struct vmdef *def, const struct store_runtime *rt)
 {
 	struct load_ctx *lc = opaque;
 	struct sup *s = lc->s;
@@ -616,7 +616,7 @@ static int sup_load_one(void *opaque, struct vmdef *def, const struct db_runtime
 	return 0;
 }
 
-int sup_create(struct sup **out, const struct sup_conf *conf, struct db *db)
+int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 {
 	struct sup *s = calloc(1, sizeof(*s));
 	struct load_ctx lc = { .s = s };
@@ -643,7 +643,7 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct db *db)
 	cgroups_init(&s->cg, conf->cgroup_parent, conf->memory_overhead_mib);
 	if (read_boot_id(conf->boot_id_path, boot, sizeof(boot)))
 		log_warn("cannot read the boot id from %s: autostart disabled", conf->boot_id_path);
-	if (db_get_meta(db, "boot_id", last, sizeof(last)) == 0 && boot[0] && strcmp(boot, last))
+	if (store_meta_get(db, "boot_id", last, sizeof(last)) == 0 && boot[0] && strcmp(boot, last))
 		lc.rebooted = true;
 	ret = sup_monitor_start(s);
 	if (ret) {
@@ -651,8 +651,8 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct db *db)
 		return ret;
 	}
 	pthread_mutex_lock(&s->lock);
-	ret = db_load(db, sup_load_one, &lc);
-	if (!ret && boot[0] && db_set_meta(db, "boot_id", boot))
+	ret = store_load(db, sup_load_one, &lc);
+	if (!ret && boot[0] && store_meta_set(db, "boot_id", boot))
 		log_warn("cannot record the boot id");
 	if (!ret && lc.rebooted) {
 		log_info("host boot since the last run: starting autostart VMs");

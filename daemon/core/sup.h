@@ -14,7 +14,7 @@
 #include "compiler.h"
 #include "cerr.h"
 
-struct db;
+struct store;
 struct sup;
 struct sup_stream;
 
@@ -40,7 +40,7 @@ struct sup_conf {
 
 /* Load the definitions, re-adopt live workers, settle the rest, autostart
  * after a host boot, and start the monitor thread. 0 or -errno. */
-int sup_create(struct sup **out, const struct sup_conf *conf, struct db *db) __must_check;
+int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db) __must_check;
 /* End every stream (readers return end-of-stream); call before the HTTP
  * server stops, so that its threads can be joined. */
 void sup_quiesce(struct sup *s);

@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "cgroup.h"
-#include "db.h"
+#include "store.h"
 #include "lifecycle.h"
 #include "sup.h"
 #include "vmdef.h"
@@ -72,7 +72,7 @@ struct sup_event {
 
 struct sup {
 	struct sup_conf conf;
-	struct db *db;
+	struct store *db; /* the store (store/store.h) */
 	struct cgroups cg;
 	pthread_mutex_t lock;
 	pthread_cond_t changed;  /* any state change or new event/console data */
@@ -159,7 +159,7 @@ int sup_console_attach(struct sup *s, struct vmrt *vm);
 /* Same from a detached thread (automatic restarts). */
 void sup_launch_async(struct sup *s, struct vmrt *vm);
 /* Adopt or settle a worker recorded in the database (startup). */
-void sup_adopt(struct sup *s, struct vmrt *vm, const struct db_runtime *rt);
+void sup_adopt(struct sup *s, struct vmrt *vm, const struct store_runtime *rt);
 int sup_monitor_start(struct sup *s) __must_check;
 void sup_monitor_stop(struct sup *s);
 void sup_unwatch(struct sup *s, struct vmrt *vm);

@@ -140,7 +140,7 @@ int sup_cp_list(struct sup *s, const char *name, json_t **out, struct cerr *e)
 		pthread_mutex_unlock(&s->lock);
 		return cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
 	}
-	list = db_cp_list(s->db, vm->def.uuid);
+	list = store_cp_list(s->db, vm->def.uuid);
 	json_array_foreach(list, i, cp)
 	{
 		json_t *children = json_array(), *o;
@@ -285,13 +285,13 @@ static int cp_body(json_t *body, const char **name, bool *standard, struct cerr 
 static int cp_commit_create(struct sup *s, struct vmrt *vm, json_t *cp, struct vmdef *next,
                             struct cerr *e)
 {
-	int ret = db_begin(s->db);
+	int ret = store_begin(s->db);
 
 	if (!ret)
-		ret = db_cp_put(s->db, vm->def.uuid, cp);
+		ret = store_cp_put(s->db, vm->def.uuid, cp);
 	if (!ret)
-		ret = db_save_vm(s->db, next);
-	if (db_end(s->db, ret) || ret)
+		ret = store_vm_put(s->db, next);
+	if (store_end(s->db, ret) || ret)
 		return cerr_set(e, CERR_INTERNAL, "", "cannot store the checkpoint");
 	vmdef_free(&vm->def);
 	vm->def = *next;
@@ -363,7 +363,7 @@ static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, 
 	if (!ret)
 		snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", cpname);
 	if (ret) {
-		if (switched && db_save_vm(s->db, &next) == 0) {
+		if (switched && store_vm_put(s->db, &next) == 0) {
 			vmdef_free(&vm->def);
 			vm->def = next;
 		} else {
@@ -406,7 +406,7 @@ int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out, s
 	if (lifecycle_request_check(REQ_CHECKPOINT_CREATE, vm->state, e)) {
 		goto out;
 	}
-	list = db_cp_list(s->db, vm->def.uuid);
+	list = store_cp_list(s->db, vm->def.uuid);
 	if (cp_find(list, cpname)) {
 		json_decref(list);
 		cerr_set(e, CERR_EXISTS, "name", "VM '%s' has a checkpoint '%s' already", name, cpname);
@@ -483,7 +483,7 @@ static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t 
 		next.disks[i].format = VMDEF_FMT_QCOW2;
 	}
 	snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", cpname);
-	if (db_save_vm(s->db, &next)) {
+	if (store_vm_put(s->db, &next)) {
 		vmdef_free(&next);
 		cerr_set(e, CERR_INTERNAL, "", "cannot store the definition");
 		goto out;
@@ -527,7 +527,7 @@ static json_t *cp_lookup(struct sup *s, const char *name, const char *cpname, st
 	*vm = sup_lookup_idle(s, name, e);
 	if (!*vm)
 		return NULL;
-	*list = db_cp_list(s->db, (*vm)->def.uuid);
+	*list = store_cp_list(s->db, (*vm)->def.uuid);
 	cp = cp_find(*list, cpname);
 	if (!cp)
 		cerr_set(e, CERR_NOT_FOUND, "checkpoint", "VM '%s' has no checkpoint '%.64s'", name, cpname);
@@ -668,19 +668,19 @@ static int cp_delete_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
 	if (!strcmp(next.checkpoint, cpname))
 		snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", parent ? parent : "");
-	ret = db_begin(s->db);
+	ret = store_begin(s->db);
 	json_array_foreach(list, k, c)
 	{
 		if (ret || strcmp(cp_str(c, "parent") ?: "", cpname))
 			continue;
 		json_object_set_new(c, "parent", parent ? json_string(parent) : json_null());
-		ret = db_cp_put(s->db, vm->def.uuid, c);
+		ret = store_cp_put(s->db, vm->def.uuid, c);
 	}
 	if (!ret)
-		ret = db_cp_delete(s->db, vm->def.uuid, cpname);
+		ret = store_cp_delete(s->db, vm->def.uuid, cpname);
 	if (!ret)
-		ret = db_save_vm(s->db, &next);
-	if (db_end(s->db, ret) || ret) {
+		ret = store_vm_put(s->db, &next);
+	if (store_end(s->db, ret) || ret) {
 		vmdef_free(&next);
 		return cerr_set(e, CERR_INTERNAL, "", "cannot update the checkpoint tree");
 	}

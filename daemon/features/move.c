@@ -44,7 +44,7 @@ json_t *sup_hosts_list(struct sup *s)
 	json_t *arr;
 
 	pthread_mutex_lock(&s->lock);
-	arr = db_host_list(s->db, false);
+	arr = store_host_list(s->db, false);
 	pthread_mutex_unlock(&s->lock);
 	return arr;
 }
@@ -87,7 +87,7 @@ int sup_host_add(struct sup *s, json_t *body, json_t **out, struct cerr *e)
 	if (tls_name && (!*tls_name || strlen(tls_name) > 255))
 		return cerr_set(e, CERR_INVALID, "tls_name", "expected a certificate name (1-255 characters)");
 	pthread_mutex_lock(&s->lock);
-	ret = db_host_put(s->db, name, url, token, tls_name);
+	ret = store_host_put(s->db, name, url, token, tls_name);
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
 		return cerr_set(e, CERR_INTERNAL, "", "cannot store the host");
@@ -101,7 +101,7 @@ int sup_host_remove(struct sup *s, const char *host, struct cerr *e)
 	int ret;
 
 	pthread_mutex_lock(&s->lock);
-	ret = db_host_delete(s->db, host);
+	ret = store_host_delete(s->db, host);
 	pthread_mutex_unlock(&s->lock);
 	if (ret == -ENOENT)
 		return cerr_set(e, CERR_NOT_FOUND, "host", "no host named '%.64s'", host);
@@ -170,7 +170,7 @@ static int parse_move(struct move *m, json_t *body, const char **to, struct cerr
 /* The host entry, or NULL (e set). Lock held. */
 static json_t *find_host(struct sup *s, const char *to, struct cerr *e)
 {
-	json_t *all = db_host_list(s->db, true), *h, *hit = NULL;
+	json_t *all = store_host_list(s->db, true), *h, *hit = NULL;
 	size_t i;
 
 	json_array_foreach(all, i, h) {

@@ -1,5 +1,6 @@
-/* db.c: SQLite storage for VM definitions, runtime records and metadata. */
-#include "db.h"
+/* sqlite.c: the SQLite store (store/store.h): VM definitions, runtime
+ * records, checkpoints, peer hosts, jobs and metadata in one database file. */
+#include "store.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,8 +12,11 @@
 #include "log.h"
 
 struct db {
+	struct store base; /* first: a struct store * is a struct db * */
 	sqlite3 *h;
 };
+
+#define DB(st) ((struct db *)(st))
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS vms ("
@@ -53,7 +57,11 @@ static const char schema[] =
     "  memory INTEGER NOT NULL DEFAULT 0, layers TEXT NOT NULL,"
     "  seq INTEGER NOT NULL, PRIMARY KEY (vm_uuid, name));"
     "CREATE TABLE IF NOT EXISTS hosts ("
-    "  name TEXT PRIMARY KEY, url TEXT NOT NULL, token TEXT NOT NULL, tls_name TEXT);";
+    "  name TEXT PRIMARY KEY, url TEXT NOT NULL, token TEXT NOT NULL, tls_name TEXT);"
+    "CREATE TABLE IF NOT EXISTS jobs ("
+    "  id TEXT PRIMARY KEY, vm_uuid TEXT NOT NULL, kind TEXT NOT NULL, phase TEXT NOT NULL,"
+    "  data TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL,"
+    "  seq INTEGER NOT NULL);";
 
 /* Columns added after the first release: older databases get them on open. */
 static const struct {
@@ -110,34 +118,10 @@ static int db_migrate(struct db *db)
 	return 0;
 }
 
-int db_open(struct db **out, const char *path, char *err, size_t errlen)
+static void sq_close(struct store *st_)
 {
-	struct db *db = calloc(1, sizeof(*db));
+	struct db *db = DB(st_);
 
-	if (!db)
-		return -ENOMEM;
-	if (sqlite3_open_v2(path, &db->h,
-	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-	                    NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path,
-		         db->h ? sqlite3_errmsg(db->h) : "cannot open");
-		db_close(db);
-		return -EIO;
-	}
-	sqlite3_busy_timeout(db->h, 5000);
-	if (db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
-	                "PRAGMA synchronous=NORMAL;") ||
-	    db_exec(db, schema) || db_migrate(db)) {
-		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db->h));
-		db_close(db);
-		return -EIO;
-	}
-	*out = db;
-	return 0;
-}
-
-void db_close(struct db *db)
-{
 	if (!db)
 		return;
 	sqlite3_close(db->h);
@@ -212,9 +196,10 @@ static int db_load_children(struct db *db, struct vmdef *d)
 	return 0;
 }
 
-int db_load(struct db *db, int (*fn)(void *, struct vmdef *, const struct db_runtime *),
+static int sq_load(struct store *st_, int (*fn)(void *, struct vmdef *, const struct store_runtime *),
             void *opaque)
 {
+	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(
 	    db,
 	    "SELECT v.uuid, v.name, v.cpus, v.memory_mib, v.kernel, v.initrd, v.cmdline, v.rng,"
@@ -226,7 +211,7 @@ int db_load(struct db *db, int (*fn)(void *, struct vmdef *, const struct db_run
 	if (!st)
 		return -EIO;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct db_runtime rt = {.exit_status = -1};
+		struct store_runtime rt = {.exit_status = -1};
 		struct vmdef d;
 		char policy[16];
 
@@ -309,8 +294,9 @@ static int db_run_texts(struct db *db, const char *sql, const char *const *args,
 	db_run_texts(db, sql, (const char *const[]){__VA_ARGS__},                                  \
 	             ARRAY_SIZE(((const char *const[]){__VA_ARGS__})))
 
-int db_save_vm(struct db *db, const struct vmdef *d)
+static int sq_save_vm(struct store *st_, const struct vmdef *d)
 {
+	struct db *db = DB(st_);
 	sqlite3_stmt *st;
 	int ret;
 
@@ -393,13 +379,15 @@ int db_save_vm(struct db *db, const struct vmdef *d)
 	return ret;
 }
 
-int db_delete_vm(struct db *db, const char *uuid)
+static int sq_delete_vm(struct store *st_, const char *uuid)
 {
+	struct db *db = DB(st_);
 	return db_run(db, "DELETE FROM vms WHERE uuid=?", uuid);
 }
 
-int db_save_runtime(struct db *db, const char *uuid, const struct db_runtime *rt)
+static int sq_save_runtime(struct store *st_, const char *uuid, const struct store_runtime *rt)
 {
+	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(
 	    db, "INSERT OR REPLACE INTO runtime (vm_uuid, state, pid, pid_start, started_at,"
 	        " exit_status, exit_reason, restarts) VALUES (?,?,?,?,?,?,?,?)");
@@ -417,8 +405,9 @@ int db_save_runtime(struct db *db, const char *uuid, const struct db_runtime *rt
 	return db_step_done(db, st);
 }
 
-int db_get_meta(struct db *db, const char *key, char *value, size_t len)
+static int sq_get_meta(struct store *st_, const char *key, char *value, size_t len)
 {
+	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(db, "SELECT value FROM meta WHERE key=?");
 	int rc;
 
@@ -432,27 +421,31 @@ int db_get_meta(struct db *db, const char *key, char *value, size_t len)
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
-int db_set_meta(struct db *db, const char *key, const char *value)
+static int sq_set_meta(struct store *st_, const char *key, const char *value)
 {
+	struct db *db = DB(st_);
 	return db_run(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", key, value);
 }
 
 /* Checkpoints -------------------------------------------------------------- */
 
-int db_begin(struct db *db)
+static int sq_begin(struct store *st_)
 {
+	struct db *db = DB(st_);
 	return db_exec(db, "BEGIN IMMEDIATE");
 }
 
-int db_end(struct db *db, int ret)
+static int sq_end(struct store *st_, int ret)
 {
+	struct db *db = DB(st_);
 	if (db_exec(db, ret ? "ROLLBACK" : "COMMIT") && !ret)
 		ret = -EIO;
 	return ret;
 }
 
-json_t *db_cp_list(struct db *db, const char *uuid)
+static json_t *sq_cp_list(struct store *st_, const char *uuid)
 {
+	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(db, "SELECT name, parent, kind, created_at, memory, layers"
 	                                  " FROM checkpoints WHERE vm_uuid=? ORDER BY seq");
 	json_t *arr = json_array();
@@ -480,8 +473,9 @@ json_t *db_cp_list(struct db *db, const char *uuid)
 	return arr;
 }
 
-int db_cp_put(struct db *db, const char *uuid, json_t *cp)
+static int sq_cp_put(struct store *st_, const char *uuid, json_t *cp)
 {
+	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(
 	    db,
 	    "INSERT INTO checkpoints (vm_uuid, name, parent, kind, created_at, memory, layers, seq)"
@@ -505,15 +499,17 @@ int db_cp_put(struct db *db, const char *uuid, json_t *cp)
 	return db_step_done(db, st);
 }
 
-int db_cp_delete(struct db *db, const char *uuid, const char *name)
+static int sq_cp_delete(struct store *st_, const char *uuid, const char *name)
 {
+	struct db *db = DB(st_);
 	return db_run(db, "DELETE FROM checkpoints WHERE vm_uuid=? AND name=?", uuid, name);
 }
 
 /* Peer hosts (moves) ------------------------------------------------------- */
 
-json_t *db_host_list(struct db *db, bool with_token)
+static json_t *sq_host_list(struct store *st_, bool with_token)
 {
+	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(db, "SELECT name, url, token, tls_name FROM hosts"
 	                                  " ORDER BY name");
 	json_t *arr = json_array();
@@ -537,16 +533,18 @@ json_t *db_host_list(struct db *db, bool with_token)
 	return arr;
 }
 
-int db_host_put(struct db *db, const char *name, const char *url, const char *token,
+static int sq_host_put(struct store *st_, const char *name, const char *url, const char *token,
                 const char *tls_name)
 {
+	struct db *db = DB(st_);
 	return db_run(db,
 	              "INSERT OR REPLACE INTO hosts (name, url, token, tls_name) VALUES (?,?,?,?)",
 	              name, url, token, tls_name);
 }
 
-int db_host_delete(struct db *db, const char *name)
+static int sq_host_delete(struct store *st_, const char *name)
 {
+	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(db, "DELETE FROM hosts WHERE name=?");
 
 	if (!st)
@@ -558,4 +556,141 @@ int db_host_delete(struct db *db, const char *name)
 	}
 	sqlite3_finalize(st);
 	return sqlite3_changes(db->h) ? 0 : -ENOENT;
+}
+
+/* Jobs --------------------------------------------------------------------- */
+
+static int sq_job_put(struct store *st_, const struct store_job *job)
+{
+	struct db *db = DB(st_);
+	sqlite3_stmt *st = db_prepare(
+	    db, "INSERT INTO jobs (id, vm_uuid, kind, phase, data, created_at, seq)"
+	        " VALUES (?,?,?,?,?,?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs))"
+	        " ON CONFLICT(id) DO UPDATE SET phase=excluded.phase, data=excluded.data");
+	char *data = job->data ? json_dumps(job->data, JSON_COMPACT) : NULL;
+
+	if (st) {
+		sqlite3_bind_text(st, 1, job->id, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, job->vm_uuid, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 3, job->kind, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 4, job->phase, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 5, data ? data : "{}", -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 6, job->created_at);
+	}
+	free(data);
+	return db_step_done(db, st);
+}
+
+static int sq_job_delete(struct store *st_, const char *id)
+{
+	struct db *db = DB(st_);
+
+	return db_run(db, "DELETE FROM jobs WHERE id=?", id);
+}
+
+static int sq_job_list(struct store *st_, struct store_job **out, unsigned *n)
+{
+	struct db *db = DB(st_);
+	sqlite3_stmt *st = db_prepare(db, "SELECT id, vm_uuid, kind, phase, data, created_at"
+	                                  " FROM jobs ORDER BY seq");
+	struct store_job *jobs = NULL;
+	unsigned count = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!st)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_job *j, *grown = realloc(jobs, (count + 1) * sizeof(*jobs));
+		const char *data = (const char *)sqlite3_column_text(st, 4);
+
+		if (!grown) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+		jobs = grown;
+		j = &jobs[count++];
+		memset(j, 0, sizeof(*j));
+		col_copy(st, 0, j->id, sizeof(j->id));
+		col_copy(st, 1, j->vm_uuid, sizeof(j->vm_uuid));
+		col_copy(st, 2, j->kind, sizeof(j->kind));
+		col_copy(st, 3, j->phase, sizeof(j->phase));
+		j->data = data ? json_loads(data, 0, NULL) : NULL;
+		if (!json_is_object(j->data)) {
+			json_decref(j->data);
+			j->data = json_object();
+		}
+		j->created_at = sqlite3_column_int64(st, 5);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		for (unsigned i = 0; i < count; i++)
+			json_decref(jobs[i].data);
+		free(jobs);
+		return -EIO;
+	}
+	*out = jobs;
+	*n = count;
+	return 0;
+}
+
+/* Only this cellad writes its database: there is nothing to be told. */
+static int sq_watch(struct store *st_, store_watch_fn fn, void *opaque)
+{
+	(void)st_;
+	(void)fn;
+	(void)opaque;
+	return 0;
+}
+
+static const struct store_ops sqlite_ops = {
+	.name = "sqlite",
+	.close = sq_close,
+	.load = sq_load,
+	.vm_put = sq_save_vm,
+	.vm_delete = sq_delete_vm,
+	.runtime_put = sq_save_runtime,
+	.meta_get = sq_get_meta,
+	.meta_set = sq_set_meta,
+	.begin = sq_begin,
+	.end = sq_end,
+	.cp_list = sq_cp_list,
+	.cp_put = sq_cp_put,
+	.cp_delete = sq_cp_delete,
+	.host_list = sq_host_list,
+	.host_put = sq_host_put,
+	.host_delete = sq_host_delete,
+	.job_put = sq_job_put,
+	.job_delete = sq_job_delete,
+	.job_list = sq_job_list,
+	.watch = sq_watch,
+};
+
+int store_sqlite_open(struct store **out, const char *path, char *err, size_t errlen)
+{
+	struct db *db = calloc(1, sizeof(*db));
+
+	if (!db)
+		return -ENOMEM;
+	db->base.ops = &sqlite_ops;
+	if (sqlite3_open_v2(path, &db->h,
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path,
+		         db->h ? sqlite3_errmsg(db->h) : "cannot open");
+		sq_close(&db->base);
+		return -EIO;
+	}
+	sqlite3_busy_timeout(db->h, 5000);
+	if (db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
+	                "PRAGMA synchronous=NORMAL;") ||
+	    db_exec(db, schema) || db_migrate(db)) {
+		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(db->h));
+		sq_close(&db->base);
+		return -EIO;
+	}
+	db->base.ops = &sqlite_ops;
+	*out = &db->base;
+	return 0;
 }

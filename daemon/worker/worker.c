@@ -639,7 +639,7 @@ fail:
 	lifecycle_fire(s, vm, EV_START_FAILED, vm->exit_reason);
 }
 
-void sup_adopt(struct sup *s, struct vmrt *vm, const struct db_runtime *rt)
+void sup_adopt(struct sup *s, struct vmrt *vm, const struct store_runtime *rt)
 {
 	bool zombie;
 	uint64_t st = rt->pid ? proc_start_time(rt->pid, &zombie) : 0;

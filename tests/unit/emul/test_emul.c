@@ -581,6 +581,16 @@ static uint64_t host_xcr0(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
+/* Bytes XSAVE writes for the features enabled in XCR0 (CPUID 0xD.0 EBX),
+ * rounded up to whole pages: over 8 KiB on hosts with AMX tile data. */
+static size_t host_xsave_size(void)
+{
+	uint32_t eax = 0xd, ebx, ecx = 0, edx;
+
+	__asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
+	return ((size_t)ebx + 4095) & ~(size_t)4095;
+}
+
 static void native_xsave(void *buf, uint64_t rfbm)
 {
 	__asm__ volatile("xsave (%0)" : : "r"(buf), "a"((uint32_t)rfbm), "d"((uint32_t)(rfbm >> 32))
@@ -623,7 +633,8 @@ static void test_xsave_xrstor(void **state)
 	struct fixture *f = *state;
 	struct emul_report rep;
 	uint64_t xcr0 = host_xcr0(), rfbm = xcr0 & 7, bv;
-	uint8_t *image = aligned_alloc(64, 4096), *saved = aligned_alloc(64, 4096);
+	size_t host_size = MAX(host_xsave_size(), (size_t)4096);
+	uint8_t *image = aligned_alloc(64, 4096), *saved = aligned_alloc(64, host_size);
 	uint8_t *src = aligned_alloc(64, 4096), *native = aligned_alloc(64, 4096);
 	uint8_t guest[1024];
 	static const uint64_t where[] = { FX_A, FX_B - 512 }; /* the second crosses pages */
@@ -632,7 +643,7 @@ static void test_xsave_xrstor(void **state)
 	assert_non_null(saved);
 	assert_non_null(src);
 	assert_non_null(native);
-	memset(saved, 0, 4096);
+	memset(saved, 0, host_size);
 	native_xsave(saved, xcr0); /* this process's own state, restored below */
 
 	for (size_t w = 0; w < ARRAY_SIZE(where); w++) {

@@ -24,6 +24,7 @@
 #include "api.h"
 #include "store.h"
 #include "log.h"
+#include "feature_jobs.h"
 #include "sup.h"
 
 #define DEFAULT_CONFIG "/etc/cella/cellad.json"
@@ -114,6 +115,7 @@ static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
+	"test_crash_at",
 	"move_timeout_s",
 };
 
@@ -155,6 +157,7 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 		      conf_string(c, root, "cgroup_parent", &c->sup.cgroup_parent) ?:
 		      conf_string(c, root, "boot_id_file", &c->sup.boot_id_path) ?:
 		      conf_bool(root, "seccomp", &c->sup.seccomp) ?:
+		      conf_string(c, root, "test_crash_at", &c->sup.test_crash_at) ?:
 		      conf_bool(root, "test_probe", &c->sup.test_probe);
 	if (!ret && json_object_get(root, "sandbox")) {
 		ret = conf_bool(root, "sandbox", &c->sup.sandbox);
@@ -311,6 +314,11 @@ static const char *default_worker(struct conf *c)
 							     : "/usr/bin/cella-vm";
 }
 
+/* Every kind of long operation, for the core to recover after a crash. */
+static const struct job_kind *const job_kinds[] = {
+	&save_job, &checkpoint_create_job, &checkpoint_delete_job, NULL,
+};
+
 int main(int argc, char **argv)
 {
 	enum { O_CONFIG = 256, O_SOCKET, O_STATE, O_RUN, O_WORKER, O_NOSANDBOX, O_NOSECCOMP,
@@ -432,6 +440,7 @@ int main(int argc, char **argv)
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	/* Before any thread: peers are reached with libcurl (moves). */
 	curl_global_init(CURL_GLOBAL_NOTHING);
+	c.sup.job_kinds = job_kinds;
 	if (sup_create(&sup, &c.sup, db)) {
 		log_err("cannot start the supervisor");
 		goto out;

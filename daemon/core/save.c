@@ -37,22 +37,35 @@ void sup_saved_path(struct sup *s, const struct vmrt *vm, char *out, size_t len)
 	snprintf(out, len, "%s/vms/%s/saved.state", s->conf.state_dir, vm->def.uuid);
 }
 
+/* Save as a job: "saving" is recorded before the worker is asked, "saved"
+ * once it answered; save_recover (below) settles what a crash left. */
 int sup_act_save(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	unsigned gen = vm->gen;
 	json_t *reply = NULL;
+	struct job job;
 	char path[512];
 	int fd, ret;
 
 	if (sup_vm_dir(s, vm, path, sizeof(path)))
 		return cerr_set(e, CERR_INTERNAL, "", "cannot create %s: %s", path, strerror(errno));
+	if (job_begin(s, vm, "save", NULL, &job, e))
+		return -1;
 	sup_saved_path(s, vm, path, sizeof(path));
 	/* A new inode every time: the old name may be a checkpoint's memory
 	 * (a hard link), which must not be truncated. */
 	unlink(path);
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (fd < 0) {
+		job_end(s, &job);
 		return cerr_set(e, CERR_INTERNAL, "", "cannot create %s: %s", path, strerror(errno));
+	}
+	if (job_phase(s, &job, "saving", e)) {
+		close(fd);
+		unlink(path);
+		job_end(s, &job);
+		return -1;
+	}
 	vm->stop_requested = true; /* the worker exits (status 14): no restart policy */
 	ret = sup_worker_cmd(s, vm, json_pack("{s:s, s:i, s:b}", "cmd", "save", "fd", 0, "stop", 1),
 			     &fd, 1, SAVE_TIMEOUT_MS, &reply, e);
@@ -60,8 +73,12 @@ int sup_act_save(struct sup *s, struct vmrt *vm, struct cerr *e)
 	if (ret) {
 		vm->stop_requested = false;
 		unlink(path);
+		job_end(s, &job);
 		return -1;
 	}
+	/* The file is complete: a crash from here on leaves a saved VM. */
+	if (job_phase(s, &job, "saved", e))
+		log_warn("vm %s: %s", vm->def.name, e->reason);
 	log_info("vm %s: state saved (%lld bytes in %lld ms)", vm->def.name,
 		 (long long)json_integer_value(json_object_get(reply, "bytes")),
 		 (long long)json_integer_value(json_object_get(reply, "ms")));
@@ -72,11 +89,48 @@ int sup_act_save(struct sup *s, struct vmrt *vm, struct cerr *e)
 		kill(vm->pid, SIGKILL);
 		sup_wait_until(s, vm, sup_worker_gone, gen, 10000);
 	}
+	job_end(s, &job);
 	if (vm->state != VS_SAVED)
 		return cerr_set(e, CERR_INTERNAL, "", "the worker did not end with its state saved: %s",
 				vm->exit_reason);
 	return 0;
 }
+
+static enum job_outcome save_recover(struct sup *s, struct vmrt *vm, const struct store_job *job,
+				     char *detail, size_t len)
+{
+	char path[512];
+
+	(void)job;
+	sup_saved_path(s, vm, path, sizeof(path));
+	/* A worker that saved exits by itself (status 14), and may be doing so
+	 * now (its control socket closed, so adoption could not reach it):
+	 * let it end and be settled before judging. */
+	if (vm_state_active(vm->state)) {
+		struct cerr e = { 0 };
+		json_t *reply = NULL;
+		const char *st = NULL;
+
+		if (vm->pid && !sup_worker_cmd(s, vm, json_pack("{s:s}", "cmd", "status"), NULL, 0,
+					       POLL_TIMEOUT_MS, &reply, &e))
+			st = json_string_value(json_object_get(reply, "state"));
+		if (!st || !strcmp(st, "stopping"))
+			sup_wait_until(s, vm, sup_worker_gone, vm->gen, SAVE_EXIT_MS);
+		json_decref(reply);
+	}
+	if (vm->state == VS_SAVED && access(path, R_OK) == 0) {
+		snprintf(detail, len, "the worker had saved the state");
+		return JOB_FINISHED;
+	}
+	/* The worker never saved (it still runs, or it died): the file, if
+	 * any, is incomplete. A saved VM keeps its state. */
+	if (vm->state != VS_SAVED)
+		unlink(path);
+	snprintf(detail, len, "the state was not saved; the VM is %s", vm_state_name(vm->state));
+	return JOB_ROLLED_BACK;
+}
+
+const struct job_kind save_job = { "save", save_recover };
 
 int sup_act_delete_state(struct sup *s, struct vmrt *vm, struct cerr *e)
 {

@@ -654,6 +654,10 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 	ret = store_load(db, sup_load_one, &lc);
 	if (!ret && boot[0] && store_meta_set(db, "boot_id", boot))
 		log_warn("cannot record the boot id");
+	/* Workers are adopted or settled: finish or roll back what the last
+	 * cellad left half done. */
+	if (!ret)
+		job_recover_all(s);
 	if (!ret && lc.rebooted) {
 		log_info("host boot since the last run: starting autostart VMs");
 		for (struct vmrt *vm = s->vms; vm; vm = vm->next) {

@@ -17,6 +17,7 @@
 struct store;
 struct sup;
 struct sup_stream;
+struct job_kind;
 
 struct sup_conf {
 	const char *state_dir;      /* logs/ lives here */
@@ -26,6 +27,9 @@ struct sup_conf {
 	const char *sandbox_user;   /* NULL: workers keep cellad's uid */
 	bool seccomp;
 	bool test_probe;            /* tests only: workers accept probe-open */
+	const char *test_crash_at;  /* tests only: "KIND:PHASE" where a job kills cellad */
+	/* The kinds of jobs the features run (NULL-terminated; core/job.h). */
+	const struct job_kind *const *job_kinds;
 	const char *cgroup_parent;  /* e.g. "cella" */
 	uint64_t memory_overhead_mib;
 	unsigned shutdown_timeout_s;
@@ -37,6 +41,9 @@ struct sup_conf {
 	const char *tls_cert, *tls_key, *tls_ca;
 	unsigned move_timeout_s;
 };
+
+/* The core's own kind of job (save); features declare theirs. */
+extern const struct job_kind save_job;
 
 /* Load the definitions, re-adopt live workers, settle the rest, autostart
  * after a host boot, and start the monitor thread. 0 or -errno. */

@@ -6,6 +6,7 @@
 
 #include "cgroup.h"
 #include "store.h"
+#include "job.h"
 #include "lifecycle.h"
 #include "sup.h"
 #include "vmdef.h"
@@ -85,6 +86,7 @@ struct sup {
 	bool shutting_down;
 	struct sup_event events[SUP_EVENTS];
 	int64_t next_seq;
+	unsigned long long next_job; /* job ids: KIND-N, unique within this run */
 	struct timespec t0;
 	int64_t started_wall;
 	pthread_t poller;

@@ -298,14 +298,23 @@ static int cp_commit_create(struct sup *s, struct vmrt *vm, json_t *cp, struct v
 	return 0;
 }
 
-static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, bool standard,
-                            json_t **out, struct cerr *e)
+/* Checkpoint creation as a job: "switching" is recorded once the overlays
+ * exist (their paths in the job's data), "switched" once the disks write
+ * into them and the memory is saved (the checkpoint's record in the data);
+ * cp_create_recover (below) settles what a crash left. */
+static int cp_create_locked(struct sup *s, struct vmrt *vm, struct job *job, const char *cpname,
+                            bool standard, json_t **out, struct cerr *e)
 {
 	char ov[VMDEF_MAX_DISKS][512] = {{0}}, mem[512], dir[512];
 	bool online = vm->state == VS_RUNNING || vm->state == VS_PAUSED, memory = false;
-	json_t *layers = json_array(), *cp;
+	json_t *layers = json_array(), *cp, *jov = json_object();
 	struct vmdef next;
 	int switched = 0, ret = -1;
+
+	json_object_set_new(job->data, "checkpoint", json_string(cpname));
+	json_object_set_new(job->data, "standard", json_boolean(standard));
+	json_object_set_new(job->data, "was_running", json_boolean(vm->state == VS_RUNNING));
+	json_object_set_new(job->data, "overlays", jov);
 
 	if (sup_vm_dir(s, vm, dir, sizeof(dir))) {
 		cerr_set(e, CERR_INTERNAL, "", "cannot create %s: %s", dir, strerror(errno));
@@ -323,7 +332,12 @@ static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, 
 		if (!dk->readonly &&
 		    overlay_create(s, vm, dk, dk->path, dk->format, ov[i], sizeof(ov[i]), e))
 			goto out;
+		if (ov[i][0])
+			json_object_set_new(jov, dk->id, json_string(ov[i]));
 	}
+	json_object_set_new(job->data, "memory_path", json_string(mem));
+	if (job_phase(s, job, "switching", e))
+		goto out;
 	if (online) {
 		ret = cp_take_online(s, vm, standard, mem, ov, &switched, e);
 		memory = standard && !ret;
@@ -362,6 +376,14 @@ static int cp_create_locked(struct sup *s, struct vmrt *vm, const char *cpname, 
 	               (json_int_t)sup_now_wall(), "memory", memory, "layers", layers);
 	if (!ret)
 		snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", cpname);
+	if (!ret) {
+		json_object_set(job->data, "record", cp);
+		if (job_phase(s, job, "switched", e)) {
+			/* Not recorded: undo like any other failure below. */
+			ret = -1;
+			snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", vm->def.checkpoint);
+		}
+	}
 	if (ret) {
 		if (switched && store_vm_put(s->db, &next) == 0) {
 			vmdef_free(&vm->def);
@@ -413,19 +435,115 @@ int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out, s
 		goto out;
 	}
 	json_decref(list);
-	vm->busy = true;
-	vm->refs++;
-	vm->acts++;
-	ret = cp_create_locked(s, vm, cpname, standard, out, e);
-	vm->acts++;
-	vm->busy = false;
-	vm->refs--;
+	{
+		struct job job;
+
+		if (job_begin(s, vm, "checkpoint-create", NULL, &job, e))
+			goto out;
+		ret = cp_create_locked(s, vm, &job, cpname, standard, out, e);
+		job_end(s, &job);
+	}
 out:
 	if (ret && (e->kind == CERR_STATE || e->kind == CERR_CONFLICT) && !e->state[0] && vm)
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
+
+/* Whether process pid has the file at path open (compared by inode, so it
+ * holds whatever mount namespace the worker sandboxed itself into). */
+static bool worker_holds(pid_t pid, const char *path)
+{
+	struct stat want, got;
+	char fdp[64];
+
+	if (!pid || stat(path, &want) < 0)
+		return false;
+	for (int fd = 0; fd < 4096; fd++) {
+		snprintf(fdp, sizeof(fdp), "/proc/%d/fd/%d", (int)pid, fd);
+		if (stat(fdp, &got) == 0 && got.st_dev == want.st_dev && got.st_ino == want.st_ino)
+			return true;
+	}
+	return false;
+}
+
+/* A checkpoint creation a crash interrupted. Recorded already: finished.
+ * Every disk switched and the memory saved ("switched"): record it. Else
+ * roll back: overlays the worker writes into stay the disks' tops (their
+ * old tops are merely deeper, as after any failed checkpoint); the others,
+ * and the memory file, go. */
+static enum job_outcome cp_create_recover(struct sup *s, struct vmrt *vm,
+                                          const struct store_job *job, char *detail, size_t len)
+{
+	const char *cpname = json_string_value(json_object_get(job->data, "checkpoint")) ?: "";
+	const char *mem = json_string_value(json_object_get(job->data, "memory_path"));
+	json_t *ovs = json_object_get(job->data, "overlays"), *rec = json_object_get(job->data, "record");
+	bool finish = !strcmp(job->phase, "switched") && json_is_object(rec);
+	json_t *list = store_cp_list(s->db, vm->def.uuid), *p;
+	struct vmdef next;
+	const char *id;
+	unsigned kept = 0;
+	int ret;
+
+	if (cp_find(list, cpname)) {
+		json_decref(list);
+		snprintf(detail, len, "checkpoint '%s' was recorded", cpname);
+		return JOB_FINISHED;
+	}
+	json_decref(list);
+	if (vmdef_copy(&next, &vm->def)) {
+		snprintf(detail, len, "out of memory");
+		return JOB_FAILED;
+	}
+	json_object_foreach(ovs, id, p) {
+		const char *path = json_string_value(p);
+		int di = vmdef_disk_find(&next, id);
+
+		if (!path || di < 0)
+			continue;
+		if (finish || worker_holds(vm->pid, path)) {
+			free(next.disks[di].path);
+			next.disks[di].path = strdup(path);
+			next.disks[di].format = VMDEF_FMT_QCOW2;
+			kept++;
+		} else {
+			unlink(path);
+		}
+	}
+	if (finish)
+		snprintf(next.checkpoint, sizeof(next.checkpoint), "%s", cpname);
+	ret = store_begin(s->db);
+	if (!ret && finish)
+		ret = store_cp_put(s->db, vm->def.uuid, rec);
+	if (!ret)
+		ret = store_vm_put(s->db, &next);
+	if (store_end(s->db, ret) || ret) {
+		vmdef_free(&next);
+		snprintf(detail, len, "cannot update the store");
+		return JOB_FAILED;
+	}
+	vmdef_free(&vm->def);
+	vm->def = next;
+	if (!finish && mem)
+		unlink(mem);
+	/* A standard checkpoint pauses a running VM while it saves memory. */
+	if (json_is_true(json_object_get(job->data, "was_running")) && vm->state == VS_PAUSED &&
+	    vm->pid) {
+		cp_worker_quiet(s, vm, "resume");
+		vm->pause_reason[0] = 0;
+		lifecycle_fire(s, vm, EV_RESUME, "after an interrupted checkpoint");
+	}
+	if (finish) {
+		sup_emit(s, vm, "checkpoint-created", cpname);
+		snprintf(detail, len, "checkpoint '%s' recorded", cpname);
+		return JOB_FINISHED;
+	}
+	snprintf(detail, len, "checkpoint '%s' not taken; %u disk(s) kept their new overlay",
+	         cpname, kept);
+	return JOB_ROLLED_BACK;
+}
+
+const struct job_kind checkpoint_create_job = { "checkpoint-create", cp_create_recover };
 
 /* Apply ------------------------------------------------------------------ */
 
@@ -571,6 +689,11 @@ static int cp_merge_layer(const char *layer, const char **deps, unsigned nr, str
 	struct disk *d;
 	int ret;
 
+	/* Merged already (the delete is being repeated after a crash): a
+	 * single dependent has it renamed over itself, several had it
+	 * unlinked once they were rebased. */
+	if (access(layer, F_OK) < 0 && errno == ENOENT)
+		return 0;
 	if (nr == 1) {
 		ret = disk_open(&d, deps[0], -1, 0, err, sizeof(err));
 		if (ret)
@@ -619,7 +742,8 @@ static int cp_merge_layer(const char *layer, const char **deps, unsigned nr, str
 }
 
 /* Merge every disk's layer of cp into its dependents. */
-static int cp_merge(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, struct cerr *e)
+static int cp_merge(struct sup *s, struct vmrt *vm, struct job *job, json_t *list, json_t *cp,
+                    struct cerr *e)
 {
 	const char *cpname = cp_str(cp, "name");
 	size_t i;
@@ -648,12 +772,17 @@ static int cp_merge(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, st
 			deps[nr++] = vm->def.disks[di].path;
 		if (cp_merge_layer(layer, deps, nr, e))
 			return -1;
+		if (job && job_phase(s, job, "layer-merged", e))
+			return -1;
 	}
 	return 0;
 }
 
-static int cp_delete_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp,
-                            struct cerr *e)
+/* Deletion as a job: "merging" is recorded before the first layer is
+ * merged and "layer-merged" after each; every step can be repeated (a
+ * merged layer is skipped), so recovery runs the delete again. */
+static int cp_delete_locked(struct sup *s, struct vmrt *vm, struct job *job, json_t *list,
+                            json_t *cp, struct cerr *e)
 {
 	const char *cpname = cp_str(cp, "name"), *parent = cp_str(cp, "parent");
 	struct vmdef next;
@@ -662,7 +791,9 @@ static int cp_delete_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t
 	json_t *c;
 	int ret;
 
-	if (cp_merge(s, vm, list, cp, e))
+	if (job && job_phase(s, job, "merging", e))
+		return -1;
+	if (cp_merge(s, vm, job, list, cp, e))
 		return -1;
 	if (vmdef_copy(&next, &vm->def))
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
@@ -710,13 +841,43 @@ int sup_cp_delete(struct sup *s, const char *name, const char *cpname, struct ce
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		goto out;
 	}
-	vm->busy = true;
-	vm->refs++;
-	ret = cp_delete_locked(s, vm, list, cp, e);
-	vm->busy = false;
-	vm->refs--;
+	{
+		struct job job;
+
+		if (job_begin(s, vm, "checkpoint-delete", json_pack("{s:s}", "checkpoint", cpname),
+		              &job, e))
+			goto out;
+		json_decref(job.data); /* job_begin took its own reference */
+		ret = cp_delete_locked(s, vm, &job, list, cp, e);
+		job_end(s, &job);
+	}
 out:
 	json_decref(list);
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
+
+static enum job_outcome cp_delete_recover(struct sup *s, struct vmrt *vm,
+                                          const struct store_job *job, char *detail, size_t len)
+{
+	const char *cpname = json_string_value(json_object_get(job->data, "checkpoint")) ?: "";
+	json_t *list = store_cp_list(s->db, vm->def.uuid), *cp = cp_find(list, cpname);
+	struct cerr e = {0};
+	int ret;
+
+	if (!cp) {
+		json_decref(list);
+		snprintf(detail, len, "checkpoint '%s' was deleted", cpname);
+		return JOB_FINISHED;
+	}
+	ret = cp_delete_locked(s, vm, NULL, list, cp, &e);
+	json_decref(list);
+	if (ret) {
+		snprintf(detail, len, "deleting checkpoint '%s' again failed: %s", cpname, e.reason);
+		return JOB_FAILED;
+	}
+	snprintf(detail, len, "checkpoint '%s' deleted", cpname);
+	return JOB_FINISHED;
+}
+
+const struct job_kind checkpoint_delete_job = { "checkpoint-delete", cp_delete_recover };

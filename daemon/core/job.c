@@ -1,0 +1,138 @@
+/* job.c: long operations recorded in the store phase by phase (job.h). */
+#include "sup_priv.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* Tests only (config "test_crash_at": "KIND:PHASE"): cellad kills itself
+ * once that phase is recorded, as a crash or kill -9 would at that point. */
+static void crash_point(struct sup *s, const struct job *j)
+{
+	char want[80];
+
+	if (!s->conf.test_crash_at)
+		return;
+	snprintf(want, sizeof(want), "%s:%s", j->kind, j->phase);
+	if (strcmp(want, s->conf.test_crash_at))
+		return;
+	log_warn("test_crash_at %s: killing cellad", want);
+	kill(getpid(), SIGKILL);
+	pause();
+}
+
+static int job_store(struct sup *s, struct job *j, struct cerr *e)
+{
+	struct store_job rec = { .data = j->data, .created_at = sup_now_wall() };
+	int ret;
+
+	snprintf(rec.id, sizeof(rec.id), "%s", j->id);
+	snprintf(rec.vm_uuid, sizeof(rec.vm_uuid), "%s", j->vm->def.uuid);
+	snprintf(rec.kind, sizeof(rec.kind), "%s", j->kind);
+	snprintf(rec.phase, sizeof(rec.phase), "%s", j->phase);
+	ret = store_job_put(s->db, &rec);
+	if (ret)
+		return cerr_set(e, CERR_INTERNAL, "", "cannot record the %s job: %s", j->kind,
+				strerror(-ret));
+	crash_point(s, j);
+	return 0;
+}
+
+int job_begin(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, struct job *j,
+	      struct cerr *e)
+{
+	memset(j, 0, sizeof(*j));
+	snprintf(j->id, sizeof(j->id), "%s-%lld-%llu", kind, (long long)sup_now_wall(),
+		 (unsigned long long)++s->next_job);
+	snprintf(j->kind, sizeof(j->kind), "%s", kind);
+	snprintf(j->phase, sizeof(j->phase), "begun");
+	j->vm = vm;
+	j->data = data ? json_incref(data) : json_object();
+	if (job_store(s, j, e)) {
+		json_decref(j->data);
+		j->data = NULL;
+		return -1;
+	}
+	j->took_busy = !vm->busy;
+	vm->busy = true;
+	vm->refs++;
+	vm->acts++;
+	return 0;
+}
+
+int job_phase(struct sup *s, struct job *j, const char *phase, struct cerr *e)
+{
+	snprintf(j->phase, sizeof(j->phase), "%s", phase);
+	return job_store(s, j, e);
+}
+
+void job_end(struct sup *s, struct job *j)
+{
+	int ret = store_job_delete(s->db, j->id);
+
+	if (ret)
+		log_warn("vm %s: cannot forget the %s job: %s", j->vm->def.name, j->kind,
+			 strerror(-ret));
+	j->vm->acts++;
+	if (j->took_busy)
+		j->vm->busy = false;
+	j->vm->refs--;
+	json_decref(j->data);
+	j->data = NULL;
+	pthread_cond_broadcast(&s->changed);
+}
+
+static const struct job_kind *kind_find(struct sup *s, const char *name)
+{
+	for (const struct job_kind *const *k = s->conf.job_kinds; k && *k; k++)
+		if (!strcmp((*k)->name, name))
+			return *k;
+	return NULL;
+}
+
+void job_recover_all(struct sup *s)
+{
+	static const char *const outcome[] = {
+		[JOB_FINISHED] = "job-finished", [JOB_ROLLED_BACK] = "job-rolled-back",
+		[JOB_FAILED] = "job-failed",
+	};
+	struct store_job *jobs;
+	unsigned n;
+	int ret = store_job_list(s->db, &jobs, &n);
+
+	if (ret) {
+		log_err("cannot read the jobs of the last run: %s", strerror(-ret));
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		const struct job_kind *k = kind_find(s, jobs[i].kind);
+		struct vmrt *vm = NULL;
+		char detail[384] = "", ev[512];
+		enum job_outcome o = JOB_FAILED;
+
+		for (struct vmrt *v = s->vms; v && !vm; v = v->next)
+			if (!strcmp(v->def.uuid, jobs[i].vm_uuid))
+				vm = v;
+		if (!vm)
+			snprintf(detail, sizeof(detail), "its VM is gone");
+		else if (!k)
+			snprintf(detail, sizeof(detail), "unknown kind of job");
+		else
+			o = k->recover(s, vm, &jobs[i], detail, sizeof(detail));
+		snprintf(ev, sizeof(ev), "%s at phase %s%s%s", jobs[i].kind, jobs[i].phase,
+			 detail[0] ? ": " : "", detail);
+		log_info("vm %s: recovered %s: %s", vm ? vm->def.name : jobs[i].vm_uuid, ev,
+			 outcome[o]);
+		if (vm)
+			sup_emit(s, vm, outcome[o], ev);
+		if (store_job_delete(s->db, jobs[i].id))
+			log_warn("cannot forget job %s", jobs[i].id);
+		json_decref(jobs[i].data);
+	}
+	free(jobs);
+}

@@ -1,0 +1,55 @@
+/* job.h: long operations (save, checkpoint create and delete, ...) as jobs
+ * whose phase is recorded in the store before each step, so that a cellad
+ * that died in the middle is followed by one that finishes or rolls back
+ * each job it finds (job_recover_all at startup). A job also marks its VM
+ * busy for its whole length (no other action interleaves) and holds a
+ * reference to it.
+ *
+ * Each kind of job is declared by the feature that runs it (struct
+ * job_kind) and handed to the core through sup_conf.job_kinds by cellad's
+ * main: the core knows no feature. */
+#pragma once
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "cerr.h"
+
+struct sup;
+struct vmrt;
+struct store_job;
+
+/* How a recovery ended, for the event that reports it. */
+enum job_outcome { JOB_FINISHED, JOB_ROLLED_BACK, JOB_FAILED };
+
+struct job_kind {
+	const char *name; /* "save", "checkpoint-create", ... */
+	/* Called at startup, after workers were re-adopted or settled, with
+	 * the lock held, for a job of this kind left by an earlier cellad:
+	 * finish it or roll it back (detail: what was done, for the event). */
+	enum job_outcome (*recover)(struct sup *s, struct vmrt *vm, const struct store_job *job,
+				    char *detail, size_t len);
+};
+
+struct job {
+	char id[40];
+	char kind[32];
+	char phase[32];
+	struct vmrt *vm;
+	json_t *data; /* what recovery needs; owned, persisted with each phase */
+	bool took_busy;
+};
+
+/* Begin a job on vm (lock held; vm idle): record it in phase "begun" with
+ * data (a reference is taken; NULL: {}), mark vm busy. 0, or -1 with e set
+ * (the store failed: the operation must not start). */
+int job_begin(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, struct job *j,
+	      struct cerr *e) __must_check;
+/* Record the next phase (and j->data as it is now) before its step runs.
+ * 0, or -1 with e set. */
+int job_phase(struct sup *s, struct job *j, const char *phase, struct cerr *e) __must_check;
+/* The job is over (done or failed and cleaned up): forget it, vm idle. */
+void job_end(struct sup *s, struct job *j);
+
+/* At startup (lock held): recover every recorded job, then forget it. */
+void job_recover_all(struct sup *s);

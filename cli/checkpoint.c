@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json_find.h"
 #include "commands.h"
 
 static int cp_path(char *out, size_t len, const char *vm, const char *cp, const char *suffix)
@@ -70,17 +71,6 @@ int cmd_cp_create(struct client *c, int argc, char **argv)
 	                   json_is_true(json_object_get(out, "memory")) ? ", with memory" : "");
 }
 
-static json_t *find_cp(json_t *list, const char *name)
-{
-	size_t i;
-	json_t *cp;
-
-	json_array_foreach(
-	    list, i,
-	    cp) if (!strcmp(json_string_value(json_object_get(cp, "name")) ?: "", name)) return cp;
-	return NULL;
-}
-
 /* One line per checkpoint, children indented under their parent. */
 static void print_tree(json_t *list, json_t *cp, int depth)
 {
@@ -100,7 +90,7 @@ static void print_tree(json_t *list, json_t *cp, int depth)
 	       json_is_true(json_object_get(cp, "memory")) ? "memory" : "disks", when);
 	json_array_foreach(json_object_get(cp, "children"), i, child)
 	{
-		json_t *c = find_cp(list, json_string_value(child) ?: "");
+		json_t *c = json_find_by(list, "name", json_string_value(child) ?: "");
 
 		if (c && depth < 64)
 			print_tree(list, c, depth + 1);

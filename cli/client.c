@@ -7,25 +7,7 @@
 
 #include <curl/curl.h>
 
-struct buf {
-	char *p;
-	size_t len;
-};
-
-static size_t collect(char *data, size_t size, size_t n, void *opaque)
-{
-	struct buf *b = opaque;
-	size_t len = size * n;
-	char *np = realloc(b->p, b->len + len + 1);
-
-	if (!np)
-		return 0;
-	b->p = np;
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
-	b->p[b->len] = 0;
-	return len;
-}
+#include "bodybuf.h"
 
 static CURL *client_handle(struct client *c, const char *method, const char *path,
                            struct curl_slist **hdrs)
@@ -82,7 +64,7 @@ static void print_error(struct client *c, long status, const char *body)
 	json_decref(j);
 }
 
-static int perform(struct client *c, CURL *h, struct buf *b, long *status)
+static int perform(struct client *c, CURL *h, struct bodybuf *b, long *status)
 {
 	char err[CURL_ERROR_SIZE] = "";
 	CURLcode rc;
@@ -105,7 +87,7 @@ static int perform(struct client *c, CURL *h, struct buf *b, long *status)
 int client_call(struct client *c, const char *method, const char *path, json_t *body, json_t **out)
 {
 	struct curl_slist *hdrs = NULL;
-	struct buf b = {0};
+	struct bodybuf b = {0};
 	char *payload = NULL;
 	long status = 0;
 	CURL *h;
@@ -122,7 +104,7 @@ int client_call(struct client *c, const char *method, const char *path, json_t *
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
 	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bodybuf_collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
 	ret = perform(c, h, &b, &status);
 	if (ret == EXIT_OK && out && b.len)
@@ -145,7 +127,7 @@ int client_send(struct client *c, const char *method, const char *path, json_t *
 int client_post_raw(struct client *c, const char *path, const void *data, size_t len)
 {
 	struct curl_slist *hdrs = NULL;
-	struct buf b = {0};
+	struct bodybuf b = {0};
 	long status = 0;
 	CURL *h = client_handle(c, "POST", path, &hdrs);
 	int ret;
@@ -156,7 +138,7 @@ int client_post_raw(struct client *c, const char *path, const void *data, size_t
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDS, data);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)len);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bodybuf_collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
 	ret = perform(c, h, &b, &status);
 	free(b.p);
@@ -171,7 +153,7 @@ struct stream {
 	volatile bool *stop;
 	long status;
 	CURL *h;
-	struct buf err; /* the body when the reply is an error */
+	struct bodybuf err; /* the body when the reply is an error */
 };
 
 static size_t stream_write(char *data, size_t size, size_t n, void *opaque)
@@ -181,7 +163,7 @@ static size_t stream_write(char *data, size_t size, size_t n, void *opaque)
 	if (!s->status)
 		curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->status);
 	if (s->status < 200 || s->status >= 300)
-		return collect(data, size, n, &s->err);
+		return bodybuf_collect(data, size, n, &s->err);
 	if ((s->stop && *s->stop) || !s->fn(s->opaque, data, size * n))
 		return 0;
 	return size * n;
@@ -233,7 +215,7 @@ int client_stream(struct client *c, const char *path, bool (*fn)(void *, const c
 int client_get_text(struct client *c, const char *path)
 {
 	struct curl_slist *hdrs = NULL;
-	struct buf b = {0};
+	struct bodybuf b = {0};
 	long status = 0;
 	CURL *h = client_handle(c, "GET", path, &hdrs);
 	int ret;
@@ -241,7 +223,7 @@ int client_get_text(struct client *c, const char *path)
 	if (!h)
 		return EXIT_API;
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bodybuf_collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
 	ret = perform(c, h, &b, &status);
 	if (ret == EXIT_OK && b.p)

@@ -22,6 +22,7 @@
 
 #include "api_priv.h"
 #include "log.h"
+#include "unixsock.h"
 
 struct listener {
 	struct api *api;
@@ -371,27 +372,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
-static int unix_listen(const struct api_conf *conf)
+static int api_unix_listen(const struct api_conf *conf)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
+	int fd = unix_listen(conf->socket_path, 64, 0660);
 
-	if (strlen(conf->socket_path) >= sizeof(sa.sun_path)) {
-		log_err("socket path too long: %s", conf->socket_path);
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, conf->socket_path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	unlink(conf->socket_path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0 ||
-	    chmod(conf->socket_path, 0660) < 0) {
-		int err = -errno;
-
-		log_err("socket %s: %s", conf->socket_path, strerror(errno));
-		close(fd);
-		return err;
+	if (fd < 0) {
+		log_err("socket %s: %s", conf->socket_path, strerror(-fd));
+		return fd;
 	}
 	if (conf->socket_group && conf->socket_group[0]) {
 		struct group *g = getgrnam(conf->socket_group);
@@ -431,7 +418,7 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 	a->conf = *conf;
 	a->sup = s;
 	a->unix_l.api = a->tcp_l.api = a;
-	fd = unix_listen(conf);
+	fd = api_unix_listen(conf);
 	if (fd < 0) {
 		free(a);
 		return fd;

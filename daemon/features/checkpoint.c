@@ -44,21 +44,13 @@
 #include <unistd.h>
 
 #include "disk.h"
+#include "json_find.h"
+
+#define cp_find(list, name) json_find_by(list, "name", name)
 #include "log.h"
 
 #define CP_SAVE_TIMEOUT_MS 300000
 #define CP_TIMEOUT_MS      30000
-
-static json_t *cp_find(json_t *list, const char *name)
-{
-	size_t i;
-	json_t *cp;
-
-	json_array_foreach(
-	    list, i,
-	    cp) if (!strcmp(json_string_value(json_object_get(cp, "name")) ?: "", name)) return cp;
-	return NULL;
-}
 
 static const char *cp_str(json_t *cp, const char *key)
 {

@@ -9,31 +9,10 @@
 
 #include <curl/curl.h>
 
+#include "bodybuf.h"
+
 #define PEER_REPLY_MAX (1u << 20)
 #define PEER_CONNECT_TIMEOUT_S 10L
-
-struct buf {
-	char *p;
-	size_t len;
-};
-
-static size_t collect(char *data, size_t size, size_t n, void *opaque)
-{
-	struct buf *b = opaque;
-	size_t len = size * n;
-	char *np;
-
-	if (b->len + len > PEER_REPLY_MAX)
-		return 0; /* a peer's answer is small JSON: refuse a flood */
-	np = realloc(b->p, b->len + len + 1);
-	if (!np)
-		return 0;
-	b->p = np;
-	memcpy(b->p + b->len, data, len);
-	b->len += len;
-	b->p[b->len] = 0;
-	return len;
-}
 
 struct upload {
 	int fd;
@@ -64,7 +43,7 @@ static int perform(const struct peer *p, const char *method, const char *path, l
 		   size_t errlen)
 {
 	char url[1024], auth[600], cerr[CURL_ERROR_SIZE] = "";
-	struct buf b = { 0 };
+	struct bodybuf b = { .max = PEER_REPLY_MAX }; /* a peer's answer is small JSON */
 	CURLcode rc;
 
 	*reply = NULL;
@@ -77,7 +56,7 @@ static int perform(const struct peer *p, const char *method, const char *path, l
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bodybuf_collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, PEER_CONNECT_TIMEOUT_S);

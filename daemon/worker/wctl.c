@@ -1,6 +1,8 @@
 /* wctl.c: one-request-one-reply JSON-lines client for workers' control sockets. */
 #include "wctl.h"
 
+#include "unixsock.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -9,26 +11,6 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-
-int wctl_connect(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
 
 static int64_t now_ms(void)
 {
@@ -159,4 +141,9 @@ int wctl_request_fds(const char *path, json_t *req, const int *fds, unsigned nfd
 	ret = wctl_call_fds(fd, req, fds, nfds, timeout_ms, -1, reply);
 	close(fd);
 	return ret;
+}
+
+int wctl_connect(const char *path)
+{
+	return unix_connect(path);
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "unixsock.h"
 #include "worker_exit.h"
 #include "wctl.h"
 
@@ -383,28 +384,6 @@ static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, c
 	return 0;
 }
 
-static int listen_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0 ||
-	    chmod(path, 0600) < 0) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 /* Fork and exec the worker (lock held). */
 int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
@@ -425,7 +404,7 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	sup_paths(s, vm, ".exit", path, sizeof(path));
 	unlink(path);
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
-	ctl = listen_unix(path);
+	ctl = unix_listen(path, 16, 0600);
 	if (ctl < 0)
 		return cerr_set(e, CERR_INTERNAL, "", "control socket %s: %s", path, strerror(-ctl));
 	snprintf(logp, sizeof(logp), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);

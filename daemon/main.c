@@ -316,7 +316,8 @@ static const char *default_worker(struct conf *c)
 
 /* Every kind of long operation, for the core to recover after a crash. */
 static const struct job_kind *const job_kinds[] = {
-	&save_job, &checkpoint_create_job, &checkpoint_delete_job, NULL,
+	&save_job, &checkpoint_create_job, &checkpoint_delete_job, &move_out_job, &move_in_job,
+	NULL,
 };
 
 int main(int argc, char **argv)
@@ -441,6 +442,7 @@ int main(int argc, char **argv)
 	/* Before any thread: peers are reached with libcurl (moves). */
 	curl_global_init(CURL_GLOBAL_NOTHING);
 	c.sup.job_kinds = job_kinds;
+	c.sup.hooks = &incoming_hooks;
 	if (sup_create(&sup, &c.sup, db)) {
 		log_err("cannot start the supervisor");
 		goto out;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,14 +86,30 @@ int disk_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* A VM that was just killed can still hold its images' locks for a moment:
+ * its io_uring is torn down after the process is gone, and only then are the
+ * last references to the files (and so the locks) dropped. */
+#define LOCK_RETRY_NS   (2ULL * 1000000000ULL)
+#define LOCK_RETRY_STEP (10 * 1000000L)
+
 int disk_lock_fd(int fd, bool exclusive, const char *what, char *err, size_t errlen)
 {
-	if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
-		return 0;
-	if (errno == EWOULDBLOCK)
-		return disk_errf(err, errlen, -EBUSY,
-		                 "%s is in use by another process (a running VM?)", what);
-	return disk_errf(err, errlen, -errno, "cannot lock %s: %s", what, strerror(errno));
+	uint64_t waited = 0;
+
+	for (;;) {
+		if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK)
+			return disk_errf(err, errlen, -errno, "cannot lock %s: %s", what,
+			                 strerror(errno));
+		if (waited >= LOCK_RETRY_NS)
+			return disk_errf(err, errlen, -EBUSY,
+			                 "%s is in use by another process (a running VM?)", what);
+		nanosleep(&(struct timespec){ .tv_nsec = LOCK_RETRY_STEP }, NULL);
+		waited += LOCK_RETRY_STEP;
+	}
 }
 
 struct disk *disk_alloc(void)

@@ -43,8 +43,8 @@ static int job_store(struct sup *s, struct job *j, struct cerr *e)
 	return 0;
 }
 
-int job_begin(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, struct job *j,
-	      struct cerr *e)
+int job_open(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, struct job *j,
+	     struct cerr *e)
 {
 	memset(j, 0, sizeof(*j));
 	snprintf(j->id, sizeof(j->id), "%s-%lld-%llu", kind, (long long)sup_now_wall(),
@@ -53,11 +53,35 @@ int job_begin(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, st
 	snprintf(j->phase, sizeof(j->phase), "begun");
 	j->vm = vm;
 	j->data = data ? json_incref(data) : json_object();
+	/* Named in the events of a recovery even if the VM is gone by then. */
+	json_object_set_new(j->data, "vm", json_string(vm->def.name));
 	if (job_store(s, j, e)) {
 		json_decref(j->data);
 		j->data = NULL;
 		return -1;
 	}
+	return 0;
+}
+
+void job_close(struct sup *s, struct job *j)
+{
+	int ret;
+
+	if (!j->data)
+		return; /* never opened, or closed already */
+	ret = store_job_delete(s->db, j->id);
+	if (ret)
+		log_warn("vm %s: cannot forget the %s job: %s", j->vm->def.name, j->kind,
+			 strerror(-ret));
+	json_decref(j->data);
+	j->data = NULL;
+}
+
+int job_begin(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, struct job *j,
+	      struct cerr *e)
+{
+	if (job_open(s, vm, kind, data, j, e))
+		return -1;
 	j->took_busy = !vm->busy;
 	vm->busy = true;
 	vm->refs++;
@@ -73,17 +97,11 @@ int job_phase(struct sup *s, struct job *j, const char *phase, struct cerr *e)
 
 void job_end(struct sup *s, struct job *j)
 {
-	int ret = store_job_delete(s->db, j->id);
-
-	if (ret)
-		log_warn("vm %s: cannot forget the %s job: %s", j->vm->def.name, j->kind,
-			 strerror(-ret));
+	job_close(s, j);
 	j->vm->acts++;
 	if (j->took_busy)
 		j->vm->busy = false;
 	j->vm->refs--;
-	json_decref(j->data);
-	j->data = NULL;
 	pthread_cond_broadcast(&s->changed);
 }
 
@@ -109,7 +127,9 @@ void job_recover_all(struct sup *s)
 		log_err("cannot read the jobs of the last run: %s", strerror(-ret));
 		return;
 	}
-	for (unsigned i = 0; i < n; i++) {
+	/* Newest first: a job that runs inside another (the save of a quick
+	 * move) settles before the one that started it. */
+	for (unsigned i = n; i-- > 0;) {
 		const struct job_kind *k = kind_find(s, jobs[i].kind);
 		struct vmrt *vm = NULL;
 		char detail[384] = "", ev[512];
@@ -118,18 +138,28 @@ void job_recover_all(struct sup *s)
 		for (struct vmrt *v = s->vms; v && !vm; v = v->next)
 			if (!strcmp(v->def.uuid, jobs[i].vm_uuid))
 				vm = v;
-		if (!vm)
-			snprintf(detail, sizeof(detail), "its VM is gone");
-		else if (!k)
+		if (!k)
 			snprintf(detail, sizeof(detail), "unknown kind of job");
-		else
+		else if (!vm && !k->without_vm)
+			snprintf(detail, sizeof(detail), "its VM is gone");
+		else {
+			/* A reference: the recovery may remove the VM (a move that
+			 * finished) and wait, and the monitor frees removed VMs. */
+			if (vm)
+				vm->refs++;
 			o = k->recover(s, vm, &jobs[i], detail, sizeof(detail));
+			if (vm)
+				vm->refs--;
+		}
 		snprintf(ev, sizeof(ev), "%s at phase %s%s%s", jobs[i].kind, jobs[i].phase,
 			 detail[0] ? ": " : "", detail);
 		log_info("vm %s: recovered %s: %s", vm ? vm->def.name : jobs[i].vm_uuid, ev,
 			 outcome[o]);
 		if (vm)
 			sup_emit(s, vm, outcome[o], ev);
+		else
+			sup_emit_named(s, json_string_value(json_object_get(jobs[i].data, "vm")) ?: "",
+				       "", outcome[o], ev);
 		if (store_job_delete(s->db, jobs[i].id))
 			log_warn("cannot forget job %s", jobs[i].id);
 		json_decref(jobs[i].data);

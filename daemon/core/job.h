@@ -29,6 +29,8 @@ struct job_kind {
 	 * finish it or roll it back (detail: what was done, for the event). */
 	enum job_outcome (*recover)(struct sup *s, struct vmrt *vm, const struct store_job *job,
 				    char *detail, size_t len);
+	/* Also recover a job whose VM is gone (vm NULL): its files may be left. */
+	bool without_vm;
 };
 
 struct job {
@@ -40,9 +42,15 @@ struct job {
 	bool took_busy;
 };
 
-/* Begin a job on vm (lock held; vm idle): record it in phase "begun" with
- * data (a reference is taken; NULL: {}), mark vm busy. 0, or -1 with e set
- * (the store failed: the operation must not start). */
+/* Record a job on vm in phase "begun" with data (a reference is taken;
+ * NULL: {}), without marking the VM busy: for a job that spans several
+ * requests (a move in). 0, or -1 with e set. job_close forgets it. */
+int job_open(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, struct job *j,
+	     struct cerr *e) __must_check;
+void job_close(struct sup *s, struct job *j);
+
+/* Begin a job on vm (lock held; vm idle): job_open, and mark vm busy. 0,
+ * or -1 with e set (the store failed: the operation must not start). */
 int job_begin(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, struct job *j,
 	      struct cerr *e) __must_check;
 /* Record the next phase (and j->data as it is now) before its step runs.
@@ -51,5 +59,6 @@ int job_phase(struct sup *s, struct job *j, const char *phase, struct cerr *e) _
 /* The job is over (done or failed and cleaned up): forget it, vm idle. */
 void job_end(struct sup *s, struct job *j);
 
-/* At startup (lock held): recover every recorded job, then forget it. */
+/* At startup (lock held): recover every recorded job, newest first, then
+ * forget it. */
 void job_recover_all(struct sup *s);

@@ -30,6 +30,13 @@ int64_t sup_now_wall(void)
 	return (int64_t)time(NULL);
 }
 
+void sup_free_attached(struct sup *s, struct vmrt *vm)
+{
+	if (vm->incoming && s->conf.hooks && s->conf.hooks->incoming_free)
+		s->conf.hooks->incoming_free(vm->incoming);
+	vm->incoming = NULL;
+}
+
 struct vmrt *sup_find(struct sup *s, const char *name)
 {
 	for (struct vmrt *vm = s->vms; vm; vm = vm->next)
@@ -49,6 +56,12 @@ static struct vmrt *sup_lookup(struct sup *s, const char *name, struct cerr *e)
 
 void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *detail)
 {
+	sup_emit_named(s, vm ? vm->def.name : "", vm ? vm_state_name(vm->state) : "", event, detail);
+}
+
+void sup_emit_named(struct sup *s, const char *vm, const char *state, const char *event,
+		    const char *detail)
+{
 	struct sup_event *ev = &s->events[s->next_seq % SUP_EVENTS];
 	struct timespec ts;
 	char when[40];
@@ -61,20 +74,19 @@ void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *det
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(when + strlen(when), sizeof(when) - strlen(when), ".%03ldZ", ts.tv_nsec / 1000000);
 	o = json_pack("{s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t)s->next_seq, "time", when,
-		      "event", event, "vm", vm ? vm->def.name : "", "state",
-		      vm ? vm_state_name(vm->state) : "");
+		      "event", event, "vm", vm, "state", state);
 	if (detail && *detail)
 		json_object_set_new(o, "detail", json_string(detail));
 	js = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	free(s->events[s->next_seq % SUP_EVENTS].line);
 	ev->seq = s->next_seq++;
-	snprintf(ev->vm, sizeof(ev->vm), "%s", vm ? vm->def.name : "");
+	snprintf(ev->vm, sizeof(ev->vm), "%s", vm);
 	ev->line = NULL;
 	if (js && asprintf(&ev->line, "%s\n", js) < 0)
 		ev->line = NULL;
 	free(js);
-	log_info("vm %s: %s%s%s", vm ? vm->def.name : "-", event, detail && *detail ? ": " : "",
+	log_info("vm %s: %s%s%s", vm[0] ? vm : "-", event, detail && *detail ? ": " : "",
 		 detail ? detail : "");
 	pthread_cond_broadcast(&s->changed);
 }
@@ -723,13 +735,13 @@ void sup_destroy(struct sup *s)
 			close(vm->console_fd);
 		conbuf_free(&vm->con);
 		json_decref(vm->disk_status);
-		sup_incoming_free(vm->incoming);
+		sup_free_attached(s, vm);
 		vmdef_free(&vm->def);
 		free(vm);
 	}
 	for (vm = s->zombies; vm; vm = n) {
 		n = vm->next;
-		sup_incoming_free(vm->incoming);
+		sup_free_attached(s, vm);
 		json_decref(vm->disk_status);
 		conbuf_free(&vm->con);
 		vmdef_free(&vm->def);

@@ -30,6 +30,8 @@ struct sup_conf {
 	const char *test_crash_at;  /* tests only: "KIND:PHASE" where a job kills cellad */
 	/* The kinds of jobs the features run (NULL-terminated; core/job.h). */
 	const struct job_kind *const *job_kinds;
+	/* What features attach to VMs, reached without knowing the feature. */
+	const struct sup_hooks *hooks;
 	const char *cgroup_parent;  /* e.g. "cella" */
 	uint64_t memory_overhead_mib;
 	unsigned shutdown_timeout_s;
@@ -40,6 +42,17 @@ struct sup_conf {
 	 * files; NULL: no live moves), and how long one may take. */
 	const char *tls_cert, *tls_key, *tls_ca;
 	unsigned move_timeout_s;
+};
+
+/* Calls from the core into features that attached data to a VM (a move
+ * in: vm->incoming). Each may be NULL. Lock held. */
+struct sup_incoming;
+struct vmrt;
+struct sup_hooks {
+	/* The worker of a VM still incoming ended: the move failed. */
+	void (*incoming_worker_ended)(struct sup *s, struct vmrt *vm, const char *detail);
+	/* Free what the feature attached (the VM is being freed). */
+	void (*incoming_free)(struct sup_incoming *in);
 };
 
 /* The core's own kind of job (save); features declare theirs. */

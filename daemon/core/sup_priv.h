@@ -95,7 +95,12 @@ struct sup {
 
 /* sup.c */
 struct vmrt *sup_find(struct sup *s, const char *name);
+/* Free what a feature attached to vm (sup_conf.hooks). */
+void sup_free_attached(struct sup *s, struct vmrt *vm);
 void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *detail);
+/* The same for a VM known by name only (state: its state's name, or ""). */
+void sup_emit_named(struct sup *s, const char *vm, const char *state, const char *event,
+		    const char *detail);
 void sup_persist(struct sup *s, struct vmrt *vm);
 /* lifecycle.c: the only writer of vm->state. Fire ev (lock held): the
  * state moves as the table says, is persisted and announced. -1 (logged,
@@ -130,11 +135,9 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
  * its runtime files and saved state go; streams end; freed when unreferenced. */
 int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *detail);
 
-/* move.c / incoming.c: moving VMs between hosts. */
+/* vm->incoming belongs to features/incoming.c; the core and worker/ reach
+ * it through sup_conf.hooks only (core/sup.h). */
 struct sup_incoming;
-void sup_incoming_free(struct sup_incoming *in);
-/* The incoming worker ended before the VM ran here (lock held). */
-void sup_incoming_failed(struct sup *s, struct vmrt *vm, const char *detail);
 
 /* sup_state.c (lock held unless stated) */
 /* state_dir/vms/<uuid> (created on demand by sup_vm_dir). */

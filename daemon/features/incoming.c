@@ -11,7 +11,11 @@
  * Quick: no worker; the state file (and disk images) arrive as uploads,
  * and commit restores the VM from them.
  * commit: the source says the move is done (live: wait until it runs).
- * abort, or the worker ending first: everything made here goes. */
+ * abort, or the worker ending first: everything made here goes.
+ *
+ * From prepare until the VM runs here (or goes), a "move-in" job records
+ * the images made here: a cellad that died in between is followed by one
+ * that keeps a VM that arrived and removes the rest (move_in_recover). */
 #include "sup_priv.h"
 
 #include <arpa/inet.h>
@@ -39,15 +43,25 @@ struct sup_incoming {
 	uint64_t disk_size[VMDEF_MAX_DISKS];
 	bool disk_uploaded[VMDEF_MAX_DISKS];
 	char *created[VMDEF_MAX_DISKS]; /* images made here (deleted on failure) */
+	struct job job;                  /* "move-in", open until the VM runs or goes */
 };
 
-void sup_incoming_free(struct sup_incoming *in)
+static void incoming_free(struct sup_incoming *in)
 {
 	if (!in)
 		return;
 	for (unsigned i = 0; i < VMDEF_MAX_DISKS; i++)
 		free(in->created[i]);
 	free(in);
+}
+
+/* The move-in is over, one way or the other (lock held). */
+static void incoming_done(struct sup *s, struct vmrt *vm)
+{
+	if (vm->incoming)
+		job_close(s, &vm->incoming->job);
+	incoming_free(vm->incoming);
+	vm->incoming = NULL;
 }
 
 static void vm_file(struct sup *s, const struct vmrt *vm, const char *leaf, char *out, size_t len)
@@ -79,11 +93,13 @@ static void drop(struct sup *s, struct vmrt *vm, const char *why)
 	if (vm->deleted)
 		return;
 	discard_files(s, vm);
+	if (vm->incoming)
+		job_close(s, &vm->incoming->job);
 	if (sup_remove(s, vm, "deleted", why))
 		log_err("vm %s: cannot delete the half-moved VM", vm->def.name);
 }
 
-void sup_incoming_failed(struct sup *s, struct vmrt *vm, const char *detail)
+static void incoming_failed(struct sup *s, struct vmrt *vm, const char *detail)
 {
 	lifecycle_fire(s, vm, EV_INCOMING_FAILED, detail);
 	/* An API call in flight (prepare, commit, abort) drops it itself. */
@@ -248,8 +264,7 @@ static void *watch_thread(void *opaque)
 	if (vm->gen == w->gen && vm->state == VS_INCOMING && !ret) {
 		clock_gettime(CLOCK_MONOTONIC, &vm->started_mono);
 		vm->started_at = sup_now_wall();
-		sup_incoming_free(vm->incoming);
-		vm->incoming = NULL;
+		incoming_done(s, vm);
 		lifecycle_fire(s, vm, EV_STARTED, "moved in");
 	} else if (vm->gen == w->gen && vm->state == VS_INCOMING && vm->pid) {
 		log_warn("vm %s: the incoming worker did not start the VM (%s); ending it",
@@ -364,6 +379,21 @@ int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, js
 	}
 	vm->incoming = in;
 	in = NULL;
+	{
+		json_t *made = json_array();
+
+		for (unsigned i = 0; i < VMDEF_MAX_DISKS; i++)
+			if (vm->incoming->created[i])
+				json_array_append_new(made, json_string(vm->incoming->created[i]));
+		json_t *data = json_pack("{s:o}", "created", made);
+
+		ret = job_open(s, vm, "move-in", data, &vm->incoming->job, e);
+		json_decref(data);
+	}
+	if (ret) {
+		drop(s, vm, "the move could not be recorded");
+		goto out;
+	}
 	vm->busy = true;
 	vm->refs++;
 	o = json_pack("{s:s, s:s, s:s}", "name", vm->def.name, "uuid", vm->def.uuid, "state",
@@ -385,7 +415,7 @@ fail:
 	for (unsigned i = 0; in && i < VMDEF_MAX_DISKS; i++)
 		if (in->created[i])
 			unlink(in->created[i]);
-	sup_incoming_free(in);
+	incoming_free(in);
 out:
 	pthread_mutex_unlock(&s->lock);
 	json_decref(def);
@@ -459,8 +489,7 @@ int sup_incoming_commit(struct sup *s, const char *name, json_t **out, struct ce
 		ret = cerr_set(e, CERR_INTERNAL, "", "the VM is not running here (%s): %s",
 			       vm_state_name(vm->state), vm->exit_reason);
 	if (!ret) {
-		sup_incoming_free(vm->incoming);
-		vm->incoming = NULL;
+		incoming_done(s, vm);
 		*out = sup_vm_json(s, vm);
 	}
 	vm->acts++;
@@ -599,3 +628,49 @@ out:
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
+
+/* Recovery ------------------------------------------------------------------ */
+
+/* A move in that a crash interrupted. Adoption already asked the worker:
+ * a VM that arrived answers and runs here (finished); an incoming worker
+ * that does not answer was killed and its VM dropped, or is being dropped.
+ * Either way the images made here for it go (rolled back). */
+static enum job_outcome move_in_recover(struct sup *s, struct vmrt *vm,
+					const struct store_job *job, char *detail, size_t len)
+{
+	json_t *made = json_object_get(job->data, "created"), *p;
+	size_t i;
+
+	if (vm && vm->state == VS_RUNNING) {
+		snprintf(detail, len, "the VM arrived and runs here");
+		return JOB_FINISHED;
+	}
+	if (vm && vm->pid) {
+		kill(vm->pid, SIGKILL);
+		sup_wait_until(s, vm, sup_worker_gone, vm->gen, 10000);
+	}
+	json_array_foreach(made, i, p) {
+		char part[600];
+
+		if (!json_is_string(p))
+			continue;
+		snprintf(part, sizeof(part), "%s.part", json_string_value(p));
+		unlink(part);
+		unlink(json_string_value(p));
+	}
+	if (vm && !vm->deleted) {
+		if (vm->state == VS_INCOMING)
+			lifecycle_fire(s, vm, EV_INCOMING_FAILED, "cellad restarted during the move");
+		drop(s, vm, "the move did not complete");
+	}
+	snprintf(detail, len, "the half-moved VM and %zu image(s) made for it were removed",
+		 json_array_size(made));
+	return JOB_ROLLED_BACK;
+}
+
+const struct job_kind move_in_job = { "move-in", move_in_recover, true };
+
+const struct sup_hooks incoming_hooks = {
+	.incoming_worker_ended = incoming_failed,
+	.incoming_free = incoming_free,
+};

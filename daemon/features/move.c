@@ -12,7 +12,12 @@
  *
  * Quick: save here, stream the state file (and with include_storage the
  * disk images) to the destination's API, which restores it. A failure
- * restores the VM here. */
+ * restores the VM here.
+ *
+ * A move is a job ("move-out": begun, prepared, migrating or uploading,
+ * committing): a cellad that died in the middle is followed by one that
+ * finishes it (the VM runs there: commit there, forget it here) or rolls it
+ * back (abort there; a VM saved for a quick move is restored here). */
 #include "sup_priv.h"
 
 #include <arpa/inet.h>
@@ -127,7 +132,18 @@ struct move {
 	json_int_t total_ms, down_ms, rounds, bytes;
 	json_t *dest_vm;
 	uint64_t t0;
+	struct job *job;         /* NULL while recovering */
 };
+
+/* Record the move's next phase (lock held); a store failure is logged: the
+ * move itself goes on. */
+static void move_phase(struct move *m, const char *phase)
+{
+	struct cerr e = { 0 };
+
+	if (m->job && job_phase(m->s, m->job, phase, &e))
+		log_warn("vm %s: %s", m->name, e.reason);
+}
 
 static json_int_t ms_since(uint64_t t0)
 {
@@ -262,6 +278,9 @@ static int prepare(struct move *m, struct cerr *e)
 		return -1;
 	m->prepared = true;
 	m->dest_vm = reply;
+	if (m->job)
+		json_object_set_new(m->job->data, "prepared", json_true());
+	move_phase(m, "prepared");
 	return 0;
 }
 
@@ -383,6 +402,7 @@ static int move_live(struct move *m, struct cerr *e)
 		return sup_refuse(vm, e, "move");
 	}
 	log_info("vm %s: moving to %s (%s:%lld)", m->name, m->peer.name, addr, (long long)port);
+	move_phase(m, "migrating");
 	ret = sup_worker_cmd(m->s, vm, req, &fd, 1, (int)m->s->conf.move_timeout_s * 1000, &reply,
 			     e);
 	close(fd);
@@ -452,7 +472,10 @@ static int move_quick(struct move *m, bool *saved_here, struct cerr *e)
 		if (sup_act_save(m->s, vm, e))
 			return -1;
 		*saved_here = true;
+		if (m->job)
+			json_object_set_new(m->job->data, "saved_here", json_true());
 	}
+	move_phase(m, "uploading");
 	sup_saved_path(m->s, vm, path, sizeof(path));
 	pthread_mutex_unlock(&m->s->lock);
 	ret = upload(m, "/state", path, e);
@@ -462,9 +485,13 @@ static int move_quick(struct move *m, bool *saved_here, struct cerr *e)
 		snprintf(suffix, sizeof(suffix), "/disks/%s", vm->def.disks[i].id);
 		ret = upload(m, suffix, vm->def.disks[i].path, e);
 	}
-	if (!ret)
+	if (!ret) {
+		pthread_mutex_lock(&m->s->lock);
+		move_phase(m, "committing");
+		pthread_mutex_unlock(&m->s->lock);
 		ret = dest_call(m, "POST", "/commit", NULL, (long)m->s->conf.start_timeout_s + 30,
 				&reply, e);
+	}
 	pthread_mutex_lock(&m->s->lock);
 	if (ret)
 		return -1;
@@ -545,6 +572,7 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 	struct move m = { .s = s, .t0 = sup_mono_ns() };
 	const char *to = NULL;
 	bool saved_here = false;
+	struct job job;
 	struct vmrt *vm;
 	int ret = -1;
 
@@ -556,9 +584,16 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 	vm = m.vm = sup_lookup_idle(s, name, e);
 	if (!vm || move_check(&m, to, e))
 		goto out;
-	vm->busy = true;
-	vm->refs++;
-	vm->acts++;
+	{
+		json_t *data = json_pack("{s:s, s:s, s:b}", "to", m.peer.name, "mode",
+					 m.quick ? "quick" : "live", "include_storage", m.storage);
+
+		ret = job_begin(s, vm, "move-out", data, &job, e);
+		json_decref(data);
+		if (ret)
+			goto out;
+		m.job = &job;
+	}
 	sup_emit(s, vm, "moving", m.peer.name);
 	ret = prepare(&m, e);
 	if (!ret)
@@ -569,6 +604,7 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 
 		/* The VM runs there (the worker exited 16 only after the
 		 * destination's ack): make it official there, then forget it here. */
+		move_phase(&m, "committing");
 		pthread_mutex_unlock(&s->lock);
 		if (dest_call(&m, "POST", "/commit", NULL, PEER_TIMEOUT_S, &reply, &ce))
 			log_warn("vm %s: moved, but the destination's commit failed: %s", name,
@@ -590,9 +626,6 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 			restore_here(&m);
 		sup_emit(s, vm, "move-failed", e->reason);
 	}
-	vm->acts++;
-	vm->busy = false;
-	vm->refs--;
 	if (!ret) {
 		char detail[128];
 
@@ -600,7 +633,9 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 		if (sup_remove(s, vm, "moved", detail))
 			log_err("vm %s: moved, but cannot delete the definition here", name);
 		*out = move_result(&m);
-	} else if (!e->state[0]) {
+	}
+	job_end(s, &job);
+	if (ret && !e->state[0]) {
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 	}
 out:
@@ -609,3 +644,90 @@ out:
 	json_decref(m.host);
 	return ret;
 }
+
+/* Recovery ------------------------------------------------------------------ */
+
+/* Lock held: wait while the worker is still migrating (the migration goes
+ * on without cellad), then for its exit if it is ending. */
+static void wait_migration(struct move *m)
+{
+	struct vmrt *vm = m->vm;
+	uint64_t deadline = sup_mono_ns() + (uint64_t)m->s->conf.move_timeout_s * 1000000000ULL;
+
+	while (vm_state_active(vm->state) && vm->pid && sup_mono_ns() < deadline) {
+		json_t *reply = NULL, *mig;
+		struct cerr e = { 0 };
+		const char *phase;
+		bool going;
+
+		if (sup_worker_cmd(m->s, vm, json_pack("{s:s}", "cmd", "status"), NULL, 0, 5000,
+				   &reply, &e)) {
+			/* No answer: it is exiting (or gone); the monitor settles it. */
+			sup_wait_until(m->s, vm, migrated, vm->gen, MIGRATED_EXIT_MS);
+			return;
+		}
+		mig = json_object_get(reply, "migration");
+		phase = json_string_value(json_object_get(mig, "phase"));
+		going = phase && strcmp(phase, "failed") && strcmp(phase, "completed");
+		json_decref(reply);
+		if (!going) {
+			if (phase && !strcmp(phase, "completed"))
+				sup_wait_until(m->s, vm, migrated, vm->gen, MIGRATED_EXIT_MS);
+			return;
+		}
+		/* Poll the worker's progress: it has no one to tell the end to. */
+		sup_wait_until(m->s, vm, migrated, vm->gen, 200);
+	}
+}
+
+static enum job_outcome move_out_recover(struct sup *s, struct vmrt *vm,
+					 const struct store_job *job, char *detail, size_t len)
+{
+	struct move m = { .s = s, .vm = vm, .t0 = sup_mono_ns() };
+	const char *to = json_string_value(json_object_get(job->data, "to")) ?: "";
+	bool saved_here = json_is_true(json_object_get(job->data, "saved_here"));
+	enum job_outcome o = JOB_ROLLED_BACK;
+	struct cerr e = { 0 };
+	json_t *reply = NULL;
+
+	snprintf(m.name, sizeof(m.name), "%s", vm->def.name);
+	snprintf(m.path, sizeof(m.path), "/v1/incoming/%s", vm->def.name);
+	m.quick = !strcmp(json_string_value(json_object_get(job->data, "mode")) ?: "", "quick");
+	/* Whatever the phase, the destination may have prepared: abort asks it
+	 * to drop what it has (an unknown VM is no error there). */
+	m.prepared = true;
+	m.host = find_host(s, to, &e);
+	if (!m.host) {
+		snprintf(detail, len, "the destination %s is no longer known: %s", to, e.reason);
+		return JOB_FAILED;
+	}
+	m.peer.name = json_string_value(json_object_get(m.host, "name"));
+	m.peer.url = json_string_value(json_object_get(m.host, "url"));
+	m.peer.token = json_string_value(json_object_get(m.host, "token"));
+	if (!m.quick)
+		wait_migration(&m);
+	if ((!m.quick && vm->exit_status == WORKER_EXIT_MIGRATED && !vm_state_active(vm->state)) ||
+	    (m.quick && !strcmp(job->phase, "committing") &&
+	     !dest_call(&m, "POST", "/commit", NULL, PEER_TIMEOUT_S, &reply, &e))) {
+		/* It runs there: make it official there (live), forget it here. */
+		if (!m.quick && dest_call(&m, "POST", "/commit", NULL, PEER_TIMEOUT_S, &reply, &e))
+			log_warn("vm %s: moved, but the destination's commit failed: %s", m.name,
+				 e.reason);
+		json_decref(reply);
+		snprintf(detail, len, "the VM runs on %s", m.peer.name);
+		if (sup_remove(s, vm, "moved", detail))
+			log_err("vm %s: moved, but cannot delete the definition here", m.name);
+		o = JOB_FINISHED;
+	} else {
+		dest_abort(&m);
+		if (m.quick && saved_here)
+			restore_here(&m);
+		snprintf(detail, len, "the move to %s was undone; the VM is %s here", m.peer.name,
+			 vm_state_name(vm->state));
+		sup_emit(s, vm, "move-failed", "cellad restarted during the move");
+	}
+	json_decref(m.host);
+	return o;
+}
+
+const struct job_kind move_out_job = { "move-out", move_out_recover };

@@ -264,7 +264,10 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	if (vm->state == VS_INCOMING) {
 		/* The VM never ran here: the move failed or was aborted. */
 		vm->pause_reason[0] = 0;
-		sup_incoming_failed(s, vm, detail);
+		if (s->conf.hooks && s->conf.hooks->incoming_worker_ended)
+			s->conf.hooks->incoming_worker_ended(s, vm, detail);
+		else
+			lifecycle_fire(s, vm, EV_INCOMING_FAILED, detail);
 		return;
 	}
 	if (status == WORKER_EXIT_MIGRATED) {
@@ -706,7 +709,7 @@ static void *monitor_main(void *opaque)
 			if (vm->refs == 0) {
 				*pp = vm->next;
 				cgroups_vm_remove(&s->cg, vm->def.uuid);
-				sup_incoming_free(vm->incoming);
+				sup_free_attached(s, vm);
 				json_decref(vm->disk_status);
 				conbuf_free(&vm->con);
 				vmdef_free(&vm->def);

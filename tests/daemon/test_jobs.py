@@ -13,11 +13,24 @@ and, for running VMs, that the guest carries on.
   checkpoint-create:switching    rolled back: overlays gone, no checkpoint
   checkpoint-create:switched     finished: the checkpoint is recorded
   checkpoint-delete:layer-merged finished: the merge repeated, data intact
+
+Moves, with two cellads in two network namespaces (test_move.py's set-up;
+needs root, skipped loudly without it):
+
+  move-out:migrating   (source) rolled back: the destination drops its half,
+                       the VM runs on at the source
+  move-out:committing  (source) finished: the worker had moved the VM; the
+                       new cellad commits at the destination and forgets it
+  move-in:begun        (destination, include_storage) rolled back: no VM and
+                       no image left there; the VM runs on at the source
 """
 
 import http.client
+import json
 import os
+import shutil
 import subprocess
+import tempfile
 
 from cellad import ConsoleTail, Daemon, check, log, main, memwriter_rounds
 
@@ -221,8 +234,103 @@ def case_checkpoint_delete(args, point, tmp):
             d.cleanup()
 
 
+def ns_restart(args, d, host, ns, certs):
+    """A new cellad in the namespace, on the dead one's state."""
+    import test_move
+    d2 = test_move.NsDaemon(args, host, ns, certs)
+    d2.dir = d.dir
+    d2.sock, d2.state, d2.run, d2.log_path = d.sock, d.state, d.run, d.log_path
+    d2.name = f"cellad-{host}-2"
+    return d2.start()
+
+
+def move_case(args, net, certs, point, crash_side, storage=False):
+    import test_move
+    a = test_move.NsDaemon(args, "a", net.ns["a"], certs)
+    b = test_move.NsDaemon(args, "b", net.ns["b"], certs)
+    (a if crash_side == "a" else b).config["test_crash_at"] = point
+    a.start()
+    b.start()
+    a2 = b2 = None
+    tmp = tempfile.mkdtemp(prefix="cella-jobs-mv-")
+    try:
+        a.cli("host", "add", "b", "--url", f"http://{test_move.ADDR['b']}:{test_move.PORT}",
+              "--token-file", f"{certs}/b.token")
+        disks = []
+        if storage:
+            img = os.path.join(tmp, "mv.qcow2")
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, "16M"], check=True)
+            os.chmod(tmp, 0o777)
+            os.chmod(img, 0o666)
+            disks = [{"path": img, "id": "d0"}]
+        a.define("mw", "memwriter", cmdline=test_move.GUEST, disks=disks)
+        a.action("mw", "start")
+        test_move.wait_rounds(a, "mw", 0, 2)
+        pid = a.vm("mw")["pid"]
+        body = {"to": "b", "include_storage": storage}
+        if crash_side == "a":
+            crash(a, "POST", "/v1/vms/mw/move", body)
+            a2 = ns_restart(args, a, "a", net.ns["a"], certs)
+            src = a2
+        else:
+            r = a.post("/v1/vms/mw/move", body)
+            check(r.status >= 400, f"the move fails when the destination dies: {r.status}")
+            b.proc.wait(timeout=60)
+            b.logf.close()
+            b.logf = None
+            check(b.proc.returncode == -9, f"the destination killed itself at {point}")
+            b2 = ns_restart(args, b, "b", net.ns["b"], certs)
+            src = a
+        dst = b2 or b
+        if point == "move-out:committing":
+            job_event(src, "mw", "job-finished", point.replace(":", " at phase "))
+            check(src.get("/v1/vms/mw").status == 404, "the source forgot the VM")
+            check(dst.vm("mw")["state"] == "running", "the VM runs on the destination")
+            test_move.wait_rounds(dst, "mw", 0, 2)
+            check(True, "the guest carries on at the destination")
+            dst.action("mw", "kill")
+        else:
+            if crash_side == "b":
+                job_event(dst, "mw", "job-rolled-back", point.replace(":", " at phase "))
+            else:
+                job_event(src, "mw", "job-rolled-back", point.replace(":", " at phase "))
+            vm = src.vm("mw")
+            check(vm["state"] == "running" and vm["pid"] == pid,
+                  f"the VM runs on at the source in its worker: {vm['state']}")
+            test_move.still_running_here(src, dst, "mw", point)
+            src.action("mw", "kill")
+    finally:
+        for d in (a2 or a, b2 or b):
+            if d.proc and d.proc.poll() is None:
+                d.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def moves(args):
+    import test_move
+    for tool in ("ip", "openssl"):
+        if not shutil.which(tool):
+            log(f"SKIP (loud): move crash cases need '{tool}'")
+            return
+    if os.geteuid() != 0:
+        log("SKIP (loud): move crash cases need root (network namespaces)")
+        return
+    certs = tempfile.mkdtemp(prefix="cella-jobs-certs-")
+    net = test_move.Net()
+    try:
+        test_move.make_certs(certs)
+        net.up()
+        for point, side, storage in (("move-out:migrating", "a", False),
+                                     ("move-out:committing", "a", False),
+                                     ("move-in:begun", "b", True)):
+            log(f"--- {point} ({'source' if side == 'a' else 'destination'})")
+            move_case(args, net, certs, point, side, storage)
+    finally:
+        net.down()
+        shutil.rmtree(certs, ignore_errors=True)
+
+
 def test(args):
-    import tempfile
     tmp = tempfile.mkdtemp(prefix="cella-jobs-")
     for point in ("save:saving", "save:saved"):
         log(f"--- {point}")
@@ -232,6 +340,8 @@ def test(args):
         case_checkpoint_create(args, point, tmp)
     log("--- checkpoint-delete:layer-merged")
     case_checkpoint_delete(args, "checkpoint-delete:layer-merged", tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+    moves(args)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ int job_begin(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, st
 		return -1;
 	j->took_busy = !vm->busy;
 	vm->busy = true;
-	vm->refs++;
+	sup_vm_ref(s, vm);
 	vm->acts++;
 	return 0;
 }
@@ -101,8 +101,8 @@ void job_end(struct sup *s, struct job *j)
 	j->vm->acts++;
 	if (j->took_busy)
 		j->vm->busy = false;
-	j->vm->refs--;
-	pthread_cond_broadcast(&s->changed);
+	sup_vm_changed(j->vm);
+	sup_vm_unref(s, j->vm);
 }
 
 static const struct job_kind *kind_find(struct sup *s, const char *name)
@@ -135,31 +135,34 @@ void job_recover_all(struct sup *s)
 		char detail[384] = "", ev[512];
 		enum job_outcome o = JOB_FAILED;
 
+		pthread_mutex_lock(&s->reg_lock);
 		for (struct vmrt *v = s->vms; v && !vm; v = v->next)
 			if (!strcmp(v->def.uuid, jobs[i].vm_uuid))
 				vm = v;
+		if (vm)
+			vm->refs++; /* under reg_lock: sup_vm_unlock drops it */
+		pthread_mutex_unlock(&s->reg_lock);
+		if (vm)
+			pthread_mutex_lock(&vm->lock);
 		if (!k)
 			snprintf(detail, sizeof(detail), "unknown kind of job");
 		else if (!vm && !k->without_vm)
 			snprintf(detail, sizeof(detail), "its VM is gone");
-		else {
-			/* A reference: the recovery may remove the VM (a move that
-			 * finished) and wait, and the monitor frees removed VMs. */
-			if (vm)
-				vm->refs++;
+		else
 			o = k->recover(s, vm, &jobs[i], detail, sizeof(detail));
-			if (vm)
-				vm->refs--;
-		}
 		snprintf(ev, sizeof(ev), "%s at phase %s%s%s", jobs[i].kind, jobs[i].phase,
 			 detail[0] ? ": " : "", detail);
 		log_info("vm %s: recovered %s: %s", vm ? vm->def.name : jobs[i].vm_uuid, ev,
 			 outcome[o]);
-		if (vm)
+		if (vm) {
+			/* Pinned above: a recovery may remove the VM (a move that
+			 * finished), the monitor frees it only once unpinned. */
 			sup_emit(s, vm, outcome[o], ev);
-		else
+			sup_vm_unlock(s, vm);
+		} else {
 			sup_emit_named(s, json_string_value(json_object_get(jobs[i].data, "vm")) ?: "",
 				       "", outcome[o], ev);
+		}
 		if (store_job_delete(s->db, jobs[i].id))
 			log_warn("cannot forget job %s", jobs[i].id);
 		json_decref(jobs[i].data);

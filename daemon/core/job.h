@@ -59,6 +59,6 @@ int job_phase(struct sup *s, struct job *j, const char *phase, struct cerr *e) _
 /* The job is over (done or failed and cleaned up): forget it, vm idle. */
 void job_end(struct sup *s, struct job *j);
 
-/* At startup (lock held): recover every recorded job, newest first, then
- * forget it. */
+/* At startup (no lock held): recover every recorded job, newest first,
+ * each with its VM locked, then forget it. */
 void job_recover_all(struct sup *s);

@@ -19,7 +19,7 @@ int lifecycle_fire(struct sup *s, struct vmrt *vm, enum vm_event ev, const char 
 	sup_persist(s, vm);
 	if (!vm_event_quiet(ev))
 		sup_emit(s, vm, vm_event_name(ev), detail);
-	pthread_cond_broadcast(&s->changed);
+	sup_vm_changed(vm);
 	return 0;
 }
 

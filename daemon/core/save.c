@@ -171,12 +171,9 @@ int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *b
 	json_t *v, *reply = NULL;
 	int idx, ret = -1;
 
-	pthread_mutex_lock(&s->lock);
-	vm = sup_find(s, name);
-	if (!vm) {
-		cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
-		goto out;
-	}
+	vm = sup_vm_lock_name(s, name, e);
+	if (!vm)
+		return -1;
 	idx = vmdef_disk_find(&vm->def, disk);
 	if (idx < 0) {
 		cerr_set(e, CERR_NOT_FOUND, "disk", "VM '%s' has no disk '%.32s'", name, disk);
@@ -202,7 +199,6 @@ int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *b
 		goto out;
 	}
 	vm->busy = true;
-	vm->refs++;
 	vm->acts++;
 	if (vm->state == VS_RUNNING || vm->state == VS_PAUSED) {
 		json_t *req = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "cmd", "set-qos", "disk",
@@ -234,9 +230,9 @@ int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *b
 done:
 	vm->acts++;
 	vm->busy = false;
-	vm->refs--;
+	sup_vm_changed(vm);
 out:
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	return ret;
 }
 
@@ -274,58 +270,58 @@ static void poll_apply(struct sup *s, struct vmrt *vm, json_t *reply)
 	}
 }
 
-static void poll_once(struct sup *s)
+static void poll_one(struct sup *s, struct vmrt *vm)
 {
-	struct vmrt *vm;
+	json_t *req, *reply = NULL;
+	unsigned gen, acts;
+	char path[512];
+	int ret;
 
-	for (vm = s->vms; vm && !s->shutting_down; vm = vm->next) {
-		json_t *req, *reply = NULL;
-		unsigned gen = vm->gen, acts = vm->acts;
-		char path[512];
-		int ret;
-
-		if ((vm->state != VS_RUNNING && vm->state != VS_PAUSED) || vm->busy || !vm->pid)
-			continue;
-		vm->refs++;
-		sup_paths(s, vm, ".ctl", path, sizeof(path));
-		pthread_mutex_unlock(&s->lock);
-		req = json_pack("{s:s}", "cmd", "status");
-		ret = wctl_request(path, req, POLL_TIMEOUT_MS, &reply);
-		json_decref(req);
-		pthread_mutex_lock(&s->lock);
-		vm->refs--;
-		if (!ret && vm->gen == gen && vm->acts == acts && !vm->busy && !vm->deleted &&
-		    json_is_true(json_object_get(reply, "ok")))
-			poll_apply(s, vm, reply);
-		json_decref(reply);
-		/* vm stays in the list while referenced: deleted VMs move to the
-		 * zombie list, whose next pointers end the walk safely. */
-		if (vm->deleted)
-			break;
+	pthread_mutex_lock(&vm->lock);
+	if ((vm->state != VS_RUNNING && vm->state != VS_PAUSED) || vm->busy || !vm->pid ||
+	    vm->deleted) {
+		pthread_mutex_unlock(&vm->lock);
+		return;
 	}
+	gen = vm->gen;
+	acts = vm->acts;
+	sup_paths(s, vm, ".ctl", path, sizeof(path));
+	pthread_mutex_unlock(&vm->lock);
+	req = json_pack("{s:s}", "cmd", "status");
+	ret = wctl_request(path, req, POLL_TIMEOUT_MS, &reply);
+	json_decref(req);
+	pthread_mutex_lock(&vm->lock);
+	if (!ret && vm->gen == gen && vm->acts == acts && !vm->busy && !vm->deleted &&
+	    json_is_true(json_object_get(reply, "ok")))
+		poll_apply(s, vm, reply);
+	pthread_mutex_unlock(&vm->lock);
+	json_decref(reply);
 }
 
 static void *poller_main(void *opaque)
 {
 	struct sup *s = opaque;
 
-	pthread_mutex_lock(&s->lock);
 	while (!s->shutting_down) {
 		struct timespec dl;
+		size_t n;
+		struct vmrt **all = sup_vm_pin_all(s, &n);
 
-		poll_once(s);
+		for (size_t i = 0; i < n && !s->shutting_down; i++)
+			poll_one(s, all[i]);
+		sup_vm_unpin_all(s, all, n);
 		clock_gettime(CLOCK_REALTIME, &dl);
 		dl.tv_nsec += POLL_INTERVAL_MS * 1000000L;
 		if (dl.tv_nsec >= 1000000000L) {
 			dl.tv_sec++;
 			dl.tv_nsec -= 1000000000L;
 		}
-		/* Woken early by any state change too; that is harmless. */
+		pthread_mutex_lock(&s->reg_lock);
 		while (!s->shutting_down &&
-		       pthread_cond_timedwait(&s->changed, &s->lock, &dl) != ETIMEDOUT)
+		       pthread_cond_timedwait(&s->poll_wake, &s->reg_lock, &dl) != ETIMEDOUT)
 			;
+		pthread_mutex_unlock(&s->reg_lock);
 	}
-	pthread_mutex_unlock(&s->lock);
 	return NULL;
 }
 
@@ -343,10 +339,10 @@ void sup_poller_stop(struct sup *s)
 {
 	if (!s->poller_started)
 		return;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->reg_lock);
 	s->shutting_down = true;
-	pthread_cond_broadcast(&s->changed);
-	pthread_mutex_unlock(&s->lock);
+	pthread_cond_broadcast(&s->poll_wake);
+	pthread_mutex_unlock(&s->reg_lock);
 	pthread_join(s->poller, NULL);
 	s->poller_started = false;
 }

@@ -37,21 +37,79 @@ void sup_free_attached(struct sup *s, struct vmrt *vm)
 	vm->incoming = NULL;
 }
 
-struct vmrt *sup_find(struct sup *s, const char *name)
+void sup_vm_ref(struct sup *s, struct vmrt *vm)
 {
-	for (struct vmrt *vm = s->vms; vm; vm = vm->next)
+	pthread_mutex_lock(&s->reg_lock);
+	vm->refs++;
+	pthread_mutex_unlock(&s->reg_lock);
+}
+
+void sup_vm_unref(struct sup *s, struct vmrt *vm)
+{
+	pthread_mutex_lock(&s->reg_lock);
+	vm->refs--;
+	pthread_cond_broadcast(&s->unpinned);
+	pthread_mutex_unlock(&s->reg_lock);
+}
+
+void sup_vm_changed(struct vmrt *vm)
+{
+	pthread_cond_broadcast(&vm->changed);
+}
+
+struct vmrt *sup_vm_lock_name(struct sup *s, const char *name, struct cerr *e)
+{
+	struct vmrt *vm;
+
+	pthread_mutex_lock(&s->reg_lock);
+	for (vm = s->vms; vm; vm = vm->next)
 		if (!strcmp(vm->def.name, name))
+			break;
+	if (vm)
+		vm->refs++;
+	pthread_mutex_unlock(&s->reg_lock);
+	if (vm) {
+		pthread_mutex_lock(&vm->lock);
+		if (!vm->deleted)
 			return vm;
+		sup_vm_unlock(s, vm); /* removed while we waited for it */
+	}
+	cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
 	return NULL;
 }
 
-static struct vmrt *sup_lookup(struct sup *s, const char *name, struct cerr *e)
+void sup_vm_unlock(struct sup *s, struct vmrt *vm)
 {
-	struct vmrt *vm = sup_find(s, name);
+	pthread_mutex_unlock(&vm->lock);
+	sup_vm_unref(s, vm);
+}
 
-	if (!vm)
-		cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
-	return vm;
+struct vmrt **sup_vm_pin_all(struct sup *s, size_t *n)
+{
+	struct vmrt **all = NULL;
+	size_t count = 0, i = 0;
+
+	pthread_mutex_lock(&s->reg_lock);
+	for (struct vmrt *vm = s->vms; vm; vm = vm->next)
+		count++;
+	all = count ? calloc(count, sizeof(*all)) : NULL;
+	for (struct vmrt *vm = s->vms; vm && all; vm = vm->next) {
+		vm->refs++;
+		all[i++] = vm;
+	}
+	pthread_mutex_unlock(&s->reg_lock);
+	*n = i;
+	return all;
+}
+
+void sup_vm_unpin_all(struct sup *s, struct vmrt **vms, size_t n)
+{
+	pthread_mutex_lock(&s->reg_lock);
+	for (size_t i = 0; i < n; i++)
+		vms[i]->refs--;
+	pthread_cond_broadcast(&s->unpinned);
+	pthread_mutex_unlock(&s->reg_lock);
+	free(vms);
 }
 
 void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *detail)
@@ -62,13 +120,15 @@ void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *det
 void sup_emit_named(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail)
 {
-	struct sup_event *ev = &s->events[s->next_seq % SUP_EVENTS];
+	struct sup_event *ev;
 	struct timespec ts;
 	char when[40];
 	struct tm tm;
 	json_t *o;
 	char *js;
 
+	pthread_mutex_lock(&s->ev_lock);
+	ev = &s->events[s->next_seq % SUP_EVENTS];
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -86,9 +146,10 @@ void sup_emit_named(struct sup *s, const char *vm, const char *state, const char
 	if (js && asprintf(&ev->line, "%s\n", js) < 0)
 		ev->line = NULL;
 	free(js);
+	pthread_cond_broadcast(&s->ev_changed);
+	pthread_mutex_unlock(&s->ev_lock);
 	log_info("vm %s: %s%s%s", vm[0] ? vm : "-", event, detail && *detail ? ": " : "",
 		 detail ? detail : "");
-	pthread_cond_broadcast(&s->changed);
 }
 
 void sup_persist(struct sup *s, struct vmrt *vm)
@@ -142,27 +203,28 @@ json_t *sup_vm_json(struct sup *s, struct vmrt *vm)
 json_t *sup_list(struct sup *s)
 {
 	json_t *arr = json_array();
+	size_t n;
+	struct vmrt **all = sup_vm_pin_all(s, &n);
 
-	pthread_mutex_lock(&s->lock);
-	for (struct vmrt *vm = s->vms; vm; vm = vm->next)
-		json_array_append_new(arr, sup_vm_json(s, vm));
-	pthread_mutex_unlock(&s->lock);
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&all[i]->lock);
+		if (!all[i]->deleted)
+			json_array_append_new(arr, sup_vm_json(s, all[i]));
+		pthread_mutex_unlock(&all[i]->lock);
+	}
+	sup_vm_unpin_all(s, all, n);
 	return arr;
 }
 
 int sup_get(struct sup *s, const char *name, json_t **out, struct cerr *e)
 {
-	struct vmrt *vm;
-	int ret = -1;
+	struct vmrt *vm = sup_vm_lock_name(s, name, e);
 
-	pthread_mutex_lock(&s->lock);
-	vm = sup_lookup(s, name, e);
-	if (vm) {
-		*out = sup_vm_json(s, vm);
-		ret = 0;
-	}
-	pthread_mutex_unlock(&s->lock);
-	return ret;
+	if (!vm)
+		return -1;
+	*out = sup_vm_json(s, vm);
+	sup_vm_unlock(s, vm);
+	return 0;
 }
 
 static struct vmrt *vmrt_new(void)
@@ -174,6 +236,8 @@ static struct vmrt *vmrt_new(void)
 	vm->pidfd = vm->console_fd = vm->incoming_fd = -1;
 	vm->exit_status = -1;
 	vm->state = VS_NONE;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->changed, NULL);
 	vm->w_pid.kind = WATCH_PID;
 	vm->w_pid.vm = vm;
 	vm->w_con.kind = WATCH_CONSOLE;
@@ -193,17 +257,22 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
 	}
 	if (vmdef_from_json(&vm->def, body, e))
 		goto fail;
+	/* The name is taken and stored under the registry lock: two defines of
+	 * one name cannot both pass. */
+	pthread_mutex_lock(&s->reg_lock);
 	for (struct vmrt *o = s->vms; o; o = o->next) {
 		if (!strcmp(o->def.name, vm->def.name) || !strcmp(o->def.uuid, vm->def.uuid)) {
 			bool by_name = !strcmp(o->def.name, vm->def.name);
 
 			cerr_set(e, CERR_EXISTS, by_name ? "name" : "uuid", "a VM with this %s exists",
 				 by_name ? "name" : "UUID");
+			pthread_mutex_unlock(&s->reg_lock);
 			goto fail;
 		}
 	}
 	ret = store_vm_put(s->db, &vm->def);
 	if (ret) {
+		pthread_mutex_unlock(&s->reg_lock);
 		cerr_set(e, ret == -EEXIST ? CERR_EXISTS : CERR_INTERNAL, "", "cannot store the definition: %s",
 			 strerror(-ret));
 		goto fail;
@@ -211,25 +280,29 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
 	for (pp = &s->vms; *pp; pp = &(*pp)->next)
 		;
 	*pp = vm;
+	vm->refs = 1; /* the caller's */
+	pthread_mutex_lock(&vm->lock); /* nobody else has it yet: no wait */
+	pthread_mutex_unlock(&s->reg_lock);
 	if (lifecycle_fire(s, vm, ev, detail))
 		sup_persist(s, vm);
 	return vm;
 fail:
 	vmdef_free(&vm->def);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->changed);
 	free(vm);
 	return NULL;
 }
 
 int sup_define(struct sup *s, json_t *body, json_t **out, struct cerr *e)
 {
-	struct vmrt *vm;
+	struct vmrt *vm = sup_register(s, body, EV_DEFINE, NULL, e);
 
-	pthread_mutex_lock(&s->lock);
-	vm = sup_register(s, body, EV_DEFINE, NULL, e);
-	if (vm)
-		*out = sup_vm_json(s, vm);
-	pthread_mutex_unlock(&s->lock);
-	return vm ? 0 : -1;
+	if (!vm)
+		return -1;
+	*out = sup_vm_json(s, vm);
+	sup_vm_unlock(s, vm);
+	return 0;
 }
 
 int sup_refuse(struct vmrt *vm, struct cerr *e, const char *what)
@@ -247,13 +320,14 @@ static int refuse_busy(struct vmrt *vm, struct cerr *e)
 }
 
 /* The VM called name, unless it is unknown or another action on it is in
- * progress (e filled, NULL). Lock held. */
+ * progress (e filled, NULL). Pinned and locked: sup_vm_unlock. */
 struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct cerr *e)
 {
-	struct vmrt *vm = sup_lookup(s, name, e);
+	struct vmrt *vm = sup_vm_lock_name(s, name, e);
 
 	if (vm && vm->busy) {
 		refuse_busy(vm, e);
+		sup_vm_unlock(s, vm);
 		return NULL;
 	}
 	return vm;
@@ -266,10 +340,9 @@ int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, stru
 	bool limits = false;
 	int ret = -1;
 
-	pthread_mutex_lock(&s->lock);
 	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
-		goto out;
+		return -1;
 	if (vmdef_copy(&next, &vm->def)) {
 		cerr_set(e, CERR_INTERNAL, "", "out of memory");
 		goto out;
@@ -295,7 +368,7 @@ int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, stru
 	*out = sup_vm_json(s, vm);
 	ret = 0;
 out:
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	return ret;
 }
 
@@ -306,6 +379,7 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
 
 	if (store_vm_delete(s->db, vm->def.uuid))
 		return -EIO;
+	pthread_mutex_lock(&s->reg_lock);
 	for (pp = &s->vms; *pp && *pp != vm; pp = &(*pp)->next)
 		;
 	if (*pp)
@@ -313,6 +387,8 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
 	vm->deleted = true;
 	vm->next = s->zombies;
 	s->zombies = vm;
+	pthread_mutex_unlock(&s->reg_lock);
+	sup_vm_changed(vm);
 	sup_paths(s, vm, ".exit", path, sizeof(path));
 	unlink(path);
 	sup_paths(s, vm, ".json", path, sizeof(path));
@@ -328,10 +404,9 @@ int sup_delete(struct sup *s, const char *name, struct cerr *e)
 	struct vmrt *vm;
 	int ret = -1;
 
-	pthread_mutex_lock(&s->lock);
 	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
-		goto out;
+		return -1;
 	if (lifecycle_request_check(REQ_DELETE, vm->state, e))
 		goto out;
 	if (sup_remove(s, vm, "deleted", NULL)) {
@@ -340,7 +415,7 @@ int sup_delete(struct sup *s, const char *name, struct cerr *e)
 	}
 	ret = 0;
 out:
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	return ret;
 }
 
@@ -358,7 +433,7 @@ bool sup_wait_until(struct sup *s, struct vmrt *vm, bool (*pred)(struct vmrt *, 
 		dl.tv_nsec -= 1000000000;
 	}
 	while (!pred(vm, arg)) {
-		if (pthread_cond_timedwait(&s->changed, &s->lock, &dl) == ETIMEDOUT)
+		if (pthread_cond_timedwait(&vm->changed, &vm->lock, &dl) == ETIMEDOUT)
 			return pred(vm, arg);
 	}
 	return true;
@@ -383,9 +458,9 @@ int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, 
 	int ret;
 
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&vm->lock);
 	ret = wctl_request_fds(path, req, fds, nfds, timeout_ms, reply);
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&vm->lock);
 	json_decref(req);
 	if (!ret && !json_is_true(json_object_get(*reply, "ok"))) {
 		cerr_set(e, CERR_INTERNAL, "", "worker refused: %s",
@@ -515,10 +590,9 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		return cerr_set(e, CERR_INVALID, json_is_object(body) ? json_object_iter_key(
 						   json_object_iter(body)) : "",
 				json_is_object(body) ? "unknown field" : "expected an empty body");
-	pthread_mutex_lock(&s->lock);
-	vm = sup_lookup(s, name, e);
+	vm = sup_vm_lock_name(s, name, e);
 	if (!vm)
-		goto out;
+		return -1;
 	/* Turning off overrides a graceful stop or a start in progress. */
 	if (vm->busy && !(a == SUP_KILL && (vm->state == VS_STOPPING || vm->state == VS_STARTING))) {
 		refuse_busy(vm, e);
@@ -528,7 +602,6 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		goto out;
 	took_busy = !vm->busy;
 	vm->busy = true;
-	vm->refs++;
 	vm->acts++;
 	switch (a) {
 	case SUP_START:
@@ -538,9 +611,9 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		vm->start_ns = sup_mono_ns();
 		vm->first_out_ns = 0;
 		lifecycle_fire(s, vm, EV_START, NULL);
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&vm->lock);
 		ret = sup_launch(s, vm, e);
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&vm->lock);
 		break;
 	case SUP_STOP:
 		ret = act_stop(s, vm, body, pending, e);
@@ -565,13 +638,13 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	vm->acts++;
 	if (took_busy)
 		vm->busy = false;
-	vm->refs--;
+	sup_vm_changed(vm);
 	if (!ret)
 		*out = sup_vm_json(s, vm);
 	else if (!e->state[0])
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 out:
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	return ret;
 }
 
@@ -609,9 +682,13 @@ static int sup_load_one(void *opaque, struct vmdef *def, const struct store_runt
 		free(vm);
 		return -ENOMEM;
 	}
+	pthread_mutex_lock(&s->reg_lock);
 	for (pp = &s->vms; *pp; pp = &(*pp)->next)
 		;
 	*pp = vm;
+	vm->refs++;
+	pthread_mutex_unlock(&s->reg_lock);
+	pthread_mutex_lock(&vm->lock);
 	if (vm_state_parse(rt->state, &st))
 		st = VS_DEFINED;
 	lifecycle_load(vm, st);
@@ -625,7 +702,24 @@ static int sup_load_one(void *opaque, struct vmdef *def, const struct store_runt
 	} else if (state_active(vm->state)) {
 		sup_adopt(s, vm, rt);
 	}
+	sup_vm_unlock(s, vm);
 	return 0;
+}
+
+static void wake_all(struct sup *s)
+{
+	size_t n;
+	struct vmrt **all = sup_vm_pin_all(s, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&all[i]->lock);
+		sup_vm_changed(all[i]);
+		pthread_mutex_unlock(&all[i]->lock);
+	}
+	sup_vm_unpin_all(s, all, n);
+	pthread_mutex_lock(&s->ev_lock);
+	pthread_cond_broadcast(&s->ev_changed);
+	pthread_mutex_unlock(&s->ev_lock);
 }
 
 int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
@@ -643,14 +737,11 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 	s->epfd = -1;
 	clock_gettime(CLOCK_MONOTONIC, &s->t0);
 	s->started_wall = sup_now_wall();
-	pthread_mutex_init(&s->lock, NULL);
-	{
-		pthread_condattr_t ca;
-
-		pthread_condattr_init(&ca);
-		pthread_cond_init(&s->changed, &ca);
-		pthread_condattr_destroy(&ca);
-	}
+	pthread_mutex_init(&s->reg_lock, NULL);
+	pthread_cond_init(&s->unpinned, NULL);
+	pthread_cond_init(&s->poll_wake, NULL);
+	pthread_mutex_init(&s->ev_lock, NULL);
+	pthread_cond_init(&s->ev_changed, NULL);
 	s->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	cgroups_init(&s->cg, conf->cgroup_parent, conf->memory_overhead_mib);
 	if (read_boot_id(conf->boot_id_path, boot, sizeof(boot)))
@@ -662,7 +753,6 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 		free(s);
 		return ret;
 	}
-	pthread_mutex_lock(&s->lock);
 	ret = store_load(db, sup_load_one, &lc);
 	if (!ret && boot[0] && store_meta_set(db, "boot_id", boot))
 		log_warn("cannot record the boot id");
@@ -671,16 +761,23 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 	if (!ret)
 		job_recover_all(s);
 	if (!ret && lc.rebooted) {
+		size_t n;
+		struct vmrt **all = sup_vm_pin_all(s, &n);
+
 		log_info("host boot since the last run: starting autostart VMs");
-		for (struct vmrt *vm = s->vms; vm; vm = vm->next) {
-			if (vm->def.autostart && !state_active(vm->state)) {
+		for (size_t i = 0; i < n; i++) {
+			struct vmrt *vm = all[i];
+
+			pthread_mutex_lock(&vm->lock);
+			if (!vm->deleted && vm->def.autostart && !state_active(vm->state)) {
 				vm->restore = vm->state == VS_SAVED;
 				lifecycle_fire(s, vm, EV_START, "autostart");
 				sup_launch_async(s, vm);
 			}
+			pthread_mutex_unlock(&vm->lock);
 		}
+		sup_vm_unpin_all(s, all, n);
 	}
-	pthread_mutex_unlock(&s->lock);
 	if (!ret)
 		ret = sup_poller_start(s);
 	if (ret) {
@@ -693,10 +790,8 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 
 void sup_quiesce(struct sup *s)
 {
-	pthread_mutex_lock(&s->lock);
 	s->shutting_down = true;
-	pthread_cond_broadcast(&s->changed);
-	pthread_mutex_unlock(&s->lock);
+	wake_all(s);
 }
 
 void sup_destroy(struct sup *s)
@@ -705,11 +800,11 @@ void sup_destroy(struct sup *s)
 
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->lock);
 	s->shutting_down = true;
-	pthread_cond_broadcast(&s->changed);
+	wake_all(s);
 	/* Start threads hold references: let them finish (their workers keep
 	 * running either way) before the registry goes away. */
+	pthread_mutex_lock(&s->reg_lock);
 	for (int tries = 0; tries < 2 * (int)s->conf.start_timeout_s + 10; tries++) {
 		struct timespec dl;
 		bool busy = false;
@@ -720,9 +815,9 @@ void sup_destroy(struct sup *s)
 			break;
 		clock_gettime(CLOCK_REALTIME, &dl);
 		dl.tv_sec += 1;
-		pthread_cond_timedwait(&s->changed, &s->lock, &dl);
+		pthread_cond_timedwait(&s->unpinned, &s->reg_lock, &dl);
 	}
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->reg_lock);
 	sup_poller_stop(s);
 	sup_monitor_stop(s);
 	for (int i = 0; i < SUP_EVENTS; i++)

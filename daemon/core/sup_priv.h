@@ -1,7 +1,19 @@
 /* sup_priv.h: the core's internals, shared by core/, worker/ and
- * features/ (never by api/, which sees core/sup.h only). */
+ * features/ (never by api/, which sees core/sup.h only).
+ *
+ * Locking. Each VM has its own lock (vm->lock) over its fields, and its own
+ * condition (vm->changed) for waiting on them; an operation on one VM never
+ * blocks another. The registry lock (s->reg_lock) covers only the lists of
+ * VMs and the references that pin a VM (vm->refs); the event lock
+ * (s->ev_lock) covers the event ring. Both are leaves: nothing else is
+ * locked while holding them, so a VM's lock may be held while taking
+ * either (vm->lock -> reg_lock, vm->lock -> ev_lock), never the other way.
+ * A thread that uses a VM holds a reference (sup_vm_pin or
+ * sup_vm_lock_name), so the monitor frees removed VMs only once nobody
+ * does. The store locks itself (store.h). */
 #pragma once
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "cgroup.h"
@@ -32,6 +44,8 @@ struct conbuf {
 };
 
 struct vmrt {
+	pthread_mutex_t lock;   /* the fields below */
+	pthread_cond_t changed; /* any of them changed, or console output came */
 	struct vmdef def;
 	enum vm_state state;
 	bool busy;             /* an API action is in flight */
@@ -54,7 +68,7 @@ struct vmrt {
 	uint64_t start_ns;     /* CLOCK_MONOTONIC of the last start request */
 	uint64_t first_out_ns; /* ... and of the first console byte after it (0: none yet) */
 	struct watch w_pid, w_con;
-	unsigned refs;         /* stream readers */
+	unsigned refs;         /* pins (s->reg_lock): lookups, streams, threads */
 	bool deleted;
 	bool restore;          /* this start restores the saved state */
 	unsigned acts;         /* bumped around every API action (status poller) */
@@ -75,26 +89,42 @@ struct sup {
 	struct sup_conf conf;
 	struct store *db; /* the store (store/store.h) */
 	struct cgroups cg;
-	pthread_mutex_t lock;
-	pthread_cond_t changed;  /* any state change or new event/console data */
+	pthread_mutex_t reg_lock; /* vms, zombies, every vm->refs (a leaf) */
 	struct vmrt *vms;
 	struct vmrt *zombies;    /* deleted, freed by the monitor once unreferenced */
+	pthread_cond_t unpinned; /* (reg_lock) a reference was dropped */
+	pthread_cond_t poll_wake; /* (reg_lock) the status poller's sleep */
 	int epfd;
 	int stop_efd;
 	pthread_t monitor;
 	bool monitor_started;
-	bool shutting_down;
+	atomic_bool shutting_down;
+	pthread_mutex_t ev_lock;  /* events, next_seq (a leaf) */
+	pthread_cond_t ev_changed; /* (ev_lock) a new event, or shutting down */
 	struct sup_event events[SUP_EVENTS];
 	int64_t next_seq;
-	unsigned long long next_job; /* job ids: KIND-N, unique within this run */
+	atomic_ullong next_job;   /* job ids: KIND-TIME-N */
 	struct timespec t0;
 	int64_t started_wall;
 	pthread_t poller;
 	bool poller_started;
 };
 
-/* sup.c */
-struct vmrt *sup_find(struct sup *s, const char *name);
+/* sup.c: references and locks (see the top of this file). */
+/* Pin vm (the caller has it from a list walk under reg_lock, or holds a
+ * reference already). */
+void sup_vm_ref(struct sup *s, struct vmrt *vm);
+void sup_vm_unref(struct sup *s, struct vmrt *vm);
+/* The VM called name, pinned and locked; NULL (e: not found) if there is
+ * none. sup_vm_unlock undoes both. */
+struct vmrt *sup_vm_lock_name(struct sup *s, const char *name, struct cerr *e);
+void sup_vm_unlock(struct sup *s, struct vmrt *vm);
+/* Every registered VM, pinned (not locked), in definition order: a
+ * malloc'd array; sup_vm_unpin_all drops them. */
+struct vmrt **sup_vm_pin_all(struct sup *s, size_t *n);
+void sup_vm_unpin_all(struct sup *s, struct vmrt **vms, size_t n);
+/* Wake whoever waits on vm (its lock held). */
+void sup_vm_changed(struct vmrt *vm);
 /* Free what a feature attached to vm (sup_conf.hooks). */
 void sup_free_attached(struct sup *s, struct vmrt *vm);
 void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *detail);
@@ -113,7 +143,8 @@ int64_t sup_now_wall(void);
 uint64_t sup_mono_ns(void);
 
 #define state_active vm_state_active
-/* The VM called name, unless unknown or busy (e filled, NULL). */
+/* The VM called name, pinned and locked, unless unknown or busy (e
+ * filled, NULL). Release with sup_vm_unlock. */
 struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct cerr *e);
 /* Turn the VM off and wait for its worker to go (lock held). */
 int sup_act_kill(struct sup *s, struct vmrt *vm, struct cerr *e);

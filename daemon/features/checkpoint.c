@@ -126,12 +126,9 @@ int sup_cp_list(struct sup *s, const char *name, json_t **out, struct cerr *e)
 	size_t i;
 	json_t *cp;
 
-	pthread_mutex_lock(&s->lock);
-	vm = sup_find(s, name);
-	if (!vm) {
-		pthread_mutex_unlock(&s->lock);
-		return cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
-	}
+	vm = sup_vm_lock_name(s, name, e);
+	if (!vm)
+		return -1;
 	list = store_cp_list(s->db, vm->def.uuid);
 	json_array_foreach(list, i, cp)
 	{
@@ -148,7 +145,7 @@ int sup_cp_list(struct sup *s, const char *name, json_t **out, struct cerr *e)
 	*out = json_pack("{s:o, s:o}", "current",
 	                 vm->def.checkpoint[0] ? json_string(vm->def.checkpoint) : json_null(),
 	                 "checkpoints", list);
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	return 0;
 }
 
@@ -413,10 +410,9 @@ int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out, s
 
 	if (cp_body(body, &cpname, &standard, e))
 		return -1;
-	pthread_mutex_lock(&s->lock);
 	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
-		goto out;
+		return -1;
 	if (lifecycle_request_check(REQ_CHECKPOINT_CREATE, vm->state, e)) {
 		goto out;
 	}
@@ -436,9 +432,9 @@ int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out, s
 		job_end(s, &job);
 	}
 out:
-	if (ret && (e->kind == CERR_STATE || e->kind == CERR_CONFLICT) && !e->state[0] && vm)
+	if (ret && (e->kind == CERR_STATE || e->kind == CERR_CONFLICT) && !e->state[0])
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	return ret;
 }
 
@@ -626,9 +622,10 @@ out:
 	return ret;
 }
 
-/* Under s->lock: the idle VM name (*vm), its checkpoint tree (*list, the
- * caller's to free, NULL when there is no VM) and checkpoint cpname in it;
- * NULL with e set when the VM or the checkpoint is missing. */
+/* The idle VM name (*vm, pinned and locked: sup_vm_unlock it when not
+ * NULL), its checkpoint tree (*list, the caller's to free, NULL when there
+ * is no VM) and checkpoint cpname in it; NULL with e set when the VM or
+ * the checkpoint is missing. */
 static json_t *cp_lookup(struct sup *s, const char *name, const char *cpname, struct vmrt **vm,
                          json_t **list, struct cerr *e)
 {
@@ -650,7 +647,6 @@ int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **o
 	json_t *list = NULL, *cp;
 	int ret = -1;
 
-	pthread_mutex_lock(&s->lock);
 	cp = cp_lookup(s, name, cpname, &vm, &list, e);
 	if (!cp)
 		goto out;
@@ -658,17 +654,17 @@ int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **o
 		goto out;
 	}
 	vm->busy = true;
-	vm->refs++;
 	vm->acts++;
 	ret = cp_apply_locked(s, vm, list, cp, e);
 	vm->acts++;
 	vm->busy = false;
-	vm->refs--;
+	sup_vm_changed(vm);
 	if (!ret)
 		*out = sup_vm_json(s, vm);
 out:
 	json_decref(list);
-	pthread_mutex_unlock(&s->lock);
+	if (vm)
+		sup_vm_unlock(s, vm);
 	return ret;
 }
 
@@ -821,7 +817,6 @@ int sup_cp_delete(struct sup *s, const char *name, const char *cpname, struct ce
 	json_t *list = NULL, *cp;
 	int ret = -1;
 
-	pthread_mutex_lock(&s->lock);
 	cp = cp_lookup(s, name, cpname, &vm, &list, e);
 	if (!cp)
 		goto out;
@@ -834,18 +829,20 @@ int sup_cp_delete(struct sup *s, const char *name, const char *cpname, struct ce
 		goto out;
 	}
 	{
+		json_t *data = json_pack("{s:s}", "checkpoint", cpname);
 		struct job job;
 
-		if (job_begin(s, vm, "checkpoint-delete", json_pack("{s:s}", "checkpoint", cpname),
-		              &job, e))
+		ret = job_begin(s, vm, "checkpoint-delete", data, &job, e);
+		json_decref(data);
+		if (ret)
 			goto out;
-		json_decref(job.data); /* job_begin took its own reference */
 		ret = cp_delete_locked(s, vm, &job, list, cp, e);
 		job_end(s, &job);
 	}
 out:
 	json_decref(list);
-	pthread_mutex_unlock(&s->lock);
+	if (vm)
+		sup_vm_unlock(s, vm);
 	return ret;
 }
 

@@ -260,7 +260,7 @@ static void *watch_thread(void *opaque)
 	if (fd >= 0)
 		close(fd);
 	close(w->pidfd);
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&vm->lock);
 	if (vm->gen == w->gen && vm->state == VS_INCOMING && !ret) {
 		clock_gettime(CLOCK_MONOTONIC, &vm->started_mono);
 		vm->started_at = sup_now_wall();
@@ -271,8 +271,7 @@ static void *watch_thread(void *opaque)
 			 vm->def.name, strerror(-ret));
 		kill(vm->pid, SIGKILL); /* the monitor settles it: the move failed */
 	}
-	vm->refs--;
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	free(w);
 	return NULL;
 }
@@ -288,13 +287,13 @@ static int start_watcher(struct sup *s, struct vmrt *vm, struct cerr *e)
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
 	*w = (struct watcher){ .s = s, .vm = vm, .gen = vm->gen, .pidfd = dup(vm->pidfd) };
 	sup_paths(s, vm, ".ctl", w->ctl, sizeof(w->ctl));
-	vm->refs++;
+	sup_vm_ref(s, vm);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	ret = w->pidfd < 0 ? -1 : pthread_create(&t, &attr, watch_thread, w);
 	pthread_attr_destroy(&attr);
 	if (ret) {
-		vm->refs--;
+		sup_vm_unref(s, vm);
 		if (w->pidfd >= 0)
 			close(w->pidfd);
 		free(w);
@@ -320,11 +319,11 @@ static int attach_console(struct sup *s, struct vmrt *vm, unsigned gen, struct c
 			return cerr_set(e, CERR_INTERNAL, "", "the incoming worker did not set up in %u s",
 					s->conf.start_timeout_s);
 		pidfd = dup(vm->pidfd);
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&vm->lock);
 		/* Wakes early if the worker dies. */
 		poll(&(struct pollfd){ .fd = pidfd, .events = POLLIN }, 1, 5);
 		close(pidfd);
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&vm->lock);
 		if (vm->gen != gen || vm->state != VS_INCOMING || !vm->pid)
 			return cerr_set(e, CERR_INTERNAL, "", "the incoming worker ended: %s", vm->exit_reason);
 	}
@@ -366,7 +365,6 @@ int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, js
 
 	if (!in)
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
-	pthread_mutex_lock(&s->lock);
 	if (parse_prepare(s, body, &def, in, e))
 		goto fail;
 	vm = sup_register(s, def, EV_MOVE_IN, in->quick ? "quick" : "live", e);
@@ -395,12 +393,11 @@ int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, js
 		goto out;
 	}
 	vm->busy = true;
-	vm->refs++;
 	o = json_pack("{s:s, s:s, s:s}", "name", vm->def.name, "uuid", vm->def.uuid, "state",
 		      "incoming");
 	ret = vm->incoming->quick ? 0 : prepare_live(s, vm, local_addr, o, e);
 	vm->busy = false;
-	vm->refs--;
+	sup_vm_changed(vm);
 	if (ret) {
 		json_decref(o);
 		if (vm->pid)
@@ -417,7 +414,8 @@ fail:
 			unlink(in->created[i]);
 	incoming_free(in);
 out:
-	pthread_mutex_unlock(&s->lock);
+	if (vm)
+		sup_vm_unlock(s, vm);
 	json_decref(def);
 	return ret;
 }
@@ -431,9 +429,10 @@ static struct vmrt *lookup_incoming(struct sup *s, const char *name, struct cerr
 	if (vm && !vm->incoming && vm->state != VS_RUNNING) {
 		cerr_set(e, CERR_STATE, "state", "'%s' is not a VM moving in", name);
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+		sup_vm_unlock(s, vm);
 		return NULL;
 	}
-	return vm;
+	return vm; /* pinned and locked */
 }
 
 static bool arrived(struct vmrt *vm, unsigned gen)
@@ -458,12 +457,12 @@ static int commit_quick(struct sup *s, struct vmrt *vm, struct cerr *e)
 	vm->start_ns = sup_mono_ns();
 	vm->first_out_ns = 0;
 	lifecycle_fire(s, vm, EV_INCOMING_QUICK, "moved in (quick)");
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&vm->lock);
 	if (sup_launch(s, vm, e)) {
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&vm->lock);
 		return -1;
 	}
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&vm->lock);
 	return 0;
 }
 
@@ -472,14 +471,10 @@ int sup_incoming_commit(struct sup *s, const char *name, json_t **out, struct ce
 	struct vmrt *vm;
 	int ret = 0;
 
-	pthread_mutex_lock(&s->lock);
 	vm = lookup_incoming(s, name, e);
-	if (!vm) {
-		pthread_mutex_unlock(&s->lock);
+	if (!vm)
 		return -1;
-	}
 	vm->busy = true;
-	vm->refs++;
 	vm->acts++;
 	if (vm->incoming && vm->incoming->quick && vm->state == VS_INCOMING)
 		ret = commit_quick(s, vm, e);
@@ -494,10 +489,10 @@ int sup_incoming_commit(struct sup *s, const char *name, json_t **out, struct ce
 	}
 	vm->acts++;
 	vm->busy = false;
-	vm->refs--;
+	sup_vm_changed(vm);
 	if (ret && vm->state == VS_STOPPED && vm->incoming && !vm->pid)
 		drop(s, vm, "the move did not complete"); /* the worker ended while we waited */
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	return ret;
 }
 
@@ -506,20 +501,17 @@ int sup_incoming_abort(struct sup *s, const char *name, struct cerr *e)
 	struct vmrt *vm;
 	unsigned gen;
 
-	pthread_mutex_lock(&s->lock);
 	vm = lookup_incoming(s, name, e);
 	if (vm && !vm->incoming) {
 		/* Committed (it runs here): the move is over; never drop it. */
 		cerr_set(e, CERR_STATE, "state", "'%s' has moved in and runs here", name);
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+		sup_vm_unlock(s, vm);
 		vm = NULL;
 	}
-	if (!vm) {
-		pthread_mutex_unlock(&s->lock);
+	if (!vm)
 		return -1;
-	}
 	vm->busy = true;
-	vm->refs++;
 	gen = vm->gen;
 	if (vm->pid) {
 		kill(vm->pid, SIGKILL);
@@ -527,14 +519,14 @@ int sup_incoming_abort(struct sup *s, const char *name, struct cerr *e)
 			log_warn("vm %s: the incoming worker did not go", name);
 	}
 	vm->busy = false;
-	vm->refs--;
+	sup_vm_changed(vm);
 	if (vm->state == VS_RUNNING) {
 		/* It ran before the kill: the source had finished after all. */
-		pthread_mutex_unlock(&s->lock);
+		sup_vm_unlock(s, vm);
 		return cerr_set(e, CERR_STATE, "state", "'%s' started here before the abort", name);
 	}
 	drop(s, vm, "move aborted");
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	return 0;
 }
 
@@ -547,22 +539,21 @@ int sup_incoming_upload_open(struct sup *s, const char *name, const char *disk, 
 	struct vmrt *vm;
 	int idx = -1;
 
-	pthread_mutex_lock(&s->lock);
 	vm = lookup_incoming(s, name, e);
 	if (vm && (!vm->incoming || !vm->incoming->quick || vm->state != VS_INCOMING)) {
 		cerr_set(e, CERR_STATE, "state", "'%s' is not a VM moving in by a quick move", name);
+		sup_vm_unlock(s, vm);
 		vm = NULL;
 	}
 	if (vm && disk && ((idx = vmdef_disk_find(&vm->def, disk)) < 0 ||
 			   !vm->incoming->storage)) {
 		cerr_set(e, idx < 0 ? CERR_NOT_FOUND : CERR_CONFLICT, "disk", idx < 0 ? "no disk '%.32s'"
 			 : "disk %.32s: the move does not include storage", disk);
+		sup_vm_unlock(s, vm);
 		vm = NULL;
 	}
-	if (!vm) {
-		pthread_mutex_unlock(&s->lock);
+	if (!vm)
 		return -1;
-	}
 	if (disk) {
 		snprintf(path, sizeof(path), "%s.part", vm->def.disks[idx].path);
 		/* A qcow2 file is at most a little over its virtual size. */
@@ -574,7 +565,7 @@ int sup_incoming_upload_open(struct sup *s, const char *name, const char *disk, 
 		*max = (vm->def.memory_mib << 20) + STATE_SLACK;
 	}
 	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	if (*fd < 0)
 		return cerr_set(e, CERR_INTERNAL, "", "cannot create %s: %s", path, strerror(errno));
 	return 0;
@@ -594,18 +585,17 @@ int sup_incoming_upload_done(struct sup *s, const char *name, const char *disk, 
 	close(fd);
 	if (!ok)
 		return -1;
-	pthread_mutex_lock(&s->lock);
 	vm = lookup_incoming(s, name, e);
 	if (vm && (!vm->incoming || vm->state != VS_INCOMING)) {
 		cerr_set(e, CERR_STATE, "state", "'%s' is no longer moving in", name);
-		vm = NULL;
+		goto out;
 	}
 	if (vm && disk && (idx = vmdef_disk_find(&vm->def, disk)) < 0) {
 		cerr_set(e, CERR_NOT_FOUND, "disk", "no disk '%.32s'", disk);
-		vm = NULL;
+		goto out;
 	}
 	if (!vm)
-		goto out;
+		return -1;
 	if (disk) {
 		snprintf(final, sizeof(final), "%s", vm->def.disks[idx].path);
 		snprintf(part, sizeof(part), "%s.part", final);
@@ -625,7 +615,7 @@ int sup_incoming_upload_done(struct sup *s, const char *name, const char *disk, 
 		 (unsigned long long)bytes);
 	ret = 0;
 out:
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	return ret;
 }
 

@@ -151,14 +151,11 @@ int sup_metrics(struct sup *s, const char *name, json_t **out, struct cerr *e)
 	struct snap sn;
 	struct vmrt *vm;
 
-	pthread_mutex_lock(&s->lock);
-	vm = sup_find(s, name);
-	if (!vm) {
-		pthread_mutex_unlock(&s->lock);
-		return cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
-	}
+	vm = sup_vm_lock_name(s, name, e);
+	if (!vm)
+		return -1;
 	snap_take(s, vm, &sn);
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	*out = snap_metrics(s, &sn);
 	return 0;
 }
@@ -229,8 +226,12 @@ char *sup_prometheus(struct sup *s)
 	double cpu;
 	uint64_t rss;
 
-	pthread_mutex_lock(&s->lock);
-	for (struct vmrt *vm = s->vms; vm; vm = vm->next) {
+	size_t nvm;
+	struct vmrt **all = sup_vm_pin_all(s, &nvm);
+
+	for (size_t i = 0; i < nvm; i++) {
+		struct vmrt *vm = all[i];
+
 		if (n == cap) {
 			struct snap *ns = realloc(snaps, (cap = cap ? cap * 2 : 16) * sizeof(*ns));
 
@@ -238,9 +239,12 @@ char *sup_prometheus(struct sup *s)
 				break;
 			snaps = ns;
 		}
-		snap_take(s, vm, &snaps[n++]);
+		pthread_mutex_lock(&vm->lock);
+		if (!vm->deleted)
+			snap_take(s, vm, &snaps[n++]);
+		pthread_mutex_unlock(&vm->lock);
 	}
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unpin_all(s, all, nvm);
 
 	self_usage(&cpu, &rss);
 	tprintf(&t, "# HELP cella_daemon_vms VMs defined.\n# TYPE cella_daemon_vms gauge\n"
@@ -314,15 +318,22 @@ json_t *sup_host(struct sup *s)
 	uname(&u);
 	self_usage(&cpu, &rss);
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	pthread_mutex_lock(&s->lock);
-	for (struct vmrt *vm = s->vms; vm; vm = vm->next) {
-		const char *st = vm_state_name(vm->state);
+	size_t nvm;
+	struct vmrt **all = sup_vm_pin_all(s, &nvm);
 
+	for (size_t i = 0; i < nvm; i++) {
+		const char *st;
+
+		pthread_mutex_lock(&all[i]->lock);
+		st = all[i]->deleted ? NULL : vm_state_name(all[i]->state);
+		pthread_mutex_unlock(&all[i]->lock);
+		if (!st)
+			continue;
 		json_object_set_new(states, st, json_integer(
 			json_integer_value(json_object_get(states, st)) + 1));
 		total++;
 	}
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unpin_all(s, all, nvm);
 	return json_pack("{s:s, s:s, s:s, s:i, s:I, s:b, s:i, s:o, s:s, s:b, s:b, s:{s:I, s:f, s:I}}",
 			 "hostname", u.nodename, "kernel", u.release, "version", "0.1.0",
 			 "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN), "memory_mib",

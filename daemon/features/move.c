@@ -48,9 +48,7 @@ json_t *sup_hosts_list(struct sup *s)
 {
 	json_t *arr;
 
-	pthread_mutex_lock(&s->lock);
 	arr = store_host_list(s->db, false);
-	pthread_mutex_unlock(&s->lock);
 	return arr;
 }
 
@@ -91,9 +89,7 @@ int sup_host_add(struct sup *s, json_t *body, json_t **out, struct cerr *e)
 				"characters, no spaces)");
 	if (tls_name && (!*tls_name || strlen(tls_name) > 255))
 		return cerr_set(e, CERR_INVALID, "tls_name", "expected a certificate name (1-255 characters)");
-	pthread_mutex_lock(&s->lock);
 	ret = store_host_put(s->db, name, url, token, tls_name);
-	pthread_mutex_unlock(&s->lock);
 	if (ret)
 		return cerr_set(e, CERR_INTERNAL, "", "cannot store the host");
 	*out = json_pack("{s:s, s:s, s:o}", "name", name, "url", url, "tls_name",
@@ -105,9 +101,7 @@ int sup_host_remove(struct sup *s, const char *host, struct cerr *e)
 {
 	int ret;
 
-	pthread_mutex_lock(&s->lock);
 	ret = store_host_delete(s->db, host);
-	pthread_mutex_unlock(&s->lock);
 	if (ret == -ENOENT)
 		return cerr_set(e, CERR_NOT_FOUND, "host", "no host named '%.64s'", host);
 	return ret ? cerr_set(e, CERR_INTERNAL, "", "cannot delete the host") : 0;
@@ -270,9 +264,9 @@ static int prepare(struct move *m, struct cerr *e)
 			 m->quick ? "quick" : "live", "include_storage", m->storage);
 	if (sizes)
 		json_object_set_new(body, "disk_sizes", sizes);
-	pthread_mutex_unlock(&m->s->lock);
+	pthread_mutex_unlock(&m->vm->lock);
 	ret = dest_call(m, "POST", NULL, body, PEER_TIMEOUT_S, &reply, e);
-	pthread_mutex_lock(&m->s->lock);
+	pthread_mutex_lock(&m->vm->lock);
 	json_decref(body);
 	if (ret)
 		return -1;
@@ -389,9 +383,9 @@ static int move_live(struct move *m, struct cerr *e)
 	req = migrate_request(m, e);
 	if (!req)
 		return -1;
-	pthread_mutex_unlock(&m->s->lock);
+	pthread_mutex_unlock(&m->vm->lock);
 	fd = dial(addr, port, e);
-	pthread_mutex_lock(&m->s->lock);
+	pthread_mutex_lock(&m->vm->lock);
 	if (fd < 0) {
 		json_decref(req);
 		return -1;
@@ -477,7 +471,7 @@ static int move_quick(struct move *m, bool *saved_here, struct cerr *e)
 	}
 	move_phase(m, "uploading");
 	sup_saved_path(m->s, vm, path, sizeof(path));
-	pthread_mutex_unlock(&m->s->lock);
+	pthread_mutex_unlock(&m->vm->lock);
 	ret = upload(m, "/state", path, e);
 	for (unsigned i = 0; !ret && m->storage && i < vm->def.nr_disks; i++) {
 		char suffix[64];
@@ -486,13 +480,13 @@ static int move_quick(struct move *m, bool *saved_here, struct cerr *e)
 		ret = upload(m, suffix, vm->def.disks[i].path, e);
 	}
 	if (!ret) {
-		pthread_mutex_lock(&m->s->lock);
+		pthread_mutex_lock(&m->vm->lock);
 		move_phase(m, "committing");
-		pthread_mutex_unlock(&m->s->lock);
+		pthread_mutex_unlock(&m->vm->lock);
 		ret = dest_call(m, "POST", "/commit", NULL, (long)m->s->conf.start_timeout_s + 30,
 				&reply, e);
 	}
-	pthread_mutex_lock(&m->s->lock);
+	pthread_mutex_lock(&m->vm->lock);
 	if (ret)
 		return -1;
 	json_decref(m->dest_vm);
@@ -516,10 +510,10 @@ static void restore_here(struct move *m)
 	vm->start_ns = sup_mono_ns();
 	vm->first_out_ns = 0;
 	lifecycle_fire(m->s, vm, EV_START, "the move failed: restoring here");
-	pthread_mutex_unlock(&m->s->lock);
+	pthread_mutex_unlock(&m->vm->lock);
 	if (sup_launch(m->s, vm, &e))
 		log_err("vm %s: cannot restore it after the failed move: %s", m->name, e.reason);
-	pthread_mutex_lock(&m->s->lock);
+	pthread_mutex_lock(&m->vm->lock);
 }
 
 static int move_check(struct move *m, const char *to, struct cerr *e)
@@ -580,9 +574,10 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 		return -1;
 	snprintf(m.name, sizeof(m.name), "%s", name);
 	snprintf(m.path, sizeof(m.path), "/v1/incoming/%s", name);
-	pthread_mutex_lock(&s->lock);
 	vm = m.vm = sup_lookup_idle(s, name, e);
-	if (!vm || move_check(&m, to, e))
+	if (!vm)
+		return -1;
+	if (move_check(&m, to, e))
 		goto out;
 	{
 		json_t *data = json_pack("{s:s, s:s, s:b}", "to", m.peer.name, "mode",
@@ -605,11 +600,11 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 		/* The VM runs there (the worker exited 16 only after the
 		 * destination's ack): make it official there, then forget it here. */
 		move_phase(&m, "committing");
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&vm->lock);
 		if (dest_call(&m, "POST", "/commit", NULL, PEER_TIMEOUT_S, &reply, &ce))
 			log_warn("vm %s: moved, but the destination's commit failed: %s", name,
 				 ce.reason);
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&vm->lock);
 		m.prepared = false;
 		if (reply) {
 			json_decref(m.dest_vm);
@@ -619,9 +614,9 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 			m.total_ms = ms_since(m.t0);
 	}
 	if (ret) {
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&vm->lock);
 		dest_abort(&m);
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&vm->lock);
 		if (saved_here)
 			restore_here(&m);
 		sup_emit(s, vm, "move-failed", e->reason);
@@ -639,7 +634,7 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 	}
 out:
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	json_decref(m.dest_vm);
 	json_decref(m.host);
 	return ret;

@@ -3,6 +3,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 struct db {
 	struct store base; /* first: a struct store * is a struct db * */
 	sqlite3 *h;
+	pthread_mutex_t mu; /* recursive: see "Locking" */
 };
 
 #define DB(st) ((struct db *)(st))
@@ -125,6 +127,7 @@ static void sq_close(struct store *st_)
 	if (!db)
 		return;
 	sqlite3_close(db->h);
+	pthread_mutex_destroy(&db->mu);
 	free(db);
 }
 
@@ -196,7 +199,7 @@ static int db_load_children(struct db *db, struct vmdef *d)
 	return 0;
 }
 
-static int sq_load(struct store *st_, int (*fn)(void *, struct vmdef *, const struct store_runtime *),
+static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const struct store_runtime *),
             void *opaque)
 {
 	struct db *db = DB(st_);
@@ -294,7 +297,7 @@ static int db_run_texts(struct db *db, const char *sql, const char *const *args,
 	db_run_texts(db, sql, (const char *const[]){__VA_ARGS__},                                  \
 	             ARRAY_SIZE(((const char *const[]){__VA_ARGS__})))
 
-static int sq_save_vm(struct store *st_, const struct vmdef *d)
+static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 {
 	struct db *db = DB(st_);
 	sqlite3_stmt *st;
@@ -379,13 +382,13 @@ static int sq_save_vm(struct store *st_, const struct vmdef *d)
 	return ret;
 }
 
-static int sq_delete_vm(struct store *st_, const char *uuid)
+static int sq_delete_vm_u(struct store *st_, const char *uuid)
 {
 	struct db *db = DB(st_);
 	return db_run(db, "DELETE FROM vms WHERE uuid=?", uuid);
 }
 
-static int sq_save_runtime(struct store *st_, const char *uuid, const struct store_runtime *rt)
+static int sq_save_runtime_u(struct store *st_, const char *uuid, const struct store_runtime *rt)
 {
 	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(
@@ -405,7 +408,7 @@ static int sq_save_runtime(struct store *st_, const char *uuid, const struct sto
 	return db_step_done(db, st);
 }
 
-static int sq_get_meta(struct store *st_, const char *key, char *value, size_t len)
+static int sq_get_meta_u(struct store *st_, const char *key, char *value, size_t len)
 {
 	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(db, "SELECT value FROM meta WHERE key=?");
@@ -421,7 +424,7 @@ static int sq_get_meta(struct store *st_, const char *key, char *value, size_t l
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
-static int sq_set_meta(struct store *st_, const char *key, const char *value)
+static int sq_set_meta_u(struct store *st_, const char *key, const char *value)
 {
 	struct db *db = DB(st_);
 	return db_run(db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?,?)", key, value);
@@ -429,21 +432,7 @@ static int sq_set_meta(struct store *st_, const char *key, const char *value)
 
 /* Checkpoints -------------------------------------------------------------- */
 
-static int sq_begin(struct store *st_)
-{
-	struct db *db = DB(st_);
-	return db_exec(db, "BEGIN IMMEDIATE");
-}
-
-static int sq_end(struct store *st_, int ret)
-{
-	struct db *db = DB(st_);
-	if (db_exec(db, ret ? "ROLLBACK" : "COMMIT") && !ret)
-		ret = -EIO;
-	return ret;
-}
-
-static json_t *sq_cp_list(struct store *st_, const char *uuid)
+static json_t *sq_cp_list_u(struct store *st_, const char *uuid)
 {
 	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(db, "SELECT name, parent, kind, created_at, memory, layers"
@@ -473,7 +462,7 @@ static json_t *sq_cp_list(struct store *st_, const char *uuid)
 	return arr;
 }
 
-static int sq_cp_put(struct store *st_, const char *uuid, json_t *cp)
+static int sq_cp_put_u(struct store *st_, const char *uuid, json_t *cp)
 {
 	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(
@@ -499,7 +488,7 @@ static int sq_cp_put(struct store *st_, const char *uuid, json_t *cp)
 	return db_step_done(db, st);
 }
 
-static int sq_cp_delete(struct store *st_, const char *uuid, const char *name)
+static int sq_cp_delete_u(struct store *st_, const char *uuid, const char *name)
 {
 	struct db *db = DB(st_);
 	return db_run(db, "DELETE FROM checkpoints WHERE vm_uuid=? AND name=?", uuid, name);
@@ -507,7 +496,7 @@ static int sq_cp_delete(struct store *st_, const char *uuid, const char *name)
 
 /* Peer hosts (moves) ------------------------------------------------------- */
 
-static json_t *sq_host_list(struct store *st_, bool with_token)
+static json_t *sq_host_list_u(struct store *st_, bool with_token)
 {
 	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(db, "SELECT name, url, token, tls_name FROM hosts"
@@ -533,7 +522,7 @@ static json_t *sq_host_list(struct store *st_, bool with_token)
 	return arr;
 }
 
-static int sq_host_put(struct store *st_, const char *name, const char *url, const char *token,
+static int sq_host_put_u(struct store *st_, const char *name, const char *url, const char *token,
                 const char *tls_name)
 {
 	struct db *db = DB(st_);
@@ -542,7 +531,7 @@ static int sq_host_put(struct store *st_, const char *name, const char *url, con
 	              name, url, token, tls_name);
 }
 
-static int sq_host_delete(struct store *st_, const char *name)
+static int sq_host_delete_u(struct store *st_, const char *name)
 {
 	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(db, "DELETE FROM hosts WHERE name=?");
@@ -560,7 +549,7 @@ static int sq_host_delete(struct store *st_, const char *name)
 
 /* Jobs --------------------------------------------------------------------- */
 
-static int sq_job_put(struct store *st_, const struct store_job *job)
+static int sq_job_put_u(struct store *st_, const struct store_job *job)
 {
 	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(
@@ -581,14 +570,14 @@ static int sq_job_put(struct store *st_, const struct store_job *job)
 	return db_step_done(db, st);
 }
 
-static int sq_job_delete(struct store *st_, const char *id)
+static int sq_job_delete_u(struct store *st_, const char *id)
 {
 	struct db *db = DB(st_);
 
 	return db_run(db, "DELETE FROM jobs WHERE id=?", id);
 }
 
-static int sq_job_list(struct store *st_, struct store_job **out, unsigned *n)
+static int sq_job_list_u(struct store *st_, struct store_job **out, unsigned *n)
 {
 	struct db *db = DB(st_);
 	sqlite3_stmt *st = db_prepare(db, "SELECT id, vm_uuid, kind, phase, data, created_at"
@@ -644,6 +633,234 @@ static int sq_watch(struct store *st_, store_watch_fn fn, void *opaque)
 	return 0;
 }
 
+/* Locking ------------------------------------------------------------------
+ * One connection serves every thread: each call holds the store's mutex,
+ * and a transaction holds it from store_begin to store_end (recursive, so
+ * the calls inside it take it again), so no other thread's statement lands
+ * inside someone else's transaction. */
+
+/* Loading reads every row under the mutex, then calls the caller's fn
+ * without it: fn may take other locks and call the store again. */
+struct loaded {
+	struct vmdef *defs;
+	struct store_runtime *rts;
+	size_t n;
+};
+
+static int collect_one(void *opaque, struct vmdef *def, const struct store_runtime *rt)
+{
+	struct loaded *l = opaque;
+	struct vmdef *d = realloc(l->defs, (l->n + 1) * sizeof(*d));
+	struct store_runtime *r;
+
+	if (!d)
+		return -ENOMEM;
+	l->defs = d;
+	r = realloc(l->rts, (l->n + 1) * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	l->rts = r;
+	if (vmdef_copy(&l->defs[l->n], def))
+		return -ENOMEM;
+	l->rts[l->n++] = *rt;
+	return 0;
+}
+
+static int sq_load(struct store *st_, int (*fn)(void *, struct vmdef *, const struct store_runtime *), void *opaque)
+{
+	struct db *db = DB(st_);
+	struct loaded l = { 0 };
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_load_u(st_, collect_one, &l);
+	pthread_mutex_unlock(&db->mu);
+	for (size_t i = 0; i < l.n; i++) {
+		if (!r)
+			r = fn(opaque, &l.defs[i], &l.rts[i]);
+		vmdef_free(&l.defs[i]);
+	}
+	free(l.defs);
+	free(l.rts);
+	return r;
+}
+
+static int sq_save_vm(struct store *st_, const struct vmdef *d)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_save_vm_u(st_, d);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_delete_vm(struct store *st_, const char *uuid)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_delete_vm_u(st_, uuid);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_save_runtime(struct store *st_, const char *uuid, const struct store_runtime *rt)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_save_runtime_u(st_, uuid, rt);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_get_meta(struct store *st_, const char *key, char *value, size_t len)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_get_meta_u(st_, key, value, len);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_set_meta(struct store *st_, const char *key, const char *value)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_set_meta_u(st_, key, value);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static json_t *sq_cp_list(struct store *st_, const char *uuid)
+{
+	struct db *db = DB(st_);
+	json_t *r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_cp_list_u(st_, uuid);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_cp_put(struct store *st_, const char *uuid, json_t *cp)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_cp_put_u(st_, uuid, cp);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_cp_delete(struct store *st_, const char *uuid, const char *name)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_cp_delete_u(st_, uuid, name);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static json_t *sq_host_list(struct store *st_, bool with_token)
+{
+	struct db *db = DB(st_);
+	json_t *r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_host_list_u(st_, with_token);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_host_put(struct store *st_, const char *name, const char *url, const char *token, const char *tls_name)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_host_put_u(st_, name, url, token, tls_name);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_host_delete(struct store *st_, const char *name)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_host_delete_u(st_, name);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_job_put(struct store *st_, const struct store_job *job)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_job_put_u(st_, job);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_job_delete(struct store *st_, const char *id)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_job_delete_u(st_, id);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_job_list(struct store *st_, struct store_job **out, unsigned *n)
+{
+	struct db *db = DB(st_);
+	int r;
+
+	pthread_mutex_lock(&db->mu);
+	r = sq_job_list_u(st_, out, n);
+	pthread_mutex_unlock(&db->mu);
+	return r;
+}
+
+static int sq_begin(struct store *st_)
+{
+	struct db *db = DB(st_);
+	int ret;
+
+	pthread_mutex_lock(&db->mu); /* held until sq_end */
+	ret = db_exec(db, "BEGIN IMMEDIATE");
+	if (ret)
+		pthread_mutex_unlock(&db->mu);
+	return ret;
+}
+
+static int sq_end(struct store *st_, int ret)
+{
+	struct db *db = DB(st_);
+
+	if (db_exec(db, ret ? "ROLLBACK" : "COMMIT") && !ret)
+		ret = -EIO;
+	pthread_mutex_unlock(&db->mu);
+	return ret;
+}
+
 static const struct store_ops sqlite_ops = {
 	.name = "sqlite",
 	.close = sq_close,
@@ -674,6 +891,14 @@ int store_sqlite_open(struct store **out, const char *path, char *err, size_t er
 	if (!db)
 		return -ENOMEM;
 	db->base.ops = &sqlite_ops;
+	{
+		pthread_mutexattr_t a;
+
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&db->mu, &a);
+		pthread_mutexattr_destroy(&a);
+	}
 	if (sqlite3_open_v2(path, &db->h,
 	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
 	                    NULL) != SQLITE_OK) {

@@ -4,7 +4,8 @@
  * first implementation; a pool's etcd store will be the second, so every
  * call may fail (-EIO, -ETIMEDOUT, -ECONNREFUSED, ...: callers handle it),
  * changes are grouped in transactions, and others' changes can be watched.
- * Not thread-safe: the core serialises calls. */
+ * Thread-safe: any thread may call; a transaction (store_begin .. store_end)
+ * belongs to the thread that began it and keeps the others' calls out. */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>

@@ -44,20 +44,18 @@ int sup_console_open(struct sup *s, const char *name, size_t history, bool follo
 
 	if (!r)
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
-	pthread_mutex_lock(&s->lock);
-	vm = sup_find(s, name);
+	vm = sup_vm_lock_name(s, name, e);
 	if (!vm) {
-		pthread_mutex_unlock(&s->lock);
 		free(r);
-		return cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
+		return -1;
 	}
 	r->s = s;
 	r->vm = vm;
 	r->follow = follow;
 	history = MIN(history, (size_t)MIN(vm->con.total, (uint64_t)vm->con.cap));
 	r->pos = vm->con.total - history;
-	vm->refs++;
-	pthread_mutex_unlock(&s->lock);
+	/* The reader keeps the reference until sup_stream_close. */
+	pthread_mutex_unlock(&vm->lock);
 	*out = r;
 	return 0;
 }
@@ -69,10 +67,9 @@ int sup_console_input(struct sup *s, const char *name, const void *data, size_t 
 	size_t off = 0;
 	int ret = 0;
 
-	pthread_mutex_lock(&s->lock);
-	vm = sup_find(s, name);
+	vm = sup_vm_lock_name(s, name, e);
 	if (!vm) {
-		ret = cerr_set(e, CERR_NOT_FOUND, "name", "no VM named '%.64s'", name);
+		return -1;
 	} else if (vm->console_fd < 0 || (vm->state != VS_RUNNING && vm->state != VS_PAUSED)) {
 		ret = cerr_set(e, CERR_STATE, "state", "cannot send console input to a VM that is %s",
 			       vm_state_name(vm->state));
@@ -92,7 +89,7 @@ int sup_console_input(struct sup *s, const char *name, const void *data, size_t 
 			off += (size_t)n;
 		}
 	}
-	pthread_mutex_unlock(&s->lock);
+	sup_vm_unlock(s, vm);
 	return ret;
 }
 
@@ -105,13 +102,13 @@ int sup_events_open(struct sup *s, int64_t since, const char *vm_filter, bool fo
 		return -ENOMEM;
 	r->s = s;
 	r->follow = follow;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->ev_lock);
 	r->seq = since < 0 ? s->next_seq : since + 1;
 	if (r->seq < s->next_seq - SUP_EVENTS)
 		r->seq = s->next_seq - SUP_EVENTS;
 	if (r->seq < 1)
 		r->seq = 1;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->ev_lock);
 	snprintf(r->vm_filter, sizeof(r->vm_filter), "%s", vm_filter ? vm_filter : "");
 	*out = r;
 	return 0;
@@ -124,7 +121,7 @@ static bool console_ended(struct vmrt *vm)
 			       vm->state != VS_STOPPING);
 }
 
-/* Copy available bytes (lock held). */
+/* Copy available bytes (the console's VM lock, or the event lock, held). */
 static size_t stream_take(struct sup_stream *r, char *buf, size_t max)
 {
 	struct sup *s = r->s;
@@ -187,20 +184,24 @@ ssize_t sup_stream_read(struct sup_stream *r, char *buf, size_t max, int timeout
 		dl.tv_sec++;
 		dl.tv_nsec -= 1000000000;
 	}
-	pthread_mutex_lock(&s->lock);
+	/* A console waits on its VM, the event stream on the event ring. */
+	pthread_mutex_t *lock = r->vm ? &r->vm->lock : &s->ev_lock;
+	pthread_cond_t *cond = r->vm ? &r->vm->changed : &s->ev_changed;
+
+	pthread_mutex_lock(lock);
 	for (;;) {
 		n = stream_take(r, buf, max);
 		if (n || s->shutting_down)
 			break;
 		if (!r->follow || (r->vm && console_ended(r->vm)))
 			break;
-		if (pthread_cond_timedwait(&s->changed, &s->lock, &dl) == ETIMEDOUT) {
+		if (pthread_cond_timedwait(cond, lock, &dl) == ETIMEDOUT) {
 			n = stream_take(r, buf, max);
-			pthread_mutex_unlock(&s->lock);
+			pthread_mutex_unlock(lock);
 			return (ssize_t)n;
 		}
 	}
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(lock);
 	return n ? (ssize_t)n : -1;
 }
 
@@ -208,11 +209,8 @@ void sup_stream_close(struct sup_stream *r)
 {
 	if (!r)
 		return;
-	if (r->vm) {
-		pthread_mutex_lock(&r->s->lock);
-		r->vm->refs--;
-		pthread_mutex_unlock(&r->s->lock);
-	}
+	if (r->vm)
+		sup_vm_unref(r->s, r->vm);
 	free(r->pending);
 	free(r);
 }

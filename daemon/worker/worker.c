@@ -86,7 +86,7 @@ static void console_close(struct sup *s, struct vmrt *vm)
 	vm->w_con.armed = false;
 	close(vm->console_fd);
 	vm->console_fd = -1;
-	pthread_cond_broadcast(&s->changed);
+	sup_vm_changed(vm);
 }
 
 void sup_unwatch(struct sup *s, struct vmrt *vm)
@@ -113,7 +113,7 @@ static bool console_drain(struct sup *s, struct vmrt *vm)
 			if (!vm->first_out_ns)
 				vm->first_out_ns = sup_mono_ns();
 			conbuf_append(&vm->con, buf, (size_t)n);
-			pthread_cond_broadcast(&s->changed);
+			sup_vm_changed(vm);
 			continue;
 		}
 		return n < 0 && (errno == EAGAIN || errno == EINTR);
@@ -486,24 +486,24 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 	unsigned gen;
 	int fd, pidfd, ret;
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&vm->lock);
 	gen = ++vm->gen;
 	if (vm->stop_requested) {
 		/* Turned off before the worker existed (an automatic restart). */
 		lifecycle_fire(s, vm, EV_START_CANCELLED, "turned off before it started");
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&vm->lock);
 		return cerr_set(e, CERR_STATE, "state", "turned off before it started");
 	}
 	if (sup_spawn(s, vm, e)) {
 		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%.250s", e->reason);
 		lifecycle_fire(s, vm, EV_START_FAILED, e->reason);
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&vm->lock);
 		return -1;
 	}
 	sup_persist(s, vm);
 	pidfd = dup(vm->pidfd);
 	sup_paths(s, vm, ".ctl", ctl_path, sizeof(ctl_path));
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&vm->lock);
 
 	/* Handshake: "status" answers once the VM is set up (its console socket
 	 * exists); connect the console; then "start" opens the gate. */
@@ -516,9 +516,9 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 	json_decref(reply);
 	reply = NULL;
 	if (!ret) {
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&vm->lock);
 		ret = vm->gen == gen ? sup_console_attach(s, vm) : -ESRCH;
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&vm->lock);
 	}
 	req = json_pack("{s:s}", "cmd", "start");
 	if (!ret)
@@ -531,7 +531,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 		close(fd);
 	close(pidfd);
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&vm->lock);
 	if (!ret && vm->stop_requested && vm->pid)
 		kill(vm->pid, SIGTERM); /* a kill came during the handshake */
 	else if (!ret && vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
@@ -549,11 +549,11 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 		}
 		lifecycle_fire(s, vm, EV_STARTED, restored ? "restored from saved state"
 								       : NULL);
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&vm->lock);
 		return 0;
 	}
 	if (vm->stop_requested) {
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&vm->lock);
 		return cerr_set(e, CERR_STATE, "state", "turned off while starting");
 	}
 	if (vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
@@ -568,12 +568,12 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 		clock_gettime(CLOCK_REALTIME, &dl);
 		dl.tv_sec += 10;
 		while (!start_settled(vm, gen) &&
-		       pthread_cond_timedwait(&s->changed, &s->lock, &dl) != ETIMEDOUT)
+		       pthread_cond_timedwait(&vm->changed, &vm->lock, &dl) != ETIMEDOUT)
 			;
 	}
 	cerr_set(e, CERR_INTERNAL, "", "the VM failed to start: %s", vm->exit_reason);
 	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&vm->lock);
 	return -1;
 }
 
@@ -589,9 +589,7 @@ static void *launch_thread(void *opaque)
 
 	if (sup_launch(a->s, a->vm, &e))
 		log_warn("vm %s: automatic start failed: %s", a->vm->def.name, e.reason);
-	pthread_mutex_lock(&a->s->lock);
-	a->vm->refs--;
-	pthread_mutex_unlock(&a->s->lock);
+	sup_vm_unref(a->s, a->vm);
 	free(a);
 	return NULL;
 }
@@ -606,7 +604,7 @@ void sup_launch_async(struct sup *s, struct vmrt *vm)
 		goto fail;
 	a->s = s;
 	a->vm = vm;
-	vm->refs++;
+	sup_vm_ref(s, vm);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&t, &attr, launch_thread, a) == 0) {
@@ -614,7 +612,7 @@ void sup_launch_async(struct sup *s, struct vmrt *vm)
 		return;
 	}
 	pthread_attr_destroy(&attr);
-	vm->refs--;
+	sup_vm_unref(s, vm);
 	free(a);
 fail:
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "cannot create a start thread");
@@ -700,25 +698,36 @@ static void *monitor_main(void *opaque)
 		struct watch *w;
 		int n;
 
-		pthread_mutex_lock(&s->lock);
-		/* Deleted VMs are freed here: their fds left epoll when they
-		 * stopped, so no later event can name them. */
+		struct vmrt *dead = NULL;
+
+		/* Deleted VMs are freed here, once nobody holds a reference: their
+		 * fds left epoll when they stopped, so no later event names them. */
+		pthread_mutex_lock(&s->reg_lock);
 		for (struct vmrt **pp = &s->zombies; *pp;) {
 			struct vmrt *vm = *pp;
 
 			if (vm->refs == 0) {
 				*pp = vm->next;
-				cgroups_vm_remove(&s->cg, vm->def.uuid);
-				sup_free_attached(s, vm);
-				json_decref(vm->disk_status);
-				conbuf_free(&vm->con);
-				vmdef_free(&vm->def);
-				free(vm);
+				vm->next = dead;
+				dead = vm;
 			} else {
 				pp = &vm->next;
 			}
 		}
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->reg_lock);
+		while (dead) {
+			struct vmrt *vm = dead;
+
+			dead = vm->next;
+			cgroups_vm_remove(&s->cg, vm->def.uuid);
+			sup_free_attached(s, vm);
+			json_decref(vm->disk_status);
+			conbuf_free(&vm->con);
+			vmdef_free(&vm->def);
+			pthread_mutex_destroy(&vm->lock);
+			pthread_cond_destroy(&vm->changed);
+			free(vm);
+		}
 		n = epoll_wait(s->epfd, &ev, 1, 1000);
 		if (n < 0 && errno != EINTR)
 			break;
@@ -727,14 +736,14 @@ static void *monitor_main(void *opaque)
 		if (!ev.data.ptr)
 			break; /* stop_efd */
 		w = ev.data.ptr;
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&w->vm->lock);
 		if (w->armed) {
 			if (w->kind == WATCH_PID)
 				worker_exited(s, w->vm);
 			else if (!console_drain(s, w->vm))
 				console_close(s, w->vm);
 		}
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&w->vm->lock);
 	}
 	return NULL;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devtype.h"
 #include "legacy.h"
 #include "log.h"
 #include "state/state.h"
@@ -270,3 +271,23 @@ int i8042_create(struct vm *vm)
 	k->ctr = CTR_AUX_DISABLE;
 	return vm_add_device(vm, &k->dev);
 }
+
+static unsigned i8042_count(const struct vm_config *cfg)
+{
+	return 1; /* every VM */
+}
+
+static int i8042_type_create(struct vm *vm, unsigned index, const void *config)
+{
+	return i8042_create(vm);
+}
+
+/* Graceful shutdown without ACPI: Ctrl-Alt-Del. */
+const struct device_type devtype_i8042 = {
+	.name = "i8042",
+	.transport = DEVTYPE_PLATFORM,
+	.max_instances = 1,
+	.count = i8042_count,
+	.create = i8042_type_create,
+	.request_shutdown = i8042_ctrl_alt_del,
+};

@@ -29,7 +29,7 @@ struct state_reader;
 struct virtio_dev;
 
 #define VIRTIO_MMIO_VENDOR    0x4c4c4543 /* "CELL" */
-#define VIRTIO_MAX_QUEUES     2
+#define VIRTIO_MAX_QUEUES     8 /* per device; each type declares its own count (devtype.h) */
 #define VIRTIO_CONFIG_MAX     64
 
 /* What a device model adds to the transport. Every callback except destroy

@@ -12,6 +12,7 @@
 #include <linux/virtio_net.h>
 
 #include "backend/tap.h"
+#include "devtype.h"
 #include "log.h"
 #include "state/state.h"
 #include "virtio/mmio.h"
@@ -251,3 +252,24 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned inde
 		return fd;
 	return virtio_net_create_fd(vm, cfg, index, fd);
 }
+
+static unsigned net_count(const struct vm_config *cfg)
+{
+	return cfg->nr_nets;
+}
+
+static int net_type_create(struct vm *vm, unsigned index, const void *config)
+{
+	return virtio_net_create(vm, &vm->cfg->nets[index], index);
+}
+
+const struct device_type devtype_virtio_net = {
+	.name = "virtio-net",
+	.transport = DEVTYPE_VIRTIO_MMIO,
+	.max_instances = CONF_MAX_NICS,
+	.nr_queues = 2, /* rx, tx */
+	.gsis = 1,
+	.mmio_windows = 1,
+	.count = net_count,
+	.create = net_type_create,
+};

@@ -7,6 +7,7 @@
 
 #include <linux/virtio_ids.h>
 
+#include "devtype.h"
 #include "log.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
@@ -93,3 +94,24 @@ int virtio_rng_create(struct vm *vm)
 	snprintf(vd->dev.id, sizeof(vd->dev.id), "rng0");
 	return vm_add_device(vm, &vd->dev);
 }
+
+static unsigned rng_count(const struct vm_config *cfg)
+{
+	return cfg->rng ? 1 : 0;
+}
+
+static int rng_type_create(struct vm *vm, unsigned index, const void *config)
+{
+	return virtio_rng_create(vm);
+}
+
+const struct device_type devtype_virtio_rng = {
+	.name = "virtio-rng",
+	.transport = DEVTYPE_VIRTIO_MMIO,
+	.max_instances = 1,
+	.nr_queues = 1,
+	.gsis = 1,
+	.mmio_windows = 1,
+	.count = rng_count,
+	.create = rng_type_create,
+};

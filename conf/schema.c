@@ -188,7 +188,9 @@ static int key_from_json(const struct conf_key *k, void *obj, json_t *v, const c
 			return conf_error(e, field, "out of memory");
 		return 0;
 	case CONF_ENUM:
-		if (!json_is_string(v) || !enum_valid(k, json_string_value(v))) {
+		if (!json_is_string(v))
+			return conf_error(e, field, "expected a string");
+		if (!enum_valid(k, json_string_value(v))) {
 			choices_text(k, true, buf, sizeof(buf));
 			return conf_error(e, field, "expected %s", buf);
 		}

@@ -196,11 +196,23 @@ static int config_new_device(struct vm_config *c, const char *type, struct devic
 	return (*out)->cfg ? 0 : -ENOMEM;
 }
 
-static void config_drop_device(struct device_config *d)
+/* The entry config_new_device opened is kept when its keys parsed (ret 0),
+ * else dropped with the parser's reason in err. Returns ret. */
+static int config_end_device(struct vm_config *c, int ret, const struct conf_err *e,
+			     char *err, size_t errlen)
 {
+	struct device_config *d = &c->devices[c->nr_devices];
+
+	if (!ret) {
+		c->nr_devices++;
+		return 0;
+	}
 	conf_free(d->type->config_schema, d->cfg);
 	free(d->cfg);
 	memset(d, 0, sizeof(*d));
+	if (ret == -EINVAL)
+		conf_err_text(e, err, errlen);
+	return ret;
 }
 
 int config_add_device(struct vm_config *c, const char *spec, char *err, size_t errlen)
@@ -217,14 +229,7 @@ int config_add_device(struct vm_config *c, const char *spec, char *err, size_t e
 	if (ret)
 		return ret;
 	ret = conf_from_string(d->type->config_schema, d->cfg, comma ? comma + 1 : "", &e);
-	if (ret) {
-		config_drop_device(d);
-		if (ret == -EINVAL)
-			conf_err_text(&e, err, errlen);
-		return ret;
-	}
-	c->nr_devices++;
-	return 0;
+	return config_end_device(c, ret, &e, err, errlen);
 }
 
 static int config_json_device(struct vm_config *c, json_t *o, unsigned idx, char *err,
@@ -250,14 +255,7 @@ static int config_json_device(struct vm_config *c, json_t *o, unsigned idx, char
 	ret = keys ? conf_from_json(d->type->config_schema, d->cfg, keys, name,
 				    &conf_worker_dialect, &e) : -ENOMEM;
 	json_decref(keys);
-	if (ret) {
-		config_drop_device(d);
-		if (ret == -EINVAL)
-			conf_err_text(&e, err, errlen);
-		return ret;
-	}
-	c->nr_devices++;
-	return 0;
+	return config_end_device(c, ret, &e, err, errlen);
 }
 
 /* Resolve a path from the config file relative to the file's directory. */

@@ -75,6 +75,8 @@ extern const unsigned nr_device_types;
 const struct device_type *devtype_find(const char *name);
 /* The type of a created device (by its ops->type). */
 const struct device_type *devtype_of(const struct device *dev);
+/* A count for types every VM has once (the PC platform devices). */
+unsigned devtype_count_one(const struct vm_config *cfg);
 /* Instances of t the configuration asks for. */
 unsigned devtype_count(const struct device_type *t, const struct vm_config *cfg);
 /* "virtio-console" ...: the types --device takes, for messages. */

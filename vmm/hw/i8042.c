@@ -272,11 +272,6 @@ int i8042_create(struct vm *vm)
 	return vm_add_device(vm, &k->dev);
 }
 
-static unsigned i8042_count(const struct vm_config *cfg)
-{
-	return 1; /* every VM */
-}
-
 static int i8042_type_create(struct vm *vm, unsigned index, const void *config)
 {
 	return i8042_create(vm);
@@ -287,7 +282,7 @@ const struct device_type devtype_i8042 = {
 	.name = "i8042",
 	.transport = DEVTYPE_PLATFORM,
 	.max_instances = 1,
-	.count = i8042_count,
+	.count = devtype_count_one,
 	.create = i8042_type_create,
 	.request_shutdown = i8042_ctrl_alt_del,
 };

@@ -129,11 +129,6 @@ int platform_ports_create(struct vm *vm)
 	return vm_add_device(vm, &p->dev);
 }
 
-static unsigned platform_count(const struct vm_config *cfg)
-{
-	return 1; /* every VM */
-}
-
 static int platform_type_create(struct vm *vm, unsigned index, const void *config)
 {
 	return platform_ports_create(vm);
@@ -143,6 +138,6 @@ const struct device_type devtype_platform = {
 	.name = "platform-ports",
 	.transport = DEVTYPE_PLATFORM,
 	.max_instances = 1,
-	.count = platform_count,
+	.count = devtype_count_one,
 	.create = platform_type_create,
 };

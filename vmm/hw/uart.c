@@ -589,11 +589,6 @@ int uart_create(struct vm *vm, uint16_t base, unsigned gsi, enum console_kind ki
 	return vm_add_device(vm, &u->dev);
 }
 
-static unsigned uart_count(const struct vm_config *cfg)
-{
-	return 1; /* COM1, the console, in every VM */
-}
-
 static int uart_type_create(struct vm *vm, unsigned index, const void *config)
 {
 	return uart_create(vm, UART_COM1_BASE, UART_COM1_IRQ, vm->cfg->console,
@@ -604,6 +599,6 @@ const struct device_type devtype_uart = {
 	.name = "uart16550a",
 	.transport = DEVTYPE_PLATFORM,
 	.max_instances = 1,
-	.count = uart_count,
+	.count = devtype_count_one,
 	.create = uart_type_create,
 };

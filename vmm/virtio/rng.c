@@ -63,11 +63,7 @@ static void rng_queue_notify(struct virtio_dev *vd, unsigned q)
 		virtq_push(vq, c->head, written);
 		pushed = true;
 	}
-	if (ret < 0)
-		virtio_dev_fail(vd, "queue %u: %s (0x%llx)", q, err.what,
-				(unsigned long long)err.value);
-	if (pushed)
-		virtio_dev_maybe_notify(vd, q);
+	virtio_dev_pop_done(vd, q, ret, &err, pushed);
 	free(c);
 }
 

@@ -83,21 +83,9 @@ static void test_device_flag(void **st)
 	config_free(&c);
 }
 
+/* The generic list in JSON; its errors are in test_config.c's bad_json. */
 static void test_device_json(void **st)
 {
-	static const struct {
-		const char *json, *err;
-	} bad[] = {
-		{ "{\"devices\": {}}", "devices: expected an array" },
-		{ "{\"devices\": [3]}", "devices[0]: expected an object" },
-		{ "{\"devices\": [{\"path\": \"/a\"}]}", "devices[0].type: expected a string" },
-		{ "{\"devices\": [{\"type\": \"virtio-console\"}]}", "devices[0].path: missing" },
-		{ "{\"devices\": [{\"type\": \"virtio-console\", \"path\": 1}]}",
-		  "devices[0].path: expected a string" },
-		{ "{\"devices\": [{\"type\": \"virtio-console\", \"path\": \"/a\", \"x\": 1}]}",
-		  "devices[0].x: unknown key" },
-		{ "{\"devices\": [{\"type\": \"tpm\"}]}", "devices[0]: unknown device type 'tpm'" },
-	};
 	const char *good = "{\"devices\": [{\"type\": \"virtio-console\", \"path\": \"/tmp/o\"}]}";
 	struct vm_config c;
 	char err[256];
@@ -106,16 +94,8 @@ static void test_device_json(void **st)
 	config_init(&c);
 	assert_int_equal(config_load_json_text(&c, good, strlen(good), err, sizeof(err)), 0);
 	assert_int_equal(c.nr_devices, 1);
+	assert_ptr_equal(c.devices[0].type, devtype_find("virtio-console"));
 	config_free(&c);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		config_init(&c);
-		err[0] = 0;
-		assert_int_not_equal(config_load_json_text(&c, bad[i].json, strlen(bad[i].json), err,
-							   sizeof(err)), 0);
-		if (!strstr(err, bad[i].err))
-			fail_msg("%s: got '%s', want '%s'", bad[i].json, err, bad[i].err);
-		config_free(&c);
-	}
 }
 
 /* More devices than interrupt lines: refused by config_validate, naming

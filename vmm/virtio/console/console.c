@@ -85,11 +85,7 @@ static void vconsole_queue_notify(struct virtio_dev *vd, unsigned q)
 		virtq_push(vq, con->chain->head, 0);
 		pushed = true;
 	}
-	if (ret < 0)
-		virtio_dev_fail(vd, "queue %u: %s (0x%llx)", q, err.what,
-				(unsigned long long)err.value);
-	if (pushed)
-		virtio_dev_maybe_notify(vd, q);
+	virtio_dev_pop_done(vd, q, ret, &err, pushed);
 }
 
 static void vconsole_destroy(struct virtio_dev *vd)

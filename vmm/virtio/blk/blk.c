@@ -20,7 +20,7 @@
 #include "disk.h"
 #include "log.h"
 #include "state/state.h"
-#include "virtio/blk.h"
+#include "virtio/blk/blk.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
 #include "vm.h"

@@ -12,7 +12,7 @@
 
 #include "config.h"
 #include "devtype.h"
-#include "virtio/blk_ctl.h"
+#include "virtio/blk/blk_ctl.h"
 #include "virtio/virtio.h"
 #include "vm.h"
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "devtype.h"
-#include "legacy.h"
+#include "hw/legacy.h"
 #include "log.h"
 #include "state/state.h"
 #include "vm.h"

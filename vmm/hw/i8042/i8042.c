@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "devtype.h"
-#include "legacy.h"
+#include "hw/legacy.h"
 #include "log.h"
 #include "state/state.h"
 #include "vm.h"

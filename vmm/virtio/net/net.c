@@ -16,7 +16,7 @@
 #include "log.h"
 #include "state/state.h"
 #include "virtio/mmio.h"
-#include "virtio/net.h"
+#include "virtio/net/net.h"
 #include "virtio/virtio.h"
 #include "vm.h"
 

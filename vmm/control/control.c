@@ -1,6 +1,7 @@
 /* control.c: cella-vm's control socket: JSON-lines requests from cellad
- * (status, start, pause, resume, shutdown, stop, reset, stats) served on the
- * VM's I/O loop, and the exit record that outlives the worker. */
+ * (status, start, pause, resume, shutdown, stop, reset, stats, save,
+ * migrate, and the device types' commands) served on the VM's I/O loop,
+ * and the exit record that outlives the worker. */
 #include "control/control.h"
 
 #include <errno.h>

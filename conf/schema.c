@@ -263,6 +263,14 @@ void conf_usage(const struct conf_schema *s, char *buf, size_t len)
 					!i ? "" : i + 1 == n ? " or " : ", ", items[i]);
 }
 
+static const struct conf_key *conf_positional(const struct conf_schema *s)
+{
+	for (unsigned i = 0; i < s->nr_keys; i++)
+		if (s->keys[i].flags & CONF_POSITIONAL)
+			return &s->keys[i];
+	return NULL;
+}
+
 /* The key for "name" in s or, flattened, in one of its nested schemas;
  * *objp moves to the nested struct. */
 static const struct conf_key *conf_find_flat(const struct conf_schema *s, const char *name,
@@ -348,14 +356,11 @@ static int key_from_string(const struct conf_schema *s, const struct conf_key *k
 int conf_from_string(const struct conf_schema *s, void *obj, const char *spec,
 		     struct conf_err *e)
 {
-	const struct conf_key *pos = NULL;
+	const struct conf_key *pos = conf_positional(s);
 	char *copy, *tok, *save = NULL, usage[320];
 	bool first = true;
 	int ret = 0;
 
-	for (unsigned i = 0; i < s->nr_keys; i++)
-		if (s->keys[i].flags & CONF_POSITIONAL)
-			pos = &s->keys[i];
 	if (pos && (spec[0] == ',' || spec[0] == '\0'))
 		return conf_error(e, NULL, "%s: empty %s in '%s'", s->name, pos->name, spec);
 	copy = strdup(spec);
@@ -423,6 +428,7 @@ static json_t *json_typed(const struct conf_key *k, const char *v)
 
 json_t *conf_string_to_json(const struct conf_schema *s, const char *spec)
 {
+	const struct conf_key *pos = conf_positional(s);
 	char *copy = strdup(spec), *tok, *save = NULL;
 	json_t *o = json_object();
 	bool first = true;
@@ -433,13 +439,10 @@ json_t *conf_string_to_json(const struct conf_schema *s, const char *spec)
 		return NULL;
 	}
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		const struct conf_key *pos = NULL, *k = NULL;
+		const struct conf_key *k = NULL;
 		const char *eq = strchr(tok, '=');
 		json_t *dst = o;
 
-		for (unsigned i = 0; i < s->nr_keys; i++)
-			if (s->keys[i].flags & CONF_POSITIONAL)
-				pos = &s->keys[i];
 		if (first && pos) {
 			first = false;
 			json_object_set_new(o, pos->name, json_string(tok));

@@ -19,6 +19,7 @@
 #include "virtio/mmio.h"
 #include <linux/virtio_config.h>
 #include "control/control.h"
+#include "conf/schema.h"
 #include "devtype.h"
 #include "log.h"
 #include "migrate/migrate.h"
@@ -61,8 +62,8 @@ static void usage(FILE *f)
 	      "         [,bps_burst=N][,cbt=on]  virtio-blk disk (repeatable; docs/storage.md)\n"
 	      "  --net tap=NAME[,mac=MAC]  virtio-net NIC on a tap device (repeatable)\n"
 	      "  --rng                virtio-rng device\n"
-	      "  --device TYPE,KEY=VALUE,...  a device of a registered type (repeatable):\n"
-	      "                       virtio-console,path=FILE (guest output appended to FILE)\n"
+	      "  --device TYPE,KEY=VALUE,...  a device of a registered type (repeatable;\n"
+	      "                       the types and their keys are listed below)\n"
 	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH\n"
 	      "  --stats              log exit counts and memory use when the VM ends\n"
 	      "  --pause-on-unhandled an instruction neither KVM nor the VMM can carry out\n"
@@ -92,6 +93,17 @@ static void usage(FILE *f)
 	      "12 stopped by SIGTERM/SIGINT, 14 state saved (save command);\n"
 	      "(v << 1) | 1 when the guest writes v to port 0xf4.\n",
 	      f);
+	/* What --device takes: each registered type's own keys (devtype.h). */
+	fputs("\nDevice types for --device (JSON: \"devices\": [{\"type\": TYPE, KEY: VALUE}]):\n", f);
+	for (unsigned i = 0; i < nr_device_types; i++) {
+		const struct device_type *t = device_types[i];
+		char keys[320];
+
+		if (!t->config_schema)
+			continue;
+		conf_usage(t->config_schema, keys, sizeof(keys));
+		fprintf(f, "  %-20s %s (at most %u)\n", t->name, keys, t->max_instances);
+	}
 }
 
 static int parse_uint(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)

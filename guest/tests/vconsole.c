@@ -1,12 +1,27 @@
 /* vconsole.c: writes known text through the first virtio-console's
  * transmitq (queue 1; receiveq 0 is set up and given a buffer, as a driver
  * does): one line in one descriptor, then `lines` numbered lines each split
- * over two descriptors of one chain. The host checks its output file. */
+ * over two descriptors of one chain. The host checks its output file.
+ * wait=1: between the two, print "vconsole: waiting" and wait for a line on
+ * the UART (the host saves and restores the VM meanwhile). */
 #include "virtio.h"
 
 TEST_PROGRAM("vconsole");
 
 #define VIRTIO_ID_CONSOLE 3
+
+/* Until a line ends on the UART. */
+static void wait_line(void)
+{
+	for (;;) {
+		int c = console_getc();
+
+		if (c == '\n' || c == '\r')
+			return;
+		if (c < 0)
+			cpu_relax();
+	}
+}
 
 static uint32_t transmit(struct virtq *tx, const char *a, const char *b)
 {
@@ -52,6 +67,10 @@ int main(int argc, char **argv)
 	}
 	report(transmit(&tx, "cella virtio-console: hello from the guest\n", 0) == 0,
 	       "first line transmitted");
+	if (param_u64("wait", 0)) {
+		printf("vconsole: waiting\n");
+		wait_line();
+	}
 	for (uint64_t i = 0; i < lines; i++) {
 		snprintf(head, sizeof(head), "line %u of ", (unsigned)i + 1);
 		snprintf(tail, sizeof(tail), "%u\n", (unsigned)lines);

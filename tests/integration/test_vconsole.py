@@ -1,19 +1,67 @@
 #!/usr/bin/env python3
 """it-vconsole: text the guest writes through virtio-console's transmitq
 arrives in the file given with --device virtio-console,path=FILE (checked
-from the outside, byte for byte); and a configuration with more devices than
-interrupt lines exits 2 naming the resource before any VM is created."""
+from the outside, byte for byte); the device survives save and --restore
+(the restored VM appends, and nothing the guest sent before the save is
+written twice); and a configuration with more devices than interrupt lines
+exits 2 naming the resource before any VM is created."""
+import array
+import json
 import os
+import socket
 import subprocess
 import tempfile
 
 import harness
+
+EXIT_SAVED = 14
 
 
 def check(cond, msg):
     if not cond:
         raise harness.TestFailure(msg)
     harness.log(f"ok: {msg}")
+
+
+def control(path, req, fds=()):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(120)
+        s.connect(path)
+        s.sendmsg([(json.dumps(req) + "\n").encode()],
+                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else [])
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf)
+
+
+def save_restore(vm, guest, tmp):
+    """Save while the guest waits between its writes, restore, let it go on."""
+    out = os.path.join(tmp, "saved.out")
+    ctl = os.path.join(tmp, "vm.ctl")
+    state = os.path.join(tmp, "vm.state")
+    dev = ["--device", f"virtio-console,path={out}"]
+    with harness.run_guest(guest, "lines=2 wait=1", cella_vm=vm,
+                           extra=dev + ["--control", ctl]) as g:
+        g.wait_for(r"^vconsole: waiting$", 60)
+        fd = os.open(state, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            rep = control(ctl, {"cmd": "save", "fd": 0}, fds=[fd])
+        finally:
+            os.close(fd)
+        check(rep.get("ok") is True, f"save: {rep}")
+        check(g.wait_exit(60) == EXIT_SAVED, "the worker exits 14 after the save")
+    cmd = [vm, "--kernel", guest, "--cmdline", "lines=2 wait=1", "--restore", state] + dev
+    with harness.Guest(cmd, "restored") as g:
+        g.send("go\n")
+        g.expect_pass("vconsole")
+    with open(out) as f:
+        text = f.read()
+    want = "cella virtio-console: hello from the guest\nline 1 of 2\nline 2 of 2\n"
+    check(text == want, f"after restore the device went on where it was ({text!r})")
 
 
 def test(args):
@@ -30,6 +78,8 @@ def test(args):
         want = "cella virtio-console: hello from the guest\n" + "".join(
             f"line {i} of 4\n" for i in range(1, 5))
         check(text == want, f"the host received the guest's text ({text!r})")
+
+        save_restore(vm, guest, tmp)
 
         # 16 disks + 8 NICs + rng + a console: 26 interrupt lines, 19 exist.
         cmd = [vm, "--kernel", guest, "--rng", "--device", f"virtio-console,path={out}"]

@@ -22,6 +22,9 @@
 
 _Static_assert(sizeof(struct virtio_net_hdr_v1) == TAP_VNET_HDR_LEN, "tap header is v1");
 
+/* The type this device registers (its queue count is the type's). */
+extern const struct device_type devtype_virtio_net;
+
 static const struct device_ops net_device_ops = VIRTIO_DEVICE_OPS("virtio-net");
 
 static struct net_dev *net_of(struct virtio_dev *vd)
@@ -220,8 +223,8 @@ int virtio_net_create_fd(struct vm *vm, const struct net_config *cfg, unsigned i
 	}
 	net->fd = fd;
 	ret = virtio_dev_init(&net->vd, &net_device_ops, &net_ops, name, VIRTIO_ID_NET,
-			      (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS), 2,
-			      NET_QUEUE_SIZE);
+			      (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS),
+			      devtype_virtio_net.nr_queues, NET_QUEUE_SIZE);
 	net->chain = malloc(sizeof(*net->chain));
 	if (ret || !net->chain) {
 		ret = ret ? ret : -ENOMEM;

@@ -17,6 +17,9 @@
 /* Bound the work one request can cost the I/O thread. */
 #define RNG_MAX_BYTES  65536
 
+/* The type this device registers (its queue count is the type's). */
+extern const struct device_type devtype_virtio_rng;
+
 static const struct device_ops rng_device_ops = VIRTIO_DEVICE_OPS("virtio-rng");
 
 /* Fill up to len bytes; returns how many were filled. */
@@ -80,8 +83,8 @@ int virtio_rng_create(struct vm *vm)
 		log_err("virtio-rng: out of memory");
 		return -ENOMEM;
 	}
-	ret = virtio_dev_init(vd, &rng_device_ops, &rng_ops, "virtio-rng", VIRTIO_ID_RNG, 0, 1,
-			      RNG_QUEUE_SIZE);
+	ret = virtio_dev_init(vd, &rng_device_ops, &rng_ops, "virtio-rng", VIRTIO_ID_RNG, 0,
+			      devtype_virtio_rng.nr_queues, RNG_QUEUE_SIZE);
 	if (ret) {
 		log_err("virtio-rng: cannot initialise: %s", strerror(-ret));
 		virtio_dev_destroy(&vd->dev);

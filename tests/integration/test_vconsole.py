@@ -5,10 +5,7 @@ from the outside, byte for byte); the device survives save and --restore
 (the restored VM appends, and nothing the guest sent before the save is
 written twice); and a configuration with more devices than interrupt lines
 exits 2 naming the resource before any VM is created."""
-import array
-import json
 import os
-import socket
 import subprocess
 import tempfile
 
@@ -23,21 +20,6 @@ def check(cond, msg):
     harness.log(f"ok: {msg}")
 
 
-def control(path, req, fds=()):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(120)
-        s.connect(path)
-        s.sendmsg([(json.dumps(req) + "\n").encode()],
-                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else [])
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
-
-
 def save_restore(vm, guest, tmp):
     """Save while the guest waits between its writes, restore, let it go on."""
     out = os.path.join(tmp, "saved.out")
@@ -49,7 +31,7 @@ def save_restore(vm, guest, tmp):
         g.wait_for(r"^vconsole: waiting$", 60)
         fd = os.open(state, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            rep = control(ctl, {"cmd": "save", "fd": 0}, fds=[fd])
+            rep = harness.control(ctl, {"cmd": "save", "fd": 0}, fds=[fd])
         finally:
             os.close(fd)
         check(rep.get("ok") is True, f"save: {rep}")

@@ -9,6 +9,7 @@
 
 #include "json_find.h"
 #include "commands.h"
+#include "conf/disk.h"
 
 static int cp_path(char *out, size_t len, const char *vm, const char *cp, const char *suffix)
 {
@@ -171,29 +172,17 @@ int cmd_delete_state(struct client *c, int argc, char **argv)
 /* --disk-qos ID iops=N,iops_burst=N,bps=N,bps_burst=N -> PATCH the disk. */
 int disk_qos_apply(struct client *c, const char *vm, const char *id, const char *spec)
 {
-	char *dup = strdup(spec), *save = NULL, *tok, path[600], base[512];
-	json_t *qos = json_object(), *body, *out = NULL;
-	int ret = 0;
+	struct disk_qos_config check = { 0 };
+	struct conf_err ce;
+	char path[600], base[512];
+	json_t *qos, *body, *out = NULL;
+	int ret;
 
-	for (tok = strtok_r(dup, ",", &save); tok && !ret; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		json_int_t n;
-
-		if (!eq) {
-			ret = usage_error("--disk-qos: expected KEY=N, got '%s'", tok);
-			break;
-		}
-		*eq = 0;
-		if (parse_num("--disk-qos", eq + 1, &n))
-			ret = EXIT_USAGE;
-		else
-			json_object_set_new(qos, tok, json_integer(n)); /* cellad names bad keys */
-	}
-	free(dup);
-	if (ret) {
-		json_decref(qos);
-		return ret;
-	}
+	/* The QoS schema (conf/disk.h) checks keys and limits as cellad will;
+	 * only the keys given are sent (the others keep their value). */
+	if (conf_from_string(&conf_qos_schema, &check, spec, &ce))
+		return usage_error("--disk-qos: %s", ce.reason);
+	qos = conf_string_to_json(&conf_qos_schema, spec);
 	body = json_pack("{s:o}", "qos", qos);
 	vm_path(base, sizeof(base), vm, "/disks/");
 	snprintf(path, sizeof(path), "%s%s", base, id);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "conf/disk.h"
 
 /* VM definition options (create and set) ---------------------------------- */
 
@@ -79,60 +80,17 @@ const char vm_set_opts_help[] =
                   "                         change one disk's I/O limits, live on a running VM\n"
                   "                         (Set-VMHardDiskDrive -MaximumIOPS); 0 = unlimited\n";
 
-/* iops=N and friends into o.qos; false if tok is not one of them. */
-static bool disk_qos_opt(json_t *o, const char *tok)
-{
-	static const char *const keys[] = {"iops=", "iops_burst=", "bps=", "bps_burst="};
-	json_t *q = json_object_get(o, "qos");
-	char *end;
-
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		size_t n = strlen(keys[i]);
-		long long v;
-
-		if (strncmp(tok, keys[i], n))
-			continue;
-		if (!q)
-			json_object_set_new(o, "qos", q = json_object());
-		v = strtoll(tok + n, &end, 10);
-		/* Not a number: send the text, cellad names the field. */
-		{
-			char key[16];
-
-			snprintf(key, sizeof(key), "%.*s", (int)(n - 1), keys[i]);
-			json_object_set_new(q, key,
-			                    *end || end == tok + n ? json_string(tok + n)
-			                                           : json_integer(v));
-		}
-		return true;
-	}
-	return false;
-}
-
+/* --disk PATH,...: the disk schema's option string (conf/disk.h) as the
+ * API's disk object, the path made absolute. Values are typed but not
+ * checked here: cellad names what is wrong, with the same schema. */
 static json_t *parse_disk(const char *spec)
 {
-	char *dup = strdup(spec), *save = NULL, *tok, abs[PATH_MAX];
-	json_t *o = json_object();
+	json_t *o = conf_string_to_json(&conf_disk_schema, spec);
+	const char *path = json_string_value(json_object_get(o, "path"));
+	char abs[PATH_MAX];
 
-	for (tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (!json_object_get(o, "path"))
-			json_object_set_new(o, "path", json_string(realpath(tok, abs) ? abs : tok));
-		else if (!strcmp(tok, "ro"))
-			json_object_set_new(o, "readonly", json_true());
-		else if (!strcmp(tok, "rw"))
-			json_object_set_new(o, "readonly", json_false());
-		else if (!strncmp(tok, "id=", 3))
-			json_object_set_new(o, "id", json_string(tok + 3));
-		else if (!strncmp(tok, "format=", 7))
-			json_object_set_new(o, "format", json_string(tok + 7));
-		else if (!strcmp(tok, "cbt") || !strcmp(tok, "cbt=on") || !strcmp(tok, "cbt=off"))
-			json_object_set_new(o, "cbt", json_boolean(strcmp(tok, "cbt=off")));
-		else if (disk_qos_opt(o, tok))
-			; /* iops=, iops_burst=, bps=, bps_burst= */
-		else
-			json_object_set_new(o, tok, json_true()); /* cellad names the bad field */
-	}
-	free(dup);
+	if (path && realpath(path, abs))
+		json_object_set_new(o, "path", json_string(abs));
 	return o;
 }
 

@@ -19,6 +19,8 @@
 #include "virtio/mmio.h"
 #include <linux/virtio_config.h>
 #include "control/control.h"
+#include "conf/schema.h"
+#include "devtype.h"
 #include "log.h"
 #include "migrate/migrate.h"
 #include "migrate/mig_tls.h"
@@ -60,6 +62,8 @@ static void usage(FILE *f)
 	      "         [,bps_burst=N][,cbt=on]  virtio-blk disk (repeatable; docs/storage.md)\n"
 	      "  --net tap=NAME[,mac=MAC]  virtio-net NIC on a tap device (repeatable)\n"
 	      "  --rng                virtio-rng device\n"
+	      "  --device TYPE,KEY=VALUE,...  a device of a registered type (repeatable;\n"
+	      "                       the types and their keys are listed below)\n"
 	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH\n"
 	      "  --stats              log exit counts and memory use when the VM ends\n"
 	      "  --pause-on-unhandled an instruction neither KVM nor the VMM can carry out\n"
@@ -89,6 +93,17 @@ static void usage(FILE *f)
 	      "12 stopped by SIGTERM/SIGINT, 14 state saved (save command);\n"
 	      "(v << 1) | 1 when the guest writes v to port 0xf4.\n",
 	      f);
+	/* What --device takes: each registered type's own keys (devtype.h). */
+	fputs("\nDevice types for --device (JSON: \"devices\": [{\"type\": TYPE, KEY: VALUE}]):\n", f);
+	for (unsigned i = 0; i < nr_device_types; i++) {
+		const struct device_type *t = device_types[i];
+		char keys[320];
+
+		if (!t->config_schema)
+			continue;
+		conf_usage(t->config_schema, keys, sizeof(keys));
+		fprintf(f, "  %-20s %s (at most %u)\n", t->name, keys, t->max_instances);
+	}
 }
 
 static int parse_uint(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
@@ -126,7 +141,7 @@ static char *dup_or_die(const char *s)
 static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worker_opts *wo)
 {
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
-	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
+	       OPT_DISK, OPT_NET, OPT_RNG, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
 	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
 	       OPT_TEST_PROBE, OPT_RESTORE,
 	       OPT_INCOMING, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PEER };
@@ -140,6 +155,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "rng", no_argument, NULL, OPT_RNG },
+		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "stats", no_argument, NULL, OPT_STATS },
 		{ "no-emulation-fallback", no_argument, NULL, OPT_NO_EMUL },
@@ -198,7 +214,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 			cfg->cpus = (unsigned)v;
 			break;
 		case OPT_MEM:
-			ret = parse_uint("--mem", optarg, 8, 1ULL << 30, &v);
+			ret = parse_uint("--mem", optarg, CONF_MIN_MEM_MIB, CONF_MAX_MEM_MIB, &v);
 			cfg->mem_mib = v;
 			break;
 		case OPT_DISK:
@@ -211,6 +227,10 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 			break;
 		case OPT_RNG:
 			cfg->rng = true;
+			break;
+		case OPT_DEVICE:
+			if ((ret = config_add_device(cfg, optarg, err, sizeof(err))))
+				fprintf(stderr, "cella-vm: --device: %s\n", err);
 			break;
 		case OPT_STATS:
 			wo->stats = true;
@@ -367,9 +387,10 @@ static void log_stats(const struct vm *vm)
 	/* Whether each virtio device's driver got as far as DRIVER_OK: the host's
 	 * evidence that the guest probed it (tests read this). */
 	for (const struct device *d = vm->devices; d; d = d->next) {
+		const struct device_type *t = devtype_of(d);
 		const struct virtio_dev *vd;
 
-		if (strncmp(d->ops->type, "virtio-", 7))
+		if (!t || t->transport != DEVTYPE_VIRTIO_MMIO)
 			continue;
 		vd = container_of(d, const struct virtio_dev, dev);
 		log_info("stats: %s: status 0x%x%s", vd->name, vd->status,

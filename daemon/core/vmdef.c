@@ -33,14 +33,13 @@ int restart_policy_parse(const char *s, enum restart_policy *p)
 
 bool vmdef_name_valid(const char *s)
 {
-	size_t n = strlen(s);
+	return conf_name_valid(s, VMDEF_NAME_MAX);
+}
 
-	if (n < 1 || n > VMDEF_NAME_MAX || !isalnum((unsigned char)s[0]))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
-			return false;
-	return true;
+/* A conf/ schema error as the API's (400, the field, the reason). */
+int vmdef_conf_error(const struct conf_err *ce, struct cerr *e)
+{
+	return cerr_set(e, CERR_INVALID, ce->field, "%s", ce->reason);
 }
 
 void vmdef_init(struct vmdef *d)
@@ -112,30 +111,17 @@ int vmdef_check_file(const char *field, const char *path, struct cerr *e)
 
 int vmdef_get_string(json_t *v, const char *field, size_t max, const char **out, struct cerr *e)
 {
-	if (!json_is_string(v))
-		return cerr_set(e, CERR_INVALID, field, "expected a string");
-	if (json_string_length(v) > max)
-		return cerr_set(e, CERR_INVALID, field, "longer than %zu bytes", max);
-	if (strlen(json_string_value(v)) != json_string_length(v))
-		return cerr_set(e, CERR_INVALID, field, "contains a NUL byte");
-	*out = json_string_value(v);
-	return 0;
+	struct conf_err ce;
+
+	return conf_json_string(v, field, max, out, &ce) ? vmdef_conf_error(&ce, e) : 0;
 }
 
 int vmdef_get_uint(json_t *v, const char *field, uint64_t min, uint64_t max, uint64_t *out,
 		    struct cerr *e)
 {
-	json_int_t n;
+	struct conf_err ce;
 
-	if (!json_is_integer(v))
-		return cerr_set(e, CERR_INVALID, field, "expected an integer from %llu to %llu",
-				(unsigned long long)min, (unsigned long long)max);
-	n = json_integer_value(v);
-	if (n < 0 || (uint64_t)n < min || (uint64_t)n > max)
-		return cerr_set(e, CERR_INVALID, field, "%lld is out of range (%llu to %llu)", (long long)n,
-				(unsigned long long)min, (unsigned long long)max);
-	*out = (uint64_t)n;
-	return 0;
+	return conf_json_uint(v, field, min, max, out, &ce) ? vmdef_conf_error(&ce, e) : 0;
 }
 
 int vmdef_get_bool(json_t *v, const char *field, bool *out, struct cerr *e)
@@ -180,7 +166,7 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 		json_object_foreach(it, key, v) {
 			snprintf(field, sizeof(field), "nics[%zu].%.20s", i, key);
 			if (!strcmp(key, "tap")) {
-				if (vmdef_get_string(v, field, 15, &s, e))
+				if (vmdef_get_string(v, field, CONF_TAP_NAME_MAX, &s, e))
 					return -1;
 				if (!*s || !vmdef_name_valid(s))
 					return cerr_set(e, CERR_INVALID, field, "expected an interface name "

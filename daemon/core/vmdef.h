@@ -7,15 +7,18 @@
 #include <jansson.h>
 
 #include "compiler.h"
+#include "conf/limits.h"
 #include "cerr.h"
 
+/* The limits of a VM's configuration are the shared schema's
+ * (conf/limits.h): cella-vm and the CLI check the same ones. */
 #define VMDEF_NAME_MAX   63
-#define VMDEF_MAX_DISKS  16
-#define VMDEF_MAX_NICS   8
-#define VMDEF_MAX_CPUS   32
-#define VMDEF_MIN_MEM    8
-#define VMDEF_MAX_MEM    (1024 * 1024)
-#define VMDEF_CMDLINE_MAX 2048
+#define VMDEF_MAX_DISKS  CONF_MAX_DISKS
+#define VMDEF_MAX_NICS   CONF_MAX_NICS
+#define VMDEF_MAX_CPUS   CONF_MAX_CPUS
+#define VMDEF_MIN_MEM    CONF_MIN_MEM_MIB
+#define VMDEF_MAX_MEM    CONF_MAX_MEM_MIB
+#define VMDEF_CMDLINE_MAX CONF_CMDLINE_MAX
 
 enum restart_policy { RESTART_NEVER, RESTART_ON_CRASH, RESTART_ALWAYS };
 
@@ -25,21 +28,21 @@ struct vmdef_qos {
 	uint64_t iops, iops_burst, bps, bps_burst;
 };
 
-#define VMDEF_QOS_MAX (1ULL << 40)
+#define VMDEF_QOS_MAX CONF_QOS_MAX
 
 enum vmdef_disk_format { VMDEF_FMT_RAW, VMDEF_FMT_QCOW2 };
 
 struct vmdef_disk {
 	char *path;       /* the image the worker opens (the top layer) */
 	bool readonly;
-	char id[21];      /* always set: given, or "diskN" */
+	char id[CONF_DISK_ID_MAX + 1]; /* always set: given, or "diskN" */
 	enum vmdef_disk_format format; /* pinned when defined (probed if not given) */
 	struct vmdef_qos qos;
 	bool cbt;         /* changed-block tracking */
 };
 
 struct vmdef_nic {
-	char tap[16];
+	char tap[CONF_TAP_NAME_MAX + 1];
 	char mac[18]; /* "" = derived by cella-vm */
 };
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conf/disk.h"
 #include "vmdef.h"
 #include "vmdef_priv.h"
 
@@ -49,90 +50,56 @@ int vmdef_format_probe(const char *path, enum vmdef_disk_format *f)
 	return 0;
 }
 
+static struct disk_qos_config qos_to_conf(const struct vmdef_qos *q)
+{
+	return (struct disk_qos_config){ q->iops, q->iops_burst, q->bps, q->bps_burst };
+}
+
+/* The QoS keys are the shared schema's (conf/disk.h): one limit, one
+ * parser for cellad, cella-vm and the CLI. */
 int vmdef_qos_parse(struct vmdef_qos *q, json_t *v, const char *field, struct cerr *e)
 {
-	static const char *const keys[] = { "iops", "iops_burst", "bps", "bps_burst" };
-	uint64_t *dst[] = { &q->iops, &q->iops_burst, &q->bps, &q->bps_burst };
-	struct vmdef_qos next = *q;
-	uint64_t *ndst[] = { &next.iops, &next.iops_burst, &next.bps, &next.bps_burst };
-	const char *key;
-	json_t *it;
+	struct disk_qos_config next = qos_to_conf(q);
+	struct conf_err ce;
 
-	(void)dst;
-	if (!json_is_object(v))
-		return cerr_set(e, CERR_INVALID, field, "expected an object {iops, iops_burst, bps, bps_burst}");
-	json_object_foreach(v, key, it) {
-		char f[96];
-		unsigned i;
-
-		snprintf(f, sizeof(f), "%.40s.%.20s", field, key);
-		for (i = 0; i < ARRAY_SIZE(keys); i++)
-			if (!strcmp(key, keys[i]))
-				break;
-		if (i == ARRAY_SIZE(keys))
-			return cerr_set(e, CERR_INVALID, f, "unknown field (iops, iops_burst, bps, bps_burst)");
-		if (vmdef_get_uint(it, f, 0, VMDEF_QOS_MAX, ndst[i], e))
-			return -1;
-	}
-	*q = next;
+	if (conf_from_json(&conf_qos_schema, &next, v, field, &conf_api_dialect, &ce))
+		return vmdef_conf_error(&ce, e);
+	*q = (struct vmdef_qos){ next.iops, next.iops_burst, next.bps, next.bps_burst };
 	return 0;
 }
 
 json_t *vmdef_qos_json(const struct vmdef_qos *q)
 {
-	return json_pack("{s:I, s:I, s:I, s:I}", "iops", (json_int_t)q->iops, "iops_burst",
-			 (json_int_t)q->iops_burst, "bps", (json_int_t)q->bps, "bps_burst",
-			 (json_int_t)q->bps_burst);
+	struct disk_qos_config c = qos_to_conf(q);
+
+	return conf_to_json(&conf_qos_schema, &c);
 }
 
+/* One disk object through the disk schema, then what only cellad checks:
+ * the image exists and is readable, and its format is pinned now. */
 static int parse_disk(struct vmdef_disk *dk, json_t *it, size_t i, struct cerr *e)
 {
-	bool have_format = false;
+	struct disk_config dc = { 0 };
+	struct conf_err ce;
 	char field[64];
-	const char *key, *s;
-	json_t *v;
 
-	json_object_foreach(it, key, v) {
-		snprintf(field, sizeof(field), "disks[%zu].%.20s", i, key);
-		if (!strcmp(key, "path")) {
-			if (vmdef_get_string(v, field, 1024, &s, e) || vmdef_check_file(field, s, e))
-				return -1;
-			free(dk->path);
-			if (!(dk->path = strdup(s)))
-				return cerr_set(e, CERR_INTERNAL, field, "out of memory");
-		} else if (!strcmp(key, "readonly")) {
-			if (vmdef_get_bool(v, field, &dk->readonly, e))
-				return -1;
-		} else if (!strcmp(key, "id")) {
-			if (vmdef_get_string(v, field, 20, &s, e))
-				return -1;
-			if (!*s || !vmdef_name_valid(s))
-				return cerr_set(e, CERR_INVALID, field, "expected 1-20 of A-Z a-z 0-9 . _ -");
-			snprintf(dk->id, sizeof(dk->id), "%s", s);
-		} else if (!strcmp(key, "format")) {
-			if (vmdef_get_string(v, field, 8, &s, e))
-				return -1;
-			if (vmdef_format_parse(s, &dk->format))
-				return cerr_set(e, CERR_INVALID, field, "expected \"raw\" or \"qcow2\"");
-			have_format = true;
-		} else if (!strcmp(key, "qos")) {
-			if (vmdef_qos_parse(&dk->qos, v, field, e))
-				return -1;
-		} else if (!strcmp(key, "cbt")) {
-			if (vmdef_get_bool(v, field, &dk->cbt, e))
-				return -1;
-		} else {
-			return cerr_set(e, CERR_INVALID, field, "unknown field");
-		}
+	snprintf(field, sizeof(field), "disks[%zu]", i);
+	if (conf_from_json(&conf_disk_schema, &dc, it, field, &conf_api_dialect, &ce)) {
+		conf_free(&conf_disk_schema, &dc);
+		return vmdef_conf_error(&ce, e);
 	}
-	if (!dk->path) {
-		snprintf(field, sizeof(field), "disks[%zu].path", i);
-		return cerr_set(e, CERR_INVALID, field, "required");
-	}
-	if (!have_format && vmdef_format_probe(dk->path, &dk->format)) {
-		snprintf(field, sizeof(field), "disks[%zu].path", i);
+	dk->path = dc.path; /* dk owns it now */
+	dk->readonly = dc.readonly;
+	snprintf(dk->id, sizeof(dk->id), "%s", dc.id);
+	dk->qos = (struct vmdef_qos){ dc.qos.iops, dc.qos.iops_burst, dc.qos.bps, dc.qos.bps_burst };
+	dk->cbt = dc.cbt;
+	snprintf(field, sizeof(field), "disks[%zu].path", i);
+	if (vmdef_check_file(field, dk->path, e))
+		return -1;
+	if (dc.format[0])
+		return vmdef_format_parse(dc.format, &dk->format) ? -1 : 0;
+	if (vmdef_format_probe(dk->path, &dk->format))
 		return cerr_set(e, CERR_INVALID, field, "%s: cannot read it to probe its format", dk->path);
-	}
 	return 0;
 }
 
@@ -206,14 +173,18 @@ static bool qos_set(const struct vmdef_qos *q)
 
 static json_t *disk_json(const struct vmdef_disk *dk, bool worker)
 {
-	json_t *o = json_pack("{s:s, s:b, s:s, s:s}", "path", dk->path, "readonly", dk->readonly,
-			      "id", dk->id, "format", vmdef_format_name(dk->format));
+	struct disk_config dc = { .path = dk->path, .readonly = dk->readonly, .qos = qos_to_conf(&dk->qos),
+				  .cbt = dk->cbt };
+	json_t *o;
 
+	snprintf(dc.id, sizeof(dc.id), "%s", dk->id);
+	snprintf(dc.format, sizeof(dc.format), "%s", vmdef_format_name(dk->format));
+	o = conf_to_json(&conf_disk_schema, &dc);
 	/* The worker gets only what it needs, the API always the whole shape. */
-	if (!worker || qos_set(&dk->qos))
-		json_object_set_new(o, "qos", vmdef_qos_json(&dk->qos));
-	if (!worker || dk->cbt)
-		json_object_set_new(o, "cbt", json_boolean(dk->cbt));
+	if (worker && !qos_set(&dk->qos))
+		json_object_del(o, "qos");
+	if (worker && !dk->cbt)
+		json_object_del(o, "cbt");
 	return o;
 }
 

@@ -1,7 +1,11 @@
 /* vmdef_priv.h: field validators shared by vmdef.c and vmdef_disk.c. Each
  * fills e (400, naming the field) and returns -1 on bad input, else 0. */
 #pragma once
+#include "conf/schema.h"
 #include "vmdef.h"
+
+/* A conf/ schema error as the API's: 400 naming the field. Returns -1. */
+int vmdef_conf_error(const struct conf_err *ce, struct cerr *e);
 
 int vmdef_check_file(const char *field, const char *path, struct cerr *e);
 int vmdef_get_string(json_t *v, const char *field, size_t max, const char **out, struct cerr *e);

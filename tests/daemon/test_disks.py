@@ -9,6 +9,7 @@ once the file system grows the worker resumes and cellad shows it running
 
 import json
 import os
+import re
 import subprocess
 
 from cellad import Daemon, TestFailure, check, log, main
@@ -18,6 +19,14 @@ import wctl_client
 def worker_status(d, name):
     vm = d.vm(name)
     return wctl_client.request(os.path.join(d.run, vm["uuid"] + ".ctl"), {"cmd": "status"})
+
+
+def qos_max():
+    """CONF_QOS_MAX, the one QoS limit of cella-vm, cellad and the CLI."""
+    top = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    with open(os.path.join(top, "conf", "limits.h")) as f:
+        m = re.search(r"#define CONF_QOS_MAX\s+\(1ULL << (\d+)\)", f.read())
+    return 1 << int(m.group(1))
 
 
 def definitions(d, tmp):
@@ -41,7 +50,8 @@ def definitions(d, tmp):
            ({"path": raw, "qos": {"iops": -1}}, "disks[0].qos.iops"),
            ({"path": raw, "qos": {"max": 1}}, "disks[0].qos.max"),
            ({"path": raw, "qos": 5}, "disks[0].qos"),
-           ({"path": raw, "cbt": "yes"}, "disks[0].cbt")]
+           ({"path": raw, "cbt": "yes"}, "disks[0].cbt"),
+           ({"path": raw, "qos": {"bps": qos_max() + 1}}, "disks[0].qos.bps")]
     for disk, field in bad:
         r = d.post("/v1/vms", {"name": "bad", "kernel": d.args["guests"]["echo"],
                                "disks": [disk]})
@@ -68,6 +78,10 @@ def definitions(d, tmp):
     r = d.request("PATCH", "/v1/vms/dk/disks/nope", {"qos": {"iops": 1}})
     check(r.status == 404 and r.json["error"]["field"] == "disk", "unknown disk: 404")
     d.cli("vm", "set", "dk", "--disk-qos", "disk0", "iops=x", expect=2)
+    d.cli("vm", "set", "dk", "--disk-qos", "disk0", f"iops={qos_max() + 1}", expect=2)
+    r = d.request("PATCH", "/v1/vms/dk/disks/disk0", {"qos": {"iops": qos_max() + 1}})
+    check(r.status == 400 and r.json["error"]["field"] == "qos.iops" and
+          f"(0 to {qos_max()})" in r.json["error"]["reason"], "cellad's QoS limit is the schema's")
     d.action("dk", "kill")
     r = d.request("PATCH", "/v1/vms/dk/disks/disk1", {"qos": {"bps": 0}})
     check(r.status == 200 and r.json["qos"]["bps"] == 0, "a stopped VM's limits change too")

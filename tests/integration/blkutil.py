@@ -2,7 +2,6 @@
 control socket, the guest's sector pattern (guest/tests/blk.c), and running
 cella-vm with its log merged into the console stream (so tests can wait for
 log lines the same way as for guest output)."""
-import json
 import os
 import socket
 import struct
@@ -16,17 +15,7 @@ MERGE_STDERR = ("sh", "-c", 'exec "$0" "$@" 2>&1')
 
 def control(path, req, timeout=30):
     """One JSON-lines request on the worker's control socket."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall((json.dumps(req) + "\n").encode())
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise harness.TestFailure(f"control: connection closed after {buf!r}")
-            buf += chunk
-    return json.loads(buf.split(b"\n", 1)[0])
+    return harness.control(path, req, timeout=timeout)
 
 
 def wait_socket(path, guest, timeout=30):

@@ -9,10 +9,13 @@ Scripts exit 0 (pass), 1 (fail) or 77 (skip), as meson expects.
 Set CELLA_IT_VMM=qemu to run a test under QEMU instead of cella-vm.
 """
 
+import array
+import json
 import os
 import queue
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -218,6 +221,23 @@ class Guest:
                     f.close()
                 except OSError:
                     pass
+
+
+def control(path, req, fds=(), timeout=120):
+    """One JSON-lines request on a worker's control socket, with fds passed
+    as SCM_RIGHTS alongside; returns the reply object."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        s.sendmsg([(json.dumps(req) + "\n").encode()], anc)
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise TestFailure(f"control: connection closed after {buf!r}")
+            buf += chunk
+    return json.loads(buf.split(b"\n", 1)[0])
 
 
 def run_guest(kernel, cmdline="", vmm=None, cella_vm=None, name=None, **kw):

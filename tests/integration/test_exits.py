@@ -132,7 +132,10 @@ def test(args):
         cases = [
             ([], "kernel: missing"),
             (["--kernel", "/nonexistent/vmlinux"], "kernel: /nonexistent/vmlinux: No such file"),
-            (["--kernel", fault, "--mem", "100000000"], "more than the host's"),
+            # within the schema's limit (conf/limits.h: 1 TiB), beyond this host
+            (["--kernel", fault, "--mem", "1000000"], "more than the host's"),
+            (["--kernel", fault, "--mem", "100000000"],
+             "--mem: 100000000 is out of range (8 to 1048576)"),
             (["--kernel", fault, "--mem", "lots"], "--mem: expected a number"),
             (["--kernel", fault, "--cpus", "33"], "--cpus: 33 is out of range"),
             (["--kernel", fault, "--cpus", "0"], "--cpus: 0 is out of range"),

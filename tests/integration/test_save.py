@@ -6,12 +6,9 @@ right, none repeated or skipped (1 and 2 vCPUs); the echo guest's UART works
 after restore; virtio-blk requests in flight at the save complete after it.
 Corrupt, truncated or mismatching state files are refused with the section
 named and exit status 2."""
-import array
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 
@@ -40,22 +37,7 @@ def wait_path(proc, path, timeout=30):
         os.sched_yield()
 
 
-def control(path, req, fds=()):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(120)
-        s.connect(path)
-        data = (json.dumps(req) + "\n").encode()
-        if fds:
-            s.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-        else:
-            s.sendall(data)
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
+control = harness.control
 
 
 def save(guest, ctl, path):

@@ -1,6 +1,7 @@
 /* control.c: cella-vm's control socket: JSON-lines requests from cellad
- * (status, start, pause, resume, shutdown, stop, reset, stats) served on the
- * VM's I/O loop, and the exit record that outlives the worker. */
+ * (status, start, pause, resume, shutdown, stop, reset, stats, save,
+ * migrate, and the device types' commands) served on the VM's I/O loop,
+ * and the exit record that outlives the worker. */
 #include "control/control.h"
 
 #include <errno.h>
@@ -20,7 +21,7 @@
 
 #include <jansson.h>
 
-#include "control/control_disk.h"
+#include "devtype.h"
 #include "log.h"
 #include "migrate/migrate.h"
 #include "state/statefile.h"
@@ -470,6 +471,163 @@ static json_t *ctl_migrate(struct control *c, json_t *req, struct ctl_req *rq)
 	return NULL;
 }
 
+/* The worker's own commands. A handler gets the request, its descriptors,
+ * and may set *after (an exit code requested once the reply is written) or
+ * *start. Device types add theirs (devtype.h: set-qos, disk-switch...). */
+struct ctl_call {
+	struct control *c;
+	json_t *req;
+	struct ctl_req *rq;
+	int *after;
+	bool *start;
+};
+
+#define CTL_STARTED      (1u << 0) /* refused before the start command */
+#define CTL_NOT_MIGRATING (1u << 1) /* the migration owns the pause state */
+
+struct ctl_command {
+	const char *name;
+	json_t *(*run)(struct ctl_call *call);
+	unsigned flags;
+};
+
+static json_t *cmd_migrate(struct ctl_call *k)
+{
+	return ctl_migrate(k->c, k->req, k->rq);
+}
+
+static json_t *cmd_status(struct ctl_call *k)
+{
+	struct control *c = k->c;
+	char why[256];
+	json_t *rep;
+
+	rep = json_pack("{s:b, s:s, s:s, s:i, s:I, s:i}", "ok", 1, "state", ctl_state(c),
+			"name", c->name, "pid", (int)getpid(),
+			"uptime_ms", (json_int_t)(c->started ? ctl_elapsed_ms(c) : 0),
+			"vcpus", (int)c->vm->nr_vcpus);
+	if (!rep)
+		return NULL;
+	vm_pause_reason(c->vm, why, sizeof(why));
+	if (why[0])
+		json_object_set_new(rep, "pause_reason", json_string(why));
+	for (unsigned i = 0; i < nr_device_types; i++)
+		if (device_types[i]->status)
+			json_object_set_new(rep, device_types[i]->status_key,
+					    device_types[i]->status(c->vm));
+	if (c->mig)
+		json_object_set_new(rep, "migration", migrate_progress(c->mig));
+	return rep;
+}
+
+static json_t *cmd_start(struct ctl_call *k)
+{
+	struct control *c = k->c;
+	uint64_t one = 1;
+
+	if (c->started)
+		return ctl_error("already started");
+	*k->start = true;
+	c->started = true;
+	clock_gettime(CLOCK_MONOTONIC, &c->t_start);
+	if (write(c->gate_fd, &one, sizeof(one)) != sizeof(one))
+		vm_resume(c->vm);
+	return ctl_ok(c);
+}
+
+static json_t *cmd_probe_open(struct ctl_call *k)
+{
+	return ctl_probe_open(k->c, k->req);
+}
+
+static json_t *cmd_pause(struct ctl_call *k)
+{
+	if (!k->c->released)
+		return ctl_error("pause: the VM is still starting");
+	if (k->c->shutdown_pending)
+		return ctl_error("pause: a shutdown is in progress");
+	vm_pause(k->c->vm);
+	return ctl_ok(k->c);
+}
+
+static json_t *cmd_resume(struct ctl_call *k)
+{
+	char why[256];
+
+	/* A device may hold the VM paused (storage still failing). */
+	for (unsigned i = 0; i < nr_device_types; i++)
+		if (device_types[i]->before_resume &&
+		    !device_types[i]->before_resume(k->c->vm, why, sizeof(why)))
+			return ctl_error("resume: %s", why);
+	vm_resume(k->c->vm);
+	return ctl_ok(k->c);
+}
+
+static json_t *cmd_shutdown(struct ctl_call *k)
+{
+	return ctl_shutdown(k->c, k->req);
+}
+
+static json_t *cmd_stop(struct ctl_call *k)
+{
+	*k->after = WORKER_EXIT_STOPPED;
+	return ctl_ok(k->c);
+}
+
+static json_t *cmd_reset(struct ctl_call *k)
+{
+	*k->after = WORKER_EXIT_RESET;
+	return ctl_ok(k->c);
+}
+
+static json_t *cmd_stats(struct ctl_call *k)
+{
+	return ctl_stats(k->c);
+}
+
+static json_t *cmd_save(struct ctl_call *k)
+{
+	return ctl_save(k->c, k->req, k->rq, k->after);
+}
+
+static const struct ctl_command ctl_commands[] = {
+	{ "migrate", cmd_migrate, 0 },
+	{ "status", cmd_status, 0 },
+	{ "start", cmd_start, 0 },
+	{ "probe-open", cmd_probe_open, 0 },
+	{ "pause", cmd_pause, CTL_STARTED | CTL_NOT_MIGRATING },
+	{ "resume", cmd_resume, CTL_STARTED | CTL_NOT_MIGRATING },
+	{ "shutdown", cmd_shutdown, CTL_STARTED | CTL_NOT_MIGRATING },
+	{ "stop", cmd_stop, CTL_STARTED },
+	{ "reset", cmd_reset, CTL_STARTED | CTL_NOT_MIGRATING },
+	{ "stats", cmd_stats, CTL_STARTED },
+	{ "save", cmd_save, CTL_STARTED | CTL_NOT_MIGRATING },
+};
+
+static const struct devtype_command *ctl_device_command(const char *cmd)
+{
+	for (unsigned i = 0; i < nr_device_types; i++)
+		for (const struct devtype_command *dc = device_types[i]->commands; dc && dc->name;
+		     dc++)
+			if (!strcmp(dc->name, cmd))
+				return dc;
+	return NULL;
+}
+
+static json_t *ctl_run_device_command(struct control *c, const struct devtype_command *dc,
+				      json_t *req, struct ctl_req *rq)
+{
+	char err[256];
+	int fd = -1;
+
+	if (dc->flags & DEVTYPE_CMD_FILE) {
+		fd = ctl_req_file(rq, req, O_RDWR, err, sizeof(err));
+		if (fd < 0)
+			return ctl_error("%s: %s", dc->name, err);
+	}
+	return dc->run(c->vm, req, fd);
+}
+
 /* Handle one request line. *after is set to an exit code to request once
  * the reply is written (stop, reset), else left alone. */
 static json_t *ctl_handle(struct control *c, const char *line, int *after, bool *start,
@@ -477,6 +635,9 @@ static json_t *ctl_handle(struct control *c, const char *line, int *after, bool 
 {
 	json_error_t jerr;
 	json_t *req = json_loads(line, JSON_REJECT_DUPLICATES, &jerr), *rep;
+	struct ctl_call call = { c, req, rq, after, start };
+	const struct ctl_command *cc = NULL;
+	const struct devtype_command *dc = NULL;
 	const char *cmd;
 
 	if (!req || !json_is_object(req)) {
@@ -484,89 +645,23 @@ static json_t *ctl_handle(struct control *c, const char *line, int *after, bool 
 		return ctl_error("request: expected a JSON object (%s)", req ? "not an object" : jerr.text);
 	}
 	cmd = json_string_value(json_object_get(req, "cmd"));
-	if (!cmd) {
+	for (size_t i = 0; cmd && i < ARRAY_SIZE(ctl_commands) && !cc; i++)
+		if (!strcmp(ctl_commands[i].name, cmd))
+			cc = &ctl_commands[i];
+	if (cmd && !cc)
+		dc = ctl_device_command(cmd);
+	if (!cmd)
 		rep = ctl_error("cmd: expected a string");
-	} else if (migrate_running(c->mig) &&
-		   (!strcmp(cmd, "pause") || !strcmp(cmd, "resume") || !strcmp(cmd, "save") ||
-		    !strcmp(cmd, "shutdown") || !strcmp(cmd, "reset"))) {
-		/* The migration owns the pause state until it is over. */
+	else if (cc && (cc->flags & CTL_NOT_MIGRATING) && migrate_running(c->mig))
 		rep = ctl_error("%s: a migration is in progress", cmd);
-	} else if (!strcmp(cmd, "migrate")) {
-		rep = ctl_migrate(c, req, rq);
-	} else if (!strcmp(cmd, "status")) {
-		char why[256];
-
-		rep = json_pack("{s:b, s:s, s:s, s:i, s:I, s:i}", "ok", 1, "state", ctl_state(c),
-				"name", c->name, "pid", (int)getpid(),
-				"uptime_ms", (json_int_t)(c->started ? ctl_elapsed_ms(c) : 0),
-				"vcpus", (int)c->vm->nr_vcpus);
-		vm_pause_reason(c->vm, why, sizeof(why));
-		if (rep && why[0])
-			json_object_set_new(rep, "pause_reason", json_string(why));
-		if (rep)
-			json_object_set_new(rep, "disks", ctl_disks_status(c->vm));
-		if (rep && c->mig)
-			json_object_set_new(rep, "migration", migrate_progress(c->mig));
-	} else if (!strcmp(cmd, "start")) {
-		if (c->started) {
-			rep = ctl_error("already started");
-		} else {
-			uint64_t one = 1;
-
-			*start = true;
-			c->started = true;
-			clock_gettime(CLOCK_MONOTONIC, &c->t_start);
-			if (write(c->gate_fd, &one, sizeof(one)) != sizeof(one))
-				vm_resume(c->vm);
-			rep = ctl_ok(c);
-		}
-	} else if (!strcmp(cmd, "probe-open")) {
-		rep = ctl_probe_open(c, req);
-	} else if (!c->started) {
+	else if ((!cc || (cc->flags & CTL_STARTED)) && !c->started)
 		rep = ctl_error("%s: the VM has not been started", cmd);
-	} else if (!strcmp(cmd, "pause")) {
-		if (!c->released) {
-			rep = ctl_error("pause: the VM is still starting");
-		} else if (c->shutdown_pending) {
-			rep = ctl_error("pause: a shutdown is in progress");
-		} else {
-			vm_pause(c->vm);
-			rep = ctl_ok(c);
-		}
-	} else if (!strcmp(cmd, "resume")) {
-		char why[256];
-
-		/* Storage that failed is retried first; still failing, the VM
-		 * stays paused. */
-		if (!ctl_disks_retry(c->vm, why, sizeof(why))) {
-			rep = ctl_error("resume: %s", why);
-		} else {
-			vm_resume(c->vm);
-			rep = ctl_ok(c);
-		}
-	} else if (!strcmp(cmd, "shutdown")) {
-		rep = ctl_shutdown(c, req);
-	} else if (!strcmp(cmd, "stop")) {
-		*after = WORKER_EXIT_STOPPED;
-		rep = ctl_ok(c);
-	} else if (!strcmp(cmd, "reset")) {
-		*after = WORKER_EXIT_RESET;
-		rep = ctl_ok(c);
-	} else if (!strcmp(cmd, "stats")) {
-		rep = ctl_stats(c);
-	} else if (!strcmp(cmd, "save")) {
-		rep = ctl_save(c, req, rq, after);
-	} else if (!strcmp(cmd, "disk-switch")) {
-		char err[256];
-		int fd = ctl_req_file(rq, req, O_RDWR, err, sizeof(err));
-
-		rep = fd < 0 ? ctl_error("disk-switch: %s", err)
-			     : ctl_disk_command(c->vm, cmd, req, fd);
-	} else if ((rep = ctl_disk_command(c->vm, cmd, req, -1))) {
-		/* set-qos, flush-disks (control_disk.c) */
-	} else {
+	else if (cc)
+		rep = cc->run(&call);
+	else if (dc)
+		rep = ctl_run_device_command(c, dc, req, rq);
+	else
 		rep = ctl_error("cmd: unknown command '%.64s'", cmd);
-	}
 	json_decref(req);
 	return rep;
 }

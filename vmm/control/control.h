@@ -3,7 +3,9 @@
  * on the VM's I/O loop.
  *
  * Requests: {"cmd":"status"|"start"|"pause"|"resume"|"shutdown"|"stop"|
- * "reset"|"stats"|"probe-open", ...}. Replies: {"ok":true,...} or
+ * "reset"|"stats"|"probe-open"|"save"|"migrate", ...} (a table in
+ * control.c), plus the commands device types register (devtype.h; e.g.
+ * virtio-blk's set-qos, flush-disks, disk-switch). Replies: {"ok":true,...} or
  * {"ok":false,"error":"reason"}. See docs/cellad.md for the protocol.
  * "migrate" (docs/migration.md) answers only when the move is over, and
  * then the worker exits with WORKER_EXIT_MIGRATED.

@@ -15,9 +15,10 @@
 
 #include <jansson.h>
 
+#include "devtype.h"
 #include "log.h"
 
-#define CONFIG_MIN_MEM_MIB 8
+#define CONFIG_MIN_MEM_MIB CONF_MIN_MEM_MIB
 
 static int config_error(char *err, size_t errlen, const char *fmt, ...) __printf(3, 4);
 static int config_error(char *err, size_t errlen, const char *fmt, ...)
@@ -55,6 +56,10 @@ void config_free(struct vm_config *c)
 		free(c->disks[i].path);
 	for (unsigned i = 0; i < c->nr_nets; i++)
 		free(c->nets[i].tap);
+	for (unsigned i = 0; i < c->nr_devices; i++) {
+		conf_free(c->devices[i].type->config_schema, c->devices[i].cfg);
+		free(c->devices[i].cfg);
+	}
 	memset(c, 0, sizeof(*c));
 }
 
@@ -75,114 +80,27 @@ static int parse_mac(const char *s, uint8_t mac[6])
 
 int config_disk_qos_set(struct disk_qos_config *q, const char *key, uint64_t v)
 {
-	uint64_t *dst;
-
-	if (!strcmp(key, "iops"))
-		dst = &q->iops;
-	else if (!strcmp(key, "iops_burst"))
-		dst = &q->iops_burst;
-	else if (!strcmp(key, "bps"))
-		dst = &q->bps;
-	else if (!strcmp(key, "bps_burst"))
-		dst = &q->bps_burst;
-	else
-		return -ENOENT;
-	if (v > CONFIG_QOS_MAX)
-		return -EINVAL;
-	*dst = v;
-	return 0;
+	return conf_qos_set(q, key, v);
 }
 
-/* "key=value" disk options beyond ro/rw/id: format, QoS, cbt. */
-static int config_disk_option(struct disk_config *d, const char *tok, char *err, size_t errlen)
-{
-	const char *eq = strchr(tok, '=');
-	char key[16];
-	char *end;
-	unsigned long long v;
-
-	if (!eq || (size_t)(eq - tok) >= sizeof(key))
-		goto unknown;
-	memcpy(key, tok, (size_t)(eq - tok));
-	key[eq - tok] = 0;
-	if (!strcmp(key, "format")) {
-		if (strcmp(eq + 1, "raw") && strcmp(eq + 1, "qcow2"))
-			return config_error(err, errlen, "disk: format '%s' is not raw or qcow2",
-					    eq + 1);
-		snprintf(d->format, sizeof(d->format), "%s", eq + 1);
-		return 0;
-	}
-	if (!strcmp(key, "cbt")) {
-		if (strcmp(eq + 1, "on") && strcmp(eq + 1, "off"))
-			return config_error(err, errlen, "disk: cbt='%s' is not on or off", eq + 1);
-		d->cbt = !strcmp(eq + 1, "on");
-		return 0;
-	}
-	errno = 0;
-	v = strtoull(eq + 1, &end, 10);
-	if (eq[1] < '0' || eq[1] > '9' || *end || errno) {
-		if (strcmp(key, "iops") && strcmp(key, "iops_burst") && strcmp(key, "bps") &&
-		    strcmp(key, "bps_burst"))
-			goto unknown;
-		return config_error(err, errlen, "disk: %s='%s' is not a number", key, eq + 1);
-	}
-	switch (config_disk_qos_set(&d->qos, key, v)) {
-	case 0:
-		return 0;
-	case -EINVAL:
-		return config_error(err, errlen, "disk: %s=%llu is out of range (0 to %llu)", key,
-				    v, (unsigned long long)CONFIG_QOS_MAX);
-	default:
-		break;
-	}
-unknown:
-	return config_error(err, errlen,
-			    "disk: unknown option '%s' (expected ro, rw, id=ID, format=raw|qcow2, "
-			    "iops=N, iops_burst=N, bps=N, bps_burst=N or cbt=on|off)",
-			    tok);
-}
-
+/* The disk schema (conf/disk.h) parses; the count is the VM's business. */
 int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t errlen)
 {
-	char *copy, *tok, *save = NULL;
 	struct disk_config d = { 0 };
-	int ret = 0;
+	struct conf_err e;
+	int ret;
 
 	if (c->nr_disks >= CONFIG_MAX_DISKS)
 		return config_error(err, errlen, "disks: at most %d disks", CONFIG_MAX_DISKS);
-	if (spec[0] == ',' || spec[0] == '\0')
-		return config_error(err, errlen, "disk: empty path in '%s'", spec);
-	copy = strdup(spec);
-	if (!copy)
-		return -ENOMEM;
-	tok = strtok_r(copy, ",", &save);
-	if (!tok || !*tok) {
-		ret = config_error(err, errlen, "disk: empty path in '%s'", spec);
-		goto out;
-	}
-	d.path = strdup(tok);
-	while ((tok = strtok_r(NULL, ",", &save))) {
-		if (!strcmp(tok, "ro")) {
-			d.readonly = true;
-		} else if (!strcmp(tok, "rw")) {
-			d.readonly = false;
-		} else if (!strncmp(tok, "id=", 3)) {
-			if (strlen(tok + 3) > 20) {
-				ret = config_error(err, errlen, "disk: id '%s' longer than 20 bytes",
-						   tok + 3);
-				goto out;
-			}
-			snprintf(d.id, sizeof(d.id), "%s", tok + 3);
-		} else if ((ret = config_disk_option(&d, tok, err, errlen))) {
-			goto out;
-		}
+	ret = conf_from_string(&conf_disk_schema, &d, spec, &e);
+	if (ret) {
+		conf_free(&conf_disk_schema, &d);
+		if (ret == -EINVAL)
+			conf_err_text(&e, err, errlen);
+		return ret;
 	}
 	c->disks[c->nr_disks++] = d;
-	d.path = NULL;
-out:
-	free(d.path);
-	free(copy);
-	return ret;
+	return 0;
 }
 
 int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errlen)
@@ -252,6 +170,94 @@ int config_set_console(struct vm_config *c, const char *spec, char *err, size_t 
 	return 0;
 }
 
+/* The generic device list: a registered type with a configuration schema. */
+static int config_new_device(struct vm_config *c, const char *type, struct device_config **out,
+			     char *err, size_t errlen, const char *where)
+{
+	const struct device_type *t = devtype_find(type);
+	unsigned have = 0;
+	char names[256];
+
+	if (!t || !t->config_schema) {
+		devtype_config_names(names, sizeof(names));
+		return config_error(err, errlen, "%s: unknown device type '%.64s' (expected %s)",
+				    where, type, names);
+	}
+	for (unsigned i = 0; i < c->nr_devices; i++)
+		have += c->devices[i].type == t;
+	if (have >= t->max_instances)
+		return config_error(err, errlen, "%s: at most %u %s devices", where,
+				    t->max_instances, t->name);
+	if (c->nr_devices >= CONF_MAX_DEVICES)
+		return config_error(err, errlen, "%s: at most %d devices", where, CONF_MAX_DEVICES);
+	*out = &c->devices[c->nr_devices];
+	(*out)->type = t;
+	(*out)->cfg = calloc(1, t->config_size);
+	return (*out)->cfg ? 0 : -ENOMEM;
+}
+
+/* The entry config_new_device opened is kept when its keys parsed (ret 0),
+ * else dropped with the parser's reason in err. Returns ret. */
+static int config_end_device(struct vm_config *c, int ret, const struct conf_err *e,
+			     char *err, size_t errlen)
+{
+	struct device_config *d = &c->devices[c->nr_devices];
+
+	if (!ret) {
+		c->nr_devices++;
+		return 0;
+	}
+	conf_free(d->type->config_schema, d->cfg);
+	free(d->cfg);
+	memset(d, 0, sizeof(*d));
+	if (ret == -EINVAL)
+		conf_err_text(e, err, errlen);
+	return ret;
+}
+
+int config_add_device(struct vm_config *c, const char *spec, char *err, size_t errlen)
+{
+	const char *comma = strchr(spec, ',');
+	struct device_config *d;
+	struct conf_err e;
+	char type[64];
+	int ret;
+
+	snprintf(type, sizeof(type), "%.*s", comma ? (int)MIN((size_t)(comma - spec), 63) : 63,
+		 spec);
+	ret = config_new_device(c, type, &d, err, errlen, "device");
+	if (ret)
+		return ret;
+	ret = conf_from_string(d->type->config_schema, d->cfg, comma ? comma + 1 : "", &e);
+	return config_end_device(c, ret, &e, err, errlen);
+}
+
+static int config_json_device(struct vm_config *c, json_t *o, unsigned idx, char *err,
+			      size_t errlen)
+{
+	const char *type = json_string_value(json_object_get(o, "type"));
+	struct device_config *d;
+	struct conf_err e;
+	char name[32];
+	json_t *keys;
+	int ret;
+
+	snprintf(name, sizeof(name), "devices[%u]", idx);
+	if (!json_is_object(o))
+		return config_error(err, errlen, "%s: expected an object", name);
+	if (!type)
+		return config_error(err, errlen, "%s.type: expected a string", name);
+	ret = config_new_device(c, type, &d, err, errlen, name);
+	if (ret)
+		return ret;
+	keys = json_copy(o);
+	json_object_del(keys, "type");
+	ret = keys ? conf_from_json(d->type->config_schema, d->cfg, keys, name,
+				    &conf_worker_dialect, &e) : -ENOMEM;
+	json_decref(keys);
+	return config_end_device(c, ret, &e, err, errlen);
+}
+
 /* Resolve a path from the config file relative to the file's directory. */
 static char *config_path(const char *base_dir, const char *p)
 {
@@ -276,37 +282,11 @@ static int json_want_string(json_t *v, const char *key, char *err, size_t errlen
 static int json_want_uint(json_t *v, const char *key, uint64_t min, uint64_t max,
 			  uint64_t *out, char *err, size_t errlen)
 {
-	json_int_t i;
+	struct conf_err e;
 
-	if (!json_is_integer(v))
-		return config_error(err, errlen, "%s: expected an integer", key);
-	i = json_integer_value(v);
-	if (i < 0 || (uint64_t)i < min || (uint64_t)i > max)
-		return config_error(err, errlen, "%s: %lld is out of range (%llu to %llu)", key,
-				    (long long)i, (unsigned long long)min,
-				    (unsigned long long)max);
-	*out = (uint64_t)i;
-	return 0;
-}
-
-static int config_json_qos(struct disk_qos_config *q, json_t *o, const char *where, char *err,
-			   size_t errlen)
-{
-	const char *key;
-	json_t *v;
-	char name[96];
-	uint64_t u;
-
-	if (!json_is_object(o))
-		return config_error(err, errlen, "%s: expected an object", where);
-	json_object_foreach(o, key, v) {
-		snprintf(name, sizeof(name), "%s.%s", where, key);
-		if (json_want_uint(v, name, 0, CONFIG_QOS_MAX, &u, err, errlen))
-			return -EINVAL;
-		if (config_disk_qos_set(q, key, u))
-			return config_error(err, errlen,
-					    "%s: unknown key (expected iops, iops_burst, bps, "
-					    "bps_burst)", name);
+	if (conf_json_uint(v, key, min, max, out, &e)) {
+		conf_err_text(&e, err, errlen);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -314,65 +294,35 @@ static int config_json_qos(struct disk_qos_config *q, json_t *o, const char *whe
 static int config_json_disk(struct vm_config *c, json_t *d, unsigned idx, const char *base_dir,
 			    char *err, size_t errlen)
 {
-	const char *key;
-	json_t *v;
 	struct disk_config disk = { 0 };
-	char name[64];
+	struct conf_err e;
+	char name[32];
 
+	snprintf(name, sizeof(name), "disks[%u]", idx);
 	if (!json_is_object(d))
-		return config_error(err, errlen, "disks[%u]: expected an object", idx);
+		return config_error(err, errlen, "%s: expected an object", name);
 	if (c->nr_disks >= CONFIG_MAX_DISKS)
 		return config_error(err, errlen, "disks: at most %d disks", CONFIG_MAX_DISKS);
-	json_object_foreach(d, key, v) {
-		snprintf(name, sizeof(name), "disks[%u].%s", idx, key);
-		if (!strcmp(key, "path")) {
-			if (json_want_string(v, name, err, errlen))
-				goto fail;
-			free(disk.path);
-			disk.path = config_path(base_dir, json_string_value(v));
-		} else if (!strcmp(key, "readonly")) {
-			if (!json_is_boolean(v)) {
-				config_error(err, errlen, "%s: expected true or false", name);
-				goto fail;
-			}
-			disk.readonly = json_is_true(v);
-		} else if (!strcmp(key, "id")) {
-			if (json_want_string(v, name, err, errlen))
-				goto fail;
-			if (strlen(json_string_value(v)) > 20) {
-				config_error(err, errlen, "%s: longer than 20 bytes", name);
-				goto fail;
-			}
-			snprintf(disk.id, sizeof(disk.id), "%s", json_string_value(v));
-		} else if (!strcmp(key, "format")) {
-			if (!json_is_string(v) || (strcmp(json_string_value(v), "raw") &&
-						   strcmp(json_string_value(v), "qcow2"))) {
-				config_error(err, errlen, "%s: expected \"raw\" or \"qcow2\"", name);
-				goto fail;
-			}
-			snprintf(disk.format, sizeof(disk.format), "%s", json_string_value(v));
-		} else if (!strcmp(key, "cbt")) {
-			if (!json_is_boolean(v)) {
-				config_error(err, errlen, "%s: expected true or false", name);
-				goto fail;
-			}
-			disk.cbt = json_is_true(v);
-		} else if (!strcmp(key, "qos")) {
-			if (config_json_qos(&disk.qos, v, name, err, errlen))
-				goto fail;
-		} else {
-			config_error(err, errlen, "%s: unknown key", name);
-			goto fail;
-		}
-	}
-	if (!disk.path) {
-		config_error(err, errlen, "disks[%u].path: missing", idx);
+	if (conf_from_json(&conf_disk_schema, &disk, d, name, &conf_worker_dialect, &e)) {
+		conf_err_text(&e, err, errlen);
 		goto fail;
+	}
+	if (!disk.path[0]) {
+		config_error(err, errlen, "%s.path: must not be empty", name);
+		goto fail;
+	}
+	if (base_dir && disk.path[0] != '/') {
+		char *p = config_path(base_dir, disk.path);
+
+		free(disk.path);
+		disk.path = p;
+		if (!p)
+			return -ENOMEM;
 	}
 	c->disks[c->nr_disks++] = disk;
 	return 0;
 fail:
-	free(disk.path);
+	conf_free(&conf_disk_schema, &disk);
 	return -EINVAL;
 }
 
@@ -449,7 +399,7 @@ static int config_from_json(struct vm_config *c, json_t *root, const char *base_
 				return -EINVAL;
 			c->cpus = (unsigned)u;
 		} else if (!strcmp(key, "memory_mib")) {
-			if (json_want_uint(v, key, CONFIG_MIN_MEM_MIB, 1ULL << 30, &u, err, errlen))
+			if (json_want_uint(v, key, CONFIG_MIN_MEM_MIB, CONF_MAX_MEM_MIB, &u, err, errlen))
 				return -EINVAL;
 			c->mem_mib = u;
 		} else if (!strcmp(key, "rng") || !strcmp(key, "emulation_fallback")) {
@@ -461,6 +411,18 @@ static int config_from_json(struct vm_config *c, json_t *root, const char *base_
 				return config_error(err, errlen, "console: expected a string");
 			if (config_set_console(c, json_string_value(v), err, errlen))
 				return -EINVAL;
+		} else if (!strcmp(key, "devices")) {
+			size_t i;
+			json_t *e;
+
+			if (!json_is_array(v))
+				return config_error(err, errlen, "devices: expected an array");
+			json_array_foreach(v, i, e) {
+				int ret = config_json_device(c, e, (unsigned)i, err, errlen);
+
+				if (ret)
+					return ret;
+			}
 		} else if (!strcmp(key, "disks") || !strcmp(key, "nets")) {
 			size_t i;
 			json_t *e;
@@ -556,18 +518,18 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 					    (unsigned long long)c->mem_mib,
 					    (unsigned long long)host_mib);
 	}
-	if (c->cmdline && strlen(c->cmdline) > 4096)
-		return config_error(err, errlen, "cmdline: longer than 4096 bytes");
+	if (c->cmdline && strlen(c->cmdline) > CONF_CMDLINE_MAX)
+		return config_error(err, errlen, "cmdline: longer than %d bytes", CONF_CMDLINE_MAX);
+	if (devtypes_check(c, err, errlen))
+		return -EINVAL;
 	for (unsigned i = 0; i < c->nr_disks; i++) {
-		char key[32];
+		char key[32], why[128];
 
 		snprintf(key, sizeof(key), "disks[%u].path", i);
 		if (check_readable(key, c->disks[i].path, !c->disks[i].readonly, err, errlen))
 			return -EINVAL;
-		if ((c->disks[i].qos.iops_burst && !c->disks[i].qos.iops) ||
-		    (c->disks[i].qos.bps_burst && !c->disks[i].qos.bps))
-			return config_error(err, errlen, "disks[%u].qos: a burst needs its rate "
-					    "(iops_burst with iops, bps_burst with bps)", i);
+		if (!conf_qos_valid(&c->disks[i].qos, why, sizeof(why)))
+			return config_error(err, errlen, "disks[%u].qos: %s", i, why);
 		for (unsigned j = 0; j < i; j++)
 			if (!strcmp(c->disks[i].path, c->disks[j].path))
 				return config_error(err, errlen, "%s: %s is used twice", key,

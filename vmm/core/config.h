@@ -5,28 +5,14 @@
 #include <stdint.h>
 
 #include "compiler.h"
+#include "conf/disk.h"   /* struct disk_config, struct disk_qos_config */
+#include "conf/limits.h"
 
-#define CONFIG_MAX_DISKS 16
-#define CONFIG_MAX_NETS  8
-#define CONFIG_MAX_CPUS  32
-
-/* Storage QoS of one disk (vmm/backend/qos.h); 0 = unlimited, a burst of 0
- * the default (100 ms worth of the rate). IOPS are normalized to 8 KiB. */
-struct disk_qos_config {
-	uint64_t iops, iops_burst;
-	uint64_t bps, bps_burst;
-};
-
-#define CONFIG_QOS_MAX (1ULL << 48) /* upper bound of every QoS figure */
-
-struct disk_config {
-	char *path;
-	bool readonly;
-	char id[21]; /* VIRTIO_BLK_ID_BYTES; "" = derive from the index */
-	char format[8]; /* "" = probe, "raw" or "qcow2" */
-	struct disk_qos_config qos;
-	bool cbt;       /* changed-block tracking in PATH.cbt (disk/cbt.h) */
-};
+/* The limits are the shared schema's (conf/limits.h). */
+#define CONFIG_MAX_DISKS CONF_MAX_DISKS
+#define CONFIG_MAX_NETS  CONF_MAX_NICS
+#define CONFIG_MAX_CPUS  CONF_MAX_CPUS
+#define CONFIG_QOS_MAX   CONF_QOS_MAX
 
 struct net_config {
 	char *tap;       /* host tap interface name */
@@ -35,6 +21,15 @@ struct net_config {
 };
 
 enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_UNIX, CONSOLE_NONE };
+
+/* A device of the generic list (--device TYPE,k=v..., JSON "devices"): its
+ * registered type (vmm/core/devtype.h) and the struct its type's schema
+ * filled (type->config_size bytes). */
+struct device_type;
+struct device_config {
+	const struct device_type *type;
+	void *cfg;
+};
 
 struct vm_config {
 	char *kernel;
@@ -47,6 +42,8 @@ struct vm_config {
 	struct net_config nets[CONFIG_MAX_NETS];
 	unsigned nr_nets;
 	bool rng;
+	struct device_config devices[CONF_MAX_DEVICES];
+	unsigned nr_devices;
 	enum console_kind console;
 	char *console_path; /* file or socket path */
 	/* Carry out in the VMM the instructions KVM cannot emulate (hosts
@@ -74,11 +71,15 @@ int config_load_json_text(struct vm_config *c, const char *text, size_t len, cha
 int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
 int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
 int config_set_console(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
+/* Parse "TYPE[,key=value...]" for a registered device type that takes its
+ * configuration from the generic list (--device). */
+int config_add_device(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
 
 /* Parse one QoS key ("iops", "iops_burst", "bps", "bps_burst") with its
  * value into q (shared by the option string, JSON and the control socket's
  * set-qos). Returns 0, -ENOENT for an unknown key, -EINVAL for a bad value. */
 int config_disk_qos_set(struct disk_qos_config *q, const char *key, uint64_t v) __must_check;
 
-/* Check ranges and that files exist and are readable. */
+/* Check ranges, that files exist and are readable, and that the devices
+ * fit the machine (interrupt lines, MMIO windows, queues; devtype.h). */
 int config_validate(const struct vm_config *c, char *err, size_t errlen) __must_check;

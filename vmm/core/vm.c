@@ -15,10 +15,9 @@
 #include <linux/kvm.h>
 
 #include "arch/x86/x86.h"
-#include "hw/legacy.h"
+#include "devtype.h"
 #include "log.h"
 #include "vcpu.h"
-#include "virtio/virtio.h"
 
 #define KVM_TSS_ADDR       0xFFFBD000ULL
 #define KVM_IDENTITY_ADDR  0xFFFBC000ULL
@@ -194,7 +193,7 @@ int vm_alloc_mmio(struct vm *vm, uint64_t len, uint64_t *base)
 	len = ALIGN_UP(len, VIRTIO_MMIO_SIZE);
 	pthread_mutex_lock(&vm->lock);
 	/* virtio-mmio windows live in [0xD0000000, 0xFE000000): below the IOAPIC. */
-	if (vm->next_mmio + len > 0xFE000000ULL) {
+	if (vm->next_mmio + len > VIRTIO_MMIO_END) {
 		ret = -ENOSPC;
 	} else {
 		*base = vm->next_mmio;
@@ -315,19 +314,15 @@ void vm_request_exit(struct vm *vm, int code, const char *fmt, ...)
 		evloop_stop(vm->loop);
 }
 
-struct device *vm_find_device(struct vm *vm, const char *type)
-{
-	for (struct device *d = vm->devices; d; d = d->next)
-		if (!strcmp(d->ops->type, type))
-			return d;
-	return NULL;
-}
-
 int vm_request_guest_shutdown(struct vm *vm)
 {
-	struct device *kbd = vm_find_device(vm, "i8042");
+	for (struct device *d = vm->devices; d; d = d->next) {
+		const struct device_type *t = devtype_of(d);
 
-	return kbd ? i8042_ctrl_alt_del(kbd) : -ENODEV;
+		if (t && t->request_shutdown)
+			return t->request_shutdown(d);
+	}
+	return -ENODEV;
 }
 
 void vm_pause(struct vm *vm)
@@ -425,32 +420,6 @@ bool vm_paused(struct vm *vm)
 	return p;
 }
 
-static int vm_create_devices(struct vm *vm)
-{
-	const struct vm_config *cfg = vm->cfg;
-	int ret;
-
-	ret = legacy_devices_create(vm);
-	if (ret)
-		return ret;
-	for (unsigned i = 0; i < cfg->nr_disks; i++) {
-		ret = virtio_blk_create(vm, &cfg->disks[i], i);
-		if (ret)
-			return ret;
-	}
-	for (unsigned i = 0; i < cfg->nr_nets; i++) {
-		ret = virtio_net_create(vm, &cfg->nets[i], i);
-		if (ret)
-			return ret;
-	}
-	if (cfg->rng) {
-		ret = virtio_rng_create(vm);
-		if (ret)
-			return ret;
-	}
-	return 0;
-}
-
 /* A Linux kernel: a bzImage ("HdrS" at 0x202), or an ELF vmlinux with a
  * "Linux" ELF note. The freestanding test guests (PVH ELF) are not. */
 static bool kernel_is_linux(const char *path)
@@ -509,7 +478,7 @@ int vm_setup(struct vm *vm)
 	size_t len;
 	int ret;
 
-	ret = vm_create_devices(vm);
+	ret = devtypes_create(vm);
 	if (ret) {
 		/* The device logged why (missing tap, disk in use, ...): the host
 		 * cannot provide what the configuration asks for. */
@@ -559,7 +528,7 @@ int vm_setup(struct vm *vm)
 
 int vm_setup_restore(struct vm *vm)
 {
-	int ret = vm_create_devices(vm);
+	int ret = devtypes_create(vm);
 
 	if (ret) {
 		vm_request_exit(vm, WORKER_EXIT_CONFIG, "a configured device cannot be set up");

@@ -20,6 +20,7 @@
 /* Fixed platform addresses. */
 #define VIRTIO_MMIO_BASE  0xD0000000ULL
 #define VIRTIO_MMIO_SIZE  0x1000ULL
+#define VIRTIO_MMIO_END   0xFE000000ULL /* windows end below the IOAPIC */
 #define VIRTIO_GSI_FIRST  5
 #define VM_GSI_MAX        23 /* IOAPIC pins 0..23 */
 
@@ -160,12 +161,11 @@ bool vm_resume_if(struct vm *vm, const char *prefix);
 /* Copy the reason of a self-pause into buf ("" if none). */
 void vm_pause_reason(struct vm *vm, char *buf, size_t len);
 
-/* Ask the guest to shut down, the ACPI-less way: Ctrl-Alt-Del on the i8042
- * keyboard (a Linux guest booted with reboot=k then resets, which ends the
- * VM). Returns 0, -ENODEV without an i8042, -EBUSY if one is pending. */
+/* Ask the guest to shut down, the ACPI-less way, through the first device
+ * whose type offers request_shutdown (devtype.h; the i8042's Ctrl-Alt-Del:
+ * a Linux guest booted with reboot=k then resets, which ends the VM).
+ * Returns 0, -ENODEV without such a device, -EBUSY if one is pending. */
 int vm_request_guest_shutdown(struct vm *vm) __must_check;
-/* The first device of the given ops->type, or NULL. */
-struct device *vm_find_device(struct vm *vm, const char *type);
 
 /* End the VM (first caller wins): stops the vCPUs and the I/O loop. */
 void vm_request_exit(struct vm *vm, int code, const char *fmt, ...) __printf(3, 4);

@@ -15,9 +15,6 @@ struct device;
 #define PM1_CNT_PORT    0x604
 #define RESET_PORT      0xCF9
 
-/* Create all legacy devices of the VM (console from vm->cfg). */
-int legacy_devices_create(struct vm *vm) __must_check;
-
 /* Individual constructors (also used by unit tests). in_fd/out_fd may be -1. */
 int uart_create(struct vm *vm, uint16_t base, unsigned gsi, enum console_kind kind,
 		const char *path) __must_check;

@@ -11,7 +11,7 @@
 #include "disk.h"
 #include "log.h"
 #include "migrate/mig_tls.h"
-#include "virtio/blk_ctl.h"
+#include "virtio/blk/blk_ctl.h"
 #include "vm.h"
 
 #define CHUNK        (1u << 20) /* read under the lock at once; 1 MiB-aligned */

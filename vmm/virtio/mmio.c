@@ -74,6 +74,16 @@ static void virtio_dev_process_locked(struct virtio_dev *vd, unsigned q)
 		vd->ops->queue_notify(vd, q);
 }
 
+void virtio_dev_pop_done(struct virtio_dev *vd, unsigned q, int ret,
+			 const struct virtq_error *err, bool pushed)
+{
+	if (ret < 0)
+		virtio_dev_fail(vd, "queue %u: %s (0x%llx)", q, err->what,
+				(unsigned long long)err->value);
+	if (pushed)
+		virtio_dev_maybe_notify(vd, q);
+}
+
 void virtio_dev_process(struct virtio_dev *vd, unsigned q)
 {
 	pthread_mutex_lock(&vd->lock);

@@ -29,7 +29,7 @@ struct state_reader;
 struct virtio_dev;
 
 #define VIRTIO_MMIO_VENDOR    0x4c4c4543 /* "CELL" */
-#define VIRTIO_MAX_QUEUES     2
+#define VIRTIO_MAX_QUEUES     8 /* per device; each type declares its own count (devtype.h) */
 #define VIRTIO_CONFIG_MAX     64
 
 /* What a device model adds to the transport. Every callback except destroy
@@ -126,6 +126,11 @@ void virtio_dev_notify_queue(struct virtio_dev *vd);
 void virtio_dev_maybe_notify(struct virtio_dev *vd, unsigned q);
 /* Break the device: NEEDS_RESET, config interrupt, one log line (lock held). */
 void virtio_dev_fail(struct virtio_dev *vd, const char *fmt, ...) __printf(2, 3);
+/* After a device's virtq_pop loop on queue q (lock held): break the device
+ * if the walk failed (ret < 0, err says why), else notify the driver if
+ * anything was pushed and the ring asks for it. */
+void virtio_dev_pop_done(struct virtio_dev *vd, unsigned q, int ret,
+			 const struct virtq_error *err, bool pushed);
 /* True when queue processing is allowed (lock held). */
 bool virtio_dev_running(const struct virtio_dev *vd, unsigned q);
 /* Whether the driver accepted feature `bit`. */

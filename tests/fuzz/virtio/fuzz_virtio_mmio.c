@@ -1,9 +1,11 @@
 /* fuzz_virtio_mmio.c: a sequence of MMIO register reads and writes against
- * a virtio-blk device on a 64 KiB in-memory image, with queue kicks
- * processed synchronously. Must never crash, hang or touch memory outside
+ * a virtio-blk device on a 64 KiB in-memory image (or, when bit 7 of the
+ * first byte is set, a virtio-console writing to /dev/null, created through
+ * its registered type), with queue kicks processed synchronously. Must never crash, hang or touch memory outside
  * guest RAM, whatever the order of register accesses.
  *
- * Input: [0] number of records N; then N records of 6 bytes:
+ * Input: [0] bit 7: the device; bits 0-6: number of records N; then N
+ *        records of 6 bytes:
  *          [op] bit 0: write, bit 1: 1-byte access (else 4), bit 2: config space
  *          [reg] register offset / 4
  *          [value] LE u32
@@ -18,7 +20,9 @@
 
 #include <linux/virtio_mmio.h>
 
+#include "conf/schema.h"
 #include "config.h"
+#include "devtype.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
 #include "vm.h"
@@ -35,9 +39,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t pos;
 	int fd;
 
+	bool console;
+
 	if (size < 1)
 		return 0;
-	nrec = data[0];
+	console = data[0] & 0x80;
+	nrec = data[0] & 0x7f;
 	if (size < 1 + 6 * (size_t)nrec)
 		nrec = (unsigned)((size - 1) / 6);
 	fd = memfd_create("fuzz-disk", MFD_CLOEXEC);
@@ -47,8 +54,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.path = path;
 	if (vm_create_test(&vm, RAM_SIZE))
 		abort();
-	if (virtio_blk_create(&vm, &cfg, 0))
+	if (console) {
+		const struct device_type *t = devtype_find("virtio-console");
+		void *ccfg = calloc(1, t->config_size);
+		struct conf_err e;
+
+		if (!ccfg || conf_from_string(t->config_schema, ccfg, "path=/dev/null", &e) ||
+		    t->create(&vm, 0, ccfg))
+			abort();
+		conf_free(t->config_schema, ccfg);
+		free(ccfg);
+	} else if (virtio_blk_create(&vm, &cfg, 0)) {
 		abort();
+	}
 	vd = virtio_dev_of(vm.devices_tail);
 	pos = 1 + 6 * (size_t)nrec;
 	if (size > pos)

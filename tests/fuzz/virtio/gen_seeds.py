@@ -47,8 +47,11 @@ def seeds_virtq():
     return out
 
 
-def mmio_seed(req_type, data_len, data_flag):
+def mmio_seed(req_type, data_len, data_flag, console=False):
+    """A blk request; console=True: the same chain's readable part as
+    virtio-console output on its transmitq (queue 1)."""
     recs = []
+    q = 1 if console else 0
 
     def w(reg, val):
         recs.append(struct.pack('<BBI', 1, reg // 4, val))
@@ -58,17 +61,17 @@ def mmio_seed(req_type, data_len, data_flag):
     w(0x024, 1)
     w(0x020, 1)          # VERSION_1 (bit 32)
     w(0x024, 0)
-    w(0x020, 1 << 9)     # FLUSH
+    w(0x020, 0 if console else 1 << 9)  # FLUSH (blk)
     w(0x070, 11)         # FEATURES_OK
     recs.append(struct.pack('<BBI', 0, 0x070 // 4, 0))  # read status
-    w(0x030, 0)
+    w(0x030, q)
     w(0x038, 8)
     w(0x080, DESC)
     w(0x090, AVAIL)
     w(0x0a0, USED)
     w(0x044, 1)
     w(0x070, 15)         # DRIVER_OK
-    w(0x050, 0)          # kick
+    w(0x050, q)          # kick
     recs.append(struct.pack('<BBI', 0, 0x060 // 4, 0))
     recs.append(struct.pack('<BBI', 6, 0, 0))            # config byte 0
     mem = bytearray(0x2000)
@@ -80,12 +83,13 @@ def mmio_seed(req_type, data_len, data_flag):
     else:
         put(mem, DESC + 16, desc(0xd00, 1, 2))
     put(mem, AVAIL, struct.pack('<HHH', 0, 1, 0))
-    return bytes([len(recs)]) + b''.join(recs) + bytes(mem)
+    return bytes([len(recs) | (0x80 if console else 0)]) + b''.join(recs) + bytes(mem)
 
 
 def seeds_mmio():
     return {'read': mmio_seed(0, 512, 2), 'write': mmio_seed(1, 1024, 0),
-            'flush': mmio_seed(4, 0, 0), 'get-id': mmio_seed(8, 20, 2)}
+            'flush': mmio_seed(4, 0, 0), 'get-id': mmio_seed(8, 20, 2),
+            'console-tx': mmio_seed(0, 512, 0, console=True)}
 
 
 for name, data in seeds_virtq().items():

@@ -1,4 +1,5 @@
 /* test_config.c: configuration parsing: every error names the key and the reason. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,6 +67,15 @@ static const struct {
 	{ "{\"nets\": [{\"mac\": \"52:54:00:00:00:01\"}]}", "nets[0].tap: missing" },
 	{ "{\"nets\": [{\"tap\": \"t\", \"mac\": \"01:00:00:00:00:01\"}]}", "nets[0].mac: not a unicast" },
 	{ "{\"nets\": [{\"tap\": \"averyveryverylongtapname\"}]}", "nets[0].tap: longer than 15" },
+	{ "{\"devices\": {}}", "devices: expected an array" },
+	{ "{\"devices\": [3]}", "devices[0]: expected an object" },
+	{ "{\"devices\": [{\"path\": \"/a\"}]}", "devices[0].type: expected a string" },
+	{ "{\"devices\": [{\"type\": \"virtio-console\"}]}", "devices[0].path: missing" },
+	{ "{\"devices\": [{\"type\": \"virtio-console\", \"path\": 1}]}",
+	  "devices[0].path: expected a string" },
+	{ "{\"devices\": [{\"type\": \"virtio-console\", \"path\": \"/a\", \"x\": 1}]}",
+	  "devices[0].x: unknown key" },
+	{ "{\"devices\": [{\"type\": \"tpm\"}]}", "devices[0]: unknown device type 'tpm'" },
 	{ "[1, 2]", "expected a JSON object" },
 	{ "{\"cpus\": 1, \"cpus\": 2}", "duplicate" },
 	{ "{\"cpus\": ", "line 1" },
@@ -185,6 +195,42 @@ static void test_disk_json(void **st)
 	}
 }
 
+/* One QoS limit (conf/limits.h) for the flag, the JSON file and cellad's
+ * definitions (tests/daemon/test_disks.py checks cellad's side). */
+static void test_qos_limit(void **st)
+{
+	struct vm_config c;
+	char err[256], spec[96], json[160];
+
+	(void)st;
+	config_init(&c);
+	snprintf(spec, sizeof(spec), "/x.img,bps=%llu", (unsigned long long)CONF_QOS_MAX);
+	assert_int_equal(config_add_disk(&c, spec, err, sizeof(err)), 0);
+	assert_int_equal(c.disks[0].qos.bps, CONF_QOS_MAX);
+	snprintf(spec, sizeof(spec), "/x.img,iops=%llu", (unsigned long long)CONF_QOS_MAX + 1);
+	assert_int_not_equal(config_add_disk(&c, spec, err, sizeof(err)), 0);
+	snprintf(json, sizeof(json), "disk: iops=%llu is out of range (0 to %llu)",
+		 (unsigned long long)CONF_QOS_MAX + 1, (unsigned long long)CONF_QOS_MAX);
+	assert_string_equal(err, json);
+	config_free(&c);
+
+	config_init(&c);
+	snprintf(json, sizeof(json), "{\"disks\": [{\"path\": \"/a\", \"qos\": {\"bps_burst\": %llu}}]}",
+		 (unsigned long long)CONF_QOS_MAX);
+	assert_int_equal(config_load_json_text(&c, json, strlen(json), err, sizeof(err)), 0);
+	snprintf(json, sizeof(json), "{\"disks\": [{\"path\": \"/a\", \"qos\": {\"bps_burst\": %llu}}]}",
+		 (unsigned long long)CONF_QOS_MAX + 1);
+	assert_int_not_equal(config_load_json_text(&c, json, strlen(json), err, sizeof(err)), 0);
+	snprintf(spec, sizeof(spec), "disks[0].qos.bps_burst: %llu is out of range (0 to %llu)",
+		 (unsigned long long)CONF_QOS_MAX + 1, (unsigned long long)CONF_QOS_MAX);
+	assert_string_equal(err, spec);
+	config_free(&c);
+	/* The control socket's set-qos goes through the same table. */
+	assert_int_equal(config_disk_qos_set(&c.disks[0].qos, "iops", CONF_QOS_MAX), 0);
+	assert_int_equal(config_disk_qos_set(&c.disks[0].qos, "iops", CONF_QOS_MAX + 1), -EINVAL);
+	assert_int_equal(config_disk_qos_set(&c.disks[0].qos, "latency", 1), -ENOENT);
+}
+
 static void test_validate(void **st)
 {
 	struct vm_config c;
@@ -233,6 +279,7 @@ int main(void)
 		cmocka_unit_test(test_option_strings),
 		cmocka_unit_test(test_disk_options),
 		cmocka_unit_test(test_disk_json),
+		cmocka_unit_test(test_qos_limit),
 		cmocka_unit_test(test_validate),
 	};
 

@@ -581,14 +581,14 @@ static uint64_t host_xcr0(void)
 	return ((uint64_t)hi << 32) | lo;
 }
 
-/* Bytes XSAVE writes for the features enabled in XCR0 (CPUID 0xD.0 EBX),
- * rounded up to whole pages: over 8 KiB on hosts with AMX tile data. */
+/* Bytes an XSAVE of everything XCR0 enables needs: more than 4 KiB on a
+ * host with AMX (the tile data alone is 8 KiB). */
 static size_t host_xsave_size(void)
 {
-	uint32_t eax = 0xd, ebx, ecx = 0, edx;
+	uint32_t a, b, c, d;
 
-	__asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "+c"(ecx), "=d"(edx));
-	return ((size_t)ebx + 4095) & ~(size_t)4095;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0xd), "c"(0));
+	return b > 4096 ? b : 4096;
 }
 
 static void native_xsave(void *buf, uint64_t rfbm)
@@ -633,8 +633,8 @@ static void test_xsave_xrstor(void **state)
 	struct fixture *f = *state;
 	struct emul_report rep;
 	uint64_t xcr0 = host_xcr0(), rfbm = xcr0 & 7, bv;
-	size_t host_size = MAX(host_xsave_size(), (size_t)4096);
-	uint8_t *image = aligned_alloc(64, 4096), *saved = aligned_alloc(64, host_size);
+	size_t saved_len = ALIGN_UP(host_xsave_size(), 64);
+	uint8_t *image = aligned_alloc(64, 4096), *saved = aligned_alloc(64, saved_len);
 	uint8_t *src = aligned_alloc(64, 4096), *native = aligned_alloc(64, 4096);
 	uint8_t guest[1024];
 	static const uint64_t where[] = { FX_A, FX_B - 512 }; /* the second crosses pages */
@@ -643,7 +643,7 @@ static void test_xsave_xrstor(void **state)
 	assert_non_null(saved);
 	assert_non_null(src);
 	assert_non_null(native);
-	memset(saved, 0, host_size);
+	memset(saved, 0, saved_len);
 	native_xsave(saved, xcr0); /* this process's own state, restored below */
 
 	for (size_t w = 0; w < ARRAY_SIZE(where); w++) {

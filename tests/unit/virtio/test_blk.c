@@ -21,8 +21,8 @@
 #include "disk.h"
 #include "state/state.h"
 #include "vdrv.h"
-#include "virtio/blk.h"
-#include "virtio/blk_ctl.h"
+#include "virtio/blk/blk.h"
+#include "virtio/blk/blk_ctl.h"
 #include "virtio/virtio.h"
 
 #define IMG_SIZE (1u << 20)

@@ -26,7 +26,7 @@
 
 #include "backend/tap.h"
 #include "vdrv.h"
-#include "virtio/net.h"
+#include "virtio/net/net.h"
 #include "virtio/virtio.h"
 
 #define F_V1  (1ULL << VIRTIO_F_VERSION_1)

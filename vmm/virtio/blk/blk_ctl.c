@@ -10,8 +10,8 @@
 #include "cbt.h"
 #include "disk.h"
 #include "log.h"
-#include "virtio/blk.h"
-#include "virtio/blk_ctl.h"
+#include "virtio/blk/blk.h"
+#include "virtio/blk/blk_ctl.h"
 #include "vm.h"
 
 #define BLK_RETRY_FIRST_MS 1000

@@ -1,15 +1,22 @@
-/* control_disk.c: disk commands of the worker's control socket (see control_disk.h). */
-#include "control/control_disk.h"
-
+/* blk_cmds.c: the virtio-blk device type: its registration, and what it adds
+ * to the worker's control socket (devtype.h): the commands set-qos,
+ * flush-disks and disk-switch, the "disks" member of status, and the
+ * storage retry that `resume` runs first. Served on the I/O thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "config.h"
-#include "virtio/blk_ctl.h"
+#include "devtype.h"
+#include "virtio/blk/blk_ctl.h"
+#include "virtio/virtio.h"
 #include "vm.h"
+
+_Static_assert(CONF_QOS_MAX == 1ULL << 40, "set-qos names the QoS limit as 2^40");
 
 static json_t *disk_error(const char *fmt, const char *a, const char *b)
 {
@@ -26,7 +33,8 @@ static json_t *qos_json(const struct disk_qos_config *q)
 			 (json_int_t)q->bps_burst);
 }
 
-json_t *ctl_disks_status(struct vm *vm)
+/* [{"id","path","format","qos":{...},"error":null|"..."}] */
+static json_t *disks_status(struct vm *vm)
 {
 	json_t *a = json_array();
 
@@ -64,13 +72,14 @@ static struct device *disk_arg(struct vm *vm, json_t *req, json_t **rep)
 	return d;
 }
 
-static json_t *cmd_set_qos(struct vm *vm, json_t *req)
+static json_t *cmd_set_qos(struct vm *vm, json_t *req, int fd)
 {
 	static const char *const keys[] = { "iops", "iops_burst", "bps", "bps_burst" };
 	struct blk_status st;
 	struct disk_qos_config q;
 	json_t *rep = NULL;
 	struct device *d = disk_arg(vm, req, &rep);
+	char why[128];
 
 	if (!d)
 		return rep;
@@ -82,17 +91,17 @@ static json_t *cmd_set_qos(struct vm *vm, json_t *req)
 		if (!v)
 			continue;
 		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		    config_disk_qos_set(&q, keys[i], (uint64_t)json_integer_value(v)))
-			return disk_error("%s: expected an integer from 0 to 2^48%s", keys[i], "");
+		    conf_qos_set(&q, keys[i], (uint64_t)json_integer_value(v)))
+			return json_pack("{s:b, s:s+}", "ok", 0, "error", keys[i],
+					 ": expected an integer from 0 to 2^40");
 	}
-	if ((q.iops_burst && !q.iops) || (q.bps_burst && !q.bps))
-		return disk_error("a burst needs its rate (iops_burst with iops, bps_burst with "
-				  "bps)%s%s", "", "");
+	if (!conf_qos_valid(&q, why, sizeof(why)))
+		return disk_error("%s%s", why, "");
 	virtio_blk_set_qos(d, &q);
 	return json_pack("{s:b, s:s, s:o}", "ok", 1, "disk", st.id, "qos", qos_json(&q));
 }
 
-static json_t *cmd_flush_disks(struct vm *vm)
+static json_t *cmd_flush_disks(struct vm *vm, json_t *req, int fd)
 {
 	for (struct device *d = virtio_blk_next(vm, NULL); d; d = virtio_blk_next(vm, d)) {
 		int ret = virtio_blk_flush(d);
@@ -133,18 +142,8 @@ static json_t *cmd_disk_switch(struct vm *vm, json_t *req, int fd)
 	return json_pack("{s:b}", "ok", 1);
 }
 
-json_t *ctl_disk_command(struct vm *vm, const char *cmd, json_t *req, int fd)
-{
-	if (!strcmp(cmd, "set-qos"))
-		return cmd_set_qos(vm, req);
-	if (!strcmp(cmd, "flush-disks"))
-		return cmd_flush_disks(vm);
-	if (!strcmp(cmd, "disk-switch"))
-		return cmd_disk_switch(vm, req, fd);
-	return NULL;
-}
-
-bool ctl_disks_retry(struct vm *vm, char *why, size_t len)
+/* Storage that failed is retried first; still failing, the VM stays paused. */
+static bool disks_retry(struct vm *vm, char *why, size_t len)
 {
 	bool ok = true;
 
@@ -161,3 +160,35 @@ bool ctl_disks_retry(struct vm *vm, char *why, size_t len)
 	}
 	return ok;
 }
+
+static unsigned blk_count(const struct vm_config *cfg)
+{
+	return cfg->nr_disks;
+}
+
+static int blk_type_create(struct vm *vm, unsigned index, const void *config)
+{
+	return virtio_blk_create(vm, &vm->cfg->disks[index], index);
+}
+
+static const struct devtype_command blk_commands[] = {
+	{ "set-qos", cmd_set_qos, 0 },
+	{ "flush-disks", cmd_flush_disks, 0 },
+	{ "disk-switch", cmd_disk_switch, DEVTYPE_CMD_FILE },
+	{ NULL, NULL, 0 },
+};
+
+const struct device_type devtype_virtio_blk = {
+	.name = "virtio-blk",
+	.transport = DEVTYPE_VIRTIO_MMIO,
+	.max_instances = CONF_MAX_DISKS,
+	.nr_queues = 1,
+	.gsis = 1,
+	.mmio_windows = 1,
+	.count = blk_count,
+	.create = blk_type_create,
+	.commands = blk_commands,
+	.status_key = "disks",
+	.status = disks_status,
+	.before_resume = disks_retry,
+};

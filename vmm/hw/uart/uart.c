@@ -13,7 +13,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "legacy.h"
+#include "devtype.h"
+#include "hw/legacy.h"
 #include "log.h"
 #include "state/state.h"
 #include "vm.h"
@@ -587,3 +588,17 @@ int uart_create(struct vm *vm, uint16_t base, unsigned gsi, enum console_kind ki
 	u->dll = 12;
 	return vm_add_device(vm, &u->dev);
 }
+
+static int uart_type_create(struct vm *vm, unsigned index, const void *config)
+{
+	return uart_create(vm, UART_COM1_BASE, UART_COM1_IRQ, vm->cfg->console,
+			   vm->cfg->console_path);
+}
+
+const struct device_type devtype_uart = {
+	.name = "uart16550a",
+	.transport = DEVTYPE_PLATFORM,
+	.max_instances = 1,
+	.count = devtype_count_one,
+	.create = uart_type_create,
+};

@@ -7,7 +7,7 @@
 
 #include "log.h"
 #include "state/state.h"
-#include "virtio/blk.h"
+#include "virtio/blk/blk.h"
 
 #define BLK_STATE_VERSION 2
 

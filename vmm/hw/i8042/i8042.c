@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "legacy.h"
+#include "devtype.h"
+#include "hw/legacy.h"
 #include "log.h"
 #include "state/state.h"
 #include "vm.h"
@@ -270,3 +271,18 @@ int i8042_create(struct vm *vm)
 	k->ctr = CTR_AUX_DISABLE;
 	return vm_add_device(vm, &k->dev);
 }
+
+static int i8042_type_create(struct vm *vm, unsigned index, const void *config)
+{
+	return i8042_create(vm);
+}
+
+/* Graceful shutdown without ACPI: Ctrl-Alt-Del. */
+const struct device_type devtype_i8042 = {
+	.name = "i8042",
+	.transport = DEVTYPE_PLATFORM,
+	.max_instances = 1,
+	.count = devtype_count_one,
+	.create = i8042_type_create,
+	.request_shutdown = i8042_ctrl_alt_del,
+};

@@ -1,13 +1,13 @@
 /* platform.c: the small fixed ports of the platform: debug exit (0xF4, as
  * QEMU's isa-debug-exit), ACPI-style PM1a control (0x604: SLP_EN powers off)
- * and the reset control register (0xCF9); plus the constructor of all legacy
- * devices. */
+ * and the reset control register (0xCF9). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "legacy.h"
+#include "devtype.h"
+#include "hw/legacy.h"
 #include "log.h"
 #include "state/state.h"
 #include "vm.h"
@@ -129,15 +129,15 @@ int platform_ports_create(struct vm *vm)
 	return vm_add_device(vm, &p->dev);
 }
 
-int legacy_devices_create(struct vm *vm)
+static int platform_type_create(struct vm *vm, unsigned index, const void *config)
 {
-	const struct vm_config *cfg = vm->cfg;
-	int ret;
-
-	ret = uart_create(vm, UART_COM1_BASE, UART_COM1_IRQ, cfg->console, cfg->console_path);
-	if (!ret)
-		ret = i8042_create(vm);
-	if (!ret)
-		ret = platform_ports_create(vm);
-	return ret;
+	return platform_ports_create(vm);
 }
+
+const struct device_type devtype_platform = {
+	.name = "platform-ports",
+	.transport = DEVTYPE_PLATFORM,
+	.max_instances = 1,
+	.count = devtype_count_one,
+	.create = platform_type_create,
+};

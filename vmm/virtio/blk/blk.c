@@ -18,9 +18,10 @@
 #include "backend/blkio.h"
 #include "cbt.h"
 #include "disk.h"
+#include "devtype.h"
 #include "log.h"
 #include "state/state.h"
-#include "virtio/blk.h"
+#include "virtio/blk/blk.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
 #include "vm.h"
@@ -30,6 +31,9 @@
 /* Largest discard / write-zeroes in one request: 2 GiB. */
 #define BLK_MAX_DWZ_SECTORS (1u << 22)
 #define BLK_MAX_EXT 32 /* extents resolved per disk_map call */
+
+/* The type this device registers (its queue count is the type's). */
+extern const struct device_type devtype_virtio_blk;
 
 static const struct device_ops blk_device_ops = VIRTIO_DEVICE_OPS("virtio-blk");
 
@@ -764,7 +768,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg, unsigned ind
 	else
 		features |= (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
 	ret = virtio_dev_init(&blk->vd, &blk_device_ops, &blk_ops, name, VIRTIO_ID_BLOCK,
-			      features, 1, BLK_QUEUE_SIZE);
+			      features, devtype_virtio_blk.nr_queues, BLK_QUEUE_SIZE);
 	blk->chain = malloc(sizeof(*blk->chain));
 	blk->path = strdup(cfg->path);
 	blk->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);

@@ -12,14 +12,18 @@
 #include <linux/virtio_net.h>
 
 #include "backend/tap.h"
+#include "devtype.h"
 #include "log.h"
 #include "state/state.h"
 #include "virtio/mmio.h"
-#include "virtio/net.h"
+#include "virtio/net/net.h"
 #include "virtio/virtio.h"
 #include "vm.h"
 
 _Static_assert(sizeof(struct virtio_net_hdr_v1) == TAP_VNET_HDR_LEN, "tap header is v1");
+
+/* The type this device registers (its queue count is the type's). */
+extern const struct device_type devtype_virtio_net;
 
 static const struct device_ops net_device_ops = VIRTIO_DEVICE_OPS("virtio-net");
 
@@ -219,8 +223,8 @@ int virtio_net_create_fd(struct vm *vm, const struct net_config *cfg, unsigned i
 	}
 	net->fd = fd;
 	ret = virtio_dev_init(&net->vd, &net_device_ops, &net_ops, name, VIRTIO_ID_NET,
-			      (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS), 2,
-			      NET_QUEUE_SIZE);
+			      (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS),
+			      devtype_virtio_net.nr_queues, NET_QUEUE_SIZE);
 	net->chain = malloc(sizeof(*net->chain));
 	if (ret || !net->chain) {
 		ret = ret ? ret : -ENOMEM;
@@ -251,3 +255,24 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned inde
 		return fd;
 	return virtio_net_create_fd(vm, cfg, index, fd);
 }
+
+static unsigned net_count(const struct vm_config *cfg)
+{
+	return cfg->nr_nets;
+}
+
+static int net_type_create(struct vm *vm, unsigned index, const void *config)
+{
+	return virtio_net_create(vm, &vm->cfg->nets[index], index);
+}
+
+const struct device_type devtype_virtio_net = {
+	.name = "virtio-net",
+	.transport = DEVTYPE_VIRTIO_MMIO,
+	.max_instances = CONF_MAX_NICS,
+	.nr_queues = 2, /* rx, tx */
+	.gsis = 1,
+	.mmio_windows = 1,
+	.count = net_count,
+	.create = net_type_create,
+};

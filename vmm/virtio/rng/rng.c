@@ -7,6 +7,7 @@
 
 #include <linux/virtio_ids.h>
 
+#include "devtype.h"
 #include "log.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
@@ -15,6 +16,9 @@
 #define RNG_QUEUE_SIZE 64
 /* Bound the work one request can cost the I/O thread. */
 #define RNG_MAX_BYTES  65536
+
+/* The type this device registers (its queue count is the type's). */
+extern const struct device_type devtype_virtio_rng;
 
 static const struct device_ops rng_device_ops = VIRTIO_DEVICE_OPS("virtio-rng");
 
@@ -62,11 +66,7 @@ static void rng_queue_notify(struct virtio_dev *vd, unsigned q)
 		virtq_push(vq, c->head, written);
 		pushed = true;
 	}
-	if (ret < 0)
-		virtio_dev_fail(vd, "queue %u: %s (0x%llx)", q, err.what,
-				(unsigned long long)err.value);
-	if (pushed)
-		virtio_dev_maybe_notify(vd, q);
+	virtio_dev_pop_done(vd, q, ret, &err, pushed);
 	free(c);
 }
 
@@ -83,8 +83,8 @@ int virtio_rng_create(struct vm *vm)
 		log_err("virtio-rng: out of memory");
 		return -ENOMEM;
 	}
-	ret = virtio_dev_init(vd, &rng_device_ops, &rng_ops, "virtio-rng", VIRTIO_ID_RNG, 0, 1,
-			      RNG_QUEUE_SIZE);
+	ret = virtio_dev_init(vd, &rng_device_ops, &rng_ops, "virtio-rng", VIRTIO_ID_RNG, 0,
+			      devtype_virtio_rng.nr_queues, RNG_QUEUE_SIZE);
 	if (ret) {
 		log_err("virtio-rng: cannot initialise: %s", strerror(-ret));
 		virtio_dev_destroy(&vd->dev);
@@ -93,3 +93,24 @@ int virtio_rng_create(struct vm *vm)
 	snprintf(vd->dev.id, sizeof(vd->dev.id), "rng0");
 	return vm_add_device(vm, &vd->dev);
 }
+
+static unsigned rng_count(const struct vm_config *cfg)
+{
+	return cfg->rng ? 1 : 0;
+}
+
+static int rng_type_create(struct vm *vm, unsigned index, const void *config)
+{
+	return virtio_rng_create(vm);
+}
+
+const struct device_type devtype_virtio_rng = {
+	.name = "virtio-rng",
+	.transport = DEVTYPE_VIRTIO_MMIO,
+	.max_instances = 1,
+	.nr_queues = 1,
+	.gsis = 1,
+	.mmio_windows = 1,
+	.count = rng_count,
+	.create = rng_type_create,
+};

@@ -1,6 +1,7 @@
 /* vmdef.c: VM definitions: field-by-field validation of API input (each
  * error names the field and the reason), JSON views, worker configuration. */
 #include "vmdef.h"
+#include "conf/net.h"
 #include "vmdef_priv.h"
 
 #include <ctype.h>
@@ -132,17 +133,6 @@ int vmdef_get_bool(json_t *v, const char *field, bool *out, struct cerr *e)
 	return 0;
 }
 
-static bool mac_valid(const char *s)
-{
-	if (strlen(s) != 17)
-		return false;
-	for (int i = 0; i < 17; i++) {
-		if (i % 3 == 2 ? s[i] != ':' : !isxdigit((unsigned char)s[i]))
-			return false;
-	}
-	return true;
-}
-
 static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 {
 	size_t i;
@@ -168,15 +158,14 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 			if (!strcmp(key, "tap")) {
 				if (vmdef_get_string(v, field, CONF_TAP_NAME_MAX, &s, e))
 					return -1;
-				if (!*s || !vmdef_name_valid(s))
-					return cerr_set(e, CERR_INVALID, field, "expected an interface name "
-							"(1-15 of A-Z a-z 0-9 . _ -)");
+				if (!conf_tap_valid(s))
+					return cerr_set(e, CERR_INVALID, field, "expected " CONF_TAP_SYNTAX);
 				snprintf(n->tap, sizeof(n->tap), "%s", s);
 			} else if (!strcmp(key, "mac")) {
 				if (vmdef_get_string(v, field, 17, &s, e))
 					return -1;
-				if (!mac_valid(s))
-					return cerr_set(e, CERR_INVALID, field, "expected aa:bb:cc:dd:ee:ff");
+				if (!conf_mac_parse(s, NULL))
+					return cerr_set(e, CERR_INVALID, field, "expected " CONF_MAC_SYNTAX);
 				snprintf(n->mac, sizeof(n->mac), "%s", s);
 			} else {
 				return cerr_set(e, CERR_INVALID, field, "unknown field");

@@ -97,6 +97,9 @@ def cases(kernel, missing):
         ("POST", "/v1/vms", vm(disks=[{"path": kernel}] * 17), J, 400, "disks"),
         ("POST", "/v1/vms", vm(nics=[{}]), J, 400, "nics[0].tap"),
         ("POST", "/v1/vms", vm(nics=[{"tap": "t0", "mac": "zz:zz"}]), J, 400, "nics[0].mac"),
+        # The same rule as cella-vm's (conf/net.h): a multicast MAC cannot be a NIC's.
+        ("POST", "/v1/vms", vm(nics=[{"tap": "t0", "mac": "01:00:5e:00:00:01"}]), J, 400,
+         "nics[0].mac"),
         ("POST", "/v1/vms", vm(nics=[{"tap": "a" * 16}]), J, 400, "nics[0].tap"),
         ("POST", "/v1/vms", vm(nics=[{"tap": "t/0"}]), J, 400, "nics[0].tap"),
         # Change.

@@ -1,6 +1,7 @@
 /* config.c: VM configuration from JSON (jansson) and option strings, with
  * validation that names the offending key and the reason. */
 #include "config.h"
+#include "conf/net.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -63,21 +64,6 @@ void config_free(struct vm_config *c)
 	memset(c, 0, sizeof(*c));
 }
 
-static int parse_mac(const char *s, uint8_t mac[6])
-{
-	unsigned v[6];
-	char tail;
-
-	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-		   &tail) != 6)
-		return -EINVAL;
-	for (int i = 0; i < 6; i++)
-		mac[i] = (uint8_t)v[i];
-	if (mac[0] & 1)
-		return -EINVAL; /* multicast addresses cannot be a NIC's */
-	return 0;
-}
-
 int config_disk_qos_set(struct disk_qos_config *q, const char *key, uint64_t v)
 {
 	return conf_qos_set(q, key, v);
@@ -116,17 +102,15 @@ int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errl
 		return -ENOMEM;
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		if (!strncmp(tok, "tap=", 4)) {
-			if (!tok[4] || strlen(tok + 4) >= 16) {
-				ret = config_error(err, errlen,
-						   "net: tap name '%s' must be 1-15 characters",
+			if (!conf_tap_valid(tok + 4)) {
+				ret = config_error(err, errlen, "net: tap '%s' is not " CONF_TAP_SYNTAX,
 						   tok + 4);
 				goto out;
 			}
 			replace_str(&n.tap, tok + 4);
 		} else if (!strncmp(tok, "mac=", 4)) {
-			if (parse_mac(tok + 4, n.mac)) {
-				ret = config_error(err, errlen,
-						   "net: mac '%s' is not a unicast aa:bb:cc:dd:ee:ff",
+			if (!conf_mac_parse(tok + 4, n.mac)) {
+				ret = config_error(err, errlen, "net: mac '%s' is not " CONF_MAC_SYNTAX,
 						   tok + 4);
 				goto out;
 			}
@@ -343,17 +327,16 @@ static int config_json_net(struct vm_config *c, json_t *n, unsigned idx, char *e
 		if (!strcmp(key, "tap")) {
 			if (json_want_string(v, name, err, errlen))
 				goto fail;
-			if (strlen(json_string_value(v)) >= 16) {
-				config_error(err, errlen, "%s: longer than 15 characters", name);
+			if (!conf_tap_valid(json_string_value(v))) {
+				config_error(err, errlen, "%s: not " CONF_TAP_SYNTAX, name);
 				goto fail;
 			}
 			replace_str(&net.tap, json_string_value(v));
 		} else if (!strcmp(key, "mac")) {
 			if (json_want_string(v, name, err, errlen))
 				goto fail;
-			if (parse_mac(json_string_value(v), net.mac)) {
-				config_error(err, errlen, "%s: not a unicast aa:bb:cc:dd:ee:ff",
-					     name);
+			if (!conf_mac_parse(json_string_value(v), net.mac)) {
+				config_error(err, errlen, "%s: not " CONF_MAC_SYNTAX, name);
 				goto fail;
 			}
 			net.has_mac = true;

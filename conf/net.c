@@ -1,0 +1,36 @@
+/* net.c: the NIC rules (see net.h). */
+#include "conf/net.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#include "conf/schema.h"
+
+bool conf_mac_parse(const char *s, uint8_t mac[6])
+{
+	uint8_t b[6];
+
+	if (strlen(s) != 17)
+		return false;
+	for (int i = 0; i < 6; i++) {
+		const char *p = s + 3 * i;
+
+		if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) ||
+		    (i < 5 && p[2] != ':'))
+			return false;
+		b[i] = (uint8_t)((isdigit((unsigned char)p[0]) ? p[0] - '0'
+							      : (tolower((unsigned char)p[0]) - 'a' + 10)) << 4 |
+				 (isdigit((unsigned char)p[1]) ? p[1] - '0'
+							      : (tolower((unsigned char)p[1]) - 'a' + 10)));
+	}
+	if (b[0] & 1)
+		return false;
+	if (mac)
+		memcpy(mac, b, 6);
+	return true;
+}
+
+bool conf_tap_valid(const char *s)
+{
+	return conf_name_valid(s, CONF_TAP_NAME_MAX);
+}

@@ -1,0 +1,21 @@
+/* net.h: the NIC rules of a VM configuration (virtio-net), shared by
+ * cella-vm's --net flag and JSON file and cellad's definitions, so both
+ * accept and refuse the same tap names and MAC addresses. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf/limits.h"
+
+/* What a NIC's MAC must be, for error messages. */
+#define CONF_MAC_SYNTAX "a unicast aa:bb:cc:dd:ee:ff"
+/* What a tap name must be, for error messages. */
+#define CONF_TAP_SYNTAX "an interface name (1-15 of A-Z a-z 0-9 . _ -)"
+
+/* s is exactly aa:bb:cc:dd:ee:ff (hex), a unicast address (the low bit of
+ * the first byte clear: a multicast address cannot be a NIC's); its bytes in
+ * mac when mac is not NULL. */
+bool conf_mac_parse(const char *s, uint8_t mac[6]);
+/* s names a host interface: 1..CONF_TAP_NAME_MAX of A-Z a-z 0-9 . _ -,
+ * starting with a letter or digit. */
+bool conf_tap_valid(const char *s);

@@ -170,19 +170,20 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
  * it through sup_conf.hooks only (core/sup.h). */
 struct sup_incoming;
 
-/* sup_state.c (lock held unless stated) */
+/* core/save.c (the VM's lock held) */
 /* state_dir/vms/<uuid> (created on demand by sup_vm_dir). */
 int sup_vm_dir(struct sup *s, const struct vmrt *vm, char *out, size_t len);
 void sup_saved_path(struct sup *s, const struct vmrt *vm, char *out, size_t len);
 int sup_act_save(struct sup *s, struct vmrt *vm, struct cerr *e);
 int sup_act_delete_state(struct sup *s, struct vmrt *vm, struct cerr *e);
+
+/* worker/poller.c: the status poller notices workers that pause or resume
+ * themselves (storage errors); their disk status goes into the VM's JSON. */
 void sup_merge_disk_status(json_t *vmjson, json_t *status);
-/* The status poller notices workers that pause or resume themselves
- * (storage errors). */
 int sup_poller_start(struct sup *s) __must_check;
 void sup_poller_stop(struct sup *s);
 
-/* sup_worker.c (lock held unless stated) */
+/* worker/worker.c (the VM's lock held unless stated) */
 void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *out, size_t len);
 /* Spawn and start a worker for vm, whose state the caller set to
  * VS_STARTING. Called WITHOUT the lock. Returns 0 or -1 with e set. */

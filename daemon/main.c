@@ -316,8 +316,8 @@ static const char *default_worker(struct conf *c)
 
 /* Every kind of long operation, for the core to recover after a crash. */
 static const struct job_kind *const job_kinds[] = {
-	&save_job, &checkpoint_create_job, &checkpoint_delete_job, &move_out_job, &move_in_job,
-	NULL,
+	&start_job, &stop_job, &save_job, &checkpoint_create_job, &checkpoint_apply_job,
+	&checkpoint_delete_job, &move_out_job, &move_in_job, NULL,
 };
 
 int main(int argc, char **argv)

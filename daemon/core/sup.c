@@ -582,6 +582,7 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	       bool *pending, struct cerr *e)
 {
 	struct vmrt *vm;
+	struct job job;
 	bool took_busy;
 	int ret = -1;
 
@@ -605,6 +606,11 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	vm->acts++;
 	switch (a) {
 	case SUP_START:
+		/* A job: a cellad that dies here is followed by one that reports
+		 * how the start ended (adoption finished it, or the worker did
+		 * not live). */
+		if (job_begin(s, vm, "start", NULL, &job, e))
+			break;
 		vm->restore = vm->state == VS_SAVED;
 		vm->stop_requested = vm->reset_requested = false;
 		vm->burst = 0;
@@ -614,9 +620,13 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		pthread_mutex_unlock(&vm->lock);
 		ret = sup_launch(s, vm, e);
 		pthread_mutex_lock(&vm->lock);
+		job_end(s, &job);
 		break;
 	case SUP_STOP:
+		if (job_begin(s, vm, "stop", NULL, &job, e))
+			break;
 		ret = act_stop(s, vm, body, pending, e);
+		job_end(s, &job);
 		break;
 	case SUP_KILL:
 		ret = sup_act_kill(s, vm, e);
@@ -847,3 +857,35 @@ void sup_destroy(struct sup *s)
 	/* The lock and condition stay: HTTP threads may still be finishing. */
 	free(s);
 }
+
+/* Start and stop as jobs: the worker carries on without cellad, and
+ * adoption (before recovery) already settled what it did; recovery says so. */
+static enum job_outcome start_recover(struct sup *s, struct vmrt *vm, const struct store_job *job,
+				      char *detail, size_t len)
+{
+	(void)s;
+	(void)job;
+	if (vm->state == VS_RUNNING || vm->state == VS_PAUSED) {
+		snprintf(detail, len, "the VM runs (its worker was adopted)");
+		return JOB_FINISHED;
+	}
+	snprintf(detail, len, "the VM did not start; it is %s", vm_state_name(vm->state));
+	return JOB_ROLLED_BACK;
+}
+
+static enum job_outcome stop_recover(struct sup *s, struct vmrt *vm, const struct store_job *job,
+				     char *detail, size_t len)
+{
+	(void)s;
+	(void)job;
+	if (vm->state == VS_RUNNING || vm->state == VS_PAUSED) {
+		snprintf(detail, len, "the stop did not reach the worker; the VM is %s",
+			 vm_state_name(vm->state));
+		return JOB_ROLLED_BACK;
+	}
+	snprintf(detail, len, "the VM is %s", vm_state_name(vm->state));
+	return JOB_FINISHED;
+}
+
+const struct job_kind start_job = { "start", start_recover };
+const struct job_kind stop_job = { "stop", stop_recover };

@@ -55,8 +55,8 @@ struct sup_hooks {
 	void (*incoming_free)(struct sup_incoming *in);
 };
 
-/* The core's own kind of job (save); features declare theirs. */
-extern const struct job_kind save_job;
+/* The core's own kinds of job; features declare theirs. */
+extern const struct job_kind start_job, stop_job, save_job;
 
 /* Load the definitions, re-adopt live workers, settle the rest, autostart
  * after a host boot, and start the monitor thread. 0 or -errno. */

@@ -535,7 +535,11 @@ const struct job_kind checkpoint_create_job = { "checkpoint-create", cp_create_r
 
 /* Apply ------------------------------------------------------------------ */
 
-static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t *cp, struct cerr *e)
+/* Applying as a job: "switching" is recorded once the new overlays exist
+ * (their paths, and the tops they replace, in the job's data); the store's
+ * definition then makes it done. cp_apply_recover settles a crash. */
+static int cp_apply_locked(struct sup *s, struct vmrt *vm, struct job *job, json_t *list,
+                           json_t *cp, struct cerr *e)
 {
 	char ov[VMDEF_MAX_DISKS][512] = {{0}}, old[VMDEF_MAX_DISKS][512] = {{0}};
 	char mem[512], saved[512];
@@ -565,6 +569,22 @@ static int cp_apply_locked(struct sup *s, struct vmrt *vm, json_t *list, json_t 
 		if (vmdef_format_parse(cp_str(l, "format") ?: "", &f))
 			f = VMDEF_FMT_RAW;
 		if (overlay_create(s, vm, dk, cp_str(l, "path"), f, ov[i], sizeof(ov[i]), e))
+			goto out;
+	}
+	{
+		json_t *jov = json_object(), *jold = json_object();
+
+		for (unsigned i = 0; i < vm->def.nr_disks; i++) {
+			if (!ov[i][0])
+				continue;
+			json_object_set_new(jov, vm->def.disks[i].id, json_string(ov[i]));
+			json_object_set_new(jold, vm->def.disks[i].id,
+			                    json_string(vm->def.disks[i].path));
+		}
+		json_object_set_new(job->data, "overlays", jov);
+		json_object_set_new(job->data, "old", jold);
+		json_object_set_new(job->data, "memory", json_boolean(memory));
+		if (job_phase(s, job, "switching", e))
 			goto out;
 	}
 	sup_saved_path(s, vm, saved, sizeof(saved));
@@ -653,12 +673,17 @@ int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **o
 	if (lifecycle_request_check(REQ_CHECKPOINT_APPLY, vm->state, e)) {
 		goto out;
 	}
-	vm->busy = true;
-	vm->acts++;
-	ret = cp_apply_locked(s, vm, list, cp, e);
-	vm->acts++;
-	vm->busy = false;
-	sup_vm_changed(vm);
+	{
+		json_t *data = json_pack("{s:s}", "checkpoint", cpname);
+		struct job job;
+
+		ret = job_begin(s, vm, "checkpoint-apply", data, &job, e);
+		json_decref(data);
+		if (ret)
+			goto out;
+		ret = cp_apply_locked(s, vm, &job, list, cp, e);
+		job_end(s, &job);
+	}
 	if (!ret)
 		*out = sup_vm_json(s, vm);
 out:
@@ -870,3 +895,59 @@ static enum job_outcome cp_delete_recover(struct sup *s, struct vmrt *vm,
 }
 
 const struct job_kind checkpoint_delete_job = { "checkpoint-delete", cp_delete_recover };
+
+/* An apply a crash interrupted: the definition in the store tells whether
+ * it took (then the replaced tops no checkpoint holds go, and the state
+ * follows), or not (then the new overlays, and a saved state linked from
+ * the checkpoint, go; the VM keeps its disks). */
+static enum job_outcome cp_apply_recover(struct sup *s, struct vmrt *vm,
+                                         const struct store_job *job, char *detail, size_t len)
+{
+	const char *cpname = json_string_value(json_object_get(job->data, "checkpoint")) ?: "";
+	json_t *ovs = json_object_get(job->data, "overlays"), *old = json_object_get(job->data, "old");
+	bool memory = json_is_true(json_object_get(job->data, "memory")), took = json_object_size(ovs);
+	json_t *p, *list;
+	const char *id;
+	char saved[512];
+
+	json_object_foreach(ovs, id, p) {
+		int di = vmdef_disk_find(&vm->def, id);
+
+		took &= di >= 0 && !strcmp(vm->def.disks[di].path, json_string_value(p) ?: "");
+	}
+	sup_saved_path(s, vm, saved, sizeof(saved));
+	if (!took) {
+		json_object_foreach(ovs, id, p)
+			if (json_string_value(p))
+				unlink(json_string_value(p));
+		if (memory && !strcmp(job->phase, "switching")) {
+			unlink(saved); /* possibly the checkpoint's memory, linked */
+			if (vm->state == VS_SAVED)
+				lifecycle_fire(s, vm, EV_STATE_DELETED, "the checkpoint was not applied");
+		}
+		snprintf(detail, len, "checkpoint '%s' was not applied; the VM keeps its disks", cpname);
+		return JOB_ROLLED_BACK;
+	}
+	list = store_cp_list(s->db, vm->def.uuid);
+	json_object_foreach(old, id, p) {
+		const char *path = json_string_value(p);
+		bool held = false;
+		size_t k;
+		json_t *c;
+
+		if (!path || !cp_owned(s, vm, path))
+			continue;
+		json_array_foreach(list, k, c)
+			held |= !strcmp(cp_str(cp_layer(c, id), "path") ?: "", path);
+		if (!held)
+			unlink(path);
+	}
+	json_decref(list);
+	if (!vm_state_active(vm->state) && vm->state != (memory ? VS_SAVED : VS_STOPPED))
+		lifecycle_fire(s, vm, memory ? EV_CHECKPOINT_APPLIED_MEMORY : EV_CHECKPOINT_APPLIED,
+		               cpname);
+	snprintf(detail, len, "checkpoint '%s' applied", cpname);
+	return JOB_FINISHED;
+}
+
+const struct job_kind checkpoint_apply_job = { "checkpoint-apply", cp_apply_recover };

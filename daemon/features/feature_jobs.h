@@ -7,6 +7,7 @@
 
 extern const struct job_kind checkpoint_create_job;
 extern const struct job_kind checkpoint_delete_job;
+extern const struct job_kind checkpoint_apply_job;
 extern const struct job_kind move_out_job;
 extern const struct job_kind move_in_job;
 

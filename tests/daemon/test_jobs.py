@@ -13,6 +13,8 @@ and, for running VMs, that the guest carries on.
   checkpoint-create:switching    rolled back: overlays gone, no checkpoint
   checkpoint-create:switched     finished: the checkpoint is recorded
   checkpoint-delete:layer-merged finished: the merge repeated, data intact
+  checkpoint-apply:switching     rolled back: new overlays gone, disks kept
+  start:begun                    rolled back: the VM is as it was, starts again
 
 Moves, with two cellads in two network namespaces (test_move.py's set-up;
 needs root, skipped loudly without it):
@@ -330,8 +332,65 @@ def moves(args):
         shutil.rmtree(certs, ignore_errors=True)
 
 
+def case_checkpoint_apply(args, point, tmp):
+    base = os.path.join(tmp, "ca.img")
+    with open(base, "wb") as f:
+        f.truncate(4 << 20)
+    qemu_io_write(base, 0x11, 0)
+    d = Daemon(args, name="cellad-1", config={"test_crash_at": point}).start()
+    d2 = None
+    try:
+        d.define("p", "hello", disks=[{"path": base, "id": "d0"}])
+        check(d.post("/v1/vms/p/checkpoints", {"name": "cp1", "kind": "production"}).status
+              == 201, "cp1")
+        top = d.vm("p")["disks"][0]["path"]
+        qemu_io_write(top, 0x22, 65536)
+        before = set(vm_files(d, "p"))
+        crash(d, "POST", "/v1/vms/p/checkpoints/cp1/apply")
+        d2 = restart(args, d)
+        job_event(d2, "p", "job-rolled-back", "checkpoint-apply at phase switching")
+        vm = d2.vm("p")
+        check(vm["disks"][0]["path"] == top, "the VM keeps the disk it had")
+        check(set(vm_files(d2, "p")) == before, f"the new overlay is gone: {vm_files(d2, 'p')}")
+        r = d2.post("/v1/vms/p/checkpoints/cp1/apply")
+        check(r.status == 200 and d2.vm("p")["disks"][0]["path"] != top,
+              f"applying again works: {r.status}")
+        img_check(d2.vm("p")["disks"][0]["path"])
+    finally:
+        if d2:
+            d2.cleanup()
+        elif d.proc.poll() is None:
+            d.cleanup()
+
+
+def case_start(args, point, tmp):
+    d = Daemon(args, name="cellad-1", config={"test_crash_at": point}).start()
+    d2 = None
+    try:
+        d.define("st", "memwriter", "mib=4 rounds=0 pause_ms=50")
+        crash(d, "POST", "/v1/vms/st/start")
+        d2 = restart(args, d)
+        job_event(d2, "st", "job-rolled-back", "start at phase begun")
+        check(d2.vm("st")["state"] == "defined", "the VM is as it was")
+        d2.action("st", "start")
+        t = ConsoleTail(d2, "st", 0)
+        memwriter_rounds(t, 1)
+        t.close()
+        check(True, "and starts")
+        d2.action("st", "kill")
+    finally:
+        if d2:
+            d2.cleanup()
+        elif d.proc.poll() is None:
+            d.cleanup()
+
+
 def test(args):
     tmp = tempfile.mkdtemp(prefix="cella-jobs-")
+    log("--- start:begun")
+    case_start(args, "start:begun", tmp)
+    log("--- checkpoint-apply:switching")
+    case_checkpoint_apply(args, "checkpoint-apply:switching", tmp)
     for point in ("save:saving", "save:saved"):
         log(f"--- {point}")
         case_save(args, point, tmp)

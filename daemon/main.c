@@ -115,7 +115,7 @@ static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
-	"test_crash_at",
+	"test_crash_at", "memory_capacity_mib", "memory_overcommit",
 	"move_timeout_s",
 };
 
@@ -163,6 +163,19 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 		ret = conf_bool(root, "sandbox", &c->sup.sandbox);
 		c->sandbox_set = true;
 	}
+	n = c->sup.memory_capacity_mib;
+	if (!ret && !(ret = conf_uint(root, "memory_capacity_mib", 0, 1ULL << 40, &n)))
+		c->sup.memory_capacity_mib = n;
+	if (!ret && json_object_get(root, "memory_overcommit")) {
+		json_t *v = json_object_get(root, "memory_overcommit");
+
+		if (!json_is_number(v) || json_number_value(v) < 0.1 || json_number_value(v) > 100) {
+			log_err("config: memory_overcommit: expected a number from 0.1 to 100");
+			ret = -EINVAL;
+		} else {
+			c->sup.memory_overcommit = json_number_value(v);
+		}
+	}
 	n = c->sup.memory_overhead_mib;
 	if (!ret && !(ret = conf_uint(root, "memory_overhead_mib", 0, 1 << 20, &n)))
 		c->sup.memory_overhead_mib = n;
@@ -199,13 +212,21 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 	if (!ret && tcp) {
 		const char *token_file = NULL;
 
+		uint64_t idle = 30, per_client = 32;
+
 		n = 8419;
 		if (!json_is_object(tcp) || conf_string(c, tcp, "address", &c->api.tcp_address) ||
 		    conf_uint(tcp, "port", 1, 65535, &n) ||
+		    conf_uint(tcp, "idle_timeout_s", 1, 3600, &idle) ||
+		    conf_uint(tcp, "connections_per_client", 1, 1000, &per_client) ||
 		    conf_string(c, tcp, "token_file", &token_file) || !token_file) {
-			log_err("config: tcp: expected {\"address\", \"port\", \"token_file\"}");
+			log_err("config: tcp: expected {\"address\", \"port\", \"token_file\"} "
+				"and optionally \"idle_timeout_s\" (1-3600), "
+				"\"connections_per_client\" (1-1000)");
 			ret = -EINVAL;
 		} else {
+			c->api.tcp_idle_timeout_s = (unsigned)idle;
+			c->api.tcp_per_client = (unsigned)per_client;
 			FILE *f = fopen(token_file, "re");
 			char buf[256] = "";
 

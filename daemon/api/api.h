@@ -15,6 +15,8 @@ struct api_conf {
 	const char *tcp_address;   /* NULL: no TCP listener */
 	unsigned tcp_port;
 	const char *token;         /* required for TCP */
+	unsigned tcp_idle_timeout_s;  /* TCP: a silent connection is closed after this */
+	unsigned tcp_per_client;      /* TCP: connections one address may hold */
 	size_t max_body;           /* bytes */
 };
 

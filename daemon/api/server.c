@@ -1,9 +1,14 @@
-/* api.c: HTTP request plumbing for cellad: listeners, body collection,
+/* server.c: HTTP request plumbing for cellad: listeners, body collection,
  * routing (404 for unknown routes, 405 for wrong methods), bearer-token
- * checks on TCP, JSON responses and errors, streamed responses. */
+ * checks on TCP (on the headers, before any body is read), strict framing
+ * (RFC 9112: Content-Length with Transfer-Encoding, or two different
+ * Content-Lengths, are refused; so are control characters in the decoded
+ * path), timeouts and per-client connection limits, JSON responses and
+ * errors, streamed responses. */
 #include "api.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <grp.h>
 #include <stdarg.h>
@@ -12,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -40,6 +46,7 @@ struct req {
 	char *body;
 	size_t len;
 	bool too_big;
+	bool refused;       /* answered on the headers (401, 400): the body is dropped */
 	/* streamed uploads */
 	bool upload, up_opened, up_failed;
 	int up_fd;
@@ -258,10 +265,6 @@ static void upload_chunk(struct listener *l, struct MHD_Connection *c, struct re
 					  .upload_fd = -1 };
 
 		rq->up_opened = true;
-		if (l->need_token && !token_ok(c, l->api->conf.token)) {
-			rq->up_failed = true; /* answered 401 at the end */
-			return;
-		}
 		if (api_upload_open(&ar, &rq->up_fd, &rq->up_max, &rq->up_err)) {
 			rq->up_failed = true;
 			return;
@@ -290,6 +293,74 @@ static void upload_chunk(struct listener *l, struct MHD_Connection *c, struct re
 	}
 }
 
+/* Framing headers, counted (MHD keeps every header line). */
+struct framing {
+	unsigned cl, te;
+	char cl_first[32];
+	bool cl_differ;
+};
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+				     const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	if (!strcasecmp(key, "Content-Length")) {
+		if (!f->cl++)
+			snprintf(f->cl_first, sizeof(f->cl_first), "%s", value ? value : "");
+		else if (strcmp(f->cl_first, value ? value : ""))
+			f->cl_differ = true;
+	} else if (!strcasecmp(key, "Transfer-Encoding")) {
+		f->te++;
+	}
+	return MHD_YES;
+}
+
+/* Why the request's framing or path is unsafe to act on, or NULL. */
+static const char *bad_request(struct MHD_Connection *c, const char *url)
+{
+	struct framing f = { 0 };
+
+	MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
+	if (f.cl && f.te)
+		return "Content-Length and Transfer-Encoding together (RFC 9112 6.3)";
+	if (f.cl_differ)
+		return "several different Content-Length values";
+	if (f.te > 1)
+		return "several Transfer-Encoding headers";
+	for (const unsigned char *p = (const unsigned char *)url; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return "control characters (or %00) in the path";
+	return NULL;
+}
+
+/* Percent-decoding of the path and query (MHD's unescape callback): like
+ * MHD's own, but %00 becomes 0x01 instead of ending the string early (the
+ * path "a%00anything" must not name the VM "a"), and bad_request refuses
+ * any control character that decoding produced. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	char *out = s;
+
+	(void)cls;
+	(void)c;
+	for (const char *in = s; *in;) {
+		if (in[0] == '%' && isxdigit((unsigned char)in[1]) &&
+		    isxdigit((unsigned char)in[2])) {
+			char hex[3] = { in[1], in[2], 0 };
+			unsigned v = (unsigned)strtoul(hex, NULL, 16);
+
+			*out++ = (char)(v ? v : 0x01);
+			in += 3;
+		} else {
+			*out++ = *in++;
+		}
+	}
+	*out = 0;
+	return (size_t)(out - s);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -300,12 +371,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 	(void)version;
 	if (!rq) {
+		const char *bad = bad_request(c, url);
+
 		rq = calloc(1, sizeof(*rq));
 		if (!rq)
 			return MHD_NO;
 		rq->up_fd = -1;
 		rq->upload = api_is_upload(method, url);
 		*con_cls = rq;
+		/* Refused on the headers: no body is read, and MHD closes the
+		 * connection after the answer (the body was not consumed). */
+		if (bad) {
+			rq->refused = true;
+			return api_fail(c, 400, "", "%s", bad);
+		}
+		if (l->need_token && !token_ok(c, l->api->conf.token)) {
+			rq->refused = true;
+			return reply_401(c);
+		}
+		return MHD_YES;
+	}
+	if (rq->refused) {
+		*upload_size = 0;
 		return MHD_YES;
 	}
 	if (rq->upload && *upload_size) {
@@ -329,19 +416,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (l->need_token && !token_ok(c, l->api->conf.token)) {
-		if (rq->up_fd >= 0)
-			close(rq->up_fd);
-		rq->up_fd = -1;
-		return reply_401(c);
-	}
 	if (rq->upload && rq->up_failed) {
 		/* The partial file stays until the move commits or aborts. */
 		if (rq->up_fd >= 0)
 			close(rq->up_fd);
 		rq->up_fd = -1;
-		if (!rq->up_err.kind) /* the token check failed */
-			return reply_401(c);
 		return api_reply_error(c, &rq->up_err);
 	}
 	if (rq->too_big)
@@ -392,6 +471,7 @@ static int api_unix_listen(const struct api_conf *conf)
 	return fd;
 }
 
+
 static struct MHD_Daemon *start_mhd(struct listener *l, int fd, const struct sockaddr_in *sin,
 				    unsigned port)
 {
@@ -402,10 +482,17 @@ static struct MHD_Daemon *start_mhd(struct listener *l, int fd, const struct soc
 		return MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
 					MHD_OPTION_LISTEN_SOCKET, fd,
 					MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+					MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 					MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
 	return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, l,
 				MHD_OPTION_SOCK_ADDR, sin, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-				l, MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
+				l, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+				MHD_OPTION_CONNECTION_LIMIT, 1000u,
+				/* A silent connection (a half-sent header too) is
+				 * closed; one address holds only so many. */
+				MHD_OPTION_CONNECTION_TIMEOUT, l->api->conf.tcp_idle_timeout_s,
+				MHD_OPTION_PER_IP_CONNECTION_LIMIT, l->api->conf.tcp_per_client,
+				MHD_OPTION_END);
 }
 
 int api_start(struct api **out, const struct api_conf *conf, struct sup *s)

@@ -600,6 +600,8 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	}
 	if (lifecycle_request_check(action_request[a], vm->state, e))
 		goto out;
+	if (a == SUP_START && admission_reserve(s, vm, e))
+		goto out;
 	took_busy = !vm->busy;
 	vm->busy = true;
 	vm->acts++;
@@ -691,7 +693,7 @@ static int sup_load_one(void *opaque, struct vmdef *def, const struct store_runt
 	pthread_mutex_lock(&vm->lock);
 	if (vm_state_parse(rt->state, &st))
 		st = VS_DEFINED;
-	lifecycle_load(vm, st);
+	lifecycle_load(s, vm, st);
 	vm->exit_status = rt->exit_status;
 	vm->restarts = rt->restarts;
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", rt->exit_reason);
@@ -741,6 +743,14 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 	pthread_cond_init(&s->unpinned, NULL);
 	pthread_cond_init(&s->poll_wake, NULL);
 	pthread_mutex_init(&s->ev_lock, NULL);
+	pthread_mutex_init(&s->adm_lock, NULL);
+	{
+		uint64_t host = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) >> 20;
+		uint64_t cap = conf->memory_capacity_mib ? conf->memory_capacity_mib : host;
+		double ratio = conf->memory_overcommit > 0 ? conf->memory_overcommit : 1.0;
+
+		s->capacity_mib = (uint64_t)((double)cap * ratio);
+	}
 	pthread_cond_init(&s->ev_changed, NULL);
 	s->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	cgroups_init(&s->cg, conf->cgroup_parent, conf->memory_overhead_mib);
@@ -769,7 +779,12 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 			struct vmrt *vm = all[i];
 
 			pthread_mutex_lock(&vm->lock);
-			if (!vm->deleted && vm->def.autostart && !state_active(vm->state)) {
+			struct cerr ae = { 0 };
+
+			if (!vm->deleted && vm->def.autostart && !state_active(vm->state) &&
+			    admission_reserve(s, vm, &ae)) {
+				log_warn("vm %s: not started: %s", vm->def.name, ae.reason);
+			} else if (!vm->deleted && vm->def.autostart && !state_active(vm->state)) {
 				vm->restore = vm->state == VS_SAVED;
 				lifecycle_fire(s, vm, EV_START, "autostart");
 				sup_launch_async(s, vm);

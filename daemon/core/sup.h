@@ -34,6 +34,11 @@ struct sup_conf {
 	const struct sup_hooks *hooks;
 	const char *cgroup_parent;  /* e.g. "cella" */
 	uint64_t memory_overhead_mib;
+	/* Admission: a start is refused when the guest memory (plus the
+	 * overhead) of the VMs that run would pass capacity x ratio.
+	 * memory_capacity_mib 0: the host's memory. */
+	uint64_t memory_capacity_mib;
+	double memory_overcommit;
 	unsigned shutdown_timeout_s;
 	unsigned start_timeout_s;
 	const char *boot_id_path;   /* /proc/sys/kernel/random/boot_id */

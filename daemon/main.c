@@ -32,10 +32,11 @@
 struct conf {
 	struct sup_conf sup;
 	struct api_conf api;
-	char *strings[32]; /* owned copies */
+	char *strings[160]; /* owned copies */
 	unsigned nr_strings;
 	char *token;
 	bool sandbox_set;
+	bool roles_set;
 };
 
 static const char *keep(struct conf *c, const char *s)
@@ -111,11 +112,115 @@ static int conf_bool(json_t *root, const char *key, bool *dst)
 	return 0;
 }
 
+static int role_parse(const char *s, enum api_role *r)
+{
+	static const char *const names[] = { [ROLE_VIEWER] = "viewer", [ROLE_OPERATOR] = "operator",
+					     [ROLE_ADMIN] = "admin" };
+
+	for (int i = ROLE_VIEWER; i <= ROLE_ADMIN; i++) {
+		if (!strcmp(s, names[i])) {
+			*r = (enum api_role)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* "roles": {"admin": ["user:NAME", "group:NAME", ...], "operator": [...],
+ * "viewer": [...]} (names or numeric ids): who gets which role on the Unix
+ * socket. root is always admin. */
+static int conf_roles(struct conf *c, json_t *roles)
+{
+	const char *key;
+	json_t *list;
+
+	if (!json_is_object(roles)) {
+		log_err("config: roles: expected an object of role -> [\"user:NAME\" | \"group:NAME\"]");
+		return -EINVAL;
+	}
+	c->api.nr_principals = 0;
+	json_object_foreach(roles, key, list) {
+		enum api_role role;
+		size_t i;
+		json_t *v;
+
+		if (role_parse(key, &role) || !json_is_array(list)) {
+			log_err("config: roles: '%s': expected admin, operator or viewer with a list",
+				key);
+			return -EINVAL;
+		}
+		json_array_foreach(list, i, v) {
+			const char *s = json_string_value(v);
+			struct api_principal *p = &c->api.principals[c->api.nr_principals];
+
+			if (!s || (strncmp(s, "user:", 5) && strncmp(s, "group:", 6)) || !strchr(s, ':')[1]) {
+				log_err("config: roles.%s: expected \"user:NAME\" or \"group:NAME\"", key);
+				return -EINVAL;
+			}
+			if (c->api.nr_principals >= API_MAX_PRINCIPALS) {
+				log_err("config: roles: at most %d users and groups", API_MAX_PRINCIPALS);
+				return -EINVAL;
+			}
+			p->group = s[0] == 'g';
+			p->name = keep(c, strchr(s, ':') + 1);
+			p->role = role;
+			c->api.nr_principals++;
+		}
+	}
+	c->roles_set = true;
+	return 0;
+}
+
+/* "tcp": {"tokens": [{"file": F, "role": R}, ...]}: more bearer tokens,
+ * each with its role (token_file's is admin). */
+static int conf_tokens(struct conf *c, json_t *list)
+{
+	size_t i;
+	json_t *t;
+
+	if (!list)
+		return 0;
+	if (!json_is_array(list) || json_array_size(list) > API_MAX_TOKENS) {
+		log_err("config: tcp.tokens: expected at most %d of {\"file\", \"role\"}",
+			API_MAX_TOKENS);
+		return -EINVAL;
+	}
+	json_array_foreach(list, i, t) {
+		const char *file = json_string_value(json_object_get(t, "file"));
+		const char *role = json_string_value(json_object_get(t, "role"));
+		struct api_token *tok = &c->api.tokens[c->api.nr_tokens];
+		char buf[256] = "";
+		FILE *f;
+
+		if (!file || !role || role_parse(role, &tok->role)) {
+			log_err("config: tcp.tokens[%zu]: expected {\"file\": PATH, \"role\": "
+				"admin|operator|viewer}", i);
+			return -EINVAL;
+		}
+		f = fopen(file, "re");
+		if (!f || !fgets(buf, sizeof(buf), f)) {
+			log_err("config: tcp.tokens[%zu]: cannot read %s", i, file);
+			if (f)
+				fclose(f);
+			return -EINVAL;
+		}
+		fclose(f);
+		buf[strcspn(buf, "\r\n")] = 0;
+		if (strlen(buf) < 16) {
+			log_err("config: tcp.tokens[%zu]: a token needs at least 16 characters", i);
+			return -EINVAL;
+		}
+		tok->token = keep(c, buf);
+		c->api.nr_tokens++;
+	}
+	return 0;
+}
+
 static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
-	"test_crash_at", "memory_capacity_mib", "memory_overcommit",
+	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles",
 	"move_timeout_s",
 };
 
@@ -208,6 +313,8 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 			ret = -EINVAL;
 		}
 	}
+	if (!ret && json_object_get(root, "roles"))
+		ret = conf_roles(c, json_object_get(root, "roles"));
 	tcp = json_object_get(root, "tcp");
 	if (!ret && tcp) {
 		const char *token_file = NULL;
@@ -239,6 +346,8 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 				fclose(f);
 			buf[strcspn(buf, "\r\n")] = 0;
 			c->api.token = keep(c, buf);
+			if (!ret)
+				ret = conf_tokens(c, json_object_get(tcp, "tokens"));
 		}
 	}
 	json_decref(root);
@@ -467,6 +576,12 @@ int main(int argc, char **argv)
 	if (sup_create(&sup, &c.sup, db)) {
 		log_err("cannot start the supervisor");
 		goto out;
+	}
+	if (!c.roles_set && c.api.socket_group && c.api.socket_group[0]) {
+		/* By default the socket's group may run VMs, not define them:
+		 * definitions name host files (admin only). */
+		c.api.principals[0] = (struct api_principal){ c.api.socket_group, true, ROLE_OPERATOR };
+		c.api.nr_principals = 1;
 	}
 	if (api_start(&api, &c.api, sup))
 		goto out;

@@ -2,6 +2,7 @@
  * and optionally on TCP where every request needs the bearer token. The
  * contract is docs/api/openapi.json. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "compiler.h"
@@ -9,12 +10,35 @@
 struct sup;
 struct api;
 
+/* Who may call a route: each role may do what the ones below it may. */
+enum api_role { ROLE_NONE, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };
+
+/* A user or group (by name or numeric id) given a role on the Unix socket. */
+struct api_principal {
+	const char *name;
+	bool group;
+	enum api_role role;
+};
+
+/* A bearer token accepted on TCP, with the role it gives. */
+struct api_token {
+	const char *token;
+	enum api_role role;
+};
+
+#define API_MAX_PRINCIPALS 64
+#define API_MAX_TOKENS 16
+
 struct api_conf {
 	const char *socket_path;   /* Unix socket (created, mode 0660) */
 	const char *socket_group;  /* group owning the socket; NULL/"" to leave it */
 	const char *tcp_address;   /* NULL: no TCP listener */
 	unsigned tcp_port;
-	const char *token;         /* required for TCP */
+	const char *token;         /* required for TCP (role admin) */
+	struct api_token tokens[API_MAX_TOKENS]; /* more TCP tokens, with their roles */
+	unsigned nr_tokens;
+	struct api_principal principals[API_MAX_PRINCIPALS]; /* Unix socket roles */
+	unsigned nr_principals;
 	unsigned tcp_idle_timeout_s;  /* TCP: a silent connection is closed after this */
 	unsigned tcp_per_client;      /* TCP: connections one address may hold */
 	size_t max_body;           /* bytes */

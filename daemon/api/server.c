@@ -46,7 +46,9 @@ struct req {
 	char *body;
 	size_t len;
 	bool too_big;
-	bool refused;       /* answered on the headers (401, 400): the body is dropped */
+	bool refused;       /* answered on the headers (400, 401, 403): the body is dropped */
+	enum api_role role; /* the caller's, from its identity */
+	char who[96];
 	/* streamed uploads */
 	bool upload, up_opened, up_failed;
 	int up_fd;
@@ -203,22 +205,6 @@ enum MHD_Result api_reply_stream(struct MHD_Connection *c, struct sup_stream *r,
 }
 
 /* Requests ----------------------------------------------------------- */
-
-static bool token_ok(struct MHD_Connection *c, const char *token)
-{
-	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-	size_t n = strlen(token), hl;
-	unsigned diff = 0;
-
-	if (!h || strncmp(h, "Bearer ", 7))
-		return false;
-	h += 7;
-	hl = strlen(h);
-	/* Constant time over the token's length. */
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned)(token[i] ^ (i < hl ? h[i] : 0));
-	return diff == 0 && hl == n;
-}
 
 static enum MHD_Result reply_401(struct MHD_Connection *c)
 {
@@ -385,9 +371,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			rq->refused = true;
 			return api_fail(c, 400, "", "%s", bad);
 		}
-		if (l->need_token && !token_ok(c, l->api->conf.token)) {
+		rq->role = api_identify(&l->api->conf, c, l->need_token, rq->who, sizeof(rq->who));
+		if (l->need_token && rq->role == ROLE_NONE) {
 			rq->refused = true;
 			return reply_401(c);
+		}
+		{
+			enum api_role need = api_route_role(method, url);
+
+			if (rq->role < need) {
+				rq->refused = true;
+				return api_fail(c, 403, "role", "%s %.200s needs the %s role; %s has %s",
+						method, url, api_role_name(need), rq->who,
+						api_role_name(rq->role));
+			}
 		}
 		return MHD_YES;
 	}
@@ -426,9 +423,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (rq->too_big)
 		return api_fail(c, 413, "", "request body larger than %zu bytes",
 				l->api->conf.max_body);
-	ar = (struct api_request){ .c = c, .url = url, .method = method, .body = rq->body,
-				   .len = rq->len, .sup = l->api->sup, .upload_fd = rq->up_fd,
-				   .upload_bytes = rq->up_bytes };
+	ar = (struct api_request){ .c = c, .role = rq->role, .url = url, .method = method,
+				   .body = rq->body, .len = rq->len, .sup = l->api->sup,
+				   .upload_fd = rq->up_fd, .upload_bytes = rq->up_bytes };
+	snprintf(ar.who, sizeof(ar.who), "%s", rq->who);
 	rq->up_fd = -1; /* the handler closes it */
 	local_address(c, ar.local_addr, sizeof(ar.local_addr));
 	return api_route(&ar);

@@ -527,6 +527,14 @@ int main(int argc, char **argv)
 	if (o_tls[2]) c.sup.tls_ca = o_tls[2];
 	if (conf_tls_check(&c))
 		return 2;
+	c.api.tls_cert = c.sup.tls_cert;
+	c.api.tls_key = c.sup.tls_key;
+	c.api.tls_ca = c.sup.tls_ca;
+	if (c.api.tcp_address && !c.api.tls_cert) {
+		log_err("tcp: the TCP API is HTTPS only: give this host's certificate, key and its "
+			"peers' CA (tls, or --tls-cert, --tls-key, --tls-ca)");
+		return 2;
+	}
 	if (!c.sup.worker_path)
 		c.sup.worker_path = default_worker(&c);
 	if (!c.sandbox_set)

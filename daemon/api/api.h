@@ -39,6 +39,9 @@ struct api_conf {
 	unsigned nr_tokens;
 	struct api_principal principals[API_MAX_PRINCIPALS]; /* Unix socket roles */
 	unsigned nr_principals;
+	/* TCP is HTTPS only (TLS 1.3): this host's certificate and key, and
+	 * the CA whose certificates identify peer hosts (PEM files). */
+	const char *tls_cert, *tls_key, *tls_ca;
 	unsigned tcp_idle_timeout_s;  /* TCP: a silent connection is closed after this */
 	unsigned tcp_per_client;      /* TCP: connections one address may hold */
 	size_t max_body;           /* bytes */

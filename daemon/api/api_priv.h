@@ -16,12 +16,16 @@ const char *api_role_name(enum api_role r);
 /* The role a request needs (the matched route's; ROLE_NONE when no route
  * matches: the router answers 404 or 405). */
 enum api_role api_route_role(const char *method, const char *url);
+/* Whether the route is host-to-host (a peer moving a VM here): over TCP it
+ * then needs a peer's certificate (mutual TLS) besides the role. */
+bool api_route_peer_only(const char *method, const char *url);
 /* identity.c: the caller's role and a name for it. Unix socket: the
  * peer's uid and groups (SO_PEERCRED) against the configured users and
  * groups, root always admin; TCP: the bearer token's role (ROLE_NONE
- * without a valid one). */
+ * without a valid one), and *peer when the client presented a certificate
+ * the CA signed (a client certificate that does not verify: ROLE_NONE). */
 enum api_role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
-			   char *who, size_t len);
+			   bool *peer, char *who, size_t len);
 struct api_request {
 	struct MHD_Connection *c;
 	enum api_role role;  /* the caller's (server.c, from its identity) */

@@ -6,6 +6,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
 #include "api_priv.h"
 
 /* name is a user (or group) name, or its number. */
@@ -78,13 +81,47 @@ static bool token_eq(const char *want, const char *got)
 	return diff == 0 && gl == n;
 }
 
-enum api_role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
-			   char *who, size_t len)
+/* The client's certificate, if it sent one: 1 verified by the CA (its
+ * subject in name), 0 none, -1 one that does not verify. */
+static int client_cert(struct MHD_Connection *c, char *name, size_t len)
 {
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	gnutls_session_t sess = ci ? (gnutls_session_t)ci->tls_session : NULL;
+	const gnutls_datum_t *certs;
+	unsigned n = 0, status = 0;
+	gnutls_x509_crt_t crt;
+	size_t sz = len;
+
+	if (!sess || !(certs = gnutls_certificate_get_peers(sess, &n)) || !n)
+		return 0;
+	if (gnutls_certificate_verify_peers2(sess, &status) < 0 || status)
+		return -1;
+	name[0] = 0;
+	if (gnutls_x509_crt_init(&crt) == 0) {
+		if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0 &&
+		    gnutls_x509_crt_get_dn(crt, name, &sz) < 0)
+			name[0] = 0;
+		gnutls_x509_crt_deinit(crt);
+	}
+	return 1;
+}
+
+enum api_role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
+			   bool *peer, char *who, size_t len)
+{
+	*peer = false;
 	if (tcp) {
 		const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
 		enum api_role role = ROLE_NONE;
+		char dn[256];
+		int cert = client_cert(c, dn, sizeof(dn));
 
+		if (cert < 0) {
+			snprintf(who, len, "a TCP client whose certificate does not verify");
+			return ROLE_NONE;
+		}
+		*peer = cert > 0;
 		snprintf(who, len, "a TCP client without a valid token");
 		if (!h || strncmp(h, "Bearer ", 7))
 			return ROLE_NONE;
@@ -95,7 +132,8 @@ enum api_role api_identify(const struct api_conf *conf, struct MHD_Connection *c
 			if (token_eq(conf->tokens[i].token, h) && conf->tokens[i].role > role)
 				role = conf->tokens[i].role;
 		if (role)
-			snprintf(who, len, "a TCP client with a %s token", api_role_name(role));
+			snprintf(who, len, "a TCP client with a %s token%s%.120s", api_role_name(role),
+				 *peer ? ", peer " : "", *peer ? dn : "");
 		return role;
 	}
 	{

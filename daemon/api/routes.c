@@ -21,6 +21,7 @@ struct route {
 	int arg;
 	const char *const *query; /* allowed query parameters, NULL-terminated */
 	enum api_role role;       /* the least role that may call it */
+	bool peer_only;           /* host-to-host: over TCP, only with a peer's certificate */
 };
 
 const char *api_role_name(enum api_role r)
@@ -69,11 +70,11 @@ static const struct route routes[] = {
     {"POST", "/v1/hosts", h_hosts, HOSTS_ADD, no_query, ROLE_ADMIN},
     {"DELETE", "/v1/hosts/{host}", h_hosts, HOSTS_REMOVE, no_query, ROLE_ADMIN},
     {"POST", "/v1/vms/{name}/move", h_move, 0, no_query, ROLE_OPERATOR},
-    {"POST", "/v1/incoming", h_incoming, IN_PREPARE, no_query, ROLE_ADMIN},
-    {"POST", "/v1/incoming/{name}/commit", h_incoming, IN_COMMIT, no_query, ROLE_ADMIN},
-    {"DELETE", "/v1/incoming/{name}", h_incoming, IN_ABORT, no_query, ROLE_ADMIN},
-    {"PUT", "/v1/incoming/{name}/state", h_upload, 0, no_query, ROLE_ADMIN},
-    {"PUT", "/v1/incoming/{name}/disks/{disk}", h_upload, 1, no_query, ROLE_ADMIN},
+    {"POST", "/v1/incoming", h_incoming, IN_PREPARE, no_query, ROLE_ADMIN, true},
+    {"POST", "/v1/incoming/{name}/commit", h_incoming, IN_COMMIT, no_query, ROLE_ADMIN, true},
+    {"DELETE", "/v1/incoming/{name}", h_incoming, IN_ABORT, no_query, ROLE_ADMIN, true},
+    {"PUT", "/v1/incoming/{name}/state", h_upload, 0, no_query, ROLE_ADMIN, true},
+    {"PUT", "/v1/incoming/{name}/disks/{disk}", h_upload, 1, no_query, ROLE_ADMIN, true},
 };
 
 /* Match url against a route path; the {name} segment goes to name, any
@@ -221,4 +222,15 @@ enum api_role api_route_role(const char *method, const char *url)
 		    path_match(routes[i].path, url, name, sub, sizeof(name)))
 			return routes[i].role;
 	return ROLE_NONE;
+}
+
+bool api_route_peer_only(const char *method, const char *url)
+{
+	char name[256], sub[256];
+
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++)
+		if (!strcmp(routes[i].method, method) &&
+		    path_match(routes[i].path, url, name, sub, sizeof(name)))
+			return routes[i].peer_only;
+	return false;
 }

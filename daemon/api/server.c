@@ -40,6 +40,7 @@ struct api {
 	struct api_conf conf;
 	struct sup *sup;
 	struct listener unix_l, tcp_l;
+	char *cert_pem, *key_pem, *ca_pem; /* TCP's TLS material, read at start */
 };
 
 struct req {
@@ -48,6 +49,7 @@ struct req {
 	bool too_big;
 	bool refused;       /* answered on the headers (400, 401, 403): the body is dropped */
 	enum api_role role; /* the caller's, from its identity */
+	bool peer;          /* TCP: a certificate of the peers' CA */
 	char who[96];
 	/* streamed uploads */
 	bool upload, up_opened, up_failed;
@@ -371,7 +373,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			rq->refused = true;
 			return api_fail(c, 400, "", "%s", bad);
 		}
-		rq->role = api_identify(&l->api->conf, c, l->need_token, rq->who, sizeof(rq->who));
+		rq->role = api_identify(&l->api->conf, c, l->need_token, &rq->peer, rq->who,
+					sizeof(rq->who));
 		if (l->need_token && rq->role == ROLE_NONE) {
 			rq->refused = true;
 			return reply_401(c);
@@ -384,6 +387,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				return api_fail(c, 403, "role", "%s %.200s needs the %s role; %s has %s",
 						method, url, api_role_name(need), rq->who,
 						api_role_name(rq->role));
+			}
+			if (l->need_token && !rq->peer && api_route_peer_only(method, url)) {
+				rq->refused = true;
+				return api_fail(c, 403, "certificate", "%s %.200s is for peer hosts: "
+						"it needs a certificate of this pool's CA (mutual "
+						"TLS)", method, url);
 			}
 		}
 		return MHD_YES;
@@ -482,7 +491,14 @@ static struct MHD_Daemon *start_mhd(struct listener *l, int fd, const struct soc
 					MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
 					MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 					MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
-	return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, l,
+	/* TCP: HTTPS with TLS 1.3 only. The CA is trusted for client
+	 * certificates: MHD then asks for one, and identity.c verifies it
+	 * (peer hosts present theirs; other clients have none). */
+	return MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)port, NULL, NULL, on_request, l,
+				MHD_OPTION_HTTPS_MEM_CERT, l->api->cert_pem,
+				MHD_OPTION_HTTPS_MEM_KEY, l->api->key_pem,
+				MHD_OPTION_HTTPS_MEM_TRUST, l->api->ca_pem,
+				MHD_OPTION_HTTPS_PRIORITIES, "NORMAL:-VERS-ALL:+VERS-TLS1.3",
 				MHD_OPTION_SOCK_ADDR, sin, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
 				l, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 				MHD_OPTION_CONNECTION_LIMIT, 1000u,
@@ -491,6 +507,34 @@ static struct MHD_Daemon *start_mhd(struct listener *l, int fd, const struct soc
 				MHD_OPTION_CONNECTION_TIMEOUT, l->api->conf.tcp_idle_timeout_s,
 				MHD_OPTION_PER_IP_CONNECTION_LIMIT, l->api->conf.tcp_per_client,
 				MHD_OPTION_END);
+}
+
+/* A PEM file's text (malloc'd), or NULL. */
+static char *read_pem(const char *path)
+{
+	FILE *f = path ? fopen(path, "re") : NULL;
+	char *buf = NULL;
+	size_t len = 0, n;
+
+	if (!f)
+		return NULL;
+	for (;;) {
+		char *nb = realloc(buf, len + 4097);
+
+		if (!nb || len > (1u << 20)) {
+			free(nb ? nb : buf);
+			fclose(f);
+			return NULL;
+		}
+		buf = nb;
+		n = fread(buf + len, 1, 4096, f);
+		len += n;
+		if (n < 4096)
+			break;
+	}
+	fclose(f);
+	buf[len] = 0;
+	return buf;
 }
 
 int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
@@ -529,6 +573,16 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 			return -EINVAL;
 		}
 		a->tcp_l.need_token = true;
+		a->cert_pem = read_pem(conf->tls_cert);
+		a->key_pem = read_pem(conf->tls_key);
+		a->ca_pem = read_pem(conf->tls_ca);
+		if (!a->cert_pem || !a->key_pem || !a->ca_pem) {
+			log_err("the TCP API needs TLS: cannot read %s, %s or %s",
+				conf->tls_cert ?: "(no certificate)", conf->tls_key ?: "(no key)",
+				conf->tls_ca ?: "(no CA)");
+			api_stop(a);
+			return -EINVAL;
+		}
 		a->tcp_l.d = start_mhd(&a->tcp_l, -1, &sin, conf->tcp_port);
 		if (!a->tcp_l.d) {
 			log_err("cannot listen on %s:%u", conf->tcp_address, conf->tcp_port);
@@ -549,5 +603,10 @@ void api_stop(struct api *a)
 	if (a->unix_l.d)
 		MHD_stop_daemon(a->unix_l.d);
 	unlink(a->conf.socket_path);
+	free(a->cert_pem);
+	if (a->key_pem)
+		explicit_bzero(a->key_pem, strlen(a->key_pem));
+	free(a->key_pem);
+	free(a->ca_pem);
 	free(a);
 }

@@ -126,7 +126,7 @@ def test(args):
         # Peer hosts and moves (one cellad: the destination side is driven
         # by hand, as a source cellad would).
         call("GET", "/v1/hosts")
-        call("POST", "/v1/hosts", body={"name": "peer", "url": "http://127.0.0.1:1",
+        call("POST", "/v1/hosts", body={"name": "peer", "url": "https://127.0.0.1:1",
                                         "token": "0123456789abcdef"})
         call("POST", "/v1/hosts", body={"name": "peer", "url": "ftp://x"})
         call("POST", "/v1/hosts", raw=b"{}", headers={"Content-Type": "text/plain"})

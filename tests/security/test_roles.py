@@ -14,9 +14,12 @@ Needs root (to take other uids)."""
 import json
 import os
 import re
+import shutil
 import socket
+import tempfile
 
 from cellad import Daemon, check, log, main, skip
+from tlsutil import make_pki, read_all, tls_connect
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 RANK = {"ROLE_VIEWER": 1, "ROLE_OPERATOR": 2, "ROLE_ADMIN": 3}
@@ -27,7 +30,7 @@ PORT = 20000 + os.getpid() % 2000
 def routes():
     src = open(os.path.join(ROOT, "daemon", "api", "routes.c")).read()
     table = src[src.index("static const struct route routes[]"):]
-    out = re.findall(r'\{"(GET|POST|PUT|PATCH|DELETE)", "([^"]+)", \w+, [\w_]+, \w+,\s*(ROLE_\w+)\}',
+    out = re.findall(r'\{"(GET|POST|PUT|PATCH|DELETE)", "([^"]+)", \w+, [\w_]+, \w+,\s*(ROLE_\w+)(?:, true)?\}',
                      table)
     check(len(out) >= 30, f"the route table has {len(out)} routes, each with a role")
     return out
@@ -81,15 +84,10 @@ def call_unix_as(sock, uid, data):
     return reply
 
 
-def call_tcp(data):
-    s = socket.create_connection(("127.0.0.1", PORT), timeout=30)
+def call_tcp(data, ca):
+    s = tls_connect(PORT, ca, timeout=30)
     s.sendall(data)
-    reply = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        reply += chunk
+    reply = read_all(s)
     s.close()
     return reply
 
@@ -97,8 +95,11 @@ def call_tcp(data):
 def test(args):
     if os.geteuid() != 0:
         skip("needs root: the test calls cellad as other uids")
-    tmp = os.path.join("/tmp", f"cella-roles-{os.getpid()}")
-    os.makedirs(tmp)
+    if not shutil.which("openssl"):
+        skip("'openssl' is not installed (certificates for the HTTPS API)")
+    tmp = tempfile.mkdtemp(prefix="cella-roles-")
+    make_pki(tmp)
+    ca = f"{tmp}/ca.pem"
     tokens = {}
     for role in ("admin", "operator", "viewer"):
         tokens[role] = f"{role}-token-for-the-roles-test-{os.getpid()}"
@@ -107,7 +108,8 @@ def test(args):
     cfg = {"roles": {r: [f"user:{UIDS[r]}"] for r in ("viewer", "operator", "admin")},
            "tcp": {"address": "127.0.0.1", "port": PORT, "token_file": os.path.join(tmp, "admin"),
                    "tokens": [{"file": os.path.join(tmp, r), "role": r}
-                              for r in ("operator", "viewer")]}}
+                              for r in ("operator", "viewer")]},
+           "tls": {"cert": f"{tmp}/server.pem", "key": f"{tmp}/server.key", "ca": ca}}
     try:
         with Daemon(args, config=cfg) as d:
             os.chmod(d.sock, 0o666)
@@ -130,12 +132,14 @@ def test(args):
                 st = status_of(call_unix_as(d.sock, 0, request_bytes(method, url)))
                 if st == 403:
                     check(False, f"{method} {path} as root: 403")
+                peer_only = path.startswith("/v1/incoming")
                 for who in ("viewer", "operator", "admin"):
-                    st = status_of(call_tcp(request_bytes(method, url, tokens[who])))
-                    if (st == 403) != (RANK["ROLE_" + who.upper()] < RANK[need]):
+                    st = status_of(call_tcp(request_bytes(method, url, tokens[who]), ca))
+                    # Peer routes also need a peer's certificate over TCP.
+                    if (st == 403) != (RANK["ROLE_" + who.upper()] < RANK[need] or peer_only):
                         check(False, f"{method} {path} over TCP as {who}: {st}, needs {need}")
                     checked += 1
-                st = status_of(call_tcp(request_bytes(method, url)))
+                st = status_of(call_tcp(request_bytes(method, url), ca))
                 if st != 401:
                     check(False, f"{method} {path} over TCP without a token: {st}")
             check(True, f"{checked} calls: every route refuses the roles below its own with "
@@ -147,9 +151,7 @@ def test(args):
             check(status_of(reply) == 403 and "admin" in err["reason"] and
                   "operator" in err["reason"], f"the refusal names the roles: {err['reason']}")
     finally:
-        for role in ("admin", "operator", "viewer"):
-            os.unlink(os.path.join(tmp, role))
-        os.rmdir(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

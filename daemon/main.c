@@ -220,7 +220,7 @@ static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
-	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles",
+	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir",
 	"move_timeout_s",
 };
 
@@ -263,6 +263,7 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 		      conf_string(c, root, "boot_id_file", &c->sup.boot_id_path) ?:
 		      conf_bool(root, "seccomp", &c->sup.seccomp) ?:
 		      conf_string(c, root, "test_crash_at", &c->sup.test_crash_at) ?:
+		      conf_string(c, root, "ui_dir", &c->api.ui_dir) ?:
 		      conf_bool(root, "test_probe", &c->sup.test_probe);
 	if (!ret && json_object_get(root, "sandbox")) {
 		ret = conf_bool(root, "sandbox", &c->sup.sandbox);

@@ -45,6 +45,7 @@ struct api_conf {
 	unsigned tcp_idle_timeout_s;  /* TCP: a silent connection is closed after this */
 	unsigned tcp_per_client;      /* TCP: connections one address may hold */
 	size_t max_body;           /* bytes */
+	const char *ui_dir;        /* the web console's files, served at /ui (NULL: none) */
 };
 
 int api_start(struct api **out, const struct api_conf *conf, struct sup *s) __must_check;

@@ -30,6 +30,7 @@ struct api_request {
 	struct MHD_Connection *c;
 	enum api_role role;  /* the caller's (server.c, from its identity) */
 	char who[96];        /* the caller, for messages and logs */
+	int ui_dirfd;        /* the web console's directory (O_PATH), or -1 */
 	const char *url;
 	const char *method;
 	const char *body; /* NUL-terminated, or NULL when empty */
@@ -108,3 +109,5 @@ API_HANDLER(h_hosts);
 /* incoming.c */
 API_HANDLER(h_incoming);
 API_HANDLER(h_upload);
+/* static.c: the web console's files (arg 0: /ui, its index.html) */
+API_HANDLER(h_static);

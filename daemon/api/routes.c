@@ -75,6 +75,8 @@ static const struct route routes[] = {
     {"DELETE", "/v1/incoming/{name}", h_incoming, IN_ABORT, no_query, ROLE_ADMIN, true},
     {"PUT", "/v1/incoming/{name}/state", h_upload, 0, no_query, ROLE_ADMIN, true},
     {"PUT", "/v1/incoming/{name}/disks/{disk}", h_upload, 1, no_query, ROLE_ADMIN, true},
+    {"GET", "/ui", h_static, 0, no_query, ROLE_VIEWER},
+    {"GET", "/ui/{file}", h_static, 1, no_query, ROLE_VIEWER},
 };
 
 /* Match url against a route path; the {name} segment goes to name, any
@@ -102,7 +104,8 @@ static bool path_match(const char *pattern, const char *url, char *name, char *s
 
 static const char *sub_field(const char *path)
 {
-	return strstr(path, "{disk}") ? "disk" : strstr(path, "{host}") ? "host" : "checkpoint";
+	return strstr(path, "{disk}") ? "disk" : strstr(path, "{host}") ? "host"
+	       : strstr(path, "{file}") ? "file" : "checkpoint";
 }
 
 struct query_check {

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdarg.h>
 #include <poll.h>
@@ -41,6 +42,7 @@ struct api {
 	struct sup *sup;
 	struct listener unix_l, tcp_l;
 	char *cert_pem, *key_pem, *ca_pem; /* TCP's TLS material, read at start */
+	int ui_dirfd;                      /* conf.ui_dir (O_PATH), or -1 */
 };
 
 struct req {
@@ -434,7 +436,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				l->api->conf.max_body);
 	ar = (struct api_request){ .c = c, .role = rq->role, .url = url, .method = method,
 				   .body = rq->body, .len = rq->len, .sup = l->api->sup,
-				   .upload_fd = rq->up_fd, .upload_bytes = rq->up_bytes };
+				   .upload_fd = rq->up_fd, .upload_bytes = rq->up_bytes,
+				   .ui_dirfd = l->api->ui_dirfd };
 	snprintf(ar.who, sizeof(ar.who), "%s", rq->who);
 	rq->up_fd = -1; /* the handler closes it */
 	local_address(c, ar.local_addr, sizeof(ar.local_addr));
@@ -546,6 +549,15 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 		return -ENOMEM;
 	a->conf = *conf;
 	a->sup = s;
+	a->ui_dirfd = -1;
+	if (conf->ui_dir) {
+		a->ui_dirfd = open(conf->ui_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (a->ui_dirfd < 0) {
+			log_err("ui_dir %s: %s", conf->ui_dir, strerror(errno));
+			free(a);
+			return -EINVAL;
+		}
+	}
 	a->unix_l.api = a->tcp_l.api = a;
 	fd = api_unix_listen(conf);
 	if (fd < 0) {
@@ -603,6 +615,8 @@ void api_stop(struct api *a)
 	if (a->unix_l.d)
 		MHD_stop_daemon(a->unix_l.d);
 	unlink(a->conf.socket_path);
+	if (a->ui_dirfd >= 0)
+		close(a->ui_dirfd);
 	free(a->cert_pem);
 	if (a->key_pem)
 		explicit_bzero(a->key_pem, strlen(a->key_pem));

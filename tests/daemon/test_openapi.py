@@ -38,7 +38,7 @@ def test(args):
     with Daemon(args) as d:
         def call(method, template, name=None, sub=None, **kw):
             path = template.replace("{name}", name or "x")
-            path = re.sub(r"\{(disk|checkpoint|host)\}", sub or "x", path)
+            path = re.sub(r"\{(disk|checkpoint|host|file)\}", sub or "x", path)
             r = d.request(method, path, **kw)
             seen.setdefault((method, template), []).append(r)
             return r
@@ -71,6 +71,9 @@ def test(args):
         call("GET", "/v1/vms/{name}/metrics", "oa")
         call("GET", "/v1/vms/{name}/metrics", "nope")
         call("GET", "/metrics")
+        call("GET", "/ui")
+        call("GET", "/ui/{file}", sub="index.html")
+        call("GET", "/ui/{file}", sub="..x")
         call("POST", "/v1/vms/{name}/resume", "oa")
         call("POST", "/v1/vms/{name}/pause", "oa")
         call("POST", "/v1/vms/{name}/pause", "oa")

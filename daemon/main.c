@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "storage.h"
 #include "store.h"
 #include "log.h"
 #include "feature_jobs.h"
@@ -37,6 +38,7 @@ struct conf {
 	char *token;
 	bool sandbox_set;
 	bool roles_set;
+	struct storage storage;
 };
 
 static const char *keep(struct conf *c, const char *s)
@@ -112,14 +114,14 @@ static int conf_bool(json_t *root, const char *key, bool *dst)
 	return 0;
 }
 
-static int role_parse(const char *s, enum api_role *r)
+static int role_parse(const char *s, enum role *r)
 {
 	static const char *const names[] = { [ROLE_VIEWER] = "viewer", [ROLE_OPERATOR] = "operator",
 					     [ROLE_ADMIN] = "admin" };
 
 	for (int i = ROLE_VIEWER; i <= ROLE_ADMIN; i++) {
 		if (!strcmp(s, names[i])) {
-			*r = (enum api_role)i;
+			*r = (enum role)i;
 			return 0;
 		}
 	}
@@ -140,7 +142,7 @@ static int conf_roles(struct conf *c, json_t *roles)
 	}
 	c->api.nr_principals = 0;
 	json_object_foreach(roles, key, list) {
-		enum api_role role;
+		enum role role;
 		size_t i;
 		json_t *v;
 
@@ -216,11 +218,50 @@ static int conf_tokens(struct conf *c, json_t *list)
 	return 0;
 }
 
+/* "storage": [{"name": N, "path": DIR, "role": "operator"}]: where VM files
+ * may come from (core/storage.h). */
+static int conf_storage(struct conf *c, json_t *list)
+{
+	size_t i;
+	json_t *l;
+
+	if (!json_is_array(list) || json_array_size(list) > STORAGE_MAX) {
+		log_err("config: storage: expected at most %d of {\"name\", \"path\", \"role\"}",
+			STORAGE_MAX);
+		return -EINVAL;
+	}
+	c->storage.nr = 0;
+	json_array_foreach(list, i, l) {
+		const char *name = json_string_value(json_object_get(l, "name"));
+		const char *path = json_string_value(json_object_get(l, "path"));
+		const char *role = json_string_value(json_object_get(l, "role"));
+		struct storage_loc *loc = &c->storage.locs[c->storage.nr];
+		char abs[PATH_MAX];
+
+		if (!name || !path || !role || role_parse(role, &loc->role) ||
+		    json_object_size(l) != 3) {
+			log_err("config: storage[%zu]: expected {\"name\", \"path\", \"role\": "
+				"viewer|operator|admin}", i);
+			return -EINVAL;
+		}
+		if (path[0] != '/' || !realpath(path, abs)) {
+			log_err("config: storage[%zu].path %s: %s", i, path,
+				path[0] != '/' ? "expected an absolute path" : strerror(errno));
+			return -EINVAL;
+		}
+		loc->name = keep(c, name);
+		loc->path = keep(c, abs);
+		loc->dirfd = -1;
+		c->storage.nr++;
+	}
+	return 0;
+}
+
 static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
-	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir",
+	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir", "storage",
 	"move_timeout_s",
 };
 
@@ -314,6 +355,8 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 			ret = -EINVAL;
 		}
 	}
+	if (!ret && json_object_get(root, "storage"))
+		ret = conf_storage(c, json_object_get(root, "storage"));
 	if (!ret && json_object_get(root, "roles"))
 		ret = conf_roles(c, json_object_get(root, "roles"));
 	tcp = json_object_get(root, "tcp");
@@ -580,6 +623,19 @@ int main(int argc, char **argv)
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	/* Before any thread: peers are reached with libcurl (moves). */
 	curl_global_init(CURL_GLOBAL_NOTHING);
+	{
+		char err[512], owned[PATH_MAX + 8], abs[PATH_MAX];
+
+		/* cellad's own files (checkpoint overlays) are always accepted. */
+		snprintf(owned, sizeof(owned), "%s/vms",
+			 realpath(c.sup.state_dir, abs) ? abs : c.sup.state_dir);
+		c.storage.owned_dir = keep(&c, owned);
+		if (storage_open(&c.storage, err, sizeof(err))) {
+			log_err("config: %s", err);
+			return 2;
+		}
+		c.sup.storage = &c.storage;
+	}
 	c.sup.job_kinds = job_kinds;
 	c.sup.hooks = &incoming_hooks;
 	if (sup_create(&sup, &c.sup, db)) {

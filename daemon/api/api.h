@@ -6,24 +6,23 @@
 #include <stddef.h>
 
 #include "compiler.h"
+#include "role.h"
 
 struct sup;
 struct api;
 
-/* Who may call a route: each role may do what the ones below it may. */
-enum api_role { ROLE_NONE, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN };
 
 /* A user or group (by name or numeric id) given a role on the Unix socket. */
 struct api_principal {
 	const char *name;
 	bool group;
-	enum api_role role;
+	enum role role;
 };
 
 /* A bearer token accepted on TCP, with the role it gives. */
 struct api_token {
 	const char *token;
-	enum api_role role;
+	enum role role;
 };
 
 #define API_MAX_PRINCIPALS 64

@@ -12,10 +12,9 @@
 #include "cerr.h"
 #include "sup.h"
 
-const char *api_role_name(enum api_role r);
 /* The role a request needs (the matched route's; ROLE_NONE when no route
  * matches: the router answers 404 or 405). */
-enum api_role api_route_role(const char *method, const char *url);
+enum role api_route_role(const char *method, const char *url);
 /* Whether the route is host-to-host (a peer moving a VM here): over TCP it
  * then needs a peer's certificate (mutual TLS) besides the role. */
 bool api_route_peer_only(const char *method, const char *url);
@@ -24,11 +23,11 @@ bool api_route_peer_only(const char *method, const char *url);
  * groups, root always admin; TCP: the bearer token's role (ROLE_NONE
  * without a valid one), and *peer when the client presented a certificate
  * the CA signed (a client certificate that does not verify: ROLE_NONE). */
-enum api_role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
+enum role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
 			   bool *peer, char *who, size_t len);
 struct api_request {
 	struct MHD_Connection *c;
-	enum api_role role;  /* the caller's (server.c, from its identity) */
+	enum role role;  /* the caller's (server.c, from its identity) */
 	char who[96];        /* the caller, for messages and logs */
 	int ui_dirfd;        /* the web console's directory (O_PATH), or -1 */
 	const char *url;

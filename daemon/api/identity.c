@@ -34,9 +34,9 @@ static bool names_id(const char *name, unsigned id, bool group)
 	}
 }
 
-static enum api_role unix_role(const struct api_conf *conf, uid_t uid, gid_t gid)
+static enum role unix_role(const struct api_conf *conf, uid_t uid, gid_t gid)
 {
-	enum api_role role = uid == 0 ? ROLE_ADMIN : ROLE_NONE;
+	enum role role = uid == 0 ? ROLE_ADMIN : ROLE_NONE;
 	gid_t groups[256];
 	int ng = 0;
 
@@ -107,13 +107,13 @@ static int client_cert(struct MHD_Connection *c, char *name, size_t len)
 	return 1;
 }
 
-enum api_role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
+enum role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
 			   bool *peer, char *who, size_t len)
 {
 	*peer = false;
 	if (tcp) {
 		const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-		enum api_role role = ROLE_NONE;
+		enum role role = ROLE_NONE;
 		char dn[256];
 		int cert = client_cert(c, dn, sizeof(dn));
 
@@ -132,7 +132,7 @@ enum api_role api_identify(const struct api_conf *conf, struct MHD_Connection *c
 			if (token_eq(conf->tokens[i].token, h) && conf->tokens[i].role > role)
 				role = conf->tokens[i].role;
 		if (role)
-			snprintf(who, len, "a TCP client with a %s token%s%.120s", api_role_name(role),
+			snprintf(who, len, "a TCP client with a %s token%s%.120s", role_name(role),
 				 *peer ? ", peer " : "", *peer ? dn : "");
 		return role;
 	}
@@ -141,7 +141,7 @@ enum api_role api_identify(const struct api_conf *conf, struct MHD_Connection *c
 			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 		struct ucred cred;
 		socklen_t cl = sizeof(cred);
-		enum api_role role;
+		enum role role;
 
 		if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
 			snprintf(who, len, "an unknown local client");

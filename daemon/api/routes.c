@@ -20,31 +20,25 @@ struct route {
 	route_fn fn;
 	int arg;
 	const char *const *query; /* allowed query parameters, NULL-terminated */
-	enum api_role role;       /* the least role that may call it */
+	enum role role;       /* the least role that may call it */
 	bool peer_only;           /* host-to-host: over TCP, only with a peer's certificate */
 };
-
-const char *api_role_name(enum api_role r)
-{
-	static const char *const names[] = { "none", "viewer", "operator", "admin" };
-
-	return (unsigned)r < ARRAY_SIZE(names) ? names[r] : "?";
-}
 
 static const char *const no_query[] = {NULL};
 static const char *const console_query[] = {"history", "follow", NULL};
 static const char *const events_query[] = {"since", "vm", "follow", NULL};
 
-/* Roles: a viewer reads; an operator runs VMs (lifecycle, checkpoints,
- * moves, the console, live disk limits); an admin also defines VMs (their
- * definitions name host files until storage locations exist), manages peer
- * hosts, and is what peer cellads moving VMs here authenticate as. */
+/* Roles: a viewer reads; an operator defines and runs VMs (with files from
+ * the storage locations it may use: core/storage.h), checkpoints, moves,
+ * the console, live disk limits; an admin may also name any host file,
+ * manages peer hosts, and is what peer cellads moving VMs here authenticate
+ * as. */
 static const struct route routes[] = {
     {"GET", "/v1/host", h_host, 0, no_query, ROLE_VIEWER},
     {"GET", "/v1/vms", h_list, 0, no_query, ROLE_VIEWER},
-    {"POST", "/v1/vms", h_create, 0, no_query, ROLE_ADMIN},
+    {"POST", "/v1/vms", h_create, 0, no_query, ROLE_OPERATOR},
     {"GET", "/v1/vms/{name}", h_get, 0, no_query, ROLE_VIEWER},
-    {"PATCH", "/v1/vms/{name}", h_patch, 0, no_query, ROLE_ADMIN},
+    {"PATCH", "/v1/vms/{name}", h_patch, 0, no_query, ROLE_OPERATOR},
     {"DELETE", "/v1/vms/{name}", h_delete, 0, no_query, ROLE_OPERATOR},
     {"POST", "/v1/vms/{name}/start", h_action, SUP_START, no_query, ROLE_OPERATOR},
     {"POST", "/v1/vms/{name}/stop", h_action, SUP_STOP, no_query, ROLE_OPERATOR},
@@ -163,7 +157,7 @@ enum MHD_Result api_route(struct api_request *r)
 	}
 	if (r->role < hit->role)
 		return api_fail(r->c, 403, "role", "%s needs the %s role; %.96s has %s", hit->path,
-				api_role_name(hit->role), r->who, api_role_name(r->role));
+				role_name(hit->role), r->who, role_name(r->role));
 	sub[0] = 0; /* from the matched route only */
 	path_match(hit->path, r->url, name, sub, sizeof(name));
 	{
@@ -216,7 +210,7 @@ int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct cerr *
 	return cerr_set(e, CERR_NOT_FOUND, "path", "no such resource");
 }
 
-enum api_role api_route_role(const char *method, const char *url)
+enum role api_route_role(const char *method, const char *url)
 {
 	char name[256], sub[256];
 

@@ -50,7 +50,7 @@ struct req {
 	size_t len;
 	bool too_big;
 	bool refused;       /* answered on the headers (400, 401, 403): the body is dropped */
-	enum api_role role; /* the caller's, from its identity */
+	enum role role; /* the caller's, from its identity */
 	bool peer;          /* TCP: a certificate of the peers' CA */
 	char who[96];
 	/* streamed uploads */
@@ -382,13 +382,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			return reply_401(c);
 		}
 		{
-			enum api_role need = api_route_role(method, url);
+			enum role need = api_route_role(method, url);
 
 			if (rq->role < need) {
 				rq->refused = true;
 				return api_fail(c, 403, "role", "%s %.200s needs the %s role; %s has %s",
-						method, url, api_role_name(need), rq->who,
-						api_role_name(rq->role));
+						method, url, role_name(need), rq->who,
+						role_name(rq->role));
 			}
 			if (l->need_token && !rq->peer && api_route_peer_only(method, url)) {
 				rq->refused = true;

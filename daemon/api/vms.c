@@ -28,7 +28,7 @@ enum MHD_Result h_create(struct api_request *r, const char *name, int arg)
 	(void)arg;
 	if (api_parse_body(r, true, &body, &res))
 		return res;
-	ret = sup_define(r->sup, body, &out, &e);
+	ret = sup_define(r->sup, body, r->role, &out, &e);
 	json_decref(body);
 	return api_reply(r, ret, &e, 201, out);
 }
@@ -46,8 +46,17 @@ enum MHD_Result h_get(struct api_request *r, const char *name, int arg)
 
 enum MHD_Result h_patch(struct api_request *r, const char *name, int arg)
 {
+	enum MHD_Result res = MHD_NO;
+	struct cerr e = {0};
+	json_t *body, *out = NULL;
+	int ret;
+
 	(void)arg;
-	return api_call_with_body(r, name, sup_change);
+	if (api_parse_body(r, true, &body, &res))
+		return res;
+	ret = sup_change(r->sup, name, body, r->role, &out, &e);
+	json_decref(body);
+	return api_reply(r, ret, &e, 200, out);
 }
 
 enum MHD_Result h_delete(struct api_request *r, const char *name, int arg)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "storage.h"
 #include "wctl.h"
 
 #define WORKER_TIMEOUT_MS 10000
@@ -246,7 +247,7 @@ static struct vmrt *vmrt_new(void)
 }
 
 struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const char *detail,
-			  struct cerr *e)
+			  enum role role, struct cerr *e)
 {
 	struct vmrt *vm = vmrt_new(), **pp;
 	int ret;
@@ -255,7 +256,7 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
 		cerr_set(e, CERR_INTERNAL, "", "out of memory");
 		return NULL;
 	}
-	if (vmdef_from_json(&vm->def, body, e))
+	if (vmdef_from_json(&vm->def, body, e) || sup_check_paths(s, &vm->def, NULL, role, e))
 		goto fail;
 	/* The name is taken and stored under the registry lock: two defines of
 	 * one name cannot both pass. */
@@ -294,9 +295,41 @@ fail:
 	return NULL;
 }
 
-int sup_define(struct sup *s, json_t *body, json_t **out, struct cerr *e)
+static bool same(const char *a, const char *b)
 {
-	struct vmrt *vm = sup_register(s, body, EV_DEFINE, NULL, e);
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef *prev,
+		    enum role role, struct cerr *e)
+{
+	const struct storage *st = s->conf.storage;
+	static const struct storage none;
+
+	if (!st)
+		st = &none;
+	if ((!prev || !same(prev->kernel, next->kernel)) && next->kernel &&
+	    storage_check(st, role, "kernel", next->kernel, false, e))
+		return -1;
+	if ((!prev || !same(prev->initrd, next->initrd)) && next->initrd &&
+	    storage_check(st, role, "initrd", next->initrd, false, e))
+		return -1;
+	for (unsigned i = 0; i < next->nr_disks; i++) {
+		char field[48];
+		bool known = false;
+
+		for (unsigned j = 0; prev && j < prev->nr_disks && !known; j++)
+			known = same(prev->disks[j].path, next->disks[i].path);
+		snprintf(field, sizeof(field), "disks[%u].path", i);
+		if (!known && storage_check(st, role, field, next->disks[i].path, true, e))
+			return -1;
+	}
+	return 0;
+}
+
+int sup_define(struct sup *s, json_t *body, enum role role, json_t **out, struct cerr *e)
+{
+	struct vmrt *vm = sup_register(s, body, EV_DEFINE, NULL, role, e);
 
 	if (!vm)
 		return -1;
@@ -333,7 +366,8 @@ struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct cerr *e)
 	return vm;
 }
 
-int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, struct cerr *e)
+int sup_change(struct sup *s, const char *name, json_t *body, enum role role, json_t **out,
+	       struct cerr *e)
 {
 	struct vmdef next;
 	struct vmrt *vm;
@@ -351,6 +385,10 @@ int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, stru
 	if (vmdef_patch(&next, body, state_active(vm->state) || vm->state == VS_SAVED, &limits, e)) {
 		if (e->kind == CERR_STATE || e->kind == CERR_CONFLICT)
 			snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+		vmdef_free(&next);
+		goto out;
+	}
+	if (sup_check_paths(s, &next, &vm->def, role, e)) {
 		vmdef_free(&next);
 		goto out;
 	}

@@ -171,7 +171,11 @@ int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, 
  * EV_MOVE_IN; lock held). NULL with e set (invalid field, name or UUID
  * taken). */
 struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const char *detail,
-			  struct cerr *e);
+			  enum role role, struct cerr *e);
+/* The host files of next (those that differ from prev, when given) against
+ * the storage locations for role. 0, or -1 with e set. */
+int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef *prev,
+		    enum role role, struct cerr *e);
 /* Take the VM out of the registry and the database (lock held, no worker):
  * its runtime files and saved state go; streams end; freed when unreferenced. */
 int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *detail);

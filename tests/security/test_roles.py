@@ -144,12 +144,12 @@ def test(args):
                     check(False, f"{method} {path} over TCP without a token: {st}")
             check(True, f"{checked} calls: every route refuses the roles below its own with "
                   f"403 and lets the others through; TCP without a token is 401")
-            reply = call_unix_as(d.sock, UIDS["operator"], request_bytes(
+            reply = call_unix_as(d.sock, UIDS["viewer"], request_bytes(
                 "POST", "/v1/vms"))
             body = reply.partition(b"\r\n\r\n")[2]
             err = json.loads(body)["error"]
-            check(status_of(reply) == 403 and "admin" in err["reason"] and
-                  "operator" in err["reason"], f"the refusal names the roles: {err['reason']}")
+            check(status_of(reply) == 403 and "operator" in err["reason"] and
+                  "viewer" in err["reason"], f"the refusal names the roles: {err['reason']}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -19,6 +19,13 @@ static CURL *client_handle(struct client *c, const char *method, const char *pat
 		return NULL;
 	if (c->url) {
 		snprintf(url, sizeof(url), "%s%s", c->url, path);
+		/* cellad's TCP API is HTTPS (TLS 1.3) only; the token never
+		 * travels in clear, nor to a redirect. */
+		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+		curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
+		curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+		if (c->ca)
+			curl_easy_setopt(h, CURLOPT_CAINFO, c->ca);
 	} else {
 		snprintf(url, sizeof(url), "http://localhost%s", path);
 		curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, c->socket);

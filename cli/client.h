@@ -20,8 +20,9 @@ enum cli_exit {
 
 struct client {
 	const char *socket; /* Unix socket path (default) */
-	const char *url;    /* base URL for TCP, e.g. http://host:8419 */
+	const char *url;    /* base URL for TCP, e.g. https://host:8419 */
 	const char *token;
+	const char *ca;     /* CA file that signed cellad's certificate (TCP) */
 	bool json; /* print raw JSON */
 };
 

@@ -145,7 +145,7 @@ static const struct cmd cmds[] = {
     {"host", "info", "", "", "the host and cellad (Get-VMHost)", cmd_host, NULL},
     {"host", "add", "", "NAME --url URL (--token T | --token-file F) [--tls-name N]",
      "name a peer host VMs can move to: its cellad's TCP API and bearer token", cmd_host_add,
-     "  --url URL          the peer cellad's TCP API, http://ADDRESS:PORT\n"
+     "  --url URL          the peer cellad's TCP API, https://ADDRESS:PORT\n"
      "  --token T, --token-file F  its bearer token\n"
      "  --tls-name N       the name its migration certificate carries (default: the\n"
      "                     URL's address)\n"},
@@ -224,7 +224,7 @@ static void cmd_usage(const struct cmd *k, FILE *f)
 
 static void usage(FILE *f)
 {
-	fputs("Usage: cella [--socket PATH | --url URL --token-file FILE] [--json] COMMAND...\n"
+	fputs("Usage: cella [--socket PATH | --url URL --token-file FILE [--ca FILE]] [--json] COMMAND...\n"
 	      "The command line for cellad, the cella management service.\n\nCommands:\n",
 	      f);
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
@@ -241,7 +241,8 @@ static void usage(FILE *f)
 	      "Global options:\n"
 	      "  --socket PATH      cellad's Unix socket (default $CELLA_SOCKET or " DEFAULT_SOCKET
 	      ")\n"
-	      "  --url URL          reach cellad over TCP instead (e.g. http://host:8419)\n"
+	      "  --url URL          reach cellad over TCP instead (HTTPS: https://host:8419)\n"
+	      "  --ca FILE          the CA of cellad's certificate (with --url)\n"
 	      "  --token-file FILE  bearer token for --url (or $CELLA_TOKEN)\n"
 	      "  --json             machine-readable output\n\n"
 	      "Exit status: 0 success, 1 cellad refused or failed the request, 2 usage error,\n"
@@ -290,6 +291,13 @@ int main(int argc, char **argv)
 			c.socket = argv[++i];
 		} else if (i + 1 < argc && !strcmp(argv[i], "--url")) {
 			c.url = argv[++i];
+			if (strncmp(c.url, "https://", 8)) {
+				fprintf(stderr, "cella: --url: cellad's TCP API is HTTPS only "
+					"(https://HOST:PORT)\n");
+				return EXIT_USAGE;
+			}
+		} else if (i + 1 < argc && !strcmp(argv[i], "--ca")) {
+			c.ca = argv[++i];
 		} else if (i + 1 < argc && !strcmp(argv[i], "--token-file")) {
 			if (read_token_file(argv[++i], token_buf, sizeof(token_buf)))
 				return EXIT_USAGE;

@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "storage.h"
 #include "store.h"
 #include "log.h"
 #include "feature_jobs.h"
@@ -32,10 +33,12 @@
 struct conf {
 	struct sup_conf sup;
 	struct api_conf api;
-	char *strings[32]; /* owned copies */
+	char *strings[160]; /* owned copies */
 	unsigned nr_strings;
 	char *token;
 	bool sandbox_set;
+	bool roles_set;
+	struct storage storage;
 };
 
 static const char *keep(struct conf *c, const char *s)
@@ -111,11 +114,154 @@ static int conf_bool(json_t *root, const char *key, bool *dst)
 	return 0;
 }
 
+static int role_parse(const char *s, enum role *r)
+{
+	static const char *const names[] = { [ROLE_VIEWER] = "viewer", [ROLE_OPERATOR] = "operator",
+					     [ROLE_ADMIN] = "admin" };
+
+	for (int i = ROLE_VIEWER; i <= ROLE_ADMIN; i++) {
+		if (!strcmp(s, names[i])) {
+			*r = (enum role)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* "roles": {"admin": ["user:NAME", "group:NAME", ...], "operator": [...],
+ * "viewer": [...]} (names or numeric ids): who gets which role on the Unix
+ * socket. root is always admin. */
+static int conf_roles(struct conf *c, json_t *roles)
+{
+	const char *key;
+	json_t *list;
+
+	if (!json_is_object(roles)) {
+		log_err("config: roles: expected an object of role -> [\"user:NAME\" | \"group:NAME\"]");
+		return -EINVAL;
+	}
+	c->api.nr_principals = 0;
+	json_object_foreach(roles, key, list) {
+		enum role role;
+		size_t i;
+		json_t *v;
+
+		if (role_parse(key, &role) || !json_is_array(list)) {
+			log_err("config: roles: '%s': expected admin, operator or viewer with a list",
+				key);
+			return -EINVAL;
+		}
+		json_array_foreach(list, i, v) {
+			const char *s = json_string_value(v);
+			struct api_principal *p = &c->api.principals[c->api.nr_principals];
+
+			if (!s || (strncmp(s, "user:", 5) && strncmp(s, "group:", 6)) || !strchr(s, ':')[1]) {
+				log_err("config: roles.%s: expected \"user:NAME\" or \"group:NAME\"", key);
+				return -EINVAL;
+			}
+			if (c->api.nr_principals >= API_MAX_PRINCIPALS) {
+				log_err("config: roles: at most %d users and groups", API_MAX_PRINCIPALS);
+				return -EINVAL;
+			}
+			p->group = s[0] == 'g';
+			p->name = keep(c, strchr(s, ':') + 1);
+			p->role = role;
+			c->api.nr_principals++;
+		}
+	}
+	c->roles_set = true;
+	return 0;
+}
+
+/* "tcp": {"tokens": [{"file": F, "role": R}, ...]}: more bearer tokens,
+ * each with its role (token_file's is admin). */
+static int conf_tokens(struct conf *c, json_t *list)
+{
+	size_t i;
+	json_t *t;
+
+	if (!list)
+		return 0;
+	if (!json_is_array(list) || json_array_size(list) > API_MAX_TOKENS) {
+		log_err("config: tcp.tokens: expected at most %d of {\"file\", \"role\"}",
+			API_MAX_TOKENS);
+		return -EINVAL;
+	}
+	json_array_foreach(list, i, t) {
+		const char *file = json_string_value(json_object_get(t, "file"));
+		const char *role = json_string_value(json_object_get(t, "role"));
+		struct api_token *tok = &c->api.tokens[c->api.nr_tokens];
+		char buf[256] = "";
+		FILE *f;
+
+		if (!file || !role || role_parse(role, &tok->role)) {
+			log_err("config: tcp.tokens[%zu]: expected {\"file\": PATH, \"role\": "
+				"admin|operator|viewer}", i);
+			return -EINVAL;
+		}
+		f = fopen(file, "re");
+		if (!f || !fgets(buf, sizeof(buf), f)) {
+			log_err("config: tcp.tokens[%zu]: cannot read %s", i, file);
+			if (f)
+				fclose(f);
+			return -EINVAL;
+		}
+		fclose(f);
+		buf[strcspn(buf, "\r\n")] = 0;
+		if (strlen(buf) < 16) {
+			log_err("config: tcp.tokens[%zu]: a token needs at least 16 characters", i);
+			return -EINVAL;
+		}
+		tok->token = keep(c, buf);
+		c->api.nr_tokens++;
+	}
+	return 0;
+}
+
+/* "storage": [{"name": N, "path": DIR, "role": "operator"}]: where VM files
+ * may come from (core/storage.h). */
+static int conf_storage(struct conf *c, json_t *list)
+{
+	size_t i;
+	json_t *l;
+
+	if (!json_is_array(list) || json_array_size(list) > STORAGE_MAX) {
+		log_err("config: storage: expected at most %d of {\"name\", \"path\", \"role\"}",
+			STORAGE_MAX);
+		return -EINVAL;
+	}
+	c->storage.nr = 0;
+	json_array_foreach(list, i, l) {
+		const char *name = json_string_value(json_object_get(l, "name"));
+		const char *path = json_string_value(json_object_get(l, "path"));
+		const char *role = json_string_value(json_object_get(l, "role"));
+		struct storage_loc *loc = &c->storage.locs[c->storage.nr];
+		char abs[PATH_MAX];
+
+		if (!name || !path || !role || role_parse(role, &loc->role) ||
+		    json_object_size(l) != 3) {
+			log_err("config: storage[%zu]: expected {\"name\", \"path\", \"role\": "
+				"viewer|operator|admin}", i);
+			return -EINVAL;
+		}
+		if (path[0] != '/' || !realpath(path, abs)) {
+			log_err("config: storage[%zu].path %s: %s", i, path,
+				path[0] != '/' ? "expected an absolute path" : strerror(errno));
+			return -EINVAL;
+		}
+		loc->name = keep(c, name);
+		loc->path = keep(c, abs);
+		loc->dirfd = -1;
+		c->storage.nr++;
+	}
+	return 0;
+}
+
 static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
-	"test_crash_at",
+	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir", "storage",
 	"move_timeout_s",
 };
 
@@ -158,10 +304,24 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 		      conf_string(c, root, "boot_id_file", &c->sup.boot_id_path) ?:
 		      conf_bool(root, "seccomp", &c->sup.seccomp) ?:
 		      conf_string(c, root, "test_crash_at", &c->sup.test_crash_at) ?:
+		      conf_string(c, root, "ui_dir", &c->api.ui_dir) ?:
 		      conf_bool(root, "test_probe", &c->sup.test_probe);
 	if (!ret && json_object_get(root, "sandbox")) {
 		ret = conf_bool(root, "sandbox", &c->sup.sandbox);
 		c->sandbox_set = true;
+	}
+	n = c->sup.memory_capacity_mib;
+	if (!ret && !(ret = conf_uint(root, "memory_capacity_mib", 0, 1ULL << 40, &n)))
+		c->sup.memory_capacity_mib = n;
+	if (!ret && json_object_get(root, "memory_overcommit")) {
+		json_t *v = json_object_get(root, "memory_overcommit");
+
+		if (!json_is_number(v) || json_number_value(v) < 0.1 || json_number_value(v) > 100) {
+			log_err("config: memory_overcommit: expected a number from 0.1 to 100");
+			ret = -EINVAL;
+		} else {
+			c->sup.memory_overcommit = json_number_value(v);
+		}
 	}
 	n = c->sup.memory_overhead_mib;
 	if (!ret && !(ret = conf_uint(root, "memory_overhead_mib", 0, 1 << 20, &n)))
@@ -195,17 +355,29 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 			ret = -EINVAL;
 		}
 	}
+	if (!ret && json_object_get(root, "storage"))
+		ret = conf_storage(c, json_object_get(root, "storage"));
+	if (!ret && json_object_get(root, "roles"))
+		ret = conf_roles(c, json_object_get(root, "roles"));
 	tcp = json_object_get(root, "tcp");
 	if (!ret && tcp) {
 		const char *token_file = NULL;
 
+		uint64_t idle = 30, per_client = 32;
+
 		n = 8419;
 		if (!json_is_object(tcp) || conf_string(c, tcp, "address", &c->api.tcp_address) ||
 		    conf_uint(tcp, "port", 1, 65535, &n) ||
+		    conf_uint(tcp, "idle_timeout_s", 1, 3600, &idle) ||
+		    conf_uint(tcp, "connections_per_client", 1, 1000, &per_client) ||
 		    conf_string(c, tcp, "token_file", &token_file) || !token_file) {
-			log_err("config: tcp: expected {\"address\", \"port\", \"token_file\"}");
+			log_err("config: tcp: expected {\"address\", \"port\", \"token_file\"} "
+				"and optionally \"idle_timeout_s\" (1-3600), "
+				"\"connections_per_client\" (1-1000)");
 			ret = -EINVAL;
 		} else {
+			c->api.tcp_idle_timeout_s = (unsigned)idle;
+			c->api.tcp_per_client = (unsigned)per_client;
 			FILE *f = fopen(token_file, "re");
 			char buf[256] = "";
 
@@ -218,6 +390,8 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 				fclose(f);
 			buf[strcspn(buf, "\r\n")] = 0;
 			c->api.token = keep(c, buf);
+			if (!ret)
+				ret = conf_tokens(c, json_object_get(tcp, "tokens"));
 		}
 	}
 	json_decref(root);
@@ -397,6 +571,14 @@ int main(int argc, char **argv)
 	if (o_tls[2]) c.sup.tls_ca = o_tls[2];
 	if (conf_tls_check(&c))
 		return 2;
+	c.api.tls_cert = c.sup.tls_cert;
+	c.api.tls_key = c.sup.tls_key;
+	c.api.tls_ca = c.sup.tls_ca;
+	if (c.api.tcp_address && !c.api.tls_cert) {
+		log_err("tcp: the TCP API is HTTPS only: give this host's certificate, key and its "
+			"peers' CA (tls, or --tls-cert, --tls-key, --tls-ca)");
+		return 2;
+	}
 	if (!c.sup.worker_path)
 		c.sup.worker_path = default_worker(&c);
 	if (!c.sandbox_set)
@@ -441,11 +623,30 @@ int main(int argc, char **argv)
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	/* Before any thread: peers are reached with libcurl (moves). */
 	curl_global_init(CURL_GLOBAL_NOTHING);
+	{
+		char err[512], owned[PATH_MAX + 8], abs[PATH_MAX];
+
+		/* cellad's own files (checkpoint overlays) are always accepted. */
+		snprintf(owned, sizeof(owned), "%s/vms",
+			 realpath(c.sup.state_dir, abs) ? abs : c.sup.state_dir);
+		c.storage.owned_dir = keep(&c, owned);
+		if (storage_open(&c.storage, err, sizeof(err))) {
+			log_err("config: %s", err);
+			return 2;
+		}
+		c.sup.storage = &c.storage;
+	}
 	c.sup.job_kinds = job_kinds;
 	c.sup.hooks = &incoming_hooks;
 	if (sup_create(&sup, &c.sup, db)) {
 		log_err("cannot start the supervisor");
 		goto out;
+	}
+	if (!c.roles_set && c.api.socket_group && c.api.socket_group[0]) {
+		/* By default the socket's group may run VMs, not define them:
+		 * definitions name host files (admin only). */
+		c.api.principals[0] = (struct api_principal){ c.api.socket_group, true, ROLE_OPERATOR };
+		c.api.nr_principals = 1;
 	}
 	if (api_start(&api, &c.api, sup))
 		goto out;

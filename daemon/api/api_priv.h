@@ -8,11 +8,28 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "api.h"
 #include "cerr.h"
 #include "sup.h"
 
+/* The role a request needs (the matched route's; ROLE_NONE when no route
+ * matches: the router answers 404 or 405). */
+enum role api_route_role(const char *method, const char *url);
+/* Whether the route is host-to-host (a peer moving a VM here): over TCP it
+ * then needs a peer's certificate (mutual TLS) besides the role. */
+bool api_route_peer_only(const char *method, const char *url);
+/* identity.c: the caller's role and a name for it. Unix socket: the
+ * peer's uid and groups (SO_PEERCRED) against the configured users and
+ * groups, root always admin; TCP: the bearer token's role (ROLE_NONE
+ * without a valid one), and *peer when the client presented a certificate
+ * the CA signed (a client certificate that does not verify: ROLE_NONE). */
+enum role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
+			   bool *peer, char *who, size_t len);
 struct api_request {
 	struct MHD_Connection *c;
+	enum role role;  /* the caller's (server.c, from its identity) */
+	char who[96];        /* the caller, for messages and logs */
+	int ui_dirfd;        /* the web console's directory (O_PATH), or -1 */
 	const char *url;
 	const char *method;
 	const char *body; /* NUL-terminated, or NULL when empty */
@@ -46,3 +63,50 @@ enum MHD_Result api_reply_text(struct MHD_Connection *c, unsigned status, char *
 			       const char *type);
 enum MHD_Result api_reply_stream(struct MHD_Connection *c, struct sup_stream *r, bool events,
 				 const char *type);
+
+/* request.c: what handlers share. */
+/* The body as a JSON object: 0 (*out NULL for an empty optional body), or
+ * -1 with the error queued in *res. */
+int api_parse_body(struct api_request *r, bool required, json_t **out, enum MHD_Result *res);
+int api_query_int(struct api_request *r, const char *key, long long min, long long max,
+		  long long *v, enum MHD_Result *res);
+int api_query_bool(struct api_request *r, const char *key, bool *v, enum MHD_Result *res);
+/* A core call's outcome: e when ret is nonzero, else status with out
+ * (consumed either way). */
+enum MHD_Result api_reply(struct api_request *r, int ret, const struct cerr *e, unsigned status,
+			  json_t *out);
+/* A core call on VM name with the request's (required) body. */
+typedef int (*sup_body_fn)(struct sup *s, const char *name, json_t *body, json_t **out,
+			   struct cerr *e);
+enum MHD_Result api_call_with_body(struct api_request *r, const char *name, sup_body_fn fn);
+
+/* Handlers, one file per resource (routes.c maps requests to them; arg is
+ * the route's). */
+enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
+enum { HOSTS_LIST, HOSTS_ADD, HOSTS_REMOVE };
+enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
+#define API_HANDLER(fn) enum MHD_Result fn(struct api_request *r, const char *name, int arg)
+/* vms.c */
+API_HANDLER(h_list);
+API_HANDLER(h_create);
+API_HANDLER(h_get);
+API_HANDLER(h_patch);
+API_HANDLER(h_delete);
+API_HANDLER(h_action);
+API_HANDLER(h_metrics);
+API_HANDLER(h_disk);
+API_HANDLER(h_move);
+API_HANDLER(h_console);
+API_HANDLER(h_console_input);
+/* checkpoints.c */
+API_HANDLER(h_checkpoint);
+/* host.c */
+API_HANDLER(h_host);
+API_HANDLER(h_events);
+API_HANDLER(h_prometheus);
+API_HANDLER(h_hosts);
+/* incoming.c */
+API_HANDLER(h_incoming);
+API_HANDLER(h_upload);
+/* static.c: the web console's files (arg 0: /ui, its index.html) */
+API_HANDLER(h_static);

@@ -1,10 +1,16 @@
-/* api.c: HTTP request plumbing for cellad: listeners, body collection,
+/* server.c: HTTP request plumbing for cellad: listeners, body collection,
  * routing (404 for unknown routes, 405 for wrong methods), bearer-token
- * checks on TCP, JSON responses and errors, streamed responses. */
+ * checks on TCP (on the headers, before any body is read), strict framing
+ * (RFC 9112: Content-Length with Transfer-Encoding, or two different
+ * Content-Lengths, are refused; so are control characters in the decoded
+ * path), timeouts and per-client connection limits, JSON responses and
+ * errors, streamed responses. */
 #include "api.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdarg.h>
 #include <poll.h>
@@ -12,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -34,12 +41,18 @@ struct api {
 	struct api_conf conf;
 	struct sup *sup;
 	struct listener unix_l, tcp_l;
+	char *cert_pem, *key_pem, *ca_pem; /* TCP's TLS material, read at start */
+	int ui_dirfd;                      /* conf.ui_dir (O_PATH), or -1 */
 };
 
 struct req {
 	char *body;
 	size_t len;
 	bool too_big;
+	bool refused;       /* answered on the headers (400, 401, 403): the body is dropped */
+	enum role role; /* the caller's, from its identity */
+	bool peer;          /* TCP: a certificate of the peers' CA */
+	char who[96];
 	/* streamed uploads */
 	bool upload, up_opened, up_failed;
 	int up_fd;
@@ -197,22 +210,6 @@ enum MHD_Result api_reply_stream(struct MHD_Connection *c, struct sup_stream *r,
 
 /* Requests ----------------------------------------------------------- */
 
-static bool token_ok(struct MHD_Connection *c, const char *token)
-{
-	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-	size_t n = strlen(token), hl;
-	unsigned diff = 0;
-
-	if (!h || strncmp(h, "Bearer ", 7))
-		return false;
-	h += 7;
-	hl = strlen(h);
-	/* Constant time over the token's length. */
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned)(token[i] ^ (i < hl ? h[i] : 0));
-	return diff == 0 && hl == n;
-}
-
 static enum MHD_Result reply_401(struct MHD_Connection *c)
 {
 	struct MHD_Response *r;
@@ -258,10 +255,6 @@ static void upload_chunk(struct listener *l, struct MHD_Connection *c, struct re
 					  .upload_fd = -1 };
 
 		rq->up_opened = true;
-		if (l->need_token && !token_ok(c, l->api->conf.token)) {
-			rq->up_failed = true; /* answered 401 at the end */
-			return;
-		}
 		if (api_upload_open(&ar, &rq->up_fd, &rq->up_max, &rq->up_err)) {
 			rq->up_failed = true;
 			return;
@@ -290,6 +283,74 @@ static void upload_chunk(struct listener *l, struct MHD_Connection *c, struct re
 	}
 }
 
+/* Framing headers, counted (MHD keeps every header line). */
+struct framing {
+	unsigned cl, te;
+	char cl_first[32];
+	bool cl_differ;
+};
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+				     const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	if (!strcasecmp(key, "Content-Length")) {
+		if (!f->cl++)
+			snprintf(f->cl_first, sizeof(f->cl_first), "%s", value ? value : "");
+		else if (strcmp(f->cl_first, value ? value : ""))
+			f->cl_differ = true;
+	} else if (!strcasecmp(key, "Transfer-Encoding")) {
+		f->te++;
+	}
+	return MHD_YES;
+}
+
+/* Why the request's framing or path is unsafe to act on, or NULL. */
+static const char *bad_request(struct MHD_Connection *c, const char *url)
+{
+	struct framing f = { 0 };
+
+	MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
+	if (f.cl && f.te)
+		return "Content-Length and Transfer-Encoding together (RFC 9112 6.3)";
+	if (f.cl_differ)
+		return "several different Content-Length values";
+	if (f.te > 1)
+		return "several Transfer-Encoding headers";
+	for (const unsigned char *p = (const unsigned char *)url; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return "control characters (or %00) in the path";
+	return NULL;
+}
+
+/* Percent-decoding of the path and query (MHD's unescape callback): like
+ * MHD's own, but %00 becomes 0x01 instead of ending the string early (the
+ * path "a%00anything" must not name the VM "a"), and bad_request refuses
+ * any control character that decoding produced. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	char *out = s;
+
+	(void)cls;
+	(void)c;
+	for (const char *in = s; *in;) {
+		if (in[0] == '%' && isxdigit((unsigned char)in[1]) &&
+		    isxdigit((unsigned char)in[2])) {
+			char hex[3] = { in[1], in[2], 0 };
+			unsigned v = (unsigned)strtoul(hex, NULL, 16);
+
+			*out++ = (char)(v ? v : 0x01);
+			in += 3;
+		} else {
+			*out++ = *in++;
+		}
+	}
+	*out = 0;
+	return (size_t)(out - s);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
@@ -300,12 +361,46 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 	(void)version;
 	if (!rq) {
+		const char *bad = bad_request(c, url);
+
 		rq = calloc(1, sizeof(*rq));
 		if (!rq)
 			return MHD_NO;
 		rq->up_fd = -1;
 		rq->upload = api_is_upload(method, url);
 		*con_cls = rq;
+		/* Refused on the headers: no body is read, and MHD closes the
+		 * connection after the answer (the body was not consumed). */
+		if (bad) {
+			rq->refused = true;
+			return api_fail(c, 400, "", "%s", bad);
+		}
+		rq->role = api_identify(&l->api->conf, c, l->need_token, &rq->peer, rq->who,
+					sizeof(rq->who));
+		if (l->need_token && rq->role == ROLE_NONE) {
+			rq->refused = true;
+			return reply_401(c);
+		}
+		{
+			enum role need = api_route_role(method, url);
+
+			if (rq->role < need) {
+				rq->refused = true;
+				return api_fail(c, 403, "role", "%s %.200s needs the %s role; %s has %s",
+						method, url, role_name(need), rq->who,
+						role_name(rq->role));
+			}
+			if (l->need_token && !rq->peer && api_route_peer_only(method, url)) {
+				rq->refused = true;
+				return api_fail(c, 403, "certificate", "%s %.200s is for peer hosts: "
+						"it needs a certificate of this pool's CA (mutual "
+						"TLS)", method, url);
+			}
+		}
+		return MHD_YES;
+	}
+	if (rq->refused) {
+		*upload_size = 0;
 		return MHD_YES;
 	}
 	if (rq->upload && *upload_size) {
@@ -329,27 +424,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (l->need_token && !token_ok(c, l->api->conf.token)) {
-		if (rq->up_fd >= 0)
-			close(rq->up_fd);
-		rq->up_fd = -1;
-		return reply_401(c);
-	}
 	if (rq->upload && rq->up_failed) {
 		/* The partial file stays until the move commits or aborts. */
 		if (rq->up_fd >= 0)
 			close(rq->up_fd);
 		rq->up_fd = -1;
-		if (!rq->up_err.kind) /* the token check failed */
-			return reply_401(c);
 		return api_reply_error(c, &rq->up_err);
 	}
 	if (rq->too_big)
 		return api_fail(c, 413, "", "request body larger than %zu bytes",
 				l->api->conf.max_body);
-	ar = (struct api_request){ .c = c, .url = url, .method = method, .body = rq->body,
-				   .len = rq->len, .sup = l->api->sup, .upload_fd = rq->up_fd,
-				   .upload_bytes = rq->up_bytes };
+	ar = (struct api_request){ .c = c, .role = rq->role, .url = url, .method = method,
+				   .body = rq->body, .len = rq->len, .sup = l->api->sup,
+				   .upload_fd = rq->up_fd, .upload_bytes = rq->up_bytes,
+				   .ui_dirfd = l->api->ui_dirfd };
+	snprintf(ar.who, sizeof(ar.who), "%s", rq->who);
 	rq->up_fd = -1; /* the handler closes it */
 	local_address(c, ar.local_addr, sizeof(ar.local_addr));
 	return api_route(&ar);
@@ -392,6 +481,7 @@ static int api_unix_listen(const struct api_conf *conf)
 	return fd;
 }
 
+
 static struct MHD_Daemon *start_mhd(struct listener *l, int fd, const struct sockaddr_in *sin,
 				    unsigned port)
 {
@@ -402,10 +492,52 @@ static struct MHD_Daemon *start_mhd(struct listener *l, int fd, const struct soc
 		return MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
 					MHD_OPTION_LISTEN_SOCKET, fd,
 					MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+					MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 					MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
-	return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, l,
+	/* TCP: HTTPS with TLS 1.3 only. The CA is trusted for client
+	 * certificates: MHD then asks for one, and identity.c verifies it
+	 * (peer hosts present theirs; other clients have none). */
+	return MHD_start_daemon(flags | MHD_USE_TLS, (uint16_t)port, NULL, NULL, on_request, l,
+				MHD_OPTION_HTTPS_MEM_CERT, l->api->cert_pem,
+				MHD_OPTION_HTTPS_MEM_KEY, l->api->key_pem,
+				MHD_OPTION_HTTPS_MEM_TRUST, l->api->ca_pem,
+				MHD_OPTION_HTTPS_PRIORITIES, "NORMAL:-VERS-ALL:+VERS-TLS1.3",
 				MHD_OPTION_SOCK_ADDR, sin, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-				l, MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
+				l, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+				MHD_OPTION_CONNECTION_LIMIT, 1000u,
+				/* A silent connection (a half-sent header too) is
+				 * closed; one address holds only so many. */
+				MHD_OPTION_CONNECTION_TIMEOUT, l->api->conf.tcp_idle_timeout_s,
+				MHD_OPTION_PER_IP_CONNECTION_LIMIT, l->api->conf.tcp_per_client,
+				MHD_OPTION_END);
+}
+
+/* A PEM file's text (malloc'd), or NULL. */
+static char *read_pem(const char *path)
+{
+	FILE *f = path ? fopen(path, "re") : NULL;
+	char *buf = NULL;
+	size_t len = 0, n;
+
+	if (!f)
+		return NULL;
+	for (;;) {
+		char *nb = realloc(buf, len + 4097);
+
+		if (!nb || len > (1u << 20)) {
+			free(nb ? nb : buf);
+			fclose(f);
+			return NULL;
+		}
+		buf = nb;
+		n = fread(buf + len, 1, 4096, f);
+		len += n;
+		if (n < 4096)
+			break;
+	}
+	fclose(f);
+	buf[len] = 0;
+	return buf;
 }
 
 int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
@@ -417,6 +549,15 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 		return -ENOMEM;
 	a->conf = *conf;
 	a->sup = s;
+	a->ui_dirfd = -1;
+	if (conf->ui_dir) {
+		a->ui_dirfd = open(conf->ui_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (a->ui_dirfd < 0) {
+			log_err("ui_dir %s: %s", conf->ui_dir, strerror(errno));
+			free(a);
+			return -EINVAL;
+		}
+	}
 	a->unix_l.api = a->tcp_l.api = a;
 	fd = api_unix_listen(conf);
 	if (fd < 0) {
@@ -444,6 +585,16 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 			return -EINVAL;
 		}
 		a->tcp_l.need_token = true;
+		a->cert_pem = read_pem(conf->tls_cert);
+		a->key_pem = read_pem(conf->tls_key);
+		a->ca_pem = read_pem(conf->tls_ca);
+		if (!a->cert_pem || !a->key_pem || !a->ca_pem) {
+			log_err("the TCP API needs TLS: cannot read %s, %s or %s",
+				conf->tls_cert ?: "(no certificate)", conf->tls_key ?: "(no key)",
+				conf->tls_ca ?: "(no CA)");
+			api_stop(a);
+			return -EINVAL;
+		}
 		a->tcp_l.d = start_mhd(&a->tcp_l, -1, &sin, conf->tcp_port);
 		if (!a->tcp_l.d) {
 			log_err("cannot listen on %s:%u", conf->tcp_address, conf->tcp_port);
@@ -464,5 +615,12 @@ void api_stop(struct api *a)
 	if (a->unix_l.d)
 		MHD_stop_daemon(a->unix_l.d);
 	unlink(a->conf.socket_path);
+	if (a->ui_dirfd >= 0)
+		close(a->ui_dirfd);
+	free(a->cert_pem);
+	if (a->key_pem)
+		explicit_bzero(a->key_pem, strlen(a->key_pem));
+	free(a->key_pem);
+	free(a->ca_pem);
 	free(a);
 }

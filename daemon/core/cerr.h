@@ -17,6 +17,7 @@ enum cerr_kind {
 	CERR_PEER,        /* another host failed or refused */
 	CERR_UNAVAILABLE, /* the resource cannot take it now (closed console, ...) */
 	CERR_NO_SPACE,    /* storage is full */
+	CERR_CAPACITY,    /* the host lacks the memory (or another resource) for it */
 	CERR_INTERNAL,    /* cellad or the worker failed */
 	CERR_KIND_COUNT
 };

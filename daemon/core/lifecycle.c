@@ -3,7 +3,54 @@
  * announced on the event stream. */
 #include "sup_priv.h"
 
+#include <unistd.h>
+
 #include "log.h"
+
+static uint64_t vm_need_mib(struct sup *s, const struct vmrt *vm)
+{
+	return vm->def.memory_mib + s->conf.memory_overhead_mib;
+}
+
+int admission_reserve(struct sup *s, struct vmrt *vm, struct cerr *e)
+{
+	uint64_t need = vm_need_mib(s, vm);
+	int ret = 0;
+
+	if (vm->committed_mib)
+		return 0;
+	pthread_mutex_lock(&s->adm_lock);
+	if (s->committed_mib + need > s->capacity_mib)
+		ret = cerr_set(e, CERR_CAPACITY, "memory_mib", "not enough memory on this host: "
+			       "the VM needs %llu MiB (%llu + %llu overhead), %llu of %llu MiB are "
+			       "committed to running VMs", (unsigned long long)need,
+			       (unsigned long long)vm->def.memory_mib,
+			       (unsigned long long)s->conf.memory_overhead_mib,
+			       (unsigned long long)s->committed_mib,
+			       (unsigned long long)s->capacity_mib);
+	else
+		s->committed_mib += need;
+	pthread_mutex_unlock(&s->adm_lock);
+	if (!ret)
+		vm->committed_mib = need;
+	return ret;
+}
+
+/* Keep s->committed_mib in step with what is active. */
+static void admission_follow(struct sup *s, struct vmrt *vm, bool was, bool now)
+{
+	if (was == now)
+		return;
+	pthread_mutex_lock(&s->adm_lock);
+	if (now && !vm->committed_mib) {
+		vm->committed_mib = vm_need_mib(s, vm);
+		s->committed_mib += vm->committed_mib;
+	} else if (!now && vm->committed_mib) {
+		s->committed_mib -= MIN(s->committed_mib, vm->committed_mib);
+		vm->committed_mib = 0;
+	}
+	pthread_mutex_unlock(&s->adm_lock);
+}
 
 int lifecycle_fire(struct sup *s, struct vmrt *vm, enum vm_event ev, const char *detail)
 {
@@ -15,6 +62,7 @@ int lifecycle_fire(struct sup *s, struct vmrt *vm, enum vm_event ev, const char 
 			vm_event_name(ev), vm_state_name(vm->state));
 		return -1;
 	}
+	admission_follow(s, vm, vm_state_active(vm->state), vm_state_active(next));
 	vm->state = next;
 	sup_persist(s, vm);
 	if (!vm_event_quiet(ev))
@@ -23,7 +71,8 @@ int lifecycle_fire(struct sup *s, struct vmrt *vm, enum vm_event ev, const char 
 	return 0;
 }
 
-void lifecycle_load(struct vmrt *vm, enum vm_state st)
+void lifecycle_load(struct sup *s, struct vmrt *vm, enum vm_state st)
 {
 	vm->state = st == VS_NONE ? VS_DEFINED : st;
+	admission_follow(s, vm, false, vm_state_active(vm->state));
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "storage.h"
 #include "wctl.h"
 
 #define WORKER_TIMEOUT_MS 10000
@@ -246,7 +247,7 @@ static struct vmrt *vmrt_new(void)
 }
 
 struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const char *detail,
-			  struct cerr *e)
+			  enum role role, struct cerr *e)
 {
 	struct vmrt *vm = vmrt_new(), **pp;
 	int ret;
@@ -255,7 +256,7 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
 		cerr_set(e, CERR_INTERNAL, "", "out of memory");
 		return NULL;
 	}
-	if (vmdef_from_json(&vm->def, body, e))
+	if (vmdef_from_json(&vm->def, body, e) || sup_check_paths(s, &vm->def, NULL, role, e))
 		goto fail;
 	/* The name is taken and stored under the registry lock: two defines of
 	 * one name cannot both pass. */
@@ -294,9 +295,41 @@ fail:
 	return NULL;
 }
 
-int sup_define(struct sup *s, json_t *body, json_t **out, struct cerr *e)
+static bool same(const char *a, const char *b)
 {
-	struct vmrt *vm = sup_register(s, body, EV_DEFINE, NULL, e);
+	return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef *prev,
+		    enum role role, struct cerr *e)
+{
+	const struct storage *st = s->conf.storage;
+	static const struct storage none;
+
+	if (!st)
+		st = &none;
+	if ((!prev || !same(prev->kernel, next->kernel)) && next->kernel &&
+	    storage_check(st, role, "kernel", next->kernel, false, e))
+		return -1;
+	if ((!prev || !same(prev->initrd, next->initrd)) && next->initrd &&
+	    storage_check(st, role, "initrd", next->initrd, false, e))
+		return -1;
+	for (unsigned i = 0; i < next->nr_disks; i++) {
+		char field[48];
+		bool known = false;
+
+		for (unsigned j = 0; prev && j < prev->nr_disks && !known; j++)
+			known = same(prev->disks[j].path, next->disks[i].path);
+		snprintf(field, sizeof(field), "disks[%u].path", i);
+		if (!known && storage_check(st, role, field, next->disks[i].path, true, e))
+			return -1;
+	}
+	return 0;
+}
+
+int sup_define(struct sup *s, json_t *body, enum role role, json_t **out, struct cerr *e)
+{
+	struct vmrt *vm = sup_register(s, body, EV_DEFINE, NULL, role, e);
 
 	if (!vm)
 		return -1;
@@ -333,7 +366,8 @@ struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct cerr *e)
 	return vm;
 }
 
-int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, struct cerr *e)
+int sup_change(struct sup *s, const char *name, json_t *body, enum role role, json_t **out,
+	       struct cerr *e)
 {
 	struct vmdef next;
 	struct vmrt *vm;
@@ -351,6 +385,10 @@ int sup_change(struct sup *s, const char *name, json_t *body, json_t **out, stru
 	if (vmdef_patch(&next, body, state_active(vm->state) || vm->state == VS_SAVED, &limits, e)) {
 		if (e->kind == CERR_STATE || e->kind == CERR_CONFLICT)
 			snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+		vmdef_free(&next);
+		goto out;
+	}
+	if (sup_check_paths(s, &next, &vm->def, role, e)) {
 		vmdef_free(&next);
 		goto out;
 	}
@@ -601,6 +639,8 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	}
 	if (lifecycle_request_check(action_request[a], vm->state, e))
 		goto out;
+	if (a == SUP_START && admission_reserve(s, vm, e))
+		goto out;
 	took_busy = !vm->busy;
 	vm->busy = true;
 	vm->acts++;
@@ -701,7 +741,7 @@ static int sup_load_one(void *opaque, struct vmdef *def, const struct store_runt
 	pthread_mutex_lock(&vm->lock);
 	if (vm_state_parse(rt->state, &st))
 		st = VS_DEFINED;
-	lifecycle_load(vm, st);
+	lifecycle_load(s, vm, st);
 	vm->exit_status = rt->exit_status;
 	vm->restarts = rt->restarts;
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", rt->exit_reason);
@@ -751,6 +791,14 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 	pthread_cond_init(&s->unpinned, NULL);
 	pthread_cond_init(&s->poll_wake, NULL);
 	pthread_mutex_init(&s->ev_lock, NULL);
+	pthread_mutex_init(&s->adm_lock, NULL);
+	{
+		uint64_t host = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) >> 20;
+		uint64_t cap = conf->memory_capacity_mib ? conf->memory_capacity_mib : host;
+		double ratio = conf->memory_overcommit > 0 ? conf->memory_overcommit : 1.0;
+
+		s->capacity_mib = (uint64_t)((double)cap * ratio);
+	}
 	pthread_cond_init(&s->ev_changed, NULL);
 	s->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	cgroups_init(&s->cg, conf->cgroup_parent, conf->memory_overhead_mib);
@@ -779,7 +827,12 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 			struct vmrt *vm = all[i];
 
 			pthread_mutex_lock(&vm->lock);
-			if (!vm->deleted && vm->def.autostart && !state_active(vm->state)) {
+			struct cerr ae = { 0 };
+
+			if (!vm->deleted && vm->def.autostart && !state_active(vm->state) &&
+			    admission_reserve(s, vm, &ae)) {
+				log_warn("vm %s: not started: %s", vm->def.name, ae.reason);
+			} else if (!vm->deleted && vm->def.autostart && !state_active(vm->state)) {
 				vm->restore = vm->state == VS_SAVED;
 				lifecycle_fire(s, vm, EV_START, "autostart");
 				sup_launch_async(s, vm);

@@ -13,11 +13,13 @@
 
 #include "compiler.h"
 #include "cerr.h"
+#include "role.h"
 
 struct store;
 struct sup;
 struct sup_stream;
 struct job_kind;
+struct storage;
 
 struct sup_conf {
 	const char *state_dir;      /* logs/ lives here */
@@ -32,8 +34,15 @@ struct sup_conf {
 	const struct job_kind *const *job_kinds;
 	/* What features attach to VMs, reached without knowing the feature. */
 	const struct sup_hooks *hooks;
+	/* Where VM files may come from (core/storage.h); opened by main. */
+	const struct storage *storage;
 	const char *cgroup_parent;  /* e.g. "cella" */
 	uint64_t memory_overhead_mib;
+	/* Admission: a start is refused when the guest memory (plus the
+	 * overhead) of the VMs that run would pass capacity x ratio.
+	 * memory_capacity_mib 0: the host's memory. */
+	uint64_t memory_capacity_mib;
+	double memory_overcommit;
 	unsigned shutdown_timeout_s;
 	unsigned start_timeout_s;
 	const char *boot_id_path;   /* /proc/sys/kernel/random/boot_id */
@@ -69,8 +78,12 @@ void sup_destroy(struct sup *s);
 
 json_t *sup_list(struct sup *s);
 int sup_get(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
-int sup_define(struct sup *s, json_t *body, json_t **out, struct cerr *e) __must_check;
-int sup_change(struct sup *s, const char *name, json_t *body, json_t **out,
+/* Define or change a VM for a caller with `role`: the host files its
+ * definition names must be in storage locations that role may use (an
+ * admin may name any; core/storage.h). */
+int sup_define(struct sup *s, json_t *body, enum role role, json_t **out,
+	       struct cerr *e) __must_check;
+int sup_change(struct sup *s, const char *name, json_t *body, enum role role, json_t **out,
 	       struct cerr *e) __must_check;
 int sup_delete(struct sup *s, const char *name, struct cerr *e) __must_check;
 

@@ -73,6 +73,7 @@ struct vmrt {
 	bool restore;          /* this start restores the saved state */
 	unsigned acts;         /* bumped around every API action (status poller) */
 	char pause_reason[256]; /* "api", "storage: ID: ...", ... ("" when running) */
+	uint64_t committed_mib;  /* what this VM counts in s->committed_mib (0: nothing) */
 	json_t *disk_status;   /* the worker's last "disks" status (errors), or NULL */
 	int incoming_fd;       /* listening socket for the next spawn's --incoming, or -1 */
 	struct sup_incoming *incoming; /* a VM moving in (state incoming), or NULL */
@@ -104,6 +105,9 @@ struct sup {
 	struct sup_event events[SUP_EVENTS];
 	int64_t next_seq;
 	atomic_ullong next_job;   /* job ids: KIND-TIME-N */
+	pthread_mutex_t adm_lock; /* committed_mib (a leaf) */
+	uint64_t committed_mib;   /* guest memory + overhead of the active VMs */
+	uint64_t capacity_mib;    /* memory_capacity_mib x memory_overcommit */
 	struct timespec t0;
 	int64_t started_wall;
 	pthread_t poller;
@@ -137,7 +141,13 @@ void sup_persist(struct sup *s, struct vmrt *vm);
  * nothing changed) if the table refuses ev in the current state. */
 int lifecycle_fire(struct sup *s, struct vmrt *vm, enum vm_event ev, const char *detail);
 /* Set the state recorded in the store (startup only). */
-void lifecycle_load(struct vmrt *vm, enum vm_state st);
+void lifecycle_load(struct sup *s, struct vmrt *vm, enum vm_state st);
+/* Admission (lifecycle.c): before a start or a move in, reserve the VM's
+ * memory against the host's capacity: 0, or -1 with e set (CERR_CAPACITY,
+ * naming what is committed and what is left). The lifecycle releases it when
+ * the VM stops being active; a VM that becomes active without a reservation
+ * (adopted, restarted) is counted without a check. */
+int admission_reserve(struct sup *s, struct vmrt *vm, struct cerr *e);
 json_t *sup_vm_json(struct sup *s, struct vmrt *vm);
 int64_t sup_now_wall(void);
 uint64_t sup_mono_ns(void);
@@ -161,7 +171,11 @@ int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, 
  * EV_MOVE_IN; lock held). NULL with e set (invalid field, name or UUID
  * taken). */
 struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const char *detail,
-			  struct cerr *e);
+			  enum role role, struct cerr *e);
+/* The host files of next (those that differ from prev, when given) against
+ * the storage locations for role. 0, or -1 with e set. */
+int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef *prev,
+		    enum role role, struct cerr *e);
 /* Take the VM out of the registry and the database (lock held, no worker):
  * its runtime files and saved state go; streams end; freed when unreferenced. */
 int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *detail);

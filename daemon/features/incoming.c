@@ -367,7 +367,8 @@ int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, js
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
 	if (parse_prepare(s, body, &def, in, e))
 		goto fail;
-	vm = sup_register(s, def, EV_MOVE_IN, in->quick ? "quick" : "live", e);
+	/* A peer (admin) moves it in: its paths were the source's to check. */
+	vm = sup_register(s, def, EV_MOVE_IN, in->quick ? "quick" : "live", ROLE_ADMIN, e);
 	if (!vm) {
 		if (!in->storage && !strncmp(e->field, "disks", 5))
 			snprintf(e->reason + strlen(e->reason), sizeof(e->reason) - strlen(e->reason),

@@ -56,8 +56,9 @@ static bool url_valid(const char *u)
 {
 	size_t n = strlen(u);
 
-	/* http://HOST:PORT, no path: moves talk to /v1/... on it. */
-	return n > 7 && n < 256 && !strncmp(u, "http://", 7) && !strchr(u + 7, '/') &&
+	/* https://HOST:PORT, no path: moves talk to /v1/... on it (HTTPS with
+	 * mutual TLS only: plain http:// peers are refused). */
+	return n > 8 && n < 256 && !strncmp(u, "https://", 8) && !strchr(u + 8, '/') &&
 	       strcspn(u, " \t\r\n\"\\") == n;
 }
 
@@ -81,7 +82,7 @@ int sup_host_add(struct sup *s, json_t *body, json_t **out, struct cerr *e)
 	if (!name || !vmdef_name_valid(name))
 		return cerr_set(e, CERR_INVALID, "name", "1-63 of A-Za-z0-9._-, first a letter or digit");
 	if (!url || !url_valid(url))
-		return cerr_set(e, CERR_INVALID, "url", "expected http://ADDRESS:PORT (the peer cellad's "
+		return cerr_set(e, CERR_INVALID, "url", "expected https://ADDRESS:PORT (the peer cellad's "
 				"TCP API)");
 	if (!token || strlen(token) < 16 || strlen(token) > 255 ||
 	    strcspn(token, " \t\r\n") != strlen(token))
@@ -175,6 +176,17 @@ static int parse_move(struct move *m, json_t *body, const char **to, struct cerr
 	if (!*to)
 		return cerr_set(e, CERR_INVALID, "to", "required: the host to move to");
 	return 0;
+}
+
+/* The peer to call for a host entry (the entry keeps the strings). */
+static void peer_from_host(struct sup *s, json_t *host, struct peer *p)
+{
+	p->name = json_string_value(json_object_get(host, "name"));
+	p->url = json_string_value(json_object_get(host, "url"));
+	p->token = json_string_value(json_object_get(host, "token"));
+	p->cert = s->conf.tls_cert;
+	p->key = s->conf.tls_key;
+	p->ca = s->conf.tls_ca;
 }
 
 /* The host entry, or NULL (e set). Lock held. */
@@ -522,23 +534,22 @@ static int move_check(struct move *m, const char *to, struct cerr *e)
 
 	if (lifecycle_request_check(m->quick ? REQ_MOVE_QUICK : REQ_MOVE_LIVE, vm->state, e))
 		return -1;
-	if (!m->quick && (!m->s->conf.tls_cert || !m->s->conf.tls_key || !m->s->conf.tls_ca))
-		return cerr_set(e, CERR_CONFLICT, "tls", "live moves need this cellad's TLS material "
-				"(--tls-cert, --tls-key, --tls-ca); or use quick");
+	if (!m->s->conf.tls_cert || !m->s->conf.tls_key || !m->s->conf.tls_ca)
+		return cerr_set(e, CERR_CONFLICT, "tls", "moves need this cellad's TLS material "
+				"(--tls-cert, --tls-key, --tls-ca): hosts talk over mutual TLS only");
 	if (m->storage && vm->def.checkpoint[0])
 		return cerr_set(e, CERR_CONFLICT, "include_storage", "the VM has checkpoints: its disks are "
 				"layered images; delete the checkpoints first");
 	m->host = find_host(m->s, to, e);
 	if (!m->host)
 		return -1;
-	m->peer.name = json_string_value(json_object_get(m->host, "name"));
-	m->peer.url = json_string_value(json_object_get(m->host, "url"));
-	m->peer.token = json_string_value(json_object_get(m->host, "token"));
+	peer_from_host(m->s, m->host, &m->peer);
 	{
 		/* The destination's certificate must carry the name (or IP) we
 		 * dial, unless the host entry names it. */
 		const char *tn = json_string_value(json_object_get(m->host, "tls_name"));
-		const char *h = m->peer.url + 7;
+		const char *h = strstr(m->peer.url, "://") ? strstr(m->peer.url, "://") + 3
+							   : m->peer.url;
 
 		if (tn)
 			snprintf(m->tls_name, sizeof(m->tls_name), "%s", tn);
@@ -696,9 +707,7 @@ static enum job_outcome move_out_recover(struct sup *s, struct vmrt *vm,
 		snprintf(detail, len, "the destination %s is no longer known: %s", to, e.reason);
 		return JOB_FAILED;
 	}
-	m.peer.name = json_string_value(json_object_get(m.host, "name"));
-	m.peer.url = json_string_value(json_object_get(m.host, "url"));
-	m.peer.token = json_string_value(json_object_get(m.host, "token"));
+	peer_from_host(s, m.host, &m.peer);
 	if (!m.quick)
 		wait_migration(&m);
 	if ((!m.quick && vm->exit_status == WORKER_EXIT_MIGRATED && !vm_state_active(vm->state)) ||

@@ -1,4 +1,4 @@
-/* peer.c: requests to a peer cellad over HTTP (libcurl). */
+/* peer.c: requests to a peer cellad over HTTPS with mutual TLS (libcurl). */
 #include "peer.h"
 
 #include <errno.h>
@@ -61,8 +61,16 @@ static int perform(const struct peer *p, const char *method, const char *path, l
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, PEER_CONNECT_TIMEOUT_S);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
-	/* Plain HTTP only: never follow a redirect elsewhere with the token. */
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http");
+	/* HTTPS only, TLS 1.3, both sides' certificates from the pool's CA;
+	 * never follow a redirect elsewhere with the token. */
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
+	curl_easy_setopt(h, CURLOPT_CAINFO, p->ca);
+	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+	curl_easy_setopt(h, CURLOPT_SSLCERT, p->cert);
+	curl_easy_setopt(h, CURLOPT_SSLKEY, p->key);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	rc = curl_easy_perform(h);
 	if (rc == CURLE_OK) {

@@ -1,6 +1,7 @@
 /* peer.h: cellad's client for another host's cellad (moves): JSON requests
- * and streamed file uploads over its TCP API, with its bearer token
- * (libcurl; curl_global_init runs in main before any thread). */
+ * and streamed file uploads over its HTTPS API: mutual TLS 1.3 (this host's
+ * certificate, the peers' CA, the peer's name checked), and its bearer
+ * token (libcurl; curl_global_init runs in main before any thread). */
 #pragma once
 #include <stdint.h>
 
@@ -10,8 +11,10 @@
 
 struct peer {
 	const char *name;   /* for messages */
-	const char *url;    /* http://ADDR:PORT */
+	const char *url;    /* https://ADDR:PORT */
 	const char *token;
+	/* This host's certificate and key, and the CA peers are checked against. */
+	const char *cert, *key, *ca;
 };
 
 /* One request; body (not consumed) may be NULL. Returns 0 once an answer

@@ -395,6 +395,10 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	json_t *cfg;
 	pid_t pid;
 
+	/* Again at every start: a file in a storage location may have been
+	 * replaced (by a symlink out of it, a new backing file) since. */
+	if (sup_check_paths(s, &vm->def, NULL, ROLE_ADMIN, e))
+		return -1;
 	if (build_argv(s, vm, argv, ARRAY_SIZE(argv), store))
 		return cerr_set(e, CERR_INTERNAL, "", "worker command line too long");
 	cfg = vmdef_worker_config(&vm->def);

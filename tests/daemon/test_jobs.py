@@ -256,7 +256,7 @@ def move_case(args, net, certs, point, crash_side, storage=False):
     a2 = b2 = None
     tmp = tempfile.mkdtemp(prefix="cella-jobs-mv-")
     try:
-        a.cli("host", "add", "b", "--url", f"http://{test_move.ADDR['b']}:{test_move.PORT}",
+        a.cli("host", "add", "b", "--url", f"https://{test_move.ADDR['b']}:{test_move.PORT}",
               "--token-file", f"{certs}/b.token")
         disks = []
         if storage:

@@ -154,9 +154,17 @@ def raw_garbage(d):
 
 
 def tcp_token(args):
-    """The TCP listener: every request needs the bearer token."""
+    """The TCP listener (HTTPS): every request needs the bearer token."""
     import http.client
     import os
+    import shutil
+    import ssl
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "security"))
+    from tlsutil import make_pki
+    if not shutil.which("openssl"):
+        log("SKIP (loud): the TCP token check needs 'openssl' for the HTTPS certificates")
+        return
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
@@ -166,13 +174,17 @@ def tcp_token(args):
         token = os.path.join(d.dir, "token")
         with open(token, "w") as f:
             f.write("s3cret-token-0123456789\n")
+        make_pki(d.dir)
         d.config["tcp"] = {"address": "127.0.0.1", "port": port, "token_file": token}
+        d.config["tls"] = {"cert": f"{d.dir}/server.pem", "key": f"{d.dir}/server.key",
+                           "ca": f"{d.dir}/ca.pem"}
         d.start()
+        ctx = ssl.create_default_context(cafile=f"{d.dir}/ca.pem")
         for hdr, want in (({}, 401), ({"Authorization": "Bearer wrong"}, 401),
                           ({"Authorization": "Basic s3cret-token-0123456789"}, 401),
                           ({"Authorization": "Bearer s3cret-token-0123456789x"}, 401),
                           ({"Authorization": "Bearer s3cret-token-0123456789"}, 200)):
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
             c.request("GET", "/v1/vms", headers=hdr)
             r = c.getresponse()
             body = r.read()

@@ -265,14 +265,14 @@ def live_with_storage(a, b):
 
 def failures(a, b, args):
     # The destination refuses: wrong token.
-    a.cli("host", "add", "b-badtoken", "--url", f"http://{ADDR['b']}:{PORT}", "--token",
+    a.cli("host", "add", "b-badtoken", "--url", f"https://{ADDR['b']}:{PORT}", "--token",
           "not-the-right-token-at-all")
     p = move_cli(a, "mw", "--to", "b-badtoken", expect=1)
     check("401" in p.stderr or "token" in p.stderr, f"wrong token refused: {p.stderr.strip()}")
     still_running_here(a, b, "mw", "wrong token")
 
     # TLS refuses: B's certificate does not carry the name A expects.
-    a.cli("host", "add", "b-badname", "--url", f"http://{ADDR['b']}:{PORT}", "--token-file",
+    a.cli("host", "add", "b-badname", "--url", f"https://{ADDR['b']}:{PORT}", "--token-file",
           os.path.join(args["certs"], "b.token"), "--tls-name", "somebody-else")
     p = move_cli(a, "mw", "--to", "b-badname", expect=1)
     check("failed" in p.stderr, f"wrong certificate name refused: {p.stderr.strip()}")
@@ -319,9 +319,9 @@ def test(args):
         net.up()
         with NsDaemon(args, "a", net.ns["a"], certs) as a, \
                 NsDaemon(args, "b", net.ns["b"], certs) as b:
-            a.cli("host", "add", "b", "--url", f"http://{ADDR['b']}:{PORT}", "--token-file",
+            a.cli("host", "add", "b", "--url", f"https://{ADDR['b']}:{PORT}", "--token-file",
                   f"{certs}/b.token")
-            b.cli("host", "add", "a", "--url", f"http://{ADDR['a']}:{PORT}", "--token-file",
+            b.cli("host", "add", "a", "--url", f"https://{ADDR['a']}:{PORT}", "--token-file",
                   f"{certs}/a.token")
             hosts = json.loads(a.cli("--json", "host", "list").stdout)["hosts"]
             check([h["name"] for h in hosts] == ["b"] and "token" not in hosts[0],

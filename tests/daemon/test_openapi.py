@@ -38,7 +38,7 @@ def test(args):
     with Daemon(args) as d:
         def call(method, template, name=None, sub=None, **kw):
             path = template.replace("{name}", name or "x")
-            path = re.sub(r"\{(disk|checkpoint|host)\}", sub or "x", path)
+            path = re.sub(r"\{(disk|checkpoint|host|file)\}", sub or "x", path)
             r = d.request(method, path, **kw)
             seen.setdefault((method, template), []).append(r)
             return r
@@ -71,6 +71,9 @@ def test(args):
         call("GET", "/v1/vms/{name}/metrics", "oa")
         call("GET", "/v1/vms/{name}/metrics", "nope")
         call("GET", "/metrics")
+        call("GET", "/ui")
+        call("GET", "/ui/{file}", sub="index.html")
+        call("GET", "/ui/{file}", sub="..x")
         call("POST", "/v1/vms/{name}/resume", "oa")
         call("POST", "/v1/vms/{name}/pause", "oa")
         call("POST", "/v1/vms/{name}/pause", "oa")
@@ -126,7 +129,7 @@ def test(args):
         # Peer hosts and moves (one cellad: the destination side is driven
         # by hand, as a source cellad would).
         call("GET", "/v1/hosts")
-        call("POST", "/v1/hosts", body={"name": "peer", "url": "http://127.0.0.1:1",
+        call("POST", "/v1/hosts", body={"name": "peer", "url": "https://127.0.0.1:1",
                                         "token": "0123456789abcdef"})
         call("POST", "/v1/hosts", body={"name": "peer", "url": "ftp://x"})
         call("POST", "/v1/hosts", raw=b"{}", headers={"Content-Type": "text/plain"})

@@ -36,6 +36,31 @@ int admission_reserve(struct sup *s, struct vmrt *vm, struct cerr *e)
 	return ret;
 }
 
+void admission_release(struct sup *s, struct vmrt *vm)
+{
+	if (vm_state_active(vm->state) || !vm->committed_mib)
+		return;
+	pthread_mutex_lock(&s->adm_lock);
+	s->committed_mib -= MIN(s->committed_mib, vm->committed_mib);
+	vm->committed_mib = 0;
+	pthread_mutex_unlock(&s->adm_lock);
+}
+
+int admission_check(struct sup *s, uint64_t memory_mib, struct cerr *e)
+{
+	uint64_t need = memory_mib + s->conf.memory_overhead_mib;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->adm_lock);
+	if (s->committed_mib + need > s->capacity_mib)
+		ret = cerr_set(e, CERR_CAPACITY, "memory_mib", "not enough memory on this host: "
+			       "the VM needs %llu MiB, %llu of %llu MiB are committed to running VMs",
+			       (unsigned long long)need, (unsigned long long)s->committed_mib,
+			       (unsigned long long)s->capacity_mib);
+	pthread_mutex_unlock(&s->adm_lock);
+	return ret;
+}
+
 /* Keep s->committed_mib in step with what is active. */
 static void admission_follow(struct sup *s, struct vmrt *vm, bool was, bool now)
 {

@@ -649,8 +649,10 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		/* A job: a cellad that dies here is followed by one that reports
 		 * how the start ended (adoption finished it, or the worker did
 		 * not live). */
-		if (job_begin(s, vm, "start", NULL, &job, e))
+		if (job_begin(s, vm, "start", NULL, &job, e)) {
+			admission_release(s, vm);
 			break;
+		}
 		vm->restore = vm->state == VS_SAVED;
 		vm->stop_requested = vm->reset_requested = false;
 		vm->burst = 0;

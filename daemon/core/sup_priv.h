@@ -148,6 +148,11 @@ void lifecycle_load(struct sup *s, struct vmrt *vm, enum vm_state st);
  * the VM stops being active; a VM that becomes active without a reservation
  * (adopted, restarted) is counted without a check. */
 int admission_reserve(struct sup *s, struct vmrt *vm, struct cerr *e);
+/* Give back a reservation a start did not use (the VM is not active). */
+void admission_release(struct sup *s, struct vmrt *vm);
+/* Whether a VM of memory_mib would fit now (a move in, before it exists
+ * here). 0, or -1 with e set like admission_reserve. */
+int admission_check(struct sup *s, uint64_t memory_mib, struct cerr *e);
 json_t *sup_vm_json(struct sup *s, struct vmrt *vm);
 int64_t sup_now_wall(void);
 uint64_t sup_mono_ns(void);

@@ -367,6 +367,15 @@ int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, js
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
 	if (parse_prepare(s, body, &def, in, e))
 		goto fail;
+	/* Admission: the host must have room for it before anything is made
+	 * (vmdef_from_json checks the field itself). */
+	{
+		json_t *m = json_object_get(def, "memory_mib");
+
+		if (json_is_integer(m) && json_integer_value(m) > 0 &&
+		    admission_check(s, (uint64_t)json_integer_value(m), e))
+			goto fail;
+	}
 	/* A peer (admin) moves it in: its paths were the source's to check. */
 	vm = sup_register(s, def, EV_MOVE_IN, in->quick ? "quick" : "live", ROLE_ADMIN, e);
 	if (!vm) {

@@ -661,6 +661,26 @@ static json_t *cp_lookup(struct sup *s, const char *name, const char *cpname, st
 	return cp;
 }
 
+/* Run fn on checkpoint cp of vm as a job of the given kind (its data names
+ * the checkpoint). */
+typedef int (*cp_job_fn)(struct sup *s, struct vmrt *vm, struct job *job, json_t *list,
+                         json_t *cp, struct cerr *e);
+
+static int cp_run_job(struct sup *s, struct vmrt *vm, const char *kind, const char *cpname,
+                      cp_job_fn fn, json_t *list, json_t *cp, struct cerr *e)
+{
+	json_t *data = json_pack("{s:s}", "checkpoint", cpname);
+	struct job job;
+	int ret = job_begin(s, vm, kind, data, &job, e);
+
+	json_decref(data);
+	if (ret)
+		return -1;
+	ret = fn(s, vm, &job, list, cp, e);
+	job_end(s, &job);
+	return ret;
+}
+
 int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **out, struct cerr *e)
 {
 	struct vmrt *vm;
@@ -673,17 +693,7 @@ int sup_cp_apply(struct sup *s, const char *name, const char *cpname, json_t **o
 	if (lifecycle_request_check(REQ_CHECKPOINT_APPLY, vm->state, e)) {
 		goto out;
 	}
-	{
-		json_t *data = json_pack("{s:s}", "checkpoint", cpname);
-		struct job job;
-
-		ret = job_begin(s, vm, "checkpoint-apply", data, &job, e);
-		json_decref(data);
-		if (ret)
-			goto out;
-		ret = cp_apply_locked(s, vm, &job, list, cp, e);
-		job_end(s, &job);
-	}
+	ret = cp_run_job(s, vm, "checkpoint-apply", cpname, cp_apply_locked, list, cp, e);
 	if (!ret)
 		*out = sup_vm_json(s, vm);
 out:
@@ -853,17 +863,7 @@ int sup_cp_delete(struct sup *s, const char *name, const char *cpname, struct ce
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		goto out;
 	}
-	{
-		json_t *data = json_pack("{s:s}", "checkpoint", cpname);
-		struct job job;
-
-		ret = job_begin(s, vm, "checkpoint-delete", data, &job, e);
-		json_decref(data);
-		if (ret)
-			goto out;
-		ret = cp_delete_locked(s, vm, &job, list, cp, e);
-		job_end(s, &job);
-	}
+	ret = cp_run_job(s, vm, "checkpoint-delete", cpname, cp_delete_locked, list, cp, e);
 out:
 	json_decref(list);
 	if (vm)

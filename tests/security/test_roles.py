@@ -19,6 +19,7 @@ import socket
 import tempfile
 
 from cellad import Daemon, check, log, main, skip
+from secutil import call_unix_as
 from tlsutil import make_pki, read_all, tls_connect
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -50,38 +51,6 @@ def request_bytes(method, path, auth=None):
 def status_of(reply):
     m = re.match(rb"HTTP/1\.1 (\d+)", reply)
     return int(m.group(1)) if m else 0
-
-
-def call_unix_as(sock, uid, data):
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(sock)
-            s.sendall(data)
-            reply = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-            os.write(w, reply[:4096])
-        finally:
-            os._exit(0)
-    os.close(w)
-    reply = b""
-    while True:
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        reply += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return reply
 
 
 def call_tcp(data, ca):

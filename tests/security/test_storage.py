@@ -16,11 +16,11 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 
 from cellad import Daemon, check, main, skip
+from secutil import call_unix_as
 
 OPERATOR = 60002
 
@@ -29,34 +29,7 @@ def call_as(sock, uid, method, path, body=None):
     data = json.dumps(body).encode() if body is not None else b""
     req = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(sock)
-            s.sendall(req)
-            out = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-            os.write(w, out[:65536])
-        finally:
-            os._exit(0)
-    os.close(w)
-    out = b""
-    while True:
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        out += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
+    out = call_unix_as(sock, uid, req)
     m = re.match(rb"HTTP/1\.1 (\d+)", out)
     body = out.partition(b"\r\n\r\n")[2]
     try:

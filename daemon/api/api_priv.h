@@ -30,6 +30,7 @@ struct api_request {
 	enum role role;  /* the caller's (server.c, from its identity) */
 	char who[96];        /* the caller, for messages and logs */
 	int ui_dirfd;        /* the web console's directory (O_PATH), or -1 */
+	struct api *api;
 	const char *url;
 	const char *method;
 	const char *body; /* NUL-terminated, or NULL when empty */
@@ -61,7 +62,7 @@ enum MHD_Result api_fail(struct MHD_Connection *c, int http, const char *field, 
 			 ...) __attribute__((format(printf, 4, 5)));
 enum MHD_Result api_reply_text(struct MHD_Connection *c, unsigned status, char *text,
 			       const char *type);
-enum MHD_Result api_reply_stream(struct MHD_Connection *c, struct sup_stream *r, bool events,
+enum MHD_Result api_reply_stream(struct api_request *req, struct sup_stream *r, bool events,
 				 const char *type);
 
 /* request.c: what handlers share. */

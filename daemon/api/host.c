@@ -62,5 +62,5 @@ enum MHD_Result h_events(struct api_request *r, const char *name, int arg)
 		return api_fail(r->c, 400, "vm", "not a valid VM name");
 	if (sup_events_open(r->sup, since, vm, follow, &st))
 		return api_fail(r->c, 500, "", "out of memory");
-	return api_reply_stream(r->c, st, true, "application/x-ndjson");
+	return api_reply_stream(r, st, true, "application/x-ndjson");
 }

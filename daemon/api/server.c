@@ -14,6 +14,8 @@
 #include <grp.h>
 #include <stdarg.h>
 #include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,15 @@ struct api {
 	struct api_conf conf;
 	struct sup *sup;
 	struct listener unix_l, tcp_l;
+	/* Streams, parked or not (stream_ctx), and the ticker that resumes them;
+	 * requests whose handler runs on its own thread, counted. */
+	pthread_mutex_t st_lock;
+	pthread_cond_t st_cond;
+	struct stream_ctx *streams;
+	bool stopping;
+	pthread_t ticker;
+	bool ticker_started;
+	unsigned handlers; /* (st_lock) handler threads running */
 	char *cert_pem, *key_pem, *ca_pem; /* TCP's TLS material, read at start */
 	int ui_dirfd;                      /* conf.ui_dir (O_PATH), or -1 */
 };
@@ -51,6 +62,9 @@ struct req {
 	bool too_big;
 	bool refused;       /* answered on the headers (400, 401, 403): the body is dropped */
 	enum role role; /* the caller's, from its identity */
+	bool dispatched;    /* its handler runs (or ran) on a thread of its own */
+	enum MHD_Result result; /* what the handler returned */
+	struct api_request ar;  /* the handler's request (lives with the connection) */
 	bool peer;          /* TCP: a certificate of the peers' CA */
 	char who[96];
 	/* streamed uploads */
@@ -140,51 +154,122 @@ enum MHD_Result api_reply_text(struct MHD_Connection *c, unsigned status, char *
 	return queue(c, status, r);
 }
 
+/* Streams (console, events) hold no thread: with nothing to send, the
+ * content reader parks its connection (MHD_suspend_connection) and arms a
+ * wake; new output, an event, the VM's end or cellad stopping resumes it.
+ * A ticker resumes parked streams every STREAM_TICK_S too, for the events'
+ * heartbeat and to notice clients that left (MHD does not watch a parked
+ * socket). */
+#define STREAM_TICK_S      5
+#define STREAM_HEARTBEAT_S 15
+
 struct stream_ctx {
+	struct api *api;
+	struct MHD_Connection *c;
 	struct sup_stream *r;
 	int fd;             /* the client's socket, to notice it leaving */
-	bool heartbeat;     /* events: "\n" after 15 s of silence */
-	int idle_ms;
+	bool heartbeat;     /* events: "\n" after STREAM_HEARTBEAT_S of silence */
+	time_t last;        /* CLOCK_MONOTONIC seconds of the last bytes sent */
+	struct stream_ctx *next; /* api->streams (api->st_lock) */
 };
+
+static time_t mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* The core (or the ticker) says there may be more: resume the connection
+ * the reader parked. Called exactly once per arm. */
+static void stream_wake(void *arg)
+{
+	struct stream_ctx *sc = arg;
+
+	MHD_resume_connection(sc->c);
+}
 
 static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct stream_ctx *sc = cls;
+	struct pollfd p = { .fd = sc->fd, .events = POLLRDHUP };
+	ssize_t n;
 
 	(void)pos;
-	for (;;) {
-		struct pollfd p = { .fd = sc->fd, .events = POLLRDHUP };
-		ssize_t n;
-
-		if (sc->fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		n = sup_stream_read(sc->r, buf, max, 1000);
-		if (n > 0) {
-			sc->idle_ms = 0;
-			return n;
-		}
-		if (n < 0)
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		sc->idle_ms += 1000;
-		if (sc->heartbeat && sc->idle_ms >= 15000) {
-			sc->idle_ms = 0;
-			buf[0] = '\n';
-			return 1;
-		}
+	if (sc->fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	n = sup_stream_read(sc->r, buf, max, 0);
+	if (n > 0) {
+		sc->last = mono_s();
+		return n;
 	}
+	if (n < 0)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (sc->heartbeat && mono_s() - sc->last >= STREAM_HEARTBEAT_S) {
+		sc->last = mono_s();
+		buf[0] = '\n';
+		return 1;
+	}
+	/* Nothing now: park until woken. Data that came between the read and
+	 * the arm makes arm fail: resume at once then. */
+	MHD_suspend_connection(sc->c);
+	if (!sup_stream_arm(sc->r))
+		MHD_resume_connection(sc->c);
+	return 0;
 }
 
 static void stream_free(void *cls)
 {
 	struct stream_ctx *sc = cls;
 
+	pthread_mutex_lock(&sc->api->st_lock);
+	for (struct stream_ctx **pp = &sc->api->streams; *pp; pp = &(*pp)->next) {
+		if (*pp == sc) {
+			*pp = sc->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&sc->api->st_lock);
 	sup_stream_close(sc->r);
 	free(sc);
 }
 
-enum MHD_Result api_reply_stream(struct MHD_Connection *c, struct sup_stream *r, bool events,
+/* Resume every parked stream (heartbeats, clients that left, stopping). */
+static void streams_tick(struct api *a)
+{
+	pthread_mutex_lock(&a->st_lock);
+	for (struct stream_ctx *sc = a->streams; sc; sc = sc->next)
+		if (sup_stream_disarm(sc->r))
+			MHD_resume_connection(sc->c);
+	pthread_mutex_unlock(&a->st_lock);
+}
+
+static void *ticker_main(void *opaque)
+{
+	struct api *a = opaque;
+
+	pthread_mutex_lock(&a->st_lock);
+	while (!a->stopping) {
+		struct timespec dl;
+
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += STREAM_TICK_S;
+		pthread_cond_timedwait(&a->st_cond, &a->st_lock, &dl);
+		if (a->stopping)
+			break;
+		pthread_mutex_unlock(&a->st_lock);
+		streams_tick(a);
+		pthread_mutex_lock(&a->st_lock);
+	}
+	pthread_mutex_unlock(&a->st_lock);
+	return NULL;
+}
+
+enum MHD_Result api_reply_stream(struct api_request *req, struct sup_stream *r, bool events,
 				 const char *type)
 {
+	struct MHD_Connection *c = req->c;
 	struct stream_ctx *sc = calloc(1, sizeof(*sc));
 	const union MHD_ConnectionInfo *ci;
 	struct MHD_Response *resp;
@@ -194,9 +279,17 @@ enum MHD_Result api_reply_stream(struct MHD_Connection *c, struct sup_stream *r,
 		return MHD_NO;
 	}
 	sc->r = r;
+	sc->c = c;
+	sc->api = req->api;
 	sc->heartbeat = events;
+	sc->last = mono_s();
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	sc->fd = ci ? ci->connect_fd : -1;
+	sup_stream_set_wake(r, stream_wake, sc);
+	pthread_mutex_lock(&sc->api->st_lock);
+	sc->next = sc->api->streams;
+	sc->api->streams = sc;
+	pthread_mutex_unlock(&sc->api->st_lock);
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_cb, sc,
 						 stream_free);
 	if (!resp) {
@@ -351,13 +444,58 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
 	return (size_t)(out - s);
 }
 
+/* A handler may wait (a worker's answer, a move): it runs on a thread of
+ * its own while its connection is parked, so the event loop never blocks.
+ * MHD lets a parked connection be given its response from any thread; the
+ * resume then sends it. Idle connections and streams hold no thread. */
+static void *handler_main(void *opaque)
+{
+	struct req *rq = opaque;
+	struct MHD_Connection *c = rq->ar.c;
+	struct api *a = rq->ar.api;
+
+	rq->result = api_route(&rq->ar);
+	MHD_resume_connection(c);
+	pthread_mutex_lock(&a->st_lock);
+	a->handlers--;
+	pthread_cond_broadcast(&a->st_cond);
+	pthread_mutex_unlock(&a->st_lock);
+	return NULL;
+}
+
+static enum MHD_Result dispatch(struct api *a, struct req *rq)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int ret;
+
+	rq->dispatched = true;
+	MHD_suspend_connection(rq->ar.c);
+	pthread_mutex_lock(&a->st_lock);
+	a->handlers++;
+	pthread_mutex_unlock(&a->st_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&t, &attr, handler_main, rq);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		/* No thread: answer here, on the event loop. */
+		log_warn("api: no thread for a request (%s); answering inline", strerror(ret));
+		pthread_mutex_lock(&a->st_lock);
+		a->handlers--;
+		pthread_mutex_unlock(&a->st_lock);
+		rq->result = api_route(&rq->ar);
+		MHD_resume_connection(rq->ar.c);
+	}
+	return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **con_cls)
 {
 	struct listener *l = cls;
 	struct req *rq = *con_cls;
-	struct api_request ar;
 
 	(void)version;
 	if (!rq) {
@@ -434,14 +572,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (rq->too_big)
 		return api_fail(c, 413, "", "request body larger than %zu bytes",
 				l->api->conf.max_body);
-	ar = (struct api_request){ .c = c, .role = rq->role, .url = url, .method = method,
-				   .body = rq->body, .len = rq->len, .sup = l->api->sup,
-				   .upload_fd = rq->up_fd, .upload_bytes = rq->up_bytes,
-				   .ui_dirfd = l->api->ui_dirfd };
-	snprintf(ar.who, sizeof(ar.who), "%s", rq->who);
+	if (rq->dispatched) /* resumed without a response: the handler failed */
+		return rq->result;
+	rq->ar = (struct api_request){ .c = c, .role = rq->role, .url = url, .method = method,
+				       .body = rq->body, .len = rq->len, .sup = l->api->sup,
+				       .upload_fd = rq->up_fd, .upload_bytes = rq->up_bytes,
+				       .ui_dirfd = l->api->ui_dirfd, .api = l->api };
+	snprintf(rq->ar.who, sizeof(rq->ar.who), "%s", rq->who);
 	rq->up_fd = -1; /* the handler closes it */
-	local_address(c, ar.local_addr, sizeof(ar.local_addr));
-	return api_route(&ar);
+	local_address(c, rq->ar.local_addr, sizeof(rq->ar.local_addr));
+	return dispatch(l->api, rq);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -485,8 +625,10 @@ static int api_unix_listen(const struct api_conf *conf)
 static struct MHD_Daemon *start_mhd(struct listener *l, int fd, const struct sockaddr_in *sin,
 				    unsigned port)
 {
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_POLL | MHD_USE_ERROR_LOG;
+	/* One event loop per listener; handlers get a thread each while they
+	 * run (dispatch), streams none. */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
 	if (fd >= 0)
 		return MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
@@ -550,6 +692,10 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 	a->conf = *conf;
 	a->sup = s;
 	a->ui_dirfd = -1;
+	pthread_mutex_init(&a->st_lock, NULL);
+	pthread_cond_init(&a->st_cond, NULL);
+	if (pthread_create(&a->ticker, NULL, ticker_main, a) == 0)
+		a->ticker_started = true;
 	if (conf->ui_dir) {
 		a->ui_dirfd = open(conf->ui_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (a->ui_dirfd < 0) {
@@ -610,6 +756,18 @@ void api_stop(struct api *a)
 {
 	if (!a)
 		return;
+	/* MHD must not stop with parked connections: let running handlers
+	 * finish (they resume theirs), end the streams (the core is quiescing:
+	 * a resumed stream reads its end). */
+	pthread_mutex_lock(&a->st_lock);
+	a->stopping = true;
+	pthread_cond_broadcast(&a->st_cond);
+	while (a->handlers)
+		pthread_cond_wait(&a->st_cond, &a->st_lock);
+	pthread_mutex_unlock(&a->st_lock);
+	if (a->ticker_started)
+		pthread_join(a->ticker, NULL);
+	streams_tick(a);
 	if (a->tcp_l.d)
 		MHD_stop_daemon(a->tcp_l.d);
 	if (a->unix_l.d)

@@ -128,7 +128,7 @@ enum MHD_Result h_console(struct api_request *r, const char *name, int arg)
 		return res;
 	if (sup_console_open(r->sup, name, (size_t)history, follow, &st, &e))
 		return api_reply_error(r->c, &e);
-	return api_reply_stream(r->c, st, false, "application/octet-stream");
+	return api_reply_stream(r, st, false, "application/octet-stream");
 }
 
 enum MHD_Result h_console_input(struct api_request *r, const char *name, int arg)

@@ -56,6 +56,7 @@ void sup_vm_unref(struct sup *s, struct vmrt *vm)
 void sup_vm_changed(struct vmrt *vm)
 {
 	pthread_cond_broadcast(&vm->changed);
+	sup_streams_wake(vm->readers);
 }
 
 struct vmrt *sup_vm_lock_name(struct sup *s, const char *name, struct cerr *e)
@@ -148,6 +149,7 @@ void sup_emit_named(struct sup *s, const char *vm, const char *state, const char
 		ev->line = NULL;
 	free(js);
 	pthread_cond_broadcast(&s->ev_changed);
+	sup_streams_wake(s->ev_readers);
 	pthread_mutex_unlock(&s->ev_lock);
 	log_info("vm %s: %s%s%s", vm[0] ? vm : "-", event, detail && *detail ? ": " : "",
 		 detail ? detail : "");
@@ -771,6 +773,7 @@ static void wake_all(struct sup *s)
 	sup_vm_unpin_all(s, all, n);
 	pthread_mutex_lock(&s->ev_lock);
 	pthread_cond_broadcast(&s->ev_changed);
+	sup_streams_wake(s->ev_readers);
 	pthread_mutex_unlock(&s->ev_lock);
 }
 

@@ -155,3 +155,14 @@ int sup_events_open(struct sup *s, int64_t since, const char *vm_filter, bool fo
  * byte count, 0 when nothing came in time, or -1 at the end of the stream. */
 ssize_t sup_stream_read(struct sup_stream *r, char *buf, size_t max, int timeout_ms);
 void sup_stream_close(struct sup_stream *r);
+/* For readers that do not wait in sup_stream_read (an event loop): fn(arg)
+ * is called, once per sup_stream_arm, when the stream may have more to
+ * read (new output or events, its VM gone, cellad stopping). fn runs on the
+ * core's threads with its locks held: it must only schedule (resume). */
+void sup_stream_set_wake(struct sup_stream *r, void (*fn)(void *arg), void *arg);
+/* Ask to be woken. Returns false when the stream has something to read
+ * already (then no wake comes: read again). */
+bool sup_stream_arm(struct sup_stream *r);
+/* Take back an armed wake: true when it was still armed (no wake came and
+ * none will), false when a wake came or is coming. */
+bool sup_stream_disarm(struct sup_stream *r);

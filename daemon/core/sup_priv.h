@@ -75,6 +75,7 @@ struct vmrt {
 	char pause_reason[256]; /* "api", "storage: ID: ...", ... ("" when running) */
 	uint64_t committed_mib;  /* what this VM counts in s->committed_mib (0: nothing) */
 	json_t *disk_status;   /* the worker's last "disks" status (errors), or NULL */
+	struct sup_stream *readers; /* console streams with a wake (worker/stream.c) */
 	int incoming_fd;       /* listening socket for the next spawn's --incoming, or -1 */
 	struct sup_incoming *incoming; /* a VM moving in (state incoming), or NULL */
 	struct vmrt *next;
@@ -102,6 +103,7 @@ struct sup {
 	atomic_bool shutting_down;
 	pthread_mutex_t ev_lock;  /* events, next_seq (a leaf) */
 	pthread_cond_t ev_changed; /* (ev_lock) a new event, or shutting down */
+	struct sup_stream *ev_readers; /* (ev_lock) event streams with a wake */
 	struct sup_event events[SUP_EVENTS];
 	int64_t next_seq;
 	atomic_ullong next_job;   /* job ids: KIND-TIME-N */
@@ -221,6 +223,8 @@ void sup_monitor_stop(struct sup *s);
 void sup_unwatch(struct sup *s, struct vmrt *vm);
 uint64_t proc_start_time(pid_t pid, bool *zombie);
 
-/* sup_stream.c */
+/* worker/stream.c: wake the streams that wait on vm (its lock held), on
+ * the event ring (ev_lock held). */
+void sup_streams_wake(struct sup_stream *head);
 void conbuf_append(struct conbuf *b, const char *p, size_t n);
 void conbuf_free(struct conbuf *b);

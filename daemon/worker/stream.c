@@ -1,8 +1,10 @@
-/* sup_stream.c: console history and streams, console input, and the event
- * stream. Readers wait on the supervisor's condition variable. */
+/* stream.c: console history and streams, console input, and the event
+ * stream. A reader waits in sup_stream_read (on its VM's condition, or the
+ * event ring's), or, in an event loop, arms a wake and is called back. */
 #include "sup_priv.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,7 +21,58 @@ struct sup_stream {
 	char vm_filter[VMDEF_NAME_MAX + 1];
 	char *pending;        /* events: rest of a line that did not fit */
 	size_t pending_off;
+	void (*wake)(void *arg); /* an event loop's reader (sup_stream_set_wake) */
+	void *wake_arg;
+	atomic_bool armed;
+	struct sup_stream *next_reader; /* vm->readers or s->ev_readers */
 };
+
+void sup_streams_wake(struct sup_stream *head)
+{
+	for (struct sup_stream *r = head; r; r = r->next_reader)
+		if (atomic_exchange(&r->armed, false))
+			r->wake(r->wake_arg);
+}
+
+/* The lock over the list r is on. */
+static pthread_mutex_t *reader_lock(struct sup_stream *r)
+{
+	return r->vm ? &r->vm->lock : &r->s->ev_lock;
+}
+
+static struct sup_stream **reader_list(struct sup_stream *r)
+{
+	return r->vm ? &r->vm->readers : &r->s->ev_readers;
+}
+
+void sup_stream_set_wake(struct sup_stream *r, void (*fn)(void *arg), void *arg)
+{
+	pthread_mutex_lock(reader_lock(r));
+	r->wake = fn;
+	r->wake_arg = arg;
+	r->next_reader = *reader_list(r);
+	*reader_list(r) = r;
+	pthread_mutex_unlock(reader_lock(r));
+}
+
+static bool stream_ready(struct sup_stream *r);
+
+bool sup_stream_arm(struct sup_stream *r)
+{
+	bool ready;
+
+	pthread_mutex_lock(reader_lock(r));
+	ready = stream_ready(r);
+	if (!ready)
+		atomic_store(&r->armed, true);
+	pthread_mutex_unlock(reader_lock(r));
+	return !ready;
+}
+
+bool sup_stream_disarm(struct sup_stream *r)
+{
+	return atomic_exchange(&r->armed, false);
+}
 
 void conbuf_append(struct conbuf *b, const char *p, size_t n)
 {
@@ -171,6 +224,19 @@ static size_t stream_take(struct sup_stream *r, char *buf, size_t max)
 	return n;
 }
 
+/* Whether a read would not wait: data, the end, or cellad stopping (the
+ * reader's lock held). */
+static bool stream_ready(struct sup_stream *r)
+{
+	struct sup *s = r->s;
+
+	if (s->shutting_down || !r->follow)
+		return true;
+	if (r->vm)
+		return r->pos < r->vm->con.total || console_ended(r->vm);
+	return r->pending || r->seq < s->next_seq;
+}
+
 ssize_t sup_stream_read(struct sup_stream *r, char *buf, size_t max, int timeout_ms)
 {
 	struct sup *s = r->s;
@@ -209,6 +275,16 @@ void sup_stream_close(struct sup_stream *r)
 {
 	if (!r)
 		return;
+	if (r->wake) {
+		pthread_mutex_lock(reader_lock(r));
+		for (struct sup_stream **pp = reader_list(r); *pp; pp = &(*pp)->next_reader) {
+			if (*pp == r) {
+				*pp = r->next_reader;
+				break;
+			}
+		}
+		pthread_mutex_unlock(reader_lock(r));
+	}
 	if (r->vm)
 		sup_vm_unref(r->s, r->vm);
 	free(r->pending);

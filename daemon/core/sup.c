@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "log.h"
 #include "storage.h"
 #include "wctl.h"
@@ -463,15 +464,8 @@ out:
 bool sup_wait_until(struct sup *s, struct vmrt *vm, bool (*pred)(struct vmrt *, unsigned),
 		       unsigned arg, int timeout_ms)
 {
-	struct timespec dl;
+	struct timespec dl = deadline_after_ms(timeout_ms);
 
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
 	while (!pred(vm, arg)) {
 		if (pthread_cond_timedwait(&vm->changed, &vm->lock, &dl) == ETIMEDOUT)
 			return pred(vm, arg);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "log.h"
 #include "wctl.h"
 
@@ -108,12 +109,7 @@ static void *poller_main(void *opaque)
 		for (size_t i = 0; i < n && !s->shutting_down; i++)
 			poll_one(s, all[i]);
 		sup_vm_unpin_all(s, all, n);
-		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_nsec += POLL_INTERVAL_MS * 1000000L;
-		if (dl.tv_nsec >= 1000000000L) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000L;
-		}
+		dl = deadline_after_ms(POLL_INTERVAL_MS);
 		pthread_mutex_lock(&s->reg_lock);
 		while (!s->shutting_down &&
 		       pthread_cond_timedwait(&s->poll_wake, &s->reg_lock, &dl) != ETIMEDOUT)

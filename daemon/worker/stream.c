@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "log.h"
 
 struct sup_stream {
@@ -240,16 +241,9 @@ static bool stream_ready(struct sup_stream *r)
 ssize_t sup_stream_read(struct sup_stream *r, char *buf, size_t max, int timeout_ms)
 {
 	struct sup *s = r->s;
-	struct timespec dl;
+	struct timespec dl = deadline_after_ms(timeout_ms);
 	size_t n;
 
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (dl.tv_nsec >= 1000000000) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000;
-	}
 	/* A console waits on its VM, the event stream on the event ring. */
 	pthread_mutex_t *lock = r->vm ? &r->vm->lock : &s->ev_lock;
 	pthread_cond_t *cond = r->vm ? &r->vm->changed : &s->ev_changed;

@@ -13,3 +13,4 @@
 #define CONF_TAP_NAME_MAX  15                /* IFNAMSIZ - 1 */
 #define CONF_QOS_MAX       (1ULL << 40)      /* upper bound of every QoS figure */
 #define CONF_MAX_DEVICES   32                /* --device / "devices" entries */
+#define CONF_VIRTIO_IRQS   19                /* interrupt lines for virtio devices (GSI 5-23) */

@@ -291,6 +291,19 @@ static void gen_uuid(char out[37])
 	out[n == 36 ? 36 : 0] = 0;
 }
 
+/* The worker's rule (vmm/core/devtype.c), said at definition time: every
+ * virtio device (disks, NICs, rng) needs one of the interrupt lines. */
+static int check_devices(const struct vmdef *d, struct cerr *e)
+{
+	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0);
+
+	if (n > CONF_VIRTIO_IRQS)
+		return cerr_set(e, CERR_INVALID, d->nr_nics ? "nics" : "disks",
+				"too many devices: %u need an interrupt line, %d are available "
+				"(disks, NICs and rng together)", n, CONF_VIRTIO_IRQS);
+	return 0;
+}
+
 int vmdef_from_json(struct vmdef *d, json_t *body, struct cerr *e)
 {
 	const char *key;
@@ -311,7 +324,7 @@ int vmdef_from_json(struct vmdef *d, json_t *body, struct cerr *e)
 		gen_uuid(d->uuid);
 	if (!d->uuid[0])
 		return cerr_set(e, CERR_INTERNAL, "uuid", "cannot generate a UUID");
-	return 0;
+	return check_devices(d, e);
 }
 
 int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_changed,
@@ -346,7 +359,7 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 		if (!strcmp(key, "cpu_weight") || !strcmp(key, "cpu_max") || !strcmp(key, "cpus"))
 			*limits_changed = true;
 	}
-	return 0;
+	return check_devices(d, e);
 }
 
 /* The NICs of a definition: the same shape in the API and the worker's

@@ -53,6 +53,9 @@ void devtype_config_names(char *buf, size_t len)
 int devtypes_check(const struct vm_config *cfg, char *err, size_t errlen)
 {
 	const unsigned gsis_free = VM_GSI_MAX - VIRTIO_GSI_FIRST + 1;
+
+	_Static_assert(VM_GSI_MAX - VIRTIO_GSI_FIRST + 1 == CONF_VIRTIO_IRQS,
+		       "conf/limits.h's count of virtio interrupt lines");
 	const unsigned long windows_free = (VIRTIO_MMIO_END - VIRTIO_MMIO_BASE) / VIRTIO_MMIO_SIZE;
 	unsigned gsis = 0;
 	unsigned long windows = 0;

@@ -14,11 +14,18 @@
   network namespaces of two workers differ from each other).
 - A clean stop leaves no "blocked system call" in the worker's log (the
   deferred teardown's close_range used to be).
+- Inside the worker (test-only probe-syscall), an IPv4 socket or a new
+  user namespace ends the worker (seccomp: status 4, the call's number
+  logged); without seccomp the same socket call works, so the probe would
+  notice. io_uring cannot do it either: the disk rings refuse openat,
+  socket and connect (unit test backend-blkio).
 """
 
 import ctypes
 import errno
+import json
 import os
+import socket
 
 from cellad import Daemon, check, log, main
 
@@ -59,6 +66,17 @@ def as_uid(uid, gid, fn):
             os._exit(code)
     _, st = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(st)
+
+
+def probe_syscall(d, name, call):
+    """The worker's reply, or None when it ended instead of answering."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(os.path.join(d.run, d.vm(name)["uuid"] + ".ctl"))
+    s.sendall((json.dumps({"cmd": "probe-syscall", "call": call}) + "\n").encode())
+    line = s.makefile().readline()
+    s.close()
+    return json.loads(line) if line else None
 
 
 def test(args):
@@ -150,6 +168,25 @@ def test(args):
             alog = f.read()
         check("exit:" in alog and "blocked system call" not in alog,
               "a clean stop: no blocked system call in the worker's log")
+
+        # Forbidden calls from inside: the worker ends.
+        for call, nr in (("socket", 41), ("unshare", 272)):
+            d.action("a", "start")
+            r = probe_syscall(d, "a", call)
+            check(r is None, f"probe {call}: no answer, the worker ended ({r})")
+            vm = d.wait_state("a", ("crashed",))
+            with open(os.path.join(d.state, "logs", "a.log")) as f:
+                alog = f.read()
+            check(vm["last_exit"]["status"] == 4 and f"blocked system call {nr}\n" in alog,
+                  f"{call}: status 4, 'blocked system call {nr}' logged")
+
+    # Control: without seccomp the same probe makes its socket.
+    with Daemon(args, name="cellad-noseccomp", config={"seccomp": False}) as d:
+        d.define("free", "memwriter", "rounds=0 mib=2")
+        d.action("free", "start")
+        r = probe_syscall(d, "free", "socket")
+        check(r == {"ok": True, "done": True}, f"control: without seccomp the socket is made ({r})")
+        d.action("free", "kill")
 
 
 if __name__ == "__main__":

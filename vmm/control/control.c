@@ -4,6 +4,7 @@
 #include "control/control.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -321,6 +322,30 @@ static json_t *ctl_probe_open(struct control *c, json_t *req)
 	return json_pack("{s:b, s:b}", "ok", 1, "opened", 1);
 }
 
+/* Test-only: make a system call the sandbox forbids ("socket": an IPv4
+ * socket; "unshare": a new user namespace). Under seccomp the worker ends
+ * (status 4, the call's number logged) before it can answer. */
+static json_t *ctl_probe_syscall(struct control *c, json_t *req)
+{
+	const char *call = json_string_value(json_object_get(req, "call"));
+	int ret;
+
+	if (!c->test_probe)
+		return ctl_error("probe-syscall: disabled (worker not started with --test-probe)");
+	if (!call || (strcmp(call, "socket") && strcmp(call, "unshare")))
+		return ctl_error("call: expected \"socket\" or \"unshare\"");
+	if (!strcmp(call, "socket")) {
+		ret = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (ret >= 0)
+			close(ret);
+	} else {
+		ret = unshare(CLONE_NEWUSER);
+	}
+	if (ret < 0)
+		return json_pack("{s:b, s:b, s:s}", "ok", 1, "done", 0, "error", strerror(errno));
+	return json_pack("{s:b, s:b}", "ok", 1, "done", 1);
+}
+
 int ctl_take_fd(struct ctl_req *rq, unsigned idx)
 {
 	int fd;
@@ -522,6 +547,8 @@ static json_t *ctl_handle(struct control *c, const char *line, int *after, bool 
 		}
 	} else if (!strcmp(cmd, "probe-open")) {
 		rep = ctl_probe_open(c, req);
+	} else if (!strcmp(cmd, "probe-syscall")) {
+		rep = ctl_probe_syscall(c, req);
 	} else if (!c->started) {
 		rep = ctl_error("%s: the VM has not been started", cmd);
 	} else if (!strcmp(cmd, "pause")) {

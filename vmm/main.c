@@ -421,8 +421,17 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		return ret;
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))
 		return ret;
-	if (wo->seccomp && (ret = sandbox_seccomp_install()))
-		return ret;
+	if (wo->seccomp) {
+		struct sock_fprog *f;
+
+		ret = sandbox_vcpu_filter(&f);
+		if (ret)
+			return ret;
+		vm->vcpu_filter = f;
+		ret = sandbox_seccomp_install();
+		if (ret)
+			return ret;
+	}
 	return 0;
 }
 
@@ -596,6 +605,7 @@ int main(int argc, char **argv)
 	vm_defer_kernel_teardown(&vm);
 	control_destroy(ctl);
 	vm_destroy(&vm);
+	sandbox_vcpu_filter_free((struct sock_fprog *)vm.vcpu_filter);
 	config_free(&cfg);
 	return code;
 }

@@ -7,7 +7,8 @@
   gets EPERM from kill(B, 0) and from PTRACE_ATTACH, while kill(A, 0)
   works (so the check would see a shared uid).
 - Capabilities: empty bounding, ambient, inheritable, permitted and
-  effective sets; no_new_privs; seccomp.
+  effective sets; no_new_privs; seccomp, with a second filter of their own
+  on the vCPU threads (Seccomp_filters 2 there, 1 on the main thread).
 - rlimits: NOFILE (soft = hard, bounded), NPROC 1024, CORE 0; the cgroup's
   pids.max is 1024 (v1 pids controller here).
 - Namespaces: mount, IPC, UTS and network differ from cellad's (and the
@@ -101,6 +102,18 @@ def test(args):
                 check(s[cap] == ["0000000000000000"], f"uid {u}: {cap} empty")
             check(s["NoNewPrivs"] == ["1"] and s["Seccomp"] == ["2"],
                   f"uid {u}: no_new_privs and seccomp")
+
+        # Per-thread filters: the vCPU threads stack their own.
+        tasks = {}
+        for tid in os.listdir(f"/proc/{pa}/task"):
+            with open(f"/proc/{pa}/task/{tid}/comm") as f:
+                tasks[int(tid)] = f.read().strip()
+        vcpus = [t for t, n in tasks.items() if n.startswith("vcpu")]
+        check(vcpus, f"vCPU threads found: {tasks}")
+        for t in vcpus:
+            st = status_fields(f"{pa}/task/{t}")
+            check(st["Seccomp_filters"] == ["2"], f"{tasks[t]}: two filters (process + vCPU)")
+        check(status_fields(pa)["Seccomp_filters"] == ["1"], "main thread: the process filter")
 
         # A cannot signal or ptrace B.
         def probe():

@@ -5,8 +5,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -307,6 +310,11 @@ static int sandbox_arg_rules(scmp_filter_ctx ctx)
 	for (size_t i = 0; !ret && i < ARRAY_SIZE(ioctl_types); i++)
 		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, ioctl_types[i] << 8));
+	/* vCPU threads add their own filter (only ever more restrictive). */
+	if (!ret)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 2,
+				       SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER),
+				       SCMP_A1(SCMP_CMP_EQ, 0));
 #if !defined(__SANITIZE_ADDRESS__)
 	/* Thread names only (the sanitizers' runtime uses more: allowed whole above). */
 	if (!ret)
@@ -360,4 +368,72 @@ out:
 		log_err("seccomp: cannot install the filter: %s", strerror(-ret));
 	seccomp_release(ctx);
 	return ret;
+}
+
+/* Calls of the process's allowlist that a vCPU thread never makes: the I/O
+ * thread accepts control clients and runs the disks' rings' setup, the
+ * control handlers save state and switch disks, the migration thread sets
+ * socket options, main forks the teardown. MMIO and PIO handlers, the
+ * UART's send, eventfd writes, the emulator's allocations stay allowed. */
+static const int vcpu_denied[] = {
+	SCMP_SYS(accept), SCMP_SYS(accept4), SCMP_SYS(clone), SCMP_SYS(wait4),
+	SCMP_SYS(io_uring_register), SCMP_SYS(flock), SCMP_SYS(ftruncate), SCMP_SYS(fallocate),
+	SCMP_SYS(openat), SCMP_SYS(pipe2), SCMP_SYS(dup), SCMP_SYS(dup3), SCMP_SYS(setsockopt),
+	SCMP_SYS(shutdown), SCMP_SYS(sysinfo), SCMP_SYS(prlimit64), SCMP_SYS(close_range),
+};
+
+int sandbox_vcpu_filter(struct sock_fprog **out)
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	struct sock_fprog *f = NULL;
+	char buf[16384];
+	ssize_t n = -1;
+	int p[2] = { -1, -1 }, ret = 0;
+
+	if (!ctx)
+		return -ENOMEM;
+	for (size_t i = 0; !ret && i < ARRAY_SIZE(vcpu_denied); i++)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_TRAP, vcpu_denied[i], 0);
+	/* Tun (_IOW/_IOR 'T') and block ioctls; KVM's and TCGETS (stdio) stay. */
+	if (!ret)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_TRAP, SCMP_SYS(ioctl), 1,
+				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xc000ff00, 0x40005400)) ?:
+		      seccomp_rule_add(ctx, SCMP_ACT_TRAP, SCMP_SYS(ioctl), 1,
+				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xc000ff00, 0x80005400)) ?:
+		      seccomp_rule_add(ctx, SCMP_ACT_TRAP, SCMP_SYS(ioctl), 1,
+				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, 0x1200));
+	/* libseccomp 2.5 exports to a descriptor only: read it back. */
+	if (!ret && pipe2(p, O_CLOEXEC) < 0)
+		ret = -errno;
+	if (!ret)
+		ret = seccomp_export_bpf(ctx, p[1]);
+	if (p[1] >= 0)
+		close(p[1]);
+	if (!ret) {
+		n = read(p[0], buf, sizeof(buf));
+		if (n <= 0 || n % sizeof(struct sock_filter) || n == (ssize_t)sizeof(buf))
+			ret = -EIO;
+	}
+	if (p[0] >= 0)
+		close(p[0]);
+	if (!ret) {
+		f = malloc(sizeof(*f) + (size_t)n);
+		if (!f) {
+			ret = -ENOMEM;
+		} else {
+			f->len = (unsigned short)(n / sizeof(struct sock_filter));
+			f->filter = (struct sock_filter *)(f + 1);
+			memcpy(f->filter, buf, (size_t)n);
+		}
+	}
+	seccomp_release(ctx);
+	if (ret)
+		log_err("seccomp: cannot build the vCPU filter: %s", strerror(-ret));
+	*out = f;
+	return ret;
+}
+
+void sandbox_vcpu_filter_free(struct sock_fprog *f)
+{
+	free(f);
 }

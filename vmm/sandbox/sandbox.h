@@ -39,3 +39,14 @@ int sandbox_enter(const struct sandbox_ids *ids) __must_check;
  * ends the worker: its number is logged and the process exits with status 4
  * (VMM error). Returns 0 or -errno. */
 int sandbox_seccomp_install(void) __must_check;
+
+/* The vCPU threads' own filter, stacked on the process's (struct
+ * sock_fprog, for vm->vcpu_filter): it takes away what only the I/O,
+ * control and migration threads do (accepting, creating threads or pipes,
+ * opening, locking or truncating files, socket options, io_uring
+ * registration, tun and block ioctls). Build it before
+ * sandbox_seccomp_install. *out is malloc'd (sandbox_vcpu_filter_free).
+ * Returns 0 or -errno. */
+struct sock_fprog;
+int sandbox_vcpu_filter(struct sock_fprog **out) __must_check;
+void sandbox_vcpu_filter_free(struct sock_fprog *f);

@@ -28,18 +28,9 @@ import json
 import os
 import socket
 
-from cellad import Daemon, check, log, main
+from cellad import Daemon, check, log, main, status_fields
 
 PTRACE_ATTACH, PTRACE_DETACH = 16, 17
-
-
-def status_fields(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.split()
-    return out
 
 
 def limits(pid):

@@ -444,6 +444,7 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	sup_paths(s, vm, ".json", path, sizeof(path));
 	if (!cfg || json_dump_file(cfg, path, JSON_INDENT(2)) < 0) {
 		json_decref(cfg);
+		sandbox_uid_put(s, vm);
 		return cerr_set(e, CERR_INTERNAL, "", "cannot write %s", path);
 	}
 	json_decref(cfg);
@@ -451,8 +452,10 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	unlink(path);
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
 	ctl = unix_listen(path, 16, 0600);
-	if (ctl < 0)
+	if (ctl < 0) {
+		sandbox_uid_put(s, vm);
 		return cerr_set(e, CERR_INTERNAL, "", "control socket %s: %s", path, strerror(-ctl));
+	}
 	snprintf(logp, sizeof(logp), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);
 	logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -20,13 +20,18 @@
   logged); without seccomp the same socket call works, so the probe would
   notice. io_uring cannot do it either: the disk rings refuse openat,
   socket and connect (unit test backend-blkio).
+- sandbox_user still gives every worker one named user (without
+  RLIMIT_NPROC, which would count them all together); cella-vm refuses a
+  malformed or root --sandbox=UID:GID as a configuration error.
 """
 
 import ctypes
 import errno
 import json
 import os
+import pwd
 import socket
+import subprocess
 
 from cellad import Daemon, check, log, main, status_fields
 
@@ -191,6 +196,21 @@ def test(args):
         r = probe_syscall(d, "free", "socket")
         check(r == {"ok": True, "done": True}, f"control: without seccomp the socket is made ({r})")
         d.action("free", "kill")
+
+    # One shared, named user (the old way), and bad specs.
+    with Daemon(args, name="cellad-shared", config={"sandbox_user": "nobody"}) as d:
+        d.define("n", "memwriter", "rounds=0 mib=2")
+        pid = d.action("n", "start")["pid"]
+        nobody = pwd.getpwnam("nobody").pw_uid
+        check(status_fields(pid)["Uid"][0] == str(nobody), "sandbox_user: the worker is nobody")
+        check(limits(pid)["Max processes"] != ("1024", "1024"),
+              "a shared user gets no RLIMIT_NPROC")
+        d.action("n", "kill")
+    for spec in ("0:0", "1000:0", "12:x", "12", ":5", "no-such-user-here"):
+        p = subprocess.run([args["cella_vm"], "--kernel", args["guests"]["memwriter"],
+                            f"--sandbox={spec}"], capture_output=True, text=True, timeout=30)
+        check(p.returncode == 2 and "sandbox" in p.stderr,
+              f"--sandbox={spec}: configuration error (status {p.returncode})")
 
 
 if __name__ == "__main__":

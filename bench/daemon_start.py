@@ -11,6 +11,12 @@ time (`cella vm start` returns once the guest runs). The guest is `hello`
 (prints a line, exits through port 0xf4). Sandbox and seccomp as configured
 by default (on as root).
 
+Worker memory: a memwriter guest (rewriting 1 MiB) is started through cellad
+N times; once it printed its first round, the worker's VmRSS, RssAnon (the
+VMM's own heap; guest RAM is RssShmem) and its memory cgroup's usage (v1:
+memory.usage_in_bytes, which also counts kernel memory charged to it, such
+as namespaces) are read, then the VM is killed.
+
 Usage: bench/daemon_start.py [--build DIR] [--runs N]
 """
 import argparse
@@ -25,12 +31,12 @@ sys.path.insert(0, os.path.join(TOP, "tests", "daemon"))
 from cellad import Daemon  # noqa: E402
 
 
-def bare(build, guest, runs):
+def bare(build, guest, runs, extra=()):
     out = []
     for _ in range(runs):
         t0 = time.monotonic()
         p = subprocess.Popen([os.path.join(build, "cella-vm"), "--kernel", guest, "--cmdline",
-                              "", "--mem", "64"], stdout=subprocess.PIPE,
+                              "", "--mem", "64", *extra], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL)
         p.stdout.read(1)
         out.append((time.monotonic() - t0) * 1000)
@@ -64,6 +70,38 @@ def through_cellad(build, guest, runs):
     return first, cli, host
 
 
+def read_kib(pid, keys):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in keys:
+                out[k] = int(v.split()[0])
+    return out
+
+
+def worker_memory(build, runs):
+    args = {"cellad": os.path.join(build, "daemon", "cellad"),
+            "cella": os.path.join(build, "cli", "cella"),
+            "cella_vm": os.path.join(build, "cella-vm"),
+            "guests": {"memwriter": os.path.join(build, "guest", "memwriter.elf")}}
+    rss, anon, cg = [], [], []
+    with Daemon(args, config={"test_probe": False}) as d:
+        d.define("mem", "memwriter", "rounds=0 mib=1")
+        for _ in range(runs):
+            vm = d.action("mem", "start")
+            d.wait_console("mem", "round 1")
+            m = read_kib(vm["pid"], ("VmRSS", "RssAnon"))
+            rss.append(m["VmRSS"] / 1024)
+            anon.append(m["RssAnon"] / 1024)
+            usage = f"/sys/fs/cgroup/memory/{d.cgroup_parent}/{vm['uuid']}/memory.usage_in_bytes"
+            if os.path.exists(usage):
+                cg.append(int(open(usage).read()) / (1 << 20))
+            d.action("mem", "kill")
+            d.wait_state("mem", ("stopped", "crashed"))
+    return rss, anon, cg
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(TOP, "build"))
@@ -72,6 +110,10 @@ def main():
     a.build = os.path.abspath(a.build)
     guest = os.path.join(a.build, "guest", "hello.elf")
     b = bare(a.build, guest, a.runs)
+    # The sandbox alone: the same worker confined as cellad confines it
+    # (a user name, which every version accepts), root only.
+    sb = bare(a.build, guest, a.runs, ("--sandbox=nobody", "--seccomp")) \
+        if os.geteuid() == 0 else None
     first, cli, host = through_cellad(a.build, guest, a.runs)
     med = statistics.median
     print(f"\n## Start to first serial byte (hello guest, 64 MiB, median of {a.runs}; "
@@ -79,10 +121,20 @@ def main():
     print("| path | median ms | min ms |")
     print("|---|---|---|")
     print(f"| bare worker: spawn cella-vm -> first byte | {med(b):.1f} | {min(b):.1f} |")
+    if sb:
+        print(f"| bare worker with --sandbox=nobody --seccomp | {med(sb):.1f} | {min(sb):.1f} |")
     print(f"| `cella vm start` -> first byte (through cellad) | {med(first):.1f} | "
           f"{min(first):.1f} |")
     print(f"| `cella vm start` process wall time | {med(cli):.1f} | {min(cli):.1f} |")
     print(f"\ncellad overhead (median): {med(first) - med(b):+.1f} ms")
+    rss, anon, cg = worker_memory(a.build, a.runs)
+    print(f"\n## Worker memory (memwriter guest, 1 MiB rewritten, median of {a.runs})\n")
+    print("| figure | median MiB | max MiB |")
+    print("|---|---|---|")
+    print(f"| worker VmRSS | {med(rss):.2f} | {max(rss):.2f} |")
+    print(f"| worker RssAnon (the VMM's heap) | {med(anon):.2f} | {max(anon):.2f} |")
+    if cg:
+        print(f"| its memory cgroup's usage | {med(cg):.2f} | {max(cg):.2f} |")
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ static const char *const known_keys[] = {
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
 	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir", "storage",
-	"move_timeout_s",
+	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count",
 };
 
 static int conf_load(struct conf *c, const char *path, bool must_exist)
@@ -335,6 +335,12 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 	n = c->sup.console_history >> 10;
 	if (!ret && !(ret = conf_uint(root, "console_history_kib", 4, 1 << 20, &n)))
 		c->sup.console_history = (size_t)n << 10;
+	n = c->sup.sandbox_uid_base;
+	if (!ret && !(ret = conf_uint(root, "sandbox_uid_base", 1, UINT32_MAX - (1u << 24), &n)))
+		c->sup.sandbox_uid_base = (uint32_t)n;
+	n = c->sup.sandbox_uid_count;
+	if (!ret && !(ret = conf_uint(root, "sandbox_uid_count", 0, 1u << 24, &n)))
+		c->sup.sandbox_uid_count = (uint32_t)n;
 	n = c->sup.move_timeout_s;
 	if (!ret && !(ret = conf_uint(root, "move_timeout_s", 10, 86400, &n)))
 		c->sup.move_timeout_s = (unsigned)n;
@@ -519,7 +525,8 @@ int main(int argc, char **argv)
 			 .seccomp = true, .cgroup_parent = "cella", .memory_overhead_mib = 64,
 			 .shutdown_timeout_s = 30, .start_timeout_s = 30,
 			 .boot_id_path = "/proc/sys/kernel/random/boot_id",
-			 .console_history = 64 << 10, .move_timeout_s = 600 },
+			 .console_history = 64 << 10, .move_timeout_s = 600,
+			 .sandbox_uid_base = 200000, .sandbox_uid_count = 4096 },
 		.api = { .socket_path = "/run/cella/cellad.sock", .socket_group = "cella",
 			 .max_body = 1 << 20 },
 	};
@@ -591,7 +598,8 @@ int main(int argc, char **argv)
 		log_warn("sandbox: needs root; workers run unsandboxed");
 		c.sup.sandbox = false;
 	}
-	if (c.sup.sandbox && !c.sup.sandbox_user)
+	/* Without a range (count 0) every worker shares one user, as before. */
+	if (c.sup.sandbox && !c.sup.sandbox_user && !c.sup.sandbox_uid_count)
 		c.sup.sandbox_user = getpwnam("cella") ? "cella" : "nobody";
 	if (access(c.sup.worker_path, X_OK) < 0) {
 		log_err("worker %s: %s", c.sup.worker_path, strerror(errno));
@@ -650,9 +658,18 @@ int main(int argc, char **argv)
 	}
 	if (api_start(&api, &c.api, sup))
 		goto out;
-	log_info("cellad ready on %s (workers: %s; sandbox %s as %s, seccomp %s)",
-		 c.api.socket_path, c.sup.worker_path, c.sup.sandbox ? "on" : "off",
-		 c.sup.sandbox_user ? c.sup.sandbox_user : "-", c.sup.seccomp ? "on" : "off");
+	{
+		char who[64];
+
+		if (c.sup.sandbox_user)
+			snprintf(who, sizeof(who), "%s", c.sup.sandbox_user);
+		else
+			snprintf(who, sizeof(who), "uids %u-%u", c.sup.sandbox_uid_base,
+				 c.sup.sandbox_uid_base + c.sup.sandbox_uid_count - 1);
+		log_info("cellad ready on %s (workers: %s; sandbox %s as %s, seccomp %s)",
+			 c.api.socket_path, c.sup.worker_path, c.sup.sandbox ? "on" : "off",
+			 c.sup.sandbox ? who : "-", c.sup.seccomp ? "on" : "off");
+	}
 	notify_ready();
 	while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP)

@@ -38,7 +38,7 @@ struct worker_opts {
 	bool wait_start;
 	bool seccomp;
 	bool sandbox;
-	const char *sandbox_user;
+	struct sandbox_ids sandbox_ids;
 	bool test_probe;
 	const char *incoming;  /* --incoming tcp:ADDR:PORT|fd:N (live migration target) */
 	const char *tls_cert, *tls_key, *tls_ca, *tls_peer;
@@ -75,8 +75,10 @@ static void usage(FILE *f)
 	      "  --control PATH|fd:N  serve the JSON-lines control socket (docs/cellad.md)\n"
 	      "  --exit-file PATH     record how the VM ended there (JSON) on exit\n"
 	      "  --wait-start         run the vCPUs only once a control client sends start\n"
-	      "  --sandbox[=USER]     after setup: private mount namespace with an empty\n"
-	      "                       read-only root, then run as USER (default: keep the uid)\n"
+	      "  --sandbox[=USER|UID:GID]  after setup: new mount, IPC, UTS and network\n"
+	      "                       namespaces with an empty read-only root, no capability\n"
+	      "                       bounding set, rlimits, then run as USER or UID:GID (a\n"
+	      "                       per-VM identity, as cellad gives; default: keep the uid)\n"
 	      "  --seccomp            install the system-call allowlist before the vCPUs run\n"
 	      "  --restore FILE|fd:N  start from a state file written by the save command\n"
 	      "                       (same configuration options as the saved VM)\n"
@@ -255,7 +257,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 			break;
 		case OPT_SANDBOX:
 			wo->sandbox = true;
-			wo->sandbox_user = optarg;
+			ret = sandbox_parse_ids(optarg, &wo->sandbox_ids);
 			break;
 		case OPT_SECCOMP:
 			wo->seccomp = true;
@@ -436,12 +438,21 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (mig_tls_load(err, sizeof(err)))
 			log_warn("%s: this VM will not be able to migrate", err);
 	}
-	if (wo->sandbox && (ret = sandbox_enter(wo->sandbox_user)))
+	if (wo->sandbox && (ret = sandbox_enter(&wo->sandbox_ids)))
 		return ret;
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))
 		return ret;
-	if (wo->seccomp && (ret = sandbox_seccomp_install()))
-		return ret;
+	if (wo->seccomp) {
+		struct sock_fprog *f;
+
+		ret = sandbox_vcpu_filter(&f);
+		if (ret)
+			return ret;
+		vm->vcpu_filter = f;
+		ret = sandbox_seccomp_install();
+		if (ret)
+			return ret;
+	}
 	return 0;
 }
 
@@ -615,6 +626,7 @@ int main(int argc, char **argv)
 	vm_defer_kernel_teardown(&vm);
 	control_destroy(ctl);
 	vm_destroy(&vm);
+	sandbox_vcpu_filter_free((struct sock_fprog *)vm.vcpu_filter);
 	config_free(&cfg);
 	return code;
 }

@@ -801,12 +801,18 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 	pthread_cond_init(&s->ev_changed, NULL);
 	s->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	cgroups_init(&s->cg, conf->cgroup_parent, conf->memory_overhead_mib);
+	if (uidpool_init(&s->uids, conf->sandbox_uid_base,
+			 conf->sandbox && !conf->sandbox_user ? conf->sandbox_uid_count : 0)) {
+		free(s);
+		return -ENOMEM;
+	}
 	if (read_boot_id(conf->boot_id_path, boot, sizeof(boot)))
 		log_warn("cannot read the boot id from %s: autostart disabled", conf->boot_id_path);
 	if (store_meta_get(db, "boot_id", last, sizeof(last)) == 0 && boot[0] && strcmp(boot, last))
 		lc.rebooted = true;
 	ret = sup_monitor_start(s);
 	if (ret) {
+		uidpool_destroy(&s->uids);
 		free(s);
 		return ret;
 	}
@@ -906,6 +912,7 @@ void sup_destroy(struct sup *s)
 	}
 	if (s->stop_efd >= 0)
 		close(s->stop_efd);
+	uidpool_destroy(&s->uids);
 	/* The lock and condition stay: HTTP threads may still be finishing. */
 	free(s);
 }

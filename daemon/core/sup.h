@@ -26,7 +26,10 @@ struct sup_conf {
 	const char *run_dir;        /* control and console sockets, exit records */
 	const char *worker_path;    /* cella-vm */
 	bool sandbox;               /* mount-namespace sandbox for workers */
-	const char *sandbox_user;   /* NULL: workers keep cellad's uid */
+	const char *sandbox_user;   /* one user for every worker; NULL: a uid each */
+	/* Without sandbox_user each worker runs as its own uid (and gid) from
+	 * [base, base + count) (docs/security.md). */
+	uint32_t sandbox_uid_base, sandbox_uid_count;
 	bool seccomp;
 	bool test_probe;            /* tests only: workers accept probe-open */
 	const char *test_crash_at;  /* tests only: "KIND:PHASE" where a job kills cellad */

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "cgroup.h"
+#include "uidpool.h"
 #include "store.h"
 #include "job.h"
 #include "lifecycle.h"
@@ -52,6 +53,7 @@ struct vmrt {
 	bool stop_requested;   /* the API asked for the exit: no restart */
 	bool reset_requested;
 	pid_t pid;             /* 0: no worker */
+	uint32_t sandbox_uid;  /* the worker's own uid and gid (uidpool), 0: none */
 	uint64_t pid_start;
 	int pidfd;
 	bool is_child;         /* spawned by this cellad (waitpid works) */
@@ -91,6 +93,7 @@ struct sup {
 	struct sup_conf conf;
 	struct store *db; /* the store (store/store.h) */
 	struct cgroups cg;
+	struct uidpool uids;      /* per-worker uids (sandbox without sandbox_user) */
 	pthread_mutex_t reg_lock; /* vms, zombies, every vm->refs (a leaf) */
 	struct vmrt *vms;
 	struct vmrt *zombies;    /* deleted, freed by the monitor once unreferenced */

@@ -1,4 +1,4 @@
-/* cgroup.c: worker CPU weight/cap and memory limit through cgroup v2 or v1. */
+/* cgroup.c: worker CPU weight/cap, memory and pids limits through cgroup v2 or v1. */
 #include "cgroup.h"
 
 #include <errno.h>
@@ -16,6 +16,7 @@
 #define V2_PURE "/sys/fs/cgroup"
 #define V1_CPU  "/sys/fs/cgroup/cpu"
 #define V1_MEM  "/sys/fs/cgroup/memory"
+#define V1_PIDS "/sys/fs/cgroup/pids"
 #define CFS_PERIOD_US 100000
 
 static int write_file(const char *dir, const char *file, const char *val)
@@ -33,7 +34,7 @@ static int write_file(const char *dir, const char *file, const char *val)
 	return n == (ssize_t)strlen(val) ? 0 : (n < 0 ? -errno : -EIO);
 }
 
-static bool has_controllers(const char *root)
+static bool has_controller(const char *root, const char *name)
 {
 	char path[300], buf[512] = "";
 	FILE *f;
@@ -45,7 +46,12 @@ static bool has_controllers(const char *root)
 	if (!fgets(buf, sizeof(buf), f))
 		buf[0] = 0;
 	fclose(f);
-	return strstr(buf, "cpu") && strstr(buf, "memory");
+	return strstr(buf, name) != NULL;
+}
+
+static bool has_controllers(const char *root)
+{
+	return has_controller(root, "cpu") && has_controller(root, "memory");
 }
 
 static int make_dir(const char *path)
@@ -69,6 +75,11 @@ void cgroups_init(struct cgroups *cg, const char *parent, uint64_t overhead_mib)
 			ret = write_file(cg->cpu_dir, "cgroup.subtree_control", "+cpu +memory");
 		if (!ret) {
 			cg->mode = CGROUP_V2;
+			if (has_controller(v2, "pids") &&
+			    !write_file(cg->cpu_dir, "cgroup.subtree_control", "+pids"))
+				snprintf(cg->pids_dir, sizeof(cg->pids_dir), "%s", cg->cpu_dir);
+			else
+				log_warn("cgroup v2: no pids controller: workers run without pids.max");
 			return;
 		}
 		log_warn("cgroup v2 at %s: %s; trying v1", cg->cpu_dir, strerror(-ret));
@@ -80,6 +91,12 @@ void cgroups_init(struct cgroups *cg, const char *parent, uint64_t overhead_mib)
 		ret = make_dir(cg->mem_dir);
 	if (!ret) {
 		cg->mode = CGROUP_V1;
+		snprintf(cg->pids_dir, sizeof(cg->pids_dir), "%s/%s", V1_PIDS, parent);
+		if (make_dir(cg->pids_dir)) {
+			log_warn("cgroups: cannot create %s: workers run without pids.max",
+				 cg->pids_dir);
+			cg->pids_dir[0] = 0;
+		}
 		return;
 	}
 	log_warn("cgroups: cannot create %s or %s (%s): VMs run without CPU and memory limits",
@@ -140,7 +157,7 @@ int cgroups_vm_set_cpu(struct cgroups *cg, const char *id, unsigned cpus, unsign
 int cgroups_vm_attach(struct cgroups *cg, const char *id, pid_t pid, unsigned cpus,
 		      uint64_t memory_mib, unsigned weight, unsigned max_pct)
 {
-	char cpu[400], mem[400], val[64];
+	char cpu[400], mem[400], pids[400], val[64];
 	int ret;
 
 	if (cg->mode == CGROUP_NONE)
@@ -155,10 +172,20 @@ int cgroups_vm_attach(struct cgroups *cg, const char *id, pid_t pid, unsigned cp
 	ret = write_file(mem, cg->mode == CGROUP_V2 ? "memory.max" : "memory.limit_in_bytes", val);
 	if (ret)
 		return ret;
+	if (cg->pids_dir[0]) {
+		snprintf(pids, sizeof(pids), "%s/%s", cg->pids_dir, id);
+		if ((ret = make_dir(pids)))
+			return ret;
+		snprintf(val, sizeof(val), "%d", CGROUP_PIDS_MAX);
+		if ((ret = write_file(pids, "pids.max", val)))
+			return ret;
+	}
 	snprintf(val, sizeof(val), "%d", (int)pid);
 	ret = write_file(cpu, "cgroup.procs", val);
 	if (!ret && cg->mode == CGROUP_V1)
 		ret = write_file(mem, "cgroup.procs", val);
+	if (!ret && cg->mode == CGROUP_V1 && cg->pids_dir[0])
+		ret = write_file(pids, "cgroup.procs", val);
 	return ret;
 }
 
@@ -192,4 +219,10 @@ void cgroups_vm_remove(struct cgroups *cg, const char *id)
 	rmdir(cpu);
 	if (strcmp(cpu, mem))
 		rmdir(mem);
+	if (cg->mode == CGROUP_V1 && cg->pids_dir[0]) {
+		char pids[400];
+
+		snprintf(pids, sizeof(pids), "%s/%s", cg->pids_dir, id);
+		rmdir(pids);
+	}
 }

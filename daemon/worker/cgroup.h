@@ -1,5 +1,6 @@
-/* cgroup.h: per-VM CPU and memory limits for workers: cgroup v2 where its
- * cpu and memory controllers are available, else cgroup v1 (cpu, memory).
+/* cgroup.h: per-VM CPU, memory and task limits for workers: cgroup v2 where
+ * its cpu and memory controllers are available, else cgroup v1 (cpu, memory,
+ * and pids where mounted).
  * Limits follow Hyper-V's Set-VMProcessor: a relative weight and a cap in
  * percent of the VM's vCPUs. Where nothing is writable, limits are skipped
  * with one warning. Owned by the supervisor; not thread-safe. */
@@ -16,6 +17,7 @@ struct cgroups {
 	enum cgroup_mode mode;
 	char cpu_dir[256];  /* v1: .../cpu/<parent>; v2: .../<parent> */
 	char mem_dir[256];  /* v1: .../memory/<parent>; v2: same as cpu_dir */
+	char pids_dir[256]; /* v1: .../pids/<parent>; v2: same as cpu_dir; "": no pids limit */
 	uint64_t overhead_mib; /* allowed on top of guest memory */
 };
 
@@ -23,6 +25,11 @@ struct cgroups {
  * trouble mode is CGROUP_NONE and the reason is logged. */
 void cgroups_init(struct cgroups *cg, const char *parent, uint64_t overhead_mib);
 const char *cgroups_mode_name(const struct cgroups *cg);
+
+/* Tasks (threads included) a worker's group may hold: pids.max. The same
+ * figure as cella-vm's RLIMIT_NPROC (vmm/sandbox/sandbox.h): vCPU and I/O
+ * threads plus io_uring's workers, which grow with the host's CPUs. */
+#define CGROUP_PIDS_MAX 1024
 
 /* Create the VM's group `id`, set its limits, move pid into it. */
 int cgroups_vm_attach(struct cgroups *cg, const char *id, pid_t pid, unsigned cpus,

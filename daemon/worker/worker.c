@@ -188,6 +188,34 @@ static int read_exit_record(struct sup *s, struct vmrt *vm, char *reason, size_t
 	return status;
 }
 
+/* The worker's uid from the pool (no worker runs under it any more). */
+static void sandbox_uid_put(struct sup *s, struct vmrt *vm)
+{
+	if (vm->sandbox_uid)
+		uidpool_put(&s->uids, vm->sandbox_uid);
+	vm->sandbox_uid = 0;
+}
+
+/* An adopted worker keeps the uid it runs under. */
+static void sandbox_uid_adopt(struct sup *s, struct vmrt *vm)
+{
+	char path[64], line[256];
+	unsigned uid;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)vm->pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Uid: %u", &uid) == 1) {
+			if (uid && uidpool_claim(&s->uids, uid))
+				vm->sandbox_uid = uid;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
 static bool restart_allowed(struct sup *s, struct vmrt *vm)
 {
 	int64_t now = sup_now_wall();
@@ -251,6 +279,7 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	sup_unwatch(s, vm);
 	vm->pid = 0;
 	vm->pid_start = 0;
+	sandbox_uid_put(s, vm);
 	vm->exit_status = status;
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", reason);
 	snprintf(detail, sizeof(detail), "status %d: %s", status, reason);
@@ -366,7 +395,9 @@ static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, c
 	ARG("--name");
 	ARG("%s", vm->def.name);
 	if (s->conf.sandbox) {
-		if (s->conf.sandbox_user)
+		if (vm->sandbox_uid)
+			ARG("--sandbox=%u:%u", vm->sandbox_uid, vm->sandbox_uid);
+		else if (s->conf.sandbox_user)
 			ARG("--sandbox=%s", s->conf.sandbox_user);
 		else
 			ARG("--sandbox");
@@ -399,12 +430,25 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	 * replaced (by a symlink out of it, a new backing file) since. */
 	if (sup_check_paths(s, &vm->def, NULL, ROLE_ADMIN, e))
 		return -1;
-	if (build_argv(s, vm, argv, ARRAY_SIZE(argv), store))
+	sandbox_uid_put(s, vm);
+	if (s->conf.sandbox && !s->conf.sandbox_user) {
+		int64_t uid = uidpool_take(&s->uids);
+
+		if (uid < 0)
+			return cerr_set(e, CERR_CAPACITY, "", "no free sandbox uid: all %u from %u "
+					"are in use (sandbox_uid_count)", s->conf.sandbox_uid_count,
+					s->conf.sandbox_uid_base);
+		vm->sandbox_uid = (uint32_t)uid;
+	}
+	if (build_argv(s, vm, argv, ARRAY_SIZE(argv), store)) {
+		sandbox_uid_put(s, vm);
 		return cerr_set(e, CERR_INTERNAL, "", "worker command line too long");
+	}
 	cfg = vmdef_worker_config(&vm->def);
 	sup_paths(s, vm, ".json", path, sizeof(path));
 	if (!cfg || json_dump_file(cfg, path, JSON_INDENT(2)) < 0) {
 		json_decref(cfg);
+		sandbox_uid_put(s, vm);
 		return cerr_set(e, CERR_INTERNAL, "", "cannot write %s", path);
 	}
 	json_decref(cfg);
@@ -412,8 +456,10 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	unlink(path);
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
 	ctl = unix_listen(path, 16, 0600);
-	if (ctl < 0)
+	if (ctl < 0) {
+		sandbox_uid_put(s, vm);
 		return cerr_set(e, CERR_INTERNAL, "", "control socket %s: %s", path, strerror(-ctl));
+	}
 	snprintf(logp, sizeof(logp), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);
 	logfd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -461,6 +507,7 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		vm->pid = 0;
+		sandbox_uid_put(s, vm);
 		return cerr_set(e, CERR_INTERNAL, "", "pidfd_open: %s", strerror(errno));
 	}
 	watch_add(s, &vm->w_pid, vm->pidfd);
@@ -470,6 +517,7 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 			 cgroups_mode_name(&s->cg));
 	return 0;
 fail:
+	sandbox_uid_put(s, vm);
 	close(ctl);
 	if (logfd >= 0)
 		close(logfd);
@@ -647,6 +695,7 @@ void sup_adopt(struct sup *s, struct vmrt *vm, const struct store_runtime *rt)
 		worker_exited(s, vm);
 		return;
 	}
+	sandbox_uid_adopt(s, vm);
 	watch_add(s, &vm->w_pid, vm->pidfd);
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
 	req = json_pack("{s:s}", "cmd", "status");

@@ -43,6 +43,16 @@ def check(cond, msg):
     log(f"ok: {msg}")
 
 
+def status_fields(pid):
+    """/proc/PID/status (or "PID/task/TID") as {field: [words]}."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.split()
+    return out
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout=60):
         super().__init__("localhost", timeout=timeout)

@@ -10,7 +10,7 @@ import json
 import os
 import socket
 
-from cellad import Daemon, TestFailure, check, log, main
+from cellad import Daemon, TestFailure, check, log, main, status_fields
 
 
 def probe(d, vm, path):
@@ -21,15 +21,6 @@ def probe(d, vm, path):
     reply = s.makefile().readline()
     s.close()
     return json.loads(reply)
-
-
-def status_fields(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.split()
-    return out
 
 
 def test(args):

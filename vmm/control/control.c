@@ -5,6 +5,7 @@
 #include "control/control.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -322,6 +323,30 @@ static json_t *ctl_probe_open(struct control *c, json_t *req)
 	return json_pack("{s:b, s:b}", "ok", 1, "opened", 1);
 }
 
+/* Test-only: make a system call the sandbox forbids ("socket": an IPv4
+ * socket; "unshare": a new user namespace). Under seccomp the worker ends
+ * (status 4, the call's number logged) before it can answer. */
+static json_t *ctl_probe_syscall(struct control *c, json_t *req)
+{
+	const char *call = json_string_value(json_object_get(req, "call"));
+	int ret;
+
+	if (!c->test_probe)
+		return ctl_error("probe-syscall: disabled (worker not started with --test-probe)");
+	if (!call || (strcmp(call, "socket") && strcmp(call, "unshare")))
+		return ctl_error("call: expected \"socket\" or \"unshare\"");
+	if (!strcmp(call, "socket")) {
+		ret = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (ret >= 0)
+			close(ret);
+	} else {
+		ret = unshare(CLONE_NEWUSER);
+	}
+	if (ret < 0)
+		return json_pack("{s:b, s:b, s:s}", "ok", 1, "done", 0, "error", strerror(errno));
+	return json_pack("{s:b, s:b}", "ok", 1, "done", 1);
+}
+
 int ctl_take_fd(struct ctl_req *rq, unsigned idx)
 {
 	int fd;
@@ -540,6 +565,11 @@ static json_t *cmd_probe_open(struct ctl_call *k)
 	return ctl_probe_open(k->c, k->req);
 }
 
+static json_t *cmd_probe_syscall(struct ctl_call *k)
+{
+	return ctl_probe_syscall(k->c, k->req);
+}
+
 static json_t *cmd_pause(struct ctl_call *k)
 {
 	if (!k->c->released)
@@ -595,6 +625,7 @@ static const struct ctl_command ctl_commands[] = {
 	{ "status", cmd_status, 0 },
 	{ "start", cmd_start, 0 },
 	{ "probe-open", cmd_probe_open, 0 },
+	{ "probe-syscall", cmd_probe_syscall, 0 },
 	{ "pause", cmd_pause, CTL_STARTED | CTL_NOT_MIGRATING },
 	{ "resume", cmd_resume, CTL_STARTED | CTL_NOT_MIGRATING },
 	{ "shutdown", cmd_shutdown, CTL_STARTED | CTL_NOT_MIGRATING },

@@ -3,8 +3,8 @@
  * on the VM's I/O loop.
  *
  * Requests: {"cmd":"status"|"start"|"pause"|"resume"|"shutdown"|"stop"|
- * "reset"|"stats"|"probe-open"|"save"|"migrate", ...} (a table in
- * control.c), plus the commands device types register (devtype.h; e.g.
+ * "reset"|"stats"|"probe-open"|"probe-syscall"|"save"|"migrate", ...} (a table
+ * in control.c), plus the commands device types register (devtype.h; e.g.
  * virtio-blk's set-qos, flush-disks, disk-switch). Replies: {"ok":true,...} or
  * {"ok":false,"error":"reason"}. See docs/cellad.md for the protocol.
  * "migrate" (docs/migration.md) answers only when the move is over, and
@@ -33,7 +33,7 @@ struct control_opts {
 	const char *spec;       /* "PATH" (bound here) or "fd:N" (inherited, listening) */
 	const char *exit_file;  /* NULL or where the exit status is recorded */
 	const char *name;       /* VM name reported by status; may be NULL */
-	bool test_probe;        /* enable the test-only "probe-open" command */
+	bool test_probe;        /* enable the test-only "probe-open" and "probe-syscall" */
 };
 
 /* Open the control socket and the exit file (before any sandboxing: both

@@ -8,10 +8,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <linux/kvm.h>
+#include <linux/seccomp.h>
 
 #include "arch/x86/emul/emul.h"
 #include "arch/x86/x86.h"
@@ -356,6 +358,11 @@ static void *vcpu_thread(void *arg)
 
 	snprintf(name, sizeof(name), "vcpu%u", v->index);
 	pthread_setname_np(pthread_self(), name);
+	if (vm->vcpu_filter && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, vm->vcpu_filter)) {
+		vm_request_exit(vm, WORKER_EXIT_ERROR, "vCPU %u: seccomp: %s", v->index,
+				strerror(errno));
+		return NULL;
+	}
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);

@@ -69,6 +69,9 @@ struct vm {
 	char exit_reason[160];
 	pthread_mutex_t lock; /* protects exit_reason and allocation */
 	int signal_fd;        /* owned by main: host signals for this VM */
+	/* A further seccomp filter (struct sock_fprog) each vCPU thread puts
+	 * on itself before its first KVM_RUN; NULL: none. Owned by main. */
+	const void *vcpu_filter;
 
 	/* Pause protocol: pause_requested under pause_lock; each vCPU that sees
 	 * it counts itself in vcpus_parked and waits on pause_cond. */

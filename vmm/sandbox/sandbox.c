@@ -1,16 +1,24 @@
-/* sandbox.c: mount namespace + pivot_root into an empty tmpfs, privilege
- * drop, and the libseccomp allowlist for cella-vm's run phase. */
+/* sandbox.c: namespaces + pivot_root into an empty tmpfs, capability
+ * bounding set, rlimits, privilege drop, and the libseccomp allowlist (with
+ * argument filters) for cella-vm's run phase. */
 #include "sandbox/sandbox.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -23,6 +31,10 @@
  * namespace is private, so the host never sees the tmpfs. */
 #define SANDBOX_MNT "/tmp"
 
+/* Descriptors the run phase may still receive or create beyond those open
+ * at entry: control clients, save and disk-switch fds, migration sockets. */
+#define SANDBOX_SPARE_FDS 256
+
 static int sandbox_fail(const char *what)
 {
 	int err = -errno;
@@ -31,10 +43,68 @@ static int sandbox_fail(const char *what)
 	return err;
 }
 
+int sandbox_parse_ids(const char *spec, struct sandbox_ids *ids)
+{
+	unsigned long uid, gid;
+	char *end;
+
+	memset(ids, 0, sizeof(*ids));
+	if (!spec)
+		return 0;
+	ids->drop = true;
+	if (spec[0] >= '0' && spec[0] <= '9') {
+		errno = 0;
+		uid = strtoul(spec, &end, 10);
+		if (errno || *end != ':' || end[1] < '0' || end[1] > '9')
+			goto bad;
+		gid = strtoul(end + 1, &end, 10);
+		if (errno || *end || uid == 0 || gid == 0 || uid >= (uid_t)-1 ||
+		    gid >= (gid_t)-1)
+			goto bad;
+		ids->uid = (uid_t)uid;
+		ids->gid = (gid_t)gid;
+		ids->per_vm = true;
+		return 0;
+	}
+	{
+		struct passwd *pw = getpwnam(spec); /* before /etc disappears */
+
+		if (!pw) {
+			log_err("sandbox: no user '%s'", spec);
+			return -ENOENT;
+		}
+		ids->uid = pw->pw_uid;
+		ids->gid = pw->pw_gid;
+		return 0;
+	}
+bad:
+	log_err("sandbox: '%s': expected USER or UID:GID (numbers above 0)", spec);
+	return -EINVAL;
+}
+
+/* The highest open descriptor plus one (from /proc, before it goes). */
+static int sandbox_fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int high = 64;
+
+	if (!d)
+		return 1024;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' && atoi(e->d_name) >= high)
+			high = atoi(e->d_name) + 1;
+	closedir(d);
+	return high;
+}
+
 static int sandbox_pivot(void)
 {
-	if (unshare(CLONE_NEWNS | CLONE_NEWIPC) < 0)
-		return sandbox_fail("unshare(CLONE_NEWNS)");
+	/* The tap, the migration sockets and every other socket are open:
+	 * an empty network namespace leaves them working and the worker
+	 * without any route of its own. */
+	if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET) < 0)
+		return sandbox_fail("unshare(NEWNS|NEWIPC|NEWUTS|NEWNET)");
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		return sandbox_fail("making / private");
 	if (mount("cella-sandbox", SANDBOX_MNT, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -62,33 +132,81 @@ static int sandbox_pivot(void)
 	return 0;
 }
 
-int sandbox_enter(const char *user)
+/* Empty the bounding and ambient sets (needs CAP_SETPCAP: before the uid
+ * changes); the permitted and effective sets go with uid 0. */
+static int sandbox_drop_bounding(void)
 {
-	uid_t uid = 0;
-	gid_t gid = 0;
+	for (int cap = 0; cap < 64; cap++) {
+		if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0)
+			break; /* past CAP_LAST_CAP of this kernel */
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			return sandbox_fail("PR_CAPBSET_DROP");
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		return sandbox_fail("PR_CAP_AMBIENT_CLEAR_ALL");
+	return 0;
+}
+
+/* Clear the inheritable set, keeping what the process still has. */
+static int sandbox_clear_inheritable(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return sandbox_fail("capget");
+	data[0].inheritable = data[1].inheritable = 0;
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		return sandbox_fail("capset");
+	return 0;
+}
+
+static int sandbox_rlimit(int res, rlim_t v, const char *name)
+{
+	struct rlimit rl = { v, v };
+
+	if (setrlimit(res, &rl) < 0) {
+		log_err("sandbox: %s: %s", name, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* No RLIMIT_FSIZE: the worker writes disk images that grow (qcow2
+ * allocates by writing past the end) and state files as large as guest
+ * memory, through descriptors; a bound there would end the VM with
+ * SIGXFSZ. How much an image may take is the storage's business. */
+static int sandbox_rlimits(const struct sandbox_ids *ids, int nofile)
+{
+	int ret = sandbox_rlimit(RLIMIT_NOFILE, (rlim_t)nofile + SANDBOX_SPARE_FDS, "RLIMIT_NOFILE") ?:
+		  sandbox_rlimit(RLIMIT_CORE, 0, "RLIMIT_CORE");
+
+	/* RLIMIT_NPROC counts every task of the real uid: meaningful (and
+	 * safe) only when no other process shares it. */
+	if (!ret && ids->per_vm)
+		ret = sandbox_rlimit(RLIMIT_NPROC, SANDBOX_MAX_TASKS, "RLIMIT_NPROC");
+	return ret;
+}
+
+int sandbox_enter(const struct sandbox_ids *ids)
+{
+	int nofile = sandbox_fd_count();
 	int ret;
 
-	if (user) {
-		struct passwd *pw = getpwnam(user); /* before /etc disappears */
-
-		if (!pw) {
-			log_err("sandbox: no user '%s'", user);
-			return -ENOENT;
-		}
-		uid = pw->pw_uid;
-		gid = pw->pw_gid;
-	}
-	ret = sandbox_pivot();
+	ret = sandbox_pivot() ?: sandbox_drop_bounding() ?: sandbox_rlimits(ids, nofile);
 	if (ret)
 		return ret;
-	if (user) {
+	if (ids->drop) {
 		if (setgroups(0, NULL) < 0)
 			return sandbox_fail("setgroups");
-		if (setresgid(gid, gid, gid) < 0)
+		if (setresgid(ids->gid, ids->gid, ids->gid) < 0)
 			return sandbox_fail("setresgid");
-		if (setresuid(uid, uid, uid) < 0)
+		if (setresuid(ids->uid, ids->uid, ids->uid) < 0)
 			return sandbox_fail("setresuid");
 	}
+	ret = sandbox_clear_inheritable();
+	if (ret)
+		return ret;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return sandbox_fail("PR_SET_NO_NEW_PRIVS");
 #if defined(__SANITIZE_ADDRESS__)
@@ -103,21 +221,22 @@ int sandbox_enter(const char *user)
 
 /* What the run phase needs: vCPU and I/O threads, KVM ioctls, epoll and
  * io_uring, Unix-socket clients, timers, memory management, and the fork of
- * the deferred KVM teardown. No exec, no new sockets, no ptrace, no mount. */
+ * the deferred KVM teardown. No exec, no new sockets, no ptrace, no mount,
+ * no new namespace. clone, prctl and ioctl are allowed by argument below. */
 static const int allowed[] = {
 	SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
 	SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev),
 	SCMP_SYS(preadv2), SCMP_SYS(pwritev2), SCMP_SYS(close), SCMP_SYS(fstat),
 	SCMP_SYS(newfstatat), SCMP_SYS(lseek), SCMP_SYS(fcntl), SCMP_SYS(dup), SCMP_SYS(dup3),
 	SCMP_SYS(pipe2), SCMP_SYS(openat), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
-	SCMP_SYS(fallocate), SCMP_SYS(ioctl), SCMP_SYS(mmap), SCMP_SYS(mprotect),
+	SCMP_SYS(fallocate), SCMP_SYS(mmap), SCMP_SYS(mprotect),
 	SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
 	SCMP_SYS(msync), /* virtio-blk change tracking: bitmaps made durable on FLUSH */
 	SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
 	SCMP_SYS(sigaltstack), SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(epoll_wait),
 	SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_create1), SCMP_SYS(eventfd2),
 	SCMP_SYS(timerfd_settime), SCMP_SYS(timerfd_gettime), SCMP_SYS(futex),
-	SCMP_SYS(set_robust_list), SCMP_SYS(get_robust_list), SCMP_SYS(rseq), SCMP_SYS(clone),
+	SCMP_SYS(set_robust_list), SCMP_SYS(get_robust_list), SCMP_SYS(rseq),
 	SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(gettid), SCMP_SYS(getpid),
 	SCMP_SYS(getuid), SCMP_SYS(geteuid), SCMP_SYS(getgid), SCMP_SYS(getegid),
 	SCMP_SYS(tgkill), SCMP_SYS(sched_yield), SCMP_SYS(sched_getaffinity),
@@ -125,8 +244,10 @@ static const int allowed[] = {
 	SCMP_SYS(clock_getres), SCMP_SYS(gettimeofday), SCMP_SYS(getrandom), SCMP_SYS(accept4),
 	SCMP_SYS(accept), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg),
 	SCMP_SYS(sendmsg), SCMP_SYS(shutdown), SCMP_SYS(getsockopt), SCMP_SYS(io_uring_enter),
-	SCMP_SYS(io_uring_register), SCMP_SYS(prctl), SCMP_SYS(prlimit64), SCMP_SYS(wait4),
+	SCMP_SYS(io_uring_register), SCMP_SYS(prlimit64), SCMP_SYS(wait4),
 	SCMP_SYS(restart_syscall), SCMP_SYS(membarrier),
+	/* The deferred KVM teardown's child keeps only the KVM descriptors. */
+	SCMP_SYS(close_range),
 	/* Image and state-file locks on passed descriptors (save, disk-switch);
 	 * uname for the state file's host record. */
 	SCMP_SYS(flock), SCMP_SYS(ftruncate), SCMP_SYS(uname),
@@ -135,7 +256,7 @@ static const int allowed[] = {
 	SCMP_SYS(setsockopt), SCMP_SYS(sysinfo),
 #if defined(__SANITIZE_ADDRESS__)
 	/* LeakSanitizer stops the world with a ptrace-ing helper thread. */
-	SCMP_SYS(ptrace), SCMP_SYS(getdents64), SCMP_SYS(readlink), SCMP_SYS(getppid),
+	SCMP_SYS(ptrace), SCMP_SYS(prctl), SCMP_SYS(getdents64), SCMP_SYS(readlink), SCMP_SYS(getppid),
 	SCMP_SYS(sched_setaffinity), SCMP_SYS(kill), SCMP_SYS(statx),
 	/* sanitizer_common uses the legacy x86-64 calls (open, getdents, stat). */
 	SCMP_SYS(open), SCMP_SYS(getdents), SCMP_SYS(stat), SCMP_SYS(lstat), SCMP_SYS(access),
@@ -165,6 +286,53 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *uc)
 	_exit(4); /* WORKER_EXIT_ERROR */
 }
 
+/* clone(2) flags as glibc 2.36 passes them for pthread_create and fork
+ * (the deferred teardown); anything else (a new namespace, a process
+ * sharing memory) is refused. clone3 hides its flags in memory. */
+#define CLONE_THREAD_FLAGS (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | \
+			    CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID |	       \
+			    CLONE_CHILD_CLEARTID)
+#define CLONE_FORK_FLAGS   (CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID | SIGCHLD)
+
+/* ioctl numbers by their type byte: a filter cannot see which kind of file
+ * a descriptor is, so the types stand for the kinds: KVM (system, VM and
+ * vCPU fds), 'T' (tun and terminals: TUNSET*, TCGETS from stdio, FIONREAD)
+ * and 0x12 (block devices: BLKGETSIZE64 on a passed disk). */
+static const unsigned ioctl_types[] = { 0xAE /* KVMIO */, 'T', 0x12 };
+
+static int sandbox_arg_rules(scmp_filter_ctx ctx)
+{
+	int ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+			       SCMP_A0(SCMP_CMP_EQ, CLONE_THREAD_FLAGS)) ?:
+	      seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+			       SCMP_A0(SCMP_CMP_EQ, CLONE_FORK_FLAGS));
+	for (size_t i = 0; !ret && i < ARRAY_SIZE(ioctl_types); i++)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, ioctl_types[i] << 8));
+	/* vCPU threads add their own filter (only ever more restrictive). */
+	if (!ret)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 2,
+				       SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER),
+				       SCMP_A1(SCMP_CMP_EQ, 0));
+#if !defined(__SANITIZE_ADDRESS__)
+	/* Thread names only (the sanitizers' runtime uses more: allowed whole above). */
+	if (!ret)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+				       SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)) ?:
+		      seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+				       SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME));
+#else
+	/* LeakSanitizer's tracer is a clone(CLONE_VM | CLONE_FS | CLONE_FILES |
+	 * CLONE_UNTRACED) without a new namespace. */
+	if (!ret)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+				       SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWNS | CLONE_NEWUTS |
+					       CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
+					       CLONE_NEWNET | CLONE_NEWCGROUP | CLONE_THREAD, 0));
+#endif
+	return ret;
+}
+
 int sandbox_seccomp_install(void)
 {
 	struct sigaction sa = { .sa_sigaction = sandbox_sigsys, .sa_flags = SA_SIGINFO };
@@ -182,9 +350,11 @@ int sandbox_seccomp_install(void)
 		if (ret)
 			goto out;
 	}
+	ret = sandbox_arg_rules(ctx);
 	/* glibc falls back to clone() when clone3() is refused with ENOSYS;
 	 * clone3's flags live in memory, where a filter cannot check them. */
-	ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	if (!ret)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
 	/* Socket files are left to cellad; the sandbox root is read-only anyway. */
 	if (!ret)
 		ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unlink), 0);
@@ -197,4 +367,72 @@ out:
 		log_err("seccomp: cannot install the filter: %s", strerror(-ret));
 	seccomp_release(ctx);
 	return ret;
+}
+
+/* Calls of the process's allowlist that a vCPU thread never makes: the I/O
+ * thread accepts control clients and runs the disks' rings' setup, the
+ * control handlers save state and switch disks, the migration thread sets
+ * socket options, main forks the teardown. MMIO and PIO handlers, the
+ * UART's send, eventfd writes, the emulator's allocations stay allowed. */
+static const int vcpu_denied[] = {
+	SCMP_SYS(accept), SCMP_SYS(accept4), SCMP_SYS(clone), SCMP_SYS(wait4),
+	SCMP_SYS(io_uring_register), SCMP_SYS(flock), SCMP_SYS(ftruncate), SCMP_SYS(fallocate),
+	SCMP_SYS(openat), SCMP_SYS(pipe2), SCMP_SYS(dup), SCMP_SYS(dup3), SCMP_SYS(setsockopt),
+	SCMP_SYS(shutdown), SCMP_SYS(sysinfo), SCMP_SYS(prlimit64), SCMP_SYS(close_range),
+};
+
+int sandbox_vcpu_filter(struct sock_fprog **out)
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	struct sock_fprog *f = NULL;
+	char buf[16384];
+	ssize_t n = -1;
+	int p[2] = { -1, -1 }, ret = 0;
+
+	if (!ctx)
+		return -ENOMEM;
+	for (size_t i = 0; !ret && i < ARRAY_SIZE(vcpu_denied); i++)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_TRAP, vcpu_denied[i], 0);
+	/* Tun (_IOW/_IOR 'T') and block ioctls; KVM's and TCGETS (stdio) stay. */
+	if (!ret)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_TRAP, SCMP_SYS(ioctl), 1,
+				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xc000ff00, 0x40005400)) ?:
+		      seccomp_rule_add(ctx, SCMP_ACT_TRAP, SCMP_SYS(ioctl), 1,
+				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xc000ff00, 0x80005400)) ?:
+		      seccomp_rule_add(ctx, SCMP_ACT_TRAP, SCMP_SYS(ioctl), 1,
+				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, 0x1200));
+	/* libseccomp 2.5 exports to a descriptor only: read it back. */
+	if (!ret && pipe2(p, O_CLOEXEC) < 0)
+		ret = -errno;
+	if (!ret)
+		ret = seccomp_export_bpf(ctx, p[1]);
+	if (p[1] >= 0)
+		close(p[1]);
+	if (!ret) {
+		n = read(p[0], buf, sizeof(buf));
+		if (n <= 0 || n % sizeof(struct sock_filter) || n == (ssize_t)sizeof(buf))
+			ret = -EIO;
+	}
+	if (p[0] >= 0)
+		close(p[0]);
+	if (!ret) {
+		f = malloc(sizeof(*f) + (size_t)n);
+		if (!f) {
+			ret = -ENOMEM;
+		} else {
+			f->len = (unsigned short)(n / sizeof(struct sock_filter));
+			f->filter = (struct sock_filter *)(f + 1);
+			memcpy(f->filter, buf, (size_t)n);
+		}
+	}
+	seccomp_release(ctx);
+	if (ret)
+		log_err("seccomp: cannot build the vCPU filter: %s", strerror(-ret));
+	*out = f;
+	return ret;
+}
+
+void sandbox_vcpu_filter_free(struct sock_fprog *f)
+{
+	free(f);
 }

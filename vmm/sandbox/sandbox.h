@@ -1,21 +1,52 @@
-/* sandbox.h: least privilege for cella-vm once its VM is set up: a private
- * mount namespace whose root is an empty read-only tmpfs (every file the VM
- * needs is already open), a switch to an unprivileged user, and a seccomp
- * allowlist inherited by the vCPU threads created afterwards. */
+/* sandbox.h: least privilege for cella-vm once its VM is set up (a jailer
+ * in the worker itself): new mount, IPC, UTS and network namespaces whose
+ * root is an empty read-only tmpfs (every file, socket and tap the VM needs
+ * is already open), an empty capability bounding set, a switch to an
+ * unprivileged uid (one per VM under cellad), rlimits, and a seccomp
+ * allowlist with argument filters inherited by the threads created later. */
 #pragma once
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "compiler.h"
 
-/* Enter a private mount namespace rooted at an empty read-only tmpfs, then
- * become `user` (NULL: keep the current ids). Needs CAP_SYS_ADMIN and
- * CAP_SETUID/CAP_SETGID; call after every file and socket is open and
- * before any thread is created. Sets PR_SET_NO_NEW_PRIVS. Returns 0 or
- * -errno (logged). */
-int sandbox_enter(const char *user) __must_check;
+struct sandbox_ids {
+	bool drop;      /* false: keep the current ids */
+	bool per_vm;    /* the ids belong to this worker alone (RLIMIT_NPROC counts them) */
+	uid_t uid;
+	gid_t gid;
+};
+
+/* Parse --sandbox's value: NULL (keep the ids), "UID:GID" (numbers: a
+ * per-VM identity, as cellad passes) or a user name (looked up now, before
+ * /etc disappears). Returns 0 or -EINVAL/-ENOENT (logged). */
+int sandbox_parse_ids(const char *spec, struct sandbox_ids *ids) __must_check;
+
+/* Enter the sandbox: unshare the mount, IPC, UTS and network namespaces,
+ * pivot_root into an empty read-only tmpfs, empty the capability bounding
+ * set, set the rlimits (NOFILE, NPROC for a per-VM uid, CORE), become ids
+ * and set PR_SET_NO_NEW_PRIVS. Needs root; call after every file and socket
+ * is open and before any thread is created. Returns 0 or -errno (logged). */
+int sandbox_enter(const struct sandbox_ids *ids) __must_check;
+
+/* Threads and io_uring workers a per-VM uid may run (RLIMIT_NPROC); cellad
+ * sets the same figure as the cgroup's pids.max. */
+#define SANDBOX_MAX_TASKS 1024
 
 /* Install the system-call allowlist for this process and the threads it
- * creates later. A call outside the list ends the worker: its number is
- * logged and the process exits with status 4 (VMM error). Returns 0 or
- * -errno. */
+ * creates later: clone with thread (or the teardown's fork) flags only, no
+ * new namespaces; prctl and ioctl by argument. A call outside the list
+ * ends the worker: its number is logged and the process exits with status 4
+ * (VMM error). Returns 0 or -errno. */
 int sandbox_seccomp_install(void) __must_check;
+
+/* The vCPU threads' own filter, stacked on the process's (struct
+ * sock_fprog, for vm->vcpu_filter): it takes away what only the I/O,
+ * control and migration threads do (accepting, creating threads or pipes,
+ * opening, locking or truncating files, socket options, io_uring
+ * registration, tun and block ioctls). Build it before
+ * sandbox_seccomp_install. *out is malloc'd (sandbox_vcpu_filter_free).
+ * Returns 0 or -errno. */
+struct sock_fprog;
+int sandbox_vcpu_filter(struct sock_fprog **out) __must_check;
+void sandbox_vcpu_filter_free(struct sock_fprog *f);

@@ -1,0 +1,217 @@
+"""test_jail.py: the jailer-grade worker, seen from the host.
+
+- Each worker runs as its own uid and gid from cellad's range
+  (sandbox_uid_base, sandbox_uid_count); a uid is free again once its
+  worker has exited, and a start with every uid in use is refused (409).
+- Worker A cannot signal or ptrace worker B: a helper running as A's uid
+  gets EPERM from kill(B, 0) and from PTRACE_ATTACH, while kill(A, 0)
+  works (so the check would see a shared uid).
+- Capabilities: empty bounding, ambient, inheritable, permitted and
+  effective sets; no_new_privs; seccomp, with a second filter of their own
+  on the vCPU threads (Seccomp_filters 2 there, 1 on the main thread).
+- rlimits: NOFILE (soft = hard, bounded), NPROC 1024, CORE 0; the cgroup's
+  pids.max is 1024 (v1 pids controller here).
+- Namespaces: mount, IPC, UTS and network differ from cellad's (and the
+  network namespaces of two workers differ from each other).
+- A clean stop leaves no "blocked system call" in the worker's log (the
+  deferred teardown's close_range used to be).
+- Inside the worker (test-only probe-syscall), an IPv4 socket or a new
+  user namespace ends the worker (seccomp: status 4, the call's number
+  logged); without seccomp the same socket call works, so the probe would
+  notice. io_uring cannot do it either: the disk rings refuse openat,
+  socket and connect (unit test backend-blkio).
+- sandbox_user still gives every worker one named user (without
+  RLIMIT_NPROC, which would count them all together); cella-vm refuses a
+  malformed or root --sandbox=UID:GID as a configuration error.
+"""
+
+import ctypes
+import errno
+import json
+import os
+import pwd
+import socket
+import subprocess
+
+from cellad import Daemon, check, log, main, status_fields
+
+PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+
+
+def limits(pid):
+    out = {}
+    with open(f"/proc/{pid}/limits") as f:
+        next(f)
+        for line in f:
+            name, soft, hard = line[:26].strip(), line[26:47].strip(), line[47:68].strip()
+            out[name] = (soft, hard)
+    return out
+
+
+def as_uid(uid, gid, fn):
+    """Run fn() in a child that has become uid/gid; its return value
+    (a small int) comes back as the exit status."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            code = fn()
+        finally:
+            os._exit(code)
+    _, st = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(st)
+
+
+def probe_syscall(d, name, call):
+    """The worker's reply, or None when it ended instead of answering."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(os.path.join(d.run, d.vm(name)["uuid"] + ".ctl"))
+    s.sendall((json.dumps({"cmd": "probe-syscall", "call": call}) + "\n").encode())
+    line = s.makefile().readline()
+    s.close()
+    return json.loads(line) if line else None
+
+
+def test(args):
+    base = 400000 + (os.getpid() % 50000) * 2
+    with Daemon(args, config={"sandbox_uid_base": base, "sandbox_uid_count": 2}) as d:
+        cellad = d.proc.pid
+        d.define("a", "memwriter", "rounds=0 mib=2")
+        d.define("b", "memwriter", "rounds=0 mib=2")
+        d.define("c", "memwriter", "rounds=0 mib=2")
+        pa = d.action("a", "start")["pid"]
+        pb = d.action("b", "start")["pid"]
+        sa, sb = status_fields(pa), status_fields(pb)
+        ua, ub = int(sa["Uid"][0]), int(sb["Uid"][0])
+        ga, gb = int(sa["Gid"][0]), int(sb["Gid"][0])
+        check(ua != ub and ga != gb, f"two workers, two identities: {ua}:{ga} and {ub}:{gb}")
+        for s, u in ((sa, ua), (sb, ub)):
+            check(base <= u < base + 2 and len(set(s["Uid"])) == 1 and len(set(s["Gid"])) == 1
+                  and s["Gid"][0] == str(u) and s["Groups"] == [],
+                  f"uid {u}: from the range, real = effective = saved = fs, gid the same, "
+                  "no supplementary groups")
+            for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+                check(s[cap] == ["0000000000000000"], f"uid {u}: {cap} empty")
+            check(s["NoNewPrivs"] == ["1"] and s["Seccomp"] == ["2"],
+                  f"uid {u}: no_new_privs and seccomp")
+
+        # Per-thread filters: the vCPU threads stack their own.
+        tasks = {}
+        for tid in os.listdir(f"/proc/{pa}/task"):
+            with open(f"/proc/{pa}/task/{tid}/comm") as f:
+                tasks[int(tid)] = f.read().strip()
+        vcpus = [t for t, n in tasks.items() if n.startswith("vcpu")]
+        check(vcpus, f"vCPU threads found: {tasks}")
+        for t in vcpus:
+            st = status_fields(f"{pa}/task/{t}")
+            check(st["Seccomp_filters"] == ["2"], f"{tasks[t]}: two filters (process + vCPU)")
+        check(status_fields(pa)["Seccomp_filters"] == ["1"], "main thread: the process filter")
+
+        # A cannot signal or ptrace B.
+        def probe():
+            os.kill(pa, 0)  # its own worker: allowed (the control)
+            try:
+                os.kill(pb, 0)
+                return 1
+            except PermissionError:
+                pass
+            try:
+                os.kill(pb, 9)
+                return 2
+            except PermissionError:
+                pass
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.ptrace.restype = ctypes.c_long
+            r = libc.ptrace(PTRACE_ATTACH, pb, None, None)
+            if r == 0:
+                libc.ptrace(PTRACE_DETACH, pb, None, None)
+                return 3
+            return 0 if ctypes.get_errno() == errno.EPERM else 4
+        r = as_uid(ua, ga, probe)
+        check(r == 0, f"as A's uid: kill(A, 0) works; kill(B, 0), kill(B, SIGKILL) and "
+              f"PTRACE_ATTACH to B fail with EPERM (helper said {r})")
+
+        # rlimits and the pids cgroup.
+        lim = limits(pa)
+        nofile = lim["Max open files"]
+        check(nofile[0] == nofile[1] and int(nofile[0]) <= 1024,
+              f"RLIMIT_NOFILE bounded: {nofile}")
+        check(lim["Max processes"] == ("1024", "1024"), f"RLIMIT_NPROC: {lim['Max processes']}")
+        check(lim["Max core file size"] == ("0", "0"), "RLIMIT_CORE 0")
+        uuid = d.vm("a")["uuid"]
+        pids = f"/sys/fs/cgroup/pids/{d.cgroup_parent}/{uuid}"
+        if os.path.isdir(f"/sys/fs/cgroup/pids/{d.cgroup_parent}"):
+            check(open(pids + "/pids.max").read().strip() == "1024", "cgroup pids.max 1024")
+            check(str(pa) in open(pids + "/cgroup.procs").read().split(),
+                  "the worker is in its pids cgroup")
+        else:
+            log("WARNING: no cgroup v1 pids hierarchy: pids.max not checked")
+
+        # Namespaces.
+        for ns in ("mnt", "ipc", "uts", "net"):
+            mine = os.readlink(f"/proc/{cellad}/ns/{ns}")
+            check(os.readlink(f"/proc/{pa}/ns/{ns}") != mine and
+                  os.readlink(f"/proc/{pb}/ns/{ns}") != mine, f"own {ns} namespace")
+        check(os.readlink(f"/proc/{pa}/ns/net") != os.readlink(f"/proc/{pb}/ns/net"),
+              "the two workers' network namespaces differ too")
+        check(os.listdir(f"/proc/{pa}/net/") is not None and
+              open(f"/proc/{pa}/net/dev").read().count(":") == 1,
+              "the worker's network namespace holds only lo")
+
+        # Every uid in use: a third start is refused; after A ends, C gets a uid.
+        r = d.post("/v1/vms/c/start")
+        check(r.status == 409 and "sandbox uid" in r.body,
+              f"no free uid: the start is refused ({r})")
+        d.action("a", "stop", {"timeout_s": 0}, expect=202)
+        d.wait_state("a", ("stopped",))
+        pc = d.action("c", "start")["pid"]
+        uc = int(status_fields(pc)["Uid"][0])
+        check(uc == ua, f"A's uid {ua} is given again once A has exited ({uc})")
+        d.action("c", "kill")
+        d.action("b", "kill")
+        with open(os.path.join(d.state, "logs", "a.log")) as f:
+            alog = f.read()
+        check("exit:" in alog and "blocked system call" not in alog,
+              "a clean stop: no blocked system call in the worker's log")
+
+        # Forbidden calls from inside: the worker ends.
+        for call, nr in (("socket", 41), ("unshare", 272)):
+            d.action("a", "start")
+            r = probe_syscall(d, "a", call)
+            check(r is None, f"probe {call}: no answer, the worker ended ({r})")
+            vm = d.wait_state("a", ("crashed",))
+            with open(os.path.join(d.state, "logs", "a.log")) as f:
+                alog = f.read()
+            check(vm["last_exit"]["status"] == 4 and f"blocked system call {nr}\n" in alog,
+                  f"{call}: status 4, 'blocked system call {nr}' logged")
+
+    # Control: without seccomp the same probe makes its socket.
+    with Daemon(args, name="cellad-noseccomp", config={"seccomp": False}) as d:
+        d.define("free", "memwriter", "rounds=0 mib=2")
+        d.action("free", "start")
+        r = probe_syscall(d, "free", "socket")
+        check(r == {"ok": True, "done": True}, f"control: without seccomp the socket is made ({r})")
+        d.action("free", "kill")
+
+    # One shared, named user (the old way), and bad specs.
+    with Daemon(args, name="cellad-shared", config={"sandbox_user": "nobody"}) as d:
+        d.define("n", "memwriter", "rounds=0 mib=2")
+        pid = d.action("n", "start")["pid"]
+        nobody = pwd.getpwnam("nobody").pw_uid
+        check(status_fields(pid)["Uid"][0] == str(nobody), "sandbox_user: the worker is nobody")
+        check(limits(pid)["Max processes"] != ("1024", "1024"),
+              "a shared user gets no RLIMIT_NPROC")
+        d.action("n", "kill")
+    for spec in ("0:0", "1000:0", "12:x", "12", ":5", "no-such-user-here"):
+        p = subprocess.run([args["cella_vm"], "--kernel", args["guests"]["memwriter"],
+                            f"--sandbox={spec}"], capture_output=True, text=True, timeout=30)
+        check(p.returncode == 2 and "sandbox" in p.stderr,
+              f"--sandbox={spec}: configuration error (status {p.returncode})")
+
+
+if __name__ == "__main__":
+    main(test, need_root=True)

@@ -147,7 +147,7 @@ static int cmd_create(int argc, char **argv)
 	    {0},
 	};
 	struct disk_create_opts o = {.fmt = DISK_FMT_QCOW2};
-	bool force = false;
+	bool force = false, have_size = false;
 	char err[512];
 	uint64_t v;
 	struct stat st;
@@ -163,6 +163,7 @@ static int cmd_create(int argc, char **argv)
 		case 's':
 			if (parse_size(optarg, &o.size))
 				return usage_err("create", "invalid size '%s'", optarg);
+			have_size = true;
 			break;
 		case 'c':
 			if (parse_size(optarg, &v) || v < 512 || v > (2u << 20) || (v & (v - 1)))
@@ -197,7 +198,8 @@ static int cmd_create(int argc, char **argv)
 		return usage_err("create", "%s", "expected PATH [SIZE]");
 	if (optind == argc - 2 && parse_size(argv[argc - 1], &o.size))
 		return usage_err("create", "invalid size '%s'", argv[argc - 1]);
-	if (!o.size && !o.backing)
+	have_size |= optind == argc - 2;
+	if (!have_size && !o.backing)
 		return usage_err("create", "%s", "--size is required (or a backing file)");
 	if (o.fmt == DISK_FMT_RAW && (o.backing || o.cluster_bits || o.preallocate_metadata))
 		return usage_err("create", "%s",
@@ -208,7 +210,7 @@ static int cmd_create(int argc, char **argv)
 	ret = disk_create(argv[optind], &o, err, sizeof(err));
 	if (ret)
 		return fail("create", argv[optind], ret, err);
-	if (!o.size) { /* taken from the backing file: report what was made */
+	{ /* maybe taken from the backing file or rounded up: report what was made */
 		struct disk *d;
 
 		if (!disk_open(&d, argv[optind], -1, DISK_RDONLY | DISK_NO_LOCK | DISK_NO_BACKING,
@@ -531,7 +533,7 @@ static int cmd_check(int argc, char **argv)
 	if (optind != argc - 1)
 		return usage_err("check", "%s", "expected one PATH");
 	if (repair)
-		flags &= ~(unsigned)(DISK_RDONLY | DISK_NO_LOCK);
+		flags = (flags & ~(unsigned)(DISK_RDONLY | DISK_NO_LOCK)) | DISK_REPAIR;
 	if ((ret = open_for("check", argv[optind], flags, &d)))
 		return ret;
 	ret = disk_check_mode(d, repair, &r);

@@ -229,6 +229,7 @@ static int open_layer(struct disk **out, const char *path, int fmt, unsigned fla
 	}
 	seen->dev[seen->n] = d->dev;
 	seen->ino[seen->n++] = d->ino;
+	d->open_flags = flags;
 	ret = probe_and_open(d, fmt, err, errlen);
 	if (ret)
 		goto fail;

@@ -45,6 +45,10 @@ enum disk_format { DISK_FMT_RAW, DISK_FMT_QCOW2 };
 #define DISK_RDONLY      (1u << 0) /* open the top image read-only */
 #define DISK_NO_LOCK     (1u << 1) /* take no flock (like qemu-img -U); read-only only */
 #define DISK_NO_BACKING  (1u << 2) /* do not open the backing chain (info, rebase -u) */
+/* Open for repair (check -r): metadata only, no guest writes; an image with
+ * persistent dirty bitmaps may be opened read-write this way (they are kept,
+ * and counted), where a plain read-write open refuses it. */
+#define DISK_REPAIR      (1u << 3)
 
 #define DISK_MAX_CHAIN 64 /* deepest backing chain accepted */
 

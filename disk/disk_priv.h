@@ -40,6 +40,7 @@ struct disk {
 	char *backing_name;     /* as written in the header, NULL if none */
 	int backing_fmt;        /* from the header extension, -1 if absent */
 	void *priv;             /* format state (struct qcow2) */
+	unsigned open_flags;    /* DISK_* flags this layer was opened with */
 	char err[512];
 };
 

@@ -100,13 +100,22 @@ static int parse_extensions(struct disk *d, struct qcow2 *q, const uint8_t *hdr,
 					 (const char *)data + i + 2);
 			}
 			break;
+		case QCOW2_EXT_BITMAPS:
+			if (len >= 24) {
+				q->nb_bitmaps = be32_get(data);
+				q->bm_dir_size = be64_get(data + 8);
+				q->bm_dir_off = be64_get(data + 16);
+			}
+			q->bitmaps = true; /* valid only with the autoclear bit: see open */
+			goto keep;
 		case QCOW2_EXT_DATA_FILE:
 			return disk_errf(err, errlen, -ENOTSUP,
 					 "images with an external data file are not supported");
 		case QCOW2_EXT_CRYPTO:
 			return disk_errf(err, errlen, -ENOTSUP, "encrypted images are not supported");
-		default: {
-			/* Unknown (e.g. bitmaps): kept verbatim for header rewrites. */
+		default:
+		keep: {
+			/* Unknown (and bitmaps): kept verbatim for header rewrites. */
 			size_t n = 8 + ALIGN_UP((size_t)len, 8);
 			uint8_t *k;
 
@@ -294,6 +303,7 @@ static void qcow2_close(struct disk *d)
 	free(q->rt);
 	free(q->pending);
 	free(q->ext_keep);
+	free(q->meta);
 	free(q->zc_buf);
 	free(q->zc_in);
 	free(q);
@@ -348,6 +358,10 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	ret = load_tables(d, q, err, errlen);
 	if (ret)
 		return ret;
+	/* The bitmaps extension counts only while its autoclear bit is set. */
+	q->bitmaps = q->bitmaps && (q->autoclear & QCOW2_AUTOCLEAR_BITMAPS);
+	if ((ret = q2_meta_build(q)))
+		return disk_errf(err, errlen, ret, "%s", d->err);
 	if (d->readonly)
 		return 0;
 	ret = check_writable(d, q, err, errlen);
@@ -363,9 +377,21 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 		q->incompat &= ~QCOW2_INCOMPAT_DIRTY;
 		q->header_dirty = true;
 	}
-	if (q->autoclear) {
-		/* We keep none of the autoclear features (bitmaps...) up to date. */
-		q->autoclear = 0;
+	if (q->bitmaps) {
+		/* Guest writes would leave the bitmaps stale and clearing the bit
+		 * would destroy them: only repairs (which write no guest data)
+		 * may open such an image read-write. */
+		if (!(d->open_flags & DISK_REPAIR))
+			return disk_errf(err, errlen, -ENOTSUP,
+			                 "the image has %u persistent dirty bitmap(s), which cella "
+			                 "does not keep up to date: open it read-only, or remove "
+			                 "them first ('qemu-img bitmap --remove')",
+			                 q->nb_bitmaps);
+		q->keep_bitmaps = true;
+	}
+	if (q->autoclear & ~(q->keep_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0)) {
+		/* We keep no other autoclear feature up to date. */
+		q->autoclear &= q->keep_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0;
 		q->header_dirty = true;
 	}
 	if (q->header_dirty) {

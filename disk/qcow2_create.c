@@ -122,6 +122,12 @@ int qcow2_create(const char *path, const struct disk_create_opts *o, char *err, 
 		dd.backing_name = (char *)o->backing;
 		dd.backing_fmt = bfmt;
 	}
+	/* qcow2 sizes are whole 512-byte sectors (QEMU reads the header's size
+	 * rounded down): round up, as qemu-img does, so no byte is lost. */
+	if (size > (1ull << 62))
+		return disk_errf(err, errlen, -EFBIG, "%llu bytes is too large",
+		                 (unsigned long long)size);
+	size = ALIGN_UP(size, 512);
 	cs = 1ull << cb;
 	l1_entries = MAX(div_up(size, cs * (cs / 8)), 1);
 	if (l1_entries * 8 > QCOW2_MAX_L1_BYTES || size > (1ull << 62))

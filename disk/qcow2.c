@@ -142,6 +142,7 @@ static int parse_header(struct disk *d, struct qcow2 *q, const uint8_t *h, uint6
 	uint64_t bfo = be64_get(h + 8), l1_cover;
 	uint32_t bfs = be32_get(h + 16), crypt = be32_get(h + 32);
 	size_t ext_start;
+	bool lenient;
 	int ret;
 
 	q->version = be32_get(h + 4);
@@ -218,17 +219,34 @@ static int parse_header(struct disk *d, struct qcow2 *q, const uint8_t *h, uint6
 		return disk_errf(err, errlen, -EINVAL,
 				 "virtual size %llu exceeds what the L1 table maps",
 				 (unsigned long long)d->size);
-	if (q->l1_size && (q->l1_off & (q->cluster_size - 1) || !q->l1_off ||
-			   q->l1_off > file_size || q->l1_size * 8 > file_size - q->l1_off))
+	lenient = d->open_flags & DISK_CHECK;
+	if (q->l1_size && (q->l1_off & (q->cluster_size - 1) || !q->l1_off))
 		return disk_errf(err, errlen, -EINVAL, "L1 table offset %#llx is invalid",
 				 (unsigned long long)q->l1_off);
+	if (q->l1_size && (q->l1_off > file_size || q->l1_size * 8 > file_size - q->l1_off)) {
+		if (!lenient)
+			return disk_errf(err, errlen, -EINVAL, "L1 table offset %#llx is invalid",
+					 (unsigned long long)q->l1_off);
+		q->bad_l1 = 1; /* as qemu-img check: a corruption to report */
+		snprintf(q->bad_why, sizeof(q->bad_why), "the L1 table (at %#llx) is past the end "
+			 "of the file", (unsigned long long)q->l1_off);
+	}
 	if (!q->rt_clusters || q->rt_clusters > QCOW2_MAX_REFTABLE_BYTES >> q->cluster_bits)
 		return disk_errf(err, errlen, -EINVAL, "invalid refcount table size (%llu clusters)",
 				 (unsigned long long)q->rt_clusters);
-	if (q->rt_off & (q->cluster_size - 1) || !q->rt_off || q->rt_off > file_size ||
-	    (q->rt_clusters << q->cluster_bits) > file_size - q->rt_off)
+	if (q->rt_off & (q->cluster_size - 1))
 		return disk_errf(err, errlen, -EINVAL, "refcount table offset %#llx is invalid",
 				 (unsigned long long)q->rt_off);
+	if (!q->rt_off || q->rt_off > file_size ||
+	    (q->rt_clusters << q->cluster_bits) > file_size - q->rt_off) {
+		if (!lenient)
+			return disk_errf(err, errlen, -EINVAL,
+					 "refcount table offset %#llx is invalid",
+					 (unsigned long long)q->rt_off);
+		q->bad_rt = true; /* check rebuilds the refcount structure */
+		snprintf(q->bad_why, sizeof(q->bad_why), "refcount table offset %#llx is invalid",
+			 (unsigned long long)q->rt_off);
+	}
 	q->rt_size = (q->rt_clusters << q->cluster_bits) / 8;
 	if (q->nb_snapshots && (q->snapshots_off & (q->cluster_size - 1) || !q->snapshots_off))
 		return disk_errf(err, errlen, -EINVAL, "invalid snapshot table offset");
@@ -238,20 +256,31 @@ static int parse_header(struct disk *d, struct qcow2 *q, const uint8_t *h, uint6
 static int load_tables(struct disk *d, struct qcow2 *q, char *err, size_t errlen)
 {
 	size_t l1_bytes = (size_t)q->l1_size * 8, rt_bytes = (size_t)q->rt_size * 8;
+	bool lenient = d->open_flags & DISK_CHECK;
 	int ret;
 
 	q->l1 = calloc(q->l1_size ? q->l1_size : 1, 8);
 	q->rt = calloc(q->rt_size, 8);
 	if (!q->l1 || !q->rt)
 		return disk_errf(err, errlen, -ENOMEM, "out of memory for the L1/refcount tables");
-	if (l1_bytes && (ret = disk_pread_full(d->fd, q->l1, l1_bytes, q->l1_off)))
+	if (l1_bytes && !q->bad_l1 &&
+	    (ret = disk_pread_full(d->fd, q->l1, l1_bytes, q->l1_off)))
 		return disk_errf(err, errlen, ret, "cannot read the L1 table: %s", strerror(-ret));
-	if ((ret = disk_pread_full(d->fd, q->rt, rt_bytes, q->rt_off)))
+	if (!q->bad_rt && (ret = disk_pread_full(d->fd, q->rt, rt_bytes, q->rt_off)))
 		return disk_errf(err, errlen, ret, "cannot read the refcount table: %s",
 				 strerror(-ret));
 	for (uint64_t i = 0; i < q->l1_size; i++) {
 		uint64_t e = q->l1[i] = be64_get(&q->l1[i]), o = e & L1E_OFFSET_MASK;
 
+		if (((e & L1E_RESERVED) || (o && !q2_offset_ok(q, o))) && lenient) {
+			if (!q->bad_l1++)
+				snprintf(q->bad_why, sizeof(q->bad_why),
+					 "L1 entry %llu (%#llx) is invalid (reserved bits, unaligned "
+					 "or outside the file)",
+					 (unsigned long long)i, (unsigned long long)e);
+			q->l1[i] = 0;
+			continue;
+		}
 		if ((e & L1E_RESERVED) || (o && !q2_offset_ok(q, o)))
 			return disk_errf(err, errlen, -EINVAL,
 					 "L1 entry %llu (%#llx) is invalid (reserved bits, unaligned or "
@@ -264,6 +293,15 @@ static int load_tables(struct disk *d, struct qcow2 *q, char *err, size_t errlen
 	for (uint64_t i = 0; i < q->rt_size; i++) {
 		uint64_t e = q->rt[i] = be64_get(&q->rt[i]);
 
+		if (((e & ~RTE_OFFSET_MASK) || (e && !q2_offset_ok(q, e))) && lenient) {
+			if (!q->bad_rt)
+				snprintf(q->bad_why, sizeof(q->bad_why),
+					 "refcount table entry %llu (%#llx) is invalid",
+					 (unsigned long long)i, (unsigned long long)e);
+			q->bad_rt = true;
+			q->rt[i] = 0;
+			continue;
+		}
 		if ((e & ~RTE_OFFSET_MASK) || (e && !q2_offset_ok(q, e)))
 			return disk_errf(err, errlen, -EINVAL,
 					 "refcount table entry %llu (%#llx) is invalid",

@@ -115,6 +115,11 @@ struct qcow2 {
 	uint64_t *meta;
 	size_t nmeta;
 	bool overlap; /* a cluster is reachable in two roles: no more writes */
+	/* DISK_CHECK opens: tables or entries outside the file, left out (zero)
+	 * for check to report; no writes but the rebuild of the refcounts */
+	uint64_t bad_l1;
+	bool bad_rt;
+	char bad_why[200];
 	char overlap_why[200];
 };
 

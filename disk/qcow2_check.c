@@ -323,6 +323,7 @@ static int rebuild_refstruct(struct check *c)
 	if (q2_cache_resize(&q->rcc, q->rt_size))
 		return disk_fail(q->d, -ENOMEM, "out of memory");
 	q->end = MAX(q->end, total << q->cluster_bits);
+	q->bad_rt = false;
 	q->npending = 0; /* the new refcounts are the references as they are */
 	q->free_hint = 0;
 	q->may_have_free = true;
@@ -365,7 +366,17 @@ static int check_once(struct qcow2 *q, int repair, struct disk_check_result *res
 		free(buf);
 		return disk_fail(q->d, -ENOMEM, "out of memory");
 	}
-	ret = count_pass(&c, buf, false);
+	ret = count_pass(&c, buf, q->bad_rt);
+	if (q->bad_l1) { /* L1 entries dropped at open: nothing to repair them with */
+		res->corruptions += q->bad_l1;
+		problem(&c, "%s", q->bad_why);
+		c.overlaps_other++;
+	}
+	if (q->bad_rt) {
+		res->corruptions++;
+		problem(&c, "%s", q->bad_why);
+		c.rebuild = true;
+	}
 	if (!ret && c.rebuild && repair >= 2 && !c.overlaps_other && rebuilt) {
 		struct disk_check_result keep = *res;
 

@@ -124,6 +124,8 @@ int q2_writable(struct qcow2 *q)
 {
 	if (q->broken)
 		return disk_fail(q->d, -EIO, "the image has invalid metadata: no more writes");
+	if (q->bad_l1 || q->bad_rt)
+		return disk_fail(q->d, -EIO, "%s: no writes; check the image", q->bad_why);
 	if (q->overlap)
 		return disk_fail(q->d, -EIO,
 		                 "metadata overlap (%s): no writes; repair it with "

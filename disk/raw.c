@@ -129,12 +129,17 @@ const struct disk_ops raw_ops = {
 
 int raw_create(const char *path, const struct disk_create_opts *o, char *err, size_t errlen)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
 	struct stat st;
 	int ret;
 
 	if (fd < 0)
 		return disk_errf(err, errlen, -errno, "cannot create %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		close(fd);
+		return disk_errf(err, errlen, -EINVAL, "%s is neither a file nor a block device",
+		                 path);
+	}
 	/* Never truncate an image a VM has open. */
 	ret = disk_lock_fd(fd, true, path, err, errlen);
 	if (ret)

@@ -183,10 +183,88 @@ def bitmaps():
     assert '"bm0"' in du.run('qemu-img', 'info', '--output=json', p).stdout
 
 
+def shrink_and_zero_size():
+    for fmt in ('raw', 'qcow2'):
+        p = env.path(f'shrink.{fmt}')
+        env.disk('create', '-f', fmt, p, '8M')
+        du.run(a.disk_io, p, 'write', str(5 * MiB), str(MiB + 4096), '9')
+        ref = env.path(f'shrink-ref.{fmt}')
+        shutil.copy(p, ref)
+        r = env.disk('resize', p, '4M', '--shrink', check=False)
+        assert r.returncode == 1 and 'bytes are allocated beyond the new end' in r.stderr, \
+            r.stderr
+        env.compare(ref, p)
+        env.disk('resize', p, '7M', '--shrink')  # beyond the data: fine
+        r = env.disk('resize', p, '6M', '--shrink', check=False)  # cuts 4 KiB of data
+        assert r.returncode == 1 and 'allocated beyond' in r.stderr, r.stderr
+        env.disk('resize', p, '5M', '--shrink', '--force')
+        if fmt == 'qcow2':
+            env.qemu_check_clean(p)
+        env.disk('resize', p, '8M')
+        back = env.qemu_raw(p, f'shrink-back-{fmt}.raw')
+        assert open(back, 'rb').read() == bytes(8 * MiB)  # the cut part does not reappear
+        z = env.path(f'zero.{fmt}')
+        env.disk('create', '-f', fmt, z, '0')
+        assert '"virtual-size": 0' in du.run('qemu-img', 'info', '--output=json', z).stdout
+
+
+def fifo():
+    f = env.path('fifo')
+    os.mkfifo(f)
+    for argv in (('info', f), ('check', f), ('convert', '-O', 'raw', f, env.path('x.raw')),
+                 ('resize', f, '1M'), ('create', '--force', '-f', 'raw', f, '1M'),
+                 ('create', '--force', f, '1M'), ('convert', '-O', 'qcow2', env.path('c1000.qcow2'), f)):
+        try:
+            r = du.run(a.cella, 'disk', *argv, check=False, timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f'cella disk {" ".join(argv)} blocked on a FIFO')
+        assert r.returncode == 1, f'{argv}: {r.returncode} {r.stderr}'
+    assert stat.S_ISFIFO(os.stat(f).st_mode)
+
+
+def exit_statuses():
+    # qemu-img check's exit status on the same damage, cella's beside it.
+    cases = {
+        'l1-past-end': (40, '>Q', 1 << 40),
+        'l1-entry-past-end': ('l1', '>Q', (1 << 40) | (1 << 63)),
+        'l1-entry-unaligned': ('l1', '>Q', (0x40000 + 512) | (1 << 63)),
+        'rt-offset-0': (48, '>Q', 0),
+        'rt-past-end': (48, '>Q', 1 << 40),
+        'rt-entry-past-end': ('rt', '>Q', 1 << 40),
+        'rt-own-cluster-free': ('rb2', '>H', 0),
+    }
+    for name, (where, fmt, v) in cases.items():
+        p, raw = base('st-' + name)
+        h = hdr(p)
+        off = {'l1': h['l1'], 'rt': h['rt'], 'rb2': r64(p, h['rt']) + 2}.get(where, where)
+        with open(p, 'r+b') as f:
+            f.seek(off)
+            f.write(struct.pack(fmt, v))
+        q = env.path(f'st-{name}-qemu.qcow2')
+        shutil.copy(p, q)
+        verdict = []
+        for args in ((), ('-r', 'all')):
+            rq = qcheck(q, *args)
+            rc = env.disk('check', *args, p, check=False)
+            verdict.append((rq.returncode, rc.returncode))
+            assert rc.returncode == rq.returncode, f'{name} {args}: qemu-img {rq.returncode}, ' \
+                f'cella {rc.returncode}\n{rc.stdout}{rc.stderr}'
+        print(f'  {name}: (qemu-img, cella) check {verdict[0]}, -r all {verdict[1]}')
+        if verdict[1][0] == 0:  # repaired: same content as qemu-img's repair
+            env.qemu_check_clean(p)
+            env.compare(raw, p)
+    r = env.disk('check', env.path('shrink.raw'), check=False)
+    rq = qcheck(env.path('shrink.raw'))
+    assert r.returncode == rq.returncode == 63, (r.returncode, rq.returncode)
+
+
 env.case('1: refcount block over the L1 table: rebuilt, data kept', refblock_over_l1)
 env.case('2: refcount block over guest data: commit refused, rebuilt', refblock_over_data)
 env.case('2: L1 entry over the refcount table: as qemu-img repairs it', l1_over_reftable)
 env.case('2: L2 table over the L1 table: reported, nothing written', l2_over_l1)
 env.case('3: sizes not a multiple of 512 round up', odd_sizes)
 env.case('4: persistent dirty bitmaps are counted and kept', bitmaps)
+env.case('7: shrink over data needs --force; size 0', shrink_and_zero_size)
+env.case('6: a FIFO given as an image does not block', fifo)
+env.case('5: exit statuses and repairs as qemu-img check', exit_statuses)
 env.finish()

@@ -490,6 +490,8 @@ int q2_free_compressed(struct qcow2 *q, uint64_t entry)
 
 int q2_sync(struct qcow2 *q)
 {
+	if (q->d->open_flags & DISK_PRIV_NO_SYNC)
+		return 0;
 	if (fdatasync(q->d->fd) < 0)
 		return disk_fail(q->d, -errno, "fdatasync: %s", strerror(errno));
 	return 0;

@@ -353,7 +353,7 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	struct qcow2 *q = calloc(1, sizeof(*q));
 	uint8_t *h = NULL;
 	struct stat st;
-	size_t hlen;
+	size_t hlen, hcap;
 	int ret;
 
 	if (!q)
@@ -367,9 +367,21 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	if ((uint64_t)st.st_size < HDR_V2_LEN)
 		return disk_errf(err, errlen, -EINVAL, "truncated qcow2 header (%lld bytes)",
 				 (long long)st.st_size);
-	/* The header, its extensions and the backing name fit in cluster 0. */
-	hlen = (size_t)MIN((uint64_t)st.st_size, 1ull << QCOW2_MAX_CLUSTER_BITS);
-	h = calloc(1, 1ull << QCOW2_MAX_CLUSTER_BITS);
+	/* The header, its extensions and the backing name fit in cluster 0:
+	 * a buffer of the cluster size (cluster_bits clamped here, validated
+	 * by parse_header), not of the largest one, which every open would
+	 * have to clear. */
+	{
+		uint8_t cb[4];
+		unsigned bits = QCOW2_MAX_CLUSTER_BITS;
+
+		if (pread(d->fd, cb, 4, 20) == 4)
+			bits = MAX(MIN(be32_get(cb), QCOW2_MAX_CLUSTER_BITS),
+				   QCOW2_MIN_CLUSTER_BITS);
+		hcap = MAX((size_t)1 << bits, (size_t)HDR_OUT_LEN);
+	}
+	hlen = (size_t)MIN((uint64_t)st.st_size, hcap);
+	h = calloc(1, hcap);
 	if (!h)
 		return disk_errf(err, errlen, -ENOMEM, "out of memory");
 	ret = disk_pread_full(d->fd, h, hlen, 0);

@@ -23,8 +23,9 @@
  * Additions since the first contract (no signature changed): the
  * backing_fmt_explicit field of disk_create_opts, disk_check_mode(),
  * disk_backing_path(), the DISK_REPAIR and DISK_CHECK open flags,
- * disk_allocated_from(). Read-write opens refuse images whose metadata
- * overlaps or that carry persistent dirty bitmaps (see docs/disks.md). Note for callers of disk_map: a cluster dropped by
+ * disk_allocated_from(). Images whose metadata overlaps accept no writes,
+ * and read-write opens refuse images with persistent dirty bitmaps (see
+ * docs/disks.md). Note for callers of disk_map: a cluster dropped by
  * disk_discard/disk_write_zeroes may be reused for other data after the next
  * disk_flush(), so writes mapped before a discard must have completed before
  * that flush.

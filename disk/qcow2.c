@@ -275,8 +275,8 @@ static int load_tables(struct disk *d, struct qcow2 *q, char *err, size_t errlen
 		if (((e & L1E_RESERVED) || (o && !q2_offset_ok(q, o))) && lenient) {
 			if (!q->bad_l1++)
 				snprintf(q->bad_why, sizeof(q->bad_why),
-					 "L1 entry %llu (%#llx) is invalid (reserved bits, unaligned "
-					 "or outside the file)",
+					 "L1 entry %llu (%#llx) is invalid (reserved bits, "
+					 "unaligned or outside the file)",
 					 (unsigned long long)i, (unsigned long long)e);
 			q->l1[i] = 0;
 			continue;

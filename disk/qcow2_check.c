@@ -29,8 +29,8 @@ struct check {
 	uint64_t n;         /* clusters in ref[] */
 	struct disk_check_result *res;
 	int repair;         /* 0, 1 leaks, 2 all */
-	bool skip_refstruct; /* counting for a rebuild: the old refcount table and blocks are not used */
-	bool rebuild;        /* the refcount structure overlaps something: rebuild it elsewhere */
+	bool skip_refstruct;     /* counting for a rebuild: the old refcount structure left out */
+	bool rebuild;            /* the refcount structure overlaps something: rebuild it */
 	uint64_t overlaps_other; /* overlaps a rebuild does not fix */
 };
 

@@ -51,7 +51,7 @@ static int cmp_u64(const void *a, const void *b)
 
 int q2_meta_build(struct qcow2 *q)
 {
-	struct meta_list m = { .q = q };
+	struct meta_list m = {.q = q};
 	uint64_t cs = q->cluster_size;
 	int ret;
 
@@ -139,8 +139,7 @@ int q2_writable(struct qcow2 *q)
 }
 
 int q2_bitmap_ranges(struct qcow2 *q,
-                     void (*fn)(void *ctx, uint64_t off, uint64_t len, const char *what),
-                     void *ctx)
+                     void (*fn)(void *ctx, uint64_t off, uint64_t len, const char *what), void *ctx)
 {
 	uint64_t cs = q->cluster_size, size = q->bm_dir_size;
 	uint8_t *dir;
@@ -160,7 +159,8 @@ int q2_bitmap_ranges(struct qcow2 *q,
 	}
 	for (uint64_t p = 0, k = 0; !ret && k < q->nb_bitmaps && p + 24 <= size; k++) {
 		uint64_t toff = be64_get(dir + p), tsize = be32_get(dir + p + 8);
-		uint64_t elen = ALIGN_UP(24ull + be32_get(dir + p + 20) + be16_get(dir + p + 16), 8);
+		uint64_t elen =
+		    ALIGN_UP(24ull + be32_get(dir + p + 20) + be16_get(dir + p + 16), 8);
 		uint64_t *t;
 
 		p += elen;

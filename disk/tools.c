@@ -62,7 +62,8 @@ static int copy_file_data(int fd, uint64_t from, struct disk *dst, int dst_fd, u
 			              errno == EOPNOTSUPP || errno == EBADF))
 				kernel = false;
 			else if (r < 0)
-				return disk_fail(dst, -errno, "copy_file_range: %s", strerror(errno));
+				return disk_fail(dst, -errno, "copy_file_range: %s",
+				                 strerror(errno));
 		}
 		if (!kernel) {
 			size_t n = (size_t)MIN(len, CHUNK);
@@ -115,7 +116,8 @@ static int convert_extent(const struct disk_extent *e, struct disk *dst, uint8_t
 			uint64_t n = MIN(run_end - p, CHUNK), goff = e->off + (p - e->host_off);
 
 			if (dst->fmt == DISK_FMT_RAW) {
-				ret = copy_file_data(e->fd, p, dst, dst->fd, goff, run_end - p, buf);
+				ret = copy_file_data(e->fd, p, dst, dst->fd, goff, run_end - p,
+				                     buf);
 				n = run_end - p;
 			} else {
 				/* read: zero blocks stay unallocated, as qemu-img's */
@@ -166,7 +168,8 @@ int disk_convert(struct disk *src, const char *dst_path, const struct disk_creat
 	 * moved straight from the file that holds it, compressed clusters
 	 * (SLOW) are read through the library. */
 	for (uint64_t off = 0; !ret && off < src->size;) {
-		int n = src->ops->map(src, off, src->size - off, false, ext, layer, ARRAY_SIZE(ext));
+		int n = src->ops->map(src, off, src->size - off, false, ext, layer,
+		                      ARRAY_SIZE(ext));
 
 		if (n <= 0) {
 			ret = n < 0 ? n : -EIO;
@@ -184,8 +187,8 @@ int disk_convert(struct disk *src, const char *dst_path, const struct disk_creat
 
 					ret = disk_pread(src, buf, k, e->off + p);
 					if (ret)
-						disk_errf(err, errlen, ret, "reading the source: %s",
-						          src->err);
+						disk_errf(err, errlen, ret,
+						          "reading the source: %s", src->err);
 					else
 						ret = write_sparse(dst, buf, e->off + p, k, grain);
 				}

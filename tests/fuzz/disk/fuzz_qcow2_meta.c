@@ -63,14 +63,15 @@ static void add_meta(uint64_t off)
  * blocks. */
 static void build_base(void)
 {
-	struct disk_create_opts o = { .fmt = DISK_FMT_QCOW2, .size = VSIZE, .cluster_bits = 9 };
+	struct disk_create_opts o = {.fmt = DISK_FMT_QCOW2, .size = VSIZE, .cluster_bits = 9};
 	int fd = memfd_create("fuzz-qcow2-meta-base", MFD_CLOEXEC);
 	char path[64], err[256];
 	uint8_t buf[CS];
 	struct disk *d;
 	struct stat st;
 
-	if (fd < 0 || memfd_path(fd, path, sizeof(path)) || disk_create(path, &o, err, sizeof(err)) ||
+	if (fd < 0 || memfd_path(fd, path, sizeof(path)) ||
+	    disk_create(path, &o, err, sizeof(err)) ||
 	    disk_open(&d, path, DISK_FMT_QCOW2, DISK_NO_BACKING, err, sizeof(err)))
 		abort();
 	for (unsigned i = 0; i < NCL; i++) {
@@ -145,14 +146,14 @@ static uint64_t read_all(int fd, uint8_t *out, bool *ok)
 }
 
 static void must_match(const uint8_t *a, const bool *oka, const uint8_t *b, const bool *okb,
-		       int skip, const char *when)
+                       int skip, const char *when)
 {
 	for (unsigned i = 0; i < NCL; i++) {
 		if (!oka[i] || (int)i == skip)
 			continue;
 		if (!okb[i] || memcmp(a + (size_t)i * CS, b + (size_t)i * CS, CS)) {
 			fprintf(stderr, "guest cluster %u %s %s\n", i,
-				okb[i] ? "changed" : "became unreadable", when);
+			        okb[i] ? "changed" : "became unreadable", when);
 			abort();
 		}
 	}
@@ -177,7 +178,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(img, base, base_len);
 	ncl_file = base_len / CS;
 	for (size_t m = 0; m + 4 <= size && m / 4 < MAX_MUT; m += 4) {
-		unsigned pos = (unsigned)data[m] << 8 | data[m + 1], op = data[m + 2], val = data[m + 3];
+		unsigned pos = (unsigned)data[m] << 8 | data[m + 1], op = data[m + 2],
+		         val = data[m + 3];
 		uint8_t *e = img + meta[(pos >> 6) % nmeta] + (pos & 63) * 8;
 		uint64_t old = be64(e), target = (val % ncl_file) * CS;
 
@@ -205,7 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* as `cella disk check -r all` */
 	if (memfd_path(fd, path, sizeof(path)) ||
 	    disk_open(&d, path, DISK_FMT_QCOW2, DISK_NO_BACKING | DISK_REPAIR | DISK_CHECK, err,
-		      sizeof(err))) {
+	              sizeof(err))) {
 		close(fd);
 		return 0;
 	}
@@ -223,13 +225,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* One write into the repaired image may change its own cluster only. */
 	if (!disk_open(&d, path, DISK_FMT_QCOW2, DISK_NO_BACKING, err, sizeof(err))) {
 		memset(wbuf, 0xee, sizeof(wbuf));
-		ret = (uint64_t)(w + 1) * CS <= disk_size(d) ? disk_pwrite(d, wbuf, CS, (uint64_t)w * CS) : -1;
+		ret = (uint64_t)(w + 1) * CS <= disk_size(d)
+		          ? disk_pwrite(d, wbuf, CS, (uint64_t)w * CS)
+		          : -1;
 		ret = disk_close(d) ?: ret;
 		if (!ret) {
 			read_all(fd, post, post_ok);
-			must_match(pre, pre_ok, post, post_ok, (int)w, "in a write after the repair");
+			must_match(pre, pre_ok, post, post_ok, (int)w,
+			           "in a write after the repair");
 			if (!post_ok[w] || memcmp(post + (size_t)w * CS, wbuf, CS)) {
-				fprintf(stderr, "guest cluster %u does not read what was written\n", w);
+				fprintf(stderr, "guest cluster %u does not read what was written\n",
+				        w);
 				abort();
 			}
 		}

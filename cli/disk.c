@@ -147,7 +147,7 @@ static int cmd_create(int argc, char **argv)
 	    {0},
 	};
 	struct disk_create_opts o = {.fmt = DISK_FMT_QCOW2};
-	bool force = false;
+	bool force = false, have_size = false;
 	char err[512];
 	uint64_t v;
 	struct stat st;
@@ -163,6 +163,7 @@ static int cmd_create(int argc, char **argv)
 		case 's':
 			if (parse_size(optarg, &o.size))
 				return usage_err("create", "invalid size '%s'", optarg);
+			have_size = true;
 			break;
 		case 'c':
 			if (parse_size(optarg, &v) || v < 512 || v > (2u << 20) || (v & (v - 1)))
@@ -197,7 +198,8 @@ static int cmd_create(int argc, char **argv)
 		return usage_err("create", "%s", "expected PATH [SIZE]");
 	if (optind == argc - 2 && parse_size(argv[argc - 1], &o.size))
 		return usage_err("create", "invalid size '%s'", argv[argc - 1]);
-	if (!o.size && !o.backing)
+	have_size |= optind == argc - 2;
+	if (!have_size && !o.backing)
 		return usage_err("create", "%s", "--size is required (or a backing file)");
 	if (o.fmt == DISK_FMT_RAW && (o.backing || o.cluster_bits || o.preallocate_metadata))
 		return usage_err("create", "%s",
@@ -208,7 +210,7 @@ static int cmd_create(int argc, char **argv)
 	ret = disk_create(argv[optind], &o, err, sizeof(err));
 	if (ret)
 		return fail("create", argv[optind], ret, err);
-	if (!o.size) { /* taken from the backing file: report what was made */
+	{ /* maybe taken from the backing file or rounded up: report what was made */
 		struct disk *d;
 
 		if (!disk_open(&d, argv[optind], -1, DISK_RDONLY | DISK_NO_LOCK | DISK_NO_BACKING,
@@ -329,7 +331,7 @@ static int cmd_info(int argc, char **argv)
 static int cmd_resize(int argc, char **argv)
 {
 	static const struct option lo[] = {{"shrink", no_argument, NULL, 's'}, {0}};
-	bool shrink = false, rel = false, neg = false;
+	bool shrink = false, rel = false, neg = false, force = false;
 	const char *arg, *path = NULL, *size = NULL;
 	uint64_t v, n;
 	struct disk *d;
@@ -340,6 +342,8 @@ static int cmd_resize(int argc, char **argv)
 		arg = argv[i];
 		if (!strcmp(arg, "--shrink"))
 			shrink = true;
+		else if (!strcmp(arg, "--force"))
+			force = true;
 		else if (!path)
 			path = arg;
 		else if (!size)
@@ -368,6 +372,28 @@ static int cmd_resize(int argc, char **argv)
 		disk_close(d);
 		fprintf(stderr, "cella disk resize: %s: shrinking needs --shrink\n", path);
 		return USAGE;
+	}
+	if (n < disk_size(d)) {
+		uint64_t lost;
+
+		ret = disk_allocated_from(d, n, &lost);
+		if (!ret && lost && !force) {
+			fprintf(stderr,
+			        "cella disk resize: %s: %" PRIu64 " bytes are allocated beyond the "
+			        "new end (%" PRIu64 "); --force discards them\n",
+			        path, lost, n);
+			disk_close(d);
+			return FAIL;
+		}
+		/* Forced: drop them first, so that nothing past the end survives
+		 * to reappear if the image grows again. */
+		if (!ret && lost)
+			ret = disk_write_zeroes(d, n, disk_size(d) - n, true);
+		if (ret) {
+			fail("resize", path, ret, disk_error(d));
+			disk_close(d);
+			return FAIL;
+		}
 	}
 	ret = disk_resize(d, n, shrink);
 	if (ret) {
@@ -531,9 +557,16 @@ static int cmd_check(int argc, char **argv)
 	if (optind != argc - 1)
 		return usage_err("check", "%s", "expected one PATH");
 	if (repair)
-		flags &= ~(unsigned)(DISK_RDONLY | DISK_NO_LOCK);
-	if ((ret = open_for("check", argv[optind], flags, &d)))
+		flags = (flags & ~(unsigned)(DISK_RDONLY | DISK_NO_LOCK)) | DISK_REPAIR;
+	if ((ret = open_for("check", argv[optind], flags | DISK_CHECK, &d)))
 		return ret;
+	if (disk_format_of(d) != DISK_FMT_QCOW2) {
+		/* as qemu-img check: raw images have nothing to check */
+		fprintf(stderr, "cella disk check: %s: this image format does not support checks\n",
+		        argv[optind]);
+		disk_close(d);
+		return 63;
+	}
 	ret = disk_check_mode(d, repair, &r);
 	if (ret) {
 		fail("check", argv[optind], ret, disk_error(d));
@@ -582,8 +615,8 @@ static const struct sub subs[] = {
      cmd_create},
     {"info", "[--json] [--force-share] PATH", "show an image's format, sizes and backing chain",
      cmd_info},
-    {"resize", "PATH [+|-]SIZE [--shrink]",
-     "change the virtual size (shrinking only cuts unallocated space)", cmd_resize},
+    {"resize", "PATH [+|-]SIZE [--shrink [--force]]",
+     "change the virtual size (a shrink over allocated data needs --force)", cmd_resize},
     {"convert", "[-f FMT] [-O raw|qcow2] [--cluster-size N] SRC DST",
      "copy an image's content (its chain flattened) into a new image", cmd_convert},
     {"commit", "PATH", "write an overlay's changes into its backing file", cmd_commit},

@@ -129,7 +129,9 @@ int disk_open_file(struct disk *d, const char *path, bool readonly, bool lock, c
 	struct stat st;
 	int ret;
 
-	d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO (or a device) given as an image must not block
+	 * the open; its type is checked before anything reads it. */
+	d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (d->fd < 0)
 		return disk_errf(err, errlen, -errno, "cannot open %s%s: %s", path,
 		                 readonly ? "" : " read-write", strerror(errno));
@@ -138,6 +140,8 @@ int disk_open_file(struct disk *d, const char *path, bool readonly, bool lock, c
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 		return disk_errf(err, errlen, -EINVAL, "%s is neither a file nor a block device",
 		                 path);
+	if (fcntl(d->fd, F_SETFL, fcntl(d->fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		return disk_errf(err, errlen, -errno, "fcntl %s: %s", path, strerror(errno));
 	d->dev = st.st_dev;
 	d->ino = st.st_ino;
 	d->readonly = readonly;
@@ -229,6 +233,7 @@ static int open_layer(struct disk **out, const char *path, int fmt, unsigned fla
 	}
 	seen->dev[seen->n] = d->dev;
 	seen->ino[seen->n++] = d->ino;
+	d->open_flags = flags;
 	ret = probe_and_open(d, fmt, err, errlen);
 	if (ret)
 		goto fail;
@@ -563,6 +568,43 @@ int disk_layer_allocated(struct disk *d, uint64_t off, uint64_t len, bool *alloc
 		return qcow2_allocated(d, off, len, alloc, run);
 	*alloc = true;
 	*run = len;
+	return 0;
+}
+
+int disk_allocated_from(struct disk *d, uint64_t from, uint64_t *bytes)
+{
+	struct stat st;
+
+	*bytes = 0;
+	if (d->fmt == DISK_FMT_RAW && fstat(d->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		off_t pos = (off_t)from;
+
+		while ((uint64_t)pos < d->size) {
+			off_t data = lseek(d->fd, pos, SEEK_DATA), hole;
+
+			if (data < 0) {
+				if (errno == ENXIO)
+					return 0; /* only holes from here */
+				*bytes = d->size - (uint64_t)pos; /* no SEEK_DATA: all of it */
+				return 0;
+			}
+			hole = lseek(d->fd, data, SEEK_HOLE);
+			if (hole < 0)
+				hole = (off_t)d->size;
+			*bytes += MIN((uint64_t)hole, d->size) - MIN((uint64_t)data, d->size);
+			pos = hole;
+		}
+		return 0;
+	}
+	for (uint64_t off = from, run; off < d->size; off += run) {
+		bool alloc;
+		int ret = disk_layer_allocated(d, off, d->size - off, &alloc, &run);
+
+		if (ret)
+			return ret;
+		if (alloc)
+			*bytes += run;
+	}
 	return 0;
 }
 

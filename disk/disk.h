@@ -22,7 +22,10 @@
  *
  * Additions since the first contract (no signature changed): the
  * backing_fmt_explicit field of disk_create_opts, disk_check_mode(),
- * disk_backing_path(). Note for callers of disk_map: a cluster dropped by
+ * disk_backing_path(), the DISK_REPAIR and DISK_CHECK open flags,
+ * disk_allocated_from(). Images whose metadata overlaps accept no writes,
+ * and read-write opens refuse images with persistent dirty bitmaps (see
+ * docs/disks.md). Note for callers of disk_map: a cluster dropped by
  * disk_discard/disk_write_zeroes may be reused for other data after the next
  * disk_flush(), so writes mapped before a discard must have completed before
  * that flush.
@@ -45,6 +48,15 @@ enum disk_format { DISK_FMT_RAW, DISK_FMT_QCOW2 };
 #define DISK_RDONLY      (1u << 0) /* open the top image read-only */
 #define DISK_NO_LOCK     (1u << 1) /* take no flock (like qemu-img -U); read-only only */
 #define DISK_NO_BACKING  (1u << 2) /* do not open the backing chain (info, rebase -u) */
+/* Open for repair (check -r): metadata only, no guest writes; an image with
+ * persistent dirty bitmaps may be opened read-write this way (they are kept,
+ * and counted), where a plain read-write open refuses it. */
+#define DISK_REPAIR      (1u << 3)
+/* Open for check: an L1 or refcount table (or entry) pointing outside the
+ * file or unaligned is recorded for disk_check to report (and, for the
+ * refcount structure, to rebuild) instead of refusing the open; such an
+ * image accepts no writes but the repair's. */
+#define DISK_CHECK       (1u << 4)
 
 #define DISK_MAX_CHAIN 64 /* deepest backing chain accepted */
 
@@ -147,7 +159,13 @@ struct disk_info {
 };
 int disk_get_info(struct disk *d, struct disk_info *info) __must_check;
 
-/* Grow (or, with allow_shrink, shrink) the virtual size. */
+/* Bytes of [from, size) the top layer allocates (raw files: not holes;
+ * qcow2: data, zero and compressed clusters, a partial first one whole from
+ * `from`): what a shrink to `from` would discard. */
+int disk_allocated_from(struct disk *d, uint64_t from, uint64_t *bytes) __must_check;
+/* Grow (or, with allow_shrink, shrink) the virtual size. A shrink
+ * discards whatever lies past the new end: callers check
+ * disk_allocated_from() first (cella disk resize refuses without --force). */
 int disk_resize(struct disk *d, uint64_t new_size, bool allow_shrink) __must_check;
 
 /* Copy the whole guest-visible content of `src` (its chain flattened) into a

@@ -7,6 +7,11 @@
 
 #include "disk.h"
 
+/* Private open flag: never fdatasync (the destination of convert, which
+ * like qemu-img convert's default cache=unsafe leaves the write-back to the
+ * kernel: a crash leaves a file to convert again, never a damaged source). */
+#define DISK_PRIV_NO_SYNC (1u << 31)
+
 struct disk_ops {
 	/* Resolve a range of this layer (falling through to the backing chain
 	 * for reads); `layer` (may be NULL) receives the layer of each extent,
@@ -40,6 +45,7 @@ struct disk {
 	char *backing_name;     /* as written in the header, NULL if none */
 	int backing_fmt;        /* from the header extension, -1 if absent */
 	void *priv;             /* format state (struct qcow2) */
+	unsigned open_flags;    /* DISK_* flags this layer was opened with */
 	char err[512];
 };
 

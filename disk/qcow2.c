@@ -100,13 +100,22 @@ static int parse_extensions(struct disk *d, struct qcow2 *q, const uint8_t *hdr,
 					 (const char *)data + i + 2);
 			}
 			break;
+		case QCOW2_EXT_BITMAPS:
+			if (len >= 24) {
+				q->nb_bitmaps = be32_get(data);
+				q->bm_dir_size = be64_get(data + 8);
+				q->bm_dir_off = be64_get(data + 16);
+			}
+			q->bitmaps = true; /* valid only with the autoclear bit: see open */
+			goto keep;
 		case QCOW2_EXT_DATA_FILE:
 			return disk_errf(err, errlen, -ENOTSUP,
 					 "images with an external data file are not supported");
 		case QCOW2_EXT_CRYPTO:
 			return disk_errf(err, errlen, -ENOTSUP, "encrypted images are not supported");
-		default: {
-			/* Unknown (e.g. bitmaps): kept verbatim for header rewrites. */
+		default:
+		keep: {
+			/* Unknown (and bitmaps): kept verbatim for header rewrites. */
 			size_t n = 8 + ALIGN_UP((size_t)len, 8);
 			uint8_t *k;
 
@@ -133,6 +142,7 @@ static int parse_header(struct disk *d, struct qcow2 *q, const uint8_t *h, uint6
 	uint64_t bfo = be64_get(h + 8), l1_cover;
 	uint32_t bfs = be32_get(h + 16), crypt = be32_get(h + 32);
 	size_t ext_start;
+	bool lenient;
 	int ret;
 
 	q->version = be32_get(h + 4);
@@ -209,17 +219,34 @@ static int parse_header(struct disk *d, struct qcow2 *q, const uint8_t *h, uint6
 		return disk_errf(err, errlen, -EINVAL,
 				 "virtual size %llu exceeds what the L1 table maps",
 				 (unsigned long long)d->size);
-	if (q->l1_size && (q->l1_off & (q->cluster_size - 1) || !q->l1_off ||
-			   q->l1_off > file_size || q->l1_size * 8 > file_size - q->l1_off))
+	lenient = d->open_flags & DISK_CHECK;
+	if (q->l1_size && (q->l1_off & (q->cluster_size - 1) || !q->l1_off))
 		return disk_errf(err, errlen, -EINVAL, "L1 table offset %#llx is invalid",
 				 (unsigned long long)q->l1_off);
+	if (q->l1_size && (q->l1_off > file_size || q->l1_size * 8 > file_size - q->l1_off)) {
+		if (!lenient)
+			return disk_errf(err, errlen, -EINVAL, "L1 table offset %#llx is invalid",
+					 (unsigned long long)q->l1_off);
+		q->bad_l1 = 1; /* as qemu-img check: a corruption to report */
+		snprintf(q->bad_why, sizeof(q->bad_why), "the L1 table (at %#llx) is past the end "
+			 "of the file", (unsigned long long)q->l1_off);
+	}
 	if (!q->rt_clusters || q->rt_clusters > QCOW2_MAX_REFTABLE_BYTES >> q->cluster_bits)
 		return disk_errf(err, errlen, -EINVAL, "invalid refcount table size (%llu clusters)",
 				 (unsigned long long)q->rt_clusters);
-	if (q->rt_off & (q->cluster_size - 1) || !q->rt_off || q->rt_off > file_size ||
-	    (q->rt_clusters << q->cluster_bits) > file_size - q->rt_off)
+	if (q->rt_off & (q->cluster_size - 1))
 		return disk_errf(err, errlen, -EINVAL, "refcount table offset %#llx is invalid",
 				 (unsigned long long)q->rt_off);
+	if (!q->rt_off || q->rt_off > file_size ||
+	    (q->rt_clusters << q->cluster_bits) > file_size - q->rt_off) {
+		if (!lenient)
+			return disk_errf(err, errlen, -EINVAL,
+					 "refcount table offset %#llx is invalid",
+					 (unsigned long long)q->rt_off);
+		q->bad_rt = true; /* check rebuilds the refcount structure */
+		snprintf(q->bad_why, sizeof(q->bad_why), "refcount table offset %#llx is invalid",
+			 (unsigned long long)q->rt_off);
+	}
 	q->rt_size = (q->rt_clusters << q->cluster_bits) / 8;
 	if (q->nb_snapshots && (q->snapshots_off & (q->cluster_size - 1) || !q->snapshots_off))
 		return disk_errf(err, errlen, -EINVAL, "invalid snapshot table offset");
@@ -229,20 +256,31 @@ static int parse_header(struct disk *d, struct qcow2 *q, const uint8_t *h, uint6
 static int load_tables(struct disk *d, struct qcow2 *q, char *err, size_t errlen)
 {
 	size_t l1_bytes = (size_t)q->l1_size * 8, rt_bytes = (size_t)q->rt_size * 8;
+	bool lenient = d->open_flags & DISK_CHECK;
 	int ret;
 
 	q->l1 = calloc(q->l1_size ? q->l1_size : 1, 8);
 	q->rt = calloc(q->rt_size, 8);
 	if (!q->l1 || !q->rt)
 		return disk_errf(err, errlen, -ENOMEM, "out of memory for the L1/refcount tables");
-	if (l1_bytes && (ret = disk_pread_full(d->fd, q->l1, l1_bytes, q->l1_off)))
+	if (l1_bytes && !q->bad_l1 &&
+	    (ret = disk_pread_full(d->fd, q->l1, l1_bytes, q->l1_off)))
 		return disk_errf(err, errlen, ret, "cannot read the L1 table: %s", strerror(-ret));
-	if ((ret = disk_pread_full(d->fd, q->rt, rt_bytes, q->rt_off)))
+	if (!q->bad_rt && (ret = disk_pread_full(d->fd, q->rt, rt_bytes, q->rt_off)))
 		return disk_errf(err, errlen, ret, "cannot read the refcount table: %s",
 				 strerror(-ret));
 	for (uint64_t i = 0; i < q->l1_size; i++) {
 		uint64_t e = q->l1[i] = be64_get(&q->l1[i]), o = e & L1E_OFFSET_MASK;
 
+		if (((e & L1E_RESERVED) || (o && !q2_offset_ok(q, o))) && lenient) {
+			if (!q->bad_l1++)
+				snprintf(q->bad_why, sizeof(q->bad_why),
+					 "L1 entry %llu (%#llx) is invalid (reserved bits, "
+					 "unaligned or outside the file)",
+					 (unsigned long long)i, (unsigned long long)e);
+			q->l1[i] = 0;
+			continue;
+		}
 		if ((e & L1E_RESERVED) || (o && !q2_offset_ok(q, o)))
 			return disk_errf(err, errlen, -EINVAL,
 					 "L1 entry %llu (%#llx) is invalid (reserved bits, unaligned or "
@@ -255,6 +293,15 @@ static int load_tables(struct disk *d, struct qcow2 *q, char *err, size_t errlen
 	for (uint64_t i = 0; i < q->rt_size; i++) {
 		uint64_t e = q->rt[i] = be64_get(&q->rt[i]);
 
+		if (((e & ~RTE_OFFSET_MASK) || (e && !q2_offset_ok(q, e))) && lenient) {
+			if (!q->bad_rt)
+				snprintf(q->bad_why, sizeof(q->bad_why),
+					 "refcount table entry %llu (%#llx) is invalid",
+					 (unsigned long long)i, (unsigned long long)e);
+			q->bad_rt = true;
+			q->rt[i] = 0;
+			continue;
+		}
 		if ((e & ~RTE_OFFSET_MASK) || (e && !q2_offset_ok(q, e)))
 			return disk_errf(err, errlen, -EINVAL,
 					 "refcount table entry %llu (%#llx) is invalid",
@@ -294,6 +341,7 @@ static void qcow2_close(struct disk *d)
 	free(q->rt);
 	free(q->pending);
 	free(q->ext_keep);
+	free(q->meta);
 	free(q->zc_buf);
 	free(q->zc_in);
 	free(q);
@@ -305,7 +353,7 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	struct qcow2 *q = calloc(1, sizeof(*q));
 	uint8_t *h = NULL;
 	struct stat st;
-	size_t hlen;
+	size_t hlen, hcap;
 	int ret;
 
 	if (!q)
@@ -319,9 +367,21 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	if ((uint64_t)st.st_size < HDR_V2_LEN)
 		return disk_errf(err, errlen, -EINVAL, "truncated qcow2 header (%lld bytes)",
 				 (long long)st.st_size);
-	/* The header, its extensions and the backing name fit in cluster 0. */
-	hlen = (size_t)MIN((uint64_t)st.st_size, 1ull << QCOW2_MAX_CLUSTER_BITS);
-	h = calloc(1, 1ull << QCOW2_MAX_CLUSTER_BITS);
+	/* The header, its extensions and the backing name fit in cluster 0:
+	 * a buffer of the cluster size (cluster_bits clamped here, validated
+	 * by parse_header), not of the largest one, which every open would
+	 * have to clear. */
+	{
+		uint8_t cb[4];
+		unsigned bits = QCOW2_MAX_CLUSTER_BITS;
+
+		if (pread(d->fd, cb, 4, 20) == 4)
+			bits = MAX(MIN(be32_get(cb), QCOW2_MAX_CLUSTER_BITS),
+				   QCOW2_MIN_CLUSTER_BITS);
+		hcap = MAX((size_t)1 << bits, (size_t)HDR_OUT_LEN);
+	}
+	hlen = (size_t)MIN((uint64_t)st.st_size, hcap);
+	h = calloc(1, hcap);
 	if (!h)
 		return disk_errf(err, errlen, -ENOMEM, "out of memory");
 	ret = disk_pread_full(d->fd, h, hlen, 0);
@@ -348,6 +408,10 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 	ret = load_tables(d, q, err, errlen);
 	if (ret)
 		return ret;
+	/* The bitmaps extension counts only while its autoclear bit is set. */
+	q->bitmaps = q->bitmaps && (q->autoclear & QCOW2_AUTOCLEAR_BITMAPS);
+	if ((ret = q2_meta_build(q)))
+		return disk_errf(err, errlen, ret, "%s", d->err);
 	if (d->readonly)
 		return 0;
 	ret = check_writable(d, q, err, errlen);
@@ -363,9 +427,21 @@ int qcow2_open(struct disk *d, char *err, size_t errlen)
 		q->incompat &= ~QCOW2_INCOMPAT_DIRTY;
 		q->header_dirty = true;
 	}
-	if (q->autoclear) {
-		/* We keep none of the autoclear features (bitmaps...) up to date. */
-		q->autoclear = 0;
+	if (q->bitmaps) {
+		/* Guest writes would leave the bitmaps stale and clearing the bit
+		 * would destroy them: only repairs (which write no guest data)
+		 * may open such an image read-write. */
+		if (!(d->open_flags & DISK_REPAIR))
+			return disk_errf(err, errlen, -ENOTSUP,
+			                 "the image has %u persistent dirty bitmap(s), which cella "
+			                 "does not keep up to date: open it read-only, or remove "
+			                 "them first ('qemu-img bitmap --remove')",
+			                 q->nb_bitmaps);
+		q->keep_bitmaps = true;
+	}
+	if (q->autoclear & ~(q->keep_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0)) {
+		/* We keep no other autoclear feature up to date. */
+		q->autoclear &= q->keep_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0;
 		q->header_dirty = true;
 	}
 	if (q->header_dirty) {

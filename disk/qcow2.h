@@ -28,6 +28,10 @@
 #define QCOW2_EXT_FEATURES    0x6803f857u
 #define QCOW2_EXT_DATA_FILE   0x44415441u
 #define QCOW2_EXT_CRYPTO      0x0537be77u
+#define QCOW2_EXT_BITMAPS     0x23852875u
+#define QCOW2_AUTOCLEAR_BITMAPS (1ull << 0)
+#define QCOW2_MAX_BITMAP_DIR  MiB(64)
+#define BME_OFFSET_MASK       0x00fffffffffffe00ull
 
 #define L1E_OFFSET_MASK 0x00fffffffffffe00ull
 #define L1E_RESERVED    0x7f000000000001ffull
@@ -97,6 +101,26 @@ struct qcow2 {
 	uint64_t zc_entry;
 	uint8_t *zc_buf, *zc_in;
 	bool broken; /* metadata found invalid: no more writes */
+
+	/* persistent dirty bitmaps (extension valid: autoclear bit set) */
+	bool bitmaps;
+	uint32_t nb_bitmaps;
+	uint64_t bm_dir_off, bm_dir_size;
+	bool keep_bitmaps; /* opened for repair: bitmaps kept, no guest writes */
+
+	/* Clusters that held metadata at open (header, L1, refcount table and
+	 * blocks, L2 tables, bitmaps), sorted: never reused by allocation even
+	 * when their refcount says free, and a data cluster among them is an
+	 * overlap. Clusters freed since are removed. */
+	uint64_t *meta;
+	size_t nmeta;
+	bool overlap; /* a cluster is reachable in two roles: no more writes */
+	/* DISK_CHECK opens: tables or entries outside the file, left out (zero)
+	 * for check to report; no writes but the rebuild of the refcounts */
+	uint64_t bad_l1;
+	bool bad_rt;
+	char bad_why[200];
+	char overlap_why[200];
 };
 
 static inline struct qcow2 *Q(struct disk *d)
@@ -165,6 +189,8 @@ int q2_l2_get(struct qcow2 *q, uint64_t l1i, bool alloc, uint64_t **tbl) __must_
 void q2_l2_mark_dirty(struct qcow2 *q, uint64_t l1i);
 int q2_rc_get(struct qcow2 *q, uint64_t cluster, uint64_t *rc) __must_check;
 int q2_rc_set(struct qcow2 *q, uint64_t cluster, uint64_t rc) __must_check;
+/* Store refcount v at index i of a refcount block's bytes. */
+void q2_rb_put(const struct qcow2 *q, uint8_t *b, uint64_t i, uint64_t v);
 /* Allocate n contiguous clusters (n > 1: always at the end of the file);
  * *fresh tells whether they were never used (read as zeroes). */
 int q2_alloc(struct qcow2 *q, uint64_t n, uint64_t *off, bool *fresh) __must_check;
@@ -180,6 +206,20 @@ int q2_build_header(struct qcow2 *q, uint8_t *h, size_t cap) __must_check;
 int q2_sync(struct qcow2 *q) __must_check;
 /* Validate an L2/L1 data offset against the file. */
 bool q2_offset_ok(const struct qcow2 *q, uint64_t off);
+
+/* Build q->meta; sets q->overlap (and its reason) when two metadata
+ * structures share a cluster. */
+int q2_meta_build(struct qcow2 *q) __must_check;
+bool q2_meta_has(const struct qcow2 *q, uint64_t cluster);
+void q2_meta_drop(struct qcow2 *q, uint64_t cluster);
+/* 0 when guest data and metadata may be written, else -EIO/-EROFS with a
+ * reason in disk_error(). */
+int q2_writable(struct qcow2 *q) __must_check;
+/* Call fn for every range the bitmaps extension holds (directory, bitmap
+ * tables, bitmap data clusters). Bad ranges are passed on, not refused. */
+int q2_bitmap_ranges(struct qcow2 *q, void (*fn)(void *ctx, uint64_t off, uint64_t len,
+                                                 const char *what),
+                     void *ctx) __must_check;
 
 /* qcow2_map.c */
 int qcow2_map(struct disk *d, uint64_t off, uint64_t len, bool write, struct disk_extent *ext,

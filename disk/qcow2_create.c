@@ -108,6 +108,7 @@ int qcow2_create(const char *path, const struct disk_create_opts *o, char *err, 
 	unsigned cb = o->cluster_bits ? o->cluster_bits : 16;
 	uint64_t size = o->size, cs, l1_entries, total, b = 1;
 	int fd, ret, bfmt = -1;
+	struct stat st;
 
 	if (cb < QCOW2_MIN_CLUSTER_BITS || cb > QCOW2_MAX_CLUSTER_BITS)
 		return disk_errf(err, errlen, -EINVAL, "cluster size must be 512 B..2 MiB");
@@ -122,6 +123,12 @@ int qcow2_create(const char *path, const struct disk_create_opts *o, char *err, 
 		dd.backing_name = (char *)o->backing;
 		dd.backing_fmt = bfmt;
 	}
+	/* qcow2 sizes are whole 512-byte sectors (QEMU reads the header's size
+	 * rounded down): round up, as qemu-img does, so no byte is lost. */
+	if (size > (1ull << 62))
+		return disk_errf(err, errlen, -EFBIG, "%llu bytes is too large",
+		                 (unsigned long long)size);
+	size = ALIGN_UP(size, 512);
 	cs = 1ull << cb;
 	l1_entries = MAX(div_up(size, cs * (cs / 8)), 1);
 	if (l1_entries * 8 > QCOW2_MAX_L1_BYTES || size > (1ull << 62))
@@ -151,10 +158,14 @@ int qcow2_create(const char *path, const struct disk_create_opts *o, char *err, 
 	q.rt_off = cs;
 	if (q.rt_clusters * cs > QCOW2_MAX_REFTABLE_BYTES)
 		return disk_errf(err, errlen, -EFBIG, "image too large");
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
 	if (fd < 0)
 		return disk_errf(err, errlen, -errno, "cannot create %s: %s", path,
 		                 strerror(errno));
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+		close(fd);
+		return disk_errf(err, errlen, -EINVAL, "%s is not a regular file", path);
+	}
 	ret = disk_lock_fd(fd, true, path, err, errlen);
 	if (!ret && ftruncate(fd, 0) < 0)
 		ret =
@@ -177,7 +188,7 @@ static int tail_is_empty(struct qcow2 *q, uint64_t from, uint64_t to)
 
 		if (ret)
 			return ret;
-		if (tbl && tbl[(c >> q->cluster_bits) & ((1ull << q->l2_bits) - 1)])
+		if (tbl && (tbl[(c >> q->cluster_bits) & ((1ull << q->l2_bits) - 1)] & ~L2E_ZERO))
 			return disk_fail(
 			    q->d, -ENOTSUP,
 			    "the part to cut off holds data (at %#llx): discard it first",

@@ -283,8 +283,8 @@ static int map_write(struct disk *d, uint64_t off, uint64_t len, struct disk_ext
 	unsigned n = 0;
 	int ret;
 
-	if (q->broken)
-		return disk_fail(d, -EIO, "the image has invalid metadata: no more writes");
+	if ((ret = q2_writable(q)))
+		return ret;
 	if (d->backing_name && !d->backing)
 		return disk_fail(d, -EROFS, "opened without its backing chain: no data writes");
 	while (len) {
@@ -399,8 +399,8 @@ int qcow2_write_zeroes(struct disk *d, uint64_t off, uint64_t len, bool may_unma
 	uint64_t cs = q->cluster_size, end = off + len;
 	int ret = 0;
 
-	if (q->broken)
-		return disk_fail(d, -EIO, "the image has invalid metadata: no more writes");
+	if ((ret = q2_writable(q)))
+		return ret;
 	if (d->backing_name && !d->backing)
 		return disk_fail(d, -EROFS, "opened without its backing chain: no data writes");
 	while (!ret && off < end) {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -130,6 +131,14 @@ static int l2_validate(struct qcow2 *q, const uint64_t *t, uint64_t l1i)
 		off = e & L2E_OFFSET_MASK;
 		if ((e & L2E_RESERVED) || (off && !q2_offset_ok(q, off)))
 			goto bad;
+		if (off && !q->overlap && q2_meta_has(q, off >> q->cluster_bits)) {
+			/* readable, but no write may go there (or anywhere) */
+			q->overlap = true;
+			snprintf(q->overlap_why, sizeof(q->overlap_why),
+			         "L2 entry %llu of table %llu points to metadata at %#llx",
+			         (unsigned long long)i, (unsigned long long)l1i,
+			         (unsigned long long)off);
+		}
 		continue;
 	bad:
 		q->broken = true;
@@ -247,6 +256,11 @@ static void rb_write(const struct qcow2 *q, uint8_t *b, uint64_t i, uint64_t v)
 		b[i / per] = (uint8_t)((b[i / per] & ~m) | ((v << sh) & m));
 	}
 	}
+}
+
+void q2_rb_put(const struct qcow2 *q, uint8_t *b, uint64_t i, uint64_t v)
+{
+	rb_write(q, b, i, v);
 }
 
 static int rb_load(struct qcow2 *q, uint64_t rbi, struct q2_entry **out)
@@ -394,6 +408,8 @@ static int find_free(struct qcow2 *q, uint64_t *cluster)
 	for (uint64_t c = MAX(q->free_hint, 1); c < limit; c++) {
 		uint64_t rbi = c >> q->rb_bits;
 
+		if (q2_meta_has(q, c))
+			continue; /* metadata at open, whatever its refcount says */
 		if (rbi < q->rt_size && !q->rt[rbi]) {
 			*cluster = c; /* no block: refcount 0 */
 			return 1;
@@ -414,8 +430,8 @@ int q2_alloc(struct qcow2 *q, uint64_t n, uint64_t *off, bool *fresh)
 	uint64_t c = 0;
 	int ret;
 
-	if (q->broken)
-		return disk_fail(q->d, -EIO, "the image has invalid metadata: no more writes");
+	if ((ret = q2_writable(q)))
+		return ret;
 	if (n == 1 && q->may_have_free) {
 		ret = find_free(q, &c);
 		if (ret < 0)
@@ -474,9 +490,20 @@ int q2_free_compressed(struct qcow2 *q, uint64_t entry)
 
 int q2_sync(struct qcow2 *q)
 {
+	if (q->d->open_flags & DISK_PRIV_NO_SYNC)
+		return 0;
 	if (fdatasync(q->d->fd) < 0)
 		return disk_fail(q->d, -errno, "fdatasync: %s", strerror(errno));
 	return 0;
+}
+
+/* QEMU's cheapest overlap checks: the header, the L1 and refcount tables. */
+static bool hits_fixed_meta(const struct qcow2 *q, uint64_t off)
+{
+	uint64_t cs = q->cluster_size;
+
+	return off < cs || (off >= q->l1_off && off < q->l1_off + ALIGN_UP(q->l1_size * 8, cs)) ||
+	       (off >= q->rt_off && off < q->rt_off + q->rt_clusters * cs);
 }
 
 static int write_tables(struct qcow2 *q, struct q2_cache *c, bool l2)
@@ -492,6 +519,14 @@ static int write_tables(struct qcow2 *q, struct q2_cache *c, bool l2)
 
 		if (!e->dirty)
 			continue;
+		if (hits_fixed_meta(q, e->host_off)) {
+			ret = disk_fail(q->d, -EIO,
+			                "refusing to write %s over the header, L1 or refcount "
+			                "table at %#llx (metadata overlap)",
+			                l2 ? "an L2 table" : "a refcount block",
+			                (unsigned long long)e->host_off);
+			break;
+		}
 		if (l2)
 			for (uint64_t k = 0; k < cs / 8; k++)
 				be64_put(&tmp[k], ((uint64_t *)e->buf)[k]);
@@ -540,6 +575,7 @@ static int apply_pending(struct qcow2 *q)
 		ret = q2_rc_set(q, c, rc - 1);
 		if (ret || rc != 1)
 			continue;
+		q2_meta_drop(q, c);
 		/* Punching is only an optimisation: errors are ignored. */
 		if (fallocate(q->d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		              (off_t)(c << q->cluster_bits), (off_t)q->cluster_size) < 0) {

@@ -55,6 +55,8 @@ static int raw_read_slow(struct disk *d, void *buf, size_t len, uint64_t off)
 
 static int raw_flush(struct disk *d)
 {
+	if (d->open_flags & DISK_PRIV_NO_SYNC)
+		return 0;
 	if (fdatasync(d->fd) < 0)
 		return disk_fail(d, -errno, "fdatasync: %s", strerror(errno));
 	return 0;
@@ -129,12 +131,17 @@ const struct disk_ops raw_ops = {
 
 int raw_create(const char *path, const struct disk_create_opts *o, char *err, size_t errlen)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0644);
 	struct stat st;
 	int ret;
 
 	if (fd < 0)
 		return disk_errf(err, errlen, -errno, "cannot create %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		close(fd);
+		return disk_errf(err, errlen, -EINVAL, "%s is neither a file nor a block device",
+		                 path);
+	}
 	/* Never truncate an image a VM has open. */
 	ret = disk_lock_fd(fd, true, path, err, errlen);
 	if (ret)

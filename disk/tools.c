@@ -5,38 +5,17 @@
 #include "disk_priv.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <unistd.h>
 
-#define CHUNK MiB(2)
+#define CHUNK MiB(8)
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
 	return n == 0 || (p[0] == 0 && !memcmp(p, p + 1, n - 1));
-}
-
-/* Whether [off, off+len) of the chain reads as zeroes without reading data. */
-static int range_is_hole(struct disk *d, uint64_t off, uint64_t len, bool *hole)
-{
-	struct disk_extent ext[8];
-	uint64_t done = 0;
-
-	while (done < len) {
-		int n = d->ops->map(d, off + done, len - done, false, ext, NULL, ARRAY_SIZE(ext));
-
-		if (n <= 0)
-			return n < 0 ? n : -EIO;
-		for (int i = 0; i < n; i++) {
-			if (ext[i].kind != DISK_EXT_ZERO) {
-				*hole = false;
-				return 0;
-			}
-			done += ext[i].len;
-		}
-	}
-	*hole = true;
-	return 0;
 }
 
 /* Write buf (the chain content at off) into dst, skipping all-zero blocks
@@ -64,10 +43,106 @@ static int write_sparse(struct disk *dst, const uint8_t *buf, uint64_t off, size
 	return 0;
 }
 
+/* Copy len bytes of file data from (fd, from) to the raw file dst at `to`
+ * in the kernel (copy_file_range: no copy through user space, a reflink
+ * where the file system offers one); pread/pwrite where it cannot. */
+static int copy_file_data(int fd, uint64_t from, struct disk *dst, int dst_fd, uint64_t to,
+                          uint64_t len, uint8_t *buf)
+{
+	bool kernel = true;
+
+	while (len) {
+		ssize_t r = -1;
+
+		if (kernel) {
+			loff_t a = (loff_t)from, b = (loff_t)to;
+
+			r = copy_file_range(fd, &a, dst_fd, &b, (size_t)MIN(len, CHUNK), 0);
+			if (r < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+			              errno == EOPNOTSUPP || errno == EBADF))
+				kernel = false;
+			else if (r < 0)
+				return disk_fail(dst, -errno, "copy_file_range: %s",
+				                 strerror(errno));
+		}
+		if (!kernel) {
+			size_t n = (size_t)MIN(len, CHUNK);
+			int ret = disk_pread_full(fd, buf, n, from);
+
+			if (!ret)
+				ret = disk_pwrite_full(dst_fd, buf, n, to);
+			if (ret)
+				return disk_fail(dst, ret, "copying data: %s", strerror(-ret));
+			r = (ssize_t)n;
+		}
+		if (r == 0)
+			return disk_fail(dst, -EIO, "copy_file_range: unexpected end of file");
+		from += (uint64_t)r;
+		to += (uint64_t)r;
+		len -= (uint64_t)r;
+	}
+	return 0;
+}
+
+/* One DATA extent of the source into dst: only the parts of the host file
+ * that hold data (SEEK_DATA/SEEK_HOLE: holes of raw files are not read),
+ * copied in the kernel into a raw destination (zeroes inside data runs are
+ * copied as they are), read into buf for a qcow2 one (zero blocks of
+ * `grain` bytes stay unallocated). */
+static int convert_extent(const struct disk_extent *e, struct disk *dst, uint8_t *buf,
+                          size_t grain)
+{
+	uint64_t pos = e->host_off, end = e->host_off + e->len;
+
+	while (pos < end) {
+		off_t data = lseek(e->fd, (off_t)pos, SEEK_DATA), hole;
+		uint64_t run_end;
+		int ret;
+
+		if (data < 0 && errno == ENXIO)
+			return 0; /* holes to the end of the file */
+		if (data < 0) {
+			data = (off_t)pos; /* no SEEK_DATA here: all of it is data */
+			hole = (off_t)end;
+		} else {
+			hole = lseek(e->fd, data, SEEK_HOLE);
+			if (hole < 0)
+				hole = (off_t)end;
+		}
+		if ((uint64_t)data >= end)
+			return 0;
+		run_end = MIN((uint64_t)hole, end);
+		for (uint64_t p = (uint64_t)data; p < run_end;) {
+			uint64_t n = MIN(run_end - p, CHUNK), goff = e->off + (p - e->host_off);
+
+			if (dst->fmt == DISK_FMT_RAW) {
+				ret = copy_file_data(e->fd, p, dst, dst->fd, goff, run_end - p,
+				                     buf);
+				n = run_end - p;
+			} else {
+				/* read: zero blocks stay unallocated, as qemu-img's */
+				ret = disk_pread_full(e->fd, buf, (size_t)n, p);
+				if (ret)
+					ret = disk_fail(dst, ret, "reading the source: %s",
+					                strerror(-ret));
+				else
+					ret = write_sparse(dst, buf, goff, (size_t)n, grain);
+			}
+			if (ret)
+				return ret;
+			p += n;
+		}
+		pos = run_end;
+	}
+	return 0;
+}
+
 int disk_convert(struct disk *src, const char *dst_path, const struct disk_create_opts *o,
                  char *err, size_t errlen)
 {
 	struct disk_create_opts co = *o;
+	struct disk_extent ext[64];
+	struct disk *layer[64];
 	struct disk_info info;
 	struct disk *dst;
 	uint8_t *buf;
@@ -81,7 +156,7 @@ int disk_convert(struct disk *src, const char *dst_path, const struct disk_creat
 	ret = disk_create(dst_path, &co, err, errlen);
 	if (ret)
 		return ret;
-	ret = disk_open(&dst, dst_path, co.fmt, 0, err, errlen);
+	ret = disk_open(&dst, dst_path, co.fmt, DISK_PRIV_NO_SYNC, err, errlen);
 	if (ret)
 		return ret;
 	ret = disk_get_info(dst, &info);
@@ -89,24 +164,38 @@ int disk_convert(struct disk *src, const char *dst_path, const struct disk_creat
 	buf = malloc(CHUNK);
 	if (!buf)
 		ret = disk_fail(dst, -ENOMEM, "out of memory");
-	for (uint64_t off = 0; !ret && off < src->size; off += CHUNK) {
-		size_t n = (size_t)MIN(CHUNK, src->size - off);
-		bool hole;
+	/* Walk the chain's extents: zero ranges are skipped unread, data is
+	 * moved straight from the file that holds it, compressed clusters
+	 * (SLOW) are read through the library. */
+	for (uint64_t off = 0; !ret && off < src->size;) {
+		int n = src->ops->map(src, off, src->size - off, false, ext, layer,
+		                      ARRAY_SIZE(ext));
 
-		ret = range_is_hole(src, off, n, &hole);
-		if (ret) {
+		if (n <= 0) {
+			ret = n < 0 ? n : -EIO;
 			disk_errf(err, errlen, ret, "reading the source: %s", src->err);
 			break;
 		}
-		if (hole)
-			continue;
-		ret = disk_pread(src, buf, n, off);
-		if (ret) {
-			disk_errf(err, errlen, ret, "reading the source: %s", src->err);
-			break;
+		for (int i = 0; !ret && i < n; i++) {
+			const struct disk_extent *e = &ext[i];
+
+			if (e->kind == DISK_EXT_DATA) {
+				ret = convert_extent(e, dst, buf, grain);
+			} else if (e->kind == DISK_EXT_SLOW) {
+				for (uint64_t p = 0; !ret && p < e->len; p += CHUNK) {
+					size_t k = (size_t)MIN(CHUNK, e->len - p);
+
+					ret = disk_pread(src, buf, k, e->off + p);
+					if (ret)
+						disk_errf(err, errlen, ret,
+						          "reading the source: %s", src->err);
+					else
+						ret = write_sparse(dst, buf, e->off + p, k, grain);
+				}
+			}
+			off = e->off + e->len;
 		}
-		ret = write_sparse(dst, buf, off, n, grain);
-		if (ret)
+		if (ret && !err[0])
 			disk_errf(err, errlen, ret, "writing %s: %s", dst_path, dst->err);
 	}
 	free(buf);

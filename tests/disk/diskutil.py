@@ -24,8 +24,8 @@ def need_qemu():
             sys.exit(SKIP)
 
 
-def run(*cmd, check=True, input=None):
-    r = subprocess.run(list(cmd), capture_output=True, text=True, input=input, timeout=300)
+def run(*cmd, check=True, input=None, timeout=300):
+    r = subprocess.run(list(cmd), capture_output=True, text=True, input=input, timeout=timeout)
     if check and r.returncode != 0:
         raise AssertionError(f'{" ".join(cmd)} exited {r.returncode}:\n{r.stdout}{r.stderr}')
     return r

@@ -59,6 +59,15 @@ def restart(args, d):
     return d2.start()
 
 
+def cleanup(d, d2):
+    """End the live cellad of a case: the restarted one, or the first if
+    it never crashed."""
+    if d2:
+        d2.cleanup()
+    elif d.proc.poll() is None:
+        d.cleanup()
+
+
 def job_event(d, vm, outcome, kind):
     ev = d.wait_event(vm, outcome)
     check(ev.get("detail", "").startswith(kind), f"{vm}: {outcome} {ev.get('detail')}")
@@ -125,10 +134,7 @@ def case_save(args, point, tmp):
             check(True, "the saved VM restores and carries on")
         d2.action("s", "kill")
     finally:
-        if d2:
-            d2.cleanup()
-        elif d.proc.poll() is None:
-            d.cleanup()
+        cleanup(d, d2)
 
 
 def case_checkpoint_create(args, point, tmp):
@@ -174,10 +180,7 @@ def case_checkpoint_create(args, point, tmp):
         check(True, "the guest carries on")
         d2.action("c", "kill")
     finally:
-        if d2:
-            d2.cleanup()
-        elif d.proc.poll() is None:
-            d.cleanup()
+        cleanup(d, d2)
 
 
 def qemu_io_write(path, pattern, offset):
@@ -230,10 +233,7 @@ def case_checkpoint_delete(args, point, tmp):
         d2.wait_state("k", ("stopped", "crashed"))
         check(d2.vm("k")["state"] == "stopped", "the VM boots from the merged chain")
     finally:
-        if d2:
-            d2.cleanup()
-        elif d.proc.poll() is None:
-            d.cleanup()
+        cleanup(d, d2)
 
 
 def ns_restart(args, d, host, ns, certs):
@@ -357,10 +357,7 @@ def case_checkpoint_apply(args, point, tmp):
               f"applying again works: {r.status}")
         img_check(d2.vm("p")["disks"][0]["path"])
     finally:
-        if d2:
-            d2.cleanup()
-        elif d.proc.poll() is None:
-            d.cleanup()
+        cleanup(d, d2)
 
 
 def case_start(args, point, tmp):
@@ -379,10 +376,7 @@ def case_start(args, point, tmp):
         check(True, "and starts")
         d2.action("st", "kill")
     finally:
-        if d2:
-            d2.cleanup()
-        elif d.proc.poll() is None:
-            d.cleanup()
+        cleanup(d, d2)
 
 
 def test(args):

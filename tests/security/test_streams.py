@@ -33,6 +33,17 @@ def follow(sock, path):
     return s, head
 
 
+def saw(s, head, marker):
+    """Whether the follower's stream (after its headers) brings marker."""
+    buf = head.partition(b"\r\n\r\n")[2]
+    while marker not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    return marker in buf
+
+
 def test(args):
     with Daemon(args) as d:
         d.define("s", "memwriter", "mib=4 rounds=0 pause_ms=50")
@@ -53,26 +64,10 @@ def test(args):
         check(d.get("/v1/host").status == 200, "a request is answered meanwhile")
         log(f"GET /v1/host with 60 followers: {(time.monotonic() - t0) * 1000:.1f} ms")
         d.action("s", "pause")
-        got = 0
-        for s, head in ev:
-            buf = head.partition(b"\r\n\r\n")[2]
-            while b'"paused"' not in buf:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                buf += chunk
-            got += b'"paused"' in buf
+        got = sum(saw(s, head, b'"paused"') for s, head in ev)
         check(got == 40, f"every event follower got the pause ({got} of 40)")
         d.action("s", "resume")
-        got = 0
-        for s, head in con:
-            buf = head.partition(b"\r\n\r\n")[2]
-            while b"round" not in buf:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                buf += chunk
-            got += b"round" in buf
+        got = sum(saw(s, head, b"round") for s, head in con)
         check(got == 20, f"every console follower got new output ({got} of 20)")
         for s, _ in ev + con:
             s.close()

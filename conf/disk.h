@@ -15,6 +15,16 @@ struct disk_qos_config {
 	uint64_t bps, bps_burst;
 };
 
+/* A disk's backing chain given to cella-vm as descriptors (cellad opened
+ * and checked each file beneath its storage location): fd[i] is link i + 1,
+ * name[i] the backing name its upper image gave when cellad checked it. */
+#define CONF_MAX_BACKING 63
+struct disk_backing_fds {
+	unsigned nr;
+	int fd[CONF_MAX_BACKING];
+	char *name[CONF_MAX_BACKING];
+};
+
 struct disk_config {
 	char *path;
 	bool readonly;
@@ -22,6 +32,11 @@ struct disk_config {
 	char format[8]; /* "" = probe, "raw" or "qcow2" */
 	struct disk_qos_config qos;
 	bool cbt;       /* changed-block tracking in PATH.cbt (disk/cbt.h) */
+	/* cella-vm's configuration from cellad only, not schema keys (JSON
+	 * "backing": [{"fd": N, "name": S}...], "cbt_file": "fd:N"): with a
+	 * path "fd:N", the chain and the tracking file as descriptors too. */
+	struct disk_backing_fds *backing; /* NULL: opened by name */
+	char *cbt_file;                   /* NULL: PATH.cbt */
 };
 
 /* path (positional in option strings), readonly (words ro, rw), id,

@@ -116,22 +116,35 @@ static int cbt_lock(int fd)
 
 int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char *err, size_t errlen)
 {
+	char path[4096];
+	int fd;
+
+	if (snprintf(path, sizeof(path), "%s.cbt", image_path) >= (int)sizeof(path))
+		return disk_errf(err, errlen, -ENAMETOOLONG, "path too long");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return disk_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	return cbt_open_fd(out, fd, path, disk_size, err, errlen);
+}
+
+int cbt_open_fd(struct cbt **out, int fd, const char *path, uint64_t disk_size, char *err,
+		size_t errlen)
+{
 	struct cbt *c = calloc(1, sizeof(*c));
-	char path[4096], boot[40];
+	char boot[40];
 	struct cbt_header h;
 	struct stat st;
-	int ret;
+	int ret, fl;
 
-	if (!c)
+	if (!c) {
+		close(fd);
 		return disk_errf(err, errlen, -ENOMEM, "out of memory");
-	c->fd = -1;
-	if (snprintf(path, sizeof(path), "%s.cbt", image_path) >= (int)sizeof(path)) {
-		ret = disk_errf(err, errlen, -ENAMETOOLONG, "path too long");
-		goto fail;
 	}
-	c->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-	if (c->fd < 0) {
-		ret = disk_errf(err, errlen, -errno, "%s: %s", path, strerror(errno));
+	c->fd = fd;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || (fl & O_ACCMODE) != O_RDWR || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ret = disk_errf(err, errlen, -EBADF, "%s: not a regular file open for reading and "
+				"writing", path);
 		goto fail;
 	}
 	/* The image's own lock keeps two writers away; this one guards the

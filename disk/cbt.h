@@ -42,6 +42,10 @@ struct cbt;
  * reset (points dropped). Returns 0 or -errno with the reason in err. */
 int cbt_open(struct cbt **out, const char *image_path, uint64_t disk_size, char *err,
 	     size_t errlen) __must_check;
+/* The same on a descriptor the caller opened (O_RDWR, a regular file; owned
+ * by the cbt from now on, also on failure); `path` names it in messages. */
+int cbt_open_fd(struct cbt **out, int fd, const char *path, uint64_t disk_size, char *err,
+		size_t errlen) __must_check;
 /* msync, clear the in-use flag (when `clean`: everything marked reached the
  * file) and unmap. */
 void cbt_close(struct cbt *c, bool clean);

@@ -126,27 +126,41 @@ struct disk *disk_alloc(void)
 int disk_open_file(struct disk *d, const char *path, bool readonly, bool lock, char *err,
                    size_t errlen)
 {
-	struct stat st;
-	int ret;
-
 	/* O_NONBLOCK: a FIFO (or a device) given as an image must not block
 	 * the open; its type is checked before anything reads it. */
-	d->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (d->fd < 0)
+	int fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0)
 		return disk_errf(err, errlen, -errno, "cannot open %s%s: %s", path,
 		                 readonly ? "" : " read-write", strerror(errno));
+	return disk_adopt_fd(d, fd, path, readonly, lock, err, errlen);
+}
+
+int disk_adopt_fd(struct disk *d, int fd, const char *what, bool readonly, bool lock, char *err,
+                  size_t errlen)
+{
+	struct stat st;
+	int fl, ret;
+
+	d->fd = fd;
 	if (fstat(d->fd, &st) < 0)
-		return disk_errf(err, errlen, -errno, "cannot stat %s: %s", path, strerror(errno));
+		return disk_errf(err, errlen, -errno, "cannot stat %s: %s", what, strerror(errno));
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 		return disk_errf(err, errlen, -EINVAL, "%s is neither a file nor a block device",
-		                 path);
-	if (fcntl(d->fd, F_SETFL, fcntl(d->fd, F_GETFL) & ~O_NONBLOCK) < 0)
-		return disk_errf(err, errlen, -errno, "fcntl %s: %s", path, strerror(errno));
+		                 what);
+	fl = fcntl(d->fd, F_GETFL);
+	if (fl < 0)
+		return disk_errf(err, errlen, -errno, "fcntl %s: %s", what, strerror(errno));
+	if ((fl & O_ACCMODE) == O_WRONLY || (!readonly && (fl & O_ACCMODE) != O_RDWR))
+		return disk_errf(err, errlen, -EBADF, "%s is not open for %s", what,
+		                 readonly ? "reading" : "reading and writing");
+	if (fcntl(d->fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return disk_errf(err, errlen, -errno, "fcntl %s: %s", what, strerror(errno));
 	d->dev = st.st_dev;
 	d->ino = st.st_ino;
 	d->readonly = readonly;
 	if (lock) {
-		ret = disk_lock_fd(d->fd, !readonly, path, err, errlen);
+		ret = disk_lock_fd(d->fd, !readonly, what, err, errlen);
 		if (ret)
 			return ret;
 		d->locked_ex = !readonly;
@@ -199,6 +213,10 @@ struct chain_seen {
 	dev_t dev[DISK_MAX_CHAIN + 2];
 	ino_t ino[DISK_MAX_CHAIN + 2];
 	unsigned n;
+	/* disk_open_fds: the layers' files, in chain order; each one the chain
+	 * took is marked (the rest are closed at the end). NULL: by name. */
+	const struct disk_fd_chain *fds;
+	bool taken[DISK_MAX_CHAIN];
 };
 
 static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth, unsigned top_flags,
@@ -221,7 +239,15 @@ static int open_layer(struct disk **out, const char *path, int fmt, unsigned fla
 		    disk_errf(err, errlen, -EINVAL, "%s: an unlocked open must be read-only", path);
 		goto fail;
 	}
-	ret = disk_open_file(d, path, ro, !(flags & DISK_NO_LOCK), err, errlen);
+	if (seen->fds) {
+		/* The file the caller opened (and checked) for this link: never
+		 * a name resolved here. */
+		seen->taken[depth] = true;
+		ret = disk_adopt_fd(d, seen->fds->fd[depth], path, ro, !(flags & DISK_NO_LOCK), err,
+		                    errlen);
+	} else {
+		ret = disk_open_file(d, path, ro, !(flags & DISK_NO_LOCK), err, errlen);
+	}
 	if (ret)
 		goto fail;
 	for (unsigned i = 0; i < seen->n; i++) {
@@ -249,6 +275,26 @@ fail:
 	return ret;
 }
 
+/* disk_open_fds: the descriptor for link depth + 1, whose name the image
+ * above gives as `name`, must be the one the caller checked under that
+ * name. 0 or -errno with err set. */
+static int fd_for_backing(const struct disk *d, const struct chain_seen *seen, unsigned depth,
+                          char *err, size_t errlen)
+{
+	const struct disk_fd_chain *c = seen->fds;
+	const char *checked = depth + 1 < c->nr ? c->name[depth + 1] : NULL;
+
+	if (depth + 1 >= c->nr)
+		return disk_errf(err, errlen, -ESTALE, "%s names the backing file %s, but no "
+		                 "descriptor was given for it (was the image changed after it was "
+		                 "checked?)", d->path, d->backing_name);
+	if (checked && strcmp(checked, d->backing_name))
+		return disk_errf(err, errlen, -ESTALE, "%s names the backing file %s now, not %s as "
+		                 "when it was checked: the image changed in between", d->path,
+		                 d->backing_name, checked);
+	return 0;
+}
+
 static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth, unsigned top_flags,
                         char *err, size_t errlen)
 {
@@ -261,7 +307,15 @@ static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth,
 	if (depth + 1 >= DISK_MAX_CHAIN)
 		return disk_errf(err, errlen, -ELOOP, "backing chain deeper than %d images (at %s)",
 		                 DISK_MAX_CHAIN, d->path ? d->path : "(fd)");
-	bp = disk_backing_path(d->path, d->backing_name);
+	if (seen->fds) {
+		ret = fd_for_backing(d, seen, depth, err, errlen);
+		if (ret)
+			return ret;
+		/* Named as the header names it: no directory to resolve against. */
+		bp = strdup(d->backing_name);
+	} else {
+		bp = disk_backing_path(d->path, d->backing_name);
+	}
 	if (!bp)
 		return disk_errf(err, errlen, -ENOMEM, "out of memory");
 	sub[0] = 0;
@@ -281,6 +335,47 @@ int disk_open(struct disk **out, const char *path, int fmt, unsigned flags, char
 	if (err && errlen)
 		err[0] = 0;
 	return open_layer(out, path, fmt, flags, &seen, 0, err, errlen);
+}
+
+static void close_chain(struct disk *d);
+
+int disk_open_fds(struct disk **out, const struct disk_fd_chain *chain, int fmt, unsigned flags,
+                  char *err, size_t errlen)
+{
+	struct chain_seen seen = {.n = 0, .fds = chain};
+	char top[64];
+	unsigned depth = 0;
+	int ret;
+
+	if (err && errlen)
+		err[0] = 0;
+	*out = NULL;
+	if (!chain->nr || chain->nr > DISK_MAX_CHAIN) {
+		ret = disk_errf(err, errlen, -EINVAL, "a chain of %u descriptors (1 to %d)", chain->nr,
+		                DISK_MAX_CHAIN);
+		goto out;
+	}
+	if (!chain->name[0])
+		snprintf(top, sizeof(top), "fd:%d", chain->fd[0]);
+	ret = open_layer(out, chain->name[0] ? chain->name[0] : top, fmt, flags, &seen, 0, err,
+	                 errlen);
+	if (ret)
+		goto out;
+	for (const struct disk *l = *out; l; l = l->backing)
+		depth++;
+	if (!(flags & DISK_NO_BACKING) && depth != chain->nr) {
+		/* A descriptor was checked for a link the image no longer has. */
+		ret = disk_errf(err, errlen, -ESTALE, "%s has a chain of %u image(s) now, %u when it "
+		                "was checked: the image changed in between", (*out)->path, depth,
+		                chain->nr);
+		close_chain(*out);
+		*out = NULL;
+	}
+out:
+	for (unsigned i = 0; i < chain->nr && i < DISK_MAX_CHAIN; i++)
+		if (!seen.taken[i] && chain->fd[i] >= 0)
+			close(chain->fd[i]);
+	return ret;
 }
 
 static void close_chain(struct disk *d)

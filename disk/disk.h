@@ -71,6 +71,24 @@ struct disk;
  * -ELOOP. */
 int disk_open(struct disk **out, const char *path, int fmt, unsigned flags, char *err,
 	      size_t errlen) __must_check;
+/* A chain's files opened by the caller (cellad, beneath a storage
+ * location), in chain order: fd[0] the image, fd[1] its backing file...
+ * name[i] is the backing name the image above named when the caller
+ * checked the chain (name[0]: the image's name, for messages); NULL skips
+ * the comparison. */
+struct disk_fd_chain {
+	unsigned nr;
+	int fd[DISK_MAX_CHAIN];
+	const char *name[DISK_MAX_CHAIN];
+};
+/* disk_open on descriptors: nothing is opened by name. Each link's file is
+ * the next descriptor (its kind and access mode checked: the top one needs
+ * O_RDWR unless DISK_RDONLY); an image that names another backing file
+ * than the caller checked, or a chain longer or shorter than the
+ * descriptors given, is refused with -ESTALE ("the image changed"). The
+ * descriptors pass to the disk, also on failure. */
+int disk_open_fds(struct disk **out, const struct disk_fd_chain *chain, int fmt, unsigned flags,
+		  char *err, size_t errlen) __must_check;
 /* Open the qcow2 image on `fd` read-write (LOCK_EX) as a new top layer over
  * `backing`, an open chain that becomes its backing chain (its top is
  * reopened read-only). Ownership of fd and backing passes to the new disk,

@@ -70,6 +70,10 @@ int disk_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 /* Open the file and take its lock; fills d->fd, dev, ino. */
 int disk_open_file(struct disk *d, const char *path, bool readonly, bool lock, char *err,
 		   size_t errlen);
+/* The same for a descriptor the caller opened (owned by d from now on, also
+ * on failure): its kind and access mode are checked. */
+int disk_adopt_fd(struct disk *d, int fd, const char *what, bool readonly, bool lock, char *err,
+		  size_t errlen);
 int disk_lock_fd(int fd, bool exclusive, const char *what, char *err, size_t errlen);
 
 struct disk *disk_alloc(void);

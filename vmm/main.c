@@ -21,6 +21,7 @@
 #include "control/control.h"
 #include "conf/schema.h"
 #include "devtype.h"
+#include "fdspec.h"
 #include "log.h"
 #include "migrate/migrate.h"
 #include "migrate/mig_tls.h"
@@ -456,6 +457,31 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 	return 0;
 }
 
+/* Close the descriptors cellad passed for files ("fd:N"): whoever needed
+ * one holds a duplicate by now (fdspec_open), and the sandboxed worker
+ * keeps nothing else. */
+static void close_passed_fds(const struct vm_config *cfg, const struct worker_opts *wo)
+{
+	const char *specs[] = { cfg->kernel, cfg->initrd, wo->restore, wo->tls_cert, wo->tls_key,
+				wo->tls_ca, cfg->console == CONSOLE_FILE ? cfg->console_path : NULL };
+	int fd;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(specs); i++)
+		if (specs[i] && fdspec_is_fd(specs[i], &fd) && fd > 2)
+			close(fd);
+	for (unsigned i = 0; i < cfg->nr_disks; i++) {
+		const struct disk_config *d = &cfg->disks[i];
+
+		if (fdspec_is_fd(d->path, &fd) && fd > 2)
+			close(fd);
+		if (d->cbt_file && fdspec_is_fd(d->cbt_file, &fd) && fd > 2)
+			close(fd);
+		for (unsigned k = 0; d->backing && k < d->backing->nr; k++)
+			if (d->backing->fd[k] > 2)
+				close(d->backing->fd[k]);
+	}
+}
+
 static double ms_between(const struct timespec *a, const struct timespec *b)
 {
 	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
@@ -469,21 +495,10 @@ static int restore_open(const char *spec, const struct vm_config *cfg, struct st
 	char err[256];
 	int fd;
 
-	if (!strncmp(spec, "fd:", 3)) {
-		char *end;
-		long n = strtol(spec + 3, &end, 10);
-
-		fd = (*end || end == spec + 3 || n < 0 || n > 65535) ? -1 : (int)n;
-		if (fd < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
-			log_err("--restore %s: not an inherited file descriptor", spec);
-			return -1;
-		}
-	} else {
-		fd = open(spec, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			log_err("--restore %s: %s", spec, strerror(errno));
-			return -1;
-		}
+	fd = fdspec_open(spec, O_RDONLY, 0, FDSPEC_REG, err, sizeof(err));
+	if (fd < 0) {
+		log_err("--restore %s", err);
+		return -1;
 	}
 	if (statefile_open(sf, fd, err, sizeof(err))) {
 		log_err("--restore %s: %s", spec, err);
@@ -605,7 +620,7 @@ int main(int argc, char **argv)
 		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : WORKER_EXIT_ERROR;
 		if (!vm_exiting(&vm))
 			snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
-	} else if (worker_prepare(&vm, &wo, &ctl)) {
+	} else if (close_passed_fds(&cfg, &wo), worker_prepare(&vm, &wo, &ctl)) {
 		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");
 	} else if (incoming && (ret = incoming_receive(&vm, incoming), incoming = NULL, ret)) {

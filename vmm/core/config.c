@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <jansson.h>
 
 #include "devtype.h"
+#include "fdspec.h"
 #include "log.h"
 
 #define CONFIG_MIN_MEM_MIB CONF_MIN_MEM_MIB
@@ -53,8 +55,13 @@ void config_free(struct vm_config *c)
 	free(c->initrd);
 	free(c->cmdline);
 	free(c->console_path);
-	for (unsigned i = 0; i < c->nr_disks; i++)
+	for (unsigned i = 0; i < c->nr_disks; i++) {
 		free(c->disks[i].path);
+		free(c->disks[i].cbt_file);
+		for (unsigned k = 0; c->disks[i].backing && k < c->disks[i].backing->nr; k++)
+			free(c->disks[i].backing->name[k]);
+		free(c->disks[i].backing);
+	}
 	for (unsigned i = 0; i < c->nr_nets; i++)
 		free(c->nets[i].tap);
 	for (unsigned i = 0; i < c->nr_devices; i++) {
@@ -247,7 +254,9 @@ static char *config_path(const char *base_dir, const char *p)
 {
 	char *out;
 
-	if (p[0] == '/' || !base_dir)
+	int fd;
+
+	if (p[0] == '/' || !base_dir || fdspec_is_fd(p, &fd))
 		return strdup(p);
 	if (asprintf(&out, "%s/%s", base_dir, p) < 0)
 		return NULL;
@@ -275,21 +284,83 @@ static int json_want_uint(json_t *v, const char *key, uint64_t min, uint64_t max
 	return 0;
 }
 
+static void disk_files_free(struct disk_config *disk)
+{
+	free(disk->cbt_file);
+	disk->cbt_file = NULL;
+	for (unsigned k = 0; disk->backing && k < disk->backing->nr; k++)
+		free(disk->backing->name[k]);
+	free(disk->backing);
+	disk->backing = NULL;
+}
+
+/* The members cellad adds for a disk given as "fd:N" (conf/disk.h): the
+ * backing chain [{"fd": N, "name": S}, ...] and "cbt_file". */
+static int config_json_disk_files(struct disk_config *disk, json_t *backing, json_t *cbt_file,
+				  const char *name, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *l;
+
+	if (cbt_file) {
+		if (!json_is_string(cbt_file) || !(disk->cbt_file = strdup(json_string_value(cbt_file))))
+			return config_error(err, errlen, "%s.cbt_file: expected a string", name);
+	}
+	if (!backing)
+		return 0;
+	if (!json_is_array(backing) || json_array_size(backing) > CONF_MAX_BACKING)
+		return config_error(err, errlen, "%s.backing: expected an array of at most %d "
+				    "{\"fd\", \"name\"} objects", name, CONF_MAX_BACKING);
+	disk->backing = calloc(1, sizeof(*disk->backing));
+	if (!disk->backing)
+		return -ENOMEM;
+	json_array_foreach(backing, i, l) {
+		json_t *fd = json_object_get(l, "fd"), *nm = json_object_get(l, "name");
+
+		if (!json_is_integer(fd) || json_integer_value(fd) < 0 ||
+		    json_integer_value(fd) > 65535 || !json_is_string(nm) || json_object_size(l) != 2)
+			return config_error(err, errlen, "%s.backing[%zu]: expected {\"fd\": N, "
+					    "\"name\": S}", name, i);
+		disk->backing->fd[i] = (int)json_integer_value(fd);
+		disk->backing->name[i] = strdup(json_string_value(nm));
+		disk->backing->nr++;
+		if (!disk->backing->name[i])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static int config_json_disk(struct vm_config *c, json_t *d, unsigned idx, const char *base_dir,
 			    char *err, size_t errlen)
 {
 	struct disk_config disk = { 0 };
 	struct conf_err e;
+	json_t *rest;
 	char name[32];
+	int ret;
 
 	snprintf(name, sizeof(name), "disks[%u]", idx);
 	if (!json_is_object(d))
 		return config_error(err, errlen, "%s: expected an object", name);
 	if (c->nr_disks >= CONFIG_MAX_DISKS)
 		return config_error(err, errlen, "disks: at most %d disks", CONFIG_MAX_DISKS);
-	if (conf_from_json(&conf_disk_schema, &disk, d, name, &conf_worker_dialect, &e)) {
+	rest = json_copy(d);
+	if (!rest)
+		return -ENOMEM;
+	json_object_del(rest, "backing");
+	json_object_del(rest, "cbt_file");
+	ret = conf_from_json(&conf_disk_schema, &disk, rest, name, &conf_worker_dialect, &e);
+	json_decref(rest);
+	if (ret) {
 		conf_err_text(&e, err, errlen);
 		goto fail;
+	}
+	ret = config_json_disk_files(&disk, json_object_get(d, "backing"),
+				     json_object_get(d, "cbt_file"), name, err, errlen);
+	if (ret) {
+		disk_files_free(&disk);
+		conf_free(&conf_disk_schema, &disk);
+		return ret;
 	}
 	if (!disk.path[0]) {
 		config_error(err, errlen, "%s.path: must not be empty", name);
@@ -300,8 +371,10 @@ static int config_json_disk(struct vm_config *c, json_t *d, unsigned idx, const 
 
 		free(disk.path);
 		disk.path = p;
-		if (!p)
+		if (!p) {
+			disk_files_free(&disk);
 			return -ENOMEM;
+		}
 	}
 	c->disks[c->nr_disks++] = disk;
 	return 0;
@@ -466,6 +539,19 @@ static int check_readable(const char *key, const char *path, bool need_write, ch
 			  size_t errlen)
 {
 	struct stat st;
+	char why[256];
+	int fd;
+
+	if (fdspec_is_fd(path, &fd)) {
+		/* A descriptor from cellad: open, of a file's kind, and open for
+		 * what the device needs. */
+		fd = fdspec_open(path, need_write ? O_RDWR : O_RDONLY, 0, FDSPEC_REG | FDSPEC_BLK,
+				 why, sizeof(why));
+		if (fd < 0)
+			return config_error(err, errlen, "%s: %s", key, why);
+		close(fd);
+		return 0;
+	}
 
 	if (stat(path, &st) < 0)
 		return config_error(err, errlen, "%s: %s: %s", key, path, strerror(errno));

@@ -1,4 +1,5 @@
 /* vm.c: VM lifecycle: KVM VM, memory slots, irqchip/PIT, devices, kernel, vCPUs. */
+#include "fdspec.h"
 #include "vm.h"
 
 #include <elf.h>
@@ -427,7 +428,8 @@ static bool kernel_is_linux(const char *path)
 	uint8_t hdr[0x206];
 	Elf64_Ehdr eh;
 	bool is_linux = false;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char why[256];
+	int fd = fdspec_open(path, O_RDONLY, 0, FDSPEC_REG, why, sizeof(why));
 
 	if (fd < 0)
 		return false;

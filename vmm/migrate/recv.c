@@ -1,4 +1,5 @@
 /* recv.c: the destination side of live migration (cella-vm --incoming). */
+#include "fdspec.h"
 #include "migrate/migrate.h"
 
 #include <arpa/inet.h>
@@ -39,19 +40,19 @@ struct mig_incoming {
 
 static int read_pem(const char *path, char **out, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = fdspec_open(path, O_RDONLY, 0, FDSPEC_REG, err, errlen);
 	struct stat st;
 	ssize_t n;
 
-	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > MIG_PEM_MAX) {
-		snprintf(err, errlen, "%s: %s", path,
-			 fd < 0 ? strerror(errno) : "not a PEM file of a sensible size");
-		if (fd >= 0)
-			close(fd);
+	if (fd < 0)
+		return -EINVAL;
+	if (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size > MIG_PEM_MAX) {
+		snprintf(err, errlen, "%s: not a PEM file of a sensible size", path);
+		close(fd);
 		return -EINVAL;
 	}
 	*out = calloc(1, (size_t)st.st_size + 1);
-	n = *out ? read(fd, *out, (size_t)st.st_size) : -1;
+	n = *out ? pread(fd, *out, (size_t)st.st_size, 0) : -1;
 	close(fd);
 	if (n != st.st_size) {
 		snprintf(err, errlen, "%s: cannot read it", path);

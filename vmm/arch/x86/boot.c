@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fdspec.h"
 #include "arch/x86/x86.h"
 #include "arch/x86/x86_priv.h"
 
@@ -127,13 +128,13 @@ int x86_write_initrd_cmdline(struct x86_load *ld)
 static int open_input(struct x86_load *ld, const char *what, const char *path, uint64_t *size)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char why[256];
+	/* "fd:N": the file cellad opened beneath its storage location. */
+	int fd = fdspec_open(path, O_RDONLY, 0, FDSPEC_REG, why, sizeof(why));
 	int err;
 
-	if (fd < 0) {
-		err = -errno;
-		return x86_load_fail(ld, err, "%s%s: %s", what, path, strerror(-err));
-	}
+	if (fd < 0)
+		return x86_load_fail(ld, fd, "%s%s", what, why);
 	if (fstat(fd, &st) < 0) {
 		err = -errno;
 		close(fd);

@@ -13,6 +13,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "fdspec.h"
 #include "devtype.h"
 #include "hw/legacy.h"
 #include "log.h"
@@ -413,12 +414,18 @@ static int uart_open_console(struct uart *u)
 		fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
 		return 0;
 	case CONSOLE_FILE:
-		u->out_fd = open(u->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	{
+		char why[256];
+
+		/* "fd:N": a log file cellad opened for the worker. */
+		u->out_fd = fdspec_open(u->path, O_WRONLY | O_CREAT | O_APPEND, 0640, 0, why,
+					sizeof(why));
 		if (u->out_fd < 0) {
-			log_err("console file %s: %s", u->path, strerror(errno));
-			return -errno;
+			log_err("console file %s", why);
+			return u->out_fd;
 		}
 		return 0;
+	}
 	case CONSOLE_UNIX: {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 

@@ -19,6 +19,7 @@
 #include "cbt.h"
 #include "disk.h"
 #include "devtype.h"
+#include "fdspec.h"
 #include "log.h"
 #include "state/state.h"
 #include "virtio/blk/blk.h"
@@ -719,6 +720,41 @@ static void blk_fill_config(struct blk_dev *blk)
 	memcpy(blk->vd.config, &cfg, blk->vd.config_len);
 }
 
+/* The image by name, or (cfg->path "fd:N") the descriptors cellad opened
+ * for it and its backing chain: nothing is then opened by name. */
+static int blk_open_image(const struct disk_config *cfg, int fmt, struct disk **out, char *err,
+			  size_t errlen)
+{
+	unsigned flags = cfg->readonly ? DISK_RDONLY : 0;
+	struct disk_fd_chain chain = { .nr = 0 };
+	const struct disk_backing_fds *b = cfg->backing;
+	int fd, ret;
+
+	if (!fdspec_is_fd(cfg->path, &fd))
+		return disk_open(out, cfg->path, fmt, flags, err, errlen);
+	fd = fdspec_open(cfg->path, cfg->readonly ? O_RDONLY : O_RDWR, 0, FDSPEC_REG | FDSPEC_BLK,
+			 err, errlen);
+	if (fd < 0)
+		return fd;
+	chain.fd[chain.nr] = fd;
+	chain.name[chain.nr++] = cfg->path;
+	for (unsigned i = 0; b && i < b->nr; i++) {
+		char spec[24];
+
+		snprintf(spec, sizeof(spec), "fd:%d", b->fd[i]);
+		fd = fdspec_open(spec, O_RDONLY, 0, FDSPEC_REG | FDSPEC_BLK, err, errlen);
+		if (fd < 0) {
+			for (unsigned k = 0; k < chain.nr; k++)
+				close(chain.fd[k]);
+			return fd;
+		}
+		chain.fd[chain.nr] = fd;
+		chain.name[chain.nr++] = b->name[i];
+	}
+	ret = disk_open_fds(out, &chain, fmt, flags, err, errlen);
+	return ret;
+}
+
 /* Open the image (and its change tracking) through the disk library. */
 static int blk_open_disk(struct blk_dev *blk, const struct disk_config *cfg)
 {
@@ -729,8 +765,7 @@ static int blk_open_disk(struct blk_dev *blk, const struct disk_config *cfg)
 		fmt = DISK_FMT_RAW;
 	else if (!strcmp(cfg->format, "qcow2"))
 		fmt = DISK_FMT_QCOW2;
-	ret = disk_open(&blk->disk, cfg->path, fmt, cfg->readonly ? DISK_RDONLY : 0, err,
-			sizeof(err));
+	ret = blk_open_image(cfg, fmt, &blk->disk, err, sizeof(err));
 	if (ret) {
 		blk->disk = NULL;
 		log_err("%s: cannot open disk image %s: %s", blk->vd.name, cfg->path,
@@ -738,7 +773,21 @@ static int blk_open_disk(struct blk_dev *blk, const struct disk_config *cfg)
 		return ret;
 	}
 	if (cfg->cbt && !cfg->readonly) {
-		ret = cbt_open(&blk->cbt, cfg->path, disk_size(blk->disk), err, sizeof(err));
+		int fd;
+
+		if (cfg->cbt_file || fdspec_is_fd(cfg->path, &fd)) {
+			/* Given as a descriptor (created by cellad beside the image). */
+			fd = cfg->cbt_file ? fdspec_open(cfg->cbt_file, O_RDWR, 0, FDSPEC_REG, err,
+							 sizeof(err))
+					   : -EINVAL;
+			if (!cfg->cbt_file)
+				snprintf(err, sizeof(err), "a disk given as %s needs its tracking "
+					 "file as a descriptor too (cbt_file)", cfg->path);
+			ret = fd < 0 ? fd : cbt_open_fd(&blk->cbt, fd, cfg->cbt_file,
+							 disk_size(blk->disk), err, sizeof(err));
+		} else {
+			ret = cbt_open(&blk->cbt, cfg->path, disk_size(blk->disk), err, sizeof(err));
+		}
 		if (ret) {
 			log_err("%s: changed-block tracking for %s: %s", blk->vd.name, cfg->path,
 				err[0] ? err : strerror(-ret));

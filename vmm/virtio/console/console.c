@@ -15,6 +15,7 @@
 
 #include <linux/virtio_ids.h>
 
+#include "fdspec.h"
 #include "conf/schema.h"
 #include "devtype.h"
 #include "log.h"
@@ -109,6 +110,7 @@ static int vconsole_create(struct vm *vm, unsigned index, const void *config)
 	const struct vconsole_config *cfg = config;
 	struct vconsole *con = calloc(1, sizeof(*con));
 	char name[32];
+	char why[256];
 	int ret;
 
 	snprintf(name, sizeof(name), "virtio-console%u", index);
@@ -118,10 +120,11 @@ static int vconsole_create(struct vm *vm, unsigned index, const void *config)
 	}
 	/* Appended, not truncated: a restored VM goes on writing after what
 	 * the saved one wrote. */
-	con->out_fd = open(cfg->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+	con->out_fd = fdspec_open(cfg->path, O_WRONLY | O_CREAT | O_APPEND | O_NOCTTY, 0644, 0, why,
+				  sizeof(why));
 	if (con->out_fd < 0) {
-		ret = -errno;
-		log_err("%s: %s: %s", name, cfg->path, strerror(errno));
+		ret = con->out_fd;
+		log_err("%s: %s", name, why);
 		free(con);
 		return ret;
 	}

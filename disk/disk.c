@@ -710,6 +710,7 @@ int disk_get_info(struct disk *d, struct disk_info *info)
 	memset(info, 0, sizeof(*info));
 	info->fmt = d->fmt;
 	info->size = d->size;
+	info->backing_fmt_set = d->backing_fmt >= 0;
 	info->backing_fmt = d->backing_fmt >= 0 ? (enum disk_format)d->backing_fmt
 	                                        : (d->backing ? d->backing->fmt : DISK_FMT_RAW);
 	if (fstat(d->fd, &st) < 0)

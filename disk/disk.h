@@ -23,7 +23,7 @@
  * Additions since the first contract (no signature changed): the
  * backing_fmt_explicit field of disk_create_opts, disk_check_mode(),
  * disk_backing_path(), the DISK_REPAIR and DISK_CHECK open flags,
- * disk_allocated_from(). Images whose metadata overlaps accept no writes,
+ * disk_allocated_from(), disk_open_fds(), disk_info.backing_fmt_set. Images whose metadata overlaps accept no writes,
  * and read-write opens refuse images with persistent dirty bitmaps (see
  * docs/disks.md). Note for callers of disk_map: a cluster dropped by
  * disk_discard/disk_write_zeroes may be reused for other data after the next
@@ -173,6 +173,7 @@ struct disk_info {
 	bool lazy_refcounts, dirty, corrupt;
 	char backing[4096];      /* "" if none */
 	enum disk_format backing_fmt;
+	bool backing_fmt_set;    /* the header names backing_fmt (otherwise it is probed) */
 	unsigned chain_depth;    /* 1 = no backing file */
 };
 int disk_get_info(struct disk *d, struct disk_info *info) __must_check;

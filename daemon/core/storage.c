@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <linux/openat2.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -58,44 +60,90 @@ static const char *beneath(const char *root, const char *path)
 	return path + n;
 }
 
-/* Open rel beneath the location (O_RDONLY; O_PATH for what may not be
- * readable to us). -errno; -EXDEV when it leads out of the location. */
-static int open_beneath(const struct storage_loc *l, const char *rel)
+/* Open rel beneath the location: no "..", no symlink out of it, no magic
+ * link. -errno; -EXDEV (or -ELOOP) when it leads out of the location. */
+static int open_beneath(const struct storage_loc *l, const char *rel, int oflags)
 {
-	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+	struct open_how how = { .flags = (uint64_t)oflags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+				.mode = (oflags & O_CREAT) ? 0640 : 0,
 				.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS };
 	int fd = (int)syscall(SYS_openat2, l->dirfd, rel, &how, sizeof(how));
 
 	return fd < 0 ? -errno : fd;
 }
 
-/* The backing chain of the image open on fd (rel: its path in l), each
- * file beneath l too. */
-static int check_chain(const struct storage_loc *l, const char *field, int fd, const char *rel,
-		       struct cerr *e)
+/* A file outside every location (an admin's, or cellad's own): by name. */
+static int open_plain(const char *path, int oflags)
 {
-	char cur[8192], err[256];
+	int fd = open(path, oflags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0640);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int storage_oflags(unsigned flags)
+{
+	return ((flags & STORAGE_RDWR) ? O_RDWR : O_RDONLY) | ((flags & STORAGE_CREATE) ? O_CREAT : 0);
+}
+
+void storage_file_close(struct storage_file *f)
+{
+	for (unsigned i = 0; i < f->nr; i++) {
+		if (f->fd[i] >= 0)
+			close(f->fd[i]);
+		free(f->name[i]);
+		f->fd[i] = -1;
+		f->name[i] = NULL;
+	}
+	f->nr = 0;
+}
+
+/* Add fd (owned by f from now on) as the next link, named `name`. */
+static int file_push(struct storage_file *f, int fd, const char *name)
+{
+	char *n = strdup(name);
+
+	if (!n) {
+		close(fd);
+		return -ENOMEM;
+	}
+	f->fd[f->nr] = fd;
+	f->name[f->nr++] = n;
+	return 0;
+}
+
+/* The backing chain of the image open on fd (cur: its path in l, or its
+ * host path when l is NULL), each file beneath l too; every file opened
+ * goes into f, in chain order. The top image's format is fmt (-1: probe),
+ * a backing file's the one its upper image names (probed if none), as
+ * cella-vm's disk library reads them. */
+static int walk_chain(const struct storage_loc *l, const char *field, int fd, const char *shown,
+		      const char *top, int fmt, struct storage_file *f, struct cerr *e)
+{
+	char cur[8192], err[256], link[4096];
 	dev_t seen_dev[DISK_MAX_CHAIN];
 	ino_t seen_ino[DISK_MAX_CHAIN];
+	const char *lp = l ? l->path : "", *sep = l ? "/" : "";
 
-	snprintf(cur, sizeof(cur), "%s", rel);
+	snprintf(cur, sizeof(cur), "%s", top);
+	snprintf(link, sizeof(link), "%s", shown);
 	for (unsigned depth = 0;; depth++) {
+		struct disk_fd_chain one = { .nr = 1 };
 		struct disk_info info;
 		struct disk *d;
 		struct stat stt;
-		char proc[64], dir[8192], next[8192];
+		char dir[8192], next[8192];
 		int ret;
 
 		if (fstat(fd, &stt) < 0) {
 			close(fd);
-			return cerr_set(e, CERR_INVALID, field, "%s/%s: %s", l->path, cur,
+			return cerr_set(e, CERR_INVALID, field, "%s%s%s: %s", lp, sep, cur,
 					strerror(errno));
 		}
 		for (unsigned i = 0; i < depth; i++) {
 			if (seen_dev[i] == stt.st_dev && seen_ino[i] == stt.st_ino) {
 				close(fd);
 				return cerr_set(e, CERR_INVALID, field, "the backing chain of %s "
-						"loops", rel);
+						"loops", top);
 			}
 		}
 		if (depth >= DISK_MAX_CHAIN) {
@@ -105,23 +153,30 @@ static int check_chain(const struct storage_loc *l, const char *field, int fd, c
 		}
 		seen_dev[depth] = stt.st_dev;
 		seen_ino[depth] = stt.st_ino;
+		/* Named as cella-vm will find it in the upper image's header. */
+		if (file_push(f, fd, link))
+			return cerr_set(e, CERR_INTERNAL, field, "out of memory");
 		/* The file just opened, not whatever its name points at now. */
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-		ret = disk_open(&d, proc, -1, DISK_RDONLY | DISK_NO_LOCK | DISK_NO_BACKING, err,
-				sizeof(err));
-		close(fd);
+		one.fd[0] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		one.name[0] = cur;
+		if (one.fd[0] < 0)
+			return cerr_set(e, CERR_INTERNAL, field, "dup: %s", strerror(errno));
+		ret = disk_open_fds(&d, &one, fmt, DISK_RDONLY | DISK_NO_LOCK | DISK_NO_BACKING, err,
+				    sizeof(err));
 		if (ret)
-			return cerr_set(e, CERR_INVALID, field, "%s/%s: %s", l->path, cur, err);
+			return cerr_set(e, CERR_INVALID, field, "%s%s%s: %s", lp, sep, cur, err);
 		ret = disk_get_info(d, &info);
 		disk_close(d);
 		if (ret)
-			return cerr_set(e, CERR_INVALID, field, "%s/%s: cannot read its header",
-					l->path, cur);
+			return cerr_set(e, CERR_INVALID, field, "%s%s%s: cannot read its header", lp,
+					sep, cur);
 		if (!info.backing[0])
 			return 0;
+		fmt = info.backing_fmt_set ? (int)info.backing_fmt : -1;
+		snprintf(link, sizeof(link), "%s", info.backing);
 		/* A relative backing name is relative to the image's directory. */
 		snprintf(dir, sizeof(dir), "%s", cur);
-		if (info.backing[0] == '/') {
+		if (info.backing[0] == '/' && l) {
 			const char *r = beneath(l->path, info.backing);
 
 			if (!r)
@@ -129,64 +184,116 @@ static int check_chain(const struct storage_loc *l, const char *field, int fd, c
 						"is outside storage '%s'", info.backing, l->path, cur,
 						l->name);
 			snprintf(next, sizeof(next), "%s", r);
+		} else if (info.backing[0] == '/') {
+			snprintf(next, sizeof(next), "%s", info.backing);
 		} else {
 			if ((size_t)snprintf(next, sizeof(next), "%s/%s", dirname(dir), info.backing) >=
 			    sizeof(next))
 				return cerr_set(e, CERR_INVALID, field, "backing path too long");
 		}
-		fd = open_beneath(l, next);
-		if (fd == -EXDEV || fd == -ELOOP)
+		fd = l ? open_beneath(l, next, O_RDONLY) : open_plain(next, O_RDONLY);
+		if (l && (fd == -EXDEV || fd == -ELOOP))
 			return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s/%s leads "
 					"out of storage '%s'", info.backing, l->path, cur, l->name);
 		if (fd < 0)
-			return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s/%s: %s",
-					info.backing, l->path, cur, strerror(-fd));
+			return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s%s%s: %s",
+					info.backing, lp, sep, cur, strerror(-fd));
 		memcpy(cur, next, sizeof(cur));
 	}
 }
 
-int storage_check(const struct storage *st, enum role role, const char *field, const char *path,
-		  bool disk, struct cerr *e)
+/* fd is open on `shown` (owned by f from now on): what it may be, and its
+ * chain. */
+static int open_found(const struct storage_loc *l, enum role role, const char *field,
+		      const char *shown, const char *cur, int fd, int fmt, unsigned flags,
+		      struct storage_file *f, struct cerr *e)
 {
+	struct stat stt;
+
+	if (fstat(fd, &stt) < 0 || !S_ISREG(stt.st_mode)) {
+		bool blk = fstat(fd, &stt) == 0 && S_ISBLK(stt.st_mode);
+
+		if (role < ROLE_ADMIN) {
+			close(fd);
+			return cerr_set(e, CERR_INVALID, field, "%s: not a regular file (block "
+					"devices are for admins)", shown);
+		}
+		if (!blk) {
+			close(fd);
+			return cerr_set(e, CERR_INVALID, field, "%s: neither a regular file nor a "
+					"block device", shown);
+		}
+		flags &= ~STORAGE_DISK; /* a device has no backing chain */
+	}
+	if (!(flags & STORAGE_DISK))
+		return file_push(f, fd, shown) ? cerr_set(e, CERR_INTERNAL, field, "out of memory")
+					       : 0;
+	if (walk_chain(l, field, fd, shown, cur, fmt, f, e)) {
+		storage_file_close(f);
+		return -1;
+	}
+	return 0;
+}
+
+int storage_open_file(const struct storage *st, enum role role, const char *field,
+		      const char *path, int fmt, unsigned flags, struct storage_file *f,
+		      struct cerr *e)
+{
+	int oflags = storage_oflags(flags), fd;
 	bool outside = true;
 
+	memset(f, 0, sizeof(*f));
 	if (st->owned_dir && beneath(st->owned_dir, path))
-		return 0; /* cellad's own files (checkpoint overlays) */
-	for (unsigned i = 0; i < st->nr; i++) {
-		const struct storage_loc *l = &st->locs[i];
-		const char *rel = beneath(l->path, path);
-		struct stat stt;
-		int fd;
+		role = ROLE_ADMIN; /* cellad's own files (checkpoint overlays) */
+	else {
+		for (unsigned i = 0; i < st->nr; i++) {
+			const struct storage_loc *l = &st->locs[i];
+			const char *rel = beneath(l->path, path);
 
-		if (!rel || !*rel)
-			continue;
-		outside = false;
-		if (role < l->role)
-			continue;
-		fd = open_beneath(l, rel);
-		if (fd == -EXDEV || fd == -ELOOP)
-			return cerr_set(e, CERR_INVALID, field, "%s leads out of storage '%s' (a "
-					"symlink or '..')", path, l->name);
-		if (fd < 0)
-			return cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(-fd));
-		if (fstat(fd, &stt) < 0 || !S_ISREG(stt.st_mode)) {
-			close(fd);
-			if (role >= ROLE_ADMIN)
-				return 0;
-			return cerr_set(e, CERR_INVALID, field, "%s: not a regular file (block "
-					"devices are for admins)", path);
+			if (!rel || !*rel)
+				continue;
+			outside = false;
+			if (role < l->role)
+				continue;
+			fd = open_beneath(l, rel, oflags);
+			if (fd == -EXDEV || fd == -ELOOP)
+				return cerr_set(e, CERR_INVALID, field, "%s leads out of storage '%s' "
+						"(a symlink or '..')", path, l->name);
+			if (fd < 0)
+				return cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(-fd));
+			return open_found(l, role, field, path, rel, fd, fmt, flags, f, e);
 		}
-		if (!disk) {
-			close(fd);
-			return 0;
-		}
-		return check_chain(l, field, fd, rel, e);
+		if (role < ROLE_ADMIN && !outside)
+			return cerr_set(e, CERR_INVALID, field, "%s: in a storage location your role "
+					"(%s) may not use", path, role_name(role));
+		if (role < ROLE_ADMIN)
+			return cerr_set(e, CERR_INVALID, field, "%s is not in a storage location (only "
+					"an admin may use a host path)", path);
 	}
-	if (role >= ROLE_ADMIN)
-		return 0; /* an admin may name any host file */
-	if (!outside)
-		return cerr_set(e, CERR_INVALID, field, "%s: in a storage location your role (%s) "
-				"may not use", path, role_name(role));
-	return cerr_set(e, CERR_INVALID, field, "%s is not in a storage location (only an admin "
-			"may use a host path)", path);
+	/* An admin may name any host file. */
+	fd = open_plain(path, oflags);
+	if (fd < 0)
+		return cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(-fd));
+	return open_found(NULL, role, field, path, path, fd, fmt, flags, f, e);
+}
+
+int storage_check(const struct storage *st, enum role role, const char *field, const char *path,
+		  int fmt, bool disk, struct cerr *e)
+{
+	struct storage_file f;
+
+	if (role >= ROLE_ADMIN && !(st->owned_dir && beneath(st->owned_dir, path))) {
+		bool inside = false;
+
+		for (unsigned i = 0; i < st->nr && !inside; i++)
+			inside = beneath(st->locs[i].path, path) && *beneath(st->locs[i].path, path);
+		if (!inside)
+			return 0; /* checked when it is opened, at start */
+	}
+	if (st->owned_dir && beneath(st->owned_dir, path))
+		return 0; /* cellad's own files: opened (and their chain) at start */
+	if (storage_open_file(st, role, field, path, fmt, disk ? STORAGE_DISK : 0, &f, e))
+		return -1;
+	storage_file_close(&f);
+	return 0;
 }

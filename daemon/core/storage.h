@@ -5,8 +5,9 @@
  * openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS): no "..", no symlink
  * out of it; a qcow2 image's whole backing chain must stay beneath the same
  * location. Only an admin may name a host path outside every location, or a
- * block device. The check runs when a definition is made or changed, and
- * again before every start. */
+ * block device. The check runs when a definition is made or changed; at
+ * every start cellad opens the files the same way and passes the
+ * descriptors to the worker, which opens nothing by name. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,10 +35,42 @@ struct storage {
 int storage_open(struct storage *st, char *err, size_t errlen) __must_check;
 void storage_close(struct storage *st);
 
-/* May a caller with `role` use the file at `path` (the field `field` of a
- * definition)? 0, or -1 with e set (CERR_INVALID naming the field; a path
- * outside every location the role may use, a symlink or ".." out of one, a
- * block device, or a backing file outside the image's location, with the
- * file that broke the rule). `disk`: check a qcow2 backing chain too. */
+/* storage_open_file flags */
+#define STORAGE_DISK   (1u << 0) /* an image: its backing chain too */
+#define STORAGE_RDWR   (1u << 1) /* the file read-write (backing files always read-only) */
+#define STORAGE_CREATE (1u << 2) /* create it (0640) if missing */
+
+#define STORAGE_FILE_MAX 64 /* DISK_MAX_CHAIN */
+
+/* A file a worker needs, opened by cellad: fd[0] the file, then (a disk)
+ * each file of its backing chain in chain order; name[0] its path,
+ * name[i] the backing name the image above gives in its header (what
+ * cella-vm's disk library compares before it uses the descriptor). */
+struct storage_file {
+	unsigned nr;
+	int fd[STORAGE_FILE_MAX];
+	char *name[STORAGE_FILE_MAX];
+};
+
+/* Check AND open the file at `path` (the field `field` of a definition) for
+ * a caller with `role`, so that what is checked is what is passed on: one
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) from its location's
+ * directory, and with STORAGE_DISK every backing file the same way (each
+ * header read from the descriptor just opened; the top image's format is
+ * fmt, -1 to probe). A file outside every location (an admin's) or in
+ * cellad's own directory is opened by name, its chain too. 0 with f filled
+ * (storage_file_close), or -1 with e set: CERR_INVALID naming the field (a
+ * path outside every location the role may use, a symlink or ".." out of
+ * one, a block device for a non-admin, a backing file outside the image's
+ * location, with the file that broke the rule), nothing left open. */
+int storage_open_file(const struct storage *st, enum role role, const char *field,
+		      const char *path, int fmt, unsigned flags, struct storage_file *f,
+		      struct cerr *e) __must_check;
+void storage_file_close(struct storage_file *f);
+
+/* May a caller with `role` use the file at `path`? storage_open_file, the
+ * files closed again; an admin's file outside every location and cellad's
+ * own files are opened (and their chains followed) only at start. 0 or -1
+ * with e set. `disk`: check a qcow2 backing chain too (top format fmt). */
 int storage_check(const struct storage *st, enum role role, const char *field, const char *path,
-		  bool disk, struct cerr *e) __must_check;
+		  int fmt, bool disk, struct cerr *e) __must_check;

@@ -14,6 +14,7 @@
 
 #include "deadline.h"
 #include "log.h"
+#include "disk.h"
 #include "storage.h"
 #include "wctl.h"
 
@@ -303,6 +304,11 @@ static bool same(const char *a, const char *b)
 	return (!a && !b) || (a && b && !strcmp(a, b));
 }
 
+int sup_disk_fmt(const struct vmdef_disk *dk)
+{
+	return dk->format == VMDEF_FMT_QCOW2 ? DISK_FMT_QCOW2 : DISK_FMT_RAW;
+}
+
 int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef *prev,
 		    enum role role, struct cerr *e)
 {
@@ -312,10 +318,10 @@ int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef 
 	if (!st)
 		st = &none;
 	if ((!prev || !same(prev->kernel, next->kernel)) && next->kernel &&
-	    storage_check(st, role, "kernel", next->kernel, false, e))
+	    storage_check(st, role, "kernel", next->kernel, -1, false, e))
 		return -1;
 	if ((!prev || !same(prev->initrd, next->initrd)) && next->initrd &&
-	    storage_check(st, role, "initrd", next->initrd, false, e))
+	    storage_check(st, role, "initrd", next->initrd, -1, false, e))
 		return -1;
 	for (unsigned i = 0; i < next->nr_disks; i++) {
 		char field[48];
@@ -324,7 +330,8 @@ int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef 
 		for (unsigned j = 0; prev && j < prev->nr_disks && !known; j++)
 			known = same(prev->disks[j].path, next->disks[i].path);
 		snprintf(field, sizeof(field), "disks[%u].path", i);
-		if (!known && storage_check(st, role, field, next->disks[i].path, true, e))
+		if (!known && storage_check(st, role, field, next->disks[i].path,
+					    sup_disk_fmt(&next->disks[i]), true, e))
 			return -1;
 	}
 	return 0;

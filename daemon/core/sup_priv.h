@@ -198,6 +198,8 @@ struct sup_incoming;
 /* state_dir/vms/<uuid> (created on demand by sup_vm_dir). */
 int sup_vm_dir(struct sup *s, const struct vmrt *vm, char *out, size_t len);
 void sup_saved_path(struct sup *s, const struct vmrt *vm, char *out, size_t len);
+/* The disk library's format of a disk (enum disk_format), as pinned. */
+int sup_disk_fmt(const struct vmdef_disk *dk);
 int sup_act_save(struct sup *s, struct vmrt *vm, struct cerr *e);
 int sup_act_delete_state(struct sup *s, struct vmrt *vm, struct cerr *e);
 

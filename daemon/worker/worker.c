@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "log.h"
 #include "unixsock.h"
 #include "worker_exit.h"
@@ -357,7 +358,8 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 #define SPAWN_ARGS 32
 
 /* Build the worker's argv (all strings owned by `store`). */
-static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, char store[][600])
+static int build_argv(struct sup *s, struct vmrt *vm, const struct worker_files *wf, char **argv,
+		      size_t max, char store[][600])
 {
 	size_t n = 0, k = 0;
 
@@ -379,16 +381,18 @@ static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, c
 	argv[n++] = store[k++];
 	if (vm->incoming_fd >= 0) {
 		/* Moving in: the listening socket is fd 4; the worker reads the
-		 * TLS files before it sandboxes itself and runs the VM once it
-		 * has arrived (no start gate). */
+		 * TLS files (passed open) before it sandboxes itself and runs
+		 * the VM once it has arrived (no start gate). */
+		static const char *const tls_opt[3] = { "--tls-cert", "--tls-key", "--tls-ca" };
+
 		ARG("--incoming");
 		ARG("fd:4");
-		ARG("--tls-cert");
-		ARG("%s", s->conf.tls_cert);
-		ARG("--tls-key");
-		ARG("%s", s->conf.tls_key);
-		ARG("--tls-ca");
-		ARG("%s", s->conf.tls_ca);
+		for (unsigned i = 0; i < 3; i++) {
+			if (wf->tls[i] < 0)
+				continue;
+			ARG("%s", tls_opt[i]);
+			ARG("fd:%d", wf->tls[i]);
+		}
 	} else {
 		ARG("--wait-start");
 	}
@@ -406,12 +410,11 @@ static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, c
 		ARG("--seccomp");
 	if (s->conf.test_probe)
 		ARG("--test-probe");
-	if (vm->restore) {
-		/* Opened by the worker before it sandboxes itself; mapped
-		 * privately, so the file may be unlinked once the VM runs. */
+	if (wf->restore >= 0) {
+		/* Opened by cellad; mapped privately by the worker, so the file
+		 * may be unlinked once the VM runs. */
 		ARG("--restore");
-		sup_saved_path(s, vm, store[k], 600);
-		argv[n++] = store[k++];
+		ARG("fd:%d", wf->restore);
 	}
 #undef ARG
 	argv[n] = NULL;
@@ -422,31 +425,44 @@ static int build_argv(struct sup *s, struct vmrt *vm, char **argv, size_t max, c
 int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	char store[SPAWN_ARGS][600], *argv[SPAWN_ARGS + 4], path[512], logp[600];
-	int ctl, logfd, nullfd;
+	struct worker_files wf;
+	int ctl, logfd, nullfd, hi[WORKER_FILES_MAX];
 	json_t *cfg;
 	pid_t pid;
 
 	/* Again at every start: a file in a storage location may have been
-	 * replaced (by a symlink out of it, a new backing file) since. */
-	if (sup_check_paths(s, &vm->def, NULL, ROLE_ADMIN, e))
+	 * replaced (by a symlink out of it, a new backing file) since. The
+	 * check opens each file, and the worker gets these descriptors: it
+	 * opens nothing by name, so nothing can be swapped in between. */
+	cfg = vmdef_worker_config(&vm->def);
+	if (!cfg)
+		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
+	if (worker_files_open(s, vm, cfg, &wf, e)) {
+		json_decref(cfg);
 		return -1;
+	}
 	sandbox_uid_put(s, vm);
 	if (s->conf.sandbox && !s->conf.sandbox_user) {
 		int64_t uid = uidpool_take(&s->uids);
 
-		if (uid < 0)
+		if (uid < 0) {
+			worker_files_close(&wf);
+			json_decref(cfg);
 			return cerr_set(e, CERR_CAPACITY, "", "no free sandbox uid: all %u from %u "
 					"are in use (sandbox_uid_count)", s->conf.sandbox_uid_count,
 					s->conf.sandbox_uid_base);
+		}
 		vm->sandbox_uid = (uint32_t)uid;
 	}
-	if (build_argv(s, vm, argv, ARRAY_SIZE(argv), store)) {
+	if (build_argv(s, vm, &wf, argv, ARRAY_SIZE(argv), store)) {
+		worker_files_close(&wf);
+		json_decref(cfg);
 		sandbox_uid_put(s, vm);
 		return cerr_set(e, CERR_INTERNAL, "", "worker command line too long");
 	}
-	cfg = vmdef_worker_config(&vm->def);
 	sup_paths(s, vm, ".json", path, sizeof(path));
-	if (!cfg || json_dump_file(cfg, path, JSON_INDENT(2)) < 0) {
+	if (json_dump_file(cfg, path, JSON_INDENT(2)) < 0) {
+		worker_files_close(&wf);
 		json_decref(cfg);
 		sandbox_uid_put(s, vm);
 		return cerr_set(e, CERR_INTERNAL, "", "cannot write %s", path);
@@ -457,6 +473,7 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
 	ctl = unix_listen(path, 16, 0600);
 	if (ctl < 0) {
+		worker_files_close(&wf);
 		sandbox_uid_put(s, vm);
 		return cerr_set(e, CERR_INTERNAL, "", "control socket %s: %s", path, strerror(-ctl));
 	}
@@ -481,6 +498,8 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
+		if (worker_files_lift(&wf, hi))
+			_exit(127);
 		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
 			_exit(127);
 		if (ctl == 3)
@@ -491,13 +510,19 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 			fcntl(4, F_SETFD, 0);
 		else if (vm->incoming_fd >= 0 && dup2(vm->incoming_fd, 4) < 0)
 			_exit(127);
-		syscall(SYS_close_range, vm->incoming_fd >= 0 ? 5U : 4U, ~0U, 0U);
+		/* The VM's files at 5.. (files.h), nothing else above. */
+		if (worker_files_place(&wf, hi))
+			_exit(127);
+		if (vm->incoming_fd < 0)
+			close(4);
+		syscall(SYS_close_range, (unsigned)(WORKER_FILES_BASE + wf.nr), ~0U, 0U);
 		execv(argv[0], argv);
 		_exit(127);
 	}
 	close(ctl);
 	close(logfd);
 	close(nullfd);
+	worker_files_close(&wf);
 	vm->pid = pid;
 	vm->is_child = true;
 	vm->pid_start = proc_start_time(pid, &(bool){ false });
@@ -517,6 +542,7 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 			 cgroups_mode_name(&s->cg));
 	return 0;
 fail:
+	worker_files_close(&wf);
 	sandbox_uid_put(s, vm);
 	close(ctl);
 	if (logfd >= 0)

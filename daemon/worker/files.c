@@ -1,0 +1,182 @@
+/* files.c: the files a worker needs, opened by cellad beneath their storage
+ * locations and passed as descriptors (files.h). */
+#include "files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "storage.h"
+#include "sup_priv.h"
+
+void worker_files_close(struct worker_files *wf)
+{
+	for (unsigned i = 0; i < wf->nr; i++)
+		if (wf->fd[i] >= 0)
+			close(wf->fd[i]);
+	wf->nr = 0;
+}
+
+/* Hand fd to the worker: its number there, or -1 (fd closed) when full. */
+static int files_add(struct worker_files *wf, int fd)
+{
+	if (wf->nr >= WORKER_FILES_MAX) {
+		close(fd);
+		return -1;
+	}
+	wf->fd[wf->nr] = fd;
+	return WORKER_FILES_BASE + (int)wf->nr++;
+}
+
+static json_t *fd_spec(int n)
+{
+	char spec[24];
+
+	snprintf(spec, sizeof(spec), "fd:%d", n);
+	return json_string(spec);
+}
+
+/* The storage file f (taken: f is empty afterwards) into wf; top gets the
+ * worker's number of f's first file. 0 or -1 with e set. */
+static int take(struct worker_files *wf, struct storage_file *f, int *top, json_t **backing,
+		struct cerr *e)
+{
+	if (backing && f->nr > 1)
+		*backing = json_array();
+	for (unsigned i = 0; i < f->nr; i++) {
+		int n = files_add(wf, f->fd[i]);
+
+		f->fd[i] = -1;
+		if (n < 0) {
+			storage_file_close(f);
+			return cerr_set(e, CERR_INTERNAL, "", "more than %d files for one worker",
+					WORKER_FILES_MAX);
+		}
+		if (!i)
+			*top = n;
+		else if (backing)
+			json_array_append_new(*backing, json_pack("{s:i, s:s}", "fd", n, "name",
+								  f->name[i]));
+	}
+	storage_file_close(f);
+	return 0;
+}
+
+/* One file of the definition: checked and opened; cfg[key] = "fd:N". */
+static int open_simple(const struct storage *st, struct worker_files *wf, json_t *obj,
+		       const char *key, const char *field, const char *path, unsigned flags,
+		       struct cerr *e)
+{
+	struct storage_file f;
+	int n;
+
+	/* At start the role is checked already (at definition): only where
+	 * the file leads matters now, as for an admin's own check. */
+	if (storage_open_file(st, ROLE_ADMIN, field, path, -1, flags, &f, e) ||
+	    take(wf, &f, &n, NULL, e))
+		return -1;
+	json_object_set_new(obj, key, fd_spec(n));
+	return 0;
+}
+
+static int open_disk(const struct storage *st, struct worker_files *wf, const struct vmdef_disk *dk,
+		     json_t *obj, unsigned idx, struct cerr *e)
+{
+	struct storage_file f;
+	json_t *backing = NULL;
+	char field[48], cbt[4200];
+	int n;
+
+	snprintf(field, sizeof(field), "disks[%u].path", idx);
+	if (storage_open_file(st, ROLE_ADMIN, field, dk->path, sup_disk_fmt(dk),
+			      STORAGE_DISK | (dk->readonly ? 0 : STORAGE_RDWR), &f, e) ||
+	    take(wf, &f, &n, &backing, e))
+		return -1;
+	json_object_set_new(obj, "path", fd_spec(n));
+	if (backing)
+		json_object_set_new(obj, "backing", backing);
+	if (!dk->cbt || dk->readonly)
+		return 0;
+	/* The tracking file's name is the disk library's (disk/cbt.h): IMAGE.cbt. */
+	snprintf(field, sizeof(field), "disks[%u].cbt", idx);
+	if ((size_t)snprintf(cbt, sizeof(cbt), "%s.cbt", dk->path) >= sizeof(cbt))
+		return cerr_set(e, CERR_INVALID, field, "path too long");
+	return open_simple(st, wf, obj, "cbt_file", field, cbt, STORAGE_RDWR | STORAGE_CREATE, e);
+}
+
+/* cellad's own files (saved state, its TLS files): by name, read-only. */
+static int open_own(struct worker_files *wf, const char *path, int *n, struct cerr *e)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0)
+		return cerr_set(e, CERR_INTERNAL, "", "cannot open %s: %s", path, strerror(errno));
+	*n = files_add(wf, fd);
+	return *n < 0 ? cerr_set(e, CERR_INTERNAL, "", "too many files for one worker") : 0;
+}
+
+int worker_files_open(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_files *wf,
+		      struct cerr *e)
+{
+	static const struct storage none;
+	const struct storage *st = s->conf.storage ? s->conf.storage : &none;
+	const struct vmdef *d = &vm->def;
+	json_t *disks = json_object_get(cfg, "disks");
+
+	wf->nr = 0;
+	wf->restore = wf->tls[0] = wf->tls[1] = wf->tls[2] = -1;
+	if (d->kernel && open_simple(st, wf, cfg, "kernel", "kernel", d->kernel, 0, e))
+		goto fail;
+	if (d->initrd && open_simple(st, wf, cfg, "initrd", "initrd", d->initrd, 0, e))
+		goto fail;
+	for (unsigned i = 0; i < d->nr_disks; i++) {
+		json_t *o = json_array_get(disks, i);
+
+		if (!o) {
+			cerr_set(e, CERR_INTERNAL, "", "the worker's configuration lacks disks[%u]", i);
+			goto fail;
+		}
+		if (open_disk(st, wf, &d->disks[i], o, i, e))
+			goto fail;
+	}
+	if (vm->restore) {
+		char saved[512];
+
+		sup_saved_path(s, vm, saved, sizeof(saved));
+		if (open_own(wf, saved, &wf->restore, e))
+			goto fail;
+	}
+	if (vm->incoming_fd >= 0) {
+		const char *tls[3] = { s->conf.tls_cert, s->conf.tls_key, s->conf.tls_ca };
+
+		for (unsigned i = 0; i < 3; i++)
+			if (tls[i] && open_own(wf, tls[i], &wf->tls[i], e))
+				goto fail;
+	}
+	return 0;
+fail:
+	worker_files_close(wf);
+	return -1;
+}
+
+int worker_files_lift(const struct worker_files *wf, int *hi)
+{
+	int top = WORKER_FILES_BASE + (int)wf->nr;
+
+	for (unsigned i = 0; i < wf->nr; i++) {
+		hi[i] = fcntl(wf->fd[i], F_DUPFD_CLOEXEC, top);
+		if (hi[i] < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int worker_files_place(const struct worker_files *wf, const int *hi)
+{
+	for (unsigned i = 0; i < wf->nr; i++)
+		if (dup2(hi[i], WORKER_FILES_BASE + (int)i) < 0)
+			return -1;
+	return 0;
+}

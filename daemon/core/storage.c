@@ -163,8 +163,10 @@ static int walk_chain(const struct storage_loc *l, const char *field, int fd, co
 			return cerr_set(e, CERR_INTERNAL, field, "dup: %s", strerror(errno));
 		ret = disk_open_fds(&d, &one, fmt, DISK_RDONLY | DISK_NO_LOCK | DISK_NO_BACKING, err,
 				    sizeof(err));
-		if (ret)
+		if (ret) {
+			f->err = ret;
 			return cerr_set(e, CERR_INVALID, field, "%s%s%s: %s", lp, sep, cur, err);
+		}
 		ret = disk_get_info(d, &info);
 		disk_close(d);
 		if (ret)
@@ -195,7 +197,7 @@ static int walk_chain(const struct storage_loc *l, const char *field, int fd, co
 		if (l && (fd == -EXDEV || fd == -ELOOP))
 			return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s/%s leads "
 					"out of storage '%s'", info.backing, l->path, cur, l->name);
-		if (fd < 0)
+		if (fd < 0 && (f->err = fd))
 			return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s%s%s: %s",
 					info.backing, lp, sep, cur, strerror(-fd));
 		memcpy(cur, next, sizeof(cur));
@@ -259,7 +261,7 @@ int storage_open_file(const struct storage *st, enum role role, const char *fiel
 			if (fd == -EXDEV || fd == -ELOOP)
 				return cerr_set(e, CERR_INVALID, field, "%s leads out of storage '%s' "
 						"(a symlink or '..')", path, l->name);
-			if (fd < 0)
+			if (fd < 0 && (f->err = fd))
 				return cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(-fd));
 			return open_found(l, role, field, path, rel, fd, fmt, flags, f, e);
 		}
@@ -272,7 +274,7 @@ int storage_open_file(const struct storage *st, enum role role, const char *fiel
 	}
 	/* An admin may name any host file. */
 	fd = open_plain(path, oflags);
-	if (fd < 0)
+	if (fd < 0 && (f->err = fd))
 		return cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(-fd));
 	return open_found(NULL, role, field, path, path, fd, fmt, flags, f, e);
 }

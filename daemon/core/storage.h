@@ -50,6 +50,9 @@ struct storage_file {
 	unsigned nr;
 	int fd[STORAGE_FILE_MAX];
 	char *name[STORAGE_FILE_MAX];
+	/* After a failure: -errno when a file could not be opened or read (it
+	 * is gone, say), 0 when the rules refused it. */
+	int err;
 };
 
 /* Check AND open the file at `path` (the field `field` of a definition) for

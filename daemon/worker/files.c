@@ -64,6 +64,21 @@ static int take(struct worker_files *wf, struct storage_file *f, int *top, json_
 	return 0;
 }
 
+/* A file that cannot be opened at start (removed since it was defined)
+ * fails the start as the worker's own open did (500); a file the rules
+ * refuse stays a refusal of the definition's field (400). */
+static int start_failed(const struct storage_file *f, struct cerr *e)
+{
+	if (f->err) {
+		char why[sizeof(e->reason)], field[sizeof(e->field)];
+
+		snprintf(why, sizeof(why), "%s", e->reason);
+		snprintf(field, sizeof(field), "%s", e->field);
+		cerr_set(e, CERR_INTERNAL, "", "the VM failed to start: %s: %s", field, why);
+	}
+	return -1;
+}
+
 /* One file of the definition: checked and opened; cfg[key] = "fd:N". */
 static int open_simple(const struct storage *st, struct worker_files *wf, json_t *obj,
 		       const char *key, const char *field, const char *path, unsigned flags,
@@ -74,8 +89,9 @@ static int open_simple(const struct storage *st, struct worker_files *wf, json_t
 
 	/* At start the role is checked already (at definition): only where
 	 * the file leads matters now, as for an admin's own check. */
-	if (storage_open_file(st, ROLE_ADMIN, field, path, -1, flags, &f, e) ||
-	    take(wf, &f, &n, NULL, e))
+	if (storage_open_file(st, ROLE_ADMIN, field, path, -1, flags, &f, e))
+		return start_failed(&f, e);
+	if (take(wf, &f, &n, NULL, e))
 		return -1;
 	json_object_set_new(obj, key, fd_spec(n));
 	return 0;
@@ -91,8 +107,9 @@ static int open_disk(const struct storage *st, struct worker_files *wf, const st
 
 	snprintf(field, sizeof(field), "disks[%u].path", idx);
 	if (storage_open_file(st, ROLE_ADMIN, field, dk->path, sup_disk_fmt(dk),
-			      STORAGE_DISK | (dk->readonly ? 0 : STORAGE_RDWR), &f, e) ||
-	    take(wf, &f, &n, &backing, e))
+			      STORAGE_DISK | (dk->readonly ? 0 : STORAGE_RDWR), &f, e))
+		return start_failed(&f, e);
+	if (take(wf, &f, &n, &backing, e))
 		return -1;
 	json_object_set_new(obj, "path", fd_spec(n));
 	if (backing)

@@ -535,8 +535,8 @@ int config_load_json(struct vm_config *c, const char *path, char *err, size_t er
 	return ret;
 }
 
-static int check_readable(const char *key, const char *path, bool need_write, char *err,
-			  size_t errlen)
+static int check_readable(const char *key, const char *path, bool need_write, unsigned kinds,
+			  char *err, size_t errlen)
 {
 	struct stat st;
 	char why[256];
@@ -545,8 +545,7 @@ static int check_readable(const char *key, const char *path, bool need_write, ch
 	if (fdspec_is_fd(path, &fd)) {
 		/* A descriptor from cellad: open, of a file's kind, and open for
 		 * what the device needs. */
-		fd = fdspec_open(path, need_write ? O_RDWR : O_RDONLY, 0, FDSPEC_REG | FDSPEC_BLK,
-				 why, sizeof(why));
+		fd = fdspec_open(path, need_write ? O_RDWR : O_RDONLY, 0, kinds, why, sizeof(why));
 		if (fd < 0)
 			return config_error(err, errlen, "%s: %s", key, why);
 		close(fd);
@@ -569,9 +568,9 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 
 	if (!c->kernel)
 		return config_error(err, errlen, "kernel: missing (use --kernel FILE)");
-	if (check_readable("kernel", c->kernel, false, err, errlen))
+	if (check_readable("kernel", c->kernel, false, FDSPEC_REG, err, errlen))
 		return -EINVAL;
-	if (c->initrd && check_readable("initrd", c->initrd, false, err, errlen))
+	if (c->initrd && check_readable("initrd", c->initrd, false, FDSPEC_REG, err, errlen))
 		return -EINVAL;
 	if (c->cpus < 1 || c->cpus > CONFIG_MAX_CPUS)
 		return config_error(err, errlen, "cpus: %u is out of range (1 to %d)", c->cpus,
@@ -595,7 +594,8 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 		char key[32], why[128];
 
 		snprintf(key, sizeof(key), "disks[%u].path", i);
-		if (check_readable(key, c->disks[i].path, !c->disks[i].readonly, err, errlen))
+		if (check_readable(key, c->disks[i].path, !c->disks[i].readonly,
+				   FDSPEC_REG | FDSPEC_BLK, err, errlen))
 			return -EINVAL;
 		if (!conf_qos_valid(&c->disks[i].qos, why, sizeof(why)))
 			return config_error(err, errlen, "disks[%u].qos: %s", i, why);

@@ -10,7 +10,8 @@ descriptors only:
 - a running worker's command line and configuration name no file: the
   kernel, the disk, each backing file and the tracking file are "fd:N", and
   those descriptors are the storage files (its /proc/PID/fd); the tracking
-  file was created beside the image;
+  file was created beside the image; an admin's host file is passed the
+  same way;
 - the guest reads its data through a chain given as descriptors (the blk
   guest verifies a pattern in the backing file), and with the storage files
   swapped for symlinks to a root-only file after cellad opened them, the
@@ -179,6 +180,22 @@ def test(args):
                   f"start refused once the backing file is a symlink out of storage ({st}: "
                   f"{err.get('reason', '')})")
             check(d.vm("swapped")["pid"] is None, "no worker was spawned")
+
+            # An admin's host file (outside every location): opened by cellad too.
+            host = os.path.join(top, "host.raw")
+            with open(host, "wb") as f:
+                f.truncate(4 << 20)
+            r = d.post("/v1/vms", {"name": "adm", "kernel": args["guests"]["blk"],
+                                   "memory_mib": 64, "disks": [{"path": host}]})
+            check(r.status == 201, f"admin: a host file defined ({r.status})")
+            acrc, lines = blk_guest(d, "adm", "write", 9)
+            check(acrc is not None and "PASS blk" in lines[-1],
+                  "admin: the guest writes its host file, given as a descriptor")
+            with open(os.path.join(d.run, d.vm("adm")["uuid"] + ".json")) as f:
+                acfg = json.load(f)
+            check(fd_of(acfg["kernel"]) is not None and fd_of(acfg["disks"][0]["path"]) is not None,
+                  f"admin: kernel and disk passed as fd:N ({acfg['kernel']}, "
+                  f"{acfg['disks'][0]['path']})")
 
         # cella-vm as cellad runs it: descriptors opened, then the names
         # swapped for symlinks to a root-only file before the worker runs.

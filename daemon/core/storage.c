@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -237,17 +238,68 @@ static int open_found(const struct storage_loc *l, enum role role, const char *f
 	return 0;
 }
 
+/* The storage's rights: a location owned by a user is opened with that
+ * user's uid and gid for the file-system checks (setfsuid and setfsgid act
+ * on the calling thread only, and drop root's file capabilities while the
+ * fsuid is not 0), so root does not read for a location what its owner may
+ * not. A location root owns keeps root's rights. */
+struct fs_ids {
+	bool set;
+	uid_t uid;
+	gid_t gid;
+};
+
+static struct fs_ids rights_enter(const struct storage_loc *l)
+{
+	struct fs_ids was = { .set = false };
+	struct stat st;
+
+	if (fstat(l->dirfd, &st) < 0 || st.st_uid == 0)
+		return was;
+	was.gid = (gid_t)setfsgid(st.st_gid); /* while still root */
+	was.uid = (uid_t)setfsuid(st.st_uid);
+	was.set = true;
+	return was;
+}
+
+static void rights_leave(struct fs_ids was)
+{
+	if (!was.set)
+		return;
+	setfsuid(was.uid);
+	setfsgid(was.gid);
+}
+
+/* path is rel beneath l: open it there with the location's rights. */
+static int open_in_location(const struct storage_loc *l, enum role role, const char *field,
+			    const char *path, const char *rel, int fmt, unsigned flags,
+			    struct storage_file *f, struct cerr *e)
+{
+	struct fs_ids was = rights_enter(l);
+	int fd = open_beneath(l, rel, storage_oflags(flags)), ret;
+
+	if (fd == -EXDEV || fd == -ELOOP)
+		ret = cerr_set(e, CERR_INVALID, field, "%s leads out of storage '%s' (a symlink or "
+			       "'..')", path, l->name);
+	else if (fd < 0 && (f->err = fd))
+		ret = cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(-fd));
+	else
+		ret = open_found(l, role, field, path, rel, fd, fmt, flags, f, e);
+	rights_leave(was);
+	return ret;
+}
+
 int storage_open_file(const struct storage *st, enum role role, const char *field,
 		      const char *path, int fmt, unsigned flags, struct storage_file *f,
 		      struct cerr *e)
 {
-	int oflags = storage_oflags(flags), fd;
 	bool outside = true;
+	int fd;
 
 	memset(f, 0, sizeof(*f));
-	if (st->owned_dir && beneath(st->owned_dir, path))
-		role = ROLE_ADMIN; /* cellad's own files (checkpoint overlays) */
-	else {
+	if (st->owned_dir && beneath(st->owned_dir, path)) {
+		role = ROLE_ADMIN; /* cellad's own files (checkpoint overlays): by name */
+	} else {
 		for (unsigned i = 0; i < st->nr; i++) {
 			const struct storage_loc *l = &st->locs[i];
 			const char *rel = beneath(l->path, path);
@@ -255,15 +307,8 @@ int storage_open_file(const struct storage *st, enum role role, const char *fiel
 			if (!rel || !*rel)
 				continue;
 			outside = false;
-			if (role < l->role)
-				continue;
-			fd = open_beneath(l, rel, oflags);
-			if (fd == -EXDEV || fd == -ELOOP)
-				return cerr_set(e, CERR_INVALID, field, "%s leads out of storage '%s' "
-						"(a symlink or '..')", path, l->name);
-			if (fd < 0 && (f->err = fd))
-				return cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(-fd));
-			return open_found(l, role, field, path, rel, fd, fmt, flags, f, e);
+			if (role >= l->role)
+				return open_in_location(l, role, field, path, rel, fmt, flags, f, e);
 		}
 		if (role < ROLE_ADMIN && !outside)
 			return cerr_set(e, CERR_INVALID, field, "%s: in a storage location your role "
@@ -273,10 +318,21 @@ int storage_open_file(const struct storage *st, enum role role, const char *fiel
 					"an admin may use a host path)", path);
 	}
 	/* An admin may name any host file. */
-	fd = open_plain(path, oflags);
+	fd = open_plain(path, storage_oflags(flags));
 	if (fd < 0 && (f->err = fd))
 		return cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(-fd));
 	return open_found(NULL, role, field, path, path, fd, fmt, flags, f, e);
+}
+
+static bool in_a_location(const struct storage *st, const char *path)
+{
+	for (unsigned i = 0; i < st->nr; i++) {
+		const char *rel = beneath(st->locs[i].path, path);
+
+		if (rel && *rel)
+			return true;
+	}
+	return false;
 }
 
 int storage_check(const struct storage *st, enum role role, const char *field, const char *path,
@@ -284,16 +340,13 @@ int storage_check(const struct storage *st, enum role role, const char *field, c
 {
 	struct storage_file f;
 
-	if (role >= ROLE_ADMIN && !(st->owned_dir && beneath(st->owned_dir, path))) {
-		bool inside = false;
-
-		for (unsigned i = 0; i < st->nr && !inside; i++)
-			inside = beneath(st->locs[i].path, path) && *beneath(st->locs[i].path, path);
-		if (!inside)
-			return 0; /* checked when it is opened, at start */
-	}
+	/* cellad's own files, and an admin's outside every location: as
+	 * before, taken as they are here; opened (their chains followed) at
+	 * start. */
 	if (st->owned_dir && beneath(st->owned_dir, path))
-		return 0; /* cellad's own files: opened (and their chain) at start */
+		return 0;
+	if (role >= ROLE_ADMIN && !in_a_location(st, path))
+		return 0;
 	if (storage_open_file(st, role, field, path, fmt, disk ? STORAGE_DISK : 0, &f, e))
 		return -1;
 	storage_file_close(&f);

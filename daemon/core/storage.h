@@ -60,7 +60,9 @@ struct storage_file {
  * openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) from its location's
  * directory, and with STORAGE_DISK every backing file the same way (each
  * header read from the descriptor just opened; the top image's format is
- * fmt, -1 to probe). A file outside every location (an admin's) or in
+ * fmt, -1 to probe), with the storage's rights: in a location a user owns,
+ * that user's uid and gid (setfsuid for this thread), not root's. A file
+ * outside every location (an admin's) or in
  * cellad's own directory is opened by name, its chain too. 0 with f filled
  * (storage_file_close), or -1 with e set: CERR_INVALID naming the field (a
  * path outside every location the role may use, a symlink or ".." out of

@@ -17,6 +17,9 @@ descriptors only:
   swapped for symlinks to a root-only file after cellad opened them, the
   guest still reads the files cellad checked (cella-vm run directly on
   descriptors, as cellad runs it);
+- files in a location a user owns are opened with that user's rights (a
+  root-only file there is refused, even to root; a tracking file created
+  there is the user's);
 - a qcow2 whose backing file was replaced by a symlink out of storage after
   the VM was defined: start refused ("leads out of storage"), no worker;
 - a chain link whose name is not the one checked (the image changed in
@@ -102,9 +105,20 @@ def test(args):
     base = os.path.join(store, "base.raw")
     with open(base, "wb") as f:
         f.truncate(4 << 20)
+    # A location a user owns: its files are opened with that user's rights.
+    ustore = os.path.join(top, "user")
+    os.makedirs(ustore)
+    for name, owner in (("mine.raw", OPERATOR), ("rootonly.raw", 0)):
+        with open(os.path.join(ustore, name), "wb") as f:
+            f.truncate(4 << 20)
+        os.chown(os.path.join(ustore, name), owner, owner)
+        os.chmod(os.path.join(ustore, name), 0o600)
+    os.chown(ustore, OPERATOR, OPERATOR)
+    os.chmod(ustore, 0o700)
     for p in (top, store):
         os.chmod(p, 0o755)
-    cfg = {"storage": [{"name": "images", "path": store, "role": "operator"}],
+    cfg = {"storage": [{"name": "images", "path": store, "role": "operator"},
+                       {"name": "user", "path": ustore, "role": "operator"}],
            "roles": {"operator": [f"user:{OPERATOR}"]}}
     try:
         with Daemon(args, config=cfg) as d:
@@ -196,6 +210,23 @@ def test(args):
             check(fd_of(acfg["kernel"]) is not None and fd_of(acfg["disks"][0]["path"]) is not None,
                   f"admin: kernel and disk passed as fd:N ({acfg['kernel']}, "
                   f"{acfg['disks'][0]['path']})")
+
+            # The storage's rights, not root's: the owner of "user" may not
+            # read rootonly.raw, so neither may a VM defined from it.
+            r = d.post("/v1/vms", {"name": "ur", "kernel": blk, "memory_mib": 64,
+                                   "disks": [{"path": os.path.join(ustore, "rootonly.raw")}]})
+            check(r.status == 400 and "Permission denied" in r.body,
+                  f"a file the location's owner may not read is refused, even to root "
+                  f"({r.status} {r.body.strip()[:160]})")
+            r = d.post("/v1/vms", {"name": "um", "kernel": blk, "memory_mib": 64,
+                                   "disks": [{"path": os.path.join(ustore, "mine.raw"),
+                                              "cbt": True}]})
+            check(r.status == 201, f"its owner's own file is fine ({r.status})")
+            _, lines = blk_guest(d, "um", "write", 3)
+            check("PASS blk" in lines[-1], "a VM runs from it")
+            st = os.stat(os.path.join(ustore, "mine.raw.cbt"))
+            check(st.st_uid == OPERATOR,
+                  f"its tracking file was created with the location's rights (uid {st.st_uid})")
 
         # cella-vm as cellad runs it: descriptors opened, then the names
         # swapped for symlinks to a root-only file before the worker runs.

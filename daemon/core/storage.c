@@ -61,6 +61,21 @@ static const char *beneath(const char *root, const char *path)
 	return path + n;
 }
 
+/* The location path lies beneath (*rel: its path there), or NULL. */
+static const struct storage_loc *location_of(const struct storage *st, const char *path,
+					     const char **rel)
+{
+	for (unsigned i = 0; st && i < st->nr; i++) {
+		const char *r = beneath(st->locs[i].path, path);
+
+		if (r && *r) {
+			*rel = r;
+			return &st->locs[i];
+		}
+	}
+	return NULL;
+}
+
 /* Open rel beneath the location: no "..", no symlink out of it, no magic
  * link. -errno; -EXDEV (or -ELOOP) when it leads out of the location. */
 static int open_beneath(const struct storage_loc *l, const char *rel, int oflags)
@@ -112,13 +127,59 @@ static int file_push(struct storage_file *f, int fd, const char *name)
 	return 0;
 }
 
+/* The storage's rights: a location owned by a user is opened with that
+ * user's uid and gid for the file-system checks (setfsuid and setfsgid act
+ * on the calling thread only, and drop root's file capabilities while the
+ * fsuid is not 0), so root does not read for a location what its owner may
+ * not. A location root owns keeps root's rights. */
+struct fs_ids {
+	bool set;
+	uid_t uid;
+	gid_t gid;
+};
+
+static struct fs_ids rights_enter(const struct storage_loc *l)
+{
+	struct fs_ids was = { .set = false };
+	struct stat st;
+
+	/* A cellad that is not root has its own rights already. */
+	if (geteuid() != 0 || fstat(l->dirfd, &st) < 0 || st.st_uid == 0)
+		return was;
+	was.gid = (gid_t)setfsgid(st.st_gid); /* while still root */
+	was.uid = (uid_t)setfsuid(st.st_uid);
+	was.set = true;
+	return was;
+}
+
+static void rights_leave(struct fs_ids was)
+{
+	if (!was.set)
+		return;
+	setfsuid(was.uid);
+	setfsgid(was.gid);
+}
+
+/* A backing file beneath l, read-only, with l's rights (the chain may have
+ * come into l from a file outside it). */
+static int open_beneath_as(const struct storage_loc *l, const char *rel)
+{
+	struct fs_ids was = rights_enter(l);
+	int fd = open_beneath(l, rel, O_RDONLY);
+
+	rights_leave(was);
+	return fd;
+}
+
 /* The backing chain of the image open on fd (cur: its path in l, or its
- * host path when l is NULL), each file beneath l too; every file opened
- * goes into f, in chain order. The top image's format is fmt (-1: probe),
+ * host path when l is NULL), each file beneath l too (and, for a file
+ * outside every location, each one from the first in a location on
+ * beneath that one); every file opened goes into f, in chain order. The top image's format is fmt (-1: probe),
  * a backing file's the one its upper image names (probed if none), as
  * cella-vm's disk library reads them. */
-static int walk_chain(const struct storage_loc *l, const char *field, int fd, const char *shown,
-		      const char *top, int fmt, struct storage_file *f, struct cerr *e)
+static int walk_chain(const struct storage *st, const struct storage_loc *l, const char *field,
+		      int fd, const char *shown, const char *top, int fmt, struct storage_file *f,
+		      struct cerr *e)
 {
 	char cur[8192], err[256], link[4096];
 	dev_t seen_dev[DISK_MAX_CHAIN];
@@ -133,6 +194,7 @@ static int walk_chain(const struct storage_loc *l, const char *field, int fd, co
 		struct disk *d;
 		struct stat stt;
 		char dir[8192], next[8192];
+		const char *r_in;
 		int ret;
 
 		if (fstat(fd, &stt) < 0) {
@@ -194,22 +256,42 @@ static int walk_chain(const struct storage_loc *l, const char *field, int fd, co
 			    sizeof(next))
 				return cerr_set(e, CERR_INVALID, field, "backing path too long");
 		}
-		fd = l ? open_beneath(l, next, O_RDONLY) : open_plain(next, O_RDONLY);
-		if (l && (fd == -EXDEV || fd == -ELOOP))
-			return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s/%s leads "
-					"out of storage '%s'", info.backing, l->path, cur, l->name);
-		if (fd < 0 && (f->err = fd))
-			return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s%s%s: %s",
-					info.backing, lp, sep, cur, strerror(-fd));
+		if (!l && location_of(st, next, &r_in)) {
+			/* A file by name (cellad's overlay, an admin's image) backed
+			 * by one in a storage location: from here on the chain is
+			 * that location's, opened beneath it with its rights. */
+			const struct storage_loc *in = location_of(st, next, &r_in);
+
+			memmove(next, r_in, strlen(r_in) + 1);
+			fd = open_beneath_as(in, next);
+			if (fd == -EXDEV || fd == -ELOOP)
+				return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s leads "
+						"out of storage '%s'", info.backing, cur, in->name);
+			if (fd < 0 && (f->err = fd))
+				return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s: %s",
+						info.backing, cur, strerror(-fd));
+			l = in;
+			lp = l->path;
+			sep = "/";
+		} else {
+			fd = l ? open_beneath_as(l, next) : open_plain(next, O_RDONLY);
+			if (l && (fd == -EXDEV || fd == -ELOOP))
+				return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s/%s "
+						"leads out of storage '%s'", info.backing, l->path, cur,
+						l->name);
+			if (fd < 0 && (f->err = fd))
+				return cerr_set(e, CERR_INVALID, field, "the backing file %s of %s%s%s: "
+						"%s", info.backing, lp, sep, cur, strerror(-fd));
+		}
 		memcpy(cur, next, sizeof(cur));
 	}
 }
 
 /* fd is open on `shown` (owned by f from now on): what it may be, and its
  * chain. */
-static int open_found(const struct storage_loc *l, enum role role, const char *field,
-		      const char *shown, const char *cur, int fd, int fmt, unsigned flags,
-		      struct storage_file *f, struct cerr *e)
+static int open_found(const struct storage *st, const struct storage_loc *l, enum role role,
+		      const char *field, const char *shown, const char *cur, int fd, int fmt,
+		      unsigned flags, struct storage_file *f, struct cerr *e)
 {
 	struct stat stt;
 
@@ -231,47 +313,16 @@ static int open_found(const struct storage_loc *l, enum role role, const char *f
 	if (!(flags & STORAGE_DISK))
 		return file_push(f, fd, shown) ? cerr_set(e, CERR_INTERNAL, field, "out of memory")
 					       : 0;
-	if (walk_chain(l, field, fd, shown, cur, fmt, f, e)) {
+	if (walk_chain(st, l, field, fd, shown, cur, fmt, f, e)) {
 		storage_file_close(f);
 		return -1;
 	}
 	return 0;
 }
 
-/* The storage's rights: a location owned by a user is opened with that
- * user's uid and gid for the file-system checks (setfsuid and setfsgid act
- * on the calling thread only, and drop root's file capabilities while the
- * fsuid is not 0), so root does not read for a location what its owner may
- * not. A location root owns keeps root's rights. */
-struct fs_ids {
-	bool set;
-	uid_t uid;
-	gid_t gid;
-};
-
-static struct fs_ids rights_enter(const struct storage_loc *l)
-{
-	struct fs_ids was = { .set = false };
-	struct stat st;
-
-	if (fstat(l->dirfd, &st) < 0 || st.st_uid == 0)
-		return was;
-	was.gid = (gid_t)setfsgid(st.st_gid); /* while still root */
-	was.uid = (uid_t)setfsuid(st.st_uid);
-	was.set = true;
-	return was;
-}
-
-static void rights_leave(struct fs_ids was)
-{
-	if (!was.set)
-		return;
-	setfsuid(was.uid);
-	setfsgid(was.gid);
-}
-
 /* path is rel beneath l: open it there with the location's rights. */
-static int open_in_location(const struct storage_loc *l, enum role role, const char *field,
+static int open_in_location(const struct storage *st, const struct storage_loc *l,
+			    enum role role, const char *field,
 			    const char *path, const char *rel, int fmt, unsigned flags,
 			    struct storage_file *f, struct cerr *e)
 {
@@ -284,7 +335,7 @@ static int open_in_location(const struct storage_loc *l, enum role role, const c
 	else if (fd < 0 && (f->err = fd))
 		ret = cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(-fd));
 	else
-		ret = open_found(l, role, field, path, rel, fd, fmt, flags, f, e);
+		ret = open_found(st, l, role, field, path, rel, fd, fmt, flags, f, e);
 	rights_leave(was);
 	return ret;
 }
@@ -308,7 +359,8 @@ int storage_open_file(const struct storage *st, enum role role, const char *fiel
 				continue;
 			outside = false;
 			if (role >= l->role)
-				return open_in_location(l, role, field, path, rel, fmt, flags, f, e);
+				return open_in_location(st, l, role, field, path, rel, fmt, flags, f,
+							e);
 		}
 		if (role < ROLE_ADMIN && !outside)
 			return cerr_set(e, CERR_INVALID, field, "%s: in a storage location your role "
@@ -321,18 +373,7 @@ int storage_open_file(const struct storage *st, enum role role, const char *fiel
 	fd = open_plain(path, storage_oflags(flags));
 	if (fd < 0 && (f->err = fd))
 		return cerr_set(e, CERR_INVALID, field, "%s: %s", path, strerror(-fd));
-	return open_found(NULL, role, field, path, path, fd, fmt, flags, f, e);
-}
-
-static bool in_a_location(const struct storage *st, const char *path)
-{
-	for (unsigned i = 0; i < st->nr; i++) {
-		const char *rel = beneath(st->locs[i].path, path);
-
-		if (rel && *rel)
-			return true;
-	}
-	return false;
+	return open_found(st, NULL, role, field, path, path, fd, fmt, flags, f, e);
 }
 
 int storage_check(const struct storage *st, enum role role, const char *field, const char *path,
@@ -345,7 +386,7 @@ int storage_check(const struct storage *st, enum role role, const char *field, c
 	 * start. */
 	if (st->owned_dir && beneath(st->owned_dir, path))
 		return 0;
-	if (role >= ROLE_ADMIN && !in_a_location(st, path))
+	if (role >= ROLE_ADMIN && !location_of(st, path, &(const char *){ NULL }))
 		return 0;
 	if (storage_open_file(st, role, field, path, fmt, disk ? STORAGE_DISK : 0, &f, e))
 		return -1;

@@ -22,6 +22,8 @@ descriptors only:
   there is the user's);
 - a qcow2 whose backing file was replaced by a symlink out of storage after
   the VM was defined: start refused ("leads out of storage"), no worker;
+  also below a checkpoint's overlay (cellad's own file, by name): from the
+  first backing file in a location on, the chain is followed beneath it;
 - a chain link whose name is not the one checked (the image changed in
   between), and descriptors of the wrong kind or mode: cella-vm refuses
   them with a clear error.
@@ -194,6 +196,25 @@ def test(args):
                   f"start refused once the backing file is a symlink out of storage ({st}: "
                   f"{err.get('reason', '')})")
             check(d.vm("swapped")["pid"] is None, "no worker was spawned")
+
+            # cellad's own overlay (a checkpoint) on an image in storage: the
+            # chain is followed beneath the location from the overlay on.
+            cpbase = os.path.join(store, "cpbase.raw")
+            with open(cpbase, "wb") as f:
+                f.truncate(4 << 20)
+            define("cp", disks=[{"path": cpbase}])
+            d.cli("checkpoint", "create", "cp", "c1", "--kind", "standard")
+            overlay = d.vm("cp")["disks"][0]["path"]
+            check(overlay != cpbase and not overlay.startswith(store),
+                  f"the checkpoint put cellad's overlay on top ({overlay})")
+            os.unlink(cpbase)
+            os.symlink(secret, cpbase)
+            r = d.post("/v1/vms/cp/start")
+            reason = (r.json or {}).get("error", {}).get("reason", "")
+            check(r.status >= 400 and "leads out of storage 'images'" in reason,
+                  f"an overlay whose storage image became a symlink out of it: start refused "
+                  f"({r.status}: {reason})")
+            check(d.vm("cp")["pid"] is None, "no worker was spawned")
 
             # An admin's host file (outside every location): opened by cellad too.
             host = os.path.join(top, "host.raw")

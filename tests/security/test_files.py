@@ -270,6 +270,17 @@ def test(args):
               f"with the names swapped after the open, the guest still reads the checked "
               f"files (status {rc}: {out.strip().splitlines()[-1:]})")
 
+        # The same on the command line, with a tracking file as a descriptor.
+        cfd = os.open(os.path.join(top, "direct.cbt"), os.O_RDWR | os.O_CREAT, 0o600)
+        rc, out = run_vm(args, ["--kernel", f"fd:{kfd}", "--mem", "64", "--cmdline",
+                                f"mode=verify seed=5 mib={MIB}", "--disk",
+                                f"fd:{tfd},format=qcow2,backing=fd:{bfd}:base.raw,cbt=on,"
+                                f"cbt_file=fd:{cfd}"], (kfd, tfd, bfd, cfd))
+        check(rc == 1 and "PASS blk" in out and os.path.getsize(os.path.join(top, "direct.cbt")),
+              f"--disk fd:N,backing=fd:N:NAME,cbt_file=fd:N: the guest reads the chain, the "
+              f"tracking file is used (status {rc})")
+        os.close(cfd)
+
         # The image changed after it was checked: another backing name.
         with open(conf, "w") as f:
             json.dump({"kernel": f"fd:{kfd}", "memory_mib": 64,

@@ -77,18 +77,97 @@ int config_disk_qos_set(struct disk_qos_config *q, const char *key, uint64_t v)
 }
 
 /* The disk schema (conf/disk.h) parses; the count is the VM's business. */
+static void disk_files_free(struct disk_config *disk)
+{
+	free(disk->cbt_file);
+	disk->cbt_file = NULL;
+	for (unsigned k = 0; disk->backing && k < disk->backing->nr; k++)
+		free(disk->backing->name[k]);
+	free(disk->backing);
+	disk->backing = NULL;
+}
+
+/* The option string's own form of the members cellad puts in the JSON
+ * (conf/disk.h): "backing=fd:N[:NAME]" (repeatable, in chain order) and
+ * "cbt_file=FILE". They are taken out of spec (rest gets the others). */
+static int disk_files_from_string(struct disk_config *d, const char *spec, char *rest,
+				  size_t restlen, char *err, size_t errlen)
+{
+	char *copy = strdup(spec), *next = copy, *tok;
+	bool first = true;
+	size_t n = 0;
+	int ret = 0;
+
+	if (!copy)
+		return -ENOMEM;
+	rest[0] = 0;
+	/* strsep keeps empty words: ",ro" still lacks its path. */
+	while (!ret && (tok = strsep(&next, ","))) {
+		if (!strncmp(tok, "backing=", 8)) {
+			const char *v = tok + 8, *colon;
+			char num[16];
+			int fd;
+
+			colon = strchr(v + (strncmp(v, "fd:", 3) ? 0 : 3), ':');
+			snprintf(num, sizeof(num), "%.*s", colon ? (int)(colon - v) : (int)strlen(v), v);
+			if (!fdspec_is_fd(num, &fd) || fd < 0) {
+				ret = config_error(err, errlen, "disk: backing=%s: expected fd:N[:NAME]", v);
+				break;
+			}
+			if (!d->backing && !(d->backing = calloc(1, sizeof(*d->backing)))) {
+				ret = -ENOMEM;
+				break;
+			}
+			if (d->backing->nr >= CONF_MAX_BACKING) {
+				ret = config_error(err, errlen, "disk: more than %d backing files",
+						   CONF_MAX_BACKING);
+				break;
+			}
+			d->backing->fd[d->backing->nr] = fd;
+			d->backing->name[d->backing->nr] = colon ? strdup(colon + 1) : NULL;
+			if (colon && !d->backing->name[d->backing->nr]) {
+				ret = -ENOMEM;
+				break;
+			}
+			d->backing->nr++;
+		} else if (!strncmp(tok, "cbt_file=", 9)) {
+			free(d->cbt_file);
+			d->cbt_file = strdup(tok + 9);
+			if (!d->cbt_file)
+				ret = -ENOMEM;
+		} else {
+			if (n < restlen)
+				n += (size_t)snprintf(rest + n, restlen - n, "%s%s", first ? "" : ",",
+						      tok);
+			else
+				n += strlen(tok) + 1;
+			first = false;
+		}
+	}
+	free(copy);
+	if (!ret && n >= restlen)
+		ret = config_error(err, errlen, "disk: option string too long");
+	return ret;
+}
+
 int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t errlen)
 {
 	struct disk_config d = { 0 };
 	struct conf_err e;
+	char rest[8192];
 	int ret;
 
 	if (c->nr_disks >= CONFIG_MAX_DISKS)
 		return config_error(err, errlen, "disks: at most %d disks", CONFIG_MAX_DISKS);
-	ret = conf_from_string(&conf_disk_schema, &d, spec, &e);
+	if (errlen)
+		err[0] = 0;
+	ret = disk_files_from_string(&d, spec, rest, sizeof(rest), err, errlen);
+	if (!ret)
+		ret = conf_from_string(&conf_disk_schema, &d, rest, &e);
 	if (ret) {
+		disk_files_free(&d);
 		conf_free(&conf_disk_schema, &d);
-		if (ret == -EINVAL)
+		if (ret == -EINVAL && !err[0])
 			conf_err_text(&e, err, errlen);
 		return ret;
 	}
@@ -284,15 +363,6 @@ static int json_want_uint(json_t *v, const char *key, uint64_t min, uint64_t max
 	return 0;
 }
 
-static void disk_files_free(struct disk_config *disk)
-{
-	free(disk->cbt_file);
-	disk->cbt_file = NULL;
-	for (unsigned k = 0; disk->backing && k < disk->backing->nr; k++)
-		free(disk->backing->name[k]);
-	free(disk->backing);
-	disk->backing = NULL;
-}
 
 /* The members cellad adds for a disk given as "fd:N" (conf/disk.h): the
  * backing chain [{"fd": N, "name": S}, ...] and "cbt_file". */

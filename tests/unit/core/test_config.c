@@ -197,6 +197,64 @@ static void test_disk_json(void **st)
 	}
 }
 
+/* A disk given as descriptors (cellad's way): the backing chain with the
+ * names checked, and the tracking file, in the JSON and in option strings. */
+static void test_disk_fds(void **st)
+{
+	static const struct {
+		const char *json, *err;
+	} bad[] = {
+		{ "{\"disks\": [{\"path\": \"fd:5\", \"backing\": 3}]}", "disks[0].backing: expected an array" },
+		{ "{\"disks\": [{\"path\": \"fd:5\", \"backing\": [{\"fd\": -1, \"name\": \"b\"}]}]}",
+		  "disks[0].backing[0]: expected" },
+		{ "{\"disks\": [{\"path\": \"fd:5\", \"backing\": [{\"fd\": 6}]}]}", "disks[0].backing[0]: expected" },
+		{ "{\"disks\": [{\"path\": \"fd:5\", \"cbt_file\": 7}]}", "disks[0].cbt_file: expected a string" },
+	};
+	const char *good = "{\"disks\": [{\"path\": \"fd:5\", \"format\": \"qcow2\", \"cbt\": true, "
+			   "\"cbt_file\": \"fd:8\", \"backing\": [{\"fd\": 6, \"name\": \"b.qcow2\"}, "
+			   "{\"fd\": 7, \"name\": \"../base.raw\"}]}]}";
+	struct vm_config c;
+	char err[256] = "";
+
+	(void)st;
+	config_init(&c);
+	/* A base directory must not turn "fd:5" into a path. */
+	assert_int_equal(config_load_json_text(&c, good, strlen(good), err, sizeof(err)), 0);
+	assert_string_equal(c.disks[0].path, "fd:5");
+	assert_string_equal(c.disks[0].cbt_file, "fd:8");
+	assert_non_null(c.disks[0].backing);
+	assert_int_equal(c.disks[0].backing->nr, 2);
+	assert_int_equal(c.disks[0].backing->fd[0], 6);
+	assert_string_equal(c.disks[0].backing->name[0], "b.qcow2");
+	assert_int_equal(c.disks[0].backing->fd[1], 7);
+	assert_string_equal(c.disks[0].backing->name[1], "../base.raw");
+	assert_int_equal(config_add_disk(&c, "fd:9,backing=fd:10:b.qcow2,ro,backing=fd:11,"
+					 "cbt_file=fd:12,id=x", err, sizeof(err)), 0);
+	assert_string_equal(c.disks[1].path, "fd:9");
+	assert_true(c.disks[1].readonly);
+	assert_string_equal(c.disks[1].id, "x");
+	assert_string_equal(c.disks[1].cbt_file, "fd:12");
+	assert_int_equal(c.disks[1].backing->nr, 2);
+	assert_int_equal(c.disks[1].backing->fd[0], 10);
+	assert_string_equal(c.disks[1].backing->name[0], "b.qcow2");
+	assert_int_equal(c.disks[1].backing->fd[1], 11);
+	assert_null(c.disks[1].backing->name[1]);
+	assert_int_not_equal(config_add_disk(&c, "fd:9,backing=/b.qcow2", err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "backing=/b.qcow2: expected fd:N[:NAME]"));
+	assert_int_not_equal(config_add_disk(&c, "fd:9,backing=fd:x", err, sizeof(err)), 0);
+	assert_int_equal(c.nr_disks, 2);
+	config_free(&c);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		config_init(&c);
+		err[0] = 0;
+		assert_int_not_equal(config_load_json_text(&c, bad[i].json, strlen(bad[i].json), err,
+							   sizeof(err)), 0);
+		if (!strstr(err, bad[i].err))
+			fail_msg("%s: got '%s', want '%s'", bad[i].json, err, bad[i].err);
+		config_free(&c);
+	}
+}
+
 /* One QoS limit (conf/limits.h) for the flag, the JSON file and cellad's
  * definitions (tests/daemon/test_disks.py checks cellad's side). */
 static void test_qos_limit(void **st)
@@ -281,6 +339,7 @@ int main(void)
 		cmocka_unit_test(test_option_strings),
 		cmocka_unit_test(test_disk_options),
 		cmocka_unit_test(test_disk_json),
+		cmocka_unit_test(test_disk_fds),
 		cmocka_unit_test(test_qos_limit),
 		cmocka_unit_test(test_validate),
 	};

@@ -667,6 +667,9 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 		if (check_readable(key, c->disks[i].path, !c->disks[i].readonly,
 				   FDSPEC_REG | FDSPEC_BLK, err, errlen))
 			return -EINVAL;
+		if (c->disks[i].backing && !fdspec_is_fd(c->disks[i].path, &(int){ 0 }))
+			return config_error(err, errlen, "disks[%u].backing: only for a disk given as "
+					    "fd:N (by name, the image's own backing names are used)", i);
 		if (!conf_qos_valid(&c->disks[i].qos, why, sizeof(why)))
 			return config_error(err, errlen, "disks[%u].qos: %s", i, why);
 		for (unsigned j = 0; j < i; j++)

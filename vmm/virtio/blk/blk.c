@@ -776,9 +776,10 @@ static int blk_open_disk(struct blk_dev *blk, const struct disk_config *cfg)
 		int fd;
 
 		if (cfg->cbt_file || fdspec_is_fd(cfg->path, &fd)) {
-			/* Given as a descriptor (created by cellad beside the image). */
-			fd = cfg->cbt_file ? fdspec_open(cfg->cbt_file, O_RDWR, 0, FDSPEC_REG, err,
-							 sizeof(err))
+			/* Given apart from the image: a descriptor cellad created
+			 * beside it, or a name of the caller's. */
+			fd = cfg->cbt_file ? fdspec_open(cfg->cbt_file, O_RDWR | O_CREAT, 0640,
+							 FDSPEC_REG, err, sizeof(err))
 					   : -EINVAL;
 			if (!cfg->cbt_file)
 				snprintf(err, sizeof(err), "a disk given as %s needs its tracking "

@@ -728,7 +728,7 @@ static int blk_open_image(const struct disk_config *cfg, int fmt, struct disk **
 	unsigned flags = cfg->readonly ? DISK_RDONLY : 0;
 	struct disk_fd_chain chain = { .nr = 0 };
 	const struct disk_backing_fds *b = cfg->backing;
-	int fd, ret;
+	int fd;
 
 	if (!fdspec_is_fd(cfg->path, &fd))
 		return disk_open(out, cfg->path, fmt, flags, err, errlen);
@@ -751,8 +751,27 @@ static int blk_open_image(const struct disk_config *cfg, int fmt, struct disk **
 		chain.fd[chain.nr] = fd;
 		chain.name[chain.nr++] = b->name[i];
 	}
-	ret = disk_open_fds(out, &chain, fmt, flags, err, errlen);
-	return ret;
+	return disk_open_fds(out, &chain, fmt, flags, err, errlen);
+}
+
+/* IMAGE.cbt by name, or the tracking file given apart from the image
+ * (cbt_file: a descriptor cellad created beside it, or a name). */
+static int blk_open_cbt(struct blk_dev *blk, const struct disk_config *cfg, char *err,
+			size_t errlen)
+{
+	int fd;
+
+	if (!cfg->cbt_file && !fdspec_is_fd(cfg->path, &fd))
+		return cbt_open(&blk->cbt, cfg->path, disk_size(blk->disk), err, errlen);
+	if (!cfg->cbt_file) {
+		snprintf(err, errlen, "a disk given as %s needs its tracking file given too "
+			 "(cbt_file)", cfg->path);
+		return -EINVAL;
+	}
+	fd = fdspec_open(cfg->cbt_file, O_RDWR | O_CREAT, 0640, FDSPEC_REG, err, errlen);
+	if (fd < 0)
+		return fd;
+	return cbt_open_fd(&blk->cbt, fd, cfg->cbt_file, disk_size(blk->disk), err, errlen);
 }
 
 /* Open the image (and its change tracking) through the disk library. */
@@ -773,22 +792,7 @@ static int blk_open_disk(struct blk_dev *blk, const struct disk_config *cfg)
 		return ret;
 	}
 	if (cfg->cbt && !cfg->readonly) {
-		int fd;
-
-		if (cfg->cbt_file || fdspec_is_fd(cfg->path, &fd)) {
-			/* Given apart from the image: a descriptor cellad created
-			 * beside it, or a name of the caller's. */
-			fd = cfg->cbt_file ? fdspec_open(cfg->cbt_file, O_RDWR | O_CREAT, 0640,
-							 FDSPEC_REG, err, sizeof(err))
-					   : -EINVAL;
-			if (!cfg->cbt_file)
-				snprintf(err, sizeof(err), "a disk given as %s needs its tracking "
-					 "file as a descriptor too (cbt_file)", cfg->path);
-			ret = fd < 0 ? fd : cbt_open_fd(&blk->cbt, fd, cfg->cbt_file,
-							 disk_size(blk->disk), err, sizeof(err));
-		} else {
-			ret = cbt_open(&blk->cbt, cfg->path, disk_size(blk->disk), err, sizeof(err));
-		}
+		ret = blk_open_cbt(blk, cfg, err, sizeof(err));
 		if (ret) {
 			log_err("%s: changed-block tracking for %s: %s", blk->vd.name, cfg->path,
 				err[0] ? err : strerror(-ret));

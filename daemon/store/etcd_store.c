@@ -782,13 +782,13 @@ static void es_watch_state(void *opaque, enum etcd_watch_state state, int err)
 
 	switch (state) {
 	case ETCD_WATCH_LOST:
-		log_warn("store: etcd unreachable (%s): local VMs keep running; changes wait",
-			 strerror(-err));
+		log_warn("store: the etcd watch broke (%s): reconnecting; local VMs keep running, "
+			 "changes wait for etcd", strerror(-err));
 		es->lost = true;
 		break;
 	case ETCD_WATCH_CONNECTED:
 		if (es->lost)
-			log_info("store: etcd reachable again: catching up");
+			log_info("store: watching etcd again: catching up");
 		es->lost = false;
 		es_flush_pending(es);
 		break;

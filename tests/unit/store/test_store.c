@@ -627,6 +627,8 @@ int main(void)
 		et.conf = json_loads(conf, 0, NULL);
 		assert_non_null(et.conf);
 		ret |= cmocka_run_group_tests_name("store-etcd", tests, NULL, NULL);
+		printf("store-etcd: ran on %s\n", json_string_value(json_array_get(
+							  json_object_get(et.conf, "endpoints"), 0)));
 		json_decref(et.conf);
 	} else {
 		printf("store-etcd: not run (CELLA_TEST_ETCD unset: tests/pool runs it)\n");

@@ -496,6 +496,7 @@ struct etcd_watch {
 	atomic_bool stop;
 	pthread_mutex_t lock; /* stop_cond's */
 	pthread_cond_t stop_cond;
+	CURLM *multi;         /* the stream runs here: curl_multi_wakeup stops it at once */
 	/* The thread's own: */
 	int64_t next_rev;     /* the first revision not delivered yet (0: from now) */
 	bool connected;
@@ -569,12 +570,30 @@ static size_t watch_write(char *p, size_t size, size_t n, void *opaque)
 	return len;
 }
 
-static int watch_progress(void *opaque, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+/* One stream on h until it ends, fails or the watch is stopped. */
+static CURLcode watch_perform(struct etcd_watch *w, CURL *h)
 {
-	struct etcd_watch *w = opaque;
+	CURLcode rc = CURLE_OK;
+	CURLMcode mc;
+	CURLMsg *msg;
+	int running = 1, left;
 
-	(void)a, (void)b, (void)c, (void)d;
-	return atomic_load(&w->stop) ? 1 : 0;
+	if (curl_multi_add_handle(w->multi, h) != CURLM_OK)
+		return CURLE_OUT_OF_MEMORY;
+	while (running && !atomic_load(&w->stop)) {
+		mc = curl_multi_perform(w->multi, &running);
+		if (mc == CURLM_OK && running)
+			mc = curl_multi_poll(w->multi, NULL, 0, 1000, NULL);
+		if (mc != CURLM_OK) {
+			rc = CURLE_RECV_ERROR;
+			break;
+		}
+	}
+	while ((msg = curl_multi_info_read(w->multi, &left)))
+		if (msg->msg == CURLMSG_DONE)
+			rc = msg->data.result;
+	curl_multi_remove_handle(w->multi, h);
+	return rc;
 }
 
 /* Sleep ms unless stopped first; returns whether it was stopped. */
@@ -628,16 +647,13 @@ static void *watch_thread(void *opaque)
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req);
 		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, watch_write);
 		curl_easy_setopt(h, CURLOPT_WRITEDATA, w);
-		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, watch_progress);
-		curl_easy_setopt(h, CURLOPT_XFERINFODATA, w);
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)w->e->timeout_ms);
 		curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 		curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 2L);
 		curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 1L);
 		w->line.len = 0;
 		w->restart = false;
-		rc = curl_easy_perform(h);
+		rc = watch_perform(w, h);
 		free(req);
 		if (atomic_load(&w->stop))
 			break;
@@ -688,6 +704,13 @@ int etcd_watch_start(struct etcd *e, const char *prefix, int64_t from_rev,
 	w->next_rev = from_rev;
 	w->line.limit = 64u << 20;
 	atomic_init(&w->stop, false);
+	w->multi = curl_multi_init();
+	if (!w->multi) {
+		free(w->prefix);
+		free(w->end);
+		free(w);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&w->lock, NULL);
 	{
 		pthread_condattr_t a;
@@ -699,6 +722,9 @@ int etcd_watch_start(struct etcd *e, const char *prefix, int64_t from_rev,
 	}
 	ret = -pthread_create(&w->thread, NULL, watch_thread, w);
 	if (ret) {
+		curl_multi_cleanup(w->multi);
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->stop_cond);
 		free(w->prefix);
 		free(w->end);
 		free(w);
@@ -716,7 +742,9 @@ void etcd_watch_stop(struct etcd_watch *w)
 	atomic_store(&w->stop, true);
 	pthread_cond_broadcast(&w->stop_cond);
 	pthread_mutex_unlock(&w->lock);
+	curl_multi_wakeup(w->multi);
 	pthread_join(w->thread, NULL);
+	curl_multi_cleanup(w->multi);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->stop_cond);
 	free(w->line.data);

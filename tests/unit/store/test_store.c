@@ -4,7 +4,9 @@
  * starts one and runs this). Definitions, runtime records, metadata,
  * checkpoints, peer hosts, jobs, transactions; for etcd also watches from a
  * second handle, ownership of VMs between hosts, an unreachable cluster
- * and, with CELLA_TEST_ETCD_KILL_PID, a member killed under load. */
+ * and, with CELLA_TEST_ETCD_KILL_PID, a member killed under load; and the
+ * etcd client below the store (store/etcd.h): compare-and-swap on
+ * mod_revision, leases, a watch from a past revision. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -21,6 +23,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
+#include "etcd.h"
 #include "store.h"
 
 struct env {
@@ -602,12 +605,157 @@ static void test_member_killed(void **state)
 	vmdef_free(&a);
 }
 
+/* The client itself ---------------------------------------------------------- */
+
+struct events {
+	pthread_mutex_t lock;
+	char keys[16][128];
+	bool deleted[16];
+	int64_t revs[16];
+	unsigned n, connected;
+};
+
+static void ev_event(void *opaque, const struct etcd_event *ev)
+{
+	struct events *e = opaque;
+
+	pthread_mutex_lock(&e->lock);
+	if (e->n < 16) {
+		snprintf(e->keys[e->n], sizeof(e->keys[0]), "%s", ev->kv.key);
+		e->deleted[e->n] = ev->deleted;
+		e->revs[e->n++] = ev->kv.mod_rev;
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+static void ev_state(void *opaque, enum etcd_watch_state st, int err)
+{
+	struct events *e = opaque;
+
+	(void)err;
+	pthread_mutex_lock(&e->lock);
+	e->connected += st == ETCD_WATCH_CONNECTED;
+	pthread_mutex_unlock(&e->lock);
+}
+
+static unsigned ev_count(struct events *e)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&e->lock);
+	n = e->n;
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}
+
+static void test_client(void **state)
+{
+	static const struct etcd_watch_ops ops = { .event = ev_event, .state = ev_state };
+	struct fx *f = *state;
+	struct store_etcd_conf sc;
+	struct etcd_conf c = { 0 };
+	struct etcd *e;
+	struct etcd_kv kv;
+	struct etcd_kvs kvs;
+	struct etcd_txn t;
+	struct etcd_watch *w;
+	struct events evs = { .n = 0 };
+	char err[256], k1[128], k2[128], p[96], end[96];
+	int64_t rev1, rev2, lease, ttl, n;
+	bool ok;
+
+	if (!f->st2)
+		return;
+	etcd_conf(f->env, &sc, f->prefix, "h1");
+	for (unsigned i = 0; i < sc.nr_endpoints; i++)
+		c.endpoints[i] = sc.endpoints[i];
+	c.nr_endpoints = sc.nr_endpoints;
+	c.ca = sc.ca;
+	c.cert = sc.cert;
+	c.key = sc.key;
+	assert_int_equal(etcd_open(&e, &c, err, sizeof(err)), 0);
+	snprintf(p, sizeof(p), "%s/client/", f->prefix);
+	snprintf(k1, sizeof(k1), "%sone", p);
+	snprintf(k2, sizeof(k2), "%stwo", p);
+	etcd_prefix_end(p, end);
+	assert_int_equal(end[strlen(end) - 1], '/' + 1);
+
+	/* put, get, a binary value with a NUL inside. */
+	assert_int_equal(etcd_put(e, k1, "a\0b", 3, 0, &rev1), 0);
+	assert_int_equal(etcd_get(e, k1, &kv), 0);
+	assert_int_equal(kv.value_len, 3);
+	assert_memory_equal(kv.value, "a\0b", 3);
+	assert_int_equal(kv.mod_rev, rev1);
+	assert_int_equal(kv.version, 1);
+	etcd_kv_free(&kv);
+	assert_int_equal(etcd_get(e, k2, &kv), -ENOENT);
+
+	/* Compare-and-swap on mod_revision: the first wins, a stale one loses. */
+	etcd_txn_init(&t);
+	assert_int_equal(etcd_txn_compare(&t, k1, ETCD_CMP_MOD, ETCD_CMP_EQUAL, rev1, NULL), 0);
+	assert_int_equal(etcd_txn_put(&t, k1, "v2", 2, 0), 0);
+	assert_int_equal(etcd_txn_put(&t, k2, "x", 1, 0), 0);
+	assert_int_equal(etcd_txn_ops(&t), 2);
+	assert_int_equal(etcd_txn_commit(e, &t, &ok, &rev2), 0);
+	assert_true(ok);
+	assert_true(rev2 > rev1);
+	assert_int_equal(etcd_txn_commit(e, &t, &ok, NULL), 0);
+	assert_false(ok); /* mod_revision moved on */
+	etcd_txn_free(&t);
+	assert_int_equal(etcd_range(e, p, end, &kvs), 0);
+	assert_int_equal(kvs.n, 2);
+	assert_string_equal(kvs.kv[0].key, k1);
+	assert_string_equal(kvs.kv[0].value, "v2");
+	assert_int_equal(kvs.revision, rev2);
+	etcd_kvs_free(&kvs);
+
+	/* A watch from a past revision replays what happened since, in order. */
+	pthread_mutex_init(&evs.lock, NULL);
+	assert_int_equal(etcd_watch_start(e, p, rev1, &ops, &evs, &w), 0);
+	for (int i = 0; i < 500 && ev_count(&evs) < 3; i++)
+		sleep_ms(10);
+	assert_int_equal(ev_count(&evs), 3);
+	assert_string_equal(evs.keys[0], k1);
+	assert_int_equal(evs.revs[0], rev1);
+	assert_int_equal(evs.revs[1], rev2);
+	assert_int_equal(evs.revs[2], rev2);
+
+	/* Leases: a key bound to one goes with it. */
+	assert_int_equal(etcd_lease_grant(e, 30, &lease, &ttl), 0);
+	assert_true(ttl > 0 && ttl <= 30);
+	assert_int_equal(etcd_put(e, k2, "leased", 6, lease, NULL), 0);
+	assert_int_equal(etcd_get(e, k2, &kv), 0);
+	assert_int_equal(kv.lease, lease);
+	etcd_kv_free(&kv);
+	assert_int_equal(etcd_lease_keepalive(e, lease, &ttl), 0);
+	assert_true(ttl > 0);
+	assert_int_equal(etcd_lease_revoke(e, lease), 0);
+	assert_int_equal(etcd_get(e, k2, &kv), -ENOENT);
+	assert_int_equal(etcd_lease_keepalive(e, lease, &ttl), -ENOENT);
+	assert_int_equal(etcd_put(e, k2, "x", 1, lease, NULL), -ENOENT); /* lease not found */
+
+	/* The watch saw the put and the deletion the revoke made. */
+	for (int i = 0; i < 500 && ev_count(&evs) < 5; i++)
+		sleep_ms(10);
+	assert_int_equal(ev_count(&evs), 5);
+	assert_false(evs.deleted[3]);
+	assert_true(evs.deleted[4]);
+	assert_string_equal(evs.keys[4], k2);
+	assert_int_equal(evs.connected, 1);
+	etcd_watch_stop(w);
+
+	assert_int_equal(etcd_delete(e, p, end, &n, NULL), 0);
+	assert_int_equal(n, 1);
+	pthread_mutex_destroy(&evs.lock);
+	etcd_close(e);
+}
+
 #define CASE(fn, env) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, env)
 #define CASES(env)                                                                                 \
 	{ CASE(test_vms, env), CASE(test_runtime, env), CASE(test_meta, env),                     \
 	  CASE(test_checkpoints, env), CASE(test_hosts, env), CASE(test_jobs, env),               \
 	  CASE(test_transactions, env), CASE(test_watch, env), CASE(test_ownership, env),         \
-	  CASE(test_unreachable, env), CASE(test_member_killed, env) }
+	  CASE(test_unreachable, env), CASE(test_client, env), CASE(test_member_killed, env) }
 
 int main(void)
 {

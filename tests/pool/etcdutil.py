@@ -176,7 +176,14 @@ class Cluster:
 
 
 if __name__ == "__main__":
-    # A one-member cluster to try by hand: prints a store config, waits.
+    # A one-member cluster to try by hand: prints a store config, waits
+    # (Ctrl-C or SIGTERM stops the member and removes its files).
+    import signal
+
+    def _stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     with Cluster(1) as c:
         print(json.dumps({"store": {"etcd": c.store_config()}}), flush=True)
         try:

@@ -497,6 +497,9 @@ struct etcd_watch {
 	pthread_mutex_t lock; /* stop_cond's */
 	pthread_cond_t stop_cond;
 	CURLM *multi;         /* the stream runs here: curl_multi_wakeup stops it at once */
+	CURL *probe;          /* the liveness probe's connection */
+	struct timespec last_data; /* when the stream last said something */
+	struct curl_slist *headers;
 	/* The thread's own: */
 	int64_t next_rev;     /* the first revision not delivered yet (0: from now) */
 	bool connected;
@@ -556,6 +559,7 @@ static size_t watch_write(char *p, size_t size, size_t n, void *opaque)
 	size_t len = size * n;
 	char *nl;
 
+	clock_gettime(CLOCK_MONOTONIC, &w->last_data);
 	if (atomic_load(&w->stop) || body_write(p, 1, len, &w->line) != len)
 		return 0;
 	while (w->line.len && (nl = memchr(w->line.data, '\n', w->line.len))) {
@@ -570,9 +574,58 @@ static size_t watch_write(char *p, size_t size, size_t n, void *opaque)
 	return len;
 }
 
-/* One stream on h until it ends, fails or the watch is stopped. */
-static CURLcode watch_perform(struct etcd_watch *w, CURL *h)
+static int64_t ms_since(const struct timespec *t)
 {
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* A silent stream may be a quiet prefix, or a member that hangs (stopped,
+ * or cut off from the others: it serves the watch but has no new events to
+ * send). A linearizable read on the same member needs its leader and a
+ * quorum: if it fails, the watch moves to another member. */
+static bool watch_probe(struct etcd_watch *w, const char *ep)
+{
+	json_t *req = range_req(w->prefix, w->end);
+	char url[512], *s;
+	struct body b = { .limit = 1 << 20 };
+	long status = 0;
+	CURLcode rc;
+
+	json_object_set_new(req, "limit", json_integer(1));
+	json_object_set_new(req, "keys_only", json_true());
+	s = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (!s)
+		return true; /* no memory: not the member's fault */
+	snprintf(url, sizeof(url), "%s/v3/kv/range", ep);
+	curl_easy_reset(w->probe);
+	etcd_curl_tls(w->e, w->probe);
+	curl_easy_setopt(w->probe, CURLOPT_URL, url);
+	curl_easy_setopt(w->probe, CURLOPT_POSTFIELDS, s);
+	curl_easy_setopt(w->probe, CURLOPT_WRITEFUNCTION, body_write);
+	curl_easy_setopt(w->probe, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(w->probe, CURLOPT_TIMEOUT_MS, (long)w->e->timeout_ms);
+	curl_easy_setopt(w->probe, CURLOPT_CONNECTTIMEOUT_MS, (long)w->e->timeout_ms);
+	rc = curl_easy_perform(w->probe);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(w->probe, CURLINFO_RESPONSE_CODE, &status);
+	free(s);
+	free(b.data);
+	if (rc != CURLE_OK || status != 200)
+		log_warn("etcd watch on %s: the member does not answer a read (%s): moving on", ep,
+			 rc != CURLE_OK ? curl_easy_strerror(rc) : "HTTP error");
+	return rc == CURLE_OK && status == 200;
+}
+
+/* One stream on h until it ends, fails or the watch is stopped. */
+static CURLcode watch_perform(struct etcd_watch *w, CURL *h, const char *ep)
+{
+	/* Silence longer than this is probed (timeout_ms, 1 to 10 s). */
+	int64_t quiet_ms = w->e->timeout_ms < 1000 ? 1000 : w->e->timeout_ms > 10000 ? 10000
+											     : w->e->timeout_ms;
 	CURLcode rc = CURLE_OK;
 	CURLMcode mc;
 	CURLMsg *msg;
@@ -580,13 +633,21 @@ static CURLcode watch_perform(struct etcd_watch *w, CURL *h)
 
 	if (curl_multi_add_handle(w->multi, h) != CURLM_OK)
 		return CURLE_OUT_OF_MEMORY;
+	clock_gettime(CLOCK_MONOTONIC, &w->last_data);
 	while (running && !atomic_load(&w->stop)) {
 		mc = curl_multi_perform(w->multi, &running);
 		if (mc == CURLM_OK && running)
-			mc = curl_multi_poll(w->multi, NULL, 0, 1000, NULL);
+			mc = curl_multi_poll(w->multi, NULL, 0, 500, NULL);
 		if (mc != CURLM_OK) {
 			rc = CURLE_RECV_ERROR;
 			break;
+		}
+		if (running && ms_since(&w->last_data) >= quiet_ms) {
+			if (!watch_probe(w, ep)) {
+				curl_multi_remove_handle(w->multi, h);
+				return CURLE_OPERATION_TIMEDOUT;
+			}
+			clock_gettime(CLOCK_MONOTONIC, &w->last_data);
 		}
 	}
 	while ((msg = curl_multi_info_read(w->multi, &left)))
@@ -651,9 +712,12 @@ static void *watch_thread(void *opaque)
 		curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 		curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 2L);
 		curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 1L);
+		/* gRPC metadata through the gateway: a member that loses its
+		 * leader ends the stream (etcd's "require leader"). */
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, w->headers);
 		w->line.len = 0;
 		w->restart = false;
-		rc = watch_perform(w, h);
+		rc = watch_perform(w, h, w->e->endpoints[ep]);
 		free(req);
 		if (atomic_load(&w->stop))
 			break;
@@ -705,7 +769,14 @@ int etcd_watch_start(struct etcd *e, const char *prefix, int64_t from_rev,
 	w->line.limit = 64u << 20;
 	atomic_init(&w->stop, false);
 	w->multi = curl_multi_init();
-	if (!w->multi) {
+	w->probe = curl_easy_init();
+	w->headers = curl_slist_append(NULL, "Grpc-Metadata-hasleader: true");
+	if (!w->multi || !w->probe || !w->headers) {
+		if (w->multi)
+			curl_multi_cleanup(w->multi);
+		if (w->probe)
+			curl_easy_cleanup(w->probe);
+		curl_slist_free_all(w->headers);
 		free(w->prefix);
 		free(w->end);
 		free(w);
@@ -723,6 +794,8 @@ int etcd_watch_start(struct etcd *e, const char *prefix, int64_t from_rev,
 	ret = -pthread_create(&w->thread, NULL, watch_thread, w);
 	if (ret) {
 		curl_multi_cleanup(w->multi);
+		curl_easy_cleanup(w->probe);
+		curl_slist_free_all(w->headers);
 		pthread_mutex_destroy(&w->lock);
 		pthread_cond_destroy(&w->stop_cond);
 		free(w->prefix);
@@ -745,6 +818,8 @@ void etcd_watch_stop(struct etcd_watch *w)
 	curl_multi_wakeup(w->multi);
 	pthread_join(w->thread, NULL);
 	curl_multi_cleanup(w->multi);
+	curl_easy_cleanup(w->probe);
+	curl_slist_free_all(w->headers);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->stop_cond);
 	free(w->line.data);

@@ -570,11 +570,13 @@ static void test_unreachable(void **state)
 }
 
 /* CELLA_TEST_ETCD_KILL_PID: the first endpoint's member, killed between
- * writes: the store goes on through the others. */
+ * writes (or frozen, with CELLA_TEST_ETCD_SIGNAL=STOP: its connections stay
+ * open and silent): the store and the watch go on through the others. */
 static void test_member_killed(void **state)
 {
 	struct fx *f = *state;
 	const char *pid = getenv("CELLA_TEST_ETCD_KILL_PID");
+	const char *sig = getenv("CELLA_TEST_ETCD_SIGNAL");
 	struct vmdef a;
 	struct loaded l;
 	int ret = -1;
@@ -584,7 +586,7 @@ static void test_member_killed(void **state)
 	def_make(&a, "alpha", UUID_C);
 	assert_int_equal(store_vm_put(f->st, &a), 0);
 	assert_int_equal(store_watch(f->st, seen_fn, &f->seen), 0);
-	assert_int_equal(kill(atoi(pid), SIGKILL), 0);
+	assert_int_equal(kill(atoi(pid), sig && !strcmp(sig, "STOP") ? SIGSTOP : SIGKILL), 0);
 	/* A new leader may take an election timeout (500 ms here). */
 	a.cpus = 3;
 	for (int i = 0; i < 100 && ret; i++) {

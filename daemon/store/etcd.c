@@ -443,6 +443,13 @@ int etcd_txn_commit(struct etcd *e, const struct etcd_txn *t, bool *succeeded, i
 	return ret;
 }
 
+int etcd_compact(struct etcd *e, int64_t rev)
+{
+	return etcd_write(e, "/v3/kv/compaction",
+			  json_pack("{s:o, s:b}", "revision", int64_json(rev), "physical", 1), NULL,
+			  NULL);
+}
+
 /* Leases -------------------------------------------------------------------- */
 
 int etcd_lease_grant(struct etcd *e, int64_t ttl_s, int64_t *id, int64_t *granted)
@@ -503,7 +510,8 @@ struct etcd_watch {
 	/* The thread's own: */
 	int64_t next_rev;     /* the first revision not delivered yet (0: from now) */
 	bool connected;
-	bool restart;         /* resubscribe at once (compaction) */
+	bool restart;         /* resubscribe on the same member (compaction) */
+	bool broken;          /* the member ended the watch: try the next one */
 	struct body line;     /* the stream, up to its next newline */
 };
 
@@ -514,20 +522,25 @@ static void watch_message(struct etcd_watch *w, const char *s, size_t len)
 
 	if (etcd_json_watch_msg(s, len, &m)) {
 		log_warn("etcd watch: a message we cannot read: %.*s", (int)(len > 200 ? 200 : len), s);
-		w->restart = true;
+		w->broken = true;
 		return;
 	}
 	if (m.compact_revision > 0) {
-		log_warn("etcd watch: revisions up to %" PRId64 " were compacted: reading all again",
+		/* The oldest revision etcd still has: what came before it is
+		 * lost, so the caller reads everything again, and the watch goes
+		 * on from there (a change may then be reported twice, never
+		 * missed). */
+		log_warn("etcd watch: revisions before %" PRId64 " were compacted: reading all again",
 			 m.compact_revision);
-		w->next_rev = m.revision + 1;
+		w->next_rev = m.compact_revision;
 		w->restart = true;
 		w->ops->state(w->opaque, ETCD_WATCH_RESYNC, 0);
 		etcd_watch_msg_free(&m);
 		return;
 	}
 	if (m.canceled) {
-		w->restart = true;
+		/* No leader there (require-leader), or the member is going away. */
+		w->broken = true;
 		etcd_watch_msg_free(&m);
 		return;
 	}
@@ -568,7 +581,7 @@ static size_t watch_write(char *p, size_t size, size_t n, void *opaque)
 		watch_message(w, w->line.data, one);
 		memmove(w->line.data, nl + 1, w->line.len - one - 1);
 		w->line.len -= one + 1;
-		if (w->restart)
+		if (w->restart || w->broken)
 			return 0;
 	}
 	return len;
@@ -716,19 +729,22 @@ static void *watch_thread(void *opaque)
 		 * leader ends the stream (etcd's "require leader"). */
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, w->headers);
 		w->line.len = 0;
-		w->restart = false;
+		w->restart = w->broken = false;
 		rc = watch_perform(w, h, w->e->endpoints[ep]);
 		free(req);
 		if (atomic_load(&w->stop))
 			break;
 		if (w->restart) {
 			backoff = 100;
+			if (watch_sleep(w, 50)) /* never a hot loop */
+				break;
 			continue;
 		}
-		err = rc == CURLE_OK ? -ECONNRESET : curl_errno(rc);
+		err = w->broken ? -EIO : rc == CURLE_OK ? -ECONNRESET : curl_errno(rc);
 		if (w->connected) {
 			log_warn("etcd watch on %s: %s", w->e->endpoints[ep],
-				 rc == CURLE_OK ? "the stream ended" : curl_easy_strerror(rc));
+				 w->broken ? "the member ended the watch"
+				 : rc == CURLE_OK ? "the stream ended" : curl_easy_strerror(rc));
 			w->connected = false;
 			backoff = 100;
 			w->ops->state(w->opaque, ETCD_WATCH_LOST, err);

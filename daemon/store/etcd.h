@@ -92,6 +92,10 @@ size_t etcd_txn_ops(const struct etcd_txn *t);
 int etcd_txn_commit(struct etcd *e, const struct etcd_txn *t, bool *succeeded,
 		    int64_t *rev) __must_check;
 
+/* Forget the history before rev (keys' current values stay); watches
+ * that needed it are told to read again (ETCD_WATCH_RESYNC). */
+int etcd_compact(struct etcd *e, int64_t rev) __must_check;
+
 /* Leases: granted for ttl_s seconds (granted: what etcd gave); keepalive
  * renews one (ttl: what is left, -ENOENT when it is gone); revoke ends it
  * and deletes its keys. */
@@ -107,7 +111,8 @@ int etcd_lease_revoke(struct etcd *e, int64_t id) __must_check;
  * change is missed or repeated; state tells the caller when it is
  * connected again or lost. If the revisions it needs were compacted away,
  * state(ETCD_WATCH_RESYNC) tells the caller to read everything again, and
- * the watch goes on from the current revision. */
+ * the watch goes on from the oldest revision etcd still has (so a change
+ * may be reported twice, but none is missed). */
 struct etcd_event {
 	bool deleted;
 	struct etcd_kv kv; /* deleted: only key and mod_rev */

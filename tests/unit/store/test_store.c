@@ -6,7 +6,8 @@
  * second handle, ownership of VMs between hosts, an unreachable cluster
  * and, with CELLA_TEST_ETCD_KILL_PID, a member killed under load; and the
  * etcd client below the store (store/etcd.h): compare-and-swap on
- * mod_revision, leases, a watch from a past revision. */
+ * mod_revision, leases, a watch from a past revision, and from a compacted
+ * one. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -614,7 +615,7 @@ struct events {
 	char keys[16][128];
 	bool deleted[16];
 	int64_t revs[16];
-	unsigned n, connected;
+	unsigned n, connected, resync;
 };
 
 static void ev_event(void *opaque, const struct etcd_event *ev)
@@ -637,6 +638,7 @@ static void ev_state(void *opaque, enum etcd_watch_state st, int err)
 	(void)err;
 	pthread_mutex_lock(&e->lock);
 	e->connected += st == ETCD_WATCH_CONNECTED;
+	e->resync += st == ETCD_WATCH_RESYNC;
 	pthread_mutex_unlock(&e->lock);
 }
 
@@ -745,6 +747,37 @@ static void test_client(void **state)
 	assert_string_equal(evs.keys[4], k2);
 	assert_int_equal(evs.connected, 1);
 	etcd_watch_stop(w);
+
+	/* A watch from a compacted revision is told to read everything again,
+	 * then goes on from the present. */
+	{
+		struct events ev2 = { .n = 0 };
+		int64_t old_rev, now_rev;
+
+		pthread_mutex_init(&ev2.lock, NULL);
+		assert_int_equal(etcd_put(e, k1, "c1", 2, 0, &old_rev), 0);
+		assert_int_equal(etcd_put(e, k1, "c2", 2, 0, &now_rev), 0);
+		assert_int_equal(etcd_compact(e, now_rev), 0);
+		assert_int_equal(etcd_watch_start(e, p, old_rev, &ops, &ev2, &w), 0);
+		for (int i = 0; i < 500; i++) {
+			pthread_mutex_lock(&ev2.lock);
+			ok = ev2.resync > 0;
+			pthread_mutex_unlock(&ev2.lock);
+			if (ok)
+				break;
+			sleep_ms(10);
+		}
+		assert_true(ok);
+		assert_int_equal(etcd_put(e, k1, "c3", 2, 0, &rev2), 0);
+		for (int i = 0; i < 500 && ev_count(&ev2) < 2; i++)
+			sleep_ms(10);
+		/* From the oldest revision kept: c2 (again), then c3. */
+		assert_int_equal(ev_count(&ev2), 2);
+		assert_int_equal(ev2.revs[0], now_rev);
+		assert_int_equal(ev2.revs[1], rev2);
+		etcd_watch_stop(w);
+		pthread_mutex_destroy(&ev2.lock);
+	}
 
 	assert_int_equal(etcd_delete(e, p, end, &n, NULL), 0);
 	assert_int_equal(n, 1);

@@ -45,7 +45,7 @@ STORE = {"store.h"}
 WORKER = {"wctl.h", "cgroup.h"}
 FEATURES = {"peer.h", "feature_jobs.h"}
 API = {"api.h", "api_priv.h"}
-ETCD = {"etcd.h", "etcd_records.h"}
+ETCD = {"etcd.h", "etcd_priv.h", "etcd_records.h", "etcd_store_priv.h"}
 
 RULES = [
     ("daemon/api", CORE_INTERNAL | STORE | WORKER | FEATURES, "the API reaches the core through sup.h only"),

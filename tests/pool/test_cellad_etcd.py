@@ -2,6 +2,8 @@
 """test_cellad_etcd.py: cellad on the etcd store, end to end, with a
 one-member etcd cluster this script starts (mutual TLS).
 
+- A store section with plain HTTP, without a client certificate or with an
+  unknown key is refused (exit 2); an etcd nobody answers for too (exit 1).
 - Definitions and runtime records go to etcd (no SQLite file is made), and
   a restarted cellad reads them back and re-adopts its running worker.
 - etcd stopped: cellad keeps answering for its VMs (list, state, console;
@@ -39,10 +41,35 @@ def wait_for(what, pred, timeout=20):
     check(True, what)
 
 
+def refused(args, store, code, text):
+    """cellad with this store section exits with code, saying text."""
+    d = Daemon(args, config={"store": store})
+    try:
+        d.start()
+    except TestFailure as e:
+        check(f"exited with {code}" in str(e) and text in d.log(),
+              f"store {json.dumps(store)[:60]}...: exit {code}, '{text}'")
+        return
+    finally:
+        d.stop()
+        import shutil
+        shutil.rmtree(d.dir, ignore_errors=True)
+    raise TestFailure(f"cellad started with {store}")
+
+
 def test(args):
     etcdutil.need_etcd()
     with etcdutil.Cluster(1) as c:
         conf = {"store": {"etcd": c.store_config(prefix=PREFIX, host="host-a")}}
+        # Configuration mistakes and an etcd nobody answers for: no start.
+        plain = dict(conf["store"]["etcd"], endpoints=["http://127.0.0.1:2379"])
+        refused(args, {"etcd": plain}, 2, "etcd is reached with mutual TLS only")
+        nocert = {k: v for k, v in conf["store"]["etcd"].items() if k != "cert"}
+        refused(args, {"etcd": nocert}, 2, "ca, cert and key are required")
+        refused(args, {"etcd": dict(conf["store"]["etcd"], color="blue")}, 2,
+                "unknown key 'color'")
+        nobody = dict(conf["store"]["etcd"], endpoints=["https://127.0.0.1:1"])
+        refused(args, {"etcd": nobody}, 1, "Connection refused")
         with Daemon(args, config=conf) as d:
             keep = d.define("keep", "memwriter", "rounds=0 mib=4 pause_ms=20")
             idle = d.define("idle", "hello")

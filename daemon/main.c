@@ -52,6 +52,13 @@ static const char *keep(struct conf *c, const char *s)
 	return d;
 }
 
+static void conf_release(struct conf *c)
+{
+	for (unsigned i = 0; i < c->nr_strings; i++)
+		free(c->strings[i]);
+	c->nr_strings = 0;
+}
+
 static void usage(FILE *f)
 {
 	fputs("Usage: cellad [OPTIONS]\n"
@@ -647,8 +654,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cellad: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (conf_load(&c, config ? config : DEFAULT_CONFIG, config != NULL))
+	if (conf_load(&c, config ? config : DEFAULT_CONFIG, config != NULL)) {
+		conf_release(&c);
 		return 2;
+	}
 	if (o_socket) c.api.socket_path = o_socket;
 	if (o_state) c.sup.state_dir = o_state;
 	if (o_run) c.sup.run_dir = o_run;
@@ -710,6 +719,7 @@ int main(int argc, char **argv)
 		if (store_etcd_open(&db, &c.etcd, err, sizeof(err))) {
 			log_err("store: %s", err);
 			curl_global_cleanup();
+			conf_release(&c);
 			return 1;
 		}
 		if (store_watch(db, store_changed, NULL))
@@ -778,7 +788,6 @@ out:
 	sup_destroy(sup);
 	store_close(db);
 	curl_global_cleanup();
-	for (unsigned i = 0; i < c.nr_strings; i++)
-		free(c.strings[i]);
+	conf_release(&c);
 	return status;
 }

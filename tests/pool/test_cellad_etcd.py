@@ -47,6 +47,8 @@ def refused(args, store, code, text):
     try:
         d.start()
     except TestFailure as e:
+        if not (f"exited with {code}" in str(e) and text in d.log()):
+            log(f"cellad: {e}")
         check(f"exited with {code}" in str(e) and text in d.log(),
               f"store {json.dumps(store)[:60]}...: exit {code}, '{text}'")
         return

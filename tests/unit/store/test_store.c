@@ -3,7 +3,8 @@
  * cluster ({"endpoints", "ca", "cert", "key"}: tests/pool/test_store_etcd.py
  * starts one and runs this). Definitions, runtime records, metadata,
  * checkpoints, peer hosts, jobs, transactions; for etcd also watches from a
- * second handle, ownership of VMs between hosts, an unreachable cluster
+ * second handle, ownership of VMs between hosts (and two hosts defining
+ * one VM at once: exactly one wins), an unreachable cluster
  * and, with CELLA_TEST_ETCD_KILL_PID, a member killed under load; and the
  * etcd client below the store (store/etcd.h): compare-and-swap on
  * mod_revision, leases, a watch from a past revision, and from a compacted
@@ -550,6 +551,64 @@ static void test_ownership(void **state)
 	vmdef_free(&a);
 }
 
+struct racer {
+	struct store *st;
+	const struct vmdef *def;
+	pthread_barrier_t *go;
+	int ret;
+};
+
+static void *race_put(void *opaque)
+{
+	struct racer *r = opaque;
+
+	pthread_barrier_wait(r->go);
+	r->ret = store_vm_put(r->st, r->def);
+	return NULL;
+}
+
+/* Two hosts define the same new VM at once: exactly one owns it. */
+static void test_ownership_race(void **state)
+{
+	struct fx *f = *state;
+	unsigned wins[2] = { 0, 0 };
+
+	if (!f->st2)
+		return;
+	for (int i = 0; i < 20; i++) {
+		char uuid[40];
+		struct vmdef d;
+		pthread_barrier_t go;
+		struct racer r[2] = { { .st = f->st }, { .st = f->st2 } };
+		pthread_t t[2];
+		struct loaded l1, l2;
+
+		snprintf(uuid, sizeof(uuid), "44444444-4444-4444-8444-%012d", i);
+		def_make(&d, "raced", uuid);
+		pthread_barrier_init(&go, NULL, 2);
+		for (int k = 0; k < 2; k++) {
+			r[k].def = &d;
+			r[k].go = &go;
+			assert_int_equal(pthread_create(&t[k], NULL, race_put, &r[k]), 0);
+		}
+		for (int k = 0; k < 2; k++)
+			pthread_join(t[k], NULL);
+		pthread_barrier_destroy(&go);
+		assert_true((r[0].ret == 0) != (r[1].ret == 0));
+		assert_true(r[0].ret == 0 || r[0].ret == -EPERM || r[0].ret == -EAGAIN);
+		assert_true(r[1].ret == 0 || r[1].ret == -EPERM || r[1].ret == -EAGAIN);
+		wins[r[0].ret == 0 ? 0 : 1]++;
+		load_all(f->st, &l1);
+		load_all(f->st2, &l2);
+		assert_int_equal(l1.n + l2.n, 1); /* one owner loads it */
+		loaded_free(&l1);
+		loaded_free(&l2);
+		assert_int_equal(store_vm_delete(r[0].ret == 0 ? f->st : f->st2, uuid), 0);
+		vmdef_free(&d);
+	}
+	print_message("ownership race: host 1 won %u, host 2 won %u of 20\n", wins[0], wins[1]);
+}
+
 static void test_unreachable(void **state)
 {
 	struct fx *f = *state;
@@ -790,6 +849,7 @@ static void test_client(void **state)
 	{ CASE(test_vms, env), CASE(test_runtime, env), CASE(test_meta, env),                     \
 	  CASE(test_checkpoints, env), CASE(test_hosts, env), CASE(test_jobs, env),               \
 	  CASE(test_transactions, env), CASE(test_watch, env), CASE(test_ownership, env),         \
+	  CASE(test_ownership_race, env),                                                            \
 	  CASE(test_unreachable, env), CASE(test_client, env), CASE(test_member_killed, env) }
 
 int main(void)

@@ -39,6 +39,8 @@ struct conf {
 	bool sandbox_set;
 	bool roles_set;
 	struct storage storage;
+	bool etcd_set; /* "store": {"etcd": ...}: the pool's store instead of SQLite */
+	struct store_etcd_conf etcd;
 };
 
 static const char *keep(struct conf *c, const char *s)
@@ -48,6 +50,13 @@ static const char *keep(struct conf *c, const char *s)
 	if (d && c->nr_strings < sizeof(c->strings) / sizeof(c->strings[0]))
 		c->strings[c->nr_strings++] = d;
 	return d;
+}
+
+static void conf_release(struct conf *c)
+{
+	for (unsigned i = 0; i < c->nr_strings; i++)
+		free(c->strings[i]);
+	c->nr_strings = 0;
 }
 
 static void usage(FILE *f)
@@ -257,12 +266,80 @@ static int conf_storage(struct conf *c, json_t *list)
 	return 0;
 }
 
+/* "store": {"etcd": {"endpoints": ["https://HOST:PORT", ...], "ca", "cert",
+ * "key", "prefix": "/cella/POOL", "host": NAME, "timeout_ms"}}: keep state in
+ * an etcd cluster (docs/pool.md) instead of the state dir's SQLite file. */
+static int conf_store(struct conf *c, json_t *store)
+{
+	static const char *const keys[] = { "endpoints", "ca", "cert", "key", "prefix", "host",
+					    "timeout_ms" };
+	json_t *etcd = json_object_get(store, "etcd"), *eps, *v;
+	const char *key;
+	uint64_t timeout = 3000;
+	char host[64];
+	size_t i;
+
+	if (!json_is_object(store) || json_object_size(store) != 1 || !json_is_object(etcd)) {
+		log_err("config: store: expected {\"etcd\": {\"endpoints\", \"ca\", \"cert\", "
+			"\"key\", \"prefix\"}}");
+		return -EINVAL;
+	}
+	json_object_foreach(etcd, key, v) {
+		bool ok = false;
+
+		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			ok |= !strcmp(key, keys[i]);
+		if (!ok) {
+			log_err("config: store.etcd: unknown key '%s'", key);
+			return -EINVAL;
+		}
+	}
+	eps = json_object_get(etcd, "endpoints");
+	if (!json_is_array(eps) || !json_array_size(eps) ||
+	    json_array_size(eps) > STORE_ETCD_MAX_ENDPOINTS) {
+		log_err("config: store.etcd.endpoints: expected 1 to %d URLs (https://HOST:PORT)",
+			STORE_ETCD_MAX_ENDPOINTS);
+		return -EINVAL;
+	}
+	json_array_foreach(eps, i, v) {
+		if (!json_is_string(v) || strncmp(json_string_value(v), "https://", 8)) {
+			log_err("config: store.etcd.endpoints[%zu]: expected https://HOST:PORT "
+				"(etcd is reached with mutual TLS only)", i);
+			return -EINVAL;
+		}
+		c->etcd.endpoints[c->etcd.nr_endpoints++] = keep(c, json_string_value(v));
+	}
+	c->etcd.prefix = "/cella/default";
+	if (conf_string(c, etcd, "ca", &c->etcd.ca) || conf_string(c, etcd, "cert", &c->etcd.cert) ||
+	    conf_string(c, etcd, "key", &c->etcd.key) ||
+	    conf_string(c, etcd, "prefix", &c->etcd.prefix) ||
+	    conf_string(c, etcd, "host", &c->etcd.host) ||
+	    conf_uint(etcd, "timeout_ms", 100, 60000, &timeout))
+		return -EINVAL;
+	if (!c->etcd.ca || !c->etcd.cert || !c->etcd.key) {
+		log_err("config: store.etcd: ca, cert and key are required (mutual TLS)");
+		return -EINVAL;
+	}
+	if (!c->etcd.host) {
+		if (gethostname(host, sizeof(host)) < 0) {
+			log_err("config: store.etcd.host: not given and no host name: %s",
+				strerror(errno));
+			return -EINVAL;
+		}
+		host[sizeof(host) - 1] = 0;
+		c->etcd.host = keep(c, host);
+	}
+	c->etcd.timeout_ms = (unsigned)timeout;
+	c->etcd_set = true;
+	return 0;
+}
+
 static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
 	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir", "storage",
-	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count",
+	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count", "store",
 };
 
 static int conf_load(struct conf *c, const char *path, bool must_exist)
@@ -363,6 +440,8 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 	}
 	if (!ret && json_object_get(root, "storage"))
 		ret = conf_storage(c, json_object_get(root, "storage"));
+	if (!ret && json_object_get(root, "store"))
+		ret = conf_store(c, json_object_get(root, "store"));
 	if (!ret && json_object_get(root, "roles"))
 		ret = conf_roles(c, json_object_get(root, "roles"));
 	tcp = json_object_get(root, "tcp");
@@ -494,6 +573,14 @@ static const char *default_worker(struct conf *c)
 							     : "/usr/bin/cella-vm";
 }
 
+/* Others' changes in the pool's store. Nothing acts on them yet (the pool
+ * layer will: docs/pool.md); the log says what changed. */
+static void store_changed(void *opaque, const char *collection, const char *key)
+{
+	(void)opaque;
+	log_info("store: %s/%s changed by another writer", collection, key);
+}
+
 /* Every kind of long operation, for the core to recover after a crash. */
 static const struct job_kind *const job_kinds[] = {
 	&start_job, &stop_job, &save_job, &checkpoint_create_job, &checkpoint_apply_job,
@@ -567,8 +654,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cellad: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (conf_load(&c, config ? config : DEFAULT_CONFIG, config != NULL))
+	if (conf_load(&c, config ? config : DEFAULT_CONFIG, config != NULL)) {
+		conf_release(&c);
 		return 2;
+	}
 	if (o_socket) c.api.socket_path = o_socket;
 	if (o_state) c.sup.state_dir = o_state;
 	if (o_run) c.sup.run_dir = o_run;
@@ -617,11 +706,6 @@ int main(int argc, char **argv)
 		log_err("another cellad uses %s", c.sup.state_dir);
 		return 1;
 	}
-	snprintf(dbpath, sizeof(dbpath), "%s/cellad.db", c.sup.state_dir);
-	if (store_sqlite_open(&db, dbpath, err, sizeof(err))) {
-		log_err("database: %s", err);
-		return 1;
-	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -629,8 +713,27 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
-	/* Before any thread: peers are reached with libcurl (moves). */
-	curl_global_init(CURL_GLOBAL_NOTHING);
+	/* Before any thread: peers and etcd are reached with libcurl. */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (c.etcd_set) {
+		if (store_etcd_open(&db, &c.etcd, err, sizeof(err))) {
+			log_err("store: %s", err);
+			curl_global_cleanup();
+			conf_release(&c);
+			return 1;
+		}
+		if (store_watch(db, store_changed, NULL))
+			log_warn("store: cannot watch etcd for others' changes");
+		log_info("store: etcd at %s (prefix %s, host %s)", c.etcd.endpoints[0],
+			 c.etcd.prefix, c.etcd.host);
+	} else {
+		snprintf(dbpath, sizeof(dbpath), "%s/cellad.db", c.sup.state_dir);
+		if (store_sqlite_open(&db, dbpath, err, sizeof(err))) {
+			log_err("database: %s", err);
+			curl_global_cleanup();
+			return 1;
+		}
+	}
 	{
 		char err[512], owned[PATH_MAX + 8], abs[PATH_MAX];
 
@@ -685,7 +788,6 @@ out:
 	sup_destroy(sup);
 	store_close(db);
 	curl_global_cleanup();
-	for (unsigned i = 0; i < c.nr_strings; i++)
-		free(c.strings[i]);
+	conf_release(&c);
 	return status;
 }

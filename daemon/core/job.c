@@ -36,9 +36,12 @@ static int job_store(struct sup *s, struct job *j, struct cerr *e)
 	snprintf(rec.kind, sizeof(rec.kind), "%s", j->kind);
 	snprintf(rec.phase, sizeof(rec.phase), "%s", j->phase);
 	ret = store_job_put(s->db, &rec);
-	if (ret)
-		return cerr_set(e, CERR_INTERNAL, "", "cannot record the %s job: %s", j->kind,
-				strerror(-ret));
+	if (ret) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "cannot record the %s job", j->kind);
+		return sup_store_cerr(s, e, ret, what);
+	}
 	crash_point(s, j);
 	return 0;
 }

@@ -170,6 +170,22 @@ void sup_persist(struct sup *s, struct vmrt *vm)
 		log_warn("vm %s: cannot record the runtime state", vm->def.name);
 }
 
+int sup_store_cerr(struct sup *s, struct cerr *e, int err, const char *what)
+{
+	if (store_unreachable(err))
+		return cerr_set(e, CERR_UNAVAILABLE, "", "%s: the %s store is unreachable (%s); "
+			        "try again when it is back", what, store_name(s->db), strerror(-err));
+	if (err == -EPERM)
+		return cerr_set(e, CERR_CONFLICT, "", "%s: the VM belongs to another host of the pool",
+				what);
+	if (err == -EAGAIN)
+		return cerr_set(e, CERR_CONFLICT, "", "%s: changed by another writer meanwhile; "
+				"try again", what);
+	if (err == -EEXIST)
+		return cerr_set(e, CERR_EXISTS, "", "%s: %s", what, strerror(-err));
+	return cerr_set(e, CERR_INTERNAL, "", "%s: %s", what, strerror(-err));
+}
+
 static int64_t uptime_ms(const struct vmrt *vm)
 {
 	struct timespec now;
@@ -278,8 +294,7 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
 	ret = store_vm_put(s->db, &vm->def);
 	if (ret) {
 		pthread_mutex_unlock(&s->reg_lock);
-		cerr_set(e, ret == -EEXIST ? CERR_EXISTS : CERR_INTERNAL, "", "cannot store the definition: %s",
-			 strerror(-ret));
+		sup_store_cerr(s, e, ret, "cannot store the definition");
 		goto fail;
 	}
 	for (pp = &s->vms; *pp; pp = &(*pp)->next)
@@ -402,8 +417,10 @@ int sup_change(struct sup *s, const char *name, json_t *body, enum role role, js
 		vmdef_free(&next);
 		goto out;
 	}
-	if (store_vm_put(s->db, &next)) {
-		cerr_set(e, CERR_INTERNAL, "", "cannot store the definition");
+	ret = store_vm_put(s->db, &next);
+	if (ret) {
+		sup_store_cerr(s, e, ret, "cannot store the definition");
+		ret = -1;
 		vmdef_free(&next);
 		goto out;
 	}
@@ -425,8 +442,10 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
 	struct vmrt **pp;
 	char path[512];
 
-	if (store_vm_delete(s->db, vm->def.uuid))
-		return -EIO;
+	int ret = store_vm_delete(s->db, vm->def.uuid);
+
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&s->reg_lock);
 	for (pp = &s->vms; *pp && *pp != vm; pp = &(*pp)->next)
 		;
@@ -457,8 +476,10 @@ int sup_delete(struct sup *s, const char *name, struct cerr *e)
 		return -1;
 	if (lifecycle_request_check(REQ_DELETE, vm->state, e))
 		goto out;
-	if (sup_remove(s, vm, "deleted", NULL)) {
-		cerr_set(e, CERR_INTERNAL, "", "cannot delete the definition");
+	ret = sup_remove(s, vm, "deleted", NULL);
+	if (ret) {
+		sup_store_cerr(s, e, ret, "cannot delete the definition");
+		ret = -1;
 		goto out;
 	}
 	ret = 0;

@@ -141,6 +141,10 @@ void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *det
 void sup_emit_named(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail);
 void sup_persist(struct sup *s, struct vmrt *vm);
+/* A store failure (err, -errno) as a typed error: an unreachable store
+ * (etcd) is "unavailable" (503) and names it, a VM another host owns a
+ * conflict, the rest internal. what: "cannot store the definition". -1. */
+int sup_store_cerr(struct sup *s, struct cerr *e, int err, const char *what);
 /* lifecycle.c: the only writer of vm->state. Fire ev (lock held): the
  * state moves as the table says, is persisted and announced. -1 (logged,
  * nothing changed) if the table refuses ev in the current state. */
@@ -187,7 +191,8 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
 int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef *prev,
 		    enum role role, struct cerr *e);
 /* Take the VM out of the registry and the database (lock held, no worker):
- * its runtime files and saved state go; streams end; freed when unreferenced. */
+ * its runtime files and saved state go; streams end; freed when unreferenced.
+ * 0, or the store's -errno (the VM stays). */
 int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *detail);
 
 /* vm->incoming belongs to features/incoming.c; the core and worker/ reach

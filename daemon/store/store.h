@@ -1,13 +1,16 @@
 /* store.h: cellad's persistent state behind one interface: VM definitions
  * (with their disks and NICs), each VM's runtime record, checkpoints, peer
  * hosts, jobs in progress and host metadata. SQLite (store/sqlite.c) is the
- * first implementation; a pool's etcd store will be the second, so every
- * call may fail (-EIO, -ETIMEDOUT, -ECONNREFUSED, ...: callers handle it),
+ * first implementation; a pool's etcd store (store/etcd_store.c) is the
+ * second, so every call may fail (-EIO, -ETIMEDOUT, -ECONNREFUSED, ...:
+ * callers handle it),
  * changes are grouped in transactions, and others' changes can be watched.
  * Thread-safe: any thread may call; a transaction (store_begin .. store_end)
  * belongs to the thread that began it and keeps the others' calls out. */
 #pragma once
+#include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -76,6 +79,37 @@ struct store {
 /* The SQLite store at path (created if missing; WAL, foreign keys on). */
 int store_sqlite_open(struct store **out, const char *path, char *err,
 		      size_t errlen) __must_check;
+
+/* The etcd store (store/etcd_store.c, docs/pool.md): state under prefix
+ * ("/cella/POOL") in an etcd cluster reached at endpoints with mutual TLS;
+ * host names this cellad among the pool's (its runtime records, jobs and
+ * metadata, and the VMs it owns). Fails when no member answers. */
+#define STORE_ETCD_MAX_ENDPOINTS 16
+
+struct store_etcd_conf {
+	const char *endpoints[STORE_ETCD_MAX_ENDPOINTS];
+	unsigned nr_endpoints;
+	const char *ca, *cert, *key; /* PEM files */
+	const char *prefix;
+	const char *host;
+	unsigned timeout_ms;         /* per request and member (0: 3000) */
+};
+
+int store_etcd_open(struct store **out, const struct store_etcd_conf *conf, char *err,
+		    size_t errlen) __must_check;
+
+/* Whether err (from any call) says the store could not be reached, rather
+ * than that it refused: callers answer "unavailable", and try later. */
+static inline bool store_unreachable(int err)
+{
+	return err == -ECONNREFUSED || err == -ETIMEDOUT || err == -ECONNRESET ||
+	       err == -EPROTO;
+}
+
+static inline const char *store_name(const struct store *st)
+{
+	return st->ops->name;
+}
 
 static inline void store_close(struct store *st)
 {

@@ -106,6 +106,17 @@ class Daemon:
         self.cgroup_parent = f"cella-test-{os.getpid()}"
         self.config = {"cgroup_parent": self.cgroup_parent, "shutdown_timeout_s": 5,
                        "test_probe": True, "socket_group": ""}
+        # CELLA_TEST_STORE='{"etcd": {...}}' runs this cellad on that store
+        # instead of SQLite (tests/pool/run_on_etcd.py), under a prefix and
+        # host name of its state dir's: the cellads of one test do not share,
+        # and one restarted on the same directory finds its state again.
+        store = os.environ.get("CELLA_TEST_STORE")
+        if store:
+            store = json.loads(store)
+            store["etcd"]["prefix"] = store["etcd"].get("prefix", "/cella") + "/" + \
+                os.path.basename(self.dir)
+            store["etcd"]["host"] = os.path.basename(self.dir)
+            self.config["store"] = store
         self.config.update(config or {})
         self.proc = None
         self.name = name

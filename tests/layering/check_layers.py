@@ -10,6 +10,9 @@ the sources' #include lines, so that a change that breaks it fails the suite.
 - daemon/worker/ knows no feature and no API.
 - nothing in daemon/ but api/ and main.c includes libmicrohttpd; no SQL
   (sqlite3.h) outside store/.
+- the etcd client (store/etcd.h) and the etcd store's records belong to
+  store/ (and to the pool layer, daemon/pool/, when it comes): the core,
+  workers, features and the API reach etcd through store.h only.
 - vmm/core/ (the VM core) includes no concrete device (vmm/hw/, vmm/virtio/
   device folders); vmm/ includes nothing of daemon/ or cli/.
 - conf/ and disk/ include nothing of vmm/, daemon/ or cli/."""
@@ -42,6 +45,7 @@ STORE = {"store.h"}
 WORKER = {"wctl.h", "cgroup.h"}
 FEATURES = {"peer.h", "feature_jobs.h"}
 API = {"api.h", "api_priv.h"}
+ETCD = {"etcd.h", "etcd_priv.h", "etcd_records.h", "etcd_store_priv.h"}
 
 RULES = [
     ("daemon/api", CORE_INTERNAL | STORE | WORKER | FEATURES, "the API reaches the core through sup.h only"),
@@ -64,6 +68,8 @@ def main():
             bad.append(f"{path}: includes {inc} (only api/ knows HTTP)")
         if base(inc) == "sqlite3.h" and not path.startswith("daemon/store/"):
             bad.append(f"{path}: includes {inc} (only store/ knows SQL)")
+        if base(inc) in ETCD and not path.startswith(("daemon/store/", "daemon/pool/")):
+            bad.append(f"{path}: includes {inc} (only store/ and pool/ know etcd)")
     device_dirs = [d for d in ("hw/uart", "hw/i8042", "hw/platform", "virtio/blk", "virtio/net",
                                "virtio/rng", "virtio/console")]
     for path, inc in includes("vmm/core"):

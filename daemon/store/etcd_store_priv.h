@@ -1,0 +1,87 @@
+/* etcd_store_priv.h: the etcd store's state, shared by etcd_store.c (the
+ * store's operations), etcd_store_batch.c (writes: batches, ownership,
+ * commits) and etcd_store_watch.c (others' changes). store/ only. */
+#pragma once
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "etcd.h"
+#include "store.h"
+
+#define ES_KEY_MAX 512
+#define ES_OWN_REVS 256
+#define ES_VERSION "1"
+
+/* A write waiting for store_end (or the one write of a call). */
+struct es_op {
+	char *key, *range_end; /* range_end: a delete of a range */
+	char *value;           /* NULL: a delete */
+	size_t len;
+};
+
+/* A VM whose data the batch changes: the batch holds only while this host
+ * owns it (owner key == host), or takes it when nobody does. */
+struct es_owned {
+	char uuid[40];
+	bool deleting; /* the batch deletes the owner key */
+};
+
+struct es {
+	struct store base; /* first: a struct store * is a struct es * */
+	struct etcd *etcd;
+	char prefix[128]; /* no trailing slash */
+	char host[64];
+	int64_t open_rev;
+
+	/* Calls and transactions: recursive, a transaction holds it from
+	 * store_begin to store_end (like sqlite.c). Covers the batch and
+	 * pending. */
+	pthread_mutex_t mu;
+	unsigned depth;
+	struct es_op *ops;
+	size_t nr_ops;
+	struct es_owned *owned;
+	size_t nr_owned;
+	json_t *pending; /* uuid -> runtime record etcd did not take yet */
+
+	/* Revisions of our own writes, so that the watch reports only others'.
+	 * wlock is held across each commit, so the watch never sees a write of
+	 * ours before its revision is here. */
+	pthread_mutex_t wlock;
+	int64_t own_revs[ES_OWN_REVS];
+	unsigned own_next;
+
+	/* The watch: its thread calls es_watch_*; fn is set by store_watch. */
+	struct etcd_watch *watch;
+	pthread_mutex_t fn_lock;
+	store_watch_fn fn;
+	void *fn_opaque;
+	bool lost;
+};
+
+#define ES(st) ((struct es *)(st))
+
+/* P/fmt... into dst (ES_KEY_MAX bytes); -ENAMETOOLONG. */
+int es_key(struct es *es, char *dst, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A name that may become a key component (no slash, not empty). */
+bool es_part_ok(const char *s);
+
+/* The batch (mu held): writes join it; es_done commits it when no
+ * transaction is open (or drops it when ret is an error). */
+int es_add(struct es *es, const char *key, const char *range_end, const char *value, size_t len);
+/* The same with a JSON value (consumed). */
+int es_add_json(struct es *es, const char *key, json_t *v);
+/* The batch changes this VM's data: it holds only while this host owns it. */
+int es_own(struct es *es, const char *uuid, bool deleting);
+void es_own_rev(struct es *es, int64_t rev);
+void es_batch_clear(struct es *es);
+int es_commit(struct es *es);
+int es_done(struct es *es, int ret);
+/* Write the runtime records etcd did not take (watch thread, reconnected). */
+void es_flush_pending(struct es *es);
+
+/* etcd_store_watch.c: the callbacks of the store's etcd watch. */
+extern const struct etcd_watch_ops es_watch_ops;

@@ -438,6 +438,9 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (mig_tls_load(err, sizeof(err)))
 			log_warn("%s: this VM will not be able to migrate", err);
 	}
+	/* Before the filter, which has no io_uring_setup (teardown.c). */
+	if (vm_prepare_kernel_teardown(vm))
+		log_debug("KVM teardown: no io_uring, a child process will do it");
 	if (wo->sandbox && (ret = sandbox_enter(&wo->sandbox_ids)))
 		return ret;
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))
@@ -449,7 +452,7 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (ret)
 			return ret;
 		vm->vcpu_filter = f;
-		ret = sandbox_seccomp_install();
+		ret = sandbox_seccomp_install(vm->teardown_ring < 0);
 		if (ret)
 			return ret;
 	}

@@ -446,12 +446,20 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))
 		return ret;
 	if (wo->seccomp) {
-		struct sock_fprog *f;
+		const void **slot[SANDBOX_THREADS] = {
+			[SANDBOX_THREAD_VCPU] = &vm->vcpu_filter,
+			[SANDBOX_THREAD_MIGRATION] = &vm->migration_filter,
+			[SANDBOX_THREAD_THROTTLE] = &vm->throttle_filter,
+		};
 
-		ret = sandbox_vcpu_filter(&f);
-		if (ret)
-			return ret;
-		vm->vcpu_filter = f;
+		for (int k = 0; k < SANDBOX_THREADS; k++) {
+			struct sock_fprog *f;
+
+			ret = sandbox_thread_filter((enum sandbox_thread)k, &f);
+			if (ret)
+				return ret;
+			*slot[k] = f;
+		}
 		ret = sandbox_seccomp_install(vm->teardown_ring < 0);
 		if (ret)
 			return ret;
@@ -629,7 +637,9 @@ int main(int argc, char **argv)
 	vm_defer_kernel_teardown(&vm);
 	control_destroy(ctl);
 	vm_destroy(&vm);
-	sandbox_vcpu_filter_free((struct sock_fprog *)vm.vcpu_filter);
+	sandbox_thread_filter_free((struct sock_fprog *)vm.vcpu_filter);
+	sandbox_thread_filter_free((struct sock_fprog *)vm.migration_filter);
+	sandbox_thread_filter_free((struct sock_fprog *)vm.throttle_filter);
 	config_free(&cfg);
 	return code;
 }

@@ -10,9 +10,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <linux/kvm.h>
+#include <linux/seccomp.h>
 
 #include "arch/x86/x86.h"
 #include "devtype.h"
@@ -551,6 +553,13 @@ int vm_run(struct vm *vm)
 	}
 	vcpus_join(vm);
 	return atomic_load(&vm->exit_code);
+}
+
+int vm_thread_seccomp(const void *filter)
+{
+	if (filter && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) < 0)
+		return -errno;
+	return 0;
 }
 
 void vm_destroy(struct vm *vm)

@@ -70,9 +70,12 @@ struct vm {
 	char exit_reason[160];
 	pthread_mutex_t lock; /* protects exit_reason and allocation */
 	int signal_fd;        /* owned by main: host signals for this VM */
-	/* A further seccomp filter (struct sock_fprog) each vCPU thread puts
-	 * on itself before its first KVM_RUN; NULL: none. Owned by main. */
-	const void *vcpu_filter;
+	/* Further seccomp filters (struct sock_fprog) threads put on
+	 * themselves as they start (vm_thread_seccomp); NULL: none. Owned
+	 * by main. */
+	const void *vcpu_filter;      /* each vCPU, before its first KVM_RUN */
+	const void *migration_filter; /* the live-migration sender */
+	const void *throttle_filter;  /* the migration's vCPU throttle thread */
 
 	/* Pause protocol: pause_requested under pause_lock; each vCPU that sees
 	 * it counts itself in vcpus_parked and waits on pause_cond. */
@@ -145,6 +148,10 @@ int vm_prepare_kernel_teardown(struct vm *vm) __must_check;
  * process exits (of no use to a PID namespace's init, whose exit waits for
  * the namespace's other processes). Best effort. */
 void vm_defer_kernel_teardown(struct vm *vm);
+
+/* Put a thread filter (vm->*_filter, NULL: none) on the calling thread.
+ * Returns 0 or -errno. */
+int vm_thread_seccomp(const void *filter) __must_check;
 
 /* A VM without KVM, for unit tests of devices: memory, buses and the I/O
  * loop exist; vm_fd is -1, so vm_irqfd/vm_ioeventfd succeed without doing

@@ -401,13 +401,6 @@ static const int vcpu_allowed[] = {
 	SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(clock_nanosleep),
 	SCMP_SYS(nanosleep), SCMP_SYS(sched_yield),
 	SCMP_SYS(exit), SCMP_SYS(exit_group),
-#if defined(__SANITIZE_ADDRESS__)
-	/* The sanitizers' runtime on any thread (reports, allocator, stacks). */
-	SCMP_SYS(read), SCMP_SYS(close), SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(fstat),
-	SCMP_SYS(newfstatat), SCMP_SYS(stat), SCMP_SYS(lstat), SCMP_SYS(readlink),
-	SCMP_SYS(prctl), SCMP_SYS(getppid), SCMP_SYS(kill), SCMP_SYS(sched_getaffinity),
-	SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigaction), SCMP_SYS(prlimit64), SCMP_SYS(getrandom),
-#endif
 };
 
 /* ioctl numbers a vCPU thread issues: KVM_RUN and the register and event
@@ -422,6 +415,59 @@ static const unsigned long vcpu_ioctls[] = {
 	TCGETS,
 };
 
+/* The live-migration sender (vmm/migrate/send.c): the TLS stream on its
+ * passed socket, guest memory, dirty logs, the disks' chunks (include_
+ * storage), the VM's state at the end (vCPU and device saves, a disk
+ * ring's drain), pausing and throttling the vCPUs (it starts the throttle
+ * thread, which inherits this filter and stacks its own). */
+static const int migration_allowed[] = {
+	SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(sendto),
+	SCMP_SYS(recvfrom), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg), SCMP_SYS(poll), SCMP_SYS(ppoll),
+	SCMP_SYS(setsockopt), SCMP_SYS(getsockopt), SCMP_SYS(shutdown), SCMP_SYS(close),
+	SCMP_SYS(getrandom), SCMP_SYS(sysinfo), SCMP_SYS(pread64), SCMP_SYS(preadv),
+	SCMP_SYS(preadv2), SCMP_SYS(lseek), SCMP_SYS(fstat), SCMP_SYS(newfstatat),
+	SCMP_SYS(io_uring_enter), SCMP_SYS(epoll_ctl), SCMP_SYS(msync),
+	SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mprotect), SCMP_SYS(madvise),
+	SCMP_SYS(mremap), SCMP_SYS(brk), SCMP_SYS(futex), SCMP_SYS(set_robust_list),
+	SCMP_SYS(rseq), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
+	SCMP_SYS(restart_syscall), SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(tgkill),
+	SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(clock_nanosleep),
+	SCMP_SYS(nanosleep), SCMP_SYS(sched_yield), SCMP_SYS(exit), SCMP_SYS(exit_group),
+};
+
+/* Its ioctls: dirty logging (slot flags, the log, clearing it) and the
+ * state's reads (vCPUs, irqchip, PIT, clock); no KVM_RUN, no KVM_SET_*
+ * of registers, no creation. */
+static const unsigned long migration_ioctls[] = {
+	KVM_SET_USER_MEMORY_REGION, KVM_CHECK_EXTENSION, KVM_ENABLE_CAP, KVM_GET_DIRTY_LOG,
+	KVM_CLEAR_DIRTY_LOG, KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_SREGS2, KVM_GET_FPU,
+	KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_GET_XCRS, KVM_GET_MSRS, KVM_GET_MSR_INDEX_LIST,
+	KVM_GET_LAPIC, KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_MP_STATE,
+	KVM_GET_TSC_KHZ, KVM_GET_CPUID2, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK, TCGETS,
+};
+
+/* The throttle thread: kicks the vCPUs and sleeps. */
+static const int throttle_allowed[] = {
+	SCMP_SYS(getpid), SCMP_SYS(gettid), SCMP_SYS(tgkill), SCMP_SYS(nanosleep),
+	SCMP_SYS(clock_nanosleep), SCMP_SYS(clock_gettime), SCMP_SYS(futex),
+	SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn), SCMP_SYS(restart_syscall),
+	SCMP_SYS(madvise), SCMP_SYS(munmap), SCMP_SYS(write), SCMP_SYS(exit),
+	SCMP_SYS(exit_group),
+};
+
+#if defined(__SANITIZE_ADDRESS__)
+/* The sanitizers' runtime on any thread (reports, allocator, stacks). */
+static const int asan_allowed[] = {
+	SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(close), SCMP_SYS(open), SCMP_SYS(openat),
+	SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(stat), SCMP_SYS(lstat),
+	SCMP_SYS(readlink), SCMP_SYS(prctl), SCMP_SYS(getppid), SCMP_SYS(kill),
+	SCMP_SYS(sched_getaffinity), SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigaction),
+	SCMP_SYS(prlimit64), SCMP_SYS(getrandom), SCMP_SYS(mmap), SCMP_SYS(munmap),
+	SCMP_SYS(mprotect), SCMP_SYS(madvise), SCMP_SYS(sched_yield), SCMP_SYS(getpid),
+	SCMP_SYS(gettid),
+};
+#endif
+
 /* CELLA_SECCOMP_LOG=1 in the worker's environment: the per-thread filters
  * log what they would refuse (kernel log, "audit: type=1326") and allow
  * it, to find what a new code path calls. Never in production. */
@@ -432,7 +478,28 @@ static uint32_t sandbox_thread_default(void)
 	return v && v[0] == '1' ? SCMP_ACT_LOG : SCMP_ACT_TRAP;
 }
 
-int sandbox_vcpu_filter(struct sock_fprog **out)
+static int sandbox_add_allowed(scmp_filter_ctx ctx, const int *calls, size_t n)
+{
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < n; i++)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i], 0);
+	return ret;
+}
+
+/* The request number is an unsigned int in the kernel: compare the low 32
+ * bits only. */
+static int sandbox_add_ioctls(scmp_filter_ctx ctx, const unsigned long *nr, size_t n)
+{
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < n; i++)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, nr[i]));
+	return ret;
+}
+
+int sandbox_thread_filter(enum sandbox_thread kind, struct sock_fprog **out)
 {
 	scmp_filter_ctx ctx = seccomp_init(sandbox_thread_default());
 	struct sock_fprog *f = NULL;
@@ -442,13 +509,38 @@ int sandbox_vcpu_filter(struct sock_fprog **out)
 
 	if (!ctx)
 		return -ENOMEM;
-	for (size_t i = 0; !ret && i < ARRAY_SIZE(vcpu_allowed); i++)
-		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, vcpu_allowed[i], 0);
-	/* The request number is an unsigned int in the kernel: compare the
-	 * low 32 bits only. */
-	for (size_t i = 0; !ret && i < ARRAY_SIZE(vcpu_ioctls); i++)
-		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, vcpu_ioctls[i]));
+	switch (kind) {
+	case SANDBOX_THREAD_VCPU:
+		ret = sandbox_add_allowed(ctx, vcpu_allowed, ARRAY_SIZE(vcpu_allowed)) ?:
+		      sandbox_add_ioctls(ctx, vcpu_ioctls, ARRAY_SIZE(vcpu_ioctls));
+		break;
+	case SANDBOX_THREAD_MIGRATION:
+		ret = sandbox_add_allowed(ctx, migration_allowed, ARRAY_SIZE(migration_allowed)) ?:
+		      sandbox_add_ioctls(ctx, migration_ioctls, ARRAY_SIZE(migration_ioctls)) ?:
+		      /* the throttle thread, which then stacks its own filter */
+		      seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+				       SCMP_A0(SCMP_CMP_EQ, CLONE_THREAD_FLAGS)) ?:
+		      seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0) ?:
+		      seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 2,
+				       SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER),
+				       SCMP_A1(SCMP_CMP_EQ, 0));
+#if !defined(__SANITIZE_ADDRESS__)
+		/* OpenSSL looks for its configuration on first use: in the
+		 * sandbox's empty root it is not there either. */
+		if (!ret)
+			ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOENT), SCMP_SYS(openat), 0);
+#endif
+		break;
+	case SANDBOX_THREAD_THROTTLE:
+		ret = sandbox_add_allowed(ctx, throttle_allowed, ARRAY_SIZE(throttle_allowed));
+		break;
+	default:
+		ret = -EINVAL;
+	}
+#if defined(__SANITIZE_ADDRESS__)
+	if (!ret)
+		ret = sandbox_add_allowed(ctx, asan_allowed, ARRAY_SIZE(asan_allowed));
+#endif
 	/* libseccomp 2.5 exports to a descriptor only: read it back. */
 	if (!ret && pipe2(p, O_CLOEXEC) < 0)
 		ret = -errno;
@@ -475,12 +567,12 @@ int sandbox_vcpu_filter(struct sock_fprog **out)
 	}
 	seccomp_release(ctx);
 	if (ret)
-		log_err("seccomp: cannot build the vCPU filter: %s", strerror(-ret));
+		log_err("seccomp: cannot build a thread filter: %s", strerror(-ret));
 	*out = f;
 	return ret;
 }
 
-void sandbox_vcpu_filter_free(struct sock_fprog *f)
+void sandbox_thread_filter_free(struct sock_fprog *f)
 {
 	free(f);
 }

@@ -40,12 +40,25 @@ int sandbox_enter(const struct sandbox_ids *ids) __must_check;
  * (VMM error). Returns 0 or -errno. */
 int sandbox_seccomp_install(bool allow_fork) __must_check;
 
-/* The vCPU threads' own filter, stacked on the process's (struct
- * sock_fprog, for vm->vcpu_filter): an allowlist of what a vCPU thread
- * and the register handlers it runs call, ioctl by exact number (KVM_RUN,
- * the register and event calls, interrupt lines, ioeventfds and irqfds).
- * Build it before sandbox_seccomp_install. *out is malloc'd
- * (sandbox_vcpu_filter_free). Returns 0 or -errno. */
+/* A thread's own filter, stacked on the process's (a call must pass both;
+ * a struct sock_fprog, kept in struct vm): an allowlist of what that
+ * thread calls, ioctl by exact number.
+ * - SANDBOX_THREAD_VCPU: a vCPU thread and the register handlers it runs
+ *   (KVM_RUN, register and event calls, interrupt lines, ioeventfds,
+ *   irqfds; the UART's output; no open, socket, clone or ring setup);
+ * - SANDBOX_THREAD_MIGRATION: the live-migration sender (its socket, dirty
+ *   logs, state reads, the disks' chunks; the throttle thread);
+ * - SANDBOX_THREAD_THROTTLE: the throttle thread (kicks and sleeps).
+ * Build them before sandbox_seccomp_install (libseccomp needs a pipe).
+ * CELLA_SECCOMP_LOG=1 in the environment: log instead of refusing (to
+ * find what a new code path calls). *out is malloc'd
+ * (sandbox_thread_filter_free). Returns 0 or -errno. */
+enum sandbox_thread {
+	SANDBOX_THREAD_VCPU,
+	SANDBOX_THREAD_MIGRATION,
+	SANDBOX_THREAD_THROTTLE,
+	SANDBOX_THREADS
+};
 struct sock_fprog;
-int sandbox_vcpu_filter(struct sock_fprog **out) __must_check;
-void sandbox_vcpu_filter_free(struct sock_fprog *f);
+int sandbox_thread_filter(enum sandbox_thread kind, struct sock_fprog **out) __must_check;
+void sandbox_thread_filter_free(struct sock_fprog *f);

@@ -226,14 +226,16 @@ int sandbox_enter(const struct sandbox_ids *ids)
 
 /* What the run phase needs: vCPU and I/O threads, KVM ioctls, epoll and
  * io_uring, Unix-socket clients, timers, memory management (and, only
- * where the KVM teardown could not be handed to an io_uring, its fork). No exec, no new sockets, no ptrace, no mount,
- * no new namespace. clone, prctl and ioctl are allowed by argument below. */
+ * where the KVM teardown could not be handed to an io_uring, its pipes and
+ * fork, below). No exec, no new sockets, no pipes, no dup, no wait, no
+ * ptrace, no mount, no new namespace. clone, prctl and ioctl are allowed
+ * by argument below. */
 static const int allowed[] = {
 	SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
 	SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev),
 	SCMP_SYS(preadv2), SCMP_SYS(pwritev2), SCMP_SYS(close), SCMP_SYS(fstat),
-	SCMP_SYS(newfstatat), SCMP_SYS(lseek), SCMP_SYS(fcntl), SCMP_SYS(dup), SCMP_SYS(dup3),
-	SCMP_SYS(pipe2), SCMP_SYS(openat), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
+	SCMP_SYS(newfstatat), SCMP_SYS(lseek), SCMP_SYS(fcntl),
+	SCMP_SYS(openat), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
 	SCMP_SYS(fallocate), SCMP_SYS(mmap), SCMP_SYS(mprotect),
 	SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
 	SCMP_SYS(msync), /* virtio-blk change tracking: bitmaps made durable on FLUSH */
@@ -249,7 +251,7 @@ static const int allowed[] = {
 	SCMP_SYS(clock_getres), SCMP_SYS(gettimeofday), SCMP_SYS(getrandom), SCMP_SYS(accept4),
 	SCMP_SYS(accept), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg),
 	SCMP_SYS(sendmsg), SCMP_SYS(shutdown), SCMP_SYS(getsockopt), SCMP_SYS(io_uring_enter),
-	SCMP_SYS(io_uring_register), SCMP_SYS(prlimit64), SCMP_SYS(wait4),
+	SCMP_SYS(io_uring_register), SCMP_SYS(prlimit64),
 	SCMP_SYS(restart_syscall), SCMP_SYS(membarrier),
 	/* Image and state-file locks on passed descriptors (save, disk-switch);
 	 * uname for the state file's host record. */
@@ -260,6 +262,7 @@ static const int allowed[] = {
 #if defined(__SANITIZE_ADDRESS__)
 	/* LeakSanitizer stops the world with a ptrace-ing helper thread. */
 	SCMP_SYS(ptrace), SCMP_SYS(prctl), SCMP_SYS(getdents64), SCMP_SYS(readlink), SCMP_SYS(getppid),
+	SCMP_SYS(wait4), SCMP_SYS(dup), SCMP_SYS(dup3), SCMP_SYS(pipe2),
 	SCMP_SYS(sched_setaffinity), SCMP_SYS(kill), SCMP_SYS(statx),
 	/* sanitizer_common uses the legacy x86-64 calls (open, getdents, stat). */
 	SCMP_SYS(open), SCMP_SYS(getdents), SCMP_SYS(stat), SCMP_SYS(lstat), SCMP_SYS(access),
@@ -308,11 +311,16 @@ static int sandbox_arg_rules(scmp_filter_ctx ctx, bool allow_fork)
 	int ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
 			       SCMP_A0(SCMP_CMP_EQ, CLONE_THREAD_FLAGS));
 
-	/* The fallback teardown's child keeps only the KVM descriptors. */
+	/* The fallback teardown: its pipes, its fork, and its child keeps
+	 * only the KVM descriptors. */
 	if (!ret && allow_fork)
 		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
 				       SCMP_A0(SCMP_CMP_EQ, CLONE_FORK_FLAGS)) ?:
 		      seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(close_range), 0);
+#if !defined(__SANITIZE_ADDRESS__)
+	if (!ret && allow_fork)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(pipe2), 0);
+#endif
 	for (size_t i = 0; !ret && i < ARRAY_SIZE(ioctl_types); i++)
 		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, ioctl_types[i] << 8));

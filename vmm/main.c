@@ -428,10 +428,12 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (ret)
 			return ret;
 	}
-	/* The sandbox hides the file system: load what may be needed later first. */
-	if (wo->sandbox)
+	/* The sandbox hides the file system, and the threads' seccomp filters
+	 * let no vCPU thread open a library (and the migration sender's opens
+	 * answer ENOENT): load what may be needed later first. */
+	if (wo->sandbox || wo->seccomp)
 		vcpus_preload_emulation(vm);
-	if (wo->sandbox && (wo->control || wo->incoming)) {
+	if ((wo->sandbox || wo->seccomp) && (wo->control || wo->incoming)) {
 		/* A supervised VM may be asked to migrate later. */
 		char err[256];
 

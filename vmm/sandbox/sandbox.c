@@ -300,11 +300,31 @@ static void sandbox_sigsys(int sig, siginfo_t *si, void *uc)
 			    CLONE_CHILD_CLEARTID)
 #define CLONE_FORK_FLAGS   (CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID | SIGCHLD)
 
-/* ioctl numbers by their type byte: a filter cannot see which kind of file
- * a descriptor is, so the types stand for the kinds: KVM (system, VM and
- * vCPU fds), 'T' (tun and terminals: TUNSET*, TCGETS from stdio, FIONREAD)
- * and 0x12 (block devices: BLKGETSIZE64 on a passed disk). */
-static const unsigned ioctl_types[] = { 0xAE /* KVMIO */, 'T', 0x12 };
+/* KVM ioctls by exact number: what runs once the VM exists (vCPU threads,
+ * device activation, pause and resume, saving state, dirty logging for a
+ * move, and loading a moving VM's state as it arrives); no VM, vCPU,
+ * irqchip or PIT creation, no CPUID or TSS setup. The threads' own filters
+ * take subsets of these. */
+static const unsigned long process_kvm_ioctls[] = {
+	KVM_RUN, KVM_CHECK_EXTENSION, KVM_ENABLE_CAP, KVM_IRQ_LINE, KVM_IOEVENTFD, KVM_IRQFD,
+	KVM_SET_USER_MEMORY_REGION, KVM_GET_DIRTY_LOG, KVM_CLEAR_DIRTY_LOG,
+	KVM_GET_MSR_INDEX_LIST, KVM_GET_CPUID2, KVM_GET_TSC_KHZ, KVM_SET_TSC_KHZ,
+	KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_SREGS2,
+	KVM_SET_SREGS2, KVM_GET_FPU, KVM_SET_FPU, KVM_GET_XSAVE, KVM_GET_XSAVE2, KVM_SET_XSAVE,
+	KVM_GET_XCRS, KVM_SET_XCRS, KVM_GET_MSRS, KVM_SET_MSRS, KVM_GET_LAPIC, KVM_SET_LAPIC,
+	KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS,
+	KVM_GET_MP_STATE, KVM_SET_MP_STATE, KVM_GET_IRQCHIP, KVM_SET_IRQCHIP, KVM_GET_PIT2,
+	KVM_SET_PIT2, KVM_GET_CLOCK, KVM_SET_CLOCK,
+};
+
+/* Other ioctls by their type byte: a filter cannot see which kind of file
+ * a descriptor is, so the types stand for the kinds: 'T' (tun and
+ * terminals: TUNSET*, TCGETS from stdio, FIONREAD) and 0x12 (block
+ * devices: BLKGETSIZE64 on a passed disk). */
+static const unsigned ioctl_types[] = { 'T', 0x12 };
+
+static int sandbox_add_ioctls(scmp_filter_ctx ctx, const unsigned long *nr, size_t n);
+static uint32_t sandbox_thread_default(void);
 
 static int sandbox_arg_rules(scmp_filter_ctx ctx, bool allow_fork)
 {
@@ -324,6 +344,8 @@ static int sandbox_arg_rules(scmp_filter_ctx ctx, bool allow_fork)
 	for (size_t i = 0; !ret && i < ARRAY_SIZE(ioctl_types); i++)
 		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
 				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, ioctl_types[i] << 8));
+	if (!ret)
+		ret = sandbox_add_ioctls(ctx, process_kvm_ioctls, ARRAY_SIZE(process_kvm_ioctls));
 	/* vCPU threads add their own filter (only ever more restrictive). */
 	if (!ret)
 		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 2,
@@ -357,7 +379,7 @@ int sandbox_seccomp_install(bool allow_fork)
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGSYS, &sa, NULL) < 0)
 		return -errno;
-	ctx = seccomp_init(SCMP_ACT_TRAP);
+	ctx = seccomp_init(sandbox_thread_default());
 	if (!ctx)
 		return -ENOMEM;
 	for (size_t i = 0; i < ARRAY_SIZE(allowed); i++) {
@@ -476,8 +498,8 @@ static const int asan_allowed[] = {
 };
 #endif
 
-/* CELLA_SECCOMP_LOG=1 in the worker's environment: the per-thread filters
- * log what they would refuse (kernel log, "audit: type=1326") and allow
+/* CELLA_SECCOMP_LOG=1 in the worker's environment: the filters (the
+ * process's and each thread's) log what they would refuse (kernel log, "audit: type=1326") and allow
  * it, to find what a new code path calls. Never in production. */
 static uint32_t sandbox_thread_default(void)
 {

@@ -457,6 +457,9 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		for (int k = 0; k < SANDBOX_THREADS; k++) {
 			struct sock_fprog *f;
 
+			/* Only a control command starts a migration. */
+			if (k != SANDBOX_THREAD_VCPU && !wo->control)
+				continue;
 			ret = sandbox_thread_filter((enum sandbox_thread)k, &f);
 			if (ret)
 				return ret;

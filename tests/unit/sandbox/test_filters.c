@@ -5,17 +5,21 @@
  * child with SIGSYS (SECCOMP_RET_TRAP, no handler), and the migration
  * sender's openat answers ENOENT. ioctl numbers count exactly: KVM_RUN
  * passes a vCPU thread's filter, KVM_CREATE_VCPU and the memory-slot call
- * do not. */
+ * do not. Then real threads, the way the worker runs them: a migration
+ * sender that starts a throttle thread, which kicks another thread with a
+ * signal and sleeps; a vCPU thread that kicks the others and ends. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -163,12 +167,114 @@ static void test_throttle(void **st)
 #endif
 }
 
+/* --- real threads ---------------------------------------------------- */
+
+static struct sock_fprog *filters[SANDBOX_THREADS];
+static pthread_t main_thread;
+
+static void on_kick(int sig)
+{
+	(void)sig;
+}
+
+static void apply(enum sandbox_thread kind)
+{
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filters[kind]))
+		_exit(91);
+}
+
+static void kick_and_sleep(void)
+{
+	struct timespec ts = { 0, 200000 };
+
+	for (int i = 0; i < 3; i++) {
+		pthread_kill(main_thread, SIGUSR2);
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void *throttle_main(void *arg)
+{
+	(void)arg;
+	apply(SANDBOX_THREAD_THROTTLE);
+	kick_and_sleep();
+	return NULL;
+}
+
+static void *migration_main(void *arg)
+{
+	pthread_t t;
+	char buf[4096];
+
+	(void)arg;
+	apply(SANDBOX_THREAD_MIGRATION);
+	memset(buf, 1, sizeof(buf)); /* and some allocation, as TLS does */
+	free(malloc(1 << 20));
+	if (pthread_create(&t, NULL, throttle_main, NULL) || pthread_join(t, NULL))
+		_exit(92);
+	return NULL;
+}
+
+static void *vcpu_main(void *arg)
+{
+	(void)arg;
+	apply(SANDBOX_THREAD_VCPU);
+	free(malloc(64 << 10));
+	kick_and_sleep();
+	return NULL;
+}
+
+static int run_threads(void *(*fn)(void *))
+{
+	pid_t pid;
+	int st = 0;
+
+	for (int k = 0; k < SANDBOX_THREADS; k++)
+		assert_int_equal(sandbox_thread_filter((enum sandbox_thread)k, &filters[k]), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sigaction sa = { .sa_handler = on_kick };
+		pthread_t t;
+
+		signal(SIGSYS, SIG_DFL);
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGUSR2, &sa, NULL);
+		main_thread = pthread_self();
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+			_exit(90);
+		if (pthread_create(&t, NULL, fn, NULL))
+			_exit(93);
+		while (pthread_join(t, NULL) == EINTR)
+			;
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	for (int k = 0; k < SANDBOX_THREADS; k++)
+		sandbox_thread_filter_free(filters[k]);
+	return st;
+}
+
+static void test_real_threads(void **st)
+{
+	int w;
+
+	(void)st;
+	w = run_threads(migration_main);
+	if (!WIFEXITED(w) || WEXITSTATUS(w))
+		fail_msg("migration + throttle threads: wait status 0x%x", w);
+	w = run_threads(vcpu_main);
+	if (!WIFEXITED(w) || WEXITSTATUS(w))
+		fail_msg("vCPU thread: wait status 0x%x", w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vcpu),
 		cmocka_unit_test(test_migration),
 		cmocka_unit_test(test_throttle),
+		cmocka_unit_test(test_real_threads),
 	};
 
 	unsetenv("CELLA_SECCOMP_LOG");

@@ -436,28 +436,44 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (ret)
 			return ret;
 	}
-	/* The sandbox hides the file system: load what may be needed later first. */
-	if (wo->sandbox)
+	/* The sandbox hides the file system, and the threads' seccomp filters
+	 * let no vCPU thread open a library (and the migration sender's opens
+	 * answer ENOENT): load what may be needed later first. */
+	if (wo->sandbox || wo->seccomp)
 		vcpus_preload_emulation(vm);
-	if (wo->sandbox && (wo->control || wo->incoming)) {
+	if ((wo->sandbox || wo->seccomp) && (wo->control || wo->incoming)) {
 		/* A supervised VM may be asked to migrate later. */
 		char err[256];
 
 		if (mig_tls_load(err, sizeof(err)))
 			log_warn("%s: this VM will not be able to migrate", err);
 	}
+	/* Before the filter, which has no io_uring_setup (teardown.c). */
+	if (vm_prepare_kernel_teardown(vm))
+		log_debug("KVM teardown: no io_uring, a child process will do it");
 	if (wo->sandbox && (ret = sandbox_enter(&wo->sandbox_ids)))
 		return ret;
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))
 		return ret;
 	if (wo->seccomp) {
-		struct sock_fprog *f;
+		const void **slot[SANDBOX_THREADS] = {
+			[SANDBOX_THREAD_VCPU] = &vm->vcpu_filter,
+			[SANDBOX_THREAD_MIGRATION] = &vm->migration_filter,
+			[SANDBOX_THREAD_THROTTLE] = &vm->throttle_filter,
+		};
 
-		ret = sandbox_vcpu_filter(&f);
-		if (ret)
-			return ret;
-		vm->vcpu_filter = f;
-		ret = sandbox_seccomp_install();
+		for (int k = 0; k < SANDBOX_THREADS; k++) {
+			struct sock_fprog *f;
+
+			/* Only a control command starts a migration. */
+			if (k != SANDBOX_THREAD_VCPU && !wo->control)
+				continue;
+			ret = sandbox_thread_filter((enum sandbox_thread)k, &f);
+			if (ret)
+				return ret;
+			*slot[k] = f;
+		}
+		ret = sandbox_seccomp_install(vm->teardown_ring < 0);
 		if (ret)
 			return ret;
 	}
@@ -648,7 +664,9 @@ int main(int argc, char **argv)
 	vm_defer_kernel_teardown(&vm);
 	control_destroy(ctl);
 	vm_destroy(&vm);
-	sandbox_vcpu_filter_free((struct sock_fprog *)vm.vcpu_filter);
+	sandbox_thread_filter_free((struct sock_fprog *)vm.vcpu_filter);
+	sandbox_thread_filter_free((struct sock_fprog *)vm.migration_filter);
+	sandbox_thread_filter_free((struct sock_fprog *)vm.throttle_filter);
 	config_free(&cfg);
 	return code;
 }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -421,7 +422,20 @@ static int build_argv(struct sup *s, struct vmrt *vm, const struct worker_files 
 	return 0;
 }
 
-/* Fork and exec the worker (lock held). */
+/* A new process for the worker; sandboxed, it is PID 1 of a PID namespace
+ * of its own (as Firecracker's jailer makes it): it sees no other process,
+ * and no other worker sees it. Threads keep working, unlike after
+ * unshare(CLONE_NEWPID), which moves only later children. Raw clone, like
+ * fork without its handlers: the child only execs. */
+static pid_t worker_clone(bool new_pid_ns)
+{
+	if (!new_pid_ns)
+		return fork();
+	return (pid_t)syscall(SYS_clone, (unsigned long)(SIGCHLD | CLONE_NEWPID), NULL, NULL,
+			      NULL, 0UL);
+}
+
+/* Create and exec the worker (lock held). */
 int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	char store[SPAWN_ARGS][600], *argv[SPAWN_ARGS + 4], path[512], logp[600];
@@ -484,19 +498,25 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 		cerr_set(e, CERR_INTERNAL, "", "cannot open %s: %s", logp, strerror(errno));
 		goto fail;
 	}
-	pid = fork();
+	pid = worker_clone(s->conf.sandbox);
 	if (pid < 0) {
-		cerr_set(e, CERR_INTERNAL, "", "fork: %s", strerror(errno));
+		cerr_set(e, CERR_INTERNAL, "", "clone: %s", strerror(errno));
 		goto fail;
 	}
 	if (pid == 0) {
 		/* Child of a multithreaded process: async-signal-safe calls only.
-		 * Its own session, so that it outlives cellad and its terminal. */
-		sigset_t none;
+		 * Its own session, so that it outlives cellad and its terminal.
+		 * The stop signals stay blocked (cella-vm reads them from a
+		 * signalfd): PID 1 of a namespace drops a signal that has no
+		 * handler, so one sent before cella-vm's main would be lost. */
+		sigset_t stop;
 
 		setsid();
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		sigemptyset(&stop);
+		sigaddset(&stop, SIGTERM);
+		sigaddset(&stop, SIGINT);
+		sigaddset(&stop, SIGHUP);
+		sigprocmask(SIG_SETMASK, &stop, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		if (worker_files_lift(&wf, hi))
 			_exit(127);

@@ -75,6 +75,10 @@ def build_command(vmm, cella_vm, kernel, cmdline="", cpus=1, mem=128, disks=(), 
             cmd += ["--net", f"tap={net_tap}"]
         if rng:
             cmd += ["--rng"]
+        # CELLA_IT_SECCOMP=1: under the worker's seccomp filters (the
+        # process's and the vCPU threads' allowlists), without the sandbox.
+        if os.environ.get("CELLA_IT_SECCOMP") == "1":
+            cmd += ["--seccomp"]
         return cmd + list(extra)
     if vmm == "qemu":
         cmd = [QEMU, "-M", QEMU_MACHINE, "-enable-kvm", "-cpu", "kvm64",

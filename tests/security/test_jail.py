@@ -12,7 +12,12 @@
 - rlimits: NOFILE (soft = hard, bounded), NPROC 1024, CORE 0; the cgroup's
   pids.max is 1024 (v1 pids controller here).
 - Namespaces: mount, IPC, UTS and network differ from cellad's (and the
-  network namespaces of two workers differ from each other).
+  network namespaces of two workers differ from each other); each worker
+  is PID 1 of a PID namespace of its own (cellad creates it so), yet runs
+  its vCPU threads; SIGTERM from cellad's namespace still stops it (PID 1
+  ignores signals it has no handler for: cella-vm reads them from a
+  signalfd), and after a kill -9 nothing of it is left and a new worker
+  starts.
 - A clean stop leaves no "blocked system call" in the worker's log (the
   deferred teardown's close_range used to be).
 - Inside the worker (test-only probe-syscall), an IPv4 socket or a new
@@ -30,6 +35,7 @@ import errno
 import json
 import os
 import pwd
+import signal
 import socket
 import subprocess
 
@@ -63,6 +69,13 @@ def as_uid(uid, gid, fn):
             os._exit(code)
     _, st = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(st)
+
+
+def _ns_of(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
 
 
 def probe_syscall(d, name, call):
@@ -162,6 +175,18 @@ def test(args):
               open(f"/proc/{pa}/net/dev").read().count(":") == 1,
               "the worker's network namespace holds only lo")
 
+        # PID namespaces: one each, the worker its PID 1.
+        mine = os.readlink(f"/proc/{cellad}/ns/pid")
+        nsa, nsb = os.readlink(f"/proc/{pa}/ns/pid"), os.readlink(f"/proc/{pb}/ns/pid")
+        check(nsa != mine and nsb != mine and nsa != nsb,
+              f"own PID namespaces: {nsa}, {nsb} (cellad {mine})")
+        for p in (pa, pb):
+            nspid = status_fields(p)["NSpid"]
+            check(nspid == [str(p), "1"], f"worker {p} is PID 1 of its namespace: NSpid {nspid}")
+        check(len(vcpus) >= 1 and all(len(status_fields(f"{pa}/task/{t}")["NSpid"]) == 2
+                                      for t in vcpus),
+              "its vCPU threads live in the same PID namespace")
+
         # Every uid in use: a third start is refused; after A ends, C gets a uid.
         r = d.post("/v1/vms/c/start")
         check(r.status == 409 and "sandbox uid" in r.body,
@@ -172,11 +197,37 @@ def test(args):
         uc = int(status_fields(pc)["Uid"][0])
         check(uc == ua, f"A's uid {ua} is given again once A has exited ({uc})")
         d.action("c", "kill")
-        d.action("b", "kill")
         with open(os.path.join(d.state, "logs", "a.log")) as f:
             alog = f.read()
         check("exit:" in alog and "blocked system call" not in alog,
               "a clean stop: no blocked system call in the worker's log")
+
+        # SIGTERM from outside the namespace reaches PID 1 (its signalfd).
+        os.kill(pb, signal.SIGTERM)
+        vm = d.wait_state("b", ("stopped", "crashed"))
+        with open(os.path.join(d.state, "logs", "b.log")) as f:
+            blog = f.read()
+        check(vm["last_exit"]["status"] == 12 and "stopped by signal" in blog and
+              "blocked system call" not in blog,
+              f"SIGTERM to PID 1 stops it cleanly (status {vm['last_exit']['status']})")
+
+        # kill -9: the namespace goes with it, and a new worker starts.
+        pb = d.action("b", "start")["pid"]
+        nsb = os.readlink(f"/proc/{pb}/ns/pid")
+        os.kill(pb, signal.SIGKILL)
+        vm = d.wait_state("b", ("crashed", "stopped"))
+        left = [p for p in os.listdir("/proc") if p.isdigit() and
+                _ns_of(p) == nsb]
+        check(vm["last_exit"]["status"] == 128 + signal.SIGKILL and not left,
+              f"kill -9: the worker's PID namespace is empty ({left})")
+        pb2 = d.action("b", "start")["pid"]
+        vm = d.vm("b")
+        # (A namespace's inode number is free again once it is gone: the
+        # new one may well have the old number.)
+        check(pb2 != pb and _ns_of(pb2) not in (mine, None) and vm["state"] == "running" and
+              status_fields(pb2)["NSpid"] == [str(pb2), "1"],
+              f"a new worker starts after a kill -9, PID 1 of a new namespace ({vm['state']})")
+        d.action("b", "kill")
 
         # Forbidden calls from inside: the worker ends.
         for call, nr in (("socket", 41), ("unshare", 272)):

@@ -1,4 +1,5 @@
-/* blkio.c: io_uring block I/O engine: one ring per disk, async read/write/flush/fallocate on any fd. */
+/* blkio.c: io_uring block I/O engine: one ring per disk, async read/write/flush/fallocate on
+ * the disk's files, registered in the ring's fixed-file table on first use. */
 #include "backend/blkio.h"
 
 #include <errno.h>
@@ -15,17 +16,19 @@
 #include "log.h"
 
 /* What a disk's ring may carry once enabled: the four operations below,
- * without SQE flags, and no registration at all. A worker that goes rogue
- * cannot open files (OPENAT), make sockets (SOCKET, CONNECT, ACCEPT) or
- * reach anything through this ring that read/write/fsync/fallocate on a
- * descriptor it already holds would not. The files are not registered (a
- * disk's descriptors change with backing chains and disk switches), so the
- * ring accepts any descriptor of the process, as the system calls do. */
+ * each on a registered file only (IOSQE_FIXED_FILE required, no other SQE
+ * flag), and of the registrations only updates of that file table. A
+ * worker that goes rogue cannot open files (OPENAT), make sockets (SOCKET,
+ * CONNECT, ACCEPT) or reach anything through this ring that read/write/
+ * fsync/fallocate on a descriptor it already holds would not; what the ring
+ * reaches is the table the disk's own code filled. */
 static const struct io_uring_restriction blkio_allowed[] = {
 	{ .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_READV },
 	{ .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_WRITEV },
 	{ .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_FSYNC },
 	{ .opcode = IORING_RESTRICTION_SQE_OP, .sqe_op = IORING_OP_FALLOCATE },
+	{ .opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED, .sqe_flags = IOSQE_FIXED_FILE },
+	{ .opcode = IORING_RESTRICTION_REGISTER_OP, .register_op = IORING_REGISTER_FILES_UPDATE },
 };
 
 int blkio_init(struct blkio *b, const char *who, unsigned depth)
@@ -52,6 +55,14 @@ int blkio_init(struct blkio *b, const char *who, unsigned depth)
 	ret = io_uring_register_eventfd(&b->ring, b->efd);
 	if (ret < 0) {
 		log_err("%s: cannot register io_uring eventfd: %s", who, strerror(-ret));
+		goto fail;
+	}
+	/* An empty (sparse) table now: once enabled, only updates are allowed. */
+	for (unsigned i = 0; i < BLKIO_FILES; i++)
+		b->files[i] = -1;
+	ret = io_uring_register_files(&b->ring, b->files, BLKIO_FILES);
+	if (ret < 0) {
+		log_err("%s: cannot register an io_uring file table: %s", who, strerror(-ret));
 		goto fail;
 	}
 	/* Raw calls: Debian's liburing 2.3 declares io_uring_register_restrictions
@@ -89,6 +100,51 @@ void blkio_close(struct blkio *b)
 	b->efd = -1;
 }
 
+void blkio_forget_files(struct blkio *b)
+{
+	int none[BLKIO_FILES];
+
+	if (!b->ring_ok || !b->nr_files)
+		return;
+	for (unsigned i = 0; i < b->nr_files; i++)
+		none[i] = -1;
+	/* Requests in flight hold their own reference to their file. */
+	if (io_uring_register_files_update(&b->ring, 0, none, b->nr_files) < 0)
+		log_warn("blkio: cannot clear the ring's file table");
+	for (unsigned i = 0; i < b->nr_files; i++)
+		b->files[i] = -1;
+	b->nr_files = 0;
+}
+
+/* The fixed-file slot of fd, registered on first use. Returns the slot or
+ * -errno. */
+static int blkio_slot(struct blkio *b, int fd)
+{
+	int ret;
+
+	for (unsigned i = 0; i < b->nr_files; i++)
+		if (b->files[i] == fd)
+			return (int)i;
+	if (fd < 0)
+		return -EBADF;
+	if (b->nr_files == BLKIO_FILES)
+		blkio_forget_files(b); /* a very long history of switches: start over */
+	ret = io_uring_register_files_update(&b->ring, b->nr_files, &fd, 1);
+	if (ret < 0)
+		return ret;
+	b->files[b->nr_files] = fd;
+	return (int)b->nr_files++;
+}
+
+/* An SQE for a request on fd's slot (fixed file), or NULL with *err set. */
+static struct io_uring_sqe *get_sqe(struct blkio *b, void *tag);
+
+static struct io_uring_sqe *get_file_sqe(struct blkio *b, int fd, void *tag, int *slot)
+{
+	*slot = blkio_slot(b, fd);
+	return *slot < 0 ? NULL : get_sqe(b, tag);
+}
+
 static struct io_uring_sqe *get_sqe(struct blkio *b, void *tag)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
@@ -109,43 +165,51 @@ static struct io_uring_sqe *get_sqe(struct blkio *b, void *tag)
 int blkio_queue_readv(struct blkio *b, int fd, const struct iovec *iov, unsigned nr,
 		      uint64_t off, void *tag)
 {
-	struct io_uring_sqe *sqe = get_sqe(b, tag);
+	int slot;
+	struct io_uring_sqe *sqe = get_file_sqe(b, fd, tag, &slot);
 
 	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_readv(sqe, fd, iov, nr, off);
+		return slot < 0 ? slot : -EBUSY;
+	io_uring_prep_readv(sqe, slot, iov, nr, off);
+	io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
 	return 0;
 }
 
 int blkio_queue_writev(struct blkio *b, int fd, const struct iovec *iov, unsigned nr,
 		       uint64_t off, void *tag)
 {
-	struct io_uring_sqe *sqe = get_sqe(b, tag);
+	int slot;
+	struct io_uring_sqe *sqe = get_file_sqe(b, fd, tag, &slot);
 
 	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_writev(sqe, fd, iov, nr, off);
+		return slot < 0 ? slot : -EBUSY;
+	io_uring_prep_writev(sqe, slot, iov, nr, off);
+	io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
 	return 0;
 }
 
 int blkio_queue_flush(struct blkio *b, int fd, void *tag)
 {
-	struct io_uring_sqe *sqe = get_sqe(b, tag);
+	int slot;
+	struct io_uring_sqe *sqe = get_file_sqe(b, fd, tag, &slot);
 
 	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+		return slot < 0 ? slot : -EBUSY;
+	io_uring_prep_fsync(sqe, slot, IORING_FSYNC_DATASYNC);
+	io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
 	return 0;
 }
 
 int blkio_queue_fallocate(struct blkio *b, int fd, int mode, uint64_t off, uint64_t len,
 			  void *tag)
 {
-	struct io_uring_sqe *sqe = get_sqe(b, tag);
+	int slot;
+	struct io_uring_sqe *sqe = get_file_sqe(b, fd, tag, &slot);
 
 	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_fallocate(sqe, fd, mode, (off_t)off, (off_t)len);
+		return slot < 0 ? slot : -EBUSY;
+	io_uring_prep_fallocate(sqe, slot, mode, (off_t)off, (off_t)len);
+	io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
 	return 0;
 }
 

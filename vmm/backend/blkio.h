@@ -3,7 +3,11 @@
  * A blkio owns one io_uring and the eventfd it signals; it owns no image
  * file: every request names the fd it works on, so one ring serves all the
  * files of a disk (the layers of a qcow2 backing chain, a switched top
- * layer). Requests are queued with the blkio_queue_* calls, sent with
+ * layer). The ring carries registered files only: a request's fd is put in
+ * the ring's file table the first time it is used (the table holds its own
+ * reference to the file), and blkio_forget_files() empties the table; the
+ * owner calls it whenever one of the disk's descriptors may be closed (a
+ * disk switch), since a later file may get the same number. Requests are queued with the blkio_queue_* calls, sent with
  * blkio_submit(), and their completions collected with blkio_reap() when
  * blkio_event_fd() becomes readable (the device watches it from the VM's I/O
  * thread). Not thread-safe: the owner serialises every call.
@@ -17,8 +21,14 @@
 
 #include "compiler.h"
 
+/* Slots of the ring's file table: a backing chain (at most 64 deep) and
+ * the top layers of later switches; when full it is emptied and refilled. */
+#define BLKIO_FILES 80
+
 struct blkio {
 	int efd;          /* signalled by the ring on each completion */
+	unsigned nr_files;        /* slots in use, from 0 */
+	int files[BLKIO_FILES];   /* the descriptor in each slot, -1: none */
 	bool ring_ok;
 	unsigned depth;
 	unsigned inflight;
@@ -35,8 +45,14 @@ int blkio_init(struct blkio *b, const char *who, unsigned depth) __must_check;
 /* Wait for in-flight requests (their callbacks are not run), free the ring. */
 void blkio_close(struct blkio *b);
 
-/* Queue one request on `fd`. Buffers (and the iovec array) must stay valid
- * until the completion is reaped. Return 0 or -EBUSY when the ring is full. */
+/* Empty the ring's file table (requests in flight keep their files). Call
+ * before any descriptor the ring has seen may be closed or reused. */
+void blkio_forget_files(struct blkio *b);
+
+/* Queue one request on `fd` (registered in the ring's table on first use).
+ * Buffers (and the iovec array) must stay valid until the completion is
+ * reaped. Return 0, -EBUSY when the ring is full, or -errno when fd cannot
+ * be registered. */
 int blkio_queue_readv(struct blkio *b, int fd, const struct iovec *iov, unsigned nr,
 		      uint64_t off, void *tag) __must_check;
 int blkio_queue_writev(struct blkio *b, int fd, const struct iovec *iov, unsigned nr,

@@ -355,12 +355,14 @@ static void *vcpu_thread(void *arg)
 	struct vm *vm = v->vm;
 	sigset_t set;
 	char name[16];
+	int err;
 
 	snprintf(name, sizeof(name), "vcpu%u", v->index);
 	pthread_setname_np(pthread_self(), name);
-	if (vm->vcpu_filter && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, vm->vcpu_filter)) {
+	err = vm_thread_seccomp(vm->vcpu_filter);
+	if (err) {
 		vm_request_exit(vm, WORKER_EXIT_ERROR, "vCPU %u: seccomp: %s", v->index,
-				strerror(errno));
+				strerror(-err));
 		return NULL;
 	}
 	sigemptyset(&set);

@@ -11,9 +11,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <linux/kvm.h>
+#include <linux/seccomp.h>
 
 #include "arch/x86/x86.h"
 #include "devtype.h"
@@ -33,6 +35,7 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	vm->cfg = cfg;
 	vm->kvm_fd = -1;
 	vm->vm_fd = -1;
+	vm->teardown_ring = -1;
 	vm->signal_fd = -1;
 	vm->mem.memfd = vm->mem.file_fd = vm->mem.pagemap_fd = -1;
 	vm->next_mmio = VIRTIO_MMIO_BASE;
@@ -554,69 +557,11 @@ int vm_run(struct vm *vm)
 	return atomic_load(&vm->exit_code);
 }
 
-void vm_defer_kernel_teardown(struct vm *vm)
+int vm_thread_seccomp(const void *filter)
 {
-	int keep[CONFIG_MAX_CPUS + 4];
-	unsigned nkeep = 0;
-	int gate[2], ack[2];
-	pid_t pid;
-
-	if (vm->vm_fd < 0 || pipe2(gate, O_CLOEXEC) < 0)
-		return;
-	if (pipe2(ack, O_CLOEXEC) < 0) {
-		close(gate[0]);
-		close(gate[1]);
-		return;
-	}
-	keep[nkeep++] = vm->kvm_fd;
-	keep[nkeep++] = vm->vm_fd;
-	keep[nkeep++] = gate[0];
-	keep[nkeep++] = ack[1];
-	for (unsigned i = 0; i < vm->nr_vcpus && nkeep < ARRAY_SIZE(keep); i++)
-		keep[nkeep++] = vm->vcpus[i].fd;
-	pid = fork();
-	if (pid == 0) {
-		/* Child of a multithreaded process: async-signal-safe calls only.
-		 * Close everything but the kept descriptors, gap by gap. */
-		unsigned next = 0;
-		char c;
-
-		for (unsigned i = 1; i < nkeep; i++) /* insertion sort: a few entries */
-			for (unsigned j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
-				int t = keep[j];
-
-				keep[j] = keep[j - 1];
-				keep[j - 1] = t;
-			}
-		for (unsigned i = 0; i < nkeep; i++) {
-			if ((unsigned)keep[i] > next)
-				close_range(next, (unsigned)keep[i] - 1, 0);
-			next = (unsigned)keep[i] + 1;
-		}
-		close_range(next, ~0U, 0);
-		/* The parent waits for this: until now the child shared every
-		 * open file, flocks on disk images included. */
-		close(ack[1]);
-		/* EOF arrives when the parent has exited; then drop the VM. */
-		while (read(gate[0], &c, 1) < 0 && errno == EINTR)
-			;
-		_exit(0);
-	}
-	close(gate[0]);
-	close(ack[1]);
-	if (pid < 0) {
-		close(gate[1]);
-	} else {
-		/* Return once the child holds nothing but the KVM descriptors,
-		 * so image locks go away with this process (a tool run right
-		 * after the worker exits must not see the image as in use). */
-		char c;
-
-		while (read(ack[0], &c, 1) < 0 && errno == EINTR)
-			;
-	}
-	close(ack[0]);
-	/* gate[1] stays open (close-on-exec) until this process exits. */
+	if (filter && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, filter) < 0)
+		return -errno;
+	return 0;
 }
 
 void vm_destroy(struct vm *vm)
@@ -638,6 +583,9 @@ void vm_destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	vm->vm_fd = vm->kvm_fd = -1;
+	if (vm->teardown_ring >= 0)
+		close(vm->teardown_ring); /* freed by a kernel worker: no wait here */
+	vm->teardown_ring = -1;
 	guest_mem_destroy(&vm->mem);
 	if (vm->pio.name)
 		bus_destroy(&vm->pio);

@@ -51,6 +51,7 @@ struct vcpu {
 struct vm {
 	const struct vm_config *cfg;
 	int kvm_fd, vm_fd;
+	int teardown_ring; /* io_uring holding the KVM descriptors (teardown.c), or -1 */
 	struct guest_mem mem;
 	struct bus pio, mmio;
 	struct evloop *loop;
@@ -69,9 +70,12 @@ struct vm {
 	char exit_reason[160];
 	pthread_mutex_t lock; /* protects exit_reason and allocation */
 	int signal_fd;        /* owned by main: host signals for this VM */
-	/* A further seccomp filter (struct sock_fprog) each vCPU thread puts
-	 * on itself before its first KVM_RUN; NULL: none. Owned by main. */
-	const void *vcpu_filter;
+	/* Further seccomp filters (struct sock_fprog) threads put on
+	 * themselves as they start (vm_thread_seccomp); NULL: none. Owned
+	 * by main. */
+	const void *vcpu_filter;      /* each vCPU, before its first KVM_RUN */
+	const void *migration_filter; /* the live-migration sender */
+	const void *throttle_filter;  /* the migration's vCPU throttle thread */
 
 	/* Pause protocol: pause_requested under pause_lock; each vCPU that sees
 	 * it counts itself in vcpus_parked and waits on pause_cond. */
@@ -131,12 +135,23 @@ int vm_create_restore(struct vm *vm, const struct vm_config *cfg, int fd,
  * tables: devices and vCPUs only, for vm_state_load to fill. */
 int vm_setup_restore(struct vm *vm) __must_check;
 
-/* Hand the kernel-side teardown of the KVM VM to a child process that holds
- * only the KVM file descriptors and closes them after this process exits.
- * Destroying a VM with an in-kernel irqchip waits for RCU grace periods
- * (14-30 ms measured on the development host), which would otherwise delay
- * the worker's exit status. Call just before vm_destroy(); best effort. */
+/* Let the kernel finish the KVM VM after this process has exited, so that
+ * its exit is not delayed by the teardown's RCU waits (teardown.c): the
+ * KVM descriptors become fixed files of an io_uring that allows nothing.
+ * Call once every vCPU exists and before the sandbox's seccomp filter
+ * (io_uring_setup is not in it). Returns 0 or -errno (io_uring disabled:
+ * vm_defer_kernel_teardown then forks a holder child instead). */
+int vm_prepare_kernel_teardown(struct vm *vm) __must_check;
+
+/* Just before vm_destroy(): with the ring, nothing to do; without it, fork
+ * a child that holds only the KVM descriptors and closes them after this
+ * process exits (of no use to a PID namespace's init, whose exit waits for
+ * the namespace's other processes). Best effort. */
 void vm_defer_kernel_teardown(struct vm *vm);
+
+/* Put a thread filter (vm->*_filter, NULL: none) on the calling thread.
+ * Returns 0 or -errno. */
+int vm_thread_seccomp(const void *filter) __must_check;
 
 /* A VM without KVM, for unit tests of devices: memory, buses and the I/O
  * loop exist; vm_fd is -1, so vm_irqfd/vm_ioeventfd succeed without doing

@@ -584,9 +584,12 @@ static void *migrate_thread(void *arg)
 	uint64_t one = 1;
 	int ret;
 
+	pthread_setname_np(pthread_self(), "migrate");
 	set_phase(m, "connecting");
-	ret = 0;
-	if (m->include_storage) {
+	ret = vm_thread_seccomp(m->vm->migration_filter);
+	if (ret)
+		fail(m, ret, "seccomp: %s", strerror(-ret));
+	if (!ret && m->include_storage) {
 		char err[200];
 
 		/* Tracking starts before anything is read: no write is missed. */

@@ -110,6 +110,9 @@ static void *throttle_thread(void *arg)
 	struct migration *m = arg;
 	struct timespec ts = { 0, (long)VCPU_THROTTLE_PERIOD_NS };
 
+	pthread_setname_np(pthread_self(), "throttle");
+	if (vm_thread_seccomp(m->vm->throttle_filter))
+		return NULL; /* the migration goes on, unthrottled */
 	while (!m->throttle_quit && !vm_exiting(m->vm)) {
 		for (unsigned i = 0; i < m->vm->nr_vcpus; i++)
 			vcpu_kick(&m->vm->vcpus[i]);

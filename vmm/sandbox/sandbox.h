@@ -34,19 +34,31 @@ int sandbox_enter(const struct sandbox_ids *ids) __must_check;
 #define SANDBOX_MAX_TASKS 1024
 
 /* Install the system-call allowlist for this process and the threads it
- * creates later: clone with thread (or the teardown's fork) flags only, no
- * new namespaces; prctl and ioctl by argument. A call outside the list
+ * creates later: clone with thread flags only (allow_fork: also the fork
+ * and close_range of the fallback KVM teardown), no new namespaces; prctl and ioctl by argument. A call outside the list
  * ends the worker: its number is logged and the process exits with status 4
  * (VMM error). Returns 0 or -errno. */
-int sandbox_seccomp_install(void) __must_check;
+int sandbox_seccomp_install(bool allow_fork) __must_check;
 
-/* The vCPU threads' own filter, stacked on the process's (struct
- * sock_fprog, for vm->vcpu_filter): it takes away what only the I/O,
- * control and migration threads do (accepting, creating threads or pipes,
- * opening, locking or truncating files, socket options, io_uring
- * registration, tun and block ioctls). Build it before
- * sandbox_seccomp_install. *out is malloc'd (sandbox_vcpu_filter_free).
- * Returns 0 or -errno. */
+/* A thread's own filter, stacked on the process's (a call must pass both;
+ * a struct sock_fprog, kept in struct vm): an allowlist of what that
+ * thread calls, ioctl by exact number.
+ * - SANDBOX_THREAD_VCPU: a vCPU thread and the register handlers it runs
+ *   (KVM_RUN, register and event calls, interrupt lines, ioeventfds,
+ *   irqfds; the UART's output; no open, socket, clone or ring setup);
+ * - SANDBOX_THREAD_MIGRATION: the live-migration sender (its socket, dirty
+ *   logs, state reads, the disks' chunks; the throttle thread);
+ * - SANDBOX_THREAD_THROTTLE: the throttle thread (kicks and sleeps).
+ * Build them before sandbox_seccomp_install (libseccomp needs a pipe).
+ * CELLA_SECCOMP_LOG=1 in the environment: log instead of refusing (to
+ * find what a new code path calls). *out is malloc'd
+ * (sandbox_thread_filter_free). Returns 0 or -errno. */
+enum sandbox_thread {
+	SANDBOX_THREAD_VCPU,
+	SANDBOX_THREAD_MIGRATION,
+	SANDBOX_THREAD_THROTTLE,
+	SANDBOX_THREADS
+};
 struct sock_fprog;
-int sandbox_vcpu_filter(struct sock_fprog **out) __must_check;
-void sandbox_vcpu_filter_free(struct sock_fprog *f);
+int sandbox_thread_filter(enum sandbox_thread kind, struct sock_fprog **out) __must_check;
+void sandbox_thread_filter_free(struct sock_fprog *f);

@@ -1,8 +1,10 @@
 /* test_blkio.c: a disk's io_uring, set up as blkio_init does, carries
- * readv, writev, fsync and fallocate on the process's descriptors and
- * nothing else: an openat, a socket, an SQE flag or a file registration on
- * it is refused (IORING_REGISTER_RESTRICTIONS), so a worker cannot open a
- * file or a socket through io_uring where seccomp forbids the system call. */
+ * readv, writev, fsync and fallocate on registered files and nothing else:
+ * an openat, a socket, an SQE without IOSQE_FIXED_FILE or with another
+ * flag, a new file table or any registration but a table update is refused
+ * (IORING_REGISTER_RESTRICTIONS), so a worker cannot open a file or a
+ * socket through io_uring where seccomp forbids the system call, nor use a
+ * descriptor the disk's code did not put in the table. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -115,20 +117,83 @@ static void test_flags_and_registration_refused(void **st)
 	char buf[512];
 	struct iovec v = { buf, sizeof(buf) };
 	struct io_uring_sqe *sqe;
+	struct result r = { 0 };
 	struct blkio b;
 	int fd = tmpfile_fd();
 
 	(void)st;
 	assert_int_equal(blkio_init(&b, "test", 8), 0);
-	/* An allowed operation with a flag (IOSQE_ASYNC) is not allowed. */
+	/* A plain descriptor (no IOSQE_FIXED_FILE) is refused. */
 	sqe = io_uring_get_sqe(&b.ring);
 	io_uring_prep_readv(sqe, fd, &v, 1, 0);
-	sqe->flags |= IOSQE_ASYNC;
 	assert_int_equal(submit_raw(&b, sqe), -EACCES);
-	/* Registering files (or anything) once the ring runs. */
+	/* A registered file with another flag (IOSQE_ASYNC) is not allowed. */
+	assert_int_equal(blkio_queue_readv(&b, fd, &v, 1, 0, &v), 0);
+	assert_int_equal(blkio_submit(&b), 0);
+	assert_int_equal(blkio_reap(&b, true, record, &r), 1);
+	assert_int_equal(r.res, 0); /* an empty file */
+	sqe = io_uring_get_sqe(&b.ring);
+	io_uring_prep_readv(sqe, 0, &v, 1, 0);
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_ASYNC;
+	assert_int_equal(submit_raw(&b, sqe), -EACCES);
+	/* A new file table (or any registration but an update). */
+	assert_int_equal(io_uring_unregister_files(&b.ring), -EACCES);
 	assert_int_equal(io_uring_register_files(&b.ring, &fd, 1), -EACCES);
+	assert_int_equal(io_uring_register_eventfd(&b.ring, fd), -EACCES);
 	blkio_close(&b);
 	close(fd);
+}
+
+/* The file table follows the disk's descriptors: a file closed after
+ * blkio_forget_files and a new one under the same number is the one the
+ * ring writes, not the old file the table held. */
+static void test_files_follow_switches(void **st)
+{
+	char a[512], got[512];
+	struct iovec wv = { a, sizeof(a) };
+	struct result r = { 0 };
+	struct blkio b;
+	int fd = tmpfile_fd(), fd2;
+
+	(void)st;
+	memset(a, 'a', sizeof(a));
+	assert_int_equal(blkio_init(&b, "test", 8), 0);
+	assert_int_equal(blkio_queue_writev(&b, fd, &wv, 1, 0, &wv), 0);
+	assert_int_equal(blkio_submit(&b), 0);
+	assert_int_equal(blkio_reap(&b, true, record, &r), 1);
+	assert_int_equal(r.res, (int)sizeof(a));
+	assert_int_equal(b.nr_files, 1);
+	blkio_forget_files(&b);
+	assert_int_equal(b.nr_files, 0);
+	close(fd);
+	fd2 = tmpfile_fd();
+	assert_int_equal(fd2, fd); /* the same number, another file */
+	memset(a, 'b', sizeof(a));
+	assert_int_equal(blkio_queue_writev(&b, fd2, &wv, 1, 0, &wv), 0);
+	assert_int_equal(blkio_submit(&b), 0);
+	assert_int_equal(blkio_reap(&b, true, record, &r), 1);
+	assert_int_equal(r.res, (int)sizeof(a));
+	assert_int_equal(pread(fd2, got, sizeof(got), 0), (ssize_t)sizeof(got));
+	assert_memory_equal(got, a, sizeof(got));
+	/* A descriptor that is not open cannot be registered. */
+	assert_int_equal(blkio_queue_readv(&b, 1000, &wv, 1, 0, &wv), -EBADF);
+	/* More files than slots: the table starts over. */
+	int dups[BLKIO_FILES + 3];
+
+	blkio_forget_files(&b);
+	for (int i = 0; i < BLKIO_FILES + 3; i++) {
+		dups[i] = dup(fd2);
+		assert_true(dups[i] >= 0);
+		assert_int_equal(blkio_queue_readv(&b, dups[i], &wv, 1, 0, &wv), 0);
+		assert_int_equal(blkio_submit(&b), 0);
+		assert_int_equal(blkio_reap(&b, true, record, &r), 1);
+		assert_int_equal(r.res, (int)sizeof(a));
+	}
+	assert_int_equal(b.nr_files, 3);
+	for (int i = 0; i < BLKIO_FILES + 3; i++)
+		close(dups[i]);
+	blkio_close(&b);
+	close(fd2);
 }
 
 int main(void)
@@ -137,6 +202,7 @@ int main(void)
 		cmocka_unit_test(test_allowed_ops),
 		cmocka_unit_test(test_other_ops_refused),
 		cmocka_unit_test(test_flags_and_registration_refused),
+		cmocka_unit_test(test_files_follow_switches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

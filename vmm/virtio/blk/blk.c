@@ -216,6 +216,7 @@ static int blk_sub_start(struct blk_dev *blk, struct blk_req *req, const struct 
 	size_t at = (size_t)(e->off - req->off);
 	unsigned nr = iov_slice(req->iov, req->nr_iov, at, (size_t)e->len, tmp, VIRTQ_CHAIN_MAX);
 	struct blk_sub *s = malloc(sizeof(*s) + nr * sizeof(tmp[0]));
+	int ret;
 
 	if (!s)
 		return -ENOMEM;
@@ -227,9 +228,10 @@ static int blk_sub_start(struct blk_dev *blk, struct blk_req *req, const struct 
 	s->done = 0;
 	s->nr = nr;
 	memcpy(s->iov, tmp, nr * sizeof(tmp[0]));
-	if (blk_sub_queue(blk, s)) {
+	ret = blk_sub_queue(blk, s); /* -EBUSY, or the file cannot be registered */
+	if (ret) {
 		free(s);
-		return -EBUSY;
+		return ret;
 	}
 	if (!req->subs++)
 		blk->inflight_reqs++;

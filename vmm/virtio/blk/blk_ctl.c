@@ -245,6 +245,9 @@ int virtio_blk_switch(struct device *dev, int fd, char *err, size_t errlen)
 		pthread_mutex_unlock(&blk->vd.lock);
 		return ret;
 	}
+	/* The ring's file table names the old layers' descriptors, which a
+	 * failed open closes (and a later file may reuse): start it afresh. */
+	blkio_forget_files(&blk->io);
 	/* The chain passes to the new top layer, also on failure. */
 	ret = disk_open_overlay_fd(&nd, fd, blk->disk, err, errlen);
 	blk->disk = ret ? NULL : nd;

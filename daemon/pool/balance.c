@@ -25,6 +25,11 @@ static int64_t cpu_load(uint64_t mcpu, uint32_t cpus)
 	return cpus ? (int64_t)(mcpu * 1000 / cpus) : 0;
 }
 
+static uint32_t clamp32(uint64_t x)
+{
+	return x > UINT32_MAX ? UINT32_MAX : (uint32_t)x;
+}
+
 static uint64_t isqrt128(unsigned __int128 x)
 {
 	uint64_t lo = 0, hi = UINT32_MAX; /* results here stay far below 2^32 */
@@ -40,6 +45,14 @@ static uint64_t isqrt128(unsigned __int128 x)
 	return lo;
 }
 
+/* The load gap between two hosts: RMS of the memory and CPU differences. */
+static uint32_t gap(int64_t m1, int64_t c1, int64_t m2, int64_t c2)
+{
+	i128 dm = m1 - m2, dc = c1 - c2;
+
+	return clamp32(isqrt128((unsigned __int128)((dm * dm + dc * dc) / 2)));
+}
+
 /* Sums over the hosts that are up: n, sum of loads, sum of squares. */
 struct sums {
 	int64_t n;
@@ -49,11 +62,6 @@ struct sums {
 static i128 spread_cost(int64_t n, i128 s1, i128 s2)
 {
 	return n * s2 - s1 * s1; /* n^2 times the variance */
-}
-
-static uint32_t clamp32(uint64_t x)
-{
-	return x > UINT32_MAX ? UINT32_MAX : (uint32_t)x;
 }
 
 static uint32_t imbalance_of(const struct sums *s)
@@ -175,6 +183,7 @@ int balance_plan(const struct place_host *hosts, size_t nr, const struct balance
 	struct wvm *vms = NULL, **sorted = NULL;
 	int64_t *lm = NULL, *lc = NULL;
 	uint16_t *members = NULL;
+	uint32_t *gaps = NULL;       /* per (from, to), this step; UINT32_MAX: not yet */
 	size_t nvms = 0, ngroups = 0;
 	struct sums sum;
 	int ret = -ENOMEM;
@@ -190,8 +199,9 @@ int balance_plan(const struct place_host *hosts, size_t nr, const struct balance
 	sorted = calloc(nvms ? nvms : 1, sizeof(*sorted));
 	lm = calloc(nr ? nr : 1, sizeof(*lm));
 	lc = calloc(nr ? nr : 1, sizeof(*lc));
+	gaps = calloc(nr ? nr * nr : 1, sizeof(*gaps));
 	plan->moves = calloc(s.max_moves, sizeof(*plan->moves));
-	if (!w || !vms || !sorted || !lm || !lc || !plan->moves)
+	if (!w || !vms || !sorted || !lm || !lc || !gaps || !plan->moves)
 		goto out;
 	memcpy(w, hosts, nr * sizeof(*w));
 
@@ -231,11 +241,14 @@ int balance_plan(const struct place_host *hosts, size_t nr, const struct balance
 		uint32_t now = imbalance_of(&sum);
 		struct wvm *best = NULL;
 		size_t best_to = 0;
-		i128 best_cost = 0;
+		i128 best_cost = 0, cost_now;
+		uint32_t best_gap = 0, best_gap_after = 0;
 		struct sums best_sum = sum;
 
 		if (now <= s.threshold_ppm)
 			break;
+		cost_now = spread_cost(sum.n, sum.s1m, sum.s2m) + spread_cost(sum.n, sum.s1c, sum.s2c);
+		memset(gaps, 0xff, nr * nr * sizeof(*gaps));
 		for (size_t i = 0; i < nvms; i++) {
 			struct wvm *m = &vms[i];
 			size_t f = m->cur;
@@ -258,14 +271,22 @@ int balance_plan(const struct place_host *hosts, size_t nr, const struct balance
 					continue;
 				if (m->group >= 0 && members[t * ngroups + (size_t)m->group])
 					continue;
-				place_judge(&w[t], t, &probe, NULL, &v);
-				if (v.why != PLACE_OK)
-					continue;
 				int64_t lmt = mem_load(w[t].memory_committed_mib + probe.memory_mib,
 						       w[t].memory_mib);
 				int64_t lct = cpu_load((uint64_t)w[t].cpu_load_mcpu + probe.cpu_mcpu, w[t].cpus);
+				uint32_t *g = &gaps[f * nr + t];
 				struct sums ns = sum;
 
+				/* Hysteresis: too small a step, or a swap of roles. The
+				 * gap after, squared, against (gap before - min_gain)^2. */
+				if (*g == UINT32_MAX)
+					*g = gap(lm[f], lc[f], lm[t], lc[t]);
+				if (*g < s.min_gain_ppm)
+					continue;
+				i128 dm = lmf - lmt, dc = lcf - lct, lim = (i128)(*g - s.min_gain_ppm) + 1;
+
+				if ((dm * dm + dc * dc) / 2 >= lim * lim)
+					continue;
 				ns.s1m += lmf + lmt - lm[f] - lm[t];
 				ns.s2m += (i128)lmf * lmf + (i128)lmt * lmt - (i128)lm[f] * lm[f] -
 					  (i128)lm[t] * lm[t];
@@ -275,20 +296,25 @@ int balance_plan(const struct place_host *hosts, size_t nr, const struct balance
 				i128 cost = spread_cost(ns.n, ns.s1m, ns.s2m) +
 					    spread_cost(ns.n, ns.s1c, ns.s2c);
 
-				if (!best || move_better(hosts, m, t, cost, best, best_to, best_cost)) {
-					best = m;
-					best_to = t;
-					best_cost = cost;
-					best_sum = ns;
-				}
+				if (cost >= cost_now)
+					continue; /* every move lowers the imbalance: no cycles */
+				if (best && !move_better(hosts, m, t, cost, best, best_to, best_cost))
+					continue;
+				/* Placement's rules last: they cost the most. */
+				place_judge(&w[t], t, &probe, NULL, &v);
+				if (v.why != PLACE_OK)
+					continue;
+				best = m;
+				best_to = t;
+				best_cost = cost;
+				best_sum = ns;
+				best_gap = *g;
+				best_gap_after = gap(lmf, lcf, lmt, lct);
 			}
 		}
 		if (!best)
 			break;
 		uint32_t after = imbalance_of(&best_sum);
-
-		if (after > now || now - after < s.min_gain_ppm)
-			break; /* hysteresis: small gains are noise, not worth a migration */
 
 		size_t f = best->cur, t = best_to;
 		const struct place_vm *vm = best->vm;
@@ -318,12 +344,16 @@ int balance_plan(const struct place_host *hosts, size_t nr, const struct balance
 		best->moved = true;
 		best->cur = t;
 		*mv = (struct balance_move){ .from = best->from, .vm = best->index, .to = t,
-					     .batch = plan->nr_moves, .imbalance_after_ppm = after };
+					     .batch = plan->nr_moves, .imbalance_after_ppm = after,
+					     .gap_before_ppm = best_gap, .gap_after_ppm = best_gap_after };
 		snprintf(mv->reason, sizeof(mv->reason),
 			 "move %s (%llu MiB, %u.%02u CPUs in use) from %s (memory %s, CPU %s) to %s "
-			 "(memory %s, CPU %s): imbalance %u.%03u -> %u.%03u",
+			 "(memory %s, CPU %s): their gap %u.%03u -> %u.%03u, the pool's imbalance "
+			 "%u.%03u -> %u.%03u",
 			 vm->name, (unsigned long long)vm->memory_mib, vm->cpu_mcpu / 1000,
 			 vm->cpu_mcpu % 1000 / 10, hosts[f].name, fm, fc, hosts[t].name, tm, tc,
+			 best_gap / 1000000, best_gap % 1000000 / 1000, best_gap_after / 1000000,
+			 best_gap_after % 1000000 / 1000,
 			 now / 1000000, now % 1000000 / 1000, after / 1000000, after % 1000000 / 1000);
 		plan->nr_moves++;
 	}
@@ -334,8 +364,8 @@ int balance_plan(const struct place_host *hosts, size_t nr, const struct balance
 		snprintf(plan->summary, sizeof(plan->summary),
 			 plan->imbalance_before_ppm <= s.threshold_ppm ?
 			 "balanced: imbalance %u.%03u is within the threshold %u.%03u" :
-			 "no move helps enough: imbalance %u.%03u (threshold %u.%03u), no move "
-			 "allowed by the rules lowers it by the minimum gain",
+			 "no move helps enough: imbalance %u.%03u (threshold %u.%03u), and no move "
+			 "the rules allow narrows a gap between two hosts by the minimum gain",
 			 plan->imbalance_before_ppm / 1000000, plan->imbalance_before_ppm % 1000000 / 1000,
 			 s.threshold_ppm / 1000000, s.threshold_ppm % 1000000 / 1000);
 	else
@@ -355,6 +385,7 @@ out:
 	free(lm);
 	free(lc);
 	free(members);
+	free(gaps);
 	return ret;
 }
 

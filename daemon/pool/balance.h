@@ -14,13 +14,13 @@
 /* Defaults (a field left 0 takes them). */
 #define BALANCE_MAX_MOVES      8       /* moves per run */
 #define BALANCE_THRESHOLD_PPM  50000   /* imbalance 0.05: below it nothing moves */
-#define BALANCE_MIN_GAIN_PPM   5000    /* a move must lower the imbalance by 0.005 */
+#define BALANCE_MIN_GAIN_PPM   20000   /* a move must narrow its two hosts' gap by 0.02 */
 #define BALANCE_EVACUATE_BATCH 4       /* live migrations at once in an evacuation */
 
 struct balance_settings {
 	size_t max_moves;
 	uint32_t threshold_ppm;
-	uint32_t min_gain_ppm;
+	uint32_t min_gain_ppm;      /* see balance_plan */
 	size_t batch;               /* evacuation: moves per batch */
 };
 
@@ -29,6 +29,7 @@ struct balance_move {
 	size_t to;
 	size_t batch;               /* evacuation: its batch (0, 1, ...); balance: its rank */
 	uint32_t imbalance_after_ppm; /* balance: the pool's imbalance once it is done */
+	uint32_t gap_before_ppm, gap_after_ppm; /* balance: between its two hosts */
 	char reason[640];
 };
 
@@ -61,7 +62,13 @@ uint32_t balance_imbalance(const struct place_host *hosts, size_t nr);
 
 /* Plan moves that even out the load: at each step the single move that
  * lowers the imbalance most, as long as the imbalance is above the
- * threshold and the move lowers it by at least min_gain, up to max_moves.
+ * threshold, up to max_moves. Hysteresis, so that a plan carried out is not
+ * followed by moves back: a move must narrow the load gap between its two
+ * hosts (the root mean square of their memory and CPU load differences) by
+ * at least min_gain, which a VM that merely swaps which host is the busier
+ * does not; and every move lowers the imbalance, so runs cannot cycle. The
+ * gain is per move, not of the whole pool's imbalance, so that it does not
+ * shrink as the pool grows.
  * A VM moves at most once in a plan; only between hosts that are up; never
  * to a host without its storage, without room for it (placement's rules)
  * or with a member of its anti-affinity group. Ties: the smaller VM, then

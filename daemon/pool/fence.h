@@ -8,7 +8,9 @@
  * The timing argument that makes "no VM ever runs twice" hold is in
  * docs/pool.md, "Fencing: the timing argument"; fence_settings_check()
  * refuses settings that break its inequality. Pure: times are the caller's
- * monotonic clock in milliseconds (CLOCK_MONOTONIC), no I/O, no clock reads. */
+ * clock in milliseconds, no I/O, no clock reads. That clock must be
+ * CLOCK_BOOTTIME: monotonic like CLOCK_MONOTONIC, but it counts time
+ * suspended, so a host that wakes from a suspend knows its lease is gone. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

@@ -21,9 +21,9 @@ static const char *const only_nfs2[] = { "nfs2" };
 struct pool {
 	size_t nh, nv;
 	struct place_host *h;
-	char (*hname)[24];
+	char (*hname)[32];
 	struct place_vm *v;
-	char (*vname)[24];
+	char (*vname)[32];
 	char (*gname)[16];
 	size_t *where;
 	struct place_vm *byhost;   /* nh * nv slots */
@@ -87,6 +87,17 @@ static void pool_make(struct pool *p, size_t nh, size_t nv)
 			p->v[i].nr_storage = 1;
 		}
 	}
+}
+
+static void pool_free(struct pool *p)
+{
+	free(p->h);
+	free(p->hname);
+	free(p->v);
+	free(p->vname);
+	free(p->gname);
+	free(p->where);
+	free(p->byhost);
 }
 
 /* The hosts' records from where the VMs are (where[i] == nh: not placed). */
@@ -266,5 +277,6 @@ int main(int argc, char **argv)
 	       (unsigned long long)fence_failover_bound_ms(&fs));
 	free(res);
 	free(t);
+	pool_free(&p);
 	return 0;
 }

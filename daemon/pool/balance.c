@@ -182,7 +182,7 @@ int balance_plan(const struct place_host *hosts, size_t nr, const struct balance
 	struct place_host *w = NULL;
 	struct wvm *vms = NULL, **sorted = NULL;
 	int64_t *lm = NULL, *lc = NULL;
-	uint16_t *members = NULL;
+	uint32_t *members = NULL;
 	uint32_t *gaps = NULL;       /* per (from, to), this step; UINT32_MAX: not yet */
 	size_t nvms = 0, ngroups = 0;
 	struct sums sum;
@@ -228,7 +228,7 @@ int balance_plan(const struct place_host *hosts, size_t nr, const struct balance
 	if (!members)
 		goto out;
 	for (size_t i = 0; i < nvms; i++)
-		if (vms[i].group >= 0 && members[vms[i].cur * ngroups + (size_t)vms[i].group] < UINT16_MAX)
+		if (vms[i].group >= 0)
 			members[vms[i].cur * ngroups + (size_t)vms[i].group]++;
 
 	sums_of(w, nr, &sum);

@@ -32,6 +32,7 @@
 
 /* Worker options beyond the VM configuration (cellad passes these). */
 struct worker_opts {
+	const char *config;    /* --config FILE|fd:N */
 	bool stats;
 	const char *control;   /* --control PATH|fd:N */
 	const char *exit_file;
@@ -62,11 +63,16 @@ static void usage(FILE *f)
 	      "  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"
 	      "         [,bps_burst=N][,cbt=on][,backing=fd:N[:NAME]...][,cbt_file=FILE]\n"
 	      "                       virtio-blk disk (repeatable; docs/storage.md)\n"
-	      "  --net tap=NAME[,mac=MAC]  virtio-net NIC on a tap device (repeatable)\n"
+	      "  --net tap=NAME[,tap_fd=fd:N][,mac=MAC]  virtio-net NIC on a tap device\n"
+	      "                       (repeatable); tap_fd: the tap already attached by the\n"
+	      "                       caller (checked to be NAME with a vnet header; cellad\n"
+	      "                       passes taps so), NAME still derives the default MAC\n"
+	      "  --kvm PATH|fd:N      the KVM device (default /dev/kvm; cellad passes it open)\n"
 	      "  --rng                virtio-rng device\n"
 	      "  --device TYPE,KEY=VALUE,...  a device of a registered type (repeatable;\n"
 	      "                       the types and their keys are listed below)\n"
-	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH\n"
+	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH (PATH may be\n"
+	      "                       fd:N, a listening socket the caller bound)\n"
 	      "  --stats              log exit counts and memory use when the VM ends\n"
 	      "  --pause-on-unhandled an instruction neither KVM nor the VMM can carry out\n"
 	      "                       pauses the VM (default with --control) instead of\n"
@@ -77,10 +83,14 @@ static void usage(FILE *f)
 	      "  --control PATH|fd:N  serve the JSON-lines control socket (docs/cellad.md)\n"
 	      "  --exit-file PATH     record how the VM ended there (JSON) on exit\n"
 	      "  --wait-start         run the vCPUs only once a control client sends start\n"
-	      "  --sandbox[=USER|UID:GID]  after setup: new mount, IPC, UTS and network\n"
-	      "                       namespaces with an empty read-only root, no capability\n"
-	      "                       bounding set, rlimits, then run as USER or UID:GID (a\n"
-	      "                       per-VM identity, as cellad gives; default: keep the uid)\n"
+	      "  --sandbox[=USER|UID:GID|userns|userns-shared]  after setup: new mount, IPC,\n"
+	      "                       UTS and network namespaces with an empty read-only\n"
+	      "                       root, no capability bounding set, rlimits, then run as\n"
+	      "                       USER or UID:GID (a per-VM identity; default: keep the\n"
+	      "                       uid). userns: the caller started this process as uid 0\n"
+	      "                       of a user namespace that maps it to a per-VM uid (cellad\n"
+	      "                       does); it stays uid 0 there and drops every capability\n"
+	      "                       (userns-shared: the mapped uid is shared, no NPROC limit)\n"
 	      "  --seccomp            install the system-call allowlist before the vCPUs run\n"
 	      "  --restore FILE|fd:N  start from a state file written by the save command\n"
 	      "                       (same configuration options as the saved VM)\n"
@@ -153,7 +163,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
 	       OPT_DISK, OPT_NET, OPT_RNG, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
 	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
-	       OPT_TEST_PROBE, OPT_RESTORE,
+	       OPT_TEST_PROBE, OPT_RESTORE, OPT_KVM,
 	       OPT_INCOMING, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PEER };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, OPT_CONFIG },
@@ -178,6 +188,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		{ "seccomp", no_argument, NULL, OPT_SECCOMP },
 		{ "test-probe", no_argument, NULL, OPT_TEST_PROBE }, /* tests only: see control.h */
 		{ "restore", required_argument, NULL, OPT_RESTORE },
+		{ "kvm", required_argument, NULL, OPT_KVM },
 		{ "incoming", required_argument, NULL, OPT_INCOMING },
 		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
 		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
@@ -206,6 +217,11 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 
 		switch (c) {
 		case OPT_CONFIG:
+			wo->config = optarg;
+			break;
+		case OPT_KVM:
+			free(cfg->kvm);
+			cfg->kvm = dup_or_die(optarg);
 			break;
 		case OPT_KERNEL:
 			free(cfg->kernel);
@@ -486,11 +502,15 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 static void close_passed_fds(const struct vm_config *cfg, const struct worker_opts *wo)
 {
 	const char *specs[] = { cfg->kernel, cfg->initrd, wo->restore, wo->tls_cert, wo->tls_key,
-				wo->tls_ca, cfg->console == CONSOLE_FILE ? cfg->console_path : NULL };
+				wo->tls_ca, cfg->console != CONSOLE_STDIO ? cfg->console_path : NULL,
+				cfg->kvm, wo->config };
 	int fd;
 
 	for (unsigned i = 0; i < ARRAY_SIZE(specs); i++)
 		if (specs[i] && fdspec_is_fd(specs[i], &fd) && fd > 2)
+			close(fd);
+	for (unsigned i = 0; i < cfg->nr_nets; i++)
+		if (cfg->nets[i].tap_fd && fdspec_is_fd(cfg->nets[i].tap_fd, &fd) && fd > 2)
 			close(fd);
 	for (unsigned i = 0; i < cfg->nr_disks; i++) {
 		const struct disk_config *d = &cfg->disks[i];

@@ -10,6 +10,8 @@
 
 #include "storage.h"
 #include "sup_priv.h"
+#include "tapdev.h"
+#include "unixsock.h"
 
 void worker_files_close(struct worker_files *wf)
 {
@@ -134,6 +136,65 @@ static int open_own(struct worker_files *wf, const char *path, int *n, struct ce
 	return *n < 0 ? cerr_set(e, CERR_INTERNAL, "", "too many files for one worker") : 0;
 }
 
+/* A descriptor cellad made into wf; its number in *n. */
+static int add_fd(struct worker_files *wf, int fd, int *n, struct cerr *e)
+{
+	*n = files_add(wf, fd);
+	return *n < 0 ? cerr_set(e, CERR_INTERNAL, "", "too many files for one worker") : 0;
+}
+
+/* What the worker would need host rights for: /dev/kvm, its taps (TUNSETIFF
+ * needs CAP_NET_ADMIN for a tap it does not own), and files in run_dir
+ * (0750 root), which it cannot reach from its user namespace. */
+static int open_host(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_files *wf,
+		     struct cerr *e)
+{
+	json_t *nets = json_object_get(cfg, "nets");
+	char path[512], err[256];
+	int fd, n;
+
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return cerr_set(e, CERR_INTERNAL, "", "the VM failed to start: cannot open "
+				"/dev/kvm: %s", strerror(errno));
+	if (add_fd(wf, fd, &wf->kvm, e))
+		return -1;
+	for (unsigned i = 0; i < vm->def.nr_nics; i++) {
+		json_t *o = json_array_get(nets, i);
+
+		if (!o)
+			return cerr_set(e, CERR_INTERNAL, "", "the worker's configuration lacks "
+					"nets[%u]", i);
+		fd = tapdev_open(vm->def.nics[i].tap, err, sizeof(err));
+		if (fd < 0)
+			return cerr_set(e, CERR_INTERNAL, "", "the VM failed to start: nics[%u].tap: "
+					"%s", i, err);
+		if (add_fd(wf, fd, &n, e))
+			return -1;
+		json_object_set_new(o, "tap_fd", fd_spec(n));
+	}
+	sup_paths(s, vm, ".exit", path, sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0)
+		return cerr_set(e, CERR_INTERNAL, "", "cannot create %s: %s", path, strerror(errno));
+	if (add_fd(wf, fd, &wf->exit, e))
+		return -1;
+	sup_paths(s, vm, ".console", path, sizeof(path));
+	fd = unix_listen(path, 4, 0600);
+	if (fd < 0)
+		return cerr_set(e, CERR_INTERNAL, "", "console socket %s: %s", path, strerror(-fd));
+	return add_fd(wf, fd, &wf->console, e);
+}
+
+int worker_files_add_config(struct worker_files *wf, const char *path, struct cerr *e)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd < 0)
+		return cerr_set(e, CERR_INTERNAL, "", "cannot open %s: %s", path, strerror(errno));
+	return add_fd(wf, fd, &wf->config, e);
+}
+
 int worker_files_open(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_files *wf,
 		      struct cerr *e)
 {
@@ -144,6 +205,9 @@ int worker_files_open(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker
 
 	wf->nr = 0;
 	wf->restore = wf->tls[0] = wf->tls[1] = wf->tls[2] = -1;
+	wf->kvm = wf->exit = wf->console = wf->config = -1;
+	if (open_host(s, vm, cfg, wf, e))
+		goto fail;
 	if (d->kernel && open_simple(st, wf, cfg, "kernel", "kernel", d->kernel, 0, e))
 		goto fail;
 	if (d->initrd && open_simple(st, wf, cfg, "initrd", "initrd", d->initrd, 0, e))

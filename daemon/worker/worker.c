@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -369,17 +370,19 @@ static int build_argv(struct sup *s, struct vmrt *vm, const struct worker_files 
 		snprintf(store[k], 600, __VA_ARGS__);			\
 		argv[n++] = store[k++];					\
 	} while (0)
+	/* Every file by descriptor: the worker cannot reach run_dir (0750
+	 * root), /dev/kvm or the taps from its user namespace. */
 	ARG("%s", s->conf.worker_path);
 	ARG("--config");
-	sup_paths(s, vm, ".json", store[k], 600);
-	argv[n++] = store[k++];
+	ARG("fd:%d", wf->config);
 	ARG("--console");
-	ARG("unix:%s/%s.console", s->conf.run_dir, vm->def.uuid);
+	ARG("unix:fd:%d", wf->console);
 	ARG("--control");
 	ARG("fd:3");
 	ARG("--exit-file");
-	sup_paths(s, vm, ".exit", store[k], 600);
-	argv[n++] = store[k++];
+	ARG("fd:%d", wf->exit);
+	ARG("--kvm");
+	ARG("fd:%d", wf->kvm);
 	if (vm->incoming_fd >= 0) {
 		/* Moving in: the listening socket is fd 4; the worker reads the
 		 * TLS files (passed open) before it sandboxes itself and runs
@@ -399,14 +402,8 @@ static int build_argv(struct sup *s, struct vmrt *vm, const struct worker_files 
 	}
 	ARG("--name");
 	ARG("%s", vm->def.name);
-	if (s->conf.sandbox) {
-		if (vm->sandbox_uid)
-			ARG("--sandbox=%u:%u", vm->sandbox_uid, vm->sandbox_uid);
-		else if (s->conf.sandbox_user)
-			ARG("--sandbox=%s", s->conf.sandbox_user);
-		else
-			ARG("--sandbox");
-	}
+	if (s->conf.sandbox)
+		ARG("--sandbox=userns"); /* worker_clone mapped it to its uid */
 	if (s->conf.seccomp)
 		ARG("--seccomp");
 	if (s->conf.test_probe)
@@ -422,17 +419,98 @@ static int build_argv(struct sup *s, struct vmrt *vm, const struct worker_files 
 	return 0;
 }
 
-/* A new process for the worker; sandboxed, it is PID 1 of a PID namespace
- * of its own (as Firecracker's jailer makes it): it sees no other process,
- * and no other worker sees it. Threads keep working, unlike after
- * unshare(CLONE_NEWPID), which moves only later children. Raw clone, like
- * fork without its handlers: the child only execs. */
-static pid_t worker_clone(bool new_pid_ns)
+/* The host identity a sandboxed worker is mapped to: its own uid and gid
+ * from the pool, or sandbox_user's. 0 or -1 with e set. */
+static int worker_ids(struct sup *s, struct vmrt *vm, uid_t *uid, gid_t *gid, struct cerr *e)
 {
-	if (!new_pid_ns)
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+
+	if (vm->sandbox_uid) {
+		*uid = vm->sandbox_uid;
+		*gid = vm->sandbox_uid;
+		return 0;
+	}
+	if (getpwnam_r(s->conf.sandbox_user, &pw, buf, sizeof(buf), &res) || !res)
+		return cerr_set(e, CERR_INTERNAL, "", "sandbox_user %s: no such user",
+				s->conf.sandbox_user);
+	if (!pw.pw_uid || !pw.pw_gid)
+		return cerr_set(e, CERR_INTERNAL, "", "sandbox_user %s is root",
+				s->conf.sandbox_user);
+	*uid = pw.pw_uid;
+	*gid = pw.pw_gid;
+	return 0;
+}
+
+/* A new process for the worker. Sandboxed, it is created in a user
+ * namespace and a PID namespace of its own (the PID namespace owned by the
+ * user namespace): PID 1 there, as under Firecracker's jailer, seeing no
+ * other process (unlike after unshare(CLONE_NEWPID), threads work); and
+ * uid 0 there only, which is its per-VM uid outside: it has no capability
+ * in the host's namespaces at any point. The child waits on gate until
+ * worker_release has written its uid and gid maps. Raw clone, like fork
+ * without its handlers: the child only execs. */
+static pid_t worker_clone(bool sandbox, int gate[2])
+{
+	if (!sandbox)
 		return fork();
-	return (pid_t)syscall(SYS_clone, (unsigned long)(SIGCHLD | CLONE_NEWPID), NULL, NULL,
-			      NULL, 0UL);
+	if (pipe2(gate, O_CLOEXEC) < 0)
+		return -1;
+	return (pid_t)syscall(SYS_clone, (unsigned long)(SIGCHLD | CLONE_NEWUSER | CLONE_NEWPID),
+			      NULL, NULL, NULL, 0UL);
+}
+
+static int write_proc(pid_t pid, const char *file, const char *text)
+{
+	char path[64];
+	size_t len = strlen(text);
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, text, len) != (ssize_t)len)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* Map the child's uid 0 and gid 0 to its host identity, one id each, and
+ * let it go on. setgroups stays allowed (cellad maps with CAP_SETGID) so
+ * that the child can drop the supplementary groups it inherited from
+ * cellad, root's: with "deny" it would keep them for good. Once it has, the
+ * only group it could set is its own gid. 0 or -errno. */
+static int worker_release(pid_t pid, int gate, uid_t uid, gid_t gid)
+{
+	char map[64];
+	int ret;
+
+	snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)uid);
+	ret = write_proc(pid, "uid_map", map);
+	snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)gid);
+	if (!ret)
+		ret = write_proc(pid, "gid_map", map);
+	if (!ret && write(gate, "g", 1) != 1)
+		ret = -errno;
+	return ret;
+}
+
+/* In the child, behind the gate: become uid and gid 0 of the namespace
+ * (the per-VM ids outside; until now it held cellad's root ids, unmapped
+ * and without capability outside) with no supplementary groups. Raw
+ * system calls: glibc's would signal cellad's threads, which this child
+ * does not have. */
+static int worker_child_ids(int gate)
+{
+	char c;
+
+	if (read(gate, &c, 1) != 1)
+		return -1; /* cellad gave up on it */
+	if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, 0, 0, 0) < 0 ||
+	    syscall(SYS_setresuid, 0, 0, 0) < 0)
+		return -1;
+	return 0;
 }
 
 /* Create and exec the worker (lock held). */
@@ -440,7 +518,10 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	char store[SPAWN_ARGS][600], *argv[SPAWN_ARGS + 4], path[512], logp[600];
 	struct worker_files wf;
-	int ctl, logfd, nullfd, hi[WORKER_FILES_MAX];
+	int ctl, logfd, nullfd, hi[WORKER_FILES_MAX], gate[2] = { -1, -1 }, ret;
+	bool cgroups_placed = false;
+	uid_t uid = 0;
+	gid_t gid = 0;
 	json_t *cfg;
 	pid_t pid;
 
@@ -457,22 +538,16 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	}
 	sandbox_uid_put(s, vm);
 	if (s->conf.sandbox && !s->conf.sandbox_user) {
-		int64_t uid = uidpool_take(&s->uids);
+		int64_t taken = uidpool_take(&s->uids);
 
-		if (uid < 0) {
+		if (taken < 0) {
 			worker_files_close(&wf);
 			json_decref(cfg);
 			return cerr_set(e, CERR_CAPACITY, "", "no free sandbox uid: all %u from %u "
 					"are in use (sandbox_uid_count)", s->conf.sandbox_uid_count,
 					s->conf.sandbox_uid_base);
 		}
-		vm->sandbox_uid = (uint32_t)uid;
-	}
-	if (build_argv(s, vm, &wf, argv, ARRAY_SIZE(argv), store)) {
-		worker_files_close(&wf);
-		json_decref(cfg);
-		sandbox_uid_put(s, vm);
-		return cerr_set(e, CERR_INTERNAL, "", "worker command line too long");
+		vm->sandbox_uid = (uint32_t)taken;
 	}
 	sup_paths(s, vm, ".json", path, sizeof(path));
 	if (json_dump_file(cfg, path, JSON_INDENT(2)) < 0) {
@@ -482,8 +557,17 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 		return cerr_set(e, CERR_INTERNAL, "", "cannot write %s", path);
 	}
 	json_decref(cfg);
-	sup_paths(s, vm, ".exit", path, sizeof(path));
-	unlink(path);
+	if (worker_files_add_config(&wf, path, e)) {
+		worker_files_close(&wf);
+		sandbox_uid_put(s, vm);
+		return -1;
+	}
+	if (build_argv(s, vm, &wf, argv, ARRAY_SIZE(argv), store)) {
+		worker_files_close(&wf);
+		sandbox_uid_put(s, vm);
+		return cerr_set(e, CERR_INTERNAL, "", "worker command line too long");
+	}
+	/* (The exit record was created empty with the worker's files.) */
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
 	ctl = unix_listen(path, 16, 0600);
 	if (ctl < 0) {
@@ -498,7 +582,9 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 		cerr_set(e, CERR_INTERNAL, "", "cannot open %s: %s", logp, strerror(errno));
 		goto fail;
 	}
-	pid = worker_clone(s->conf.sandbox);
+	if (s->conf.sandbox && worker_ids(s, vm, &uid, &gid, e))
+		goto fail;
+	pid = worker_clone(s->conf.sandbox, gate);
 	if (pid < 0) {
 		cerr_set(e, CERR_INTERNAL, "", "clone: %s", strerror(errno));
 		goto fail;
@@ -511,6 +597,8 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 		 * handler, so one sent before cella-vm's main would be lost. */
 		sigset_t stop;
 
+		if (gate[0] >= 0 && worker_child_ids(gate[0]))
+			_exit(127);
 		setsid();
 		sigemptyset(&stop);
 		sigaddset(&stop, SIGTERM);
@@ -539,6 +627,26 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 		execv(argv[0], argv);
 		_exit(127);
 	}
+	if (gate[0] >= 0) {
+		close(gate[0]);
+		gate[0] = -1;
+		/* In its cgroup before it runs a line of cella-vm. */
+		cgroups_placed = true;
+		if (cgroups_vm_attach(&s->cg, vm->def.uuid, pid, vm->def.cpus, vm->def.memory_mib,
+				      vm->def.cpu_weight, vm->def.cpu_max))
+			log_warn("vm %s: cannot apply cgroup limits (%s)", vm->def.name,
+				 cgroups_mode_name(&s->cg));
+		ret = worker_release(pid, gate[1], uid, gid);
+		close(gate[1]);
+		gate[1] = -1;
+		if (ret) {
+			cerr_set(e, CERR_INTERNAL, "", "cannot map the worker's user namespace to "
+				 "uid %u: %s", (unsigned)uid, strerror(-ret));
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			goto fail;
+		}
+	}
 	close(ctl);
 	close(logfd);
 	close(nullfd);
@@ -556,12 +664,16 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 		return cerr_set(e, CERR_INTERNAL, "", "pidfd_open: %s", strerror(errno));
 	}
 	watch_add(s, &vm->w_pid, vm->pidfd);
-	if (cgroups_vm_attach(&s->cg, vm->def.uuid, pid, vm->def.cpus, vm->def.memory_mib,
+	if (!cgroups_placed &&
+	    cgroups_vm_attach(&s->cg, vm->def.uuid, pid, vm->def.cpus, vm->def.memory_mib,
 			      vm->def.cpu_weight, vm->def.cpu_max))
 		log_warn("vm %s: cannot apply cgroup limits (%s)", vm->def.name,
 			 cgroups_mode_name(&s->cg));
 	return 0;
 fail:
+	for (int i = 0; i < 2; i++)
+		if (gate[i] >= 0)
+			close(gate[i]);
 	worker_files_close(&wf);
 	sandbox_uid_put(s, vm);
 	close(ctl);

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "devtype.h"
+#include "fdspec.h"
 #include "log.h"
 #include "migrate/migrate.h"
 #include "state/statefile.h"
@@ -142,13 +143,21 @@ int control_create(struct control **out, struct vm *vm, const struct control_opt
 		return ret;
 	}
 	if (opts->exit_file) {
-		c->exit_fd = open(opts->exit_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+		/* "fd:N": cellad created it in its run_dir, which the worker
+		 * cannot reach; the original goes once duplicated. */
+		char why[256];
+		int passed;
+
+		c->exit_fd = fdspec_open(opts->exit_file, O_WRONLY | O_CREAT | O_TRUNC, 0640,
+					 FDSPEC_REG, why, sizeof(why));
 		if (c->exit_fd < 0) {
-			ret = -errno;
-			log_err("control: exit file %s: %s", opts->exit_file, strerror(errno));
+			ret = c->exit_fd;
+			log_err("control: exit file %s", why);
 			control_destroy(c);
 			return ret;
 		}
+		if (fdspec_is_fd(opts->exit_file, &passed) && passed > 2)
+			close(passed);
 	}
 	c->status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
 	c->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);

@@ -51,6 +51,7 @@ static void replace_str(char **dst, const char *src)
 
 void config_free(struct vm_config *c)
 {
+	free(c->kvm);
 	free(c->kernel);
 	free(c->initrd);
 	free(c->cmdline);
@@ -62,8 +63,10 @@ void config_free(struct vm_config *c)
 			free(c->disks[i].backing->name[k]);
 		free(c->disks[i].backing);
 	}
-	for (unsigned i = 0; i < c->nr_nets; i++)
+	for (unsigned i = 0; i < c->nr_nets; i++) {
 		free(c->nets[i].tap);
+		free(c->nets[i].tap_fd);
+	}
 	for (unsigned i = 0; i < c->nr_devices; i++) {
 		conf_free(c->devices[i].type->config_schema, c->devices[i].cfg);
 		free(c->devices[i].cfg);
@@ -194,6 +197,8 @@ int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errl
 				goto out;
 			}
 			replace_str(&n.tap, tok + 4);
+		} else if (!strncmp(tok, "tap_fd=", 7)) {
+			replace_str(&n.tap_fd, tok + 7);
 		} else if (!strncmp(tok, "mac=", 4)) {
 			if (!conf_mac_parse(tok + 4, n.mac)) {
 				ret = config_error(err, errlen, "net: mac '%s' is not " CONF_MAC_SYNTAX,
@@ -203,7 +208,8 @@ int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errl
 			n.has_mac = true;
 		} else {
 			ret = config_error(err, errlen,
-					   "net: unknown option '%s' (expected tap=NAME or mac=MAC)",
+					   "net: unknown option '%s' (expected tap=NAME, tap_fd=fd:N "
+					   "or mac=MAC)",
 					   tok);
 			goto out;
 		}
@@ -213,9 +219,10 @@ int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errl
 		goto out;
 	}
 	c->nets[c->nr_nets++] = n;
-	n.tap = NULL;
+	n.tap = n.tap_fd = NULL;
 out:
 	free(n.tap);
+	free(n.tap_fd);
 	free(copy);
 	return ret;
 }
@@ -475,6 +482,10 @@ static int config_json_net(struct vm_config *c, json_t *n, unsigned idx, char *e
 				goto fail;
 			}
 			replace_str(&net.tap, json_string_value(v));
+		} else if (!strcmp(key, "tap_fd")) {
+			if (json_want_string(v, name, err, errlen))
+				goto fail;
+			replace_str(&net.tap_fd, json_string_value(v));
 		} else if (!strcmp(key, "mac")) {
 			if (json_want_string(v, name, err, errlen))
 				goto fail;
@@ -496,6 +507,7 @@ static int config_json_net(struct vm_config *c, json_t *n, unsigned idx, char *e
 	return 0;
 fail:
 	free(net.tap);
+	free(net.tap_fd);
 	return -EINVAL;
 }
 
@@ -588,10 +600,27 @@ int config_load_json_text(struct vm_config *c, const char *text, size_t len, cha
 int config_load_json(struct vm_config *c, const char *path, char *err, size_t errlen)
 {
 	json_error_t jerr;
-	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *root;
 	char *dir, *slash;
-	int ret;
+	int ret, fd;
 
+	if (fdspec_is_fd(path, &fd)) {
+		/* cellad's file in its run_dir, which the worker cannot reach. */
+		char why[256];
+
+		fd = fdspec_open(path, O_RDONLY, 0, FDSPEC_REG, why, sizeof(why));
+		if (fd < 0)
+			return config_error(err, errlen, "%s", why);
+		root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &jerr);
+		close(fd);
+		if (!root)
+			return config_error(err, errlen, "%s: line %d column %d: %s", path,
+					    jerr.line, jerr.column, jerr.text);
+		ret = config_from_json(c, root, NULL, err, errlen);
+		json_decref(root);
+		return ret;
+	}
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return config_error(err, errlen, "%s: line %d column %d: %s", path, jerr.line,
 				    jerr.column, jerr.text);
@@ -676,6 +705,19 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 			if (!strcmp(c->disks[i].path, c->disks[j].path))
 				return config_error(err, errlen, "%s: %s is used twice", key,
 						    c->disks[i].path);
+	}
+	for (unsigned i = 0; i < c->nr_nets; i++) {
+		int fd;
+
+		if (c->nets[i].tap_fd && (!fdspec_is_fd(c->nets[i].tap_fd, &fd) || fd < 0))
+			return config_error(err, errlen, "nets[%u].tap_fd: '%s' is not fd:N", i,
+					    c->nets[i].tap_fd);
+	}
+	{
+		int fd;
+
+		if (c->kvm && fdspec_is_fd(c->kvm, &fd) && fd < 0)
+			return config_error(err, errlen, "kvm: '%s' is not fd:N", c->kvm);
 	}
 	for (unsigned i = 0; i < c->nr_nets; i++)
 		for (unsigned j = 0; j < i; j++)

@@ -16,6 +16,7 @@
 
 struct net_config {
 	char *tap;       /* host tap interface name */
+	char *tap_fd;    /* "fd:N": that tap, attached by the caller (cellad); NULL: open by name */
 	uint8_t mac[6];
 	bool has_mac;    /* false: a stable MAC is derived from the tap name */
 };
@@ -32,6 +33,8 @@ struct device_config {
 };
 
 struct vm_config {
+	char *kvm;    /* /dev/kvm as "fd:N" (cellad passes it) or a path; NULL: /dev/kvm.
+		       * Not a JSON key: --kvm. */
 	char *kernel;
 	char *initrd;
 	char *cmdline;
@@ -59,7 +62,7 @@ struct vm_config {
 void config_init(struct vm_config *c);
 void config_free(struct vm_config *c);
 
-/* Merge a JSON config file into c. On error returns -EINVAL and writes
+/* Merge a JSON config file (a path, or "fd:N" open for reading) into c. On error returns -EINVAL and writes
  * "key: reason" into err. */
 int config_load_json(struct vm_config *c, const char *path, char *err, size_t errlen) __must_check;
 /* Same for an in-memory JSON document (used by the fuzzer and unit tests). */
@@ -67,7 +70,8 @@ int config_load_json_text(struct vm_config *c, const char *text, size_t len, cha
 			  size_t errlen) __must_check;
 
 /* Parse "PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]
- * [,bps_burst=N][,cbt=on|off]" and "tap=NAME[,mac=aa:bb:..]" option strings. */
+ * [,bps_burst=N][,cbt=on|off]" and "tap=NAME[,tap_fd=fd:N][,mac=aa:bb:..]"
+ * option strings. */
 int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
 int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;
 int config_set_console(struct vm_config *c, const char *spec, char *err, size_t errlen) __must_check;

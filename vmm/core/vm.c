@@ -93,6 +93,35 @@ static int kvm_require_cap(struct vm *vm, long cap, const char *name)
 	return 0;
 }
 
+/* /dev/kvm: by name, or the descriptor cellad opened (the worker, in a user
+ * namespace of its own, has no right to the device node). Either way it
+ * must answer KVM_GET_API_VERSION, so that a wrong descriptor (/dev/null, a
+ * file) is named as such. Returns the fd or -errno (logged). */
+static int kvm_open(const struct vm_config *cfg)
+{
+	const char *spec = cfg->kvm ? cfg->kvm : "/dev/kvm";
+	char why[256];
+	int fd, ver;
+
+	fd = fdspec_open(spec, O_RDWR, 0, 0, why, sizeof(why));
+	if (fd < 0) {
+		log_err("cannot open KVM: %s", why);
+		return fd;
+	}
+	ver = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (ver != KVM_API_VERSION) {
+		int err = ver < 0 ? errno : 0;
+
+		if (ver < 0)
+			log_err("%s is not /dev/kvm: KVM_GET_API_VERSION: %s", spec, strerror(err));
+		else
+			log_err("%s: unsupported KVM API version %d", spec, ver);
+		close(fd);
+		return -ENOTSUP;
+	}
+	return fd;
+}
+
 static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_fd,
 			    uint64_t mem_off)
 {
@@ -102,15 +131,9 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 	ret = vm_common_init(vm, cfg, ALIGN_UP(cfg->mem_mib, 2) << 20, mem_fd, mem_off);
 	if (ret)
 		goto fail;
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	vm->kvm_fd = kvm_open(cfg);
 	if (vm->kvm_fd < 0) {
-		ret = -errno;
-		log_err("cannot open /dev/kvm: %s", strerror(errno));
-		goto fail;
-	}
-	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
-		log_err("unsupported KVM API version");
-		ret = -ENOTSUP;
+		ret = vm->kvm_fd;
 		goto fail;
 	}
 	if ((ret = kvm_require_cap(vm, KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP")) ||

@@ -11,6 +11,7 @@
 #include <linux/filter.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
+#include <linux/securebits.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -45,6 +46,30 @@ static int sandbox_fail(const char *what)
 	return err;
 }
 
+/* --sandbox=userns: this process must be uid 0 of a user namespace that
+ * maps it to an unprivileged uid outside (uid_map "0 UID 1", UID not 0), or
+ * it would keep host root. Its tasks are counted per namespace and uid
+ * (RLIMIT_NPROC), so the limit is this worker's alone. */
+static int sandbox_check_userns(struct sandbox_ids *ids)
+{
+	unsigned long inside = 1, outside = 0, count = 0;
+	FILE *f = fopen("/proc/self/uid_map", "re");
+	int n = f ? fscanf(f, "%lu %lu %lu", &inside, &outside, &count) : 0;
+
+	if (f)
+		fclose(f);
+	if (n != 3 || inside != 0 || outside == 0 || getuid() != 0) {
+		log_err("sandbox: --sandbox=userns needs uid 0 of a user namespace mapped to a "
+			"per-VM uid (uid_map \"0 UID 1\"); this process is uid %u, mapped %lu "
+			"to %lu", (unsigned)getuid(), inside, outside);
+		return -EINVAL;
+	}
+	ids->userns = ids->per_vm = true;
+	ids->uid = (uid_t)outside; /* for the log only: inside it stays 0 */
+	ids->gid = getgid();
+	return 0;
+}
+
 int sandbox_parse_ids(const char *spec, struct sandbox_ids *ids)
 {
 	unsigned long uid, gid;
@@ -53,6 +78,8 @@ int sandbox_parse_ids(const char *spec, struct sandbox_ids *ids)
 	memset(ids, 0, sizeof(*ids));
 	if (!spec)
 		return 0;
+	if (!strcmp(spec, "userns"))
+		return sandbox_check_userns(ids);
 	ids->drop = true;
 	if (spec[0] >= '0' && spec[0] <= '9') {
 		errno = 0;
@@ -152,8 +179,10 @@ static int sandbox_drop_bounding(void)
 	return 0;
 }
 
-/* Clear the inheritable set, keeping what the process still has. */
-static int sandbox_clear_inheritable(void)
+/* Clear the inheritable set, keeping what the process still has; all: the
+ * permitted and effective sets too (uid 0 of a user namespace keeps them
+ * across no uid change, so they go explicitly). */
+static int sandbox_clear_caps(bool all)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2];
@@ -161,6 +190,8 @@ static int sandbox_clear_inheritable(void)
 	if (syscall(SYS_capget, &hdr, data) < 0)
 		return sandbox_fail("capget");
 	data[0].inheritable = data[1].inheritable = 0;
+	if (all)
+		memset(data, 0, sizeof(data));
 	if (syscall(SYS_capset, &hdr, data) < 0)
 		return sandbox_fail("capset");
 	return 0;
@@ -201,7 +232,14 @@ int sandbox_enter(const struct sandbox_ids *ids)
 	ret = sandbox_pivot() ?: sandbox_drop_bounding() ?: sandbox_rlimits(ids, nofile);
 	if (ret)
 		return ret;
-	if (ids->drop) {
+	if (ids->userns) {
+		/* uid 0 of the namespace regains nothing: no exec (seccomp),
+		 * and with SECBIT_NOROOT it would not even then. */
+		if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
+			  SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
+			  SECBIT_KEEP_CAPS_LOCKED, 0, 0, 0) < 0)
+			return sandbox_fail("PR_SET_SECUREBITS");
+	} else if (ids->drop) {
 		if (setgroups(0, NULL) < 0)
 			return sandbox_fail("setgroups");
 		if (setresgid(ids->gid, ids->gid, ids->gid) < 0)
@@ -209,7 +247,7 @@ int sandbox_enter(const struct sandbox_ids *ids)
 		if (setresuid(ids->uid, ids->uid, ids->uid) < 0)
 			return sandbox_fail("setresuid");
 	}
-	ret = sandbox_clear_inheritable();
+	ret = sandbox_clear_caps(ids->userns);
 	if (ret)
 		return ret;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -220,7 +258,12 @@ int sandbox_enter(const struct sandbox_ids *ids)
 	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
 		return sandbox_fail("PR_SET_DUMPABLE");
 #endif
-	log_debug("sandbox: empty root, uid %u gid %u", (unsigned)getuid(), (unsigned)getgid());
+	if (ids->userns)
+		log_debug("sandbox: empty root, uid 0 of a user namespace (uid %u outside)",
+			  (unsigned)ids->uid);
+	else
+		log_debug("sandbox: empty root, uid %u gid %u", (unsigned)getuid(),
+			  (unsigned)getgid());
 	return 0;
 }
 

@@ -12,20 +12,28 @@
 
 struct sandbox_ids {
 	bool drop;      /* false: keep the current ids */
+	/* Started as uid 0 of a user namespace of its own that maps it to a
+	 * per-VM uid (cellad spawns it so): keep uid 0 there and drop every
+	 * capability (--sandbox=userns). */
+	bool userns;
 	bool per_vm;    /* the ids belong to this worker alone (RLIMIT_NPROC counts them) */
 	uid_t uid;
 	gid_t gid;
 };
 
 /* Parse --sandbox's value: NULL (keep the ids), "UID:GID" (numbers: a
- * per-VM identity, as cellad passes) or a user name (looked up now, before
- * /etc disappears). Returns 0 or -EINVAL/-ENOENT (logged). */
+ * per-VM identity), a user name (looked up now, before /etc disappears),
+ * or "userns" (cellad's spawn: uid 0 of a user namespace whose uid 0 is not
+ * the host's root, checked in /proc/self/uid_map). Returns 0 or
+ * -EINVAL/-ENOENT (logged). */
 int sandbox_parse_ids(const char *spec, struct sandbox_ids *ids) __must_check;
 
 /* Enter the sandbox: unshare the mount, IPC, UTS and network namespaces,
  * pivot_root into an empty read-only tmpfs, empty the capability bounding
  * set, set the rlimits (NOFILE, NPROC for a per-VM uid, CORE), become ids
- * and set PR_SET_NO_NEW_PRIVS. Needs root; call after every file and socket
+ * (userns: stay uid 0 of the namespace and empty the permitted and
+ * effective sets) and set PR_SET_NO_NEW_PRIVS. Needs root (of the host, or
+ * of the worker's own user namespace); call after every file and socket
  * is open and before any thread is created. Returns 0 or -errno (logged). */
 int sandbox_enter(const struct sandbox_ids *ids) __must_check;
 

@@ -428,7 +428,25 @@ static int uart_open_console(struct uart *u)
 	}
 	case CONSOLE_UNIX: {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int passed;
 
+		if (fdspec_is_fd(u->path, &passed)) {
+			/* A listening socket cellad bound in its run_dir (which
+			 * the worker cannot reach); main closes the original. */
+			int acc = 0;
+			socklen_t len = sizeof(acc);
+
+			if (passed < 0 || getsockopt(passed, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 ||
+			    !acc) {
+				log_err("console socket %s: not a listening socket", u->path);
+				return -EBADF;
+			}
+			u->listen_fd = fcntl(passed, F_DUPFD_CLOEXEC, 3);
+			if (u->listen_fd < 0 ||
+			    fcntl(u->listen_fd, F_SETFL, fcntl(u->listen_fd, F_GETFL) | O_NONBLOCK) < 0)
+				return -errno;
+			return evloop_add(u->vm->loop, u->listen_fd, EPOLLIN, uart_accept, u);
+		}
 		if (strlen(u->path) >= sizeof(sa.sun_path)) {
 			log_err("console socket path too long: %s", u->path);
 			return -ENAMETOOLONG;
@@ -560,7 +578,8 @@ static void uart_destroy(struct device *dev)
 			close(u->out_fd);
 		if (u->listen_fd >= 0) {
 			close(u->listen_fd);
-			unlink(u->path);
+			if (!fdspec_is_fd(u->path, &(int){ 0 }))
+				unlink(u->path); /* a passed socket's name is its owner's */
 		}
 	}
 	pthread_mutex_destroy(&u->lock);

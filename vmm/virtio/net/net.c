@@ -250,7 +250,7 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned inde
 	int fd;
 
 	snprintf(name, sizeof(name), "virtio-net%u", index);
-	fd = tap_open(name, cfg->tap);
+	fd = tap_open(name, cfg->tap, cfg->tap_fd);
 	if (fd < 0)
 		return fd;
 	return virtio_net_create_fd(vm, cfg, index, fd);

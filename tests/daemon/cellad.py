@@ -97,8 +97,9 @@ class Daemon:
     """A private cellad. Use as a context manager: every VM it started is
     turned off and the daemon stopped at the end."""
 
-    def __init__(self, args, name="cellad", config=None, keep_dir=None):
+    def __init__(self, args, name="cellad", config=None, keep_dir=None, wrapper=None):
         self.args = args
+        self.wrapper = list(wrapper or [])  # e.g. nsenter --net=...: must exec cellad
         self.dir = keep_dir or tempfile.mkdtemp(prefix="cella-dt-")
         self.sock = os.path.join(self.dir, "cellad.sock")
         self.state = os.path.join(self.dir, "state")
@@ -126,8 +127,9 @@ class Daemon:
         cfg = os.path.join(self.dir, "cellad.json")
         with open(cfg, "w") as f:
             json.dump(self.config, f)
-        cmd = [self.args["cellad"], "--config", cfg, "--socket", self.sock, "--state-dir",
-               self.state, "--run-dir", self.run, "--worker", self.args["cella_vm"]]
+        cmd = self.wrapper + [self.args["cellad"], "--config", cfg, "--socket", self.sock,
+                              "--state-dir", self.state, "--run-dir", self.run, "--worker",
+                              self.args["cella_vm"]]
         log(f"{self.name}: {' '.join(cmd)}")
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=self.logf)

@@ -25,16 +25,31 @@
   logged); without seccomp the same socket call works, so the probe would
   notice. io_uring cannot do it either: the disk rings refuse openat,
   socket and connect (unit test backend-blkio).
-- sandbox_user still gives every worker one named user (without
-  RLIMIT_NPROC, which would count them all together); cella-vm refuses a
-  malformed or root --sandbox=UID:GID as a configuration error.
+- User namespaces: cellad creates each worker in a user namespace of its
+  own (clone(CLONE_NEWUSER | CLONE_NEWPID)), a child of cellad's, whose
+  only mapping is uid 0 -> the worker's uid and gid 0 -> its gid: inside
+  it is uid 0, outside its per-VM uid, so it never holds a capability in
+  the host's namespaces (the namespace's owner is cellad's root, which
+  keeps power over it, not the other way round). Its PID namespace is
+  owned by that user namespace. cella-vm --sandbox=userns outside such a
+  namespace (host root) refuses to start.
+- /dev/kvm and the taps are cellad's descriptors: a worker given another
+  descriptor for KVM (/dev/null) names it and fails; a VM with a NIC on a
+  tap (cellad in a private network namespace, where the tap lives) still
+  answers ARP and ICMP echo.
+- sandbox_user still gives every worker one named user; RLIMIT_NPROC is
+  set for it too now (a user namespace's tasks are counted per namespace,
+  so the limit is the worker's own); cella-vm refuses a malformed or root
+  --sandbox=UID:GID as a configuration error.
 """
 
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +57,35 @@ import subprocess
 from cellad import Daemon, check, log, main, status_fields
 
 PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+NS_GET_PARENT, NS_GET_OWNER_UID = 0xB702, 0xB704  # linux/nsfs.h: _IO(0xb7, 2), _IO(0xb7, 4)
+
+
+def ns_owner_uid(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buf = bytearray(4)
+        fcntl.ioctl(fd, NS_GET_OWNER_UID, buf)
+        return int.from_bytes(buf, "little")
+    finally:
+        os.close(fd)
+
+
+def ns_parent(path):
+    """The parent user namespace's id (dev:inode), as readlink shows it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pfd = fcntl.ioctl(fd, NS_GET_PARENT)
+        try:
+            return os.fstat(pfd).st_ino
+        finally:
+            os.close(pfd)
+    finally:
+        os.close(fd)
+
+
+def id_map(pid, which):
+    with open(f"/proc/{pid}/{which}_map") as f:
+        return [line.split() for line in f if line.strip()]
 
 
 def limits(pid):
@@ -175,6 +219,38 @@ def test(args):
               open(f"/proc/{pa}/net/dev").read().count(":") == 1,
               "the worker's network namespace holds only lo")
 
+        # User namespaces: one each, a child of cellad's, mapping only uid
+        # 0 to the worker's uid (and gid 0 to its gid).
+        mine = os.readlink(f"/proc/{cellad}/ns/user")
+        usa, usb = os.readlink(f"/proc/{pa}/ns/user"), os.readlink(f"/proc/{pb}/ns/user")
+        check(usa != mine and usb != mine and usa != usb,
+              f"own user namespaces: {usa}, {usb} (cellad {mine})")
+        for p, u, g, us in ((pa, ua, ga, usa), (pb, ub, gb, usb)):
+            check(id_map(p, "uid") == [["0", str(u), "1"]] and
+                  id_map(p, "gid") == [["0", str(g), "1"]],
+                  f"worker {p}: uid_map and gid_map map only 0 to {u}:{g} "
+                  f"({id_map(p, 'uid')}, {id_map(p, 'gid')})")
+            check(ns_parent(f"/proc/{p}/ns/user") == os.stat(f"/proc/{cellad}/ns/user").st_ino,
+                  f"worker {p}: its user namespace is a child of cellad's")
+            check(ns_owner_uid(f"/proc/{p}/ns/user") == 0,
+                  f"worker {p}: the namespace's owner is cellad's root (creator), which "
+                  "holds capabilities over it; the worker holds none over the host")
+            owner = os.open(f"/proc/{p}/ns/pid", os.O_RDONLY)
+            try:
+                ufd = fcntl.ioctl(owner, 0xB701)  # NS_GET_USERNS
+                try:
+                    check(os.fstat(ufd).st_ino == os.stat(f"/proc/{p}/ns/user").st_ino,
+                          f"worker {p}: its PID namespace is owned by its user namespace")
+                finally:
+                    os.close(ufd)
+            finally:
+                os.close(owner)
+        with open(f"/proc/{pa}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        check(b"--sandbox=userns" in argv and b"--kvm" in argv and
+              not any(a.startswith(b"/dev/") or b"/run" in a for a in argv),
+              f"its command line names no host file: {argv}")
+
         # PID namespaces: one each, the worker its PID 1.
         mine = os.readlink(f"/proc/{cellad}/ns/pid")
         nsa, nsb = os.readlink(f"/proc/{pa}/ns/pid"), os.readlink(f"/proc/{pb}/ns/pid")
@@ -252,16 +328,63 @@ def test(args):
     with Daemon(args, name="cellad-shared", config={"sandbox_user": "nobody"}) as d:
         d.define("n", "memwriter", "rounds=0 mib=2")
         pid = d.action("n", "start")["pid"]
-        nobody = pwd.getpwnam("nobody").pw_uid
-        check(status_fields(pid)["Uid"][0] == str(nobody), "sandbox_user: the worker is nobody")
-        check(limits(pid)["Max processes"] != ("1024", "1024"),
-              "a shared user gets no RLIMIT_NPROC")
+        nobody = pwd.getpwnam("nobody")
+        check(status_fields(pid)["Uid"][0] == str(nobody.pw_uid) and
+              id_map(pid, "uid") == [["0", str(nobody.pw_uid), "1"]] and
+              id_map(pid, "gid") == [["0", str(nobody.pw_gid), "1"]],
+              "sandbox_user: the worker is nobody, uid 0 of its own user namespace")
+        check(limits(pid)["Max processes"] == ("1024", "1024"),
+              "a shared user gets RLIMIT_NPROC too (counted per user namespace)")
         d.action("n", "kill")
-    for spec in ("0:0", "1000:0", "12:x", "12", ":5", "no-such-user-here"):
+    for spec in ("0:0", "1000:0", "12:x", "12", ":5", "no-such-user-here", "userns"):
         p = subprocess.run([args["cella_vm"], "--kernel", args["guests"]["memwriter"],
                             f"--sandbox={spec}"], capture_output=True, text=True, timeout=30)
         check(p.returncode == 2 and "sandbox" in p.stderr,
               f"--sandbox={spec}: configuration error (status {p.returncode})")
+
+    # /dev/kvm given as a descriptor that is not KVM: named, status 4.
+    nul = os.open("/dev/null", os.O_RDWR)
+    p = subprocess.run([args["cella_vm"], "--kernel", args["guests"]["memwriter"], "--kvm",
+                        f"fd:{nul}"], pass_fds=(nul,), capture_output=True, text=True,
+                       timeout=30)
+    os.close(nul)
+    check(p.returncode == 4 and f"fd:{nul} is not /dev/kvm" in p.stderr,
+          f"--kvm fd:{nul} on /dev/null: '{p.stderr.strip()[-200:]}' (status {p.returncode})")
+    test_net(args)
+
+
+def test_net(args):
+    """A NIC under cellad: cellad attaches the tap (in its network namespace,
+    a private one here) and passes it; the guest's ARP and pings get
+    answers."""
+    if not os.path.exists("/dev/net/tun") or not shutil.which("ip") or \
+            not shutil.which("nsenter"):
+        log("WARNING: no /dev/net/tun, ip or nsenter: the NIC is not checked")
+        return
+    ns, tap = f"cella-jail-{os.getpid()}", "jtap0"
+    host_ip, guest_ip = "192.168.101.1", "192.168.101.2"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        for cmd in (["link", "set", "lo", "up"], ["tuntap", "add", "dev", tap, "mode", "tap"],
+                    ["addr", "add", f"{host_ip}/24", "dev", tap],
+                    ["link", "set", tap, "up"]):
+            subprocess.run(["ip", "-n", ns] + cmd, check=True)
+        # nsenter changes the network namespace only (ip netns exec would
+        # mount a new /sys over the cgroup hierarchies).
+        with Daemon(args, name="cellad-net", wrapper=["nsenter", f"--net=/run/netns/{ns}"]) as d:
+            d.define("net", "net", f"ip={guest_ip} peer={host_ip} count=3",
+                     nics=[{"tap": tap}])
+            pid = d.action("net", "start")["pid"]
+            check(os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user"),
+                  "the NIC's worker is in its own user namespace")
+            vm = d.wait_state("net", ("stopped", "crashed"), timeout=60)
+            con = d.console("net")
+            check(vm["last_exit"]["status"] == 1 and f"ok: ARP reply from {host_ip}" in con and
+                  f"ok: ICMP echo reply 3 from {host_ip}" in con,
+                  f"the guest's ARP and 3 pings were answered through the passed tap "
+                  f"(status {vm['last_exit']['status']}): {con[-300:]!r}")
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
   worker has exited, and a start with every uid in use is refused (409).
 - Worker A cannot signal or ptrace worker B: a helper running as A's uid
   gets EPERM from kill(B, 0) and from PTRACE_ATTACH, while kill(A, 0)
-  works (so the check would see a shared uid).
+  works (so the check would see a shared uid); it cannot ptrace A either
+  (not dumpable: uid 0 of its namespace made no uid change that would
+  have cleared it, so cella-vm clears it itself).
 - Capabilities: empty bounding, ambient, inheritable, permitted and
   effective sets; no_new_privs; seccomp, with a second filter of their own
   on the vCPU threads (Seccomp_filters 2 there, 1 on the main thread).
@@ -191,6 +193,21 @@ def test(args):
         r = as_uid(ua, ga, probe)
         check(r == 0, f"as A's uid: kill(A, 0) works; kill(B, 0), kill(B, SIGKILL) and "
               f"PTRACE_ATTACH to B fail with EPERM (helper said {r})")
+
+        # Nor can a process of A's own uid ptrace A: it is not dumpable
+        # (sanitizer builds keep it dumpable for LeakSanitizer's tracer;
+        # they are the ones that mount a proc in its root).
+        def probe_own():
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.ptrace.restype = ctypes.c_long
+            if libc.ptrace(PTRACE_ATTACH, pa, None, None) == 0:
+                libc.ptrace(PTRACE_DETACH, pa, None, None)
+                return 1
+            return 0 if ctypes.get_errno() == errno.EPERM else 2
+        if os.listdir(f"/proc/{pa}/root/") != ["proc"]:
+            r = as_uid(ua, ga, probe_own)
+            check(r == 0, f"as A's uid: PTRACE_ATTACH to A fails with EPERM, A is not "
+                  f"dumpable (helper said {r})")
 
         # rlimits and the pids cgroup.
         lim = limits(pa)

@@ -64,6 +64,12 @@ static int sandbox_check_userns(struct sandbox_ids *ids)
 			"to %lu", (unsigned)getuid(), inside, outside);
 		return -EINVAL;
 	}
+	/* exec left it dumpable (no uid change): any process of its uid could
+	 * ptrace it, or read its memory through /proc, until it is done. */
+#if !defined(__SANITIZE_ADDRESS__)
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return sandbox_fail("PR_SET_DUMPABLE");
+#endif
 	ids->userns = ids->per_vm = true;
 	ids->uid = (uid_t)outside; /* for the log only: inside it stays 0 */
 	ids->gid = getgid();

@@ -119,6 +119,10 @@ static void test_option_strings(void **st)
 	assert_int_not_equal(config_add_net(&c, "mac=02:00:00:00:00:07", err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "no tap=NAME"));
 	assert_int_not_equal(config_add_net(&c, "tap=t,mac=zz", err, sizeof(err)), 0);
+	assert_int_equal(config_add_net(&c, "tap=tap8,tap_fd=fd:9", err, sizeof(err)), 0);
+	assert_string_equal(c.nets[1].tap_fd, "fd:9");
+	assert_int_not_equal(config_add_net(&c, "tap_fd=fd:9", err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "no tap=NAME"));
 	assert_int_not_equal(config_set_console(&c, "file:", err, sizeof(err)), 0);
 	assert_int_equal(config_set_console(&c, "unix:/tmp/s", err, sizeof(err)), 0);
 	config_free(&c);

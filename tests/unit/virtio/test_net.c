@@ -296,6 +296,40 @@ static void test_tap_bad_name(void **state)
 	vdrv_free(d);
 }
 
+/* A tap attached by somebody else (cellad) and passed as "fd:N": taken when
+ * it is the named tap with a vnet header; refused when it is another tap,
+ * or not a tap at all. */
+static void test_passed_tap(void **state)
+{
+	char name[IFNAMSIZ], spec[24], err[256];
+	struct net_config cfg = { .tap = name, .tap_fd = spec };
+	struct vdrv *d;
+	int fd, nul;
+
+	(void)state;
+	snprintf(name, sizeof(name), "cvp%d", (int)getpid() % 100000);
+	fd = tapdev_open(name, err, sizeof(err));
+	if (fd < 0) {
+		print_message("*** SKIPPED passed tap test: %s ***\n", err);
+		skip();
+	}
+	snprintf(spec, sizeof(spec), "fd:%d", fd);
+	assert_int_equal(tapdev_adopt(spec, "cvp-other", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not cvp-other"));
+	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	assert_true(nul >= 0);
+	snprintf(spec, sizeof(spec), "fd:%d", nul);
+	assert_int_equal(tapdev_adopt(spec, name, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a tun/tap descriptor"));
+	close(nul);
+	snprintf(spec, sizeof(spec), "fd:%d", fd);
+	d = vdrv_new();
+	assert_int_equal(virtio_net_create(&d->vm, &cfg, 0), 0);
+	assert_non_null(d->vm.devices);
+	vdrv_free(d);
+	close(fd); /* the device held a duplicate */
+}
+
 #define N(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -309,6 +343,7 @@ int main(void)
 		N(test_tx_short_header_breaks_device),
 		cmocka_unit_test(test_tap_bad_name),
 		cmocka_unit_test(test_real_tap),
+		cmocka_unit_test(test_passed_tap),
 	};
 
 	return cmocka_run_group_tests_name("virtio-net", tests, NULL, NULL);

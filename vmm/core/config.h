@@ -62,8 +62,8 @@ struct vm_config {
 void config_init(struct vm_config *c);
 void config_free(struct vm_config *c);
 
-/* Merge a JSON config file (a path, or "fd:N" open for reading) into c. On error returns -EINVAL and writes
- * "key: reason" into err. */
+/* Merge a JSON config file (a path, or "fd:N" open for reading) into c. On
+ * error returns -EINVAL and writes "key: reason" into err. */
 int config_load_json(struct vm_config *c, const char *path, char *err, size_t errlen) __must_check;
 /* Same for an in-memory JSON document (used by the fuzzer and unit tests). */
 int config_load_json_text(struct vm_config *c, const char *text, size_t len, char *err,

@@ -9,6 +9,8 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/fs.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -366,11 +369,13 @@ static const unsigned long process_kvm_ioctls[] = {
 	KVM_SET_PIT2, KVM_GET_CLOCK, KVM_SET_CLOCK,
 };
 
-/* Other ioctls by their type byte: a filter cannot see which kind of file
- * a descriptor is, so the types stand for the kinds: 'T' (tun and
- * terminals: TUNSET*, TCGETS from stdio, FIONREAD) and 0x12 (block
- * devices: BLKGETSIZE64 on a passed disk). */
-static const unsigned ioctl_types[] = { 'T', 0x12 };
+/* Other ioctls, by exact number too (a filter cannot see which kind of
+ * file a descriptor is, so the number stands for the kind): TCGETS (stdio
+ * asks whether its stream is a terminal), BLKGETSIZE64 (a block device
+ * given at a disk switch), TUNGETIFF and TUNSETVNETHDRSZ (a tap's checks);
+ * no terminal injection (TIOCSTI), no tap attach (TUNSETIFF), no other
+ * block ioctl. */
+static const unsigned long other_ioctls[] = { TCGETS, BLKGETSIZE64, TUNGETIFF, TUNSETVNETHDRSZ };
 
 static int sandbox_add_ioctls(scmp_filter_ctx ctx, const unsigned long *nr, size_t n);
 static uint32_t sandbox_thread_default(void);
@@ -390,9 +395,8 @@ static int sandbox_arg_rules(scmp_filter_ctx ctx, bool allow_fork)
 	if (!ret && allow_fork)
 		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(pipe2), 0);
 #endif
-	for (size_t i = 0; !ret && i < ARRAY_SIZE(ioctl_types); i++)
-		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-				       SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, ioctl_types[i] << 8));
+	if (!ret)
+		ret = sandbox_add_ioctls(ctx, other_ioctls, ARRAY_SIZE(other_ioctls));
 	if (!ret)
 		ret = sandbox_add_ioctls(ctx, process_kvm_ioctls, ARRAY_SIZE(process_kvm_ioctls));
 	/* vCPU threads add their own filter (only ever more restrictive). */

@@ -7,9 +7,12 @@
  * passes a vCPU thread's filter, KVM_CREATE_VCPU and the memory-slot call
  * do not. Then real threads, the way the worker runs them: a migration
  * sender that starts a throttle thread, which kicks another thread with a
- * signal and sleeps; a vCPU thread that kicks the others and ends. */
+ * signal and sleeps; a vCPU thread that kicks the others and ends. Last,
+ * the process's own list takes its few non-KVM ioctls by exact number. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -268,6 +271,49 @@ static void test_real_threads(void **st)
 		fail_msg("vCPU thread: wait status 0x%x", w);
 }
 
+/* The process's own list: ioctls other than KVM's by exact number too.
+ * TCGETS (stdio) and BLKGETSIZE64 reach /dev/null's driver (ENOTTY);
+ * TIOCSTI (typing into a terminal) and TUNSETIFF (attaching a tap) end the
+ * process with the worker's status 4. */
+static int process_ioctl(unsigned long nr)
+{
+	pid_t pid = fork();
+	int st = 0;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		char c = 0;
+
+		if (fd < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+			_exit(90);
+		if (sandbox_seccomp_install(false))
+			_exit(91);
+		_exit(syscall(SYS_ioctl, fd, nr, &c) < 0 && errno == ENOTTY ? 0 : 12);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return st;
+}
+
+static void test_process_ioctls(void **st)
+{
+	static const struct {
+		unsigned long nr;
+		int status;
+	} cases[] = {
+		{ TCGETS, 0 }, { BLKGETSIZE64, 0 }, { TIOCSTI, 4 }, { TUNSETIFF, 4 }, { BLKDISCARD, 4 },
+	};
+
+	(void)st;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int w = process_ioctl(cases[i].nr);
+
+		if (!WIFEXITED(w) || WEXITSTATUS(w) != cases[i].status)
+			fail_msg("ioctl 0x%lx: wait status 0x%x, wanted exit %d", cases[i].nr, w,
+				 cases[i].status);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -275,6 +321,7 @@ int main(void)
 		cmocka_unit_test(test_migration),
 		cmocka_unit_test(test_throttle),
 		cmocka_unit_test(test_real_threads),
+		cmocka_unit_test(test_process_ioctls),
 	};
 
 	unsetenv("CELLA_SECCOMP_LOG");

@@ -4,8 +4,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <libgen.h>
 #include <linux/openat2.h>
+#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "disk.h"
+#include "log.h"
 
 const char *role_name(enum role r)
 {
@@ -128,24 +131,58 @@ static int file_push(struct storage_file *f, int fd, const char *name)
 }
 
 /* The storage's rights: a location owned by a user is opened with that
- * user's uid and gid for the file-system checks (setfsuid and setfsgid act
- * on the calling thread only, and drop root's file capabilities while the
- * fsuid is not 0), so root does not read for a location what its owner may
- * not. A location root owns keeps root's rights. */
+ * user's uid, gid and supplementary groups for the file-system checks, so
+ * root does not read for a location what its owner may not. setfsuid,
+ * setfsgid and the raw setgroups system call act on the calling thread
+ * only (glibc's setgroups() would change every thread), and a fsuid other
+ * than 0 drops root's file capabilities meanwhile. A location root owns
+ * keeps root's rights. */
+#define FS_GROUPS_MAX 64
+
 struct fs_ids {
 	bool set;
 	uid_t uid;
 	gid_t gid;
+	int ngroups;            /* the thread's own groups, put back after */
+	gid_t groups[FS_GROUPS_MAX];
 };
+
+/* The owner's groups (its primary one included), or just its gid when it
+ * has no passwd entry or too many groups. */
+static int owner_groups(uid_t uid, gid_t gid, gid_t *groups, int max)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	int n = max;
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) || !res ||
+	    getgrouplist(pw.pw_name, gid, groups, &n) < 0) {
+		groups[0] = gid;
+		return 1;
+	}
+	return n;
+}
 
 static struct fs_ids rights_enter(const struct storage_loc *l)
 {
 	struct fs_ids was = { .set = false };
+	gid_t groups[FS_GROUPS_MAX];
 	struct stat st;
+	int n;
 
 	/* A cellad that is not root has its own rights already. */
 	if (geteuid() != 0 || fstat(l->dirfd, &st) < 0 || st.st_uid == 0)
 		return was;
+	was.ngroups = getgroups(FS_GROUPS_MAX, was.groups);
+	n = owner_groups(st.st_uid, st.st_gid, groups, FS_GROUPS_MAX);
+	/* The owner's groups, else none at all rather than root's; when the
+	 * thread's own cannot be saved (over FS_GROUPS_MAX), they stay. */
+	if (was.ngroups < 0)
+		log_warn("storage %s: cellad has over %d groups: opened with them", l->name,
+			 FS_GROUPS_MAX);
+	else if (syscall(SYS_setgroups, (size_t)n, groups) < 0 &&
+		 syscall(SYS_setgroups, (size_t)0, NULL) < 0)
+		log_warn("storage %s: cannot take its owner's groups: %s", l->name, strerror(errno));
 	was.gid = (gid_t)setfsgid(st.st_gid); /* while still root */
 	was.uid = (uid_t)setfsuid(st.st_uid);
 	was.set = true;
@@ -158,6 +195,8 @@ static void rights_leave(struct fs_ids was)
 		return;
 	setfsuid(was.uid);
 	setfsgid(was.gid);
+	if (was.ngroups >= 0 && syscall(SYS_setgroups, (size_t)was.ngroups, was.groups) < 0)
+		log_err("storage: cannot put cellad's groups back: %s", strerror(errno));
 }
 
 /* A backing file beneath l, read-only, with l's rights (the chain may have

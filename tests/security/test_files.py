@@ -110,11 +110,13 @@ def test(args):
     # A location a user owns: its files are opened with that user's rights.
     ustore = os.path.join(top, "user")
     os.makedirs(ustore)
-    for name, owner in (("mine.raw", OPERATOR), ("rootonly.raw", 0)):
+    for name, owner, group, mode in (("mine.raw", OPERATOR, OPERATOR, 0o600),
+                                     ("rootonly.raw", 0, 0, 0o600),
+                                     ("rootgroup.raw", 0, 0, 0o640)):
         with open(os.path.join(ustore, name), "wb") as f:
             f.truncate(4 << 20)
-        os.chown(os.path.join(ustore, name), owner, owner)
-        os.chmod(os.path.join(ustore, name), 0o600)
+        os.chown(os.path.join(ustore, name), owner, group)
+        os.chmod(os.path.join(ustore, name), mode)
     os.chown(ustore, OPERATOR, OPERATOR)
     os.chmod(ustore, 0o700)
     for p in (top, store):
@@ -123,7 +125,9 @@ def test(args):
                        {"name": "user", "path": ustore, "role": "operator"}],
            "roles": {"operator": [f"user:{OPERATOR}"]}}
     try:
-        with Daemon(args, config=cfg) as d:
+        # cellad with root's usual supplementary group (0), which a root
+        # shell has on most hosts (this test's own may have none).
+        with Daemon(args, config=cfg, wrapper=["setpriv", "--groups=0", "--"]) as d:
             os.chmod(d.sock, 0o666)
             os.chmod(d.dir, 0o755)
 
@@ -239,6 +243,13 @@ def test(args):
             check(r.status == 400 and "Permission denied" in r.body,
                   f"a file the location's owner may not read is refused, even to root "
                   f"({r.status} {r.body.strip()[:160]})")
+            # Nor through root's groups: rootgroup.raw is readable by group
+            # root (cellad's own supplementary group), not by the owner's.
+            r = d.post("/v1/vms", {"name": "ug", "kernel": blk, "memory_mib": 64,
+                                   "disks": [{"path": os.path.join(ustore, "rootgroup.raw")}]})
+            check(r.status == 400 and "Permission denied" in r.body,
+                  f"a file only root's group may read is refused: the owner's groups count, "
+                  f"not cellad's ({r.status} {r.body.strip()[:160]})")
             r = d.post("/v1/vms", {"name": "um", "kernel": blk, "memory_mib": 64,
                                    "disks": [{"path": os.path.join(ustore, "mine.raw"),
                                               "cbt": True}]})

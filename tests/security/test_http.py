@@ -162,11 +162,16 @@ def test(args):
                   f"idle_timeout_s 2)")
 
             # One address holds its 8 connections (silent: no TLS handshake);
-            # a 9th from it is turned away, another address is served.
-            flood = [socket.create_connection(("127.0.0.1", PORT), timeout=5)
+            # a 9th from it is turned away, another address is served. The
+            # flood comes from an address of its own (127.0.0.3): the
+            # connections above, from 127.0.0.1, may still be closing on the
+            # server's side, and one that ended between the flood and the 9th
+            # would make room for it.
+            flood = [socket.create_connection(("127.0.0.1", PORT), timeout=5,
+                                              source_address=("127.0.0.3", 0))
                      for _ in range(8)]
             try:
-                extra = tls_connect(PORT, ca, timeout=5)
+                extra = tls_connect(PORT, ca, timeout=5, source="127.0.0.3")
                 extra.sendall(b"GET /v1/host HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                               + TOKEN.encode() + b"\r\nConnection: close\r\n\r\n")
                 turned_away = not read_all(extra).startswith(b"HTTP/1.1 200")

@@ -1,6 +1,6 @@
 /* main.c: cella, the command line for cellad: the command table (`cella vm
- * ...` in vm.c, checkpoint.c, move.c, console.c; `cella host ...`, `cella
- * events`, `cella completion bash`), help, global options and dispatch.
+ * ...` in vm.c, checkpoint.c, move.c, console.c; `cella host ...`, `cella pool
+ * ...` in pool.c, `cella events`, `cella completion bash`), help, global options and dispatch.
  * Human tables by default, --json for scripts; exit statuses in client.h. */
 #include <getopt.h>
 #include <stdio.h>
@@ -152,6 +152,11 @@ static const struct cmd cmds[] = {
     {"host", "list", "ls", "", "the peer hosts VMs can move to", cmd_host_list, NULL},
     {"host", "remove", "rm delete", "NAME", "forget a peer host", cmd_host_remove, NULL},
     {"host", "metrics", "", "", "Prometheus text for every VM", cmd_prometheus, NULL},
+    {"pool", "status", "", "",
+     "the pool's hosts: state (up, maintenance, down), capacity and VMs (needs a pool: "
+     "docs/pool.md)", cmd_pool_status, NULL},
+    {"pool", "leave", "", "",
+     "take this host out of its pool; refused while it owns VMs", cmd_pool_leave, NULL},
     {NULL, "events", "", "[--vm NAME] [--since SEQ]", "follow the event stream (JSON lines)",
      cmd_events, NULL},
     {NULL, "completion", "", "bash", "print a bash completion script", cmd_completion, NULL},
@@ -168,7 +173,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "  local cur=${COMP_WORDS[COMP_CWORD]} w1=${COMP_WORDS[1]} "
 	    "sock=${CELLA_SOCKET:-" DEFAULT_SOCKET "}\n"
 	    "  if [ $COMP_CWORD -eq 1 ]; then\n"
-	    "    COMPREPLY=($(compgen -W 'vm host events completion help --json --socket --url "
+	    "    COMPREPLY=($(compgen -W 'vm host pool events completion help --json --socket --url "
 	    "--token-file --help --version' -- \"$cur\")); return\n"
 	    "  fi\n"
 	    "  case $w1 in\n"
@@ -205,6 +210,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "      COMPREPLY=($(compgen -W '--url --token --token-file --tls-name --help' -- "
 	    "\"$cur\"))\n"
 	    "    fi;;\n"
+	    "  pool) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'status leave' -- \"$cur\"));;\n"
 	    "  completion) COMPREPLY=($(compgen -W 'bash' -- \"$cur\"));;\n"
 	    "  esac\n"
 	    "}\n"
@@ -313,7 +319,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[i], "disk")) /* image tools: local, no cellad */
 		return disk_cli_main(argc - i, argv + i);
-	if (!strcmp(argv[i], "vm") || !strcmp(argv[i], "host") || !strcmp(argv[i], "checkpoint")) {
+	if (!strcmp(argv[i], "vm") || !strcmp(argv[i], "host") || !strcmp(argv[i], "checkpoint") ||
+	    !strcmp(argv[i], "pool")) {
 		group = argv[i++];
 		if (i >= argc) {
 			fprintf(stderr, "cella: '%s' needs a subcommand (see cella --help)\n",

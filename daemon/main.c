@@ -15,6 +15,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "pool.h"
 #include "storage.h"
 #include "store.h"
 #include "log.h"
@@ -41,6 +43,8 @@ struct conf {
 	struct storage storage;
 	bool etcd_set; /* "store": {"etcd": ...}: the pool's store instead of SQLite */
 	struct store_etcd_conf etcd;
+	bool pool_set; /* "pool": this host is a member of the store's pool */
+	struct pool_conf pool;
 };
 
 static const char *keep(struct conf *c, const char *s)
@@ -334,12 +338,43 @@ static int conf_store(struct conf *c, json_t *store)
 	return 0;
 }
 
+/* "pool": {"address": "https://ADDR:PORT", "lease_ttl_s": N}: this host is
+ * a member of the pool whose store is store.etcd (docs/pool.md): its host
+ * record, kept alive by a lease. */
+static int conf_pool(struct conf *c, json_t *pool)
+{
+	const char *key;
+	uint64_t ttl = POOL_LEASE_TTL_DEFAULT_S;
+	json_t *v;
+
+	if (!json_is_object(pool)) {
+		log_err("config: pool: expected {\"address\", \"lease_ttl_s\"}");
+		return -EINVAL;
+	}
+	json_object_foreach(pool, key, v) {
+		if (strcmp(key, "address") && strcmp(key, "lease_ttl_s")) {
+			log_err("config: pool: unknown key '%s'", key);
+			return -EINVAL;
+		}
+	}
+	if (conf_string(c, pool, "address", &c->pool.address) ||
+	    conf_uint(pool, "lease_ttl_s", 2, 300, &ttl))
+		return -EINVAL;
+	if (c->pool.address && strncmp(c->pool.address, "https://", 8)) {
+		log_err("config: pool.address: expected https://ADDR:PORT (this host's TCP API)");
+		return -EINVAL;
+	}
+	c->pool.lease_ttl_s = (unsigned)ttl;
+	c->pool_set = true;
+	return 0;
+}
+
 static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
 	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir", "storage",
-	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count", "store",
+	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count", "store", "pool",
 };
 
 static int conf_load(struct conf *c, const char *path, bool must_exist)
@@ -442,6 +477,12 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 		ret = conf_storage(c, json_object_get(root, "storage"));
 	if (!ret && json_object_get(root, "store"))
 		ret = conf_store(c, json_object_get(root, "store"));
+	if (!ret && json_object_get(root, "pool"))
+		ret = conf_pool(c, json_object_get(root, "pool"));
+	if (!ret && c->pool_set && !c->etcd_set) {
+		log_err("config: pool: needs the pool's store (store.etcd)");
+		ret = -EINVAL;
+	}
 	if (!ret && json_object_get(root, "roles"))
 		ret = conf_roles(c, json_object_get(root, "roles"));
 	tcp = json_object_get(root, "tcp");
@@ -624,6 +665,7 @@ int main(int argc, char **argv)
 	struct store *db = NULL;
 	struct sup *sup = NULL;
 	struct api *api = NULL;
+	struct pool *pool = NULL;
 	struct signalfd_siginfo si;
 	sigset_t set;
 	int opt, sfd, lockfd, status = 1;
@@ -747,6 +789,21 @@ int main(int argc, char **argv)
 		}
 		c.sup.storage = &c.storage;
 	}
+	if (c.pool_set) {
+		struct sysinfo si;
+
+		c.pool.etcd = &c.etcd;
+		c.pool.memory_mib = c.sup.memory_capacity_mib;
+		if (!c.pool.memory_mib && sysinfo(&si) == 0)
+			c.pool.memory_mib = (uint64_t)si.totalram * si.mem_unit >> 20;
+		c.pool.cpus = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+		if (pool_start(&pool, &c.pool, err, sizeof(err))) {
+			log_err("%s", err);
+			goto out;
+		}
+		c.sup.pool = &pool_sup_ops;
+		c.sup.pool_ctx = pool;
+	}
 	c.sup.job_kinds = job_kinds;
 	c.sup.hooks = &incoming_hooks;
 	if (sup_create(&sup, &c.sup, db)) {
@@ -786,6 +843,7 @@ out:
 		sup_quiesce(sup);
 	api_stop(api);
 	sup_destroy(sup);
+	pool_stop(pool);
 	store_close(db);
 	curl_global_cleanup();
 	conf_release(&c);

@@ -86,6 +86,7 @@ enum MHD_Result api_call_with_body(struct api_request *r, const char *name, sup_
 enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
 enum { HOSTS_LIST, HOSTS_ADD, HOSTS_REMOVE };
 enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
+enum { POOL_STATUS, POOL_LEAVE };
 #define API_HANDLER(fn) enum MHD_Result fn(struct api_request *r, const char *name, int arg)
 /* vms.c */
 API_HANDLER(h_list);
@@ -106,6 +107,7 @@ API_HANDLER(h_host);
 API_HANDLER(h_events);
 API_HANDLER(h_prometheus);
 API_HANDLER(h_hosts);
+API_HANDLER(h_pool);
 /* incoming.c */
 API_HANDLER(h_incoming);
 API_HANDLER(h_upload);

@@ -45,6 +45,20 @@ enum MHD_Result h_hosts(struct api_request *r, const char *name, int arg)
 	return api_reply(r, ret, &e, 201, out);
 }
 
+/* The pool this host is in: its hosts (GET), or this host leaving it. */
+enum MHD_Result h_pool(struct api_request *r, const char *name, int arg)
+{
+	struct cerr e = {0};
+	json_t *out = NULL;
+	int ret;
+
+	(void)name;
+	if (arg == POOL_LEAVE)
+		return api_reply(r, sup_pool_leave(r->sup, &e), &e, 204, NULL);
+	ret = sup_pool_status(r->sup, &out, &e);
+	return api_reply(r, ret, &e, 200, out);
+}
+
 enum MHD_Result h_events(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;

@@ -69,6 +69,8 @@ static const struct route routes[] = {
     {"DELETE", "/v1/incoming/{name}", h_incoming, IN_ABORT, no_query, ROLE_ADMIN, true},
     {"PUT", "/v1/incoming/{name}/state", h_upload, 0, no_query, ROLE_ADMIN, true},
     {"PUT", "/v1/incoming/{name}/disks/{disk}", h_upload, 1, no_query, ROLE_ADMIN, true},
+    {"GET", "/v1/pool", h_pool, POOL_STATUS, no_query, ROLE_VIEWER},
+    {"POST", "/v1/pool/leave", h_pool, POOL_LEAVE, no_query, ROLE_ADMIN},
     {"GET", "/ui", h_static, 0, no_query, ROLE_VIEWER},
     {"GET", "/ui/{file}", h_static, 1, no_query, ROLE_VIEWER},
 };

@@ -54,6 +54,16 @@ struct sup_conf {
 	 * files; NULL: no live moves), and how long one may take. */
 	const char *tls_cert, *tls_key, *tls_ca;
 	unsigned move_timeout_s;
+	/* The pool this host is a member of (daemon/pool/, docs/pool.md), or
+	 * NULL: a single host. Reached through these calls only. */
+	const struct sup_pool_ops *pool;
+	void *pool_ctx;
+};
+
+/* The pool layer's calls, for the API (sup_pool_*). */
+struct sup_pool_ops {
+	int (*status)(void *ctx, json_t **out, struct cerr *e);
+	int (*leave)(void *ctx, struct cerr *e);
 };
 
 /* Calls from the core into features that attached data to a VM (a move
@@ -143,6 +153,11 @@ int sup_metrics(struct sup *s, const char *name, json_t **out, struct cerr *e) _
 /* Prometheus text exposition for every VM and the daemon (malloc'd). */
 char *sup_prometheus(struct sup *s);
 json_t *sup_host(struct sup *s);
+
+/* The pool (sup_conf.pool): its hosts with their state, capacity and VMs,
+ * and this host leaving it. Not in a pool: not found. */
+int sup_pool_status(struct sup *s, json_t **out, struct cerr *e) __must_check;
+int sup_pool_leave(struct sup *s, struct cerr *e) __must_check;
 
 /* Console: a reader over the VM's output history (the last `history`
  * bytes, up to the buffer size) and what follows. */

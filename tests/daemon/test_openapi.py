@@ -168,6 +168,10 @@ def test(args):
         call("DELETE", "/v1/incoming/{name}", "oi")
         call("DELETE", "/v1/incoming/{name}", "oi")
         call("DELETE", "/v1/incoming/{name}", "od")
+        # A single host is in no pool (tests/pool/test_pool_members.py: in one).
+        call("GET", "/v1/pool")
+        call("GET", "/v1/pool?x=1")
+        call("POST", "/v1/pool/leave")
         # The event stream never ends by itself: read its head only.
         evs = d.events(since=0)
         seen.setdefault(("GET", "/v1/events"), []).append(type("R", (), {

@@ -152,6 +152,26 @@ static const struct cmd cmds[] = {
     {"host", "list", "ls", "", "the peer hosts VMs can move to", cmd_host_list, NULL},
     {"host", "remove", "rm delete", "NAME", "forget a peer host", cmd_host_remove, NULL},
     {"host", "metrics", "", "", "Prometheus text for every VM", cmd_prometheus, NULL},
+    {"pool", "create", "", "NAME --etcd URL[,URL...] --ca-cert FILE --ca-key FILE [OPTIONS]",
+     "make this host the first of a new pool on an etcd cluster that trusts the pool's CA; "
+     "prints a join token for the next host", cmd_pool_create,
+     "  --etcd URL,...     the etcd members (https://HOST:PORT; mutual TLS with the CA)\n"
+     "  --ca-cert FILE     the pool's CA certificate (PEM; etcd's trusted CA too)\n"
+     "  --ca-key FILE      its key: kept on this host, which then admits other hosts\n"
+     "  --address URL      this host's TCP API as other hosts reach it (https://IP:PORT)\n"
+     "  --host NAME        this host's name in the pool (default: its host name)\n"
+     "  --lease-ttl S      seconds a host stays up without renewing its lease (default 10)\n"
+     "  --token-ttl S      seconds the join token is valid (default 3600)\n"},
+    {"pool", "token", "", "[--ttl S]",
+     "a new join token (shown once, used once; default valid 3600 s)", cmd_pool_token,
+     "  --ttl S            seconds it is valid (60 to 604800)\n"},
+    {"pool", "join", "", "ADDRESS --token T [--address URL] [--host NAME]",
+     "join the pool of the host at ADDRESS (one holding the pool's CA key) with a token from "
+     "cella pool token; this host's certificate comes from the pool's CA",
+     cmd_pool_join,
+     "  --token T          the join token (it also pins the pool's CA)\n"
+     "  --address URL      this host's TCP API as other hosts reach it (https://IP:PORT)\n"
+     "  --host NAME        this host's name in the pool (default: its host name)\n"},
     {"pool", "status", "", "",
      "the pool's hosts: state (up, maintenance, down), capacity and VMs (needs a pool: "
      "docs/pool.md)", cmd_pool_status, NULL},
@@ -210,7 +230,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "      COMPREPLY=($(compgen -W '--url --token --token-file --tls-name --help' -- "
 	    "\"$cur\"))\n"
 	    "    fi;;\n"
-	    "  pool) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'status leave' -- \"$cur\"));;\n"
+	    "  pool) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'create token join status leave' -- \"$cur\"));;\n"
 	    "  completion) COMPREPLY=($(compgen -W 'bash' -- \"$cur\"));;\n"
 	    "  esac\n"
 	    "}\n"

@@ -369,6 +369,76 @@ static int conf_pool(struct conf *c, json_t *pool)
 	return 0;
 }
 
+/* state_dir/pool/pool.json, written by cella pool create or join: the
+ * pool's store and this host's membership, with the pool's files beside it
+ * (docs/pool.md). 0 (none: *found false), or -EINVAL. */
+static int conf_pool_files(struct conf *c, bool *found)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 32];
+	json_error_t jerr;
+	json_t *pj, *eps, *v;
+	uint64_t ttl = POOL_LEASE_TTL_DEFAULT_S;
+	size_t i;
+	int ret = -EINVAL;
+
+	*found = false;
+	snprintf(dir, sizeof(dir), "%s/pool", c->sup.state_dir);
+	snprintf(path, sizeof(path), "%s/pool.json", dir);
+	if (access(path, F_OK) < 0)
+		return 0;
+	*found = true;
+	if (c->etcd_set || c->pool_set) {
+		log_err("%s: this host is in a pool (cella pool create or join), and the "
+			"configuration has a store or pool section too: remove one", path);
+		return -EINVAL;
+	}
+	pj = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	eps = json_object_get(pj, "endpoints");
+	if (!json_is_object(pj) || !json_is_array(eps) || !json_array_size(eps) ||
+	    json_array_size(eps) > STORE_ETCD_MAX_ENDPOINTS ||
+	    !json_string_value(json_object_get(pj, "prefix")) ||
+	    !json_string_value(json_object_get(pj, "host"))) {
+		log_err("%s: expected {name, prefix, endpoints, host, address, lease_ttl_s}", path);
+		goto out;
+	}
+	json_array_foreach(eps, i, v) {
+		if (!json_is_string(v) || strncmp(json_string_value(v), "https://", 8)) {
+			log_err("%s: endpoints: expected https:// URLs", path);
+			goto out;
+		}
+		c->etcd.endpoints[c->etcd.nr_endpoints++] = keep(c, json_string_value(v));
+	}
+	if (conf_uint(pj, "lease_ttl_s", 2, 300, &ttl))
+		goto out;
+	c->etcd.prefix = keep(c, json_string_value(json_object_get(pj, "prefix")));
+	c->etcd.host = keep(c, json_string_value(json_object_get(pj, "host")));
+	c->etcd.timeout_ms = 3000;
+	snprintf(path, sizeof(path), "%s/ca.pem", dir);
+	c->etcd.ca = c->pool.ca = keep(c, path);
+	snprintf(path, sizeof(path), "%s/host.pem", dir);
+	c->etcd.cert = c->pool.cert = keep(c, path);
+	snprintf(path, sizeof(path), "%s/host.key", dir);
+	c->etcd.key = c->pool.key = keep(c, path);
+	snprintf(path, sizeof(path), "%s/ca.key", dir);
+	if (access(path, F_OK) == 0)
+		c->pool.ca_key = keep(c, path);
+	if (json_string_value(json_object_get(pj, "address")) &&
+	    json_string_value(json_object_get(pj, "address"))[0])
+		c->pool.address = keep(c, json_string_value(json_object_get(pj, "address")));
+	c->pool.lease_ttl_s = (unsigned)ttl;
+	c->pool.from_files = true;
+	/* The pool's certificates are this host's: its HTTPS API, forwarded
+	 * requests and moves all use them. */
+	c->sup.tls_cert = c->pool.cert;
+	c->sup.tls_key = c->pool.key;
+	c->sup.tls_ca = c->pool.ca;
+	c->etcd_set = c->pool_set = true;
+	ret = 0;
+out:
+	json_decref(pj);
+	return ret;
+}
+
 static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
@@ -622,6 +692,13 @@ static void store_changed(void *opaque, const char *collection, const char *key)
 	log_info("store: %s/%s changed by another writer", collection, key);
 }
 
+/* A pool create, join or leave answered: cellad starts again (main's
+ * loop re-executes it) on the pool's store, or without it. */
+static void request_restart(void)
+{
+	kill(getpid(), SIGUSR1);
+}
+
 /* Every kind of long operation, for the core to recover after a crash. */
 static const struct job_kind *const job_kinds[] = {
 	&start_job, &stop_job, &save_job, &checkpoint_create_job, &checkpoint_apply_job,
@@ -660,7 +737,7 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL, *o_socket = NULL, *o_state = NULL, *o_run = NULL,
 		   *o_worker = NULL, *o_tls[3] = { NULL, NULL, NULL };
-	bool no_sandbox = false, no_seccomp = false;
+	bool no_sandbox = false, no_seccomp = false, restart = false, pool_files = false;
 	char dbpath[PATH_MAX], logs[PATH_MAX], err[512];
 	struct store *db = NULL;
 	struct sup *sup = NULL;
@@ -707,8 +784,13 @@ int main(int argc, char **argv)
 	if (o_tls[0]) c.sup.tls_cert = o_tls[0];
 	if (o_tls[1]) c.sup.tls_key = o_tls[1];
 	if (o_tls[2]) c.sup.tls_ca = o_tls[2];
+	if (conf_pool_files(&c, &pool_files)) {
+		conf_release(&c);
+		return 2;
+	}
 	if (conf_tls_check(&c))
 		return 2;
+	c.api.on_restart = request_restart;
 	c.api.tls_cert = c.sup.tls_cert;
 	c.api.tls_key = c.sup.tls_key;
 	c.api.tls_ca = c.sup.tls_ca;
@@ -752,6 +834,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
@@ -789,20 +872,30 @@ int main(int argc, char **argv)
 		}
 		c.sup.storage = &c.storage;
 	}
-	if (c.pool_set) {
+	{
 		struct sysinfo si;
 
-		c.pool.etcd = &c.etcd;
+		c.pool.etcd = c.pool_set ? &c.etcd : NULL;
+		c.pool.state_dir = c.sup.state_dir;
 		c.pool.memory_mib = c.sup.memory_capacity_mib;
 		if (!c.pool.memory_mib && sysinfo(&si) == 0)
 			c.pool.memory_mib = (uint64_t)si.totalram * si.mem_unit >> 20;
 		c.pool.cpus = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-		if (pool_start(&pool, &c.pool, err, sizeof(err))) {
-			log_err("%s", err);
-			goto out;
+		if (c.pool_set && !c.pool.ca) { /* a pool from the configuration */
+			c.pool.ca = c.sup.tls_ca ? c.sup.tls_ca : c.etcd.ca;
+			c.pool.cert = c.sup.tls_cert ? c.sup.tls_cert : c.etcd.cert;
+			c.pool.key = c.sup.tls_key ? c.sup.tls_key : c.etcd.key;
 		}
-		c.sup.pool = &pool_sup_ops;
-		c.sup.pool_ctx = pool;
+		/* On a store from the configuration without a pool section,
+		 * create and join are not offered (the store is set by hand). */
+		if (c.pool_set || !c.etcd_set) {
+			if (pool_start(&pool, &c.pool, err, sizeof(err))) {
+				log_err("%s", err);
+				goto out;
+			}
+			c.sup.pool = &pool_sup_ops;
+			c.sup.pool_ctx = pool;
+		}
 	}
 	c.sup.job_kinds = job_kinds;
 	c.sup.hooks = &incoming_hooks;
@@ -834,6 +927,13 @@ int main(int argc, char **argv)
 	while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP)
 			continue;
+		if (si.ssi_signo == SIGUSR1) {
+			if (si.ssi_pid != (uint32_t)getpid())
+				continue; /* only cellad's own request */
+			log_info("restarting: the pool changed (docs/pool.md); VMs keep running");
+			restart = true;
+			break;
+		}
 		log_info("stopping on %s; VMs keep running", strsignal((int)si.ssi_signo));
 		break;
 	}
@@ -847,5 +947,11 @@ out:
 	store_close(db);
 	curl_global_cleanup();
 	conf_release(&c);
+	if (restart) {
+		close(lockfd);
+		execv("/proc/self/exe", argv);
+		log_err("cannot start again: %s", strerror(errno));
+		return 1;
+	}
 	return status;
 }

@@ -470,11 +470,18 @@ static enum MHD_Result dispatch(struct api *a, struct req *rq)
 	pthread_t t;
 	int ret;
 
-	rq->dispatched = true;
-	MHD_suspend_connection(rq->ar.c);
+	/* A request that comes while the API stops is answered here: MHD must
+	 * not stop with a connection parked (a pool create, join or leave
+	 * restarts cellad while clients poll it). */
 	pthread_mutex_lock(&a->st_lock);
+	if (a->stopping) {
+		pthread_mutex_unlock(&a->st_lock);
+		return api_fail(rq->ar.c, 503, "", "cellad is stopping; try again");
+	}
 	a->handlers++;
 	pthread_mutex_unlock(&a->st_lock);
+	rq->dispatched = true;
+	MHD_suspend_connection(rq->ar.c);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	ret = pthread_create(&t, &attr, handler_main, rq);

@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""test_pool_hosts.py: a pool of three hosts with real processes: three
+cellads, each in its own network namespace joined to a bridge by a veth
+pair, and a three-member etcd cluster listening on the bridge's address
+(mutual TLS; its CA is the pool's).
+
+- `cella pool create` on host-a (the pool's CA given as files) prints a
+  join token; a join with a wrong token is refused (403) and records
+  nothing; host-b joins with the token, host-c with one from `cella pool
+  token`; the used token is refused when presented again.
+- `pool status` on each host shows the three hosts up with their capacity.
+- A VM defined on host-b is listed, with its host, by every host (`cella vm
+  list`); a start sent to host-a is forwarded and runs the guest on host-b
+  (its console on host-b counts rounds); a stop sent to host-a stops it
+  there (no worker left on host-b).
+- On the forwarding path a caller with a self-signed certificate, one from
+  another CA, or the pool CA's but naming no host of the pool, is refused.
+- `pool leave` on host-b is refused while it owns the VM; host-c (no VMs)
+  leaves: it is out of every host's status and runs as a single host again.
+- host-b's cellad SIGKILLed: host-a shows it down once its lease TTL passed.
+
+Needs root (namespaces) and etcd; skips loudly without them.
+Usage: test_pool_hosts.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""
+
+import json
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "daemon"))
+from cellad import Daemon, TestFailure, check, log, main, skip  # noqa: E402
+
+import etcdutil  # noqa: E402
+import tlsutil  # noqa: E402
+
+NET = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+BRIDGE_IP = f"{NET}.1"
+ADDR = {"a": f"{NET}.2", "b": f"{NET}.3", "c": f"{NET}.4"}
+PORT = 8419
+TTL = 3
+
+
+def sh(*cmd, check_rc=True):
+    p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)
+    if check_rc and p.returncode:
+        raise TestFailure(f"{' '.join(cmd)}: {p.returncode}: {p.stderr}")
+    return p
+
+
+class Net:
+    """A bridge in this namespace and one namespace per host on it."""
+
+    def __init__(self):
+        tag = os.getpid() % 100000
+        self.br = f"cpbr{tag}"
+        self.ns = {h: f"cella-pool-{h}-{os.getpid()}" for h in ADDR}
+        self.veth = {h: (f"cp{h}{tag}", f"cp{h}{tag}p") for h in ADDR}
+
+    def up(self):
+        sh("ip", "link", "add", self.br, "type", "bridge")
+        sh("ip", "addr", "add", BRIDGE_IP + "/24", "dev", self.br)
+        sh("ip", "link", "set", self.br, "up")
+        for h, ns in self.ns.items():
+            inside, outside = self.veth[h]
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "link", "add", outside, "type", "veth", "peer", "name", inside, "netns", ns)
+            sh("ip", "link", "set", outside, "master", self.br)
+            sh("ip", "link", "set", outside, "up")
+            sh("ip", "-n", ns, "addr", "add", ADDR[h] + "/24", "dev", inside)
+            sh("ip", "-n", ns, "link", "set", inside, "up")
+
+    def down(self):
+        for h, ns in self.ns.items():
+            sh("ip", "netns", "del", ns, check_rc=False)
+            sh("ip", "link", "del", self.veth[h][1], check_rc=False)
+        sh("ip", "link", "del", self.br, check_rc=False)
+
+
+class Host(Daemon):
+    """A cellad in its host's namespace, with a TCP API. Its first TLS
+    files are a throwaway CA's: once in the pool it uses the pool's."""
+
+    def __init__(self, args, h, ns, boot):
+        cg = f"cella-test-{os.getpid()}-{h}"
+        super().__init__(args, name=f"host-{h}", config={
+            "cgroup_parent": cg, "console_history_kib": 1024,
+            "memory_capacity_mib": 1024 * (ord(h) - ord("a") + 1),
+            "tcp": {"address": ADDR[h], "port": PORT, "token_file": f"{boot}/token"},
+            "tls": {"cert": f"{boot}/{h}.pem", "key": f"{boot}/{h}.key", "ca": f"{boot}/ca.pem"}})
+        self.cgroup_parent = cg
+        self.ns = ns
+        self.h = h
+        self.url = f"https://{ADDR[h]}:{PORT}"
+
+    def start(self):
+        real = self.args["cellad"]
+        wrapper = os.path.join(self.dir, "cellad-in-ns")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\nexec ip netns exec {self.ns} {real} \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        self.args = dict(self.args, cellad=wrapper)
+        return super().start()
+
+    def wait_pool(self, want=200, timeout=30):
+        """cellad starts again after create, join and leave: wait until it
+        answers GET /v1/pool with want."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.proc.poll() is not None:
+                    raise TestFailure(f"{self.name} exited:\n{self.log()}")
+                r = self.get("/v1/pool")
+                if r.status == want:
+                    return r.json
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TestFailure(f"{self.name}: GET /v1/pool did not answer {want}:\n"
+                                  f"{self.log()[-3000:]}")
+            time.sleep(0.1)  # guard loop: cellad re-executes itself
+
+    def status(self):
+        return {h["name"]: h for h in json.loads(self.cli("--json", "pool", "status").stdout)
+                ["hosts"]}
+
+
+def raw_https(addr, port, cert, key, method, path, headers, ca=None):
+    """One request over TLS 1.3 with a client certificate; the status."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(cert, key)
+    s = socket.create_connection((addr, port), timeout=20)
+    s = ctx.wrap_socket(s)
+    h = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{h}"
+              f"Content-Length: 0\r\n\r\n".encode())
+    reply = tlsutil.read_all(s)
+    s.close()
+    return int(reply.split(b" ")[1]) if reply.startswith(b"HTTP/1.1 ") else 0, reply
+
+
+def post_json_https(url, body):
+    """POST without a client certificate (a joining host's call); status, JSON."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    host, port = url[len("https://"):].rsplit(":", 1)
+    s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=20))
+    data = json.dumps(body).encode()
+    s.sendall(f"POST /v1/pool/members HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+              .encode() + data)
+    reply = tlsutil.read_all(s)
+    s.close()
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(rest) if rest.strip() else None
+
+
+def etcd_keys(c, prefix):
+    r = c.etcdctl("get", "--prefix", prefix, "--keys-only")
+    return [k for k in r.stdout.split("\n") if k]
+
+
+def wrong_token(t):
+    i = 7  # first secret digit
+    return t[:i] + ("0" if t[i] != "0" else "1") + t[i + 1:]
+
+
+def test(args):
+    if os.geteuid() != 0:
+        skip("needs root: network namespaces for the hosts")
+    for tool in ("ip", "openssl"):
+        if not shutil.which(tool):
+            skip(f"'{tool}' is not installed")
+    etcdutil.need_etcd()
+    boot = tempfile.mkdtemp(prefix="cella-pool-boot-")
+    tlsutil.make_pki(boot, names=("a", "b", "c"))
+    with open(f"{boot}/token", "w") as f:
+        f.write("pool-test-bootstrap-token-0123456789\n")
+    net = Net()
+    hosts = {}
+    try:
+        net.up()
+        with etcdutil.Cluster(3, host=BRIDGE_IP) as c:
+            for h in ADDR:
+                hosts[h] = Host(args, h, net.ns[h], boot).start()
+            a, b, hc = hosts["a"], hosts["b"], hosts["c"]
+            scenario(args, c, a, b, hc, boot)
+    finally:
+        for d in hosts.values():
+            d.cleanup()
+        net.down()
+        shutil.rmtree(boot, ignore_errors=True)
+
+
+def scenario(args, c, a, b, hc, boot):
+    eps = ",".join(c.endpoints)
+    # Create: the pool's CA is the one etcd trusts.
+    p = a.cli("pool", "create", "p1", "--etcd", eps, "--ca-cert", c.ca, "--ca-key",
+              f"{c.dir}/ca.key", "--address", a.url, "--host", "host-a", "--lease-ttl", str(TTL))
+    token = next(w for w in p.stdout.split() if w.count(".") == 2 and len(w) > 100)
+    check("shown once" in p.stdout, "pool create prints a join token")
+    a.wait_pool()
+    check(os.path.exists(os.path.join(a.state, "pool", "ca.key")) and
+          oct(os.stat(os.path.join(a.state, "pool", "host.key")).st_mode & 0o777) == "0o600",
+          "host-a keeps the CA key and its own key (0600) under its state dir")
+
+    # A wrong token: refused, nothing recorded.
+    p = b.cli("pool", "join", a.url, "--token", wrong_token(token), "--host", "host-b",
+              "--address", b.url, expect=1)
+    check("wrong, expired or used" in p.stderr and "403" in p.stderr,
+          f"a join with a wrong token is refused with 403: {p.stderr.strip()}")
+    check(etcd_keys(c, "/cella/p1/members/") == ["/cella/p1/members/host-a"] and
+          not os.path.exists(os.path.join(b.state, "pool")),
+          "and nothing is recorded (in etcd or on host-b)")
+    p = b.cli("pool", "join", a.url, "--token", token[:-1] + ("0" if token[-1] != "0" else "1"),
+              "--host", "host-b", expect=1)
+    check("not the one the token pins" in p.stderr,
+          f"a token pinning another CA: host-b does not join: {p.stderr.strip()}")
+
+    # host-b joins with the token; host-c with a new one.
+    b.cli("pool", "join", a.url, "--token", token, "--host", "host-b", "--address", b.url)
+    b.wait_pool()
+    p = a.cli("--json", "pool", "token", "--ttl", "600")
+    t2 = json.loads(p.stdout)
+    check(t2["join_address"] == a.url, "pool token names host-a (it holds the CA key)")
+    hc.cli("pool", "join", a.url, "--token", t2["token"], "--host", "host-c", "--address",
+           hc.url)
+    hc.wait_pool()
+    # The used tokens again (by hand, as a joining host would call).
+    csr_dir = tempfile.mkdtemp(prefix="cella-pool-csr-")
+    try:
+        subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=host-x", "-keyout",
+                        f"{csr_dir}/x.key", "-out", f"{csr_dir}/x.csr"], check=True,
+                       capture_output=True)
+        csr = open(f"{csr_dir}/x.csr").read()
+    finally:
+        shutil.rmtree(csr_dir, ignore_errors=True)
+    for what, t in (("the first token", token), ("the second token", t2["token"])):
+        st, body = post_json_https(a.url, {"token": t, "name": "host-x", "csr": csr,
+                                           "memory_mib": 1, "cpus": 1})
+        check(st == 403, f"{what}, used already, is refused: {st} {body}")
+    check("/cella/p1/members/host-x" not in etcd_keys(c, "/cella/p1/members/"),
+          "and records nothing")
+
+    # Every host sees three hosts up, with their capacity.
+    for h, d in (("a", a), ("b", b), ("c", hc)):
+        st = d.status()
+        check(sorted(st) == ["host-a", "host-b", "host-c"] and
+              all(x["state"] == "up" for x in st.values()),
+              f"host-{h}: pool status shows the three hosts up")
+    st = a.status()
+    check([st[n]["memory_mib"] for n in ("host-a", "host-b", "host-c")] == [1024, 2048, 3072]
+          and all(x["cpus"] >= 1 for x in st.values()) and st["host-b"]["address"] == b.url,
+          "with each host's capacity and address")
+
+    # A VM on host-b, seen from everywhere, started and stopped through host-a.
+    b.define("vmb", "memwriter", "rounds=0 mib=4 pause_ms=20")
+    for h, d in (("a", a), ("b", b), ("c", hc)):
+        deadline = time.monotonic() + 10
+        while True:
+            vms = {v["name"]: v for v in json.loads(d.cli("--json", "vm", "list").stdout)["vms"]}
+            if "vmb" in vms or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # the watch brings host-b's definition
+        check(vms.get("vmb", {}).get("host") == "host-b",
+              f"host-{h}: vm list shows vmb on host-b")
+    p = a.cli("vm", "list")
+    check("HOST" in p.stdout and "host-b" in p.stdout, "the table has a HOST column")
+    a.cli("vm", "start", "vmb")
+    b.wait_console("vmb", "round 2")
+    pid = b.vm("vmb")["pid"]
+    check(pid and os.path.exists(f"/proc/{pid}"),
+          "a start sent to host-a runs the guest on host-b (its console counts rounds)")
+    check("POST /v1/vms/vmb/start forwarded to host-b: 200" in a.log(),
+          "host-a forwarded it (its log)")
+    r = a.get("/v1/vms/vmb")
+    check(r.status == 200 and r.json["state"] == "running" and r.json["pid"] == pid,
+          "GET of the VM on host-a answers host-b's VM")
+    a.cli("vm", "stop", "vmb", "--timeout", "1")
+    b.wait_state("vmb", "stopped")
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)  # the worker exits
+    check(not os.path.exists(f"/proc/{pid}"), "a stop sent to host-a stops the worker on host-b")
+
+    # The forwarding path refuses certificates that are not a pool host's.
+    forged = tempfile.mkdtemp(prefix="cella-pool-forged-")
+    try:
+        tlsutil.make_pki(forged, names=("host-a",), ca="other")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=host-a", "-keyout", f"{forged}/self.key", "-out",
+                        f"{forged}/self.pem"], check=True, capture_output=True)
+        hdr = {"X-Cella-Forwarded-Role": "admin", "X-Cella-Forwarded-For": "mallory"}
+        for what, cert, key in (
+                ("a self-signed certificate", f"{forged}/self.pem", f"{forged}/self.key"),
+                ("another CA's certificate", f"{forged}/host-a.pem", f"{forged}/host-a.key"),
+                ("the pool CA's, naming no pool host", c.cert, c.key)):
+            st, reply = raw_https(ADDR["b"], PORT, cert, key, "POST", "/v1/vms/vmb/start", hdr)
+            check(st in (401, 403), f"forwarding with {what} is refused: {st}")
+        check(b.vm("vmb")["state"] == "stopped", "and the VM stayed stopped")
+    finally:
+        shutil.rmtree(forged, ignore_errors=True)
+
+    # Leave: refused with a VM, accepted without.
+    p = b.cli("pool", "leave", expect=5)
+    check("still owns 1 VMs" in p.stderr and "vmb" in p.stderr,
+          f"host-b cannot leave while it owns vmb: {p.stderr.strip()}")
+    hc.cli("pool", "leave")
+    hc.wait_pool(want=404)
+    check(sorted(a.status()) == ["host-a", "host-b"], "host-c left: host-a no longer lists it")
+    check(hc.get("/v1/vms").status == 200 and
+          not os.path.exists(os.path.join(hc.state, "pool")),
+          "host-c runs as a single host again (its pool files put aside)")
+
+    # host-b dies: down after its lease TTL.
+    killed = time.monotonic()
+    b.kill9()
+    deadline = killed + TTL + 10
+    while a.status()["host-b"]["state"] != "down":
+        if time.monotonic() > deadline:
+            raise TestFailure("host-b never showed down")
+        time.sleep(0.2)  # polling pool status with a deadline: the lease lapses in etcd
+    took = time.monotonic() - killed
+    check(took >= TTL - 1, f"host-b killed: down on host-a after {took:.1f} s (TTL {TTL} s)")
+    check(a.status()["host-a"]["state"] == "up", "host-a stays up")
+
+
+if __name__ == "__main__":
+    main(test)

@@ -172,7 +172,7 @@ static const struct cmd cmds[] = {
      "  --token T          the join token (it also pins the pool's CA)\n"
      "  --address URL      this host's TCP API as other hosts reach it (https://IP:PORT)\n"
      "  --host NAME        this host's name in the pool (default: its host name)\n"},
-    {"pool", "status", "", "",
+    {"pool", "status", "", "[--json]",
      "the pool's hosts: state (up, maintenance, down), capacity and VMs (needs a pool: "
      "docs/pool.md)", cmd_pool_status, NULL},
     {"pool", "leave", "", "",

@@ -15,7 +15,9 @@ int cmd_pool_status(struct client *c, int argc, char **argv)
 	size_t i;
 	int ret;
 
-	if (argc > 1)
+	if (argc == 2 && !strcmp(argv[1], "--json"))
+		c->json = true; /* cella pool status --json, as well as cella --json pool status */
+	else if (argc > 1)
 		return usage_error("unexpected argument '%s'", argv[1]);
 	ret = client_call(c, "GET", "/v1/pool", NULL, &out);
 	if (ret)

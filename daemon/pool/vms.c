@@ -82,7 +82,9 @@ static void cache_apply(struct pool *p, const char *key, const char *value)
 		struct pool_vm *v = vm_slot(p, uuid, value != NULL);
 
 		j = value ? json_loads(value, 0, NULL) : NULL;
-		if (v)
+		/* The owner's record says the state; a host the VM left may
+		 * keep an old one. */
+		if (v && (!v->owner[0] || !strcmp(v->owner, host)))
 			snprintf(v->state, sizeof(v->state), "%s",
 				 json_string_value(json_object_get(j, "state")) ?: "");
 		json_decref(j);

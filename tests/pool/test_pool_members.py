@@ -88,6 +88,9 @@ def test(args):
                   [1024, 2048, 3072] and all(h["cpus"] >= 1 for h in st.values()),
                   "with each host's capacity (memory, CPUs)")
             check(st["host-b"]["address"] == "https://127.0.0.1:8402", "and its address")
+            st2 = {h["name"]: h for h in json.loads(
+                hosts["host-b"].cli("pool", "status", "--json").stdout)["hosts"]}
+            check(st2.keys() == st.keys(), "cella pool status --json works too")
             p = hosts["host-c"].cli("pool", "status")
             check("host-b" in p.stdout and "up" in p.stdout and "2048 MiB" in p.stdout,
                   "the table names the hosts, states and memory")

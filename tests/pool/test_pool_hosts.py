@@ -7,7 +7,8 @@ pair, and a three-member etcd cluster listening on the bridge's address
 - `cella pool create` on host-a (the pool's CA given as files) prints a
   join token; a join with a wrong token is refused (403) and records
   nothing; host-b joins with the token, host-c with one from `cella pool
-  token`; the used token is refused when presented again.
+  token`; the used tokens, and an expired one, are refused (403) and record
+  nothing; etcd keeps a token's hash, not its secret.
 - `pool status` on each host shows the three hosts up with their capacity.
 - A VM defined on host-b is listed, with its host, by every host (`cella vm
   list`); a start sent to host-a is forwarded and runs the guest on host-b
@@ -250,6 +251,18 @@ def scenario(args, c, a, b, hc, boot):
         st, body = post_json_https(a.url, {"token": t, "name": "host-x", "csr": csr,
                                            "memory_mib": 1, "cpus": 1})
         check(st == 403, f"{what}, used already, is refused: {st} {body}")
+    # An expired token (its record's expiry moved to the past: etcd would
+    # drop it with its lease only after the minimum TTL of 60 s).
+    t3 = json.loads(a.cli("--json", "pool", "token", "--ttl", "60").stdout)["token"]
+    tkey = f"/cella/p1/tokens/{t3.split('.')[0]}"
+    rec = json.loads(c.etcdctl("get", tkey, "--print-value-only").stdout)
+    check("hash" in rec and t3.split(".")[1] not in json.dumps(rec),
+          "etcd keeps the token's hash, not its secret")
+    rec["expires_at"] = int(time.time()) - 1
+    c.etcdctl("put", tkey, json.dumps(rec))
+    st, body = post_json_https(a.url, {"token": t3, "name": "host-x", "csr": csr,
+                                       "memory_mib": 1, "cpus": 1})
+    check(st == 403, f"an expired token is refused: {st} {body}")
     check("/cella/p1/members/host-x" not in etcd_keys(c, "/cella/p1/members/"),
           "and records nothing")
 

@@ -13,7 +13,8 @@ pair, and a three-member etcd cluster listening on the bridge's address
 - A VM defined on host-b is listed, with its host, by every host (`cella vm
   list`); a start sent to host-a is forwarded and runs the guest on host-b
   (its console on host-b counts rounds); a stop sent to host-a stops it
-  there (no worker left on host-b).
+  there (no worker left on host-b); a checkpoint, its list and the VM's
+  deletion sent to host-a act on host-b too.
 - On the forwarding path a caller with a self-signed certificate, one from
   another CA, or the pool CA's but naming no host of the pool, is refused.
 - `pool leave` on host-b is refused while it owns the VM; host-c (no VMs)
@@ -329,6 +330,15 @@ def scenario(args, c, a, b, hc, boot):
     p = b.cli("pool", "leave", expect=5)
     check("still owns 1 VMs" in p.stderr and "vmb" in p.stderr,
           f"host-b cannot leave while it owns vmb: {p.stderr.strip()}")
+    # More of the forwarded routes: a checkpoint, its list, the VM's deletion.
+    r = a.post("/v1/vms/vmb/checkpoints", {"name": "cp1", "kind": "production"})
+    check(r.status == 201, f"a checkpoint created through host-a: {r.status} {r.body[:200]}")
+    r = a.get("/v1/vms/vmb/checkpoints")
+    check(r.status == 200 and r.json == b.get("/v1/vms/vmb/checkpoints").json and
+          "cp1" in r.body, "its checkpoint list through host-a is host-b's")
+    r = a.request("DELETE", "/v1/vms/vmb")
+    check(r.status == 204 and b.get("/v1/vms/vmb").status == 404,
+          "a delete sent to host-a deletes the VM on host-b")
     hc.cli("pool", "leave")
     hc.wait_pool(want=404)
     check(sorted(a.status()) == ["host-a", "host-b"], "host-c left: host-a no longer lists it")

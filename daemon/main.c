@@ -692,6 +692,11 @@ static void store_changed(void *opaque, const char *collection, const char *key)
 	log_info("store: %s/%s changed by another writer", collection, key);
 }
 
+static void pool_event(void *opaque, const char *event, const char *detail)
+{
+	sup_pool_event(opaque, event, detail);
+}
+
 /* A pool create, join or leave answered: cellad starts again (main's
  * loop re-executes it) on the pool's store, or without it. */
 static void request_restart(void)
@@ -903,6 +908,8 @@ int main(int argc, char **argv)
 		log_err("cannot start the supervisor");
 		goto out;
 	}
+	if (pool)
+		pool_set_events(pool, pool_event, sup);
 	if (!c.roles_set && c.api.socket_group && c.api.socket_group[0]) {
 		/* By default the socket's group may run VMs, not define them:
 		 * definitions name host files (admin only). */
@@ -942,6 +949,8 @@ out:
 	if (sup)
 		sup_quiesce(sup);
 	api_stop(api);
+	if (pool)
+		pool_set_events(pool, NULL, NULL); /* before the core goes */
 	sup_destroy(sup);
 	pool_stop(pool);
 	store_close(db);

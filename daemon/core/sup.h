@@ -190,6 +190,9 @@ json_t *sup_pool_list(struct sup *s);
  * called name and another host owns one (host, address filled), else 0. */
 int sup_pool_forward_target(struct sup *s, const char *name, char *host, size_t hlen,
 			    char *address, size_t alen);
+/* An event of the pool (a host up, down, joined, left: detail names it) on
+ * the event stream, with no VM. */
+void sup_pool_event(struct sup *s, const char *event, const char *detail);
 /* Whether cn (a client certificate's subject) names a host of the pool. */
 bool sup_pool_host_known(struct sup *s, const char *cn);
 /* Forward a request to host (docs/pool.md: how the role travels). */

@@ -135,3 +135,8 @@ int sup_pool_forward(struct sup *s, const char *host, const char *address, const
 	return s->conf.pool->forward(s->conf.pool_ctx, host, address, method, url, body, role,
 				     who, status, reply, e);
 }
+
+void sup_pool_event(struct sup *s, const char *event, const char *detail)
+{
+	sup_emit(s, NULL, event, detail);
+}

@@ -97,5 +97,13 @@ int pool_forward(struct pool *p, const char *host, const char *address, const ch
 		 const char *url, const char *body, enum role role, const char *who,
 		 long *status, json_t **reply, struct cerr *e) __must_check;
 
+/* Where the pool's events go (fn NULL: nowhere): pool-host-up and
+ * pool-host-down (a host's lease began, or ended: lapsed or revoked),
+ * pool-host-joined and pool-host-left (its record came or went), each
+ * with the host's name, as the watch sees them. fn runs on the watch's
+ * thread. */
+void pool_set_events(struct pool *p, void (*fn)(void *opaque, const char *event,
+						  const char *detail), void *opaque);
+
 /* For sup_conf.pool (core/sup.h). */
 extern const struct sup_pool_ops pool_sup_ops;

@@ -43,6 +43,8 @@ struct pool {
 	size_t nr_vms;
 	json_t *members; /* name -> host record */
 	struct etcd_watch *watch;
+	void (*ev_fn)(void *opaque, const char *event, const char *detail);
+	void *ev_opaque;
 };
 
 /* prefix + "/" + fmt(part): 0 or -ENAMETOOLONG. */

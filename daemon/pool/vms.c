@@ -47,10 +47,17 @@ static void vm_drop(struct pool *p, const char *uuid)
 	}
 }
 
+static void emit(struct pool *p, const char *event, const char *host)
+{
+	if (p->ev_fn)
+		p->ev_fn(p->ev_opaque, event, host);
+}
+
 /* One key's value (NULL: deleted) into the cache; cache_lock held. Keys
  * that are not the pool's VMs, owners, runtime records or hosts are not
- * kept. */
-static void cache_apply(struct pool *p, const char *key, const char *value)
+ * kept. live: a change the watch saw (announced as an event), not the
+ * first read. */
+static void cache_apply(struct pool *p, const char *key, const char *value, bool live)
 {
 	const char *k = rel_key(p, key);
 	char host[64], uuid[64];
@@ -89,13 +96,21 @@ static void cache_apply(struct pool *p, const char *key, const char *value)
 				 json_string_value(json_object_get(j, "state")) ?: "");
 		json_decref(j);
 	} else if (!strncmp(k, "members/", 8) && !strchr(k + 8, '/')) {
+		bool known = json_object_get(p->members, k + 8) != NULL;
+
 		if (!value) {
 			json_object_del(p->members, k + 8);
+			if (live && known)
+				emit(p, "pool-host-left", k + 8);
 		} else if ((j = json_loads(value, 0, NULL)) && json_is_object(j)) {
 			json_object_set_new(p->members, k + 8, j);
+			if (live && !known)
+				emit(p, "pool-host-joined", k + 8);
 		} else {
 			json_decref(j);
 		}
+	} else if (live && !strncmp(k, "alive/", 6) && !strchr(k + 6, '/')) {
+		emit(p, value ? "pool-host-up" : "pool-host-down", k + 6);
 	}
 }
 
@@ -118,7 +133,7 @@ static int cache_load(struct pool *p, int64_t *rev)
 	p->nr_vms = 0;
 	json_object_clear(p->members);
 	for (size_t i = 0; i < all.n; i++)
-		cache_apply(p, all.kv[i].key, all.kv[i].value);
+		cache_apply(p, all.kv[i].key, all.kv[i].value, false);
 	pthread_mutex_unlock(&p->cache_lock);
 	*rev = all.revision;
 	etcd_kvs_free(&all);
@@ -130,7 +145,7 @@ static void on_event(void *opaque, const struct etcd_event *ev)
 	struct pool *p = opaque;
 
 	pthread_mutex_lock(&p->cache_lock);
-	cache_apply(p, ev->kv.key, ev->deleted ? NULL : ev->kv.value);
+	cache_apply(p, ev->kv.key, ev->deleted ? NULL : ev->kv.value, true);
 	pthread_mutex_unlock(&p->cache_lock);
 }
 
@@ -174,6 +189,15 @@ void pool_cache_stop(struct pool *p)
 	p->nr_vms = 0;
 	json_decref(p->members);
 	p->members = NULL;
+}
+
+void pool_set_events(struct pool *p, void (*fn)(void *opaque, const char *event,
+						  const char *detail), void *opaque)
+{
+	pthread_mutex_lock(&p->cache_lock);
+	p->ev_fn = fn;
+	p->ev_opaque = opaque;
+	pthread_mutex_unlock(&p->cache_lock);
 }
 
 json_t *pool_remote_vms(struct pool *p)

@@ -19,7 +19,8 @@ pair, and a three-member etcd cluster listening on the bridge's address
   another CA, or the pool CA's but naming no host of the pool, is refused.
 - `pool leave` on host-b is refused while it owns the VM; host-c (no VMs)
   leaves: it is out of every host's status and runs as a single host again.
-- host-b's cellad SIGKILLed: host-a shows it down once its lease TTL passed.
+- host-b's cellad SIGKILLed: host-a's event stream says pool-host-down once
+  its lease TTL passed, and its pool status shows it down.
 
 Needs root (namespaces) and etcd; skips loudly without them.
 Usage: test_pool_hosts.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""
@@ -165,6 +166,31 @@ def post_json_https(url, body):
     s.close()
     head, _, rest = reply.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), json.loads(rest) if rest.strip() else None
+
+
+def wait_pool_event(d, event, host, since, timeout):
+    """Follow d's event stream from since until event for host comes."""
+    from cellad import UnixHTTPConnection
+    c = UnixHTTPConnection(d.sock, timeout=timeout)
+    c.request("GET", f"/v1/events?since={since}")
+    r = c.getresponse()
+    buf, deadline = b"", time.monotonic() + timeout
+    try:
+        while True:
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    ev = json.loads(line)
+                    if ev["event"] == event and ev.get("detail") == host:
+                        return ev
+            if time.monotonic() > deadline:
+                raise TestFailure(f"no {event} for {host} within {timeout} s")
+            chunk = r.read1(65536)
+            if not chunk:
+                raise TestFailure(f"the event stream ended before {event}")
+            buf += chunk
+    finally:
+        c.close()
 
 
 def etcd_keys(c, prefix):
@@ -346,17 +372,22 @@ def scenario(args, c, a, b, hc, boot):
           not os.path.exists(os.path.join(hc.state, "pool")),
           "host-c runs as a single host again (its pool files put aside)")
 
-    # host-b dies: down after its lease TTL.
+    # host-b dies: down after its lease TTL (host-a's event stream says so).
+    evs = a.events()
+    since = evs[-1]["seq"] if evs else 0  # the stream sends the events after it
+    check(any(e["event"] == "pool-host-left" and e.get("detail") == "host-c" for e in evs),
+          "host-a's event stream had pool-host-left for host-c")
     killed = time.monotonic()
     b.kill9()
-    deadline = killed + TTL + 10
-    while a.status()["host-b"]["state"] != "down":
-        if time.monotonic() > deadline:
-            raise TestFailure("host-b never showed down")
-        time.sleep(0.2)  # polling pool status with a deadline: the lease lapses in etcd
+    ev = wait_pool_event(a, "pool-host-down", "host-b", since, TTL + 10)
     took = time.monotonic() - killed
-    check(took >= TTL - 1, f"host-b killed: down on host-a after {took:.1f} s (TTL {TTL} s)")
-    check(a.status()["host-a"]["state"] == "up", "host-a stays up")
+    # Not before its lease could lapse: TTL after its last renewal, which
+    # was at most a third of the TTL before the kill.
+    check(took >= TTL * 2 / 3 - 0.2, f"host-b killed: pool-host-down on host-a after "
+          f"{took:.1f} s (TTL {TTL} s): {ev}")
+    st = a.status()
+    check(st["host-b"]["state"] == "down" and st["host-a"]["state"] == "up",
+          "pool status: host-b down, host-a up")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ pair, and a three-member etcd cluster listening on the bridge's address
 - On the forwarding path a caller with a self-signed certificate, one from
   another CA, or the pool CA's but naming no host of the pool, is refused.
 - `pool leave` on host-b is refused while it owns the VM; host-c (no VMs)
-  leaves: it is out of every host's status and runs as a single host again.
+  leaves: it is out of every host's status and runs as a single host again;
+  it cannot create pool p1 again (it exists in etcd), and nothing is left.
 - host-b's cellad SIGKILLed: host-a's event stream says pool-host-down once
   its lease TTL passed, and its pool status shows it down.
 
@@ -371,6 +372,12 @@ def scenario(args, c, a, b, hc, boot):
     check(hc.get("/v1/vms").status == 200 and
           not os.path.exists(os.path.join(hc.state, "pool")),
           "host-c runs as a single host again (its pool files put aside)")
+    p = hc.cli("pool", "create", "p1", "--etcd", eps, "--ca-cert", c.ca, "--ca-key",
+               f"{c.dir}/ca.key", "--host", "host-c", expect=5)
+    check("exists in this etcd already" in p.stderr and
+          not os.path.exists(os.path.join(hc.state, "pool")) and
+          not os.path.exists(os.path.join(hc.state, "pool.new")),
+          f"a second create of pool p1 is refused and leaves nothing: {p.stderr.strip()}")
 
     # host-b dies: down after its lease TTL (host-a's event stream says so).
     evs = a.events()

@@ -45,12 +45,20 @@ static int no_vms(struct sup *s, const char *what, struct cerr *e)
 	return 0;
 }
 
+/* Without the pool layer cellad runs on a store its configuration names
+ * (a store section without a pool section). */
+static int store_by_hand(struct cerr *e)
+{
+	return cerr_set(e, CERR_CONFLICT, "pool", "this host's store is set by its configuration "
+			"(a store section): add a pool section there to make it a pool member");
+}
+
 int sup_pool_create(struct sup *s, json_t *body, json_t **out, bool *restart, struct cerr *e)
 {
 	*out = NULL;
 	*restart = false;
 	if (!s->conf.pool)
-		return not_in_pool(e);
+		return store_by_hand(e);
 	return no_vms(s, "create", e) ?:
 	       s->conf.pool->create(s->conf.pool_ctx, body, out, restart, e);
 }
@@ -68,7 +76,7 @@ int sup_pool_join(struct sup *s, json_t *body, json_t **out, bool *restart, stru
 	*out = NULL;
 	*restart = false;
 	if (!s->conf.pool)
-		return not_in_pool(e);
+		return store_by_hand(e);
 	return no_vms(s, "join", e) ?: s->conf.pool->join(s->conf.pool_ctx, body, out, restart, e);
 }
 

@@ -49,6 +49,10 @@ static int begin(struct pool *p, struct cerr *e)
 	if (p->etcd && !p->left)
 		ret = cerr_set(e, CERR_CONFLICT, "pool", "this host is in pool %s already",
 			       p->prefix);
+	else if (p->etcd) /* files: cellad is restarting; configuration: edit it */
+		ret = cerr_set(e, CERR_CONFLICT, "pool", "this host left pool %s: %s", p->prefix,
+			       p->conf.from_files ? "cellad is starting again, try then"
+			       : "its pool is set by its configuration (store and pool sections)");
 	else if (p->busy)
 		ret = cerr_set(e, CERR_CONFLICT, "pool", "a pool create or join runs already");
 	else if (stat(dir, &st) == 0)

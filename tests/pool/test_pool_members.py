@@ -113,6 +113,10 @@ def test(args):
             check(set(st) == {"host-a", "host-c"}, f"after leave, host-b is gone: {sorted(st)}")
             check(c.etcdctl("get", f"{PREFIX}/alive/host-b").stdout == "",
                   "its lease is revoked")
+            p = hosts["host-b"].cli("pool", "join", "https://127.0.0.1:1", "--token",
+                                    "0" * 6 + "." + "0" * 32 + "." + "0" * 64, expect=5)
+            check("set by its configuration" in p.stderr,
+                  f"a pool from the configuration is not joined by hand: {p.stderr.strip()}")
 
             # host-c dies: down once its lease lapses; back up when it restarts.
             killed = time.monotonic()

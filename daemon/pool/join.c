@@ -255,8 +255,8 @@ int pool_create(struct pool *p, json_t *body, json_t **out, bool *restart, struc
 					    "address", "lease_ttl_s", "token_ttl_s", NULL };
 	const char *name, *ca, *ca_key, *address;
 	char host[64], ip[256] = "", hash[POOL_CA_HASH_HEX + 1], dir[PATH_MAX + 16];
-	char prefix[128], token[POOL_TOKEN_LEN + 1], key[POOL_KEY_MAX];
-	char *host_key = NULL, *csr = NULL, *cert = NULL, *rec_s = NULL;
+	char prefix[128], token[POOL_TOKEN_LEN + 1], key[POOL_KEY_MAX], mkey[POOL_KEY_MAX];
+	char *host_key = NULL, *csr = NULL, *cert = NULL, *rec_s = NULL, *member_s = NULL;
 	int64_t ttl = POOL_LEASE_TTL_DEFAULT_S, token_ttl = POOL_TOKEN_TTL_DEFAULT_S, expires;
 	json_t *eps = json_object_get(body, "etcd"), *v, *pj = NULL, *rec = NULL;
 	struct etcd *etcd = NULL;
@@ -319,11 +319,22 @@ int pool_create(struct pool *p, json_t *body, json_t **out, bool *restart, struc
 			eps, "lease_ttl_s", (json_int_t)ttl, "created_at", (json_int_t)time(NULL),
 			"created_by", host);
 	rec_s = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	/* This host's record comes with the pool's (its lease once cellad
+	 * runs on the pool). */
+	json_decref(rec);
+	rec = json_pack("{s:s, s:s, s:I, s:i, s:s, s:I}", "name", host, "address",
+			address ? address : "", "memory_mib", (json_int_t)p->conf.memory_mib,
+			"cpus", (int)(p->conf.cpus ? p->conf.cpus : 1), "state", "up", "joined_at",
+			(json_int_t)time(NULL));
+	member_s = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
 	snprintf(key, sizeof(key), "%s/pool", prefix);
+	snprintf(mkey, sizeof(mkey), "%s/members/%s", prefix, host);
 	etcd_txn_init(&t);
-	ret = rec_s ? etcd_txn_compare(&t, key, ETCD_CMP_VERSION, ETCD_CMP_EQUAL, 0, NULL) ?:
-		      etcd_txn_put(&t, key, rec_s, strlen(rec_s), 0) ?:
-		      etcd_txn_commit(etcd, &t, &ok, NULL) : -ENOMEM;
+	ret = rec_s && member_s ?
+	      etcd_txn_compare(&t, key, ETCD_CMP_VERSION, ETCD_CMP_EQUAL, 0, NULL) ?:
+	      etcd_txn_put(&t, key, rec_s, strlen(rec_s), 0) ?:
+	      etcd_txn_put(&t, mkey, member_s, strlen(member_s), 0) ?:
+	      etcd_txn_commit(etcd, &t, &ok, NULL) : -ENOMEM;
 	etcd_txn_free(&t);
 	if (ret) {
 		ret = cerr_set(e, ret == -EPROTO ? CERR_INVALID : CERR_UNAVAILABLE, "etcd",
@@ -354,6 +365,7 @@ out:
 	json_decref(pj);
 	json_decref(rec);
 	free(rec_s);
+	free(member_s);
 	free(host_key);
 	free(csr);
 	free(cert);

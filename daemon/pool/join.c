@@ -306,6 +306,10 @@ int pool_create(struct pool *p, json_t *body, json_t **out, bool *restart, struc
 	pj = json_pack("{s:s, s:s, s:O, s:s, s:s, s:I}", "name", name, "prefix", prefix,
 		       "endpoints", eps, "host", host, "address", address ? address : "",
 		       "lease_ttl_s", (json_int_t)ttl);
+	if (!pj) {
+		ret = cerr_set(e, CERR_INTERNAL, "", "out of memory");
+		goto out;
+	}
 	if ((ret = staging_dir(p, dir, sizeof(dir)))) {
 		ret = cerr_set(e, CERR_INTERNAL, "", "cannot make %s: %s", dir, strerror(-ret));
 		goto out;
@@ -712,6 +716,11 @@ int pool_join(struct pool *p, json_t *body, json_t **out, bool *restart, struct 
 		       json_is_integer(json_object_get(pool, "lease_ttl_s"))
 		       ? json_integer_value(json_object_get(pool, "lease_ttl_s"))
 		       : (json_int_t)POOL_LEASE_TTL_DEFAULT_S);
+	if (!pj) {
+		ret = cerr_set(e, CERR_PEER, "to", "%s answered the join without the pool's name",
+			       to);
+		goto out;
+	}
 	if ((ret = write_files(dir, NULL, NULL, cert, key_pem, pj, e)) ||
 	    (ret = staging_commit(p, dir, e)))
 		goto out;

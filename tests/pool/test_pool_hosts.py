@@ -22,6 +22,8 @@ pair, and a three-member etcd cluster listening on the bridge's address
   it cannot create pool p1 again (it exists in etcd), and nothing is left.
 - host-b's cellad SIGKILLed: host-a's event stream says pool-host-down once
   its lease TTL passed, and its pool status shows it down.
+- One etcd member killed: host-a still makes tokens and renews its lease
+  through the other two.
 
 Needs root (namespaces) and etcd; skips loudly without them.
 Usage: test_pool_hosts.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""
@@ -395,6 +397,31 @@ def scenario(args, c, a, b, hc, boot):
     st = a.status()
     check(st["host-b"]["state"] == "down" and st["host-a"]["state"] == "up",
           "pool status: host-b down, host-a up")
+
+    # One etcd member killed: the pool goes on through the others.
+    c.members[0].kill()
+    killed_etcd = time.monotonic()
+    live = [m.endpoint for m in c.members[1:]]
+    t4 = json.loads(a.cli("--json", "pool", "token").stdout)
+    check(t4["token"].count(".") == 2, "with an etcd member dead, a token is still made")
+    kv = json.loads(c.etcdctl("get", "/cella/p1/alive/host-a", "-w", "json",
+                              endpoints=live).stdout)["kvs"][0]
+    lease = format(int(kv["lease"]), "x")
+
+    def ttl_left():
+        r = c.etcdctl("lease", "timetolive", lease, "-w", "json", endpoints=live)
+        return json.loads(r.stdout)["ttl"]
+    # Without renewals the lease would lapse within TTL of the kill; it
+    # must stay alive for twice that.
+    seen, until = [], killed_etcd + 2 * TTL
+    while time.monotonic() < until:
+        seen.append(ttl_left())
+        if seen[-1] <= 0:
+            raise TestFailure(f"host-a's lease lapsed with an etcd member dead: {seen}")
+        time.sleep(0.25)  # sampling the lease over 2 TTLs (an observation, not a wait)
+    check(True, f"host-a renews its lease through the other members ({len(seen)} samples, "
+          f"time to live {min(seen)}-{max(seen)} s)")
+    check(a.status()["host-a"]["state"] == "up", "host-a stays up")
 
 
 if __name__ == "__main__":

@@ -69,3 +69,10 @@ int cmd_move(struct client *c, int argc, char **argv);
 int cmd_host_add(struct client *c, int argc, char **argv);
 int cmd_host_list(struct client *c, int argc, char **argv);
 int cmd_host_remove(struct client *c, int argc, char **argv);
+
+/* pool.c */
+int cmd_pool_status(struct client *c, int argc, char **argv);
+int cmd_pool_create(struct client *c, int argc, char **argv);
+int cmd_pool_token(struct client *c, int argc, char **argv);
+int cmd_pool_join(struct client *c, int argc, char **argv);
+int cmd_pool_leave(struct client *c, int argc, char **argv);

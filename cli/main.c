@@ -1,6 +1,6 @@
 /* main.c: cella, the command line for cellad: the command table (`cella vm
- * ...` in vm.c, checkpoint.c, move.c, console.c; `cella host ...`, `cella
- * events`, `cella completion bash`), help, global options and dispatch.
+ * ...` in vm.c, checkpoint.c, move.c, console.c; `cella host ...`, `cella pool
+ * ...` in pool.c, `cella events`, `cella completion bash`), help, global options and dispatch.
  * Human tables by default, --json for scripts; exit statuses in client.h. */
 #include <getopt.h>
 #include <stdio.h>
@@ -152,6 +152,31 @@ static const struct cmd cmds[] = {
     {"host", "list", "ls", "", "the peer hosts VMs can move to", cmd_host_list, NULL},
     {"host", "remove", "rm delete", "NAME", "forget a peer host", cmd_host_remove, NULL},
     {"host", "metrics", "", "", "Prometheus text for every VM", cmd_prometheus, NULL},
+    {"pool", "create", "", "NAME --etcd URL[,URL...] --ca-cert FILE --ca-key FILE [OPTIONS]",
+     "make this host the first of a new pool on an etcd cluster that trusts the pool's CA; "
+     "prints a join token for the next host", cmd_pool_create,
+     "  --etcd URL,...     the etcd members (https://HOST:PORT; mutual TLS with the CA)\n"
+     "  --ca-cert FILE     the pool's CA certificate (PEM; etcd's trusted CA too)\n"
+     "  --ca-key FILE      its key: kept on this host, which then admits other hosts\n"
+     "  --address URL      this host's TCP API as other hosts reach it (https://IP:PORT)\n"
+     "  --host NAME        this host's name in the pool (default: its host name)\n"
+     "  --lease-ttl S      seconds a host stays up without renewing its lease (default 10)\n"
+     "  --token-ttl S      seconds the join token is valid (default 3600)\n"},
+    {"pool", "token", "", "[--ttl S]",
+     "a new join token (shown once, used once; default valid 3600 s)", cmd_pool_token,
+     "  --ttl S            seconds it is valid (60 to 604800)\n"},
+    {"pool", "join", "", "ADDRESS --token T [--address URL] [--host NAME]",
+     "join the pool of the host at ADDRESS (one holding the pool's CA key) with a token from "
+     "cella pool token; this host's certificate comes from the pool's CA",
+     cmd_pool_join,
+     "  --token T          the join token (it also pins the pool's CA)\n"
+     "  --address URL      this host's TCP API as other hosts reach it (https://IP:PORT)\n"
+     "  --host NAME        this host's name in the pool (default: its host name)\n"},
+    {"pool", "status", "", "[--json]",
+     "the pool's hosts: state (up, maintenance, down), capacity and VMs (needs a pool: "
+     "docs/pool.md)", cmd_pool_status, NULL},
+    {"pool", "leave", "", "",
+     "take this host out of its pool; refused while it owns VMs", cmd_pool_leave, NULL},
     {NULL, "events", "", "[--vm NAME] [--since SEQ]", "follow the event stream (JSON lines)",
      cmd_events, NULL},
     {NULL, "completion", "", "bash", "print a bash completion script", cmd_completion, NULL},
@@ -168,7 +193,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "  local cur=${COMP_WORDS[COMP_CWORD]} w1=${COMP_WORDS[1]} "
 	    "sock=${CELLA_SOCKET:-" DEFAULT_SOCKET "}\n"
 	    "  if [ $COMP_CWORD -eq 1 ]; then\n"
-	    "    COMPREPLY=($(compgen -W 'vm host events completion help --json --socket --url "
+	    "    COMPREPLY=($(compgen -W 'vm host pool events completion help --json --socket --url "
 	    "--token-file --help --version' -- \"$cur\")); return\n"
 	    "  fi\n"
 	    "  case $w1 in\n"
@@ -205,6 +230,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "      COMPREPLY=($(compgen -W '--url --token --token-file --tls-name --help' -- "
 	    "\"$cur\"))\n"
 	    "    fi;;\n"
+	    "  pool) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'create token join status leave' -- \"$cur\"));;\n"
 	    "  completion) COMPREPLY=($(compgen -W 'bash' -- \"$cur\"));;\n"
 	    "  esac\n"
 	    "}\n"
@@ -313,7 +339,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[i], "disk")) /* image tools: local, no cellad */
 		return disk_cli_main(argc - i, argv + i);
-	if (!strcmp(argv[i], "vm") || !strcmp(argv[i], "host") || !strcmp(argv[i], "checkpoint")) {
+	if (!strcmp(argv[i], "vm") || !strcmp(argv[i], "host") || !strcmp(argv[i], "checkpoint") ||
+	    !strcmp(argv[i], "pool")) {
 		group = argv[i++];
 		if (i >= argc) {
 			fprintf(stderr, "cella: '%s' needs a subcommand (see cella --help)\n",

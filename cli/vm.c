@@ -211,9 +211,14 @@ static void fmt_uptime(json_int_t ms, char *out, size_t len)
 
 static void print_vm_table(json_t *vms)
 {
+	bool pool = false; /* in a pool every VM has its host: a column for it */
 	size_t i;
 	json_t *v;
 
+	json_array_foreach(vms, i, v)
+		pool |= json_string_value(json_object_get(v, "host")) != NULL;
+	if (pool)
+		printf("%-16s ", "HOST");
 	printf("%-24s %-9s %4s %8s %9s %-9s %s\n", "NAME", "STATE", "CPUS", "MEMORY", "UPTIME",
 	       "AUTOSTART", "UUID");
 	json_array_foreach(vms, i, v)
@@ -223,6 +228,8 @@ static void print_vm_table(json_t *vms)
 		fmt_uptime(json_integer_value(json_object_get(v, "uptime_ms")), up, sizeof(up));
 		snprintf(mem, sizeof(mem), "%lldM",
 		         (long long)json_integer_value(json_object_get(v, "memory_mib")));
+		if (pool)
+			printf("%-16s ", json_string_value(json_object_get(v, "host")) ?: "-");
 		printf("%-24s %-9s %4lld %8s %9s %-9s %s\n",
 		       json_string_value(json_object_get(v, "name")),
 		       json_string_value(json_object_get(v, "state")),

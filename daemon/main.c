@@ -15,6 +15,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "pool.h"
 #include "storage.h"
 #include "store.h"
 #include "log.h"
@@ -41,6 +43,8 @@ struct conf {
 	struct storage storage;
 	bool etcd_set; /* "store": {"etcd": ...}: the pool's store instead of SQLite */
 	struct store_etcd_conf etcd;
+	bool pool_set; /* "pool": this host is a member of the store's pool */
+	struct pool_conf pool;
 };
 
 static const char *keep(struct conf *c, const char *s)
@@ -334,12 +338,113 @@ static int conf_store(struct conf *c, json_t *store)
 	return 0;
 }
 
+/* "pool": {"address": "https://ADDR:PORT", "lease_ttl_s": N}: this host is
+ * a member of the pool whose store is store.etcd (docs/pool.md): its host
+ * record, kept alive by a lease. */
+static int conf_pool(struct conf *c, json_t *pool)
+{
+	const char *key;
+	uint64_t ttl = POOL_LEASE_TTL_DEFAULT_S;
+	json_t *v;
+
+	if (!json_is_object(pool)) {
+		log_err("config: pool: expected {\"address\", \"lease_ttl_s\"}");
+		return -EINVAL;
+	}
+	json_object_foreach(pool, key, v) {
+		if (strcmp(key, "address") && strcmp(key, "lease_ttl_s")) {
+			log_err("config: pool: unknown key '%s'", key);
+			return -EINVAL;
+		}
+	}
+	if (conf_string(c, pool, "address", &c->pool.address) ||
+	    conf_uint(pool, "lease_ttl_s", 2, 300, &ttl))
+		return -EINVAL;
+	if (c->pool.address && strncmp(c->pool.address, "https://", 8)) {
+		log_err("config: pool.address: expected https://ADDR:PORT (this host's TCP API)");
+		return -EINVAL;
+	}
+	c->pool.lease_ttl_s = (unsigned)ttl;
+	c->pool_set = true;
+	return 0;
+}
+
+/* state_dir/pool/pool.json, written by cella pool create or join: the
+ * pool's store and this host's membership, with the pool's files beside it
+ * (docs/pool.md). 0 (none: *found false), or -EINVAL. */
+static int conf_pool_files(struct conf *c, bool *found)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 32];
+	json_error_t jerr;
+	json_t *pj, *eps, *v;
+	uint64_t ttl = POOL_LEASE_TTL_DEFAULT_S;
+	size_t i;
+	int ret = -EINVAL;
+
+	*found = false;
+	snprintf(dir, sizeof(dir), "%s/pool", c->sup.state_dir);
+	snprintf(path, sizeof(path), "%s/pool.json", dir);
+	if (access(path, F_OK) < 0)
+		return 0;
+	*found = true;
+	if (c->etcd_set || c->pool_set) {
+		log_err("%s: this host is in a pool (cella pool create or join), and the "
+			"configuration has a store or pool section too: remove one", path);
+		return -EINVAL;
+	}
+	pj = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	eps = json_object_get(pj, "endpoints");
+	if (!json_is_object(pj) || !json_is_array(eps) || !json_array_size(eps) ||
+	    json_array_size(eps) > STORE_ETCD_MAX_ENDPOINTS ||
+	    !json_string_value(json_object_get(pj, "prefix")) ||
+	    !json_string_value(json_object_get(pj, "host"))) {
+		log_err("%s: expected {name, prefix, endpoints, host, address, lease_ttl_s}", path);
+		goto out;
+	}
+	json_array_foreach(eps, i, v) {
+		if (!json_is_string(v) || strncmp(json_string_value(v), "https://", 8)) {
+			log_err("%s: endpoints: expected https:// URLs", path);
+			goto out;
+		}
+		c->etcd.endpoints[c->etcd.nr_endpoints++] = keep(c, json_string_value(v));
+	}
+	if (conf_uint(pj, "lease_ttl_s", 2, 300, &ttl))
+		goto out;
+	c->etcd.prefix = keep(c, json_string_value(json_object_get(pj, "prefix")));
+	c->etcd.host = keep(c, json_string_value(json_object_get(pj, "host")));
+	c->etcd.timeout_ms = 3000;
+	snprintf(path, sizeof(path), "%s/ca.pem", dir);
+	c->etcd.ca = c->pool.ca = keep(c, path);
+	snprintf(path, sizeof(path), "%s/host.pem", dir);
+	c->etcd.cert = c->pool.cert = keep(c, path);
+	snprintf(path, sizeof(path), "%s/host.key", dir);
+	c->etcd.key = c->pool.key = keep(c, path);
+	snprintf(path, sizeof(path), "%s/ca.key", dir);
+	if (access(path, F_OK) == 0)
+		c->pool.ca_key = keep(c, path);
+	if (json_string_value(json_object_get(pj, "address")) &&
+	    json_string_value(json_object_get(pj, "address"))[0])
+		c->pool.address = keep(c, json_string_value(json_object_get(pj, "address")));
+	c->pool.lease_ttl_s = (unsigned)ttl;
+	c->pool.from_files = true;
+	/* The pool's certificates are this host's: its HTTPS API, forwarded
+	 * requests and moves all use them. */
+	c->sup.tls_cert = c->pool.cert;
+	c->sup.tls_key = c->pool.key;
+	c->sup.tls_ca = c->pool.ca;
+	c->etcd_set = c->pool_set = true;
+	ret = 0;
+out:
+	json_decref(pj);
+	return ret;
+}
+
 static const char *const known_keys[] = {
 	"socket", "socket_group", "state_dir", "run_dir", "worker", "sandbox", "sandbox_user",
 	"seccomp", "cgroup_parent", "memory_overhead_mib", "shutdown_timeout_s",
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
 	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir", "storage",
-	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count", "store",
+	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count", "store", "pool",
 };
 
 static int conf_load(struct conf *c, const char *path, bool must_exist)
@@ -442,6 +547,12 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 		ret = conf_storage(c, json_object_get(root, "storage"));
 	if (!ret && json_object_get(root, "store"))
 		ret = conf_store(c, json_object_get(root, "store"));
+	if (!ret && json_object_get(root, "pool"))
+		ret = conf_pool(c, json_object_get(root, "pool"));
+	if (!ret && c->pool_set && !c->etcd_set) {
+		log_err("config: pool: needs the pool's store (store.etcd)");
+		ret = -EINVAL;
+	}
 	if (!ret && json_object_get(root, "roles"))
 		ret = conf_roles(c, json_object_get(root, "roles"));
 	tcp = json_object_get(root, "tcp");
@@ -581,6 +692,18 @@ static void store_changed(void *opaque, const char *collection, const char *key)
 	log_info("store: %s/%s changed by another writer", collection, key);
 }
 
+static void pool_event(void *opaque, const char *event, const char *detail)
+{
+	sup_pool_event(opaque, event, detail);
+}
+
+/* A pool create, join or leave answered: cellad starts again (main's
+ * loop re-executes it) on the pool's store, or without it. */
+static void request_restart(void)
+{
+	kill(getpid(), SIGUSR1);
+}
+
 /* Every kind of long operation, for the core to recover after a crash. */
 static const struct job_kind *const job_kinds[] = {
 	&start_job, &stop_job, &save_job, &checkpoint_create_job, &checkpoint_apply_job,
@@ -619,11 +742,12 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL, *o_socket = NULL, *o_state = NULL, *o_run = NULL,
 		   *o_worker = NULL, *o_tls[3] = { NULL, NULL, NULL };
-	bool no_sandbox = false, no_seccomp = false;
+	bool no_sandbox = false, no_seccomp = false, restart = false, pool_files = false;
 	char dbpath[PATH_MAX], logs[PATH_MAX], err[512];
 	struct store *db = NULL;
 	struct sup *sup = NULL;
 	struct api *api = NULL;
+	struct pool *pool = NULL;
 	struct signalfd_siginfo si;
 	sigset_t set;
 	int opt, sfd, lockfd, status = 1;
@@ -665,8 +789,13 @@ int main(int argc, char **argv)
 	if (o_tls[0]) c.sup.tls_cert = o_tls[0];
 	if (o_tls[1]) c.sup.tls_key = o_tls[1];
 	if (o_tls[2]) c.sup.tls_ca = o_tls[2];
+	if (conf_pool_files(&c, &pool_files)) {
+		conf_release(&c);
+		return 2;
+	}
 	if (conf_tls_check(&c))
 		return 2;
+	c.api.on_restart = request_restart;
 	c.api.tls_cert = c.sup.tls_cert;
 	c.api.tls_key = c.sup.tls_key;
 	c.api.tls_ca = c.sup.tls_ca;
@@ -710,6 +839,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
@@ -747,12 +877,39 @@ int main(int argc, char **argv)
 		}
 		c.sup.storage = &c.storage;
 	}
+	{
+		struct sysinfo si;
+
+		c.pool.etcd = c.pool_set ? &c.etcd : NULL;
+		c.pool.state_dir = c.sup.state_dir;
+		c.pool.memory_mib = c.sup.memory_capacity_mib;
+		if (!c.pool.memory_mib && sysinfo(&si) == 0)
+			c.pool.memory_mib = (uint64_t)si.totalram * si.mem_unit >> 20;
+		c.pool.cpus = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+		if (c.pool_set && !c.pool.ca) { /* a pool from the configuration */
+			c.pool.ca = c.sup.tls_ca ? c.sup.tls_ca : c.etcd.ca;
+			c.pool.cert = c.sup.tls_cert ? c.sup.tls_cert : c.etcd.cert;
+			c.pool.key = c.sup.tls_key ? c.sup.tls_key : c.etcd.key;
+		}
+		/* On a store from the configuration without a pool section,
+		 * create and join are not offered (the store is set by hand). */
+		if (c.pool_set || !c.etcd_set) {
+			if (pool_start(&pool, &c.pool, err, sizeof(err))) {
+				log_err("%s", err);
+				goto out;
+			}
+			c.sup.pool = &pool_sup_ops;
+			c.sup.pool_ctx = pool;
+		}
+	}
 	c.sup.job_kinds = job_kinds;
 	c.sup.hooks = &incoming_hooks;
 	if (sup_create(&sup, &c.sup, db)) {
 		log_err("cannot start the supervisor");
 		goto out;
 	}
+	if (pool)
+		pool_set_events(pool, pool_event, sup);
 	if (!c.roles_set && c.api.socket_group && c.api.socket_group[0]) {
 		/* By default the socket's group may run VMs, not define them:
 		 * definitions name host files (admin only). */
@@ -777,6 +934,13 @@ int main(int argc, char **argv)
 	while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP)
 			continue;
+		if (si.ssi_signo == SIGUSR1) {
+			if (si.ssi_pid != (uint32_t)getpid())
+				continue; /* only cellad's own request */
+			log_info("restarting: the pool changed (docs/pool.md); VMs keep running");
+			restart = true;
+			break;
+		}
 		log_info("stopping on %s; VMs keep running", strsignal((int)si.ssi_signo));
 		break;
 	}
@@ -785,9 +949,18 @@ out:
 	if (sup)
 		sup_quiesce(sup);
 	api_stop(api);
+	if (pool)
+		pool_set_events(pool, NULL, NULL); /* before the core goes */
 	sup_destroy(sup);
+	pool_stop(pool);
 	store_close(db);
 	curl_global_cleanup();
 	conf_release(&c);
+	if (restart) {
+		close(lockfd);
+		execv("/proc/self/exe", argv);
+		log_err("cannot start again: %s", strerror(errno));
+		return 1;
+	}
 	return status;
 }

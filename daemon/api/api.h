@@ -45,6 +45,9 @@ struct api_conf {
 	unsigned tcp_per_client;      /* TCP: connections one address may hold */
 	size_t max_body;           /* bytes */
 	const char *ui_dir;        /* the web console's files, served at /ui (NULL: none) */
+	/* Called once a response whose handler asked cellad to start again
+	 * (pool create, join, leave) is sent. */
+	void (*on_restart)(void);
 };
 
 int api_start(struct api **out, const struct api_conf *conf, struct sup *s) __must_check;

@@ -18,6 +18,9 @@ enum role api_route_role(const char *method, const char *url);
 /* Whether the route is host-to-host (a peer moving a VM here): over TCP it
  * then needs a peer's certificate (mutual TLS) besides the role. */
 bool api_route_peer_only(const char *method, const char *url);
+/* Whether the route is open to callers without a role (a pool join: its
+ * token in the body is the credential). */
+bool api_route_public(const char *method, const char *url);
 /* identity.c: the caller's role and a name for it. Unix socket: the
  * peer's uid and groups (SO_PEERCRED) against the configured users and
  * groups, root always admin; TCP: the bearer token's role (ROLE_NONE
@@ -25,6 +28,13 @@ bool api_route_peer_only(const char *method, const char *url);
  * the CA signed (a client certificate that does not verify: ROLE_NONE). */
 enum role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
 			   bool *peer, char *who, size_t len);
+/* A request a pool host forwards on a caller's behalf (docs/pool.md): the
+ * header X-Cella-Forwarded-Role over TCP. 0: none; 1: *role is the
+ * caller's, vouched for by a host of the pool (its client certificate
+ * verifies against the pool's CA and names a host in the pool); -1: the
+ * header without such a certificate (who says why). */
+int api_identify_forwarded(struct MHD_Connection *c, struct sup *s, enum role *role, char *who,
+			   size_t len);
 struct api_request {
 	struct MHD_Connection *c;
 	enum role role;  /* the caller's (server.c, from its identity) */
@@ -42,6 +52,8 @@ struct api_request {
 	 * to (-1: none) and its length; the handler finishes it. */
 	int upload_fd;
 	uint64_t upload_bytes;
+	bool restart;   /* set by the handler: cellad starts again once this is answered */
+	bool forwarded; /* from a pool host on a caller's behalf: never forwarded again */
 };
 
 enum MHD_Result api_route(struct api_request *r);
@@ -86,6 +98,7 @@ enum MHD_Result api_call_with_body(struct api_request *r, const char *name, sup_
 enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
 enum { HOSTS_LIST, HOSTS_ADD, HOSTS_REMOVE };
 enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
+enum { POOL_STATUS, POOL_LEAVE, POOL_CREATE, POOL_TOKEN, POOL_JOIN, POOL_ADMIT, POOL_CA };
 #define API_HANDLER(fn) enum MHD_Result fn(struct api_request *r, const char *name, int arg)
 /* vms.c */
 API_HANDLER(h_list);
@@ -106,6 +119,7 @@ API_HANDLER(h_host);
 API_HANDLER(h_events);
 API_HANDLER(h_prometheus);
 API_HANDLER(h_hosts);
+API_HANDLER(h_pool);
 /* incoming.c */
 API_HANDLER(h_incoming);
 API_HANDLER(h_upload);

@@ -45,6 +45,46 @@ enum MHD_Result h_hosts(struct api_request *r, const char *name, int arg)
 	return api_reply(r, ret, &e, 201, out);
 }
 
+/* The pool (docs/pool.md): its status, creating or joining one, tokens,
+ * the admitting side of a join, the CA, leaving. */
+enum MHD_Result h_pool(struct api_request *r, const char *name, int arg)
+{
+	enum MHD_Result res = MHD_NO;
+	struct cerr e = {0};
+	json_t *out = NULL, *body = NULL;
+	bool restart = false;
+	int ret;
+
+	(void)name;
+	switch (arg) {
+	case POOL_STATUS:
+		ret = sup_pool_status(r->sup, &out, &e);
+		return api_reply(r, ret, &e, 200, out);
+	case POOL_CA:
+		ret = sup_pool_ca(r->sup, &out, &e);
+		return api_reply(r, ret, &e, 200, out);
+	case POOL_LEAVE:
+		ret = sup_pool_leave(r->sup, &restart, &e);
+		r->restart = !ret && restart;
+		return api_reply(r, ret, &e, 204, NULL);
+	default:
+		break;
+	}
+	if (api_parse_body(r, arg != POOL_TOKEN, &body, &res))
+		return res;
+	if (arg == POOL_CREATE)
+		ret = sup_pool_create(r->sup, body, &out, &restart, &e);
+	else if (arg == POOL_JOIN)
+		ret = sup_pool_join(r->sup, body, &out, &restart, &e);
+	else if (arg == POOL_TOKEN)
+		ret = sup_pool_token(r->sup, body, &out, &e);
+	else
+		ret = sup_pool_admit(r->sup, body, &out, &e);
+	json_decref(body);
+	r->restart = !ret && restart;
+	return api_reply(r, ret, &e, 201, out);
+}
+
 enum MHD_Result h_events(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;

@@ -107,6 +107,53 @@ static int client_cert(struct MHD_Connection *c, char *name, size_t len)
 	return 1;
 }
 
+/* The subject CN of a client certificate that verified, or -1. */
+static int client_cn(struct MHD_Connection *c, char *cn, size_t len)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	gnutls_session_t sess = ci ? (gnutls_session_t)ci->tls_session : NULL;
+	const gnutls_datum_t *certs;
+	unsigned n = 0, status = 0;
+	gnutls_x509_crt_t crt;
+	size_t sz = len;
+	int ret = -1;
+
+	if (!sess || !(certs = gnutls_certificate_get_peers(sess, &n)) || !n ||
+	    gnutls_certificate_verify_peers2(sess, &status) < 0 || status)
+		return -1;
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return -1;
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0 &&
+	    gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &sz) >= 0 &&
+	    strlen(cn) == sz)
+		ret = 0;
+	gnutls_x509_crt_deinit(crt);
+	return ret;
+}
+
+int api_identify_forwarded(struct MHD_Connection *c, struct sup *s, enum role *role, char *who,
+			   size_t len)
+{
+	const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Cella-Forwarded-Role");
+	const char *by = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Cella-Forwarded-For");
+	char cn[128];
+
+	if (!h)
+		return 0;
+	if (client_cn(c, cn, sizeof(cn)) || !sup_pool_host_known(s, cn)) {
+		snprintf(who, len, "a client forwarding without a pool host's certificate");
+		return -1;
+	}
+	*role = !strcmp(h, "admin") ? ROLE_ADMIN : !strcmp(h, "operator") ? ROLE_OPERATOR
+		: !strcmp(h, "viewer") ? ROLE_VIEWER : ROLE_NONE;
+	snprintf(who, len, "host %.40s for %.40s", cn, by ? by : "?");
+	for (char *p = who; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			*p = '?';
+	return 1;
+}
+
 enum role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
 			   bool *peer, char *who, size_t len)
 {

@@ -22,6 +22,7 @@ struct route {
 	const char *const *query; /* allowed query parameters, NULL-terminated */
 	enum role role;       /* the least role that may call it */
 	bool peer_only;           /* host-to-host: over TCP, only with a peer's certificate */
+	bool fwd;                 /* on a VM another pool host owns: forwarded to it */
 };
 
 static const char *const no_query[] = {NULL};
@@ -37,38 +38,47 @@ static const struct route routes[] = {
     {"GET", "/v1/host", h_host, 0, no_query, ROLE_VIEWER},
     {"GET", "/v1/vms", h_list, 0, no_query, ROLE_VIEWER},
     {"POST", "/v1/vms", h_create, 0, no_query, ROLE_OPERATOR},
-    {"GET", "/v1/vms/{name}", h_get, 0, no_query, ROLE_VIEWER},
-    {"PATCH", "/v1/vms/{name}", h_patch, 0, no_query, ROLE_OPERATOR},
-    {"DELETE", "/v1/vms/{name}", h_delete, 0, no_query, ROLE_OPERATOR},
-    {"POST", "/v1/vms/{name}/start", h_action, SUP_START, no_query, ROLE_OPERATOR},
-    {"POST", "/v1/vms/{name}/stop", h_action, SUP_STOP, no_query, ROLE_OPERATOR},
-    {"POST", "/v1/vms/{name}/kill", h_action, SUP_KILL, no_query, ROLE_OPERATOR},
-    {"POST", "/v1/vms/{name}/reset", h_action, SUP_RESET, no_query, ROLE_OPERATOR},
-    {"POST", "/v1/vms/{name}/pause", h_action, SUP_PAUSE, no_query, ROLE_OPERATOR},
-    {"POST", "/v1/vms/{name}/resume", h_action, SUP_RESUME, no_query, ROLE_OPERATOR},
-    {"POST", "/v1/vms/{name}/save", h_action, SUP_SAVE, no_query, ROLE_OPERATOR},
-    {"DELETE", "/v1/vms/{name}/state", h_action, SUP_DELETE_STATE, no_query, ROLE_OPERATOR},
-    {"PATCH", "/v1/vms/{name}/disks/{disk}", h_disk, 0, no_query, ROLE_OPERATOR},
-    {"GET", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_LIST, no_query, ROLE_VIEWER},
-    {"POST", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_CREATE, no_query, ROLE_OPERATOR},
+    {"GET", "/v1/vms/{name}", h_get, 0, no_query, ROLE_VIEWER, false, true},
+    {"PATCH", "/v1/vms/{name}", h_patch, 0, no_query, ROLE_OPERATOR, false, true},
+    {"DELETE", "/v1/vms/{name}", h_delete, 0, no_query, ROLE_OPERATOR, false, true},
+    {"POST", "/v1/vms/{name}/start", h_action, SUP_START, no_query, ROLE_OPERATOR, false, true},
+    {"POST", "/v1/vms/{name}/stop", h_action, SUP_STOP, no_query, ROLE_OPERATOR, false, true},
+    {"POST", "/v1/vms/{name}/kill", h_action, SUP_KILL, no_query, ROLE_OPERATOR, false, true},
+    {"POST", "/v1/vms/{name}/reset", h_action, SUP_RESET, no_query, ROLE_OPERATOR, false, true},
+    {"POST", "/v1/vms/{name}/pause", h_action, SUP_PAUSE, no_query, ROLE_OPERATOR, false, true},
+    {"POST", "/v1/vms/{name}/resume", h_action, SUP_RESUME, no_query, ROLE_OPERATOR, false, true},
+    {"POST", "/v1/vms/{name}/save", h_action, SUP_SAVE, no_query, ROLE_OPERATOR, false, true},
+    {"DELETE", "/v1/vms/{name}/state", h_action, SUP_DELETE_STATE, no_query, ROLE_OPERATOR, false, true},
+    {"PATCH", "/v1/vms/{name}/disks/{disk}", h_disk, 0, no_query, ROLE_OPERATOR, false, true},
+    {"GET", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_LIST, no_query, ROLE_VIEWER, false, true},
+    {"POST", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_CREATE, no_query, ROLE_OPERATOR, false, true},
     {"POST", "/v1/vms/{name}/checkpoints/{checkpoint}/apply", h_checkpoint, CP_APPLY, no_query,
-     ROLE_OPERATOR},
+     ROLE_OPERATOR, false, true},
     {"DELETE", "/v1/vms/{name}/checkpoints/{checkpoint}", h_checkpoint, CP_DELETE, no_query,
-     ROLE_OPERATOR},
+     ROLE_OPERATOR, false, true},
     {"GET", "/v1/vms/{name}/console", h_console, 0, console_query, ROLE_VIEWER},
     {"POST", "/v1/vms/{name}/console", h_console_input, 0, no_query, ROLE_OPERATOR},
-    {"GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query, ROLE_VIEWER},
+    {"GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query, ROLE_VIEWER, false, true},
     {"GET", "/v1/events", h_events, 0, events_query, ROLE_VIEWER},
     {"GET", "/metrics", h_prometheus, 0, no_query, ROLE_VIEWER},
     {"GET", "/v1/hosts", h_hosts, HOSTS_LIST, no_query, ROLE_VIEWER},
     {"POST", "/v1/hosts", h_hosts, HOSTS_ADD, no_query, ROLE_ADMIN},
     {"DELETE", "/v1/hosts/{host}", h_hosts, HOSTS_REMOVE, no_query, ROLE_ADMIN},
-    {"POST", "/v1/vms/{name}/move", h_move, 0, no_query, ROLE_OPERATOR},
+    {"POST", "/v1/vms/{name}/move", h_move, 0, no_query, ROLE_OPERATOR, false, true},
     {"POST", "/v1/incoming", h_incoming, IN_PREPARE, no_query, ROLE_ADMIN, true},
     {"POST", "/v1/incoming/{name}/commit", h_incoming, IN_COMMIT, no_query, ROLE_ADMIN, true},
     {"DELETE", "/v1/incoming/{name}", h_incoming, IN_ABORT, no_query, ROLE_ADMIN, true},
     {"PUT", "/v1/incoming/{name}/state", h_upload, 0, no_query, ROLE_ADMIN, true},
     {"PUT", "/v1/incoming/{name}/disks/{disk}", h_upload, 1, no_query, ROLE_ADMIN, true},
+    {"GET", "/v1/pool", h_pool, POOL_STATUS, no_query, ROLE_VIEWER},
+    {"POST", "/v1/pool", h_pool, POOL_CREATE, no_query, ROLE_ADMIN},
+    {"POST", "/v1/pool/tokens", h_pool, POOL_TOKEN, no_query, ROLE_ADMIN},
+    {"POST", "/v1/pool/join", h_pool, POOL_JOIN, no_query, ROLE_ADMIN},
+    {"POST", "/v1/pool/leave", h_pool, POOL_LEAVE, no_query, ROLE_ADMIN},
+    /* A joining host: no role (its join token is the credential); the CA
+     * is public (the token pins it). */
+    {"POST", "/v1/pool/members", h_pool, POOL_ADMIT, no_query, ROLE_NONE},
+    {"GET", "/v1/pool/ca", h_pool, POOL_CA, no_query, ROLE_NONE},
     {"GET", "/ui", h_static, 0, no_query, ROLE_VIEWER},
     {"GET", "/ui/{file}", h_static, 1, no_query, ROLE_VIEWER},
 };
@@ -119,6 +129,22 @@ static enum MHD_Result check_query(void *cls, enum MHD_ValueKind kind, const cha
 			return MHD_YES;
 	qc->bad = key;
 	return MHD_NO;
+}
+
+/* A request on a VM another host of the pool owns: its owner answers
+ * (docs/pool.md, forwarding). */
+static enum MHD_Result forward(struct api_request *r, const char *host, const char *addr)
+{
+	struct cerr e = {0};
+	json_t *reply = NULL;
+	long status = 0;
+
+	if (sup_pool_forward(r->sup, host, addr, r->method, r->url, r->body, r->role, r->who,
+			     &status, &reply, &e))
+		return api_reply_error(r->c, &e);
+	if (status < 200 || status > 599)
+		status = 502;
+	return api_reply_json(r->c, (unsigned)status, reply);
 }
 
 enum MHD_Result api_route(struct api_request *r)
@@ -172,6 +198,12 @@ enum MHD_Result api_route(struct api_request *r)
 	if (sub[0] && !vmdef_name_valid(sub))
 		return api_fail(r->c, 400, sub_field(hit->path), "not a valid name");
 	r->sub = sub;
+	if (hit->fwd && !r->forwarded) {
+		char host[64], addr[256];
+
+		if (sup_pool_forward_target(r->sup, name, host, sizeof(host), addr, sizeof(addr)))
+			return forward(r, host, addr);
+	}
 	if (hit->fn != h_upload && r->upload_fd >= 0) { /* cannot happen: api_is_upload */
 		close(r->upload_fd);
 		r->upload_fd = -1;
@@ -219,6 +251,17 @@ enum role api_route_role(const char *method, const char *url)
 		    path_match(routes[i].path, url, name, sub, sizeof(name)))
 			return routes[i].role;
 	return ROLE_NONE;
+}
+
+bool api_route_public(const char *method, const char *url)
+{
+	char name[256], sub[256];
+
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++)
+		if (!strcmp(routes[i].method, method) &&
+		    path_match(routes[i].path, url, name, sub, sizeof(name)))
+			return routes[i].role == ROLE_NONE;
+	return false;
 }
 
 bool api_route_peer_only(const char *method, const char *url)

@@ -66,6 +66,7 @@ struct req {
 	enum MHD_Result result; /* what the handler returned */
 	struct api_request ar;  /* the handler's request (lives with the connection) */
 	bool peer;          /* TCP: a certificate of the peers' CA */
+	bool forwarded;     /* TCP: from a pool host, with the caller's role */
 	char who[96];
 	/* streamed uploads */
 	bool upload, up_opened, up_failed;
@@ -469,11 +470,18 @@ static enum MHD_Result dispatch(struct api *a, struct req *rq)
 	pthread_t t;
 	int ret;
 
-	rq->dispatched = true;
-	MHD_suspend_connection(rq->ar.c);
+	/* A request that comes while the API stops is answered here: MHD must
+	 * not stop with a connection parked (a pool create, join or leave
+	 * restarts cellad while clients poll it). */
 	pthread_mutex_lock(&a->st_lock);
+	if (a->stopping) {
+		pthread_mutex_unlock(&a->st_lock);
+		return api_fail(rq->ar.c, 503, "", "cellad is stopping; try again");
+	}
 	a->handlers++;
 	pthread_mutex_unlock(&a->st_lock);
+	rq->dispatched = true;
+	MHD_suspend_connection(rq->ar.c);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	ret = pthread_create(&t, &attr, handler_main, rq);
@@ -515,7 +523,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		}
 		rq->role = api_identify(&l->api->conf, c, l->need_token, &rq->peer, rq->who,
 					sizeof(rq->who));
-		if (l->need_token && rq->role == ROLE_NONE) {
+		if (l->need_token) {
+			enum role fr;
+			int f = api_identify_forwarded(c, l->api->sup, &fr, rq->who,
+						       sizeof(rq->who));
+
+			if (f < 0) {
+				rq->refused = true;
+				return api_fail(c, 403, "certificate", "%s %.200s: a forwarded request "
+						"needs a certificate of a host in this pool", method,
+						url);
+			}
+			if (f > 0) {
+				rq->role = fr;
+				rq->forwarded = true;
+			}
+		}
+		if (l->need_token && rq->role == ROLE_NONE && !api_route_public(method, url)) {
 			rq->refused = true;
 			return reply_401(c);
 		}
@@ -579,6 +603,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				       .upload_fd = rq->up_fd, .upload_bytes = rq->up_bytes,
 				       .ui_dirfd = l->api->ui_dirfd, .api = l->api };
 	snprintf(rq->ar.who, sizeof(rq->ar.who), "%s", rq->who);
+	rq->ar.forwarded = rq->forwarded;
 	rq->up_fd = -1; /* the handler closes it */
 	local_address(c, rq->ar.local_addr, sizeof(rq->ar.local_addr));
 	return dispatch(l->api, rq);
@@ -588,10 +613,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	struct req *rq = *con_cls;
+	struct listener *l = cls;
 
-	(void)cls;
 	(void)c;
 	(void)toe;
+	if (rq && rq->ar.restart && l->api->conf.on_restart)
+		l->api->conf.on_restart();
 	if (rq) {
 		if (rq->up_fd >= 0) /* an upload cut short: nobody finished it */
 			close(rq->up_fd);

@@ -14,7 +14,8 @@ enum MHD_Result h_list(struct api_request *r, const char *name, int arg)
 {
 	(void)name;
 	(void)arg;
-	return api_reply_json(r->c, 200, json_pack("{s:o}", "vms", sup_list(r->sup)));
+	/* In a pool: every VM of the pool, each with its host. */
+	return api_reply_json(r->c, 200, json_pack("{s:o}", "vms", sup_pool_list(r->sup)));
 }
 
 enum MHD_Result h_create(struct api_request *r, const char *name, int arg)

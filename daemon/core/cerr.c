@@ -25,6 +25,7 @@ const char *cerr_kind_name(enum cerr_kind kind)
 		[CERR_TOO_LARGE] = "too large", [CERR_PEER] = "peer failure",
 		[CERR_UNAVAILABLE] = "unavailable", [CERR_NO_SPACE] = "no space",
 		[CERR_INTERNAL] = "internal",   [CERR_CAPACITY] = "no capacity",
+		[CERR_FORBIDDEN] = "forbidden",
 	};
 
 	return (unsigned)kind < CERR_KIND_COUNT ? names[kind] : "unknown";

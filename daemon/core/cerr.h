@@ -19,6 +19,7 @@ enum cerr_kind {
 	CERR_NO_SPACE,    /* storage is full */
 	CERR_CAPACITY,    /* the host lacks the memory (or another resource) for it */
 	CERR_INTERNAL,    /* cellad or the worker failed */
+	CERR_FORBIDDEN,   /* a credential of the request is wrong (a join token) */
 	CERR_KIND_COUNT
 };
 

@@ -54,6 +54,30 @@ struct sup_conf {
 	 * files; NULL: no live moves), and how long one may take. */
 	const char *tls_cert, *tls_key, *tls_ca;
 	unsigned move_timeout_s;
+	/* The pool this host is a member of (daemon/pool/, docs/pool.md), or
+	 * NULL: a single host. Reached through these calls only. */
+	const struct sup_pool_ops *pool;
+	void *pool_ctx;
+};
+
+/* The pool layer's calls (daemon/pool/pool.h says what each does); the
+ * core adds what it knows (its VMs) in sup_pool_*. */
+struct sup_pool_ops {
+	int (*status)(void *ctx, json_t **out, struct cerr *e);
+	int (*leave)(void *ctx, bool *restart, struct cerr *e);
+	int (*create)(void *ctx, json_t *body, json_t **out, bool *restart, struct cerr *e);
+	int (*token)(void *ctx, json_t *body, json_t **out, struct cerr *e);
+	int (*join)(void *ctx, json_t *body, json_t **out, bool *restart, struct cerr *e);
+	int (*admit)(void *ctx, json_t *body, json_t **out, struct cerr *e);
+	int (*ca)(void *ctx, json_t **out, struct cerr *e);
+	json_t *(*remote_vms)(void *ctx);
+	const char *(*host)(void *ctx); /* this host's name in its pool, or NULL */
+	int (*owner_of)(void *ctx, const char *name, char *host, size_t hlen, char *address,
+			size_t alen, struct cerr *e);
+	bool (*host_known)(void *ctx, const char *cn);
+	int (*forward)(void *ctx, const char *host, const char *address, const char *method,
+		       const char *url, const char *body, enum role role, const char *who,
+		       long *status, json_t **reply, struct cerr *e);
 };
 
 /* Calls from the core into features that attached data to a VM (a move
@@ -143,6 +167,38 @@ int sup_metrics(struct sup *s, const char *name, json_t **out, struct cerr *e) _
 /* Prometheus text exposition for every VM and the daemon (malloc'd). */
 char *sup_prometheus(struct sup *s);
 json_t *sup_host(struct sup *s);
+
+/* The pool (sup_conf.pool, docs/pool.md). Not in a pool: not found.
+ * status: its hosts with their state, capacity and VMs. leave, create and
+ * join set *restart when cellad must start again (on the pool's store, or
+ * without it); create and join are refused while this host has VMs. token:
+ * a new join token; admit: the admitting side of a join (the token is the
+ * credential); ca: the pool's CA certificate. */
+int sup_pool_status(struct sup *s, json_t **out, struct cerr *e) __must_check;
+int sup_pool_leave(struct sup *s, bool *restart, struct cerr *e) __must_check;
+int sup_pool_create(struct sup *s, json_t *body, json_t **out, bool *restart,
+		    struct cerr *e) __must_check;
+int sup_pool_token(struct sup *s, json_t *body, json_t **out, struct cerr *e) __must_check;
+int sup_pool_join(struct sup *s, json_t *body, json_t **out, bool *restart,
+		  struct cerr *e) __must_check;
+int sup_pool_admit(struct sup *s, json_t *body, json_t **out, struct cerr *e) __must_check;
+int sup_pool_ca(struct sup *s, json_t **out, struct cerr *e) __must_check;
+/* Every VM of the pool: sup_list's, each with "host", and the other hosts'
+ * (from the pool's cache); sup_list's alone outside a pool. */
+json_t *sup_pool_list(struct sup *s);
+/* A request on VM name that its owner must answer: 1 when no VM here is
+ * called name and another host owns one (host, address filled), else 0. */
+int sup_pool_forward_target(struct sup *s, const char *name, char *host, size_t hlen,
+			    char *address, size_t alen);
+/* An event of the pool (a host up, down, joined, left: detail names it) on
+ * the event stream, with no VM. */
+void sup_pool_event(struct sup *s, const char *event, const char *detail);
+/* Whether cn (a client certificate's subject) names a host of the pool. */
+bool sup_pool_host_known(struct sup *s, const char *cn);
+/* Forward a request to host (docs/pool.md: how the role travels). */
+int sup_pool_forward(struct sup *s, const char *host, const char *address, const char *method,
+		     const char *url, const char *body, enum role role, const char *who,
+		     long *status, json_t **reply, struct cerr *e) __must_check;
 
 /* Console: a reader over the VM's output history (the last `history`
  * bytes, up to the buffer size) and what follows. */

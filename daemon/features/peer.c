@@ -49,8 +49,12 @@ static int perform(const struct peer *p, const char *method, const char *path, l
 	*reply = NULL;
 	*status = 0;
 	snprintf(url, sizeof(url), "%s%s", p->url, path);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", p->token);
-	hdrs = curl_slist_append(hdrs, auth);
+	if (p->token) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", p->token);
+		hdrs = curl_slist_append(hdrs, auth);
+	}
+	for (const char *const *h = p->headers; h && *h; h++)
+		hdrs = curl_slist_append(hdrs, *h);
 	hdrs = curl_slist_append(hdrs, "Expect:");
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);

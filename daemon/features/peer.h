@@ -12,9 +12,10 @@
 struct peer {
 	const char *name;   /* for messages */
 	const char *url;    /* https://ADDR:PORT */
-	const char *token;
+	const char *token;  /* NULL: no bearer token (a pool host: its certificate says who) */
 	/* This host's certificate and key, and the CA peers are checked against. */
 	const char *cert, *key, *ca;
+	const char *const *headers; /* more request headers ("Name: value"), NULL-terminated */
 };
 
 /* One request; body (not consumed) may be NULL. Returns 0 once an answer

@@ -168,6 +168,17 @@ def test(args):
         call("DELETE", "/v1/incoming/{name}", "oi")
         call("DELETE", "/v1/incoming/{name}", "oi")
         call("DELETE", "/v1/incoming/{name}", "od")
+        # A single host is in no pool (tests/pool/test_pool_members.py: in one).
+        call("GET", "/v1/pool")
+        call("GET", "/v1/pool?x=1")
+        call("POST", "/v1/pool/leave")
+        call("POST", "/v1/pool", body={})
+        call("POST", "/v1/pool", body={"name": "p", "etcd": ["https://127.0.0.1:1"],
+                                       "ca_cert": "x", "ca_key": "y"})
+        call("POST", "/v1/pool/tokens")
+        call("POST", "/v1/pool/join", body={"to": "https://127.0.0.1:1", "token": "bad"})
+        call("POST", "/v1/pool/members", body={})
+        call("GET", "/v1/pool/ca")
         # The event stream never ends by itself: read its head only.
         evs = d.events(since=0)
         seen.setdefault(("GET", "/v1/events"), []).append(type("R", (), {

@@ -11,8 +11,10 @@ the sources' #include lines, so that a change that breaks it fails the suite.
 - nothing in daemon/ but api/ and main.c includes libmicrohttpd; no SQL
   (sqlite3.h) outside store/.
 - the etcd client (store/etcd.h) and the etcd store's records belong to
-  store/ (and to the pool layer, daemon/pool/, when it comes): the core,
-  workers, features and the API reach etcd through store.h only.
+  store/ (and to the pool layer, daemon/pool/): the core, workers, features
+  and the API reach etcd through store.h only.
+- the pool layer (daemon/pool/) knows no core internals, worker or API; no
+  one but main.c includes it (the core reaches it through sup_conf.pool).
 - vmm/core/ (the VM core) includes no concrete device (vmm/hw/, vmm/virtio/
   device folders); vmm/ includes nothing of daemon/ or cli/.
 - conf/ and disk/ include nothing of vmm/, daemon/ or cli/."""
@@ -46,13 +48,18 @@ WORKER = {"wctl.h", "cgroup.h"}
 FEATURES = {"peer.h", "feature_jobs.h"}
 API = {"api.h", "api_priv.h"}
 ETCD = {"etcd.h", "etcd_priv.h", "etcd_records.h", "etcd_store_priv.h"}
+POOL = {"pool.h", "pool_priv.h", "ca.h", "join_parse.h"}
 
 RULES = [
-    ("daemon/api", CORE_INTERNAL | STORE | WORKER | FEATURES, "the API reaches the core through sup.h only"),
-    ("daemon/store", CORE_INTERNAL | WORKER | FEATURES | API, "the store knows no core internals"),
-    ("daemon/core", FEATURES | API, "the core knows no feature and no API"),
-    ("daemon/worker", FEATURES | API, "worker/ knows no feature and no API"),
-    ("daemon/features", API, "features know no API"),
+    ("daemon/api", CORE_INTERNAL | STORE | WORKER | FEATURES | POOL,
+     "the API reaches the core through sup.h only"),
+    ("daemon/store", CORE_INTERNAL | WORKER | FEATURES | API | POOL,
+     "the store knows no core internals"),
+    ("daemon/core", FEATURES | API | POOL, "the core knows no feature, pool layer or API"),
+    ("daemon/worker", FEATURES | API | POOL, "worker/ knows no feature, pool layer or API"),
+    ("daemon/features", API | POOL, "features know no API and no pool layer"),
+    ("daemon/pool", CORE_INTERNAL | WORKER | API, "the pool layer knows no core internals, "
+     "worker or API"),
 ]
 
 

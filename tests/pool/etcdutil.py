@@ -54,11 +54,11 @@ class Member:
 
     @property
     def endpoint(self):
-        return f"https://127.0.0.1:{self.client_port}"
+        return f"https://{self.cluster.host}:{self.client_port}"
 
     @property
     def peer_url(self):
-        return f"https://127.0.0.1:{self.peer_port}"
+        return f"https://{self.cluster.host}:{self.peer_port}"
 
     def start(self, state="new"):
         d = self.cluster.dir
@@ -101,10 +101,13 @@ class Member:
 class Cluster:
     """n etcd members with mutual TLS. Use as a context manager."""
 
-    def __init__(self, n=1):
+    def __init__(self, n=1, host="127.0.0.1"):
+        """host: the address the members listen on (a bridge's, for cellads
+        in network namespaces: tests/pool/test_pool_hosts.py)."""
         need_etcd()
+        self.host = host
         self.dir = tempfile.mkdtemp(prefix="cella-etcd-")
-        tlsutil.make_pki(self.dir, names=("etcd", "client"))
+        tlsutil.make_pki(self.dir, names=("etcd", "client"), ips=sorted({"127.0.0.1", host}))
         tlsutil.make_pki(self.dir, names=("stranger",), ca="otherca")
         self.members = [Member(self, i) for i in range(n)]
 

@@ -11,14 +11,14 @@ def _ossl(*args):
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
-def make_pki(d, names=("server", "peer"), ca="ca"):
+def make_pki(d, names=("server", "peer"), ca="ca", ips=("127.0.0.1",)):
     """A CA (d/ca.pem) and, for each name, d/NAME.pem and d/NAME.key signed
-    by it with SAN IP:127.0.0.1 and DNS:NAME."""
+    by it with SAN IP:127.0.0.1 (or each of ips) and DNS:NAME."""
     _ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
           f"/CN=cella test {ca}", "-keyout", f"{d}/{ca}.key", "-out", f"{d}/{ca}.pem")
     for n in names:
         with open(f"{d}/{n}.ext", "w") as f:
-            f.write(f"subjectAltName=IP:127.0.0.1,DNS:{n}\n")
+            f.write("subjectAltName=" + ",".join(f"IP:{ip}" for ip in ips) + f",DNS:{n}\n")
         _ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={n}", "-keyout",
               f"{d}/{n}.key", "-out", f"{d}/{n}.csr")
         _ossl("x509", "-req", "-in", f"{d}/{n}.csr", "-CA", f"{d}/{ca}.pem", "-CAkey",

@@ -1,0 +1,62 @@
+/* pool_priv.h: what pool.c (membership), join.c (create, join, admit) and
+ * vms.c (the pool's VMs, forwarding) share. */
+#pragma once
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "etcd.h"
+#include "pool.h"
+
+#define POOL_KEY_MAX 256
+
+/* One VM of the pool as the watch last saw it. */
+struct pool_vm {
+	char uuid[40];
+	char name[64];
+	char owner[64];  /* "" : nobody (yet) */
+	char state[16];  /* from the owner's runtime record; "" : none */
+	int cpus;
+	int64_t memory_mib;
+};
+
+struct pool {
+	struct pool_conf conf; /* strings copied below */
+	struct etcd *etcd;     /* NULL: not a member */
+	char prefix[128], host[64], address[256];
+	char state_dir[PATH_MAX];
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], ca_key[PATH_MAX];
+	unsigned ttl_s;
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock; /* lease, stopping, left, busy */
+	pthread_cond_t wake;
+	int64_t lease;
+	bool stopping, left;
+	bool busy; /* a create or join runs */
+	/* The watch's cache of the pool (cache_lock, a leaf). */
+	pthread_mutex_t cache_lock;
+	struct pool_vm *vms;
+	size_t nr_vms;
+	json_t *members; /* name -> host record */
+	struct etcd_watch *watch;
+	void (*ev_fn)(void *opaque, const char *event, const char *detail);
+	void *ev_opaque;
+};
+
+/* prefix + "/" + fmt(part): 0 or -ENAMETOOLONG. */
+int pool_key(const struct pool *p, char *dst, const char *fmt, const char *part);
+int pool_range_prefix(struct pool *p, const char *what, struct etcd_kvs *out) __must_check;
+/* A store error as the API's: unavailable when etcd cannot be reached. */
+int pool_store_cerr(struct cerr *e, int ret);
+/* A file written whole (mode), via a temporary name. 0 or -errno. */
+int pool_write_file(const char *dir, const char *name, const char *data, mode_t mode);
+/* A whole file (at most POOL_PEM_MAX bytes), malloc'd, or NULL. */
+char *pool_read_file(const char *path);
+
+/* vms.c: the cache, filled from etcd then kept by a watch. */
+int pool_cache_start(struct pool *p) __must_check;
+void pool_cache_stop(struct pool *p);

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "state/state.h"
 #include "virtio/blk/blk.h"
+#include "virtio/blk/blk_export.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
 #include "vm.h"
@@ -40,6 +41,7 @@ static const struct device_ops blk_device_ops = VIRTIO_DEVICE_OPS("virtio-blk");
 
 /* One io_uring request: a DATA extent of a read or write. */
 struct blk_sub {
+	struct blk_tag tag; /* export = false */
 	struct blk_req *req;
 	bool write;
 	int fd;
@@ -194,8 +196,13 @@ static void blk_io_done(void *ctx, void *tag, int res)
 {
 	struct blk_dev *blk = ctx;
 	struct blk_sub *s = tag;
-	struct blk_req *req = s->req;
+	struct blk_req *req;
 
+	if (s->tag.export) {
+		blk_export_io_done(blk, tag, res);
+		return;
+	}
+	req = s->req;
 	if (res > 0 && (size_t)res < s->total - s->done && !blk->dropping) {
 		s->done += (size_t)res;
 		if (!blk_sub_queue(blk, s))
@@ -220,6 +227,7 @@ static int blk_sub_start(struct blk_dev *blk, struct blk_req *req, const struct 
 
 	if (!s)
 		return -ENOMEM;
+	s->tag.export = false;
 	s->req = req;
 	s->write = write;
 	s->fd = e->fd;
@@ -430,6 +438,12 @@ void blk_dispatch(struct blk_dev *blk)
 		req->admitted = true;
 		if ((blk_is_barrier(req) && blk->inflight_writes) || !blkio_room(&blk->io))
 			break;
+		/* A live export may first have to copy what this changes. */
+		if (req->type != VIRTIO_BLK_T_IN && req->type != VIRTIO_BLK_T_FLUSH &&
+		    !blk_export_may_write(blk, req)) {
+			started = true; /* its copy reads */
+			break;
+		}
 		/* Off the list while it runs: a stall puts it back in order. */
 		blk_pending_pop(blk);
 		if (req->type == VIRTIO_BLK_T_IN || req->type == VIRTIO_BLK_T_OUT) {
@@ -568,6 +582,8 @@ static void blk_ring_cb(void *opaque, uint32_t events)
 	struct blk_dev *blk = opaque;
 	uint16_t used_before;
 	eventfd_t v;
+	bool watched;
+	int fd;
 
 	if (eventfd_read(blkio_event_fd(&blk->io), &v) < 0) {
 		/* nothing pending: CQEs are checked below anyway */
@@ -575,6 +591,7 @@ static void blk_ring_cb(void *opaque, uint32_t events)
 	pthread_mutex_lock(&blk->vd.lock);
 	used_before = blk->vd.vqs[0].used_idx;
 	if (blkio_reap(&blk->io, false, blk_io_done, blk)) {
+		blk_export_pump(blk); /* before the requests that wait for it */
 		blk_dispatch(blk);
 		if (blkio_submit(&blk->io))
 			log_err("%s: io_uring submit failed", blk->vd.name);
@@ -582,7 +599,9 @@ static void blk_ring_cb(void *opaque, uint32_t events)
 	blk_check_recovered(blk);
 	if (blk->vd.vqs[0].used_idx != used_before)
 		virtio_dev_maybe_notify(&blk->vd, 0);
+	fd = blk_export_take_fd(blk, &watched);
 	pthread_mutex_unlock(&blk->vd.lock);
+	blk_export_close_fd(blk, fd, watched);
 }
 
 void blk_drain(struct blk_dev *blk)
@@ -679,6 +698,7 @@ static void blk_destroy(struct virtio_dev *vd)
 		blk->dropping = true;
 		blk_drop_pending(blk);
 		blk_drain(blk);
+		blk_export_free(blk); /* an export stops without its trailer */
 		blkio_close(&blk->io);
 	}
 	if (blk->cbt) {

@@ -20,6 +20,7 @@
 #include "backend/blkio.h"
 #include "backend/qos.h"
 #include "config.h"
+#include "virtio/blk/blk_ctl.h"
 #include "virtio/mmio.h"
 
 #define BLK_QUEUE_SIZE 256
@@ -27,6 +28,7 @@
 
 struct disk;
 struct cbt;
+struct blk_export;
 
 /* One guest request, from pop to completion. */
 struct blk_req {
@@ -104,6 +106,11 @@ struct blk_dev {
 	 * with vd.lock held only. */
 	unsigned long *track;
 	unsigned track_shift;
+
+	/* A live export (blk_export.c): running, or ending while its reads
+	 * complete; the last one's outcome for status. */
+	struct blk_export *exp;
+	struct blk_export_status exp_last;
 };
 
 _Static_assert(offsetof(struct blk_dev, vd) == 0, "transport frees the device through vd");

@@ -257,8 +257,12 @@ void blk_export_io_done(struct blk_dev *blk, void *tag, int res)
 			return; /* submitted by the caller after reaping */
 		res = -EIO;
 	}
-	if (res == 0 && r->total)
-		res = -EIO; /* end of file inside the image */
+	if (res == 0) {
+		/* End of file: a qcow2 cluster allocated at the end of the
+		 * file whose tail was never written (the file grows as data
+		 * lands) reads as zeroes, as a hole would. */
+		memset(r->iov.iov_base, 0, r->iov.iov_len);
+	}
 	free(r);
 	e->reads--;
 	if (res < 0 && !buf->err)

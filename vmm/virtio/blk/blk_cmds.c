@@ -45,8 +45,10 @@ static json_t *export_json(const struct blk_export_status *x)
 			      (json_int_t)x->waits, "held", (int)x->held, "max_copies",
 			      (int)x->max_copies);
 
-	if (o)
+	if (o) {
+		json_object_set_new(o, "cap_waits", json_integer((json_int_t)x->cap_waits));
 		json_object_set_new(o, "error", x->error[0] ? json_string(x->error) : json_null());
+	}
 	return o;
 }
 

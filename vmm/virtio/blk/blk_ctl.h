@@ -58,6 +58,7 @@ struct blk_export_status {
 	uint64_t sent;          /* stream bytes written so far */
 	uint64_t copies;        /* blocks read early for a guest write */
 	uint64_t waits;         /* guest requests that had to wait for the export */
+	uint64_t cap_waits;     /* ... of which with the copies at their cap */
 	unsigned held, max_copies;
 };
 /* Start an export of the disk to fd (taken, also on failure): the cut

@@ -75,7 +75,7 @@ struct blk_export {
 	unsigned nr_copies, max_copies;
 	unsigned reads;       /* exp_reads in io_uring */
 	struct exp_buf *bufs;
-	uint64_t last_wait_seq;
+	uint64_t last_wait_seq, last_cap_seq;
 	/* output */
 	enum exp_phase phase;
 	uint8_t *meta;
@@ -302,20 +302,28 @@ bool blk_export_may_write(struct blk_dev *blk, const struct blk_req *req)
 	first = req->off >> CBT_BLOCK_BITS;
 	last = (req->off + MIN(req->len, e->disk_size - req->off) - 1) >> CBT_BLOCK_BITS;
 	if (!exp_range_ready(e, first, last)) {
+		bool capped = false;
+
 		/* Copy what the cap allows; the rest waits for the stream to
 		 * send a copy (room) or to reach the block itself. */
 		for (uint64_t b = bit_next(e->todo, first, last + 1); b <= last;
 		     b = bit_next(e->todo, b + 1, last + 1)) {
 			if (!bit(e->set, b))
 				continue;
-			if (e->nr_copies >= e->max_copies || blkio_room(&blk->io) <= EXP_MAX_EXT)
+			if (e->nr_copies >= e->max_copies || blkio_room(&blk->io) <= EXP_MAX_EXT) {
+				capped = e->nr_copies >= e->max_copies;
 				break;
+			}
 			exp_read_block(blk, e, b, true);
 		}
 		/* Holes and compressed clusters were read at once. */
 		if (!exp_range_ready(e, first, last)) {
 			if (req->seq != e->last_wait_seq || !e->st.waits)
 				e->st.waits++;
+			if (capped && (req->seq != e->last_cap_seq || !e->st.cap_waits))
+				e->st.cap_waits++;
+			if (capped)
+				e->last_cap_seq = req->seq;
 			e->last_wait_seq = req->seq;
 			return false;
 		}

@@ -357,10 +357,11 @@ static void exp_finish(struct blk_dev *blk, struct blk_export *e)
 	int ret;
 
 	if (e->regular && fdatasync(e->fd) < 0) {
+		int err = errno;
 		char why[96];
 
-		snprintf(why, sizeof(why), "cannot sync the output: %s", strerror(errno));
-		exp_end(blk, "failed", -errno, why);
+		snprintf(why, sizeof(why), "cannot sync the output: %s", strerror(err));
+		exp_end(blk, "failed", -err, why);
 		return;
 	}
 	ret = cbt_point_clear(blk->cbt, e->st.point, e->clear);
@@ -383,10 +384,11 @@ void blk_export_pump(struct blk_dev *blk)
 		}
 		if (e->out_len) {
 			ssize_t n = write(e->fd, e->out, e->out_len);
+			int err = n < 0 ? errno : 0;
 
-			if (n < 0 && errno == EINTR)
+			if (err == EINTR)
 				continue;
-			if (n < 0 && errno == EAGAIN) {
+			if (err == EAGAIN) {
 				if (!e->watched &&
 				    !evloop_add(blk->vd.vm->loop, e->fd, EPOLLOUT | EPOLLET, exp_watch_cb,
 						blk))
@@ -399,10 +401,10 @@ void blk_export_pump(struct blk_dev *blk)
 				char why[96];
 
 				snprintf(why, sizeof(why), "output: %s",
-					 n < 0 && errno == EPIPE ? "the reader closed the stream"
-					 : n < 0 ? strerror(errno) : "no progress");
-				exp_end(blk, n < 0 && errno == EPIPE ? "cancelled" : "failed",
-					-EPIPE, why);
+					 err == EPIPE ? "the reader closed the stream"
+					 : err ? strerror(err) : "no progress");
+				exp_end(blk, err == EPIPE ? "cancelled" : "failed",
+					err ? -err : -EIO, why);
 				return;
 			}
 			e->out += n;

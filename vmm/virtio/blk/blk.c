@@ -404,6 +404,50 @@ static void blk_pending_pop(struct blk_dev *blk)
 		blk->pending_tail = NULL;
 }
 
+/* Whether a request before req in `pending` touches its range, one of the
+ * two writing (the guest gets no order between such requests, but keeps
+ * the one it queued). */
+static bool blk_overlaps_earlier(const struct blk_dev *blk, const struct blk_req *req)
+{
+	for (const struct blk_req *r = blk->pending; r && r != req; r = r->next)
+		if ((r->type != VIRTIO_BLK_T_IN || req->type != VIRTIO_BLK_T_IN) &&
+		    r->off < req->off + req->len && req->off < r->off + r->len)
+			return true;
+	return false;
+}
+
+/* The head waits for a live export's copy-before-write read: start the
+ * reads and writes queued behind it that touch nothing an earlier waiting
+ * request touches and need no copy themselves, up to the next barrier
+ * (which still waits for every write before it). Requests complete in any
+ * order anyway; without this, one write waiting for a 64 KiB read holds
+ * the whole queue. Not with QoS, whose order is FIFO. */
+static void blk_dispatch_past(struct blk_dev *blk)
+{
+	struct blk_req *prev = blk->pending, *req;
+
+	if (qos_enabled(&blk->qos) || blk->meta_wait)
+		return;
+	while ((req = prev->next) && blkio_room(&blk->io)) {
+		if (blk_is_barrier(req))
+			break;
+		if (blk_overlaps_earlier(blk, req) ||
+		    (req->type == VIRTIO_BLK_T_OUT && !blk_export_may_write(blk, req))) {
+			prev = req;
+			continue;
+		}
+		prev->next = req->next;
+		if (blk->pending_tail == req)
+			blk->pending_tail = prev;
+		req->next = NULL;
+		req->admitted = true;
+		if (blk_run_rw(blk, req) == RUN_WAIT) {
+			blk_requeue(blk, req);
+			break;
+		}
+	}
+}
+
 /* Start what can start, in order (lock held). */
 void blk_dispatch(struct blk_dev *blk)
 {
@@ -442,6 +486,7 @@ void blk_dispatch(struct blk_dev *blk)
 		if (req->type != VIRTIO_BLK_T_IN && req->type != VIRTIO_BLK_T_FLUSH &&
 		    !blk_export_may_write(blk, req)) {
 			started = true; /* its copy reads */
+			blk_dispatch_past(blk);
 			break;
 		}
 		/* Off the list while it runs: a stall puts it back in order. */

@@ -42,6 +42,8 @@ struct blk_req {
 	uint64_t off, len;     /* byte range (read, write, discard, write-zeroes) */
 	uint32_t dwz_flags;
 	bool admitted;         /* QoS let it through (kept across a retry) */
+	bool export_waited;    /* counted in a live export's waits (and cap_waits) */
+	bool export_capped;
 	uint64_t mapped;       /* bytes of [off, off+len) already started */
 	unsigned subs;         /* sub-requests in io_uring */
 	int err;               /* first failure of a sub-request */

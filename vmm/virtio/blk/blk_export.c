@@ -75,7 +75,6 @@ struct blk_export {
 	unsigned nr_copies, max_copies;
 	unsigned reads;       /* exp_reads in io_uring */
 	struct exp_buf *bufs;
-	uint64_t last_wait_seq, last_cap_seq;
 	/* output */
 	enum exp_phase phase;
 	uint8_t *meta;
@@ -292,7 +291,7 @@ static bool exp_range_ready(const struct blk_export *e, uint64_t first, uint64_t
 	return true;
 }
 
-bool blk_export_may_write(struct blk_dev *blk, const struct blk_req *req)
+bool blk_export_may_write(struct blk_dev *blk, struct blk_req *req)
 {
 	struct blk_export *e = blk->exp;
 	uint64_t first, last;
@@ -318,13 +317,12 @@ bool blk_export_may_write(struct blk_dev *blk, const struct blk_req *req)
 		}
 		/* Holes and compressed clusters were read at once. */
 		if (!exp_range_ready(e, first, last)) {
-			if (req->seq != e->last_wait_seq || !e->st.waits)
+			if (!req->export_waited)
 				e->st.waits++;
-			if (capped && (req->seq != e->last_cap_seq || !e->st.cap_waits))
+			if (capped && !req->export_capped)
 				e->st.cap_waits++;
-			if (capped)
-				e->last_cap_seq = req->seq;
-			e->last_wait_seq = req->seq;
+			req->export_waited = true;
+			req->export_capped |= capped;
 			return false;
 		}
 	}

@@ -35,7 +35,7 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 void blk_export_cancel(struct blk_dev *blk, const char *why);
 /* May the head request (a write, discard or write-zeroes) start now?
  * Starts the copy-before-write reads it needs; false: keep it waiting. */
-bool blk_export_may_write(struct blk_dev *blk, const struct blk_req *req);
+bool blk_export_may_write(struct blk_dev *blk, struct blk_req *req);
 /* An export read finished (from blk.c's completion handler). */
 void blk_export_io_done(struct blk_dev *blk, void *tag, int res);
 /* Move the stream on: send what is ready, start the next reads. */

@@ -8,7 +8,10 @@
  *   (ZERO/SLOW extents, FLUSH, DISCARD, WRITE_ZEROES) -> completed into the
  *   used ring when its last sub-request is reaped.
  * FLUSH, DISCARD and WRITE_ZEROES are barriers: they wait until every write
- * started before them has completed. A request that fails with a storage
+ * started before them has completed. While a live export (blk_export.h)
+ * makes the head wait for a copy-before-write read, requests behind it that
+ * overlap no earlier waiting one and need no copy start past it, up to the
+ * next barrier. A request that fails with a storage
  * error (EIO, ENOSPC, EDQUOT, ENODEV, ...) is not completed: it goes back
  * into `pending` at its place, the disk stalls, the VM pauses with the
  * reason, and a timer retries (blk_ctl.c).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """it-export: live exports (disk-export, docs/storage.md "Live exports") from
 a VM whose guest writes all the time (blkverify mode=seq rounds=0) on a
-qcow2 disk with cbt=on. A full export and incrementals, taken while it
+disk with cbt=on, qcow2 then raw. A full export and incrementals, taken while it
 runs, are applied one by one with `cella disk restore` onto a zeroed raw
 image; after each, a second VM checks that image with blkverify
 mode=seqcheck (every slot holds a whole, valid block: crash-consistent),
@@ -121,11 +121,17 @@ def flushed(g, n):
 
 
 def test(args):
+    for fmt in ("qcow2", "raw"):
+        harness.log(f"--- on a {fmt} disk")
+        scenario(args, fmt)
+
+
+def scenario(args, fmt):
     with tempfile.TemporaryDirectory(prefix="cella-it-export-") as tmp:
-        img = os.path.join(tmp, "disk.qcow2")
+        img = os.path.join(tmp, "disk." + fmt)
         copy = os.path.join(tmp, "replica.raw")
         ctl = os.path.join(tmp, "ctl.sock")
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, str(SIZE)], check=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", fmt, img, str(SIZE)], check=True)
         with open(copy, "wb") as f:
             f.truncate(SIZE)
         g = harness.run_guest(args["guests"]["blkverify"], "mode=seq batch=16 qd=8 " + SEQ,
@@ -192,8 +198,11 @@ def test(args):
             g.proc.wait(30)
         point_in_time(copy)
         seqcheck(args, copy, "check-r6")
-        flat = os.path.join(tmp, "disk.raw")
-        subprocess.run(["qemu-img", "convert", "-O", "raw", img, flat], check=True)
+        flat = img
+        if fmt != "raw":
+            flat = os.path.join(tmp, "disk.raw")
+            subprocess.run(["qemu-img", "convert", "-f", fmt, "-O", "raw", img, flat],
+                           check=True)
         r = subprocess.run(["cmp", flat, copy], capture_output=True, text=True)
         if r.returncode:
             raise harness.TestFailure(f"the last point differs from the disk: {r.stdout}")

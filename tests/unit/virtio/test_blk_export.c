@@ -447,6 +447,56 @@ static void test_cancel_then_incremental(void **state)
 	free(cut);
 }
 
+/* deferred_commit: the point keeps the blocks sent until the commit, which
+ * then clears those not written since the cut; without a commit (a new
+ * export drops it) they stay. */
+static void test_deferred_commit(void **state)
+{
+	struct fixture *f = *state;
+	struct blk_export_args a = { .point = "p1", .since = "p0", .deferred_commit = true };
+	struct blk_export_status st;
+	bool blocks[IMG_SIZE / BLK];
+	char err[256];
+	uint8_t *s;
+	size_t len;
+	int p[2];
+
+	free(export_all(f, NULL, "p0", &len));
+	write_wait(f, 5 * BLK, 4096, 0xd1);
+	write_wait(f, 6 * BLK, 4096, 0xd2);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(virtio_blk_export(f->dev, &a, p[1], &st, err, sizeof(err)), 0);
+	free(read_stream(p[0], &len));
+	close(p[0]);
+	wait_state(f, "done");
+	virtio_blk_export_status(f->dev, &st);
+	assert_true(st.commit_pending);
+	write_wait(f, 6 * BLK + 4096, 4096, 0xd3); /* after the cut */
+	assert_int_equal(virtio_blk_export_commit(f->dev, "nope"), -ENOENT);
+	assert_int_equal(virtio_blk_export_commit(f->dev, "p1"), 0);
+	assert_int_equal(virtio_blk_export_commit(f->dev, "p1"), -ENOENT);
+	s = export_all(f, "p1", "p2", &len);
+	stream_blocks(s, len, blocks);
+	for (unsigned b = 0; b < IMG_SIZE / BLK; b++)
+		assert_int_equal(blocks[b], b == 6);
+	free(s);
+
+	/* Not committed: p3 keeps 7, and a new export drops the commit. */
+	write_wait(f, 7 * BLK, 4096, 0xd4);
+	a = (struct blk_export_args){ .point = "p3", .since = "p2", .deferred_commit = true };
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(virtio_blk_export(f->dev, &a, p[1], &st, err, sizeof(err)), 0);
+	free(read_stream(p[0], &len));
+	close(p[0]);
+	wait_state(f, "done");
+	s = export_all(f, "p3", "p4", &len);
+	stream_blocks(s, len, blocks);
+	for (unsigned b = 0; b < IMG_SIZE / BLK; b++)
+		assert_int_equal(blocks[b], b == 7);
+	free(s);
+	assert_int_equal(virtio_blk_export_commit(f->dev, "p3"), -ENOENT);
+}
+
 /* Discard and write-zeroes copy first too. */
 static void test_discard_copies_first(void **state)
 {
@@ -529,6 +579,7 @@ int main(void)
 		T(test_full_export_under_writes),
 		T(test_cap_waits_then_completes),
 		T(test_cancel_then_incremental),
+		T(test_deferred_commit),
 		T(test_discard_copies_first),
 		T(test_refusals),
 	};

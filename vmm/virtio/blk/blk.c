@@ -743,7 +743,7 @@ static void blk_destroy(struct virtio_dev *vd)
 		blk->dropping = true;
 		blk_drop_pending(blk);
 		blk_drain(blk);
-		blk_export_free(blk); /* an export stops without its trailer */
+		blk_export_destroy(blk); /* an export stops without its trailer */
 		blkio_close(&blk->io);
 	}
 	if (blk->cbt) {

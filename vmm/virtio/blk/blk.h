@@ -116,6 +116,11 @@ struct blk_dev {
 	 * complete; the last one's outcome for status. */
 	struct blk_export *exp;
 	struct blk_export_status exp_last;
+	/* A completed export with a deferred commit: its point and the blocks
+	 * it sent that no write has touched since its cut. */
+	char exp_commit_point[32];
+	uint8_t *exp_commit_mask;
+	uint64_t exp_commit_blocks;
 };
 
 _Static_assert(offsetof(struct blk_dev, vd) == 0, "transport frees the device through vd");

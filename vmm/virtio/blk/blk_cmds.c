@@ -1,6 +1,7 @@
 /* blk_cmds.c: the virtio-blk device type: its registration, and what it adds
  * to the worker's control socket (devtype.h): the commands set-qos,
- * flush-disks, disk-switch, disk-export and disk-export-cancel, the "disks"
+ * flush-disks, disk-switch, disk-export, disk-export-cancel and
+ * disk-export-commit, the "disks"
  * member of status, the storage retry that `resume` runs first, and the
  * refusal of save and migrate while an export runs. Served on the I/O
  * thread. */
@@ -47,6 +48,7 @@ static json_t *export_json(const struct blk_export_status *x)
 
 	if (o) {
 		json_object_set_new(o, "cap_waits", json_integer((json_int_t)x->cap_waits));
+		json_object_set_new(o, "commit_pending", json_boolean(x->commit_pending));
 		json_object_set_new(o, "error", x->error[0] ? json_string(x->error) : json_null());
 	}
 	return o;
@@ -177,6 +179,7 @@ static json_t *cmd_disk_export(struct vm *vm, json_t *req, int fd)
 {
 	json_t *rep = NULL, *jmax = json_object_get(req, "max_copies");
 	json_t *jsince = json_object_get(req, "since");
+	json_t *jdefer = json_object_get(req, "deferred_commit");
 	struct device *d = disk_arg(vm, req, &rep);
 	struct blk_export_args a = { 0 };
 	struct blk_export_status st;
@@ -194,6 +197,11 @@ static json_t *cmd_disk_export(struct vm *vm, json_t *req, int fd)
 		return disk_error("disk-export: \"point\" (and \"since\", if given) must be "
 				  "point names%s%s", "", "");
 	}
+	if (jdefer && !json_is_boolean(jdefer)) {
+		close(fd);
+		return disk_error("deferred_commit: expected a boolean%s%s", "", "");
+	}
+	a.deferred_commit = json_is_true(jdefer);
 	if (jmax) {
 		if (!json_is_integer(jmax) || json_integer_value(jmax) < 1 ||
 		    json_integer_value(jmax) > BLK_EXPORT_COPIES_MAX) {
@@ -221,6 +229,28 @@ static json_t *cmd_disk_export_cancel(struct vm *vm, json_t *req, int fd)
 		return disk_error("disk-export-cancel: no export is running%s%s", "", "");
 	virtio_blk_export_status(d, &st);
 	return json_pack("{s:b, s:o}", "ok", 1, "export", export_json(&st));
+}
+
+/* disk-export-commit {"disk", "point"}: the receiver stored the stream of an
+ * export that ran with "deferred_commit": true. */
+static json_t *cmd_disk_export_commit(struct vm *vm, json_t *req, int fd)
+{
+	json_t *rep = NULL;
+	struct device *d = disk_arg(vm, req, &rep);
+	const char *point = json_string_value(json_object_get(req, "point"));
+	int ret;
+
+	if (!d)
+		return rep;
+	if (!point)
+		return disk_error("point: expected a point name%s%s", "", "");
+	ret = virtio_blk_export_commit(d, point);
+	if (ret == -ENOENT)
+		return disk_error("disk-export-commit: no completed export to point '%.31s' waits "
+				  "for its commit%s", point, "");
+	if (ret)
+		return disk_error("disk-export-commit: %s%s", strerror(-ret), "");
+	return json_pack("{s:b}", "ok", 1);
 }
 
 /* Save and migrate copy the VM as it is; an export's cut cannot follow. */
@@ -274,6 +304,7 @@ static const struct devtype_command blk_commands[] = {
 	{ "disk-switch", cmd_disk_switch, DEVTYPE_CMD_FILE },
 	{ "disk-export", cmd_disk_export, DEVTYPE_CMD_FILE | DEVTYPE_CMD_NOT_MIGRATING },
 	{ "disk-export-cancel", cmd_disk_export_cancel, 0 },
+	{ "disk-export-commit", cmd_disk_export_commit, 0 },
 	{ NULL, NULL, 0 },
 };
 

@@ -390,6 +390,17 @@ int virtio_blk_export_cancel(struct device *dev)
 	return ret;
 }
 
+int virtio_blk_export_commit(struct device *dev, const char *point)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+	int ret;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	ret = blk_export_commit(blk, point);
+	pthread_mutex_unlock(&blk->vd.lock);
+	return ret;
+}
+
 void virtio_blk_export_status(struct device *dev, struct blk_export_status *st)
 {
 	struct blk_dev *blk = blk_of_dev(dev);

@@ -45,11 +45,16 @@ struct blk_export_args {
 	const char *point;    /* the point the cut starts (required) */
 	const char *since;    /* the point whose blocks are sent; NULL: every allocated block */
 	unsigned max_copies;  /* blocks held for copy-before-write; 0: the default */
+	/* Keep `point` holding the exported blocks when the stream ends, until
+	 * virtio_blk_export_commit (the receiver stored it): false clears them
+	 * when the worker has written the stream. */
+	bool deferred_commit;
 };
 #define BLK_EXPORT_COPIES     256   /* 16 MiB */
 #define BLK_EXPORT_COPIES_MAX 16384 /* 1 GiB */
 struct blk_export_status {
 	const char *state;    /* "none", "running", "done", "failed", "cancelled" */
+	bool commit_pending;  /* done, deferred_commit, not committed yet */
 	char point[32], since[32];
 	char error[160];
 	uint64_t blocks;        /* in the cut */
@@ -66,6 +71,11 @@ struct blk_export_status {
  * 0 or -errno with the reason in err; st describes the cut. */
 int virtio_blk_export(struct device *dev, const struct blk_export_args *a, int fd,
 		      struct blk_export_status *st, char *err, size_t errlen) __must_check;
+/* The receiver stored the stream of the last export to `point`, which ran
+ * with deferred_commit: clear from `point` the blocks it sent that the guest
+ * has not written since its cut. -ENOENT: no such export waits (a later
+ * export or a restart dropped it: `point` keeps the blocks, which is safe). */
+int virtio_blk_export_commit(struct device *dev, const char *point);
 /* Cancel the running export: -ENOENT when none runs. */
 int virtio_blk_export_cancel(struct device *dev);
 /* The running export, or the last one. */

@@ -62,6 +62,7 @@ struct blk_export {
 	int fd;
 	bool watched;         /* EPOLLOUT (edge-triggered) on fd */
 	bool regular;         /* fd is a regular file: synced at the end */
+	bool deferred_commit;
 	int fail;             /* a read failed: end the export with it */
 	char fail_why[96];
 	uint64_t nr_blocks, disk_size;
@@ -296,6 +297,15 @@ bool blk_export_may_write(struct blk_dev *blk, struct blk_req *req)
 	struct blk_export *e = blk->exp;
 	uint64_t first, last;
 
+	if (blk->exp_commit_mask && req->len) {
+		/* A deferred commit must not clear what this changes. */
+		uint64_t size = blk->exp_commit_blocks << CBT_BLOCK_BITS;
+
+		for (uint64_t b = req->off >> CBT_BLOCK_BITS;
+		     b < blk->exp_commit_blocks && (b << CBT_BLOCK_BITS) < req->off + req->len &&
+		     (b << CBT_BLOCK_BITS) < size; b++)
+			bit_clr(blk->exp_commit_mask, b);
+	}
 	if (!e || !e->active || !req->len || req->off >= e->disk_size)
 		return true;
 	first = req->off >> CBT_BLOCK_BITS;
@@ -362,11 +372,40 @@ static void exp_finish(struct blk_dev *blk, struct blk_export *e)
 		exp_end(blk, "failed", -err, why);
 		return;
 	}
+	if (e->deferred_commit) {
+		/* Kept until the receiver says it stored the stream. */
+		free(blk->exp_commit_mask);
+		blk->exp_commit_mask = e->clear;
+		blk->exp_commit_blocks = e->nr_blocks;
+		snprintf(blk->exp_commit_point, sizeof(blk->exp_commit_point), "%s", e->st.point);
+		e->clear = NULL;
+		e->st.commit_pending = true;
+		exp_end(blk, "done", 0, NULL);
+		return;
+	}
 	ret = cbt_point_clear(blk->cbt, e->st.point, e->clear);
 	if (ret)
 		log_warn("%s: point '%s' keeps the exported blocks too: %s", blk->vd.name,
 			 e->st.point, strerror(-ret));
 	exp_end(blk, "done", 0, NULL);
+}
+
+static void exp_commit_drop(struct blk_dev *blk)
+{
+	free(blk->exp_commit_mask);
+	blk->exp_commit_mask = NULL;
+	blk->exp_last.commit_pending = false;
+}
+
+int blk_export_commit(struct blk_dev *blk, const char *point)
+{
+	int ret;
+
+	if (!blk->exp_commit_mask || strcmp(point, blk->exp_commit_point))
+		return -ENOENT;
+	ret = cbt_point_clear(blk->cbt, point, blk->exp_commit_mask);
+	exp_commit_drop(blk);
+	return ret;
 }
 
 void blk_export_pump(struct blk_dev *blk)
@@ -535,6 +574,12 @@ void blk_export_free(struct blk_dev *blk)
 	blk->exp = NULL;
 }
 
+void blk_export_destroy(struct blk_dev *blk)
+{
+	blk_export_free(blk);
+	exp_commit_drop(blk);
+}
+
 void blk_export_cancel(struct blk_dev *blk, const char *why)
 {
 	exp_end(blk, "cancelled", -ECANCELED, why);
@@ -625,6 +670,8 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 	 * complete here too. */
 	blk_drain(blk);
 	blk_export_free(blk);
+	if (blk->exp_commit_mask) /* never committed: its point keeps the blocks (safe) */
+		exp_commit_drop(blk);
 	nr = cbt_nr_blocks(blk->cbt);
 	e = calloc(1, sizeof(*e));
 	if (!e)
@@ -677,6 +724,7 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 	memcpy(e->clear, e->set, (nr + 7) / 8);
 	e->active = true;
 	e->max_copies = a->max_copies ? a->max_copies : BLK_EXPORT_COPIES;
+	e->deferred_commit = a->deferred_commit;
 	e->phase = EXP_META;
 	e->out = e->meta;
 	e->out_len = meta_len;

@@ -31,6 +31,8 @@ struct blk_tag {
  * the reason in err. */
 int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int fd,
 		     struct blk_export_status *st, char *err, size_t errlen) __must_check;
+/* Clear what a deferred commit keeps from its point: 0, or -ENOENT. */
+int blk_export_commit(struct blk_dev *blk, const char *point);
 /* Cancel a running export: the stream stops without its trailer. */
 void blk_export_cancel(struct blk_dev *blk, const char *why);
 /* May the head request (a write, discard or write-zeroes) start now?
@@ -46,6 +48,9 @@ void blk_export_pump(struct blk_dev *blk);
 int blk_export_take_fd(struct blk_dev *blk, bool *watched);
 /* Without vd.lock: stop watching fd and close it (fd < 0: nothing). */
 void blk_export_close_fd(struct blk_dev *blk, int fd, bool watched);
-/* Free what the export holds (device destroyed, nothing in flight). */
+/* Free what the export holds (nothing in flight). */
 void blk_export_free(struct blk_dev *blk);
+/* The device goes away: the export and a deferred commit (never done: the
+ * point keeps the blocks). */
+void blk_export_destroy(struct blk_dev *blk);
 void blk_export_get_status(struct blk_dev *blk, struct blk_export_status *st);

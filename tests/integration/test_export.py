@@ -145,8 +145,17 @@ def scenario(args, fmt):
             for i, p in enumerate(points):
                 out = os.path.join(tmp, f"{p}.inc")
                 req = {"point": p} if i == 0 else {"since": points[i - 1], "point": p}
-                export(ctl, out, **req)
+                if i == 1:  # cleared from r1 once stored (the replica's way)
+                    req["deferred_commit"] = True
+                st = export(ctl, out, **req)
                 cella_disk(args, "restore", "-o", copy, out)
+                if i == 1:
+                    if not st["commit_pending"]:
+                        raise harness.TestFailure(f"deferred commit: {st}")
+                    rep = blkutil.control(ctl, {"cmd": "disk-export-commit", "disk": "data",
+                                                "point": p})
+                    if not rep.get("ok"):
+                        raise harness.TestFailure(f"disk-export-commit: {rep}")
                 point_in_time(copy)
                 seqcheck(args, copy, f"check-{p}")
                 flushed(g, 5)

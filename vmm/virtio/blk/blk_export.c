@@ -478,6 +478,8 @@ void blk_export_pump(struct blk_dev *blk)
 				 * brings us back. */
 				if (bit(e->todo, b) && blkio_room(&blk->io) > EXP_MAX_EXT)
 					exp_read_block(blk, e, b, false);
+				if (e->fail)
+					continue;
 				if (!e->bufs || e->bufs->block != b || e->bufs->subs)
 					return;
 				buf = e->bufs;

@@ -636,8 +636,11 @@ static void blk_ring_cb(void *opaque, uint32_t events)
 	pthread_mutex_lock(&blk->vd.lock);
 	used_before = blk->vd.vqs[0].used_idx;
 	if (blkio_reap(&blk->io, false, blk_io_done, blk)) {
-		blk_export_pump(blk); /* before the requests that wait for it */
-		blk_dispatch(blk);
+		blk_dispatch(blk); /* the guest first: copies it waited for are in */
+		if (blk->exp) {
+			blk_export_pump(blk);
+			blk_dispatch(blk); /* what the stream sent made room */
+		}
 		if (blkio_submit(&blk->io))
 			log_err("%s: io_uring submit failed", blk->vd.name);
 	}

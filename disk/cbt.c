@@ -280,6 +280,11 @@ static int point_find(const struct cbt *c, const char *name)
 
 int cbt_point_start(struct cbt *c, const char *name)
 {
+	return cbt_point_start_from(c, name, NULL);
+}
+
+int cbt_point_start_from(struct cbt *c, const char *name, const uint8_t *bits)
+{
 	size_t len = strlen(name);
 	int slot = point_find(c, name);
 	struct cbt_point *p;
@@ -300,12 +305,35 @@ int cbt_point_start(struct cbt *c, const char *name)
 		         CBT_NAME_MAX, c->h->points[slot].name);
 	}
 	p = &c->h->points[slot];
-	/* Bitmap cleared before the point turns valid, both before the sync. */
-	memset(point_bits(c, (unsigned)slot), 0, c->h->bitmap_bytes);
+	/* Bitmap set before the point turns valid, both before the sync. */
+	if (bits) {
+		uint8_t *dst = point_bits(c, (unsigned)slot);
+		size_t n = (size_t)((c->nr_blocks + 7) / 8);
+
+		memmove(dst, bits, n); /* bits may be this slot's own bitmap */
+		memset(dst + n, 0, c->h->bitmap_bytes - n);
+	} else {
+		memset(point_bits(c, (unsigned)slot), 0, c->h->bitmap_bytes);
+	}
 	memset(p, 0, sizeof(*p));
 	memcpy(p->name, name, len);
 	p->created = (uint64_t)time(NULL);
 	p->flags = CBT_P_USED | CBT_P_VALID;
+	return cbt_sync(c);
+}
+
+int cbt_point_clear(struct cbt *c, const char *name, const uint8_t *mask)
+{
+	int slot = point_find(c, name);
+	uint8_t *bits;
+
+	if (slot < 0)
+		return -ENOENT;
+	if (!(c->h->points[slot].flags & CBT_P_VALID))
+		return -ESTALE;
+	bits = point_bits(c, (unsigned)slot);
+	for (uint64_t i = 0; i < (c->nr_blocks + 7) / 8; i++)
+		bits[i] &= (uint8_t)~mask[i];
 	return cbt_sync(c);
 }
 

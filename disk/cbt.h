@@ -59,6 +59,16 @@ int cbt_sync(struct cbt *c) __must_check;
  * taken, the oldest point is replaced. 0 or -errno (-EINVAL: bad name). */
 int cbt_point_start(struct cbt *c, const char *name) __must_check;
 int cbt_point_drop(struct cbt *c, const char *name) __must_check;
+/* Start (or restart) point `name` holding `bits` (cbt_nr_blocks() bits)
+ * rather than an empty bitmap; `bits` may be another point's bitmap. A live
+ * export (cella-vm) starts its new point with the blocks it is about to
+ * send, so that a point whose export never completed still covers them.
+ * 0 or -errno, like cbt_point_start. */
+int cbt_point_start_from(struct cbt *c, const char *name, const uint8_t *bits) __must_check;
+/* Clear in point `name` the blocks set in `mask` (an export completed:
+ * the blocks it sent and the guest did not write since). 0 or -errno
+ * (-ENOENT, -ESTALE). */
+int cbt_point_clear(struct cbt *c, const char *name, const uint8_t *mask) __must_check;
 
 /* The bitmap of point `name` (bit b of byte b/8: block b changed), or NULL
  * with -ENOENT (no such point) or -ESTALE (invalidated by a host crash) in
@@ -93,5 +103,14 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
 /* Check an incremental file (header, extents, checksum) and, when that
  * passes, write its blocks into d (which must have the same size) and flush.
  * point/since (CBT_NAME_MAX bytes each) receive the names it records. */
+/* The header and extent list of an incremental holding the blocks set in
+ * `bits` (nr_blocks bits, clipped to disk_size), for writers that stream the
+ * data themselves (cella-vm's live export): a malloc'ed buffer in *meta of
+ * *meta_len bytes, the data bytes that must follow in *data. `since` ""
+ * means a full export (restored onto a zeroed image). 0 or -errno. */
+int cbt_incr_meta(const uint8_t *bits, uint64_t nr_blocks, uint64_t disk_size, const char *point,
+		  const char *since, uint8_t **meta, size_t *meta_len, uint64_t *data) __must_check;
+/* The 8-byte trailer: crc (of everything before it) and "CEND". */
+void cbt_incr_trailer(uint32_t crc, uint8_t out[8]);
 int cbt_restore_incremental(struct disk *d, int in_fd, char *point, char *since, char *err,
 			    size_t errlen) __must_check;

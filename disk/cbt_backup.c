@@ -2,6 +2,7 @@
  * restoring incrementals onto a full image (format in cbt.h). */
 #include <endian.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,11 +155,60 @@ static uint64_t incr_extents(const uint8_t *bits, uint64_t nr_blocks, uint64_t s
 	return n;
 }
 
+int cbt_incr_meta(const uint8_t *bits, uint64_t nr_blocks, uint64_t size, const char *point,
+                  const char *since, uint8_t **meta, size_t *meta_len, uint64_t *data)
+{
+	uint64_t nr = incr_extents(bits, nr_blocks, size, NULL, data), *ext;
+	uint8_t *hdr;
+
+	if (strlen(point) >= CBT_NAME_MAX || !point[0])
+		return -EINVAL;
+	if (nr > (SIZE_MAX - HDR_SIZE) / 32)
+		return -ENOMEM;
+	hdr = calloc(1, HDR_SIZE + nr * 16);
+	ext = malloc((nr ? nr : 1) * 16);
+	if (!hdr || !ext) {
+		free(hdr);
+		free(ext);
+		return -ENOMEM;
+	}
+	incr_extents(bits, nr_blocks, size, ext, data);
+	memcpy(hdr, CBT_INCR_MAGIC, 8);
+	{
+		uint32_t v = htole32(CBT_INCR_VERSION), bs = htole32(CBT_BLOCK);
+
+		memcpy(hdr + 8, &v, 4);
+		memcpy(hdr + 12, &bs, 4);
+	}
+	put64(hdr + 16, size);
+	put64(hdr + 24, nr);
+	put64(hdr + 32, *data);
+	memcpy(hdr + 40, point, strlen(point));
+	memcpy(hdr + 40 + CBT_NAME_MAX, since, strnlen(since, CBT_NAME_MAX - 1));
+	for (uint64_t i = 0; i < nr; i++) {
+		put64(hdr + HDR_SIZE + 16 * i, ext[2 * i]);
+		put64(hdr + HDR_SIZE + 16 * i + 8, ext[2 * i + 1]);
+	}
+	free(ext);
+	*meta = hdr;
+	*meta_len = HDR_SIZE + nr * 16;
+	return 0;
+}
+
+void cbt_incr_trailer(uint32_t crc, uint8_t out[8])
+{
+	uint32_t v = htole32(crc);
+
+	memcpy(out, &v, 4);
+	memcpy(out + 4, TRAILER, 4);
+}
+
 int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, const char *point,
                            int out_fd, uint64_t *bytes, char *err, size_t errlen)
 {
-	uint8_t hdr[HDR_SIZE] = {0}, *buf = NULL;
-	uint64_t size = disk_size(d), nr, data, *ext = NULL;
+	uint8_t *meta = NULL, *buf = NULL;
+	size_t meta_len = 0;
+	uint64_t size = disk_size(d), data, nr;
 	const uint8_t *bits;
 	uLong crc = crc32(0, NULL, 0);
 	int ret;
@@ -172,44 +222,25 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
 		                       "disk was in use): take a full backup"
 		                     : "no point '%s' in the tracking file",
 		                 since);
-	if (strlen(point) >= CBT_NAME_MAX || !point[0])
-		return disk_errf(err, errlen, -EINVAL, "point name must be 1-31 bytes");
-	nr = incr_extents(bits, cbt_nr_blocks(c), size, NULL, &data);
-	ext = malloc((nr ? nr : 1) * 16);
+	ret = cbt_incr_meta(bits, cbt_nr_blocks(c), size, point, since, &meta, &meta_len, &data);
+	if (ret)
+		return disk_errf(err, errlen, ret, ret == -EINVAL ? "point name must be 1-31 bytes"
+		                                                   : "out of memory");
+	nr = (meta_len - HDR_SIZE) / 16;
 	buf = malloc(CHUNK);
-	if (!ext || !buf) {
+	if (!buf) {
 		ret = disk_errf(err, errlen, -ENOMEM, "out of memory");
 		goto out;
 	}
-	incr_extents(bits, cbt_nr_blocks(c), size, ext, &data);
-	memcpy(hdr, CBT_INCR_MAGIC, 8);
-	{
-		uint32_t v = htole32(CBT_INCR_VERSION), bs = htole32(CBT_BLOCK);
-
-		memcpy(hdr + 8, &v, 4);
-		memcpy(hdr + 12, &bs, 4);
-	}
-	put64(hdr + 16, size);
-	put64(hdr + 24, nr);
-	put64(hdr + 32, data);
-	memcpy(hdr + 40, point, strlen(point));
-	memcpy(hdr + 40 + CBT_NAME_MAX, since, strnlen(since, CBT_NAME_MAX - 1));
-	if (ftruncate(out_fd, 0) < 0 || (ret = write_all(out_fd, hdr, sizeof(hdr), &crc)))
+	if (ftruncate(out_fd, 0) < 0 || (ret = write_all(out_fd, meta, meta_len, &crc)))
 		goto werr;
 	for (uint64_t i = 0; i < nr; i++) {
-		uint8_t e[16];
+		uint64_t eoff = get64(meta + HDR_SIZE + 16 * i), elen = get64(meta + HDR_SIZE + 16 * i + 8);
 
-		put64(e, ext[2 * i]);
-		put64(e + 8, ext[2 * i + 1]);
-		if ((ret = write_all(out_fd, e, sizeof(e), &crc)))
-			goto werr;
-	}
-	for (uint64_t i = 0; i < nr; i++) {
-		for (uint64_t off = 0; off < ext[2 * i + 1]; off += CHUNK) {
-			size_t n =
-			    (size_t)(ext[2 * i + 1] - off < CHUNK ? ext[2 * i + 1] - off : CHUNK);
+		for (uint64_t off = 0; off < elen; off += CHUNK) {
+			size_t n = (size_t)(elen - off < CHUNK ? elen - off : CHUNK);
 
-			ret = disk_pread(d, buf, n, ext[2 * i] + off);
+			ret = disk_pread(d, buf, n, eoff + off);
 			if (ret) {
 				ret = disk_errf(err, errlen, ret, "read: %s", disk_error(d));
 				goto out;
@@ -220,10 +251,8 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
 	}
 	{
 		uint8_t t[8];
-		uint32_t v = htole32((uint32_t)crc);
 
-		memcpy(t, &v, 4);
-		memcpy(t + 4, TRAILER, 4);
+		cbt_incr_trailer((uint32_t)crc, t);
 		if ((ret = write_all(out_fd, t, sizeof(t), NULL)))
 			goto werr;
 	}
@@ -234,7 +263,7 @@ werr:
 	ret = disk_errf(err, errlen, ret ? ret : -errno, "cannot write the backup: %s",
 	                strerror(ret ? -ret : errno));
 out:
-	free(ext);
+	free(meta);
 	free(buf);
 	return ret;
 }

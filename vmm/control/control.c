@@ -421,6 +421,15 @@ static uint64_t ms_since(const struct timespec *t0)
 /* save: pause, write the state file (statefile_save: CPU, platform,
  * devices, sparse memory, fsync), then end the VM with WORKER_EXIT_SAVED
  * ("stop", the default) or let it run on. */
+/* A device may refuse save and migrate (virtio-blk: a live export runs). */
+static bool ctl_devices_may_save(struct control *c, char *why, size_t len)
+{
+	for (unsigned i = 0; i < nr_device_types; i++)
+		if (device_types[i]->may_save && !device_types[i]->may_save(c->vm, why, len))
+			return false;
+	return true;
+}
+
 static json_t *ctl_save(struct control *c, json_t *req, struct ctl_req *rq, int *after)
 {
 	json_t *jstop = json_object_get(req, "stop");
@@ -434,6 +443,8 @@ static json_t *ctl_save(struct control *c, json_t *req, struct ctl_req *rq, int 
 		return ctl_error("stop: expected a boolean");
 	if (!c->released)
 		return ctl_error("save: the VM is still starting");
+	if (!ctl_devices_may_save(c, err, sizeof(err)))
+		return ctl_error("save: %s", err);
 	if (c->shutdown_pending)
 		return ctl_error("save: a shutdown is in progress");
 	fd = ctl_req_file(rq, req, O_RDWR | O_CREAT, err, sizeof(err));
@@ -491,6 +502,8 @@ static json_t *ctl_migrate(struct control *c, json_t *req, struct ctl_req *rq)
 		return ctl_error("migrate: a shutdown is in progress");
 	if (migrate_running(c->mig))
 		return ctl_error("migrate: a migration is already in progress");
+	if (!ctl_devices_may_save(c, err, sizeof(err)))
+		return ctl_error("migrate: %s", err);
 	if (jfd) {
 		if (!json_is_integer(jfd) || json_integer_value(jfd) < 0 ||
 		    (fd = ctl_take_fd(rq, (unsigned)json_integer_value(jfd))) < 0)
@@ -660,6 +673,8 @@ static json_t *ctl_run_device_command(struct control *c, const struct devtype_co
 	char err[256];
 	int fd = -1;
 
+	if ((dc->flags & DEVTYPE_CMD_NOT_MIGRATING) && migrate_running(c->mig))
+		return ctl_error("%s: a migration is in progress", dc->name);
 	if (dc->flags & DEVTYPE_CMD_FILE) {
 		fd = ctl_req_file(rq, req, O_RDWR, err, sizeof(err));
 		if (fd < 0)

@@ -40,6 +40,7 @@ struct devtype_command {
 	unsigned flags;
 };
 #define DEVTYPE_CMD_FILE (1u << 0)
+#define DEVTYPE_CMD_NOT_MIGRATING (1u << 1) /* refused while a migration runs */
 
 struct device_type {
 	const char *name;          /* ops->type of its devices; --device NAME */
@@ -64,6 +65,9 @@ struct device_type {
 	json_t *(*status)(struct vm *vm);       /* ... and its value */
 	/* Before `resume`: false, with the reason, keeps the VM paused. */
 	bool (*before_resume)(struct vm *vm, char *why, size_t len);
+	/* Before `save` and `migrate`: false, with the reason, refuses them
+	 * (virtio-blk: a live export runs). */
+	bool (*may_save)(struct vm *vm, char *why, size_t len);
 	/* Ask the guest to shut down: 0, -EBUSY if one is pending. */
 	int (*request_shutdown)(struct device *dev);
 };

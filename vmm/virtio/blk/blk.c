@@ -23,6 +23,7 @@
 #include "log.h"
 #include "state/state.h"
 #include "virtio/blk/blk.h"
+#include "virtio/blk/blk_export.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
 #include "vm.h"
@@ -40,6 +41,7 @@ static const struct device_ops blk_device_ops = VIRTIO_DEVICE_OPS("virtio-blk");
 
 /* One io_uring request: a DATA extent of a read or write. */
 struct blk_sub {
+	struct blk_tag tag; /* export = false */
 	struct blk_req *req;
 	bool write;
 	int fd;
@@ -194,8 +196,13 @@ static void blk_io_done(void *ctx, void *tag, int res)
 {
 	struct blk_dev *blk = ctx;
 	struct blk_sub *s = tag;
-	struct blk_req *req = s->req;
+	struct blk_req *req;
 
+	if (s->tag.export) {
+		blk_export_io_done(blk, tag, res);
+		return;
+	}
+	req = s->req;
 	if (res > 0 && (size_t)res < s->total - s->done && !blk->dropping) {
 		s->done += (size_t)res;
 		if (!blk_sub_queue(blk, s))
@@ -220,6 +227,7 @@ static int blk_sub_start(struct blk_dev *blk, struct blk_req *req, const struct 
 
 	if (!s)
 		return -ENOMEM;
+	s->tag.export = false;
 	s->req = req;
 	s->write = write;
 	s->fd = e->fd;
@@ -396,6 +404,50 @@ static void blk_pending_pop(struct blk_dev *blk)
 		blk->pending_tail = NULL;
 }
 
+/* Whether a request before req in `pending` touches its range, one of the
+ * two writing (the guest gets no order between such requests, but keeps
+ * the one it queued). */
+static bool blk_overlaps_earlier(const struct blk_dev *blk, const struct blk_req *req)
+{
+	for (const struct blk_req *r = blk->pending; r && r != req; r = r->next)
+		if ((r->type != VIRTIO_BLK_T_IN || req->type != VIRTIO_BLK_T_IN) &&
+		    r->off < req->off + req->len && req->off < r->off + r->len)
+			return true;
+	return false;
+}
+
+/* The head waits for a live export's copy-before-write read: start the
+ * reads and writes queued behind it that touch nothing an earlier waiting
+ * request touches and need no copy themselves, up to the next barrier
+ * (which still waits for every write before it). Requests complete in any
+ * order anyway; without this, one write waiting for a 64 KiB read holds
+ * the whole queue. Not with QoS, whose order is FIFO. */
+static void blk_dispatch_past(struct blk_dev *blk)
+{
+	struct blk_req *prev = blk->pending, *req;
+
+	if (qos_enabled(&blk->qos) || blk->meta_wait)
+		return;
+	while ((req = prev->next) && blkio_room(&blk->io)) {
+		if (blk_is_barrier(req))
+			break;
+		if (blk_overlaps_earlier(blk, req) ||
+		    (req->type == VIRTIO_BLK_T_OUT && !blk_export_may_write(blk, req))) {
+			prev = req;
+			continue;
+		}
+		prev->next = req->next;
+		if (blk->pending_tail == req)
+			blk->pending_tail = prev;
+		req->next = NULL;
+		req->admitted = true;
+		if (blk_run_rw(blk, req) == RUN_WAIT) {
+			blk_requeue(blk, req);
+			break;
+		}
+	}
+}
+
 /* Start what can start, in order (lock held). */
 void blk_dispatch(struct blk_dev *blk)
 {
@@ -430,6 +482,13 @@ void blk_dispatch(struct blk_dev *blk)
 		req->admitted = true;
 		if ((blk_is_barrier(req) && blk->inflight_writes) || !blkio_room(&blk->io))
 			break;
+		/* A live export may first have to copy what this changes. */
+		if (req->type != VIRTIO_BLK_T_IN && req->type != VIRTIO_BLK_T_FLUSH &&
+		    !blk_export_may_write(blk, req)) {
+			started = true; /* its copy reads */
+			blk_dispatch_past(blk);
+			break;
+		}
 		/* Off the list while it runs: a stall puts it back in order. */
 		blk_pending_pop(blk);
 		if (req->type == VIRTIO_BLK_T_IN || req->type == VIRTIO_BLK_T_OUT) {
@@ -568,6 +627,8 @@ static void blk_ring_cb(void *opaque, uint32_t events)
 	struct blk_dev *blk = opaque;
 	uint16_t used_before;
 	eventfd_t v;
+	bool watched;
+	int fd;
 
 	if (eventfd_read(blkio_event_fd(&blk->io), &v) < 0) {
 		/* nothing pending: CQEs are checked below anyway */
@@ -575,14 +636,20 @@ static void blk_ring_cb(void *opaque, uint32_t events)
 	pthread_mutex_lock(&blk->vd.lock);
 	used_before = blk->vd.vqs[0].used_idx;
 	if (blkio_reap(&blk->io, false, blk_io_done, blk)) {
-		blk_dispatch(blk);
+		blk_dispatch(blk); /* the guest first: copies it waited for are in */
+		if (blk->exp) {
+			blk_export_pump(blk);
+			blk_dispatch(blk); /* what the stream sent made room */
+		}
 		if (blkio_submit(&blk->io))
 			log_err("%s: io_uring submit failed", blk->vd.name);
 	}
 	blk_check_recovered(blk);
 	if (blk->vd.vqs[0].used_idx != used_before)
 		virtio_dev_maybe_notify(&blk->vd, 0);
+	fd = blk_export_take_fd(blk, &watched);
 	pthread_mutex_unlock(&blk->vd.lock);
+	blk_export_close_fd(blk, fd, watched);
 }
 
 void blk_drain(struct blk_dev *blk)
@@ -679,6 +746,7 @@ static void blk_destroy(struct virtio_dev *vd)
 		blk->dropping = true;
 		blk_drop_pending(blk);
 		blk_drain(blk);
+		blk_export_destroy(blk); /* an export stops without its trailer */
 		blkio_close(&blk->io);
 	}
 	if (blk->cbt) {

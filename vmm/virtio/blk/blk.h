@@ -8,7 +8,10 @@
  *   (ZERO/SLOW extents, FLUSH, DISCARD, WRITE_ZEROES) -> completed into the
  *   used ring when its last sub-request is reaped.
  * FLUSH, DISCARD and WRITE_ZEROES are barriers: they wait until every write
- * started before them has completed. A request that fails with a storage
+ * started before them has completed. While a live export (blk_export.h)
+ * makes the head wait for a copy-before-write read, requests behind it that
+ * overlap no earlier waiting one and need no copy start past it, up to the
+ * next barrier. A request that fails with a storage
  * error (EIO, ENOSPC, EDQUOT, ENODEV, ...) is not completed: it goes back
  * into `pending` at its place, the disk stalls, the VM pauses with the
  * reason, and a timer retries (blk_ctl.c).
@@ -20,6 +23,7 @@
 #include "backend/blkio.h"
 #include "backend/qos.h"
 #include "config.h"
+#include "virtio/blk/blk_ctl.h"
 #include "virtio/mmio.h"
 
 #define BLK_QUEUE_SIZE 256
@@ -27,6 +31,7 @@
 
 struct disk;
 struct cbt;
+struct blk_export;
 
 /* One guest request, from pop to completion. */
 struct blk_req {
@@ -40,6 +45,8 @@ struct blk_req {
 	uint64_t off, len;     /* byte range (read, write, discard, write-zeroes) */
 	uint32_t dwz_flags;
 	bool admitted;         /* QoS let it through (kept across a retry) */
+	bool export_waited;    /* counted in a live export's waits (and cap_waits) */
+	bool export_capped;
 	uint64_t mapped;       /* bytes of [off, off+len) already started */
 	unsigned subs;         /* sub-requests in io_uring */
 	int err;               /* first failure of a sub-request */
@@ -104,6 +111,16 @@ struct blk_dev {
 	 * with vd.lock held only. */
 	unsigned long *track;
 	unsigned track_shift;
+
+	/* A live export (blk_export.c): running, or ending while its reads
+	 * complete; the last one's outcome for status. */
+	struct blk_export *exp;
+	struct blk_export_status exp_last;
+	/* A completed export with a deferred commit: its point and the blocks
+	 * it sent that no write has touched since its cut. */
+	char exp_commit_point[32];
+	uint8_t *exp_commit_mask;
+	uint64_t exp_commit_blocks;
 };
 
 _Static_assert(offsetof(struct blk_dev, vd) == 0, "transport frees the device through vd");

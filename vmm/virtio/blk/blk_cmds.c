@@ -1,7 +1,10 @@
 /* blk_cmds.c: the virtio-blk device type: its registration, and what it adds
  * to the worker's control socket (devtype.h): the commands set-qos,
- * flush-disks and disk-switch, the "disks" member of status, and the
- * storage retry that `resume` runs first. Served on the I/O thread. */
+ * flush-disks, disk-switch, disk-export, disk-export-cancel and
+ * disk-export-commit, the "disks"
+ * member of status, the storage retry that `resume` runs first, and the
+ * refusal of save and migrate while an export runs. Served on the I/O
+ * thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,7 +36,25 @@ static json_t *qos_json(const struct disk_qos_config *q)
 			 (json_int_t)q->bps_burst);
 }
 
-/* [{"id","path","format","qos":{...},"error":null|"..."}] */
+static json_t *export_json(const struct blk_export_status *x)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i}", "state",
+			      x->state, "point", x->point, "since", x->since, "blocks",
+			      (json_int_t)x->blocks, "data_bytes", (json_int_t)x->data_bytes,
+			      "stream_bytes", (json_int_t)x->stream_bytes, "sent",
+			      (json_int_t)x->sent, "copies", (json_int_t)x->copies, "waits",
+			      (json_int_t)x->waits, "held", (int)x->held, "max_copies",
+			      (int)x->max_copies);
+
+	if (o) {
+		json_object_set_new(o, "cap_waits", json_integer((json_int_t)x->cap_waits));
+		json_object_set_new(o, "commit_pending", json_boolean(x->commit_pending));
+		json_object_set_new(o, "error", x->error[0] ? json_string(x->error) : json_null());
+	}
+	return o;
+}
+
+/* [{"id","path","format","qos":{...},"error":null|"...","export":{...}}] */
 static json_t *disks_status(struct vm *vm)
 {
 	json_t *a = json_array();
@@ -53,6 +74,14 @@ static json_t *disks_status(struct vm *vm)
 						   "qos", q, "error",
 						   st.error[0] ? json_string(st.error) : json_null(),
 						   "readonly", st.readonly, "cbt", st.cbt));
+		{
+			struct blk_export_status x;
+
+			virtio_blk_export_status(d, &x);
+			if (strcmp(x.state, "none"))
+				json_object_set_new(json_array_get(a, json_array_size(a) - 1),
+						    "export", export_json(&x));
+		}
 	}
 	return a;
 }
@@ -142,6 +171,104 @@ static json_t *cmd_disk_switch(struct vm *vm, json_t *req, int fd)
 	return json_pack("{s:b}", "ok", 1);
 }
 
+/* disk-export {"disk", "point", "since"?, "max_copies"?} with the output
+ * attached (fd) or an existing file (path): the cut happens before the
+ * reply, which describes it; the stream goes on from the I/O loop and its
+ * descriptor is closed when it ends (status: disks[].export). */
+static json_t *cmd_disk_export(struct vm *vm, json_t *req, int fd)
+{
+	json_t *rep = NULL, *jmax = json_object_get(req, "max_copies");
+	json_t *jsince = json_object_get(req, "since");
+	json_t *jdefer = json_object_get(req, "deferred_commit");
+	struct device *d = disk_arg(vm, req, &rep);
+	struct blk_export_args a = { 0 };
+	struct blk_export_status st;
+	char err[256] = "";
+	int ret;
+
+	if (!d) {
+		close(fd);
+		return rep;
+	}
+	a.point = json_string_value(json_object_get(req, "point"));
+	a.since = json_string_value(jsince);
+	if (!a.point || (jsince && !json_is_null(jsince) && !a.since)) {
+		close(fd);
+		return disk_error("disk-export: \"point\" (and \"since\", if given) must be "
+				  "point names%s%s", "", "");
+	}
+	if (jdefer && !json_is_boolean(jdefer)) {
+		close(fd);
+		return disk_error("deferred_commit: expected a boolean%s%s", "", "");
+	}
+	a.deferred_commit = json_is_true(jdefer);
+	if (jmax) {
+		if (!json_is_integer(jmax) || json_integer_value(jmax) < 1 ||
+		    json_integer_value(jmax) > BLK_EXPORT_COPIES_MAX) {
+			close(fd);
+			return disk_error("max_copies: expected an integer from 1 to %s%s",
+					  "16384", "");
+		}
+		a.max_copies = (unsigned)json_integer_value(jmax);
+	}
+	ret = virtio_blk_export(d, &a, fd, &st, err, sizeof(err));
+	if (ret)
+		return disk_error("disk-export: %s%s", err[0] ? err : strerror(-ret), "");
+	return json_pack("{s:b, s:o}", "ok", 1, "export", export_json(&st));
+}
+
+static json_t *cmd_disk_export_cancel(struct vm *vm, json_t *req, int fd)
+{
+	json_t *rep = NULL;
+	struct device *d = disk_arg(vm, req, &rep);
+	struct blk_export_status st;
+
+	if (!d)
+		return rep;
+	if (virtio_blk_export_cancel(d))
+		return disk_error("disk-export-cancel: no export is running%s%s", "", "");
+	virtio_blk_export_status(d, &st);
+	return json_pack("{s:b, s:o}", "ok", 1, "export", export_json(&st));
+}
+
+/* disk-export-commit {"disk", "point"}: the receiver stored the stream of an
+ * export that ran with "deferred_commit": true. */
+static json_t *cmd_disk_export_commit(struct vm *vm, json_t *req, int fd)
+{
+	json_t *rep = NULL;
+	struct device *d = disk_arg(vm, req, &rep);
+	const char *point = json_string_value(json_object_get(req, "point"));
+	int ret;
+
+	if (!d)
+		return rep;
+	if (!point)
+		return disk_error("point: expected a point name%s%s", "", "");
+	ret = virtio_blk_export_commit(d, point);
+	if (ret == -ENOENT)
+		return disk_error("disk-export-commit: no completed export to point '%.31s' waits "
+				  "for its commit%s", point, "");
+	if (ret)
+		return disk_error("disk-export-commit: %s%s", strerror(-ret), "");
+	return json_pack("{s:b}", "ok", 1);
+}
+
+/* Save and migrate copy the VM as it is; an export's cut cannot follow. */
+static bool disks_may_save(struct vm *vm, char *why, size_t len)
+{
+	for (struct device *d = virtio_blk_next(vm, NULL); d; d = virtio_blk_next(vm, d)) {
+		if (virtio_blk_exporting(d)) {
+			struct blk_status st;
+
+			virtio_blk_get_status(d, &st);
+			snprintf(why, len, "an export of disk %s is running: wait for it or "
+				 "cancel it (disk-export-cancel)", st.id);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* Storage that failed is retried first; still failing, the VM stays paused. */
 static bool disks_retry(struct vm *vm, char *why, size_t len)
 {
@@ -175,6 +302,9 @@ static const struct devtype_command blk_commands[] = {
 	{ "set-qos", cmd_set_qos, 0 },
 	{ "flush-disks", cmd_flush_disks, 0 },
 	{ "disk-switch", cmd_disk_switch, DEVTYPE_CMD_FILE },
+	{ "disk-export", cmd_disk_export, DEVTYPE_CMD_FILE | DEVTYPE_CMD_NOT_MIGRATING },
+	{ "disk-export-cancel", cmd_disk_export_cancel, 0 },
+	{ "disk-export-commit", cmd_disk_export_commit, 0 },
 	{ NULL, NULL, 0 },
 };
 
@@ -191,4 +321,5 @@ const struct device_type devtype_virtio_blk = {
 	.status_key = "disks",
 	.status = disks_status,
 	.before_resume = disks_retry,
+	.may_save = disks_may_save,
 };

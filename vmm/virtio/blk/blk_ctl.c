@@ -12,6 +12,7 @@
 #include "log.h"
 #include "virtio/blk/blk.h"
 #include "virtio/blk/blk_ctl.h"
+#include "virtio/blk/blk_export.h"
 #include "vm.h"
 
 #define BLK_RETRY_FIRST_MS 1000
@@ -119,6 +120,14 @@ void blk_timer_cb(void *opaque, uint32_t events)
 static struct blk_dev *blk_of_dev(struct device *dev)
 {
 	return container_of(virtio_dev_of(dev), struct blk_dev, vd);
+}
+
+static bool virtio_blk_exporting_locked(struct blk_dev *blk)
+{
+	struct blk_export_status st;
+
+	blk_export_get_status(blk, &st);
+	return !strcmp(st.state, "running");
 }
 
 struct device *virtio_blk_next(struct vm *vm, struct device *prev)
@@ -232,6 +241,10 @@ int virtio_blk_switch(struct device *dev, int fd, char *err, size_t errlen)
 	if (blk->readonly) {
 		snprintf(err, errlen, "%s is read-only", blk->id);
 		ret = -EROFS;
+	} else if (virtio_blk_exporting_locked(blk)) {
+		/* Its reads name the chain's files: no switch under it. */
+		snprintf(err, errlen, "an export of %s is running: cancel it first", blk->id);
+		ret = -EBUSY;
 	} else if (!blk_looks_qcow2(fd)) {
 		/* Checked here because a failed open takes the chain with it. */
 		snprintf(err, errlen, "the new top layer is not a qcow2 image file");
@@ -319,6 +332,91 @@ int virtio_blk_with_disk(struct device *dev,
 
 	pthread_mutex_lock(&blk->vd.lock);
 	ret = blk->disk ? fn(opaque, blk->disk) : -EIO;
+	pthread_mutex_unlock(&blk->vd.lock);
+	return ret;
+}
+
+int virtio_blk_export(struct device *dev, const struct blk_export_args *a, int fd,
+		      struct blk_export_status *st, char *err, size_t errlen)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+	uint16_t used_before;
+	bool watched;
+	int ret;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	used_before = blk->vd.vqs[0].used_idx;
+	if (blk->readonly) {
+		snprintf(err, errlen, "%s is read-only (no change tracking)", blk->id);
+		close(fd);
+		ret = -EROFS;
+	} else {
+		ret = blk_export_start(blk, a, fd, st, err, errlen);
+	}
+	/* The cut drained io_uring: what completed goes to the guest. */
+	blk_dispatch(blk);
+	if (blkio_submit(&blk->io))
+		log_err("%s: io_uring submit failed", blk->vd.name);
+	if (blk->vd.vqs[0].used_idx != used_before)
+		virtio_dev_maybe_notify(&blk->vd, 0);
+	fd = blk_export_take_fd(blk, &watched);
+	pthread_mutex_unlock(&blk->vd.lock);
+	blk_export_close_fd(blk, fd, watched);
+	return ret;
+}
+
+int virtio_blk_export_cancel(struct device *dev)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+	uint16_t used_before;
+	bool watched;
+	int fd, ret = 0;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	used_before = blk->vd.vqs[0].used_idx;
+	if (!virtio_blk_exporting_locked(blk))
+		ret = -ENOENT;
+	else
+		blk_export_cancel(blk, "cancelled by request");
+	/* Writes that waited for copies go on. */
+	blk_dispatch(blk);
+	if (blkio_submit(&blk->io))
+		log_err("%s: io_uring submit failed", blk->vd.name);
+	if (blk->vd.vqs[0].used_idx != used_before)
+		virtio_dev_maybe_notify(&blk->vd, 0);
+	fd = blk_export_take_fd(blk, &watched);
+	pthread_mutex_unlock(&blk->vd.lock);
+	blk_export_close_fd(blk, fd, watched);
+	return ret;
+}
+
+int virtio_blk_export_commit(struct device *dev, const char *point)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+	int ret;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	ret = blk_export_commit(blk, point);
+	pthread_mutex_unlock(&blk->vd.lock);
+	return ret;
+}
+
+void virtio_blk_export_status(struct device *dev, struct blk_export_status *st)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+
+	pthread_mutex_lock(&blk->vd.lock);
+	blk_export_get_status(blk, st);
+	pthread_mutex_unlock(&blk->vd.lock);
+}
+
+bool virtio_blk_exporting(struct device *dev)
+{
+	struct blk_dev *blk = blk_of_dev(dev);
+	bool ret;
+
+	pthread_mutex_lock(&blk->vd.lock);
+	ret = virtio_blk_exporting_locked(blk);
 	pthread_mutex_unlock(&blk->vd.lock);
 	return ret;
 }

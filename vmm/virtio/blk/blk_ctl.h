@@ -1,5 +1,5 @@
 /* blk_ctl.h: what the control socket asks of a virtio-blk device (status,
- * set-qos, flush-disks, disk-switch, resume after a storage failure). Each
+ * set-qos, flush-disks, disk-switch, disk-export, resume after a storage failure). Each
  * call takes the device lock; call them from the I/O thread (the control
  * socket is served there) or with the I/O loop stopped. */
 #pragma once
@@ -40,6 +40,48 @@ int virtio_blk_flush(struct device *dev) __must_check;
  * the current top image) on top of the open chain. Takes fd. Returns 0 or
  * -errno with the reason in err. */
 int virtio_blk_switch(struct device *dev, int fd, char *err, size_t errlen) __must_check;
+/* Live exports (blk_export.h, docs/storage.md "Live exports"). */
+struct blk_export_args {
+	const char *point;    /* the point the cut starts (required) */
+	const char *since;    /* the point whose blocks are sent; NULL: every allocated block */
+	unsigned max_copies;  /* blocks held for copy-before-write; 0: the default */
+	/* Keep `point` holding the exported blocks when the stream ends, until
+	 * virtio_blk_export_commit (the receiver stored it): false clears them
+	 * when the worker has written the stream. */
+	bool deferred_commit;
+};
+#define BLK_EXPORT_COPIES     256   /* 16 MiB */
+#define BLK_EXPORT_COPIES_MAX 16384 /* 1 GiB */
+struct blk_export_status {
+	const char *state;    /* "none", "running", "done", "failed", "cancelled" */
+	bool commit_pending;  /* done, deferred_commit, not committed yet */
+	char point[32], since[32];
+	char error[160];
+	uint64_t blocks;        /* in the cut */
+	uint64_t data_bytes;    /* their bytes in the stream */
+	uint64_t stream_bytes;  /* the whole stream: header, extents, data, trailer */
+	uint64_t sent;          /* stream bytes written so far */
+	uint64_t copies;        /* blocks read early for a guest write */
+	uint64_t waits;         /* guest requests that had to wait for the export */
+	uint64_t cap_waits;     /* ... of which with the copies at their cap */
+	unsigned held, max_copies;
+};
+/* Start an export of the disk to fd (taken, also on failure): the cut
+ * happens before this returns, the stream goes on from the I/O loop.
+ * 0 or -errno with the reason in err; st describes the cut. */
+int virtio_blk_export(struct device *dev, const struct blk_export_args *a, int fd,
+		      struct blk_export_status *st, char *err, size_t errlen) __must_check;
+/* The receiver stored the stream of the last export to `point`, which ran
+ * with deferred_commit: clear from `point` the blocks it sent that the guest
+ * has not written since its cut. -ENOENT: no such export waits (a later
+ * export or a restart dropped it: `point` keeps the blocks, which is safe). */
+int virtio_blk_export_commit(struct device *dev, const char *point);
+/* Cancel the running export: -ENOENT when none runs. */
+int virtio_blk_export_cancel(struct device *dev);
+/* The running export, or the last one. */
+void virtio_blk_export_status(struct device *dev, struct blk_export_status *st);
+bool virtio_blk_exporting(struct device *dev);
+
 /* Retry a stalled disk now (the `resume` command does this first). */
 void virtio_blk_retry(struct device *dev);
 

@@ -26,6 +26,10 @@
 #include "virtio/blk/blk_ctl.h"
 #include "virtio/mmio.h"
 
+#define SECTOR_SHIFT 9
+#define SECTOR_SIZE  (1u << SECTOR_SHIFT)
+/* Largest discard / write-zeroes in one request: 2 GiB. */
+#define BLK_MAX_DWZ_SECTORS (1u << 22)
 #define BLK_QUEUE_SIZE 256
 #define BLK_RING_DEPTH 256
 
@@ -129,11 +133,17 @@ _Static_assert(offsetof(struct blk_dev, vd) == 0, "transport frees the device th
 /* Parse a popped chain into req: -1 to queue it, or a status to complete
  * it with at once. */
 int blk_parse(struct blk_dev *blk, const struct virtq_chain *c, struct blk_req *req);
+void blk_arm_timer(struct blk_dev *blk, uint64_t ns);
+
+/* blk_io.c, the request engine */
 void blk_req_complete(struct blk_dev *blk, struct blk_req *req, uint8_t code);
 void blk_requeue(struct blk_dev *blk, struct blk_req *req);
 void blk_drop_pending(struct blk_dev *blk);
 void blk_dispatch(struct blk_dev *blk);
-void blk_arm_timer(struct blk_dev *blk, uint64_t ns);
+/* io_uring completion (blkio_reap callback: ctx is the device). */
+void blk_io_done(void *ctx, void *tag, int res);
+/* Take the first pending request off the queue. */
+void blk_pending_pop(struct blk_dev *blk);
 /* Block until every sub-request in io_uring completed (lock held). */
 void blk_drain(struct blk_dev *blk);
 /* Run the steps a metadata wait or a failed flush left to do; 0 or -errno. */

@@ -349,6 +349,28 @@ int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef 
 					    sup_disk_fmt(&next->disks[i]), true, e))
 			return -1;
 	}
+	return sup_check_ha(s, next, e);
+}
+
+int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e)
+{
+	const struct storage *st = s->conf.storage;
+
+	if (!d->ha)
+		return 0;
+	if (!s->conf.pool || !s->conf.pool->host(s->conf.pool_ctx))
+		return cerr_set(e, CERR_INVALID, "ha", "high availability needs a pool: this host "
+				"is in none (cella pool create, cella pool join)");
+	for (unsigned i = 0; i < d->nr_disks; i++) {
+		char field[48];
+
+		snprintf(field, sizeof(field), "disks[%u].path", i);
+		if (!st || !storage_on_pool(st, d->disks[i].path))
+			return cerr_set(e, CERR_INVALID, field, "%s is not on pool storage: an HA VM's "
+					"disks must all be in a storage location marked \"pool\": true "
+					"(mounted on every host), so another host can run it",
+					d->disks[i].path);
+	}
 	return 0;
 }
 

@@ -78,6 +78,8 @@ struct sup_pool_ops {
 	int (*forward)(void *ctx, const char *host, const char *address, const char *method,
 		       const char *url, const char *body, enum role role, const char *who,
 		       long *status, json_t **reply, struct cerr *e);
+	/* The deadline (CLOCK_BOOTTIME ns) to give an HA worker now: 0 none. */
+	uint64_t (*ha_deadline_ns)(void *ctx);
 };
 
 /* Calls from the core into features that attached data to a VM (a move
@@ -102,6 +104,17 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db) 
 void sup_quiesce(struct sup *s);
 /* Stop supervising. Workers keep running: a later cellad re-adopts them. */
 void sup_destroy(struct sup *s);
+
+/* High availability (core/sup_ha.c, docs/pool.md): what the pool's lease
+ * threads ask of the core. Every HA worker gets the deadline until_ns
+ * (lease-extend); fence: SIGKILL every HA worker and wait until each has
+ * exited (returns when, CLOCK_BOOTTIME ms), event vm-fenced once its exit
+ * is recorded; whether any HA worker runs. */
+void sup_ha_extend(struct sup *s, uint64_t until_ns);
+uint64_t sup_ha_fence(struct sup *s, const char *reason); /* CLOCK_BOOTTIME ms: all gone */
+bool sup_ha_running(struct sup *s);
+/* The deadline to hand an HA worker being started (0: none). */
+uint64_t sup_ha_deadline_ns(struct sup *s);
 
 json_t *sup_list(struct sup *s);
 int sup_get(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;

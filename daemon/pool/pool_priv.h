@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "etcd.h"
+#include "fence.h"
 #include "pool.h"
 
 #define POOL_KEY_MAX 256
@@ -30,8 +31,14 @@ struct pool {
 	char state_dir[PATH_MAX];
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], ca_key[PATH_MAX];
 	unsigned ttl_s;
-	pthread_t thread;
-	bool thread_started;
+	pthread_t thread, watchdog; /* lease.c */
+	bool thread_started, watchdog_started;
+	struct fence_state fst;  /* the lease's fencing state (lock) */
+	enum fence_phase phase;  /* as the watchdog saw it last (lock) */
+	uint64_t lease_sent;     /* CLOCK_BOOTTIME ms when the first lease was asked for */
+	const struct pool_ha_ops *ha;
+	bool keep_lease;
+	void *ha_opaque;
 	pthread_mutex_t lock; /* lease, stopping, left, busy */
 	pthread_cond_t wake;
 	int64_t lease;
@@ -56,6 +63,15 @@ int pool_store_cerr(struct cerr *e, int ret);
 int pool_write_file(const char *dir, const char *name, const char *data, mode_t mode);
 /* A whole file (at most POOL_PEM_MAX bytes), malloc'd, or NULL. */
 char *pool_read_file(const char *path);
+
+/* pool.c: the host record, and P/alive/HOST on a fresh lease. */
+int pool_member_put(struct pool *p) __must_check;
+int pool_alive_put(struct pool *p, int64_t *lease) __must_check;
+
+/* lease.c: the keepalive and watchdog threads (fence.c on CLOCK_BOOTTIME). */
+uint64_t pool_boot_ms(void);
+int pool_lease_start(struct pool *p) __must_check;
+void pool_lease_stop(struct pool *p);
 
 /* vms.c: the cache, filled from etcd then kept by a watch. */
 int pool_cache_start(struct pool *p) __must_check;

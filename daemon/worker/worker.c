@@ -700,6 +700,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	char ctl_path[512];
 	json_t *reply = NULL, *req;
+	uint64_t ha_until;
 	unsigned gen;
 	int fd, pidfd, ret;
 
@@ -720,10 +721,13 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 	sup_persist(s, vm);
 	pidfd = dup(vm->pidfd);
 	sup_paths(s, vm, ".ctl", ctl_path, sizeof(ctl_path));
+	ha_until = vm->def.ha ? sup_ha_deadline_ns(s) : 0;
 	pthread_mutex_unlock(&vm->lock);
 
 	/* Handshake: "status" answers once the VM is set up (its console socket
-	 * exists); connect the console; then "start" opens the gate. */
+	 * exists); connect the console; an HA VM gets its deadline (the
+	 * pool's lease, docs/pool.md) before it runs; then "start" opens the
+	 * gate. */
 	fd = wctl_connect(ctl_path);
 	ret = fd < 0 ? fd : 0;
 	req = json_pack("{s:s}", "cmd", "status");
@@ -736,6 +740,16 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 		pthread_mutex_lock(&vm->lock);
 		ret = vm->gen == gen ? sup_console_attach(s, vm) : -ESRCH;
 		pthread_mutex_unlock(&vm->lock);
+	}
+	if (!ret && ha_until) {
+		req = json_pack("{s:s, s:I}", "cmd", "lease-extend", "until_boottime_ns",
+				(json_int_t)ha_until);
+		ret = wctl_call(fd, req, (int)s->conf.start_timeout_s * 1000, pidfd, &reply);
+		json_decref(req);
+		if (!ret && !json_is_true(json_object_get(reply, "ok")))
+			ret = -EPROTO;
+		json_decref(reply);
+		reply = NULL;
 	}
 	req = json_pack("{s:s}", "cmd", "start");
 	if (!ret)

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""test_pool_ha.py: HA settings and fencing on one host of a pool (one etcd
+member, one cellad on the etcd store with a pool section; docs/pool.md,
+"High availability").
+
+- Settings: a pool section whose fence settings break the timing argument
+  (fence_ms past its bound, ride-through without its time) is refused.
+- Definitions: `ha` and `ha_priority` are API fields (and cella flags); an
+  HA VM whose disk is not on pool storage is refused naming the disk, one
+  on pool storage is accepted, the settings reach etcd.
+- Fencing by cellad: etcd frozen (SIGSTOP) under a running HA VM and a
+  non-HA one: cellad stops the HA worker (event vm-fenced) before the
+  lease's TTL has passed since the freeze, and leaves the other running;
+  etcd back: the host gets a new lease and does not start the fenced VM
+  again.
+- Fencing by the worker itself: cellad killed (kill -9) with the HA VM
+  running and nothing to renew the lease: the HA worker dies by its own
+  deadline (lease-extend, a SIGKILL timer on CLOCK_BOOTTIME) before the TTL
+  has passed; the non-HA worker is left running.
+
+Usage: test_pool_ha.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
+from cellad import Daemon, TestFailure, check, log, main  # noqa: E402
+
+import etcdutil  # noqa: E402
+
+PREFIX = "/cella/ha"
+TTL_S = 3
+# Short settings for test speed: fence 2.29 s after the last confirmed
+# renewal (fence_settings_check derives it), workers gone by 2.8 s < TTL.
+POOL = {"lease_ttl_s": TTL_S, "renew_ms": 500, "kill_ms": 500, "margin_ms": 200}
+
+
+def refused(args, config, text):
+    d = Daemon(args, config=config)
+    try:
+        d.start()
+    except TestFailure as e:
+        ok = "exited with 2" in str(e) and text in d.log()
+        if not ok:
+            log(f"cellad: {e}; log: {d.log()[-400:]}")
+        check(ok, f"pool {json.dumps(config['pool'])}: refused, '{text}'")
+        return
+    finally:
+        d.stop()
+        shutil.rmtree(d.dir, ignore_errors=True)
+    raise TestFailure(f"cellad started with {config['pool']}")
+
+
+def wait_for(what, pred, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TestFailure(f"timed out: {what}")
+        time.sleep(0.02)  # polling with a deadline
+    check(True, what)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test(args):
+    etcdutil.need_etcd()
+    work = tempfile.mkdtemp(prefix="cella-ha-")
+    shared, local = os.path.join(work, "shared"), os.path.join(work, "local")
+    os.makedirs(shared)
+    os.makedirs(local)
+    for d in (shared, local):
+        with open(os.path.join(d, "d.img"), "wb") as f:
+            f.truncate(1 << 20)
+    storage = [{"name": "shared", "path": shared, "role": "operator", "pool": True},
+               {"name": "local", "path": local, "role": "operator"}]
+    try:
+        with etcdutil.Cluster(1) as c:
+            run(args, c, storage, shared, local)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, c, storage, shared, local):
+    store = {"etcd": dict(c.store_config(prefix=PREFIX, host="host-a"), timeout_ms=1000)}
+    refused(args, {"store": store, "pool": dict(POOL, fence_ms=2900)}, "is unsafe")
+    refused(args, {"store": store, "pool": dict(POOL, isolation="ride-through")},
+            "goes with \"ride_through_s\"")
+    conf = {"store": store, "pool": POOL, "storage": storage}
+    with Daemon(args, config=conf) as d:
+        body = {"ha": True, "disks": [{"path": os.path.join(local, "d.img")}]}
+        r = d.post("/v1/vms", dict(body, name="ha1", kernel=args["guests"]["memwriter"],
+                                   memory_mib=64))
+        check(r.status == 400 and r.json["error"]["field"] == "disks[0].path" and
+              "pool storage" in r.json["error"]["reason"],
+              f"an HA VM's disk off pool storage is refused: {r.json}")
+        r = d.post("/v1/vms", {"name": "ha1", "kernel": args["guests"]["memwriter"],
+                               "memory_mib": 64, "ha": True, "ha_priority": 1001})
+        check(r.status == 400 and r.json["error"]["field"] == "ha_priority",
+              "ha_priority past 1000 is refused")
+        ha = d.define("ha1", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True, ha_priority=5,
+                      disks=[{"path": os.path.join(shared, "d.img")}])
+        check(ha["ha"] is True and ha["ha_priority"] == 5, "an HA VM on pool storage is defined")
+        rec = json.loads(c.etcdctl("get", f"{PREFIX}/vms/{ha['uuid']}",
+                                   "--print-value-only").stdout)
+        check(rec["ha"] is True and rec["ha_priority"] == 5, "its HA settings are in etcd")
+        d.define("plain", "memwriter", "rounds=0 mib=1 pause_ms=50",
+                 disks=[{"path": os.path.join(local, "d.img")}])
+        p = d.cli("vm", "set", "plain", "--ha", expect=None)
+        check(p.returncode != 0 and "pool storage" in (p.stdout + p.stderr),
+              "cella vm set --ha on a VM with a local disk is refused")
+        d.cli("vm", "set", "ha1", "--ha-priority", "7")
+        check(d.vm("ha1")["ha_priority"] == 7, "cella vm set --ha-priority")
+
+        # Fencing by cellad: etcd frozen.
+        d.action("ha1", "start")
+        d.action("plain", "start")
+        d.wait_console("ha1", "round 2")
+        d.wait_console("plain", "round 2")
+        ha_pid, plain_pid = d.vm("ha1")["pid"], d.vm("plain")["pid"]
+        etcd = c.members[0].proc.pid
+        log("freezing etcd (SIGSTOP)")
+        t0 = time.monotonic()
+        os.kill(etcd, signal.SIGSTOP)
+        try:
+            wait_for("the HA worker is stopped", lambda: not alive(ha_pid), timeout=10)
+            took = time.monotonic() - t0
+            check(took < TTL_S, f"... {took:.2f} s after the freeze, before the TTL ({TTL_S} s)")
+            d.wait_event("ha1", "vm-fenced", timeout=10)
+            check(True, "event vm-fenced")
+            check(alive(plain_pid) and d.vm("plain")["state"] == "running",
+                  "the non-HA VM keeps running")
+        finally:
+            os.kill(etcd, signal.SIGCONT)
+        wait_for("the host gets a new lease once etcd is back",
+                 lambda: "alive again" in d.log(), timeout=20)
+        check(d.vm("ha1")["state"] in ("stopped", "crashed"),
+              f"the fenced VM is not started again here: {d.vm('ha1')['state']}")
+
+        # Fencing by the worker: cellad dies, nothing renews the lease.
+        d.action("ha1", "start")
+        d.wait_console("ha1", "round 2")
+        ha_pid = d.vm("ha1")["pid"]
+        try:
+            with open(f"/proc/{ha_pid}/timers") as f:
+                log("timers: " + f.read().replace("\n", " | "))
+        except OSError as e:
+            log(f"timers: {e}")
+        log("kill -9 cellad")
+        t0 = time.monotonic()
+        d.kill9()
+        wait_for("the HA worker dies by its own deadline", lambda: not alive(ha_pid),
+                 timeout=10)
+        took = time.monotonic() - t0
+        check(took < TTL_S, f"... {took:.2f} s after cellad died, before the TTL ({TTL_S} s)")
+        check(alive(plain_pid), "the non-HA worker is left running")
+        d.start()
+        check(d.vm("plain")["state"] == "running", "a new cellad re-adopts the non-HA VM")
+        d.action("plain", "kill")
+
+
+if __name__ == "__main__":
+    main(test)

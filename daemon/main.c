@@ -351,7 +351,7 @@ static int conf_fence(json_t *o, const char *where, unsigned ttl_s, struct fence
 	const char *iso = json_string_value(json_object_get(o, "isolation"));
 	char why[256];
 
-	fence_settings_default(fs);
+	fence_settings_for_ttl(fs, ttl_s * 1000u);
 	renew = fs->renew_ms;
 	kill = fs->kill_ms;
 	margin = fs->margin_ms;

@@ -152,9 +152,7 @@ int pool_start(struct pool **out, const struct pool_conf *conf, char *err, size_
 	if (!p->conf.fence.ttl_ms) { /* no settings given: fence.c's defaults */
 		char why[256];
 
-		fence_settings_default(&p->conf.fence);
-		p->conf.fence.ttl_ms = p->ttl_s * 1000u;
-		p->conf.fence.fence_ms = 0;
+		fence_settings_for_ttl(&p->conf.fence, p->ttl_s * 1000u);
 		if (fence_settings_check(&p->conf.fence, why, sizeof(why))) {
 			snprintf(err, errlen, "pool: %s", why);
 			free(p);

@@ -762,7 +762,19 @@ static uint64_t pool_ha_fence(void *opaque, const char *reason)
 	return sup_ha_fence(opaque, reason);
 }
 
-static const struct pool_ha_ops pool_ha = { .extend = pool_ha_extend, .fence = pool_ha_fence };
+static void pool_ha_take(void *opaque, const struct vmdef *def, const char *from,
+			 const char *reason)
+{
+	sup_ha_take(opaque, def, from, reason);
+}
+
+static void pool_ha_drop(void *opaque, const char *uuid, const char *owner)
+{
+	sup_ha_drop(opaque, uuid, owner);
+}
+
+static const struct pool_ha_ops pool_ha = { .extend = pool_ha_extend, .fence = pool_ha_fence,
+					    .take = pool_ha_take, .drop = pool_ha_drop };
 
 /* A pool create, join or leave answered: cellad starts again (main's
  * loop re-executes it) on the pool's store, or without it. */

@@ -461,13 +461,19 @@ out:
 
 int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *detail)
 {
-	struct vmrt **pp;
-	char path[512];
-
 	int ret = store_vm_delete(s->db, vm->def.uuid);
 
 	if (ret)
 		return ret;
+	sup_forget(s, vm, event, detail);
+	return 0;
+}
+
+void sup_forget(struct sup *s, struct vmrt *vm, const char *event, const char *detail)
+{
+	struct vmrt **pp;
+	char path[512];
+
 	pthread_mutex_lock(&s->reg_lock);
 	for (pp = &s->vms; *pp && *pp != vm; pp = &(*pp)->next)
 		;
@@ -485,7 +491,6 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
 	sup_saved_path(s, vm, path, sizeof(path));
 	unlink(path);
 	sup_emit(s, vm, event, detail);
-	return 0;
 }
 
 int sup_delete(struct sup *s, const char *name, struct cerr *e)
@@ -802,6 +807,27 @@ static int sup_load_one(void *opaque, struct vmdef *def, const struct store_runt
 	}
 	sup_vm_unlock(s, vm);
 	return 0;
+}
+
+struct vmrt *sup_register_def(struct sup *s, const struct vmdef *def)
+{
+	struct load_ctx lc = { .s = s };
+	struct store_runtime rt = { .state = "defined", .exit_status = -1 };
+	struct vmdef copy;
+	struct vmrt *vm;
+
+	if (vmdef_copy(&copy, def))
+		return NULL;
+	if (sup_load_one(&lc, &copy, &rt)) {
+		vmdef_free(&copy);
+		return NULL;
+	}
+	vmdef_free(&copy);
+	pthread_mutex_lock(&s->reg_lock);
+	for (vm = s->vms; vm && strcmp(vm->def.uuid, def->uuid); vm = vm->next)
+		;
+	pthread_mutex_unlock(&s->reg_lock);
+	return vm;
 }
 
 static void wake_all(struct sup *s)

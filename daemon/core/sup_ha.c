@@ -146,3 +146,60 @@ bool sup_ha_running(struct sup *s)
 	sup_vm_unpin_all(s, all, n);
 	return any;
 }
+
+void sup_ha_take(struct sup *s, const struct vmdef *def, const char *from, const char *reason)
+{
+	char detail[600], name[sizeof(def->name)];
+	struct vmrt *vm = NULL;
+	json_t *out = NULL;
+	bool pending = false;
+	struct cerr e = { 0 };
+
+	pthread_mutex_lock(&s->reg_lock);
+	for (struct vmrt *o = s->vms; o; o = o->next)
+		if (!strcmp(o->def.uuid, def->uuid) || !strcmp(o->def.name, def->name))
+			vm = o;
+	pthread_mutex_unlock(&s->reg_lock);
+	if (vm && strcmp(vm->def.uuid, def->uuid)) {
+		log_err("vm %s: taken over from %s, but a VM of that name runs here: not started",
+			def->name, from);
+		return;
+	}
+	if (!vm && !(vm = sup_register_def(s, def))) {
+		log_err("vm %s: taken over from %s, but cannot be registered here", def->name, from);
+		return;
+	}
+	snprintf(name, sizeof(name), "%s", def->name);
+	snprintf(detail, sizeof(detail), "from %s to %s: %.500s", from,
+		 s->conf.pool && s->conf.pool->host ? s->conf.pool->host(s->conf.pool_ctx) ?: "?" : "?",
+		 reason);
+	sup_emit_named(s, name, "defined", "vm-failed-over", detail);
+	log_warn("vm %s: failed over %s", name, detail);
+	if (sup_action(s, name, SUP_START, NULL, &out, &pending, &e))
+		log_err("vm %s: taken over, but cannot start: %s", name, e.reason);
+	json_decref(out);
+}
+
+void sup_ha_drop(struct sup *s, const char *uuid, const char *owner)
+{
+	struct vmrt *vm = NULL;
+	char detail[128];
+
+	pthread_mutex_lock(&s->reg_lock);
+	for (vm = s->vms; vm && strcmp(vm->def.uuid, uuid); vm = vm->next)
+		;
+	if (vm)
+		vm->refs++;
+	pthread_mutex_unlock(&s->reg_lock);
+	if (!vm)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->deleted && !vm->busy && !state_active(vm->state)) {
+		snprintf(detail, sizeof(detail), "owned by %.64s now: forgotten here", owner);
+		log_warn("vm %s: %s", vm->def.name, detail);
+		sup_forget(s, vm, "vm-owned-elsewhere", detail);
+	} else if (!vm->deleted && state_active(vm->state) && !vm->busy && vm->def.ha) {
+		log_err("vm %s: runs here but host %s owns it", vm->def.name, owner);
+	}
+	sup_vm_unlock(s, vm);
+}

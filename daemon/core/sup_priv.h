@@ -191,6 +191,12 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
  * the storage locations for role. 0, or -1 with e set. */
 /* An HA definition (d->ha) needs a pool and every disk on pool storage:
  * 0, or -1 with e (400 naming the field). */
+/* Take vm out of the registry (lock held; the store is not touched: the
+ * caller deleted its records, or another host owns them), event. */
+void sup_forget(struct sup *s, struct vmrt *vm, const char *event, const char *detail);
+/* Register a definition as a stopped VM of this host (loaded from the
+ * store: a takeover); the VM (unlocked, unpinned) or NULL. */
+struct vmrt *sup_register_def(struct sup *s, const struct vmdef *def);
 int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e) __must_check;
 int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef *prev,
 		    enum role role, struct cerr *e);

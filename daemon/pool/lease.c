@@ -204,7 +204,7 @@ int pool_lease_start(struct pool *p)
 	if ((ret = -pthread_create(&p->watchdog, NULL, watchdog_thread, p)))
 		return ret;
 	p->watchdog_started = true;
-	return 0;
+	return pool_ha_start(p);
 }
 
 void pool_lease_stop(struct pool *p)
@@ -217,6 +217,7 @@ void pool_lease_stop(struct pool *p)
 		pthread_join(p->thread, NULL);
 	if (p->watchdog_started)
 		pthread_join(p->watchdog, NULL);
+	pool_ha_stop(p);
 	p->thread_started = p->watchdog_started = false;
 }
 

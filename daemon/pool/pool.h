@@ -119,6 +119,12 @@ struct pool_ha_ops {
 	/* Fence: SIGKILL every HA worker now; returns (CLOCK_BOOTTIME ms) once
 	 * each has exited (event vm-fenced). */
 	uint64_t (*fence)(void *opaque, const char *reason);
+	/* This host took the HA VM def over from host `from` (its owner key
+	 * is this host's now): load it and start it (event vm-failed-over). */
+	void (*take)(void *opaque, const struct vmdef *def, const char *from, const char *reason);
+	/* The VM uuid is owned by another host: forget it here if this host
+	 * has it and it does not run (a host back after being fenced). */
+	void (*drop)(void *opaque, const char *uuid, const char *owner);
 };
 void pool_set_ha(struct pool *p, const struct pool_ha_ops *ops, void *opaque);
 /* keep: HA workers outlive this cellad; pool_stop leaves the lease to

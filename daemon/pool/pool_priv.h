@@ -22,6 +22,12 @@ struct pool_vm {
 	char state[16];  /* from the owner's runtime record; "" : none */
 	int cpus;
 	int64_t memory_mib;
+	bool ha;
+	int ha_priority;
+	char last_owner[64];   /* the owner before the key went */
+	int64_t owner_lease;   /* the owner key's lease (0: none) */
+	uint64_t gone_at;      /* CLOCK_BOOTTIME ms the owner key was seen gone (0: owned) */
+	uint64_t tried_at;     /* this host's last takeover attempt */
 };
 
 struct pool {
@@ -49,6 +55,9 @@ struct pool {
 	struct pool_vm *vms;
 	size_t nr_vms;
 	json_t *members; /* name -> host record */
+	json_t *alive;   /* name -> true: hosts whose lease lives */
+	pthread_t ha_thread; /* ha.c */
+	bool ha_started;
 	struct etcd_watch *watch;
 	void (*ev_fn)(void *opaque, const char *event, const char *detail);
 	void *ev_opaque;
@@ -73,6 +82,13 @@ uint64_t pool_boot_ms(void);
 int pool_lease_start(struct pool *p) __must_check;
 void pool_lease_stop(struct pool *p);
 
+/* ha.c: binding this host's HA VMs' owner keys to its lease, and taking
+ * over the HA VMs of hosts whose lease expired. */
+int pool_ha_start(struct pool *p) __must_check;
+void pool_ha_stop(struct pool *p);
+
 /* vms.c: the cache, filled from etcd then kept by a watch. */
 int pool_cache_start(struct pool *p) __must_check;
+/* The cached VM (cache_lock held), or NULL. */
+struct pool_vm *vm_find_locked(struct pool *p, const char *uuid);
 void pool_cache_stop(struct pool *p);

@@ -15,8 +15,14 @@ member, one cellad on the etcd store with a pool section; docs/pool.md,
   again.
 - Fencing by the worker itself: cellad killed (kill -9) with the HA VM
   running and nothing to renew the lease: the HA worker dies by its own
-  deadline (lease-extend, a SIGKILL timer on CLOCK_BOOTTIME) before the TTL
-  has passed; the non-HA worker is left running.
+  deadline (lease-extend, a timer on CLOCK_BOOTTIME; exit status 18,
+  fenced) before the TTL has passed; the non-HA worker is left running.
+- Failover (three cellads on one etcd, prefix /cella/ha2): host-a's cellad
+  and all its workers killed (kill -9): its HA VM runs on host-b or host-c
+  (guest output there, event vm-failed-over naming host-a) within a
+  deadline, exactly one of them owns and runs it; its non-HA VM is not
+  started anywhere. host-a started again: it does not load or start the VM
+  (owned elsewhere), one copy runs pool-wide.
 
 Usage: test_pool_ha.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""
 
@@ -87,6 +93,7 @@ def test(args):
     try:
         with etcdutil.Cluster(1) as c:
             run(args, c, storage, shared, local)
+            failover(args, c, storage, shared, local)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -167,6 +174,70 @@ def run(args, c, storage, shared, local):
         d.start()
         check(d.vm("plain")["state"] == "running", "a new cellad re-adopts the non-HA VM")
         d.action("plain", "kill")
+
+
+def host_conf(c, name, storage):
+    return {"store": {"etcd": dict(c.store_config(prefix="/cella/ha2", host=name),
+                                   timeout_ms=1000)},
+            "pool": POOL, "storage": storage, "memory_capacity_mib": 4096}
+
+
+def failover(args, c, storage, shared, local):
+    hosts = {n: Daemon(args, name=n, config=host_conf(c, n, storage))
+             for n in ("host-a", "host-b", "host-c")}
+    try:
+        for d in hosts.values():
+            d.start()
+        a = hosts["host-a"]
+        a.define("web", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True,
+                 disks=[{"path": os.path.join(shared, "d.img")}])
+        a.define("batch", "memwriter", "rounds=0 mib=1 pause_ms=50")
+        a.action("web", "start")
+        a.action("batch", "start")
+        a.wait_console("web", "round 2")
+        pids = [a.vm("web")["pid"], a.vm("batch")["pid"]]
+        log("kill -9 host-a's cellad and its workers")
+        t0 = time.monotonic()
+        a.kill9()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+        def runs_on():
+            on = []
+            for n in ("host-b", "host-c"):
+                r = hosts[n].get("/v1/vms/web")
+                if r.status == 200 and r.json.get("state") == "running" and \
+                        r.json.get("host", n) == n and r.json.get("pid"):
+                    on.append(n)
+            return on
+        wait_for("host-a's HA VM runs on another host", lambda: runs_on(), timeout=20)
+        took = time.monotonic() - t0
+        on = runs_on()
+        check(len(on) == 1, f"on exactly one: {on}")
+        new = hosts[on[0]]
+        new.wait_console("web", "round 2")
+        check(True, f"guest output on {on[0]}, {took:.2f} s after host-a died")
+        ev = new.wait_event("web", "vm-failed-over", timeout=5)
+        check("from host-a to " + on[0] in ev.get("detail", ""), f"event: {ev.get('detail')}")
+        owner = c.etcdctl("get", f"/cella/ha2/owner/{new.vm('web')['uuid']}",
+                          "--print-value-only").stdout.strip()
+        check(owner == on[0], f"etcd names {on[0]} its owner")
+        for n in ("host-b", "host-c"):
+            r = hosts[n].get("/v1/vms/batch")
+            check(r.status != 200 or r.json.get("host", n) != n or
+                  r.json.get("state") != "running",
+                  f"the non-HA VM is not started on {n}")
+        log("host-a comes back")
+        a.start()
+        r = a.get("/v1/vms/web")
+        check(r.status != 200 or r.json.get("host") == on[0],
+              f"host-a does not load the VM another host owns: {r.status} {r.body[:200]}")
+        check(len(runs_on()) == 1, "one copy runs pool-wide")
+        new.action("web", "kill")
+    finally:
+        for d in hosts.values():
+            d.stop()
+            shutil.rmtree(d.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,12 @@ static void *keepalive_thread(void *arg)
 			pthread_mutex_unlock(&p->lock);
 			log_warn("pool: host %s's lease %lld is gone", p->host, (long long)lease);
 		}
-		if (ret == -ENOENT && (d.regrant || fenced)) {
+		/* A new lease only once fenced: with ride-through a lease can
+		 * expire while the host still runs its HA VMs, and their owner
+		 * keys went with it; a new lease would end the fence (and take
+		 * back the keys: not built), so the host rides on to its fence
+		 * time and stops them there, before survivors may start them. */
+		if (ret == -ENOENT && fenced) {
 			last_regrant = pool_boot_ms();
 			ret = regrant(p);
 		} else if (!ret) {

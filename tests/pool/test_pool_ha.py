@@ -17,6 +17,11 @@ member, one cellad on the etcd store with a pool section; docs/pool.md,
   running and nothing to renew the lease: the HA worker dies by its own
   deadline (lease-extend, a timer on CLOCK_BOOTTIME; exit status 18,
   fenced) before the TTL has passed; the non-HA worker is left running.
+- Ride-through: a pool section with "isolation": "ride-through" (20 s)
+  and fencing 1 s after a renewal; etcd frozen for 2.5 s (past the fence
+  time of the restart policy, within the TTL): the HA VM keeps running (same
+  worker, the guest's rounds go on), events pool-host-isolated then
+  pool-host-rejoined, no vm-fenced.
 - Failover (three cellads on one etcd, prefix /cella/ha2): host-a's cellad
   and all its workers killed (kill -9): its HA VM runs on host-b or host-c
   (guest output there, event vm-failed-over naming host-a) within a
@@ -94,6 +99,7 @@ def test(args):
         with etcdutil.Cluster(1) as c:
             run(args, c, storage, shared, local)
             failover(args, c, storage, shared, local)
+            ride_through(args, c, storage, shared)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -174,6 +180,36 @@ def run(args, c, storage, shared, local):
         d.start()
         check(d.vm("plain")["state"] == "running", "a new cellad re-adopts the non-HA VM")
         d.action("plain", "kill")
+
+
+def ride_through(args, c, storage, shared):
+    pool = dict(POOL, lease_ttl_s=4, fence_ms=1000, isolation="ride-through",
+                ride_through_s=20)
+    store = {"etcd": dict(c.store_config(prefix="/cella/ha3", host="host-r"), timeout_ms=1000)}
+    with Daemon(args, name="host-r", config={"store": store, "pool": pool,
+                                             "storage": storage}) as d:
+        d.define("ride", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True,
+                 disks=[{"path": os.path.join(shared, "d.img")}])
+        d.action("ride", "start")
+        d.wait_console("ride", "round 2")
+        pid = d.vm("ride")["pid"]
+        etcd = c.members[0].proc.pid
+        log("freezing etcd for 2.5 s (the isolation)")
+        os.kill(etcd, signal.SIGSTOP)
+        try:
+            wait_for("event pool-host-isolated", lambda: [
+                e for e in d.events() if e["event"] == "pool-host-isolated"], timeout=10)
+            time.sleep(2.5)  # the isolation's length, not a synchronisation
+        finally:
+            os.kill(etcd, signal.SIGCONT)
+        wait_for("event pool-host-rejoined", lambda: [
+            e for e in d.events() if e["event"] == "pool-host-rejoined"], timeout=10)
+        n = d.console("ride").count("round")
+        d.wait_console("ride", f"round {n + 2} ")
+        check(alive(pid) and d.vm("ride")["pid"] == pid, "the HA VM rode through: same "
+              "worker, the guest's rounds go on")
+        check(not [e for e in d.events() if e["event"] == "vm-fenced"], "no vm-fenced")
+        d.action("ride", "kill")
 
 
 def host_conf(c, name, storage):

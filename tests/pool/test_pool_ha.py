@@ -17,6 +17,12 @@ member, one cellad on the etcd store with a pool section; docs/pool.md,
   running and nothing to renew the lease: the HA worker dies by its own
   deadline (lease-extend, a timer on CLOCK_BOOTTIME; exit status 18,
   fenced) before the TTL has passed; the non-HA worker is left running.
+- cellad alone killed on host-a (its workers left, nothing renews the
+  lease): the HA worker (halog: appends (boot id, sequence) records to a
+  disk on pool storage, a FLUSH after each) ends itself before the VM's
+  first output on the host that takes it over; the disk's records form one
+  run per boot, never interleaved (the guest-side proof of one copy at a
+  time).
 - Ride-through: a pool section with "isolation": "ride-through" (20 s)
   and fencing 1 s after a renewal; etcd frozen for 2.5 s (past the fence
   time of the restart policy, within the TTL): the HA VM keeps running (same
@@ -35,9 +41,11 @@ import json
 import os
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import time
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
 from cellad import Daemon, TestFailure, check, log, main  # noqa: E402
@@ -212,6 +220,64 @@ def ride_through(args, c, storage, shared):
         d.action("ride", "kill")
 
 
+HALOG_MAGIC = 0x474f4c4148414c43
+
+
+def halog_runs(path):
+    """The records of guest/tests/halog.c in disk order, as runs of one boot
+    each: [(boot id, [sequences])]; raises on a torn record."""
+    with open(path, "rb") as f:
+        data = f.read()
+    runs = []
+    for i in range(0, len(data), 512):
+        sec = data[i:i + 512]
+        magic, boot, seq = struct.unpack_from("<QQQ", sec)
+        if magic != HALOG_MAGIC:
+            break
+        if zlib.crc32(sec[:508]) != struct.unpack_from("<I", sec, 508)[0]:
+            raise TestFailure(f"halog record at sector {i // 512} is torn")
+        if runs and runs[-1][0] == boot:
+            runs[-1][1].append(seq)
+        else:
+            runs.append((boot, [seq]))
+    return runs
+
+
+def cellad_only(args, c, hosts, shared):
+    a = hosts["host-a"]
+    disk = os.path.join(shared, "log.img")
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    a.define("log", "halog", "pause_ms=20", ha=True, rng=True, disks=[{"path": disk}])
+    a.action("log", "start")
+    a.wait_console("log", "halog: 10")
+    pid = a.vm("log")["pid"]
+    log("kill -9 host-a's cellad alone")
+    t0 = time.monotonic()
+    a.kill9()
+    wait_for("the HA worker on host-a ends itself", lambda: not alive(pid), timeout=10)
+    t_dead = time.monotonic()
+
+    def new_host():
+        for n in ("host-b", "host-c"):
+            m = hosts[n].get("/v1/vms/log/metrics")
+            if m.status == 200 and "first_output_monotonic_ns" in m.json:
+                return n, m.json["first_output_monotonic_ns"] / 1e9
+        return None
+    wait_for("the VM runs on another host", new_host, timeout=20)
+    n, t_first = new_host()
+    check(t_dead < t_first, f"host-a's worker ended {t_dead - t0:.2f} s after its cellad died, "
+          f"before the first output on {n} ({t_first - t0:.2f} s)")
+    hosts[n].wait_console("log", "halog: 10")
+    hosts[n].action("log", "kill")
+    runs = halog_runs(disk)
+    boots = [r[0] for r in runs]
+    check(len(runs) == 2 and len(set(boots)) == 2 and
+          all(r[1] == list(range(len(r[1]))) for r in runs),
+          f"the disk holds two runs, one per copy, never interleaved: "
+          f"{[(hex(b), len(s)) for b, s in runs]}")
+
+
 def host_conf(c, name, storage):
     return {"store": {"etcd": dict(c.store_config(prefix="/cella/ha2", host=name),
                                    timeout_ms=1000)},
@@ -270,6 +336,7 @@ def failover(args, c, storage, shared, local):
               f"host-a does not load the VM another host owns: {r.status} {r.body[:200]}")
         check(len(runs_on()) == 1, "one copy runs pool-wide")
         new.action("web", "kill")
+        cellad_only(args, c, hosts, shared)
     finally:
         for d in hosts.values():
             d.stop()

@@ -23,6 +23,12 @@ member, one cellad on the etcd store with a pool section; docs/pool.md,
   first output on the host that takes it over; the disk's records form one
   run per boot, never interleaved (the guest-side proof of one copy at a
   time).
+- Isolation (three cellads in network namespaces on a bridge, three etcd
+  members on the bridge's address): host-a's veth taken down under its HA
+  VM (halog): host-a fences it (vm-fenced; the worker gone) before its
+  first output on the host that takes it over; link up again: host-a gets
+  a new lease and forgets the VM (vm-owned-elsewhere), one copy runs
+  pool-wide, and the disk's records show one copy at a time.
 - Ride-through: a pool section with "isolation": "ride-through" (20 s)
   and fencing 1 s after a renewal; etcd frozen for 2.5 s (past the fence
   time of the restart policy, within the TTL): the HA VM keeps running (same
@@ -51,6 +57,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from cellad import Daemon, TestFailure, check, log, main  # noqa: E402
 
 import etcdutil  # noqa: E402
+import netutil  # noqa: E402
 
 PREFIX = "/cella/ha"
 TTL_S = 3
@@ -108,6 +115,10 @@ def test(args):
             run(args, c, storage, shared, local)
             failover(args, c, storage, shared, local)
             ride_through(args, c, storage, shared)
+        if os.geteuid() == 0:
+            isolation(args, storage, shared)
+        else:
+            log("SKIP the isolation scenario: needs root (network namespaces)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -276,6 +287,90 @@ def cellad_only(args, c, hosts, shared):
           all(r[1] == list(range(len(r[1]))) for r in runs),
           f"the disk holds two runs, one per copy, never interleaved: "
           f"{[(hex(b), len(s)) for b, s in runs]}")
+
+
+class NsHost(Daemon):
+    """A cellad in its host's network namespace, on the pool's store."""
+
+    def __init__(self, args, h, ns, c, storage):
+        super().__init__(args, name=f"host-{h}", config={
+            "store": {"etcd": dict(c.store_config(prefix="/cella/iso", host=f"host-{h}"),
+                                   timeout_ms=1000)},
+            "pool": POOL, "storage": storage, "memory_capacity_mib": 4096,
+            "cgroup_parent": f"cella-test-{os.getpid()}-{h}"})
+        self.cgroup_parent = f"cella-test-{os.getpid()}-{h}"
+        self.ns = ns
+
+    def start(self):
+        self.args = dict(self.args, cellad=netutil.ns_wrapper(
+            os.path.join(self.dir, "cellad-in-ns"), self.ns, self.args["cellad"]))
+        return super().start()
+
+
+def isolation(args, storage, shared):
+    net_ = netutil.subnet(7)
+    addr = {"a": f"{net_}.2", "b": f"{net_}.3", "c": f"{net_}.4"}
+    net = netutil.Net(addr, f"{net_}.1", tag="ch")
+    hosts = {}
+    try:
+        net.up()
+        with etcdutil.Cluster(3, host=net.bridge_ip) as c:
+            hosts = {h: NsHost(args, h, net.ns[h], c, storage) for h in addr}
+            for d in hosts.values():
+                d.start()
+            a = hosts["a"]
+            disk = os.path.join(shared, "iso.img")
+            with open(disk, "wb") as f:
+                f.truncate(1 << 20)
+            a.define("iso", "halog", "pause_ms=20", ha=True, rng=True, disks=[{"path": disk}])
+            a.action("iso", "start")
+            a.wait_console("iso", "halog: 10")
+            pid = a.vm("iso")["pid"]
+            wait_for("the VM's ownership is on host-a's lease",
+                     lambda: "ownership is on host host-a's lease" in a.log(), timeout=10)
+            log("cutting host-a's link (ip link set down)")
+            t0 = time.monotonic()
+            net.cut("a")
+            wait_for("host-a stops its HA worker", lambda: not alive(pid), timeout=10)
+            t_dead = time.monotonic()
+            a.wait_event("iso", "vm-fenced", timeout=10)
+            check(True, "event vm-fenced on host-a")
+
+            def new_host():
+                for h in ("b", "c"):
+                    m = hosts[h].get("/v1/vms/iso/metrics")
+                    if m.status == 200 and "first_output_monotonic_ns" in m.json:
+                        return h, m.json["first_output_monotonic_ns"] / 1e9
+                return None
+            wait_for("the VM runs on another host", new_host, timeout=20)
+            h, t_first = new_host()
+            check(t_dead < t_first, f"host-a's worker gone {t_dead - t0:.2f} s after the cut, "
+                  f"before the first output on host-{h} ({t_first - t0:.2f} s)")
+            hosts[h].wait_event("iso", "vm-failed-over", timeout=5)
+            check(True, f"event vm-failed-over on host-{h}")
+            log("host-a's link up again")
+            net.cut("a", up=True)
+            wait_for("host-a gets a new lease", lambda: "alive again" in a.log(), timeout=20)
+            wait_for("host-a forgets the VM owned elsewhere",
+                     lambda: [e for e in a.events() if e["event"] == "vm-owned-elsewhere"],
+                     timeout=10)
+            running = [x for x in ("a", "b", "c")
+                       if hosts[x].get("/v1/vms/iso").status == 200 and
+                       hosts[x].get("/v1/vms/iso").json.get("state") == "running" and
+                       hosts[x].get("/v1/vms/iso").json.get("host", f"host-{x}") == f"host-{x}"]
+            check(running == [h], f"one copy runs pool-wide, on host-{h}: {running}")
+            hosts[h].wait_console("iso", "halog: 10")
+            hosts[h].action("iso", "kill")
+            runs = halog_runs(disk)
+            check(len(runs) == 2 and len({r[0] for r in runs}) == 2 and
+                  all(r[1] == list(range(len(r[1]))) for r in runs),
+                  f"the disk holds two runs, one per copy, never interleaved: "
+                  f"{[(hex(b), len(q)) for b, q in runs]}")
+    finally:
+        for d in hosts.values():
+            d.stop()
+            shutil.rmtree(d.dir, ignore_errors=True)
+        net.down()
 
 
 def host_conf(c, name, storage):

@@ -388,7 +388,7 @@ static int conf_fence(json_t *o, const char *where, unsigned ttl_s, struct fence
 static int conf_pool(struct conf *c, json_t *pool)
 {
 	const char *key;
-	uint64_t ttl = POOL_LEASE_TTL_DEFAULT_S;
+	uint64_t ttl = POOL_LEASE_TTL_DEFAULT_S, backoff;
 	json_t *v;
 
 	if (!json_is_object(pool)) {
@@ -398,7 +398,7 @@ static int conf_pool(struct conf *c, json_t *pool)
 	json_object_foreach(pool, key, v) {
 		static const char *const known[] = { "address", "lease_ttl_s", "renew_ms", "kill_ms",
 						     "margin_ms", "fence_ms", "isolation",
-						     "ride_through_s" };
+						     "ride_through_s", "ha_backoff_ms" };
 		bool ok = false;
 
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
@@ -418,6 +418,10 @@ static int conf_pool(struct conf *c, json_t *pool)
 	c->pool.lease_ttl_s = (unsigned)ttl;
 	if (conf_fence(pool, "config: pool", (unsigned)ttl, &c->pool.fence))
 		return -EINVAL;
+	backoff = POOL_HA_BACKOFF_DEFAULT_MS;
+	if (conf_uint(pool, "ha_backoff_ms", 0, 60000, &backoff))
+		return -EINVAL;
+	c->pool.ha_backoff_ms = (uint32_t)backoff;
 	c->pool_set = true;
 	return 0;
 }
@@ -481,6 +485,7 @@ static int conf_pool_files(struct conf *c, bool *found)
 	c->pool.lease_ttl_s = (unsigned)ttl;
 	if (conf_fence(pj, path, (unsigned)ttl, &c->pool.fence))
 		goto out;
+	c->pool.ha_backoff_ms = POOL_HA_BACKOFF_DEFAULT_MS;
 	c->pool.from_files = true;
 	/* The pool's certificates are this host's: its HTTPS API, forwarded
 	 * requests and moves all use them. */

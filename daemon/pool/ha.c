@@ -25,8 +25,6 @@
 #include "placement.h"
 #include "pool_priv.h"
 
-/* A host that is not the placement's choice tries after this long. */
-#define HA_BACKOFF_MS 2000
 #define HA_PERIOD_MS 200
 
 struct ha_item {
@@ -141,7 +139,8 @@ static void ha_failover(struct pool *p, int64_t lease)
 		struct pool_vm *v = &p->vms[i];
 		uint64_t nb;
 
-		if (!v->ha || v->owner[0] || !v->gone_at || now < v->tried_at + HA_BACKOFF_MS ||
+		if (!v->ha || v->owner[0] || !v->gone_at ||
+		    (v->tried_at && now < v->tried_at + p->conf.ha_backoff_ms + HA_PERIOD_MS) ||
 		    !fence_may_start(&p->conf.fence, v->gone_at, now, &nb))
 			continue;
 		if (!items && !(items = calloc(p->nr_vms, sizeof(*items))))
@@ -196,7 +195,7 @@ static void ha_failover(struct pool *p, int64_t lease)
 	for (i = 0; i < n; i++) {
 		struct pool_vm *v;
 		bool mine = res[i].host >= 0 && !strcmp(hosts[res[i].host].name, p->host);
-		bool late = now >= items[i].ready_at + HA_BACKOFF_MS; /* the chosen one did not */
+		bool late = now >= items[i].ready_at + p->conf.ha_backoff_ms; /* the chosen one did not */
 
 		items[i].ready_at = (mine || (late && res[i].host >= 0)) ? 1 : 0;
 		if (res[i].host < 0 && (v = vm_find_locked(p, items[i].uuid)) && !v->tried_at)

@@ -18,6 +18,7 @@
 
 #define POOL_LEASE_TTL_DEFAULT_S (FENCE_DEFAULT_TTL_MS / 1000)
 #define POOL_TOKEN_TTL_DEFAULT_S 3600
+#define POOL_HA_BACKOFF_DEFAULT_MS 2000
 
 struct pool_conf {
 	/* The store's members, TLS files, prefix and host: NULL when this
@@ -28,6 +29,9 @@ struct pool_conf {
 	/* HA fencing (fence.h): checked by fence_settings_check, ttl_ms ==
 	 * lease_ttl_s * 1000; all 0: fence.c's defaults on lease_ttl_s. */
 	struct fence_settings fence;
+	/* How long a host that placement did not choose waits before it tries
+	 * to take an HA VM over itself (ha.c); 0: at once (every host races). */
+	uint32_t ha_backoff_ms;
 	uint64_t memory_mib;  /* capacity this host offers */
 	unsigned cpus;
 	/* Where the files of create and join go (state_dir/pool/: pool.json,

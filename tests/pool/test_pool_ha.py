@@ -23,6 +23,8 @@ member, one cellad on the etcd store with a pool section; docs/pool.md,
   first output on the host that takes it over; the disk's records form one
   run per boot, never interleaved (the guest-side proof of one copy at a
   time).
+- Two hosts racing (ha_backoff_ms 0: every survivor tries at once): each
+  of host-a's six HA VMs ends up owned by, and running on, exactly one.
 - Isolation (three cellads in network namespaces on a bridge, three etcd
   members on the bridge's address): host-a's veth taken down under its HA
   VM (halog): host-a fences it (vm-fenced; the worker gone) before its
@@ -115,6 +117,7 @@ def test(args):
             run(args, c, storage, shared, local)
             failover(args, c, storage, shared, local)
             ride_through(args, c, storage, shared)
+            race(args, c, storage)
         if os.geteuid() == 0:
             isolation(args, storage, shared)
         else:
@@ -373,10 +376,56 @@ def isolation(args, storage, shared):
         net.down()
 
 
-def host_conf(c, name, storage):
-    return {"store": {"etcd": dict(c.store_config(prefix="/cella/ha2", host=name),
+def host_conf(c, name, storage, prefix="/cella/ha2", pool=POOL):
+    return {"store": {"etcd": dict(c.store_config(prefix=prefix, host=name),
                                    timeout_ms=1000)},
-            "pool": POOL, "storage": storage, "memory_capacity_mib": 4096}
+            "pool": pool, "storage": storage, "memory_capacity_mib": 4096}
+
+
+def race(args, c, storage):
+    """ha_backoff_ms 0: both survivors try every VM at once; each VM must
+    end up owned by, and running on, exactly one of them."""
+    pool = dict(POOL, ha_backoff_ms=0)
+    hosts = {n: Daemon(args, name=n, config=host_conf(c, n, storage, "/cella/race", pool))
+             for n in ("host-a", "host-b", "host-c")}
+    names = [f"r{i}" for i in range(6)]
+    try:
+        for d in hosts.values():
+            d.start()
+        a = hosts["host-a"]
+        for n in names:
+            a.define(n, "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True)
+            a.action(n, "start")
+        pids = []
+        for n in names:
+            a.wait_console(n, "round 1")
+            pids.append(a.vm(n)["pid"])
+        wait_for("the VMs' ownership is on host-a's lease", lambda: a.log().count(
+            "ownership is on host host-a's lease") >= len(names), timeout=10)
+        a.kill9()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+        def where(n):
+            return [h for h in ("host-b", "host-c")
+                    if hosts[h].get(f"/v1/vms/{n}").status == 200 and
+                    hosts[h].get(f"/v1/vms/{n}").json.get("state") == "running" and
+                    hosts[h].get(f"/v1/vms/{n}").json.get("host", h) == h]
+        wait_for("every VM runs on a survivor", lambda: all(where(n) for n in names),
+                 timeout=20)
+        lost = sum(hosts[h].log().count("was taken over by another host first")
+                   for h in ("host-b", "host-c"))
+        placed = {n: where(n) for n in names}
+        check(all(len(v) == 1 for v in placed.values()),
+              f"two hosts racing: each VM runs on exactly one ({placed}; {lost} lost races)")
+        for n in names:
+            owner = c.etcdctl("get", f"/cella/race/owner/{hosts[placed[n][0]].vm(n)['uuid']}",
+                              "--print-value-only").stdout.strip()
+            check(owner == placed[n][0], f"{n}: etcd names {owner}, the host that runs it")
+    finally:
+        for d in hosts.values():
+            d.stop()
+            shutil.rmtree(d.dir, ignore_errors=True)
 
 
 def failover(args, c, storage, shared, local):

@@ -768,9 +768,9 @@ static uint64_t pool_ha_fence(void *opaque, const char *reason)
 }
 
 static void pool_ha_take(void *opaque, const struct vmdef *def, const char *from,
-			 const char *reason)
+			 const char *reason, bool start)
 {
-	sup_ha_take(opaque, def, from, reason);
+	sup_ha_take(opaque, def, from, reason, start);
 }
 
 static void pool_ha_drop(void *opaque, const char *uuid, const char *owner)

@@ -113,10 +113,12 @@ void sup_destroy(struct sup *s);
 void sup_ha_extend(struct sup *s, uint64_t until_ns);
 uint64_t sup_ha_fence(struct sup *s, const char *reason); /* CLOCK_BOOTTIME ms: all gone */
 bool sup_ha_running(struct sup *s);
-/* A takeover won (the owner key is this host's): register def here and
- * start it (event vm-failed-over, detail "from A to B: reason"). */
+/* A takeover won (the owner key is this host's): register def here and,
+ * if start (it ran on its old host), start it (event vm-failed-over,
+ * detail "from A to B: reason"). */
 struct vmdef;
-void sup_ha_take(struct sup *s, const struct vmdef *def, const char *from, const char *reason);
+void sup_ha_take(struct sup *s, const struct vmdef *def, const char *from, const char *reason,
+		 bool start);
 /* Another host owns uuid: forget it here if it does not run (event
  * vm-owned-elsewhere). */
 void sup_ha_drop(struct sup *s, const char *uuid, const char *owner);

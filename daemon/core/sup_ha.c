@@ -147,7 +147,8 @@ bool sup_ha_running(struct sup *s)
 	return any;
 }
 
-void sup_ha_take(struct sup *s, const struct vmdef *def, const char *from, const char *reason)
+void sup_ha_take(struct sup *s, const struct vmdef *def, const char *from, const char *reason,
+		 bool start)
 {
 	char detail[600], name[sizeof(def->name)];
 	struct vmrt *vm = NULL;
@@ -170,12 +171,12 @@ void sup_ha_take(struct sup *s, const struct vmdef *def, const char *from, const
 		return;
 	}
 	snprintf(name, sizeof(name), "%s", def->name);
-	snprintf(detail, sizeof(detail), "from %s to %s: %.500s", from,
+	snprintf(detail, sizeof(detail), "from %s to %s: %.480s%s", from,
 		 s->conf.pool && s->conf.pool->host ? s->conf.pool->host(s->conf.pool_ctx) ?: "?" : "?",
-		 reason);
+		 reason, start ? "" : " (it was not running: not started)");
 	sup_emit_named(s, name, "defined", "vm-failed-over", detail);
 	log_warn("vm %s: failed over %s", name, detail);
-	if (sup_action(s, name, SUP_START, NULL, &out, &pending, &e))
+	if (start && sup_action(s, name, SUP_START, NULL, &out, &pending, &e))
 		log_err("vm %s: taken over, but cannot start: %s", name, e.reason);
 	json_decref(out);
 }

@@ -71,6 +71,34 @@ static void ha_bind(struct pool *p, int64_t lease)
 	free(items);
 }
 
+/* Whether the VM was up on its old owner, by that host's runtime record:
+ * an HA VM its user had stopped is taken over (it stays manageable) but
+ * not started. No record, or one that cannot be read: up (restart). */
+static bool ha_was_up(struct pool *p, const struct ha_item *it)
+{
+	static const char *const up[] = { "running", "paused", "starting", "restarting" };
+	char key[POOL_KEY_MAX];
+	struct etcd_kv kv;
+	const char *st;
+	bool was = true;
+	json_t *j;
+
+	if (!it->owner[0] || snprintf(key, sizeof(key), "%s/hosts/%s/runtime/%s", p->prefix,
+				      it->owner, it->uuid) >= (int)sizeof(key) ||
+	    etcd_get(p->etcd, key, &kv))
+		return true;
+	j = json_loads(kv.value, 0, NULL);
+	etcd_kv_free(&kv);
+	st = json_string_value(json_object_get(j, "state"));
+	if (st) {
+		was = false;
+		for (size_t i = 0; i < sizeof(up) / sizeof(up[0]); i++)
+			was = was || !strcmp(st, up[i]);
+	}
+	json_decref(j);
+	return was;
+}
+
 /* Create the owner key if absent (on this host's lease), then hand the
  * definition to the core. */
 static void ha_take(struct pool *p, int64_t lease, const struct ha_item *it, const char *reason)
@@ -119,7 +147,7 @@ static void ha_take(struct pool *p, int64_t lease, const struct ha_item *it, con
 	opaque = p->ha_opaque;
 	pthread_mutex_unlock(&p->lock);
 	if (ha && ha->take)
-		ha->take(opaque, &def, it->owner[0] ? it->owner : "?", reason);
+		ha->take(opaque, &def, it->owner[0] ? it->owner : "?", reason, ha_was_up(p, it));
 	vmdef_free(&def);
 }
 

@@ -124,8 +124,10 @@ struct pool_ha_ops {
 	 * each has exited (event vm-fenced). */
 	uint64_t (*fence)(void *opaque, const char *reason);
 	/* This host took the HA VM def over from host `from` (its owner key
-	 * is this host's now): load it and start it (event vm-failed-over). */
-	void (*take)(void *opaque, const struct vmdef *def, const char *from, const char *reason);
+	 * is this host's now): load it, and start it if it was up there
+	 * (event vm-failed-over). */
+	void (*take)(void *opaque, const struct vmdef *def, const char *from, const char *reason,
+		     bool start);
 	/* The VM uuid is owned by another host: forget it here if this host
 	 * has it and it does not run (a host back after being fenced). */
 	void (*drop)(void *opaque, const char *uuid, const char *owner);

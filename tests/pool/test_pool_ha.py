@@ -40,7 +40,7 @@ member, one cellad on the etcd store with a pool section; docs/pool.md,
   and all its workers killed (kill -9): its HA VM runs on host-b or host-c
   (guest output there, event vm-failed-over naming host-a) within a
   deadline, exactly one of them owns and runs it; its non-HA VM is not
-  started anywhere. host-a started again: it does not load or start the VM
+  started anywhere; its stopped HA VM is taken over but not started. host-a started again: it does not load or start the VM
   (owned elsewhere), one copy runs pool-wide.
 
 Usage: test_pool_ha.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""
@@ -438,6 +438,7 @@ def failover(args, c, storage, shared, local):
         a.define("web", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True,
                  disks=[{"path": os.path.join(shared, "d.img")}])
         a.define("batch", "memwriter", "rounds=0 mib=1 pause_ms=50")
+        idle = a.define("idle", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True)
         a.action("web", "start")
         a.action("batch", "start")
         a.wait_console("web", "round 2")
@@ -468,6 +469,13 @@ def failover(args, c, storage, shared, local):
         owner = c.etcdctl("get", f"/cella/ha2/owner/{new.vm('web')['uuid']}",
                           "--print-value-only").stdout.strip()
         check(owner == on[0], f"etcd names {on[0]} its owner")
+        key = f"/cella/ha2/owner/{idle['uuid']}"
+        wait_for("the stopped HA VM is taken over too", lambda: c.etcdctl(
+            "get", key, "--print-value-only").stdout.strip() in ("host-b", "host-c"), timeout=20)
+        idle_on = hosts[c.etcdctl("get", key, "--print-value-only").stdout.strip()]
+        wait_for("... registered there", lambda: idle_on.get("/v1/vms/idle").status == 200)
+        check(idle_on.vm("idle")["state"] in ("defined", "stopped"),
+              f"... and not started (it was not running): {idle_on.vm('idle')['state']}")
         for n in ("host-b", "host-c"):
             r = hosts[n].get("/v1/vms/batch")
             check(r.status != 200 or r.json.get("host", n) != n or

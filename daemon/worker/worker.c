@@ -343,7 +343,9 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	crashed = !worker_exit_is_clean(status) &&
 		  !(vm->stop_requested && status != WORKER_EXIT_CRASH);
 	lifecycle_fire(s, vm, crashed ? EV_EXIT_CRASHED : EV_EXIT_STOPPED, detail);
-	if (vm->stop_requested || vm->deleted)
+	/* Fenced by its own HA deadline: this host's lease was not renewed in
+	 * time, another host may take the VM over; never restarted here. */
+	if (vm->stop_requested || vm->deleted || status == WORKER_EXIT_FENCED)
 		return;
 	if ((crashed && vm->def.restart != RESTART_NEVER) || vm->def.restart == RESTART_ALWAYS) {
 		if (restart_allowed(s, vm)) {

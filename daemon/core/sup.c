@@ -690,6 +690,8 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	}
 	if (lifecycle_request_check(action_request[a], vm->state, e))
 		goto out;
+	if (a == SUP_START && sup_ha_check_owner(s, vm, e))
+		goto out;
 	if (a == SUP_START && admission_reserve(s, vm, e))
 		goto out;
 	took_busy = !vm->busy;

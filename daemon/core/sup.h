@@ -80,6 +80,8 @@ struct sup_pool_ops {
 		       long *status, json_t **reply, struct cerr *e);
 	/* The deadline (CLOCK_BOOTTIME ns) to give an HA worker now: 0 none. */
 	uint64_t (*ha_deadline_ns)(void *ctx);
+	/* The VM's owner as etcd says now ("" nobody): 0, or -errno. */
+	int (*owner_now)(void *ctx, const char *uuid, char *owner, size_t len);
 };
 
 /* Calls from the core into features that attached data to a VM (a move

@@ -30,6 +30,24 @@ uint64_t sup_ha_deadline_ns(struct sup *s)
 	return ops && ops->ha_deadline_ns ? ops->ha_deadline_ns(s->conf.pool_ctx) : 0;
 }
 
+int sup_ha_check_owner(struct sup *s, struct vmrt *vm, struct cerr *e)
+{
+	const struct sup_pool_ops *ops = s->conf.pool;
+	char owner[64] = "";
+	int ret;
+
+	if (!vm->def.ha || !ops || !ops->owner_now || !ops->host || !ops->host(s->conf.pool_ctx))
+		return 0;
+	ret = ops->owner_now(s->conf.pool_ctx, vm->def.uuid, owner, sizeof(owner));
+	if (ret < 0)
+		return sup_store_cerr(s, e, ret, "cannot read the VM's owner");
+	if (strcmp(owner, ops->host(s->conf.pool_ctx)))
+		return cerr_set(e, CERR_CONFLICT, "", "this host does not own HA VM %s now (%s): "
+				"its ownership lapsed with this host's lease; the pool places it "
+				"again", vm->def.name, owner[0] ? owner : "nobody owns it");
+	return 0;
+}
+
 void sup_ha_extend(struct sup *s, uint64_t until_ns)
 {
 	size_t n;

@@ -197,6 +197,10 @@ void sup_forget(struct sup *s, struct vmrt *vm, const char *event, const char *d
 /* Register a definition as a stopped VM of this host (loaded from the
  * store: a takeover); the VM (unlocked, unpinned) or NULL. */
 struct vmrt *sup_register_def(struct sup *s, const struct vmdef *def);
+/* Before an HA VM starts (lock held): this host must own it in etcd (a
+ * fenced host's ownership lapsed with its lease; the pool places the VM
+ * again). 0, or -1 with e (conflict). */
+int sup_ha_check_owner(struct sup *s, struct vmrt *vm, struct cerr *e) __must_check;
 int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e) __must_check;
 int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef *prev,
 		    enum role role, struct cerr *e);

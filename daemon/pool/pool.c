@@ -476,6 +476,28 @@ static int ops_forward(void *ctx, const char *host, const char *address, const c
 	return pool_forward(ctx, host, address, method, url, body, role, who, status, reply, e);
 }
 
+static int ops_owner_now(void *ctx, const char *uuid, char *owner, size_t len)
+{
+	struct pool *p = ctx;
+	char key[POOL_KEY_MAX];
+	struct etcd_kv kv;
+	int ret;
+
+	owner[0] = 0;
+	if (!p->etcd)
+		return 0;
+	if ((ret = pool_key(p, key, "owner/%s", uuid)))
+		return ret;
+	ret = etcd_get(p->etcd, key, &kv);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret)
+		return ret;
+	snprintf(owner, len, "%.*s", (int)kv.value_len, kv.value);
+	etcd_kv_free(&kv);
+	return 0;
+}
+
 static uint64_t ops_ha_deadline_ns(void *ctx)
 {
 	return pool_ha_deadline_ns(ctx);
@@ -485,5 +507,5 @@ const struct sup_pool_ops pool_sup_ops = {
 	.status = ops_status, .leave = ops_leave, .create = ops_create, .token = ops_token,
 	.join = ops_join, .admit = ops_admit, .ca = ops_ca, .remote_vms = ops_remote_vms,
 	.host = ops_host, .owner_of = ops_owner_of, .host_known = ops_host_known,
-	.forward = ops_forward, .ha_deadline_ns = ops_ha_deadline_ns,
+	.forward = ops_forward, .ha_deadline_ns = ops_ha_deadline_ns, .owner_now = ops_owner_now,
 };

@@ -182,10 +182,29 @@ def run(args, c, storage, shared, local):
         check(d.vm("ha1")["state"] in ("stopped", "crashed"),
               f"the fenced VM is not started again here: {d.vm('ha1')['state']}")
 
-        # Fencing by the worker: cellad dies, nothing renews the lease.
+        # Its owner key went with the fenced lease; the host, up again, takes
+        # the VM back (nobody else did) without starting it.
+        wait_for("host-a owns the fenced VM again", lambda: c.etcdctl(
+            "get", f"{PREFIX}/owner/{ha['uuid']}", "--print-value-only").stdout.strip() ==
+            "host-a", timeout=10)
+        check(d.vm("ha1")["state"] in ("stopped", "crashed"), "... and does not start it")
+
+        # A quick cellad restart (SIGTERM, start): the HA worker is adopted,
+        # its ownership moves to the new lease and its deadline is extended.
         d.action("ha1", "start")
         d.wait_console("ha1", "round 2")
         ha_pid = d.vm("ha1")["pid"]
+        d.stop()
+        d.start()
+        check(d.vm("ha1")["pid"] == ha_pid, "a restarted cellad adopts the HA worker")
+        wait_for("its ownership is bound to the new lease",
+                 lambda: d.log().count("ownership is on host host-a's lease") >= 1, timeout=10)
+        n = d.console("ha1").count("round")
+        d.wait_console("ha1", f"round {n + 80} ", timeout=30)  # 80 x 50 ms: past the TTL
+        check(alive(ha_pid), "the HA worker outlives its first deadline (extended by the new "
+              "cellad)")
+
+        # Fencing by the worker: cellad dies, nothing renews the lease.
         try:
             with open(f"/proc/{ha_pid}/timers") as f:
                 log("timers: " + f.read().replace("\n", " | "))

@@ -220,6 +220,9 @@ def run(args, c, storage, shared, local):
         check(alive(plain_pid), "the non-HA worker is left running")
         d.start()
         check(d.vm("plain")["state"] == "running", "a new cellad re-adopts the non-HA VM")
+        last = d.vm("ha1").get("last_exit") or {}
+        check(last.get("status") == 18, f"the worker's exit record says fenced (status 18): "
+              f"{last}")
         d.action("plain", "kill")
 
 

@@ -31,9 +31,16 @@ static int deadline_signal(void)
 	return SIGRTMAX - 1; /* glibc keeps the lowest RT signals; nothing else uses this one */
 }
 
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
 int ha_deadline_create(struct ha_deadline *d, int exit_fd)
 {
-	struct sigevent sev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = deadline_signal() };
+	/* To this (the main, event loop) thread: its seccomp filter allows
+	 * the handler's pwrite and exit_group, a vCPU thread's may not. */
+	struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = deadline_signal(),
+				.sigev_notify_thread_id = gettid() };
 	struct sigaction sa = { .sa_handler = deadline_fired };
 	int n;
 

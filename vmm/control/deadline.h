@@ -22,8 +22,8 @@ struct ha_deadline {
 	uint64_t until_ns;  /* CLOCK_BOOTTIME; 0: disarmed */
 };
 
-/* Create the (disarmed) timer and install its handler; before the sandbox
- * and before any thread starts (they inherit the signal mask).
+/* Create the (disarmed) timer and install its handler, on the thread that
+ * will run the event loop (the signal goes to it); before the sandbox.
  * exit_fd: where the exit record goes (-1: none). 0 or -errno. */
 int ha_deadline_create(struct ha_deadline *d, int exit_fd) __must_check;
 /* End the process at CLOCK_BOOTTIME until_ns (a time already past: at

@@ -465,6 +465,10 @@ def failover(args, c, storage, shared, local):
         a.action("batch", "start")
         a.wait_console("web", "round 2")
         pids = [a.vm("web")["pid"], a.vm("batch")["pid"]]
+        # An HA VM's owner key is put on the lease within a quarter second
+        # of its definition (ha.c); both must be before the host dies.
+        wait_for("the HA VMs' ownership is on host-a's lease", lambda: a.log().count(
+            "ownership is on host host-a's lease") >= 2, timeout=10)
         log("kill -9 host-a's cellad and its workers")
         t0 = time.monotonic()
         a.kill9()
@@ -492,8 +496,14 @@ def failover(args, c, storage, shared, local):
                           "--print-value-only").stdout.strip()
         check(owner == on[0], f"etcd names {on[0]} its owner")
         key = f"/cella/ha2/owner/{idle['uuid']}"
-        wait_for("the stopped HA VM is taken over too", lambda: c.etcdctl(
-            "get", key, "--print-value-only").stdout.strip() in ("host-b", "host-c"), timeout=20)
+        try:
+            wait_for("the stopped HA VM is taken over too", lambda: c.etcdctl(
+                "get", key, "--print-value-only").stdout.strip() in ("host-b", "host-c"),
+                timeout=20)
+        except TestFailure:
+            for n in ("host-b", "host-c"):
+                log(f"---- {n} ----\n{hosts[n].log()[-3000:]}")
+            raise
         idle_on = hosts[c.etcdctl("get", key, "--print-value-only").stdout.strip()]
         wait_for("... registered there", lambda: idle_on.get("/v1/vms/idle").status == 200)
         check(idle_on.vm("idle")["state"] in ("defined", "stopped"),

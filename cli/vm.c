@@ -33,7 +33,10 @@ enum {
 	O_TIMEOUT,
 	O_NO_WAIT,
 	O_HELP,
-	O_DISK_QOS
+	O_DISK_QOS,
+	O_HA,
+	O_NO_HA,
+	O_HA_PRIORITY
 };
 
 static const struct option def_opts[] = {
@@ -53,6 +56,9 @@ static const struct option def_opts[] = {
     {"cpu-max", required_argument, NULL, O_MAX},
     {"uuid", required_argument, NULL, O_UUID},
     {"disk-qos", required_argument, NULL, O_DISK_QOS},
+    {"ha", no_argument, NULL, O_HA},
+    {"no-ha", no_argument, NULL, O_NO_HA},
+    {"ha-priority", required_argument, NULL, O_HA_PRIORITY},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -71,7 +77,10 @@ static const struct option def_opts[] = {
 	"  --autostart, --no-autostart  start when the host boots\n"                               \
 	"  --restart POLICY       never | on-crash | always\n"                                     \
 	"  --cpu-weight N         relative CPU weight 1-10000 (Set-VMProcessor -RelativeWeight)\n" \
-	"  --cpu-max PCT          CPU cap in % of the VM's vCPUs (Set-VMProcessor -Maximum)\n"
+	"  --cpu-max PCT          CPU cap in % of the VM's vCPUs (Set-VMProcessor -Maximum)\n"      \
+	"  --ha, --no-ha          restart on another host of the pool when this one fails\n"      \
+	"                         (every disk on pool storage)\n"                                 \
+	"  --ha-priority N        HA restart order 0-1000, higher first\n"
 
 const char vm_create_opts_help[] = DEF_OPTS_HELP;
 
@@ -136,13 +145,15 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 		case O_MEMORY:
 		case O_WEIGHT:
 		case O_MAX:
+		case O_HA_PRIORITY:
 			if (parse_num(argv[optind - 1], optarg, &n))
 				return EXIT_USAGE;
 			json_object_set_new(o,
-			                    c == O_CPUS     ? "cpus"
-			                    : c == O_MEMORY ? "memory_mib"
-			                    : c == O_WEIGHT ? "cpu_weight"
-			                                    : "cpu_max",
+			                    c == O_CPUS          ? "cpus"
+			                    : c == O_MEMORY      ? "memory_mib"
+			                    : c == O_WEIGHT      ? "cpu_weight"
+			                    : c == O_HA_PRIORITY ? "ha_priority"
+			                                         : "cpu_max",
 			                    json_integer(n));
 			break;
 		case O_DISK:
@@ -162,6 +173,10 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 		case O_AUTOSTART:
 		case O_NO_AUTOSTART:
 			json_object_set_new(o, "autostart", json_boolean(c == O_AUTOSTART));
+			break;
+		case O_HA:
+		case O_NO_HA:
+			json_object_set_new(o, "ha", json_boolean(c == O_HA));
 			break;
 		case O_RESTART:
 			json_object_set_new(o, "restart_policy", json_string(optarg));

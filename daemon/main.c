@@ -231,8 +231,9 @@ static int conf_tokens(struct conf *c, json_t *list)
 	return 0;
 }
 
-/* "storage": [{"name": N, "path": DIR, "role": "operator"}]: where VM files
- * may come from (core/storage.h). */
+/* "storage": [{"name": N, "path": DIR, "role": "operator", "pool": false}]:
+ * where VM files may come from (core/storage.h); "pool": the same directory
+ * on every host of the pool (HA VMs' disks). */
 static int conf_storage(struct conf *c, json_t *list)
 {
 	size_t i;
@@ -248,15 +249,17 @@ static int conf_storage(struct conf *c, json_t *list)
 		const char *name = json_string_value(json_object_get(l, "name"));
 		const char *path = json_string_value(json_object_get(l, "path"));
 		const char *role = json_string_value(json_object_get(l, "role"));
+		json_t *pool = json_object_get(l, "pool");
 		struct storage_loc *loc = &c->storage.locs[c->storage.nr];
 		char abs[PATH_MAX];
 
 		if (!name || !path || !role || role_parse(role, &loc->role) ||
-		    json_object_size(l) != 3) {
+		    (pool && !json_is_boolean(pool)) || json_object_size(l) != 3u + !!pool) {
 			log_err("config: storage[%zu]: expected {\"name\", \"path\", \"role\": "
-				"viewer|operator|admin}", i);
+				"viewer|operator|admin, \"pool\"?: true|false}", i);
 			return -EINVAL;
 		}
+		loc->pool = json_is_true(pool);
 		if (path[0] != '/' || !realpath(path, abs)) {
 			log_err("config: storage[%zu].path %s: %s", i, path,
 				path[0] != '/' ? "expected an absolute path" : strerror(errno));
@@ -338,13 +341,54 @@ static int conf_store(struct conf *c, json_t *store)
 	return 0;
 }
 
+/* The HA settings of a "pool" section or pool.json (docs/pool.md, "High
+ * availability"): "renew_ms", "kill_ms", "margin_ms", "fence_ms",
+ * "isolation": "restart" | "ride-through", "ride_through_s", on the lease's
+ * TTL; checked with fence_settings_check (its reason logged). */
+static int conf_fence(json_t *o, const char *where, unsigned ttl_s, struct fence_settings *fs)
+{
+	uint64_t renew, kill, margin, fence = 0, ride = 0;
+	const char *iso = json_string_value(json_object_get(o, "isolation"));
+	char why[256];
+
+	fence_settings_for_ttl(fs, ttl_s * 1000u);
+	renew = fs->renew_ms;
+	kill = fs->kill_ms;
+	margin = fs->margin_ms;
+	if (conf_uint(o, "renew_ms", 10, 60000, &renew) || conf_uint(o, "kill_ms", 1, 60000, &kill) ||
+	    conf_uint(o, "margin_ms", 0, 60000, &margin) || conf_uint(o, "fence_ms", 0, 600000, &fence) ||
+	    conf_uint(o, "ride_through_s", 0, 3600, &ride))
+		return -EINVAL;
+	if (json_object_get(o, "isolation") &&
+	    (!iso || (strcmp(iso, "restart") && strcmp(iso, "ride-through")))) {
+		log_err("%s.isolation: expected \"restart\" or \"ride-through\"", where);
+		return -EINVAL;
+	}
+	fs->ttl_ms = ttl_s * 1000u;
+	fs->renew_ms = (uint32_t)renew;
+	fs->kill_ms = (uint32_t)kill;
+	fs->margin_ms = (uint32_t)margin;
+	fs->fence_ms = (uint32_t)fence;
+	fs->policy = iso && !strcmp(iso, "ride-through") ? FENCE_RIDE_THROUGH : FENCE_RESTART;
+	fs->ride_through_ms = (uint32_t)ride * 1000u;
+	if ((fs->policy == FENCE_RIDE_THROUGH) != (ride > 0)) {
+		log_err("%s: \"isolation\": \"ride-through\" goes with \"ride_through_s\" > 0", where);
+		return -EINVAL;
+	}
+	if (fence_settings_check(fs, why, sizeof(why))) {
+		log_err("%s: %s", where, why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* "pool": {"address": "https://ADDR:PORT", "lease_ttl_s": N}: this host is
  * a member of the pool whose store is store.etcd (docs/pool.md): its host
  * record, kept alive by a lease. */
 static int conf_pool(struct conf *c, json_t *pool)
 {
 	const char *key;
-	uint64_t ttl = POOL_LEASE_TTL_DEFAULT_S;
+	uint64_t ttl = POOL_LEASE_TTL_DEFAULT_S, backoff;
 	json_t *v;
 
 	if (!json_is_object(pool)) {
@@ -352,7 +396,14 @@ static int conf_pool(struct conf *c, json_t *pool)
 		return -EINVAL;
 	}
 	json_object_foreach(pool, key, v) {
-		if (strcmp(key, "address") && strcmp(key, "lease_ttl_s")) {
+		static const char *const known[] = { "address", "lease_ttl_s", "renew_ms", "kill_ms",
+						     "margin_ms", "fence_ms", "isolation",
+						     "ride_through_s", "ha_backoff_ms" };
+		bool ok = false;
+
+		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+			ok = ok || !strcmp(key, known[k]);
+		if (!ok) {
 			log_err("config: pool: unknown key '%s'", key);
 			return -EINVAL;
 		}
@@ -365,6 +416,12 @@ static int conf_pool(struct conf *c, json_t *pool)
 		return -EINVAL;
 	}
 	c->pool.lease_ttl_s = (unsigned)ttl;
+	if (conf_fence(pool, "config: pool", (unsigned)ttl, &c->pool.fence))
+		return -EINVAL;
+	backoff = POOL_HA_BACKOFF_DEFAULT_MS;
+	if (conf_uint(pool, "ha_backoff_ms", 0, 60000, &backoff))
+		return -EINVAL;
+	c->pool.ha_backoff_ms = (uint32_t)backoff;
 	c->pool_set = true;
 	return 0;
 }
@@ -426,6 +483,9 @@ static int conf_pool_files(struct conf *c, bool *found)
 	    json_string_value(json_object_get(pj, "address"))[0])
 		c->pool.address = keep(c, json_string_value(json_object_get(pj, "address")));
 	c->pool.lease_ttl_s = (unsigned)ttl;
+	if (conf_fence(pj, path, (unsigned)ttl, &c->pool.fence))
+		goto out;
+	c->pool.ha_backoff_ms = POOL_HA_BACKOFF_DEFAULT_MS;
 	c->pool.from_files = true;
 	/* The pool's certificates are this host's: its HTTPS API, forwarded
 	 * requests and moves all use them. */
@@ -697,6 +757,30 @@ static void pool_event(void *opaque, const char *event, const char *detail)
 	sup_pool_event(opaque, event, detail);
 }
 
+static void pool_ha_extend(void *opaque, uint64_t until_ns)
+{
+	sup_ha_extend(opaque, until_ns);
+}
+
+static uint64_t pool_ha_fence(void *opaque, const char *reason)
+{
+	return sup_ha_fence(opaque, reason);
+}
+
+static void pool_ha_take(void *opaque, const struct vmdef *def, const char *from,
+			 const char *reason, bool start)
+{
+	sup_ha_take(opaque, def, from, reason, start);
+}
+
+static void pool_ha_drop(void *opaque, const char *uuid, const char *owner)
+{
+	sup_ha_drop(opaque, uuid, owner);
+}
+
+static const struct pool_ha_ops pool_ha = { .extend = pool_ha_extend, .fence = pool_ha_fence,
+					    .take = pool_ha_take, .drop = pool_ha_drop };
+
 /* A pool create, join or leave answered: cellad starts again (main's
  * loop re-executes it) on the pool's store, or without it. */
 static void request_restart(void)
@@ -908,8 +992,10 @@ int main(int argc, char **argv)
 		log_err("cannot start the supervisor");
 		goto out;
 	}
-	if (pool)
+	if (pool) {
 		pool_set_events(pool, pool_event, sup);
+		pool_set_ha(pool, &pool_ha, sup);
+	}
 	if (!c.roles_set && c.api.socket_group && c.api.socket_group[0]) {
 		/* By default the socket's group may run VMs, not define them:
 		 * definitions name host files (admin only). */
@@ -949,8 +1035,13 @@ out:
 	if (sup)
 		sup_quiesce(sup);
 	api_stop(api);
-	if (pool)
+	if (pool) {
+		/* HA workers that outlive cellad keep the lease's deadline:
+		 * their lease must lapse, not be revoked (docs/pool.md). */
+		pool_keep_lease(pool, sup && sup_ha_running(sup));
 		pool_set_events(pool, NULL, NULL); /* before the core goes */
+		pool_set_ha(pool, NULL, NULL);
+	}
 	sup_destroy(sup);
 	pool_stop(pool);
 	store_close(db);

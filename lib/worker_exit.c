@@ -15,6 +15,7 @@ const char *worker_exit_kind(int status)
 	case WORKER_EXIT_STOPPED: return "stopped by the host";
 	case WORKER_EXIT_SAVED: return "state saved";
 	case WORKER_EXIT_MIGRATED: return "migrated";
+	case WORKER_EXIT_FENCED: return "fenced";
 	default: return "unknown";
 	}
 }

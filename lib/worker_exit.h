@@ -16,6 +16,7 @@ enum worker_exit {
 	WORKER_EXIT_STOPPED = 12,     /* stopped from the host (SIGTERM/SIGINT) */
 	WORKER_EXIT_SAVED = 14,       /* state saved to a file (save), the VM ends here */
 	WORKER_EXIT_MIGRATED = 16,    /* moved to another host (live migration) */
+	WORKER_EXIT_FENCED = 18,      /* its HA deadline passed unextended (docs/pool.md) */
 };
 
 /* The exit status of a debug-exit write of v. */

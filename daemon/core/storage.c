@@ -79,6 +79,14 @@ static const struct storage_loc *location_of(const struct storage *st, const cha
 	return NULL;
 }
 
+bool storage_on_pool(const struct storage *st, const char *path)
+{
+	const char *rel;
+	const struct storage_loc *l = location_of(st, path, &rel);
+
+	return l && l->pool;
+}
+
 /* Open rel beneath the location: no "..", no symlink out of it, no magic
  * link. -errno; -EXDEV (or -ELOOP) when it leads out of the location. */
 static int open_beneath(const struct storage_loc *l, const char *rel, int oflags)

@@ -22,6 +22,10 @@ struct storage_loc {
 	const char *path;  /* absolute, no trailing slash */
 	enum role role;    /* the least role that may use it */
 	int dirfd;         /* O_PATH of path, or -1 */
+	/* Pool storage: the same directory, mounted at the same path, on
+	 * every host of the pool (NFS, a cluster file system): where an HA
+	 * VM's disks must be, so a surviving host can run it. */
+	bool pool;
 };
 
 struct storage {
@@ -72,6 +76,10 @@ int storage_open_file(const struct storage *st, enum role role, const char *fiel
 		      const char *path, int fmt, unsigned flags, struct storage_file *f,
 		      struct cerr *e) __must_check;
 void storage_file_close(struct storage_file *f);
+
+/* Whether path lies beneath a pool storage location (lexically, as given:
+ * storage_check has checked that it resolves beneath its location). */
+bool storage_on_pool(const struct storage *st, const char *path);
 
 /* May a caller with `role` use the file at `path`? storage_open_file, the
  * files closed again; an admin's file outside every location and cellad's

@@ -349,6 +349,28 @@ int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef 
 					    sup_disk_fmt(&next->disks[i]), true, e))
 			return -1;
 	}
+	return sup_check_ha(s, next, e);
+}
+
+int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e)
+{
+	const struct storage *st = s->conf.storage;
+
+	if (!d->ha)
+		return 0;
+	if (!s->conf.pool || !s->conf.pool->host(s->conf.pool_ctx))
+		return cerr_set(e, CERR_INVALID, "ha", "high availability needs a pool: this host "
+				"is in none (cella pool create, cella pool join)");
+	for (unsigned i = 0; i < d->nr_disks; i++) {
+		char field[48];
+
+		snprintf(field, sizeof(field), "disks[%u].path", i);
+		if (!st || !storage_on_pool(st, d->disks[i].path))
+			return cerr_set(e, CERR_INVALID, field, "%s is not on pool storage: an HA VM's "
+					"disks must all be in a storage location marked \"pool\": true "
+					"(mounted on every host), so another host can run it",
+					d->disks[i].path);
+	}
 	return 0;
 }
 
@@ -439,13 +461,19 @@ out:
 
 int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *detail)
 {
-	struct vmrt **pp;
-	char path[512];
-
 	int ret = store_vm_delete(s->db, vm->def.uuid);
 
 	if (ret)
 		return ret;
+	sup_forget(s, vm, event, detail);
+	return 0;
+}
+
+void sup_forget(struct sup *s, struct vmrt *vm, const char *event, const char *detail)
+{
+	struct vmrt **pp;
+	char path[512];
+
 	pthread_mutex_lock(&s->reg_lock);
 	for (pp = &s->vms; *pp && *pp != vm; pp = &(*pp)->next)
 		;
@@ -463,7 +491,6 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
 	sup_saved_path(s, vm, path, sizeof(path));
 	unlink(path);
 	sup_emit(s, vm, event, detail);
-	return 0;
 }
 
 int sup_delete(struct sup *s, const char *name, struct cerr *e)
@@ -663,6 +690,8 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 	}
 	if (lifecycle_request_check(action_request[a], vm->state, e))
 		goto out;
+	if (a == SUP_START && sup_ha_check_owner(s, vm, e))
+		goto out;
 	if (a == SUP_START && admission_reserve(s, vm, e))
 		goto out;
 	took_busy = !vm->busy;
@@ -780,6 +809,27 @@ static int sup_load_one(void *opaque, struct vmdef *def, const struct store_runt
 	}
 	sup_vm_unlock(s, vm);
 	return 0;
+}
+
+struct vmrt *sup_register_def(struct sup *s, const struct vmdef *def)
+{
+	struct load_ctx lc = { .s = s };
+	struct store_runtime rt = { .state = "defined", .exit_status = -1 };
+	struct vmdef copy;
+	struct vmrt *vm;
+
+	if (vmdef_copy(&copy, def))
+		return NULL;
+	if (sup_load_one(&lc, &copy, &rt)) {
+		vmdef_free(&copy);
+		return NULL;
+	}
+	vmdef_free(&copy);
+	pthread_mutex_lock(&s->reg_lock);
+	for (vm = s->vms; vm && strcmp(vm->def.uuid, def->uuid); vm = vm->next)
+		;
+	pthread_mutex_unlock(&s->reg_lock);
+	return vm;
 }
 
 static void wake_all(struct sup *s)

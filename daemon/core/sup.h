@@ -78,6 +78,10 @@ struct sup_pool_ops {
 	int (*forward)(void *ctx, const char *host, const char *address, const char *method,
 		       const char *url, const char *body, enum role role, const char *who,
 		       long *status, json_t **reply, struct cerr *e);
+	/* The deadline (CLOCK_BOOTTIME ns) to give an HA worker now: 0 none. */
+	uint64_t (*ha_deadline_ns)(void *ctx);
+	/* The VM's owner as etcd says now ("" nobody): 0, or -errno. */
+	int (*owner_now)(void *ctx, const char *uuid, char *owner, size_t len);
 };
 
 /* Calls from the core into features that attached data to a VM (a move
@@ -102,6 +106,26 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db) 
 void sup_quiesce(struct sup *s);
 /* Stop supervising. Workers keep running: a later cellad re-adopts them. */
 void sup_destroy(struct sup *s);
+
+/* High availability (core/sup_ha.c, docs/pool.md): what the pool's lease
+ * threads ask of the core. Every HA worker gets the deadline until_ns
+ * (lease-extend); fence: SIGKILL every HA worker and wait until each has
+ * exited (returns when, CLOCK_BOOTTIME ms), event vm-fenced once its exit
+ * is recorded; whether any HA worker runs. */
+void sup_ha_extend(struct sup *s, uint64_t until_ns);
+uint64_t sup_ha_fence(struct sup *s, const char *reason); /* CLOCK_BOOTTIME ms: all gone */
+bool sup_ha_running(struct sup *s);
+/* A takeover won (the owner key is this host's): register def here and,
+ * if start (it ran on its old host), start it (event vm-failed-over,
+ * detail "from A to B: reason"). */
+struct vmdef;
+void sup_ha_take(struct sup *s, const struct vmdef *def, const char *from, const char *reason,
+		 bool start);
+/* Another host owns uuid: forget it here if it does not run (event
+ * vm-owned-elsewhere). */
+void sup_ha_drop(struct sup *s, const char *uuid, const char *owner);
+/* The deadline to hand an HA worker being started (0: none). */
+uint64_t sup_ha_deadline_ns(struct sup *s);
 
 json_t *sup_list(struct sup *s);
 int sup_get(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;

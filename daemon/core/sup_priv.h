@@ -51,6 +51,7 @@ struct vmrt {
 	enum vm_state state;
 	bool busy;             /* an API action is in flight */
 	bool stop_requested;   /* the API asked for the exit: no restart */
+	bool ha_fenced;        /* sup_ha_fence killed its worker, not reaped yet */
 	bool reset_requested;
 	pid_t pid;             /* 0: no worker */
 	uint32_t sandbox_uid;  /* the worker's own uid and gid (uidpool), 0: none */
@@ -188,6 +189,19 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
 			  enum role role, struct cerr *e);
 /* The host files of next (those that differ from prev, when given) against
  * the storage locations for role. 0, or -1 with e set. */
+/* An HA definition (d->ha) needs a pool and every disk on pool storage:
+ * 0, or -1 with e (400 naming the field). */
+/* Take vm out of the registry (lock held; the store is not touched: the
+ * caller deleted its records, or another host owns them), event. */
+void sup_forget(struct sup *s, struct vmrt *vm, const char *event, const char *detail);
+/* Register a definition as a stopped VM of this host (loaded from the
+ * store: a takeover); the VM (unlocked, unpinned) or NULL. */
+struct vmrt *sup_register_def(struct sup *s, const struct vmdef *def);
+/* Before an HA VM starts (lock held): this host must own it in etcd (a
+ * fenced host's ownership lapsed with its lease; the pool places the VM
+ * again). 0, or -1 with e (conflict). */
+int sup_ha_check_owner(struct sup *s, struct vmrt *vm, struct cerr *e) __must_check;
+int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e) __must_check;
 int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef *prev,
 		    enum role role, struct cerr *e);
 /* Take the VM out of the registry and the database (lock held, no worker):

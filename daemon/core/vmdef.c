@@ -196,7 +196,8 @@ static bool uuid_valid(const char *s)
 static bool field_live(const char *key)
 {
 	return !strcmp(key, "autostart") || !strcmp(key, "restart_policy") ||
-	       !strcmp(key, "cpu_weight") || !strcmp(key, "cpu_max");
+	       !strcmp(key, "cpu_weight") || !strcmp(key, "cpu_max") || !strcmp(key, "ha") ||
+	       !strcmp(key, "ha_priority");
 }
 
 /* Apply one field. `creating` allows name and uuid. */
@@ -275,6 +276,12 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		if (vmdef_get_uint(v, key, 1, 100, &n, e))
 			return -1;
 		d->cpu_max = (unsigned)n;
+	} else if (!strcmp(key, "ha")) {
+		return vmdef_get_bool(v, key, &d->ha, e);
+	} else if (!strcmp(key, "ha_priority")) {
+		if (vmdef_get_uint(v, key, 0, VMDEF_HA_PRIORITY_MAX, &n, e))
+			return -1;
+		d->ha_priority = (unsigned)n;
 	} else {
 		return cerr_set(e, CERR_INVALID, key, "unknown field");
 	}
@@ -351,7 +358,8 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 			return -1;
 		if (running && !field_live(key))
 			return cerr_set(e, CERR_STATE, key, "cannot change while the VM is running; stop it "
-					"first (live: autostart, restart_policy, cpu_weight, cpu_max)");
+					"first (live: autostart, restart_policy, cpu_weight, cpu_max, ha, "
+					"ha_priority)");
 	}
 	json_object_foreach(body, key, v) {
 		if (apply_field(d, key, v, false, e))
@@ -382,14 +390,15 @@ json_t *vmdef_to_json(const struct vmdef *d)
 {
 	json_t *disks = vmdef_disks_json(d, false), *nics = vmdef_nics_json(d);
 
-	return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:i}",
+	return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:i, "
+			 "s:b, s:i}",
 			 "name", d->name, "uuid", d->uuid, "cpus", (int)d->cpus, "memory_mib",
 			 (json_int_t)d->memory_mib, "kernel", d->kernel ? d->kernel : "",
 			 "initrd", d->initrd ? json_string(d->initrd) : json_null(),
 			 "cmdline", d->cmdline ? json_string(d->cmdline) : json_null(), "disks", disks, "nics", nics,
 			 "rng", d->rng, "autostart", d->autostart, "restart_policy",
 			 restart_policy_name(d->restart), "cpu_weight", (int)d->cpu_weight,
-			 "cpu_max", (int)d->cpu_max);
+			 "cpu_max", (int)d->cpu_max, "ha", d->ha, "ha_priority", (int)d->ha_priority);
 }
 
 json_t *vmdef_worker_config(const struct vmdef *d)

@@ -46,6 +46,8 @@ struct vmdef_nic {
 	char mac[18]; /* "" = derived by cella-vm */
 };
 
+#define VMDEF_HA_PRIORITY_MAX 1000
+
 struct vmdef {
 	char name[VMDEF_NAME_MAX + 1];
 	char uuid[37];
@@ -61,6 +63,11 @@ struct vmdef {
 	enum restart_policy restart;
 	unsigned cpu_weight; /* 1..10000, like Set-VMProcessor -RelativeWeight */
 	unsigned cpu_max;    /* 1..100 % of the VM's vCPUs; 100 = no cap (-Maximum) */
+	/* High availability (docs/pool.md, "High availability"): restarted on a
+	 * surviving host of the pool when its host fails; higher ha_priority
+	 * first. Needs a pool, and every disk on pool storage (sup_check_paths). */
+	bool ha;
+	unsigned ha_priority; /* 0..VMDEF_HA_PRIORITY_MAX */
 	char checkpoint[VMDEF_NAME_MAX + 1]; /* the current checkpoint ("" none): not an
 					      * API field; checkpoints set it */
 };

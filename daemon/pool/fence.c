@@ -47,6 +47,26 @@ static uint64_t ride(const struct fence_settings *s)
 	return s->policy == FENCE_RIDE_THROUGH ? s->ride_through_ms : 0;
 }
 
+void fence_settings_for_ttl(struct fence_settings *s, uint32_t ttl_ms)
+{
+	char err[200];
+
+	fence_settings_default(s);
+	if (ttl_ms >= FENCE_DEFAULT_TTL_MS) {
+		s->ttl_ms = ttl_ms;
+	} else {
+		/* The defaults' shares of the default TTL: renew 1/5, kill
+		 * 3/10, margin 1/10 (F about 0.59 T, two renewals before it). */
+		s->ttl_ms = ttl_ms;
+		s->renew_ms = ttl_ms / 5;
+		s->kill_ms = ttl_ms * 3 / 10;
+		s->margin_ms = ttl_ms / 10;
+	}
+	s->fence_ms = 0;
+	if (fence_settings_check(s, err, sizeof(err)) != 0)
+		s->fence_ms = 0; /* a TTL fence_settings_check refuses: the caller's check says why */
+}
+
 void fence_settings_default(struct fence_settings *s)
 {
 	char err[200];

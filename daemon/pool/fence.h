@@ -47,6 +47,11 @@ struct fence_settings {
 
 /* The defaults above, policy restart, fence_ms resolved. */
 void fence_settings_default(struct fence_settings *s);
+/* The defaults for a lease of ttl_ms: those above from the default TTL up;
+ * below it renew, kill and margin scaled down with the TTL (1/5, 3/10,
+ * 1/10 of it), so a short test TTL (2-4 s) still passes the check.
+ * fence_ms resolved when the result passes fence_settings_check. */
+void fence_settings_for_ttl(struct fence_settings *s, uint32_t ttl_ms);
 
 /* The latest safe fence_ms for s (ignoring s->fence_ms): the largest F with
  *   (F + R) / (1 - p) + K + M  <  (T + R) / (1 + p)

@@ -77,7 +77,7 @@ char *pool_read_file(const char *path)
 /* The host record: what other hosts need to reach this one and place on
  * it. state ("up" or "maintenance") and joined_at are kept from a record
  * that is there already. */
-static int member_put(struct pool *p)
+int pool_member_put(struct pool *p)
 {
 	char key[POOL_KEY_MAX], *s;
 	struct etcd_kv kv;
@@ -113,7 +113,7 @@ static int member_put(struct pool *p)
 }
 
 /* A fresh lease and P/alive/HOST on it. Lock not held. */
-static int alive_put(struct pool *p, int64_t *lease)
+int pool_alive_put(struct pool *p, int64_t *lease)
 {
 	char key[POOL_KEY_MAX], val[64];
 	int64_t granted = 0;
@@ -127,56 +127,6 @@ static int alive_put(struct pool *p, int64_t *lease)
 	if (ret && etcd_lease_revoke(p->etcd, *lease))
 		log_debug("pool: cannot revoke lease %lld", (long long)*lease);
 	return ret;
-}
-
-/* Renew every third of the TTL, so that two renewals can fail (a slow or
- * failed-over member) before the lease lapses. */
-static void *keepalive_thread(void *arg)
-{
-	struct pool *p = arg;
-	bool lost = false;
-
-	pthread_mutex_lock(&p->lock);
-	while (!p->stopping && !p->left) {
-		struct timespec ts;
-		int64_t lease = p->lease, ttl = 0;
-		int ret;
-
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += (long)(p->ttl_s * 1000u / 3u % 1000u) * 1000000L;
-		ts.tv_sec += p->ttl_s / 3 + ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&p->wake, &p->lock, &ts);
-		if (p->stopping || p->left)
-			break;
-		pthread_mutex_unlock(&p->lock);
-		ret = lease ? etcd_lease_keepalive(p->etcd, lease, &ttl) : -ENOENT;
-		if (ret == -ENOENT) {
-			/* The lease lapsed (etcd away longer than the TTL): the
-			 * others saw this host down; it is up again now. */
-			lease = 0;
-			ret = member_put(p) ?: alive_put(p, &lease);
-			if (!ret)
-				log_info("pool: host %s alive again (lease %lld)", p->host,
-					 (long long)lease);
-		}
-		if (ret && !lost)
-			log_warn("pool: cannot renew host %s's lease: %s", p->host, strerror(-ret));
-		lost = ret != 0;
-		pthread_mutex_lock(&p->lock);
-		if (!ret && lease != p->lease) {
-			if (p->left || p->stopping) { /* left meanwhile: drop the new lease */
-				pthread_mutex_unlock(&p->lock);
-				if (etcd_lease_revoke(p->etcd, lease))
-					log_debug("pool: cannot revoke lease");
-				pthread_mutex_lock(&p->lock);
-			} else {
-				p->lease = lease;
-			}
-		}
-	}
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
 }
 
 int pool_start(struct pool **out, const struct pool_conf *conf, char *err, size_t errlen)
@@ -199,6 +149,16 @@ int pool_start(struct pool **out, const struct pool_conf *conf, char *err, size_
 	snprintf(p->key, sizeof(p->key), "%s", conf->key ? conf->key : sc ? sc->key : "");
 	p->conf.address = p->address;
 	p->ttl_s = conf->lease_ttl_s ? conf->lease_ttl_s : POOL_LEASE_TTL_DEFAULT_S;
+	if (!p->conf.fence.ttl_ms) { /* no settings given: fence.c's defaults */
+		char why[256];
+
+		fence_settings_for_ttl(&p->conf.fence, p->ttl_s * 1000u);
+		if (fence_settings_check(&p->conf.fence, why, sizeof(why))) {
+			snprintf(err, errlen, "pool: %s", why);
+			free(p);
+			return -EINVAL;
+		}
+	}
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->cache_lock, NULL);
 	{
@@ -227,19 +187,22 @@ int pool_start(struct pool **out, const struct pool_conf *conf, char *err, size_
 	snprintf(p->prefix, sizeof(p->prefix), "%s", sc->prefix);
 	snprintf(p->host, sizeof(p->host), "%s", sc->host);
 	ret = etcd_open(&p->etcd, &ec, err, errlen);
-	if (!ret && (ret = member_put(p) ?: alive_put(p, &p->lease)))
+	p->lease_sent = pool_boot_ms();
+	if (!ret && (ret = pool_member_put(p) ?: pool_alive_put(p, &p->lease)))
 		snprintf(err, errlen, "pool: cannot record host %s: %s", p->host, strerror(-ret));
 	if (!ret && (ret = pool_cache_start(p)))
 		snprintf(err, errlen, "pool: cannot watch the pool: %s", strerror(-ret));
-	if (!ret && (ret = -pthread_create(&p->thread, NULL, keepalive_thread, p)))
-		snprintf(err, errlen, "pool: cannot start the lease thread: %s", strerror(-ret));
+	if (!ret && (ret = pool_lease_start(p)))
+		snprintf(err, errlen, "pool: cannot start the lease threads: %s", strerror(-ret));
 	if (ret) {
 		pool_stop(p);
 		return ret;
 	}
-	p->thread_started = true;
-	log_info("pool: host %s up in %s (lease %lld, TTL %u s)", p->host, p->prefix,
-		 (long long)p->lease, p->ttl_s);
+	log_info("pool: host %s up in %s (lease %lld, TTL %u s, renewed every %u ms, fence "
+		 "after %u ms, isolation %s %u ms)", p->host, p->prefix, (long long)p->lease, p->ttl_s,
+		 p->conf.fence.renew_ms, p->conf.fence.fence_ms,
+		 p->conf.fence.policy == FENCE_RIDE_THROUGH ? "ride-through" : "restart",
+		 p->conf.fence.ride_through_ms);
 	*out = p;
 	return 0;
 }
@@ -248,14 +211,15 @@ void pool_stop(struct pool *p)
 {
 	if (!p)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->stopping = true;
-	pthread_cond_signal(&p->wake);
-	pthread_mutex_unlock(&p->lock);
-	if (p->thread_started)
-		pthread_join(p->thread, NULL);
+	pool_lease_stop(p);
 	pool_cache_stop(p);
-	if (p->lease && p->etcd && etcd_lease_revoke(p->etcd, p->lease))
+	/* HA workers still running keep their deadline: revoking the lease
+	 * would let another host take their VMs before it passes. Let the
+	 * lease lapse instead (a cellad started again renews nothing of it: it
+	 * gets a new lease, docs/pool.md). */
+	if (p->lease && p->etcd && p->keep_lease)
+		log_info("pool: HA VMs run here: host %s's lease is left to lapse", p->host);
+	else if (p->lease && p->etcd && etcd_lease_revoke(p->etcd, p->lease))
 		log_debug("pool: cannot revoke host %s's lease", p->host);
 	if (p->etcd)
 		etcd_close(p->etcd);
@@ -428,7 +392,7 @@ int pool_leave(struct pool *p, bool *restart, struct cerr *e)
 	p->left = true;
 	lease = p->lease;
 	p->lease = 0;
-	pthread_cond_signal(&p->wake);
+	pthread_cond_broadcast(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 	if (lease && (ret = etcd_lease_revoke(p->etcd, lease)) && ret != -ENOENT)
 		log_warn("pool: cannot revoke host %s's lease: %s (it lapses in %u s)", p->host,
@@ -512,9 +476,36 @@ static int ops_forward(void *ctx, const char *host, const char *address, const c
 	return pool_forward(ctx, host, address, method, url, body, role, who, status, reply, e);
 }
 
+static int ops_owner_now(void *ctx, const char *uuid, char *owner, size_t len)
+{
+	struct pool *p = ctx;
+	char key[POOL_KEY_MAX];
+	struct etcd_kv kv;
+	int ret;
+
+	owner[0] = 0;
+	if (!p->etcd)
+		return 0;
+	if ((ret = pool_key(p, key, "owner/%s", uuid)))
+		return ret;
+	ret = etcd_get(p->etcd, key, &kv);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret)
+		return ret;
+	snprintf(owner, len, "%.*s", (int)kv.value_len, kv.value);
+	etcd_kv_free(&kv);
+	return 0;
+}
+
+static uint64_t ops_ha_deadline_ns(void *ctx)
+{
+	return pool_ha_deadline_ns(ctx);
+}
+
 const struct sup_pool_ops pool_sup_ops = {
 	.status = ops_status, .leave = ops_leave, .create = ops_create, .token = ops_token,
 	.join = ops_join, .admit = ops_admit, .ca = ops_ca, .remote_vms = ops_remote_vms,
 	.host = ops_host, .owner_of = ops_owner_of, .host_known = ops_host_known,
-	.forward = ops_forward,
+	.forward = ops_forward, .ha_deadline_ns = ops_ha_deadline_ns, .owner_now = ops_owner_now,
 };

@@ -11,19 +11,27 @@
 #include <jansson.h>
 
 #include "cerr.h"
+#include "fence.h"
 #include "compiler.h"
 #include "role.h"
 #include "store.h"
 
-#define POOL_LEASE_TTL_DEFAULT_S 10
+#define POOL_LEASE_TTL_DEFAULT_S (FENCE_DEFAULT_TTL_MS / 1000)
 #define POOL_TOKEN_TTL_DEFAULT_S 3600
+#define POOL_HA_BACKOFF_DEFAULT_MS 2000
 
 struct pool_conf {
 	/* The store's members, TLS files, prefix and host: NULL when this
 	 * host is in no pool (yet: create and join make it a member). */
 	const struct store_etcd_conf *etcd;
 	const char *address;  /* this host's API (https://ADDR:PORT), or NULL */
-	unsigned lease_ttl_s; /* the host record's lease (2-300; renewed every third) */
+	unsigned lease_ttl_s; /* the host's lease (2-300) */
+	/* HA fencing (fence.h): checked by fence_settings_check, ttl_ms ==
+	 * lease_ttl_s * 1000; all 0: fence.c's defaults on lease_ttl_s. */
+	struct fence_settings fence;
+	/* How long a host that placement did not choose waits before it tries
+	 * to take an HA VM over itself (ha.c); 0: at once (every host races). */
+	uint32_t ha_backoff_ms;
 	uint64_t memory_mib;  /* capacity this host offers */
 	unsigned cpus;
 	/* Where the files of create and join go (state_dir/pool/: pool.json,
@@ -104,6 +112,33 @@ int pool_forward(struct pool *p, const char *host, const char *address, const ch
  * thread. */
 void pool_set_events(struct pool *p, void (*fn)(void *opaque, const char *event,
 						  const char *detail), void *opaque);
+
+/* lease.c ----------------------------------------------------------------- */
+/* What the lease's threads ask of the core about its HA VMs (opaque: the
+ * core's). extend and fence run on the pool's threads. */
+struct pool_ha_ops {
+	/* After each confirmed renewal: every HA worker must now die by
+	 * CLOCK_BOOTTIME until_ns unless extended again (lease-extend). */
+	void (*extend)(void *opaque, uint64_t until_ns);
+	/* Fence: SIGKILL every HA worker now; returns (CLOCK_BOOTTIME ms) once
+	 * each has exited (event vm-fenced). */
+	uint64_t (*fence)(void *opaque, const char *reason);
+	/* This host took the HA VM def over from host `from` (its owner key
+	 * is this host's now): load it, and start it if it was up there
+	 * (event vm-failed-over). */
+	void (*take)(void *opaque, const struct vmdef *def, const char *from, const char *reason,
+		     bool start);
+	/* The VM uuid is owned by another host: forget it here if this host
+	 * has it and it does not run (a host back after being fenced). */
+	void (*drop)(void *opaque, const char *uuid, const char *owner);
+};
+void pool_set_ha(struct pool *p, const struct pool_ha_ops *ops, void *opaque);
+/* keep: HA workers outlive this cellad; pool_stop leaves the lease to
+ * lapse (their deadline comes first) instead of revoking it. */
+void pool_keep_lease(struct pool *p, bool keep);
+/* The deadline to give an HA worker started now (CLOCK_BOOTTIME ns): the
+ * current fence time; 1 (already past) once fenced; 0 outside a pool. */
+uint64_t pool_ha_deadline_ns(struct pool *p);
 
 /* For sup_conf.pool (core/sup.h). */
 extern const struct sup_pool_ops pool_sup_ops;

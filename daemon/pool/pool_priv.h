@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "etcd.h"
+#include "fence.h"
 #include "pool.h"
 
 #define POOL_KEY_MAX 256
@@ -21,6 +22,12 @@ struct pool_vm {
 	char state[16];  /* from the owner's runtime record; "" : none */
 	int cpus;
 	int64_t memory_mib;
+	bool ha;
+	int ha_priority;
+	char last_owner[64];   /* the owner before the key went */
+	int64_t owner_lease;   /* the owner key's lease (0: none) */
+	uint64_t gone_at;      /* CLOCK_BOOTTIME ms the owner key was seen gone (0: owned) */
+	uint64_t tried_at;     /* this host's last takeover attempt */
 };
 
 struct pool {
@@ -30,8 +37,14 @@ struct pool {
 	char state_dir[PATH_MAX];
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], ca_key[PATH_MAX];
 	unsigned ttl_s;
-	pthread_t thread;
-	bool thread_started;
+	pthread_t thread, watchdog; /* lease.c */
+	bool thread_started, watchdog_started;
+	struct fence_state fst;  /* the lease's fencing state (lock) */
+	enum fence_phase phase;  /* as the watchdog saw it last (lock) */
+	uint64_t lease_sent;     /* CLOCK_BOOTTIME ms when the first lease was asked for */
+	const struct pool_ha_ops *ha;
+	bool keep_lease;
+	void *ha_opaque;
 	pthread_mutex_t lock; /* lease, stopping, left, busy */
 	pthread_cond_t wake;
 	int64_t lease;
@@ -42,6 +55,9 @@ struct pool {
 	struct pool_vm *vms;
 	size_t nr_vms;
 	json_t *members; /* name -> host record */
+	json_t *alive;   /* name -> true: hosts whose lease lives */
+	pthread_t ha_thread; /* ha.c */
+	bool ha_started;
 	struct etcd_watch *watch;
 	void (*ev_fn)(void *opaque, const char *event, const char *detail);
 	void *ev_opaque;
@@ -57,6 +73,22 @@ int pool_write_file(const char *dir, const char *name, const char *data, mode_t 
 /* A whole file (at most POOL_PEM_MAX bytes), malloc'd, or NULL. */
 char *pool_read_file(const char *path);
 
+/* pool.c: the host record, and P/alive/HOST on a fresh lease. */
+int pool_member_put(struct pool *p) __must_check;
+int pool_alive_put(struct pool *p, int64_t *lease) __must_check;
+
+/* lease.c: the keepalive and watchdog threads (fence.c on CLOCK_BOOTTIME). */
+uint64_t pool_boot_ms(void);
+int pool_lease_start(struct pool *p) __must_check;
+void pool_lease_stop(struct pool *p);
+
+/* ha.c: binding this host's HA VMs' owner keys to its lease, and taking
+ * over the HA VMs of hosts whose lease expired. */
+int pool_ha_start(struct pool *p) __must_check;
+void pool_ha_stop(struct pool *p);
+
 /* vms.c: the cache, filled from etcd then kept by a watch. */
 int pool_cache_start(struct pool *p) __must_check;
+/* The cached VM (cache_lock held), or NULL. */
+struct pool_vm *vm_find_locked(struct pool *p, const char *uuid);
 void pool_cache_stop(struct pool *p);

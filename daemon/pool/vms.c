@@ -38,6 +38,11 @@ static struct pool_vm *vm_slot(struct pool *p, const char *uuid, bool add)
 	return v;
 }
 
+struct pool_vm *vm_find_locked(struct pool *p, const char *uuid)
+{
+	return vm_slot(p, uuid, false);
+}
+
 static void vm_drop(struct pool *p, const char *uuid)
 {
 	struct pool_vm *v = vm_slot(p, uuid, false);
@@ -57,7 +62,8 @@ static void emit(struct pool *p, const char *event, const char *host)
  * that are not the pool's VMs, owners, runtime records or hosts are not
  * kept. live: a change the watch saw (announced as an event), not the
  * first read. */
-static void cache_apply(struct pool *p, const char *key, const char *value, bool live)
+static void cache_apply(struct pool *p, const char *key, const char *value, int64_t lease,
+			bool live)
 {
 	const char *k = rel_key(p, key);
 	char host[64], uuid[64];
@@ -79,12 +85,26 @@ static void cache_apply(struct pool *p, const char *key, const char *value, bool
 			 json_string_value(json_object_get(j, "name")) ?: "");
 		v->cpus = (int)json_integer_value(json_object_get(j, "cpus"));
 		v->memory_mib = json_integer_value(json_object_get(j, "memory_mib"));
+		v->ha = json_is_true(json_object_get(j, "ha"));
+		v->ha_priority = (int)json_integer_value(json_object_get(j, "ha_priority"));
+		if (v->ha && !v->owner[0] && !v->gone_at)
+			v->gone_at = pool_boot_ms(); /* no owner: as if gone now */
 		json_decref(j);
 	} else if (!strncmp(k, "owner/", 6) && !strchr(k + 6, '/')) {
 		struct pool_vm *v = vm_slot(p, k + 6, value != NULL);
 
-		if (v)
-			snprintf(v->owner, sizeof(v->owner), "%s", value ? value : "");
+		if (v && value) {
+			snprintf(v->owner, sizeof(v->owner), "%s", value);
+			snprintf(v->last_owner, sizeof(v->last_owner), "%s", value);
+			v->owner_lease = lease;
+			v->gone_at = 0;
+		} else if (v) {
+			/* The owner's lease expired (or it left the VM): an HA
+			 * VM may be taken over after the ride-through time. */
+			v->owner[0] = 0;
+			v->owner_lease = 0;
+			v->gone_at = pool_boot_ms();
+		}
 	} else if (sscanf(k, "hosts/%63[^/]/runtime/%63[^/]", host, uuid) == 2) {
 		struct pool_vm *v = vm_slot(p, uuid, value != NULL);
 
@@ -109,8 +129,13 @@ static void cache_apply(struct pool *p, const char *key, const char *value, bool
 		} else {
 			json_decref(j);
 		}
-	} else if (live && !strncmp(k, "alive/", 6) && !strchr(k + 6, '/')) {
-		emit(p, value ? "pool-host-up" : "pool-host-down", k + 6);
+	} else if (!strncmp(k, "alive/", 6) && !strchr(k + 6, '/')) {
+		if (value)
+			json_object_set_new(p->alive, k + 6, json_true());
+		else
+			json_object_del(p->alive, k + 6);
+		if (live)
+			emit(p, value ? "pool-host-up" : "pool-host-down", k + 6);
 	}
 }
 
@@ -132,8 +157,9 @@ static int cache_load(struct pool *p, int64_t *rev)
 	p->vms = NULL;
 	p->nr_vms = 0;
 	json_object_clear(p->members);
+	json_object_clear(p->alive);
 	for (size_t i = 0; i < all.n; i++)
-		cache_apply(p, all.kv[i].key, all.kv[i].value, false);
+		cache_apply(p, all.kv[i].key, all.kv[i].value, all.kv[i].lease, false);
 	pthread_mutex_unlock(&p->cache_lock);
 	*rev = all.revision;
 	etcd_kvs_free(&all);
@@ -145,7 +171,7 @@ static void on_event(void *opaque, const struct etcd_event *ev)
 	struct pool *p = opaque;
 
 	pthread_mutex_lock(&p->cache_lock);
-	cache_apply(p, ev->kv.key, ev->deleted ? NULL : ev->kv.value, true);
+	cache_apply(p, ev->kv.key, ev->deleted ? NULL : ev->kv.value, ev->kv.lease, true);
 	pthread_mutex_unlock(&p->cache_lock);
 }
 
@@ -170,7 +196,8 @@ int pool_cache_start(struct pool *p)
 	int ret;
 
 	p->members = json_object();
-	if (!p->members)
+	p->alive = json_object();
+	if (!p->members || !p->alive)
 		return -ENOMEM;
 	ret = cache_load(p, &rev);
 	snprintf(key, sizeof(key), "%s/", p->prefix);
@@ -189,6 +216,8 @@ void pool_cache_stop(struct pool *p)
 	p->nr_vms = 0;
 	json_decref(p->members);
 	p->members = NULL;
+	json_decref(p->alive);
+	p->alive = NULL;
 }
 
 void pool_set_events(struct pool *p, void (*fn)(void *opaque, const char *event,

@@ -97,14 +97,14 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 		json_array_append_new(nics, json_pack("{s:s, s:s}", "tap", d->nics[i].tap, "mac",
 						      d->nics[i].mac));
 	return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:b, s:b, s:s, s:i, s:i, s:o, s:o,"
-			 " s:o}",
+			 " s:o, s:b, s:i}",
 			 "uuid", d->uuid, "name", d->name, "cpus", (int)d->cpus, "memory_mib",
 			 (json_int_t)d->memory_mib, "kernel", d->kernel ? d->kernel : "", "initrd",
 			 opt_string(d->initrd), "cmdline", opt_string(d->cmdline), "rng", d->rng,
 			 "autostart", d->autostart, "restart_policy", restart_policy_name(d->restart),
 			 "cpu_weight", (int)d->cpu_weight, "cpu_max", (int)d->cpu_max, "checkpoint",
 			 d->checkpoint[0] ? json_string(d->checkpoint) : json_null(), "disks", disks,
-			 "nics", nics);
+			 "nics", nics, "ha", d->ha, "ha_priority", (int)d->ha_priority);
 }
 
 static int rec_disk(json_t *j, struct vmdef_disk *k, unsigned idx)
@@ -145,7 +145,7 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 	      rec_str(j, "name", d->name, sizeof(d->name)) ?:
 	      rec_dup(j, "kernel", &d->kernel, true) ?: rec_dup(j, "initrd", &d->initrd, false) ?:
 	      rec_dup(j, "cmdline", &d->cmdline, false) ?: rec_bool(j, "rng", &d->rng) ?:
-	      rec_bool(j, "autostart", &d->autostart) ?:
+	      rec_bool(j, "autostart", &d->autostart) ?: rec_bool(j, "ha", &d->ha) ?:
 	      rec_str(j, "restart_policy", policy, sizeof(policy)) ?:
 	      rec_str(j, "checkpoint", d->checkpoint, sizeof(d->checkpoint));
 	if (ret)
@@ -167,6 +167,10 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 	if (rec_uint(j, "cpu_max", 100, &n) || n < 1)
 		return -EINVAL;
 	d->cpu_max = (unsigned)n;
+	n = 0;
+	if (rec_uint(j, "ha_priority", VMDEF_HA_PRIORITY_MAX, &n))
+		return -EINVAL;
+	d->ha_priority = (unsigned)n;
 	disks = json_object_get(j, "disks");
 	nics = json_object_get(j, "nics");
 	if ((disks && !json_is_array(disks)) || json_array_size(disks) > VMDEF_MAX_DISKS ||

@@ -343,7 +343,9 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	crashed = !worker_exit_is_clean(status) &&
 		  !(vm->stop_requested && status != WORKER_EXIT_CRASH);
 	lifecycle_fire(s, vm, crashed ? EV_EXIT_CRASHED : EV_EXIT_STOPPED, detail);
-	if (vm->stop_requested || vm->deleted)
+	/* Fenced by its own HA deadline: this host's lease was not renewed in
+	 * time, another host may take the VM over; never restarted here. */
+	if (vm->stop_requested || vm->deleted || status == WORKER_EXIT_FENCED)
 		return;
 	if ((crashed && vm->def.restart != RESTART_NEVER) || vm->def.restart == RESTART_ALWAYS) {
 		if (restart_allowed(s, vm)) {
@@ -700,6 +702,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	char ctl_path[512];
 	json_t *reply = NULL, *req;
+	uint64_t ha_until;
 	unsigned gen;
 	int fd, pidfd, ret;
 
@@ -720,10 +723,13 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 	sup_persist(s, vm);
 	pidfd = dup(vm->pidfd);
 	sup_paths(s, vm, ".ctl", ctl_path, sizeof(ctl_path));
+	ha_until = vm->def.ha ? sup_ha_deadline_ns(s) : 0;
 	pthread_mutex_unlock(&vm->lock);
 
 	/* Handshake: "status" answers once the VM is set up (its console socket
-	 * exists); connect the console; then "start" opens the gate. */
+	 * exists); connect the console; an HA VM gets its deadline (the
+	 * pool's lease, docs/pool.md) before it runs; then "start" opens the
+	 * gate. */
 	fd = wctl_connect(ctl_path);
 	ret = fd < 0 ? fd : 0;
 	req = json_pack("{s:s}", "cmd", "status");
@@ -736,6 +742,16 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 		pthread_mutex_lock(&vm->lock);
 		ret = vm->gen == gen ? sup_console_attach(s, vm) : -ESRCH;
 		pthread_mutex_unlock(&vm->lock);
+	}
+	if (!ret && ha_until) {
+		req = json_pack("{s:s, s:I}", "cmd", "lease-extend", "until_boottime_ns",
+				(json_int_t)ha_until);
+		ret = wctl_call(fd, req, (int)s->conf.start_timeout_s * 1000, pidfd, &reply);
+		json_decref(req);
+		if (!ret && !json_is_true(json_object_get(reply, "ok")))
+			ret = -EPROTO;
+		json_decref(reply);
+		reply = NULL;
 	}
 	req = json_pack("{s:s}", "cmd", "start");
 	if (!ret)

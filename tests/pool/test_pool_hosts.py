@@ -43,50 +43,21 @@ sys.path.insert(0, os.path.join(HERE, "..", "daemon"))
 from cellad import Daemon, TestFailure, check, log, main, skip  # noqa: E402
 
 import etcdutil  # noqa: E402
+import netutil  # noqa: E402
 import tlsutil  # noqa: E402
 
-NET = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+NET = netutil.subnet()
 BRIDGE_IP = f"{NET}.1"
 ADDR = {"a": f"{NET}.2", "b": f"{NET}.3", "c": f"{NET}.4"}
 PORT = 8419
 TTL = 3
 
 
-def sh(*cmd, check_rc=True):
-    p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=60)
-    if check_rc and p.returncode:
-        raise TestFailure(f"{' '.join(cmd)}: {p.returncode}: {p.stderr}")
-    return p
-
-
-class Net:
+class Net(netutil.Net):
     """A bridge in this namespace and one namespace per host on it."""
 
     def __init__(self):
-        tag = os.getpid() % 100000
-        self.br = f"cpbr{tag}"
-        self.ns = {h: f"cella-pool-{h}-{os.getpid()}" for h in ADDR}
-        self.veth = {h: (f"cp{h}{tag}", f"cp{h}{tag}p") for h in ADDR}
-
-    def up(self):
-        sh("ip", "link", "add", self.br, "type", "bridge")
-        sh("ip", "addr", "add", BRIDGE_IP + "/24", "dev", self.br)
-        sh("ip", "link", "set", self.br, "up")
-        for h, ns in self.ns.items():
-            inside, outside = self.veth[h]
-            sh("ip", "netns", "add", ns)
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-            sh("ip", "link", "add", outside, "type", "veth", "peer", "name", inside, "netns", ns)
-            sh("ip", "link", "set", outside, "master", self.br)
-            sh("ip", "link", "set", outside, "up")
-            sh("ip", "-n", ns, "addr", "add", ADDR[h] + "/24", "dev", inside)
-            sh("ip", "-n", ns, "link", "set", inside, "up")
-
-    def down(self):
-        for h, ns in self.ns.items():
-            sh("ip", "netns", "del", ns, check_rc=False)
-            sh("ip", "link", "del", self.veth[h][1], check_rc=False)
-        sh("ip", "link", "del", self.br, check_rc=False)
+        super().__init__(ADDR, BRIDGE_IP, tag="cp")
 
 
 class Host(Daemon):
@@ -106,11 +77,8 @@ class Host(Daemon):
         self.url = f"https://{ADDR[h]}:{PORT}"
 
     def start(self):
-        real = self.args["cellad"]
-        wrapper = os.path.join(self.dir, "cellad-in-ns")
-        with open(wrapper, "w") as f:
-            f.write(f"#!/bin/sh\nexec ip netns exec {self.ns} {real} \"$@\"\n")
-        os.chmod(wrapper, 0o755)
+        wrapper = netutil.ns_wrapper(os.path.join(self.dir, "cellad-in-ns"), self.ns,
+                                     self.args["cellad"])
         self.args = dict(self.args, cellad=wrapper)
         return super().start()
 

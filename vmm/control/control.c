@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 
+#include "control/deadline.h"
 #include "devtype.h"
 #include "fdspec.h"
 #include "log.h"
@@ -81,6 +82,7 @@ struct control {
 	struct migration *mig;         /* the last migration (vmm/migrate) */
 	struct ctl_client *mig_client; /* who gets its reply; NULL once gone */
 	unsigned nr_clients;
+	struct ha_deadline ha; /* lease-extend (docs/pool.md) */
 };
 
 static void ctl_client_ready(void *opaque, uint32_t events);
@@ -160,6 +162,8 @@ int control_create(struct control **out, struct vm *vm, const struct control_opt
 			close(passed);
 	}
 	c->status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if ((ret = ha_deadline_create(&c->ha, c->exit_fd)))
+		log_warn("control: no HA deadline timer: %s", strerror(-ret));
 	c->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	c->gate_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	c->gate_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -642,9 +646,25 @@ static json_t *cmd_save(struct ctl_call *k)
 	return ctl_save(k->c, k->req, k->rq, k->after);
 }
 
+/* {"cmd": "lease-extend", "until_boottime_ns": N}: an HA VM's worker is
+ * killed (SIGKILL, by the kernel) when CLOCK_BOOTTIME reaches N unless
+ * extended again; 0 disarms. cellad sends it at every lease renewal. */
+static json_t *cmd_lease_extend(struct ctl_call *k)
+{
+	json_t *v = json_object_get(k->req, "until_boottime_ns");
+	int ret;
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return ctl_error("lease-extend: until_boottime_ns: expected an integer >= 0");
+	if ((ret = ha_deadline_set(&k->c->ha, (uint64_t)json_integer_value(v))))
+		return ctl_error("lease-extend: %s", strerror(-ret));
+	return ctl_ok(k->c);
+}
+
 static const struct ctl_command ctl_commands[] = {
 	{ "migrate", cmd_migrate, 0 },
 	{ "status", cmd_status, 0 },
+	{ "lease-extend", cmd_lease_extend, 0 },
 	{ "start", cmd_start, 0 },
 	{ "probe-open", cmd_probe_open, 0 },
 	{ "probe-syscall", cmd_probe_syscall, 0 },

@@ -60,6 +60,24 @@ static void test_defaults(void **unused)
 	assert_string_equal(fence_phase_name((enum fence_phase)42), "?");
 }
 
+/* Defaults for every whole-second TTL from etcd's minimum pass the check;
+ * from the default TTL up only the TTL differs from the defaults. */
+static void test_defaults_for_ttl(void **unused)
+{
+	(void)unused;
+	for (uint32_t t = 2000; t <= 300000; t += 1000) {
+		struct fence_settings s;
+		char err[200];
+
+		fence_settings_for_ttl(&s, t);
+		assert_int_equal(s.ttl_ms, t);
+		assert_int_equal(fence_settings_check(&s, err, sizeof(err)), 0);
+		assert_true(s.fence_ms > 2 * s.renew_ms);
+		if (t >= FENCE_DEFAULT_TTL_MS)
+			assert_int_equal(s.renew_ms, FENCE_DEFAULT_RENEW_MS);
+	}
+}
+
 static void test_settings_refused(void **unused)
 {
 	static const struct {
@@ -559,6 +577,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_defaults_for_ttl),
 		cmocka_unit_test(test_settings_refused),
 		cmocka_unit_test(test_ride_through_bound),
 		cmocka_unit_test(test_timelines),

@@ -1,0 +1,319 @@
+/* ha.c: the pool's side of high availability (docs/pool.md, "High
+ * availability"). One thread, every quarter second or so:
+ * - binds the owner keys of this host's HA VMs (P/owner/UUID) to its
+ *   lease (compare: the key still names this host), so that etcd deletes
+ *   them when the lease expires: the host died, or was cut off and has
+ *   fenced itself (lease.c) before that can happen;
+ * - takes over HA VMs whose owner key is gone, once the ride-through time
+ *   has passed too (fence_may_start): the pool's live hosts decide with
+ *   placement.c's HA batch, each on the same records, so the chosen host
+ *   tries at once and the others only after a back-off (in case the chosen
+ *   one cannot); the take is a compare-and-swap (create the owner key only
+ *   if absent, on the taker's lease): exactly one host wins. The winner's
+ *   core loads the definition and starts the VM;
+ * - tells the core about VMs it has that another host owns now (a host
+ *   that comes back after being fenced): it drops them. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "etcd_records.h"
+#include "log.h"
+#include "placement.h"
+#include "pool_priv.h"
+
+#define HA_PERIOD_MS 200
+
+struct ha_item {
+	char uuid[40], name[64], owner[64];
+	int64_t memory_mib;
+	int cpus, priority;
+	uint64_t ready_at;
+};
+
+/* The HA VMs whose owner key names this host but is not on lease: bound. */
+static void ha_bind(struct pool *p, int64_t lease)
+{
+	struct ha_item *items = NULL;
+	size_t n = 0;
+
+	pthread_mutex_lock(&p->cache_lock);
+	items = p->nr_vms ? calloc(p->nr_vms, sizeof(*items)) : NULL;
+	for (size_t i = 0; items && i < p->nr_vms; i++) {
+		struct pool_vm *v = &p->vms[i];
+
+		if (v->ha && !strcmp(v->owner, p->host) && v->owner_lease != lease)
+			snprintf(items[n++].uuid, sizeof(items[0].uuid), "%s", v->uuid);
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	for (size_t i = 0; i < n; i++) {
+		char key[POOL_KEY_MAX];
+		struct etcd_txn t;
+		bool ok = false;
+		int ret;
+
+		etcd_txn_init(&t);
+		ret = pool_key(p, key, "owner/%s", items[i].uuid) ?:
+		      etcd_txn_compare(&t, key, ETCD_CMP_VALUE, ETCD_CMP_EQUAL, 0, p->host) ?:
+		      etcd_txn_put(&t, key, p->host, strlen(p->host), lease) ?:
+		      etcd_txn_commit(p->etcd, &t, &ok, NULL);
+		etcd_txn_free(&t);
+		if (ret || !ok)
+			log_warn("pool: cannot bind VM %s's ownership to host %s's lease: %s",
+				 items[i].uuid, p->host, ret ? strerror(-ret) : "not its owner any more");
+		else
+			log_info("pool: VM %s's ownership is on host %s's lease %lld", items[i].uuid,
+				 p->host, (long long)lease);
+	}
+	free(items);
+}
+
+/* Whether the VM was up on its old owner, by that host's runtime record:
+ * an HA VM its user had stopped is taken over (it stays manageable) but
+ * not started. No record, or one that cannot be read: up (restart). */
+static bool ha_was_up(struct pool *p, const struct ha_item *it)
+{
+	static const char *const up[] = { "running", "paused", "starting", "restarting" };
+	char key[POOL_KEY_MAX];
+	struct etcd_kv kv;
+	const char *st;
+	bool was = true;
+	json_t *j;
+
+	if (!it->owner[0] || snprintf(key, sizeof(key), "%s/hosts/%s/runtime/%s", p->prefix,
+				      it->owner, it->uuid) >= (int)sizeof(key) ||
+	    etcd_get(p->etcd, key, &kv))
+		return true;
+	j = json_loads(kv.value, 0, NULL);
+	etcd_kv_free(&kv);
+	st = json_string_value(json_object_get(j, "state"));
+	if (st) {
+		was = false;
+		for (size_t i = 0; i < sizeof(up) / sizeof(up[0]); i++)
+			was = was || !strcmp(st, up[i]);
+	}
+	json_decref(j);
+	return was;
+}
+
+/* Create the owner key if absent (on this host's lease), then hand the
+ * definition to the core. */
+static void ha_take(struct pool *p, int64_t lease, const struct ha_item *it, const char *reason)
+{
+	const struct pool_ha_ops *ha;
+	char key[POOL_KEY_MAX];
+	struct etcd_txn t;
+	struct etcd_kv kv;
+	struct vmdef def;
+	void *opaque;
+	bool ok = false;
+	json_t *j;
+	int ret;
+
+	etcd_txn_init(&t);
+	ret = pool_key(p, key, "owner/%s", it->uuid) ?:
+	      etcd_txn_compare(&t, key, ETCD_CMP_VERSION, ETCD_CMP_EQUAL, 0, NULL) ?:
+	      etcd_txn_put(&t, key, p->host, strlen(p->host), lease) ?:
+	      etcd_txn_commit(p->etcd, &t, &ok, NULL);
+	etcd_txn_free(&t);
+	if (ret) {
+		log_warn("pool: cannot take over VM %s: %s", it->name, strerror(-ret));
+		return;
+	}
+	if (!ok) {
+		log_info("pool: VM %s was taken over by another host first", it->name);
+		return;
+	}
+	log_info("pool: host %s takes over VM %s from %s (%s)", p->host, it->name,
+		 it->owner[0] ? it->owner : "?", reason);
+	if ((ret = pool_key(p, key, "vms/%s", it->uuid)) || (ret = etcd_get(p->etcd, key, &kv))) {
+		log_err("pool: took VM %s over but cannot read its definition: %s", it->name,
+			strerror(-ret));
+		return;
+	}
+	j = json_loads(kv.value, 0, NULL);
+	etcd_kv_free(&kv);
+	ret = j ? etcd_rec_vmdef(j, &def) : -EINVAL;
+	json_decref(j);
+	if (ret) {
+		log_err("pool: took VM %s over but its definition is unreadable", it->name);
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	ha = p->ha;
+	opaque = p->ha_opaque;
+	pthread_mutex_unlock(&p->lock);
+	if (ha && ha->take)
+		ha->take(opaque, &def, it->owner[0] ? it->owner : "?", reason, ha_was_up(p, it));
+	vmdef_free(&def);
+}
+
+static void ha_failover(struct pool *p, int64_t lease)
+{
+	struct ha_item *items = NULL;
+	struct place_host *hosts = NULL;
+	struct place_vm *pv = NULL;
+	struct place_result *res = NULL;
+	const char *key;
+	json_t *rec;
+	size_t n = 0, nh = 0, i;
+	uint64_t now = pool_boot_ms();
+
+	pthread_mutex_lock(&p->cache_lock);
+	for (i = 0; i < p->nr_vms; i++) {
+		struct pool_vm *v = &p->vms[i];
+		uint64_t nb;
+
+		if (!v->ha || v->owner[0] || !v->gone_at ||
+		    (v->tried_at && now < v->tried_at + p->conf.ha_backoff_ms + HA_PERIOD_MS) ||
+		    !fence_may_start(&p->conf.fence, v->gone_at, now, &nb))
+			continue;
+		if (!items && !(items = calloc(p->nr_vms, sizeof(*items))))
+			break;
+		snprintf(items[n].uuid, sizeof(items[n].uuid), "%s", v->uuid);
+		snprintf(items[n].name, sizeof(items[n].name), "%s", v->name);
+		snprintf(items[n].owner, sizeof(items[n].owner), "%s", v->last_owner);
+		items[n].memory_mib = v->memory_mib;
+		items[n].cpus = v->cpus;
+		items[n].priority = v->ha_priority;
+		items[n].ready_at = nb;
+		n++;
+	}
+	if (!n) {
+		pthread_mutex_unlock(&p->cache_lock);
+		free(items);
+		return;
+	}
+	hosts = calloc(json_object_size(p->members) + 1, sizeof(*hosts));
+	json_object_foreach(p->members, key, rec) {
+		const char *st = json_string_value(json_object_get(rec, "state"));
+		struct place_host *h;
+
+		if (!hosts || !json_object_get(p->alive, key))
+			continue;
+		h = &hosts[nh++];
+		h->name = key; /* valid while cache_lock is held */
+		h->state = st && !strcmp(st, "maintenance") ? POOL_HOST_MAINTENANCE : POOL_HOST_UP;
+		h->memory_mib = (uint64_t)json_integer_value(json_object_get(rec, "memory_mib"));
+		h->cpus = (uint32_t)json_integer_value(json_object_get(rec, "cpus"));
+		for (size_t k = 0; k < p->nr_vms; k++)
+			if (!strcmp(p->vms[k].owner, key)) {
+				h->memory_committed_mib += (uint64_t)p->vms[k].memory_mib;
+				h->vcpus_committed += (uint32_t)p->vms[k].cpus;
+			}
+	}
+	pv = calloc(n, sizeof(*pv));
+	res = calloc(n, sizeof(*res));
+	if (hosts && pv && res) {
+		for (i = 0; i < n; i++) {
+			pv[i].name = items[i].name;
+			pv[i].memory_mib = (uint64_t)items[i].memory_mib;
+			pv[i].vcpus = (uint32_t)items[i].cpus;
+			pv[i].priority = items[i].priority;
+		}
+		if (place_batch(hosts, nh, pv, n, res, NULL) < 0)
+			n = 0;
+	} else {
+		n = 0;
+	}
+	/* Decide under the lock (host names point into the cache), act after. */
+	for (i = 0; i < n; i++) {
+		struct pool_vm *v;
+		bool mine = res[i].host >= 0 && !strcmp(hosts[res[i].host].name, p->host);
+		bool late = now >= items[i].ready_at + p->conf.ha_backoff_ms; /* the chosen one did not */
+
+		items[i].ready_at = (mine || (late && res[i].host >= 0)) ? 1 : 0;
+		if (res[i].host < 0 && (v = vm_find_locked(p, items[i].uuid)) && !v->tried_at)
+			log_warn("pool: no host can take over HA VM %s: %s", items[i].name,
+				 res[i].reason);
+		if ((v = vm_find_locked(p, items[i].uuid)) && (items[i].ready_at || res[i].host < 0))
+			v->tried_at = now;
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	for (i = 0; i < n; i++)
+		if (items[i].ready_at)
+			ha_take(p, lease, &items[i], res[i].reason);
+	free(items);
+	free(hosts);
+	free(pv);
+	free(res);
+}
+
+/* VMs another host owns now: the core drops those it has (not running). */
+static void ha_drop_foreign(struct pool *p)
+{
+	const struct pool_ha_ops *ha;
+	struct ha_item *items = NULL;
+	void *opaque;
+	size_t n = 0;
+
+	pthread_mutex_lock(&p->lock);
+	ha = p->ha;
+	opaque = p->ha_opaque;
+	pthread_mutex_unlock(&p->lock);
+	if (!ha || !ha->drop)
+		return;
+	pthread_mutex_lock(&p->cache_lock);
+	items = p->nr_vms ? calloc(p->nr_vms, sizeof(*items)) : NULL;
+	for (size_t i = 0; items && i < p->nr_vms; i++)
+		if (p->vms[i].owner[0] && strcmp(p->vms[i].owner, p->host)) {
+			snprintf(items[n].uuid, sizeof(items[n].uuid), "%s", p->vms[i].uuid);
+			snprintf(items[n].owner, sizeof(items[n].owner), "%s", p->vms[i].owner);
+			n++;
+		}
+	pthread_mutex_unlock(&p->cache_lock);
+	for (size_t i = 0; i < n; i++)
+		ha->drop(opaque, items[i].uuid, items[i].owner);
+	free(items);
+}
+
+static void *ha_thread(void *arg)
+{
+	struct pool *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping && !p->left) {
+		struct timespec ts;
+		int64_t lease;
+		bool held;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += HA_PERIOD_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&p->wake, &p->lock, &ts);
+		if (p->stopping || p->left)
+			break;
+		lease = p->lease;
+		/* Only a host that holds its lease binds or takes anything. */
+		held = p->phase == FENCE_HELD && !p->fst.lease_lost && !p->fst.stopped && lease;
+		pthread_mutex_unlock(&p->lock);
+		if (held) {
+			ha_bind(p, lease);
+			ha_failover(p, lease);
+		}
+		ha_drop_foreign(p);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int pool_ha_start(struct pool *p)
+{
+	int ret = -pthread_create(&p->ha_thread, NULL, ha_thread, p);
+
+	if (!ret)
+		p->ha_started = true;
+	return ret;
+}
+
+void pool_ha_stop(struct pool *p)
+{
+	if (p->ha_started)
+		pthread_join(p->ha_thread, NULL);
+	p->ha_started = false;
+}

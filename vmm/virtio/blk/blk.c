@@ -169,8 +169,6 @@ static void blk_ring_cb(void *opaque, uint32_t events)
 	struct blk_dev *blk = opaque;
 	uint16_t used_before;
 	eventfd_t v;
-	bool watched;
-	int fd;
 
 	if (eventfd_read(blkio_event_fd(&blk->io), &v) < 0) {
 		/* nothing pending: CQEs are checked below anyway */
@@ -189,9 +187,7 @@ static void blk_ring_cb(void *opaque, uint32_t events)
 	blk_check_recovered(blk);
 	if (blk->vd.vqs[0].used_idx != used_before)
 		virtio_dev_maybe_notify(&blk->vd, 0);
-	fd = blk_export_take_fd(blk, &watched);
-	pthread_mutex_unlock(&blk->vd.lock);
-	blk_export_close_fd(blk, fd, watched);
+	blk_export_unlock(blk);
 }
 
 void blk_arm_timer(struct blk_dev *blk, uint64_t ns)

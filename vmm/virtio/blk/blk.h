@@ -140,6 +140,9 @@ void blk_req_complete(struct blk_dev *blk, struct blk_req *req, uint8_t code);
 void blk_requeue(struct blk_dev *blk, struct blk_req *req);
 void blk_drop_pending(struct blk_dev *blk);
 void blk_dispatch(struct blk_dev *blk);
+/* Dispatch what can go, submit, and notify the guest when the used ring
+ * moved past used_before (vd.lock held). */
+void blk_settle(struct blk_dev *blk, uint16_t used_before);
 /* io_uring completion (blkio_reap callback: ctx is the device). */
 void blk_io_done(void *ctx, void *tag, int res);
 /* Take the first pending request off the queue. */

@@ -341,7 +341,6 @@ int virtio_blk_export(struct device *dev, const struct blk_export_args *a, int f
 {
 	struct blk_dev *blk = blk_of_dev(dev);
 	uint16_t used_before;
-	bool watched;
 	int ret;
 
 	pthread_mutex_lock(&blk->vd.lock);
@@ -354,14 +353,8 @@ int virtio_blk_export(struct device *dev, const struct blk_export_args *a, int f
 		ret = blk_export_start(blk, a, fd, st, err, errlen);
 	}
 	/* The cut drained io_uring: what completed goes to the guest. */
-	blk_dispatch(blk);
-	if (blkio_submit(&blk->io))
-		log_err("%s: io_uring submit failed", blk->vd.name);
-	if (blk->vd.vqs[0].used_idx != used_before)
-		virtio_dev_maybe_notify(&blk->vd, 0);
-	fd = blk_export_take_fd(blk, &watched);
-	pthread_mutex_unlock(&blk->vd.lock);
-	blk_export_close_fd(blk, fd, watched);
+	blk_settle(blk, used_before);
+	blk_export_unlock(blk);
 	return ret;
 }
 
@@ -369,8 +362,7 @@ int virtio_blk_export_cancel(struct device *dev)
 {
 	struct blk_dev *blk = blk_of_dev(dev);
 	uint16_t used_before;
-	bool watched;
-	int fd, ret = 0;
+	int ret = 0;
 
 	pthread_mutex_lock(&blk->vd.lock);
 	used_before = blk->vd.vqs[0].used_idx;
@@ -379,14 +371,8 @@ int virtio_blk_export_cancel(struct device *dev)
 	else
 		blk_export_cancel(blk, "cancelled by request");
 	/* Writes that waited for copies go on. */
-	blk_dispatch(blk);
-	if (blkio_submit(&blk->io))
-		log_err("%s: io_uring submit failed", blk->vd.name);
-	if (blk->vd.vqs[0].used_idx != used_before)
-		virtio_dev_maybe_notify(&blk->vd, 0);
-	fd = blk_export_take_fd(blk, &watched);
-	pthread_mutex_unlock(&blk->vd.lock);
-	blk_export_close_fd(blk, fd, watched);
+	blk_settle(blk, used_before);
+	blk_export_unlock(blk);
 	return ret;
 }
 

@@ -506,8 +506,6 @@ static void exp_watch_cb(void *opaque, uint32_t events)
 {
 	struct blk_dev *blk = opaque;
 	uint16_t used_before;
-	bool watched;
-	int fd;
 
 	pthread_mutex_lock(&blk->vd.lock);
 	used_before = blk->vd.vqs[0].used_idx;
@@ -518,12 +516,15 @@ static void exp_watch_cb(void *opaque, uint32_t events)
 			blk_export_pump(blk);
 	}
 	/* Copies sent free room for waiting writes. */
-	blk_dispatch(blk);
-	if (blkio_submit(&blk->io))
-		log_err("%s: io_uring submit failed", blk->vd.name);
-	if (blk->vd.vqs[0].used_idx != used_before)
-		virtio_dev_maybe_notify(&blk->vd, 0);
-	fd = blk_export_take_fd(blk, &watched);
+	blk_settle(blk, used_before);
+	blk_export_unlock(blk);
+}
+
+void blk_export_unlock(struct blk_dev *blk)
+{
+	bool watched;
+	int fd = blk_export_take_fd(blk, &watched);
+
 	pthread_mutex_unlock(&blk->vd.lock);
 	blk_export_close_fd(blk, fd, watched);
 }

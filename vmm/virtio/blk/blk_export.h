@@ -48,6 +48,9 @@ void blk_export_pump(struct blk_dev *blk);
 int blk_export_take_fd(struct blk_dev *blk, bool *watched);
 /* Without vd.lock: stop watching fd and close it (fd < 0: nothing). */
 void blk_export_close_fd(struct blk_dev *blk, int fd, bool watched);
+/* Release vd.lock, then stop watching and close an ended export's
+ * descriptor (blk_export_take_fd, blk_export_close_fd). */
+void blk_export_unlock(struct blk_dev *blk);
 /* Free what the export holds (nothing in flight). */
 void blk_export_free(struct blk_dev *blk);
 /* The device goes away: the export and a deferred commit (never done: the

@@ -495,3 +495,12 @@ void blk_drop_pending(struct blk_dev *blk)
 			free(req);
 	}
 }
+
+void blk_settle(struct blk_dev *blk, uint16_t used_before)
+{
+	blk_dispatch(blk);
+	if (blkio_submit(&blk->io))
+		log_err("%s: io_uring submit failed", blk->vd.name);
+	if (blk->vd.vqs[0].used_idx != used_before)
+		virtio_dev_maybe_notify(&blk->vd, 0);
+}

@@ -65,7 +65,19 @@ int pool_place(struct pool *p, const struct sup_place_req *req, struct sup_place
 	}
 	json_object_foreach(p->members, name, rec) {
 		const char *st = json_string_value(json_object_get(rec, "state"));
+		const char *addr = json_string_value(json_object_get(rec, "address"));
 		struct place_host *h = &hosts[nh];
+
+		/* A start is forwarded to the chosen host: one without an API
+		 * address cannot be given VMs (other than its own). */
+		if (strcmp(name, p->host) && (!addr || strncmp(addr, "https://", 8))) {
+			if (req->host && !strcmp(req->host, name)) {
+				ret = cerr_set(e, CERR_CONFLICT, "host", "host %s has no API address "
+					       "(its pool address) to forward the start to", name);
+				goto out;
+			}
+			continue;
+		}
 
 		h->name = name; /* valid while cache_lock is held */
 		h->state = !json_object_get(p->alive, name) ? POOL_HOST_DOWN :

@@ -37,6 +37,7 @@ int es_name_claim(struct es *es, const struct vmdef *def)
 			return 0;
 	if (es->nr_absent >= ES_ABSENT_MAX)
 		return -E2BIG;
+	snprintf(es->absent_val[es->nr_absent], sizeof(es->absent_val[0]), "%s", def->uuid);
 	snprintf(es->absent[es->nr_absent++], ES_KEY_MAX, "%s", key);
 	return es_add(es, key, NULL, def->uuid, strlen(def->uuid));
 }
@@ -73,8 +74,11 @@ int es_absent_taken(struct es *es)
 		struct etcd_kv kv;
 
 		if (!etcd_get(es->etcd, es->absent[i], &kv)) {
+			bool other = strcmp(kv.value, es->absent_val[i]) != 0;
+
 			etcd_kv_free(&kv);
-			return -EEXIST;
+			if (other)
+				return -EEXIST;
 		}
 	}
 	return 0;

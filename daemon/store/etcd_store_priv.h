@@ -50,6 +50,7 @@ struct es {
 	/* Keys the batch creates that must not exist (a VM's name in the
 	 * pool's name index: etcd_store_names.c). */
 	char absent[ES_ABSENT_MAX][ES_KEY_MAX];
+	char absent_val[ES_ABSENT_MAX][40]; /* what the batch puts there (a uuid) */
 	size_t nr_absent;
 
 	/* Revisions of our own writes, so that the watch reports only others'.
@@ -96,7 +97,8 @@ int es_name_claim(struct es *es, const struct vmdef *def);
 /* Into the batch: drop uuid's name from the index (if it names uuid). */
 int es_name_release(struct es *es, const char *uuid);
 /* After a failed commit: -EEXIST if one of the batch's absent keys exists
- * now (another host took the name first), else 0. */
+ * now with another value (another VM took the name first), else 0 (the
+ * same VM's: an ownership race, which the caller reports). */
 int es_absent_taken(struct es *es);
 
 /* etcd_store_watch.c: the callbacks of the store's etcd watch. */

@@ -609,6 +609,28 @@ static void test_ownership_race(void **state)
 	print_message("ownership race: host 1 won %u, host 2 won %u of 20\n", wins[0], wins[1]);
 }
 
+/* The pool's name index: a name another VM has is refused on any host
+ * (-EEXIST) until that VM is deleted; the same VM keeps its name. */
+static void test_names(void **state)
+{
+	struct fx *f = *state;
+	struct vmdef d1, d2;
+
+	if (!f->st2)
+		return;
+	def_make(&d1, "named", "55555555-5555-4555-8555-000000000001");
+	def_make(&d2, "named", "55555555-5555-4555-8555-000000000002");
+	assert_int_equal(store_vm_put(f->st, &d1), 0);
+	assert_int_equal(store_vm_put(f->st, &d1), 0); /* its own name: kept */
+	assert_int_equal(store_vm_put(f->st2, &d2), -EEXIST);
+	assert_int_equal(store_vm_put(f->st, &d2), -EEXIST);
+	assert_int_equal(store_vm_delete(f->st, d1.uuid), 0);
+	assert_int_equal(store_vm_put(f->st2, &d2), 0);
+	assert_int_equal(store_vm_delete(f->st2, d2.uuid), 0);
+	vmdef_free(&d1);
+	vmdef_free(&d2);
+}
+
 static void test_unreachable(void **state)
 {
 	struct fx *f = *state;
@@ -849,7 +871,7 @@ static void test_client(void **state)
 	{ CASE(test_vms, env), CASE(test_runtime, env), CASE(test_meta, env),                     \
 	  CASE(test_checkpoints, env), CASE(test_hosts, env), CASE(test_jobs, env),               \
 	  CASE(test_transactions, env), CASE(test_watch, env), CASE(test_ownership, env),         \
-	  CASE(test_ownership_race, env),                                                            \
+	  CASE(test_ownership_race, env), CASE(test_names, env),                                     \
 	  CASE(test_unreachable, env), CASE(test_client, env), CASE(test_member_killed, env) }
 
 int main(void)

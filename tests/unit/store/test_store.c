@@ -145,6 +145,8 @@ static void def_make(struct vmdef *d, const char *name, const char *uuid)
 	snprintf(d->nics[0].tap, sizeof(d->nics[0].tap), "tap0");
 	snprintf(d->nics[0].mac, sizeof(d->nics[0].mac), "52:54:00:12:34:56");
 	d->nr_nics = 1;
+	snprintf(d->anti_affinity, sizeof(d->anti_affinity), "web");
+	d->anti_affinity_hard = true;
 }
 
 struct loaded {
@@ -191,6 +193,8 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 	assert_int_equal(a->cpu_weight, b->cpu_weight);
 	assert_int_equal(a->cpu_max, b->cpu_max);
 	assert_string_equal(a->checkpoint, b->checkpoint);
+	assert_string_equal(a->anti_affinity, b->anti_affinity);
+	assert_int_equal(a->anti_affinity_hard, b->anti_affinity_hard);
 	assert_int_equal(a->nr_disks, b->nr_disks);
 	for (unsigned i = 0; i < a->nr_disks; i++) {
 		assert_string_equal(a->disks[i].path, b->disks[i].path);

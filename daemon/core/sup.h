@@ -155,7 +155,9 @@ void sup_ha_drop(struct sup *s, const char *uuid, const char *owner);
 /* The deadline to hand an HA worker being started (0: none). */
 uint64_t sup_ha_deadline_ns(struct sup *s);
 
-/* Start a VM in a pool (core/sup_place.c): body {host?}. Placement
+/* Start a VM in a pool (core/sup_place.c): body {host?, uuid?} (uuid:
+ * sent by an owner handing the VM over, so that the new owner loads it
+ * from the pool's records even before its watch brings it). Placement
  * chooses the host; this one starts it, or hands it over to the chosen
  * host and forwards the start there (as role/who). *status: the HTTP
  * status to answer with *out (a forwarded reply is passed on), which

@@ -64,27 +64,31 @@ static const char *pool_me(struct sup *s)
 	       ops->host(s->conf.pool_ctx) : NULL;
 }
 
-/* body {host?}: the requested host into host ("" none). */
-static int parse_body(json_t *body, bool pool, char *host, size_t len, struct cerr *e)
+/* body {host?, uuid?}: the requested host ("" none) and, from an owner
+ * handing the VM over, its uuid ("" none). */
+static int parse_body(json_t *body, bool pool, char *host, size_t hlen, char *uuid,
+		      size_t ulen, struct cerr *e)
 {
 	const char *key;
 	json_t *v;
 
-	host[0] = 0;
+	host[0] = uuid[0] = 0;
 	if (!body)
 		return 0;
 	if (!json_is_object(body))
 		return cerr_set(e, CERR_INVALID, "", "expected a JSON object");
 	json_object_foreach(body, key, v) {
-		const char *h = json_string_value(v);
+		const char *str = json_string_value(v);
+		bool is_host = !strcmp(key, "host");
 
-		if (strcmp(key, "host"))
+		if (!is_host && strcmp(key, "uuid"))
 			return cerr_set(e, CERR_INVALID, key, "unknown field");
 		if (!pool)
-			return cerr_set(e, CERR_INVALID, key, "a host can be chosen only in a pool");
-		if (!h || !*h || strlen(h) >= len || strchr(h, '/'))
-			return cerr_set(e, CERR_INVALID, key, "expected the name of a host of the pool");
-		snprintf(host, len, "%s", h);
+			return cerr_set(e, CERR_INVALID, key, "only in a pool");
+		if (!str || !*str || strlen(str) >= (is_host ? hlen : ulen) || strchr(str, '/'))
+			return cerr_set(e, CERR_INVALID, key, is_host ? "expected the name of a host "
+					"of the pool" : "expected the VM's UUID");
+		snprintf(is_host ? host : uuid, is_host ? hlen : ulen, "%s", str);
 	}
 	return 0;
 }
@@ -103,14 +107,19 @@ static bool local_only(struct sup *s, const struct vmrt *vm)
 /* The VM called name is not here: given to this host and not loaded yet
  * (wait for the pool's thread to load it), or owned by another host now.
  * The VM pinned and locked, or NULL with e. */
-static struct vmrt *lock_given(struct sup *s, const char *me, const char *name, struct cerr *e)
+static struct vmrt *lock_given(struct sup *s, const char *me, const char *name,
+			       const char *given, struct cerr *e)
 {
 	const struct sup_pool_ops *ops = s->conf.pool;
 	char uuid[40], owner[64];
 	struct vmrt *vm = NULL;
 	int ret;
 
-	if (ops->uuid_of(s->conf.pool_ctx, name, uuid, sizeof(uuid)) <= 0)
+	/* The uuid the handing owner sent, or the cache's (a start sent here
+	 * by a user: the watch has brought the VM, or it is unknown). */
+	if (given[0])
+		snprintf(uuid, sizeof(uuid), "%s", given);
+	else if (ops->uuid_of(s->conf.pool_ctx, name, uuid, sizeof(uuid)) <= 0)
 		return NULL; /* e: not found */
 	ret = ops->owner_now(s->conf.pool_ctx, uuid, owner, sizeof(owner));
 	if (ret) {
@@ -175,7 +184,7 @@ static int hand_over(struct sup *s, struct vmrt *vm, const struct sup_place_out 
 	sup_forget(s, vm, "vm-handed-over", detail);
 	sup_vm_unlock(s, vm);
 	snprintf(url, sizeof(url), "/v1/vms/%s/start", name);
-	body = json_pack("{s:s}", "host", po->host);
+	body = json_pack("{s:s, s:s}", "host", po->host, "uuid", uuid);
 	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	if (!text)
@@ -202,20 +211,26 @@ int sup_place_start(struct sup *s, const char *name, json_t *body, enum role rol
 	struct sup_place_req req = { 0 };
 	struct sup_place_out po;
 	char host[64], group[sizeof(((struct vmdef *)0)->anti_affinity)], detail[600];
-	char uuid[40], vname[VMDEF_NAME_MAX + 1];
+	char uuid[40], vname[VMDEF_NAME_MAX + 1], given[40];
 	struct vmrt *vm;
 	int ret;
 
 	*status = 200;
 	*out = NULL;
 	*pending = false;
-	if (parse_body(body, me != NULL, host, sizeof(host), e))
+	if (parse_body(body, me != NULL, host, sizeof(host), given, sizeof(given), e))
 		return -1;
 	if (!me)
 		return sup_action(s, name, SUP_START, NULL, out, pending, e);
 	vm = sup_vm_lock_name(s, name, e);
-	if (!vm && !(vm = lock_given(s, me, name, e)))
+	if (!vm && !(vm = lock_given(s, me, name, given, e)))
 		return -1;
+	if (given[0] && strcmp(given, vm->def.uuid)) {
+		cerr_set(e, CERR_CONFLICT, "uuid", "VM %s here is not the one given (%s)", name,
+			 given);
+		sup_vm_unlock(s, vm);
+		return -1;
+	}
 	if (vm->busy) {
 		cerr_set(e, CERR_STATE, "state", "another action on this VM is in progress");
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));

@@ -16,8 +16,11 @@ a three-member etcd cluster on the bridge's address, a pool made with
   refused on the host that runs a member.
 - A forwarded action: a stop sent to host-b stops the VM on host-c.
 - Pool-wide `vm list` on host-b shows every VM with its host.
-- Concurrent starts of one stopped VM sent at once to host-b and host-c:
-  exactly one succeeds, the other gets 409, and exactly one worker runs.
+- Concurrent starts of one stopped VM sent at once to host-b and host-c
+  (three rounds): exactly one succeeds, the other gets 409, and exactly one
+  worker runs.
+- A hand-over whose message is lost (the owner key alone names host-b):
+  host-b loads the VM stopped (vm-received), host-a forgets it.
 - Names are unique pool-wide: the same name defined on another host is
   refused (409 naming the host that has it); a deleted VM frees its name.
 - A VM with a disk outside pool storage starts only on its owner (placement
@@ -277,28 +280,45 @@ def scenario(c, hosts, shared, local):
     check(c.etcdctl("get", f"{PREFIX}/names/v1", "--print-value-only").stdout.strip() ==
           v1["uuid"], "etcd's name index names v1's uuid")
 
-    # Concurrent starts of one VM from two hosts: exactly one wins.
-    rn = f"race{os.getpid()}"  # unique on this machine: workers are counted by name
-    a.define(rn, "memwriter", GUEST)
-    wait_for("host-b and host-c see the VM", lambda: all(
-        d.get(f"/v1/vms/{rn}").status == 200 for d in (b, hc)))
-    results = {}
+    # Concurrent starts of one VM from two hosts: exactly one wins (three
+    # rounds, each a new stopped VM owned by host-a).
+    for i in range(3):
+        rn = f"race{os.getpid()}-{i}"  # unique on this machine: workers are counted by name
+        a.define(rn, "memwriter", GUEST)
+        wait_for(f"host-b and host-c see {rn}", lambda: all(
+            d.get(f"/v1/vms/{rn}").status == 200 for d in (b, hc)))
+        results, go = {}, threading.Barrier(2)
 
-    def start(d):
-        results[d.name] = d.post(f"/v1/vms/{rn}/start")
-    threads = [threading.Thread(target=start, args=(d,)) for d in (b, hc)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    codes = sorted(r.status for r in results.values())
-    log(f"concurrent starts: { {n: (r.status, r.body[:200]) for n, r in results.items()} }")
-    check(codes == [200, 409], f"two concurrent starts: one 200, one 409 ({codes})")
-    won = next(r for r in results.values() if r.status == 200).json["placement"]["host"]
-    by_name[won].wait_console(rn, "round 1")
-    on, nw = running_on(hosts, rn), workers_of(os.path.realpath(a.args["cella_vm"]), rn)
-    check(on == [won] and nw == 1, f"exactly one worker runs pool-wide (on {on}; "
-          f"{nw} worker)")
+        def start(d):
+            go.wait()
+            results[d.name] = d.post(f"/v1/vms/{rn}/start")
+        threads = [threading.Thread(target=start, args=(d,)) for d in (b, hc)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(r.status for r in results.values())
+        log(f"concurrent starts: { {n: (r.status, r.body[:160]) for n, r in results.items()} }")
+        check(codes == [200, 409], f"{rn}: two concurrent starts, one 200 and one 409 ({codes})")
+        won = next(r for r in results.values() if r.status == 200).json["placement"]["host"]
+        by_name[won].wait_console(rn, "round 1")
+        on, nw = running_on(hosts, rn), workers_of(os.path.realpath(a.args["cella_vm"]), rn)
+        check(on == [won] and nw == 1, f"{rn}: exactly one worker runs pool-wide (on {on}; "
+              f"{nw} worker)")
+        by_name[won].action(rn, "kill")
+
+    # A hand-over whose message is lost: the owner key alone names host-b
+    # (as a host that died after its compare-and-swap leaves it). host-b
+    # loads the VM, stopped; host-a forgets it.
+    lost = a.define("lost", "memwriter", GUEST)
+    c.etcdctl("put", f"{PREFIX}/owner/{lost['uuid']}", "host-b")
+    wait_for("host-b loads a VM its owner key gives it (not started)", lambda: [
+        v for v in b.get("/v1/vms").json["vms"]
+        if v["name"] == "lost" and v["host"] == "host-b" and v["state"] == "defined"])
+    wait_for("host-a forgets it", lambda: not [
+        v for v in a.get("/v1/vms").json["vms"] if v["name"] == "lost" and v["host"] == "host-a"])
+    check([e for e in b.events() if e["event"] == "vm-received" and e["vm"] == "lost"],
+          "host-b: event vm-received")
 
     # A local (non-pool) disk: only its owner runs it.
     a.define("loc", "memwriter", GUEST, disks=[{"path": os.path.join(local, "d.img")}])

@@ -145,6 +145,20 @@ static struct vmrt *lock_given(struct sup *s, const char *me, const char *name,
 	return NULL;
 }
 
+/* etcd must name this host the owner of vm (locked). 0, or -1 with e. */
+static int check_owner(struct sup *s, struct vmrt *vm, const char *me, struct cerr *e)
+{
+	char owner[64];
+	int ret = s->conf.pool->owner_now(s->conf.pool_ctx, vm->def.uuid, owner, sizeof(owner));
+
+	if (ret)
+		return sup_store_cerr(s, e, ret, "cannot read the VM's owner");
+	if (strcmp(owner, me))
+		return cerr_set(e, CERR_CONFLICT, "", "VM %s is owned by host %s now, not by this "
+				"host: start it there", vm->def.name, owner[0] ? owner : "(nobody)");
+	return 0;
+}
+
 static void add_placement(json_t *out, const struct sup_place_out *po)
 {
 	if (json_is_object(out))
@@ -169,6 +183,15 @@ static int hand_over(struct sup *s, struct vmrt *vm, const struct sup_place_out 
 	vm->acts++;
 	pthread_mutex_unlock(&vm->lock);
 	ret = ops->give(s->conf.pool_ctx, uuid, po->host);
+	if (ret && ret != -EPERM) {
+		/* A commit whose reply was lost (repeated on another member,
+		 * its compare then fails) may have been applied: etcd says. */
+		char now[64];
+
+		if (!ops->owner_now(s->conf.pool_ctx, uuid, now, sizeof(now)) &&
+		    !strcmp(now, po->host))
+			ret = 0;
+	}
 	pthread_mutex_lock(&vm->lock);
 	if (ret) {
 		vm->busy = false;
@@ -241,6 +264,12 @@ int sup_place_start(struct sup *s, const char *name, json_t *body, enum role rol
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		sup_vm_unlock(s, vm);
 		return -1;
+	}
+	/* Registered here and not busy means owned here, but etcd is the
+	 * judge (a hand-over whose reply was lost): read it once per start. */
+	if ((ret = check_owner(s, vm, me, e))) {
+		sup_vm_unlock(s, vm);
+		return ret;
 	}
 	snprintf(uuid, sizeof(uuid), "%s", vm->def.uuid);
 	snprintf(vname, sizeof(vname), "%s", vm->def.name);

@@ -69,10 +69,10 @@ static const struct cmd cmds[] = {
     {"vm", "create", "new define", "NAME --kernel FILE [OPTIONS]",
      "define a VM (New-VM, virsh define)", cmd_create, vm_create_opts_help},
     {"vm", "show", "info dominfo", "NAME", "show a VM's definition and state", cmd_show, NULL},
-    {"vm", "start", "restore", "NAME",
+    {"vm", "start", "restore", "NAME [--host H]",
      "start a VM; a saved VM resumes from its saved state "
-     "(Start-VM, virsh start / virsh restore)",
-     cmd_start, NULL},
+     "(Start-VM, virsh start / virsh restore); in a pool, placement picks the host",
+     cmd_start, "  --host H      in a pool: start it on host H (placement still checks it)\n"},
     {"vm", "save", "", "NAME",
      "save the VM's state to disk and stop it; start restores it "
      "(Save-VM, virsh managedsave)",

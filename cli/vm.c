@@ -36,7 +36,11 @@ enum {
 	O_DISK_QOS,
 	O_HA,
 	O_NO_HA,
-	O_HA_PRIORITY
+	O_HA_PRIORITY,
+	O_AA,
+	O_AA_HARD,
+	O_NO_AA,
+	O_HOST
 };
 
 static const struct option def_opts[] = {
@@ -59,6 +63,9 @@ static const struct option def_opts[] = {
     {"ha", no_argument, NULL, O_HA},
     {"no-ha", no_argument, NULL, O_NO_HA},
     {"ha-priority", required_argument, NULL, O_HA_PRIORITY},
+    {"anti-affinity", required_argument, NULL, O_AA},
+    {"anti-affinity-hard", required_argument, NULL, O_AA_HARD},
+    {"no-anti-affinity", no_argument, NULL, O_NO_AA},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -80,7 +87,10 @@ static const struct option def_opts[] = {
 	"  --cpu-max PCT          CPU cap in % of the VM's vCPUs (Set-VMProcessor -Maximum)\n"      \
 	"  --ha, --no-ha          restart on another host of the pool when this one fails\n"      \
 	"                         (every disk on pool storage)\n"                                 \
-	"  --ha-priority N        HA restart order 0-1000, higher first\n"
+	"  --ha-priority N        HA restart order 0-1000, higher first\n"                         \
+	"  --anti-affinity GROUP  placement keeps the group's VMs on different hosts (soft)\n"    \
+	"  --anti-affinity-hard GROUP  the same as a hard rule: refused rather than beside\n"    \
+	"  --no-anti-affinity     no group\n"
 
 const char vm_create_opts_help[] = DEF_OPTS_HELP;
 
@@ -180,6 +190,15 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			break;
 		case O_RESTART:
 			json_object_set_new(o, "restart_policy", json_string(optarg));
+			break;
+		case O_AA:
+		case O_AA_HARD:
+			json_object_set_new(o, "anti_affinity", json_string(optarg));
+			json_object_set_new(o, "anti_affinity_hard", json_boolean(c == O_AA_HARD));
+			break;
+		case O_NO_AA:
+			json_object_set_new(o, "anti_affinity", json_null());
+			json_object_set_new(o, "anti_affinity_hard", json_false());
 			break;
 		case O_UUID:
 			if (!create)
@@ -361,9 +380,46 @@ int cmd_metrics(struct client *c, int argc, char **argv)
 	return show_vm_resource(c, argc, argv, "/metrics");
 }
 
+/* vm start NAME [--host H]: in a pool the reply says where placement put
+ * it and why. */
 int cmd_start(struct client *c, int argc, char **argv)
 {
-	return vm_verb(c, argc, argv, "POST", "/start", "started");
+	static const struct option opts[] = {
+	    {"host", required_argument, NULL, O_HOST},
+	    {NULL, 0, NULL, 0},
+	};
+	json_t *body = json_object(), *out = NULL, *pl;
+	char path[512];
+	int o, ret;
+
+	if (need_name(argc, argv, 2)) {
+		json_decref(body);
+		return EXIT_USAGE;
+	}
+	optind = 2;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o != O_HOST) {
+			json_decref(body);
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+		json_object_set_new(body, "host", json_string(optarg));
+	}
+	vm_path(path, sizeof(path), argv[1], "/start");
+	ret = client_call(c, "POST", path, json_object_size(body) ? body : NULL, &out);
+	json_decref(body);
+	if (ret)
+		return ret;
+	if (c->json) {
+		print_json(out);
+	} else {
+		printf("%s started (state: %s)\n", argv[1],
+		       json_string_value(json_object_get(out, "state")) ?: "?");
+		if ((pl = json_object_get(out, "placement")))
+			printf("host %s: %s\n", json_string_value(json_object_get(pl, "host")) ?: "?",
+			       json_string_value(json_object_get(pl, "reason")) ?: "");
+	}
+	json_decref(out);
+	return 0;
 }
 
 int cmd_kill(struct client *c, int argc, char **argv)

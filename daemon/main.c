@@ -778,8 +778,19 @@ static void pool_ha_drop(void *opaque, const char *uuid, const char *owner)
 	sup_ha_drop(opaque, uuid, owner);
 }
 
+static bool pool_place_has(void *opaque, const char *uuid)
+{
+	return sup_place_has(opaque, uuid);
+}
+
+static void pool_place_adopt_def(void *opaque, const struct vmdef *def)
+{
+	sup_place_adopt(opaque, def);
+}
+
 static const struct pool_ha_ops pool_ha = { .extend = pool_ha_extend, .fence = pool_ha_fence,
-					    .take = pool_ha_take, .drop = pool_ha_drop };
+					    .take = pool_ha_take, .drop = pool_ha_drop,
+					    .has = pool_place_has, .adopt = pool_place_adopt_def };
 
 /* A pool create, join or leave answered: cellad starts again (main's
  * loop re-executes it) on the pool's store, or without it. */

@@ -78,6 +78,16 @@ enum MHD_Result h_action(struct api_request *r, const char *name, int arg)
 
 	if (api_parse_body(r, false, &body, &res))
 		return res;
+	if (arg == SUP_START) { /* in a pool: placement (core/sup_place.c) */
+		long status = 200;
+
+		ret = sup_place_start(r->sup, name, body, r->role, r->who, &status, &out, &pending,
+				      &e);
+		json_decref(body);
+		if (!ret && status != 200)
+			return api_reply_json(r->c, (unsigned)status, out);
+		return api_reply(r, ret, &e, pending ? 202 : 200, out);
+	}
 	ret = sup_action(r->sup, name, (enum sup_action)arg, body, &out, &pending, &e);
 	json_decref(body);
 	return api_reply(r, ret, &e, pending ? 202 : 200, out);

@@ -294,7 +294,10 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
 	ret = store_vm_put(s->db, &vm->def);
 	if (ret) {
 		pthread_mutex_unlock(&s->reg_lock);
-		sup_store_cerr(s, e, ret, "cannot store the definition");
+		if (ret == -EEXIST) /* the pool's name index (core/sup_place.c) */
+			sup_place_name_taken(s, vm->def.name, e);
+		else
+			sup_store_cerr(s, e, ret, "cannot store the definition");
 		goto fail;
 	}
 	for (pp = &s->vms; *pp; pp = &(*pp)->next)

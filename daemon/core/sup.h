@@ -60,6 +60,24 @@ struct sup_conf {
 	void *pool_ctx;
 };
 
+/* Placement on start (core/sup_place.c, pool/place_start.c; docs/pool.md,
+ * "Placement on start"): the VM to place, and the host chosen. */
+struct sup_place_req {
+	const char *uuid, *name;
+	uint64_t memory_mib;
+	unsigned cpus;
+	const char *group;  /* anti-affinity group, "" or NULL: none */
+	bool hard;          /* the group is a hard rule */
+	bool local_only;    /* a disk (or a saved state) only this host has */
+	const char *host;   /* --host: only this host; NULL: any */
+};
+
+struct sup_place_out {
+	char host[64];
+	char address[256]; /* the chosen host's API (https://...) */
+	char reason[512];  /* placement's words */
+};
+
 /* The pool layer's calls (daemon/pool/pool.h says what each does); the
  * core adds what it knows (its VMs) in sup_pool_*. */
 struct sup_pool_ops {
@@ -82,6 +100,16 @@ struct sup_pool_ops {
 	uint64_t (*ha_deadline_ns)(void *ctx);
 	/* The VM's owner as etcd says now ("" nobody): 0, or -errno. */
 	int (*owner_now)(void *ctx, const char *uuid, char *owner, size_t len);
+	/* Placement on start: the host for req (0), or -1 with e (no host can
+	 * take it: capacity, naming each host's reason; an unknown --host:
+	 * not found). */
+	int (*place)(void *ctx, const struct sup_place_req *req, struct sup_place_out *out,
+		     struct cerr *e);
+	/* Hand the VM's ownership to host `to` (compare-and-swap: only while
+	 * this host owns it). 0, -EPERM (not this host's), or -errno. */
+	int (*give)(void *ctx, const char *uuid, const char *to);
+	/* The uuid of the pool's VM called name (from the cache): 1, or 0. */
+	int (*uuid_of)(void *ctx, const char *name, char *uuid, size_t len);
 };
 
 /* Calls from the core into features that attached data to a VM (a move
@@ -126,6 +154,24 @@ void sup_ha_take(struct sup *s, const struct vmdef *def, const char *from, const
 void sup_ha_drop(struct sup *s, const char *uuid, const char *owner);
 /* The deadline to hand an HA worker being started (0: none). */
 uint64_t sup_ha_deadline_ns(struct sup *s);
+
+/* Start a VM in a pool (core/sup_place.c): body {host?, uuid?} (uuid:
+ * sent by an owner handing the VM over, so that the new owner loads it
+ * from the pool's records even before its watch brings it). Placement
+ * chooses the host; this one starts it, or hands it over to the chosen
+ * host and forwards the start there (as role/who). *status: the HTTP
+ * status to answer with *out (a forwarded reply is passed on), which
+ * carries "placement": {host, reason}. Outside a pool: sup_action. 0, or
+ * -1 with e. */
+int sup_place_start(struct sup *s, const char *name, json_t *body, enum role role,
+		    const char *who, long *status, json_t **out, bool *pending,
+		    struct cerr *e) __must_check;
+/* The pool's side of a hand-over (pool/place_start.c via pool_ha_ops):
+ * whether uuid is registered here; load def (given to this host) unless a
+ * VM with its uuid is registered already. */
+bool sup_place_has(struct sup *s, const char *uuid);
+struct vmdef;
+void sup_place_adopt(struct sup *s, const struct vmdef *def);
 
 json_t *sup_list(struct sup *s);
 int sup_get(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;

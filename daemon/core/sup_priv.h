@@ -191,6 +191,9 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
  * the storage locations for role. 0, or -1 with e set. */
 /* An HA definition (d->ha) needs a pool and every disk on pool storage:
  * 0, or -1 with e (400 naming the field). */
+/* core/sup_place.c: a definition refused because another VM of the pool
+ * has the name (store: -EEXIST): 409 naming the host that has it. -1. */
+int sup_place_name_taken(struct sup *s, const char *name, struct cerr *e);
 /* Take vm out of the registry (lock held; the store is not touched: the
  * caller deleted its records, or another host owns them), event. */
 void sup_forget(struct sup *s, struct vmrt *vm, const char *event, const char *detail);

@@ -197,7 +197,8 @@ static bool field_live(const char *key)
 {
 	return !strcmp(key, "autostart") || !strcmp(key, "restart_policy") ||
 	       !strcmp(key, "cpu_weight") || !strcmp(key, "cpu_max") || !strcmp(key, "ha") ||
-	       !strcmp(key, "ha_priority");
+	       !strcmp(key, "ha_priority") || !strcmp(key, "anti_affinity") ||
+	       !strcmp(key, "anti_affinity_hard");
 }
 
 /* Apply one field. `creating` allows name and uuid. */
@@ -282,6 +283,18 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		if (vmdef_get_uint(v, key, 0, VMDEF_HA_PRIORITY_MAX, &n, e))
 			return -1;
 		d->ha_priority = (unsigned)n;
+	} else if (!strcmp(key, "anti_affinity")) {
+		d->anti_affinity[0] = 0;
+		if (json_is_null(v))
+			return 0;
+		if (vmdef_get_string(v, key, VMDEF_NAME_MAX + 1, &s, e))
+			return -1;
+		if (*s && !vmdef_name_valid(s))
+			return cerr_set(e, CERR_INVALID, key, "expected a group name: 1-63 of "
+					"A-Z a-z 0-9 . _ -, starting with a letter or digit (or null)");
+		snprintf(d->anti_affinity, sizeof(d->anti_affinity), "%s", s);
+	} else if (!strcmp(key, "anti_affinity_hard")) {
+		return vmdef_get_bool(v, key, &d->anti_affinity_hard, e);
 	} else {
 		return cerr_set(e, CERR_INVALID, key, "unknown field");
 	}
@@ -359,7 +372,7 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 		if (running && !field_live(key))
 			return cerr_set(e, CERR_STATE, key, "cannot change while the VM is running; stop it "
 					"first (live: autostart, restart_policy, cpu_weight, cpu_max, ha, "
-					"ha_priority)");
+					"ha_priority, anti_affinity, anti_affinity_hard)");
 	}
 	json_object_foreach(body, key, v) {
 		if (apply_field(d, key, v, false, e))
@@ -388,9 +401,9 @@ static json_t *vmdef_nics_json(const struct vmdef *d)
 
 json_t *vmdef_to_json(const struct vmdef *d)
 {
-	json_t *disks = vmdef_disks_json(d, false), *nics = vmdef_nics_json(d);
+	json_t *disks = vmdef_disks_json(d, false), *nics = vmdef_nics_json(d), *j;
 
-	return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:i, "
+	j = json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:i, "
 			 "s:b, s:i}",
 			 "name", d->name, "uuid", d->uuid, "cpus", (int)d->cpus, "memory_mib",
 			 (json_int_t)d->memory_mib, "kernel", d->kernel ? d->kernel : "",
@@ -399,6 +412,12 @@ json_t *vmdef_to_json(const struct vmdef *d)
 			 "rng", d->rng, "autostart", d->autostart, "restart_policy",
 			 restart_policy_name(d->restart), "cpu_weight", (int)d->cpu_weight,
 			 "cpu_max", (int)d->cpu_max, "ha", d->ha, "ha_priority", (int)d->ha_priority);
+	if (j) {
+		json_object_set_new(j, "anti_affinity", d->anti_affinity[0] ?
+				    json_string(d->anti_affinity) : json_null());
+		json_object_set_new(j, "anti_affinity_hard", json_boolean(d->anti_affinity_hard));
+	}
+	return j;
 }
 
 json_t *vmdef_worker_config(const struct vmdef *d)

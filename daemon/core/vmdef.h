@@ -68,6 +68,11 @@ struct vmdef {
 	 * first. Needs a pool, and every disk on pool storage (sup_check_paths). */
 	bool ha;
 	unsigned ha_priority; /* 0..VMDEF_HA_PRIORITY_MAX */
+	/* Anti-affinity group (docs/pool.md, "Placement on start"): placement
+	 * keeps the VMs of one group on different hosts; "" none. Soft unless
+	 * anti_affinity_hard (then a host with a member is refused). */
+	char anti_affinity[VMDEF_NAME_MAX + 1];
+	bool anti_affinity_hard;
 	char checkpoint[VMDEF_NAME_MAX + 1]; /* the current checkpoint ("" none): not an
 					      * API field; checkpoints set it */
 };

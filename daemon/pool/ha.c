@@ -296,6 +296,8 @@ static void *ha_thread(void *arg)
 			ha_failover(p, lease);
 		}
 		ha_drop_foreign(p);
+		if (held)
+			pool_place_adopt(p);
 		pthread_mutex_lock(&p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);

@@ -508,4 +508,5 @@ const struct sup_pool_ops pool_sup_ops = {
 	.join = ops_join, .admit = ops_admit, .ca = ops_ca, .remote_vms = ops_remote_vms,
 	.host = ops_host, .owner_of = ops_owner_of, .host_known = ops_host_known,
 	.forward = ops_forward, .ha_deadline_ns = ops_ha_deadline_ns, .owner_now = ops_owner_now,
+	.place = pool_place_op, .give = pool_give_op, .uuid_of = pool_uuid_of_op,
 };

@@ -131,6 +131,10 @@ struct pool_ha_ops {
 	/* The VM uuid is owned by another host: forget it here if this host
 	 * has it and it does not run (a host back after being fenced). */
 	void (*drop)(void *opaque, const char *uuid, const char *owner);
+	/* place_start.c: whether the core has VM uuid; load def, given to
+	 * this host by another (its owner key names this host now). */
+	bool (*has)(void *opaque, const char *uuid);
+	void (*adopt)(void *opaque, const struct vmdef *def);
 };
 void pool_set_ha(struct pool *p, const struct pool_ha_ops *ops, void *opaque);
 /* keep: HA workers outlive this cellad; pool_stop leaves the lease to

@@ -28,6 +28,9 @@ struct pool_vm {
 	int64_t owner_lease;   /* the owner key's lease (0: none) */
 	uint64_t gone_at;      /* CLOCK_BOOTTIME ms the owner key was seen gone (0: owned) */
 	uint64_t tried_at;     /* this host's last takeover attempt */
+	char group[64];        /* anti-affinity group ("" none); place_start.c */
+	bool group_hard;
+	uint64_t adopt_tried_at; /* place_start.c: last load of a VM given to this host */
 };
 
 struct pool {
@@ -86,6 +89,21 @@ void pool_lease_stop(struct pool *p);
  * over the HA VMs of hosts whose lease expired. */
 int pool_ha_start(struct pool *p) __must_check;
 void pool_ha_stop(struct pool *p);
+
+/* place_start.c: load the VMs whose owner key names this host but that
+ * its core does not have (given to it by another host; ha.c's thread). */
+void pool_place_adopt(struct pool *p);
+/* sup_pool_ops.place, .give, .uuid_of (core/sup.h). */
+struct sup_place_req;
+struct sup_place_out;
+int pool_place(struct pool *p, const struct sup_place_req *req, struct sup_place_out *out,
+	       struct cerr *e);
+int pool_give(struct pool *p, const char *uuid, const char *to);
+int pool_uuid_of(struct pool *p, const char *name, char *uuid, size_t len);
+int pool_place_op(void *ctx, const struct sup_place_req *req, struct sup_place_out *out,
+		  struct cerr *e);
+int pool_give_op(void *ctx, const char *uuid, const char *to);
+int pool_uuid_of_op(void *ctx, const char *name, char *uuid, size_t len);
 
 /* vms.c: the cache, filled from etcd then kept by a watch. */
 int pool_cache_start(struct pool *p) __must_check;

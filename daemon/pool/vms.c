@@ -87,6 +87,9 @@ static void cache_apply(struct pool *p, const char *key, const char *value, int6
 		v->memory_mib = json_integer_value(json_object_get(j, "memory_mib"));
 		v->ha = json_is_true(json_object_get(j, "ha"));
 		v->ha_priority = (int)json_integer_value(json_object_get(j, "ha_priority"));
+		snprintf(v->group, sizeof(v->group), "%s",
+			 json_string_value(json_object_get(j, "anti_affinity")) ?: "");
+		v->group_hard = json_is_true(json_object_get(j, "anti_affinity_hard"));
 		if (v->ha && !v->owner[0] && !v->gone_at)
 			v->gone_at = pool_boot_ms(); /* no owner: as if gone now */
 		json_decref(j);

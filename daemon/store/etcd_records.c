@@ -78,6 +78,16 @@ static json_t *opt_string(const char *s)
 	return s ? json_string(s) : json_null();
 }
 
+/* The record with the placement fields (kept out of the pack above). */
+static json_t *rec_vmdef_placement(json_t *j, const struct vmdef *d)
+{
+	if (j && d->anti_affinity[0]) {
+		json_object_set_new(j, "anti_affinity", json_string(d->anti_affinity));
+		json_object_set_new(j, "anti_affinity_hard", json_boolean(d->anti_affinity_hard));
+	}
+	return j;
+}
+
 json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 {
 	json_t *disks = json_array(), *nics = json_array();
@@ -96,7 +106,7 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 	for (unsigned i = 0; i < d->nr_nics; i++)
 		json_array_append_new(nics, json_pack("{s:s, s:s}", "tap", d->nics[i].tap, "mac",
 						      d->nics[i].mac));
-	return json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:b, s:b, s:s, s:i, s:i, s:o, s:o,"
+	return rec_vmdef_placement(json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:b, s:b, s:s, s:i, s:i, s:o, s:o,"
 			 " s:o, s:b, s:i}",
 			 "uuid", d->uuid, "name", d->name, "cpus", (int)d->cpus, "memory_mib",
 			 (json_int_t)d->memory_mib, "kernel", d->kernel ? d->kernel : "", "initrd",
@@ -104,8 +114,9 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 			 "autostart", d->autostart, "restart_policy", restart_policy_name(d->restart),
 			 "cpu_weight", (int)d->cpu_weight, "cpu_max", (int)d->cpu_max, "checkpoint",
 			 d->checkpoint[0] ? json_string(d->checkpoint) : json_null(), "disks", disks,
-			 "nics", nics, "ha", d->ha, "ha_priority", (int)d->ha_priority);
+			 "nics", nics, "ha", d->ha, "ha_priority", (int)d->ha_priority), d);
 }
+
 
 static int rec_disk(json_t *j, struct vmdef_disk *k, unsigned idx)
 {
@@ -147,7 +158,9 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 	      rec_dup(j, "cmdline", &d->cmdline, false) ?: rec_bool(j, "rng", &d->rng) ?:
 	      rec_bool(j, "autostart", &d->autostart) ?: rec_bool(j, "ha", &d->ha) ?:
 	      rec_str(j, "restart_policy", policy, sizeof(policy)) ?:
-	      rec_str(j, "checkpoint", d->checkpoint, sizeof(d->checkpoint));
+	      rec_str(j, "checkpoint", d->checkpoint, sizeof(d->checkpoint)) ?:
+	      rec_str(j, "anti_affinity", d->anti_affinity, sizeof(d->anti_affinity)) ?:
+	      rec_bool(j, "anti_affinity_hard", &d->anti_affinity_hard);
 	if (ret)
 		return ret;
 	if (!d->uuid[0] || !d->name[0] || (policy[0] && restart_policy_parse(policy, &d->restart)))

@@ -124,7 +124,7 @@ static int es_vm_put(struct store *st, const struct vmdef *def)
 		return -EINVAL;
 	pthread_mutex_lock(&es->mu);
 	ret = es_key(es, key, "vms/%s", def->uuid) ?:
-	      es_own(es, def->uuid, false) ?:
+	      es_own(es, def->uuid, false) ?: es_name_claim(es, def) ?:
 	      es_add_json(es, key, etcd_rec_vmdef_json(def));
 	ret = es_done(es, ret);
 	pthread_mutex_unlock(&es->mu);
@@ -140,7 +140,7 @@ static int es_vm_delete(struct store *st, const char *uuid)
 	if (!es_part_ok(uuid))
 		return -EINVAL;
 	pthread_mutex_lock(&es->mu);
-	ret = es_own(es, uuid, true) ?:
+	ret = es_own(es, uuid, true) ?: es_name_release(es, uuid) ?:
 	      es_key(es, key, "vms/%s", uuid) ?: es_add(es, key, NULL, NULL, 0) ?:
 	      es_key(es, key, "owner/%s", uuid) ?: es_add(es, key, NULL, NULL, 0) ?:
 	      es_key(es, key, "hosts/%s/runtime/%s", es->host, uuid) ?:

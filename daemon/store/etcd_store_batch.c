@@ -43,6 +43,7 @@ void es_batch_clear(struct es *es)
 	es->ops = NULL;
 	es->owned = NULL;
 	es->nr_ops = es->nr_owned = 0;
+	es->nr_absent = 0;
 }
 
 /* etcd refuses two writes of one key in a transaction: the later replaces
@@ -133,6 +134,8 @@ static int es_try_commit(struct es *es, const bool *free_owners, bool *succeeded
 		if (!ret && free_owners[i] && !es->owned[i].deleting)
 			ret = etcd_txn_put(&t, key, es->host, strlen(es->host), 0);
 	}
+	for (size_t i = 0; !ret && i < es->nr_absent; i++)
+		ret = etcd_txn_compare(&t, es->absent[i], ETCD_CMP_VERSION, ETCD_CMP_EQUAL, 0, NULL);
 	for (size_t i = 0; !ret && i < es->nr_ops; i++) {
 		const struct es_op *op = &es->ops[i];
 
@@ -192,7 +195,7 @@ int es_commit(struct es *es)
 			ret = es_try_commit(es, free_owners, &ok);
 	}
 	if (!ret && !ok)
-		ret = -EAGAIN; /* raced with another writer: the caller may try again */
+		ret = es_absent_taken(es) ?: -EAGAIN; /* raced with another writer: the caller may try again */
 	es_batch_clear(es);
 	return ret;
 }

@@ -14,6 +14,7 @@
 #define ES_KEY_MAX 512
 #define ES_OWN_REVS 256
 #define ES_VERSION "1"
+#define ES_ABSENT_MAX 4
 
 /* A write waiting for store_end (or the one write of a call). */
 struct es_op {
@@ -46,6 +47,11 @@ struct es {
 	struct es_owned *owned;
 	size_t nr_owned;
 	json_t *pending; /* uuid -> runtime record etcd did not take yet */
+	/* Keys the batch creates that must not exist (a VM's name in the
+	 * pool's name index: etcd_store_names.c). */
+	char absent[ES_ABSENT_MAX][ES_KEY_MAX];
+	char absent_val[ES_ABSENT_MAX][40]; /* what the batch puts there (a uuid) */
+	size_t nr_absent;
 
 	/* Revisions of our own writes, so that the watch reports only others'.
 	 * wlock is held across each commit, so the watch never sees a write of
@@ -82,6 +88,18 @@ int es_commit(struct es *es);
 int es_done(struct es *es, int ret);
 /* Write the runtime records etcd did not take (watch thread, reconnected). */
 void es_flush_pending(struct es *es);
+
+/* etcd_store_names.c: the pool-wide name index (P/names/NAME -> UUID).
+ * Into the batch (mu held): def's name, created if absent (compare: it
+ * still is) or kept if it is def's already; -EEXIST when another VM has
+ * it. */
+int es_name_claim(struct es *es, const struct vmdef *def);
+/* Into the batch: drop uuid's name from the index (if it names uuid). */
+int es_name_release(struct es *es, const char *uuid);
+/* After a failed commit: -EEXIST if one of the batch's absent keys exists
+ * now with another value (another VM took the name first), else 0 (the
+ * same VM's: an ownership race, which the caller reports). */
+int es_absent_taken(struct es *es);
 
 /* etcd_store_watch.c: the callbacks of the store's etcd watch. */
 extern const struct etcd_watch_ops es_watch_ops;

@@ -76,6 +76,8 @@ static const struct {
     {"disks", "bps_burst", "INTEGER NOT NULL DEFAULT 0"},
     {"disks", "cbt", "INTEGER NOT NULL DEFAULT 0"},
     {"vms", "checkpoint", "TEXT"},
+    {"vms", "anti_affinity", "TEXT"},
+    {"vms", "anti_affinity_hard", "INTEGER NOT NULL DEFAULT 0"},
 };
 
 static int db_exec(struct db *db, const char *sql)
@@ -207,8 +209,8 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 	    db,
 	    "SELECT v.uuid, v.name, v.cpus, v.memory_mib, v.kernel, v.initrd, v.cmdline, v.rng,"
 	    " v.autostart, v.restart_policy, v.cpu_weight, v.cpu_max, r.state, r.pid,"
-	    " r.pid_start, r.started_at, r.exit_status, r.exit_reason, r.restarts, v.checkpoint"
-	    " FROM vms v LEFT JOIN runtime r ON r.vm_uuid = v.uuid ORDER BY v.created_at, v.name");
+	    " r.pid_start, r.started_at, r.exit_status, r.exit_reason, r.restarts, v.checkpoint,"
+	    " v.anti_affinity, v.anti_affinity_hard FROM vms v LEFT JOIN runtime r ON r.vm_uuid = v.uuid ORDER BY v.created_at, v.name");
 	int ret = 0, rc;
 
 	if (!st)
@@ -245,6 +247,8 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 			snprintf(rt.state, sizeof(rt.state), "defined");
 		}
 		col_copy(st, 19, d.checkpoint, sizeof(d.checkpoint));
+		col_copy(st, 20, d.anti_affinity, sizeof(d.anti_affinity));
+		d.anti_affinity_hard = sqlite3_column_int(st, 21);
 		ret = db_load_children(db, &d);
 		if (!ret)
 			ret = fn(opaque, &d, &rt);
@@ -310,12 +314,14 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 	    db,
 	    "INSERT INTO vms (uuid, name, cpus, memory_mib, kernel, initrd, cmdline, rng, "
 	    "autostart,"
-	    " restart_policy, cpu_weight, cpu_max, checkpoint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	    " restart_policy, cpu_weight, cpu_max, checkpoint, anti_affinity, anti_affinity_hard)"
+	    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 	    " ON CONFLICT(uuid) DO UPDATE SET name=excluded.name, cpus=excluded.cpus,"
 	    " memory_mib=excluded.memory_mib, kernel=excluded.kernel, initrd=excluded.initrd,"
 	    " cmdline=excluded.cmdline, rng=excluded.rng, autostart=excluded.autostart,"
 	    " restart_policy=excluded.restart_policy, cpu_weight=excluded.cpu_weight,"
-	    " cpu_max=excluded.cpu_max, checkpoint=excluded.checkpoint");
+	    " cpu_max=excluded.cpu_max, checkpoint=excluded.checkpoint,"
+	    " anti_affinity=excluded.anti_affinity, anti_affinity_hard=excluded.anti_affinity_hard");
 	if (st) {
 		sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 2, d->name, -1, SQLITE_TRANSIENT);
@@ -330,6 +336,8 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 		sqlite3_bind_int(st, 11, (int)d->cpu_weight);
 		sqlite3_bind_int(st, 12, (int)d->cpu_max);
 		bind_opt(st, 13, d->checkpoint[0] ? d->checkpoint : NULL);
+		bind_opt(st, 14, d->anti_affinity[0] ? d->anti_affinity : NULL);
+		sqlite3_bind_int(st, 15, d->anti_affinity_hard);
 	}
 	ret = db_step_done(db, st);
 	if (!ret) {

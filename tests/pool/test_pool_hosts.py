@@ -288,7 +288,7 @@ def scenario(args, c, a, b, hc, boot):
               f"host-{h}: vm list shows vmb on host-b")
     p = a.cli("vm", "list")
     check("HOST" in p.stdout and "host-b" in p.stdout, "the table has a HOST column")
-    a.cli("vm", "start", "vmb")
+    a.cli("vm", "start", "vmb", "--host", "host-b")  # placement would pick host-c
     b.wait_console("vmb", "round 2")
     pid = b.vm("vmb")["pid"]
     check(pid and os.path.exists(f"/proc/{pid}"),

@@ -145,6 +145,8 @@ static void def_make(struct vmdef *d, const char *name, const char *uuid)
 	snprintf(d->nics[0].tap, sizeof(d->nics[0].tap), "tap0");
 	snprintf(d->nics[0].mac, sizeof(d->nics[0].mac), "52:54:00:12:34:56");
 	d->nr_nics = 1;
+	snprintf(d->anti_affinity, sizeof(d->anti_affinity), "web");
+	d->anti_affinity_hard = true;
 }
 
 struct loaded {
@@ -191,6 +193,8 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 	assert_int_equal(a->cpu_weight, b->cpu_weight);
 	assert_int_equal(a->cpu_max, b->cpu_max);
 	assert_string_equal(a->checkpoint, b->checkpoint);
+	assert_string_equal(a->anti_affinity, b->anti_affinity);
+	assert_int_equal(a->anti_affinity_hard, b->anti_affinity_hard);
 	assert_int_equal(a->nr_disks, b->nr_disks);
 	for (unsigned i = 0; i < a->nr_disks; i++) {
 		assert_string_equal(a->disks[i].path, b->disks[i].path);
@@ -609,6 +613,28 @@ static void test_ownership_race(void **state)
 	print_message("ownership race: host 1 won %u, host 2 won %u of 20\n", wins[0], wins[1]);
 }
 
+/* The pool's name index: a name another VM has is refused on any host
+ * (-EEXIST) until that VM is deleted; the same VM keeps its name. */
+static void test_names(void **state)
+{
+	struct fx *f = *state;
+	struct vmdef d1, d2;
+
+	if (!f->st2)
+		return;
+	def_make(&d1, "named", "55555555-5555-4555-8555-000000000001");
+	def_make(&d2, "named", "55555555-5555-4555-8555-000000000002");
+	assert_int_equal(store_vm_put(f->st, &d1), 0);
+	assert_int_equal(store_vm_put(f->st, &d1), 0); /* its own name: kept */
+	assert_int_equal(store_vm_put(f->st2, &d2), -EEXIST);
+	assert_int_equal(store_vm_put(f->st, &d2), -EEXIST);
+	assert_int_equal(store_vm_delete(f->st, d1.uuid), 0);
+	assert_int_equal(store_vm_put(f->st2, &d2), 0);
+	assert_int_equal(store_vm_delete(f->st2, d2.uuid), 0);
+	vmdef_free(&d1);
+	vmdef_free(&d2);
+}
+
 static void test_unreachable(void **state)
 {
 	struct fx *f = *state;
@@ -849,7 +875,7 @@ static void test_client(void **state)
 	{ CASE(test_vms, env), CASE(test_runtime, env), CASE(test_meta, env),                     \
 	  CASE(test_checkpoints, env), CASE(test_hosts, env), CASE(test_jobs, env),               \
 	  CASE(test_transactions, env), CASE(test_watch, env), CASE(test_ownership, env),         \
-	  CASE(test_ownership_race, env),                                                            \
+	  CASE(test_ownership_race, env), CASE(test_names, env),                                     \
 	  CASE(test_unreachable, env), CASE(test_client, env), CASE(test_member_killed, env) }
 
 int main(void)

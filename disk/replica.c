@@ -352,6 +352,9 @@ int replica_add(struct replica *r, int in_fd, struct replica_point *added, char 
 
 	if ((ret = cbt_incr_header(in_fd, &size, point, since, err, errlen)))
 		return ret;
+	if (!size || size % 512)
+		return disk_errf(err, errlen, -EINVAL, "a disk of %llu bytes: not a whole number "
+				 "of 512-byte sectors", (unsigned long long)size);
 	if (!replica_name_ok(point))
 		return disk_errf(err, errlen, -EINVAL, "point name '%.31s' is not a valid replica "
 				 "point name (1-31 of A-Z a-z 0-9 . _ -)", point);

@@ -57,7 +57,7 @@ static json_t *export_json(const struct blk_export_status *x)
 	return o;
 }
 
-/* [{"id","path","format","qos":{...},"error":null|"...","export":{...}}] */
+/* [{"id","path","format","qos":{...},"error":null|"...","size":bytes,"export":{...}}] */
 static json_t *disks_status(struct vm *vm)
 {
 	json_t *a = json_array();
@@ -77,6 +77,8 @@ static json_t *disks_status(struct vm *vm)
 						   "qos", q, "error",
 						   st.error[0] ? json_string(st.error) : json_null(),
 						   "readonly", st.readonly, "cbt", st.cbt));
+		json_object_set_new(json_array_get(a, json_array_size(a) - 1), "size",
+				    json_integer((json_int_t)virtio_blk_size(d)));
 		{
 			struct blk_export_status x;
 

@@ -546,6 +546,11 @@ int sup_replica_enable(struct sup *s, const char *name, json_t *body, json_t **o
 	}
 	snprintf(r->name, sizeof(r->name), "%s", vm->def.name);
 	snprintf(r->uuid, sizeof(r->uuid), "%s", vm->def.uuid);
+	if (sup_vm_dir(s, vm, path, sizeof(path))) { /* made here: replica.json goes in it */
+		cerr_set(e, CERR_NO_SPACE, "", "cannot make the VM's directory %s", path);
+		sup_vm_unlock(s, vm);
+		goto fail;
+	}
 	{
 		char me[256] = "";
 

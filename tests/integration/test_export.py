@@ -267,4 +267,5 @@ def scenario(args, fmt):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-harness.main(test)
+if __name__ == "__main__":
+    harness.main(test)

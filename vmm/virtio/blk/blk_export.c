@@ -84,8 +84,9 @@ struct blk_export {
 	const uint8_t *out;
 	size_t out_len;
 	struct exp_buf *out_buf; /* out points into it */
-	/* The stall timeout and the bandwidth cap: one timerfd on the loop,
-	 * armed for the earlier of the two deadlines (CLOCK_MONOTONIC ns). */
+	/* The stall timeout and the bandwidth cap: the device's export timer
+	 * (blk->exp_timer_fd, on the loop), armed for the earlier of the two
+	 * deadlines (CLOCK_MONOTONIC ns). */
 	int tfd;
 	uint64_t stall_ns;
 	uint64_t blocked_since; /* the output said EAGAIN with nothing taken since (0: no) */
@@ -128,7 +129,6 @@ static uint64_t bit_next(const uint8_t *m, uint64_t b, uint64_t nr)
 }
 
 static void exp_watch_cb(void *opaque, uint32_t events);
-static void exp_timer_cb(void *opaque, uint32_t events);
 
 /* The timer for the earlier of the stall deadline and the throttle's end
  * (none: disarmed). */
@@ -171,6 +171,8 @@ static void exp_end(struct blk_dev *blk, const char *state, int err, const char 
 	if (!e || !e->active)
 		return;
 	e->active = false;
+	e->blocked_since = e->throttle_until = 0;
+	exp_rearm(e); /* disarmed */
 	e->st.state = state;
 	snprintf(e->st.error, sizeof(e->st.error), "%s", why ? why : "");
 	if (err)
@@ -573,7 +575,7 @@ static void exp_watch_cb(void *opaque, uint32_t events)
 }
 
 /* The stall deadline or the throttle's end came. */
-static void exp_timer_cb(void *opaque, uint32_t events)
+void blk_export_timer_cb(void *opaque, uint32_t events)
 {
 	struct blk_dev *blk = opaque;
 	struct blk_export *e;
@@ -581,12 +583,12 @@ static void exp_timer_cb(void *opaque, uint32_t events)
 	uint64_t ticks, now = qos_now_ns();
 
 	(void)events;
+	if (read(blk->exp_timer_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		log_warn("%s: export timer: %s", blk->vd.name, strerror(errno));
 	pthread_mutex_lock(&blk->vd.lock);
 	used_before = blk->vd.vqs[0].used_idx;
 	e = blk->exp;
 	if (e && e->active) {
-		if (e->tfd >= 0 && read(e->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-			log_warn("%s: export timer: %s", blk->vd.name, strerror(errno));
 		if (e->blocked_since && now - e->blocked_since >= e->stall_ns) {
 			char why[96];
 
@@ -608,22 +610,20 @@ static void exp_timer_cb(void *opaque, uint32_t events)
  * lock is released: evloop_del from another thread waits for the loop's
  * callbacks, which take the lock. */
 struct exp_fds {
-	int out, timer;
+	int out;
 	bool watched;
 };
 
 static struct exp_fds exp_take_fds(struct blk_dev *blk)
 {
 	struct blk_export *e = blk->exp;
-	struct exp_fds f = { -1, -1, false };
+	struct exp_fds f = { -1, false };
 
 	if (!e || e->active)
 		return f;
 	f.out = e->fd;
 	f.watched = e->watched;
-	f.timer = e->tfd;
 	e->fd = -1;
-	e->tfd = -1;
 	e->watched = false;
 	if (!e->reads)
 		blk_export_free(blk);
@@ -636,10 +636,6 @@ static void exp_close_fds(struct blk_dev *blk, struct exp_fds f)
 		if (f.watched)
 			evloop_del(blk->vd.vm->loop, f.out);
 		close(f.out);
-	}
-	if (f.timer >= 0) {
-		evloop_del(blk->vd.vm->loop, f.timer);
-		close(f.timer);
 	}
 }
 
@@ -659,7 +655,7 @@ void blk_export_free(struct blk_dev *blk)
 		return;
 	if (e->active)
 		exp_end(blk, "cancelled", -ECANCELED, "the disk went away");
-	exp_close_fds(blk, (struct exp_fds){ e->fd, e->tfd, e->watched });
+	exp_close_fds(blk, (struct exp_fds){ e->fd, e->watched });
 	free(e->set);
 	free(e->todo);
 	free(e->busy);
@@ -778,7 +774,6 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 	if (!e)
 		return exp_fail_start(fd, -ENOMEM);
 	e->fd = fd;
-	e->tfd = -1;
 	e->regular = S_ISREG(sb.st_mode);
 	e->nr_blocks = nr;
 	e->disk_size = disk_size(blk->disk);
@@ -820,15 +815,7 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 		snprintf(err, errlen, "cannot start point '%s': %s", a->point, strerror(-ret));
 		goto fail;
 	}
-	e->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (e->tfd < 0 || evloop_add(blk->vd.vm->loop, e->tfd, EPOLLIN, exp_timer_cb, blk)) {
-		snprintf(err, errlen, "cannot make the export's timer: %s", strerror(errno));
-		if (e->tfd >= 0)
-			close(e->tfd);
-		e->tfd = -1;
-		ret = -EIO;
-		goto fail;
-	}
+	e->tfd = blk->exp_timer_fd;
 	e->stall_ns = (uint64_t)(a->stall_ms ? a->stall_ms : BLK_EXPORT_STALL_MS) * 1000000u;
 	if (a->max_bandwidth) {
 		struct qos_limits l = { .bps = a->max_bandwidth };
@@ -867,10 +854,6 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 	return 0;
 fail:
 	e->fd = -1;
-	if (e->tfd >= 0) {
-		evloop_del(blk->vd.vm->loop, e->tfd);
-		close(e->tfd);
-	}
 	free(e->set);
 	free(e->todo);
 	free(e->busy);

@@ -42,6 +42,8 @@ bool blk_export_may_write(struct blk_dev *blk, struct blk_req *req);
 void blk_export_io_done(struct blk_dev *blk, void *tag, int res);
 /* Move the stream on: send what is ready, start the next reads. */
 void blk_export_pump(struct blk_dev *blk);
+/* The device's export timer fired (on the loop; blk.c watches it). */
+void blk_export_timer_cb(void *opaque, uint32_t events);
 /* Release vd.lock, then stop watching and close an ended export's
  * descriptors (its output and its timer: evloop_del from another thread
  * waits for the loop's callbacks, which take vd.lock). */

@@ -219,7 +219,7 @@ static int worker(struct sup *s, struct rep_out *r, json_t *req, const int *fds,
 		sup_vm_unlock(s, vm);
 		return cerr_set(e, CERR_STATE, "", "the VM does not run");
 	}
-	ret = sup_worker_cmd(s, vm, req, fds, nfds, REP_CTL_MS, reply, e);
+	ret = sup_worker_cmd(s, vm, json_incref(req), fds, nfds, REP_CTL_MS, reply, e); /* it takes req */
 	sup_vm_unlock(s, vm);
 	if (!ret && !json_is_true(json_object_get(*reply, "ok"))) {
 		cerr_set(e, CERR_INTERNAL, "", "%s",

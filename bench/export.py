@@ -15,7 +15,11 @@ their throughput, and what they cost the guest's writes.
    time per request at depth 1, and how many requests waited for a
    copy-before-write read (and of those, with the copies at their cap).
 
+3. Bandwidth caps (max_bandwidth): with --caps MB/s,... one full export
+   of the paused VM per cap: the rate achieved against the cap.
+
 Usage: bench/export.py [--build DIR] [--mib M] [--ops N] [--runs R] [--dir D]
+                       [--caps 10,50,200] [--caps-only]
 """
 import argparse
 import json
@@ -47,13 +51,15 @@ def wait_socket(ctl, timeout=30):
     raise SystemExit(f"control socket {ctl} never opened")
 
 
-def export_once(ctl, point, since=None, max_copies=None):
+def export_once(ctl, point, since=None, max_copies=None, max_bandwidth=None):
     """One export into a pipe read here; returns (bytes, seconds, status)."""
     req = {"cmd": "disk-export", "disk": "d", "fd": 0, "point": point}
     if since:
         req["since"] = since
     if max_copies:
         req["max_copies"] = max_copies
+    if max_bandwidth:
+        req["max_bandwidth"] = max_bandwidth
     r, w = os.pipe()
     t0 = time.perf_counter()
     try:
@@ -92,21 +98,26 @@ def start_vm(build, kernel, cmdline, img, ctl):
                             stdin=subprocess.DEVNULL, text=True)
 
 
-def throughput(build, tmp, mib, runs):
+def throughput(build, tmp, mib, runs, caps=()):
+    """Uncapped rates (MB/s) of `runs` full exports, then (cap, rate,
+    throttled) for each cap in MB/s."""
     img, ctl = os.path.join(tmp, "t.raw"), os.path.join(tmp, "t.sock")
     make_image(img, mib)
     p = start_vm(build, "blkverify", "mode=seq slots=16 batch=1 qd=1", img, ctl)
     try:
         wait_socket(ctl)
         control(ctl, {"cmd": "pause"})
-        rates = []
+        rates, capped = [], []
         for i in range(runs):
             n, dt, _ = export_once(ctl, f"t{i}")
             rates.append(n / dt / 1e6)
+        for i, cap in enumerate(caps):
+            n, dt, st = export_once(ctl, f"c{i}", max_bandwidth=int(cap * 1e6))
+            capped.append((cap, n / dt / 1e6, st["throttled"]))
     finally:
         p.kill()
         p.wait()
-    return rates
+    return rates, capped
 
 
 def guest_run(build, tmp, mib, ops, mode, interval=1.0):
@@ -165,10 +176,24 @@ def main():
     ap.add_argument("--dir", default=None)
     ap.add_argument("--interval", type=float, default=1.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--caps", default="", help="MB/s caps to measure, comma-separated")
+    ap.add_argument("--caps-only", action="store_true", help="skip the guest runs")
     a = ap.parse_args()
     build = common.build_dir(a.build)
+    caps = [float(c) for c in a.caps.split(",") if c]
     with tempfile.TemporaryDirectory(prefix="cella-bench-export-", dir=a.dir) as tmp:
-        rates = throughput(build, tmp, a.mib, a.runs)
+        rates, capped = throughput(build, tmp, a.mib, a.runs, caps)
+        if a.caps_only:
+            if a.json:
+                print(json.dumps({"throughput_mbs": rates, "caps": capped}, indent=1))
+                return
+            print(f"full export of a {a.mib} MiB raw disk, VM paused, uncapped: median "
+                  f"{common.median(rates):.0f} MB/s")
+            print("| cap MB/s | achieved MB/s | achieved / cap | throttle waits |")
+            print("|---|---|---|---|")
+            for cap, got, thr in capped:
+                print(f"| {cap:g} | {got:.1f} | {got / cap:.3f} | {thr} |")
+            return
         base, _ = guest_run(build, tmp, a.mib, a.ops, None)
         inter, ex_i = guest_run(build, tmp, a.mib, a.ops, "interval", a.interval)
         during, ex = guest_run(build, tmp, a.mib, a.ops, "full")

@@ -76,3 +76,12 @@ int cmd_pool_create(struct client *c, int argc, char **argv);
 int cmd_pool_token(struct client *c, int argc, char **argv);
 int cmd_pool_join(struct client *c, int argc, char **argv);
 int cmd_pool_leave(struct client *c, int argc, char **argv);
+
+/* replica.c */
+int cmd_replica_enable(struct client *c, int argc, char **argv);
+int cmd_replica_status(struct client *c, int argc, char **argv);
+int cmd_replica_disable(struct client *c, int argc, char **argv);
+int cmd_replica_list(struct client *c, int argc, char **argv);
+int cmd_replica_show(struct client *c, int argc, char **argv);
+int cmd_replica_failover(struct client *c, int argc, char **argv);
+int cmd_replica_delete(struct client *c, int argc, char **argv);

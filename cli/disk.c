@@ -630,6 +630,9 @@ static const struct sub subs[] = {
      cmd_disk_backup},
     {"restore", "-o FULL_IMAGE INCR_FILE...", "apply incremental backups onto a full image",
      cmd_disk_restore},
+    {"replica", "add DIR SET... | points [--json] DIR | merge --keep N DIR | drop --after P DIR",
+     "a replica disk's recovery points: change sets made points, listed, merged, dropped",
+     cmd_disk_replica},
 };
 
 static void disk_usage(FILE *f)

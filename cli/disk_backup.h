@@ -5,3 +5,5 @@
 
 int cmd_disk_backup(int argc, char **argv);
 int cmd_disk_restore(int argc, char **argv);
+/* `cella disk replica add|points|merge|drop` (cli/disk_replica.c). */
+int cmd_disk_replica(int argc, char **argv);

@@ -177,6 +177,29 @@ static const struct cmd cmds[] = {
      "docs/pool.md)", cmd_pool_status, NULL},
     {"pool", "leave", "", "",
      "take this host out of its pool; refused while it owns VMs", cmd_pool_leave, NULL},
+    {"replica", "enable", "", "NAME --to HOST [--interval D] [--keep N] [--max-bandwidth B]",
+     "replicate a running VM to a peer host: every interval, what changed on its disks "
+     "becomes a recovery point there (Enable-VMReplication)", cmd_replica_enable,
+     "  --to HOST          the target (cella host add)\n"
+     "  --interval D       how often: 1s to 24h, e.g. 5s, 30s, 5m (default 5s)\n"
+     "  --keep N           recovery points the target keeps (default 24)\n"
+     "  --max-bandwidth B  bytes per second per disk export (default: no cap)\n"},
+    {"replica", "status", "", "NAME",
+     "a VM's replication: target, last point, lag, health (Measure-VMReplication)",
+     cmd_replica_status, NULL},
+    {"replica", "disable", "", "NAME", "stop replicating a VM; the target keeps its replica",
+     cmd_replica_disable, NULL},
+    {"replica", "list", "ls", "", "the replicas this host keeps for other hosts",
+     cmd_replica_list, NULL},
+    {"replica", "show", "points", "NAME", "a replica's disks and recovery points",
+     cmd_replica_show, NULL},
+    {"replica", "failover", "", "NAME [--point P] [--no-start]",
+     "define the VM here on a recovery point (the latest every disk has, or P) and start it "
+     "(Start-VMFailover)", cmd_replica_failover,
+     "  --point P          the recovery point (cella replica show NAME)\n"
+     "  --no-start         define it, do not start it\n"},
+    {"replica", "delete", "rm remove", "NAME", "delete a replica and its points",
+     cmd_replica_delete, NULL},
     {NULL, "events", "", "[--vm NAME] [--since SEQ]", "follow the event stream (JSON lines)",
      cmd_events, NULL},
     {NULL, "completion", "", "bash", "print a bash completion script", cmd_completion, NULL},
@@ -194,7 +217,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "sock=${CELLA_SOCKET:-" DEFAULT_SOCKET "}\n"
 	    "  if [ $COMP_CWORD -eq 1 ]; then\n"
 	    "    COMPREPLY=($(compgen -W 'vm host pool events completion help --json --socket --url "
-	    "--token-file --help --version' -- \"$cur\")); return\n"
+	    "--token-file --help --version replica disk' -- \"$cur\")); return\n"
 	    "  fi\n"
 	    "  case $w1 in\n"
 	    "  vm)\n"
@@ -231,6 +254,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "\"$cur\"))\n"
 	    "    fi;;\n"
 	    "  pool) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'create token join status leave' -- \"$cur\"));;\n"
+	    "  replica) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'enable status disable list show failover delete' -- \"$cur\"));;\n"
 	    "  completion) COMPREPLY=($(compgen -W 'bash' -- \"$cur\"));;\n"
 	    "  esac\n"
 	    "}\n"
@@ -340,7 +364,7 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[i], "disk")) /* image tools: local, no cellad */
 		return disk_cli_main(argc - i, argv + i);
 	if (!strcmp(argv[i], "vm") || !strcmp(argv[i], "host") || !strcmp(argv[i], "checkpoint") ||
-	    !strcmp(argv[i], "pool")) {
+	    !strcmp(argv[i], "pool") || !strcmp(argv[i], "replica")) {
 		group = argv[i++];
 		if (i >= argc) {
 			fprintf(stderr, "cella: '%s' needs a subcommand (see cella --help)\n",

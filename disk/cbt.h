@@ -100,9 +100,6 @@ int cbt_backup_full(struct disk *d, struct cbt *c, const char *point, int out_fd
 		    uint64_t *bytes, char *err, size_t errlen) __must_check;
 int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, const char *point,
 			   int out_fd, uint64_t *bytes, char *err, size_t errlen) __must_check;
-/* Check an incremental file (header, extents, checksum) and, when that
- * passes, write its blocks into d (which must have the same size) and flush.
- * point/since (CBT_NAME_MAX bytes each) receive the names it records. */
 /* The header and extent list of an incremental holding the blocks set in
  * `bits` (nr_blocks bits, clipped to disk_size), for writers that stream the
  * data themselves (cella-vm's live export): a malloc'ed buffer in *meta of
@@ -112,5 +109,13 @@ int cbt_incr_meta(const uint8_t *bits, uint64_t nr_blocks, uint64_t disk_size, c
 		  const char *since, uint8_t **meta, size_t *meta_len, uint64_t *data) __must_check;
 /* The 8-byte trailer: crc (of everything before it) and "CEND". */
 void cbt_incr_trailer(uint32_t crc, uint8_t out[8]);
+/* The header of an incremental (or full export) in fd, read at offset 0 and
+ * not validated against the rest of the file: its disk size and point
+ * names (CBT_NAME_MAX bytes each). 0, or -EINVAL with err. */
+int cbt_incr_header(int fd, uint64_t *disk_size, char *point, char *since, char *err,
+		    size_t errlen) __must_check;
+/* Check an incremental file (header, extents, checksum) and, when that
+ * passes, write its blocks into d (which must have the same size) and flush.
+ * point/since (CBT_NAME_MAX bytes each) receive the names it records. */
 int cbt_restore_incremental(struct disk *d, int in_fd, char *point, char *since, char *err,
 			    size_t errlen) __must_check;

@@ -336,6 +336,27 @@ static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *n
 	return 0;
 }
 
+int cbt_incr_header(int fd, uint64_t *disk_sz, char *point, char *since, char *err,
+		    size_t errlen)
+{
+	uint8_t hdr[HDR_SIZE];
+	uint32_t ver, bs;
+
+	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) || memcmp(hdr, CBT_INCR_MAGIC, 8))
+		return disk_errf(err, errlen, -EINVAL, "not an incremental backup (bad magic)");
+	memcpy(&ver, hdr + 8, 4);
+	memcpy(&bs, hdr + 12, 4);
+	if (le32toh(ver) != CBT_INCR_VERSION || le32toh(bs) != CBT_BLOCK)
+		return disk_errf(err, errlen, -EINVAL, "unsupported version %u or block size %u",
+		                 le32toh(ver), le32toh(bs));
+	if (!memchr(hdr + 40, 0, CBT_NAME_MAX) || !memchr(hdr + 40 + CBT_NAME_MAX, 0, CBT_NAME_MAX))
+		return disk_errf(err, errlen, -EINVAL, "point names are not terminated");
+	*disk_sz = get64(hdr + 16);
+	memcpy(point, hdr + 40, CBT_NAME_MAX);
+	memcpy(since, hdr + 40 + CBT_NAME_MAX, CBT_NAME_MAX);
+	return 0;
+}
+
 static int incr_check_crc(int fd, uint8_t *buf, char *err, size_t errlen)
 {
 	struct stat st;

@@ -99,6 +99,10 @@ enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
 enum { HOSTS_LIST, HOSTS_ADD, HOSTS_REMOVE };
 enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
 enum { POOL_STATUS, POOL_LEAVE, POOL_CREATE, POOL_TOKEN, POOL_JOIN, POOL_ADMIT, POOL_CA };
+enum { REP_STATUS, REP_ENABLE, REP_DISABLE };
+enum { REPS_LIST, REPS_CREATE, REPS_GET, REPS_DELETE, REPS_FAILOVER };
+/* h_upload's arg: what the upload is. */
+enum { UP_STATE, UP_DISK, UP_REPLICA_SET };
 #define API_HANDLER(fn) enum MHD_Result fn(struct api_request *r, const char *name, int arg)
 /* vms.c */
 API_HANDLER(h_list);
@@ -123,5 +127,8 @@ API_HANDLER(h_pool);
 /* incoming.c */
 API_HANDLER(h_incoming);
 API_HANDLER(h_upload);
+/* replicas.c */
+API_HANDLER(h_replica);
+API_HANDLER(h_replicas);
 /* static.c: the web console's files (arg 0: /ui, its index.html) */
 API_HANDLER(h_static);

@@ -37,11 +37,18 @@ enum MHD_Result h_incoming(struct api_request *r, const char *name, int arg)
 /* The end of a streamed upload (api.c wrote the body into r->upload_fd). */
 enum MHD_Result h_upload(struct api_request *r, const char *name, int arg)
 {
-	const char *disk = arg ? r->sub : NULL;
+	const char *disk = arg != UP_STATE ? r->sub : NULL;
 	struct cerr e = {0};
 
 	if (r->upload_fd < 0)
 		return api_fail(r->c, 400, "", "the file's bytes are required as the body");
+	if (arg == UP_REPLICA_SET) {
+		json_t *out = NULL;
+		int ret = sup_replica_in_upload_done(r->sup, name, disk, r->upload_fd,
+						     r->upload_bytes, true, &out, &e);
+
+		return api_reply(r, ret, &e, 201, out);
+	}
 	if (sup_incoming_upload_done(r->sup, name, disk, r->upload_fd, r->upload_bytes, true, &e))
 		return api_reply_error(r->c, &e);
 	return api_reply_json(r->c, 200, json_pack("{s:I}", "bytes", (json_int_t)r->upload_bytes));

@@ -68,8 +68,20 @@ static const struct route routes[] = {
     {"POST", "/v1/incoming", h_incoming, IN_PREPARE, no_query, ROLE_ADMIN, true},
     {"POST", "/v1/incoming/{name}/commit", h_incoming, IN_COMMIT, no_query, ROLE_ADMIN, true},
     {"DELETE", "/v1/incoming/{name}", h_incoming, IN_ABORT, no_query, ROLE_ADMIN, true},
-    {"PUT", "/v1/incoming/{name}/state", h_upload, 0, no_query, ROLE_ADMIN, true},
-    {"PUT", "/v1/incoming/{name}/disks/{disk}", h_upload, 1, no_query, ROLE_ADMIN, true},
+    {"PUT", "/v1/incoming/{name}/state", h_upload, UP_STATE, no_query, ROLE_ADMIN, true},
+    {"PUT", "/v1/incoming/{name}/disks/{disk}", h_upload, UP_DISK, no_query, ROLE_ADMIN, true},
+    /* Replication: a VM's, from here; and the replicas kept here, made and
+     * fed by their source hosts (peers), failed over by admins. */
+    {"GET", "/v1/vms/{name}/replica", h_replica, REP_STATUS, no_query, ROLE_VIEWER},
+    {"POST", "/v1/vms/{name}/replica", h_replica, REP_ENABLE, no_query, ROLE_OPERATOR},
+    {"DELETE", "/v1/vms/{name}/replica", h_replica, REP_DISABLE, no_query, ROLE_OPERATOR},
+    {"GET", "/v1/replicas", h_replicas, REPS_LIST, no_query, ROLE_VIEWER},
+    {"POST", "/v1/replicas", h_replicas, REPS_CREATE, no_query, ROLE_ADMIN, true},
+    {"GET", "/v1/replicas/{name}", h_replicas, REPS_GET, no_query, ROLE_VIEWER},
+    {"DELETE", "/v1/replicas/{name}", h_replicas, REPS_DELETE, no_query, ROLE_ADMIN},
+    {"POST", "/v1/replicas/{name}/failover", h_replicas, REPS_FAILOVER, no_query, ROLE_ADMIN},
+    {"PUT", "/v1/replicas/{name}/disks/{disk}", h_upload, UP_REPLICA_SET, no_query, ROLE_ADMIN,
+     true},
     {"GET", "/v1/pool", h_pool, POOL_STATUS, no_query, ROLE_VIEWER},
     {"POST", "/v1/pool", h_pool, POOL_CREATE, no_query, ROLE_ADMIN},
     {"POST", "/v1/pool/tokens", h_pool, POOL_TOKEN, no_query, ROLE_ADMIN},
@@ -234,10 +246,12 @@ int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct cerr *
 			continue;
 		if (!vmdef_name_valid(name))
 			return cerr_set(e, CERR_INVALID, "name", "not a valid VM name");
-		if (routes[i].arg && !vmdef_name_valid(sub))
+		if (routes[i].arg != UP_STATE && !vmdef_name_valid(sub))
 			return cerr_set(e, CERR_INVALID, "disk", "not a valid name");
-		return sup_incoming_upload_open(r->sup, name, routes[i].arg ? sub : NULL, fd, max,
-		                                e);
+		if (routes[i].arg == UP_REPLICA_SET)
+			return sup_replica_in_upload_open(r->sup, name, sub, fd, max, e);
+		return sup_incoming_upload_open(r->sup, name, routes[i].arg == UP_DISK ? sub : NULL,
+		                                fd, max, e);
 	}
 	return cerr_set(e, CERR_NOT_FOUND, "path", "no such resource");
 }

@@ -872,6 +872,8 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 	pthread_cond_init(&s->poll_wake, NULL);
 	pthread_mutex_init(&s->ev_lock, NULL);
 	pthread_mutex_init(&s->adm_lock, NULL);
+	pthread_mutex_init(&s->rep_lock, NULL);
+	pthread_mutex_init(&s->rep_out_lock, NULL);
 	{
 		uint64_t host = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) >> 20;
 		uint64_t cap = conf->memory_capacity_mib ? conf->memory_capacity_mib : host;
@@ -933,6 +935,7 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 		sup_destroy(s);
 		return ret;
 	}
+	sup_replica_out_resume(s);
 	*out = s;
 	return 0;
 }
@@ -951,6 +954,7 @@ void sup_destroy(struct sup *s)
 		return;
 	s->shutting_down = true;
 	wake_all(s);
+	sup_replica_out_stop_all(s);
 	/* Start threads hold references: let them finish (their workers keep
 	 * running either way) before the registry goes away. */
 	pthread_mutex_lock(&s->reg_lock);

@@ -295,3 +295,28 @@ bool sup_stream_arm(struct sup_stream *r);
 /* Take back an armed wake: true when it was still armed (no wake came and
  * none will), false when a wake came or is coming. */
 bool sup_stream_disarm(struct sup_stream *r);
+
+/* Replication (docs/replica.md). The source (features/replica_out.c):
+ * replicate VM name to a peer host (body {to, interval_ms?, keep?,
+ * max_bandwidth?}), stop, and its status. */
+int sup_replica_enable(struct sup *s, const char *name, json_t *body, json_t **out,
+		       struct cerr *e) __must_check;
+int sup_replica_disable(struct sup *s, const char *name, struct cerr *e) __must_check;
+int sup_replica_status(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
+/* Shippers of the VMs whose replica.json says so, at start; all stopped. */
+void sup_replica_out_resume(struct sup *s);
+void sup_replica_out_stop_all(struct sup *s);
+/* The target (features/replica_in.c): a replica made or updated by its
+ * source (body {vm, disk_sizes, keep?, from?}), listed, shown, deleted,
+ * failed over (body {point?, start?}: the VM defined here on layers over
+ * the point, and started), and a change set's upload (a point once whole). */
+int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr *e) __must_check;
+json_t *sup_replica_in_list(struct sup *s);
+int sup_replica_in_get(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
+int sup_replica_in_delete(struct sup *s, const char *name, struct cerr *e) __must_check;
+int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_t **out,
+			    struct cerr *e) __must_check;
+int sup_replica_in_upload_open(struct sup *s, const char *name, const char *disk, int *fd,
+			       uint64_t *max, struct cerr *e) __must_check;
+int sup_replica_in_upload_done(struct sup *s, const char *name, const char *disk, int fd,
+			       uint64_t bytes, bool ok, json_t **out, struct cerr *e) __must_check;

@@ -118,6 +118,11 @@ struct sup {
 	int64_t started_wall;
 	pthread_t poller;
 	bool poller_started;
+	/* Replication (features/replica_in.c, replica_out.c): the replicas kept
+	 * here (their directories), and the VMs replicated from here. */
+	pthread_mutex_t rep_lock;     /* the replicas' directories */
+	pthread_mutex_t rep_out_lock; /* rep_out and each shipper's status */
+	struct rep_out *rep_out;
 };
 
 /* sup.c: references and locks (see the top of this file). */

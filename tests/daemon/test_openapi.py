@@ -168,6 +168,34 @@ def test(args):
         call("DELETE", "/v1/incoming/{name}", "oi")
         call("DELETE", "/v1/incoming/{name}", "oi")
         call("DELETE", "/v1/incoming/{name}", "od")
+        # Replication, both sides on one cellad (tests/daemon/test_replica.py:
+        # between two hosts).
+        rp = "/v1/vms/{name}/replica"
+        call("GET", rp, "od")
+        call("POST", rp, "od", body={})
+        call("POST", rp, "od", body={"to": "nope", "interval_ms": 1})
+        call("POST", rp, "od", body={"to": "nope"})
+        call("DELETE", rp, "od")
+        rdef = {"name": "orep", "uuid": "0c8a40e2-5d2e-4a3b-a3c6-7f0e2b9d1c55",
+                "kernel": kernel, "cmdline": "", "memory_mib": 16,
+                "disks": [{"path": img, "id": "d0"}]}
+        call("GET", "/v1/replicas")
+        call("POST", "/v1/replicas", body={})
+        call("POST", "/v1/replicas", body={"vm": rdef, "disk_sizes": {"d0": 1 << 20}})
+        call("POST", "/v1/replicas", body={"vm": rdef, "disk_sizes": {"d0": 1 << 20}})
+        call("GET", "/v1/replicas")
+        call("GET", "/v1/replicas/{name}", "orep")
+        call("GET", "/v1/replicas/{name}", "nope")
+        rs = "/v1/replicas/{name}/disks/{disk}"
+        call("PUT", rs, "orep", "d0", raw=b"not a change set", headers=ost)
+        call("PUT", rs, "orep", "nope", raw=b"x", headers=ost)
+        call("PUT", rs, "nope", "d0", raw=b"x", headers=ost)
+        call("PUT", rs, "orep", "d0", raw=b"x" * (3 << 20), headers=ost)
+        call("POST", "/v1/replicas/{name}/failover", "orep", body={})
+        call("POST", "/v1/replicas/{name}/failover", "orep", body={"x": 1})
+        call("POST", "/v1/replicas/{name}/failover", "nope")
+        call("DELETE", "/v1/replicas/{name}", "orep")
+        call("DELETE", "/v1/replicas/{name}", "orep")
         # A single host is in no pool (tests/pool/test_pool_members.py: in one).
         call("GET", "/v1/pool")
         call("GET", "/v1/pool?x=1")

@@ -10,7 +10,15 @@ the guest's history (no slot older than the newest round present allows).
 On the way: `save` is refused while an export runs, and an export whose
 reader goes away is cancelled without losing anything for the next one.
 Last, the VM is paused, its disks flushed, a final export applied: the
-restored image must equal the disk byte for byte."""
+restored image must equal the disk byte for byte.
+
+Along the way the same change sets go into a replica store (`cella disk
+replica`, disk/replica.h): each point equals the image restored to its
+instant (qemu-img compare), a change set that does not follow the latest
+point is refused, a later export since that point catches the replica up to
+the disk itself, and retention merges keep the remaining points' content
+(qemu-img check on every layer)."""
+import json
 import os
 import shutil
 import struct
@@ -61,12 +69,29 @@ def point_in_time(img):
                 f"round {base} requires")
 
 
-def cella_disk(args, *argv):
+def cella_disk(args, *argv, ok=True):
     cli = os.path.join(os.path.dirname(args["cella_vm"]), "cli", "cella")
     r = subprocess.run([cli, "disk", *argv], capture_output=True, text=True)
     harness.log(f"cella disk {' '.join(argv)}: {r.stdout.strip()} {r.stderr.strip()}")
-    if r.returncode:
+    if ok and r.returncode:
         raise harness.TestFailure(f"cella disk {argv[0]} failed with status {r.returncode}")
+    return r
+
+
+def replica_points(args, rep):
+    return json.loads(cella_disk(args, "replica", "points", "--json", rep).stdout)
+
+
+def same_as(args, store, point, raw):
+    """Point `point` of replica store `store` holds what raw image `raw` holds."""
+    path = [p["path"] for p in replica_points(args, store) if p["name"] == point]
+    if not path:
+        raise harness.TestFailure(f"replica: no point {point}")
+    r = subprocess.run(["qemu-img", "compare", "-f", "qcow2", "-F", "raw", path[0], raw],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise harness.TestFailure(f"replica point {point} differs from {raw}: {r.stdout}")
+    harness.log(f"replica point {point} equals {os.path.basename(raw)} (qemu-img compare)")
 
 
 def export_status(ctl):
@@ -130,6 +155,7 @@ def scenario(args, fmt):
     with tempfile.TemporaryDirectory(prefix="cella-it-export-") as tmp:
         img = os.path.join(tmp, "disk." + fmt)
         copy = os.path.join(tmp, "replica.raw")
+        store = os.path.join(tmp, "replica-store")
         ctl = os.path.join(tmp, "ctl.sock")
         subprocess.run(["qemu-img", "create", "-q", "-f", fmt, img, str(SIZE)], check=True)
         with open(copy, "wb") as f:
@@ -158,7 +184,11 @@ def scenario(args, fmt):
                         raise harness.TestFailure(f"disk-export-commit: {rep}")
                 point_in_time(copy)
                 seqcheck(args, copy, f"check-{p}")
+                cella_disk(args, "replica", "add", store, out)
+                same_as(args, store, p, copy)
                 flushed(g, 5)
+            copy_r2 = os.path.join(tmp, "r2.raw")
+            shutil.copyfile(copy, copy_r2)
 
             # An export runs: save is refused; its reader goes away: it is
             # cancelled, and the next export (since the cancelled one's
@@ -182,6 +212,10 @@ def scenario(args, fmt):
             out = os.path.join(tmp, "r4.inc")
             export(ctl, out, since="r3", point="r4")
             cella_disk(args, "restore", "-o", copy, out)
+            # Since the cancelled r3: not a point after r2, the replica's latest.
+            r = cella_disk(args, "replica", "add", store, out, ok=False)
+            if r.returncode != 1 or "latest point here is r2" not in r.stderr:
+                raise harness.TestFailure(f"a change set since r3 into the replica: {r.stderr}")
             point_in_time(copy)
             seqcheck(args, copy, "check-r4")
 
@@ -203,6 +237,10 @@ def scenario(args, fmt):
             out = os.path.join(tmp, "r6.inc")
             export(ctl, out, since="r5", point="r6")
             cella_disk(args, "restore", "-o", copy, out)
+            # The replica catches up since its latest point, r2.
+            out = os.path.join(tmp, "r7.inc")
+            export(ctl, out, since="r2", point="r7")
+            cella_disk(args, "replica", "add", store, out)
             blkutil.control(ctl, {"cmd": "stop"})
             g.proc.wait(30)
         point_in_time(copy)
@@ -216,7 +254,18 @@ def scenario(args, fmt):
         if r.returncode:
             raise harness.TestFailure(f"the last point differs from the disk: {r.stdout}")
         harness.log("the restored image equals the disk (cmp)")
+        same_as(args, store, "r7", flat)
+        same_as(args, store, "r2", copy_r2)
+        cella_disk(args, "replica", "merge", "--keep", "2", store)
+        names = [p["name"] for p in replica_points(args, store)]
+        if names != ["r2", "r7"]:
+            raise harness.TestFailure(f"replica after merge --keep 2: {names}")
+        same_as(args, store, "r2", copy_r2)
+        same_as(args, store, "r7", flat)
+        for p in replica_points(args, store):
+            subprocess.run(["qemu-img", "check", "-q", p["path"]], check=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-harness.main(test)
+if __name__ == "__main__":
+    harness.main(test)

@@ -572,6 +572,93 @@ static void test_refusals(void **state)
 	close(p[0]);
 }
 
+/* A reader that stops reading: the export ends itself after stall_ms
+ * (cancelled, nothing lost: the point still holds the set), and a write
+ * held behind a full copy cap goes on. The next export since the same
+ * point brings everything. */
+static void test_stall_timeout(void **state)
+{
+	struct fixture *f = *state;
+	struct blk_export_args a = { .point = "p1", .since = "p0", .stall_ms = 150,
+				     .max_copies = 1 };
+	struct blk_export_status st;
+	uint8_t *full, *inc, *at_p0 = malloc(IMG_SIZE);
+	char err[256] = "", point[CBT_NAME_MAX], since[CBT_NAME_MAX], *copy;
+	size_t full_len, inc_len;
+	struct wreq w1, w2;
+	int p[2];
+
+	memcpy(at_p0, f->model, IMG_SIZE);
+	full = export_all(f, NULL, "p0", &full_len);
+	for (unsigned b = 10; b < 20; b++)
+		write_wait(f, b * BLK, 4096, (uint8_t)(0x40 + b));
+	small_pipe(p);
+	assert_int_equal(virtio_blk_export(f->dev, &a, p[1], &st, err, sizeof(err)), 0);
+	assert_int_equal(st.stall_ms, 150);
+	/* Two writes into blocks of the set not sent: the first takes the one
+	 * copy allowed, the second waits for the stream, which never moves. */
+	write_start(f, &w1, 18 * BLK, 4096, 0x91);
+	assert_true(vdrv_wait_used(f->d, 0, w1.idx));
+	memset(f->model + 18 * BLK, 0x91, 4096);
+	write_start(f, &w2, 19 * BLK, 4096, 0x92);
+	wait_state(f, "cancelled");
+	virtio_blk_export_status(f->dev, &st);
+	assert_non_null(strstr(st.error, "stalled"));
+	assert_true(vdrv_wait_used(f->d, 0, w2.idx));
+	assert_int_equal(*(uint8_t *)vdrv_ptr(f->d, w2.status, 1), VIRTIO_BLK_S_OK);
+	memset(f->model + 19 * BLK, 0x92, 4096);
+	close(p[0]);
+	inc = export_all(f, "p1", "p2", &inc_len);
+	copy = zero_image();
+	assert_int_equal(apply(copy, full, full_len, point, since), 0);
+	assert_true(image_equals(copy, at_p0));
+	assert_int_equal(apply(copy, inc, inc_len, point, since), 0);
+	assert_true(image_equals(copy, f->model));
+	unlink(copy);
+	free(full);
+	free(inc);
+	free(at_p0);
+}
+
+/* A bandwidth cap: the stream waits for its bucket (throttled counts it)
+ * and is whole. */
+static void test_bandwidth_cap(void **state)
+{
+	struct fixture *f = *state;
+	struct blk_export_args a = { .point = "p1", .since = "p0", .max_bandwidth = 1 << 20 };
+	struct blk_export_status st;
+	uint8_t *full, *inc;
+	char err[256] = "", point[CBT_NAME_MAX], since[CBT_NAME_MAX], *copy;
+	size_t full_len, inc_len;
+	int p[2];
+
+	full = export_all(f, NULL, "p0", &full_len);
+	for (unsigned b = 0; b < 6; b++)
+		write_wait(f, (30 + b) * BLK, BLK, (uint8_t)(0x60 + b));
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(virtio_blk_export(f->dev, &a, p[1], &st, err, sizeof(err)), 0);
+	assert_int_equal(st.max_bandwidth, 1 << 20);
+	inc = read_stream(p[0], &inc_len);
+	close(p[0]);
+	wait_state(f, "done");
+	virtio_blk_export_status(f->dev, &st);
+	assert_true(st.throttled > 0);
+	assert_int_equal(inc_len, st.stream_bytes);
+	copy = zero_image();
+	assert_int_equal(apply(copy, full, full_len, point, since), 0);
+	assert_int_equal(apply(copy, inc, inc_len, point, since), 0);
+	assert_true(image_equals(copy, f->model));
+	unlink(copy);
+	/* Out of range: refused before anything starts. */
+	a.max_bandwidth = 1000;
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(virtio_blk_export(f->dev, &a, p[1], &st, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "max_bandwidth"));
+	close(p[0]);
+	free(full);
+	free(inc);
+}
+
 int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
@@ -582,6 +669,8 @@ int main(void)
 		T(test_deferred_commit),
 		T(test_discard_copies_first),
 		T(test_refusals),
+		T(test_stall_timeout),
+		T(test_bandwidth_cap),
 	};
 
 	signal(SIGPIPE, SIG_IGN); /* as cella-vm does: EPIPE ends the export */

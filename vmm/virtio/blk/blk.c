@@ -246,8 +246,12 @@ static int blk_realize(struct virtio_dev *vd)
 		return ret;
 	blk->ring_watched = true;
 	ret = evloop_add(vd->vm->loop, blk->timer_fd, EPOLLIN, blk_timer_cb, blk);
+	if (ret)
+		return ret;
+	blk->timer_watched = true;
+	ret = evloop_add(vd->vm->loop, blk->exp_timer_fd, EPOLLIN, blk_export_timer_cb, blk);
 	if (!ret)
-		blk->timer_watched = true;
+		blk->exp_timer_watched = true;
 	return ret;
 }
 
@@ -259,6 +263,8 @@ static void blk_destroy(struct virtio_dev *vd)
 		evloop_del(vd->vm->loop, blkio_event_fd(&blk->io));
 	if (blk->timer_watched)
 		evloop_del(vd->vm->loop, blk->timer_fd);
+	if (blk->exp_timer_watched)
+		evloop_del(vd->vm->loop, blk->exp_timer_fd);
 	if (blk->io_open) {
 		/* Free what is still in flight once the kernel is done with it. */
 		blk->dropping = true;
@@ -276,6 +282,8 @@ static void blk_destroy(struct virtio_dev *vd)
 		log_warn("%s: flush on close failed", vd->name);
 	if (blk->timer_fd >= 0)
 		close(blk->timer_fd);
+	if (blk->exp_timer_fd >= 0)
+		close(blk->exp_timer_fd);
 	free(blk->path);
 	free(blk->chain);
 }
@@ -405,6 +413,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg, unsigned ind
 		return -ENOMEM;
 	}
 	blk->timer_fd = -1;
+	blk->exp_timer_fd = -1;
 	if (cfg->readonly)
 		features |= 1ULL << VIRTIO_BLK_F_RO;
 	else
@@ -414,7 +423,8 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg, unsigned ind
 	blk->chain = malloc(sizeof(*blk->chain));
 	blk->path = strdup(cfg->path);
 	blk->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (ret || !blk->chain || !blk->path || blk->timer_fd < 0) {
+	blk->exp_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (ret || !blk->chain || !blk->path || blk->timer_fd < 0 || blk->exp_timer_fd < 0) {
 		ret = ret ? ret : -ENOMEM;
 		log_err("%s: cannot initialise: %s", name, strerror(-ret));
 		goto fail;

@@ -96,6 +96,10 @@ struct blk_dev {
 	struct qos qos;
 	struct disk_qos_config qos_cfg;
 	int timer_fd;             /* QoS release and storage retry */
+	/* A live export's stall deadline and bandwidth cap (blk_export.c):
+	 * made with the device, as the sandbox allows no timerfd_create later. */
+	int exp_timer_fd;
+	bool exp_timer_watched;
 	bool timer_armed;
 
 	/* Storage loss: stall_err != 0 while requests wait for a retry. */

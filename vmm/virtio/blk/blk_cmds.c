@@ -48,13 +48,16 @@ static json_t *export_json(const struct blk_export_status *x)
 
 	if (o) {
 		json_object_set_new(o, "cap_waits", json_integer((json_int_t)x->cap_waits));
+		json_object_set_new(o, "throttled", json_integer((json_int_t)x->throttled));
+		json_object_set_new(o, "max_bandwidth", json_integer((json_int_t)x->max_bandwidth));
+		json_object_set_new(o, "stall_ms", json_integer((json_int_t)x->stall_ms));
 		json_object_set_new(o, "commit_pending", json_boolean(x->commit_pending));
 		json_object_set_new(o, "error", x->error[0] ? json_string(x->error) : json_null());
 	}
 	return o;
 }
 
-/* [{"id","path","format","qos":{...},"error":null|"...","export":{...}}] */
+/* [{"id","path","format","qos":{...},"error":null|"...","size":bytes,"export":{...}}] */
 static json_t *disks_status(struct vm *vm)
 {
 	json_t *a = json_array();
@@ -74,6 +77,8 @@ static json_t *disks_status(struct vm *vm)
 						   "qos", q, "error",
 						   st.error[0] ? json_string(st.error) : json_null(),
 						   "readonly", st.readonly, "cbt", st.cbt));
+		json_object_set_new(json_array_get(a, json_array_size(a) - 1), "size",
+				    json_integer((json_int_t)virtio_blk_size(d)));
 		{
 			struct blk_export_status x;
 
@@ -175,6 +180,21 @@ static json_t *cmd_disk_switch(struct vm *vm, json_t *req, int fd)
  * attached (fd) or an existing file (path): the cut happens before the
  * reply, which describes it; the stream goes on from the I/O loop and its
  * descriptor is closed when it ends (status: disks[].export). */
+/* An optional integer field of req within [lo, hi]: false if present and
+ * not. */
+static bool export_limit(json_t *req, const char *key, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	json_t *v = json_object_get(req, key);
+
+	if (!v || json_is_null(v))
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) < lo || (uint64_t)json_integer_value(v) > hi)
+		return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
 static json_t *cmd_disk_export(struct vm *vm, json_t *req, int fd)
 {
 	json_t *rep = NULL, *jmax = json_object_get(req, "max_copies");
@@ -183,6 +203,7 @@ static json_t *cmd_disk_export(struct vm *vm, json_t *req, int fd)
 	struct device *d = disk_arg(vm, req, &rep);
 	struct blk_export_args a = { 0 };
 	struct blk_export_status st;
+	uint64_t stall = 0, bw = 0;
 	char err[256] = "";
 	int ret;
 
@@ -211,6 +232,15 @@ static json_t *cmd_disk_export(struct vm *vm, json_t *req, int fd)
 		}
 		a.max_copies = (unsigned)json_integer_value(jmax);
 	}
+	if (!export_limit(req, "stall_ms", 1, BLK_EXPORT_STALL_MAX, &stall) ||
+	    !export_limit(req, "max_bandwidth", BLK_EXPORT_BW_MIN, 1ULL << 40, &bw)) {
+		close(fd);
+		return disk_error("disk-export: stall_ms (1-%s ms) or max_bandwidth (%s bytes/s "
+				  "to 1 TiB/s): out of range or not an integer", "3600000",
+				  "65536");
+	}
+	a.stall_ms = (uint32_t)stall;
+	a.max_bandwidth = bw;
 	ret = virtio_blk_export(d, &a, fd, &st, err, sizeof(err));
 	if (ret)
 		return disk_error("disk-export: %s%s", err[0] ? err : strerror(-ret), "");

@@ -49,7 +49,16 @@ struct blk_export_args {
 	 * virtio_blk_export_commit (the receiver stored it): false clears them
 	 * when the worker has written the stream. */
 	bool deferred_commit;
+	/* End the export (cancelled) when its output takes nothing for this
+	 * long (a reader that stopped reading); 0: BLK_EXPORT_STALL_MS. */
+	uint32_t stall_ms;
+	/* Stream bytes per second at most (a token bucket, 100 ms of burst);
+	 * 0: as fast as the output takes them. */
+	uint64_t max_bandwidth;
 };
+#define BLK_EXPORT_STALL_MS   60000
+#define BLK_EXPORT_STALL_MAX  3600000u
+#define BLK_EXPORT_BW_MIN     (64u << 10)
 #define BLK_EXPORT_COPIES     256   /* 16 MiB */
 #define BLK_EXPORT_COPIES_MAX 16384 /* 1 GiB */
 struct blk_export_status {
@@ -64,6 +73,9 @@ struct blk_export_status {
 	uint64_t copies;        /* blocks read early for a guest write */
 	uint64_t waits;         /* guest requests that had to wait for the export */
 	uint64_t cap_waits;     /* ... of which with the copies at their cap */
+	uint64_t throttled;     /* times the stream waited for max_bandwidth */
+	uint64_t max_bandwidth; /* bytes/s, 0: none */
+	uint32_t stall_ms;
 	unsigned held, max_copies;
 };
 /* Start an export of the disk to fd (taken, also on failure): the cut

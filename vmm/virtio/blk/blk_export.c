@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <linux/virtio_blk.h>
@@ -25,6 +26,7 @@
 #include "cbt.h"
 #include "disk.h"
 #include "log.h"
+#include "backend/qos.h"
 #include "virtio/blk/blk.h"
 #include "virtio/blk/blk_export.h"
 #include "vm.h"
@@ -82,6 +84,15 @@ struct blk_export {
 	const uint8_t *out;
 	size_t out_len;
 	struct exp_buf *out_buf; /* out points into it */
+	/* The stall timeout and the bandwidth cap: the device's export timer
+	 * (blk->exp_timer_fd, on the loop), armed for the earlier of the two
+	 * deadlines (CLOCK_MONOTONIC ns). */
+	int tfd;
+	uint64_t stall_ns;
+	uint64_t blocked_since; /* the output said EAGAIN with nothing taken since (0: no) */
+	uint64_t throttle_until; /* the bucket lets the next bytes out then (0: no wait) */
+	struct qos bw;           /* bytes bucket only */
+	size_t bw_chunk;         /* bytes written per admission */
 	uint8_t trailer[8];
 	uLong crc;
 	struct blk_export_status st;
@@ -119,6 +130,25 @@ static uint64_t bit_next(const uint8_t *m, uint64_t b, uint64_t nr)
 
 static void exp_watch_cb(void *opaque, uint32_t events);
 
+/* The timer for the earlier of the stall deadline and the throttle's end
+ * (none: disarmed). */
+static void exp_rearm(struct blk_export *e)
+{
+	uint64_t at = e->throttle_until;
+	struct itimerspec its = { 0 };
+
+	if (e->blocked_since && (!at || e->blocked_since + e->stall_ns < at))
+		at = e->blocked_since + e->stall_ns;
+	if (e->tfd < 0)
+		return;
+	if (at) {
+		its.it_value.tv_sec = (time_t)(at / 1000000000u);
+		its.it_value.tv_nsec = (long)(at % 1000000000u);
+	}
+	if (timerfd_settime(e->tfd, TFD_TIMER_ABSTIME, &its, NULL))
+		log_warn("export: cannot arm its timer: %s", strerror(errno));
+}
+
 static void exp_buf_release(struct blk_export *e, struct exp_buf *b)
 {
 	if (b->copy)
@@ -141,6 +171,8 @@ static void exp_end(struct blk_dev *blk, const char *state, int err, const char 
 	if (!e || !e->active)
 		return;
 	e->active = false;
+	e->blocked_since = e->throttle_until = 0;
+	exp_rearm(e); /* disarmed */
 	e->st.state = state;
 	snprintf(e->st.error, sizeof(e->st.error), "%s", why ? why : "");
 	if (err)
@@ -420,9 +452,26 @@ void blk_export_pump(struct blk_dev *blk)
 			return;
 		}
 		if (e->out_len) {
-			ssize_t n = write(e->fd, e->out, e->out_len);
-			int err = n < 0 ? errno : 0;
+			size_t len = e->out_len;
+			ssize_t n;
+			int err;
 
+			if (e->throttle_until)
+				return; /* the timer brings us back */
+			if (qos_enabled(&e->bw)) {
+				uint64_t now = qos_now_ns(), wait;
+
+				len = MIN(len, e->bw_chunk);
+				wait = qos_admit(&e->bw, 0, len, now);
+				if (wait) {
+					e->throttle_until = now + wait;
+					e->st.throttled++;
+					exp_rearm(e);
+					return;
+				}
+			}
+			n = write(e->fd, e->out, len);
+			err = n < 0 ? errno : 0;
 			if (err == EINTR)
 				continue;
 			if (err == EAGAIN) {
@@ -432,8 +481,13 @@ void blk_export_pump(struct blk_dev *blk)
 					e->watched = true;
 				if (!e->watched)
 					exp_end(blk, "failed", -EIO, "cannot wait for the output");
+				if (!e->blocked_since) {
+					e->blocked_since = qos_now_ns();
+					exp_rearm(e);
+				}
 				return;
 			}
+			e->blocked_since = 0;
 			if (n <= 0) {
 				char why[96];
 
@@ -520,39 +574,77 @@ static void exp_watch_cb(void *opaque, uint32_t events)
 	blk_export_unlock(blk);
 }
 
-void blk_export_unlock(struct blk_dev *blk)
+/* The stall deadline or the throttle's end came. */
+void blk_export_timer_cb(void *opaque, uint32_t events)
 {
-	bool watched;
-	int fd = blk_export_take_fd(blk, &watched);
+	struct blk_dev *blk = opaque;
+	struct blk_export *e;
+	uint16_t used_before;
+	uint64_t ticks, now = qos_now_ns();
 
-	pthread_mutex_unlock(&blk->vd.lock);
-	blk_export_close_fd(blk, fd, watched);
+	(void)events;
+	if (read(blk->exp_timer_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		log_warn("%s: export timer: %s", blk->vd.name, strerror(errno));
+	pthread_mutex_lock(&blk->vd.lock);
+	used_before = blk->vd.vqs[0].used_idx;
+	e = blk->exp;
+	if (e && e->active) {
+		if (e->blocked_since && now - e->blocked_since >= e->stall_ns) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "output: nothing taken for %llu ms (the reader "
+				 "stalled)", (unsigned long long)(e->stall_ns / 1000000u));
+			exp_end(blk, "cancelled", -ETIMEDOUT, why);
+		} else {
+			if (e->throttle_until && now >= e->throttle_until)
+				e->throttle_until = 0;
+			exp_rearm(e);
+			blk_export_pump(blk);
+		}
+	}
+	blk_settle(blk, used_before);
+	blk_export_unlock(blk);
 }
 
-int blk_export_take_fd(struct blk_dev *blk, bool *watched)
+/* An ended export's descriptors, taken (lock held) to be closed once the
+ * lock is released: evloop_del from another thread waits for the loop's
+ * callbacks, which take the lock. */
+struct exp_fds {
+	int out;
+	bool watched;
+};
+
+static struct exp_fds exp_take_fds(struct blk_dev *blk)
 {
 	struct blk_export *e = blk->exp;
-	int fd;
+	struct exp_fds f = { -1, false };
 
-	*watched = false;
-	if (!e || e->active || e->fd < 0)
-		return -1;
-	fd = e->fd;
-	*watched = e->watched;
+	if (!e || e->active)
+		return f;
+	f.out = e->fd;
+	f.watched = e->watched;
 	e->fd = -1;
 	e->watched = false;
 	if (!e->reads)
 		blk_export_free(blk);
-	return fd;
+	return f;
 }
 
-void blk_export_close_fd(struct blk_dev *blk, int fd, bool watched)
+static void exp_close_fds(struct blk_dev *blk, struct exp_fds f)
 {
-	if (fd < 0)
-		return;
-	if (watched)
-		evloop_del(blk->vd.vm->loop, fd);
-	close(fd);
+	if (f.out >= 0) {
+		if (f.watched)
+			evloop_del(blk->vd.vm->loop, f.out);
+		close(f.out);
+	}
+}
+
+void blk_export_unlock(struct blk_dev *blk)
+{
+	struct exp_fds f = exp_take_fds(blk);
+
+	pthread_mutex_unlock(&blk->vd.lock);
+	exp_close_fds(blk, f);
 }
 
 void blk_export_free(struct blk_dev *blk)
@@ -563,11 +655,7 @@ void blk_export_free(struct blk_dev *blk)
 		return;
 	if (e->active)
 		exp_end(blk, "cancelled", -ECANCELED, "the disk went away");
-	if (e->fd >= 0) {
-		if (e->watched)
-			evloop_del(blk->vd.vm->loop, e->fd);
-		close(e->fd);
-	}
+	exp_close_fds(blk, (struct exp_fds){ e->fd, e->watched });
 	free(e->set);
 	free(e->todo);
 	free(e->busy);
@@ -664,6 +752,12 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 		snprintf(err, errlen, "max_copies: at most %u", BLK_EXPORT_COPIES_MAX);
 		return exp_fail_start(fd, -EINVAL);
 	}
+	if (a->stall_ms > BLK_EXPORT_STALL_MAX ||
+	    (a->max_bandwidth && a->max_bandwidth < BLK_EXPORT_BW_MIN)) {
+		snprintf(err, errlen, "stall_ms: at most %u; max_bandwidth: 0 or at least %u bytes/s",
+			 BLK_EXPORT_STALL_MAX, BLK_EXPORT_BW_MIN);
+		return exp_fail_start(fd, -EINVAL);
+	}
 	if (fstat(fd, &sb) < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
 		snprintf(err, errlen, "the output descriptor: %s", strerror(errno));
 		return exp_fail_start(fd, -EBADF);
@@ -721,6 +815,15 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 		snprintf(err, errlen, "cannot start point '%s': %s", a->point, strerror(-ret));
 		goto fail;
 	}
+	e->tfd = blk->exp_timer_fd;
+	e->stall_ns = (uint64_t)(a->stall_ms ? a->stall_ms : BLK_EXPORT_STALL_MS) * 1000000u;
+	if (a->max_bandwidth) {
+		struct qos_limits l = { .bps = a->max_bandwidth };
+
+		qos_init(&e->bw, &l, qos_now_ns());
+		/* A tenth of a second's worth per write (the bucket's size). */
+		e->bw_chunk = (size_t)MAX(a->max_bandwidth / 10, (uint64_t)4096);
+	}
 	if (e->regular && ftruncate(fd, lseek(fd, 0, SEEK_CUR)) < 0)
 		log_warn("%s: cannot truncate the export file: %s", blk->vd.name, strerror(errno));
 	memcpy(e->todo, e->set, (nr + 7) / 8);
@@ -740,6 +843,8 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 	e->st.data_bytes = bytes;
 	e->st.stream_bytes = meta_len + bytes + sizeof(e->trailer);
 	e->st.max_copies = e->max_copies;
+	e->st.max_bandwidth = a->max_bandwidth;
+	e->st.stall_ms = (uint32_t)(e->stall_ns / 1000000u);
 	blk->exp = e;
 	log_info("%s: export to point '%s' since %s%s%s: %llu blocks, %llu bytes", blk->vd.name,
 		 a->point, a->since ? "'" : "", a->since ? a->since : "the start (full)",

@@ -42,14 +42,11 @@ bool blk_export_may_write(struct blk_dev *blk, struct blk_req *req);
 void blk_export_io_done(struct blk_dev *blk, void *tag, int res);
 /* Move the stream on: send what is ready, start the next reads. */
 void blk_export_pump(struct blk_dev *blk);
-/* After the export ended: its descriptor, for the caller to stop watching
- * (when *watched) and close once vd.lock is released (evloop_del from
- * another thread waits for the loop's callbacks). -1: none. */
-int blk_export_take_fd(struct blk_dev *blk, bool *watched);
-/* Without vd.lock: stop watching fd and close it (fd < 0: nothing). */
-void blk_export_close_fd(struct blk_dev *blk, int fd, bool watched);
+/* The device's export timer fired (on the loop; blk.c watches it). */
+void blk_export_timer_cb(void *opaque, uint32_t events);
 /* Release vd.lock, then stop watching and close an ended export's
- * descriptor (blk_export_take_fd, blk_export_close_fd). */
+ * descriptors (its output and its timer: evloop_del from another thread
+ * waits for the loop's callbacks, which take vd.lock). */
 void blk_export_unlock(struct blk_dev *blk);
 /* Free what the export holds (nothing in flight). */
 void blk_export_free(struct blk_dev *blk);

@@ -1,0 +1,214 @@
+/* replica.c: `cella replica enable|status|disable` (a VM replicated from
+ * this host) and `cella replica list|show|failover|delete` (the replicas
+ * this host keeps for others). docs/replica.md. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+
+enum { O_TO = 500, O_INTERVAL, O_KEEP, O_BW, O_POINT, O_NO_START };
+
+/* "5s", "500ms", "5m", "1h" or milliseconds: 0, or EXIT_USAGE. */
+static int parse_interval(const char *s, json_int_t *ms)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || v <= 0)
+		return usage_error("--interval: a duration such as 5s, 30s, 5m or 1500ms, not '%s'", s);
+	if (!*end || !strcmp(end, "ms"))
+		*ms = (json_int_t)v;
+	else if (!strcmp(end, "s"))
+		*ms = (json_int_t)(v * 1000);
+	else if (!strcmp(end, "m"))
+		*ms = (json_int_t)(v * 60000);
+	else if (!strcmp(end, "h"))
+		*ms = (json_int_t)(v * 3600000);
+	else
+		return usage_error("--interval: a duration such as 5s, 30s, 5m or 1500ms, not '%s'", s);
+	return 0;
+}
+
+int cmd_replica_enable(struct client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"to", required_argument, NULL, O_TO},
+	    {"interval", required_argument, NULL, O_INTERVAL},
+	    {"keep", required_argument, NULL, O_KEEP},
+	    {"max-bandwidth", required_argument, NULL, O_BW},
+	    {NULL, 0, NULL, 0},
+	};
+	json_t *body, *out = NULL;
+	char path[512];
+	json_int_t n;
+	int o, ret;
+
+	if (need_name(argc, argv, 2))
+		return EXIT_USAGE;
+	body = json_object();
+	optind = 2;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		ret = 0;
+		switch (o) {
+		case O_TO:
+			json_object_set_new(body, "to", json_string(optarg));
+			break;
+		case O_INTERVAL:
+			if (!(ret = parse_interval(optarg, &n)))
+				json_object_set_new(body, "interval_ms", json_integer(n));
+			break;
+		case O_KEEP:
+		case O_BW:
+			if (!(ret = parse_num(argv[optind - 1], optarg, &n)))
+				json_object_set_new(body, o == O_KEEP ? "keep" : "max_bandwidth",
+						    json_integer(n));
+			break;
+		default:
+			ret = usage_error("unknown option or missing value '%s'", argv[optind - 1]);
+		}
+		if (ret) {
+			json_decref(body);
+			return ret;
+		}
+	}
+	if (optind < argc || !json_object_get(body, "to")) {
+		json_decref(body);
+		return optind < argc ? usage_error("unexpected argument '%s'", argv[optind])
+				     : usage_error("%s", "--to HOST is required (cella host list)");
+	}
+	vm_path(path, sizeof(path), argv[1], "/replica");
+	ret = client_call(c, "POST", path, body, &out);
+	json_decref(body);
+	if (ret)
+		return ret;
+	return print_reply(c, out, "%s: replicating to %s every %lld ms", argv[1],
+			   json_string_value(json_object_get(out, "to")) ?: "?",
+			   (long long)json_integer_value(json_object_get(out, "interval_ms")));
+}
+
+int cmd_replica_status(struct client *c, int argc, char **argv)
+{
+	json_t *out = NULL;
+	int ret = vm_call(c, argc, argv, "GET", "/replica", &out);
+
+	if (ret)
+		return ret;
+	show_json(c, out);
+	json_decref(out);
+	return EXIT_OK;
+}
+
+int cmd_replica_disable(struct client *c, int argc, char **argv)
+{
+	int ret = vm_call(c, argc, argv, "DELETE", "/replica", NULL);
+
+	if (!ret && !c->json)
+		printf("%s: no longer replicated (the target keeps its replica)\n", argv[1]);
+	return ret;
+}
+
+int cmd_replica_list(struct client *c, int argc, char **argv)
+{
+	json_t *out = NULL, *r;
+	size_t i;
+	int ret;
+
+	if (argc > 1)
+		return usage_error("unexpected argument '%s'", argv[1]);
+	ret = client_call(c, "GET", "/v1/replicas", NULL, &out);
+	if (ret)
+		return ret;
+	if (c->json) {
+		print_json(out);
+		json_decref(out);
+		return EXIT_OK;
+	}
+	printf("%-24s %-12s %-16s %6s  %s\n", "REPLICA", "STATE", "FROM", "POINTS", "LATEST");
+	json_array_foreach(json_object_get(out, "replicas"), i, r) {
+		json_t *pts = json_object_get(r, "points");
+
+		printf("%-24s %-12s %-16s %6zu  %s\n", json_string_value(json_object_get(r, "name")),
+		       json_string_value(json_object_get(r, "state")) ?: "?",
+		       json_string_value(json_object_get(r, "from")) ?: "-", json_array_size(pts),
+		       json_array_size(pts) ? json_string_value(json_array_get(pts,
+						json_array_size(pts) - 1)) : "-");
+	}
+	json_decref(out);
+	return EXIT_OK;
+}
+
+int cmd_replica_show(struct client *c, int argc, char **argv)
+{
+	json_t *out = NULL;
+	char path[512];
+	int ret;
+
+	if (need_name(argc, argv, 2))
+		return EXIT_USAGE;
+	if (argc > 2)
+		return usage_error("unexpected argument '%s'", argv[2]);
+	api_path(path, sizeof(path), "/v1/replicas/", argv[1], "");
+	ret = client_call(c, "GET", path, NULL, &out);
+	if (ret)
+		return ret;
+	show_json(c, out);
+	json_decref(out);
+	return EXIT_OK;
+}
+
+int cmd_replica_failover(struct client *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"point", required_argument, NULL, O_POINT},
+	    {"no-start", no_argument, NULL, O_NO_START},
+	    {NULL, 0, NULL, 0},
+	};
+	json_t *body, *out = NULL;
+	char path[512];
+	int o, ret;
+
+	if (need_name(argc, argv, 2))
+		return EXIT_USAGE;
+	body = json_object();
+	optind = 2;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o == O_POINT) {
+			json_object_set_new(body, "point", json_string(optarg));
+		} else if (o == O_NO_START) {
+			json_object_set_new(body, "start", json_false());
+		} else {
+			json_decref(body);
+			return usage_error("unknown option or missing value '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc) {
+		json_decref(body);
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	}
+	api_path(path, sizeof(path), "/v1/replicas/", argv[1], "/failover");
+	ret = client_call(c, "POST", path, body, &out);
+	json_decref(body);
+	if (ret)
+		return ret;
+	return print_reply(c, out, "%s: failed over to point %s%s", argv[1],
+			   json_string_value(json_object_get(out, "point")) ?: "?",
+			   json_is_true(json_object_get(out, "started")) ? " and started" : "");
+}
+
+int cmd_replica_delete(struct client *c, int argc, char **argv)
+{
+	char path[512];
+	int ret;
+
+	if (need_name(argc, argv, 2))
+		return EXIT_USAGE;
+	if (argc > 2)
+		return usage_error("unexpected argument '%s'", argv[2]);
+	api_path(path, sizeof(path), "/v1/replicas/", argv[1], "");
+	ret = client_call(c, "DELETE", path, NULL, NULL);
+	if (!ret && !c->json)
+		printf("replica %s deleted\n", argv[1]);
+	return ret;
+}

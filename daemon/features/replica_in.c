@@ -1,0 +1,617 @@
+/* replica_in.c: the target's side of replication (docs/replica.md): the
+ * replicas other hosts keep here. Each is a directory,
+ * state_dir/replicas/NAME/, with replica.json (the VM's definition as its
+ * source sent it, the source, the retention, the state) and one point store
+ * per disk (disk/replica.h, disk-ID/). Change sets arrive as streamed
+ * uploads into disk-ID.set, and become points once checked whole; a
+ * failover defines the VM here on layers of its own over a point, and
+ * starts it. Replicas are serialised by rep_lock (the stores' locks would
+ * only refuse a second opener). */
+#include "sup_priv.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cbt.h"
+#include "disk.h"
+#include "log.h"
+#include "replica.h"
+
+#define REPLICAS_DIR     "replicas"
+#define REPLICA_KEEP_DEF 24
+#define REPLICA_KEEP_MAX 1000
+#define SET_SLACK        (1ULL << 20) /* header and extent list, beyond 16 B per block */
+
+static int rdir(struct sup *s, const char *name, const char *file, char *out, size_t len)
+{
+	int n = file ? snprintf(out, len, "%s/" REPLICAS_DIR "/%s/%s", s->conf.state_dir, name, file)
+		     : snprintf(out, len, "%s/" REPLICAS_DIR "/%s", s->conf.state_dir, name);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static json_t *rec_load(struct sup *s, const char *name, struct cerr *e)
+{
+	char path[PATH_MAX];
+	json_t *rec;
+
+	if (!vmdef_name_valid(name) || rdir(s, name, "replica.json", path, sizeof(path))) {
+		cerr_set(e, CERR_INVALID, "name", "not a valid replica name");
+		return NULL;
+	}
+	rec = json_load_file(path, 0, NULL);
+	if (!json_is_object(rec) || !json_is_object(json_object_get(rec, "vm"))) {
+		json_decref(rec);
+		cerr_set(e, CERR_NOT_FOUND, "name", "no replica of '%s' on this host", name);
+		return NULL;
+	}
+	return rec;
+}
+
+static int rec_save(struct sup *s, const char *name, json_t *rec, struct cerr *e)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+
+	if (rdir(s, name, "replica.json", path, sizeof(path)))
+		return cerr_set(e, CERR_INVALID, "name", "name too long");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (json_dump_file(rec, tmp, JSON_INDENT(1)) || rename(tmp, path)) {
+		unlink(tmp);
+		return cerr_set(e, CERR_NO_SPACE, "", "cannot write %s: %s", path, strerror(errno));
+	}
+	return 0;
+}
+
+static const char *rec_state(json_t *rec)
+{
+	return json_string_value(json_object_get(rec, "state")) ?: "replicating";
+}
+
+/* The disk entry of rec called id: its index in vm.disks, or -1. */
+static int rec_disk(json_t *rec, const char *id, uint64_t *size)
+{
+	json_t *disks = json_object_get(rec, "disk_sizes"), *v;
+	const char *k;
+
+	json_object_foreach(disks, k, v)
+		if (!strcmp(k, id)) {
+			*size = (uint64_t)json_integer_value(v);
+			return 0;
+		}
+	return -1;
+}
+
+static int store_open(struct sup *s, const char *name, const char *disk, const char *suffix,
+		      bool create, struct replica **r, struct cerr *e)
+{
+	char path[PATH_MAX], file[96], err[256];
+	int ret;
+
+	snprintf(file, sizeof(file), "disk-%s%s", disk, suffix);
+	if (rdir(s, name, file, path, sizeof(path)))
+		return cerr_set(e, CERR_INVALID, "name", "name too long");
+	ret = replica_open(r, path, create, err, sizeof(err));
+	if (ret)
+		return cerr_set(e, ret == -ENOENT ? CERR_NOT_FOUND : ret == -EBUSY ?
+				CERR_UNAVAILABLE : CERR_INTERNAL, "disk", "%s", err);
+	return 0;
+}
+
+/* {name, uuid, from, state, keep, disks: [{id, size, points: [{name, seq,
+ * file_bytes, made_ns}]}], points: [names every disk has]} (rep_lock held). */
+static json_t *status_json(struct sup *s, const char *name, json_t *rec)
+{
+	json_t *out = json_pack("{s:s, s:O, s:O, s:s, s:O, s:[], s:[]}", "name", name, "uuid",
+				json_object_get(json_object_get(rec, "vm"), "uuid"), "from",
+				json_object_get(rec, "from") ?: json_null(), "state", rec_state(rec),
+				"keep", json_object_get(rec, "keep"), "disks", "points");
+	json_t *sizes = json_object_get(rec, "disk_sizes"), *v, *common = NULL;
+	const char *id;
+
+	json_object_foreach(sizes, id, v) {
+		struct replica_point pts[64];
+		struct replica *r = NULL;
+		struct cerr e = { 0 };
+		unsigned n = 0;
+		char err[256];
+		json_t *d = json_pack("{s:s, s:O, s:[]}", "id", id, "size", v, "points"), *names;
+
+		if (!store_open(s, name, id, "", false, &r, &e) &&
+		    replica_points(r, pts, 64, &n, err, sizeof(err)))
+			json_object_set_new(d, "error", json_string(err));
+		else if (e.kind)
+			json_object_set_new(d, "error", json_string(e.kind == CERR_NOT_FOUND ?
+								   "no point yet" : e.reason));
+		replica_close(r);
+		names = json_array();
+		for (unsigned i = 0; i < n && i < 64; i++) {
+			json_array_append_new(json_object_get(d, "points"),
+					      json_pack("{s:s, s:i, s:I, s:I}", "name", pts[i].name,
+							"seq", (int)pts[i].seq, "file_bytes",
+							(json_int_t)pts[i].file_bytes, "made_ns",
+							(json_int_t)pts[i].made_ns));
+			json_array_append_new(names, json_string(pts[i].name));
+		}
+		if (!common) {
+			common = names;
+		} else { /* keep the names this disk has too */
+			json_t *keep = json_array(), *c;
+			size_t i, j;
+
+			json_array_foreach(common, i, c)
+				for (j = 0; j < json_array_size(names); j++)
+					if (json_equal(c, json_array_get(names, j)))
+						json_array_append(keep, c);
+			json_decref(common);
+			json_decref(names);
+			common = keep;
+		}
+		json_array_append_new(json_object_get(out, "disks"), d);
+	}
+	if (common)
+		json_object_set_new(out, "points", common);
+	return out;
+}
+
+int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr *e)
+{
+	json_t *vmj = json_object_get(body, "vm"), *jkeep = json_object_get(body, "keep");
+	json_t *jfrom = json_object_get(body, "from"), *rec, *old, *sizes, *v;
+	char path[PATH_MAX];
+	const char *key;
+	struct vmdef d;
+	struct cerr ve = { 0 };
+	int ret = -1;
+
+	*out = NULL;
+	json_object_foreach(body, key, v)
+		if (strcmp(key, "vm") && strcmp(key, "keep") && strcmp(key, "from") &&
+		    strcmp(key, "disk_sizes"))
+			return cerr_set(e, CERR_INVALID, key, "unknown field");
+	if (!json_is_object(vmj))
+		return cerr_set(e, CERR_INVALID, "vm", "required: the VM's definition");
+	if (jkeep && (!json_is_integer(jkeep) || json_integer_value(jkeep) < 1 ||
+		      json_integer_value(jkeep) > REPLICA_KEEP_MAX))
+		return cerr_set(e, CERR_INVALID, "keep", "points to keep: 1 to %d", REPLICA_KEEP_MAX);
+	if (jfrom && !json_is_string(jfrom))
+		return cerr_set(e, CERR_INVALID, "from", "expected a host name");
+	sizes = json_object_get(body, "disk_sizes");
+	if (!json_is_object(sizes))
+		return cerr_set(e, CERR_INVALID, "disk_sizes", "required: {disk id: bytes}");
+	vmdef_init(&d);
+	if (vmdef_from_json(&d, vmj, &ve)) {
+		vmdef_free(&d);
+		return cerr_set(e, CERR_INVALID, "vm", "%s: %s", ve.field, ve.reason);
+	}
+	for (unsigned i = 0; i < d.nr_disks; i++) {
+		v = json_object_get(sizes, d.disks[i].id);
+		if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+		    json_integer_value(v) % 512 || (uint64_t)json_integer_value(v) > (1ULL << 50)) {
+			cerr_set(e, CERR_INVALID, "disk_sizes", "disk %s: its size in bytes (a whole "
+				 "number of sectors) is required", d.disks[i].id);
+			goto out;
+		}
+	}
+	if (json_object_size(sizes) != d.nr_disks) {
+		cerr_set(e, CERR_INVALID, "disk_sizes", "one size per disk of the VM");
+		goto out;
+	}
+	pthread_mutex_lock(&s->rep_lock);
+	old = rec_load(s, d.name, &ve);
+	if (old && strcmp(json_string_value(json_object_get(json_object_get(old, "vm"), "uuid")) ?: "",
+			  d.uuid)) {
+		cerr_set(e, CERR_EXISTS, "vm", "a replica of another VM called '%s' is here", d.name);
+		goto unlock;
+	}
+	if (old && strcmp(rec_state(old), "replicating")) {
+		cerr_set(e, CERR_STATE, "vm", "the replica of '%s' was failed over (%s): delete it "
+			 "first", d.name, rec_state(old));
+		goto unlock;
+	}
+	snprintf(path, sizeof(path), "%s/" REPLICAS_DIR, s->conf.state_dir);
+	if ((mkdir(path, 0700) && errno != EEXIST) || rdir(s, d.name, NULL, path, sizeof(path)) ||
+	    (mkdir(path, 0700) && errno != EEXIST)) {
+		cerr_set(e, CERR_NO_SPACE, "", "cannot make %s: %s", path, strerror(errno));
+		goto unlock;
+	}
+	rec = json_pack("{s:O, s:O, s:O, s:i, s:s, s:I}", "vm", vmj, "disk_sizes", sizes, "from",
+			jfrom ?: json_null(), "keep", jkeep ? (int)json_integer_value(jkeep)
+			: REPLICA_KEEP_DEF, "state", "replicating", "created_at",
+			(json_int_t)(old ? json_integer_value(json_object_get(old, "created_at"))
+				    : sup_now_wall()));
+	ret = rec_save(s, d.name, rec, e);
+	if (!ret) {
+		*out = status_json(s, d.name, rec);
+		if (!old)
+			sup_emit_named(s, d.name, "", "replica-created", jfrom ? json_string_value(jfrom)
+				       : "");
+	}
+	json_decref(rec);
+unlock:
+	json_decref(old);
+	pthread_mutex_unlock(&s->rep_lock);
+out:
+	vmdef_free(&d);
+	return ret;
+}
+
+int sup_replica_in_get(struct sup *s, const char *name, json_t **out, struct cerr *e)
+{
+	json_t *rec;
+
+	*out = NULL;
+	pthread_mutex_lock(&s->rep_lock);
+	rec = rec_load(s, name, e);
+	if (rec)
+		*out = status_json(s, name, rec);
+	pthread_mutex_unlock(&s->rep_lock);
+	json_decref(rec);
+	return rec ? 0 : -1;
+}
+
+json_t *sup_replica_in_list(struct sup *s)
+{
+	json_t *arr = json_array();
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/" REPLICAS_DIR, s->conf.state_dir);
+	pthread_mutex_lock(&s->rep_lock);
+	d = opendir(path);
+	while (d && (de = readdir(d))) {
+		struct cerr e;
+		json_t *rec;
+
+		if (!vmdef_name_valid(de->d_name) || !(rec = rec_load(s, de->d_name, &e)))
+			continue;
+		json_array_append_new(arr, status_json(s, de->d_name, rec));
+		json_decref(rec);
+	}
+	if (d)
+		closedir(d);
+	pthread_mutex_unlock(&s->rep_lock);
+	return arr;
+}
+
+int sup_replica_in_delete(struct sup *s, const char *name, struct cerr *e)
+{
+	char path[PATH_MAX], cmd[PATH_MAX + 16];
+	struct vmrt *vm;
+	json_t *rec;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->rep_lock);
+	rec = rec_load(s, name, e);
+	if (!rec) {
+		pthread_mutex_unlock(&s->rep_lock);
+		return -1;
+	}
+	/* A VM failed over onto the points still reads them. */
+	vm = sup_vm_lock_name(s, name, e);
+	if (vm) {
+		bool uses = !strcmp(rec_state(rec), "failed-over");
+
+		sup_vm_unlock(s, vm);
+		if (uses) {
+			ret = cerr_set(e, CERR_STATE, "name", "VM '%s' runs on this replica's points "
+				       "(failed over): delete the VM first", name);
+			goto out;
+		}
+	}
+	if (rdir(s, name, NULL, path, sizeof(path)) == 0) {
+		/* The directory holds only what this file and the store made. */
+		snprintf(cmd, sizeof(cmd), "%s.gone", path);
+		if (rename(path, cmd)) {
+			ret = cerr_set(e, CERR_INTERNAL, "", "cannot remove %s: %s", path,
+				       strerror(errno));
+			goto out;
+		}
+		{
+			char rm[PATH_MAX + 32];
+			int rc;
+
+			snprintf(rm, sizeof(rm), "rm -rf -- '%s'", cmd);
+			rc = system(rm);
+			if (rc)
+				log_warn("replica %s: %s left behind (rm: %d)", name, cmd, rc);
+		}
+	}
+	sup_emit_named(s, name, "", "replica-deleted", "");
+out:
+	json_decref(rec);
+	pthread_mutex_unlock(&s->rep_lock);
+	return ret;
+}
+
+int sup_replica_in_upload_open(struct sup *s, const char *name, const char *disk, int *fd,
+			       uint64_t *max, struct cerr *e)
+{
+	char path[PATH_MAX], file[96];
+	uint64_t size = 0;
+	json_t *rec;
+	int ret = -1;
+
+	pthread_mutex_lock(&s->rep_lock);
+	rec = rec_load(s, name, e);
+	if (!rec)
+		goto out;
+	if (strcmp(rec_state(rec), "replicating")) {
+		cerr_set(e, CERR_STATE, "name", "the replica of '%s' was failed over: it takes no "
+			 "more changes", name);
+		goto out;
+	}
+	if (rec_disk(rec, disk, &size)) {
+		cerr_set(e, CERR_NOT_FOUND, "disk", "the replica of '%s' has no disk '%.32s'", name,
+			 disk);
+		goto out;
+	}
+	snprintf(file, sizeof(file), "disk-%s.set", disk);
+	if (rdir(s, name, file, path, sizeof(path))) {
+		cerr_set(e, CERR_INVALID, "disk", "name too long");
+		goto out;
+	}
+	/* At most every block once, with its extent entry (16 bytes). */
+	*max = size + size / (CBT_BLOCK / 16) + SET_SLACK;
+	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (*fd < 0)
+		cerr_set(e, CERR_NO_SPACE, "", "cannot create %s: %s", path, strerror(errno));
+	else
+		ret = 0;
+out:
+	pthread_mutex_unlock(&s->rep_lock);
+	json_decref(rec);
+	return ret;
+}
+
+/* A full set into a store with points (the source lost its tracking): a
+ * new store beside the old one, swapped in once the set is a point. */
+static int resync(struct sup *s, const char *name, const char *disk, int fd,
+		  struct replica_point *p, char *err, size_t errlen)
+{
+	char cur[PATH_MAX], next[PATH_MAX + 16], old[PATH_MAX + 16], file[96], rm[2 * PATH_MAX + 64];
+	struct replica *r;
+	int ret;
+
+	snprintf(file, sizeof(file), "disk-%s", disk);
+	if (rdir(s, name, file, cur, sizeof(cur)))
+		return -ENAMETOOLONG;
+	snprintf(next, sizeof(next), "%s.resync", cur);
+	snprintf(old, sizeof(old), "%s.old", cur);
+	snprintf(rm, sizeof(rm), "rm -rf -- '%s' '%s'", next, old);
+	if (system(rm))
+		return -EIO;
+	ret = replica_open(&r, next, true, err, errlen);
+	if (ret)
+		return ret;
+	ret = replica_add(r, fd, p, err, errlen);
+	replica_close(r);
+	if (!ret && (rename(cur, old) || rename(next, cur)))
+		ret = -errno;
+	if (system(rm))
+		log_warn("replica %s: %s or %s left behind", name, next, old);
+	return ret;
+}
+
+int sup_replica_in_upload_done(struct sup *s, const char *name, const char *disk, int fd,
+			       uint64_t bytes, bool ok, json_t **out, struct cerr *e)
+{
+	char path[PATH_MAX], file[96], err[384] = "", point[CBT_NAME_MAX], since[CBT_NAME_MAX];
+	struct replica_point p = { 0 };
+	struct replica *r = NULL;
+	unsigned n = 0, merged = 0;
+	uint64_t size = 0, hdr_size;
+	json_t *rec = NULL, *keepj;
+	int ret = -1, rfd = -1;
+
+	*out = NULL;
+	if (ok && fsync(fd) < 0) {
+		cerr_set(e, CERR_NO_SPACE, "", "cannot sync the change set: %s", strerror(errno));
+		ok = false;
+	}
+	close(fd);
+	snprintf(file, sizeof(file), "disk-%s.set", disk);
+	if (rdir(s, name, file, path, sizeof(path)))
+		return cerr_set(e, CERR_INVALID, "disk", "name too long");
+	if (!ok) {
+		unlink(path);
+		return -1;
+	}
+	pthread_mutex_lock(&s->rep_lock);
+	rec = rec_load(s, name, e);
+	if (!rec || rec_disk(rec, disk, &size)) {
+		if (rec)
+			cerr_set(e, CERR_NOT_FOUND, "disk", "no disk '%.32s'", disk);
+		goto out;
+	}
+	rfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (rfd < 0) {
+		cerr_set(e, CERR_INTERNAL, "", "cannot read %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (cbt_incr_header(rfd, &hdr_size, point, since, err, sizeof(err))) {
+		cerr_set(e, CERR_INVALID, "", "not a change set: %s", err);
+		goto out;
+	}
+	if (hdr_size != size) {
+		cerr_set(e, CERR_INVALID, "", "a change set of a %llu-byte disk; disk %s has %llu "
+			 "bytes", (unsigned long long)hdr_size, disk, (unsigned long long)size);
+		goto out;
+	}
+	if (store_open(s, name, disk, "", true, &r, e))
+		goto out;
+	if (replica_points(r, NULL, 0, &n, err, sizeof(err))) {
+		cerr_set(e, CERR_INTERNAL, "disk", "%s", err);
+		goto out;
+	}
+	if (!since[0] && n) {
+		replica_close(r);
+		r = NULL;
+		ret = resync(s, name, disk, rfd, &p, err, sizeof(err));
+		log_warn("replica %s: disk %s resynchronised from a full copy (point %s)%s%s", name,
+			 disk, point, ret ? ": " : "", ret ? err : "");
+		if (!ret)
+			ret = store_open(s, name, disk, "", false, &r, e);
+	} else {
+		ret = replica_add(r, rfd, &p, err, sizeof(err));
+	}
+	if (ret == -ESTALE || ret == -EEXIST) {
+		ret = cerr_set(e, CERR_CONFLICT, "since", "%s", err);
+		goto out;
+	}
+	if (ret == -ENOSPC || ret == -EFBIG || ret == -EDQUOT) {
+		ret = cerr_set(e, CERR_NO_SPACE, "", "the replica's storage is full (%s): no point "
+			       "was made; replication waits for room", err);
+		goto out;
+	}
+	if (ret) {
+		ret = cerr_set(e, ret == -EINVAL ? CERR_INVALID : CERR_INTERNAL, "", "%s",
+			       err[0] ? err : e->reason);
+		goto out;
+	}
+	/* Retention: the oldest points merge away (not while a VM reads them). */
+	keepj = json_object_get(rec, "keep");
+	while (!replica_points(r, NULL, 0, &n, err, sizeof(err)) &&
+	       n > (unsigned)(json_integer_value(keepj) ?: REPLICA_KEEP_DEF) &&
+	       !replica_merge_oldest(r, err, sizeof(err)))
+		merged++;
+	*out = json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:i}", "disk", disk, "point", p.name,
+			 "seq", (int)p.seq, "file_bytes", (json_int_t)p.file_bytes, "bytes",
+			 (json_int_t)bytes, "points", (int)n, "merged", (int)merged);
+	{
+		char detail[200];
+
+		snprintf(detail, sizeof(detail), "disk %s: point %s (%llu bytes received)", disk,
+			 p.name, (unsigned long long)bytes);
+		sup_emit_named(s, name, "", "replica-point", detail);
+	}
+	ret = 0;
+out:
+	replica_close(r);
+	if (rfd >= 0)
+		close(rfd);
+	unlink(path);
+	pthread_mutex_unlock(&s->rep_lock);
+	json_decref(rec);
+	return ret;
+}
+
+int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_t **out,
+			    struct cerr *e)
+{
+	json_t *jpoint = json_object_get(body, "point"), *jstart = json_object_get(body, "start");
+	json_t *rec = NULL, *st = NULL, *vmj = NULL, *disks, *dk, *v, *res = NULL;
+	const char *point = NULL, *key;
+	struct vmrt *vm;
+	size_t i;
+	bool pending;
+	int ret = -1;
+
+	*out = NULL;
+	json_object_foreach(body, key, v)
+		if (strcmp(key, "point") && strcmp(key, "start"))
+			return cerr_set(e, CERR_INVALID, key, "unknown field");
+	if ((jpoint && !json_is_string(jpoint)) || (jstart && !json_is_boolean(jstart)))
+		return cerr_set(e, CERR_INVALID, jpoint && !json_is_string(jpoint) ? "point" : "start",
+				"expected a point name (point) or a boolean (start)");
+	pthread_mutex_lock(&s->rep_lock);
+	rec = rec_load(s, name, e);
+	if (!rec)
+		goto out;
+	if (strcmp(rec_state(rec), "replicating")) {
+		cerr_set(e, CERR_STATE, "name", "the replica of '%s' was failed over already", name);
+		goto out;
+	}
+	st = status_json(s, name, rec);
+	if (jpoint) {
+		json_array_foreach(json_object_get(st, "points"), i, v)
+			if (!strcmp(json_string_value(v), json_string_value(jpoint)))
+				point = json_string_value(v);
+		if (!point) {
+			cerr_set(e, CERR_NOT_FOUND, "point", "no point '%.31s' on every disk of the "
+				 "replica", json_string_value(jpoint));
+			goto out;
+		}
+	} else if (json_array_size(json_object_get(st, "points"))) {
+		json_t *pts = json_object_get(st, "points");
+
+		point = json_string_value(json_array_get(pts, json_array_size(pts) - 1));
+	} else {
+		cerr_set(e, CERR_STATE, "point", "the replica of '%s' has no point on every disk yet",
+			 name);
+		goto out;
+	}
+	/* The VM's disks: a layer of its own over the point on each. */
+	vmj = json_deep_copy(json_object_get(rec, "vm"));
+	disks = json_object_get(vmj, "disks");
+	json_array_foreach(disks, i, dk) {
+		const char *id = json_string_value(json_object_get(dk, "id"));
+		char ppath[PATH_MAX], lpath[PATH_MAX], file[96], err[256];
+		struct disk_create_opts o = { .fmt = DISK_FMT_QCOW2, .backing_fmt = DISK_FMT_QCOW2,
+					      .backing_fmt_explicit = true };
+		struct replica *r;
+
+		if (!id || store_open(s, name, id, "", false, &r, e))
+			goto out;
+		ret = replica_point_path(r, point, ppath, sizeof(ppath), err, sizeof(err));
+		replica_close(r);
+		snprintf(file, sizeof(file), "run-%s-%s.qcow2", id, point);
+		if (ret || rdir(s, name, file, lpath, sizeof(lpath))) {
+			ret = cerr_set(e, CERR_INTERNAL, "disk", "disk %s: %s", id, err);
+			goto out;
+		}
+		o.backing = ppath;
+		unlink(lpath); /* an earlier attempt's */
+		if ((ret = disk_create(lpath, &o, err, sizeof(err)))) {
+			ret = cerr_set(e, CERR_NO_SPACE, "disk", "disk %s: %s", id, err);
+			goto out;
+		}
+		json_object_set_new(dk, "path", json_string(lpath));
+		json_object_set_new(dk, "format", json_string("qcow2"));
+	}
+	vm = sup_register(s, vmj, EV_DEFINE, "failed over from its replica", ROLE_ADMIN, e);
+	if (!vm) {
+		ret = -1;
+		goto out;
+	}
+	sup_vm_unlock(s, vm);
+	json_object_set_new(rec, "state", json_string("failed-over"));
+	json_object_set_new(rec, "failed_over_point", json_string(point));
+	if ((ret = rec_save(s, name, rec, e)))
+		goto out;
+	{
+		char detail[160];
+
+		snprintf(detail, sizeof(detail), "from point %s", point);
+		sup_emit_named(s, name, "defined", "replica-failed-over", detail);
+	}
+	log_warn("replica %s: failed over to point %s", name, point);
+	pthread_mutex_unlock(&s->rep_lock);
+	if (!jstart || json_is_true(jstart)) {
+		if (sup_action(s, name, SUP_START, NULL, &res, &pending, e)) {
+			json_decref(rec);
+			json_decref(st);
+			json_decref(vmj);
+			return -1;
+		}
+		json_decref(res);
+	}
+	*out = json_pack("{s:s, s:s, s:b}", "vm", name, "point", point, "started",
+			 !jstart || json_is_true(jstart));
+	json_decref(rec);
+	json_decref(st);
+	json_decref(vmj);
+	return 0;
+out:
+	pthread_mutex_unlock(&s->rep_lock);
+	json_decref(rec);
+	json_decref(st);
+	json_decref(vmj);
+	return -1;
+}

@@ -1,13 +1,15 @@
 /* disk_replica.c: `cella disk replica add|points|merge|drop`: a replica
  * disk's recovery points (disk/replica.h), run locally on the store's
  * directory: change sets (CELLAINC files: `disk-export`, `cella disk
- * backup`) made points, listed, merged by retention, dropped after a point.
+ * backup`; plain, or compressed with zstd as replication sends them) made
+ * points, listed, merged by retention, dropped after a point.
  * cellad's replication drives the same library; this is the operator's and
  * the tests' way in. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +63,7 @@ static int rep_add(int argc, char **argv)
 			ret = 1;
 			break;
 		}
-		ret = replica_add(r, fd, &p, err, sizeof(err));
+		ret = replica_add_any(r, fd, UINT64_MAX, &p, err, sizeof(err)); /* plain or zstd */
 		close(fd);
 		if (ret)
 			fprintf(stderr, "cella: %s: %s\n", argv[i], err);

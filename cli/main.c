@@ -177,13 +177,14 @@ static const struct cmd cmds[] = {
      "docs/pool.md)", cmd_pool_status, NULL},
     {"pool", "leave", "", "",
      "take this host out of its pool; refused while it owns VMs", cmd_pool_leave, NULL},
-    {"replica", "enable", "", "NAME --to HOST [--interval D] [--keep N] [--max-bandwidth B]",
+    {"replica", "enable", "", "NAME --to HOST [--interval D] [--keep N] [--max-bandwidth B] [--compression zstd|none]",
      "replicate a running VM to a peer host: every interval, what changed on its disks "
      "becomes a recovery point there (Enable-VMReplication)", cmd_replica_enable,
      "  --to HOST          the target (cella host add)\n"
      "  --interval D       how often: 1s to 24h, e.g. 5s, 30s, 5m (default 5s)\n"
      "  --keep N           recovery points the target keeps (default 24)\n"
-     "  --max-bandwidth B  bytes per second per disk export (default: no cap)\n"},
+     "  --max-bandwidth B  bytes per second per disk export (default: no cap)\n"
+     "  --compression C    zstd (default) or none: the change sets on the wire\n"},
     {"replica", "status", "", "NAME",
      "a VM's replication: target, last point, lag, health (Measure-VMReplication)",
      cmd_replica_status, NULL},

@@ -8,7 +8,7 @@
 
 #include "commands.h"
 
-enum { O_TO = 500, O_INTERVAL, O_KEEP, O_BW, O_POINT, O_NO_START };
+enum { O_TO = 500, O_INTERVAL, O_KEEP, O_BW, O_POINT, O_NO_START, O_COMPRESSION };
 
 /* "5s", "500ms", "5m", "1h" or milliseconds: 0, or EXIT_USAGE. */
 static int parse_interval(const char *s, json_int_t *ms)
@@ -38,6 +38,7 @@ int cmd_replica_enable(struct client *c, int argc, char **argv)
 	    {"interval", required_argument, NULL, O_INTERVAL},
 	    {"keep", required_argument, NULL, O_KEEP},
 	    {"max-bandwidth", required_argument, NULL, O_BW},
+	    {"compression", required_argument, NULL, O_COMPRESSION},
 	    {NULL, 0, NULL, 0},
 	};
 	json_t *body, *out = NULL;
@@ -53,7 +54,8 @@ int cmd_replica_enable(struct client *c, int argc, char **argv)
 		ret = 0;
 		switch (o) {
 		case O_TO:
-			json_object_set_new(body, "to", json_string(optarg));
+		case O_COMPRESSION:
+			json_object_set_new(body, o == O_TO ? "to" : "compression", json_string(optarg));
 			break;
 		case O_INTERVAL:
 			if (!(ret = parse_interval(optarg, &n)))

@@ -313,6 +313,11 @@ fail:
 	return ret;
 }
 
+int replica_dirfd(const struct replica *r)
+{
+	return r->dfd;
+}
+
 void replica_close(struct replica *r)
 {
 	if (!r)

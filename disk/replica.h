@@ -77,3 +77,22 @@ int replica_drop_after(struct replica *r, const char *name, char *err,
 /* The path of point name's layer (to build a VM's disk layer on). */
 int replica_point_path(struct replica *r, const char *name, char *out, size_t len, char *err,
 		       size_t errlen) __must_check;
+
+/* The store's directory (an O_DIRECTORY descriptor the store owns). */
+int replica_dirfd(const struct replica *r);
+
+/* replica_zstd.c: change sets on the wire compressed with zstd. --------- */
+/* Whether fd (from offset 0) holds a zstd frame rather than a plain set. */
+bool replica_set_compressed(int fd);
+/* Compress the set in in_fd (from offset 0) into out_fd at zstd level
+ * (1-19), with a content checksum; *out: bytes written. 0 or -errno. */
+int replica_set_compress(int in_fd, int out_fd, int level, uint64_t *out, char *err,
+			 size_t errlen) __must_check;
+/* Decompress in_fd (from offset 0) into out_fd, at most max bytes (-EFBIG
+ * past it; -EINVAL for a corrupt or truncated stream). 0 or -errno. */
+int replica_set_decompress(int in_fd, int out_fd, uint64_t max, uint64_t *out, char *err,
+			   size_t errlen) __must_check;
+/* replica_add for a set as it arrived, plain or compressed (decompressed
+ * first into an unnamed file of the store's directory, at most max bytes). */
+int replica_add_any(struct replica *r, int in_fd, uint64_t max, struct replica_point *added,
+		    char *err, size_t errlen) __must_check;

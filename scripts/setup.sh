@@ -8,6 +8,7 @@ pkgs=(
 	libjansson-dev liburing-dev libseccomp-dev libcmocka-dev   # libraries
 	libcapstone-dev                                            # x86 decoder (emulation fallback)
 	zlib1g-dev libssl-dev                                       # qcow2 compression, TLS (migration)
+	libzstd-dev                                                 # replication: compressed change sets
 	qemu-utils dmsetup                                          # qemu-img interop and storage-loss tests
 	libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev      # cellad and cella
 	libgnutls28-dev                                            # cellad: the API's TLS

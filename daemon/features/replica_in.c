@@ -370,6 +370,32 @@ out:
 	return ret;
 }
 
+/* A set that came compressed (zstd): *fd replaced by its plain content,
+ * an unnamed file in the replica's directory, at most what a set of the
+ * disk's size can hold. 0, or -1 with e. */
+static int plain_of(struct sup *s, const char *name, uint64_t size, int *fd, struct cerr *e)
+{
+	char dir[PATH_MAX], err[256];
+	uint64_t n;
+	int out, ret;
+
+	if (rdir(s, name, NULL, dir, sizeof(dir)))
+		return cerr_set(e, CERR_INVALID, "name", "name too long");
+	out = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (out < 0)
+		return cerr_set(e, CERR_NO_SPACE, "", "%s: %s", dir, strerror(errno));
+	ret = replica_set_decompress(*fd, out, size + size / (CBT_BLOCK / 16) + SET_SLACK, &n, err,
+				     sizeof(err));
+	if (ret) {
+		close(out);
+		return cerr_set(e, ret == -ENOSPC ? CERR_NO_SPACE : CERR_INVALID, "",
+				"the compressed change set: %s", err);
+	}
+	close(*fd);
+	*fd = out;
+	return 0;
+}
+
 /* A full set into a store with points (the source lost its tracking): a
  * new store beside the old one, swapped in once the set is a point. */
 static int resync(struct sup *s, const char *name, const char *disk, int fd,
@@ -435,6 +461,8 @@ int sup_replica_in_upload_done(struct sup *s, const char *name, const char *disk
 		cerr_set(e, CERR_INTERNAL, "", "cannot read %s: %s", path, strerror(errno));
 		goto out;
 	}
+	if (replica_set_compressed(rfd) && plain_of(s, name, size, &rfd, e))
+		goto out;
 	if (cbt_incr_header(rfd, &hdr_size, point, since, err, sizeof(err))) {
 		cerr_set(e, CERR_INVALID, "", "not a change set: %s", err);
 		goto out;

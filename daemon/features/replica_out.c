@@ -31,6 +31,7 @@
 #include "cbt.h"
 #include "log.h"
 #include "peer.h"
+#include "replica.h"
 
 #define REP_INTERVAL_DEF_MS 5000
 #define REP_INTERVAL_MIN_MS 1000
@@ -39,6 +40,7 @@
 #define REP_CTL_MS          10000
 #define REP_STALL_MS        30000
 #define REP_PEER_TIMEOUT_S  600
+#define REP_ZSTD_LEVEL      3
 
 struct rep_out {
 	struct rep_out *next;
@@ -48,6 +50,7 @@ struct rep_out {
 	uint32_t interval_ms;
 	unsigned keep;
 	uint64_t max_bandwidth;
+	bool zstd;               /* change sets compressed on the wire */
 	char last[CBT_NAME_MAX]; /* the point the target confirmed last ("" none: full) */
 	unsigned seq;
 	pthread_t thread;
@@ -74,9 +77,10 @@ static int conf_path(struct sup *s, const char *uuid, char *out, size_t len)
 static void conf_save(struct sup *s, struct rep_out *r)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 8];
-	json_t *j = json_pack("{s:s, s:i, s:i, s:I, s:s, s:i}", "to", r->to, "interval_ms",
+	json_t *j = json_pack("{s:s, s:i, s:i, s:I, s:s, s:s, s:i}", "to", r->to, "interval_ms",
 			      (int)r->interval_ms, "keep", (int)r->keep, "max_bandwidth",
-			      (json_int_t)r->max_bandwidth, "last", r->last, "seq", (int)r->seq);
+			      (json_int_t)r->max_bandwidth, "compression", r->zstd ? "zstd" : "none",
+			      "last", r->last, "seq", (int)r->seq);
 
 	if (conf_path(s, r->uuid, path, sizeof(path)))
 		return;
@@ -117,6 +121,11 @@ static int conf_parse(json_t *j, struct rep_out *r, struct cerr *e)
 				return cerr_set(e, CERR_INVALID, k, "bytes per second: 0 (no cap) or "
 						"at least 65536");
 			r->max_bandwidth = (uint64_t)json_integer_value(v);
+		} else if (!strcmp(k, "compression")) {
+			if (!json_is_string(v) || (strcmp(json_string_value(v), "zstd") &&
+						   strcmp(json_string_value(v), "none")))
+				return cerr_set(e, CERR_INVALID, k, "\"zstd\" (the default) or \"none\"");
+			r->zstd = !strcmp(json_string_value(v), "zstd");
 		} else if (!strcmp(k, "last") && json_is_string(v) &&
 			   json_string_length(v) < CBT_NAME_MAX) {
 			snprintf(r->last, sizeof(r->last), "%s", json_string_value(v));
@@ -263,6 +272,29 @@ static bool wait_stop(struct sup *s, struct rep_out *r, uint32_t ms)
 	return r->stop || s->shutting_down;
 }
 
+/* The set in *fd compressed (zstd, level REP_ZSTD_LEVEL) into an unnamed
+ * file of the VM's directory, which replaces *fd. 0, or -1 with e. */
+static int compress_spool(struct sup *s, struct rep_out *r, int *fd, struct cerr *e)
+{
+	char dir[PATH_MAX], err[256];
+	uint64_t n;
+	int out, ret;
+
+	snprintf(dir, sizeof(dir), "%s/vms/%s", s->conf.state_dir, r->uuid);
+	out = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (out < 0)
+		return cerr_set(e, CERR_NO_SPACE, "", "%s: %s", dir, strerror(errno));
+	ret = replica_set_compress(*fd, out, REP_ZSTD_LEVEL, &n, err, sizeof(err));
+	if (ret) {
+		close(out);
+		return cerr_set(e, ret == -ENOSPC ? CERR_NO_SPACE : CERR_INTERNAL, "",
+				"compressing the change set: %s", err);
+	}
+	close(*fd);
+	*fd = out;
+	return 0;
+}
+
 /* Ship one disk's changes since r->last as point `point`; *sent, *data. */
 static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const char *since,
 		     const char *point, uint64_t *sent, uint64_t *data, json_t **answer,
@@ -315,6 +347,8 @@ static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const cha
 		}
 	}
 	*data = (uint64_t)json_integer_value(json_object_get(x, "data_bytes"));
+	if (r->zstd && (ret = compress_spool(s, r, &fd, e)))
+		goto out;
 	if (fstat(fd, &st) || lseek(fd, 0, SEEK_SET) < 0) {
 		ret = cerr_set(e, CERR_INTERNAL, "", "%s: %s", spool, strerror(errno));
 		goto out;
@@ -526,6 +560,7 @@ int sup_replica_enable(struct sup *s, const char *name, json_t *body, json_t **o
 	}
 	r->interval_ms = REP_INTERVAL_DEF_MS;
 	r->keep = REP_KEEP_DEF;
+	r->zstd = true;
 	if (conf_parse(body, r, e) || !(vm = sup_vm_lock_name(s, name, e)))
 		goto fail;
 	for (unsigned i = 0; i < vm->def.nr_disks; i++)
@@ -678,6 +713,7 @@ int sup_replica_status(struct sup *s, const char *name, json_t **out, struct cer
 			 (json_int_t)r->failures, "bytes_sent", (json_int_t)r->bytes_sent,
 			 "bytes_changed", (json_int_t)r->bytes_changed, "last_round_ms",
 			 (int)r->last_round_ms, "health", health);
+	json_object_set_new(*out, "compression", json_string(r->zstd ? "zstd" : "none"));
 	pthread_mutex_unlock(&s->rep_out_lock);
 	return 0;
 }
@@ -697,6 +733,8 @@ void sup_replica_out_resume(struct sup *s)
 			continue;
 		j = json_load_file(path, 0, NULL);
 		r = rep_new();
+		if (r)
+			r->zstd = true;
 		if (!r || !j || conf_parse(j, r, &e)) {
 			log_err("vm %s: %s: not resumed: %s", all[i]->def.name, path,
 				j ? e.reason : "not JSON");

@@ -6,7 +6,8 @@ prints "flushed N" after each batch is flushed).
 
 - `cella replica enable rv --to b --interval 1s --keep 4`: b shows the replica
   with recovery points, one per round; a's status is normal; events
-  replica-point (b) and replica-point-sent (a); retention keeps at most 4.
+  replica-point (b) and replica-point-sent (a); retention keeps at most 4;
+  the sets travel compressed (zstd): fewer bytes sent than changed.
 - The link cut for a while: rounds fail (a's status says error), the
   replica keeps its points; the link back: replication goes on from the
   last confirmed point (no resynchronisation: b's base is the same file,
@@ -131,6 +132,10 @@ def scenario(args, a, b, net, work):
     check([x["name"] for x in b_list] == ["rv"] and b_list[0]["state"] == "replicating",
           f"cella replica list on b: {b_list}")
     until("six rounds", lambda: status(a)["rounds"] >= 6)
+    st = status(a)
+    check(st["compression"] == "zstd" and 0 < st["bytes_sent"] < st["bytes_changed"] / 2,
+          f"change sets compressed on the wire: {st['bytes_sent']} bytes sent for "
+          f"{st['bytes_changed']} changed")
     pts = replica(b)["points"]
     check(1 <= len(pts) <= 4, f"retention keeps at most 4 points: {pts}")
 

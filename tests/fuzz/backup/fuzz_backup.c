@@ -2,7 +2,9 @@
  * backup applied to a 1 MiB image (byte 0 % 3 == 0), a .cbt sidecar opened
  * and used (1), or a change set received by a replica (disk/replica.h: made
  * the base of an empty store, then offered again and as the next point; its
- * header's disk size set to 1 MiB so that the layers stay small) (2). The incremental gets a correct checksum trailer
+ * header's disk size set to 1 MiB so that the layers stay small; or, when
+ * it starts with zstd's magic, as replication sends it: decompressed,
+ * bounded to 4 MiB, then made a point) (2). The incremental gets a correct checksum trailer
  * appended so the parser behind the checksum is what gets exercised. Files
  * live in /dev/shm: 20000 inputs must run in seconds. */
 #include <dirent.h>
@@ -70,6 +72,18 @@ static void fuzz_replica(const char *dir, const uint8_t *data, size_t size)
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/rep", dir);
+	if (size >= 4 && data[0] == 0x28 && data[1] == 0xb5 && data[2] == 0x2f && data[3] == 0xfd) {
+		/* As it came over the wire: compressed (zstd), bounded. */
+		fd = memfd_with("zset", data, size);
+		if (fd >= 0 && !replica_open(&r, path, true, err, sizeof(err))) {
+			(void)!replica_add_any(r, fd, 4u << 20, NULL, err, sizeof(err));
+			replica_close(r);
+		}
+		if (fd >= 0)
+			close(fd);
+		rm_dir(path);
+		return;
+	}
 	if (size < 24 || !(buf = malloc(size)))
 		return;
 	memcpy(buf, data, size);

@@ -2,7 +2,8 @@
  * made from change sets in the CELLAINC format hold the content of their
  * instant; a bad, out-of-order or too large change set leaves nothing
  * behind; retention merges keep every later point's content and survive a
- * crash; failover drops later points; one process at a time. */
+ * crash; failover drops later points; one process at a time; sets
+ * compressed with zstd go in like plain ones, bounded. */
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -349,6 +350,62 @@ static void t_drop_after(void **state)
 	replica_close(rep);
 }
 
+/* Sets compressed with zstd (as replication sends them): made points like
+ * plain ones; a corrupt or truncated stream, or one that decompresses past
+ * the bound, is refused and leaves nothing. */
+static void t_compressed(void **state)
+{
+	struct rt *r = *state;
+	struct replica *rep = open_rep(r);
+	static const char *const two[] = { "r1", "r2" };
+	struct replica_point p;
+	char err[512] = "", path[256];
+	uint64_t n, plain_len;
+	int plain, z;
+	uint8_t c;
+
+	/* The full set, compressed. */
+	plain = stream(r, 1, "r1", "");
+	plain_len = (uint64_t)lseek(plain, 0, SEEK_END);
+	snprintf(path, sizeof(path), "%s/z-XXXXXX", r->t.path);
+	z = mkstemp(path);
+	assert_int_equal(replica_set_compress(plain, z, 3, &n, err, sizeof(err)), 0);
+	assert_true(n > 0 && n < plain_len);
+	assert_true(replica_set_compressed(z));
+	assert_false(replica_set_compressed(plain));
+	close(plain);
+	/* Bounded: one byte less than the set is refused. */
+	assert_int_equal(replica_add_any(rep, z, plain_len - 1, NULL, err, sizeof(err)), -EFBIG);
+	assert_int_equal(replica_add_any(rep, z, plain_len, &p, err, sizeof(err)), 0);
+	assert_string_equal(p.name, "r1");
+	close(z);
+	/* The next one: a flipped byte in the frame, then cut short, then whole. */
+	plain = stream(r, 2, "r2", "r1");
+	snprintf(path, sizeof(path), "%s/z-XXXXXX", r->t.path);
+	z = mkstemp(path);
+	assert_int_equal(replica_set_compress(plain, z, 1, &n, err, sizeof(err)), 0);
+	assert_int_equal(pread(z, &c, 1, n / 2), 1);
+	c ^= 0x5a;
+	assert_int_equal(pwrite(z, &c, 1, n / 2), 1);
+	assert_int_equal(replica_add_any(rep, z, UINT64_MAX, NULL, err, sizeof(err)), -EINVAL);
+	c ^= 0x5a;
+	assert_int_equal(pwrite(z, &c, 1, n / 2), 1);
+	assert_int_equal(ftruncate(z, (off_t)(n - 9)), 0);
+	assert_int_equal(replica_add_any(rep, z, UINT64_MAX, NULL, err, sizeof(err)), -EINVAL);
+	close(z);
+	snprintf(path, sizeof(path), "%s/z-XXXXXX", r->t.path);
+	z = mkstemp(path);
+	assert_int_equal(replica_set_compress(plain, z, 1, &n, err, sizeof(err)), 0);
+	assert_int_equal(replica_add_any(rep, z, UINT64_MAX, &p, err, sizeof(err)), 0);
+	close(z);
+	close(plain);
+	expect_points(rep, two, 2);
+	check_point(r, rep, "r1", 1);
+	check_point(r, rep, "r2", 2);
+	no_tmp(r);
+	replica_close(rep);
+}
+
 static void t_one_owner(void **state)
 {
 	struct rt *r = *state;
@@ -375,6 +432,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(t_merge_recovered, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_merge_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_drop_after, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_compressed, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_one_owner, setup, teardown),
 	};
 

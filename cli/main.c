@@ -194,11 +194,15 @@ static const struct cmd cmds[] = {
      cmd_replica_list, NULL},
     {"replica", "show", "points", "NAME", "a replica's disks and recovery points",
      cmd_replica_show, NULL},
-    {"replica", "failover", "", "NAME [--point P] [--no-start]",
+    {"replica", "failover", "", "NAME [--point P] [--no-start] [--test]",
      "define the VM here on a recovery point (the latest every disk has, or P) and start it "
      "(Start-VMFailover)", cmd_replica_failover,
      "  --point P          the recovery point (cella replica show NAME)\n"
-     "  --no-start         define it, do not start it\n"},
+     "  --no-start         define it, do not start it\n"
+     "  --test             a copy NAME-test without network, while replication goes on\n"
+     "                     (Test-VMReplication); cella replica test-stop NAME ends it\n"},
+    {"replica", "test-stop", "", "NAME", "end a test failover: its VM and layers go",
+     cmd_replica_test_stop, NULL},
     {"replica", "delete", "rm remove", "NAME", "delete a replica and its points",
      cmd_replica_delete, NULL},
     {NULL, "events", "", "[--vm NAME] [--since SEQ]", "follow the event stream (JSON lines)",
@@ -255,7 +259,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "\"$cur\"))\n"
 	    "    fi;;\n"
 	    "  pool) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'create token join status leave' -- \"$cur\"));;\n"
-	    "  replica) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'enable status disable list show failover delete' -- \"$cur\"));;\n"
+	    "  replica) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'enable status disable list show failover test-stop delete' -- \"$cur\"));;\n"
 	    "  completion) COMPREPLY=($(compgen -W 'bash' -- \"$cur\"));;\n"
 	    "  esac\n"
 	    "}\n"

@@ -8,7 +8,7 @@
 
 #include "commands.h"
 
-enum { O_TO = 500, O_INTERVAL, O_KEEP, O_BW, O_POINT, O_NO_START, O_COMPRESSION };
+enum { O_TO = 500, O_INTERVAL, O_KEEP, O_BW, O_POINT, O_NO_START, O_COMPRESSION, O_TEST };
 
 /* "5s", "500ms", "5m", "1h" or milliseconds: 0, or EXIT_USAGE. */
 static int parse_interval(const char *s, json_int_t *ms)
@@ -165,6 +165,7 @@ int cmd_replica_failover(struct client *c, int argc, char **argv)
 	static const struct option opts[] = {
 	    {"point", required_argument, NULL, O_POINT},
 	    {"no-start", no_argument, NULL, O_NO_START},
+	    {"test", no_argument, NULL, O_TEST},
 	    {NULL, 0, NULL, 0},
 	};
 	json_t *body, *out = NULL;
@@ -178,8 +179,8 @@ int cmd_replica_failover(struct client *c, int argc, char **argv)
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == O_POINT) {
 			json_object_set_new(body, "point", json_string(optarg));
-		} else if (o == O_NO_START) {
-			json_object_set_new(body, "start", json_false());
+		} else if (o == O_NO_START || o == O_TEST) {
+			json_object_set_new(body, o == O_TEST ? "test" : "start", json_boolean(o == O_TEST));
 		} else {
 			json_decref(body);
 			return usage_error("unknown option or missing value '%s'", argv[optind - 1]);
@@ -194,8 +195,10 @@ int cmd_replica_failover(struct client *c, int argc, char **argv)
 	json_decref(body);
 	if (ret)
 		return ret;
-	return print_reply(c, out, "%s: failed over to point %s%s", argv[1],
+	return print_reply(c, out, "%s: %s to point %s%s", argv[1],
+			   json_is_true(json_object_get(out, "test")) ? "test failover (VM " : "failed over",
 			   json_string_value(json_object_get(out, "point")) ?: "?",
+			   json_is_true(json_object_get(out, "test")) ? ", no network)" :
 			   json_is_true(json_object_get(out, "started")) ? " and started" : "");
 }
 
@@ -212,5 +215,21 @@ int cmd_replica_delete(struct client *c, int argc, char **argv)
 	ret = client_call(c, "DELETE", path, NULL, NULL);
 	if (!ret && !c->json)
 		printf("replica %s deleted\n", argv[1]);
+	return ret;
+}
+
+int cmd_replica_test_stop(struct client *c, int argc, char **argv)
+{
+	char path[512];
+	int ret;
+
+	if (need_name(argc, argv, 2))
+		return EXIT_USAGE;
+	if (argc > 2)
+		return usage_error("unexpected argument '%s'", argv[2]);
+	api_path(path, sizeof(path), "/v1/replicas/", argv[1], "/test");
+	ret = client_call(c, "DELETE", path, NULL, NULL);
+	if (!ret && !c->json)
+		printf("%s: test failover ended (its VM and layers deleted)\n", argv[1]);
 	return ret;
 }

@@ -100,7 +100,7 @@ enum { HOSTS_LIST, HOSTS_ADD, HOSTS_REMOVE };
 enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
 enum { POOL_STATUS, POOL_LEAVE, POOL_CREATE, POOL_TOKEN, POOL_JOIN, POOL_ADMIT, POOL_CA };
 enum { REP_STATUS, REP_ENABLE, REP_DISABLE };
-enum { REPS_LIST, REPS_CREATE, REPS_GET, REPS_DELETE, REPS_FAILOVER };
+enum { REPS_LIST, REPS_CREATE, REPS_GET, REPS_DELETE, REPS_FAILOVER, REPS_TEST_STOP };
 /* h_upload's arg: what the upload is. */
 enum { UP_STATE, UP_DISK, UP_REPLICA_SET };
 #define API_HANDLER(fn) enum MHD_Result fn(struct api_request *r, const char *name, int arg)

@@ -52,6 +52,8 @@ enum MHD_Result h_replicas(struct api_request *r, const char *name, int arg)
 		return api_reply(r, ret, &e, 200, out);
 	case REPS_DELETE:
 		return api_reply(r, sup_replica_in_delete(r->sup, name, &e), &e, 204, NULL);
+	case REPS_TEST_STOP:
+		return api_reply(r, sup_replica_in_test_stop(r->sup, name, &e), &e, 204, NULL);
 	default: /* REPS_FAILOVER */
 		if (api_parse_body(r, false, &body, &res))
 			return res;

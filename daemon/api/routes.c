@@ -80,6 +80,7 @@ static const struct route routes[] = {
     {"GET", "/v1/replicas/{name}", h_replicas, REPS_GET, no_query, ROLE_VIEWER},
     {"DELETE", "/v1/replicas/{name}", h_replicas, REPS_DELETE, no_query, ROLE_ADMIN},
     {"POST", "/v1/replicas/{name}/failover", h_replicas, REPS_FAILOVER, no_query, ROLE_ADMIN},
+    {"DELETE", "/v1/replicas/{name}/test", h_replicas, REPS_TEST_STOP, no_query, ROLE_ADMIN},
     {"PUT", "/v1/replicas/{name}/disks/{disk}", h_upload, UP_REPLICA_SET, no_query, ROLE_ADMIN,
      true},
     {"GET", "/v1/pool", h_pool, POOL_STATUS, no_query, ROLE_VIEWER},

@@ -316,6 +316,9 @@ int sup_replica_in_get(struct sup *s, const char *name, json_t **out, struct cer
 int sup_replica_in_delete(struct sup *s, const char *name, struct cerr *e) __must_check;
 int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_t **out,
 			    struct cerr *e) __must_check;
+/* End a test failover (body test: true): its VM turned off and deleted, its
+ * layers removed; the replica's points stay. */
+int sup_replica_in_test_stop(struct sup *s, const char *name, struct cerr *e) __must_check;
 int sup_replica_in_upload_open(struct sup *s, const char *name, const char *disk, int *fd,
 			       uint64_t *max, struct cerr *e) __must_check;
 int sup_replica_in_upload_done(struct sup *s, const char *name, const char *disk, int fd,

@@ -293,6 +293,11 @@ int sup_replica_in_delete(struct sup *s, const char *name, struct cerr *e)
 		pthread_mutex_unlock(&s->rep_lock);
 		return -1;
 	}
+	if (json_string_value(json_object_get(rec, "test_vm"))) {
+		ret = cerr_set(e, CERR_STATE, "name", "a test failover of '%s' runs on its points "
+			       "(cella replica test-stop first)", name);
+		goto out;
+	}
 	/* A VM failed over onto the points still reads them. */
 	vm = sup_vm_lock_name(s, name, e);
 	if (vm) {
@@ -534,26 +539,42 @@ int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_
 			    struct cerr *e)
 {
 	json_t *jpoint = json_object_get(body, "point"), *jstart = json_object_get(body, "start");
+	json_t *jtest = json_object_get(body, "test");
 	json_t *rec = NULL, *st = NULL, *vmj = NULL, *disks, *dk, *v, *res = NULL;
-	const char *point = NULL, *key;
+	const char *point = NULL, *key, *prefix;
+	char vmname[VMDEF_NAME_MAX + 1];
+	bool pending, test = json_is_true(jtest);
 	struct vmrt *vm;
 	size_t i;
-	bool pending;
 	int ret = -1;
 
 	*out = NULL;
 	json_object_foreach(body, key, v)
-		if (strcmp(key, "point") && strcmp(key, "start"))
+		if (strcmp(key, "point") && strcmp(key, "start") && strcmp(key, "test"))
 			return cerr_set(e, CERR_INVALID, key, "unknown field");
-	if ((jpoint && !json_is_string(jpoint)) || (jstart && !json_is_boolean(jstart)))
-		return cerr_set(e, CERR_INVALID, jpoint && !json_is_string(jpoint) ? "point" : "start",
-				"expected a point name (point) or a boolean (start)");
+	if ((jpoint && !json_is_string(jpoint)) || (jstart && !json_is_boolean(jstart)) ||
+	    (jtest && !json_is_boolean(jtest)))
+		return cerr_set(e, CERR_INVALID, jpoint && !json_is_string(jpoint) ? "point"
+				: jtest && !json_is_boolean(jtest) ? "test" : "start",
+				"expected a point name (point) or a boolean (start, test)");
+	/* A test failover: a copy beside the replica, without network, while
+	 * replication goes on (Hyper-V's Test-VMReplication). */
+	if ((size_t)snprintf(vmname, sizeof(vmname), "%s%s", name, test ? "-test" : "") >=
+	    sizeof(vmname))
+		return cerr_set(e, CERR_INVALID, "name", "'%s-test' would be too long a VM name", name);
+	prefix = test ? "test" : "run";
 	pthread_mutex_lock(&s->rep_lock);
 	rec = rec_load(s, name, e);
 	if (!rec)
 		goto out;
 	if (strcmp(rec_state(rec), "replicating")) {
 		cerr_set(e, CERR_STATE, "name", "the replica of '%s' was failed over already", name);
+		goto out;
+	}
+	if (test && (vm = sup_vm_lock_name(s, vmname, e))) {
+		sup_vm_unlock(s, vm);
+		cerr_set(e, CERR_EXISTS, "test", "a test failover of '%s' runs (%s): stop it first "
+			 "(cella replica test-stop)", name, vmname);
 		goto out;
 	}
 	st = status_json(s, name, rec);
@@ -577,6 +598,12 @@ int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_
 	}
 	/* The VM's disks: a layer of its own over the point on each. */
 	vmj = json_deep_copy(json_object_get(rec, "vm"));
+	if (test) { /* its own identity, and no network: it must not meet the real one */
+		json_object_set_new(vmj, "name", json_string(vmname));
+		json_object_del(vmj, "uuid");
+		json_object_del(vmj, "nics");
+		json_object_set_new(vmj, "autostart", json_false());
+	}
 	disks = json_object_get(vmj, "disks");
 	json_array_foreach(disks, i, dk) {
 		const char *id = json_string_value(json_object_get(dk, "id"));
@@ -589,7 +616,7 @@ int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_
 			goto out;
 		ret = replica_point_path(r, point, ppath, sizeof(ppath), err, sizeof(err));
 		replica_close(r);
-		snprintf(file, sizeof(file), "run-%s-%s.qcow2", id, point);
+		snprintf(file, sizeof(file), "%s-%s-%s.qcow2", prefix, id, point);
 		if (ret || rdir(s, name, file, lpath, sizeof(lpath))) {
 			ret = cerr_set(e, CERR_INTERNAL, "disk", "disk %s: %s", id, err);
 			goto out;
@@ -603,26 +630,34 @@ int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_
 		json_object_set_new(dk, "path", json_string(lpath));
 		json_object_set_new(dk, "format", json_string("qcow2"));
 	}
-	vm = sup_register(s, vmj, EV_DEFINE, "failed over from its replica", ROLE_ADMIN, e);
+	vm = sup_register(s, vmj, EV_DEFINE, test ? "a test failover of its replica"
+			  : "failed over from its replica", ROLE_ADMIN, e);
 	if (!vm) {
 		ret = -1;
 		goto out;
 	}
 	sup_vm_unlock(s, vm);
-	json_object_set_new(rec, "state", json_string("failed-over"));
-	json_object_set_new(rec, "failed_over_point", json_string(point));
+	if (test) {
+		json_object_set_new(rec, "test_vm", json_string(vmname));
+		json_object_set_new(rec, "test_point", json_string(point));
+	} else {
+		json_object_set_new(rec, "state", json_string("failed-over"));
+		json_object_set_new(rec, "failed_over_point", json_string(point));
+	}
 	if ((ret = rec_save(s, name, rec, e)))
 		goto out;
 	{
 		char detail[160];
 
-		snprintf(detail, sizeof(detail), "from point %s", point);
-		sup_emit_named(s, name, "defined", "replica-failed-over", detail);
+		snprintf(detail, sizeof(detail), "from point %s%s%s", point, test ? ": " : "",
+			 test ? vmname : "");
+		sup_emit_named(s, name, "defined", test ? "replica-test-failover"
+			       : "replica-failed-over", detail);
 	}
-	log_warn("replica %s: failed over to point %s", name, point);
+	log_warn("replica %s: %s to point %s", name, test ? "test failover" : "failed over", point);
 	pthread_mutex_unlock(&s->rep_lock);
 	if (!jstart || json_is_true(jstart)) {
-		if (sup_action(s, name, SUP_START, NULL, &res, &pending, e)) {
+		if (sup_action(s, vmname, SUP_START, NULL, &res, &pending, e)) {
 			json_decref(rec);
 			json_decref(st);
 			json_decref(vmj);
@@ -630,8 +665,8 @@ int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_
 		}
 		json_decref(res);
 	}
-	*out = json_pack("{s:s, s:s, s:b}", "vm", name, "point", point, "started",
-			 !jstart || json_is_true(jstart));
+	*out = json_pack("{s:s, s:s, s:b, s:b}", "vm", vmname, "point", point, "started",
+			 !jstart || json_is_true(jstart), "test", test);
 	json_decref(rec);
 	json_decref(st);
 	json_decref(vmj);
@@ -642,4 +677,53 @@ out:
 	json_decref(st);
 	json_decref(vmj);
 	return -1;
+}
+
+int sup_replica_in_test_stop(struct sup *s, const char *name, struct cerr *e)
+{
+	char vmname[VMDEF_NAME_MAX + 1], dir[PATH_MAX];
+	struct cerr ve = { 0 };
+	struct dirent *de;
+	struct vmrt *vm;
+	json_t *rec;
+	DIR *d;
+	int ret = -1;
+
+	pthread_mutex_lock(&s->rep_lock);
+	rec = rec_load(s, name, e);
+	if (!rec)
+		goto out;
+	if (!json_string_value(json_object_get(rec, "test_vm"))) {
+		cerr_set(e, CERR_NOT_FOUND, "test", "no test failover of '%s' runs", name);
+		goto out;
+	}
+	snprintf(vmname, sizeof(vmname), "%s", json_string_value(json_object_get(rec, "test_vm")));
+	/* Turn the copy off and forget it (its layers go below). */
+	vm = sup_vm_lock_name(s, vmname, &ve);
+	if (vm) {
+		if (state_active(vm->state) && sup_act_kill(s, vm, e)) {
+			sup_vm_unlock(s, vm);
+			goto out;
+		}
+		if (sup_remove(s, vm, "deleted", "the test failover ended")) {
+			sup_vm_unlock(s, vm);
+			cerr_set(e, CERR_INTERNAL, "", "cannot delete VM %s", vmname);
+			goto out;
+		}
+		sup_vm_unlock(s, vm);
+	}
+	if (!rdir(s, name, NULL, dir, sizeof(dir)) && (d = opendir(dir))) {
+		while ((de = readdir(d)))
+			if (!strncmp(de->d_name, "test-", 5))
+				unlinkat(dirfd(d), de->d_name, 0);
+		closedir(d);
+	}
+	json_object_del(rec, "test_vm");
+	json_object_del(rec, "test_point");
+	if (!(ret = rec_save(s, name, rec, e)))
+		sup_emit_named(s, name, "", "replica-test-stopped", vmname);
+out:
+	json_decref(rec);
+	pthread_mutex_unlock(&s->rep_lock);
+	return ret;
 }

@@ -194,6 +194,9 @@ def test(args):
         call("POST", "/v1/replicas/{name}/failover", "orep", body={})
         call("POST", "/v1/replicas/{name}/failover", "orep", body={"x": 1})
         call("POST", "/v1/replicas/{name}/failover", "nope")
+        call("POST", "/v1/replicas/{name}/failover", "orep", body={"test": "yes"})
+        call("DELETE", "/v1/replicas/{name}/test", "orep")
+        call("DELETE", "/v1/replicas/{name}/test", "nope")
         call("DELETE", "/v1/replicas/{name}", "orep")
         call("DELETE", "/v1/replicas/{name}", "orep")
         # A single host is in no pool (tests/pool/test_pool_members.py: in one).

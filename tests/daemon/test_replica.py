@@ -12,6 +12,9 @@ prints "flushed N" after each batch is flushed).
   replica keeps its points; the link back: replication goes on from the
   last confirmed point (no resynchronisation: b's base is the same file,
   and the next set is small).
+- Test failover: a copy (rv-test, its own UUID, no network) runs on b while
+  rounds go on; one at a time; the replica cannot be deleted under it;
+  test-stop removes the copy and its layers.
 - Unplanned failover: a round flushed by the guest, then a point taken after
   it; a's cellad and worker killed (kill -9). On b, `cella replica failover
   rv --no-start`: the VM defined on the latest point; its command line set to
@@ -157,6 +160,25 @@ def scenario(args, a, b, net, work):
           f"no resynchronisation: the base is {now[0]}, was {base}")
     log(f"after the cut: {good['bytes_sent']} bytes sent in {good['rounds']} rounds; "
         f"points {[p['name'] for p in now]}")
+
+    # Test failover: a copy beside, while replication goes on.
+    out = b.cli("replica", "failover", "rv", "--test").stdout
+    log(out.strip())
+    t = b.vm("rv-test")
+    check(t["uuid"] != a.vm("rv")["uuid"] and t["state"] in ("starting", "running"),
+          f"the test copy: its own identity, started ({t['state']})")
+    b.wait_console("rv-test", "flushed", timeout=60)
+    r1 = status(a)["rounds"]
+    until("rounds while the test copy runs", lambda: status(a)["rounds"] >= r1 + 2)
+    check(replica(b)["state"] == "replicating", "the replica goes on replicating")
+    b.cli("replica", "failover", "rv", "--test", expect=5)  # one at a time
+    b.cli("replica", "delete", "rv", expect=5)              # its points are in use
+    b.cli("replica", "test-stop", "rv")
+    check(b.get("/v1/vms/rv-test").status == 404, "the test copy is gone")
+    left = [f for f in os.listdir(os.path.join(b.state, "replicas", "rv"))
+            if f.startswith("test-")]
+    check(not left, f"its layers are gone: {left}")
+    b.cli("replica", "test-stop", "rv", expect=4)
 
     # Unplanned failover: a round flushed, then a point cut after it.
     f1 = flushed(a)

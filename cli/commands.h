@@ -76,3 +76,6 @@ int cmd_pool_create(struct client *c, int argc, char **argv);
 int cmd_pool_token(struct client *c, int argc, char **argv);
 int cmd_pool_join(struct client *c, int argc, char **argv);
 int cmd_pool_leave(struct client *c, int argc, char **argv);
+/* maint.c */
+int cmd_host_maintenance(struct client *c, int argc, char **argv);
+int cmd_pool_balance(struct client *c, int argc, char **argv);

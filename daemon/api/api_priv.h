@@ -99,6 +99,7 @@ enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
 enum { HOSTS_LIST, HOSTS_ADD, HOSTS_REMOVE };
 enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
 enum { POOL_STATUS, POOL_LEAVE, POOL_CREATE, POOL_TOKEN, POOL_JOIN, POOL_ADMIT, POOL_CA };
+enum { MAINT_HOST, MAINT_BALANCE, MAINT_LOAD };
 #define API_HANDLER(fn) enum MHD_Result fn(struct api_request *r, const char *name, int arg)
 /* vms.c */
 API_HANDLER(h_list);
@@ -120,6 +121,8 @@ API_HANDLER(h_events);
 API_HANDLER(h_prometheus);
 API_HANDLER(h_hosts);
 API_HANDLER(h_pool);
+/* maint.c */
+API_HANDLER(h_pool_maint);
 /* incoming.c */
 API_HANDLER(h_incoming);
 API_HANDLER(h_upload);

@@ -20,6 +20,7 @@ struct sup;
 struct sup_stream;
 struct job_kind;
 struct storage;
+struct vmdef;
 
 struct sup_conf {
 	const char *state_dir;      /* logs/ lives here */
@@ -82,6 +83,15 @@ struct sup_pool_ops {
 	uint64_t (*ha_deadline_ns)(void *ctx);
 	/* The VM's owner as etcd says now ("" nobody): 0, or -errno. */
 	int (*owner_now)(void *ctx, const char *uuid, char *owner, size_t len);
+	/* Moves inside the pool, maintenance, balance (pool/maint.c, pool.h). */
+	int (*member)(void *ctx, const char *host, char *address, size_t alen, char *state,
+		      size_t slen);
+	int (*member_state_set)(void *ctx, const char *host, const char *state, struct cerr *e);
+	int (*owner_pass)(void *ctx, const char *uuid, const char *from, bool on_lease);
+	int (*owner_give)(void *ctx, const char *uuid, const char *to);
+	int (*runtime_drop)(void *ctx, const char *uuid);
+	int (*vm_def)(void *ctx, const char *uuid, struct vmdef *def);
+	int (*plan)(void *ctx, const char *evacuate, json_t **out, struct cerr *e);
 };
 
 /* Calls from the core into features that attached data to a VM (a move
@@ -223,6 +233,20 @@ bool sup_pool_host_known(struct sup *s, const char *cn);
 int sup_pool_forward(struct sup *s, const char *host, const char *address, const char *method,
 		     const char *url, const char *body, enum role role, const char *who,
 		     long *status, json_t **reply, struct cerr *e) __must_check;
+
+/* Maintenance mode and balance (features/maint.c, docs/pool.md).
+ * maintenance: body {state: "on"|"off"} for this host (host must name it:
+ * sup_pool_host_target says where another host's request goes); on: the
+ * record's state by compare-and-swap, then every VM evacuated by the plan
+ * (*out {host, state, plan, results}); off: up again. balance: body
+ * {dry_run?}: *out the plan (and results unless dry_run). load: this host
+ * owns VM uuid now (handed over): register it if it is not here. */
+int sup_maintenance(struct sup *s, const char *host, json_t *body, json_t **out,
+		    struct cerr *e) __must_check;
+int sup_balance(struct sup *s, json_t *body, json_t **out, struct cerr *e) __must_check;
+int sup_pool_load(struct sup *s, const char *uuid, json_t **out, struct cerr *e) __must_check;
+/* 1 when host is another host of the pool (its address filled), else 0. */
+int sup_pool_host_target(struct sup *s, const char *host, char *address, size_t alen);
 
 /* Console: a reader over the VM's output history (the last `history`
  * bytes, up to the buffer size) and what follows. */

@@ -217,7 +217,8 @@ void sup_ha_drop(struct sup *s, const char *uuid, const char *owner)
 		snprintf(detail, sizeof(detail), "owned by %.64s now: forgotten here", owner);
 		log_warn("vm %s: %s", vm->def.name, detail);
 		sup_forget(s, vm, "vm-owned-elsewhere", detail);
-	} else if (!vm->deleted && state_active(vm->state) && !vm->busy && vm->def.ha) {
+	} else if (!vm->deleted && state_active(vm->state) && !vm->busy && vm->def.ha &&
+		   !vm->incoming) { /* a VM moving in is the source's until the commit */
 		log_err("vm %s: runs here but host %s owns it", vm->def.name, owner);
 	}
 	sup_vm_unlock(s, vm);

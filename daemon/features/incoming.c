@@ -33,6 +33,7 @@
 
 #include "disk.h"
 #include "log.h"
+#include "move_pool.h"
 #include "wctl.h"
 
 #define COMMIT_WAIT_MS 30000
@@ -43,6 +44,7 @@ struct sup_incoming {
 	uint64_t disk_size[VMDEF_MAX_DISKS];
 	bool disk_uploaded[VMDEF_MAX_DISKS];
 	char *created[VMDEF_MAX_DISKS]; /* images made here (deleted on failure) */
+	char pool_from[64];              /* a move inside the pool: the source host, else "" */
 	struct job job;                  /* "move-in", open until the VM runs or goes */
 };
 
@@ -95,6 +97,11 @@ static void drop(struct sup *s, struct vmrt *vm, const char *why)
 	discard_files(s, vm);
 	if (vm->incoming)
 		job_close(s, &vm->incoming->job);
+	if (vm->incoming && vm->incoming->pool_from[0]) {
+		/* The pool's records are the source's: only this host's go. */
+		move_pool_in_drop(s, vm, why);
+		return;
+	}
 	if (sup_remove(s, vm, "deleted", why))
 		log_err("vm %s: cannot delete the half-moved VM", vm->def.name);
 }
@@ -188,12 +195,21 @@ static int parse_prepare(struct sup *s, json_t *body, json_t **def, struct sup_i
 			in->storage = json_is_true(v);
 		} else if (!strcmp(key, "disk_sizes")) {
 			sizes = v;
+		} else if (!strcmp(key, "pool_from")) {
+			if (!json_is_string(v) || !vmdef_name_valid(json_string_value(v)))
+				return cerr_set(e, CERR_INVALID, key, "expected the source's host name");
+			snprintf(in->pool_from, sizeof(in->pool_from), "%s", json_string_value(v));
 		} else {
 			return cerr_set(e, CERR_INVALID, key, "unknown field");
 		}
 	}
 	if (!*def)
 		return cerr_set(e, CERR_INVALID, "vm", "required");
+	if (move_pool_refuse_maint(s, "take VMs moved here", e))
+		return -1;
+	if (in->pool_from[0] && move_pool_in_check(s, json_string_value(json_object_get(*def, "uuid")),
+						   in->pool_from, e))
+		return -1;
 	if (!in->quick && (!s->conf.tls_cert || !s->conf.tls_key || !s->conf.tls_ca))
 		return cerr_set(e, CERR_CONFLICT, "tls", "this host has no migration TLS material (cellad "
 				"--tls-cert, --tls-key, --tls-ca): it takes quick moves only");
@@ -377,7 +393,8 @@ int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, js
 			goto fail;
 	}
 	/* A peer (admin) moves it in: its paths were the source's to check. */
-	vm = sup_register(s, def, EV_MOVE_IN, in->quick ? "quick" : "live", ROLE_ADMIN, e);
+	vm = (in->pool_from[0] ? sup_register_shared : sup_register)(
+		s, def, EV_MOVE_IN, in->quick ? "quick" : "live", ROLE_ADMIN, e);
 	if (!vm) {
 		if (!in->storage && !strncmp(e->field, "disks", 5))
 			snprintf(e->reason + strlen(e->reason), sizeof(e->reason) - strlen(e->reason),
@@ -493,6 +510,10 @@ int sup_incoming_commit(struct sup *s, const char *name, json_t **out, struct ce
 	if (!ret && vm->state != VS_RUNNING)
 		ret = cerr_set(e, CERR_INTERNAL, "", "the VM is not running here (%s): %s",
 			       vm_state_name(vm->state), vm->exit_reason);
+	/* Inside a pool the VM becomes this host's now: its owner key passes
+	 * from the source (compare-and-swap). */
+	if (!ret && vm->incoming && vm->incoming->pool_from[0])
+		ret = move_pool_in_commit(s, vm, vm->incoming->pool_from, vm->incoming->storage, e);
 	if (!ret) {
 		incoming_done(s, vm);
 		*out = sup_vm_json(s, vm);

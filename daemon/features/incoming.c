@@ -280,7 +280,10 @@ static void *watch_thread(void *opaque)
 	if (vm->gen == w->gen && vm->state == VS_INCOMING && !ret) {
 		clock_gettime(CLOCK_MONOTONIC, &vm->started_mono);
 		vm->started_at = sup_now_wall();
-		incoming_done(s, vm);
+		/* Inside a pool the move ends at the commit, which takes the
+		 * VM's ownership (move_pool_in_commit). */
+		if (!vm->incoming->pool_from[0])
+			incoming_done(s, vm);
 		lifecycle_fire(s, vm, EV_STARTED, "moved in");
 	} else if (vm->gen == w->gen && vm->state == VS_INCOMING && vm->pid) {
 		log_warn("vm %s: the incoming worker did not start the VM (%s); ending it",
@@ -533,8 +536,9 @@ int sup_incoming_abort(struct sup *s, const char *name, struct cerr *e)
 	unsigned gen;
 
 	vm = lookup_incoming(s, name, e);
-	if (vm && !vm->incoming) {
-		/* Committed (it runs here): the move is over; never drop it. */
+	if (vm && (!vm->incoming || (vm->incoming->pool_from[0] && vm->state == VS_RUNNING))) {
+		/* Committed, or it runs here (a pool move not committed yet):
+		 * the source's worker has ended; never drop it. */
 		cerr_set(e, CERR_STATE, "state", "'%s' has moved in and runs here", name);
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		sup_vm_unlock(s, vm);

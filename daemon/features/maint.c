@@ -91,6 +91,44 @@ static int hand_over(struct sup *s, const char *name, const char *to, struct cer
 	return 0;
 }
 
+/* Whether this host's stopped VM can be handed over: every disk on pool
+ * storage (the check of an HA VM's disks). 0, or -1 with e. */
+static int handable(struct sup *s, const char *name, struct cerr *e)
+{
+	struct vmdef probe;
+	struct vmrt *vm = sup_vm_lock_name(s, name, e);
+	int ret;
+
+	if (!vm)
+		return -1;
+	probe = vm->def; /* shallow, read only */
+	probe.ha = true;
+	ret = sup_check_ha(s, &probe, e);
+	sup_vm_unlock(s, vm);
+	return ret;
+}
+
+/* Stopped VMs of this host the plan would hand over but whose disks are
+ * not on pool storage stay: out of the moves, into stuck, with the reason. */
+static void keep_local(struct sup *s, json_t *plan)
+{
+	json_t *moves = json_object_get(plan, "moves"), *stuck = json_object_get(plan, "stuck");
+
+	for (size_t i = 0; i < json_array_size(moves);) {
+		json_t *mv = json_array_get(moves, i);
+		struct cerr e = { 0 };
+
+		if (json_is_true(json_object_get(mv, "live")) || !handable(s, str(mv, "vm"), &e)) {
+			i++;
+			continue;
+		}
+		json_array_append_new(stuck, json_pack(
+			"{s:s, s:s, s:s, s:s+}", "vm", str(mv, "vm"), "uuid", str(mv, "uuid"), "from",
+			str(mv, "from"), "reason", "stopped, and it cannot be handed over: ", e.reason));
+		json_array_remove(moves, i);
+	}
+}
+
 static void *step_run(void *arg)
 {
 	struct step *st = arg;
@@ -238,6 +276,7 @@ int sup_maintenance(struct sup *s, const char *host, json_t *body, json_t **out,
 	 * what is left. */
 	if (ops->plan(s->conf.pool_ctx, me, &plan, e))
 		return -1;
+	keep_local(s, plan);
 	log_info("pool: host %s in maintenance: %s", me,
 		 json_string_value(json_object_get(plan, "summary")) ?: "");
 	results = run_plan(s, plan, "vm-evacuated");

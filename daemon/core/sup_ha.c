@@ -60,9 +60,10 @@ void sup_ha_extend(struct sup *s, uint64_t until_ns)
 		int ret;
 
 		pthread_mutex_lock(&vm->lock);
-		if (!ha_worker(vm) || vm->state == VS_STARTING) {
+		if (!ha_worker(vm) || vm->state == VS_STARTING || vm->state == VS_INCOMING) {
 			/* A starting worker gets its deadline in the start
-			 * handshake, before its gate opens. */
+			 * handshake, before its gate opens; one moving in at
+			 * the commit (features/move_pool.c). */
 			pthread_mutex_unlock(&vm->lock);
 			continue;
 		}

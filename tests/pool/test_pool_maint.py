@@ -80,6 +80,11 @@ def owner(c, uuid):
     return c.etcdctl("get", f"/cella/pm/owner/{uuid}", "--print-value-only").stdout.strip()
 
 
+def lease_of(c, key):
+    kvs = json.loads(c.etcdctl("get", key, "-w", "json").stdout).get("kvs") or []
+    return int(kvs[0].get("lease", 0)) if kvs else 0
+
+
 def local_vm(d, name):
     """The VM as d itself has it (not forwarded), or None."""
     vms = {v["name"]: v for v in json.loads(d.cli("--json", "vm", "list").stdout)["vms"]}
@@ -131,6 +136,13 @@ def test(args):
             for h in ADDR:
                 hosts[h] = Host(args, h, net.ns[h], boot, storage).start()
             scenario(c, hosts, shared, local)
+    except TestFailure:
+        for d in hosts.values():  # the workers' own logs, for the failure
+            logs = os.path.join(d.state, "logs")
+            for f in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
+                with open(os.path.join(logs, f), errors="replace") as fh:
+                    log(f"{d.name} {f}: ...{fh.read()[-1500:]}")
+        raise
     finally:
         for d in hosts.values():
             d.cleanup()
@@ -161,7 +173,9 @@ def scenario(c, hosts, shared, local):
     make_pool(c, hosts)
     uuid = {}
     for n in ("m1", "m2", "m3"):
-        uuid[n] = a.define(n, "memwriter", GUEST)["uuid"]
+        # m1: HA, its disk on pool storage (not copied: opened by the same path).
+        kw = dict(ha=True, disks=[{"path": os.path.join(shared, "m1.img")}]) if n == "m1" else {}
+        uuid[n] = a.define(n, "memwriter", GUEST, **kw)["uuid"]
         a.action(n, "start")
     uuid["s1"] = a.define("s1", "memwriter", GUEST,
                           disks=[{"path": os.path.join(shared, "s1.img")}])["uuid"]
@@ -206,6 +220,10 @@ def scenario(c, hosts, shared, local):
         goes_on(hosts, n, moved[n], before[n])
         check(owner(c, uuid[n]) == f"host-{moved[n]}", f"etcd names host-{moved[n]} {n}'s owner")
         check(runs_on(hosts, n) == [moved[n]], f"{n}: exactly one worker pool-wide")
+    dest = f"host-{moved['m1']}"
+    wait_for("m1's owner key is on its new host's lease", lambda: lease_of(
+        c, f"/cella/pm/owner/{uuid['m1']}") == lease_of(c, f"/cella/pm/alive/{dest}") != 0)
+    check(True, f"HA VM m1: its owner key is on {dest}'s lease")
     check(owner(c, uuid["s1"]) == f"host-{moved['s1']}", "s1's owner key names its new host")
     wait_for("s1 is loaded on its new host", lambda: local_vm(hosts[moved["s1"]], "s1"))
     check(local_vm(a, "s1") is None and owner(c, uuid["l1"]) == "host-a",

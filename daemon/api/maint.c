@@ -14,8 +14,10 @@ enum MHD_Result h_pool_maint(struct api_request *r, const char *name, int arg)
 	int ret;
 
 	(void)name;
-	if (arg == MAINT_LOAD)
-		return api_reply(r, sup_pool_load(r->sup, r->sub, &out, &e), &e, 200, out);
+	if (arg == MAINT_LOAD) {
+		ret = sup_pool_load(r->sup, r->sub, &out, &e);
+		return api_reply(r, ret, &e, 200, out);
+	}
 	if (arg == MAINT_HOST && !r->forwarded) {
 		char addr[256];
 

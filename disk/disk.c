@@ -262,10 +262,13 @@ static int open_layer(struct disk **out, const char *path, int fmt, unsigned fla
 	seen->ino[seen->n++] = d->ino;
 	d->open_flags = flags;
 	if ((flags & DISK_DEFER_LOCK) && (fmt == DISK_FMT_QCOW2 || (fmt < 0 && qcow2_probe(d->fd)))) {
-		ret = disk_errf(err, errlen, -ENOTSUP, "%s: a qcow2 image cannot be opened before "
-		                "the VM's other host lets go of it (live moves on shared storage "
-		                "take raw images)", path);
-		goto fail;
+		/* A qcow2 header is its holder's until it lets go: no deferral,
+		 * the lock now (a new image, include_storage: free). */
+		ret = disk_lock_fd(d->fd, !ro, path, err, errlen);
+		if (ret)
+			goto fail;
+		flags &= ~DISK_DEFER_LOCK;
+		d->open_flags = flags;
 	}
 	ret = probe_and_open(d, fmt, err, errlen);
 	if (ret)

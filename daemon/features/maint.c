@@ -113,6 +113,7 @@ static int handable(struct sup *s, const char *name, struct cerr *e)
 static void keep_local(struct sup *s, json_t *plan)
 {
 	json_t *moves = json_object_get(plan, "moves"), *stuck = json_object_get(plan, "stuck");
+	int kept = 0;
 
 	for (size_t i = 0; i < json_array_size(moves);) {
 		json_t *mv = json_array_get(moves, i);
@@ -126,6 +127,14 @@ static void keep_local(struct sup *s, json_t *plan)
 			"{s:s, s:s, s:s, s:s+}", "vm", str(mv, "vm"), "uuid", str(mv, "uuid"), "from",
 			str(mv, "from"), "reason", "stopped, and it cannot be handed over: ", e.reason));
 		json_array_remove(moves, i);
+		kept++;
+	}
+	if (kept) {
+		char sum[400];
+
+		snprintf(sum, sizeof(sum), "%s; %d stopped VM%s stay%s (disks not on pool storage)",
+			 str(plan, "summary"), kept, kept > 1 ? "s" : "", kept > 1 ? "" : "s");
+		json_object_set_new(plan, "summary", json_string(sum));
 	}
 }
 

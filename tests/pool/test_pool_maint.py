@@ -19,6 +19,8 @@ host has by the same path).
 - `cella pool balance --dry-run` on the uneven pool prints a plan and moves
   nothing; `cella pool balance` carries it out (the owner keys follow the
   plan, the guests go on).
+- A move the destination refuses in its prepare (no room for the VM): the
+  VM runs on at its host, which still owns it; nothing is left there.
 
 Needs root (namespaces) and etcd; skips loudly without them.
 Usage: test_pool_maint.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""
@@ -263,7 +265,20 @@ def scenario(c, hosts, shared, local):
         goes_on(hosts, m["vm"], m["to"][-1], before[m["vm"]])
         check(runs_on(hosts, m["vm"]) == [m["to"][-1]], f"{m['vm']}: one worker pool-wide")
     check(any(e["event"] == "vm-balanced" for e in hc.events()), "event vm-balanced")
-    for n in ("m1", "m2", "m3"):
+
+    # A move the destination refuses (no room: admission, in its prepare):
+    # the VM runs on, on its host, which still owns it; nothing is left there.
+    uuid["big"] = b.define("big", "memwriter", GUEST, memory_mib=900)["uuid"]
+    b.action("big", "start")
+    b.wait_console("big", "round 3")
+    before = last_round(b, "big")
+    p = hc.cli("vm", "move", "big", "--to", "host-a", expect=None)
+    check(p.returncode != 0 and "memory" in p.stderr,
+          f"a move host-a has no room for is refused: {p.stderr.strip()}")
+    goes_on(hosts, "big", "b", before)
+    check(owner(c, uuid["big"]) == "host-b" and runs_on(hosts, "big") == ["b"] and
+          local_vm(a, "big") is None, "big still runs on, and is owned by, host-b; nothing on host-a")
+    for n in ("m1", "m2", "m3", "big"):
         for d in hosts.values():
             if local_vm(d, n):
                 d.action(n, "kill")

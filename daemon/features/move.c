@@ -536,10 +536,11 @@ static void restore_here(struct move *m)
 }
 
 /* The destination: a host of this host's pool, else a peer (cella host
- * add). 0, or -1 with e. */
-static int pool_or_peer(struct move *m, const char *to, struct cerr *e)
+ * add); new_move: refused if it is in maintenance or down (not for a move
+ * being recovered). 0, or -1 with e. */
+static int pool_or_peer(struct move *m, const char *to, bool new_move, struct cerr *e)
 {
-	int ret = move_pool_dest(m->s, to, &m->host, e);
+	int ret = move_pool_dest(m->s, to, new_move, &m->host, e);
 
 	if (ret < 0)
 		return -1;
@@ -595,7 +596,7 @@ static int move_check(struct move *m, const char *to, struct cerr *e)
 	if (m->storage && vm->def.checkpoint[0])
 		return cerr_set(e, CERR_CONFLICT, "include_storage", "the VM has checkpoints: its disks are "
 				"layered images; delete the checkpoints first");
-	if (pool_or_peer(m, to, e))
+	if (pool_or_peer(m, to, true, e))
 		return -1;
 	{
 		/* The destination's certificate must carry the name (or IP) we
@@ -754,7 +755,7 @@ static enum job_outcome move_out_recover(struct sup *s, struct vmrt *vm,
 	/* Whatever the phase, the destination may have prepared: abort asks it
 	 * to drop what it has (an unknown VM is no error there). */
 	m.prepared = true;
-	if (pool_or_peer(&m, to, &e)) {
+	if (pool_or_peer(&m, to, false, &e)) {
 		snprintf(detail, len, "the destination %s is no longer known: %s", to, e.reason);
 		return JOB_FAILED;
 	}

@@ -20,7 +20,8 @@ const char *move_pool_me(struct sup *s)
 	return ops && ops->host ? ops->host(s->conf.pool_ctx) : NULL;
 }
 
-int move_pool_dest(struct sup *s, const char *to, json_t **host, struct cerr *e)
+int move_pool_dest(struct sup *s, const char *to, bool new_move, json_t **host,
+		   struct cerr *e)
 {
 	const struct sup_pool_ops *ops = s->conf.pool;
 	const char *me = move_pool_me(s);
@@ -32,10 +33,10 @@ int move_pool_dest(struct sup *s, const char *to, json_t **host, struct cerr *e)
 		return 0;
 	if (!strcmp(to, me))
 		return cerr_set(e, CERR_CONFLICT, "to", "the VM is on %s already", to);
-	if (!strcmp(state, "maintenance"))
+	if (new_move && !strcmp(state, "maintenance"))
 		return cerr_set(e, CERR_CONFLICT, "to", "host %s is in maintenance: it takes no VMs "
 				"(cella host maintenance %s off)", to, to);
-	if (strcmp(state, "up"))
+	if (new_move && strcmp(state, "up"))
 		return cerr_set(e, CERR_CONFLICT, "to", "host %s is %s", to, state);
 	if (strncmp(addr, "https://", 8))
 		return cerr_set(e, CERR_CONFLICT, "to", "host %s has no address in its record "

@@ -24,8 +24,10 @@ const char *move_pool_me(struct sup *s);
 
 /* Source: whether `to` names another host of this host's pool. 1: *host
  * {name, url} (owned by the caller); 0: not a pool host (a peer from cella
- * host add, maybe); -1 with e: this host, or a host down or in maintenance. */
-int move_pool_dest(struct sup *s, const char *to, json_t **host, struct cerr *e) __must_check;
+ * host add, maybe); -1 with e: this host, or (new_move) a host down or in
+ * maintenance; a move being recovered talks to it whatever its state. */
+int move_pool_dest(struct sup *s, const char *to, bool new_move, json_t **host,
+		   struct cerr *e) __must_check;
 /* Source: the headers that make a pool peer call an admin's (buf keeps
  * the strings; hdrs is NULL-terminated, for struct peer). */
 void move_pool_headers(struct sup *s, char buf[3][128], const char *hdrs[4]);

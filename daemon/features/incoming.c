@@ -258,6 +258,29 @@ struct watcher {
 	char ctl[512];
 };
 
+/* A VM moved inside the pool runs here (lock held): the switch-over is
+ * over, so this host takes its ownership at once rather than wait for the
+ * source's commit (a source that died just after the switch-over would
+ * leave it unowned here): an HA worker gets its deadline, the owner key
+ * passes by compare-and-swap (move_pool_in_commit; a key that names
+ * neither host ends the copy here). If etcd cannot be reached now, the
+ * source's commit (or its recovery) tries again. */
+static void arrived_in_pool(struct sup *s, struct vmrt *vm)
+{
+	char from[sizeof(vm->incoming->pool_from)];
+	bool storage = vm->incoming->storage;
+	struct cerr e = { 0 };
+
+	snprintf(from, sizeof(from), "%s", vm->incoming->pool_from);
+	if (move_pool_in_commit(s, vm, from, storage, &e)) {
+		log_warn("vm %s: moved in, but its ownership did not pass yet: %s", vm->def.name,
+			 e.reason);
+		return;
+	}
+	if (vm->incoming) /* the source's commit may have ended it meanwhile */
+		incoming_done(s, vm);
+}
+
 /* The worker answers its control socket once the VM runs here. */
 static void *watch_thread(void *opaque)
 {
@@ -280,11 +303,13 @@ static void *watch_thread(void *opaque)
 	if (vm->gen == w->gen && vm->state == VS_INCOMING && !ret) {
 		clock_gettime(CLOCK_MONOTONIC, &vm->started_mono);
 		vm->started_at = sup_now_wall();
-		/* Inside a pool the move ends at the commit, which takes the
-		 * VM's ownership (move_pool_in_commit). */
-		if (!vm->incoming->pool_from[0])
+		if (!vm->incoming->pool_from[0]) {
 			incoming_done(s, vm);
-		lifecycle_fire(s, vm, EV_STARTED, "moved in");
+			lifecycle_fire(s, vm, EV_STARTED, "moved in");
+		} else {
+			lifecycle_fire(s, vm, EV_STARTED, "moved in");
+			arrived_in_pool(s, vm);
+		}
 	} else if (vm->gen == w->gen && vm->state == VS_INCOMING && vm->pid) {
 		log_warn("vm %s: the incoming worker did not start the VM (%s); ending it",
 			 vm->def.name, strerror(-ret));

@@ -103,6 +103,10 @@ struct sup_hooks {
 	void (*incoming_worker_ended)(struct sup *s, struct vmrt *vm, const char *detail);
 	/* Free what the feature attached (the VM is being freed). */
 	void (*incoming_free)(struct sup_incoming *in);
+	/* The pool names another host (owner) the owner of a VM moving in
+	 * (a move inside the pool whose ownership has not passed yet: the
+	 * feature may try again to take it). */
+	void (*incoming_owned_elsewhere)(struct sup *s, struct vmrt *vm, const char *owner);
 };
 
 /* The core's own kinds of job; features declare theirs. */

@@ -214,7 +214,10 @@ void sup_ha_drop(struct sup *s, const char *uuid, const char *owner)
 	if (!vm)
 		return;
 	pthread_mutex_lock(&vm->lock);
-	if (!vm->deleted && !vm->busy && !state_active(vm->state)) {
+	if (!vm->deleted && vm->incoming && s->conf.hooks &&
+	    s->conf.hooks->incoming_owned_elsewhere) {
+		s->conf.hooks->incoming_owned_elsewhere(s, vm, owner);
+	} else if (!vm->deleted && !vm->busy && !state_active(vm->state)) {
 		snprintf(detail, sizeof(detail), "owned by %.64s now: forgotten here", owner);
 		log_warn("vm %s: %s", vm->def.name, detail);
 		sup_forget(s, vm, "vm-owned-elsewhere", detail);

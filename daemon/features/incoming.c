@@ -45,6 +45,7 @@ struct sup_incoming {
 	bool disk_uploaded[VMDEF_MAX_DISKS];
 	char *created[VMDEF_MAX_DISKS]; /* images made here (deleted on failure) */
 	char pool_from[64];              /* a move inside the pool: the source host, else "" */
+	uint64_t owner_retry_ns;         /* pool: when to try taking the ownership again */
 	struct job job;                  /* "move-in", open until the VM runs or goes */
 };
 
@@ -720,7 +721,22 @@ static enum job_outcome move_in_recover(struct sup *s, struct vmrt *vm,
 
 const struct job_kind move_in_job = { "move-in", move_in_recover, true };
 
+/* A pool move whose ownership did not pass when the VM arrived (etcd
+ * away): the pool still names the source; try again, once a second (the
+ * pool's HA thread asks, lock held). */
+static void owned_elsewhere(struct sup *s, struct vmrt *vm, const char *owner)
+{
+	struct sup_incoming *in = vm->incoming;
+
+	if (!in->pool_from[0] || vm->state != VS_RUNNING || vm->busy ||
+	    strcmp(owner, in->pool_from) || sup_mono_ns() < in->owner_retry_ns)
+		return;
+	in->owner_retry_ns = sup_mono_ns() + 1000000000ULL;
+	arrived_in_pool(s, vm);
+}
+
 const struct sup_hooks incoming_hooks = {
 	.incoming_worker_ended = incoming_failed,
 	.incoming_free = incoming_free,
+	.incoming_owned_elsewhere = owned_elsewhere,
 };

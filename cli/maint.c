@@ -14,6 +14,12 @@ static const char *s_of(json_t *o, const char *k)
 	return json_string_value(json_object_get(o, k)) ?: "?";
 }
 
+/* 0..1 with three decimals, cut as balance.c's own summaries are. */
+static double cut3(json_t *plan, const char *k)
+{
+	return (double)(long long)(json_real_value(json_object_get(plan, k)) * 1000.0) / 1000.0;
+}
+
 static void print_plan(json_t *plan)
 {
 	json_t *mv, *results = json_object_get(plan, "results");
@@ -21,18 +27,16 @@ static void print_plan(json_t *plan)
 
 	printf("plan: %s\n", s_of(plan, "summary"));
 	printf("imbalance %.3f -> %.3f (memory spread %.3f -> %.3f, CPU spread %.3f -> %.3f)\n",
-	       json_real_value(json_object_get(plan, "imbalance_before")),
-	       json_real_value(json_object_get(plan, "imbalance_after")),
-	       json_real_value(json_object_get(plan, "memory_spread_before")),
-	       json_real_value(json_object_get(plan, "memory_spread_after")),
-	       json_real_value(json_object_get(plan, "cpu_spread_before")),
-	       json_real_value(json_object_get(plan, "cpu_spread_after")));
+	       cut3(plan, "imbalance_before"), cut3(plan, "imbalance_after"),
+	       cut3(plan, "memory_spread_before"), cut3(plan, "memory_spread_after"),
+	       cut3(plan, "cpu_spread_before"), cut3(plan, "cpu_spread_after"));
 	if (!json_array_size(json_object_get(plan, "moves")))
 		printf("no moves\n");
 	json_array_foreach(json_object_get(plan, "moves"), i, mv) {
 		json_t *r = json_array_get(results, i);
 
-		printf("  [batch %lld] %s: %s -> %s (%s)%s%s\n",
+		printf("  [%s %lld] %s: %s -> %s (%s)%s%s\n",
+		       strcmp(s_of(plan, "kind"), "evacuate") ? "step" : "batch",
 		       (long long)json_integer_value(json_object_get(mv, "batch")), s_of(mv, "vm"),
 		       s_of(mv, "from"), s_of(mv, "to"),
 		       json_is_true(json_object_get(mv, "live")) ? "live" : "stopped: hand-over",

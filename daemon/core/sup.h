@@ -249,6 +249,13 @@ int sup_maintenance(struct sup *s, const char *host, json_t *body, json_t **out,
 		    struct cerr *e) __must_check;
 int sup_balance(struct sup *s, json_t *body, json_t **out, struct cerr *e) __must_check;
 int sup_pool_load(struct sup *s, const char *uuid, json_t **out, struct cerr *e) __must_check;
+/* At start: a host in maintenance that still runs VMs carries its
+ * evacuation on, from a thread (NULL: nothing to do); stop waits for the
+ * batch under way and starts no other (before sup_quiesce's callers stop
+ * the API). */
+struct maint_resume;
+struct maint_resume *sup_maint_resume_start(struct sup *s);
+void sup_maint_resume_stop(struct maint_resume *r);
 /* 1 when host is another host of the pool (its address filled), else 0. */
 int sup_pool_host_target(struct sup *s, const char *host, char *address, size_t alen);
 

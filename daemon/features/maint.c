@@ -8,6 +8,7 @@
  * to it). Events: pool-host-maintenance, vm-evacuated, vm-balanced. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,7 +196,7 @@ static void *step_run(void *arg)
 
 /* Carry out the plan's moves, a batch at a time (the moves of one batch
  * at once): the results, in plan order. */
-static json_t *run_plan(struct sup *s, json_t *plan, const char *event)
+static json_t *run_plan(struct sup *s, json_t *plan, const char *event, const atomic_bool *stop)
 {
 	json_t *moves = json_object_get(plan, "moves"), *results = json_array(), *mv;
 	size_t n = json_array_size(moves), i;
@@ -209,7 +210,7 @@ static json_t *run_plan(struct sup *s, json_t *plan, const char *event)
 	json_array_foreach(moves, i, mv)
 		if (json_integer_value(json_object_get(mv, "batch")) + 1 > batches)
 			batches = json_integer_value(json_object_get(mv, "batch")) + 1;
-	for (json_int_t b = 0; b < batches; b++) {
+	for (json_int_t b = 0; b < batches && !(stop && atomic_load(stop)); b++) {
 		json_array_foreach(moves, i, mv) {
 			if (json_integer_value(json_object_get(mv, "batch")) != b)
 				continue;
@@ -249,7 +250,8 @@ int sup_pool_host_target(struct sup *s, const char *host, char *address, size_t 
 	return 1;
 }
 
-int sup_maintenance(struct sup *s, const char *host, json_t *body, json_t **out, struct cerr *e)
+static int maintenance(struct sup *s, const char *host, json_t *body, const atomic_bool *stop,
+		       json_t **out, struct cerr *e)
 {
 	const struct sup_pool_ops *ops = s->conf.pool;
 	json_t *v = json_object_get(body, "state"), *plan = NULL, *results;
@@ -288,10 +290,82 @@ int sup_maintenance(struct sup *s, const char *host, json_t *body, json_t **out,
 	keep_local(s, plan);
 	log_info("pool: host %s in maintenance: %s", me,
 		 json_string_value(json_object_get(plan, "summary")) ?: "");
-	results = run_plan(s, plan, "vm-evacuated");
+	results = run_plan(s, plan, "vm-evacuated", stop);
 	*out = json_pack("{s:s, s:s, s:o, s:o}", "host", me, "state", "maintenance", "plan", plan,
 			 "results", results);
 	return 0;
+}
+
+int sup_maintenance(struct sup *s, const char *host, json_t *body, json_t **out, struct cerr *e)
+{
+	return maintenance(s, host, body, NULL, out, e);
+}
+
+/* A cellad that starts on a host in maintenance that still runs VMs (it
+ * stopped in the middle of an evacuation, or the state was set while it
+ * was away) carries the evacuation on, from a thread of its own. */
+struct maint_resume {
+	struct sup *s;
+	pthread_t thread;
+	atomic_bool stop;
+};
+
+static bool runs_vms(struct sup *s)
+{
+	json_t *list = sup_list(s), *v;
+	bool any = false;
+	size_t i;
+
+	json_array_foreach(list, i, v)
+		any = any || !strcmp(str(v, "state"), "running") || !strcmp(str(v, "state"), "paused");
+	json_decref(list);
+	return any;
+}
+
+static void *resume_thread(void *arg)
+{
+	struct maint_resume *r = arg;
+	struct sup *s = r->s;
+	const char *me = move_pool_me(s);
+	char addr[256], state[32];
+	json_t *body, *out = NULL;
+	struct cerr e = { 0 };
+
+	if (!me || !s->conf.pool->member ||
+	    s->conf.pool->member(s->conf.pool_ctx, me, addr, sizeof(addr), state, sizeof(state)) ||
+	    strcmp(state, "maintenance") || !runs_vms(s))
+		return NULL;
+	log_info("pool: host %s is in maintenance and runs VMs: the evacuation goes on", me);
+	body = json_pack("{s:s}", "state", "on");
+	if (maintenance(s, me, body, &r->stop, &out, &e))
+		log_warn("pool: host %s: the evacuation could not go on: %s", me, e.reason);
+	json_decref(body);
+	json_decref(out);
+	return NULL;
+}
+
+struct maint_resume *sup_maint_resume_start(struct sup *s)
+{
+	struct maint_resume *r;
+
+	if (!move_pool_me(s) || !(r = calloc(1, sizeof(*r))))
+		return NULL;
+	r->s = s;
+	atomic_init(&r->stop, false);
+	if (pthread_create(&r->thread, NULL, resume_thread, r)) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void sup_maint_resume_stop(struct maint_resume *r)
+{
+	if (!r)
+		return;
+	atomic_store(&r->stop, true); /* no new batch; the one under way ends */
+	pthread_join(r->thread, NULL);
+	free(r);
 }
 
 int sup_balance(struct sup *s, json_t *body, json_t **out, struct cerr *e)
@@ -314,7 +388,7 @@ int sup_balance(struct sup *s, json_t *body, json_t **out, struct cerr *e)
 		return -1;
 	json_object_set_new(plan, "dry_run", json_boolean(dry));
 	if (!dry)
-		json_object_set_new(plan, "results", run_plan(s, plan, "vm-balanced"));
+		json_object_set_new(plan, "results", run_plan(s, plan, "vm-balanced", NULL));
 	*out = plan;
 	return 0;
 }

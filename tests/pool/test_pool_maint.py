@@ -19,6 +19,8 @@ host has by the same path).
 - `cella pool balance --dry-run` on the uneven pool prints a plan and moves
   nothing; `cella pool balance` carries it out (the owner keys follow the
   plan, the guests go on).
+- host-a's cellad started again while its record says maintenance and it
+  runs a VM: the evacuation goes on by itself (the VM runs elsewhere).
 - A move the destination refuses in its prepare (no room for the VM): the
   VM runs on at its host, which still owns it; nothing is left there.
 
@@ -53,6 +55,11 @@ class Host(ph.Host):
         self.config["tcp"]["address"] = ADDR[h]
         self.config["storage"] = storage
         self.url = f"https://{ADDR[h]}:{ph.PORT}"
+        self.real_cellad = args["cellad"]
+
+    def start(self):
+        self.args = dict(self.args, cellad=self.real_cellad)  # started again: no wrapper twice
+        return super().start()
 
 
 def wait_for(what, pred, timeout=30):
@@ -266,9 +273,29 @@ def scenario(c, hosts, shared, local):
         check(runs_on(hosts, m["vm"]) == [m["to"][-1]], f"{m['vm']}: one worker pool-wide")
     check(any(e["event"] == "vm-balanced" for e in hc.events()), "event vm-balanced")
 
+    # A cellad that starts on a host in maintenance that still runs VMs
+    # (stopped in the middle of an evacuation, or the state set while it
+    # was away) carries the evacuation on.
+    on_a = [m["vm"] for m in out["moves"] if m["to"] == "host-a"]
+    check(bool(on_a), f"balance moved {on_a} to host-a")
+    n = on_a[0]
+    before = last_round(a, n)
+    a.stop()
+    rec = json.loads(c.etcdctl("get", "/cella/pm/members/host-a", "--print-value-only").stdout)
+    rec["state"] = "maintenance"
+    c.etcdctl("put", "/cella/pm/members/host-a", json.dumps(rec))
+    a.start()
+    a.wait_pool()
+    new = wait_for(f"{n} leaves host-a after its cellad started in maintenance",
+                   lambda: owner(c, uuid[n]) not in ("host-a", "") and owner(c, uuid[n]))
+    goes_on(hosts, n, new[-1], before)
+    check(runs_on(hosts, n) == [new[-1]] and "the evacuation goes on" in a.log(),
+          f"the evacuation went on at start: {n} runs on {new} only")
+    a.cli("host", "maintenance", "host-a", "off")
+
     # A move the destination refuses (no room: admission, in its prepare):
     # the VM runs on, on its host, which still owns it; nothing is left there.
-    uuid["big"] = b.define("big", "memwriter", GUEST, memory_mib=900)["uuid"]
+    uuid["big"] = b.define("big", "memwriter", GUEST, memory_mib=980)["uuid"]  # + 64 overhead > 1024
     b.action("big", "start")
     b.wait_console("big", "round 3")
     before = last_round(b, "big")

@@ -8,7 +8,8 @@ host has by the same path).
 - A pool move by name, sent to a host that does not own the VM: `cella vm
   move m3 --to host-b` on host-c runs on host-a (the owner) without `cella
   host add`; the guest's rounds go on on host-b past where they were;
-  etcd names host-b the owner; host-a has forgotten the VM.
+  etcd names host-b the owner; host-a has forgotten the VM. A quick pool
+  move to host-c and a live one back: the same.
 - `cella host maintenance host-a on` sent to host-b: every running VM of
   host-a runs on host-b or host-c, each guest's rounds continue there past
   their value before, pool status shows host-a in maintenance, the owner
@@ -208,6 +209,18 @@ def scenario(c, hosts, shared, local):
     check(local_vm(a, "m3") is None and runs_on(hosts, "m3") == ["b"],
           "host-a forgot m3; one worker pool-wide, on host-b")
     check(a.get("/v1/vms/m3").status == 200, "a request for m3 on host-a goes to host-b now")
+    # Quick (save, send the state, restore) to host-c and live back to host-b.
+    before = last_round(b, "m3")
+    res = json.loads(a.cli("--json", "vm", "move", "m3", "--to", "host-c", "--quick").stdout)
+    check(res["mode"] == "quick", f"a quick pool move: {res['total_ms']} ms")
+    goes_on(hosts, "m3", "c", before)
+    check(owner(c, uuid["m3"]) == "host-c" and runs_on(hosts, "m3") == ["c"],
+          "etcd names host-c; one worker, on host-c")
+    before = last_round(hc, "m3")
+    b.cli("vm", "move", "m3", "--to", "host-b")
+    goes_on(hosts, "m3", "b", before)
+    check(owner(c, uuid["m3"]) == "host-b" and runs_on(hosts, "m3") == ["b"],
+          "and live back to host-b")
 
     # Maintenance on host-a, asked on host-b.
     before = {n: last_round(a, n) for n in ("m1", "m2")}

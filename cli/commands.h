@@ -86,3 +86,7 @@ int cmd_replica_show(struct client *c, int argc, char **argv);
 int cmd_replica_failover(struct client *c, int argc, char **argv);
 int cmd_replica_delete(struct client *c, int argc, char **argv);
 int cmd_replica_test_stop(struct client *c, int argc, char **argv);
+
+/* maint.c */
+int cmd_host_maintenance(struct client *c, int argc, char **argv);
+int cmd_pool_balance(struct client *c, int argc, char **argv);

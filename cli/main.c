@@ -136,7 +136,8 @@ static const struct cmd cmds[] = {
      "stops only for the last pages) or quick (save, send, restore) (Move-VM, virsh "
      "migrate --live)",
      cmd_move,
-     "  --to HOST          the destination (cella host add)\n"
+     "  --to HOST          the destination: a host of this host's pool (no storage\n"
+     "                     copied for disks on pool storage), or a peer (cella host add)\n"
      "  --quick            quick migration: save here, send the state, restore there\n"
      "  --include-storage  the disks go too (quick: copied; live: needs the worker's\n"
      "                     storage migration); default: shared storage, same paths\n"
@@ -152,6 +153,11 @@ static const struct cmd cmds[] = {
     {"host", "list", "ls", "", "the peer hosts VMs can move to", cmd_host_list, NULL},
     {"host", "remove", "rm delete", "NAME", "forget a peer host", cmd_host_remove, NULL},
     {"host", "metrics", "", "", "Prometheus text for every VM", cmd_prometheus, NULL},
+    {"host", "maintenance", "", "HOST on|off",
+     "maintenance mode for a host of the pool: on moves every VM off it (live, a few at a "
+     "time; stopped ones on pool storage handed over) and keeps new ones off; prints the "
+     "plan, what moved and what stays; off: up again",
+     cmd_host_maintenance, NULL},
     {"pool", "create", "", "NAME --etcd URL[,URL...] --ca-cert FILE --ca-key FILE [OPTIONS]",
      "make this host the first of a new pool on an etcd cluster that trusts the pool's CA; "
      "prints a join token for the next host", cmd_pool_create,
@@ -175,6 +181,10 @@ static const struct cmd cmds[] = {
     {"pool", "status", "", "[--json]",
      "the pool's hosts: state (up, maintenance, down), capacity and VMs (needs a pool: "
      "docs/pool.md)", cmd_pool_status, NULL},
+    {"pool", "balance", "", "[--dry-run] [--json]",
+     "even out the pool's memory and CPU load by live moves (DRS-like): prints the plan "
+     "with a reason per move and the imbalance before and after, then carries it out",
+     cmd_pool_balance, "  --dry-run          print the plan only: nothing moves\n"},
     {"pool", "leave", "", "",
      "take this host out of its pool; refused while it owns VMs", cmd_pool_leave, NULL},
     {"replica", "enable", "", "NAME --to HOST [--interval D] [--keep N] [--max-bandwidth B] [--compression zstd|none]",
@@ -250,7 +260,9 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "    fi;;\n"
 	    "  host)\n"
 	    "    if [ $COMP_CWORD -eq 2 ]; then\n"
-	    "      COMPREPLY=($(compgen -W 'info metrics add list remove' -- \"$cur\"))\n"
+	    "      COMPREPLY=($(compgen -W 'info metrics add list remove maintenance' -- \"$cur\"))\n"
+	    "    elif [ $COMP_CWORD -eq 4 ] && [ \"${COMP_WORDS[2]}\" = maintenance ]; then\n"
+	    "      COMPREPLY=($(compgen -W 'on off' -- \"$cur\"))\n"
 	    "    elif [ $COMP_CWORD -eq 3 ] && [ \"${COMP_WORDS[2]}\" = remove ]; then\n"
 	    "      COMPREPLY=($(compgen -W \"$(cella --socket \"$sock\" host list 2>/dev/null "
 	    "| awk 'NR>1{print $1}')\" -- \"$cur\"))\n"
@@ -258,7 +270,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "      COMPREPLY=($(compgen -W '--url --token --token-file --tls-name --help' -- "
 	    "\"$cur\"))\n"
 	    "    fi;;\n"
-	    "  pool) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'create token join status leave' -- \"$cur\"));;\n"
+	    "  pool) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'create token join status balance leave' -- \"$cur\"));;\n"
 	    "  replica) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'enable status disable list show failover test-stop delete' -- \"$cur\"));;\n"
 	    "  completion) COMPREPLY=($(compgen -W 'bash' -- \"$cur\"));;\n"
 	    "  esac\n"

@@ -843,6 +843,7 @@ int main(int argc, char **argv)
 	struct sup *sup = NULL;
 	struct api *api = NULL;
 	struct pool *pool = NULL;
+	struct maint_resume *resume = NULL;
 	struct signalfd_siginfo si;
 	sigset_t set;
 	int opt, sfd, lockfd, status = 1;
@@ -1028,6 +1029,7 @@ int main(int argc, char **argv)
 			 c.sup.sandbox ? who : "-", c.sup.seccomp ? "on" : "off");
 	}
 	notify_ready();
+	resume = sup_maint_resume_start(sup); /* an evacuation cut short goes on */
 	while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP)
 			continue;
@@ -1043,6 +1045,7 @@ int main(int argc, char **argv)
 	}
 	status = 0;
 out:
+	sup_maint_resume_stop(resume);
 	if (sup)
 		sup_quiesce(sup);
 	api_stop(api);

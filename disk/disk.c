@@ -243,10 +243,11 @@ static int open_layer(struct disk **out, const char *path, int fmt, unsigned fla
 		/* The file the caller opened (and checked) for this link: never
 		 * a name resolved here. */
 		seen->taken[depth] = true;
-		ret = disk_adopt_fd(d, seen->fds->fd[depth], path, ro, !(flags & DISK_NO_LOCK), err,
-		                    errlen);
+		ret = disk_adopt_fd(d, seen->fds->fd[depth], path, ro,
+		                    !(flags & (DISK_NO_LOCK | DISK_DEFER_LOCK)), err, errlen);
 	} else {
-		ret = disk_open_file(d, path, ro, !(flags & DISK_NO_LOCK), err, errlen);
+		ret = disk_open_file(d, path, ro, !(flags & (DISK_NO_LOCK | DISK_DEFER_LOCK)), err,
+		                     errlen);
 	}
 	if (ret)
 		goto fail;
@@ -260,6 +261,15 @@ static int open_layer(struct disk **out, const char *path, int fmt, unsigned fla
 	seen->dev[seen->n] = d->dev;
 	seen->ino[seen->n++] = d->ino;
 	d->open_flags = flags;
+	if ((flags & DISK_DEFER_LOCK) && (fmt == DISK_FMT_QCOW2 || (fmt < 0 && qcow2_probe(d->fd)))) {
+		/* A qcow2 header is its holder's until it lets go: no deferral,
+		 * the lock now (a new image, include_storage: free). */
+		ret = disk_lock_fd(d->fd, !ro, path, err, errlen);
+		if (ret)
+			goto fail;
+		flags &= ~DISK_DEFER_LOCK;
+		d->open_flags = flags;
+	}
 	ret = probe_and_open(d, fmt, err, errlen);
 	if (ret)
 		goto fail;
@@ -324,6 +334,18 @@ static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth,
 		disk_errf(err, errlen, ret, "backing file of %s: %s", d->path ? d->path : "(fd)",
 		          sub);
 	free(bp);
+	return ret;
+}
+
+int disk_lock(struct disk *d, char *err, size_t errlen)
+{
+	int ret;
+
+	if (!(d->open_flags & DISK_DEFER_LOCK))
+		return 0;
+	ret = disk_lock_fd(d->fd, !d->readonly, d->path ? d->path : "the image", err, errlen);
+	if (!ret)
+		d->open_flags &= ~DISK_DEFER_LOCK;
 	return ret;
 }
 

@@ -57,8 +57,19 @@ enum disk_format { DISK_FMT_RAW, DISK_FMT_QCOW2 };
  * refcount structure, to rebuild) instead of refusing the open; such an
  * image accepts no writes but the repair's. */
 #define DISK_CHECK       (1u << 4)
+/* Open a raw top image read-write without its lock, for a live migration's
+ * destination whose source still runs the VM on the same file (shared
+ * storage): disk_lock takes the lock once the source has let go. A qcow2
+ * image's header is its holder's until then: it is locked at once, as
+ * without the flag (in use elsewhere: -EBUSY). */
+#define DISK_DEFER_LOCK  (1u << 5)
 
 #define DISK_MAX_CHAIN 64 /* deepest backing chain accepted */
+
+struct disk;
+/* Take the lock a DISK_DEFER_LOCK open left out (waiting up to 2 s for a
+ * holder that is going). 0, or -errno with err (-EBUSY: still held). */
+int disk_lock(struct disk *d, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 struct disk;
 

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "migrate/migrate.h"
 #include "migrate/mig_tls.h"
+#include "virtio/blk/blk_ctl.h"
 #include "sandbox/sandbox.h"
 #include "state/statefile.h"
 #include "vcpu.h"
@@ -592,6 +593,21 @@ static int incoming_receive(struct vm *vm, struct mig_incoming *in)
 		ret = migrate_incoming_ack(in);
 	else
 		log_err("%s", err);
+	/* The source lets go of the disk images once it has the ack (it
+	 * exits): only then do they get their locks here, before the VM runs.
+	 * The VM runs either way now (the source has stopped it): a lock
+	 * still held after the retries is reported, not fatal. */
+	for (int i = 0; !ret && i < 10; i++) {
+		char lerr[300] = "";
+		int lret = virtio_blk_take_locks(vm, lerr, sizeof(lerr));
+
+		if (!lret)
+			break;
+		if (lret != -EBUSY || i == 9) {
+			log_err("incoming migration: disk lock: %s (the VM runs without it)", lerr);
+			break;
+		}
+	}
 	if (ret)
 		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s",
 			 err[0] ? err : "incoming migration: cannot acknowledge to the source");
@@ -632,6 +648,7 @@ int main(int argc, char **argv)
 		return WORKER_EXIT_CONFIG;
 	}
 	if (wo.incoming) {
+		cfg.defer_disk_locks = true;
 		/* Listen and read the TLS files now: a bad spec is a configuration
 		 * error, and the sandbox hides the files later. */
 		char err[512];

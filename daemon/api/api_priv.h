@@ -103,6 +103,7 @@ enum { REP_STATUS, REP_ENABLE, REP_DISABLE };
 enum { REPS_LIST, REPS_CREATE, REPS_GET, REPS_DELETE, REPS_FAILOVER, REPS_TEST_STOP };
 /* h_upload's arg: what the upload is. */
 enum { UP_STATE, UP_DISK, UP_REPLICA_SET };
+enum { MAINT_HOST, MAINT_BALANCE, MAINT_LOAD };
 #define API_HANDLER(fn) enum MHD_Result fn(struct api_request *r, const char *name, int arg)
 /* vms.c */
 API_HANDLER(h_list);
@@ -124,6 +125,8 @@ API_HANDLER(h_events);
 API_HANDLER(h_prometheus);
 API_HANDLER(h_hosts);
 API_HANDLER(h_pool);
+/* maint.c */
+API_HANDLER(h_pool_maint);
 /* incoming.c */
 API_HANDLER(h_incoming);
 API_HANDLER(h_upload);

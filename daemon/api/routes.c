@@ -92,6 +92,11 @@ static const struct route routes[] = {
      * is public (the token pins it). */
     {"POST", "/v1/pool/members", h_pool, POOL_ADMIT, no_query, ROLE_NONE},
     {"GET", "/v1/pool/ca", h_pool, POOL_CA, no_query, ROLE_NONE},
+    /* Maintenance and balance (a host's own or sent on to it); a VM handed
+     * over to this host, loaded on its new owner's request (peers only). */
+    {"POST", "/v1/pool/hosts/{host}/maintenance", h_pool_maint, MAINT_HOST, no_query, ROLE_ADMIN},
+    {"POST", "/v1/pool/balance", h_pool_maint, MAINT_BALANCE, no_query, ROLE_ADMIN},
+    {"POST", "/v1/pool/vms/{vm}/load", h_pool_maint, MAINT_LOAD, no_query, ROLE_ADMIN, true},
     {"GET", "/ui", h_static, 0, no_query, ROLE_VIEWER},
     {"GET", "/ui/{file}", h_static, 1, no_query, ROLE_VIEWER},
 };
@@ -122,6 +127,7 @@ static bool path_match(const char *pattern, const char *url, char *name, char *s
 static const char *sub_field(const char *path)
 {
 	return strstr(path, "{disk}") ? "disk" : strstr(path, "{host}") ? "host"
+	       : strstr(path, "{vm}") ? "vm"
 	       : strstr(path, "{file}") ? "file" : "checkpoint";
 }
 

@@ -266,8 +266,23 @@ static struct vmrt *vmrt_new(void)
 	return vm;
 }
 
+static struct vmrt *register_vm(struct sup *s, json_t *body, enum vm_event ev,
+				const char *detail, enum role role, bool write, struct cerr *e);
+
 struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const char *detail,
 			  enum role role, struct cerr *e)
+{
+	return register_vm(s, body, ev, detail, role, true, e);
+}
+
+struct vmrt *sup_register_shared(struct sup *s, json_t *body, enum vm_event ev,
+				 const char *detail, enum role role, struct cerr *e)
+{
+	return register_vm(s, body, ev, detail, role, false, e);
+}
+
+static struct vmrt *register_vm(struct sup *s, json_t *body, enum vm_event ev,
+				const char *detail, enum role role, bool write, struct cerr *e)
 {
 	struct vmrt *vm = vmrt_new(), **pp;
 	int ret;
@@ -291,7 +306,7 @@ struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const c
 			goto fail;
 		}
 	}
-	ret = store_vm_put(s->db, &vm->def);
+	ret = write ? store_vm_put(s->db, &vm->def) : 0;
 	if (ret) {
 		pthread_mutex_unlock(&s->reg_lock);
 		if (ret == -EEXIST) /* the pool's name index (core/sup_place.c) */
@@ -692,6 +707,8 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		goto out;
 	}
 	if (lifecycle_request_check(action_request[a], vm->state, e))
+		goto out;
+	if (a == SUP_START && sup_pool_refuse_maint(s, "start VMs", e))
 		goto out;
 	if (a == SUP_START && sup_ha_check_owner(s, vm, e))
 		goto out;

@@ -20,6 +20,7 @@ struct sup;
 struct sup_stream;
 struct job_kind;
 struct storage;
+struct vmdef;
 
 struct sup_conf {
 	const char *state_dir;      /* logs/ lives here */
@@ -110,6 +111,15 @@ struct sup_pool_ops {
 	int (*give)(void *ctx, const char *uuid, const char *to);
 	/* The uuid of the pool's VM called name (from the cache): 1, or 0. */
 	int (*uuid_of)(void *ctx, const char *name, char *uuid, size_t len);
+	/* Moves inside the pool, maintenance, balance (pool/maint.c, pool.h). */
+	int (*member)(void *ctx, const char *host, char *address, size_t alen, char *state,
+		      size_t slen);
+	int (*member_state_set)(void *ctx, const char *host, const char *state, struct cerr *e);
+	int (*owner_pass)(void *ctx, const char *uuid, const char *from, bool on_lease);
+	int (*owner_give)(void *ctx, const char *uuid, const char *to);
+	int (*runtime_drop)(void *ctx, const char *uuid);
+	int (*vm_def)(void *ctx, const char *uuid, struct vmdef *def);
+	int (*plan)(void *ctx, const char *evacuate, json_t **out, struct cerr *e);
 };
 
 /* Calls from the core into features that attached data to a VM (a move
@@ -121,6 +131,10 @@ struct sup_hooks {
 	void (*incoming_worker_ended)(struct sup *s, struct vmrt *vm, const char *detail);
 	/* Free what the feature attached (the VM is being freed). */
 	void (*incoming_free)(struct sup_incoming *in);
+	/* The pool names another host (owner) the owner of a VM moving in
+	 * (a move inside the pool whose ownership has not passed yet: the
+	 * feature may try again to take it). */
+	void (*incoming_owned_elsewhere)(struct sup *s, struct vmrt *vm, const char *owner);
 };
 
 /* The core's own kinds of job; features declare theirs. */
@@ -269,6 +283,27 @@ bool sup_pool_host_known(struct sup *s, const char *cn);
 int sup_pool_forward(struct sup *s, const char *host, const char *address, const char *method,
 		     const char *url, const char *body, enum role role, const char *who,
 		     long *status, json_t **reply, struct cerr *e) __must_check;
+
+/* Maintenance mode and balance (features/maint.c, docs/pool.md).
+ * maintenance: body {state: "on"|"off"} for this host (host must name it:
+ * sup_pool_host_target says where another host's request goes); on: the
+ * record's state by compare-and-swap, then every VM evacuated by the plan
+ * (*out {host, state, plan, results}); off: up again. balance: body
+ * {dry_run?}: *out the plan (and results unless dry_run). load: this host
+ * owns VM uuid now (handed over): register it if it is not here. */
+int sup_maintenance(struct sup *s, const char *host, json_t *body, json_t **out,
+		    struct cerr *e) __must_check;
+int sup_balance(struct sup *s, json_t *body, json_t **out, struct cerr *e) __must_check;
+int sup_pool_load(struct sup *s, const char *uuid, json_t **out, struct cerr *e) __must_check;
+/* At start: a host in maintenance that still runs VMs carries its
+ * evacuation on, from a thread (NULL: nothing to do); stop waits for the
+ * batch under way and starts no other (before sup_quiesce's callers stop
+ * the API). */
+struct maint_resume;
+struct maint_resume *sup_maint_resume_start(struct sup *s);
+void sup_maint_resume_stop(struct maint_resume *r);
+/* 1 when host is another host of the pool (its address filled), else 0. */
+int sup_pool_host_target(struct sup *s, const char *host, char *address, size_t alen);
 
 /* Console: a reader over the VM's output history (the last `history`
  * bytes, up to the buffer size) and what follows. */

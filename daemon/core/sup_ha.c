@@ -60,9 +60,10 @@ void sup_ha_extend(struct sup *s, uint64_t until_ns)
 		int ret;
 
 		pthread_mutex_lock(&vm->lock);
-		if (!ha_worker(vm) || vm->state == VS_STARTING) {
+		if (!ha_worker(vm) || vm->state == VS_STARTING || vm->state == VS_INCOMING) {
 			/* A starting worker gets its deadline in the start
-			 * handshake, before its gate opens. */
+			 * handshake, before its gate opens; one moving in at
+			 * the commit (features/move_pool.c). */
 			pthread_mutex_unlock(&vm->lock);
 			continue;
 		}
@@ -213,11 +214,15 @@ void sup_ha_drop(struct sup *s, const char *uuid, const char *owner)
 	if (!vm)
 		return;
 	pthread_mutex_lock(&vm->lock);
-	if (!vm->deleted && !vm->busy && !state_active(vm->state)) {
+	if (!vm->deleted && vm->incoming && s->conf.hooks &&
+	    s->conf.hooks->incoming_owned_elsewhere) {
+		s->conf.hooks->incoming_owned_elsewhere(s, vm, owner);
+	} else if (!vm->deleted && !vm->busy && !state_active(vm->state)) {
 		snprintf(detail, sizeof(detail), "owned by %.64s now: forgotten here", owner);
 		log_warn("vm %s: %s", vm->def.name, detail);
 		sup_forget(s, vm, "vm-owned-elsewhere", detail);
-	} else if (!vm->deleted && state_active(vm->state) && !vm->busy && vm->def.ha) {
+	} else if (!vm->deleted && state_active(vm->state) && !vm->busy && vm->def.ha &&
+		   !vm->incoming) { /* a VM moving in is the source's until the commit */
 		log_err("vm %s: runs here but host %s owns it", vm->def.name, owner);
 	}
 	sup_vm_unlock(s, vm);

@@ -192,6 +192,10 @@ int sup_worker_cmd(struct sup *s, struct vmrt *vm, json_t *req, const int *fds, 
  * taken). */
 struct vmrt *sup_register(struct sup *s, json_t *body, enum vm_event ev, const char *detail,
 			  enum role role, struct cerr *e);
+/* The same for a VM whose definition the pool's store holds already (a
+ * move inside a pool): nothing is written. */
+struct vmrt *sup_register_shared(struct sup *s, json_t *body, enum vm_event ev,
+				 const char *detail, enum role role, struct cerr *e);
 /* The host files of next (those that differ from prev, when given) against
  * the storage locations for role. 0, or -1 with e set. */
 /* An HA definition (d->ha) needs a pool and every disk on pool storage:
@@ -210,6 +214,10 @@ struct vmrt *sup_register_def(struct sup *s, const struct vmdef *def);
  * again). 0, or -1 with e (conflict). */
 int sup_ha_check_owner(struct sup *s, struct vmrt *vm, struct cerr *e) __must_check;
 int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e) __must_check;
+/* core/sup_maint.c: while this host of a pool is in maintenance, refuse
+ * what it would do (what: "start VMs", "take VMs moved here"): -1 with e
+ * (conflict naming the state), else 0. */
+int sup_pool_refuse_maint(struct sup *s, const char *what, struct cerr *e) __must_check;
 int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef *prev,
 		    enum role role, struct cerr *e);
 /* Take the VM out of the registry and the database (lock held, no worker):

@@ -33,6 +33,7 @@
 
 #include "disk.h"
 #include "log.h"
+#include "move_pool.h"
 #include "wctl.h"
 
 #define COMMIT_WAIT_MS 30000
@@ -43,6 +44,8 @@ struct sup_incoming {
 	uint64_t disk_size[VMDEF_MAX_DISKS];
 	bool disk_uploaded[VMDEF_MAX_DISKS];
 	char *created[VMDEF_MAX_DISKS]; /* images made here (deleted on failure) */
+	char pool_from[64];              /* a move inside the pool: the source host, else "" */
+	uint64_t owner_retry_ns;         /* pool: when to try taking the ownership again */
 	struct job job;                  /* "move-in", open until the VM runs or goes */
 };
 
@@ -95,6 +98,11 @@ static void drop(struct sup *s, struct vmrt *vm, const char *why)
 	discard_files(s, vm);
 	if (vm->incoming)
 		job_close(s, &vm->incoming->job);
+	if (vm->incoming && vm->incoming->pool_from[0]) {
+		/* The pool's records are the source's: only this host's go. */
+		move_pool_in_drop(s, vm, why);
+		return;
+	}
 	if (sup_remove(s, vm, "deleted", why))
 		log_err("vm %s: cannot delete the half-moved VM", vm->def.name);
 }
@@ -188,12 +196,21 @@ static int parse_prepare(struct sup *s, json_t *body, json_t **def, struct sup_i
 			in->storage = json_is_true(v);
 		} else if (!strcmp(key, "disk_sizes")) {
 			sizes = v;
+		} else if (!strcmp(key, "pool_from")) {
+			if (!json_is_string(v) || !vmdef_name_valid(json_string_value(v)))
+				return cerr_set(e, CERR_INVALID, key, "expected the source's host name");
+			snprintf(in->pool_from, sizeof(in->pool_from), "%s", json_string_value(v));
 		} else {
 			return cerr_set(e, CERR_INVALID, key, "unknown field");
 		}
 	}
 	if (!*def)
 		return cerr_set(e, CERR_INVALID, "vm", "required");
+	if (move_pool_refuse_maint(s, "take VMs moved here", e))
+		return -1;
+	if (in->pool_from[0] && move_pool_in_check(s, json_string_value(json_object_get(*def, "uuid")),
+						   in->pool_from, e))
+		return -1;
 	if (!in->quick && (!s->conf.tls_cert || !s->conf.tls_key || !s->conf.tls_ca))
 		return cerr_set(e, CERR_CONFLICT, "tls", "this host has no migration TLS material (cellad "
 				"--tls-cert, --tls-key, --tls-ca): it takes quick moves only");
@@ -242,6 +259,29 @@ struct watcher {
 	char ctl[512];
 };
 
+/* A VM moved inside the pool runs here (lock held): the switch-over is
+ * over, so this host takes its ownership at once rather than wait for the
+ * source's commit (a source that died just after the switch-over would
+ * leave it unowned here): an HA worker gets its deadline, the owner key
+ * passes by compare-and-swap (move_pool_in_commit; a key that names
+ * neither host ends the copy here). If etcd cannot be reached now, the
+ * source's commit (or its recovery) tries again. */
+static void arrived_in_pool(struct sup *s, struct vmrt *vm)
+{
+	char from[sizeof(vm->incoming->pool_from)];
+	bool storage = vm->incoming->storage;
+	struct cerr e = { 0 };
+
+	snprintf(from, sizeof(from), "%s", vm->incoming->pool_from);
+	if (move_pool_in_commit(s, vm, from, storage, &e)) {
+		log_warn("vm %s: moved in, but its ownership did not pass yet: %s", vm->def.name,
+			 e.reason);
+		return;
+	}
+	if (vm->incoming) /* the source's commit may have ended it meanwhile */
+		incoming_done(s, vm);
+}
+
 /* The worker answers its control socket once the VM runs here. */
 static void *watch_thread(void *opaque)
 {
@@ -264,8 +304,13 @@ static void *watch_thread(void *opaque)
 	if (vm->gen == w->gen && vm->state == VS_INCOMING && !ret) {
 		clock_gettime(CLOCK_MONOTONIC, &vm->started_mono);
 		vm->started_at = sup_now_wall();
-		incoming_done(s, vm);
-		lifecycle_fire(s, vm, EV_STARTED, "moved in");
+		if (!vm->incoming->pool_from[0]) {
+			incoming_done(s, vm);
+			lifecycle_fire(s, vm, EV_STARTED, "moved in");
+		} else {
+			lifecycle_fire(s, vm, EV_STARTED, "moved in");
+			arrived_in_pool(s, vm);
+		}
 	} else if (vm->gen == w->gen && vm->state == VS_INCOMING && vm->pid) {
 		log_warn("vm %s: the incoming worker did not start the VM (%s); ending it",
 			 vm->def.name, strerror(-ret));
@@ -377,7 +422,8 @@ int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, js
 			goto fail;
 	}
 	/* A peer (admin) moves it in: its paths were the source's to check. */
-	vm = sup_register(s, def, EV_MOVE_IN, in->quick ? "quick" : "live", ROLE_ADMIN, e);
+	vm = (in->pool_from[0] ? sup_register_shared : sup_register)(
+		s, def, EV_MOVE_IN, in->quick ? "quick" : "live", ROLE_ADMIN, e);
 	if (!vm) {
 		if (!in->storage && !strncmp(e->field, "disks", 5))
 			snprintf(e->reason + strlen(e->reason), sizeof(e->reason) - strlen(e->reason),
@@ -493,6 +539,10 @@ int sup_incoming_commit(struct sup *s, const char *name, json_t **out, struct ce
 	if (!ret && vm->state != VS_RUNNING)
 		ret = cerr_set(e, CERR_INTERNAL, "", "the VM is not running here (%s): %s",
 			       vm_state_name(vm->state), vm->exit_reason);
+	/* Inside a pool the VM becomes this host's now: its owner key passes
+	 * from the source (compare-and-swap). */
+	if (!ret && vm->incoming && vm->incoming->pool_from[0])
+		ret = move_pool_in_commit(s, vm, vm->incoming->pool_from, vm->incoming->storage, e);
 	if (!ret) {
 		incoming_done(s, vm);
 		*out = sup_vm_json(s, vm);
@@ -512,8 +562,9 @@ int sup_incoming_abort(struct sup *s, const char *name, struct cerr *e)
 	unsigned gen;
 
 	vm = lookup_incoming(s, name, e);
-	if (vm && !vm->incoming) {
-		/* Committed (it runs here): the move is over; never drop it. */
+	if (vm && (!vm->incoming || (vm->incoming->pool_from[0] && vm->state == VS_RUNNING))) {
+		/* Committed, or it runs here (a pool move not committed yet):
+		 * the source's worker has ended; never drop it. */
 		cerr_set(e, CERR_STATE, "state", "'%s' has moved in and runs here", name);
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		sup_vm_unlock(s, vm);
@@ -670,7 +721,22 @@ static enum job_outcome move_in_recover(struct sup *s, struct vmrt *vm,
 
 const struct job_kind move_in_job = { "move-in", move_in_recover, true };
 
+/* A pool move whose ownership did not pass when the VM arrived (etcd
+ * away): the pool still names the source; try again, once a second (the
+ * pool's HA thread asks, lock held). */
+static void owned_elsewhere(struct sup *s, struct vmrt *vm, const char *owner)
+{
+	struct sup_incoming *in = vm->incoming;
+
+	if (!in->pool_from[0] || vm->state != VS_RUNNING || vm->busy ||
+	    strcmp(owner, in->pool_from) || sup_mono_ns() < in->owner_retry_ns)
+		return;
+	in->owner_retry_ns = sup_mono_ns() + 1000000000ULL;
+	arrived_in_pool(s, vm);
+}
+
 const struct sup_hooks incoming_hooks = {
 	.incoming_worker_ended = incoming_failed,
 	.incoming_free = incoming_free,
+	.incoming_owned_elsewhere = owned_elsewhere,
 };

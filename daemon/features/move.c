@@ -35,6 +35,7 @@
 #include "disk.h"
 #include "log.h"
 #include "worker_exit.h"
+#include "move_pool.h"
 #include "peer.h"
 
 #define PEER_TIMEOUT_S     60
@@ -123,6 +124,10 @@ struct move {
 	struct peer peer;
 	char tls_name[256];
 	bool prepared;
+	/* A host of this host's pool (move_pool.c), not a peer of cella host add. */
+	bool pool;
+	char pool_hdr[3][128];
+	const char *pool_hdrs[4];
 	/* results */
 	json_int_t total_ms, down_ms, rounds, bytes;
 	json_t *dest_vm;
@@ -276,6 +281,8 @@ static int prepare(struct move *m, struct cerr *e)
 			 m->quick ? "quick" : "live", "include_storage", m->storage);
 	if (sizes)
 		json_object_set_new(body, "disk_sizes", sizes);
+	if (m->pool)
+		json_object_set_new(body, "pool_from", json_string(move_pool_me(m->s)));
 	pthread_mutex_unlock(&m->vm->lock);
 	ret = dest_call(m, "POST", NULL, body, PEER_TIMEOUT_S, &reply, e);
 	pthread_mutex_lock(&m->vm->lock);
@@ -528,6 +535,55 @@ static void restore_here(struct move *m)
 	pthread_mutex_lock(&m->vm->lock);
 }
 
+/* The destination: a host of this host's pool, else a peer (cella host
+ * add); new_move: refused if it is in maintenance or down (not for a move
+ * being recovered). 0, or -1 with e. */
+static int pool_or_peer(struct move *m, const char *to, bool new_move, struct cerr *e)
+{
+	int ret = move_pool_dest(m->s, to, new_move, &m->host, e);
+
+	if (ret < 0)
+		return -1;
+	m->pool = ret > 0;
+	if (!m->pool && !(m->host = find_host(m->s, to, e)))
+		return -1;
+	peer_from_host(m->s, m->host, &m->peer);
+	if (m->pool) {
+		m->peer.token = NULL; /* the pool certificate says who calls */
+		move_pool_headers(m->s, m->pool_hdr, m->pool_hdrs);
+		m->peer.headers = m->pool_hdrs;
+	}
+	return 0;
+}
+
+/* Forget the moved VM here (lock held): a pool's records stay (the
+ * destination owns them now), a peer's move deletes them. */
+static void forget_moved(struct move *m, const char *detail)
+{
+	if (m->pool)
+		move_pool_forget(m->s, m->vm, detail);
+	else if (sup_remove(m->s, m->vm, "moved", detail))
+		log_err("vm %s: moved, but cannot delete the definition here", m->name);
+}
+
+/* Live, without the lock: the destination's commit; inside a pool it
+ * takes the VM's ownership, which etcd may refuse for a moment: tried
+ * again for a while (the VM runs there already). */
+static int commit_live(struct move *m, json_t **reply, struct cerr *e)
+{
+	int ret = -1;
+
+	for (int i = 0; i < (m->pool ? 10 : 1); i++) {
+		if (i)
+			sleep(1);
+		memset(e, 0, sizeof(*e));
+		ret = dest_call(m, "POST", "/commit", NULL, PEER_TIMEOUT_S, reply, e);
+		if (!ret || e->kind == CERR_CONFLICT)
+			break;
+	}
+	return ret;
+}
+
 static int move_check(struct move *m, const char *to, struct cerr *e)
 {
 	struct vmrt *vm = m->vm;
@@ -540,10 +596,8 @@ static int move_check(struct move *m, const char *to, struct cerr *e)
 	if (m->storage && vm->def.checkpoint[0])
 		return cerr_set(e, CERR_CONFLICT, "include_storage", "the VM has checkpoints: its disks are "
 				"layered images; delete the checkpoints first");
-	m->host = find_host(m->s, to, e);
-	if (!m->host)
+	if (pool_or_peer(m, to, true, e))
 		return -1;
-	peer_from_host(m->s, m->host, &m->peer);
 	{
 		/* The destination's certificate must carry the name (or IP) we
 		 * dial, unless the host entry names it. */
@@ -612,7 +666,7 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 		 * destination's ack): make it official there, then forget it here. */
 		move_phase(&m, "committing");
 		pthread_mutex_unlock(&vm->lock);
-		if (dest_call(&m, "POST", "/commit", NULL, PEER_TIMEOUT_S, &reply, &ce))
+		if (commit_live(&m, &reply, &ce))
 			log_warn("vm %s: moved, but the destination's commit failed: %s", name,
 				 ce.reason);
 		pthread_mutex_lock(&vm->lock);
@@ -636,8 +690,7 @@ int sup_move(struct sup *s, const char *name, json_t *body, json_t **out, struct
 		char detail[128];
 
 		snprintf(detail, sizeof(detail), "to %s (%s)", m.peer.name, m.quick ? "quick" : "live");
-		if (sup_remove(s, vm, "moved", detail))
-			log_err("vm %s: moved, but cannot delete the definition here", name);
+		forget_moved(&m, detail);
 		*out = move_result(&m);
 	}
 	job_end(s, &job);
@@ -702,25 +755,22 @@ static enum job_outcome move_out_recover(struct sup *s, struct vmrt *vm,
 	/* Whatever the phase, the destination may have prepared: abort asks it
 	 * to drop what it has (an unknown VM is no error there). */
 	m.prepared = true;
-	m.host = find_host(s, to, &e);
-	if (!m.host) {
+	if (pool_or_peer(&m, to, false, &e)) {
 		snprintf(detail, len, "the destination %s is no longer known: %s", to, e.reason);
 		return JOB_FAILED;
 	}
-	peer_from_host(s, m.host, &m.peer);
 	if (!m.quick)
 		wait_migration(&m);
 	if ((!m.quick && vm->exit_status == WORKER_EXIT_MIGRATED && !vm_state_active(vm->state)) ||
 	    (m.quick && !strcmp(job->phase, "committing") &&
 	     !dest_call(&m, "POST", "/commit", NULL, PEER_TIMEOUT_S, &reply, &e))) {
 		/* It runs there: make it official there (live), forget it here. */
-		if (!m.quick && dest_call(&m, "POST", "/commit", NULL, PEER_TIMEOUT_S, &reply, &e))
+		if (!m.quick && commit_live(&m, &reply, &e))
 			log_warn("vm %s: moved, but the destination's commit failed: %s", m.name,
 				 e.reason);
 		json_decref(reply);
 		snprintf(detail, len, "the VM runs on %s", m.peer.name);
-		if (sup_remove(s, vm, "moved", detail))
-			log_err("vm %s: moved, but cannot delete the definition here", m.name);
+		forget_moved(&m, detail);
 		o = JOB_FINISHED;
 	} else {
 		dest_abort(&m);

@@ -503,10 +503,49 @@ static uint64_t ops_ha_deadline_ns(void *ctx)
 	return pool_ha_deadline_ns(ctx);
 }
 
+static int ops_member(void *ctx, const char *host, char *address, size_t alen, char *state,
+		      size_t slen)
+{
+	return pool_member_get(ctx, host, address, alen, state, slen);
+}
+
+static int ops_member_state_set(void *ctx, const char *host, const char *state, struct cerr *e)
+{
+	return pool_member_state_set(ctx, host, state, e);
+}
+
+static int ops_owner_pass(void *ctx, const char *uuid, const char *from, bool on_lease)
+{
+	return pool_owner_pass(ctx, uuid, from, on_lease);
+}
+
+static int ops_owner_give(void *ctx, const char *uuid, const char *to)
+{
+	return pool_owner_give(ctx, uuid, to);
+}
+
+static int ops_runtime_drop(void *ctx, const char *uuid)
+{
+	return pool_runtime_drop(ctx, uuid);
+}
+
+static int ops_vm_def(void *ctx, const char *uuid, struct vmdef *def)
+{
+	return pool_vm_def(ctx, uuid, def);
+}
+
+static int ops_plan(void *ctx, const char *evacuate, json_t **out, struct cerr *e)
+{
+	return pool_plan(ctx, evacuate, out, e);
+}
+
 const struct sup_pool_ops pool_sup_ops = {
 	.status = ops_status, .leave = ops_leave, .create = ops_create, .token = ops_token,
 	.join = ops_join, .admit = ops_admit, .ca = ops_ca, .remote_vms = ops_remote_vms,
 	.host = ops_host, .owner_of = ops_owner_of, .host_known = ops_host_known,
 	.forward = ops_forward, .ha_deadline_ns = ops_ha_deadline_ns, .owner_now = ops_owner_now,
 	.place = pool_place_op, .give = pool_give_op, .uuid_of = pool_uuid_of_op,
+	.member = ops_member, .member_state_set = ops_member_state_set, .owner_pass = ops_owner_pass,
+	.owner_give = ops_owner_give, .runtime_drop = ops_runtime_drop, .vm_def = ops_vm_def,
+	.plan = ops_plan,
 };

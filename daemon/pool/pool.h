@@ -144,5 +144,31 @@ void pool_keep_lease(struct pool *p, bool keep);
  * current fence time; 1 (already past) once fenced; 0 outside a pool. */
 uint64_t pool_ha_deadline_ns(struct pool *p);
 
+/* maint.c: moves inside the pool, maintenance mode and balance --------- */
+/* host's record from the cache: address and state ("up", "maintenance",
+ * "down"): 0, or -ENOENT (no such host, or not in a pool). */
+int pool_member_get(struct pool *p, const char *host, char *address, size_t alen, char *state,
+		    size_t slen) __must_check;
+/* Set host's record's state ("up", "maintenance") by compare-and-swap on
+ * the record (tried again if it changed meanwhile). 0, or -1 with e. */
+int pool_member_state_set(struct pool *p, const char *host, const char *state,
+			  struct cerr *e) __must_check;
+/* The VM's owner key from `from` to this host (compare: it names from), on
+ * this host's lease if on_lease (an HA VM). 0, -EAGAIN (it does not name
+ * from), -ENOLINK (no lease now) or the store's -errno. */
+int pool_owner_pass(struct pool *p, const char *uuid, const char *from,
+		    bool on_lease) __must_check;
+/* The VM's owner key from this host to `to` (a stopped VM handed over):
+ * 0, -EAGAIN (this host does not own it) or -errno. */
+int pool_owner_give(struct pool *p, const char *uuid, const char *to) __must_check;
+/* Delete this host's runtime record of the VM (it moved away). */
+int pool_runtime_drop(struct pool *p, const char *uuid) __must_check;
+/* The VM's definition from etcd (vmdef_free it): 0 or -errno. */
+struct vmdef;
+int pool_vm_def(struct pool *p, const char *uuid, struct vmdef *def) __must_check;
+/* A plan over the pool's cache (plan.h): evacuate NULL: balance; else the
+ * evacuation of that host. 0, or -1 with e. */
+int pool_plan(struct pool *p, const char *evacuate, json_t **out, struct cerr *e) __must_check;
+
 /* For sup_conf.pool (core/sup.h). */
 extern const struct sup_pool_ops pool_sup_ops;

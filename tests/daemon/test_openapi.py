@@ -38,7 +38,7 @@ def test(args):
     with Daemon(args) as d:
         def call(method, template, name=None, sub=None, **kw):
             path = template.replace("{name}", name or "x")
-            path = re.sub(r"\{(disk|checkpoint|host|file)\}", sub or "x", path)
+            path = re.sub(r"\{(disk|checkpoint|host|file|vm)\}", sub or "x", path)
             r = d.request(method, path, **kw)
             seen.setdefault((method, template), []).append(r)
             return r
@@ -210,6 +210,11 @@ def test(args):
         call("POST", "/v1/pool/join", body={"to": "https://127.0.0.1:1", "token": "bad"})
         call("POST", "/v1/pool/members", body={})
         call("GET", "/v1/pool/ca")
+        mh = "/v1/pool/hosts/{host}/maintenance"
+        call("POST", mh, sub="h1", body={"state": "on"})
+        call("POST", mh, sub="h1", raw=b"{}", headers={"Content-Type": "text/plain"})
+        call("POST", "/v1/pool/balance", body={"dry_run": True})
+        call("POST", "/v1/pool/vms/{vm}/load", sub="6f1c1bde-62a7-4c51-9d55-3a1f8e0c9a11")
         # The event stream never ends by itself: read its head only.
         evs = d.events(since=0)
         seen.setdefault(("GET", "/v1/events"), []).append(type("R", (), {

@@ -42,6 +42,10 @@ struct vm_config {
 	uint64_t mem_mib;
 	struct disk_config disks[CONFIG_MAX_DISKS];
 	unsigned nr_disks;
+	/* A live migration's destination (--incoming; not a JSON key): disk
+	 * images open without their lock until the VM has arrived and the
+	 * source has let go of them (virtio_blk_take_locks). */
+	bool defer_disk_locks;
 	struct net_config nets[CONFIG_MAX_NETS];
 	unsigned nr_nets;
 	bool rng;

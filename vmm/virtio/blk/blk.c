@@ -318,10 +318,10 @@ static void blk_fill_config(struct blk_dev *blk)
 
 /* The image by name, or (cfg->path "fd:N") the descriptors cellad opened
  * for it and its backing chain: nothing is then opened by name. */
-static int blk_open_image(const struct disk_config *cfg, int fmt, struct disk **out, char *err,
-			  size_t errlen)
+static int blk_open_image(const struct disk_config *cfg, int fmt, unsigned extra, struct disk **out,
+			  char *err, size_t errlen)
 {
-	unsigned flags = cfg->readonly ? DISK_RDONLY : 0;
+	unsigned flags = (cfg->readonly ? DISK_RDONLY : 0) | extra;
 	struct disk_fd_chain chain = { .nr = 0 };
 	const struct disk_backing_fds *b = cfg->backing;
 	int fd;
@@ -371,7 +371,7 @@ static int blk_open_cbt(struct blk_dev *blk, const struct disk_config *cfg, char
 }
 
 /* Open the image (and its change tracking) through the disk library. */
-static int blk_open_disk(struct blk_dev *blk, const struct disk_config *cfg)
+static int blk_open_disk(struct blk_dev *blk, const struct disk_config *cfg, bool defer_lock)
 {
 	char err[512] = "";
 	int fmt = -1, ret;
@@ -380,7 +380,8 @@ static int blk_open_disk(struct blk_dev *blk, const struct disk_config *cfg)
 		fmt = DISK_FMT_RAW;
 	else if (!strcmp(cfg->format, "qcow2"))
 		fmt = DISK_FMT_QCOW2;
-	ret = blk_open_image(cfg, fmt, &blk->disk, err, sizeof(err));
+	ret = blk_open_image(cfg, fmt, defer_lock ? DISK_DEFER_LOCK : 0, &blk->disk, err,
+			     sizeof(err));
 	if (ret) {
 		blk->disk = NULL;
 		log_err("%s: cannot open disk image %s: %s", blk->vd.name, cfg->path,
@@ -436,7 +437,7 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg, unsigned ind
 	if (ret)
 		goto fail;
 	blk->io_open = true;
-	ret = blk_open_disk(blk, cfg);
+	ret = blk_open_disk(blk, cfg, vm->cfg && vm->cfg->defer_disk_locks);
 	if (ret)
 		goto fail;
 	blk->capacity = disk_size(blk->disk) >> SECTOR_SHIFT;

@@ -336,6 +336,28 @@ int virtio_blk_with_disk(struct device *dev,
 	return ret;
 }
 
+static int take_lock(void *opaque, struct disk *d)
+{
+	char *err = opaque;
+
+	return disk_lock(d, err, 256);
+}
+
+int virtio_blk_take_locks(struct vm *vm, char *err, size_t errlen)
+{
+	char e[256] = "";
+
+	for (struct device *dev = virtio_blk_next(vm, NULL); dev; dev = virtio_blk_next(vm, dev)) {
+		int ret = virtio_blk_with_disk(dev, take_lock, e);
+
+		if (ret && ret != -EIO) {
+			snprintf(err, errlen, "%s: %s", dev->id, e[0] ? e : strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
 int virtio_blk_export(struct device *dev, const struct blk_export_args *a, int fd,
 		      struct blk_export_status *st, char *err, size_t errlen)
 {

@@ -29,6 +29,10 @@ struct blk_status {
 struct device *virtio_blk_find(struct vm *vm, const char *id);
 /* Iterate: the first blk device after `prev` (NULL: the first). */
 struct device *virtio_blk_next(struct vm *vm, struct device *prev);
+/* A live migration's destination, once the VM has arrived: take the image
+ * locks its disks were opened without (vm_config.defer_disk_locks),
+ * waiting for the source to let go (up to 2 s each). 0, or -errno with err. */
+int virtio_blk_take_locks(struct vm *vm, char *err, size_t errlen);
 
 void virtio_blk_get_status(struct device *dev, struct blk_status *st);
 /* New limits (0 = unlimited); waiting requests are re-evaluated at once. */

@@ -1,0 +1,53 @@
+/* test_lock.c: DISK_DEFER_LOCK (a live migration's destination on shared
+ * storage): a raw image opens read-write while another holder has its lock,
+ * disk_lock waits and says -EBUSY while the holder stays, takes the lock
+ * once it has gone, and then keeps others out; a qcow2 image is locked at
+ * once (no deferral). */
+#include "dtest.h"
+
+static void test_defer(void **st)
+{
+	struct disk *src, *dst, *other;
+	struct tdir t;
+	char p[128], q[128], err[256];
+
+	(void)st;
+	tdir_init(&t);
+	mk_raw(tpath(&t, "a.raw", p, sizeof(p)), MiB(1));
+	src = open_ok(p, 0); /* the source runs the VM: it holds the lock */
+	assert_int_equal(disk_open(&dst, p, -1, DISK_DEFER_LOCK, err, sizeof(err)), 0);
+	assert_int_equal(disk_lock(dst, err, sizeof(err)), -EBUSY);
+	assert_non_null(strstr(err, "in use by another process"));
+	assert_int_equal(disk_close(src), 0); /* the source lets go */
+	assert_int_equal(disk_lock(dst, err, sizeof(err)), 0);
+	assert_int_equal(disk_lock(dst, err, sizeof(err)), 0); /* once taken: nothing to do */
+	assert_int_equal(disk_open(&other, p, -1, 0, err, sizeof(err)), -EBUSY);
+	write_pat(dst, 0, 4096, 3);
+	check_pat(dst, 0, 4096, 3);
+	assert_int_equal(disk_close(dst), 0);
+	/* A plain open takes no deferred lock: disk_lock does nothing. */
+	dst = open_ok(p, 0);
+	assert_int_equal(disk_lock(dst, err, sizeof(err)), 0);
+	assert_int_equal(disk_close(dst), 0);
+	/* qcow2: its header belongs to its holder: locked at once, no deferral
+	 * (a new image, include_storage, opens; one in use is refused). */
+	mk_qcow2(tpath(&t, "b.qcow2", q, sizeof(q)), MiB(1), 16, NULL);
+	assert_int_equal(disk_open(&dst, q, -1, DISK_DEFER_LOCK, err, sizeof(err)), 0);
+	assert_int_equal(disk_open(&other, q, -1, 0, err, sizeof(err)), -EBUSY);
+	assert_int_equal(disk_lock(dst, err, sizeof(err)), 0);
+	assert_int_equal(disk_close(dst), 0);
+	src = open_ok(q, 0);
+	assert_int_equal(disk_open(&dst, q, DISK_FMT_QCOW2, DISK_DEFER_LOCK, err, sizeof(err)),
+			 -EBUSY);
+	assert_int_equal(disk_close(src), 0);
+	tdir_rm(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defer),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -186,7 +186,7 @@ def scenario(c, hosts, shared, local):
         # m1: HA, its disk on pool storage (not copied: opened by the same path).
         kw = dict(ha=True, disks=[{"path": os.path.join(shared, "m1.img")}]) if n == "m1" else {}
         uuid[n] = a.define(n, "memwriter", GUEST, **kw)["uuid"]
-        a.action(n, "start")
+        a.action(n, "start", {"host": "host-a"})  # here, not where placement would put it
     uuid["s1"] = a.define("s1", "memwriter", GUEST,
                           disks=[{"path": os.path.join(shared, "s1.img")}])["uuid"]
     uuid["l1"] = a.define("l1", "memwriter", GUEST,
@@ -309,7 +309,7 @@ def scenario(c, hosts, shared, local):
     # A move the destination refuses (no room: admission, in its prepare):
     # the VM runs on, on its host, which still owns it; nothing is left there.
     uuid["big"] = b.define("big", "memwriter", GUEST, memory_mib=980)["uuid"]  # + 64 overhead > 1024
-    b.action("big", "start")
+    b.action("big", "start", {"host": "host-b"})
     b.wait_console("big", "round 3")
     before = last_round(b, "big")
     p = hc.cli("vm", "move", "big", "--to", "host-a", expect=None)

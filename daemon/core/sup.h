@@ -116,7 +116,6 @@ struct sup_pool_ops {
 		      size_t slen);
 	int (*member_state_set)(void *ctx, const char *host, const char *state, struct cerr *e);
 	int (*owner_pass)(void *ctx, const char *uuid, const char *from, bool on_lease);
-	int (*owner_give)(void *ctx, const char *uuid, const char *to);
 	int (*runtime_drop)(void *ctx, const char *uuid);
 	int (*vm_def)(void *ctx, const char *uuid, struct vmdef *def);
 	int (*plan)(void *ctx, const char *evacuate, json_t **out, struct cerr *e);

@@ -76,7 +76,7 @@ static int hand_over(struct sup *s, const char *name, const char *to, struct cer
 		return -1;
 	}
 	snprintf(uuid, sizeof(uuid), "%s", vm->def.uuid);
-	ret = ops->owner_give(s->conf.pool_ctx, uuid, to);
+	ret = ops->give(s->conf.pool_ctx, uuid, to); /* placement's hand-over */
 	if (ret) {
 		sup_vm_unlock(s, vm);
 		return sup_store_cerr(s, e, ret == -EAGAIN ? -EPERM : ret, "cannot hand the VM over");

@@ -132,12 +132,6 @@ int pool_owner_pass(struct pool *p, const char *uuid, const char *from, bool on_
 	return owner_swap(p, uuid, from, p->host, lease);
 }
 
-int pool_owner_give(struct pool *p, const char *uuid, const char *to)
-{
-	/* Without a lease: an HA VM's new owner binds it to its own (ha.c). */
-	return p->etcd ? owner_swap(p, uuid, p->host, to, 0) : -ENOENT;
-}
-
 int pool_runtime_drop(struct pool *p, const char *uuid)
 {
 	char key[POOL_KEY_MAX];

@@ -519,11 +519,6 @@ static int ops_owner_pass(void *ctx, const char *uuid, const char *from, bool on
 	return pool_owner_pass(ctx, uuid, from, on_lease);
 }
 
-static int ops_owner_give(void *ctx, const char *uuid, const char *to)
-{
-	return pool_owner_give(ctx, uuid, to);
-}
-
 static int ops_runtime_drop(void *ctx, const char *uuid)
 {
 	return pool_runtime_drop(ctx, uuid);
@@ -546,6 +541,6 @@ const struct sup_pool_ops pool_sup_ops = {
 	.forward = ops_forward, .ha_deadline_ns = ops_ha_deadline_ns, .owner_now = ops_owner_now,
 	.place = pool_place_op, .give = pool_give_op, .uuid_of = pool_uuid_of_op,
 	.member = ops_member, .member_state_set = ops_member_state_set, .owner_pass = ops_owner_pass,
-	.owner_give = ops_owner_give, .runtime_drop = ops_runtime_drop, .vm_def = ops_vm_def,
+	.runtime_drop = ops_runtime_drop, .vm_def = ops_vm_def,
 	.plan = ops_plan,
 };

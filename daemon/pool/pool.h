@@ -158,9 +158,6 @@ int pool_member_state_set(struct pool *p, const char *host, const char *state,
  * from), -ENOLINK (no lease now) or the store's -errno. */
 int pool_owner_pass(struct pool *p, const char *uuid, const char *from,
 		    bool on_lease) __must_check;
-/* The VM's owner key from this host to `to` (a stopped VM handed over):
- * 0, -EAGAIN (this host does not own it) or -errno. */
-int pool_owner_give(struct pool *p, const char *uuid, const char *to) __must_check;
 /* Delete this host's runtime record of the VM (it moved away). */
 int pool_runtime_drop(struct pool *p, const char *uuid) __must_check;
 /* The VM's definition from etcd (vmdef_free it): 0 or -errno. */

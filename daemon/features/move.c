@@ -194,7 +194,7 @@ static void peer_from_host(struct sup *s, json_t *host, struct peer *p)
 	p->ca = s->conf.tls_ca;
 }
 
-/* The host entry, or NULL (e set). Lock held. */
+/* The host entry, or NULL (e set). */
 static json_t *find_host(struct sup *s, const char *to, struct cerr *e)
 {
 	json_t *all = store_host_list(s->db, true), *h, *hit = NULL;
@@ -208,6 +208,23 @@ static json_t *find_host(struct sup *s, const char *to, struct cerr *e)
 	if (!hit)
 		cerr_set(e, CERR_NOT_FOUND, "to", "no host named '%.64s' (cella host add)", to);
 	return hit;
+}
+
+json_t *peer_find(struct sup *s, const char *name, struct peer *p, struct cerr *e)
+{
+	json_t *host = find_host(s, name, e);
+
+	if (host && (!s->conf.tls_cert || !s->conf.tls_key || !s->conf.tls_ca)) {
+		json_decref(host);
+		cerr_set(e, CERR_CONFLICT, "tls", "this cellad has no TLS material (--tls-cert, "
+			 "--tls-key, --tls-ca): hosts talk over mutual TLS only");
+		return NULL;
+	}
+	if (host) {
+		memset(p, 0, sizeof(*p));
+		peer_from_host(s, host, p);
+	}
+	return host;
 }
 
 /* Without the lock: one request to the destination; 0 on a 2xx answer

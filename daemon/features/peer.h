@@ -18,6 +18,13 @@ struct peer {
 	const char *const *headers; /* more request headers ("Name: value"), NULL-terminated */
 };
 
+/* features/move.c: the peer host called name (cella host add) as a peer to
+ * call, with this host's TLS material: its entry (which keeps p's strings;
+ * json_decref it after), or NULL with e (no such host, no TLS material). */
+struct sup;
+struct cerr;
+json_t *peer_find(struct sup *s, const char *name, struct peer *p, struct cerr *e);
+
 /* One request; body (not consumed) may be NULL. Returns 0 once an answer
  * came (*status is its HTTP status, *reply its JSON or NULL), or -1 when
  * the peer could not be reached or did not answer within timeout_s (err

@@ -142,34 +142,14 @@ static int conf_parse(json_t *j, struct rep_out *r, struct cerr *e)
 
 /* The target -------------------------------------------------------------------------- */
 
-/* The peer entry called to (the entry keeps the strings): NULL with e. */
+/* The target as a peer to call (peer_find): its entry, or NULL with e. */
 static json_t *find_peer(struct sup *s, const char *to, struct peer *p, struct cerr *e)
 {
-	json_t *all = store_host_list(s->db, true), *h, *hit = NULL;
-	size_t i;
+	json_t *host = peer_find(s, to, p, e);
 
-	json_array_foreach(all, i, h)
-		if (!strcmp(json_string_value(json_object_get(h, "name")) ?: "", to))
-			hit = json_incref(h);
-	json_decref(all);
-	if (!hit) {
-		cerr_set(e, CERR_NOT_FOUND, "to", "no host '%s' (cella host add)", to);
-		return NULL;
-	}
-	if (!s->conf.tls_cert || !s->conf.tls_key || !s->conf.tls_ca) {
-		json_decref(hit);
-		cerr_set(e, CERR_CONFLICT, "tls", "replication needs this cellad's TLS material: hosts "
-			 "talk over mutual TLS only");
-		return NULL;
-	}
-	memset(p, 0, sizeof(*p));
-	p->name = json_string_value(json_object_get(hit, "name"));
-	p->url = json_string_value(json_object_get(hit, "url"));
-	p->token = json_string_value(json_object_get(hit, "token"));
-	p->cert = s->conf.tls_cert;
-	p->key = s->conf.tls_key;
-	p->ca = s->conf.tls_ca;
-	return hit;
+	if (!host && e->kind == CERR_NOT_FOUND)
+		snprintf(e->field, sizeof(e->field), "to");
+	return host;
 }
 
 /* A call to the target; 0 with a 2xx answer in *reply, else -1 with e. */

@@ -202,7 +202,9 @@ int cmd_replica_failover(struct client *c, int argc, char **argv)
 			   json_is_true(json_object_get(out, "started")) ? " and started" : "");
 }
 
-int cmd_replica_delete(struct client *c, int argc, char **argv)
+/* `NAME` and nothing else: DELETE /v1/replicas/NAME<suffix>, then done. */
+static int replica_delete_call(struct client *c, int argc, char **argv, const char *suffix,
+			       const char *done)
 {
 	char path[512];
 	int ret;
@@ -211,25 +213,20 @@ int cmd_replica_delete(struct client *c, int argc, char **argv)
 		return EXIT_USAGE;
 	if (argc > 2)
 		return usage_error("unexpected argument '%s'", argv[2]);
-	api_path(path, sizeof(path), "/v1/replicas/", argv[1], "");
+	api_path(path, sizeof(path), "/v1/replicas/", argv[1], suffix);
 	ret = client_call(c, "DELETE", path, NULL, NULL);
 	if (!ret && !c->json)
-		printf("replica %s deleted\n", argv[1]);
+		printf("%s: %s\n", argv[1], done);
 	return ret;
+}
+
+int cmd_replica_delete(struct client *c, int argc, char **argv)
+{
+	return replica_delete_call(c, argc, argv, "", "replica deleted");
 }
 
 int cmd_replica_test_stop(struct client *c, int argc, char **argv)
 {
-	char path[512];
-	int ret;
-
-	if (need_name(argc, argv, 2))
-		return EXIT_USAGE;
-	if (argc > 2)
-		return usage_error("unexpected argument '%s'", argv[2]);
-	api_path(path, sizeof(path), "/v1/replicas/", argv[1], "/test");
-	ret = client_call(c, "DELETE", path, NULL, NULL);
-	if (!ret && !c->json)
-		printf("%s: test failover ended (its VM and layers deleted)\n", argv[1]);
-	return ret;
+	return replica_delete_call(c, argc, argv, "/test",
+				   "test failover ended (its VM and layers deleted)");
 }

@@ -31,10 +31,11 @@ PORT = 20000 + os.getpid() % 2000
 def routes():
     src = open(os.path.join(ROOT, "daemon", "api", "routes.c")).read()
     table = src[src.index("static const struct route routes[]"):]
-    out = re.findall(r'\{"(GET|POST|PUT|PATCH|DELETE)", "([^"]+)", \w+, [\w_]+, \w+,\s*(ROLE_\w+)(?:, (?:true|false))*\}',
+    out = re.findall(r'\{"(GET|POST|PUT|PATCH|DELETE)", "([^"]+)", \w+, [\w_]+, \w+,\s*(ROLE_\w+)((?:,\s*(?:true|false))*)\}',
                      table)
     check(len(out) >= 30, f"the route table has {len(out)} routes, each with a role")
-    return out
+    # (method, path, role, peer_only): the first flag after the role.
+    return [(m, p, r, re.sub(r"\s", "", f).split(",")[1:2] == ["true"]) for m, p, r, f in out]
 
 
 def request_bytes(method, path, auth=None):
@@ -85,7 +86,7 @@ def test(args):
             os.chmod(d.dir, 0o755)
             fill = {"{name}": "nosuchvm", "{disk}": "d0", "{checkpoint}": "cp", "{host}": "nohost"}
             checked = 0
-            for method, path, need in routes():
+            for method, path, need, peer_only in routes():
                 url = path
                 for k, v in fill.items():
                     url = url.replace(k, v)
@@ -101,7 +102,6 @@ def test(args):
                 st = status_of(call_unix_as(d.sock, 0, request_bytes(method, url)))
                 if st == 403:
                     check(False, f"{method} {path} as root: 403")
-                peer_only = path.startswith("/v1/incoming")
                 for who in ("viewer", "operator", "admin"):
                     st = status_of(call_tcp(request_bytes(method, url, tokens[who]), ca))
                     # Peer routes also need a peer's certificate over TCP.

@@ -82,6 +82,8 @@ struct sup_pool_ops {
 	uint64_t (*ha_deadline_ns)(void *ctx);
 	/* The VM's owner as etcd says now ("" nobody): 0, or -errno. */
 	int (*owner_now)(void *ctx, const char *uuid, char *owner, size_t len);
+	/* The pool's Prometheus series (malloc'd), or NULL. May be NULL. */
+	char *(*metrics)(void *ctx);
 };
 
 /* Calls from the core into features that attached data to a VM (a move

@@ -514,7 +514,7 @@ int store_etcd_open(struct store **out, const struct store_etcd_conf *conf, char
 		    size_t errlen)
 {
 	struct etcd_conf ec = { .ca = conf->ca, .cert = conf->cert, .key = conf->key,
-				.timeout_ms = conf->timeout_ms };
+				.timeout_ms = conf->timeout_ms, .stats = conf->stats };
 	pthread_mutexattr_t a;
 	struct es *es;
 	int ret;

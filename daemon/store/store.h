@@ -46,6 +46,7 @@ struct store_job {
 typedef void (*store_watch_fn)(void *opaque, const char *collection, const char *key);
 
 struct store;
+struct etcd_stats;
 
 struct store_ops {
 	const char *name;
@@ -93,6 +94,7 @@ struct store_etcd_conf {
 	const char *prefix;
 	const char *host;
 	unsigned timeout_ms;         /* per request and member (0: 3000) */
+	struct etcd_stats *stats;    /* requests counted there (etcd_stats.h), or NULL */
 };
 
 int store_etcd_open(struct store **out, const struct store_etcd_conf *conf, char *err,

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""test_pool_away.py: a pool whose etcd is away for 20 s (docs/pool.md,
+"When etcd is away"). Three etcd members and three cellads (pool sections,
+lease TTL 3 s) on loopback, a non-HA guest counting rounds on host-a and
+one on host-b; then every etcd member is stopped (SIGTERM) and started
+again on its data directory 20 s later.
+
+While etcd is away, on each host:
+- the local guests keep running (their console counts on);
+- `cella vm list` answers (200) with the local VMs as they are and the
+  other hosts' marked stale; `cella vm info` of a local VM answers;
+- `vm stop` (a job: recorded before it acts) is refused with 503 naming
+  etcd, `vm kill` (no record needed) works: host-b's VM killed;
+- `cella pool status --json` answers from the cache (not a 503): this host
+  isolated, "stale": true;
+- the host's events say pool-etcd-away and pool-host-isolated; /metrics
+  says cella_etcd_reachable 0 and cella_pool_isolated 1.
+etcd back: host-b's runtime record written while away reaches etcd, and
+host-a's pool-wide list shows host-b's VM stopped (not stale); every host's
+pool status shows all three up (not stale); pool-etcd-back on the events;
+the watch resumed (a VM defined on host-c afterwards is in host-a's list);
+the metrics count lease renewal failures and watch restarts.
+
+Then a cellad started while etcd is away (its local cache): host-a's
+cellad killed (its worker runs on), etcd stopped, cellad started again:
+it starts from state_dir/pool-cache.json, re-adopts the running guest
+(output goes on), and once etcd is back the pool is consistent.
+
+Usage: test_pool_away.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""
+
+import json
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
+from cellad import Daemon, TestFailure, check, log, main  # noqa: E402
+
+import etcdutil  # noqa: E402
+
+PREFIX = f"/cella/away{os.getpid()}"
+TTL = 3
+OUTAGE = 20
+
+
+def wait_for(what, pred, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            check(True, what)
+            return v
+        if time.monotonic() > deadline:
+            raise TestFailure(f"timed out: {what}")
+        time.sleep(0.2)  # polling cellad or etcd with a deadline
+
+
+def status(d):
+    p = d.cli("--json", "pool", "status")
+    return json.loads(p.stdout)
+
+
+def vm_list(d):
+    r = d.get("/v1/vms")
+    if r.status != 200:
+        raise TestFailure(f"GET /v1/vms: {r.status} {r.body[:300]}")
+    return {v["name"]: v for v in r.json["vms"]}
+
+
+def rounds(d, name):
+    found = re.findall(r"round (\d+)", d.console(name))
+    return int(found[-1]) if found else -1
+
+
+def metric(d, name):
+    body = d.get("/metrics").body
+    m = re.search(rf"^{re.escape(name)} (\S+)$", body, re.M)
+    return float(m.group(1)) if m else None
+
+
+def events(d):
+    return [e["event"] for e in d.events()]
+
+
+def etcd_json(c, key):
+    r = c.etcdctl("get", key, "--print-value-only")
+    return json.loads(r.stdout) if r.stdout.strip() else None
+
+
+def host_conf(c, name, port):
+    etcd = dict(c.store_config(prefix=PREFIX, host=name), timeout_ms=1000)
+    return {"store": {"etcd": etcd},
+            "pool": {"address": f"https://127.0.0.1:{port}", "lease_ttl_s": TTL}}
+
+
+def etcd_stop(c):
+    for m in c.members:
+        m.stop()
+
+
+def etcd_start(c):
+    for m in c.members:
+        m.start(state="existing")
+    c.wait_healthy(timeout=60)
+
+
+def test(args):
+    etcdutil.need_etcd()
+    with etcdutil.Cluster(3) as c:
+        hosts = {}
+        try:
+            for i, name in enumerate(("host-a", "host-b", "host-c")):
+                hosts[name] = Daemon(args, name=name,
+                                     config=host_conf(c, name, 18400 + i)).start()
+            a, b, cc = hosts["host-a"], hosts["host-b"], hosts["host-c"]
+            a.define("tick-a", "memwriter", "rounds=0 mib=4 pause_ms=50")
+            tb = b.define("tick-b", "memwriter", "rounds=0 mib=4 pause_ms=50")
+            a.action("tick-a", "start")
+            b.action("tick-b", "start")
+            a.wait_console("tick-a", "round 2")
+            b.wait_console("tick-b", "round 2")
+            wait_for("host-a's pool-wide list shows tick-b running on host-b",
+                     lambda: vm_list(a).get("tick-b", {}).get("state") == "running")
+            check(not status(a)["stale"], "pool status is fresh while etcd is there")
+            check(metric(a, "cella_etcd_reachable") == 1, "metrics: etcd reachable")
+
+            # etcd away.
+            log(f"stopping every etcd member for {OUTAGE} s")
+            away = time.monotonic()
+            etcd_stop(c)
+            ra, rb = rounds(a, "tick-a"), rounds(b, "tick-b")
+            for name in ("host-a", "host-b"):
+                d = hosts[name]
+                wait_for(f"{name}: its remote VMs are marked stale in vm list",
+                         lambda d=d: all(v.get("stale") for v in vm_list(d).values()
+                                         if v["host"] != d.name))
+            lst = vm_list(a)
+            check(lst["tick-a"]["state"] == "running" and lst["tick-a"]["host"] == "host-a" and
+                  not lst["tick-a"].get("stale"), "host-a's list: its own VM as it is")
+            check(lst["tick-b"]["host"] == "host-b" and lst["tick-b"]["stale"],
+                  "host-a's list: host-b's VM from the cache, stale")
+            p = a.cli("--json", "vm", "list")
+            check(any(v["name"] == "tick-b" for v in json.loads(p.stdout)["vms"]),
+                  "cella vm list answers")
+            check(b.vm("tick-b")["state"] == "running", "vm info of a local VM answers")
+            p = a.cli("vm", "info", "tick-a")
+            check("running" in p.stdout, "cella vm info answers")
+            r = a.post("/v1/vms/tick-a/stop", {})
+            check(r.status == 503 and "etcd" in r.json["error"]["reason"],
+                  f"vm stop (a job) is refused with 503 naming etcd: {r.json}")
+            st = wait_for("host-a: pool status answers from its cache, isolated and stale",
+                          lambda: (lambda s: s if s["stale"] and {h["name"]: h for h in
+                                   s["hosts"]}["host-a"]["state"] == "isolated" else None)(
+                              status(a)), timeout=15)
+            check(all(h["stale"] for h in st["hosts"]) and
+                  {h["name"] for h in st["hosts"]} == set(hosts),
+                  "every host listed, marked stale")
+            check(status(b)["stale"], "host-b's pool status too")
+            vm = b.action("tick-b", "kill")
+            check(vm["state"] == "stopped", "vm kill of host-b's VM works while etcd is away")
+            wait_for("host-a: pool-etcd-away and pool-host-isolated on its events",
+                     lambda: {"pool-etcd-away", "pool-host-isolated"} <= set(events(a)))
+            check(metric(a, "cella_etcd_reachable") == 0, "metrics: etcd unreachable")
+            check(metric(a, "cella_pool_isolated") == 1, "metrics: this host isolated")
+            # The whole outage, checking the guest keeps running.
+            wait_for(f"tick-a keeps running through {OUTAGE} s of etcd away",
+                     lambda: time.monotonic() - away >= OUTAGE and rounds(a, "tick-a") > ra + 2,
+                     timeout=OUTAGE + 30)
+            check(a.vm("tick-a")["state"] == "running", "tick-a still running")
+            check(rb >= 0, "tick-b ran until it was killed")
+
+            # etcd back.
+            log("starting etcd again on its data directories")
+            back = time.monotonic()
+            etcd_start(c)
+            wait_for("host-b's runtime record written while away reaches etcd",
+                     lambda: (etcd_json(c, f"{PREFIX}/hosts/host-b/runtime/{tb['uuid']}")
+                              or {}).get("state") == "stopped")
+            wait_for("host-a's pool-wide list shows tick-b stopped, not stale",
+                     lambda: (lambda v: v.get("state") == "stopped" and not v.get("stale"))(
+                         vm_list(a).get("tick-b", {})))
+            for name, d in hosts.items():
+                wait_for(f"{name}: pool status all up again, not stale",
+                         lambda d=d: (lambda s: not s["stale"] and all(
+                             h["state"] == "up" for h in s["hosts"]))(status(d)))
+            log(f"pool caught up {time.monotonic() - back:.1f} s after etcd was started")
+            wait_for("host-a: pool-etcd-back on its events",
+                     lambda: "pool-etcd-back" in events(a))
+            cc.define("late", "hello")
+            wait_for("the watch resumed: a VM defined on host-c is in host-a's list",
+                     lambda: vm_list(a).get("late", {}).get("host") == "host-c")
+            check(metric(a, "cella_etcd_reachable") == 1, "metrics: etcd reachable again")
+            check(metric(a, "cella_pool_lease_renewal_failures_total") > 0,
+                  "metrics: lease renewal failures counted")
+            check(metric(a, "cella_etcd_watch_restarts_total") >= 1,
+                  "metrics: watch restarts counted")
+            check(metric(a, "cella_pool_lease_renewals_total") > 0, "metrics: renewals counted")
+            check(rounds(a, "tick-a") > ra, "tick-a ran through it all")
+            check(a.vm("tick-a")["state"] == "running", "and still runs")
+
+            start_from_cache(args, c, a)
+        finally:
+            for d in hosts.values():
+                d.cleanup()
+
+
+def start_from_cache(args, c, a):
+    """host-a's cellad restarted while etcd is away."""
+    cache = os.path.join(a.state, "pool-cache.json")
+    check(os.path.exists(cache), "host-a keeps its local cache in its state dir")
+    pid = a.vm("tick-a")["pid"]
+    a.kill9()
+    etcd_stop(c)
+    a.start()
+    check("from its local cache" in a.log(), "cellad started from its local cache")
+    v = a.vm("tick-a")
+    check(v["state"] == "running" and v["pid"] == pid, "the running worker is re-adopted")
+    n = rounds(a, "tick-a")
+    a.wait_console("tick-a", f"round {n + 2} ")
+    check(True, "and its guest keeps running")
+    r = a.post("/v1/vms/tick-a/stop", {})
+    check(r.status == 503, f"durable actions wait for etcd: {r.status}")
+    etcd_start(c)
+    wait_for("etcd back: host-a up in the pool again",
+             lambda: (lambda s: not s["stale"] and {h["name"]: h for h in s["hosts"]}
+                      ["host-a"]["state"] == "up")(status(a)))
+    rt = wait_for("host-a's runtime record in etcd names its worker",
+                  lambda: (lambda r: r if r and r.get("pid") == pid else None)(
+                      etcd_json(c, f"{PREFIX}/hosts/host-a/runtime/{v['uuid']}")))
+    check(rt["state"] == "running", "running")
+    r = a.post("/v1/vms/tick-a/stop", {})
+    deadline = time.monotonic() + 20
+    while r.status == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the client's next request reconnects
+        r = a.post("/v1/vms/tick-a/stop", {})
+    check(r.status == 200, f"and durable actions work again: {r.status}")
+    a.wait_state("tick-a", ["stopped"])
+
+
+if __name__ == "__main__":
+    main(test)

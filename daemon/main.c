@@ -933,6 +933,10 @@ int main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (c.etcd_set) {
 		c.etcd.stats = &etcd_stats; /* the store's and the pool's requests */
+		if (c.pool_set) { /* a pool member starts from it while etcd is away */
+			snprintf(dbpath, sizeof(dbpath), "%s/pool-cache.json", c.sup.state_dir);
+			c.etcd.cache_path = dbpath;
+		}
 		if (store_etcd_open(&db, &c.etcd, err, sizeof(err))) {
 			log_err("store: %s", err);
 			curl_global_cleanup();

@@ -189,7 +189,16 @@ int pool_start(struct pool **out, const struct pool_conf *conf, char *err, size_
 	snprintf(p->host, sizeof(p->host), "%s", sc->host);
 	ret = etcd_open(&p->etcd, &ec, err, errlen);
 	p->lease_sent = pool_boot_ms();
-	if (!ret && (ret = pool_member_put(p) ?: pool_alive_put(p, &p->lease)))
+	if (!ret && (ret = pool_member_put(p) ?: pool_alive_put(p, &p->lease)) &&
+	    store_unreachable(ret)) {
+		/* Started while etcd is away: isolated; the keepalive thread
+		 * asks for a lease until etcd answers (docs/pool.md). */
+		log_warn("pool: etcd cannot be reached (%s): host %s starts isolated", strerror(-ret),
+			 p->host);
+		p->lease = 0;
+		ret = 0;
+	}
+	if (ret)
 		snprintf(err, errlen, "pool: cannot record host %s: %s", p->host, strerror(-ret));
 	if (!ret && (ret = pool_cache_start(p)))
 		snprintf(err, errlen, "pool: cannot watch the pool: %s", strerror(-ret));

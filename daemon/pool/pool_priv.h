@@ -65,6 +65,7 @@ struct pool {
 	/* When etcd is away (away.c, metrics.c): the watch of the pool lost
 	 * etcd (cache_lock), and this host's counters (atomics). */
 	bool watch_lost;
+	bool need_load; /* started while etcd was away: read it all once back */
 	struct pool_counters {
 		atomic_uint_fast64_t renewals, renew_failures, fences, failovers;
 	} ctr;

@@ -196,6 +196,15 @@ static void on_state(void *opaque, enum etcd_watch_state st, int err)
 		emit(p, "pool-etcd-back", p->host);
 	}
 	pthread_mutex_unlock(&p->cache_lock);
+	/* Started while etcd was away: the pool read once it answers (the
+	 * watch runs from the revision it connected at: events it repeats
+	 * after this read apply again, in order). */
+	if (st == ETCD_WATCH_CONNECTED && p->need_load) {
+		if (cache_load(p, &rev))
+			log_warn("pool: cannot read the pool now that etcd is back");
+		else
+			p->need_load = false;
+	}
 }
 
 static const struct etcd_watch_ops watch_ops = { .event = on_event, .state = on_state };
@@ -211,6 +220,11 @@ int pool_cache_start(struct pool *p)
 	if (!p->members || !p->alive)
 		return -ENOMEM;
 	ret = cache_load(p, &rev);
+	if (ret && store_unreachable(ret)) { /* etcd away: read once it is back */
+		p->watch_lost = p->need_load = true;
+		rev = -1;
+		ret = 0;
+	}
 	snprintf(key, sizeof(key), "%s/", p->prefix);
 	if (!ret)
 		ret = etcd_watch_start(p->etcd, key, rev + 1, &watch_ops, p, &p->watch);

@@ -193,6 +193,8 @@ int es_commit(struct es *es)
 	}
 	if (!ret && !ok)
 		ret = -EAGAIN; /* raced with another writer: the caller may try again */
+	if (!ret)
+		es_cache_commit(es);
 	es_batch_clear(es);
 	return ret;
 }

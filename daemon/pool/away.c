@@ -65,8 +65,10 @@ int pool_status_cached(struct pool *p, json_t **out, struct cerr *e)
 	}
 	pthread_mutex_unlock(&p->cache_lock);
 	if (!me_seen) /* a record this host never read: itself at least */
-		json_array_append_new(hosts, json_pack("{s:s, s:s, s:s, s:b, s:o}", "name", p->host,
-						       "address", p->address, "state", "isolated",
+		json_array_append_new(hosts, json_pack("{s:s, s:s, s:I, s:i, s:s, s:b, s:o}", "name",
+						       p->host, "address", p->address, "memory_mib",
+						       (json_int_t)p->conf.memory_mib, "cpus",
+						       (int)p->conf.cpus, "state", "isolated",
 						       "stale", 1, "vms", json_array()));
 	json_decref(owned);
 	*out = json_pack("{s:s, s:s, s:b, s:s, s:o}", "pool", p->prefix, "host", p->host, "stale", 1,

@@ -19,7 +19,9 @@ etcd back: host-b's runtime record written while away reaches etcd, and
 host-a's pool-wide list shows host-b's VM stopped (not stale); every host's
 pool status shows all three up (not stale); pool-etcd-back on the events;
 the watch resumed (a VM defined on host-c afterwards is in host-a's list);
-the metrics count lease renewal failures and watch restarts.
+the metrics count lease renewal failures and watch restarts. An HA VM on
+host-c (pool storage) is fenced while etcd is away, by design, and runs
+on at most one host afterwards (its owner in etcd).
 
 Then a cellad started while etcd is away (its local cache): host-a's
 cellad killed (its worker runs on), etcd stopped, cellad started again:
@@ -31,7 +33,9 @@ Usage: test_pool_away.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
@@ -88,10 +92,11 @@ def etcd_json(c, key):
     return json.loads(r.stdout) if r.stdout.strip() else None
 
 
-def host_conf(c, name, port):
+def host_conf(c, name, port, shared):
     etcd = dict(c.store_config(prefix=PREFIX, host=name), timeout_ms=1000)
     return {"store": {"etcd": etcd},
-            "pool": {"address": f"https://127.0.0.1:{port}", "lease_ttl_s": TTL}}
+            "pool": {"address": f"https://127.0.0.1:{port}", "lease_ttl_s": TTL},
+            "storage": [{"name": "shared", "path": shared, "role": "operator", "pool": True}]}
 
 
 def etcd_stop(c):
@@ -107,15 +112,23 @@ def etcd_start(c):
 
 def test(args):
     etcdutil.need_etcd()
+    shared = tempfile.mkdtemp(prefix="cella-away-")
+    with open(os.path.join(shared, "d.img"), "wb") as f:
+        f.truncate(1 << 20)
     with etcdutil.Cluster(3) as c:
         hosts = {}
         try:
             for i, name in enumerate(("host-a", "host-b", "host-c")):
                 hosts[name] = Daemon(args, name=name,
-                                     config=host_conf(c, name, 18400 + i)).start()
+                                     config=host_conf(c, name, 18400 + i, shared)).start()
             a, b, cc = hosts["host-a"], hosts["host-b"], hosts["host-c"]
             a.define("tick-a", "memwriter", "rounds=0 mib=4 pause_ms=50")
             tb = b.define("tick-b", "memwriter", "rounds=0 mib=4 pause_ms=50")
+            # An HA VM (pool storage) on host-c: fenced by design while
+            # etcd is away; never running on two hosts.
+            hc = cc.define("ha-c", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True,
+                           disks=[{"path": os.path.join(shared, "d.img")}])
+            cc.action("ha-c", "start")
             a.action("tick-a", "start")
             b.action("tick-b", "start")
             a.wait_console("tick-a", "round 2")
@@ -169,6 +182,8 @@ def test(args):
                      timeout=OUTAGE + 30)
             check(a.vm("tick-a")["state"] == "running", "tick-a still running")
             check(rb >= 0, "tick-b ran until it was killed")
+            check("vm-fenced" in [e["event"] for e in cc.events(vm="ha-c")],
+                  "host-c fenced its HA VM (by design: its lease could not be renewed)")
 
             # etcd back.
             log("starting etcd again on its data directories")
@@ -197,12 +212,20 @@ def test(args):
                   "metrics: watch restarts counted")
             check(metric(a, "cella_pool_lease_renewals_total") > 0, "metrics: renewals counted")
             check(rounds(a, "tick-a") > ra, "tick-a ran through it all")
+            owner = c.etcdctl("get", f"{PREFIX}/owner/{hc['uuid']}",
+                              "--print-value-only").stdout.strip()
+            copies = [n for n, d in hosts.items()
+                      if any(v["name"] == "ha-c" and v.get("host", n) == n and
+                             v["state"] == "running" for v in vm_list(d).values())]
+            check(len(copies) <= 1 and (not copies or copies == [owner]),
+                  f"the HA VM runs on at most one host, its owner ({owner}): {copies}")
             check(a.vm("tick-a")["state"] == "running", "and still runs")
 
             start_from_cache(args, c, a)
         finally:
             for d in hosts.values():
                 d.cleanup()
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 def start_from_cache(args, c, a):

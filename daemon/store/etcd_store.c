@@ -207,7 +207,7 @@ static int es_runtime_put(struct store *st, const char *uuid, const struct store
 	/* The local cache has the latest either way: a cellad started while
 	 * etcd is away finds the worker by it. */
 	if (!ret || json_object_get(es->pending, uuid))
-		es_cache_runtime(es, uuid, rec);
+		es_cache_runtime(es, uuid, rec, !ret);
 	pthread_mutex_unlock(&es->mu);
 	json_decref(rec);
 	return ret;

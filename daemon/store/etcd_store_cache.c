@@ -154,10 +154,35 @@ void es_cache_commit(struct es *es)
 		cache_save(es);
 }
 
-void es_cache_runtime(struct es *es, const char *uuid, json_t *rec)
+/* A VM this host runs but the cache does not hold (one HA took over:
+ * registered from etcd, not written here): its definition from etcd. */
+static json_t *cache_fetch(struct es *es, const char *uuid)
+{
+	char key[ES_KEY_MAX];
+	struct etcd_kv kv;
+	json_t *vm, *e = NULL;
+	bool mine;
+
+	if (es_key(es, key, "owner/%s", uuid) || etcd_get(es->etcd, key, &kv))
+		return NULL;
+	mine = !strcmp(kv.value, es->host);
+	etcd_kv_free(&kv);
+	if (!mine || es_key(es, key, "vms/%s", uuid) || etcd_get(es->etcd, key, &kv))
+		return NULL;
+	vm = json_loadb(kv.value, kv.value_len, 0, NULL);
+	etcd_kv_free(&kv);
+	if (json_is_object(vm))
+		json_object_set_new(es->cache, uuid, e = json_pack("{s:O, s:n}", "vm", vm, "runtime"));
+	json_decref(vm);
+	return e;
+}
+
+void es_cache_runtime(struct es *es, const char *uuid, json_t *rec, bool reachable)
 {
 	json_t *e = es->cache ? json_object_get(es->cache, uuid) : NULL;
 
+	if (!e && es->cache && reachable)
+		e = cache_fetch(es, uuid);
 	if (!e || json_equal(json_object_get(e, "runtime"), rec))
 		return;
 	json_object_set(e, "runtime", rec);

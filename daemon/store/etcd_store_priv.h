@@ -94,8 +94,9 @@ void es_flush_pending(struct es *es);
 int es_cache_open(struct es *es, const char *path);
 /* The batch just committed: its definitions and runtime records. */
 void es_cache_commit(struct es *es);
-/* A runtime record, written or kept for later: the cache's is the latest. */
-void es_cache_runtime(struct es *es, const char *uuid, json_t *rec);
+/* A runtime record, written (reachable) or kept for later: the cache's is
+ * the latest; a VM it does not hold yet is read from etcd when reachable. */
+void es_cache_runtime(struct es *es, const char *uuid, json_t *rec, bool reachable);
 /* What a read of etcd found (consumed). */
 void es_cache_replace(struct es *es, json_t *vms);
 int es_cache_load(struct es *es, int (*fn)(void *, struct vmdef *, const struct store_runtime *),

@@ -156,9 +156,14 @@ def test(args):
             p = a.cli("--json", "vm", "list")
             check(any(v["name"] == "tick-b" for v in json.loads(p.stdout)["vms"]),
                   "cella vm list answers")
+            p = a.cli("vm", "list")
+            check(re.search(r"tick-b\s+running\?", p.stdout) and "as last seen" in p.stdout,
+                  "its table marks host-b's VM as last seen")
             check(b.vm("tick-b")["state"] == "running", "vm info of a local VM answers")
             p = a.cli("vm", "info", "tick-a")
             check("running" in p.stdout, "cella vm info answers")
+            p = a.cli("pool", "status")
+            check("etcd cannot be reached" in p.stdout, "cella pool status says etcd is away")
             r = a.post("/v1/vms/tick-a/stop", {})
             check(r.status == 503 and "etcd" in r.json["error"]["reason"],
                   f"vm stop (a job) is refused with 503 naming etcd: {r.json}")

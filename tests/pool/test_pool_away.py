@@ -34,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -94,19 +95,29 @@ def etcd_json(c, key):
 
 def host_conf(c, name, port, shared):
     etcd = dict(c.store_config(prefix=PREFIX, host=name), timeout_ms=1000)
+    if name == "host-c":  # one member only: freezing it isolates host-c alone
+        etcd["endpoints"] = [c.members[2].endpoint]
     return {"store": {"etcd": etcd},
             "pool": {"address": f"https://127.0.0.1:{port}", "lease_ttl_s": TTL},
             "storage": [{"name": "shared", "path": shared, "role": "operator", "pool": True}]}
 
 
-def etcd_stop(c):
-    for m in c.members:
-        m.stop()
+def etcd_stop(c, freeze=False):
+    """Every member gone (SIGTERM); freeze: the first gone, the others frozen
+    (SIGSTOP: connections hang until the client's timeout), no quorum."""
+    for i, m in enumerate(c.members):
+        if freeze and i > 0:
+            os.kill(m.proc.pid, signal.SIGSTOP)
+        else:
+            m.stop()
 
 
 def etcd_start(c):
     for m in c.members:
-        m.start(state="existing")
+        if m.proc:
+            os.kill(m.proc.pid, signal.SIGCONT)
+        else:
+            m.start(state="existing")
     c.wait_healthy(timeout=60)
 
 
@@ -139,9 +150,9 @@ def test(args):
             check(metric(a, "cella_etcd_reachable") == 1, "metrics: etcd reachable")
 
             # etcd away.
-            log(f"stopping every etcd member for {OUTAGE} s")
+            log(f"etcd away for {OUTAGE} s: m0 stopped, m1 and m2 frozen")
             away = time.monotonic()
-            etcd_stop(c)
+            etcd_stop(c, freeze=True)
             ra, rb = rounds(a, "tick-a"), rounds(b, "tick-b")
             for name in ("host-a", "host-b"):
                 d = hosts[name]
@@ -226,11 +237,39 @@ def test(args):
                   f"the HA VM runs on at most one host, its owner ({owner}): {copies}")
             check(a.vm("tick-a")["state"] == "running", "and still runs")
 
+            one_isolated(c, a, cc)
             start_from_cache(args, c, a)
         finally:
             for d in hosts.values():
                 d.cleanup()
             shutil.rmtree(shared, ignore_errors=True)
+
+
+def one_isolated(c, a, cc):
+    """host-c alone cut off (its only member frozen; the others keep a
+    quorum): host-a sees it down once its lease is gone, host-c sees
+    itself isolated; back, it is up again."""
+    m2 = c.members[2]
+    log("freezing host-c's only etcd member")
+    os.kill(m2.proc.pid, signal.SIGSTOP)
+    try:
+        wait_for("host-a sees host-c down once its lease is gone",
+                 lambda: {h["name"]: h for h in status(a)["hosts"]}["host-c"]["state"] == "down",
+                 timeout=TTL + 20)
+        check(not status(a)["stale"], "host-a's view is fresh (it reaches etcd)")
+        st = wait_for("host-c sees itself isolated, its view stale",
+                      lambda: (lambda s: s if s["stale"] else None)(status(cc)), timeout=20)
+        check({h["name"]: h for h in st["hosts"]}["host-c"]["state"] == "isolated",
+              "host-c: isolated")
+        check(metric(a, "cella_pool_hosts{state=\"down\"}") == 1 and
+              metric(a, "cella_pool_hosts{state=\"up\"}") == 2, "host-a's metrics: 2 up, 1 down")
+    finally:
+        os.kill(m2.proc.pid, signal.SIGCONT)
+    wait_for("host-c back: up for host-a",
+             lambda: {h["name"]: h for h in status(a)["hosts"]}["host-c"]["state"] == "up")
+    wait_for("and for itself, fresh",
+             lambda: (lambda s: not s["stale"] and all(h["state"] == "up" for h in s["hosts"]))(
+                 status(cc)))
 
 
 def start_from_cache(args, c, a):

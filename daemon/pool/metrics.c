@@ -67,6 +67,8 @@ char *pool_metrics_text(struct pool *p)
 	if (!p->etcd)
 		return NULL;
 	pthread_mutex_lock(&p->cache_lock);
+	if (own && !json_object_get(p->members, p->host))
+		by_state[2]++; /* started while etcd was away: its record unread */
 	json_object_foreach(p->members, name, rec) {
 		const char *s = json_string_value(json_object_get(rec, "state"));
 

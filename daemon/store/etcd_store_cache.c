@@ -63,6 +63,7 @@ static void cache_save(struct es *es)
 int es_cache_open(struct es *es, const char *path)
 {
 	unsigned skipped = 0;
+	json_t *vms = NULL;
 	char *buf;
 	FILE *f;
 	size_t n;
@@ -84,8 +85,6 @@ int es_cache_open(struct es *es, const char *path)
 	fclose(f);
 	if (!buf)
 		return -ENOMEM;
-	json_t *vms = NULL;
-
 	ret = etcd_cache_parse(buf, n, es->prefix, es->host, &vms, &skipped);
 	free(buf);
 	if (ret) {
@@ -137,6 +136,10 @@ void es_cache_commit(struct es *es)
 		if (!kind)
 			continue;
 		v = op->value ? json_loadb(op->value, op->len, 0, NULL) : NULL;
+		if (op->value && !json_is_object(v)) { /* not a record: not ours to keep */
+			json_decref(v);
+			continue;
+		}
 		e = json_object_get(es->cache, uuid);
 		if (kind == 'v' && !v) {
 			json_object_del(es->cache, uuid);

@@ -288,6 +288,11 @@ def start_from_cache(args, c, a):
     wait_for("and its guest keeps running", lambda: rounds(a, "tick-a") >= n + 2)
     r = a.post("/v1/vms/tick-a/stop", {})
     check(r.status == 503, f"durable actions wait for etcd: {r.status}")
+    st = status(a)
+    check(st["stale"] and {h["name"]: h for h in st["hosts"]}["host-a"]["state"] == "isolated",
+          "pool status: isolated, stale")
+    check(metric(a, "cella_pool_isolated") == 1 and
+          metric(a, 'cella_pool_hosts{state="isolated"}') == 1, "metrics: isolated")
     etcd_start(c)
     wait_for("etcd back: host-a up in the pool again",
              lambda: (lambda s: not s["stale"] and {h["name"]: h for h in s["hosts"]}

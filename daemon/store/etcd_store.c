@@ -196,9 +196,16 @@ static int es_runtime_put(struct store *st, const char *uuid, const struct store
 		return -EINVAL;
 	rec = etcd_rec_runtime_json(rt);
 	pthread_mutex_lock(&es->mu);
-	ret = es_key(es, key, "hosts/%s/runtime/%s", es->host, uuid) ?:
-	      es_add_json(es, key, json_incref(rec));
-	ret = es_done(es, ret);
+	if (es->lost && !es->depth) {
+		/* etcd is away (the watch lost it): kept for the watch's
+		 * reconnection, which writes it (es_flush_pending), rather than
+		 * waiting timeout_ms on every member under the VM's lock. */
+		ret = -ECONNREFUSED;
+	} else {
+		ret = es_key(es, key, "hosts/%s/runtime/%s", es->host, uuid) ?:
+		      es_add_json(es, key, json_incref(rec));
+		ret = es_done(es, ret);
+	}
 	/* Kept for later if etcd could not be reached; the latest wins. */
 	if (ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -ECONNRESET)
 		json_object_set(es->pending, uuid, rec);
@@ -625,6 +632,7 @@ int store_etcd_open(struct store **out, const struct store_etcd_conf *conf, char
 		log_warn("store: %s; starting from this host's local cache", err);
 		err[0] = 0;
 		es->offline = true;
+		es->lost = true; /* runtime records wait for the watch */
 		es->open_rev = -1; /* the watch starts from whatever is current */
 		ret = 0;
 	}

@@ -60,7 +60,7 @@ struct es {
 	pthread_mutex_t fn_lock;
 	store_watch_fn fn;
 	void *fn_opaque;
-	bool lost;
+	bool lost; /* the watch lost etcd (mu) */
 
 	/* The local cache of this host's VMs (etcd_store_cache.c; mu). */
 	char cache_path[PATH_MAX]; /* "": none */

@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,6 +101,16 @@ def host_conf(c, name, port, shared):
     return {"store": {"etcd": etcd},
             "pool": {"address": f"https://127.0.0.1:{port}", "lease_ttl_s": TTL},
             "storage": [{"name": "shared", "path": shared, "role": "operator", "pool": True}]}
+
+
+def dump_stacks(hosts):
+    """A request that timed out: every cellad's threads, for the log."""
+    for name, d in hosts.items():
+        if d.proc and d.proc.poll() is None and shutil.which("gdb"):
+            r = subprocess.run(["gdb", "-p", str(d.proc.pid), "-batch", "-ex",
+                                "thread apply all bt"], capture_output=True, text=True,
+                               timeout=60)
+            log(f"{name}'s threads:\n{r.stdout[-20000:]}")
 
 
 def etcd_stop(c, freeze=False):
@@ -239,6 +250,9 @@ def test(args):
 
             one_isolated(c, a, cc)
             start_from_cache(args, c, a)
+        except TimeoutError:
+            dump_stacks(hosts)
+            raise
         finally:
             for d in hosts.values():
                 d.cleanup()

@@ -100,6 +100,14 @@ char *pool_metrics_text(struct pool *p)
 	mprintf(&t, "# HELP cella_etcd_reachable 1 when etcd answered this host's last request.\n"
 		    "# TYPE cella_etcd_reachable gauge\ncella_etcd_reachable %d\n",
 		etcd_stats_reachable(st) ? 1 : 0);
+	{
+		uint64_t since = st ? atomic_load(&st->away_since_ms) : 0, now = pool_boot_ms();
+
+		mprintf(&t, "# HELP cella_etcd_unreachable_seconds How long etcd has not answered "
+			    "(0 while it does).\n# TYPE cella_etcd_unreachable_seconds gauge\n"
+			    "cella_etcd_unreachable_seconds %.3f\n",
+			since && now > since ? (double)(now - since) / 1000 : 0.0);
+	}
 	mprintf(&t, "# HELP cella_etcd_requests_total Requests to etcd by kind.\n"
 		    "# TYPE cella_etcd_requests_total counter\n");
 	for (int k = 0; k < ETCD_REQ_KINDS; k++)

@@ -202,6 +202,7 @@ def test(args):
             wait_for("host-a: pool-etcd-away and pool-host-isolated on its events",
                      lambda: {"pool-etcd-away", "pool-host-isolated"} <= set(events(a)))
             check(metric(a, "cella_etcd_reachable") == 0, "metrics: etcd unreachable")
+            check(metric(a, "cella_etcd_unreachable_seconds") > 0, "metrics: for some time")
             check(metric(a, "cella_pool_isolated") == 1, "metrics: this host isolated")
             # The whole outage, checking the guest keeps running.
             wait_for(f"tick-a keeps running through {OUTAGE} s of etcd away",
@@ -232,7 +233,8 @@ def test(args):
             cc.define("late", "hello")
             wait_for("the watch resumed: a VM defined on host-c is in host-a's list",
                      lambda: vm_list(a).get("late", {}).get("host") == "host-c")
-            check(metric(a, "cella_etcd_reachable") == 1, "metrics: etcd reachable again")
+            check(metric(a, "cella_etcd_reachable") == 1 and
+                  metric(a, "cella_etcd_unreachable_seconds") == 0, "metrics: etcd reachable again")
             check(metric(a, "cella_pool_lease_renewal_failures_total") > 0,
                   "metrics: lease renewal failures counted")
             check(metric(a, "cella_etcd_watch_restarts_total") >= 1,

@@ -113,6 +113,24 @@ def dump_stacks(hosts):
             log(f"{name}'s threads:\n{r.stdout[-20000:]}")
 
 
+def kill_leftover_workers(args, names):
+    """Workers of this test's VMs still alive (a cellad that no longer
+    answered could not kill them): ended by pid."""
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        if argv and argv[0] == args["cella_vm"] and "--name" in argv and \
+                argv[argv.index("--name") + 1:][:1] and argv[argv.index("--name") + 1] in names:
+            log(f"killing a leftover worker {pid} ({argv[argv.index('--name') + 1]})")
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
 def etcd_stop(c, freeze=False):
     """Every member gone (SIGTERM); freeze: the first gone, the others frozen
     (SIGSTOP: connections hang until the client's timeout), no quorum."""
@@ -258,6 +276,7 @@ def test(args):
         finally:
             for d in hosts.values():
                 d.cleanup()
+            kill_leftover_workers(args, {"tick-a", "tick-b", "ha-c", "late"})
             shutil.rmtree(shared, ignore_errors=True)
 
 

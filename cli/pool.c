@@ -30,6 +30,8 @@ int cmd_pool_status(struct client *c, int argc, char **argv)
 	printf("pool %s (this host: %s)\n",
 	       json_string_value(json_object_get(out, "pool")) ?: "?",
 	       json_string_value(json_object_get(out, "host")) ?: "?");
+	if (json_is_true(json_object_get(out, "stale")))
+		printf("etcd cannot be reached: this host is isolated; the others as last seen\n");
 	printf("%-20s %-12s %10s %5s %-28s %s\n", "HOST", "STATE", "MEMORY", "CPUS", "ADDRESS",
 	       "VMS");
 	json_array_foreach(json_object_get(out, "hosts"), i, h) {

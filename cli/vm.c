@@ -246,6 +246,7 @@ static void fmt_uptime(json_int_t ms, char *out, size_t len)
 static void print_vm_table(json_t *vms)
 {
 	bool pool = false; /* in a pool every VM has its host: a column for it */
+	bool stale = false; /* another host's VM as last seen: etcd is away */
 	size_t i;
 	json_t *v;
 
@@ -257,20 +258,25 @@ static void print_vm_table(json_t *vms)
 	       "AUTOSTART", "UUID");
 	json_array_foreach(vms, i, v)
 	{
-		char up[32], mem[32];
+		char up[32], mem[32], state[24];
 
 		fmt_uptime(json_integer_value(json_object_get(v, "uptime_ms")), up, sizeof(up));
 		snprintf(mem, sizeof(mem), "%lldM",
 		         (long long)json_integer_value(json_object_get(v, "memory_mib")));
 		if (pool)
 			printf("%-16s ", json_string_value(json_object_get(v, "host")) ?: "-");
+		snprintf(state, sizeof(state), "%s%s",
+			 json_string_value(json_object_get(v, "state")) ?: "?",
+			 json_is_true(json_object_get(v, "stale")) ? "?" : "");
+		stale |= json_is_true(json_object_get(v, "stale"));
 		printf("%-24s %-9s %4lld %8s %9s %-9s %s\n",
-		       json_string_value(json_object_get(v, "name")),
-		       json_string_value(json_object_get(v, "state")),
+		       json_string_value(json_object_get(v, "name")), state,
 		       (long long)json_integer_value(json_object_get(v, "cpus")), mem, up,
 		       json_is_true(json_object_get(v, "autostart")) ? "yes" : "no",
 		       json_string_value(json_object_get(v, "uuid")));
 	}
+	if (stale)
+		printf("(state?: as last seen; this host cannot reach the pool's etcd)\n");
 }
 
 /* Commands ---------------------------------------------------------------- */

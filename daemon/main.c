@@ -26,6 +26,7 @@
 #include "pool.h"
 #include "storage.h"
 #include "store.h"
+#include "etcd_stats.h"
 #include "log.h"
 #include "feature_jobs.h"
 #include "sup.h"
@@ -807,6 +808,7 @@ static const struct job_kind *const job_kinds[] = {
 
 int main(int argc, char **argv)
 {
+	struct etcd_stats etcd_stats = { 0 }; /* outlives the store and the pool */
 	enum { O_CONFIG = 256, O_SOCKET, O_STATE, O_RUN, O_WORKER, O_NOSANDBOX, O_NOSECCOMP,
 	       O_HELP, O_VERSION, O_TLS_CERT, O_TLS_KEY, O_TLS_CA };
 	static const struct option opts[] = {
@@ -942,6 +944,11 @@ int main(int argc, char **argv)
 	/* Before any thread: peers and etcd are reached with libcurl. */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (c.etcd_set) {
+		c.etcd.stats = &etcd_stats; /* the store's and the pool's requests */
+		if (c.pool_set) { /* a pool member starts from it while etcd is away */
+			snprintf(dbpath, sizeof(dbpath), "%s/pool-cache.json", c.sup.state_dir);
+			c.etcd.cache_path = dbpath;
+		}
 		if (store_etcd_open(&db, &c.etcd, err, sizeof(err))) {
 			log_err("store: %s", err);
 			curl_global_cleanup();

@@ -119,6 +119,8 @@ struct sup_pool_ops {
 	int (*runtime_drop)(void *ctx, const char *uuid);
 	int (*vm_def)(void *ctx, const char *uuid, struct vmdef *def);
 	int (*plan)(void *ctx, const char *evacuate, json_t **out, struct cerr *e);
+	/* The pool's Prometheus series (malloc'd), or NULL. May be NULL. */
+	char *(*metrics)(void *ctx);
 };
 
 /* Calls from the core into features that attached data to a VM (a move

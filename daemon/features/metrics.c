@@ -303,6 +303,13 @@ char *sup_prometheus(struct sup *s)
 		json_decref(m);
 	}
 	free(snaps);
+	if (s->conf.pool && s->conf.pool->metrics) { /* the pool's (pool/metrics.c) */
+		char *pm = s->conf.pool->metrics(s->conf.pool_ctx);
+
+		if (pm)
+			tprintf(&t, "%s", pm);
+		free(pm);
+	}
 	return t.p;
 }
 

@@ -127,6 +127,7 @@ static void ha_take(struct pool *p, int64_t lease, const struct ha_item *it, con
 		log_info("pool: VM %s was taken over by another host first", it->name);
 		return;
 	}
+	atomic_fetch_add(&p->ctr.failovers, 1);
 	log_info("pool: host %s takes over VM %s from %s (%s)", p->host, it->name,
 		 it->owner[0] ? it->owner : "?", reason);
 	if ((ret = pool_key(p, key, "vms/%s", it->uuid)) || (ret = etcd_get(p->etcd, key, &kv))) {

@@ -136,6 +136,7 @@ static void *keepalive_thread(void *arg)
 			    ha->extend)
 				ha->extend(opaque, until);
 		}
+		atomic_fetch_add(ret ? &p->ctr.renew_failures : &p->ctr.renewals, 1);
 		if (ret && ret != -ENOENT && !failing)
 			log_warn("pool: cannot renew host %s's lease: %s", p->host, strerror(-ret));
 		failing = ret && ret != -ENOENT;
@@ -184,6 +185,7 @@ static void *watchdog_thread(void *arg)
 			done = ha && ha->fence ? ha->fence(opaque, reason) : pool_boot_ms();
 			pthread_mutex_lock(&p->lock);
 			fence_stopped(&p->fst, done);
+			atomic_fetch_add(&p->ctr.fences, 1);
 			if (done > d.deadline)
 				log_err("pool: HA VMs gone %llu ms past the fencing deadline",
 					(unsigned long long)(done - d.deadline));

@@ -132,7 +132,8 @@ int pool_alive_put(struct pool *p, int64_t *lease)
 int pool_start(struct pool **out, const struct pool_conf *conf, char *err, size_t errlen)
 {
 	const struct store_etcd_conf *sc = conf->etcd;
-	struct etcd_conf ec = { .timeout_ms = sc ? sc->timeout_ms : 0 };
+	struct etcd_conf ec = { .timeout_ms = sc ? sc->timeout_ms : 0,
+				.stats = sc ? sc->stats : NULL };
 	struct pool *p;
 	int ret = 0;
 
@@ -188,7 +189,16 @@ int pool_start(struct pool **out, const struct pool_conf *conf, char *err, size_
 	snprintf(p->host, sizeof(p->host), "%s", sc->host);
 	ret = etcd_open(&p->etcd, &ec, err, errlen);
 	p->lease_sent = pool_boot_ms();
-	if (!ret && (ret = pool_member_put(p) ?: pool_alive_put(p, &p->lease)))
+	if (!ret && (ret = pool_member_put(p) ?: pool_alive_put(p, &p->lease)) &&
+	    store_unreachable(ret)) {
+		/* Started while etcd is away: isolated; the keepalive thread
+		 * asks for a lease until etcd answers (docs/pool.md). */
+		log_warn("pool: etcd cannot be reached (%s): host %s starts isolated", strerror(-ret),
+			 p->host);
+		p->lease = 0;
+		ret = 0;
+	}
+	if (ret)
 		snprintf(err, errlen, "pool: cannot record host %s: %s", p->host, strerror(-ret));
 	if (!ret && (ret = pool_cache_start(p)))
 		snprintf(err, errlen, "pool: cannot watch the pool: %s", strerror(-ret));
@@ -298,6 +308,7 @@ int pool_status(struct pool *p, json_t **out, struct cerr *e)
 {
 	struct etcd_kvs members = { 0 }, alive = { 0 };
 	json_t *hosts, *owned = NULL;
+	const char *own = pool_own_isolated(p);
 	int ret;
 
 	*out = NULL;
@@ -322,8 +333,9 @@ int pool_status(struct pool *p, json_t **out, struct cerr *e)
 				live = json_loads(alive.kv[k].value, 0, NULL);
 		json_object_set_new(rec, "name", json_string(name));
 		json_object_set_new(rec, "state",
-				    json_string(!live ? "down" : state && !strcmp(state, "maintenance")
-							       ? "maintenance" : "up"));
+				    json_string(own && !strcmp(name, p->host) ? own
+						: !live ? "down" : state && !strcmp(state, "maintenance")
+						? "maintenance" : "up"));
 		if (json_object_get(live, "since"))
 			json_object_set(rec, "since", json_object_get(live, "since"));
 		vms = json_object_get(owned, name);
@@ -338,9 +350,12 @@ int pool_status(struct pool *p, json_t **out, struct cerr *e)
 	json_decref(owned);
 	if (ret) {
 		json_decref(hosts);
-		return pool_store_cerr(e, ret);
+		/* etcd away: the cache's view, marked stale (away.c). */
+		return store_unreachable(ret) ? pool_status_cached(p, out, e)
+					      : pool_store_cerr(e, ret);
 	}
-	*out = json_pack("{s:s, s:s, s:o}", "pool", p->prefix, "host", p->host, "hosts", hosts);
+	*out = json_pack("{s:s, s:s, s:b, s:o}", "pool", p->prefix, "host", p->host, "stale", 0,
+			 "hosts", hosts);
 	return *out ? 0 : cerr_set(e, CERR_INTERNAL, "", "out of memory");
 }
 
@@ -498,6 +513,11 @@ static int ops_owner_now(void *ctx, const char *uuid, char *owner, size_t len)
 	return 0;
 }
 
+static char *ops_metrics(void *ctx)
+{
+	return pool_metrics_text(ctx);
+}
+
 static uint64_t ops_ha_deadline_ns(void *ctx)
 {
 	return pool_ha_deadline_ns(ctx);
@@ -543,4 +563,5 @@ const struct sup_pool_ops pool_sup_ops = {
 	.member = ops_member, .member_state_set = ops_member_state_set, .owner_pass = ops_owner_pass,
 	.runtime_drop = ops_runtime_drop, .vm_def = ops_vm_def,
 	.plan = ops_plan,
+	.metrics = ops_metrics,
 };

@@ -3,6 +3,7 @@
 #pragma once
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -64,6 +65,13 @@ struct pool {
 	struct etcd_watch *watch;
 	void (*ev_fn)(void *opaque, const char *event, const char *detail);
 	void *ev_opaque;
+	/* When etcd is away (away.c, metrics.c): the watch of the pool lost
+	 * etcd (cache_lock), and this host's counters (atomics). */
+	bool watch_lost;
+	bool need_load; /* started while etcd was away: read it all once back */
+	struct pool_counters {
+		atomic_uint_fast64_t renewals, renew_failures, fences, failovers;
+	} ctr;
 };
 
 /* prefix + "/" + fmt(part): 0 or -ENAMETOOLONG. */
@@ -104,6 +112,14 @@ int pool_place_op(void *ctx, const struct sup_place_req *req, struct sup_place_o
 		  struct cerr *e);
 int pool_give_op(void *ctx, const char *uuid, const char *to);
 int pool_uuid_of_op(void *ctx, const char *name, char *uuid, size_t len);
+/* away.c: pool_status's answer from the cache when etcd cannot be reached
+ * (this host isolated, every record marked stale). */
+int pool_status_cached(struct pool *p, json_t **out, struct cerr *e) __must_check;
+/* This host's own state for pool status: "isolated" while its lease is
+ * not held (renewals late, fencing, fenced) or etcd is away, else NULL. */
+const char *pool_own_isolated(struct pool *p);
+/* metrics.c: the pool's Prometheus series (malloc'd text). */
+char *pool_metrics_text(struct pool *p);
 
 /* vms.c: the cache, filled from etcd then kept by a watch. */
 int pool_cache_start(struct pool *p) __must_check;

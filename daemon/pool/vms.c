@@ -188,6 +188,26 @@ static void on_state(void *opaque, enum etcd_watch_state st, int err)
 	else if (st == ETCD_WATCH_LOST)
 		log_warn("pool: the watch of the pool lost etcd (%s); the pool's view is stale "
 			 "until it is back", strerror(err > 0 ? err : -err));
+	/* The event stream says when etcd went and came back (docs/pool.md,
+	 * "When etcd is away"); the watch resumes from its revision. */
+	pthread_mutex_lock(&p->cache_lock);
+	if (st == ETCD_WATCH_LOST && !p->watch_lost) {
+		p->watch_lost = true;
+		emit(p, "pool-etcd-away", p->host);
+	} else if (st == ETCD_WATCH_CONNECTED && p->watch_lost) {
+		p->watch_lost = false;
+		emit(p, "pool-etcd-back", p->host);
+	}
+	pthread_mutex_unlock(&p->cache_lock);
+	/* Started while etcd was away: the pool read once it answers (the
+	 * watch runs from the revision it connected at: events it repeats
+	 * after this read apply again, in order). */
+	if (st == ETCD_WATCH_CONNECTED && p->need_load) {
+		if (cache_load(p, &rev))
+			log_warn("pool: cannot read the pool now that etcd is back");
+		else
+			p->need_load = false;
+	}
 }
 
 static const struct etcd_watch_ops watch_ops = { .event = on_event, .state = on_state };
@@ -203,6 +223,11 @@ int pool_cache_start(struct pool *p)
 	if (!p->members || !p->alive)
 		return -ENOMEM;
 	ret = cache_load(p, &rev);
+	if (ret && store_unreachable(ret)) { /* etcd away: read once it is back */
+		p->watch_lost = p->need_load = true;
+		rev = -1;
+		ret = 0;
+	}
 	snprintf(key, sizeof(key), "%s/", p->prefix);
 	if (!ret)
 		ret = etcd_watch_start(p->etcd, key, rev + 1, &watch_ops, p, &p->watch);
@@ -244,11 +269,13 @@ json_t *pool_remote_vms(struct pool *p)
 
 		if (!v->owner[0] || !strcmp(v->owner, p->host) || !v->name[0])
 			continue;
-		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "name",
+		/* stale: as the watch saw it before it lost etcd. */
+		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:b}", "name",
 						      v->name, "uuid", v->uuid, "host", v->owner,
 						      "state", v->state[0] ? v->state : "unknown",
 						      "cpus", v->cpus, "memory_mib",
-						      (json_int_t)v->memory_mib));
+						      (json_int_t)v->memory_mib, "stale",
+						      p->watch_lost));
 	}
 	pthread_mutex_unlock(&p->cache_lock);
 	return list;

@@ -3,6 +3,7 @@
  * is built here; replies are read by etcd_json.c; watches are in
  * etcd_watch.c. */
 #include "etcd_priv.h"
+#include "etcd_stats.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -52,6 +53,7 @@ int etcd_open(struct etcd **out, const struct etcd_conf *conf, char *err, size_t
 	e->cert = dup_or_null(conf->cert);
 	e->key = dup_or_null(conf->key);
 	e->timeout_ms = conf->timeout_ms ? conf->timeout_ms : 3000;
+	e->stats = conf->stats;
 	pthread_mutex_init(&e->lock, NULL);
 	e->h = curl_easy_init();
 	if (!e->h) {
@@ -236,6 +238,9 @@ static int etcd_call(struct etcd *e, const char *path, json_t *req, json_t **rep
 	}
 	pthread_mutex_unlock(&e->lock);
 	free(s);
+	/* -ENOENT (a lease gone) and -EINVAL are answers: etcd was there. */
+	etcd_stats_count(e->stats, path, ret,
+			 ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -ECONNRESET);
 	return ret;
 }
 

@@ -22,11 +22,14 @@
 
 #define ETCD_MAX_ENDPOINTS 16
 
+struct etcd_stats;
+
 struct etcd_conf {
 	const char *endpoints[ETCD_MAX_ENDPOINTS]; /* "https://HOST:PORT" (http:// allowed) */
 	unsigned nr_endpoints;
 	const char *ca, *cert, *key; /* PEM files; cert and key go together */
 	unsigned timeout_ms;         /* per request and member (0: 3000) */
+	struct etcd_stats *stats;    /* counted into (may be NULL; etcd_stats.h) */
 };
 
 struct etcd;

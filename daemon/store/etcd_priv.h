@@ -15,6 +15,7 @@ struct etcd {
 	pthread_mutex_t lock; /* h, cur */
 	CURL *h;              /* unary calls: one connection, kept alive */
 	unsigned cur;         /* the member that answered last */
+	struct etcd_stats *stats; /* the caller's, or NULL */
 };
 
 /* A reply body, grown as it comes, up to limit. */

@@ -56,22 +56,36 @@ static int es_load(struct store *st, int (*fn)(void *, struct vmdef *, const str
 	struct es *es = ES(st);
 	struct etcd_kvs vms, owners, rts;
 	char p[ES_KEY_MAX];
+	json_t *cache = json_object(); /* what etcd says, for the local cache */
 	int ret;
 
 	ret = es_key(es, p, "vms/");
 	if (!ret)
 		ret = es_list(es, p, &vms);
-	if (ret)
+	if (ret && store_unreachable(ret) && es->cache_read) {
+		/* Started while etcd is away: this host's VMs from its cache
+		 * (docs/pool.md, "When etcd is away"). */
+		json_decref(cache);
+		pthread_mutex_lock(&es->mu);
+		ret = es_cache_load(es, fn, opaque);
+		pthread_mutex_unlock(&es->mu);
 		return ret;
+	}
+	if (ret) {
+		json_decref(cache);
+		return ret;
+	}
 	ret = es_key(es, p, "owner/") ?: es_list(es, p, &owners);
 	if (ret) {
 		etcd_kvs_free(&vms);
+		json_decref(cache);
 		return ret;
 	}
 	ret = es_key(es, p, "hosts/%s/runtime/", es->host) ?: es_list(es, p, &rts);
 	if (ret) {
 		etcd_kvs_free(&vms);
 		etcd_kvs_free(&owners);
+		json_decref(cache);
 		return ret;
 	}
 	for (size_t i = 0; !ret && i < vms.n; i++) {
@@ -95,6 +109,8 @@ static int es_load(struct store *st, int (*fn)(void *, struct vmdef *, const str
 			json_decref(j);
 			continue;
 		}
+		json_t *entry = json_pack("{s:O, s:n}", "vm", j, "runtime");
+
 		json_decref(j);
 		snprintf(rt.state, sizeof(rt.state), "defined");
 		for (size_t k = 0; k < rts.n; k++) {
@@ -103,14 +119,26 @@ static int es_load(struct store *st, int (*fn)(void *, struct vmdef *, const str
 			j = kv_json(&rts.kv[k]);
 			if (j && etcd_rec_runtime(j, &rt))
 				log_warn("store: %s: not a runtime record: ignored", rts.kv[k].key);
+			else if (j && entry)
+				json_object_set(entry, "runtime", j);
 			json_decref(j);
 		}
+		if (entry && cache)
+			json_object_set_new(cache, uuid, entry);
+		else
+			json_decref(entry);
 		ret = fn(opaque, &d, &rt);
 		vmdef_free(&d);
 	}
 	etcd_kvs_free(&vms);
 	etcd_kvs_free(&owners);
 	etcd_kvs_free(&rts);
+	pthread_mutex_lock(&es->mu);
+	if (!ret)
+		es_cache_replace(es, cache);
+	else
+		json_decref(cache);
+	pthread_mutex_unlock(&es->mu);
 	return ret;
 }
 
@@ -168,14 +196,25 @@ static int es_runtime_put(struct store *st, const char *uuid, const struct store
 		return -EINVAL;
 	rec = etcd_rec_runtime_json(rt);
 	pthread_mutex_lock(&es->mu);
-	ret = es_key(es, key, "hosts/%s/runtime/%s", es->host, uuid) ?:
-	      es_add_json(es, key, json_incref(rec));
-	ret = es_done(es, ret);
+	if (es->lost && !es->depth) {
+		/* etcd is away (the watch lost it): kept for the watch's
+		 * reconnection, which writes it (es_flush_pending), rather than
+		 * waiting timeout_ms on every member under the VM's lock. */
+		ret = -ECONNREFUSED;
+	} else {
+		ret = es_key(es, key, "hosts/%s/runtime/%s", es->host, uuid) ?:
+		      es_add_json(es, key, json_incref(rec));
+		ret = es_done(es, ret);
+	}
 	/* Kept for later if etcd could not be reached; the latest wins. */
 	if (ret == -ECONNREFUSED || ret == -ETIMEDOUT || ret == -ECONNRESET)
 		json_object_set(es->pending, uuid, rec);
 	else if (!ret)
 		json_object_del(es->pending, uuid);
+	/* The local cache has the latest either way: a cellad started while
+	 * etcd is away finds the worker by it. */
+	if (!ret || json_object_get(es->pending, uuid))
+		es_cache_runtime(es, uuid, rec, !ret);
 	pthread_mutex_unlock(&es->mu);
 	json_decref(rec);
 	return ret;
@@ -447,6 +486,7 @@ static void es_close(struct store *st)
 	etcd_watch_stop(es->watch);
 	es_batch_clear(es);
 	json_decref(es->pending);
+	json_decref(es->cache);
 	etcd_close(es->etcd);
 	pthread_mutex_destroy(&es->mu);
 	pthread_mutex_destroy(&es->wlock);
@@ -510,11 +550,42 @@ static int es_check_version(struct es *es, char *err, size_t errlen)
 	return ret;
 }
 
+static int load_none(void *opaque, struct vmdef *def, const struct store_runtime *rt)
+{
+	(void)opaque;
+	(void)def;
+	(void)rt;
+	return 0;
+}
+
+bool es_back_online(struct es *es)
+{
+	char err[256] = "";
+	int ret;
+
+	pthread_mutex_lock(&es->mu);
+	if (!es->offline) {
+		pthread_mutex_unlock(&es->mu);
+		return false;
+	}
+	es->offline = false;
+	pthread_mutex_unlock(&es->mu);
+	ret = es_check_version(es, err, sizeof(err));
+	if (ret)
+		log_err("store: etcd is back, but: %s", err);
+	/* etcd wins for definitions: the cache becomes what it says. */
+	if (!ret && (ret = es_load(&es->base, load_none, NULL)))
+		log_warn("store: cannot read this host's VMs back from etcd: %s", strerror(-ret));
+	if (!ret)
+		log_info("store: etcd is back: the local cache is etcd's again");
+	return true;
+}
+
 int store_etcd_open(struct store **out, const struct store_etcd_conf *conf, char *err,
 		    size_t errlen)
 {
 	struct etcd_conf ec = { .ca = conf->ca, .cert = conf->cert, .key = conf->key,
-				.timeout_ms = conf->timeout_ms };
+				.timeout_ms = conf->timeout_ms, .stats = conf->stats };
 	pthread_mutexattr_t a;
 	struct es *es;
 	int ret;
@@ -547,9 +618,24 @@ int store_etcd_open(struct store **out, const struct store_etcd_conf *conf, char
 	pthread_mutex_init(&es->wlock, NULL);
 	pthread_mutex_init(&es->fn_lock, NULL);
 	es->pending = json_object();
-	ret = etcd_open(&es->etcd, &ec, err, errlen);
+	ret = es_cache_open(es, conf->cache_path);
+	if (ret)
+		snprintf(err, errlen, "etcd: the local cache %s: %s", conf->cache_path,
+			 strerror(-ret));
+	if (!ret)
+		ret = etcd_open(&es->etcd, &ec, err, errlen);
 	if (!ret)
 		ret = es_check_version(es, err, errlen);
+	if (ret && store_unreachable(ret) && es->cache_read) {
+		/* No member answers: start from the local cache, and check
+		 * the layout once etcd is back (etcd_store_watch.c). */
+		log_warn("store: %s; starting from this host's local cache", err);
+		err[0] = 0;
+		es->offline = true;
+		es->lost = true; /* runtime records wait for the watch */
+		es->open_rev = -1; /* the watch starts from whatever is current */
+		ret = 0;
+	}
 	if (!ret) {
 		char p[ES_KEY_MAX];
 

@@ -196,6 +196,8 @@ int es_commit(struct es *es)
 	}
 	if (!ret && !ok)
 		ret = es_absent_taken(es) ?: -EAGAIN; /* raced with another writer: the caller may try again */
+	if (!ret)
+		es_cache_commit(es);
 	es_batch_clear(es);
 	return ret;
 }

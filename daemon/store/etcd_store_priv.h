@@ -2,6 +2,7 @@
  * store's operations), etcd_store_batch.c (writes: batches, ownership,
  * commits) and etcd_store_watch.c (others' changes). store/ only. */
 #pragma once
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -65,7 +66,13 @@ struct es {
 	pthread_mutex_t fn_lock;
 	store_watch_fn fn;
 	void *fn_opaque;
-	bool lost;
+	bool lost; /* the watch lost etcd (mu) */
+
+	/* The local cache of this host's VMs (etcd_store_cache.c; mu). */
+	char cache_path[PATH_MAX]; /* "": none */
+	json_t *cache;             /* uuid -> {vm, runtime} */
+	bool cache_read;           /* a cache file was read at open */
+	bool offline;              /* opened without etcd: from the cache */
 };
 
 #define ES(st) ((struct es *)(st))
@@ -100,6 +107,22 @@ int es_name_release(struct es *es, const char *uuid);
  * now with another value (another VM took the name first), else 0 (the
  * same VM's: an ownership race, which the caller reports). */
 int es_absent_taken(struct es *es);
+/* etcd_store_cache.c: the local cache (mu held for all but open). */
+int es_cache_open(struct es *es, const char *path);
+/* The batch just committed: its definitions and runtime records. */
+void es_cache_commit(struct es *es);
+/* A runtime record, written (reachable) or kept for later: the cache's is
+ * the latest; a VM it does not hold yet is read from etcd when reachable. */
+void es_cache_runtime(struct es *es, const char *uuid, json_t *rec, bool reachable);
+/* What a read of etcd found (consumed). */
+void es_cache_replace(struct es *es, json_t *vms);
+int es_cache_load(struct es *es, int (*fn)(void *, struct vmdef *, const struct store_runtime *),
+		  void *opaque);
+
+/* etcd_store.c: the first connection after an offline start: the layout
+ * checked, this host's VMs read again (the cache refreshed). Whether the
+ * store was offline. */
+bool es_back_online(struct es *es);
 
 /* etcd_store_watch.c: the callbacks of the store's etcd watch. */
 extern const struct etcd_watch_ops es_watch_ops;

@@ -77,13 +77,29 @@ static void es_watch_state(void *opaque, enum etcd_watch_state state, int err)
 	case ETCD_WATCH_LOST:
 		log_warn("store: the etcd watch broke (%s): reconnecting; local VMs keep running, "
 			 "changes wait for etcd", strerror(-err));
+		pthread_mutex_lock(&es->mu); /* es_runtime_put reads it */
 		es->lost = true;
+		pthread_mutex_unlock(&es->mu);
 		break;
 	case ETCD_WATCH_CONNECTED:
+		pthread_mutex_lock(&es->mu);
 		if (es->lost)
 			log_info("store: watching etcd again: catching up");
 		es->lost = false;
+		pthread_mutex_unlock(&es->mu);
 		es_flush_pending(es);
+		if (es_back_online(es)) {
+			store_watch_fn fn;
+			void *fn_opaque;
+
+			/* Started from the cache: others' changes meanwhile are unknown. */
+			pthread_mutex_lock(&es->fn_lock);
+			fn = es->fn;
+			fn_opaque = es->fn_opaque;
+			pthread_mutex_unlock(&es->fn_lock);
+			if (fn)
+				fn(fn_opaque, "*", "*");
+		}
 		break;
 	case ETCD_WATCH_RESYNC: {
 		store_watch_fn fn;

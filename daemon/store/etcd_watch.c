@@ -2,6 +2,7 @@
  * member, resumes on the next after the last revision it delivered, and
  * probes a member that stays silent (etcd.h). */
 #include "etcd_priv.h"
+#include "etcd_stats.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -266,6 +267,8 @@ static void *watch_thread(void *opaque)
 				 : rc == CURLE_OK ? "the stream ended" : curl_easy_strerror(rc));
 			w->connected = false;
 			backoff = 100;
+			if (w->e->stats)
+				atomic_fetch_add(&w->e->stats->watch_restarts, 1);
 			w->ops->state(w->opaque, ETCD_WATCH_LOST, err);
 		}
 		ep = (ep + 1) % w->e->nr_endpoints;

@@ -46,6 +46,7 @@ struct store_job {
 typedef void (*store_watch_fn)(void *opaque, const char *collection, const char *key);
 
 struct store;
+struct etcd_stats;
 
 struct store_ops {
 	const char *name;
@@ -93,6 +94,10 @@ struct store_etcd_conf {
 	const char *prefix;
 	const char *host;
 	unsigned timeout_ms;         /* per request and member (0: 3000) */
+	struct etcd_stats *stats;    /* requests counted there (etcd_stats.h), or NULL */
+	/* This host's VMs kept in a local file (etcd_cache.h), or NULL: with
+	 * one, a store opened while etcd is unreachable loads from it. */
+	const char *cache_path;
 };
 
 int store_etcd_open(struct store **out, const struct store_etcd_conf *conf, char *err,

@@ -168,9 +168,9 @@ def test(args):
             # etcd is away; never running on two hosts.
             hc = cc.define("ha-c", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True,
                            disks=[{"path": os.path.join(shared, "d.img")}])
-            cc.action("ha-c", "start")
-            a.action("tick-a", "start")
-            b.action("tick-b", "start")
+            cc.action("ha-c", "start", {"host": "host-c"})  # where the test means
+            a.action("tick-a", "start", {"host": "host-a"})
+            b.action("tick-b", "start", {"host": "host-b"})
             a.wait_console("tick-a", "round 2")
             b.wait_console("tick-b", "round 2")
             wait_for("host-a's pool-wide list shows tick-b running on host-b",

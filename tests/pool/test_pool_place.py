@@ -23,6 +23,9 @@ a three-member etcd cluster on the bridge's address, a pool made with
   host-b loads the VM stopped (vm-received), host-a forgets it.
 - Names are unique pool-wide: the same name defined on another host is
   refused (409 naming the host that has it); a deleted VM frees its name.
+- A stale host record (written by hand, no lease behind it, claiming the
+  most room): down in every host's status, never chosen by placement, and
+  --host naming it refused ("ghost: down").
 - A VM with a disk outside pool storage starts only on its owner (placement
   says which storage the others lack).
 
@@ -322,6 +325,27 @@ def scenario(c, hosts, shared, local):
         v for v in a.get("/v1/vms").json["vms"] if v["name"] == "lost" and v["host"] == "host-a"])
     check([e for e in b.events() if e["event"] == "vm-received" and e["vm"] == "lost"],
           "host-b: event vm-received")
+
+    # A stale host record (a host that died and never came back, or one
+    # written by hand: no lease behind it): down in every host's status;
+    # placement never picks it, though it claims the most room; --host
+    # naming it is refused with placement's reason.
+    c.etcdctl("put", f"{PREFIX}/members/ghost", json.dumps(
+        {"address": "https://192.0.2.1:1", "memory_mib": 1 << 20, "cpus": 256, "state": "up",
+         "joined_at": 0}))
+    for d in (a, b, hc):
+        wait_for(f"ghost down in {d.name}'s status", lambda d=d: [
+            x for x in json.loads(d.cli("--json", "pool", "status").stdout)["hosts"]
+            if x["name"] == "ghost" and x["state"] == "down"])
+    a.define("after", "memwriter", GUEST)
+    r = a.post("/v1/vms/after/start")
+    check(r.status == 200 and r.json["placement"]["host"] != "ghost",
+          f"placement skips the stale record: {r.json.get('placement')}")
+    a.define("toghost", "memwriter", GUEST)
+    r = a.post("/v1/vms/toghost/start", {"host": "ghost"})
+    check(r.status == 409 and "ghost: down" in r.json["error"]["message"],
+          f"--host ghost: refused: {r.json['error']['message']}")
+    c.etcdctl("del", f"{PREFIX}/members/ghost")
 
     # A local (non-pool) disk: only its owner runs it.
     a.define("loc", "memwriter", GUEST, disks=[{"path": os.path.join(local, "d.img")}])

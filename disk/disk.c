@@ -262,13 +262,22 @@ static int open_layer(struct disk **out, const char *path, int fmt, unsigned fla
 	seen->ino[seen->n++] = d->ino;
 	d->open_flags = flags;
 	if ((flags & DISK_DEFER_LOCK) && (fmt == DISK_FMT_QCOW2 || (fmt < 0 && qcow2_probe(d->fd)))) {
-		/* A qcow2 header is its holder's until it lets go: no deferral,
-		 * the lock now (a new image, include_storage: free). */
-		ret = disk_lock_fd(d->fd, !ro, path, err, errlen);
-		if (ret)
+		/* A qcow2 image's metadata is its holder's until it lets go. Free
+		 * (a new image, include_storage): locked now, opened as usual.
+		 * Held (the source's, on shared storage): its state is read as
+		 * read-only (an open read-write may write: the dirty bit, the
+		 * autoclear bits), and read again by disk_lock. */
+		if (flock(d->fd, (ro ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0) {
+			flags &= ~DISK_DEFER_LOCK;
+			d->open_flags = flags;
+		} else if (errno == EWOULDBLOCK && !ro) {
+			d->deferred_ro = true;
+			d->readonly = true;
+		} else {
+			ret = disk_errf(err, errlen, -errno, "cannot lock %s: %s", path,
+			                strerror(errno));
 			goto fail;
-		flags &= ~DISK_DEFER_LOCK;
-		d->open_flags = flags;
+		}
 	}
 	ret = probe_and_open(d, fmt, err, errlen);
 	if (ret)
@@ -337,15 +346,101 @@ static int open_backing(struct disk *d, struct chain_seen *seen, unsigned depth,
 	return ret;
 }
 
+/* A layer whose format state could not be read again (disk_lock): every
+ * access fails with -EIO rather than use what is gone. */
+static int failed_map(struct disk *d, uint64_t off, uint64_t len, bool write,
+		      struct disk_extent *ext, struct disk **layer, unsigned max)
+{
+	return disk_fail(d, -EIO, "the image could not be read again after its holder let go");
+}
+
+static int failed_rw(struct disk *d, void *buf, size_t len, uint64_t off)
+{
+	return failed_map(d, off, len, false, NULL, NULL, 0);
+}
+
+static int failed_flush(struct disk *d)
+{
+	return failed_map(d, 0, 0, true, NULL, NULL, 0);
+}
+
+static int failed_range(struct disk *d, uint64_t off, uint64_t len)
+{
+	return failed_map(d, off, len, true, NULL, NULL, 0);
+}
+
+static int failed_zeroes(struct disk *d, uint64_t off, uint64_t len, bool may_unmap)
+{
+	return failed_range(d, off, len);
+}
+
+static int failed_resize(struct disk *d, uint64_t size, bool allow_shrink)
+{
+	return failed_range(d, size, 0);
+}
+
+static int failed_info(struct disk *d, struct disk_info *info)
+{
+	return failed_flush(d);
+}
+
+static int failed_check(struct disk *d, bool repair, struct disk_check_result *res)
+{
+	return failed_flush(d);
+}
+
+static int failed_backing(struct disk *d, const char *name, enum disk_format fmt)
+{
+	return failed_flush(d);
+}
+
+static void failed_close(struct disk *d)
+{
+}
+
+static const struct disk_ops failed_ops = {
+	.map = failed_map, .read_slow = failed_rw, .flush = failed_flush,
+	.discard = failed_range, .write_zeroes = failed_zeroes, .resize = failed_resize,
+	.info = failed_info, .check = failed_check, .set_backing = failed_backing,
+	.close = failed_close,
+};
+
 int disk_lock(struct disk *d, char *err, size_t errlen)
 {
 	int ret;
 
 	if (!(d->open_flags & DISK_DEFER_LOCK))
 		return 0;
-	ret = disk_lock_fd(d->fd, !d->readonly, d->path ? d->path : "the image", err, errlen);
-	if (!ret)
-		d->open_flags &= ~DISK_DEFER_LOCK;
+	ret = disk_lock_fd(d->fd, !d->readonly || d->deferred_ro, d->path ? d->path : "the image",
+			   err, errlen);
+	if (ret)
+		return ret;
+	d->open_flags &= ~DISK_DEFER_LOCK;
+	if (d->deferred_ro) {
+		/* The holder has gone: what it wrote last is on disk now. Read
+		 * the format state again, read-write (L1, refcounts, caches). */
+		uint64_t size = d->size;
+
+		d->ops->close(d);
+		d->readonly = false;
+		d->deferred_ro = false;
+		ret = probe_and_open(d, DISK_FMT_QCOW2, err, errlen);
+		if (!ret && d->size != size)
+			ret = disk_errf(err, errlen, -ESTALE, "%s: its size changed while it was "
+					"held elsewhere", d->path ? d->path : "the image");
+		if (ret) { /* readable at least, as before */
+			char e2[128];
+
+			if (d->priv)
+				d->ops->close(d);
+			d->readonly = true;
+			if (probe_and_open(d, DISK_FMT_QCOW2, e2, sizeof(e2))) {
+				if (d->priv)
+					d->ops->close(d);
+				d->ops = &failed_ops; /* every access -EIO: no state to use */
+			}
+		}
+	}
 	return ret;
 }
 

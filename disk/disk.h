@@ -57,11 +57,12 @@ enum disk_format { DISK_FMT_RAW, DISK_FMT_QCOW2 };
  * refcount structure, to rebuild) instead of refusing the open; such an
  * image accepts no writes but the repair's. */
 #define DISK_CHECK       (1u << 4)
-/* Open a raw top image read-write without its lock, for a live migration's
+/* Open a top image read-write without its lock, for a live migration's
  * destination whose source still runs the VM on the same file (shared
  * storage): disk_lock takes the lock once the source has let go. A qcow2
- * image's header is its holder's until then: it is locked at once, as
- * without the flag (in use elsewhere: -EBUSY). */
+ * image another process holds is read as read-only until then (its
+ * metadata is the holder's: nothing is written), and disk_lock reads it
+ * again read-write; a free one (a new image) is locked and opened at once. */
 #define DISK_DEFER_LOCK  (1u << 5)
 
 #define DISK_MAX_CHAIN 64 /* deepest backing chain accepted */

@@ -46,6 +46,10 @@ struct disk {
 	int backing_fmt;        /* from the header extension, -1 if absent */
 	void *priv;             /* format state (struct qcow2) */
 	unsigned open_flags;    /* DISK_* flags this layer was opened with */
+	/* DISK_DEFER_LOCK on a qcow2 image another process held: its format
+	 * state was read as read-only (nothing written while the holder
+	 * writes); disk_lock reads it again, read-write, once it has the lock. */
+	bool deferred_ro;
 	char err[512];
 };
 

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -136,6 +137,9 @@ def test(args):
         for n in ("m1.img", "s1.img", "l1.img"):
             with open(os.path.join(d, n), "wb") as f:
                 f.truncate(1 << 20)
+    # m2's disk: qcow2 on pool storage (its metadata read again on arrival).
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", os.path.join(shared, "m2.qcow2"),
+                    "1M"], check=True)
     storage = [{"name": "shared", "path": shared, "role": "operator", "pool": True},
                {"name": "local", "path": local, "role": "operator"}]
     net = netutil.Net(ADDR, f"{NET}.1", tag="cm")
@@ -184,7 +188,8 @@ def scenario(c, hosts, shared, local):
     uuid = {}
     for n in ("m1", "m2", "m3"):
         # m1: HA, its disk on pool storage (not copied: opened by the same path).
-        kw = dict(ha=True, disks=[{"path": os.path.join(shared, "m1.img")}]) if n == "m1" else {}
+        kw = dict(ha=True, disks=[{"path": os.path.join(shared, "m1.img")}]) if n == "m1" else \
+            dict(disks=[{"path": os.path.join(shared, "m2.qcow2")}]) if n == "m2" else {}
         uuid[n] = a.define(n, "memwriter", GUEST, **kw)["uuid"]
         a.action(n, "start", {"host": "host-a"})  # here, not where placement would put it
     uuid["s1"] = a.define("s1", "memwriter", GUEST,

@@ -2,7 +2,8 @@
  * storage): a raw image opens read-write while another holder has its lock,
  * disk_lock waits and says -EBUSY while the holder stays, takes the lock
  * once it has gone, and then keeps others out; a qcow2 image is locked at
- * once (no deferral). */
+ * once when free, and when held is read as read-only until disk_lock, which
+ * reads its metadata again (the holder's last writes seen). */
 #include "dtest.h"
 
 static void test_defer(void **st)
@@ -29,17 +30,40 @@ static void test_defer(void **st)
 	dst = open_ok(p, 0);
 	assert_int_equal(disk_lock(dst, err, sizeof(err)), 0);
 	assert_int_equal(disk_close(dst), 0);
-	/* qcow2: its header belongs to its holder: locked at once, no deferral
-	 * (a new image, include_storage, opens; one in use is refused). */
+	/* qcow2, free (a new image, include_storage): locked and opened at once. */
 	mk_qcow2(tpath(&t, "b.qcow2", q, sizeof(q)), MiB(1), 16, NULL);
 	assert_int_equal(disk_open(&dst, q, -1, DISK_DEFER_LOCK, err, sizeof(err)), 0);
 	assert_int_equal(disk_open(&other, q, -1, 0, err, sizeof(err)), -EBUSY);
 	assert_int_equal(disk_lock(dst, err, sizeof(err)), 0);
+	write_pat(dst, 0, 4096, 4);
 	assert_int_equal(disk_close(dst), 0);
+	/* qcow2, held (the source runs the VM on it): read as read-only, the
+	 * holder goes on writing (new clusters: new L2 entries, refcounts),
+	 * lets go; disk_lock reads the metadata again and sees all of it. */
 	src = open_ok(q, 0);
-	assert_int_equal(disk_open(&dst, q, DISK_FMT_QCOW2, DISK_DEFER_LOCK, err, sizeof(err)),
-			 -EBUSY);
+	assert_int_equal(disk_open(&dst, q, DISK_FMT_QCOW2, DISK_DEFER_LOCK, err, sizeof(err)), 0);
+	assert_int_equal(disk_pwrite(dst, "x", 1, 0), -EROFS); /* nothing written meanwhile */
+	write_pat(src, 65536 * 5, 65536, 5);
+	write_pat(src, 0, 4096, 6);
+	assert_int_equal(disk_lock(dst, err, sizeof(err)), -EBUSY);
 	assert_int_equal(disk_close(src), 0);
+	assert_int_equal(disk_lock(dst, err, sizeof(err)), 0);
+	check_pat(dst, 0, 4096, 6);
+	check_pat(dst, 65536 * 5, 65536, 5);
+	write_pat(dst, 65536 * 9, 65536, 7);
+	check_clean(dst);
+	assert_int_equal(disk_close(dst), 0);
+	dst = open_ok(q, DISK_RDONLY);
+	check_pat(dst, 65536 * 9, 65536, 7);
+	check_pat(dst, 65536 * 5, 65536, 5);
+	check_clean(dst);
+	assert_int_equal(disk_close(dst), 0);
+	if (!system("command -v qemu-img >/dev/null")) {
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "qemu-img check -q '%s'", q);
+		assert_int_equal(system(cmd), 0);
+	}
 	tdir_rm(&t);
 }
 

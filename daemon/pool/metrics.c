@@ -1,6 +1,7 @@
 /* metrics.c: the pool's series in cellad's /metrics (Prometheus text,
  * docs/cellad.md "Metrics"): hosts by state as this host sees them, this
  * host's lease renewals and their failures, fences, failovers it took,
+ * placements on start (made, elsewhere, refused),
  * etcd requests by kind and their errors, whether etcd answers, and watch
  * restarts. */
 #include <stdarg.h>
@@ -97,6 +98,14 @@ char *pool_metrics_text(struct pool *p)
 		atomic_load(&p->ctr.fences));
 	counter(&t, "cella_pool_failovers_total", "HA VMs this host took over from failed hosts.",
 		atomic_load(&p->ctr.failovers));
+	counter(&t, "cella_pool_placements_total", "Starts this host placed (as the VM's owner).",
+		atomic_load(&p->ctr.placed));
+	counter(&t, "cella_pool_placements_elsewhere_total",
+		"... of which on another host (the VM handed over).",
+		atomic_load(&p->ctr.placed_elsewhere));
+	counter(&t, "cella_pool_placement_refusals_total",
+		"Starts placement refused (no host could take the VM, or not the one named).",
+		atomic_load(&p->ctr.place_refused));
 	mprintf(&t, "# HELP cella_etcd_reachable 1 when etcd answered this host's last request.\n"
 		    "# TYPE cella_etcd_reachable gauge\ncella_etcd_reachable %d\n",
 		etcd_stats_reachable(st) ? 1 : 0);

@@ -118,6 +118,7 @@ int pool_place(struct pool *p, const struct sup_place_req *req, struct sup_place
 		vm.nr_storage = 1;
 	}
 	if (place_vm(hosts, nh, &vm, NULL, NULL, &r) < 0) {
+		atomic_fetch_add(&p->ctr.place_refused, 1);
 		if (r.unknown_host)
 			ret = cerr_set(e, CERR_NOT_FOUND, "host", "%s", r.reason);
 		else
@@ -129,6 +130,9 @@ int pool_place(struct pool *p, const struct sup_place_req *req, struct sup_place
 		 json_string_value(json_object_get(json_object_get(p->members, out->host),
 						   "address")) ?: "");
 	snprintf(out->reason, sizeof(out->reason), "%s", r.reason);
+	atomic_fetch_add(&p->ctr.placed, 1);
+	if (strcmp(out->host, p->host))
+		atomic_fetch_add(&p->ctr.placed_elsewhere, 1);
 out:
 	pthread_mutex_unlock(&p->cache_lock);
 	free(hosts);

@@ -71,6 +71,8 @@ struct pool {
 	bool need_load; /* started while etcd was away: read it all once back */
 	struct pool_counters {
 		atomic_uint_fast64_t renewals, renew_failures, fences, failovers;
+		/* placement on start (place_start.c): decisions, refusals */
+		atomic_uint_fast64_t placed, placed_elsewhere, place_refused;
 	} ctr;
 };
 

@@ -347,6 +347,14 @@ def scenario(c, hosts, shared, local):
           f"--host ghost: refused: {r.json['error']['message']}")
     c.etcdctl("del", f"{PREFIX}/members/ghost")
 
+    # Placement's decisions in host-a's metrics.
+    m = {l.split()[0]: int(l.split()[1]) for l in a.get("/metrics").body.splitlines()
+         if l.startswith("cella_pool_placement")}
+    check(m.get("cella_pool_placements_total", 0) >= 3 and
+          m.get("cella_pool_placements_elsewhere_total", 0) >= 1 and
+          m.get("cella_pool_placement_refusals_total", 0) >= 3,
+          f"host-a's metrics count its placements: {m}")
+
     # A local (non-pool) disk: only its owner runs it.
     a.define("loc", "memwriter", GUEST, disks=[{"path": os.path.join(local, "d.img")}])
     r = a.post("/v1/vms/loc/start", {"host": "host-c"})

@@ -349,7 +349,7 @@ class ScalePool:
                                                 self.width)):
             for n, v in vms.items():
                 if v["state"] == "running":
-                    out.setdefault(n, []).append(h)
+                    out.setdefault(n, []).append(h.name)
         return out
 
     def kill_hosts(self, names):

@@ -25,18 +25,20 @@ and `cella pool join` (J at a time). Then:
    bench/ha.py); p50, p99, max; that each runs on exactly one live host,
    and how many hosts took them.
 
-Lease settings: TTL S (`cella pool create --lease-ttl S`); the others
+Lease settings: TTL S (`cella pool create --lease-ttl S`; several TTLs:
+one pool and one run each); the others
 derived by cellad (renew S/5, kill 3S/10, margin S/10 below 5 s; fence at
 the latest safe time; ha_backoff_ms 2000). Prints a table, or JSON with
 --json. Needs root and etcd.
 
 Usage: bench/pool_scale.py [--build DIR] [--hosts N] [--vms-per-host V] [--kill K]
-                           [--etcd E] [--ttl S] [--join-width J] [--list-hosts L]
+                           [--etcd E] [--ttl S ...] [--join-width J] [--list-hosts L]
                            [--list-rounds R] [--period-ms P] [--width W] [--json]
 """
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -53,12 +55,12 @@ def say(quiet, msg):
         print(f"[pool-scale] {msg}", flush=True)
 
 
-def run(o, args):
+def run(o, args, ttl):
     res = {"hosts": o.hosts, "vms_per_host": o.vms_per_host, "kill": o.kill,
-           "etcd_members": o.etcd, "lease_ttl_s": o.ttl, "period_ms": o.period_ms}
+           "etcd_members": o.etcd, "lease_ttl_s": ttl, "period_ms": o.period_ms}
     q = o.json
     wall0 = time.monotonic()
-    with poolutil.ScalePool(args, o.hosts, etcd_members=o.etcd, ttl=o.ttl, tag="cs",
+    with poolutil.ScalePool(args, o.hosts, etcd_members=o.etcd, ttl=ttl, tag="cs",
                             width=o.width) as pool:
         t = time.monotonic()
         pool.up()
@@ -66,6 +68,11 @@ def run(o, args):
         say(q, f"{o.hosts} cellads and {o.etcd} etcd members up in {res['processes_up_s']:.1f} s")
         res["join"] = pool.form(join_width=o.join_width)
         say(q, f"pool formed: {res['join']}")
+        # cellad's own account of the lease settings it derived.
+        line = [x for x in pool.first.log().splitlines() if "renewed every" in x]
+        res["lease_settings"] = re.sub(r"^lease \d+, ", "", line[-1].split("(", 1)[-1]
+                                       .rstrip(")")) if line else "?"
+        say(q, f"lease: {res['lease_settings']}")
 
         c0 = pool.etcd_counters()
         placed, res["define_s"] = pool.define_vms(o.vms_per_host, period_ms=o.period_ms)
@@ -105,8 +112,11 @@ def run(o, args):
         rss = [v for v in pool.cellad_rss_kib().values() if v]
         res["cellad_rss_mib"] = {"min": min(rss) / 1024, "median": statistics.median(rss) / 1024,
                                  "max": max(rss) / 1024}
+        res["etcd_rss_mib"] = [poolutil.rss_kib(m.proc.pid) / 1024
+                               for m in pool.cluster.members]
         res["memory"] = meminfo()
-        say(q, f"cellad RSS (MiB): {res['cellad_rss_mib']}; host memory {res['memory']}")
+        say(q, f"cellad RSS (MiB): {res['cellad_rss_mib']}; etcd members' RSS (MiB) "
+            f"{res['etcd_rss_mib']}; host memory {res['memory']}")
 
         # Kill K hosts at once (spread over the pool, never the first).
         step = max(1, (o.hosts - 1) // max(1, o.kill))
@@ -129,6 +139,7 @@ def run(o, args):
         res["all_once"] = all(len(where.get(n, [])) == 1 for n in placed)
         say(q, f"failover: {res['failover_ms']} ms, to {res['failover_hosts']} hosts; "
             f"each VM on exactly one live host: {res['all_once']}")
+        res["loadavg"] = os.getloadavg()
     res["wall_s"] = time.monotonic() - wall0
     return res
 
@@ -149,7 +160,7 @@ def table(r):
     vl = r["vm_list_ms"]
     rows = [
         ("hosts / etcd members", f"{r['hosts']} / {r['etcd_members']}"),
-        ("lease TTL", f"{r['lease_ttl_s']} s (renew, kill, margin, fence derived)"),
+        ("lease (cellad's log)", r["lease_settings"]),
         ("processes up (netns, etcd, cellads)", f"{r['processes_up_s']:.1f} s"),
         ("pool formed: create / tokens / joins / all up",
          f"{j['create_s']:.1f} / {j['tokens_s']:.1f} / {j['joins_s']:.1f} / "
@@ -164,11 +175,13 @@ def table(r):
         ("cellad RSS min / median / max",
          f"{r['cellad_rss_mib']['min']:.1f} / {r['cellad_rss_mib']['median']:.1f} / "
          f"{r['cellad_rss_mib']['max']:.1f} MiB"),
+        ("etcd members' RSS", " / ".join(f"{x:.0f}" for x in r["etcd_rss_mib"]) + " MiB"),
         (f"{r['kill']} hosts killed: first output elsewhere p50 / p99 / max",
          f"{fo['p50']:.0f} / {fo['p99']:.0f} / {fo['max']:.0f} ms (n={fo['n']}, "
          f"to {r['failover_hosts']} hosts)"),
         ("etcd requests per failed-over VM", f"{r['etcd_requests_per_failover']:.1f}"),
         ("every VM runs exactly once", str(r["all_once"])),
+        ("load average (1, 5, 15 min) at the end", " ".join(f"{x:.1f}" for x in r["loadavg"])),
         ("wall time", f"{r['wall_s']:.0f} s"),
     ]
     w = max(len(k) for k, _ in rows)
@@ -183,7 +196,8 @@ def main():
     ap.add_argument("--vms-per-host", type=int, default=10)
     ap.add_argument("--kill", type=int, default=8)
     ap.add_argument("--etcd", type=int, default=3)
-    ap.add_argument("--ttl", type=int, default=3)
+    ap.add_argument("--ttl", type=int, nargs="+", default=[3],
+                    help="lease TTLs in seconds: one pool, one run, each")
     ap.add_argument("--join-width", type=int, default=8)
     ap.add_argument("--list-hosts", type=int, default=8)
     ap.add_argument("--list-rounds", type=int, default=5)
@@ -197,12 +211,14 @@ def main():
             "cella": os.path.join(o.build, "cli", "cella"),
             "cella_vm": os.path.join(o.build, "cella-vm"),
             "guests": {"ticker": os.path.join(o.build, "guest", "ticker.elf")}}
-    r = run(o, args)
+    runs = [run(o, args, ttl) for ttl in o.ttl]
     if o.json:
-        print(json.dumps(r, indent=1))
+        print(json.dumps(runs if len(runs) > 1 else runs[0], indent=1))
     else:
-        table(r)
-    ok = r["all_once"] and r["failover_once"] and r["vm_list_agree"]
+        for r in runs:
+            table(r)
+            print()
+    ok = all(r["all_once"] and r["failover_once"] and r["vm_list_agree"] for r in runs)
     sys.exit(0 if ok else 1)
 
 

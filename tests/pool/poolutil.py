@@ -171,9 +171,11 @@ class PoolHost(Daemon):
                     os.rmdir(base)
                 except OSError:
                     pass
-        if self.show_log:
-            print(f"---- {self.name} log (end) ----\n{self.log()[-6000:]}---- end ----",
-                  flush=True)
+        text = self.log()
+        # A sanitizer's report (ASan builds) fails the run: ScalePool.__exit__.
+        self.sanitizer = "Sanitizer" in text and "ERROR" in text
+        if self.show_log or self.sanitizer:
+            print(f"---- {self.name} log (end) ----\n{text[-6000:]}---- end ----", flush=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -207,6 +209,9 @@ class ScalePool:
             for h in list(self.hosts.values())[:3]:
                 h.show_log = True
         self.cleanup()
+        bad = [h.name for h in self.hosts.values() if getattr(h, "sanitizer", False)]
+        if bad and exc_type is None:
+            raise TestFailure(f"sanitizer reports in the logs of {bad} (printed above)")
         return False
 
     def up(self):

@@ -171,7 +171,7 @@ class PoolHost(Daemon):
                     os.rmdir(base)
                 except OSError:
                     pass
-        text = self.log()
+        text = self.log() if os.path.exists(self.log_path) else ""
         # A sanitizer's report (ASan builds) fails the run: ScalePool.__exit__.
         self.sanitizer = "Sanitizer" in text and "ERROR" in text
         if self.show_log or self.sanitizer:

@@ -34,6 +34,7 @@ the latest safe time; ha_backoff_ms 2000). Prints a table, or JSON with
 Usage: bench/pool_scale.py [--build DIR] [--hosts N] [--vms-per-host V] [--kill K]
                            [--etcd E] [--ttl S ...] [--join-width J] [--list-hosts L]
                            [--list-rounds R] [--period-ms P] [--width W] [--json]
+                           [--logs DIR]
 """
 import argparse
 import json
@@ -60,8 +61,9 @@ def run(o, args, ttl):
            "etcd_members": o.etcd, "lease_ttl_s": ttl, "period_ms": o.period_ms}
     q = o.json
     wall0 = time.monotonic()
+    logs = os.path.join(o.logs, f"ttl{ttl}") if o.logs else None
     with poolutil.ScalePool(args, o.hosts, etcd_members=o.etcd, ttl=ttl, tag="cs",
-                            width=o.width) as pool:
+                            width=o.width, keep_logs=logs) as pool:
         t = time.monotonic()
         pool.up()
         res["processes_up_s"] = time.monotonic() - t
@@ -139,6 +141,10 @@ def run(o, args, ttl):
         res["all_once"] = all(len(where.get(n, [])) == 1 for n in placed)
         say(q, f"failover: {res['failover_ms']} ms, to {res['failover_hosts']} hosts; "
             f"each VM on exactly one live host: {res['all_once']}")
+        c5 = pool.etcd_counters()
+        res["etcd_leader_changes"] = c5.get("leader_changes", 0)
+        res["etcd_slow_applies"] = c5.get("slow_applies", 0)
+        res["fenced_hosts"] = sorted(h.name for h in pool.live() if "vm-fenced" in h.log())
         res["loadavg"] = os.getloadavg()
     res["wall_s"] = time.monotonic() - wall0
     return res
@@ -181,6 +187,9 @@ def table(r):
          f"to {r['failover_hosts']} hosts)"),
         ("etcd requests per failed-over VM", f"{r['etcd_requests_per_failover']:.1f}"),
         ("every VM runs exactly once", str(r["all_once"])),
+        ("etcd leader changes (seen by members) / slow applies",
+         f"{r['etcd_leader_changes']} / {r['etcd_slow_applies']}"),
+        ("live hosts that fenced VMs", ", ".join(r["fenced_hosts"]) or "none"),
         ("load average (1, 5, 15 min) at the end", " ".join(f"{x:.1f}" for x in r["loadavg"])),
         ("wall time", f"{r['wall_s']:.0f} s"),
     ]
@@ -204,6 +213,7 @@ def main():
     ap.add_argument("--period-ms", type=int, default=1000)
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--logs", help="a directory to keep every cellad's and etcd's log in")
     o = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("pool_scale.py needs root (network namespaces)")

@@ -183,7 +183,10 @@ class ScalePool:
     """n cellads in namespaces and an etcd cluster of etcd_members. Use as a
     context manager; up() starts the processes, form() makes the pool."""
 
-    def __init__(self, args, hosts, etcd_members=3, ttl=3, tag="cs", salt=0, width=8):
+    def __init__(self, args, hosts, etcd_members=3, ttl=3, tag="cs", salt=0, width=8,
+                 keep_logs=None):
+        """keep_logs: a directory to copy every cellad's and etcd member's
+        log into at cleanup (the bench's --logs)."""
         if hosts < 2 or hosts > 200:
             raise ValueError("hosts: 2 to 200 (one /24; the bridge takes 1024 ports)")
         self.args = args
@@ -199,6 +202,7 @@ class ScalePool:
         self.hosts = {}
         self.boot = None
         self.killed = set()
+        self.keep_logs = keep_logs
 
     # processes ------------------------------------------------------------
     def __enter__(self):
@@ -229,8 +233,17 @@ class ScalePool:
         return self
 
     def cleanup(self):
+        if self.keep_logs:
+            os.makedirs(self.keep_logs, exist_ok=True)
+            for h in self.hosts.values():
+                if os.path.exists(h.log_path):
+                    shutil.copy(h.log_path, os.path.join(self.keep_logs, f"{h.name}.log"))
         parallel(lambda h: h.cleanup(), list(self.hosts.values()), self.width)
         if self.cluster:
+            for m in self.cluster.members:
+                m.stop()
+                if self.keep_logs and os.path.exists(m.log_path):
+                    shutil.copy(m.log_path, os.path.join(self.keep_logs, f"etcd-{m.name}.log"))
             self.cluster.cleanup()
         self.net.down()
         if self.boot:
@@ -408,7 +421,8 @@ class ScalePool:
     # measurements -----------------------------------------------------------
     def etcd_counters(self):
         """etcd's request counters summed over the members: {grpc method:
-        requests started}, from each member's /metrics (mutual TLS)."""
+        requests started}, from each member's /metrics (mutual TLS); and
+        under "leader_changes" and "slow_applies" those members' counts."""
         c = self.cluster
         ctx = ssl.create_default_context(cafile=c.ca)
         ctx.check_hostname = False
@@ -424,6 +438,10 @@ class ScalePool:
                     labels, value = line.rsplit(" ", 1)
                     meth = labels.split('grpc_method="')[1].split('"')[0]
                     out[meth] = out.get(meth, 0) + int(float(value))
+                for metric, key in (("etcd_server_leader_changes_seen_total ", "leader_changes"),
+                                    ("etcd_server_slow_apply_total ", "slow_applies")):
+                    if line.startswith(metric):
+                        out[key] = out.get(key, 0) + int(float(line.split()[1]))
         return out
 
     def cellad_rss_kib(self):
@@ -431,7 +449,7 @@ class ScalePool:
         return {h.name: rss_kib(h.proc.pid) for h in self.live()}
 
 
-def counter_delta(before, after, skip=("LeaseKeepAlive",)):
+def counter_delta(before, after, skip=("LeaseKeepAlive", "leader_changes", "slow_applies")):
     """after - before per method (those in skip left out: the hosts' lease
     renewals, which go on whatever else happens), and their sum."""
     d = {k: after.get(k, 0) - before.get(k, 0) for k in after if k not in skip}

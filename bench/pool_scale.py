@@ -211,7 +211,8 @@ def main():
     ap.add_argument("--list-hosts", type=int, default=8)
     ap.add_argument("--list-rounds", type=int, default=5)
     ap.add_argument("--period-ms", type=int, default=1000)
-    ap.add_argument("--width", type=int, default=8)
+    ap.add_argument("--width", type=int, default=4,
+                    help="hosts the bench drives at once (joins, definitions, starts)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--logs", help="a directory to keep every cellad's and etcd's log in")
     o = ap.parse_args()
@@ -221,14 +222,27 @@ def main():
             "cella": os.path.join(o.build, "cli", "cella"),
             "cella_vm": os.path.join(o.build, "cella-vm"),
             "guests": {"ticker": os.path.join(o.build, "guest", "ticker.elf")}}
-    runs = [run(o, args, ttl) for ttl in o.ttl]
+    runs = []
+    for ttl in o.ttl:
+        # A run that fails (e.g. hosts that fenced themselves under load)
+        # is recorded with its error, and the next TTL still runs.
+        try:
+            runs.append(run(o, args, ttl))
+        except Exception as e:  # noqa: BLE001 (recorded, reported, exit 1)
+            runs.append({"hosts": o.hosts, "lease_ttl_s": ttl, "error": f"{type(e).__name__}: "
+                         f"{str(e)[:500]}", "loadavg": os.getloadavg()})
     if o.json:
         print(json.dumps(runs if len(runs) > 1 else runs[0], indent=1))
     else:
         for r in runs:
-            table(r)
+            if "error" in r:
+                print(f"{r['hosts']} hosts, TTL {r['lease_ttl_s']} s: FAILED: {r['error']} "
+                      f"(load average {' '.join(f'{x:.1f}' for x in r['loadavg'])})")
+            else:
+                table(r)
             print()
-    ok = all(r["all_once"] and r["failover_once"] and r["vm_list_agree"] for r in runs)
+    ok = all("error" not in r and r["all_once"] and r["failover_once"] and r["vm_list_agree"]
+             for r in runs)
     sys.exit(0 if ok else 1)
 
 

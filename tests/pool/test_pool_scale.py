@@ -36,7 +36,7 @@ import poolutil  # noqa: E402
 HOSTS = 6
 PER_HOST = 3
 KILL = ("h02", "h04")
-TTL = 3
+TTL = 5
 
 
 def owners(pool):

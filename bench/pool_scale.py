@@ -34,7 +34,7 @@ the latest safe time; ha_backoff_ms 2000). Prints a table, or JSON with
 Usage: bench/pool_scale.py [--build DIR] [--hosts N] [--vms-per-host V] [--kill K]
                            [--etcd E] [--ttl S ...] [--join-width J] [--list-hosts L]
                            [--list-rounds R] [--period-ms P] [--width W] [--json]
-                           [--logs DIR]
+                           [--logs DIR] [--etcd-nice N]
 """
 import argparse
 import json
@@ -58,12 +58,13 @@ def say(quiet, msg):
 
 def run(o, args, ttl):
     res = {"hosts": o.hosts, "vms_per_host": o.vms_per_host, "kill": o.kill,
-           "etcd_members": o.etcd, "lease_ttl_s": ttl, "period_ms": o.period_ms}
+           "etcd_members": o.etcd, "lease_ttl_s": ttl, "period_ms": o.period_ms,
+           "etcd_nice": o.etcd_nice, "width": o.width, "loadavg_before": os.getloadavg()}
     q = o.json
     wall0 = time.monotonic()
     logs = os.path.join(o.logs, f"ttl{ttl}") if o.logs else None
     with poolutil.ScalePool(args, o.hosts, etcd_members=o.etcd, ttl=ttl, tag="cs",
-                            width=o.width, keep_logs=logs) as pool:
+                            width=o.width, keep_logs=logs, etcd_nice=o.etcd_nice) as pool:
         t = time.monotonic()
         pool.up()
         res["processes_up_s"] = time.monotonic() - t
@@ -165,7 +166,8 @@ def table(r):
     fo = r["failover_ms"]
     vl = r["vm_list_ms"]
     rows = [
-        ("hosts / etcd members", f"{r['hosts']} / {r['etcd_members']}"),
+        ("hosts / etcd members (nice)", f"{r['hosts']} / {r['etcd_members']} ({r['etcd_nice']})"),
+        ("load average before (1, 5, 15 min)", " ".join(f"{x:.1f}" for x in r["loadavg_before"])),
         ("lease (cellad's log)", r["lease_settings"]),
         ("processes up (netns, etcd, cellads)", f"{r['processes_up_s']:.1f} s"),
         ("pool formed: create / tokens / joins / all up",
@@ -210,7 +212,11 @@ def main():
     ap.add_argument("--join-width", type=int, default=8)
     ap.add_argument("--list-hosts", type=int, default=8)
     ap.add_argument("--list-rounds", type=int, default=5)
-    ap.add_argument("--period-ms", type=int, default=1000)
+    ap.add_argument("--period-ms", type=int, default=4000,
+                    help="the guests' print period (the first line comes at boot)")
+    ap.add_argument("--etcd-nice", type=int, default=-10,
+                    help="etcd members' nice value: etcd shares two cores with every "
+                    "host and guest here, where it would have machines of its own")
     ap.add_argument("--width", type=int, default=4,
                     help="hosts the bench drives at once (joins, definitions, starts)")
     ap.add_argument("--json", action="store_true")

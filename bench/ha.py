@@ -22,6 +22,7 @@ Usage: bench/ha.py [--build DIR] [--vms N] [--rounds R] [--ttl S] [--renew-ms MS
 """
 import argparse
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -155,7 +156,7 @@ def many_hosts(o):
             print(f"round {r + 1}: {len(placed)} VMs, max {max(s for _, s in got.values()) * 1000:.0f}"
                   f" ms", flush=True)
     print(f"{o.hosts} hosts in namespaces, 3 etcd members; "
-          f"{lease[-1].split('(', 1)[-1].rstrip(')') if lease else '?'}; "
+          f"{re.sub(r'^lease [0-9]+, ', '', lease[-1].split('(', 1)[-1].rstrip(')')) if lease else '?'}; "
           f"{o.vms} HA VMs x {o.rounds} rounds")
     print(f"host death -> first guest output elsewhere: p50 {statistics.median(times):.0f} ms, "
           f"p99 {pct(times, 99):.0f} ms, max {max(times):.0f} ms (n={len(times)}); "

@@ -147,16 +147,17 @@ def many_hosts(o):
                 pool.hosts[victim].define(n, "ticker", "period_ms=1000", memory_mib=16, ha=True)
             pool.start_vms(placed)
             pool.wait_output(placed, "ticker: ready")
-            pool.wait_owner_leases(list(placed) + [n for n in times_names(r, o.vms)])
+            pool.wait_owner_leases(list(placed) + times_names(r, o.vms))
             t0 = pool.kill_hosts([victim])
             got = pool.wait_failover(list(placed), t0, timeout=60)
             for h, s in got.values():
                 times.append(s * 1000)
                 spread[h] = spread.get(h, 0) + 1
-            print(f"round {r + 1}: {len(placed)} VMs, max {max(s for _, s in got.values()) * 1000:.0f}"
-                  f" ms", flush=True)
-    print(f"{o.hosts} hosts in namespaces, 3 etcd members; "
-          f"{re.sub(r'^lease [0-9]+, ', '', lease[-1].split('(', 1)[-1].rstrip(')')) if lease else '?'}; "
+            worst = max(s for _, s in got.values()) * 1000
+            print(f"round {r + 1}: {len(placed)} VMs, max {worst:.0f} ms", flush=True)
+    settings = re.sub(r"^lease [0-9]+, ", "", lease[-1].split("(", 1)[-1].rstrip(")")) \
+        if lease else "?"
+    print(f"{o.hosts} hosts in namespaces, 3 etcd members; {settings}; "
           f"{o.vms} HA VMs x {o.rounds} rounds")
     print(f"host death -> first guest output elsewhere: p50 {statistics.median(times):.0f} ms, "
           f"p99 {pct(times, 99):.0f} ms, max {max(times):.0f} ms (n={len(times)}); "

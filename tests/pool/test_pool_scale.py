@@ -11,8 +11,8 @@ made with `cella pool create`, a token per host and joins three at a time
   shows every VM exactly once, on the host that runs it; each runs on
   exactly one host, and etcd names that host its owner.
 - Two hosts killed at once (kill -9 of their cellads and workers; each
-  also runs a non-HA VM): their HA VMs print on surviving hosts (first guest output there), each VM runs on
-  exactly one live host and etcd names it the owner, every survivor's
+  also runs a non-HA VM): their HA VMs print on surviving hosts (first
+  guest output there), each VM runs on exactly one live host and etcd names it the owner, every survivor's
   pool-wide list agrees, the killed hosts show down, and their non-HA VMs
   run nowhere.
 

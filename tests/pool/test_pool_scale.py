@@ -12,9 +12,10 @@ made with `cella pool create`, a token per host and joins three at a time
   exactly one host, and etcd names that host its owner.
 - Two hosts killed at once (kill -9 of their cellads and workers; each
   also runs a non-HA VM): their HA VMs print on surviving hosts (first
-  guest output there), each VM runs on exactly one live host and etcd names it the owner, every survivor's
-  pool-wide list agrees, the killed hosts show down, and their non-HA VMs
-  run nowhere.
+  guest output there), each VM runs on exactly one live host and etcd
+  names it the owner, every survivor's pool-wide list agrees, the killed
+  hosts show down, and their non-HA VMs run nowhere. TTL 5 s: at 3 s a
+  loaded machine renews late (docs/benchmarks.md, "Pool scale").
 
 Needs root (namespaces) and etcd; skips loudly without them.
 Usage: test_pool_scale.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""

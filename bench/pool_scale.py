@@ -208,7 +208,7 @@ def main():
     ap.add_argument("--vms-per-host", type=int, default=10)
     ap.add_argument("--kill", type=int, default=8)
     ap.add_argument("--etcd", type=int, default=3)
-    ap.add_argument("--ttl", type=int, nargs="+", default=[3],
+    ap.add_argument("--ttl", type=int, nargs="+", default=[5],
                     help="lease TTLs in seconds: one pool, one run, each")
     ap.add_argument("--join-width", type=int, default=8)
     ap.add_argument("--list-hosts", type=int, default=8)
@@ -230,6 +230,9 @@ def main():
             "cella_vm": os.path.join(o.build, "cella-vm"),
             "guests": {"ticker": os.path.join(o.build, "guest", "ticker.elf")}}
     runs = []
+    out = sys.stdout
+    if o.json:  # the helpers' progress lines go to stderr, the JSON alone to stdout
+        sys.stdout = sys.stderr
     for ttl in o.ttl:
         # A run that fails (e.g. hosts that fenced themselves under load)
         # is recorded with its error, and the next TTL still runs.
@@ -238,6 +241,7 @@ def main():
         except Exception as e:  # noqa: BLE001 (recorded, reported, exit 1)
             runs.append({"hosts": o.hosts, "lease_ttl_s": ttl, "error": f"{type(e).__name__}: "
                          f"{str(e)[:500]}", "loadavg": os.getloadavg()})
+    sys.stdout = out
     if o.json:
         print(json.dumps(runs if len(runs) > 1 else runs[0], indent=1))
     else:

@@ -10,11 +10,19 @@ time.monotonic()). Repeated R rounds (the VMs go back to host-a between
 rounds: deleted and defined again there). Prints p50, p99 and max over all
 VMs of all rounds, and how the VMs spread over the survivors.
 
+With --hosts N (N > 3) the pool is N cellads in network namespaces with
+three etcd members on a bridge, made by `cella pool create` and joins
+(tests/pool/poolutil.py, as bench/pool_scale.py): each round defines the
+VMs (ticker guests) on another host and kills that host; the lease settings
+are then the TTL's derived ones (--renew-ms, --kill-ms, --margin-ms do not
+apply: a created pool takes only its TTL). Needs root.
+
 Usage: bench/ha.py [--build DIR] [--vms N] [--rounds R] [--ttl S] [--renew-ms MS]
-                   [--kill-ms MS] [--margin-ms MS]
+                   [--kill-ms MS] [--margin-ms MS] [--hosts N]
 """
 import argparse
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -43,7 +51,10 @@ def main():
     ap.add_argument("--renew-ms", type=int, default=500)
     ap.add_argument("--kill-ms", type=int, default=500)
     ap.add_argument("--margin-ms", type=int, default=200)
+    ap.add_argument("--hosts", type=int, default=3)
     o = ap.parse_args()
+    if o.hosts > 3:
+        return many_hosts(o)
     args = {"cellad": os.path.join(o.build, "daemon", "cellad"),
             "cella": os.path.join(o.build, "cli", "cella"),
             "cella_vm": os.path.join(o.build, "cella-vm"),
@@ -110,6 +121,53 @@ def main():
     print(f"host death -> first guest output elsewhere: p50 {statistics.median(times):.0f} ms, "
           f"p99 {pct(times, 99):.0f} ms, max {max(times):.0f} ms (n={len(times)}); "
           f"taken by {spread}")
+
+
+def many_hosts(o):
+    """The rounds on a pool of o.hosts hosts in network namespaces."""
+    import poolutil
+    if os.geteuid() != 0:
+        sys.exit("--hosts needs root (network namespaces)")
+    if o.rounds > o.hosts - 2:
+        sys.exit("--rounds: at most hosts - 2 (each round kills another host)")
+    args = {"cellad": os.path.join(o.build, "daemon", "cellad"),
+            "cella": os.path.join(o.build, "cli", "cella"),
+            "cella_vm": os.path.join(o.build, "cella-vm"),
+            "guests": {"ticker": os.path.join(o.build, "guest", "ticker.elf")}}
+    times, spread = [], {}
+    with poolutil.ScalePool(args, o.hosts, etcd_members=3, ttl=o.ttl, tag="hb",
+                            etcd_nice=-10, width=4) as pool:
+        pool.up()
+        pool.form()
+        lease = [x for x in pool.first.log().splitlines() if "renewed every" in x]
+        for r in range(o.rounds):
+            victim = pool.names[1 + r]
+            placed = {f"ha{r}-{i}": victim for i in range(o.vms)}
+            for n in placed:
+                pool.hosts[victim].define(n, "ticker", "period_ms=1000", memory_mib=16, ha=True)
+            pool.start_vms(placed)
+            pool.wait_output(placed, "ticker: ready")
+            pool.wait_owner_leases(list(placed) + times_names(r, o.vms))
+            t0 = pool.kill_hosts([victim])
+            got = pool.wait_failover(list(placed), t0, timeout=60)
+            for h, s in got.values():
+                times.append(s * 1000)
+                spread[h] = spread.get(h, 0) + 1
+            worst = max(s for _, s in got.values()) * 1000
+            print(f"round {r + 1}: {len(placed)} VMs, max {worst:.0f} ms", flush=True)
+    settings = re.sub(r"^lease [0-9]+, ", "", lease[-1].split("(", 1)[-1].rstrip(")")) \
+        if lease else "?"
+    print(f"{o.hosts} hosts in namespaces, 3 etcd members; {settings}; "
+          f"{o.vms} HA VMs x {o.rounds} rounds")
+    print(f"host death -> first guest output elsewhere: p50 {statistics.median(times):.0f} ms, "
+          f"p99 {pct(times, 99):.0f} ms, max {max(times):.0f} ms (n={len(times)}); "
+          f"taken by {len(spread)} hosts")
+
+
+def times_names(r, vms):
+    """The VMs of the earlier rounds (they run on survivors: their owner
+    keys are on leases too)."""
+    return [f"ha{q}-{i}" for q in range(r) for i in range(vms)]
 
 
 if __name__ == "__main__":

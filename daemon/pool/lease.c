@@ -101,7 +101,7 @@ static void *keepalive_thread(void *arg)
 		fence_renew_sent(&p->fst, sent);
 		pthread_mutex_unlock(&p->lock);
 		if (d.renew && lease) {
-			ret = etcd_lease_keepalive(p->etcd, lease, &ttl);
+			ret = etcd_lease_keepalive(p->ka, lease, &ttl);
 		} else {
 			ret = -ENOENT;
 		}

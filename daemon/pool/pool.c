@@ -187,7 +187,7 @@ int pool_start(struct pool **out, const struct pool_conf *conf, char *err, size_
 	ec.nr_endpoints = sc->nr_endpoints;
 	snprintf(p->prefix, sizeof(p->prefix), "%s", sc->prefix);
 	snprintf(p->host, sizeof(p->host), "%s", sc->host);
-	ret = etcd_open(&p->etcd, &ec, err, errlen);
+	ret = etcd_open(&p->etcd, &ec, err, errlen) ?: etcd_open(&p->ka, &ec, err, errlen);
 	p->lease_sent = pool_boot_ms();
 	if (!ret && (ret = pool_member_put(p) ?: pool_alive_put(p, &p->lease)) &&
 	    store_unreachable(ret)) {
@@ -233,6 +233,8 @@ void pool_stop(struct pool *p)
 		log_debug("pool: cannot revoke host %s's lease", p->host);
 	if (p->etcd)
 		etcd_close(p->etcd);
+	if (p->ka)
+		etcd_close(p->ka);
 	pthread_cond_destroy(&p->wake);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->cache_lock);

@@ -37,6 +37,10 @@ struct pool_vm {
 struct pool {
 	struct pool_conf conf; /* strings copied below */
 	struct etcd *etcd;     /* NULL: not a member */
+	/* The lease keepalive's own client and connection (lease.c): a
+	 * renewal never waits behind the pool's other requests (HA binds,
+	 * ownership reads, status) on etcd's lock; bench/pool_scale.py. */
+	struct etcd *ka;
 	char prefix[128], host[64], address[256];
 	char state_dir[PATH_MAX];
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], ca_key[PATH_MAX];

@@ -81,7 +81,7 @@ def main():
                 pids = []
                 for n in names:
                     a.define(n, "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True)
-                    a.action(n, "start")
+                    a.action(n, "start", {"host": "host-a"})  # placement would spread them
                 for n in names:
                     a.wait_console(n, "round 1")
                     pids.append(a.vm(n)["pid"])

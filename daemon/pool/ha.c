@@ -7,8 +7,8 @@
  * - takes over HA VMs whose owner key is gone, once the ride-through time
  *   has passed too (fence_may_start): the pool's live hosts decide with
  *   placement.c's HA batch, each on the same records, so the chosen host
- *   tries at once and the others only after a back-off (in case the chosen
- *   one cannot); the take is a compare-and-swap (create the owner key only
+ *   tries at once and the others in turn, one back-off apart each, in an
+ *   order of their own per VM (in case the chosen one cannot); the take is a compare-and-swap (create the owner key only
  *   if absent, on the taker's lease): exactly one host wins. The winner's
  *   core loads the definition and starts the VM;
  * - tells the core about VMs it has that another host owns now (a host
@@ -152,6 +152,39 @@ static void ha_take(struct pool *p, int64_t lease, const struct ha_item *it, con
 	vmdef_free(&def);
 }
 
+/* FNV-1a of uuid/host: a host's weight for a VM (rendezvous hashing). */
+static uint64_t rv_weight(const char *uuid, const char *host)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (const char *c = uuid; *c; c++)
+		h = (h ^ (uint8_t)*c) * 1099511628211ULL;
+	h = (h ^ '/') * 1099511628211ULL;
+	for (const char *c = host; *c; c++)
+		h = (h ^ (uint8_t)*c) * 1099511628211ULL;
+	return h;
+}
+
+/* This host's turn among the live hosts other than the chosen one to try
+ * taking the VM over: 1 for the first, 2 for the next... (hosts sorted by
+ * their weight for the VM, ties by name: every host computes the same). */
+static uint64_t backup_rank(const struct place_host *hosts, size_t nh, size_t chosen,
+			    const char *uuid, const char *me)
+{
+	uint64_t mine = rv_weight(uuid, me), rank = 1;
+
+	for (size_t k = 0; k < nh; k++) {
+		uint64_t w;
+
+		if (k == chosen || !strcmp(hosts[k].name, me))
+			continue;
+		w = rv_weight(uuid, hosts[k].name);
+		if (w < mine || (w == mine && strcmp(hosts[k].name, me) < 0))
+			rank++;
+	}
+	return rank;
+}
+
 static void ha_failover(struct pool *p, int64_t lease)
 {
 	struct ha_item *items = NULL;
@@ -224,7 +257,12 @@ static void ha_failover(struct pool *p, int64_t lease)
 	for (i = 0; i < n; i++) {
 		struct pool_vm *v;
 		bool mine = res[i].host >= 0 && !strcmp(hosts[res[i].host].name, p->host);
-		bool late = now >= items[i].ready_at + p->conf.ha_backoff_ms; /* the chosen one did not */
+		/* The chosen one did not take it: the others try in turn, one
+		 * back-off apart, in an order of their own per VM (rendezvous
+		 * hashing), so that a large pool does not race all at once. */
+		uint64_t rank = res[i].host >= 0 ? backup_rank(hosts, nh, (size_t)res[i].host,
+							       items[i].uuid, p->host) : 1;
+		bool late = now >= items[i].ready_at + p->conf.ha_backoff_ms * rank;
 
 		items[i].ready_at = (mine || (late && res[i].host >= 0)) ? 1 : 0;
 		if (res[i].host < 0 && (v = vm_find_locked(p, items[i].uuid)) && !v->tried_at)

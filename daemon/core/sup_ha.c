@@ -142,6 +142,11 @@ uint64_t sup_ha_fence(struct sup *s, const char *reason)
 		 * for etcd): the event comes after it. */
 		if (!sup_wait_until(s, vm, sup_worker_gone, vm->gen, HA_REAP_TIMEOUT_MS))
 			log_warn("vm %s: fenced worker's exit not recorded yet", vm->def.name);
+		/* Recorded as fenced, not stopped: the host that takes the VM over
+		 * reads this record to know it was up (ha.c, ha_was_up), and must
+		 * start it. */
+		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "fenced: %.240s", reason);
+		sup_persist(s, vm);
 		snprintf(detail, sizeof(detail), "%.280s", reason);
 		log_warn("vm %s: fenced (%s)", vm->def.name, reason);
 		sup_emit(s, vm, "vm-fenced", detail);

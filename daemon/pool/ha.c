@@ -23,6 +23,7 @@
 #include "etcd_records.h"
 #include "log.h"
 #include "placement.h"
+#include "worker_exit.h"
 #include "pool_priv.h"
 
 #define HA_PERIOD_MS 200
@@ -91,7 +92,12 @@ static bool ha_was_up(struct pool *p, const struct ha_item *it)
 	etcd_kv_free(&kv);
 	st = json_string_value(json_object_get(j, "state"));
 	if (st) {
-		was = false;
+		const char *why = json_string_value(json_object_get(j, "exit_reason")) ?: "";
+
+		/* Fenced (by cellad, or by the worker's own deadline: status 18)
+		 * is stopped by the pool, not by its user: it was up. */
+		was = !strncmp(why, "fenced", 6) ||
+		      json_integer_value(json_object_get(j, "exit_status")) == WORKER_EXIT_FENCED;
 		for (size_t i = 0; i < sizeof(up) / sizeof(up[0]); i++)
 			was = was || !strcmp(st, up[i]);
 	}

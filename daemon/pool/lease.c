@@ -12,9 +12,12 @@
  * for the case where cellad is dead or hung. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "pool_priv.h"
@@ -76,12 +79,29 @@ static int regrant(struct pool *p)
 	return 0;
 }
 
+/* The lease's threads run ahead of the host's other work (guests, starts,
+ * the API): a renewal that waits for the CPU is a host that fences itself
+ * while healthy. Real-time round-robin at the lowest priority, as cluster
+ * managers run their membership (corosync: SCHED_RR); they sleep or wait
+ * for the network all but a moment of each period. Without the privilege,
+ * the highest nice value allowed. */
+static void lease_thread_priority(const char *what)
+{
+	struct sched_param sp = { .sched_priority = sched_get_priority_min(SCHED_RR) };
+	int ret = pthread_setschedparam(pthread_self(), SCHED_RR, &sp);
+
+	if (ret && setpriority(PRIO_PROCESS, (id_t)gettid(), -10) < 0)
+		log_warn("pool: the %s thread runs at normal priority (%s): a loaded host may "
+			 "renew its lease late", what, strerror(ret));
+}
+
 static void *keepalive_thread(void *arg)
 {
 	struct pool *p = arg;
 	uint64_t last_regrant = 0;
 	bool failing = false;
 
+	lease_thread_priority("lease keepalive");
 	pthread_mutex_lock(&p->lock);
 	while (!p->stopping && !p->left) {
 		struct fence_decision d;
@@ -151,6 +171,7 @@ static void *watchdog_thread(void *arg)
 	struct pool *p = arg;
 	enum fence_phase seen = FENCE_HELD;
 
+	lease_thread_priority("fence watchdog");
 	pthread_mutex_lock(&p->lock);
 	while (!p->stopping && !p->left) {
 		struct fence_decision d;

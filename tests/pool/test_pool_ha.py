@@ -11,8 +11,8 @@ member, one cellad on the etcd store with a pool section; docs/pool.md,
 - Fencing by cellad: etcd frozen (SIGSTOP) under a running HA VM and a
   non-HA one: cellad stops the HA worker (event vm-fenced) before the
   lease's TTL has passed since the freeze, and leaves the other running;
-  etcd back: the host gets a new lease and does not start the fenced VM
-  again.
+  etcd back: the host gets a new lease and, nobody else having taken it,
+  takes the fenced VM back and starts it (it was fenced, not stopped).
 - Fencing by the worker itself: cellad killed (kill -9) with the HA VM
   running and nothing to renew the lease: the HA worker dies by its own
   deadline (lease-extend, a timer on CLOCK_BOOTTIME; exit status 18,
@@ -37,7 +37,9 @@ member, one cellad on the etcd store with a pool section; docs/pool.md,
   worker, the guest's rounds go on), events pool-host-isolated then
   pool-host-rejoined, no vm-fenced.
 - Failover (three cellads on one etcd, prefix /cella/ha2): host-a's cellad
-  and all its workers killed (kill -9): its HA VM runs on host-b or host-c
+  and all its workers killed (kill -9), its HA VM's runtime record left as a
+  host that fenced it itself would (stopped, "fenced: ..."): its HA VM runs
+  on host-b or host-c
   (guest output there, event vm-failed-over naming host-a) within a
   deadline, exactly one of them owns and runs it; its non-HA VM is not
   started anywhere; its stopped HA VM is taken over but not started. host-a started again: it does not load or start the VM
@@ -183,15 +185,20 @@ def run(args, c, storage, shared, local):
               f"the fenced VM is not started again here: {d.vm('ha1')['state']}")
 
         # Its owner key went with the fenced lease; the host, up again, takes
-        # the VM back (nobody else did) without starting it.
+        # the VM back (nobody else did) and starts it: it was fenced by the
+        # pool, not stopped by its user (its runtime record says "fenced").
         wait_for("host-a owns the fenced VM again", lambda: c.etcdctl(
             "get", f"{PREFIX}/owner/{ha['uuid']}", "--print-value-only").stdout.strip() ==
             "host-a", timeout=10)
-        check(d.vm("ha1")["state"] in ("stopped", "crashed"), "... and does not start it")
+        rt = json.loads(c.etcdctl("get", f"{PREFIX}/hosts/host-a/runtime/{ha['uuid']}",
+                                  "--print-value-only").stdout or "{}")
+        wait_for("... and starts it again (HA)", lambda: d.vm("ha1")["state"] == "running",
+                 timeout=20)
+        check(True, f"the fenced VM's record said {rt.get('exit_reason', '')[:40]!r}; HA "
+              "started it again on the only host")
 
         # A quick cellad restart (SIGTERM, start): the HA worker is adopted,
         # its ownership moves to the new lease and its deadline is extended.
-        d.action("ha1", "start")
         d.wait_console("ha1", "round 2")
         ha_pid = d.vm("ha1")["pid"]
         d.stop()
@@ -459,8 +466,8 @@ def failover(args, c, storage, shared, local):
         for d in hosts.values():
             d.start()
         a = hosts["host-a"]
-        a.define("web", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True,
-                 disks=[{"path": os.path.join(shared, "d.img")}])
+        a_web_uuid = a.define("web", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True,
+                              disks=[{"path": os.path.join(shared, "d.img")}])["uuid"]
         a.define("batch", "memwriter", "rounds=0 mib=1 pause_ms=50")
         idle = a.define("idle", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True)
         a.action("web", "start")
@@ -476,6 +483,12 @@ def failover(args, c, storage, shared, local):
         a.kill9()
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
+        # As host-a leaves it when it fenced web itself with etcd still
+        # reachable (renewals too late: a loaded host) and then died: its
+        # runtime record says stopped, fenced. The taker must start it.
+        c.etcdctl("put", f"/cella/ha2/hosts/host-a/runtime/{a_web_uuid}", json.dumps(
+            {"state": "stopped", "pid": 0, "pid_start": 0, "started_at": 0, "exit_status": 137,
+             "exit_reason": "fenced: the lease could not be renewed in time", "restarts": 0}))
 
         def runs_on():
             on = []

@@ -316,6 +316,11 @@ int pool_status(struct pool *p, json_t **out, struct cerr *e)
 	*out = NULL;
 	if (!p->etcd)
 		return not_member(e);
+	/* Isolated (no lease held, or etcd away): the cache's view at once,
+	 * rather than requests that queue behind the pool's others on a client
+	 * whose every request waits out each member's timeout. */
+	if (own)
+		return pool_status_cached(p, out, e);
 	hosts = json_array();
 	if (!hosts)
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");

@@ -62,8 +62,8 @@ static void test_refused(void **st)
 		"{\"cella_pool_cache\":1,\"prefix\":\"/cella/p\",\"host\":\"h1\",\"vms\":[]}",
 		"{\"cella_pool_cache\":\"1\",\"prefix\":\"/cella/p\",\"host\":\"h1\",\"vms\":{}}",
 		/* a duplicate key */
-		"{\"cella_pool_cache\":1,\"prefix\":\"/cella/p\",\"host\":\"h1\",\"host\":\"h1\","
-		"\"vms\":{}}",
+		("{\"cella_pool_cache\":1,\"prefix\":\"/cella/p\",\"host\":\"h1\",\"host\":\"h1\","
+		 "\"vms\":{}}"),
 	};
 	json_t *vms;
 	unsigned skipped;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ca.h"
+#include "atomicfile.h"
 #include "log.h"
 #include "pool_priv.h"
 #include "sup.h"
@@ -29,30 +30,10 @@ int pool_key(const struct pool *p, char *dst, const char *fmt, const char *part)
 int pool_write_file(const char *dir, const char *name, const char *data, mode_t mode)
 {
 	char tmp[PATH_MAX], path[PATH_MAX];
-	size_t len = strlen(data), done = 0;
-	int fd, ret = 0;
 
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-	if (fd < 0)
-		return -errno;
-	while (done < len && !ret) {
-		ssize_t n = write(fd, data + done, len - done);
-
-		if (n < 0 && errno != EINTR)
-			ret = -errno;
-		else if (n > 0)
-			done += (size_t)n;
-	}
-	if (!ret && fsync(fd) < 0)
-		ret = -errno;
-	close(fd);
-	if (!ret && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-	return ret;
+	return atomic_file_write(path, tmp, data, mode, false);
 }
 
 char *pool_read_file(const char *path)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
 #include "etcd_cache.h"
 #include "etcd_records.h"
 #include "log.h"
@@ -19,29 +20,9 @@
 static int write_whole(const char *path, const char *data)
 {
 	char tmp[PATH_MAX + 8];
-	size_t len = strlen(data), done = 0;
-	int fd, ret = 0;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	while (done < len && !ret) {
-		ssize_t n = write(fd, data + done, len - done);
-
-		if (n < 0 && errno != EINTR)
-			ret = -errno;
-		else if (n > 0)
-			done += (size_t)n;
-	}
-	if (!ret && fdatasync(fd) < 0)
-		ret = -errno;
-	close(fd);
-	if (!ret && rename(tmp, path) < 0)
-		ret = -errno;
-	if (ret)
-		unlink(tmp);
-	return ret;
+	return atomic_file_write(path, tmp, data, 0600, true);
 }
 
 /* mu held. */

@@ -52,6 +52,9 @@ enum MHD_Result h_replicas(struct api_request *r, const char *name, int arg)
 		return api_reply(r, ret, &e, 200, out);
 	case REPS_DELETE:
 		return api_reply(r, sup_replica_in_delete(r->sup, name, &e), &e, 204, NULL);
+	case REPS_UPLOAD_STATE:
+		ret = sup_replica_in_upload_state(r->sup, name, r->sub, &out, &e);
+		return api_reply(r, ret, &e, 200, out);
 	case REPS_TEST_STOP:
 		return api_reply(r, sup_replica_in_test_stop(r->sup, name, &e), &e, 204, NULL);
 	default: /* REPS_FAILOVER */

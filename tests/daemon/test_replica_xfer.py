@@ -13,7 +13,8 @@ starts (incompressible: the first, full set is about 32 MiB on the wire).
   are the remainder, not the whole set (status bytes_sent, bytes_skipped,
   resumes; the event replica-transfer-resumed). The point holds the random
   bytes as written and one instant of the guest's history.
-- A partial nobody will continue goes: enabling again drops it.
+- A partial nobody will continue goes: enabling again drops it (then
+  uncompressed sets: the spool is the export's file itself).
 - A corrupted and truncated partial: a second full set (replica deleted and
   enabled again) cut mid-way, the target's partial truncated and a byte in
   it flipped; the resumed set is refused whole, the source sends it again
@@ -186,11 +187,14 @@ def scenario(a, b, net, work):
     a.cli("replica", "disable", "rv")
     r = b.request("PUT", rs + "?id=fake-2&total=100&offset=0", raw=b"x" * 10, headers=ost)
     check((b.get(rs).json["upload"] or {}).get("id") == "fake-2", "a stale partial on b")
-    a.cli("replica", "enable", "rv", "--to", "b", "--interval", "1s", "--keep", "4")
+    # (uncompressed: the spool is the export's own file, named, not an unnamed one)
+    a.cli("replica", "enable", "rv", "--to", "b", "--interval", "1s", "--keep", "4",
+          "--compression", "none")
     check((b.get(rs).json["upload"] or {}).get("id") != "fake-2",
           "enabling again dropped the stale partial")
     until("a point after enabling again", lambda: status(a)["rounds"] >= 1 and
           status(a)["state"] == "normal", 60)
+    check(status(a)["compression"] == "none", "sets sent uncompressed")
 
     # A corrupted and truncated partial: a second full set.
     a.cli("replica", "disable", "rv")

@@ -60,7 +60,9 @@ enum MHD_Result h_replicas(struct api_request *r, const char *name, int arg)
 	default: /* REPS_FAILOVER */
 		if (api_parse_body(r, false, &body, &res))
 			return res;
-		ret = sup_replica_in_failover(r->sup, name, body ? body : json_object(), &out, &e);
+		if (!body && !(body = json_object()))
+			return api_fail(r->c, 500, "", "out of memory");
+		ret = sup_replica_in_failover(r->sup, name, body, &out, &e);
 		json_decref(body);
 		return api_reply(r, ret, &e, 201, out);
 	}

@@ -46,7 +46,12 @@ enum MHD_Result h_upload(struct api_request *r, const char *name, int arg)
 		json_t *out = NULL;
 		int ret = sup_replica_in_upload_done(r->sup, name, disk, r->upload_fd,
 						     r->upload_bytes, true, &out, &e);
+		const char *cut = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "cut_at");
 
+		if (!ret) /* what the source said of the point (replica_ops_in.c) */
+			sup_replica_in_point_made(r->sup, name, json_string_value(json_object_get(
+				out, "point")), cut ? strtoll(cut, NULL, 10) : 0,
+				MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "consistency"));
 		return api_reply(r, ret, &e, 201, out);
 	}
 	if (sup_incoming_upload_done(r->sup, name, disk, r->upload_fd, r->upload_bytes, true, &e))

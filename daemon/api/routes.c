@@ -28,6 +28,7 @@ struct route {
 static const char *const no_query[] = {NULL};
 static const char *const console_query[] = {"history", "follow", NULL};
 static const char *const events_query[] = {"since", "vm", "follow", NULL};
+static const char *const replica_set_query[] = {"cut_at", "consistency", NULL};
 
 /* Roles: a viewer reads; an operator defines and runs VMs (with files from
  * the storage locations it may use: core/storage.h), checkpoints, moves,
@@ -75,14 +76,16 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/replica", h_replica, REP_STATUS, no_query, ROLE_VIEWER},
     {"POST", "/v1/vms/{name}/replica", h_replica, REP_ENABLE, no_query, ROLE_OPERATOR},
     {"DELETE", "/v1/vms/{name}/replica", h_replica, REP_DISABLE, no_query, ROLE_OPERATOR},
+    {"POST", "/v1/vms/{name}/replica/pause", h_replica, REP_PAUSE, no_query, ROLE_OPERATOR},
+    {"POST", "/v1/vms/{name}/replica/resume", h_replica, REP_RESUME, no_query, ROLE_OPERATOR},
     {"GET", "/v1/replicas", h_replicas, REPS_LIST, no_query, ROLE_VIEWER},
     {"POST", "/v1/replicas", h_replicas, REPS_CREATE, no_query, ROLE_ADMIN, true},
     {"GET", "/v1/replicas/{name}", h_replicas, REPS_GET, no_query, ROLE_VIEWER},
     {"DELETE", "/v1/replicas/{name}", h_replicas, REPS_DELETE, no_query, ROLE_ADMIN},
     {"POST", "/v1/replicas/{name}/failover", h_replicas, REPS_FAILOVER, no_query, ROLE_ADMIN},
     {"DELETE", "/v1/replicas/{name}/test", h_replicas, REPS_TEST_STOP, no_query, ROLE_ADMIN},
-    {"PUT", "/v1/replicas/{name}/disks/{disk}", h_upload, UP_REPLICA_SET, no_query, ROLE_ADMIN,
-     true},
+    {"PUT", "/v1/replicas/{name}/disks/{disk}", h_upload, UP_REPLICA_SET, replica_set_query,
+     ROLE_ADMIN, true},
     {"GET", "/v1/pool", h_pool, POOL_STATUS, no_query, ROLE_VIEWER},
     {"POST", "/v1/pool", h_pool, POOL_CREATE, no_query, ROLE_ADMIN},
     {"POST", "/v1/pool/tokens", h_pool, POOL_TOKEN, no_query, ROLE_ADMIN},

@@ -15,7 +15,7 @@
  * followed from its latest point when this disk's tracking has it, and
  * from a full copy when not. State under s->rep_out_lock; each shipper owns
  * its round. */
-#include "sup_priv.h"
+#include "replica_out.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cbt.h"
 #include "log.h"
 #include "peer.h"
 #include "replica.h"
@@ -42,29 +41,6 @@
 #define REP_PEER_TIMEOUT_S  600
 #define REP_ZSTD_LEVEL      3
 
-struct rep_out {
-	struct rep_out *next;
-	struct sup *s;
-	char name[VMDEF_NAME_MAX + 1], uuid[37];
-	char to[64];
-	uint32_t interval_ms;
-	unsigned keep;
-	uint64_t max_bandwidth;
-	bool zstd;               /* change sets compressed on the wire */
-	char last[CBT_NAME_MAX]; /* the point the target confirmed last ("" none: full) */
-	unsigned seq;
-	pthread_t thread;
-	bool stop;
-	pthread_cond_t wake;
-	/* status */
-	char state[16];          /* "starting", "normal", "waiting", "error" */
-	char error[384];
-	int64_t last_point_at;   /* wall ms of its cut */
-	uint64_t last_cut_ns;    /* monotonic */
-	uint64_t rounds, failures, bytes_sent, bytes_changed;
-	uint32_t last_round_ms;
-};
-
 /* The settings file ---------------------------------------------------------------------- */
 
 static int conf_path(struct sup *s, const char *uuid, char *out, size_t len)
@@ -74,7 +50,8 @@ static int conf_path(struct sup *s, const char *uuid, char *out, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-static void conf_save(struct sup *s, struct rep_out *r)
+/* Under rep_out_lock: the shipper and pause/resume both write it. */
+static void conf_save_locked(struct sup *s, struct rep_out *r)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 8];
 	json_t *j = json_pack("{s:s, s:i, s:i, s:I, s:s, s:s, s:i}", "to", r->to, "interval_ms",
@@ -82,6 +59,7 @@ static void conf_save(struct sup *s, struct rep_out *r)
 			      (json_int_t)r->max_bandwidth, "compression", r->zstd ? "zstd" : "none",
 			      "last", r->last, "seq", (int)r->seq);
 
+	rep_ops_conf_save(r, j);
 	if (conf_path(s, r->uuid, path, sizeof(path)))
 		return;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -92,13 +70,23 @@ static void conf_save(struct sup *s, struct rep_out *r)
 	json_decref(j);
 }
 
+static void conf_save(struct sup *s, struct rep_out *r)
+{
+	pthread_mutex_lock(&s->rep_out_lock);
+	conf_save_locked(s, r);
+	pthread_mutex_unlock(&s->rep_out_lock);
+}
+
 static int conf_parse(json_t *j, struct rep_out *r, struct cerr *e)
 {
 	json_t *v;
 	const char *k;
 
 	json_object_foreach(j, k, v) {
-		if (!strcmp(k, "to")) {
+		if (rep_ops_conf_key(k)) {
+			if (rep_ops_conf_parse(r, k, v, e))
+				return -1;
+		} else if (!strcmp(k, "to")) {
 			if (!json_is_string(v) || !json_string_length(v) ||
 			    json_string_length(v) >= sizeof(r->to))
 				return cerr_set(e, CERR_INVALID, k, "the host to replicate to "
@@ -245,9 +233,10 @@ static bool wait_stop(struct sup *s, struct rep_out *r, uint32_t ms)
 		dl.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&s->rep_out_lock);
-	while (!r->stop && !s->shutting_down &&
+	while (!r->stop && !s->shutting_down && !r->kick &&
 	       pthread_cond_timedwait(&r->wake, &s->rep_out_lock, &dl) != ETIMEDOUT)
 		;
+	r->kick = false;
 	pthread_mutex_unlock(&s->rep_out_lock);
 	return r->stop || s->shutting_down;
 }
@@ -338,7 +327,12 @@ static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const cha
 		ret = -1;
 		goto out;
 	}
-	snprintf(url, sizeof(url), "/v1/replicas/%s/disks/%s", r->name, id);
+	{
+		char q[96];
+
+		rep_ops_upload_query(r, q, sizeof(q));
+		snprintf(url, sizeof(url), "/v1/replicas/%s/disks/%s%s", r->name, id, q);
+	}
 	ret = peer_upload(&p, url, fd, (uint64_t)st.st_size, REP_PEER_TIMEOUT_S, &status, answer,
 			  err, sizeof(err));
 	if (!ret && (status < 200 || status > 299)) {
@@ -347,7 +341,8 @@ static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const cha
 	}
 	json_decref(host);
 	if (ret) {
-		ret = cerr_set(e, status == 409 ? CERR_CONFLICT : CERR_PEER, "to", "%s", err);
+		ret = cerr_set(e, status == 409 ? CERR_CONFLICT : status == 507 ? CERR_NO_SPACE
+			       : CERR_PEER, "to", "%s", err);
 		goto out;
 	}
 	*sent = (uint64_t)st.st_size;
@@ -399,6 +394,8 @@ static void ship_round(struct sup *s, struct rep_out *r)
 	struct cerr e = { 0 };
 	int ret = 0;
 
+	if (!rep_ops_round_begin(s, r))
+		return;
 	vm = sup_vm_lock_name(s, r->name, &e);
 	if (!vm || strcmp(vm->def.uuid, r->uuid)) {
 		if (vm)
@@ -456,6 +453,7 @@ static void ship_round(struct sup *s, struct rep_out *r)
 		/* Named points stay unique: a retry takes the next name. */
 		r->seq++;
 	}
+	rep_ops_round_end_locked(r, ret, &e);
 	pthread_mutex_unlock(&s->rep_out_lock);
 	conf_save(s, r);
 	if (!ret) {
@@ -476,8 +474,10 @@ static void *shipper(void *arg)
 	struct rep_out *r = arg;
 	struct sup *s = r->s;
 
-	while (!wait_stop(s, r, r->last_cut_ns ? r->interval_ms : 200))
+	while (!wait_stop(s, r, r->last_cut_ns ? r->interval_ms : 200)) {
 		ship_round(s, r);
+		rep_ops_health_check(s, r);
+	}
 	return NULL;
 }
 
@@ -543,6 +543,7 @@ int sup_replica_enable(struct sup *s, const char *name, json_t *body, json_t **o
 	r->zstd = true;
 	if (conf_parse(body, r, e) || !(vm = sup_vm_lock_name(s, name, e)))
 		goto fail;
+	r->paused = false; /* enabling starts it */
 	for (unsigned i = 0; i < vm->def.nr_disks; i++)
 		if (!vm->def.disks[i].cbt || vm->def.disks[i].readonly) {
 			cerr_set(e, CERR_CONFLICT, "disks", "disk %s %s: replication follows each "
@@ -575,6 +576,7 @@ int sup_replica_enable(struct sup *s, const char *name, json_t *body, json_t **o
 				   (int)r->keep, "from", me);
 	}
 	sup_vm_unlock(s, vm);
+	rep_ops_enable_defaults(r, body, create);
 	pthread_mutex_lock(&s->rep_out_lock);
 	if (find_locked(s, name)) {
 		pthread_mutex_unlock(&s->rep_out_lock);
@@ -679,10 +681,7 @@ int sup_replica_status(struct sup *s, const char *name, json_t **out, struct cer
 		return cerr_set(e, CERR_NOT_FOUND, "name", "'%s' is not replicated", name);
 	}
 	lag_ms = r->last_cut_ns ? (sup_mono_ns() - r->last_cut_ns) / 1000000u : 0;
-	/* Hyper-V's health: warning once the lag passes twice the interval. */
-	health = !r->last_cut_ns ? (strcmp(r->state, "error") ? "starting" : "critical")
-		 : lag_ms > 6ULL * r->interval_ms ? "critical"
-		 : lag_ms > 2ULL * r->interval_ms ? "warning" : "normal";
+	health = rep_ops_health_locked(r, lag_ms);
 	*out = json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, "
 			 "s:i, s:s}",
 			 "vm", r->name, "to", r->to, "interval_ms", (int)r->interval_ms, "keep",
@@ -694,6 +693,7 @@ int sup_replica_status(struct sup *s, const char *name, json_t **out, struct cer
 			 "bytes_changed", (json_int_t)r->bytes_changed, "last_round_ms",
 			 (int)r->last_round_ms, "health", health);
 	json_object_set_new(*out, "compression", json_string(r->zstd ? "zstd" : "none"));
+	rep_ops_status_locked(r, *out);
 	pthread_mutex_unlock(&s->rep_out_lock);
 	return 0;
 }
@@ -754,4 +754,21 @@ void sup_replica_out_stop_all(struct sup *s)
 			return;
 		stop_one(s, r);
 	}
+}
+
+/* For replica_ops.c (replica_out.h). */
+struct rep_out *rep_out_find_locked(struct sup *s, const char *name)
+{
+	return find_locked(s, name);
+}
+
+void rep_out_conf_save_locked(struct sup *s, struct rep_out *r)
+{
+	conf_save_locked(s, r);
+}
+
+int rep_out_worker(struct sup *s, struct rep_out *r, json_t *req, json_t **reply,
+		   struct cerr *e)
+{
+	return worker(s, r, req, NULL, 0, reply, e);
 }

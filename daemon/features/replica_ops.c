@@ -1,0 +1,210 @@
+/* replica_ops.c: running a VM's replication (docs/replica.md, "Operating
+ * replication"): pause and resume by an operator (kept in replica.json, so
+ * a restarted cellad stays paused), retention by age on the target
+ * (keep_for_s, sent with the replica's creation), every K-th point taken
+ * after flush-disks and marked so on the target, the health with its
+ * replica-health events, and a target whose storage is full: the
+ * replication shows "paused" with that reason and each interval tries
+ * again, going on by itself once there is room (the target makes no point
+ * of a set it cannot store whole). */
+#include "replica_out.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+#define KEEP_FOR_MAX_S     (366u * 24 * 3600)
+#define CONSISTENT_MAX     1000
+#define KEEP_WITH_KEEP_FOR 1000 /* the most points, when only an age is given */
+
+bool rep_ops_conf_key(const char *key)
+{
+	return !strcmp(key, "paused") || !strcmp(key, "keep_for_s") ||
+	       !strcmp(key, "consistent_every");
+}
+
+int rep_ops_conf_parse(struct rep_out *r, const char *key, json_t *v, struct cerr *e)
+{
+	if (!strcmp(key, "paused")) {
+		if (!json_is_boolean(v))
+			return cerr_set(e, CERR_INVALID, key, "expected a boolean");
+		r->paused = json_is_true(v);
+	} else if (!strcmp(key, "keep_for_s")) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > KEEP_FOR_MAX_S)
+			return cerr_set(e, CERR_INVALID, key, "seconds of recovery points to keep: 1 "
+					"to %u (a year), or 0 to keep by count only", KEEP_FOR_MAX_S);
+		r->keep_for_s = (uint32_t)json_integer_value(v);
+	} else {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > CONSISTENT_MAX)
+			return cerr_set(e, CERR_INVALID, key, "every K-th point after a flush: K from "
+					"1 to %d, or 0 for none", CONSISTENT_MAX);
+		r->consistent_every = (uint32_t)json_integer_value(v);
+	}
+	return 0;
+}
+
+void rep_ops_conf_save(const struct rep_out *r, json_t *j)
+{
+	json_object_set_new(j, "paused", json_boolean(r->paused));
+	json_object_set_new(j, "keep_for_s", json_integer(r->keep_for_s));
+	json_object_set_new(j, "consistent_every", json_integer(r->consistent_every));
+}
+
+void rep_ops_enable_defaults(struct rep_out *r, json_t *body, json_t *create)
+{
+	if (r->keep_for_s && !json_object_get(body, "keep")) {
+		r->keep = KEEP_WITH_KEEP_FOR;
+		json_object_set_new(create, "keep", json_integer(r->keep));
+	}
+	if (r->keep_for_s)
+		json_object_set_new(create, "keep_for_s", json_integer(r->keep_for_s));
+}
+
+bool rep_ops_round_begin(struct sup *s, struct rep_out *r)
+{
+	struct cerr e = { 0 };
+	json_t *req, *reply = NULL;
+	bool flush;
+
+	pthread_mutex_lock(&s->rep_out_lock);
+	if (r->paused) {
+		snprintf(r->state, sizeof(r->state), "paused");
+		r->error[0] = 0;
+		pthread_mutex_unlock(&s->rep_out_lock);
+		return false;
+	}
+	flush = r->consistent_every && r->since_flush + 1 >= r->consistent_every;
+	pthread_mutex_unlock(&s->rep_out_lock);
+	r->round_flushed = false;
+	if (flush) {
+		/* The guest's completed writes on stable storage before the cut,
+		 * as a production checkpoint does (checkpoint.c). */
+		req = json_pack("{s:s}", "cmd", "flush-disks");
+		if (!rep_out_worker(s, r, req, &reply, &e))
+			r->round_flushed = true;
+		else if (e.kind != CERR_STATE && e.kind != CERR_NOT_FOUND)
+			log_warn("vm %s: flush-disks before a consistent point: %s (the point is "
+				 "crash-consistent)", r->name, e.reason);
+		json_decref(req);
+		json_decref(reply);
+	}
+	r->round_cut_ms = sup_now_wall();
+	return true;
+}
+
+void rep_ops_upload_query(const struct rep_out *r, char *out, size_t len)
+{
+	snprintf(out, len, "?cut_at=%lld&consistency=%s", (long long)r->round_cut_ms,
+		 r->round_flushed ? "flushed" : "crash");
+}
+
+void rep_ops_round_end_locked(struct rep_out *r, int ret, const struct cerr *e)
+{
+	struct sup *s = r->s;
+	bool full = ret && e->kind == CERR_NO_SPACE && !strcmp(e->field, "to");
+
+	if (!ret) {
+		r->last_point_at = r->round_cut_ms;
+		r->last_flushed = r->round_flushed;
+		if (r->round_flushed) {
+			r->flushed_points++;
+			r->since_flush = 0;
+		} else {
+			r->since_flush++;
+		}
+	}
+	if (full) {
+		snprintf(r->state, sizeof(r->state), "paused");
+		snprintf(r->error, sizeof(r->error), "target storage full: %.300s (tried again every "
+			 "interval; no point was made)", e->reason);
+	}
+	if (full != r->target_full) {
+		r->target_full = full;
+		/* sup_emit_named takes only the event lock, a leaf. */
+		sup_emit_named(s, r->name, "", full ? "replica-paused" : "replica-resumed",
+			       full ? "target storage full" : "target storage has room again");
+		if (full)
+			log_warn("vm %s: replication paused: %s's storage is full", r->name, r->to);
+		else
+			log_info("vm %s: replication resumed: %s has room again", r->name, r->to);
+	}
+	if (r->paused) /* paused during the round */
+		snprintf(r->state, sizeof(r->state), "paused");
+}
+
+const char *rep_ops_health_locked(const struct rep_out *r, uint64_t lag_ms)
+{
+	/* Hyper-V's health: warning once the lag passes twice the interval. */
+	if (!r->last_cut_ns)
+		return strcmp(r->state, "error") && !r->target_full ? "starting" : "critical";
+	return lag_ms > 6ULL * r->interval_ms ? "critical"
+	       : lag_ms > 2ULL * r->interval_ms ? "warning" : "normal";
+}
+
+void rep_ops_health_check(struct sup *s, struct rep_out *r)
+{
+	char old[sizeof(r->health)], detail[64];
+	const char *now;
+
+	pthread_mutex_lock(&s->rep_out_lock);
+	now = rep_ops_health_locked(r, r->last_cut_ns ? (sup_mono_ns() - r->last_cut_ns) / 1000000u
+					: 0);
+	snprintf(old, sizeof(old), "%s", r->health);
+	snprintf(r->health, sizeof(r->health), "%s", now);
+	pthread_mutex_unlock(&s->rep_out_lock);
+	if (!old[0] || !strcmp(old, now))
+		return;
+	snprintf(detail, sizeof(detail), "%s -> %s", old, now);
+	sup_emit_named(s, r->name, "", "replica-health", detail);
+}
+
+void rep_ops_status_locked(const struct rep_out *r, json_t *out)
+{
+	json_object_set_new(out, "paused", json_boolean(r->paused || r->target_full));
+	if (r->paused || r->target_full)
+		json_object_set_new(out, "paused_reason", json_string(r->paused ? "by an operator "
+					"(cella replica resume)" : "target storage full"));
+	json_object_set_new(out, "keep_for_s", json_integer(r->keep_for_s));
+	json_object_set_new(out, "consistent_every", json_integer(r->consistent_every));
+	json_object_set_new(out, "flushed_points", json_integer((json_int_t)r->flushed_points));
+	if (r->last[0])
+		json_object_set_new(out, "last_point_consistency",
+				    json_string(r->last_flushed ? "flushed" : "crash"));
+}
+
+int sup_replica_pause(struct sup *s, const char *name, bool pause, json_t **out, struct cerr *e)
+{
+	struct rep_out *r;
+
+	*out = NULL;
+	pthread_mutex_lock(&s->rep_out_lock);
+	r = rep_out_find_locked(s, name);
+	if (!r) {
+		pthread_mutex_unlock(&s->rep_out_lock);
+		return cerr_set(e, CERR_NOT_FOUND, "name", "'%s' is not replicated", name);
+	}
+	if (r->paused == pause) {
+		pthread_mutex_unlock(&s->rep_out_lock);
+		return cerr_set(e, CERR_CONFLICT, "", "the replication of '%s' is %s already", name,
+				pause ? "paused" : "running (not paused)");
+	}
+	r->paused = pause;
+	if (pause) {
+		snprintf(r->state, sizeof(r->state), "paused");
+	} else {
+		/* A round at once, from the last point the target confirmed. */
+		snprintf(r->state, sizeof(r->state), "resuming");
+		r->kick = true;
+		pthread_cond_broadcast(&r->wake);
+	}
+	r->error[0] = 0;
+	rep_out_conf_save_locked(s, r); /* a restarted cellad stays paused */
+	pthread_mutex_unlock(&s->rep_out_lock);
+	sup_emit_named(s, name, "", pause ? "replica-paused" : "replica-resumed",
+		       pause ? "by an operator" : "by an operator: from the last point");
+	return sup_replica_status(s, name, out, e);
+}

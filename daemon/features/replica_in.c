@@ -113,6 +113,8 @@ static json_t *status_json(struct sup *s, const char *name, json_t *rec)
 	json_t *sizes = json_object_get(rec, "disk_sizes"), *v, *common = NULL;
 	const char *id;
 
+	if (json_object_get(rec, "keep_for_s"))
+		json_object_set(out, "keep_for_s", json_object_get(rec, "keep_for_s"));
 	json_object_foreach(sizes, id, v) {
 		struct replica_point *pts = NULL;
 		struct replica *r = NULL;

@@ -22,12 +22,21 @@
 bool rep_ops_conf_key(const char *key)
 {
 	return !strcmp(key, "paused") || !strcmp(key, "keep_for_s") ||
-	       !strcmp(key, "consistent_every");
+	       !strcmp(key, "consistent_every") || !strcmp(key, "last_point_at");
 }
 
 int rep_ops_conf_parse(struct rep_out *r, const char *key, json_t *v, struct cerr *e)
 {
-	if (!strcmp(key, "paused")) {
+	if (!strcmp(key, "last_point_at")) {
+		/* A restarted cellad's lag and health go on from the last cut. */
+		int64_t ago_ms = sup_now_wall() - (int64_t)json_integer_value(v);
+
+		if (json_is_integer(v) && json_integer_value(v) > 0 && ago_ms >= 0 &&
+		    (uint64_t)ago_ms * 1000000u < sup_mono_ns()) {
+			r->last_point_at = (int64_t)json_integer_value(v);
+			r->last_cut_ns = sup_mono_ns() - (uint64_t)ago_ms * 1000000u;
+		}
+	} else if (!strcmp(key, "paused")) {
 		if (!json_is_boolean(v))
 			return cerr_set(e, CERR_INVALID, key, "expected a boolean");
 		r->paused = json_is_true(v);
@@ -50,6 +59,8 @@ int rep_ops_conf_parse(struct rep_out *r, const char *key, json_t *v, struct cer
 void rep_ops_conf_save(const struct rep_out *r, json_t *j)
 {
 	json_object_set_new(j, "paused", json_boolean(r->paused));
+	if (r->last_cut_ns)
+		json_object_set_new(j, "last_point_at", json_integer(r->last_point_at));
 	json_object_set_new(j, "keep_for_s", json_integer(r->keep_for_s));
 	json_object_set_new(j, "consistent_every", json_integer(r->consistent_every));
 }

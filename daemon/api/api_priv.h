@@ -63,6 +63,10 @@ bool api_is_upload(const char *method, const char *url);
 /* Open the upload's file (0, with *fd and the most bytes accepted) or fill
  * e (-1). */
 int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct cerr *e);
+/* An upload that failed writing its file with e (fd closed): a replica's
+ * change set that found its storage full goes, freeing what it took; other
+ * partial files stay (a move's, until it commits or aborts). */
+void api_upload_failed(struct sup *sup, const char *url, int fd, const struct cerr *e);
 
 /* The HTTP status for a core error kind (errors.c). */
 unsigned api_http_status(enum cerr_kind kind);

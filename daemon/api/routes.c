@@ -266,6 +266,26 @@ int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct cerr *
 	return cerr_set(e, CERR_NOT_FOUND, "path", "no such resource");
 }
 
+void api_upload_failed(struct sup *sup, const char *url, int fd, const struct cerr *e)
+{
+	char name[256], sub[256] = "";
+
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+		struct cerr ignored = {0};
+		json_t *out = NULL;
+
+		if (routes[i].fn != h_upload || routes[i].arg != UP_REPLICA_SET ||
+		    e->kind != CERR_NO_SPACE || !path_match(routes[i].path, url, name, sub, sizeof(name)) ||
+		    !vmdef_name_valid(name) || !vmdef_name_valid(sub))
+			continue;
+		/* ok false: it closes fd and removes the set */
+		if (!sup_replica_in_upload_done(sup, name, sub, fd, 0, false, &out, &ignored))
+			json_decref(out);
+		return;
+	}
+	close(fd);
+}
+
 enum role api_route_role(const char *method, const char *url)
 {
 	char name[256], sub[256];

@@ -12,8 +12,18 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
+
+/* Wall clock milliseconds (sup_now_wall counts seconds). */
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 #define KEEP_FOR_MAX_S     (366u * 24 * 3600)
 #define CONSISTENT_MAX     1000
@@ -22,20 +32,23 @@
 bool rep_ops_conf_key(const char *key)
 {
 	return !strcmp(key, "paused") || !strcmp(key, "keep_for_s") ||
-	       !strcmp(key, "consistent_every") || !strcmp(key, "last_point_at");
+	       !strcmp(key, "consistent_every") || !strcmp(key, "last_point_at") ||
+	       !strcmp(key, "last_flushed");
 }
 
 int rep_ops_conf_parse(struct rep_out *r, const char *key, json_t *v, struct cerr *e)
 {
 	if (!strcmp(key, "last_point_at")) {
 		/* A restarted cellad's lag and health go on from the last cut. */
-		int64_t ago_ms = sup_now_wall() - (int64_t)json_integer_value(v);
+		int64_t ago_ms = wall_ms() - (int64_t)json_integer_value(v);
 
 		if (json_is_integer(v) && json_integer_value(v) > 0 && ago_ms >= 0 &&
 		    (uint64_t)ago_ms * 1000000u < sup_mono_ns()) {
 			r->last_point_at = (int64_t)json_integer_value(v);
 			r->last_cut_ns = sup_mono_ns() - (uint64_t)ago_ms * 1000000u;
 		}
+	} else if (!strcmp(key, "last_flushed")) {
+		r->last_flushed = json_is_true(v);
 	} else if (!strcmp(key, "paused")) {
 		if (!json_is_boolean(v))
 			return cerr_set(e, CERR_INVALID, key, "expected a boolean");
@@ -61,6 +74,7 @@ void rep_ops_conf_save(const struct rep_out *r, json_t *j)
 	json_object_set_new(j, "paused", json_boolean(r->paused));
 	if (r->last_cut_ns)
 		json_object_set_new(j, "last_point_at", json_integer(r->last_point_at));
+	json_object_set_new(j, "last_flushed", json_boolean(r->last_flushed));
 	json_object_set_new(j, "keep_for_s", json_integer(r->keep_for_s));
 	json_object_set_new(j, "consistent_every", json_integer(r->consistent_every));
 }
@@ -103,7 +117,7 @@ bool rep_ops_round_begin(struct sup *s, struct rep_out *r)
 		json_decref(req);
 		json_decref(reply);
 	}
-	r->round_cut_ms = sup_now_wall();
+	r->round_cut_ms = wall_ms();
 	return true;
 }
 
@@ -176,6 +190,8 @@ void rep_ops_health_check(struct sup *s, struct rep_out *r)
 void rep_ops_status_locked(const struct rep_out *r, json_t *out)
 {
 	json_object_set_new(out, "paused", json_boolean(r->paused || r->target_full));
+	if (r->paused) /* also before the shipper's first wake */
+		json_object_set_new(out, "state", json_string("paused"));
 	if (r->paused || r->target_full)
 		json_object_set_new(out, "paused_reason", json_string(r->paused ? "by an operator "
 					"(cella replica resume)" : "target storage full"));

@@ -11,8 +11,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
+
+/* Wall clock milliseconds (sup_now_wall counts seconds). */
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 #define KEEP_FOR_MAX_S (366u * 24 * 3600)
 
@@ -148,7 +158,7 @@ static unsigned keep_for(struct sup *s, const char *name, json_t *rec, const cha
 {
 	json_int_t keep_s = json_integer_value(json_object_get(rec, "keep_for_s"));
 	json_t *meta = json_object_get(rec, "point_meta"), *sizes, *v;
-	int64_t cutoff = sup_now_wall() - (int64_t)keep_s * 1000;
+	int64_t cutoff = wall_ms() - (int64_t)keep_s * 1000;
 	unsigned merged = 0;
 	const char *id;
 
@@ -214,7 +224,7 @@ void sup_replica_in_point_made(struct sup *s, const char *name, const char *poin
 	}
 	if (!json_object_get(meta, point)) /* the first disk's upload says it */
 		json_object_set_new(meta, point, json_pack("{s:I, s:s}", "cut_at",
-				    (json_int_t)(cut_at > 0 ? cut_at : sup_now_wall()),
+				    (json_int_t)(cut_at > 0 ? cut_at : wall_ms()),
 				    "consistency", consistency));
 	all = common_latest(s, name, rec, latest, sizeof(latest), names);
 	merged = keep_for(s, name, rec, latest);

@@ -474,6 +474,7 @@ static void *shipper(void *arg)
 	struct rep_out *r = arg;
 	struct sup *s = r->s;
 
+	rep_ops_health_check(s, r); /* where it starts from: events on changes */
 	while (!wait_stop(s, r, r->last_cut_ns ? r->interval_ms : 200)) {
 		ship_round(s, r);
 		rep_ops_health_check(s, r);

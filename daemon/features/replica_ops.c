@@ -10,9 +10,12 @@
 #include "replica_out.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -105,11 +108,12 @@ bool rep_ops_round_begin(struct sup *s, struct rep_out *r)
 	flush = r->consistent_every && r->since_flush + 1 >= r->consistent_every;
 	pthread_mutex_unlock(&s->rep_out_lock);
 	r->round_flushed = false;
+	r->round_together = false;
 	if (flush) {
 		/* The guest's completed writes on stable storage before the cut,
 		 * as a production checkpoint does (checkpoint.c). */
 		req = json_pack("{s:s}", "cmd", "flush-disks");
-		if (!rep_out_worker(s, r, req, &reply, &e))
+		if (!rep_out_worker(s, r, req, NULL, 0, &reply, &e))
 			r->round_flushed = true;
 		else if (e.kind != CERR_STATE && e.kind != CERR_NOT_FOUND)
 			log_warn("vm %s: flush-disks before a consistent point: %s (the point is "
@@ -135,6 +139,7 @@ void rep_ops_round_end_locked(struct rep_out *r, int ret, const struct cerr *e)
 	if (!ret) {
 		r->last_point_at = r->round_cut_ms;
 		r->last_flushed = r->round_flushed;
+		r->last_together = r->round_together;
 		if (r->round_flushed) {
 			r->flushed_points++;
 			r->since_flush = 0;
@@ -201,6 +206,8 @@ void rep_ops_status_locked(const struct rep_out *r, json_t *out)
 	if (r->last[0])
 		json_object_set_new(out, "last_point_consistency",
 				    json_string(r->last_flushed ? "flushed" : "crash"));
+	if (r->rounds) /* this cellad shipped it: how its disks were cut */
+		json_object_set_new(out, "disks_cut_together", json_boolean(r->last_together));
 }
 
 int sup_replica_pause(struct sup *s, const char *name, bool pause, json_t **out, struct cerr *e)
@@ -234,4 +241,82 @@ int sup_replica_pause(struct sup *s, const char *name, bool pause, json_t **out,
 	sup_emit_named(s, name, "", pause ? "replica-paused" : "replica-resumed",
 		       pause ? "by an operator" : "by an operator: from the last point");
 	return sup_replica_status(s, name, out, e);
+}
+
+/* Cutting every disk at once ------------------------------------------------------------ */
+
+#define GROUP_MAX 8 /* the worker's VIRTIO_BLK_GROUP_MAX */
+
+static void spool_path(struct sup *s, struct rep_out *r, const char *id, char *out, size_t len)
+{
+	snprintf(out, len, "%s/vms/%s/replica-%s.set", s->conf.state_dir, r->uuid, id);
+}
+
+int rep_ops_cut_all(struct sup *s, struct rep_out *r, char (*ids)[40], unsigned nr,
+		    const char *since, const char *point, uint32_t stall_ms, int *fds,
+		    struct cerr *e)
+{
+	json_t *req, *list, *reply = NULL;
+	char path[PATH_MAX];
+	unsigned i;
+	int ret;
+
+	for (i = 0; i < nr; i++)
+		fds[i] = -1;
+	if (nr < 2 || nr > GROUP_MAX)
+		return cerr_set(e, CERR_INVALID, "", "%u disks: cut in turn", nr);
+	list = json_array();
+	req = json_pack("{s:s, s:o}", "cmd", "disk-export-group", "exports", list);
+	for (i = 0; i < nr; i++) {
+		json_t *x = json_pack("{s:s, s:s, s:i, s:b, s:i}", "disk", ids[i], "point", point,
+				      "fd", (int)i, "deferred_commit", 1, "stall_ms", (int)stall_ms);
+
+		if (since[0])
+			json_object_set_new(x, "since", json_string(since));
+		if (r->max_bandwidth)
+			json_object_set_new(x, "max_bandwidth",
+					    json_integer((json_int_t)r->max_bandwidth));
+		json_array_append_new(list, x);
+		spool_path(s, r, ids[i], path, sizeof(path));
+		fds[i] = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fds[i] < 0) {
+			ret = cerr_set(e, CERR_NO_SPACE, "", "cannot make %s: %s", path,
+				       strerror(errno));
+			goto fail;
+		}
+	}
+	ret = rep_out_worker(s, r, req, fds, nr, &reply, e);
+	r->round_together = !ret;
+	if (!ret)
+		log_debug("vm %s: %u disks cut at one instant for %s (vCPUs held %lld us)", r->name,
+			  nr, point, (long long)json_integer_value(json_object_get(reply, "held_us")));
+	json_decref(reply);
+fail:
+	json_decref(req);
+	if (ret)
+		for (i = 0; i < nr; i++)
+			if (fds[i] >= 0) {
+				close(fds[i]);
+				fds[i] = -1;
+				spool_path(s, r, ids[i], path, sizeof(path));
+				unlink(path);
+			}
+	return ret;
+}
+
+void rep_ops_cut_drop(struct sup *s, struct rep_out *r, const char *id, int fd)
+{
+	json_t *req = json_pack("{s:s, s:s}", "cmd", "disk-export-cancel", "disk", id);
+	json_t *reply = NULL;
+	char path[PATH_MAX];
+	struct cerr e = { 0 };
+
+	/* Ended already ("no export is running"): nothing to cancel. */
+	if (rep_out_worker(s, r, req, NULL, 0, &reply, &e))
+		log_debug("vm %s: disk %s: %s", r->name, id, e.reason);
+	json_decref(req);
+	json_decref(reply);
+	close(fd);
+	spool_path(s, r, id, path, sizeof(path));
+	unlink(path);
 }

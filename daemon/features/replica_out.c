@@ -264,10 +264,12 @@ static int compress_spool(struct sup *s, struct rep_out *r, int *fd, struct cerr
 	return 0;
 }
 
-/* Ship one disk's changes since r->last as point `point`; *sent, *data. */
+/* Ship one disk's changes since r->last as point `point`; *sent, *data.
+ * pre_fd: its spool file with the export begun (rep_ops_cut_all, taken),
+ * or -1 to cut it here. */
 static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const char *since,
-		     const char *point, uint64_t *sent, uint64_t *data, json_t **answer,
-		     struct cerr *e)
+		     const char *point, int pre_fd, uint64_t *sent, uint64_t *data,
+		     json_t **answer, struct cerr *e)
 {
 	char spool[PATH_MAX], url[256], err[384];
 	json_t *req, *reply = NULL, *x = NULL, *host;
@@ -278,9 +280,11 @@ static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const cha
 
 	*answer = NULL;
 	snprintf(spool, sizeof(spool), "%s/vms/%s/replica-%s.set", s->conf.state_dir, r->uuid, id);
-	fd = open(spool, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = pre_fd >= 0 ? pre_fd : open(spool, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return cerr_set(e, CERR_NO_SPACE, "", "cannot make %s: %s", spool, strerror(errno));
+	if (pre_fd >= 0) /* cut with the other disks */
+		goto cut;
 	req = json_pack("{s:s, s:s, s:s, s:i, s:b, s:i}", "cmd", "disk-export", "disk", id, "point",
 			point, "fd", 0, "deferred_commit", 1, "stall_ms", REP_STALL_MS);
 	if (since[0])
@@ -292,6 +296,7 @@ static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const cha
 	json_decref(reply);
 	if (ret)
 		goto out;
+cut:
 	/* The export goes on in the worker: done once the file is synced. */
 	for (;;) {
 		const char *state;
@@ -388,6 +393,7 @@ static void follow_target(struct sup *s, struct rep_out *r)
 static void ship_round(struct sup *s, struct rep_out *r)
 {
 	char point[CBT_NAME_MAX], since[CBT_NAME_MAX], ids[VMDEF_MAX_DISKS][40];
+	int pre[VMDEF_MAX_DISKS];
 	uint64_t t0 = sup_mono_ns(), sent = 0, data = 0;
 	unsigned nr = 0;
 	struct vmrt *vm;
@@ -415,11 +421,17 @@ static void ship_round(struct sup *s, struct rep_out *r)
 	snprintf(since, sizeof(since), "%s", r->last);
 	snprintf(point, sizeof(point), "r%06u", r->seq + 1);
 	pthread_mutex_unlock(&s->rep_out_lock);
+	/* Every disk at one instant, when the worker can (else in turn). */
+	if (rep_ops_cut_all(s, r, ids, nr, since, point, REP_STALL_MS, pre, &e) && nr > 1)
+		log_warn("vm %s: disks cut in turn for %s: %s", r->name, point, e.reason);
+	memset(&e, 0, sizeof(e));
 	for (unsigned i = 0; i < nr && !ret; i++) {
 		uint64_t disk_sent = 0, disk_data = 0;
 		json_t *answer = NULL;
 
-		ret = ship_disk(s, r, ids[i], since, point, &disk_sent, &disk_data, &answer, &e);
+		ret = ship_disk(s, r, ids[i], since, point, pre[i], &disk_sent, &disk_data, &answer,
+				&e);
+		pre[i] = -1;
 		json_decref(answer);
 		sent += disk_sent;
 		data += disk_data;
@@ -427,13 +439,16 @@ static void ship_round(struct sup *s, struct rep_out *r)
 			/* This disk's tracking lost `since`: a full copy. */
 			log_warn("vm %s: disk %s: %s: sending a full copy", r->name, ids[i],
 				 e.reason);
-			ret = ship_disk(s, r, ids[i], "", point, &disk_sent, &disk_data, &answer,
-					&e);
+			ret = ship_disk(s, r, ids[i], "", point, -1, &disk_sent, &disk_data,
+					&answer, &e);
 			json_decref(answer);
 			sent += disk_sent;
 			data += disk_data;
 		}
 	}
+	for (unsigned i = 0; i < nr; i++) /* cut, not shipped: an earlier disk failed */
+		if (pre[i] >= 0)
+			rep_ops_cut_drop(s, r, ids[i], pre[i]);
 	pthread_mutex_lock(&s->rep_out_lock);
 	r->rounds++;
 	r->bytes_sent += sent;
@@ -768,8 +783,8 @@ void rep_out_conf_save_locked(struct sup *s, struct rep_out *r)
 	conf_save_locked(s, r);
 }
 
-int rep_out_worker(struct sup *s, struct rep_out *r, json_t *req, json_t **reply,
-		   struct cerr *e)
+int rep_out_worker(struct sup *s, struct rep_out *r, json_t *req, const int *fds,
+		   unsigned nfds, json_t **reply, struct cerr *e)
 {
-	return worker(s, r, req, NULL, 0, reply, e);
+	return worker(s, r, req, fds, nfds, reply, e);
 }

@@ -42,6 +42,8 @@ struct rep_out {
 	/* the round in progress (its shipper only) */
 	int64_t round_cut_ms;    /* wall ms just before its first cut */
 	bool round_flushed;      /* taken after flush-disks */
+	bool round_together;     /* every disk cut at one instant (disk-export-group) */
+	bool last_together;      /* so was the last point's */
 };
 
 /* replica_ops.c. Settings of replica.json this file owns: whether key is one
@@ -68,6 +70,16 @@ void rep_ops_round_end_locked(struct rep_out *r, int ret, const struct cerr *e);
 const char *rep_ops_health_locked(const struct rep_out *r, uint64_t lag_ms);
 /* The health now, with a replica-health event when it changed (no lock). */
 void rep_ops_health_check(struct sup *s, struct rep_out *r);
+/* Every disk of the round cut at one instant (the worker's
+ * disk-export-group): each disk's spool file (the one ship_disk uses)
+ * opened into fds[i] with its export begun, the rest as disk-export. 0, or
+ * -1 with e and every fds[i] -1 (nothing cut: export disk by disk). */
+int rep_ops_cut_all(struct sup *s, struct rep_out *r, char (*ids)[40], unsigned nr,
+		    const char *since, const char *point, uint32_t stall_ms, int *fds,
+		    struct cerr *e) __must_check;
+/* A disk cut by rep_ops_cut_all that the round will not ship (an earlier
+ * disk failed): its export cancelled, fd closed, its spool file removed. */
+void rep_ops_cut_drop(struct sup *s, struct rep_out *r, const char *id, int fd);
 /* Status fields of replica_ops (rep_out_lock held). */
 void rep_ops_status_locked(const struct rep_out *r, json_t *out);
 
@@ -75,7 +87,7 @@ void rep_ops_status_locked(const struct rep_out *r, json_t *out);
  * written (rep_out_lock held), a worker command on the running VM. */
 struct rep_out *rep_out_find_locked(struct sup *s, const char *name);
 void rep_out_conf_save_locked(struct sup *s, struct rep_out *r);
-int rep_out_worker(struct sup *s, struct rep_out *r, json_t *req, json_t **reply,
-		   struct cerr *e) __must_check;
+int rep_out_worker(struct sup *s, struct rep_out *r, json_t *req, const int *fds,
+		   unsigned nfds, json_t **reply, struct cerr *e) __must_check;
 
 #endif

@@ -181,6 +181,8 @@ def operations(args, a, b, work):
     cons = {n: infos[n]["consistency"] for n in rep["points"]}
     st = status(a, name)
     check(st["flushed_points"] >= 2, f"every third point flushed: {st}")
+    check(st["disks_cut_together"] is True and "cut in turn" not in a.log(),
+          f"both disks cut at one instant (disk-export-group): {st}")
     check(all(c in ("flushed", "crash") for c in cons.values()), f"consistency: {cons}")
     oldest = min(infos[n]["cut_at"] for n in rep["points"])
     # The oldest may wait for the next upload to merge (a round, and its time).

@@ -162,7 +162,9 @@ static unsigned keep_for(struct sup *s, const char *name, json_t *rec, const cha
 	unsigned merged = 0;
 	const char *id;
 
-	if (keep_s <= 0 || !latest[0])
+	/* A failed-over replica's points are the VM's disks now. */
+	if (keep_s <= 0 || !latest[0] ||
+	    strcmp(json_string_value(json_object_get(rec, "state")) ?: "replicating", "replicating"))
 		return 0;
 	sizes = json_object_get(rec, "disk_sizes");
 	json_object_foreach(sizes, id, v) {
@@ -213,6 +215,8 @@ void sup_replica_in_point_made(struct sup *s, const char *name, const char *poin
 	}
 	if (!consistency || strcmp(consistency, "flushed"))
 		consistency = "crash";
+	if (cut_at > wall_ms() + 60000) /* a clock far ahead: the time it came */
+		cut_at = 0;
 	pthread_mutex_lock(&s->rep_lock);
 	rec = rep_in_rec_load(s, name, &e);
 	if (!rec)

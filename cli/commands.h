@@ -79,6 +79,14 @@ int cmd_pool_leave(struct client *c, int argc, char **argv);
 
 /* replica.c */
 int cmd_replica_enable(struct client *c, int argc, char **argv);
+/* replica_ops.c: a duration option ("5s", "30s", "5m", "15m", "24h", "2d",
+ * "500ms"; a bare number is milliseconds only when bare_ms) within
+ * [min_ms, max_ms] into *ms: 0, or EXIT_USAGE (printed). */
+int replica_parse_duration(const char *opt, const char *s, bool bare_ms, json_int_t min_ms,
+			   json_int_t max_ms, json_int_t *ms);
+int cmd_replica_pause(struct client *c, int argc, char **argv);
+int cmd_replica_resume(struct client *c, int argc, char **argv);
+int cmd_replica_points(struct client *c, int argc, char **argv);
 int cmd_replica_status(struct client *c, int argc, char **argv);
 int cmd_replica_disable(struct client *c, int argc, char **argv);
 int cmd_replica_list(struct client *c, int argc, char **argv);

@@ -187,12 +187,14 @@ static const struct cmd cmds[] = {
      cmd_pool_balance, "  --dry-run          print the plan only: nothing moves\n"},
     {"pool", "leave", "", "",
      "take this host out of its pool; refused while it owns VMs", cmd_pool_leave, NULL},
-    {"replica", "enable", "", "NAME --to HOST [--interval D] [--keep N] [--max-bandwidth B] [--compression zstd|none]",
+    {"replica", "enable", "", "NAME --to HOST [--interval D] [--keep N|--keep-for D] [--consistent-every K] [--max-bandwidth B] [--compression zstd|none]",
      "replicate a running VM to a peer host: every interval, what changed on its disks "
      "becomes a recovery point there (Enable-VMReplication)", cmd_replica_enable,
      "  --to HOST          the target: a peer (cella host add) or a host of this pool\n"
      "  --interval D       how often: 1s to 24h, e.g. 5s, 30s, 5m (default 5s)\n"
      "  --keep N           recovery points the target keeps (default 24)\n"
+     "  --keep-for D       or: points younger than D, e.g. 30m, 24h (the latest stays)\n"
+     "  --consistent-every K  every K-th point after the disks are flushed (flush-disks)\n"
      "  --max-bandwidth B  bytes per second, e.g. 20M: caps each disk's export and upload\n"
      "  --compression C    zstd (default) or none: the change sets on the wire\n"},
     {"replica", "status", "", "NAME",
@@ -200,10 +202,18 @@ static const struct cmd cmds[] = {
      cmd_replica_status, NULL},
     {"replica", "disable", "", "NAME", "stop replicating a VM; the target keeps its replica",
      cmd_replica_disable, NULL},
+    {"replica", "pause", "", "NAME",
+     "pause a VM's replication: its settings and last point stay, nothing is sent "
+     "(Suspend-VMReplication)", cmd_replica_pause, NULL},
+    {"replica", "resume", "", "NAME", "resume a paused replication from its last point",
+     cmd_replica_resume, NULL},
     {"replica", "list", "ls", "", "the replicas this host keeps for other hosts",
      cmd_replica_list, NULL},
-    {"replica", "show", "points", "NAME", "a replica's disks and recovery points",
+    {"replica", "show", "", "NAME", "a replica's disks and recovery points",
      cmd_replica_show, NULL},
+    {"replica", "points", "", "NAME",
+     "a replica's recovery points: cut time, size, consistency (flushed or crash)",
+     cmd_replica_points, NULL},
     {"replica", "failover", "", "NAME [--point P] [--no-start] [--test]",
      "define the VM here on a recovery point (the latest every disk has, or P) and start it "
      "(Start-VMFailover)", cmd_replica_failover,
@@ -271,7 +281,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "\"$cur\"))\n"
 	    "    fi;;\n"
 	    "  pool) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'create token join status balance leave' -- \"$cur\"));;\n"
-	    "  replica) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'enable status disable list show failover test-stop delete' -- \"$cur\"));;\n"
+	    "  replica) [ $COMP_CWORD -eq 2 ] && COMPREPLY=($(compgen -W 'enable status disable pause resume list show points failover test-stop delete' -- \"$cur\"));;\n"
 	    "  completion) COMPREPLY=($(compgen -W 'bash' -- \"$cur\"));;\n"
 	    "  esac\n"
 	    "}\n"

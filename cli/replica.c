@@ -8,7 +8,8 @@
 
 #include "commands.h"
 
-enum { O_TO = 500, O_INTERVAL, O_KEEP, O_BW, O_POINT, O_NO_START, O_COMPRESSION, O_TEST };
+enum { O_TO = 500, O_INTERVAL, O_KEEP, O_BW, O_POINT, O_NO_START, O_COMPRESSION, O_TEST,
+       O_KEEP_FOR, O_CONSISTENT };
 
 /* Bytes per second: "20M", "512K", "1G" (powers of 1024) or a number. */
 static int parse_rate(const char *s, json_int_t *bps)
@@ -25,26 +26,6 @@ static int parse_rate(const char *s, json_int_t *bps)
 	return 0;
 }
 
-/* "5s", "500ms", "5m", "1h" or milliseconds: 0, or EXIT_USAGE. */
-static int parse_interval(const char *s, json_int_t *ms)
-{
-	char *end;
-	double v = strtod(s, &end);
-
-	if (end == s || v <= 0)
-		return usage_error("--interval: a duration such as 5s, 30s, 5m or 1500ms, not '%s'", s);
-	if (!*end || !strcmp(end, "ms"))
-		*ms = (json_int_t)v;
-	else if (!strcmp(end, "s"))
-		*ms = (json_int_t)(v * 1000);
-	else if (!strcmp(end, "m"))
-		*ms = (json_int_t)(v * 60000);
-	else if (!strcmp(end, "h"))
-		*ms = (json_int_t)(v * 3600000);
-	else
-		return usage_error("--interval: a duration such as 5s, 30s, 5m or 1500ms, not '%s'", s);
-	return 0;
-}
 
 int cmd_replica_enable(struct client *c, int argc, char **argv)
 {
@@ -54,6 +35,8 @@ int cmd_replica_enable(struct client *c, int argc, char **argv)
 	    {"keep", required_argument, NULL, O_KEEP},
 	    {"max-bandwidth", required_argument, NULL, O_BW},
 	    {"compression", required_argument, NULL, O_COMPRESSION},
+	    {"keep-for", required_argument, NULL, O_KEEP_FOR},
+	    {"consistent-every", required_argument, NULL, O_CONSISTENT},
 	    {NULL, 0, NULL, 0},
 	};
 	json_t *body, *out = NULL;
@@ -72,9 +55,21 @@ int cmd_replica_enable(struct client *c, int argc, char **argv)
 		case O_COMPRESSION:
 			json_object_set_new(body, o == O_TO ? "to" : "compression", json_string(optarg));
 			break;
-		case O_INTERVAL:
-			if (!(ret = parse_interval(optarg, &n)))
+		case O_INTERVAL: /* a bare number: milliseconds */
+			if (!(ret = replica_parse_duration("--interval", optarg, true, 1000,
+							   24 * 3600000LL, &n)))
 				json_object_set_new(body, "interval_ms", json_integer(n));
+			break;
+		case O_KEEP_FOR:
+			if (!(ret = replica_parse_duration("--keep-for", optarg, false, 1000,
+							   366 * 24 * 3600000LL, &n)))
+				json_object_set_new(body, "keep_for_s", json_integer((n + 999) / 1000));
+			break;
+		case O_CONSISTENT:
+			if (!(ret = parse_num("--consistent-every", optarg, &n)) && (n < 1 || n > 1000))
+				ret = usage_error("--consistent-every: K from 1 to 1000, not '%s'", optarg);
+			if (!ret)
+				json_object_set_new(body, "consistent_every", json_integer(n));
 			break;
 		case O_KEEP:
 			if (!(ret = parse_num(argv[optind - 1], optarg, &n)))

@@ -63,6 +63,10 @@ bool api_is_upload(const char *method, const char *url);
 /* Open the upload's file (0, with *fd and the most bytes accepted) or fill
  * e (-1). */
 int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct cerr *e);
+/* An upload that failed writing its file with e (fd closed): a replica's
+ * change set that found its storage full goes, freeing what it took; other
+ * partial files stay (a move's, until it commits or aborts). */
+void api_upload_failed(struct sup *sup, const char *url, int fd, const struct cerr *e);
 
 /* The HTTP status for a core error kind (errors.c). */
 unsigned api_http_status(enum cerr_kind kind);
@@ -99,7 +103,7 @@ enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
 enum { HOSTS_LIST, HOSTS_ADD, HOSTS_REMOVE };
 enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
 enum { POOL_STATUS, POOL_LEAVE, POOL_CREATE, POOL_TOKEN, POOL_JOIN, POOL_ADMIT, POOL_CA };
-enum { REP_STATUS, REP_ENABLE, REP_DISABLE };
+enum { REP_STATUS, REP_ENABLE, REP_DISABLE, REP_PAUSE, REP_RESUME };
 enum { REPS_LIST, REPS_CREATE, REPS_GET, REPS_DELETE, REPS_FAILOVER, REPS_TEST_STOP,
        REPS_UPLOAD_STATE };
 /* h_upload's arg: what the upload is. */

@@ -42,19 +42,20 @@ enum MHD_Result h_upload(struct api_request *r, const char *name, int arg)
 
 	if (r->upload_fd < 0)
 		return api_fail(r->c, 400, "", "the file's bytes are required as the body");
-	if (arg == UP_REPLICA_SET && MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "id")) {
-		json_t *out = NULL;
-		int ret = sup_replica_in_part_done(
-		    r->sup, name, disk, r->upload_fd,
-		    MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "id"), &out, &e);
-
-		return api_reply(r, ret, &e, 201, out);
-	}
 	if (arg == UP_REPLICA_SET) {
+		const char *id = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "id");
+		const char *cut = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "cut_at");
+		const char *point;
 		json_t *out = NULL;
-		int ret = sup_replica_in_upload_done(r->sup, name, disk, r->upload_fd,
-						     r->upload_bytes, true, &out, &e);
+		/* Resumable (id: replica_xfer_in.c) or in one piece. */
+		int ret = id ? sup_replica_in_part_done(r->sup, name, disk, r->upload_fd, id, &out, &e)
+			     : sup_replica_in_upload_done(r->sup, name, disk, r->upload_fd,
+							  r->upload_bytes, true, &out, &e);
 
+		point = json_string_value(json_object_get(out, "point"));
+		if (!ret && point) /* what the source said of the point (replica_ops_in.c) */
+			sup_replica_in_point_made(r->sup, name, point, cut ? strtoll(cut, NULL, 10) : 0,
+				MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "consistency"));
 		return api_reply(r, ret, &e, 201, out);
 	}
 	if (sup_incoming_upload_done(r->sup, name, disk, r->upload_fd, r->upload_bytes, true, &e))

@@ -23,6 +23,10 @@ enum MHD_Result h_replica(struct api_request *r, const char *name, int arg)
 		json_decref(body);
 		return api_reply(r, ret, &e, 201, out);
 	}
+	if (arg == REP_PAUSE || arg == REP_RESUME) {
+		ret = sup_replica_pause(r->sup, name, arg == REP_PAUSE, &out, &e);
+		return api_reply(r, ret, &e, 200, out);
+	}
 	if (arg == REP_DISABLE)
 		return api_reply(r, sup_replica_disable(r->sup, name, &e), &e, 204, NULL);
 	ret = sup_replica_status(r->sup, name, &out, &e);

@@ -28,7 +28,9 @@ struct route {
 static const char *const no_query[] = {NULL};
 static const char *const console_query[] = {"history", "follow", NULL};
 static const char *const events_query[] = {"since", "vm", "follow", NULL};
-static const char *const set_query[] = {"id", "total", "offset", NULL}; /* resumable */
+/* A change set's upload: resumable (id, total, offset) and what the point is
+ * (cut_at, consistency). */
+static const char *const set_query[] = {"id", "total", "offset", "cut_at", "consistency", NULL};
 
 /* Roles: a viewer reads; an operator defines and runs VMs (with files from
  * the storage locations it may use: core/storage.h), checkpoints, moves,
@@ -76,6 +78,8 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/replica", h_replica, REP_STATUS, no_query, ROLE_VIEWER},
     {"POST", "/v1/vms/{name}/replica", h_replica, REP_ENABLE, no_query, ROLE_OPERATOR},
     {"DELETE", "/v1/vms/{name}/replica", h_replica, REP_DISABLE, no_query, ROLE_OPERATOR},
+    {"POST", "/v1/vms/{name}/replica/pause", h_replica, REP_PAUSE, no_query, ROLE_OPERATOR},
+    {"POST", "/v1/vms/{name}/replica/resume", h_replica, REP_RESUME, no_query, ROLE_OPERATOR},
     {"GET", "/v1/replicas", h_replicas, REPS_LIST, no_query, ROLE_VIEWER},
     {"POST", "/v1/replicas", h_replicas, REPS_CREATE, no_query, ROLE_ADMIN, true},
     {"GET", "/v1/replicas/{name}", h_replicas, REPS_GET, no_query, ROLE_VIEWER},
@@ -272,6 +276,26 @@ int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct cerr *
 		                                fd, max, e);
 	}
 	return cerr_set(e, CERR_NOT_FOUND, "path", "no such resource");
+}
+
+void api_upload_failed(struct sup *sup, const char *url, int fd, const struct cerr *e)
+{
+	char name[256], sub[256] = "";
+
+	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
+		struct cerr ignored = {0};
+		json_t *out = NULL;
+
+		if (routes[i].fn != h_upload || routes[i].arg != UP_REPLICA_SET ||
+		    e->kind != CERR_NO_SPACE || !path_match(routes[i].path, url, name, sub, sizeof(name)) ||
+		    !vmdef_name_valid(name) || !vmdef_name_valid(sub))
+			continue;
+		/* ok false: it closes fd and removes the set */
+		if (!sup_replica_in_upload_done(sup, name, sub, fd, 0, false, &out, &ignored))
+			json_decref(out);
+		return;
+	}
+	close(fd);
 }
 
 enum role api_route_role(const char *method, const char *url)

@@ -589,7 +589,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (rq->upload && rq->up_failed) {
 		/* The partial file stays until the move commits or aborts. */
 		if (rq->up_fd >= 0)
-			close(rq->up_fd);
+			api_upload_failed(l->api->sup, url, rq->up_fd, &rq->up_err);
 		rq->up_fd = -1;
 		return api_reply_error(c, &rq->up_err);
 	}

@@ -372,3 +372,14 @@ int sup_replica_in_part_open(struct sup *s, const char *name, const char *disk, 
 			     struct cerr *e) __must_check;
 int sup_replica_in_part_done(struct sup *s, const char *name, const char *disk, int fd,
 			     const char *id, json_t **out, struct cerr *e) __must_check;
+/* Operating replication (features/replica_ops.c, replica_ops_in.c,
+ * replica_metrics.c): pause or resume a VM's replication (its status
+ * after); on the target, what a made point's upload said of it (cut_at:
+ * wall ms of its cut or 0, consistency "flushed" or "crash"), recorded,
+ * then retention by age (keep_for_s); the replication series of /metrics
+ * (NULL: none). */
+int sup_replica_pause(struct sup *s, const char *name, bool pause, json_t **out,
+		      struct cerr *e) __must_check;
+void sup_replica_in_point_made(struct sup *s, const char *name, const char *point,
+			       int64_t cut_at, const char *consistency);
+char *sup_replica_metrics(struct sup *s);

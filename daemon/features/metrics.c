@@ -303,6 +303,13 @@ char *sup_prometheus(struct sup *s)
 		json_decref(m);
 	}
 	free(snaps);
+	{ /* replication (replica_metrics.c) */
+		char *rm = sup_replica_metrics(s);
+
+		if (rm)
+			tprintf(&t, "%s", rm);
+		free(rm);
+	}
 	if (s->conf.pool && s->conf.pool->metrics) { /* the pool's (pool/metrics.c) */
 		char *pm = s->conf.pool->metrics(s->conf.pool_ctx);
 

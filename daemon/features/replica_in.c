@@ -7,7 +7,7 @@
  * failover defines the VM here on layers of its own over a point, and
  * starts it. Replicas are serialised by rep_lock (the stores' locks would
  * only refuse a second opener). */
-#include "sup_priv.h"
+#include "replica_in.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -115,30 +115,40 @@ static json_t *status_json(struct sup *s, const char *name, json_t *rec)
 	json_t *sizes = json_object_get(rec, "disk_sizes"), *v, *common = NULL;
 	const char *id;
 
+	if (json_object_get(rec, "keep_for_s"))
+		json_object_set(out, "keep_for_s", json_object_get(rec, "keep_for_s"));
 	json_object_foreach(sizes, id, v) {
-		struct replica_point pts[64];
+		struct replica_point *pts = NULL;
 		struct replica *r = NULL;
 		struct cerr e = { 0 };
 		unsigned n = 0;
-		char err[256];
+		char err[256] = "out of memory";
 		json_t *d = json_pack("{s:s, s:O, s:[]}", "id", id, "size", v, "points"), *names;
 
+		/* Every point (retention by age may keep many). */
 		if (!store_open(s, name, id, "", false, &r, &e) &&
-		    replica_points(r, pts, 64, &n, err, sizeof(err)))
+		    (replica_points(r, NULL, 0, &n, err, sizeof(err)) ||
+		     !(pts = calloc(n ? n : 1, sizeof(*pts))) ||
+		     replica_points(r, pts, n, &n, err, sizeof(err)))) {
 			json_object_set_new(d, "error", json_string(err));
+			n = 0;
+		}
 		else if (e.kind)
 			json_object_set_new(d, "error", json_string(e.kind == CERR_NOT_FOUND ?
 								   "no point yet" : e.reason));
 		replica_close(r);
 		names = json_array();
-		for (unsigned i = 0; i < n && i < 64; i++) {
-			json_array_append_new(json_object_get(d, "points"),
-					      json_pack("{s:s, s:i, s:I, s:I}", "name", pts[i].name,
-							"seq", (int)pts[i].seq, "file_bytes",
-							(json_int_t)pts[i].file_bytes, "made_ns",
-							(json_int_t)pts[i].made_ns));
+		for (unsigned i = 0; i < n && pts; i++) {
+			json_t *pj = json_pack("{s:s, s:i, s:I, s:I}", "name", pts[i].name, "seq",
+					       (int)pts[i].seq, "file_bytes",
+					       (json_int_t)pts[i].file_bytes, "made_ns",
+					       (json_int_t)pts[i].made_ns);
+
+			rep_in_ops_point_json(rec, pj);
+			json_array_append_new(json_object_get(d, "points"), pj);
 			json_array_append_new(names, json_string(pts[i].name));
 		}
+		free(pts);
 		if (!common) {
 			common = names;
 		} else { /* keep the names this disk has too */
@@ -173,8 +183,10 @@ int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr
 	*out = NULL;
 	json_object_foreach(body, key, v)
 		if (strcmp(key, "vm") && strcmp(key, "keep") && strcmp(key, "from") &&
-		    strcmp(key, "disk_sizes"))
+		    strcmp(key, "disk_sizes") && !rep_in_ops_create_key(key))
 			return cerr_set(e, CERR_INVALID, key, "unknown field");
+	if (rep_in_ops_create_check(body, e))
+		return -1;
 	if (!json_is_object(vmj))
 		return cerr_set(e, CERR_INVALID, "vm", "required: the VM's definition");
 	if (jkeep && (!json_is_integer(jkeep) || json_integer_value(jkeep) < 1 ||
@@ -226,6 +238,7 @@ int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr
 			: REPLICA_KEEP_DEF, "state", "replicating", "created_at",
 			(json_int_t)(old ? json_integer_value(json_object_get(old, "created_at"))
 				    : sup_now_wall()));
+	rep_in_ops_create_record(body, old, rec);
 	ret = rec_save(s, d.name, rec, e);
 	if (!ret) {
 		replica_xfer_in_drop(s, d.name, NULL); /* a source starting over sends sets anew */
@@ -735,4 +748,21 @@ out:
 	json_decref(rec);
 	pthread_mutex_unlock(&s->rep_lock);
 	return ret;
+}
+
+/* For replica_ops_in.c (replica_in.h). */
+json_t *rep_in_rec_load(struct sup *s, const char *name, struct cerr *e)
+{
+	return rec_load(s, name, e);
+}
+
+int rep_in_rec_save(struct sup *s, const char *name, json_t *rec, struct cerr *e)
+{
+	return rec_save(s, name, rec, e);
+}
+
+int rep_in_store_open(struct sup *s, const char *name, const char *disk, struct replica **r,
+		      struct cerr *e)
+{
+	return store_open(s, name, disk, "", false, r, e);
 }

@@ -15,7 +15,7 @@
  * followed from its latest point when this disk's tracking has it, and
  * from a full copy when not. State under s->rep_out_lock; each shipper owns
  * its round. */
-#include "sup_priv.h"
+#include "replica_out.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -28,7 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cbt.h"
 #include "log.h"
 #include "peer.h"
 #include "replica.h"
@@ -43,30 +42,6 @@
 #define REP_PEER_TIMEOUT_S  600
 #define REP_ZSTD_LEVEL      3
 
-struct rep_out {
-	struct rep_out *next;
-	struct sup *s;
-	char name[VMDEF_NAME_MAX + 1], uuid[37];
-	char to[64];
-	uint32_t interval_ms;
-	unsigned keep;
-	uint64_t max_bandwidth;
-	bool zstd;               /* change sets compressed on the wire */
-	char last[CBT_NAME_MAX]; /* the point the target confirmed last ("" none: full) */
-	unsigned seq;
-	pthread_t thread;
-	bool stop;
-	pthread_cond_t wake;
-	/* status */
-	char state[16];          /* "starting", "normal", "waiting", "error" */
-	char error[384];
-	int64_t last_point_at;   /* wall ms of its cut */
-	uint64_t last_cut_ns;    /* monotonic */
-	uint64_t rounds, failures, bytes_sent, bytes_changed;
-	uint64_t resumes, bytes_skipped, sets_refused; /* replica_xfer_out.c */
-	uint32_t last_round_ms;
-};
-
 /* The settings file ---------------------------------------------------------------------- */
 
 static int conf_path(struct sup *s, const char *uuid, char *out, size_t len)
@@ -76,7 +51,8 @@ static int conf_path(struct sup *s, const char *uuid, char *out, size_t len)
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-static void conf_save(struct sup *s, struct rep_out *r)
+/* Under rep_out_lock: the shipper and pause/resume both write it. */
+static void conf_save_locked(struct sup *s, struct rep_out *r)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 8];
 	json_t *j = json_pack("{s:s, s:i, s:i, s:I, s:s, s:s, s:i}", "to", r->to, "interval_ms",
@@ -84,6 +60,7 @@ static void conf_save(struct sup *s, struct rep_out *r)
 			      (json_int_t)r->max_bandwidth, "compression", r->zstd ? "zstd" : "none",
 			      "last", r->last, "seq", (int)r->seq);
 
+	rep_ops_conf_save(r, j);
 	if (conf_path(s, r->uuid, path, sizeof(path)))
 		return;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -94,13 +71,23 @@ static void conf_save(struct sup *s, struct rep_out *r)
 	json_decref(j);
 }
 
+static void conf_save(struct sup *s, struct rep_out *r)
+{
+	pthread_mutex_lock(&s->rep_out_lock);
+	conf_save_locked(s, r);
+	pthread_mutex_unlock(&s->rep_out_lock);
+}
+
 static int conf_parse(json_t *j, struct rep_out *r, struct cerr *e)
 {
 	json_t *v;
 	const char *k;
 
 	json_object_foreach(j, k, v) {
-		if (!strcmp(k, "to")) {
+		if (rep_ops_conf_key(k)) {
+			if (rep_ops_conf_parse(r, k, v, e))
+				return -1;
+		} else if (!strcmp(k, "to")) {
 			if (!json_is_string(v) || !json_string_length(v) ||
 			    json_string_length(v) >= sizeof(r->to))
 				return cerr_set(e, CERR_INVALID, k, "the host to replicate to "
@@ -236,9 +223,10 @@ static bool wait_stop(struct sup *s, struct rep_out *r, uint32_t ms)
 		dl.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&s->rep_out_lock);
-	while (!r->stop && !s->shutting_down &&
+	while (!r->stop && !s->shutting_down && !r->kick &&
 	       pthread_cond_timedwait(&r->wake, &s->rep_out_lock, &dl) != ETIMEDOUT)
 		;
+	r->kick = false;
 	pthread_mutex_unlock(&s->rep_out_lock);
 	return r->stop || s->shutting_down;
 }
@@ -266,19 +254,23 @@ static int compress_spool(struct sup *s, struct rep_out *r, int *fd, struct cerr
 	return 0;
 }
 
-/* disk-export since=`since` point=`point` into a new spool of disk id,
- * compressed unless r->zstd is off, recorded (replica_xfer_out.c): sp. */
+/* disk-export since=`since` point=`point` into a new spool of disk id
+ * (pre_fd: its spool file with the export begun, by rep_ops_cut_all with
+ * the VM's other disks; -1: cut here), compressed unless r->zstd is off,
+ * recorded (replica_xfer_out.c): sp. */
 static int export_disk(struct sup *s, struct rep_out *r, const char *id, const char *since,
-		       const char *point, struct rep_spool *sp, struct cerr *e)
+		       const char *point, int pre_fd, struct rep_spool *sp, struct cerr *e)
 {
 	char spool[PATH_MAX];
 	json_t *req, *reply = NULL, *x = NULL;
 	int fd, ret;
 
 	snprintf(spool, sizeof(spool), "%s/vms/%s/replica-%s.set", s->conf.state_dir, r->uuid, id);
-	fd = open(spool, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	fd = pre_fd >= 0 ? pre_fd : open(spool, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return cerr_set(e, CERR_NO_SPACE, "", "cannot make %s: %s", spool, strerror(errno));
+	if (pre_fd >= 0) /* cut with the other disks */
+		goto cut;
 	req = json_pack("{s:s, s:s, s:s, s:i, s:b, s:i}", "cmd", "disk-export", "disk", id, "point",
 			point, "fd", 0, "deferred_commit", 1, "stall_ms", REP_STALL_MS);
 	if (since[0])
@@ -290,6 +282,7 @@ static int export_disk(struct sup *s, struct rep_out *r, const char *id, const c
 	json_decref(reply);
 	if (ret)
 		goto out;
+cut:
 	/* The export goes on in the worker: done once the file is synced. */
 	for (;;) {
 		const char *state;
@@ -337,27 +330,32 @@ out:
  * from what the target holds (replica_xfer_out.c). *sent: bytes on the
  * wire (failed tries too); *data: the set's changed bytes, once delivered. */
 static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const char *since,
-		     const char *point, uint64_t *sent, uint64_t *data, json_t **answer,
-		     struct cerr *e)
+		     const char *point, int pre_fd, uint64_t *sent, uint64_t *data,
+		     json_t **answer, struct cerr *e)
 {
 	struct rep_xfer_stats xs = { 0 };
 	struct rep_spool sp;
 	struct rep_peer rp;
-	char url[256];
+	char url[256], q[96];
 	json_t *req, *reply = NULL;
 	int ret;
 
 	*answer = NULL;
-	if (rep_spool_load(s, r->uuid, id, since, point, &sp) && sp.done)
+	if (rep_spool_load(s, r->uuid, id, since, point, &sp) && pre_fd >= 0) {
+		rep_ops_cut_drop(s, r, id, pre_fd); /* the spooled set goes, not a new cut */
+		pre_fd = -1;
+	}
+	if (sp.done)
 		return 0; /* on the target already: an earlier round's other disk failed */
-	if (sp.fd < 0 && export_disk(s, r, id, since, point, &sp, e))
+	if (sp.fd < 0 && export_disk(s, r, id, since, point, pre_fd, &sp, e))
 		return -1;
 	if (rep_peer_find(s, r->to, &rp, e)) {
 		close(sp.fd);
 		return -1;
 	}
 	snprintf(url, sizeof(url), "/v1/replicas/%s/disks/%s", r->name, id);
-	ret = rep_xfer_send(s, &rp, url, &sp, r->max_bandwidth, &xs, answer, e);
+	rep_ops_upload_query(r, q, sizeof(q)); /* the point's cut time and consistency */
+	ret = rep_xfer_send(s, &rp, url, q, &sp, r->max_bandwidth, &xs, answer, e);
 	rep_peer_put(&rp);
 	close(sp.fd);
 	*sent = xs.sent;
@@ -419,12 +417,15 @@ static void follow_target(struct sup *s, struct rep_out *r)
 static void ship_round(struct sup *s, struct rep_out *r)
 {
 	char point[CBT_NAME_MAX], since[CBT_NAME_MAX], ids[VMDEF_MAX_DISKS][40];
+	int pre[VMDEF_MAX_DISKS] = { [0 ... VMDEF_MAX_DISKS - 1] = -1 };
 	uint64_t t0 = sup_mono_ns(), sent = 0, data = 0;
 	unsigned nr = 0;
 	struct vmrt *vm;
 	struct cerr e = { 0 };
 	int ret = 0;
 
+	if (!rep_ops_round_begin(s, r))
+		return;
 	vm = sup_vm_lock_name(s, r->name, &e);
 	if (!vm || strcmp(vm->def.uuid, r->uuid)) {
 		if (vm)
@@ -445,18 +446,25 @@ static void ship_round(struct sup *s, struct rep_out *r)
 	snprintf(point, sizeof(point), "r%06u", r->seq + 1);
 	pthread_mutex_unlock(&s->rep_out_lock);
 	{
-		/* A set spooled by a round that did not deliver it keeps its name. */
+		/* A set spooled by a round that did not deliver it keeps its name;
+		 * a new one is cut on every disk at one instant when the worker
+		 * can (else in turn). */
 		const char *idp[VMDEF_MAX_DISKS];
 
 		for (unsigned i = 0; i < nr; i++)
 			idp[i] = ids[i];
-		rep_spool_pending(s, r->uuid, idp, nr, since, point, sizeof(point));
+		if (!rep_spool_pending(s, r->uuid, idp, nr, since, point, sizeof(point)) &&
+		    rep_ops_cut_all(s, r, ids, nr, since, point, REP_STALL_MS, pre, &e) && nr > 1)
+			log_warn("vm %s: disks cut in turn for %s: %s", r->name, point, e.reason);
+		memset(&e, 0, sizeof(e));
 	}
 	for (unsigned i = 0; i < nr && !ret; i++) {
 		uint64_t disk_sent = 0, disk_data = 0;
 		json_t *answer = NULL;
 
-		ret = ship_disk(s, r, ids[i], since, point, &disk_sent, &disk_data, &answer, &e);
+		ret = ship_disk(s, r, ids[i], since, point, pre[i], &disk_sent, &disk_data, &answer,
+				&e);
+		pre[i] = -1;
 		json_decref(answer);
 		sent += disk_sent;
 		data += disk_data;
@@ -464,13 +472,16 @@ static void ship_round(struct sup *s, struct rep_out *r)
 			/* This disk's tracking lost `since`: a full copy. */
 			log_warn("vm %s: disk %s: %s: sending a full copy", r->name, ids[i],
 				 e.reason);
-			ret = ship_disk(s, r, ids[i], "", point, &disk_sent, &disk_data, &answer,
-					&e);
+			ret = ship_disk(s, r, ids[i], "", point, -1, &disk_sent, &disk_data,
+					&answer, &e);
 			json_decref(answer);
 			sent += disk_sent;
 			data += disk_data;
 		}
 	}
+	for (unsigned i = 0; i < nr; i++) /* cut, not shipped: an earlier disk failed */
+		if (pre[i] >= 0)
+			rep_ops_cut_drop(s, r, ids[i], pre[i]);
 	pthread_mutex_lock(&s->rep_out_lock);
 	r->rounds++;
 	r->bytes_sent += sent;
@@ -494,6 +505,7 @@ static void ship_round(struct sup *s, struct rep_out *r)
 		/* Named points stay unique: a retry takes the next name. */
 		r->seq++;
 	}
+	rep_ops_round_end_locked(r, ret, &e);
 	pthread_mutex_unlock(&s->rep_out_lock);
 	conf_save(s, r);
 	if (!ret)
@@ -516,8 +528,11 @@ static void *shipper(void *arg)
 	struct rep_out *r = arg;
 	struct sup *s = r->s;
 
-	while (!wait_stop(s, r, r->last_cut_ns ? r->interval_ms : 200))
+	rep_ops_health_check(s, r); /* where it starts from: events on changes */
+	while (!wait_stop(s, r, r->last_cut_ns ? r->interval_ms : 200)) {
 		ship_round(s, r);
+		rep_ops_health_check(s, r);
+	}
 	return NULL;
 }
 
@@ -583,6 +598,7 @@ int sup_replica_enable(struct sup *s, const char *name, json_t *body, json_t **o
 	r->zstd = true;
 	if (conf_parse(body, r, e) || !(vm = sup_vm_lock_name(s, name, e)))
 		goto fail;
+	r->paused = false; /* enabling starts it */
 	for (unsigned i = 0; i < vm->def.nr_disks; i++)
 		if (!vm->def.disks[i].cbt || vm->def.disks[i].readonly) {
 			cerr_set(e, CERR_CONFLICT, "disks", "disk %s %s: replication follows each "
@@ -615,6 +631,7 @@ int sup_replica_enable(struct sup *s, const char *name, json_t *body, json_t **o
 				   (int)r->keep, "from", me);
 	}
 	sup_vm_unlock(s, vm);
+	rep_ops_enable_defaults(r, body, create);
 	pthread_mutex_lock(&s->rep_out_lock);
 	if (find_locked(s, name)) {
 		pthread_mutex_unlock(&s->rep_out_lock);
@@ -721,10 +738,7 @@ int sup_replica_status(struct sup *s, const char *name, json_t **out, struct cer
 		return cerr_set(e, CERR_NOT_FOUND, "name", "'%s' is not replicated", name);
 	}
 	lag_ms = r->last_cut_ns ? (sup_mono_ns() - r->last_cut_ns) / 1000000u : 0;
-	/* Hyper-V's health: warning once the lag passes twice the interval. */
-	health = !r->last_cut_ns ? (strcmp(r->state, "error") ? "starting" : "critical")
-		 : lag_ms > 6ULL * r->interval_ms ? "critical"
-		 : lag_ms > 2ULL * r->interval_ms ? "warning" : "normal";
+	health = rep_ops_health_locked(r, lag_ms);
 	*out = json_pack("{s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, "
 			 "s:i, s:s}",
 			 "vm", r->name, "to", r->to, "interval_ms", (int)r->interval_ms, "keep",
@@ -739,6 +753,7 @@ int sup_replica_status(struct sup *s, const char *name, json_t **out, struct cer
 	json_object_set_new(*out, "resumes", json_integer((json_int_t)r->resumes));
 	json_object_set_new(*out, "bytes_skipped", json_integer((json_int_t)r->bytes_skipped));
 	json_object_set_new(*out, "sets_refused", json_integer((json_int_t)r->sets_refused));
+	rep_ops_status_locked(r, *out);
 	pthread_mutex_unlock(&s->rep_out_lock);
 	return 0;
 }
@@ -799,4 +814,21 @@ void sup_replica_out_stop_all(struct sup *s)
 			return;
 		stop_one(s, r);
 	}
+}
+
+/* For replica_ops.c (replica_out.h). */
+struct rep_out *rep_out_find_locked(struct sup *s, const char *name)
+{
+	return find_locked(s, name);
+}
+
+void rep_out_conf_save_locked(struct sup *s, struct rep_out *r)
+{
+	conf_save_locked(s, r);
+}
+
+int rep_out_worker(struct sup *s, struct rep_out *r, json_t *req, const int *fds,
+		   unsigned nfds, json_t **reply, struct cerr *e)
+{
+	return worker(s, r, req, fds, nfds, reply, e);
 }

@@ -81,11 +81,12 @@ struct rep_xfer_stats {
 	unsigned resumed;  /* tries that started past 0 */
 	unsigned refused;  /* whole sets the target refused (corrupt): sent again from 0 */
 };
-/* Deliver sp to the target's url: resumed from what it has, re-sent from
+/* Deliver sp to the target's url (query: more of its parameters, "?a=b&c=d"
+ * or "a=b", or NULL): resumed from what it has, re-sent from
  * 0 once if the target refuses the assembled set. 0 with *answer (the
  * target's 201 body); else -1 with e: CERR_CONFLICT (the target's latest
  * point is not sp->since), CERR_INVALID (the target refuses these bytes:
  * the spool is bad, make the set again), others (try again later). */
-int rep_xfer_send(struct sup *s, struct rep_peer *rp, const char *url, struct rep_spool *sp,
-		  uint64_t max_bps, struct rep_xfer_stats *st, json_t **answer,
-		  struct cerr *e) __must_check;
+int rep_xfer_send(struct sup *s, struct rep_peer *rp, const char *url, const char *query,
+		  struct rep_spool *sp, uint64_t max_bps, struct rep_xfer_stats *st,
+		  json_t **answer, struct cerr *e) __must_check;

@@ -270,8 +270,9 @@ static int target_has(struct rep_peer *rp, const char *url, const struct rep_spo
 	return 0;
 }
 
-int rep_xfer_send(struct sup *s, struct rep_peer *rp, const char *url, struct rep_spool *sp,
-		  uint64_t max_bps, struct rep_xfer_stats *st, json_t **answer, struct cerr *e)
+int rep_xfer_send(struct sup *s, struct rep_peer *rp, const char *url, const char *query,
+		  struct rep_spool *sp, uint64_t max_bps, struct rep_xfer_stats *st,
+		  json_t **answer, struct cerr *e)
 {
 	bool fresh = false; /* from byte 0 whatever the target has */
 
@@ -291,8 +292,9 @@ int rep_xfer_send(struct sup *s, struct rep_peer *rp, const char *url, struct re
 		o.off = have >= sp->total ? sp->total - 1 : have;
 		o.len = sp->total - o.off;
 		o.timeout_s = XFER_TIMEOUT_S + (long)(max_bps ? o.len / max_bps : 0);
-		snprintf(path, sizeof(path), "%s?id=%s&total=%llu&offset=%llu", url, sp->id,
-			 (unsigned long long)sp->total, (unsigned long long)o.off);
+		snprintf(path, sizeof(path), "%s?id=%s&total=%llu&offset=%llu%s%s", url, sp->id,
+			 (unsigned long long)sp->total, (unsigned long long)o.off,
+			 query && *query ? "&" : "", query && *query == '?' ? query + 1 : query ?: "");
 		if (o.off) {
 			st->resumed++;
 			st->skipped += o.off;

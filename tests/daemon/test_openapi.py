@@ -176,6 +176,9 @@ def test(args):
         call("POST", rp, "od", body={"to": "nope", "interval_ms": 1})
         call("POST", rp, "od", body={"to": "nope"})
         call("DELETE", rp, "od")
+        call("POST", rp, "od", body={"to": "nope", "keep_for_s": -1})
+        call("POST", rp + "/pause", "od")   # not replicated: 404
+        call("POST", rp + "/resume", "nope")
         rdef = {"name": "orep", "uuid": "0c8a40e2-5d2e-4a3b-a3c6-7f0e2b9d1c55",
                 "kernel": kernel, "cmdline": "", "memory_mib": 16,
                 "disks": [{"path": img, "id": "d0"}]}

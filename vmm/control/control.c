@@ -28,6 +28,7 @@
 #include "log.h"
 #include "migrate/migrate.h"
 #include "state/statefile.h"
+#include "virtio/blk/blk_ctl.h"
 #include "vm.h"
 
 #define CTL_LINE_MAX   16384 /* migrate carries PEM certificates and a key */
@@ -661,6 +662,38 @@ static json_t *cmd_lease_extend(struct ctl_call *k)
 	return ctl_ok(k->c);
 }
 
+/* {"cmd": "disk-export-group", "exports": [disk-export requests, each with
+ * its output as "fd" or "path"]}: every disk cut at one instant of the
+ * guest (blk_group.c). The outputs are opened first: a bad one cuts none. */
+static json_t *cmd_disk_export_group(struct ctl_call *k)
+{
+	json_t *list = json_object_get(k->req, "exports"), *x;
+	int fds[VIRTIO_BLK_GROUP_MAX];
+	unsigned n = 0;
+	size_t i;
+
+	if (!k->c->released || k->c->shutdown_pending)
+		return ctl_error("disk-export-group: the VM is %s",
+				 k->c->released ? "shutting down" : "still starting");
+	if (!json_is_array(list) || !json_array_size(list) ||
+	    json_array_size(list) > VIRTIO_BLK_GROUP_MAX)
+		return ctl_error("exports: expected 1 to %d disk-export requests",
+				 VIRTIO_BLK_GROUP_MAX);
+	json_array_foreach(list, i, x) {
+		char err[256];
+		int fd = json_is_object(x) ? ctl_req_file(k->rq, x, O_RDWR, err, sizeof(err)) : -EINVAL;
+
+		if (fd < 0) {
+			while (n)
+				close(fds[--n]);
+			return ctl_error("exports[%zu]: %s", i, json_is_object(x) ? err
+					 : "expected a disk-export request");
+		}
+		fds[n++] = fd;
+	}
+	return virtio_blk_export_group(k->c->vm, list, fds, n);
+}
+
 static const struct ctl_command ctl_commands[] = {
 	{ "migrate", cmd_migrate, 0 },
 	{ "status", cmd_status, 0 },
@@ -669,6 +702,7 @@ static const struct ctl_command ctl_commands[] = {
 	{ "probe-open", cmd_probe_open, 0 },
 	{ "probe-syscall", cmd_probe_syscall, 0 },
 	{ "pause", cmd_pause, CTL_STARTED | CTL_NOT_MIGRATING },
+	{ "disk-export-group", cmd_disk_export_group, CTL_STARTED | CTL_NOT_MIGRATING },
 	{ "resume", cmd_resume, CTL_STARTED | CTL_NOT_MIGRATING },
 	{ "shutdown", cmd_shutdown, CTL_STARTED | CTL_NOT_MIGRATING },
 	{ "stop", cmd_stop, CTL_STARTED },

@@ -283,6 +283,11 @@ static json_t *cmd_disk_export_commit(struct vm *vm, json_t *req, int fd)
 	return json_pack("{s:b}", "ok", 1);
 }
 
+json_t *virtio_blk_export_cmd(struct vm *vm, json_t *req, int fd)
+{
+	return cmd_disk_export(vm, req, fd);
+}
+
 /* Save and migrate copy the VM as it is; an export's cut cannot follow. */
 static bool disks_may_save(struct vm *vm, char *why, size_t len)
 {

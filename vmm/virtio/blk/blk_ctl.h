@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "compiler.h"
 #include "config.h"
 
@@ -65,6 +67,15 @@ struct blk_export_args {
 #define BLK_EXPORT_BW_MIN     (64u << 10)
 #define BLK_EXPORT_COPIES     256   /* 16 MiB */
 #define BLK_EXPORT_COPIES_MAX 16384 /* 1 GiB */
+/* disk-export-group (blk_group.c): the n disk-export requests of exports
+ * (each as disk-export takes it; fds[i] its output, taken) cut at one
+ * instant of the guest, its vCPUs held across the cuts unless paused
+ * already; all or none. The reply: {"ok", "exports": [disk-export's
+ * replies], "held_us"} or {"ok": false, "error"}. I/O thread. */
+#define VIRTIO_BLK_GROUP_MAX 8
+json_t *virtio_blk_export_group(struct vm *vm, json_t *exports, int *fds, unsigned n);
+/* disk-export's handler (blk_cmds.c): req as the command takes it, fd taken. */
+json_t *virtio_blk_export_cmd(struct vm *vm, json_t *req, int fd);
 struct blk_export_status {
 	const char *state;    /* "none", "running", "done", "failed", "cancelled" */
 	bool commit_pending;  /* done, deferred_commit, not committed yet */

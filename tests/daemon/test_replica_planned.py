@@ -37,7 +37,7 @@ import subprocess
 import tempfile
 
 from cellad import TestFailure, check, log, main, skip
-from test_move import ADDR, PORT, Net, NsDaemon, make_certs
+from test_move import ADDR, PORT, Follower, Net, NsDaemon, make_certs
 from test_replica import net_cut, replica, status, until
 
 import test_export  # noqa: E402  (sys.path set by test_replica)
@@ -51,16 +51,21 @@ def flushed(d, name="rv"):
     return int(rounds[-1]) if rounds else 0
 
 
-def shut_round(d, name="rv"):
-    m = re.findall(r"shut down after round (\d+)", d.console(name, history=1 << 22))
+def shut_round(follower):
+    """The round after which the guest shut down, from its whole console
+    (followed until the VM left the host: it became the replica)."""
+    m = re.findall(rb"shut down after round (\d+)", follower.wait(120))
     return int(m[-1]) if m else None
 
 
-def resumed(d, name="rv"):
-    text = d.wait_console(name, "every slot holds its last write", timeout=120)
-    m = re.findall(r"resumed at round (\d+): every slot holds its last write \((\d+) bad\)", text)
-    if not m:
-        raise TestFailure(f"{name}: no resume line: {text[-300:]!r}")
+def resumed(d, name="rv", after=0):
+    """The newest resume line (the guest's check of its disk at start)."""
+    pat = r"resumed at round (\d+): every slot holds its last write \((\d+) bad\)"
+
+    def line():
+        m = re.findall(pat, d.console(name, history=1 << 22))
+        return m if len(m) > after else None
+    m = until(f"{name}: the guest's check of its disk", line, 120)
     return int(m[-1][0]), int(m[-1][1])
 
 
@@ -144,10 +149,11 @@ def scenario(a, b, net, work):
 
     # Planned failover: nothing lost.
     until("more rounds", lambda: flushed(a) >= 20)
+    fa = Follower(a, "rv")
     p = a.cli("--json", "replica", "failover", "rv", "--planned", "--reverse-to", "a")
     res = json.loads(p.stdout)
     log(f"planned failover: {res}")
-    last = shut_round(a)
+    last = shut_round(fa)
     check(last is not None, "the guest shut down on the graceful stop")
     check(res["point"] and res["started"] and "error" not in (res.get("reverse") or {"error": 1}),
           f"failed over, started, reversed: {res}")
@@ -182,10 +188,11 @@ def scenario(a, b, net, work):
 
     # Failback, planned, from b: the history goes on across both hosts.
     until("rounds on b", lambda: flushed(b) >= last + 20)
+    fb = Follower(b, "rv")
     p = b.cli("--json", "replica", "failover", "rv", "--planned", "--reverse-to", "b")
     res2 = json.loads(p.stdout)
     log(f"failback: {res2}")
-    last2 = shut_round(b)
+    last2 = shut_round(fb)
     check(last2 is not None and last2 > last, f"b's guest shut down after round {last2}")
     check("error" not in (res2.get("reverse") or {"error": 1}), f"reversed again: {res2}")
     m2, bad2 = resumed(a)

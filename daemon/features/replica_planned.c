@@ -311,8 +311,8 @@ static int shut_down(struct sup *s, struct plan *p, json_int_t timeout_s, struct
 	if (ignored)
 		return cerr_set(e, CERR_STATE, "timeout_s", "the guest did not shut down within "
 				"%lld s (it ignored the request, and the stop's timeout turned it "
-				"off): nothing was failed over; shut the guest down from inside, or "
-				"give it longer (timeout_s)", (long long)timeout_s);
+				"off): nothing was failed over and the VM is started again here; shut "
+				"the guest down from inside first, or give it longer (timeout_s)", (long long)timeout_s);
 	return 0;
 }
 

@@ -11,7 +11,9 @@ on the disk ("resumed at round M ... (0 bad)"), and goes on from M + 1.
 
 - Refused: a planned failover of a VM that is not replicated (404); with
   the target unreachable (link cut): a clear error, the VM still runs here,
-  replication goes on once the link is back.
+  replication goes on once the link is back; of a guest that ignores the
+  graceful stop (blkverify without shutdown=1, --timeout 2): a clear error,
+  nothing failed over, the VM runs here again and replication goes on.
 - `cella replica failover rv --planned` on a: the guest shuts down after
   round R, b runs the VM, whose guest finds exactly rounds 1..R on its disk
   (M == R, 0 bad): nothing lost.
@@ -114,6 +116,30 @@ def test(args):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def deaf_guest(a, b, work):
+    """A guest that ignores the graceful stop: a clear error, nothing failed
+    over, the VM runs again here and replication goes on."""
+    img = os.path.join(work, "deaf.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, str(SIZE)], check=True)
+    a.define("deaf", "blkverify", "mode=seq batch=16 qd=8 " + test_export.SEQ, memory_mib=64,
+             disks=[{"path": img, "id": "data", "cbt": True}])
+    a.action("deaf", "start")
+    a.cli("replica", "enable", "deaf", "--to", "b", "--interval", "1s")
+    until("a point of deaf on b", lambda: (lambda x: x if x and x["points"] else None)(
+        replica(b, "deaf")))
+    p = a.cli("replica", "failover", "deaf", "--planned", "--timeout", "2", expect=None)
+    check(p.returncode != 0 and "did not shut down within 2 s" in p.stderr and
+          "nothing was failed over" in p.stderr, f"a deaf guest: exit {p.returncode}: {p.stderr}")
+    check(replica(b, "deaf")["state"] == "replicating", "b did not fail over")
+    a.wait_state("deaf", "running", timeout=60)
+    r0 = status(a, "deaf")["rounds"]
+    until("deaf: replication goes on", lambda: (lambda s: s["state"] == "normal" and
+                                                s["rounds"] > r0)(status(a, "deaf")), 90)
+    a.cli("replica", "disable", "deaf")
+    a.action("deaf", "kill")
+    b.cli("replica", "delete", "deaf")
+
+
 def scenario(a, b, net, work):
     img = os.path.join(work, "rv.qcow2")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, str(SIZE)], check=True)
@@ -126,6 +152,7 @@ def scenario(a, b, net, work):
     check(r.status == 404, f"planned, no such VM: {r}")
     r = a.post("/v1/vms/rv/replica/failover", {"planned": True, "bogus": 1})
     check(r.status == 400, f"an unknown field: {r}")
+    deaf_guest(a, b, work)
     a.action("rv", "start")
     m0, bad0 = resumed(a)
     check(m0 == 0 and bad0 == 0, f"a fresh disk: resumed at {m0}, {bad0} bad")
@@ -171,6 +198,13 @@ def scenario(a, b, net, work):
     base = store_points(a)[0]
     check(base["name"] == res["point"] and os.path.realpath(backing_of(base["path"])) ==
           os.path.realpath(img), f"a's base is the common point over a's old image: {base}")
+    first = until("a reverse round", lambda: (lambda s: s if s["rounds"] >= 1 and
+                                              s["state"] == "normal" else None)(status(b)), 90)
+    per_round = first["bytes_changed"] / first["rounds"]
+    log(f"reverse: {first['rounds']} round(s) at first look: {first['bytes_changed']} bytes "
+        f"changed, {first['bytes_sent']} sent, for a {SIZE}-byte disk")
+    check(per_round < SIZE / 2, f"the first reverse sets are incremental: {per_round} bytes "
+          f"changed a round, of {SIZE}")
     until("three reverse rounds", lambda: (lambda s: s["state"] == "normal" and
                                            s["rounds"] >= 3)(status(b)), 90)
     st = status(b)
@@ -222,6 +256,11 @@ def scenario(a, b, net, work):
           "a: replica-reversed-full event")
     until("a full copy on a", lambda: (lambda x: x if x and len(x["points"]) >= 1
                                        else None)(replica(a)), 90)
+    full = until("the full round's figures", lambda: (lambda s: s if s["rounds"] >= 1 and
+                                                      s["state"] == "normal" else None)(
+        status(b)), 90)
+    log(f"full resynchronisation: {full['bytes_changed']} bytes changed, {full['bytes_sent']} "
+        f"sent in {full['rounds']} round(s)")
     check_layers(a)
 
 

@@ -320,18 +320,21 @@ static int shut_down(struct sup *s, struct plan *p, json_int_t timeout_s, struct
  * from here resumed, under a new point name. */
 static void restore(struct sup *s, struct plan *p)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
 	json_t *j, *res = NULL;
 	bool pending;
 	struct cerr e = { 0 };
 
 	snprintf(path, sizeof(path), "%s/vms/%s/replica.json", s->conf.state_dir, p->uuid);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	j = json_load_file(path, 0, NULL);
 	if (j) { /* the point name p->point may exist on some disks there now */
 		json_object_set_new(j, "seq", json_integer(json_integer_value(
 			json_object_get(j, "seq")) + 1));
-		if (json_dump_file(j, path, JSON_INDENT(1)))
+		if (json_dump_file(j, tmp, JSON_INDENT(1)) || rename(tmp, path)) {
 			log_warn("vm %s: cannot update %s", p->name, path);
+			unlink(tmp);
+		}
 		json_decref(j);
 	}
 	if (p->was_running && sup_action(s, p->name, SUP_START, NULL, &res, &pending, &e))
@@ -350,10 +353,15 @@ static int plan_load(struct sup *s, const char *name, struct plan *p, struct cer
 		return -1;
 	snprintf(p->name, sizeof(p->name), "%s", vm->def.name);
 	snprintf(p->uuid, sizeof(p->uuid), "%s", vm->def.uuid);
-	if (vm->state != VS_RUNNING && vm->state != VS_PAUSED && state_active(vm->state)) {
+	if ((vm->state != VS_RUNNING && vm->state != VS_PAUSED && state_active(vm->state)) ||
+	    vm->state == VS_SAVED) {
+		bool saved = vm->state == VS_SAVED;
+
+		cerr_set(e, CERR_STATE, "", saved ? "the VM has a saved state (its guest did not "
+			 "shut down): start it first, or delete the state" : "the VM is %s: wait "
+			 "until it runs or is off", vm_state_name(vm->state));
 		sup_vm_unlock(s, vm);
-		return cerr_set(e, CERR_STATE, "", "the VM is %s: wait until it runs or is off",
-				vm_state_name(vm->state));
+		return -1;
 	}
 	p->was_running = state_active(vm->state);
 	p->def = vmdef_to_json(&vm->def);

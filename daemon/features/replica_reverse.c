@@ -35,6 +35,7 @@ struct adopt_disk {
 	char id[40];
 	char *path;
 	int fmt;
+	bool cbt;
 	uint64_t size;
 };
 
@@ -50,6 +51,10 @@ static bool unchanged_since(const struct adopt_disk *d, const char *point, char 
 	uint64_t nb, size;
 	int ret;
 
+	if (!d->cbt) {
+		snprintf(why, len, "disk %s has no change tracking here", d->id);
+		return false;
+	}
 	if (disk_open(&img, d->path, d->fmt, DISK_RDONLY, err, sizeof(err))) {
 		snprintf(why, len, "disk %s: %s", d->id, err);
 		return false;
@@ -204,12 +209,18 @@ int sup_replica_adopt(struct sup *s, const char *name, json_t *body, json_t **ou
 		snprintf(dk[nr].id, sizeof(dk[nr].id), "%s", vm->def.disks[i].id);
 		dk[nr].path = strdup(vm->def.disks[i].path);
 		dk[nr].fmt = sup_disk_fmt(&vm->def.disks[i]);
+		dk[nr].cbt = vm->def.disks[i].cbt;
 		dk[nr].size = (uint64_t)json_integer_value(sz);
 		nr++;
 		if (!json_is_integer(sz) && !why[0])
 			snprintf(why, sizeof(why), "disk %s is not on %s", vm->def.disks[i].id, from);
 	}
 	sup_vm_unlock(s, vm);
+	for (unsigned i = 0; i < nr; i++)
+		if (!dk[i].path) {
+			cerr_set(e, CERR_INTERNAL, "", "out of memory");
+			goto unlock;
+		}
 	if (json_object_size(sizes) != nr && !why[0])
 		snprintf(why, sizeof(why), "the VMs' disks differ");
 	/* Replication from here to there ends (an unplanned failover's source

@@ -312,7 +312,8 @@ static int shut_down(struct sup *s, struct plan *p, json_int_t timeout_s, struct
 		return cerr_set(e, CERR_STATE, "timeout_s", "the guest did not shut down within "
 				"%lld s (it ignored the request, and the stop's timeout turned it "
 				"off): nothing was failed over and the VM is started again here; shut "
-				"the guest down from inside first, or give it longer (timeout_s)", (long long)timeout_s);
+				"the guest down from inside first, or give it longer (timeout_s)",
+				(long long)timeout_s);
 	return 0;
 }
 
@@ -442,14 +443,15 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 		 (unsigned)json_integer_value(json_object_get(p.conf, "seq")) + 1);
 	p.zstd = !strcmp(json_string_value(json_object_get(p.conf, "compression")) ?: "", "zstd");
 	snprintf(path, sizeof(path), "/v1/replicas/%s", p.name);
-	if (rep_peer_call(s, p.to, "GET", path, NULL, PLAN_CALL_S, &reply, &status, e) ||
-	    strcmp(json_string_value(json_object_get(reply, "state")) ?: "", "replicating")) {
-		if (reply)
+	ret = rep_peer_call(s, p.to, "GET", path, NULL, PLAN_CALL_S, &reply, &status, e);
+	if (ret || strcmp(json_string_value(json_object_get(reply, "state")) ?: "", "replicating")) {
+		if (ret)
+			err_more(e, "nothing was done (the VM goes on here)");
+		else
 			cerr_set(e, CERR_STATE, "", "the replica on %s is %s, not replicating: "
 				 "nothing was done", p.to,
 				 json_string_value(json_object_get(reply, "state")) ?: "?");
-		else
-			err_more(e, "nothing was done (the VM goes on here)");
+		ret = -1;
 		p.was_running = false; /* still runs: nothing to start */
 		restore(s, &p);
 		goto out;

@@ -456,6 +456,7 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 		restore(s, &p);
 		goto out;
 	}
+	ret = -1; /* until the failover is done */
 	sizes = json_object();
 	json_array_foreach(json_object_get(reply, "disks"), i, d)
 		json_object_set(sizes, json_string_value(json_object_get(d, "id")) ?: "?",

@@ -331,7 +331,7 @@ int sup_replica_reverse(struct sup *s, const char *name, json_t *body, json_t **
 {
 	json_t *rec, *req = NULL, *reply = NULL, *eb = NULL, *st = NULL, *v;
 	const char *to = json_string_value(json_object_get(body, "to")), *k;
-	char host[64], point[CBT_NAME_MAX] = "", me[256] = "";
+	char host[64], point[CBT_NAME_MAX] = "", me[256] = "", uuid[37] = "";
 	struct vmrt *vm;
 	long status;
 	int ret = -1;
@@ -356,6 +356,8 @@ int sup_replica_reverse(struct sup *s, const char *name, json_t *body, json_t **
 			 ?: "");
 		snprintf(point, sizeof(point), "%s",
 			 json_string_value(json_object_get(rec, "failed_over_point")) ?: "");
+		snprintf(uuid, sizeof(uuid), "%s", json_string_value(json_object_get(
+			json_object_get(rec, "vm"), "uuid")) ?: "");
 		req = json_pack("{s:s, s:O, s:O?}", "point", point, "disk_sizes",
 				json_object_get(rec, "disk_sizes"), "keep", json_object_get(rec, "keep"));
 	}
@@ -370,6 +372,13 @@ int sup_replica_reverse(struct sup *s, const char *name, json_t *body, json_t **
 	vm = sup_vm_lock_name(s, name, e);
 	if (!vm)
 		goto out;
+	if (strcmp(vm->def.uuid, uuid) || (vm->state != VS_RUNNING && vm->state != VS_PAUSED)) {
+		cerr_set(e, CERR_STATE, "name", strcmp(vm->def.uuid, uuid) ? "VM '%s' here is not "
+			 "the one failed over from its replica (its UUID differs)" : "VM '%s' does not "
+			 "run: start it first (replication follows a running VM's disks)", name);
+		sup_vm_unlock(s, vm);
+		goto out;
+	}
 	json_object_set_new(req, "uuid", json_string(vm->def.uuid));
 	sup_vm_unlock(s, vm);
 	if (gethostname(me, sizeof(me) - 1))

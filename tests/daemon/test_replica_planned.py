@@ -249,9 +249,12 @@ def scenario(a, b, net, work):
     check("runs here" in r.body, f"reverse while a's VM runs says why: {r.body}")
     a.action("rv", "kill")
     a.wait_state("rv", ("stopped", "crashed"), timeout=30)
-    r = b.post("/v1/vms/rv/replica/reverse", {"to": "a", "interval_ms": 1000})
-    check(r.status == 201 and r.json["full"] and "full resynchronisation" in r.json["warning"],
-          f"reverse after an unplanned failover: a full copy, with a warning: {r}")
+    p = b.cli("replica", "reverse", "rv", "--to", "a", "--interval", "1s")
+    log(p.stdout.strip())
+    check("full copy" in p.stdout and "changed here after point" in p.stdout,
+          f"cella replica reverse after an unplanned failover: a full copy, and why: {p.stdout}")
+    rs = status(b)
+    check(rs["to"] == "a" and rs["interval_ms"] == 1000, f"b replicates to a: {rs}")
     check(any(e["event"] == "replica-reversed-full" for e in a.events(vm="rv")),
           "a: replica-reversed-full event")
     until("a full copy on a", lambda: (lambda x: x if x and len(x["points"]) >= 1

@@ -127,7 +127,7 @@ def run(o, args, ttl):
         theirs = sorted(n for n, h in placed.items() if h in victims)
         c3 = pool.etcd_counters()
         t0 = pool.kill_hosts(victims)
-        say(q, f"killed {victims} ({len(theirs)} HA VMs)")
+        say(q, f"killed {victims} ({len(theirs)} HA VMs) at monotonic {t0:.3f}")
         got = pool.wait_failover(theirs, t0, timeout=180)
         took = [s * 1000 for _, s in got.values()]
         res["killed"] = victims
@@ -229,6 +229,8 @@ def main():
             "cella": os.path.join(o.build, "cli", "cella"),
             "cella_vm": os.path.join(o.build, "cella-vm"),
             "guests": {"ticker": os.path.join(o.build, "guest", "ticker.elf")}}
+    if o.logs:  # cellads' log lines stamped with CLOCK_MONOTONIC, as t0 is
+        os.environ["CELLA_LOG_TIME"] = "1"
     runs = []
     out = sys.stdout
     if o.json:  # the helpers' progress lines go to stderr, the JSON alone to stdout

@@ -190,10 +190,10 @@ static const struct cmd cmds[] = {
     {"replica", "enable", "", "NAME --to HOST [--interval D] [--keep N] [--max-bandwidth B] [--compression zstd|none]",
      "replicate a running VM to a peer host: every interval, what changed on its disks "
      "becomes a recovery point there (Enable-VMReplication)", cmd_replica_enable,
-     "  --to HOST          the target (cella host add)\n"
+     "  --to HOST          the target: a peer (cella host add) or a host of this pool\n"
      "  --interval D       how often: 1s to 24h, e.g. 5s, 30s, 5m (default 5s)\n"
      "  --keep N           recovery points the target keeps (default 24)\n"
-     "  --max-bandwidth B  bytes per second per disk export (default: no cap)\n"
+     "  --max-bandwidth B  bytes per second, e.g. 20M: caps each disk's export and upload\n"
      "  --compression C    zstd (default) or none: the change sets on the wire\n"},
     {"replica", "status", "", "NAME",
      "a VM's replication: target, last point, lag, health (Measure-VMReplication)",

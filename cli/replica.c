@@ -11,6 +11,21 @@
 enum { O_TO = 500, O_INTERVAL, O_KEEP, O_BW, O_POINT, O_NO_START, O_COMPRESSION, O_TEST, O_PLANNED,
        O_TIMEOUT, O_NO_REVERSE, O_REVERSE_TO };
 
+/* Bytes per second: "20M", "512K", "1G" (powers of 1024) or a number. */
+static int parse_rate(const char *s, json_int_t *bps)
+{
+	char *end;
+	double v = strtod(s, &end);
+	double mul = !*end ? 1 : !strcmp(end, "K") || !strcmp(end, "k") ? 1024.0
+		     : !strcmp(end, "M") ? 1048576.0 : !strcmp(end, "G") ? 1073741824.0 : 0;
+
+	if (end == s || v < 0 || !mul || v * mul > 1e15)
+		return usage_error("--max-bandwidth: bytes per second such as 20M, 512K or "
+				   "1000000, not '%s'", s);
+	*bps = (json_int_t)(v * mul);
+	return 0;
+}
+
 /* "5s", "500ms", "5m", "1h" or milliseconds: 0, or EXIT_USAGE. */
 static int parse_interval(const char *s, json_int_t *ms)
 {
@@ -64,10 +79,12 @@ static int settings_cmd(struct client *c, int argc, char **argv, bool reverse)
 				json_object_set_new(body, "interval_ms", json_integer(n));
 			break;
 		case O_KEEP:
-		case O_BW:
 			if (!(ret = parse_num(argv[optind - 1], optarg, &n)))
-				json_object_set_new(body, o == O_KEEP ? "keep" : "max_bandwidth",
-						    json_integer(n));
+				json_object_set_new(body, "keep", json_integer(n));
+			break;
+		case O_BW:
+			if (!(ret = parse_rate(optarg, &n)))
+				json_object_set_new(body, "max_bandwidth", json_integer(n));
 			break;
 		default:
 			ret = usage_error("unknown option or missing value '%s'", argv[optind - 1]);

@@ -948,6 +948,7 @@ int main(int argc, char **argv)
 		if (c.pool_set) { /* a pool member starts from it while etcd is away */
 			snprintf(dbpath, sizeof(dbpath), "%s/pool-cache.json", c.sup.state_dir);
 			c.etcd.cache_path = dbpath;
+			c.etcd.watch_own_only = true; /* the pool layer watches the pool */
 		}
 		if (store_etcd_open(&db, &c.etcd, err, sizeof(err))) {
 			log_err("store: %s", err);

@@ -42,6 +42,14 @@ enum MHD_Result h_upload(struct api_request *r, const char *name, int arg)
 
 	if (r->upload_fd < 0)
 		return api_fail(r->c, 400, "", "the file's bytes are required as the body");
+	if (arg == UP_REPLICA_SET && MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "id")) {
+		json_t *out = NULL;
+		int ret = sup_replica_in_part_done(
+		    r->sup, name, disk, r->upload_fd,
+		    MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "id"), &out, &e);
+
+		return api_reply(r, ret, &e, 201, out);
+	}
 	if (arg == UP_REPLICA_SET) {
 		json_t *out = NULL;
 		int ret = sup_replica_in_upload_done(r->sup, name, disk, r->upload_fd,

@@ -52,12 +52,17 @@ enum MHD_Result h_replicas(struct api_request *r, const char *name, int arg)
 		return api_reply(r, ret, &e, 200, out);
 	case REPS_DELETE:
 		return api_reply(r, sup_replica_in_delete(r->sup, name, &e), &e, 204, NULL);
+	case REPS_UPLOAD_STATE:
+		ret = sup_replica_in_upload_state(r->sup, name, r->sub, &out, &e);
+		return api_reply(r, ret, &e, 200, out);
 	case REPS_TEST_STOP:
 		return api_reply(r, sup_replica_in_test_stop(r->sup, name, &e), &e, 204, NULL);
 	default: /* REPS_FAILOVER */
 		if (api_parse_body(r, false, &body, &res))
 			return res;
-		ret = sup_replica_in_failover(r->sup, name, body ? body : json_object(), &out, &e);
+		if (!body && !(body = json_object()))
+			return api_fail(r->c, 500, "", "out of memory");
+		ret = sup_replica_in_failover(r->sup, name, body, &out, &e);
 		json_decref(body);
 		return api_reply(r, ret, &e, 201, out);
 	}

@@ -28,6 +28,7 @@ struct route {
 static const char *const no_query[] = {NULL};
 static const char *const console_query[] = {"history", "follow", NULL};
 static const char *const events_query[] = {"since", "vm", "follow", NULL};
+static const char *const set_query[] = {"id", "total", "offset", NULL}; /* resumable */
 
 /* Roles: a viewer reads; an operator defines and runs VMs (with files from
  * the storage locations it may use: core/storage.h), checkpoints, moves,
@@ -86,8 +87,10 @@ static const struct route routes[] = {
     {"POST", "/v1/vms/{name}/replica/failover", h_replica_plan, REPP_FAILOVER, no_query, ROLE_ADMIN},
     {"POST", "/v1/vms/{name}/replica/reverse", h_replica_plan, REPP_REVERSE, no_query, ROLE_ADMIN},
     {"POST", "/v1/replicas/{name}/adopt", h_replica_plan, REPP_ADOPT, no_query, ROLE_ADMIN, true},
-    {"PUT", "/v1/replicas/{name}/disks/{disk}", h_upload, UP_REPLICA_SET, no_query, ROLE_ADMIN,
+    {"PUT", "/v1/replicas/{name}/disks/{disk}", h_upload, UP_REPLICA_SET, set_query, ROLE_ADMIN,
      true},
+    {"GET", "/v1/replicas/{name}/disks/{disk}", h_replicas, REPS_UPLOAD_STATE, no_query,
+     ROLE_ADMIN, true},
     {"GET", "/v1/pool", h_pool, POOL_STATUS, no_query, ROLE_VIEWER},
     {"POST", "/v1/pool", h_pool, POOL_CREATE, no_query, ROLE_ADMIN},
     {"POST", "/v1/pool/tokens", h_pool, POOL_TOKEN, no_query, ROLE_ADMIN},
@@ -260,6 +263,14 @@ int api_upload_open(struct api_request *r, int *fd, uint64_t *max, struct cerr *
 			return cerr_set(e, CERR_INVALID, "name", "not a valid VM name");
 		if (routes[i].arg != UP_STATE && !vmdef_name_valid(sub))
 			return cerr_set(e, CERR_INVALID, "disk", "not a valid name");
+		if (routes[i].arg == UP_REPLICA_SET &&
+		    MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "id"))
+			return sup_replica_in_part_open(
+			    r->sup, name, sub,
+			    MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "id"),
+			    MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "total"),
+			    MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "offset"), fd, max,
+			    e);
 		if (routes[i].arg == UP_REPLICA_SET)
 			return sup_replica_in_upload_open(r->sup, name, sub, fd, max, e);
 		return sup_incoming_upload_open(r->sup, name, routes[i].arg == UP_DISK ? sub : NULL,

@@ -710,8 +710,9 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		goto out;
 	if (a == SUP_START && sup_pool_refuse_maint(s, "start VMs", e))
 		goto out;
-	if (a == SUP_START && sup_ha_check_owner(s, vm, e))
+	if (a == SUP_START && !vm->ha_taken && sup_ha_check_owner(s, vm, e))
 		goto out;
+	vm->ha_taken = false;
 	if (a == SUP_START && admission_reserve(s, vm, e))
 		goto out;
 	took_busy = !vm->busy;

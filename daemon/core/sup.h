@@ -359,6 +359,19 @@ int sup_replica_in_upload_open(struct sup *s, const char *name, const char *disk
 			       uint64_t *max, struct cerr *e) __must_check;
 int sup_replica_in_upload_done(struct sup *s, const char *name, const char *disk, int fd,
 			       uint64_t bytes, bool ok, json_t **out, struct cerr *e) __must_check;
+/* Resumable uploads (features/replica_xfer_in.c, docs/replica.md): the
+ * partial upload of disk (*out {disk, upload: {id, total, bytes} or null});
+ * open: the body of a request (query id, total, offset) continues the set
+ * id from offset (0: a new set, replacing any partial); done: the request
+ * ended whole; once the set has every byte, it is made a point as
+ * sup_replica_in_upload_done does. */
+int sup_replica_in_upload_state(struct sup *s, const char *name, const char *disk, json_t **out,
+				struct cerr *e) __must_check;
+int sup_replica_in_part_open(struct sup *s, const char *name, const char *disk, const char *id,
+			     const char *total, const char *offset, int *fd, uint64_t *max,
+			     struct cerr *e) __must_check;
+int sup_replica_in_part_done(struct sup *s, const char *name, const char *disk, int fd,
+			     const char *id, json_t **out, struct cerr *e) __must_check;
 /* Planned failover, on the source (features/replica_planned.c; body
  * {planned: true, timeout_s?, start?, reverse?, reverse_to?}): the guest shut
  * down, the last set sent, the target failed over to it, replication

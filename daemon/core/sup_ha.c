@@ -195,6 +195,12 @@ void sup_ha_take(struct sup *s, const struct vmdef *def, const char *from, const
 		return;
 	}
 	snprintf(name, sizeof(name), "%s", def->name);
+	/* The pool took it by compare-and-swap a moment ago: the start
+	 * need not read the owner key again (the worker's HA deadline covers
+	 * a lease lost meanwhile). */
+	pthread_mutex_lock(&vm->lock);
+	vm->ha_taken = start;
+	pthread_mutex_unlock(&vm->lock);
 	snprintf(detail, sizeof(detail), "from %s to %s: %.480s%s", from,
 		 s->conf.pool && s->conf.pool->host ? s->conf.pool->host(s->conf.pool_ctx) ?: "?" : "?",
 		 reason, start ? "" : " (it was not running: not started)");

@@ -50,6 +50,8 @@ struct vmrt {
 	struct vmdef def;
 	enum vm_state state;
 	bool busy;             /* an API action is in flight */
+	bool ha_taken;         /* just taken over by compare-and-swap: the next
+				* start needs no owner check (sup_ha_take) */
 	bool stop_requested;   /* the API asked for the exit: no restart */
 	bool ha_fenced;        /* sup_ha_fence killed its worker, not reaped yet */
 	bool reset_requested;

@@ -122,10 +122,21 @@ int peer_call(const struct peer *p, const char *method, const char *path, json_t
 int peer_upload(const struct peer *p, const char *path, int fd, uint64_t size, long timeout_s,
 		long *status, json_t **reply, char *err, size_t errlen)
 {
-	struct upload u = { .fd = fd, .size = size };
+	struct peer_upload_opts o = { .len = size, .timeout_s = timeout_s };
+
+	return peer_upload_range(p, path, fd, &o, status, reply, err, errlen);
+}
+
+int peer_upload_range(const struct peer *p, const char *path, int fd,
+		      struct peer_upload_opts *o, long *status, json_t **reply, char *err,
+		      size_t errlen)
+{
+	struct upload u = { .fd = fd, .off = o->off, .size = o->off + o->len };
 	struct curl_slist *hdrs = NULL;
 	CURL *h = curl_easy_init();
+	int ret;
 
+	o->sent = 0;
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -134,8 +145,16 @@ int peer_upload(const struct peer *p, const char *path, int fd, uint64_t size, l
 	curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(h, CURLOPT_READFUNCTION, read_file);
 	curl_easy_setopt(h, CURLOPT_READDATA, &u);
-	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
-	return perform(p, "PUT", path, timeout_s, h, hdrs, status, reply, err, errlen);
+	curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)o->len);
+	if (o->max_bps)
+		curl_easy_setopt(h, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)o->max_bps);
+	if (o->stall_s) { /* a link that went quiet: given up on after stall_s */
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, o->stall_s);
+	}
+	ret = perform(p, "PUT", path, o->timeout_s, h, hdrs, status, reply, err, errlen);
+	o->sent = u.off - o->off;
+	return ret;
 }
 
 void peer_error_text(const struct peer *p, long status, json_t *reply, char *err, size_t len)

@@ -34,5 +34,17 @@ int peer_call(const struct peer *p, const char *method, const char *path, json_t
 /* PUT size bytes of fd (from offset 0) to path; same results. */
 int peer_upload(const struct peer *p, const char *path, int fd, uint64_t size, long timeout_s,
 		long *status, json_t **reply, char *err, size_t errlen) __must_check;
+/* PUT len bytes of fd from offset off to path, at most max_bps bytes/s
+ * (0: no cap), given up on when nothing moved for stall_s seconds (0: only
+ * timeout_s); sent: the bytes handed to the connection (set either way).
+ * Same results as peer_upload. */
+struct peer_upload_opts {
+	uint64_t off, len, max_bps;
+	long stall_s, timeout_s;
+	uint64_t sent; /* out */
+};
+int peer_upload_range(const struct peer *p, const char *path, int fd,
+		      struct peer_upload_opts *o, long *status, json_t **reply, char *err,
+		      size_t errlen) __must_check;
 /* "HOST: <the peer's error message> (HTTP N)" from a failed answer. */
 void peer_error_text(const struct peer *p, long status, json_t *reply, char *err, size_t len);

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "replica.h"
 #include "replica_priv.h"
+#include "replica_xfer.h"
 
 #define REPLICAS_DIR     "replicas"
 #define REPLICA_KEEP_DEF 24
@@ -228,6 +229,7 @@ int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr
 				    : sup_now_wall()));
 	ret = rec_save(s, d.name, rec, e);
 	if (!ret) {
+		replica_xfer_in_drop(s, d.name, NULL); /* a source starting over sends sets anew */
 		*out = status_json(s, d.name, rec);
 		if (!old)
 			sup_emit_named(s, d.name, "", "replica-created", jfrom ? json_string_value(jfrom)
@@ -336,35 +338,43 @@ out:
 	return ret;
 }
 
+int replica_in_set_limit(struct sup *s, const char *name, const char *disk, uint64_t *max,
+			 struct cerr *e)
+{
+	uint64_t size = 0;
+	json_t *rec = rec_load(s, name, e);
+	int ret = -1;
+
+	if (!rec)
+		return -1;
+	if (strcmp(rec_state(rec), "replicating"))
+		cerr_set(e, CERR_STATE, "name", "the replica of '%s' was failed over: it takes no "
+			 "more changes", name);
+	else if (rec_disk(rec, disk, &size))
+		cerr_set(e, CERR_NOT_FOUND, "disk", "the replica of '%s' has no disk '%.32s'", name,
+			 disk);
+	else
+		ret = 0;
+	/* At most every block once, with its extent entry (16 bytes). */
+	*max = size + size / (CBT_BLOCK / 16) + SET_SLACK;
+	json_decref(rec);
+	return ret;
+}
+
 int sup_replica_in_upload_open(struct sup *s, const char *name, const char *disk, int *fd,
 			       uint64_t *max, struct cerr *e)
 {
 	char path[PATH_MAX], file[96];
-	uint64_t size = 0;
-	json_t *rec;
 	int ret = -1;
 
 	pthread_mutex_lock(&s->rep_lock);
-	rec = rec_load(s, name, e);
-	if (!rec)
+	if (replica_in_set_limit(s, name, disk, max, e))
 		goto out;
-	if (strcmp(rec_state(rec), "replicating")) {
-		cerr_set(e, CERR_STATE, "name", "the replica of '%s' was failed over: it takes no "
-			 "more changes", name);
-		goto out;
-	}
-	if (rec_disk(rec, disk, &size)) {
-		cerr_set(e, CERR_NOT_FOUND, "disk", "the replica of '%s' has no disk '%.32s'", name,
-			 disk);
-		goto out;
-	}
 	snprintf(file, sizeof(file), "disk-%s.set", disk);
 	if (rdir(s, name, file, path, sizeof(path))) {
 		cerr_set(e, CERR_INVALID, "disk", "name too long");
 		goto out;
 	}
-	/* At most every block once, with its extent entry (16 bytes). */
-	*max = size + size / (CBT_BLOCK / 16) + SET_SLACK;
 	*fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (*fd < 0)
 		cerr_set(e, CERR_NO_SPACE, "", "cannot create %s: %s", path, strerror(errno));
@@ -372,7 +382,6 @@ int sup_replica_in_upload_open(struct sup *s, const char *name, const char *disk
 		ret = 0;
 out:
 	pthread_mutex_unlock(&s->rep_lock);
-	json_decref(rec);
 	return ret;
 }
 

@@ -33,6 +33,7 @@
 #include "peer.h"
 #include "replica.h"
 #include "replica_priv.h"
+#include "replica_xfer.h"
 
 #define REP_INTERVAL_DEF_MS 5000
 #define REP_INTERVAL_MIN_MS 1000
@@ -63,6 +64,7 @@ struct rep_out {
 	int64_t last_point_at;   /* wall ms of its cut */
 	uint64_t last_cut_ns;    /* monotonic */
 	uint64_t rounds, failures, bytes_sent, bytes_changed;
+	uint64_t resumes, bytes_skipped, sets_refused; /* replica_xfer_out.c */
 	uint32_t last_round_ms;
 };
 
@@ -143,35 +145,24 @@ static int conf_parse(json_t *j, struct rep_out *r, struct cerr *e)
 
 /* The target -------------------------------------------------------------------------- */
 
-/* The target as a peer to call (peer_find): its entry, or NULL with e. */
-static json_t *find_peer(struct sup *s, const char *to, struct peer *p, struct cerr *e)
-{
-	json_t *host = peer_find(s, to, p, e);
-
-	if (!host && e->kind == CERR_NOT_FOUND)
-		snprintf(e->field, sizeof(e->field), "to");
-	return host;
-}
-
 /* A call to the target; 0 with a 2xx answer in *reply, else -1 with e. */
 static int target_call(struct sup *s, const char *to, const char *method, const char *path,
 		       json_t *body, json_t **reply, long *status, struct cerr *e)
 {
-	struct peer p;
-	json_t *host = find_peer(s, to, &p, e);
+	struct rep_peer rp;
 	char err[384];
 	int ret;
 
 	*reply = NULL;
 	*status = 0;
-	if (!host)
+	if (rep_peer_find(s, to, &rp, e))
 		return -1;
-	ret = peer_call(&p, method, path, body, 60, status, reply, err, sizeof(err));
+	ret = peer_call(&rp.p, method, path, body, 60, status, reply, err, sizeof(err));
 	if (!ret && (*status < 200 || *status > 299)) {
-		peer_error_text(&p, *status, *reply, err, sizeof(err));
+		peer_error_text(&rp.p, *status, *reply, err, sizeof(err));
 		ret = -1;
 	}
-	json_decref(host);
+	rep_peer_put(&rp);
 	if (ret)
 		return cerr_set(e, CERR_PEER, "to", "%s", err);
 	return 0;
@@ -276,19 +267,15 @@ static int compress_spool(struct sup *s, struct rep_out *r, int *fd, struct cerr
 	return 0;
 }
 
-/* Ship one disk's changes since r->last as point `point`; *sent, *data. */
-static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const char *since,
-		     const char *point, uint64_t *sent, uint64_t *data, json_t **answer,
-		     struct cerr *e)
+/* disk-export since=`since` point=`point` into a new spool of disk id,
+ * compressed unless r->zstd is off, recorded (replica_xfer_out.c): sp. */
+static int export_disk(struct sup *s, struct rep_out *r, const char *id, const char *since,
+		       const char *point, struct rep_spool *sp, struct cerr *e)
 {
-	char spool[PATH_MAX], url[256], err[384];
-	json_t *req, *reply = NULL, *x = NULL, *host;
-	struct stat st;
-	struct peer p;
-	long status = 0;
+	char spool[PATH_MAX];
+	json_t *req, *reply = NULL, *x = NULL;
 	int fd, ret;
 
-	*answer = NULL;
 	snprintf(spool, sizeof(spool), "%s/vms/%s/replica-%s.set", s->conf.state_dir, r->uuid, id);
 	fd = open(spool, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -327,44 +314,83 @@ static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const cha
 			goto out;
 		}
 	}
-	*data = (uint64_t)json_integer_value(json_object_get(x, "data_bytes"));
 	if (r->zstd && (ret = compress_spool(s, r, &fd, e)))
 		goto out;
-	if (fstat(fd, &st) || lseek(fd, 0, SEEK_SET) < 0) {
-		ret = cerr_set(e, CERR_INTERNAL, "", "%s: %s", spool, strerror(errno));
-		goto out;
-	}
-	host = find_peer(s, r->to, &p, e);
-	if (!host) {
-		ret = -1;
-		goto out;
+	memset(sp, 0, sizeof(*sp));
+	snprintf(sp->point, sizeof(sp->point), "%s", point);
+	snprintf(sp->since, sizeof(sp->since), "%s", since);
+	sp->data = (uint64_t)json_integer_value(json_object_get(x, "data_bytes"));
+	sp->fd = fd;
+	ret = rep_spool_save(s, r->uuid, id, sp, e);
+	fd = ret ? fd : -1; /* sp keeps it */
+	if (ret)
+		sp->fd = -1;
+out:
+	json_decref(x);
+	if (fd >= 0)
+		close(fd);
+	unlink(spool);
+	return ret;
+}
+
+/* Ship one disk's changes since r->last as point `point`: the set spooled
+ * by an earlier round that did not deliver it, else a new export; resumed
+ * from what the target holds (replica_xfer_out.c). *sent: bytes on the
+ * wire (failed tries too); *data: the set's changed bytes, once delivered. */
+static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const char *since,
+		     const char *point, uint64_t *sent, uint64_t *data, json_t **answer,
+		     struct cerr *e)
+{
+	struct rep_xfer_stats xs = { 0 };
+	struct rep_spool sp;
+	struct rep_peer rp;
+	char url[256];
+	json_t *req, *reply = NULL;
+	int ret;
+
+	*answer = NULL;
+	if (rep_spool_load(s, r->uuid, id, since, point, &sp) && sp.done)
+		return 0; /* on the target already: an earlier round's other disk failed */
+	if (sp.fd < 0 && export_disk(s, r, id, since, point, &sp, e))
+		return -1;
+	if (rep_peer_find(s, r->to, &rp, e)) {
+		close(sp.fd);
+		return -1;
 	}
 	snprintf(url, sizeof(url), "/v1/replicas/%s/disks/%s", r->name, id);
-	ret = peer_upload(&p, url, fd, (uint64_t)st.st_size, REP_PEER_TIMEOUT_S, &status, answer,
-			  err, sizeof(err));
-	if (!ret && (status < 200 || status > 299)) {
-		peer_error_text(&p, status, *answer, err, sizeof(err));
-		ret = -1;
+	ret = rep_xfer_send(s, &rp, url, &sp, r->max_bandwidth, &xs, answer, e);
+	rep_peer_put(&rp);
+	close(sp.fd);
+	*sent = xs.sent;
+	pthread_mutex_lock(&s->rep_out_lock);
+	r->resumes += xs.resumed;
+	r->bytes_skipped += xs.skipped;
+	r->sets_refused += xs.refused;
+	pthread_mutex_unlock(&s->rep_out_lock);
+	if (xs.resumed) {
+		char detail[200];
+
+		snprintf(detail, sizeof(detail), "disk %s: point %s resumed from byte %llu of %llu",
+			 id, point, (unsigned long long)xs.from, (unsigned long long)sp.total);
+		sup_emit_named(s, r->name, "", "replica-transfer-resumed", detail);
 	}
-	json_decref(host);
 	if (ret) {
-		ret = cerr_set(e, status == 409 ? CERR_CONFLICT : CERR_PEER, "to", "%s", err);
-		goto out;
+		/* Refused whole (the spool is bad) or not following the
+		 * target's latest point: made again next round. */
+		if (e->kind == CERR_INVALID || e->kind == CERR_CONFLICT)
+			rep_spool_drop(s, r->uuid, id);
+		return -1;
 	}
-	*sent = (uint64_t)st.st_size;
+	*data = sp.data;
 	/* The target has it: the tracking point may let go of these blocks. */
+	rep_spool_done(s, r->uuid, id, &sp);
 	req = json_pack("{s:s, s:s, s:s}", "cmd", "disk-export-commit", "disk", id, "point", point);
 	if (worker(s, r, req, NULL, 0, &reply, e))
 		log_warn("vm %s: disk %s: point %s stored on %s, but not committed here (%s): the "
 			 "next set sends its blocks again", r->name, id, point, r->to, e->reason);
 	json_decref(req);
 	json_decref(reply);
-	ret = 0;
-out:
-	json_decref(x);
-	close(fd);
-	unlink(spool);
-	return ret;
+	return 0;
 }
 
 /* After a conflict: the target's latest point on every disk, if any. */
@@ -419,6 +445,14 @@ static void ship_round(struct sup *s, struct rep_out *r)
 	snprintf(since, sizeof(since), "%s", r->last);
 	snprintf(point, sizeof(point), "r%06u", r->seq + 1);
 	pthread_mutex_unlock(&s->rep_out_lock);
+	{
+		/* A set spooled by a round that did not deliver it keeps its name. */
+		const char *idp[VMDEF_MAX_DISKS];
+
+		for (unsigned i = 0; i < nr; i++)
+			idp[i] = ids[i];
+		rep_spool_pending(s, r->uuid, idp, nr, since, point, sizeof(point));
+	}
 	for (unsigned i = 0; i < nr && !ret; i++) {
 		uint64_t disk_sent = 0, disk_data = 0;
 		json_t *answer = NULL;
@@ -444,8 +478,12 @@ static void ship_round(struct sup *s, struct rep_out *r)
 	r->bytes_changed += data;
 	r->last_round_ms = (uint32_t)((sup_mono_ns() - t0) / 1000000u);
 	if (!ret) {
+		unsigned pseq;
+
 		snprintf(r->last, sizeof(r->last), "%s", point);
 		r->seq++;
+		if (sscanf(point, "r%u", &pseq) == 1 && pseq > r->seq)
+			r->seq = pseq;
 		r->last_point_at = sup_now_wall();
 		r->last_cut_ns = t0;
 		snprintf(r->state, sizeof(r->state), "normal");
@@ -459,6 +497,8 @@ static void ship_round(struct sup *s, struct rep_out *r)
 	}
 	pthread_mutex_unlock(&s->rep_out_lock);
 	conf_save(s, r);
+	if (!ret)
+		rep_spool_drop(s, r->uuid, NULL); /* every disk has the point */
 	if (!ret) {
 		char detail[160];
 
@@ -661,7 +701,9 @@ int sup_replica_disable(struct sup *s, const char *name, struct cerr *e)
 		return cerr_set(e, CERR_NOT_FOUND, "name", "'%s' is not replicated", name);
 	if (!conf_path(s, r->uuid, path, sizeof(path)))
 		unlink(path);
+	snprintf(path, sizeof(path), "%s", r->uuid);
 	stop_one(s, r);
+	rep_spool_drop(s, path, NULL); /* sets not delivered (enable again starts anew) */
 	sup_emit_named(s, name, "", "replica-disabled", "");
 	return 0;
 }
@@ -695,6 +737,9 @@ int sup_replica_status(struct sup *s, const char *name, json_t **out, struct cer
 			 "bytes_changed", (json_int_t)r->bytes_changed, "last_round_ms",
 			 (int)r->last_round_ms, "health", health);
 	json_object_set_new(*out, "compression", json_string(r->zstd ? "zstd" : "none"));
+	json_object_set_new(*out, "resumes", json_integer((json_int_t)r->resumes));
+	json_object_set_new(*out, "bytes_skipped", json_integer((json_int_t)r->bytes_skipped));
+	json_object_set_new(*out, "sets_refused", json_integer((json_int_t)r->sets_refused));
 	pthread_mutex_unlock(&s->rep_out_lock);
 	return 0;
 }

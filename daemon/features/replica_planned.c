@@ -34,6 +34,7 @@
 #include "peer.h"
 #include "replica.h"
 #include "replica_priv.h"
+#include "replica_xfer.h"
 
 #define PLAN_TIMEOUT_DEF_S 120
 #define PLAN_PEER_TIMEOUT_S 600 /* an upload */
@@ -65,21 +66,20 @@ int rep_track_from(const char *path, uint64_t size, const char *point)
 int rep_peer_call(struct sup *s, const char *to, const char *method, const char *path,
 		  json_t *body, long timeout_s, json_t **reply, long *status, struct cerr *e)
 {
-	struct peer p;
-	json_t *host = peer_find(s, to, &p, e);
+	struct rep_peer rp;
 	char err[384];
 	int ret;
 
 	*reply = NULL;
 	*status = 0;
-	if (!host)
+	if (rep_peer_find(s, to, &rp, e))
 		return -1;
-	ret = peer_call(&p, method, path, body, timeout_s, status, reply, err, sizeof(err));
+	ret = peer_call(&rp.p, method, path, body, timeout_s, status, reply, err, sizeof(err));
 	if (!ret && (*status < 200 || *status > 299)) {
-		peer_error_text(&p, *status, *reply, err, sizeof(err));
+		peer_error_text(&rp.p, *status, *reply, err, sizeof(err));
 		ret = -1;
 	}
-	json_decref(host);
+	rep_peer_put(&rp);
 	if (ret)
 		return cerr_set(e, *status == 409 ? CERR_CONFLICT : CERR_PEER, "", "%s", err);
 	return 0;
@@ -198,26 +198,25 @@ static int upload(struct sup *s, struct plan *p, const char *id, int fd, json_t 
 		  struct cerr *e)
 {
 	char url[256], err[384];
-	struct peer pr;
+	struct rep_peer rp;
 	struct stat st;
 	long status = 0;
-	json_t *host;
 	int ret;
 
 	*answer = NULL;
 	if (fstat(fd, &st) || lseek(fd, 0, SEEK_SET) < 0)
 		return cerr_set(e, CERR_INTERNAL, "", "the change set: %s", strerror(errno));
-	host = peer_find(s, p->to, &pr, e);
-	if (!host)
+	if (rep_peer_find(s, p->to, &rp, e))
 		return -1;
+	/* One piece (no resume: the set is cut again if this fails). */
 	snprintf(url, sizeof(url), "/v1/replicas/%s/disks/%s", p->name, id);
-	ret = peer_upload(&pr, url, fd, (uint64_t)st.st_size, PLAN_PEER_TIMEOUT_S, &status, answer,
-			  err, sizeof(err));
+	ret = peer_upload(&rp.p, url, fd, (uint64_t)st.st_size, PLAN_PEER_TIMEOUT_S, &status,
+			  answer, err, sizeof(err));
 	if (!ret && (status < 200 || status > 299)) {
-		peer_error_text(&pr, status, *answer, err, sizeof(err));
+		peer_error_text(&rp.p, status, *answer, err, sizeof(err));
 		ret = -1;
 	}
-	json_decref(host);
+	rep_peer_put(&rp);
 	if (ret)
 		return cerr_set(e, status == 409 ? CERR_CONFLICT : CERR_PEER, "", "%s", err);
 	p->sent += (uint64_t)st.st_size;
@@ -511,6 +510,7 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 	/* Failed over: replication from here ends. */
 	snprintf(path, sizeof(path), "%s/vms/%s/replica.json", s->conf.state_dir, p.uuid);
 	unlink(path);
+	rep_spool_drop(s, p.uuid, NULL);
 	{
 		char detail[200];
 

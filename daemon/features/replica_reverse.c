@@ -30,6 +30,7 @@
 #include "log.h"
 #include "replica.h"
 #include "replica_priv.h"
+#include "replica_xfer.h"
 
 struct adopt_disk {
 	char id[40];
@@ -228,6 +229,7 @@ int sup_replica_adopt(struct sup *s, const char *name, json_t *body, json_t **ou
 	if (!rep_out_detach(s, name, &conf, &ve)) {
 		snprintf(dir, sizeof(dir), "%s/vms/%s/replica.json", s->conf.state_dir, uuid);
 		unlink(dir);
+		rep_spool_drop(s, uuid, NULL);
 	}
 	if (rec) {
 		bool run = !strcmp(json_string_value(json_object_get(rec, "state")) ?: "",

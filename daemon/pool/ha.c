@@ -72,24 +72,20 @@ static void ha_bind(struct pool *p, int64_t lease)
 	free(items);
 }
 
-/* Whether the VM was up on its old owner, by that host's runtime record:
- * an HA VM its user had stopped is taken over (it stays manageable) but
- * not started. No record, or one that cannot be read: up (restart). */
-static bool ha_was_up(struct pool *p, const struct ha_item *it)
+/* Whether the VM was up on its old owner, by that host's runtime record
+ * (rec: its value): an HA VM its user had stopped is taken over (it stays
+ * manageable) but not started. No record, or one that cannot be read: up
+ * (restart). */
+static bool ha_was_up(const char *rec)
 {
 	static const char *const up[] = { "running", "paused", "starting", "restarting" };
-	char key[POOL_KEY_MAX];
-	struct etcd_kv kv;
 	const char *st;
 	bool was = true;
 	json_t *j;
 
-	if (!it->owner[0] || snprintf(key, sizeof(key), "%s/hosts/%s/runtime/%s", p->prefix,
-				      it->owner, it->uuid) >= (int)sizeof(key) ||
-	    etcd_get(p->etcd, key, &kv))
+	if (!rec)
 		return true;
-	j = json_loads(kv.value, 0, NULL);
-	etcd_kv_free(&kv);
+	j = json_loads(rec, 0, NULL);
 	st = json_string_value(json_object_get(j, "state"));
 	if (st) {
 		const char *why = json_string_value(json_object_get(j, "exit_reason")) ?: "";
@@ -105,16 +101,51 @@ static bool ha_was_up(struct pool *p, const struct ha_item *it)
 	return was;
 }
 
-/* Create the owner key if absent (on this host's lease), then hand the
- * definition to the core. */
+/* A VM taken over, started on a thread of its own: a host that takes
+ * several at once starts them side by side (a start waits on etcd and on
+ * the worker's handshake; one after the other, the last of a host's VMs
+ * waited for all the others': p99 at 64 hosts). */
+struct ha_start {
+	struct pool *p;
+	struct vmdef def;
+	char from[64];
+	char reason[512];
+	bool was_up;
+};
+
+static void *ha_start_thread(void *arg)
+{
+	struct ha_start *hs = arg;
+	struct pool *p = hs->p;
+	const struct pool_ha_ops *ha;
+	void *opaque;
+
+	pthread_mutex_lock(&p->lock);
+	ha = p->ha;
+	opaque = p->ha_opaque;
+	pthread_mutex_unlock(&p->lock);
+	if (ha && ha->take)
+		ha->take(opaque, &hs->def, hs->from, hs->reason, hs->was_up);
+	vmdef_free(&hs->def);
+	free(hs);
+	pthread_mutex_lock(&p->lock);
+	p->ha_starts--;
+	pthread_cond_broadcast(&p->wake);
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Create the owner key if absent (on this host's lease) and read the
+ * definition and the old owner's runtime record, in one transaction; then
+ * hand the definition to the core, on a thread of its own. */
 static void ha_take(struct pool *p, int64_t lease, const struct ha_item *it, const char *reason)
 {
-	const struct pool_ha_ops *ha;
-	char key[POOL_KEY_MAX];
+	char key[POOL_KEY_MAX], rt[POOL_KEY_MAX];
+	struct etcd_kv got[2] = { 0 };
+	struct ha_start *hs = NULL;
 	struct etcd_txn t;
-	struct etcd_kv kv;
-	struct vmdef def;
-	void *opaque;
+	pthread_attr_t a;
+	pthread_t th;
 	bool ok = false;
 	json_t *j;
 	int ret;
@@ -123,7 +154,17 @@ static void ha_take(struct pool *p, int64_t lease, const struct ha_item *it, con
 	ret = pool_key(p, key, "owner/%s", it->uuid) ?:
 	      etcd_txn_compare(&t, key, ETCD_CMP_VERSION, ETCD_CMP_EQUAL, 0, NULL) ?:
 	      etcd_txn_put(&t, key, p->host, strlen(p->host), lease) ?:
-	      etcd_txn_commit(p->etcd, &t, &ok, NULL);
+	      pool_key(p, key, "vms/%s", it->uuid) ?:
+	      etcd_txn_get(&t, key);
+	/* The old owner's runtime record: hosts/OWNER/runtime/UUID (no
+	 * owner known: a key nobody writes, read as absent). */
+	if (!ret && snprintf(rt, sizeof(rt), "%s/hosts/%s/runtime/%s", p->prefix,
+			     it->owner[0] ? it->owner : "-", it->uuid) >= (int)sizeof(rt))
+		ret = -ENAMETOOLONG;
+	if (!ret)
+		ret = etcd_txn_get(&t, rt);
+	if (!ret)
+		ret = etcd_txn_commit_read(p->etcd, &t, &ok, NULL, got, 2);
 	etcd_txn_free(&t);
 	if (ret) {
 		log_warn("pool: cannot take over VM %s: %s", it->name, strerror(-ret));
@@ -136,26 +177,34 @@ static void ha_take(struct pool *p, int64_t lease, const struct ha_item *it, con
 	atomic_fetch_add(&p->ctr.failovers, 1);
 	log_info("pool: host %s takes over VM %s from %s (%s)", p->host, it->name,
 		 it->owner[0] ? it->owner : "?", reason);
-	if ((ret = pool_key(p, key, "vms/%s", it->uuid)) || (ret = etcd_get(p->etcd, key, &kv))) {
-		log_err("pool: took VM %s over but cannot read its definition: %s", it->name,
-			strerror(-ret));
-		return;
+	j = got[0].value ? json_loads(got[0].value, 0, NULL) : NULL;
+	if (j && (hs = calloc(1, sizeof(*hs))) && etcd_rec_vmdef(j, &hs->def)) {
+		free(hs);
+		hs = NULL;
 	}
-	j = json_loads(kv.value, 0, NULL);
-	etcd_kv_free(&kv);
-	ret = j ? etcd_rec_vmdef(j, &def) : -EINVAL;
 	json_decref(j);
-	if (ret) {
-		log_err("pool: took VM %s over but its definition is unreadable", it->name);
+	if (!hs) {
+		log_err("pool: took VM %s over but its definition is %s", it->name,
+			got[0].value ? "unreadable" : "gone");
+		etcd_kv_free(&got[0]);
+		etcd_kv_free(&got[1]);
 		return;
 	}
+	hs->p = p;
+	hs->was_up = ha_was_up(got[1].value);
+	snprintf(hs->from, sizeof(hs->from), "%s", it->owner[0] ? it->owner : "?");
+	snprintf(hs->reason, sizeof(hs->reason), "%s", reason);
+	etcd_kv_free(&got[0]);
+	etcd_kv_free(&got[1]);
 	pthread_mutex_lock(&p->lock);
-	ha = p->ha;
-	opaque = p->ha_opaque;
+	p->ha_starts++;
 	pthread_mutex_unlock(&p->lock);
-	if (ha && ha->take)
-		ha->take(opaque, &def, it->owner[0] ? it->owner : "?", reason, ha_was_up(p, it));
-	vmdef_free(&def);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&th, &a, ha_start_thread, hs);
+	pthread_attr_destroy(&a);
+	if (ret) /* no thread: start it here */
+		ha_start_thread(hs);
 }
 
 /* FNV-1a of uuid/host: a host's weight for a VM (rendezvous hashing). */
@@ -363,4 +412,9 @@ void pool_ha_stop(struct pool *p)
 	if (p->ha_started)
 		pthread_join(p->ha_thread, NULL);
 	p->ha_started = false;
+	/* Starts of VMs taken over finish first (they use p). */
+	pthread_mutex_lock(&p->lock);
+	while (p->ha_starts)
+		pthread_cond_wait(&p->wake, &p->lock);
+	pthread_mutex_unlock(&p->lock);
 }

@@ -405,12 +405,25 @@ int etcd_txn_delete(struct etcd_txn *t, const char *key, const char *range_end)
 					       etcd_range_req(key, range_end))) ? -ENOMEM : 0;
 }
 
+int etcd_txn_get(struct etcd_txn *t, const char *key)
+{
+	return json_array_append_new(t->success,
+				     json_pack("{s:o}", "request_range",
+					       etcd_range_req(key, NULL))) ? -ENOMEM : 0;
+}
+
 size_t etcd_txn_ops(const struct etcd_txn *t)
 {
 	return json_array_size(t->success);
 }
 
 int etcd_txn_commit(struct etcd *e, const struct etcd_txn *t, bool *succeeded, int64_t *rev)
+{
+	return etcd_txn_commit_read(e, t, succeeded, rev, NULL, 0);
+}
+
+int etcd_txn_commit_read(struct etcd *e, const struct etcd_txn *t, bool *succeeded,
+			 int64_t *rev, struct etcd_kv *got, size_t n)
 {
 	json_t *req = json_pack("{s:O, s:O}", "compare", t->compare, "success", t->success);
 	json_t *reply;
@@ -424,7 +437,8 @@ int etcd_txn_commit(struct etcd *e, const struct etcd_txn *t, bool *succeeded, i
 	json_decref(req);
 	if (ret)
 		return ret;
-	if (etcd_json_txn(reply, succeeded, &r))
+	if (etcd_json_txn(reply, succeeded, &r) ||
+	    (n && *succeeded && etcd_json_txn_reads(reply, got, n)))
 		ret = -EIO;
 	if (rev)
 		*rev = r;

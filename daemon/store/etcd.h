@@ -90,10 +90,17 @@ int etcd_txn_compare(struct etcd_txn *t, const char *key, enum etcd_cmp_target t
 int etcd_txn_put(struct etcd_txn *t, const char *key, const void *value, size_t len,
 		 int64_t lease) __must_check;
 int etcd_txn_delete(struct etcd_txn *t, const char *key, const char *range_end) __must_check;
+/* A read of one key among the ops (its answer: etcd_txn_commit_read). */
+int etcd_txn_get(struct etcd_txn *t, const char *key) __must_check;
 size_t etcd_txn_ops(const struct etcd_txn *t);
 /* succeeded: whether the compares held (the ops ran). */
 int etcd_txn_commit(struct etcd *e, const struct etcd_txn *t, bool *succeeded,
 		    int64_t *rev) __must_check;
+/* The same, and the answers of its etcd_txn_get ops, in their order, into
+ * got[0..n) (a key that is absent, or compares that failed: an empty kv,
+ * key NULL); the caller frees each with etcd_kv_free. */
+int etcd_txn_commit_read(struct etcd *e, const struct etcd_txn *t, bool *succeeded,
+			 int64_t *rev, struct etcd_kv *got, size_t n) __must_check;
 
 /* Forget the history before rev (keys' current values stay); watches
  * that needed it are told to read again (ETCD_WATCH_RESYNC). */
@@ -156,6 +163,9 @@ int etcd_json_range(json_t *reply, struct etcd_kvs *out) __must_check;
 int etcd_json_revision(json_t *reply, int64_t *rev) __must_check;
 /* A txn reply. */
 int etcd_json_txn(json_t *reply, bool *succeeded, int64_t *rev) __must_check;
+/* A transaction reply's range answers, in order, into got[0..n) (each the
+ * first key of its range, or empty). */
+int etcd_json_txn_reads(json_t *reply, struct etcd_kv *got, size_t n) __must_check;
 
 /* One message of the watch stream ({"result": {...}} or {"error": ...}). */
 struct etcd_watch_msg {

@@ -180,6 +180,36 @@ int etcd_json_txn(json_t *reply, bool *succeeded, int64_t *rev)
 	return etcd_json_revision(reply, rev);
 }
 
+int etcd_json_txn_reads(json_t *reply, struct etcd_kv *got, size_t n)
+{
+	json_t *res = json_object_get(reply, "responses"), *r;
+	size_t i, k = 0;
+	int ret = 0;
+
+	for (i = 0; i < n; i++)
+		memset(&got[i], 0, sizeof(got[i]));
+	if (res && !json_is_array(res))
+		return -EINVAL;
+	json_array_foreach(res, i, r) {
+		json_t *range = json_object_get(r, "response_range"), *kvs;
+
+		if (!json_is_object(r))
+			ret = -EINVAL;
+		if (!range || ret || k >= n)
+			continue;
+		kvs = json_object_get(range, "kvs");
+		if (kvs && !json_is_array(kvs))
+			ret = -EINVAL;
+		else if (json_array_size(kvs))
+			ret = etcd_json_kv(json_array_get(kvs, 0), &got[k]);
+		k++;
+	}
+	if (ret)
+		for (i = 0; i < n; i++)
+			etcd_kv_free(&got[i]);
+	return ret;
+}
+
 void etcd_watch_msg_free(struct etcd_watch_msg *msg)
 {
 	for (size_t i = 0; i < msg->nr_events; i++)

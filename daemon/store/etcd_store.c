@@ -639,8 +639,18 @@ int store_etcd_open(struct store **out, const struct store_etcd_conf *conf, char
 	if (!ret) {
 		char p[ES_KEY_MAX];
 
-		/* From the revision we opened at: nothing after it is missed. */
-		snprintf(p, sizeof(p), "%s/", es->prefix);
+		/* From the revision we opened at: nothing after it is missed.
+		 * A pool member's store watches only its host's keys: the pool
+		 * layer watches the whole pool already (pool/vms.c), and a
+		 * second such watch doubled what etcd sends every host for
+		 * every change in the pool (at 64 hosts each VM start went out
+		 * 128 times). It is still there for the connection's state
+		 * (es_watch_state: runtime writes held while etcd is away go
+		 * out when it is back) and others' changes to this host's keys. */
+		if (conf->watch_own_only)
+			snprintf(p, sizeof(p), "%s/hosts/%s/", es->prefix, es->host);
+		else
+			snprintf(p, sizeof(p), "%s/", es->prefix);
 		ret = etcd_watch_start(es->etcd, p, es->open_rev + 1, &es_watch_ops, es,
 				       &es->watch);
 		if (ret)

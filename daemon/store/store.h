@@ -98,6 +98,9 @@ struct store_etcd_conf {
 	/* This host's VMs kept in a local file (etcd_cache.h), or NULL: with
 	 * one, a store opened while etcd is unreachable loads from it. */
 	const char *cache_path;
+	/* Watch only this host's keys (P/hosts/HOST/): a pool member, whose
+	 * pool layer watches the whole pool already. */
+	bool watch_own_only;
 };
 
 int store_etcd_open(struct store **out, const struct store_etcd_conf *conf, char *err,

@@ -698,6 +698,29 @@ static bool start_settled(struct vmrt *vm, unsigned gen)
 	return vm->gen != gen || vm->state != VS_STARTING;
 }
 
+/* Gives the starting worker on fd the HA deadline the pool has now, when
+ * it is later than *until (the first call: whatever it is). */
+static int handshake_extend(struct sup *s, int fd, int pidfd, uint64_t *until)
+{
+	uint64_t now = sup_ha_deadline_ns(s);
+	json_t *req, *reply = NULL;
+	int ret;
+
+	if (*until == UINT64_MAX ? !now : now <= *until) {
+		if (*until == UINT64_MAX)
+			*until = 0; /* no pool deadline: none to give */
+		return 0;
+	}
+	*until = now;
+	req = json_pack("{s:s, s:I}", "cmd", "lease-extend", "until_boottime_ns", (json_int_t)*until);
+	ret = wctl_call(fd, req, (int)s->conf.start_timeout_s * 1000, pidfd, &reply);
+	json_decref(req);
+	if (!ret && !json_is_true(json_object_get(reply, "ok")))
+		ret = -EPROTO;
+	json_decref(reply);
+	return ret;
+}
+
 int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	char ctl_path[512];
@@ -723,7 +746,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 	sup_persist(s, vm);
 	pidfd = dup(vm->pidfd);
 	sup_paths(s, vm, ".ctl", ctl_path, sizeof(ctl_path));
-	ha_until = vm->def.ha ? sup_ha_deadline_ns(s) : 0;
+	ha_until = vm->def.ha ? UINT64_MAX : 0; /* handshake_extend: the first, whatever */
 	pthread_mutex_unlock(&vm->lock);
 
 	/* Handshake: "status" answers once the VM is set up (its console socket
@@ -743,16 +766,10 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 		ret = vm->gen == gen ? sup_console_attach(s, vm) : -ESRCH;
 		pthread_mutex_unlock(&vm->lock);
 	}
-	if (!ret && ha_until) {
-		req = json_pack("{s:s, s:I}", "cmd", "lease-extend", "until_boottime_ns",
-				(json_int_t)ha_until);
-		ret = wctl_call(fd, req, (int)s->conf.start_timeout_s * 1000, pidfd, &reply);
-		json_decref(req);
-		if (!ret && !json_is_true(json_object_get(reply, "ok")))
-			ret = -EPROTO;
-		json_decref(reply);
-		reply = NULL;
-	}
+	/* The deadline as it is now (renewals during the spawn and the
+	 * status call moved it on; sup_ha_extend skips starting workers). */
+	if (!ret && ha_until)
+		ret = handshake_extend(s, fd, pidfd, &ha_until);
 	req = json_pack("{s:s}", "cmd", "start");
 	if (!ret)
 		ret = wctl_call(fd, req, (int)s->conf.start_timeout_s * 1000, pidfd, &reply);
@@ -760,6 +777,11 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 	if (!ret && !json_is_true(json_object_get(reply, "ok")))
 		ret = -EPROTO;
 	json_decref(reply);
+	/* And once more if a renewal came during the start call: until the
+	 * VM is running, the lease's sweeps pass it by (a loaded host's
+	 * worker died by its handshake deadline, 1 s after starting). */
+	if (!ret && ha_until)
+		ret = handshake_extend(s, fd, pidfd, &ha_until);
 	if (fd >= 0)
 		close(fd);
 	close(pidfd);

@@ -53,6 +53,16 @@ static void fuzz_records(json_t *j)
 		abort(); /* a txn reply that reads has a header that reads */
 	if (etcd_json_kv(j, &kv) == 0)
 		etcd_kv_free(&kv);
+	{
+		struct etcd_kv got[2];
+
+		if (etcd_json_txn_reads(j, got, 2) == 0) {
+			etcd_kv_free(&got[0]);
+			etcd_kv_free(&got[1]);
+		} else if (got[0].key || got[1].key) {
+			abort(); /* a refused reply leaves nothing to free */
+		}
+	}
 	if (etcd_rec_vmdef(j, &d) == 0) {
 		/* What was read writes back and reads the same. */
 		json_t *again = etcd_rec_vmdef_json(&d);

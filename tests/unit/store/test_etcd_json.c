@@ -145,6 +145,40 @@ static void test_txn(void **st)
 	json_decref(bad);
 }
 
+/* A transaction's reads: the first key of each range answer, in order;
+ * an empty range an empty kv; puts' answers skipped. */
+static void test_txn_reads(void **st)
+{
+	json_t *ok = json_loads("{\"header\":{\"revision\":\"9\"},\"succeeded\":true,"
+				"\"responses\":[{\"response_put\":{}},{\"response_range\":"
+				"{\"kvs\":[{\"key\":\"L2Ev\",\"value\":\"YmFy\",\"create_revision\":"
+				"\"5\",\"mod_revision\":\"7\",\"version\":\"2\"}]}},"
+				"{\"response_range\":{}}]}", 0, NULL);
+	json_t *bad = json_loads("{\"responses\":[{\"response_range\":{\"kvs\":{}}}]}", 0,
+				 NULL);
+	json_t *notarray = json_loads("{\"responses\":{}}", 0, NULL);
+	struct etcd_kv got[3];
+
+	(void)st;
+	assert_int_equal(etcd_json_txn_reads(ok, got, 3), 0);
+	assert_string_equal(got[0].key, "/a/");
+	assert_string_equal(got[0].value, "bar");
+	assert_int_equal(got[0].mod_rev, 7);
+	assert_null(got[1].key);
+	assert_null(got[2].key);
+	for (int i = 0; i < 3; i++)
+		etcd_kv_free(&got[i]);
+	assert_int_equal(etcd_json_txn_reads(ok, got, 1), 0); /* fewer slots than reads */
+	assert_string_equal(got[0].value, "bar");
+	etcd_kv_free(&got[0]);
+	assert_int_equal(etcd_json_txn_reads(bad, got, 1), -EINVAL);
+	assert_null(got[0].key);
+	assert_int_equal(etcd_json_txn_reads(notarray, got, 1), -EINVAL);
+	json_decref(ok);
+	json_decref(bad);
+	json_decref(notarray);
+}
+
 static void test_watch_msgs(void **st)
 {
 	static const char created[] = "{\"result\":{\"header\":{\"revision\":\"4\"},\"created\":true}}";
@@ -191,6 +225,7 @@ int main(void)
 		cmocka_unit_test(test_int64),
 		cmocka_unit_test(test_range),
 		cmocka_unit_test(test_txn),
+		cmocka_unit_test(test_txn_reads),
 		cmocka_unit_test(test_watch_msgs),
 	};
 

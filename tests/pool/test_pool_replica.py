@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""test_pool_replica.py: a pool host as a replication target (docs/replica.md,
+"Resuming a cut transfer": a pool host as target). Two cellads in network
+namespaces on a bridge, an etcd member on the bridge's address, a pool made
+with `cella pool create` and `cella pool join`.
+
+- `cella replica enable rv --to host-b` on host-a with no `cella host add`:
+  host-b is found in the pool's membership and called over the pool's
+  mutual TLS; points arrive on host-b (its replica lists them, events
+  replica-point), host-a's status is normal.
+- `--to host-a` (the VM's own host) and a name that is neither a pool host
+  nor a peer are refused.
+
+Needs root (namespaces) and etcd; skips loudly without them.
+Usage: test_pool_replica.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "daemon"))
+from cellad import TestFailure, check, log, main, skip  # noqa: E402
+
+import etcdutil  # noqa: E402
+import netutil  # noqa: E402
+import test_pool_hosts as ph  # noqa: E402
+import tlsutil  # noqa: E402
+from test_replica import SEQ, flushed  # noqa: E402
+
+NET = netutil.subnet(23)
+ADDR = {"a": f"{NET}.2", "b": f"{NET}.3"}
+
+
+class Host(ph.Host):
+    def __init__(self, args, h, ns, boot):
+        super().__init__(args, h, ns, boot)
+        self.config["tcp"]["address"] = ADDR[h]
+        self.url = f"https://{ADDR[h]}:{ph.PORT}"
+        self.real_cellad = args["cellad"]
+
+    def start(self):
+        self.args = dict(self.args, cellad=self.real_cellad)  # started again: no wrapper twice
+        return super().start()
+
+
+def wait_for(what, pred, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TestFailure(f"not within {timeout} s: {what}")
+        time.sleep(0.1)  # polling the API with a deadline
+
+
+def test(args):
+    if os.geteuid() != 0:
+        skip("needs root: network namespaces for the hosts")
+    for tool in ("ip", "openssl", "qemu-img"):
+        if not shutil.which(tool):
+            skip(f"'{tool}' is not installed")
+    etcdutil.need_etcd()
+    boot = tempfile.mkdtemp(prefix="cella-prep-boot-")
+    tlsutil.make_pki(boot, names=("a", "b"))
+    with open(f"{boot}/token", "w") as f:
+        f.write("pool-test-bootstrap-token-0123456789\n")
+    net = netutil.Net(ADDR, f"{NET}.1", tag="cr")
+    hosts = {}
+    try:
+        net.up()
+        with etcdutil.Cluster(1, host=f"{NET}.1") as c:
+            for h in ADDR:
+                hosts[h] = Host(args, h, net.ns[h], boot).start()
+            scenario(c, hosts, boot)
+    finally:
+        for d in hosts.values():
+            d.cleanup()
+        net.down()
+        shutil.rmtree(boot, ignore_errors=True)
+
+
+def scenario(c, hosts, boot):
+    a, b = hosts["a"], hosts["b"]
+    eps = ",".join(c.endpoints)
+    p = a.cli("pool", "create", "pr", "--etcd", eps, "--ca-cert", c.ca, "--ca-key",
+              f"{c.dir}/ca.key", "--address", a.url, "--host", "host-a", "--lease-ttl", "3")
+    token = next(w for w in p.stdout.split() if w.count(".") == 2 and len(w) > 100)
+    a.wait_pool()
+    b.cli("pool", "join", a.url, "--token", token, "--host", "host-b", "--address", b.url)
+    b.wait_pool()
+    wait_for("two hosts up", lambda: len(a.status()) == 2 and all(
+        x["state"] == "up" for x in a.status().values()))
+    check(not json.loads(a.cli("--json", "host", "list").stdout).get("hosts"),
+          "no peer added (cella host add)")
+
+    img = os.path.join(boot, "rv.qcow2")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, str(64 << 20)], check=True)
+    a.define("rv", "blkverify", SEQ, memory_mib=128,
+             disks=[{"path": img, "id": "data", "cbt": True}])
+    a.action("rv", "start", {"host": "host-a"})
+    wait_for("the guest flushes", lambda: flushed(a) >= 2)
+    a.cli("replica", "enable", "rv", "--to", "host-a", expect=None)
+    check(a.get("/v1/vms/rv/replica").status == 404, "--to the VM's own host: refused")
+    a.cli("replica", "enable", "rv", "--to", "nowhere", expect=4)
+    a.cli("replica", "enable", "rv", "--to", "host-b", "--interval", "1s", "--keep", "4")
+    rep = wait_for("three points on host-b", lambda: (lambda r: r.json if r.status == 200 and
+                   len(r.json["points"]) >= 3 else None)(b.get("/v1/replicas/rv")))
+    log(f"host-b: points {rep['points']}")
+    st = a.get("/v1/vms/rv/replica").json
+    check(st["state"] == "normal" and st["to"] == "host-b", f"host-a's status: {st}")
+    check(any(e["event"] == "replica-point" for e in b.events()), "host-b: replica-point events")
+    a.cli("replica", "disable", "rv")
+
+
+if __name__ == "__main__":
+    main(test)

@@ -92,6 +92,7 @@ int cmd_replica_disable(struct client *c, int argc, char **argv);
 int cmd_replica_list(struct client *c, int argc, char **argv);
 int cmd_replica_show(struct client *c, int argc, char **argv);
 int cmd_replica_failover(struct client *c, int argc, char **argv);
+int cmd_replica_reverse(struct client *c, int argc, char **argv);
 int cmd_replica_delete(struct client *c, int argc, char **argv);
 int cmd_replica_test_stop(struct client *c, int argc, char **argv);
 

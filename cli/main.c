@@ -214,13 +214,25 @@ static const struct cmd cmds[] = {
     {"replica", "points", "", "NAME",
      "a replica's recovery points: cut time, size, consistency (flushed or crash)",
      cmd_replica_points, NULL},
-    {"replica", "failover", "", "NAME [--point P] [--no-start] [--test]",
+    {"replica", "failover", "", "NAME [--point P] [--no-start] [--test] | NAME --planned [...]",
      "define the VM here on a recovery point (the latest every disk has, or P) and start it "
-     "(Start-VMFailover)", cmd_replica_failover,
+     "(Start-VMFailover); with --planned, on the source: shut the VM down, send its last "
+     "changes, fail over to them and replicate back here", cmd_replica_failover,
      "  --point P          the recovery point (cella replica show NAME)\n"
      "  --no-start         define it, do not start it\n"
      "  --test             a copy NAME-test without network, while replication goes on\n"
-     "                     (Test-VMReplication); cella replica test-stop NAME ends it\n"},
+     "                     (Test-VMReplication); cella replica test-stop NAME ends it\n"
+     "  --planned          on the source: a planned failover, nothing lost\n"
+     "  --timeout S        with --planned: seconds the guest has to shut down (default 120)\n"
+     "  --no-reverse       with --planned: do not replicate back (cella replica reverse)\n"
+     "  --reverse-to HOST  with --planned: this host's name on the target (default: its\n"
+     "                     host name)\n"},
+    {"replica", "reverse", "", "NAME [--to HOST] [--interval D] [--keep N] [--compression C]",
+     "after a failover to this host: replicate the VM back to its old primary, since the "
+     "point it failed over to when that host can vouch for it, else from a full copy",
+     cmd_replica_reverse,
+     "  --to HOST          the old primary (cella host list; default: the replica's source)\n"
+     "  --interval D, --keep N, --max-bandwidth B, --compression C: as for enable\n"},
     {"replica", "test-stop", "", "NAME", "end a test failover: its VM and layers go",
      cmd_replica_test_stop, NULL},
     {"replica", "delete", "rm remove", "NAME", "delete a replica and its points",

@@ -9,7 +9,7 @@
 #include "commands.h"
 
 enum { O_TO = 500, O_INTERVAL, O_KEEP, O_BW, O_POINT, O_NO_START, O_COMPRESSION, O_TEST,
-       O_KEEP_FOR, O_CONSISTENT };
+       O_KEEP_FOR, O_CONSISTENT, O_PLANNED, O_TIMEOUT, O_NO_REVERSE, O_REVERSE_TO };
 
 /* Bytes per second: "20M", "512K", "1G" (powers of 1024) or a number. */
 static int parse_rate(const char *s, json_int_t *bps)
@@ -27,7 +27,8 @@ static int parse_rate(const char *s, json_int_t *bps)
 }
 
 
-int cmd_replica_enable(struct client *c, int argc, char **argv)
+/* enable, and reverse (the same settings; --to optional: the old primary). */
+static int settings_cmd(struct client *c, int argc, char **argv, bool reverse)
 {
 	static const struct option opts[] = {
 	    {"to", required_argument, NULL, O_TO},
@@ -87,19 +88,37 @@ int cmd_replica_enable(struct client *c, int argc, char **argv)
 			return ret;
 		}
 	}
-	if (optind < argc || !json_object_get(body, "to")) {
+	if (optind < argc || (!reverse && !json_object_get(body, "to"))) {
 		json_decref(body);
 		return optind < argc ? usage_error("unexpected argument '%s'", argv[optind])
 				     : usage_error("%s", "--to HOST is required (cella host list)");
 	}
-	vm_path(path, sizeof(path), argv[1], "/replica");
+	vm_path(path, sizeof(path), argv[1], reverse ? "/replica/reverse" : "/replica");
 	ret = client_call(c, "POST", path, body, &out);
 	json_decref(body);
 	if (ret)
 		return ret;
+	if (reverse)
+		return print_reply(c, out, "%s: replicating back to %s, %s%s%s", argv[1],
+				   json_string_value(json_object_get(out, "to")) ?: "?",
+				   json_string_value(json_object_get(out, "since")) ? "since point " :
+				   "from a full copy: ",
+				   json_string_value(json_object_get(out, "since")) ?:
+				   json_string_value(json_object_get(out, "warning")) ?: "",
+				   "");
 	return print_reply(c, out, "%s: replicating to %s every %lld ms", argv[1],
 			   json_string_value(json_object_get(out, "to")) ?: "?",
 			   (long long)json_integer_value(json_object_get(out, "interval_ms")));
+}
+
+int cmd_replica_enable(struct client *c, int argc, char **argv)
+{
+	return settings_cmd(c, argc, argv, false);
+}
+
+int cmd_replica_reverse(struct client *c, int argc, char **argv)
+{
+	return settings_cmd(c, argc, argv, true);
 }
 
 int cmd_replica_status(struct client *c, int argc, char **argv)
@@ -172,16 +191,50 @@ int cmd_replica_show(struct client *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* --planned, on the source: POST /v1/vms/NAME/replica/failover (body owned). */
+static int planned_failover(struct client *c, const char *name, json_t *body)
+{
+	json_t *out = NULL, *rev;
+	char path[512];
+	int ret;
+
+	if (json_object_get(body, "point") || json_object_get(body, "test")) {
+		json_decref(body);
+		return usage_error("%s", "--planned fails over to the last point, which it makes: no "
+				   "--point or --test");
+	}
+	vm_path(path, sizeof(path), name, "/replica/failover");
+	ret = client_call(c, "POST", path, body, &out);
+	json_decref(body);
+	if (ret)
+		return ret;
+	rev = json_object_get(out, "reverse");
+	return print_reply(c, out, "%s: failed over to %s at point %s%s; %s%s%s", name,
+			   json_string_value(json_object_get(out, "to")) ?: "?",
+			   json_string_value(json_object_get(out, "point")) ?: "?",
+			   json_is_true(json_object_get(out, "started")) ? " and started" : "",
+			   !rev ? "replication not reversed" : json_object_get(rev, "error") ?
+			   "replication NOT reversed: " : json_is_true(json_object_get(rev, "full")) ?
+			   "replicating back here from a full copy" : "replicating back here since "
+			   "that point", rev && json_object_get(rev, "error") ?
+			   json_string_value(json_object_get(rev, "error")) : "", "");
+}
+
 int cmd_replica_failover(struct client *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"point", required_argument, NULL, O_POINT},
 	    {"no-start", no_argument, NULL, O_NO_START},
 	    {"test", no_argument, NULL, O_TEST},
+	    {"planned", no_argument, NULL, O_PLANNED},
+	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"no-reverse", no_argument, NULL, O_NO_REVERSE},
+	    {"reverse-to", required_argument, NULL, O_REVERSE_TO},
 	    {NULL, 0, NULL, 0},
 	};
 	json_t *body, *out = NULL;
 	char path[512];
+	json_int_t n;
 	int o, ret;
 
 	if (need_name(argc, argv, 2))
@@ -193,6 +246,17 @@ int cmd_replica_failover(struct client *c, int argc, char **argv)
 			json_object_set_new(body, "point", json_string(optarg));
 		} else if (o == O_NO_START || o == O_TEST) {
 			json_object_set_new(body, o == O_TEST ? "test" : "start", json_boolean(o == O_TEST));
+		} else if (o == O_PLANNED || o == O_NO_REVERSE) {
+			json_object_set_new(body, o == O_PLANNED ? "planned" : "reverse",
+					    json_boolean(o == O_PLANNED));
+		} else if (o == O_REVERSE_TO) {
+			json_object_set_new(body, "reverse_to", json_string(optarg));
+		} else if (o == O_TIMEOUT) {
+			if ((ret = parse_num(argv[optind - 1], optarg, &n))) {
+				json_decref(body);
+				return ret;
+			}
+			json_object_set_new(body, "timeout_s", json_integer(n));
 		} else {
 			json_decref(body);
 			return usage_error("unknown option or missing value '%s'", argv[optind - 1]);
@@ -201,6 +265,13 @@ int cmd_replica_failover(struct client *c, int argc, char **argv)
 	if (optind < argc) {
 		json_decref(body);
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	}
+	if (json_object_get(body, "planned"))
+		return planned_failover(c, argv[1], body);
+	if (json_object_get(body, "reverse") || json_object_get(body, "reverse_to") ||
+	    json_object_get(body, "timeout_s")) {
+		json_decref(body);
+		return usage_error("%s", "--timeout, --no-reverse and --reverse-to go with --planned");
 	}
 	api_path(path, sizeof(path), "/v1/replicas/", argv[1], "/failover");
 	ret = client_call(c, "POST", path, body, &out);

@@ -96,3 +96,16 @@ int replica_set_decompress(int in_fd, int out_fd, uint64_t max, uint64_t *out, c
  * first into an unnamed file of the store's directory, at most max bytes). */
 int replica_add_any(struct replica *r, int in_fd, uint64_t max, struct replica_point *added,
 		    char *err, size_t errlen) __must_check;
+
+/* replica_adopt.c: stores made from disks that hold a point already
+ * (reverse replication), without copying them. ------------------------- */
+/* An empty store's base made a qcow2 layer over `image` (format fmt, an
+ * enum disk_format), whose content is point `point`: the image is never
+ * written through the store. 0 or -errno (-EEXIST: the store has points). */
+int replica_adopt_base(struct replica *r, const char *image, int fmt, const char *point,
+		       char *err, size_t errlen) __must_check;
+/* The qcow2 layer `layer` (on the store's file system, its backing the
+ * store's latest point) moved into the store as the next point, `point`.
+ * 0 or -errno. */
+int replica_adopt_layer(struct replica *r, const char *layer, const char *point, char *err,
+			size_t errlen) __must_check;

@@ -106,6 +106,7 @@ enum { POOL_STATUS, POOL_LEAVE, POOL_CREATE, POOL_TOKEN, POOL_JOIN, POOL_ADMIT, 
 enum { REP_STATUS, REP_ENABLE, REP_DISABLE, REP_PAUSE, REP_RESUME };
 enum { REPS_LIST, REPS_CREATE, REPS_GET, REPS_DELETE, REPS_FAILOVER, REPS_TEST_STOP,
        REPS_UPLOAD_STATE };
+enum { REPP_FAILOVER, REPP_REVERSE, REPP_ADOPT };
 /* h_upload's arg: what the upload is. */
 enum { UP_STATE, UP_DISK, UP_REPLICA_SET };
 enum { MAINT_HOST, MAINT_BALANCE, MAINT_LOAD };
@@ -138,5 +139,7 @@ API_HANDLER(h_upload);
 /* replicas.c */
 API_HANDLER(h_replica);
 API_HANDLER(h_replicas);
+/* replica_planned.c */
+API_HANDLER(h_replica_plan);
 /* static.c: the web console's files (arg 0: /ui, its index.html) */
 API_HANDLER(h_static);

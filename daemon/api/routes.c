@@ -86,6 +86,11 @@ static const struct route routes[] = {
     {"DELETE", "/v1/replicas/{name}", h_replicas, REPS_DELETE, no_query, ROLE_ADMIN},
     {"POST", "/v1/replicas/{name}/failover", h_replicas, REPS_FAILOVER, no_query, ROLE_ADMIN},
     {"DELETE", "/v1/replicas/{name}/test", h_replicas, REPS_TEST_STOP, no_query, ROLE_ADMIN},
+    /* Planned failover (the source), reverse replication (where the VM was
+     * failed over to) and its other half (the old primary, peers only). */
+    {"POST", "/v1/vms/{name}/replica/failover", h_replica_plan, REPP_FAILOVER, no_query, ROLE_ADMIN},
+    {"POST", "/v1/vms/{name}/replica/reverse", h_replica_plan, REPP_REVERSE, no_query, ROLE_ADMIN},
+    {"POST", "/v1/replicas/{name}/adopt", h_replica_plan, REPP_ADOPT, no_query, ROLE_ADMIN, true},
     {"PUT", "/v1/replicas/{name}/disks/{disk}", h_upload, UP_REPLICA_SET, set_query, ROLE_ADMIN,
      true},
     {"GET", "/v1/replicas/{name}/disks/{disk}", h_replicas, REPS_UPLOAD_STATE, no_query,

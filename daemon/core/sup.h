@@ -383,3 +383,16 @@ int sup_replica_pause(struct sup *s, const char *name, bool pause, json_t **out,
 void sup_replica_in_point_made(struct sup *s, const char *name, const char *point,
 			       int64_t cut_at, const char *consistency);
 char *sup_replica_metrics(struct sup *s);
+/* Planned failover, on the source (features/replica_planned.c; body
+ * {planned: true, timeout_s?, start?, reverse?, reverse_to?}): the guest shut
+ * down, the last set sent, the target failed over to it, replication
+ * reversed. Reverse replication (features/replica_reverse.c): on the host a
+ * VM was failed over to (body {to?, interval_ms?, keep?, compression?,
+ * max_bandwidth?}), and the old primary's side (adopt: its VM, off, made
+ * the replica; body {from, uuid, point?, keep?, disk_sizes}). */
+int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, json_t **out,
+				 struct cerr *e) __must_check;
+int sup_replica_reverse(struct sup *s, const char *name, json_t *body, json_t **out,
+			struct cerr *e) __must_check;
+int sup_replica_adopt(struct sup *s, const char *name, json_t *body, json_t **out,
+		      struct cerr *e) __must_check;

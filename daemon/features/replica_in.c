@@ -22,6 +22,7 @@
 #include "disk.h"
 #include "log.h"
 #include "replica.h"
+#include "replica_priv.h"
 #include "replica_xfer.h"
 
 #define REPLICAS_DIR     "replicas"
@@ -633,6 +634,7 @@ int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_
 		struct disk_create_opts o = { .fmt = DISK_FMT_QCOW2, .backing_fmt = DISK_FMT_QCOW2,
 					      .backing_fmt_explicit = true };
 		struct replica *r;
+		uint64_t dsize = 0;
 
 		if (!id || store_open(s, name, id, "", false, &r, e))
 			goto out;
@@ -651,6 +653,10 @@ int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_
 		}
 		json_object_set_new(dk, "path", json_string(lpath));
 		json_object_set_new(dk, "format", json_string("qcow2"));
+		/* Tracked from the point: a reverse replication sends only what
+		 * the VM writes here (replica_planned.c). */
+		if (!test && json_is_true(json_object_get(dk, "cbt")) && !rec_disk(rec, id, &dsize))
+			rep_track_from(lpath, dsize, point);
 	}
 	vm = sup_register(s, vmj, EV_DEFINE, test ? "a test failover of its replica"
 			  : "failed over from its replica", ROLE_ADMIN, e);
@@ -750,7 +756,12 @@ out:
 	return ret;
 }
 
-/* For replica_ops_in.c (replica_in.h). */
+/* For replica_ops_in.c (replica_in.h) and replica_planned.c (replica_priv.h). */
+int rep_in_dir(struct sup *s, const char *name, const char *file, char *out, size_t len)
+{
+	return rdir(s, name, file, out, len);
+}
+
 json_t *rep_in_rec_load(struct sup *s, const char *name, struct cerr *e)
 {
 	return rec_load(s, name, e);
@@ -765,4 +776,9 @@ int rep_in_store_open(struct sup *s, const char *name, const char *disk, struct 
 		      struct cerr *e)
 {
 	return store_open(s, name, disk, "", false, r, e);
+}
+
+json_t *rep_in_status(struct sup *s, const char *name, json_t *rec)
+{
+	return status_json(s, name, rec);
 }

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "peer.h"
 #include "replica.h"
+#include "replica_priv.h"
 #include "replica_xfer.h"
 
 #define REP_INTERVAL_DEF_MS 5000
@@ -831,4 +832,71 @@ int rep_out_worker(struct sup *s, struct rep_out *r, json_t *req, const int *fds
 		   unsigned nfds, json_t **reply, struct cerr *e)
 {
 	return worker(s, r, req, fds, nfds, reply, e);
+}
+
+/* For replica_planned.c (replica_priv.h). */
+int rep_out_detach(struct sup *s, const char *name, json_t **conf, struct cerr *e)
+{
+	struct rep_out *r, **pp;
+
+	*conf = NULL;
+	pthread_mutex_lock(&s->rep_out_lock);
+	for (pp = &s->rep_out; *pp && strcmp((*pp)->name, name); pp = &(*pp)->next)
+		;
+	r = *pp;
+	if (r)
+		*pp = r->next;
+	pthread_mutex_unlock(&s->rep_out_lock);
+	if (!r)
+		return cerr_set(e, CERR_NOT_FOUND, "name", "'%s' is not replicated from this host "
+				"(cella replica enable)", name);
+	pthread_mutex_lock(&s->rep_out_lock);
+	r->stop = true;
+	pthread_cond_broadcast(&r->wake);
+	pthread_mutex_unlock(&s->rep_out_lock);
+	pthread_join(r->thread, NULL);
+	pthread_cond_destroy(&r->wake);
+	*conf = json_pack("{s:s, s:i, s:i, s:I, s:s, s:s, s:i}", "to", r->to, "interval_ms",
+			  (int)r->interval_ms, "keep", (int)r->keep, "max_bandwidth",
+			  (json_int_t)r->max_bandwidth, "compression", r->zstd ? "zstd" : "none",
+			  "last", r->last, "seq", (int)r->seq);
+	free(r);
+	return 0;
+}
+
+int rep_out_attach(struct sup *s, const char *name, struct cerr *e)
+{
+	struct rep_out *r = rep_new();
+	char path[PATH_MAX];
+	struct vmrt *vm;
+	json_t *j;
+	int ret;
+
+	if (!r)
+		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
+	r->zstd = true;
+	vm = sup_vm_lock_name(s, name, e);
+	if (!vm) {
+		free(r);
+		return -1;
+	}
+	snprintf(r->name, sizeof(r->name), "%s", vm->def.name);
+	snprintf(r->uuid, sizeof(r->uuid), "%s", vm->def.uuid);
+	sup_vm_unlock(s, vm);
+	j = conf_path(s, r->uuid, path, sizeof(path)) ? NULL : json_load_file(path, 0, NULL);
+	if (!j || conf_parse(j, r, e)) {
+		if (!j)
+			cerr_set(e, CERR_NOT_FOUND, "name", "'%s' has no replication settings", name);
+		json_decref(j);
+		free(r);
+		return -1;
+	}
+	json_decref(j);
+	pthread_mutex_lock(&s->rep_out_lock);
+	ret = find_locked(s, name) ? cerr_set(e, CERR_EXISTS, "", "'%s' is replicated already", name)
+				   : start_shipper(s, r, e);
+	pthread_mutex_unlock(&s->rep_out_lock);
+	if (ret)
+		free(r);
+	return ret;
 }

@@ -12,6 +12,13 @@
  *        verify=1 (with R > 0): after the last round, read every slot
  *        back and check it holds exactly the last round that wrote it
  *        (a stale block fails too: live migration with storage).
+ *        resume=1: first read every slot, find the newest round M there and
+ *        check every slot holds the last of rounds 1..M that wrote it
+ *        ("blkverify: resumed at round M: ... (K bad)"), then go on from
+ *        M + 1 (a VM failed over, then back: one history across hosts).
+ *        shutdown=1: after each flushed batch, a key from the keyboard
+ *        controller (the host's Ctrl-Alt-Del, a graceful stop) ends the
+ *        rounds: "blkverify: shut down after round r", then power-off.
  *   mode=seqcheck ...: the same parameters; reads every slot back and
  *        checks it holds a valid block (or zeroes if never written).
  * Sector pattern: see blk.c. */
@@ -99,14 +106,24 @@ static uint64_t stride_sectors(void)
 	return x / SECTOR;
 }
 
+#define I8042_STATUS 0x64
+#define I8042_DATA   0x60
+#define PM1A_CNT     0x604
+#define PM1_SLP_EN   0x2000
+
+static uint64_t seqresume(struct vblk *b, uint64_t seed, uint64_t slots);
+
 static uint64_t seq(struct vblk *b, uint64_t seed, uint64_t slots, unsigned batch, unsigned qd,
 		    uint64_t rounds)
 {
 	uint8_t *bufs = mem_alloc((uint64_t)qd * SLOT, 4096);
 	uint64_t r = 0, stride = stride_sectors();
+	bool on_key = param_u64("shutdown", 0) != 0;
 
 	if ((slots - 1) * stride + SLOT / SECTOR > b->capacity)
 		fail("slots=%lu does not fit the disk", slots);
+	if (param_u64("resume", 0))
+		r = seqresume(b, seed, slots);
 	printf("blkverify: seq slots=%lu batch=%u qd=%u seed=%lu\n", slots, batch, qd, seed);
 	while (!rounds || r < rounds) {
 		unsigned issued = 0, completed = 0;
@@ -130,6 +147,12 @@ static uint64_t seq(struct vblk *b, uint64_t seed, uint64_t slots, unsigned batc
 		if (st)
 			fail("FLUSH: status %d", st);
 		printf("flushed %lu\n", r);
+		if (on_key && (inb(I8042_STATUS) & 1)) {
+			(void)inb(I8042_DATA);
+			printf("blkverify: shut down after round %lu\n", r);
+			outw(PM1A_CNT, PM1_SLP_EN);
+			fail("still running after the power-off request");
+		}
 	}
 	return r; /* a whole number of batches: may pass `rounds` */
 }
@@ -157,6 +180,49 @@ static void seqverify(struct vblk *b, uint64_t seed, uint64_t slots, uint64_t ro
 	}
 	report(bad == 0, "after %lu rounds every slot holds its last write (%lu bad)", rounds,
 	       bad);
+}
+
+/* resume=1: the newest round on the disk, after checking that every slot
+ * holds the last of rounds 1..newest that wrote it. */
+static uint64_t seqresume(struct vblk *b, uint64_t seed, uint64_t slots)
+{
+	uint64_t *held = mem_alloc(slots * 8, 8), newest = 0, bad = 0, stride = stride_sectors();
+	uint8_t *p = mem_alloc(SLOT, 4096);
+
+	for (uint64_t s = 0; s < slots; s++) {
+		const uint64_t *w = (const uint64_t *)p;
+		if (vblk_rw(b, VIRTIO_BLK_T_IN, s * stride, p, SLOT))
+			fail("read slot %lu", s);
+		held[s] = 0;
+		if (!w[0] && !w[1])
+			continue;
+		if (w[0] != SEQ_MAGIC || w[2] != s || w[3] != seed ||
+		    ((const uint32_t *)p)[SLOT / 4 - 1] != crc32(p, SLOT - 4)) {
+			if (bad++ < 5)
+				printf("blkverify: slot %lu is torn or foreign\n", s);
+			continue;
+		}
+		held[s] = w[1];
+		if (w[1] > newest)
+			newest = w[1];
+	}
+	for (uint64_t n = newest; n >= 1; n--) { /* the last writer of each slot, newest first */
+		uint64_t s = (n * 2654435761ull) % slots;
+		if (held[s] == n)
+			held[s] = ~0ull; /* matched */
+		else if (held[s] != ~0ull) {
+			if (bad++ < 5)
+				printf("blkverify: slot %lu holds round %lu, want %lu\n", s, held[s], n);
+			held[s] = ~0ull;
+		}
+	}
+	for (uint64_t s = 0; s < slots; s++)
+		if (held[s] != 0 && held[s] != ~0ull && bad++ < 5)
+			printf("blkverify: slot %lu holds round %lu, never its last\n", s, held[s]);
+	printf("blkverify: resumed at round %lu: every slot holds its last write (%lu bad)\n",
+	       newest, bad);
+	report(bad == 0, "resumed at round %lu, every slot holds its last write", newest);
+	return newest;
 }
 
 static void seqcheck(struct vblk *b, uint64_t seed, uint64_t slots)

@@ -211,6 +211,18 @@ def test(args):
         call("POST", "/v1/replicas/{name}/failover", "orep", body={"test": "yes"})
         call("DELETE", "/v1/replicas/{name}/test", "orep")
         call("DELETE", "/v1/replicas/{name}/test", "nope")
+        # Planned failover and reverse replication (test_replica_planned.py:
+        # between two hosts).
+        call("POST", rp + "/failover", "od", body={"planned": True})
+        call("POST", rp + "/failover", "od", body={"timeout_s": 0})
+        call("POST", rp + "/failover", "nope")
+        call("POST", rp + "/reverse", "orep")
+        call("POST", rp + "/reverse", "od", body={"x": 1})
+        call("POST", rp + "/reverse", "nope")
+        ad = "/v1/replicas/{name}/adopt"
+        call("POST", ad, "od", body={})
+        call("POST", ad, "od", body={"from": "x", "uuid": "u", "disk_sizes": {}})
+        call("POST", ad, "nope", body={"from": "x", "uuid": "u", "disk_sizes": {}})
         call("DELETE", "/v1/replicas/{name}", "orep")
         call("DELETE", "/v1/replicas/{name}", "orep")
         # A single host is in no pool (tests/pool/test_pool_members.py: in one).

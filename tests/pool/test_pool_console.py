@@ -179,6 +179,46 @@ def run(pool):
     check("echo: through-a" in b.wait_console("ec", "echo: through-a"),
           "the echo guest on host-b answered the input sent to host-a")
     check("echo: through-a" in got, "its answer read through host-a")
+    # A silent console: the forwarded stream opens before any byte comes,
+    # and input sent through host-a comes back on it.
+    t0 = time.monotonic()
+    c, resp = open_console(a, "ec", history=0)
+    check(resp.status == 200, f"following the silent echo guest through host-a: 200 "
+          f"({time.monotonic() - t0:.2f} s, no byte yet)")
+    r = a.request("POST", "/v1/vms/ec/console", raw=b"second\n")
+    buf = read_until(resp, lambda x: b"echo: second" in x, "the echo on the open stream")
+    check(r.status == 204 and b"echo: second" in buf,
+          "input through host-a, its echo on host-a's open stream")
+    # Volume: 72 KiB of lines sent through host-a in batches, each echoed
+    # back on the open stream (more than the transfer's 64 KiB ring: it
+    # wraps), every line there, in order, whole.
+    t0 = time.monotonic()
+    sent, got = [], b""
+    for batch in range(36):
+        lines = [f"L{batch:02d}-{i:02d} " + "x" * 90 for i in range(20)]
+        sent += lines
+        data = "".join(x + "\n" for x in lines).encode()
+        deadline = time.monotonic() + 30
+        while True:
+            r = a.request("POST", "/v1/vms/ec/console", raw=data)
+            if r.status != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # the UART's socket is full: polled with a deadline
+        if r.status != 204:
+            raise TestFailure(f"batch {batch}: POST console through host-a: {r}")
+        want = f"echo: {lines[-1]}\n".encode()
+        got += read_until(resp, lambda x: want in x, f"the echo of batch {batch}")
+    echoed = [x[len("echo: "):] for x in got.decode().split("\n") if x.startswith("echo: L")]
+    check(echoed == sent, f"{len(got) >> 10} KiB echoed through host-a in "
+          f"{time.monotonic() - t0:.1f} s: all {len(sent)} lines, in order, whole")
+    # Its client leaves while the owner is silent: the transfer ends too
+    # (the API's ticker notices within 5 s, the transfer within a second).
+    c.close()
+    t0 = time.monotonic()
+    while transfers(pid) and time.monotonic() < t0 + 20:
+        time.sleep(0.05)  # polled with a deadline
+    check(transfers(pid) == 0, f"a silent stream's client left: the transfer ended "
+          f"{time.monotonic() - t0:.1f} s later")
     r = a.request("POST", "/v1/vms/ec/console", raw=b"")
     check(r.status == 400, f"an empty input: 400 at host-a ({r.status})")
 

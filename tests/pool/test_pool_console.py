@@ -239,6 +239,21 @@ def run(pool):
     r = a.get("/v1/vms/tk/console?history=x")
     check(r.status == 400, f"a bad history: 400 at host-a ({r.status})")
 
+    # The owner's stream ends (its VM killed, through host-a): so does
+    # host-a's, whole (its last chunk).
+    c, resp = open_console(a, "ec", history=0)
+    a.action("ec", "kill")
+    try:
+        rest = resp.read()
+        ended = f"whole ({len(rest)} bytes after the kill)"
+    except http.client.IncompleteRead as e:
+        ended = f"cut off ({e!r})"
+    c.close()
+    check(ended.startswith("whole"), f"ec killed through host-a: host-a's follower ended "
+          f"{ended}")
+    a.action("ec", "start", {"host": b.name})
+    b.wait_console("ec", "echo: ready")
+
     # host-b's cellad killed mid-stream: host-a's stream ends, host-a lives.
     c, resp = open_console(a, "tk", history=0, timeout=60)
     read_until(resp, lambda x: b"ticker: " in x, "a follower before the kill")

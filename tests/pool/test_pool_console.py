@@ -239,6 +239,15 @@ def run(pool):
     r = a.get("/v1/vms/tk/console?history=x")
     check(r.status == 400, f"a bad history: 400 at host-a ({r.status})")
 
+    # `cella vm console ec` on host-a both ways: its input echoed, and
+    # "quit" ends the guest on host-b, which ends the command.
+    p = a.cli("vm", "console", "ec", input="via-cli\nquit\n")
+    check("echo: via-cli" in p.stdout and "PASS echo" in p.stdout,
+          "`cella vm console ec` on host-a: its input echoed by the guest on host-b, and "
+          "'quit' ended the guest and the command (exit 0)")
+    a.action("ec", "start", {"host": b.name})
+    b.wait_state("ec", "running")
+
     # The owner's stream ends (its VM killed, through host-a): so does
     # host-a's, whole (its last chunk).
     c, resp = open_console(a, "ec", history=0)
@@ -252,7 +261,7 @@ def run(pool):
     check(ended.startswith("whole"), f"ec killed through host-a: host-a's follower ended "
           f"{ended}")
     a.action("ec", "start", {"host": b.name})
-    b.wait_console("ec", "echo: ready")
+    b.wait_state("ec", "running")
 
     # host-b's cellad killed mid-stream: host-a's stream ends, host-a lives.
     c, resp = open_console(a, "tk", history=0, timeout=60)

@@ -123,6 +123,10 @@ API_HANDLER(h_disk);
 API_HANDLER(h_move);
 API_HANDLER(h_console);
 API_HANDLER(h_console_input);
+/* console_fwd.c: the console of a VM host (at addr) owns, forwarded:
+ * output (GET, streamed) or input (POST). */
+enum MHD_Result api_console_forward(struct api_request *r, const char *host, const char *addr,
+				    bool output);
 /* checkpoints.c */
 API_HANDLER(h_checkpoint);
 /* host.c */

@@ -59,8 +59,9 @@ static const struct route routes[] = {
      ROLE_OPERATOR, false, true},
     {"DELETE", "/v1/vms/{name}/checkpoints/{checkpoint}", h_checkpoint, CP_DELETE, no_query,
      ROLE_OPERATOR, false, true},
-    {"GET", "/v1/vms/{name}/console", h_console, 0, console_query, ROLE_VIEWER},
-    {"POST", "/v1/vms/{name}/console", h_console_input, 0, no_query, ROLE_OPERATOR},
+    {"GET", "/v1/vms/{name}/console", h_console, 0, console_query, ROLE_VIEWER, false, true},
+    {"POST", "/v1/vms/{name}/console", h_console_input, 0, no_query, ROLE_OPERATOR, false,
+     true},
     {"GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query, ROLE_VIEWER, false, true},
     {"GET", "/v1/events", h_events, 0, events_query, ROLE_VIEWER},
     {"GET", "/metrics", h_prometheus, 0, no_query, ROLE_VIEWER},
@@ -232,8 +233,11 @@ enum MHD_Result api_route(struct api_request *r)
 	if (hit->fwd && !r->forwarded) {
 		char host[64], addr[256];
 
-		if (sup_pool_forward_target(r->sup, name, host, sizeof(host), addr, sizeof(addr)))
+		if (sup_pool_forward_target(r->sup, name, host, sizeof(host), addr, sizeof(addr))) {
+			if (hit->fn == h_console || hit->fn == h_console_input)
+				return api_console_forward(r, host, addr, hit->fn == h_console);
 			return forward(r, host, addr);
+		}
 	}
 	if (hit->fn != h_upload && r->upload_fd >= 0) { /* cannot happen: api_is_upload */
 		close(r->upload_fd);

@@ -205,8 +205,9 @@ static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
 		sc->last = mono_s();
 		return n;
 	}
-	if (n < 0)
-		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (n < 0) /* -2: a forwarded stream's owner broke it off: so does this one */
+		return n == -2 ? MHD_CONTENT_READER_END_WITH_ERROR
+			       : MHD_CONTENT_READER_END_OF_STREAM;
 	if (sc->heartbeat && mono_s() - sc->last >= STREAM_HEARTBEAT_S) {
 		sc->last = mono_s();
 		buf[0] = '\n';

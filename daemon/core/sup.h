@@ -79,6 +79,27 @@ struct sup_place_out {
 	char reason[512];  /* placement's words */
 };
 
+/* A stream whose bytes come from elsewhere (a console forwarded to its
+ * owner): the sup_stream_* calls on it call these (peer_stream_*'s
+ * contract, features/peer.h; read's -2: the source broke off). */
+struct sup_stream_src {
+	ssize_t (*read)(void *ctx, char *buf, size_t max, int timeout_ms);
+	void (*set_wake)(void *ctx, void (*fn)(void *arg), void *arg);
+	bool (*arm)(void *ctx);
+	bool (*disarm)(void *ctx);
+	void (*close)(void *ctx);
+};
+
+/* A request forwarded as is to a VM's owner (the console, docs/pool.md). */
+struct sup_fwd_req {
+	const char *method, *path; /* path with its query */
+	const void *body;          /* NULL: none */
+	size_t len;
+	bool stream;               /* a 200 answer streams */
+	enum role role;            /* the caller's, and who it is */
+	const char *who;
+};
+
 /* The pool layer's calls (daemon/pool/pool.h says what each does); the
  * core adds what it knows (its VMs) in sup_pool_*. */
 struct sup_pool_ops {
@@ -97,6 +118,11 @@ struct sup_pool_ops {
 	int (*forward)(void *ctx, const char *host, const char *address, const char *method,
 		       const char *url, const char *body, enum role role, const char *who,
 		       long *status, json_t **reply, struct cerr *e);
+	/* The console forwarded (pool/forward_stream.c): a raw body (input) or
+	 * a streamed answer (stream: a 200 gives *src and *src_ctx). */
+	int (*forward_raw)(void *ctx, const char *host, const char *address,
+			   const struct sup_fwd_req *req, long *status, json_t **reply,
+			   const struct sup_stream_src **src, void **src_ctx, struct cerr *e);
 	/* The deadline (CLOCK_BOOTTIME ns) to give an HA worker now: 0 none. */
 	uint64_t (*ha_deadline_ns)(void *ctx);
 	/* The VM's owner as etcd says now ("" nobody): 0, or -errno. */
@@ -285,6 +311,14 @@ int sup_pool_forward(struct sup *s, const char *host, const char *address, const
 		     const char *url, const char *body, enum role role, const char *who,
 		     long *status, json_t **reply, struct cerr *e) __must_check;
 
+/* Forward req to host as is (a console stream, console input): 0 with
+ * *status and either *st (a 200 of a streamed request: the owner's bytes
+ * as they come) or *reply (JSON or NULL); -1 with e (the owner cannot be
+ * reached: a peer failure; too many forwarded streams: unavailable). */
+int sup_pool_forward_raw(struct sup *s, const char *host, const char *address,
+			 const struct sup_fwd_req *req, long *status, json_t **reply,
+			 struct sup_stream **st, struct cerr *e) __must_check;
+
 /* Maintenance mode and balance (features/maint.c, docs/pool.md).
  * maintenance: body {state: "on"|"off"} for this host (host must name it:
  * sup_pool_host_target says where another host's request goes); on: the
@@ -317,7 +351,8 @@ int sup_console_input(struct sup *s, const char *name, const void *data, size_t 
 int sup_events_open(struct sup *s, int64_t since, const char *vm_filter, bool follow,
 		    struct sup_stream **out) __must_check;
 /* Copy what is available, waiting up to timeout_ms for more. Returns the
- * byte count, 0 when nothing came in time, or -1 at the end of the stream. */
+ * byte count, 0 when nothing came in time, -1 at the end of the stream, or
+ * -2 when a forwarded stream's owner broke it off. */
 ssize_t sup_stream_read(struct sup_stream *r, char *buf, size_t max, int timeout_ms);
 void sup_stream_close(struct sup_stream *r);
 /* For readers that do not wait in sup_stream_read (an event loop): fn(arg)

@@ -144,6 +144,25 @@ int sup_pool_forward(struct sup *s, const char *host, const char *address, const
 				     who, status, reply, e);
 }
 
+int sup_pool_forward_raw(struct sup *s, const char *host, const char *address,
+			 const struct sup_fwd_req *req, long *status, json_t **reply,
+			 struct sup_stream **st, struct cerr *e)
+{
+	const struct sup_stream_src *src = NULL;
+	void *ctx = NULL;
+
+	*reply = NULL;
+	*st = NULL;
+	if (!s->conf.pool || !s->conf.pool->forward_raw)
+		return not_in_pool(e);
+	if (s->conf.pool->forward_raw(s->conf.pool_ctx, host, address, req, status, reply, &src,
+				      &ctx, e))
+		return -1;
+	if (src && !(*st = sup_stream_of_src(s, src, ctx)))
+		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
+	return 0;
+}
+
 void sup_pool_event(struct sup *s, const char *event, const char *detail)
 {
 	sup_emit(s, NULL, event, detail);

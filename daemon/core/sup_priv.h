@@ -268,5 +268,9 @@ uint64_t proc_start_time(pid_t pid, bool *zombie);
 /* worker/stream.c: wake the streams that wait on vm (its lock held), on
  * the event ring (ev_lock held). */
 void sup_streams_wake(struct sup_stream *head);
+/* A stream over src (a forwarded console): NULL when out of memory (src
+ * is closed then). */
+struct sup_stream *sup_stream_of_src(struct sup *s, const struct sup_stream_src *src,
+				     void *ctx);
 void conbuf_append(struct conbuf *b, const char *p, size_t n);
 void conbuf_free(struct conbuf *b);

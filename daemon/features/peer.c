@@ -38,6 +38,24 @@ static size_t read_file(char *buf, size_t size, size_t n, void *opaque)
 	return (size_t)got;
 }
 
+void peer_setopt_tls(void *curl, const struct peer *p)
+{
+	CURL *h = curl;
+
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, PEER_CONNECT_TIMEOUT_S);
+	/* HTTPS only, TLS 1.3, both sides' certificates from the pool's CA;
+	 * never follow a redirect elsewhere with the token. */
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
+	curl_easy_setopt(h, CURLOPT_CAINFO, p->ca);
+	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+	curl_easy_setopt(h, CURLOPT_SSLCERT, p->cert);
+	curl_easy_setopt(h, CURLOPT_SSLKEY, p->key);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+}
+
 static int perform(const struct peer *p, const char *method, const char *path, long timeout_s,
 		   CURL *h, struct curl_slist *hdrs, long *status, json_t **reply, char *err,
 		   size_t errlen)
@@ -63,19 +81,8 @@ static int perform(const struct peer *p, const char *method, const char *path, l
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bodybuf_collect);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, cerr);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, PEER_CONNECT_TIMEOUT_S);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout_s);
-	/* HTTPS only, TLS 1.3, both sides' certificates from the pool's CA;
-	 * never follow a redirect elsewhere with the token. */
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
-	curl_easy_setopt(h, CURLOPT_CAINFO, p->ca);
-	curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
-	curl_easy_setopt(h, CURLOPT_SSLCERT, p->cert);
-	curl_easy_setopt(h, CURLOPT_SSLKEY, p->key);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	peer_setopt_tls(h, p);
 	rc = curl_easy_perform(h);
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);

@@ -3,7 +3,10 @@
  * certificate, the peers' CA, the peer's name checked), and its bearer
  * token (libcurl; curl_global_init runs in main before any thread). */
 #pragma once
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -48,3 +51,44 @@ int peer_upload_range(const struct peer *p, const char *path, int fd,
 		      size_t errlen) __must_check;
 /* "HOST: <the peer's error message> (HTTP N)" from a failed answer. */
 void peer_error_text(const struct peer *p, long status, json_t *reply, char *err, size_t len);
+
+/* The connection and TLS options every peer request uses (a CURL *: the
+ * connect timeout, HTTPS only, TLS 1.3, p's certificate, key and CA, the
+ * peer's certificate and name checked, no redirects). */
+void peer_setopt_tls(void *curl, const struct peer *p);
+
+/* A request whose answer may stream (a console forwarded to its owner,
+ * docs/pool.md): the transfer runs on a thread of its own into a bounded
+ * buffer (64 KiB) that the reader drains; while it is full the transfer
+ * waits (the peer's TCP window closes), and once the reader closes it the
+ * transfer ends (at once, or within a second while the peer is silent). */
+struct peer_stream;
+struct peer_stream_req {
+	const char *method, *path;
+	const void *body;         /* sent as is (NULL: none) */
+	size_t len;
+	const char *content_type; /* of body */
+	bool stream;              /* a 200 answer streams (else it is collected as JSON) */
+	long answer_timeout_s;    /* the most to wait for the status (and a non-streamed answer) */
+	/* Called exactly once when the transfer is over (its thread ends, or
+	 * it never started); may be NULL. */
+	void (*on_end)(void *arg);
+	void *on_end_arg;
+};
+/* 0 once the peer answered: *status, and either *out (a 200 with
+ * req->stream: read it, then peer_stream_close) or *reply (its JSON, or
+ * NULL). -1 when it could not be reached or did not answer in time (err). */
+int peer_stream_open(const struct peer *p, const struct peer_stream_req *req, long *status,
+		     json_t **reply, struct peer_stream **out, char *err, size_t errlen) __must_check;
+/* Up to max bytes: the count; 0 when nothing came within timeout_ms; -1 at
+ * the end of the answer; -2 when the transfer broke (the peer went away). */
+ssize_t peer_stream_read(struct peer_stream *ps, char *buf, size_t max, int timeout_ms);
+/* For an event loop: fn(arg) once per successful arm, when there may be
+ * more to read; arm returns false when there is something now; disarm
+ * returns whether it was armed (then the caller owes the wake itself). */
+void peer_stream_set_wake(struct peer_stream *ps, void (*fn)(void *arg), void *arg);
+bool peer_stream_arm(struct peer_stream *ps);
+bool peer_stream_disarm(struct peer_stream *ps);
+/* The reader is done: the transfer ends, the stream is freed when its
+ * thread is. */
+void peer_stream_close(struct peer_stream *ps);

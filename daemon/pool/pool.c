@@ -149,6 +149,7 @@ int pool_start(struct pool **out, const struct pool_conf *conf, char *err, size_
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&p->wake, &ca);
+		pthread_cond_init(&p->fwd_done, &ca);
 		pthread_condattr_destroy(&ca);
 	}
 	if (!sc) { /* not a member: may create or join a pool */
@@ -202,6 +203,7 @@ void pool_stop(struct pool *p)
 {
 	if (!p)
 		return;
+	pool_forward_streams_wait(p);
 	pool_lease_stop(p);
 	pool_cache_stop(p);
 	/* HA workers still running keep their deadline: revoking the lease
@@ -217,6 +219,7 @@ void pool_stop(struct pool *p)
 	if (p->ka)
 		etcd_close(p->ka);
 	pthread_cond_destroy(&p->wake);
+	pthread_cond_destroy(&p->fwd_done);
 	pthread_mutex_destroy(&p->lock);
 	pthread_mutex_destroy(&p->cache_lock);
 	free(p);
@@ -546,7 +549,7 @@ const struct sup_pool_ops pool_sup_ops = {
 	.status = ops_status, .leave = ops_leave, .create = ops_create, .token = ops_token,
 	.join = ops_join, .admit = ops_admit, .ca = ops_ca, .remote_vms = ops_remote_vms,
 	.host = ops_host, .owner_of = ops_owner_of, .host_known = ops_host_known,
-	.forward = ops_forward, .ha_deadline_ns = ops_ha_deadline_ns, .owner_now = ops_owner_now,
+	.forward = ops_forward, .forward_raw = pool_forward_raw_op, .ha_deadline_ns = ops_ha_deadline_ns, .owner_now = ops_owner_now,
 	.place = pool_place_op, .give = pool_give_op, .uuid_of = pool_uuid_of_op,
 	.member = ops_member, .member_state_set = ops_member_state_set, .owner_pass = ops_owner_pass,
 	.runtime_drop = ops_runtime_drop, .vm_def = ops_vm_def,

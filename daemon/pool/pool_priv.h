@@ -58,6 +58,8 @@ struct pool {
 	int64_t lease;
 	bool stopping, left;
 	bool busy; /* a create or join runs */
+	unsigned fwd_streams;    /* (lock) forward_stream.c: consoles forwarded, their transfers */
+	pthread_cond_t fwd_done; /* (lock) one of them ended */
 	/* The watch's cache of the pool (cache_lock, a leaf). */
 	pthread_mutex_t cache_lock;
 	struct pool_vm *vms;
@@ -133,3 +135,22 @@ int pool_cache_start(struct pool *p) __must_check;
 /* The cached VM (cache_lock held), or NULL. */
 struct pool_vm *vm_find_locked(struct pool *p, const char *uuid);
 void pool_cache_stop(struct pool *p);
+/* Forwarding (vms.c): the peer for host at address (its certificate check
+ * and this host's) and the X-Cella-Forwarded-* headers for role and who,
+ * in h (which the peer points into); -1 with e when host cannot be
+ * forwarded to. */
+struct peer;
+struct pool_fwd_hdrs {
+	char role[64], fwd_for[160], by[96];
+	const char *list[4];
+};
+int pool_fwd_peer(struct pool *p, const char *host, const char *address, enum role role,
+		  const char *who, struct pool_fwd_hdrs *h, struct peer *peer, struct cerr *e);
+/* forward_stream.c: sup_pool_ops.forward_raw (core/sup.h); pool_stop
+ * waits for the transfers still ending. */
+struct sup_fwd_req;
+struct sup_stream_src;
+int pool_forward_raw_op(void *ctx, const char *host, const char *address,
+			const struct sup_fwd_req *req, long *status, json_t **reply,
+			const struct sup_stream_src **src, void **src_ctx, struct cerr *e);
+void pool_forward_streams_wait(struct pool *p);

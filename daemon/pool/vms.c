@@ -328,30 +328,45 @@ static void header_safe(char *dst, size_t len, const char *src)
 	dst[i] = 0;
 }
 
-int pool_forward(struct pool *p, const char *host, const char *address, const char *method,
-		 const char *url, const char *body, enum role role, const char *who,
-		 long *status, json_t **reply, struct cerr *e)
+int pool_fwd_peer(struct pool *p, const char *host, const char *address, enum role role,
+		  const char *who, struct pool_fwd_hdrs *h, struct peer *peer, struct cerr *e)
 {
-	char h_role[64], h_for[160], h_by[96], safe[96], err[512];
-	const char *headers[4] = { h_role, h_for, h_by, NULL };
-	struct peer peer = { .name = host, .url = address, .token = NULL, .cert = p->cert,
-			     .key = p->key, .ca = p->ca, .headers = headers };
-	json_t *jbody = NULL;
-	int ret;
+	char safe[96];
 
-	*reply = NULL;
 	if (!address || strncmp(address, "https://", 8))
 		return cerr_set(e, CERR_PEER, "", "host %s owns this VM but has no address to "
 				"forward to (its pool.address)", host);
 	if (!p->cert[0] || !p->key[0] || !p->ca[0])
 		return cerr_set(e, CERR_PEER, "", "host %s owns this VM, and this host has no "
 				"pool certificate to forward with", host);
+	snprintf(h->role, sizeof(h->role), "X-Cella-Forwarded-Role: %s", role_name(role));
+	header_safe(safe, sizeof(safe), who);
+	snprintf(h->fwd_for, sizeof(h->fwd_for), "X-Cella-Forwarded-For: %s", safe);
+	snprintf(h->by, sizeof(h->by), "X-Cella-Forwarded-By: %s", p->host);
+	h->list[0] = h->role;
+	h->list[1] = h->fwd_for;
+	h->list[2] = h->by;
+	h->list[3] = NULL;
+	*peer = (struct peer){ .name = host, .url = address, .token = NULL, .cert = p->cert,
+			       .key = p->key, .ca = p->ca, .headers = h->list };
+	return 0;
+}
+
+int pool_forward(struct pool *p, const char *host, const char *address, const char *method,
+		 const char *url, const char *body, enum role role, const char *who,
+		 long *status, json_t **reply, struct cerr *e)
+{
+	struct pool_fwd_hdrs hdrs;
+	struct peer peer;
+	char err[512];
+	json_t *jbody = NULL;
+	int ret;
+
+	*reply = NULL;
+	if (pool_fwd_peer(p, host, address, role, who, &hdrs, &peer, e))
+		return -1;
 	if (body && *body && !(jbody = json_loads(body, 0, NULL)))
 		return cerr_set(e, CERR_INVALID, "", "the request body is not JSON");
-	snprintf(h_role, sizeof(h_role), "X-Cella-Forwarded-Role: %s", role_name(role));
-	header_safe(safe, sizeof(safe), who);
-	snprintf(h_for, sizeof(h_for), "X-Cella-Forwarded-For: %s", safe);
-	snprintf(h_by, sizeof(h_by), "X-Cella-Forwarded-By: %s", p->host);
 	ret = peer_call(&peer, method, url, jbody, 60, status, reply, err, sizeof(err));
 	json_decref(jbody);
 	if (ret)

@@ -26,7 +26,24 @@ struct sup_stream {
 	void *wake_arg;
 	atomic_bool armed;
 	struct sup_stream *next_reader; /* vm->readers or s->ev_readers */
+	const struct sup_stream_src *src; /* a forwarded stream: its bytes come from src */
+	void *src_ctx;
 };
+
+struct sup_stream *sup_stream_of_src(struct sup *s, const struct sup_stream_src *src, void *ctx)
+{
+	struct sup_stream *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		src->close(ctx);
+		return NULL;
+	}
+	r->s = s;
+	r->follow = true;
+	r->src = src;
+	r->src_ctx = ctx;
+	return r;
+}
 
 void sup_streams_wake(struct sup_stream *head)
 {
@@ -48,6 +65,10 @@ static struct sup_stream **reader_list(struct sup_stream *r)
 
 void sup_stream_set_wake(struct sup_stream *r, void (*fn)(void *arg), void *arg)
 {
+	if (r->src) {
+		r->src->set_wake(r->src_ctx, fn, arg);
+		return;
+	}
 	pthread_mutex_lock(reader_lock(r));
 	r->wake = fn;
 	r->wake_arg = arg;
@@ -62,6 +83,8 @@ bool sup_stream_arm(struct sup_stream *r)
 {
 	bool ready;
 
+	if (r->src) /* cellad stopping: read (and end) now */
+		return !r->s->shutting_down && r->src->arm(r->src_ctx);
 	pthread_mutex_lock(reader_lock(r));
 	ready = stream_ready(r);
 	if (!ready)
@@ -72,6 +95,8 @@ bool sup_stream_arm(struct sup_stream *r)
 
 bool sup_stream_disarm(struct sup_stream *r)
 {
+	if (r->src)
+		return r->src->disarm(r->src_ctx);
 	return atomic_exchange(&r->armed, false);
 }
 
@@ -244,6 +269,9 @@ ssize_t sup_stream_read(struct sup_stream *r, char *buf, size_t max, int timeout
 	struct timespec dl = deadline_after_ms(timeout_ms);
 	size_t n;
 
+	if (r->src)
+		return s->shutting_down ? -1 : r->src->read(r->src_ctx, buf, max, timeout_ms);
+
 	/* A console waits on its VM, the event stream on the event ring. */
 	pthread_mutex_t *lock = r->vm ? &r->vm->lock : &s->ev_lock;
 	pthread_cond_t *cond = r->vm ? &r->vm->changed : &s->ev_changed;
@@ -269,6 +297,11 @@ void sup_stream_close(struct sup_stream *r)
 {
 	if (!r)
 		return;
+	if (r->src) {
+		r->src->close(r->src_ctx);
+		free(r);
+		return;
+	}
 	if (r->wake) {
 		pthread_mutex_lock(reader_lock(r));
 		for (struct sup_stream **pp = reader_list(r); *pp; pp = &(*pp)->next_reader) {

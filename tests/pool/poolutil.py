@@ -86,10 +86,11 @@ class PoolHost(Daemon):
     first TLS files are a throwaway CA's (never checked: the join checks the
     pool CA's hash); once in the pool it uses the pool's."""
 
-    def __init__(self, args, name, ns, addr, boot, config=None):
+    def __init__(self, args, name, ns, addr, boot, config=None, tcp_tokens=None):
         cg = f"cella-test-{os.getpid()}-{name}"
         conf = {"cgroup_parent": cg, "console_history_kib": 16, "memory_capacity_mib": 4096,
-                "tcp": {"address": addr, "port": PORT, "token_file": f"{boot}/token"},
+                "tcp": {"address": addr, "port": PORT, "token_file": f"{boot}/token",
+                        "tokens": list(tcp_tokens or [])},
                 "tls": {"cert": f"{boot}/boot.pem", "key": f"{boot}/boot.key",
                         "ca": f"{boot}/ca.pem"}}
         conf.update(config or {})
@@ -184,8 +185,9 @@ class ScalePool:
     context manager; up() starts the processes, form() makes the pool."""
 
     def __init__(self, args, hosts, etcd_members=3, ttl=3, tag="cs", salt=0, width=8,
-                 keep_logs=None, etcd_nice=0):
-        """keep_logs: a directory to copy every cellad's and etcd member's
+                 keep_logs=None, etcd_nice=0, tcp_tokens=None):
+        """tcp_tokens: more bearer tokens for every host's TCP API
+        ([{"file", "role"}], the tcp section's "tokens"). keep_logs: a directory to copy every cellad's and etcd member's
         log into at cleanup (the bench's --logs). etcd_nice: the members'
         nice value (negative: ahead of the guests and everything else on
         this machine, as etcd on machines of its own would be)."""
@@ -206,6 +208,7 @@ class ScalePool:
         self.killed = set()
         self.keep_logs = keep_logs
         self.etcd_nice = etcd_nice
+        self.tcp_tokens = tcp_tokens
 
     # processes ------------------------------------------------------------
     def __enter__(self):
@@ -234,7 +237,8 @@ class ScalePool:
             if self.etcd_nice:
                 os.setpriority(os.PRIO_PROCESS, m.proc.pid, self.etcd_nice)
         for n in self.names:
-            self.hosts[n] = PoolHost(self.args, n, self.net.ns[n], self.addr[n], self.boot)
+            self.hosts[n] = PoolHost(self.args, n, self.net.ns[n], self.addr[n], self.boot,
+                                     tcp_tokens=self.tcp_tokens)
         parallel(lambda h: h.start(), self.hosts.values(), self.width)
         return self
 

@@ -29,7 +29,8 @@
 #define HA_PERIOD_MS 200
 
 struct ha_item {
-	char uuid[40], name[64], owner[64];
+	char uuid[40], name[64], owner[64], group[64];
+	bool group_hard;
 	int64_t memory_mib;
 	int cpus, priority;
 	uint64_t ready_at;
@@ -244,11 +245,11 @@ static void ha_failover(struct pool *p, int64_t lease)
 {
 	struct ha_item *items = NULL;
 	struct place_host *hosts = NULL;
-	struct place_vm *pv = NULL;
+	struct place_vm *pv = NULL, *running = NULL;
 	struct place_result *res = NULL;
 	const char *key;
 	json_t *rec;
-	size_t n = 0, nh = 0, i;
+	size_t n = 0, nh = 0, nr = 0, i;
 	uint64_t now = pool_boot_ms();
 
 	pthread_mutex_lock(&p->cache_lock);
@@ -268,6 +269,8 @@ static void ha_failover(struct pool *p, int64_t lease)
 		items[n].memory_mib = v->memory_mib;
 		items[n].cpus = v->cpus;
 		items[n].priority = v->ha_priority;
+		snprintf(items[n].group, sizeof(items[n].group), "%s", v->group);
+		items[n].group_hard = v->group_hard;
 		items[n].ready_at = nb;
 		n++;
 	}
@@ -277,21 +280,30 @@ static void ha_failover(struct pool *p, int64_t lease)
 		return;
 	}
 	hosts = calloc(json_object_size(p->members) + 1, sizeof(*hosts));
+	/* Each host's VMs, for the anti-affinity groups (valid under cache_lock). */
+	running = calloc(p->nr_vms + 1, sizeof(*running));
 	json_object_foreach(p->members, key, rec) {
 		const char *st = json_string_value(json_object_get(rec, "state"));
 		struct place_host *h;
 
-		if (!hosts || !json_object_get(p->alive, key))
+		if (!hosts || !running || !json_object_get(p->alive, key))
 			continue;
 		h = &hosts[nh++];
 		h->name = key; /* valid while cache_lock is held */
 		h->state = st && !strcmp(st, "maintenance") ? POOL_HOST_MAINTENANCE : POOL_HOST_UP;
 		h->memory_mib = (uint64_t)json_integer_value(json_object_get(rec, "memory_mib"));
 		h->cpus = (uint32_t)json_integer_value(json_object_get(rec, "cpus"));
+		h->vms = &running[nr];
 		for (size_t k = 0; k < p->nr_vms; k++)
 			if (!strcmp(p->vms[k].owner, key)) {
 				h->memory_committed_mib += (uint64_t)p->vms[k].memory_mib;
 				h->vcpus_committed += (uint32_t)p->vms[k].cpus;
+				running[nr].name = p->vms[k].name;
+				running[nr].group = p->vms[k].group;
+				running[nr].memory_mib = (uint64_t)p->vms[k].memory_mib;
+				running[nr].vcpus = (uint32_t)p->vms[k].cpus;
+				nr++;
+				h->nr_vms++;
 			}
 	}
 	pv = calloc(n, sizeof(*pv));
@@ -302,6 +314,11 @@ static void ha_failover(struct pool *p, int64_t lease)
 			pv[i].memory_mib = (uint64_t)items[i].memory_mib;
 			pv[i].vcpus = (uint32_t)items[i].cpus;
 			pv[i].priority = items[i].priority;
+			/* Its anti-affinity group, as on start (hard: never beside a
+			 * member; soft: preferred apart). Its disks are on pool
+			 * storage (an HA VM's must be: vmdef checks). */
+			pv[i].group = items[i].group[0] ? items[i].group : NULL;
+			pv[i].affinity = items[i].group_hard ? PLACE_AA_HARD : PLACE_AA_SOFT;
 		}
 		if (place_batch(hosts, nh, pv, n, res, NULL) < 0)
 			n = 0;
@@ -332,6 +349,7 @@ static void ha_failover(struct pool *p, int64_t lease)
 			ha_take(p, lease, &items[i], res[i].reason);
 	free(items);
 	free(hosts);
+	free(running);
 	free(pv);
 	free(res);
 }

@@ -467,7 +467,14 @@ def failover(args, c, storage, shared, local):
             d.start()
         a = hosts["host-a"]
         a_web_uuid = a.define("web", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True,
+                              anti_affinity="front", anti_affinity_hard=True,
                               disks=[{"path": os.path.join(shared, "d.img")}])["uuid"]
+        # A member of web's hard anti-affinity group runs on host-b: the
+        # failover must take web to host-c (by headroom and name, host-b
+        # would win otherwise).
+        b = hosts["host-b"]
+        b.define("guard", "memwriter", "rounds=0 mib=1 pause_ms=50", anti_affinity="front")
+        b.action("guard", "start", {"host": "host-b"})
         a.define("batch", "memwriter", "rounds=0 mib=1 pause_ms=50")
         idle = a.define("idle", "memwriter", "rounds=0 mib=1 pause_ms=50", ha=True)
         a.action("web", "start")
@@ -502,6 +509,7 @@ def failover(args, c, storage, shared, local):
         took = time.monotonic() - t0
         on = runs_on()
         check(len(on) == 1, f"on exactly one: {on}")
+        check(on == ["host-c"], f"... host-c, not beside its group's member on host-b: {on}")
         new = hosts[on[0]]
         new.wait_console("web", "round 2")
         check(True, f"guest output on {on[0]}, {took:.2f} s after host-a died")
@@ -535,6 +543,7 @@ def failover(args, c, storage, shared, local):
               f"host-a does not load the VM another host owns: {r.status} {r.body[:200]}")
         check(len(runs_on()) == 1, "one copy runs pool-wide")
         new.action("web", "kill")
+        b.action("guard", "kill")
         cellad_only(args, c, hosts, shared)
     finally:
         for d in hosts.values():

@@ -86,10 +86,11 @@ static void flush_now(struct writer *w)
 		fail("FLUSH: status %d", st);
 }
 
-/* Sleeps about a millisecond in ring 0 (sti; hlt until the LAPIC timer). */
-static void nap(void)
+/* Sleeps ms (1 to 1000) in ring 0: sti; hlt until the LAPIC timer. */
+static void nap(uint64_t ms)
 {
-	wait_irq_count(WATCHDOG_VECTOR, irq_counts[WATCHDOG_VECTOR], 1);
+	wait_irq_count(WATCHDOG_VECTOR, irq_counts[WATCHDOG_VECTOR],
+		       (uint32_t)(ms > 1000 ? 1000 : ms));
 }
 
 static uint64_t write_loop(struct writer *w, unsigned qd, uint64_t kbs, uint64_t seconds,
@@ -159,10 +160,12 @@ static uint64_t write_loop(struct writer *w, unsigned qd, uint64_t kbs, uint64_t
 			done[(done_upto + 1) % ring] = 0;
 			done_upto++;
 		}
-		/* Ahead of the pace with nothing to reap: sleep rather than spin. */
-		if (!any && kbs && !inflight && !stopping &&
-		    (issued + 1) * w->bs > (now_ns(w) / 1000000ull + 1) * kbs + w->bs)
-			nap();
+		/* Ahead of the pace with nothing to reap: sleep until the next
+		 * write is due rather than spin (what is in flight is reaped
+		 * after the nap). */
+		uint64_t due_ms = kbs ? ((issued + 1) * w->bs - w->bs) / kbs + 1 : 0;
+		if (!any && kbs && !stopping && due_ms > now_ns(w) / 1000000ull)
+			nap(due_ms - now_ns(w) / 1000000ull);
 		else if (!any)
 			cpu_relax();
 	}

@@ -3,6 +3,7 @@
 ns since the writer's start, write size; pseudo-random words; a zero word
 and a crc32 of the first 4092 bytes). Used by it-blkwriter and
 bench/replica.py (the newest write a recovery point holds)."""
+import json
 import struct
 import subprocess
 import zlib
@@ -33,9 +34,13 @@ def scan_raw(data, seed, bs):
     return stamped, bad, newest, newest_t
 
 
-def scan_image(img, tmpfile, seed, bs, span):
+def scan_image(img, tmpfile, seed, bs, span, backing=True):
     """scan_raw over the first span bytes of an image of any format
-    (qemu-img convert -U: the image may be open elsewhere)."""
+    (qemu-img convert -U: the image may be open elsewhere). backing=False:
+    a qcow2 layer alone (what its backing chain holds reads as zeroes)."""
+    if not backing:
+        img = "json:" + json.dumps({"driver": "qcow2", "backing": None,
+                                    "file": {"driver": "file", "filename": img}})
     subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", img, tmpfile], check=True)
     with open(tmpfile, "rb") as f:
         data = f.read(span)

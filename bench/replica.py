@@ -90,6 +90,8 @@ class Progress:
 
     def __init__(self, d, name):
         self.lines = []
+        self.other = []  # the guest's other lines (a FAIL, ...)
+        self.raw = []
         self.c = UnixHTTPConnection(d.sock, timeout=600)
         self.c.request("GET", f"/v1/vms/{name}/console?history={1 << 24}&follow=true")
         self.r = self.c.getresponse()
@@ -109,6 +111,9 @@ class Progress:
                     m = PROGRESS.search(ln)
                     if m:
                         self.lines.append((now, int(m.group(1)), int(m.group(2))))
+                        self.raw = (self.raw + [ln.decode()])[-10:]
+                    elif len(self.other) < 50:
+                        self.other.append(ln.decode(errors="replace"))
         except (OSError, ValueError):
             pass
 
@@ -126,6 +131,16 @@ class Progress:
         """The last progress line that arrived by host_ns."""
         seen = [x for x in self.lines if x[0] <= host_ns]
         return seen[-1] if seen else None
+
+    def max_stall_ms(self, h0, h1):
+        """The longest time in [h0, h1] the guest's done count stood still."""
+        win = [x for x in self.lines if h0 <= x[0] <= h1]
+        worst, since = 0, win[0] if win else None
+        for x in win[1:]:
+            if x[2] != since[2]:
+                since = x
+            worst = max(worst, x[1] - since[1])
+        return worst / 1e6
 
     def close(self):
         try:
@@ -164,7 +179,7 @@ def layer_of(b, name, seq):
     raise SystemExit(f"{name}: no layer for point seq {seq} in {d} (merged? raise --keep)")
 
 
-def rpo_from_points(b, name, pts, offset, tmp, o):
+def rpo_from_points(b, name, pts, prog, offset, tmp, o):
     """Each point's newest write -> the rounds' lags (ms), and the newest
     point read whole, through its backing chain (stamped units, bad units)."""
     span = o.span_mib << 20
@@ -175,11 +190,23 @@ def rpo_from_points(b, name, pts, offset, tmp, o):
         if bad:
             raise SystemExit(f"{name}: point {p['name']} has {bad} torn or foreign units")
         newest.append((p, n, t))
+    # An empty layer (no write since the point before) holds what that
+    # point held.
+    for i in range(1, len(newest)):
+        if newest[i][1] == 0:
+            newest[i] = (newest[i][0], newest[i - 1][1], newest[i - 1][2])
     lags = []
     for (p0, n0, t0), (p1, n1, _) in zip(newest, newest[1:]):
         if n1 < n0:
             raise SystemExit(f"{name}: point {p1['name']} holds write {n1}, older than {n0}")
-        lags.append((p1["made_ns"] - (t0 + offset)) / 1e6)
+        # Every write the guest had completed when p0 was made was done
+        # before p1's cut: p1 must hold it.
+        seen = prog.done_at(p0["made_ns"])
+        if seen and n1 < seen[2]:
+            raise SystemExit(f"{name}: point {p1['name']} holds writes up to {n1}, the "
+                             f"guest had completed {seen[2]} before {p0['name']} was made")
+        if n1 > n0:  # writes n0+1..n1 are first on the target at p1
+            lags.append((p1["made_ns"] - (t0 + offset)) / 1e6)
     whole = scan_image(layer_of(b, name, pts[-1]["seq"]), tmp, SEED, o.bs_now, span)
     if whole[1]:
         raise SystemExit(f"{name}: the newest point has {whole[1]} torn or foreign units")
@@ -230,12 +257,17 @@ def one_run(a, b, work, rate, bs, comp, o):
     gdt = (p1[1] - p0[1]) / 1e9
     offset, skew = prog.offset(), prog.skew_ms()
     prog.close()
+    if any("FAIL" in x for x in prog.other):
+        raise SystemExit(f"{name}: the guest failed: {prog.other}")
+    if p1[2] == p0[2]:
+        raise SystemExit(f"{name}: the guest wrote nothing in the window: "
+                         f"{prog.raw[-5:]} {prog.other}")
     # Rounds whose point was made in the window, with the point before them.
     inwin = [i for i, p in enumerate(pts) if h0 <= p["made_ns"] <= h1]
     if not inwin:
         raise SystemExit(f"{name}: no point made in the window")
     sel = pts[max(inwin[0] - 1, 0):inwin[-1] + 2]
-    lags, whole, newest = rpo_from_points(b, name, sel, offset, os.path.join(work, "flat.raw"),
+    lags, whole, newest = rpo_from_points(b, name, sel, prog, offset, os.path.join(work, "flat.raw"),
                                           o)
     os.unlink(os.path.join(work, "flat.raw"))
     changed = st1["bytes_changed"] - st0["bytes_changed"]
@@ -251,7 +283,7 @@ def one_run(a, b, work, rate, bs, comp, o):
            "cpu_source_vcpu": (c1[3] - c0[3]) / dt, "cpu_source_cellad": (c1[1] - c0[1]) / dt,
            "cpu_target_cellad": (c1[2] - c0[2]) / dt, "last_round_ms": st1["last_round_ms"],
            "newest_point_units": whole[0], "newest_writes": newest, "load1": load,
-           "clock_skew_ms": skew, "lags_ms": [round(x) for x in lags]}
+           "clock_skew_ms": skew, "guest_max_stall_ms": prog.max_stall_ms(h0, h1), "lags_ms": [round(x) for x in lags]}
     return name, res
 
 

@@ -6,8 +6,9 @@
  *        1 MiB, a multiple of 4 KiB) to slot hash(n, S) of the first M MiB,
  *        Q in flight, paced to K kB/s (1000 bytes; 0: as fast as the disk
  *        takes them); a FLUSH every F ms (0: none). Every P ms (default
- *        100) it prints "blkwriter: t=T done=D": its clock in ns since the
- *        start and D, such that writes 1..D have all completed. N = 0: for
+ *        100) it prints "blkwriter: t=T done=D issued=I inflight=F": its
+ *        clock in ns since the start and D, such that writes 1..D have all
+ *        completed. N = 0: for
  *        ever; otherwise it stops after N s, prints "blkwriter: wrote
  *        n=... bytes=... us=... kbs=..." and, with verify=1, reads the
  *        span back: every slot must hold exactly the last write to it.
@@ -108,7 +109,8 @@ static uint64_t write_loop(struct writer *w, unsigned qd, uint64_t kbs, uint64_t
 		if (stopping && !inflight)
 			break;
 		if (t >= next_report) {
-			printf("blkwriter: t=%lu done=%lu\n", now_ns(w), done_upto);
+			printf("blkwriter: t=%lu done=%lu issued=%lu inflight=%lu\n", now_ns(w),
+			       done_upto, issued, inflight);
 			next_report = t + report_ms * 1000000ull;
 		}
 		if (flush_ms && t >= next_flush * 1000000ull) {

@@ -309,15 +309,15 @@ def failover_time(a, b, name):
 def table(results, o):
     print(f"\ninterval {o.interval:g} s, {o.seconds:g} s per run, span {o.span_mib} MiB")
     print("| guest writes | achieved | RPO worst / median (stamps) | source lag worst | rounds "
-          "| changed / written | sent / written | CPU s/s: source worker, cellad; target cellad "
-          "| load |")
+          "| changed / written | sent / written | CPU s/s: source worker (its vCPU), cellad; target "
+          "cellad | load |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['rate_mbs']:g} MB/s, {r['bs'] // 1024} KiB, {r['compression']} "
               f"| {r['guest_mbs']:.2f} MB/s | {r['rpo_max_ms'] / 1000:.2f} / "
               f"{r['rpo_p50_ms'] / 1000:.2f} s | {r['lag_source_max_ms'] / 1000:.2f} s "
               f"| {r['rounds']} ({r['failures']} failed) | {r['changed_per_written']:.2f} | "
-              f"{r['sent_per_written']:.2f} | {r['cpu_source_worker']:.2f}, "
+              f"{r['sent_per_written']:.2f} | {r['cpu_source_worker']:.2f} ({r['cpu_source_vcpu']:.2f}), "
               f"{r['cpu_source_cellad']:.2f}; {r['cpu_target_cellad']:.2f} | {r['load1']:.1f} |")
 
 

@@ -214,7 +214,7 @@ def rpo_from_points(b, name, pts, prog, offset, tmp, o):
 
 
 def one_run(a, b, work, rate, bs, comp, o):
-    name = f"r{bs // 1024}k{int(rate * 10)}{comp[0]}"
+    name = f"r{bs // 1024}k{int(rate * 10)}{comp[0]}{getattr(o, 'run', '')}"
     img = os.path.join(work, name + ".qcow2")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, str(o.span_mib << 20)],
                    check=True)
@@ -259,8 +259,9 @@ def one_run(a, b, work, rate, bs, comp, o):
     prog.close()
     if any("FAIL" in x for x in prog.other):
         raise SystemExit(f"{name}: the guest failed: {prog.other}")
-    if p1[2] == p0[2]:
-        raise SystemExit(f"{name}: the guest wrote nothing in the window: "
+    if p1[2] == p0[2] or h1 - p1[0] > 2e9:
+        raise SystemExit(f"{name}: the guest stopped writing (its last progress line came "
+                         f"{(h1 - p1[0]) / 1e9:.1f} s before the window's end): "
                          f"{prog.raw[-5:]} {prog.other}")
     # Rounds whose point was made in the window, with the point before them.
     inwin = [i for i, p in enumerate(pts) if h0 <= p["made_ns"] <= h1]
@@ -355,6 +356,7 @@ def main():
                   f"{certs}/b.token")
             for i, (rate, bs, comp) in enumerate(runs):
                 o.failover_run = i == len(runs) - 1 and not o.no_failover
+                o.run = i
                 name, res = one_run(a, b, work, rate, bs, comp, o)
                 results.append(res)
                 print(json.dumps(res), flush=True)

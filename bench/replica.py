@@ -261,7 +261,8 @@ def one_run(a, b, work, rate, bs, comp, o):
         raise SystemExit(f"{name}: the guest failed: {prog.other}")
     if p1[2] == p0[2] or h1 - p1[0] > 2e9:
         raise SystemExit(f"{name}: the guest stopped writing (its last progress line came "
-                         f"{(h1 - p1[0]) / 1e9:.1f} s before the window's end): "
+                         f"{(h1 - p1[0]) / 1e9:.1f} s before the window's end; VM "
+                         f"{a.vm(name).get('state')}): "
                          f"{prog.raw[-5:]} {prog.other}")
     # Rounds whose point was made in the window, with the point before them.
     inwin = [i for i, p in enumerate(pts) if h0 <= p["made_ns"] <= h1]

@@ -88,17 +88,18 @@ static void flush_now(struct writer *w)
 		fail("FLUSH: status %d", st);
 }
 
-/* Sleeps about ms in ring 0 (sti; hlt) with the LAPIC timer ticking every
- * millisecond meanwhile, rather than one one-shot: with one-shots the guest
- * stayed halted for good twice in eight runs of the replication bench at
- * 50 MB/s (hundreds of naps a second; cause not found: a lost wake-up), and
- * a lost tick now costs a millisecond instead of the run. */
+/* Sleeps about ms (1 to 1000) in ring 0 (sti; hlt) with the LAPIC timer
+ * periodic rather than one-shot: with one-shots the guest stayed halted for
+ * good twice in eight runs of the replication bench at 50 MB/s (hundreds of
+ * naps a second; cause not found: a lost wake-up), and a lost tick now
+ * costs one more period instead of the run. */
 static void nap(const struct writer *w, uint64_t ms)
 {
-	uint64_t until = rdtsc() + w->hz / 1000 * (ms > 1000 ? 1000 : ms);
+	ms = ms > 1000 ? 1000 : ms;
+	uint64_t until = rdtsc() + w->hz / 1000 * ms;
 	lapic_write(LAPIC_TIMER_DIV, 0xB);
 	lapic_write(LAPIC_LVT_TIMER, WATCHDOG_VECTOR | LAPIC_TIMER_PERIODIC);
-	lapic_write(LAPIC_TIMER_INIT, 1000000);	/* 1 ms at KVM's 1 GHz */
+	lapic_write(LAPIC_TIMER_INIT, (uint32_t)(ms * 1000000));	/* KVM: 1 GHz */
 	while (!tsc_expired(until))
 		wait_for_interrupt();
 	lapic_write(LAPIC_TIMER_INIT, 0);

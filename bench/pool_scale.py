@@ -59,12 +59,13 @@ def say(quiet, msg):
 def run(o, args, ttl):
     res = {"hosts": o.hosts, "vms_per_host": o.vms_per_host, "kill": o.kill,
            "etcd_members": o.etcd, "lease_ttl_s": ttl, "period_ms": o.period_ms,
-           "etcd_nice": o.etcd_nice, "width": o.width, "loadavg_before": os.getloadavg()}
+           "etcd_nice": o.etcd_nice, "etcd_rt": o.etcd_rt, "width": o.width, "loadavg_before": os.getloadavg()}
     q = o.json
     wall0 = time.monotonic()
     logs = os.path.join(o.logs, f"ttl{ttl}") if o.logs else None
     with poolutil.ScalePool(args, o.hosts, etcd_members=o.etcd, ttl=ttl, tag="cs",
-                            width=o.width, keep_logs=logs, etcd_nice=o.etcd_nice) as pool:
+                            width=o.width, keep_logs=logs, etcd_nice=o.etcd_nice,
+                            etcd_rt=o.etcd_rt) as pool:
         t = time.monotonic()
         pool.up()
         res["processes_up_s"] = time.monotonic() - t
@@ -167,7 +168,8 @@ def table(r):
     fo = r["failover_ms"]
     vl = r["vm_list_ms"]
     rows = [
-        ("hosts / etcd members (nice)", f"{r['hosts']} / {r['etcd_members']} ({r['etcd_nice']})"),
+        ("hosts / etcd members (nice or rt)", f"{r['hosts']} / {r['etcd_members']} "
+         f"({'rt' if r.get('etcd_rt') else r['etcd_nice']})"),
         ("load average before (1, 5, 15 min)", " ".join(f"{x:.1f}" for x in r["loadavg_before"])),
         ("lease (cellad's log)", r["lease_settings"]),
         ("processes up (netns, etcd, cellads)", f"{r['processes_up_s']:.1f} s"),
@@ -215,6 +217,9 @@ def main():
     ap.add_argument("--list-rounds", type=int, default=5)
     ap.add_argument("--period-ms", type=int, default=4000,
                     help="the guests' print period (the first line comes at boot)")
+    ap.add_argument("--etcd-rt", action="store_true",
+                    help="etcd members' threads at real-time round-robin (lowest priority), as "
+                    "cellad's lease threads: etcd as if on machines of its own")
     ap.add_argument("--etcd-nice", type=int, default=-10,
                     help="etcd members' nice value: etcd shares two cores with every "
                     "host and guest here, where it would have machines of its own")

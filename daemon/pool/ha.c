@@ -102,10 +102,11 @@ static bool ha_was_up(const char *rec)
 	return was;
 }
 
-/* A VM taken over, started on a thread of its own: a host that takes
- * several at once starts them side by side (a start waits on etcd and on
- * the worker's handshake; one after the other, the last of a host's VMs
- * waited for all the others': p99 at 64 hosts). */
+/* A VM taken over, handed to the core (which starts it if it was up).
+ * One after the other, on the HA thread: started side by side (a thread
+ * each), the 64-host failover's burst of starts, etcd writes and watch
+ * events made survivors late to renew their leases and fence themselves
+ * (docs/benchmarks.md, "Pool scale"). */
 struct ha_start {
 	struct pool *p;
 	struct vmdef def;
@@ -114,9 +115,8 @@ struct ha_start {
 	bool was_up;
 };
 
-static void *ha_start_thread(void *arg)
+static void ha_start(struct ha_start *hs)
 {
-	struct ha_start *hs = arg;
 	struct pool *p = hs->p;
 	const struct pool_ha_ops *ha;
 	void *opaque;
@@ -129,24 +129,17 @@ static void *ha_start_thread(void *arg)
 		ha->take(opaque, &hs->def, hs->from, hs->reason, hs->was_up);
 	vmdef_free(&hs->def);
 	free(hs);
-	pthread_mutex_lock(&p->lock);
-	p->ha_starts--;
-	pthread_cond_broadcast(&p->wake);
-	pthread_mutex_unlock(&p->lock);
-	return NULL;
 }
 
 /* Create the owner key if absent (on this host's lease) and read the
  * definition and the old owner's runtime record, in one transaction; then
- * hand the definition to the core, on a thread of its own. */
+ * hand the definition to the core. */
 static void ha_take(struct pool *p, int64_t lease, const struct ha_item *it, const char *reason)
 {
 	char key[POOL_KEY_MAX], rt[POOL_KEY_MAX];
 	struct etcd_kv got[2] = { 0 };
 	struct ha_start *hs = NULL;
 	struct etcd_txn t;
-	pthread_attr_t a;
-	pthread_t th;
 	bool ok = false;
 	json_t *j;
 	int ret;
@@ -197,15 +190,7 @@ static void ha_take(struct pool *p, int64_t lease, const struct ha_item *it, con
 	snprintf(hs->reason, sizeof(hs->reason), "%s", reason);
 	etcd_kv_free(&got[0]);
 	etcd_kv_free(&got[1]);
-	pthread_mutex_lock(&p->lock);
-	p->ha_starts++;
-	pthread_mutex_unlock(&p->lock);
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	ret = pthread_create(&th, &a, ha_start_thread, hs);
-	pthread_attr_destroy(&a);
-	if (ret) /* no thread: start it here */
-		ha_start_thread(hs);
+	ha_start(hs);
 }
 
 /* FNV-1a of uuid/host: a host's weight for a VM (rendezvous hashing). */
@@ -430,9 +415,4 @@ void pool_ha_stop(struct pool *p)
 	if (p->ha_started)
 		pthread_join(p->ha_thread, NULL);
 	p->ha_started = false;
-	/* Starts of VMs taken over finish first (they use p). */
-	pthread_mutex_lock(&p->lock);
-	while (p->ha_starts)
-		pthread_cond_wait(&p->wake, &p->lock);
-	pthread_mutex_unlock(&p->lock);
 }

@@ -68,7 +68,6 @@ struct pool {
 	json_t *alive;   /* name -> true: hosts whose lease lives */
 	pthread_t ha_thread; /* ha.c */
 	bool ha_started;
-	unsigned ha_starts; /* VMs taken over being started (lock; wake when done) */
 	struct etcd_watch *watch;
 	void (*ev_fn)(void *opaque, const char *event, const char *detail);
 	void *ev_opaque;

@@ -979,6 +979,7 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 		sup_destroy(s);
 		return ret;
 	}
+	sup_replica_in_resume(s);
 	sup_replica_out_resume(s);
 	*out = s;
 	return 0;

@@ -305,7 +305,7 @@ int sup_replica_adopt(struct sup *s, const char *name, json_t *body, json_t **ou
 	 * points, it does not start here. The record went first: a cellad that
 	 * dies here marks it at its start. */
 	if (rep_vmdef_define(s, name, rec, true, e)) {
-		char why2[300];
+		char why2[sizeof(e->reason)];
 
 		snprintf(why2, sizeof(why2), "%s", e->reason);
 		cerr_set(e, CERR_INTERNAL, "", "cannot make VM '%s' the replica's definition (%s): "

@@ -325,7 +325,10 @@ void sup_replica_in_resume(struct sup *s)
 		if (!vmdef_name_valid(de->d_name) ||
 		    !(rec = rep_in_rec_load(s, de->d_name, &e)))
 			continue;
-		resume_one(s, de->d_name, rec);
+		/* NAME.gone, NAME.pre-reverse-T: kept aside, not replicas */
+		if (!strcmp(json_string_value(json_object_get(json_object_get(rec, "vm"), "name")) ?:
+			    "", de->d_name))
+			resume_one(s, de->d_name, rec);
 		json_decref(rec);
 	}
 	if (d)

@@ -222,12 +222,18 @@ def scenario(args, a, b, work):
     check("replica" not in vm and vm["uuid"] == uuid and vm["disks"][0]["path"] == layer,
           f"a's cellad finished the failover: {vm}")
 
-    # An ordinary VM of the name on the target: a replica cannot take it.
-    a.cli("replica", "delete", "rv")  # the failed-over replica's record: rv stays
-    check("replica" not in a.vm("rv"), "a: rv (failed over) stays after replica delete")
-    out = b.cli("replica", "enable", "rv", "--to", "a", "--interval", "1s", expect=None)
-    check(out.returncode != 0 and "is defined here" in out.stderr,
-          f"a replica cannot take an ordinary VM's name on its target: {out.stderr!r}")
+    # A replica cannot take an ordinary VM's name, nor another VM's UUID.
+    other = a.define("other", "blkverify", SEQ)
+    body = {"vm": {"name": "other", "kernel": args["guests"]["blkverify"],
+                   "disks": [{"path": img, "id": "data", "cbt": True}]},
+            "disk_sizes": {"data": SIZE}, "from": "b"}
+    r = a.post("/v1/replicas", body)
+    check(r.status == 409 and "is defined here" in r.body and not replica(a, "other"),
+          f"a replica refused over an ordinary VM of its name: {r}")
+    body["vm"].update(name="other2", uuid=other["uuid"])
+    r = a.post("/v1/replicas", body)
+    check(r.status == 409 and "UUID" in r.body and not replica(a, "other2"),
+          f"a replica refused with another VM's UUID: {r}")
 
 if __name__ == "__main__":
     main(test)

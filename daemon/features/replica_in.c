@@ -191,6 +191,9 @@ int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr
 		return -1;
 	if (!json_is_object(vmj))
 		return cerr_set(e, CERR_INVALID, "vm", "required: the VM's definition");
+	if (json_object_get(vmj, "replica"))
+		return cerr_set(e, CERR_INVALID, "vm", "replica: a replica's definition is not "
+				"replicated (fail over to it first)");
 	if (jkeep && (!json_is_integer(jkeep) || json_integer_value(jkeep) < 1 ||
 		      json_integer_value(jkeep) > REPLICA_KEEP_MAX))
 		return cerr_set(e, CERR_INVALID, "keep", "points to keep: 1 to %d", REPLICA_KEEP_MAX);

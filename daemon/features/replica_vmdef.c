@@ -343,6 +343,11 @@ void sup_replica_in_resume(struct sup *s)
 
 		pthread_mutex_lock(&all[i]->lock);
 		orphan = !all[i]->deleted && all[i]->def.replica.on;
+		/* only a definition whose disks were the replica's stores */
+		for (unsigned k = 0; orphan && k < all[i]->def.nr_disks; k++)
+			orphan = !rep_in_dir(s, all[i]->def.name, NULL, dir, sizeof(dir)) &&
+				 !strncmp(all[i]->def.disks[k].path, dir, strlen(dir)) &&
+				 all[i]->def.disks[k].path[strlen(dir)] == '/';
 		snprintf(name, sizeof(name), "%s", all[i]->def.name);
 		snprintf(uuid, sizeof(uuid), "%s", all[i]->def.uuid);
 		pthread_mutex_unlock(&all[i]->lock);

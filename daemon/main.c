@@ -789,9 +789,15 @@ static void pool_place_adopt_def(void *opaque, const struct vmdef *def)
 	sup_place_adopt(opaque, def);
 }
 
+static size_t pool_ha_running(void *opaque, char (*uuids)[40], size_t max)
+{
+	return sup_ha_running_uuids(opaque, uuids, max);
+}
+
 static const struct pool_ha_ops pool_ha = { .extend = pool_ha_extend, .fence = pool_ha_fence,
 					    .take = pool_ha_take, .drop = pool_ha_drop,
-					    .has = pool_place_has, .adopt = pool_place_adopt_def };
+					    .has = pool_place_has, .adopt = pool_place_adopt_def,
+					    .running = pool_ha_running };
 
 /* A pool create, join or leave answered: cellad starts again (main's
  * loop re-executes it) on the pool's store, or without it. */

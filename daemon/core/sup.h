@@ -184,6 +184,9 @@ void sup_destroy(struct sup *s);
 void sup_ha_extend(struct sup *s, uint64_t until_ns);
 uint64_t sup_ha_fence(struct sup *s, const char *reason); /* CLOCK_BOOTTIME ms: all gone */
 bool sup_ha_running(struct sup *s);
+/* The uuids of the HA VMs whose workers run here (not moving in), at most
+ * max into uuids; returns how many there are. */
+size_t sup_ha_running_uuids(struct sup *s, char (*uuids)[40], size_t max);
 /* A takeover won (the owner key is this host's): register def here and,
  * if start (it ran on its old host), start it (event vm-failed-over,
  * detail "from A to B: reason"). */

@@ -171,6 +171,25 @@ bool sup_ha_running(struct sup *s)
 	return any;
 }
 
+size_t sup_ha_running_uuids(struct sup *s, char (*uuids)[40], size_t max)
+{
+	size_t n, k = 0;
+	struct vmrt **all = sup_vm_pin_all(s, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&all[i]->lock);
+		/* One moving in is the source's until its commit. */
+		if (ha_worker(all[i]) && all[i]->state != VS_INCOMING) {
+			if (k < max)
+				snprintf(uuids[k], sizeof(uuids[k]), "%s", all[i]->def.uuid);
+			k++;
+		}
+		pthread_mutex_unlock(&all[i]->lock);
+	}
+	sup_vm_unpin_all(s, all, n);
+	return k;
+}
+
 void sup_ha_take(struct sup *s, const struct vmdef *def, const char *from, const char *reason,
 		 bool start)
 {

@@ -131,14 +131,19 @@ static void *keepalive_thread(void *arg)
 			pthread_mutex_unlock(&p->lock);
 			log_warn("pool: host %s's lease %lld is gone", p->host, (long long)lease);
 		}
-		/* A new lease only once fenced: with ride-through a lease can
-		 * expire while the host still runs its HA VMs, and their owner
-		 * keys went with it; a new lease would end the fence (and take
-		 * back the keys: not built), so the host rides on to its fence
-		 * time and stops them there, before survivors may start them. */
+		/* Once fenced, a new lease. Riding through with the lease
+		 * gone (it expired while the host still runs its HA VMs, and
+		 * their owner keys went with it): a new lease with every
+		 * owner key taken back at once if nobody took one (retake.c),
+		 * else the host rides on to its fence time and stops them
+		 * there, before survivors may start them. */
 		if (ret == -ENOENT && fenced) {
 			last_regrant = pool_boot_ms();
 			ret = regrant(p);
+		} else if (ret == -ENOENT && d.regrant && p->fst.s.policy == FENCE_RIDE_THROUGH) {
+			ret = pool_retake(p);
+			if (ret == -ETIMEDOUT || ret == -EEXIST || ret == -E2BIG)
+				ret = -ENOENT; /* counted as the lease gone, not etcd away */
 		} else if (!ret) {
 			uint64_t until;
 

@@ -96,6 +96,9 @@ char *pool_metrics_text(struct pool *p)
 		atomic_load(&p->ctr.renew_failures));
 	counter(&t, "cella_pool_fences_total", "Times this host fenced its HA VMs.",
 		atomic_load(&p->ctr.fences));
+	counter(&t, "cella_pool_ride_through_retakes_total",
+		"Isolations ridden through past the lease's TTL: ownership taken back.",
+		atomic_load(&p->ctr.retakes));
 	counter(&t, "cella_pool_failovers_total", "HA VMs this host took over from failed hosts.",
 		atomic_load(&p->ctr.failovers));
 	counter(&t, "cella_pool_placements_total", "Starts this host placed (as the VM's owner).",

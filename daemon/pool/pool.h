@@ -135,6 +135,9 @@ struct pool_ha_ops {
 	 * this host by another (its owner key names this host now). */
 	bool (*has)(void *opaque, const char *uuid);
 	void (*adopt)(void *opaque, const struct vmdef *def);
+	/* retake.c: the uuids of the HA VMs whose workers run here (at most
+	 * max into uuids); how many there are. */
+	size_t (*running)(void *opaque, char (*uuids)[40], size_t max);
 };
 void pool_set_ha(struct pool *p, const struct pool_ha_ops *ops, void *opaque);
 /* keep: HA workers outlive this cellad; pool_stop leaves the lease to

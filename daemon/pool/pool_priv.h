@@ -78,6 +78,7 @@ struct pool {
 	bool need_load; /* started while etcd was away: read it all once back */
 	struct pool_counters {
 		atomic_uint_fast64_t renewals, renew_failures, fences, failovers;
+		atomic_uint_fast64_t retakes; /* retake.c: rode through past the TTL */
 		/* placement on start (place_start.c): decisions, refusals */
 		atomic_uint_fast64_t placed, placed_elsewhere, place_refused;
 	} ctr;
@@ -96,6 +97,10 @@ char *pool_read_file(const char *path);
 /* pool.c: the host record, and P/alive/HOST on a fresh lease. */
 int pool_member_put(struct pool *p) __must_check;
 int pool_alive_put(struct pool *p, int64_t *lease) __must_check;
+/* retake.c: riding through with the lease gone, a new lease and the owner
+ * keys of every HA VM this host runs taken back (all or none). 0, or
+ * -errno (the fence goes on as before). */
+int pool_retake(struct pool *p) __must_check;
 
 /* lease.c: the keepalive and watchdog threads (fence.c on CLOCK_BOOTTIME). */
 uint64_t pool_boot_ms(void);

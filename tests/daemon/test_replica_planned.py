@@ -37,6 +37,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import tempfile
 
 from cellad import TestFailure, check, log, main, skip
@@ -74,11 +75,17 @@ def resumed(d, name="rv", after=0):
 
 def store_points(d, disk="data"):
     path = os.path.join(d.state, "replicas", "rv", f"disk-{disk}")
-    p = subprocess.run([d.args["cella"], "disk", "replica", "points", "--json", path],
-                       capture_output=True, text=True)
-    if p.returncode:
-        raise TestFailure(f"cella disk replica points {path}: {p.stderr}")
-    return json.loads(p.stdout)
+    # The store has one owner at a time (its .lock): while cellad makes a
+    # point of a set that arrives, the CLI is refused; it asks again.
+    deadline = time.monotonic() + 30
+    while True:
+        p = subprocess.run([d.args["cella"], "disk", "replica", "points", "--json", path],
+                           capture_output=True, text=True)
+        if not p.returncode:
+            return json.loads(p.stdout)
+        if "in use by another process" not in p.stderr or time.monotonic() > deadline:
+            raise TestFailure(f"cella disk replica points {path}: {p.stderr}")
+        time.sleep(0.05)  # the other owner's point being made, not a synchronisation
 
 
 def backing_of(path):

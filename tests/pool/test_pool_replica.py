@@ -117,8 +117,9 @@ def scenario(c, hosts, boot):
     check(b.get("/v1/replicas/rv").status == 404, "host-b: no replica")
     # The target itself refuses it: the name is the pool's already.
     vm = a.vm("rv")
-    body = {"vm": {k: vm[k] for k in ("name", "uuid", "kernel", "cmdline", "memory_mib",
-                                      "disks")}, "disk_sizes": {"data": 64 << 20},
+    disks = [{k: d[k] for k in ("path", "id", "format", "cbt")} for d in vm["disks"]]
+    body = {"vm": dict({k: vm[k] for k in ("name", "uuid", "kernel", "cmdline", "memory_mib")},
+                       disks=disks), "disk_sizes": {"data": 64 << 20},
             "from": "elsewhere"}
     r = b.post("/v1/replicas", body)
     check(r.status == 409 and "unique in a pool" in r.body, f"host-b refuses it: {r}")

@@ -152,11 +152,14 @@ int rep_vmdef_define(struct sup *s, const char *name, json_t *rec, bool adopt, s
 		vm = sup_register(s, body, EV_DEFINE, detail, ROLE_ADMIN, e);
 		if (vm)
 			ret = 0;
-		else if (s->conf.pool && (e->kind == CERR_EXISTS || e->kind == CERR_CONFLICT))
-			cerr_set(e, CERR_CONFLICT, "vm", "%s; names are unique in a pool, so the "
-				 "replica of a VM of this pool cannot be kept on a host of it: "
-				 "replicate to a host outside the pool, or in another pool",
-				 e->reason);
+		else if (s->conf.pool && (e->kind == CERR_EXISTS || e->kind == CERR_CONFLICT)) {
+			char why[sizeof(e->reason)];
+
+			snprintf(why, sizeof(why), "%s", e->reason);
+			cerr_set(e, CERR_CONFLICT, "vm", "%.200s; names are unique in a pool, so "
+				 "the replica of a VM of this pool cannot be kept on a host of it: "
+				 "replicate to a host outside the pool, or in another pool", why);
+		}
 	} else if (strcmp(vm->def.uuid, rec_uuid(rec)) || (!vm->def.replica.on && !adopt) ||
 		   state_active(vm->state) || vm->busy) {
 		cerr_set(e, CERR_EXISTS, "vm", "VM '%s' here is %s: it cannot be the replica's "

@@ -265,7 +265,8 @@ static void print_vm_table(json_t *vms)
 		         (long long)json_integer_value(json_object_get(v, "memory_mib")));
 		if (pool)
 			printf("%-16s ", json_string_value(json_object_get(v, "host")) ?: "-");
-		snprintf(state, sizeof(state), "%s%s",
+		/* A replica kept here (docs/replica.md): off until a failover. */
+		snprintf(state, sizeof(state), "%s%s", json_object_get(v, "replica") ? "replica" :
 			 json_string_value(json_object_get(v, "state")) ?: "?",
 			 json_is_true(json_object_get(v, "stale")) ? "?" : "");
 		stale |= json_is_true(json_object_get(v, "stale"));

@@ -394,7 +394,12 @@ int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e)
 
 int sup_define(struct sup *s, json_t *body, enum role role, json_t **out, struct cerr *e)
 {
-	struct vmrt *vm = sup_register(s, body, EV_DEFINE, NULL, role, e);
+	struct vmrt *vm;
+
+	if (json_object_get(body, "replica"))
+		return cerr_set(e, CERR_INVALID, "replica", "set by replication only (cella replica "
+				"enable on the source host)");
+	vm = sup_register(s, body, EV_DEFINE, NULL, role, e);
 
 	if (!vm)
 		return -1;
@@ -406,6 +411,18 @@ int sup_define(struct sup *s, json_t *body, enum role role, json_t **out, struct
 int sup_refuse(struct vmrt *vm, struct cerr *e, const char *what)
 {
 	cerr_set(e, CERR_STATE, "state", "cannot %s a VM that is %s", what, vm_state_name(vm->state));
+	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+	return -1;
+}
+
+int sup_refuse_replica(struct vmrt *vm, struct cerr *e)
+{
+	const struct vmdef_replica *r = &vm->def.replica;
+
+	cerr_set(e, CERR_STATE, "replica", "VM '%s' is a replica of the VM on %s: it does not start "
+		 "or change here; fail over to it (cella replica failover %s, or --test for a "
+		 "copy), or remove it with cella replica delete %s", vm->def.name,
+		 r->source[0] ? r->source : "another host", vm->def.name, vm->def.name);
 	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 	return -1;
 }
@@ -423,8 +440,11 @@ struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct cerr *e)
 {
 	struct vmrt *vm = sup_vm_lock_name(s, name, e);
 
-	if (vm && vm->busy) {
-		refuse_busy(vm, e);
+	if (vm && (vm->busy || vm->def.replica.on)) {
+		if (vm->busy)
+			refuse_busy(vm, e);
+		else
+			sup_refuse_replica(vm, e);
 		sup_vm_unlock(s, vm);
 		return NULL;
 	}
@@ -706,6 +726,10 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		refuse_busy(vm, e);
 		goto out;
 	}
+	if (vm->def.replica.on) {
+		sup_refuse_replica(vm, e);
+		goto out;
+	}
 	if (lifecycle_request_check(action_request[a], vm->state, e))
 		goto out;
 	if (a == SUP_START && sup_pool_refuse_maint(s, "start VMs", e))
@@ -935,7 +959,9 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 			pthread_mutex_lock(&vm->lock);
 			struct cerr ae = { 0 };
 
-			if (!vm->deleted && vm->def.autostart && !state_active(vm->state) &&
+			if (vm->def.replica.on) {
+				/* a replica never starts by itself */
+			} else if (!vm->deleted && vm->def.autostart && !state_active(vm->state) &&
 			    admission_reserve(s, vm, &ae)) {
 				log_warn("vm %s: not started: %s", vm->def.name, ae.reason);
 			} else if (!vm->deleted && vm->def.autostart && !state_active(vm->state)) {
@@ -953,6 +979,7 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 		sup_destroy(s);
 		return ret;
 	}
+	sup_replica_in_resume(s);
 	sup_replica_out_resume(s);
 	*out = s;
 	return 0;

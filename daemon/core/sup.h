@@ -379,6 +379,9 @@ int sup_replica_disable(struct sup *s, const char *name, struct cerr *e) __must_
 int sup_replica_status(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
 /* Shippers of the VMs whose replica.json says so, at start; all stopped. */
 void sup_replica_out_resume(struct sup *s);
+/* At start (features/replica_vmdef.c): each replica kept here matched with
+ * its VM definition, a change cut short by a crash completed. */
+void sup_replica_in_resume(struct sup *s);
 void sup_replica_out_stop_all(struct sup *s);
 /* The target (features/replica_in.c): a replica made or updated by its
  * source (body {vm, disk_sizes, keep?, from?}), listed, shown, deleted,

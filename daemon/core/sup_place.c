@@ -254,7 +254,12 @@ int sup_place_start(struct sup *s, const char *name, json_t *body, enum role rol
 		sup_vm_unlock(s, vm);
 		return -1;
 	}
-	if (vm->busy) {
+	if (vm->busy || vm->def.replica.on) {
+		if (vm->def.replica.on) {
+			sup_refuse_replica(vm, e);
+			sup_vm_unlock(s, vm);
+			return -1;
+		}
 		cerr_set(e, CERR_STATE, "state", "another action on this VM is in progress");
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
 		sup_vm_unlock(s, vm);

@@ -295,6 +295,10 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		snprintf(d->anti_affinity, sizeof(d->anti_affinity), "%s", s);
 	} else if (!strcmp(key, "anti_affinity_hard")) {
 		return vmdef_get_bool(v, key, &d->anti_affinity_hard, e);
+	} else if (!strcmp(key, "replica")) {
+		if (!creating)
+			return cerr_set(e, CERR_INVALID, key, "cannot be changed: replication sets it");
+		return vmdef_replica_parse(d, v, e);
 	} else {
 		return cerr_set(e, CERR_INVALID, key, "unknown field");
 	}
@@ -332,8 +336,11 @@ int vmdef_from_json(struct vmdef *d, json_t *body, struct cerr *e)
 	vmdef_init(d);
 	if (!json_is_object(body))
 		return cerr_set(e, CERR_INVALID, "", "expected a JSON object");
+	/* The replica mark first: it changes what the disks must be. */
+	if ((v = json_object_get(body, "replica")) && apply_field(d, "replica", v, true, e))
+		return -1;
 	json_object_foreach(body, key, v) {
-		if (apply_field(d, key, v, true, e))
+		if (strcmp(key, "replica") && apply_field(d, key, v, true, e))
 			return -1;
 	}
 	if (!d->name[0])
@@ -416,6 +423,8 @@ json_t *vmdef_to_json(const struct vmdef *d)
 		json_object_set_new(j, "anti_affinity", d->anti_affinity[0] ?
 				    json_string(d->anti_affinity) : json_null());
 		json_object_set_new(j, "anti_affinity_hard", json_boolean(d->anti_affinity_hard));
+		if (d->replica.on)
+			json_object_set_new(j, "replica", vmdef_replica_json(d));
 	}
 	return j;
 }

@@ -75,6 +75,15 @@ struct vmdef {
 	bool anti_affinity_hard;
 	char checkpoint[VMDEF_NAME_MAX + 1]; /* the current checkpoint ("" none): not an
 					      * API field; checkpoints set it */
+	/* A replica of another host's VM kept here (docs/replica.md, "The
+	 * replica as a VM definition"): set by replication only (POST
+	 * /v1/vms refuses it); such a VM is never started, changed or deleted
+	 * here until a failover clears the mark. */
+	struct vmdef_replica {
+		bool on;
+		char source[256];    /* the source host ("" unknown) */
+		char last_point[32]; /* the latest point every disk has ("" none yet) */
+	} replica;
 };
 
 void vmdef_init(struct vmdef *d);
@@ -106,6 +115,12 @@ int vmdef_format_parse(const char *s, enum vmdef_disk_format *f) __must_check;
 int vmdef_format_probe(const char *path, enum vmdef_disk_format *f) __must_check;
 /* The cella-vm --config document (console and control are flags). */
 json_t *vmdef_worker_config(const struct vmdef *d);
+
+/* vmdef_replica.c: the "replica" field: {source, last_point} parsed into
+ * d->replica (0, or -1 with e), and its view ({source, state, last_point}),
+ * NULL when d is no replica. */
+int vmdef_replica_parse(struct vmdef *d, json_t *v, struct cerr *e) __must_check;
+json_t *vmdef_replica_json(const struct vmdef *d);
 
 const char *restart_policy_name(enum restart_policy p);
 int restart_policy_parse(const char *s, enum restart_policy *p) __must_check;

@@ -77,7 +77,7 @@ json_t *vmdef_qos_json(const struct vmdef_qos *q)
 
 /* One disk object through the disk schema, then what only cellad checks:
  * the image exists and is readable, and its format is pinned now. */
-static int parse_disk(struct vmdef_disk *dk, json_t *it, size_t i, struct cerr *e)
+static int parse_disk(struct vmdef_disk *dk, json_t *it, size_t i, bool replica, struct cerr *e)
 {
 	struct disk_config dc = { 0 };
 	struct conf_err ce;
@@ -94,6 +94,11 @@ static int parse_disk(struct vmdef_disk *dk, json_t *it, size_t i, struct cerr *
 	dk->qos = (struct vmdef_qos){ dc.qos.iops, dc.qos.iops_burst, dc.qos.bps, dc.qos.bps_burst };
 	dk->cbt = dc.cbt;
 	snprintf(field, sizeof(field), "disks[%zu].path", i);
+	/* A replica's disks are its point stores, which change as points
+	 * arrive; nothing opens them until a failover replaces them. */
+	if (replica)
+		return !dc.format[0] || vmdef_format_parse(dc.format, &dk->format) ?
+		       cerr_set(e, CERR_INVALID, field, "a replica's disk needs its format") : 0;
 	if (vmdef_check_file(field, dk->path, e))
 		return -1;
 	if (dc.format[0])
@@ -124,7 +129,7 @@ int vmdef_parse_disks(struct vmdef *d, json_t *arr, struct cerr *e)
 			return cerr_set(e, CERR_INVALID, field, "expected an object");
 		memset(dk, 0, sizeof(*dk));
 		d->nr_disks++; /* counted now so that vmdef_free releases the path */
-		if (parse_disk(dk, it, i, e))
+		if (parse_disk(dk, it, i, d->replica.on, e))
 			return -1;
 	}
 	/* Every disk gets an id: set-qos, disk-switch and checkpoints name it. */

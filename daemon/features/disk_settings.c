@@ -31,6 +31,10 @@ int sup_disk_change(struct sup *s, const char *name, const char *disk, json_t *b
 		cerr_set(e, CERR_NOT_FOUND, "disk", "VM '%s' has no disk '%.32s'", name, disk);
 		goto out;
 	}
+	if (vm->def.replica.on) {
+		sup_refuse_replica(vm, e);
+		goto out;
+	}
 	if (vm->busy) {
 		cerr_set(e, CERR_STATE, "state", "another action on this VM is in progress");
 		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));

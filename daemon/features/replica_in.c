@@ -23,6 +23,7 @@
 #include "log.h"
 #include "replica.h"
 #include "replica_priv.h"
+#include "replica_vmdef.h"
 #include "replica_xfer.h"
 
 #define REPLICAS_DIR     "replicas"
@@ -190,6 +191,9 @@ int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr
 		return -1;
 	if (!json_is_object(vmj))
 		return cerr_set(e, CERR_INVALID, "vm", "required: the VM's definition");
+	if (json_object_get(vmj, "replica"))
+		return cerr_set(e, CERR_INVALID, "vm", "replica: a replica's definition is not "
+				"replicated (fail over to it first)");
 	if (jkeep && (!json_is_integer(jkeep) || json_integer_value(jkeep) < 1 ||
 		      json_integer_value(jkeep) > REPLICA_KEEP_MAX))
 		return cerr_set(e, CERR_INVALID, "keep", "points to keep: 1 to %d", REPLICA_KEEP_MAX);
@@ -228,6 +232,10 @@ int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr
 			 "first", d.name, rec_state(old));
 		goto unlock;
 	}
+	/* The replica is a VM definition here too (replica_vmdef.c): its name
+	 * and UUID must be free for it, or be its own already. */
+	if (rep_vmdef_check(s, d.name, d.uuid, e))
+		goto unlock;
 	snprintf(path, sizeof(path), "%s/" REPLICAS_DIR, s->conf.state_dir);
 	if ((mkdir(path, 0700) && errno != EEXIST) || rdir(s, d.name, NULL, path, sizeof(path)) ||
 	    (mkdir(path, 0700) && errno != EEXIST)) {
@@ -240,7 +248,24 @@ int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr
 			(json_int_t)(old ? json_integer_value(json_object_get(old, "created_at"))
 				    : sup_now_wall()));
 	rep_in_ops_create_record(body, old, rec);
+	/* The record first, then the definition: a cellad that dies between
+	 * them makes the definition at its start (sup_replica_in_resume). */
 	ret = rec_save(s, d.name, rec, e);
+	if (!ret && rep_vmdef_define(s, d.name, rec, false, e)) {
+		ret = -1;
+		if (old) {
+			struct cerr ig = { 0 };
+
+			if (rec_save(s, d.name, old, &ig))
+				log_warn("replica %s: %s", d.name, ig.reason);
+		} else if (!rdir(s, d.name, NULL, path, sizeof(path))) {
+			char rm[PATH_MAX + 16];
+
+			snprintf(rm, sizeof(rm), "rm -rf -- '%s'", path);
+			if (system(rm))
+				log_warn("replica %s: %s left behind", d.name, path);
+		}
+	}
 	if (!ret) {
 		replica_xfer_in_drop(s, d.name, NULL); /* a source starting over sends sets anew */
 		*out = status_json(s, d.name, rec);
@@ -334,6 +359,10 @@ int sup_replica_in_delete(struct sup *s, const char *name, struct cerr *e)
 				       strerror(errno));
 			goto out;
 		}
+		/* The record went first: a definition left by a crash here goes
+		 * at cellad's start (sup_replica_in_resume). */
+		rep_vmdef_remove(s, name, json_string_value(json_object_get(json_object_get(rec, "vm"),
+									    "uuid")) ?: "");
 		{
 			char rm[PATH_MAX + 32];
 			int rc;
@@ -550,6 +579,8 @@ int sup_replica_in_upload_done(struct sup *s, const char *name, const char *disk
 	ret = 0;
 out:
 	replica_close(r);
+	if (!ret)
+		rep_vmdef_point(s, name, rec);
 	if (rfd >= 0)
 		close(rfd);
 	unlink(path);
@@ -658,22 +689,35 @@ int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_
 		if (!test && json_is_true(json_object_get(dk, "cbt")) && !rec_disk(rec, id, &dsize))
 			rep_track_from(lpath, dsize, point);
 	}
-	vm = sup_register(s, vmj, EV_DEFINE, test ? "a test failover of its replica"
-			  : "failed over from its replica", ROLE_ADMIN, e);
-	if (!vm) {
-		ret = -1;
-		goto out;
-	}
-	sup_vm_unlock(s, vm);
-	if (test) {
+	if (test) { /* a VM of its own, beside the replica's definition */
+		vm = sup_register(s, vmj, EV_DEFINE, "a test failover of its replica", ROLE_ADMIN, e);
+		if (!vm) {
+			ret = -1;
+			goto out;
+		}
+		sup_vm_unlock(s, vm);
 		json_object_set_new(rec, "test_vm", json_string(vmname));
 		json_object_set_new(rec, "test_point", json_string(point));
+		if ((ret = rec_save(s, name, rec, e)))
+			goto out;
 	} else {
+		/* The record first, then the replica's definition turned into an
+		 * ordinary VM on the run layers (replica_vmdef.c): a cellad that
+		 * dies between them finishes it at its start. */
 		json_object_set_new(rec, "state", json_string("failed-over"));
 		json_object_set_new(rec, "failed_over_point", json_string(point));
+		if ((ret = rec_save(s, name, rec, e)))
+			goto out;
+		if ((ret = rep_vmdef_release(s, name, vmj, "failed over from its replica", e))) {
+			struct cerr ig = { 0 };
+
+			json_object_set_new(rec, "state", json_string("replicating"));
+			json_object_del(rec, "failed_over_point");
+			if (rec_save(s, name, rec, &ig))
+				log_err("replica %s: %s", name, ig.reason);
+			goto out;
+		}
 	}
-	if ((ret = rec_save(s, name, rec, e)))
-		goto out;
 	{
 		char detail[160];
 

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "replica.h"
 #include "replica_priv.h"
+#include "replica_vmdef.h"
 #include "replica_xfer.h"
 
 struct adopt_disk {
@@ -195,11 +196,25 @@ int sup_replica_adopt(struct sup *s, const char *name, json_t *body, json_t **ou
 		}
 		goto unlock;
 	}
-	if (strcmp(vm->def.uuid, uuid) || state_active(vm->state)) {
-		cerr_set(e, state_active(vm->state) ? CERR_STATE : CERR_CONFLICT, "name",
-			 state_active(vm->state) ? "VM '%s' runs here: it cannot become a replica of "
-			 "the one on %s (turn it off first: both must not run)" : "VM '%s' here is "
-			 "another VM than the one on %s (its UUID differs)", name, from);
+	if (vm->def.replica.on && rec && !strcmp(vm->def.uuid, uuid) &&
+	    !strcmp(json_string_value(json_object_get(json_object_get(rec, "vm"), "uuid")) ?: "",
+		    uuid) &&
+	    !strcmp(json_string_value(json_object_get(rec, "state")) ?: "", "replicating")) {
+		sup_vm_unlock(s, vm); /* done already: the VM is the replica's definition */
+		*out = rep_in_status(s, name, rec);
+		ret = 0;
+		goto unlock;
+	}
+	if (strcmp(vm->def.uuid, uuid) || state_active(vm->state) || vm->def.replica.on) {
+		if (state_active(vm->state))
+			cerr_set(e, CERR_STATE, "name", "VM '%s' runs here: it cannot become a replica "
+				 "of the one on %s (turn it off first: both must not run)", name, from);
+		else if (strcmp(vm->def.uuid, uuid))
+			cerr_set(e, CERR_CONFLICT, "name", "VM '%s' here is another VM than the one on "
+				 "%s (its UUID differs)", name, from);
+		else
+			cerr_set(e, CERR_CONFLICT, "name", "VM '%s' here is a replica already, not in "
+				 "the state a reverse needs (cella replica show %s here)", name, name);
 		sup_vm_unlock(s, vm);
 		goto unlock;
 	}
@@ -286,18 +301,17 @@ int sup_replica_adopt(struct sup *s, const char *name, json_t *body, json_t **ou
 			rm_tree(dir);
 		goto unlock;
 	}
-	/* The VM is the replica now: it must not start here. */
-	vm = sup_vm_lock_name(s, name, e);
-	if (!vm || state_active(vm->state) ||
-	    sup_remove(s, vm, "deleted", "it is a replica of the VM on its new host now")) {
-		if (vm) {
-			cerr_set(e, CERR_INTERNAL, "", "cannot take VM '%s' out of this host's VMs: "
-				 "delete it (its disks are the replica's now)", name);
-			sup_vm_unlock(s, vm);
-		}
+	/* The VM is the replica now (replica_vmdef.c): marked, on the store's
+	 * points, it does not start here. The record went first: a cellad that
+	 * dies here marks it at its start. */
+	if (rep_vmdef_define(s, name, rec, true, e)) {
+		char why2[sizeof(e->reason)];
+
+		snprintf(why2, sizeof(why2), "%s", e->reason);
+		cerr_set(e, CERR_INTERNAL, "", "cannot make VM '%s' the replica's definition (%s): "
+			 "do not start it (its disks are the replica's now)", name, why2);
 		goto unlock;
 	}
-	sup_vm_unlock(s, vm);
 	{
 		char detail[512];
 

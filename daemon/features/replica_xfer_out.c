@@ -39,19 +39,15 @@ int rep_peer_find(struct sup *s, const char *to, struct rep_peer *rp, struct cer
 	ret = move_pool_dest(s, to, false, &rp->host, e);
 	if (ret < 0)
 		return -1;
-	if (ret > 0) { /* a host of this pool: over the pool's mutual TLS, no token */
-		if (!s->conf.tls_cert || !s->conf.tls_key || !s->conf.tls_ca) {
-			rep_peer_put(rp);
-			return cerr_set(e, CERR_CONFLICT, "tls", "this host has no pool certificate");
-		}
-		rp->p.name = json_string_value(json_object_get(rp->host, "name"));
-		rp->p.url = json_string_value(json_object_get(rp->host, "url"));
-		rp->p.cert = s->conf.tls_cert;
-		rp->p.key = s->conf.tls_key;
-		rp->p.ca = s->conf.tls_ca;
-		move_pool_headers(s, rp->hdr, rp->hdrs);
-		rp->p.headers = rp->hdrs;
-		return 0;
+	if (ret > 0) {
+		/* The replica is a VM definition on the target (replica_vmdef.c),
+		 * and names are unique in a pool: a host of this pool cannot
+		 * keep one of this pool's VMs. */
+		rep_peer_put(rp);
+		return cerr_set(e, CERR_CONFLICT, "to", "%.64s is a host of this pool: a replica is a "
+				"VM definition of the same name on its target, and names are unique "
+				"in a pool; replicate to a host outside the pool or in another pool "
+				"(cella host add)", to);
 	}
 	rp->host = peer_find(s, to, &rp->p, e);
 	if (!rp->host) {

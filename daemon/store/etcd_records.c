@@ -85,6 +85,8 @@ static json_t *rec_vmdef_placement(json_t *j, const struct vmdef *d)
 		json_object_set_new(j, "anti_affinity", json_string(d->anti_affinity));
 		json_object_set_new(j, "anti_affinity_hard", json_boolean(d->anti_affinity_hard));
 	}
+	if (j && d->replica.on)
+		json_object_set_new(j, "replica", vmdef_replica_json(d));
 	return j;
 }
 
@@ -165,6 +167,12 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 		return ret;
 	if (!d->uuid[0] || !d->name[0] || (policy[0] && restart_policy_parse(policy, &d->restart)))
 		return -EINVAL;
+	if (json_object_get(j, "replica")) {
+		struct cerr re = { 0 };
+
+		if (vmdef_replica_parse(d, json_object_get(j, "replica"), &re))
+			return -EINVAL;
+	}
 	n = d->cpus;
 	if (rec_uint(j, "cpus", VMDEF_MAX_CPUS, &n) || n < 1)
 		return -EINVAL;

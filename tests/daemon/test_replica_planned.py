@@ -20,7 +20,8 @@ on the disk ("resumed at round M ... (0 bad)"), and goes on from M + 1.
 - Reverse replication b -> a at once, without a copy: a's store for the disk
   has as its base the common point, a qcow2 layer over a's old image (no
   resynchronisation replaces it while points arrive); b's first sets are
-  incrementals since that point.
+  incrementals since that point. a's VM is the replica's definition now
+  (marked; a plain start refused).
 - Failback, planned, from b: a runs the VM again on its store, the guest
   finds exactly the rounds written on a and then on b; replication a -> b
   again, the b's old layer made a point of its store (no copy).
@@ -191,7 +192,14 @@ def scenario(a, b, net, work):
     check(last is not None, "the guest shut down on the graceful stop")
     check(res["point"] and res["started"] and "error" not in (res.get("reverse") or {"error": 1}),
           f"failed over, started, reversed: {res}")
-    check(a.get("/v1/vms/rv").status == 404, "the VM is no longer a's (its replica now)")
+    # a's VM is the replica now (docs/replica.md, "The replica as a VM
+    # definition"): still defined, marked, its start refused.
+    va = a.vm("rv")
+    check(va.get("replica") and va["state"] in ("stopped", "defined"),
+          f"a's VM is the replica now (marked, off): {va}")
+    r = a.post("/v1/vms/rv/start")
+    check(r.status == 409 and "cella replica failover rv" in r.body,
+          f"a's replica refuses a plain start: {r}")
     m, bad = resumed(b)
     log(f"b: resumed at round {m} ({bad} bad); a shut down after round {last}")
     check(bad == 0 and m == last, f"b's disk holds exactly rounds 1..{last}: resumed at {m}, "
@@ -230,13 +238,18 @@ def scenario(a, b, net, work):
     # Failback, planned, from b: the history goes on across both hosts.
     until("rounds on b", lambda: flushed(b) >= last + 20)
     fb = Follower(b, "rv")
+    # a's VM is the same one again (its replica definition made ordinary):
+    # its console still has the first run's lines; count those.
+    seen_a = len(re.findall(r"resumed at round \d+:", a.console("rv", history=1 << 22)))
     p = b.cli("--json", "replica", "failover", "rv", "--planned", "--reverse-to", "b")
     res2 = json.loads(p.stdout)
     log(f"failback: {res2}")
     last2 = shut_round(fb)
     check(last2 is not None and last2 > last, f"b's guest shut down after round {last2}")
     check("error" not in (res2.get("reverse") or {"error": 1}), f"reversed again: {res2}")
-    m2, bad2 = resumed(a)
+    check("replica" not in a.vm("rv") and b.vm("rv").get("replica"),
+          "failback: a's VM ordinary again, b's the replica")
+    m2, bad2 = resumed(a, after=seen_a)
     check(bad2 == 0 and m2 == last2, f"a's disk holds exactly rounds 1..{last2}: resumed at "
           f"{m2}, {bad2} bad")
     names = [x["name"] for x in store_points(b)]

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""test_pool_replica.py: a pool host as a replication target (docs/replica.md,
-"Resuming a cut transfer": a pool host as target). Two cellads in network
-namespaces on a bridge, an etcd member on the bridge's address, a pool made
-with `cella pool create` and `cella pool join`.
+"""test_pool_replica.py: a host of the VM's own pool as a replication target
+is refused (docs/replica.md, "The replica as a VM definition": the replica is
+a VM of the same name on its target, and names are unique in a pool). Two
+cellads in network namespaces on a bridge, an etcd member on the bridge's
+address, a pool made with `cella pool create` and `cella pool join`.
 
-- `cella replica enable rv --to host-b` on host-a with no `cella host add`:
-  host-b is found in the pool's membership and called over the pool's
-  mutual TLS; points arrive on host-b (its replica lists them, events
-  replica-point), host-a's status is normal.
+- `cella replica enable rv --to host-b` on host-a: refused (409) saying to
+  replicate outside the pool; nothing on host-b (no replica, no VM).
+- host-b asked directly for the replica (POST /v1/replicas, as a peer of
+  another pool would be): refused, the name being taken in the pool; no
+  record left.
 - `--to host-a` (the VM's own host) and a name that is neither a pool host
   nor a peer are refused.
 
@@ -108,15 +110,21 @@ def scenario(c, hosts, boot):
     a.cli("replica", "enable", "rv", "--to", "host-a", expect=None)
     check(a.get("/v1/vms/rv/replica").status == 404, "--to the VM's own host: refused")
     a.cli("replica", "enable", "rv", "--to", "nowhere", expect=4)
-    a.cli("replica", "enable", "rv", "--to", "host-b", "--interval", "1s", "--keep", "4")
-    rep = wait_for("three points on host-b", lambda: (lambda r: r.json if r.status == 200 and
-                   len(r.json["points"]) >= 3 else None)(b.get("/v1/replicas/rv")))
-    log(f"host-b: points {rep['points']}")
-    st = a.get("/v1/vms/rv/replica").json
-    check(st["state"] == "normal" and st["to"] == "host-b", f"host-a's status: {st}")
-    check(any(e["event"] == "replica-point" for e in b.events()), "host-b: replica-point events")
-    a.cli("replica", "disable", "rv")
-
+    p = a.cli("replica", "enable", "rv", "--to", "host-b", "--interval", "1s", expect=None)
+    check(p.returncode != 0 and "host of this pool" in p.stderr and
+          "outside the pool" in p.stderr, f"a host of the same pool refused: {p.stderr!r}")
+    check(a.get("/v1/vms/rv/replica").status == 404, "not replicated")
+    check(b.get("/v1/replicas/rv").status == 404, "host-b: no replica")
+    # The target itself refuses it: the name is the pool's already.
+    vm = a.vm("rv")
+    disks = [{k: d[k] for k in ("path", "id", "format", "cbt")} for d in vm["disks"]]
+    body = {"vm": dict({k: vm[k] for k in ("name", "uuid", "kernel", "cmdline", "memory_mib")},
+                       disks=disks), "disk_sizes": {"data": 64 << 20},
+            "from": "elsewhere"}
+    r = b.post("/v1/replicas", body)
+    check(r.status == 409 and "unique in a pool" in r.body, f"host-b refuses it: {r}")
+    check(b.get("/v1/replicas/rv").status == 404, "host-b: no record left")
+    check(a.vm("rv")["state"] == "running" and "replica" not in a.vm("rv"), "rv runs on")
 
 if __name__ == "__main__":
     main(test)

@@ -195,6 +195,9 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 	assert_string_equal(a->checkpoint, b->checkpoint);
 	assert_string_equal(a->anti_affinity, b->anti_affinity);
 	assert_int_equal(a->anti_affinity_hard, b->anti_affinity_hard);
+	assert_int_equal(a->replica.on, b->replica.on);
+	assert_string_equal(a->replica.source, b->replica.source);
+	assert_string_equal(a->replica.last_point, b->replica.last_point);
 	assert_int_equal(a->nr_disks, b->nr_disks);
 	for (unsigned i = 0; i < a->nr_disks; i++) {
 		assert_string_equal(a->disks[i].path, b->disks[i].path);
@@ -222,6 +225,10 @@ static void test_vms(void **state)
 	def_make(&a, "alpha", UUID_A);
 	def_make(&b, "beta", UUID_B);
 	snprintf(b.checkpoint, sizeof(b.checkpoint), "cp1");
+	/* A replica kept here (docs/replica.md): its mark is kept too. */
+	b.replica.on = true;
+	snprintf(b.replica.source, sizeof(b.replica.source), "host-a");
+	snprintf(b.replica.last_point, sizeof(b.replica.last_point), "r000042");
 	assert_int_equal(store_vm_put(f->st, &a), 0);
 	assert_int_equal(store_vm_put(f->st, &b), 0);
 	load_all(f->st, &l);

@@ -5,49 +5,13 @@
  * points taken after a flush, whether it is paused, and the health as a
  * state set (1 for the current one). */
 #include "replica_out.h"
+#include "mtext.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct mtext {
-	char *p;
-	size_t len, cap;
-	bool failed;
-};
-
-static void mprintf(struct mtext *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mprintf(struct mtext *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (t->failed)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		t->failed = true;
-		return;
-	}
-	if (t->len + (size_t)n + 1 > t->cap) {
-		size_t cap = (t->len + (size_t)n + 1) * 2;
-		char *np = realloc(t->p, cap);
-
-		if (!np) {
-			t->failed = true;
-			return;
-		}
-		t->p = np;
-		t->cap = cap;
-	}
-	va_start(ap, fmt);
-	vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
-	va_end(ap);
-	t->len += (size_t)n;
-}
+#define mprintf mtext_printf
 
 struct rep_snap {
 	char name[VMDEF_NAME_MAX + 1];
@@ -97,7 +61,7 @@ char *sup_replica_metrics(struct sup *s)
 {
 	static const char *const healths[] = { "starting", "normal", "warning", "critical" };
 	struct rep_snap *snaps = NULL;
-	struct mtext t = { 0 };
+	struct mtext t;
 	struct rep_out *r;
 	unsigned n = 0, cap = 0;
 
@@ -129,6 +93,7 @@ char *sup_replica_metrics(struct sup *s)
 		free(snaps);
 		return NULL;
 	}
+	mtext_open(&t);
 	for (unsigned k = 0; k < S_COUNT; k++) {
 		mprintf(&t, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help,
 			series[k].name, series[k].type);
@@ -143,9 +108,5 @@ char *sup_replica_metrics(struct sup *s)
 			mprintf(&t, "cella_replica_health{vm=\"%s\",health=\"%s\"} %d\n",
 				snaps[i].name, healths[h], !strcmp(healths[h], snaps[i].health));
 	free(snaps);
-	if (t.failed) {
-		free(t.p);
-		return NULL;
-	}
-	return t.p;
+	return mtext_close(&t);
 }

@@ -4,51 +4,15 @@
  * placements on start (made, elsewhere, refused),
  * etcd requests by kind and their errors, whether etcd answers, and watch
  * restarts. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "etcd_stats.h"
+#include "mtext.h"
 #include "pool_priv.h"
 
-struct mtext {
-	char *p;
-	size_t len, cap;
-	bool failed;
-};
-
-static void mprintf(struct mtext *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mprintf(struct mtext *t, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (t->failed)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		t->failed = true;
-		return;
-	}
-	if (!t->p || t->len + (size_t)n >= t->cap) {
-		size_t cap = (t->cap + (size_t)n + 1) * 2;
-		char *np = realloc(t->p, cap);
-
-		if (!np) {
-			t->failed = true;
-			return;
-		}
-		t->p = np;
-		t->cap = cap;
-		va_start(ap, fmt);
-		n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
-		va_end(ap);
-	}
-	t->len += (size_t)n;
-}
+#define mprintf mtext_printf
 
 static void counter(struct mtext *t, const char *name, const char *help, uint64_t v)
 {
@@ -61,12 +25,13 @@ char *pool_metrics_text(struct pool *p)
 	struct etcd_stats *st = p->conf.etcd ? p->conf.etcd->stats : NULL;
 	static const char *const states[] = { "up", "maintenance", "isolated", "down" };
 	unsigned by_state[4] = { 0 };
-	struct mtext t = { 0 };
+	struct mtext t;
 	const char *name, *own = pool_own_isolated(p);
 	json_t *rec;
 
 	if (!p->etcd)
 		return NULL;
+	mtext_open(&t);
 	pthread_mutex_lock(&p->cache_lock);
 	if (own && !json_object_get(p->members, p->host))
 		by_state[2]++; /* started while etcd was away: its record unread */
@@ -134,9 +99,5 @@ char *pool_metrics_text(struct pool *p)
 	counter(&t, "cella_etcd_watch_restarts_total",
 		"Watch streams that broke and were taken up again.",
 		st ? atomic_load(&st->watch_restarts) : 0);
-	if (t.failed) {
-		free(t.p);
-		return NULL;
-	}
-	return t.p;
+	return mtext_close(&t);
 }

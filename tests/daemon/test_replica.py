@@ -29,15 +29,14 @@ otherwise."""
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-from cellad import TestFailure, check, log, main, skip
-from test_move import ADDR, PORT, Net, NsDaemon, make_certs
+from cellad import TestFailure, check, log, main
+import replutil
+from replutil import store_points  # noqa: F401  (the other replication tests import it here)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import test_export  # noqa: E402  (point_in_time: one instant of blkverify's history)
@@ -74,36 +73,8 @@ def flushed(a, name="rv"):
     return int(rounds[-1]) if rounds else 0
 
 
-def store_points(b, disk="data"):
-    d = os.path.join(b.state, "replicas", "rv", f"disk-{disk}")
-    p = subprocess.run([b.args["cella"], "disk", "replica", "points", "--json", d],
-                       capture_output=True, text=True)
-    if p.returncode:
-        raise TestFailure(f"cella disk replica points: {p.stderr}")
-    return json.loads(p.stdout)
-
-
 def test(args):
-    for tool in ("ip", "openssl", "qemu-img"):
-        if not shutil.which(tool):
-            skip(f"'{tool}' is not installed")
-    if os.geteuid() != 0:
-        skip("needs root: network namespaces for the two hosts")
-    certs = tempfile.mkdtemp(prefix="cella-rep-certs-")
-    work = tempfile.mkdtemp(prefix="cella-rep-")
-    net = Net()
-    try:
-        make_certs(certs)
-        net.up()
-        with NsDaemon(args, "a", net.ns["a"], certs) as a, \
-                NsDaemon(args, "b", net.ns["b"], certs) as b:
-            a.cli("host", "add", "b", "--url", f"https://{ADDR['b']}:{PORT}", "--token-file",
-                  f"{certs}/b.token")
-            scenario(args, a, b, net, work)
-    finally:
-        net.down()
-        shutil.rmtree(certs, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+    replutil.two_hosts(args, "rep", lambda a, b, net, work: scenario(args, a, b, net, work))
 
 
 def scenario(args, a, b, net, work):

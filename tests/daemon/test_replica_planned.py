@@ -35,13 +35,13 @@ otherwise."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
-import tempfile
 
-from cellad import TestFailure, check, log, main, skip
-from test_move import ADDR, PORT, Follower, Net, NsDaemon, make_certs
+from cellad import TestFailure, check, log, main
+import replutil
+from replutil import store_points
+from test_move import Follower
 from test_replica import net_cut, replica, status, until
 
 import test_export  # noqa: E402  (sys.path set by test_replica)
@@ -73,21 +73,6 @@ def resumed(d, name="rv", after=0):
     return int(m[-1][0]), int(m[-1][1])
 
 
-def store_points(d, disk="data"):
-    path = os.path.join(d.state, "replicas", "rv", f"disk-{disk}")
-    # The store has one owner at a time (its .lock): while cellad makes a
-    # point of a set that arrives, the CLI is refused; it asks again.
-    deadline = time.monotonic() + 30
-    while True:
-        p = subprocess.run([d.args["cella"], "disk", "replica", "points", "--json", path],
-                           capture_output=True, text=True)
-        if not p.returncode:
-            return json.loads(p.stdout)
-        if "in use by another process" not in p.stderr or time.monotonic() > deadline:
-            raise TestFailure(f"cella disk replica points {path}: {p.stderr}")
-        time.sleep(0.05)  # the other owner's point being made, not a synchronisation
-
-
 def backing_of(path):
     info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", path],
                                      capture_output=True, text=True, check=True).stdout)
@@ -100,28 +85,7 @@ def check_layers(d):
 
 
 def test(args):
-    for tool in ("ip", "openssl", "qemu-img"):
-        if not shutil.which(tool):
-            skip(f"'{tool}' is not installed")
-    if os.geteuid() != 0:
-        skip("needs root: network namespaces for the two hosts")
-    certs = tempfile.mkdtemp(prefix="cella-rpl-certs-")
-    work = tempfile.mkdtemp(prefix="cella-rpl-")
-    net = Net()
-    try:
-        make_certs(certs)
-        net.up()
-        with NsDaemon(args, "a", net.ns["a"], certs) as a, \
-                NsDaemon(args, "b", net.ns["b"], certs) as b:
-            a.cli("host", "add", "b", "--url", f"https://{ADDR['b']}:{PORT}", "--token-file",
-                  f"{certs}/b.token")
-            b.cli("host", "add", "a", "--url", f"https://{ADDR['a']}:{PORT}", "--token-file",
-                  f"{certs}/a.token")
-            scenario(a, b, net, work)
-    finally:
-        net.down()
-        shutil.rmtree(certs, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+    replutil.two_hosts(args, "rpl", scenario, both_ways=True)
 
 
 def deaf_guest(a, b, work):

@@ -13,12 +13,10 @@ Needs root (network namespaces), ip, openssl and qemu-img; skips loudly
 otherwise."""
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 
-from cellad import TestFailure, check, log, main, skip
-from test_move import ADDR, PORT, Net, NsDaemon, make_certs
+from cellad import TestFailure, check, log, main
+import replutil
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "bench"))
@@ -42,29 +40,13 @@ def run(a, b, work, bs, comp):
 
 
 def test(args):
-    for tool in ("ip", "openssl", "qemu-img"):
-        if not shutil.which(tool):
-            skip(f"'{tool}' is not installed")
-    if os.geteuid() != 0:
-        skip("needs root: network namespaces for the two hosts")
     if "blkwriter" not in args["guests"]:
         raise TestFailure("no blkwriter guest given")
-    certs = tempfile.mkdtemp(prefix="cella-rpo-certs-")
-    work = tempfile.mkdtemp(prefix="cella-rpo-")
-    net = Net()
-    try:
-        make_certs(certs)
-        net.up()
-        with NsDaemon(args, "a", net.ns["a"], certs) as a, \
-                NsDaemon(args, "b", net.ns["b"], certs) as b:
-            a.cli("host", "add", "b", "--url", f"https://{ADDR['b']}:{PORT}", "--token-file",
-                  f"{certs}/b.token")
-            run(a, b, work, 65536, "zstd")
-            run(a, b, work, 4096, "none")
-    finally:
-        net.down()
-        shutil.rmtree(certs, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+
+    def both(a, b, net, work):
+        run(a, b, work, 65536, "zstd")
+        run(a, b, work, 4096, "none")
+    replutil.two_hosts(args, "rpo", both)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,9 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import tempfile
 
-from cellad import TestFailure, check, log, main, skip
-from test_move import ADDR, PORT, Net, NsDaemon, make_certs
+from cellad import TestFailure, check, log, main
+import replutil
 from test_replica import SEQ, SIZE, flushed, replica, until
 
 
@@ -49,28 +48,8 @@ def refused(r, what):
 
 
 def test(args):
-    for tool in ("ip", "openssl", "qemu-img"):
-        if not shutil.which(tool):
-            skip(f"'{tool}' is not installed")
-    if os.geteuid() != 0:
-        skip("needs root: network namespaces for the two hosts")
-    certs = tempfile.mkdtemp(prefix="cella-repvm-certs-")
-    work = tempfile.mkdtemp(prefix="cella-repvm-")
-    net = Net()
-    try:
-        make_certs(certs)
-        net.up()
-        with NsDaemon(args, "a", net.ns["a"], certs) as a, \
-                NsDaemon(args, "b", net.ns["b"], certs) as b:
-            a.cli("host", "add", "b", "--url", f"https://{ADDR['b']}:{PORT}", "--token-file",
-                  f"{certs}/b.token")
-            b.cli("host", "add", "a", "--url", f"https://{ADDR['a']}:{PORT}", "--token-file",
-                  f"{certs}/a.token")
-            scenario(args, a, b, work)
-    finally:
-        net.down()
-        shutil.rmtree(certs, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+    replutil.two_hosts(args, "repvm", lambda a, b, net, work: scenario(args, a, b, work),
+                       both_ways=True)
 
 
 def check_replica_def(d, uuid, source_host=None):

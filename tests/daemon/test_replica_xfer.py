@@ -29,14 +29,12 @@ otherwise."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-from cellad import TestFailure, check, log, main, skip
-from test_move import ADDR, PORT, Net, NsDaemon, make_certs
+from cellad import TestFailure, check, log, main
+import replutil
 from test_replica import SEQ, flushed, net_cut, replica, status, store_points, until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
@@ -50,27 +48,8 @@ STALL_S = 3
 
 
 def test(args):
-    for tool in ("ip", "openssl", "qemu-img"):
-        if not shutil.which(tool):
-            skip(f"'{tool}' is not installed")
-    if os.geteuid() != 0:
-        skip("needs root: network namespaces for the two hosts")
     os.environ["CELLA_TEST_REPLICA_STALL_S"] = str(STALL_S)
-    certs = tempfile.mkdtemp(prefix="cella-rx-certs-")
-    work = tempfile.mkdtemp(prefix="cella-rx-")
-    net = Net()
-    try:
-        make_certs(certs)
-        net.up()
-        with NsDaemon(args, "a", net.ns["a"], certs) as a, \
-                NsDaemon(args, "b", net.ns["b"], certs) as b:
-            a.cli("host", "add", "b", "--url", f"https://{ADDR['b']}:{PORT}", "--token-file",
-                  f"{certs}/b.token")
-            scenario(a, b, net, work)
-    finally:
-        net.down()
-        shutil.rmtree(certs, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+    replutil.two_hosts(args, "rx", scenario)
 
 
 def part(b, name="rv", disk="data"):

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -29,6 +30,28 @@ int unix_connect(const char *path)
 	if (fd < 0)
 		return fd;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int unix_connect_timeout(const char *path, unsigned timeout_ms)
+{
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	struct timeval none = { 0 };
+	struct sockaddr_un sa;
+	int fd = unix_socket(path, &sa);
+
+	if (fd < 0)
+		return fd;
+	/* A Unix stream connect waits for backlog room as long as the
+	 * socket's send timeout says (unix_stream_connect). */
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none)) < 0) {
 		int err = -errno;
 
 		close(fd);

@@ -58,8 +58,23 @@ static int regrant(struct pool *p)
 {
 	uint64_t sent = pool_boot_ms();
 	int64_t lease = 0, old;
-	int ret = pool_member_put(p) ?: pool_alive_put(p, &lease);
+	int ret;
 
+	/* The old lease goes first, and the owner keys still on it with it
+	 * (etcd frozen, it may not have expired yet): once the new one is
+	 * this host's, the HA thread binds the keys that name this host to it,
+	 * and a fenced VM whose key it kept would be taken over by nobody and
+	 * never started again. Gone, the keys go to whoever the pool picks,
+	 * this host included, and the VM starts there. */
+	pthread_mutex_lock(&p->lock);
+	old = p->lease;
+	pthread_mutex_unlock(&p->lock);
+	if (old && (ret = etcd_lease_revoke(p->etcd, old)) && ret != -ENOENT) {
+		log_warn("pool: cannot revoke host %s's old lease %lld: %s", p->host, (long long)old,
+			 strerror(-ret));
+		return ret;
+	}
+	ret = pool_member_put(p) ?: pool_alive_put(p, &lease);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&p->lock);
@@ -69,12 +84,9 @@ static int regrant(struct pool *p)
 			log_debug("pool: cannot revoke lease");
 		return 0;
 	}
-	old = p->lease;
 	p->lease = lease;
 	fence_lease_granted(&p->fst, sent);
 	pthread_mutex_unlock(&p->lock);
-	if (old && old != lease && etcd_lease_revoke(p->etcd, old))
-		log_debug("pool: cannot revoke the old lease %lld", (long long)old);
 	log_info("pool: host %s alive again (lease %lld)", p->host, (long long)lease);
 	return 0;
 }

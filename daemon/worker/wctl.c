@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define WCTL_CONNECT_TIMEOUT_MS 5000
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -145,5 +147,7 @@ int wctl_request_fds(const char *path, json_t *req, const int *fds, unsigned nfd
 
 int wctl_connect(const char *path)
 {
-	return unix_connect(path);
+	/* A worker whose control thread stopped accepting (hung, stopped)
+	 * must not hold the API thread or the poller that asks it forever. */
+	return unix_connect_timeout(path, WCTL_CONNECT_TIMEOUT_MS);
 }

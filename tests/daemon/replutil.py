@@ -41,6 +41,18 @@ def two_hosts(args, tag, fn, both_ways=False):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def until(what, fn, timeout=60):
+    """fn()'s first true value, polled (the API) until timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TestFailure(f"not within {timeout} s: {what}")
+        time.sleep(0.1)  # polling the API with a deadline
+
+
 def store_points(d, name="rv", disk="data"):
     """The points of replica name's disk on host d (`cella disk replica
     points --json`). The store has one owner at a time (its .lock): while

@@ -36,24 +36,13 @@ import time
 
 from cellad import TestFailure, check, log, main
 import replutil
-from replutil import store_points  # noqa: F401  (the other replication tests import it here)
+from replutil import store_points, until  # noqa: F401  (other replication tests import them here)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import test_export  # noqa: E402  (point_in_time: one instant of blkverify's history)
 
 SIZE = 64 << 20
 SEQ = "mode=seq batch=16 qd=8 " + test_export.SEQ
-
-
-def until(what, fn, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TestFailure(f"not within {timeout} s: {what}")
-        time.sleep(0.1)  # polling the API with a deadline
 
 
 def replica(b, name="rv"):

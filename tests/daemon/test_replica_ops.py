@@ -34,22 +34,12 @@ import tempfile
 import time
 
 from cellad import TestFailure, check, log, main, skip
+from replutil import until
 from test_move import ADDR, PORT, Net, NsDaemon, make_certs
 
 SMALL = 16 << 20
 # blkverify over the first 8 MiB: slots of 32 KiB.
 SEQ = "mode=seq batch=16 qd=8 seed=7 slots=256 stride=32768"
-
-
-def until(what, fn, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TestFailure(f"not within {timeout} s: {what}")
-        time.sleep(0.1)  # polling the API with a deadline
 
 
 def status(a, name):

@@ -33,6 +33,7 @@ import netutil  # noqa: E402
 import test_pool_hosts as ph  # noqa: E402
 import tlsutil  # noqa: E402
 from test_replica import SEQ, flushed  # noqa: E402
+from replutil import until as wait_for  # noqa: E402
 
 NET = netutil.subnet(23)
 ADDR = {"a": f"{NET}.2", "b": f"{NET}.3"}
@@ -48,17 +49,6 @@ class Host(ph.Host):
     def start(self):
         self.args = dict(self.args, cellad=self.real_cellad)  # started again: no wrapper twice
         return super().start()
-
-
-def wait_for(what, pred, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TestFailure(f"not within {timeout} s: {what}")
-        time.sleep(0.1)  # polling the API with a deadline
 
 
 def test(args):

@@ -185,7 +185,8 @@ static int parse_header(struct disk *d, struct qcow2 *q, const uint8_t *h, uint6
 	q->rb_bits = q->cluster_bits + 3 - q->refcount_order;
 	q->rc_max = q->refcount_order == 6 ? UINT64_MAX : (1ull << (1u << q->refcount_order)) - 1;
 	if (bfo) {
-		if (bfs == 0 || bfs > MAX_BACKING_NAME || bfo > q->cluster_size - bfs ||
+		if (bfs == 0 || bfs > MAX_BACKING_NAME || bfs > q->cluster_size ||
+		    bfo > q->cluster_size - bfs ||
 		    bfo < q->header_len)
 			return disk_errf(err, errlen, -EINVAL, "invalid backing file name location");
 		d->backing_name = strndup((const char *)h + bfo, bfs);

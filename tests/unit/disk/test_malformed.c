@@ -156,6 +156,12 @@ static void test_tables(void **st)
 	refused(&m, DISK_RDONLY, -EINVAL, "backing file name");
 	img_done(&m);
 	img_make(&m);
+	put32(m.path, 20, 9); /* 512-byte clusters, a name longer than one */
+	put64(m.path, 8, 1ull << 32);
+	put32(m.path, 16, 1000);
+	refused(&m, DISK_RDONLY, -EINVAL, "backing file name");
+	img_done(&m);
+	img_make(&m);
 	put32(m.path, 100, 12); /* header length */
 	refused(&m, DISK_RDONLY, -EINVAL, "header length");
 	img_done(&m);

@@ -397,8 +397,8 @@ int replica_in_set_limit(struct sup *s, const char *name, const char *disk, uint
 			 disk);
 	else
 		ret = 0;
-	/* At most every block once, with its extent entry (16 bytes). */
-	*max = size + size / (CBT_BLOCK / 16) + SET_SLACK;
+	/* At most every block once, with an extent entry (16 bytes) per 4 KiB. */
+	*max = size + size / (CBT_FINE_BLOCK / 16) + SET_SLACK;
 	json_decref(rec);
 	return ret;
 }
@@ -441,7 +441,7 @@ static int plain_of(struct sup *s, const char *name, uint64_t size, int *fd, str
 	out = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (out < 0)
 		return cerr_set(e, CERR_NO_SPACE, "", "%s: %s", dir, strerror(errno));
-	ret = replica_set_decompress(*fd, out, size + size / (CBT_BLOCK / 16) + SET_SLACK, &n, err,
+	ret = replica_set_decompress(*fd, out, size + size / (CBT_FINE_BLOCK / 16) + SET_SLACK, &n, err,
 				     sizeof(err));
 	if (ret) {
 		close(out);

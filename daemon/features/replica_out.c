@@ -276,6 +276,7 @@ static int export_disk(struct sup *s, struct rep_out *r, const char *id, const c
 			point, "fd", 0, "deferred_commit", 1, "stall_ms", REP_STALL_MS);
 	if (since[0])
 		json_object_set_new(req, "since", json_string(since));
+	json_object_set_new(req, "grain", json_integer(REP_GRAIN)); /* 4 KiB sets */
 	if (r->max_bandwidth)
 		json_object_set_new(req, "max_bandwidth", json_integer((json_int_t)r->max_bandwidth));
 	ret = worker(s, r, req, &fd, 1, &reply, e);

@@ -8,6 +8,11 @@
 
 #include "cbt.h"
 
+/* Sets are cut at 4 KiB where the worker's in-memory map allows (a random
+ * 4 KiB write then sends 4 KiB, not its 64 KiB tracking block); the target
+ * must read sets of block size 4096 (this version). */
+#define REP_GRAIN CBT_FINE_BLOCK
+
 struct rep_out {
 	struct rep_out *next;
 	struct sup *s;

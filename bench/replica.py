@@ -309,7 +309,8 @@ def failover_time(a, b, name):
 
 
 def table(results, o):
-    print(f"\ninterval {o.interval:g} s, {o.seconds:g} s per run, span {o.span_mib} MiB")
+    print(f"\ninterval {o.interval:g} s, {o.seconds:g} s per run, span {o.span_mib} MiB, "
+          f"grain {o.grain}")
     print("| guest writes | achieved | RPO worst / median (stamps) | source lag worst | rounds "
           "| changed / written | sent / written | CPU s/s: source worker (its vCPU), cellad; target "
           "cellad | load |")
@@ -335,9 +336,13 @@ def main():
     ap.add_argument("--span-mib", type=int, default=256)
     ap.add_argument("--no-failover", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--grain", type=int, choices=(4096, 65536), default=4096,
+                    help="the sets' unit: 4096 (cellad's own) or 65536 (the 64 KiB tracking "
+                    "blocks, as before 4 KiB sets), through CELLA_TEST_REPLICA_GRAIN")
     o = ap.parse_args()
     if os.geteuid():
         raise SystemExit("needs root (network namespaces)")
+    os.environ["CELLA_TEST_REPLICA_GRAIN"] = str(o.grain)  # inherited by both cellads
     args = {"cellad": os.path.join(o.build, "daemon", "cellad"),
             "cella": os.path.join(o.build, "cli", "cella"),
             "cella_vm": os.path.join(o.build, "cella-vm"),

@@ -273,7 +273,7 @@ int rep_ops_cut_all(struct sup *s, struct rep_out *r, char (*ids)[40], unsigned 
 
 		if (since[0])
 			json_object_set_new(x, "since", json_string(since));
-		json_object_set_new(x, "grain", json_integer(REP_GRAIN)); /* 4 KiB sets */
+		json_object_set_new(x, "grain", json_integer(rep_grain())); /* 4 KiB sets */
 		if (r->max_bandwidth)
 			json_object_set_new(x, "max_bandwidth",
 					    json_integer((json_int_t)r->max_bandwidth));

@@ -276,7 +276,7 @@ static int export_disk(struct sup *s, struct rep_out *r, const char *id, const c
 			point, "fd", 0, "deferred_commit", 1, "stall_ms", REP_STALL_MS);
 	if (since[0])
 		json_object_set_new(req, "since", json_string(since));
-	json_object_set_new(req, "grain", json_integer(REP_GRAIN)); /* 4 KiB sets */
+	json_object_set_new(req, "grain", json_integer(rep_grain())); /* 4 KiB sets */
 	if (r->max_bandwidth)
 		json_object_set_new(req, "max_bandwidth", json_integer((json_int_t)r->max_bandwidth));
 	ret = worker(s, r, req, &fd, 1, &reply, e);
@@ -529,11 +529,32 @@ static void *shipper(void *arg)
 {
 	struct rep_out *r = arg;
 	struct sup *s = r->s;
+	uint32_t wait_ms = 200;
 
 	rep_ops_health_check(s, r); /* where it starts from: events on changes */
-	while (!wait_stop(s, r, r->last_cut_ns ? r->interval_ms : 200)) {
+	while (!wait_stop(s, r, wait_ms)) {
+		uint64_t t0 = sup_mono_ns(), took_ms, failures;
+		bool failed;
+
+		pthread_mutex_lock(&s->rep_out_lock);
+		failures = r->failures;
+		pthread_mutex_unlock(&s->rep_out_lock);
 		ship_round(s, r);
 		rep_ops_health_check(s, r);
+		/* The interval runs from the start of a round that made its
+		 * point, so a round longer than the interval is followed at
+		 * once (the RPO is then about two rounds, not an interval plus
+		 * two); after a failed round, the whole interval. */
+		took_ms = (sup_mono_ns() - t0) / 1000000u;
+		pthread_mutex_lock(&s->rep_out_lock);
+		failed = r->failures != failures;
+		if (!r->last_cut_ns)
+			wait_ms = 200;
+		else if (failed || took_ms >= r->interval_ms)
+			wait_ms = failed ? r->interval_ms : 0;
+		else
+			wait_ms = (uint32_t)(r->interval_ms - took_ms);
+		pthread_mutex_unlock(&s->rep_out_lock);
 	}
 	return NULL;
 }

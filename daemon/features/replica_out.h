@@ -4,6 +4,9 @@
 #ifndef CELLA_REPLICA_OUT_H
 #define CELLA_REPLICA_OUT_H
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "sup_priv.h"
 
 #include "cbt.h"
@@ -12,6 +15,15 @@
  * 4 KiB write then sends 4 KiB, not its 64 KiB tracking block); the target
  * must read sets of block size 4096 (this version). */
 #define REP_GRAIN CBT_FINE_BLOCK
+
+/* The grain asked of the worker: REP_GRAIN, or 65536 where the test knob
+ * CELLA_TEST_REPLICA_GRAIN says so (bench/replica.py --grain compares). */
+static inline int rep_grain(void)
+{
+	const char *v = getenv("CELLA_TEST_REPLICA_GRAIN");
+
+	return v && !strcmp(v, "65536") ? (int)CBT_BLOCK : (int)REP_GRAIN;
+}
 
 struct rep_out {
 	struct rep_out *next;

@@ -206,6 +206,8 @@ static void exp_read_block(struct blk_dev *blk, struct blk_export *e, uint64_t b
 	struct disk_extent ext[EXP_MAX_EXT];
 	struct exp_buf *buf = malloc(sizeof(*buf) + len), **pp;
 	uint64_t mapped = 0;
+	unsigned ufirst, un;
+	uint16_t mask;
 	int err = 0;
 
 	bit_clr(e->todo, b);
@@ -230,41 +232,48 @@ static void exp_read_block(struct blk_dev *blk, struct blk_export *e, uint64_t b
 		e->nr_ahead++;
 	}
 	bit_set(e->busy, b);
-	while (mapped < len && !err) {
-		int n = disk_map(blk->disk, off + mapped, len - mapped, false, ext, EXP_MAX_EXT);
+	/* Grain 4096: only the units sent are read (the rest is never used). */
+	mask = e->fset ? (uint16_t)(e->fset[2 * b] | e->fset[2 * b + 1] << 8) : 0xffff;
+	while (!err && blk_fine_run(&mask, &ufirst, &un) &&
+	       (mapped = (uint64_t)ufirst * CBT_FINE_BLOCK) < len) {
+		uint64_t hi = MIN(mapped + (uint64_t)un * CBT_FINE_BLOCK, len);
 
-		if (n <= 0) {
-			err = n ? n : -EIO;
-			break;
-		}
-		for (int i = 0; i < n && !err; i++) {
-			size_t at = (size_t)(ext[i].off - off);
+		while (mapped < hi && !err) {
+			int n = disk_map(blk->disk, off + mapped, hi - mapped, false, ext, EXP_MAX_EXT);
 
-			if (ext[i].kind == DISK_EXT_DATA) {
-				struct exp_read *r = malloc(sizeof(*r));
-
-				if (!r) {
-					err = -ENOMEM;
-					break;
-				}
-				*r = (struct exp_read){ .tag = { .export = true }, .buf = buf,
-							.fd = ext[i].fd, .host_off = ext[i].host_off,
-							.total = (size_t)ext[i].len,
-							.iov = { buf->data + at, (size_t)ext[i].len } };
-				err = blkio_queue_readv(&blk->io, r->fd, &r->iov, 1, r->host_off, r);
-				if (err) {
-					free(r);
-					break;
-				}
-				buf->subs++;
-				e->reads++;
-			} else if (ext[i].kind == DISK_EXT_ZERO) {
-				memset(buf->data + at, 0, (size_t)ext[i].len);
-			} else {
-				err = disk_pread(blk->disk, buf->data + at, (size_t)ext[i].len,
-						 ext[i].off);
+			if (n <= 0) {
+				err = n ? n : -EIO;
+				break;
 			}
-			mapped = ext[i].off + ext[i].len - off;
+			for (int i = 0; i < n && !err; i++) {
+				size_t at = (size_t)(ext[i].off - off);
+
+				if (ext[i].kind == DISK_EXT_DATA) {
+					struct exp_read *r = malloc(sizeof(*r));
+
+					if (!r) {
+						err = -ENOMEM;
+						break;
+					}
+					*r = (struct exp_read){ .tag = { .export = true }, .buf = buf,
+								.fd = ext[i].fd, .host_off = ext[i].host_off,
+								.total = (size_t)ext[i].len,
+								.iov = { buf->data + at, (size_t)ext[i].len } };
+					err = blkio_queue_readv(&blk->io, r->fd, &r->iov, 1, r->host_off, r);
+					if (err) {
+						free(r);
+						break;
+					}
+					buf->subs++;
+					e->reads++;
+				} else if (ext[i].kind == DISK_EXT_ZERO) {
+					memset(buf->data + at, 0, (size_t)ext[i].len);
+				} else {
+					err = disk_pread(blk->disk, buf->data + at, (size_t)ext[i].len,
+							 ext[i].off);
+				}
+				mapped = ext[i].off + ext[i].len - off;
+			}
 		}
 	}
 	if (err && !buf->err)

@@ -18,6 +18,9 @@ struct fine_map {
 struct blk_fine {
 	uint64_t size, units, bytes; /* bytes: a map, two per 64 KiB block */
 	struct fine_map m[FINE_MAPS];
+	/* The units written since the newest point's cut (its export's
+	 * commit makes them the point's map: exactly what changed since). */
+	struct fine_map cut;
 };
 
 _Static_assert(PER_BLOCK == 16, "a block's units are two bytes of a map");
@@ -50,6 +53,7 @@ void blk_fine_free(struct blk_fine *f)
 		return;
 	for (unsigned i = 0; i < FINE_MAPS; i++)
 		map_clear(&f->m[i]);
+	map_clear(&f->cut);
 	free(f);
 }
 
@@ -84,6 +88,8 @@ void blk_fine_mark(struct blk_fine *f, uint64_t off, uint64_t len)
 	for (unsigned i = 0; i < FINE_MAPS; i++)
 		if (f->m[i].bits)
 			set_range(f->m[i].bits, first, last);
+	if (f->cut.bits)
+		set_range(f->cut.bits, first, last);
 }
 
 static struct fine_map *find(struct blk_fine *f, const char *point)
@@ -129,6 +135,8 @@ void blk_fine_drop(struct blk_fine *f, const char *point)
 
 	if (f && (m = find(f, point)))
 		map_clear(m);
+	if (f && point && !strcmp(f->cut.point, point))
+		map_clear(&f->cut);
 }
 
 int blk_fine_start(struct blk_fine *f, const char *point, const char *since, const uint8_t *set)
@@ -142,6 +150,7 @@ int blk_fine_start(struct blk_fine *f, const char *point, const char *since, con
 	for (unsigned i = 0; i < FINE_MAPS; i++)
 		if (&f->m[i] != keep)
 			map_clear(&f->m[i]);
+	map_clear(&f->cut);
 	if (!bits)
 		return -ENOMEM;
 	for (unsigned i = 0; i < FINE_MAPS && !slot; i++)
@@ -150,6 +159,10 @@ int blk_fine_start(struct blk_fine *f, const char *point, const char *since, con
 	memcpy(bits, set, f->bytes);
 	slot->bits = bits;
 	snprintf(slot->point, sizeof(slot->point), "%s", point);
+	/* Without it a commit keeps a block's sent units where the block
+	 * changed after the cut (more sent again, nothing lost). */
+	if ((f->cut.bits = calloc(1, f->bytes ? f->bytes : 1)))
+		snprintf(f->cut.point, sizeof(f->cut.point), "%s", point);
 	return 0;
 }
 
@@ -160,6 +173,12 @@ void blk_fine_commit(struct blk_fine *f, const char *point, const uint8_t *mask,
 
 	if (!m)
 		return;
+	if (f->cut.bits && !strcmp(f->cut.point, point)) {
+		/* The point kept what it sent: now only what changed since. */
+		memcpy(m->bits, f->cut.bits, f->bytes);
+		map_clear(&f->cut);
+		return;
+	}
 	if (nr_blocks > f->bytes / 2)
 		nr_blocks = f->bytes / 2;
 	for (uint64_t b = 0; b < nr_blocks; b++)

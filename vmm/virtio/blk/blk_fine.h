@@ -12,7 +12,8 @@
  * without P's map (the worker restarted, or P was made by a 64 KiB export)
  * it sends whole tracked blocks. The tracking file stays what crash
  * recovery reads: the maps only narrow what is sent while the worker that
- * made them runs. */
+ * made them runs. A third map holds the units written since the newest
+ * point's cut, which its commit makes that point's map. */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
@@ -43,8 +44,10 @@ uint64_t blk_fine_units(const struct blk_fine *f);
 int blk_fine_start(struct blk_fine *f, const char *point, const char *since, const uint8_t *set);
 /* Forget `point`'s map (a 64 KiB export restarted the point). */
 void blk_fine_drop(struct blk_fine *f, const char *point);
-/* A deferred commit of `point` cleared the tracked blocks in `mask`: clear
- * their units too. */
+/* `point`'s export was committed (the tracking file cleared the blocks in
+ * `mask`, sent and not written since the cut): its map becomes the units
+ * written since the cut (kept beside it from blk_fine_start on), or, where
+ * that is not kept, loses the units of the blocks in `mask`. */
 void blk_fine_commit(struct blk_fine *f, const char *point, const uint8_t *mask,
 		     uint64_t nr_blocks);
 /* Take the lowest run of set bits from *mask (a block's 16 units): its

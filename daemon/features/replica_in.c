@@ -494,10 +494,8 @@ int sup_replica_in_upload_done(struct sup *s, const char *name, const char *disk
 	int ret = -1, rfd = -1;
 
 	*out = NULL;
-	if (ok && fsync(fd) < 0) {
-		cerr_set(e, CERR_NO_SPACE, "", "cannot sync the change set: %s", strerror(errno));
-		ok = false;
-	}
+	/* Not synced: made a point now, from the page cache; the point's layer
+	 * is synced before it counts (a crash first leaves no point). */
 	close(fd);
 	snprintf(file, sizeof(file), "disk-%s.set", disk);
 	if (rdir(s, name, file, path, sizeof(path)))

@@ -32,6 +32,7 @@ Usage: bench/replica.py [--build DIR] [--rates 1,10,50] [--bs 4096,65536]
   [--compression zstd,none] [--interval S] [--seconds S] [--span-mib M]
 Needs root, ip, openssl and qemu-img."""
 import argparse
+import http.client
 import json
 import os
 import re
@@ -114,8 +115,8 @@ class Progress:
                         self.raw = (self.raw + [ln.decode()])[-10:]
                     elif len(self.other) < 50:
                         self.other.append(ln.decode(errors="replace"))
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            pass  # the stream closed under the reader (close())
 
     def offset(self):
         return min(h - t for h, t, _ in self.lines)

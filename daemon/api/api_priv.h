@@ -154,8 +154,10 @@ API_HANDLER(h_replica);
 API_HANDLER(h_replicas);
 /* replica_planned.c */
 API_HANDLER(h_replica_plan);
-/* ws_console.c: a VM's console over a WebSocket (docs/web.md). */
+/* ws_console.c: a VM's console, and the events, over a WebSocket
+ * (docs/web.md). */
 API_HANDLER(h_console_ws);
+API_HANDLER(h_events_ws);
 /* MERGE HOOK for session cookies: whether a WebSocket handshake may go on
  * as far as its Origin goes (ws_console.c says what it must check once a
  * request can be authenticated by a cookie). */

@@ -29,12 +29,13 @@ void ws_loop_free(struct ws_loop *l);
 /* Whether the loop serves WS_MAX_CONNS already (a hint for the handshake). */
 bool ws_loop_full(struct ws_loop *l);
 
-/* What a handshake prepared for the connection it upgrades: the console's
- * stream (owned), the VM's name (for its input) and the caller's role
- * (operator and above may type). */
+/* What a handshake prepared for the connection it upgrades: the stream
+ * (owned): a VM's console (name: the VM, for its input; operator and above
+ * may type) or, events true, the event stream (one JSON event per text
+ * message; no input); the caller's role and a name for it. */
 struct ws_pending;
 struct ws_pending *ws_pending_new(struct sup_stream *st, const char *name, enum role role,
-				  const char *who);
+				  const char *who, bool events);
 void ws_pending_free(struct ws_pending *p);
 
 /* The upgraded socket (MHD's upgrade handler): the loop takes p, fd and

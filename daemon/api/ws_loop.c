@@ -38,9 +38,11 @@
 #define WS_PING_MS     30000       /* a client silent this long is pinged */
 #define WS_IDLE_MS     90000       /* and dropped (1001) when silent this long */
 #define WS_CLOSE_MS    5000        /* a close not answered in this time: dropped */
+#define WS_EVENT_MAX   65536       /* an event line longer than this is skipped */
 
 struct ws_pending {
 	struct sup_stream *st;
+	bool events;
 	enum role role;
 	char name[VMDEF_NAME_MAX + 1];
 	char who[96];
@@ -65,6 +67,10 @@ struct ws_conn {
 	 * frames ahead of data, and nothing after a close. */
 	uint16_t close_code;
 	char close_reason[124];
+	/* Events: the line being gathered (one JSON event per text message). */
+	char *line;
+	size_t line_len;
+	bool line_skip; /* past WS_EVENT_MAX: dropped up to its newline */
 	struct ws_conn *next;
 };
 
@@ -156,6 +162,10 @@ static void conn_input(void *owner, const void *data, size_t len)
 	struct cerr e = { 0 };
 	char why[192];
 
+	if (c->p.events) {
+		conn_error(c, "", "the event WebSocket takes no input");
+		return;
+	}
 	if (c->p.role < ROLE_OPERATOR) {
 		/* Read-only: the input is dropped, the console stays open. */
 		snprintf(why, sizeof(why), "console input needs the operator role; %.96s has %s",
@@ -200,6 +210,7 @@ static void conn_free(struct ws_conn *c)
 	if (c->urh)
 		MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE);
 	free(c->extra);
+	free(c->line);
 	free(c);
 }
 
@@ -222,8 +233,8 @@ static void conn_drop(struct ws_loop *l, struct ws_conn *c)
 static void conn_close(struct ws_conn *c, uint16_t code, const char *reason)
 {
 	if (!c->ended && !ws_session_closing(c->ws))
-		log_info("%s: console WebSocket of %s closed: %u %s", c->p.name, c->p.who, code,
-			 reason);
+		log_info("%s: %s WebSocket of %s closed: %u %s", c->p.name,
+			 c->p.events ? "event" : "console", c->p.who, code, reason);
 	c->ended = true;
 	if (!c->close_by)
 		c->close_by = mono_ms() + WS_CLOSE_MS;
@@ -248,6 +259,10 @@ static void conn_ended(struct ws_conn *c, ssize_t n)
 		conn_close(c, WS_CLOSE_ERROR, "the console's source broke off");
 		return;
 	}
+	if (c->p.events) { /* the event stream ends only with cellad */
+		conn_close(c, WS_CLOSE_GOING_AWAY, "cellad is stopping");
+		return;
+	}
 	if (sup_get(c->loop->sup, c->p.name, &vm, &e)) {
 		conn_close(c, WS_CLOSE_NORMAL, "the VM was deleted");
 		return;
@@ -263,7 +278,33 @@ static void conn_ended(struct ws_conn *c, ssize_t n)
 	json_decref(vm);
 }
 
-/* Move console output into the session while the client keeps up. */
+/* Events: whole lines become text messages (without their newline). */
+static void conn_event_bytes(struct ws_conn *c, const char *p, size_t n)
+{
+	while (n) {
+		const char *nl = memchr(p, '\n', n);
+		size_t take = nl ? (size_t)(nl - p) : n;
+
+		if (!c->line_skip && c->line_len + take <= WS_EVENT_MAX) {
+			memcpy(c->line + c->line_len, p, take);
+			c->line_len += take;
+		} else if (!c->line_skip) {
+			log_warn("events WebSocket: an event over %d bytes skipped", WS_EVENT_MAX);
+			c->line_skip = true;
+		}
+		if (!nl)
+			return;
+		if (!c->line_skip && c->line_len &&
+		    ws_session_send(c->ws, true, c->line, c->line_len))
+			c->ended = true;
+		c->line_len = 0;
+		c->line_skip = false;
+		p = nl + 1;
+		n -= take + 1;
+	}
+}
+
+/* Move output into the session while the client keeps up. */
 static void conn_pump(struct ws_conn *c)
 {
 	char buf[WS_READ_CHUNK];
@@ -271,7 +312,9 @@ static void conn_pump(struct ws_conn *c)
 	while (!c->armed && !c->ended && ws_session_queued(c->ws) < WS_OUT_HIGH) {
 		ssize_t n = sup_stream_read(c->p.st, buf, sizeof(buf), 0);
 
-		if (n > 0) {
+		if (n > 0 && c->p.events) {
+			conn_event_bytes(c, buf, (size_t)n);
+		} else if (n > 0) {
 			if (ws_session_send(c->ws, false, buf, (size_t)n))
 				c->ended = true; /* closing: no more output */
 		} else if (n == 0) {
@@ -340,8 +383,8 @@ static void conn_start(struct ws_loop *l, struct ws_conn *c)
 	c->ep_events = EPOLLIN;
 	c->last_rx = mono_ms();
 	sup_stream_set_wake(c->p.st, conn_wake, c);
-	log_info("%s: console WebSocket of %s (%s) open", c->p.name, c->p.who,
-		 role_name(c->p.role));
+	log_info("%s: %s WebSocket of %s (%s) open", c->p.name, c->p.events ? "event" : "console",
+		 c->p.who, role_name(c->p.role));
 	/* A client may have sent frames with its handshake (extra). */
 	if (c->extra_len && ws_session_read(c->ws)) {
 		conn_drop(l, c);
@@ -536,13 +579,14 @@ bool ws_loop_full(struct ws_loop *l)
 }
 
 struct ws_pending *ws_pending_new(struct sup_stream *st, const char *name, enum role role,
-				  const char *who)
+				  const char *who, bool events)
 {
 	struct ws_pending *p = calloc(1, sizeof(*p));
 
 	if (!p)
 		return NULL;
 	p->st = st;
+	p->events = events;
 	p->role = role;
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	snprintf(p->who, sizeof(p->who), "%s", who);
@@ -577,7 +621,10 @@ void ws_loop_adopt(struct ws_loop *l, struct ws_pending *p, int fd,
 				c->extra_len = extra_len;
 			}
 		}
-		if (ws_session_new(&c->ws, &conn_ops, c) || (extra_len && !c->extra)) {
+		if (c->p.events)
+			c->line = malloc(WS_EVENT_MAX);
+		if (ws_session_new(&c->ws, &conn_ops, c) || (extra_len && !c->extra) ||
+		    (c->p.events && !c->line)) {
 			conn_free(c);
 			return;
 		}

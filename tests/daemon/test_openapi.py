@@ -73,6 +73,7 @@ def test(args):
                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
         call("GET", "/v1/vms/{name}/console/ws", "oa")
         call("GET", "/v1/vms/{name}/console/ws", "nope", headers=wsh)
+        call("GET", "/v1/events/ws?since=x")
         call("GET", "/v1/vms/{name}/metrics", "oa")
         call("GET", "/v1/vms/{name}/metrics", "nope")
         call("GET", "/metrics")

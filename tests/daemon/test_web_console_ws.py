@@ -14,7 +14,9 @@ client written here (stdlib: handshake, masking, frames).
   with 1009;
 - 20 sockets at once add no thread to cellad and all get the guest's
   next output;
-- when the VM stops, the socket is closed with 1000 and the VM's state."""
+- when the VM stops, the socket is closed with 1000 and the VM's state;
+- GET /v1/events/ws: the backlog and new events, one JSON event per text
+  message (a viewer may follow it; input is refused with an error)."""
 
 import base64
 import json
@@ -322,6 +324,16 @@ def run(d, ca, tokens):
     for m in many:
         m.close()
 
+    # The event stream as a WebSocket: the backlog, then what comes.
+    ev = tls_ws(ca, "/v1/events/ws?since=0&vm=e", tokens["viewer"])
+    check(ev.status == 101, "events over a WebSocket, as a viewer: 101")
+    ev.until(lambda w: any(t.get("event") == "started" for t in w.texts), "the backlog")
+    check(all(t.get("vm") == "e" for t in ev.texts), "one JSON event per text message, "
+          f"filtered by vm ({len(ev.texts)} events)")
+    ev.send_text("hi")
+    ev.until(lambda w: any("error" in t for t in w.texts), "the refusal of input")
+    n_before = len(ev.texts)
+
     # The VM stops: closed with 1000 and its state.
     w.send_text("quit\n")
     w.until(lambda w: w.closed, "the close when the VM stops")
@@ -332,6 +344,10 @@ def run(d, ca, tokens):
     w.s.close()
     op.s.close()
     d.wait_state("e", "stopped")
+    ev.until(lambda w: any(t.get("event") == "stopped" for t in w.texts[n_before:]),
+             "the stop event")
+    check(True, "the event WebSocket brought the stop as it happened")
+    ev.close()
     w2 = WS(unix(d), "/v1/vms/e/console/ws")
     w2.until(lambda w: w.closed, "the close of a stopped VM's console")
     check(b"PASS echo" in w2.output and w2.closed[0] == 1000,

@@ -146,6 +146,8 @@ static void conn_error(struct ws_conn *c, const char *field, const char *reason)
 	json_t *o;
 	char *s;
 
+	if (ws_session_queued(c->ws) >= WS_OUT_HIGH)
+		return; /* a client that does not read gets no more of these */
 	snprintf(msg, sizeof(msg), "%s%s%s", field, field[0] ? ": " : "", reason);
 	o = json_pack("{s:{s:s, s:s, s:s}}", "error", "field", field, "reason", reason, "message",
 		      msg);
@@ -354,7 +356,7 @@ static bool conn_service(struct ws_loop *l, struct ws_conn *c)
 		conn_drop(l, c);
 		return false;
 	}
-	ev.events = (ws_session_want_read(c->ws) ? EPOLLIN : 0) |
+	ev.events = (ws_session_want_read(c->ws) && !ws_session_backlogged(c->ws) ? EPOLLIN : 0) |
 		    (ws_session_want_write(c->ws) ? EPOLLOUT : 0);
 	if (ev.events != c->ep_events) {
 		if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, c->fd, &ev)) {

@@ -152,9 +152,14 @@ static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 		       void *user)
 {
 	struct ws_session *ws = user;
-	ssize_t n = ws->ops->recv(ws->owner, buf, len);
+	ssize_t n;
 
 	(void)flags;
+	if (ws_session_backlogged(ws)) { /* read again once the peer took some */
+		wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+		return -1;
+	}
+	n = ws->ops->recv(ws->owner, buf, len);
 	if (n > 0)
 		return n;
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -273,6 +278,12 @@ void ws_session_close(struct ws_session *ws, uint16_t code, const char *reason)
 size_t ws_session_queued(struct ws_session *ws)
 {
 	return wslay_event_get_queued_msg_length(ws->ctx);
+}
+
+bool ws_session_backlogged(struct ws_session *ws)
+{
+	return wslay_event_get_queued_msg_length(ws->ctx) >= WS_BACKLOG_BYTES ||
+	       wslay_event_get_queued_msg_count(ws->ctx) >= WS_BACKLOG_MSGS;
 }
 
 bool ws_session_want_read(struct ws_session *ws)

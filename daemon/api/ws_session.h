@@ -65,6 +65,12 @@ void ws_session_ping(struct ws_session *ws);
 void ws_session_close(struct ws_session *ws, uint16_t code, const char *reason);
 /* Bytes queued and not yet handed to the socket. */
 size_t ws_session_queued(struct ws_session *ws);
+/* Whether so much waits for the peer (WS_BACKLOG_BYTES, or WS_BACKLOG_MSGS
+ * messages: pongs, error messages) that the peer is not read until it
+ * takes some: a client that sends without reading cannot grow the queue. */
+#define WS_BACKLOG_BYTES (128u << 10)
+#define WS_BACKLOG_MSGS  1024u
+bool ws_session_backlogged(struct ws_session *ws);
 bool ws_session_want_read(struct ws_session *ws);
 bool ws_session_want_write(struct ws_session *ws);
 /* Whether a close was sent (the session then waits for the peer's). */

@@ -37,6 +37,45 @@ PORT = 22000 + os.getpid() % 2000
 OP_TEXT, OP_BIN, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
 
 
+def vmrss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def flood(d, ca, tokens):
+    """A client that sends pings as fast as it can and reads nothing: each
+    ping earns a pong, queued for it; past cellad's bound (1024 messages or
+    128 KiB waiting) cellad stops reading that client, so the client's
+    sends block after the kernel's buffers and cellad's memory stays put
+    (without the bound it would queue a pong per ping for as long as the
+    client sends)."""
+    rss0 = vmrss_kib(d.proc.pid)
+    slow = tls_ws(ca, "/v1/vms/e/console/ws?history=0", tokens["viewer"])
+    check(slow.status == 101, "a client that does not read: 101")
+    frame = bytes([0x89, 0x80]) + b"\x00\x00\x00\x00"  # a masked, empty ping
+    chunk = frame * 8192
+    slow.s.settimeout(1)
+    sent, blocked, deadline = 0, False, time.monotonic() + 8
+    while time.monotonic() < deadline:
+        try:
+            slow.s.sendall(chunk)
+        except (socket.timeout, TimeoutError):
+            blocked = True  # the send side is full: cellad stopped reading
+            break
+        sent += len(chunk)
+    rss1 = vmrss_kib(d.proc.pid)
+    log(f"a client sent {sent // len(frame)} pings ({sent >> 10} KiB) without reading; "
+        f"cellad's RSS {rss0} -> {rss1} KiB")
+    check(blocked and sent < (64 << 20), f"cellad stopped reading it: its sends blocked after "
+          f"{sent >> 10} KiB")
+    check(rss1 - rss0 < 8192, f"cellad's memory stayed bounded: {rss1 - rss0:+} KiB")
+    slow.s.close()
+    check(d.get("/v1/host").status == 200, "cellad answers on")
+
+
 def threads(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -323,6 +362,8 @@ def run(d, ca, tokens):
     check(True, "all 20 sockets got the guest's output")
     for m in many:
         m.close()
+
+    flood(d, ca, tokens)
 
     # The event stream as a WebSocket: the backlog, then what comes.
     ev = tls_ws(ca, "/v1/events/ws?since=0&vm=e", tokens["viewer"])

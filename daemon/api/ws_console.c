@@ -22,7 +22,10 @@ bool api_ws_origin_allowed(struct api_request *r)
 	 * false unless its Origin header equals this server's own origin.
 	 * Bearer-token and Unix-socket callers have no ambient credential:
 	 * they pass whatever their Origin. Until sessions exist every caller
-	 * is one of those. */
+	 * is one of those. With branch webback's request fields and check,
+	 * the body is:
+	 *	return !r->by_cookie || api_origin_ok(r->c, r->tls);
+	 */
 	(void)r;
 	return true;
 }

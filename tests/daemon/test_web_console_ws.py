@@ -16,7 +16,9 @@ client written here (stdlib: handshake, masking, frames).
   next output;
 - when the VM stops, the socket is closed with 1000 and the VM's state;
 - GET /v1/events/ws: the backlog and new events, one JSON event per text
-  message (a viewer may follow it; input is refused with an error)."""
+  message (a viewer may follow it; input is refused with an error);
+- a client that pings without reading is no longer read (cellad's memory
+  stays put); cellad stopping closes its sockets with 1001."""
 
 import base64
 import json
@@ -399,6 +401,15 @@ def run(d, ca, tokens):
     check(b"PASS echo" in w2.output and w2.closed[0] == 1000,
           f"a stopped VM's console: its history, then closed {w2.closed} {w2.output[-200:]!r}")
     w2.s.close()
+
+    # cellad stops with a socket open: closed with 1001 before it goes.
+    last = WS(unix(d), "/v1/events/ws")
+    check(last.status == 101, "an event WebSocket open as cellad stops")
+    d.stop()
+    last.until(lambda w: w.closed, "the close as cellad stops")
+    check(last.closed == (1001, "cellad is stopping"), f"cellad stopping: {last.closed}")
+    check("not closed" not in d.log(), "no upgraded connection was left to MHD")
+    last.s.close()
 
 
 if __name__ == "__main__":

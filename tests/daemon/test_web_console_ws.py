@@ -297,6 +297,15 @@ def run(d, ca, tokens):
     w.send_text("hello over ws\n")
     w.until(lambda w: b"echo: hello over ws\n" in w.output, "the echo of a text message")
     check(True, "a typed line (text message) is echoed by the guest")
+    lat = []
+    for i in range(20):
+        t0 = time.monotonic()
+        w.send_text(f"k{i}\n")
+        w.until(lambda w: f"echo: k{i}\n".encode() in w.output, f"the echo of k{i}")
+        lat.append((time.monotonic() - t0) * 1000)
+    lat.sort()
+    log(f"line-to-echo over the WebSocket (Unix socket, 20 lines): median {lat[10]:.2f} ms, "
+        f"max {lat[-1]:.2f} ms")
     w.send_bin(b"binary line\r")
     w.until(lambda w: b"echo: binary line\n" in w.output, "the echo of a binary message")
     check(True, "a binary message is input too")
@@ -328,6 +337,15 @@ def run(d, ca, tokens):
     op.send_text("typed over tls\n")
     op.until(lambda w: b"echo: typed over tls\n" in w.output, "the operator's echo")
     check(not op.output.startswith(b"echo: ready"), "history=0: no history")
+    lat = []
+    for i in range(20):
+        t0 = time.monotonic()
+        op.send_text(f"t{i}\n")
+        op.until(lambda w: f"echo: t{i}\n".encode() in w.output, f"the echo of t{i}")
+        lat.append((time.monotonic() - t0) * 1000)
+    lat.sort()
+    log(f"line-to-echo over the WebSocket (HTTPS, 20 lines): median {lat[10]:.2f} ms, "
+        f"max {lat[-1]:.2f} ms")
     vw.send_text("viewer typed\n")
     vw.until(lambda w: w.texts, "the viewer's refusal")
     err = vw.texts[0]["error"]

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <poll.h>
 #include <pthread.h>
@@ -314,8 +316,15 @@ static void upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const c
 	struct api *a = cls;
 	struct req *rq = con_cls;
 	struct ws_pending *p = rq->ws;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
+								    MHD_CONNECTION_INFO_CONNECTION_FD);
+	int one = 1;
 
-	(void)c;
+	/* MHD leaves Nagle on for an upgraded TCP connection: a console's
+	 * keystrokes and echoes are small writes that would each wait for the
+	 * client's delayed ACK (about 40 ms). Not TCP (Unix socket): no-op. */
+	if (ci)
+		(void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	rq->ws = NULL;
 	/* After ws_loop_stop (cellad stopping), the loop closes it at once. */
 	ws_loop_adopt(a->ws, p, sock, urh, extra, extra_len);

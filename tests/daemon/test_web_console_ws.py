@@ -280,7 +280,9 @@ def test(args):
 
 
 def tls_ws(ca, path, token):
-    return WS(tls_connect(PORT, ca, timeout=30), path, token)
+    s = tls_connect(PORT, ca, timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as browsers do
+    return WS(s, path, token)
 
 
 def run(d, ca, tokens):

@@ -15,19 +15,13 @@
 
 bool api_ws_origin_allowed(struct api_request *r)
 {
-	/* MERGE HOOK (session cookies, branch webback): a browser sends its
-	 * cookies with a cross-site WebSocket handshake too (SameSite aside),
-	 * and nothing like CORS stops the page that made it from reading the
-	 * answer. So when r was authenticated by the session cookie, return
-	 * false unless its Origin header equals this server's own origin.
-	 * Bearer-token and Unix-socket callers have no ambient credential:
-	 * they pass whatever their Origin. Until sessions exist every caller
-	 * is one of those. With branch webback's request fields and check,
-	 * the body is:
-	 *	return !r->by_cookie || api_origin_ok(r->c, r->tls);
-	 */
-	(void)r;
-	return true;
+	/* A browser sends its cookies with a cross-site WebSocket handshake
+	 * too (SameSite aside), and nothing like CORS stops the page that made
+	 * it from reading the answer ("cross-site WebSocket hijacking"): one
+	 * the session cookie authenticated must come from this server's own
+	 * origin. Bearer-token and Unix-socket callers have no ambient
+	 * credential: their Origin is not checked. */
+	return !r->by_cookie || api_origin_ok(r->c, r->tls);
 }
 
 static enum MHD_Result refuse(struct api_request *r, const char *field, const char *why)

@@ -9,6 +9,9 @@ client written here (stdlib: handshake, masking, frames).
 - over HTTPS with bearer tokens: an operator types, a viewer reads but
   its input is refused with an error message (and never reaches the
   guest); no token is a 401;
+- with a session cookie (POST /v1/session): the handshake needs this
+  server's Origin (403 without it, or with another), and the session's
+  role applies;
 - bad handshakes (no key, a bad key, version 8, no Upgrade) are 400s, a
   POST a 405; an oversized message (or a frame claiming 1 TiB) is closed
   with 1009;
@@ -45,6 +48,50 @@ def vmrss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return -1
+
+
+def session_cookie(ca, token):
+    """POST /v1/session over HTTPS with a token: the cella_session cookie."""
+    body = json.dumps({"token": token}).encode()
+    s = tls_connect(PORT, ca, timeout=30)
+    s.sendall(b"POST /v1/session HTTP/1.1\r\nHost: x\r\nOrigin: https://x\r\n"
+              b"Content-Type: application/json\r\nConnection: close\r\n" +
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    head = out.partition(b"\r\n\r\n")[0].decode("latin-1")
+    for line in head.split("\r\n"):
+        if line.lower().startswith("set-cookie: cella_session="):
+            return line.split(":", 1)[1].strip().split(";")[0]
+    raise TestFailure(f"no session cookie: {head!r}")
+
+
+def cookie_origin(ca, tokens):
+    """A handshake the session cookie authenticates needs this server's
+    Origin (cross-site WebSocket hijacking), though it is a GET."""
+    cookie = session_cookie(ca, tokens["viewer"])
+    for origin in (None, "https://evil.example", "http://x"):
+        hdr = f"Cookie: {cookie}\r\n" + (f"Origin: {origin}\r\n" if origin else "")
+        w = WS(tls_connect(PORT, ca, timeout=30), "/v1/vms/e/console/ws", None, hdr)
+        check(w.status == 403 and '"field":"Origin"' in w.head + w.s.recv(4096).decode(),
+              f"a cookie-authenticated handshake with Origin {origin}: 403 Origin")
+        w.s.close()
+    w = WS(tls_connect(PORT, ca, timeout=30), "/v1/vms/e/console/ws", None,
+           f"Cookie: {cookie}\r\nOrigin: https://x\r\n")
+    check(w.status == 101, "a cookie-authenticated handshake from this server's origin: 101")
+    w.until(lambda w: b"echo: ready" in w.output, "the history over the cookie's socket")
+    w.send_text("cookie viewer\n")
+    w.until(lambda w: w.texts, "the refusal of the cookie viewer's input")
+    check(w.texts[0]["error"]["field"] == "role", "the session's role applies (viewer)")
+    w.close()
 
 
 def flood(d, ca, tokens):
@@ -358,6 +405,7 @@ def run(d, ca, tokens):
     check(b"viewer typed" not in vw.output and vw.closed is None,
           "the viewer's input never reached the guest and its console stays open")
     vw.close()
+    cookie_origin(ca, tokens)
 
     # Oversized messages: 1009.
     big = WS(unix(d), "/v1/vms/e/console/ws?history=0")

@@ -96,7 +96,8 @@ static int load_here(struct sup *s, const char *uuid, struct cerr *e)
 	return 0;
 }
 
-int rep_broker_claim(struct sup *s, const char *name, bool only_if_down, struct cerr *e)
+int rep_broker_claim(struct sup *s, const char *name, const char *want_uuid, bool only_if_down,
+		     struct cerr *e)
 {
 	const struct sup_pool_ops *ops = s->conf.pool;
 	char uuid[40], owner[64] = "", addr[256], state[32] = "";
@@ -106,6 +107,8 @@ int rep_broker_claim(struct sup *s, const char *name, bool only_if_down, struct 
 	ret = pool_replica(s, name, uuid, sizeof(uuid), owner, sizeof(owner));
 	if (ret <= 0)
 		return ret < 0 ? sup_store_cerr(s, e, ret, "cannot read the replica's owner") : 0;
+	if (want_uuid && strcmp(want_uuid, uuid))
+		return 0; /* another VM's replica: the create refuses it */
 	me = move_pool_me(s);
 	if (!strcmp(owner, me))
 		return load_here(s, uuid, e);
@@ -186,7 +189,7 @@ void sup_replica_broker_route(struct sup *s, const char *name)
 {
 	struct cerr e = { 0 };
 
-	if (rep_broker_claim(s, name, true, &e))
+	if (rep_broker_claim(s, name, NULL, true, &e))
 		log_warn("replica %s: its owner is down, and this host could not take it over: %s",
 			 name, e.reason);
 }

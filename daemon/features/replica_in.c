@@ -224,7 +224,7 @@ int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr
 		cerr_set(e, CERR_INVALID, "disk_sizes", "one size per disk of the VM");
 		goto out;
 	}
-	if (rep_broker_claim(s, d.name, false, e)) /* a pool as target (replica_broker.c) */
+	if (rep_broker_claim(s, d.name, d.uuid, false, e)) /* a pool as target (replica_broker.c) */
 		goto out;
 	pthread_mutex_lock(&s->rep_lock);
 	old = rec_load(s, d.name, &ve);
@@ -417,7 +417,7 @@ int sup_replica_in_upload_open(struct sup *s, const char *name, const char *disk
 	char path[PATH_MAX], file[96];
 	int ret = -1;
 
-	if (rep_broker_claim(s, name, false, e)) /* a pool as target: the source's member owns it */
+	if (rep_broker_claim(s, name, NULL, false, e)) /* a pool as target: the source's member owns it */
 		return -1;
 	pthread_mutex_lock(&s->rep_lock);
 	if (replica_in_set_limit(s, name, disk, max, e))

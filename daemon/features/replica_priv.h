@@ -18,10 +18,12 @@ int rep_in_root(struct sup *s, char *out, size_t len);
 /* On a pool member, the pool's replica VM called name (marked a replica in
  * etcd) owned by another host is taken over: its owner key passed here by
  * compare-and-swap, its definition loaded (only_if_down: only when its
- * owner is down; otherwise the request is its owner's). Owned here: loaded
+ * owner is down; otherwise the request is its owner's; want_uuid: only the
+ * replica of that VM). Owned here: loaded
  * if it was not. 0 (also: no such replica in the pool, not in a pool), or
  * -1 with e. */
-int rep_broker_claim(struct sup *s, const char *name, bool only_if_down, struct cerr *e);
+int rep_broker_claim(struct sup *s, const char *name, const char *want_uuid, bool only_if_down,
+		     struct cerr *e);
 /* Whether the pool's replica called name is another host's. */
 bool rep_broker_foreign(struct sup *s, const char *name);
 /* REPLICAS_ROOT/NAME[/file]. 0 or -ENAMETOOLONG. */

@@ -193,7 +193,7 @@ int sup_replica_in_part_open(struct sup *s, const char *name, const char *disk, 
 	if (query_id(id, e) || query_u64("total", total_s, &total, e) ||
 	    query_u64("offset", offset_s ?: "0", &offset, e))
 		return -1;
-	if (rep_broker_claim(s, name, false, e)) /* a pool as target (replica_broker.c) */
+	if (rep_broker_claim(s, name, NULL, false, e)) /* a pool as target (replica_broker.c) */
 		return -1;
 	pthread_mutex_lock(&s->rep_lock);
 	if (replica_in_set_limit(s, name, disk, &limit, e))

@@ -140,6 +140,10 @@ def scenario(c, hosts, boot, shared):
              disks=[{"path": img, "id": "data", "cbt": True}])
     s.action("rv", "start")
     until("the guest flushes", lambda: flushed(s) >= 2)
+    for bad in (f"{a.url},http://{ADDR['b']}:8419", f"{a.url},", f"{a.url},,{b.url}",
+                ",".join([a.url] * 9), f"{a.url}/v1,{b.url}"):
+        r = s.post("/v1/hosts", {"name": "bad", "url": bad, "token": "x" * 20})
+        check(r.status == 400 and "url" in r.body, f"url {bad!r} refused: {r.status}")
     s.cli("host", "add", "pool2", "--url", ",".join(h.url for h in (a, b, cc)),
           "--token-file", f"{boot}/token")
     s.cli("replica", "enable", "rv", "--to", "pool2", "--interval", "1s", "--keep", "4")

@@ -99,6 +99,8 @@ def test(args):
         net.down()
         shutil.rmtree(boot, ignore_errors=True)
         shutil.rmtree(shared, ignore_errors=True)
+    bad = [d.name for d in hosts.values() if getattr(d, "sanitizer", False)]
+    check(not bad, f"no sanitizer report in the logs (ASan builds): {bad}")
 
 
 def owner(c, uuid):

@@ -9,22 +9,26 @@ addresses.
 
 - `cella replica enable rv --to pool2`: the member the source reaches
   first (host-a) keeps the replica: its records and points on pool storage,
-  its VM definition (marked a replica) owned by host-a in etcd; rounds land.
-- host-c asked for the replica: forwarded to host-a (the same points); a
-  test failover asked of host-c runs on host-a, and its test-stop too.
+  its VM definition (marked a replica) owned by host-a in etcd; rounds land;
+  host-c asked for the replica: forwarded to host-a (the same points).
 - host-a's cellad (and any worker) killed (kill -9): the source's next
   rounds go to host-b, which takes the replica over (etcd names host-b,
   `replica-taken-over`), from the last point: no full copy sent again (the
-  source's `full_sets` stays 1), the points go on.
-- Unplanned failover asked of host-c (the source killed): it runs on host-b,
-  the VM is an ordinary pool VM (no mark), started with blkverify
-  mode=seqcheck: the guest finds every slot whole (PASS).
+  source's `full_sets` stays 1), the points go on one per round.
+- A test failover asked of host-c runs on the owner, host-b; its test-stop
+  too.
+- The source and then host-b killed: an unplanned failover asked of host-c
+  (host-b down) takes the replica over there and fails over to the last
+  point the source confirmed (or a later one); the VM is an ordinary pool
+  VM (no mark), started with blkverify mode=seqcheck on host-c: the guest
+  finds every slot whole (PASS).
 
 Needs root (namespaces), etcd, ip, openssl and qemu-img; skips loudly without them.
 Usage: test_pool_replica_broker.py --cellad PATH --cella PATH --cella-vm PATH NAME=GUEST..."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -159,14 +163,6 @@ def scenario(c, hosts, boot, shared):
     pc = points(cc)
     check(pc and set(pc) <= set(points(a)) | set(pc), f"host-c answers (forwarded): {pc}")
 
-    # A test failover asked of host-c: it runs on the owner.
-    log(cc.cli("replica", "failover", "rv", "--test").stdout.strip())
-    t = until("rv-test on host-a", lambda: a.local_vms().get("rv-test"))
-    check(t["state"] in ("starting", "running") and "rv-test" not in cc.local_vms(),
-          f"the test copy runs on host-a: {t['state']}")
-    cc.cli("replica", "test-stop", "rv")
-    check(a.get("/v1/vms/rv-test").status == 404, "the test copy is gone")
-
     # host-a's cellad (and workers) killed: host-b takes over.
     st0 = until("rounds going", lambda: (lambda x: x if x["rounds"] >= 3 and
                                          x["state"] == "normal" else None)(status(s)))
@@ -198,28 +194,47 @@ def scenario(c, hosts, boot, shared):
           "host-b: replica-taken-over")
     check(b.vm("rv").get("replica", {}).get("state") == "replicating", "the replica on host-b")
 
-    # Unplanned failover, asked of host-c, runs on host-b.
+    # A test failover asked of host-c: it runs on the owner, host-b.
+    log(cc.cli("replica", "failover", "rv", "--test").stdout.strip())
+    tv = until("rv-test on host-b", lambda: b.local_vms().get("rv-test"))
+    check(tv["state"] in ("starting", "running") and "rv-test" not in cc.local_vms(),
+          f"the test copy runs on host-b: {tv['state']}")
+    cc.cli("replica", "test-stop", "rv")
+    check(b.get("/v1/vms/rv-test").status == 404, "the test copy is gone")
+
+    # The source and then the owner (host-b) killed: an unplanned failover
+    # asked of host-c takes the replica over (its owner is down) and runs there.
     f1 = flushed(s)
     r0 = status(s)["rounds"]
     until(f"a point cut after round {f1}", lambda: status(s)["rounds"] >= r0 + 2)
-    spid = s.vm("rv")["pid"]
-    s.kill9()
-    if spid:
-        try:
-            os.kill(spid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    log(cc.cli("replica", "failover", "rv", "--no-start").stdout.strip())
-    vm = b.local_vms().get("rv")
+    last = status(s)["last_point"]
+    for h in (s, b):
+        pids = [v["pid"] for v in h.local_vms().values() if v.get("pid")]
+        h.kill9()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    until("host-c sees host-b down", lambda: {x["name"]: x["state"] for x in json.loads(
+        cc.cli("--json", "pool", "status").stdout)["hosts"]}.get("host-b") == "down", 30)
+    out = cc.cli("replica", "failover", "rv", "--no-start").stdout.strip()
+    log(out)
+    m = re.search(r"point r(\d+)", out)
+    check(m and int(m.group(1)) >= int(last[1:]),
+          f"failed over to the last point the source confirmed ({last}) or a later one")
+    check(owner(c, uuid) == "host-c", f"etcd: host-c owns it ({owner(c, uuid)!r})")
+    check(any(e["event"] == "replica-taken-over" for e in cc.events(vm="rv")),
+          "host-c: replica-taken-over")
+    vm = cc.local_vms().get("rv")
     check(vm and vm["state"] in ("defined", "stopped") and "replica" not in vm,
-          f"an ordinary pool VM on host-b, not started: {vm}")
+          f"an ordinary pool VM on host-c, not started: {vm}")
     r = cc.request("PATCH", "/v1/vms/rv", {"cmdline": "mode=seqcheck " + test_export.SEQ})
-    check(r.status == 200, f"cmdline to seqcheck (through host-c): {r}")
-    cc.action("rv", "start", {"host": "host-b"})
-    b.wait_console("rv", "PASS blkverify", timeout=120)
+    check(r.status == 200, f"cmdline to seqcheck: {r}")
+    cc.action("rv", "start", {"host": "host-c"})
+    cc.wait_console("rv", "PASS blkverify", timeout=120)
     rep = cc.get("/v1/replicas/rv").json
     check(rep["state"] == "failed-over", f"the replica is failed over: {rep}")
-
 
 if __name__ == "__main__":
     main(test)

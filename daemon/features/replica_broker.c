@@ -32,18 +32,24 @@ static bool in_pool(struct sup *s)
 	return s->conf.pool && s->conf.pool->host && s->conf.pool->host(s->conf.pool_ctx);
 }
 
-int rep_in_root(struct sup *s, char *out, size_t len)
+/* This pool member's first pool storage location, or NULL (not in a pool,
+ * or no pool storage: its replicas are its own, in state_dir). */
+static const char *pool_storage(struct sup *s)
 {
 	const struct storage *st = s->conf.storage;
-	int n;
 
-	if (in_pool(s) && st)
-		for (unsigned i = 0; i < st->nr; i++)
-			if (st->locs[i].pool) {
-				n = snprintf(out, len, "%s/replicas", st->locs[i].path);
-				return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
-			}
-	n = snprintf(out, len, "%s/replicas", s->conf.state_dir);
+	for (unsigned i = 0; in_pool(s) && st && i < st->nr; i++)
+		if (st->locs[i].pool)
+			return st->locs[i].path;
+	return NULL;
+}
+
+int rep_in_root(struct sup *s, char *out, size_t len)
+{
+	const char *shared = pool_storage(s);
+	int n = shared ? snprintf(out, len, "%s/replicas", shared)
+		       : snprintf(out, len, "%s/replicas", s->conf.state_dir);
+
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
@@ -58,7 +64,9 @@ static int pool_replica(struct sup *s, const char *name, char *uuid, size_t ulen
 	bool marked;
 	int ret;
 
-	if (!in_pool(s) || !ops->uuid_of || !ops->owner_now || !ops->vm_def ||
+	/* Without pool storage the other members cannot reach the replica's
+	 * files: nothing is taken over (each member is a target of its own). */
+	if (!pool_storage(s) || !ops->uuid_of || !ops->owner_now || !ops->vm_def ||
 	    ops->uuid_of(s->conf.pool_ctx, name, uuid, ulen) != 1)
 		return 0;
 	if ((ret = ops->owner_now(s->conf.pool_ctx, uuid, owner, olen)))

@@ -1,6 +1,7 @@
 /* replica_in.c: the target's side of replication (docs/replica.md): the
  * replicas other hosts keep here. Each is a directory,
- * state_dir/replicas/NAME/, with replica.json (the VM's definition as its
+ * state_dir/replicas/NAME/ (in a pool with pool storage, its replicas/NAME/:
+ * replica_broker.c), with replica.json (the VM's definition as its
  * source sent it, the source, the retention, the state) and one point store
  * per disk (disk/replica.h, disk-ID/). Change sets arrive as streamed
  * uploads into disk-ID.set, and become points once checked whole; a

@@ -158,7 +158,34 @@ bool rep_broker_foreign(struct sup *s, const char *name)
 
 /* The source ----------------------------------------------------------------------------- */
 
-int rep_broker_pick(struct rep_peer *rp, struct cerr *e)
+/* The member at index `first` of the peer's list answered after the ones
+ * before it did not: put it first in the stored entry, so the next calls
+ * try it first (a dead machine before it costs a probe's timeout each
+ * time otherwise). Only if the entry is still the list probed. */
+static void pick_remember(struct sup *s, struct rep_peer *rp, const char *list, size_t at,
+			  size_t n)
+{
+	const char *name = json_string_value(json_object_get(rp->host, "name"));
+	const char *token = json_string_value(json_object_get(rp->host, "token"));
+	const char *tls_name = json_string_value(json_object_get(rp->host, "tls_name"));
+	char order[1024];
+	int len;
+
+	if (!name || !token || json_is_true(json_object_get(rp->host, "pool")))
+		return;
+	/* the member, then the ones before it, then the ones after it */
+	len = snprintf(order, sizeof(order), "%.*s,%.*s%s%s", (int)n, list + at, (int)(at - 1),
+		       list, list[at + n] ? "," : "", list[at + n] ? list + at + n + 1 : "");
+	if (len < 0 || (size_t)len >= sizeof(order))
+		return;
+	if (store_host_put(s->db, name, order, token, tls_name))
+		log_warn("peer %s: cannot record that %.*s answers first", name, (int)n, list + at);
+	else
+		log_info("peer %s: %.*s answers first now (the addresses before it did not)", name,
+			 (int)n, list + at);
+}
+
+int rep_broker_pick(struct sup *s, struct rep_peer *rp, struct cerr *e)
 {
 	const char *list = rp->p.url, *at = list;
 	char why[512] = "";
@@ -179,6 +206,8 @@ int rep_broker_pick(struct rep_peer *rp, struct cerr *e)
 			if (!peer_call(&rp->p, "GET", "/v1/host", NULL, BROKER_PROBE_S, &status, &reply,
 				       err, sizeof(err)) && status == 200) {
 				json_decref(reply);
+				if (at != list)
+					pick_remember(s, rp, list, (size_t)(at - list), n);
 				return 0;
 			}
 			if (status)

@@ -47,8 +47,9 @@ int rep_peer_find(struct sup *s, const char *to, struct rep_peer *rp,
 void rep_peer_put(struct rep_peer *rp);
 /* replica_broker.c: a peer entry listing several addresses (a pool's
  * members, comma-separated): rp->p.url becomes the first that answers GET
- * /v1/host. 0 (also for a single address), or -1 with e (none answers). */
-int rep_broker_pick(struct rep_peer *rp, struct cerr *e) __must_check;
+ * /v1/host, and is put first in the stored entry when the ones before it did
+ * not answer. 0 (also for a single address), or -1 with e (none answers). */
+int rep_broker_pick(struct sup *s, struct rep_peer *rp, struct cerr *e) __must_check;
 
 /* A set waiting to be delivered: state_dir/vms/UUID/replica-DISK.xfer (the
  * bytes as they go on the wire) and replica-DISK.xfer.json (point, since,

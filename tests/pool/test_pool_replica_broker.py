@@ -193,6 +193,9 @@ def scenario(c, hosts, boot, shared):
     check(any(e["event"] == "replica-taken-over" for e in b.events(vm="rv")),
           "host-b: replica-taken-over")
     check(b.vm("rv").get("replica", {}).get("state") == "replicating", "the replica on host-b")
+    peer = json.loads(s.cli("--json", "host", "list").stdout)["hosts"][0]
+    check(peer["url"] == ",".join(h.url for h in (b, a, cc)),
+          f"the source tries host-b first now: {peer['url']}")
 
     # A test failover asked of host-c: it runs on the owner, host-b.
     log(cc.cli("replica", "failover", "rv", "--test").stdout.strip())

@@ -90,10 +90,13 @@ static const struct route routes[] = {
     {"POST", "/v1/vms/{name}/replica/resume", h_replica, REP_RESUME, no_query, ROLE_OPERATOR},
     {"GET", "/v1/replicas", h_replicas, REPS_LIST, no_query, ROLE_VIEWER},
     {"POST", "/v1/replicas", h_replicas, REPS_CREATE, no_query, ROLE_ADMIN, true},
-    {"GET", "/v1/replicas/{name}", h_replicas, REPS_GET, no_query, ROLE_VIEWER},
-    {"DELETE", "/v1/replicas/{name}", h_replicas, REPS_DELETE, no_query, ROLE_ADMIN},
-    {"POST", "/v1/replicas/{name}/failover", h_replicas, REPS_FAILOVER, no_query, ROLE_ADMIN},
-    {"DELETE", "/v1/replicas/{name}/test", h_replicas, REPS_TEST_STOP, no_query, ROLE_ADMIN},
+    /* fwd: in a pool as target, the replica's owner answers (replica_broker.c) */
+    {"GET", "/v1/replicas/{name}", h_replicas, REPS_GET, no_query, ROLE_VIEWER, false, true},
+    {"DELETE", "/v1/replicas/{name}", h_replicas, REPS_DELETE, no_query, ROLE_ADMIN, false, true},
+    {"POST", "/v1/replicas/{name}/failover", h_replicas, REPS_FAILOVER, no_query, ROLE_ADMIN, false,
+     true},
+    {"DELETE", "/v1/replicas/{name}/test", h_replicas, REPS_TEST_STOP, no_query, ROLE_ADMIN, false,
+     true},
     /* Planned failover (the source), reverse replication (where the VM was
      * failed over to) and its other half (the old primary, peers only). */
     {"POST", "/v1/vms/{name}/replica/failover", h_replica_plan, REPP_FAILOVER, no_query, ROLE_ADMIN},
@@ -252,6 +255,8 @@ enum MHD_Result api_route(struct api_request *r)
 	if (hit->fwd && !r->forwarded) {
 		char host[64], addr[256];
 
+		if (hit->fn == h_replicas) /* a replica whose owner is down: taken over here */
+			sup_replica_broker_route(r->sup, name);
 		if (sup_pool_forward_target(r->sup, name, host, sizeof(host), addr, sizeof(addr))) {
 			if (hit->fn == h_console || hit->fn == h_console_input)
 				return api_console_forward(r, host, addr, hit->fn == h_console);

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cbt.h"
@@ -111,7 +112,8 @@ struct plan {
 	char to[64], last[CBT_NAME_MAX], point[CBT_NAME_MAX];
 	json_t *conf;    /* the shipper's settings, as detached */
 	json_t *def;     /* the VM's definition */
-	bool zstd, was_running;
+	bool zstd, was_running, forced;
+	int64_t cut_ms; /* wall ms of the last set's cut (the disks quiescent) */
 	unsigned nr;
 	struct plan_disk disks[VMDEF_MAX_DISKS];
 	uint64_t sent;
@@ -210,7 +212,10 @@ static int upload(struct sup *s, struct plan *p, const char *id, int fd, json_t 
 	if (rep_peer_find(s, p->to, &rp, e))
 		return -1;
 	/* One piece (no resume: the set is cut again if this fails). */
-	snprintf(url, sizeof(url), "/v1/replicas/%s/disks/%s", p->name, id);
+	/* The point's time and consistency (replica_ops_in.c): a guest that shut
+	 * down left its disks clean; one turned off (force), as at a crash. */
+	snprintf(url, sizeof(url), "/v1/replicas/%s/disks/%s?cut_at=%lld&consistency=%s", p->name,
+		 id, (long long)p->cut_ms, p->forced ? "crash" : "flushed");
 	ret = peer_upload(&rp.p, url, fd, (uint64_t)st.st_size, PLAN_PEER_TIMEOUT_S, &status,
 			  answer, err, sizeof(err));
 	if (!ret && (status < 200 || status > 299)) {
@@ -247,6 +252,10 @@ static void target_latest(struct sup *s, struct plan *p, const char *id, char *o
 /* Step 3: the last set of every disk. */
 static int ship_last(struct sup *s, struct plan *p, struct cerr *e)
 {
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	p->cut_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 	for (unsigned i = 0; i < p->nr; i++) {
 		char since[CBT_NAME_MAX];
 		json_t *answer = NULL;
@@ -458,7 +467,6 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 {
 	struct plan p = { 0 };
 	struct plan_opts o = { .timeout_s = PLAN_TIMEOUT_DEF_S, .start = true, .reverse = true };
-	bool forced = false;
 	json_t *reply = NULL, *req, *sizes, *d, *rev = NULL;
 	char path[256], me[256] = "";
 	long status;
@@ -502,7 +510,7 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 	json_decref(reply);
 	reply = NULL;
 	/* 2. The guest shuts down. */
-	if (p.was_running && shut_down(s, &p, o.timeout_s, o.force, &forced, e)) {
+	if (p.was_running && shut_down(s, &p, o.timeout_s, o.force, &p.forced, e)) {
 		json_decref(sizes);
 		restore(s, &p);
 		sup_emit_named(s, p.name, "", "replica-planned-failover-abandoned", e->reason);
@@ -556,7 +564,7 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 
 		snprintf(detail, sizeof(detail), "to %s at point %s (%llu bytes in the last set)%s",
 			 p.to, p.point, (unsigned long long)p.sent,
-			 forced ? "; the guest did not shut down and was turned off (force)" : "");
+			 p.forced ? "; the guest did not shut down and was turned off (force)" : "");
 		sup_emit_named(s, p.name, "", "replica-planned-failover", detail);
 	}
 	log_info("vm %s: planned failover to %s at point %s", p.name, p.to, p.point);
@@ -584,7 +592,7 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 	}
 	*out = json_pack("{s:s, s:s, s:s, s:b, s:I, s:b, s:o?}", "vm", p.name, "to", p.to, "point",
 			 p.point, "started", o.start, "bytes_sent", (json_int_t)p.sent, "forced",
-			 forced, "reverse", rev);
+			 p.forced, "reverse", rev);
 	json_object_set(*out, "failover", reply);
 	ret = 0;
 out:

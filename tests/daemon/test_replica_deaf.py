@@ -96,6 +96,10 @@ def scenario(a, b, net, work):
     log(f"forced planned failover: {p.stdout.strip()}")
     check(json.loads(p.stdout).get("forced") is True, f"forced: {p.stdout}")
     last = flushed(a, "deaf")
+    fp = [x for x in replica(b, "deaf")["disks"][0]["points"]
+          if x["name"] == json.loads(p.stdout)["point"]]
+    check(fp and fp[0]["consistency"] == "crash",
+          f"the forced last point is crash-consistent (turned off): {fp}")
     a.wait_state("deaf", ("stopped",), timeout=30)
     vm_b = b.vm("deaf")
     path_b = vm_b["disks"][0]["path"]

@@ -92,8 +92,9 @@ static void flush_now(struct writer *w)
 /* Sleeps about ms (1 to 1000) in ring 0 (sti; hlt) with the LAPIC timer
  * periodic rather than one-shot: with one-shots the guest stayed halted for
  * good twice in eight runs of the replication bench at 50 MB/s (hundreds of
- * naps a second; cause not found: a lost wake-up), and a lost tick now
- * costs one more period instead of the run. */
+ * naps a second; cause not found: a lost wake-up; docs/replica.md, "A guest
+ * that stopped under replication load"), and a lost tick now costs one
+ * more period instead of the run. nap=oneshot: the old way, to look again. */
 static void nap(const struct writer *w, uint64_t ms)
 {
 	ms = ms > 1000 ? 1000 : ms;

@@ -57,5 +57,5 @@ int main(int argc, char **argv)
 	report(timeouts == 0, "the timer fired every round");
 	report(irq_before_hlt == 0, "sti; hlt atomic: %lu of %lu pending interrupts taken before "
 	       "the hlt", (uint64_t)irq_before_hlt, pend);
-	return 0;
+	return report_summary();
 }

@@ -439,10 +439,11 @@ static int parse_body(json_t *body, struct plan_opts *o, struct cerr *e)
 				return cerr_set(e, CERR_INVALID, k, "true: the source's failover is "
 						"planned (an unplanned one runs on the target)");
 		} else if (!strcmp(k, "timeout_s") || !strcmp(k, "shutdown_timeout_s")) {
+			/* The stop's own deadline (at most 3600) comes PLAN_BACKSTOP_S later. */
 			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-			    json_integer_value(v) > 3600)
+			    json_integer_value(v) > 3600 - PLAN_BACKSTOP_S)
 				return cerr_set(e, CERR_INVALID, k, "seconds the guest has to shut "
-						"down: 1 to 3600");
+						"down: 1 to %d", 3600 - PLAN_BACKSTOP_S);
 			o->timeout_s = json_integer_value(v);
 		} else if (!strcmp(k, "start") || !strcmp(k, "reverse") || !strcmp(k, "force")) {
 			if (!json_is_boolean(v))

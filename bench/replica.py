@@ -221,7 +221,7 @@ def one_run(a, b, work, rate, bs, comp, o):
     o.bs_now = bs
     a.define(name, "blkwriter",
              f"mode=write bs={bs} kbs={int(rate * 1000)} qd=32 span_mib={o.span_mib} "
-             f"seed={SEED} report_ms=100 {o.guest_args}".strip(), memory_mib=128,
+             f"seed={SEED} report_ms=100 {getattr(o, 'guest_args', '')}".strip(), memory_mib=128,
              disks=[{"path": img, "id": "data", "cbt": True}])
     a.action(name, "start")
     prog = Progress(a, name)

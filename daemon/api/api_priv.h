@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "cerr.h"
 #include "sup.h"
 
@@ -35,6 +36,8 @@ enum role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bo
  * header without such a certificate (who says why). */
 int api_identify_forwarded(struct MHD_Connection *c, struct sup *s, enum role *role, char *who,
 			   size_t len);
+/* The role a TCP bearer token gives (ROLE_NONE: none). */
+enum role api_token_role(const struct api_conf *conf, const char *token);
 struct api_request {
 	struct MHD_Connection *c;
 	enum role role;  /* the caller's (server.c, from its identity) */
@@ -54,6 +57,16 @@ struct api_request {
 	uint64_t upload_bytes;
 	bool restart;   /* set by the handler: cellad starts again once this is answered */
 	bool forwarded; /* from a pool host on a caller's behalf: never forwarded again */
+	/* The web console (session.c): its users and sessions; whether the
+	 * request came over HTTPS; the client's address; and, when a session
+	 * cookie authenticated it, its id and session. */
+	struct auth *auth;
+	const struct api_conf *conf;
+	bool tls;
+	char client_addr[64];
+	bool by_cookie;
+	char sid[AUTH_SID_LEN + 1];
+	struct auth_session session;
 };
 
 enum MHD_Result api_route(struct api_request *r);
@@ -80,6 +93,15 @@ enum MHD_Result api_reply_text(struct MHD_Connection *c, unsigned status, char *
 			       const char *type);
 enum MHD_Result api_reply_stream(struct api_request *req, struct sup_stream *r, bool events,
 				 const char *type);
+/* Answer a WebSocket handshake with 101 (Sec-WebSocket-Accept: accept) and
+ * hand the upgraded socket to the WebSocket loop with p (consumed either
+ * way: freed if the upgrade never happens). */
+struct ws_pending;
+struct ws_loop;
+enum MHD_Result api_reply_upgrade(struct api_request *r, const char *accept,
+				  struct ws_pending *p);
+/* The API's WebSocket loop (ws.h), or NULL. */
+struct ws_loop *ws_api_loop(struct api *a);
 
 /* request.c: what handlers share. */
 /* The body as a JSON object: 0 (*out NULL for an empty optional body), or
@@ -145,5 +167,28 @@ API_HANDLER(h_replica);
 API_HANDLER(h_replicas);
 /* replica_planned.c */
 API_HANDLER(h_replica_plan);
-/* static.c: the web console's files (arg 0: /ui, its index.html) */
+/* ws_console.c: a VM's console, and the events, over a WebSocket
+ * (docs/web.md). */
+API_HANDLER(h_console_ws);
+API_HANDLER(h_events_ws);
+/* Whether a WebSocket handshake may go on as far as its Origin goes: one
+ * a session cookie authenticated must come from this server's origin. */
+bool api_ws_origin_allowed(struct api_request *r);
+/* static.c: the web console's files (arg 0: /ui, its index.html; 1: a file;
+ * 2: GET /, a redirect to /ui/) */
 API_HANDLER(h_static);
+/* session.c: the web console's sessions and users (docs/web.md). */
+enum { SESSION_NEW, SESSION_GET, SESSION_END };
+enum { USERS_LIST, USERS_ADD, USERS_DELETE };
+API_HANDLER(h_session);
+API_HANDLER(h_users);
+/* A session cookie on c: 1 (a live session: *sid and *s filled), 0 (no
+ * session cookie, or one that names no live session), -1 (a malformed one). */
+int api_session_identify(struct auth *a, struct MHD_Connection *c, char *sid,
+			 struct auth_session *s);
+/* Whether c's Origin header is this server's own origin (scheme by tls,
+ * host from the Host header): the check for state-changing requests a
+ * cookie authenticates (CSRF), and for WebSocket upgrades. */
+bool api_origin_ok(struct MHD_Connection *c, bool tls);
+/* A state-changing method (POST, PUT, PATCH, DELETE). */
+bool api_method_changes(const char *method);

@@ -27,7 +27,9 @@ struct route {
 
 static const char *const no_query[] = {NULL};
 static const char *const console_query[] = {"history", "follow", NULL};
+static const char *const console_ws_query[] = {"history", NULL};
 static const char *const events_query[] = {"since", "vm", "follow", NULL};
+static const char *const events_ws_query[] = {"since", "vm", NULL};
 /* A change set's upload: resumable (id, total, offset) and what the point is
  * (cut_at, consistency). */
 static const char *const set_query[] = {"id", "total", "offset", "cut_at", "consistency", NULL};
@@ -62,8 +64,13 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/console", h_console, 0, console_query, ROLE_VIEWER, false, true},
     {"POST", "/v1/vms/{name}/console", h_console_input, 0, no_query, ROLE_OPERATOR, false,
      true},
+    /* The console over a WebSocket: viewers read, operators also type (the
+     * input is refused per message, ws_loop.c). Not forwarded: a VM another
+     * pool host runs is a 409 naming it (ws_console.c). */
+    {"GET", "/v1/vms/{name}/console/ws", h_console_ws, 0, console_ws_query, ROLE_VIEWER},
     {"GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query, ROLE_VIEWER, false, true},
     {"GET", "/v1/events", h_events, 0, events_query, ROLE_VIEWER},
+    {"GET", "/v1/events/ws", h_events_ws, 0, events_ws_query, ROLE_VIEWER},
     {"GET", "/metrics", h_prometheus, 0, no_query, ROLE_VIEWER},
     {"GET", "/v1/hosts", h_hosts, HOSTS_LIST, no_query, ROLE_VIEWER},
     {"POST", "/v1/hosts", h_hosts, HOSTS_ADD, no_query, ROLE_ADMIN},
@@ -83,10 +90,13 @@ static const struct route routes[] = {
     {"POST", "/v1/vms/{name}/replica/resume", h_replica, REP_RESUME, no_query, ROLE_OPERATOR},
     {"GET", "/v1/replicas", h_replicas, REPS_LIST, no_query, ROLE_VIEWER},
     {"POST", "/v1/replicas", h_replicas, REPS_CREATE, no_query, ROLE_ADMIN, true},
-    {"GET", "/v1/replicas/{name}", h_replicas, REPS_GET, no_query, ROLE_VIEWER},
-    {"DELETE", "/v1/replicas/{name}", h_replicas, REPS_DELETE, no_query, ROLE_ADMIN},
-    {"POST", "/v1/replicas/{name}/failover", h_replicas, REPS_FAILOVER, no_query, ROLE_ADMIN},
-    {"DELETE", "/v1/replicas/{name}/test", h_replicas, REPS_TEST_STOP, no_query, ROLE_ADMIN},
+    /* fwd: in a pool as target, the replica's owner answers (replica_broker.c) */
+    {"GET", "/v1/replicas/{name}", h_replicas, REPS_GET, no_query, ROLE_VIEWER, false, true},
+    {"DELETE", "/v1/replicas/{name}", h_replicas, REPS_DELETE, no_query, ROLE_ADMIN, false, true},
+    {"POST", "/v1/replicas/{name}/failover", h_replicas, REPS_FAILOVER, no_query, ROLE_ADMIN, false,
+     true},
+    {"DELETE", "/v1/replicas/{name}/test", h_replicas, REPS_TEST_STOP, no_query, ROLE_ADMIN, false,
+     true},
     /* Planned failover (the source), reverse replication (where the VM was
      * failed over to) and its other half (the old primary, peers only). */
     {"POST", "/v1/vms/{name}/replica/failover", h_replica_plan, REPP_FAILOVER, no_query, ROLE_ADMIN},
@@ -110,8 +120,19 @@ static const struct route routes[] = {
     {"POST", "/v1/pool/hosts/{host}/maintenance", h_pool_maint, MAINT_HOST, no_query, ROLE_ADMIN},
     {"POST", "/v1/pool/balance", h_pool_maint, MAINT_BALANCE, no_query, ROLE_ADMIN},
     {"POST", "/v1/pool/vms/{vm}/load", h_pool_maint, MAINT_LOAD, no_query, ROLE_ADMIN, true},
-    {"GET", "/ui", h_static, 0, no_query, ROLE_VIEWER},
-    {"GET", "/ui/{file}", h_static, 1, no_query, ROLE_VIEWER},
+    /* The web console: its files are public (the login page among them;
+     * what it shows comes from the API); a session cookie is the browser's
+     * credential (session.c), users with passwords are admins' to manage. */
+    {"GET", "/", h_static, 2, no_query, ROLE_NONE},
+    {"GET", "/ui", h_static, 0, no_query, ROLE_NONE},
+    {"GET", "/ui/", h_static, 0, no_query, ROLE_NONE},
+    {"GET", "/ui/{file}", h_static, 1, no_query, ROLE_NONE},
+    {"POST", "/v1/session", h_session, SESSION_NEW, no_query, ROLE_NONE},
+    {"GET", "/v1/session", h_session, SESSION_GET, no_query, ROLE_NONE},
+    {"DELETE", "/v1/session", h_session, SESSION_END, no_query, ROLE_NONE},
+    {"GET", "/v1/users", h_users, USERS_LIST, no_query, ROLE_ADMIN},
+    {"POST", "/v1/users", h_users, USERS_ADD, no_query, ROLE_ADMIN},
+    {"DELETE", "/v1/users/{user}", h_users, USERS_DELETE, no_query, ROLE_ADMIN},
 };
 
 /* Match url against a route path; the {name} segment goes to name, any
@@ -141,7 +162,8 @@ static const char *sub_field(const char *path)
 {
 	return strstr(path, "{disk}") ? "disk" : strstr(path, "{host}") ? "host"
 	       : strstr(path, "{vm}") ? "vm"
-	       : strstr(path, "{file}") ? "file" : "checkpoint";
+	       : strstr(path, "{file}") ? "file" : strstr(path, "{user}") ? "user"
+	       : "checkpoint";
 }
 
 struct query_check {
@@ -233,6 +255,8 @@ enum MHD_Result api_route(struct api_request *r)
 	if (hit->fwd && !r->forwarded) {
 		char host[64], addr[256];
 
+		if (hit->fn == h_replicas) /* a replica whose owner is down: taken over here */
+			sup_replica_broker_route(r->sup, name);
 		if (sup_pool_forward_target(r->sup, name, host, sizeof(host), addr, sizeof(addr))) {
 			if (hit->fn == h_console || hit->fn == h_console_input)
 				return api_console_forward(r, host, addr, hit->fn == h_console);

@@ -435,6 +435,16 @@ int storage_check(const struct storage *st, enum role role, const char *field, c
 		return 0;
 	if (role >= ROLE_ADMIN && !location_of(st, path, &(const char *){ NULL }))
 		return 0;
+	/* The replicas a pool keeps (replicas/ of pool storage, docs/replica.md
+	 * "A pool as target"): cellad's own files too; a store's directory
+	 * stands for a disk before its first point. */
+	if (role >= ROLE_ADMIN && storage_on_pool(st, path)) {
+		const char *rel = NULL;
+
+		location_of(st, path, &rel);
+		if (rel && !strncmp(rel, "replicas/", 9) && !strstr(rel, ".."))
+			return 0;
+	}
 	if (storage_open_file(st, role, field, path, fmt, disk ? STORAGE_DISK : 0, &f, e))
 		return -1;
 	storage_file_close(&f);

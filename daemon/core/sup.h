@@ -398,6 +398,10 @@ int sup_replica_in_failover(struct sup *s, const char *name, json_t *body, json_
 int sup_replica_in_test_stop(struct sup *s, const char *name, struct cerr *e) __must_check;
 int sup_replica_in_upload_open(struct sup *s, const char *name, const char *disk, int *fd,
 			       uint64_t *max, struct cerr *e) __must_check;
+/* A request on the replica called name reaching this pool member
+ * (features/replica_broker.c): a replica whose owner is down is taken over
+ * here, so the request is answered here rather than forwarded to it. */
+void sup_replica_broker_route(struct sup *s, const char *name);
 int sup_replica_in_upload_done(struct sup *s, const char *name, const char *disk, int fd,
 			       uint64_t bytes, bool ok, json_t **out, struct cerr *e) __must_check;
 /* Resumable uploads (features/replica_xfer_in.c, docs/replica.md): the

@@ -53,14 +53,32 @@ json_t *sup_hosts_list(struct sup *s)
 	return arr;
 }
 
-static bool url_valid(const char *u)
+static bool url_one_valid(const char *u, size_t n)
 {
-	size_t n = strlen(u);
-
 	/* https://HOST:PORT, no path: moves talk to /v1/... on it (HTTPS with
 	 * mutual TLS only: plain http:// peers are refused). */
-	return n > 8 && n < 256 && !strncmp(u, "https://", 8) && !strchr(u + 8, '/') &&
-	       strcspn(u, " \t\r\n\"\\") == n;
+	return n > 8 && n < 256 && !strncmp(u, "https://", 8) && !memchr(u + 8, '/', n - 8) &&
+	       strcspn(u, " \t\r\n\"\\,") >= n;
+}
+
+/* One URL, or a pool's members as a replication target: up to 8 URLs
+ * separated by commas (replica_broker.c: the first that answers). */
+static bool url_valid(const char *u)
+{
+	unsigned nr = 0;
+
+	if (strlen(u) >= 1024)
+		return false;
+	for (const char *at = u;; nr++) {
+		const char *end = strchr(at, ',');
+		size_t n = end ? (size_t)(end - at) : strlen(at);
+
+		if (nr >= 8 || !url_one_valid(at, n))
+			return false;
+		if (!end)
+			return true;
+		at = end + 1;
+	}
 }
 
 int sup_host_add(struct sup *s, json_t *body, json_t **out, struct cerr *e)

@@ -1,6 +1,7 @@
 /* replica_in.c: the target's side of replication (docs/replica.md): the
  * replicas other hosts keep here. Each is a directory,
- * state_dir/replicas/NAME/, with replica.json (the VM's definition as its
+ * state_dir/replicas/NAME/ (in a pool with pool storage, its replicas/NAME/:
+ * replica_broker.c), with replica.json (the VM's definition as its
  * source sent it, the source, the retention, the state) and one point store
  * per disk (disk/replica.h, disk-ID/). Change sets arrive as streamed
  * uploads into disk-ID.set, and become points once checked whole; a
@@ -26,15 +27,19 @@
 #include "replica_vmdef.h"
 #include "replica_xfer.h"
 
-#define REPLICAS_DIR     "replicas"
 #define REPLICA_KEEP_DEF 24
 #define REPLICA_KEEP_MAX 1000
 #define SET_SLACK        (1ULL << 20) /* header and extent list, beyond 16 B per block */
 
 static int rdir(struct sup *s, const char *name, const char *file, char *out, size_t len)
 {
-	int n = file ? snprintf(out, len, "%s/" REPLICAS_DIR "/%s/%s", s->conf.state_dir, name, file)
-		     : snprintf(out, len, "%s/" REPLICAS_DIR "/%s", s->conf.state_dir, name);
+	char root[PATH_MAX];
+	int n;
+
+	if (rep_in_root(s, root, sizeof(root)))
+		return -ENAMETOOLONG;
+	n = file ? snprintf(out, len, "%s/%s/%s", root, name, file)
+		 : snprintf(out, len, "%s/%s", root, name);
 
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
@@ -220,6 +225,8 @@ int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr
 		cerr_set(e, CERR_INVALID, "disk_sizes", "one size per disk of the VM");
 		goto out;
 	}
+	if (rep_broker_claim(s, d.name, d.uuid, false, e)) /* a pool as target (replica_broker.c) */
+		goto out;
 	pthread_mutex_lock(&s->rep_lock);
 	old = rec_load(s, d.name, &ve);
 	if (old && strcmp(json_string_value(json_object_get(json_object_get(old, "vm"), "uuid")) ?: "",
@@ -236,7 +243,8 @@ int sup_replica_in_create(struct sup *s, json_t *body, json_t **out, struct cerr
 	 * and UUID must be free for it, or be its own already. */
 	if (rep_vmdef_check(s, d.name, d.uuid, e))
 		goto unlock;
-	snprintf(path, sizeof(path), "%s/" REPLICAS_DIR, s->conf.state_dir);
+	if (rep_in_root(s, path, sizeof(path)))
+		path[0] = 0;
 	if ((mkdir(path, 0700) && errno != EEXIST) || rdir(s, d.name, NULL, path, sizeof(path)) ||
 	    (mkdir(path, 0700) && errno != EEXIST)) {
 		cerr_set(e, CERR_NO_SPACE, "", "cannot make %s: %s", path, strerror(errno));
@@ -303,7 +311,8 @@ json_t *sup_replica_in_list(struct sup *s)
 	struct dirent *de;
 	DIR *d;
 
-	snprintf(path, sizeof(path), "%s/" REPLICAS_DIR, s->conf.state_dir);
+	if (rep_in_root(s, path, sizeof(path)))
+		path[0] = 0;
 	pthread_mutex_lock(&s->rep_lock);
 	d = opendir(path);
 	while (d && (de = readdir(d))) {
@@ -409,6 +418,8 @@ int sup_replica_in_upload_open(struct sup *s, const char *name, const char *disk
 	char path[PATH_MAX], file[96];
 	int ret = -1;
 
+	if (rep_broker_claim(s, name, NULL, false, e)) /* a pool as target: the source's member owns it */
+		return -1;
 	pthread_mutex_lock(&s->rep_lock);
 	if (replica_in_set_limit(s, name, disk, max, e))
 		goto out;

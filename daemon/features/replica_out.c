@@ -382,6 +382,11 @@ static int ship_disk(struct sup *s, struct rep_out *r, const char *id, const cha
 		return -1;
 	}
 	*data = sp.data;
+	if (!sp.since[0]) { /* a full copy delivered (the first, or a resynchronisation) */
+		pthread_mutex_lock(&s->rep_out_lock);
+		r->full_sets++;
+		pthread_mutex_unlock(&s->rep_out_lock);
+	}
 	/* The target has it: the tracking point may let go of these blocks. */
 	rep_spool_done(s, r->uuid, id, &sp);
 	req = json_pack("{s:s, s:s, s:s}", "cmd", "disk-export-commit", "disk", id, "point", point);
@@ -758,6 +763,7 @@ int sup_replica_status(struct sup *s, const char *name, json_t **out, struct cer
 	json_object_set_new(*out, "resumes", json_integer((json_int_t)r->resumes));
 	json_object_set_new(*out, "bytes_skipped", json_integer((json_int_t)r->bytes_skipped));
 	json_object_set_new(*out, "sets_refused", json_integer((json_int_t)r->sets_refused));
+	json_object_set_new(*out, "full_sets", json_integer((json_int_t)r->full_sets));
 	rep_ops_status_locked(r, *out);
 	pthread_mutex_unlock(&s->rep_out_lock);
 	return 0;

@@ -29,6 +29,7 @@ struct rep_out {
 	uint64_t last_cut_ns;    /* monotonic */
 	uint64_t rounds, failures, bytes_sent, bytes_changed;
 	uint64_t resumes, bytes_skipped, sets_refused; /* replica_xfer_out.c */
+	uint64_t full_sets; /* full copies delivered: the first, and resynchronisations */
 	uint32_t last_round_ms;
 	/* replica_ops.c */
 	bool paused;             /* by an operator: no rounds (kept in replica.json) */

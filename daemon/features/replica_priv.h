@@ -11,7 +11,22 @@ struct sup;
 struct cerr;
 
 /* replica_in.c (rep_lock held by the caller for the record functions) */
-/* state_dir/replicas/NAME[/file]. 0 or -ENAMETOOLONG. */
+/* replica_broker.c: where the replicas kept here live: a pool member's
+ * first pool storage location's replicas/ (every member sees the same
+ * files), else state_dir/replicas. 0 or -ENAMETOOLONG. */
+int rep_in_root(struct sup *s, char *out, size_t len);
+/* On a pool member, the pool's replica VM called name (marked a replica in
+ * etcd) owned by another host is taken over: its owner key passed here by
+ * compare-and-swap, its definition loaded (only_if_down: only when its
+ * owner is down; otherwise the request is its owner's; want_uuid: only the
+ * replica of that VM). Owned here: loaded
+ * if it was not. 0 (also: no such replica in the pool, not in a pool), or
+ * -1 with e. */
+int rep_broker_claim(struct sup *s, const char *name, const char *want_uuid, bool only_if_down,
+		     struct cerr *e);
+/* Whether the pool's replica called name is another host's. */
+bool rep_broker_foreign(struct sup *s, const char *name);
+/* REPLICAS_ROOT/NAME[/file]. 0 or -ENAMETOOLONG. */
 int rep_in_dir(struct sup *s, const char *name, const char *file, char *out, size_t len);
 /* The record (replica.json), or NULL with e (not found, bad name). */
 json_t *rep_in_rec_load(struct sup *s, const char *name, struct cerr *e);

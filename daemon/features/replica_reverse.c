@@ -279,7 +279,8 @@ int sup_replica_adopt(struct sup *s, const char *name, json_t *body, json_t **ou
 		log_warn("replica %s: the VM's old layers kept in %s", name, aside);
 	}
 	if (!rec || !vouched) {
-		snprintf(aside, sizeof(aside), "%s/replicas", s->conf.state_dir);
+		if (rep_in_root(s, aside, sizeof(aside)))
+			aside[0] = 0;
 		if ((mkdir(aside, 0700) && errno != EEXIST) || (mkdir(dir, 0700) && errno != EEXIST)) {
 			cerr_set(e, CERR_NO_SPACE, "", "cannot make %s: %s", dir, strerror(errno));
 			goto unlock;

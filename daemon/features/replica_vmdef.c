@@ -319,8 +319,7 @@ void sup_replica_in_resume(struct sup *s)
 	DIR *d;
 
 	pthread_mutex_lock(&s->rep_lock);
-	snprintf(dir, sizeof(dir), "%s/replicas", s->conf.state_dir);
-	d = opendir(dir);
+	d = rep_in_root(s, dir, sizeof(dir)) ? NULL : opendir(dir);
 	while (d && (de = readdir(d))) {
 		struct cerr e = { 0 };
 		json_t *rec;
@@ -330,7 +329,7 @@ void sup_replica_in_resume(struct sup *s)
 			continue;
 		/* NAME.gone, NAME.pre-reverse-T: kept aside, not replicas */
 		if (!strcmp(json_string_value(json_object_get(json_object_get(rec, "vm"), "name")) ?:
-			    "", de->d_name))
+			    "", de->d_name) && !rep_broker_foreign(s, de->d_name))
 			resume_one(s, de->d_name, rec);
 		json_decref(rec);
 	}

@@ -40,10 +40,16 @@ struct rep_peer {
 	json_t *host; /* keeps p's strings */
 	char hdr[3][128];
 	const char *hdrs[4];
+	char url[256]; /* the address chosen from a list (replica_broker.c) */
 };
 int rep_peer_find(struct sup *s, const char *to, struct rep_peer *rp,
 		  struct cerr *e) __must_check;
 void rep_peer_put(struct rep_peer *rp);
+/* replica_broker.c: a peer entry listing several addresses (a pool's
+ * members, comma-separated): rp->p.url becomes the first that answers GET
+ * /v1/host, and is put first in the stored entry when the ones before it did
+ * not answer. 0 (also for a single address), or -1 with e (none answers). */
+int rep_broker_pick(struct sup *s, struct rep_peer *rp, struct cerr *e) __must_check;
 
 /* A set waiting to be delivered: state_dir/vms/UUID/replica-DISK.xfer (the
  * bytes as they go on the wire) and replica-DISK.xfer.json (point, since,

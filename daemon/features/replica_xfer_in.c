@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "replica_priv.h"
 #include "replica_xfer.h"
 
 #define PART_STALE_S (24 * 3600) /* a partial nobody continued for a day goes */
@@ -27,10 +28,12 @@
 static int part_path(struct sup *s, const char *name, const char *disk, const char *suffix,
 		     char *out, size_t len)
 {
-	int n = snprintf(out, len, "%s/replicas/%s/disk-%s%s", s->conf.state_dir, name, disk,
-			 suffix);
+	char file[NAME_MAX + 1];
+	int n = snprintf(file, sizeof(file), "disk-%s%s", disk, suffix);
 
-	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+	if (n < 0 || (size_t)n >= sizeof(file))
+		return -ENAMETOOLONG;
+	return rep_in_dir(s, name, file, out, len);
 }
 
 void replica_xfer_in_drop(struct sup *s, const char *name, const char *disk)
@@ -46,8 +49,7 @@ void replica_xfer_in_drop(struct sup *s, const char *name, const char *disk)
 			unlink(path);
 		return;
 	}
-	if (snprintf(path, sizeof(path), "%s/replicas/%s", s->conf.state_dir, name) >=
-	    (int)sizeof(path) || !(dir = opendir(path)))
+	if (rep_in_dir(s, name, NULL, path, sizeof(path)) || !(dir = opendir(path)))
 		return;
 	while ((d = readdir(dir))) {
 		size_t n = strlen(d->d_name);
@@ -69,8 +71,7 @@ static void sweep_stale(struct sup *s, const char *name)
 	struct stat st;
 	DIR *dir;
 
-	if (snprintf(path, sizeof(path), "%s/replicas/%s", s->conf.state_dir, name) >=
-	    (int)sizeof(path) || !(dir = opendir(path)))
+	if (rep_in_dir(s, name, NULL, path, sizeof(path)) || !(dir = opendir(path)))
 		return;
 	while ((d = readdir(dir))) {
 		size_t n = strlen(d->d_name);
@@ -191,6 +192,8 @@ int sup_replica_in_part_open(struct sup *s, const char *name, const char *disk, 
 	*fd = -1;
 	if (query_id(id, e) || query_u64("total", total_s, &total, e) ||
 	    query_u64("offset", offset_s ?: "0", &offset, e))
+		return -1;
+	if (rep_broker_claim(s, name, NULL, false, e)) /* a pool as target (replica_broker.c) */
 		return -1;
 	pthread_mutex_lock(&s->rep_lock);
 	if (replica_in_set_limit(s, name, disk, &limit, e))

@@ -56,6 +56,10 @@ int rep_peer_find(struct sup *s, const char *to, struct rep_peer *rp, struct cer
 				 "this pool nor a peer (cella host add)", to);
 		return -1;
 	}
+	if (rep_broker_pick(s, rp, e)) { /* a pool's members: the first that answers */
+		rep_peer_put(rp);
+		return -1;
+	}
 	return 0;
 }
 

@@ -38,7 +38,7 @@ def test(args):
     with Daemon(args) as d:
         def call(method, template, name=None, sub=None, **kw):
             path = template.replace("{name}", name or "x")
-            path = re.sub(r"\{(disk|checkpoint|host|file|vm)\}", sub or "x", path)
+            path = re.sub(r"\{(disk|checkpoint|host|file|vm|user)\}", sub or "x", path)
             r = d.request(method, path, **kw)
             seen.setdefault((method, template), []).append(r)
             return r
@@ -68,12 +68,33 @@ def test(args):
         call("GET", "/v1/vms/{name}/console?follow=false", "oa")
         call("GET", "/v1/vms/{name}/console?follow=nope", "oa")
         call("GET", "/v1/vms/{name}/console", "nope")
+        # The console's WebSocket (test_web_console_ws.py speaks it): refusals.
+        wsh = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+        call("GET", "/v1/vms/{name}/console/ws", "oa")
+        call("GET", "/v1/vms/{name}/console/ws", "nope", headers=wsh)
+        call("GET", "/v1/events/ws?since=x")
         call("GET", "/v1/vms/{name}/metrics", "oa")
         call("GET", "/v1/vms/{name}/metrics", "nope")
         call("GET", "/metrics")
         call("GET", "/ui")
         call("GET", "/ui/{file}", sub="index.html")
         call("GET", "/ui/{file}", sub="..x")
+        # The web console's logins and users (docs/web.md): no TCP listener
+        # here, so no sessions; users are admins' (root on the socket).
+        call("GET", "/")
+        call("GET", "/ui/")
+        call("POST", "/v1/session", body={"token": "x"})
+        call("GET", "/v1/session")
+        call("DELETE", "/v1/session")
+        call("POST", "/v1/users", body={"name": "oa-user", "role": "viewer",
+                                        "password": "oa password"})
+        call("POST", "/v1/users", body={"name": "oa-user", "role": "root",
+                                        "password": "oa password"})
+        call("POST", "/v1/users", raw=b"{}", headers={"Content-Type": "text/plain"})
+        call("GET", "/v1/users")
+        call("DELETE", "/v1/users/{user}", sub="oa-user")
+        call("DELETE", "/v1/users/{user}", sub="oa-user")
         call("POST", "/v1/vms/{name}/resume", "oa")
         call("POST", "/v1/vms/{name}/pause", "oa")
         call("POST", "/v1/vms/{name}/pause", "oa")

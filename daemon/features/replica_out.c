@@ -313,6 +313,8 @@ cut:
 	memset(sp, 0, sizeof(*sp));
 	snprintf(sp->point, sizeof(sp->point), "%s", point);
 	snprintf(sp->since, sizeof(sp->since), "%s", since);
+	sp->cut_ms = r->round_cut_ms; /* a later round that sends it says when it was cut */
+	sp->flushed = r->round_flushed;
 	sp->data = (uint64_t)json_integer_value(json_object_get(x, "data_bytes"));
 	sp->fd = fd;
 	ret = rep_spool_save(s, r->uuid, id, sp, e);
@@ -425,7 +427,7 @@ static void ship_round(struct sup *s, struct rep_out *r)
 {
 	char point[CBT_NAME_MAX], since[CBT_NAME_MAX], ids[VMDEF_MAX_DISKS][40];
 	int pre[VMDEF_MAX_DISKS] = { [0 ... VMDEF_MAX_DISKS - 1] = -1 };
-	uint64_t t0 = sup_mono_ns(), sent = 0, data = 0;
+	uint64_t t0 = sup_mono_ns(), cut_ns = t0, sent = 0, data = 0;
 	unsigned nr = 0;
 	struct vmrt *vm;
 	struct cerr e = { 0 };
@@ -460,8 +462,10 @@ static void ship_round(struct sup *s, struct rep_out *r)
 
 		for (unsigned i = 0; i < nr; i++)
 			idp[i] = ids[i];
-		if (!rep_spool_pending(s, r->uuid, idp, nr, since, point, sizeof(point)) &&
-		    rep_ops_cut_all(s, r, ids, nr, since, point, REP_STALL_MS, pre, &e) && nr > 1)
+		if (rep_spool_pending(s, r->uuid, idp, nr, since, point, sizeof(point)))
+			cut_ns = rep_ops_round_spooled(s, r, idp, nr, since, point, t0);
+		else if (rep_ops_cut_all(s, r, ids, nr, since, point, REP_STALL_MS, pre, &e) &&
+			 nr > 1)
 			log_warn("vm %s: disks cut in turn for %s: %s", r->name, point, e.reason);
 		memset(&e, 0, sizeof(e));
 	}
@@ -502,7 +506,7 @@ static void ship_round(struct sup *s, struct rep_out *r)
 		if (sscanf(point, "r%u", &pseq) == 1 && pseq > r->seq)
 			r->seq = pseq;
 		r->last_point_at = sup_now_wall();
-		r->last_cut_ns = t0;
+		r->last_cut_ns = cut_ns;
 		snprintf(r->state, sizeof(r->state), "normal");
 		r->error[0] = 0;
 	} else {

@@ -27,6 +27,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (elf.has_pvh && elf.pvh_entry >= (1ULL << 32))
 			abort();
+		if (elf.is32 && (elf.entry >= (1ULL << 32) ||
+		                 elf.seg[elf.nr_segments - 1].paddr >= (1ULL << 32)))
+			abort();
+		if (elf.multiboot)
+			abort(); /* multiboot without PVH is refused */
 	} else if (!why || !why[0]) {
 		abort();
 	}

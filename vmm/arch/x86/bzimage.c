@@ -46,7 +46,8 @@ int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *out, cons
 	/* The 64-bit entry at load address + 0x200 is announced by
 	 * XLF_KERNEL_64, which exists since protocol 2.12; other kernels (i386
 	 * ones, x86-64 ones before 2.12) take the 32-bit boot protocol. */
-	out->entry64 = out->protocol >= 0x020c && (le16_get(buf + BP_XLOADFLAGS) & BP_XLF_KERNEL_64);
+	out->entry64 = out->protocol >= 0x020c &&
+	               (le16_get(buf + BP_XLOADFLAGS) & BP_XLF_KERNEL_64);
 	if (!(buf[BP_LOADFLAGS] & BP_LOADED_HIGH))
 		return reject(why,
 		              "bzImage: kernel not built to load at 1 MiB (LOADED_HIGH clear)");

@@ -260,11 +260,13 @@ int elf_parse(const uint8_t *buf, size_t len, struct elf_info *out, const char *
 	if (!out->has_pvh) {
 		out->multiboot = find_multiboot(buf, len);
 		if (out->multiboot == 1)
-			return reject(why, "ELF: a multiboot kernel without a PVH note: the multiboot "
-			                   "protocol is not supported (add XEN_ELFNOTE_PHYS32_ENTRY)");
+			return reject(why,
+			              "ELF: a multiboot kernel without a PVH note: the multiboot "
+			              "protocol is not supported (add XEN_ELFNOTE_PHYS32_ENTRY)");
 		if (out->multiboot == 2)
-			return reject(why, "ELF: a multiboot2 kernel without a PVH note: the multiboot2 "
-			                   "protocol is not supported (add XEN_ELFNOTE_PHYS32_ENTRY)");
+			return reject(why,
+			              "ELF: a multiboot2 kernel without a PVH note: the multiboot2 "
+			              "protocol is not supported (add XEN_ELFNOTE_PHYS32_ENTRY)");
 	}
 	return 0;
 }

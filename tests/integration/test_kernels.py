@@ -3,9 +3,10 @@
 QEMU with CELLA_IT_VMM=qemu): an ELF32 (i386) PVH kernel as well as an ELF64
 one; the same ELF32 kernel stripped of its PVH note boots through the 32-bit
 Linux boot protocol at e_entry (cella only: QEMU refuses an ELF without the
-note). Broken or unsupported images (a multiboot kernel, a 32-bit ELF for
-another machine, a truncated one, a bzImage too old for init_size) exit 2
-with a message that names what is wrong, before any VM is created.
+note), and with a multiboot header added through multiboot. Broken or
+unsupported images (a multiboot kernel asking for a video mode, a 32-bit
+ELF for another machine, a truncated one, a bzImage too old for init_size)
+exit 2 with a message that names what is wrong, before any VM is created.
 
 The kernels are guest/tiny/tiny.S assembled as ELF64 (tiny) and ELF32
 (tiny32); the variants are made here by patching the ELF32 file."""
@@ -93,18 +94,31 @@ def test(args):
         # mode with a zero page in ESI (the i386 vmlinux contract). tiny's
         # code uses neither EBX nor ESI, so it prints the same line.
         plain = without_pvh_note(elf32)
-        path = write("vmlinux32.elf", plain)
-        env = dict(os.environ, CELLA_DEBUG="1")
-        p = subprocess.run(harness.build_command("cella", vm, path), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           timeout=60, env=env)
-        check(p.returncode == 1 and p.stdout == MARK32 and "ELF32 (32-bit Linux)" in p.stderr,
-              f"an ELF32 kernel without the PVH note boots through the 32-bit Linux "
-              f"protocol (got {p.returncode}, {p.stdout!r})")
 
-        # The same with a multiboot header in the first 8 KiB: refused by name.
-        mb = bytearray(plain)
-        struct.pack_into("<III", mb, 0x200, 0x1BADB002, 3, (-(0x1BADB002 + 3)) & 0xffffffff)
+        def boot_debug(path):
+            env = dict(os.environ, CELLA_DEBUG="1")
+            p = subprocess.run(harness.build_command("cella", vm, path), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               timeout=60, env=env)
+            return p.returncode, p.stdout, p.stderr
+
+        code, out, err = boot_debug(write("vmlinux32.elf", plain))
+        check(code == 1 and out == MARK32 and "ELF32 (32-bit Linux)" in err,
+              f"an ELF32 kernel without the PVH note boots through the 32-bit Linux "
+              f"protocol (got {code}, {out!r})")
+
+        # The same with a multiboot header (flags: page-aligned modules,
+        # memory information) in the first 8 KiB: entered by multiboot.
+        def with_multiboot(flags):
+            mb = bytearray(plain)
+            struct.pack_into("<III", mb, 0x200, 0x1BADB002, flags,
+                             (-(0x1BADB002 + flags)) & 0xffffffff)
+            return mb
+
+        code, out, err = boot_debug(write("multiboot.elf", with_multiboot(3)))
+        check(code == 1 and out == MARK32 and "ELF32 (multiboot)" in err,
+              f"an ELF32 multiboot kernel boots through multiboot (got {code}, {out!r})")
+
         # A 32-bit ELF for another machine (x86-64 in e_machine, an x32 file).
         x32 = bytearray(elf32)
         struct.pack_into("<H", x32, 18, 62)
@@ -114,8 +128,8 @@ def test(args):
         old_bz[0x202:0x206] = b"HdrS"
         old_bz[0x206:0x208] = (0x0209).to_bytes(2, "little")
         cases = [
-            (write("multiboot.elf", mb),
-             "ELF: a multiboot kernel without a PVH note: the multiboot protocol is not supported"),
+            (write("multiboot-video.elf", with_multiboot(7)),
+             "ELF: the multiboot kernel requires a video mode (header flag 2)"),
             (write("x32.elf", x32), "ELF: not i386 (a 32-bit ELF file must be EM_386)"),
             (write("short32.elf", elf32[:60]), "ELF: program header table outside file"),
             (write("old.bzimage", old_bz),

@@ -93,7 +93,19 @@ int main(int argc, char **argv)
 		                      .seg = {{0x1000000, 128, 128}, {0x1200000, 64, 0x1000}}};
 		put(elfdir, "vmlinux32", buf, make_elf(buf, CAP, &o));
 		o.multiboot = 1;
-		put(elfdir, "multiboot", buf, make_elf(buf, CAP, &o));
+		len = make_elf(buf, CAP, &o);
+		put(elfdir, "multiboot", buf, len);
+		{
+			/* Header flags 0-2: a video mode too, which is refused. */
+			uint8_t *h = buf + (buf[68] | buf[69] << 8); /* segment 0's offset */
+
+			h[4] = 7;
+			h[8] = (uint8_t)(-(0x1BADB002u + 7) & 0xff);
+			h[9] = (uint8_t)((-(0x1BADB002u + 7) >> 8) & 0xff);
+			h[10] = (uint8_t)((-(0x1BADB002u + 7) >> 16) & 0xff);
+			h[11] = (uint8_t)((-(0x1BADB002u + 7) >> 24) & 0xff);
+			put(elfdir, "multiboot-video", buf, len);
+		}
 		o.multiboot = 2;
 		put(elfdir, "multiboot2", buf, make_elf(buf, CAP, &o));
 		o = (struct elf_opts){.elf32 = true,

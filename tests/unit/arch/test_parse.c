@@ -424,14 +424,47 @@ static void elf32_reject(void **state)
 	expect_elf_reject(b, len, "ELF: entry point outside the loaded segments");
 	le32_put(b + 24, 0x100000);
 
-	/* Multiboot kernels without a PVH note: refused, naming the protocol. */
-	o.multiboot = 1;
-	len = make_elf(b, IMG_CAP, &o);
-	expect_elf_reject(b, len, "multiboot kernel without a PVH note: the multiboot protocol is "
-	                          "not supported");
+	/* Multiboot kernels without a PVH note: version 1 is accepted with the
+	 * requirements the loader meets, anything else refused by name. */
+	{
+		struct elf_info elf;
+		const char *why = NULL;
+		uint32_t hdr;
+
+		o.multiboot = 1;
+		len = make_elf(b, IMG_CAP, &o);
+		assert_int_equal(elf_parse(b, len, &elf, &why), 0);
+		assert_int_equal(elf.multiboot, 1);
+		assert_int_equal(elf.multiboot_flags, 3);
+		hdr = le32_get(b + 64 + 4); /* segment 0's file offset */
+		static const struct {
+			uint32_t flags;
+			const char *msg;
+		} flag_cases[] = {
+			{ 1u << 2, "requires a video mode (header flag 2)" },
+			{ 1u << 16, "address fields (flag 16), which this loader does not do" },
+			{ 1u << 5, "requires a feature (header flags 3-15) this loader does not know" },
+		};
+		for (size_t i = 0; i < ARRAY_SIZE(flag_cases); i++) {
+			uint32_t fl = 3 | flag_cases[i].flags;
+
+			le32_put(b + hdr + 4, fl);
+			le32_put(b + hdr + 8, (uint32_t)-(0x1BADB002u + fl));
+			expect_elf_reject(b, len, flag_cases[i].msg);
+		}
+		/* Optional feature bits 17-31 are fine. */
+		le32_put(b + hdr + 4, 3u | (1u << 20));
+		le32_put(b + hdr + 8, (uint32_t)-(0x1BADB002u + (3u | (1u << 20))));
+		assert_int_equal(elf_parse(b, len, &elf, &why), 0);
+		o.elf32 = false;
+		len = make_elf(b, IMG_CAP, &o);
+		expect_elf_reject(b, len, "a 64-bit multiboot kernel: multiboot loads ELF32 files only");
+		o.elf32 = true;
+	}
 	o.multiboot = 2;
 	len = make_elf(b, IMG_CAP, &o);
-	expect_elf_reject(b, len, "multiboot2 kernel without a PVH note");
+	expect_elf_reject(b, len, "multiboot2 kernel without a PVH note: the multiboot2 protocol "
+	                          "is not supported");
 	o.elf32 = false; /* multiboot2 allows ELF64 too */
 	len = make_elf(b, IMG_CAP, &o);
 	expect_elf_reject(b, len, "multiboot2 kernel without a PVH note");

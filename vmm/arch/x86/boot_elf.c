@@ -1,7 +1,8 @@
 /* boot_elf.c: loads an x86 ELF kernel (ELF64 or ELF32): through PVH
  * (hvm_start_info) when it carries the Xen PHYS32_ENTRY note, else the Linux
  * boot protocol of its class at e_entry (64-bit for an x86-64 vmlinux,
- * 32-bit for an i386 one) with a zero page built from scratch. */
+ * 32-bit for an i386 one) with a zero page built from scratch, or multiboot
+ * at e_entry when an ELF32 file carries a multiboot header. */
 #include <errno.h>
 #include <inttypes.h>
 
@@ -122,7 +123,7 @@ int x86_load_elf(struct x86_load *ld, struct x86_boot_info *out)
 		                     "%s: entry point 0x%" PRIx64
 		                     " is above 4 GiB (not identity-mapped)",
 		                     ld->kernel_path, elf.entry);
-	if (elf.has_pvh)
+	if (elf.has_pvh || elf.multiboot)
 		limit = ld->mem->low_size;
 	else
 		limit = elf.is32 ? ELF_LINUX32_INITRD_LIMIT : ELF_LINUX_INITRD_LIMIT;
@@ -141,7 +142,12 @@ int x86_load_elf(struct x86_load *ld, struct x86_boot_info *out)
 	ret = x86_write_initrd_cmdline(ld);
 	if (ret)
 		return ret;
-	ret = elf.has_pvh ? write_pvh_info(ld) : write_zero_page(ld, limit);
+	if (elf.has_pvh)
+		ret = write_pvh_info(ld);
+	else if (elf.multiboot)
+		ret = x86_write_multiboot_info(ld);
+	else
+		ret = write_zero_page(ld, limit);
 	if (ret)
 		return ret;
 
@@ -152,6 +158,11 @@ int x86_load_elf(struct x86_load *ld, struct x86_boot_info *out)
 		out->mode = X86_BOOT_PVH;
 		out->boot_arg = X86_PVH_INFO_ADDR;
 		out->format = elf.is32 ? "ELF32 (PVH)" : "ELF (PVH)";
+	} else if (elf.multiboot) {
+		/* elf_parse accepts multiboot (version 1) for ELF32 only. */
+		out->mode = X86_BOOT_MULTIBOOT;
+		out->boot_arg = X86_MULTIBOOT_INFO_ADDR;
+		out->format = "ELF32 (multiboot)";
 	} else {
 		out->mode = elf.is32 ? X86_BOOT_LINUX32 : X86_BOOT_LINUX64;
 		out->boot_arg = X86_ZERO_PAGE_ADDR;

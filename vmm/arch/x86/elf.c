@@ -1,6 +1,6 @@
 /* elf.c: parser for x86 ELF kernels (ELF64 x86-64 and ELF32 i386: vmlinux,
  * PVH guests) over untrusted bytes: loadable segments by physical address,
- * the Xen PVH entry note, and a multiboot header (only to name it). */
+ * the Xen PVH entry note, and a multiboot header. */
 #include <errno.h>
 
 #include "arch/x86/x86.h"
@@ -54,6 +54,11 @@
  * summing to 0 mod 2^32. */
 #define MB1_MAGIC  0x1BADB002u
 #define MB1_SEARCH 8192
+#define MB1_FLAG_PAGE_ALIGN  (1u << 0)
+#define MB1_FLAG_MEMINFO     (1u << 1)
+#define MB1_FLAG_VIDEO       (1u << 2)
+#define MB1_FLAGS_REQUIRED   0xffffu
+#define MB1_FLAG_AOUT_KLUDGE (1u << 16)
 #define MB2_MAGIC  0xE85250D6u
 #define MB2_SEARCH 32768
 
@@ -147,16 +152,18 @@ static uint64_t word_get(const struct elf_layout *l, const uint8_t *p)
 }
 
 /* Look for a multiboot header with a valid checksum: 1 or 2 for the
- * protocol version, 0 for none. v1: magic, flags, checksum; v2: magic,
- * architecture, header_length, checksum. */
-static unsigned find_multiboot(const uint8_t *buf, size_t len)
+ * protocol version, 0 for none. v1: magic, flags, checksum (*flags set);
+ * v2: magic, architecture, header_length, checksum. */
+static unsigned find_multiboot(const uint8_t *buf, size_t len, uint32_t *flags)
 {
 	for (size_t off = 0; off < MB2_SEARCH && off <= len && len - off >= 12; off += 4) {
 		uint32_t magic = le32_get(buf + off);
 		uint32_t sum = magic + le32_get(buf + off + 4) + le32_get(buf + off + 8);
 
-		if (magic == MB1_MAGIC && off < MB1_SEARCH && sum == 0)
+		if (magic == MB1_MAGIC && off < MB1_SEARCH && sum == 0) {
+			*flags = le32_get(buf + off + 4);
 			return 1;
+		}
 		if (magic == MB2_MAGIC && off % 8 == 0 && len - off >= 16 &&
 		    (uint32_t)(sum + le32_get(buf + off + 12)) == 0)
 			return 2;
@@ -255,18 +262,29 @@ int elf_parse(const uint8_t *buf, size_t len, struct elf_info *out, const char *
 	if (out->has_pvh ? !entry_in_segments(out, out->pvh_entry)
 	                 : !entry_in_segments(out, out->entry))
 		return reject(why, "ELF: entry point outside the loaded segments");
-	/* Without the PVH note a multiboot kernel would be entered as a Linux
-	 * vmlinux, with the wrong register contract: name what it needs. */
+	/* Without the PVH note a multiboot kernel is entered by the multiboot
+	 * contract (EAX magic, EBX info), not as a vmlinux. Header flags 0-15
+	 * are requirements the loader must meet or refuse (multiboot 3.1.2):
+	 * page-aligned modules (0) and memory information (1) are met. */
 	if (!out->has_pvh) {
-		out->multiboot = find_multiboot(buf, len);
-		if (out->multiboot == 1)
-			return reject(why,
-			              "ELF: a multiboot kernel without a PVH note: the multiboot "
-			              "protocol is not supported (add XEN_ELFNOTE_PHYS32_ENTRY)");
+		out->multiboot = find_multiboot(buf, len, &out->multiboot_flags);
 		if (out->multiboot == 2)
 			return reject(why,
 			              "ELF: a multiboot2 kernel without a PVH note: the multiboot2 "
 			              "protocol is not supported (add XEN_ELFNOTE_PHYS32_ENTRY)");
+		if (out->multiboot == 1 && !out->is32)
+			return reject(why, "ELF: a 64-bit multiboot kernel: multiboot loads ELF32 "
+			                   "files only (add XEN_ELFNOTE_PHYS32_ENTRY)");
+		if (out->multiboot == 1 && (out->multiboot_flags & MB1_FLAG_VIDEO))
+			return reject(why, "ELF: the multiboot kernel requires a video mode (header "
+			                   "flag 2), which this loader does not set up");
+		if (out->multiboot == 1 && (out->multiboot_flags & MB1_FLAG_AOUT_KLUDGE))
+			return reject(why, "ELF: the multiboot kernel asks to be loaded by its header's "
+			                   "address fields (flag 16), which this loader does not do");
+		if (out->multiboot == 1 && (out->multiboot_flags & MB1_FLAGS_REQUIRED &
+		                            ~(MB1_FLAG_PAGE_ALIGN | MB1_FLAG_MEMINFO)))
+			return reject(why, "ELF: the multiboot kernel requires a feature (header flags "
+			                   "3-15) this loader does not know");
 	}
 	return 0;
 }

@@ -131,8 +131,8 @@ static int setup_sregs(int vcpu_fd, const struct x86_boot_info *bi)
 	gdt_to_segment(gdt[X86_SEL_TSS / 8], X86_SEL_TSS, &sregs.tr);
 
 	if (bi->mode != X86_BOOT_LINUX64) {
-		/* Xen PVH ABI and boot.rst's 32-bit boot protocol: 32-bit
-		 * protected mode, flat segments 0x10/0x18, paging off. */
+		/* Xen PVH ABI, boot.rst's 32-bit boot protocol, multiboot:
+		 * 32-bit protected mode, flat segments 0x10/0x18, paging off. */
 		sregs.cr0 = X86_CR0_PE | X86_CR0_ET;
 		sregs.cr3 = 0;
 		sregs.cr4 = 0;
@@ -159,10 +159,14 @@ static int setup_regs(int vcpu_fd, const struct x86_boot_info *bi)
 	regs.rip = bi->entry;
 	regs.rsp = X86_BOOT_STACK_TOP;
 	/* The 32-bit protocol also wants EBP, EDI and EBX zero: they are. */
-	if (bi->mode == X86_BOOT_PVH)
+	if (bi->mode == X86_BOOT_PVH) {
 		regs.rbx = bi->boot_arg;
-	else
+	} else if (bi->mode == X86_BOOT_MULTIBOOT) {
+		regs.rax = X86_MULTIBOOT_MAGIC; /* multiboot 3.2, machine state */
+		regs.rbx = bi->boot_arg;
+	} else {
 		regs.rsi = bi->boot_arg;
+	}
 	if (ioctl(vcpu_fd, KVM_SET_REGS, &regs) < 0)
 		return -errno;
 	return 0;
@@ -219,7 +223,7 @@ int x86_setup_vcpu_regs(int vcpu_fd, unsigned index, const struct x86_boot_info 
 	if (ret || index > 0)
 		return ret; /* APs wait for INIT/SIPI in their reset state */
 	if (bi->mode != X86_BOOT_PVH && bi->mode != X86_BOOT_LINUX64 &&
-	    bi->mode != X86_BOOT_LINUX32)
+	    bi->mode != X86_BOOT_LINUX32 && bi->mode != X86_BOOT_MULTIBOOT)
 		return -EINVAL;
 	ret = x86_write_boot_tables(mem, bi);
 	if (!ret)

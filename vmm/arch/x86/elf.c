@@ -129,6 +129,33 @@ static bool entry_in_segments(const struct elf_info *out, uint64_t entry)
 	return false;
 }
 
+/* Multiboot kernels this loader can enter: version 1, ELF32, and of the
+ * header's requirement flags 0-15 (which a loader must meet or refuse,
+ * multiboot 3.1.2) only page-aligned modules (0) and memory information (1). */
+static int check_multiboot(const struct elf_info *e, const char **why)
+{
+	uint32_t fl = e->multiboot_flags;
+
+	if (e->multiboot == 2)
+		return reject(why, "ELF: a multiboot2 kernel without a PVH note: the multiboot2 "
+		                   "protocol is not supported (add XEN_ELFNOTE_PHYS32_ENTRY)");
+	if (e->multiboot != 1)
+		return 0;
+	if (!e->is32)
+		return reject(why, "ELF: a 64-bit multiboot kernel: multiboot loads ELF32 files "
+		                   "only (add XEN_ELFNOTE_PHYS32_ENTRY)");
+	if (fl & MB1_FLAG_VIDEO)
+		return reject(why, "ELF: the multiboot kernel requires a video mode (header flag "
+		                   "2), which this loader does not set up");
+	if (fl & MB1_FLAG_AOUT_KLUDGE)
+		return reject(why, "ELF: the multiboot kernel asks to be loaded by its header's "
+		                   "address fields (flag 16), which this loader does not do");
+	if (fl & MB1_FLAGS_REQUIRED & ~(MB1_FLAG_PAGE_ALIGN | MB1_FLAG_MEMINFO))
+		return reject(why, "ELF: the multiboot kernel requires a feature (header flags "
+		                   "3-15) this loader does not know");
+	return 0;
+}
+
 /* Field positions of one ELF class; word-sized fields are 4 or 8 bytes. */
 struct elf_layout {
 	unsigned eh_size, phoff, phentsize, phnum, ph_size;
@@ -263,28 +290,10 @@ int elf_parse(const uint8_t *buf, size_t len, struct elf_info *out, const char *
 	                 : !entry_in_segments(out, out->entry))
 		return reject(why, "ELF: entry point outside the loaded segments");
 	/* Without the PVH note a multiboot kernel is entered by the multiboot
-	 * contract (EAX magic, EBX info), not as a vmlinux. Header flags 0-15
-	 * are requirements the loader must meet or refuse (multiboot 3.1.2):
-	 * page-aligned modules (0) and memory information (1) are met. */
+	 * contract (EAX magic, EBX info), not as a vmlinux. */
 	if (!out->has_pvh) {
 		out->multiboot = find_multiboot(buf, len, &out->multiboot_flags);
-		if (out->multiboot == 2)
-			return reject(why,
-			              "ELF: a multiboot2 kernel without a PVH note: the multiboot2 "
-			              "protocol is not supported (add XEN_ELFNOTE_PHYS32_ENTRY)");
-		if (out->multiboot == 1 && !out->is32)
-			return reject(why, "ELF: a 64-bit multiboot kernel: multiboot loads ELF32 "
-			                   "files only (add XEN_ELFNOTE_PHYS32_ENTRY)");
-		if (out->multiboot == 1 && (out->multiboot_flags & MB1_FLAG_VIDEO))
-			return reject(why, "ELF: the multiboot kernel requires a video mode (header "
-			                   "flag 2), which this loader does not set up");
-		if (out->multiboot == 1 && (out->multiboot_flags & MB1_FLAG_AOUT_KLUDGE))
-			return reject(why, "ELF: the multiboot kernel asks to be loaded by its header's "
-			                   "address fields (flag 16), which this loader does not do");
-		if (out->multiboot == 1 && (out->multiboot_flags & MB1_FLAGS_REQUIRED &
-		                            ~(MB1_FLAG_PAGE_ALIGN | MB1_FLAG_MEMINFO)))
-			return reject(why, "ELF: the multiboot kernel requires a feature (header flags "
-			                   "3-15) this loader does not know");
+		return check_multiboot(out, why);
 	}
 	return 0;
 }

@@ -2,7 +2,9 @@
  * the reference figure in HOST.md: a PVH ELF that prints one line on COM1
  * straight from its 32-bit entry (no long mode, no ring 3: a handful of
  * instructions) and ends the VM by writing 0 to the debug-exit port, so
- * cella-vm and QEMU both exit with status 1. */
+ * cella-vm and QEMU both exit with status 1. Assembled twice: as an ELF64
+ * file (tiny.elf) and, with -m32, as an ELF32 i386 one (tiny32.elf), the
+ * two classes of PVH kernel the ABI allows; each names its class. */
 	.section .note.pvh, "a"
 	.align 4
 	.long 4			/* name size: "Xen\0" */
@@ -30,4 +32,8 @@ _start:
 
 	.section .rodata
 message:
+#ifdef __i386__
+	.asciz "Hello from the tiny cella guest (ELF32 PVH)\n"
+#else
 	.asciz "Hello from the tiny cella guest\n"
+#endif

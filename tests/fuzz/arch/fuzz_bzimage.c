@@ -12,7 +12,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (bzimage_parse(data, size, &bz, &why) == 0) {
 		if (bz.pm_offset > size || bz.pm_size > size - bz.pm_offset || bz.pm_size == 0)
 			abort();
-		if (bz.setup_size != bz.pm_offset || bz.protocol < 0x020c || bz.init_size == 0)
+		if (bz.setup_size != bz.pm_offset || bz.protocol < 0x020a || bz.init_size == 0)
+			abort();
+		if (bz.entry64 && bz.protocol < 0x020c)
 			abort();
 	} else if (!why || !why[0]) {
 		abort();

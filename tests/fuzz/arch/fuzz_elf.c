@@ -27,6 +27,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (elf.has_pvh && elf.pvh_entry >= (1ULL << 32))
 			abort();
+		if (elf.is32 && (elf.entry >= (1ULL << 32) ||
+		                 elf.seg[elf.nr_segments - 1].paddr >= (1ULL << 32)))
+			abort();
+		/* Only multiboot version 1, ELF32, with the requirements met. */
+		if (elf.multiboot && (elf.multiboot != 1 || !elf.is32 ||
+		                      (elf.multiboot_flags & 0x1fffcu)))
+			abort();
 	} else if (!why || !why[0]) {
 		abort();
 	}

@@ -40,9 +40,10 @@ static inline void fuzz_load(const uint8_t *data, size_t size)
 	/* Vary the initrd and command line with the input's length. */
 	if (x86_load_kernel(&mem, kpath, (size & 1) ? ipath : NULL,
 	                    (size & 2) ? "console=ttyS0" : NULL, &bi, err, sizeof(err)) == 0) {
-		if (bi.mode != X86_BOOT_PVH && bi.mode != X86_BOOT_LINUX64)
+		if (bi.mode != X86_BOOT_PVH && bi.mode != X86_BOOT_LINUX64 &&
+		    bi.mode != X86_BOOT_LINUX32 && bi.mode != X86_BOOT_MULTIBOOT)
 			abort();
-		if (!bi.format || (bi.mode == X86_BOOT_LINUX64 && bi.entry >= (1ULL << 32)))
+		if (!bi.format || bi.entry >= (1ULL << 32))
 			abort();
 	} else if (!err[0]) {
 		abort(); /* every failure explains itself */

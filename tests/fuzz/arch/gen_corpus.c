@@ -52,6 +52,12 @@ int main(int argc, char **argv)
 		put(bzdir, "old-protocol", buf, make_bzimage(buf, CAP, &o));
 		o = (struct bz_opts){.pm_size = 256, .init_size = 200u << 20};
 		put(bzdir, "too-big", buf, make_bzimage(buf, CAP, &o));
+		o = (struct bz_opts){.pm_size = 256, .no_xlf64 = true};
+		put(bzdir, "entry32-i386", buf, make_bzimage(buf, CAP, &o));
+		o = (struct bz_opts){.pm_size = 256, .version = 0x020b};
+		put(bzdir, "entry32-2.11", buf, make_bzimage(buf, CAP, &o));
+		o = (struct bz_opts){.pm_size = 256, .version = 0x0209};
+		put(bzdir, "no-init-size", buf, make_bzimage(buf, CAP, &o));
 	}
 	{
 		struct elf_opts o = {
@@ -72,6 +78,43 @@ int main(int argc, char **argv)
 		put(elfdir, "vmlinux", buf, make_elf(buf, CAP, &o));
 		o = (struct elf_opts){.entry = 0x7000, .nr_segs = 1, .seg = {{0x7000, 64, 64}}};
 		put(elfdir, "boot-area", buf, make_elf(buf, CAP, &o));
+		o = (struct elf_opts){.elf32 = true,
+		                      .nr_segs = 2,
+		                      .seg = {{0x100000, 256, 0x2000}, {0x8000, 32, 64}},
+		                      .pvh = true,
+		                      .pvh_entry = 0x100010};
+		put(elfdir, "pvh32", buf, make_elf(buf, CAP, &o));
+		o.pvh_descsz = 8;
+		o.extra_note_first = true;
+		put(elfdir, "pvh32-note64", buf, make_elf(buf, CAP, &o));
+		o = (struct elf_opts){.elf32 = true,
+		                      .entry = 0x1000000,
+		                      .nr_segs = 2,
+		                      .seg = {{0x1000000, 128, 128}, {0x1200000, 64, 0x1000}}};
+		put(elfdir, "vmlinux32", buf, make_elf(buf, CAP, &o));
+		o.multiboot = 1;
+		len = make_elf(buf, CAP, &o);
+		put(elfdir, "multiboot", buf, len);
+		{
+			/* Header flags 0-2: a video mode too, which is refused. */
+			uint8_t *h = buf + (buf[68] | buf[69] << 8); /* segment 0's offset */
+
+			h[4] = 7;
+			h[8] = (uint8_t)(-(0x1BADB002u + 7) & 0xff);
+			h[9] = (uint8_t)((-(0x1BADB002u + 7) >> 8) & 0xff);
+			h[10] = (uint8_t)((-(0x1BADB002u + 7) >> 16) & 0xff);
+			h[11] = (uint8_t)((-(0x1BADB002u + 7) >> 24) & 0xff);
+			put(elfdir, "multiboot-video", buf, len);
+		}
+		o.multiboot = 2;
+		put(elfdir, "multiboot2", buf, make_elf(buf, CAP, &o));
+		o = (struct elf_opts){.elf32 = true,
+		                      .nr_segs = 1,
+		                      .seg = {{0x100000, 64, 64}},
+		                      .pvh = true,
+		                      .pvh_entry = 0x100000,
+		                      .pvh_descsz = 2};
+		put(elfdir, "pvh32-bad-note", buf, make_elf(buf, CAP, &o));
 	}
 	free(buf);
 	return 0;

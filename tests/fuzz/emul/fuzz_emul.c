@@ -6,7 +6,8 @@
  *
  * Input: [0] mode (0: 64-bit, 1: 32-bit paged, 2: 32-bit flat, 3: real),
  * [1] control bits, [2..16] instruction bytes, [17..24] a PTE written over
- * the data page's entry, [25..152] sixteen registers, the rest: data page.
+ * the data page's entry, [25..152] sixteen registers, the rest: data page
+ * (its first 256 bytes also XMM0-15).
  * Without control bit 0 (CR0.TS) the state carries an XSAVE image. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -102,9 +103,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!(ctl & 128))
 		for (unsigned i = 0; i < 16; i++)
 			f->st.gpr[i] = FX_A + (f->st.gpr[i] & 0x1fff);
-	if (size > 153)
+	if (size > 153) {
 		memcpy(guest_mem_ptr(&f->mem, 0x30000, MIN(size - 153, 4096)), data + 153,
 		       MIN(size - 153, 4096));
+		/* The XMM registers start as the data page's first bytes. */
+		memcpy(f->st.xmm, data + 153, MIN(size - 153, sizeof(f->st.xmm)));
+	}
 	memcpy(guest_mem_ptr(&f->mem, 0x10000 + 0xff8, 15), data + 2, 15);
 	f->st.rip = (data[0] & 3) == 3 ? 0xff8 : FX_CODE + 0xff8; /* crosses into 0x11000 */
 	before = f->st;

@@ -68,10 +68,22 @@ static size_t align16(size_t x)
 	return (x + 15) & ~(size_t)15;
 }
 
+/* Word-sized ELF fields: 8 bytes in ELF64, 4 in ELF32. */
+static void put_word(uint8_t *p, bool elf32, uint64_t v)
+{
+	if (elf32)
+		le32_put(p, (uint32_t)v);
+	else
+		le64_put(p, v);
+}
+
 size_t make_elf(uint8_t *buf, size_t cap, const struct elf_opts *o)
 {
+	bool e32 = o->elf32;
+	unsigned phsize = e32 ? 32 : 56;
 	unsigned nph = o->nr_segs + (o->pvh ? 1 : 0);
-	size_t phoff = 64, off = align16(phoff + nph * 56), note_off = off, note_len = 0;
+	size_t phoff = 64, off = align16(phoff + nph * phsize), note_off = off, note_len = 0;
+	size_t seg0_off;
 	uint8_t *ph;
 
 	if (o->pvh) {
@@ -89,17 +101,24 @@ size_t make_elf(uint8_t *buf, size_t cap, const struct elf_opts *o)
 	       "\x7f"
 	       "ELF",
 	       4);
-	buf[4] = 2; /* ELFCLASS64 */
-	buf[5] = 1; /* little-endian */
+	buf[4] = e32 ? 1 : 2; /* ELFCLASS32 / ELFCLASS64 */
+	buf[5] = 1;           /* little-endian */
 	buf[6] = 1;
-	le16_put(buf + 16, 2);  /* ET_EXEC */
-	le16_put(buf + 18, 62); /* EM_X86_64 */
+	le16_put(buf + 16, 2);             /* ET_EXEC */
+	le16_put(buf + 18, e32 ? 3 : 62);  /* EM_386 / EM_X86_64 */
 	le32_put(buf + 20, 1);
-	le64_put(buf + 24, o->entry);
-	le64_put(buf + 32, phoff);
-	le16_put(buf + 52, 64);
-	le16_put(buf + 54, 56);
-	le16_put(buf + 56, (uint16_t)nph);
+	put_word(buf + 24, e32, o->entry);
+	if (e32) {
+		le32_put(buf + 28, (uint32_t)phoff);
+		le16_put(buf + 40, 52);
+		le16_put(buf + 42, 32);
+		le16_put(buf + 44, (uint16_t)nph);
+	} else {
+		le64_put(buf + 32, phoff);
+		le16_put(buf + 52, 64);
+		le16_put(buf + 54, 56);
+		le16_put(buf + 56, (uint16_t)nph);
+	}
 
 	ph = buf + phoff;
 	if (o->pvh) {
@@ -107,11 +126,18 @@ size_t make_elf(uint8_t *buf, size_t cap, const struct elf_opts *o)
 		uint8_t *n = buf + note_off;
 
 		le32_put(ph, 4); /* PT_NOTE */
-		le64_put(ph + 8, note_off);
-		le64_put(ph + 32, note_len);
-		le64_put(ph + 40, note_len);
-		le64_put(ph + 48, 4);
-		ph += 56;
+		if (e32) {
+			le32_put(ph + 4, (uint32_t)note_off);
+			le32_put(ph + 16, (uint32_t)note_len);
+			le32_put(ph + 20, (uint32_t)note_len);
+			le32_put(ph + 28, 4);
+		} else {
+			le64_put(ph + 8, note_off);
+			le64_put(ph + 32, note_len);
+			le64_put(ph + 40, note_len);
+			le64_put(ph + 48, 4);
+		}
+		ph += phsize;
 		if (o->extra_note_first) {
 			le32_put(n, 4);
 			le32_put(n + 4, 4);
@@ -130,21 +156,48 @@ size_t make_elf(uint8_t *buf, size_t cap, const struct elf_opts *o)
 			le32_put(n + 16, (uint32_t)o->pvh_entry);
 	}
 	off = align16(note_off + note_len);
+	seg0_off = off;
 	for (unsigned i = 0; i < o->nr_segs; i++) {
 		const struct elf_seg_spec *s = &o->seg[i];
 
 		le32_put(ph, 1); /* PT_LOAD */
-		le32_put(ph + 4, 7);
-		le64_put(ph + 8, off);
-		le64_put(ph + 16, s->paddr + 0xffffffff80000000ULL);
-		le64_put(ph + 24, s->paddr);
-		le64_put(ph + 32, s->filesz);
-		le64_put(ph + 40, s->memsz);
-		le64_put(ph + 48, 0x1000);
+		if (e32) {
+			le32_put(ph + 4, (uint32_t)off);
+			le32_put(ph + 8, (uint32_t)(s->paddr + 0xc0000000ULL));
+			le32_put(ph + 12, (uint32_t)s->paddr);
+			le32_put(ph + 16, (uint32_t)s->filesz);
+			le32_put(ph + 20, (uint32_t)s->memsz);
+			le32_put(ph + 24, 7);
+			le32_put(ph + 28, 0x1000);
+		} else {
+			le32_put(ph + 4, 7);
+			le64_put(ph + 8, off);
+			le64_put(ph + 16, s->paddr + 0xffffffff80000000ULL);
+			le64_put(ph + 24, s->paddr);
+			le64_put(ph + 32, s->filesz);
+			le64_put(ph + 40, s->memsz);
+			le64_put(ph + 48, 0x1000);
+		}
 		for (uint64_t j = 0; j < s->filesz; j++)
 			buf[off + j] = elf_seg_byte(i, j);
 		off = align16(off + s->filesz);
-		ph += 56;
+		ph += phsize;
+	}
+	/* A multiboot header at the start of segment 0 (8-byte aligned, inside
+	 * the first 8 KiB as both versions require). */
+	if (o->multiboot && o->nr_segs && o->seg[0].filesz >= 16) {
+		uint8_t *m = buf + seg0_off;
+
+		if (o->multiboot == 2) {
+			le32_put(m, 0xE85250D6u);
+			le32_put(m + 4, 0);
+			le32_put(m + 8, 16);
+			le32_put(m + 12, (uint32_t)-(0xE85250D6u + 16));
+		} else {
+			le32_put(m, 0x1BADB002u);
+			le32_put(m + 4, 3);
+			le32_put(m + 8, (uint32_t)-(0x1BADB002u + 3));
+		}
 	}
 	return off;
 }

@@ -36,8 +36,10 @@ struct elf_opts {
 	uint64_t pvh_entry;
 	unsigned pvh_descsz;   /* 4 (default) or 8 */
 	bool extra_note_first; /* put an unrelated "GNU" note before the PVH one */
+	bool elf32;            /* ELFCLASS32 EM_386 instead of ELFCLASS64 EM_X86_64 */
+	unsigned multiboot;    /* 1 or 2: a multiboot(2) header opens segment 0 */
 };
-/* Build an ELF64 x86-64 ET_EXEC into buf. Segment i's file bytes are
+/* Build an ELF64 x86-64 (or, with elf32, ELF32 i386) ET_EXEC into buf. Segment i's file bytes are
  * (j + i * 13) & 0xff. Returns the length or 0 if too big. Offsets of the
  * parts are fixed: ehdr at 0, phdrs at 64 (PT_NOTE first when pvh). */
 size_t make_elf(uint8_t *buf, size_t cap, const struct elf_opts *o);

@@ -277,7 +277,7 @@ static void load_errors(void **state)
 	len = make_bzimage(f->img, IMG_CAP, &o);
 	k = write_temp(f->img, len);
 	expect_load_fail(f, k, NULL, "",
-	                 "boot protocol too old (need 2.06+) (file has boot protocol 2.05)");
+	                 "earlier ones give no init_size) (file has boot protocol 2.05)");
 	rm_temp(k);
 
 	k = write_temp("\x7f"

@@ -323,6 +323,42 @@ static void kvm_vcpu_setup(void **state)
 	assert_int_equal(regs.rbx, X86_PVH_INFO_ADDR);
 	run_to_port(&v);
 	kvm_close_vm(&v);
+
+	/* 32-bit Linux entry: the same machine state, ESI = zero page, EBX 0. */
+	assert_int_equal(kvm_open_vm(&v), 0);
+	assert_int_equal(guest_mem_write(&v.mem, 0x100000, code, sizeof(code)), 0);
+	bi = (struct x86_boot_info){
+		.mode = X86_BOOT_LINUX32, .entry = 0x100000, .boot_arg = X86_ZERO_PAGE_ADDR};
+	assert_int_equal(x86_setup_vcpu_regs(v.vcpu[0], 0, &bi, &v.mem), 0);
+	assert_int_equal(ioctl(v.vcpu[0], KVM_GET_SREGS, &sregs), 0);
+	assert_int_equal(sregs.cs.selector, 0x10);
+	assert_int_equal(sregs.ds.selector, 0x18);
+	assert_int_equal(sregs.cs.db, 1);
+	assert_int_equal(sregs.cs.l, 0);
+	assert_int_equal(sregs.cr0, 0x11);
+	assert_int_equal(sregs.efer, 0);
+	assert_int_equal(ioctl(v.vcpu[0], KVM_GET_REGS, &regs), 0);
+	assert_int_equal(regs.rsi, X86_ZERO_PAGE_ADDR);
+	assert_int_equal(regs.rbx, 0);
+	assert_int_equal(regs.rdi, 0);
+	assert_int_equal(regs.rbp, 0);
+	run_to_port(&v);
+	kvm_close_vm(&v);
+
+	/* Multiboot: the same machine state, EAX = 0x2BADB002, EBX = info. */
+	assert_int_equal(kvm_open_vm(&v), 0);
+	assert_int_equal(guest_mem_write(&v.mem, 0x100000, code, sizeof(code)), 0);
+	bi = (struct x86_boot_info){
+		.mode = X86_BOOT_MULTIBOOT, .entry = 0x100000, .boot_arg = X86_MULTIBOOT_INFO_ADDR};
+	assert_int_equal(x86_setup_vcpu_regs(v.vcpu[0], 0, &bi, &v.mem), 0);
+	assert_int_equal(ioctl(v.vcpu[0], KVM_GET_SREGS, &sregs), 0);
+	assert_int_equal(sregs.cs.db, 1);
+	assert_int_equal(sregs.cr0, 0x11);
+	assert_int_equal(ioctl(v.vcpu[0], KVM_GET_REGS, &regs), 0);
+	assert_int_equal(regs.rax, 0x2BADB002u);
+	assert_int_equal(regs.rbx, X86_MULTIBOOT_INFO_ADDR);
+	run_to_port(&v);
+	kvm_close_vm(&v);
 }
 
 int main(void)

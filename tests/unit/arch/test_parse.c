@@ -45,6 +45,33 @@ static void expect_elf_reject(const uint8_t *buf, size_t len, const char *msg)
 		fail_msg("got \"%s\", want \"%s\"", why, msg);
 }
 
+/* Kernels without a 64-bit entry (protocol 2.10/2.11, or XLF_KERNEL_64
+ * clear as in an i386 kernel) are parsed for the 32-bit boot protocol. */
+static void bz_entry32(void **state)
+{
+	uint8_t *b = img();
+	struct bz_opts o = {.version = 0x020b};
+	struct bzimage_info bz;
+	const char *why = NULL;
+	size_t len = make_bzimage(b, IMG_CAP, &o);
+
+	assert_int_equal(bzimage_parse(b, len, &bz, &why), 0);
+	assert_false(bz.entry64);
+	o.version = 0x020a;
+	len = make_bzimage(b, IMG_CAP, &o);
+	assert_int_equal(bzimage_parse(b, len, &bz, &why), 0);
+	assert_false(bz.entry64);
+	o = (struct bz_opts){.no_xlf64 = true};
+	len = make_bzimage(b, IMG_CAP, &o);
+	assert_int_equal(bzimage_parse(b, len, &bz, &why), 0);
+	assert_false(bz.entry64);
+	o.no_xlf64 = false;
+	len = make_bzimage(b, IMG_CAP, &o);
+	assert_int_equal(bzimage_parse(b, len, &bz, &why), 0);
+	assert_true(bz.entry64);
+	test_free(b);
+}
+
 static void bz_valid(void **state)
 {
 	uint8_t *b = img();
@@ -95,15 +122,11 @@ static void bz_reject(void **state)
 
 	o.version = 0x0205;
 	len = make_bzimage(b, IMG_CAP, &o);
-	expect_bz_reject(b, len, "boot protocol too old (need 2.06+)");
-	o.version = 0x020b;
+	expect_bz_reject(b, len, "boot protocol too old (need 2.10+");
+	o.version = 0x0209; /* 2.06-2.09 have no init_size */
 	len = make_bzimage(b, IMG_CAP, &o);
-	expect_bz_reject(b, len, "protocol before 2.12 has no 64-bit entry point");
+	expect_bz_reject(b, len, "earlier ones give no init_size");
 	o.version = 0;
-	o.no_xlf64 = true;
-	len = make_bzimage(b, IMG_CAP, &o);
-	expect_bz_reject(b, len, "no 64-bit entry point (XLF_KERNEL_64 clear)");
-	o.no_xlf64 = false;
 
 	o.hdr_len = 0x40; /* header ends before init_size */
 	len = make_bzimage(b, IMG_CAP, &o);
@@ -227,8 +250,10 @@ static void elf_reject(void **state)
 
 	expect_elf_reject(b, 3, "ELF: bad magic");
 	expect_elf_reject(b, 40, "ELF: truncated header");
-	b[4] = 1;
-	expect_elf_reject(b, len, "ELF: not a 64-bit ELF file");
+	b[4] = 3;
+	expect_elf_reject(b, len, "ELF: unknown ELF class");
+	b[4] = 1; /* an ELF64 body read as ELF32: its e_machine is x86-64 */
+	expect_elf_reject(b, len, "ELF: not i386");
 	b[4] = 2;
 	b[5] = 2;
 	expect_elf_reject(b, len, "ELF: not little-endian");
@@ -314,6 +339,172 @@ static void elf_reject(void **state)
 	test_free(b);
 }
 
+/* ELF32 (i386) kernels: PVH through the note, as the PVH ABI allows and
+ * QEMU boots them; an i386 vmlinux otherwise. */
+static void elf32_valid(void **state)
+{
+	uint8_t *b = img();
+	struct elf_opts o = {
+		.elf32 = true,
+		.entry = 0x100000,
+		.nr_segs = 2,
+		.seg = {{0x100000, 0x1000, 0x3000}, {0x200000, 0x800, 0x800}},
+	};
+	struct elf_info elf;
+	const char *why = NULL;
+	size_t len = make_elf(b, IMG_CAP, &o);
+
+	assert_int_equal(elf_parse(b, len, &elf, &why), 0);
+	assert_true(elf.is32);
+	assert_false(elf.has_pvh);
+	assert_int_equal(elf.entry, 0x100000);
+	assert_int_equal(elf.nr_segments, 2);
+	assert_int_equal(elf.seg[0].paddr, 0x100000);
+	assert_int_equal(elf.seg[0].filesz, 0x1000);
+	assert_int_equal(elf.seg[0].memsz, 0x3000);
+	assert_int_equal(elf.seg[1].paddr, 0x200000);
+	assert_int_equal(b[elf.seg[1].offset + 5], elf_seg_byte(1, 5));
+
+	o.pvh = true;
+	o.pvh_entry = 0x200010;
+	o.entry = 0xc1000000; /* virtual, ignored when the PVH note is there */
+	len = make_elf(b, IMG_CAP, &o);
+	assert_int_equal(elf_parse(b, len, &elf, &why), 0);
+	assert_true(elf.is32);
+	assert_true(elf.has_pvh);
+	assert_int_equal(elf.pvh_entry, 0x200010);
+	o.pvh_descsz = 8;
+	o.extra_note_first = true;
+	len = make_elf(b, IMG_CAP, &o);
+	assert_int_equal(elf_parse(b, len, &elf, &why), 0);
+	assert_int_equal(elf.pvh_entry, 0x200010);
+
+	/* A multiboot header does not matter when the PVH note is there. */
+	o.multiboot = 1;
+	len = make_elf(b, IMG_CAP, &o);
+	assert_int_equal(elf_parse(b, len, &elf, &why), 0);
+	assert_true(elf.has_pvh);
+	test_free(b);
+}
+
+static void elf32_reject(void **state)
+{
+	uint8_t *b = img();
+	struct elf_opts o = {
+		.elf32 = true,
+		.entry = 0x100000,
+		.nr_segs = 1,
+		.seg = {{0x100000, 0x1000, 0x1000}},
+	};
+	size_t len = make_elf(b, IMG_CAP, &o);
+	uint32_t seg_off;
+
+	expect_elf_reject(b, 51, "ELF: truncated header");
+	le16_put(b + 18, 62);
+	expect_elf_reject(b, len, "ELF: not i386 (a 32-bit ELF file must be EM_386)");
+	le16_put(b + 18, 3);
+	le16_put(b + 42, 56);
+	expect_elf_reject(b, len, "ELF: bad program header size");
+	le16_put(b + 42, 32);
+	le32_put(b + 28, (uint32_t)len - 10);
+	expect_elf_reject(b, len, "ELF: program header table outside file");
+	le32_put(b + 28, 0xfffffff0u);
+	expect_elf_reject(b, len, "ELF: program header table outside file");
+	le32_put(b + 28, 64);
+	/* The PT_LOAD's offset, filesz, memsz, paddr. */
+	seg_off = le32_get(b + 64 + 4);
+	le32_put(b + 64 + 4, 0xfffff000u);
+	expect_elf_reject(b, len, "ELF: segment file range outside file");
+	le32_put(b + 64 + 4, seg_off);
+	le32_put(b + 64 + 16, 0x1000);
+	le32_put(b + 64 + 20, 0x800);
+	expect_elf_reject(b, len, "ELF: segment memsz < filesz");
+	le32_put(b + 64 + 20, 0x1000);
+	le32_put(b + 24, 0x300000);
+	expect_elf_reject(b, len, "ELF: entry point outside the loaded segments");
+	le32_put(b + 24, 0x100000);
+
+	/* Multiboot kernels without a PVH note: version 1 is accepted with the
+	 * requirements the loader meets, anything else refused by name. */
+	{
+		struct elf_info elf;
+		const char *why = NULL;
+		uint32_t hdr;
+
+		o.multiboot = 1;
+		len = make_elf(b, IMG_CAP, &o);
+		assert_int_equal(elf_parse(b, len, &elf, &why), 0);
+		assert_int_equal(elf.multiboot, 1);
+		assert_int_equal(elf.multiboot_flags, 3);
+		hdr = le32_get(b + 64 + 4); /* segment 0's file offset */
+		static const struct {
+			uint32_t flags;
+			const char *msg;
+		} flag_cases[] = {
+			{ 1u << 2, "requires a video mode (header flag 2)" },
+			{ 1u << 16, "address fields (flag 16), which this loader does not do" },
+			{ 1u << 5, "requires a feature (header flags 3-15) this loader does not" },
+		};
+		for (size_t i = 0; i < ARRAY_SIZE(flag_cases); i++) {
+			uint32_t fl = 3 | flag_cases[i].flags;
+
+			le32_put(b + hdr + 4, fl);
+			le32_put(b + hdr + 8, (uint32_t)-(0x1BADB002u + fl));
+			expect_elf_reject(b, len, flag_cases[i].msg);
+		}
+		/* Optional feature bits 17-31 are fine. */
+		le32_put(b + hdr + 4, 3u | (1u << 20));
+		le32_put(b + hdr + 8, (uint32_t)-(0x1BADB002u + (3u | (1u << 20))));
+		assert_int_equal(elf_parse(b, len, &elf, &why), 0);
+		o.elf32 = false;
+		len = make_elf(b, IMG_CAP, &o);
+		expect_elf_reject(b, len, "a 64-bit multiboot kernel: multiboot loads ELF32");
+		o.elf32 = true;
+	}
+	o.multiboot = 2;
+	len = make_elf(b, IMG_CAP, &o);
+	expect_elf_reject(b, len, "multiboot2 kernel without a PVH note: the multiboot2 protocol "
+	                          "is not supported");
+	o.elf32 = false; /* multiboot2 allows ELF64 too */
+	len = make_elf(b, IMG_CAP, &o);
+	expect_elf_reject(b, len, "multiboot2 kernel without a PVH note");
+	/* A broken checksum is no multiboot header: booted as a vmlinux. */
+	{
+		struct elf_info elf;
+		const char *why = NULL;
+
+		o.elf32 = true;
+		o.multiboot = 1;
+		len = make_elf(b, IMG_CAP, &o);
+		b[le32_get(b + 64 + 4) + 8] ^= 1;
+		assert_int_equal(elf_parse(b, len, &elf, &why), 0);
+		assert_int_equal(elf.multiboot, 0);
+	}
+
+	o = (struct elf_opts){
+		.elf32 = true, .nr_segs = 1, .seg = {{0x100000, 0x1000, 0x1000}},
+		.pvh = true, .pvh_entry = 0x100000, .pvh_descsz = 6,
+	};
+	len = make_elf(b, IMG_CAP, &o);
+	expect_elf_reject(b, len, "ELF: PVH entry note has a bad size");
+	o.pvh_descsz = 8;
+	o.pvh_entry = 0x100000000ULL;
+	len = make_elf(b, IMG_CAP, &o);
+	expect_elf_reject(b, len, "ELF: PVH entry point above 4 GiB");
+	o.pvh_entry = 0x300000;
+	len = make_elf(b, IMG_CAP, &o);
+	expect_elf_reject(b, len, "ELF: entry point outside the loaded segments");
+	o.pvh_entry = 0x100000;
+	len = make_elf(b, IMG_CAP, &o);
+	{
+		uint32_t note_off = le32_get(b + 64 + 4);
+
+		le32_put(b + note_off + 4, 0x7fffffff);
+		expect_elf_reject(b, len, "ELF: note extends past its segment");
+	}
+	test_free(b);
+}
+
 /* A real vmlinux (e.g. extracted from a distribution bzImage with the
  * kernel's scripts/extract-vmlinux), when one is around. */
 static void elf_real_vmlinux(void **state)
@@ -356,6 +547,9 @@ int main(void)
 		cmocka_unit_test(bz_real_kernel),
 		cmocka_unit_test(elf_valid),
 		cmocka_unit_test(elf_reject),
+		cmocka_unit_test(elf32_valid),
+		cmocka_unit_test(elf32_reject),
+		cmocka_unit_test(bz_entry32),
 		cmocka_unit_test(elf_real_vmlinux),
 	};
 

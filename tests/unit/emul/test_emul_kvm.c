@@ -1,6 +1,7 @@
 /* test_emul_kvm.c: the emulation fallback's KVM adapter on a real vCPU: a
  * 32-bit protected-mode guest runs popcnt, ldmxcsr/stmxcsr, fwait, stac/clac,
- * lock cmpxchg8b, xsave/xrstor and int3 (its #BP handler records the return address), with
+ * lock cmpxchg8b, xsave/xrstor, SSE register moves (movd, movq, pxor, movdqu)
+ * and int3 (its #BP handler records the return address), with
  * the exit loop cella-vm uses for emulation failures. On this project's
  * emulating KVM these instructions end KVM_RUN and the fallback carries them
  * out; on a hardware host they run natively. The results must be the same.
@@ -54,6 +55,13 @@ static const uint8_t guest_code[] = {
 	0x0f, 0xae, 0x25, 0x00, 0x22, 0x00, 0x00,       /* xsave [0x2200] */
 	0x0f, 0xae, 0x2d, 0x00, 0x24, 0x00, 0x00,       /* xrstor [0x2400] */
 	0x0f, 0xae, 0x1d, 0x40, 0x20, 0x00, 0x00,       /* stmxcsr [0x2040] */
+	0xb9, 0x78, 0x56, 0x34, 0x12,                   /* mov ecx, 0x12345678 */
+	0x66, 0x0f, 0x6e, 0xc9,                         /* movd xmm1, ecx */
+	0x66, 0x0f, 0xef, 0xd2,                         /* pxor xmm2, xmm2 */
+	0xf3, 0x0f, 0x7e, 0xd1,                         /* movq xmm2, xmm1 */
+	0x66, 0x0f, 0x7e, 0xd0,                         /* movd eax, xmm2 */
+	0xa3, 0x50, 0x20, 0x00, 0x00,                   /* mov [0x2050], eax */
+	0xf3, 0x0f, 0x7f, 0x0d, 0x60, 0x20, 0x00, 0x00, /* movdqu [0x2060], xmm1 */
 	0xcc,                                           /* int3 -> handler */
 	0xf4,                                           /* (not reached) hlt */
 };
@@ -205,6 +213,13 @@ static void test_kvm_adapter(void **state)
 	assert_true(got & 2);               /* with SSE in XSTATE_BV */
 	memcpy(&got, m + DATA + 0x40, 4);
 	assert_int_equal(got, 0x1f81);      /* xrstor loaded MXCSR */
+	memcpy(&got, m + DATA + 0x50, 4);
+	assert_int_equal(got, 0x12345678);  /* movd, pxor, movq, movd through XMM */
+	{
+		static const uint8_t want[16] = { 0x78, 0x56, 0x34, 0x12 };
+
+		assert_memory_equal(m + DATA + 0x60, want, 16); /* movdqu of xmm1 */
+	}
 	memcpy(&got, m + DATA + 0x30, 4);
 	assert_int_equal(got, 0xb3);        /* the #BP handler ran */
 	memcpy(&got, m + DATA + 0x34, 4);
@@ -217,6 +232,8 @@ static void test_kvm_adapter(void **state)
 		assert_int_equal(ioctl(vcpu, KVM_GET_XSAVE, &xs), 0);
 		memcpy(&got, (uint8_t *)xs.region + 24, 4);
 		assert_int_equal(got, 0x1f81);
+		memcpy(&got, (uint8_t *)xs.region + 160 + 16, 4); /* the vCPU's XMM1 */
+		assert_int_equal(got, 0x12345678);
 	}
 	munmap(run, (size_t)mmap_size);
 	close(vcpu);

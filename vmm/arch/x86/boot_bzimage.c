@@ -1,5 +1,7 @@
-/* boot_bzimage.c: loads a bzImage for the 64-bit Linux boot protocol: the
- * protected-mode kernel at 1 MiB (or its preferred address) and the zero page. */
+/* boot_bzimage.c: loads a bzImage for the 64-bit Linux boot protocol, or the
+ * 32-bit one for kernels without a 64-bit entry (i386, protocol 2.10/2.11):
+ * the protected-mode kernel at 1 MiB (or its preferred address) and the zero
+ * page. */
 #include <errno.h>
 #include <inttypes.h>
 
@@ -72,10 +74,11 @@ int x86_load_bzimage(struct x86_load *ld, struct x86_boot_info *out)
 	if (guest_mem_write(ld->mem, X86_ZERO_PAGE_ADDR, zp, sizeof(zp)))
 		return x86_load_fail(ld, -EFAULT, "zero page: guest RAM too small");
 
-	out->mode = X86_BOOT_LINUX64;
-	out->entry = load + BZ_ENTRY64_OFFSET;
+	/* boot.rst "32-bit BOOT PROTOCOL": enter at code32_start. */
+	out->mode = bz.entry64 ? X86_BOOT_LINUX64 : X86_BOOT_LINUX32;
+	out->entry = bz.entry64 ? load + BZ_ENTRY64_OFFSET : load;
 	out->boot_arg = X86_ZERO_PAGE_ADDR;
 	out->kernel_end = kernel_end;
-	out->format = "bzImage";
+	out->format = bz.entry64 ? "bzImage" : "bzImage (32-bit entry)";
 	return 0;
 }

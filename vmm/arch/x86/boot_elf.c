@@ -1,6 +1,8 @@
-/* boot_elf.c: loads an x86-64 ELF kernel: through PVH (hvm_start_info) when
- * it carries the Xen PHYS32_ENTRY note, else the 64-bit Linux boot protocol
- * at e_entry with a zero page built from scratch. */
+/* boot_elf.c: loads an x86 ELF kernel (ELF64 or ELF32): through PVH
+ * (hvm_start_info) when it carries the Xen PHYS32_ENTRY note, else the Linux
+ * boot protocol of its class at e_entry (64-bit for an x86-64 vmlinux,
+ * 32-bit for an i386 one) with a zero page built from scratch, or multiboot
+ * at e_entry when an ELF32 file carries a multiboot header. */
 #include <errno.h>
 #include <inttypes.h>
 
@@ -10,6 +12,8 @@
 /* Without a setup header to say otherwise, keep a vmlinux initrd where the
  * kernel's default initrd_addr_max (0x7fffffff) allows. */
 #define ELF_LINUX_INITRD_LIMIT 0x80000000ULL
+/* An i386 kernel's default initrd_addr_max is 0x37ffffff (its lowmem). */
+#define ELF_LINUX32_INITRD_LIMIT 0x38000000ULL
 
 static bool overlaps(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {
@@ -74,7 +78,7 @@ static int write_pvh_info(struct x86_load *ld)
 	return 0;
 }
 
-static int write_zero_page(struct x86_load *ld)
+static int write_zero_page(struct x86_load *ld, uint64_t initrd_limit)
 {
 	uint8_t zp[BP_SIZE];
 
@@ -86,7 +90,7 @@ static int write_zero_page(struct x86_load *ld)
 	le16_put(zp + BP_VERSION, BP_PROTOCOL_SYNTH);
 	le32_put(zp + BP_KERNEL_ALIGNMENT, 0x1000000);
 	le32_put(zp + BP_CMDLINE_SIZE, (uint32_t)(X86_CMDLINE_MAX - 1));
-	le32_put(zp + BP_INITRD_ADDR_MAX, (uint32_t)(ELF_LINUX_INITRD_LIMIT - 1));
+	le32_put(zp + BP_INITRD_ADDR_MAX, (uint32_t)(initrd_limit - 1));
 	zp[BP_LOADFLAGS] = BP_LOADED_HIGH;
 	x86_zero_page_common(ld, zp);
 	if (guest_mem_write(ld->mem, X86_ZERO_PAGE_ADDR, zp, sizeof(zp)))
@@ -119,7 +123,10 @@ int x86_load_elf(struct x86_load *ld, struct x86_boot_info *out)
 		                     "%s: entry point 0x%" PRIx64
 		                     " is above 4 GiB (not identity-mapped)",
 		                     ld->kernel_path, elf.entry);
-	limit = elf.has_pvh ? ld->mem->low_size : ELF_LINUX_INITRD_LIMIT;
+	if (elf.has_pvh || elf.multiboot)
+		limit = ld->mem->low_size;
+	else
+		limit = elf.is32 ? ELF_LINUX32_INITRD_LIMIT : ELF_LINUX_INITRD_LIMIT;
 	ret = x86_place_initrd(ld, MAX(low_end, X86_BIOS_AREA_END), limit);
 	if (ret)
 		return ret;
@@ -135,14 +142,31 @@ int x86_load_elf(struct x86_load *ld, struct x86_boot_info *out)
 	ret = x86_write_initrd_cmdline(ld);
 	if (ret)
 		return ret;
-	ret = elf.has_pvh ? write_pvh_info(ld) : write_zero_page(ld);
+	if (elf.has_pvh)
+		ret = write_pvh_info(ld);
+	else if (elf.multiboot)
+		ret = x86_write_multiboot_info(ld);
+	else
+		ret = write_zero_page(ld, limit);
 	if (ret)
 		return ret;
 
-	out->mode = elf.has_pvh ? X86_BOOT_PVH : X86_BOOT_LINUX64;
 	out->entry = elf.has_pvh ? elf.pvh_entry : elf.entry;
-	out->boot_arg = elf.has_pvh ? X86_PVH_INFO_ADDR : X86_ZERO_PAGE_ADDR;
 	out->kernel_end = kernel_end;
-	out->format = elf.has_pvh ? "ELF (PVH)" : "ELF (64-bit)";
+	if (elf.has_pvh) {
+		/* The PVH entry is 32-bit protected mode whatever the ELF class. */
+		out->mode = X86_BOOT_PVH;
+		out->boot_arg = X86_PVH_INFO_ADDR;
+		out->format = elf.is32 ? "ELF32 (PVH)" : "ELF (PVH)";
+	} else if (elf.multiboot) {
+		/* elf_parse accepts multiboot (version 1) for ELF32 only. */
+		out->mode = X86_BOOT_MULTIBOOT;
+		out->boot_arg = X86_MULTIBOOT_INFO_ADDR;
+		out->format = "ELF32 (multiboot)";
+	} else {
+		out->mode = elf.is32 ? X86_BOOT_LINUX32 : X86_BOOT_LINUX64;
+		out->boot_arg = X86_ZERO_PAGE_ADDR;
+		out->format = elf.is32 ? "ELF32 (32-bit Linux)" : "ELF (64-bit)";
+	}
 	return 0;
 }

@@ -1,5 +1,6 @@
-/* bzimage.c: parser for the Linux bzImage setup header (boot protocol 2.06+,
- * 64-bit entry), over untrusted bytes. */
+/* bzimage.c: parser for the Linux bzImage setup header (boot protocol 2.10+:
+ * the 64-bit entry when XLF_KERNEL_64 announces it, else the 32-bit one),
+ * over untrusted bytes. */
 #include <errno.h>
 
 #include "arch/x86/x86.h"
@@ -34,16 +35,19 @@ int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *out, cons
 	if (hdr_end < BP_VERSION + 2)
 		return reject(why, "bzImage: setup header too short");
 	out->protocol = le16_get(buf + BP_VERSION);
-	if (out->protocol < 0x0206)
-		return reject(why, "boot protocol too old (need 2.06+)");
-	/* The 64-bit entry at load address + 0x200 is announced by
-	 * XLF_KERNEL_64, which exists since protocol 2.12. */
-	if (out->protocol < 0x020c)
-		return reject(why, "bzImage: protocol before 2.12 has no 64-bit entry point");
+	/* init_size (2.10+) tells how much memory the kernel needs where it
+	 * decompresses; without it neither the kernel's footprint nor a safe
+	 * initrd address is known. */
+	if (out->protocol < 0x020a)
+		return reject(why, "boot protocol too old (need 2.10+, Linux 2.6.31 or later: "
+		                   "earlier ones give no init_size)");
 	if (hdr_end < BZ_HDR_NEED_END)
 		return reject(why, "bzImage: setup header too short for its protocol version");
-	if (!(le16_get(buf + BP_XLOADFLAGS) & BP_XLF_KERNEL_64))
-		return reject(why, "bzImage: no 64-bit entry point (XLF_KERNEL_64 clear)");
+	/* The 64-bit entry at load address + 0x200 is announced by
+	 * XLF_KERNEL_64, which exists since protocol 2.12; other kernels (i386
+	 * ones, x86-64 ones before 2.12) take the 32-bit boot protocol. */
+	out->entry64 = out->protocol >= 0x020c &&
+	               (le16_get(buf + BP_XLOADFLAGS) & BP_XLF_KERNEL_64);
 	if (!(buf[BP_LOADFLAGS] & BP_LOADED_HIGH))
 		return reject(why,
 		              "bzImage: kernel not built to load at 1 MiB (LOADED_HIGH clear)");

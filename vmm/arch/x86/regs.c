@@ -69,7 +69,7 @@ static void boot_gdt(enum x86_boot_mode mode, uint64_t gdt[X86_GDT_ENTRIES])
 {
 	memset(gdt, 0, X86_GDT_ENTRIES * sizeof(gdt[0]));
 	gdt[X86_SEL_CODE / 8] =
-	    x86_gdt_entry(mode == X86_BOOT_PVH ? GDT_CODE32 : GDT_CODE64, 0, 0xfffff);
+	    x86_gdt_entry(mode == X86_BOOT_LINUX64 ? GDT_CODE64 : GDT_CODE32, 0, 0xfffff);
 	gdt[X86_SEL_DATA / 8] = x86_gdt_entry(GDT_DATA, 0, 0xfffff);
 	/* A 64-bit TSS descriptor takes two slots; the upper one stays 0. */
 	gdt[X86_SEL_TSS / 8] = x86_gdt_entry(GDT_TSS, 0, TSS_LIMIT);
@@ -130,8 +130,9 @@ static int setup_sregs(int vcpu_fd, const struct x86_boot_info *bi)
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
 	gdt_to_segment(gdt[X86_SEL_TSS / 8], X86_SEL_TSS, &sregs.tr);
 
-	if (bi->mode == X86_BOOT_PVH) {
-		/* Xen PVH ABI: 32-bit protected mode, paging off. */
+	if (bi->mode != X86_BOOT_LINUX64) {
+		/* Xen PVH ABI, boot.rst's 32-bit boot protocol, multiboot:
+		 * 32-bit protected mode, flat segments 0x10/0x18, paging off. */
 		sregs.cr0 = X86_CR0_PE | X86_CR0_ET;
 		sregs.cr3 = 0;
 		sregs.cr4 = 0;
@@ -157,10 +158,15 @@ static int setup_regs(int vcpu_fd, const struct x86_boot_info *bi)
 	regs.rflags = 0x2; /* reserved bit 1; interrupts off */
 	regs.rip = bi->entry;
 	regs.rsp = X86_BOOT_STACK_TOP;
-	if (bi->mode == X86_BOOT_PVH)
+	/* The 32-bit protocol also wants EBP, EDI and EBX zero: they are. */
+	if (bi->mode == X86_BOOT_PVH) {
 		regs.rbx = bi->boot_arg;
-	else
+	} else if (bi->mode == X86_BOOT_MULTIBOOT) {
+		regs.rax = X86_MULTIBOOT_MAGIC; /* multiboot 3.2, machine state */
+		regs.rbx = bi->boot_arg;
+	} else {
 		regs.rsi = bi->boot_arg;
+	}
 	if (ioctl(vcpu_fd, KVM_SET_REGS, &regs) < 0)
 		return -errno;
 	return 0;
@@ -216,7 +222,8 @@ int x86_setup_vcpu_regs(int vcpu_fd, unsigned index, const struct x86_boot_info 
 		ret = setup_lapic(vcpu_fd);
 	if (ret || index > 0)
 		return ret; /* APs wait for INIT/SIPI in their reset state */
-	if (bi->mode != X86_BOOT_PVH && bi->mode != X86_BOOT_LINUX64)
+	if (bi->mode != X86_BOOT_PVH && bi->mode != X86_BOOT_LINUX64 &&
+	    bi->mode != X86_BOOT_LINUX32 && bi->mode != X86_BOOT_MULTIBOOT)
 		return -EINVAL;
 	ret = x86_write_boot_tables(mem, bi);
 	if (!ret)

@@ -30,15 +30,20 @@
 enum x86_boot_mode {
 	X86_BOOT_PVH,     /* 32-bit protected mode, paging off, EBX = hvm_start_info */
 	X86_BOOT_LINUX64, /* long mode, identity map 0-4 GiB, RSI = boot_params */
+	X86_BOOT_LINUX32, /* 32-bit protected mode, paging off, ESI = boot_params */
+	X86_BOOT_MULTIBOOT, /* 32-bit protected mode, paging off, EAX = 0x2BADB002,
+			     * EBX = multiboot information */
 };
 
 struct x86_boot_info {
 	enum x86_boot_mode mode;
 	uint64_t entry;     /* RIP at start */
-	uint64_t boot_arg;  /* EBX (PVH) or RSI (Linux64) */
+	uint64_t boot_arg;  /* EBX (PVH, multiboot), RSI (Linux64) or ESI (Linux32) */
 	uint64_t kernel_end;/* first byte after the kernel's memory (bzImage: its
 			     * init_size footprint, where it decompresses) */
-	const char *format; /* "bzImage", "ELF (PVH)", "ELF (64-bit)": for messages */
+	const char *format; /* "bzImage", "bzImage (32-bit entry)", "ELF (PVH)",
+			     * "ELF32 (PVH)", "ELF (64-bit)", "ELF32 (32-bit Linux)",
+			     * "ELF32 (multiboot)" */
 };
 
 /* Kernel image parsers: pure functions over bytes, fuzzed. Return 0, or
@@ -54,6 +59,8 @@ struct bzimage_info {
 	uint32_t cmdline_size;
 	bool relocatable;
 	uint32_t kernel_alignment;
+	bool entry64;          /* XLF_KERNEL_64 (2.12+): 64-bit entry at +0x200;
+				* else the 32-bit boot protocol at +0 */
 };
 int bzimage_parse(const uint8_t *buf, size_t len, struct bzimage_info *out,
 		  const char **why) __must_check;
@@ -63,6 +70,10 @@ struct elf_segment {
 	uint64_t paddr, offset, filesz, memsz;
 };
 struct elf_info {
+	bool is32;             /* ELFCLASS32 (i386) rather than ELFCLASS64 (x86-64) */
+	unsigned multiboot;    /* multiboot header version found (only looked for
+				* without a PVH note; only 1 is accepted) */
+	uint32_t multiboot_flags; /* its header's flags (version 1) */
 	uint64_t entry;        /* e_entry (physical for vmlinux) */
 	bool has_pvh;          /* XEN_ELFNOTE_PHYS32_ENTRY found */
 	uint64_t pvh_entry;

@@ -195,5 +195,11 @@ int x86_write_initrd_cmdline(struct x86_load *ld) __must_check;
  * line, ramdisk, e820 map. */
 void x86_zero_page_common(const struct x86_load *ld, uint8_t *zp);
 
+/* Multiboot information (boot_multiboot.c) at X86_MULTIBOOT_INFO_ADDR, after
+ * x86_place_initrd. Returns 0 or -EFAULT with the message set. */
+#define X86_MULTIBOOT_INFO_ADDR X86_PVH_INFO_ADDR
+#define X86_MULTIBOOT_MAGIC     0x2BADB002u
+int x86_write_multiboot_info(struct x86_load *ld) __must_check;
+
 int x86_load_bzimage(struct x86_load *ld, struct x86_boot_info *out) __must_check;
 int x86_load_elf(struct x86_load *ld, struct x86_boot_info *out) __must_check;

@@ -22,6 +22,7 @@ static const char *const kind_names[EMUL_KIND_COUNT] = {
 	[EMUL_KIND_CMPXCHG16B] = "cmpxchg16b",
 	[EMUL_KIND_XSAVE] = "xsave",
 	[EMUL_KIND_XRSTOR] = "xrstor",
+	[EMUL_KIND_SSE] = "sse-move",
 };
 
 const char *emul_kind_name(enum emul_kind kind)
@@ -114,11 +115,6 @@ static int ctx_handle(struct emul_ctx *ctx, int mode, csh *out)
 
 /* ---- registers ---- */
 
-struct reg_desc {
-	uint8_t idx, size;
-	bool high8; /* AH, CH, DH, BH */
-};
-
 /* Capstone register -> gpr[] index and width. false for non-GPRs. */
 static bool reg_lookup(x86_reg r, struct reg_desc *d)
 {
@@ -184,6 +180,21 @@ static void reg_write(struct emul_state *st, const struct reg_desc *d, uint64_t 
 		*r = v & 0xffffffffull;
 	else
 		*r = (*r & ~size_mask(d->size)) | (v & size_mask(d->size));
+}
+
+bool emul_reg_lookup(x86_reg r, struct reg_desc *d)
+{
+	return reg_lookup(r, d);
+}
+
+uint64_t emul_reg_read(const struct emul_state *st, const struct reg_desc *d)
+{
+	return reg_read(st, d);
+}
+
+void emul_reg_write(struct emul_state *st, const struct reg_desc *d, uint64_t v)
+{
+	reg_write(st, d, v);
 }
 
 /* ---- exceptions and memory operands ---- */
@@ -579,6 +590,7 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 	rep->vector = -1;
 	st->mxcsr_dirty = false;
 	st->xsave_dirty = false;
+	st->xmm_dirty = false;
 	n = fetch(ctx, st, mode, bytes, rep);
 	if (n < 0)
 		return EMUL_UNHANDLED;
@@ -670,6 +682,19 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 	case X86_INS_XRSTOR64:
 		rep->kind = EMUL_KIND_XRSTOR;
 		break;
+	case X86_INS_MOVD:
+	case X86_INS_MOVQ:
+	case X86_INS_MOVDQA:
+	case X86_INS_MOVDQU:
+	case X86_INS_MOVAPS:
+	case X86_INS_MOVUPS:
+	case X86_INS_MOVAPD:
+	case X86_INS_MOVUPD:
+	case X86_INS_PXOR:
+	case X86_INS_XORPS:
+	case X86_INS_XORPD:
+		rep->kind = EMUL_KIND_SSE;
+		break;
 	default:
 		snprintf(rep->why, sizeof(rep->why), "no emulation for this instruction");
 		goto out;
@@ -706,6 +731,9 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 		break;
 	case EMUL_KIND_XRSTOR:
 		r = emul_do_xrstor(ctx, st, &in, rep);
+		break;
+	case EMUL_KIND_SSE:
+		r = emul_do_sse(ctx, st, &in, rep);
 		break;
 	default:
 		break;

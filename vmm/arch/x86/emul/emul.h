@@ -3,7 +3,10 @@
  * the VMM decodes it with capstone and carries it out here: int3 (inject
  * #BP), fwait (skip), popcnt, clac/stac, ldmxcsr/stmxcsr (and their VEX
  * forms), cmpxchg8b/cmpxchg16b, xsave/xsaveopt/xrstor in the standard
- * (non-compacted) form. Anything else is refused with a report.
+ * (non-compacted) form, and the SSE register moves (movd/movq between
+ * general registers, memory and XMM; movdqa/movdqu/movaps/movups/movapd/
+ * movupd; pxor/xorps/xorpd) in their legacy encodings. Anything else is
+ * refused with a report.
  *
  * The CPU is a plain struct (struct emul_state) so that the library runs
  * without KVM: the unit tests fill it by hand, the KVM adapter
@@ -37,6 +40,7 @@ enum emul_kind {
 	EMUL_KIND_CMPXCHG16B,
 	EMUL_KIND_XSAVE,   /* xsave, xsaveopt (standard form) */
 	EMUL_KIND_XRSTOR,  /* xrstor (standard form) */
+	EMUL_KIND_SSE,     /* SSE register moves and xors ("sse-move") */
 	EMUL_KIND_COUNT
 };
 /* "int3", "popcnt", ... */
@@ -108,6 +112,12 @@ struct emul_state {
 		uint32_t error_code;
 	} exc;
 	bool mxcsr_dirty; /* output: mxcsr changed (the adapter writes the FPU back) */
+	/* XMM0-15 (low 128 bits, little-endian bytes): the adapter fills them
+	 * from the XSAVE image (zeros when its XSTATE_BV says SSE is in its
+	 * initial state) or KVM_GET_FPU. xmm_dirty (output): an SSE move
+	 * changed one, the adapter writes them back. */
+	uint8_t xmm[16][16];
+	bool xmm_dirty;
 };
 
 /* Result of one emulation step. */

@@ -1,6 +1,6 @@
 /* emul_kvm.c: the KVM side of the emulation fallback: vCPU registers into
- * struct emul_state and back (KVM_GET/SET_REGS, SREGS; MXCSR through
- * KVM_GET/SET_XSAVE, or KVM_GET/SET_FPU where XSAVE is not offered), and
+ * struct emul_state and back (KVM_GET/SET_REGS, SREGS; MXCSR and XMM0-15
+ * through KVM_GET/SET_XSAVE, or KVM_GET/SET_FPU where XSAVE is not offered), and
  * exception injection with KVM_SET_VCPU_EVENTS. */
 #include <errno.h>
 #include <stdio.h>
@@ -63,45 +63,61 @@ static void state_from_kvm(struct emul_state *st, const struct kvm_regs *r,
 
 /* MXCSR lives at byte 24 of the legacy region of the XSAVE image. */
 #define XSAVE_MXCSR_OFF 24
+#define XSAVE_XMM_OFF 160
 #define XSAVE_XSTATE_BV_OFF 512
 #define XFEATURE_MASK_SSE 2ull
 
-/* The vCPU's MXCSR. KVM_GET_FPU is not enough: measured on this project's
- * emulating KVM, its mxcsr reads 0 and KVM_SET_FPU leaves MXCSR alone, while
- * KVM_GET/SET_XSAVE carry it. So XSAVE first, the FPU ioctls as a fallback. */
-static int mxcsr_get(int vcpu_fd, struct kvm_xsave *xs, bool *use_xsave, uint32_t *mxcsr)
+/* The vCPU's MXCSR and XMM registers. KVM_GET_FPU is not enough: measured
+ * on this project's emulating KVM, its mxcsr reads 0 and KVM_SET_FPU leaves
+ * MXCSR alone, while KVM_GET/SET_XSAVE carry it. So XSAVE first, the FPU
+ * ioctls as a fallback. */
+static int sse_get(int vcpu_fd, struct kvm_xsave *xs, bool *use_xsave, struct emul_state *st)
 {
 	struct kvm_fpu fpu;
 
 	if (ioctl(vcpu_fd, KVM_GET_XSAVE, xs) == 0) {
-		memcpy(mxcsr, (const uint8_t *)xs->region + XSAVE_MXCSR_OFF, 4);
+		const uint8_t *img = (const uint8_t *)xs->region;
+		uint64_t bv;
+
+		memcpy(&st->mxcsr, img + XSAVE_MXCSR_OFF, 4);
+		memcpy(&bv, img + XSAVE_XSTATE_BV_OFF, 8);
+		/* SSE in its initial state: the registers are zero, whatever
+		 * the image holds there. */
+		if (bv & XFEATURE_MASK_SSE)
+			memcpy(st->xmm, img + XSAVE_XMM_OFF, sizeof(st->xmm));
 		*use_xsave = true;
 		return 0;
 	}
 	*use_xsave = false;
 	if (ioctl(vcpu_fd, KVM_GET_FPU, &fpu) < 0)
 		return -1;
-	*mxcsr = fpu.mxcsr;
+	st->mxcsr = fpu.mxcsr;
+	memcpy(st->xmm, fpu.xmm, sizeof(st->xmm));
 	return 0;
 }
 
-static int mxcsr_set(int vcpu_fd, struct kvm_xsave *xs, bool use_xsave, uint32_t mxcsr)
+static int sse_set(int vcpu_fd, struct kvm_xsave *xs, bool use_xsave,
+		   const struct emul_state *st)
 {
 	struct kvm_fpu fpu;
 
 	if (use_xsave) {
+		uint8_t *img = (uint8_t *)xs->region;
 		uint64_t bv;
 
-		/* XRSTOR semantics: MXCSR is taken when SSE is requested. */
-		memcpy((uint8_t *)xs->region + XSAVE_MXCSR_OFF, &mxcsr, 4);
-		memcpy(&bv, (uint8_t *)xs->region + XSAVE_XSTATE_BV_OFF, 8);
+		/* XRSTOR semantics: MXCSR and the XMM registers are taken when
+		 * SSE is requested; with the SSE bit set, both must be current. */
+		memcpy(img + XSAVE_MXCSR_OFF, &st->mxcsr, 4);
+		memcpy(img + XSAVE_XMM_OFF, st->xmm, sizeof(st->xmm));
+		memcpy(&bv, img + XSAVE_XSTATE_BV_OFF, 8);
 		bv |= XFEATURE_MASK_SSE;
-		memcpy((uint8_t *)xs->region + XSAVE_XSTATE_BV_OFF, &bv, 8);
+		memcpy(img + XSAVE_XSTATE_BV_OFF, &bv, 8);
 		return ioctl(vcpu_fd, KVM_SET_XSAVE, xs);
 	}
 	if (ioctl(vcpu_fd, KVM_GET_FPU, &fpu) < 0)
 		return -1;
-	fpu.mxcsr = mxcsr;
+	fpu.mxcsr = st->mxcsr;
+	memcpy(fpu.xmm, st->xmm, sizeof(fpu.xmm));
 	return ioctl(vcpu_fd, KVM_SET_FPU, &fpu);
 }
 
@@ -150,7 +166,7 @@ int emul_kvm_handle(struct emul_ctx *ctx, int vcpu_fd, struct emul_report *rep)
 	if (ioctl(vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
 		return fail(rep, "KVM_GET_SREGS");
 	state_from_kvm(&st, &regs, &sregs);
-	if (mxcsr_get(vcpu_fd, &xs, &use_xsave, &st.mxcsr) < 0)
+	if (sse_get(vcpu_fd, &xs, &use_xsave, &st) < 0)
 		return fail(rep, "KVM_GET_XSAVE/KVM_GET_FPU");
 	if (use_xsave) {
 		struct kvm_xcrs xcrs;
@@ -175,7 +191,7 @@ int emul_kvm_handle(struct emul_ctx *ctx, int vcpu_fd, struct emul_report *rep)
 		/* xrstor: the whole image, MXCSR in it. */
 		if (ioctl(vcpu_fd, KVM_SET_XSAVE, &xs) < 0)
 			return fail(rep, "KVM_SET_XSAVE");
-	} else if (st.mxcsr_dirty && mxcsr_set(vcpu_fd, &xs, use_xsave, st.mxcsr) < 0) {
+	} else if ((st.mxcsr_dirty || st.xmm_dirty) && sse_set(vcpu_fd, &xs, use_xsave, &st) < 0) {
 		return fail(rep, use_xsave ? "KVM_SET_XSAVE" : "KVM_SET_FPU");
 	}
 	if (r == EMUL_EXCEPTION) {

@@ -15,6 +15,17 @@ struct insn {
 	unsigned len;
 };
 
+/* A general register operand: gpr[] index, width, AH..BH. */
+struct reg_desc {
+	uint8_t idx, size;
+	bool high8; /* AH, CH, DH, BH */
+};
+/* Capstone register -> gpr[] index and width; false for non-GPRs. */
+bool emul_reg_lookup(x86_reg r, struct reg_desc *d);
+uint64_t emul_reg_read(const struct emul_state *st, const struct reg_desc *d);
+/* Architectural write: 32-bit results zero-extend, 8/16-bit ones merge. */
+void emul_reg_write(struct emul_state *st, const struct reg_desc *d, uint64_t v);
+
 /* Raise exception `vector` (with error code ec when has_ec): EMUL_EXCEPTION. */
 enum emul_status emul_raise(struct emul_state *st, uint8_t vector, bool has_ec, uint32_t ec);
 /* Linear address of memory operand op of `size` bytes, with the segment checks. */
@@ -32,3 +43,6 @@ enum emul_status emul_do_xsave(struct emul_ctx *ctx, struct emul_state *st,
 			       const struct insn *in, struct emul_report *rep);
 enum emul_status emul_do_xrstor(struct emul_ctx *ctx, struct emul_state *st,
 				const struct insn *in, struct emul_report *rep);
+/* SSE register moves and xors, legacy (non-VEX) encodings (emul_sse.c). */
+enum emul_status emul_do_sse(struct emul_ctx *ctx, struct emul_state *st,
+			     const struct insn *in, struct emul_report *rep);

@@ -4,9 +4,9 @@
 # or older than the lock file (npm ci), then bundles (build.mjs).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-cd "$here"
-if [ ! -x node_modules/.bin/esbuild ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ ! -x "$here/node_modules/.bin/esbuild" ] ||
+	[ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
 	echo "web: npm ci (packages pinned by web/package-lock.json)" >&2
-	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2
+	(cd "$here" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2)
 fi
-exec node build.mjs "$@"
+exec node "$here/build.mjs" "$@"

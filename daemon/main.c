@@ -506,6 +506,7 @@ static const char *const known_keys[] = {
 	"start_timeout_s", "console_history_kib", "tcp", "boot_id_file", "test_probe", "tls",
 	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir", "storage",
 	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count", "store", "pool",
+	"session_ttl_s", "login_attempts_per_minute", "http_loopback_port",
 };
 
 static int conf_load(struct conf *c, const char *path, bool must_exist)
@@ -587,6 +588,16 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 	n = c->sup.move_timeout_s;
 	if (!ret && !(ret = conf_uint(root, "move_timeout_s", 10, 86400, &n)))
 		c->sup.move_timeout_s = (unsigned)n;
+	/* The web console (docs/web.md). */
+	n = c->api.session_ttl_s;
+	if (!ret && !(ret = conf_uint(root, "session_ttl_s", 1, 30 * 86400, &n)))
+		c->api.session_ttl_s = (unsigned)n;
+	n = c->api.login_per_minute;
+	if (!ret && !(ret = conf_uint(root, "login_attempts_per_minute", 1, 10000, &n)))
+		c->api.login_per_minute = (unsigned)n;
+	n = c->api.http_loopback_port;
+	if (!ret && !(ret = conf_uint(root, "http_loopback_port", 0, 65535, &n)))
+		c->api.http_loopback_port = (unsigned)n;
 	if (!ret && (tls = json_object_get(root, "tls"))) {
 		const char *key;
 		json_t *v;
@@ -1027,6 +1038,14 @@ int main(int argc, char **argv)
 		 * definitions name host files (admin only). */
 		c.api.principals[0] = (struct api_principal){ c.api.socket_group, true, ROLE_OPERATOR };
 		c.api.nr_principals = 1;
+	}
+	{
+		/* The web console's users: in this host's SQLite file, whichever
+		 * store holds the VMs. */
+		char up[PATH_MAX];
+
+		snprintf(up, sizeof(up), "%s/cellad.db", c.sup.state_dir);
+		c.api.users_db = keep(&c, up);
 	}
 	if (api_start(&api, &c.api, sup))
 		goto out;

@@ -45,6 +45,13 @@ struct api_conf {
 	unsigned tcp_per_client;      /* TCP: connections one address may hold */
 	size_t max_body;           /* bytes */
 	const char *ui_dir;        /* the web console's files, served at /ui (NULL: none) */
+	/* The web console's logins (docs/web.md): the users' SQLite file, a
+	 * session's life, failed logins allowed per client address and minute,
+	 * and a plain-HTTP listener on 127.0.0.1 for a local try (0: none). */
+	const char *users_db;
+	unsigned session_ttl_s;
+	unsigned login_per_minute;
+	unsigned http_loopback_port;
 	/* Called once a response whose handler asked cellad to start again
 	 * (pool create, join, leave) is sent. */
 	void (*on_restart)(void);

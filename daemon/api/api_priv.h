@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 
 #include "api.h"
+#include "auth.h"
 #include "cerr.h"
 #include "sup.h"
 
@@ -35,6 +36,8 @@ enum role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bo
  * header without such a certificate (who says why). */
 int api_identify_forwarded(struct MHD_Connection *c, struct sup *s, enum role *role, char *who,
 			   size_t len);
+/* The role a TCP bearer token gives (ROLE_NONE: none). */
+enum role api_token_role(const struct api_conf *conf, const char *token);
 struct api_request {
 	struct MHD_Connection *c;
 	enum role role;  /* the caller's (server.c, from its identity) */
@@ -54,6 +57,16 @@ struct api_request {
 	uint64_t upload_bytes;
 	bool restart;   /* set by the handler: cellad starts again once this is answered */
 	bool forwarded; /* from a pool host on a caller's behalf: never forwarded again */
+	/* The web console (session.c): its users and sessions; whether the
+	 * request came over HTTPS; the client's address; and, when a session
+	 * cookie authenticated it, its id and session. */
+	struct auth *auth;
+	const struct api_conf *conf;
+	bool tls;
+	char client_addr[64];
+	bool by_cookie;
+	char sid[AUTH_SID_LEN + 1];
+	struct auth_session session;
 };
 
 enum MHD_Result api_route(struct api_request *r);
@@ -145,5 +158,21 @@ API_HANDLER(h_replica);
 API_HANDLER(h_replicas);
 /* replica_planned.c */
 API_HANDLER(h_replica_plan);
-/* static.c: the web console's files (arg 0: /ui, its index.html) */
+/* static.c: the web console's files (arg 0: /ui, its index.html; 1: a file;
+ * 2: GET /, a redirect to /ui/) */
 API_HANDLER(h_static);
+/* session.c: the web console's sessions and users (docs/web.md). */
+enum { SESSION_NEW, SESSION_GET, SESSION_END };
+enum { USERS_LIST, USERS_ADD, USERS_DELETE };
+API_HANDLER(h_session);
+API_HANDLER(h_users);
+/* A session cookie on c: 1 (a live session: *sid and *s filled), 0 (no
+ * session cookie, or one that names no live session), -1 (a malformed one). */
+int api_session_identify(struct auth *a, struct MHD_Connection *c, char *sid,
+			 struct auth_session *s);
+/* Whether c's Origin header is this server's own origin (scheme by tls,
+ * host from the Host header): the check for state-changing requests a
+ * cookie authenticates (CSRF), and for WebSocket upgrades. */
+bool api_origin_ok(struct MHD_Connection *c, bool tls);
+/* A state-changing method (POST, PUT, PATCH, DELETE). */
+bool api_method_changes(const char *method);

@@ -154,6 +154,18 @@ int api_identify_forwarded(struct MHD_Connection *c, struct sup *s, enum role *r
 	return 1;
 }
 
+enum role api_token_role(const struct api_conf *conf, const char *token)
+{
+	enum role role = ROLE_NONE;
+
+	if (conf->token && token_eq(conf->token, token))
+		role = ROLE_ADMIN;
+	for (unsigned i = 0; i < conf->nr_tokens; i++)
+		if (token_eq(conf->tokens[i].token, token) && conf->tokens[i].role > role)
+			role = conf->tokens[i].role;
+	return role;
+}
+
 enum role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bool tcp,
 			   bool *peer, char *who, size_t len)
 {
@@ -172,12 +184,7 @@ enum role api_identify(const struct api_conf *conf, struct MHD_Connection *c, bo
 		snprintf(who, len, "a TCP client without a valid token");
 		if (!h || strncmp(h, "Bearer ", 7))
 			return ROLE_NONE;
-		h += 7;
-		if (conf->token && token_eq(conf->token, h))
-			role = ROLE_ADMIN;
-		for (unsigned i = 0; i < conf->nr_tokens; i++)
-			if (token_eq(conf->tokens[i].token, h) && conf->tokens[i].role > role)
-				role = conf->tokens[i].role;
+		role = api_token_role(conf, h + 7);
 		if (role)
 			snprintf(who, len, "a TCP client with a %s token%s%.120s", role_name(role),
 				 *peer ? ", peer " : "", *peer ? dn : "");

@@ -110,8 +110,19 @@ static const struct route routes[] = {
     {"POST", "/v1/pool/hosts/{host}/maintenance", h_pool_maint, MAINT_HOST, no_query, ROLE_ADMIN},
     {"POST", "/v1/pool/balance", h_pool_maint, MAINT_BALANCE, no_query, ROLE_ADMIN},
     {"POST", "/v1/pool/vms/{vm}/load", h_pool_maint, MAINT_LOAD, no_query, ROLE_ADMIN, true},
-    {"GET", "/ui", h_static, 0, no_query, ROLE_VIEWER},
-    {"GET", "/ui/{file}", h_static, 1, no_query, ROLE_VIEWER},
+    /* The web console: its files are public (the login page among them;
+     * what it shows comes from the API); a session cookie is the browser's
+     * credential (session.c), users with passwords are admins' to manage. */
+    {"GET", "/", h_static, 2, no_query, ROLE_NONE},
+    {"GET", "/ui", h_static, 0, no_query, ROLE_NONE},
+    {"GET", "/ui/", h_static, 0, no_query, ROLE_NONE},
+    {"GET", "/ui/{file}", h_static, 1, no_query, ROLE_NONE},
+    {"POST", "/v1/session", h_session, SESSION_NEW, no_query, ROLE_NONE},
+    {"GET", "/v1/session", h_session, SESSION_GET, no_query, ROLE_NONE},
+    {"DELETE", "/v1/session", h_session, SESSION_END, no_query, ROLE_NONE},
+    {"GET", "/v1/users", h_users, USERS_LIST, no_query, ROLE_ADMIN},
+    {"POST", "/v1/users", h_users, USERS_ADD, no_query, ROLE_ADMIN},
+    {"DELETE", "/v1/users/{user}", h_users, USERS_DELETE, no_query, ROLE_ADMIN},
 };
 
 /* Match url against a route path; the {name} segment goes to name, any
@@ -141,7 +152,8 @@ static const char *sub_field(const char *path)
 {
 	return strstr(path, "{disk}") ? "disk" : strstr(path, "{host}") ? "host"
 	       : strstr(path, "{vm}") ? "vm"
-	       : strstr(path, "{file}") ? "file" : "checkpoint";
+	       : strstr(path, "{file}") ? "file" : strstr(path, "{user}") ? "user"
+	       : "checkpoint";
 }
 
 struct query_check {

@@ -36,13 +36,15 @@
 struct listener {
 	struct api *api;
 	bool need_token;
+	bool tls;           /* HTTPS (the TCP listener); the loopback one is plain HTTP */
 	struct MHD_Daemon *d;
 };
 
 struct api {
 	struct api_conf conf;
 	struct sup *sup;
-	struct listener unix_l, tcp_l;
+	struct listener unix_l, tcp_l, http_l;
+	struct auth *auth; /* the web console's users and sessions */
 	/* Streams, parked or not (stream_ctx), and the ticker that resumes them;
 	 * requests whose handler runs on its own thread, counted. */
 	pthread_mutex_t st_lock;
@@ -67,6 +69,9 @@ struct req {
 	struct api_request ar;  /* the handler's request (lives with the connection) */
 	bool peer;          /* TCP: a certificate of the peers' CA */
 	bool forwarded;     /* TCP: from a pool host, with the caller's role */
+	bool by_cookie;     /* TCP: a session cookie gave the role (sid, session) */
+	char sid[AUTH_SID_LEN + 1];
+	struct auth_session session;
 	char who[96];
 	/* streamed uploads */
 	bool upload, up_opened, up_failed;
@@ -338,6 +343,19 @@ static void local_address(struct MHD_Connection *c, char *out, size_t len)
 		inet_ntop(AF_INET, &sin.sin_addr, out, (socklen_t)len);
 }
 
+/* The client's address ("" on the Unix socket): failed logins count
+ * against it. */
+static void client_address(struct MHD_Connection *c, char *out, size_t len)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
+								    MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	out[0] = 0;
+	if (sa && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+}
+
 /* One chunk of a streamed upload: into its file, never into memory. The
  * file is opened with the first chunk (after the token check). */
 static void upload_chunk(struct listener *l, struct MHD_Connection *c, struct req *rq,
@@ -540,6 +558,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				rq->forwarded = true;
 			}
 		}
+		/* The web console: a session cookie where no bearer token was
+		 * sent; what it authenticates must not be forged cross-site. */
+		if (l->need_token && rq->role == ROLE_NONE && !rq->forwarded &&
+		    !MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization")) {
+			int ck = api_session_identify(l->api->auth, c, rq->sid, &rq->session);
+
+			if (ck < 0) {
+				rq->refused = true;
+				return api_fail(c, 400, "Cookie", "cella_session: expected %d "
+						"base64url characters", AUTH_SID_LEN);
+			}
+			if (ck > 0) {
+				rq->by_cookie = true;
+				rq->role = rq->session.role;
+				snprintf(rq->who, sizeof(rq->who), "session of %.64s",
+					 rq->session.user);
+			}
+		}
+		if (rq->by_cookie && api_method_changes(method) && !api_origin_ok(c, l->tls)) {
+			rq->refused = true;
+			return api_fail(c, 403, "Origin", "%s %.200s with a session cookie needs "
+					"this server's own Origin (cross-site request refused)",
+					method, url);
+		}
 		if (l->need_token && rq->role == ROLE_NONE && !api_route_public(method, url)) {
 			rq->refused = true;
 			return reply_401(c);
@@ -605,6 +647,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 				       .ui_dirfd = l->api->ui_dirfd, .api = l->api };
 	snprintf(rq->ar.who, sizeof(rq->ar.who), "%s", rq->who);
 	rq->ar.forwarded = rq->forwarded;
+	rq->ar.auth = l->api->auth;
+	rq->ar.conf = &l->api->conf;
+	rq->ar.tls = l->tls;
+	rq->ar.by_cookie = rq->by_cookie;
+	memcpy(rq->ar.sid, rq->sid, sizeof(rq->sid));
+	rq->ar.session = rq->session;
+	client_address(c, rq->ar.client_addr, sizeof(rq->ar.client_addr));
 	rq->up_fd = -1; /* the handler closes it */
 	local_address(c, rq->ar.local_addr, sizeof(rq->ar.local_addr));
 	return dispatch(l->api, rq);
@@ -664,6 +713,14 @@ static struct MHD_Daemon *start_mhd(struct listener *l, int fd, const struct soc
 					MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
 					MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 					MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_END);
+	if (!l->tls) /* the loopback listener: plain HTTP, tokens or cookies */
+		return MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, l,
+					MHD_OPTION_SOCK_ADDR, sin, MHD_OPTION_NOTIFY_COMPLETED,
+					on_completed, l, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+					MHD_OPTION_CONNECTION_LIMIT, 1000u,
+					MHD_OPTION_CONNECTION_TIMEOUT, l->api->conf.tcp_idle_timeout_s,
+					MHD_OPTION_PER_IP_CONNECTION_LIMIT, l->api->conf.tcp_per_client,
+					MHD_OPTION_END);
 	/* TCP: HTTPS with TLS 1.3 only. The CA is trusted for client
 	 * certificates: MHD then asks for one, and identity.c verifies it
 	 * (peer hosts present theirs; other clients have none). */
@@ -732,9 +789,23 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 			return -EINVAL;
 		}
 	}
-	a->unix_l.api = a->tcp_l.api = a;
+	a->unix_l.api = a->tcp_l.api = a->http_l.api = a;
+	{
+		struct auth_conf ac = { .users_db = conf->users_db,
+					.session_ttl_s = conf->session_ttl_s,
+					.login_per_minute = conf->login_per_minute };
+		char err[256];
+		int ret = auth_open(&a->auth, &ac, err, sizeof(err));
+
+		if (ret) {
+			log_err("web console users: %s", err);
+			free(a);
+			return ret;
+		}
+	}
 	fd = api_unix_listen(conf);
 	if (fd < 0) {
+		auth_close(a->auth);
 		free(a);
 		return fd;
 	}
@@ -742,6 +813,7 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 	if (!a->unix_l.d) {
 		log_err("cannot start the HTTP server on %s", conf->socket_path);
 		close(fd);
+		auth_close(a->auth);
 		free(a);
 		return -EIO;
 	}
@@ -758,7 +830,7 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 			api_stop(a);
 			return -EINVAL;
 		}
-		a->tcp_l.need_token = true;
+		a->tcp_l.need_token = a->tcp_l.tls = true;
 		a->cert_pem = read_pem(conf->tls_cert);
 		a->key_pem = read_pem(conf->tls_key);
 		a->ca_pem = read_pem(conf->tls_ca);
@@ -772,6 +844,24 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 		a->tcp_l.d = start_mhd(&a->tcp_l, -1, &sin, conf->tcp_port);
 		if (!a->tcp_l.d) {
 			log_err("cannot listen on %s:%u", conf->tcp_address, conf->tcp_port);
+			api_stop(a);
+			return -EIO;
+		}
+	}
+	if (conf->http_loopback_port) {
+		struct sockaddr_in sin = { .sin_family = AF_INET,
+					   .sin_port = htons((uint16_t)conf->http_loopback_port),
+					   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+		if (!conf->token || strlen(conf->token) < 16) {
+			log_err("http_loopback_port needs the TCP bearer token (tcp.token_file)");
+			api_stop(a);
+			return -EINVAL;
+		}
+		a->http_l.need_token = true;
+		a->http_l.d = start_mhd(&a->http_l, -1, &sin, conf->http_loopback_port);
+		if (!a->http_l.d) {
+			log_err("cannot listen on 127.0.0.1:%u", conf->http_loopback_port);
 			api_stop(a);
 			return -EIO;
 		}
@@ -796,6 +886,8 @@ void api_stop(struct api *a)
 	if (a->ticker_started)
 		pthread_join(a->ticker, NULL);
 	streams_tick(a);
+	if (a->http_l.d)
+		MHD_stop_daemon(a->http_l.d);
 	if (a->tcp_l.d)
 		MHD_stop_daemon(a->tcp_l.d);
 	if (a->unix_l.d)
@@ -808,5 +900,6 @@ void api_stop(struct api *a)
 		explicit_bzero(a->key_pem, strlen(a->key_pem));
 	free(a->key_pem);
 	free(a->ca_pem);
+	auth_close(a->auth);
 	free(a);
 }

@@ -45,8 +45,8 @@ function Login({ onLogin }: { onLogin: (s: Session) => void }) {
         <h1 id="login-h">cella</h1>
         <fieldset class="tabs">
           <legend>Sign in with</legend>
-          <label><input type="radio" name="mode" checked={mode === "token"} onChange={() => setMode("token")} /> API token</label>
-          <label><input type="radio" name="mode" checked={mode === "password"} onChange={() => setMode("password")} /> User and password</label>
+          <label><input type="radio" name="mode" checked={mode === "token"} onChange={() => setMode("token")} /> Token</label>
+          <label><input type="radio" name="mode" checked={mode === "password"} onChange={() => setMode("password")} /> Password</label>
         </fieldset>
         {mode === "token" ? (
           <div class="field"><label for="token">API token</label>

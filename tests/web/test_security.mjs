@@ -42,12 +42,13 @@ test("web security", { skip: why || false, timeout: 120000 }, async (t) => {
     const page = await newPage(browser);
     await login(page, d);
     await page.goto(`${d.url}/ui/#/vms`);
+    await page.evaluate(() => { window.__noReload = 1; });
     // The session lives 3 s (session_ttl_s): a later request gets 401 and the
     // page goes to login by itself (the event stream's reconnect or a click).
     await new Promise((r) => setTimeout(r, 3500)); // past the session's expiry: the condition under test
-    await page.getByRole("link", { name: "Events" }).click();
-    await page.reload();
+    await page.getByRole("link", { name: "Dashboard" }).click();
     await page.getByLabel("API token").waitFor({ timeout: 15000 });
+    assert.equal(await page.evaluate(() => window.__noReload), 1, "the open page went to login by itself");
     assert.match(page.url(), /#\/login$/);
     await page.context().close();
   });

@@ -66,6 +66,8 @@ function Login({ onLogin }: { onLogin: (s: Session) => void }) {
   );
 }
 
+let afterLogin = ""; // the page to show once signed in
+
 const nav: [string, string][] = [
   ["dashboard", "Dashboard"], ["vms", "VMs"], ["create", "New VM"], ["disks", "Disks"], ["events", "Events"],
 ];
@@ -83,12 +85,19 @@ function App() {
   }, []);
   useEffect(() => {
     if (session) { store.session = session; store.start(); }
-    if (session === null && parseRoute()[0] !== "login") location.replace("#/login");
-    if (session && parseRoute()[0] === "login") go("dashboard");
+    if (session && route[0] === "login") go(afterLogin || "dashboard");
   }, [session]);
+  useEffect(() => {
+    // No session (none yet, expired, or logged out): every route shows login,
+    // and the route asked for is where signing in leads.
+    if (session === null && route[0] !== "login") {
+      afterLogin = location.hash.replace(/^#\/?/, "");
+      location.replace("#/login");
+    }
+  }, [session, route.join("/")]);
 
   if (session === undefined) return <p class="loading" role="status">Loading…</p>;
-  if (session === null || route[0] === "login") return <Login onLogin={(s) => { setSession(s); go("dashboard"); }} />;
+  if (session === null || route[0] === "login") return <Login onLogin={(s) => { setSession(s); go(afterLogin || "dashboard"); afterLogin = ""; }} />;
 
   async function logout() {
     try { await api("DELETE", "/v1/session"); } catch { /* gone already */ }

@@ -84,19 +84,33 @@ test("keyboard: sign in, skip to content, reach the VM list and a VM", { skip: w
   const page = await newPage(browser);
   await page.goto(`${d.url}/ui/`);
   await page.getByLabel("API token").waitFor();
-  // Tab to the token field (after the two sign-in choices), type, Enter.
   await page.getByLabel("API token").focus();
   await page.keyboard.type(d.token);
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: "Dashboard" }).waitFor();
+  const active = () => page.evaluate(() => document.activeElement?.textContent);
+  assert.equal(await active(), "Dashboard", "the new page's heading has the focus");
+  // A fresh load: the skip link comes first, then the navigation.
+  await page.reload();
+  await page.getByRole("heading", { name: "Dashboard" }).waitFor();
   await page.keyboard.press("Tab");
-  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Skip to content");
+  assert.equal(await active(), "Skip to content");
   await page.keyboard.press("Tab");
-  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Dashboard");
+  assert.equal(await active(), "Dashboard");
   await page.keyboard.press("Tab");
+  assert.equal(await active(), "VMs");
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: "Virtual machines" }).waitFor();
-  const focused = await page.evaluate(() => document.activeElement?.tagName);
-  assert.equal(focused, "H1", "a new page moves the focus to its heading");
+  assert.equal(await page.evaluate(() => document.activeElement?.tagName), "H1", "a new page moves the focus to its heading");
+  // Into a VM from the list with the keyboard only.
+  await page.getByRole("link", { name: "alpha", exact: true }).focus();
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "alpha", exact: true }).waitFor();
+  // The skip link moves the focus to the content.
+  await page.reload();
+  await page.getByRole("heading", { name: "alpha", exact: true }).waitFor();
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "main", "skip link -> main");
   await page.context().close();
 });

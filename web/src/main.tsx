@@ -5,7 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import "./style.css";
 import { ApiError, Session, api, setUnauthorizedHandler } from "./api";
 import { store } from "./store";
-import { Heading, go, useStore } from "./ui";
+import { Heading, go, nav as navState, useStore } from "./ui";
 import { Dashboard } from "./dashboard";
 import { VmList } from "./vms";
 import { VmPage } from "./vm";
@@ -77,7 +77,7 @@ function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   useStore();
   useEffect(() => {
-    const on = () => setRoute(parseRoute());
+    const on = () => { navState.moved = true; setRoute(parseRoute()); };
     window.addEventListener("hashchange", on);
     setUnauthorizedHandler(() => { store.stop(); store.session = null; setSession(null); });
     api<Session>("GET", "/v1/session").then(setSession, () => setSession(null));

@@ -19,9 +19,14 @@ export function useInterval(fn: () => void, ms: number, deps: unknown[] = []) {
   }, deps);
 }
 
+/** Set once the user moved to another route: from then on a page's heading
+ * takes the focus when it appears (a screen reader announces the new page);
+ * the first page loaded leaves the focus where the browser puts it. */
+export const nav = { moved: false };
+
 export function Heading({ children }: { children: ComponentChildren }) {
   const ref = useRef<HTMLHeadingElement>(null);
-  useEffect(() => { ref.current?.focus({ preventScroll: true }); }, []);
+  useEffect(() => { if (nav.moved) ref.current?.focus({ preventScroll: true }); }, []);
   return <h1 tabIndex={-1} ref={ref}>{children}</h1>;
 }
 

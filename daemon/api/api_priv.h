@@ -93,6 +93,15 @@ enum MHD_Result api_reply_text(struct MHD_Connection *c, unsigned status, char *
 			       const char *type);
 enum MHD_Result api_reply_stream(struct api_request *req, struct sup_stream *r, bool events,
 				 const char *type);
+/* Answer a WebSocket handshake with 101 (Sec-WebSocket-Accept: accept) and
+ * hand the upgraded socket to the WebSocket loop with p (consumed either
+ * way: freed if the upgrade never happens). */
+struct ws_pending;
+struct ws_loop;
+enum MHD_Result api_reply_upgrade(struct api_request *r, const char *accept,
+				  struct ws_pending *p);
+/* The API's WebSocket loop (ws.h), or NULL. */
+struct ws_loop *ws_api_loop(struct api *a);
 
 /* request.c: what handlers share. */
 /* The body as a JSON object: 0 (*out NULL for an empty optional body), or
@@ -158,6 +167,14 @@ API_HANDLER(h_replica);
 API_HANDLER(h_replicas);
 /* replica_planned.c */
 API_HANDLER(h_replica_plan);
+/* ws_console.c: a VM's console, and the events, over a WebSocket
+ * (docs/web.md). */
+API_HANDLER(h_console_ws);
+API_HANDLER(h_events_ws);
+/* MERGE HOOK for session cookies: whether a WebSocket handshake may go on
+ * as far as its Origin goes (ws_console.c says what it must check once a
+ * request can be authenticated by a cookie). */
+bool api_ws_origin_allowed(struct api_request *r);
 /* static.c: the web console's files (arg 0: /ui, its index.html; 1: a file;
  * 2: GET /, a redirect to /ui/) */
 API_HANDLER(h_static);

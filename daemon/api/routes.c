@@ -27,7 +27,9 @@ struct route {
 
 static const char *const no_query[] = {NULL};
 static const char *const console_query[] = {"history", "follow", NULL};
+static const char *const console_ws_query[] = {"history", NULL};
 static const char *const events_query[] = {"since", "vm", "follow", NULL};
+static const char *const events_ws_query[] = {"since", "vm", NULL};
 /* A change set's upload: resumable (id, total, offset) and what the point is
  * (cut_at, consistency). */
 static const char *const set_query[] = {"id", "total", "offset", "cut_at", "consistency", NULL};
@@ -62,8 +64,13 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/console", h_console, 0, console_query, ROLE_VIEWER, false, true},
     {"POST", "/v1/vms/{name}/console", h_console_input, 0, no_query, ROLE_OPERATOR, false,
      true},
+    /* The console over a WebSocket: viewers read, operators also type (the
+     * input is refused per message, ws_loop.c). Not forwarded: a VM another
+     * pool host runs is a 409 naming it (ws_console.c). */
+    {"GET", "/v1/vms/{name}/console/ws", h_console_ws, 0, console_ws_query, ROLE_VIEWER},
     {"GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query, ROLE_VIEWER, false, true},
     {"GET", "/v1/events", h_events, 0, events_query, ROLE_VIEWER},
+    {"GET", "/v1/events/ws", h_events_ws, 0, events_ws_query, ROLE_VIEWER},
     {"GET", "/metrics", h_prometheus, 0, no_query, ROLE_VIEWER},
     {"GET", "/v1/hosts", h_hosts, HOSTS_LIST, no_query, ROLE_VIEWER},
     {"POST", "/v1/hosts", h_hosts, HOSTS_ADD, no_query, ROLE_ADMIN},

@@ -32,6 +32,7 @@
 #include "api_priv.h"
 #include "log.h"
 #include "unixsock.h"
+#include "ws.h"
 
 struct listener {
 	struct api *api;
@@ -56,6 +57,7 @@ struct api {
 	unsigned handlers; /* (st_lock) handler threads running */
 	char *cert_pem, *key_pem, *ca_pem; /* TCP's TLS material, read at start */
 	int ui_dirfd;                      /* conf.ui_dir (O_PATH), or -1 */
+	struct ws_loop *ws;                /* every WebSocket's one thread (ws.h) */
 };
 
 struct req {
@@ -72,6 +74,7 @@ struct req {
 	bool by_cookie;     /* TCP: a session cookie gave the role (sid, session) */
 	char sid[AUTH_SID_LEN + 1];
 	struct auth_session session;
+	struct ws_pending *ws; /* a WebSocket handshake answered, not yet upgraded */
 	char who[96];
 	/* streamed uploads */
 	bool upload, up_opened, up_failed;
@@ -306,6 +309,43 @@ enum MHD_Result api_reply_stream(struct api_request *req, struct sup_stream *r, 
 	MHD_add_response_header(resp, "Content-Type", type);
 	MHD_add_response_header(resp, "Cache-Control", "no-cache");
 	return queue(c, 200, resp);
+}
+
+/* WebSockets: MHD sends the 101, then hands over the socket here (on its
+ * event loop); the WebSocket loop takes it from there. */
+static void upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra,
+		     size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+	struct api *a = cls;
+	struct req *rq = con_cls;
+	struct ws_pending *p = rq->ws;
+
+	(void)c;
+	rq->ws = NULL;
+	/* After ws_loop_stop (cellad stopping), the loop closes it at once. */
+	ws_loop_adopt(a->ws, p, sock, urh, extra, extra_len);
+}
+
+enum MHD_Result api_reply_upgrade(struct api_request *r, const char *accept,
+				  struct ws_pending *p)
+{
+	struct req *rq = container_of(r, struct req, ar);
+	struct MHD_Response *resp = MHD_create_response_for_upgrade(upgraded, r->api);
+
+	if (!resp) {
+		ws_pending_free(p);
+		return MHD_NO;
+	}
+	rq->ws = p; /* on_completed frees it if the upgrade never happens */
+	MHD_add_response_header(resp, "Connection", "Upgrade");
+	MHD_add_response_header(resp, "Upgrade", "websocket");
+	MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
+	return queue(r->c, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+}
+
+struct ws_loop *ws_api_loop(struct api *a)
+{
+	return a->ws;
 }
 
 /* Requests ----------------------------------------------------------- */
@@ -672,6 +712,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	if (rq) {
 		if (rq->up_fd >= 0) /* an upload cut short: nobody finished it */
 			close(rq->up_fd);
+		ws_pending_free(rq->ws); /* a 101 that was never sent */
 		free(rq->body);
 		free(rq);
 	}
@@ -705,7 +746,7 @@ static struct MHD_Daemon *start_mhd(struct listener *l, int fd, const struct soc
 	/* One event loop per listener; handlers get a thread each while they
 	 * run (dispatch), streams none. */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+			 MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
 
 	if (fd >= 0)
 		return MHD_start_daemon(flags, 0, NULL, NULL, on_request, l,
@@ -781,10 +822,14 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 	pthread_cond_init(&a->st_cond, NULL);
 	if (pthread_create(&a->ticker, NULL, ticker_main, a) == 0)
 		a->ticker_started = true;
+	if (ws_loop_start(&a->ws, s))
+		log_warn("api: no WebSocket loop: console WebSockets are refused (503)");
 	if (conf->ui_dir) {
 		a->ui_dirfd = open(conf->ui_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (a->ui_dirfd < 0) {
 			log_err("ui_dir %s: %s", conf->ui_dir, strerror(errno));
+			ws_loop_stop(a->ws);
+			ws_loop_free(a->ws);
 			free(a);
 			return -EINVAL;
 		}
@@ -806,6 +851,8 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 	fd = api_unix_listen(conf);
 	if (fd < 0) {
 		auth_close(a->auth);
+		ws_loop_stop(a->ws);
+		ws_loop_free(a->ws);
 		free(a);
 		return fd;
 	}
@@ -814,6 +861,8 @@ int api_start(struct api **out, const struct api_conf *conf, struct sup *s)
 		log_err("cannot start the HTTP server on %s", conf->socket_path);
 		close(fd);
 		auth_close(a->auth);
+		ws_loop_stop(a->ws);
+		ws_loop_free(a->ws);
 		free(a);
 		return -EIO;
 	}
@@ -886,12 +935,16 @@ void api_stop(struct api *a)
 	if (a->ticker_started)
 		pthread_join(a->ticker, NULL);
 	streams_tick(a);
+	/* WebSockets are closed (1001) before MHD stops: it must not find
+	 * upgraded connections still open. */
+	ws_loop_stop(a->ws);
 	if (a->http_l.d)
 		MHD_stop_daemon(a->http_l.d);
 	if (a->tcp_l.d)
 		MHD_stop_daemon(a->tcp_l.d);
 	if (a->unix_l.d)
 		MHD_stop_daemon(a->unix_l.d);
+	ws_loop_free(a->ws);
 	unlink(a->conf.socket_path);
 	if (a->ui_dirfd >= 0)
 		close(a->ui_dirfd);

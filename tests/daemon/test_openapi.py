@@ -68,6 +68,12 @@ def test(args):
         call("GET", "/v1/vms/{name}/console?follow=false", "oa")
         call("GET", "/v1/vms/{name}/console?follow=nope", "oa")
         call("GET", "/v1/vms/{name}/console", "nope")
+        # The console's WebSocket (test_web_console_ws.py speaks it): refusals.
+        wsh = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+        call("GET", "/v1/vms/{name}/console/ws", "oa")
+        call("GET", "/v1/vms/{name}/console/ws", "nope", headers=wsh)
+        call("GET", "/v1/events/ws?since=x")
         call("GET", "/v1/vms/{name}/metrics", "oa")
         call("GET", "/v1/vms/{name}/metrics", "nope")
         call("GET", "/metrics")

@@ -13,6 +13,8 @@ host-a (h00):
   answer is on the console, read through host-a and on host-b.
 - Over TCP with a viewer token: host-a streams the console, and refuses
   the viewer's input itself (403, nothing forwarded).
+- The console's WebSocket (GET .../console/ws) on host-a: a 409 naming
+  host-b, where it is served.
 - A client that leaves ends the transfer to the owner: host-a's thread
   count is back where it was.
 - host-b's cellad killed mid-stream: host-a's stream ends (cut off, as the
@@ -238,6 +240,13 @@ def run(pool):
           "the viewer's input was never forwarded")
     r = a.get("/v1/vms/tk/console?history=x")
     check(r.status == 400, f"a bad history: 400 at host-a ({r.status})")
+    # The console's WebSocket is served by the owner only (docs/web.md): a
+    # clear 409 naming it, not a forward.
+    r = a.get("/v1/vms/tk/console/ws", headers={
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    check(r.status == 409 and b.name in r.body and "/v1/vms/tk/console/ws" in r.body,
+          f"the console WebSocket of host-b's VM on host-a: 409 naming host-b ({r.status})")
 
     # `cella vm console ec` on host-a both ways: its input echoed, and
     # "quit" ends the guest on host-b, which ends the command.

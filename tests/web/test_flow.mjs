@@ -94,6 +94,8 @@ test("web flow: login, create with a field error, start, console, checkpoint, st
     await until(async () => (await termText()).includes("echo: hello from the browser"), "the echo of the typed line");
     const status = await page.locator("#console-status").getAttribute("data-status");
     assert.equal(status, "connected");
+    assert.equal(await page.locator("#console-status").getAttribute("data-transport"), "WebSocket",
+      "the console runs over the WebSocket");
     await shot(page, "console");
   });
 

@@ -4,6 +4,7 @@
 // Origin is refused (CSRF); the console's pages load under the strict CSP
 // with nothing from another host.
 import assert from "node:assert/strict";
+import { request } from "node:http";
 import { after, before, test } from "node:test";
 import { apiCall, launchBrowser, login, newPage, skipReason, startDaemon } from "./lib.mjs";
 
@@ -67,6 +68,25 @@ test("web security", { skip: why || false, timeout: 120000 }, async (t) => {
     assert.equal(r.status, 201, "the same request from the console's own origin");
     r = await fetch(`${d.url}/v1/vms`, { headers: { Cookie: cookie, Origin: "http://evil.example" } });
     assert.equal(r.status, 200, "a GET (no state change) is not refused");
+  });
+
+  await t.test("a WebSocket handshake with the cookie but another Origin is refused", async () => {
+    const cookie = await sessionCookie();
+    assert.equal((await apiCall(d, "POST", "/v1/vms", { name: "ws1", kernel: d.guests.echo, memory_mib: 32 })).status, 201);
+    assert.equal((await apiCall(d, "POST", "/v1/vms/ws1/start")).status, 200);
+    const handshake = (origin) => new Promise((resolve, reject) => {
+      const u = new URL(`${d.url}/v1/vms/ws1/console/ws`);
+      const q = request({ host: u.hostname, port: u.port, path: u.pathname, headers: {
+        Connection: "Upgrade", Upgrade: "websocket", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", Cookie: cookie, Origin: origin } });
+      q.on("upgrade", (res, sock) => { sock.destroy(); resolve(res.statusCode); });
+      q.on("response", (res) => { res.resume(); resolve(res.statusCode); });
+      q.on("error", reject);
+      q.end();
+    });
+    assert.equal(await handshake("http://evil.example"), 403, "another site's page");
+    assert.equal(await handshake(d.url), 101, "the console's own page");
+    assert.equal((await apiCall(d, "POST", "/v1/vms/ws1/kill")).status, 200);
   });
 
   await t.test("a page on another origin cannot act with the console's session", async () => {

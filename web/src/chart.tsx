@@ -13,7 +13,8 @@ export function Chart({ title, series, data, unit }: { title: string; series: Se
     const el = box.current!;
     const opts: uPlot.Options = {
       width: Math.max(200, el.clientWidth || 300), height: 160,
-      legend: { show: true },
+      legend: { show: true, live: false },
+      scales: { x: { time: true, range: (_u, _min, max) => [(max || Date.now() / 1000) - 120, max || Date.now() / 1000] } },
       cursor: { drag: { x: false, y: false } },
       axes: [{ stroke: "currentColor", grid: { stroke: "rgba(128,128,128,.2)" } },
         { stroke: "currentColor", grid: { stroke: "rgba(128,128,128,.2)" }, size: 60,

@@ -138,7 +138,7 @@ export function ConsolePage({ name }: { name: string }) {
         {vm && <StateBadge state={vm.state} />}
         <a href={`#/vms/${encodeURIComponent(name)}`}>VM page</a>
       </div>
-      <p class="muted" role="status" id="console-status" data-status={status}>
+      <p class="muted" role="status" id="console-status" data-status={status} data-transport={transport}>
         {status}{transport && status === "connected" ? ` (${transport})` : ""}.
         Copy: select text; paste: Ctrl+Shift+V.
       </p>

@@ -12,7 +12,8 @@ export function Dashboard() {
   const [host, setHost] = useState<Host | null>(null);
   const [err, setErr] = useState("");
   const rings = useRef({ cpu: new Ring(60, 1), mem: new Ring(60, 1), disk: new Ring(60, 2), net: new Ring(60, 2) });
-  const prev = useRef<{ t: number; cpu: number; rd: number; wr: number; rx: number; tx: number } | null>(null);
+  // Counters of each sampled VM at the last tick: a rate counts only VMs seen twice.
+  const prev = useRef<{ t: number; by: Map<string, number[]> } | null>(null);
   const [data, setData] = useState(() => ({ cpu: rings.current.cpu.data, mem: rings.current.mem.data,
     disk: rings.current.disk.data, net: rings.current.net.data }));
 
@@ -20,26 +21,31 @@ export function Dashboard() {
     try { setHost(await get<Host>("/v1/host")); setErr(""); } catch (e) { setErr(String(e)); return; }
     const running = [...s.vms.values()].filter((v) => v.state === "running" || v.state === "paused").slice(0, MAX_SAMPLED);
     const ms = await Promise.all(running.map((v) => get<Metrics>(`${vmPath(v.name)}/metrics`).catch(() => null)));
-    let cpu = 0, mem = 0, rd = 0, wr = 0, rx = 0, tx = 0;
+    const t = Date.now() / 1000;
+    const by = new Map<string, number[]>();
+    let mem = 0;
     for (const m of ms) {
       if (!m) continue;
-      cpu += (m.process_cpu_time_ns || 0) / 1e9;
-      mem += (m.memory?.VmRSS_kib || 0) * 1024;
-      rd += m.disk_io?.read_bytes || 0; wr += m.disk_io?.write_bytes || 0;
+      let rx = 0, tx = 0;
       for (const n of m.nics || []) { rx += Number(n.rx_bytes || 0); tx += Number(n.tx_bytes || 0); }
+      by.set(m.name, [(m.process_cpu_time_ns || 0) / 1e9, m.disk_io?.read_bytes || 0, m.disk_io?.write_bytes || 0, rx, tx]);
+      mem += (m.memory?.VmRSS_kib || 0) * 1024;
     }
-    const t = Date.now() / 1000;
     const p = prev.current;
-    prev.current = { t, cpu, rd, wr, rx, tx };
-    if (!p) return;
-    const dt = Math.max(0.001, t - p.t);
+    prev.current = { t, by };
     const r = rings.current;
-    const pos = (x: number) => Math.max(0, x);
+    if (!p) { setData({ ...data, mem: r.mem.push(t, [mem / 1048576]) }); return; }
+    const dt = Math.max(0.001, t - p.t);
+    const d = [0, 0, 0, 0, 0];
+    for (const [name, now] of by) {
+      const was = p.by.get(name);
+      if (was) for (let i = 0; i < 5; i++) d[i] += Math.max(0, now[i] - was[i]);
+    }
     setData({
-      cpu: r.cpu.push(t, [pos((cpu - p.cpu) / dt * 100)]),
+      cpu: r.cpu.push(t, [d[0] / dt * 100]),
       mem: r.mem.push(t, [mem / 1048576]),
-      disk: r.disk.push(t, [pos((rd - p.rd) / dt / 1024), pos((wr - p.wr) / dt / 1024)]),
-      net: r.net.push(t, [pos((rx - p.rx) / dt / 1024), pos((tx - p.tx) / dt / 1024)]),
+      disk: r.disk.push(t, [d[1] / dt / 1024, d[2] / dt / 1024]),
+      net: r.net.push(t, [d[3] / dt / 1024, d[4] / dt / 1024]),
     });
   }, 2000, [s.loaded]);
 

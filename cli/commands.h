@@ -70,6 +70,11 @@ int cmd_host_add(struct client *c, int argc, char **argv);
 int cmd_host_list(struct client *c, int argc, char **argv);
 int cmd_host_remove(struct client *c, int argc, char **argv);
 
+/* user.c: the web console's users */
+int cmd_user_add(struct client *c, int argc, char **argv);
+int cmd_user_list(struct client *c, int argc, char **argv);
+int cmd_user_delete(struct client *c, int argc, char **argv);
+
 /* pool.c */
 int cmd_pool_status(struct client *c, int argc, char **argv);
 int cmd_pool_create(struct client *c, int argc, char **argv);

@@ -153,6 +153,14 @@ static const struct cmd cmds[] = {
     {"host", "list", "ls", "", "the peer hosts VMs can move to", cmd_host_list, NULL},
     {"host", "remove", "rm delete", "NAME", "forget a peer host", cmd_host_remove, NULL},
     {"host", "metrics", "", "", "Prometheus text for every VM", cmd_prometheus, NULL},
+    {"user", "add", "", "NAME --role viewer|operator|admin",
+     "add a web console user (or give one a new password or role, ending their sessions); "
+     "the password is read from stdin (a prompt without echo on a terminal) and stored as "
+     "an Argon2id hash (admin)", cmd_user_add, NULL},
+    {"user", "list", "ls", "", "the web console's users and their roles (admin)",
+     cmd_user_list, NULL},
+    {"user", "delete", "rm remove", "NAME", "delete a web console user; their sessions end "
+     "(admin)", cmd_user_delete, NULL},
     {"host", "maintenance", "", "HOST on|off",
      "maintenance mode for a host of the pool: on moves every VM off it (live, a few at a "
      "time; stopped ones on pool storage handed over) and keeps new ones off; prints the "
@@ -403,7 +411,7 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[i], "disk")) /* image tools: local, no cellad */
 		return disk_cli_main(argc - i, argv + i);
 	if (!strcmp(argv[i], "vm") || !strcmp(argv[i], "host") || !strcmp(argv[i], "checkpoint") ||
-	    !strcmp(argv[i], "pool") || !strcmp(argv[i], "replica")) {
+	    !strcmp(argv[i], "pool") || !strcmp(argv[i], "replica") || !strcmp(argv[i], "user")) {
 		group = argv[i++];
 		if (i >= argc) {
 			fprintf(stderr, "cella: '%s' needs a subcommand (see cella --help)\n",

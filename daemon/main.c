@@ -1040,11 +1040,12 @@ int main(int argc, char **argv)
 		c.api.nr_principals = 1;
 	}
 	{
-		/* The web console's users: in this host's SQLite file, whichever
-		 * store holds the VMs. */
+		/* The web console's users are this host's: in its SQLite store's
+		 * file, or a file of their own when the VMs are in etcd. */
 		char up[PATH_MAX];
 
-		snprintf(up, sizeof(up), "%s/cellad.db", c.sup.state_dir);
+		snprintf(up, sizeof(up), "%s/%s", c.sup.state_dir,
+			 c.etcd_set ? "users.db" : "cellad.db");
 		c.api.users_db = keep(&c, up);
 	}
 	if (api_start(&api, &c.api, sup))

@@ -62,6 +62,18 @@ static enum MHD_Result reply_cookie(struct MHD_Connection *c, unsigned status, j
 	enum MHD_Result ret;
 
 	json_decref(body);
+	if (s) { /* one line, like every JSON answer */
+		size_t n = strlen(s);
+		char *t = realloc(s, n + 2);
+
+		if (!t) {
+			free(s);
+			return MHD_NO;
+		}
+		s = t;
+		s[n] = '\n';
+		s[n + 1] = 0;
+	}
 	r = s ? MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE)
 	      : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	if (!r) {

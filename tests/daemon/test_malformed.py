@@ -34,7 +34,7 @@ def cases(kernel, missing):
     # (method, path, body (dict -> JSON, bytes -> raw), headers, status, field or None)
     return [
         # Routes and methods.
-        ("GET", "/", None, {}, 404, "path"),
+        ("GET", "/v2", None, {}, 404, "path"),  # (GET / redirects to the web console)
         ("GET", "/v2/vms", None, {}, 404, "path"),
         ("GET", "/v1/vms/", None, {}, 404, "path"),
         ("GET", "/v1/vms/base/frobnicate", None, {}, 404, "path"),

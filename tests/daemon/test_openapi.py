@@ -38,7 +38,7 @@ def test(args):
     with Daemon(args) as d:
         def call(method, template, name=None, sub=None, **kw):
             path = template.replace("{name}", name or "x")
-            path = re.sub(r"\{(disk|checkpoint|host|file|vm)\}", sub or "x", path)
+            path = re.sub(r"\{(disk|checkpoint|host|file|vm|user)\}", sub or "x", path)
             r = d.request(method, path, **kw)
             seen.setdefault((method, template), []).append(r)
             return r
@@ -80,6 +80,21 @@ def test(args):
         call("GET", "/ui")
         call("GET", "/ui/{file}", sub="index.html")
         call("GET", "/ui/{file}", sub="..x")
+        # The web console's logins and users (docs/web.md): no TCP listener
+        # here, so no sessions; users are admins' (root on the socket).
+        call("GET", "/")
+        call("GET", "/ui/")
+        call("POST", "/v1/session", body={"token": "x"})
+        call("GET", "/v1/session")
+        call("DELETE", "/v1/session")
+        call("POST", "/v1/users", body={"name": "oa-user", "role": "viewer",
+                                        "password": "oa password"})
+        call("POST", "/v1/users", body={"name": "oa-user", "role": "root",
+                                        "password": "oa password"})
+        call("POST", "/v1/users", raw=b"{}", headers={"Content-Type": "text/plain"})
+        call("GET", "/v1/users")
+        call("DELETE", "/v1/users/{user}", sub="oa-user")
+        call("DELETE", "/v1/users/{user}", sub="oa-user")
         call("POST", "/v1/vms/{name}/resume", "oa")
         call("POST", "/v1/vms/{name}/pause", "oa")
         call("POST", "/v1/vms/{name}/pause", "oa")

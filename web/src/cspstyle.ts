@@ -1,33 +1,31 @@
 // cspstyle.ts: xterm.js writes its own <style> elements (cell size, theme);
 // the console's Content-Security-Policy (style-src 'self') refuses those.
-// Their text is mirrored into constructable style sheets (adoptedStyleSheets),
-// which the policy does not govern, so the terminal lays out as intended
-// without loosening the policy.
+// Each one found under the terminal is taken out of the document (so later
+// updates raise no CSP refusal) and its text kept in a constructable style
+// sheet (adoptedStyleSheets), which the policy does not govern: the terminal
+// lays out as intended without loosening the policy.
 export function mirrorStyles(root: HTMLElement): () => void {
-  const sheets = new Map<HTMLStyleElement, CSSStyleSheet>();
-  function sync() {
-    for (const el of Array.from(root.querySelectorAll("style"))) {
-      let sh = sheets.get(el);
-      if (!sh) {
-        sh = new CSSStyleSheet();
-        sheets.set(el, sh);
-        document.adoptedStyleSheets = [...document.adoptedStyleSheets, sh];
-      }
-      try { sh.replaceSync(el.textContent || ""); } catch { /* a bad rule: keep the old one */ }
-    }
-    for (const [el, sh] of sheets) {
-      if (!el.isConnected) {
-        sheets.delete(el);
-        document.adoptedStyleSheets = document.adoptedStyleSheets.filter((s) => s !== sh);
-      }
-    }
+  const sheets = new Map<HTMLStyleElement, { sheet: CSSStyleSheet; mo: MutationObserver }>();
+  const adopt = (sh: CSSStyleSheet) => { document.adoptedStyleSheets = [...document.adoptedStyleSheets, sh]; };
+  function take(el: HTMLStyleElement) {
+    if (sheets.has(el)) return;
+    const sheet = new CSSStyleSheet();
+    const apply = () => { try { sheet.replaceSync(el.textContent || ""); } catch { /* a bad rule: keep the old ones */ } };
+    const mo = new MutationObserver(apply);
+    mo.observe(el, { childList: true, characterData: true, subtree: true });
+    apply();
+    adopt(sheet);
+    sheets.set(el, { sheet, mo });
+    el.remove(); // xterm keeps its reference and updates it off the document
   }
-  const mo = new MutationObserver(sync);
-  mo.observe(root, { subtree: true, childList: true, characterData: true });
-  sync();
+  const scan = () => root.querySelectorAll("style").forEach((el) => take(el as HTMLStyleElement));
+  const mo = new MutationObserver(scan);
+  mo.observe(root, { subtree: true, childList: true });
+  scan();
   return () => {
     mo.disconnect();
-    const gone = new Set(sheets.values());
+    const gone = new Set<CSSStyleSheet>();
+    for (const { sheet, mo: m } of sheets.values()) { m.disconnect(); gone.add(sheet); }
     document.adoptedStyleSheets = document.adoptedStyleSheets.filter((s) => !gone.has(s));
   };
 }

@@ -42,19 +42,31 @@ export class Store {
 
   async start() {
     if (this.stopEvents) return;
-    // Recent events first (the backlog), then follow from the newest one.
+    this.stopEvents = () => {}; // started: a second call waits for nothing
+    // The list and the recent events at once, then follow from the newest
+    // event seen (a state change in between arrives again: states are
+    // absolute, so applying it twice does no harm).
     let since = 0;
-    try {
-      const r = await fetch("/v1/events?since=0&follow=false", { credentials: "same-origin" });
-      if (r.ok) {
+    const backlog = (async () => {
+      try {
+        const r = await fetch("/v1/events?since=0&follow=false", { credentials: "same-origin" });
+        if (!r.ok) return;
+        const evs: VmEvent[] = [];
         for (const line of (await r.text()).split("\n")) {
           if (!line.trim()) continue;
-          try { const ev = JSON.parse(line) as VmEvent; this.events.push(ev); since = ev.seq; } catch { /* skip */ }
+          try { const ev = JSON.parse(line) as VmEvent; evs.push(ev); since = ev.seq; } catch { /* skip */ }
         }
-        this.events = this.events.slice(-500);
-      }
-    } catch { /* the stream below retries */ }
-    await this.refresh();
+        this.events = evs.slice(-500);
+      } catch { /* the stream below retries */ }
+    })();
+    await Promise.all([backlog, this.refresh()]);
+    // The list may be older than the backlog's end: its states, in order,
+    // bring it up to there; the stream then brings it past.
+    for (const ev of this.events) {
+      const vm = ev.vm ? this.vms.get(ev.vm) : undefined;
+      if (vm && ev.state) this.vms.set(vm.name, { ...vm, state: ev.state });
+    }
+    this.notify();
     this.stopEvents = followEvents((ev) => this.onEvent(ev), { since });
   }
 

@@ -18,7 +18,7 @@ const ACTIONS: [string, string, string[]][] = [
   ["save", "Save state", ["running", "paused"]],
 ];
 const TABS = [["settings", "Settings"], ["disks", "Disks"], ["nics", "NICs"], ["checkpoints", "Checkpoints"],
-  ["metrics", "Metrics"], ["events", "Events"]];
+  ["metrics", "Metrics"], ["move", "Move"], ["events", "Events"]];
 
 export function VmPage({ name, tab }: { name: string; tab: string }) {
   const s = useStore();
@@ -48,6 +48,9 @@ export function VmPage({ name, tab }: { name: string; tab: string }) {
       <div class="toolbar" role="toolbar" aria-label="VM actions">
         {ACTIONS.map(([verb, label, ok]) => (
           <button type="button" data-action={verb} disabled={!!act.busy || !ok.includes(vm.state)} onClick={() => doAction(verb, label)}>{label}</button>))}
+        {vm.state === "saved" && <button type="button" disabled={!!act.busy} onClick={() => act.run("Discard saved state", async () => {
+          await api("DELETE", `${vmPath(name)}/state`); store.refreshSoon();
+        })}>Discard saved state</button>}
         <button type="button" class="danger" disabled={!!act.busy || running} onClick={del}>Delete</button>
         {act.status}
       </div>
@@ -60,6 +63,7 @@ export function VmPage({ name, tab }: { name: string; tab: string }) {
       {tab === "nics" && <NicsTab vm={vm} />}
       {tab === "checkpoints" && <CheckpointsTab vm={vm} />}
       {tab === "metrics" && <MetricsTab vm={vm} />}
+      {tab === "move" && <MoveTab vm={vm} />}
       {tab === "events" && <EventTable events={s.events.filter((e) => e.vm === name).slice(-50).reverse()} />}
     </section>
   );
@@ -205,5 +209,41 @@ function MetricsTab({ vm }: { vm: Vm }) {
         <Chart title="Disk (KiB/s)" unit="" series={[{ label: "read", color: "#1c9c5a" }, { label: "write", color: "#d9822b" }]} data={data.io} />
       </div>
     </div>
+  );
+}
+
+function MoveTab({ vm }: { vm: Vm }) {
+  const [hosts, setHosts] = useState<{ name: string; url: string }[] | null>(null);
+  const [to, setTo] = useState("");
+  const [quick, setQuick] = useState("false");
+  const [storage, setStorage] = useState("false");
+  const [errors, setErrors] = useState<FieldErrors>({});
+  const act = useAction();
+  useInterval(async () => {
+    try {
+      const r = await get<{ hosts: { name: string; url: string }[] }>("/v1/hosts");
+      setHosts(r.hosts);
+      if (!to && r.hosts.length) setTo(r.hosts[0].name);
+    } catch { setHosts([]); }
+  }, 30000, []);
+  if (hosts === null) return <p role="status">Loading…</p>;
+  if (!hosts.length) return <p class="muted">No peer hosts: add one (cella host add) to move VMs to it.</p>;
+  return (
+    <form aria-label="Move the VM" onSubmit={(e) => {
+      e.preventDefault(); setErrors({});
+      act.run(`Move to ${to}`, async () => {
+        try {
+          await post(`${vmPath(vm.name)}/move`, { to, quick: quick === "true", include_storage: storage === "true" });
+        } catch (er) { setErrors(errorsFrom(er, ["to", "quick", "include_storage"])); throw er; }
+        store.refreshSoon();
+      });
+    }}>
+      <div class="grid">
+        <Field name="to" label="To host" value={to} onInput={setTo} errors={errors} options={hosts.map((h) => h.name)} />
+        <Field name="quick" label="Quick (save, copy, restore) instead of live" type="checkbox" value={quick} onInput={setQuick} errors={errors} />
+        <Field name="include_storage" label="Copy the disks too" type="checkbox" value={storage} onInput={setStorage} errors={errors} />
+      </div>
+      <button type="submit" class="primary" disabled={!!act.busy || !to}>Move</button> {act.status}
+    </form>
   );
 }

@@ -12,8 +12,8 @@ pkgs=(
 	qemu-utils dmsetup                                          # qemu-img interop and storage-loss tests
 	libmicrohttpd-dev libsqlite3-dev libcurl4-openssl-dev      # cellad and cella
 	libgnutls28-dev                                            # cellad: the API's TLS
-	libargon2-dev                                               # cellad: web console password hashes
 	libwslay-dev                                               # cellad: WebSocket framing (web console)
+	libargon2-dev                                               # cellad: web console password hashes
 	etcd-server etcd-client                                     # pool store tests (tests/pool)
 	python3 iproute2 e2fsprogs                                  # integration tests
 	dnsmasq-base                                                # DHCP on the Linux guest's tap

@@ -171,9 +171,8 @@ API_HANDLER(h_replica_plan);
  * (docs/web.md). */
 API_HANDLER(h_console_ws);
 API_HANDLER(h_events_ws);
-/* MERGE HOOK for session cookies: whether a WebSocket handshake may go on
- * as far as its Origin goes (ws_console.c says what it must check once a
- * request can be authenticated by a cookie). */
+/* Whether a WebSocket handshake may go on as far as its Origin goes: one
+ * a session cookie authenticated must come from this server's origin. */
 bool api_ws_origin_allowed(struct api_request *r);
 /* static.c: the web console's files (arg 0: /ui, its index.html; 1: a file;
  * 2: GET /, a redirect to /ui/) */

@@ -15,14 +15,12 @@
 
 bool api_ws_origin_allowed(struct api_request *r)
 {
-	/* MERGE HOOK (session cookies, branch webback): a browser sends its
-	 * cookies with a cross-site WebSocket handshake too (SameSite aside),
-	 * and nothing like CORS stops the page that made it from reading the
-	 * answer. So when r was authenticated by the session cookie, return
-	 * false unless its Origin header equals this server's own origin.
-	 * Bearer-token and Unix-socket callers have no ambient credential:
-	 * they pass whatever their Origin. (Filled in by the merge of webback
-	 * and webws: r->by_cookie is set by server.c.) */
+	/* A browser sends its cookies with a cross-site WebSocket handshake
+	 * too (SameSite aside), and nothing like CORS stops the page that made
+	 * it from reading the answer ("cross-site WebSocket hijacking"): one
+	 * the session cookie authenticated must come from this server's own
+	 * origin. Bearer-token and Unix-socket callers have no ambient
+	 * credential: their Origin is not checked. */
 	return !r->by_cookie || api_origin_ok(r->c, r->tls);
 }
 

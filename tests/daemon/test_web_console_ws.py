@@ -9,6 +9,9 @@ client written here (stdlib: handshake, masking, frames).
 - over HTTPS with bearer tokens: an operator types, a viewer reads but
   its input is refused with an error message (and never reaches the
   guest); no token is a 401;
+- with a session cookie (POST /v1/session): the handshake needs this
+  server's Origin (403 without it, or with another), and the session's
+  role applies;
 - bad handshakes (no key, a bad key, version 8, no Upgrade) are 400s, a
   POST a 405; an oversized message (or a frame claiming 1 TiB) is closed
   with 1009;
@@ -16,7 +19,9 @@ client written here (stdlib: handshake, masking, frames).
   next output;
 - when the VM stops, the socket is closed with 1000 and the VM's state;
 - GET /v1/events/ws: the backlog and new events, one JSON event per text
-  message (a viewer may follow it; input is refused with an error)."""
+  message (a viewer may follow it; input is refused with an error);
+- a client that pings without reading is no longer read (cellad's memory
+  stays put); cellad stopping closes its sockets with 1001."""
 
 import base64
 import json
@@ -43,6 +48,50 @@ def vmrss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return -1
+
+
+def session_cookie(ca, token):
+    """POST /v1/session over HTTPS with a token: the cella_session cookie."""
+    body = json.dumps({"token": token}).encode()
+    s = tls_connect(PORT, ca, timeout=30)
+    s.sendall(b"POST /v1/session HTTP/1.1\r\nHost: x\r\nOrigin: https://x\r\n"
+              b"Content-Type: application/json\r\nConnection: close\r\n" +
+              f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    head = out.partition(b"\r\n\r\n")[0].decode("latin-1")
+    for line in head.split("\r\n"):
+        if line.lower().startswith("set-cookie: cella_session="):
+            return line.split(":", 1)[1].strip().split(";")[0]
+    raise TestFailure(f"no session cookie: {head!r}")
+
+
+def cookie_origin(ca, tokens):
+    """A handshake the session cookie authenticates needs this server's
+    Origin (cross-site WebSocket hijacking), though it is a GET."""
+    cookie = session_cookie(ca, tokens["viewer"])
+    for origin in (None, "https://evil.example", "http://x"):
+        hdr = f"Cookie: {cookie}\r\n" + (f"Origin: {origin}\r\n" if origin else "")
+        w = WS(tls_connect(PORT, ca, timeout=30), "/v1/vms/e/console/ws", None, hdr)
+        check(w.status == 403 and '"field":"Origin"' in w.head + w.s.recv(4096).decode(),
+              f"a cookie-authenticated handshake with Origin {origin}: 403 Origin")
+        w.s.close()
+    w = WS(tls_connect(PORT, ca, timeout=30), "/v1/vms/e/console/ws", None,
+           f"Cookie: {cookie}\r\nOrigin: https://x\r\n")
+    check(w.status == 101, "a cookie-authenticated handshake from this server's origin: 101")
+    w.until(lambda w: b"echo: ready" in w.output, "the history over the cookie's socket")
+    w.send_text("cookie viewer\n")
+    w.until(lambda w: w.texts, "the refusal of the cookie viewer's input")
+    check(w.texts[0]["error"]["field"] == "role", "the session's role applies (viewer)")
+    w.close()
 
 
 def flood(d, ca, tokens):
@@ -278,7 +327,9 @@ def test(args):
 
 
 def tls_ws(ca, path, token):
-    return WS(tls_connect(PORT, ca, timeout=30), path, token)
+    s = tls_connect(PORT, ca, timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as browsers do
+    return WS(s, path, token)
 
 
 def run(d, ca, tokens):
@@ -295,6 +346,15 @@ def run(d, ca, tokens):
     w.send_text("hello over ws\n")
     w.until(lambda w: b"echo: hello over ws\n" in w.output, "the echo of a text message")
     check(True, "a typed line (text message) is echoed by the guest")
+    lat = []
+    for i in range(20):
+        t0 = time.monotonic()
+        w.send_text(f"k{i}\n")
+        w.until(lambda w: f"echo: k{i}\n".encode() in w.output, f"the echo of k{i}")
+        lat.append((time.monotonic() - t0) * 1000)
+    lat.sort()
+    log(f"line-to-echo over the WebSocket (Unix socket, 20 lines): median {lat[10]:.2f} ms, "
+        f"max {lat[-1]:.2f} ms")
     w.send_bin(b"binary line\r")
     w.until(lambda w: b"echo: binary line\n" in w.output, "the echo of a binary message")
     check(True, "a binary message is input too")
@@ -326,6 +386,15 @@ def run(d, ca, tokens):
     op.send_text("typed over tls\n")
     op.until(lambda w: b"echo: typed over tls\n" in w.output, "the operator's echo")
     check(not op.output.startswith(b"echo: ready"), "history=0: no history")
+    lat = []
+    for i in range(20):
+        t0 = time.monotonic()
+        op.send_text(f"t{i}\n")
+        op.until(lambda w: f"echo: t{i}\n".encode() in w.output, f"the echo of t{i}")
+        lat.append((time.monotonic() - t0) * 1000)
+    lat.sort()
+    log(f"line-to-echo over the WebSocket (HTTPS, 20 lines): median {lat[10]:.2f} ms, "
+        f"max {lat[-1]:.2f} ms")
     vw.send_text("viewer typed\n")
     vw.until(lambda w: w.texts, "the viewer's refusal")
     err = vw.texts[0]["error"]
@@ -336,6 +405,7 @@ def run(d, ca, tokens):
     check(b"viewer typed" not in vw.output and vw.closed is None,
           "the viewer's input never reached the guest and its console stays open")
     vw.close()
+    cookie_origin(ca, tokens)
 
     # Oversized messages: 1009.
     big = WS(unix(d), "/v1/vms/e/console/ws?history=0")
@@ -399,6 +469,15 @@ def run(d, ca, tokens):
     check(b"PASS echo" in w2.output and w2.closed[0] == 1000,
           f"a stopped VM's console: its history, then closed {w2.closed} {w2.output[-200:]!r}")
     w2.s.close()
+
+    # cellad stops with a socket open: closed with 1001 before it goes.
+    last = WS(unix(d), "/v1/events/ws")
+    check(last.status == 101, "an event WebSocket open as cellad stops")
+    d.stop()
+    last.until(lambda w: w.closed, "the close as cellad stops")
+    check(last.closed == (1001, "cellad is stopping"), f"cellad stopping: {last.closed}")
+    check("not closed" not in d.log(), "no upgraded connection was left to MHD")
+    last.s.close()
 
 
 if __name__ == "__main__":

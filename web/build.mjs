@@ -8,7 +8,7 @@
 import * as esbuild from "esbuild";
 import { createHash } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join, relative, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync, constants } from "node:zlib";
 
@@ -17,11 +17,15 @@ const out = resolve(process.argv[2] || join(here, "dist"));
 const depfile = process.argv[3];
 const stamp = process.argv[4];
 
+// The console page (xterm.js, most of the bytes) is a chunk of its own,
+// loaded when a console is opened: the dashboard parses only what it needs.
+// esbuild names every file by its content's hash.
 const result = await esbuild.build({
   entryPoints: { app: join(here, "src/main.tsx") },
   bundle: true,
   minify: true,
   format: "esm",
+  splitting: true,
   target: ["es2020"],
   jsx: "automatic",
   jsxImportSource: "preact",
@@ -29,7 +33,9 @@ const result = await esbuild.build({
   legalComments: "none",
   write: false,
   metafile: true,
-  outdir: "out",
+  outdir: join(here, "out"),
+  entryNames: "[name]-[hash]",
+  chunkNames: "[name]-[hash]",
   logLevel: "warning",
 });
 
@@ -47,12 +53,15 @@ function emit(name, data) {
   }
 }
 for (const f of result.outputFiles) {
-  const ext = f.path.endsWith(".css") ? "css" : "js";
-  const hash = createHash("sha256").update(f.contents).digest("hex").slice(0, 12);
-  const name = `app-${hash}.${ext}`;
-  hashed[ext] = name;
+  const name = basename(f.path);
+  if (/^app-.*\.js$/.test(name)) hashed.js = name;
+  else if (/^app-.*\.css$/.test(name)) hashed.css = name;
   emit(name, f.contents);
 }
+if (!hashed.js || !hashed.css) throw new Error("build: no app-HASH.js or app-HASH.css in esbuild's output");
+// The entry's static imports, fetched with it rather than after it.
+const entryMeta = Object.entries(result.metafile.outputs).find(([p]) => basename(p) === hashed.js)[1];
+const preload = entryMeta.imports.filter((i) => i.kind === "import-statement").map((i) => basename(i.path));
 
 const html = `<!doctype html>
 <html lang="en">
@@ -63,7 +72,7 @@ const html = `<!doctype html>
 <title>cella</title>
 <link rel="icon" href="favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="${hashed.css}">
-<script type="module" src="${hashed.js}"></script>
+${preload.map((p) => `<link rel="modulepreload" href="${p}">\n`).join("")}<script type="module" src="${hashed.js}"></script>
 </head>
 <body>
 <noscript>cella's web console needs JavaScript.</noscript>
@@ -79,7 +88,8 @@ for (const name of files) {
   sizes[name] = { bytes: readFileSync(join(out, name)).length };
   try { sizes[name].gzip = readFileSync(join(out, name + ".gz")).length; } catch { /* not compressed */ }
 }
-writeFileSync(join(out, "manifest.json"), JSON.stringify({ js: hashed.js, css: hashed.css, sizes }, null, 1) + "\n");
+const shipped = files.filter((n) => /\.(js|css)$/.test(n));
+writeFileSync(join(out, "manifest.json"), JSON.stringify({ js: hashed.js, css: hashed.css, shipped, sizes }, null, 1) + "\n");
 
 if (depfile) {
   const inputs = Object.keys(result.metafile.inputs).map((p) => resolve(p));
@@ -87,6 +97,6 @@ if (depfile) {
   const esc = (p) => p.replace(/ /g, "\\ ");
   writeFileSync(depfile, `${esc(stamp || join(out, "index.html"))}: ${inputs.map(esc).join(" \\\n  ")}\n`);
 }
-if (stamp) writeFileSync(stamp, `${hashed.js} ${hashed.css}\n`);
+if (stamp) writeFileSync(stamp, `${shipped.join(" ")}\n`);
 const total = Object.values(sizes).reduce((a, s) => a + (s.gzip || s.bytes), 0);
-console.log(`web: ${relative(process.cwd(), out) || out}: ${hashed.js} ${hashed.css}, ${(total / 1024).toFixed(1)} KiB compressed`);
+console.log(`web: ${relative(process.cwd(), out) || out}: ${shipped.join(" ")}, ${(total / 1024).toFixed(1)} KiB compressed`);

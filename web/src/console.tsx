@@ -7,7 +7,6 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
-import "@xterm/xterm/css/xterm.css";
 import { vmPath } from "./api";
 import { mirrorStyles } from "./cspstyle";
 import { Heading, StateBadge, useStore } from "./ui";

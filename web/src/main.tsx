@@ -10,7 +10,10 @@ import { Dashboard } from "./dashboard";
 import { VmList } from "./vms";
 import { VmPage } from "./vm";
 import { CreateVm } from "./create";
-import { ConsolePage } from "./console";
+import { lazy, Suspense } from "preact/compat";
+import "@xterm/xterm/css/xterm.css"; // in the main CSS: a lazy chunk's CSS is not loaded by itself
+
+const ConsolePage = lazy(() => import("./console").then((m) => ({ default: m.ConsolePage })));
 import { DisksPage } from "./disks";
 import { EventsPage } from "./events";
 
@@ -108,7 +111,7 @@ function App() {
   let body;
   switch (page) {
     case "vms": body = rest[0] ? <VmPage name={rest[0]} tab={rest[1] || "settings"} key={rest[0]} /> : <VmList />; break;
-    case "console": body = <ConsolePage name={rest[0]} key={rest[0]} />; break;
+    case "console": body = <Suspense fallback={<p role="status">Loading the console…</p>}><ConsolePage name={rest[0]} key={rest[0]} /></Suspense>; break;
     case "create": body = <CreateVm />; break;
     case "disks": body = <DisksPage />; break;
     case "events": body = <EventsPage />; break;

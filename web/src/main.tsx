@@ -136,4 +136,5 @@ function App() {
   );
 }
 
+if (!location.hash.startsWith("#/login")) store.prefetch();
 render(<App />, document.getElementById("app")!);

@@ -40,26 +40,46 @@ export class Store {
     this.refreshTimer = window.setTimeout(() => { this.refreshTimer = 0; this.refresh(); }, 150);
   }
 
+  private early: Promise<[Response | null, Response | null]> | null = null;
+
+  /** Asks for the list and the recent events at once, before the session
+   * is known (it usually is valid): start() then needs no further round. */
+  prefetch() {
+    const f = (u: string) => fetch(u, { credentials: "same-origin" }).catch(() => null);
+    this.early = Promise.all([f("/v1/vms"), f("/v1/events?since=0&follow=false")]);
+  }
+
   async start() {
     if (this.stopEvents) return;
     this.stopEvents = () => {}; // started: a second call waits for nothing
-    // The list and the recent events at once, then follow from the newest
-    // event seen (a state change in between arrives again: states are
-    // absolute, so applying it twice does no harm).
+    const early = this.early;
+    this.early = null;
+    let [vr, er] = early ? await early : [null, null];
+    if (!vr?.ok || !er?.ok) {
+      [vr, er] = await Promise.all([fetch("/v1/vms", { credentials: "same-origin" }).catch(() => null),
+        fetch("/v1/events?since=0&follow=false", { credentials: "same-origin" }).catch(() => null)]);
+    }
+    // The list and the recent events, then follow from the newest event
+    // seen (a state change in between arrives again: states are absolute,
+    // so applying it twice does no harm).
     let since = 0;
-    const backlog = (async () => {
-      try {
-        const r = await fetch("/v1/events?since=0&follow=false", { credentials: "same-origin" });
-        if (!r.ok) return;
+    try {
+      if (er?.ok) {
         const evs: VmEvent[] = [];
-        for (const line of (await r.text()).split("\n")) {
+        for (const line of (await er.text()).split("\n")) {
           if (!line.trim()) continue;
           try { const ev = JSON.parse(line) as VmEvent; evs.push(ev); since = ev.seq; } catch { /* skip */ }
         }
         this.events = evs.slice(-500);
-      } catch { /* the stream below retries */ }
-    })();
-    await Promise.all([backlog, this.refresh()]);
+      }
+    } catch { /* the stream below retries */ }
+    if (vr?.ok) {
+      const r = (await vr.json()) as { vms: Vm[] };
+      this.vms = new Map(r.vms.map((v) => [v.name, v]));
+      this.loaded = true;
+    } else {
+      await this.refresh();
+    }
     // The list may be older than the backlog's end: its states, in order,
     // bring it up to there; the stream then brings it past.
     for (const ev of this.events) {

@@ -89,6 +89,23 @@ test("web security", { skip: why || false, timeout: 120000 }, async (t) => {
     assert.equal((await apiCall(d, "POST", "/v1/vms/ws1/kill")).status, 200);
   });
 
+  await t.test("a viewer's console is read-only and its actions are refused", async () => {
+    assert.equal((await apiCall(d, "POST", "/v1/vms/ws1/start")).status, 200);
+    const page = await newPage(browser);
+    await login(page, d, d.viewer_token);
+    await page.goto(`${d.url}/ui/#/console/ws1`);
+    await page.locator("#console-status[data-status=connected]").waitFor();
+    assert.match(await page.locator("#console-status").textContent(), /Read-only/);
+    assert.equal(await page.evaluate(() => window.cellaTerm.options.disableStdin), true);
+    await page.goto(`${d.url}/ui/#/vms/ws1`);
+    await page.locator("button[data-action=stop]").click();
+    await page.locator(".notice.bad").waitFor();
+    assert.match(await page.locator(".notice.bad").textContent(), /operator|role|403|Forbidden/i);
+    assert.equal((await apiCall(d, "GET", "/v1/vms/ws1")).json.state, "running", "the viewer did not stop it");
+    assert.equal((await apiCall(d, "POST", "/v1/vms/ws1/kill")).status, 200);
+    await page.context().close();
+  });
+
   await t.test("a page on another origin cannot act with the console's session", async () => {
     // The browser holds a session for d.url; a page served from another
     // origin (localhost vs 127.0.0.1) posts to the API with credentials.

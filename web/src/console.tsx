@@ -13,15 +13,18 @@ import { Heading, StateBadge, useStore } from "./ui";
 
 type Link = { send(b: Uint8Array): void; resize(c: number, r: number): void; close(): void };
 
-function openWs(name: string, onData: (b: Uint8Array) => void, onOpen: () => void, onClose: (why: string, opened: boolean) => void): Link {
+function openWs(name: string, onData: (b: Uint8Array) => void, onOpen: () => void, onClose: (why: string, opened: boolean) => void,
+  onError: (msg: string) => void): Link {
   const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${vmPath(name)}/console/ws`;
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
   let opened = false;
   ws.onopen = () => { opened = true; onOpen(); };
   ws.onmessage = (m) => {
-    if (typeof m.data === "string") onData(new TextEncoder().encode(m.data));
-    else onData(new Uint8Array(m.data as ArrayBuffer));
+    // Binary frames are the console's bytes; a text frame is cellad's JSON
+    // error about our input (a viewer typing, the guest's input full).
+    if (typeof m.data !== "string") { onData(new Uint8Array(m.data as ArrayBuffer)); return; }
+    try { onError(JSON.parse(m.data).error?.message || m.data); } catch { onError(m.data); }
   };
   ws.onclose = (e) => onClose(e.reason || `closed (${e.code})`, opened);
   return {
@@ -31,7 +34,8 @@ function openWs(name: string, onData: (b: Uint8Array) => void, onOpen: () => voi
   };
 }
 
-function openHttp(name: string, onData: (b: Uint8Array) => void, onOpen: () => void, onClose: (why: string, opened: boolean) => void): Link {
+function openHttp(name: string, onData: (b: Uint8Array) => void, onOpen: () => void, onClose: (why: string, opened: boolean) => void,
+  onError: (msg: string) => void): Link {
   const ctl = new AbortController();
   let opened = false;
   (async () => {
@@ -58,8 +62,9 @@ function openHttp(name: string, onData: (b: Uint8Array) => void, onOpen: () => v
     sending = true;
     const body = new Uint8Array(pending); pending = [];
     try {
-      await fetch(`${vmPath(name)}/console`, { method: "POST", credentials: "same-origin", body,
+      const r = await fetch(`${vmPath(name)}/console`, { method: "POST", credentials: "same-origin", body,
         headers: { "Content-Type": "application/octet-stream" } });
+      if (!r.ok) onError((await r.json().catch(() => null))?.error?.message || `input: HTTP ${r.status}`);
     } catch { /* the stream's reconnect reports it */ }
     sending = false;
     flush();
@@ -77,13 +82,15 @@ export function ConsolePage({ name }: { name: string }) {
   const box = useRef<HTMLDivElement>(null);
   const [status, setStatus] = useState("connecting");
   const [transport, setTransport] = useState("");
+  const [inputError, setInputError] = useState("");
+  const readOnly = s.session?.role === "viewer";
   useEffect(() => {
     const el = box.current!;
     const unmirror = mirrorStyles(el);
     const dark = window.matchMedia("(prefers-color-scheme: dark)").matches;
     const term = new Terminal({
       convertEol: true, cursorBlink: true, scrollback: 5000, fontSize: 14,
-      screenReaderMode: false,
+      screenReaderMode: false, disableStdin: readOnly,
       theme: dark ? { background: "#111418", foreground: "#e6e6e6" } : { background: "#fbfbfb", foreground: "#1b1b1b", cursor: "#333", selectionBackground: "#b5d5ff" },
     });
     const fit = new FitAddon();
@@ -116,7 +123,7 @@ export function ConsolePage({ name }: { name: string }) {
         setStatus(`disconnected: ${why}; reconnecting`);
         timer = window.setTimeout(connect, delay);
         delay = Math.min(delay * 2, 5000);
-      });
+      }, setInputError);
     };
     connect();
     const d1 = term.onData((d) => link?.send(enc.encode(d)));
@@ -139,8 +146,9 @@ export function ConsolePage({ name }: { name: string }) {
       </div>
       <p class="muted" role="status" id="console-status" data-status={status} data-transport={transport}>
         {status}{transport && status === "connected" ? ` (${transport})` : ""}.
-        Copy: select text; paste: Ctrl+Shift+V.
+        {readOnly ? " Read-only: typing needs the operator role." : " Copy: select text; paste: Ctrl+Shift+V."}
       </p>
+      {inputError && <p class="error" role="alert" id="console-error">{inputError}</p>}
       <div class="term" ref={box} id="term" />
     </section>
   );

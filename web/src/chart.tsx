@@ -14,9 +14,14 @@ export function Chart({ title, series, data, unit }: { title: string; series: Se
     const opts: uPlot.Options = {
       width: Math.max(200, el.clientWidth || 300), height: 160,
       legend: { show: true, live: false },
-      scales: { x: { time: true, range: (_u, _min, max) => [(max || Date.now() / 1000) - 120, max || Date.now() / 1000] } },
+      scales: { x: { time: true, range: (_u, _min, max) => {
+        // The last two minutes, ending now while there is no sample yet.
+        const hi = Number.isFinite(max) && max > 1e9 ? max : Date.now() / 1000;
+        return [hi - 120, hi];
+      } } },
       cursor: { drag: { x: false, y: false } },
-      axes: [{ stroke: "currentColor", grid: { stroke: "rgba(128,128,128,.2)" } },
+      axes: [{ stroke: "currentColor", grid: { stroke: "rgba(128,128,128,.2)" },
+        values: (_u, ticks) => ticks.map((t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })) },
         { stroke: "currentColor", grid: { stroke: "rgba(128,128,128,.2)" }, size: 60,
           values: (_u, v) => v.map((x) => `${+x.toFixed(1)}${unit}`) }],
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2 }))],

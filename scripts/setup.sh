@@ -18,17 +18,28 @@ pkgs=(
 	python3 iproute2 e2fsprogs                                  # integration tests
 	dnsmasq-base                                                # DHCP on the Linux guest's tap
 	qemu-system-x86 hyperfine fio                               # benchmarks (side by side)
+	chromium                                                    # web console browser tests (tests/web)
 )
+# node and npm build the web console (web/). Only when missing: a nodejs
+# from another source (nodesource) conflicts with Debian's npm package.
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-	exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "setup: installing ${missing[*]}"
+	SUDO=
+	[ "$(id -u)" -eq 0 ] || SUDO=sudo
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "setup: installing ${missing[*]}"
-SUDO=
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The web console's npm packages, exactly as web/package-lock.json pins them
+# (the build runs the same `npm ci` when they are missing).
+web=$(cd "$(dirname "$0")/../web" && pwd)
+if [ ! -x "$web/node_modules/.bin/esbuild" ]; then
+	echo "setup: npm ci in web/"
+	(cd "$web" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+fi

@@ -8,7 +8,8 @@
  *
  * Input: [0] features: bit 1 STATS_VQ, bit 2 DEFLATE_ON_OOM, bit 5 REPORTING
  *        [1] number of kicks K (low 5 bits); [2, 2 + K) queue of each kick
- *            (bit 7 of a kick byte: first ask for statistics)
+ *            (bit 7 of a kick byte: first ask for statistics; bit 6: first
+ *            write the byte to config space offset (bits 2-5) * 4 - 2)
  *        then guest memory from RING_BASE: queue q's descriptor table at
  *        RING_BASE + q * 0x1000, avail ring at +0x400, used ring at +0x800.
  */
@@ -110,6 +111,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (unsigned i = 0; i < nkick; i++) {
 		uint8_t k = data[2 + i];
 
+		if (k & 0x40) {
+			uint8_t v[2] = { k, (uint8_t)~k };
+
+			bus_dispatch(&vm.mmio, vd->base + VIRTIO_MMIO_CONFIG + ((k >> 2) & 15) * 4 - 2,
+				     v, 2, true);
+		}
 		if (k & 0x80) {
 			pthread_mutex_lock(&vd->lock);
 			balloon_stats_request(balloon_of(vd));

@@ -396,6 +396,7 @@ static void test_save_load(void **state)
 	buf[w.len - 8 * (VDRV_MEM / PG / 64) - 8] ^= 1;
 	state_reader_init(&r, buf, w.len);
 	assert_int_not_equal(vd->dev.ops->load(&vd->dev, &r), 0);
+	free(buf);
 	state_writer_free(&w);
 }
 

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <linux/virtio_balloon.h>
@@ -322,19 +324,31 @@ static void add_stats(struct vdrv *d, uint64_t memfree)
 	vdrv_kick(d, Q_STATS);
 }
 
+/* Poll the status (the I/O loop processes the kick) for up to 10 s. */
+static bool wait_stats_updates(struct vdrv *d, int64_t want)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		if (status_int(d, "stats_updates") >= want)
+			return status_int(d, "stats_updates") == want;
+		sched_yield();
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (t.tv_sec - t0.tv_sec < 10);
+	return false;
+}
+
 static void test_stats(void **state)
 {
 	struct fixture *f = *state;
 	struct vdrv *d = f->d;
 	json_t *rep, *st;
-	int64_t updates;
 
 	vdrv_init(d, F_ALL);
 	add_stats(d, 1000);
 	/* The device keeps the buffer until it wants fresh figures. */
-	for (int i = 0; i < 1000 && status_int(d, "stats_updates") < 1; i++)
-		vdrv_wait_used(d, Q_STATS, 1);
-	assert_int_equal(status_int(d, "stats_updates"), 1);
+	assert_true(wait_stats_updates(d, 1));
 	assert_int_equal(vdrv_used_idx(d, Q_STATS), 0);
 	rep = command(d, "{\"cmd\": \"balloon-stats\"}");
 	assert_true(json_is_true(json_object_get(rep, "requested")));
@@ -345,10 +359,7 @@ static void test_stats(void **state)
 	assert_true(vdrv_wait_used(d, Q_STATS, 1));
 	/* The driver answers with new figures. */
 	add_stats(d, 2000);
-	updates = 0;
-	for (int i = 0; i < 100000 && updates < 2; i++)
-		updates = status_int(d, "stats_updates");
-	assert_int_equal(updates, 2);
+	assert_true(wait_stats_updates(d, 2));
 	st = devtype_find("virtio-balloon")->status(&d->vm);
 	assert_int_equal(
 		json_integer_value(json_object_get(json_object_get(st, "stats"), "free_memory")),

@@ -32,6 +32,7 @@ Usage: bench/replica.py [--build DIR] [--rates 1,10,50] [--bs 4096,65536]
   [--compression zstd,none] [--interval S] [--seconds S] [--span-mib M]
 Needs root, ip, openssl and qemu-img."""
 import argparse
+import http.client
 import json
 import os
 import re
@@ -114,8 +115,8 @@ class Progress:
                         self.raw = (self.raw + [ln.decode()])[-10:]
                     elif len(self.other) < 50:
                         self.other.append(ln.decode(errors="replace"))
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            pass  # the stream closed under the reader (close())
 
     def offset(self):
         return min(h - t for h, t, _ in self.lines)
@@ -221,7 +222,7 @@ def one_run(a, b, work, rate, bs, comp, o):
     o.bs_now = bs
     a.define(name, "blkwriter",
              f"mode=write bs={bs} kbs={int(rate * 1000)} qd=32 span_mib={o.span_mib} "
-             f"seed={SEED} report_ms=100", memory_mib=128,
+             f"seed={SEED} report_ms=100 {getattr(o, 'guest_args', '')}".strip(), memory_mib=128,
              disks=[{"path": img, "id": "data", "cbt": True}])
     a.action(name, "start")
     prog = Progress(a, name)
@@ -285,7 +286,9 @@ def one_run(a, b, work, rate, bs, comp, o):
            "cpu_source_vcpu": (c1[3] - c0[3]) / dt, "cpu_source_cellad": (c1[1] - c0[1]) / dt,
            "cpu_target_cellad": (c1[2] - c0[2]) / dt, "last_round_ms": st1["last_round_ms"],
            "newest_point_units": whole[0], "newest_writes": newest, "load1": load,
-           "clock_skew_ms": skew, "guest_max_stall_ms": prog.max_stall_ms(h0, h1), "lags_ms": [round(x) for x in lags]}
+           "clock_skew_ms": skew, "guest_max_stall_ms": prog.max_stall_ms(h0, h1), "lags_ms": [round(x) for x in lags],
+           "guest_irq_before_hlt": int((re.findall(r"before_hlt=(\d+)", " ".join(prog.raw)) or
+                                        ["0"])[-1])}
     return name, res
 
 
@@ -309,7 +312,8 @@ def failover_time(a, b, name):
 
 
 def table(results, o):
-    print(f"\ninterval {o.interval:g} s, {o.seconds:g} s per run, span {o.span_mib} MiB")
+    print(f"\ninterval {o.interval:g} s, {o.seconds:g} s per run, span {o.span_mib} MiB, "
+          f"grain {o.grain}")
     print("| guest writes | achieved | RPO worst / median (stamps) | source lag worst | rounds "
           "| changed / written | sent / written | CPU s/s: source worker (its vCPU), cellad; target "
           "cellad | load |")
@@ -335,9 +339,16 @@ def main():
     ap.add_argument("--span-mib", type=int, default=256)
     ap.add_argument("--no-failover", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--grain", type=int, choices=(4096, 65536), default=4096,
+                    help="the sets' unit: 4096 (cellad's own) or 65536 (the 64 KiB tracking "
+                    "blocks, as before 4 KiB sets), through CELLA_TEST_REPLICA_GRAIN")
+    ap.add_argument("--guest-args", default="",
+                    help="more blkwriter parameters (e.g. 'nap=oneshot fixup=0': the lost "
+                    "wake-up of docs/guest.md)")
     o = ap.parse_args()
     if os.geteuid():
         raise SystemExit("needs root (network namespaces)")
+    os.environ["CELLA_TEST_REPLICA_GRAIN"] = str(o.grain)  # inherited by both cellads
     args = {"cellad": os.path.join(o.build, "daemon", "cellad"),
             "cella": os.path.join(o.build, "cli", "cella"),
             "cella_vm": os.path.join(o.build, "cella-vm"),

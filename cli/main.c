@@ -231,7 +231,11 @@ static const struct cmd cmds[] = {
      "  --test             a copy NAME-test without network, while replication goes on\n"
      "                     (Test-VMReplication); cella replica test-stop NAME ends it\n"
      "  --planned          on the source: a planned failover, nothing lost\n"
-     "  --timeout S        with --planned: seconds the guest has to shut down (default 120)\n"
+     "  --shutdown-timeout S  with --planned: seconds the guest has to shut down (default\n"
+     "                     120; --timeout S too); a guest that does not: the failover is\n"
+     "                     abandoned, the VM runs on here untouched\n"
+     "  --force            with --planned: turn a guest that did not shut down off after\n"
+     "                     the timeout, and fail over (every block it wrote is sent)\n"
      "  --no-reverse       with --planned: do not replicate back (cella replica reverse)\n"
      "  --reverse-to HOST  with --planned: this host's name on the target (default: its\n"
      "                     host name)\n"},

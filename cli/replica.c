@@ -9,7 +9,8 @@
 #include "commands.h"
 
 enum { O_TO = 500, O_INTERVAL, O_KEEP, O_BW, O_POINT, O_NO_START, O_COMPRESSION, O_TEST,
-       O_KEEP_FOR, O_CONSISTENT, O_PLANNED, O_TIMEOUT, O_NO_REVERSE, O_REVERSE_TO };
+       O_KEEP_FOR, O_CONSISTENT, O_PLANNED, O_TIMEOUT, O_NO_REVERSE, O_REVERSE_TO,
+       O_FORCE };
 
 /* Bytes per second: "20M", "512K", "1G" (powers of 1024) or a number. */
 static int parse_rate(const char *s, json_int_t *bps)
@@ -209,9 +210,11 @@ static int planned_failover(struct client *c, const char *name, json_t *body)
 	if (ret)
 		return ret;
 	rev = json_object_get(out, "reverse");
-	return print_reply(c, out, "%s: failed over to %s at point %s%s; %s%s%s", name,
+	return print_reply(c, out, "%s: failed over to %s at point %s%s%s; %s%s%s", name,
 			   json_string_value(json_object_get(out, "to")) ?: "?",
 			   json_string_value(json_object_get(out, "point")) ?: "?",
+			   json_is_true(json_object_get(out, "forced")) ? " (the guest did not shut "
+			   "down: turned off, every block it wrote sent)" : "",
 			   json_is_true(json_object_get(out, "started")) ? " and started" : "",
 			   !rev ? "replication not reversed" : json_object_get(rev, "error") ?
 			   "replication NOT reversed: " : json_is_true(json_object_get(rev, "full")) ?
@@ -228,6 +231,8 @@ int cmd_replica_failover(struct client *c, int argc, char **argv)
 	    {"test", no_argument, NULL, O_TEST},
 	    {"planned", no_argument, NULL, O_PLANNED},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"shutdown-timeout", required_argument, NULL, O_TIMEOUT},
+	    {"force", no_argument, NULL, O_FORCE},
 	    {"no-reverse", no_argument, NULL, O_NO_REVERSE},
 	    {"reverse-to", required_argument, NULL, O_REVERSE_TO},
 	    {NULL, 0, NULL, 0},
@@ -251,12 +256,14 @@ int cmd_replica_failover(struct client *c, int argc, char **argv)
 					    json_boolean(o == O_PLANNED));
 		} else if (o == O_REVERSE_TO) {
 			json_object_set_new(body, "reverse_to", json_string(optarg));
+		} else if (o == O_FORCE) {
+			json_object_set_new(body, "force", json_true());
 		} else if (o == O_TIMEOUT) {
 			if ((ret = parse_num(argv[optind - 1], optarg, &n))) {
 				json_decref(body);
 				return ret;
 			}
-			json_object_set_new(body, "timeout_s", json_integer(n));
+			json_object_set_new(body, "shutdown_timeout_s", json_integer(n));
 		} else {
 			json_decref(body);
 			return usage_error("unknown option or missing value '%s'", argv[optind - 1]);
@@ -269,9 +276,10 @@ int cmd_replica_failover(struct client *c, int argc, char **argv)
 	if (json_object_get(body, "planned"))
 		return planned_failover(c, argv[1], body);
 	if (json_object_get(body, "reverse") || json_object_get(body, "reverse_to") ||
-	    json_object_get(body, "timeout_s")) {
+	    json_object_get(body, "shutdown_timeout_s") || json_object_get(body, "force")) {
 		json_decref(body);
-		return usage_error("%s", "--timeout, --no-reverse and --reverse-to go with --planned");
+		return usage_error("%s", "--shutdown-timeout, --force, --no-reverse and --reverse-to "
+				   "go with --planned");
 	}
 	api_path(path, sizeof(path), "/v1/replicas/", argv[1], "/failover");
 	ret = client_call(c, "POST", path, body, &out);

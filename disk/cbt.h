@@ -95,6 +95,13 @@ struct disk;
 
 #define CBT_INCR_MAGIC "CELLAINC"
 #define CBT_INCR_VERSION 1
+/* The header's block size is CBT_BLOCK, or CBT_FINE_BLOCK for a set whose
+ * extents were cut at 4 KiB (a live export with grain 4096: cella-vm keeps
+ * an in-memory 4 KiB map beside the 64 KiB tracking file). Extents are any
+ * length either way; the size bounds the extent count (disk size / block
+ * size + 1). */
+#define CBT_FINE_BITS  12
+#define CBT_FINE_BLOCK (1u << CBT_FINE_BITS)
 
 int cbt_backup_full(struct disk *d, struct cbt *c, const char *point, int out_fd,
 		    uint64_t *bytes, char *err, size_t errlen) __must_check;
@@ -107,6 +114,14 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
  * means a full export (restored onto a zeroed image). 0 or -errno. */
 int cbt_incr_meta(const uint8_t *bits, uint64_t nr_blocks, uint64_t disk_size, const char *point,
 		  const char *since, uint8_t **meta, size_t *meta_len, uint64_t *data) __must_check;
+/* The same from a bitmap of (1 << unit_bits)-byte units (CBT_BLOCK_BITS or
+ * CBT_FINE_BITS), recorded as the header's block size. */
+int cbt_incr_meta_grain(const uint8_t *bits, uint64_t nr_units, unsigned unit_bits,
+			uint64_t disk_size, const char *point, const char *since, uint8_t **meta,
+			size_t *meta_len, uint64_t *data) __must_check;
+/* The block size an incremental's header records (CBT_BLOCK or
+ * CBT_FINE_BLOCK), or -EINVAL: not an incremental of a known block size. */
+int cbt_incr_block_size(int fd);
 /* The 8-byte trailer: crc (of everything before it) and "CEND". */
 void cbt_incr_trailer(uint32_t crc, uint8_t out[8]);
 /* The header of an incremental (or full export) in fd, read at offset 0 and

@@ -125,8 +125,8 @@ static uint64_t get64(const uint8_t *p)
 }
 
 /* Runs of set bits: extents, clipped to the disk size. */
-static uint64_t incr_extents(const uint8_t *bits, uint64_t nr_blocks, uint64_t size, uint64_t *ext,
-                             uint64_t *data)
+static uint64_t incr_extents(const uint8_t *bits, uint64_t nr_blocks, unsigned ubits, uint64_t size,
+                             uint64_t *ext, uint64_t *data)
 {
 	uint64_t n = 0;
 
@@ -141,7 +141,7 @@ static uint64_t incr_extents(const uint8_t *bits, uint64_t nr_blocks, uint64_t s
 		for (e = b; e < nr_blocks && (bits[e / 8] & (1u << (e & 7))); e++)
 			;
 		if (ext) {
-			uint64_t off = b << CBT_BLOCK_BITS, end = e << CBT_BLOCK_BITS;
+			uint64_t off = b << ubits, end = e << ubits;
 
 			if (end > size)
 				end = size;
@@ -158,7 +158,32 @@ static uint64_t incr_extents(const uint8_t *bits, uint64_t nr_blocks, uint64_t s
 int cbt_incr_meta(const uint8_t *bits, uint64_t nr_blocks, uint64_t size, const char *point,
                   const char *since, uint8_t **meta, size_t *meta_len, uint64_t *data)
 {
-	uint64_t nr = incr_extents(bits, nr_blocks, size, NULL, data), *ext;
+	return cbt_incr_meta_grain(bits, nr_blocks, CBT_BLOCK_BITS, size, point, since, meta,
+	                           meta_len, data);
+}
+
+static bool block_size_ok(uint32_t bs)
+{
+	return bs == CBT_BLOCK || bs == CBT_FINE_BLOCK;
+}
+
+int cbt_incr_block_size(int fd)
+{
+	uint8_t hdr[16];
+	uint32_t bs;
+
+	if (pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) || memcmp(hdr, CBT_INCR_MAGIC, 8))
+		return -EINVAL;
+	memcpy(&bs, hdr + 12, 4);
+	bs = le32toh(bs);
+	return block_size_ok(bs) ? (int)bs : -EINVAL;
+}
+
+int cbt_incr_meta_grain(const uint8_t *bits, uint64_t nr_blocks, unsigned ubits, uint64_t size,
+                        const char *point, const char *since, uint8_t **meta, size_t *meta_len,
+                        uint64_t *data)
+{
+	uint64_t nr = incr_extents(bits, nr_blocks, ubits, size, NULL, data), *ext;
 	uint8_t *hdr;
 
 	if (strlen(point) >= CBT_NAME_MAX || !point[0])
@@ -172,10 +197,10 @@ int cbt_incr_meta(const uint8_t *bits, uint64_t nr_blocks, uint64_t size, const 
 		free(ext);
 		return -ENOMEM;
 	}
-	incr_extents(bits, nr_blocks, size, ext, data);
+	incr_extents(bits, nr_blocks, ubits, size, ext, data);
 	memcpy(hdr, CBT_INCR_MAGIC, 8);
 	{
-		uint32_t v = htole32(CBT_INCR_VERSION), bs = htole32(CBT_BLOCK);
+		uint32_t v = htole32(CBT_INCR_VERSION), bs = htole32(1u << ubits);
 
 		memcpy(hdr + 8, &v, 4);
 		memcpy(hdr + 12, &bs, 4);
@@ -288,7 +313,7 @@ static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *n
 	size = get64(hdr + 16);
 	nr = get64(hdr + 24);
 	data = get64(hdr + 32);
-	if (le32toh(ver) != CBT_INCR_VERSION || le32toh(bs) != CBT_BLOCK)
+	if (le32toh(ver) != CBT_INCR_VERSION || !block_size_ok(le32toh(bs)))
 		return disk_errf(err, errlen, -EINVAL, "unsupported version %u or block size %u",
 		                 le32toh(ver), le32toh(bs));
 	if (size != disk_sz)
@@ -298,7 +323,7 @@ static int incr_read_meta(int fd, uint64_t disk_sz, uint64_t **extp, uint64_t *n
 		return disk_errf(err, errlen, -EINVAL, "point names are not terminated");
 	memcpy(point, hdr + 40, CBT_NAME_MAX);
 	memcpy(since, hdr + 40 + CBT_NAME_MAX, CBT_NAME_MAX);
-	if (nr > size / CBT_BLOCK + 1 || data > size ||
+	if (nr > size / le32toh(bs) + 1 || data > size ||
 	    (uint64_t)st.st_size != HDR_SIZE + nr * 16 + data + 8)
 		return disk_errf(err, errlen, -EINVAL,
 		                 "extent count or data size do not match the "
@@ -346,7 +371,7 @@ int cbt_incr_header(int fd, uint64_t *disk_sz, char *point, char *since, char *e
 		return disk_errf(err, errlen, -EINVAL, "not an incremental backup (bad magic)");
 	memcpy(&ver, hdr + 8, 4);
 	memcpy(&bs, hdr + 12, 4);
-	if (le32toh(ver) != CBT_INCR_VERSION || le32toh(bs) != CBT_BLOCK)
+	if (le32toh(ver) != CBT_INCR_VERSION || !block_size_ok(le32toh(bs)))
 		return disk_errf(err, errlen, -EINVAL, "unsupported version %u or block size %u",
 		                 le32toh(ver), le32toh(bs));
 	if (!memchr(hdr + 40, 0, CBT_NAME_MAX) || !memchr(hdr + 40 + CBT_NAME_MAX, 0, CBT_NAME_MAX))

@@ -393,6 +393,10 @@ int replica_add(struct replica *r, int in_fd, struct replica_point *added, char 
 		p.seq = pts[n - 1].seq + 1;
 		snprintf(file, sizeof(file), "p%06u-%s.qcow2", p.seq, point);
 		o.backing = pts[n - 1].file;
+		/* A set cut at 4 KiB: a layer of 4 KiB clusters, so that its
+		 * extents need no copy-on-write reads from the layers below. */
+		if (cbt_incr_block_size(in_fd) == (int)CBT_FINE_BLOCK)
+			o.cluster_bits = CBT_FINE_BITS;
 		o.backing_fmt = DISK_FMT_QCOW2;
 		o.backing_fmt_explicit = true;
 	}

@@ -6,6 +6,7 @@
  *
  *   defined --start--> starting --started--> running <--pause/resume--> paused
  *   running/paused --stop--> stopping --exit--> stopped | crashed
+ *   stopping --stop-cancelled--> running  (the guest ignored it; planned failover)
  *   running/paused --save (worker exits 14)--> saved --start--> starting
  *   incoming --started--> running      (a live move in)
  */
@@ -48,6 +49,7 @@ enum vm_event {
 	EV_CHECKPOINT_APPLIED_MEMORY, /* off -> saved (checkpoint with memory) */
 	EV_INCOMING_QUICK,    /* incoming -> starting: a quick move's files arrived */
 	EV_INCOMING_FAILED,   /* incoming -> stopped: the move in failed */
+	EV_STOP_CANCELLED,    /* stopping -> running: a pending graceful stop abandoned */
 	EV_COUNT
 };
 

@@ -53,6 +53,7 @@ static const struct {
 	[EV_CHECKPOINT_APPLIED_MEMORY] = { "checkpoint-applied", OFF, VS_SAVED },
 	[EV_INCOMING_QUICK] = { "starting", B(VS_INCOMING), VS_STARTING },
 	[EV_INCOMING_FAILED] = { "incoming-failed", B(VS_INCOMING), VS_STOPPED },
+	[EV_STOP_CANCELLED] = { "stop-cancelled", B(VS_STOPPING), VS_RUNNING },
 };
 
 /* Each request: its verb in refusals and the states it is allowed in. */

@@ -180,6 +180,11 @@ uint64_t sup_mono_ns(void);
 struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct cerr *e);
 /* Turn the VM off and wait for its worker to go (lock held). */
 int sup_act_kill(struct sup *s, struct vmrt *vm, struct cerr *e);
+/* sup_stop.c: abandon the VM's pending graceful stop (lock held; state
+ * stopping): the worker's deadline disarmed, the VM running again, event
+ * stop-cancelled with why. 0, or -1 with e (no stop pending; the worker
+ * refused, e.g. the guest is already powering off: it ends as a stop). */
+int sup_stop_cancel(struct sup *s, struct vmrt *vm, const char *why, struct cerr *e);
 int sup_refuse(struct vmrt *vm, struct cerr *e, const char *what);
 /* A VM marked a replica (vm->def.replica) refuses to start or change: 409
  * saying to fail over to it or delete the replica. -1. */

@@ -406,8 +406,8 @@ int replica_in_set_limit(struct sup *s, const char *name, const char *disk, uint
 			 disk);
 	else
 		ret = 0;
-	/* At most every block once, with its extent entry (16 bytes). */
-	*max = size + size / (CBT_BLOCK / 16) + SET_SLACK;
+	/* At most every block once, with an extent entry (16 bytes) per 4 KiB. */
+	*max = size + size / (CBT_FINE_BLOCK / 16) + SET_SLACK;
 	json_decref(rec);
 	return ret;
 }
@@ -452,7 +452,7 @@ static int plain_of(struct sup *s, const char *name, uint64_t size, int *fd, str
 	out = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (out < 0)
 		return cerr_set(e, CERR_NO_SPACE, "", "%s: %s", dir, strerror(errno));
-	ret = replica_set_decompress(*fd, out, size + size / (CBT_BLOCK / 16) + SET_SLACK, &n, err,
+	ret = replica_set_decompress(*fd, out, size + size / (CBT_FINE_BLOCK / 16) + SET_SLACK, &n, err,
 				     sizeof(err));
 	if (ret) {
 		close(out);
@@ -505,10 +505,8 @@ int sup_replica_in_upload_done(struct sup *s, const char *name, const char *disk
 	int ret = -1, rfd = -1;
 
 	*out = NULL;
-	if (ok && fsync(fd) < 0) {
-		cerr_set(e, CERR_NO_SPACE, "", "cannot sync the change set: %s", strerror(errno));
-		ok = false;
-	}
+	/* Not synced: made a point now, from the page cache; the point's layer
+	 * is synced before it counts (a crash first leaves no point). */
 	close(fd);
 	snprintf(file, sizeof(file), "disk-%s.set", disk);
 	if (rdir(s, name, file, path, sizeof(path)))

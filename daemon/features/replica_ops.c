@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "replica_xfer.h"
 
 /* Wall clock milliseconds (sup_now_wall counts seconds). */
 static int64_t wall_ms(void)
@@ -123,6 +124,22 @@ bool rep_ops_round_begin(struct sup *s, struct rep_out *r)
 	}
 	r->round_cut_ms = wall_ms();
 	return true;
+}
+
+uint64_t rep_ops_round_spooled(struct sup *s, struct rep_out *r, const char *const *disks,
+			       unsigned n, const char *since, const char *point, uint64_t round_ns)
+{
+	uint64_t ago_ns;
+	int64_t cut_ms;
+	bool flushed;
+
+	if (!rep_spool_cut(s, r->uuid, disks, n, since, point, &cut_ms, &flushed) ||
+	    cut_ms >= r->round_cut_ms)
+		return round_ns;
+	ago_ns = (uint64_t)(r->round_cut_ms - cut_ms) * 1000000u;
+	r->round_cut_ms = cut_ms;
+	r->round_flushed = flushed;
+	return ago_ns < round_ns ? round_ns - ago_ns : round_ns;
 }
 
 void rep_ops_upload_query(const struct rep_out *r, char *out, size_t len)
@@ -273,6 +290,7 @@ int rep_ops_cut_all(struct sup *s, struct rep_out *r, char (*ids)[40], unsigned 
 
 		if (since[0])
 			json_object_set_new(x, "since", json_string(since));
+		json_object_set_new(x, "grain", json_integer(rep_grain())); /* 4 KiB sets */
 		if (r->max_bandwidth)
 			json_object_set_new(x, "max_bandwidth",
 					    json_integer((json_int_t)r->max_bandwidth));

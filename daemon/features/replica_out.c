@@ -276,6 +276,7 @@ static int export_disk(struct sup *s, struct rep_out *r, const char *id, const c
 			point, "fd", 0, "deferred_commit", 1, "stall_ms", REP_STALL_MS);
 	if (since[0])
 		json_object_set_new(req, "since", json_string(since));
+	json_object_set_new(req, "grain", json_integer(rep_grain())); /* 4 KiB sets */
 	if (r->max_bandwidth)
 		json_object_set_new(req, "max_bandwidth", json_integer((json_int_t)r->max_bandwidth));
 	ret = worker(s, r, req, &fd, 1, &reply, e);
@@ -312,6 +313,8 @@ cut:
 	memset(sp, 0, sizeof(*sp));
 	snprintf(sp->point, sizeof(sp->point), "%s", point);
 	snprintf(sp->since, sizeof(sp->since), "%s", since);
+	sp->cut_ms = r->round_cut_ms; /* a later round that sends it says when it was cut */
+	sp->flushed = r->round_flushed;
 	sp->data = (uint64_t)json_integer_value(json_object_get(x, "data_bytes"));
 	sp->fd = fd;
 	ret = rep_spool_save(s, r->uuid, id, sp, e);
@@ -424,7 +427,7 @@ static void ship_round(struct sup *s, struct rep_out *r)
 {
 	char point[CBT_NAME_MAX], since[CBT_NAME_MAX], ids[VMDEF_MAX_DISKS][40];
 	int pre[VMDEF_MAX_DISKS] = { [0 ... VMDEF_MAX_DISKS - 1] = -1 };
-	uint64_t t0 = sup_mono_ns(), sent = 0, data = 0;
+	uint64_t t0 = sup_mono_ns(), cut_ns = t0, sent = 0, data = 0;
 	unsigned nr = 0;
 	struct vmrt *vm;
 	struct cerr e = { 0 };
@@ -459,8 +462,10 @@ static void ship_round(struct sup *s, struct rep_out *r)
 
 		for (unsigned i = 0; i < nr; i++)
 			idp[i] = ids[i];
-		if (!rep_spool_pending(s, r->uuid, idp, nr, since, point, sizeof(point)) &&
-		    rep_ops_cut_all(s, r, ids, nr, since, point, REP_STALL_MS, pre, &e) && nr > 1)
+		if (rep_spool_pending(s, r->uuid, idp, nr, since, point, sizeof(point)))
+			cut_ns = rep_ops_round_spooled(s, r, idp, nr, since, point, t0);
+		else if (rep_ops_cut_all(s, r, ids, nr, since, point, REP_STALL_MS, pre, &e) &&
+			 nr > 1)
 			log_warn("vm %s: disks cut in turn for %s: %s", r->name, point, e.reason);
 		memset(&e, 0, sizeof(e));
 	}
@@ -501,7 +506,7 @@ static void ship_round(struct sup *s, struct rep_out *r)
 		if (sscanf(point, "r%u", &pseq) == 1 && pseq > r->seq)
 			r->seq = pseq;
 		r->last_point_at = sup_now_wall();
-		r->last_cut_ns = t0;
+		r->last_cut_ns = cut_ns;
 		snprintf(r->state, sizeof(r->state), "normal");
 		r->error[0] = 0;
 	} else {
@@ -533,11 +538,32 @@ static void *shipper(void *arg)
 {
 	struct rep_out *r = arg;
 	struct sup *s = r->s;
+	uint32_t wait_ms = 200;
 
 	rep_ops_health_check(s, r); /* where it starts from: events on changes */
-	while (!wait_stop(s, r, r->last_cut_ns ? r->interval_ms : 200)) {
+	while (!wait_stop(s, r, wait_ms)) {
+		uint64_t t0 = sup_mono_ns(), took_ms, failures;
+		bool failed;
+
+		pthread_mutex_lock(&s->rep_out_lock);
+		failures = r->failures;
+		pthread_mutex_unlock(&s->rep_out_lock);
 		ship_round(s, r);
 		rep_ops_health_check(s, r);
+		/* The interval runs from the start of a round that made its
+		 * point, so a round longer than the interval is followed at
+		 * once (the RPO is then about two rounds, not an interval plus
+		 * two); after a failed round, the whole interval. */
+		took_ms = (sup_mono_ns() - t0) / 1000000u;
+		pthread_mutex_lock(&s->rep_out_lock);
+		failed = r->failures != failures;
+		if (!r->last_cut_ns)
+			wait_ms = 200;
+		else if (failed || took_ms >= r->interval_ms)
+			wait_ms = failed ? r->interval_ms : 0;
+		else
+			wait_ms = (uint32_t)(r->interval_ms - took_ms);
+		pthread_mutex_unlock(&s->rep_out_lock);
 	}
 	return NULL;
 }

@@ -4,9 +4,26 @@
 #ifndef CELLA_REPLICA_OUT_H
 #define CELLA_REPLICA_OUT_H
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "sup_priv.h"
 
 #include "cbt.h"
+
+/* Sets are cut at 4 KiB where the worker's in-memory map allows (a random
+ * 4 KiB write then sends 4 KiB, not its 64 KiB tracking block); the target
+ * must read sets of block size 4096 (this version). */
+#define REP_GRAIN CBT_FINE_BLOCK
+
+/* The grain asked of the worker: REP_GRAIN, or 65536 where the test knob
+ * CELLA_TEST_REPLICA_GRAIN says so (bench/replica.py --grain compares). */
+static inline int rep_grain(void)
+{
+	const char *v = getenv("CELLA_TEST_REPLICA_GRAIN");
+
+	return v && !strcmp(v, "65536") ? (int)CBT_BLOCK : (int)REP_GRAIN;
+}
 
 struct rep_out {
 	struct rep_out *next;
@@ -61,6 +78,12 @@ void rep_ops_enable_defaults(struct rep_out *r, json_t *body, json_t *create);
  * status says so); else takes the round's cut time and, every K-th point,
  * flushes the disks first (flush-disks). */
 bool rep_ops_round_begin(struct sup *s, struct rep_out *r);
+/* The round sends a set an earlier round cut and could not deliver (its
+ * spool): the point's cut time and consistency are that round's, kept with
+ * the spool, not this one's. Returns the monotonic instant of that cut
+ * (round_ns, this round's start, when the spool does not say). */
+uint64_t rep_ops_round_spooled(struct sup *s, struct rep_out *r, const char *const *disks,
+			       unsigned n, const char *since, const char *point, uint64_t round_ns);
 /* The upload's query for this round: "?cut_at=MS&consistency=flushed|crash". */
 void rep_ops_upload_query(const struct rep_out *r, char *out, size_t len);
 /* At a round's end (rep_out_lock held): ok, or e says why it failed. Sets

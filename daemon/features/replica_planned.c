@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cbt.h"
@@ -41,6 +42,7 @@
 #define PLAN_CALL_S 60
 #define PLAN_START_S 300 /* a failover starts the VM there; a reverse calls back */
 #define PLAN_ZSTD_LEVEL 3
+#define PLAN_BACKSTOP_S 30 /* see shut_down */
 
 int rep_track_from(const char *path, uint64_t size, const char *point)
 {
@@ -110,7 +112,8 @@ struct plan {
 	char to[64], last[CBT_NAME_MAX], point[CBT_NAME_MAX];
 	json_t *conf;    /* the shipper's settings, as detached */
 	json_t *def;     /* the VM's definition */
-	bool zstd, was_running;
+	bool zstd, was_running, forced;
+	int64_t cut_ms; /* wall ms of the last set's cut (the disks quiescent) */
 	unsigned nr;
 	struct plan_disk disks[VMDEF_MAX_DISKS];
 	uint64_t sent;
@@ -209,7 +212,10 @@ static int upload(struct sup *s, struct plan *p, const char *id, int fd, json_t 
 	if (rep_peer_find(s, p->to, &rp, e))
 		return -1;
 	/* One piece (no resume: the set is cut again if this fails). */
-	snprintf(url, sizeof(url), "/v1/replicas/%s/disks/%s", p->name, id);
+	/* The point's time and consistency (replica_ops_in.c): a guest that shut
+	 * down left its disks clean; one turned off (force), as at a crash. */
+	snprintf(url, sizeof(url), "/v1/replicas/%s/disks/%s?cut_at=%lld&consistency=%s", p->name,
+		 id, (long long)p->cut_ms, p->forced ? "crash" : "flushed");
 	ret = peer_upload(&rp.p, url, fd, (uint64_t)st.st_size, PLAN_PEER_TIMEOUT_S, &status,
 			  answer, err, sizeof(err));
 	if (!ret && (status < 200 || status > 299)) {
@@ -246,6 +252,10 @@ static void target_latest(struct sup *s, struct plan *p, const char *id, char *o
 /* Step 3: the last set of every disk. */
 static int ship_last(struct sup *s, struct plan *p, struct cerr *e)
 {
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	p->cut_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 	for (unsigned i = 0; i < p->nr; i++) {
 		char since[CBT_NAME_MAX];
 		json_t *answer = NULL;
@@ -286,14 +296,22 @@ static bool vm_off(struct vmrt *vm, unsigned gen)
 	return !state_active(vm->state);
 }
 
-/* Step 2: the guest shut down within timeout_s; -1 with e otherwise. */
-static int shut_down(struct sup *s, struct plan *p, json_int_t timeout_s, struct cerr *e)
+/* Step 2: the guest shut down within timeout_s; -1 with e otherwise.
+ * A guest that ignores the request: without force, the stop is cancelled
+ * (the VM runs on, untouched; *p->was_running cleared, nothing to start
+ * again); with force, the stop's deadline turns it off and *forced says
+ * so. The worker's deadline is set PLAN_BACKSTOP_S later than ours without
+ * force: it turns the VM off only if cellad died before cancelling. */
+static int shut_down(struct sup *s, struct plan *p, json_int_t timeout_s, bool force,
+		     bool *forced, struct cerr *e)
 {
-	json_t *res = NULL, *body = json_pack("{s:I}", "timeout_s", timeout_s);
+	json_t *res = NULL, *body = json_pack("{s:I}", "timeout_s",
+					      timeout_s + (force ? 0 : PLAN_BACKSTOP_S));
 	struct vmrt *vm;
 	bool pending = false, off, ignored;
 	int ret;
 
+	*forced = false;
 	ret = sup_action(s, p->name, SUP_STOP, body, &res, &pending, e);
 	json_decref(body);
 	json_decref(res);
@@ -302,17 +320,42 @@ static int shut_down(struct sup *s, struct plan *p, json_int_t timeout_s, struct
 	vm = sup_vm_lock_name(s, p->name, e);
 	if (!vm)
 		return -1;
-	off = sup_wait_until(s, vm, vm_off, 0, (int)(timeout_s * 1000) + 30000);
+	off = sup_wait_until(s, vm, vm_off, 0, (int)(timeout_s * 1000));
+	if (!off && !force) {
+		char why[128];
+		struct cerr ce = { 0 };
+
+		snprintf(why, sizeof(why), "planned failover abandoned: the guest did not shut "
+			 "down within %lld s", (long long)timeout_s);
+		if (!sup_stop_cancel(s, vm, why, &ce)) {
+			sup_vm_unlock(s, vm);
+			p->was_running = false; /* it runs: nothing to start again */
+			return cerr_set(e, CERR_STATE, "shutdown_timeout_s", "the guest did not shut "
+					"down within %lld s (it ignored the request): the planned "
+					"failover is abandoned, nothing was failed over, and the VM "
+					"runs on here untouched, replicated as before; shut the guest "
+					"down from inside first, give it longer (shutdown_timeout_s), or "
+					"force it off (force)", (long long)timeout_s);
+		}
+		/* Too late to cancel: it is powering off by itself. */
+		log_info("vm %s: the graceful stop was not cancelled (%s): waiting for it",
+			 p->name, ce.reason);
+	}
+	if (!off)
+		off = sup_wait_until(s, vm, vm_off, 0, PLAN_BACKSTOP_S * 1000);
 	ignored = strstr(vm->exit_reason, "did not power off") != NULL;
 	sup_vm_unlock(s, vm);
 	if (!off)
-		return cerr_set(e, CERR_STATE, "timeout_s", "the VM did not stop");
+		return cerr_set(e, CERR_STATE, "shutdown_timeout_s", "the VM did not stop");
+	if (ignored && !force)
+		return cerr_set(e, CERR_STATE, "shutdown_timeout_s", "the guest did not shut down "
+				"and was turned off (cellad could not cancel the stop): nothing "
+				"was failed over and the VM is started again here");
+	*forced = ignored;
 	if (ignored)
-		return cerr_set(e, CERR_STATE, "timeout_s", "the guest did not shut down within "
-				"%lld s (it ignored the request, and the stop's timeout turned it "
-				"off): nothing was failed over and the VM is started again here; shut "
-				"the guest down from inside first, or give it longer (timeout_s)",
-				(long long)timeout_s);
+		log_warn("vm %s: the guest did not shut down within %lld s: turned off (force); "
+			 "every block it wrote to its disks goes in the last set", p->name,
+			 (long long)timeout_s);
 	return 0;
 }
 
@@ -379,8 +422,13 @@ static int plan_load(struct sup *s, const char *name, struct plan *p, struct cer
 	return 0;
 }
 
-static int parse_body(json_t *body, json_int_t *timeout_s, bool *start, bool *reverse,
-		      const char **reverse_to, struct cerr *e)
+struct plan_opts {
+	json_int_t timeout_s;
+	bool start, reverse, force;
+	const char *reverse_to;
+};
+
+static int parse_body(json_t *body, struct plan_opts *o, struct cerr *e)
 {
 	const char *k;
 	json_t *v;
@@ -390,22 +438,24 @@ static int parse_body(json_t *body, json_int_t *timeout_s, bool *start, bool *re
 			if (!json_is_true(v))
 				return cerr_set(e, CERR_INVALID, k, "true: the source's failover is "
 						"planned (an unplanned one runs on the target)");
-		} else if (!strcmp(k, "timeout_s")) {
+		} else if (!strcmp(k, "timeout_s") || !strcmp(k, "shutdown_timeout_s")) {
+			/* The stop's own deadline (at most 3600) comes PLAN_BACKSTOP_S later. */
 			if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-			    json_integer_value(v) > 3600)
+			    json_integer_value(v) > 3600 - PLAN_BACKSTOP_S)
 				return cerr_set(e, CERR_INVALID, k, "seconds the guest has to shut "
-						"down: 1 to 3600");
-			*timeout_s = json_integer_value(v);
-		} else if (!strcmp(k, "start") || !strcmp(k, "reverse")) {
+						"down: 1 to %d", 3600 - PLAN_BACKSTOP_S);
+			o->timeout_s = json_integer_value(v);
+		} else if (!strcmp(k, "start") || !strcmp(k, "reverse") || !strcmp(k, "force")) {
 			if (!json_is_boolean(v))
 				return cerr_set(e, CERR_INVALID, k, "expected a boolean");
-			*(!strcmp(k, "start") ? start : reverse) = json_is_true(v);
+			*(!strcmp(k, "start") ? &o->start : !strcmp(k, "force") ? &o->force
+			  : &o->reverse) = json_is_true(v);
 		} else if (!strcmp(k, "reverse_to")) {
 			if (!json_is_string(v) || !json_string_length(v) ||
 			    json_string_length(v) > 63)
 				return cerr_set(e, CERR_INVALID, k, "this host's name on the target "
 						"(its cella host list)");
-			*reverse_to = json_string_value(v);
+			o->reverse_to = json_string_value(v);
 		} else {
 			return cerr_set(e, CERR_INVALID, k, "unknown field");
 		}
@@ -417,9 +467,7 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 				 struct cerr *e)
 {
 	struct plan p = { 0 };
-	json_int_t timeout_s = PLAN_TIMEOUT_DEF_S;
-	bool start = true, reverse = true;
-	const char *reverse_to = NULL;
+	struct plan_opts o = { .timeout_s = PLAN_TIMEOUT_DEF_S, .start = true, .reverse = true };
 	json_t *reply = NULL, *req, *sizes, *d, *rev = NULL;
 	char path[256], me[256] = "";
 	long status;
@@ -427,7 +475,7 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 	int ret = -1;
 
 	*out = NULL;
-	if (parse_body(body, &timeout_s, &start, &reverse, &reverse_to, e) ||
+	if (parse_body(body, &o, e) ||
 	    plan_load(s, name, &p, e))
 		goto out;
 	if (gethostname(me, sizeof(me) - 1))
@@ -463,9 +511,10 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 	json_decref(reply);
 	reply = NULL;
 	/* 2. The guest shuts down. */
-	if (p.was_running && shut_down(s, &p, timeout_s, e)) {
+	if (p.was_running && shut_down(s, &p, o.timeout_s, o.force, &p.forced, e)) {
 		json_decref(sizes);
 		restore(s, &p);
+		sup_emit_named(s, p.name, "", "replica-planned-failover-abandoned", e->reason);
 		goto out;
 	}
 	/* 3. The last set, 4. the definition as it is now and the failover. */
@@ -483,7 +532,7 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 	json_decref(req);
 	json_decref(reply);
 	reply = NULL;
-	req = json_pack("{s:s, s:b}", "point", p.point, "start", start);
+	req = json_pack("{s:s, s:b}", "point", p.point, "start", o.start);
 	snprintf(path, sizeof(path), "/v1/replicas/%s/failover", p.name);
 	ret = rep_peer_call(s, p.to, "POST", path, req, PLAN_START_S, &reply, &status, e);
 	json_decref(req);
@@ -514,18 +563,19 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 	{
 		char detail[200];
 
-		snprintf(detail, sizeof(detail), "to %s at point %s (%llu bytes in the last set)",
-			 p.to, p.point, (unsigned long long)p.sent);
+		snprintf(detail, sizeof(detail), "to %s at point %s (%llu bytes in the last set)%s",
+			 p.to, p.point, (unsigned long long)p.sent,
+			 p.forced ? "; the guest did not shut down and was turned off (force)" : "");
 		sup_emit_named(s, p.name, "", "replica-planned-failover", detail);
 	}
 	log_info("vm %s: planned failover to %s at point %s", p.name, p.to, p.point);
 	/* 5. The target replicates back here, from the common point. */
-	if (reverse) {
+	if (o.reverse) {
 		json_t *rr = NULL;
 		struct cerr re = { 0 };
 		long rs;
 
-		req = json_pack("{s:s, s:O, s:O, s:O, s:O}", "to", reverse_to ?: me, "interval_ms",
+		req = json_pack("{s:s, s:O, s:O, s:O, s:O}", "to", o.reverse_to ?: me, "interval_ms",
 				json_object_get(p.conf, "interval_ms"), "keep",
 				json_object_get(p.conf, "keep"), "compression",
 				json_object_get(p.conf, "compression"), "max_bandwidth",
@@ -541,8 +591,9 @@ int sup_replica_planned_failover(struct sup *s, const char *name, json_t *body, 
 		json_decref(rr);
 		json_decref(req);
 	}
-	*out = json_pack("{s:s, s:s, s:s, s:b, s:I, s:o?}", "vm", p.name, "to", p.to, "point",
-			 p.point, "started", start, "bytes_sent", (json_int_t)p.sent, "reverse", rev);
+	*out = json_pack("{s:s, s:s, s:s, s:b, s:I, s:b, s:o?}", "vm", p.name, "to", p.to, "point",
+			 p.point, "started", o.start, "bytes_sent", (json_int_t)p.sent, "forced",
+			 p.forced, "reverse", rev);
 	json_object_set(*out, "failover", reply);
 	ret = 0;
 out:

@@ -59,6 +59,8 @@ struct rep_spool {
 	uint64_t total, data;
 	bool done;
 	int fd; /* -1: not open */
+	int64_t cut_ms; /* wall ms of the round that cut it (0: not known) */
+	bool flushed;   /* cut after flush-disks */
 };
 /* The spool of disk for (since, point): 1 with sp filled (fd open unless
  * done), 0 when there is none or another one (then it is removed). */
@@ -68,6 +70,11 @@ int rep_spool_load(struct sup *s, const char *uuid, const char *disk, const char
  * point filled, else 0. */
 int rep_spool_pending(struct sup *s, const char *uuid, const char *const *disks, unsigned n,
 		      const char *since, char *point, size_t len);
+/* When the pending set (since, point) was cut: the earliest cut_ms among
+ * the disks' spools of it, and whether every one was flushed. 1 with
+ * *cut_ms and *flushed, else 0 (none, or from before cut times were kept). */
+int rep_spool_cut(struct sup *s, const char *uuid, const char *const *disks, unsigned n,
+		  const char *since, const char *point, int64_t *cut_ms, bool *flushed);
 /* The spool path of disk (suffix "" or ".json"); 0 or -ENAMETOOLONG. */
 int rep_spool_path(struct sup *s, const char *uuid, const char *disk, const char *suffix,
 		   char *out, size_t len);

@@ -265,6 +265,21 @@ out:
 	return ret;
 }
 
+/* The partial holds all `size` bytes of set `id`. */
+static bool part_whole(struct sup *s, const char *name, const char *disk, const char *id,
+		       uint64_t size)
+{
+	char have_id[80];
+	uint64_t total;
+	bool whole;
+
+	pthread_mutex_lock(&s->rep_lock);
+	whole = !meta_load(s, name, disk, have_id, sizeof(have_id), &total) &&
+		!strcmp(have_id, id) && total == size;
+	pthread_mutex_unlock(&s->rep_lock);
+	return whole;
+}
+
 int sup_replica_in_part_done(struct sup *s, const char *name, const char *disk, int fd,
 			     const char *id, json_t **out, struct cerr *e)
 {
@@ -274,7 +289,11 @@ int sup_replica_in_part_done(struct sup *s, const char *name, const char *disk, 
 	int rfd;
 
 	*out = NULL;
-	if (fsync(fd) < 0 || fstat(fd, &st) < 0) {
+	/* A partial is kept for a resume: synced. A whole set is made a point
+	 * now, from the page cache, and the point's layer is what is synced
+	 * (a crash before that leaves no point, and the source sends again). */
+	if (fstat(fd, &st) < 0 || (!part_whole(s, name, disk, id, (uint64_t)st.st_size) &&
+				   fsync(fd) < 0)) {
 		cerr_set(e, CERR_NO_SPACE, "", "cannot sync the upload: %s", strerror(errno));
 		close(fd);
 		return -1;

@@ -103,6 +103,8 @@ static int meta_read(struct sup *s, const char *uuid, const char *disk, struct r
 		sp->total = (uint64_t)json_integer_value(json_object_get(j, "total"));
 		sp->data = (uint64_t)json_integer_value(json_object_get(j, "data"));
 		sp->done = json_is_true(json_object_get(j, "done"));
+		sp->cut_ms = (int64_t)json_integer_value(json_object_get(j, "cut_at"));
+		sp->flushed = json_is_true(json_object_get(j, "flushed"));
 		ret = 0;
 	}
 	json_decref(j);
@@ -113,9 +115,10 @@ static int meta_write(struct sup *s, const char *uuid, const char *disk,
 		      const struct rep_spool *sp)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 8];
-	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "point", sp->point, "since",
-			      sp->since, "id", sp->id, "total", (json_int_t)sp->total, "data",
-			      (json_int_t)sp->data, "done", sp->done);
+	json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:b}", "point", sp->point,
+			      "since", sp->since, "id", sp->id, "total", (json_int_t)sp->total,
+			      "data", (json_int_t)sp->data, "done", sp->done, "cut_at",
+			      (json_int_t)sp->cut_ms, "flushed", sp->flushed);
 	int ret = -EIO;
 
 	if (j && !rep_spool_path(s, uuid, disk, ".json", path, sizeof(path))) {
@@ -189,6 +192,28 @@ int rep_spool_pending(struct sup *s, const char *uuid, const char *const *disks,
 			return 1;
 		}
 	return 0;
+}
+
+int rep_spool_cut(struct sup *s, const char *uuid, const char *const *disks, unsigned n,
+		  const char *since, const char *point, int64_t *cut_ms, bool *flushed)
+{
+	struct rep_spool sp;
+	bool found = false;
+
+	*cut_ms = 0;
+	*flushed = true;
+	for (unsigned i = 0; i < n; i++) {
+		if (meta_read(s, uuid, disks[i], &sp) || strcmp(sp.since, since) ||
+		    strcmp(sp.point, point) || sp.cut_ms <= 0)
+			continue;
+		if (!found || sp.cut_ms < *cut_ms)
+			*cut_ms = sp.cut_ms;
+		*flushed = *flushed && sp.flushed;
+		found = true;
+	}
+	if (!found)
+		*flushed = false;
+	return found;
 }
 
 int rep_spool_save(struct sup *s, const char *uuid, const char *disk, struct rep_spool *sp,

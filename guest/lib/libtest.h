@@ -66,6 +66,12 @@ static inline uint64_t read_cr(int n) { return ring0_request(REQ_READ_CR, n, 0);
 
 /* Interrupt counts per vector, bumped by the ring-0 handler. */
 extern volatile uint32_t irq_counts[256];
+/* Interrupts taken between the sti and the hlt of wait_for_interrupt (a
+ * host that ignores the STI interrupt shadow; never on hardware), and
+ * whether the handler then skips that hlt (default true; false: the hlt
+ * waits for the next interrupt, as the host would have it). */
+extern volatile uint64_t irq_before_hlt;
+extern volatile bool wait_hlt_fixup;
 
 /* ---- exit ---- */
 #define DEBUG_EXIT_PORT 0xF4

@@ -96,7 +96,9 @@ def scenario(args, a, b, net, work):
           f"cella replica list on b: {b_list}")
     until("six rounds", lambda: status(a)["rounds"] >= 6)
     st = status(a)
-    check(st["compression"] == "zstd" and 0 < st["bytes_sent"] < st["bytes_changed"] / 2,
+    # 4 KiB sets carry the guest's own slots, not the zeroes around them
+    # in a 64 KiB block: they shrink less, but they shrink.
+    check(st["compression"] == "zstd" and 0 < st["bytes_sent"] < st["bytes_changed"] * 0.9,
           f"change sets compressed on the wire: {st['bytes_sent']} bytes sent for "
           f"{st['bytes_changed']} changed")
     pts = replica(b)["points"]

@@ -13,7 +13,8 @@ on the disk ("resumed at round M ... (0 bad)"), and goes on from M + 1.
   the target unreachable (link cut): a clear error, the VM still runs here,
   replication goes on once the link is back; of a guest that ignores the
   graceful stop (blkverify without shutdown=1, --timeout 2): a clear error,
-  nothing failed over, the VM runs here again and replication goes on.
+  nothing failed over, the VM runs on here (its stop cancelled: no reboot,
+  test_replica_deaf.py) and replication goes on.
 - `cella replica failover rv --planned` on a: the guest shuts down after
   round R, b runs the VM, whose guest finds exactly rounds 1..R on its disk
   (M == R, 0 bad): nothing lost.

@@ -333,6 +333,25 @@ static json_t *ctl_shutdown(struct control *c, json_t *req)
 	return ctl_ok(c);
 }
 
+/* {"cmd": "shutdown-cancel"}: a pending graceful shutdown is abandoned
+ * (its deadline disarmed): the VM runs on, untouched. The key press was
+ * delivered and stays so; a guest that acts on it later powers off as if
+ * by itself. Refused once the VM is exiting (too late: it is going). */
+static json_t *ctl_shutdown_cancel(struct control *c)
+{
+	struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+
+	if (vm_exiting(c->vm))
+		return ctl_error("shutdown-cancel: the VM is already powering off");
+	if (!c->shutdown_pending)
+		return ctl_error("shutdown-cancel: no shutdown is pending");
+	if (timerfd_settime(c->timer_fd, 0, &off, NULL) < 0)
+		return ctl_error("cannot disarm the shutdown timer: %s", strerror(errno));
+	c->shutdown_pending = false;
+	log_info("control: graceful shutdown cancelled; the VM runs on");
+	return ctl_ok(c);
+}
+
 static json_t *ctl_probe_open(struct control *c, json_t *req)
 {
 	const char *path = json_string_value(json_object_get(req, "path"));
@@ -638,6 +657,11 @@ static json_t *cmd_shutdown(struct ctl_call *k)
 	return ctl_shutdown(k->c, k->req);
 }
 
+static json_t *cmd_shutdown_cancel(struct ctl_call *k)
+{
+	return ctl_shutdown_cancel(k->c);
+}
+
 static json_t *cmd_stop(struct ctl_call *k)
 {
 	*k->after = WORKER_EXIT_STOPPED;
@@ -718,6 +742,7 @@ static const struct ctl_command ctl_commands[] = {
 	{ "disk-export-group", cmd_disk_export_group, CTL_STARTED | CTL_NOT_MIGRATING },
 	{ "resume", cmd_resume, CTL_STARTED | CTL_NOT_MIGRATING },
 	{ "shutdown", cmd_shutdown, CTL_STARTED | CTL_NOT_MIGRATING },
+	{ "shutdown-cancel", cmd_shutdown_cancel, CTL_STARTED },
 	{ "stop", cmd_stop, CTL_STARTED },
 	{ "reset", cmd_reset, CTL_STARTED | CTL_NOT_MIGRATING },
 	{ "stats", cmd_stats, CTL_STARTED },
@@ -1023,7 +1048,7 @@ static void ctl_timer_ready(void *opaque, uint32_t events)
 	uint64_t v;
 
 	(void)events;
-	if (read(c->timer_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+	if (read(c->timer_fd, &v, sizeof(v)) != (ssize_t)sizeof(v) || !c->shutdown_pending)
 		return;
 	vm_request_exit(c->vm, WORKER_EXIT_STOPPED,
 			"shutdown: the guest did not power off within %u ms; turned off",

@@ -343,10 +343,22 @@ void vcpu_pause_point(struct vcpu *v)
 			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 		vm->vcpus_parked--;
 	}
-	pthread_mutex_unlock(&vm->pause_lock);
-	vcpu_throttle(v);
-	/* A kick that arrived for the pause must not end the next KVM_RUN. */
+	/* A kick that arrived for the pause must not end the next KVM_RUN; one
+	 * for a pause requested from now on must. Cleared under the lock: a
+	 * pause sets its flag under it and kicks after, so its kick comes after
+	 * this store. (Cleared after the unlock, a kick landing in between was
+	 * undone: the vCPU ran on until its next exit while vm_pause waited,
+	 * the I/O loop with it; a guest polling a virtqueue in ring 3, which
+	 * makes no exit, then waited for ever on a completion that loop owed
+	 * it: worker and guest stuck.) */
 	__atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&vm->pause_lock);
+	if (v->test_pause_gap_us) {
+		struct timespec gap = { 0, (long)v->test_pause_gap_us * 1000 };
+
+		nanosleep(&gap, NULL);
+	}
+	vcpu_throttle(v);
 }
 
 static void *vcpu_thread(void *arg)
@@ -357,6 +369,11 @@ static void *vcpu_thread(void *arg)
 	char name[16];
 	int err;
 
+	{
+		const char *gap = getenv("CELLA_TEST_VCPU_PAUSE_GAP_US");
+
+		v->test_pause_gap_us = gap ? (uint32_t)strtoul(gap, NULL, 10) % 1000000u : 0;
+	}
 	snprintf(name, sizeof(name), "vcpu%u", v->index);
 	pthread_setname_np(pthread_self(), name);
 	err = vm_thread_seccomp(vm->vcpu_filter);

@@ -46,6 +46,9 @@ struct vcpu {
 	uint64_t last_rip; /* RIP when the vCPU thread ended (for --stats) */
 	bool cpuid_applied; /* KVM_GET_CPUID2 read our CPUID template back */
 	uint64_t throttle_next_ns; /* CLOCK_MONOTONIC: next throttle sleep due */
+	/* Tests only (CELLA_TEST_VCPU_PAUSE_GAP_US): a sleep right after each
+	 * pause point, where a pause request once got lost (vcpu.c). */
+	uint32_t test_pause_gap_us;
 };
 
 struct vm {

@@ -67,6 +67,7 @@ static void test_expected_paths(void **unused)
 		{ VS_SAVED, EV_STATE_DELETED, VS_STOPPED },
 		{ VS_INCOMING, EV_INCOMING_FAILED, VS_STOPPED },
 		{ VS_RUNNING, EV_HOST_REBOOTED, VS_STOPPED },
+		{ VS_STOPPING, EV_STOP_CANCELLED, VS_RUNNING },
 		/* Refusals. */
 		{ VS_DEFINED, EV_STARTED, -1 },
 		{ VS_RUNNING, EV_START, -1 },
@@ -77,6 +78,7 @@ static void test_expected_paths(void **unused)
 		{ VS_STOPPED, EV_STATE_DELETED, -1 },
 		{ VS_RUNNING, EV_CHECKPOINT_APPLIED, -1 },
 		{ VS_STOPPED, EV_INCOMING_FAILED, -1 },
+		{ VS_RUNNING, EV_STOP_CANCELLED, -1 },
 	};
 
 	(void)unused;

@@ -36,6 +36,7 @@
 struct disk;
 struct cbt;
 struct blk_export;
+struct blk_fine;
 
 /* One guest request, from pop to completion. */
 struct blk_req {
@@ -129,6 +130,8 @@ struct blk_dev {
 	char exp_commit_point[32];
 	uint8_t *exp_commit_mask;
 	uint64_t exp_commit_blocks;
+	/* The 4 KiB maps of exports with grain 4096 (blk_fine.h), or NULL. */
+	struct blk_fine *fine;
 };
 
 _Static_assert(offsetof(struct blk_dev, vd) == 0, "transport frees the device through vd");

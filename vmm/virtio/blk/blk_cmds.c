@@ -52,6 +52,8 @@ static json_t *export_json(const struct blk_export_status *x)
 		json_object_set_new(o, "max_bandwidth", json_integer((json_int_t)x->max_bandwidth));
 		json_object_set_new(o, "stall_ms", json_integer((json_int_t)x->stall_ms));
 		json_object_set_new(o, "commit_pending", json_boolean(x->commit_pending));
+		json_object_set_new(o, "grain", json_integer(x->grain ? x->grain : 65536));
+		json_object_set_new(o, "narrowed", json_boolean(x->narrowed));
 		json_object_set_new(o, "error", x->error[0] ? json_string(x->error) : json_null());
 	}
 	return o;
@@ -241,6 +243,17 @@ static json_t *cmd_disk_export(struct vm *vm, json_t *req, int fd)
 	}
 	a.stall_ms = (uint32_t)stall;
 	a.max_bandwidth = bw;
+	{
+		json_t *jg = json_object_get(req, "grain");
+
+		if (jg && !json_is_null(jg) &&
+		    (!json_is_integer(jg) || (json_integer_value(jg) != 4096 &&
+					      json_integer_value(jg) != 65536))) {
+			close(fd);
+			return disk_error("grain: expected %s or %s", "4096", "65536");
+		}
+		a.grain = jg && json_is_integer(jg) ? (uint32_t)json_integer_value(jg) : 0;
+	}
 	ret = virtio_blk_export(d, &a, fd, &st, err, sizeof(err));
 	if (ret)
 		return disk_error("disk-export: %s%s", err[0] ? err : strerror(-ret), "");

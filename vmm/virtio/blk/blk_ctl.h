@@ -61,6 +61,10 @@ struct blk_export_args {
 	/* Stream bytes per second at most (a token bucket, 100 ms of burst);
 	 * 0: as fast as the output takes them. */
 	uint64_t max_bandwidth;
+	/* 4096: cut the set at 4 KiB units where the worker's in-memory map
+	 * of `since` allows (blk_fine.h; the header's block size says 4096);
+	 * 0 or 65536: whole 64 KiB tracking blocks. */
+	uint32_t grain;
 };
 #define BLK_EXPORT_STALL_MS   60000
 #define BLK_EXPORT_STALL_MAX  3600000u
@@ -92,6 +96,8 @@ struct blk_export_status {
 	uint64_t max_bandwidth; /* bytes/s, 0: none */
 	uint32_t stall_ms;
 	unsigned held, max_copies;
+	uint32_t grain;         /* the set's unit: 4096 or 65536 */
+	bool narrowed;          /* grain 4096 with since's 4 KiB map (else whole blocks) */
 };
 /* Start an export of the disk to fd (taken, also on failure): the cut
  * happens before this returns, the stream goes on from the I/O loop.

@@ -29,6 +29,7 @@
 #include "backend/qos.h"
 #include "virtio/blk/blk.h"
 #include "virtio/blk/blk_export.h"
+#include "virtio/blk/blk_fine.h"
 #include "vm.h"
 
 #define EXP_READ_AHEAD 16 /* blocks the cursor reads ahead (1 MiB) */
@@ -72,6 +73,8 @@ struct blk_export {
 	uint8_t *todo;        /* ... not read yet */
 	uint8_t *busy;        /* ... with a read in flight */
 	uint8_t *clear;       /* ... not written since the cut: cleared from `point` at the end */
+	uint8_t *fset;        /* grain 4096: the 4 KiB units to send (blk_fine.h), or NULL */
+	uint16_t out_mask;    /* ... of out_buf's block, not out yet */
 	uint64_t next_block;  /* the cursor: next block to send is the first of `set` from here */
 	uint64_t ra_block;    /* where the cursor's read-ahead goes on */
 	unsigned nr_ahead;    /* the cursor's buffers (read or being read) */
@@ -203,6 +206,8 @@ static void exp_read_block(struct blk_dev *blk, struct blk_export *e, uint64_t b
 	struct disk_extent ext[EXP_MAX_EXT];
 	struct exp_buf *buf = malloc(sizeof(*buf) + len), **pp;
 	uint64_t mapped = 0;
+	unsigned ufirst, un;
+	uint16_t mask;
 	int err = 0;
 
 	bit_clr(e->todo, b);
@@ -227,41 +232,48 @@ static void exp_read_block(struct blk_dev *blk, struct blk_export *e, uint64_t b
 		e->nr_ahead++;
 	}
 	bit_set(e->busy, b);
-	while (mapped < len && !err) {
-		int n = disk_map(blk->disk, off + mapped, len - mapped, false, ext, EXP_MAX_EXT);
+	/* Grain 4096: only the units sent are read (the rest is never used). */
+	mask = e->fset ? (uint16_t)(e->fset[2 * b] | e->fset[2 * b + 1] << 8) : 0xffff;
+	while (!err && blk_fine_run(&mask, &ufirst, &un) &&
+	       (mapped = (uint64_t)ufirst * CBT_FINE_BLOCK) < len) {
+		uint64_t hi = MIN(mapped + (uint64_t)un * CBT_FINE_BLOCK, len);
 
-		if (n <= 0) {
-			err = n ? n : -EIO;
-			break;
-		}
-		for (int i = 0; i < n && !err; i++) {
-			size_t at = (size_t)(ext[i].off - off);
+		while (mapped < hi && !err) {
+			int n = disk_map(blk->disk, off + mapped, hi - mapped, false, ext, EXP_MAX_EXT);
 
-			if (ext[i].kind == DISK_EXT_DATA) {
-				struct exp_read *r = malloc(sizeof(*r));
-
-				if (!r) {
-					err = -ENOMEM;
-					break;
-				}
-				*r = (struct exp_read){ .tag = { .export = true }, .buf = buf,
-							.fd = ext[i].fd, .host_off = ext[i].host_off,
-							.total = (size_t)ext[i].len,
-							.iov = { buf->data + at, (size_t)ext[i].len } };
-				err = blkio_queue_readv(&blk->io, r->fd, &r->iov, 1, r->host_off, r);
-				if (err) {
-					free(r);
-					break;
-				}
-				buf->subs++;
-				e->reads++;
-			} else if (ext[i].kind == DISK_EXT_ZERO) {
-				memset(buf->data + at, 0, (size_t)ext[i].len);
-			} else {
-				err = disk_pread(blk->disk, buf->data + at, (size_t)ext[i].len,
-						 ext[i].off);
+			if (n <= 0) {
+				err = n ? n : -EIO;
+				break;
 			}
-			mapped = ext[i].off + ext[i].len - off;
+			for (int i = 0; i < n && !err; i++) {
+				size_t at = (size_t)(ext[i].off - off);
+
+				if (ext[i].kind == DISK_EXT_DATA) {
+					struct exp_read *r = malloc(sizeof(*r));
+
+					if (!r) {
+						err = -ENOMEM;
+						break;
+					}
+					*r = (struct exp_read){ .tag = { .export = true }, .buf = buf,
+								.fd = ext[i].fd, .host_off = ext[i].host_off,
+								.total = (size_t)ext[i].len,
+								.iov = { buf->data + at, (size_t)ext[i].len } };
+					err = blkio_queue_readv(&blk->io, r->fd, &r->iov, 1, r->host_off, r);
+					if (err) {
+						free(r);
+						break;
+					}
+					buf->subs++;
+					e->reads++;
+				} else if (ext[i].kind == DISK_EXT_ZERO) {
+					memset(buf->data + at, 0, (size_t)ext[i].len);
+				} else {
+					err = disk_pread(blk->disk, buf->data + at, (size_t)ext[i].len,
+							 ext[i].off);
+				}
+				mapped = ext[i].off + ext[i].len - off;
+			}
 		}
 	}
 	if (err && !buf->err)
@@ -416,6 +428,7 @@ static void exp_finish(struct blk_dev *blk, struct blk_export *e)
 		return;
 	}
 	ret = cbt_point_clear(blk->cbt, e->st.point, e->clear);
+	blk_fine_commit(blk->fine, e->st.point, e->clear, e->nr_blocks);
 	if (ret)
 		log_warn("%s: point '%s' keeps the exported blocks too: %s", blk->vd.name,
 			 e->st.point, strerror(-ret));
@@ -436,8 +449,23 @@ int blk_export_commit(struct blk_dev *blk, const char *point)
 	if (!blk->exp_commit_mask || strcmp(point, blk->exp_commit_point))
 		return -ENOENT;
 	ret = cbt_point_clear(blk->cbt, point, blk->exp_commit_mask);
+	blk_fine_commit(blk->fine, point, blk->exp_commit_mask, blk->exp_commit_blocks);
 	exp_commit_drop(blk);
 	return ret;
+}
+
+/* The next run of out_buf's 4 KiB units to send: false when none is left. */
+static bool exp_fine_next(struct blk_export *e)
+{
+	unsigned first, n;
+
+	if (!blk_fine_run(&e->out_mask, &first, &n) ||
+	    (size_t)first * CBT_FINE_BLOCK >= e->out_buf->len)
+		return e->out_mask = 0, false;
+	e->out = e->out_buf->data + (size_t)first * CBT_FINE_BLOCK;
+	e->out_len = MIN((size_t)n * CBT_FINE_BLOCK, e->out_buf->len - (size_t)first * CBT_FINE_BLOCK);
+	e->crc = crc32(e->crc, e->out, (uInt)e->out_len);
+	return true;
 }
 
 void blk_export_pump(struct blk_dev *blk)
@@ -503,6 +531,8 @@ void blk_export_pump(struct blk_dev *blk)
 			e->st.sent += (uint64_t)n;
 			continue;
 		}
+		if (e->out_buf && e->out_mask && exp_fine_next(e))
+			continue; /* the block's next run of 4 KiB units */
 		if (e->out_buf) { /* a block is out */
 			e->next_block = e->out_buf->block + 1;
 			exp_buf_release(e, e->out_buf);
@@ -548,6 +578,12 @@ void blk_export_pump(struct blk_dev *blk)
 			}
 			e->bufs = buf->next;
 			e->out_buf = buf;
+			if (e->fset) {
+				e->out_mask = (uint16_t)(e->fset[2 * b] | e->fset[2 * b + 1] << 8);
+				e->out_len = 0;
+				exp_fine_next(e);
+				continue;
+			}
 			e->out = buf->data;
 			e->out_len = buf->len;
 			e->crc = crc32(e->crc, buf->data, buf->len);
@@ -660,6 +696,7 @@ void blk_export_free(struct blk_dev *blk)
 	free(e->todo);
 	free(e->busy);
 	free(e->clear);
+	free(e->fset);
 	free(e->meta);
 	free(e);
 	blk->exp = NULL;
@@ -669,6 +706,8 @@ void blk_export_destroy(struct blk_dev *blk)
 {
 	blk_export_free(blk);
 	exp_commit_drop(blk);
+	blk_fine_free(blk->fine);
+	blk->fine = NULL;
 }
 
 void blk_export_cancel(struct blk_dev *blk, const char *why)
@@ -801,8 +840,22 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 	}
 	if (nr % 8) /* bits past the last block */
 		e->set[nr / 8] &= (uint8_t)((1u << (nr % 8)) - 1);
-	ret = cbt_incr_meta(e->set, nr, e->disk_size, a->point, a->since ? a->since : "",
-			    &e->meta, &meta_len, &bytes);
+	if (a->grain == CBT_FINE_BLOCK && !blk->fine)
+		blk->fine = blk_fine_new(e->disk_size); /* NULL: 64 KiB sets */
+	if (a->grain == CBT_FINE_BLOCK && blk->fine &&
+	    !(e->fset = blk_fine_set(blk->fine, a->since, e->set, nr, &e->st.narrowed))) {
+		snprintf(err, errlen, "out of memory");
+		ret = -ENOMEM;
+		goto fail;
+	}
+	e->st.grain = e->fset ? CBT_FINE_BLOCK : CBT_BLOCK;
+	if (e->fset)
+		ret = cbt_incr_meta_grain(e->fset, blk_fine_units(blk->fine), CBT_FINE_BITS,
+					  e->disk_size, a->point, a->since ? a->since : "",
+					  &e->meta, &meta_len, &bytes);
+	else
+		ret = cbt_incr_meta(e->set, nr, e->disk_size, a->point, a->since ? a->since : "",
+				    &e->meta, &meta_len, &bytes);
 	if (ret) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -815,6 +868,10 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 		snprintf(err, errlen, "cannot start point '%s': %s", a->point, strerror(-ret));
 		goto fail;
 	}
+	/* The point's 4 KiB map starts with the units sent (none: its
+	 * exports send whole blocks). */
+	if (!e->fset || blk_fine_start(blk->fine, a->point, a->since, e->fset))
+		blk_fine_drop(blk->fine, a->point);
 	e->tfd = blk->exp_timer_fd;
 	e->stall_ns = (uint64_t)(a->stall_ms ? a->stall_ms : BLK_EXPORT_STALL_MS) * 1000000u;
 	if (a->max_bandwidth) {
@@ -854,6 +911,7 @@ int blk_export_start(struct blk_dev *blk, const struct blk_export_args *a, int f
 	return 0;
 fail:
 	e->fd = -1;
+	free(e->fset);
 	free(e->set);
 	free(e->todo);
 	free(e->busy);

@@ -15,6 +15,7 @@
 #include "disk.h"
 #include "log.h"
 #include "virtio/blk/blk.h"
+#include "virtio/blk/blk_fine.h"
 #include "virtio/blk/blk_export.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
@@ -242,8 +243,10 @@ static int blk_run_rw(struct blk_dev *blk, struct blk_req *req)
 	struct disk_extent ext[BLK_MAX_EXT];
 	int n, ret = 0;
 
-	if (write && blk->cbt && !req->mapped)
+	if (write && blk->cbt && !req->mapped) {
 		cbt_mark(blk->cbt, req->off, req->len); /* before the data can land */
+		blk_fine_mark(blk->fine, req->off, req->len);
+	}
 	while (req->mapped < req->len && !ret) {
 		n = disk_map(blk->disk, req->off + req->mapped, req->len - req->mapped, write, ext,
 			     BLK_MAX_EXT);
@@ -336,8 +339,10 @@ static int blk_run_sync(struct blk_dev *blk, struct blk_req *req)
 	if (req->type == VIRTIO_BLK_T_FLUSH) {
 		ret = blk_flush_now(blk);
 	} else {
-		if (blk->cbt)
+		if (blk->cbt) {
 			cbt_mark(blk->cbt, req->off, req->len);
+			blk_fine_mark(blk->fine, req->off, req->len);
+		}
 		ret = discard ? disk_discard(blk->disk, req->off, req->len)
 			      : disk_write_zeroes(blk->disk, req->off, req->len,
 						  req->dwz_flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);

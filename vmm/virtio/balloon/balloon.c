@@ -85,6 +85,18 @@ void balloon_config_update(struct balloon *b, bool notify)
 	}
 }
 
+/* One log line per bad request, for the first BALLOON_WARN_MAX of them: a
+ * driver that keeps sending bad requests cannot flood the log (they are
+ * all counted in `ignored`). */
+static bool balloon_may_warn(struct balloon *b)
+{
+	if (b->warned >= BALLOON_WARN_MAX)
+		return false;
+	if (++b->warned == BALLOON_WARN_MAX)
+		log_warn("%s: further ignored requests are counted, not logged", b->vd.name);
+	return true;
+}
+
 /* The host-mapping offset of guest frame pfn, or -1 when it is not RAM. */
 static int64_t pfn_offset(const struct guest_mem *m, uint32_t pfn)
 {
@@ -139,7 +151,7 @@ static void balloon_pages(struct balloon *b, bool inflate)
 		b->deflates += done;
 	}
 	b->ignored += bad + twice + (truncated ? 1 : 0) + (trailing ? 1 : 0);
-	if (bad || twice || truncated || trailing || c->nr_in)
+	if ((bad || twice || truncated || trailing || c->nr_in) && balloon_may_warn(b))
 		log_warn("%s: %s request: ignored %llu PFNs outside RAM, %llu %s%s%s%s", b->vd.name,
 			 inflate ? "inflate" : "deflate", (unsigned long long)bad,
 			 (unsigned long long)twice,
@@ -175,11 +187,10 @@ static void balloon_report(struct balloon *b)
 		b->reported_bytes += len;
 	}
 	b->reports++;
-	if (odd) {
-		b->ignored += odd;
+	b->ignored += odd;
+	if (odd && balloon_may_warn(b))
 		log_warn("%s: free page report: %llu ranges not page aligned (only whole pages dropped)",
 			 b->vd.name, (unsigned long long)odd);
-	}
 }
 
 static void balloon_stats_in(struct balloon *b)
@@ -237,8 +248,9 @@ static void balloon_queue_notify(struct virtio_dev *vd, unsigned q)
 				/* One buffer at a time: the older one goes
 				 * back empty so the driver cannot pin the ring. */
 				b->ignored++;
-				log_warn("%s: a second statistics buffer; the first is returned",
-					 vd->name);
+				if (balloon_may_warn(b))
+					log_warn("%s: a second statistics buffer; the first is returned",
+						 vd->name);
 				virtq_push(vq, old, 0);
 				pushed = true;
 			}

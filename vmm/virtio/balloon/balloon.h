@@ -25,6 +25,7 @@
 
 #define BALLOON_QUEUE_SIZE 128
 #define BALLOON_NR_QUEUES  4
+#define BALLOON_WARN_MAX   32 /* bad requests logged; the rest only counted */
 
 enum balloon_queue { BQ_INFLATE, BQ_DEFLATE, BQ_STATS, BQ_REPORTING, BQ_NONE };
 
@@ -50,6 +51,7 @@ struct balloon {
 	uint64_t inflates, deflates;
 	uint64_t ignored;         /* PFNs or ranges refused (out of RAM, twice, ...) */
 	uint64_t discard_errors;
+	unsigned warned;          /* bad requests logged so far */
 
 	struct balloon_stats stats;
 	bool stats_have;          /* the driver sent statistics at least once */

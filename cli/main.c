@@ -278,7 +278,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "| sed -n 's/^ *\"name\": \"\\(.*\\)\",$/\\1/p')\" -- \"$cur\"))\n"
 	    "    else\n"
 	    "      COMPREPLY=($(compgen -W '--kernel --initrd --cmdline --cpus --memory --disk "
-	    "--nic --rng --no-rng --autostart --no-autostart --restart --cpu-weight --cpu-max "
+	    "--nic --rng --no-rng --balloon --no-balloon --balloon-target --autostart --no-autostart --restart --cpu-weight --cpu-max "
 	    "--timeout --no-wait --history --no-follow --disk-qos --to --quick --include-storage "
 	    "--downtime --max-bandwidth --help' -- \"$cur\"))\n"
 	    "      compopt -o default 2>/dev/null\n"

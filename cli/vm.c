@@ -40,7 +40,10 @@ enum {
 	O_AA,
 	O_AA_HARD,
 	O_NO_AA,
-	O_HOST
+	O_HOST,
+	O_BALLOON,
+	O_NO_BALLOON,
+	O_BALLOON_TARGET
 };
 
 static const struct option def_opts[] = {
@@ -53,6 +56,9 @@ static const struct option def_opts[] = {
     {"nic", required_argument, NULL, O_NIC},
     {"rng", no_argument, NULL, O_RNG},
     {"no-rng", no_argument, NULL, O_NO_RNG},
+    {"balloon", no_argument, NULL, O_BALLOON},
+    {"no-balloon", no_argument, NULL, O_NO_BALLOON},
+    {"balloon-target", required_argument, NULL, O_BALLOON_TARGET},
     {"autostart", no_argument, NULL, O_AUTOSTART},
     {"no-autostart", no_argument, NULL, O_NO_AUTOSTART},
     {"restart", required_argument, NULL, O_RESTART},
@@ -81,6 +87,7 @@ static const struct option def_opts[] = {
 	"                         format probed when not given; IOPS count 8 KiB units)\n"         \
 	"  --nic tap=NAME[,mac=MAC]  virtio-net NIC (repeatable; replaces the list)\n"             \
 	"  --rng, --no-rng        virtio-rng device\n"                                             \
+	"  --balloon, --no-balloon  virtio-balloon (stats, free page reporting, deflate-on-OOM)\n" \
 	"  --autostart, --no-autostart  start when the host boots\n"                               \
 	"  --restart POLICY       never | on-crash | always\n"                                     \
 	"  --cpu-weight N         relative CPU weight 1-10000 (Set-VMProcessor -RelativeWeight)\n" \
@@ -97,7 +104,9 @@ const char vm_create_opts_help[] = DEF_OPTS_HELP;
 const char vm_set_opts_help[] =
     DEF_OPTS_HELP "  --disk-qos ID iops=N,iops_burst=N,bps=N,bps_burst=N\n"
                   "                         change one disk's I/O limits, live on a running VM\n"
-                  "                         (Set-VMHardDiskDrive -MaximumIOPS); 0 = unlimited\n";
+                  "                         (Set-VMHardDiskDrive -MaximumIOPS); 0 = unlimited\n"
+                  "  --balloon-target MIB   memory the guest gives back through its balloon, live\n"
+                  "                         on a running VM (0 = deflate); needs --balloon\n";
 
 /* --disk PATH,...: the disk schema's option string (conf/disk.h) as the
  * API's disk object, the path made absolute. Values are typed but not
@@ -179,6 +188,18 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 		case O_RNG:
 		case O_NO_RNG:
 			json_object_set_new(o, "rng", json_boolean(c == O_RNG));
+			break;
+		case O_BALLOON:
+		case O_NO_BALLOON:
+			json_object_set_new(o, "balloon", json_boolean(c == O_BALLOON));
+			break;
+		case O_BALLOON_TARGET:
+			if (create)
+				return usage_error("%s", "--balloon-target: set it on the running VM "
+							 "(cella vm set NAME --balloon-target MIB)");
+			if (parse_num(argv[optind - 1], optarg, &n))
+				return EXIT_USAGE;
+			json_object_set_new(o, "\x02target_mib", json_integer((json_int_t)n));
 			break;
 		case O_AUTOSTART:
 		case O_NO_AUTOSTART:
@@ -325,7 +346,7 @@ int cmd_create(struct client *c, int argc, char **argv)
 
 int cmd_set(struct client *c, int argc, char **argv)
 {
-	json_t *body = json_object(), *out = NULL, *qos;
+	json_t *body = json_object(), *out = NULL, *qos, *target;
 	char path[512];
 	size_t i;
 	json_t *q;
@@ -351,6 +372,24 @@ int cmd_set(struct client *c, int argc, char **argv)
 		                     json_string_value(json_array_get(q, 1)));
 	}
 	json_decref(qos);
+	target = json_incref(json_object_get(body, "\x02target_mib"));
+	json_object_del(body, "\x02target_mib");
+	if (!ret && target) {
+		json_t *req = json_pack("{s:O}", "target_mib", target), *bal = NULL;
+
+		vm_path(path, sizeof(path), argv[1], "/balloon");
+		ret = client_call(c, "PUT", path, req, &bal);
+		json_decref(req);
+		if (!ret)
+			ret = print_reply(c, bal, "%s: balloon target %lld MiB\n", argv[1],
+					  (long long)json_integer_value(target));
+		if (!ret && !json_object_size(body)) {
+			json_decref(target);
+			json_decref(body);
+			return EXIT_OK;
+		}
+	}
+	json_decref(target);
 	if (!ret && qos && !json_object_size(body)) {
 		json_decref(body);
 		return EXIT_OK;

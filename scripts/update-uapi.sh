@@ -10,7 +10,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 asm=$src/asm
 [ -d "$asm" ] || asm=$src/x86_64-linux-gnu/asm
 for f in kvm.h virtio_blk.h virtio_config.h virtio_ids.h virtio_mmio.h \
-         virtio_net.h virtio_ring.h virtio_rng.h virtio_types.h; do
+         virtio_net.h virtio_ring.h virtio_rng.h virtio_types.h virtio_balloon.h; do
 	install -m 0644 "$src/linux/$f" "$top/include/uapi/linux/$f"
 done
 install -m 0644 "$asm/kvm.h" "$top/include/uapi/asm/kvm.h"

@@ -143,6 +143,7 @@ API_HANDLER(h_action);
 API_HANDLER(h_metrics);
 API_HANDLER(h_disk);
 API_HANDLER(h_move);
+API_HANDLER(h_balloon);
 API_HANDLER(h_console);
 API_HANDLER(h_console_input);
 /* console_fwd.c: the console of a VM host (at addr) owns, forwarded:

@@ -55,6 +55,7 @@ static const struct route routes[] = {
     {"POST", "/v1/vms/{name}/save", h_action, SUP_SAVE, no_query, ROLE_OPERATOR, false, true},
     {"DELETE", "/v1/vms/{name}/state", h_action, SUP_DELETE_STATE, no_query, ROLE_OPERATOR, false, true},
     {"PATCH", "/v1/vms/{name}/disks/{disk}", h_disk, 0, no_query, ROLE_OPERATOR, false, true},
+    {"PUT", "/v1/vms/{name}/balloon", h_balloon, 0, no_query, ROLE_OPERATOR, false, true},
     {"GET", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_LIST, no_query, ROLE_VIEWER, false, true},
     {"POST", "/v1/vms/{name}/checkpoints", h_checkpoint, CP_CREATE, no_query, ROLE_OPERATOR, false, true},
     {"POST", "/v1/vms/{name}/checkpoints/{checkpoint}/apply", h_checkpoint, CP_APPLY, no_query,

@@ -119,6 +119,12 @@ enum MHD_Result h_disk(struct api_request *r, const char *name, int arg)
 	return api_reply(r, ret, &e, 200, out);
 }
 
+enum MHD_Result h_balloon(struct api_request *r, const char *name, int arg)
+{
+	(void)arg;
+	return api_call_with_body(r, name, sup_balloon_set);
+}
+
 enum MHD_Result h_move(struct api_request *r, const char *name, int arg)
 {
 	(void)arg;

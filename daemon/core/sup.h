@@ -259,6 +259,11 @@ int sup_host_remove(struct sup *s, const char *host, struct cerr *e) __must_chec
 /* Move a VM to another host (body {to, include_storage, quick, downtime_ms,
  * max_bandwidth}): live migration, or save + transfer + restore (quick).
  * *out: {name, to, mode, total_ms, downtime_ms, rounds, bytes, vm}. */
+/* Set a running VM's balloon target (body {target_mib}, 0..memory_mib): the
+ * VM must have "balloon": true. *out: the worker's balloon status. */
+int sup_balloon_set(struct sup *s, const char *name, json_t *body, json_t **out,
+		    struct cerr *e) __must_check;
+
 int sup_move(struct sup *s, const char *name, json_t *body, json_t **out,
 	     struct cerr *e) __must_check;
 

@@ -262,6 +262,8 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		return parse_nics(d, v, e);
 	} else if (!strcmp(key, "rng")) {
 		return vmdef_get_bool(v, key, &d->rng, e);
+	} else if (!strcmp(key, "balloon")) {
+		return vmdef_get_bool(v, key, &d->balloon, e);
 	} else if (!strcmp(key, "autostart")) {
 		return vmdef_get_bool(v, key, &d->autostart, e);
 	} else if (!strcmp(key, "restart_policy")) {
@@ -319,12 +321,12 @@ static void gen_uuid(char out[37])
  * virtio device (disks, NICs, rng) needs one of the interrupt lines. */
 static int check_devices(const struct vmdef *d, struct cerr *e)
 {
-	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0);
+	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0) + (d->balloon ? 1 : 0);
 
 	if (n > CONF_VIRTIO_IRQS)
 		return cerr_set(e, CERR_INVALID, d->nr_nics ? "nics" : "disks",
 				"too many devices: %u need an interrupt line, %d are available "
-				"(disks, NICs and rng together)", n, CONF_VIRTIO_IRQS);
+				"(disks, NICs, rng and balloon together)", n, CONF_VIRTIO_IRQS);
 	return 0;
 }
 
@@ -423,6 +425,7 @@ json_t *vmdef_to_json(const struct vmdef *d)
 		json_object_set_new(j, "anti_affinity", d->anti_affinity[0] ?
 				    json_string(d->anti_affinity) : json_null());
 		json_object_set_new(j, "anti_affinity_hard", json_boolean(d->anti_affinity_hard));
+		json_object_set_new(j, "balloon", json_boolean(d->balloon));
 		if (d->replica.on)
 			json_object_set_new(j, "replica", vmdef_replica_json(d));
 	}
@@ -442,5 +445,9 @@ json_t *vmdef_worker_config(const struct vmdef *d)
 		json_object_set_new(cfg, "cmdline", json_string(d->cmdline));
 	json_object_set_new(cfg, "disks", disks);
 	json_object_set_new(cfg, "nets", nets);
+	if (d->balloon)
+		json_object_set_new(cfg, "devices",
+				    json_pack("[{s:s, s:b, s:b, s:b}]", "type", "virtio-balloon", "stats",
+					      1, "deflate_on_oom", 1, "free_page_reporting", 1));
 	return cfg;
 }

@@ -59,6 +59,8 @@ struct vmdef {
 	struct vmdef_nic nics[VMDEF_MAX_NICS];
 	unsigned nr_nics;
 	bool rng;
+	bool balloon;     /* virtio-balloon with statistics, free page reporting and
+			   * deflate-on-OOM (docs/memory.md) */
 	bool autostart;
 	enum restart_policy restart;
 	unsigned cpu_weight; /* 1..10000, like Set-VMProcessor -RelativeWeight */

@@ -130,6 +130,9 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 		json_object_set(m, "exits", json_object_get(st, "exits"));
 		json_object_set(m, "vcpus", json_object_get(st, "vcpus"));
 		json_object_set(m, "memory", json_object_get(st, "memory"));
+		if (json_is_object(json_object_get(json_object_get(st, "devices"), "balloon")))
+			json_object_set(m, "balloon",
+					json_object_get(json_object_get(st, "devices"), "balloon"));
 	}
 	json_decref(req);
 	json_decref(st);
@@ -287,6 +290,14 @@ char *sup_prometheus(struct sup *s)
 			(long long)jint(m, "exits", "other"));
 		tprintf(&t, "cella_vm_worker_resident_bytes{vm=\"%s\"} %lld\n", nm,
 			(long long)jint(m, "memory", "VmRSS_kib") * 1024);
+		if (json_object_get(m, "balloon")) {
+			tprintf(&t, "cella_vm_balloon_target_bytes{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "balloon", "target_mib") << 20);
+			tprintf(&t, "cella_vm_balloon_inflated_bytes{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "balloon", "inflated_bytes"));
+			tprintf(&t, "cella_vm_balloon_reported_bytes_total{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "balloon", "reported_bytes"));
+		}
 		tprintf(&t, "cella_vm_disk_read_bytes_total{vm=\"%s\"} %lld\n", nm,
 			(long long)jint(m, "disk_io", "read_bytes"));
 		tprintf(&t, "cella_vm_disk_written_bytes_total{vm=\"%s\"} %lld\n", nm,

@@ -109,14 +109,15 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 		json_array_append_new(nics, json_pack("{s:s, s:s}", "tap", d->nics[i].tap, "mac",
 						      d->nics[i].mac));
 	return rec_vmdef_placement(json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:b, s:b, s:s, s:i, s:i, s:o, s:o,"
-			 " s:o, s:b, s:i}",
+			 " s:o, s:b, s:i, s:b}",
 			 "uuid", d->uuid, "name", d->name, "cpus", (int)d->cpus, "memory_mib",
 			 (json_int_t)d->memory_mib, "kernel", d->kernel ? d->kernel : "", "initrd",
 			 opt_string(d->initrd), "cmdline", opt_string(d->cmdline), "rng", d->rng,
 			 "autostart", d->autostart, "restart_policy", restart_policy_name(d->restart),
 			 "cpu_weight", (int)d->cpu_weight, "cpu_max", (int)d->cpu_max, "checkpoint",
 			 d->checkpoint[0] ? json_string(d->checkpoint) : json_null(), "disks", disks,
-			 "nics", nics, "ha", d->ha, "ha_priority", (int)d->ha_priority), d);
+			 "nics", nics, "ha", d->ha, "ha_priority", (int)d->ha_priority, "balloon",
+			 d->balloon), d);
 }
 
 
@@ -162,7 +163,8 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 	      rec_str(j, "restart_policy", policy, sizeof(policy)) ?:
 	      rec_str(j, "checkpoint", d->checkpoint, sizeof(d->checkpoint)) ?:
 	      rec_str(j, "anti_affinity", d->anti_affinity, sizeof(d->anti_affinity)) ?:
-	      rec_bool(j, "anti_affinity_hard", &d->anti_affinity_hard);
+	      rec_bool(j, "anti_affinity_hard", &d->anti_affinity_hard) ?:
+	      rec_bool(j, "balloon", &d->balloon);
 	if (ret)
 		return ret;
 	if (!d->uuid[0] || !d->name[0] || (policy[0] && restart_policy_parse(policy, &d->restart)))

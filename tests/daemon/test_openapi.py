@@ -61,6 +61,20 @@ def test(args):
         call("POST", "/v1/vms/{name}/start", "oa")
         call("POST", "/v1/vms/{name}/start", "oa")
         call("POST", "/v1/vms/{name}/start", "nope")
+        bl = "/v1/vms/{name}/balloon"
+        call("PUT", bl, "oa", body={"target_mib": 4})          # no balloon: 409
+        call("PUT", bl, "oa", body={"target_mib": -1})
+        call("PUT", bl, "oa", raw=b"{}", headers={"Content-Type": "text/plain"})
+        call("PUT", bl, "nope", body={"target_mib": 4})
+        call("POST", "/v1/vms", body={"name": "ob", "kernel": kernel, "cmdline": "",
+                                      "balloon": True})
+        call("PUT", bl, "ob", body={"target_mib": 4})          # stopped: 409
+        call("POST", "/v1/vms/{name}/start", "ob")
+        call("PUT", bl, "ob", body={"target_mib": 4})
+        call("PUT", bl, "ob", body={"target_mib": 1 << 20})
+        call("POST", "/v1/vms/{name}/stop", "ob", body={"timeout_s": 0})
+        d.wait_state("ob", "stopped")
+        call("DELETE", "/v1/vms/{name}", "ob")
         call("PATCH", "/v1/vms/{name}", "oa", body={"memory_mib": 64})
         call("DELETE", "/v1/vms/{name}", "oa")
         call("POST", "/v1/vms/{name}/console", "oa", raw=b"hi\n")

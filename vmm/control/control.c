@@ -245,6 +245,7 @@ static json_t *ctl_stats(struct control *c)
 	json_t *vcpus = json_array();
 	uint64_t io = 0, mmio = 0, other = 0, cpu = 0;
 	struct timespec ts;
+	json_t *rep;
 
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		const struct vcpu *v = &vm->vcpus[i];
@@ -261,13 +262,25 @@ static json_t *ctl_stats(struct control *c)
 						       "cpu_time_ns", (json_int_t)t));
 	}
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return json_pack("{s:b, s:s, s:I, s:o, s:{s:I, s:I, s:I}, s:I, s:I, s:o}", "ok", 1,
+	rep = json_pack("{s:b, s:s, s:I, s:o, s:{s:I, s:I, s:I}, s:I, s:I, s:o}", "ok", 1,
 			 "state", ctl_state(c), "uptime_ms", (json_int_t)ctl_elapsed_ms(c),
 			 "vcpus", vcpus, "exits", "io", (json_int_t)io, "mmio", (json_int_t)mmio,
 			 "other", (json_int_t)other, "vcpu_time_ns", (json_int_t)cpu,
 			 "process_cpu_time_ns",
 			 (json_int_t)((uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec),
 			 "memory", ctl_memory(c));
+	/* Device counters too (the status members: disks, balloon), for
+	 * cellad's metrics. */
+	if (rep) {
+		json_t *devs = json_object();
+
+		for (unsigned i = 0; i < nr_device_types; i++)
+			if (device_types[i]->status)
+				json_object_set_new(devs, device_types[i]->status_key,
+						    device_types[i]->status(vm));
+		json_object_set_new(rep, "devices", devs);
+	}
+	return rep;
 }
 
 static json_t *ctl_error(const char *fmt, ...) __printf(1, 2);

@@ -125,14 +125,16 @@ static void rate_limit(struct migration *m)
 
 /* Queue page pg; zero pages as addresses only (skip_zero: not at all,
  * because the destination's RAM is still all zero in round 1). */
-static int queue_page(struct migration *m, uint64_t pg, bool skip_zero)
+static int queue_page(struct migration *m, uint64_t pg, bool skip_zero, bool hole)
 {
 	struct mig_batch *b = &m->batch;
 	const uint8_t *src = m->vm->mem.host + pg * MIG_PAGE_SIZE;
 	uint64_t gpa = page_gpa(m->vm, pg);
 	int ret;
 
-	if (mig_page_is_zero(src)) {
+	/* A hole (a page the guest gave back through its balloon) is a zero
+	 * page that reading would allocate: sent as one without reading. */
+	if (hole || mig_page_is_zero(src)) {
 		if (skip_zero)
 			return 0;
 		memcpy(b->zero + 8 + (size_t)b->nzero * 8, &gpa, 8);
@@ -191,7 +193,7 @@ static int send_all(struct migration *m)
 		for (size_t i = 0; i < n; i++) {
 			if (!vec[i])
 				continue;
-			ret = queue_page(m, pg + i, true);
+			ret = queue_page(m, pg + i, true, false);
 			if (ret)
 				return ret;
 			sent++;
@@ -212,13 +214,23 @@ static int send_dirty(struct migration *m)
 
 	for (size_t w = 0; w < d->words; w++) {
 		unsigned long bits = d->bits[w];
+		uint64_t first = (uint64_t)w * 8 * sizeof(long);
+		uint8_t vec[8 * sizeof(long)];
+		size_t n;
 
 		d->bits[w] = 0;
+		if (!bits)
+			continue;
+		/* Which of these pages are holes (given back to the host since
+		 * they were dirtied): one lseek pair per data extent. */
+		n = (size_t)MIN((uint64_t)sizeof(vec), m->vm->mem.size / MIG_PAGE_SIZE - first);
+		if (guest_mem_populated(&m->vm->mem, first * MIG_PAGE_SIZE, n, vec))
+			memset(vec, 1, sizeof(vec));
 		while (bits) {
 			unsigned b = (unsigned)__builtin_ctzl(bits);
 
 			bits &= bits - 1;
-			ret = queue_page(m, (uint64_t)w * 8 * sizeof(long) + b, false);
+			ret = queue_page(m, first + b, false, b < n && !vec[b]);
 			if (ret)
 				return ret;
 			sent++;

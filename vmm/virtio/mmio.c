@@ -45,6 +45,12 @@ void virtio_dev_notify_queue(struct virtio_dev *vd)
 	efd_signal(vd->irq_fd);
 }
 
+void virtio_dev_notify_config(struct virtio_dev *vd)
+{
+	vd->isr |= VIRTIO_MMIO_INT_CONFIG;
+	efd_signal(vd->irq_fd);
+}
+
 void virtio_dev_maybe_notify(struct virtio_dev *vd, unsigned q)
 {
 	if (q < vd->nr_queues && virtq_need_notify(&vd->vqs[q]))
@@ -304,10 +310,12 @@ void virtio_mmio_access(void *opaque, uint64_t offset, uint8_t *data, uint32_t l
 	pthread_mutex_lock(&vd->lock);
 	if (offset >= VIRTIO_MMIO_CONFIG) {
 		/* Device configuration: any width; bytes past the end read 0,
-		 * writes are ignored (no device offers writable config). */
+		 * writes go to the device's hook if it has one. */
 		uint64_t off = offset - VIRTIO_MMIO_CONFIG;
 
-		if (!is_write)
+		if (is_write && vd->ops->config_write && off < VIRTIO_CONFIG_MAX)
+			vd->ops->config_write(vd, (uint32_t)off, data, len);
+		else if (!is_write)
 			for (uint32_t i = 0; i < len; i++)
 				data[i] = off + i < vd->config_len ? vd->config[off + i] : 0;
 	} else if (len != 4 || offset % 4) {

@@ -42,6 +42,10 @@ struct virtio_dev_ops {
 	void (*reset)(struct virtio_dev *vd);
 	/* Extra realize steps (evloop watches); vd->lock not held. */
 	int (*realize)(struct virtio_dev *vd);
+	/* The driver wrote len bytes at offset off of the configuration
+	 * space (NULL: such writes are ignored). */
+	void (*config_write)(struct virtio_dev *vd, uint32_t off, const uint8_t *data,
+			     uint32_t len);
 	/* Quiesce before save (e.g. wait for in-flight disk I/O). */
 	void (*quiesce)(struct virtio_dev *vd);
 	/* Device-specific section after the transport's. */
@@ -77,6 +81,9 @@ struct virtio_dev {
 	/* Device configuration space (little-endian bytes), at offset 0x100. */
 	uint8_t config[VIRTIO_CONFIG_MAX];
 	uint32_t config_len;
+	/* The config space is device state (virtio-balloon's target): load
+	 * leaves it to the device's load instead of requiring a match. */
+	bool config_volatile;
 
 	/* Resources claimed by realize. */
 	uint64_t base;
@@ -122,6 +129,8 @@ static inline struct virtio_dev *virtio_dev_of(struct device *dev)
 
 /* Raise the queue interrupt (vd->lock held). */
 void virtio_dev_notify_queue(struct virtio_dev *vd);
+/* Raise the configuration change interrupt (vd->lock held). */
+void virtio_dev_notify_config(struct virtio_dev *vd);
 /* Raise the interrupt for queue q if its ring asks for one (vd->lock held). */
 void virtio_dev_maybe_notify(struct virtio_dev *vd, unsigned q);
 /* Break the device: NEEDS_RESET, config interrupt, one log line (lock held). */

@@ -93,7 +93,7 @@ static int load_transport(struct virtio_dev *vd, struct virtio_dev *t, struct st
 	state_get_bytes(r, config, config_len);
 	/* The destination must be configured as the source was (same disk
 	 * size, same MAC): the guest already read this config space. */
-	if (memcmp(config, vd->config, config_len))
+	if (!vd->config_volatile && memcmp(config, vd->config, config_len))
 		return -EINVAL;
 	if (t->driver_features & ~vd->host_features)
 		return -EINVAL;

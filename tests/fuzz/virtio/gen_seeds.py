@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gen_seeds.py: write the seed corpora of fuzz_virtq and fuzz_virtio_mmio
+"""gen_seeds.py: write the seed corpora of fuzz_virtq, fuzz_virtio_mmio and fuzz_balloon
 (run from this directory; the outputs are committed)."""
 import struct
 
@@ -96,3 +96,42 @@ for name, data in seeds_virtq().items():
     open('corpus-virtq/' + name, 'wb').write(data)
 for name, data in seeds_mmio().items():
     open('corpus-virtio-mmio/' + name, 'wb').write(data)
+
+
+# fuzz_balloon: [features][kicks][kick queues...] then memory from RING_BASE
+# (0x10000): queue q's descriptors at q*0x1000, avail +0x400, used +0x800;
+# data buffers from 0x4000 (guest address 0x14000).
+def balloon_seed(features, kicks, queues):
+    """queues: {q: [(addr, len, flags), ...]}, one chain of one descriptor each."""
+    mem = bytearray(0x6000)
+    for q, descs in queues.items():
+        base = q * 0x1000
+        for i, (a, l, f) in enumerate(descs):
+            put(mem, base + 16 * i, desc(a, l, f))
+        put(mem, base + 0x400, struct.pack('<HH', 0, len(descs)))
+        for i in range(len(descs)):
+            put(mem, base + 0x404 + 2 * i, struct.pack('<H', i))
+    pfns = struct.pack('<8I', 0x100, 0x101, 0x101, 0x1ff, 0x200, 0xfffff, 0xC0000, 0x102)
+    put(mem, 0x4000, pfns)
+    stats = b''.join(struct.pack('<HQ', t, v) for t, v in ((4, 1 << 20), (5, 2 << 20), (99, 1)))
+    put(mem, 0x4100, stats)
+    return bytes([features, len(kicks)]) + bytes(kicks) + bytes(mem)
+
+
+if True:  # fuzz_balloon's seeds
+    data = 0x14000
+    seeds = {
+        'inflate-deflate': balloon_seed(0x26, [0, 1, 0x80 | 2],
+                                        {0: [(data, 32, 0)], 1: [(data, 16, 0)],
+                                         2: [(data + 0x100, 30, 0)]}),
+        'report': balloon_seed(0x26, [3, 0x82, 2],
+                               {3: [(0x100000, 0x100000, 2), (0x180064, 0x3000, 2)],
+                                2: [(data + 0x100, 30, 0), (data + 0x100, 25, 0)]}),
+        'report-no-stats': balloon_seed(0x20, [2, 3], {2: [(0x100000, 0x2000, 2)]}),
+        'lying': balloon_seed(0x26, [0, 1], {0: [(0x1ffff8, 64, 0)], 1: [(data, 64, 2)]}),
+    }
+    import os
+    os.makedirs('corpus-balloon', exist_ok=True)
+    for name, b in seeds.items():
+        with open(os.path.join('corpus-balloon', name), 'wb') as f:
+            f.write(b)

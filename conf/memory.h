@@ -1,0 +1,20 @@
+/* memory.h: the "memory" object of a VM's configuration (docs/memory.md):
+ * how guest RAM is backed. The same schema for cella-vm's JSON, cellad's VM
+ * definitions and the cella CLI. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf/schema.h"
+
+struct mem_backing_config {
+	bool merge;     /* KSM page sharing (MADV_MERGEABLE): off by default */
+	bool hugepages; /* 2 MiB hugetlb pages (memfd MFD_HUGETLB), reserved on the host */
+	bool prealloc;  /* every page populated at start (MADV_POPULATE_WRITE) */
+};
+
+extern const struct conf_schema conf_memory_schema;
+
+/* The combinations a VM may not have: "merge" with "hugepages" (KSM merges
+ * only 4 KiB anonymous pages). Returns false with the reason in buf. */
+bool conf_memory_valid(const struct mem_backing_config *m, char *buf, size_t len);

@@ -4,6 +4,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "conf/schema.h"
 
@@ -18,3 +19,8 @@ extern const struct conf_schema conf_memory_schema;
 /* The combinations a VM may not have: "merge" with "hugepages" (KSM merges
  * only 4 KiB anonymous pages). Returns false with the reason in buf. */
 bool conf_memory_valid(const struct mem_backing_config *m, char *buf, size_t len);
+
+/* 2 MiB huge pages this host has free for a new mapping (HugePages_Free
+ * less HugePages_Rsvd, from /proc/meminfo), and how many it has at all.
+ * -errno when /proc/meminfo cannot be read. */
+int conf_hugepages_available(uint64_t *free_pages, uint64_t *total_pages) __must_check;

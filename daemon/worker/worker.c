@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "files.h"
+#include "ksm.h"
 #include "log.h"
 #include "unixsock.h"
 #include "worker_exit.h"
@@ -540,6 +541,8 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	 * replaced (by a symlink out of it, a new backing file) since. The
 	 * check opens each file, and the worker gets these descriptors: it
 	 * opens nothing by name, so nothing can be swapped in between. */
+	if (ksm_prepare_start(&vm->def, e)) /* KSM on, huge pages free (docs/memory.md) */
+		return -1;
 	cfg = vmdef_worker_config(&vm->def);
 	if (!cfg)
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");

@@ -41,30 +41,6 @@ int config_json_memory(struct vm_config *c, json_t *v, char *err, size_t errlen)
 	return 0;
 }
 
-int hugepages_available(uint64_t *free_pages, uint64_t *total_pages)
-{
-	unsigned long long total = 0, nfree = 0, rsvd = 0, v;
-	char line[128], key[64];
-	FILE *f = fopen("/proc/meminfo", "re");
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%63[^:]: %llu", key, &v) != 2)
-			continue;
-		if (!strcmp(key, "HugePages_Total"))
-			total = v;
-		else if (!strcmp(key, "HugePages_Free"))
-			nfree = v;
-		else if (!strcmp(key, "HugePages_Rsvd"))
-			rsvd = v;
-	}
-	fclose(f);
-	*free_pages = nfree > rsvd ? nfree - rsvd : 0;
-	*total_pages = total;
-	return 0;
-}
-
 /* The common tail of every backing: never in core dumps, nor in the KVM
  * teardown child (vm_defer_kernel_teardown). */
 static void mem_advise_common(void *p, uint64_t size)
@@ -114,7 +90,7 @@ static int mem_init_huge(struct guest_mem *m, uint64_t size)
 	m->memfd = m->file_fd = m->pagemap_fd = -1;
 	if (size == 0 || size % HUGEPAGE_SIZE)
 		return -EINVAL;
-	if (hugepages_available(&nfree, &total) == 0 && nfree < need) {
+	if (conf_hugepages_available(&nfree, &total) == 0 && nfree < need) {
 		log_err("memory.hugepages: %llu MiB of guest memory needs %llu huge pages of 2 MiB; "
 			"the host has %llu free of %llu reserved (reserve more with "
 			"/proc/sys/vm/nr_hugepages or hugepages= on the host's command line)",

@@ -28,8 +28,3 @@ int config_json_memory(struct vm_config *c, json_t *v, char *err, size_t errlen)
  * logged with what to do ("reserve huge pages with ..."). 0 or -errno. */
 int guest_mem_init_backing(struct guest_mem *m, const struct mem_backing_config *b,
 			   uint64_t size, int mem_fd, uint64_t mem_off) __must_check;
-
-/* 2 MiB huge pages this host has free for a new mapping (HugePages_Free
- * less HugePages_Rsvd, from /proc/meminfo), and how many it has at all.
- * -errno when /proc/meminfo cannot be read. */
-int hugepages_available(uint64_t *free_pages, uint64_t *total_pages) __must_check;

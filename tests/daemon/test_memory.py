@@ -1,7 +1,8 @@
 """test_memory.py: memory backing options (docs/memory.md).
 
 - validation: memory.* field errors (type, unknown key, merge with
-  hugepages); the CLI's --memory-merge/--hugepages/--prealloc flags.
+  hugepages); the CLI's --memory-merge/--hugepages/--prealloc flags; the
+  backing survives a restart of cellad (stored).
 - page sharing: two opted-in memwriter guests that wrote the same pattern
   get merged by KSM (each worker's ksm_merging_pages rises, the host's
   pages_sharing too, in the VM's info, its metrics and /metrics), while a
@@ -93,11 +94,15 @@ def validation(d, kernel):
     check(p.returncode != 0 and "memory.merge" in p.stderr, f"CLI: merge with hugepages "
           f"refused naming the field: {p.returncode} {p.stderr.strip()}")
     check(d.vm("c1")["memory"]["merge"] is False, "unchanged")
+    d.stop()  # the backing is stored: a restarted cellad has it
+    d.start()
+    m = d.vm("c1")["memory"]
+    check(m == {"merge": False, "hugepages": True, "prealloc": True}, f"after a restart: {m}")
     d.request("DELETE", "/v1/vms/c1")
 
 
 def sharing(d):
-    pattern = "mib=16 rounds=2 pause_ms=30000"
+    pattern = "mib=16 rounds=2 pause_ms=45000"
     for name, merge in (("k1", True), ("k2", True), ("k3", False)):
         d.define(name, "memwriter", pattern, memory={"merge": merge})
     for name in ("k1", "k2", "k3"):
@@ -107,12 +112,13 @@ def sharing(d):
         d.wait_console(name, "round 1 checksum")
     pids = {n: d.vm(n)["pid"] for n in ("k1", "k2", "k3")}
     sharing0 = int(rd(KSM + "pages_sharing"))
-    # Half the 16 MiB pattern: on this nested host (PVM) about 70% of it
-    # stays merged (pages KVM holds mapped cannot be write-protected);
-    # on hardware-virtualized hosts all of it merges.
-    want = (16 << 20) // 4096 // 2
+    # A quarter of the 16 MiB pattern: on this nested host (PVM) 35-70% of
+    # it stays merged (pages KVM holds mapped seem to resist merging), less
+    # when other guests load the host; on hardware-virtualized hosts all of
+    # it should merge.
+    want = (16 << 20) // 4096 // 4
     poll("k1 and k2 merged", lambda: proc_merging(pids["k1"]) >= want and
-         proc_merging(pids["k2"]) >= want, 20)
+         proc_merging(pids["k2"]) >= want, 35)
     log(f"merging pages: k1 {proc_merging(pids['k1'])}, k2 {proc_merging(pids['k2'])}, "
         f"k3 {proc_merging(pids['k3'])}; host pages_sharing {rd(KSM + 'pages_sharing')}")
     check(proc_merging(pids["k3"]) == 0, "the VM that did not opt in has no merging page")

@@ -3,7 +3,8 @@ VMs with memory backing options (docs/memory.md, "Save, restore and
 moves"): a memwriter guest (it checks all of its memory every round) with
 memory.merge and prealloc, then one with memory.hugepages, go A -> B live
 and back B -> A quick; the rounds carry on intact, and the destination's
-worker has the same backing (KSM-mergeable RAM; the hugetlb memfd).
+worker has the same backing (KSM-mergeable RAM; the hugetlb memfd). The
+host's KSM run mode and nr_hugepages are put back at the end.
 
 Needs root (network namespaces, huge pages), ip and openssl."""
 
@@ -16,6 +17,7 @@ from test_move import (ADDR, GUEST, PORT, Follower, Net, NsDaemon, check_contigu
                        console_bytes, make_certs, move_cli, wait_rounds)
 
 NR_HUGE = "/proc/sys/vm/nr_hugepages"
+KSM_RUN = "/sys/kernel/mm/ksm/run"
 
 
 def smaps(d, name):
@@ -57,6 +59,7 @@ def test(args):
     args["certs"] = certs
     net = Net()
     old_huge = open(NR_HUGE).read().strip()
+    old_run = open(KSM_RUN).read().strip()  # cellad turns KSM on for "mg"
     try:
         make_certs(certs)
         net.up()
@@ -75,6 +78,10 @@ def test(args):
     finally:
         with open(NR_HUGE, "w") as f:
             f.write(old_huge)
+        if old_run == "0":
+            for v in ("2", "0"):  # unmerge what was merged, then off as before
+                with open(KSM_RUN, "w") as f:
+                    f.write(v)
         net.down()
         shutil.rmtree(certs, ignore_errors=True)
 

@@ -537,12 +537,12 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	json_t *cfg;
 	pid_t pid;
 
+	if (ksm_prepare_start(&vm->def, e)) /* KSM on, huge pages free (docs/memory.md) */
+		return -1;
 	/* Again at every start: a file in a storage location may have been
 	 * replaced (by a symlink out of it, a new backing file) since. The
 	 * check opens each file, and the worker gets these descriptors: it
 	 * opens nothing by name, so nothing can be swapped in between. */
-	if (ksm_prepare_start(&vm->def, e)) /* KSM on, huge pages free (docs/memory.md) */
-		return -1;
 	cfg = vmdef_worker_config(&vm->def);
 	if (!cfg)
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");

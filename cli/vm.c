@@ -43,7 +43,13 @@ enum {
 	O_HOST,
 	O_BALLOON,
 	O_NO_BALLOON,
-	O_BALLOON_TARGET
+	O_BALLOON_TARGET,
+	O_MERGE,
+	O_NO_MERGE,
+	O_HUGEPAGES,
+	O_NO_HUGEPAGES,
+	O_PREALLOC,
+	O_NO_PREALLOC
 };
 
 static const struct option def_opts[] = {
@@ -72,6 +78,12 @@ static const struct option def_opts[] = {
     {"anti-affinity", required_argument, NULL, O_AA},
     {"anti-affinity-hard", required_argument, NULL, O_AA_HARD},
     {"no-anti-affinity", no_argument, NULL, O_NO_AA},
+    {"memory-merge", no_argument, NULL, O_MERGE},
+    {"no-memory-merge", no_argument, NULL, O_NO_MERGE},
+    {"hugepages", no_argument, NULL, O_HUGEPAGES},
+    {"no-hugepages", no_argument, NULL, O_NO_HUGEPAGES},
+    {"prealloc", no_argument, NULL, O_PREALLOC},
+    {"no-prealloc", no_argument, NULL, O_NO_PREALLOC},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -97,7 +109,11 @@ static const struct option def_opts[] = {
 	"  --ha-priority N        HA restart order 0-1000, higher first\n"                         \
 	"  --anti-affinity GROUP  placement keeps the group's VMs on different hosts (soft)\n"    \
 	"  --anti-affinity-hard GROUP  the same as a hard rule: refused rather than beside\n"    \
-	"  --no-anti-affinity     no group\n"
+	"  --no-anti-affinity     no group\n"                                                  \
+	"  --memory-merge, --no-memory-merge  page sharing with other VMs (KSM; off by\n"      \
+	"                         default: see docs/memory.md for the side channels)\n"       \
+	"  --hugepages, --no-hugepages  guest memory in 2 MiB huge pages (reserved on the host)\n" \
+	"  --prealloc, --no-prealloc  all guest memory allocated at start\n"
 
 const char vm_create_opts_help[] = DEF_OPTS_HELP;
 
@@ -209,6 +225,24 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 		case O_NO_HA:
 			json_object_set_new(o, "ha", json_boolean(c == O_HA));
 			break;
+		case O_MERGE:
+		case O_NO_MERGE:
+		case O_HUGEPAGES:
+		case O_NO_HUGEPAGES:
+		case O_PREALLOC:
+		case O_NO_PREALLOC: {
+			json_t *mem = json_object_get(o, "memory");
+
+			if (!mem)
+				json_object_set_new(o, "memory", mem = json_object());
+			json_object_set_new(mem,
+			                    c == O_MERGE || c == O_NO_MERGE         ? "merge"
+			                    : c == O_HUGEPAGES || c == O_NO_HUGEPAGES ? "hugepages"
+			                                                              : "prealloc",
+			                    json_boolean(c == O_MERGE || c == O_HUGEPAGES ||
+			                                 c == O_PREALLOC));
+			break;
+		}
 		case O_RESTART:
 			json_object_set_new(o, "restart_policy", json_string(optarg));
 			break;

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "disk.h"
 #include "storage.h"
+#include "ksm.h"
 #include "wctl.h"
 
 #define WORKER_TIMEOUT_MS 10000
@@ -218,6 +219,8 @@ json_t *sup_vm_json(struct sup *s, struct vmrt *vm)
 							    : json_null());
 	if (vm->disk_status)
 		sup_merge_disk_status(o, vm->disk_status);
+	if (vm->pid) /* page sharing: the worker's KSM counters (docs/memory.md) */
+		json_object_set_new(o, "ksm", ksm_proc_json(vm->pid));
 	return o;
 }
 

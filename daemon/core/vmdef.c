@@ -233,6 +233,8 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		if (vmdef_get_uint(v, key, VMDEF_MIN_MEM, VMDEF_MAX_MEM, &n, e))
 			return -1;
 		d->memory_mib = n;
+	} else if (!strcmp(key, "memory")) {
+		return vmdef_memory_parse(d, v, e);
 	} else if (!strcmp(key, "kernel")) {
 		if (vmdef_get_string(v, key, 1024, &s, e) || vmdef_check_file(key, s, e))
 			return -1;
@@ -426,6 +428,7 @@ json_t *vmdef_to_json(const struct vmdef *d)
 				    json_string(d->anti_affinity) : json_null());
 		json_object_set_new(j, "anti_affinity_hard", json_boolean(d->anti_affinity_hard));
 		json_object_set_new(j, "balloon", json_boolean(d->balloon));
+		json_object_set_new(j, "memory", vmdef_memory_json(d));
 		if (d->replica.on)
 			json_object_set_new(j, "replica", vmdef_replica_json(d));
 	}
@@ -449,5 +452,7 @@ json_t *vmdef_worker_config(const struct vmdef *d)
 		json_object_set_new(cfg, "devices",
 				    json_pack("[{s:s, s:b, s:b, s:b}]", "type", "virtio-balloon", "stats",
 					      1, "deflate_on_oom", 1, "free_page_reporting", 1));
+	if (!vmdef_memory_default(d))
+		json_object_set_new(cfg, "memory", vmdef_memory_json(d));
 	return cfg;
 }

@@ -8,6 +8,7 @@
 
 #include "compiler.h"
 #include "conf/limits.h"
+#include "conf/memory.h"
 #include "cerr.h"
 
 /* The limits of a VM's configuration are the shared schema's
@@ -53,6 +54,7 @@ struct vmdef {
 	char uuid[37];
 	unsigned cpus;
 	uint64_t memory_mib;
+	struct mem_backing_config memory; /* "memory": merge, hugepages, prealloc (docs/memory.md) */
 	char *kernel, *initrd, *cmdline;
 	struct vmdef_disk disks[VMDEF_MAX_DISKS];
 	unsigned nr_disks;
@@ -117,6 +119,13 @@ int vmdef_format_parse(const char *s, enum vmdef_disk_format *f) __must_check;
 int vmdef_format_probe(const char *path, enum vmdef_disk_format *f) __must_check;
 /* The cella-vm --config document (console and control are flags). */
 json_t *vmdef_worker_config(const struct vmdef *d);
+
+/* vmdef_memory.c: the "memory" field ({merge, hugepages, prealloc}; null:
+ * the defaults) parsed into d->memory (0, or -1 with e naming the key), its
+ * view, and whether it is all defaults. */
+int vmdef_memory_parse(struct vmdef *d, json_t *v, struct cerr *e) __must_check;
+json_t *vmdef_memory_json(const struct vmdef *d);
+bool vmdef_memory_default(const struct vmdef *d);
 
 /* vmdef_replica.c: the "replica" field: {source, last_point} parsed into
  * d->replica (0, or -1 with e), and its view ({source, state, last_point}),

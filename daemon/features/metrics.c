@@ -14,6 +14,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "ksm.h"
 #include "wctl.h"
 
 struct snap {
@@ -144,6 +145,7 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 				    json_integer(cg));
 	json_object_set_new(json_object_get(m, "memory"), "guest_mib",
 			    json_integer((json_int_t)sn->memory_mib));
+	json_object_set_new(json_object_get(m, "memory"), "ksm", ksm_proc_json(sn->pid));
 	json_object_set_new(m, "disk_io", proc_io(sn->pid));
 	json_object_set_new(m, "nics", nic_stats(sn));
 	return m;
@@ -298,6 +300,12 @@ char *sup_prometheus(struct sup *s)
 			tprintf(&t, "cella_vm_balloon_reported_bytes_total{vm=\"%s\"} %lld\n", nm,
 				(long long)jint(m, "balloon", "reported_bytes"));
 		}
+		tprintf(&t, "cella_vm_ksm_merging_pages{vm=\"%s\"} %lld\n", nm,
+			(long long)json_integer_value(json_object_get(
+				json_object_get(json_object_get(m, "memory"), "ksm"), "merging_pages")));
+		tprintf(&t, "cella_vm_ksm_profit_bytes{vm=\"%s\"} %lld\n", nm,
+			(long long)json_integer_value(json_object_get(
+				json_object_get(json_object_get(m, "memory"), "ksm"), "profit_bytes")));
 		tprintf(&t, "cella_vm_disk_read_bytes_total{vm=\"%s\"} %lld\n", nm,
 			(long long)jint(m, "disk_io", "read_bytes"));
 		tprintf(&t, "cella_vm_disk_written_bytes_total{vm=\"%s\"} %lld\n", nm,
@@ -314,6 +322,13 @@ char *sup_prometheus(struct sup *s)
 		json_decref(m);
 	}
 	free(snaps);
+	{ /* page sharing (ksm.c) */
+		char *km = ksm_prometheus_host();
+
+		if (km)
+			tprintf(&t, "%s", km);
+		free(km);
+	}
 	{ /* replication (replica_metrics.c) */
 		char *rm = sup_replica_metrics(s);
 
@@ -359,7 +374,8 @@ json_t *sup_host(struct sup *s)
 		total++;
 	}
 	sup_vm_unpin_all(s, all, nvm);
-	return json_pack("{s:s, s:s, s:s, s:i, s:I, s:b, s:i, s:o, s:s, s:b, s:b, s:{s:I, s:f, s:I}}",
+	return json_pack("{s:s, s:s, s:s, s:i, s:I, s:b, s:i, s:o, s:s, s:b, s:b, s:{s:I, s:f, s:I}, "
+			 "s:o, s:o}",
 			 "hostname", u.nodename, "kernel", u.release, "version", "0.1.0",
 			 "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN), "memory_mib",
 			 (json_int_t)((uint64_t)sysconf(_SC_PHYS_PAGES) *
@@ -367,5 +383,6 @@ json_t *sup_host(struct sup *s)
 			 "kvm", access("/dev/kvm", R_OK | W_OK) == 0, "vms", (int)total,
 			 "states", states, "cgroups", cgroups_mode_name(&s->cg), "sandbox",
 			 s->conf.sandbox, "seccomp", s->conf.seccomp, "daemon", "pid",
-			 (json_int_t)getpid(), "cpu_seconds", cpu, "resident_kib", (json_int_t)rss);
+			 (json_int_t)getpid(), "cpu_seconds", cpu, "resident_kib", (json_int_t)rss,
+			 "ksm", ksm_host_json(), "hugepages", hugepages_host_json());
 }

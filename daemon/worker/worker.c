@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "files.h"
+#include "ksm.h"
 #include "log.h"
 #include "unixsock.h"
 #include "worker_exit.h"
@@ -536,6 +537,8 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 	json_t *cfg;
 	pid_t pid;
 
+	if (ksm_prepare_start(&vm->def, e)) /* KSM on, huge pages free (docs/memory.md) */
+		return -1;
 	/* Again at every start: a file in a storage location may have been
 	 * replaced (by a symlink out of it, a new backing file) since. The
 	 * check opens each file, and the worker gets these descriptors: it

@@ -1,6 +1,7 @@
 /* config.c: VM configuration from JSON (jansson) and option strings, with
  * validation that names the offending key and the reason. */
 #include "config.h"
+#include "mem_backing.h"
 #include "conf/net.h"
 
 #include <ctype.h>
@@ -540,6 +541,9 @@ static int config_from_json(struct vm_config *c, json_t *root, const char *base_
 			if (json_want_uint(v, key, CONFIG_MIN_MEM_MIB, CONF_MAX_MEM_MIB, &u, err, errlen))
 				return -EINVAL;
 			c->mem_mib = u;
+		} else if (!strcmp(key, "memory")) {
+			if (config_json_memory(c, v, err, errlen))
+				return -EINVAL;
 		} else if (!strcmp(key, "rng") || !strcmp(key, "emulation_fallback")) {
 			if (!json_is_boolean(v))
 				return config_error(err, errlen, "%s: expected true or false", key);

@@ -7,6 +7,7 @@
 #include "compiler.h"
 #include "conf/disk.h"   /* struct disk_config, struct disk_qos_config */
 #include "conf/limits.h"
+#include "conf/memory.h" /* struct mem_backing_config */
 
 /* The limits are the shared schema's (conf/limits.h). */
 #define CONFIG_MAX_DISKS CONF_MAX_DISKS
@@ -40,6 +41,7 @@ struct vm_config {
 	char *cmdline;
 	unsigned cpus;
 	uint64_t mem_mib;
+	struct mem_backing_config memory; /* JSON "memory": merge, hugepages, prealloc */
 	struct disk_config disks[CONFIG_MAX_DISKS];
 	unsigned nr_disks;
 	/* A live migration's destination (--incoming; not a JSON key): disk

@@ -163,6 +163,8 @@ int guest_mem_populated(const struct guest_mem *m, uint64_t off, size_t npages, 
 	memset(vec, 0, npages);
 	if (m->memfd >= 0)
 		return mark_file_data(m->memfd, off, npages, vec);
+	if (m->file_fd < 0 && m->pagemap_fd >= 0)
+		return mark_pagemap(m, off, npages, vec); /* anonymous RAM (memory.merge) */
 	if (m->file_fd < 0) {
 		memset(vec, 1, npages); /* unknown backing: assume data */
 		return 0;

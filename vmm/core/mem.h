@@ -33,6 +33,10 @@ struct guest_mem {
 	int file_fd;       /* -1 for memfd RAM */
 	uint64_t file_off;
 	int pagemap_fd;    /* /proc/self/pagemap, opened before any sandbox */
+	/* memfd is 2 MiB hugetlb pages (mem_backing.c): a hole can be punched
+	 * only in whole 2 MiB pages. With memfd and file_fd -1, RAM is
+	 * anonymous memory KSM may merge (memory.merge). */
+	bool hugetlb;
 	/* Pages the VMM itself wrote (virtqueue buffers and rings, the
 	 * emulation fallback), which KVM's dirty log cannot see: one bit per
 	 * 4 KiB page by RAM offset (host pointer - host). Live migration

@@ -19,6 +19,7 @@
 
 #include "arch/x86/x86.h"
 #include "devtype.h"
+#include "mem_backing.h"
 #include "log.h"
 #include "vcpu.h"
 
@@ -53,8 +54,8 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	ret = evloop_create(&vm->loop);
 	if (ret)
 		return ret;
-	ret = mem_fd >= 0 ? guest_mem_init_file(&vm->mem, mem_size, mem_fd, mem_off)
-			  : guest_mem_init(&vm->mem, mem_size);
+	ret = guest_mem_init_backing(&vm->mem, cfg ? &cfg->memory : NULL, mem_size, mem_fd,
+				     mem_off);
 	if (ret)
 		log_err("cannot allocate %llu MiB of guest memory: %s",
 			(unsigned long long)(mem_size >> 20), strerror(-ret));

@@ -1,0 +1,30 @@
+/* mem_backing.h: how guest RAM is backed (docs/memory.md): the default
+ * memfd with transparent huge pages, anonymous memory KSM may merge
+ * ("merge"), 2 MiB hugetlb pages ("hugepages"), and every page populated at
+ * start ("prealloc"). */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "compiler.h"
+#include "conf/memory.h"
+#include "mem.h"
+
+struct vm_config;
+
+#define HUGEPAGE_SIZE (2ULL << 20)
+
+/* Parse the JSON "memory" object into c->memory (keys absent keep their
+ * value) and check the combination. 0, or -EINVAL with "memory.KEY:
+ * reason" in err. */
+int config_json_memory(struct vm_config *c, json_t *v, char *err, size_t errlen) __must_check;
+
+/* Allocate guest RAM of `size` bytes as b asks (b NULL: the default). With
+ * mem_fd >= 0 the RAM starts as that file's bytes from mem_off (a restore):
+ * mapped copy-on-write, or copied into huge pages when b->hugepages (a
+ * hugetlb mapping cannot be a private view of a regular file). Errors are
+ * logged with what to do ("reserve huge pages with ..."). 0 or -errno. */
+int guest_mem_init_backing(struct guest_mem *m, const struct mem_backing_config *b,
+			   uint64_t size, int mem_fd, uint64_t mem_off) __must_check;

@@ -24,219 +24,13 @@
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 
+#include "blkx.h"
 #include "cbt.h"
 #include "disk.h"
 #include "vdrv.h"
 #include "virtio/blk/blk.h"
 #include "virtio/blk/blk_ctl.h"
 #include "virtio/virtio.h"
-
-#define IMG_SIZE (8u << 20) /* 128 tracking blocks */
-#define BLK      CBT_BLOCK
-#define F_V1     (1ULL << VIRTIO_F_VERSION_1)
-#define F_BLK    ((1ULL << VIRTIO_BLK_F_SEG_MAX) | (1ULL << VIRTIO_BLK_F_BLK_SIZE) | \
-		  (1ULL << VIRTIO_BLK_F_FLUSH) | (1ULL << VIRTIO_BLK_F_DISCARD) |      \
-		  (1ULL << VIRTIO_BLK_F_WRITE_ZEROES))
-
-struct fixture {
-	struct vdrv *d;
-	struct device *dev;
-	char path[64], cbt[80];
-	uint8_t *model; /* what the disk holds, by the test's own account */
-};
-
-static uint8_t pattern(size_t off)
-{
-	return (uint8_t)(off * 13 + 7 + off / 4093);
-}
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct disk_config cfg = { .cbt = true };
-	int fd;
-
-	f->model = malloc(IMG_SIZE);
-	for (size_t i = 0; i < IMG_SIZE; i++)
-		f->model[i] = pattern(i);
-	snprintf(f->path, sizeof(f->path), "/tmp/cella-export-test-XXXXXX");
-	fd = mkstemp(f->path);
-	assert_true(fd >= 0);
-	assert_int_equal(pwrite(fd, f->model, IMG_SIZE, 0), IMG_SIZE);
-	close(fd);
-	snprintf(f->cbt, sizeof(f->cbt), "%s.cbt", f->path);
-	cfg.path = f->path;
-	snprintf(cfg.format, sizeof(cfg.format), "raw");
-	f->d = vdrv_new();
-	assert_int_equal(virtio_blk_create(&f->d->vm, &cfg, 0), 0);
-	vdrv_bind(f->d);
-	vdrv_start_loop(f->d);
-	assert_true(vdrv_init(f->d, F_V1 | F_BLK) & VIRTIO_CONFIG_S_DRIVER_OK);
-	f->dev = virtio_blk_find(&f->d->vm, "blk0");
-	assert_non_null(f->dev);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	vdrv_free(f->d);
-	unlink(f->path);
-	unlink(f->cbt);
-	free(f->model);
-	free(f);
-	return 0;
-}
-
-/* --- guest writes --- */
-
-struct wreq {
-	uint64_t status;
-	uint16_t idx; /* used index once it completed */
-};
-
-/* Queue a write of `len` bytes of `byte` at `off` (not waited for). */
-static void write_start(struct fixture *f, struct wreq *w, uint64_t off, uint32_t len, uint8_t byte)
-{
-	struct virtio_blk_outhdr *h;
-	struct vdrv_seg segs[3];
-	uint64_t hdr = vdrv_alloc(f->d, sizeof(*h)), data = vdrv_alloc(f->d, len);
-
-	h = vdrv_ptr(f->d, hdr, sizeof(*h));
-	h->type = VIRTIO_BLK_T_OUT;
-	h->sector = off / 512;
-	memset(vdrv_ptr(f->d, data, len), byte, len);
-	w->status = vdrv_alloc(f->d, 1);
-	*(uint8_t *)vdrv_ptr(f->d, w->status, 1) = 0xee;
-	w->idx = (uint16_t)(vdrv_used_idx(f->d, 0) + 1);
-	segs[0] = (struct vdrv_seg){ hdr, sizeof(*h), false };
-	segs[1] = (struct vdrv_seg){ data, len, false };
-	segs[2] = (struct vdrv_seg){ w->status, 1, true };
-	vdrv_add(f->d, 0, segs, 3, false);
-	vdrv_kick(f->d, 0);
-}
-
-static bool write_done(struct fixture *f, const struct wreq *w)
-{
-	return *(volatile uint8_t *)vdrv_ptr(f->d, w->status, 1) != 0xee;
-}
-
-/* A write that completes; the model follows. */
-static void write_wait(struct fixture *f, uint64_t off, uint32_t len, uint8_t byte)
-{
-	struct wreq w;
-
-	write_start(f, &w, off, len, byte);
-	assert_true(vdrv_wait_used(f->d, 0, w.idx));
-	assert_int_equal(*(uint8_t *)vdrv_ptr(f->d, w.status, 1), VIRTIO_BLK_S_OK);
-	memset(f->model + off, byte, len);
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* --- the stream --- */
-
-/* A pipe whose buffer holds one page: the export stalls on it at once. */
-static void small_pipe(int p[2])
-{
-	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	assert_true(fcntl(p[1], F_SETPIPE_SZ, 4096) >= 4096);
-}
-
-static int export(struct fixture *f, const char *since, const char *point, unsigned max_copies,
-		  int fd, struct blk_export_status *st)
-{
-	struct blk_export_args a = { .point = point, .since = since, .max_copies = max_copies };
-	char err[256] = "";
-	int ret = virtio_blk_export(f->dev, &a, fd, st, err, sizeof(err));
-
-	if (ret)
-		print_message("export: %s\n", err);
-	return ret;
-}
-
-/* Everything until EOF (the worker closes the stream when it ends). */
-static uint8_t *read_stream(int fd, size_t *len)
-{
-	size_t cap = 1 << 20, n = 0;
-	uint8_t *buf = malloc(cap);
-
-	for (;;) {
-		ssize_t r;
-
-		if (n == cap)
-			buf = realloc(buf, cap *= 2);
-		r = read(fd, buf + n, cap - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		assert_true(r >= 0);
-		if (!r)
-			break;
-		n += (size_t)r;
-	}
-	*len = n;
-	return buf;
-}
-
-/* Apply a stream with the disk library (what `cella disk restore` does)
- * onto the raw image `img`; returns 0 or the library's error. */
-static int apply(const char *img, const uint8_t *stream, size_t len, char point[CBT_NAME_MAX],
-		 char since[CBT_NAME_MAX])
-{
-	char tmp[] = "/tmp/cella-export-stream-XXXXXX", err[256] = "";
-	struct disk *d;
-	int fd = mkstemp(tmp), ret;
-
-	assert_true(fd >= 0);
-	unlink(tmp);
-	assert_int_equal(write(fd, stream, len), (ssize_t)len);
-	assert_int_equal(disk_open(&d, img, DISK_FMT_RAW, 0, err, sizeof(err)), 0);
-	ret = cbt_restore_incremental(d, fd, point, since, err, sizeof(err));
-	if (ret)
-		print_message("restore: %s\n", err);
-	assert_int_equal(disk_close(d), 0);
-	close(fd);
-	return ret;
-}
-
-static char *zero_image(void)
-{
-	static char path[64];
-	int fd;
-
-	snprintf(path, sizeof(path), "/tmp/cella-export-copy-XXXXXX");
-	fd = mkstemp(path);
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, IMG_SIZE), 0);
-	close(fd);
-	return path;
-}
-
-static bool image_equals(const char *img, const uint8_t *want)
-{
-	uint8_t *buf = malloc(IMG_SIZE);
-	int fd = open(img, O_RDONLY);
-	bool ok;
-
-	assert_int_equal(pread(fd, buf, IMG_SIZE, 0), IMG_SIZE);
-	close(fd);
-	ok = !memcmp(buf, want, IMG_SIZE);
-	for (size_t i = 0; !ok && i < IMG_SIZE; i++)
-		if (buf[i] != want[i]) {
-			print_message("first difference at %zu (block %zu): %02x, want %02x\n", i,
-				      i / BLK, buf[i], want[i]);
-			break;
-		}
-	free(buf);
-	return ok;
-}
 
 /* The extents of a stream, as a set of blocks. */
 static void stream_blocks(const uint8_t *s, size_t len, bool blocks[IMG_SIZE / BLK])
@@ -256,19 +50,6 @@ static void stream_blocks(const uint8_t *s, size_t len, bool blocks[IMG_SIZE / B
 	}
 }
 
-static void wait_state(struct fixture *f, const char *state)
-{
-	struct blk_export_status st;
-
-	for (int i = 0; i < 500; i++) {
-		virtio_blk_export_status(f->dev, &st);
-		if (!strcmp(st.state, state))
-			return;
-		sleep_ms(10);
-	}
-	fail_msg("export state %s, want %s", st.state, state);
-}
-
 /* A full export while the guest writes blocks the stream has sent, holds in
  * memory, and has not read: the stream is the disk at the cut. */
 static void test_full_export_under_writes(void **state)
@@ -280,33 +61,33 @@ static void test_full_export_under_writes(void **state)
 	int p[2];
 	size_t len;
 
-	small_pipe(p);
+	blkx_small_pipe(p);
 	memcpy(cut, f->model, IMG_SIZE);
-	assert_int_equal(export(f, NULL, "p0", 8, p[1], &st), 0);
+	assert_int_equal(blkx_export(f, NULL, "p0", 8, p[1], &st), 0);
 	assert_string_equal(st.state, "running");
 	assert_int_equal(st.blocks, IMG_SIZE / BLK); /* raw: every block holds data */
 	/* Block 0 is in memory (read ahead), 40 and 41 (one write across
 	 * both), 100 and 127 are not read yet: copied first. */
-	write_wait(f, 0, 4096, 0xa1);
-	write_wait(f, 40 * BLK + BLK - 2048, 4096, 0xa2);
-	write_wait(f, 100 * BLK + 512, 1024, 0xa3);
-	write_wait(f, 127 * BLK, BLK, 0xa4);
+	blkx_write_wait(f, 0, 4096, 0xa1);
+	blkx_write_wait(f, 40 * BLK + BLK - 2048, 4096, 0xa2);
+	blkx_write_wait(f, 100 * BLK + 512, 1024, 0xa3);
+	blkx_write_wait(f, 127 * BLK, BLK, 0xa4);
 	virtio_blk_export_status(f->dev, &st);
 	assert_true(st.copies >= 4);
 	assert_true(st.held <= 8);
-	s = read_stream(p[0], &len);
+	s = blkx_read_stream(p[0], &len);
 	close(p[0]);
 	/* Writes after the stream passed the blocks and while it runs. */
-	wait_state(f, "done");
-	copy = zero_image();
-	assert_int_equal(apply(copy, s, len, point, since), 0);
+	blkx_wait_state(f, "done");
+	copy = blkx_zero_image();
+	assert_int_equal(blkx_apply(copy, s, len, point, since), 0);
 	assert_string_equal(point, "p0");
 	assert_string_equal(since, "");
-	assert_true(image_equals(copy, cut));
+	assert_true(blkx_image_equals(copy, cut));
 	virtio_blk_export_status(f->dev, &st);
 	assert_int_equal(st.sent, len);
 	assert_int_equal(st.stream_bytes, len);
-	assert_true(image_equals(f->path, f->model)); /* and the guest's writes landed */
+	assert_true(blkx_image_equals(f->path, f->model)); /* and the guest's writes landed */
 	unlink(copy);
 	free(s);
 	free(cut);
@@ -325,54 +106,39 @@ static void test_cap_waits_then_completes(void **state)
 	int p[2];
 	size_t len;
 
-	small_pipe(p);
+	blkx_small_pipe(p);
 	memcpy(cut, f->model, IMG_SIZE);
-	assert_int_equal(export(f, NULL, "p0", 1, p[1], &st), 0);
-	write_start(f, &a, 90 * BLK, 4096, 0xb1);
+	assert_int_equal(blkx_export(f, NULL, "p0", 1, p[1], &st), 0);
+	blkx_write_start(f, &a, 90 * BLK, 4096, 0xb1);
 	assert_true(vdrv_wait_used(f->d, 0, a.idx)); /* one copy: room */
-	write_start(f, &b, 110 * BLK, 4096, 0xb2);
+	blkx_write_start(f, &b, 110 * BLK, 4096, 0xb2);
 	/* Behind it, a write to a block in memory (read ahead) needs no copy:
 	 * it overtakes the waiting one. */
-	write_start(f, &c, 2 * BLK, 4096, 0xb3);
-	for (int i = 0; i < 300 && !write_done(f, &c); i++)
-		sleep_ms(10);
-	assert_true(write_done(f, &c));
+	blkx_write_start(f, &c, 2 * BLK, 4096, 0xb3);
+	for (int i = 0; i < 300 && !blkx_write_done(f, &c); i++)
+		blkx_sleep_ms(10);
+	assert_true(blkx_write_done(f, &c));
 	assert_int_equal(*(uint8_t *)vdrv_ptr(f->d, c.status, 1), VIRTIO_BLK_S_OK);
-	sleep_ms(200);
-	assert_false(write_done(f, &b)); /* the cap is reached: it waits */
+	blkx_sleep_ms(200);
+	assert_false(blkx_write_done(f, &b)); /* the cap is reached: it waits */
 	virtio_blk_export_status(f->dev, &st);
 	assert_int_equal(st.held, 1);
 	assert_true(st.waits >= 1);
-	s = read_stream(p[0], &len); /* the stream drains: it goes through */
+	s = blkx_read_stream(p[0], &len); /* the stream drains: it goes through */
 	close(p[0]);
 	assert_true(vdrv_wait_used(f->d, 0, b.idx));
 	assert_int_equal(*(uint8_t *)vdrv_ptr(f->d, b.status, 1), VIRTIO_BLK_S_OK);
 	memset(f->model + 90 * BLK, 0xb1, 4096);
 	memset(f->model + 110 * BLK, 0xb2, 4096);
 	memset(f->model + 2 * BLK, 0xb3, 4096);
-	wait_state(f, "done");
-	copy = zero_image();
-	assert_int_equal(apply(copy, s, len, point, since), 0);
-	assert_true(image_equals(copy, cut));
-	assert_true(image_equals(f->path, f->model));
+	blkx_wait_state(f, "done");
+	copy = blkx_zero_image();
+	assert_int_equal(blkx_apply(copy, s, len, point, since), 0);
+	assert_true(blkx_image_equals(copy, cut));
+	assert_true(blkx_image_equals(f->path, f->model));
 	unlink(copy);
 	free(s);
 	free(cut);
-}
-
-/* Run a whole export (reader drains it) and return the stream. */
-static uint8_t *export_all(struct fixture *f, const char *since, const char *point, size_t *len)
-{
-	struct blk_export_status st;
-	uint8_t *s;
-	int p[2];
-
-	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	assert_int_equal(export(f, since, point, 0, p[1], &st), 0);
-	s = read_stream(p[0], len);
-	close(p[0]);
-	wait_state(f, "done");
-	return s;
 }
 
 /* Cancelled exports (by request, by the reader closing) lose nothing for
@@ -388,58 +154,58 @@ static void test_cancel_then_incremental(void **state)
 	int p[2];
 
 	memcpy(at_p0, f->model, IMG_SIZE);
-	full = export_all(f, NULL, "p0", &full_len);
-	write_wait(f, 3 * BLK, 4096, 0xc1);
-	write_wait(f, 50 * BLK, 4096, 0xc2);
+	full = blkx_export_all(f, NULL, "p0", &full_len);
+	blkx_write_wait(f, 3 * BLK, 4096, 0xc1);
+	blkx_write_wait(f, 50 * BLK, 4096, 0xc2);
 
 	/* since p0 -> p1, cancelled by request half-way. */
-	small_pipe(p);
-	assert_int_equal(export(f, "p0", "p1", 0, p[1], &st), 0);
+	blkx_small_pipe(p);
+	assert_int_equal(blkx_export(f, "p0", "p1", 0, p[1], &st), 0);
 	assert_int_equal(st.blocks, 2);
 	assert_int_equal(virtio_blk_export_cancel(f->dev), 0);
 	virtio_blk_export_status(f->dev, &st);
 	assert_string_equal(st.state, "cancelled");
 	assert_int_equal(virtio_blk_export_cancel(f->dev), -ENOENT);
 	close(p[0]);
-	write_wait(f, 70 * BLK, 4096, 0xc3);
+	blkx_write_wait(f, 70 * BLK, 4096, 0xc3);
 
 	/* since p1 -> p2, the reader goes away: cancelled too. */
-	small_pipe(p);
-	assert_int_equal(export(f, "p1", "p2", 0, p[1], &st), 0);
+	blkx_small_pipe(p);
+	assert_int_equal(blkx_export(f, "p1", "p2", 0, p[1], &st), 0);
 	assert_int_equal(st.blocks, 3); /* 3 and 50 were kept in p1, and 70 */
 	close(p[0]);
-	write_wait(f, 71 * BLK, 4096, 0xc4); /* wakes the loop; the stream hits EPIPE */
-	wait_state(f, "cancelled");
+	blkx_write_wait(f, 71 * BLK, 4096, 0xc4); /* wakes the loop; the stream hits EPIPE */
+	blkx_wait_state(f, "cancelled");
 
 	/* since p2 -> p3 completes: everything since p0. */
 	memcpy(cut, f->model, IMG_SIZE);
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	assert_int_equal(export(f, "p2", "p3", 0, p[1], &st), 0);
-	write_wait(f, 20 * BLK, 4096, 0xc5); /* after the cut: the next one's */
-	write_wait(f, 3 * BLK + 8192, 4096, 0xc6); /* in the cut and after it */
-	inc = read_stream(p[0], &inc_len);
+	assert_int_equal(blkx_export(f, "p2", "p3", 0, p[1], &st), 0);
+	blkx_write_wait(f, 20 * BLK, 4096, 0xc5); /* after the cut: the next one's */
+	blkx_write_wait(f, 3 * BLK + 8192, 4096, 0xc6); /* in the cut and after it */
+	inc = blkx_read_stream(p[0], &inc_len);
 	close(p[0]);
-	wait_state(f, "done");
+	blkx_wait_state(f, "done");
 	stream_blocks(inc, inc_len, blocks);
 	for (unsigned b = 0; b < IMG_SIZE / BLK; b++)
 		assert_int_equal(blocks[b], b == 3 || b == 50 || b == 70 || b == 71);
-	copy = zero_image();
-	assert_int_equal(apply(copy, full, full_len, point, since), 0);
-	assert_true(image_equals(copy, at_p0));
-	assert_int_equal(apply(copy, inc, inc_len, point, since), 0);
+	copy = blkx_zero_image();
+	assert_int_equal(blkx_apply(copy, full, full_len, point, since), 0);
+	assert_true(blkx_image_equals(copy, at_p0));
+	assert_int_equal(blkx_apply(copy, inc, inc_len, point, since), 0);
 	assert_string_equal(point, "p3");
 	assert_string_equal(since, "p2");
-	assert_true(image_equals(copy, cut));
+	assert_true(blkx_image_equals(copy, cut));
 	free(inc);
 
 	/* p3 holds what changed after its cut: 20 and 3, not 50, 70, 71. */
 	memcpy(cut, f->model, IMG_SIZE);
-	inc = export_all(f, "p3", "p4", &inc_len);
+	inc = blkx_export_all(f, "p3", "p4", &inc_len);
 	stream_blocks(inc, inc_len, blocks);
 	for (unsigned b = 0; b < IMG_SIZE / BLK; b++)
 		assert_int_equal(blocks[b], b == 3 || b == 20);
-	assert_int_equal(apply(copy, inc, inc_len, point, since), 0);
-	assert_true(image_equals(copy, cut));
+	assert_int_equal(blkx_apply(copy, inc, inc_len, point, since), 0);
+	assert_true(blkx_image_equals(copy, cut));
 	unlink(copy);
 	free(inc);
 	free(full);
@@ -461,35 +227,35 @@ static void test_deferred_commit(void **state)
 	size_t len;
 	int p[2];
 
-	free(export_all(f, NULL, "p0", &len));
-	write_wait(f, 5 * BLK, 4096, 0xd1);
-	write_wait(f, 6 * BLK, 4096, 0xd2);
+	free(blkx_export_all(f, NULL, "p0", &len));
+	blkx_write_wait(f, 5 * BLK, 4096, 0xd1);
+	blkx_write_wait(f, 6 * BLK, 4096, 0xd2);
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	assert_int_equal(virtio_blk_export(f->dev, &a, p[1], &st, err, sizeof(err)), 0);
-	free(read_stream(p[0], &len));
+	free(blkx_read_stream(p[0], &len));
 	close(p[0]);
-	wait_state(f, "done");
+	blkx_wait_state(f, "done");
 	virtio_blk_export_status(f->dev, &st);
 	assert_true(st.commit_pending);
-	write_wait(f, 6 * BLK + 4096, 4096, 0xd3); /* after the cut */
+	blkx_write_wait(f, 6 * BLK + 4096, 4096, 0xd3); /* after the cut */
 	assert_int_equal(virtio_blk_export_commit(f->dev, "nope"), -ENOENT);
 	assert_int_equal(virtio_blk_export_commit(f->dev, "p1"), 0);
 	assert_int_equal(virtio_blk_export_commit(f->dev, "p1"), -ENOENT);
-	s = export_all(f, "p1", "p2", &len);
+	s = blkx_export_all(f, "p1", "p2", &len);
 	stream_blocks(s, len, blocks);
 	for (unsigned b = 0; b < IMG_SIZE / BLK; b++)
 		assert_int_equal(blocks[b], b == 6);
 	free(s);
 
 	/* Not committed: p3 keeps 7, and a new export drops the commit. */
-	write_wait(f, 7 * BLK, 4096, 0xd4);
+	blkx_write_wait(f, 7 * BLK, 4096, 0xd4);
 	a = (struct blk_export_args){ .point = "p3", .since = "p2", .deferred_commit = true };
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	assert_int_equal(virtio_blk_export(f->dev, &a, p[1], &st, err, sizeof(err)), 0);
-	free(read_stream(p[0], &len));
+	free(blkx_read_stream(p[0], &len));
 	close(p[0]);
-	wait_state(f, "done");
-	s = export_all(f, "p3", "p4", &len);
+	blkx_wait_state(f, "done");
+	s = blkx_export_all(f, "p3", "p4", &len);
 	stream_blocks(s, len, blocks);
 	for (unsigned b = 0; b < IMG_SIZE / BLK; b++)
 		assert_int_equal(blocks[b], b == 7);
@@ -512,9 +278,9 @@ static void test_discard_copies_first(void **state)
 	int p[2];
 	size_t len;
 
-	small_pipe(p);
+	blkx_small_pipe(p);
 	memcpy(cut, f->model, IMG_SIZE);
-	assert_int_equal(export(f, NULL, "p0", 0, p[1], &st), 0);
+	assert_int_equal(blkx_export(f, NULL, "p0", 0, p[1], &st), 0);
 	hdr = vdrv_alloc(f->d, sizeof(*h));
 	h = vdrv_ptr(f->d, hdr, sizeof(*h));
 	h->type = VIRTIO_BLK_T_WRITE_ZEROES;
@@ -533,13 +299,13 @@ static void test_discard_copies_first(void **state)
 	assert_true(vdrv_wait_used(f->d, 0, idx));
 	assert_int_equal(*(uint8_t *)vdrv_ptr(f->d, status, 1), VIRTIO_BLK_S_OK);
 	memset(f->model + 60 * BLK, 0, 4 * BLK);
-	s = read_stream(p[0], &len);
+	s = blkx_read_stream(p[0], &len);
 	close(p[0]);
-	wait_state(f, "done");
-	copy = zero_image();
-	assert_int_equal(apply(copy, s, len, point, since), 0);
-	assert_true(image_equals(copy, cut));
-	assert_true(image_equals(f->path, f->model));
+	blkx_wait_state(f, "done");
+	copy = blkx_zero_image();
+	assert_int_equal(blkx_apply(copy, s, len, point, since), 0);
+	assert_true(blkx_image_equals(copy, cut));
+	assert_true(blkx_image_equals(f->path, f->model));
 	unlink(copy);
 	free(s);
 	free(cut);
@@ -553,16 +319,16 @@ static void test_refusals(void **state)
 	int p[2], q[2], fd;
 
 	assert_int_equal(pipe2(q, O_CLOEXEC), 0);
-	assert_int_equal(export(f, "nope", "p1", 0, q[1], &st), -ENOENT);
+	assert_int_equal(blkx_export(f, "nope", "p1", 0, q[1], &st), -ENOENT);
 	close(q[0]);
 	assert_int_equal(pipe2(q, O_CLOEXEC), 0);
-	assert_int_equal(export(f, NULL, "", 0, q[1], &st), -EINVAL);
+	assert_int_equal(blkx_export(f, NULL, "", 0, q[1], &st), -EINVAL);
 	close(q[0]);
-	small_pipe(p);
-	assert_int_equal(export(f, NULL, "p0", 0, p[1], &st), 0);
+	blkx_small_pipe(p);
+	assert_int_equal(blkx_export(f, NULL, "p0", 0, p[1], &st), 0);
 	assert_true(virtio_blk_exporting(f->dev));
 	assert_int_equal(pipe2(q, O_CLOEXEC), 0);
-	assert_int_equal(export(f, NULL, "p9", 0, q[1], &st), -EBUSY);
+	assert_int_equal(blkx_export(f, NULL, "p9", 0, q[1], &st), -EBUSY);
 	close(q[0]);
 	fd = open(f->path, O_RDWR);
 	assert_int_equal(virtio_blk_switch(f->dev, fd, err, sizeof(err)), -EBUSY);
@@ -589,31 +355,31 @@ static void test_stall_timeout(void **state)
 	int p[2];
 
 	memcpy(at_p0, f->model, IMG_SIZE);
-	full = export_all(f, NULL, "p0", &full_len);
+	full = blkx_export_all(f, NULL, "p0", &full_len);
 	for (unsigned b = 10; b < 20; b++)
-		write_wait(f, b * BLK, 4096, (uint8_t)(0x40 + b));
-	small_pipe(p);
+		blkx_write_wait(f, b * BLK, 4096, (uint8_t)(0x40 + b));
+	blkx_small_pipe(p);
 	assert_int_equal(virtio_blk_export(f->dev, &a, p[1], &st, err, sizeof(err)), 0);
 	assert_int_equal(st.stall_ms, 150);
 	/* Two writes into blocks of the set not sent: the first takes the one
 	 * copy allowed, the second waits for the stream, which never moves. */
-	write_start(f, &w1, 18 * BLK, 4096, 0x91);
+	blkx_write_start(f, &w1, 18 * BLK, 4096, 0x91);
 	assert_true(vdrv_wait_used(f->d, 0, w1.idx));
 	memset(f->model + 18 * BLK, 0x91, 4096);
-	write_start(f, &w2, 19 * BLK, 4096, 0x92);
-	wait_state(f, "cancelled");
+	blkx_write_start(f, &w2, 19 * BLK, 4096, 0x92);
+	blkx_wait_state(f, "cancelled");
 	virtio_blk_export_status(f->dev, &st);
 	assert_non_null(strstr(st.error, "stalled"));
 	assert_true(vdrv_wait_used(f->d, 0, w2.idx));
 	assert_int_equal(*(uint8_t *)vdrv_ptr(f->d, w2.status, 1), VIRTIO_BLK_S_OK);
 	memset(f->model + 19 * BLK, 0x92, 4096);
 	close(p[0]);
-	inc = export_all(f, "p1", "p2", &inc_len);
-	copy = zero_image();
-	assert_int_equal(apply(copy, full, full_len, point, since), 0);
-	assert_true(image_equals(copy, at_p0));
-	assert_int_equal(apply(copy, inc, inc_len, point, since), 0);
-	assert_true(image_equals(copy, f->model));
+	inc = blkx_export_all(f, "p1", "p2", &inc_len);
+	copy = blkx_zero_image();
+	assert_int_equal(blkx_apply(copy, full, full_len, point, since), 0);
+	assert_true(blkx_image_equals(copy, at_p0));
+	assert_int_equal(blkx_apply(copy, inc, inc_len, point, since), 0);
+	assert_true(blkx_image_equals(copy, f->model));
 	unlink(copy);
 	free(full);
 	free(inc);
@@ -632,22 +398,22 @@ static void test_bandwidth_cap(void **state)
 	size_t full_len, inc_len;
 	int p[2];
 
-	full = export_all(f, NULL, "p0", &full_len);
+	full = blkx_export_all(f, NULL, "p0", &full_len);
 	for (unsigned b = 0; b < 6; b++)
-		write_wait(f, (30 + b) * BLK, BLK, (uint8_t)(0x60 + b));
+		blkx_write_wait(f, (30 + b) * BLK, BLK, (uint8_t)(0x60 + b));
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	assert_int_equal(virtio_blk_export(f->dev, &a, p[1], &st, err, sizeof(err)), 0);
 	assert_int_equal(st.max_bandwidth, 1 << 20);
-	inc = read_stream(p[0], &inc_len);
+	inc = blkx_read_stream(p[0], &inc_len);
 	close(p[0]);
-	wait_state(f, "done");
+	blkx_wait_state(f, "done");
 	virtio_blk_export_status(f->dev, &st);
 	assert_true(st.throttled > 0);
 	assert_int_equal(inc_len, st.stream_bytes);
-	copy = zero_image();
-	assert_int_equal(apply(copy, full, full_len, point, since), 0);
-	assert_int_equal(apply(copy, inc, inc_len, point, since), 0);
-	assert_true(image_equals(copy, f->model));
+	copy = blkx_zero_image();
+	assert_int_equal(blkx_apply(copy, full, full_len, point, since), 0);
+	assert_int_equal(blkx_apply(copy, inc, inc_len, point, since), 0);
+	assert_true(blkx_image_equals(copy, f->model));
 	unlink(copy);
 	/* Out of range: refused before anything starts. */
 	a.max_bandwidth = 1000;
@@ -661,7 +427,7 @@ static void test_bandwidth_cap(void **state)
 
 int main(void)
 {
-#define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
+#define T(t) cmocka_unit_test_setup_teardown(t, blkx_setup, blkx_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_full_export_under_writes),
 		T(test_cap_waits_then_completes),

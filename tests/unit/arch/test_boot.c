@@ -15,51 +15,12 @@
 
 #include "arch/x86/x86.h"
 #include "arch/x86/x86_priv.h"
+#include "boot_fixture.h"
 #include "images.h"
 
-#define IMG_CAP (256 * 1024)
-
-struct fixture {
-	struct guest_mem mem;
-	uint8_t *img;
-	char err[256];
-	struct x86_boot_info bi;
-};
-
-static int setup_mem(void **state, uint64_t size)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f || guest_mem_init(&f->mem, size))
-		return -1;
-	f->img = calloc(1, IMG_CAP);
-	*state = f;
-	return 0;
-}
-static int setup_128m(void **state)
-{
-	return setup_mem(state, MiB(128));
-}
 static int setup_5g(void **state)
 {
-	return setup_mem(state, GiB(5));
-}
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	guest_mem_destroy(&f->mem);
-	free(f->img);
-	free(f);
-	return 0;
-}
-
-static const uint8_t *gp(struct fixture *f, uint64_t gpa, uint64_t len)
-{
-	const uint8_t *p = guest_mem_ptr(&f->mem, gpa, len);
-
-	assert_non_null(p);
-	return p;
+	return bf_setup_mem(state, GiB(5));
 }
 
 /* An initrd file of `size` bytes: a pattern at the start and end, sparse between. */
@@ -79,15 +40,10 @@ static char *make_initrd(uint64_t size)
 	return path;
 }
 
-static int load(struct fixture *f, const char *kernel, const char *initrd, const char *cmdline)
-{
-	return x86_load_kernel(&f->mem, kernel, initrd, cmdline, &f->bi, f->err, sizeof(f->err));
-}
-
 static void expect_load_fail(struct fixture *f, const char *kernel, const char *initrd,
                              const char *cmdline, const char *msg)
 {
-	int ret = load(f, kernel, initrd, cmdline);
+	int ret = bf_load(f, kernel, initrd, cmdline);
 
 	if (ret >= 0)
 		fail_msg("loaded; wanted error \"%s\"", msg);
@@ -120,8 +76,8 @@ static void check_e820(const uint8_t *zp, uint64_t low, uint64_t high)
 static void check_initrd(struct fixture *f, uint64_t addr, uint64_t size)
 {
 	assert_int_equal(addr % 4096, 0);
-	assert_memory_equal(gp(f, addr, 6), "INITRD", 6);
-	assert_memory_equal(gp(f, addr + size - 6, 6), "ENDEND", 6);
+	assert_memory_equal(bf_gp(f, addr, 6), "INITRD", 6);
+	assert_memory_equal(bf_gp(f, addr + size - 6, 6), "ENDEND", 6);
 }
 
 static void bzimage_128m(void **state)
@@ -133,19 +89,19 @@ static void bzimage_128m(void **state)
 	const uint8_t *zp, *pm;
 	uint64_t rd_addr = ALIGN_DOWN(MiB(128) - (MiB(1) + 5), 4096ULL);
 
-	assert_int_equal(load(f, k, rd, "console=ttyS0 quiet"), 0);
+	assert_int_equal(bf_load(f, k, rd, "console=ttyS0 quiet"), 0);
 	assert_int_equal(f->bi.mode, X86_BOOT_LINUX64);
 	assert_int_equal(f->bi.entry, 0x1000000 + 0x200); /* pref_address: relocatable, fits */
 	assert_int_equal(f->bi.boot_arg, X86_ZERO_PAGE_ADDR);
 	assert_int_equal(f->bi.kernel_end, 0x1000000 + MiB(8));
 	assert_string_equal(f->bi.format, "bzImage");
 
-	pm = gp(f, 0x1000000, 4096);
+	pm = bf_gp(f, 0x1000000, 4096);
 	for (unsigned j = 0; j < 4096; j++)
 		assert_int_equal(pm[j], bz_pm_byte(j));
-	assert_int_equal(*gp(f, 0x1000000 + 4096, 1), 0);
+	assert_int_equal(*bf_gp(f, 0x1000000 + 4096, 1), 0);
 
-	zp = gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
+	zp = bf_gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
 	assert_int_equal(le16_get(zp + BP_BOOT_FLAG), 0xAA55);
 	assert_int_equal(le32_get(zp + BP_HEADER), BP_HDRS_MAGIC);
 	assert_int_equal(le16_get(zp + BP_VERSION), 0x020f);
@@ -155,7 +111,7 @@ static void bzimage_128m(void **state)
 	assert_int_equal(zp[BP_LOADFLAGS], BP_LOADED_HIGH | BP_CAN_USE_HEAP);
 	assert_int_equal(le16_get(zp + BP_HEAP_END_PTR), 0xe000 - 0x200);
 	assert_int_equal(le32_get(zp + BP_CMD_LINE_PTR), X86_CMDLINE_ADDR);
-	assert_string_equal((const char *)gp(f, X86_CMDLINE_ADDR, 20), "console=ttyS0 quiet");
+	assert_string_equal((const char *)bf_gp(f, X86_CMDLINE_ADDR, 20), "console=ttyS0 quiet");
 	assert_int_equal(le32_get(zp + BP_RAMDISK_IMAGE), rd_addr);
 	assert_int_equal(le32_get(zp + BP_RAMDISK_SIZE), MiB(1) + 5);
 	check_initrd(f, rd_addr, MiB(1) + 5);
@@ -165,11 +121,11 @@ static void bzimage_128m(void **state)
 
 	/* No initrd, no command line: empty string, ramdisk fields 0. */
 	memset(guest_mem_ptr(&f->mem, X86_ZERO_PAGE_ADDR, BP_SIZE), 0x5a, BP_SIZE);
-	assert_int_equal(load(f, k, NULL, NULL), 0);
-	zp = gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
+	assert_int_equal(bf_load(f, k, NULL, NULL), 0);
+	zp = bf_gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
 	assert_int_equal(le32_get(zp + BP_RAMDISK_IMAGE), 0);
 	assert_int_equal(le32_get(zp + BP_RAMDISK_SIZE), 0);
-	assert_int_equal(*gp(f, X86_CMDLINE_ADDR, 1), 0);
+	assert_int_equal(*bf_gp(f, X86_CMDLINE_ADDR, 1), 0);
 	rm_temp(k);
 	rm_temp(rd);
 }
@@ -183,8 +139,8 @@ static void bzimage_5g(void **state)
 	const uint8_t *zp;
 
 	assert_int_equal(f->mem.low_size, GiB(3));
-	assert_int_equal(load(f, k, rd, "x"), 0);
-	zp = gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
+	assert_int_equal(bf_load(f, k, rd, "x"), 0);
+	zp = bf_gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
 	check_e820(zp, GiB(3), GiB(2));
 	/* Below initrd_addr_max (0x37ffffff), not the top of low RAM. */
 	assert_int_equal(le32_get(zp + BP_RAMDISK_IMAGE), 0x38000000 - MiB(3));
@@ -208,11 +164,11 @@ static void bzimage_placement(void **state)
 	char *k = write_temp(f->img, len), *rd;
 
 	/* Not relocatable: loaded at 1 MiB; it still runs at pref_address. */
-	assert_int_equal(load(f, k, NULL, ""), 0);
+	assert_int_equal(bf_load(f, k, NULL, ""), 0);
 	assert_int_equal(f->bi.entry, 0x100200);
 	assert_int_equal(f->bi.kernel_end, 0x1000000 + MiB(8));
-	assert_int_equal(*gp(f, 0x100000, 1), bz_pm_byte(0));
-	assert_int_equal(le32_get(gp(f, X86_ZERO_PAGE_ADDR + BP_CODE32_START, 4)), 0x100000);
+	assert_int_equal(*bf_gp(f, 0x100000, 1), bz_pm_byte(0));
+	assert_int_equal(le32_get(bf_gp(f, X86_ZERO_PAGE_ADDR + BP_CODE32_START, 4)), 0x100000);
 
 	/* Kernel + initrd that do not fit in 128 MiB. */
 	rd = make_initrd(MiB(110));
@@ -231,7 +187,7 @@ static void bzimage_placement(void **state)
 	o = (struct bz_opts){.cmdline_size = 10};
 	len = make_bzimage(f->img, IMG_CAP, &o);
 	k = write_temp(f->img, len);
-	assert_int_equal(load(f, k, NULL, "0123456789"), 0);
+	assert_int_equal(bf_load(f, k, NULL, "0123456789"), 0);
 	expect_load_fail(f, k, NULL, "0123456789a",
 	                 "command line is 11 bytes; this kernel "
 	                 "accepts at most 10");
@@ -302,29 +258,29 @@ static void elf_pvh(void **state)
 	uint64_t rd_addr = MiB(128) - 4096 * 3;
 
 	memset(guest_mem_ptr(&f->mem, 0x100000, 0x3000), 0xaa, 0x3000);
-	assert_int_equal(load(f, k, rd, "pvh cmdline"), 0);
+	assert_int_equal(bf_load(f, k, rd, "pvh cmdline"), 0);
 	assert_int_equal(f->bi.mode, X86_BOOT_PVH);
 	assert_int_equal(f->bi.entry, 0x100040);
 	assert_int_equal(f->bi.boot_arg, X86_PVH_INFO_ADDR);
 	assert_int_equal(f->bi.kernel_end, 0x103000);
 	assert_string_equal(f->bi.format, "ELF (PVH)");
 
-	seg = gp(f, 0x100000, 0x3000);
+	seg = bf_gp(f, 0x100000, 0x3000);
 	for (unsigned j = 0; j < 0x1000; j++)
 		assert_int_equal(seg[j], elf_seg_byte(0, j));
 	for (unsigned j = 0x1000; j < 0x3000; j++)
 		assert_int_equal(seg[j], 0); /* bss cleared */
-	assert_int_equal(*gp(f, 0x8000 + 0x42, 1), elf_seg_byte(1, 0x42));
+	assert_int_equal(*bf_gp(f, 0x8000 + 0x42, 1), elf_seg_byte(1, 0x42));
 
-	si = gp(f, X86_PVH_INFO_ADDR, HVM_SI_SIZE);
+	si = bf_gp(f, X86_PVH_INFO_ADDR, HVM_SI_SIZE);
 	assert_int_equal(le32_get(si + HVM_SI_MAGIC), 0x336ec578);
 	assert_int_equal(le32_get(si + HVM_SI_VERSION), 1);
 	assert_int_equal(le64_get(si + HVM_SI_CMDLINE_PADDR), X86_CMDLINE_ADDR);
-	assert_string_equal((const char *)gp(f, X86_CMDLINE_ADDR, 12), "pvh cmdline");
+	assert_string_equal((const char *)bf_gp(f, X86_CMDLINE_ADDR, 12), "pvh cmdline");
 	assert_int_equal(le64_get(si + HVM_SI_RSDP_PADDR), 0);
 	assert_int_equal(le64_get(si + HVM_SI_MEMMAP_PADDR), X86_PVH_INFO_ADDR + HVM_SI_SIZE);
 	assert_int_equal(le32_get(si + HVM_SI_MEMMAP_ENTRIES), 3);
-	mm = gp(f, le64_get(si + HVM_SI_MEMMAP_PADDR), 3 * HVM_MEMMAP_ENTRY_SIZE);
+	mm = bf_gp(f, le64_get(si + HVM_SI_MEMMAP_PADDR), 3 * HVM_MEMMAP_ENTRY_SIZE);
 	assert_int_equal(le64_get(mm), 0);
 	assert_int_equal(le64_get(mm + 8), 0x9fc00);
 	assert_int_equal(le32_get(mm + 16), 1);
@@ -334,7 +290,7 @@ static void elf_pvh(void **state)
 	assert_int_equal(le64_get(mm + 56), MiB(127));
 	assert_int_equal(le32_get(mm + 64), 1);
 	assert_int_equal(le32_get(si + HVM_SI_NR_MODULES), 1);
-	mod = gp(f, le64_get(si + HVM_SI_MODLIST_PADDR), HVM_MODLIST_ENTRY_SIZE);
+	mod = bf_gp(f, le64_get(si + HVM_SI_MODLIST_PADDR), HVM_MODLIST_ENTRY_SIZE);
 	assert_true(le64_get(si + HVM_SI_MODLIST_PADDR) >=
 	            X86_PVH_INFO_ADDR + HVM_SI_SIZE + 3 * HVM_MEMMAP_ENTRY_SIZE);
 	assert_int_equal(le64_get(mod), rd_addr);
@@ -343,8 +299,8 @@ static void elf_pvh(void **state)
 	check_initrd(f, rd_addr, 4096 * 3);
 
 	/* Without initrd: no modules. */
-	assert_int_equal(load(f, k, NULL, NULL), 0);
-	si = gp(f, X86_PVH_INFO_ADDR, HVM_SI_SIZE);
+	assert_int_equal(bf_load(f, k, NULL, NULL), 0);
+	si = bf_gp(f, X86_PVH_INFO_ADDR, HVM_SI_SIZE);
 	assert_int_equal(le32_get(si + HVM_SI_NR_MODULES), 0);
 	assert_int_equal(le64_get(si + HVM_SI_MODLIST_PADDR), 0);
 	rm_temp(k);
@@ -364,10 +320,10 @@ static void elf_pvh_5g(void **state)
 	char *k = write_temp(f->img, len), *rd = make_initrd(MiB(2));
 	const uint8_t *si, *mm;
 
-	assert_int_equal(load(f, k, rd, ""), 0);
-	si = gp(f, X86_PVH_INFO_ADDR, HVM_SI_SIZE);
+	assert_int_equal(bf_load(f, k, rd, ""), 0);
+	si = bf_gp(f, X86_PVH_INFO_ADDR, HVM_SI_SIZE);
 	assert_int_equal(le32_get(si + HVM_SI_MEMMAP_ENTRIES), 4);
-	mm = gp(f, le64_get(si + HVM_SI_MEMMAP_PADDR), 4 * HVM_MEMMAP_ENTRY_SIZE);
+	mm = bf_gp(f, le64_get(si + HVM_SI_MEMMAP_PADDR), 4 * HVM_MEMMAP_ENTRY_SIZE);
 	assert_int_equal(le64_get(mm + 48 + 8), GiB(3) - MiB(1));
 	assert_int_equal(le64_get(mm + 72), MEM_4G);
 	assert_int_equal(le64_get(mm + 80), GiB(2));
@@ -384,8 +340,8 @@ static void elf_pvh_5g(void **state)
 	                      .pvh_entry = 0x100000};
 	len = make_elf(f->img, IMG_CAP, &o);
 	k = write_temp(f->img, len);
-	assert_int_equal(load(f, k, NULL, ""), 0);
-	assert_int_equal(*gp(f, MEM_4G + MiB(1) + 3, 1), elf_seg_byte(1, 3));
+	assert_int_equal(bf_load(f, k, NULL, ""), 0);
+	assert_int_equal(*bf_gp(f, MEM_4G + MiB(1) + 3, 1), elf_seg_byte(1, 3));
 	rm_temp(k);
 	/* ...but a 64-bit entry point up there is not identity-mapped. */
 	o.pvh = false;
@@ -408,12 +364,12 @@ static void elf_linux64(void **state)
 	char *k = write_temp(f->img, len), *rd = make_initrd(MiB(1));
 	const uint8_t *zp;
 
-	assert_int_equal(load(f, k, rd, "root=/dev/vda"), 0);
+	assert_int_equal(bf_load(f, k, rd, "root=/dev/vda"), 0);
 	assert_int_equal(f->bi.mode, X86_BOOT_LINUX64);
 	assert_int_equal(f->bi.entry, 0x1000000);
 	assert_int_equal(f->bi.boot_arg, X86_ZERO_PAGE_ADDR);
 	assert_string_equal(f->bi.format, "ELF (64-bit)");
-	zp = gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
+	zp = bf_gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
 	assert_int_equal(le16_get(zp + BP_BOOT_FLAG), 0xAA55);
 	assert_int_equal(le32_get(zp + BP_HEADER), BP_HDRS_MAGIC);
 	assert_int_equal(le16_get(zp + BP_VERSION), 0x020f);
@@ -490,9 +446,9 @@ static void bzimage_real(void **state)
 		rm_temp(rd);
 		skip();
 	}
-	if (load(f, k, rd, "console=ttyS0"))
+	if (bf_load(f, k, rd, "console=ttyS0"))
 		fail_msg("%s", f->err);
-	zp = gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
+	zp = bf_gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
 	assert_int_equal(f->bi.mode, X86_BOOT_LINUX64);
 	assert_int_equal(f->bi.entry, le64_get(zp + BP_PREF_ADDRESS) + 0x200);
 	assert_int_equal(f->bi.kernel_end,
@@ -509,15 +465,15 @@ static void bzimage_real(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(bzimage_128m, setup_128m, teardown),
-		cmocka_unit_test_setup_teardown(bzimage_5g, setup_5g, teardown),
-		cmocka_unit_test_setup_teardown(bzimage_placement, setup_128m, teardown),
-		cmocka_unit_test_setup_teardown(load_errors, setup_128m, teardown),
-		cmocka_unit_test_setup_teardown(bzimage_real, setup_128m, teardown),
-		cmocka_unit_test_setup_teardown(elf_pvh, setup_128m, teardown),
-		cmocka_unit_test_setup_teardown(elf_pvh_5g, setup_5g, teardown),
-		cmocka_unit_test_setup_teardown(elf_linux64, setup_128m, teardown),
-		cmocka_unit_test_setup_teardown(elf_placement_errors, setup_128m, teardown),
+		cmocka_unit_test_setup_teardown(bzimage_128m, bf_setup_128m, bf_teardown),
+		cmocka_unit_test_setup_teardown(bzimage_5g, setup_5g, bf_teardown),
+		cmocka_unit_test_setup_teardown(bzimage_placement, bf_setup_128m, bf_teardown),
+		cmocka_unit_test_setup_teardown(load_errors, bf_setup_128m, bf_teardown),
+		cmocka_unit_test_setup_teardown(bzimage_real, bf_setup_128m, bf_teardown),
+		cmocka_unit_test_setup_teardown(elf_pvh, bf_setup_128m, bf_teardown),
+		cmocka_unit_test_setup_teardown(elf_pvh_5g, setup_5g, bf_teardown),
+		cmocka_unit_test_setup_teardown(elf_linux64, bf_setup_128m, bf_teardown),
+		cmocka_unit_test_setup_teardown(elf_placement_errors, bf_setup_128m, bf_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

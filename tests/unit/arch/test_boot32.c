@@ -15,56 +15,12 @@
 
 #include "arch/x86/x86.h"
 #include "arch/x86/x86_priv.h"
+#include "boot_fixture.h"
 #include "images.h"
 
-#define IMG_CAP (256 * 1024)
-
-struct fixture {
-	struct guest_mem mem;
-	uint8_t *img;
-	char err[256];
-	struct x86_boot_info bi;
-};
-
-static int setup_mem(void **state, uint64_t size)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f || guest_mem_init(&f->mem, size))
-		return -1;
-	f->img = calloc(1, IMG_CAP);
-	*state = f;
-	return 0;
-}
-static int setup_128m(void **state)
-{
-	return setup_mem(state, MiB(128));
-}
 static int setup_2g(void **state)
 {
-	return setup_mem(state, GiB(2));
-}
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	guest_mem_destroy(&f->mem);
-	free(f->img);
-	free(f);
-	return 0;
-}
-
-static const uint8_t *gp(struct fixture *f, uint64_t gpa, uint64_t len)
-{
-	const uint8_t *p = guest_mem_ptr(&f->mem, gpa, len);
-
-	assert_non_null(p);
-	return p;
-}
-
-static int load(struct fixture *f, const char *kernel, const char *initrd, const char *cmdline)
-{
-	return x86_load_kernel(&f->mem, kernel, initrd, cmdline, &f->bi, f->err, sizeof(f->err));
+	return bf_setup_mem(state, GiB(2));
 }
 
 /* A small initrd file: "INITRD" then zeros. */
@@ -97,27 +53,27 @@ static void elf32_pvh(void **state)
 	const uint8_t *si, *seg, *mod;
 	char err[256];
 
-	assert_int_equal(load(f, k, rd, "pvh32"), 0);
+	assert_int_equal(bf_load(f, k, rd, "pvh32"), 0);
 	assert_int_equal(f->bi.mode, X86_BOOT_PVH);
 	assert_int_equal(f->bi.entry, 0x100040);
 	assert_int_equal(f->bi.boot_arg, X86_PVH_INFO_ADDR);
 	assert_int_equal(f->bi.kernel_end, 0x200100);
 	assert_string_equal(f->bi.format, "ELF32 (PVH)");
-	seg = gp(f, 0x100000, 0x3000);
+	seg = bf_gp(f, 0x100000, 0x3000);
 	for (unsigned j = 0; j < 0x1000; j++)
 		assert_int_equal(seg[j], elf_seg_byte(0, j));
 	for (unsigned j = 0x1000; j < 0x3000; j++)
 		assert_int_equal(seg[j], 0);
-	assert_int_equal(*gp(f, 0x200000 + 7, 1), elf_seg_byte(1, 7));
-	si = gp(f, X86_PVH_INFO_ADDR, HVM_SI_SIZE);
+	assert_int_equal(*bf_gp(f, 0x200000 + 7, 1), elf_seg_byte(1, 7));
+	si = bf_gp(f, X86_PVH_INFO_ADDR, HVM_SI_SIZE);
 	assert_int_equal(le32_get(si + HVM_SI_MAGIC), HVM_START_MAGIC);
 	assert_int_equal(le64_get(si + HVM_SI_CMDLINE_PADDR), X86_CMDLINE_ADDR);
-	assert_string_equal((const char *)gp(f, X86_CMDLINE_ADDR, 6), "pvh32");
+	assert_string_equal((const char *)bf_gp(f, X86_CMDLINE_ADDR, 6), "pvh32");
 	assert_int_equal(le32_get(si + HVM_SI_MEMMAP_ENTRIES), 3);
 	assert_int_equal(le32_get(si + HVM_SI_NR_MODULES), 1);
-	mod = gp(f, le64_get(si + HVM_SI_MODLIST_PADDR), HVM_MODLIST_ENTRY_SIZE);
+	mod = bf_gp(f, le64_get(si + HVM_SI_MODLIST_PADDR), HVM_MODLIST_ENTRY_SIZE);
 	assert_int_equal(le64_get(mod), MiB(128) - 8192);
-	assert_memory_equal(gp(f, MiB(128) - 8192, 6), "INITRD", 6);
+	assert_memory_equal(bf_gp(f, MiB(128) - 8192, 6), "INITRD", 6);
 	assert_int_equal(x86_check_kernel(k, err, sizeof(err)), 0);
 	rm_temp(k);
 	rm_temp(rd);
@@ -138,20 +94,20 @@ static void elf32_linux(void **state)
 	char *k = write_temp(f->img, len), *rd = make_initrd(4096);
 	const uint8_t *zp;
 
-	assert_int_equal(load(f, k, rd, "console=ttyS0"), 0);
+	assert_int_equal(bf_load(f, k, rd, "console=ttyS0"), 0);
 	assert_int_equal(f->bi.mode, X86_BOOT_LINUX32);
 	assert_int_equal(f->bi.entry, 0x1000000);
 	assert_int_equal(f->bi.boot_arg, X86_ZERO_PAGE_ADDR);
 	assert_string_equal(f->bi.format, "ELF32 (32-bit Linux)");
-	zp = gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
+	zp = bf_gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
 	assert_int_equal(le32_get(zp + BP_HEADER), BP_HDRS_MAGIC);
 	assert_int_equal(le32_get(zp + BP_INITRD_ADDR_MAX), 0x37ffffff);
 	assert_int_equal(le32_get(zp + BP_RAMDISK_IMAGE), 0x38000000 - 4096);
 	assert_int_equal(le32_get(zp + BP_RAMDISK_SIZE), 4096);
-	assert_memory_equal(gp(f, 0x38000000 - 4096, 6), "INITRD", 6);
-	assert_string_equal((const char *)gp(f, le32_get(zp + BP_CMD_LINE_PTR), 14),
+	assert_memory_equal(bf_gp(f, 0x38000000 - 4096, 6), "INITRD", 6);
+	assert_string_equal((const char *)bf_gp(f, le32_get(zp + BP_CMD_LINE_PTR), 14),
 	                    "console=ttyS0");
-	assert_int_equal(*gp(f, 0x1000000 + 9, 1), elf_seg_byte(0, 9));
+	assert_int_equal(*bf_gp(f, 0x1000000 + 9, 1), elf_seg_byte(0, 9));
 	rm_temp(k);
 	rm_temp(rd);
 }
@@ -173,14 +129,14 @@ static void bzimage_entry32(void **state)
 		char *k = write_temp(f->img, len);
 		const uint8_t *zp;
 
-		assert_int_equal(load(f, k, NULL, "quiet"), 0);
+		assert_int_equal(bf_load(f, k, NULL, "quiet"), 0);
 		assert_int_equal(f->bi.mode, X86_BOOT_LINUX32);
 		assert_int_equal(f->bi.entry, 0x1000000); /* pref_address, no +0x200 */
 		assert_int_equal(f->bi.boot_arg, X86_ZERO_PAGE_ADDR);
 		assert_string_equal(f->bi.format, "bzImage (32-bit entry)");
-		zp = gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
+		zp = bf_gp(f, X86_ZERO_PAGE_ADDR, BP_SIZE);
 		assert_int_equal(le32_get(zp + BP_CODE32_START), 0x1000000);
-		assert_int_equal(*gp(f, 0x1000000 + 5, 1), bz_pm_byte(5));
+		assert_int_equal(*bf_gp(f, 0x1000000 + 5, 1), bz_pm_byte(5));
 		rm_temp(k);
 	}
 }
@@ -202,25 +158,25 @@ static void elf32_multiboot(void **state)
 	const uint8_t *mbi, *mm, *mod;
 	uint32_t hdr;
 
-	assert_int_equal(load(f, k, rd, "mb cmdline"), 0);
+	assert_int_equal(bf_load(f, k, rd, "mb cmdline"), 0);
 	assert_int_equal(f->bi.mode, X86_BOOT_MULTIBOOT);
 	assert_int_equal(f->bi.entry, 0x100020);
 	assert_int_equal(f->bi.boot_arg, X86_MULTIBOOT_INFO_ADDR);
 	assert_string_equal(f->bi.format, "ELF32 (multiboot)");
-	mbi = gp(f, X86_MULTIBOOT_INFO_ADDR, 0x1000);
+	mbi = bf_gp(f, X86_MULTIBOOT_INFO_ADDR, 0x1000);
 	/* mem, cmdline, mods, mmap, boot_loader_name */
 	assert_int_equal(le32_get(mbi), (1u << 0) | (1u << 2) | (1u << 3) | (1u << 6) | (1u << 9));
 	assert_int_equal(le32_get(mbi + 4), 639);
 	assert_int_equal(le32_get(mbi + 8), (MiB(128) - MiB(1)) >> 10);
-	assert_string_equal((const char *)gp(f, le32_get(mbi + 16), 11), "mb cmdline");
+	assert_string_equal((const char *)bf_gp(f, le32_get(mbi + 16), 11), "mb cmdline");
 	assert_int_equal(le32_get(mbi + 20), 1);
-	mod = gp(f, le32_get(mbi + 24), 16);
+	mod = bf_gp(f, le32_get(mbi + 24), 16);
 	assert_int_equal(le32_get(mod), MiB(128) - 8192);
 	assert_int_equal(le32_get(mod + 4), MiB(128));
-	assert_string_equal((const char *)gp(f, le32_get(mod + 8), 7), "initrd");
-	assert_memory_equal(gp(f, le32_get(mod), 6), "INITRD", 6);
+	assert_string_equal((const char *)bf_gp(f, le32_get(mod + 8), 7), "initrd");
+	assert_memory_equal(bf_gp(f, le32_get(mod), 6), "INITRD", 6);
 	assert_int_equal(le32_get(mbi + 44), 3 * 24);
-	mm = gp(f, le32_get(mbi + 48), 3 * 24);
+	mm = bf_gp(f, le32_get(mbi + 48), 3 * 24);
 	assert_int_equal(le32_get(mm), 20);
 	assert_int_equal(le64_get(mm + 4), 0);
 	assert_int_equal(le64_get(mm + 12), 0x9fc00);
@@ -229,11 +185,11 @@ static void elf32_multiboot(void **state)
 	assert_int_equal(le32_get(mm + 24 + 20), 2);
 	assert_int_equal(le64_get(mm + 48 + 4), MiB(1));
 	assert_int_equal(le64_get(mm + 48 + 12), MiB(127));
-	assert_string_equal((const char *)gp(f, le32_get(mbi + 64), 6), "cella");
+	assert_string_equal((const char *)bf_gp(f, le32_get(mbi + 64), 6), "cella");
 
 	/* Without an initrd: no modules. */
-	assert_int_equal(load(f, k, NULL, NULL), 0);
-	mbi = gp(f, X86_MULTIBOOT_INFO_ADDR, 64);
+	assert_int_equal(bf_load(f, k, NULL, NULL), 0);
+	mbi = bf_gp(f, X86_MULTIBOOT_INFO_ADDR, 64);
 	assert_int_equal(le32_get(mbi) & (1u << 3), 0);
 	assert_int_equal(le32_get(mbi + 20), 0);
 	rm_temp(k);
@@ -243,7 +199,7 @@ static void elf32_multiboot(void **state)
 	le32_put(f->img + hdr + 4, 7);
 	le32_put(f->img + hdr + 8, (uint32_t)-(0x1BADB002u + 7));
 	k = write_temp(f->img, len);
-	assert_true(load(f, k, NULL, "") < 0);
+	assert_true(bf_load(f, k, NULL, "") < 0);
 	assert_non_null(strstr(f->err, "requires a video mode (header flag 2)"));
 	rm_temp(k);
 	rm_temp(rd);
@@ -274,7 +230,7 @@ static void refusals(void **state)
 		size_t len = make_elf(f->img, IMG_CAP, &cases[i].o);
 		char *k = write_temp(f->img, len);
 		char err[256];
-		int ret = load(f, k, NULL, "");
+		int ret = bf_load(f, k, NULL, "");
 
 		if (ret >= 0 || !strstr(f->err, cases[i].msg))
 			fail_msg("case %zu: got %d \"%s\", want \"%s\"", i, ret, f->err,
@@ -292,7 +248,7 @@ static void refusals(void **state)
 		size_t len = make_bzimage(f->img, IMG_CAP, &o);
 		char *k = write_temp(f->img, len);
 
-		assert_true(load(f, k, NULL, "") < 0);
+		assert_true(bf_load(f, k, NULL, "") < 0);
 		assert_non_null(strstr(f->err, "boot protocol too old (need 2.10+, Linux 2.6.31 or "
 		                                "later: earlier ones give no init_size) (file has "
 		                                "boot protocol 2.08)"));
@@ -303,11 +259,11 @@ static void refusals(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(elf32_pvh, setup_128m, teardown),
-		cmocka_unit_test_setup_teardown(elf32_linux, setup_2g, teardown),
-		cmocka_unit_test_setup_teardown(bzimage_entry32, setup_128m, teardown),
-		cmocka_unit_test_setup_teardown(elf32_multiboot, setup_128m, teardown),
-		cmocka_unit_test_setup_teardown(refusals, setup_128m, teardown),
+		cmocka_unit_test_setup_teardown(elf32_pvh, bf_setup_128m, bf_teardown),
+		cmocka_unit_test_setup_teardown(elf32_linux, setup_2g, bf_teardown),
+		cmocka_unit_test_setup_teardown(bzimage_entry32, bf_setup_128m, bf_teardown),
+		cmocka_unit_test_setup_teardown(elf32_multiboot, bf_setup_128m, bf_teardown),
+		cmocka_unit_test_setup_teardown(refusals, bf_setup_128m, bf_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,69 +14,11 @@
 
 #include <cmocka.h>
 
-#include "fixture.h"
+#include "fx_test.h"
 
 #define XFEAT_YMM_TEST 4ull
 #define FLAGS6 (EMUL_RFLAGS_CF | EMUL_RFLAGS_PF | EMUL_RFLAGS_AF | EMUL_RFLAGS_ZF | \
 		EMUL_RFLAGS_SF | EMUL_RFLAGS_OF)
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f || fx_init(f)) {
-		free(f);
-		return -1;
-	}
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	fx_destroy(*state);
-	free(*state);
-	return 0;
-}
-
-static void put(struct fixture *f, uint64_t lin, const void *src, size_t n)
-{
-	const uint8_t *s = src;
-
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *p = fx_lin(f, lin + i);
-
-		assert_non_null(p);
-		*p = s[i];
-	}
-}
-
-static void get(struct fixture *f, uint64_t lin, void *dst, size_t n)
-{
-	uint8_t *d = dst;
-
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *p = fx_lin(f, lin + i);
-
-		assert_non_null(p);
-		d[i] = *p;
-	}
-}
-
-/* Place the instruction at `at`, point RIP at it and run one step. */
-static enum emul_status run_at(struct fixture *f, uint64_t at, const uint8_t *b, size_t n,
-			       struct emul_report *rep)
-{
-	put(f, at, b, n);
-	f->st.rip = at;
-	return emul_step(&f->ctx, &f->st, rep);
-}
-
-#define RUN(f, rep, ...)                                                        \
-	({                                                                      \
-		static const uint8_t b_[] = { __VA_ARGS__ };                    \
-		run_at((f), FX_CODE, b_, sizeof(b_), (rep));                    \
-	})
 
 /* ---- native references (red zone skipped: pushf/popf touch the stack) ---- */
 
@@ -139,8 +81,9 @@ static void test_popcnt_reg(void **state)
 				f->st.gpr[EMUL_RAX] = junk;
 				f->st.gpr[EMUL_RBX] = values[i];
 				f->st.rflags = flags_before[k];
-				assert_int_equal(run_at(f, FX_CODE, forms[j].b, forms[j].n, &rep),
-						 EMUL_DONE);
+				assert_int_equal(
+					fxt_run_at(f, FX_CODE, forms[j].b, forms[j].n, &rep),
+					EMUL_DONE);
 				assert_int_equal(rep.kind, EMUL_KIND_POPCNT);
 				want = native_popcnt(forms[j].size, values[i], junk, flags_before[k],
 						     &nfl);
@@ -171,7 +114,7 @@ static void test_popcnt_mem(void **state)
 
 	/* popcnt rax, qword ptr [rbx + rcx*8 + 0x10] */
 	fx_state_64(&f->st);
-	put(f, FX_A + 0x40 + 3 * 8 + 0x10, &v, 8);
+	fxt_put(f, FX_A + 0x40 + 3 * 8 + 0x10, &v, 8);
 	f->st.gpr[EMUL_RBX] = FX_A + 0x40;
 	f->st.gpr[EMUL_RCX] = 3;
 	assert_int_equal(RUN(f, &rep, 0xf3, 0x48, 0x0f, 0xb8, 0x44, 0xcb, 0x10), EMUL_DONE);
@@ -181,7 +124,7 @@ static void test_popcnt_mem(void **state)
 
 	/* popcnt rax, [rip + 0x10000]: RIP-relative to the next instruction */
 	fx_state_64(&f->st);
-	put(f, FX_CODE + 9 + 0x10000, &v, 8);
+	fxt_put(f, FX_CODE + 9 + 0x10000, &v, 8);
 	assert_int_equal(RUN(f, &rep, 0xf3, 0x48, 0x0f, 0xb8, 0x05, 0x00, 0x00, 0x01, 0x00),
 			 EMUL_DONE);
 	assert_int_equal(f->st.gpr[EMUL_RAX], want);
@@ -190,21 +133,21 @@ static void test_popcnt_mem(void **state)
 	fx_state_64(&f->st);
 	f->st.fs.base = FX_A;
 	f->st.gpr[EMUL_RBX] = 0x100;
-	put(f, FX_A + 0x100, &v, 8);
+	fxt_put(f, FX_A + 0x100, &v, 8);
 	assert_int_equal(RUN(f, &rep, 0x64, 0xf3, 0x48, 0x0f, 0xb8, 0x03), EMUL_DONE);
 	assert_int_equal(f->st.gpr[EMUL_RAX], want);
 
 	/* Crossing from data A (gpa 0x30000) into data B (gpa 0x50000). */
 	for (unsigned off = 1; off < 8; off++) {
 		fx_state_64(&f->st);
-		put(f, FX_B - off, &v, 8);
+		fxt_put(f, FX_B - off, &v, 8);
 		f->st.gpr[EMUL_RBX] = FX_B - off;
 		assert_int_equal(RUN(f, &rep, 0xf3, 0x48, 0x0f, 0xb8, 0x03), EMUL_DONE);
 		assert_int_equal(f->st.gpr[EMUL_RAX], want);
 	}
 	/* popcnt eax, dword ptr [rbx] across the pages: only 4 bytes are read. */
 	fx_state_64(&f->st);
-	put(f, FX_B - 2, &v, 8);
+	fxt_put(f, FX_B - 2, &v, 8);
 	f->st.gpr[EMUL_RBX] = FX_B - 2;
 	assert_int_equal(RUN(f, &rep, 0xf3, 0x0f, 0xb8, 0x03), EMUL_DONE);
 	assert_int_equal(f->st.gpr[EMUL_RAX], native_popcnt(4, v & 0xffffffff, 0, 2, &nfl));
@@ -264,7 +207,7 @@ static void test_faults(void **state)
 
 	/* Page tables pointing outside RAM: refused. */
 	fx_state_64(&f->st);
-	put(f, FX_CODE, (uint8_t[]){ 0x90 }, 1);
+	fxt_put(f, FX_CODE, (uint8_t[]){ 0x90 }, 1);
 	f->st.cr3 = 0xE0000000ull;
 	assert_int_equal(emul_step(&f->ctx, &f->st, &rep), EMUL_UNHANDLED);
 	assert_non_null(strstr(rep.why, "page-table entry"));
@@ -280,7 +223,7 @@ static void test_fetch(void **state)
 	for (unsigned split = 1; split < sizeof(popcnt_rax_rbx); split++) {
 		fx_state_64(&f->st);
 		f->st.gpr[EMUL_RBX] = 0xff;
-		assert_int_equal(run_at(f, FX_CODE + 0x1000 - split, popcnt_rax_rbx,
+		assert_int_equal(fxt_run_at(f, FX_CODE + 0x1000 - split, popcnt_rax_rbx,
 					sizeof(popcnt_rax_rbx), &rep),
 				 EMUL_DONE);
 		assert_int_equal(f->st.gpr[EMUL_RAX], 8);
@@ -289,7 +232,7 @@ static void test_fetch(void **state)
 	/* Three bytes at the end of 0x11000; the rest would be in 0x12000 (absent):
 	 * an instruction fetch #PF at 0x12000 (error code: fetch). */
 	fx_state_64(&f->st);
-	put(f, 0x12000 - 3, popcnt_rax_rbx, 3);
+	fxt_put(f, 0x12000 - 3, popcnt_rax_rbx, 3);
 	f->st.rip = 0x12000 - 3;
 	assert_int_equal(emul_step(&f->ctx, &f->st, &rep), EMUL_EXCEPTION);
 	assert_int_equal(f->st.exc.vector, EMUL_VEC_PF);
@@ -297,7 +240,7 @@ static void test_fetch(void **state)
 	assert_int_equal(f->st.exc.error_code, 1u << 4);
 	/* A complete short instruction right before the absent page is fine. */
 	fx_state_64(&f->st);
-	put(f, 0x12000 - 1, (uint8_t[]){ 0xcc }, 1);
+	fxt_put(f, 0x12000 - 1, (uint8_t[]){ 0xcc }, 1);
 	f->st.rip = 0x12000 - 1;
 	assert_int_equal(emul_step(&f->ctx, &f->st, &rep), EMUL_EXCEPTION);
 	assert_int_equal(f->st.exc.vector, EMUL_VEC_BP);
@@ -341,7 +284,7 @@ static void test_clac_stac(void **state)
 	assert_int_equal(rep.kind, EMUL_KIND_CLAC);
 	/* CPL 3 (running from a user page): #UD, as this process would see it. */
 	f->st.ss.dpl = 3;
-	assert_int_equal(run_at(f, FX_USER, (uint8_t[]){ 0x0f, 0x01, 0xcb }, 3, &rep),
+	assert_int_equal(fxt_run_at(f, FX_USER, (uint8_t[]){ 0x0f, 0x01, 0xcb }, 3, &rep),
 			 EMUL_EXCEPTION);
 	assert_int_equal(f->st.exc.vector, EMUL_VEC_UD);
 	/* LOCK prefix: #UD, or refused when the decoder rejects the bytes. */
@@ -403,7 +346,7 @@ static void test_mxcsr(void **state)
 
 		/* ldmxcsr [rbx], then stmxcsr [rbx + 8] which crosses into page B. */
 		fx_state_64(&f->st);
-		put(f, FX_A + 0x100, &vals[i], 4);
+		fxt_put(f, FX_A + 0x100, &vals[i], 4);
 		f->st.gpr[EMUL_RBX] = FX_A + 0x100;
 		r = RUN(f, &rep, 0x0f, 0xae, 0x13);
 		if (sig) {
@@ -418,12 +361,12 @@ static void test_mxcsr(void **state)
 		f->st.gpr[EMUL_RBX] = FX_B - 2;
 		assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x1b), EMUL_DONE);
 		assert_int_equal(rep.kind, EMUL_KIND_STMXCSR);
-		get(f, FX_B - 2, &emul_back, 4);
+		fxt_get(f, FX_B - 2, &emul_back, 4);
 		assert_int_equal(emul_back, native_back);
 	}
 	/* VEX forms: vldmxcsr [rbx], vstmxcsr [rbx]. */
 	fx_state_64(&f->st);
-	put(f, FX_A, (uint32_t[]){ 0x9fc0 }, 4);
+	fxt_put(f, FX_A, (uint32_t[]){ 0x9fc0 }, 4);
 	f->st.gpr[EMUL_RBX] = FX_A;
 	assert_int_equal(RUN(f, &rep, 0xc5, 0xf8, 0xae, 0x13), EMUL_DONE);
 	assert_int_equal(f->st.mxcsr, 0x9fc0);
@@ -506,8 +449,8 @@ static void test_cmpxchg16b(void **state)
 		bool ok = native_cx16(&host, &nrax, &nrdx, 0xaaaa, 0xbbbb);
 
 		fx_state_64(&f->st);
-		put(f, FX_A + 0x200, (uint64_t[]){ 0x5555666677778888ull, 0x1111222233334444ull },
-		    16);
+		fxt_put(f, FX_A + 0x200,
+			(uint64_t[]){ 0x5555666677778888ull, 0x1111222233334444ull }, 16);
 		f->st.gpr[EMUL_RAX] = rax;
 		f->st.gpr[EMUL_RDX] = rdx;
 		f->st.gpr[EMUL_RBX] = 0xaaaa;
@@ -516,7 +459,7 @@ static void test_cmpxchg16b(void **state)
 		/* lock cmpxchg16b xmmword ptr [rdi] */
 		assert_int_equal(RUN(f, &rep, 0xf0, 0x48, 0x0f, 0xc7, 0x0f), EMUL_DONE);
 		assert_int_equal(rep.kind, EMUL_KIND_CMPXCHG16B);
-		get(f, FX_A + 0x200, g, 16);
+		fxt_get(f, FX_A + 0x200, g, 16);
 		assert_int_equal(g[0], (uint64_t)host);
 		assert_int_equal(g[1], (uint64_t)(host >> 64));
 		assert_int_equal(f->st.gpr[EMUL_RAX], nrax);
@@ -554,7 +497,7 @@ static void test_cmpxchg8b(void **state)
 			bool ok = native_cx8(&mem, &nrax, &nrdx, 0x12345678, 0x9abcdef0);
 
 			fx_state_64(&f->st);
-			put(f, where[w], (uint64_t[]){ 0x9999aaaabbbbccccull }, 8);
+			fxt_put(f, where[w], (uint64_t[]){ 0x9999aaaabbbbccccull }, 8);
 			f->st.gpr[EMUL_RAX] = rax;
 			f->st.gpr[EMUL_RDX] = rdx;
 			f->st.gpr[EMUL_RBX] = 0x12345678;
@@ -562,7 +505,7 @@ static void test_cmpxchg8b(void **state)
 			f->st.gpr[EMUL_RSI] = where[w];
 			assert_int_equal(RUN(f, &rep, 0x0f, 0xc7, 0x0e), EMUL_DONE);
 			assert_int_equal(rep.kind, EMUL_KIND_CMPXCHG8B);
-			get(f, where[w], &g, 8);
+			fxt_get(f, where[w], &g, 8);
 			assert_int_equal(g, mem);
 			assert_int_equal(f->st.gpr[EMUL_RAX], nrax);
 			assert_int_equal(f->st.gpr[EMUL_RDX], nrdx);
@@ -664,10 +607,10 @@ static void test_xsave_xrstor(void **state)
 		f->st.gpr[EMUL_RAX] = (uint32_t)rfbm;
 		f->st.gpr[EMUL_RDI] = where[w];
 		memset(guest, 0xa5, sizeof(guest));
-		put(f, where[w], guest, sizeof(guest));
+		fxt_put(f, where[w], guest, sizeof(guest));
 		assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x27), EMUL_DONE); /* xsave [rdi] */
 		assert_int_equal(rep.kind, EMUL_KIND_XSAVE);
-		get(f, where[w], guest, sizeof(guest));
+		fxt_get(f, where[w], guest, sizeof(guest));
 		assert_memory_equal(guest, native, 416);        /* legacy region */
 		assert_memory_equal(guest + 512, native + 512, 8); /* XSTATE_BV */
 		assert_memory_equal(guest + 576, native + 576, 256); /* YMM_Hi128 */
@@ -676,7 +619,7 @@ static void test_xsave_xrstor(void **state)
 		/* XRSTOR: a crafted area into the image, against the host restoring
 		 * the same area and saving it again. */
 		fill_state(src, rfbm & ~XFEAT_YMM_TEST, (uint8_t)(40 + w)); /* YMM: initial */
-		put(f, where[w], src, 1024);
+		fxt_put(f, where[w], src, 1024);
 		memset(native, 0, 4096);
 		native_xrstor_xsave(src, native, rfbm);
 		native_xrstor(saved, xcr0);
@@ -711,13 +654,13 @@ static void test_xsave_xrstor(void **state)
 	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_EXCEPTION);
 	assert_int_equal(f->st.exc.vector, EMUL_VEC_NM);
 	f->st.cr0 &= ~EMUL_CR0_TS;
-	put(f, FX_A + 512, (uint64_t[]){ 1ull << 40, 0 }, 16);
+	fxt_put(f, FX_A + 512, (uint64_t[]){ 1ull << 40, 0 }, 16);
 	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_EXCEPTION);
 	assert_int_equal(f->st.exc.vector, EMUL_VEC_GP);
-	put(f, FX_A + 512, (uint64_t[]){ 3, 1 }, 16);
+	fxt_put(f, FX_A + 512, (uint64_t[]){ 3, 1 }, 16);
 	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_EXCEPTION);
 	assert_int_equal(f->st.exc.vector, EMUL_VEC_GP);
-	put(f, FX_A + 512, (uint64_t[]){ 3, (1ull << 63) | 3 }, 16);
+	fxt_put(f, FX_A + 512, (uint64_t[]){ 3, (1ull << 63) | 3 }, 16);
 	assert_int_equal(RUN(f, &rep, 0x0f, 0xae, 0x2f), EMUL_UNHANDLED);
 	assert_non_null(strstr(rep.why, "compacted"));
 	assert_false(f->st.xsave_dirty);
@@ -847,18 +790,18 @@ static void test_unhandled(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_popcnt_reg, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_popcnt_mem, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_faults, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_fetch, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_int3_fwait, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_clac_stac, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mxcsr, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cmpxchg16b, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cmpxchg8b, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_xsave_xrstor, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_modes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unhandled, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_popcnt_reg, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_popcnt_mem, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_faults, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_fetch, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_int3_fwait, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_clac_stac, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_mxcsr, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_cmpxchg16b, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_cmpxchg8b, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_xsave_xrstor, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_modes, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_unhandled, fxt_setup, fxt_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,64 +15,7 @@
 
 #include <cmocka.h>
 
-#include "fixture.h"
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	if (!f || fx_init(f)) {
-		free(f);
-		return -1;
-	}
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	fx_destroy(*state);
-	free(*state);
-	return 0;
-}
-
-static void put(struct fixture *f, uint64_t lin, const void *src, size_t n)
-{
-	const uint8_t *s = src;
-
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *p = fx_lin(f, lin + i);
-
-		assert_non_null(p);
-		*p = s[i];
-	}
-}
-
-static void get(struct fixture *f, uint64_t lin, void *dst, size_t n)
-{
-	uint8_t *d = dst;
-
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *p = fx_lin(f, lin + i);
-
-		assert_non_null(p);
-		d[i] = *p;
-	}
-}
-
-static enum emul_status run_at(struct fixture *f, uint64_t at, const uint8_t *b, size_t n,
-			       struct emul_report *rep)
-{
-	put(f, at, b, n);
-	f->st.rip = at;
-	return emul_step(&f->ctx, &f->st, rep);
-}
-
-#define RUN(f, rep, ...)                                                        \
-	({                                                                      \
-		static const uint8_t b_[] = { __VA_ARGS__ };                    \
-		run_at((f), FX_CODE, b_, sizeof(b_), (rep));                    \
-	})
+#include "fx_test.h"
 
 /* ---- native references: the destination starts all ones ---- */
 
@@ -185,7 +128,7 @@ static void test_mem_moves(void **state)
 	/* movd xmm0, dword ptr [rbx] */
 	fx_state_64(&f->st);
 	memset(f->st.xmm[0], 0xff, 16);
-	put(f, FX_A + 0x10, pattern, 16);
+	fxt_put(f, FX_A + 0x10, pattern, 16);
 	f->st.gpr[EMUL_RBX] = FX_A + 0x10;
 	assert_int_equal(RUN(f, &rep, 0x66, 0x0f, 0x6e, 0x03), EMUL_DONE);
 	assert_string_equal(rep.mnemonic, "movd xmm0, dword ptr [rbx]");
@@ -204,10 +147,10 @@ static void test_mem_moves(void **state)
 	/* movq qword ptr [rbx], xmm0 (66 0F D6) across data A -> data B */
 	fx_state_64(&f->st);
 	memcpy(f->st.xmm[0], pattern, 16);
-	put(f, FX_B - 12, ones, 24);
+	fxt_put(f, FX_B - 12, ones, 24);
 	f->st.gpr[EMUL_RBX] = FX_B - 4;
 	assert_int_equal(RUN(f, &rep, 0x66, 0x0f, 0xd6, 0x03), EMUL_DONE);
-	get(f, FX_B - 12, buf, 24);
+	fxt_get(f, FX_B - 12, buf, 24);
 	assert_memory_equal(buf, ones, 8);
 	assert_memory_equal(buf + 8, pattern, 8);
 	assert_memory_equal(buf + 16, ones, 8);
@@ -215,10 +158,10 @@ static void test_mem_moves(void **state)
 	/* movd dword ptr [rbx + 8], xmm3 */
 	fx_state_64(&f->st);
 	memcpy(f->st.xmm[3], pattern, 16);
-	put(f, FX_A + 0x100, ones, 16);
+	fxt_put(f, FX_A + 0x100, ones, 16);
 	f->st.gpr[EMUL_RBX] = FX_A + 0x100;
 	assert_int_equal(RUN(f, &rep, 0x66, 0x0f, 0x7e, 0x5b, 0x08), EMUL_DONE);
-	get(f, FX_A + 0x100, buf, 16);
+	fxt_get(f, FX_A + 0x100, buf, 16);
 	assert_memory_equal(buf, ones, 8);
 	assert_memory_equal(buf + 8, pattern, 4);
 	assert_memory_equal(buf + 12, ones, 4);
@@ -231,7 +174,7 @@ static void test_mem_moves(void **state)
 	f->st.gpr[EMUL_RBX] = FX_B - 9;
 	assert_int_equal(RUN(f, &rep, 0xf3, 0x0f, 0x7f, 0x63, 0x01), EMUL_DONE);
 	assert_string_equal(rep.mnemonic, "movdqu xmmword ptr [rbx + 1], xmm4");
-	get(f, FX_B - 8, buf, 16);
+	fxt_get(f, FX_B - 8, buf, 16);
 	assert_memory_equal(buf, pattern, 16);
 
 	/* movaps xmm5, xmm4; movups xmm6, [rbx]; movapd [rbx], xmm6 */
@@ -244,7 +187,7 @@ static void test_mem_moves(void **state)
 	assert_memory_equal(f->st.xmm[6], pattern, 16);
 	f->st.gpr[EMUL_RBX] = FX_A + 0x200;
 	assert_int_equal(RUN(f, &rep, 0x66, 0x0f, 0x29, 0x33), EMUL_DONE);
-	get(f, FX_A + 0x200, buf, 16);
+	fxt_get(f, FX_A + 0x200, buf, 16);
 	assert_memory_equal(buf, pattern, 16);
 }
 
@@ -264,7 +207,7 @@ static void test_xor(void **state)
 
 	fx_state_64(&f->st);
 	memset(f->st.xmm[5], 0xff, 16);
-	put(f, FX_A + 0x30, pattern, 16);
+	fxt_put(f, FX_A + 0x30, pattern, 16);
 	f->st.gpr[EMUL_RBX] = FX_A + 0x30;
 	assert_int_equal(RUN(f, &rep, 0x0f, 0x57, 0x2b), EMUL_DONE); /* xorps xmm5, [rbx] */
 	for (unsigned i = 0; i < 16; i++)
@@ -358,11 +301,11 @@ static void test_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_gpr_moves, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mem_moves, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_xor, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sse_faults, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gpr_moves, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_mem_moves, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_xor, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_sse_faults, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_refused, fxt_setup, fxt_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

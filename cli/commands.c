@@ -82,6 +82,18 @@ int print_reply(struct client *c, json_t *out, const char *fmt, ...)
 	return EXIT_OK;
 }
 
+int list_call(struct client *c, const char *path, json_t **out)
+{
+	int ret = client_call(c, "GET", path, NULL, out);
+
+	if (ret || !c->json)
+		return ret;
+	print_json(*out);
+	json_decref(*out);
+	*out = NULL;
+	return EXIT_OK;
+}
+
 static void print_kv(json_t *o, int indent)
 {
 	const char *k;

@@ -24,6 +24,9 @@ void print_json(json_t *j);
 /* A command's reply: out as JSON with --json, otherwise the line fmt.
  * Frees out; returns EXIT_OK. */
 int print_reply(struct client *c, json_t *out, const char *fmt, ...) __printf(3, 4);
+/* GET path: with --json the reply is printed and freed (*out NULL), otherwise
+ * it is left in *out for the caller's table; 0 or an exit status (printed). */
+int list_call(struct client *c, const char *path, json_t **out);
 /* --json: the JSON; otherwise "key value" lines, nested objects indented. */
 void show_json(struct client *c, json_t *j);
 /* `NAME` and nothing else: method on /v1/vms/NAME<suffix>, the reply in

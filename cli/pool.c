@@ -19,14 +19,9 @@ int cmd_pool_status(struct client *c, int argc, char **argv)
 		c->json = true; /* cella pool status --json, as well as cella --json pool status */
 	else if (argc > 1)
 		return usage_error("unexpected argument '%s'", argv[1]);
-	ret = client_call(c, "GET", "/v1/pool", NULL, &out);
-	if (ret)
+	ret = list_call(c, "/v1/pool", &out);
+	if (ret || c->json)
 		return ret;
-	if (c->json) {
-		print_json(out);
-		json_decref(out);
-		return EXIT_OK;
-	}
 	printf("pool %s (this host: %s)\n",
 	       json_string_value(json_object_get(out, "pool")) ?: "?",
 	       json_string_value(json_object_get(out, "host")) ?: "?");

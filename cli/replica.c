@@ -151,14 +151,9 @@ int cmd_replica_list(struct client *c, int argc, char **argv)
 
 	if (argc > 1)
 		return usage_error("unexpected argument '%s'", argv[1]);
-	ret = client_call(c, "GET", "/v1/replicas", NULL, &out);
-	if (ret)
+	ret = list_call(c, "/v1/replicas", &out);
+	if (ret || c->json)
 		return ret;
-	if (c->json) {
-		print_json(out);
-		json_decref(out);
-		return EXIT_OK;
-	}
 	printf("%-24s %-12s %-16s %6s  %s\n", "REPLICA", "STATE", "FROM", "POINTS", "LATEST");
 	json_array_foreach(json_object_get(out, "replicas"), i, r) {
 		json_t *pts = json_object_get(r, "points");

@@ -76,14 +76,9 @@ int cmd_user_list(struct client *c, int argc, char **argv)
 
 	if (argc > 1)
 		return usage_error("unexpected argument '%s'", argv[1]);
-	ret = client_call(c, "GET", "/v1/users", NULL, &out);
-	if (ret)
+	ret = list_call(c, "/v1/users", &out);
+	if (ret || c->json)
 		return ret;
-	if (c->json) {
-		print_json(out);
-		json_decref(out);
-		return EXIT_OK;
-	}
 	printf("%-32s %s\n", "NAME", "ROLE");
 	json_array_foreach(json_object_get(out, "users"), i, u)
 		printf("%-32s %s\n", json_string_value(json_object_get(u, "name")) ?: "?",

@@ -38,6 +38,7 @@ test("web flow: login, create with a field error, start, console, checkpoint, st
   await t.test("login page, then sign in with the token", async () => {
     await page.goto(`${d.url}/`);
     await page.getByLabel("API token").waitFor();
+    await page.waitForFunction(() => location.hash === "#/login"); // the hash follows the form by an effect
     assert.match(page.url(), /\/ui\/#\/login$/, "no session: the console sends us to login");
     await shot(page, "login");
     await page.getByLabel("API token").fill("wrong-token-wrong-token");

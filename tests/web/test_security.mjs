@@ -34,6 +34,7 @@ test("web security", { skip: why || false, timeout: 120000 }, async (t) => {
     for (const p of ["#/vms", "#/dashboard", "#/console/x", "#/events"]) {
       await page.goto(`${d.url}/ui/${p}`);
       await page.getByLabel("API token").waitFor();
+      await page.waitForFunction(() => location.hash === "#/login"); // the hash follows the form by an effect
       assert.match(page.url(), /#\/login$/, `${p} -> login`);
     }
     await page.context().close();
@@ -50,6 +51,7 @@ test("web security", { skip: why || false, timeout: 120000 }, async (t) => {
     await page.getByRole("link", { name: "Dashboard" }).click();
     await page.getByLabel("API token").waitFor({ timeout: 15000 });
     assert.equal(await page.evaluate(() => window.__noReload), 1, "the open page went to login by itself");
+    await page.waitForFunction(() => location.hash === "#/login"); // the hash follows the form by an effect
     assert.match(page.url(), /#\/login$/);
     await page.context().close();
   });

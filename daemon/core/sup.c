@@ -370,7 +370,7 @@ int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef 
 					    sup_disk_fmt(&next->disks[i]), true, e))
 			return -1;
 	}
-	return sup_check_ha(s, next, e);
+	return sup_check_ha(s, next, e) ?: sup_nics_check(s, next, e);
 }
 
 int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e)
@@ -944,6 +944,8 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 		free(s);
 		return ret;
 	}
+	/* Bridges first: adopted workers' ports go back on them. */
+	sup_switches_load(s);
 	ret = store_load(db, sup_load_one, &lc);
 	if (!ret && boot[0] && store_meta_set(db, "boot_id", boot))
 		log_warn("cannot record the boot id");
@@ -1046,6 +1048,7 @@ void sup_destroy(struct sup *s)
 	if (s->stop_efd >= 0)
 		close(s->stop_efd);
 	uidpool_destroy(&s->uids);
+	json_decref(s->switches);
 	/* The lock and condition stay: HTTP threads may still be finishing. */
 	free(s);
 }

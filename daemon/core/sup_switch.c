@@ -206,6 +206,9 @@ void sup_ports_reattach(struct sup *s, struct vmrt *vm)
 		if (!p || port_reattach(&sw, tap, mac, p, &e))
 			log_warn("vm %s: nics[%u]: port %s on switch %s: %s", vm->def.name, i, tap,
 				 n->sw, e.reason);
+		else
+			log_info("vm %s: port %s on switch %s (bridge %s) again", vm->def.name, tap,
+				 n->sw, sw.bridge);
 		portpol_free(p);
 	}
 }

@@ -240,6 +240,9 @@ void sup_switches_load(struct sup *s);
 int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e);
 /* Remove every port vm has on the host (its worker is gone or never ran). */
 void sup_ports_remove(struct sup *s, struct vmrt *vm);
+/* A worker cellad finds at its start had vm's switch ports: mark them as
+ * the VM's, so that settling its exit (if it is gone) removes them. */
+void sup_ports_mark(struct vmrt *vm);
 /* An adopted worker's ports: attached again, policies re-applied. */
 void sup_ports_reattach(struct sup *s, struct vmrt *vm);
 /* Prometheus text of every port's counters (malloc'd; NULL when none). */

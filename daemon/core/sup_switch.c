@@ -184,6 +184,12 @@ void sup_ports_remove(struct sup *s, struct vmrt *vm)
 	}
 }
 
+void sup_ports_mark(struct vmrt *vm)
+{
+	for (unsigned i = 0; i < vm->def.nr_nics; i++)
+		memcpy(vm->port_sw[i], vm->def.nics[i].sw, sizeof(vm->port_sw[i]));
+}
+
 void sup_ports_reattach(struct sup *s, struct vmrt *vm)
 {
 	for (unsigned i = 0; i < vm->def.nr_nics; i++) {
@@ -195,7 +201,6 @@ void sup_ports_reattach(struct sup *s, struct vmrt *vm)
 
 		if (!n->sw[0])
 			continue;
-		memcpy(vm->port_sw[i], n->sw, sizeof(vm->port_sw[i]));
 		if (sw_find(s, n->sw, &sw)) {
 			log_warn("vm %s: nics[%u]: switch %s is gone", vm->def.name, i, n->sw);
 			continue;

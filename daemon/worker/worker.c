@@ -902,6 +902,7 @@ void sup_adopt(struct sup *s, struct vmrt *vm, const struct store_runtime *rt)
 	vm->pid_start = rt->pid_start;
 	vm->started_at = rt->started_at;
 	vm->is_child = false;
+	sup_ports_mark(vm);
 	if (!rt->pid || st != rt->pid_start || zombie) {
 		log_info("vm %s: worker %d is gone; settling its exit", vm->def.name, rt->pid);
 		worker_exited(s, vm);

@@ -232,7 +232,13 @@ def test_ports(d, ns, args):
     d.action("r", "start")
     d.wait_console("r", "net: serving", timeout=120)
     tr = vm_tap(d, "r")
+    # g's worker dies while cellad is away: its port goes when cellad is back.
+    d.define("g", "net", "ip=10.77.0.7 serve=1000 wait=900000", nics=[{"switch": "priv"}])
+    d.action("g", "start")
+    d.wait_console("g", "net: serving", timeout=120)
+    tg, gpid = vm_tap(d, "g"), d.vm("g")["pid"]
     d.stop()
+    os.kill(gpid, signal.SIGKILL)
     check(tr in ns.links(), "the port outlives cellad (its worker runs on)")
     for br in ("cbr-priv", "cbr-int0", "cbr-ext0"):
         ns.ip("link", "del", br)
@@ -245,12 +251,14 @@ def test_ports(d, ns, args):
     st, m = d.vm("r")["state"], ns.master(tr)
     check(st == "running" and m == "cbr-priv",
           f"the running VM's port is back on its bridge (state {st}, {tr} on {m})")
+    check(d.vm("g")["state"] in ("crashed", "stopped") and tg not in ns.links(),
+          "a worker that died while cellad was away: its port removed at cellad's start")
     d.action("r", "kill")
     d.wait_state("r", ("stopped", "crashed"), timeout=60)
     poll("r's port to go", lambda: tr not in ns.links())
 
     # Delete: refused in use, then allowed; the uplink is released.
-    for vm in ("a", "b", "c", "k", "r"):
+    for vm in ("a", "b", "c", "k", "r", "g"):
         check(d.request("DELETE", f"/v1/vms/{vm}").status in (200, 204), f"VM {vm} deleted")
     d.wait_state("i", ("stopped", "crashed"), timeout=60)
     check(d.request("DELETE", "/v1/vms/i").status in (200, 204), "VM i deleted")

@@ -328,7 +328,6 @@ int sw_host_create(const struct sw_def *d, struct cerr *e)
 int sw_host_ensure(const struct sw_def *d, struct cerr *e)
 {
 	struct nl_sock *sk = swnl_open(e);
-	bool made = false;
 	int idx, ret;
 
 	if (!sk)
@@ -339,11 +338,12 @@ int sw_host_ensure(const struct sw_def *d, struct cerr *e)
 			swnl_close(sk);
 			return -1;
 		}
-		made = true;
 	}
 	ret = bridge_configure(sk, d, idx, true, e);
-	if (ret && made)
-		swnl_delete(sk, d->bridge);
+	/* An uplink that is gone (or an address refused) must not cut the VMs
+	 * on the switch off from each other: the bridge stays, up. */
+	if (ret)
+		swnl_set_up(sk, idx);
 	swnl_close(sk);
 	return ret;
 }

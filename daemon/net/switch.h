@@ -43,7 +43,8 @@ json_t *sw_def_json(const struct sw_def *d);
  * itself. On failure nothing of it stays. */
 int sw_host_create(const struct sw_def *d, struct cerr *e);
 /* At cellad's start: make the bridge if it is gone (a host reboot), else
- * put back what is missing (up, uplink, address). */
+ * put back what is missing (up, uplink, address). On failure (-1, e: an
+ * uplink that is gone...) the bridge is kept, up, without it. */
 int sw_host_ensure(const struct sw_def *d, struct cerr *e);
 /* Remove the bridge (its ports are released, the uplink stays). */
 void sw_host_delete(const struct sw_def *d);

@@ -253,6 +253,13 @@ def test_ports(d, ns, args):
           f"the running VM's port is back on its bridge (state {st}, {tr} on {m})")
     check(d.vm("g")["state"] in ("crashed", "stopped") and tg not in ns.links(),
           "a worker that died while cellad was away: its port removed at cellad's start")
+    # A plain restart (nothing deleted): the same, nothing to rebuild.
+    links = ns.links()
+    d.stop()
+    d.start()
+    check(ns.links() == links and ns.master(tr) == "cbr-priv" and
+          ns.master("up0") == "cbr-ext0" and "cannot rebuild" not in d.log(),
+          "a plain cellad restart changes nothing on the host")
     d.action("r", "kill")
     d.wait_state("r", ("stopped", "crashed"), timeout=60)
     poll("r's port to go", lambda: tr not in ns.links())

@@ -220,6 +220,16 @@ def test_ports(d, ns, args):
     check(r.status == 400 and r.json["error"]["field"].startswith("nics[0].policy"),
           f"a bad policy is refused with its field: {r.json.get('error')}")
     refused(d, "/v1/vms/k/nics/0", {"vlan": 5000}, 400, "vlan", method="PATCH")
+    p = d.cli("vm", "set", "k", "--nic-policy", "0", "{}")
+    check("port policy changed" in p.stdout, "cella vm set --nic-policy on a running VM")
+    p = d.cli("vm", "create", "cl", "--kernel", args["guests"]["net"], "--nic", "priv,vlan=4095",
+              expect=None)
+    check(p.returncode != 0 and "nics[0].vlan" in p.stderr, "cella vm create --nic SW,vlan=4095 "
+          "refused, naming the field")
+    d.cli("vm", "create", "cl", "--kernel", args["guests"]["net"], "--nic", "priv,mac=02:00:00:00:00:07")
+    check(d.vm("cl")["nics"] == [{"switch": "priv", "mac": "02:00:00:00:00:07"}],
+          "cella vm create --nic SWITCH,mac=...")
+    check(d.request("DELETE", "/v1/vms/cl").status in (200, 204), "VM cl deleted")
     refused(d, "/v1/vms/k/nics/3", {"policy": {}}, 404, "nic", method="PATCH")
     os.kill(d.vm("k")["pid"], signal.SIGKILL)
     d.wait_state("k", ("crashed", "stopped"), timeout=60)

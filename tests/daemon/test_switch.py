@@ -236,6 +236,17 @@ def test_ports(d, ns, args):
     poll("k's port to go", lambda: tk not in ns.links())
     check(True, "port removed after the worker was killed")
 
+    # A start that fails on its second port: the first one is taken down too.
+    ns.ip("link", "del", "cbr-int0")  # by hand, behind cellad's back
+    d.define("m", "net", "ip=10.77.0.6 serve=1", nics=[{"switch": "priv"}, {"switch": "int0"}])
+    before = ns.snapshot()
+    r = d.post("/v1/vms/m/start")
+    log(f"start with a bridge gone: {r}")
+    check(r.status >= 400 and "cbr-int0" in r.body, "a start whose switch lost its bridge fails")
+    check(ns.snapshot() == before and not [l for l in ns.links() if l.startswith("ct")],
+          "a failed start leaves no port, tap or rule behind")
+    check(d.vm("m")["state"] not in ("running", "starting"), "m is not running")
+
     # A simulated reboot: the bridges vanish, cellad restarts; a worker that
     # still runs gets its port back.
     d.define("r", "net", "ip=10.77.0.8 serve=1000 wait=900000", nics=[{"switch": "priv"}])
@@ -250,7 +261,7 @@ def test_ports(d, ns, args):
     d.stop()
     os.kill(gpid, signal.SIGKILL)
     check(tr in ns.links(), "the port outlives cellad (its worker runs on)")
-    for br in ("cbr-priv", "cbr-int0", "cbr-ext0"):
+    for br in ("cbr-priv", "cbr-ext0"):  # (cbr-int0 is gone already)
         ns.ip("link", "del", br)
     check(ns.master(tr) is None and "cbr-priv" not in ns.links(), "bridges deleted")
     d.start()
@@ -275,7 +286,7 @@ def test_ports(d, ns, args):
     poll("r's port to go", lambda: tr not in ns.links())
 
     # Delete: refused in use, then allowed; the uplink is released.
-    for vm in ("a", "b", "c", "k", "r", "g"):
+    for vm in ("a", "b", "c", "k", "r", "g", "m"):
         check(d.request("DELETE", f"/v1/vms/{vm}").status in (200, 204), f"VM {vm} deleted")
     d.wait_state("i", ("stopped", "crashed"), timeout=60)
     check(d.request("DELETE", "/v1/vms/i").status in (200, 204), "VM i deleted")

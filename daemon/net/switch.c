@@ -220,6 +220,7 @@ static int uplink_check(struct nl_sock *sk, const struct sw_def *d, int br_idx, 
 {
 	struct rtnl_link *up = NULL;
 	const char *type;
+	bool is_bridge;
 	int master, err;
 
 	if (!strcmp(d->uplink, d->bridge) || !strncmp(d->uplink, "cbr-", 4))
@@ -228,11 +229,12 @@ static int uplink_check(struct nl_sock *sk, const struct sw_def *d, int br_idx, 
 	if (err)
 		return cerr_set(e, CERR_INVALID, "uplink", "no interface %s on this host (%s)",
 				d->uplink, nl_geterror(err));
-	type = rtnl_link_get_type(up);
+	type = rtnl_link_get_type(up); /* the link's: compared before it is put */
+	is_bridge = type && !strcmp(type, "bridge");
 	master = rtnl_link_get_master(up);
 	*idx = rtnl_link_get_ifindex(up);
 	rtnl_link_put(up);
-	if (type && !strcmp(type, "bridge"))
+	if (is_bridge)
 		return cerr_set(e, CERR_INVALID, "uplink", "%s is a bridge", d->uplink);
 	if (master && master != br_idx)
 		return cerr_set(e, CERR_CONFLICT, "uplink", "%s is already in a bridge or bond "

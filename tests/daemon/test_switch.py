@@ -119,6 +119,7 @@ def test_switches(d, ns):
           "cella switch list shows uplink and address")
 
     # Refusals: the field and the reason, nothing left on the host.
+    ns.ip("link", "add", "xbr0", "type", "bridge")  # someone else's bridge
     before = ns.snapshot()
     refused(d, "/v1/switches", {"name": "priv", "type": "private"}, 409, "name")
     refused(d, "/v1/switches", {"name": "x1", "type": "external", "uplink": "nope0"}, 400,
@@ -128,6 +129,8 @@ def test_switches(d, ns):
     refused(d, "/v1/switches", {"name": "x1", "type": "external", "uplink": "cbr-priv"}, 400,
             "uplink")
     refused(d, "/v1/switches", {"name": "x1", "type": "external"}, 400, "uplink")
+    refused(d, "/v1/switches", {"name": "x1", "type": "external", "uplink": "xbr0"}, 400,
+            "uplink")
     refused(d, "/v1/switches", {"name": "x1", "type": "internal", "address": "10.1.2.300/24"},
             400, "address")
     refused(d, "/v1/switches", {"name": "x1", "type": "internal", "address": "10.1.2.3"},
@@ -143,6 +146,7 @@ def test_switches(d, ns):
                   "uplink")
     log(f"loopback uplink: {err.get('message')}")
     check(ns.snapshot() == before, "refused creates left no link, port or nft rule behind")
+    ns.ip("link", "del", "xbr0")
     check("rb" not in [s["name"] for s in d.get("/v1/switches").json["switches"]],
           "refused switch not stored")
     refused(d, "/v1/vms", {"name": "bad", "kernel": d.args["guests"]["net"],

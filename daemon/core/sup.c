@@ -294,7 +294,9 @@ static struct vmrt *register_vm(struct sup *s, json_t *body, enum vm_event ev,
 		cerr_set(e, CERR_INTERNAL, "", "out of memory");
 		return NULL;
 	}
-	if (vmdef_from_json(&vm->def, body, e) || sup_check_paths(s, &vm->def, NULL, role, e))
+	/* (A switch NIC needs its switch here: a move in is refused early.) */
+	if (vmdef_from_json(&vm->def, body, e) || sup_check_paths(s, &vm->def, NULL, role, e) ||
+	    sup_nics_check(s, &vm->def, e))
 		goto fail;
 	/* The name is taken and stored under the registry lock: two defines of
 	 * one name cannot both pass. */
@@ -370,7 +372,7 @@ int sup_check_paths(struct sup *s, const struct vmdef *next, const struct vmdef 
 					    sup_disk_fmt(&next->disks[i]), true, e))
 			return -1;
 	}
-	return sup_check_ha(s, next, e) ?: sup_nics_check(s, next, e);
+	return sup_check_ha(s, next, e);
 }
 
 int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e)
@@ -476,7 +478,7 @@ int sup_change(struct sup *s, const char *name, json_t *body, enum role role, js
 		vmdef_free(&next);
 		goto out;
 	}
-	if (sup_check_paths(s, &next, &vm->def, role, e)) {
+	if (sup_check_paths(s, &next, &vm->def, role, e) || sup_nics_check(s, &next, e)) {
 		vmdef_free(&next);
 		goto out;
 	}

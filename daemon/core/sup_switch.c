@@ -344,6 +344,10 @@ int sup_switch_create(struct sup *s, json_t *body, json_t **out, struct cerr *e)
 	s->switches = next;
 	pthread_mutex_unlock(&s->sw_lock);
 	log_info("switch %s (%s) created: bridge %s", d.name, sw_type_name(d.type), d.bridge);
+	if (sw_host_br_netfilter())
+		log_warn("switch %s: net.bridge.bridge-nf-call-iptables is 1: bridged frames go "
+			 "through iptables' FORWARD chain, whose DROP rules would cut VMs off from "
+			 "each other (docs/networking.md, \"Netfilter on bridges\")", d.name);
 	*out = switch_json(s, &d, false);
 	return 0;
 }

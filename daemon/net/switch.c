@@ -361,6 +361,19 @@ void sw_host_delete(const struct sw_def *d)
 	swnl_close(sk);
 }
 
+bool sw_host_br_netfilter(void)
+{
+	char c = 0;
+	int fd = open("/proc/sys/net/bridge/bridge-nf-call-iptables", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false; /* br_netfilter not loaded */
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	return c == '1';
+}
+
 json_t *sw_host_status(const struct sw_def *d)
 {
 	struct cerr e;

@@ -48,7 +48,11 @@ int sw_host_create(const struct sw_def *d, struct cerr *e);
 int sw_host_ensure(const struct sw_def *d, struct cerr *e);
 /* Remove the bridge (its ports are released, the uplink stays). */
 void sw_host_delete(const struct sw_def *d);
-/* The bridge as the host sees it: {"present", "up", "ifindex", "ports":[..]}. */
+/* Whether br_netfilter sends bridged IPv4 frames through iptables here
+ * (net.bridge.bridge-nf-call-iptables = 1): a DROP policy in FORWARD then
+ * cuts VMs on one switch off from each other (docs/networking.md). */
+bool sw_host_br_netfilter(void);
+/* The bridge as the host sees it: {"present", "up", "ports":[..]}. */
 json_t *sw_host_status(const struct sw_def *d);
 
 /* Ports (port.c). tap: the port's interface name (chosen by the caller).

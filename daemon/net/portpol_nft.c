@@ -237,7 +237,9 @@ static void acl_rule(FILE *f, const char *chain, const char *id, const struct pp
 	if (a->proto == PP_ICMP)
 		snprintf(l4, sizeof(l4), "meta l4proto %s ", fam == AF_INET ? "icmp" : "ipv6-icmp");
 	else if (a->proto && a->port_lo)
-		snprintf(l4, sizeof(l4), "meta l4proto %s th dport %u-%u ",
+		/* tcp/udp dport, not th dport: nft 1.0.6 compares a th range
+		 * without converting its byte order. */
+		snprintf(l4, sizeof(l4), "meta l4proto %s %s dport %u-%u ", a->proto == PP_TCP ? "tcp" : "udp",
 			 a->proto == PP_TCP ? "tcp" : "udp", a->port_lo, a->port_hi);
 	else if (a->proto)
 		snprintf(l4, sizeof(l4), "meta l4proto %s ", a->proto == PP_TCP ? "tcp" : "udp");
@@ -382,9 +384,11 @@ int pp_nft_apply(const struct portpol_port *port, const struct port_policy *p,
 		fprintf(stderr, "%s", buf);
 	r = nft_run(buf, err, sizeof(err));
 	free(buf);
+	if (r && p->mirror_to[0] && (strstr(err, "Interface does not exist") || strstr(err, p->mirror_to)))
+		return cerr_set(e, CERR_INVALID, "policy.mirror_to", "no interface %s on this host to "
+				"mirror to (nftables: %s)", p->mirror_to, err);
 	if (r)
-		return cerr_set(e, CERR_INTERNAL, p->mirror_to[0] && strstr(err, p->mirror_to) ?
-				"policy.mirror_to" : "policy", "nftables refused port %s's rules: %s",
+		return cerr_set(e, CERR_INTERNAL, "policy", "nftables refused port %s's rules: %s",
 				port->ifname, err);
 	return 0;
 }

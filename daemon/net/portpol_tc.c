@@ -32,6 +32,7 @@
 
 #define TAP_MAJOR    0xce01u
 #define UPLINK_MAJOR 0xce00u
+#define UPLINK_QUANTUM 3028u /* two full frames */
 
 static uint32_t fnv1a(const char *s)
 {
@@ -97,11 +98,13 @@ static int htb_root(struct nl_sock *sk, int idx, uint32_t major, uint32_t defcls
 	return err;
 }
 
+/* quantum 0: from the rate. The uplink's classes share one quantum, so
+ * HTB lends the link's unreserved rate to them in equal parts. */
 static int htb_class(struct nl_sock *sk, int idx, uint32_t parent, uint32_t id, uint64_t rate,
-		     uint64_t ceil, uint32_t burst)
+		     uint64_t ceil, uint32_t burst, uint32_t quantum)
 {
 	struct rtnl_class *c = rtnl_class_alloc();
-	uint64_t q = rate / 8 / 10;
+	uint64_t q = quantum ? quantum : rate / 8 / 10;
 	int err;
 
 	if (!c)
@@ -300,13 +303,13 @@ static int apply_min(struct nl_sock *sk, const struct portpol_port *port,
 				"qdisc (%s) cella did not make", port->uplink, kind);
 	err = h == TC_HANDLE(UPLINK_MAJOR, 0) ? 0 : htb_root(sk, up, UPLINK_MAJOR, 0xffff);
 	if (!err)
-		err = htb_class(sk, up, TC_HANDLE(UPLINK_MAJOR, 0), TC_HANDLE(UPLINK_MAJOR, 1), link, link, 65536);
+		err = htb_class(sk, up, TC_HANDLE(UPLINK_MAJOR, 0), TC_HANDLE(UPLINK_MAJOR, 1), link, link, 65536, 0);
 	if (!err)
 		err = htb_class(sk, up, TC_HANDLE(UPLINK_MAJOR, 1), TC_HANDLE(UPLINK_MAJOR, 0xffff),
-				link / 100, link, 65536);
+				link / 100, link, 65536, UPLINK_QUANTUM);
 	if (!err)
 		err = htb_class(sk, up, TC_HANDLE(UPLINK_MAJOR, 1),
-				TC_HANDLE(UPLINK_MAJOR, pp_tc_minor(port->ifname)), p->min, link, 65536);
+				TC_HANDLE(UPLINK_MAJOR, pp_tc_minor(port->ifname)), p->min, link, 65536, UPLINK_QUANTUM);
 	if (err)
 		return cerr_set(e, CERR_INTERNAL, "policy.bandwidth.min", "tc on the uplink %s: %s",
 				port->uplink, nl_geterror(err));
@@ -378,7 +381,7 @@ int pp_tc_apply(const struct portpol_port *port, const struct port_policy *p, st
 		err = htb_root(sk, idx, TAP_MAJOR, 1);
 		if (!err)
 			err = htb_class(sk, idx, TC_HANDLE(TAP_MAJOR, 0), TC_HANDLE(TAP_MAJOR, 1), p->max_in, p->max_in,
-					burst_of(p, p->max_in));
+					burst_of(p, p->max_in), 0);
 	}
 	if (!err && p->max_out) {
 		int fi;
@@ -391,7 +394,7 @@ int pp_tc_apply(const struct portpol_port *port, const struct port_policy *p, st
 			err = htb_root(sk, fi, TAP_MAJOR, 1);
 		if (!err)
 			err = htb_class(sk, fi, TC_HANDLE(TAP_MAJOR, 0), TC_HANDLE(TAP_MAJOR, 1), p->max_out, p->max_out,
-					burst_of(p, p->max_out));
+					burst_of(p, p->max_out), 0);
 		if (!err)
 			err = redirect_ingress(sk, idx, fi);
 	}

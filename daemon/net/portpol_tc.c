@@ -173,14 +173,14 @@ static int redirect_ingress(struct nl_sock *sk, int idx, int ifb)
 		goto out;
 	rtnl_tc_set_ifindex(TC_CAST(q), idx);
 	rtnl_tc_set_parent(TC_CAST(q), TC_H_INGRESS);
-	rtnl_tc_set_handle(TC_CAST(q), TC_HANDLE(0xffff, 0));
+	rtnl_tc_set_handle(TC_CAST(q), TC_HANDLE(0xffffu, 0));
 	err = rtnl_tc_set_kind(TC_CAST(q), "ingress");
 	if (!err)
 		err = rtnl_qdisc_add(sk, q, NLM_F_CREATE | NLM_F_REPLACE);
 	if (err)
 		goto out;
 	rtnl_tc_set_ifindex(TC_CAST(c), idx);
-	rtnl_tc_set_parent(TC_CAST(c), TC_HANDLE(0xffff, 0));
+	rtnl_tc_set_parent(TC_CAST(c), TC_HANDLE(0xffffu, 0));
 	rtnl_cls_set_prio(c, 1);
 	rtnl_cls_set_protocol(c, ETH_P_ALL);
 	err = rtnl_tc_set_kind(TC_CAST(c), "u32");

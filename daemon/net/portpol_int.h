@@ -62,6 +62,8 @@ json_t *pp_nft_counters(const struct portpol_port *port);
 /* The port's qdiscs, classes and filters (portpol_tc.c). tc_minor: the
  * port's class on the uplink's HTB (the nft rules mark frames with it). */
 uint16_t pp_tc_minor(const char *ifname);
+/* The IFB that shapes the port's max_out ("cif" + 8 hex digits). */
+void pp_ifb_name(const char *ifname, char out[IFNAMSIZ]);
 int pp_tc_apply(const struct portpol_port *port, const struct port_policy *p, struct cerr *e);
 void pp_tc_remove(const struct portpol_port *port);
 /* The lock serialising changes to cellad's shared table and qdiscs. */

@@ -301,13 +301,18 @@ static void mirror_cmds(FILE *f, const char *id, const char *ifname, const struc
 	bool has[2] = { has_in, has_out };
 
 	for (int d = 0; d < 2; d++) {
-		if (p->mirror_to[0]) {
+		/* With max_out, tc's ingress redirect to the IFB takes the VM's
+		 * frames before the netdev ingress hook (and the IFB's egress hook
+		 * does not see them either): tc copies them (portpol_tc.c). */
+		bool want = p->mirror_to[0] && !(d == 0 && p->max_out);
+
+		if (want) {
 			fprintf(f, "add table netdev cella\n");
 			fprintf(f, "add chain netdev cella m%s_%s { type filter hook %s device \"%s\" "
 				"priority 0 ; }\n", id + 1, dir[d], hook[d], ifname);
 			fprintf(f, "flush chain netdev cella m%s_%s\n", id + 1, dir[d]);
 			fprintf(f, "add rule netdev cella m%s_%s dup to \"%s\"\n", id + 1, dir[d], p->mirror_to);
-		} else if (has[d] && others) {
+		} else if (has[d] && (others || p->mirror_to[0])) {
 			fprintf(f, "flush chain netdev cella m%s_%s\n", id + 1, dir[d]);
 			fprintf(f, "delete chain netdev cella m%s_%s\n", id + 1, dir[d]);
 		}

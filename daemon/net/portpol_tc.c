@@ -48,7 +48,7 @@ uint16_t pp_tc_minor(const char *ifname)
 	return (uint16_t)(2 + fnv1a(ifname) % 0xfff0u);
 }
 
-static void ifb_name(const char *ifname, char out[IFNAMSIZ])
+void pp_ifb_name(const char *ifname, char out[IFNAMSIZ])
 {
 	snprintf(out, IFNAMSIZ, "cif%08x", fnv1a(ifname));
 }
@@ -161,15 +161,35 @@ static uint32_t qdisc_handle(struct nl_sock *sk, int idx, uint32_t parent, char 
 	return h;
 }
 
-/* max_out: ingress qdisc + u32 match-all + mirred redirect to the IFB. */
-static int redirect_ingress(struct nl_sock *sk, int idx, int ifb)
+static int mirred(struct rtnl_cls *c, int how, int policy, int dev)
+{
+	struct rtnl_act *a = rtnl_act_alloc();
+	int err;
+
+	if (!a)
+		return -NLE_NOMEM;
+	err = rtnl_tc_set_kind(TC_CAST(a), "mirred");
+	if (!err)
+		err = rtnl_mirred_set_action(a, how);
+	if (!err)
+		err = rtnl_mirred_set_policy(a, policy);
+	if (!err)
+		err = rtnl_mirred_set_ifindex(a, (uint32_t)dev);
+	if (!err)
+		err = rtnl_u32_add_action(c, a);
+	rtnl_act_put(a);
+	return err;
+}
+
+/* max_out: ingress qdisc + u32 match-all + mirred redirect to the IFB,
+ * after a mirred copy to mirror (> 0) when the port is mirrored. */
+static int redirect_ingress(struct nl_sock *sk, int idx, int ifb, int mirror)
 {
 	struct rtnl_qdisc *q = rtnl_qdisc_alloc();
 	struct rtnl_cls *c = rtnl_cls_alloc();
-	struct rtnl_act *a = rtnl_act_alloc();
 	int err = -NLE_NOMEM;
 
-	if (!q || !c || !a)
+	if (!q || !c)
 		goto out;
 	rtnl_tc_set_ifindex(TC_CAST(q), idx);
 	rtnl_tc_set_parent(TC_CAST(q), TC_H_INGRESS);
@@ -186,16 +206,10 @@ static int redirect_ingress(struct nl_sock *sk, int idx, int ifb)
 	err = rtnl_tc_set_kind(TC_CAST(c), "u32");
 	if (!err)
 		err = rtnl_u32_add_key_uint32(c, 0, 0, 0, 0);
+	if (!err && mirror > 0)
+		err = mirred(c, TCA_EGRESS_MIRROR, TC_ACT_PIPE, mirror);
 	if (!err)
-		err = rtnl_tc_set_kind(TC_CAST(a), "mirred");
-	if (!err)
-		err = rtnl_mirred_set_action(a, TCA_EGRESS_REDIR);
-	if (!err)
-		err = rtnl_mirred_set_policy(a, TC_ACT_STOLEN);
-	if (!err)
-		err = rtnl_mirred_set_ifindex(a, (uint32_t)ifb);
-	if (!err)
-		err = rtnl_u32_add_action(c, a);
+		err = mirred(c, TCA_EGRESS_REDIR, TC_ACT_STOLEN, ifb);
 	if (!err)
 		err = rtnl_u32_set_cls_terminal(c);
 	if (!err)
@@ -205,8 +219,6 @@ out:
 		rtnl_qdisc_put(q);
 	if (c)
 		rtnl_cls_put(c);
-	if (a)
-		rtnl_act_put(a);
 	return err;
 }
 
@@ -342,7 +354,7 @@ static void remove_port(struct nl_sock *sk, const struct portpol_port *port)
 		if (qdisc_handle(sk, idx, TC_H_INGRESS, kind))
 			qdisc_del(sk, idx, TC_H_INGRESS);
 	}
-	ifb_name(port->ifname, ifb);
+	pp_ifb_name(port->ifname, ifb);
 	(void)swnl_delete(sk, ifb);
 	remove_min(sk, port);
 }
@@ -384,10 +396,15 @@ int pp_tc_apply(const struct portpol_port *port, const struct port_policy *p, st
 					burst_of(p, p->max_in), 0);
 	}
 	if (!err && p->max_out) {
-		int fi;
+		int fi, mi = 0;
 
+		if (p->mirror_to[0] && (mi = swnl_index(sk, p->mirror_to)) <= 0) {
+			cerr_set(e, CERR_INVALID, "policy.mirror_to", "no interface %s on this host to "
+				 "mirror to", p->mirror_to);
+			goto fail;
+		}
 		what = "policy.bandwidth.max_out";
-		ifb_name(port->ifname, ifb);
+		pp_ifb_name(port->ifname, ifb);
 		fi = ifb_create(sk, ifb);
 		err = fi < 0 ? fi : 0;
 		if (!err)
@@ -396,7 +413,7 @@ int pp_tc_apply(const struct portpol_port *port, const struct port_policy *p, st
 			err = htb_class(sk, fi, TC_HANDLE(TAP_MAJOR, 0), TC_HANDLE(TAP_MAJOR, 1), p->max_out, p->max_out,
 					burst_of(p, p->max_out), 0);
 		if (!err)
-			err = redirect_ingress(sk, idx, fi);
+			err = redirect_ingress(sk, idx, fi, mi);
 	}
 	if (err) {
 		cerr_set(e, CERR_INTERNAL, what, "tc on port %s: %s", port->ifname, nl_geterror(err));

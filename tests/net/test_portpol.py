@@ -326,18 +326,24 @@ def test_vlan(w):
 
 def test_mirror(w):
     a, b = MAC["a"], MAC["b"]
-    apply("pa", a, {"mirror_to": "pm"})
-    apply("pb", b, {})
-    w.drain()
-    w.send("a", eth(b, a, 0x0800, ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 2, b"MIRA2B"))))
-    w.send("b", eth(a, b, 0x0800, ipv4("10.0.0.2", "10.0.0.1", 17, udp(1, 2, b"MIRB2A"))))
-    got = w.seen("m", [b"MIRA2B", b"MIRB2A"], b"MIRB2A")
-    if not got[b"MIRA2B"]:
-        got.update({k: v for k, v in w.seen("m", [b"MIRA2B"], b"MIRA2B", 3).items() if v})
-    report(got[b"MIRA2B"] and got[b"MIRB2A"], "mirroring: the monitor port gets copies both ways")
+    # Alone (nft dup both ways), then with limits both ways (the VM's frames
+    # are copied by tc before the redirect to the IFB).
+    for pol, what in (({"mirror_to": "pm"}, "nft dup"),
+                      ({"mirror_to": "pm", "bandwidth": {"max_in": "10M", "max_out": "10M"}},
+                       "with max_in/max_out")):
+        apply("pa", a, pol)
+        apply("pb", b, {})
+        w.drain()
+        w.send("a", eth(b, a, 0x0800, ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 2, b"MIRA2B"))))
+        w.send("b", eth(a, b, 0x0800, ipv4("10.0.0.2", "10.0.0.1", 17, udp(1, 2, b"MIRB2A"))))
+        got = w.seen("m", [b"MIRA2B", b"MIRB2A"], b"MIRB2A")
+        if not got[b"MIRA2B"]:
+            got.update({k: v for k, v in w.seen("m", [b"MIRA2B"], b"MIRA2B", 3).items() if v})
+        report(got[b"MIRA2B"] and got[b"MIRB2A"], f"mirroring ({what}): the monitor port gets copies both ways")
     apply("pa", a, {})
     nd = sh(["nft", "list", "table", "netdev", "cella"], check=False)
-    report(nd.returncode != 0, "mirroring off: its netdev table is gone")
+    qd = sh(["tc", "filter", "show", "dev", "pa", "ingress"]).stdout
+    report(nd.returncode != 0 and "mirred" not in qd, "mirroring off: its netdev table and tc actions are gone")
 
 
 def test_remove_and_rollback():
@@ -350,7 +356,14 @@ def test_remove_and_rollback():
     qd = sh(["tc", "qdisc", "show", "dev", "pa"]).stdout
     links = sh(["ip", "-o", "link", "show"]).stdout
     report("udp sport 67" in rules and " htb " not in qd and "ingress" not in qd and ": cif" not in links,
-           "after the failed change: the old nft rules stay, nothing of the new tc")
+           "after the failed change (refused on the tc side): the old nft rules stay, nothing of the new tc")
+    # Refused by nftables itself, after tc was put on: tc is taken off again.
+    r = apply("pa", a, {"bandwidth": {"max_in": "10M"}, "mirror_to": "nosuch0"}, check=False)
+    rules = sh(["nft", "list", "chain", "bridge", "cella", "p_pa_in"]).stdout
+    qd = sh(["tc", "qdisc", "show", "dev", "pa"]).stdout
+    report(r.returncode == 1 and "policy.mirror_to" in r.stderr and "udp sport 67" in rules and
+           " htb " not in qd, "after the failed change (refused by nftables): the old nft rules stay, "
+           "the new HTB is gone")
     for p in "abc":
         tool("remove", "p" + p, "pu")
     left = leftovers()

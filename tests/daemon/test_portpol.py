@@ -5,8 +5,8 @@ cellad's own:
 
 - two guests with ip_guard (their own addresses) and dhcp_guard ping each
   other; the rules are in `nft list table bridge cella` under their ports;
-- a guest whose address is not in its ip_guard cannot ping, and the drops
-  are in /metrics as cella_port_drops_total{reason="ip_spoof"};
+- a guest answering for an address not in its ip_guard cannot be reached,
+  and the drops are in /metrics as cella_port_drops_total{reason="ip_spoof"};
 - a running port's policy changed with PATCH (a VLAN) is on the host at
   once, and a bad one is refused with its field;
 - when the VMs stop, nothing of cella is left in nft or tc."""
@@ -63,20 +63,22 @@ def test_policies(d, ns):
     for vm in ("a", "b"):
         d.wait_state(vm, ("stopped", "crashed"), timeout=60)
 
-    # A guest using an address its policy does not allow.
-    d.define("r", "net", "ip=10.77.0.3 serve=1000 wait=900000", nics=[{"switch": "priv"}])
-    d.define("s", "net", "ip=10.77.0.5 peer=10.77.0.3 count=1",
+    # A guest using an address its policy does not allow: r answers as
+    # 10.77.0.5 but may only use 10.77.0.50, so its ARP replies are dropped
+    # and s cannot reach it. r keeps running, so its port's counters stay.
+    d.define("r", "net", "ip=10.77.0.5 serve=1000 wait=900000",
              nics=[{"switch": "priv", "policy": {"ip_guard": ["10.77.0.50"]}}])
+    d.define("s", "net", "ip=10.77.0.3 peer=10.77.0.5 count=1", nics=[{"switch": "priv"}])
     d.action("r", "start")
     d.wait_console("r", "net: serving", timeout=120)
     d.action("s", "start")
     out = d.wait_console("s", "FAIL net", timeout=180)
-    check("not ok" in out, "a guest outside its ip_guard cannot ping")
+    check("not ok" in out, "a guest cannot reach one outside its ip_guard")
     metrics = d.get("/metrics").body
-    m = re.search(r'cella_port_drops_total\{vm="s",switch="priv",port="[^"]+",reason="ip_spoof"\} (\d+)',
+    m = re.search(r'cella_port_drops_total\{vm="r",switch="priv",port="[^"]+",reason="ip_spoof"\} (\d+)',
                   metrics)
     check(m and int(m.group(1)) >= 1, f"its drops in /metrics: {m.group(0) if m else None}")
-    check('cella_port_rx_packets_total{vm="s"' in metrics, "the policy's packet counters in /metrics")
+    check('cella_port_rx_packets_total{vm="r"' in metrics, "the policy's packet counters in /metrics")
     d.wait_state("s", ("stopped", "crashed"), timeout=60)
 
     # A running port's policy changed live.

@@ -384,6 +384,17 @@ int pp_tc_apply(const struct portpol_port *port, const struct port_policy *p, st
 		swnl_close(sk);
 		return cerr_set(e, CERR_INTERNAL, "", "port %s is gone", port->ifname);
 	}
+	if ((p->max_in || p->max_out) && port->uplink && port->uplink[0] && swnl_index(sk, port->uplink) > 0) {
+		uint64_t link = link_rate(port->uplink, p);
+
+		if (p->max_in > link || p->max_out > link) {
+			cerr_set(e, CERR_INVALID, p->max_in > link ? "policy.bandwidth.max_in" :
+				 "policy.bandwidth.max_out", "past the uplink %s's rate (%llu bits/s)",
+				 port->uplink, (unsigned long long)link);
+			swnl_close(sk);
+			return -1;
+		}
+	}
 	/* Replace: what the port had goes first (a moment without limits). */
 	remove_port(sk, port);
 	if (p->min && apply_min(sk, port, p, e))

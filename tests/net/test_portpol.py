@@ -378,6 +378,9 @@ def test_remove_and_rollback():
            f"a reservation without an uplink is refused: {r.stderr.strip()}")
     r = apply("pa", a, {"bandwidth": {"min": "50G"}}, uplink="pu", check=False)
     report(r.returncode == 1 and "policy.bandwidth.min" in r.stderr, f"past the link: {r.stderr.strip()}")
+    r = apply("pa", a, {"bandwidth": {"max_out": "12G"}}, uplink="pu", check=False)
+    report(r.returncode == 1 and "policy.bandwidth.max_out" in r.stderr and not leftovers(),
+           f"a maximum past the uplink's speed (veth: 10G): {r.stderr.strip()}")
 
 
 def tcp_rate(src_ns, dst_ip, seconds, port, extra=()):

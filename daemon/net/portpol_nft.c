@@ -385,8 +385,6 @@ int pp_nft_apply(const struct portpol_port *port, const struct port_policy *p,
 	mirror_cmds(f, id, port->ifname, p, has_in, has_out, others);
 	if (fclose(f))
 		return free(buf), cerr_set(e, CERR_INTERNAL, "", "out of memory");
-	if (getenv("CELLA_PORTPOL_DUMP")) /* tests/net: the transaction as sent */
-		fprintf(stderr, "%s", buf);
 	r = nft_run(buf, err, sizeof(err));
 	free(buf);
 	if (r && p->mirror_to[0] && (strstr(err, "Interface does not exist") || strstr(err, p->mirror_to)))

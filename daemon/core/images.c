@@ -202,11 +202,17 @@ struct vm_files {
 static void use_add(struct img_scan *sc, int i, const struct vm_files *v, const char *disk,
 		    const char *layer)
 {
+	json_t *u;
+
 	if (i < 0)
 		return;
-	json_array_append_new(sc->r[i].used_by,
-			      json_pack("{s:s, s:s, s:s, s:s}", "vm", v->name, "disk", disk, "state",
-					v->state, "layer", layer));
+	u = json_pack("{s:s, s:s, s:s, s:s}", "vm", v->name, "disk", disk, "state", v->state,
+		      "layer", layer);
+	/* Running VMs first: the refusals name the first user. */
+	if (v->active)
+		json_array_insert_new(sc->r[i].used_by, 0, u);
+	else
+		json_array_append_new(sc->r[i].used_by, u);
 	if (v->active)
 		sc->r[i].in_use_active = true;
 }

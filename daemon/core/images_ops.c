@@ -53,7 +53,7 @@ json_t *img_job_json(const struct img_job *j)
 
 	if (!j->running && !j->error[0])
 		pct = 100;
-	return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:b, s:s?, s:s, s:s, s:s, s:s, s:I, s:I?}",
+	return json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:b, s:s?, s:s, s:s, s:s, s:s, s:I, s:o?}",
 			 "id", j->id, "kind", j->kind, "phase", j->phase, "percent", pct, "done",
 			 (json_int_t)j->done, "total", (json_int_t)j->total, "running", j->running,
 			 "error", j->error[0] ? j->error : NULL, "location", j->location, "image",

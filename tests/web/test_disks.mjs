@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { apiCall, launchBrowser, login, newPage, shot, skipReason, startDaemon, until } from "./lib.mjs";
+import { apiCall, axeSource, launchBrowser, login, newPage, shot, shotsDir, skipReason, startDaemon, until } from "./lib.mjs";
 
 const qemuImg = (() => { try { execFileSync("qemu-img", ["--version"]); return ""; } catch { return "qemu-img is missing"; } })();
 const why = skipReason() || qemuImg;
@@ -45,6 +45,7 @@ test("web disks: create, list with size and chain, a bad size beside its field, 
     await row("web.qcow2").waitFor();
     assert.match(await row("web.qcow2").textContent(), /64\.0 MiB/, "listed with its virtual size");
     assert.equal(info("web.qcow2")["virtual-size"], 64 << 20, "qemu-img agrees");
+    execFileSync("qemu-io", ["-f", "qcow2", "-c", "write -P 0x42 0 8M", join(store, "web.qcow2")]);
   });
 
   await t.test("an overlay is drawn under its backing image", async () => {
@@ -94,7 +95,43 @@ test("web disks: create, list with size and chain, a bad size beside its field, 
     const r = await apiCall(d, "GET", "/v1/images/flat.raw?location=images");
     assert.equal(r.json.format, "raw");
     execFileSync("qemu-img", ["compare", "-U", join(store, "over.qcow2"), join(store, "flat.raw")]);
+    await page.reload();
+    await row("flat.raw").waitFor();
     await page.getByRole("button", { name: "Back up over.qcow2" }).click();
-    await shot(page, "disks");
+    assert.equal(await page.evaluate(() => document.activeElement?.id), "f-act-target",
+      "the form opens with the focus in its first field");
+    await page.screenshot({ path: join(shotsDir, "disks.png"), fullPage: true });
+  });
+
+  await t.test("axe and the keyboard on the Disks page (light, dark, phone width)", async () => {
+    const bad = [];
+    for (const [scheme, width, height] of [["light", 1280, 720], ["dark", 1280, 720], ["light", 390, 844]]) {
+      const p = await newPage(browser, { viewport: { width, height }, colorScheme: scheme });
+      await login(p, d);
+      await p.goto(`${d.url}/ui/#/disks`);
+      await p.locator('tr[data-image="flat.raw"]').waitFor();
+      await p.getByRole("button", { name: "Grow web.qcow2" }).click();
+      await p.getByLabel("New virtual size").fill("abc");
+      await p.locator('form:has(#act-h) button[type="submit"]').click();
+      await p.locator("#f-act-size-err").waitFor();
+      await p.evaluate(axeSource);
+      const v = await p.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] }))
+        .violations.map((x) => ({ id: x.id, impact: x.impact, nodes: x.nodes.map((n) => n.target.join(" ")).slice(0, 5) })));
+      for (const x of v) if (x.impact === "serious" || x.impact === "critical") bad.push({ scheme, width, ...x });
+      const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 1, `${width}px: the page overflows by ${overflow}px`);
+      if (scheme === "dark") await shot(p, "disks-dark");
+      if (width < 600) await shot(p, "disks-phone");
+      await p.context().close();
+    }
+    assert.deepEqual(bad, [], JSON.stringify(bad, null, 1));
+    // Keyboard only: from the size field, Tab reaches the submit button; Enter submits.
+    await page.goto(`${d.url}/ui/#/disks`);
+    await page.getByRole("button", { name: "Grow flat.raw" }).focus();
+    await page.keyboard.press("Enter");
+    await page.getByLabel("New virtual size").focus();
+    await page.keyboard.type("160M");
+    await page.keyboard.press("Enter");
+    await until(async () => /160\.0 MiB/.test(await row("flat.raw").textContent()), "grown from the keyboard");
   });
 });

@@ -5,7 +5,7 @@
 // back up and delete images. The API validates: its error.field puts the
 // message beside that field. Converts and backups are jobs (202): their
 // phase and percent come from the listing, polled while one runs.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, api, fmtBytes } from "./api";
 import { Field, FieldErrors, errorsFrom, useInterval } from "./ui";
 
@@ -124,6 +124,12 @@ function ActionForm({ act, list, onClose, onDone }: {
   const [errors, setErrors] = useState<FieldErrors>({});
   const [busy, setBusy] = useState(false);
   const set = (k: string) => (v: string) => setF({ ...f, [k]: v });
+  const formRef = useRef<HTMLFormElement>(null);
+  useEffect(() => {
+    const first = formRef.current?.querySelector<HTMLElement>("input, select, button");
+    first?.focus();
+    formRef.current?.scrollIntoView?.({ block: "nearest" });
+  }, []);
   const title = { resize: "Grow", convert: "Convert", backup: "Back up", delete: "Delete" }[kind];
   async function submit(e: Event) {
     e.preventDefault();
@@ -156,7 +162,7 @@ function ActionForm({ act, list, onClose, onDone }: {
   const p = { errors, idPrefix: "act-" };
   const writable = list.locations.filter((l) => l.writable).map((l) => l.name);
   return (
-    <form class="card imgform" onSubmit={submit} noValidate aria-labelledby="act-h">
+    <form class="card imgform" onSubmit={submit} noValidate aria-labelledby="act-h" ref={formRef}>
       <h2 id="act-h">{title} {img.location}/{img.name}</h2>
       {kind === "delete" && <p>The file goes for good{img.tracking ? ", with its change-tracking file" : ""}.</p>}
       <div class="grid">
@@ -211,9 +217,6 @@ export function ImagesSection() {
     <div class="images">
       {msg && <p class="notice ok" role="status">{msg}</p>}
       {!list.locations.length && <p class="muted">cellad has no storage locations ("storage" in cellad.json).</p>}
-      {list.locations.length > 0 && <CreateForm list={list} onDone={done} />}
-      {act && <ActionForm key={`${act.kind}-${act.img.location}-${act.img.name}`} act={act} list={list}
-        onClose={() => setAct(null)} onDone={done} />}
       {jobs.length > 0 && <section class="card" aria-labelledby="jobs-h"><h2 id="jobs-h">Jobs</h2>
         <ul class="jobs">{jobs.map((j) => <li><JobStatus job={j} /></li>)}</ul></section>}
       {list.locations.map((loc) => (
@@ -233,7 +236,7 @@ export function ImagesSection() {
                     {img.backing && img.backing.path && <small class="muted"> over {img.backing.path}{img.backing.missing ? " (missing)" : ""}</small>}
                     {img.kind !== "image" && <small class="muted"> {img.kind}{img.backup ? `: ${img.backup.since ? `since ${img.backup.since}, ` : ""}point ${img.backup.point}` : ""}{img.error ? `: ${img.error}` : ""}</small>}
                     {img.tracking && <small class="muted"> tracked</small>}
-                    {img.job && <div><JobStatus job={img.job} /></div>}
+                    {img.job && (img.job.running || img.job.error) && <div><JobStatus job={img.job} /></div>}
                   </td>
                   <td>{img.format || "-"}</td>
                   <td data-size={img.virtual_size}>{fmtBytes(img.virtual_size)}</td>
@@ -252,6 +255,9 @@ export function ImagesSection() {
               </tbody>
             </table></div>)}
         </section>))}
+      {act && <ActionForm key={`${act.kind}-${act.img.location}-${act.img.name}`} act={act} list={list}
+        onClose={() => setAct(null)} onDone={done} />}
+      {list.locations.length > 0 && <CreateForm list={list} onDone={done} />}
     </div>
   );
 }

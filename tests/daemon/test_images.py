@@ -324,6 +324,21 @@ def run(args, d, imgs, bks, vault, secret):
     refused(d.request("DELETE", "/v1/images/r.raw"), 404, "file", "deleting it again")
     check(os.path.exists(secret) and os.path.islink(P("evil.raw")), "the symlink and its target stay")
 
+    # --- the CLI -------------------------------------------------------
+    d.cli("image", "create", "images/cli.raw", "1M", "-f", "raw")
+    d.cli("image", "resize", "cli.raw", "2M")
+    p = d.cli("image", "convert", "images/cli.raw", "backups/cli.qcow2", "-O", "qcow2", "--wait")
+    check("done" in p.stdout, f"cella image convert --wait: {p.stdout.strip()}")
+    same(P("cli.raw"), os.path.join(bks, "cli.qcow2"))
+    p = d.cli("image", "list")
+    check(re.search(r"backups\s+cli\.qcow2\s+qcow2\s+2097152", p.stdout) is not None,
+          "cella image list shows it")
+    p = d.cli("image", "resize", "cli.raw", "1M", expect=1)
+    check("smaller" in p.stderr, f"a shrink refused: {p.stderr.strip()}")
+    d.cli("image", "create", "cli.raw", "1M", expect=2)
+    d.cli("image", "delete", "backups/cli.qcow2")
+    d.cli("image", "delete", "cli.raw")
+
     # --- roles ---------------------------------------------------------
     if os.geteuid() != 0:
         log("not root: the role checks are skipped")

@@ -258,6 +258,26 @@ def run(args, d, imgs, bks, vault, secret):
             ({"format": "raw"}, 400, "target", "no target")]:
         refused(d.post("/v1/images/ov2.qcow2/convert", body), status, field, what)
     check(files(imgs, bks, vault) == before, "nothing made by the refused converts")
+    # An image whose backing file lies outside the location: listed (its
+    # backing shown as a path), never read through.
+    qimg("create", "-q", "-f", "qcow2", "-u", "-b", secret, "-F", "raw", P("steal.qcow2"), "1M")
+    qimg("create", "-q", "-f", "qcow2", "-u", "-b", "../secret.raw", "-F", "raw", P("up.qcow2"),
+         "1M")
+    st = image(d, "steal.qcow2")
+    check(st["backing"] == {"path": secret, "missing": False} and st["depth"] == 2,
+          f"a backing file outside is shown as a path: {st['backing']}")
+    for n in ("steal.qcow2", "up.qcow2"):
+        refused(d.post(f"/v1/images/{n}/convert", {"target": "leak.raw", "format": "raw"}), 400,
+                "file", f"converting {n} (its chain leads out)")
+        refused(d.post(f"/v1/images/{n}/backup", {"target": "leak.raw"}), 400, "file",
+                f"backing up {n}")
+        refused(d.post("/v1/images", {"location": "images", "name": "leak.qcow2", "backing": n}),
+                400, "backing", f"an overlay over {n}")
+    check(not os.path.exists(P("leak.raw")) and not os.path.exists(P("leak.qcow2")),
+          "nothing read out of the location")
+    for n in ("steal.qcow2", "up.qcow2"):
+        check(d.request("DELETE", f"/v1/images/{n}").status == 204, f"{n} deleted")
+    check(os.path.exists(secret), "its backing file outside stays")
 
     # --- backup --------------------------------------------------------
     r = d.post("/v1/images/ov.qcow2/backup", {"target": "ov-full.qcow2", "location": "backups"})

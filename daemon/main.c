@@ -820,7 +820,8 @@ static void request_restart(void)
 /* Every kind of long operation, for the core to recover after a crash. */
 static const struct job_kind *const job_kinds[] = {
 	&start_job, &stop_job, &save_job, &checkpoint_create_job, &checkpoint_apply_job,
-	&checkpoint_delete_job, &move_out_job, &move_in_job, NULL,
+	&checkpoint_delete_job, &move_out_job, &move_in_job, &image_convert_job,
+	&image_backup_job, NULL,
 };
 
 int main(int argc, char **argv)

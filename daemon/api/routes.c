@@ -30,6 +30,7 @@ static const char *const console_query[] = {"history", "follow", NULL};
 static const char *const console_ws_query[] = {"history", NULL};
 static const char *const events_query[] = {"since", "vm", "follow", NULL};
 static const char *const events_ws_query[] = {"since", "vm", NULL};
+static const char *const image_query[] = {"location", NULL};
 /* A change set's upload: resumable (id, total, offset) and what the point is
  * (cut_at, consistency). */
 static const char *const set_query[] = {"id", "total", "offset", "cut_at", "consistency", NULL};
@@ -139,6 +140,17 @@ static const struct route routes[] = {
     {"GET", "/v1/users", h_users, USERS_LIST, no_query, ROLE_ADMIN},
     {"POST", "/v1/users", h_users, USERS_ADD, no_query, ROLE_ADMIN},
     {"DELETE", "/v1/users/{user}", h_users, USERS_DELETE, no_query, ROLE_ADMIN},
+    /* Images of the storage locations (core/images*.c): viewers list them
+     * (the locations an operator may use, and their own); changes need the
+     * operator role and a location that role may use. {file} is an image
+     * name; ?location= picks among locations. */
+    {"GET", "/v1/images", h_images, IMGS_LIST, image_query, ROLE_VIEWER},
+    {"POST", "/v1/images", h_images, IMGS_CREATE, no_query, ROLE_OPERATOR},
+    {"GET", "/v1/images/{file}", h_images, IMGS_GET, image_query, ROLE_VIEWER},
+    {"DELETE", "/v1/images/{file}", h_images, IMGS_DELETE, image_query, ROLE_OPERATOR},
+    {"POST", "/v1/images/{file}/resize", h_images, IMGS_RESIZE, image_query, ROLE_OPERATOR},
+    {"POST", "/v1/images/{file}/convert", h_images, IMGS_CONVERT, image_query, ROLE_OPERATOR},
+    {"POST", "/v1/images/{file}/backup", h_images, IMGS_BACKUP, image_query, ROLE_OPERATOR},
 };
 
 /* Match url against a route path; the {name} segment goes to name, any

@@ -32,7 +32,7 @@ static int job_store(struct sup *s, struct job *j, struct cerr *e)
 	int ret;
 
 	snprintf(rec.id, sizeof(rec.id), "%s", j->id);
-	snprintf(rec.vm_uuid, sizeof(rec.vm_uuid), "%s", j->vm->def.uuid);
+	snprintf(rec.vm_uuid, sizeof(rec.vm_uuid), "%s", j->vm ? j->vm->def.uuid : "");
 	snprintf(rec.kind, sizeof(rec.kind), "%s", j->kind);
 	snprintf(rec.phase, sizeof(rec.phase), "%s", j->phase);
 	ret = store_job_put(s->db, &rec);
@@ -57,7 +57,8 @@ int job_open(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, str
 	j->vm = vm;
 	j->data = data ? json_incref(data) : json_object();
 	/* Named in the events of a recovery even if the VM is gone by then. */
-	json_object_set_new(j->data, "vm", json_string(vm->def.name));
+	if (vm)
+		json_object_set_new(j->data, "vm", json_string(vm->def.name));
 	if (job_store(s, j, e)) {
 		json_decref(j->data);
 		j->data = NULL;
@@ -74,7 +75,7 @@ void job_close(struct sup *s, struct job *j)
 		return; /* never opened, or closed already */
 	ret = store_job_delete(s->db, j->id);
 	if (ret)
-		log_warn("vm %s: cannot forget the %s job: %s", j->vm->def.name, j->kind,
+		log_warn("vm %s: cannot forget the %s job: %s", j->vm ? j->vm->def.name : "-", j->kind,
 			 strerror(-ret));
 	json_decref(j->data);
 	j->data = NULL;

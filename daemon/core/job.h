@@ -44,7 +44,9 @@ struct job {
 
 /* Record a job on vm in phase "begun" with data (a reference is taken;
  * NULL: {}), without marking the VM busy: for a job that spans several
- * requests (a move in). 0, or -1 with e set. job_close forgets it. */
+ * requests (a move in). 0, or -1 with e set. job_close forgets it. vm may
+ * be NULL for a job on no VM (an image's convert or backup: its kind is
+ * then recovered without_vm, with vm NULL); job_begin and job_end need one. */
 int job_open(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, struct job *j,
 	     struct cerr *e) __must_check;
 void job_close(struct sup *s, struct job *j);

@@ -912,6 +912,7 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 	s->db = db;
 	s->next_seq = 1;
 	s->epfd = -1;
+	sup_images_init(s);
 	clock_gettime(CLOCK_MONOTONIC, &s->t0);
 	s->started_wall = sup_now_wall();
 	pthread_mutex_init(&s->reg_lock, NULL);
@@ -1006,6 +1007,7 @@ void sup_destroy(struct sup *s)
 		return;
 	s->shutting_down = true;
 	wake_all(s);
+	sup_images_stop(s);
 	sup_replica_out_stop_all(s);
 	/* Start threads hold references: let them finish (their workers keep
 	 * running either way) before the registry goes away. */

@@ -166,6 +166,8 @@ struct sup_hooks {
 
 /* The core's own kinds of job; features declare theirs. */
 extern const struct job_kind start_job, stop_job, save_job;
+/* An image's convert and backup (core/images_job.c): on no VM. */
+extern const struct job_kind image_convert_job, image_backup_job;
 
 /* Load the definitions, re-adopt live workers, settle the rest, autostart
  * after a host boot, and start the monitor thread. 0 or -errno. */
@@ -258,6 +260,29 @@ int sup_cp_create(struct sup *s, const char *name, json_t *body, json_t **out,
 int sup_cp_apply(struct sup *s, const char *name, const char *cp, json_t **out,
 		 struct cerr *e) __must_check;
 int sup_cp_delete(struct sup *s, const char *name, const char *cp, struct cerr *e) __must_check;
+
+/* Images of the storage locations (core/images*.c, docs/disks.md "Images
+ * in cellad"), for a caller with role: list ({locations: [{name, path,
+ * role, pool, writable, images: [...]}], jobs: [...]}, only `location`
+ * when not NULL or ""; NULL with e), one image (location "" : the one
+ * visible location holding it), create (body {location, name, format,
+ * size, backing, cluster_size}), resize (body {size}: grow only), delete,
+ * and convert and backup (body {target, location, format, cluster_size,
+ * point, since}) as jobs: *out {job} once it runs (202), its progress in
+ * the image's "job" and the list's "jobs". */
+json_t *sup_images_list(struct sup *s, enum role role, const char *location, struct cerr *e);
+int sup_image_get(struct sup *s, enum role role, const char *location, const char *name,
+		  json_t **out, struct cerr *e) __must_check;
+int sup_image_create(struct sup *s, enum role role, json_t *body, json_t **out,
+		     struct cerr *e) __must_check;
+int sup_image_resize(struct sup *s, enum role role, const char *location, const char *name,
+		     json_t *body, json_t **out, struct cerr *e) __must_check;
+int sup_image_delete(struct sup *s, enum role role, const char *location, const char *name,
+		     struct cerr *e) __must_check;
+int sup_image_convert(struct sup *s, enum role role, const char *location, const char *name,
+		      json_t *body, json_t **out, struct cerr *e) __must_check;
+int sup_image_backup(struct sup *s, enum role role, const char *location, const char *name,
+		     json_t *body, json_t **out, struct cerr *e) __must_check;
 
 /* Peer hosts (move targets): list ({hosts: [...]}, tokens hidden), add
  * (body {name, url, token, tls_name}), remove. */

@@ -131,6 +131,12 @@ struct sup {
 	 * stored under the host's metadata key "switches". */
 	pthread_mutex_t sw_lock;      /* switches (a leaf) */
 	json_t *switches;
+	/* Images (core/images_ops.c): their convert and backup jobs, running
+	 * and recently ended (img_lock, a leaf); img_cond: one ended. */
+	pthread_mutex_t img_lock;
+	pthread_cond_t img_cond;
+	struct img_job *img_jobs;
+	unsigned img_running;
 };
 
 /* sup.c: references and locks (see the top of this file). */
@@ -261,6 +267,11 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
 /* vm->incoming belongs to features/incoming.c; the core and worker/ reach
  * it through sup_conf.hooks only (core/sup.h). */
 struct sup_incoming;
+
+/* core/images_ops.c: set up the image jobs (sup_create); cancel the
+ * running ones and wait for them (sup_destroy). */
+void sup_images_init(struct sup *s);
+void sup_images_stop(struct sup *s);
 
 /* core/save.c (the VM's lock held) */
 /* state_dir/vms/<uuid> (created on demand by sup_vm_dir). */

@@ -16,6 +16,7 @@ import "@xterm/xterm/css/xterm.css"; // in the main CSS: a lazy chunk's CSS is n
 const ConsolePage = lazy(() => import("./console").then((m) => ({ default: m.ConsolePage })));
 import { DisksPage } from "./disks";
 import { EventsPage } from "./events";
+import { JobsIndicator } from "./jobview";
 
 function parseRoute(): string[] {
   const h = location.hash.replace(/^#\/?/, "").split("?")[0];
@@ -128,6 +129,7 @@ function App() {
             <li><a href={`#/${p}`} aria-current={page === p ? "page" : undefined}>{label}</a></li>
           ))}</ul>
         </nav>
+        <JobsIndicator />
         <span class="who">{session.user} <span class="role">({session.role})</span></span>
         <button type="button" onClick={logout} id="logout">Log out</button>
       </header>

@@ -1,12 +1,14 @@
 // store.ts: the VM list shared by every page, kept current by the event
 // stream (each event carries the VM's state), so no page polls for states.
 import { ApiError, Session, Vm, VmEvent, followEvents, get } from "./api";
+import { Job, applyJobEvent, settleJobs } from "./jobs";
 
 type Listener = () => void;
 
 export class Store {
   vms = new Map<string, Vm>();
   events: VmEvent[] = [];
+  jobs = new Map<string, Job>(); // long operations and their phases (jobs.ts)
   session: Session | null = null;
   loaded = false;
   error = "";
@@ -83,11 +85,13 @@ export class Store {
     // The list may be older than the backlog's end: its states, in order,
     // bring it up to there; the stream then brings it past.
     for (const ev of this.events) {
+      applyJobEvent(this.jobs, ev);
       const vm = ev.vm ? this.vms.get(ev.vm) : undefined;
       if (vm && ev.state) this.vms.set(vm.name, { ...vm, state: ev.state });
     }
     this.notify();
     this.stopEvents = followEvents((ev) => this.onEvent(ev), { since });
+    settleJobs(this.jobs).then((ok) => ok && this.notify());
   }
 
   stop() {
@@ -95,12 +99,14 @@ export class Store {
     this.stopEvents = null;
     this.vms.clear();
     this.events = [];
+    this.jobs.clear();
     this.loaded = false;
   }
 
   onEvent(ev: VmEvent) {
     this.events.push(ev);
     if (this.events.length > 500) this.events.splice(0, this.events.length - 500);
+    applyJobEvent(this.jobs, ev);
     const vm = ev.vm ? this.vms.get(ev.vm) : undefined;
     if (!ev.vm) { /* pool events */ }
     else if (!vm || ev.event === "deleted" || ev.event === "defined" || ev.event === "changed") this.refreshSoon();

@@ -246,6 +246,11 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
  * it through sup_conf.hooks only (core/sup.h). */
 struct sup_incoming;
 
+/* features/host_usage.c: what the VMs' workers use, summed (GET /v1/host's
+ * "usage"): {running, cpu_ns, rss_bytes, read_bytes, write_bytes, rx_bytes,
+ * tx_bytes}, from /proc and sysfs only (no worker is asked). */
+json_t *sup_host_usage(struct sup *s);
+
 /* core/save.c (the VM's lock held) */
 /* state_dir/vms/<uuid> (created on demand by sup_vm_dir). */
 int sup_vm_dir(struct sup *s, const struct vmrt *vm, char *out, size_t len);

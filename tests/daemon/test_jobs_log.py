@@ -6,6 +6,7 @@ ended), each a job-phase event with the job's id, and GET /v1/jobs then
 lists it finished with its last phase. A save whose worker is held
 (SIGSTOP) is listed running in phase "saving" by GET /v1/jobs, and filtered
 by ?vm=. Starts and stops announce no job phases (they have their events).
+GET /v1/host's usage sums the running worker's figures.
 
 Worker log: GET /v1/vms/{name}/log gives the last lines of the VM's
 cella-vm log (what the worker printed when it started), ?tail=N the last N
@@ -78,6 +79,15 @@ def save_part(d):
     check(not [e for e in d.events(vm="s") if e["event"] == "job-phase"],
           "a start announces no job phases")
     pid = d.vm("s")["pid"]
+    # GET /v1/host sums what the workers use (the dashboard's one request).
+    deadline = time.monotonic() + 60
+    while True:
+        u = d.get("/v1/host").json["usage"]
+        if u["cpu_ns"] > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # polling the API with a deadline (CPU time counts in ticks)
+    check(u["running"] == 1 and u["rss_bytes"] > 1 << 20 and u["cpu_ns"] > 0 and
+          u["read_bytes"] >= 0 and u["rx_bytes"] == 0, f"host usage of the running VM: {u}")
     result = {}
 
     def save():

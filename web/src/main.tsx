@@ -84,7 +84,12 @@ function App() {
     const on = () => { navState.moved = true; setRoute(parseRoute()); };
     window.addEventListener("hashchange", on);
     setUnauthorizedHandler(() => { store.stop(); store.session = null; setSession(null); });
-    api<Session>("GET", "/v1/session").then(setSession, () => setSession(null));
+    (async () => {
+      const early = await store.takeEarly("/v1/session");
+      if (early?.ok) return (await early.json()) as Session;
+      if (early?.status === 401) throw new Error("no session");
+      return api<Session>("GET", "/v1/session");
+    })().then(setSession, () => setSession(null));
     return () => window.removeEventListener("hashchange", on);
   }, []);
   useEffect(() => {

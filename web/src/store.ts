@@ -43,12 +43,26 @@ export class Store {
   }
 
   private early: Promise<[Response | null, Response | null]> | null = null;
+  private earlyOther = new Map<string, Promise<Response | null>>();
+  private earlyAt = 0;
 
-  /** Asks for the list and the recent events at once, before the session
-   * is known (it usually is valid): start() then needs no further round. */
+  /** Asks for the session, the list, the recent events and the host at
+   * once, before the session is known (it usually is valid): the first
+   * page then needs no further round. index.html preloads the same URLs
+   * (fetch requests of the same mode), so these are answered from the
+   * preload cache when they are on their way already. */
   prefetch() {
     const f = (u: string) => fetch(u, { credentials: "same-origin" }).catch(() => null);
     this.early = Promise.all([f("/v1/vms"), f("/v1/events?since=0&follow=false")]);
+    for (const u of ["/v1/session", "/v1/host"]) this.earlyOther.set(u, f(u));
+    this.earlyAt = Date.now();
+  }
+
+  /** A prefetched answer for path (once, while fresh), or null. */
+  takeEarly(path: string): Promise<Response | null> | null {
+    const p = this.earlyOther.get(path) || null;
+    this.earlyOther.delete(path);
+    return Date.now() - this.earlyAt < 10000 ? p : null;
   }
 
   async start() {

@@ -82,8 +82,8 @@ export function Dashboard() {
         <Chart title="Disk (KiB/s)" unit="" series={[{ label: "read", color: "#1c9c5a" }, { label: "write", color: "#d9822b" }]} data={data.disk} />
         <Chart title="Network (KiB/s)" unit="" series={[{ label: "rx", color: "#1c9c5a" }, { label: "tx", color: "#d9822b" }]} data={data.net} />
       </div>
-      <h2>Recent events</h2>
-      <EventTable events={s.events.slice(-10).reverse()} />
+      <h2>Recent events</h2>{/* job phases show as progress (jobview.tsx), not here */}
+      <EventTable events={s.events.filter((e) => e.event !== "job-phase").slice(-10).reverse()} />
     </section>
   );
 }

@@ -68,7 +68,7 @@ export function VmPage({ name, tab }: { name: string; tab: string }) {
       {tab === "metrics" && <MetricsTab vm={vm} />}
       {tab === "move" && <MoveTab vm={vm} />}
       {tab === "log" && <LogTab vm={vm} />}
-      {tab === "events" && <EventTable events={s.events.filter((e) => e.vm === name).slice(-50).reverse()} />}
+      {tab === "events" && <EventTable events={s.events.filter((e) => e.vm === name && e.event !== "job-phase").slice(-50).reverse()} />}
     </section>
   );
 }

@@ -113,6 +113,8 @@ json_t *sup_jobs_list(struct sup *s, const char *vm)
 		o = job_json(d->id, d->kind, d->vm, d->phase, d->started_at);
 		json_object_set_new(o, "running", json_false());
 		json_object_set_new(o, "ended_at", json_integer(d->ended_at));
+		if (d->percent >= 0)
+			json_object_set_new(o, "percent", json_integer(d->percent));
 		json_array_append_new(arr, o);
 	}
 	pthread_mutex_unlock(&s->jobs_lock);
@@ -172,6 +174,7 @@ void job_close(struct sup *s, struct job *j)
 			snprintf(d->vm, sizeof(d->vm), "%s", j->vm_name);
 			d->started_at = j->started_at;
 			d->ended_at = sup_now_wall();
+			d->percent = job_percent(j);
 			break;
 		}
 	}

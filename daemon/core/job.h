@@ -54,6 +54,7 @@ struct job_done {
 	char phase[32]; /* the last one it recorded */
 	char vm[64];
 	int64_t started_at, ended_at;
+	int percent; /* at the end, -1: unknown */
 };
 #define SUP_JOBS_DONE 32
 

@@ -65,6 +65,7 @@ def checkpoint_part(d, tmp):
     done = [j for j in jobs(d) if j["id"] == jid]
     check(len(done) == 1 and not done[0]["running"] and done[0]["phase"] == "layer-merged" and
           done[0]["kind"] == "checkpoint-delete" and done[0]["vm"] == "c" and
+          done[0]["percent"] == 100 and
           done[0]["ended_at"] >= done[0]["started_at"], f"GET /v1/jobs lists it finished: {done}")
     # Each create was a job too, listed after the delete (newest first).
     kinds = [j["kind"] for j in jobs(d, "?vm=c")]

@@ -8,7 +8,8 @@
 //     too; both go once it is done;
 //   - the Log tab: empty before the VM ever ran, then (live, without a
 //     click) the worker's account of its exit after the VM is turned off;
-//     a viewer may read the log too.
+//     a viewer may read the log too;
+//   - the dashboard asks GET /v1/host each tick and nothing per VM.
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -100,6 +101,21 @@ test("web jobs: a checkpoint merge's phases, a running save's progress, the work
     await page.locator(".row [data-state=saved]").waitFor({ timeout: 60000 });
     assert.equal(await page.getByTestId("job-phases").textContent(), "begun → saving memory → saved → done");
     assert.equal((await apiCall(d, "DELETE", "/v1/vms/pj/state")).status, 200);
+  });
+
+  await t.test("the dashboard's charts: one request per tick, none per VM", async () => {
+    assert.equal((await apiCall(d, "POST", "/v1/vms/pj/start")).status, 200);
+    const urls = [];
+    const onReq = (rq) => urls.push(new URL(rq.url()).pathname);
+    page.on("request", onReq);
+    await page.goto(`${d.url}/ui/#/dashboard`);
+    await until(() => urls.filter((u) => u === "/v1/host").length >= 3, "three ticks of GET /v1/host", 60000);
+    page.off("request", onReq);
+    assert.deepEqual(urls.filter((u) => /^\/v1\/vms\/[^/]+\/metrics$/.test(u)), [], "no request per VM");
+    const usage = (await apiCall(d, "GET", "/v1/host")).json.usage;
+    assert.equal(usage.running, 1, JSON.stringify(usage));
+    assert.ok(usage.rss_bytes > 0, JSON.stringify(usage));
+    assert.equal((await apiCall(d, "POST", "/v1/vms/pj/kill")).status, 200);
   });
 
   // Expected noise: the 401s of the first load, before signing in.

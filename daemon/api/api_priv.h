@@ -145,6 +145,8 @@ API_HANDLER(h_patch);
 API_HANDLER(h_delete);
 API_HANDLER(h_action);
 API_HANDLER(h_metrics);
+API_HANDLER(h_jobs);   /* jobs.c */
+API_HANDLER(h_vm_log);
 API_HANDLER(h_disk);
 API_HANDLER(h_move);
 API_HANDLER(h_balloon);

@@ -31,6 +31,8 @@ static const char *const console_ws_query[] = {"history", NULL};
 static const char *const events_query[] = {"since", "vm", "follow", NULL};
 static const char *const events_ws_query[] = {"since", "vm", NULL};
 static const char *const image_query[] = {"location", NULL};
+static const char *const jobs_query[] = {"vm", NULL};
+static const char *const log_query[] = {"tail", NULL};
 /* A change set's upload: resumable (id, total, offset) and what the point is
  * (cut_at, consistency). */
 static const char *const set_query[] = {"id", "total", "offset", "cut_at", "consistency", NULL};
@@ -73,6 +75,12 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query, ROLE_VIEWER, false, true},
     {"GET", "/v1/events", h_events, 0, events_query, ROLE_VIEWER},
     {"GET", "/v1/events/ws", h_events_ws, 0, events_ws_query, ROLE_VIEWER},
+    /* Jobs and their phases: what the events say already, as a list. The
+     * worker's log: viewers, like the events, which carry its last line
+     * when a worker fails (the same diagnostics, no secrets: cella-vm
+     * logs no credentials). Forwarded to the owner like the metrics. */
+    {"GET", "/v1/jobs", h_jobs, 0, jobs_query, ROLE_VIEWER},
+    {"GET", "/v1/vms/{name}/log", h_vm_log, 0, log_query, ROLE_VIEWER, false, true},
     {"GET", "/metrics", h_prometheus, 0, no_query, ROLE_VIEWER},
     {"GET", "/v1/switches", h_switches, SW_LIST, no_query, ROLE_VIEWER},
     {"POST", "/v1/switches", h_switches, SW_CREATE, no_query, ROLE_ADMIN},

@@ -46,6 +46,8 @@ static int progress(void *arg, uint64_t done, uint64_t total)
 	run->ij->total = total;
 	cancel = run->ij->cancel;
 	pthread_mutex_unlock(&run->s->img_lock);
+	if (run->job.data) /* GET /v1/jobs shows the percent too */
+		job_progress(run->s, &run->job, done, total);
 	return cancel;
 }
 

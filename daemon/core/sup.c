@@ -125,6 +125,12 @@ void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *det
 void sup_emit_named(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail)
 {
+	sup_emit_extra(s, vm, state, event, detail, NULL);
+}
+
+void sup_emit_extra(struct sup *s, const char *vm, const char *state, const char *event,
+		    const char *detail, json_t *extra)
+{
 	struct sup_event *ev;
 	struct timespec ts;
 	char when[40];
@@ -142,6 +148,9 @@ void sup_emit_named(struct sup *s, const char *vm, const char *state, const char
 		      "event", event, "vm", vm, "state", state);
 	if (detail && *detail)
 		json_object_set_new(o, "detail", json_string(detail));
+	if (extra)
+		json_object_update_missing(o, extra);
+	json_decref(extra);
 	js = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	free(s->events[s->next_seq % SUP_EVENTS].line);
@@ -919,6 +928,7 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 	pthread_cond_init(&s->unpinned, NULL);
 	pthread_cond_init(&s->poll_wake, NULL);
 	pthread_mutex_init(&s->ev_lock, NULL);
+	pthread_mutex_init(&s->jobs_lock, NULL);
 	pthread_mutex_init(&s->adm_lock, NULL);
 	pthread_mutex_init(&s->rep_lock, NULL);
 	pthread_mutex_init(&s->rep_out_lock, NULL);

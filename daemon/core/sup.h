@@ -317,6 +317,14 @@ int sup_incoming_upload_done(struct sup *s, const char *name, const char *disk, 
 			     uint64_t bytes, bool ok, struct cerr *e) __must_check;
 
 int sup_metrics(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
+/* core/job.c: the jobs running now and the last finished ones, newest first, only VM
+ * vm's when vm is not NULL: {"jobs": [{id, kind, vm, phase, started_at,
+ * running, percent (where known), ended_at (when finished)}]}. */
+json_t *sup_jobs_list(struct sup *s, const char *vm);
+/* worker/log_tail.c: the last tail lines of the VM's worker log:
+ * {name, size, truncated, lines}. 0, or -1 with e set (no such VM). */
+int sup_vm_log(struct sup *s, const char *name, unsigned tail, json_t **out,
+	       struct cerr *e) __must_check;
 /* Prometheus text exposition for every VM and the daemon (malloc'd). */
 char *sup_prometheus(struct sup *s);
 json_t *sup_host(struct sup *s);

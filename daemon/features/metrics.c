@@ -382,7 +382,7 @@ json_t *sup_host(struct sup *s)
 	}
 	sup_vm_unpin_all(s, all, nvm);
 	return json_pack("{s:s, s:s, s:s, s:i, s:I, s:b, s:i, s:o, s:s, s:b, s:b, s:{s:I, s:f, s:I}, "
-			 "s:o, s:o}",
+			 "s:o, s:o, s:o}",
 			 "hostname", u.nodename, "kernel", u.release, "version", "0.1.0",
 			 "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN), "memory_mib",
 			 (json_int_t)((uint64_t)sysconf(_SC_PHYS_PAGES) *
@@ -391,5 +391,6 @@ json_t *sup_host(struct sup *s)
 			 "states", states, "cgroups", cgroups_mode_name(&s->cg), "sandbox",
 			 s->conf.sandbox, "seccomp", s->conf.seccomp, "daemon", "pid",
 			 (json_int_t)getpid(), "cpu_seconds", cpu, "resident_kib", (json_int_t)rss,
-			 "ksm", ksm_host_json(), "hugepages", hugepages_host_json());
+			 "ksm", ksm_host_json(), "hugepages", hugepages_host_json(),
+			 "usage", sup_host_usage(s));
 }

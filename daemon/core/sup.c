@@ -125,6 +125,12 @@ void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *det
 void sup_emit_named(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail)
 {
+	sup_emit_fields(s, vm, state, event, detail, NULL);
+}
+
+void sup_emit_fields(struct sup *s, const char *vm, const char *state, const char *event,
+		     const char *detail, json_t *fields)
+{
 	struct sup_event *ev;
 	struct timespec ts;
 	char when[40];
@@ -142,6 +148,8 @@ void sup_emit_named(struct sup *s, const char *vm, const char *state, const char
 		      "event", event, "vm", vm, "state", state);
 	if (detail && *detail)
 		json_object_set_new(o, "detail", json_string(detail));
+	if (fields)
+		json_object_update_missing(o, fields);
 	js = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	free(s->events[s->next_seq % SUP_EVENTS].line);

@@ -125,6 +125,9 @@ struct sup {
 	pthread_mutex_t rep_lock;     /* the replicas' directories */
 	pthread_mutex_t rep_out_lock; /* rep_out and each shipper's status */
 	struct rep_out *rep_out;
+	/* The dynamic-memory balancer (features/dynmem.c), or NULL: its
+	 * decisions for the metrics. */
+	struct dynmem *dynmem;
 };
 
 /* sup.c: references and locks (see the top of this file). */
@@ -148,6 +151,10 @@ void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *det
 /* The same for a VM known by name only (state: its state's name, or ""). */
 void sup_emit_named(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail);
+/* The same with more members in the event (fields: not consumed; the
+ * common ones win). */
+void sup_emit_fields(struct sup *s, const char *vm, const char *state, const char *event,
+		     const char *detail, json_t *fields);
 void sup_persist(struct sup *s, struct vmrt *vm);
 /* A store failure (err, -errno) as a typed error: an unreachable store
  * (etcd) is "unavailable" (503) and names it, a VM another host owns a

@@ -30,6 +30,11 @@ struct dm_entry {
 	struct dm_vm v;        /* settings, figures and the decision's state */
 	unsigned long changes;
 	enum dm_reason last_reason;
+	/* The guest's statistics are older than the last change until its
+	 * stats_updates reaches this: the last good demand holds till then. */
+	uint64_t stats_seen, stats_fresh_from;
+	bool had_demand;
+	uint64_t last_demand_mib, last_free_mib;
 	bool ok;               /* the worker answered this period */
 };
 
@@ -175,6 +180,7 @@ static void measure(struct cand *c)
 		e->v.target_mib = e->startup_mib - (bt < e->startup_mib ? bt : e->startup_mib);
 		e->v.have_demand = dynmem_guest_demand(b, e->startup_mib, &e->v.demand_mib,
 						       &e->v.free_mib);
+		e->stats_seen = (uint64_t)json_integer_value(json_object_get(b, "stats_updates"));
 		e->v.resident_mib = dynmem_worker_resident_mib(e->pid);
 		e->ok = true;
 	}
@@ -295,6 +301,14 @@ static void balance_once(struct dynmem *d, uint64_t now_ms)
 				c[i].e.v.squeezed = d->e[j].v.squeezed;
 				c[i].e.changes = d->e[j].changes;
 				c[i].e.last_reason = d->e[j].last_reason;
+				c[i].e.stats_fresh_from = d->e[j].stats_fresh_from;
+				if (c[i].e.stats_seen < c[i].e.stats_fresh_from) {
+					/* Figures from before the balloon moved: they
+					 * mix old use with the new balloon. */
+					c[i].e.v.have_demand = d->e[j].had_demand;
+					c[i].e.v.demand_mib = d->e[j].last_demand_mib;
+					c[i].e.v.free_mib = d->e[j].last_free_mib;
+				}
 			}
 		}
 		if (live != i)
@@ -346,6 +360,8 @@ static void balance_once(struct dynmem *d, uint64_t now_ms)
 			continue;
 		}
 		announce(d, &c[i]);
+		/* Our next request is answered after the guest followed. */
+		e->stats_fresh_from = e->stats_seen + 2;
 		e->changes++;
 		e->last_reason = e->v.reason;
 		e->v.target_mib = e->v.new_target_mib;
@@ -354,8 +370,12 @@ static void balance_once(struct dynmem *d, uint64_t now_ms)
 	free(d->e);
 	d->e = calloc(live ? live : 1, sizeof(*d->e));
 	d->n = 0;
-	for (size_t i = 0; d->e && i < live; i++)
+	for (size_t i = 0; d->e && i < live; i++) {
+		c[i].e.had_demand = c[i].e.v.have_demand;
+		c[i].e.last_demand_mib = c[i].e.v.demand_mib;
+		c[i].e.last_free_mib = c[i].e.v.free_mib;
 		d->e[d->n++] = c[i].e;
+	}
 	pthread_mutex_unlock(&d->lock);
 	free(c);
 }

@@ -143,6 +143,8 @@ void dm_decide(const struct dm_params *p, const struct dm_host *h, struct dm_vm 
 			vms[i].new_target_mib = alloc[i];
 	}
 	free(alloc);
+	/* Short now, or would be if the VMs had what they want. */
+	sum->pressure = sum->pressure || sum->shortfall_mib;
 
 	for (size_t i = 0; i < n; i++) {
 		struct dm_vm *v = &vms[i];

@@ -1061,6 +1061,8 @@ int main(int argc, char **argv)
 			 c.etcd_set ? "users.db" : "cellad.db");
 		c.api.users_db = keep(&c, up);
 	}
+	/* Before the API (its metrics read the balancer), stopped after it. */
+	dynmem = dynmem_start(sup, &c.dynmem);
 	if (api_start(&api, &c.api, sup))
 		goto out;
 	{
@@ -1077,7 +1079,6 @@ int main(int argc, char **argv)
 	}
 	notify_ready();
 	resume = sup_maint_resume_start(sup); /* an evacuation cut short goes on */
-	dynmem = dynmem_start(sup, &c.dynmem);
 	while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP)
 			continue;
@@ -1094,10 +1095,10 @@ int main(int argc, char **argv)
 	status = 0;
 out:
 	sup_maint_resume_stop(resume);
-	dynmem_stop(dynmem);
 	if (sup)
 		sup_quiesce(sup);
 	api_stop(api);
+	dynmem_stop(dynmem);
 	if (pool) {
 		/* HA workers that outlive cellad keep the lease's deadline:
 		 * their lease must lapse, not be revoked (docs/pool.md). */

@@ -143,8 +143,9 @@ static size_t take_candidates(struct dynmem *d, struct cand **out)
 		struct dm_entry *e = &c[n].e;
 
 		pthread_mutex_lock(&vm->lock);
-		if (!vm->deleted && vm->state == VS_RUNNING && vm->pid && vm->def.balloon &&
-		    vm->def.dynmem.enabled) {
+		/* Not while an action (a save, a move) works on it. */
+		if (!vm->deleted && vm->state == VS_RUNNING && vm->pid && !vm->busy &&
+		    vm->def.balloon && vm->def.dynmem.enabled) {
 			snprintf(e->uuid, sizeof(e->uuid), "%s", vm->def.uuid);
 			snprintf(e->name, sizeof(e->name), "%s", vm->def.name);
 			e->pid = vm->pid;

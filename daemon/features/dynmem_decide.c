@@ -101,8 +101,10 @@ static void take_shortfall(struct dm_vm *vms, size_t n, uint64_t *alloc, uint64_
 			k++;
 		for (size_t j = 0; j < k; j++) { /* first what is beyond demand */
 			const struct dm_vm *v = &vms[tier[j]];
-			uint64_t f = v->have_demand && v->demand_mib > v->min_mib ? v->demand_mib
-										: v->min_mib;
+			/* A VM whose demand is unknown (no statistics yet) gives
+			 * only in the second round. */
+			uint64_t f = !v->have_demand ? alloc[tier[j]]
+				     : v->demand_mib > v->min_mib ? v->demand_mib : v->min_mib;
 
 			floor[tier[j]] = f < alloc[tier[j]] ? f : alloc[tier[j]];
 		}

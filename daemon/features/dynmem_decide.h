@@ -70,7 +70,8 @@ struct dm_summary {
  * forth, so the decision does not feed on itself. When the VMs want more
  * than the budget, the shortfall is taken tier by tier from the lowest
  * weight up: in a tier first the memory beyond demand (the VM with the most
- * free memory first), then down to each VM's minimum; no VM ever goes below
- * its minimum, even when the budget cannot be met. */
+ * free memory first; a VM without statistics keeps its memory in this
+ * round), then down to each VM's minimum; no VM ever goes below its
+ * minimum, even when the budget cannot be met. */
 void dm_decide(const struct dm_params *p, const struct dm_host *h, struct dm_vm *vms, size_t n,
 	       uint64_t now_ms, struct dm_summary *sum);

@@ -220,6 +220,17 @@ static void test_psi_and_unknown(void **st)
 	h.available_mib = -100;
 	dm_decide(&params, &h, v, 1, 2, &s);
 	assert_int_equal(v[0].new_target_mib, 600);
+	/* Beside a VM with free memory, the unknown one keeps its own. */
+	v[0] = vm(64, 1024, 700, 0, 5000);
+	v[0].have_demand = false;
+	v[1] = vm(64, 1024, 300, 100, 5000); /* desired 120 */
+	v[1].target_mib = 120;
+	h.available_mib = -100; /* resident 1000, budget 900 of 820 wanted... */
+	h.reserve_mib = 180;    /* ... now 720: 100 short */
+	dm_decide(&params, &h, v, 2, 3, &s);
+	assert_int_equal(s.shortfall_mib, 100);
+	assert_int_equal(v[0].new_target_mib, 700 - 80);
+	assert_int_equal(v[1].new_target_mib, 100);
 }
 
 /* Settings changed on a running VM: a target outside them moves at once. */

@@ -116,7 +116,7 @@ static const struct option def_opts[] = {
 	"  --no-anti-affinity     no group\n"                                                  \
 	"  --dynamic-memory min=MIB,max=MIB,buffer=PCT,weight=N (or on)  dynamic memory:\n"   \
 	"                         the balancer moves the VM between min and max (--memory is\n" \
-	"                         the startup memory); buffer 5-2000 %% (20), weight 1-10000\n"  \
+	"                         the startup memory); buffer 5-2000 % (20), weight 1-10000\n"  \
 	"                         (5000); needs --balloon; live on a running VM\n"              \
 	"  --no-dynamic-memory    fixed memory again\n"                                          \
 	"  --memory-merge, --no-memory-merge  page sharing with other VMs (KSM; off by\n"      \

@@ -208,10 +208,18 @@ static int apply_target(const struct cand *c, uint64_t mib)
 	json_decref(req);
 	json_decref(rep);
 	if (!ret && e->ceiling_mib > e->startup_mib) {
-		/* Above the startup memory: hot-plugged memory (virtio-mem). */
+		/* Above the startup memory: hot-plugged memory (virtio-mem), in
+		 * whole 2 MiB blocks above the startup memory rounded up to them
+		 * (the worker's rule, features/vmem.c). */
+		uint64_t base = (e->startup_mib + 1) & ~1ULL, plug = 0;
+
+		if (mib > base)
+			plug = (mib - base + 1) & ~1ULL;
+		if (base + plug > e->ceiling_mib)
+			plug = e->ceiling_mib > base ? (e->ceiling_mib - base) & ~1ULL : 0;
 		rep = NULL;
 		req = json_pack("{s:s, s:I}", "cmd", "virtio-mem-set", "requested_mib",
-				(json_int_t)(mib > e->startup_mib ? mib - e->startup_mib : 0));
+				(json_int_t)plug);
 		ret = wctl_request(c->ctl, req, WORKER_MS, &rep);
 		if (!ret && !json_is_true(json_object_get(rep, "ok")))
 			ret = -EPROTO;
@@ -303,6 +311,11 @@ static void balance_once(struct dynmem *d, uint64_t now_ms)
 				c[i].e.changes = d->e[j].changes;
 				c[i].e.last_reason = d->e[j].last_reason;
 				c[i].e.stats_fresh_from = d->e[j].stats_fresh_from;
+				/* Above the startup memory the balloon is empty and
+				 * the hot-plugged part is what was set last. */
+				if (d->e[j].v.target_mib > c[i].e.startup_mib &&
+				    c[i].e.v.target_mib == c[i].e.startup_mib)
+					c[i].e.v.target_mib = d->e[j].v.target_mib;
 				if (c[i].e.stats_seen < c[i].e.stats_fresh_from) {
 					/* Figures from before the balloon moved: they
 					 * mix old use with the new balloon. */

@@ -504,7 +504,7 @@ char *dynmem_prometheus(struct sup *s)
 	fprintf(f, "# HELP cella_dynmem_host_psi_some_avg10 Memory PSI some avg10 (%%; -1 unknown).\n"
 		   "# TYPE cella_dynmem_host_psi_some_avg10 gauge\n"
 		   "cella_dynmem_host_psi_some_avg10 %.2f\n", d->psi);
-	fprintf(f, "# HELP cella_dynmem_host_available_bytes Host memory available, as the balancer saw it.\n"
+	fprintf(f, "# HELP cella_dynmem_host_available_bytes Host memory available (balancer's view).\n"
 		   "# TYPE cella_dynmem_host_available_bytes gauge\n"
 		   "cella_dynmem_host_available_bytes %lld\n", (long long)d->avail_mib << 20);
 	fprintf(f, "# HELP cella_dynmem_budget_bytes Memory the dynamic VMs may have together.\n"

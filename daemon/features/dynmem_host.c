@@ -99,7 +99,8 @@ bool dynmem_guest_demand(json_t *balloon, uint64_t startup_mib, uint64_t *demand
 			 uint64_t *free_mib)
 {
 	json_t *st = json_object_get(balloon, "stats");
-	json_t *total = json_object_get(st, "total_memory"), *avail = json_object_get(st, "available_memory");
+	json_t *total = json_object_get(st, "total_memory");
+	json_t *avail = json_object_get(st, "available_memory");
 	json_t *freej = json_object_get(st, "free_memory");
 	uint64_t t, a, used, bal;
 

@@ -51,6 +51,8 @@ void vmdef_init(struct vmdef *d)
 	d->cpu_weight = 100;
 	d->cpu_max = 100;
 	d->restart = RESTART_NEVER;
+	d->dynmem.buffer_pct = 20;
+	d->dynmem.weight = 5000;
 }
 
 void vmdef_free(struct vmdef *d)
@@ -280,7 +282,7 @@ static bool field_live(const char *key)
 	return !strcmp(key, "autostart") || !strcmp(key, "restart_policy") ||
 	       !strcmp(key, "cpu_weight") || !strcmp(key, "cpu_max") || !strcmp(key, "ha") ||
 	       !strcmp(key, "ha_priority") || !strcmp(key, "anti_affinity") ||
-	       !strcmp(key, "anti_affinity_hard");
+	       !strcmp(key, "anti_affinity_hard") || !strcmp(key, "dynamic_memory");
 }
 
 /* Apply one field. `creating` allows name and uuid. */
@@ -317,6 +319,8 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		d->memory_mib = n;
 	} else if (!strcmp(key, "memory")) {
 		return vmdef_memory_parse(d, v, e);
+	} else if (!strcmp(key, "dynamic_memory")) {
+		return vmdef_dynmem_parse(d, v, e);
 	} else if (!strcmp(key, "kernel")) {
 		if (vmdef_get_string(v, key, 1024, &s, e) || vmdef_check_file(key, s, e))
 			return -1;
@@ -437,7 +441,7 @@ int vmdef_from_json(struct vmdef *d, json_t *body, struct cerr *e)
 		gen_uuid(d->uuid);
 	if (!d->uuid[0])
 		return cerr_set(e, CERR_INTERNAL, "uuid", "cannot generate a UUID");
-	return check_devices(d, e);
+	return check_devices(d, e) ?: vmdef_dynmem_check(d, e);
 }
 
 int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_changed,
@@ -465,7 +469,7 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 		if (running && !field_live(key))
 			return cerr_set(e, CERR_STATE, key, "cannot change while the VM is running; stop it "
 					"first (live: autostart, restart_policy, cpu_weight, cpu_max, ha, "
-					"ha_priority, anti_affinity, anti_affinity_hard)");
+					"ha_priority, anti_affinity, anti_affinity_hard, dynamic_memory)");
 	}
 	json_object_foreach(body, key, v) {
 		if (apply_field(d, key, v, false, e))
@@ -473,7 +477,7 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 		if (!strcmp(key, "cpu_weight") || !strcmp(key, "cpu_max") || !strcmp(key, "cpus"))
 			*limits_changed = true;
 	}
-	return check_devices(d, e);
+	return check_devices(d, e) ?: vmdef_dynmem_check(d, e);
 }
 
 /* The NICs of a definition: the same shape in the API and the worker's
@@ -526,6 +530,7 @@ json_t *vmdef_to_json(const struct vmdef *d)
 		json_object_set_new(j, "anti_affinity_hard", json_boolean(d->anti_affinity_hard));
 		json_object_set_new(j, "balloon", json_boolean(d->balloon));
 		json_object_set_new(j, "memory", vmdef_memory_json(d));
+		json_object_set_new(j, "dynamic_memory", vmdef_dynmem_json(d));
 		if (d->replica.on)
 			json_object_set_new(j, "replica", vmdef_replica_json(d));
 	}

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ksm.h"
+#include "dynmem.h"
 #include "wctl.h"
 
 struct snap {
@@ -110,7 +111,7 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 	json_t *m = json_pack("{s:s, s:s, s:I, s:i}", "name", sn->name, "state",
 			      vm_state_name(sn->state), "uptime_ms", (json_int_t)sn->uptime_ms,
 			      "restarts", (int)sn->restarts);
-	json_t *req, *st = NULL;
+	json_t *req, *st = NULL, *dm;
 	char path[512];
 	int64_t cg;
 
@@ -134,6 +135,8 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 		if (json_is_object(json_object_get(json_object_get(st, "devices"), "balloon")))
 			json_object_set(m, "balloon",
 					json_object_get(json_object_get(st, "devices"), "balloon"));
+		if ((dm = dynmem_vm_json(s, sn->uuid)))
+			json_object_set_new(m, "dynamic_memory", dm);
 	}
 	json_decref(req);
 	json_decref(st);
@@ -335,6 +338,13 @@ char *sup_prometheus(struct sup *s)
 		if (km)
 			tprintf(&t, "%s", km);
 		free(km);
+	}
+	{ /* dynamic memory (dynmem.c) */
+		char *dm = dynmem_prometheus(s);
+
+		if (dm)
+			tprintf(&t, "%s", dm);
+		free(dm);
 	}
 	{ /* replication (replica_metrics.c) */
 		char *rm = sup_replica_metrics(s);

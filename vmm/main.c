@@ -680,6 +680,9 @@ int main(int argc, char **argv)
 			 worker_exit_kind(WORKER_EXIT_ERROR));
 		return WORKER_EXIT_ERROR;
 	}
+	/* Before the devices load (the balloon gives its pages back again). */
+	if (wo.restore && !cfg.memory.prealloc && guest_mem_prefetch_prepare(&vm.mem))
+		log_warn("restore: no memory for the prefetch's bookkeeping");
 	vm.signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (vm.signal_fd < 0 || evloop_add(vm.loop, vm.signal_fd, EPOLLIN, on_signal, &vm)) {
 		log_err("cannot watch signals: %s", strerror(errno));
@@ -699,7 +702,7 @@ int main(int argc, char **argv)
 	} else {
 		/* Fill the lazily mapped memory ahead of the guest (a restore
 		 * with prealloc has it all already). */
-		if (wo.restore && !cfg.memory.prealloc &&
+		if (wo.restore && vm.mem.prefetch &&
 		    (ret = guest_mem_prefetch_start(&vm.mem, &order, vm.prefetch_filter)))
 			log_warn("restore: no prefetch: %s", strerror(-ret));
 		code = vm_run(&vm);

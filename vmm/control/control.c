@@ -214,12 +214,12 @@ static uint64_t thread_cpu_ns(pthread_t t)
 static json_t *ctl_memory(struct control *c)
 {
 	static const char *const keys[] = { "VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem" };
-	json_t *mem = json_object();
+	json_t *mem = json_object(), *pf = guest_mem_prefetch_json(&c->vm->mem);
 	char buf[4096];
 	ssize_t n;
 
-	if (c->vm->mem.prefetch)
-		json_object_set_new(mem, "restore_prefetch", guest_mem_prefetch_json(&c->vm->mem));
+	if (pf)
+		json_object_set_new(mem, "restore_prefetch", pf);
 	if (c->status_fd < 0)
 		return mem;
 	n = pread(c->status_fd, buf, sizeof(buf) - 1, 0);
@@ -606,7 +606,7 @@ static json_t *cmd_status(struct ctl_call *k)
 {
 	struct control *c = k->c;
 	char why[256];
-	json_t *rep;
+	json_t *rep, *pf;
 
 	rep = json_pack("{s:b, s:s, s:s, s:i, s:I, s:i}", "ok", 1, "state", ctl_state(c),
 			"name", c->name, "pid", (int)getpid(),
@@ -623,8 +623,8 @@ static json_t *cmd_status(struct ctl_call *k)
 					    device_types[i]->status(c->vm));
 	if (c->mig)
 		json_object_set_new(rep, "migration", migrate_progress(c->mig));
-	if (c->vm->mem.prefetch)
-		json_object_set_new(rep, "restore_prefetch", guest_mem_prefetch_json(&c->vm->mem));
+	if ((pf = guest_mem_prefetch_json(&c->vm->mem)))
+		json_object_set_new(rep, "restore_prefetch", pf);
 	return rep;
 }
 

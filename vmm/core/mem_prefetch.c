@@ -33,7 +33,7 @@ static const char *const pf_state_names[] = { "running", "done", "stopped", "fai
 struct mem_prefetch {
 	struct guest_mem *m;
 	pthread_t thread;
-	bool joined;
+	bool started, joined;
 	const void *filter;
 	struct mem_order order;
 	/* Held while a chunk is populated and while pages are given back. */
@@ -173,11 +173,10 @@ static void *prefetch_main(void *arg)
 	return NULL;
 }
 
-int guest_mem_prefetch_start(struct guest_mem *m, struct mem_order *order, const void *filter)
+int guest_mem_prefetch_prepare(struct guest_mem *m)
 {
 	struct mem_prefetch *pf;
 	uint64_t npages = m->size / PAGE;
-	int ret;
 
 	if (m->file_fd < 0 || !m->host || m->prefetch)
 		return 0;
@@ -190,24 +189,32 @@ int guest_mem_prefetch_start(struct guest_mem *m, struct mem_order *order, const
 		return -ENOMEM;
 	}
 	pf->m = m;
+	pthread_mutex_init(&pf->lock, NULL);
+	m->prefetch = pf;
+	return 0;
+}
+
+int guest_mem_prefetch_start(struct guest_mem *m, struct mem_order *order, const void *filter)
+{
+	struct mem_prefetch *pf;
+	int ret = guest_mem_prefetch_prepare(m);
+
+	pf = m->prefetch;
+	if (ret || !pf || pf->started)
+		return ret;
 	pf->filter = filter;
 	if (order) {
 		pf->order = *order;
 		memset(order, 0, sizeof(*order));
 	}
-	pthread_mutex_init(&pf->lock, NULL);
 	atomic_store(&pf->state, PF_RUNNING);
 	clock_gettime(CLOCK_MONOTONIC, &pf->t0);
-	m->prefetch = pf;
 	ret = -pthread_create(&pf->thread, NULL, prefetch_main, pf);
 	if (ret) {
-		m->prefetch = NULL;
-		pthread_mutex_destroy(&pf->lock);
 		mem_order_free(&pf->order);
-		free(pf->gone);
-		free(pf);
 		return ret;
 	}
+	pf->started = true;
 	return 0;
 }
 
@@ -215,7 +222,7 @@ void guest_mem_prefetch_stop(struct guest_mem *m)
 {
 	struct mem_prefetch *pf = m->prefetch;
 
-	if (!pf || pf->joined)
+	if (!pf || !pf->started || pf->joined)
 		return;
 	atomic_store(&pf->stop, true);
 	pthread_join(pf->thread, NULL);
@@ -238,7 +245,8 @@ void guest_mem_prefetch_free(struct guest_mem *m)
 
 bool guest_mem_prefetch_finished(const struct guest_mem *m)
 {
-	return !m->prefetch || atomic_load(&m->prefetch->state) != PF_RUNNING;
+	return !m->prefetch || !m->prefetch->started ||
+	       atomic_load(&m->prefetch->state) != PF_RUNNING;
 }
 
 json_t *guest_mem_prefetch_json(const struct guest_mem *m)
@@ -246,7 +254,7 @@ json_t *guest_mem_prefetch_json(const struct guest_mem *m)
 	struct mem_prefetch *pf = m->prefetch;
 	int state;
 
-	if (!pf)
+	if (!pf || !pf->started)
 		return NULL;
 	state = atomic_load(&pf->state);
 	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "state",

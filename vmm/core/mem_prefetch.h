@@ -33,11 +33,15 @@ struct mem_order;
 
 #define MEM_PREFETCH_CHUNK (256u << 10)
 
-/* Start the thread for m, which must be a restored VM's file mapping
- * (m->file_fd >= 0; anything else is left alone: 0). Takes the runs of
- * *order (order is left empty; may be empty already). filter: a seccomp
- * filter the thread puts on itself first (vm->prefetch_filter; NULL: none).
- * 0 or -errno (nothing started). */
+/* Get ready to prefetch m, a restored VM's file mapping (m->file_fd >= 0;
+ * anything else is left alone: 0), before its devices load: from now on
+ * guest_mem_discard remembers what it gives back (the balloon's load gives
+ * its inflated pages back again). 0 or -ENOMEM. */
+int guest_mem_prefetch_prepare(struct guest_mem *m) __must_check;
+/* Start the thread (preparing first if need be; nothing for other RAM: 0).
+ * Takes the runs of *order (left empty; NULL or empty: the file's data
+ * only). filter: a seccomp filter the thread puts on itself first
+ * (vm->prefetch_filter; NULL: none). 0 or -errno (nothing started). */
 int guest_mem_prefetch_start(struct guest_mem *m, struct mem_order *order,
 			     const void *filter) __must_check;
 /* Stop the thread (within one chunk) and wait for it; the figures stay
@@ -46,11 +50,11 @@ void guest_mem_prefetch_stop(struct guest_mem *m);
 /* Free what start allocated (after stop). */
 void guest_mem_prefetch_free(struct guest_mem *m);
 /* Whether the thread has finished (done, stopped or failed); true
- * without a prefetch. */
+ * when none was started. */
 bool guest_mem_prefetch_finished(const struct guest_mem *m);
 /* {"state": "running"|"done"|"stopped"|"failed", "recorded_pages",
  * "written_pages", "read_pages", "skipped_pages", "errors", "ms",
- * "method"}, or NULL when this VM has no prefetch. */
+ * "method"}, or NULL when no prefetch was started. */
 json_t *guest_mem_prefetch_json(const struct guest_mem *m);
 
 /* Give [off, off+len) of RAM (host-mapping offsets) back to the host:

@@ -181,6 +181,11 @@ def case_stop(args, d, state):
     cmdline = "mib=32 rounds=0 pause_ms=20"
     g = harness.Guest(cella(args, cmdline, 128, ["--restore", state]), "stop-at-once")
     with g:
+        deadline = time.monotonic() + 60
+        while not any("restore: state loaded" in l for l in g.stderr_lines):
+            if time.monotonic() > deadline or g.proc.poll() is not None:
+                raise TestFailure("the restored worker never got to run")
+            time.sleep(0.001)  # polling its log, with a deadline
         g.proc.send_signal(signal.SIGTERM)
         status = g.wait_exit(60)
     check(status == EXIT_STOPPED, f"stopped right after restore: exit status {status}")

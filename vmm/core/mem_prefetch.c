@@ -113,13 +113,13 @@ static bool populate(struct mem_prefetch *pf, uint64_t pg, uint64_t n, bool writ
 	return !atomic_load(&pf->stop);
 }
 
-/* Step 2: the file's data extents (SEEK_DATA/SEEK_HOLE), write-populated
- * too (see mem_prefetch.h for why). Pages step 1 made present cost a
+/* The file's data extents (SEEK_DATA/SEEK_HOLE) in pages [from, to),
+ * write-populated (see mem_prefetch.h). Pages already present cost a
  * page-table walk. */
-static bool populate_data(struct mem_prefetch *pf)
+static bool populate_data(struct mem_prefetch *pf, uint64_t from, uint64_t to)
 {
 	const struct guest_mem *m = pf->m;
-	uint64_t base = m->file_off, end = base + m->size, pos = base;
+	uint64_t base = m->file_off, end = base + to * PAGE, pos = base + from * PAGE;
 
 	while (pos < end) {
 		off_t d = lseek(m->file_fd, (off_t)pos, SEEK_DATA), h;
@@ -144,7 +144,9 @@ static bool populate_data(struct mem_prefetch *pf)
 static void *prefetch_main(void *arg)
 {
 	struct mem_prefetch *pf = arg;
+	uint64_t npages = pf->m->size / PAGE, head = 0;
 	int state = PF_DONE;
+	bool ok;
 
 	prctl(PR_SET_NAME, "cella-prefetch", 0, 0, 0);
 	if (vm_thread_seccomp(pf->filter)) {
@@ -152,12 +154,23 @@ static void *prefetch_main(void *arg)
 		atomic_store(&pf->state, PF_FAILED);
 		return NULL;
 	}
-	for (size_t i = 0; i < pf->order.nr_runs && !atomic_load(&pf->stop); i++) {
+	/* Where the guest was writing last (the end of the record's last run):
+	 * a guest that goes on from there gets the pages ahead of it first;
+	 * then what it wrote before (it may come back to it), then the rest. */
+	if (pf->order.nr_runs) {
+		const struct mem_order_run *last = &pf->order.runs[pf->order.nr_runs - 1];
+
+		head = last->first + last->count;
+	}
+	ok = populate_data(pf, head, npages);
+	for (size_t i = 0; ok && i < pf->order.nr_runs && !atomic_load(&pf->stop); i++) {
 		const struct mem_order_run *r = &pf->order.runs[i];
 
 		populate(pf, r->first, r->count, r->flags & MEM_ORDER_WRITTEN);
 	}
-	if (!atomic_load(&pf->stop) && !populate_data(pf)) {
+	if (ok && !atomic_load(&pf->stop))
+		ok = populate_data(pf, 0, head);
+	if (!ok) {
 		log_warn("restore prefetch: cannot find the state file's data: %s", strerror(errno));
 		state = PF_FAILED;
 	}

@@ -6,9 +6,11 @@
  * page the guest touches costs it a host fault, and every page it writes a
  * second one (the copy), each through KVM. A prefetch thread populates the
  * mapping from the state file's "mem-order" record and data extents:
- *   1. the recorded runs, in their order (the pages the guest wrote just
+ *   1. the pages with data in the file from the end of the record's last
+ *      run (where the guest was writing last: it goes on from there) up;
+ *   2. the recorded runs, in their order (the pages the guest wrote just
  *      before the save, the first written first);
- *   2. every other page that holds data in the file, in address order;
+ *   3. the data pages below step 1's start;
  * all with MADV_POPULATE_WRITE: each page becomes the VM's private,
  * writable copy before the guest gets to it, so its first touch costs one
  * KVM fault, which also maps the neighbouring pages (KVM maps ahead only

@@ -15,9 +15,10 @@
  * writable copy before the guest gets to it, so its first touch costs one
  * KVM fault, which also maps the neighbouring pages (KVM maps ahead only
  * pages the host has writable). MADV_POPULATE_READ (page cache, shared
- * between VMs restored from one file) measured 15 times slower for a
- * guest that re-reads its memory on this host: every page then faults on
- * its own in KVM, and twice when written (docs/benchmarks.md).
+ * between VMs restored from one file) measured 6 times slower to the
+ * first line of a guest that re-reads 200 MiB (9.4 s against 1.5 s on the
+ * development host): every page then faults on its own in KVM, and twice
+ * when written (docs/benchmarks.md).
  * It works in chunks of MEM_PREFETCH_CHUNK under a lock that
  * guest_mem_discard also takes, so a page the balloon gives back is never
  * populated again; it stops when asked (a migration, the VM's end) within

@@ -25,6 +25,7 @@
 #endif
 
 #define PAGE 4096ULL
+#define MEM_PREFETCH_MAX_ERRORS 64
 #define BITS (8 * sizeof(unsigned long))
 
 enum pf_state { PF_RUNNING, PF_DONE, PF_STOPPED, PF_FAILED };
@@ -39,7 +40,8 @@ struct mem_prefetch {
 	/* Held while a chunk is populated and while pages are given back. */
 	pthread_mutex_t lock;
 	unsigned long *gone;      /* pages given back (guest_mem_discard) */
-	atomic_bool stop;
+	atomic_bool stop, gave_up;
+	atomic_int last_err;      /* errno of the last failed madvise */
 	atomic_bool willneed;     /* the kernel has no MADV_POPULATE_*: read-ahead only */
 	_Atomic int state;        /* enum pf_state */
 	atomic_uint_fast64_t written, read, skipped, errors;
@@ -87,7 +89,15 @@ static void populate_chunk(struct mem_prefetch *pf, uint64_t pg, uint64_t n, boo
 				pg = run;
 				continue;
 			}
-			atomic_fetch_add(&pf->errors, 1);
+			/* (ENOMEM: the memory cgroup is full, say.) The guest
+			 * faults such pages in itself; a prefetch that keeps
+			 * failing gives up. */
+			atomic_store(&pf->last_err, errno);
+			if (atomic_fetch_add(&pf->errors, 1) + 1 >= MEM_PREFETCH_MAX_ERRORS) {
+				atomic_store(&pf->gave_up, true);
+				atomic_store(&pf->stop, true);
+				return;
+			}
 			continue;
 		}
 		atomic_fetch_add(write ? &pf->written : &pf->read, pg - run);
@@ -174,8 +184,14 @@ static void *prefetch_main(void *arg)
 		log_warn("restore prefetch: cannot find the state file's data: %s", strerror(errno));
 		state = PF_FAILED;
 	}
-	if (atomic_load(&pf->stop))
+	if (atomic_load(&pf->gave_up)) {
+		log_warn("restore prefetch: giving up after %d errors (the last: %s); the guest "
+			 "faults the rest in itself", MEM_PREFETCH_MAX_ERRORS,
+			 strerror(atomic_load(&pf->last_err)));
+		state = PF_FAILED;
+	} else if (atomic_load(&pf->stop)) {
 		state = PF_STOPPED;
+	}
 	atomic_store(&pf->ms, ms_since(&pf->t0));
 	log_info("restore prefetch %s: %llu pages written, %llu read, %llu given back, in %llu ms",
 		 pf_state_names[state], (unsigned long long)atomic_load(&pf->written),

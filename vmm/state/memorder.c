@@ -18,11 +18,21 @@
 void mem_order_write(struct state_writer *w, const uint8_t *rank, uint64_t npages)
 {
 	uint64_t count[MEM_ORDER_MAX_RANK + 1] = { 0 };
+	/* Where each rank's pages lie, so that each rank's pass scans only
+	 * that span (a sequential writer's rounds are narrow ones). */
+	uint64_t lo[MEM_ORDER_MAX_RANK + 1], hi[MEM_ORDER_MAX_RANK + 1] = { 0 };
 	size_t mark, at;
 	uint64_t runs = 0;
 
-	for (uint64_t p = 0; p < npages; p++)
-		count[rank[p]]++;
+	for (unsigned r = 0; r <= MEM_ORDER_MAX_RANK; r++)
+		lo[r] = npages;
+	for (uint64_t p = 0; p < npages; p++) {
+		uint8_t r = rank[p];
+
+		count[r]++;
+		lo[r] = MIN(lo[r], p);
+		hi[r] = p + 1;
+	}
 	if (count[0] == npages)
 		return;
 	mark = state_section_begin(w, MEM_ORDER_SECTION, MEM_ORDER_VERSION);
@@ -33,14 +43,14 @@ void mem_order_write(struct state_writer *w, const uint8_t *rank, uint64_t npage
 	for (unsigned r = 1; r <= MEM_ORDER_MAX_RANK && runs < MEM_ORDER_MAX_RUNS; r++) {
 		if (!count[r])
 			continue;
-		for (uint64_t p = 0; p < npages && runs < MEM_ORDER_MAX_RUNS;) {
+		for (uint64_t p = lo[r]; p < hi[r] && runs < MEM_ORDER_MAX_RUNS;) {
 			uint64_t q = p;
 
 			if (rank[p] != r) {
 				p++;
 				continue;
 			}
-			while (q < npages && rank[q] == r && q - p < UINT32_MAX)
+			while (q < hi[r] && rank[q] == r && q - p < UINT32_MAX)
 				q++;
 			state_put_u64(w, p);
 			state_put_u32(w, (uint32_t)(q - p));

@@ -303,6 +303,17 @@ char *sup_prometheus(struct sup *s)
 			tprintf(&t, "cella_vm_balloon_reported_bytes_total{vm=\"%s\"} %lld\n", nm,
 				(long long)jint(m, "balloon", "reported_bytes"));
 		}
+		if (json_object_get(json_object_get(m, "memory"), "restore_prefetch")) {
+			/* A restored VM's memory filled ahead of the guest
+			 * (docs/state-format.md, "Filling restored memory"). */
+			json_t *pf = json_object_get(json_object_get(m, "memory"), "restore_prefetch");
+
+			tprintf(&t, "cella_vm_restore_prefetched_bytes{vm=\"%s\"} %lld\n", nm,
+				(long long)(jint(pf, "written_pages", NULL) +
+					    jint(pf, "read_pages", NULL)) * 4096);
+			tprintf(&t, "cella_vm_restore_prefetch_seconds{vm=\"%s\"} %.3f\n", nm,
+				(double)jint(pf, "ms", NULL) / 1000);
+		}
 		tprintf(&t, "cella_vm_ksm_merging_pages{vm=\"%s\"} %lld\n", nm,
 			(long long)json_integer_value(json_object_get(
 				json_object_get(json_object_get(m, "memory"), "ksm"), "merging_pages")));

@@ -1,6 +1,7 @@
 /* mem.c: guest RAM (memfd-backed, or a copy-on-write mapping of a state
  * file for restored VMs) and the bounds-checked guest address accessor. */
 #include "mem.h"
+#include "mem_prefetch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -94,6 +95,8 @@ int guest_mem_init_file(struct guest_mem *m, uint64_t size, int fd, uint64_t off
 
 void guest_mem_destroy(struct guest_mem *m)
 {
+	/* The prefetch thread works on the mapping: it ends first. */
+	guest_mem_prefetch_free(m);
 	free(m->dirty);
 	if (m->host)
 		munmap(m->host, m->size);

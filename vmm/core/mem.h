@@ -43,6 +43,8 @@ struct guest_mem {
 	 * enables it (guest_mem_dirty_enable); NULL until then. */
 	unsigned long *dirty;
 	bool dirty_on;     /* read/written atomically */
+	/* A restored VM's prefetch thread (mem_prefetch.h), or NULL. */
+	struct mem_prefetch *prefetch;
 };
 
 /* Allocate RAM of `size` bytes (multiple of 2 MiB). Returns 0 or -errno. */

@@ -79,6 +79,7 @@ struct vm {
 	const void *vcpu_filter;      /* each vCPU, before its first KVM_RUN */
 	const void *migration_filter; /* the live-migration sender */
 	const void *throttle_filter;  /* the migration's vCPU throttle thread */
+	const void *prefetch_filter;  /* a restore's prefetch thread (mem_prefetch.h) */
 
 	/* Pause protocol: pause_requested under pause_lock; each vCPU that sees
 	 * it counts itself in vcpus_parked and waits on pause_cond. */

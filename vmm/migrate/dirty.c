@@ -115,7 +115,7 @@ static int sync_slot(struct mig_dirty *d, const struct ram_slot *s)
 			any = true;
 		}
 	}
-	if (d->manual && any) {
+	if (d->manual && any && !d->keep_writable) {
 		/* Re-protect what we harvested, before reading those pages. */
 		struct kvm_clear_dirty_log clr = {
 			.slot = s->slot,

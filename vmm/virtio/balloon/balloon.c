@@ -15,6 +15,7 @@
 #include "conf/schema.h"
 #include "devtype.h"
 #include "log.h"
+#include "mem_prefetch.h"
 #include "virtio/balloon/balloon.h"
 #include "vm.h"
 
@@ -55,21 +56,10 @@ enum balloon_queue balloon_queue_role(const struct virtio_dev *vd, unsigned q)
 
 int balloon_discard(struct virtio_dev *vd, uint64_t off, uint64_t len)
 {
-	const struct guest_mem *m = &vd->vm->mem;
-
-	if (!len || off > m->size || len > m->size - off)
-		return -EINVAL;
-	if (m->memfd >= 0) {
-		if (fallocate(m->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-			      (off_t)len))
-			return -errno;
-		return 0;
-	}
-	/* Restored RAM: drop the private copy; the page reads as the state
-	 * file's bytes again (the guest gave up its content). */
-	if (madvise(m->host + off, len, MADV_DONTNEED))
-		return -errno;
-	return 0;
+	/* A hole in the memfd, or a restored VM's private copy dropped (the
+	 * page reads as the state file's bytes again: the guest gave up its
+	 * content); a restore's prefetch never fills it again. */
+	return guest_mem_discard(&vd->vm->mem, off, len);
 }
 
 void balloon_config_update(struct balloon *b, bool notify)

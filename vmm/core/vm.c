@@ -28,6 +28,13 @@
 
 /* mem_fd >= 0: RAM is that file's bytes from mem_off, copy-on-write (restore). */
 /* Bytes of hot-pluggable region the configured devices reserve (virtio-mem). */
+static uint64_t vm_hotplug_size(const struct vm_config *cfg);
+
+uint64_t vm_config_mem_size(const struct vm_config *cfg)
+{
+	return (ALIGN_UP(cfg->mem_mib, 2) << 20) + vm_hotplug_size(cfg);
+}
+
 static uint64_t vm_hotplug_size(const struct vm_config *cfg)
 {
 	uint64_t size = 0;

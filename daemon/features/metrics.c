@@ -134,6 +134,9 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 		if (json_is_object(json_object_get(json_object_get(st, "devices"), "balloon")))
 			json_object_set(m, "balloon",
 					json_object_get(json_object_get(st, "devices"), "balloon"));
+		if (json_is_object(json_object_get(json_object_get(st, "devices"), "virtio_mem")))
+			json_object_set(m, "virtio_mem",
+					json_object_get(json_object_get(st, "devices"), "virtio_mem"));
 	}
 	json_decref(req);
 	json_decref(st);
@@ -299,6 +302,12 @@ char *sup_prometheus(struct sup *s)
 				(long long)jint(m, "balloon", "inflated_bytes"));
 			tprintf(&t, "cella_vm_balloon_reported_bytes_total{vm=\"%s\"} %lld\n", nm,
 				(long long)jint(m, "balloon", "reported_bytes"));
+		}
+		if (json_object_get(m, "virtio_mem")) {
+			tprintf(&t, "cella_vm_memory_plugged_bytes{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "virtio_mem", "plugged_bytes"));
+			tprintf(&t, "cella_vm_memory_requested_bytes{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "virtio_mem", "requested_mib") << 20);
 		}
 		tprintf(&t, "cella_vm_ksm_merging_pages{vm=\"%s\"} %lld\n", nm,
 			(long long)json_integer_value(json_object_get(

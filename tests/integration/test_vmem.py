@@ -10,7 +10,11 @@ the region or not a multiple of the block size. A VM saved with part of
 the region plugged writes no data for the unplugged part, restores with
 the same blocks plugged, and its guest then grows further with every
 plugged page intact. Live migration of such a VM (mutual TLS, as
-it-migrate) sends the plugged memory and not the rest."""
+it-migrate) sends the plugged memory and not the rest. With the backing
+options prealloc (the region is not preallocated: nothing is plugged) and
+merge (anonymous RAM: unplugging drops it with MADV_DONTNEED) plugging and
+unplugging move the worker's RSS the same way."""
+import json
 import os
 import shutil
 import tempfile
@@ -29,13 +33,13 @@ def check(cond, msg):
     harness.log(f"ok: {msg}")
 
 
-def rss_shmem_kib(pid):
+def rss_shmem_kib(pid, key="RssShmem"):
     with open(f"/proc/{pid}/status") as f:
         text = f.read()
     for line in text.splitlines():
-        if line.startswith("RssShmem:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1])
-    raise harness.TestFailure(f"no RssShmem in /proc/{pid}/status:\n{text[:400]}")
+    raise harness.TestFailure(f"no {key} in /proc/{pid}/status:\n{text[:400]}")
 
 
 def wait_path(proc, path, timeout=30):
@@ -139,10 +143,35 @@ def run(vm, kernel, d):
         no_fail(g2)
         check(vmem(ctl2)["plugged_mib"] == 24, "plugging after restore counts")
 
+    backing_case(vm, kernel, d, {"prealloc": True}, "RssShmem")
+    backing_case(vm, kernel, d, {"merge": True}, "RssAnon")
     if not shutil.which("openssl"):
         harness.log("SKIP (part): live migration needs the openssl command for test certificates")
         return
     migrate_case(vm, kernel, d)
+
+
+def backing_case(vm, kernel, d, backing, key):
+    cfg, ctl = os.path.join(d, "backing.json"), os.path.join(d, "bk.sock")
+    with open(cfg, "w") as f:
+        json.dump({"memory": backing}, f)
+    g = harness.Guest(cmd(vm, kernel, ["--config", cfg, "--control", ctl]), name=f"vmem-{key}")
+    with g:
+        g.wait_for(r"^vmem: plugged 0 MiB$", 60)
+        wait_path(g.proc, ctl)
+        r0 = rss_shmem_kib(g.proc.pid, key)
+        if backing.get("prealloc"):
+            check(MEM << 10 <= r0 < (MEM + 4) << 10,
+                  f"prealloc: boot RAM resident, the region not ({key} {r0} KiB)")
+        set_requested(g, ctl, 32)
+        r1 = rss_shmem_kib(g.proc.pid, key)
+        set_requested(g, ctl, 8)
+        r2 = rss_shmem_kib(g.proc.pid, key)
+        harness.log(f"{backing}: {key} {r0} KiB, {r1} KiB with 32 MiB plugged, {r2} KiB with 8")
+        check(r1 - r0 >= 31 << 10 and r1 - r2 >= 23 << 10,
+              f"{backing}: plug +{r1 - r0} KiB, unplug -{r1 - r2} KiB")
+        no_fail(g)
+        os.unlink(ctl)
 
 
 def migrate_case(vm, kernel, d):

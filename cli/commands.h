@@ -66,6 +66,12 @@ int cmd_save(struct client *c, int argc, char **argv);
 int cmd_delete_state(struct client *c, int argc, char **argv);
 /* PATCH one disk's QoS from "iops=N,bps=N,..."; 0 or an exit status. */
 int disk_qos_apply(struct client *c, const char *vm, const char *id, const char *spec);
+/* switch.c: cella switch ...; --nic-policy N JSON of cella vm set. */
+int nic_policy_apply(struct client *c, const char *vm, const char *nic, const char *policy);
+int cmd_switch_create(struct client *c, int argc, char **argv);
+int cmd_switch_list(struct client *c, int argc, char **argv);
+int cmd_switch_show(struct client *c, int argc, char **argv);
+int cmd_switch_delete(struct client *c, int argc, char **argv);
 
 /* move.c */
 int cmd_move(struct client *c, int argc, char **argv);

@@ -153,6 +153,16 @@ static const struct cmd cmds[] = {
     {"host", "list", "ls", "", "the peer hosts VMs can move to", cmd_host_list, NULL},
     {"host", "remove", "rm delete", "NAME", "forget a peer host", cmd_host_remove, NULL},
     {"host", "metrics", "", "", "Prometheus text for every VM", cmd_prometheus, NULL},
+    {"switch", "create", "", "NAME --type external --uplink IF | internal [--address CIDR] | "
+     "private", "create a virtual switch: a Linux bridge; external: IF attached; internal: the "
+     "host on it (with CIDR); private: VMs only (admin)", cmd_switch_create,
+     "  --type T           external, internal or private\n"
+     "  --uplink IF        external: the host interface to attach (in no bridge)\n"
+     "  --address CIDR     internal: the host's address on the switch, e.g. 10.0.0.1/24\n"},
+    {"switch", "list", "ls", "", "this host's switches and their bridges", cmd_switch_list, NULL},
+    {"switch", "show", "", "NAME", "a switch, its VMs and ports", cmd_switch_show, NULL},
+    {"switch", "delete", "rm remove", "NAME", "delete a switch no VM uses (admin)",
+     cmd_switch_delete, NULL},
     {"user", "add", "", "NAME --role viewer|operator|admin",
      "add a web console user (or give one a new password or role, ending their sessions); "
      "the password is read from stdin (a prompt without echo on a terminal) and stored as "
@@ -416,7 +426,8 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[i], "disk")) /* image tools: local, no cellad */
 		return disk_cli_main(argc - i, argv + i);
 	if (!strcmp(argv[i], "vm") || !strcmp(argv[i], "host") || !strcmp(argv[i], "checkpoint") ||
-	    !strcmp(argv[i], "pool") || !strcmp(argv[i], "replica") || !strcmp(argv[i], "user")) {
+	    !strcmp(argv[i], "pool") || !strcmp(argv[i], "replica") || !strcmp(argv[i], "user") ||
+	    !strcmp(argv[i], "switch")) {
 		group = argv[i++];
 		if (i >= argc) {
 			fprintf(stderr, "cella: '%s' needs a subcommand (see cella --help)\n",

@@ -50,7 +50,8 @@ enum {
 	O_NO_HUGEPAGES,
 	O_PREALLOC,
 	O_NO_PREALLOC,
-	O_MEMORY_MAX
+	O_MEMORY_MAX,
+	O_NIC_POLICY
 };
 
 static const struct option def_opts[] = {
@@ -74,6 +75,7 @@ static const struct option def_opts[] = {
     {"cpu-max", required_argument, NULL, O_MAX},
     {"uuid", required_argument, NULL, O_UUID},
     {"disk-qos", required_argument, NULL, O_DISK_QOS},
+    {"nic-policy", required_argument, NULL, O_NIC_POLICY},
     {"ha", no_argument, NULL, O_HA},
     {"no-ha", no_argument, NULL, O_NO_HA},
     {"ha-priority", required_argument, NULL, O_HA_PRIORITY},
@@ -101,7 +103,9 @@ static const struct option def_opts[] = {
 	"  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"          \
 	"         [,bps_burst=N][,cbt=on]  virtio-blk disk (repeatable; replaces the list;\n"      \
 	"                         format probed when not given; IOPS count 8 KiB units)\n"         \
-	"  --nic tap=NAME[,mac=MAC]  virtio-net NIC (repeatable; replaces the list)\n"             \
+	"  --nic SWITCH[,mac=MAC][,vlan=N] | tap=NAME[,mac=MAC]  virtio-net NIC on a switch\n"    \
+	"                         (cella switch) or on a tap of your own (repeatable;\n"         \
+	"                         replaces the list)\n"                                           \
 	"  --rng, --no-rng        virtio-rng device\n"                                             \
 	"  --balloon, --no-balloon  virtio-balloon (stats, free page reporting, deflate-on-OOM)\n" \
 	"  --autostart, --no-autostart  start when the host boots\n"                               \
@@ -126,7 +130,9 @@ const char vm_set_opts_help[] =
                   "                         change one disk's I/O limits, live on a running VM\n"
                   "                         (Set-VMHardDiskDrive -MaximumIOPS); 0 = unlimited\n"
                   "  --balloon-target MIB   memory the guest gives back through its balloon, live\n"
-                  "                         on a running VM (0 = deflate); needs --balloon\n";
+                  "                         on a running VM (0 = deflate); needs --balloon\n"
+                  "  --nic-policy N JSON    switch NIC N's port policy, live on a running VM\n"
+                  "                         (docs/networking.md); {} = none\n";
 
 /* --disk PATH,...: the disk schema's option string (conf/disk.h) as the
  * API's disk object, the path made absolute. Values are typed but not
@@ -151,10 +157,18 @@ static json_t *parse_nic(const char *spec)
 		char *eq = strchr(tok, '=');
 
 		if (eq) {
+			char *end;
+			long v;
+
 			*eq = 0;
-			json_object_set_new(o, tok, json_string(eq + 1));
+			v = strtol(eq + 1, &end, 10);
+			/* vlan is a number: cellad checks its range. */
+			if (!strcmp(tok, "vlan") && *end == 0 && end != eq + 1)
+				json_object_set_new(o, tok, json_integer(v));
+			else
+				json_object_set_new(o, tok, json_string(eq + 1));
 		} else {
-			json_object_set_new(o, "tap", json_string(tok));
+			json_object_set_new(o, "switch", json_string(tok));
 		}
 	}
 	free(dup);
@@ -280,6 +294,20 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			json_array_append_new(q, json_pack("[s, s]", optarg, argv[optind++]));
 			break;
 		}
+		case O_NIC_POLICY: {
+			json_t *q = json_object_get(o, "\x03nic_policy");
+
+			/* --nic-policy N JSON: the policy is the next argument. */
+			if (create || optind >= argc)
+				return usage_error("%s", create
+				                             ? "--nic-policy: give the policy with "
+				                               "cella vm set after create"
+				                             : "--nic-policy needs N and a JSON policy");
+			if (!q)
+				json_object_set_new(o, "\x03nic_policy", q = json_array());
+			json_array_append_new(q, json_pack("[s, s]", optarg, argv[optind++]));
+			break;
+		}
 		default:
 			return usage_error("unknown option or missing value '%s'",
 			                   argv[optind - 1]);
@@ -386,7 +414,7 @@ int cmd_create(struct client *c, int argc, char **argv)
 
 int cmd_set(struct client *c, int argc, char **argv)
 {
-	json_t *body = json_object(), *out = NULL, *qos, *target;
+	json_t *body = json_object(), *out = NULL, *qos, *np, *target;
 	char path[512];
 	size_t i;
 	json_t *q;
@@ -412,6 +440,21 @@ int cmd_set(struct client *c, int argc, char **argv)
 		                     json_string_value(json_array_get(q, 1)));
 	}
 	json_decref(qos);
+	np = json_incref(json_object_get(body, "\x03nic_policy"));
+	json_object_del(body, "\x03nic_policy");
+	json_array_foreach(np, i, q)
+	{
+		if (ret)
+			break;
+		ret = nic_policy_apply(c, argv[1], json_string_value(json_array_get(q, 0)),
+		                       json_string_value(json_array_get(q, 1)));
+	}
+	if (!ret && np && !json_object_size(body)) {
+		json_decref(np);
+		json_decref(body);
+		return EXIT_OK;
+	}
+	json_decref(np);
 	target = json_incref(json_object_get(body, "\x02target_mib"));
 	json_object_del(body, "\x02target_mib");
 	if (!ret && target) {

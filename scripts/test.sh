@@ -42,8 +42,10 @@ run_suite "$top/build" "normal build"
 "$top/scripts/build.sh" "$top/build-asan" -Dsanitize=true || { echo "asan build failed"; failed=$((failed + 1)); }
 # The Linux kernel boot (about two minutes here) runs once, in the normal
 # build; the instruction emulator it exercises has unit and fuzz tests that do
-# run under the sanitizers.
-[ -f "$top/build-asan/build.ninja" ] && ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" "ASan+UBSan build" --no-suite linux
+# run under the sanitizers. The browser tests (suite web) run once too: what
+# they drive in C (sessions, static files, the WebSocket console) has its
+# own daemon tests (daemon-web_*) and fuzz targets, which do run here.
+[ -f "$top/build-asan/build.ninja" ] && ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" "ASan+UBSan build" --no-suite linux --no-suite web
 
 CC=clang "$top/scripts/build.sh" "$top/build-fuzz" -Dfuzz=true -Dsanitize=true -Dguest=false || { echo "fuzz build failed"; failed=$((failed + 1)); }
 [ -f "$top/build-fuzz/build.ninja" ] && FUZZ_SECONDS=${FUZZ_SECONDS:-10} run_suite "$top/build-fuzz" "libFuzzer" --suite fuzz

@@ -123,6 +123,7 @@ enum MHD_Result api_call_with_body(struct api_request *r, const char *name, sup_
  * the route's). */
 enum { CP_LIST, CP_CREATE, CP_APPLY, CP_DELETE };
 enum { HOSTS_LIST, HOSTS_ADD, HOSTS_REMOVE };
+enum { SW_LIST, SW_CREATE, SW_GET, SW_DELETE };
 enum { IN_PREPARE, IN_COMMIT, IN_ABORT };
 enum { POOL_STATUS, POOL_LEAVE, POOL_CREATE, POOL_TOKEN, POOL_JOIN, POOL_ADMIT, POOL_CA };
 enum { REP_STATUS, REP_ENABLE, REP_DISABLE, REP_PAUSE, REP_RESUME };
@@ -160,6 +161,9 @@ API_HANDLER(h_hosts);
 API_HANDLER(h_pool);
 /* maint.c */
 API_HANDLER(h_pool_maint);
+/* switches.c */
+API_HANDLER(h_switches);
+API_HANDLER(h_nic);
 /* incoming.c */
 API_HANDLER(h_incoming);
 API_HANDLER(h_upload);

@@ -73,6 +73,11 @@ static const struct route routes[] = {
     {"GET", "/v1/events", h_events, 0, events_query, ROLE_VIEWER},
     {"GET", "/v1/events/ws", h_events_ws, 0, events_ws_query, ROLE_VIEWER},
     {"GET", "/metrics", h_prometheus, 0, no_query, ROLE_VIEWER},
+    {"GET", "/v1/switches", h_switches, SW_LIST, no_query, ROLE_VIEWER},
+    {"POST", "/v1/switches", h_switches, SW_CREATE, no_query, ROLE_ADMIN},
+    {"GET", "/v1/switches/{switch}", h_switches, SW_GET, no_query, ROLE_VIEWER},
+    {"DELETE", "/v1/switches/{switch}", h_switches, SW_DELETE, no_query, ROLE_ADMIN},
+    {"PATCH", "/v1/vms/{name}/nics/{nic}", h_nic, 0, no_query, ROLE_OPERATOR, false, true},
     {"GET", "/v1/hosts", h_hosts, HOSTS_LIST, no_query, ROLE_VIEWER},
     {"POST", "/v1/hosts", h_hosts, HOSTS_ADD, no_query, ROLE_ADMIN},
     {"DELETE", "/v1/hosts/{host}", h_hosts, HOSTS_REMOVE, no_query, ROLE_ADMIN},
@@ -162,7 +167,8 @@ static bool path_match(const char *pattern, const char *url, char *name, char *s
 static const char *sub_field(const char *path)
 {
 	return strstr(path, "{disk}") ? "disk" : strstr(path, "{host}") ? "host"
-	       : strstr(path, "{vm}") ? "vm"
+	       : strstr(path, "{vm}") ? "vm" : strstr(path, "{switch}") ? "switch"
+	       : strstr(path, "{nic}") ? "nic"
 	       : strstr(path, "{file}") ? "file" : strstr(path, "{user}") ? "user"
 	       : "checkpoint";
 }

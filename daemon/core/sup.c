@@ -294,7 +294,9 @@ static struct vmrt *register_vm(struct sup *s, json_t *body, enum vm_event ev,
 		cerr_set(e, CERR_INTERNAL, "", "out of memory");
 		return NULL;
 	}
-	if (vmdef_from_json(&vm->def, body, e) || sup_check_paths(s, &vm->def, NULL, role, e))
+	/* (A switch NIC needs its switch here: a move in is refused early.) */
+	if (vmdef_from_json(&vm->def, body, e) || sup_check_paths(s, &vm->def, NULL, role, e) ||
+	    sup_nics_check(s, &vm->def, e))
 		goto fail;
 	/* The name is taken and stored under the registry lock: two defines of
 	 * one name cannot both pass. */
@@ -482,7 +484,7 @@ int sup_change(struct sup *s, const char *name, json_t *body, enum role role, js
 		vmdef_free(&next);
 		goto out;
 	}
-	if (sup_check_paths(s, &next, &vm->def, role, e)) {
+	if (sup_check_paths(s, &next, &vm->def, role, e) || sup_nics_check(s, &next, e)) {
 		vmdef_free(&next);
 		goto out;
 	}
@@ -950,6 +952,8 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 		free(s);
 		return ret;
 	}
+	/* Bridges first: adopted workers' ports go back on them. */
+	sup_switches_load(s);
 	ret = store_load(db, sup_load_one, &lc);
 	if (!ret && boot[0] && store_meta_set(db, "boot_id", boot))
 		log_warn("cannot record the boot id");
@@ -1052,6 +1056,7 @@ void sup_destroy(struct sup *s)
 	if (s->stop_efd >= 0)
 		close(s->stop_efd);
 	uidpool_destroy(&s->uids);
+	json_decref(s->switches);
 	/* The lock and condition stay: HTTP threads may still be finishing. */
 	free(s);
 }

@@ -218,6 +218,15 @@ struct vmdef;
 void sup_place_adopt(struct sup *s, const struct vmdef *def);
 
 json_t *sup_list(struct sup *s);
+/* Switches (core/sup_switch.c, docs/networking.md). */
+json_t *sup_switch_list(struct sup *s);
+int sup_switch_get(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
+int sup_switch_create(struct sup *s, json_t *body, json_t **out, struct cerr *e) __must_check;
+int sup_switch_delete(struct sup *s, const char *name, struct cerr *e) __must_check;
+/* A switch NIC's port policy and VLAN ({"policy": {...}, "vlan": N}), applied
+ * at once to a running VM's port. */
+int sup_nic_set(struct sup *s, const char *name, unsigned nic, json_t *body, json_t **out,
+		struct cerr *e) __must_check;
 int sup_get(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
 /* Define or change a VM for a caller with `role`: the host files its
  * definition names must be in storage locations that role may use (an

@@ -56,6 +56,8 @@ struct vmrt {
 	bool ha_fenced;        /* sup_ha_fence killed its worker, not reaped yet */
 	bool reset_requested;
 	pid_t pid;             /* 0: no worker */
+	/* The switch of each NIC whose port (tap) is on the host now; "" none. */
+	char port_sw[VMDEF_MAX_NICS][VMDEF_SWITCH_MAX + 1];
 	uint32_t sandbox_uid;  /* the worker's own uid and gid (uidpool), 0: none */
 	uint64_t pid_start;
 	int pidfd;
@@ -125,6 +127,10 @@ struct sup {
 	pthread_mutex_t rep_lock;     /* the replicas' directories */
 	pthread_mutex_t rep_out_lock; /* rep_out and each shipper's status */
 	struct rep_out *rep_out;
+	/* Switches (core/sup_switch.c, daemon/net/): name -> definition, as
+	 * stored under the host's metadata key "switches". */
+	pthread_mutex_t sw_lock;      /* switches (a leaf) */
+	json_t *switches;
 };
 
 /* sup.c: references and locks (see the top of this file). */
@@ -224,6 +230,23 @@ struct vmrt *sup_register_def(struct sup *s, const struct vmdef *def);
  * again). 0, or -1 with e (conflict). */
 int sup_ha_check_owner(struct sup *s, struct vmrt *vm, struct cerr *e) __must_check;
 int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e) __must_check;
+/* core/sup_switch.c: switches and their ports (daemon/net/switch.h). */
+/* A definition's switch NICs: the switch exists here, the policy parses. */
+int sup_nics_check(struct sup *s, const struct vmdef *d, struct cerr *e) __must_check;
+/* Read the switches from the store and put their bridges back (at start). */
+void sup_switches_load(struct sup *s);
+/* NIC i's port (a switch NIC; vm->lock held): its tap's descriptor for the
+ * worker, or -1 with e filled and nothing left on the host. */
+int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e);
+/* Remove every port vm has on the host (its worker is gone or never ran). */
+void sup_ports_remove(struct sup *s, struct vmrt *vm);
+/* A worker cellad finds at its start had vm's switch ports: mark them as
+ * the VM's, so that settling its exit (if it is gone) removes them. */
+void sup_ports_mark(struct vmrt *vm);
+/* An adopted worker's ports: attached again, policies re-applied. */
+void sup_ports_reattach(struct sup *s, struct vmrt *vm);
+/* Prometheus text of every port's counters (malloc'd; NULL when none). */
+char *sup_ports_prometheus(struct sup *s);
 /* core/sup_maint.c: while this host of a pool is in maintenance, refuse
  * what it would do (what: "start VMs", "take VMs moved here"): -1 with e
  * (conflict naming the state), else 0. */

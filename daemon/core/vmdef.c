@@ -133,6 +133,47 @@ int vmdef_get_bool(json_t *v, const char *field, bool *out, struct cerr *e)
 	return 0;
 }
 
+/* The switch layer's naming rule (daemon/net/switch.c: sw_name_valid). */
+static bool switch_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > VMDEF_SWITCH_MAX || !isalnum((unsigned char)s[0]))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return false;
+	return true;
+}
+
+void vmdef_nic_tap(const struct vmdef *d, unsigned i, char out[16])
+{
+	char hex[11];
+	unsigned k = 0;
+
+	for (const char *p = d->uuid; *p && k < 10; p++)
+		if (*p != '-')
+			hex[k++] = *p;
+	hex[k] = 0;
+	snprintf(out, 16, "ct%s.%u", hex, i % 10);
+}
+
+void vmdef_nic_mac(const struct vmdef *d, unsigned i, char out[18])
+{
+	uint32_t h = 2166136261u;
+
+	if (d->nics[i].mac[0]) {
+		snprintf(out, 18, "%s", d->nics[i].mac);
+		return;
+	}
+	for (const char *p = d->uuid; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ (uint8_t)i) * 16777619u;
+	/* Locally administered, unicast. */
+	snprintf(out, 18, "02:ce:%02x:%02x:%02x:%02x", (h >> 24) & 0xff, (h >> 16) & 0xff,
+		 (h >> 8) & 0xff, h & 0xff);
+}
+
 static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 {
 	size_t i;
@@ -167,13 +208,54 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 				if (!conf_mac_parse(s, NULL))
 					return cerr_set(e, CERR_INVALID, field, "expected " CONF_MAC_SYNTAX);
 				snprintf(n->mac, sizeof(n->mac), "%s", s);
+			} else if (!strcmp(key, "switch")) {
+				if (vmdef_get_string(v, field, VMDEF_SWITCH_MAX, &s, e))
+					return -1;
+				if (!switch_name_valid(s))
+					return cerr_set(e, CERR_INVALID, field, "expected a switch name "
+							"(1-%d of A-Z a-z 0-9 . _ -)", VMDEF_SWITCH_MAX);
+				snprintf(n->sw, sizeof(n->sw), "%s", s);
+			} else if (!strcmp(key, "vlan")) {
+				if (json_is_null(v))
+					continue;
+				if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+				    json_integer_value(v) > 4094)
+					return cerr_set(e, CERR_INVALID, field, "expected a VLAN id "
+							"from 1 to 4094");
+				n->vlan = (unsigned)json_integer_value(v);
+			} else if (!strcmp(key, "policy")) {
+				char *text;
+
+				if (json_is_null(v))
+					continue;
+				if (!json_is_object(v))
+					return cerr_set(e, CERR_INVALID, field, "expected an object");
+				text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+				if (!text)
+					return cerr_set(e, CERR_INTERNAL, field, "out of memory");
+				if (strlen(text) >= sizeof(n->policy)) {
+					free(text);
+					return cerr_set(e, CERR_INVALID, field, "longer than %d bytes "
+							"as compact JSON", VMDEF_POLICY_MAX - 1);
+				}
+				snprintf(n->policy, sizeof(n->policy), "%s", text);
+				free(text);
 			} else {
 				return cerr_set(e, CERR_INVALID, field, "unknown field");
 			}
 		}
-		if (!n->tap[0]) {
+		if (n->tap[0] && n->sw[0]) {
+			snprintf(field, sizeof(field), "nics[%zu].switch", i);
+			return cerr_set(e, CERR_INVALID, field, "a NIC names a tap or a switch, not both");
+		}
+		if (!n->tap[0] && !n->sw[0]) {
 			snprintf(field, sizeof(field), "nics[%zu].tap", i);
-			return cerr_set(e, CERR_INVALID, field, "required");
+			return cerr_set(e, CERR_INVALID, field, "required (or \"switch\")");
+		}
+		if (!n->sw[0] && (n->vlan || n->policy[0])) {
+			snprintf(field, sizeof(field), "nics[%zu].%s", i, n->vlan ? "vlan" : "policy");
+			return cerr_set(e, CERR_INVALID, field, "only a switch NIC has a VLAN or a "
+					"port policy");
 		}
 		d->nr_nics++;
 	}
@@ -412,15 +494,30 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 
 /* The NICs of a definition: the same shape in the API and the worker's
  * configuration file. */
-static json_t *vmdef_nics_json(const struct vmdef *d)
+static json_t *vmdef_nics_json(const struct vmdef *d, bool worker)
 {
 	json_t *nics = json_array();
 
 	for (unsigned i = 0; i < d->nr_nics; i++) {
-		json_t *o = json_pack("{s:s}", "tap", d->nics[i].tap);
+		const struct vmdef_nic *n = &d->nics[i];
+		json_t *o;
 
-		if (d->nics[i].mac[0])
-			json_object_set_new(o, "mac", json_string(d->nics[i].mac));
+		if (n->sw[0] && worker) {
+			/* The worker sees the port's tap (cellad passes it open). */
+			char tap[16], mac[18];
+
+			vmdef_nic_tap(d, i, tap);
+			vmdef_nic_mac(d, i, mac);
+			json_array_append_new(nics, json_pack("{s:s, s:s}", "tap", tap, "mac", mac));
+			continue;
+		}
+		o = n->sw[0] ? json_pack("{s:s}", "switch", n->sw) : json_pack("{s:s}", "tap", n->tap);
+		if (n->mac[0])
+			json_object_set_new(o, "mac", json_string(n->mac));
+		if (n->vlan)
+			json_object_set_new(o, "vlan", json_integer(n->vlan));
+		if (n->policy[0])
+			json_object_set_new(o, "policy", json_loads(n->policy, 0, NULL));
 		json_array_append_new(nics, o);
 	}
 	return nics;
@@ -428,7 +525,7 @@ static json_t *vmdef_nics_json(const struct vmdef *d)
 
 json_t *vmdef_to_json(const struct vmdef *d)
 {
-	json_t *disks = vmdef_disks_json(d, false), *nics = vmdef_nics_json(d), *j;
+	json_t *disks = vmdef_disks_json(d, false), *nics = vmdef_nics_json(d, false), *j;
 
 	j = json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:o, s:o, s:b, s:b, s:s, s:i, s:i, "
 			 "s:b, s:i}",
@@ -456,7 +553,7 @@ json_t *vmdef_worker_config(const struct vmdef *d)
 {
 	json_t *cfg = json_pack("{s:s, s:i, s:I, s:b}", "kernel", d->kernel, "cpus",
 				(int)d->cpus, "memory_mib", (json_int_t)d->memory_mib, "rng", d->rng);
-	json_t *disks = vmdef_disks_json(d, true), *nets = vmdef_nics_json(d);
+	json_t *disks = vmdef_disks_json(d, true), *nets = vmdef_nics_json(d, true);
 
 	if (d->initrd)
 		json_object_set_new(cfg, "initrd", json_string(d->initrd));

@@ -42,9 +42,18 @@ struct vmdef_disk {
 	bool cbt;         /* changed-block tracking */
 };
 
+#define VMDEF_SWITCH_MAX 32   /* a switch's name (daemon/net/switch.h) */
+#define VMDEF_POLICY_MAX 2048 /* a port policy, compact JSON */
+
+/* A NIC is a tap the administrator made ("tap"), or a port on one of
+ * cellad's switches ("switch"), whose tap cellad makes at each start
+ * (vmdef_nic_tap) with the port's policy (daemon/net/portpol.h). */
 struct vmdef_nic {
 	char tap[CONF_TAP_NAME_MAX + 1];
-	char mac[18]; /* "" = derived by cella-vm */
+	char mac[18]; /* "" = derived by cella-vm (tap) or vmdef_nic_mac (switch) */
+	char sw[VMDEF_SWITCH_MAX + 1]; /* "" = a tap NIC */
+	unsigned vlan;                 /* 1..4094: the port's access VLAN; 0 none */
+	char policy[VMDEF_POLICY_MAX]; /* the "policy" object as compact JSON; "" none */
 };
 
 #define VMDEF_HA_PRIORITY_MAX 1000
@@ -95,6 +104,10 @@ struct vmdef {
 
 void vmdef_init(struct vmdef *d);
 void vmdef_free(struct vmdef *d);
+/* A switch NIC's tap: "ct" + 10 hex digits of the UUID + "." + index. */
+void vmdef_nic_tap(const struct vmdef *d, unsigned i, char out[16]);
+/* A switch NIC's MAC: its own, or one derived from the UUID and index. */
+void vmdef_nic_mac(const struct vmdef *d, unsigned i, char out[18]);
 /* Deep copy; returns 0 or -ENOMEM. */
 int vmdef_copy(struct vmdef *dst, const struct vmdef *src) __must_check;
 

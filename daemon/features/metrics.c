@@ -331,6 +331,13 @@ char *sup_prometheus(struct sup *s)
 		json_decref(m);
 	}
 	free(snaps);
+	{ /* switch ports (core/sup_switch.c) */
+		char *pm = sup_ports_prometheus(s);
+
+		if (pm)
+			tprintf(&t, "%s", pm);
+		free(pm);
+	}
 	{ /* page sharing (ksm.c) */
 		char *km = ksm_prometheus_host();
 

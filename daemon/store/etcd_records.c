@@ -105,9 +105,19 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 				     "bps", (json_int_t)k->qos.bps, "bps_burst",
 				     (json_int_t)k->qos.bps_burst, "cbt", k->cbt));
 	}
-	for (unsigned i = 0; i < d->nr_nics; i++)
-		json_array_append_new(nics, json_pack("{s:s, s:s}", "tap", d->nics[i].tap, "mac",
-						      d->nics[i].mac));
+	for (unsigned i = 0; i < d->nr_nics; i++) {
+		const struct vmdef_nic *n = &d->nics[i];
+		json_t *o = json_pack("{s:s, s:s}", "tap", n->tap, "mac", n->mac);
+
+		/* A switch port (docs/networking.md): policy as its compact JSON text. */
+		if (n->sw[0])
+			json_object_set_new(o, "switch", json_string(n->sw));
+		if (n->vlan)
+			json_object_set_new(o, "vlan", json_integer(n->vlan));
+		if (n->policy[0])
+			json_object_set_new(o, "policy", json_string(n->policy));
+		json_array_append_new(nics, o);
+	}
 	return rec_vmdef_placement(json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:b, s:b, s:s, s:i, s:i, s:o, s:o,"
 			 " s:o, s:b, s:i, s:b, s:o, s:I}",
 			 "uuid", d->uuid, "name", d->name, "cpus", (int)d->cpus, "memory_mib",
@@ -215,9 +225,18 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 	json_array_foreach(nics, i, v) {
 		struct vmdef_nic *nic = &d->nics[d->nr_nics++];
 
+		json_t *vlan;
+
 		if (!json_is_object(v) || rec_str(v, "tap", nic->tap, sizeof(nic->tap)) ||
-		    rec_str(v, "mac", nic->mac, sizeof(nic->mac)))
+		    rec_str(v, "mac", nic->mac, sizeof(nic->mac)) ||
+		    rec_str(v, "switch", nic->sw, sizeof(nic->sw)) ||
+		    rec_str(v, "policy", nic->policy, sizeof(nic->policy)))
 			return -EINVAL;
+		vlan = json_object_get(v, "vlan");
+		if (vlan && (!json_is_integer(vlan) || json_integer_value(vlan) < 0 ||
+			     json_integer_value(vlan) > 4094))
+			return -EINVAL;
+		nic->vlan = (unsigned)json_integer_value(vlan);
 	}
 	return 0;
 }

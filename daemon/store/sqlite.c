@@ -82,6 +82,10 @@ static const struct {
     {"vms", "balloon", "INTEGER NOT NULL DEFAULT 0"},
     {"vms", "memory", "TEXT"}, /* the memory backing's JSON (vmdef_memory_json), or NULL */
     {"vms", "memory_max_mib", "INTEGER NOT NULL DEFAULT 0"}, /* virtio-mem ceiling, 0 none */
+    /* A NIC on a switch (docs/networking.md): its switch, VLAN and policy JSON. */
+    {"nics", "switch", "TEXT NOT NULL DEFAULT ''"},
+    {"nics", "vlan", "INTEGER NOT NULL DEFAULT 0"},
+    {"nics", "policy", "TEXT NOT NULL DEFAULT ''"},
 };
 
 static int db_exec(struct db *db, const char *sql)
@@ -191,7 +195,8 @@ static int db_load_children(struct db *db, struct vmdef *d)
 		k->cbt = sqlite3_column_int(st, 8);
 	}
 	sqlite3_finalize(st);
-	st = db_prepare(db, "SELECT tap, mac FROM nics WHERE vm_uuid=? ORDER BY idx");
+	st = db_prepare(db, "SELECT tap, mac, switch, vlan, policy FROM nics WHERE vm_uuid=? "
+			"ORDER BY idx");
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_STATIC);
@@ -200,6 +205,9 @@ static int db_load_children(struct db *db, struct vmdef *d)
 
 		col_copy(st, 0, n->tap, sizeof(n->tap));
 		col_copy(st, 1, n->mac, sizeof(n->mac));
+		col_copy(st, 2, n->sw, sizeof(n->sw));
+		n->vlan = (unsigned)sqlite3_column_int(st, 3);
+		col_copy(st, 4, n->policy, sizeof(n->policy));
 	}
 	sqlite3_finalize(st);
 	return 0;
@@ -413,12 +421,16 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 		ret = db_step_done(db, st);
 	}
 	for (unsigned i = 0; !ret && i < d->nr_nics; i++) {
-		st = db_prepare(db, "INSERT INTO nics (vm_uuid, idx, tap, mac) VALUES (?,?,?,?)");
+		st = db_prepare(db, "INSERT INTO nics (vm_uuid, idx, tap, mac, switch, vlan, policy) "
+				"VALUES (?,?,?,?,?,?,?)");
 		if (st) {
 			sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_int(st, 2, (int)i);
 			sqlite3_bind_text(st, 3, d->nics[i].tap, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_text(st, 4, d->nics[i].mac, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(st, 5, d->nics[i].sw, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int(st, 6, (int)d->nics[i].vlan);
+			sqlite3_bind_text(st, 7, d->nics[i].policy, -1, SQLITE_TRANSIENT);
 		}
 		ret = db_step_done(db, st);
 	}

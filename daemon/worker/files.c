@@ -165,6 +165,15 @@ static int open_host(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_
 		if (!o)
 			return cerr_set(e, CERR_INTERNAL, "", "the worker's configuration lacks "
 					"nets[%u]", i);
+		if (vm->def.nics[i].sw[0]) { /* a switch port (core/sup_switch.c) */
+			fd = sup_port_open(s, vm, i, e);
+			if (fd < 0)
+				return -1;
+			if (add_fd(wf, fd, &n, e))
+				return -1;
+			json_object_set_new(o, "tap_fd", fd_spec(n));
+			continue;
+		}
 		fd = tapdev_open(vm->def.nics[i].tap, err, sizeof(err));
 		if (fd < 0)
 			return cerr_set(e, CERR_INTERNAL, "", "the VM failed to start: nics[%u].tap: "

@@ -284,6 +284,8 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	vm->pid = 0;
 	vm->pid_start = 0;
 	sandbox_uid_put(s, vm);
+	/* Stopped, crashed, killed or moved away: its switch ports go. */
+	sup_ports_remove(s, vm);
 	vm->exit_status = status;
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", reason);
 	snprintf(detail, sizeof(detail), "status %d: %s", status, reason);
@@ -527,7 +529,7 @@ static int worker_child_ids(int gate)
 }
 
 /* Create and exec the worker (lock held). */
-int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
+static int spawn_worker(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	char store[SPAWN_ARGS][600], *argv[SPAWN_ARGS + 4], path[512], logp[600];
 	struct worker_files wf;
@@ -694,6 +696,15 @@ fail:
 	if (nullfd >= 0)
 		close(nullfd);
 	return -1;
+}
+
+int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
+{
+	int ret = spawn_worker(s, vm, e);
+
+	if (ret) /* the switch ports made for it (worker_files_open) */
+		sup_ports_remove(s, vm);
+	return ret;
 }
 
 static bool start_settled(struct vmrt *vm, unsigned gen)
@@ -891,6 +902,7 @@ void sup_adopt(struct sup *s, struct vmrt *vm, const struct store_runtime *rt)
 	vm->pid_start = rt->pid_start;
 	vm->started_at = rt->started_at;
 	vm->is_child = false;
+	sup_ports_mark(vm);
 	if (!rt->pid || st != rt->pid_start || zombie) {
 		log_info("vm %s: worker %d is gone; settling its exit", vm->def.name, rt->pid);
 		worker_exited(s, vm);
@@ -903,6 +915,7 @@ void sup_adopt(struct sup *s, struct vmrt *vm, const struct store_runtime *rt)
 	}
 	sandbox_uid_adopt(s, vm);
 	watch_add(s, &vm->w_pid, vm->pidfd);
+	sup_ports_reattach(s, vm);
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
 	req = json_pack("{s:s}", "cmd", "status");
 	ret = wctl_request(path, req, 5000, &reply);

@@ -1,7 +1,10 @@
 /* net.c: ARP and ICMP echo over the first virtio-net device.
  * ip=GUEST_IP peer=HOST_IP [count=N]: resolves the peer with ARP, then
  * sends N echo requests and passes when every reply arrived. Answers ARP
- * requests for its own address, since the peer may ask before replying. */
+ * requests for its own address, since the peer may ask before replying.
+ * ip=GUEST_IP serve=N [wait=MS]: a responder (another VM's peer): answers
+ * ARP and N echo requests for its address, then passes (fails after MS,
+ * default 120000, without them). */
 #include "virtio.h"
 
 TEST_PROGRAM("net");
@@ -22,7 +25,7 @@ struct net {
 	uint16_t ping_id;
 	uint32_t replies;	/* bitmap of answered sequence numbers */
 	uint8_t *txbuf;
-	unsigned rx_frames, arp_requests_answered;
+	unsigned rx_frames, arp_requests_answered, echoes_answered;
 };
 
 static bool parse_ip(const char *s, uint8_t ip[4])
@@ -123,6 +126,29 @@ static void send_ping(struct net *n, uint16_t seq)
 	net_send(n, f, sizeof(f));
 }
 
+/* Answer an echo request (the frame f, IPv4 header at p of ihl bytes). */
+static void send_echo_reply(struct net *n, const uint8_t *f, const uint8_t *p, unsigned ihl)
+{
+	uint8_t r[14 + 60 + 8 + 256];
+	size_t tot = be16(p + 2);
+
+	if (tot < ihl + 8 || tot > sizeof(r) - 14)
+		return;
+	eth_header(n, r, f + 6, ETH_IP);
+	memcpy(r + 14, p, tot);
+	uint8_t *ip = r + 14, *icmp = ip + ihl;
+	memcpy(ip + 12, n->ip, 4);
+	memcpy(ip + 16, p + 12, 4);
+	ip[8] = 64;
+	put16(ip + 10, 0);
+	put16(ip + 10, inet_csum(ip, ihl));
+	icmp[0] = 0;
+	put16(icmp + 2, 0);
+	put16(icmp + 2, inet_csum(icmp, tot - ihl));
+	net_send(n, r, 14 + tot);
+	n->echoes_answered++;
+}
+
 static void handle_frame(struct net *n, const uint8_t *f, uint32_t len)
 {
 	n->rx_frames++;
@@ -141,6 +167,11 @@ static void handle_frame(struct net *n, const uint8_t *f, uint32_t len)
 		}
 	} else if (type == ETH_IP && len >= 14 + 20 + 8 && (p[0] >> 4) == 4) {
 		unsigned ihl = (p[0] & 0xF) * 4u;
+		if (p[9] == 1 && len >= 14 + ihl + 8 && ihl >= 20 && !memcmp(p + 16, n->ip, 4) &&
+		    p[ihl] == 8 && be16(p + 2) <= len - 14 && !inet_csum(p, ihl)) {
+			send_echo_reply(n, f, p, ihl);
+			return;
+		}
 		if (p[9] != 1 || len < 14 + ihl + 8 || memcmp(p + 12, n->peer, 4) ||
 		    memcmp(p + 16, n->ip, 4) || inet_csum(p, ihl))
 			return;
@@ -184,6 +215,7 @@ static bool poll_until(struct net *n, bool (*cond)(struct net *, uint32_t), uint
 }
 
 static bool have_mac(struct net *n, uint32_t arg) { return n->have_peer_mac; }
+static bool have_echoes(struct net *n, uint32_t want) { return n->echoes_answered >= want; }
 static bool have_reply(struct net *n, uint32_t seq) { return n->replies & (1u << seq); }
 
 int main(int argc, char **argv)
@@ -191,6 +223,7 @@ int main(int argc, char **argv)
 	static struct net n;
 	const char *ip = param_str("ip", "192.168.100.2"), *peer = param_str("peer", "192.168.100.1");
 	uint32_t count = (uint32_t)param_u64("count", 3);
+	uint32_t serve = (uint32_t)param_u64("serve", 0), wait = (uint32_t)param_u64("wait", 120000);
 	if (!parse_ip(ip, n.ip) || !parse_ip(peer, n.peer))
 		fail("bad ip=%s or peer=%s", ip, peer);
 	if (!count || count > 31)
@@ -218,6 +251,13 @@ int main(int argc, char **argv)
 	printf("net: device at 0x%lx irq %u mac %02x:%02x:%02x:%02x:%02x:%02x ip %s peer %s\n",
 	       n.dev.base, n.dev.irq, n.mac[0], n.mac[1], n.mac[2], n.mac[3], n.mac[4], n.mac[5], ip,
 	       peer);
+
+	if (serve) {
+		printf("net: serving at %s\n", ip);
+		report(poll_until(&n, have_echoes, serve, wait), "answered %u echo requests",
+		       n.echoes_answered);
+		return report_summary();
+	}
 
 	bool resolved = false;
 	for (int attempt = 0; attempt < 5 && !resolved; attempt++) {

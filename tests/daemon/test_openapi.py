@@ -38,7 +38,7 @@ def test(args):
     with Daemon(args) as d:
         def call(method, template, name=None, sub=None, **kw):
             path = template.replace("{name}", name or "x")
-            path = re.sub(r"\{(disk|checkpoint|host|file|vm|user)\}", sub or "x", path)
+            path = re.sub(r"\{(disk|checkpoint|host|file|vm|user|switch|nic)\}", sub or "x", path)
             r = d.request(method, path, **kw)
             seen.setdefault((method, template), []).append(r)
             return r
@@ -130,6 +130,15 @@ def test(args):
         d.wait_state("oa", "stopped")
         call("POST", "/v1/vms/{name}/console", "oa", raw=b"late\n")
         call("GET", "/v1/events?since=abc")
+        # Switches (test_switch.py makes real ones in a namespace): reads and
+        # refusals only, so that nothing is made on this host.
+        call("GET", "/v1/switches")
+        call("POST", "/v1/switches", body={"name": "oa-sw", "type": "hub"})
+        call("POST", "/v1/switches", raw=b"{}", headers={"Content-Type": "text/plain"})
+        call("GET", "/v1/switches/{switch}", sub="nope")
+        call("DELETE", "/v1/switches/{switch}", sub="nope")
+        call("PATCH", "/v1/vms/{name}/nics/{nic}", "oa", sub="0", body={"policy": {}})
+        call("PATCH", "/v1/vms/{name}/nics/{nic}", "oa", sub="x", body={"policy": {}})
         call("DELETE", "/v1/vms/{name}", "oa")
         call("DELETE", "/v1/vms/{name}", "oa")
 

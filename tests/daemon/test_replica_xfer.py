@@ -1,8 +1,9 @@
 """test_replica_xfer.py: resumable change-set transfers (docs/replica.md,
 "Resuming a cut transfer"), between two cellads in network namespaces (the
 harness of test_replica.py). The VM runs blkverify mode=seq on the first
-64 MiB of its disk; the 32 MiB after hold random bytes written before it
-starts (incompressible: the first, full set is about 32 MiB on the wire).
+64 MiB of its disk; the 12 MiB after hold random bytes written before it
+starts (incompressible: the first, full set is about 12 MiB on the wire,
+3 s at the 4 MiB/s cap).
 
 - Bandwidth cap and resume: `cella replica enable --max-bandwidth 4M`; the
   target's partial upload grows at no more than the cap; the link cut
@@ -42,7 +43,7 @@ import test_export  # noqa: E402
 
 MIB = 1 << 20
 SIZE = 128 * MIB
-RAND_OFF, RAND_LEN = 64 * MIB, 32 * MIB
+RAND_OFF, RAND_LEN = 64 * MIB, 12 * MIB
 CAP = 4 * MIB
 STALL_S = 3
 

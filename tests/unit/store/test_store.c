@@ -144,7 +144,11 @@ static void def_make(struct vmdef *d, const char *name, const char *uuid)
 	d->nr_disks = 2;
 	snprintf(d->nics[0].tap, sizeof(d->nics[0].tap), "tap0");
 	snprintf(d->nics[0].mac, sizeof(d->nics[0].mac), "52:54:00:12:34:56");
-	d->nr_nics = 1;
+	/* A port on a switch (docs/networking.md). */
+	snprintf(d->nics[1].sw, sizeof(d->nics[1].sw), "lab");
+	d->nics[1].vlan = 42;
+	snprintf(d->nics[1].policy, sizeof(d->nics[1].policy), "{\"mac_guard\":true}");
+	d->nr_nics = 2;
 	snprintf(d->anti_affinity, sizeof(d->anti_affinity), "web");
 	d->anti_affinity_hard = true;
 }
@@ -208,8 +212,13 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 		assert_int_equal(a->disks[i].cbt, b->disks[i].cbt);
 	}
 	assert_int_equal(a->nr_nics, b->nr_nics);
-	assert_string_equal(a->nics[0].tap, b->nics[0].tap);
-	assert_string_equal(a->nics[0].mac, b->nics[0].mac);
+	for (unsigned i = 0; i < a->nr_nics; i++) {
+		assert_string_equal(a->nics[i].tap, b->nics[i].tap);
+		assert_string_equal(a->nics[i].mac, b->nics[i].mac);
+		assert_string_equal(a->nics[i].sw, b->nics[i].sw);
+		assert_int_equal(a->nics[i].vlan, b->nics[i].vlan);
+		assert_string_equal(a->nics[i].policy, b->nics[i].policy);
+	}
 }
 
 #define UUID_A "11111111-1111-4111-8111-111111111111"

@@ -132,11 +132,18 @@ static void vmem_queue_notify(struct virtio_dev *vd, unsigned q)
 	int ret;
 
 	while ((ret = virtq_pop(vq, v->chain, &err)) > 0) {
-		uint32_t len = vmem_request(v);
+		const struct virtq_chain *c = v->chain;
+		uint32_t len = vmem_request(v), left = len;
 
-		guest_mem_mark_dirty_host(&v->vm->mem, v->chain->iov[v->chain->nr_out].iov_base,
-					  len);
-		virtq_push(vq, v->chain->head, len);
+		/* The answer may span device-writable segments: a migration's
+		 * dirty log must see each (KVM's does not see the VMM's writes). */
+		for (unsigned i = c->nr_out; left && i < c->nr_out + c->nr_in; i++) {
+			uint32_t n = (uint32_t)MIN((size_t)left, c->iov[i].iov_len);
+
+			guest_mem_mark_dirty_host(&v->vm->mem, c->iov[i].iov_base, n);
+			left -= n;
+		}
+		virtq_push(vq, c->head, len);
 		pushed = true;
 	}
 	virtio_dev_pop_done(vd, q, ret, &err, pushed);

@@ -50,6 +50,7 @@ enum {
 	O_NO_HUGEPAGES,
 	O_PREALLOC,
 	O_NO_PREALLOC,
+	O_MEMORY_MAX,
 	O_NIC_POLICY,
 	O_DYNMEM,
 	O_NO_DYNMEM
@@ -61,6 +62,7 @@ static const struct option def_opts[] = {
     {"cmdline", required_argument, NULL, O_CMDLINE},
     {"cpus", required_argument, NULL, O_CPUS},
     {"memory", required_argument, NULL, O_MEMORY},
+    {"memory-max", required_argument, NULL, O_MEMORY_MAX},
     {"disk", required_argument, NULL, O_DISK},
     {"nic", required_argument, NULL, O_NIC},
     {"rng", no_argument, NULL, O_RNG},
@@ -99,7 +101,9 @@ static const struct option def_opts[] = {
 	"  --initrd FILE          initial ramdisk\n"                                               \
 	"  --cmdline STR          kernel command line\n"                                           \
 	"  --cpus N               vCPUs (1-32)             (New-VM -ProcessorCount)\n"             \
-	"  --memory MIB           memory in MiB            (New-VM -MemoryStartupBytes)\n"         \
+	"  --memory MIB           memory in MiB            (New-VM -MemoryStartupBytes);\n"        \
+	"                         on a running VM with --memory-max: hot-plug (virtio-mem)\n"    \
+	"  --memory-max MIB       hot-plug ceiling, 0 = none (Set-VMMemory -MaximumBytes)\n"     \
 	"  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"          \
 	"         [,bps_burst=N][,cbt=on]  virtio-blk disk (repeatable; replaces the list;\n"      \
 	"                         format probed when not given; IOPS count 8 KiB units)\n"         \
@@ -241,6 +245,7 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			break;
 		case O_CPUS:
 		case O_MEMORY:
+		case O_MEMORY_MAX:
 		case O_WEIGHT:
 		case O_MAX:
 		case O_HA_PRIORITY:
@@ -249,6 +254,7 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			json_object_set_new(o,
 			                    c == O_CPUS          ? "cpus"
 			                    : c == O_MEMORY      ? "memory_mib"
+			                    : c == O_MEMORY_MAX  ? "memory_max_mib"
 			                    : c == O_WEIGHT      ? "cpu_weight"
 			                    : c == O_HA_PRIORITY ? "ha_priority"
 			                                         : "cpu_max",

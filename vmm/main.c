@@ -554,11 +554,11 @@ static int restore_open(const char *spec, const struct vm_config *cfg, struct st
 		return -1;
 	}
 	if (sf->info.nr_vcpus != cfg->cpus ||
-	    sf->info.mem_size != ALIGN_UP(cfg->mem_mib, 2) << 20) {
+	    sf->info.mem_size != vm_config_mem_size(cfg)) {
 		log_err("--restore %s: state: the saved VM has %u vCPUs and %llu MiB, the "
 			"configuration %u and %llu MiB", spec, sf->info.nr_vcpus,
 			(unsigned long long)(sf->info.mem_size >> 20), cfg->cpus,
-			(unsigned long long)cfg->mem_mib);
+			(unsigned long long)(vm_config_mem_size(cfg) >> 20));
 		statefile_close(sf);
 		return -1;
 	}

@@ -352,6 +352,14 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		return vmdef_get_bool(v, key, &d->rng, e);
 	} else if (!strcmp(key, "balloon")) {
 		return vmdef_get_bool(v, key, &d->balloon, e);
+	} else if (!strcmp(key, "memory_max_mib")) {
+		if (json_is_null(v)) {
+			d->memory_max_mib = 0;
+			return 0;
+		}
+		if (vmdef_get_uint(v, key, 0, VMDEF_MAX_MEM, &n, e))
+			return -1;
+		d->memory_max_mib = n;
 	} else if (!strcmp(key, "autostart")) {
 		return vmdef_get_bool(v, key, &d->autostart, e);
 	} else if (!strcmp(key, "restart_policy")) {
@@ -409,12 +417,20 @@ static void gen_uuid(char out[37])
  * virtio device (disks, NICs, rng) needs one of the interrupt lines. */
 static int check_devices(const struct vmdef *d, struct cerr *e)
 {
-	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0) + (d->balloon ? 1 : 0);
+	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0) + (d->balloon ? 1 : 0) +
+		     (d->memory_max_mib ? 1 : 0);
 
 	if (n > CONF_VIRTIO_IRQS)
 		return cerr_set(e, CERR_INVALID, d->nr_nics ? "nics" : "disks",
 				"too many devices: %u need an interrupt line, %d are available "
-				"(disks, NICs, rng and balloon together)", n, CONF_VIRTIO_IRQS);
+				"(disks, NICs, rng, balloon and virtio-mem together)", n,
+				CONF_VIRTIO_IRQS);
+	/* virtio-mem's region is max - memory in 2 MiB blocks (vmm/virtio/mem). */
+	if (d->memory_max_mib && (d->memory_max_mib <= ALIGN_UP(d->memory_mib, 2) ||
+				  d->memory_max_mib % 2))
+		return cerr_set(e, CERR_INVALID, "memory_max_mib",
+				"expected 0 (no hot-plug) or an even number of MiB above memory_mib "
+				"(%llu)", (unsigned long long)d->memory_mib);
 	return 0;
 }
 
@@ -529,6 +545,7 @@ json_t *vmdef_to_json(const struct vmdef *d)
 				    json_string(d->anti_affinity) : json_null());
 		json_object_set_new(j, "anti_affinity_hard", json_boolean(d->anti_affinity_hard));
 		json_object_set_new(j, "balloon", json_boolean(d->balloon));
+		json_object_set_new(j, "memory_max_mib", json_integer((json_int_t)d->memory_max_mib));
 		json_object_set_new(j, "memory", vmdef_memory_json(d));
 		json_object_set_new(j, "dynamic_memory", vmdef_dynmem_json(d));
 		if (d->replica.on)
@@ -554,6 +571,17 @@ json_t *vmdef_worker_config(const struct vmdef *d)
 		json_object_set_new(cfg, "devices",
 				    json_pack("[{s:s, s:b, s:b, s:b}]", "type", "virtio-balloon", "stats",
 					      1, "deflate_on_oom", 1, "free_page_reporting", 1));
+	if (d->memory_max_mib) {
+		json_t *devs = json_object_get(cfg, "devices");
+
+		if (!devs) {
+			devs = json_array();
+			json_object_set_new(cfg, "devices", devs);
+		}
+		/* Starts with nothing plugged: the startup memory. */
+		json_array_append_new(devs, json_pack("{s:s, s:I}", "type", "virtio-mem", "max_mib",
+						      (json_int_t)d->memory_max_mib));
+	}
 	if (!vmdef_memory_default(d))
 		json_object_set_new(cfg, "memory", vmdef_memory_json(d));
 	return cfg;

@@ -87,6 +87,9 @@ struct vmdef {
 	bool rng;
 	bool balloon;     /* virtio-balloon with statistics, free page reporting and
 			   * deflate-on-OOM (docs/memory.md) */
+	/* Hot-plug ceiling (virtio-mem, docs/memory.md): 0 = none; else the
+	 * most memory a running VM may be given (cella vm set --memory). */
+	uint64_t memory_max_mib;
 	bool autostart;
 	enum restart_policy restart;
 	unsigned cpu_weight; /* 1..10000, like Set-VMProcessor -RelativeWeight */

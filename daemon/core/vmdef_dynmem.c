@@ -12,15 +12,12 @@
 #define DEFAULT_WEIGHT     5000
 #define DEFAULT_MIN_MIB    512 /* Hyper-V's default minimum (capped at the startup memory) */
 
-/* Growth above the startup memory needs virtio-mem and the definition's
- * memory_max_mib (the vmem branch). Where both are merged, vmdef.h defines
- * VMDEF_HAS_MEMORY_MAX and the ceiling becomes that maximum. */
+/* Growth above the startup memory needs virtio-mem: the ceiling is the
+ * definition's memory_max_mib when it has one. */
 uint64_t vmdef_dynmem_ceiling(const struct vmdef *d)
 {
-#ifdef VMDEF_HAS_MEMORY_MAX
 	if (d->memory_max_mib > d->memory_mib)
 		return d->memory_max_mib;
-#endif
 	return d->memory_mib;
 }
 

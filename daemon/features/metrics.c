@@ -137,6 +137,9 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 					json_object_get(json_object_get(st, "devices"), "balloon"));
 		if ((dm = dynmem_vm_json(s, sn->uuid)))
 			json_object_set_new(m, "dynamic_memory", dm);
+		if (json_is_object(json_object_get(json_object_get(st, "devices"), "virtio_mem")))
+			json_object_set(m, "virtio_mem",
+					json_object_get(json_object_get(st, "devices"), "virtio_mem"));
 	}
 	json_decref(req);
 	json_decref(st);
@@ -313,6 +316,12 @@ char *sup_prometheus(struct sup *s)
 					    jint(pf, "read_pages", NULL)) * 4096);
 			tprintf(&t, "cella_vm_restore_prefetch_seconds{vm=\"%s\"} %.3f\n", nm,
 				(double)jint(pf, "ms", NULL) / 1000);
+		}
+		if (json_object_get(m, "virtio_mem")) {
+			tprintf(&t, "cella_vm_memory_plugged_bytes{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "virtio_mem", "plugged_bytes"));
+			tprintf(&t, "cella_vm_memory_requested_bytes{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "virtio_mem", "requested_mib") << 20);
 		}
 		tprintf(&t, "cella_vm_ksm_merging_pages{vm=\"%s\"} %lld\n", nm,
 			(long long)json_integer_value(json_object_get(

@@ -119,7 +119,7 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 		json_array_append_new(nics, o);
 	}
 	return rec_vmdef_placement(json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:b, s:b, s:s, s:i, s:i, s:o, s:o,"
-			 " s:o, s:b, s:i, s:b, s:o, s:o}",
+			 " s:o, s:b, s:i, s:b, s:o, s:o, s:I}",
 			 "uuid", d->uuid, "name", d->name, "cpus", (int)d->cpus, "memory_mib",
 			 (json_int_t)d->memory_mib, "kernel", d->kernel ? d->kernel : "", "initrd",
 			 opt_string(d->initrd), "cmdline", opt_string(d->cmdline), "rng", d->rng,
@@ -128,7 +128,7 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 			 d->checkpoint[0] ? json_string(d->checkpoint) : json_null(), "disks", disks,
 			 "nics", nics, "ha", d->ha, "ha_priority", (int)d->ha_priority, "balloon",
 			 d->balloon, "memory", vmdef_memory_json(d), "dynamic_memory",
-			 vmdef_dynmem_record(d)), d);
+			 vmdef_dynmem_record(d), "memory_max_mib", (json_int_t)d->memory_max_mib), d);
 }
 
 
@@ -203,7 +203,8 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 		return -EINVAL;
 	d->cpus = (unsigned)n;
 	if (rec_uint(j, "memory_mib", VMDEF_MAX_MEM, &d->memory_mib) ||
-	    d->memory_mib < VMDEF_MIN_MEM)
+	    d->memory_mib < VMDEF_MIN_MEM ||
+	    rec_uint(j, "memory_max_mib", VMDEF_MAX_MEM, &d->memory_max_mib))
 		return -EINVAL;
 	n = d->cpu_weight;
 	if (rec_uint(j, "cpu_weight", 10000, &n) || n < 1)

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <linux/falloc.h>
+
 #define PAGE_SIZE_4K 4096ULL
 
 static void set_sizes(struct guest_mem *m, uint64_t size)
@@ -184,7 +186,23 @@ int guest_mem_populated(const struct guest_mem *m, uint64_t off, size_t npages, 
 	}
 }
 
-void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+/* Whether every block of [off, off + len) of the hot-pluggable region is
+ * plugged. The bitmap changes under the device's lock only; a word read
+ * here is atomic, and a race with an unplug is the guest's own doing. */
+static bool hp_plugged(const struct guest_mem *m, uint64_t off, uint64_t len)
+{
+	const unsigned long *map = __atomic_load_n(&m->hp_plugged, __ATOMIC_ACQUIRE);
+	const unsigned bits = 8 * sizeof(unsigned long);
+
+	if (!map || !m->hp_block)
+		return false;
+	for (uint64_t b = off / m->hp_block; b <= (off + (len ? len - 1 : 0)) / m->hp_block; b++)
+		if (!((__atomic_load_n(&map[b / bits], __ATOMIC_RELAXED) >> (b % bits)) & 1))
+			return false;
+	return true;
+}
+
+static void *mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len, bool any)
 {
 	if (!m->host)
 		return NULL;
@@ -200,7 +218,71 @@ void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
 			return NULL;
 		return m->host + m->low_size + off;
 	}
+	if (m->hp_size && gpa >= m->hp_base && gpa - m->hp_base < m->hp_size) {
+		uint64_t off = gpa - m->hp_base;
+
+		if (len > m->hp_size - off || (!any && !hp_plugged(m, off, len)))
+			return NULL;
+		return m->host + m->low_size + m->high_size + off;
+	}
 	return NULL;
+}
+
+void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	return mem_ptr(m, gpa, len, false);
+}
+
+void *guest_mem_ptr_any(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	return mem_ptr(m, gpa, len, true);
+}
+
+int guest_mem_set_hotplug(struct guest_mem *m, uint64_t hp_size)
+{
+	uint64_t boot;
+
+	if (hp_size % MiB(2) || hp_size >= m->size)
+		return -EINVAL;
+	boot = m->size - hp_size;
+	m->low_size = boot < MEM_HOLE_START ? boot : MEM_HOLE_START;
+	m->high_size = boot - m->low_size;
+	m->hp_size = hp_size;
+	m->hp_base = hp_size ? ALIGN_UP(MEM_4G + m->high_size, GiB(1)) : 0;
+	return 0;
+}
+
+unsigned guest_mem_slots(const struct guest_mem *m, struct guest_mem_slot s[GUEST_MEM_MAX_SLOTS])
+{
+	unsigned n = 0;
+
+	s[n++] = (struct guest_mem_slot){ 0, 0, m->low_size, 0 };
+	if (m->high_size)
+		s[n++] = (struct guest_mem_slot){ 1, MEM_4G, m->high_size, m->low_size };
+	if (m->hp_size)
+		s[n++] = (struct guest_mem_slot){ 2, m->hp_base, m->hp_size,
+						  m->low_size + m->high_size };
+	return n;
+}
+
+uint64_t guest_mem_gpa_of(const struct guest_mem *m, uint64_t off)
+{
+	if (off < m->low_size)
+		return off;
+	off -= m->low_size;
+	if (off < m->high_size)
+		return MEM_4G + off;
+	return m->hp_base + (off - m->high_size);
+}
+
+int guest_mem_discard(const struct guest_mem *m, uint64_t off, uint64_t len)
+{
+	if (!len || off > m->size || len > m->size - off)
+		return -EINVAL;
+	if (m->memfd >= 0)
+		return fallocate(m->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+				 (off_t)len) ? -errno : 0;
+	return madvise(m->host + off, len, MADV_DONTNEED) ? -errno : 0;
 }
 
 bool guest_mem_is_ram(const struct guest_mem *m, uint64_t gpa)

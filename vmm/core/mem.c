@@ -275,16 +275,6 @@ uint64_t guest_mem_gpa_of(const struct guest_mem *m, uint64_t off)
 	return m->hp_base + (off - m->high_size);
 }
 
-int guest_mem_discard(const struct guest_mem *m, uint64_t off, uint64_t len)
-{
-	if (!len || off > m->size || len > m->size - off)
-		return -EINVAL;
-	if (m->memfd >= 0)
-		return fallocate(m->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-				 (off_t)len) ? -errno : 0;
-	return madvise(m->host + off, len, MADV_DONTNEED) ? -errno : 0;
-}
-
 bool guest_mem_is_ram(const struct guest_mem *m, uint64_t gpa)
 {
 	return guest_mem_ptr(m, gpa, 1) != NULL;

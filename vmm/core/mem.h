@@ -106,10 +106,10 @@ struct guest_mem_slot {
 unsigned guest_mem_slots(const struct guest_mem *m, struct guest_mem_slot s[GUEST_MEM_MAX_SLOTS]);
 /* Guest address of byte offset `off` (< size) of the host mapping. */
 uint64_t guest_mem_gpa_of(const struct guest_mem *m, uint64_t off);
-/* Give [off, off + len) of the host mapping back to the host (a hole in
- * the memfd, or the private copy dropped); it reads as zeros (or as the
- * state file's bytes for restored RAM) afterwards. 0 or -errno. */
-int guest_mem_discard(const struct guest_mem *m, uint64_t off, uint64_t len) __must_check;
+/* guest_mem_discard (mem_prefetch.h): give [off, off + len) of the host
+ * mapping back to the host (a hole in the memfd, or the private copy
+ * dropped); it reads as zeros (or as the state file's bytes for restored
+ * RAM) afterwards, and a restore's prefetch never fills it again. */
 
 /* VMM-side dirty tracking for live migration (vmm/migrate). enable
  * allocates the bitmap on first use (kept until guest_mem_destroy, so a

@@ -1,6 +1,7 @@
 /* vm.c: VM lifecycle: KVM VM, memory slots, irqchip/PIT, devices, kernel, vCPUs. */
 #include "fdspec.h"
 #include "vm.h"
+#include "mem_prefetch.h"
 
 #include <elf.h>
 #include <errno.h>

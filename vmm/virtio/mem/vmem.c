@@ -15,6 +15,7 @@
 #include "log.h"
 #include "virtio/mem/vmem.h"
 #include "vm.h"
+#include "mem_prefetch.h"
 
 extern const struct device_type devtype_virtio_mem;
 

@@ -142,6 +142,50 @@ def wait_all_idle(d, names, timeout):
     return pending
 
 
+def cgroup_average(d, running):
+    """Each VM's memory cgroup (cgroup v1 memory, or v2) charges what its
+    worker uses: user pages and the kernel memory allocated for it (page
+    tables, kernel stacks, KVM's vCPU and MMU structures, its sockets,
+    io_uring rings): a per-VM figure that other processes on a shared host
+    do not disturb. Averages over the running VMs, in KiB."""
+    tot, n = {}, 0
+    for v in running:
+        for base in (f"/sys/fs/cgroup/memory/{d.cgroup_parent}/{v['uuid']}/",
+                     f"/sys/fs/cgroup/unified/{d.cgroup_parent}/{v['uuid']}/",
+                     f"/sys/fs/cgroup/{d.cgroup_parent}/{v['uuid']}/"):
+            usage = rd(base + "memory.usage_in_bytes") or rd(base + "memory.current")
+            if not usage:
+                continue
+            stat = dict(line.split() for line in rd(base + "memory.stat").splitlines()
+                        if len(line.split()) == 2)
+            kmem = rd(base + "memory.kmem.usage_in_bytes") or stat.get("kernel", "0")
+            vals = {"usage": int(usage), "kernel": int(kmem),
+                    "shmem": int(stat.get("shmem", 0)),
+                    "anon": int(stat.get("rss", stat.get("anon", 0)))}
+            for k, x in vals.items():
+                tot[k] = tot.get(k, 0) + x / 1024
+            n += 1
+            break
+    return {k: x / n for k, x in tot.items()} if n else {}
+
+
+def anon_by_mapping(pid, top=5):
+    """A worker's private anonymous KiB by mapping (relocated library pages
+    count as the library's), largest first."""
+    out, cur = {}, None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                w = line.split()
+                if w and not w[0].endswith(":") or (w and "-" in w[0] and ":" not in w[0]):
+                    cur = os.path.basename(w[5]) if len(w) > 5 else "[anon]"
+                elif w and w[0] == "Anonymous:":
+                    out[cur] = out.get(cur, 0) + int(w[1])
+    except OSError:
+        pass
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:top])
+
+
 def ksm_counters():
     return {k: int(rd(KSM + k, "0") or 0) for k in
             ("run", "pages_shared", "pages_sharing", "pages_unshared", "full_scans")}
@@ -256,6 +300,9 @@ def run_mode(a, args, mode):
             tot["fds"] = tot.get("fds", 0) + len(os.listdir(f"/proc/{p}/fd"))
         wk = {k: v / max(1, len(wpids)) for k, v in tot.items()}
         res["worker_avg_kib"] = wk
+        res["cgroup_avg_kib"] = cgroup_average(d, running)
+        if wpids:
+            res["anon_by_mapping_kib"] = anon_by_mapping(wpids[0])
         delta = {k: (m1.get(k, 0) - m0.get(k, 0)) / n for k in
                  ("MemAvailable", "MemFree", "Shmem", "AnonPages", "KernelStack", "PageTables",
                   "SecPageTables", "SUnreclaim", "SReclaimable", "Percpu")}
@@ -271,6 +318,9 @@ def run_mode(a, args, mode):
             guest = wk["RssShmem"]
             worker_own = wk["RssAnon"]
         res["guest_kib_per_vm"] = guest
+        cg = res["cgroup_avg_kib"]
+        if cg and not merge:
+            res["host_cost_cgroup_kib"] = cg["usage"] - cg["shmem"]
         res["host_cost_topdown_kib"] = drop - guest
         kern = (delta["KernelStack"] + delta["SUnreclaim"] + delta["SecPageTables"] +
                 delta["Percpu"])
@@ -356,12 +406,18 @@ def table(results, host):
     row("until all idle", lambda r: f"{r['all_idle_s']:.1f} s")
     row("MemAvailable drop per VM", lambda r: f"{r['memavailable_drop_per_vm_kib'] / 1024:.2f} MiB")
     row("guest pages per VM", lambda r: f"{r['guest_kib_per_vm'] / 1024:.2f} MiB")
-    row("**host cost per VM beyond guest pages** (top-down)",
-        lambda r: f"**{r['host_cost_topdown_kib'] / 1024:.2f} MiB**")
+    row("**host cost per VM beyond guest pages** (its cgroup: usage - guest RAM)",
+        lambda r: f"**{r['host_cost_cgroup_kib'] / 1024:.2f} MiB**")
+    row("... of which kernel memory charged to it (kmem)",
+        lambda r: f"{r['cgroup_avg_kib']['kernel'] / 1024:.2f} MiB")
+    row("host cost per VM, top-down (MemAvailable drop - guest pages)",
+        lambda r: f"{r['host_cost_topdown_kib'] / 1024:.2f} MiB")
     row("... bottom-up (worker own + libs + PTE + kernel)",
         lambda r: f"{r['host_cost_bottomup_kib'] / 1024:.2f} MiB")
     row("worker RssAnon (own: heap, stacks, relocations)",
         lambda r: f"{r['worker_avg_kib']['RssAnon'] / 1024:.2f} MiB")
+    row("... largest (one worker)", lambda r: ", ".join(
+        f"{k} {v / 1024:.2f}" for k, v in r["anon_by_mapping_kib"].items()) + " MiB")
     row("worker Pss_File (its share of binaries)",
         lambda r: f"{r['worker_avg_kib']['Pss_File'] / 1024:.2f} MiB")
     row("worker page tables (VmPTE)", lambda r: f"{r['worker_avg_kib']['VmPTE']:.0f} KiB")

@@ -41,7 +41,7 @@ static uint64_t report_free(uint8_t *mem, uint64_t bytes)
 		if (!virtq_add(&q, &buf, 1, NULL))
 			fail("cannot queue a report");
 		virtq_kick(&q);
-		virtq_wait(&q, NULL, 10000);
+		virtq_wait(&q, NULL, 120000); /* a loaded host may starve the worker */
 		done += buf.len;
 	}
 	if (virtio_status(&dev) & VIRTIO_STATUS_NEEDS_RESET)

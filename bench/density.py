@@ -196,6 +196,23 @@ def anon_by_mapping(pid, top=5):
     return dict(sorted(out.items(), key=lambda kv: -kv[1])[:top])
 
 
+def guest_anon_kib(pid, memory_mib):
+    """Anonymous KiB of a worker's guest RAM mapping (merge mode: private
+    anonymous memory of exactly the VM's size)."""
+    kib, cur = 0, False
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                w = line.split()
+                if w and w[0] == "Size:":
+                    cur = int(w[1]) == memory_mib * 1024
+                elif w and w[0] == "Anonymous:" and cur:
+                    kib += int(w[1])
+    except OSError:
+        pass
+    return kib
+
+
 def ksm_counters():
     return {k: int(rd(KSM + k, "0") or 0) for k in
             ("run", "pages_shared", "pages_sharing", "pages_unshared", "full_scans")}
@@ -326,8 +343,12 @@ def run_mode(a, args, mode):
             # Guest RAM is private anonymous memory (RssAnon includes it):
             # what the guests hold is what KSM did not merge away.
             k = res["ksm"]
-            guest = a.touch_mib * 1024 - k["pages_sharing"] * PAGE_KIB / n
-            worker_own = max(0.0, wk["RssAnon"] - a.touch_mib * 1024)
+            sample = wpids[:50]
+            ram = sum(guest_anon_kib(p, a.memory_mib) for p in sample) / max(1, len(sample))
+            res["guest_unmerged_kib_per_vm"] = ram
+            guest = ram - k["pages_sharing"] * PAGE_KIB / n
+            worker_own = max(0.0, wk["RssAnon"] - ram)
+            res["worker_own_anon_kib"] = worker_own
         else:
             guest = wk["RssShmem"]
             worker_own = wk["RssAnon"]
@@ -445,7 +466,8 @@ def table(results, host):
         f"{r['meminfo_delta_per_vm_kib']['SecPageTables']:.0f} KiB")
     row("worker threads / fds", lambda r: f"{r['worker_avg_kib']['Threads']:.0f} / "
         f"{r['worker_avg_kib']['fds']:.0f}")
-    row("KSM pages_sharing", lambda r: f"{r['ksm']['pages_sharing']}")
+    row("KSM pages_sharing (host) / guest RAM per VM before merging",
+        lambda r: f"{r['ksm']['pages_sharing']} / {r['guest_unmerged_kib_per_vm'] / 1024:.2f} MiB")
     row("cellad RSS: no VMs / all", lambda r: f"{r['cellad_rss0_mib']:.1f} / "
         f"{r['cellad_rss_mib']:.1f} MiB")
     row("cellad CPU at idle", lambda r: f"{r['cellad_cpu_pct']:.2f} % of a CPU")

@@ -132,6 +132,31 @@ def kill_leftovers(pids, cgroup_parent):
             pass
 
 
+def remove_cgroups(parent, timeout=30):
+    """Removes the VMs' cgroups and their parent once the killed workers
+    have left them (rmdir fails while a task is still in one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for ctl in ("cpu", "memory", "pids", "unified"):
+            base = f"/sys/fs/cgroup/{ctl}/{parent}"
+            if not os.path.isdir(base):
+                continue
+            for sub in os.listdir(base):
+                if os.path.isdir(os.path.join(base, sub)):
+                    try:
+                        os.rmdir(os.path.join(base, sub))
+                    except OSError:
+                        left.append(os.path.join(base, sub))
+            try:
+                os.rmdir(base)
+            except OSError:
+                left.append(base)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)  # polling for the killed workers to leave, with a deadline
+
+
 def wait_all_idle(d, names, timeout, failed):
     """Polls each VM's console history (no follow) until memidle says it is
     idle; returns the names that did not within the deadline. Guests that
@@ -399,19 +424,7 @@ def run_mode(a, args, mode):
         d.stop()
         kill_leftovers(pids, d.cgroup_parent)
         shutil.rmtree(d.dir, ignore_errors=True)
-        for ctl in ("cpu", "memory", "pids"):
-            base = f"/sys/fs/cgroup/{ctl}/{d.cgroup_parent}"
-            if os.path.isdir(base):
-                for sub in os.listdir(base):
-                    if os.path.isdir(os.path.join(base, sub)):
-                        try:
-                            os.rmdir(os.path.join(base, sub))
-                        except OSError:
-                            pass
-                try:
-                    os.rmdir(base)
-                except OSError:
-                    pass
+        remove_cgroups(d.cgroup_parent)
         if ksm_saved:
             for k in ("pages_to_scan", "sleep_millisecs", "run"):
                 if ksm_saved.get(k):

@@ -40,20 +40,23 @@ def test(args):
     build = os.path.dirname(os.path.dirname(os.path.abspath(args["cellad"])))
     before = set(workers_of(build))
     with tempfile.TemporaryDirectory(prefix="cella-density-") as tmp:
-        out = os.path.join(tmp, "density.json")
+        jpath = os.path.join(tmp, "density.json")
         results = []
+        bench_pids = set()
         for mode, n in (("report", 30), ("plain", 6)):
             cmd = ["prlimit", "--nofile=48:", "--", sys.executable,
                    os.path.join(TOP, "bench", "density.py"), "--build", build,
                    "--mode", mode, "--max", str(n), "--idle", "1", "--parallel", "3",
-                   "--floor-mib", "1024", "--idle-timeout", "180", "--json", out]
+                   "--floor-mib", "1024", "--idle-timeout", "180", "--json", jpath]
             if mode == "report":
                 cmd.append("--restart")
             log("$ " + " ".join(cmd))
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            print(p.stdout[-4000:], p.stderr[-4000:], flush=True)
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            bench_pids.add(p.pid)  # prlimit execs python: the bench's own pid
+            stdout, stderr = p.communicate(timeout=600)
+            print(stdout[-4000:], stderr[-4000:], flush=True)
             check(p.returncode == 0, f"density.py --mode {mode} exits 0")
-            with open(out) as f:
+            with open(jpath) as f:
                 results.append((n, json.load(f)["results"][0]))
     for n, r in results:
         mode = r["mode"]
@@ -74,6 +77,15 @@ def test(args):
         check(r["worker_avg_kib"]["Threads"] <= 4, f"{mode}: workers run at most 4 threads")
     left = set(workers_of(build)) - before
     check(not left, f"no worker left behind ({sorted(left)})")
+    # The bench's cellad used cgroup parent cella-test-<the bench's pid>:
+    # none of the benches' parents may remain.
+    for ctl in ("cpu", "memory", "pids"):
+        base = f"/sys/fs/cgroup/{ctl}"
+        for n in os.listdir(base) if os.path.isdir(base) else []:
+            suffix = n[len("cella-test-"):]
+            if n.startswith("cella-test-") and suffix.isdigit() and int(suffix) in bench_pids:
+                raise TestFailure(f"the bench left cgroup {base}/{n}")
+    log("ok: the benches removed their cgroups")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@
 #include "feature_jobs.h"
 #include "dynmem.h"
 #include "sup.h"
+#include "host_limits.h"
 
 #define DEFAULT_CONFIG "/etc/cella/cellad.json"
 
@@ -972,6 +973,15 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	{
+		char why[160];
+		long nofile = host_raise_nofile(why, sizeof(why));
+
+		if (nofile < 0)
+			log_warn("%s: cellad may run out of descriptors with many VMs", why);
+		else
+			log_info("descriptors: RLIMIT_NOFILE soft limit %ld", nofile);
+	}
 	/* Before any thread: peers and etcd are reached with libcurl. */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (c.etcd_set) {

@@ -3,17 +3,19 @@
 //   - bytes of JavaScript and CSS shipped, gzip-compressed (goal <= 300 KiB)
 //   - time to interactive of the dashboard with 200 VMs defined: from the
 //     navigation's start to the dashboard showing the 200 VMs and the host
-//     (goal <= 1 s), median of 7 cold loads (new browser context each)
+//     (goal <= 1 s), median of 7 cold loads (new browser context each), as
+//     the page notes it (a MutationObserver installed before it loads)
 //   - keystroke-to-echo in the browser console: Enter pressed in xterm.js
 //     (onData -> WebSocket -> cellad -> the echo guest) until the guest's
 //     answer is parsed by the terminal; median and p90 of 50 (goal <= 30 ms)
 //   - cellad's threads and resident memory with 20 consoles open (WebSockets
 //     to 20 running idle guests) against none.
-// Usage: node bench/web.mjs [BUILD_DIR]   (prints a Markdown table)
+// Usage: node bench/web.mjs [BUILD_DIR] [--quick] [--tti-only]   (prints a Markdown table)
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const quick = process.argv.includes("--quick"); // 20 VMs instead of 200 (trying the script out)
+const ttiOnly = process.argv.includes("--tti-only"); // only the bytes and the dashboard (comparing builds)
 const build = resolve(process.argv.filter((a) => !a.startsWith("--"))[2] || process.env.CELLA_BUILD || "build");
 const NVMS = quick ? 20 : 200;
 const g = (n) => join(build, "guest", `${n}.elf`);
@@ -31,11 +33,12 @@ function procStatus(pid) {
   return { threads: Number(/Threads:\s+(\d+)/.exec(st)[1]), rssKib: Number(/VmRSS:\s+(\d+)/.exec(st)[1]) };
 }
 const rows = [];
+class Done extends Error {}
 
 // 1. Bytes shipped.
 const man = JSON.parse(readFileSync(join(build, "web/ui/manifest.json"), "utf8"));
 const sum = (re, k) => man.shipped.filter((n) => re.test(n)).reduce((a, n) => a + man.sizes[n][k], 0);
-const first = [man.js, man.css, ...man.shipped.filter((n) => n.startsWith("chunk-"))];
+const first = man.shipped.filter((n) => !n.startsWith("console-")); // all but the console page's chunk
 const firstGz = first.reduce((a, n) => a + man.sizes[n].gzip, 0);
 rows.push(["JS + CSS shipped (gzip)", `${((sum(/\.js$/, "gzip") + sum(/\.css$/, "gzip")) / 1024).toFixed(1)} KiB`,
   `JS ${(sum(/\.js$/, "gzip") / 1024).toFixed(1)} KiB (${(sum(/\.js$/, "bytes") / 1024).toFixed(0)} KiB raw), CSS ${(sum(/\.css$/, "gzip") / 1024).toFixed(1)} KiB; ` +
@@ -58,24 +61,38 @@ try {
   const state = await page0.context().storageState();
   await page0.context().close();
   const tti = [];
+  const detected = [];
   const steps = [];
   for (let i = 0; i < 7; i++) {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 720 }, storageState: state });
     const p = await ctx.newPage();
+    // The page itself notes when the dashboard first shows the VMs and the
+    // host (checked after every DOM change), so the harness's own latency
+    // under load (polling through the DevTools protocol) is not counted.
+    await p.addInitScript((n) => {
+      const seen = () => document.getElementById("vm-count")?.textContent === String(n) &&
+        document.querySelector("[data-testid=host] dd");
+      new MutationObserver((_, obs) => {
+        if (!window.__tti && seen()) { window.__tti = performance.now(); obs.disconnect(); }
+      }).observe(document, { childList: true, subtree: true, characterData: true });
+    }, NVMS);
     await p.goto(`${d.url}/ui/#/dashboard`);
     await p.locator("#vm-count").getByText(String(NVMS), { exact: true }).waitFor({ timeout: 30000 });
     await p.locator("[data-testid=host] dd").first().waitFor();
-    tti.push(await p.evaluate(() => performance.now()));
+    const seenAt = await p.evaluate(() => performance.now());
+    tti.push(await p.waitForFunction(() => window.__tti).then((h) => h.jsonValue()));
+    detected.push(seenAt);
     const res = await p.evaluate(() => performance.getEntriesByType("resource").map((e) => [e.name, e.responseEnd]));
     const at = (re) => Math.max(0, ...res.filter(([n]) => re.test(n)).map(([, t]) => t));
     steps.push({ js: at(/\/ui\/app-.*\.js$/), session: at(/\/v1\/session$/), vms: at(/\/v1\/vms$/), host: at(/\/v1\/host$/) });
     await ctx.close();
   }
   rows.push([`Dashboard time to interactive, ${NVMS} VMs (median of 7 cold loads)`, `${median(tti).toFixed(0)} ms`,
-    `min ${Math.min(...tti).toFixed(0)}, max ${Math.max(...tti).toFixed(0)} ms; medians of the steps' ends: app JS ${median(steps.map((x) => x.js)).toFixed(0)}, ` +
+    `min ${Math.min(...tti).toFixed(0)}, max ${Math.max(...tti).toFixed(0)} ms (as the harness saw it, polling: median ${median(detected).toFixed(0)} ms); medians of the steps' ends: app JS ${median(steps.map((x) => x.js)).toFixed(0)}, ` +
     `GET /v1/session ${median(steps.map((x) => x.session)).toFixed(0)}, GET /v1/vms ${median(steps.map((x) => x.vms)).toFixed(0)}, GET /v1/host ${median(steps.map((x) => x.host)).toFixed(0)} ms; ` +
     `defining the ${NVMS} took ${defineS.toFixed(1)} s`, "<= 1000 ms"]);
 
+  if (ttiOnly) throw new Done();
   // 3. Keystroke to echo.
   let r = await apiCall(d, "POST", "/v1/vms", { name: "echo", kernel: g("echo"), memory_mib: 32 });
   if (r.status !== 201) throw new Error(r.text);
@@ -142,6 +159,8 @@ try {
     `${during.threads} threads, ${(during.rssKib / 1024).toFixed(1)} MiB RSS`,
     `before opening them: ${before.threads} threads, ${(before.rssKib / 1024).toFixed(1)} MiB`, "no thread per console"]);
   await cp.context().close();
+} catch (e) {
+  if (!(e instanceof Done)) throw e;
 } finally {
   await browser.close();
   await d.stop();

@@ -79,6 +79,14 @@ int cmd_host_add(struct client *c, int argc, char **argv);
 int cmd_host_list(struct client *c, int argc, char **argv);
 int cmd_host_remove(struct client *c, int argc, char **argv);
 
+/* image.c: the images of cellad's storage locations */
+int cmd_image_list(struct client *c, int argc, char **argv);
+int cmd_image_create(struct client *c, int argc, char **argv);
+int cmd_image_resize(struct client *c, int argc, char **argv);
+int cmd_image_convert(struct client *c, int argc, char **argv);
+int cmd_image_backup(struct client *c, int argc, char **argv);
+int cmd_image_delete(struct client *c, int argc, char **argv);
+
 /* user.c: the web console's users */
 int cmd_user_add(struct client *c, int argc, char **argv);
 int cmd_user_list(struct client *c, int argc, char **argv);

@@ -171,6 +171,22 @@ static const struct cmd cmds[] = {
      cmd_user_list, NULL},
     {"user", "delete", "rm remove", "NAME", "delete a web console user; their sessions end "
      "(admin)", cmd_user_delete, NULL},
+    {"image", "list", "ls", "[LOCATION]",
+     "the images of cellad's storage locations: format, sizes, backing file, users, jobs",
+     cmd_image_list, NULL},
+    {"image", "create", "", "LOCATION/NAME [SIZE] [-f raw|qcow2] [--backing NAME]",
+     "a new image in a storage location (qcow2 by default; SIZE like 10G; over a backing "
+     "image of the same location, its size by default)", cmd_image_create, NULL},
+    {"image", "resize", "grow", "[LOCATION/]NAME SIZE",
+     "grow an image no running VM uses and no image is backed by", cmd_image_resize, NULL},
+    {"image", "convert", "", "[LOCATION/]NAME [LOCATION/]TARGET -O raw|qcow2 [--wait]",
+     "a new image with NAME's content, its chain flattened (a job in cellad)",
+     cmd_image_convert, NULL},
+    {"image", "backup", "", "[LOCATION/]NAME [LOCATION/]TARGET [-O FMT] [--point P [--since S]] "
+     "[--wait]", "a full copy; with --point (a VM disk with cbt) a full raw backup starting "
+     "P, with --since an incremental since S (a job in cellad)", cmd_image_backup, NULL},
+    {"image", "delete", "rm remove", "[LOCATION/]NAME",
+     "delete an image no VM uses and no image is backed by", cmd_image_delete, NULL},
     {"host", "maintenance", "", "HOST on|off",
      "maintenance mode for a host of the pool: on moves every VM off it (live, a few at a "
      "time; stopped ones on pool storage handed over) and keeps new ones off; prints the "
@@ -288,7 +304,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "| sed -n 's/^ *\"name\": \"\\(.*\\)\",$/\\1/p')\" -- \"$cur\"))\n"
 	    "    else\n"
 	    "      COMPREPLY=($(compgen -W '--kernel --initrd --cmdline --cpus --memory --disk "
-	    "--nic --rng --no-rng --balloon --no-balloon --balloon-target --autostart --no-autostart --restart --cpu-weight --cpu-max "
+	    "--nic --rng --no-rng --balloon --no-balloon --balloon-target --dynamic-memory --no-dynamic-memory --autostart --no-autostart --restart --cpu-weight --cpu-max "
 	    "--timeout --no-wait --history --no-follow --disk-qos --to --quick --include-storage "
 	    "--downtime --max-bandwidth --memory-merge --no-memory-merge --hugepages "
 	    "--no-hugepages --prealloc --no-prealloc --help' -- \"$cur\"))\n"
@@ -427,7 +443,8 @@ int main(int argc, char **argv)
 		return disk_cli_main(argc - i, argv + i);
 	if (!strcmp(argv[i], "vm") || !strcmp(argv[i], "host") || !strcmp(argv[i], "checkpoint") ||
 	    !strcmp(argv[i], "pool") || !strcmp(argv[i], "replica") || !strcmp(argv[i], "user") ||
-	    !strcmp(argv[i], "switch")) {
+	    !strcmp(argv[i], "switch") ||
+	    !strcmp(argv[i], "image")) {
 		group = argv[i++];
 		if (i >= argc) {
 			fprintf(stderr, "cella: '%s' needs a subcommand (see cella --help)\n",

@@ -91,7 +91,7 @@ int cbt_backup_full(struct disk *d, struct cbt *c, const char *point, int out_fd
 	for (uint64_t off = 0; off < size && !ret; off += CHUNK) {
 		size_t n = (size_t)(size - off < CHUNK ? size - off : CHUNK);
 
-		ret = disk_pread(d, buf, n, off);
+		ret = disk_progress_report(d, off, size) ?: disk_pread(d, buf, n, off);
 		if (ret) {
 			ret = disk_errf(err, errlen, ret, "read at %llu: %s",
 			                (unsigned long long)off, disk_error(d));
@@ -259,13 +259,14 @@ int cbt_backup_incremental(struct disk *d, struct cbt *c, const char *since, con
 	}
 	if (ftruncate(out_fd, 0) < 0 || (ret = write_all(out_fd, meta, meta_len, &crc)))
 		goto werr;
-	for (uint64_t i = 0; i < nr; i++) {
+	for (uint64_t i = 0, done = 0; i < nr; i++) {
 		uint64_t eoff = get64(meta + HDR_SIZE + 16 * i), elen = get64(meta + HDR_SIZE + 16 * i + 8);
 
 		for (uint64_t off = 0; off < elen; off += CHUNK) {
 			size_t n = (size_t)(elen - off < CHUNK ? elen - off : CHUNK);
 
-			ret = disk_pread(d, buf, n, eoff + off);
+			ret = disk_progress_report(d, done, data) ?: disk_pread(d, buf, n, eoff + off);
+			done += n;
 			if (ret) {
 				ret = disk_errf(err, errlen, ret, "read: %s", disk_error(d));
 				goto out;

@@ -204,6 +204,13 @@ int disk_resize(struct disk *d, uint64_t new_size, bool allow_shrink) __must_che
 int disk_convert(struct disk *src, const char *dst, const struct disk_create_opts *o, char *err,
 		 size_t errlen) __must_check;
 
+/* Progress of the long tools that read d (disk_convert, cbt_backup_full,
+ * cbt_backup_incremental): fn(arg, done, total) is called between chunks
+ * (bytes of the work done so far and in all); a nonzero return stops the
+ * tool with -ECANCELED. NULL removes it. (Added for cellad's image jobs.) */
+void disk_set_progress(struct disk *d, int (*fn)(void *arg, uint64_t done, uint64_t total),
+		       void *arg);
+
 /* Write the top layer's allocated clusters into its backing file (opened
  * read-write for this), leaving the top layer in place. */
 int disk_commit(struct disk *d) __must_check;

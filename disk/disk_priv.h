@@ -50,8 +50,15 @@ struct disk {
 	 * state was read as read-only (nothing written while the holder
 	 * writes); disk_lock reads it again, read-write, once it has the lock. */
 	bool deferred_ro;
+	/* disk_set_progress: long tools reading this disk report to it. */
+	int (*progress)(void *arg, uint64_t done, uint64_t total);
+	void *progress_arg;
 	char err[512];
 };
+
+/* The progress hook of d (0 when none or it says go on; -ECANCELED when it
+ * asks to stop, with the reason in d->err). */
+int disk_progress_report(struct disk *d, uint64_t done, uint64_t total);
 
 /* Record the reason of a failure in d->err and return `ret` (a -errno). */
 int disk_fail(struct disk *d, int ret, const char *fmt, ...) __printf(3, 4);

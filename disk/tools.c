@@ -195,6 +195,8 @@ int disk_convert(struct disk *src, const char *dst_path, const struct disk_creat
 			}
 			off = e->off + e->len;
 		}
+		if (!ret && (ret = disk_progress_report(src, off, src->size)))
+			disk_errf(err, errlen, ret, "%s", src->err);
 		if (ret && !err[0])
 			disk_errf(err, errlen, ret, "writing %s: %s", dst_path, dst->err);
 	}
@@ -204,6 +206,20 @@ int disk_convert(struct disk *src, const char *dst_path, const struct disk_creat
 	if (disk_close(dst) && !ret)
 		ret = disk_errf(err, errlen, -EIO, "flushing %s failed", dst_path);
 	return ret;
+}
+
+void disk_set_progress(struct disk *d, int (*fn)(void *arg, uint64_t done, uint64_t total),
+		       void *arg)
+{
+	d->progress = fn;
+	d->progress_arg = arg;
+}
+
+int disk_progress_report(struct disk *d, uint64_t done, uint64_t total)
+{
+	if (!d->progress || !d->progress(d->progress_arg, done, total))
+		return 0;
+	return disk_fail(d, -ECANCELED, "cancelled");
 }
 
 /* A writable layer that was opened read-write for a tool becomes a

@@ -63,6 +63,11 @@ if (!hashed.js || !hashed.css) throw new Error("build: no app-HASH.js or app-HAS
 const entryMeta = Object.entries(result.metafile.outputs).find(([p]) => basename(p) === hashed.js)[1];
 const preload = entryMeta.imports.filter((i) => i.kind === "import-statement").map((i) => basename(i.path));
 
+// The first page's data, asked for while the script loads (the same URLs
+// and mode as store.ts's prefetch, which the preload cache then answers):
+// the page needs no round trip after its script runs. Without a session
+// they are 401s, and the login page shows.
+const early = ["/v1/session", "/v1/vms", "/v1/events?since=0&amp;follow=false", "/v1/host"];
 const html = `<!doctype html>
 <html lang="en">
 <head>
@@ -72,7 +77,7 @@ const html = `<!doctype html>
 <title>cella</title>
 <link rel="icon" href="favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="${hashed.css}">
-${preload.map((p) => `<link rel="modulepreload" href="${p}">\n`).join("")}<script type="module" src="${hashed.js}"></script>
+${preload.map((p) => `<link rel="modulepreload" href="${p}">\n`).join("")}${early.map((u) => `<link rel="preload" href="${u}" as="fetch" crossorigin>\n`).join("")}<script type="module" src="${hashed.js}"></script>
 </head>
 <body>
 <noscript>cella's web console needs JavaScript.</noscript>

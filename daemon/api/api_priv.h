@@ -133,7 +133,10 @@ enum { REPP_FAILOVER, REPP_REVERSE, REPP_ADOPT };
 /* h_upload's arg: what the upload is. */
 enum { UP_STATE, UP_DISK, UP_REPLICA_SET };
 enum { MAINT_HOST, MAINT_BALANCE, MAINT_LOAD };
+enum { IMGS_LIST, IMGS_CREATE, IMGS_GET, IMGS_DELETE, IMGS_RESIZE, IMGS_CONVERT, IMGS_BACKUP };
 #define API_HANDLER(fn) enum MHD_Result fn(struct api_request *r, const char *name, int arg)
+/* images.c */
+API_HANDLER(h_images);
 /* vms.c */
 API_HANDLER(h_list);
 API_HANDLER(h_create);
@@ -142,6 +145,8 @@ API_HANDLER(h_patch);
 API_HANDLER(h_delete);
 API_HANDLER(h_action);
 API_HANDLER(h_metrics);
+API_HANDLER(h_jobs);   /* jobs.c */
+API_HANDLER(h_vm_log);
 API_HANDLER(h_disk);
 API_HANDLER(h_move);
 API_HANDLER(h_balloon);

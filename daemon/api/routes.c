@@ -30,6 +30,9 @@ static const char *const console_query[] = {"history", "follow", NULL};
 static const char *const console_ws_query[] = {"history", NULL};
 static const char *const events_query[] = {"since", "vm", "follow", NULL};
 static const char *const events_ws_query[] = {"since", "vm", NULL};
+static const char *const image_query[] = {"location", NULL};
+static const char *const jobs_query[] = {"vm", NULL};
+static const char *const log_query[] = {"tail", NULL};
 /* A change set's upload: resumable (id, total, offset) and what the point is
  * (cut_at, consistency). */
 static const char *const set_query[] = {"id", "total", "offset", "cut_at", "consistency", NULL};
@@ -72,6 +75,12 @@ static const struct route routes[] = {
     {"GET", "/v1/vms/{name}/metrics", h_metrics, 0, no_query, ROLE_VIEWER, false, true},
     {"GET", "/v1/events", h_events, 0, events_query, ROLE_VIEWER},
     {"GET", "/v1/events/ws", h_events_ws, 0, events_ws_query, ROLE_VIEWER},
+    /* Jobs and their phases: what the events say already, as a list. The
+     * worker's log: viewers, like the events, which carry its last line
+     * when a worker fails (the same diagnostics, no secrets: cella-vm
+     * logs no credentials). Forwarded to the owner like the metrics. */
+    {"GET", "/v1/jobs", h_jobs, 0, jobs_query, ROLE_VIEWER},
+    {"GET", "/v1/vms/{name}/log", h_vm_log, 0, log_query, ROLE_VIEWER, false, true},
     {"GET", "/metrics", h_prometheus, 0, no_query, ROLE_VIEWER},
     {"GET", "/v1/switches", h_switches, SW_LIST, no_query, ROLE_VIEWER},
     {"POST", "/v1/switches", h_switches, SW_CREATE, no_query, ROLE_ADMIN},
@@ -139,6 +148,17 @@ static const struct route routes[] = {
     {"GET", "/v1/users", h_users, USERS_LIST, no_query, ROLE_ADMIN},
     {"POST", "/v1/users", h_users, USERS_ADD, no_query, ROLE_ADMIN},
     {"DELETE", "/v1/users/{user}", h_users, USERS_DELETE, no_query, ROLE_ADMIN},
+    /* Images of the storage locations (core/images*.c): viewers list them
+     * (the locations an operator may use, and their own); changes need the
+     * operator role and a location that role may use. {file} is an image
+     * name; ?location= picks among locations. */
+    {"GET", "/v1/images", h_images, IMGS_LIST, image_query, ROLE_VIEWER},
+    {"POST", "/v1/images", h_images, IMGS_CREATE, no_query, ROLE_OPERATOR},
+    {"GET", "/v1/images/{file}", h_images, IMGS_GET, image_query, ROLE_VIEWER},
+    {"DELETE", "/v1/images/{file}", h_images, IMGS_DELETE, image_query, ROLE_OPERATOR},
+    {"POST", "/v1/images/{file}/resize", h_images, IMGS_RESIZE, image_query, ROLE_OPERATOR},
+    {"POST", "/v1/images/{file}/convert", h_images, IMGS_CONVERT, image_query, ROLE_OPERATOR},
+    {"POST", "/v1/images/{file}/backup", h_images, IMGS_BACKUP, image_query, ROLE_OPERATOR},
 };
 
 /* Match url against a route path; the {name} segment goes to name, any

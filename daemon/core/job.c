@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compiler.h"
 #include "log.h"
 
 /* Tests only (config "test_crash_at": "KIND:PHASE"): cellad kills itself
@@ -32,7 +33,7 @@ static int job_store(struct sup *s, struct job *j, struct cerr *e)
 	int ret;
 
 	snprintf(rec.id, sizeof(rec.id), "%s", j->id);
-	snprintf(rec.vm_uuid, sizeof(rec.vm_uuid), "%s", j->vm->def.uuid);
+	snprintf(rec.vm_uuid, sizeof(rec.vm_uuid), "%s", j->vm ? j->vm->def.uuid : "");
 	snprintf(rec.kind, sizeof(rec.kind), "%s", j->kind);
 	snprintf(rec.phase, sizeof(rec.phase), "%s", j->phase);
 	ret = store_job_put(s->db, &rec);
@@ -46,6 +47,88 @@ static int job_store(struct sup *s, struct job *j, struct cerr *e)
 	return 0;
 }
 
+/* Start and stop have events of their own (starting, started, stopping,
+ * ...) and are short: their phases are not announced. */
+static bool job_quiet(const struct job *j)
+{
+	return !strcmp(j->kind, "start") || !strcmp(j->kind, "stop");
+}
+
+static int job_percent(const struct job *j)
+{
+	return j->total ? (int)(MIN(j->done, j->total) * 100 / j->total) : -1;
+}
+
+/* The job-phase event: the job's id, kind, phase and percent (where
+ * known) as fields of their own, and a line for people in the detail. */
+static void job_announce(struct sup *s, const struct job *j, const char *phase)
+{
+	int pct = job_percent(j);
+	char detail[128];
+	json_t *extra;
+
+	if (job_quiet(j))
+		return;
+	extra = json_pack("{s:s, s:s, s:s}", "job", j->id, "kind", j->kind, "phase", phase);
+	if (pct >= 0) {
+		json_object_set_new(extra, "percent", json_integer(pct));
+		snprintf(detail, sizeof(detail), "%s: %s (%d%%)", j->kind, phase, pct);
+	} else {
+		snprintf(detail, sizeof(detail), "%s: %s", j->kind, phase);
+	}
+	sup_emit_extra(s, j->vm_name, j->vm ? vm_state_name(j->vm->state) : "", "job-phase", detail, extra);
+}
+
+static json_t *job_json(const char *id, const char *kind, const char *vm, const char *phase,
+			int64_t started_at)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:I}", "id", id, "kind", kind, "vm", vm, "phase",
+			 phase, "started_at", (json_int_t)started_at);
+}
+
+json_t *sup_jobs_list(struct sup *s, const char *vm)
+{
+	json_t *arr = json_array();
+
+	pthread_mutex_lock(&s->jobs_lock);
+	/* Running ones are linked newest first. */
+	for (const struct job *j = s->jobs_live; j; j = j->live_next) {
+		json_t *o;
+		int pct = job_percent(j);
+
+		if (vm && strcmp(vm, j->vm_name))
+			continue;
+		o = job_json(j->id, j->kind, j->vm_name, j->phase, j->started_at);
+		json_object_set_new(o, "running", json_true());
+		if (pct >= 0)
+			json_object_set_new(o, "percent", json_integer(pct));
+		json_array_append_new(arr, o);
+	}
+	for (unsigned i = 0; i < MIN(s->jobs_done_n, SUP_JOBS_DONE); i++) {
+		const struct job_done *d = &s->jobs_done[(s->jobs_done_n - 1 - i) % SUP_JOBS_DONE];
+		json_t *o;
+
+		if (vm && strcmp(vm, d->vm))
+			continue;
+		o = job_json(d->id, d->kind, d->vm, d->phase, d->started_at);
+		json_object_set_new(o, "running", json_false());
+		json_object_set_new(o, "ended_at", json_integer(d->ended_at));
+		if (d->percent >= 0)
+			json_object_set_new(o, "percent", json_integer(d->percent));
+		json_array_append_new(arr, o);
+	}
+	pthread_mutex_unlock(&s->jobs_lock);
+	return json_pack("{s:o}", "jobs", arr);
+}
+
+void job_progress(struct sup *s, struct job *j, uint64_t done, uint64_t total)
+{
+	pthread_mutex_lock(&s->jobs_lock);
+	j->done = done;
+	j->total = total;
+	pthread_mutex_unlock(&s->jobs_lock);
+}
+
 int job_open(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, struct job *j,
 	     struct cerr *e)
 {
@@ -57,12 +140,21 @@ int job_open(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, str
 	j->vm = vm;
 	j->data = data ? json_incref(data) : json_object();
 	/* Named in the events of a recovery even if the VM is gone by then. */
-	json_object_set_new(j->data, "vm", json_string(vm->def.name));
+	if (vm) {
+		json_object_set_new(j->data, "vm", json_string(vm->def.name));
+		snprintf(j->vm_name, sizeof(j->vm_name), "%s", vm->def.name);
+	}
+	j->started_at = sup_now_wall();
 	if (job_store(s, j, e)) {
 		json_decref(j->data);
 		j->data = NULL;
 		return -1;
 	}
+	pthread_mutex_lock(&s->jobs_lock);
+	j->live_next = s->jobs_live;
+	s->jobs_live = j;
+	pthread_mutex_unlock(&s->jobs_lock);
+	job_announce(s, j, j->phase);
 	return 0;
 }
 
@@ -72,9 +164,27 @@ void job_close(struct sup *s, struct job *j)
 
 	if (!j->data)
 		return; /* never opened, or closed already */
+	pthread_mutex_lock(&s->jobs_lock);
+	for (struct job **p = &s->jobs_live; *p; p = &(*p)->live_next) {
+		if (*p == j) {
+			struct job_done *d = &s->jobs_done[s->jobs_done_n++ % SUP_JOBS_DONE];
+
+			*p = j->live_next;
+			snprintf(d->id, sizeof(d->id), "%s", j->id);
+			snprintf(d->kind, sizeof(d->kind), "%s", j->kind);
+			snprintf(d->phase, sizeof(d->phase), "%s", j->phase);
+			snprintf(d->vm, sizeof(d->vm), "%s", j->vm_name);
+			d->started_at = j->started_at;
+			d->ended_at = sup_now_wall();
+			d->percent = job_percent(j);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->jobs_lock);
+	job_announce(s, j, "ended");
 	ret = store_job_delete(s->db, j->id);
 	if (ret)
-		log_warn("vm %s: cannot forget the %s job: %s", j->vm->def.name, j->kind,
+		log_warn("vm %s: cannot forget the %s job: %s", j->vm ? j->vm->def.name : "-", j->kind,
 			 strerror(-ret));
 	json_decref(j->data);
 	j->data = NULL;
@@ -94,8 +204,13 @@ int job_begin(struct sup *s, struct vmrt *vm, const char *kind, json_t *data, st
 
 int job_phase(struct sup *s, struct job *j, const char *phase, struct cerr *e)
 {
+	pthread_mutex_lock(&s->jobs_lock);
 	snprintf(j->phase, sizeof(j->phase), "%s", phase);
-	return job_store(s, j, e);
+	pthread_mutex_unlock(&s->jobs_lock);
+	if (job_store(s, j, e))
+		return -1;
+	job_announce(s, j, phase);
+	return 0;
 }
 
 void job_end(struct sup *s, struct job *j)

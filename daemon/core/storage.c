@@ -450,3 +450,34 @@ int storage_check(const struct storage *st, enum role role, const char *field, c
 	storage_file_close(&f);
 	return 0;
 }
+
+const struct storage_loc *storage_loc_find(const struct storage *st, const char *name)
+{
+	for (unsigned i = 0; st && i < st->nr; i++)
+		if (!strcmp(st->locs[i].name, name))
+			return &st->locs[i];
+	return NULL;
+}
+
+int storage_loc_open(const struct storage_loc *l, const char *rel, int oflags)
+{
+	struct open_how how = { .flags = (uint64_t)oflags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+				.mode = (oflags & O_CREAT) ? 0640 : 0,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS |
+					   RESOLVE_NO_SYMLINKS };
+	struct fs_ids was = rights_enter(l);
+	int fd = (int)syscall(SYS_openat2, l->dirfd, rel, &how, sizeof(how));
+
+	fd = fd < 0 ? -errno : fd;
+	rights_leave(was);
+	return fd;
+}
+
+int storage_loc_unlink(const struct storage_loc *l, const char *rel)
+{
+	struct fs_ids was = rights_enter(l);
+	int ret = unlinkat(l->dirfd, rel, 0) < 0 ? -errno : 0;
+
+	rights_leave(was);
+	return ret;
+}

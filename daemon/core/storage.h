@@ -87,3 +87,13 @@ bool storage_on_pool(const struct storage *st, const char *path);
  * with e set. `disk`: check a qcow2 backing chain too (top format fmt). */
 int storage_check(const struct storage *st, enum role role, const char *field, const char *path,
 		  int fmt, bool disk, struct cerr *e) __must_check;
+
+/* For the images API (core/images.c): the location called name (NULL:
+ * none); open rel beneath l with l's rights and openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS): an fd, or -errno (-EXDEV,
+ * -ELOOP: it leads out, or is a symlink); O_CREAT makes it 0640. unlink:
+ * the name beneath l, with l's rights (a symlink itself, never its
+ * target). */
+const struct storage_loc *storage_loc_find(const struct storage *st, const char *name);
+int storage_loc_open(const struct storage_loc *l, const char *rel, int oflags);
+int storage_loc_unlink(const struct storage_loc *l, const char *rel);

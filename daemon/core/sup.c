@@ -125,6 +125,19 @@ void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *det
 void sup_emit_named(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail)
 {
+	sup_emit_extra(s, vm, state, event, detail, NULL);
+}
+
+/* The same, fields not consumed (the common members win). */
+void sup_emit_fields(struct sup *s, const char *vm, const char *state, const char *event,
+		     const char *detail, json_t *fields)
+{
+	sup_emit_extra(s, vm, state, event, detail, fields ? json_incref(fields) : NULL);
+}
+
+void sup_emit_extra(struct sup *s, const char *vm, const char *state, const char *event,
+		    const char *detail, json_t *extra)
+{
 	struct sup_event *ev;
 	struct timespec ts;
 	char when[40];
@@ -142,6 +155,9 @@ void sup_emit_named(struct sup *s, const char *vm, const char *state, const char
 		      "event", event, "vm", vm, "state", state);
 	if (detail && *detail)
 		json_object_set_new(o, "detail", json_string(detail));
+	if (extra)
+		json_object_update_missing(o, extra);
+	json_decref(extra);
 	js = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	free(s->events[s->next_seq % SUP_EVENTS].line);
@@ -464,6 +480,12 @@ int sup_change(struct sup *s, const char *name, json_t *body, enum role role, js
 	bool limits = false;
 	int ret = -1;
 
+	if (sup_vmem_wants(body)) {
+		ret = sup_vmem_resize(s, name, body, out, e);
+		if (ret != 1)
+			return ret;
+		ret = -1;
+	}
 	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
 		return -1;
@@ -912,12 +934,14 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 	s->db = db;
 	s->next_seq = 1;
 	s->epfd = -1;
+	sup_images_init(s);
 	clock_gettime(CLOCK_MONOTONIC, &s->t0);
 	s->started_wall = sup_now_wall();
 	pthread_mutex_init(&s->reg_lock, NULL);
 	pthread_cond_init(&s->unpinned, NULL);
 	pthread_cond_init(&s->poll_wake, NULL);
 	pthread_mutex_init(&s->ev_lock, NULL);
+	pthread_mutex_init(&s->jobs_lock, NULL);
 	pthread_mutex_init(&s->adm_lock, NULL);
 	pthread_mutex_init(&s->rep_lock, NULL);
 	pthread_mutex_init(&s->rep_out_lock, NULL);
@@ -1006,6 +1030,7 @@ void sup_destroy(struct sup *s)
 		return;
 	s->shutting_down = true;
 	wake_all(s);
+	sup_images_stop(s);
 	sup_replica_out_stop_all(s);
 	/* Start threads hold references: let them finish (their workers keep
 	 * running either way) before the registry goes away. */

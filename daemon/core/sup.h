@@ -166,6 +166,8 @@ struct sup_hooks {
 
 /* The core's own kinds of job; features declare theirs. */
 extern const struct job_kind start_job, stop_job, save_job;
+/* An image's convert and backup (core/images_job.c): on no VM. */
+extern const struct job_kind image_convert_job, image_backup_job;
 
 /* Load the definitions, re-adopt live workers, settle the rest, autostart
  * after a host boot, and start the monitor thread. 0 or -errno. */
@@ -259,6 +261,29 @@ int sup_cp_apply(struct sup *s, const char *name, const char *cp, json_t **out,
 		 struct cerr *e) __must_check;
 int sup_cp_delete(struct sup *s, const char *name, const char *cp, struct cerr *e) __must_check;
 
+/* Images of the storage locations (core/images*.c, docs/disks.md "Images
+ * in cellad"), for a caller with role: list ({locations: [{name, path,
+ * role, pool, writable, images: [...]}], jobs: [...]}, only `location`
+ * when not NULL or ""; NULL with e), one image (location "" : the one
+ * visible location holding it), create (body {location, name, format,
+ * size, backing, cluster_size}), resize (body {size}: grow only), delete,
+ * and convert and backup (body {target, location, format, cluster_size,
+ * point, since}) as jobs: *out {job} once it runs (202), its progress in
+ * the image's "job" and the list's "jobs". */
+json_t *sup_images_list(struct sup *s, enum role role, const char *location, struct cerr *e);
+int sup_image_get(struct sup *s, enum role role, const char *location, const char *name,
+		  json_t **out, struct cerr *e) __must_check;
+int sup_image_create(struct sup *s, enum role role, json_t *body, json_t **out,
+		     struct cerr *e) __must_check;
+int sup_image_resize(struct sup *s, enum role role, const char *location, const char *name,
+		     json_t *body, json_t **out, struct cerr *e) __must_check;
+int sup_image_delete(struct sup *s, enum role role, const char *location, const char *name,
+		     struct cerr *e) __must_check;
+int sup_image_convert(struct sup *s, enum role role, const char *location, const char *name,
+		      json_t *body, json_t **out, struct cerr *e) __must_check;
+int sup_image_backup(struct sup *s, enum role role, const char *location, const char *name,
+		     json_t *body, json_t **out, struct cerr *e) __must_check;
+
 /* Peer hosts (move targets): list ({hosts: [...]}, tokens hidden), add
  * (body {name, url, token, tls_name}), remove. */
 json_t *sup_hosts_list(struct sup *s);
@@ -271,6 +296,13 @@ int sup_host_remove(struct sup *s, const char *host, struct cerr *e) __must_chec
 /* Set a running VM's balloon target (body {target_mib}, 0..memory_mib): the
  * VM must have "balloon": true. *out: the worker's balloon status. */
 int sup_balloon_set(struct sup *s, const char *name, json_t *body, json_t **out,
+		    struct cerr *e) __must_check;
+/* features/vmem.c: a change that is memory_mib alone (wants) on a running
+ * or paused VM resizes it through virtio-mem, within memory_max_mib: 0
+ * with *out the VM (and "virtio_mem", the worker's status), -1 with e, or
+ * 1 when the VM is not running (the ordinary change applies). */
+bool sup_vmem_wants(json_t *body);
+int sup_vmem_resize(struct sup *s, const char *name, json_t *body, json_t **out,
 		    struct cerr *e) __must_check;
 
 int sup_move(struct sup *s, const char *name, json_t *body, json_t **out,
@@ -292,6 +324,14 @@ int sup_incoming_upload_done(struct sup *s, const char *name, const char *disk, 
 			     uint64_t bytes, bool ok, struct cerr *e) __must_check;
 
 int sup_metrics(struct sup *s, const char *name, json_t **out, struct cerr *e) __must_check;
+/* core/job.c: the jobs running now and the last finished ones, newest first, only VM
+ * vm's when vm is not NULL: {"jobs": [{id, kind, vm, phase, started_at,
+ * running, percent (where known), ended_at (when finished)}]}. */
+json_t *sup_jobs_list(struct sup *s, const char *vm);
+/* worker/log_tail.c: the last tail lines of the VM's worker log:
+ * {name, size, truncated, lines}. 0, or -1 with e set (no such VM). */
+int sup_vm_log(struct sup *s, const char *name, unsigned tail, json_t **out,
+	       struct cerr *e) __must_check;
 /* Prometheus text exposition for every VM and the daemon (malloc'd). */
 char *sup_prometheus(struct sup *s);
 json_t *sup_host(struct sup *s);

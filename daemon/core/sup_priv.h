@@ -115,6 +115,10 @@ struct sup {
 	struct sup_event events[SUP_EVENTS];
 	int64_t next_seq;
 	atomic_ullong next_job;   /* job ids: KIND-TIME-N */
+	pthread_mutex_t jobs_lock; /* jobs_live, jobs_done (a leaf) */
+	struct job *jobs_live;     /* running jobs (job.c) */
+	struct job_done jobs_done[SUP_JOBS_DONE]; /* a ring of finished ones */
+	unsigned jobs_done_n;
 	pthread_mutex_t adm_lock; /* committed_mib (a leaf) */
 	uint64_t committed_mib;   /* guest memory + overhead of the active VMs */
 	uint64_t capacity_mib;    /* memory_capacity_mib x memory_overcommit */
@@ -131,6 +135,15 @@ struct sup {
 	 * stored under the host's metadata key "switches". */
 	pthread_mutex_t sw_lock;      /* switches (a leaf) */
 	json_t *switches;
+	/* Images (core/images_ops.c): their convert and backup jobs, running
+	 * and recently ended (img_lock, a leaf); img_cond: one ended. */
+	pthread_mutex_t img_lock;
+	pthread_cond_t img_cond;
+	struct img_job *img_jobs;
+	unsigned img_running;
+	/* The dynamic-memory balancer (features/dynmem.c), or NULL: its
+	 * decisions for the metrics. */
+	struct dynmem *dynmem;
 };
 
 /* sup.c: references and locks (see the top of this file). */
@@ -154,6 +167,13 @@ void sup_emit(struct sup *s, struct vmrt *vm, const char *event, const char *det
 /* The same for a VM known by name only (state: its state's name, or ""). */
 void sup_emit_named(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail);
+/* The same with extra's fields in the event's JSON (extra is taken). */
+void sup_emit_extra(struct sup *s, const char *vm, const char *state, const char *event,
+		    const char *detail, json_t *extra);
+/* The same with more members in the event (fields: not consumed; the
+ * common ones win). */
+void sup_emit_fields(struct sup *s, const char *vm, const char *state, const char *event,
+		     const char *detail, json_t *fields);
 void sup_persist(struct sup *s, struct vmrt *vm);
 /* A store failure (err, -errno) as a typed error: an unreachable store
  * (etcd) is "unavailable" (503) and names it, a VM another host owns a
@@ -261,6 +281,15 @@ int sup_remove(struct sup *s, struct vmrt *vm, const char *event, const char *de
 /* vm->incoming belongs to features/incoming.c; the core and worker/ reach
  * it through sup_conf.hooks only (core/sup.h). */
 struct sup_incoming;
+
+/* core/images_ops.c: set up the image jobs (sup_create); cancel the
+ * running ones and wait for them (sup_destroy). */
+void sup_images_init(struct sup *s);
+void sup_images_stop(struct sup *s);
+/* features/host_usage.c: what the VMs' workers use, summed (GET /v1/host's
+ * "usage"): {running, cpu_ns, rss_bytes, read_bytes, write_bytes, rx_bytes,
+ * tx_bytes}, from /proc and sysfs only (no worker is asked). */
+json_t *sup_host_usage(struct sup *s);
 
 /* core/save.c (the VM's lock held) */
 /* state_dir/vms/<uuid> (created on demand by sup_vm_dir). */

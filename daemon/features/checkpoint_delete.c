@@ -94,9 +94,16 @@ static int cp_merge(struct sup *s, struct vmrt *vm, struct job *job, json_t *lis
                     struct cerr *e)
 {
 	const char *cpname = cp_str(cp, "name");
+	uint64_t merged = 0, layers = 0;
 	size_t i;
 	json_t *l;
 
+	/* Progress (GET /v1/jobs, job-phase events): layers merged of those to merge. */
+	json_array_foreach(json_object_get(cp, "layers"), i, l)
+		if (!json_is_true(json_object_get(l, "readonly")) && cp_owned(s, vm, cp_str(l, "path")))
+			layers++;
+	if (job)
+		job_progress(s, job, 0, layers);
 	json_array_foreach(json_object_get(cp, "layers"), i, l)
 	{
 		const char *id = cp_str(l, "id"), *layer = cp_str(l, "path"), *deps[64];
@@ -120,6 +127,8 @@ static int cp_merge(struct sup *s, struct vmrt *vm, struct job *job, json_t *lis
 			deps[nr++] = vm->def.disks[di].path;
 		if (cp_merge_layer(layer, deps, nr, e))
 			return -1;
+		if (job)
+			job_progress(s, job, ++merged, layers);
 		if (job && job_phase(s, job, "layer-merged", e))
 			return -1;
 	}

@@ -504,7 +504,16 @@ static int upload(struct move *m, const char *suffix, const char *path, struct c
 	if (ret)
 		return cerr_set(e, CERR_PEER, "to", "upload of %s: %s", path, err);
 	m->bytes += st.st_size;
+	if (m->job)
+		job_progress(m->s, m->job, (uint64_t)m->bytes, m->job->total);
 	return 0;
+}
+
+static uint64_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? 0 : (uint64_t)st.st_size;
 }
 
 /* Quick migration: save, send, restore there (lock held). */
@@ -525,6 +534,14 @@ static int move_quick(struct move *m, bool *saved_here, struct cerr *e)
 	}
 	move_phase(m, "uploading");
 	sup_saved_path(m->s, vm, path, sizeof(path));
+	if (m->job) {
+		/* Progress (GET /v1/jobs): bytes sent of the files to send. */
+		uint64_t total = file_size(path);
+
+		for (unsigned i = 0; m->storage && i < vm->def.nr_disks; i++)
+			total += file_size(vm->def.disks[i].path);
+		job_progress(m->s, m->job, 0, total);
+	}
 	pthread_mutex_unlock(&m->vm->lock);
 	ret = upload(m, "/state", path, e);
 	for (unsigned i = 0; !ret && m->storage && i < vm->def.nr_disks; i++) {

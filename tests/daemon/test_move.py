@@ -211,6 +211,13 @@ def live_then_quick(a, b):
     log(f"quick move: {res['total_ms']} ms, downtime {res['downtime_ms']} ms, "
         f"{res['bytes']} bytes")
     check(res["mode"] == "quick" and res["bytes"] >= 64 << 20, "quick move sent the state file")
+    # Its job on B, with its phases and the bytes sent as a percent (GET /v1/jobs).
+    jobs = [j for j in b.get("/v1/jobs?vm=mw").json["jobs"] if j["kind"] == "move-out"]
+    check(jobs and not jobs[0]["running"] and jobs[0]["phase"] == "committing" and
+          jobs[0].get("percent") == 100, f"quick move's job: {jobs[:1]}")
+    ph = [e["phase"] for e in b.events(vm="mw") if e["event"] == "job-phase" and
+          e.get("job") == jobs[0]["id"]]
+    check(ph == ["begun", "prepared", "uploading", "committing", "ended"], f"its phases: {ph}")
     src = f.wait()
     check(b.get("/v1/vms/mw").status == 404, "quick: B no longer has the VM")
     check(a.vm("mw")["state"] == "running", "quick: the VM runs on A again")

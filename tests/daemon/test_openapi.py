@@ -90,6 +90,11 @@ def test(args):
         call("GET", "/v1/events/ws?since=x")
         call("GET", "/v1/vms/{name}/metrics", "oa")
         call("GET", "/v1/vms/{name}/metrics", "nope")
+        call("GET", "/v1/vms/{name}/log", "oa")
+        call("GET", "/v1/vms/{name}/log?tail=0", "oa")
+        call("GET", "/v1/vms/{name}/log", "nope")
+        call("GET", "/v1/jobs")
+        call("GET", "/v1/jobs?bad=1")
         call("GET", "/metrics")
         call("GET", "/ui")
         call("GET", "/ui/{file}", sub="index.html")
@@ -285,6 +290,17 @@ def test(args):
         call("POST", mh, sub="h1", raw=b"{}", headers={"Content-Type": "text/plain"})
         call("POST", "/v1/pool/balance", body={"dry_run": True})
         call("POST", "/v1/pool/vms/{vm}/load", sub="6f1c1bde-62a7-4c51-9d55-3a1f8e0c9a11")
+        # Images (tests/daemon/test_images.py: with storage locations): this
+        # cellad has none, so the changes are refused.
+        call("GET", "/v1/images")
+        call("GET", "/v1/images?location=nope")
+        call("POST", "/v1/images", body={"location": "nope", "name": "a.qcow2", "size": "1M"})
+        call("POST", "/v1/images", raw=b"{}", headers={"Content-Type": "text/plain"})
+        for sfx in ("/resize", "/convert", "/backup"):
+            call("POST", "/v1/images/{file}" + sfx, sub="a.qcow2", body={"size": 1 << 20,
+                                                                         "target": "b"})
+        call("GET", "/v1/images/{file}", sub="a.qcow2")
+        call("DELETE", "/v1/images/{file}", sub="a.qcow2")
         # The event stream never ends by itself: read its head only.
         evs = d.events(since=0)
         seen.setdefault(("GET", "/v1/events"), []).append(type("R", (), {

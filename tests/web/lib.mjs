@@ -3,9 +3,10 @@
 // playwright-core, and helpers that wait for a condition with a deadline.
 // Arguments come from meson in the environment: CELLA_WEB_ARGS (JSON list:
 // --cellad PATH --cella PATH --cella-vm PATH --ui-dir DIR NAME=GUEST...),
-// CELLA_WEB_SHOTS (where screenshots go).
+// CELLA_WEB_SHOTS (where screenshots go), CELLA_WEB_SHOTS_DOCS (optional:
+// where copies go, docs/web).
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -83,9 +84,16 @@ export async function login(page, d, token = d.token) {
   await page.getByRole("heading", { name: "Dashboard" }).waitFor();
 }
 
+/** Saves a screenshot in shotsDir, and also in CELLA_WEB_SHOTS_DOCS when
+ * set (docs/web: the copies docs/web.md shows). */
 export async function shot(page, name) {
   mkdirSync(shotsDir, { recursive: true });
   await page.screenshot({ path: join(shotsDir, `${name}.png`) });
+  const docs = process.env.CELLA_WEB_SHOTS_DOCS;
+  if (docs) {
+    mkdirSync(docs, { recursive: true });
+    copyFileSync(join(shotsDir, `${name}.png`), join(docs, `${name}.png`));
+  }
 }
 
 /** Polls fn() until it returns a truthy value or the deadline passes. */

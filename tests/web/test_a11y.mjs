@@ -33,9 +33,10 @@ const PAGES = [
   ["vm-disks", "#/vms/alpha/disks", "alpha"],
   ["vm-checkpoints", "#/vms/alpha/checkpoints", "alpha"],
   ["vm-metrics", "#/vms/alpha/metrics", "alpha"],
+  ["vm-log", "#/vms/alpha/log", "alpha"],
   ["create", "#/create", "New VM"],
   ["console", "#/console/alpha", "Console: alpha"],
-  ["disks", "#/disks", "Disks"],
+  ["disks-empty", "#/disks", "Disks"],
   ["events", "#/events", "Events"],
 ];
 
@@ -67,6 +68,7 @@ for (const [scheme, width, height] of [["light", 1280, 720], ["dark", 1280, 720]
       await page.getByRole("heading", { name: heading, exact: true }).waitFor();
       if (name === "console") await until(() => page.evaluate(() => (document.getElementById("term")?.dataset.bytes | 0) > 0), "console output");
       if (name === "vm-checkpoints") await page.locator("[data-checkpoint=after]").waitFor();
+      if (name === "vm-log") await page.getByTestId("log-size").waitFor();
       if (name === "dashboard") await page.locator("#vm-count").getByText("3").waitFor();
       await check(name);
       const suffix = scheme === "dark" ? "-dark" : width < 600 ? "-phone" : "";

@@ -23,7 +23,8 @@ export interface Vm {
 }
 export interface Host { hostname: string; kernel: string; version: string; cpus: number; memory_mib: number; kvm: boolean;
   vms: number; states: Record<string, number>; cgroups: string; sandbox: boolean; seccomp: boolean;
-  daemon: { pid: number; cpu_seconds: number; resident_kib: number } }
+  daemon: { pid: number; cpu_seconds: number; resident_kib: number };
+  usage?: { running: number; cpu_ns: number; rss_bytes: number; read_bytes: number; write_bytes: number; rx_bytes: number; tx_bytes: number } }
 export interface VmEvent { seq: number; time: string; event: string; vm: string; state?: string; detail?: string }
 export interface Checkpoint { name: string; parent?: string; kind: string; created_at: number; memory?: boolean;
   children?: string[]; current?: boolean }

@@ -1,53 +1,49 @@
 // dashboard.tsx: the host's capacity and use (GET /v1/host), VMs by state,
-// live charts summed over the running VMs' metrics, recent events.
+// live charts of what the VMs' workers use, recent events. One request per
+// tick whatever the number of VMs: GET /v1/host sums the workers' counters
+// ("usage"), the charts plot the differences.
 import { useRef, useState } from "preact/hooks";
-import { Host, Metrics, fmtBytes, get, vmPath } from "./api";
+import { Host, fmtBytes, get } from "./api";
 import { Chart, Ring } from "./chart";
+import { store } from "./store";
 import { Heading, StateBadge, useInterval, useStore } from "./ui";
 
-const MAX_SAMPLED = 32; // running VMs sampled per tick: the page stays light with hundreds
+type Usage = NonNullable<Host["usage"]>;
 
 export function Dashboard() {
   const s = useStore();
   const [host, setHost] = useState<Host | null>(null);
   const [err, setErr] = useState("");
   const rings = useRef({ cpu: new Ring(60, 1), mem: new Ring(60, 1), disk: new Ring(60, 2), net: new Ring(60, 2) });
-  // Counters of each sampled VM at the last tick: a rate counts only VMs seen twice.
-  const prev = useRef<{ t: number; by: Map<string, number[]> } | null>(null);
+  const prev = useRef<{ t: number; u: Usage } | null>(null);
   const [data, setData] = useState(() => ({ cpu: rings.current.cpu.data, mem: rings.current.mem.data,
     disk: rings.current.disk.data, net: rings.current.net.data }));
 
   useInterval(async () => {
-    try { setHost(await get<Host>("/v1/host")); setErr(""); } catch (e) { setErr(String(e)); return; }
-    const running = [...s.vms.values()].filter((v) => v.state === "running" || v.state === "paused").slice(0, MAX_SAMPLED);
-    const ms = await Promise.all(running.map((v) => get<Metrics>(`${vmPath(v.name)}/metrics`).catch(() => null)));
+    let h: Host;
+    try {
+      const early = await store.takeEarly("/v1/host"); // the first tick: asked for with the page
+      h = early?.ok ? ((await early.json()) as Host) : await get<Host>("/v1/host");
+      setHost(h); setErr("");
+    } catch (e) { setErr(String(e)); return; }
+    const u = h.usage;
+    if (!u) return;
     const t = Date.now() / 1000;
-    const by = new Map<string, number[]>();
-    let mem = 0;
-    for (const m of ms) {
-      if (!m) continue;
-      let rx = 0, tx = 0;
-      for (const n of m.nics || []) { rx += Number(n.rx_bytes || 0); tx += Number(n.tx_bytes || 0); }
-      by.set(m.name, [(m.process_cpu_time_ns || 0) / 1e9, m.disk_io?.read_bytes || 0, m.disk_io?.write_bytes || 0, rx, tx]);
-      mem += (m.memory?.VmRSS_kib || 0) * 1024;
-    }
     const p = prev.current;
-    prev.current = { t, by };
+    prev.current = { t, u };
     const r = rings.current;
-    if (!p) { setData({ ...data, mem: r.mem.push(t, [mem / 1048576]) }); return; }
+    if (!p) { setData({ ...data, mem: r.mem.push(t, [u.rss_bytes / 1048576]) }); return; }
+    // Counters since each worker started: a VM that stops takes its share
+    // away, so a difference below zero counts as none.
     const dt = Math.max(0.001, t - p.t);
-    const d = [0, 0, 0, 0, 0];
-    for (const [name, now] of by) {
-      const was = p.by.get(name);
-      if (was) for (let i = 0; i < 5; i++) d[i] += Math.max(0, now[i] - was[i]);
-    }
+    const rate = (k: keyof Usage, div: number) => Math.max(0, u[k] - p.u[k]) / dt / div;
     setData({
-      cpu: r.cpu.push(t, [d[0] / dt * 100]),
-      mem: r.mem.push(t, [mem / 1048576]),
-      disk: r.disk.push(t, [d[1] / dt / 1024, d[2] / dt / 1024]),
-      net: r.net.push(t, [d[3] / dt / 1024, d[4] / dt / 1024]),
+      cpu: r.cpu.push(t, [rate("cpu_ns", 1e9) * 100]),
+      mem: r.mem.push(t, [u.rss_bytes / 1048576]),
+      disk: r.disk.push(t, [rate("read_bytes", 1024), rate("write_bytes", 1024)]),
+      net: r.net.push(t, [rate("rx_bytes", 1024), rate("tx_bytes", 1024)]),
     });
-  }, 2000, [s.loaded]);
+  }, 2000, []);
 
   const byState: Record<string, number> = {};
   for (const v of s.vms.values()) byState[v.state] = (byState[v.state] || 0) + 1;
@@ -86,8 +82,8 @@ export function Dashboard() {
         <Chart title="Disk (KiB/s)" unit="" series={[{ label: "read", color: "#1c9c5a" }, { label: "write", color: "#d9822b" }]} data={data.disk} />
         <Chart title="Network (KiB/s)" unit="" series={[{ label: "rx", color: "#1c9c5a" }, { label: "tx", color: "#d9822b" }]} data={data.net} />
       </div>
-      <h2>Recent events</h2>
-      <EventTable events={s.events.slice(-10).reverse()} />
+      <h2>Recent events</h2>{/* job phases show as progress (jobview.tsx), not here */}
+      <EventTable events={s.events.filter((e) => e.event !== "job-phase").slice(-10).reverse()} />
     </section>
   );
 }

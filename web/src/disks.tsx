@@ -1,6 +1,7 @@
-// disks.tsx: every VM's disk images with format, size and allocation.
-// There is no image API yet (create, resize, convert and backup go through
-// the CLI); this page lists what the VMs use and links to each VM's disks.
+// disks.tsx: the images of cellad's storage locations with their chains,
+// sizes and allocation, and the forms that create, grow, convert, back up
+// and delete them (images.tsx); below, every VM's disks with their limits.
+import { ImagesSection } from "./images";
 import { Heading, StateBadge, useStore } from "./ui";
 
 export function DisksPage() {
@@ -10,6 +11,8 @@ export function DisksPage() {
   return (
     <section>
       <Heading>Disks</Heading>
+      <ImagesSection />
+      <h2>VM disks</h2>
       <p class="muted">Images attached to VMs. Each VM's disk page sets I/O limits; checkpoints add layers to a chain.</p>
       {!rows.length ? <p class="muted">No disks.</p> : (
         <div class="table-wrap"><table>

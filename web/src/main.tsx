@@ -16,6 +16,7 @@ import "@xterm/xterm/css/xterm.css"; // in the main CSS: a lazy chunk's CSS is n
 const ConsolePage = lazy(() => import("./console").then((m) => ({ default: m.ConsolePage })));
 import { DisksPage } from "./disks";
 import { EventsPage } from "./events";
+import { JobsIndicator } from "./jobview";
 
 function parseRoute(): string[] {
   const h = location.hash.replace(/^#\/?/, "").split("?")[0];
@@ -83,7 +84,12 @@ function App() {
     const on = () => { navState.moved = true; setRoute(parseRoute()); };
     window.addEventListener("hashchange", on);
     setUnauthorizedHandler(() => { store.stop(); store.session = null; setSession(null); });
-    api<Session>("GET", "/v1/session").then(setSession, () => setSession(null));
+    (async () => {
+      const early = await store.takeEarly("/v1/session");
+      if (early?.ok) return (await early.json()) as Session;
+      if (early?.status === 401) throw new Error("no session");
+      return api<Session>("GET", "/v1/session");
+    })().then(setSession, () => setSession(null));
     return () => window.removeEventListener("hashchange", on);
   }, []);
   useEffect(() => {
@@ -128,6 +134,7 @@ function App() {
             <li><a href={`#/${p}`} aria-current={page === p ? "page" : undefined}>{label}</a></li>
           ))}</ul>
         </nav>
+        <JobsIndicator />
         <span class="who">{session.user} <span class="role">({session.role})</span></span>
         <button type="button" onClick={logout} id="logout">Log out</button>
       </header>

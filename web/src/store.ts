@@ -1,12 +1,14 @@
 // store.ts: the VM list shared by every page, kept current by the event
 // stream (each event carries the VM's state), so no page polls for states.
 import { ApiError, Session, Vm, VmEvent, followEvents, get } from "./api";
+import { Job, applyJobEvent, settleJobs } from "./jobs";
 
 type Listener = () => void;
 
 export class Store {
   vms = new Map<string, Vm>();
   events: VmEvent[] = [];
+  jobs = new Map<string, Job>(); // long operations and their phases (jobs.ts)
   session: Session | null = null;
   loaded = false;
   error = "";
@@ -41,12 +43,26 @@ export class Store {
   }
 
   private early: Promise<[Response | null, Response | null]> | null = null;
+  private earlyOther = new Map<string, Promise<Response | null>>();
+  private earlyAt = 0;
 
-  /** Asks for the list and the recent events at once, before the session
-   * is known (it usually is valid): start() then needs no further round. */
+  /** Asks for the session, the list, the recent events and the host at
+   * once, before the session is known (it usually is valid): the first
+   * page then needs no further round. index.html preloads the same URLs
+   * (fetch requests of the same mode), so these are answered from the
+   * preload cache when they are on their way already. */
   prefetch() {
     const f = (u: string) => fetch(u, { credentials: "same-origin" }).catch(() => null);
     this.early = Promise.all([f("/v1/vms"), f("/v1/events?since=0&follow=false")]);
+    for (const u of ["/v1/session", "/v1/host"]) this.earlyOther.set(u, f(u));
+    this.earlyAt = Date.now();
+  }
+
+  /** A prefetched answer for path (once, while fresh), or null. */
+  takeEarly(path: string): Promise<Response | null> | null {
+    const p = this.earlyOther.get(path) || null;
+    this.earlyOther.delete(path);
+    return Date.now() - this.earlyAt < 10000 ? p : null;
   }
 
   async start() {
@@ -83,11 +99,13 @@ export class Store {
     // The list may be older than the backlog's end: its states, in order,
     // bring it up to there; the stream then brings it past.
     for (const ev of this.events) {
+      applyJobEvent(this.jobs, ev);
       const vm = ev.vm ? this.vms.get(ev.vm) : undefined;
       if (vm && ev.state) this.vms.set(vm.name, { ...vm, state: ev.state });
     }
     this.notify();
     this.stopEvents = followEvents((ev) => this.onEvent(ev), { since });
+    settleJobs(this.jobs).then((ok) => ok && this.notify());
   }
 
   stop() {
@@ -95,12 +113,14 @@ export class Store {
     this.stopEvents = null;
     this.vms.clear();
     this.events = [];
+    this.jobs.clear();
     this.loaded = false;
   }
 
   onEvent(ev: VmEvent) {
     this.events.push(ev);
     if (this.events.length > 500) this.events.splice(0, this.events.length - 500);
+    applyJobEvent(this.jobs, ev);
     const vm = ev.vm ? this.vms.get(ev.vm) : undefined;
     if (!ev.vm) { /* pool events */ }
     else if (!vm || ev.event === "deleted" || ev.event === "defined" || ev.event === "changed") this.refreshSoon();

@@ -38,8 +38,9 @@ export function StateBadge({ state }: { state: string }) {
 export function Field(props: {
   name: string; label: string; value: string | number; onInput: (v: string) => void; errors: FieldErrors;
   type?: string; hint?: string; required?: boolean; disabled?: boolean; min?: number; options?: string[];
+  idPrefix?: string; // several forms on one page: unique ids
 }) {
-  const id = `f-${props.name}`;
+  const id = `f-${props.idPrefix || ""}${props.name}`;
   const err = props.errors[props.name];
   const common = {
     id, name: props.name, disabled: props.disabled, required: props.required,

@@ -7,6 +7,8 @@ import { store } from "./store";
 import { Field, FieldErrors, Heading, StateBadge, errorsFrom, go, useAction, useInterval, useStore } from "./ui";
 import { VmForm } from "./vmform";
 import { EventTable } from "./dashboard";
+import { JobProgress } from "./jobview";
+import { LogTab } from "./vmlog";
 
 const ACTIONS: [string, string, string[]][] = [
   ["start", "Start", ["defined", "stopped", "crashed", "saved"]],
@@ -18,7 +20,7 @@ const ACTIONS: [string, string, string[]][] = [
   ["save", "Save state", ["running", "paused"]],
 ];
 const TABS = [["settings", "Settings"], ["disks", "Disks"], ["nics", "NICs"], ["checkpoints", "Checkpoints"],
-  ["metrics", "Metrics"], ["move", "Move"], ["events", "Events"]];
+  ["metrics", "Metrics"], ["move", "Move"], ["events", "Events"], ["log", "Log"]];
 
 export function VmPage({ name, tab }: { name: string; tab: string }) {
   const s = useStore();
@@ -54,6 +56,7 @@ export function VmPage({ name, tab }: { name: string; tab: string }) {
         <button type="button" class="danger" disabled={!!act.busy || running} onClick={del}>Delete</button>
         {act.status}
       </div>
+      <JobProgress vm={name} />
       <nav class="tabs-nav" aria-label="VM sections"><ul>
         {TABS.map(([t, label]) => <li><a href={`${base}/${t}`} aria-current={tab === t ? "page" : undefined}>{label}</a></li>)}
       </ul></nav>
@@ -64,7 +67,8 @@ export function VmPage({ name, tab }: { name: string; tab: string }) {
       {tab === "checkpoints" && <CheckpointsTab vm={vm} />}
       {tab === "metrics" && <MetricsTab vm={vm} />}
       {tab === "move" && <MoveTab vm={vm} />}
-      {tab === "events" && <EventTable events={s.events.filter((e) => e.vm === name).slice(-50).reverse()} />}
+      {tab === "log" && <LogTab vm={vm} />}
+      {tab === "events" && <EventTable events={s.events.filter((e) => e.vm === name && e.event !== "job-phase").slice(-50).reverse()} />}
     </section>
   );
 }

@@ -550,10 +550,39 @@ static int uart_load(struct device *dev, struct state_reader *r)
 	return state_reader_error(r);
 }
 
+/* What the guest wrote last may still be queued when the VM ends: the guest
+ * writes a byte at a time, and each byte is its own message on a Unix
+ * socket, so a console reader that lags (a loaded host) fills the socket
+ * after a few hundred bytes. Deliver the rest before closing, waiting at
+ * most UART_FLUSH_MS in all for the reader. */
+#define UART_FLUSH_MS 2000
+
+static void uart_flush_out(struct uart *u)
+{
+	int waited = 0;
+
+	uart_tx_drain(u);
+	while (u->tx_count && u->out_fd >= 0 && waited < UART_FLUSH_MS) {
+		struct pollfd pfd = { .fd = u->out_fd, .events = POLLOUT };
+		int r = poll(&pfd, 1, 50);
+
+		if (r < 0 && errno != EINTR)
+			break;
+		waited += r == 0 ? 50 : 0;
+		if (r > 0 && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)))
+			break;
+		uart_tx_drain(u);
+	}
+	if (u->tx_count)
+		log_warn("serial: %u output bytes not delivered: the console reader did not take them",
+			 u->tx_count);
+}
+
 static void uart_destroy(struct device *dev)
 {
 	struct uart *u = container_of(dev, struct uart, dev);
 
+	uart_flush_out(u);
 	if (u->vm && u->vm->loop) {
 		if (u->in_watched)
 			evloop_del(u->vm->loop, u->in_fd);

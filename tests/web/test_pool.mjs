@@ -87,11 +87,16 @@ test("web pool: members with capacity and use, a VM with its host, live", { skip
     assert.match(await cell("host-b", "mem"), /^48\.0 MiB of 1\.0 GiB/);
     assert.equal(await cell("host-b", "free"), "976.0 MiB");
     assert.match(await cell("host-a", "mem"), /^64\.0 MiB of 2\.0 GiB/);
+    const st = (await apiCall(d, "GET", "/v1/pool")).json;
+    assert.deepEqual(st.hosts.find((h) => h.name === "host-b").use,
+      { cpus: 2, memory_mib: 48, running: 1, ha_vms: 0, states: { running: 1 } }, "GET /v1/pool: host-b's use");
+    assert.equal(st.lease, "held", "this host's lease");
     const totals = await page.getByTestId("pool-totals").textContent();
     assert.match(totals, /2 running of 2/);
     assert.match(totals, /vCPUs of running VMs \(hosts up\): 3 of /);
-    // This host's Capacity card counts its own VMs only.
-    assert.match(await page.locator(".card", { hasText: "Capacity" }).textContent(), /Memory of running VMs: 64 MiB of/);
+    // This host's Capacity card counts its own VMs only, against the
+    // capacity it offers the pool.
+    assert.match(await page.locator(".card", { hasText: "Capacity" }).textContent(), /Memory of running VMs: 64 MiB of 2048 MiB/);
     await shot(page, "dashboard-pool");
   });
 

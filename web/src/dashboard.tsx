@@ -69,6 +69,8 @@ export function Dashboard() {
   // This host's capacity: in a pool the list holds the other hosts' VMs too.
   const here = [...s.vms.values()].filter((v) => !v.host || !host?.pool || v.host === host.pool.host);
   const memDefined = here.reduce((a, v) => a + (v.state === "running" || v.state === "paused" ? v.memory_mib : 0), 0);
+  // In a pool, the capacity this host offers it (its record: memory_capacity_mib).
+  const mine = host?.pool ? pool?.hosts.find((h) => h.name === host.pool!.host) : undefined;
   const cpusUsed = here.reduce((a, v) => a + (v.state === "running" || v.state === "paused" ? v.cpus : 0), 0);
   return (
     <section>
@@ -87,8 +89,8 @@ export function Dashboard() {
         <div class="card stat">
           <h2>Capacity</h2>
           {host && (<>
-            <Meter label="vCPUs of running VMs" used={cpusUsed} total={host.cpus} unit="" />
-            <Meter label="Memory of running VMs" used={memDefined} total={host.memory_mib} unit=" MiB" />
+            <Meter label="vCPUs of running VMs" used={cpusUsed} total={mine?.cpus ?? host.cpus} unit="" />
+            <Meter label="Memory of running VMs" used={memDefined} total={mine?.memory_mib ?? host.memory_mib} unit=" MiB" />
           </>)}
         </div>
         <div class="card stat">

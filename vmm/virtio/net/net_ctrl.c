@@ -1,0 +1,146 @@
+/* net_ctrl.c: virtio-net's control queue (every request checked: class,
+ * command, lengths, the ack byte) and the guest's announcement after a
+ * live migration: VIRTIO_NET_S_ANNOUNCE for drivers that negotiated
+ * GUEST_ANNOUNCE, and frames from the VMM (a RARP as QEMU sends, and a
+ * gratuitous ARP when the guest's IPv4 address is known) for all. */
+#include <endian.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "log.h"
+#include "virtio/net/net.h"
+
+#define STATUS_OFF offsetof(struct virtio_net_config, status)
+
+/* Answer one request; returns the ack. */
+static uint8_t ctrl_one(struct net_dev *net, const struct virtq_chain *c)
+{
+	uint8_t req[4] = { 0 };
+	size_t n = iov_to_buf(c->iov, c->nr_out, 0, req, sizeof(req));
+
+	switch (req[0]) {
+	case VIRTIO_NET_CTRL_ANNOUNCE:
+		if (req[1] != VIRTIO_NET_CTRL_ANNOUNCE_ACK || c->out_len != 2 ||
+		    !virtio_dev_has(&net->vd, VIRTIO_NET_F_GUEST_ANNOUNCE))
+			break;
+		net->vd.config[STATUS_OFF] &= (uint8_t)~VIRTIO_NET_S_ANNOUNCE;
+		return VIRTIO_NET_OK;
+	case VIRTIO_NET_CTRL_MQ:
+		/* One queue pair (MQ is not offered): only 1 is valid. */
+		if (req[1] == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET && c->out_len == 4 && n == 4 &&
+		    (req[2] | req[3] << 8) == 1)
+			return VIRTIO_NET_OK;
+		break;
+	default:
+		/* RX, MAC, VLAN, offloads: not offered (a tap receives every
+		 * frame its bridge sends; filtering is the host's job). */
+		break;
+	}
+	return VIRTIO_NET_ERR;
+}
+
+void net_ctrl(struct net_dev *net)
+{
+	struct virtio_dev *vd = &net->vd;
+	struct virtq *vq = &vd->vqs[NET_CTRLQ];
+	struct virtq_chain *c = net->chain;
+	struct virtq_error err;
+	bool pushed = false;
+	int ret;
+
+	while ((ret = virtq_pop(vq, c, &err)) > 0) {
+		uint8_t ack;
+
+		if (c->out_len < 2 || c->out_len > 4096 || c->in_len < 1) {
+			/* Not a request we could answer: hand it back unanswered. */
+			net_drop(net, NET_DROP_CTRL, "no class and command, or no ack byte");
+			virtq_push(vq, c->head, 0);
+			pushed = true;
+			continue;
+		}
+		ack = ctrl_one(net, c);
+		iov_from_buf(c->iov + c->nr_out, c->nr_in, 0, &ack, 1);
+		virtq_push(vq, c->head, 1);
+		pushed = true;
+	}
+	virtio_dev_pop_done(vd, NET_CTRLQ, ret, &err, pushed);
+}
+
+size_t net_rarp_frame(const uint8_t mac[6], uint8_t *buf, size_t len)
+{
+	/* QEMU's announce frame: broadcast RARP "request reverse", sender and
+	 * target hardware address both the guest's, padded to 60 bytes. */
+	static const uint8_t tail[] = { 0x80, 0x35, 0, 1, 0x08, 0, 6, 4, 0, 3 };
+
+	if (len < 60)
+		return 0;
+	memset(buf, 0, 60);
+	memset(buf, 0xff, 6);
+	memcpy(buf + 6, mac, 6);
+	memcpy(buf + 12, tail, sizeof(tail));
+	memcpy(buf + 22, mac, 6);
+	memcpy(buf + 32, mac, 6);
+	return 60;
+}
+
+/* A gratuitous ARP request: sender and target address both ip. */
+static size_t garp_frame(const uint8_t mac[6], const uint8_t ip[4], uint8_t *buf)
+{
+	static const uint8_t arp[] = { 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1 };
+
+	memset(buf, 0, 60);
+	memset(buf, 0xff, 6);
+	memcpy(buf + 6, mac, 6);
+	memcpy(buf + 12, arp, sizeof(arp));
+	memcpy(buf + 22, mac, 6);
+	memcpy(buf + 28, ip, 4);
+	memcpy(buf + 38, ip, 4);
+	return 60;
+}
+
+static void announce_send(struct net_dev *net, uint8_t *frame, size_t len)
+{
+	struct virtio_net_hdr_v1 hdr = { .gso_type = VIRTIO_NET_HDR_GSO_NONE };
+	uint8_t tagged[64 + NET_VLAN_HLEN];
+	struct iovec iov[2] = { { &hdr, sizeof(hdr) }, { frame, len } };
+	ssize_t n;
+
+	if (net->vlan) {
+		memcpy(tagged, frame, 12);
+		tagged[12] = 0x81;
+		tagged[13] = 0;
+		tagged[14] = (uint8_t)(net->vlan >> 8);
+		tagged[15] = (uint8_t)net->vlan;
+		memcpy(tagged + 16, frame + 12, len - 12);
+		iov[1].iov_base = tagged;
+		iov[1].iov_len = len + NET_VLAN_HLEN;
+	}
+	n = net_be_writev(&net->be, iov, 2);
+	if (n < 0)
+		log_warn("%s: cannot send the announcement: %s", net->vd.name, strerror((int)-n));
+}
+
+void net_announce(struct net_dev *net)
+{
+	struct virtio_dev *vd = &net->vd;
+	uint8_t frame[64];
+	size_t len = net_rarp_frame(net->mac, frame, sizeof(frame));
+
+	announce_send(net, frame, len);
+	if (net->has_ip4) {
+		len = garp_frame(net->mac, net->guest_ip4, frame);
+		announce_send(net, frame, len);
+	}
+	net->announces++;
+	if (virtio_dev_has(vd, VIRTIO_NET_F_GUEST_ANNOUNCE) &&
+	    virtio_dev_has(vd, VIRTIO_NET_F_CTRL_VQ) && !vd->broken &&
+	    (vd->status & VIRTIO_CONFIG_S_DRIVER_OK)) {
+		vd->config[STATUS_OFF] |= VIRTIO_NET_S_ANNOUNCE;
+		vd->config_generation++;
+		virtio_dev_notify_config(vd);
+	}
+	log_info("%s: announced %02x:%02x:%02x:%02x:%02x:%02x%s%s", vd->name, net->mac[0],
+		 net->mac[1], net->mac[2], net->mac[3], net->mac[4], net->mac[5],
+		 net->has_ip4 ? " with a gratuitous ARP" : "",
+		 vd->config[STATUS_OFF] & VIRTIO_NET_S_ANNOUNCE ? " and asked the guest to" : "");
+}

@@ -6,6 +6,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -487,6 +488,53 @@ static void test_announce_frames(void **state)
 	assert_memory_equal(got + HDR + 38, "\x0a\x01\x02\x03", 4); /* target IP */
 }
 
+/* A real tap: offloads probed and offered, and set on the tap
+ * (TUNSETOFFLOAD) to what the driver negotiated once it runs. */
+static void test_real_tap_offloads(void **state)
+{
+	char name[IFNAMSIZ];
+	struct net_config cfg = { .tap = name };
+	struct net_dev *net;
+	struct vdrv *d;
+	uint64_t buf[1];
+	int fd;
+
+	(void)state;
+	snprintf(name, sizeof(name), "cvo%d", (int)getpid() % 100000);
+	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		print_message("*** SKIPPED real tap offloads: /dev/net/tun: %s ***\n", strerror(errno));
+		skip();
+	}
+	close(fd);
+	d = vdrv_new();
+	if (virtio_net_create(&d->vm, &cfg, 0) != 0) {
+		vdrv_free(d);
+		print_message("*** SKIPPED real tap offloads: cannot create tap %s ***\n", name);
+		skip();
+	}
+	vdrv_bind(d);
+	net = container_of(d->vd, struct net_dev, vd);
+	assert_true(net->be.is_tap);
+	assert_true((d->vd->host_features & F_OFF) == F_OFF);
+	vdrv_start_loop(d);
+	assert_true(vdrv_init(d, F_ALL) & VIRTIO_CONFIG_S_DRIVER_OK);
+	{
+		struct vdrv_seg seg;
+
+		buf[0] = vdrv_alloc(d, 4096);
+		seg = (struct vdrv_seg){ buf[0], 4096, true };
+		vdrv_add(d, NET_RXQ, &seg, 1, false);
+		vdrv_kick(d, NET_RXQ);
+	}
+	/* The kick runs on the loop thread: poll for it, with a deadline. */
+	for (int i = 0; i < 1000 && !net->offloads_set; i++)
+		usleep(1000);
+	assert_true(net->offloads_set);
+	assert_int_equal(net->be.applied, NET_BE_TUN_CSUM | NET_BE_TUN_TSO4 | NET_BE_TUN_TSO6);
+	vdrv_free(d);
+}
+
 static void test_conf(void **state)
 {
 	unsigned v;
@@ -523,6 +571,7 @@ int main(void)
 		T(test_vlan_trunk, setup_trunk),
 		T(test_ctrl, setup_all),
 		T(test_announce_frames, setup_all),
+		cmocka_unit_test(test_real_tap_offloads),
 		cmocka_unit_test(test_conf),
 	};
 

@@ -148,7 +148,21 @@ static bool net_tx_one(struct net_dev *net, const struct virtq_chain *c)
 	return true;
 }
 
-/* Send the guest's frames (lock held). */
+/* Ask the driver not to kick while the device is working through the
+ * ring (VRING_USED_F_NO_NOTIFY; with EVENT_IDX virtq_pop's avail_event
+ * does this). */
+static void net_tx_kicks(struct virtq *vq, bool on)
+{
+	if (vq->event_idx)
+		return;
+	__atomic_store_n(&vq->used->flags, on ? 0 : htole16(VRING_USED_F_NO_NOTIFY),
+			 __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* Send the guest's frames (lock held). Kicks stay off while frames keep
+ * coming: each one is an exit for the guest and a wake-up for this
+ * thread. */
 static void net_tx(struct net_dev *net)
 {
 	struct virtio_dev *vd = &net->vd;
@@ -158,11 +172,20 @@ static void net_tx(struct net_dev *net)
 	bool pushed = false;
 	int ret;
 
-	while ((ret = virtq_pop(vq, c, &err)) > 0) {
-		if (!net_tx_one(net, c))
-			return;
-		virtq_push(vq, c->head, 0);
-		pushed = true;
+	for (;;) {
+		net_tx_kicks(vq, false);
+		while ((ret = virtq_pop(vq, c, &err)) > 0) {
+			if (!net_tx_one(net, c))
+				return;
+			virtq_push(vq, c->head, 0);
+			pushed = true;
+		}
+		if (ret < 0)
+			break;
+		net_tx_kicks(vq, true);
+		/* A frame published before kicks came back on has no kick. */
+		if (!virtq_has_avail(vq))
+			break;
 	}
 	virtio_dev_pop_done(vd, NET_TXQ, ret, &err, pushed);
 }

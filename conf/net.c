@@ -65,3 +65,8 @@ bool conf_mtu_parse(const char *s, unsigned *mtu)
 {
 	return parse_uint(s, 68, 65535, mtu);
 }
+
+bool conf_queues_parse(const char *s, unsigned *n)
+{
+	return parse_uint(s, 1, CONF_NET_MAX_QUEUES, n);
+}

@@ -25,5 +25,10 @@ bool conf_tap_valid(const char *s);
 #define CONF_MTU_SYNTAX "an MTU of 68-65535"
 /* s is a VLAN id 1..4094 (*vid) or "trunk" (*trunk set, *vid 0). */
 bool conf_vlan_parse(const char *s, unsigned *vid, bool *trunk);
+/* Queue pairs a NIC may have (virtio-net's NET_MAX_PAIRS). */
+#define CONF_NET_MAX_QUEUES 3
+#define CONF_QUEUES_SYNTAX "a queue pair count of 1-3"
+/* s is a decimal queue pair count 1..CONF_NET_MAX_QUEUES. */
+bool conf_queues_parse(const char *s, unsigned *n);
 /* s is a decimal MTU 68..65535. */
 bool conf_mtu_parse(const char *s, unsigned *mtu);

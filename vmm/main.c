@@ -65,7 +65,7 @@ static void usage(FILE *f)
 	      "  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"
 	      "         [,bps_burst=N][,cbt=on][,backing=fd:N[:NAME]...][,cbt_file=FILE]\n"
 	      "                       virtio-blk disk (repeatable; docs/storage.md)\n"
-	      "  --net tap=NAME[,tap_fd=fd:N][,mac=MAC][,vlan=N|trunk][,mtu=N]  virtio-net NIC on a tap device\n"
+	      "  --net tap=NAME[,tap_fd=fd:N][,mac=MAC][,vlan=N|trunk][,mtu=N][,queues=N]  virtio-net NIC on a tap device\n"
 	      "                       (repeatable); tap_fd: the tap already attached by the\n"
 	      "                       caller (checked to be NAME with a vnet header; cellad\n"
 	      "                       passes taps so), NAME still derives the default MAC\n"

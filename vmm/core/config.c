@@ -213,6 +213,12 @@ int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errl
 						   tok + 5);
 				goto out;
 			}
+		} else if (!strncmp(tok, "queues=", 7)) {
+			if (!conf_queues_parse(tok + 7, &n.queues)) {
+				ret = config_error(err, errlen, "net: queues '%s' is not "
+						   CONF_QUEUES_SYNTAX, tok + 7);
+				goto out;
+			}
 		} else if (!strncmp(tok, "mtu=", 4)) {
 			if (!conf_mtu_parse(tok + 4, &n.mtu)) {
 				ret = config_error(err, errlen, "net: mtu '%s' is not " CONF_MTU_SYNTAX,
@@ -222,7 +228,7 @@ int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errl
 		} else {
 			ret = config_error(err, errlen,
 					   "net: unknown option '%s' (expected tap=NAME, tap_fd=fd:N, "
-					   "mac=MAC, vlan=N|trunk or mtu=N)",
+					   "mac=MAC, vlan=N|trunk, mtu=N or queues=N)",
 					   tok);
 			goto out;
 		}
@@ -516,6 +522,15 @@ static int config_json_net(struct vm_config *c, json_t *n, unsigned idx, char *e
 				snprintf(buf, sizeof(buf), "%s", json_is_string(v) ? json_string_value(v) : "");
 			if (!conf_vlan_parse(buf, &net.vlan, &net.vlan_trunk)) {
 				config_error(err, errlen, "%s: not " CONF_VLAN_SYNTAX, name);
+				goto fail;
+			}
+		} else if (!strcmp(key, "queues")) {
+			char buf[32];
+
+			snprintf(buf, sizeof(buf), "%lld",
+				 json_is_integer(v) ? (long long)json_integer_value(v) : -1LL);
+			if (!conf_queues_parse(buf, &net.queues)) {
+				config_error(err, errlen, "%s: not " CONF_QUEUES_SYNTAX, name);
 				goto fail;
 			}
 		} else if (!strcmp(key, "mtu")) {

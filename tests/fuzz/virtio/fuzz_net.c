@@ -8,7 +8,9 @@
  *
  * Input: [0] features: bit 0 CSUM/GUEST_CSUM, bit 1 TSO4/6 both ways,
  *            bit 2 MRG_RXBUF, bit 3 access VLAN 5, bit 4 trunk, bit 5
- *            ECN and UFO, bit 6 GUEST_ANNOUNCE (and an announce at the end)
+ *            ECN and UFO, bit 6 GUEST_ANNOUNCE (and an announce at the end),
+ *            bit 7 two queue pairs (MQ: rx1/tx1 at 0x6000/0x9000, control
+ *            queue 4 at 0xc000; frames go to pair 1's back end as well)
  *        [1] K: frames from the back end (at most 16)
  *        K x { LE u16 length, bytes (a vnet header, then the frame) }
  *        the rest: guest RAM from address 0. Queues of 16 entries:
@@ -16,6 +18,7 @@
  *        ctrl 0x6000/0x7000/0x8000; buffers anywhere.
  */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +63,8 @@ static uint64_t features_of(uint8_t sel)
 		     B(VIRTIO_NET_F_HOST_UFO) | B(VIRTIO_NET_F_GUEST_UFO);
 	if (sel & 64)
 		f |= B(VIRTIO_NET_F_GUEST_ANNOUNCE);
+	if (sel & 128)
+		f |= B(VIRTIO_NET_F_MQ);
 	return f;
 }
 
@@ -71,7 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t f;
 	size_t pos = 2;
 	unsigned k;
-	int sv[2], big = 1 << 20;
+	int sv[2], sv2[2] = { -1, -1 }, fds[2], big = 1 << 20;
+	bool mq;
 	static uint8_t drain[NET_HDR_LEN + NET_GSO_MAX + 64];
 
 	if (size < 2)
@@ -80,16 +86,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.vlan = (data[0] & 8) ? 5 : 0;
 	cfg.vlan_trunk = data[0] & 16;
 	k = data[1] % 17;
+	mq = data[0] & 128;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
 		abort();
+	if (mq && (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv2) ||
+		   fcntl(sv2[0], F_SETFL, O_NONBLOCK) || fcntl(sv2[1], F_SETFL, O_NONBLOCK)))
+		abort();
+	fds[0] = sv[0];
+	fds[1] = sv2[0];
 	setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
 	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) || fcntl(sv[1], F_SETFL, O_NONBLOCK))
 		abort();
 	if (vm_create_test(&vm, RAM_SIZE))
 		abort();
-	if (virtio_net_create_be(&vm, &cfg, 0, sv[0],
+	if (virtio_net_create_be(&vm, &cfg, 0, fds, mq ? 2 : 1,
 				 NET_BE_TUN_CSUM | NET_BE_TUN_TSO4 | NET_BE_TUN_TSO6 |
-					 NET_BE_TUN_ECN | NET_BE_TUN_UFO))
+					 NET_BE_TUN_ECN | NET_BE_TUN_UFO, false))
 		abort();
 	vd = virtio_dev_of(vm.devices_tail);
 
@@ -100,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (len > size - pos)
 			len = size - pos;
 		/* A full socket just drops the rest, as a busy tap would. */
-		if (send(sv[1], data + pos, len, MSG_DONTWAIT) < 0 && len)
+		if (send(mq && (i & 1) ? sv2[1] : sv[1], data + pos, len, MSG_DONTWAIT) < 0 && len)
 			break;
 		pos += len;
 	}
@@ -114,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	reg(&vm, vd, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(f >> 32));
 	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 					 VIRTIO_CONFIG_S_FEATURES_OK);
-	for (unsigned q = 0; q < NET_NR_QUEUES; q++) {
+	for (unsigned q = 0; q < vd->nr_queues; q++) {
 		uint64_t base = 0x3000ULL * q;
 
 		reg(&vm, vd, VIRTIO_MMIO_QUEUE_SEL, q);
@@ -127,15 +139,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
 					 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
 
-	virtio_dev_process(vd, NET_CTRLQ);
-	virtio_dev_process(vd, NET_TXQ);
-	virtio_dev_process(vd, NET_RXQ);
-	virtio_dev_process(vd, NET_RXQ); /* again: buffers the first pass gave back */
+	/* The control queue first (it may enable pair 1), then every queue. */
+	virtio_dev_process(vd, vd->nr_queues - 1);
+	for (unsigned q = 0; q + 1 < vd->nr_queues; q++)
+		virtio_dev_process(vd, q);
+	for (unsigned q = 0; q + 1 < vd->nr_queues; q += 2)
+		virtio_dev_process(vd, q); /* rx again: buffers the first pass gave back */
 	if (data[0] & 64)
 		virtio_net_announce(&vm);
 	while (recv(sv[1], drain, sizeof(drain), MSG_DONTWAIT) > 0)
 		;
 	vm_destroy(&vm);
 	close(sv[1]);
+	if (sv2[1] >= 0)
+		close(sv2[1]);
 	return 0;
 }

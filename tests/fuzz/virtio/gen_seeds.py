@@ -198,6 +198,13 @@ if True:  # fuzz_net's seeds
                                         [(H + 0x10, 4, 0), (H + 0x110, 1, 2)],
                                         [(H + 0x20, 1, 0)]]},
                          [(H, b'\x03\x00'), (H + 0x10, b'\x04\x00\x02\x00')]),
+        # two pairs: enable pair 1 on control queue 4 (at 0xc000), tx on 3, rx on 2
+        'mq': net_seed(0x87, [vnet_hdr() + eth(100), vnet_hdr() + eth(200)],
+                       {4: [[(0x18000, 4, 0), (0x18100, 1, 2)]],
+                        3: [[(0x18200, 12, 0), (0x18300, 100, 0)]],
+                        2: [[(0x19000, 0x800, 2)]], 0: [[(0x1a000, 0x800, 2)]]},
+                       [(0x18000, b'\x04\x00\x02\x00'), (0x18200, vnet_hdr()),
+                        (0x18300, eth(100))]),
     }
     import os
     os.makedirs('corpus-net', exist_ok=True)

@@ -63,7 +63,7 @@ static struct fixture *make(uint64_t features, unsigned vlan, bool trunk)
 	}
 	f->peer = sv[1];
 	f->d = vdrv_new();
-	assert_int_equal(virtio_net_create_be(&f->d->vm, &cfg, 0, sv[0], BE_ALL), 0);
+	assert_int_equal(virtio_net_create_be(&f->d->vm, &cfg, 0, &sv[0], 1, BE_ALL, false), 0);
 	vdrv_bind(f->d);
 	f->net = container_of(f->d->vd, struct net_dev, vd);
 	vdrv_start_loop(f->d);
@@ -410,20 +410,29 @@ static void test_vlan_trunk(void **state)
 }
 
 /* One control request: out bytes, then an ack byte (when ack_len). */
+static uint8_t ctrl_q(struct fixture *f, unsigned q, const uint8_t *req, uint32_t len,
+		      uint32_t ack_len, uint32_t *used_len);
+
 static uint8_t ctrl(struct fixture *f, const uint8_t *req, uint32_t len, uint32_t ack_len,
 		    uint32_t *used_len)
 {
+	return ctrl_q(f, NET_CTRLQ, req, len, ack_len, used_len);
+}
+
+static uint8_t ctrl_q(struct fixture *f, unsigned q, const uint8_t *req, uint32_t len,
+		      uint32_t ack_len, uint32_t *used_len)
+{
 	uint64_t r = vdrv_alloc(f->d, len ? len : 1), a = vdrv_alloc(f->d, 16);
 	struct vdrv_seg segs[2] = { { r, len, false }, { a, ack_len, true } };
-	uint16_t idx = vdrv_used_idx(f->d, NET_CTRLQ);
+	uint16_t idx = vdrv_used_idx(f->d, q);
 	uint8_t *ack = vdrv_ptr(f->d, a, 1);
 
 	*ack = 0xee;
 	memcpy(vdrv_ptr(f->d, r, len ? len : 1), req, len);
-	vdrv_add(f->d, NET_CTRLQ, segs, ack_len ? 2 : 1, false);
-	vdrv_kick(f->d, NET_CTRLQ);
-	assert_true(vdrv_wait_used(f->d, NET_CTRLQ, (uint16_t)(idx + 1)));
-	*used_len = vdrv_used_elem(f->d, NET_CTRLQ, idx).len;
+	vdrv_add(f->d, q, segs, ack_len ? 2 : 1, false);
+	vdrv_kick(f->d, q);
+	assert_true(vdrv_wait_used(f->d, q, (uint16_t)(idx + 1)));
+	*used_len = vdrv_used_elem(f->d, q, idx).len;
 	return *ack;
 }
 
@@ -515,7 +524,7 @@ static void test_real_tap_offloads(void **state)
 	}
 	vdrv_bind(d);
 	net = container_of(d->vd, struct net_dev, vd);
-	assert_true(net->be.is_tap);
+	assert_true(net->q[0].be.is_tap);
 	assert_true((d->vd->host_features & F_OFF) == F_OFF);
 	vdrv_start_loop(d);
 	assert_true(vdrv_init(d, F_ALL) & VIRTIO_CONFIG_S_DRIVER_OK);
@@ -531,8 +540,118 @@ static void test_real_tap_offloads(void **state)
 	for (int i = 0; i < 1000 && !net->offloads_set; i++)
 		usleep(1000);
 	assert_true(net->offloads_set);
-	assert_int_equal(net->be.applied, NET_BE_TUN_CSUM | NET_BE_TUN_TSO4 | NET_BE_TUN_TSO6);
+	assert_int_equal(net->q[0].be.applied, NET_BE_TUN_CSUM | NET_BE_TUN_TSO4 | NET_BE_TUN_TSO6);
 	vdrv_free(d);
+}
+
+/* A real multi-queue tap opened by name with queues=2: queue 1 detached
+ * (TUNSETQUEUE) until the driver asks for two pairs. */
+static void test_real_tap_mq(void **state)
+{
+	char name[IFNAMSIZ];
+	struct net_config cfg = { .tap = name, .queues = 2 };
+	const uint8_t set2[] = { VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 2, 0 };
+	struct fixture f = { 0 };
+	uint32_t used;
+
+	(void)state;
+	snprintf(name, sizeof(name), "cvq%d", (int)getpid() % 100000);
+	f.d = vdrv_new();
+	if (virtio_net_create(&f.d->vm, &cfg, 0) != 0) {
+		vdrv_free(f.d);
+		print_message("*** SKIPPED real multi-queue tap: cannot create tap %s ***\n", name);
+		skip();
+	}
+	vdrv_bind(f.d);
+	f.net = container_of(f.d->vd, struct net_dev, vd);
+	assert_int_equal(f.net->nr_pairs, 2);
+	assert_true(f.net->q[1].detached);
+	vdrv_start_loop(f.d);
+	assert_true(vdrv_init(f.d, F_ALL | B(VIRTIO_NET_F_MQ)) & VIRTIO_CONFIG_S_DRIVER_OK);
+	assert_int_equal(ctrl_q(&f, 4, set2, 4, 1, &used), VIRTIO_NET_OK);
+	assert_false(f.net->q[1].detached);
+	vdrv_free(f.d);
+}
+
+/* Two queue pairs over two sockets: MQ offered, the control queue after
+ * them, pair 1 idle until VQ_PAIRS_SET, then frames both ways on its own
+ * socket. */
+static void test_mq(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct net_config cfg = { .tap = "tap-mq" };
+	const uint8_t set2[] = { VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 2, 0 };
+	const uint8_t set3[] = { VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 3, 0 };
+	const uint8_t set0[] = { VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, 0, 0 };
+	int a[2], b[2], fds[2];
+	uint8_t frame[100], got[256];
+	uint32_t used;
+	uint64_t hg, bg, rb;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, a), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, b), 0);
+	assert_int_equal(fcntl(a[0], F_SETFL, O_NONBLOCK), 0);
+	assert_int_equal(fcntl(b[0], F_SETFL, O_NONBLOCK), 0);
+	fds[0] = a[0];
+	fds[1] = b[0];
+	f->d = vdrv_new();
+	assert_int_equal(virtio_net_create_be(&f->d->vm, &cfg, 0, fds, 2, BE_ALL, false), 0);
+	vdrv_bind(f->d);
+	f->net = container_of(f->d->vd, struct net_dev, vd);
+	f->peer = a[1];
+	assert_int_equal(f->d->vd->nr_queues, 5);
+	assert_true(f->d->vd->host_features & B(VIRTIO_NET_F_MQ));
+	assert_int_equal(vdrv_config8(f->d, offsetof(struct virtio_net_config, max_virtqueue_pairs)),
+			 2);
+	vdrv_start_loop(f->d);
+	assert_true(vdrv_init(f->d, F_ALL | B(VIRTIO_NET_F_MQ)) & VIRTIO_CONFIG_S_DRIVER_OK);
+
+	/* A frame on pair 1 before the driver enabled it waits. */
+	make_frame(frame, sizeof(frame), 9);
+	hg = vdrv_alloc(f->d, HDR);
+	bg = vdrv_alloc(f->d, sizeof(frame));
+	memset(vdrv_ptr(f->d, hg, HDR), 0, HDR);
+	memcpy(vdrv_ptr(f->d, bg, sizeof(frame)), frame, sizeof(frame));
+	{
+		struct vdrv_seg segs[] = { { hg, HDR, false }, { bg, sizeof(frame), false } };
+
+		vdrv_add(f->d, 3, segs, 2, false);
+		vdrv_kick(f->d, 3);
+	}
+	assert_int_equal(ctrl_q(f, 4, set3, 4, 1, &used), VIRTIO_NET_ERR);
+	assert_int_equal(ctrl_q(f, 4, set0, 4, 1, &used), VIRTIO_NET_ERR);
+	assert_int_equal(vdrv_used_idx(f->d, 3), 0);
+	assert_int_equal(recv(b[1], got, sizeof(got), MSG_DONTWAIT), -1);
+	assert_int_equal(ctrl_q(f, 4, set2, 4, 1, &used), VIRTIO_NET_OK);
+	assert_int_equal(f->net->active_pairs, 2);
+	vdrv_kick(f->d, 3);
+	assert_true(vdrv_wait_used(f->d, 3, 1));
+	assert_int_equal(recv(b[1], got, sizeof(got), MSG_DONTWAIT), (ssize_t)(HDR + sizeof(frame)));
+	assert_memory_equal(got + HDR, frame, sizeof(frame));
+	assert_int_equal(recv(a[1], got, sizeof(got), MSG_DONTWAIT), -1);
+
+	/* Host -> guest on pair 1's socket lands in rx queue 2. */
+	rb = vdrv_alloc(f->d, 2048);
+	{
+		struct vdrv_seg seg = { rb, 2048, true };
+
+		vdrv_add(f->d, 2, &seg, 1, false);
+		vdrv_kick(f->d, 2);
+	}
+	{
+		struct virtio_net_hdr_v1 h = { 0 };
+		struct iovec iov[2] = { { &h, HDR }, { frame, sizeof(frame) } };
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+
+		assert_int_equal(sendmsg(b[1], &m, 0), (ssize_t)(HDR + sizeof(frame)));
+	}
+	assert_true(vdrv_wait_used(f->d, 2, 1));
+	assert_memory_equal((uint8_t *)vdrv_ptr(f->d, rb, HDR + sizeof(frame)) + HDR, frame,
+			    sizeof(frame));
+	assert_false(broken(f));
+	close(b[1]);
+	teardown((void **)&f);
 }
 
 static void test_conf(void **state)
@@ -549,6 +668,9 @@ static void test_conf(void **state)
 	assert_false(conf_vlan_parse("-1", &v, &trunk));
 	assert_false(conf_vlan_parse("12x", &v, &trunk));
 	assert_false(conf_vlan_parse("", &v, &trunk));
+	assert_true(conf_queues_parse("3", &v) && v == 3);
+	assert_false(conf_queues_parse("4", &v));
+	assert_false(conf_queues_parse("0", &v));
 	assert_true(conf_mtu_parse("9000", &v) && v == 9000);
 	assert_false(conf_mtu_parse("67", &v));
 	assert_false(conf_mtu_parse("65536", &v));
@@ -572,6 +694,8 @@ int main(void)
 		T(test_ctrl, setup_all),
 		T(test_announce_frames, setup_all),
 		cmocka_unit_test(test_real_tap_offloads),
+		cmocka_unit_test(test_mq),
+		cmocka_unit_test(test_real_tap_mq),
 		cmocka_unit_test(test_conf),
 	};
 

@@ -14,10 +14,13 @@
 #include "virtio/mmio.h"
 
 #define NET_QUEUE_SIZE 256
+/* Queue pairs (one tap queue each, VIRTIO_NET_F_MQ): rx 2p, tx 2p + 1,
+ * then the control queue; within the transport's VIRTIO_MAX_QUEUES. */
+#define NET_MAX_PAIRS 3
 #define NET_RXQ 0
 #define NET_TXQ 1
-#define NET_CTRLQ 2 /* with VIRTIO_NET_F_CTRL_VQ (always offered) */
-#define NET_NR_QUEUES 3
+#define NET_CTRLQ 2 /* without MQ (or with one pair); with MQ it is 2 * pairs */
+#define NET_NR_QUEUES (2 * NET_MAX_PAIRS + 1)
 /* Frames handled per wake-up of one direction, so rx and tx share the loop. */
 #define NET_BURST 64
 /* Receive chains one frame may span with VIRTIO_NET_F_MRG_RXBUF. */
@@ -70,10 +73,27 @@ struct net_be {
 	unsigned applied;   /* TUN_F_* last set on it */
 };
 
-struct net_dev {
-	struct virtio_dev vd; /* first: the transport frees the whole object */
+struct net_dev;
+
+/* One queue pair and its back-end queue (a tap queue fd). */
+struct net_queue {
+	struct net_dev *net;
+	unsigned pair;
 	struct net_be be;
 	bool fd_watched;      /* rx: the fd is in the I/O loop */
+	bool detached;        /* tap queue detached (pair not in use) */
+	struct virtq_chain *chain;         /* tx */
+	struct virtq_chain *rxc;           /* NET_MRG_CHAINS receive chains */
+	struct iovec *rx_iov;              /* gathered rx segments (NET_RX_SEGS) */
+	struct iovec *rx_io;               /* what readv gets (NET_RX_SEGS + 2) */
+	uint8_t *rx_spill;                 /* tail of a frame larger than the posted buffers */
+};
+
+struct net_dev {
+	struct virtio_dev vd; /* first: the transport frees the whole object */
+	struct net_queue q[NET_MAX_PAIRS];
+	unsigned nr_pairs;    /* back-end queues, max_virtqueue_pairs */
+	unsigned active_pairs; /* VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET (1 until then) */
 	bool offloads_set;    /* the back end's rx offloads match the driver's features */
 	uint16_t vlan;        /* 1..4094: access VLAN (tag on tx, strip and filter on rx); 0 none */
 	bool vlan_trunk;      /* tags pass untouched (for documentation: same as vlan 0) */
@@ -85,11 +105,7 @@ struct net_dev {
 	uint64_t announces;
 	uint8_t guest_ip4[4]; /* learnt from the guest's ARP, for gratuitous ARP */
 	bool has_ip4;
-	struct virtq_chain *chain;         /* tx and ctrl */
-	struct virtq_chain *rxc;           /* NET_MRG_CHAINS receive chains */
-	struct iovec *rx_iov;              /* gathered rx segments (NET_RX_SEGS) */
-	struct iovec *rx_io;               /* what readv gets (NET_RX_SEGS + 2) */
-	uint8_t *rx_spill;                 /* tail of a frame larger than the posted buffers */
+	struct virtq_chain *ctrl_chain;
 };
 
 _Static_assert(offsetof(struct net_dev, vd) == 0, "transport frees the device through vd");
@@ -101,10 +117,13 @@ _Static_assert(offsetof(struct net_dev, vd) == 0, "transport frees the device th
  * Returns 0 or -errno. */
 int virtio_net_create_fd(struct vm *vm, const struct net_config *cfg, unsigned index,
 			 int fd) __must_check;
-/* The same with the back end's offloads given (NET_BE_TUN_*), for tests
- * and fuzzing over a socket that passes headers untouched. */
-int virtio_net_create_be(struct vm *vm, const struct net_config *cfg, unsigned index, int fd,
-			 unsigned offloads) __must_check;
+/* The same over nr fds (one per queue pair, nr <= NET_MAX_PAIRS; more
+ * than one offers VIRTIO_NET_F_MQ) with the back end's offloads given
+ * (NET_BE_TUN_*), for tests and fuzzing over sockets that pass headers
+ * untouched; is_tap: the fds are queues of one tap. Takes ownership of the
+ * fds, also on failure. */
+int virtio_net_create_be(struct vm *vm, const struct net_config *cfg, unsigned index,
+			 const int *fds, unsigned nr, unsigned offloads, bool is_tap) __must_check;
 
 /* net_be.c: the back end boundary. Both return bytes moved (header
  * included) or -errno; non-blocking. */
@@ -115,6 +134,10 @@ ssize_t net_be_writev(struct net_be *be, const struct iovec *iov, unsigned nr);
 int net_be_set_offload(struct net_be *be, unsigned tun_flags) __must_check;
 /* What a tap fd can take: NET_BE_TUN_* (0 for other fds). */
 unsigned net_be_probe(int fd, bool *is_tap);
+/* Attach or detach a tap queue (TUNSETQUEUE), so the kernel steers
+ * frames only to the pairs the driver uses. 0 or -errno; no-op for other
+ * back ends. */
+int net_be_set_queue(struct net_be *be, bool attach) __must_check;
 
 /* net_hdr.c: frame and header checks, VLAN tags (pure functions). */
 /* Check a tx header the guest wrote (already copied out of guest memory)
@@ -137,13 +160,15 @@ size_t net_frame_max_rx(const struct net_dev *net);
 /* Count a dropped frame; log the first of each reason (lock held). */
 void net_drop(struct net_dev *net, enum net_drop why, const char *detail);
 
-/* Watch the back end's fd for rx while the guest has buffers (net.c). */
-void net_watch_fd(struct net_dev *net, bool on);
+/* Watch a pair's back-end fd for rx while the guest has buffers (net.c). */
+void net_watch_fd(struct net_queue *nq, bool on);
+/* Use pairs [0, n) (VQ_PAIRS_SET, reset, load); lock held. */
+void net_set_pairs(struct net_dev *net, unsigned n);
 
-/* net_rx.c: move frames from the back end into the rx queue (lock held). */
-void net_rx(struct net_dev *net);
-/* net_ctrl.c: process the control queue (lock held). */
-void net_ctrl(struct net_dev *net);
+/* net_rx.c: move frames from a pair's back end into its rx queue (lock held). */
+void net_rx(struct net_queue *nq);
+/* net_ctrl.c: process the control queue, virtqueue q (lock held). */
+void net_ctrl(struct net_dev *net, unsigned q);
 /* Announce the guest after a migration: S_ANNOUNCE and a config interrupt
  * for a driver with GUEST_ANNOUNCE, else a RARP from its MAC on the back
  * end (lock held). */

@@ -64,3 +64,15 @@ unsigned net_be_probe(int fd, bool *is_tap)
 		return 0;
 	return got;
 }
+
+int net_be_set_queue(struct net_be *be, bool attach)
+{
+	struct ifreq ifr = { .ifr_flags = attach ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE };
+
+	if (!be->is_tap)
+		return 0;
+	/* Allowed by exact number in the worker's seccomp list, like
+	 * TUNSETOFFLOAD: it changes only which of this tap's queues get
+	 * frames. */
+	return ioctl(be->fd, TUNSETQUEUE, &ifr) < 0 ? -errno : 0;
+}

@@ -25,12 +25,17 @@ static uint8_t ctrl_one(struct net_dev *net, const struct virtq_chain *c)
 			break;
 		net->vd.config[STATUS_OFF] &= (uint8_t)~VIRTIO_NET_S_ANNOUNCE;
 		return VIRTIO_NET_OK;
-	case VIRTIO_NET_CTRL_MQ:
-		/* One queue pair (MQ is not offered): only 1 is valid. */
-		if (req[1] == VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET && c->out_len == 4 && n == 4 &&
-		    (req[2] | req[3] << 8) == 1)
-			return VIRTIO_NET_OK;
-		break;
+	case VIRTIO_NET_CTRL_MQ: {
+		unsigned pairs = (unsigned)(req[2] | req[3] << 8);
+
+		/* 1..max_virtqueue_pairs; only with MQ negotiated (or 1). */
+		if (req[1] != VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET || c->out_len != 4 || n != 4 ||
+		    pairs < 1 || pairs > net->nr_pairs ||
+		    (pairs > 1 && !virtio_dev_has(&net->vd, VIRTIO_NET_F_MQ)))
+			break;
+		net_set_pairs(net, pairs);
+		return VIRTIO_NET_OK;
+	}
 	default:
 		/* RX, MAC, VLAN, offloads: not offered (a tap receives every
 		 * frame its bridge sends; filtering is the host's job). */
@@ -39,11 +44,11 @@ static uint8_t ctrl_one(struct net_dev *net, const struct virtq_chain *c)
 	return VIRTIO_NET_ERR;
 }
 
-void net_ctrl(struct net_dev *net)
+void net_ctrl(struct net_dev *net, unsigned q)
 {
 	struct virtio_dev *vd = &net->vd;
-	struct virtq *vq = &vd->vqs[NET_CTRLQ];
-	struct virtq_chain *c = net->chain;
+	struct virtq *vq = &vd->vqs[q];
+	struct virtq_chain *c = net->ctrl_chain;
 	struct virtq_error err;
 	bool pushed = false;
 	int ret;
@@ -63,7 +68,7 @@ void net_ctrl(struct net_dev *net)
 		virtq_push(vq, c->head, 1);
 		pushed = true;
 	}
-	virtio_dev_pop_done(vd, NET_CTRLQ, ret, &err, pushed);
+	virtio_dev_pop_done(vd, q, ret, &err, pushed);
 }
 
 size_t net_rarp_frame(const uint8_t mac[6], uint8_t *buf, size_t len)
@@ -115,7 +120,7 @@ static void announce_send(struct net_dev *net, uint8_t *frame, size_t len)
 		iov[1].iov_base = tagged;
 		iov[1].iov_len = len + NET_VLAN_HLEN;
 	}
-	n = net_be_writev(&net->be, iov, 2);
+	n = net_be_writev(&net->q[0].be, iov, 2);
 	if (n < 0)
 		log_warn("%s: cannot send the announcement: %s", net->vd.name, strerror((int)-n));
 }

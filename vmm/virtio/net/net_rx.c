@@ -50,21 +50,23 @@ static void rx_giveback(struct virtq *vq, unsigned nc)
 }
 
 /* Receive one frame. */
-static enum rx_result rx_one(struct net_dev *net, struct virtq_error *err)
+static enum rx_result rx_one(struct net_queue *nq, struct virtq_error *err)
 {
-	struct virtq *vq = &net->vd.vqs[NET_RXQ];
+	struct net_dev *net = nq->net;
+	unsigned qi = 2 * nq->pair;
+	struct virtq *vq = &net->vd.vqs[qi];
 	bool mrg = has(net, VIRTIO_NET_F_MRG_RXBUF), tagged = net->vlan != 0;
 	size_t need = NET_HDR_LEN + net_frame_max_rx(net), space = 0, head, guest_len;
 	unsigned nc = 0, max_chains = mrg ? NET_MRG_CHAINS : 1, nseg = 0, nr, used = 0;
 	uint8_t first[RX_HEAD_TAGGED];
 	struct virtio_net_hdr_v1 *h = (struct virtio_net_hdr_v1 *)first;
-	struct iovec *io = net->rx_io;
+	struct iovec *io = nq->rx_io;
 	ssize_t len;
 	int ret;
 
 	/* Gather chains until the largest frame fits, within IOV_MAX. */
 	while (nc < max_chains && space < need) {
-		struct virtq_chain *c = &net->rxc[nc];
+		struct virtq_chain *c = &nq->rxc[nc];
 
 		ret = virtq_pop(vq, c, err);
 		if (ret < 0) {
@@ -76,14 +78,14 @@ static enum rx_result rx_one(struct net_dev *net, struct virtq_error *err)
 		if (c->in_len < NET_HDR_LEN) {
 			/* Cannot hold even a header: hand it back empty. */
 			virtq_push(vq, c->head, 0);
-			virtio_dev_maybe_notify(&net->vd, NET_RXQ);
+			virtio_dev_maybe_notify(&net->vd, qi);
 			continue;
 		}
 		if (nseg + c->nr_in > NET_RX_SEGS) {
 			virtq_unpop(vq);
 			break;
 		}
-		memcpy(net->rx_iov + nseg, c->iov + c->nr_out, c->nr_in * sizeof(struct iovec));
+		memcpy(nq->rx_iov + nseg, c->iov + c->nr_out, c->nr_in * sizeof(struct iovec));
 		nseg += c->nr_in;
 		space += c->in_len;
 		nc++;
@@ -95,16 +97,16 @@ static enum rx_result rx_one(struct net_dev *net, struct virtq_error *err)
 	io[0].iov_base = first;
 	io[0].iov_len = head;
 	/* The guest part starts after the header (and the MAC addresses). */
-	nr = 1 + iov_slice(net->rx_iov, nseg, head - (tagged ? NET_VLAN_HLEN : 0),
+	nr = 1 + iov_slice(nq->rx_iov, nseg, head - (tagged ? NET_VLAN_HLEN : 0),
 			   space - (head - (tagged ? NET_VLAN_HLEN : 0)), io + 1, NET_RX_SEGS);
 	if (space < need) {
 		/* Catch the tail of a frame larger than the buffers, to drop it
 		 * whole rather than hand the guest a cut one. */
-		io[nr].iov_base = net->rx_spill;
+		io[nr].iov_base = nq->rx_spill;
 		io[nr].iov_len = NET_HDR_LEN + NET_GSO_MAX;
 		nr++;
 	}
-	len = net_be_readv(&net->be, io, nr);
+	len = net_be_readv(&nq->be, io, nr);
 	if (len == -EAGAIN || len == -EINTR) {
 		rx_giveback(vq, nc);
 		return RX_AGAIN;
@@ -146,21 +148,21 @@ static enum rx_result rx_one(struct net_dev *net, struct virtq_error *err)
 		size_t left = guest_len;
 
 		while (used < nc && left) {
-			size_t n = net->rxc[used].in_len < left ? net->rxc[used].in_len : left;
+			size_t n = nq->rxc[used].in_len < left ? nq->rxc[used].in_len : left;
 
 			left -= n;
 			used++;
 		}
 	}
 	h->num_buffers = htole16((uint16_t)used);
-	iov_from_buf(net->rx_iov, nseg, 0, first, head - (tagged ? NET_VLAN_HLEN : 0));
+	iov_from_buf(nq->rx_iov, nseg, 0, first, head - (tagged ? NET_VLAN_HLEN : 0));
 	{
 		size_t left = guest_len;
 
 		for (unsigned i = 0; i < used; i++) {
-			uint32_t n = net->rxc[i].in_len < left ? net->rxc[i].in_len : (uint32_t)left;
+			uint32_t n = nq->rxc[i].in_len < left ? nq->rxc[i].in_len : (uint32_t)left;
 
-			virtq_push(vq, net->rxc[i].head, n);
+			virtq_push(vq, nq->rxc[i].head, n);
 			left -= n;
 		}
 	}
@@ -169,27 +171,29 @@ static enum rx_result rx_one(struct net_dev *net, struct virtq_error *err)
 	return RX_DONE;
 }
 
-void net_rx(struct net_dev *net)
+void net_rx(struct net_queue *nq)
 {
+	struct net_dev *net = nq->net;
 	struct virtio_dev *vd = &net->vd;
+	unsigned qi = 2 * nq->pair;
 	struct virtq_error err = { 0 };
 	enum rx_result r = RX_AGAIN;
-	uint16_t used_before = vd->vqs[NET_RXQ].used_idx;
+	uint16_t used_before = vd->vqs[qi].used_idx;
 
-	if (!virtio_dev_running(vd, NET_RXQ)) {
-		net_watch_fd(net, false);
+	if (!virtio_dev_running(vd, qi) || nq->pair >= net->active_pairs) {
+		net_watch_fd(nq, false);
 		return;
 	}
 	for (unsigned n = 0; n < NET_BURST; n++) {
-		r = rx_one(net, &err);
+		r = rx_one(nq, &err);
 		if (r != RX_DONE)
 			break;
 	}
 	if (r == RX_BROKEN)
-		virtio_dev_fail(vd, "rx queue: %s (0x%llx)", err.what,
+		virtio_dev_fail(vd, "rx queue %u: %s (0x%llx)", qi, err.what,
 				(unsigned long long)err.value);
 	/* No buffers left (or broken): stop watching until the next rx kick. */
-	net_watch_fd(net, r == RX_DONE || r == RX_AGAIN);
-	if (vd->vqs[NET_RXQ].used_idx != used_before)
-		virtio_dev_maybe_notify(vd, NET_RXQ);
+	net_watch_fd(nq, r == RX_DONE || r == RX_AGAIN);
+	if (vd->vqs[qi].used_idx != used_before)
+		virtio_dev_maybe_notify(vd, qi);
 }

@@ -495,6 +495,51 @@ static void test_announce_frames(void **state)
 	assert_int_equal(got[HDR + 12] << 8 | got[HDR + 13], 0x0806);
 	assert_memory_equal(got + HDR + 28, "\x0a\x01\x02\x03", 4); /* sender IP */
 	assert_memory_equal(got + HDR + 38, "\x0a\x01\x02\x03", 4); /* target IP */
+	assert_int_equal(peer_recv(f, got, sizeof(got)), -1);
+
+	/* The guest's neighbour advertisement teaches its IPv6 address: the
+	 * next announcement adds an unsolicited NA with a valid checksum. */
+	{
+		static const uint8_t ip6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 5 };
+		uint8_t na[86] = { 0 };
+		uint32_t sum = 0;
+		const uint8_t *g = got + HDR;
+
+		memcpy(na, "\x33\x33\0\0\0\x01", 6);
+		memcpy(na + 6, MAC, 6);
+		na[12] = 0x86;
+		na[13] = 0xdd;
+		na[14] = 0x60;
+		na[19] = 32;
+		na[20] = 58;
+		na[21] = 255;
+		memcpy(na + 22, ip6, 16);
+		na[38] = 0xff;
+		na[39] = 0x02;
+		na[53] = 1;
+		na[54] = 136;
+		memcpy(na + 62, ip6, 16);
+		tx(f, &(struct virtio_net_hdr_v1){ 0 }, na, sizeof(na));
+		assert_int_equal(peer_recv(f, got, sizeof(got)), (ssize_t)(HDR + sizeof(na)));
+		virtio_net_announce(&f->d->vm);
+		assert_int_equal(peer_recv(f, got, sizeof(got)), (ssize_t)(HDR + 60)); /* RARP */
+		assert_int_equal(peer_recv(f, got, sizeof(got)), (ssize_t)(HDR + 60)); /* ARP */
+		assert_int_equal(peer_recv(f, got, sizeof(got)), (ssize_t)(HDR + 86)); /* NA */
+		assert_int_equal(g[12] << 8 | g[13], 0x86dd);
+		assert_int_equal(g[54], 136);
+		assert_int_equal(g[58], 0x20); /* Override */
+		assert_memory_equal(g + 22, ip6, 16);
+		assert_memory_equal(g + 62, ip6, 16);
+		assert_memory_equal(g + 80, MAC, 6);
+		for (unsigned i = 22; i < 54; i += 2)
+			sum += (uint32_t)(g[i] << 8 | g[i + 1]);
+		sum += 32 + 58;
+		for (unsigned i = 54; i < 86; i += 2)
+			sum += (uint32_t)(g[i] << 8 | g[i + 1]);
+		while (sum >> 16)
+			sum = (sum & 0xffff) + (sum >> 16);
+		assert_int_equal(sum, 0xffff);
+	}
 }
 
 /* A real tap: offloads probed and offered, and set on the tap

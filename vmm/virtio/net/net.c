@@ -86,24 +86,6 @@ void net_set_pairs(struct net_dev *net, unsigned n)
 	net->active_pairs = n;
 }
 
-/* Remember the guest's IPv4 address from its own ARP frames, for the
- * gratuitous ARP after a migration. */
-static void net_learn_ip(struct net_dev *net, const struct virtq_chain *c, size_t frame_len)
-{
-	uint8_t arp[28 + 14];
-
-	if (frame_len < sizeof(arp) ||
-	    iov_to_buf(c->iov, c->nr_out, NET_HDR_LEN, arp, sizeof(arp)) != sizeof(arp))
-		return;
-	/* ARP, Ethernet/IPv4, sender MAC ours, a sender address set. */
-	if (arp[12] != 0x08 || arp[13] != 0x06 || arp[14] != 0 || arp[15] != 1 ||
-	    arp[16] != 0x08 || arp[17] != 0 || memcmp(arp + 22, net->mac, 6) ||
-	    !memcmp(arp + 28, "\0\0\0\0", 4))
-		return;
-	memcpy(net->guest_ip4, arp + 28, 4);
-	net->has_ip4 = true;
-}
-
 /* Send one guest frame (lock held). Returns false when the chain breaks
  * the rules badly enough to fail the device. */
 static bool net_tx_one(struct net_queue *nq, const struct virtq_chain *c)
@@ -169,8 +151,8 @@ static bool net_tx_one(struct net_queue *nq, const struct virtq_chain *c)
 		return true;
 	}
 	net->tx_frames++;
-	if (!net->has_ip4)
-		net_learn_ip(net, c, frame_len);
+	if (!net->has_ip4 || !net->has_ip6)
+		net_learn_addr(net, c->iov, c->nr_out, frame_len);
 	return true;
 }
 
@@ -273,6 +255,8 @@ static int net_save(struct virtio_dev *vd, struct state_writer *w)
 	state_put_u32(w, net->has_ip4);
 	state_put_bytes(w, net->guest_ip4, 4);
 	state_put_u32(w, net->active_pairs);
+	state_put_u32(w, net->has_ip6);
+	state_put_bytes(w, net->guest_ip6, 16);
 	return 0;
 }
 
@@ -288,8 +272,11 @@ static int net_load(struct virtio_dev *vd, struct state_reader *r)
 		net->has_ip4 = state_get_u32(r) != 0;
 		state_get_bytes(r, net->guest_ip4, 4);
 	}
-	if (version >= 3)
+	if (version >= 3) {
 		pairs = state_get_u32(r);
+		net->has_ip6 = state_get_u32(r) != 0;
+		state_get_bytes(r, net->guest_ip6, 16);
+	}
 	if (pairs < 1 || pairs > net->nr_pairs) {
 		log_err("%s: saved %u queue pairs, this device has %u", vd->name, pairs,
 			net->nr_pairs);

@@ -105,6 +105,8 @@ struct net_dev {
 	uint64_t announces;
 	uint8_t guest_ip4[4]; /* learnt from the guest's ARP, for gratuitous ARP */
 	bool has_ip4;
+	uint8_t guest_ip6[16]; /* learnt from its NA or DAD NS, for an unsolicited NA */
+	bool has_ip6;
 	struct virtq_chain *ctrl_chain;
 };
 
@@ -173,5 +175,9 @@ void net_ctrl(struct net_dev *net, unsigned q);
  * for a driver with GUEST_ANNOUNCE, else a RARP from its MAC on the back
  * end (lock held). */
 void net_announce(struct net_dev *net);
+/* Learn the guest's IPv4 address (its ARP) and IPv6 address (its
+ * neighbour advertisements and duplicate address detection) from a tx
+ * frame: iov[0..nr) holds the vnet header, then frame_len bytes. */
+void net_learn_addr(struct net_dev *net, const struct iovec *iov, unsigned nr, size_t frame_len);
 /* Build the RARP frame (60 bytes, QEMU's layout) from mac into buf. */
 size_t net_rarp_frame(const uint8_t mac[6], uint8_t *buf, size_t len);

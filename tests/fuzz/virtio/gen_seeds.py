@@ -160,6 +160,9 @@ if True:  # fuzz_vmem's seeds: RING_BASE 0x10000, the region at 4 GiB
     os.makedirs('corpus-vmem', exist_ok=True)
     for name, b in seeds.items():
         with open(os.path.join('corpus-vmem', name), 'wb') as f:
+            f.write(b)
+
+
 # fuzz_net: [features][K] K x (LE u16 len, header + frame) then RAM from 0:
 # queue q's descriptors at q*0x3000, avail +0x1000, used +0x2000 (16
 # entries); buffers from 0x9000.

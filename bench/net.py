@@ -4,9 +4,12 @@ against QEMU's user-space virtio-net (-netdev tap,vhost=off), the same test
 guest (guest/tests/netperf.c, its loop in ring 3) on the same kind of tap,
 and the host's own veth as the ceiling.
 
-Cases: 1500-byte frames (1514 on the wire, partial checksum offload), 64 KiB
-TCP segments handed over whole with TSO (VIRTIO_NET_F_HOST_TSO4), and
-60-byte frames (packet rate). Each run is a fresh VM in a fresh network
+Cases, guest -> host: 1500-byte frames (1514 on the wire, partial checksum
+offload), 64 KiB TCP segments handed over whole with TSO
+(VIRTIO_NET_F_HOST_TSO4), and 60-byte frames (packet rate); host -> guest
+("rx"): 1514- and 60-byte frames from an AF_PACKET socket on the tap (a
+Python sender, faster than either VMM delivers here: the tap's queue
+overflows), counted by the guest. Each run is a fresh VM in a fresh network
 namespace with one tap, up, nobody listening: the host drops the frames in
 its IP layer (another host's MAC), so what is measured is the VMM's path
 from the guest's ring into the host kernel. Rounds alternate cella and QEMU
@@ -38,8 +41,27 @@ import common
 import harness
 
 VMMS = ("cella", "cella-anon", "qemu")
-CASES = [("1500 B", 1514), ("64 KiB TSO", 65549), ("60 B", 60)]
-RESULT = re.compile(r"^netperf: tx frames=(\d+) bytes=(\d+) ms=(\d+)$")
+CASES = [("1500 B", 1514, "tx"), ("64 KiB TSO", 65549, "tx"), ("60 B", 60, "tx"),
+         ("1500 B rx", 1514, "rx"), ("60 B rx", 60, "rx")]
+RESULT = re.compile(r"^netperf: (?:tx|rx) frames=(\d+) bytes=(\d+) ms=(\d+)$")
+# Host -> guest: frames to the guest's MAC from an AF_PACKET socket on the
+# tap, as fast as Python sends them (argv: tap, mac, size, seconds).
+SENDER = r"""
+import socket, sys, time
+tap, mac, size, secs = sys.argv[1], bytes.fromhex(sys.argv[2].replace(':', '')), int(sys.argv[3]), float(sys.argv[4])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((tap, 0))
+f = mac + b'\x02\x00\x00\x00\x00\x09\x88\xb5' + bytes(size - 14)
+end, n = time.monotonic() + secs, 0
+while time.monotonic() < end:
+    for _ in range(64):
+        try:
+            s.send(f)
+            n += 1
+        except OSError:
+            pass
+print(n, flush=True)
+"""
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -73,9 +95,9 @@ def io_cpu(before, after):
     return total
 
 
-def vmm_cmd(vmm, build, tap, size, secs, extra=""):
+def vmm_cmd(vmm, build, tap, size, secs, extra="", mode="tx"):
     kernel = common.guest(build, "netperf")
-    cmdline = f"mode=tx size={size} secs={secs} {extra}".strip()
+    cmdline = f"mode={mode} size={size} secs={secs} {extra}".strip()
     if vmm.startswith("cella"):
         more = []
         if vmm == "cella-anon":
@@ -100,7 +122,7 @@ def tap_stat(ns, tap, what):
     return int(r.stdout)
 
 
-def run_one(vmm, build, size, secs, tag, extra=""):
+def run_one(vmm, build, size, secs, tag, extra="", mode="tx"):
     ns, tap = f"cella-b-net-{tag}", "bnet0"
     sh("ip", "netns", "add", ns)
     try:
@@ -108,18 +130,25 @@ def run_one(vmm, build, size, secs, tag, extra=""):
         sh("ip", "-n", ns, "link", "set", tap, "up")
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
                         f"net.ipv6.conf.{tap}.disable_ipv6=1"], check=False)
-        cmd = ["ip", "netns", "exec", ns] + vmm_cmd(vmm, build, tap, size, secs, extra)
+        cmd = ["ip", "netns", "exec", ns] + vmm_cmd(vmm, build, tap, size, secs, extra, mode)
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                              stdin=subprocess.DEVNULL, text=True)
         cpu0 = cpu1 = None
         res = None
         t0 = t1 = None
+        mac, snd = None, None
         try:
             for line in p.stdout:
                 line = line.rstrip("\n")
-                if line == "netperf: begin tx":
+                if line.startswith("netperf: features"):
+                    mac = line.split()[-1]
+                if line == f"netperf: begin {mode}":
                     cpu0, t0 = thread_cpu(p.pid), time.monotonic()
-                elif line == "netperf: end tx":
+                    if mode == "rx":
+                        snd = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c",
+                                                SENDER, tap, mac, str(size), str(secs)],
+                                               stdout=subprocess.PIPE, text=True)
+                elif line == f"netperf: end {mode}":
                     cpu1, t1 = thread_cpu(p.pid), time.monotonic()
                 m = RESULT.match(line)
                 if m:
@@ -131,13 +160,18 @@ def run_one(vmm, build, size, secs, tag, extra=""):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+            if snd:
+                snd.communicate(timeout=60)
         if not res or cpu0 is None or cpu1 is None:
             raise RuntimeError(f"{vmm} size={size}: no result from the guest")
         # Rates over the host's clock between the guest's begin and end
         # lines (the guest's own ms= is printed for reference).
-        frames, _, _ = res
-        wire = tap_stat(ns, tap, "rx_bytes")
-        pkts = tap_stat(ns, tap, "rx_packets")
+        frames, nbytes, _ = res
+        if mode == "tx":
+            wire = tap_stat(ns, tap, "rx_bytes")
+            pkts = tap_stat(ns, tap, "rx_packets")
+        else:  # what the guest received (the sender overruns the tap's queue)
+            wire, pkts = nbytes, frames
         gbit = wire * 8 / 1e9
         secs_host = t1 - t0
         return {"gbps": gbit / secs_host, "kpps": pkts / secs_host / 1000, "frames": frames,
@@ -212,27 +246,27 @@ def main():
         sys.exit(f"no {common.guest(build, 'netperf')}: build with the guest programs")
     tag = str(os.getpid() % 100000)
     results = {}
-    for name, size in CASES:
+    for name, size, mode in CASES:
         if args.case and name not in args.case:
             continue
         for r in range(args.rounds):
             for vmm in args.vmm or VMMS:
-                res = run_one(vmm, build, size, args.secs, tag, args.guest_args)
+                res = run_one(vmm, build, size, args.secs, tag, args.guest_args, mode)
                 results.setdefault((name, vmm), []).append(res)
                 print(f"# {name:11} {vmm:10} round {r + 1}: {res['gbps']:.2f} Gbit/s "
                       f"{res['kpps']:.0f} kpps, {res['cpu_per_gbit']:.3f} CPU s/Gbit",
                       flush=True)
-    if args.vmm:
+    if args.vmm or args.case:
         return
     ceiling = veth_ceiling(args.secs, tag)
     load = os.getloadavg()
     print(f"\nhost: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} "
           f"{load[2]:.1f} (shared with other work: figures are loaded-host figures)")
-    print(f"median of {args.rounds} rounds of {args.secs} s, guest -> host\n")
+    print(f"median of {args.rounds} rounds of {args.secs} s (\"rx\": host -> guest)\n")
     print("| case | VMM | Gbit/s | kpps | vs QEMU | CPU s/Gbit (I/O threads) |")
     print("|---|---|---|---|---|---|")
     med = lambda rs, k: common.median([x[k] for x in rs])  # noqa: E731
-    for name, _ in CASES:
+    for name, _, _ in CASES:
         if (name, "qemu") not in results:
             continue
         q = med(results[(name, "qemu")], "gbps")

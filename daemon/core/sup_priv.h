@@ -257,7 +257,7 @@ int sup_nics_check(struct sup *s, const struct vmdef *d, struct cerr *e) __must_
 void sup_switches_load(struct sup *s);
 /* NIC i's port (a switch NIC; vm->lock held): its tap's descriptor for the
  * worker, or -1 with e filled and nothing left on the host. */
-int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e);
+int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, int *worker_vlan, struct cerr *e);
 /* Remove every port vm has on the host (its worker is gone or never ran). */
 void sup_ports_remove(struct sup *s, struct vmrt *vm);
 /* A worker cellad finds at its start had vm's switch ports: mark them as

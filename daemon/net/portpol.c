@@ -526,3 +526,10 @@ void portpol_free(struct port_policy *p)
 	free(p->acls);
 	free(p);
 }
+
+int portpol_worker_vlan(const struct port_policy *p)
+{
+	if (!p || p->vlan == PP_VLAN_NONE)
+		return -1;
+	return p->vlan == PP_VLAN_TRUNK ? 0 : (int)p->access;
+}

@@ -166,12 +166,19 @@ static int open_host(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_
 			return cerr_set(e, CERR_INTERNAL, "", "the worker's configuration lacks "
 					"nets[%u]", i);
 		if (vm->def.nics[i].sw[0]) { /* a switch port (core/sup_switch.c) */
-			fd = sup_port_open(s, vm, i, e);
+			int vlan = -1;
+
+			fd = sup_port_open(s, vm, i, &vlan, e);
 			if (fd < 0)
 				return -1;
 			if (add_fd(wf, fd, &n, e))
 				return -1;
 			json_object_set_new(o, "tap_fd", fd_spec(n));
+			/* The worker tags and untags as nftables expects. */
+			if (vlan > 0)
+				json_object_set_new(o, "vlan", json_integer(vlan));
+			else if (vlan == 0)
+				json_object_set_new(o, "vlan", json_string("trunk"));
 			continue;
 		}
 		fd = tapdev_open(vm->def.nics[i].tap, err, sizeof(err));

@@ -123,7 +123,6 @@ struct vsock {
 	int timer_fd;
 	bool listen_watched, timer_watched, timer_armed;
 	struct virtq_chain *chain;
-	uint8_t *bounce;             /* VSOCK_HDR_LEN + VSOCK_MAX_PAYLOAD */
 	struct vconn conns[VSOCK_MAX_CONNS];
 	unsigned rr;                 /* round-robin start for rx */
 	uint32_t next_local_port;
@@ -148,6 +147,9 @@ void vsock_rx_pump(struct vsock *vs);
 void vsock_accept(struct vsock *vs);
 /* Deadlines (timer). */
 void vsock_check_deadlines(struct vsock *vs);
+/* A socket event of connection c (what its evloop watch does, lock held):
+ * exported for the fuzzer, which runs no loop. */
+void vsock_conn_event(struct vconn *c, uint32_t events);
 /* Kill every connection without waiting for the loop (any thread). */
 void vsock_reset_conns(struct vsock *vs);
 /* Close every socket now (destroy: the loop is stopped). */

@@ -348,6 +348,8 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		return vmdef_get_bool(v, key, &d->rng, e);
 	} else if (!strcmp(key, "balloon")) {
 		return vmdef_get_bool(v, key, &d->balloon, e);
+	} else if (!strcmp(key, "vsock")) {
+		return vmdef_vsock_parse(d, v, e);
 	} else if (!strcmp(key, "autostart")) {
 		return vmdef_get_bool(v, key, &d->autostart, e);
 	} else if (!strcmp(key, "restart_policy")) {
@@ -405,12 +407,13 @@ static void gen_uuid(char out[37])
  * virtio device (disks, NICs, rng) needs one of the interrupt lines. */
 static int check_devices(const struct vmdef *d, struct cerr *e)
 {
-	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0) + (d->balloon ? 1 : 0);
+	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0) + (d->balloon ? 1 : 0) +
+		     (d->vsock_cid ? 1 : 0);
 
 	if (n > CONF_VIRTIO_IRQS)
 		return cerr_set(e, CERR_INVALID, d->nr_nics ? "nics" : "disks",
 				"too many devices: %u need an interrupt line, %d are available "
-				"(disks, NICs, rng and balloon together)", n, CONF_VIRTIO_IRQS);
+				"(disks, NICs, rng, balloon and vsock together)", n, CONF_VIRTIO_IRQS);
 	return 0;
 }
 
@@ -526,6 +529,7 @@ json_t *vmdef_to_json(const struct vmdef *d)
 		json_object_set_new(j, "anti_affinity_hard", json_boolean(d->anti_affinity_hard));
 		json_object_set_new(j, "balloon", json_boolean(d->balloon));
 		json_object_set_new(j, "memory", vmdef_memory_json(d));
+		json_object_set_new(j, "vsock", vmdef_vsock_json(d));
 		if (d->replica.on)
 			json_object_set_new(j, "replica", vmdef_replica_json(d));
 	}
@@ -551,5 +555,6 @@ json_t *vmdef_worker_config(const struct vmdef *d)
 					      1, "deflate_on_oom", 1, "free_page_reporting", 1));
 	if (!vmdef_memory_default(d))
 		json_object_set_new(cfg, "memory", vmdef_memory_json(d));
+	vmdef_vsock_worker(d, cfg);
 	return cfg;
 }

@@ -79,6 +79,9 @@ struct vm {
 	const void *vcpu_filter;      /* each vCPU, before its first KVM_RUN */
 	const void *migration_filter; /* the live-migration sender */
 	const void *throttle_filter;  /* the migration's vCPU throttle thread */
+	/* The process's seccomp allowlist is (about to be) on: no socket()
+	 * or connect() (virtio-vsock then connects only through cellad). */
+	bool no_new_sockets;
 
 	/* Pause protocol: pause_requested under pause_lock; each vCPU that sees
 	 * it counts itself in vcpus_parked and waits on pause_cond. */

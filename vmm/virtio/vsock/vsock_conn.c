@@ -281,6 +281,8 @@ static int host_connect(struct vsock *vs, uint32_t port)
 		}
 		return fd;
 	}
+	if (vs->uds_path && vs->vd.vm->no_new_sockets)
+		return -EPERM; /* under seccomp: only cellad's connector connects */
 	if (vs->uds_path) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 		int fd;

@@ -151,6 +151,7 @@ static void def_make(struct vmdef *d, const char *name, const char *uuid)
 	d->nr_nics = 2;
 	snprintf(d->anti_affinity, sizeof(d->anti_affinity), "web");
 	d->anti_affinity_hard = true;
+	d->vsock_cid = 42;
 }
 
 struct loaded {
@@ -199,6 +200,7 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 	assert_string_equal(a->checkpoint, b->checkpoint);
 	assert_string_equal(a->anti_affinity, b->anti_affinity);
 	assert_int_equal(a->anti_affinity_hard, b->anti_affinity_hard);
+	assert_int_equal(a->vsock_cid, b->vsock_cid);
 	assert_int_equal(a->replica.on, b->replica.on);
 	assert_string_equal(a->replica.source, b->replica.source);
 	assert_string_equal(a->replica.last_point, b->replica.last_point);

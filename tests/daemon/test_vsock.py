@@ -69,6 +69,13 @@ def test(args):
                         break
                     got += chunk
                 check(got == b"ping through cellad\n", f"echoed {got!r}")
+                m = d.get("/v1/vms/v1/metrics").json.get("vsock") or {}
+                check(m.get("connections", 0) >= 1 and m.get("malformed") == 0 and
+                      m.get("guest_connects") == 1, f"metrics vsock {m}")
+                text = d.get("/metrics").body
+                check('cella_vm_vsock_malformed_total{vm="v1"} 0' in text and
+                      'cella_vm_vsock_connections{vm="v1"} ' in text,
+                      "Prometheus vsock series")
                 s.sendall(b"quit\n")
             d.wait_state("v1", ("stopped", "crashed"), timeout=60)
             check("PASS vsock" in d.console("v1"), "the guest passed")

@@ -449,6 +449,42 @@ static void test_malformed(void **state)
 	close(fd);
 }
 
+/* Rx buffers the device cannot use are returned empty, not held: one with
+ * room for a header only, one the device could not write. */
+static void test_bad_rx(void **state)
+{
+	struct fixture *f = *state;
+	struct vdrv_seg tiny = { vdrv_alloc(f->d, VSOCK_HDR_LEN), VSOCK_HDR_LEN, true };
+	struct vdrv_seg ro = { vdrv_alloc(f->d, RXBUF), RXBUF, false };
+	struct vsock_hdr h;
+	uint32_t hport;
+	char buf[8];
+	int fd = host_connect(f, 11, &hport); /* uses one buffer, posts one */
+
+	/* Buffers are used in ring order: 32 good ones, then these two, then
+	 * a good one. */
+	f->rx_gpa[vdrv_add(f->d, VSOCK_RXQ, &tiny, 1, false)] = tiny.gpa;
+	f->rx_gpa[vdrv_add(f->d, VSOCK_RXQ, &ro, 1, false)] = ro.gpa;
+	post_rx(f, 1);
+	for (unsigned i = 0; i < 32; i++) { /* use up the good ones */
+		tx(f, 11, hport, VSOCK_OP_CREDIT_REQUEST, NULL, 0);
+		assert_true(vdrv_wait_used(f->d, VSOCK_RXQ, (uint16_t)(f->rx_seen + 1)));
+		f->rx_seen++;
+	}
+	assert_int_equal(write(fd, "data", 4), 4);
+	for (unsigned i = 0; i < 2; i++) {
+		assert_true(vdrv_wait_used(f->d, VSOCK_RXQ, (uint16_t)(f->rx_seen + 1)));
+		assert_int_equal(vdrv_used_elem(f->d, VSOCK_RXQ, f->rx_seen).len, 0);
+		f->rx_seen++;
+	}
+	h = rx_next(f, buf, sizeof(buf));
+	assert_int_equal(h.op, VSOCK_OP_RW);
+	assert_memory_equal(buf, "data", 4);
+	assert_int_equal(stat_int(f, "bad_rx_buffers"), 2);
+	assert_false(vdrv_read(f->d, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	close(fd);
+}
+
 static void test_bad_hello(void **state)
 {
 	struct fixture *f = *state;
@@ -576,6 +612,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_credit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_hello, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_rx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
 		cmocka_unit_test(test_bad_config),
 	};

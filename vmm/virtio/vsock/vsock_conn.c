@@ -498,9 +498,11 @@ static uint32_t conn_fill_control(struct vconn *c, const struct virtq_chain *ch)
 	return put_hdr(ch, &h);
 }
 
-/* Host bytes into the chain. 0 when there were none (readiness used up,
- * EOF noted, or the connection died). */
-static uint32_t conn_fill_data(struct vconn *c, const struct virtq_chain *ch)
+/* Host bytes into the chain: their count with the header's; 0 when there
+ * were none (readiness used up, EOF noted, or the connection died: each
+ * changes what rx_have_work sees); -1 when the chain has no room past the
+ * header (a buffer only a control packet fits). */
+static int64_t conn_fill_data(struct vconn *c, const struct virtq_chain *ch)
 {
 	struct iovec sl[VIRTQ_CHAIN_MAX];
 	uint32_t room = ch->in_len - VSOCK_HDR_LEN;
@@ -514,7 +516,7 @@ static uint32_t conn_fill_data(struct vconn *c, const struct virtq_chain *ch)
 	if (room > VSOCK_MAX_PAYLOAD)
 		room = VSOCK_MAX_PAYLOAD;
 	if (!room)
-		return 0;
+		return -1;
 	nsl = iov_slice(ch->iov + ch->nr_out, ch->nr_in, VSOCK_HDR_LEN, room, sl, VIRTQ_CHAIN_MAX);
 	do
 		n = readv(c->fd, sl, (int)nsl);
@@ -541,9 +543,13 @@ static uint32_t conn_fill_data(struct vconn *c, const struct virtq_chain *ch)
 }
 
 /* Whatever is owed first, into one rx chain: orphan RSTs, then each
- * connection's control packets and data, round robin. */
-static uint32_t rx_fill(struct vsock *vs, const struct virtq_chain *ch)
+ * connection's control packets and data, round robin. The bytes written;
+ * 0 when nothing was, but some connection's state moved (try again); -1
+ * when what is owed does not fit this chain. */
+static int64_t rx_fill(struct vsock *vs, const struct virtq_chain *ch)
 {
+	bool no_room = false;
+
 	if (vs->nr_orphans) {
 		struct vsock_hdr h = {
 			.src_cid = VSOCK_HOST_CID, .dst_cid = vs->cid,
@@ -558,12 +564,16 @@ static uint32_t rx_fill(struct vsock *vs, const struct virtq_chain *ch)
 	for (unsigned k = 0; k < VSOCK_MAX_CONNS; k++) {
 		unsigned i = (vs->rr + k) % VSOCK_MAX_CONNS;
 		struct vconn *c = &vs->conns[i];
-		uint32_t len = 0;
+		int64_t len = 0;
 
 		if (conn_has_control(c))
 			len = conn_fill_control(c, ch);
 		else if (conn_may_read(c))
 			len = conn_fill_data(c, ch);
+		if (len < 0) {
+			no_room = true;
+			continue;
+		}
 		if (c->state == VC_ESTABLISHED)
 			conn_maybe_finish(c);
 		if (len) {
@@ -571,7 +581,7 @@ static uint32_t rx_fill(struct vsock *vs, const struct virtq_chain *ch)
 			return len;
 		}
 	}
-	return 0;
+	return no_room ? -1 : 0;
 }
 
 void vsock_rx_pump(struct vsock *vs)
@@ -586,26 +596,30 @@ void vsock_rx_pump(struct vsock *vs)
 	if (!virtio_dev_running(vd, VSOCK_RXQ))
 		return;
 	while (rx_have_work(vs)) {
-		uint32_t len;
+		int64_t len;
 
 		ret = virtq_pop(vq, ch, &err);
 		if (ret <= 0)
 			break;
-		if (ch->nr_out || ch->in_len < VSOCK_HDR_LEN) {
+		/* A buffer must hold a header and some data: one that only a
+		 * control packet fits would block the ring for data. */
+		if (ch->nr_out || ch->in_len <= VSOCK_HDR_LEN) {
 			vs->n.bad_rx++;
 			if (vsock_may_warn(vs))
-				log_warn("%s: an rx buffer that cannot hold a header: returned empty",
-					 vd->name);
+				log_warn("%s: an rx buffer of %u bytes (%u readable): returned empty",
+					 vd->name, ch->in_len, ch->out_len);
 			virtq_push(vq, ch->head, 0);
 			pushed = true;
 			continue;
 		}
 		len = rx_fill(vs, ch);
-		if (!len) {
+		if (len <= 0) {
 			virtq_unpop(vq);
+			if (len < 0)
+				break; /* the next buffers the driver gives may fit */
 			continue;
 		}
-		virtq_push(vq, ch->head, len);
+		virtq_push(vq, ch->head, (uint32_t)len);
 		pushed = true;
 	}
 	virtio_dev_pop_done(vd, VSOCK_RXQ, ret, &err, pushed);

@@ -22,10 +22,11 @@ struct relay {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
-static void relay_answer(int fd, int32_t status, int conn)
+static void relay_answer(int fd, uint32_t seq, int32_t status, int conn)
 {
+	int32_t rep[2] = { (int32_t)seq, status };
 	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { &status, sizeof(status) };
+	struct iovec iov = { rep, sizeof(rep) };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
 	if (conn >= 0) {
@@ -51,24 +52,25 @@ static void *relay_main(void *arg)
 
 	for (;;) {
 		char path[sizeof(r->path) + 16];
-		uint32_t port;
-		ssize_t n = recv(r->fd, &port, sizeof(port), 0);
+		uint32_t req[2]; /* seq, port */
+		ssize_t n = recv(r->fd, req, sizeof(req), 0);
 		int conn;
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
-		if (n != sizeof(port)) {
-			relay_answer(r->fd, -EINVAL, -1);
+		if (n != sizeof(req)) {
+			relay_answer(r->fd, 0, -EINVAL, -1);
 			continue;
 		}
-		if ((size_t)snprintf(path, sizeof(path), "%s_%u", r->path, port) >= sizeof(r->path)) {
-			relay_answer(r->fd, -ENAMETOOLONG, -1);
+		if ((size_t)snprintf(path, sizeof(path), "%s_%u", r->path, req[1]) >=
+		    sizeof(r->path)) {
+			relay_answer(r->fd, req[0], -ENAMETOOLONG, -1);
 			continue;
 		}
 		conn = unix_connect_timeout(path, RELAY_CONNECT_MS);
-		relay_answer(r->fd, conn < 0 ? conn : 0, conn);
+		relay_answer(r->fd, req[0], conn < 0 ? conn : 0, conn);
 		if (conn >= 0)
 			close(conn);
 	}

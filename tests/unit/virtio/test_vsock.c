@@ -9,6 +9,7 @@
  * a TRANSPORT_RESET event, and a new connection working after it. */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -588,6 +589,117 @@ static void test_save_load(void **state)
 	state_writer_free(&w);
 }
 
+/* cellad's side of the connector, played by a thread: it answers a stale
+ * request number first (the worker must drop it), then the real answer:
+ * a connected socket for port 6000, a refusal for the others. */
+struct relay_play {
+	int fd;       /* our end of the connector */
+	int peer;     /* the far end of the socket handed over for port 6000 */
+	unsigned served;
+};
+
+static void relay_send(int fd, uint32_t seq, int32_t status, int pass)
+{
+	int32_t rep[2] = { (int32_t)seq, status };
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { rep, sizeof(rep) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (pass >= 0) {
+		struct cmsghdr *cm;
+
+		msg.msg_control = cbuf;
+		msg.msg_controllen = sizeof(cbuf);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &pass, sizeof(int));
+	}
+	assert_true(sendmsg(fd, &msg, 0) == sizeof(rep));
+}
+
+static void *relay_thread(void *arg)
+{
+	struct relay_play *r = arg;
+	uint32_t req[2];
+
+	while (recv(r->fd, req, sizeof(req), 0) == sizeof(req)) {
+		int sv[2];
+
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+		relay_send(r->fd, req[0] - 1, 0, sv[0]); /* stale: dropped */
+		close(sv[0]);
+		close(sv[1]);
+		if (req[1] == 6000) {
+			assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+			relay_send(r->fd, req[0], 0, sv[0]);
+			close(sv[0]);
+			r->peer = sv[1];
+		} else {
+			relay_send(r->fd, req[0], -ECONNREFUSED, -1);
+		}
+		r->served++;
+	}
+	return NULL;
+}
+
+static void test_connector(void **state)
+{
+	const struct device_type *t = devtype_find("virtio-vsock");
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct relay_play r = { .peer = -1 };
+	struct vsock_config cfg = { .cid = CID };
+	char uds[32], con[32], buf[8];
+	struct vsock_hdr h;
+	pthread_t th;
+	int sv[2], lfd;
+
+	(void)state;
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	{
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+		/* An abstract listening socket, given as fd:N as cellad does. */
+		snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "cella-vsock-test-%d", getpid());
+		assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(listen(lfd, 4), 0);
+	}
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	r.fd = sv[0];
+	snprintf(uds, sizeof(uds), "fd:%d", lfd);
+	snprintf(con, sizeof(con), "fd:%d", sv[1]);
+	cfg.uds = uds;
+	cfg.connector = con;
+	f->d = vdrv_new();
+	assert_int_equal(t->create(&f->d->vm, 0, &cfg), 0);
+	vdrv_bind(f->d);
+	vdrv_start_loop(f->d);
+	assert_true(vdrv_init(f->d, F_V1) & VIRTIO_CONFIG_S_DRIVER_OK);
+	post_rx(f, 8);
+	assert_int_equal(pthread_create(&th, NULL, relay_thread, &r), 0);
+
+	tx(f, 90, 6000, VSOCK_OP_REQUEST, NULL, 0);
+	h = rx_next(f, NULL, 0);
+	assert_int_equal(h.op, VSOCK_OP_RESPONSE);
+	tx(f, 90, 6000, VSOCK_OP_RW, "via", 3);
+	host_read(r.peer, buf, 3);
+	assert_memory_equal(buf, "via", 3);
+	tx(f, 91, 6001, VSOCK_OP_REQUEST, NULL, 0);
+	h = rx_next(f, NULL, 0);
+	assert_int_equal(h.op, VSOCK_OP_RST);
+	assert_int_equal(h.dst_port, 91);
+	assert_int_equal(stat_int(f, "guest_connects"), 1);
+	assert_int_equal(stat_int(f, "refused"), 1);
+
+	vdrv_free(f->d); /* closes the worker's end: the thread ends */
+	pthread_join(th, NULL);
+	assert_int_equal(r.served, 2);
+	close(r.peer);
+	close(sv[0]);
+	free(f);
+}
+
 static void test_bad_config(void **state)
 {
 	const struct device_type *t = devtype_find("virtio-vsock");
@@ -615,6 +727,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_rx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
 		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_connector),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

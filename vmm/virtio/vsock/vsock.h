@@ -120,6 +120,7 @@ struct vsock {
 	char *uds_path;              /* NULL when given as fd:N */
 	int listen_fd;
 	int connector_fd;            /* -1: guest-initiated by name (uds_path) */
+	uint32_t connector_seq;      /* the last request's number */
 	int timer_fd;
 	bool listen_watched, timer_watched, timer_armed;
 	struct virtq_chain *chain;

@@ -243,44 +243,67 @@ static void conn_from_guest(struct vconn *c, const struct virtq_chain *c_, uint3
 		c->pending |= VC_P_CREDIT;
 }
 
-/* A connection to host port `port` for the guest: "<uds>_<port>" by name,
- * or cellad's answer on the connector. A non-blocking descriptor or -errno. */
-static int host_connect(struct vsock *vs, uint32_t port)
+/* Ask cellad (connector: a SOCK_SEQPACKET socket) to connect host port
+ * `port`. Request {seq, port}, answer {seq, status} with the descriptor
+ * attached when status is 0 (daemon/worker/vsock_relay.h); answers to an
+ * earlier request that timed out are dropped by their seq. */
+static int connector_ask(struct vsock *vs, uint32_t port)
 {
-	if (vs->connector_fd >= 0) {
-		uint32_t req = port;
-		int32_t status = -ECONNREFUSED;
+	uint32_t req[2] = { ++vs->connector_seq, port };
+	uint64_t deadline = now_ns() + CONNECTOR_TIMEOUT_MS * 1000000ull;
+
+	if (send(vs->connector_fd, req, sizeof(req), MSG_NOSIGNAL) != sizeof(req))
+		return -ECONNREFUSED;
+	for (;;) {
+		int32_t rep[2] = { 0, -ECONNREFUSED };
 		char cbuf[CMSG_SPACE(sizeof(int))];
-		struct iovec iov = { &status, sizeof(status) };
+		struct iovec iov = { rep, sizeof(rep) };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 				      .msg_controllen = sizeof(cbuf) };
 		struct pollfd pfd = { .fd = vs->connector_fd, .events = POLLIN };
+		uint64_t now = now_ns();
 		struct cmsghdr *cm;
 		int fd = -1;
 		ssize_t n;
 
-		if (send(vs->connector_fd, &req, sizeof(req), MSG_NOSIGNAL) != sizeof(req))
-			return -ECONNREFUSED;
-		if (poll(&pfd, 1, CONNECTOR_TIMEOUT_MS) != 1)
+		if (now >= deadline ||
+		    poll(&pfd, 1, (int)((deadline - now) / 1000000) + 1) != 1)
 			return -ETIMEDOUT;
-		n = recvmsg(vs->connector_fd, &msg, MSG_CMSG_CLOEXEC);
-		if (n != sizeof(status))
-			return -ECONNREFUSED;
-		for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+		n = recvmsg(vs->connector_fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		for (cm = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL; cm; cm = CMSG_NXTHDR(&msg, cm))
 			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
 			    cm->cmsg_len == CMSG_LEN(sizeof(int)))
 				memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-		if (status || fd < 0) {
+		if (n != sizeof(rep)) {
 			if (fd >= 0)
 				close(fd);
-			return status < 0 ? status : -ECONNREFUSED;
+			return -ECONNREFUSED; /* cellad went away, or spoke nonsense */
+		}
+		if ((uint32_t)rep[0] != req[0] || rep[1] || fd < 0) {
+			if (fd >= 0)
+				close(fd);
+			if ((uint32_t)rep[0] != req[0])
+				continue; /* a late answer to an earlier request */
+			return rep[1] < 0 ? rep[1] : -ECONNREFUSED;
 		}
 		if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+			int err = -errno;
+
 			close(fd);
-			return -errno;
+			return err;
 		}
 		return fd;
 	}
+}
+
+/* A connection to host port `port` for the guest: "<uds>_<port>" by name,
+ * or cellad's answer on the connector. A non-blocking descriptor or -errno. */
+static int host_connect(struct vsock *vs, uint32_t port)
+{
+	if (vs->connector_fd >= 0)
+		return connector_ask(vs, port);
 	if (vs->uds_path && vs->vd.vm->no_new_sockets)
 		return -EPERM; /* under seccomp: only cellad's connector connects */
 	if (vs->uds_path) {

@@ -160,6 +160,11 @@ bool vsock_may_warn(struct vsock *vs);
 /* Live connections. */
 unsigned vsock_nr_conns(const struct vsock *vs);
 
+/* vsock_host.c: a connected, non-blocking socket to host port `port` for
+ * the guest ("<uds>_<port>", or cellad's relay), or -errno. May wait up to
+ * 2 s for cellad (I/O thread). */
+int vsock_host_connect(struct vsock *vs, uint32_t port);
+
 /* vsock_ctl.c: device section of the state, status. */
 int vsock_save(struct virtio_dev *vd, struct state_writer *w);
 int vsock_load(struct virtio_dev *vd, struct state_reader *r);

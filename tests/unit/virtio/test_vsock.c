@@ -700,6 +700,49 @@ static void test_connector(void **state)
 	free(f);
 }
 
+/* A guest that never answers a host client's REQUEST: the client's socket
+ * is closed after connect_timeout_ms and the guest gets a RST. */
+static void test_connect_timeout(void **state)
+{
+	const struct device_type *t = devtype_find("virtio-vsock");
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct conf_err e;
+	struct vsock_hdr h;
+	char spec[256];
+	int fd;
+
+	(void)state;
+	strcpy(f->dir, "/tmp/cella-vsock-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->uds, sizeof(f->uds), "%s/v.sock", f->dir);
+	f->cfg = calloc(1, t->config_size);
+	snprintf(spec, sizeof(spec), "cid=%d,uds=%s,connect_timeout_ms=200", CID, f->uds);
+	assert_int_equal(conf_from_string(t->config_schema, f->cfg, spec, &e), 0);
+	f->d = vdrv_new();
+	assert_int_equal(t->create(&f->d->vm, 0, f->cfg), 0);
+	vdrv_bind(f->d);
+	vdrv_start_loop(f->d);
+	assert_true(vdrv_init(f->d, F_V1) & VIRTIO_CONFIG_S_DRIVER_OK);
+	post_rx(f, 8);
+	fd = unix_connect(f->uds);
+	assert_true(fd >= 0);
+	dprintf(fd, "CONNECT 77\n");
+	h = rx_next(f, NULL, 0);
+	assert_int_equal(h.op, VSOCK_OP_REQUEST);
+	assert_true(host_eof(fd)); /* within host_eof's 20 s guard */
+	h = rx_next(f, NULL, 0);
+	assert_int_equal(h.op, VSOCK_OP_RST);
+	assert_int_equal(h.dst_port, 77);
+	assert_int_equal(stat_int(f, "timeouts"), 1);
+	/* The guest's late answer finds no connection: RST again. */
+	tx(f, 77, h.src_port, VSOCK_OP_RESPONSE, NULL, 0);
+	h = rx_next(f, NULL, 0);
+	assert_int_equal(h.op, VSOCK_OP_RST);
+	close(fd);
+	*state = f;
+	teardown(state);
+}
+
 static void test_bad_config(void **state)
 {
 	const struct device_type *t = devtype_find("virtio-vsock");
@@ -728,6 +771,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_connector),
+		cmocka_unit_test(test_connect_timeout),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

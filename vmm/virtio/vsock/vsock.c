@@ -260,6 +260,8 @@ static int vsock_create(struct vm *vm, unsigned index, const void *config)
 		return ret;
 	}
 	vs->cid = cfg->cid;
+	vs->connect_timeout_ns = (cfg->connect_timeout_ms ? cfg->connect_timeout_ms
+							  : VSOCK_CONNECT_TIMEOUT_MS) * 1000000ull;
 	vs->next_local_port = VSOCK_LOCAL_PORT_BASE;
 	vs->chain = malloc(sizeof(*vs->chain));
 	/* Made now: the sandbox allows no timerfd_create later. */
@@ -307,6 +309,10 @@ static const struct conf_key vsock_keys[] = {
 	{ .name = "cid", .type = CONF_UINT, .offset = offsetof(struct vsock_config, cid),
 	  .size = CONF_KEY_SIZE(struct vsock_config, cid), .min = 3, .max = 0xfffffffeull,
 	  .syntax = "cid=N", .flags = CONF_REQUIRED },
+	{ .name = "connect_timeout_ms", .type = CONF_UINT,
+	  .offset = offsetof(struct vsock_config, connect_timeout_ms),
+	  .size = CONF_KEY_SIZE(struct vsock_config, connect_timeout_ms), .min = 100,
+	  .max = 600000, .syntax = "connect_timeout_ms=MS" },
 	{ .name = "connector", .type = CONF_STRING,
 	  .offset = offsetof(struct vsock_config, connector), .max = 32,
 	  .syntax = "connector=fd:N" },

@@ -55,6 +55,7 @@ struct vsock_config {
 	uint64_t cid;
 	char *uds;        /* PATH, or fd:N of a listening socket (cellad) */
 	char *connector;  /* fd:N: cellad connects guest-initiated streams */
+	uint64_t connect_timeout_ms; /* a host client's wait for the guest (0: the default) */
 };
 
 enum vconn_state {
@@ -122,6 +123,7 @@ struct vsock {
 	int connector_fd;            /* -1: guest-initiated by name (uds_path) */
 	uint32_t connector_seq;      /* the last request's number */
 	int timer_fd;
+	uint64_t connect_timeout_ns;
 	bool listen_watched, timer_watched, timer_armed;
 	struct virtq_chain *chain;
 	struct vconn conns[VSOCK_MAX_CONNS];

@@ -127,8 +127,13 @@ static void timer_arm(struct vsock *vs, bool on)
 	if (on == vs->timer_armed || vs->timer_fd < 0)
 		return;
 	if (on) {
-		its.it_value.tv_nsec = 500000000;
-		its.it_interval.tv_nsec = 500000000;
+		/* A quarter of the timeout, at most 0.5 s. */
+		uint64_t tick = vs->connect_timeout_ns / 4;
+
+		if (tick > 500000000ull)
+			tick = 500000000ull;
+		its.it_value.tv_nsec = (long)tick;
+		its.it_interval.tv_nsec = (long)tick;
 	}
 	if (timerfd_settime(vs->timer_fd, 0, &its, NULL) == 0)
 		vs->timer_armed = on;
@@ -619,7 +624,7 @@ static void conn_hello(struct vconn *c)
 		c->peer_port = port;
 		c->state = VC_LOCAL_INIT;
 		c->pending = VC_P_REQUEST;
-		c->deadline_ns = now_ns() + VSOCK_CONNECT_TIMEOUT_MS * 1000000ull;
+		c->deadline_ns = now_ns() + vs->connect_timeout_ns;
 		vs->n.host_connects++;
 		timer_arm(vs, true);
 		return;

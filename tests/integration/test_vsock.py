@@ -10,14 +10,18 @@
 - save and --restore: the client connected at the save sees its socket
   closed, the restored guest gets a TRANSPORT_RESET event (it connects out
   again: "hello again"), and a new CONNECT works;
+- live migration of the restored VM to a worker with another socket: the
+  same, on the destination's socket;
 - the worker's status counts no malformed packet."""
 import os
 import socket
+import subprocess
 import tempfile
 
 import harness
 
 EXIT_SAVED = 14
+EXIT_MIGRATED = 16
 CID = 7
 SECCOMP = os.environ.get("CELLA_IT_SECCOMP") == "1"
 
@@ -145,11 +149,80 @@ def test(args):
             st = status(ctl)
             check(st.get("transport_resets") == 1 and st.get("malformed") == 0,
                   f"restored: one TRANSPORT_RESET delivered, nothing malformed ({st})")
-            with connect(uds, 1234) as s:
-                check(read_line(s).startswith("OK "), "a last connection")
-                s.sendall(b"quit\n")
-                g.expect_pass("vsock")
+            migrate(args, tmp, g, ctl, uds, cmdline)
         listener.close()
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def make_pki(d):
+    """A CA and certificates for hosts src and dst (as it-migrate makes them)."""
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=cella test CA",
+            cwd=d)
+    for host in ("src", "dst"):
+        name = f"{host}.cella.test"
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", f"{host}.key", "-out", f"{host}.csr", "-subj", f"/CN={name}", cwd=d)
+        with open(os.path.join(d, f"{host}.ext"), "w") as f:
+            f.write(f"subjectAltName=DNS:{name}\n")
+        openssl("x509", "-req", "-in", f"{host}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{host}.crt", "-days", "2", "-extfile",
+                f"{host}.ext", cwd=d)
+
+
+def migrate(args, tmp, src, ctl, uds, cmdline):
+    """Live-migrate the running guest to a destination worker whose socket is
+    dst.sock: the client connected on the source sees its socket closed, the
+    destination's guest gets a TRANSPORT_RESET and connects out again (to
+    dst.sock_5000), and a new CONNECT there is echoed."""
+    pki = os.path.join(tmp, "pki")
+    os.mkdir(pki)
+    make_pki(pki)
+    duds = os.path.join(tmp, "dst.sock")
+    dlisten = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dlisten.bind(duds + "_5000")
+    dlisten.listen(4)
+    held = connect(uds, 1234)
+    check(read_line(held).startswith("OK "), "a client is connected at the migration")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    port = sock.getsockname()[1]
+    cmd = [args["cella_vm"], "--kernel", args["guests"]["vsock"], "--cmdline", cmdline,
+           "--device", f"virtio-vsock,cid={CID},uds={duds}", "--incoming",
+           f"fd:{sock.fileno()}", "--tls-cert", f"{pki}/dst.crt", "--tls-key",
+           f"{pki}/dst.key", "--tls-ca", f"{pki}/ca.crt", "--tls-peer", "src.cella.test"] + \
+        (["--seccomp"] if SECCOMP else [])
+    dst = harness.Guest(cmd, "dst").start(pass_fds=(sock.fileno(),))
+    try:
+        sock.close()
+        with open(os.path.join(pki, "src.crt")) as c, open(os.path.join(pki, "src.key")) as k, \
+                open(os.path.join(pki, "ca.crt")) as a:
+            req = {"cmd": "migrate", "fd": 0,
+                   "tls": {"cert": c.read(), "key": k.read(), "ca": a.read(),
+                           "name": "dst.cella.test"}}
+        # A connected socket, as cellad passes it (the worker under
+        # --seccomp may not make one).
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            rep = harness.control(ctl, req, fds=[conn.fileno()], timeout=180)
+        check(rep.get("ok") is True, f"migrate: {rep}")
+        check(src.wait_exit(60) == EXIT_MIGRATED, "the source exits 16 after the migration")
+        check(closed(held), "the client connected on the source sees its socket closed")
+        held.close()
+        dst.wait_for(rf"^vsock: transport reset \(cid {CID}\)$", 60)
+        accept_hello(dlisten, f"hello again from cid {CID}\n", dst)
+        echo(duds, b"ping after the migration\n")
+        with connect(duds, 1234) as s:
+            check(read_line(s).startswith("OK "), "a last connection")
+            s.sendall(b"quit\n")
+            dst.expect_pass("vsock")
+    finally:
+        dst.kill()
+    dlisten.close()
 
 
 harness.main(test)

@@ -743,6 +743,41 @@ static void test_connect_timeout(void **state)
 	teardown(state);
 }
 
+/* The pure parts: header coding round trip, each check, the credit sum
+ * across counter wrap-around. */
+static void test_pkt(void **state)
+{
+	struct vsock_hdr h = { .src_cid = CID, .dst_cid = 2, .src_port = 0xdeadbeef,
+			       .dst_port = 5, .len = 3, .type = 1, .op = VSOCK_OP_RW,
+			       .buf_alloc = 1000, .fwd_cnt = 7 }, back;
+	uint8_t raw[VSOCK_HDR_LEN], raw2[VSOCK_HDR_LEN];
+
+	(void)state;
+	vsock_hdr_encode(&h, raw);
+	assert_int_equal(raw[0], CID);
+	assert_int_equal(raw[16], 0xef); /* little-endian */
+	vsock_hdr_decode(raw, &back);
+	assert_int_equal(back.src_port, 0xdeadbeef);
+	assert_int_equal(back.fwd_cnt, 7);
+	vsock_hdr_encode(&back, raw2);
+	assert_memory_equal(raw, raw2, VSOCK_HDR_LEN);
+	assert_int_equal(vsock_hdr_check(&h, CID, 3), VSOCK_OK);
+	assert_int_equal(vsock_hdr_check(&h, CID, 4), VSOCK_BAD_LEN);
+	assert_int_equal(vsock_hdr_check(&h, CID + 1, 3), VSOCK_BAD_SRC_CID);
+	h.len = VSOCK_MAX_PAYLOAD + 1;
+	assert_int_equal(vsock_hdr_check(&h, CID, VSOCK_MAX_PAYLOAD + 1), VSOCK_BAD_LEN);
+	h.len = 0;
+	h.op = VSOCK_OP_SHUTDOWN;
+	h.flags = 3;
+	assert_int_equal(vsock_hdr_check(&h, CID, 0), VSOCK_OK);
+	h.flags = 0;
+	assert_int_equal(vsock_hdr_check(&h, CID, 0), VSOCK_BAD_FLAGS);
+	assert_int_equal(vsock_peer_free(1000, 0, 400), 600);
+	assert_int_equal(vsock_peer_free(1000, 0, 1000), 0);
+	assert_int_equal(vsock_peer_free(100, 0, 400), 0); /* buf_alloc shrunk */
+	assert_int_equal(vsock_peer_free(1000, 0xfffffff0u, 0x10), 968); /* wrapped */
+}
+
 static void test_bad_config(void **state)
 {
 	const struct device_type *t = devtype_find("virtio-vsock");
@@ -769,6 +804,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_hello, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_rx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
+		cmocka_unit_test(test_pkt),
 		cmocka_unit_test(test_bad_config),
 		cmocka_unit_test(test_connector),
 		cmocka_unit_test(test_connect_timeout),

@@ -27,6 +27,8 @@
 #include "migrate/mig_tls.h"
 #include "virtio/blk/blk_ctl.h"
 #include "sandbox/sandbox.h"
+#include "mem_prefetch.h"
+#include "state/memorder.h"
 #include "state/statefile.h"
 #include "vcpu.h"
 #include "vm.h"
@@ -478,13 +480,16 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 			[SANDBOX_THREAD_VCPU] = &vm->vcpu_filter,
 			[SANDBOX_THREAD_MIGRATION] = &vm->migration_filter,
 			[SANDBOX_THREAD_THROTTLE] = &vm->throttle_filter,
+			[SANDBOX_THREAD_PREFETCH] = &vm->prefetch_filter,
 		};
 
 		for (int k = 0; k < SANDBOX_THREADS; k++) {
 			struct sock_fprog *f;
 
-			/* Only a control command starts a migration. */
-			if (k != SANDBOX_THREAD_VCPU && !wo->control)
+			/* Only a control command starts a migration; only a
+			 * restore prefetches. */
+			if (k == SANDBOX_THREAD_PREFETCH ? !wo->restore
+			    : k != SANDBOX_THREAD_VCPU && !wo->control)
 				continue;
 			ret = sandbox_thread_filter((enum sandbox_thread)k, &f);
 			if (ret)
@@ -550,11 +555,11 @@ static int restore_open(const char *spec, const struct vm_config *cfg, struct st
 		return -1;
 	}
 	if (sf->info.nr_vcpus != cfg->cpus ||
-	    sf->info.mem_size != ALIGN_UP(cfg->mem_mib, 2) << 20) {
+	    sf->info.mem_size != vm_config_mem_size(cfg)) {
 		log_err("--restore %s: state: the saved VM has %u vCPUs and %llu MiB, the "
 			"configuration %u and %llu MiB", spec, sf->info.nr_vcpus,
 			(unsigned long long)(sf->info.mem_size >> 20), cfg->cpus,
-			(unsigned long long)cfg->mem_mib);
+			(unsigned long long)(vm_config_mem_size(cfg) >> 20));
 		statefile_close(sf);
 		return -1;
 	}
@@ -563,15 +568,20 @@ static int restore_open(const char *spec, const struct vm_config *cfg, struct st
 
 /* --restore after vm_create_restore: devices and vCPUs from the
  * configuration, then the file's state on top. */
-static int restore_setup(struct vm *vm, struct statefile *sf, const struct timespec *t0)
+static int restore_setup(struct vm *vm, struct statefile *sf, const struct timespec *t0,
+			 struct mem_order *order)
 {
 	struct timespec t1, t2;
+	char err[256];
 	int ret = vm_setup_restore(vm);
 
 	if (ret)
 		return ret;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ret = statefile_load(vm, sf);
+	/* The prefetch's order, which starts once the worker is sandboxed. */
+	if (!ret && (ret = statefile_mem_order(sf, order, err, sizeof(err))))
+		log_err("%s", err);
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	statefile_close(sf); /* the VM keeps its own descriptor (and lock) */
 	if (ret) {
@@ -621,6 +631,7 @@ int main(int argc, char **argv)
 	struct worker_opts wo = { 0 };
 	struct control *ctl = NULL;
 	struct statefile sf = { .fd = -1 };
+	struct mem_order order = { 0 };
 	struct mig_incoming *incoming = NULL;
 	struct timespec t_restore;
 	struct vm_config cfg;
@@ -670,12 +681,15 @@ int main(int argc, char **argv)
 			 worker_exit_kind(WORKER_EXIT_ERROR));
 		return WORKER_EXIT_ERROR;
 	}
+	/* Before the devices load (the balloon gives its pages back again). */
+	if (wo.restore && !cfg.memory.prealloc && guest_mem_prefetch_prepare(&vm.mem))
+		log_warn("restore: no memory for the prefetch's bookkeeping");
 	vm.signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (vm.signal_fd < 0 || evloop_add(vm.loop, vm.signal_fd, EPOLLIN, on_signal, &vm)) {
 		log_err("cannot watch signals: %s", strerror(errno));
 		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "signal setup failed");
-	} else if (wo.restore ? restore_setup(&vm, &sf, &t_restore)
+	} else if (wo.restore ? restore_setup(&vm, &sf, &t_restore, &order)
 			      : incoming ? vm_setup_restore(&vm) : vm_setup(&vm)) {
 		/* vm_setup names configuration problems (kernel, devices) itself. */
 		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : WORKER_EXIT_ERROR;
@@ -687,8 +701,14 @@ int main(int argc, char **argv)
 	} else if (incoming && (ret = incoming_receive(&vm, incoming), incoming = NULL, ret)) {
 		code = ret == -EINTR ? WORKER_EXIT_STOPPED : WORKER_EXIT_ERROR;
 	} else {
+		/* Fill the lazily mapped memory ahead of the guest (a restore
+		 * with prealloc has it all already). */
+		if (wo.restore && vm.mem.prefetch &&
+		    (ret = guest_mem_prefetch_start(&vm.mem, &order, vm.prefetch_filter)))
+			log_warn("restore: no prefetch: %s", strerror(-ret));
 		code = vm_run(&vm);
 	}
+	mem_order_free(&order);
 	migrate_incoming_close(incoming);
 	if (wo.stats)
 		log_stats(&vm);
@@ -705,6 +725,7 @@ int main(int argc, char **argv)
 	sandbox_thread_filter_free((struct sock_fprog *)vm.vcpu_filter);
 	sandbox_thread_filter_free((struct sock_fprog *)vm.migration_filter);
 	sandbox_thread_filter_free((struct sock_fprog *)vm.throttle_filter);
+	sandbox_thread_filter_free((struct sock_fprog *)vm.prefetch_filter);
 	config_free(&cfg);
 	return code;
 }

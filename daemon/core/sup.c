@@ -128,6 +128,13 @@ void sup_emit_named(struct sup *s, const char *vm, const char *state, const char
 	sup_emit_extra(s, vm, state, event, detail, NULL);
 }
 
+/* The same, fields not consumed (the common members win). */
+void sup_emit_fields(struct sup *s, const char *vm, const char *state, const char *event,
+		     const char *detail, json_t *fields)
+{
+	sup_emit_extra(s, vm, state, event, detail, fields ? json_incref(fields) : NULL);
+}
+
 void sup_emit_extra(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail, json_t *extra)
 {
@@ -479,6 +486,12 @@ int sup_change(struct sup *s, const char *name, json_t *body, enum role role, js
 	bool limits = false;
 	int ret = -1;
 
+	if (sup_vmem_wants(body)) {
+		ret = sup_vmem_resize(s, name, body, out, e);
+		if (ret != 1)
+			return ret;
+		ret = -1;
+	}
 	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
 		return -1;

@@ -58,12 +58,27 @@ struct vmdef_nic {
 
 #define VMDEF_HA_PRIORITY_MAX 1000
 
+/* Dynamic memory with Hyper-V's semantics (docs/memory.md): memory_mib is
+ * the startup memory; cellad's balancer (features/dynmem.c) moves the
+ * guest between minimum_mib and maximum_mib by its balloon (and by
+ * virtio-mem above the startup memory). */
+#define VMDEF_DYNMEM_BUFFER_MIN 5
+#define VMDEF_DYNMEM_BUFFER_MAX 2000
+#define VMDEF_DYNMEM_WEIGHT_MAX 10000
+struct vmdef_dynmem {
+	bool enabled;
+	uint64_t minimum_mib, maximum_mib; /* 0: not given (the startup memory) */
+	unsigned buffer_pct;               /* 5..2000, default 20 */
+	unsigned weight;                   /* 1..10000, default 5000 */
+};
+
 struct vmdef {
 	char name[VMDEF_NAME_MAX + 1];
 	char uuid[37];
 	unsigned cpus;
 	uint64_t memory_mib;
 	struct mem_backing_config memory; /* "memory": merge, hugepages, prealloc (docs/memory.md) */
+	struct vmdef_dynmem dynmem;       /* "dynamic_memory" (docs/memory.md, "Dynamic memory") */
 	char *kernel, *initrd, *cmdline;
 	struct vmdef_disk disks[VMDEF_MAX_DISKS];
 	unsigned nr_disks;
@@ -72,6 +87,9 @@ struct vmdef {
 	bool rng;
 	bool balloon;     /* virtio-balloon with statistics, free page reporting and
 			   * deflate-on-OOM (docs/memory.md) */
+	/* Hot-plug ceiling (virtio-mem, docs/memory.md): 0 = none; else the
+	 * most memory a running VM may be given (cella vm set --memory). */
+	uint64_t memory_max_mib;
 	uint32_t vsock_cid; /* virtio-vsock's guest CID (>= 3); 0: no vsock (docs/virtio.md) */
 	bool autostart;
 	enum restart_policy restart;
@@ -148,6 +166,24 @@ void vmdef_vsock_worker(const struct vmdef *d, json_t *cfg);
 int vmdef_memory_parse(struct vmdef *d, json_t *v, struct cerr *e) __must_check;
 json_t *vmdef_memory_json(const struct vmdef *d);
 bool vmdef_memory_default(const struct vmdef *d);
+
+/* vmdef_dynmem.c: the "dynamic_memory" field ({enabled, minimum_mib,
+ * maximum_mib, buffer_pct, weight}; absent members keep their value, null
+ * turns it off with the defaults) parsed into d->dynmem (0, or -1 with e
+ * naming the member); vmdef_dynmem_check tests it against the rest of the
+ * definition (minimum <= memory_mib <= maximum, the balloon, the ceiling);
+ * its view; the effective minimum and maximum (0 members resolved). */
+int vmdef_dynmem_parse(struct vmdef *d, json_t *v, struct cerr *e) __must_check;
+int vmdef_dynmem_check(const struct vmdef *d, struct cerr *e) __must_check;
+json_t *vmdef_dynmem_json(const struct vmdef *d);
+/* What the store keeps: defaults as null; and whether all are defaults. */
+json_t *vmdef_dynmem_record(const struct vmdef *d);
+bool vmdef_dynmem_default(const struct vmdef *d);
+uint64_t vmdef_dynmem_min(const struct vmdef *d);
+uint64_t vmdef_dynmem_max(const struct vmdef *d);
+/* The most memory the guest can reach: memory_mib with a balloon only,
+ * the virtio-mem maximum where the definition has one. */
+uint64_t vmdef_dynmem_ceiling(const struct vmdef *d);
 
 /* vmdef_replica.c: the "replica" field: {source, last_point} parsed into
  * d->replica (0, or -1 with e), and its view ({source, state, last_point}),

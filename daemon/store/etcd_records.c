@@ -121,7 +121,7 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 		json_array_append_new(nics, o);
 	}
 	return rec_vmdef_placement(json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:b, s:b, s:s, s:i, s:i, s:o, s:o,"
-			 " s:o, s:b, s:i, s:b, s:o}",
+			 " s:o, s:b, s:i, s:b, s:o, s:o, s:I}",
 			 "uuid", d->uuid, "name", d->name, "cpus", (int)d->cpus, "memory_mib",
 			 (json_int_t)d->memory_mib, "kernel", d->kernel ? d->kernel : "", "initrd",
 			 opt_string(d->initrd), "cmdline", opt_string(d->cmdline), "rng", d->rng,
@@ -129,7 +129,8 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 			 "cpu_weight", (int)d->cpu_weight, "cpu_max", (int)d->cpu_max, "checkpoint",
 			 d->checkpoint[0] ? json_string(d->checkpoint) : json_null(), "disks", disks,
 			 "nics", nics, "ha", d->ha, "ha_priority", (int)d->ha_priority, "balloon",
-			 d->balloon, "memory", vmdef_memory_json(d)), d);
+			 d->balloon, "memory", vmdef_memory_json(d), "dynamic_memory",
+			 vmdef_dynmem_record(d), "memory_max_mib", (json_int_t)d->memory_max_mib), d);
 }
 
 
@@ -199,12 +200,19 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 		if (vmdef_memory_parse(d, json_object_get(j, "memory"), &me))
 			return -EINVAL;
 	}
+	if (json_object_get(j, "dynamic_memory")) {
+		struct cerr me = { 0 };
+
+		if (vmdef_dynmem_parse(d, json_object_get(j, "dynamic_memory"), &me))
+			return -EINVAL;
+	}
 	n = d->cpus;
 	if (rec_uint(j, "cpus", VMDEF_MAX_CPUS, &n) || n < 1)
 		return -EINVAL;
 	d->cpus = (unsigned)n;
 	if (rec_uint(j, "memory_mib", VMDEF_MAX_MEM, &d->memory_mib) ||
-	    d->memory_mib < VMDEF_MIN_MEM)
+	    d->memory_mib < VMDEF_MIN_MEM ||
+	    rec_uint(j, "memory_max_mib", VMDEF_MAX_MEM, &d->memory_max_mib))
 		return -EINVAL;
 	n = d->cpu_weight;
 	if (rec_uint(j, "cpu_weight", 10000, &n) || n < 1)

@@ -81,11 +81,13 @@ static const struct {
     {"vms", "replica", "TEXT"}, /* the replica mark's JSON (vmdef_replica_json), or NULL */
     {"vms", "balloon", "INTEGER NOT NULL DEFAULT 0"},
     {"vms", "memory", "TEXT"}, /* the memory backing's JSON (vmdef_memory_json), or NULL */
+    {"vms", "memory_max_mib", "INTEGER NOT NULL DEFAULT 0"}, /* virtio-mem ceiling, 0 none */
     {"vms", "vsock_cid", "INTEGER NOT NULL DEFAULT 0"}, /* virtio-vsock's guest CID, 0 none */
     /* A NIC on a switch (docs/networking.md): its switch, VLAN and policy JSON. */
     {"nics", "switch", "TEXT NOT NULL DEFAULT ''"},
     {"nics", "vlan", "INTEGER NOT NULL DEFAULT 0"},
     {"nics", "policy", "TEXT NOT NULL DEFAULT ''"},
+    {"vms", "dynamic_memory", "TEXT"}, /* vmdef_dynmem_record's JSON, or NULL (defaults) */
 };
 
 static int db_exec(struct db *db, const char *sql)
@@ -226,7 +228,7 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 	    "SELECT v.uuid, v.name, v.cpus, v.memory_mib, v.kernel, v.initrd, v.cmdline, v.rng,"
 	    " v.autostart, v.restart_policy, v.cpu_weight, v.cpu_max, r.state, r.pid,"
 	    " r.pid_start, r.started_at, r.exit_status, r.exit_reason, r.restarts, v.checkpoint,"
-	    " v.anti_affinity, v.anti_affinity_hard, v.replica, v.balloon, v.memory FROM vms v LEFT JOIN runtime r ON r.vm_uuid = v.uuid ORDER BY v.created_at, v.name");
+	    " v.anti_affinity, v.anti_affinity_hard, v.replica, v.balloon, v.memory, v.memory_max_mib, v.dynamic_memory FROM vms v LEFT JOIN runtime r ON r.vm_uuid = v.uuid ORDER BY v.created_at, v.name");
 	int ret = 0, rc;
 
 	if (!st)
@@ -266,6 +268,7 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 		col_copy(st, 20, d.anti_affinity, sizeof(d.anti_affinity));
 		d.anti_affinity_hard = sqlite3_column_int(st, 21);
 		d.balloon = sqlite3_column_int(st, 23);
+		d.memory_max_mib = (uint64_t)sqlite3_column_int64(st, 25);
 		if (sqlite3_column_type(st, 22) != SQLITE_NULL) {
 			json_t *rj = json_loads((const char *)sqlite3_column_text(st, 22), 0, NULL);
 			struct cerr re = { 0 };
@@ -281,6 +284,14 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 
 			if (!mj || vmdef_memory_parse(&d, mj, &me))
 				log_err("db: VM %s: a bad memory backing (the defaults apply)", d.name);
+			json_decref(mj);
+		}
+		if (sqlite3_column_type(st, 26) != SQLITE_NULL) {
+			json_t *mj = json_loads((const char *)sqlite3_column_text(st, 26), 0, NULL);
+			struct cerr me = { 0 };
+
+			if (!mj || vmdef_dynmem_parse(&d, mj, &me))
+				log_err("db: VM %s: bad dynamic memory settings (off)", d.name);
 			json_decref(mj);
 		}
 		ret = db_load_children(db, &d) ?: db_vsock_load(db, &d);
@@ -376,14 +387,16 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 	    "INSERT INTO vms (uuid, name, cpus, memory_mib, kernel, initrd, cmdline, rng, "
 	    "autostart,"
 	    " restart_policy, cpu_weight, cpu_max, checkpoint, anti_affinity, anti_affinity_hard,"
-	    " replica, balloon, memory) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	    " replica, balloon, memory, memory_max_mib, dynamic_memory)"
+	    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 	    " ON CONFLICT(uuid) DO UPDATE SET name=excluded.name, cpus=excluded.cpus,"
 	    " memory_mib=excluded.memory_mib, kernel=excluded.kernel, initrd=excluded.initrd,"
 	    " cmdline=excluded.cmdline, rng=excluded.rng, autostart=excluded.autostart,"
 	    " restart_policy=excluded.restart_policy, cpu_weight=excluded.cpu_weight,"
 	    " cpu_max=excluded.cpu_max, checkpoint=excluded.checkpoint,"
 	    " anti_affinity=excluded.anti_affinity, anti_affinity_hard=excluded.anti_affinity_hard,"
-	    " replica=excluded.replica, balloon=excluded.balloon, memory=excluded.memory");
+	    " replica=excluded.replica, balloon=excluded.balloon, memory=excluded.memory,"
+	    " memory_max_mib=excluded.memory_max_mib, dynamic_memory=excluded.dynamic_memory");
 	if (st) {
 		json_t *rj = vmdef_replica_json(d);
 		char *rs = rj ? json_dumps(rj, JSON_COMPACT) : NULL;
@@ -405,11 +418,17 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 		sqlite3_bind_int(st, 15, d->anti_affinity_hard);
 		bind_opt(st, 16, rs);
 		sqlite3_bind_int(st, 17, d->balloon);
+		sqlite3_bind_int64(st, 19, (sqlite3_int64)d->memory_max_mib);
 		json_decref(rj);
 		free(rs);
 		rj = vmdef_memory_default(d) ? NULL : vmdef_memory_json(d);
 		rs = rj ? json_dumps(rj, JSON_COMPACT) : NULL;
 		bind_opt(st, 18, rs);
+		json_decref(rj);
+		free(rs);
+		rj = vmdef_dynmem_default(d) ? NULL : vmdef_dynmem_record(d);
+		rs = rj ? json_dumps(rj, JSON_COMPACT) : NULL;
+		bind_opt(st, 20, rs);
 		json_decref(rj);
 		free(rs);
 	}

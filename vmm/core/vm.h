@@ -79,6 +79,7 @@ struct vm {
 	const void *vcpu_filter;      /* each vCPU, before its first KVM_RUN */
 	const void *migration_filter; /* the live-migration sender */
 	const void *throttle_filter;  /* the migration's vCPU throttle thread */
+	const void *prefetch_filter;  /* a restore's prefetch thread (mem_prefetch.h) */
 	/* The process's seccomp allowlist is (about to be) on: no socket()
 	 * or connect() (virtio-vsock then connects only through cellad). */
 	bool no_new_sockets;
@@ -99,6 +100,9 @@ struct vm {
 /* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,
  * no vCPUs yet. Returns 0 or -errno (message logged). */
 int vm_create(struct vm *vm, const struct vm_config *cfg) __must_check;
+/* Bytes of guest RAM a VM of cfg has: its memory plus the hot-pluggable
+ * region its devices reserve (virtio-mem); what a state file holds. */
+uint64_t vm_config_mem_size(const struct vm_config *cfg);
 /* Create devices from the configuration, load the kernel, create vCPUs. */
 int vm_setup(struct vm *vm) __must_check;
 /* Run vCPU threads and the I/O loop until the VM ends; returns enum vm_exit

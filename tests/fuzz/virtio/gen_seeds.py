@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gen_seeds.py: write the seed corpora of fuzz_virtq, fuzz_virtio_mmio and fuzz_balloon
+"""gen_seeds.py: write the seed corpora of fuzz_virtq, fuzz_virtio_mmio, fuzz_balloon and fuzz_vmem
 (run from this directory; the outputs are committed)."""
 import struct
 
@@ -134,4 +134,30 @@ if True:  # fuzz_balloon's seeds
     os.makedirs('corpus-balloon', exist_ok=True)
     for name, b in seeds.items():
         with open(os.path.join('corpus-balloon', name), 'wb') as f:
+            f.write(b)
+
+
+def vmem_req(t, addr, n):
+    return struct.pack('<HHHHQHHHH', t, 0, 0, 0, addr, n, 0, 0, 0)
+
+
+if True:  # fuzz_vmem's seeds: RING_BASE 0x10000, the region at 4 GiB
+    import os
+    rb, region = 0x10000, 1 << 32
+    mem = bytearray(0x3000)
+    put(mem, 0, desc(rb + 0x2000, 24, 1, 1))
+    put(mem, 16, desc(rb + 0x2100, 10, 2, 0))
+    put(mem, 32, desc(rb + 0x2200, 24, 1, 3))
+    put(mem, 48, desc(rb + 0x2300, 10, 2, 0))
+    put(mem, 0x400, struct.pack('<HHHH', 0, 2, 0, 2))
+    put(mem, 0x2000, vmem_req(0, region, 2))
+    put(mem, 0x2200, vmem_req(3, region, 4))
+    recs = b''.join(vmem_req(t, a, n)[:23] + bytes([24]) for t, a, n in
+                    ((0, 2 << 21, 2), (0, 2 << 21, 1), (1, 2 << 21, 1), (3, 2 << 21, 4),
+                     (2, 0, 0), (0, 1, 1)))
+    seeds = {'empty': b'\x00', 'plug-state': bytes([0x42, 2, 1]) + bytes(mem),
+             'sm': bytes([0x80]) + recs}
+    os.makedirs('corpus-vmem', exist_ok=True)
+    for name, b in seeds.items():
+        with open(os.path.join('corpus-vmem', name), 'wb') as f:
             f.write(b)

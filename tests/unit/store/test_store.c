@@ -151,6 +151,10 @@ static void def_make(struct vmdef *d, const char *name, const char *uuid)
 	d->nr_nics = 2;
 	snprintf(d->anti_affinity, sizeof(d->anti_affinity), "web");
 	d->anti_affinity_hard = true;
+	d->balloon = true;
+	d->dynmem = (struct vmdef_dynmem){ .enabled = true, .minimum_mib = 64, .buffer_pct = 35,
+					   .weight = 700 }; /* maximum: the default */
+	d->memory_max_mib = 1024; /* virtio-mem ceiling (docs/memory.md) */
 	d->vsock_cid = 42;
 }
 
@@ -200,6 +204,13 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 	assert_string_equal(a->checkpoint, b->checkpoint);
 	assert_string_equal(a->anti_affinity, b->anti_affinity);
 	assert_int_equal(a->anti_affinity_hard, b->anti_affinity_hard);
+	assert_int_equal(a->dynmem.enabled, b->dynmem.enabled);
+	assert_int_equal(a->dynmem.minimum_mib, b->dynmem.minimum_mib);
+	assert_int_equal(a->dynmem.maximum_mib, b->dynmem.maximum_mib);
+	assert_int_equal(a->dynmem.buffer_pct, b->dynmem.buffer_pct);
+	assert_int_equal(a->dynmem.weight, b->dynmem.weight);
+	assert_int_equal(a->balloon, b->balloon);
+	assert_int_equal(a->memory_max_mib, b->memory_max_mib);
 	assert_int_equal(a->vsock_cid, b->vsock_cid);
 	assert_int_equal(a->replica.on, b->replica.on);
 	assert_string_equal(a->replica.source, b->replica.source);

@@ -73,6 +73,20 @@ static void parse_direct(const uint8_t *data, size_t size)
 	}
 }
 
+/* Remove the harness's socket files and directory at exit. */
+static void cleanup(void)
+{
+	char path[128];
+
+	if (listener5 >= 0)
+		close(listener5);
+	snprintf(path, sizeof(path), "%s_5", uds);
+	unlink(path);
+	unlink(uds);
+	*strrchr(uds, '/') = 0;
+	rmdir(uds);
+}
+
 static void setup_once(void)
 {
 	char dir[] = "/tmp/cella-fuzz-vsock-XXXXXX";
@@ -88,6 +102,7 @@ static void setup_once(void)
 	if (listener5 < 0)
 		abort();
 	fcntl(listener5, F_SETFL, O_NONBLOCK);
+	atexit(cleanup);
 }
 
 static void drain_listener(void)

@@ -53,7 +53,10 @@ enum {
 	O_MEMORY_MAX,
 	O_NIC_POLICY,
 	O_DYNMEM,
-	O_NO_DYNMEM
+	O_NO_DYNMEM,
+	O_VSOCK,
+	O_NO_VSOCK,
+	O_VSOCK_CID
 };
 
 static const struct option def_opts[] = {
@@ -70,6 +73,9 @@ static const struct option def_opts[] = {
     {"balloon", no_argument, NULL, O_BALLOON},
     {"no-balloon", no_argument, NULL, O_NO_BALLOON},
     {"balloon-target", required_argument, NULL, O_BALLOON_TARGET},
+    {"vsock", no_argument, NULL, O_VSOCK},
+    {"no-vsock", no_argument, NULL, O_NO_VSOCK},
+    {"vsock-cid", required_argument, NULL, O_VSOCK_CID},
     {"autostart", no_argument, NULL, O_AUTOSTART},
     {"no-autostart", no_argument, NULL, O_NO_AUTOSTART},
     {"restart", required_argument, NULL, O_RESTART},
@@ -112,6 +118,8 @@ static const struct option def_opts[] = {
 	"                         replaces the list)\n"                                           \
 	"  --rng, --no-rng        virtio-rng device\n"                                             \
 	"  --balloon, --no-balloon  virtio-balloon (stats, free page reporting, deflate-on-OOM)\n" \
+	"  --vsock, --no-vsock    virtio-vsock, its host side a Unix socket (uds_path in show)\n" \
+	"  --vsock-cid N          virtio-vsock with guest CID N (3 and up; --vsock: 3)\n"   \
 	"  --autostart, --no-autostart  start when the host boots\n"                               \
 	"  --restart POLICY       never | on-crash | always\n"                                     \
 	"  --cpu-weight N         relative CPU weight 1-10000 (Set-VMProcessor -RelativeWeight)\n" \
@@ -277,6 +285,15 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 		case O_BALLOON:
 		case O_NO_BALLOON:
 			json_object_set_new(o, "balloon", json_boolean(c == O_BALLOON));
+			break;
+		case O_VSOCK:
+		case O_NO_VSOCK:
+			json_object_set_new(o, "vsock", json_boolean(c == O_VSOCK));
+			break;
+		case O_VSOCK_CID:
+			if (parse_num(argv[optind - 1], optarg, &n))
+				return EXIT_USAGE;
+			json_object_set_new(o, "vsock", json_pack("{s:I}", "cid", (json_int_t)n));
 			break;
 		case O_BALLOON_TARGET:
 			if (create)

@@ -475,6 +475,7 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		return ret;
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))
 		return ret;
+	vm->no_new_sockets = wo->seccomp;
 	if (wo->seccomp) {
 		const void **slot[SANDBOX_THREADS] = {
 			[SANDBOX_THREAD_VCPU] = &vm->vcpu_filter,

@@ -233,6 +233,12 @@ json_t *sup_vm_json(struct sup *s, struct vmrt *vm)
 				? json_string(vm->pause_reason) : json_null());
 	json_object_set_new(o, "checkpoint", vm->def.checkpoint[0] ? json_string(vm->def.checkpoint)
 							    : json_null());
+	if (vm->def.vsock_cid) { /* where host agents connect (docs/virtio.md) */
+		char path[512];
+
+		sup_paths(s, vm, ".vsock", path, sizeof(path));
+		json_object_set_new(json_object_get(o, "vsock"), "uds_path", json_string(path));
+	}
 	if (vm->disk_status)
 		sup_merge_disk_status(o, vm->disk_status);
 	if (vm->pid) /* page sharing: the worker's KSM counters (docs/memory.md) */
@@ -552,6 +558,8 @@ void sup_forget(struct sup *s, struct vmrt *vm, const char *event, const char *d
 	sup_paths(s, vm, ".exit", path, sizeof(path));
 	unlink(path);
 	sup_paths(s, vm, ".json", path, sizeof(path));
+	unlink(path);
+	sup_paths(s, vm, ".vsock", path, sizeof(path));
 	unlink(path);
 	sup_saved_path(s, vm, path, sizeof(path));
 	unlink(path);

@@ -360,6 +360,8 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		if (vmdef_get_uint(v, key, 0, VMDEF_MAX_MEM, &n, e))
 			return -1;
 		d->memory_max_mib = n;
+	} else if (!strcmp(key, "vsock")) {
+		return vmdef_vsock_parse(d, v, e);
 	} else if (!strcmp(key, "autostart")) {
 		return vmdef_get_bool(v, key, &d->autostart, e);
 	} else if (!strcmp(key, "restart_policy")) {
@@ -418,12 +420,12 @@ static void gen_uuid(char out[37])
 static int check_devices(const struct vmdef *d, struct cerr *e)
 {
 	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0) + (d->balloon ? 1 : 0) +
-		     (d->memory_max_mib ? 1 : 0);
+		     (d->memory_max_mib ? 1 : 0) + (d->vsock_cid ? 1 : 0);
 
 	if (n > CONF_VIRTIO_IRQS)
 		return cerr_set(e, CERR_INVALID, d->nr_nics ? "nics" : "disks",
 				"too many devices: %u need an interrupt line, %d are available "
-				"(disks, NICs, rng, balloon and virtio-mem together)", n,
+				"(disks, NICs, rng, balloon, virtio-mem and vsock together)", n,
 				CONF_VIRTIO_IRQS);
 	/* virtio-mem's region is max - memory in 2 MiB blocks (vmm/virtio/mem). */
 	if (d->memory_max_mib && (d->memory_max_mib <= ALIGN_UP(d->memory_mib, 2) ||
@@ -548,6 +550,7 @@ json_t *vmdef_to_json(const struct vmdef *d)
 		json_object_set_new(j, "memory_max_mib", json_integer((json_int_t)d->memory_max_mib));
 		json_object_set_new(j, "memory", vmdef_memory_json(d));
 		json_object_set_new(j, "dynamic_memory", vmdef_dynmem_json(d));
+		json_object_set_new(j, "vsock", vmdef_vsock_json(d));
 		if (d->replica.on)
 			json_object_set_new(j, "replica", vmdef_replica_json(d));
 	}
@@ -584,5 +587,6 @@ json_t *vmdef_worker_config(const struct vmdef *d)
 	}
 	if (!vmdef_memory_default(d))
 		json_object_set_new(cfg, "memory", vmdef_memory_json(d));
+	vmdef_vsock_worker(d, cfg);
 	return cfg;
 }

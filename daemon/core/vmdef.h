@@ -90,6 +90,7 @@ struct vmdef {
 	/* Hot-plug ceiling (virtio-mem, docs/memory.md): 0 = none; else the
 	 * most memory a running VM may be given (cella vm set --memory). */
 	uint64_t memory_max_mib;
+	uint32_t vsock_cid; /* virtio-vsock's guest CID (>= 3); 0: no vsock (docs/virtio.md) */
 	bool autostart;
 	enum restart_policy restart;
 	unsigned cpu_weight; /* 1..10000, like Set-VMProcessor -RelativeWeight */
@@ -150,6 +151,14 @@ int vmdef_format_parse(const char *s, enum vmdef_disk_format *f) __must_check;
 int vmdef_format_probe(const char *path, enum vmdef_disk_format *f) __must_check;
 /* The cella-vm --config document (console and control are flags). */
 json_t *vmdef_worker_config(const struct vmdef *d);
+
+/* vmdef_vsock.c: the "vsock" field (true, {"cid": N}, false or null) into
+ * d->vsock_cid (0, or -1 with e naming the key); its JSON (null or
+ * {"cid": N}); and its device in the worker's configuration. */
+#define VMDEF_VSOCK_CID_DEFAULT 3
+int vmdef_vsock_parse(struct vmdef *d, json_t *v, struct cerr *e) __must_check;
+json_t *vmdef_vsock_json(const struct vmdef *d);
+void vmdef_vsock_worker(const struct vmdef *d, json_t *cfg);
 
 /* vmdef_memory.c: the "memory" field ({merge, hugepages, prealloc}; null:
  * the defaults) parsed into d->memory (0, or -1 with e naming the key), its

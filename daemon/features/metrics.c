@@ -140,6 +140,9 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 		if (json_is_object(json_object_get(json_object_get(st, "devices"), "virtio_mem")))
 			json_object_set(m, "virtio_mem",
 					json_object_get(json_object_get(st, "devices"), "virtio_mem"));
+		if (json_is_object(json_object_get(json_object_get(st, "devices"), "vsock")))
+			json_object_set(m, "vsock",
+					json_object_get(json_object_get(st, "devices"), "vsock"));
 	}
 	json_decref(req);
 	json_decref(st);
@@ -322,6 +325,16 @@ char *sup_prometheus(struct sup *s)
 				(long long)jint(m, "virtio_mem", "plugged_bytes"));
 			tprintf(&t, "cella_vm_memory_requested_bytes{vm=\"%s\"} %lld\n", nm,
 				(long long)jint(m, "virtio_mem", "requested_mib") << 20);
+		}
+		if (json_object_get(m, "vsock")) { /* docs/virtio.md, "virtio-vsock" */
+			tprintf(&t, "cella_vm_vsock_connections{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "vsock", "connections"));
+			tprintf(&t, "cella_vm_vsock_malformed_total{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "vsock", "malformed"));
+			tprintf(&t, "cella_vm_vsock_bytes_total{vm=\"%s\",dir=\"to_guest\"} %lld\n",
+				nm, (long long)jint(m, "vsock", "rx_bytes"));
+			tprintf(&t, "cella_vm_vsock_bytes_total{vm=\"%s\",dir=\"from_guest\"} %lld\n",
+				nm, (long long)jint(m, "vsock", "tx_bytes"));
 		}
 		tprintf(&t, "cella_vm_ksm_merging_pages{vm=\"%s\"} %lld\n", nm,
 			(long long)json_integer_value(json_object_get(

@@ -87,6 +87,8 @@ static json_t *rec_vmdef_placement(json_t *j, const struct vmdef *d)
 	}
 	if (j && d->replica.on)
 		json_object_set_new(j, "replica", vmdef_replica_json(d));
+	if (j && d->vsock_cid)
+		json_object_set_new(j, "vsock", vmdef_vsock_json(d));
 	return j;
 }
 
@@ -184,6 +186,12 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 		struct cerr re = { 0 };
 
 		if (vmdef_replica_parse(d, json_object_get(j, "replica"), &re))
+			return -EINVAL;
+	}
+	if (json_object_get(j, "vsock")) {
+		struct cerr ve = { 0 };
+
+		if (vmdef_vsock_parse(d, json_object_get(j, "vsock"), &ve))
 			return -EINVAL;
 	}
 	if (json_object_get(j, "memory")) {

@@ -82,6 +82,7 @@ static const struct {
     {"vms", "balloon", "INTEGER NOT NULL DEFAULT 0"},
     {"vms", "memory", "TEXT"}, /* the memory backing's JSON (vmdef_memory_json), or NULL */
     {"vms", "memory_max_mib", "INTEGER NOT NULL DEFAULT 0"}, /* virtio-mem ceiling, 0 none */
+    {"vms", "vsock_cid", "INTEGER NOT NULL DEFAULT 0"}, /* virtio-vsock's guest CID, 0 none */
     /* A NIC on a switch (docs/networking.md): its switch, VLAN and policy JSON. */
     {"nics", "switch", "TEXT NOT NULL DEFAULT ''"},
     {"nics", "vlan", "INTEGER NOT NULL DEFAULT 0"},
@@ -166,6 +167,10 @@ static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t len)
 
 	snprintf(dst, len, "%s", s ? (const char *)s : "");
 }
+
+/* The "vsock" field, in its own statements (docs/virtio.md). */
+static int db_vsock_load(struct db *db, struct vmdef *d);
+static int db_vsock_save(struct db *db, const struct vmdef *d);
 
 static int db_load_children(struct db *db, struct vmdef *d)
 {
@@ -289,7 +294,7 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 				log_err("db: VM %s: bad dynamic memory settings (off)", d.name);
 			json_decref(mj);
 		}
-		ret = db_load_children(db, &d);
+		ret = db_load_children(db, &d) ?: db_vsock_load(db, &d);
 		if (!ret)
 			ret = fn(opaque, &d, &rt);
 		vmdef_free(&d);
@@ -317,6 +322,33 @@ static int db_step_done(struct db *db, sqlite3_stmt *st)
 		return -EIO;
 	}
 	return 0;
+}
+
+static int db_vsock_load(struct db *db, struct vmdef *d)
+{
+	sqlite3_stmt *st = db_prepare(db, "SELECT vsock_cid FROM vms WHERE uuid=?");
+	int64_t cid;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		cid = sqlite3_column_int64(st, 0);
+		d->vsock_cid = cid >= 3 && cid <= 0xfffffffeLL ? (uint32_t)cid : 0;
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int db_vsock_save(struct db *db, const struct vmdef *d)
+{
+	sqlite3_stmt *st = db_prepare(db, "UPDATE vms SET vsock_cid=? WHERE uuid=?");
+
+	if (st) {
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)d->vsock_cid);
+		sqlite3_bind_text(st, 2, d->uuid, -1, SQLITE_TRANSIENT);
+	}
+	return db_step_done(db, st);
 }
 
 static void bind_opt(sqlite3_stmt *st, int i, const char *s)
@@ -401,6 +433,8 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 		free(rs);
 	}
 	ret = db_step_done(db, st);
+	if (!ret)
+		ret = db_vsock_save(db, d);
 	if (!ret) {
 		st = db_prepare(db, "DELETE FROM disks WHERE vm_uuid=?");
 		if (st)

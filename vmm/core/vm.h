@@ -80,6 +80,9 @@ struct vm {
 	const void *migration_filter; /* the live-migration sender */
 	const void *throttle_filter;  /* the migration's vCPU throttle thread */
 	const void *prefetch_filter;  /* a restore's prefetch thread (mem_prefetch.h) */
+	/* The process's seccomp allowlist is (about to be) on: no socket()
+	 * or connect() (virtio-vsock then connects only through cellad). */
+	bool no_new_sockets;
 
 	/* Pause protocol: pause_requested under pause_lock; each vCPU that sees
 	 * it counts itself in vcpus_parked and waits on pause_cond. */

@@ -155,6 +155,7 @@ static void def_make(struct vmdef *d, const char *name, const char *uuid)
 	d->dynmem = (struct vmdef_dynmem){ .enabled = true, .minimum_mib = 64, .buffer_pct = 35,
 					   .weight = 700 }; /* maximum: the default */
 	d->memory_max_mib = 1024; /* virtio-mem ceiling (docs/memory.md) */
+	d->vsock_cid = 42;
 }
 
 struct loaded {
@@ -210,6 +211,7 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 	assert_int_equal(a->dynmem.weight, b->dynmem.weight);
 	assert_int_equal(a->balloon, b->balloon);
 	assert_int_equal(a->memory_max_mib, b->memory_max_mib);
+	assert_int_equal(a->vsock_cid, b->vsock_cid);
 	assert_int_equal(a->replica.on, b->replica.on);
 	assert_string_equal(a->replica.source, b->replica.source);
 	assert_string_equal(a->replica.last_point, b->replica.last_point);

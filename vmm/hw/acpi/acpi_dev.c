@@ -85,12 +85,15 @@ static int acpi_dev_press_power_button(struct device *dev)
 	else
 		d->ged_pending |= ACPI_GED_EVT_POWER_BUTTON;
 	pthread_mutex_unlock(&d->lock);
-	if (ret)
+	if (ret == -ENODEV)
 		return ret;
+	/* Pulse the line again for a press still pending too: an edge that
+	 * came while the guest had the pin masked is lost, the event is not. */
 	if (vm_irq_line(d->vm, ACPI_GED_GSI, 1) || vm_irq_line(d->vm, ACPI_GED_GSI, 0))
 		log_info("acpi: cannot raise the GED interrupt (GSI %u)", ACPI_GED_GSI);
-	log_info("acpi: power button pressed");
-	return 0;
+	if (!ret)
+		log_info("acpi: power button pressed");
+	return ret;
 }
 
 static int acpi_dev_realize(struct device *dev, struct vm *vm)

@@ -63,6 +63,7 @@ CHECKS = {
     "2 vCPUs allowed": r"smpboot: Allowing 2 CPUs, 0 hotplug CPUs",
     "2 vCPUs up": r"smp: Brought up 1 node, 2 CPUs",
     "command line": r"Kernel command line: ",
+    "DSDT loaded, S5 offered": r"ACPI: PM: \(supports S0 S5\)",
     "COM1 from the DSDT": r"00:0\d: ttyS0 at I/O 0x3f8 \(irq = 4",
     "power button from the DSDT": r"ACPI: button: Power Button \[PWRB\]",
     "power button pressed (KEY_POWER)": r"evbug: Event\. Dev: input\d+, Type: 1, Code: 116, Value: 1",

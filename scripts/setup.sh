@@ -18,6 +18,7 @@ pkgs=(
 	iperf3 ethtool                                              # port policy bandwidth tests (tests/net)
 	etcd-server etcd-client                                     # pool store tests (tests/pool)
 	python3 iproute2 e2fsprogs                                  # integration tests
+	acpica-tools                                                # iasl: the ACPI tables test (arch-acpi)
 	dnsmasq-base                                                # DHCP on the Linux guest's tap
 	qemu-system-x86 hyperfine fio                               # benchmarks (side by side)
 	chromium                                                    # web console browser tests (tests/web)

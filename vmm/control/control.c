@@ -304,11 +304,11 @@ static json_t *ctl_ok(struct control *c)
 	return json_pack("{s:b, s:s}", "ok", 1, "state", ctl_state(c));
 }
 
-/* Graceful shutdown without ACPI: the request goes to the guest as
- * Ctrl-Alt-Del on the i8042 (vm_request_guest_shutdown; a Linux guest booted
- * with reboot=k resets, which cellad, having asked for the stop, records as
- * stopped). Whether or not the guest reacts, the deadline turns the VM off.
- * An ACPI power button, once there, replaces the key press here. */
+/* Graceful shutdown: vm_request_guest_shutdown presses the ACPI power
+ * button (hw/acpi: the GED's event) when the guest's OSPM initialised the
+ * GED, else sends Ctrl-Alt-Del on the i8042 (a Linux guest booted with
+ * reboot=k resets, which cellad, having asked for the stop, records as
+ * stopped). Whether or not the guest reacts, the deadline turns the VM off. */
 static json_t *ctl_shutdown(struct control *c, json_t *req)
 {
 	json_t *t = json_object_get(req, "timeout_ms");
@@ -325,14 +325,16 @@ static json_t *ctl_shutdown(struct control *c, json_t *req)
 		vm_resume(c->vm); /* a paused guest could never power off */
 	ret = c->shutdown_pending ? 0 : vm_request_guest_shutdown(c->vm);
 	if (ret && ret != -EBUSY)
-		log_info("control: cannot deliver Ctrl-Alt-Del to the guest: %s", strerror(-ret));
+		log_info("control: cannot deliver the power button or Ctrl-Alt-Del to the guest: %s",
+			 strerror(-ret));
 	its.it_value.tv_sec = ms / 1000;
 	its.it_value.tv_nsec = (ms % 1000) * 1000000 + 1; /* 0 would disarm */
 	if (timerfd_settime(c->timer_fd, 0, &its, NULL) < 0)
 		return ctl_error("cannot arm the shutdown timer: %s", strerror(errno));
 	c->shutdown_pending = true;
 	c->shutdown_timeout_ms = (unsigned)ms;
-	log_info("control: graceful shutdown requested (Ctrl-Alt-Del %s); turning off in %lld ms "
+	log_info("control: graceful shutdown requested (power button or Ctrl-Alt-Del %s); "
+		 "turning off in %lld ms "
 		 "unless the guest powers off first", ret ? "not delivered" : "sent", (long long)ms);
 	return ctl_ok(c);
 }

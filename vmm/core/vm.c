@@ -383,8 +383,14 @@ int vm_request_guest_shutdown(struct vm *vm)
 	for (struct device *d = vm->devices; d; d = d->next) {
 		const struct device_type *t = devtype_of(d);
 
-		if (t && t->request_shutdown)
-			return t->request_shutdown(d);
+		int ret;
+
+		if (!t || !t->request_shutdown)
+			continue;
+		/* -ENODEV: this way is not open (no ACPI guest): try the next. */
+		ret = t->request_shutdown(d);
+		if (ret != -ENODEV)
+			return ret;
 	}
 	return -ENODEV;
 }
@@ -539,7 +545,7 @@ int vm_setup(struct vm *vm)
 	const char *user = cfg->cmdline ? cfg->cmdline : "";
 	struct x86_boot_info bi;
 	char err[512] = "", hide[128] = "";
-	char *cmdline;
+	char *cmdline, *devs;
 	size_t len;
 	int ret;
 
@@ -568,12 +574,17 @@ int vm_setup(struct vm *vm)
 				 "with \"%s\"", hide);
 		}
 	}
-	len = strlen(user) + strlen(vm->cmdline_extra ? vm->cmdline_extra : "") + strlen(hide) + 2;
-	cmdline = malloc(len);
-	if (!cmdline)
+	devs = vm_cmdline_devices(vm, user, cfg->kernel && kernel_is_linux(cfg->kernel));
+	if (!devs)
 		return -ENOMEM;
-	snprintf(cmdline, len, "%s%s%s%s", user, vm->cmdline_extra ? vm->cmdline_extra : "",
-		 hide[0] ? " " : "", hide);
+	len = strlen(user) + strlen(devs) + strlen(hide) + 2;
+	cmdline = malloc(len);
+	if (!cmdline) {
+		free(devs);
+		return -ENOMEM;
+	}
+	snprintf(cmdline, len, "%s%s%s%s", user, devs, hide[0] ? " " : "", hide);
+	free(devs);
 	log_debug("kernel command line: %s", cmdline);
 	ret = x86_load_kernel(&vm->mem, cfg->kernel, cfg->initrd, cmdline, &bi, err, sizeof(err));
 	free(cmdline);
@@ -586,6 +597,11 @@ int vm_setup(struct vm *vm)
 	ret = x86_setup_mptable(&vm->mem, cfg->cpus);
 	if (ret) {
 		log_err("cannot write the MP table: %s", strerror(-ret));
+		return ret;
+	}
+	ret = vm_setup_acpi(vm);
+	if (ret) {
+		log_err("cannot write the ACPI tables: %s", strerror(-ret));
 		return ret;
 	}
 	return vcpus_setup_regs(vm, &bi);

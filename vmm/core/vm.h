@@ -105,6 +105,13 @@ int vm_create(struct vm *vm, const struct vm_config *cfg) __must_check;
 uint64_t vm_config_mem_size(const struct vm_config *cfg);
 /* Create devices from the configuration, load the kernel, create vCPUs. */
 int vm_setup(struct vm *vm) __must_check;
+/* vm_acpi.c: write the ACPI tables for the vCPUs and the virtio-mmio
+ * devices created so far (0 or -errno); and the device announcements for the
+ * kernel command line: vm->cmdline_extra, less its virtio_mmio.device=
+ * entries for a Linux kernel not booted with acpi=off (it finds them in the
+ * DSDT). Returns a malloc'd string, NULL without memory. */
+int vm_setup_acpi(struct vm *vm) __must_check;
+char *vm_cmdline_devices(const struct vm *vm, const char *user, bool is_linux);
 /* Run vCPU threads and the I/O loop until the VM ends; returns enum vm_exit
  * or the debug-exit status. */
 int vm_run(struct vm *vm);

@@ -591,10 +591,12 @@ static int config_from_json(struct vm_config *c, json_t *root, const char *base_
 		} else if (!strcmp(key, "memory")) {
 			if (config_json_memory(c, v, err, errlen))
 				return -EINVAL;
-		} else if (!strcmp(key, "rng") || !strcmp(key, "emulation_fallback")) {
+		} else if (!strcmp(key, "rng") || !strcmp(key, "emulation_fallback") ||
+			   !strcmp(key, "acpi")) {
 			if (!json_is_boolean(v))
 				return config_error(err, errlen, "%s: expected true or false", key);
-			*(key[0] == 'r' ? &c->rng : &c->emulation_fallback) = json_is_true(v);
+			*(key[0] == 'r' ? &c->rng : key[0] == 'a' ? &c->acpi
+					: &c->emulation_fallback) = json_is_true(v);
 		} else if (!strcmp(key, "console")) {
 			if (!json_is_string(v))
 				return config_error(err, errlen, "console: expected a string");

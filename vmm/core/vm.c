@@ -574,7 +574,8 @@ int vm_setup(struct vm *vm)
 				 "with \"%s\"", hide);
 		}
 	}
-	devs = vm_cmdline_devices(vm, user, cfg->kernel && kernel_is_linux(cfg->kernel));
+	/* With ACPI the DSDT lists the virtio devices; without, the command line. */
+	devs = vm_cmdline_devices(vm, user, cfg->acpi && cfg->kernel && kernel_is_linux(cfg->kernel));
 	if (!devs)
 		return -ENOMEM;
 	len = strlen(user) + strlen(devs) + strlen(hide) + 2;
@@ -599,7 +600,7 @@ int vm_setup(struct vm *vm)
 		log_err("cannot write the MP table: %s", strerror(-ret));
 		return ret;
 	}
-	ret = vm_setup_acpi(vm);
+	ret = cfg->acpi ? vm_setup_acpi(vm) : 0;
 	if (ret) {
 		log_err("cannot write the ACPI tables: %s", strerror(-ret));
 		return ret;

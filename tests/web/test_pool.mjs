@@ -7,6 +7,9 @@
 //   - a VM started on host-b (no event reaches host-a's stream) shows in
 //     host-b's row and totals, and in the VM list with its host, without a
 //     reload; the VM list has a Host column;
+//   - the console of host-b's VM, which host-a cannot open (no pool address
+//     between these hosts: no forwarding), says where the VM runs and stops
+//     trying (no reconnect loop);
 //   - host-b's cellad stopped: its row turns down at once (the pool event);
 //   - the dashboard asks only GET /v1/host and GET /v1/pool per tick;
 //   - axe-core: no serious violations on the pool dashboard and list, in
@@ -98,6 +101,25 @@ test("web pool: members with capacity and use, a VM with its host, live", { skip
     // capacity it offers the pool.
     assert.match(await page.locator(".card", { hasText: "Capacity" }).textContent(), /Memory of running VMs: 64 MiB of 2048 MiB/);
     await shot(page, "dashboard-pool");
+  });
+
+  await t.test("the console of a VM host-a cannot reach says where it runs, and stops", async () => {
+    await page.goto(`${d.url}/ui/#/console/pb`);
+    const note = page.locator("#console-elsewhere");
+    await note.waitFor({ timeout: 30000 });
+    assert.equal(await note.getAttribute("data-host"), "host-b");
+    assert.match(await note.textContent(), /VM pb runs on host host-b/);
+    const st = page.locator("#console-status");
+    assert.equal(await st.getAttribute("data-status"), "VM pb runs on host host-b");
+    // No reconnect loop: no further socket is opened for a while.
+    let sockets = 0;
+    const on = (ws) => { if (ws.url().includes("/console/ws")) sockets++; };
+    page.on("websocket", on);
+    await page.waitForTimeout(2000); // an absence: nothing to poll for
+    page.off("websocket", on);
+    assert.equal(sockets, 0, "the page went on reconnecting");
+    assert.equal(await st.getAttribute("data-status"), "VM pb runs on host host-b");
+    await shot(page, "console-elsewhere");
   });
 
   await t.test("the VM list shows each VM's host, the other host's state kept current", async () => {

@@ -20,7 +20,7 @@ host-a (h00):
   host-b), a resize is accepted; a viewer's socket over TCP reads, its
   input is refused by host-a with an error message and never forwarded;
   the VM killed: the socket closes with 1000 and a reason; host-b's
-  cellad killed: the socket closes with 1011 naming host-b, and a new
+  cellad frozen: input typed on host-a is reported undelivered; killed: the socket closes with 1011 naming host-b, and a new
   handshake is a 502 naming it.
 - A client that leaves ends the transfer to the owner: host-a's thread
   count is back where it was.
@@ -35,6 +35,7 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import sys
@@ -47,7 +48,7 @@ from cellad import TestFailure, UnixHTTPConnection, check, log, main, skip  # no
 
 import etcdutil  # noqa: E402
 import poolutil  # noqa: E402
-from test_web_console_ws import WS  # noqa: E402  (tests/daemon: the RFC 6455 client)
+from test_web_console_ws import OP_PING, OP_PONG, WS  # noqa: E402  (tests/daemon: the RFC 6455 client)
 
 VIEWER_TOKEN = "pool-console-viewer-token-0123456789"
 
@@ -365,6 +366,31 @@ def run(pool):
     read_until(resp, lambda x: b"ticker: " in x, "a follower before the kill")
     w = ws_unix(a, "/v1/vms/tk/console/ws?history=0")
     w.until(lambda x: b"ticker: " in x.output, "a socket's line before the kill")
+    # host-b's cellad frozen (SIGSTOP): input typed on host-a cannot be
+    # delivered; the client is told (the POST's connect timeout, 10 s),
+    # and the loop serves the other socket meanwhile.
+    e = ws_unix(a, "/v1/vms/ec/console/ws?history=0")
+    check(e.status == 101, f"ec's socket on host-a before the freeze: {e.status}")
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        e.send_text("while-frozen\n")
+        # The loop is not held by the waiting input: a ping is answered.
+        e.send_frame(OP_PING, b"still-there")
+        e.s.settimeout(30)
+        while e.frame()[0] != OP_PONG:
+            pass
+        pong = time.monotonic() - t0
+        check(pong < 5 and not e.texts, f"while the input waits for frozen host-b, the "
+              f"loop answers a ping ({pong * 1000:.0f} ms)")
+        e.until(lambda x: x.texts, "the undelivered input's message", timeout=90)
+        msg = e.texts[0].get("error", {}).get("message", "")
+        check("not delivered" in msg and b.name in msg,
+              f"host-b frozen: the input typed on host-a is reported undelivered "
+              f"({time.monotonic() - t0:.1f} s): {msg}")
+    finally:
+        e.s.close()
+        os.kill(b.proc.pid, signal.SIGCONT)  # kill_hosts asks it for its workers first
     t0 = time.monotonic()
     pool.kill_hosts([b.name])
     w.until(lambda x: x.closed, "the socket's close after host-b's death")

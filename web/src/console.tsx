@@ -11,6 +11,7 @@ import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
 import { PoolStatus, get, vmPath } from "./api";
 import { mirrorStyles } from "./cspstyle";
+import { store } from "./store";
 import { Heading, StateBadge, useStore } from "./ui";
 
 type Link = { send(b: Uint8Array): void; resize(c: number, r: number): void; close(): void };
@@ -81,6 +82,7 @@ function openHttp(name: string, onData: (b: Uint8Array) => void, onOpen: () => v
 /** Where the VM runs when another pool host runs it: its name and address
  * (GET /v1/pool), or null (this host, no pool, or not known). */
 async function remoteOwner(name: string): Promise<{ host: string; address: string } | null> {
+  if (!store.vms.get(name)?.host) return null; // not in a pool: nothing to ask
   try {
     const p = await get<PoolStatus>("/v1/pool");
     const h = p.hosts.find((x) => x.vms.includes(name));

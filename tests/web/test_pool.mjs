@@ -7,7 +7,12 @@
 //   - a VM started on host-b (no event reaches host-a's stream) shows in
 //     host-b's row and totals, and in the VM list with its host, without a
 //     reload; the VM list has a Host column;
+//   - the console page of host-b's echo guest on host-a: its history and a
+//     typed line's echo come through host-a's WebSocket (forwarded to
+//     host-b over the hosts' mutual TLS);
 //   - host-b's cellad stopped: its row turns down at once (the pool event);
+//     its VM's console page then says where the VM runs, with no reconnect
+//     loop;
 //   - the dashboard asks only GET /v1/host and GET /v1/pool per tick;
 //   - axe-core: no serious violations on the pool dashboard and list, in
 //     light, dark and at phone width; screenshots dashboard-pool*.png.
@@ -23,6 +28,18 @@ function etcdMissing() {
 const why = skipReason() || etcdMissing();
 if (why) console.log(`${"#".repeat(72)}\n# SKIP: ${why}\n${"#".repeat(72)}`);
 let d, browser, page, hostB;
+
+/** The terminal's text (xterm's buffer), one string. */
+async function termText() {
+  return page.evaluate(() => {
+    const t = window.cellaTerm;
+    if (!t) return "";
+    const b = t.buffer.active;
+    const lines = [];
+    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? "");
+    return lines.join("\n");
+  });
+}
 
 before(async () => {
   if (why) return;
@@ -100,6 +117,22 @@ test("web pool: members with capacity and use, a VM with its host, live", { skip
     await shot(page, "dashboard-pool");
   });
 
+  await t.test("the console of host-b's echo guest on host-a's page: output and a typed line's echo", async () => {
+    await page.goto(`${d.url}/ui/#/console/pb`);
+    await until(async () => (await termText()).includes("echo: ready"), "pb's history through host-a", 60000);
+    const st = page.locator("#console-status");
+    await until(async () => (await st.getAttribute("data-status")) === "connected", "connected");
+    assert.equal(await st.getAttribute("data-transport"), "WebSocket", "host-a's WebSocket, forwarded to host-b");
+    await page.locator("#term").click();
+    await page.keyboard.type("typed on host-a");
+    await page.keyboard.press("Enter");
+    await until(async () => (await termText()).includes("echo: typed on host-a"), "the echo of the typed line", 60000);
+    const r = await sockCall(hostB.sock, "GET", "/v1/vms/pb/console?history=4096&follow=false");
+    assert.match(r.text, /echo: typed on host-a/, "the line reached the guest on host-b");
+    assert.equal(await page.locator("#console-error").count(), 0, "no input error");
+    await shot(page, "console-pool");
+  });
+
   await t.test("the VM list shows each VM's host, the other host's state kept current", async () => {
     await page.goto(`${d.url}/ui/#/vms`);
     await page.getByRole("columnheader", { name: "Host" }).waitFor();
@@ -149,5 +182,24 @@ test("web pool: members with capacity and use, a VM with its host, live", { skip
     process.kill(hostB.pid, "SIGTERM");
     await row("host-b").locator("[data-state=down]").waitFor({ timeout: 30000 });
     assert.match(await page.getByTestId("pool-totals").textContent(), /1 up of 2/);
+  });
+
+  await t.test("host-b down: the console of its VM says where it runs, and stops", async () => {
+    await page.goto(`${d.url}/ui/#/console/pb`);
+    const note = page.locator("#console-elsewhere");
+    await note.waitFor({ timeout: 30000 });
+    assert.equal(await note.getAttribute("data-host"), "host-b");
+    assert.match(await note.textContent(), /VM pb runs on host host-b/);
+    const st = page.locator("#console-status");
+    assert.equal(await st.getAttribute("data-status"), "VM pb runs on host host-b");
+    // No reconnect loop: no further socket is opened for a while.
+    let sockets = 0;
+    const on = (ws) => { if (ws.url().includes("/console/ws")) sockets++; };
+    page.on("websocket", on);
+    await page.waitForTimeout(2000); // an absence: nothing to poll for
+    page.off("websocket", on);
+    assert.equal(sockets, 0, "the page went on reconnecting");
+    assert.equal(await st.getAttribute("data-status"), "VM pb runs on host host-b");
+    await shot(page, "console-elsewhere");
   });
 });

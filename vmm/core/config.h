@@ -20,6 +20,7 @@ struct net_config {
 	char *tap_fd;    /* "fd:N": that tap, attached by the caller (cellad); NULL: open by name */
 	uint8_t mac[6];
 	bool has_mac;    /* false: a stable MAC is derived from the tap name */
+	char *passt_fd;  /* "fd:N": a connected stream socket to passt instead of a tap */
 };
 
 enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_UNIX, CONSOLE_NONE };

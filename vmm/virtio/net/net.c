@@ -11,6 +11,7 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
 
+#include "backend/passt.h"
 #include "backend/tap.h"
 #include "devtype.h"
 #include "log.h"
@@ -39,6 +40,8 @@ static void net_rx_cb(void *opaque, uint32_t events);
  * with the loop stopped). */
 static void net_watch_fd(struct net_dev *net, bool on)
 {
+	if (on && net->passt && net->passt->down)
+		on = false; /* a cut stream reads as EOF forever */
 	if (on == net->fd_watched)
 		return;
 	if (on) {
@@ -81,7 +84,8 @@ static void net_rx(struct net_dev *net)
 			pushed = true;
 			continue;
 		}
-		len = readv(net->fd, in, (int)c->nr_in);
+		len = net->passt ? passt_readv(net->passt, in, c->nr_in, sizeof(struct virtio_net_hdr_v1))
+				 : readv(net->fd, in, (int)c->nr_in);
 		if (len < 0) {
 			virtq_unpop(vq);
 			if (errno != EAGAIN && errno != EINTR)
@@ -144,7 +148,8 @@ static void net_tx(struct net_dev *net)
 		iov[0].iov_len = sizeof(hdr);
 		nr = iov_slice(c->iov, c->nr_out, sizeof(hdr), c->out_len - sizeof(hdr), iov + 1,
 			       VIRTQ_CHAIN_MAX);
-		if (writev(net->fd, iov, (int)nr + 1) < 0) {
+		if ((net->passt ? passt_writev(net->passt, iov, nr + 1, sizeof(hdr))
+				: writev(net->fd, iov, (int)nr + 1)) < 0) {
 			net->dropped++; /* tap full or frame refused: drop, as a NIC would */
 			log_debug("%s: tx write failed: %s", vd->name, strerror(errno));
 		} else {
@@ -195,6 +200,8 @@ static void net_destroy(struct virtio_dev *vd)
 
 	if (net->fd_watched)
 		evloop_del(vd->vm->loop, net->fd);
+	if (net->passt)
+		net_passt_destroy(net); /* closes fd */
 	if (net->fd >= 0)
 		close(net->fd);
 	free(net->chain);
@@ -210,6 +217,12 @@ static const struct virtio_dev_ops net_ops = {
 
 int virtio_net_create_fd(struct vm *vm, const struct net_config *cfg, unsigned index, int fd)
 {
+	return virtio_net_create_be(vm, cfg, index, fd, NULL);
+}
+
+int virtio_net_create_be(struct vm *vm, const struct net_config *cfg, unsigned index, int fd,
+			 struct passt_stream *passt)
+{
 	struct net_dev *net = calloc(1, sizeof(*net));
 	struct virtio_net_config config;
 	char name[32];
@@ -222,6 +235,8 @@ int virtio_net_create_fd(struct vm *vm, const struct net_config *cfg, unsigned i
 		return -ENOMEM;
 	}
 	net->fd = fd;
+	if ((net->passt = passt))
+		net_passt_bind(net);
 	ret = virtio_dev_init(&net->vd, &net_device_ops, &net_ops, name, VIRTIO_ID_NET,
 			      (1ULL << VIRTIO_NET_F_MAC) | (1ULL << VIRTIO_NET_F_STATUS),
 			      devtype_virtio_net.nr_queues, NET_QUEUE_SIZE);
@@ -249,6 +264,8 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned inde
 	char name[32];
 	int fd;
 
+	if (cfg->passt_fd)
+		return virtio_net_create_passt(vm, cfg, index);
 	snprintf(name, sizeof(name), "virtio-net%u", index);
 	fd = tap_open(name, cfg->tap, cfg->tap_fd);
 	if (fd < 0)

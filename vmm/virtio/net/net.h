@@ -14,6 +14,7 @@
 #define NET_BURST 64
 
 struct net_config;
+struct passt_stream;
 
 struct net_dev {
 	struct virtio_dev vd; /* first: the transport frees the whole object */
@@ -21,6 +22,7 @@ struct net_dev {
 	bool fd_watched;      /* rx: the fd is in the I/O loop */
 	uint64_t rx_frames, tx_frames, dropped;
 	struct virtq_chain *chain;
+	struct passt_stream *passt; /* non-NULL: fd speaks passt's framing (net_passt.c) */
 };
 
 _Static_assert(offsetof(struct net_dev, vd) == 0, "transport frees the device through vd");
@@ -31,3 +33,13 @@ _Static_assert(offsetof(struct net_dev, vd) == 0, "transport frees the device th
  * fd, also on failure. Returns 0 or -errno. */
 int virtio_net_create_fd(struct vm *vm, const struct net_config *cfg, unsigned index,
 			 int fd) __must_check;
+
+/* The same over a back end that is not a tap: passt non-NULL, fd its
+ * socket (both owned from now on, also on failure). */
+int virtio_net_create_be(struct vm *vm, const struct net_config *cfg, unsigned index, int fd,
+			 struct passt_stream *passt) __must_check;
+/* net_passt.c: a NIC on passt's stream (cfg->passt_fd), and its teardown. */
+int virtio_net_create_passt(struct vm *vm, const struct net_config *cfg,
+			    unsigned index) __must_check;
+void net_passt_bind(struct net_dev *net);
+void net_passt_destroy(struct net_dev *net);

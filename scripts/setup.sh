@@ -17,6 +17,7 @@ pkgs=(
 	libnl-3-dev libnl-route-3-dev nftables                      # cellad: switches (bridges, taps over netlink; port rules)
 	etcd-server etcd-client                                     # pool store tests (tests/pool)
 	python3 iproute2 e2fsprogs                                  # integration tests
+	passt                                                       # user-mode networking (--net user, it-passt)
 	dnsmasq-base                                                # DHCP on the Linux guest's tap
 	qemu-system-x86 hyperfine fio                               # benchmarks (side by side)
 	chromium                                                    # web console browser tests (tests/web)

@@ -4,6 +4,7 @@
  * write sites. */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,11 @@ int virtio_net_create_passt(struct vm *vm, const struct net_config *cfg, unsigne
 	int fd = passt_parse_fd(cfg->passt_fd);
 	int ret;
 
+	/* A duplicate, like a passed tap's: the passed number is closed once
+	 * every device is up (main.c), and a device may be made again. */
+	if (fd >= 0)
+		fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+
 	if (!ps || !who) {
 		free(ps);
 		free(who);
@@ -48,7 +54,7 @@ int virtio_net_create_passt(struct vm *vm, const struct net_config *cfg, unsigne
 	}
 	snprintf(who, 32, "virtio-net%u", index);
 	if (fd < 0) {
-		log_err("%s: passt '%s' is not fd:N", who, cfg->passt_fd);
+		log_err("%s: passt '%s' is not an open fd:N", who, cfg->passt_fd);
 		free(ps);
 		free(who);
 		return -EINVAL;

@@ -541,6 +541,10 @@ static int config_json_net(struct vm_config *c, json_t *n, unsigned idx, char *e
 			goto fail;
 		}
 	}
+	if (!net.tap && !passt && !net.passt_fd) {
+		config_error(err, errlen, "nets[%u].tap: missing", idx);
+		goto fail;
+	}
 	snprintf(name, sizeof(name), "nets[%u]", idx);
 	if (passt != !!net.passt_fd) {
 		config_error(err, errlen, "%s: \"backend\": \"passt\" goes with \"fd\": N", name);

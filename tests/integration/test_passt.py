@@ -39,7 +39,7 @@ def test(args):
     host_port = free_port()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     p = subprocess.Popen([passt, "--foreground", "--stderr", "--quiet", "--fd",
-                          str(theirs.fileno()), "-t", f"{host_port}:{GUEST_PORT}", "-u", "none",
+                          str(theirs.fileno()), "-t", f"127.0.0.1/{host_port}:{GUEST_PORT}", "-u", "none",
                           "--no-map-gw"],
                          pass_fds=[theirs.fileno()], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)

@@ -87,22 +87,29 @@ static bool port_free(bool udp, unsigned port)
 	return ok;
 }
 
+/* NIC i's host ports free? 0, or -1 with e set (409). */
+static int probe_nic(const struct vmdef *d, unsigned i, struct cerr *e)
+{
+	unsigned h, g;
+	bool udp;
+
+	for (const char *p = d->nics[i].forward;
+	     d->nics[i].user && (p = vmdef_forward_next(p, &udp, &h, &g));)
+		if (!port_free(udp, h)) {
+			char field[32];
+
+			snprintf(field, sizeof(field), "nics[%u].forward", i);
+			return cerr_set(e, CERR_CONFLICT, field, "host port %s:%u is in use",
+					udp ? "udp" : "tcp", h);
+		}
+	return 0;
+}
+
 int sup_usernet_probe(const struct vmdef *d, struct cerr *e)
 {
-	for (unsigned i = 0; i < d->nr_nics; i++) {
-		unsigned h, g;
-		bool udp;
-
-		for (const char *p = d->nics[i].forward;
-		     d->nics[i].user && (p = vmdef_forward_next(p, &udp, &h, &g));)
-			if (!port_free(udp, h)) {
-				char field[32];
-
-				snprintf(field, sizeof(field), "nics[%u].forward", i);
-				return cerr_set(e, CERR_CONFLICT, field, "host port %s:%u is in use",
-						udp ? "udp" : "tcp", h);
-			}
-	}
+	for (unsigned i = 0; i < d->nr_nics; i++)
+		if (probe_nic(d, i, e))
+			return -1;
 	return 0;
 }
 
@@ -145,7 +152,7 @@ int sup_usernet_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e)
 
 	if (!bin)
 		return passt_missing(s, i, e);
-	if (sup_usernet_probe(&vm->def, e))
+	if (probe_nic(&vm->def, i, e)) /* the earlier NICs' passts hold theirs now */
 		return -1;
 	tcp[0] = udp[0] = 0;
 	for (const char *p = n->forward; (p = vmdef_forward_next(p, &is_udp, &h, &g));) {

@@ -143,6 +143,38 @@ def test(args):
         poll("passt to end after the worker's SIGKILL", lambda: not pid_alive(pid))
         poll("the pid file to go", lambda: not os.path.exists(pidfile))
         check(True, "passt gone after kill -9 of the worker")
+
+        # Two user NICs: a passt each; a host port taken since the create
+        # refuses the start (409) and leaves no passt behind.
+        p1, p2 = free_port(), free_port()
+        d.define("u2", "tcpecho", "port=7 wait=60000",
+                 nics=[{"user": True, "forward": [f"tcp:{p1}:7"]},
+                       {"user": True, "forward": [f"tcp:{p2}:7"]}])
+        d.action("u2", "start")
+        d.wait_console("u2", "tcpecho: listening on port 7", timeout=120)
+        uuid = d.vm("u2")["uuid"]
+        pids = [passt_pid(d, "u2")[0]]
+        pidfile1 = os.path.join(d.run, uuid + ".passt.1")
+        poll("the second NIC's passt", lambda: os.path.exists(pidfile1))
+        with open(pidfile1) as f:
+            pids.append(int(f.read().split()[0]))
+        check(len(set(pids)) == 2 and all(pid_alive(p) for p in pids),
+              f"one passt per user NIC: {pids}")
+        d.action("u2", "kill")
+        d.wait_state("u2", ("stopped", "crashed"), timeout=60)
+        poll("both passts to end", lambda: not any(pid_alive(p) for p in pids))
+        check(True, "both passts ended with the VM")
+        with socket.socket() as busy:
+            busy.bind(("0.0.0.0", p2))
+            busy.listen(1)
+            r = d.post("/v1/vms/u2/start")
+            err = r.json.get("error", {}) if r.body else {}
+            check(r.status == 409 and err.get("field") == "nics[1].forward",
+                  f"start with a host port taken -> 409 on nics[1].forward "
+                  f"(got {r.status}: {err.get('message')})")
+        check(not any(f.startswith(uuid + ".passt") for f in os.listdir(d.run)),
+              "the refused start left no passt pid file")
+        check(d.vm("u2")["state"] in ("stopped", "crashed"), "the VM stays stopped")
     # passt missing: a clear refusal naming the package.
     with Daemon(args, config={"passt": "/nonexistent/passt"}) as d:
         refused(d, {"name": "np", "kernel": kernel, "nics": [{"user": True}]}, 503,

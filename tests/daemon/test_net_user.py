@@ -175,6 +175,24 @@ def test(args):
         check(not any(f.startswith(uuid + ".passt") for f in os.listdir(d.run)),
               "the refused start left no passt pid file")
         check(d.vm("u2")["state"] in ("stopped", "crashed"), "the VM stays stopped")
+
+        # cellad restarts: passt runs on with the VM, the new cellad adopts
+        # it from its pid file and stops it with the VM.
+        d.action("u1", "start")
+        d.wait_console("u1", "tcpecho: listening on port 7", timeout=120)
+        pid, pidfile = passt_pid(d, "u1")
+        d.kill9()
+        check(pid_alive(pid), "passt survives cellad's death")
+        d.start()
+        poll("the adoption line", lambda: f"nics[0]: passt {pid} adopted" in d.log())
+        check(d.vm("u1")["state"] == "running" and pid_alive(pid),
+              "the new cellad adopted the VM and its passt")
+        got = echo_through(port, b"after the restart\n")
+        check(got == b"echo: after the restart\n", f"the forward still works ({got!r})")
+        d.wait_state("u1", ("stopped", "crashed"), timeout=60)
+        poll("the adopted passt to end with the VM", lambda: not pid_alive(pid))
+        poll("its pid file to go", lambda: not os.path.exists(pidfile))
+        check(True, "the adopted passt ended with the VM")
     # passt missing: a clear refusal naming the package.
     with Daemon(args, config={"passt": "/nonexistent/passt"}) as d:
         refused(d, {"name": "np", "kernel": kernel, "nics": [{"user": True}]}, 503,

@@ -146,7 +146,7 @@ int sup_usernet_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e)
 	char ids[32], fdarg[16], path[512], mac[18];
 	size_t tl = 0, ul = 0;
 	unsigned h, g, k = 0;
-	int sv[2], nullfd;
+	int sv[2], nullfd, logfd;
 	bool is_udp;
 	pid_t pid;
 
@@ -184,6 +184,9 @@ int sup_usernet_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e)
 	}
 	argv[k] = NULL;
 	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	/* passt's complaints (a port it cannot bind...) go to the VM's log. */
+	snprintf(path, sizeof(path), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);
+	logfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	pid = fork();
 	if (pid < 0) {
 		int err = errno;
@@ -192,6 +195,8 @@ int sup_usernet_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e)
 		close(sv[1]);
 		if (nullfd >= 0)
 			close(nullfd);
+		if (logfd >= 0)
+			close(logfd);
 		return cerr_set(e, CERR_INTERNAL, "", "fork: %s", strerror(err));
 	}
 	if (pid == 0) {
@@ -200,6 +205,10 @@ int sup_usernet_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e)
 			dup2(nullfd, 0);
 			dup2(nullfd, 1);
 		}
+		if (logfd >= 0)
+			dup2(logfd, 2);
+		else if (nullfd >= 0)
+			dup2(nullfd, 2);
 		if (sv[1] == 3)
 			fcntl(3, F_SETFD, 0);
 		else if (dup2(sv[1], 3) < 0)
@@ -212,6 +221,8 @@ int sup_usernet_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e)
 	close(sv[1]);
 	if (nullfd >= 0)
 		close(nullfd);
+	if (logfd >= 0)
+		close(logfd);
 	vm->passt_pid[i] = pid;
 	vm->passt_start[i] = proc_start_time(pid, &(bool){ false });
 	pid_path(s, vm, i, path, sizeof(path));

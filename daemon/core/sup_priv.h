@@ -59,7 +59,7 @@ struct vmrt {
 	/* The switch of each NIC whose port (tap) is on the host now; "" none. */
 	char port_sw[VMDEF_MAX_NICS][VMDEF_SWITCH_MAX + 1];
 	uint32_t sandbox_uid;  /* the worker's own uid and gid (uidpool), 0: none */
-	/* passt of each user NIC (net/usernet.c): pid and start time, 0 none. */
+	/* passt of each user NIC (core/sup_usernet.c): pid and start time, 0 none. */
 	pid_t passt_pid[VMDEF_MAX_NICS];
 	uint64_t passt_start[VMDEF_MAX_NICS];
 	uint64_t pid_start;
@@ -263,7 +263,7 @@ void sup_switches_load(struct sup *s);
 int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e);
 /* Remove every port vm has on the host (its worker is gone or never ran). */
 void sup_ports_remove(struct sup *s, struct vmrt *vm);
-/* net/usernet.c: user NICs through passt. At definition: forwards not
+/* core/sup_usernet.c: user NICs through passt. At definition: forwards not
  * twice across NICs, host ports free, passt installed. At start: one passt
  * per user NIC (the worker's uid), returning cellad's end of a connected
  * socket pair for the worker (-1 with e set). At the worker's exit: every

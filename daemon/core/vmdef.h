@@ -56,7 +56,7 @@ struct vmdef_nic {
 	char sw[VMDEF_SWITCH_MAX + 1]; /* "" = a tap NIC */
 	unsigned vlan;                 /* 1..4094: the port's access VLAN; 0 none */
 	char policy[VMDEF_POLICY_MAX]; /* the "policy" object as compact JSON; "" none */
-	/* User-mode networking through passt (daemon/net/usernet.h): no tap. */
+	/* User-mode networking through passt (daemon/core/sup_usernet.c): no tap. */
 	bool user;
 	char forward[VMDEF_FORWARD_MAX]; /* "tcp:HOST:GUEST,udp:..."; "" none */
 };

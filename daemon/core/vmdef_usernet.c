@@ -1,6 +1,6 @@
 /* vmdef_usernet.c: a user-mode NIC's port forwards in a definition
  * ("forward": ["tcp:HOSTPORT:GUESTPORT", ...], kept as "tcp:H:G,udp:H:G").
- * Checks that need the host (a port in use) are daemon/net/usernet.c's. */
+ * Checks that need the host (a port in use) are daemon/core/sup_usernet.c's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

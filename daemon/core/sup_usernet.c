@@ -1,4 +1,4 @@
-/* usernet.c: user-mode NICs through passt (docs/networking-user.md). One
+/* sup_usernet.c: user-mode NICs through passt (docs/networking-user.md). One
  * passt per user NIC, started by cellad at each VM start, on one end of a
  * socket pair (--fd, so no socket path anyone else could reach) whose other
  * end cellad hands the worker; --fd implies --one-off, so passt ends when

@@ -17,6 +17,7 @@
 #include "arch/x86/x86.h"
 #include "config.h"
 #include "virtio/mmio.h"
+#include "virtio/virtio.h"
 #include <linux/virtio_config.h>
 #include "control/control.h"
 #include "conf/schema.h"
@@ -66,7 +67,7 @@ static void usage(FILE *f)
 	      "  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"
 	      "         [,bps_burst=N][,cbt=on][,backing=fd:N[:NAME]...][,cbt_file=FILE]\n"
 	      "                       virtio-blk disk (repeatable; docs/storage.md)\n"
-	      "  --net tap=NAME[,tap_fd=fd:N][,mac=MAC]  virtio-net NIC on a tap device\n"
+	      "  --net tap=NAME[,tap_fd=fd:N][,mac=MAC][,vlan=N|trunk][,mtu=N][,queues=N]  virtio-net NIC on a tap device\n"
 	      "                       (repeatable); tap_fd: the tap already attached by the\n"
 	      "                       caller (checked to be NAME with a vnet header; cellad\n"
 	      "                       passes taps so), NAME still derives the default MAC\n"
@@ -602,10 +603,13 @@ static int incoming_receive(struct vm *vm, struct mig_incoming *in)
 	char err[512] = "";
 	int ret = migrate_incoming_receive(in, vm, vm->signal_fd, err, sizeof(err));
 
-	if (!ret)
+	if (!ret) {
 		ret = migrate_incoming_ack(in);
-	else
+		if (!ret)
+			virtio_net_announce(vm); /* the guest runs here now: tell the switches */
+	} else {
 		log_err("%s", err);
+	}
 	/* The source lets go of the disk images once it has the ack (it
 	 * exits): only then do they get their locks here, before the VM runs.
 	 * The VM runs either way now (the source has stopped it): a lock

@@ -386,7 +386,8 @@ char *sup_prometheus(struct sup *s)
 json_t *sup_host(struct sup *s)
 {
 	struct utsname u;
-	json_t *states = json_object();
+	json_t *states = json_object(), *out;
+	const char *me;
 	double cpu;
 	uint64_t rss;
 	unsigned total = 0;
@@ -411,7 +412,7 @@ json_t *sup_host(struct sup *s)
 		total++;
 	}
 	sup_vm_unpin_all(s, all, nvm);
-	return json_pack("{s:s, s:s, s:s, s:i, s:I, s:b, s:i, s:o, s:s, s:b, s:b, s:{s:I, s:f, s:I}, "
+	out = json_pack("{s:s, s:s, s:s, s:i, s:I, s:b, s:i, s:o, s:s, s:b, s:b, s:{s:I, s:f, s:I}, "
 			 "s:o, s:o, s:o}",
 			 "hostname", u.nodename, "kernel", u.release, "version", "0.1.0",
 			 "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN), "memory_mib",
@@ -423,4 +424,10 @@ json_t *sup_host(struct sup *s)
 			 (json_int_t)getpid(), "cpu_seconds", cpu, "resident_kib", (json_int_t)rss,
 			 "ksm", ksm_host_json(), "hugepages", hugepages_host_json(),
 			 "usage", sup_host_usage(s));
+	/* In a pool: this host's name there, so that a page knows to ask for
+	 * GET /v1/pool (the web dashboard's pool section) without a 404. */
+	me = s->conf.pool ? s->conf.pool->host(s->conf.pool_ctx) : NULL;
+	if (out && me)
+		json_object_set_new(out, "pool", json_pack("{s:s}", "host", me));
+	return out;
 }

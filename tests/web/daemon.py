@@ -7,6 +7,12 @@ console on a plain-HTTP loopback port and a bearer token, prints one JSON
 line {url, token, sock, dir, guests, pid} once the console answers, and then
 keeps it running until its stdin closes (the test ended or died); then every
 VM is turned off and the daemon stopped. Exits 77 where /dev/kvm is missing.
+
+--pool N (web-pool): this cellad is host-a of a pool on a one-member etcd
+(tests/pool/etcdutil.py: loopback, mutual TLS) given by configuration (a
+"store" and a "pool" section, as pool-members), with N-1 more cellads
+(host-b, ...) on the same etcd, without a web listener; the JSON line adds
+"pool": {"name", "hosts": {NAME: {"sock", "pid"}}}. Exits 77 without etcd.
 """
 
 import json
@@ -18,7 +24,19 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pool"))
 from cellad import Daemon, args_from_argv, skip  # noqa: E402
+
+POOL_PREFIX = "/cella/web"
+
+
+def pool_conf(cluster, host, mib):
+    """A pool member by configuration: the store, the pool, its capacity. No
+    pool address (no TCP API between the hosts): each starts only its own
+    VMs (docs/pool.md, "Placement on start")."""
+    return {"store": {"etcd": cluster.store_config(prefix=POOL_PREFIX, host=host)},
+            "pool": {"lease_ttl_s": 5},
+            "memory_capacity_mib": mib}
 
 
 def free_port():
@@ -34,6 +52,11 @@ def main():
     if not os.path.exists("/dev/kvm"):
         skip("/dev/kvm is missing: the browser tests boot guests")
     extra = json.loads(args.get("config", "{}"))
+    npool = int(args.get("pool", "0"))
+    cluster, others = None, []
+    if npool:
+        import etcdutil  # the pool tests' throwaway etcd (exits 77 without etcd)
+        etcdutil.need_etcd()
     d = Daemon(args, name="cellad-web")
     token = secrets.token_urlsafe(32)
     tokf = os.path.join(d.dir, "token")
@@ -51,14 +74,35 @@ def main():
     d.config.update(extra)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        info = {}
+        if npool:
+            cluster = etcdutil.Cluster(1).start()
+            d.config.update(pool_conf(cluster, "host-a", 2048))
+            for i in range(1, npool):
+                name = f"host-{chr(ord('a') + i)}"
+                o = Daemon(args, name=name, config=pool_conf(cluster, name, 1024))
+                o.config["cgroup_parent"] = o.cgroup_parent = f"cella-test-{os.getpid()}-{name}"
+                others.append(o)
         d.start()
+        for o in others:
+            o.start()
+        if npool:
+            info["pool"] = {"name": POOL_PREFIX.rsplit("/", 1)[1],
+                            "hosts": {"host-a": {"sock": d.sock, "pid": d.proc.pid},
+                                      **{o.name: {"sock": o.sock, "pid": o.proc.pid}
+                                         for o in others}}}
         url = f"http://127.0.0.1:{port}"
         print(json.dumps({"url": url, "token": token, "viewer_token": viewer, "sock": d.sock,
-                          "dir": d.dir, "guests": args["guests"], "pid": d.proc.pid}), flush=True)
+                          "dir": d.dir, "guests": args["guests"], "pid": d.proc.pid, **info}),
+              flush=True)
         while sys.stdin.read(4096):
             pass
     finally:
+        for o in others:
+            o.cleanup()
         d.cleanup()
+        if cluster:
+            cluster.cleanup()
 
 
 if __name__ == "__main__":

@@ -184,11 +184,14 @@ int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t err
 static int config_check_net_backend(const struct net_config *n, const char *what, char *err,
 				    size_t errlen)
 {
+	int fd;
+
 	if (n->passt_fd) {
 		if (n->tap || n->tap_fd)
 			return config_error(err, errlen, "%s: passt and tap are exclusive", what);
-		int fd;
-
+		if (n->queues > 1)
+			return config_error(err, errlen, "%s: passt's stream is one queue pair "
+					    "(queues=%u)", what, n->queues);
 		if (!fdspec_is_fd(n->passt_fd, &fd) || fd < 0)
 			return config_error(err, errlen, "%s: passt '%s' is not fd:N", what,
 					    n->passt_fd);
@@ -229,10 +232,28 @@ int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errl
 				goto out;
 			}
 			n.has_mac = true;
+		} else if (!strncmp(tok, "vlan=", 5)) {
+			if (!conf_vlan_parse(tok + 5, &n.vlan, &n.vlan_trunk)) {
+				ret = config_error(err, errlen, "net: vlan '%s' is not " CONF_VLAN_SYNTAX,
+						   tok + 5);
+				goto out;
+			}
+		} else if (!strncmp(tok, "queues=", 7)) {
+			if (!conf_queues_parse(tok + 7, &n.queues)) {
+				ret = config_error(err, errlen, "net: queues '%s' is not "
+						   CONF_QUEUES_SYNTAX, tok + 7);
+				goto out;
+			}
+		} else if (!strncmp(tok, "mtu=", 4)) {
+			if (!conf_mtu_parse(tok + 4, &n.mtu)) {
+				ret = config_error(err, errlen, "net: mtu '%s' is not " CONF_MTU_SYNTAX,
+						   tok + 4);
+				goto out;
+			}
 		} else {
 			ret = config_error(err, errlen,
 					   "net: unknown option '%s' (expected tap=NAME, tap_fd=fd:N, "
-					   "passt=fd:N or mac=MAC)",
+					   "passt=fd:N, mac=MAC, vlan=N|trunk, mtu=N or queues=N)",
 					   tok);
 			goto out;
 		}
@@ -536,6 +557,35 @@ static int config_json_net(struct vm_config *c, json_t *n, unsigned idx, char *e
 				goto fail;
 			}
 			net.has_mac = true;
+		} else if (!strcmp(key, "vlan")) {
+			char buf[32];
+
+			if (json_is_integer(v))
+				snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+			else
+				snprintf(buf, sizeof(buf), "%s", json_is_string(v) ? json_string_value(v) : "");
+			if (!conf_vlan_parse(buf, &net.vlan, &net.vlan_trunk)) {
+				config_error(err, errlen, "%s: not " CONF_VLAN_SYNTAX, name);
+				goto fail;
+			}
+		} else if (!strcmp(key, "queues")) {
+			char buf[32];
+
+			snprintf(buf, sizeof(buf), "%lld",
+				 json_is_integer(v) ? (long long)json_integer_value(v) : -1LL);
+			if (!conf_queues_parse(buf, &net.queues)) {
+				config_error(err, errlen, "%s: not " CONF_QUEUES_SYNTAX, name);
+				goto fail;
+			}
+		} else if (!strcmp(key, "mtu")) {
+			char buf[32];
+
+			snprintf(buf, sizeof(buf), "%lld",
+				 json_is_integer(v) ? (long long)json_integer_value(v) : -1LL);
+			if (!conf_mtu_parse(buf, &net.mtu)) {
+				config_error(err, errlen, "%s: not " CONF_MTU_SYNTAX, name);
+				goto fail;
+			}
 		} else {
 			config_error(err, errlen, "%s: unknown key", name);
 			goto fail;

@@ -20,6 +20,10 @@ struct net_config {
 	char *tap_fd;    /* "fd:N": that tap, attached by the caller (cellad); NULL: open by name */
 	uint8_t mac[6];
 	bool has_mac;    /* false: a stable MAC is derived from the tap name */
+	unsigned mtu;    /* offered with VIRTIO_NET_F_MTU; 0: 1500 */
+	unsigned vlan;   /* 1..4094: access VLAN the worker tags and filters; 0 none */
+	bool vlan_trunk; /* vlan=trunk: tags pass untouched */
+	unsigned queues; /* queue pairs (tap queues, VIRTIO_NET_F_MQ); 0 or 1: one */
 	char *passt_fd;  /* "fd:N": a connected stream socket to passt instead of a tap */
 };
 

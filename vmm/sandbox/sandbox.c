@@ -374,10 +374,15 @@ static const unsigned long process_kvm_ioctls[] = {
 /* Other ioctls, by exact number too (a filter cannot see which kind of
  * file a descriptor is, so the number stands for the kind): TCGETS (stdio
  * asks whether its stream is a terminal), BLKGETSIZE64 (a block device
- * given at a disk switch), TUNGETIFF and TUNSETVNETHDRSZ (a tap's checks);
- * no terminal injection (TIOCSTI), no tap attach (TUNSETIFF), no other
- * block ioctl. */
-static const unsigned long other_ioctls[] = { TCGETS, BLKGETSIZE64, TUNGETIFF, TUNSETVNETHDRSZ };
+ * given at a disk switch), TUNGETIFF and TUNSETVNETHDRSZ (a tap's checks),
+ * TUNSETOFFLOAD (virtio-net tells its tap which offloads the guest's driver
+ * takes when the driver negotiates: it changes only what that tap hands
+ * this process), TUNSETQUEUE (a multi-queue NIC attaches and detaches its
+ * own tap queues as the driver changes the queue pairs in use); no
+ * terminal injection (TIOCSTI), no tap attach (TUNSETIFF), no other block
+ * ioctl. */
+static const unsigned long other_ioctls[] = { TCGETS, BLKGETSIZE64, TUNGETIFF, TUNSETVNETHDRSZ,
+					      TUNSETOFFLOAD, TUNSETQUEUE };
 
 static int sandbox_add_ioctls(scmp_filter_ctx ctx, const unsigned long *nr, size_t n);
 static uint32_t sandbox_thread_default(void);

@@ -20,7 +20,7 @@
 #include "vm.h"
 
 /* The stream broke (lock held): report the link down to the driver. The
- * rx watch stops by itself (net.c checks passt->down). */
+ * rx watch stops by itself (net_watch_fd checks passt->down). */
 static void net_passt_down(void *opaque)
 {
 	struct net_dev *net = opaque;
@@ -38,13 +38,13 @@ int virtio_net_create_passt(struct vm *vm, const struct net_config *cfg, unsigne
 	struct passt_stream *ps = calloc(1, sizeof(*ps));
 	char *who = malloc(32);
 	int fd = passt_parse_fd(cfg->passt_fd);
+	struct net_dev *net;
 	int ret;
 
 	/* A duplicate, like a passed tap's: the passed number is closed once
-	 * every device is up (main.c), and a device may be made again. */
+	 * every device is up (main.c). */
 	if (fd >= 0)
 		fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-
 	if (!ps || !who) {
 		free(ps);
 		free(who);
@@ -59,6 +59,13 @@ int virtio_net_create_passt(struct vm *vm, const struct net_config *cfg, unsigne
 		free(who);
 		return -EINVAL;
 	}
+	if (cfg->queues > 1) {
+		log_err("%s: passt's stream is one queue pair (queues=%u)", who, cfg->queues);
+		close(fd);
+		free(ps);
+		free(who);
+		return -EINVAL;
+	}
 	ret = passt_stream_init(ps, fd, who);
 	if (!ret)
 		ret = passt_stream_attach(ps, vm->loop, NULL);
@@ -69,28 +76,33 @@ int virtio_net_create_passt(struct vm *vm, const struct net_config *cfg, unsigne
 		free(who);
 		return ret;
 	}
-	ret = virtio_net_create_be(vm, cfg, index, fd, ps);
-	if (ret)
-		return ret; /* net_destroy released the stream */
+	/* No offloads, not a tap: the vnet header is zero on rx, dropped on tx. */
+	ret = virtio_net_create_be(vm, cfg, index, &fd, 1, 0, false);
+	if (ret) {
+		ps->fd = -1; /* closed by the failed create */
+		passt_stream_destroy(ps);
+		free(ps);
+		free(who);
+		return ret;
+	}
+	/* The device just added is this NIC: its only pair reads the stream.
+	 * The guest has not seen the device yet, so nothing reads it before. */
+	net = (struct net_dev *)virtio_dev_of(vm->devices_tail);
+	net->q[0].be.passt = ps;
+	ps->lock = &net->vd.lock;
+	ps->on_down = net_passt_down;
+	ps->down_opaque = net;
 	log_info("%s: on passt's stream (fd %d), no offloads", who, fd);
 	return 0;
 }
 
-/* Called by virtio_net_create_be once the device exists. */
-void net_passt_bind(struct net_dev *net)
+void net_passt_destroy(struct net_queue *nq)
 {
-	net->passt->lock = &net->vd.lock;
-	net->passt->on_down = net_passt_down;
-	net->passt->down_opaque = net;
-}
+	struct passt_stream *ps = nq->be.passt;
 
-void net_passt_destroy(struct net_dev *net)
-{
-	struct passt_stream *ps = net->passt;
-
-	passt_stream_destroy(ps); /* closes the socket net->fd names */
-	net->fd = -1;
+	passt_stream_destroy(ps); /* closes the socket be.fd names */
+	nq->be.fd = -1;
 	free((char *)ps->who);
 	free(ps);
-	net->passt = NULL;
+	nq->be.passt = NULL;
 }

@@ -1,7 +1,7 @@
 /* net_passt.c: virtio-net on passt's stream socket (vmm/backend/passt.c):
  * the NIC's creation, its link going down when the stream breaks, and its
- * teardown. Kept apart from net.c, which only branches at its read and
- * write sites. */
+ * teardown. Kept apart from net.c: net_be.c branches at its read and
+ * write calls, net.c at its fd watch and teardown. */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>

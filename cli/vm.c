@@ -68,6 +68,7 @@ static const struct option def_opts[] = {
     {"memory-max", required_argument, NULL, O_MEMORY_MAX},
     {"disk", required_argument, NULL, O_DISK},
     {"nic", required_argument, NULL, O_NIC},
+    {"net", required_argument, NULL, O_NIC},
     {"rng", no_argument, NULL, O_RNG},
     {"no-rng", no_argument, NULL, O_NO_RNG},
     {"balloon", no_argument, NULL, O_BALLOON},
@@ -116,6 +117,8 @@ static const struct option def_opts[] = {
 	"  --nic SWITCH[,mac=MAC][,vlan=N] | tap=NAME[,mac=MAC]  virtio-net NIC on a switch\n"    \
 	"                         (cella switch) or on a tap of your own (repeatable;\n"         \
 	"                         replaces the list)\n"                                           \
+	"  --net user[,forward=tcp:HOSTPORT:GUESTPORT,...]  (also --nic) user-mode NIC through\n" \
+	"                         passt: no root, no bridge; tcp:/udp: host port forwards\n"     \
 	"  --rng, --no-rng        virtio-rng device\n"                                             \
 	"  --balloon, --no-balloon  virtio-balloon (stats, free page reporting, deflate-on-OOM)\n" \
 	"  --vsock, --no-vsock    virtio-vsock, its host side a Unix socket (uds_path in show)\n" \
@@ -173,7 +176,16 @@ static json_t *parse_nic(const char *spec)
 	for (tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(tok, '=');
 
-		if (eq) {
+		if (!strcmp(tok, "user")) { /* user-mode networking through passt */
+			json_object_set_new(o, "user", json_true());
+		} else if (!strncmp(tok, "forward=", 8) || !strncmp(tok, "tcp:", 4) ||
+			   !strncmp(tok, "udp:", 4)) {
+			json_t *fw = json_object_get(o, "forward");
+
+			if (!fw)
+				json_object_set_new(o, "forward", fw = json_array());
+			json_array_append_new(fw, json_string(tok + (tok[0] == 'f' ? 8 : 0)));
+		} else if (eq) {
 			char *end;
 			long v;
 

@@ -510,7 +510,7 @@ static const char *const known_keys[] = {
 	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir", "storage",
 	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count", "store", "pool",
 	"session_ttl_s", "login_attempts_per_minute", "http_loopback_port",
-	"dynmem",
+	"dynmem", "passt",
 };
 
 static int conf_load(struct conf *c, const char *path, bool must_exist)
@@ -547,6 +547,7 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 		      conf_string(c, root, "state_dir", &c->sup.state_dir) ?:
 		      conf_string(c, root, "run_dir", &c->sup.run_dir) ?:
 		      conf_string(c, root, "worker", &c->sup.worker_path) ?:
+		      conf_string(c, root, "passt", &c->sup.passt_path) ?:
 		      conf_string(c, root, "sandbox_user", &c->sup.sandbox_user) ?:
 		      conf_string(c, root, "cgroup_parent", &c->sup.cgroup_parent) ?:
 		      conf_string(c, root, "boot_id_file", &c->sup.boot_id_path) ?:

@@ -19,6 +19,7 @@ pkgs=(
 	etcd-server etcd-client                                     # pool store tests (tests/pool)
 	python3 iproute2 e2fsprogs                                  # integration tests
 	acpica-tools                                                # iasl: the ACPI tables test (arch-acpi)
+	passt                                                       # user-mode networking (--net user, it-passt)
 	dnsmasq-base                                                # DHCP on the Linux guest's tap
 	qemu-system-x86 hyperfine fio                               # benchmarks (side by side)
 	chromium                                                    # web console browser tests (tests/web)

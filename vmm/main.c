@@ -526,6 +526,9 @@ static void close_passed_fds(const struct vm_config *cfg, const struct worker_op
 	for (unsigned i = 0; i < cfg->nr_nets; i++)
 		if (cfg->nets[i].tap_fd && fdspec_is_fd(cfg->nets[i].tap_fd, &fd) && fd > 2)
 			close(fd);
+	for (unsigned i = 0; i < cfg->nr_nets; i++) /* passt's socket: duplicated too */
+		if (cfg->nets[i].passt_fd && fdspec_is_fd(cfg->nets[i].passt_fd, &fd) && fd > 2)
+			close(fd);
 	for (unsigned i = 0; i < cfg->nr_disks; i++) {
 		const struct disk_config *d = &cfg->disks[i];
 

@@ -318,7 +318,7 @@ static struct vmrt *register_vm(struct sup *s, json_t *body, enum vm_event ev,
 	}
 	/* (A switch NIC needs its switch here: a move in is refused early.) */
 	if (vmdef_from_json(&vm->def, body, e) || sup_check_paths(s, &vm->def, NULL, role, e) ||
-	    sup_nics_check(s, &vm->def, e))
+	    sup_nics_check(s, &vm->def, e) || sup_usernet_probe(&vm->def, e))
 		goto fail;
 	/* The name is taken and stored under the registry lock: two defines of
 	 * one name cannot both pass. */

@@ -26,6 +26,7 @@ struct sup_conf {
 	const char *state_dir;      /* logs/ lives here */
 	const char *run_dir;        /* control and console sockets, exit records */
 	const char *worker_path;    /* cella-vm */
+	const char *passt_path;     /* passt for user NICs; NULL: /usr/bin/passt (or $PATH) */
 	bool sandbox;               /* mount-namespace sandbox for workers */
 	const char *sandbox_user;   /* one user for every worker; NULL: a uid each */
 	/* Without sandbox_user each worker runs as its own uid (and gid) from

@@ -114,6 +114,8 @@ static struct port_policy *nic_policy(const struct vmdef_nic *n, unsigned i, str
 
 int sup_nics_check(struct sup *s, const struct vmdef *d, struct cerr *e)
 {
+	if (sup_usernet_check(s, d, e)) /* user NICs: core/sup_usernet.c */
+		return -1;
 	for (unsigned i = 0; i < d->nr_nics; i++) {
 		const struct vmdef_nic *n = &d->nics[i];
 		struct port_policy *p;

@@ -225,6 +225,13 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 					return cerr_set(e, CERR_INVALID, field, "expected a VLAN id "
 							"from 1 to 4094");
 				n->vlan = (unsigned)json_integer_value(v);
+			} else if (!strcmp(key, "user")) {
+				if (!json_is_boolean(v))
+					return cerr_set(e, CERR_INVALID, field, "expected true or false");
+				n->user = json_is_true(v);
+			} else if (!strcmp(key, "forward")) {
+				if (usernet_forwards_parse(v, n->forward, sizeof(n->forward), field, e))
+					return -1;
 			} else if (!strcmp(key, "policy")) {
 				char *text;
 
@@ -246,13 +253,25 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 				return cerr_set(e, CERR_INVALID, field, "unknown field");
 			}
 		}
+		if (n->user || n->forward[0]) {
+			snprintf(field, sizeof(field), "nics[%zu].%s", i, n->user ? "user" : "forward");
+			if (!n->user)
+				return cerr_set(e, CERR_INVALID, field, "forwards are for a user NIC "
+						"(\"user\": true)");
+			if (n->tap[0] || n->sw[0] || n->vlan || n->policy[0])
+				return cerr_set(e, CERR_INVALID, field, "a user NIC has no tap, switch, "
+						"VLAN or port policy");
+			d->nr_nics++;
+			continue;
+		}
 		if (n->tap[0] && n->sw[0]) {
 			snprintf(field, sizeof(field), "nics[%zu].switch", i);
 			return cerr_set(e, CERR_INVALID, field, "a NIC names a tap or a switch, not both");
 		}
 		if (!n->tap[0] && !n->sw[0]) {
 			snprintf(field, sizeof(field), "nics[%zu].tap", i);
-			return cerr_set(e, CERR_INVALID, field, "required (or \"switch\")");
+			return cerr_set(e, CERR_INVALID, field, "required (or \"switch\", or \"user\": "
+					"true)");
 		}
 		if (!n->sw[0] && (n->vlan || n->policy[0])) {
 			snprintf(field, sizeof(field), "nics[%zu].%s", i, n->vlan ? "vlan" : "policy");
@@ -508,6 +527,15 @@ static json_t *vmdef_nics_json(const struct vmdef *d, bool worker)
 		const struct vmdef_nic *n = &d->nics[i];
 		json_t *o;
 
+		if (n->user) {
+			char mac[18];
+
+			vmdef_nic_mac(d, i, mac);
+			o = worker ? json_pack("{s:s, s:s}", "backend", "passt", "mac", mac)
+				   : usernet_nic_json(n);
+			json_array_append_new(nics, o);
+			continue;
+		}
 		if (n->sw[0] && worker) {
 			/* The worker sees the port's tap (cellad passes it open). */
 			char tap[16], mac[18];

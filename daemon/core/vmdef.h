@@ -44,6 +44,8 @@ struct vmdef_disk {
 
 #define VMDEF_SWITCH_MAX 32   /* a switch's name (daemon/net/switch.h) */
 #define VMDEF_POLICY_MAX 2048 /* a port policy, compact JSON */
+#define VMDEF_FORWARDS_MAX 32 /* port forwards of one user NIC */
+#define VMDEF_FORWARD_MAX (VMDEF_FORWARDS_MAX * 16) /* their text */
 
 /* A NIC is a tap the administrator made ("tap"), or a port on one of
  * cellad's switches ("switch"), whose tap cellad makes at each start
@@ -54,6 +56,9 @@ struct vmdef_nic {
 	char sw[VMDEF_SWITCH_MAX + 1]; /* "" = a tap NIC */
 	unsigned vlan;                 /* 1..4094: the port's access VLAN; 0 none */
 	char policy[VMDEF_POLICY_MAX]; /* the "policy" object as compact JSON; "" none */
+	/* User-mode networking through passt (daemon/core/sup_usernet.c): no tap. */
+	bool user;
+	char forward[VMDEF_FORWARD_MAX]; /* "tcp:HOST:GUEST,udp:..."; "" none */
 };
 
 #define VMDEF_HA_PRIORITY_MAX 1000
@@ -124,6 +129,12 @@ void vmdef_free(struct vmdef *d);
 void vmdef_nic_tap(const struct vmdef *d, unsigned i, char out[16]);
 /* A switch NIC's MAC: its own, or one derived from the UUID and index. */
 void vmdef_nic_mac(const struct vmdef *d, unsigned i, char out[18]);
+/* One port forward of a user NIC ("tcp:H:G"): 0, -1 malformed, -2 a port
+ * outside 1..65535. */
+int vmdef_forward_parse(const char *s, bool *udp, unsigned *host, unsigned *guest);
+/* Walk a user NIC's forward text: the next entry after parsing p's first,
+ * or NULL at the end. */
+const char *vmdef_forward_next(const char *p, bool *udp, unsigned *host, unsigned *guest);
 /* Deep copy; returns 0 or -ENOMEM. */
 int vmdef_copy(struct vmdef *dst, const struct vmdef *src) __must_check;
 

@@ -118,6 +118,10 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 			json_object_set_new(o, "vlan", json_integer(n->vlan));
 		if (n->policy[0])
 			json_object_set_new(o, "policy", json_string(n->policy));
+		if (n->user) /* user-mode networking: forwards as their text */
+			json_object_set_new(o, "user", json_true());
+		if (n->forward[0])
+			json_object_set_new(o, "forward", json_string(n->forward));
 		json_array_append_new(nics, o);
 	}
 	return rec_vmdef_placement(json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:b, s:b, s:s, s:i, s:i, s:o, s:o,"
@@ -244,8 +248,10 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 		if (!json_is_object(v) || rec_str(v, "tap", nic->tap, sizeof(nic->tap)) ||
 		    rec_str(v, "mac", nic->mac, sizeof(nic->mac)) ||
 		    rec_str(v, "switch", nic->sw, sizeof(nic->sw)) ||
-		    rec_str(v, "policy", nic->policy, sizeof(nic->policy)))
+		    rec_str(v, "policy", nic->policy, sizeof(nic->policy)) ||
+		    rec_str(v, "forward", nic->forward, sizeof(nic->forward)))
 			return -EINVAL;
+		nic->user = json_is_true(json_object_get(v, "user"));
 		vlan = json_object_get(v, "vlan");
 		if (vlan && (!json_is_integer(vlan) || json_integer_value(vlan) < 0 ||
 			     json_integer_value(vlan) > 4094))

@@ -87,6 +87,9 @@ static const struct {
     {"nics", "switch", "TEXT NOT NULL DEFAULT ''"},
     {"nics", "vlan", "INTEGER NOT NULL DEFAULT 0"},
     {"nics", "policy", "TEXT NOT NULL DEFAULT ''"},
+    /* A user-mode NIC (passt) and its port forwards ("tcp:H:G,..."). */
+    {"nics", "user", "INTEGER NOT NULL DEFAULT 0"},
+    {"nics", "forward", "TEXT NOT NULL DEFAULT ''"},
     {"vms", "dynamic_memory", "TEXT"}, /* vmdef_dynmem_record's JSON, or NULL (defaults) */
 };
 
@@ -201,7 +204,8 @@ static int db_load_children(struct db *db, struct vmdef *d)
 		k->cbt = sqlite3_column_int(st, 8);
 	}
 	sqlite3_finalize(st);
-	st = db_prepare(db, "SELECT tap, mac, switch, vlan, policy FROM nics WHERE vm_uuid=? "
+	st = db_prepare(db, "SELECT tap, mac, switch, vlan, policy, user, forward FROM nics "
+			"WHERE vm_uuid=? "
 			"ORDER BY idx");
 	if (!st)
 		return -EIO;
@@ -214,6 +218,8 @@ static int db_load_children(struct db *db, struct vmdef *d)
 		col_copy(st, 2, n->sw, sizeof(n->sw));
 		n->vlan = (unsigned)sqlite3_column_int(st, 3);
 		col_copy(st, 4, n->policy, sizeof(n->policy));
+		n->user = sqlite3_column_int(st, 5) != 0;
+		col_copy(st, 6, n->forward, sizeof(n->forward));
 	}
 	sqlite3_finalize(st);
 	return 0;
@@ -469,8 +475,8 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 		ret = db_step_done(db, st);
 	}
 	for (unsigned i = 0; !ret && i < d->nr_nics; i++) {
-		st = db_prepare(db, "INSERT INTO nics (vm_uuid, idx, tap, mac, switch, vlan, policy) "
-				"VALUES (?,?,?,?,?,?,?)");
+		st = db_prepare(db, "INSERT INTO nics (vm_uuid, idx, tap, mac, switch, vlan, policy, "
+				"user, forward) VALUES (?,?,?,?,?,?,?,?,?)");
 		if (st) {
 			sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_int(st, 2, (int)i);
@@ -479,6 +485,8 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 			sqlite3_bind_text(st, 5, d->nics[i].sw, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_int(st, 6, (int)d->nics[i].vlan);
 			sqlite3_bind_text(st, 7, d->nics[i].policy, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int(st, 8, d->nics[i].user);
+			sqlite3_bind_text(st, 9, d->nics[i].forward, -1, SQLITE_TRANSIENT);
 		}
 		ret = db_step_done(db, st);
 	}

@@ -197,6 +197,13 @@ static int open_host(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_
 		if (!o)
 			return cerr_set(e, CERR_INTERNAL, "", "the worker's configuration lacks "
 					"nets[%u]", i);
+		if (vm->def.nics[i].user) { /* passt's socket (core/sup_usernet.c) */
+			fd = sup_usernet_open(s, vm, i, e);
+			if (fd < 0 || add_fd(wf, fd, &n, e))
+				return -1;
+			json_object_set_new(o, "fd", json_integer(n));
+			continue;
+		}
 		if (vm->def.nics[i].sw[0]) { /* a switch port (core/sup_switch.c) */
 			int vlan = -1;
 

@@ -24,6 +24,7 @@ struct net_config {
 	unsigned vlan;   /* 1..4094: access VLAN the worker tags and filters; 0 none */
 	bool vlan_trunk; /* vlan=trunk: tags pass untouched */
 	unsigned queues; /* queue pairs (tap queues, VIRTIO_NET_F_MQ); 0 or 1: one */
+	char *passt_fd;  /* "fd:N": a connected stream socket to passt instead of a tap */
 };
 
 enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_UNIX, CONSOLE_NONE };

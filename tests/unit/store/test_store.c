@@ -148,7 +148,10 @@ static void def_make(struct vmdef *d, const char *name, const char *uuid)
 	snprintf(d->nics[1].sw, sizeof(d->nics[1].sw), "lab");
 	d->nics[1].vlan = 42;
 	snprintf(d->nics[1].policy, sizeof(d->nics[1].policy), "{\"mac_guard\":true}");
-	d->nr_nics = 2;
+	/* User-mode networking through passt, with forwards. */
+	d->nics[2].user = true;
+	snprintf(d->nics[2].forward, sizeof(d->nics[2].forward), "tcp:8080:80,udp:5353:53");
+	d->nr_nics = 3;
 	snprintf(d->anti_affinity, sizeof(d->anti_affinity), "web");
 	d->anti_affinity_hard = true;
 	d->balloon = true;
@@ -231,6 +234,8 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 		assert_string_equal(a->nics[i].sw, b->nics[i].sw);
 		assert_int_equal(a->nics[i].vlan, b->nics[i].vlan);
 		assert_string_equal(a->nics[i].policy, b->nics[i].policy);
+		assert_int_equal(a->nics[i].user, b->nics[i].user);
+		assert_string_equal(a->nics[i].forward, b->nics[i].forward);
 	}
 }
 

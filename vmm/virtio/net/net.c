@@ -11,6 +11,7 @@
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
 
+#include "backend/passt.h"
 #include "backend/tap.h"
 #include "conf/net.h"
 #include "devtype.h"
@@ -44,6 +45,8 @@ void net_watch_fd(struct net_queue *nq, bool on)
 {
 	struct net_dev *net = nq->net;
 
+	if (on && nq->be.passt && nq->be.passt->down)
+		on = false; /* a cut stream reads as EOF forever (net_passt.c) */
 	if (on == nq->fd_watched)
 		return;
 	if (on) {
@@ -305,6 +308,8 @@ static void net_destroy(struct virtio_dev *vd)
 
 		if (nq->fd_watched)
 			evloop_del(vd->vm->loop, nq->be.fd);
+		if (nq->be.passt)
+			net_passt_destroy(nq); /* closes be.fd */
 		if (nq->be.fd >= 0)
 			close(nq->be.fd);
 		free(nq->chain);
@@ -413,6 +418,8 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned inde
 	char name[32], err[256];
 	bool is_tap;
 
+	if (cfg->passt_fd) /* passt's stream, not a tap (net_passt.c) */
+		return virtio_net_create_passt(vm, cfg, index);
 	snprintf(name, sizeof(name), "virtio-net%u", index);
 	if (nr == 1) {
 		fds[0] = tap_open(name, cfg->tap, cfg->tap_fd);

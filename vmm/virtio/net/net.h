@@ -46,6 +46,7 @@
 #define NET_BE_TUN_UFO  0x10
 
 struct net_config;
+struct passt_stream;
 
 /* Why a frame was dropped: counted per reason, logged once per reason. */
 enum net_drop {
@@ -71,6 +72,7 @@ struct net_be {
 	bool is_tap;        /* TUNSETOFFLOAD applies */
 	unsigned offloads;  /* NET_BE_TUN_* it can take; 0: no offload features offered */
 	unsigned applied;   /* TUN_F_* last set on it */
+	struct passt_stream *passt; /* non-NULL: fd speaks passt's framing (net_passt.c) */
 };
 
 struct net_dev;
@@ -126,6 +128,12 @@ int virtio_net_create_fd(struct vm *vm, const struct net_config *cfg, unsigned i
  * fds, also on failure. */
 int virtio_net_create_be(struct vm *vm, const struct net_config *cfg, unsigned index,
 			 const int *fds, unsigned nr, unsigned offloads, bool is_tap) __must_check;
+
+/* net_passt.c: a NIC on passt's stream (cfg->passt_fd): one queue pair, no
+ * offloads; and the stream's teardown (net_destroy). */
+int virtio_net_create_passt(struct vm *vm, const struct net_config *cfg,
+			    unsigned index) __must_check;
+void net_passt_destroy(struct net_queue *nq);
 
 /* net_be.c: the back end boundary. Both return bytes moved (header
  * included) or -errno; non-blocking. */

@@ -8,18 +8,21 @@
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 
+#include "backend/passt.h"
 #include "virtio/net/net.h"
 
 ssize_t net_be_readv(struct net_be *be, const struct iovec *iov, unsigned nr)
 {
-	ssize_t n = readv(be->fd, iov, (int)nr);
+	ssize_t n = be->passt ? passt_readv(be->passt, iov, nr, sizeof(struct virtio_net_hdr_v1))
+			      : readv(be->fd, iov, (int)nr);
 
 	return n < 0 ? -errno : n;
 }
 
 ssize_t net_be_writev(struct net_be *be, const struct iovec *iov, unsigned nr)
 {
-	ssize_t n = writev(be->fd, iov, (int)nr);
+	ssize_t n = be->passt ? passt_writev(be->passt, iov, nr, sizeof(struct virtio_net_hdr_v1))
+			      : writev(be->fd, iov, (int)nr);
 
 	return n < 0 ? -errno : n;
 }

@@ -122,6 +122,27 @@ test("web jobs: a checkpoint merge's phases, a running save's progress, the work
     assert.equal((await apiCall(d, "POST", "/v1/vms/pj/kill")).status, 200);
   });
 
+  await t.test("a user NIC (passt) on the NICs tab; editing the VM and its NIC list keeps it whole", async () => {
+    const port = 20000 + (process.pid % 20000);
+    r = await apiCall(d, "POST", "/v1/vms", { name: "nu", kernel: d.guests.echo, memory_mib: 32,
+      nics: [{ user: true, forward: [`tcp:${port}:7`] }] });
+    assert.equal(r.status, 201, r.text);
+    await page.goto(`${d.url}/ui/#/vms/nu/nics`);
+    await page.getByText("user (passt)").waitFor();
+    await page.getByText(`tcp:${port}:7`).waitFor();
+    await page.goto(`${d.url}/ui/#/vms/nu/settings`);
+    assert.equal(await page.getByLabel("NICs (tap:NAME, switch:NAME or user)").inputValue(), "user");
+    await page.getByLabel("vCPUs").fill("2");
+    // The same word: the NIC is sent as it was (its forwards kept).
+    await page.getByLabel("NICs (tap:NAME, switch:NAME or user)").fill(" user ");
+    await page.getByRole("button", { name: "Save changes" }).click();
+    await page.getByText("Saved.").waitFor();
+    const vm = (await apiCall(d, "GET", "/v1/vms/nu")).json;
+    assert.equal(vm.cpus, 2);
+    assert.deepEqual(vm.nics.map((n) => [n.user, n.forward]), [[true, [`tcp:${port}:7`]]], JSON.stringify(vm.nics));
+    assert.equal((await apiCall(d, "DELETE", "/v1/vms/nu")).status, 204);
+  });
+
   // Expected noise: the 401s of the first load, before signing in.
   const serious = page.errors.filter((e) => !/inline style/.test(e) && !/status of 401/.test(e));
   assert.deepEqual(serious, [], "no script errors in the page");

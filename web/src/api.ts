@@ -14,7 +14,10 @@ export class ApiError extends Error {
 export interface Session { user: string; role: string; expires: number }
 export interface Disk { id: string; path: string; readonly?: boolean; format?: string; cbt?: boolean; error?: string;
   qos?: { iops?: number; iops_burst?: number; bps?: number; bps_burst?: number } | null }
-export interface Nic { tap: string; mac?: string }
+export interface Nic {
+  tap?: string; mac?: string; switch?: string; vlan?: number; policy?: Record<string, unknown>;
+  user?: boolean; forward?: string[];
+}
 export interface Vm {
   name: string; uuid: string; cpus: number; memory_mib: number; kernel: string; initrd?: string; cmdline?: string;
   disks: Disk[]; nics: Nic[]; rng?: boolean; autostart?: boolean; restart_policy?: string; cpu_weight?: number;

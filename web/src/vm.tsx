@@ -113,8 +113,14 @@ function DiskCard({ vm, disk }: { vm: Vm; disk: Disk }) {
 function NicsTab({ vm }: { vm: Vm }) {
   if (!vm.nics.length) return <p class="muted">No NICs.</p>;
   return (
-    <table><thead><tr><th scope="col">Tap</th><th scope="col">MAC</th></tr></thead>
-      <tbody>{vm.nics.map((n) => <tr><td>{n.tap}</td><td>{n.mac}</td></tr>)}</tbody></table>
+    <table><thead><tr><th scope="col">Kind</th><th scope="col">Name</th><th scope="col">MAC</th>
+      <th scope="col">VLAN</th><th scope="col">Policy or forwards</th></tr></thead>
+      <tbody>{vm.nics.map((n) => <tr>
+        <td>{n.user ? "user (passt)" : n.switch ? "switch port" : "tap"}</td>
+        <td>{n.user ? "" : n.switch || n.tap}</td><td>{n.mac || "(derived)"}</td>
+        <td>{n.vlan || ""}</td>
+        <td><code>{n.user ? (n.forward || []).join(", ") : n.policy ? JSON.stringify(n.policy) : ""}</code></td>
+      </tr>)}</tbody></table>
   );
 }
 

@@ -2,7 +2,7 @@
 // VM's settings (PATCH /v1/vms/{name}). The API is the validator: its error
 // names the field and the form shows the message beside that field.
 import { useState } from "preact/hooks";
-import { Vm } from "./api";
+import { Nic, Vm } from "./api";
 import { Field, FieldErrors, errorsFrom } from "./ui";
 
 export const VM_FIELDS = ["name", "cpus", "memory_mib", "kernel", "initrd", "cmdline", "disks", "nics", "rng",
@@ -11,12 +11,31 @@ const LIVE = ["autostart", "restart_policy", "cpu_weight", "cpu_max"]; // may ch
 
 type Form = Record<string, string>;
 
+/** A NIC as one word of the form: "tap:NAME", "switch:NAME" or "user"
+ * (a bare word is a tap, as before switches existed). */
+export function nicWord(n: Nic): string {
+  return n.user ? "user" : n.switch ? `switch:${n.switch}` : `tap:${n.tap || ""}`;
+}
+
+/** The NICs to send: a word the VM already had keeps its NIC whole (MAC,
+ * VLAN, policy, forwards); a new word makes a new NIC. */
+function nicsFromWords(text: string, old: Nic[]): Nic[] {
+  const left = [...old];
+  return text.split(/[\s,]+/).filter(Boolean).map((w) => {
+    const i = left.findIndex((n) => nicWord(n) === w || (!w.includes(":") && nicWord(n) === `tap:${w}`));
+    if (i >= 0) return left.splice(i, 1)[0];
+    if (w === "user") return { user: true };
+    if (w.startsWith("switch:")) return { switch: w.slice(7) };
+    return { tap: w.startsWith("tap:") ? w.slice(4) : w };
+  });
+}
+
 function toForm(v?: Partial<Vm>): Form {
   return {
     name: v?.name || "", cpus: String(v?.cpus ?? 1), memory_mib: String(v?.memory_mib ?? 128),
     kernel: v?.kernel || "", initrd: v?.initrd || "", cmdline: v?.cmdline || "",
     disks: (v?.disks || []).map((d) => d.path + (d.readonly ? ":ro" : "")).join("\n"),
-    nics: (v?.nics || []).map((n) => n.tap).join(" "),
+    nics: (v?.nics || []).map(nicWord).join(" "),
     rng: String(!!v?.rng), autostart: String(!!v?.autostart), restart_policy: v?.restart_policy || "never",
     cpu_weight: String(v?.cpu_weight ?? 100), cpu_max: String(v?.cpu_max ?? 100),
   };
@@ -25,13 +44,13 @@ function toForm(v?: Partial<Vm>): Form {
 function num(s: string): number | string { return /^-?\d+$/.test(s.trim()) ? Number(s) : s; }
 
 /** The body to send: every field for a new VM, the changed ones for a change. */
-function toBody(f: Form, base: Form | null): Record<string, unknown> {
+function toBody(f: Form, base: Form | null, oldNics: Nic[] = []): Record<string, unknown> {
   const all: Record<string, unknown> = {
     name: f.name.trim(), cpus: num(f.cpus), memory_mib: num(f.memory_mib), kernel: f.kernel.trim(),
     initrd: f.initrd.trim() || null, cmdline: f.cmdline,
     disks: f.disks.split("\n").map((l) => l.trim()).filter(Boolean).map((l) =>
       l.endsWith(":ro") ? { path: l.slice(0, -3), readonly: true } : { path: l }),
-    nics: f.nics.split(/[\s,]+/).filter(Boolean).map((tap) => ({ tap })),
+    nics: nicsFromWords(f.nics, oldNics),
     rng: f.rng === "true", autostart: f.autostart === "true", restart_policy: f.restart_policy,
     cpu_weight: num(f.cpu_weight), cpu_max: num(f.cpu_max),
   };
@@ -56,7 +75,7 @@ export function VmForm({ vm, running, submitLabel, onSubmit }: {
   const off = (k: string) => !!running && !LIVE.includes(k);
   async function submit(e: Event) {
     e.preventDefault();
-    const body = toBody(f, base);
+    const body = toBody(f, base, vm?.nics || []);
     if (!Object.keys(body).length) { setSaved("Nothing changed."); return; }
     setBusy(true); setErrors({}); setSaved("");
     try {
@@ -87,7 +106,7 @@ export function VmForm({ vm, running, submitLabel, onSubmit }: {
             aria-describedby={errors.disks ? "f-disks-err" : undefined} onInput={(e) => set("disks")((e.target as HTMLTextAreaElement).value)} />
           {errors.disks && <small id="f-disks-err" class="error" role="alert" data-field-error="disks">{errors.disks}</small>}
         </div>
-        <Field {...p} name="nics" label="NICs (tap device names)" value={f.nics} onInput={set("nics")} disabled={off("nics")} />
+        <Field {...p} name="nics" label="NICs (tap:NAME, switch:NAME or user)" value={f.nics} onInput={set("nics")} disabled={off("nics")} />
         <Field {...p} name="restart_policy" label="Restart policy" value={f.restart_policy} onInput={set("restart_policy")}
           options={["never", "on-crash", "always"]} />
         <Field {...p} name="cpu_weight" label="CPU weight" type="number" value={f.cpu_weight} onInput={set("cpu_weight")} />

@@ -1,6 +1,7 @@
 /* files.c: the files a worker needs, opened by cellad beneath their storage
  * locations and passed as descriptors (files.h). */
 #include "files.h"
+#include "imageboot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -143,6 +144,11 @@ static int add_fd(struct worker_files *wf, int fd, int *n, struct cerr *e)
 	return *n < 0 ? cerr_set(e, CERR_INTERNAL, "", "too many files for one worker") : 0;
 }
 
+int worker_files_add_fd(struct worker_files *wf, int fd, int *n, struct cerr *e)
+{
+	return add_fd(wf, fd, n, e);
+}
+
 /* What the worker would need host rights for: /dev/kvm, its taps (TUNSETIFF
  * needs CAP_NET_ADMIN for a tap it does not own), and files in run_dir
  * (0750 root), which it cannot reach from its user namespace. */
@@ -218,6 +224,8 @@ int worker_files_open(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker
 	if (open_host(s, vm, cfg, wf, e))
 		goto fail;
 	if (d->kernel && open_simple(st, wf, cfg, "kernel", "kernel", d->kernel, 0, e))
+		goto fail;
+	if (!d->kernel && worker_image_boot(st, wf, d, cfg, e))
 		goto fail;
 	if (d->initrd && open_simple(st, wf, cfg, "initrd", "initrd", d->initrd, 0, e))
 		goto fail;

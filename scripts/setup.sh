@@ -17,6 +17,8 @@ pkgs=(
 	libnl-3-dev libnl-route-3-dev nftables                      # cellad: switches (bridges, taps over netlink; port rules)
 	etcd-server etcd-client                                     # pool store tests (tests/pool)
 	python3 iproute2 e2fsprogs                                  # integration tests
+	libext2fs-dev                                               # cellad: booting an image's own kernel (disk/bootfs.c)
+	xfsprogs dosfstools                                         # tests: images cellad must refuse to boot (xfs, vfat)
 	dnsmasq-base                                                # DHCP on the Linux guest's tap
 	qemu-system-x86 hyperfine fio                               # benchmarks (side by side)
 	chromium                                                    # web console browser tests (tests/web)

@@ -318,7 +318,9 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 	} else if (!strcmp(key, "memory")) {
 		return vmdef_memory_parse(d, v, e);
 	} else if (!strcmp(key, "kernel")) {
-		if (json_is_null(v)) { /* boot the first disk's own kernel (docs/boot.md) */
+		/* null, or "" as definitions show it (moves and replicas send it
+		 * back): boot the first disk's own kernel (docs/boot.md). */
+		if (json_is_null(v) || (json_is_string(v) && !json_string_length(v))) {
 			free(d->kernel);
 			d->kernel = NULL;
 			return 0;

@@ -304,7 +304,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "| sed -n 's/^ *\"name\": \"\\(.*\\)\",$/\\1/p')\" -- \"$cur\"))\n"
 	    "    else\n"
 	    "      COMPREPLY=($(compgen -W '--kernel --image --initrd --cmdline --cpus --memory --disk "
-	    "--nic --rng --no-rng --balloon --no-balloon --balloon-target --autostart --no-autostart --restart --cpu-weight --cpu-max "
+	    "--nic --net --rng --no-rng --balloon --no-balloon --balloon-target --dynamic-memory --no-dynamic-memory --vsock --no-vsock --vsock-cid --autostart --no-autostart --restart --cpu-weight --cpu-max "
 	    "--timeout --no-wait --history --no-follow --disk-qos --to --quick --include-storage "
 	    "--downtime --max-bandwidth --memory-merge --no-memory-merge --hugepages "
 	    "--no-hugepages --prealloc --no-prealloc --help' -- \"$cur\"))\n"

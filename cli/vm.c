@@ -50,7 +50,13 @@ enum {
 	O_NO_HUGEPAGES,
 	O_PREALLOC,
 	O_NO_PREALLOC,
+	O_MEMORY_MAX,
 	O_NIC_POLICY,
+	O_DYNMEM,
+	O_NO_DYNMEM,
+	O_VSOCK,
+	O_NO_VSOCK,
+	O_VSOCK_CID,
 	O_IMAGE
 };
 
@@ -61,13 +67,18 @@ static const struct option def_opts[] = {
     {"cmdline", required_argument, NULL, O_CMDLINE},
     {"cpus", required_argument, NULL, O_CPUS},
     {"memory", required_argument, NULL, O_MEMORY},
+    {"memory-max", required_argument, NULL, O_MEMORY_MAX},
     {"disk", required_argument, NULL, O_DISK},
     {"nic", required_argument, NULL, O_NIC},
+    {"net", required_argument, NULL, O_NIC},
     {"rng", no_argument, NULL, O_RNG},
     {"no-rng", no_argument, NULL, O_NO_RNG},
     {"balloon", no_argument, NULL, O_BALLOON},
     {"no-balloon", no_argument, NULL, O_NO_BALLOON},
     {"balloon-target", required_argument, NULL, O_BALLOON_TARGET},
+    {"vsock", no_argument, NULL, O_VSOCK},
+    {"no-vsock", no_argument, NULL, O_NO_VSOCK},
+    {"vsock-cid", required_argument, NULL, O_VSOCK_CID},
     {"autostart", no_argument, NULL, O_AUTOSTART},
     {"no-autostart", no_argument, NULL, O_NO_AUTOSTART},
     {"restart", required_argument, NULL, O_RESTART},
@@ -83,6 +94,8 @@ static const struct option def_opts[] = {
     {"anti-affinity-hard", required_argument, NULL, O_AA_HARD},
     {"no-anti-affinity", no_argument, NULL, O_NO_AA},
     {"memory-merge", no_argument, NULL, O_MERGE},
+    {"dynamic-memory", required_argument, NULL, O_DYNMEM},
+    {"no-dynamic-memory", no_argument, NULL, O_NO_DYNMEM},
     {"no-memory-merge", no_argument, NULL, O_NO_MERGE},
     {"hugepages", no_argument, NULL, O_HUGEPAGES},
     {"no-hugepages", no_argument, NULL, O_NO_HUGEPAGES},
@@ -100,15 +113,21 @@ static const struct option def_opts[] = {
 	"  --initrd FILE          initial ramdisk\n"                                               \
 	"  --cmdline STR          kernel command line\n"                                           \
 	"  --cpus N               vCPUs (1-32)             (New-VM -ProcessorCount)\n"             \
-	"  --memory MIB           memory in MiB            (New-VM -MemoryStartupBytes)\n"         \
+	"  --memory MIB           memory in MiB            (New-VM -MemoryStartupBytes);\n"        \
+	"                         on a running VM with --memory-max: hot-plug (virtio-mem)\n"    \
+	"  --memory-max MIB       hot-plug ceiling, 0 = none (Set-VMMemory -MaximumBytes)\n"     \
 	"  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"          \
 	"         [,bps_burst=N][,cbt=on]  virtio-blk disk (repeatable; replaces the list;\n"      \
 	"                         format probed when not given; IOPS count 8 KiB units)\n"         \
 	"  --nic SWITCH[,mac=MAC][,vlan=N] | tap=NAME[,mac=MAC]  virtio-net NIC on a switch\n"    \
 	"                         (cella switch) or on a tap of your own (repeatable;\n"         \
 	"                         replaces the list)\n"                                           \
+	"  --net user[,forward=tcp:HOSTPORT:GUESTPORT,...]  (also --nic) user-mode NIC through\n" \
+	"                         passt: no root, no bridge; tcp:/udp: host port forwards\n"     \
 	"  --rng, --no-rng        virtio-rng device\n"                                             \
 	"  --balloon, --no-balloon  virtio-balloon (stats, free page reporting, deflate-on-OOM)\n" \
+	"  --vsock, --no-vsock    virtio-vsock, its host side a Unix socket (uds_path in show)\n" \
+	"  --vsock-cid N          virtio-vsock with guest CID N (3 and up; --vsock: 3)\n"   \
 	"  --autostart, --no-autostart  start when the host boots\n"                               \
 	"  --restart POLICY       never | on-crash | always\n"                                     \
 	"  --cpu-weight N         relative CPU weight 1-10000 (Set-VMProcessor -RelativeWeight)\n" \
@@ -119,6 +138,11 @@ static const struct option def_opts[] = {
 	"  --anti-affinity GROUP  placement keeps the group's VMs on different hosts (soft)\n"    \
 	"  --anti-affinity-hard GROUP  the same as a hard rule: refused rather than beside\n"    \
 	"  --no-anti-affinity     no group\n"                                                  \
+	"  --dynamic-memory min=MIB,max=MIB,buffer=PCT,weight=N (or on)  dynamic memory:\n"   \
+	"                         the balancer moves the VM between min and max (--memory is\n" \
+	"                         the startup memory); buffer 5-2000 % (20), weight 1-10000\n"  \
+	"                         (5000); needs --balloon; live on a running VM\n"              \
+	"  --no-dynamic-memory    fixed memory again\n"                                          \
 	"  --memory-merge, --no-memory-merge  page sharing with other VMs (KSM; off by\n"      \
 	"                         default: see docs/memory.md for the side channels)\n"       \
 	"  --hugepages, --no-hugepages  guest memory in 2 MiB huge pages (reserved on the host)\n" \
@@ -157,7 +181,16 @@ static json_t *parse_nic(const char *spec)
 	for (tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(tok, '=');
 
-		if (eq) {
+		if (!strcmp(tok, "user")) { /* user-mode networking through passt */
+			json_object_set_new(o, "user", json_true());
+		} else if (!strncmp(tok, "forward=", 8) || !strncmp(tok, "tcp:", 4) ||
+			   !strncmp(tok, "udp:", 4)) {
+			json_t *fw = json_object_get(o, "forward");
+
+			if (!fw)
+				json_object_set_new(o, "forward", fw = json_array());
+			json_array_append_new(fw, json_string(tok + (tok[0] == 'f' ? 8 : 0)));
+		} else if (eq) {
 			char *end;
 			long v;
 
@@ -177,6 +210,46 @@ static json_t *parse_nic(const char *spec)
 }
 
 /* Parse definition options into a JSON object. Returns 0 or EXIT_USAGE. */
+/* --dynamic-memory min=MIB,max=MIB,buffer=PCT,weight=N (any of them, or
+ * "on"): the API's dynamic_memory object, enabled; NULL: disabled. The
+ * ranges are cellad's to check. */
+static int parse_dynmem(json_t *o, const char *arg)
+{
+	static const char *const keys[][2] = { { "min", "minimum_mib" }, { "max", "maximum_mib" },
+					       { "buffer", "buffer_pct" }, { "weight", "weight" } };
+	json_t *dm = json_pack("{s:b}", "enabled", arg != NULL);
+	char *copy = arg ? strdup(arg) : NULL, *save = NULL;
+
+	for (char *kv = copy ? strtok_r(copy, ",", &save) : NULL; kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		json_int_t n;
+		size_t k;
+
+		if (!strcmp(kv, "on"))
+			continue;
+		for (k = 0; eq && k < ARRAY_SIZE(keys); k++)
+			if ((size_t)(eq - kv) == strlen(keys[k][0]) && !strncmp(kv, keys[k][0], (size_t)(eq - kv)))
+				break;
+		if (!eq || k == ARRAY_SIZE(keys)) {
+			int ret = usage_error("--dynamic-memory: '%s': expected min=MIB, max=MIB, "
+					      "buffer=PCT, weight=N or on", kv);
+
+			free(copy);
+			json_decref(dm);
+			return ret;
+		}
+		if (parse_num("--dynamic-memory", eq + 1, &n)) {
+			free(copy);
+			json_decref(dm);
+			return EXIT_USAGE;
+		}
+		json_object_set_new(dm, keys[k][1], json_integer(n));
+	}
+	free(copy);
+	json_object_set_new(o, "dynamic_memory", dm);
+	return 0;
+}
+
 static int parse_def(int argc, char **argv, json_t *o, bool create)
 {
 	json_t *disks = NULL, *nics = NULL, *image = NULL;
@@ -197,6 +270,7 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			break;
 		case O_CPUS:
 		case O_MEMORY:
+		case O_MEMORY_MAX:
 		case O_WEIGHT:
 		case O_MAX:
 		case O_HA_PRIORITY:
@@ -205,6 +279,7 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			json_object_set_new(o,
 			                    c == O_CPUS          ? "cpus"
 			                    : c == O_MEMORY      ? "memory_mib"
+			                    : c == O_MEMORY_MAX  ? "memory_max_mib"
 			                    : c == O_WEIGHT      ? "cpu_weight"
 			                    : c == O_HA_PRIORITY ? "ha_priority"
 			                                         : "cpu_max",
@@ -232,6 +307,15 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 		case O_BALLOON:
 		case O_NO_BALLOON:
 			json_object_set_new(o, "balloon", json_boolean(c == O_BALLOON));
+			break;
+		case O_VSOCK:
+		case O_NO_VSOCK:
+			json_object_set_new(o, "vsock", json_boolean(c == O_VSOCK));
+			break;
+		case O_VSOCK_CID:
+			if (parse_num(argv[optind - 1], optarg, &n))
+				return EXIT_USAGE;
+			json_object_set_new(o, "vsock", json_pack("{s:I}", "cid", (json_int_t)n));
 			break;
 		case O_BALLOON_TARGET:
 			if (create)
@@ -267,6 +351,11 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			                                 c == O_PREALLOC));
 			break;
 		}
+		case O_DYNMEM:
+		case O_NO_DYNMEM:
+			if (parse_dynmem(o, c == O_DYNMEM ? optarg : NULL))
+				return EXIT_USAGE;
+			break;
 		case O_RESTART:
 			json_object_set_new(o, "restart_policy", json_string(optarg));
 			break;

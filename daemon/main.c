@@ -29,7 +29,9 @@
 #include "etcd_stats.h"
 #include "log.h"
 #include "feature_jobs.h"
+#include "dynmem.h"
 #include "sup.h"
+#include "host_limits.h"
 
 #define DEFAULT_CONFIG "/etc/cella/cellad.json"
 
@@ -46,6 +48,7 @@ struct conf {
 	struct store_etcd_conf etcd;
 	bool pool_set; /* "pool": this host is a member of the store's pool */
 	struct pool_conf pool;
+	struct dynmem_conf dynmem; /* "dynmem": the dynamic-memory balancer */
 };
 
 static const char *keep(struct conf *c, const char *s)
@@ -507,6 +510,7 @@ static const char *const known_keys[] = {
 	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir", "storage",
 	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count", "store", "pool",
 	"session_ttl_s", "login_attempts_per_minute", "http_loopback_port",
+	"dynmem", "passt",
 };
 
 static int conf_load(struct conf *c, const char *path, bool must_exist)
@@ -543,6 +547,7 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 		      conf_string(c, root, "state_dir", &c->sup.state_dir) ?:
 		      conf_string(c, root, "run_dir", &c->sup.run_dir) ?:
 		      conf_string(c, root, "worker", &c->sup.worker_path) ?:
+		      conf_string(c, root, "passt", &c->sup.passt_path) ?:
 		      conf_string(c, root, "sandbox_user", &c->sup.sandbox_user) ?:
 		      conf_string(c, root, "cgroup_parent", &c->sup.cgroup_parent) ?:
 		      conf_string(c, root, "boot_id_file", &c->sup.boot_id_path) ?:
@@ -550,6 +555,13 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 		      conf_string(c, root, "test_crash_at", &c->sup.test_crash_at) ?:
 		      conf_string(c, root, "ui_dir", &c->api.ui_dir) ?:
 		      conf_bool(root, "test_probe", &c->sup.test_probe);
+	if (!ret) {
+		char why[256];
+
+		if ((ret = dynmem_conf_parse(json_object_get(root, "dynmem"), &c->dynmem, why,
+					     sizeof(why))))
+			log_err("config: %s", why);
+	}
 	if (!ret && json_object_get(root, "sandbox")) {
 		ret = conf_bool(root, "sandbox", &c->sup.sandbox);
 		c->sandbox_set = true;
@@ -864,6 +876,7 @@ int main(int argc, char **argv)
 	struct api *api = NULL;
 	struct pool *pool = NULL;
 	struct maint_resume *resume = NULL;
+	struct dynmem *dynmem = NULL;
 	struct signalfd_siginfo si;
 	sigset_t set;
 	int opt, sfd, lockfd, status = 1;
@@ -894,6 +907,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cellad: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	if (dynmem_conf_parse(NULL, &c.dynmem, err, sizeof(err))) /* the defaults */
+		return 2;
 	if (conf_load(&c, config ? config : DEFAULT_CONFIG, config != NULL)) {
 		conf_release(&c);
 		return 2;
@@ -959,6 +974,15 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	{
+		char why[160];
+		long nofile = host_raise_nofile(why, sizeof(why));
+
+		if (nofile < 0)
+			log_warn("%s: cellad may run out of descriptors with many VMs", why);
+		else
+			log_info("descriptors: RLIMIT_NOFILE soft limit %ld", nofile);
+	}
 	/* Before any thread: peers and etcd are reached with libcurl. */
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (c.etcd_set) {
@@ -1049,6 +1073,8 @@ int main(int argc, char **argv)
 			 c.etcd_set ? "users.db" : "cellad.db");
 		c.api.users_db = keep(&c, up);
 	}
+	/* Before the API (its metrics read the balancer), stopped after it. */
+	dynmem = dynmem_start(sup, &c.dynmem);
 	if (api_start(&api, &c.api, sup))
 		goto out;
 	{
@@ -1084,6 +1110,7 @@ out:
 	if (sup)
 		sup_quiesce(sup);
 	api_stop(api);
+	dynmem_stop(dynmem);
 	if (pool) {
 		/* HA workers that outlive cellad keep the lease's deadline:
 		 * their lease must lapse, not be revoked (docs/pool.md). */

@@ -31,7 +31,19 @@ static int tapdev_finish(int fd, const char *name, char *err, size_t errlen)
 	return 0;
 }
 
+static int tapdev_attach(const char *name, short extra, char *err, size_t errlen);
+
 int tapdev_open(const char *name, char *err, size_t errlen)
+{
+	return tapdev_attach(name, 0, err, errlen);
+}
+
+int tapdev_open_queue(const char *name, char *err, size_t errlen)
+{
+	return tapdev_attach(name, IFF_MULTI_QUEUE, err, errlen);
+}
+
+static int tapdev_attach(const char *name, short extra, char *err, size_t errlen)
 {
 	struct ifreq ifr;
 	int fd, ret;
@@ -48,13 +60,15 @@ int tapdev_open(const char *name, char *err, size_t errlen)
 		return ret;
 	}
 	memset(&ifr, 0, sizeof(ifr));
-	ifr.ifr_flags = TAPDEV_FLAGS;
+	ifr.ifr_flags = TAPDEV_FLAGS | extra;
 	memcpy(ifr.ifr_name, name, strlen(name));
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "cannot attach to tap %s: %s%s", name, strerror(-ret),
 			 ret == -EPERM ? " (needs CAP_NET_ADMIN or a tap owned by this user)" :
-			 ret == -EBUSY ? " (already in use)" : "");
+			 ret == -EBUSY ? " (already in use)" :
+			 ret == -EINVAL && extra ? " (created without multi_queue? several queues "
+						   "need ip tuntap add ... multi_queue)" : "");
 		goto fail;
 	}
 	ret = tapdev_finish(fd, name, err, errlen);

@@ -21,4 +21,8 @@ int tapdev_open(const char *name, char *err, size_t errlen) __must_check;
  * IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, make it non-blocking and set the vnet
  * header size. Returns a close-on-exec duplicate, or -errno with the
  * reason in err ("fd:7: not a tun/tap descriptor"). */
+/* One queue of multi-queue tap `name` (IFF_MULTI_QUEUE added to the
+ * flags above); call once per queue. A tap that exists without
+ * multi_queue is refused with a clear message. Returns the fd or -errno. */
+int tapdev_open_queue(const char *name, char *err, size_t errlen) __must_check;
 int tapdev_adopt(const char *spec, const char *name, char *err, size_t errlen) __must_check;

@@ -14,11 +14,14 @@ pkgs=(
 	libgnutls28-dev                                            # cellad: the API's TLS
 	libwslay-dev                                               # cellad: WebSocket framing (web console)
 	libargon2-dev                                               # cellad: web console password hashes
-	libnl-3-dev libnl-route-3-dev nftables                      # cellad: switches (bridges, taps over netlink; port rules)
+	libnl-3-dev libnl-route-3-dev nftables libnftables-dev      # cellad: switches (bridges, taps over netlink; port rules)
+	iperf3 ethtool                                              # port policy bandwidth tests (tests/net)
 	etcd-server etcd-client                                     # pool store tests (tests/pool)
 	python3 iproute2 e2fsprogs                                  # integration tests
 	libext2fs-dev                                               # cellad: booting an image's own kernel (disk/bootfs.c)
 	xfsprogs dosfstools                                         # tests: images cellad must refuse to boot (xfs, vfat)
+	acpica-tools                                                # iasl: the ACPI tables test (arch-acpi)
+	passt                                                       # user-mode networking (--net user, it-passt)
 	dnsmasq-base                                                # DHCP on the Linux guest's tap
 	qemu-system-x86 hyperfine fio                               # benchmarks (side by side)
 	chromium                                                    # web console browser tests (tests/web)

@@ -44,8 +44,11 @@ run_suite "$top/build" "normal build"
 # build; the instruction emulator it exercises has unit and fuzz tests that do
 # run under the sanitizers. The browser tests (suite web) run once too: what
 # they drive in C (sessions, static files, the WebSocket console) has its
-# own daemon tests (daemon-web_*) and fuzz targets, which do run here.
-[ -f "$top/build-asan/build.ninja" ] && ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" "ASan+UBSan build" --no-suite linux --no-suite web
+# own daemon tests (daemon-web_*) and fuzz targets, which do run here. So do
+# the long scenario tests (suite slow: HA fencing, etcd away, bandwidth-capped
+# transfers, overcommit, storage migration), whose time is spent waiting on
+# timers and transfers: shorter tests run the same code under ASan.
+[ -f "$top/build-asan/build.ninja" ] && ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" "ASan+UBSan build" --no-suite linux --no-suite web --no-suite slow
 
 CC=clang "$top/scripts/build.sh" "$top/build-fuzz" -Dfuzz=true -Dsanitize=true -Dguest=false || { echo "fuzz build failed"; failed=$((failed + 1)); }
 [ -f "$top/build-fuzz/build.ninja" ] && FUZZ_SECONDS=${FUZZ_SECONDS:-10} run_suite "$top/build-fuzz" "libFuzzer" --suite fuzz

@@ -17,6 +17,7 @@
 #include "arch/x86/x86.h"
 #include "config.h"
 #include "virtio/mmio.h"
+#include "virtio/virtio.h"
 #include <linux/virtio_config.h>
 #include "control/control.h"
 #include "conf/schema.h"
@@ -27,6 +28,8 @@
 #include "migrate/mig_tls.h"
 #include "virtio/blk/blk_ctl.h"
 #include "sandbox/sandbox.h"
+#include "mem_prefetch.h"
+#include "state/memorder.h"
 #include "state/statefile.h"
 #include "vcpu.h"
 #include "vm.h"
@@ -64,12 +67,14 @@ static void usage(FILE *f)
 	      "  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"
 	      "         [,bps_burst=N][,cbt=on][,backing=fd:N[:NAME]...][,cbt_file=FILE]\n"
 	      "                       virtio-blk disk (repeatable; docs/storage.md)\n"
-	      "  --net tap=NAME[,tap_fd=fd:N][,mac=MAC]  virtio-net NIC on a tap device\n"
+	      "  --net tap=NAME[,tap_fd=fd:N][,mac=MAC][,vlan=N|trunk][,mtu=N][,queues=N]  virtio-net NIC on a tap device\n"
 	      "                       (repeatable); tap_fd: the tap already attached by the\n"
 	      "                       caller (checked to be NAME with a vnet header; cellad\n"
 	      "                       passes taps so), NAME still derives the default MAC\n"
 	      "  --kvm PATH|fd:N      the KVM device (default /dev/kvm; cellad passes it open)\n"
 	      "  --rng                virtio-rng device\n"
+	      "  --acpi               ACPI tables for the guest (RSDP, MADT, DSDT with the\n"
+	      "                       devices, power button, S5); off: MP table only\n"
 	      "  --device TYPE,KEY=VALUE,...  a device of a registered type (repeatable;\n"
 	      "                       the types and their keys are listed below)\n"
 	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH (PATH may be\n"
@@ -162,7 +167,7 @@ static char *dup_or_die(const char *s)
 static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worker_opts *wo)
 {
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
-	       OPT_DISK, OPT_NET, OPT_RNG, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
+	       OPT_DISK, OPT_NET, OPT_RNG, OPT_ACPI, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
 	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
 	       OPT_TEST_PROBE, OPT_RESTORE, OPT_KVM,
 	       OPT_INCOMING, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PEER };
@@ -176,6 +181,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "rng", no_argument, NULL, OPT_RNG },
+		{ "acpi", no_argument, NULL, OPT_ACPI },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "stats", no_argument, NULL, OPT_STATS },
@@ -254,6 +260,9 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 			break;
 		case OPT_RNG:
 			cfg->rng = true;
+			break;
+		case OPT_ACPI:
+			cfg->acpi = true;
 			break;
 		case OPT_DEVICE:
 			if ((ret = config_add_device(cfg, optarg, err, sizeof(err))))
@@ -472,18 +481,22 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		return ret;
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))
 		return ret;
+	vm->no_new_sockets = wo->seccomp;
 	if (wo->seccomp) {
 		const void **slot[SANDBOX_THREADS] = {
 			[SANDBOX_THREAD_VCPU] = &vm->vcpu_filter,
 			[SANDBOX_THREAD_MIGRATION] = &vm->migration_filter,
 			[SANDBOX_THREAD_THROTTLE] = &vm->throttle_filter,
+			[SANDBOX_THREAD_PREFETCH] = &vm->prefetch_filter,
 		};
 
 		for (int k = 0; k < SANDBOX_THREADS; k++) {
 			struct sock_fprog *f;
 
-			/* Only a control command starts a migration. */
-			if (k != SANDBOX_THREAD_VCPU && !wo->control)
+			/* Only a control command starts a migration; only a
+			 * restore prefetches. */
+			if (k == SANDBOX_THREAD_PREFETCH ? !wo->restore
+			    : k != SANDBOX_THREAD_VCPU && !wo->control)
 				continue;
 			ret = sandbox_thread_filter((enum sandbox_thread)k, &f);
 			if (ret)
@@ -512,6 +525,9 @@ static void close_passed_fds(const struct vm_config *cfg, const struct worker_op
 			close(fd);
 	for (unsigned i = 0; i < cfg->nr_nets; i++)
 		if (cfg->nets[i].tap_fd && fdspec_is_fd(cfg->nets[i].tap_fd, &fd) && fd > 2)
+			close(fd);
+	for (unsigned i = 0; i < cfg->nr_nets; i++) /* passt's socket: duplicated too */
+		if (cfg->nets[i].passt_fd && fdspec_is_fd(cfg->nets[i].passt_fd, &fd) && fd > 2)
 			close(fd);
 	for (unsigned i = 0; i < cfg->nr_disks; i++) {
 		const struct disk_config *d = &cfg->disks[i];
@@ -549,11 +565,11 @@ static int restore_open(const char *spec, const struct vm_config *cfg, struct st
 		return -1;
 	}
 	if (sf->info.nr_vcpus != cfg->cpus ||
-	    sf->info.mem_size != ALIGN_UP(cfg->mem_mib, 2) << 20) {
+	    sf->info.mem_size != vm_config_mem_size(cfg)) {
 		log_err("--restore %s: state: the saved VM has %u vCPUs and %llu MiB, the "
 			"configuration %u and %llu MiB", spec, sf->info.nr_vcpus,
 			(unsigned long long)(sf->info.mem_size >> 20), cfg->cpus,
-			(unsigned long long)cfg->mem_mib);
+			(unsigned long long)(vm_config_mem_size(cfg) >> 20));
 		statefile_close(sf);
 		return -1;
 	}
@@ -562,15 +578,20 @@ static int restore_open(const char *spec, const struct vm_config *cfg, struct st
 
 /* --restore after vm_create_restore: devices and vCPUs from the
  * configuration, then the file's state on top. */
-static int restore_setup(struct vm *vm, struct statefile *sf, const struct timespec *t0)
+static int restore_setup(struct vm *vm, struct statefile *sf, const struct timespec *t0,
+			 struct mem_order *order)
 {
 	struct timespec t1, t2;
+	char err[256];
 	int ret = vm_setup_restore(vm);
 
 	if (ret)
 		return ret;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ret = statefile_load(vm, sf);
+	/* The prefetch's order, which starts once the worker is sandboxed. */
+	if (!ret && (ret = statefile_mem_order(sf, order, err, sizeof(err))))
+		log_err("%s", err);
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	statefile_close(sf); /* the VM keeps its own descriptor (and lock) */
 	if (ret) {
@@ -589,10 +610,13 @@ static int incoming_receive(struct vm *vm, struct mig_incoming *in)
 	char err[512] = "";
 	int ret = migrate_incoming_receive(in, vm, vm->signal_fd, err, sizeof(err));
 
-	if (!ret)
+	if (!ret) {
 		ret = migrate_incoming_ack(in);
-	else
+		if (!ret)
+			virtio_net_announce(vm); /* the guest runs here now: tell the switches */
+	} else {
 		log_err("%s", err);
+	}
 	/* The source lets go of the disk images once it has the ack (it
 	 * exits): only then do they get their locks here, before the VM runs.
 	 * The VM runs either way now (the source has stopped it): a lock
@@ -620,6 +644,7 @@ int main(int argc, char **argv)
 	struct worker_opts wo = { 0 };
 	struct control *ctl = NULL;
 	struct statefile sf = { .fd = -1 };
+	struct mem_order order = { 0 };
 	struct mig_incoming *incoming = NULL;
 	struct timespec t_restore;
 	struct vm_config cfg;
@@ -669,12 +694,15 @@ int main(int argc, char **argv)
 			 worker_exit_kind(WORKER_EXIT_ERROR));
 		return WORKER_EXIT_ERROR;
 	}
+	/* Before the devices load (the balloon gives its pages back again). */
+	if (wo.restore && !cfg.memory.prealloc && guest_mem_prefetch_prepare(&vm.mem))
+		log_warn("restore: no memory for the prefetch's bookkeeping");
 	vm.signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (vm.signal_fd < 0 || evloop_add(vm.loop, vm.signal_fd, EPOLLIN, on_signal, &vm)) {
 		log_err("cannot watch signals: %s", strerror(errno));
 		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "signal setup failed");
-	} else if (wo.restore ? restore_setup(&vm, &sf, &t_restore)
+	} else if (wo.restore ? restore_setup(&vm, &sf, &t_restore, &order)
 			      : incoming ? vm_setup_restore(&vm) : vm_setup(&vm)) {
 		/* vm_setup names configuration problems (kernel, devices) itself. */
 		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : WORKER_EXIT_ERROR;
@@ -686,8 +714,14 @@ int main(int argc, char **argv)
 	} else if (incoming && (ret = incoming_receive(&vm, incoming), incoming = NULL, ret)) {
 		code = ret == -EINTR ? WORKER_EXIT_STOPPED : WORKER_EXIT_ERROR;
 	} else {
+		/* Fill the lazily mapped memory ahead of the guest (a restore
+		 * with prealloc has it all already). */
+		if (wo.restore && vm.mem.prefetch &&
+		    (ret = guest_mem_prefetch_start(&vm.mem, &order, vm.prefetch_filter)))
+			log_warn("restore: no prefetch: %s", strerror(-ret));
 		code = vm_run(&vm);
 	}
+	mem_order_free(&order);
 	migrate_incoming_close(incoming);
 	if (wo.stats)
 		log_stats(&vm);
@@ -704,6 +738,7 @@ int main(int argc, char **argv)
 	sandbox_thread_filter_free((struct sock_fprog *)vm.vcpu_filter);
 	sandbox_thread_filter_free((struct sock_fprog *)vm.migration_filter);
 	sandbox_thread_filter_free((struct sock_fprog *)vm.throttle_filter);
+	sandbox_thread_filter_free((struct sock_fprog *)vm.prefetch_filter);
 	config_free(&cfg);
 	return code;
 }

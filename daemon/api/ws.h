@@ -37,6 +37,10 @@ struct ws_pending;
 struct ws_pending *ws_pending_new(struct sup_stream *st, const char *name, enum role role,
 				  const char *who, bool events);
 void ws_pending_free(struct ws_pending *p);
+/* The console st is of a VM pool host `host` (at address) runs: st is its
+ * owner's console stream, forwarded, and input is forwarded there too
+ * (ws_fwd.h), off the loop's thread. */
+void ws_pending_forward(struct ws_pending *p, const char *host, const char *address);
 
 /* The upgraded socket (MHD's upgrade handler): the loop takes p, fd and
  * urh (it ends them with MHD_upgrade_action CLOSE), and the bytes MHD read

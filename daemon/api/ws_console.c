@@ -81,6 +81,41 @@ static int ws_begin(struct api_request *r, char accept[32], enum MHD_Result *res
 	return 0;
 }
 
+/* The owner's GET /v1/vms/{name}/console (history, then follow), over the
+ * pool's mutual TLS (pool/forward_stream.c), becomes the socket's output;
+ * the owner refusing it (or not answering) refuses the handshake with its
+ * answer, and past the forwarded-stream limit it is a 503. */
+static enum MHD_Result ws_console_forward(struct api_request *r, const char *name,
+					  long long history, const char *host, const char *addr,
+					  const char accept[32])
+{
+	struct sup_fwd_req req = { .method = "GET", .stream = true, .role = r->role, .who = r->who };
+	struct sup_stream *st = NULL;
+	struct ws_pending *p;
+	json_t *reply = NULL;
+	struct cerr e = { 0 };
+	char path[128 + VMDEF_NAME_MAX];
+	long status = 0;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s/console?history=%lld&follow=true", name, history);
+	req.path = path;
+	if (sup_pool_forward_raw(r->sup, host, addr, &req, &status, &reply, &st, &e))
+		return api_reply_error(r->c, &e);
+	if (!st) {
+		if (status < 200 || status > 599 || status == 200)
+			status = 502;
+		return api_reply_json(r->c, (unsigned)status, reply);
+	}
+	json_decref(reply);
+	p = ws_pending_new(st, name, r->role, r->who, false);
+	if (!p) {
+		sup_stream_close(st);
+		return api_fail(r->c, 500, "", "out of memory");
+	}
+	ws_pending_forward(p, host, addr);
+	return api_reply_upgrade(r, accept, p);
+}
+
 enum MHD_Result h_console_ws(struct api_request *r, const char *name, int arg)
 {
 	enum MHD_Result res = MHD_NO;
@@ -95,11 +130,9 @@ enum MHD_Result h_console_ws(struct api_request *r, const char *name, int arg)
 		return res;
 	if (api_query_int(r, "history", 0, 1 << 30, &history, &res))
 		return res;
-	/* A VM another pool host runs: its console is served there. */
+	/* A VM another pool host runs: its console is forwarded there. */
 	if (sup_pool_forward_target(r->sup, name, host, sizeof(host), addr, sizeof(addr)))
-		return api_fail(r->c, 409, "name", "%s runs on pool host %s: open its console "
-				"WebSocket there (%.200s/v1/vms/%s/console/ws), or follow GET "
-				"/v1/vms/%s/console here", name, host, addr, name, name);
+		return ws_console_forward(r, name, history, host, addr, accept);
 	if (sup_console_open(r->sup, name, (size_t)history, true, &st, &e))
 		return api_reply_error(r->c, &e);
 	p = ws_pending_new(st, name, r->role, r->who, false);

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "sup.h"
 #include "vmdef.h"
+#include "ws_fwd.h"
 #include "ws_session.h"
 
 #define WS_OUT_HIGH    (64u << 10) /* queued output past which the stream is not read */
@@ -46,11 +47,15 @@ struct ws_pending {
 	enum role role;
 	char name[VMDEF_NAME_MAX + 1];
 	char who[96];
+	/* A VM another pool host runs: st is the owner's console, forwarded;
+	 * input goes there through the loop's ws_fwd. */
+	char fwd_host[64], fwd_addr[256];
 };
 
 struct ws_conn {
 	struct ws_loop *loop;
 	struct ws_pending p;
+	uint64_t id;               /* for ws_fwd's failures: the conn may be gone */
 	int fd;
 	struct MHD_UpgradeResponseHandle *urh;
 	struct ws_session *ws;
@@ -83,6 +88,8 @@ struct ws_loop {
 	bool stopping;            /* (lock) */
 	unsigned count;           /* (lock) connections held */
 	struct ws_conn *conns;    /* served: the loop thread's own */
+	uint64_t next_id;         /* the loop thread's own */
+	struct ws_fwd *fwd;       /* forwarded input (ws_fwd.h) */
 };
 
 static uint64_t mono_ms(void)
@@ -99,6 +106,11 @@ static void kick(struct ws_loop *l)
 
 	/* Fails only when the counter is full: the loop is awake then. */
 	(void)!write(l->evfd, &one, sizeof(one));
+}
+
+static void loop_kick(void *arg)
+{
+	kick(arg);
 }
 
 /* The stream's wake: on the core's threads with their locks held. */
@@ -177,6 +189,19 @@ static void conn_input(void *owner, const void *data, size_t len)
 	}
 	if (!len)
 		return;
+	if (c->p.fwd_host[0]) {
+		/* To the owner, off this thread; the role was checked above. */
+		int ret = ws_fwd_submit(c->loop->fwd, c->id, c->p.fwd_host, c->p.fwd_addr,
+					c->p.name, c->p.role, c->p.who, data, len);
+
+		if (ret) {
+			snprintf(why, sizeof(why), "%zu bytes of input dropped: %s", len,
+				 ret == -ENOSPC ? "too much input waits to be sent to the VM's "
+				 "host already" : "cannot forward input now");
+			conn_error(c, "", why);
+		}
+		return;
+	}
 	if (sup_console_input(c->loop->sup, c->p.name, data, len, &e))
 		conn_error(c, e.field, e.reason);
 }
@@ -257,6 +282,14 @@ static void conn_ended(struct ws_conn *c, ssize_t n)
 	char why[120];
 	const char *state;
 
+	if (c->p.fwd_host[0]) {
+		/* The owner's stream: it ends whole when the VM stops there (or
+		 * its cellad stops); it breaks off when the owner is gone. */
+		snprintf(why, sizeof(why), n == -2 ? "host %.60s, the VM's host, went away" :
+			 "the VM's console on host %.60s ended (the VM stopped)", c->p.fwd_host);
+		conn_close(c, n == -2 ? WS_CLOSE_ERROR : WS_CLOSE_NORMAL, why);
+		return;
+	}
 	if (n == -2) {
 		conn_close(c, WS_CLOSE_ERROR, "the console's source broke off");
 		return;
@@ -375,6 +408,7 @@ static void conn_start(struct ws_loop *l, struct ws_conn *c)
 
 	c->next = l->conns;
 	l->conns = c;
+	c->id = ++l->next_id;
 	if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) ||
 	    epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->fd, &ev)) {
 		log_warn("%s: console WebSocket: %s", c->p.name, strerror(errno));
@@ -417,6 +451,20 @@ static void conns_tick(struct ws_loop *l, uint64_t now)
 			continue;
 		}
 		conn_service(l, c);
+	}
+}
+
+/* A forwarded input's failure, for its connection if it is still here. */
+static void conn_fwd_error(void *arg, uint64_t id, const char *msg)
+{
+	struct ws_loop *l = arg;
+
+	for (struct ws_conn *c = l->conns; c; c = c->next) {
+		if (c->id == id && !c->ended) {
+			conn_error(c, "", msg);
+			conn_service(l, c);
+			return;
+		}
 	}
 }
 
@@ -499,6 +547,7 @@ static void *loop_main(void *arg)
 		}
 		if (stopping)
 			break;
+		ws_fwd_take_errors(l->fwd, conn_fwd_error, l);
 		for (struct ws_conn *c = l->conns, *next; c; c = next) {
 			next = c->next;
 			if (atomic_exchange(&c->woken, false)) {
@@ -523,8 +572,13 @@ int ws_loop_start(struct ws_loop **out, struct sup *s)
 	if (!l)
 		return -ENOMEM;
 	l->sup = s;
+	l->fwd = ws_fwd_new(s, loop_kick, l);
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);
 	l->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!l->fwd) {
+		ret = -ENOMEM;
+		goto fail;
+	}
 	if (l->epfd < 0 || l->evfd < 0 || epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev)) {
 		ret = -errno;
 		goto fail;
@@ -540,6 +594,7 @@ fail:
 		close(l->epfd);
 	if (l->evfd >= 0)
 		close(l->evfd);
+	ws_fwd_free(l->fwd);
 	free(l);
 	return ret ? ret : -EIO;
 }
@@ -564,6 +619,7 @@ void ws_loop_free(struct ws_loop *l)
 	if (!l)
 		return;
 	ws_loop_stop(l);
+	ws_fwd_free(l->fwd); /* after the loop: nothing submits any more */
 	close(l->epfd);
 	close(l->evfd);
 	pthread_mutex_destroy(&l->lock);
@@ -593,6 +649,12 @@ struct ws_pending *ws_pending_new(struct sup_stream *st, const char *name, enum 
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	snprintf(p->who, sizeof(p->who), "%s", who);
 	return p;
+}
+
+void ws_pending_forward(struct ws_pending *p, const char *host, const char *address)
+{
+	snprintf(p->fwd_host, sizeof(p->fwd_host), "%s", host);
+	snprintf(p->fwd_addr, sizeof(p->fwd_addr), "%s", address);
 }
 
 void ws_pending_free(struct ws_pending *p)

@@ -128,6 +128,13 @@ void sup_emit_named(struct sup *s, const char *vm, const char *state, const char
 	sup_emit_extra(s, vm, state, event, detail, NULL);
 }
 
+/* The same, fields not consumed (the common members win). */
+void sup_emit_fields(struct sup *s, const char *vm, const char *state, const char *event,
+		     const char *detail, json_t *fields)
+{
+	sup_emit_extra(s, vm, state, event, detail, fields ? json_incref(fields) : NULL);
+}
+
 void sup_emit_extra(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail, json_t *extra)
 {
@@ -226,6 +233,12 @@ json_t *sup_vm_json(struct sup *s, struct vmrt *vm)
 				? json_string(vm->pause_reason) : json_null());
 	json_object_set_new(o, "checkpoint", vm->def.checkpoint[0] ? json_string(vm->def.checkpoint)
 							    : json_null());
+	if (vm->def.vsock_cid) { /* where host agents connect (docs/virtio.md) */
+		char path[512];
+
+		sup_paths(s, vm, ".vsock", path, sizeof(path));
+		json_object_set_new(json_object_get(o, "vsock"), "uds_path", json_string(path));
+	}
 	if (vm->disk_status)
 		sup_merge_disk_status(o, vm->disk_status);
 	if (vm->pid) /* page sharing: the worker's KSM counters (docs/memory.md) */
@@ -305,7 +318,7 @@ static struct vmrt *register_vm(struct sup *s, json_t *body, enum vm_event ev,
 	}
 	/* (A switch NIC needs its switch here: a move in is refused early.) */
 	if (vmdef_from_json(&vm->def, body, e) || sup_check_paths(s, &vm->def, NULL, role, e) ||
-	    sup_nics_check(s, &vm->def, e))
+	    sup_nics_check(s, &vm->def, e) || sup_usernet_probe(&vm->def, e))
 		goto fail;
 	/* The name is taken and stored under the registry lock: two defines of
 	 * one name cannot both pass. */
@@ -473,6 +486,12 @@ int sup_change(struct sup *s, const char *name, json_t *body, enum role role, js
 	bool limits = false;
 	int ret = -1;
 
+	if (sup_vmem_wants(body)) {
+		ret = sup_vmem_resize(s, name, body, out, e);
+		if (ret != 1)
+			return ret;
+		ret = -1;
+	}
 	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
 		return -1;
@@ -539,6 +558,8 @@ void sup_forget(struct sup *s, struct vmrt *vm, const char *event, const char *d
 	sup_paths(s, vm, ".exit", path, sizeof(path));
 	unlink(path);
 	sup_paths(s, vm, ".json", path, sizeof(path));
+	unlink(path);
+	sup_paths(s, vm, ".vsock", path, sizeof(path));
 	unlink(path);
 	sup_saved_path(s, vm, path, sizeof(path));
 	unlink(path);

@@ -26,6 +26,7 @@ struct sup_conf {
 	const char *state_dir;      /* logs/ lives here */
 	const char *run_dir;        /* control and console sockets, exit records */
 	const char *worker_path;    /* cella-vm */
+	const char *passt_path;     /* passt for user NICs; NULL: /usr/bin/passt (or $PATH) */
 	bool sandbox;               /* mount-namespace sandbox for workers */
 	const char *sandbox_user;   /* one user for every worker; NULL: a uid each */
 	/* Without sandbox_user each worker runs as its own uid (and gid) from
@@ -296,6 +297,13 @@ int sup_host_remove(struct sup *s, const char *host, struct cerr *e) __must_chec
 /* Set a running VM's balloon target (body {target_mib}, 0..memory_mib): the
  * VM must have "balloon": true. *out: the worker's balloon status. */
 int sup_balloon_set(struct sup *s, const char *name, json_t *body, json_t **out,
+		    struct cerr *e) __must_check;
+/* features/vmem.c: a change that is memory_mib alone (wants) on a running
+ * or paused VM resizes it through virtio-mem, within memory_max_mib: 0
+ * with *out the VM (and "virtio_mem", the worker's status), -1 with e, or
+ * 1 when the VM is not running (the ordinary change applies). */
+bool sup_vmem_wants(json_t *body);
+int sup_vmem_resize(struct sup *s, const char *name, json_t *body, json_t **out,
 		    struct cerr *e) __must_check;
 
 int sup_move(struct sup *s, const char *name, json_t *body, json_t **out,

@@ -59,6 +59,9 @@ struct vmrt {
 	/* The switch of each NIC whose port (tap) is on the host now; "" none. */
 	char port_sw[VMDEF_MAX_NICS][VMDEF_SWITCH_MAX + 1];
 	uint32_t sandbox_uid;  /* the worker's own uid and gid (uidpool), 0: none */
+	/* passt of each user NIC (core/sup_usernet.c): pid and start time, 0 none. */
+	pid_t passt_pid[VMDEF_MAX_NICS];
+	uint64_t passt_start[VMDEF_MAX_NICS];
 	uint64_t pid_start;
 	int pidfd;
 	bool is_child;         /* spawned by this cellad (waitpid works) */
@@ -141,6 +144,9 @@ struct sup {
 	pthread_cond_t img_cond;
 	struct img_job *img_jobs;
 	unsigned img_running;
+	/* The dynamic-memory balancer (features/dynmem.c), or NULL: its
+	 * decisions for the metrics. */
+	struct dynmem *dynmem;
 };
 
 /* sup.c: references and locks (see the top of this file). */
@@ -167,6 +173,10 @@ void sup_emit_named(struct sup *s, const char *vm, const char *state, const char
 /* The same with extra's fields in the event's JSON (extra is taken). */
 void sup_emit_extra(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail, json_t *extra);
+/* The same with more members in the event (fields: not consumed; the
+ * common ones win). */
+void sup_emit_fields(struct sup *s, const char *vm, const char *state, const char *event,
+		     const char *detail, json_t *fields);
 void sup_persist(struct sup *s, struct vmrt *vm);
 /* A store failure (err, -errno) as a typed error: an unreachable store
  * (etcd) is "unavailable" (503) and names it, a VM another host owns a
@@ -250,9 +260,21 @@ int sup_nics_check(struct sup *s, const struct vmdef *d, struct cerr *e) __must_
 void sup_switches_load(struct sup *s);
 /* NIC i's port (a switch NIC; vm->lock held): its tap's descriptor for the
  * worker, or -1 with e filled and nothing left on the host. */
-int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e);
+int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, int *worker_vlan, struct cerr *e);
 /* Remove every port vm has on the host (its worker is gone or never ran). */
 void sup_ports_remove(struct sup *s, struct vmrt *vm);
+/* core/sup_usernet.c: user NICs through passt. At definition: forwards not
+ * twice across NICs, host ports free, passt installed. At start: one passt
+ * per user NIC (the worker's uid), returning cellad's end of a connected
+ * socket pair for the worker (-1 with e set). At the worker's exit: every
+ * passt of the VM stopped and reaped. After a cellad restart: re-adopted
+ * from their pid files. */
+int sup_usernet_check(struct sup *s, const struct vmdef *d, struct cerr *e);
+/* Each forward's host port free now (409 naming it otherwise). */
+int sup_usernet_probe(const struct vmdef *d, struct cerr *e);
+int sup_usernet_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e);
+void sup_usernet_stop(struct sup *s, struct vmrt *vm);
+void sup_usernet_adopt(struct sup *s, struct vmrt *vm);
 /* A worker cellad finds at its start had vm's switch ports: mark them as
  * the VM's, so that settling its exit (if it is gone) removes them. */
 void sup_ports_mark(struct vmrt *vm);

@@ -114,6 +114,8 @@ static struct port_policy *nic_policy(const struct vmdef_nic *n, unsigned i, str
 
 int sup_nics_check(struct sup *s, const struct vmdef *d, struct cerr *e)
 {
+	if (sup_usernet_check(s, d, e)) /* user NICs: core/sup_usernet.c */
+		return -1;
 	for (unsigned i = 0; i < d->nr_nics; i++) {
 		const struct vmdef_nic *n = &d->nics[i];
 		struct port_policy *p;
@@ -134,7 +136,7 @@ int sup_nics_check(struct sup *s, const struct vmdef *d, struct cerr *e)
 	return 0;
 }
 
-int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e)
+int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, int *worker_vlan, struct cerr *e)
 {
 	const struct vmdef_nic *n = &vm->def.nics[i];
 	struct port_policy *p;
@@ -148,6 +150,7 @@ int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, struct cerr *e)
 	p = nic_policy(n, i, e);
 	if (!p)
 		return -1;
+	*worker_vlan = portpol_worker_vlan(p);
 	vmdef_nic_tap(&vm->def, i, tap);
 	vmdef_nic_mac(&vm->def, i, mac);
 	fd = port_open(&sw, tap, mac, p, e);

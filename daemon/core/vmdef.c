@@ -51,6 +51,8 @@ void vmdef_init(struct vmdef *d)
 	d->cpu_weight = 100;
 	d->cpu_max = 100;
 	d->restart = RESTART_NEVER;
+	d->dynmem.buffer_pct = 20;
+	d->dynmem.weight = 5000;
 }
 
 void vmdef_free(struct vmdef *d)
@@ -223,6 +225,13 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 					return cerr_set(e, CERR_INVALID, field, "expected a VLAN id "
 							"from 1 to 4094");
 				n->vlan = (unsigned)json_integer_value(v);
+			} else if (!strcmp(key, "user")) {
+				if (!json_is_boolean(v))
+					return cerr_set(e, CERR_INVALID, field, "expected true or false");
+				n->user = json_is_true(v);
+			} else if (!strcmp(key, "forward")) {
+				if (usernet_forwards_parse(v, n->forward, sizeof(n->forward), field, e))
+					return -1;
 			} else if (!strcmp(key, "policy")) {
 				char *text;
 
@@ -244,13 +253,25 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 				return cerr_set(e, CERR_INVALID, field, "unknown field");
 			}
 		}
+		if (n->user || n->forward[0]) {
+			snprintf(field, sizeof(field), "nics[%zu].%s", i, n->user ? "user" : "forward");
+			if (!n->user)
+				return cerr_set(e, CERR_INVALID, field, "forwards are for a user NIC "
+						"(\"user\": true)");
+			if (n->tap[0] || n->sw[0] || n->vlan || n->policy[0])
+				return cerr_set(e, CERR_INVALID, field, "a user NIC has no tap, switch, "
+						"VLAN or port policy");
+			d->nr_nics++;
+			continue;
+		}
 		if (n->tap[0] && n->sw[0]) {
 			snprintf(field, sizeof(field), "nics[%zu].switch", i);
 			return cerr_set(e, CERR_INVALID, field, "a NIC names a tap or a switch, not both");
 		}
 		if (!n->tap[0] && !n->sw[0]) {
 			snprintf(field, sizeof(field), "nics[%zu].tap", i);
-			return cerr_set(e, CERR_INVALID, field, "required (or \"switch\")");
+			return cerr_set(e, CERR_INVALID, field, "required (or \"switch\", or \"user\": "
+					"true)");
 		}
 		if (!n->sw[0] && (n->vlan || n->policy[0])) {
 			snprintf(field, sizeof(field), "nics[%zu].%s", i, n->vlan ? "vlan" : "policy");
@@ -280,7 +301,7 @@ static bool field_live(const char *key)
 	return !strcmp(key, "autostart") || !strcmp(key, "restart_policy") ||
 	       !strcmp(key, "cpu_weight") || !strcmp(key, "cpu_max") || !strcmp(key, "ha") ||
 	       !strcmp(key, "ha_priority") || !strcmp(key, "anti_affinity") ||
-	       !strcmp(key, "anti_affinity_hard");
+	       !strcmp(key, "anti_affinity_hard") || !strcmp(key, "dynamic_memory");
 }
 
 /* Apply one field. `creating` allows name and uuid. */
@@ -317,6 +338,8 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		d->memory_mib = n;
 	} else if (!strcmp(key, "memory")) {
 		return vmdef_memory_parse(d, v, e);
+	} else if (!strcmp(key, "dynamic_memory")) {
+		return vmdef_dynmem_parse(d, v, e);
 	} else if (!strcmp(key, "kernel")) {
 		/* null, or "" as definitions show it (moves and replicas send it
 		 * back): boot the first disk's own kernel (docs/boot.md). */
@@ -355,6 +378,16 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		return vmdef_get_bool(v, key, &d->rng, e);
 	} else if (!strcmp(key, "balloon")) {
 		return vmdef_get_bool(v, key, &d->balloon, e);
+	} else if (!strcmp(key, "memory_max_mib")) {
+		if (json_is_null(v)) {
+			d->memory_max_mib = 0;
+			return 0;
+		}
+		if (vmdef_get_uint(v, key, 0, VMDEF_MAX_MEM, &n, e))
+			return -1;
+		d->memory_max_mib = n;
+	} else if (!strcmp(key, "vsock")) {
+		return vmdef_vsock_parse(d, v, e);
 	} else if (!strcmp(key, "autostart")) {
 		return vmdef_get_bool(v, key, &d->autostart, e);
 	} else if (!strcmp(key, "restart_policy")) {
@@ -412,7 +445,8 @@ static void gen_uuid(char out[37])
  * virtio device (disks, NICs, rng) needs one of the interrupt lines. */
 static int check_devices(const struct vmdef *d, struct cerr *e)
 {
-	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0) + (d->balloon ? 1 : 0);
+	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0) + (d->balloon ? 1 : 0) +
+		     (d->memory_max_mib ? 1 : 0) + (d->vsock_cid ? 1 : 0);
 
 	if (!d->kernel && !d->nr_disks)
 		return cerr_set(e, CERR_INVALID, "kernel", "required (or a first disk whose image "
@@ -421,7 +455,14 @@ static int check_devices(const struct vmdef *d, struct cerr *e)
 	if (n > CONF_VIRTIO_IRQS)
 		return cerr_set(e, CERR_INVALID, d->nr_nics ? "nics" : "disks",
 				"too many devices: %u need an interrupt line, %d are available "
-				"(disks, NICs, rng and balloon together)", n, CONF_VIRTIO_IRQS);
+				"(disks, NICs, rng, balloon, virtio-mem and vsock together)", n,
+				CONF_VIRTIO_IRQS);
+	/* virtio-mem's region is max - memory in 2 MiB blocks (vmm/virtio/mem). */
+	if (d->memory_max_mib && (d->memory_max_mib <= ALIGN_UP(d->memory_mib, 2) ||
+				  d->memory_max_mib % 2))
+		return cerr_set(e, CERR_INVALID, "memory_max_mib",
+				"expected 0 (no hot-plug) or an even number of MiB above memory_mib "
+				"(%llu)", (unsigned long long)d->memory_mib);
 	return 0;
 }
 
@@ -446,7 +487,7 @@ int vmdef_from_json(struct vmdef *d, json_t *body, struct cerr *e)
 		gen_uuid(d->uuid);
 	if (!d->uuid[0])
 		return cerr_set(e, CERR_INTERNAL, "uuid", "cannot generate a UUID");
-	return check_devices(d, e);
+	return check_devices(d, e) ?: vmdef_dynmem_check(d, e);
 }
 
 int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_changed,
@@ -474,7 +515,7 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 		if (running && !field_live(key))
 			return cerr_set(e, CERR_STATE, key, "cannot change while the VM is running; stop it "
 					"first (live: autostart, restart_policy, cpu_weight, cpu_max, ha, "
-					"ha_priority, anti_affinity, anti_affinity_hard)");
+					"ha_priority, anti_affinity, anti_affinity_hard, dynamic_memory)");
 	}
 	json_object_foreach(body, key, v) {
 		if (apply_field(d, key, v, false, e))
@@ -482,7 +523,7 @@ int vmdef_patch(struct vmdef *d, json_t *body, bool running, bool *limits_change
 		if (!strcmp(key, "cpu_weight") || !strcmp(key, "cpu_max") || !strcmp(key, "cpus"))
 			*limits_changed = true;
 	}
-	return check_devices(d, e);
+	return check_devices(d, e) ?: vmdef_dynmem_check(d, e);
 }
 
 /* The NICs of a definition: the same shape in the API and the worker's
@@ -495,6 +536,15 @@ static json_t *vmdef_nics_json(const struct vmdef *d, bool worker)
 		const struct vmdef_nic *n = &d->nics[i];
 		json_t *o;
 
+		if (n->user) {
+			char mac[18];
+
+			vmdef_nic_mac(d, i, mac);
+			o = worker ? json_pack("{s:s, s:s}", "backend", "passt", "mac", mac)
+				   : usernet_nic_json(n);
+			json_array_append_new(nics, o);
+			continue;
+		}
 		if (n->sw[0] && worker) {
 			/* The worker sees the port's tap (cellad passes it open). */
 			char tap[16], mac[18];
@@ -534,7 +584,10 @@ json_t *vmdef_to_json(const struct vmdef *d)
 				    json_string(d->anti_affinity) : json_null());
 		json_object_set_new(j, "anti_affinity_hard", json_boolean(d->anti_affinity_hard));
 		json_object_set_new(j, "balloon", json_boolean(d->balloon));
+		json_object_set_new(j, "memory_max_mib", json_integer((json_int_t)d->memory_max_mib));
 		json_object_set_new(j, "memory", vmdef_memory_json(d));
+		json_object_set_new(j, "dynamic_memory", vmdef_dynmem_json(d));
+		json_object_set_new(j, "vsock", vmdef_vsock_json(d));
 		if (d->replica.on)
 			json_object_set_new(j, "replica", vmdef_replica_json(d));
 	}
@@ -561,7 +614,19 @@ json_t *vmdef_worker_config(const struct vmdef *d)
 		json_object_set_new(cfg, "devices",
 				    json_pack("[{s:s, s:b, s:b, s:b}]", "type", "virtio-balloon", "stats",
 					      1, "deflate_on_oom", 1, "free_page_reporting", 1));
+	if (d->memory_max_mib) {
+		json_t *devs = json_object_get(cfg, "devices");
+
+		if (!devs) {
+			devs = json_array();
+			json_object_set_new(cfg, "devices", devs);
+		}
+		/* Starts with nothing plugged: the startup memory. */
+		json_array_append_new(devs, json_pack("{s:s, s:I}", "type", "virtio-mem", "max_mib",
+						      (json_int_t)d->memory_max_mib));
+	}
 	if (!vmdef_memory_default(d))
 		json_object_set_new(cfg, "memory", vmdef_memory_json(d));
+	vmdef_vsock_worker(d, cfg);
 	return cfg;
 }

@@ -44,6 +44,8 @@ struct vmdef_disk {
 
 #define VMDEF_SWITCH_MAX 32   /* a switch's name (daemon/net/switch.h) */
 #define VMDEF_POLICY_MAX 2048 /* a port policy, compact JSON */
+#define VMDEF_FORWARDS_MAX 32 /* port forwards of one user NIC */
+#define VMDEF_FORWARD_MAX (VMDEF_FORWARDS_MAX * 16) /* their text */
 
 /* A NIC is a tap the administrator made ("tap"), or a port on one of
  * cellad's switches ("switch"), whose tap cellad makes at each start
@@ -54,9 +56,26 @@ struct vmdef_nic {
 	char sw[VMDEF_SWITCH_MAX + 1]; /* "" = a tap NIC */
 	unsigned vlan;                 /* 1..4094: the port's access VLAN; 0 none */
 	char policy[VMDEF_POLICY_MAX]; /* the "policy" object as compact JSON; "" none */
+	/* User-mode networking through passt (daemon/core/sup_usernet.c): no tap. */
+	bool user;
+	char forward[VMDEF_FORWARD_MAX]; /* "tcp:HOST:GUEST,udp:..."; "" none */
 };
 
 #define VMDEF_HA_PRIORITY_MAX 1000
+
+/* Dynamic memory with Hyper-V's semantics (docs/memory.md): memory_mib is
+ * the startup memory; cellad's balancer (features/dynmem.c) moves the
+ * guest between minimum_mib and maximum_mib by its balloon (and by
+ * virtio-mem above the startup memory). */
+#define VMDEF_DYNMEM_BUFFER_MIN 5
+#define VMDEF_DYNMEM_BUFFER_MAX 2000
+#define VMDEF_DYNMEM_WEIGHT_MAX 10000
+struct vmdef_dynmem {
+	bool enabled;
+	uint64_t minimum_mib, maximum_mib; /* 0: not given (the startup memory) */
+	unsigned buffer_pct;               /* 5..2000, default 20 */
+	unsigned weight;                   /* 1..10000, default 5000 */
+};
 
 struct vmdef {
 	char name[VMDEF_NAME_MAX + 1];
@@ -64,6 +83,7 @@ struct vmdef {
 	unsigned cpus;
 	uint64_t memory_mib;
 	struct mem_backing_config memory; /* "memory": merge, hugepages, prealloc (docs/memory.md) */
+	struct vmdef_dynmem dynmem;       /* "dynamic_memory" (docs/memory.md, "Dynamic memory") */
 	char *kernel, *initrd, *cmdline;
 	struct vmdef_disk disks[VMDEF_MAX_DISKS];
 	unsigned nr_disks;
@@ -72,6 +92,10 @@ struct vmdef {
 	bool rng;
 	bool balloon;     /* virtio-balloon with statistics, free page reporting and
 			   * deflate-on-OOM (docs/memory.md) */
+	/* Hot-plug ceiling (virtio-mem, docs/memory.md): 0 = none; else the
+	 * most memory a running VM may be given (cella vm set --memory). */
+	uint64_t memory_max_mib;
+	uint32_t vsock_cid; /* virtio-vsock's guest CID (>= 3); 0: no vsock (docs/virtio.md) */
 	bool autostart;
 	enum restart_policy restart;
 	unsigned cpu_weight; /* 1..10000, like Set-VMProcessor -RelativeWeight */
@@ -105,6 +129,12 @@ void vmdef_free(struct vmdef *d);
 void vmdef_nic_tap(const struct vmdef *d, unsigned i, char out[16]);
 /* A switch NIC's MAC: its own, or one derived from the UUID and index. */
 void vmdef_nic_mac(const struct vmdef *d, unsigned i, char out[18]);
+/* One port forward of a user NIC ("tcp:H:G"): 0, -1 malformed, -2 a port
+ * outside 1..65535. */
+int vmdef_forward_parse(const char *s, bool *udp, unsigned *host, unsigned *guest);
+/* Walk a user NIC's forward text: the next entry after parsing p's first,
+ * or NULL at the end. */
+const char *vmdef_forward_next(const char *p, bool *udp, unsigned *host, unsigned *guest);
 /* Deep copy; returns 0 or -ENOMEM. */
 int vmdef_copy(struct vmdef *dst, const struct vmdef *src) __must_check;
 
@@ -133,12 +163,38 @@ int vmdef_format_probe(const char *path, enum vmdef_disk_format *f) __must_check
 /* The cella-vm --config document (console and control are flags). */
 json_t *vmdef_worker_config(const struct vmdef *d);
 
+/* vmdef_vsock.c: the "vsock" field (true, {"cid": N}, false or null) into
+ * d->vsock_cid (0, or -1 with e naming the key); its JSON (null or
+ * {"cid": N}); and its device in the worker's configuration. */
+#define VMDEF_VSOCK_CID_DEFAULT 3
+int vmdef_vsock_parse(struct vmdef *d, json_t *v, struct cerr *e) __must_check;
+json_t *vmdef_vsock_json(const struct vmdef *d);
+void vmdef_vsock_worker(const struct vmdef *d, json_t *cfg);
+
 /* vmdef_memory.c: the "memory" field ({merge, hugepages, prealloc}; null:
  * the defaults) parsed into d->memory (0, or -1 with e naming the key), its
  * view, and whether it is all defaults. */
 int vmdef_memory_parse(struct vmdef *d, json_t *v, struct cerr *e) __must_check;
 json_t *vmdef_memory_json(const struct vmdef *d);
 bool vmdef_memory_default(const struct vmdef *d);
+
+/* vmdef_dynmem.c: the "dynamic_memory" field ({enabled, minimum_mib,
+ * maximum_mib, buffer_pct, weight}; absent members keep their value, null
+ * turns it off with the defaults) parsed into d->dynmem (0, or -1 with e
+ * naming the member); vmdef_dynmem_check tests it against the rest of the
+ * definition (minimum <= memory_mib <= maximum, the balloon, the ceiling);
+ * its view; the effective minimum and maximum (0 members resolved). */
+int vmdef_dynmem_parse(struct vmdef *d, json_t *v, struct cerr *e) __must_check;
+int vmdef_dynmem_check(const struct vmdef *d, struct cerr *e) __must_check;
+json_t *vmdef_dynmem_json(const struct vmdef *d);
+/* What the store keeps: defaults as null; and whether all are defaults. */
+json_t *vmdef_dynmem_record(const struct vmdef *d);
+bool vmdef_dynmem_default(const struct vmdef *d);
+uint64_t vmdef_dynmem_min(const struct vmdef *d);
+uint64_t vmdef_dynmem_max(const struct vmdef *d);
+/* The most memory the guest can reach: memory_mib with a balloon only,
+ * the virtio-mem maximum where the definition has one. */
+uint64_t vmdef_dynmem_ceiling(const struct vmdef *d);
 
 /* vmdef_replica.c: the "replica" field: {source, last_point} parsed into
  * d->replica (0, or -1 with e), and its view ({source, state, last_point}),

@@ -15,3 +15,8 @@ int vmdef_get_bool(json_t *v, const char *field, bool *out, struct cerr *e);
 /* The disks array of a create or change request (replaces d's disks). */
 int vmdef_parse_disks(struct vmdef *d, json_t *arr, struct cerr *e);
 json_t *vmdef_disks_json(const struct vmdef *d, bool worker);
+/* vmdef_usernet.c: a user NIC's "forward" array into out ("tcp:H:G,..."):
+ * each tcp|udp:HOSTPORT:GUESTPORT with ports 1..65535, no host port twice. */
+int usernet_forwards_parse(json_t *v, char *out, size_t outlen, const char *field,
+			   struct cerr *e);
+json_t *usernet_nic_json(const struct vmdef_nic *n);

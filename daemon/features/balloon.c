@@ -35,6 +35,11 @@ int sup_balloon_set(struct sup *s, const char *name, json_t *body, json_t **out,
 			 "VM '%s' has no balloon (set \"balloon\": true while it is stopped)", name);
 		goto out;
 	}
+	if (vm->def.dynmem.enabled) {
+		cerr_set(e, CERR_STATE, "balloon", "VM '%s' has dynamic memory: its balancer sets the "
+			 "balloon (turn dynamic_memory off to set it by hand)", name);
+		goto out;
+	}
 	if ((uint64_t)target > vm->def.memory_mib) {
 		cerr_set(e, CERR_INVALID, "target_mib",
 			 "%lld MiB is more than the VM's memory (%llu MiB)", (long long)target,

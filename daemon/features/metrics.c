@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ksm.h"
+#include "dynmem.h"
 #include "wctl.h"
 
 struct snap {
@@ -110,7 +111,7 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 	json_t *m = json_pack("{s:s, s:s, s:I, s:i}", "name", sn->name, "state",
 			      vm_state_name(sn->state), "uptime_ms", (json_int_t)sn->uptime_ms,
 			      "restarts", (int)sn->restarts);
-	json_t *req, *st = NULL;
+	json_t *req, *st = NULL, *dm;
 	char path[512];
 	int64_t cg;
 
@@ -134,6 +135,14 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 		if (json_is_object(json_object_get(json_object_get(st, "devices"), "balloon")))
 			json_object_set(m, "balloon",
 					json_object_get(json_object_get(st, "devices"), "balloon"));
+		if ((dm = dynmem_vm_json(s, sn->uuid)))
+			json_object_set_new(m, "dynamic_memory", dm);
+		if (json_is_object(json_object_get(json_object_get(st, "devices"), "virtio_mem")))
+			json_object_set(m, "virtio_mem",
+					json_object_get(json_object_get(st, "devices"), "virtio_mem"));
+		if (json_is_object(json_object_get(json_object_get(st, "devices"), "vsock")))
+			json_object_set(m, "vsock",
+					json_object_get(json_object_get(st, "devices"), "vsock"));
 	}
 	json_decref(req);
 	json_decref(st);
@@ -300,6 +309,33 @@ char *sup_prometheus(struct sup *s)
 			tprintf(&t, "cella_vm_balloon_reported_bytes_total{vm=\"%s\"} %lld\n", nm,
 				(long long)jint(m, "balloon", "reported_bytes"));
 		}
+		if (json_object_get(json_object_get(m, "memory"), "restore_prefetch")) {
+			/* A restored VM's memory filled ahead of the guest
+			 * (docs/state-format.md, "Filling restored memory"). */
+			json_t *pf = json_object_get(json_object_get(m, "memory"), "restore_prefetch");
+
+			tprintf(&t, "cella_vm_restore_prefetched_bytes{vm=\"%s\"} %lld\n", nm,
+				(long long)(jint(pf, "written_pages", NULL) +
+					    jint(pf, "read_pages", NULL)) * 4096);
+			tprintf(&t, "cella_vm_restore_prefetch_seconds{vm=\"%s\"} %.3f\n", nm,
+				(double)jint(pf, "ms", NULL) / 1000);
+		}
+		if (json_object_get(m, "virtio_mem")) {
+			tprintf(&t, "cella_vm_memory_plugged_bytes{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "virtio_mem", "plugged_bytes"));
+			tprintf(&t, "cella_vm_memory_requested_bytes{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "virtio_mem", "requested_mib") << 20);
+		}
+		if (json_object_get(m, "vsock")) { /* docs/virtio.md, "virtio-vsock" */
+			tprintf(&t, "cella_vm_vsock_connections{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "vsock", "connections"));
+			tprintf(&t, "cella_vm_vsock_malformed_total{vm=\"%s\"} %lld\n", nm,
+				(long long)jint(m, "vsock", "malformed"));
+			tprintf(&t, "cella_vm_vsock_bytes_total{vm=\"%s\",dir=\"to_guest\"} %lld\n",
+				nm, (long long)jint(m, "vsock", "rx_bytes"));
+			tprintf(&t, "cella_vm_vsock_bytes_total{vm=\"%s\",dir=\"from_guest\"} %lld\n",
+				nm, (long long)jint(m, "vsock", "tx_bytes"));
+		}
 		tprintf(&t, "cella_vm_ksm_merging_pages{vm=\"%s\"} %lld\n", nm,
 			(long long)json_integer_value(json_object_get(
 				json_object_get(json_object_get(m, "memory"), "ksm"), "merging_pages")));
@@ -336,6 +372,13 @@ char *sup_prometheus(struct sup *s)
 			tprintf(&t, "%s", km);
 		free(km);
 	}
+	{ /* dynamic memory (dynmem.c) */
+		char *dm = dynmem_prometheus(s);
+
+		if (dm)
+			tprintf(&t, "%s", dm);
+		free(dm);
+	}
 	{ /* replication (replica_metrics.c) */
 		char *rm = sup_replica_metrics(s);
 
@@ -356,7 +399,8 @@ char *sup_prometheus(struct sup *s)
 json_t *sup_host(struct sup *s)
 {
 	struct utsname u;
-	json_t *states = json_object();
+	json_t *states = json_object(), *out;
+	const char *me;
 	double cpu;
 	uint64_t rss;
 	unsigned total = 0;
@@ -381,7 +425,7 @@ json_t *sup_host(struct sup *s)
 		total++;
 	}
 	sup_vm_unpin_all(s, all, nvm);
-	return json_pack("{s:s, s:s, s:s, s:i, s:I, s:b, s:i, s:o, s:s, s:b, s:b, s:{s:I, s:f, s:I}, "
+	out = json_pack("{s:s, s:s, s:s, s:i, s:I, s:b, s:i, s:o, s:s, s:b, s:b, s:{s:I, s:f, s:I}, "
 			 "s:o, s:o, s:o}",
 			 "hostname", u.nodename, "kernel", u.release, "version", "0.1.0",
 			 "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN), "memory_mib",
@@ -393,4 +437,10 @@ json_t *sup_host(struct sup *s)
 			 (json_int_t)getpid(), "cpu_seconds", cpu, "resident_kib", (json_int_t)rss,
 			 "ksm", ksm_host_json(), "hugepages", hugepages_host_json(),
 			 "usage", sup_host_usage(s));
+	/* In a pool: this host's name there, so that a page knows to ask for
+	 * GET /v1/pool (the web dashboard's pool section) without a 404. */
+	me = s->conf.pool ? s->conf.pool->host(s->conf.pool_ctx) : NULL;
+	if (out && me)
+		json_object_set_new(out, "pool", json_pack("{s:s}", "host", me));
+	return out;
 }

@@ -41,3 +41,9 @@ void portpol_remove(const struct portpol_port *port);
 /* The port's counters ({"rx_packets":..,"tx_bytes":..,"drops":{"mac_spoof":..}}),
  * a new reference, or NULL when the port has none. */
 json_t *portpol_counters(const struct portpol_port *port);
+
+/* What the worker's port does with 802.1Q tags (docs/networking.md, "VLANs"):
+ * -1 nothing (no VLAN), 0 a trunk (tags pass through), N: access VLAN N (the
+ * worker tags the guest's frames with N and untags N toward it; nftables on
+ * the host enforces the same). */
+int portpol_worker_vlan(const struct port_policy *p);

@@ -73,5 +73,7 @@ int pool_status_cached(struct pool *p, json_t **out, struct cerr *e)
 	json_decref(owned);
 	*out = json_pack("{s:s, s:s, s:b, s:s, s:o}", "pool", p->prefix, "host", p->host, "stale", 1,
 			 "etcd", "unreachable", "hosts", hosts);
+	if (*out)
+		pool_status_add_use(p, *out);
 	return *out ? 0 : cerr_set(e, CERR_INTERNAL, "", "out of memory");
 }

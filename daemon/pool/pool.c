@@ -347,6 +347,8 @@ int pool_status(struct pool *p, json_t **out, struct cerr *e)
 	}
 	*out = json_pack("{s:s, s:s, s:b, s:o}", "pool", p->prefix, "host", p->host, "stale", 0,
 			 "hosts", hosts);
+	if (*out)
+		pool_status_add_use(p, *out);
 	return *out ? 0 : cerr_set(e, CERR_INTERNAL, "", "out of memory");
 }
 

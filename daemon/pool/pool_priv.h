@@ -131,6 +131,10 @@ int pool_status_cached(struct pool *p, json_t **out, struct cerr *e) __must_chec
 /* This host's own state for pool status: "isolated" while its lease is
  * not held (renewals late, fencing, fenced) or etcd is away, else NULL. */
 const char *pool_own_isolated(struct pool *p);
+/* usage.c: each host's "use" (the vCPUs and memory of its running and
+ * paused VMs, its VMs by state, its HA VMs) from the cache, and this
+ * host's "lease" phase, added to a status answer. */
+void pool_status_add_use(struct pool *p, json_t *status);
 /* metrics.c: the pool's Prometheus series (malloc'd text). */
 char *pool_metrics_text(struct pool *p);
 

@@ -87,6 +87,8 @@ static json_t *rec_vmdef_placement(json_t *j, const struct vmdef *d)
 	}
 	if (j && d->replica.on)
 		json_object_set_new(j, "replica", vmdef_replica_json(d));
+	if (j && d->vsock_cid)
+		json_object_set_new(j, "vsock", vmdef_vsock_json(d));
 	return j;
 }
 
@@ -116,10 +118,14 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 			json_object_set_new(o, "vlan", json_integer(n->vlan));
 		if (n->policy[0])
 			json_object_set_new(o, "policy", json_string(n->policy));
+		if (n->user) /* user-mode networking: forwards as their text */
+			json_object_set_new(o, "user", json_true());
+		if (n->forward[0])
+			json_object_set_new(o, "forward", json_string(n->forward));
 		json_array_append_new(nics, o);
 	}
 	return rec_vmdef_placement(json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:b, s:b, s:s, s:i, s:i, s:o, s:o,"
-			 " s:o, s:b, s:i, s:b, s:o}",
+			 " s:o, s:b, s:i, s:b, s:o, s:o, s:I}",
 			 "uuid", d->uuid, "name", d->name, "cpus", (int)d->cpus, "memory_mib",
 			 (json_int_t)d->memory_mib, "kernel", d->kernel ? d->kernel : "", "initrd",
 			 opt_string(d->initrd), "cmdline", opt_string(d->cmdline), "rng", d->rng,
@@ -127,7 +133,8 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 			 "cpu_weight", (int)d->cpu_weight, "cpu_max", (int)d->cpu_max, "checkpoint",
 			 d->checkpoint[0] ? json_string(d->checkpoint) : json_null(), "disks", disks,
 			 "nics", nics, "ha", d->ha, "ha_priority", (int)d->ha_priority, "balloon",
-			 d->balloon, "memory", vmdef_memory_json(d)), d);
+			 d->balloon, "memory", vmdef_memory_json(d), "dynamic_memory",
+			 vmdef_dynmem_record(d), "memory_max_mib", (json_int_t)d->memory_max_mib), d);
 }
 
 
@@ -189,10 +196,22 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 		if (vmdef_replica_parse(d, json_object_get(j, "replica"), &re))
 			return -EINVAL;
 	}
+	if (json_object_get(j, "vsock")) {
+		struct cerr ve = { 0 };
+
+		if (vmdef_vsock_parse(d, json_object_get(j, "vsock"), &ve))
+			return -EINVAL;
+	}
 	if (json_object_get(j, "memory")) {
 		struct cerr me = { 0 };
 
 		if (vmdef_memory_parse(d, json_object_get(j, "memory"), &me))
+			return -EINVAL;
+	}
+	if (json_object_get(j, "dynamic_memory")) {
+		struct cerr me = { 0 };
+
+		if (vmdef_dynmem_parse(d, json_object_get(j, "dynamic_memory"), &me))
 			return -EINVAL;
 	}
 	n = d->cpus;
@@ -200,7 +219,8 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 		return -EINVAL;
 	d->cpus = (unsigned)n;
 	if (rec_uint(j, "memory_mib", VMDEF_MAX_MEM, &d->memory_mib) ||
-	    d->memory_mib < VMDEF_MIN_MEM)
+	    d->memory_mib < VMDEF_MIN_MEM ||
+	    rec_uint(j, "memory_max_mib", VMDEF_MAX_MEM, &d->memory_max_mib))
 		return -EINVAL;
 	n = d->cpu_weight;
 	if (rec_uint(j, "cpu_weight", 10000, &n) || n < 1)
@@ -232,8 +252,10 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 		if (!json_is_object(v) || rec_str(v, "tap", nic->tap, sizeof(nic->tap)) ||
 		    rec_str(v, "mac", nic->mac, sizeof(nic->mac)) ||
 		    rec_str(v, "switch", nic->sw, sizeof(nic->sw)) ||
-		    rec_str(v, "policy", nic->policy, sizeof(nic->policy)))
+		    rec_str(v, "policy", nic->policy, sizeof(nic->policy)) ||
+		    rec_str(v, "forward", nic->forward, sizeof(nic->forward)))
 			return -EINVAL;
+		nic->user = json_is_true(json_object_get(v, "user"));
 		vlan = json_object_get(v, "vlan");
 		if (vlan && (!json_is_integer(vlan) || json_integer_value(vlan) < 0 ||
 			     json_integer_value(vlan) > 4094))

@@ -81,10 +81,16 @@ static const struct {
     {"vms", "replica", "TEXT"}, /* the replica mark's JSON (vmdef_replica_json), or NULL */
     {"vms", "balloon", "INTEGER NOT NULL DEFAULT 0"},
     {"vms", "memory", "TEXT"}, /* the memory backing's JSON (vmdef_memory_json), or NULL */
+    {"vms", "memory_max_mib", "INTEGER NOT NULL DEFAULT 0"}, /* virtio-mem ceiling, 0 none */
+    {"vms", "vsock_cid", "INTEGER NOT NULL DEFAULT 0"}, /* virtio-vsock's guest CID, 0 none */
     /* A NIC on a switch (docs/networking.md): its switch, VLAN and policy JSON. */
     {"nics", "switch", "TEXT NOT NULL DEFAULT ''"},
     {"nics", "vlan", "INTEGER NOT NULL DEFAULT 0"},
     {"nics", "policy", "TEXT NOT NULL DEFAULT ''"},
+    /* A user-mode NIC (passt) and its port forwards ("tcp:H:G,..."). */
+    {"nics", "user", "INTEGER NOT NULL DEFAULT 0"},
+    {"nics", "forward", "TEXT NOT NULL DEFAULT ''"},
+    {"vms", "dynamic_memory", "TEXT"}, /* vmdef_dynmem_record's JSON, or NULL (defaults) */
 };
 
 static int db_exec(struct db *db, const char *sql)
@@ -165,6 +171,10 @@ static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t len)
 	snprintf(dst, len, "%s", s ? (const char *)s : "");
 }
 
+/* The "vsock" field, in its own statements (docs/virtio.md). */
+static int db_vsock_load(struct db *db, struct vmdef *d);
+static int db_vsock_save(struct db *db, const struct vmdef *d);
+
 static int db_load_children(struct db *db, struct vmdef *d)
 {
 	sqlite3_stmt *st =
@@ -194,7 +204,8 @@ static int db_load_children(struct db *db, struct vmdef *d)
 		k->cbt = sqlite3_column_int(st, 8);
 	}
 	sqlite3_finalize(st);
-	st = db_prepare(db, "SELECT tap, mac, switch, vlan, policy FROM nics WHERE vm_uuid=? "
+	st = db_prepare(db, "SELECT tap, mac, switch, vlan, policy, user, forward FROM nics "
+			"WHERE vm_uuid=? "
 			"ORDER BY idx");
 	if (!st)
 		return -EIO;
@@ -207,6 +218,8 @@ static int db_load_children(struct db *db, struct vmdef *d)
 		col_copy(st, 2, n->sw, sizeof(n->sw));
 		n->vlan = (unsigned)sqlite3_column_int(st, 3);
 		col_copy(st, 4, n->policy, sizeof(n->policy));
+		n->user = sqlite3_column_int(st, 5) != 0;
+		col_copy(st, 6, n->forward, sizeof(n->forward));
 	}
 	sqlite3_finalize(st);
 	return 0;
@@ -221,7 +234,7 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 	    "SELECT v.uuid, v.name, v.cpus, v.memory_mib, v.kernel, v.initrd, v.cmdline, v.rng,"
 	    " v.autostart, v.restart_policy, v.cpu_weight, v.cpu_max, r.state, r.pid,"
 	    " r.pid_start, r.started_at, r.exit_status, r.exit_reason, r.restarts, v.checkpoint,"
-	    " v.anti_affinity, v.anti_affinity_hard, v.replica, v.balloon, v.memory FROM vms v LEFT JOIN runtime r ON r.vm_uuid = v.uuid ORDER BY v.created_at, v.name");
+	    " v.anti_affinity, v.anti_affinity_hard, v.replica, v.balloon, v.memory, v.memory_max_mib, v.dynamic_memory FROM vms v LEFT JOIN runtime r ON r.vm_uuid = v.uuid ORDER BY v.created_at, v.name");
 	int ret = 0, rc;
 
 	if (!st)
@@ -265,6 +278,7 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 		col_copy(st, 20, d.anti_affinity, sizeof(d.anti_affinity));
 		d.anti_affinity_hard = sqlite3_column_int(st, 21);
 		d.balloon = sqlite3_column_int(st, 23);
+		d.memory_max_mib = (uint64_t)sqlite3_column_int64(st, 25);
 		if (sqlite3_column_type(st, 22) != SQLITE_NULL) {
 			json_t *rj = json_loads((const char *)sqlite3_column_text(st, 22), 0, NULL);
 			struct cerr re = { 0 };
@@ -282,7 +296,15 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 				log_err("db: VM %s: a bad memory backing (the defaults apply)", d.name);
 			json_decref(mj);
 		}
-		ret = db_load_children(db, &d);
+		if (sqlite3_column_type(st, 26) != SQLITE_NULL) {
+			json_t *mj = json_loads((const char *)sqlite3_column_text(st, 26), 0, NULL);
+			struct cerr me = { 0 };
+
+			if (!mj || vmdef_dynmem_parse(&d, mj, &me))
+				log_err("db: VM %s: bad dynamic memory settings (off)", d.name);
+			json_decref(mj);
+		}
+		ret = db_load_children(db, &d) ?: db_vsock_load(db, &d);
 		if (!ret)
 			ret = fn(opaque, &d, &rt);
 		vmdef_free(&d);
@@ -310,6 +332,33 @@ static int db_step_done(struct db *db, sqlite3_stmt *st)
 		return -EIO;
 	}
 	return 0;
+}
+
+static int db_vsock_load(struct db *db, struct vmdef *d)
+{
+	sqlite3_stmt *st = db_prepare(db, "SELECT vsock_cid FROM vms WHERE uuid=?");
+	int64_t cid;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		cid = sqlite3_column_int64(st, 0);
+		d->vsock_cid = cid >= 3 && cid <= 0xfffffffeLL ? (uint32_t)cid : 0;
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int db_vsock_save(struct db *db, const struct vmdef *d)
+{
+	sqlite3_stmt *st = db_prepare(db, "UPDATE vms SET vsock_cid=? WHERE uuid=?");
+
+	if (st) {
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)d->vsock_cid);
+		sqlite3_bind_text(st, 2, d->uuid, -1, SQLITE_TRANSIENT);
+	}
+	return db_step_done(db, st);
 }
 
 static void bind_opt(sqlite3_stmt *st, int i, const char *s)
@@ -348,14 +397,16 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 	    "INSERT INTO vms (uuid, name, cpus, memory_mib, kernel, initrd, cmdline, rng, "
 	    "autostart,"
 	    " restart_policy, cpu_weight, cpu_max, checkpoint, anti_affinity, anti_affinity_hard,"
-	    " replica, balloon, memory) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	    " replica, balloon, memory, memory_max_mib, dynamic_memory)"
+	    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 	    " ON CONFLICT(uuid) DO UPDATE SET name=excluded.name, cpus=excluded.cpus,"
 	    " memory_mib=excluded.memory_mib, kernel=excluded.kernel, initrd=excluded.initrd,"
 	    " cmdline=excluded.cmdline, rng=excluded.rng, autostart=excluded.autostart,"
 	    " restart_policy=excluded.restart_policy, cpu_weight=excluded.cpu_weight,"
 	    " cpu_max=excluded.cpu_max, checkpoint=excluded.checkpoint,"
 	    " anti_affinity=excluded.anti_affinity, anti_affinity_hard=excluded.anti_affinity_hard,"
-	    " replica=excluded.replica, balloon=excluded.balloon, memory=excluded.memory");
+	    " replica=excluded.replica, balloon=excluded.balloon, memory=excluded.memory,"
+	    " memory_max_mib=excluded.memory_max_mib, dynamic_memory=excluded.dynamic_memory");
 	if (st) {
 		json_t *rj = vmdef_replica_json(d);
 		char *rs = rj ? json_dumps(rj, JSON_COMPACT) : NULL;
@@ -377,6 +428,7 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 		sqlite3_bind_int(st, 15, d->anti_affinity_hard);
 		bind_opt(st, 16, rs);
 		sqlite3_bind_int(st, 17, d->balloon);
+		sqlite3_bind_int64(st, 19, (sqlite3_int64)d->memory_max_mib);
 		json_decref(rj);
 		free(rs);
 		rj = vmdef_memory_default(d) ? NULL : vmdef_memory_json(d);
@@ -384,8 +436,15 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 		bind_opt(st, 18, rs);
 		json_decref(rj);
 		free(rs);
+		rj = vmdef_dynmem_default(d) ? NULL : vmdef_dynmem_record(d);
+		rs = rj ? json_dumps(rj, JSON_COMPACT) : NULL;
+		bind_opt(st, 20, rs);
+		json_decref(rj);
+		free(rs);
 	}
 	ret = db_step_done(db, st);
+	if (!ret)
+		ret = db_vsock_save(db, d);
 	if (!ret) {
 		st = db_prepare(db, "DELETE FROM disks WHERE vm_uuid=?");
 		if (st)
@@ -420,8 +479,8 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 		ret = db_step_done(db, st);
 	}
 	for (unsigned i = 0; !ret && i < d->nr_nics; i++) {
-		st = db_prepare(db, "INSERT INTO nics (vm_uuid, idx, tap, mac, switch, vlan, policy) "
-				"VALUES (?,?,?,?,?,?,?)");
+		st = db_prepare(db, "INSERT INTO nics (vm_uuid, idx, tap, mac, switch, vlan, policy, "
+				"user, forward) VALUES (?,?,?,?,?,?,?,?,?)");
 		if (st) {
 			sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_int(st, 2, (int)i);
@@ -430,6 +489,8 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 			sqlite3_bind_text(st, 5, d->nics[i].sw, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_int(st, 6, (int)d->nics[i].vlan);
 			sqlite3_bind_text(st, 7, d->nics[i].policy, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int(st, 8, d->nics[i].user);
+			sqlite3_bind_text(st, 9, d->nics[i].forward, -1, SQLITE_TRANSIENT);
 		}
 		ret = db_step_done(db, st);
 	}

@@ -2,6 +2,7 @@
  * locations and passed as descriptors (files.h). */
 #include "files.h"
 #include "imageboot.h"
+#include "vsock_relay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -149,6 +150,37 @@ int worker_files_add_fd(struct worker_files *wf, int fd, int *n, struct cerr *e)
 	return add_fd(wf, fd, n, e);
 }
 
+/* virtio-vsock: its listening socket (run_dir/UUID.vsock) and the relay
+ * through which cellad connects the guest's streams (vsock_relay.h). */
+static int open_vsock(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_files *wf,
+		      struct cerr *e)
+{
+	json_t *dev = NULL, *o;
+	char path[512];
+	size_t i;
+	int fd, n;
+
+	json_array_foreach(json_object_get(cfg, "devices"), i, o)
+		if (!strcmp(json_string_value(json_object_get(o, "type")) ?: "", "virtio-vsock"))
+			dev = o;
+	if (!dev)
+		return 0;
+	sup_paths(s, vm, ".vsock", path, sizeof(path));
+	fd = unix_listen(path, 16, 0600);
+	if (fd < 0)
+		return cerr_set(e, CERR_INTERNAL, "", "vsock socket %s: %s", path, strerror(-fd));
+	if (add_fd(wf, fd, &n, e))
+		return -1;
+	json_object_set_new(dev, "uds", fd_spec(n));
+	fd = vsock_relay_start(path);
+	if (fd < 0)
+		return cerr_set(e, CERR_INTERNAL, "", "vsock relay: %s", strerror(-fd));
+	if (add_fd(wf, fd, &n, e))
+		return -1;
+	json_object_set_new(dev, "connector", fd_spec(n));
+	return 0;
+}
+
 /* What the worker would need host rights for: /dev/kvm, its taps (TUNSETIFF
  * needs CAP_NET_ADMIN for a tap it does not own), and files in run_dir
  * (0750 root), which it cannot reach from its user namespace. */
@@ -171,13 +203,27 @@ static int open_host(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_
 		if (!o)
 			return cerr_set(e, CERR_INTERNAL, "", "the worker's configuration lacks "
 					"nets[%u]", i);
+		if (vm->def.nics[i].user) { /* passt's socket (core/sup_usernet.c) */
+			fd = sup_usernet_open(s, vm, i, e);
+			if (fd < 0 || add_fd(wf, fd, &n, e))
+				return -1;
+			json_object_set_new(o, "fd", json_integer(n));
+			continue;
+		}
 		if (vm->def.nics[i].sw[0]) { /* a switch port (core/sup_switch.c) */
-			fd = sup_port_open(s, vm, i, e);
+			int vlan = -1;
+
+			fd = sup_port_open(s, vm, i, &vlan, e);
 			if (fd < 0)
 				return -1;
 			if (add_fd(wf, fd, &n, e))
 				return -1;
 			json_object_set_new(o, "tap_fd", fd_spec(n));
+			/* The worker tags and untags as nftables expects. */
+			if (vlan > 0)
+				json_object_set_new(o, "vlan", json_integer(vlan));
+			else if (vlan == 0)
+				json_object_set_new(o, "vlan", json_string("trunk"));
 			continue;
 		}
 		fd = tapdev_open(vm->def.nics[i].tap, err, sizeof(err));
@@ -198,7 +244,9 @@ static int open_host(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_
 	fd = unix_listen(path, 4, 0600);
 	if (fd < 0)
 		return cerr_set(e, CERR_INTERNAL, "", "console socket %s: %s", path, strerror(-fd));
-	return add_fd(wf, fd, &wf->console, e);
+	if (add_fd(wf, fd, &wf->console, e))
+		return -1;
+	return open_vsock(s, vm, cfg, wf, e);
 }
 
 int worker_files_add_config(struct worker_files *wf, const char *path, struct cerr *e)

@@ -13,9 +13,9 @@
 
 #include "deadline.h"
 #include "log.h"
+#include "poll_rate.h"
 #include "wctl.h"
 
-#define POLL_INTERVAL_MS  500
 #define POLL_TIMEOUT_MS   2000
 
 void sup_merge_disk_status(json_t *vmjson, json_t *status)
@@ -38,7 +38,8 @@ void sup_merge_disk_status(json_t *vmjson, json_t *status)
 /* Status poller -------------------------------------------------------------
  * The control socket is request/response, so a worker that pauses itself
  * (storage failure) or resumes on its own is noticed by asking: every VM
- * that runs or is paused is asked for its status every POLL_INTERVAL_MS.
+ * that runs or is paused is asked for its status every POLL_INTERVAL_MS,
+ * less often with hundreds of VMs (poll_rate.h).
  * A reply is applied only if no API action touched the VM meanwhile. */
 
 static void poll_apply(struct sup *s, struct vmrt *vm, json_t *reply)
@@ -109,7 +110,7 @@ static void *poller_main(void *opaque)
 		for (size_t i = 0; i < n && !s->shutting_down; i++)
 			poll_one(s, all[i]);
 		sup_vm_unpin_all(s, all, n);
-		dl = deadline_after_ms(POLL_INTERVAL_MS);
+		dl = deadline_after_ms(poll_round_ms(n)); /* fewer rounds with many VMs */
 		pthread_mutex_lock(&s->reg_lock);
 		while (!s->shutting_down &&
 		       pthread_cond_timedwait(&s->poll_wake, &s->reg_lock, &dl) != ETIMEDOUT)

@@ -284,8 +284,10 @@ static void worker_exited(struct sup *s, struct vmrt *vm)
 	vm->pid = 0;
 	vm->pid_start = 0;
 	sandbox_uid_put(s, vm);
-	/* Stopped, crashed, killed or moved away: its switch ports go. */
+	/* Stopped, crashed, killed or moved away: its switch ports go, and
+	 * its passt processes. */
 	sup_ports_remove(s, vm);
+	sup_usernet_stop(s, vm);
 	vm->exit_status = status;
 	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", reason);
 	snprintf(detail, sizeof(detail), "status %d: %s", status, reason);
@@ -548,22 +550,23 @@ static int spawn_worker(struct sup *s, struct vmrt *vm, struct cerr *e)
 	cfg = vmdef_worker_config(&vm->def);
 	if (!cfg)
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
-	if (worker_files_open(s, vm, cfg, &wf, e)) {
-		json_decref(cfg);
-		return -1;
-	}
+	/* The uid first: a user NIC's passt runs as it (worker_files_open). */
 	sandbox_uid_put(s, vm);
 	if (s->conf.sandbox && !s->conf.sandbox_user) {
 		int64_t taken = uidpool_take(&s->uids);
 
 		if (taken < 0) {
-			worker_files_close(&wf);
 			json_decref(cfg);
 			return cerr_set(e, CERR_CAPACITY, "", "no free sandbox uid: all %u from %u "
 					"are in use (sandbox_uid_count)", s->conf.sandbox_uid_count,
 					s->conf.sandbox_uid_base);
 		}
 		vm->sandbox_uid = (uint32_t)taken;
+	}
+	if (worker_files_open(s, vm, cfg, &wf, e)) {
+		json_decref(cfg);
+		sandbox_uid_put(s, vm);
+		return -1;
 	}
 	sup_paths(s, vm, ".json", path, sizeof(path));
 	if (json_dump_file(cfg, path, JSON_INDENT(2)) < 0) {
@@ -702,8 +705,10 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
 	int ret = spawn_worker(s, vm, e);
 
-	if (ret) /* the switch ports made for it (worker_files_open) */
+	if (ret) { /* the switch ports and passts made for it (worker_files_open) */
 		sup_ports_remove(s, vm);
+		sup_usernet_stop(s, vm);
+	}
 	return ret;
 }
 
@@ -916,6 +921,7 @@ void sup_adopt(struct sup *s, struct vmrt *vm, const struct store_runtime *rt)
 	sandbox_uid_adopt(s, vm);
 	watch_add(s, &vm->w_pid, vm->pidfd);
 	sup_ports_reattach(s, vm);
+	sup_usernet_adopt(s, vm);
 	sup_paths(s, vm, ".ctl", path, sizeof(path));
 	req = json_pack("{s:s}", "cmd", "status");
 	ret = wctl_request(path, req, 5000, &reply);

@@ -87,7 +87,8 @@ def test(args):
             check(re.search(pat, body, re.M), f"prometheus: {pat}")
         for line in body.splitlines():
             if line and not line.startswith("#") and not re.match(
-                    r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$', line):
+                    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"'
+                    r'(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? -?[0-9.e+]+$', line):
                 raise TestFailure(f"bad exposition line: {line!r}")
         log("ok: every exposition line is well formed")
         host = d.get("/v1/host").json

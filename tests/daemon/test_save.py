@@ -2,11 +2,13 @@
 writes its state into a file cellad passes as a descriptor, then exits with
 status 14); the VM shows "saved"; `cella vm restore` (start) resumes it from
 the file, the guest's rounds carry on where they were (memwriter checks all
-of its memory each round) and the file is consumed; delete-state discards a
+of its memory each round), its memory was filled ahead of it (metrics'
+memory.restore_prefetch, /metrics) and the file is consumed; delete-state discards a
 saved state; out-of-order requests get 409 (exit status 5)."""
 
 import os
 import re
+import time
 from cellad import ConsoleTail, Daemon, check, main, memwriter_rounds
 
 
@@ -45,6 +47,19 @@ def test(args):
         check(last <= first <= last + 2, f"resumed at round {first} (saved after round {last})")
         check(not os.path.exists(saved), "the state file was consumed by the start")
         check(d.vm("s")["state"] == "running", "running again")
+        # The restored worker filled its memory ahead of the guest, inside
+        # cellad's sandbox (docs/state-format.md, "Filling restored memory").
+        deadline = time.monotonic() + 60
+        while True:
+            pf = d.get("/v1/vms/s/metrics").json.get("memory", {}).get("restore_prefetch")
+            if pf and pf["state"] != "running" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # polling the metrics with a deadline
+        check(pf and pf["state"] == "done" and pf["written_pages"] >= (4 << 20) // 4096 and
+              pf["errors"] == 0, f"metrics memory.restore_prefetch: {pf}")
+        prom = d.get("/metrics").body
+        check(re.search(r'cella_vm_restore_prefetched_bytes\{vm="s"\} [1-9]', prom) is not None,
+              "/metrics has cella_vm_restore_prefetched_bytes")
 
         d.cli("vm", "save", "s")
         d.cli("vm", "delete-state", "s")

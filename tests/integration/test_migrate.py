@@ -12,7 +12,10 @@ over TLS with certificates made here by the openssl CLI.
   running;
 - garbage (plain bytes, then a well-authenticated TLS peer sending nonsense
   records) to an --incoming port: the destination exits with status 4 and a
-  clear message, no crash.
+  clear message, no crash;
+- across two network namespaces, with a NIC on a tap in each: a capture on
+  the destination's tap sees the VMM announce the guest's MAC (RARP) once
+  the move completes.
 """
 import json
 import os
@@ -339,9 +342,34 @@ def ip(*args):
     subprocess.run(["ip", *args], check=True)
 
 
+# Run in the destination's namespace: wait for the RARP announcing MAC on
+# the tap (argv: tap, mac, seconds); print what it saw.
+CAPTURE = r"""
+import socket, sys, time
+tap, mac, limit = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", "")), float(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+s.bind((tap, 0))
+print("capturing", flush=True)
+end = time.monotonic() + limit
+while time.monotonic() < end:
+    s.settimeout(max(0.1, end - time.monotonic()))
+    try:
+        f = s.recv(2048)
+    except socket.timeout:
+        break
+    if len(f) >= 42 and f[12:14] == b"\x80\x35" and f[6:12] == mac and f[22:28] == mac:
+        print("announced", f[:42].hex(), flush=True)
+        sys.exit(0)
+print("no announcement", flush=True)
+sys.exit(1)
+"""
+GUEST_MAC = "52:54:00:5a:11:42"
+
+
 def test_netns(args, tmp, pki, guest_args, mem):
     """Source and destination in two network namespaces joined by a veth
-    pair: the stream crosses a real (virtual) link, not loopback."""
+    pair: the stream crosses a real (virtual) link, not loopback. Each has
+    a NIC on a tap of its namespace; the destination announces the guest."""
     tag = f"cm{os.getpid() % 100000}"
     na, nb = f"{tag}a", f"{tag}b"
     ip("netns", "add", na)
@@ -352,21 +380,31 @@ def test_netns(args, tmp, pki, guest_args, mem):
         ip("link", "set", f"{tag}vb", "netns", nb)
         ip("-n", na, "addr", "add", "10.213.7.1/24", "dev", f"{tag}va")
         ip("-n", nb, "addr", "add", "10.213.7.2/24", "dev", f"{tag}vb")
+        tap = f"{tag}t"
         for ns, dev in ((na, f"{tag}va"), (nb, f"{tag}vb")):
+            ip("-n", ns, "tuntap", "add", "dev", tap, "mode", "tap")
+            ip("-n", ns, "link", "set", tap, "up")
             ip("-n", ns, "link", "set", dev, "up")
             ip("-n", ns, "link", "set", "lo", "up")
+        nic = ["--net", f"tap={tap},mac={GUEST_MAC}"]
         ctl_path = os.path.join(tmp, "netns-src.sock")
         kernel = args["guests"]["dirtier"]
         src = harness.Guest(harness.build_command(
             "cella", args["cella_vm"], kernel, guest_args, mem=mem,
-            extra=["--control", ctl_path]), "ns-src", wrapper=["ip", "netns", "exec", na]).start()
-        dst = Waitable(harness.build_command(
-            "cella", args["cella_vm"], kernel, guest_args, mem=mem,
-            extra=["--incoming", "tcp:10.213.7.2:4444", "--tls-cert", f"{pki}/dst.crt",
-                   "--tls-key", f"{pki}/dst.key", "--tls-ca", f"{pki}/ca.crt",
-                   "--tls-peer", "src.cella.test"]), "ns-dst",
-            wrapper=["ip", "netns", "exec", nb]).start()
+            extra=nic + ["--control", ctl_path]), "ns-src",
+            wrapper=["ip", "netns", "exec", na]).start()
+        cap = dst = None
         try:
+            cap = subprocess.Popen(["ip", "netns", "exec", nb, "python3", "-c", CAPTURE, tap,
+                                    GUEST_MAC, "240"], stdout=subprocess.PIPE, text=True)
+            if cap.stdout.readline().strip() != "capturing":
+                raise TestFailure("the capture on the destination's tap did not start")
+            dst = Waitable(harness.build_command(
+                "cella", args["cella_vm"], kernel, guest_args, mem=mem,
+                extra=nic + ["--incoming", "tcp:10.213.7.2:4444", "--tls-cert",
+                             f"{pki}/dst.crt", "--tls-key", f"{pki}/dst.key", "--tls-ca",
+                             f"{pki}/ca.crt", "--tls-peer", "src.cella.test"]), "ns-dst",
+                wrapper=["ip", "netns", "exec", nb]).start()
             src.wait_for(TICK.pattern, 60)
             dst.wait_stderr("waiting for the source")
             ctl = Control(ctl_path)
@@ -382,9 +420,19 @@ def test_netns(args, tmp, pki, guest_args, mem):
             for _ in range(3):
                 dst.wait_for(TICK.pattern, 30)
             check_continuity(src.lines, dst.lines)
+            out, _ = cap.communicate(timeout=60)
+            log(f"destination tap capture: {out.strip()}")
+            if cap.returncode != 0:
+                raise TestFailure("no RARP from the guest's MAC on the destination's tap")
+            if not any("announced" in l for l in dst.stderr_lines):
+                raise TestFailure("the destination did not log the announcement")
         finally:
+            if cap and cap.poll() is None:
+                cap.kill()
+                cap.wait()
             src.kill()
-            dst.kill()
+            if dst:
+                dst.kill()
     finally:
         subprocess.run(["ip", "netns", "del", na], check=False)
         subprocess.run(["ip", "netns", "del", nb], check=False)

@@ -13,8 +13,15 @@ host-a (h00):
   answer is on the console, read through host-a and on host-b.
 - Over TCP with a viewer token: host-a streams the console, and refuses
   the viewer's input itself (403, nothing forwarded).
-- The console's WebSocket (GET .../console/ws) on host-a: a 409 naming
-  host-b, where it is served.
+- The console's WebSocket (GET .../console/ws) on host-a, forwarded to
+  host-b: the ticker's history, then lines newer than it as they come
+  (one transfer thread on host-a while it is open, none after); a line
+  typed into the echo guest's socket is echoed (read on the socket and on
+  host-b), a resize is accepted; a viewer's socket over TCP reads, its
+  input is refused by host-a with an error message and never forwarded;
+  the VM killed: the socket closes with 1000 and a reason; host-b's
+  cellad frozen: input typed on host-a is reported undelivered; killed: the socket closes with 1011 naming host-b, and a new
+  handshake is a 502 naming it.
 - A client that leaves ends the transfer to the owner: host-a's thread
   count is back where it was.
 - host-b's cellad killed mid-stream: host-a's stream ends (cut off, as the
@@ -28,6 +35,8 @@ import http.client
 import os
 import re
 import shutil
+import signal
+import socket
 import ssl
 import sys
 import tempfile
@@ -39,6 +48,7 @@ from cellad import TestFailure, UnixHTTPConnection, check, log, main, skip  # no
 
 import etcdutil  # noqa: E402
 import poolutil  # noqa: E402
+from test_web_console_ws import OP_PING, OP_PONG, WS  # noqa: E402  (tests/daemon: the RFC 6455 client)
 
 VIEWER_TOKEN = "pool-console-viewer-token-0123456789"
 
@@ -88,6 +98,84 @@ def https(h, ca, method, path, body=None, token=VIEWER_TOKEN):
     c = http.client.HTTPSConnection(h.addr, poolutil.PORT, context=ctx, timeout=30)
     c.request(method, path, body=body, headers={"Authorization": f"Bearer {token}"})
     return c, c.getresponse()
+
+
+def ws_unix(h, path):
+    """A WebSocket on h's Unix socket (root: operator)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(h.sock)
+    return WS(s, path)
+
+
+def ws_tls(h, ca, path, token=VIEWER_TOKEN):
+    """A WebSocket on h's TCP API (TLS, a bearer token)."""
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = False  # the certificate names the host's IP: checked by the CA
+    s = ctx.wrap_socket(socket.create_connection((h.addr, poolutil.PORT), timeout=30))
+    return WS(s, path, token)
+
+
+def wait_transfers(pid, want, timeout=20):
+    t0 = time.monotonic()
+    while transfers(pid) != want and time.monotonic() < t0 + timeout:
+        time.sleep(0.05)  # the transfer notices its reader left: polled with a deadline
+    return time.monotonic() - t0
+
+
+def ws_forwarded(a, b, ca):
+    """The console WebSocket on host-a of host-b's VMs (docs/web.md, "Pools")."""
+    pid = a.proc.pid
+    w = ws_unix(a, "/v1/vms/tk/console/ws?history=2048")
+    check(w.status == 101, f"the console WebSocket of host-b's tk on host-a: {w.status} "
+          f"{w.head.splitlines()[0]}")
+    w.until(lambda x: len(ticks(x.output.decode())) >= 2, "the ticker's history")
+    hist = ticks(w.output.decode())
+    w.until(lambda x: max(ticks(x.output.decode())) > max(hist) + 2, "live ticker lines")
+    seen = ticks(w.output.decode())
+    check(seen == sorted(seen) and len(w.output) > 0,
+          f"tk's socket on host-a: history (ticker: {hist[0]}..{hist[-1]}) then live lines "
+          f"(..{seen[-1]}), in order")
+    check(transfers(pid) == 1, f"one transfer thread on host-a for the socket "
+          f"({transfers(pid)})")
+    w.close()
+    took = wait_transfers(pid, 0)
+    check(transfers(pid) == 0, f"the socket closed: host-a's transfer ended ({took:.2f} s)")
+
+    e = ws_unix(a, "/v1/vms/ec/console/ws")
+    check(e.status == 101, f"the echo guest's socket on host-a: {e.status}")
+    e.until(lambda x: b"echo: L35-19 " in x.output, "the echo guest's history (its last echo)")
+    e.send_text('{"resize": [120, 40]}')
+    e.send_text("ws-through-a\n")
+    t0 = time.monotonic()
+    e.until(lambda x: b"echo: ws-through-a" in x.output, "the echo of a typed line")
+    check(not e.texts, f"a line typed into host-a's socket is echoed by the guest on host-b "
+          f"({(time.monotonic() - t0) * 1000:.0f} ms), the resize accepted (no error: "
+          f"{e.texts})")
+    check("echo: ws-through-a" in b.wait_console("ec", "echo: ws-through-a"),
+          "the typed line reached the guest on host-b")
+    # Keystrokes one by one, as a browser sends them: in order, whole.
+    for ch in "keys-1by1\n":
+        e.send_bin(ch.encode())
+    e.until(lambda x: b"echo: keys-1by1" in x.output, "the echo of single keystrokes")
+
+    fwd_before = a.log().count("POST /v1/vms/ec/console forwarded")
+    v = ws_tls(a, ca, "/v1/vms/ec/console/ws")
+    check(v.status == 101, f"a viewer's socket over TCP on host-a: {v.status}")
+    v.until(lambda x: b"echo: ws-through-a" in x.output, "the viewer's history")
+    v.send_text("viewer-ws\n")
+    v.until(lambda x: x.texts, "the viewer's input refused")
+    err = v.texts[0].get("error", {})
+    check(err.get("field") == "role" and "operator" in err.get("message", ""),
+          f"the viewer's input refused by host-a: {err.get('message')}")
+    e.send_text("after-viewer\n")
+    e.until(lambda x: b"echo: after-viewer" in x.output, "the echo after the viewer's try")
+    check(b"viewer-ws" not in e.output and
+          a.log().count("POST /v1/vms/ec/console forwarded") == fwd_before + 1,
+          "the viewer's input was never forwarded (only the operator's next line was)")
+    v.close()
+    e.close()
+    wait_transfers(pid, 0)
 
 
 def wait_listed(a, vms, owner, timeout=30):
@@ -240,13 +328,8 @@ def run(pool):
           "the viewer's input was never forwarded")
     r = a.get("/v1/vms/tk/console?history=x")
     check(r.status == 400, f"a bad history: 400 at host-a ({r.status})")
-    # The console's WebSocket is served by the owner only (docs/web.md): a
-    # clear 409 naming it, not a forward.
-    r = a.get("/v1/vms/tk/console/ws", headers={
-        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
-    check(r.status == 409 and b.name in r.body and "/v1/vms/tk/console/ws" in r.body,
-          f"the console WebSocket of host-b's VM on host-a: 409 naming host-b ({r.status})")
+    # The console's WebSocket, forwarded to the owner.
+    ws_forwarded(a, b, ca)
 
     # `cella vm console ec` on host-a both ways: its input echoed, and
     # "quit" ends the guest on host-b, which ends the command.
@@ -260,7 +343,13 @@ def run(pool):
     # The owner's stream ends (its VM killed, through host-a): so does
     # host-a's, whole (its last chunk).
     c, resp = open_console(a, "ec", history=0)
+    w = ws_unix(a, "/v1/vms/ec/console/ws?history=0")
+    check(w.status == 101, f"ec's socket on host-a: {w.status}")
     a.action("ec", "kill")
+    w.until(lambda x: x.closed, "the socket's close after the kill")
+    check(w.closed[0] == 1000 and "stopped" in w.closed[1] and b.name in w.closed[1],
+          f"ec killed: its socket on host-a closed with {w.closed}")
+    w.close()
     try:
         rest = resp.read()
         ended = f"whole ({len(rest)} bytes after the kill)"
@@ -275,8 +364,40 @@ def run(pool):
     # host-b's cellad killed mid-stream: host-a's stream ends, host-a lives.
     c, resp = open_console(a, "tk", history=0, timeout=60)
     read_until(resp, lambda x: b"ticker: " in x, "a follower before the kill")
+    w = ws_unix(a, "/v1/vms/tk/console/ws?history=0")
+    w.until(lambda x: b"ticker: " in x.output, "a socket's line before the kill")
+    # host-b's cellad frozen (SIGSTOP): input typed on host-a cannot be
+    # delivered; the client is told (the POST's connect timeout, 10 s),
+    # and the loop serves the other socket meanwhile.
+    e = ws_unix(a, "/v1/vms/ec/console/ws?history=0")
+    check(e.status == 101, f"ec's socket on host-a before the freeze: {e.status}")
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        e.send_text("while-frozen\n")
+        # The loop is not held by the waiting input: a ping is answered.
+        e.send_frame(OP_PING, b"still-there")
+        e.s.settimeout(30)
+        while e.frame()[0] != OP_PONG:
+            pass
+        pong = time.monotonic() - t0
+        check(pong < 5 and not e.texts, f"while the input waits for frozen host-b, the "
+              f"loop answers a ping ({pong * 1000:.0f} ms)")
+        e.until(lambda x: x.texts, "the undelivered input's message", timeout=90)
+        msg = e.texts[0].get("error", {}).get("message", "")
+        check("not delivered" in msg and b.name in msg,
+              f"host-b frozen: the input typed on host-a is reported undelivered "
+              f"({time.monotonic() - t0:.1f} s): {msg}")
+    finally:
+        e.s.close()
+        os.kill(b.proc.pid, signal.SIGCONT)  # kill_hosts asks it for its workers first
     t0 = time.monotonic()
     pool.kill_hosts([b.name])
+    w.until(lambda x: x.closed, "the socket's close after host-b's death")
+    check(w.closed[0] == 1011 and b.name in w.closed[1],
+          f"host-b's cellad killed: tk's socket on host-a closed with {w.closed} "
+          f"({time.monotonic() - t0:.1f} s)")
+    w.close()
     ended = None
     try:
         while resp.read1(65536):
@@ -299,6 +420,10 @@ def run(pool):
           f"{r.json.get('error', {}).get('message', '')[:120] if r.json else r.body[:120]})")
     r = a.request("POST", "/v1/vms/ec/console", raw=b"x\n")
     check(r.status == 502, f"POST console input: 502 ({r.status})")
+    w = ws_unix(a, "/v1/vms/tk/console/ws")
+    check(w.status == 502 and b.name in w.head + w.s.recv(4096).decode(errors="replace"),
+          f"the console WebSocket of tk with host-b down: {w.status} naming host-b")
+    w.s.close()
     log(f"{a.name} log, forwarded: "
         f"{a.log().count('forwarded to')} requests")
 

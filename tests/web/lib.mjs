@@ -28,15 +28,18 @@ export function skipReason() {
   return "";
 }
 
-/** Starts cellad; resolves to {url, token, viewer_token, sock, dir, guests, stop()}. */
-export function startDaemon(config = {}) {
+/** Starts cellad; resolves to {url, token, viewer_token, sock, dir, guests, stop()}.
+ * opts.pool = N: host-a of a pool of N cellads on a one-member etcd (daemon.py
+ * --pool), with d.pool = {name, hosts: {NAME: {sock, pid}}}. */
+export function startDaemon(config = {}, opts = {}) {
   const args = JSON.parse(process.env.CELLA_WEB_ARGS);
+  if (opts.pool) args.push("--pool", String(opts.pool));
   const p = spawn("python3", [join(here, "daemon.py"), ...args, "--config", JSON.stringify(config)],
     { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" } });
   let out = "";
   let log = "";
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`cellad did not come up:\n${log}`)), 30000);
+    const timer = setTimeout(() => reject(new Error(`cellad did not come up:\n${log}`)), opts.pool ? 90000 : 30000);
     p.stdout.on("data", (b) => {
       const s = b.toString();
       log += s;
@@ -116,4 +119,25 @@ export async function apiCall(d, method, path, body, headers = {}) {
   let json;
   try { json = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
   return { status: r.status, json, text, headers: r.headers };
+}
+
+/** The API of a cellad over its Unix socket (another pool host's, which
+ * has no web listener): {status, json}. */
+export function sockCall(sock, method, path, body) {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = require("node:http").request({ socketPath: sock, method, path,
+      headers: data ? { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) } : {} }, (r) => {
+      let text = "";
+      r.setEncoding("utf8");
+      r.on("data", (c) => { text += c; });
+      r.on("end", () => {
+        let json;
+        try { json = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
+        resolve({ status: r.statusCode, json, text });
+      });
+    });
+    req.on("error", reject);
+    req.end(data);
+  });
 }

@@ -36,7 +36,7 @@ const PAGES = [
   ["vm-log", "#/vms/alpha/log", "alpha"],
   ["create", "#/create", "New VM"],
   ["console", "#/console/alpha", "Console: alpha"],
-  ["disks", "#/disks", "Disks"],
+  ["disks-empty", "#/disks", "Disks"],
   ["events", "#/events", "Events"],
 ];
 

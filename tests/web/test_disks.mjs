@@ -6,7 +6,7 @@
 // qemu-img.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -101,6 +101,8 @@ test("web disks: create, list with size and chain, a bad size beside its field, 
     assert.equal(await page.evaluate(() => document.activeElement?.id), "f-act-target",
       "the form opens with the focus in its first field");
     await page.screenshot({ path: join(shotsDir, "disks.png"), fullPage: true });
+    if (process.env.CELLA_WEB_SHOTS_DOCS)
+      copyFileSync(join(shotsDir, "disks.png"), join(process.env.CELLA_WEB_SHOTS_DOCS, "disks.png"));
   });
 
   await t.test("axe and the keyboard on the Disks page (light, dark, phone width)", async () => {

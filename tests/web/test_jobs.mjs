@@ -112,6 +112,10 @@ test("web jobs: a checkpoint merge's phases, a running save's progress, the work
     await until(() => urls.filter((u) => u === "/v1/host").length >= 3, "three ticks of GET /v1/host", 60000);
     page.off("request", onReq);
     assert.deepEqual(urls.filter((u) => /^\/v1\/vms\/[^/]+\/metrics$/.test(u)), [], "no request per VM");
+    // Not in a pool: no pool section, no GET /v1/pool (web-pool has them).
+    assert.deepEqual(urls.filter((u) => u === "/v1/pool"), [], "no GET /v1/pool on a single host");
+    assert.equal(await page.getByTestId("pool").count(), 0, "no Pool section on a single host");
+    assert.equal((await apiCall(d, "GET", "/v1/host")).json.pool, undefined, "GET /v1/host names no pool");
     const usage = (await apiCall(d, "GET", "/v1/host")).json.usage;
     assert.equal(usage.running, 1, JSON.stringify(usage));
     assert.ok(usage.rss_bytes > 0, JSON.stringify(usage));

@@ -26,7 +26,9 @@
 #include "devtype.h"
 #include "fdspec.h"
 #include "log.h"
+#include "mem_prefetch.h"
 #include "migrate/migrate.h"
+#include "state/memorder_sample.h"
 #include "state/statefile.h"
 #include "virtio/blk/blk_ctl.h"
 #include "vm.h"
@@ -212,10 +214,12 @@ static uint64_t thread_cpu_ns(pthread_t t)
 static json_t *ctl_memory(struct control *c)
 {
 	static const char *const keys[] = { "VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem" };
-	json_t *mem = json_object();
+	json_t *mem = json_object(), *pf = guest_mem_prefetch_json(&c->vm->mem);
 	char buf[4096];
 	ssize_t n;
 
+	if (pf)
+		json_object_set_new(mem, "restore_prefetch", pf);
 	if (c->status_fd < 0)
 		return mem;
 	n = pread(c->status_fd, buf, sizeof(buf) - 1, 0);
@@ -300,11 +304,11 @@ static json_t *ctl_ok(struct control *c)
 	return json_pack("{s:b, s:s}", "ok", 1, "state", ctl_state(c));
 }
 
-/* Graceful shutdown without ACPI: the request goes to the guest as
- * Ctrl-Alt-Del on the i8042 (vm_request_guest_shutdown; a Linux guest booted
- * with reboot=k resets, which cellad, having asked for the stop, records as
- * stopped). Whether or not the guest reacts, the deadline turns the VM off.
- * An ACPI power button, once there, replaces the key press here. */
+/* Graceful shutdown: vm_request_guest_shutdown presses the ACPI power
+ * button (hw/acpi: the GED's event) when the guest's OSPM initialised the
+ * GED, else sends Ctrl-Alt-Del on the i8042 (a Linux guest booted with
+ * reboot=k resets, which cellad, having asked for the stop, records as
+ * stopped). Whether or not the guest reacts, the deadline turns the VM off. */
 static json_t *ctl_shutdown(struct control *c, json_t *req)
 {
 	json_t *t = json_object_get(req, "timeout_ms");
@@ -321,14 +325,16 @@ static json_t *ctl_shutdown(struct control *c, json_t *req)
 		vm_resume(c->vm); /* a paused guest could never power off */
 	ret = c->shutdown_pending ? 0 : vm_request_guest_shutdown(c->vm);
 	if (ret && ret != -EBUSY)
-		log_info("control: cannot deliver Ctrl-Alt-Del to the guest: %s", strerror(-ret));
+		log_info("control: cannot deliver the power button or Ctrl-Alt-Del to the guest: %s",
+			 strerror(-ret));
 	its.it_value.tv_sec = ms / 1000;
 	its.it_value.tv_nsec = (ms % 1000) * 1000000 + 1; /* 0 would disarm */
 	if (timerfd_settime(c->timer_fd, 0, &its, NULL) < 0)
 		return ctl_error("cannot arm the shutdown timer: %s", strerror(errno));
 	c->shutdown_pending = true;
 	c->shutdown_timeout_ms = (unsigned)ms;
-	log_info("control: graceful shutdown requested (Ctrl-Alt-Del %s); turning off in %lld ms "
+	log_info("control: graceful shutdown requested (power button or Ctrl-Alt-Del %s); "
+		 "turning off in %lld ms "
 		 "unless the guest powers off first", ret ? "not delivered" : "sent", (long long)ms);
 	return ctl_ok(c);
 }
@@ -469,8 +475,11 @@ static bool ctl_devices_may_save(struct control *c, char *why, size_t len)
 
 static json_t *ctl_save(struct control *c, json_t *req, struct ctl_req *rq, int *after)
 {
-	json_t *jstop = json_object_get(req, "stop");
+	json_t *jstop = json_object_get(req, "stop"), *jsample = json_object_get(req, "sample_ms");
 	bool stop = !jstop || json_is_true(jstop), was_paused;
+	struct mem_order_sample sample = { 0 };
+	struct statefile_save_opts opts = { 0 };
+	unsigned sample_ms = MEM_ORDER_SAMPLE_MS_DEFAULT;
 	struct timespec t0;
 	char err[256];
 	uint64_t bytes = 0;
@@ -478,6 +487,12 @@ static json_t *ctl_save(struct control *c, json_t *req, struct ctl_req *rq, int 
 
 	if (jstop && !json_is_boolean(jstop))
 		return ctl_error("stop: expected a boolean");
+	if (jsample) {
+		if (!json_is_integer(jsample) || json_integer_value(jsample) < 0 ||
+		    json_integer_value(jsample) > MEM_ORDER_SAMPLE_MS_MAX)
+			return ctl_error("sample_ms: expected 0 to %d", MEM_ORDER_SAMPLE_MS_MAX);
+		sample_ms = (unsigned)json_integer_value(jsample);
+	}
 	if (!c->released)
 		return ctl_error("save: the VM is still starting");
 	if (!ctl_devices_may_save(c, err, sizeof(err)))
@@ -489,8 +504,13 @@ static json_t *ctl_save(struct control *c, json_t *req, struct ctl_req *rq, int 
 		return ctl_error("save: %s", err);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	was_paused = vm_paused(c->vm);
+	/* Which pages the guest writes now, for the restore's prefetch
+	 * (docs/state-format.md): only a running guest writes. */
+	if (!was_paused && sample_ms && !mem_order_sample(c->vm, sample_ms, &sample))
+		opts.order_rank = sample.rank;
 	vm_pause(c->vm);
-	ret = statefile_save(c->vm, fd, NULL, &bytes, err, sizeof(err));
+	ret = statefile_save(c->vm, fd, &opts, &bytes, err, sizeof(err));
+	free(sample.rank);
 	close(fd);
 	if (ret) {
 		if (!was_paused)
@@ -498,14 +518,16 @@ static json_t *ctl_save(struct control *c, json_t *req, struct ctl_req *rq, int 
 		log_err("control: save failed: %s", err);
 		return ctl_error("save: %s", err);
 	}
-	log_info("control: state saved (%llu bytes written) in %llu ms", (unsigned long long)bytes,
-		 (unsigned long long)ms_since(&t0));
+	log_info("control: state saved (%llu bytes written) in %llu ms (write sample: %llu pages "
+		 "in %u ms)", (unsigned long long)bytes, (unsigned long long)ms_since(&t0),
+		 (unsigned long long)sample.pages, sample.ms);
 	if (stop)
 		*after = WORKER_EXIT_SAVED;
 	else if (!was_paused)
 		vm_resume(c->vm);
-	return json_pack("{s:b, s:I, s:I}", "ok", 1, "bytes", (json_int_t)bytes, "ms",
-			 (json_int_t)ms_since(&t0));
+	return json_pack("{s:b, s:I, s:I, s:I, s:i}", "ok", 1, "bytes", (json_int_t)bytes, "ms",
+			 (json_int_t)ms_since(&t0), "order_pages", (json_int_t)sample.pages,
+			 "sample_ms", (int)sample.ms);
 }
 
 static int ctl_send(int fd, json_t *rep);
@@ -548,6 +570,8 @@ static json_t *ctl_migrate(struct control *c, json_t *req, struct ctl_req *rq)
 	}
 	migrate_destroy(c->mig);
 	c->mig = NULL;
+	/* The pages go to the destination: filling them here is wasted. */
+	guest_mem_prefetch_stop(&c->vm->mem);
 	ret = migrate_start(&c->mig, c->vm, req, fd, ctl_migrate_done, c, err, sizeof(err));
 	if (ret)
 		return ctl_error("migrate: %s", err);
@@ -584,7 +608,7 @@ static json_t *cmd_status(struct ctl_call *k)
 {
 	struct control *c = k->c;
 	char why[256];
-	json_t *rep;
+	json_t *rep, *pf;
 
 	rep = json_pack("{s:b, s:s, s:s, s:i, s:I, s:i}", "ok", 1, "state", ctl_state(c),
 			"name", c->name, "pid", (int)getpid(),
@@ -601,6 +625,8 @@ static json_t *cmd_status(struct ctl_call *k)
 					    device_types[i]->status(c->vm));
 	if (c->mig)
 		json_object_set_new(rep, "migration", migrate_progress(c->mig));
+	if ((pf = guest_mem_prefetch_json(&c->vm->mem)))
+		json_object_set_new(rep, "restore_prefetch", pf);
 	return rep;
 }
 

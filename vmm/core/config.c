@@ -67,6 +67,7 @@ void config_free(struct vm_config *c)
 	for (unsigned i = 0; i < c->nr_nets; i++) {
 		free(c->nets[i].tap);
 		free(c->nets[i].tap_fd);
+		free(c->nets[i].passt_fd);
 	}
 	for (unsigned i = 0; i < c->nr_devices; i++) {
 		conf_free(c->devices[i].type->config_schema, c->devices[i].cfg);
@@ -179,6 +180,28 @@ int config_add_disk(struct vm_config *c, const char *spec, char *err, size_t err
 	return 0;
 }
 
+/* Exactly one back end: a tap, or passt's stream (fd:N). */
+static int config_check_net_backend(const struct net_config *n, const char *what, char *err,
+				    size_t errlen)
+{
+	int fd;
+
+	if (n->passt_fd) {
+		if (n->tap || n->tap_fd)
+			return config_error(err, errlen, "%s: passt and tap are exclusive", what);
+		if (n->queues > 1)
+			return config_error(err, errlen, "%s: passt's stream is one queue pair "
+					    "(queues=%u)", what, n->queues);
+		if (!fdspec_is_fd(n->passt_fd, &fd) || fd < 0)
+			return config_error(err, errlen, "%s: passt '%s' is not fd:N", what,
+					    n->passt_fd);
+		return 0;
+	}
+	if (!n->tap)
+		return config_error(err, errlen, "%s: no tap=NAME (or passt=fd:N)", what);
+	return 0;
+}
+
 int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errlen)
 {
 	char *copy, *tok, *save = NULL;
@@ -200,6 +223,8 @@ int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errl
 			replace_str(&n.tap, tok + 4);
 		} else if (!strncmp(tok, "tap_fd=", 7)) {
 			replace_str(&n.tap_fd, tok + 7);
+		} else if (!strncmp(tok, "passt=", 6)) {
+			replace_str(&n.passt_fd, tok + 6);
 		} else if (!strncmp(tok, "mac=", 4)) {
 			if (!conf_mac_parse(tok + 4, n.mac)) {
 				ret = config_error(err, errlen, "net: mac '%s' is not " CONF_MAC_SYNTAX,
@@ -207,23 +232,41 @@ int config_add_net(struct vm_config *c, const char *spec, char *err, size_t errl
 				goto out;
 			}
 			n.has_mac = true;
+		} else if (!strncmp(tok, "vlan=", 5)) {
+			if (!conf_vlan_parse(tok + 5, &n.vlan, &n.vlan_trunk)) {
+				ret = config_error(err, errlen, "net: vlan '%s' is not " CONF_VLAN_SYNTAX,
+						   tok + 5);
+				goto out;
+			}
+		} else if (!strncmp(tok, "queues=", 7)) {
+			if (!conf_queues_parse(tok + 7, &n.queues)) {
+				ret = config_error(err, errlen, "net: queues '%s' is not "
+						   CONF_QUEUES_SYNTAX, tok + 7);
+				goto out;
+			}
+		} else if (!strncmp(tok, "mtu=", 4)) {
+			if (!conf_mtu_parse(tok + 4, &n.mtu)) {
+				ret = config_error(err, errlen, "net: mtu '%s' is not " CONF_MTU_SYNTAX,
+						   tok + 4);
+				goto out;
+			}
 		} else {
 			ret = config_error(err, errlen,
-					   "net: unknown option '%s' (expected tap=NAME, tap_fd=fd:N "
-					   "or mac=MAC)",
+					   "net: unknown option '%s' (expected tap=NAME, tap_fd=fd:N, "
+					   "passt=fd:N, mac=MAC, vlan=N|trunk, mtu=N or queues=N)",
 					   tok);
 			goto out;
 		}
 	}
-	if (!n.tap) {
-		ret = config_error(err, errlen, "net: '%s' has no tap=NAME", spec);
+	ret = config_check_net_backend(&n, "net", err, errlen);
+	if (ret)
 		goto out;
-	}
 	c->nets[c->nr_nets++] = n;
-	n.tap = n.tap_fd = NULL;
+	n.tap = n.tap_fd = n.passt_fd = NULL;
 out:
 	free(n.tap);
 	free(n.tap_fd);
+	free(n.passt_fd);
 	free(copy);
 	return ret;
 }
@@ -467,6 +510,7 @@ static int config_json_net(struct vm_config *c, json_t *n, unsigned idx, char *e
 	const char *key;
 	json_t *v;
 	struct net_config net = { 0 };
+	bool passt = false;
 	char name[64];
 
 	if (!json_is_object(n))
@@ -487,6 +531,24 @@ static int config_json_net(struct vm_config *c, json_t *n, unsigned idx, char *e
 			if (json_want_string(v, name, err, errlen))
 				goto fail;
 			replace_str(&net.tap_fd, json_string_value(v));
+		} else if (!strcmp(key, "backend")) {
+			if (json_want_string(v, name, err, errlen))
+				goto fail;
+			if (strcmp(json_string_value(v), "passt") && strcmp(json_string_value(v), "tap")) {
+				config_error(err, errlen, "%s: not tap or passt", name);
+				goto fail;
+			}
+			passt = !strcmp(json_string_value(v), "passt");
+		} else if (!strcmp(key, "fd")) {
+			char buf[32];
+
+			if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+			    json_integer_value(v) > 1 << 20) {
+				config_error(err, errlen, "%s: expected a file descriptor number", name);
+				goto fail;
+			}
+			snprintf(buf, sizeof(buf), "fd:%lld", (long long)json_integer_value(v));
+			replace_str(&net.passt_fd, buf);
 		} else if (!strcmp(key, "mac")) {
 			if (json_want_string(v, name, err, errlen))
 				goto fail;
@@ -495,20 +557,57 @@ static int config_json_net(struct vm_config *c, json_t *n, unsigned idx, char *e
 				goto fail;
 			}
 			net.has_mac = true;
+		} else if (!strcmp(key, "vlan")) {
+			char buf[32];
+
+			if (json_is_integer(v))
+				snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+			else
+				snprintf(buf, sizeof(buf), "%s", json_is_string(v) ? json_string_value(v) : "");
+			if (!conf_vlan_parse(buf, &net.vlan, &net.vlan_trunk)) {
+				config_error(err, errlen, "%s: not " CONF_VLAN_SYNTAX, name);
+				goto fail;
+			}
+		} else if (!strcmp(key, "queues")) {
+			char buf[32];
+
+			snprintf(buf, sizeof(buf), "%lld",
+				 json_is_integer(v) ? (long long)json_integer_value(v) : -1LL);
+			if (!conf_queues_parse(buf, &net.queues)) {
+				config_error(err, errlen, "%s: not " CONF_QUEUES_SYNTAX, name);
+				goto fail;
+			}
+		} else if (!strcmp(key, "mtu")) {
+			char buf[32];
+
+			snprintf(buf, sizeof(buf), "%lld",
+				 json_is_integer(v) ? (long long)json_integer_value(v) : -1LL);
+			if (!conf_mtu_parse(buf, &net.mtu)) {
+				config_error(err, errlen, "%s: not " CONF_MTU_SYNTAX, name);
+				goto fail;
+			}
 		} else {
 			config_error(err, errlen, "%s: unknown key", name);
 			goto fail;
 		}
 	}
-	if (!net.tap) {
+	if (!net.tap && !passt && !net.passt_fd) {
 		config_error(err, errlen, "nets[%u].tap: missing", idx);
 		goto fail;
 	}
+	snprintf(name, sizeof(name), "nets[%u]", idx);
+	if (passt != !!net.passt_fd) {
+		config_error(err, errlen, "%s: \"backend\": \"passt\" goes with \"fd\": N", name);
+		goto fail;
+	}
+	if (config_check_net_backend(&net, name, err, errlen))
+		goto fail;
 	c->nets[c->nr_nets++] = net;
 	return 0;
 fail:
 	free(net.tap);
 	free(net.tap_fd);
+	free(net.passt_fd);
 	return -EINVAL;
 }
 
@@ -544,10 +643,12 @@ static int config_from_json(struct vm_config *c, json_t *root, const char *base_
 		} else if (!strcmp(key, "memory")) {
 			if (config_json_memory(c, v, err, errlen))
 				return -EINVAL;
-		} else if (!strcmp(key, "rng") || !strcmp(key, "emulation_fallback")) {
+		} else if (!strcmp(key, "rng") || !strcmp(key, "emulation_fallback") ||
+			   !strcmp(key, "acpi")) {
 			if (!json_is_boolean(v))
 				return config_error(err, errlen, "%s: expected true or false", key);
-			*(key[0] == 'r' ? &c->rng : &c->emulation_fallback) = json_is_true(v);
+			*(key[0] == 'r' ? &c->rng : key[0] == 'a' ? &c->acpi
+					: &c->emulation_fallback) = json_is_true(v);
 		} else if (!strcmp(key, "console")) {
 			if (!json_is_string(v))
 				return config_error(err, errlen, "console: expected a string");
@@ -725,7 +826,7 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 	}
 	for (unsigned i = 0; i < c->nr_nets; i++)
 		for (unsigned j = 0; j < i; j++)
-			if (!strcmp(c->nets[i].tap, c->nets[j].tap))
+			if (c->nets[i].tap && c->nets[j].tap && !strcmp(c->nets[i].tap, c->nets[j].tap))
 				return config_error(err, errlen, "nets[%u].tap: %s is used twice",
 						    i, c->nets[i].tap);
 	if ((c->console == CONSOLE_FILE || c->console == CONSOLE_UNIX) && !c->console_path)

@@ -20,6 +20,11 @@ struct net_config {
 	char *tap_fd;    /* "fd:N": that tap, attached by the caller (cellad); NULL: open by name */
 	uint8_t mac[6];
 	bool has_mac;    /* false: a stable MAC is derived from the tap name */
+	unsigned mtu;    /* offered with VIRTIO_NET_F_MTU; 0: 1500 */
+	unsigned vlan;   /* 1..4094: access VLAN the worker tags and filters; 0 none */
+	bool vlan_trunk; /* vlan=trunk: tags pass untouched */
+	unsigned queues; /* queue pairs (tap queues, VIRTIO_NET_F_MQ); 0 or 1: one */
+	char *passt_fd;  /* "fd:N": a connected stream socket to passt instead of a tap */
 };
 
 enum console_kind { CONSOLE_STDIO, CONSOLE_FILE, CONSOLE_UNIX, CONSOLE_NONE };
@@ -51,6 +56,10 @@ struct vm_config {
 	struct net_config nets[CONFIG_MAX_NETS];
 	unsigned nr_nets;
 	bool rng;
+	/* ACPI tables for the guest (docs/guests.md, "ACPI"): off by default
+	 * for now; without them a Linux guest uses the MP table and gets its
+	 * virtio-mmio devices on the command line. */
+	bool acpi;
 	struct device_config devices[CONF_MAX_DEVICES];
 	unsigned nr_devices;
 	enum console_kind console;

@@ -14,6 +14,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -68,6 +69,11 @@ struct device_type {
 	/* Before `save` and `migrate`: false, with the reason, refuses them
 	 * (virtio-blk: a live export runs). */
 	bool (*may_save)(struct vm *vm, char *why, size_t len);
+	/* Guest-physical memory an instance reserves above RAM (virtio-mem's
+	 * hot-pluggable region), in bytes (a multiple of 2 MiB), from its
+	 * generic-list `config`; the core adds it to the VM's memory before
+	 * any device exists. At most one instance in a VM may reserve. */
+	uint64_t (*mem_region)(const struct vm_config *cfg, const void *config);
 	/* Ask the guest to shut down: 0, -EBUSY if one is pending. */
 	int (*request_shutdown)(struct device *dev);
 };

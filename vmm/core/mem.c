@@ -1,6 +1,7 @@
 /* mem.c: guest RAM (memfd-backed, or a copy-on-write mapping of a state
  * file for restored VMs) and the bounds-checked guest address accessor. */
 #include "mem.h"
+#include "mem_prefetch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <linux/falloc.h>
 
 #define PAGE_SIZE_4K 4096ULL
 
@@ -94,6 +97,8 @@ int guest_mem_init_file(struct guest_mem *m, uint64_t size, int fd, uint64_t off
 
 void guest_mem_destroy(struct guest_mem *m)
 {
+	/* The prefetch thread works on the mapping: it ends first. */
+	guest_mem_prefetch_free(m);
 	free(m->dirty);
 	if (m->host)
 		munmap(m->host, m->size);
@@ -181,7 +186,23 @@ int guest_mem_populated(const struct guest_mem *m, uint64_t off, size_t npages, 
 	}
 }
 
-void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+/* Whether every block of [off, off + len) of the hot-pluggable region is
+ * plugged. The bitmap changes under the device's lock only; a word read
+ * here is atomic, and a race with an unplug is the guest's own doing. */
+static bool hp_plugged(const struct guest_mem *m, uint64_t off, uint64_t len)
+{
+	const unsigned long *map = __atomic_load_n(&m->hp_plugged, __ATOMIC_ACQUIRE);
+	const unsigned bits = 8 * sizeof(unsigned long);
+
+	if (!map || !m->hp_block)
+		return false;
+	for (uint64_t b = off / m->hp_block; b <= (off + (len ? len - 1 : 0)) / m->hp_block; b++)
+		if (!((__atomic_load_n(&map[b / bits], __ATOMIC_RELAXED) >> (b % bits)) & 1))
+			return false;
+	return true;
+}
+
+static void *mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len, bool any)
 {
 	if (!m->host)
 		return NULL;
@@ -197,7 +218,61 @@ void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
 			return NULL;
 		return m->host + m->low_size + off;
 	}
+	if (m->hp_size && gpa >= m->hp_base && gpa - m->hp_base < m->hp_size) {
+		uint64_t off = gpa - m->hp_base;
+
+		if (len > m->hp_size - off || (!any && !hp_plugged(m, off, len)))
+			return NULL;
+		return m->host + m->low_size + m->high_size + off;
+	}
 	return NULL;
+}
+
+void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	return mem_ptr(m, gpa, len, false);
+}
+
+void *guest_mem_ptr_any(const struct guest_mem *m, uint64_t gpa, uint64_t len)
+{
+	return mem_ptr(m, gpa, len, true);
+}
+
+int guest_mem_set_hotplug(struct guest_mem *m, uint64_t hp_size)
+{
+	uint64_t boot;
+
+	if (hp_size % MiB(2) || hp_size >= m->size)
+		return -EINVAL;
+	boot = m->size - hp_size;
+	m->low_size = boot < MEM_HOLE_START ? boot : MEM_HOLE_START;
+	m->high_size = boot - m->low_size;
+	m->hp_size = hp_size;
+	m->hp_base = hp_size ? ALIGN_UP(MEM_4G + m->high_size, GiB(1)) : 0;
+	return 0;
+}
+
+unsigned guest_mem_slots(const struct guest_mem *m, struct guest_mem_slot s[GUEST_MEM_MAX_SLOTS])
+{
+	unsigned n = 0;
+
+	s[n++] = (struct guest_mem_slot){ 0, 0, m->low_size, 0 };
+	if (m->high_size)
+		s[n++] = (struct guest_mem_slot){ 1, MEM_4G, m->high_size, m->low_size };
+	if (m->hp_size)
+		s[n++] = (struct guest_mem_slot){ 2, m->hp_base, m->hp_size,
+						  m->low_size + m->high_size };
+	return n;
+}
+
+uint64_t guest_mem_gpa_of(const struct guest_mem *m, uint64_t off)
+{
+	if (off < m->low_size)
+		return off;
+	off -= m->low_size;
+	if (off < m->high_size)
+		return MEM_4G + off;
+	return m->hp_base + (off - m->high_size);
 }
 
 bool guest_mem_is_ram(const struct guest_mem *m, uint64_t gpa)

@@ -4,8 +4,12 @@
  *   [0, low_size)                RAM, low_size <= MEM_HOLE_START (3 GiB)
  *   [MEM_HOLE_START, 4 GiB)      MMIO hole: virtio-mmio, IOAPIC, LAPIC
  *   [4 GiB, 4 GiB + high_size)   RAM above the hole, when RAM > 3 GiB
- * Both RAM ranges are one contiguous host mapping: host + gpa for low RAM,
- * host + low_size + (gpa - 4 GiB) for high RAM.
+ *   [hp_base, hp_base + hp_size) virtio-mem's hot-pluggable region, when a
+ *                                VM has one (vmm/virtio/mem): hp_base is
+ *                                the end of high RAM rounded up to 1 GiB
+ * All ranges are one contiguous host mapping: host + gpa for low RAM,
+ * host + low_size + (gpa - 4 GiB) for high RAM, host + low_size +
+ * high_size + (gpa - hp_base) for the hot-pluggable region.
  *
  * Every guest address that comes from the guest (descriptor addresses,
  * lengths, boot structures) goes through guest_mem_ptr(): it returns NULL
@@ -27,6 +31,12 @@ struct guest_mem {
 	uint64_t size;     /* total RAM bytes */
 	uint64_t low_size; /* RAM bytes below MEM_HOLE_START */
 	uint64_t high_size;/* RAM bytes from 4 GiB up */
+	/* virtio-mem's region (0 bytes without one); part of `size`. Only its
+	 * plugged blocks are RAM to guest_mem_ptr: the device points
+	 * hp_plugged at its bitmap (one bit per hp_block bytes; NULL: none
+	 * plugged). */
+	uint64_t hp_base, hp_size, hp_block;
+	const unsigned long *hp_plugged;
 	/* Restored VMs (guest_mem_init_file): RAM is a MAP_PRIVATE mapping of
 	 * a state file from file_off; memfd is -1. The file's pages are read
 	 * lazily, the guest's writes go to anonymous copy-on-write pages. */
@@ -43,6 +53,8 @@ struct guest_mem {
 	 * enables it (guest_mem_dirty_enable); NULL until then. */
 	unsigned long *dirty;
 	bool dirty_on;     /* read/written atomically */
+	/* A restored VM's prefetch thread (mem_prefetch.h), or NULL. */
+	struct mem_prefetch *prefetch;
 };
 
 /* Allocate RAM of `size` bytes (multiple of 2 MiB). Returns 0 or -errno. */
@@ -65,6 +77,11 @@ int guest_mem_populated(const struct guest_mem *m, uint64_t off, size_t npages,
  * the range crosses from one RAM region into another. len may be 0. */
 void *guest_mem_ptr(const struct guest_mem *m, uint64_t gpa, uint64_t len);
 
+/* The same, with every byte of the hot-pluggable region counted as RAM
+ * whether plugged or not: for the VMM's own copies of whole RAM (a live
+ * migration's destination fills pages before the device state arrives). */
+void *guest_mem_ptr_any(const struct guest_mem *m, uint64_t gpa, uint64_t len);
+
 /* Copy to/from guest RAM. Return 0, or -EFAULT when the range is not RAM. */
 int guest_mem_read(const struct guest_mem *m, uint64_t gpa, void *dst, size_t len) __must_check;
 int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *src,
@@ -72,6 +89,27 @@ int guest_mem_write(const struct guest_mem *m, uint64_t gpa, const void *src,
 
 /* True when gpa is inside guest RAM. */
 bool guest_mem_is_ram(const struct guest_mem *m, uint64_t gpa);
+
+/* Make the last hp_size bytes of RAM (a multiple of 2 MiB, < size) the
+ * hot-pluggable region instead of boot RAM; called right after the init,
+ * before the KVM slots exist. 0 or -EINVAL. */
+int guest_mem_set_hotplug(struct guest_mem *m, uint64_t hp_size) __must_check;
+
+/* The KVM memory slots of the layout: slot number, guest address, size
+ * and byte offset into the host mapping. Returns how many (at most
+ * GUEST_MEM_MAX_SLOTS). vm_create and the migration dirty log use it. */
+#define GUEST_MEM_MAX_SLOTS 3
+struct guest_mem_slot {
+	uint32_t slot;
+	uint64_t gpa, size, off;
+};
+unsigned guest_mem_slots(const struct guest_mem *m, struct guest_mem_slot s[GUEST_MEM_MAX_SLOTS]);
+/* Guest address of byte offset `off` (< size) of the host mapping. */
+uint64_t guest_mem_gpa_of(const struct guest_mem *m, uint64_t off);
+/* guest_mem_discard (mem_prefetch.h): give [off, off + len) of the host
+ * mapping back to the host (a hole in the memfd, or the private copy
+ * dropped); it reads as zeros (or as the state file's bytes for restored
+ * RAM) afterwards, and a restore's prefetch never fills it again. */
 
 /* VMM-side dirty tracking for live migration (vmm/migrate). enable
  * allocates the bitmap on first use (kept until guest_mem_destroy, so a

@@ -1,6 +1,7 @@
 /* vm.c: VM lifecycle: KVM VM, memory slots, irqchip/PIT, devices, kernel, vCPUs. */
 #include "fdspec.h"
 #include "vm.h"
+#include "mem_prefetch.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -27,9 +28,28 @@
 #define KVM_IDENTITY_ADDR  0xFFFBC000ULL
 
 /* mem_fd >= 0: RAM is that file's bytes from mem_off, copy-on-write (restore). */
+/* Bytes of hot-pluggable region the configured devices reserve (virtio-mem). */
+static uint64_t vm_hotplug_size(const struct vm_config *cfg);
+
+uint64_t vm_config_mem_size(const struct vm_config *cfg)
+{
+	return (ALIGN_UP(cfg->mem_mib, 2) << 20) + vm_hotplug_size(cfg);
+}
+
+static uint64_t vm_hotplug_size(const struct vm_config *cfg)
+{
+	uint64_t size = 0;
+
+	for (unsigned i = 0; cfg && i < cfg->nr_devices; i++)
+		if (cfg->devices[i].type->mem_region)
+			size += cfg->devices[i].type->mem_region(cfg, cfg->devices[i].cfg);
+	return size;
+}
+
 static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t mem_size,
 			  int mem_fd, uint64_t mem_off)
 {
+	uint64_t hp_size;
 	int ret;
 
 	memset(vm, 0, sizeof(*vm));
@@ -54,11 +74,22 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	ret = evloop_create(&vm->loop);
 	if (ret)
 		return ret;
-	ret = guest_mem_init_backing(&vm->mem, cfg ? &cfg->memory : NULL, mem_size, mem_fd,
-				     mem_off);
-	if (ret)
+	hp_size = vm_hotplug_size(cfg);
+	ret = guest_mem_init_backing(&vm->mem, cfg ? &cfg->memory : NULL, mem_size + hp_size,
+				     mem_fd, mem_off);
+	if (ret) {
 		log_err("cannot allocate %llu MiB of guest memory: %s",
-			(unsigned long long)(mem_size >> 20), strerror(-ret));
+			(unsigned long long)((mem_size + hp_size) >> 20), strerror(-ret));
+		return ret;
+	}
+	if (hp_size) {
+		ret = guest_mem_set_hotplug(&vm->mem, hp_size);
+		/* prealloc populated the region too: nothing is plugged yet
+		 * (a restore keeps what the state file holds). */
+		if (!ret && mem_fd < 0 && cfg->memory.prealloc &&
+		    guest_mem_discard(&vm->mem, vm->mem.size - hp_size, hp_size))
+			log_warn("cannot drop the preallocated hot-pluggable region");
+	}
 	return ret;
 }
 
@@ -151,9 +182,14 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 	}
 	/* Memory slots go in before the irqchip: once an irqchip exists, every
 	 * slot change waits for an SRCU grace period (measured: 4-12 ms here). */
-	ret = kvm_set_slot(vm, 0, 0, vm->mem.low_size, vm->mem.host);
-	if (!ret && vm->mem.high_size)
-		ret = kvm_set_slot(vm, 1, MEM_4G, vm->mem.high_size, vm->mem.host + vm->mem.low_size);
+	{
+		struct guest_mem_slot sl[GUEST_MEM_MAX_SLOTS];
+		unsigned n = guest_mem_slots(&vm->mem, sl);
+
+		for (unsigned i = 0; i < n && !ret; i++)
+			ret = kvm_set_slot(vm, sl[i].slot, sl[i].gpa, sl[i].size,
+					   vm->mem.host + sl[i].off);
+	}
 	if (ret) {
 		log_err("KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
 		goto fail;
@@ -347,8 +383,14 @@ int vm_request_guest_shutdown(struct vm *vm)
 	for (struct device *d = vm->devices; d; d = d->next) {
 		const struct device_type *t = devtype_of(d);
 
-		if (t && t->request_shutdown)
-			return t->request_shutdown(d);
+		int ret;
+
+		if (!t || !t->request_shutdown)
+			continue;
+		/* -ENODEV: this way is not open (no ACPI guest): try the next. */
+		ret = t->request_shutdown(d);
+		if (ret != -ENODEV)
+			return ret;
 	}
 	return -ENODEV;
 }
@@ -503,7 +545,7 @@ int vm_setup(struct vm *vm)
 	const char *user = cfg->cmdline ? cfg->cmdline : "";
 	struct x86_boot_info bi;
 	char err[512] = "", hide[128] = "";
-	char *cmdline;
+	char *cmdline, *devs;
 	size_t len;
 	int ret;
 
@@ -532,12 +574,18 @@ int vm_setup(struct vm *vm)
 				 "with \"%s\"", hide);
 		}
 	}
-	len = strlen(user) + strlen(vm->cmdline_extra ? vm->cmdline_extra : "") + strlen(hide) + 2;
-	cmdline = malloc(len);
-	if (!cmdline)
+	/* With ACPI the DSDT lists the virtio devices; without, the command line. */
+	devs = vm_cmdline_devices(vm, user, cfg->acpi && cfg->kernel && kernel_is_linux(cfg->kernel));
+	if (!devs)
 		return -ENOMEM;
-	snprintf(cmdline, len, "%s%s%s%s", user, vm->cmdline_extra ? vm->cmdline_extra : "",
-		 hide[0] ? " " : "", hide);
+	len = strlen(user) + strlen(devs) + strlen(hide) + 2;
+	cmdline = malloc(len);
+	if (!cmdline) {
+		free(devs);
+		return -ENOMEM;
+	}
+	snprintf(cmdline, len, "%s%s%s%s", user, devs, hide[0] ? " " : "", hide);
+	free(devs);
 	log_debug("kernel command line: %s", cmdline);
 	ret = x86_load_kernel(&vm->mem, cfg->kernel, cfg->initrd, cmdline, &bi, err, sizeof(err));
 	free(cmdline);
@@ -550,6 +598,11 @@ int vm_setup(struct vm *vm)
 	ret = x86_setup_mptable(&vm->mem, cfg->cpus);
 	if (ret) {
 		log_err("cannot write the MP table: %s", strerror(-ret));
+		return ret;
+	}
+	ret = cfg->acpi ? vm_setup_acpi(vm) : 0;
+	if (ret) {
+		log_err("cannot write the ACPI tables: %s", strerror(-ret));
 		return ret;
 	}
 	return vcpus_setup_regs(vm, &bi);

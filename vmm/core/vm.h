@@ -79,6 +79,10 @@ struct vm {
 	const void *vcpu_filter;      /* each vCPU, before its first KVM_RUN */
 	const void *migration_filter; /* the live-migration sender */
 	const void *throttle_filter;  /* the migration's vCPU throttle thread */
+	const void *prefetch_filter;  /* a restore's prefetch thread (mem_prefetch.h) */
+	/* The process's seccomp allowlist is (about to be) on: no socket()
+	 * or connect() (virtio-vsock then connects only through cellad). */
+	bool no_new_sockets;
 
 	/* Pause protocol: pause_requested under pause_lock; each vCPU that sees
 	 * it counts itself in vcpus_parked and waits on pause_cond. */
@@ -96,8 +100,18 @@ struct vm {
 /* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,
  * no vCPUs yet. Returns 0 or -errno (message logged). */
 int vm_create(struct vm *vm, const struct vm_config *cfg) __must_check;
+/* Bytes of guest RAM a VM of cfg has: its memory plus the hot-pluggable
+ * region its devices reserve (virtio-mem); what a state file holds. */
+uint64_t vm_config_mem_size(const struct vm_config *cfg);
 /* Create devices from the configuration, load the kernel, create vCPUs. */
 int vm_setup(struct vm *vm) __must_check;
+/* vm_acpi.c: write the ACPI tables for the vCPUs and the virtio-mmio
+ * devices created so far (0 or -errno); and the device announcements for the
+ * kernel command line: vm->cmdline_extra, less its virtio_mmio.device=
+ * entries for a Linux kernel not booted with acpi=off (it finds them in the
+ * DSDT). Returns a malloc'd string, NULL without memory. */
+int vm_setup_acpi(struct vm *vm) __must_check;
+char *vm_cmdline_devices(const struct vm *vm, const char *user, bool is_linux);
 /* Run vCPU threads and the I/O loop until the VM ends; returns enum vm_exit
  * or the debug-exit status. */
 int vm_run(struct vm *vm);

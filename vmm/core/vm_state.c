@@ -11,6 +11,7 @@
 
 #include "arch/x86/x86.h"
 #include "log.h"
+#include "state/memorder.h"
 #include "state/state.h"
 #include "state/statefile.h"
 #include "vm.h"
@@ -193,6 +194,11 @@ static bool known_section(struct vm *vm, const char *id, unsigned format, uint32
 	*version = SEC_PIT_V;
 	if (!strcmp(id, "pit"))
 		return vm->vm_fd >= 0;
+	/* The restore's prefetch hint (statefile_mem_order reads it; the
+	 * VM's own load has nothing to do with it). */
+	*version = MEM_ORDER_VERSION;
+	if (!strcmp(id, MEM_ORDER_SECTION))
+		return format >= 2;
 	*version = SEC_CLOCK_V;
 	return !strcmp(id, "clock") && vm->vm_fd >= 0 && format >= 2;
 }

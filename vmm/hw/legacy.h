@@ -23,3 +23,5 @@ int i8042_create(struct vm *vm) __must_check;
  * consumed the previous one. */
 int i8042_ctrl_alt_del(struct device *dev) __must_check;
 int platform_ports_create(struct vm *vm) __must_check;
+/* The ACPI sleep registers and GED (hw/acpi; arch/x86/acpi.h). */
+int acpi_dev_create(struct vm *vm) __must_check;

@@ -14,28 +14,29 @@
 
 #define BITS_PER_WORD (8 * sizeof(unsigned long))
 
-/* The RAM slots as vm_create registers them: slot 0 is low RAM at gpa 0,
- * slot 1 the RAM above 4 GiB, right after low RAM in the host mapping. */
+/* The RAM slots as vm_create registers them (guest_mem_slots): low RAM,
+ * the RAM above 4 GiB and virtio-mem's region, one after the other in the
+ * host mapping. */
 struct ram_slot {
 	uint32_t slot;
 	uint64_t gpa, size, first_page;
 	uint8_t *host;
 };
 
-static unsigned ram_slots(const struct vm *vm, struct ram_slot s[2])
+static unsigned ram_slots(const struct vm *vm, struct ram_slot s[GUEST_MEM_MAX_SLOTS])
 {
-	unsigned n = 0;
+	struct guest_mem_slot g[GUEST_MEM_MAX_SLOTS];
+	unsigned n = guest_mem_slots(&vm->mem, g);
 
-	s[n++] = (struct ram_slot){ 0, 0, vm->mem.low_size, 0, vm->mem.host };
-	if (vm->mem.high_size)
-		s[n++] = (struct ram_slot){ 1, MEM_4G, vm->mem.high_size, vm->mem.low_size / 4096,
-					    vm->mem.host + vm->mem.low_size };
+	for (unsigned i = 0; i < n; i++)
+		s[i] = (struct ram_slot){ g[i].slot, g[i].gpa, g[i].size, g[i].off / 4096,
+					  vm->mem.host + g[i].off };
 	return n;
 }
 
 static int set_logging(struct vm *vm, bool on)
 {
-	struct ram_slot s[2];
+	struct ram_slot s[GUEST_MEM_MAX_SLOTS];
 	unsigned n = ram_slots(vm, s);
 
 	for (unsigned i = 0; i < n; i++) {
@@ -115,7 +116,7 @@ static int sync_slot(struct mig_dirty *d, const struct ram_slot *s)
 			any = true;
 		}
 	}
-	if (d->manual && any) {
+	if (d->manual && any && !d->keep_writable) {
 		/* Re-protect what we harvested, before reading those pages. */
 		struct kvm_clear_dirty_log clr = {
 			.slot = s->slot,
@@ -132,7 +133,7 @@ static int sync_slot(struct mig_dirty *d, const struct ram_slot *s)
 
 int mig_dirty_sync(struct mig_dirty *d, char *err, size_t errlen)
 {
-	struct ram_slot s[2];
+	struct ram_slot s[GUEST_MEM_MAX_SLOTS];
 	unsigned n;
 
 	if (!d->logging)

@@ -18,6 +18,10 @@ struct mig_dirty {
 	unsigned long *scratch; /* one KVM_GET_DIRTY_LOG result */
 	bool manual;            /* KVM_CLEAR_DIRTY_LOG (manual protect) in use */
 	bool logging;
+	/* Set after start: a sync never re-protects what it harvested (with
+	 * manual protect each page then faults once, on its first write; the
+	 * save's sample of written pages, vmm/state/memorder_sample.c). */
+	bool keep_writable;
 };
 
 /* Turn on dirty logging (KVM slots with KVM_MEM_LOG_DIRTY_PAGES, manual

@@ -199,7 +199,7 @@ static uint8_t *rx_page(struct mig_rx *rx, uint64_t gpa)
 {
 	if (gpa % MIG_PAGE_SIZE)
 		return NULL;
-	return guest_mem_ptr(rx->mem, gpa, MIG_PAGE_SIZE);
+	return guest_mem_ptr_any(rx->mem, gpa, MIG_PAGE_SIZE);
 }
 
 static int rx_pages(struct mig_rx *rx, const uint8_t *p, uint32_t len, bool zero)

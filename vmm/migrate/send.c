@@ -56,9 +56,7 @@ static void set_phase(struct migration *m, const char *phase)
 
 static uint64_t page_gpa(const struct vm *vm, uint64_t pg)
 {
-	uint64_t off = pg * MIG_PAGE_SIZE;
-
-	return off < vm->mem.low_size ? off : MEM_4G + (off - vm->mem.low_size);
+	return guest_mem_gpa_of(&vm->mem, pg * MIG_PAGE_SIZE);
 }
 
 /* --- page batches --------------------------------------------------- */

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <termios.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -373,10 +374,15 @@ static const unsigned long process_kvm_ioctls[] = {
 /* Other ioctls, by exact number too (a filter cannot see which kind of
  * file a descriptor is, so the number stands for the kind): TCGETS (stdio
  * asks whether its stream is a terminal), BLKGETSIZE64 (a block device
- * given at a disk switch), TUNGETIFF and TUNSETVNETHDRSZ (a tap's checks);
- * no terminal injection (TIOCSTI), no tap attach (TUNSETIFF), no other
- * block ioctl. */
-static const unsigned long other_ioctls[] = { TCGETS, BLKGETSIZE64, TUNGETIFF, TUNSETVNETHDRSZ };
+ * given at a disk switch), TUNGETIFF and TUNSETVNETHDRSZ (a tap's checks),
+ * TUNSETOFFLOAD (virtio-net tells its tap which offloads the guest's driver
+ * takes when the driver negotiates: it changes only what that tap hands
+ * this process), TUNSETQUEUE (a multi-queue NIC attaches and detaches its
+ * own tap queues as the driver changes the queue pairs in use); no
+ * terminal injection (TIOCSTI), no tap attach (TUNSETIFF), no other block
+ * ioctl. */
+static const unsigned long other_ioctls[] = { TCGETS, BLKGETSIZE64, TUNGETIFF, TUNSETVNETHDRSZ,
+					      TUNSETOFFLOAD, TUNSETQUEUE };
 
 static int sandbox_add_ioctls(scmp_filter_ctx ctx, const unsigned long *nr, size_t n);
 static uint32_t sandbox_thread_default(void);
@@ -543,6 +549,40 @@ static const int throttle_allowed[] = {
 	SCMP_SYS(exit_group),
 };
 
+/* A restore's prefetch thread (vmm/core/mem_prefetch.c): madvise and lseek
+ * by argument (sandbox_prefetch_rules), its lock, the clock, its one log
+ * line, and what glibc's thread exit does (the stack's MADV_DONTNEED is
+ * in the madvise rule). */
+static const int prefetch_allowed[] = {
+	SCMP_SYS(futex), SCMP_SYS(clock_gettime), SCMP_SYS(write), SCMP_SYS(gettid),
+	SCMP_SYS(getpid), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
+	SCMP_SYS(restart_syscall), SCMP_SYS(munmap), SCMP_SYS(exit), SCMP_SYS(exit_group),
+};
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+static int sandbox_prefetch_rules(scmp_filter_ctx ctx)
+{
+	static const int advice[] = { MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_WILLNEED,
+				      MADV_DONTNEED };
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < ARRAY_SIZE(advice); i++)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(madvise), 1,
+				       SCMP_A2(SCMP_CMP_EQ, (scmp_datum_t)advice[i]));
+	if (!ret)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(lseek), 1,
+				       SCMP_A2(SCMP_CMP_EQ, SEEK_DATA)) ?:
+		      seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(lseek), 1,
+				       SCMP_A2(SCMP_CMP_EQ, SEEK_HOLE));
+	return ret;
+}
+
 #if defined(__SANITIZE_ADDRESS__)
 /* The sanitizers' runtime on any thread (reports, allocator, stacks). */
 static const int asan_allowed[] = {
@@ -621,6 +661,10 @@ int sandbox_thread_filter(enum sandbox_thread kind, struct sock_fprog **out)
 		break;
 	case SANDBOX_THREAD_THROTTLE:
 		ret = sandbox_add_allowed(ctx, throttle_allowed, ARRAY_SIZE(throttle_allowed));
+		break;
+	case SANDBOX_THREAD_PREFETCH:
+		ret = sandbox_add_allowed(ctx, prefetch_allowed, ARRAY_SIZE(prefetch_allowed)) ?:
+		      sandbox_prefetch_rules(ctx);
 		break;
 	default:
 		ret = -EINVAL;

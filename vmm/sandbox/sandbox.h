@@ -56,7 +56,10 @@ int sandbox_seccomp_install(bool allow_fork) __must_check;
  *   irqfds; the UART's output; no open, socket, clone or ring setup);
  * - SANDBOX_THREAD_MIGRATION: the live-migration sender (its socket, dirty
  *   logs, state reads, the disks' chunks; the throttle thread);
- * - SANDBOX_THREAD_THROTTLE: the throttle thread (kicks and sleeps).
+ * - SANDBOX_THREAD_THROTTLE: the throttle thread (kicks and sleeps);
+ * - SANDBOX_THREAD_PREFETCH: a restore's prefetch thread (madvise with
+ *   the populate and read-ahead advice only, lseek with SEEK_DATA and
+ *   SEEK_HOLE only, its lock, its log line).
  * Build them before sandbox_seccomp_install (libseccomp needs a pipe).
  * CELLA_SECCOMP_LOG=1 in the environment: log instead of refusing (to
  * find what a new code path calls). *out is malloc'd
@@ -65,6 +68,7 @@ enum sandbox_thread {
 	SANDBOX_THREAD_VCPU,
 	SANDBOX_THREAD_MIGRATION,
 	SANDBOX_THREAD_THROTTLE,
+	SANDBOX_THREAD_PREFETCH,
 	SANDBOX_THREADS
 };
 struct sock_fprog;

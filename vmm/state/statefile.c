@@ -14,6 +14,7 @@
 
 #include "arch/x86/x86.h"
 #include "config.h"
+#include "state/memorder.h"
 #include "state/state.h"
 
 /* Header fields (docs/state-format.md). Version 2: */
@@ -311,7 +312,8 @@ int statefile_parse_header(const uint8_t *buf, size_t len, uint64_t file_size,
 }
 
 /* Payload checks that need no KVM, per section kind. */
-static int check_payload(const struct state_section *s, char *err, size_t errlen)
+static int check_payload(const struct state_section *s, uint64_t mem_size, char *err,
+			 size_t errlen)
 {
 	struct state_reader r;
 	char why[160] = "";
@@ -330,6 +332,12 @@ static int check_payload(const struct state_section *s, char *err, size_t errlen
 		ret = x86_pit_load(-1, &r, why, sizeof(why));
 	else if (!strcmp(s->id, "clock"))
 		ret = x86_clock_load(-1, &r, why, sizeof(why));
+	else if (!strcmp(s->id, MEM_ORDER_SECTION)) {
+		struct mem_order o;
+
+		ret = mem_order_parse(s->data, s->len, mem_size, &o, why, sizeof(why));
+		mem_order_free(&o);
+	}
 	if (ret)
 		return fail(err, errlen, "state: section '%s': %s", s->id, why);
 	return 0;
@@ -350,7 +358,7 @@ int statefile_check_buffer(const uint8_t *buf, size_t len, uint64_t file_size, c
 		return fail(err, errlen, "state: truncated in the sections (%zu bytes given)", len);
 	state_reader_init(&r, buf + info.sections_off, (size_t)info.sections_len);
 	while ((ret = state_section_next(&r, &sec, err, errlen)) == 1)
-		if ((ret = check_payload(&sec, err, errlen)))
+		if ((ret = check_payload(&sec, info.mem_size, err, errlen)))
 			return ret;
 	if (ret)
 		return ret;

@@ -107,6 +107,9 @@ int statefile_check_buffer(const uint8_t *buf, size_t len, uint64_t file_size, c
 struct statefile_save_opts {
 	uint32_t version;  /* 0: STATEFILE_VERSION; 1 writes the legacy format */
 	bool no_sync;      /* skip fsync (tests) */
+	/* The write sample's ranks (memorder_sample.h), one byte per page of
+	 * RAM, or NULL: written as the "mem-order" section (version 2 files). */
+	const uint8_t *order_rank;
 };
 
 /* Write the complete state of a paused VM to fd (a regular file, truncated
@@ -129,6 +132,14 @@ struct statefile {
  * guest memory. 0 or -errno with err set. */
 int statefile_open(struct statefile *sf, int fd, char *err, size_t errlen) __must_check;
 void statefile_close(struct statefile *sf);
+
+/* The file's "mem-order" record (state/memorder.h), parsed and checked
+ * against its RAM size: 0 with *out filled (empty when the file has none:
+ * older files, or a save without a sample), or -EINVAL/-ENOMEM with err
+ * set ("state: section 'mem-order': ..."). */
+struct mem_order;
+int statefile_mem_order(const struct statefile *sf, struct mem_order *out, char *err,
+			size_t errlen) __must_check;
 
 /* Load the file's CPU, platform and device state into vm, whose memory is
  * the file's (vm_create_restore) and whose devices and vCPUs exist

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "state/memorder.h"
 #include "state/state.h"
 #include "state/statefile.h"
 #include "vm.h"
@@ -181,6 +182,11 @@ int statefile_save(struct vm *vm, int fd, const struct statefile_save_opts *opts
 			       "writing it)");
 	state_writer_init(&w);
 	ret = vm_state_save_format(vm, &w, version);
+	/* The restore's prefetch hint: last, and only in files. */
+	if (!ret && version >= 2 && opts && opts->order_rank) {
+		mem_order_write(&w, opts->order_rank, vm->mem.size / PAGE_4K);
+		ret = state_writer_error(&w);
+	}
 	if (ret)
 		io_fail(err, errlen, ret, "state: cannot save the VM's state: %s", strerror(-ret));
 	else
@@ -254,6 +260,29 @@ void statefile_close(struct statefile *sf)
 	free(sf->sections);
 	memset(sf, 0, sizeof(*sf));
 	sf->fd = -1;
+}
+
+int statefile_mem_order(const struct statefile *sf, struct mem_order *out, char *err,
+			size_t errlen)
+{
+	struct state_section sec = { .id = "" };
+	struct state_reader r;
+	char why[200];
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (sf->info.version < 2)
+		return 0;
+	state_reader_init(&r, sf->sections, (size_t)sf->info.sections_len);
+	while ((ret = state_section_next(&r, &sec, err, errlen)) == 1) {
+		if (strcmp(sec.id, MEM_ORDER_SECTION))
+			continue;
+		ret = mem_order_parse(sec.data, sec.len, sf->info.mem_size, out, why, sizeof(why));
+		if (ret)
+			io_fail(err, errlen, ret, "state: section '%s': %s", sec.id, why);
+		return ret;
+	}
+	return ret;
 }
 
 int statefile_load(struct vm *vm, struct statefile *sf)

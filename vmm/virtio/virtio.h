@@ -27,6 +27,9 @@ int virtio_blk_create(struct vm *vm, const struct disk_config *cfg, unsigned ind
 /* virtio-net on the host tap interface cfg->tap (IFF_TAP | IFF_NO_PI |
  * IFF_VNET_HDR). The MAC is cfg->mac, or derived from the tap name. */
 int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned index) __must_check;
+/* After an incoming migration: announce every NIC's guest (RARP, a
+ * gratuitous ARP when known, VIRTIO_NET_S_ANNOUNCE where negotiated). */
+void virtio_net_announce(struct vm *vm);
 
 /* virtio-rng fed by getrandom(). */
 int virtio_rng_create(struct vm *vm) __must_check;

@@ -24,7 +24,13 @@ export interface Vm {
 export interface Host { hostname: string; kernel: string; version: string; cpus: number; memory_mib: number; kvm: boolean;
   vms: number; states: Record<string, number>; cgroups: string; sandbox: boolean; seccomp: boolean;
   daemon: { pid: number; cpu_seconds: number; resident_kib: number };
-  usage?: { running: number; cpu_ns: number; rss_bytes: number; read_bytes: number; write_bytes: number; rx_bytes: number; tx_bytes: number } }
+  usage?: { running: number; cpu_ns: number; rss_bytes: number; read_bytes: number; write_bytes: number; rx_bytes: number; tx_bytes: number };
+  pool?: { host: string } }
+/** GET /v1/pool (docs/pool.md): the pool's hosts, each with what its VMs use. */
+export interface PoolHost { name: string; address?: string; state: string; memory_mib: number; cpus: number; vms: string[];
+  since?: number; stale?: boolean;
+  use?: { cpus: number; memory_mib: number; running: number; ha_vms: number; states: Record<string, number> } }
+export interface PoolStatus { pool: string; host: string; stale?: boolean; lease?: string; hosts: PoolHost[] }
 export interface VmEvent { seq: number; time: string; event: string; vm: string; state?: string; detail?: string }
 export interface Checkpoint { name: string; parent?: string; kind: string; created_at: number; memory?: boolean;
   children?: string[]; current?: boolean }

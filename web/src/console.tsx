@@ -3,12 +3,15 @@
 // bytes; input as binary frames; {"resize": [cols, rows]} on resize). Where
 // that socket cannot be opened, the HTTP stream GET .../console?follow=true
 // and POST .../console carry the same bytes. After a blip it reconnects and
-// redraws from the history.
+// redraws from the history. A VM another pool host runs whose socket this
+// host refuses (its owner cannot be reached, or it forwards too many
+// consoles) is said to run there, with the owner's address: no reconnecting.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Terminal } from "@xterm/xterm";
 import { FitAddon } from "@xterm/addon-fit";
-import { vmPath } from "./api";
+import { PoolStatus, get, vmPath } from "./api";
 import { mirrorStyles } from "./cspstyle";
+import { store } from "./store";
 import { Heading, StateBadge, useStore } from "./ui";
 
 type Link = { send(b: Uint8Array): void; resize(c: number, r: number): void; close(): void };
@@ -76,6 +79,17 @@ function openHttp(name: string, onData: (b: Uint8Array) => void, onOpen: () => v
   };
 }
 
+/** Where the VM runs when another pool host runs it: its name and address
+ * (GET /v1/pool), or null (this host, no pool, or not known). */
+async function remoteOwner(name: string): Promise<{ host: string; address: string } | null> {
+  if (!store.vms.get(name)?.host) return null; // not in a pool: nothing to ask
+  try {
+    const p = await get<PoolStatus>("/v1/pool");
+    const h = p.hosts.find((x) => x.vms.includes(name));
+    return h && h.name !== p.host ? { host: h.name, address: h.address || "" } : null;
+  } catch { return null; }
+}
+
 export function ConsolePage({ name }: { name: string }) {
   const s = useStore();
   const vm = s.vms.get(name);
@@ -83,6 +97,7 @@ export function ConsolePage({ name }: { name: string }) {
   const [status, setStatus] = useState("connecting");
   const [transport, setTransport] = useState("");
   const [inputError, setInputError] = useState("");
+  const [elsewhere, setElsewhere] = useState<{ host: string; address: string } | null>(null);
   const readOnly = s.session?.role === "viewer";
   useEffect(() => {
     const el = box.current!;
@@ -119,7 +134,15 @@ export function ConsolePage({ name }: { name: string }) {
         link?.resize(term.cols, term.rows);
       }, (why, opened) => {
         if (closed) return;
-        if (!opened && !useHttp) { useHttp = true; connect(); return; }
+        if (!opened && !useHttp) {
+          // Refused: a VM another pool host runs is said to run there.
+          void remoteOwner(name).then((o) => {
+            if (closed) return;
+            if (o) { setElsewhere(o); setStatus(`VM ${name} runs on host ${o.host}`); return; }
+            useHttp = true; connect();
+          });
+          return;
+        }
         setStatus(`disconnected: ${why}; reconnecting`);
         timer = window.setTimeout(connect, delay);
         delay = Math.min(delay * 2, 5000);
@@ -148,6 +171,11 @@ export function ConsolePage({ name }: { name: string }) {
         {status}{transport && status === "connected" ? ` (${transport})` : ""}.
         {readOnly ? " Read-only: typing needs the operator role." : " Copy: select text; paste: Ctrl+Shift+V."}
       </p>
+      {elsewhere && (
+        <p class="notice" role="alert" id="console-elsewhere" data-host={elsewhere.host}>
+          VM {name} runs on host {elsewhere.host}; its console cannot be opened from this host now.
+          {elsewhere.address ? <> Open it there: <a href={`${elsewhere.address}/ui/#/console/${encodeURIComponent(name)}`}>{elsewhere.address}</a>.</> : ""}
+        </p>)}
       {inputError && <p class="error" role="alert" id="console-error">{inputError}</p>}
       <div class="term" ref={box} id="term" />
     </section>

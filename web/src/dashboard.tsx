@@ -1,10 +1,12 @@
 // dashboard.tsx: the host's capacity and use (GET /v1/host), VMs by state,
 // live charts of what the VMs' workers use, recent events. One request per
 // tick whatever the number of VMs: GET /v1/host sums the workers' counters
-// ("usage"), the charts plot the differences.
-import { useRef, useState } from "preact/hooks";
-import { Host, fmtBytes, get } from "./api";
+// ("usage"), the charts plot the differences. In a pool, the same tick also
+// asks GET /v1/pool for the Pool section (pool.tsx).
+import { useEffect, useRef, useState } from "preact/hooks";
+import { Host, PoolStatus, fmtBytes, get } from "./api";
 import { Chart, Ring } from "./chart";
+import { PoolSection, notePool } from "./pool";
 import { store } from "./store";
 import { Heading, StateBadge, useInterval, useStore } from "./ui";
 
@@ -14,6 +16,15 @@ export function Dashboard() {
   const s = useStore();
   const [host, setHost] = useState<Host | null>(null);
   const [err, setErr] = useState("");
+  const [pool, setPool] = useState<PoolStatus | null>(null);
+  const [poolErr, setPoolErr] = useState("");
+  const pooled = useRef(false);
+  const loadPool = async () => {
+    try {
+      const p = await get<PoolStatus>("/v1/pool");
+      setPool(p); setPoolErr(""); notePool(p);
+    } catch (e) { setPoolErr(String(e)); }
+  };
   const rings = useRef({ cpu: new Ring(60, 1), mem: new Ring(60, 1), disk: new Ring(60, 2), net: new Ring(60, 2) });
   const prev = useRef<{ t: number; u: Usage } | null>(null);
   const [data, setData] = useState(() => ({ cpu: rings.current.cpu.data, mem: rings.current.mem.data,
@@ -26,6 +37,9 @@ export function Dashboard() {
       h = early?.ok ? ((await early.json()) as Host) : await get<Host>("/v1/host");
       setHost(h); setErr("");
     } catch (e) { setErr(String(e)); return; }
+    pooled.current = !!h.pool;
+    if (h.pool) void loadPool(); // beside the charts' work, not before it
+    else setPool(null);
     const u = h.usage;
     if (!u) return;
     const t = Date.now() / 1000;
@@ -45,10 +59,19 @@ export function Dashboard() {
     });
   }, 2000, []);
 
+  // A pool event (a host up, down, joined, left...) asks for the pool at once.
+  let poolEv = 0;
+  for (let i = s.events.length - 1; i >= 0; i--) if (s.events[i].event.startsWith("pool-")) { poolEv = s.events[i].seq; break; }
+  useEffect(() => { if (poolEv && pooled.current) void loadPool(); }, [poolEv]);
+
   const byState: Record<string, number> = {};
   for (const v of s.vms.values()) byState[v.state] = (byState[v.state] || 0) + 1;
-  const memDefined = [...s.vms.values()].reduce((a, v) => a + (v.state === "running" || v.state === "paused" ? v.memory_mib : 0), 0);
-  const cpusUsed = [...s.vms.values()].reduce((a, v) => a + (v.state === "running" || v.state === "paused" ? v.cpus : 0), 0);
+  // This host's capacity: in a pool the list holds the other hosts' VMs too.
+  const here = [...s.vms.values()].filter((v) => !v.host || !host?.pool || v.host === host.pool.host);
+  const memDefined = here.reduce((a, v) => a + (v.state === "running" || v.state === "paused" ? v.memory_mib : 0), 0);
+  // In a pool, the capacity this host offers it (its record: memory_capacity_mib).
+  const mine = host?.pool ? pool?.hosts.find((h) => h.name === host.pool!.host) : undefined;
+  const cpusUsed = here.reduce((a, v) => a + (v.state === "running" || v.state === "paused" ? v.cpus : 0), 0);
   return (
     <section>
       <Heading>Dashboard</Heading>
@@ -58,6 +81,7 @@ export function Dashboard() {
           <h2>Host</h2>
           {host ? (<dl>
             <dt>Name</dt><dd>{host.hostname}</dd>
+            {host.pool && <><dt>Pool host</dt><dd>{host.pool.host}</dd></>}
             <dt>cellad</dt><dd>{host.version}, {fmtBytes(host.daemon.resident_kib * 1024)} resident</dd>
             <dt>KVM</dt><dd>{host.kvm ? "yes" : "no"}; cgroups {host.cgroups}; sandbox {host.sandbox ? "on" : "off"}</dd>
           </dl>) : <p>Loading…</p>}
@@ -65,8 +89,8 @@ export function Dashboard() {
         <div class="card stat">
           <h2>Capacity</h2>
           {host && (<>
-            <Meter label="vCPUs of running VMs" used={cpusUsed} total={host.cpus} unit="" />
-            <Meter label="Memory of running VMs" used={memDefined} total={host.memory_mib} unit=" MiB" />
+            <Meter label="vCPUs of running VMs" used={cpusUsed} total={mine?.cpus ?? host.cpus} unit="" />
+            <Meter label="Memory of running VMs" used={memDefined} total={mine?.memory_mib ?? host.memory_mib} unit=" MiB" />
           </>)}
         </div>
         <div class="card stat">
@@ -76,6 +100,7 @@ export function Dashboard() {
             <li><a href={`#/vms?state=${k}`}><StateBadge state={k} /> {n}</a></li>))}</ul>
         </div>
       </div>
+      {host?.pool && <PoolSection pool={pool} err={poolErr} />}
       <div class="charts">
         <Chart title="CPU (running VMs, % of one CPU)" unit="%" series={[{ label: "CPU", color: "#2a6fdb" }]} data={data.cpu} />
         <Chart title="Memory (worker RSS, MiB)" unit="" series={[{ label: "RSS", color: "#8a4bd6" }]} data={data.mem} />

@@ -12,6 +12,7 @@ export class Store {
   session: Session | null = null;
   loaded = false;
   error = "";
+  poolSig = ""; // the pool's view last seen (pool.tsx: a change reloads the list)
   private listeners = new Set<Listener>();
   private stopEvents: (() => void) | null = null;
   private refreshTimer = 0;
@@ -115,6 +116,7 @@ export class Store {
     this.events = [];
     this.jobs.clear();
     this.loaded = false;
+    this.poolSig = "";
   }
 
   onEvent(ev: VmEvent) {

@@ -1,9 +1,10 @@
 // vms.tsx: every VM with its live state (from the event stream), filters by
 // name and state, and bulk actions on the selected VMs.
 import { useState } from "preact/hooks";
-import { ApiError, api, fmtUptime, post, vmPath } from "./api";
+import { ApiError, PoolStatus, api, fmtUptime, get, post, vmPath } from "./api";
+import { notePool } from "./pool";
 import { store } from "./store";
-import { Heading, StateBadge, useAction, useStore } from "./ui";
+import { Heading, StateBadge, useAction, useInterval, useStore } from "./ui";
 
 const STATES = ["", "defined", "starting", "running", "paused", "stopping", "stopped", "crashed", "saved"];
 const BULK: [string, string, string[]][] = [
@@ -30,6 +31,11 @@ export function VmList() {
     .filter((v) => (!state || v.state === state) && (!text || v.name.toLowerCase().includes(text.toLowerCase())))
     .sort((a, b) => a.name.localeCompare(b.name));
   const chosen = vms.filter((v) => sel.has(v.name));
+  // In a pool the list holds every host's VMs, each with its host; the
+  // others' changes come with no event here: the pool's view, asked for
+  // every 3 s, reloads the list when it changed (pool.tsx).
+  const pooled = [...s.vms.values()].some((v) => v.host);
+  useInterval(() => { if (pooled) get<PoolStatus>("/v1/pool").then(notePool, () => {}); }, 3000, [pooled]);
   function toggle(n: string) {
     const x = new Set(sel);
     if (x.has(n)) x.delete(n); else x.add(n);
@@ -73,13 +79,14 @@ export function VmList() {
             <th scope="col"><input type="checkbox" aria-label="Select all shown" checked={vms.length > 0 && chosen.length === vms.length}
               onChange={(e) => setSel((e.target as HTMLInputElement).checked ? new Set(vms.map((v) => v.name)) : new Set())} /></th>
             <th scope="col">Name</th><th scope="col">State</th><th scope="col">vCPUs</th><th scope="col">Memory</th>
-            <th scope="col">Uptime</th><th scope="col">Console</th></tr></thead>
+            <th scope="col">Uptime</th>{pooled && <th scope="col">Host</th>}<th scope="col">Console</th></tr></thead>
           <tbody>{vms.map((v) => (
             <tr key={v.name} data-vm={v.name}>
               <td><input type="checkbox" aria-label={`Select ${v.name}`} checked={sel.has(v.name)} onChange={() => toggle(v.name)} /></td>
               <th scope="row"><a href={`#/vms/${encodeURIComponent(v.name)}`}>{v.name}</a></th>
               <td><StateBadge state={v.state} /></td><td>{v.cpus}</td><td>{v.memory_mib} MiB</td>
               <td>{v.state === "running" ? fmtUptime(v.uptime_ms) : ""}</td>
+              {pooled && <td data-col="host">{v.host}</td>}
               <td><a href={`#/console/${encodeURIComponent(v.name)}`} aria-label={`Console of ${v.name}`}>Console</a></td>
             </tr>))}</tbody>
         </table></div>

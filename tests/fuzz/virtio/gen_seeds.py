@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gen_seeds.py: write the seed corpora of fuzz_virtq, fuzz_virtio_mmio and fuzz_balloon
+"""gen_seeds.py: write the seed corpora of fuzz_virtq, fuzz_virtio_mmio, fuzz_balloon and fuzz_vmem
 (run from this directory; the outputs are committed)."""
 import struct
 
@@ -134,4 +134,106 @@ if True:  # fuzz_balloon's seeds
     os.makedirs('corpus-balloon', exist_ok=True)
     for name, b in seeds.items():
         with open(os.path.join('corpus-balloon', name), 'wb') as f:
+            f.write(b)
+
+
+def vmem_req(t, addr, n):
+    return struct.pack('<HHHHQHHHH', t, 0, 0, 0, addr, n, 0, 0, 0)
+
+
+if True:  # fuzz_vmem's seeds: RING_BASE 0x10000, the region at 4 GiB
+    import os
+    rb, region = 0x10000, 1 << 32
+    mem = bytearray(0x3000)
+    put(mem, 0, desc(rb + 0x2000, 24, 1, 1))
+    put(mem, 16, desc(rb + 0x2100, 10, 2, 0))
+    put(mem, 32, desc(rb + 0x2200, 24, 1, 3))
+    put(mem, 48, desc(rb + 0x2300, 10, 2, 0))
+    put(mem, 0x400, struct.pack('<HHHH', 0, 2, 0, 2))
+    put(mem, 0x2000, vmem_req(0, region, 2))
+    put(mem, 0x2200, vmem_req(3, region, 4))
+    recs = b''.join(vmem_req(t, a, n)[:23] + bytes([24]) for t, a, n in
+                    ((0, 2 << 21, 2), (0, 2 << 21, 1), (1, 2 << 21, 1), (3, 2 << 21, 4),
+                     (2, 0, 0), (0, 1, 1)))
+    seeds = {'empty': b'\x00', 'plug-state': bytes([0x42, 2, 1]) + bytes(mem),
+             'sm': bytes([0x80]) + recs}
+    os.makedirs('corpus-vmem', exist_ok=True)
+    for name, b in seeds.items():
+        with open(os.path.join('corpus-vmem', name), 'wb') as f:
+            f.write(b)
+
+
+# fuzz_net: [features][K] K x (LE u16 len, header + frame) then RAM from 0:
+# queue q's descriptors at q*0x3000, avail +0x1000, used +0x2000 (16
+# entries); buffers from 0x9000.
+def vnet_hdr(flags=0, gso=0, hdr_len=0, gso_size=0, start=0, off=0, nbuf=0):
+    return struct.pack('<BBHHHHH', flags, gso, hdr_len, gso_size, start, off, nbuf)
+
+
+def eth(length, tag=None):
+    f = b'\xff' * 6 + b'\x52\x54\x00\xab\xcd\xef'
+    if tag is not None:
+        f += struct.pack('>HH', 0x8100, tag)
+    f += b'\x08\x00'
+    return f + bytes((i * 7) & 0xff for i in range(length - len(f)))
+
+
+def net_seed(features, frames, queues, extra=()):
+    """queues: {q: [chain, ...]}, a chain a list of (addr, len, flags);
+    extra: [(addr, bytes)] written into RAM."""
+    mem = bytearray(0x20000)
+    for q, chains in queues.items():
+        base, i, heads = q * 0x3000, 0, []
+        for chain in chains:
+            heads.append(i)
+            for j, (a, l, fl) in enumerate(chain):
+                nxt = i + 1 if j + 1 < len(chain) else 0
+                put(mem, base + 16 * i, desc(a, l, fl | (1 if j + 1 < len(chain) else 0), nxt))
+                i += 1
+        put(mem, base + 0x1000, struct.pack('<HH', 0, len(heads)))
+        for n, h in enumerate(heads):
+            put(mem, base + 0x1004 + 2 * n, struct.pack('<H', h))
+    for a, b in extra:
+        put(mem, a, b)
+    out = bytes([features, len(frames)])
+    for fr in frames:
+        out += struct.pack('<H', len(fr)) + fr
+    return out + bytes(mem)
+
+
+if True:  # fuzz_net's seeds
+    H, B0 = 0x9000, 0xa000
+    tso = vnet_hdr(1, 1, 54, 1448, 34, 16)
+    rx4 = [[(0x10000 + 0x800 * i, 0x800, 2)] for i in range(4)]
+    seeds = {
+        'tx-plain': net_seed(0x00, [], {1: [[(H, 12, 0), (B0, 100, 0)]]},
+                             [(H, vnet_hdr()), (B0, eth(100))]),
+        'tx-tso': net_seed(0x03, [], {1: [[(H, 12, 0), (B0, 3000, 0)]]},
+                           [(H, tso), (B0, eth(3000))]),
+        'tx-vlan-csum': net_seed(0x09, [], {1: [[(H, 12, 0), (B0, 300, 0)]]},
+                                 [(H, vnet_hdr(1, 0, 0, 0, 34, 16)), (B0, eth(300))]),
+        'tx-lying': net_seed(0x03, [], {1: [[(H, 12, 0), (0xffff0, 0x100000, 0)]]},
+                             [(H, tso)]),
+        'rx-mrg': net_seed(0x07, [vnet_hdr(2) + eth(1514), vnet_hdr() + eth(60)], {0: rx4}),
+        'rx-gso': net_seed(0x07, [vnet_hdr(1, 1, 54, 1448, 34, 16) + eth(6000)], {0: rx4}),
+        'rx-vlan': net_seed(0x0d, [vnet_hdr() + eth(200, 5), vnet_hdr() + eth(200, 6),
+                                   vnet_hdr() + eth(200)], {0: rx4}),
+        'rx-plain-small': net_seed(0x00, [vnet_hdr() + eth(1000), b'\x01\x02'],
+                                   {0: [[(0x10000, 200, 2)]]}),
+        'ctrl': net_seed(0x40, [], {2: [[(H, 2, 0), (H + 0x100, 1, 2)],
+                                        [(H + 0x10, 4, 0), (H + 0x110, 1, 2)],
+                                        [(H + 0x20, 1, 0)]]},
+                         [(H, b'\x03\x00'), (H + 0x10, b'\x04\x00\x02\x00')]),
+        # two pairs: enable pair 1 on control queue 4 (at 0xc000), tx on 3, rx on 2
+        'mq': net_seed(0x87, [vnet_hdr() + eth(100), vnet_hdr() + eth(200)],
+                       {4: [[(0x18000, 4, 0), (0x18100, 1, 2)]],
+                        3: [[(0x18200, 12, 0), (0x18300, 100, 0)]],
+                        2: [[(0x19000, 0x800, 2)]], 0: [[(0x1a000, 0x800, 2)]]},
+                       [(0x18000, b'\x04\x00\x02\x00'), (0x18200, vnet_hdr()),
+                        (0x18300, eth(100))]),
+    }
+    import os
+    os.makedirs('corpus-net', exist_ok=True)
+    for name, b in seeds.items():
+        with open(os.path.join('corpus-net', name), 'wb') as f:
             f.write(b)

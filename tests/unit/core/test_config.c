@@ -65,6 +65,11 @@ static const struct {
 	{ "{\"disks\": [{\"path\": \"/a\", \"readonly\": \"yes\"}]}", "disks[0].readonly: expected true or false" },
 	{ "{\"disks\": [{\"path\": \"/a\", \"id\": \"123456789012345678901\"}]}", "disks[0].id: longer than 20" },
 	{ "{\"nets\": [{\"mac\": \"52:54:00:00:00:01\"}]}", "nets[0].tap: missing" },
+	{ "{\"nets\": [{\"backend\": \"passt\"}]}", "nets[0]: \"backend\": \"passt\" goes with" },
+	{ "{\"nets\": [{\"fd\": 5}]}", "nets[0]: \"backend\": \"passt\" goes with" },
+	{ "{\"nets\": [{\"backend\": \"passt\", \"fd\": -1}]}", "nets[0].fd: expected a file" },
+	{ "{\"nets\": [{\"backend\": \"vde\"}]}", "nets[0].backend: not tap or passt" },
+	{ "{\"nets\": [{\"backend\": \"passt\", \"fd\": 5, \"tap\": \"t\"}]}", "nets[0]: passt and tap are exclusive" },
 	{ "{\"nets\": [{\"tap\": \"t\", \"mac\": \"01:00:00:00:00:01\"}]}", "nets[0].mac: not a unicast" },
 	{ "{\"nets\": [{\"tap\": \"averyveryverylongtapname\"}]}", "nets[0].tap: not an interface name" },
 	{ "{\"nets\": [{\"tap\": \"t/0\"}]}", "nets[0].tap: not an interface name" },
@@ -123,6 +128,13 @@ static void test_option_strings(void **st)
 	assert_string_equal(c.nets[1].tap_fd, "fd:9");
 	assert_int_not_equal(config_add_net(&c, "tap_fd=fd:9", err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "no tap=NAME"));
+	/* passt's stream instead of a tap (vmm/backend/passt.c) */
+	assert_int_equal(config_add_net(&c, "passt=fd:11,mac=02:00:00:00:00:0b", err, sizeof(err)), 0);
+	assert_string_equal(c.nets[2].passt_fd, "fd:11");
+	assert_null(c.nets[2].tap);
+	assert_int_not_equal(config_add_net(&c, "passt=/tmp/sock", err, sizeof(err)), 0);
+	assert_int_not_equal(config_add_net(&c, "passt=fd:3,tap=t9", err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "exclusive"));
 	assert_int_not_equal(config_set_console(&c, "file:", err, sizeof(err)), 0);
 	assert_int_equal(config_set_console(&c, "unix:/tmp/s", err, sizeof(err)), 0);
 	config_free(&c);

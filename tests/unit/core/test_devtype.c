@@ -71,7 +71,10 @@ static void test_device_flag(void **st)
 					       sizeof(err)), 0);
 	assert_non_null(strstr(err, "virtio-console: unknown option 'speed=3' (expected path=FILE)"));
 	assert_int_not_equal(config_add_device(&c, "virtio-gpu,path=/a", err, sizeof(err)), 0);
-	assert_non_null(strstr(err, "unknown device type 'virtio-gpu' (expected virtio-console, virtio-balloon)"));
+	/* The list names every generic type (more come with new devices). */
+	assert_non_null(strstr(err, "unknown device type 'virtio-gpu' (expected virtio-console, "));
+	assert_non_null(strstr(err, "virtio-balloon"));
+	assert_non_null(strstr(err, "virtio-mem"));
 	/* Types configured by their own flags are not in the generic list. */
 	assert_int_not_equal(config_add_device(&c, "virtio-blk,path=/a", err, sizeof(err)), 0);
 	assert_int_equal(c.nr_devices, 1);

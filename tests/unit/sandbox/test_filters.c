@@ -38,8 +38,10 @@
 enum probe {
 	P_WRITE, P_CLOCK, P_NANOSLEEP, P_READ, P_OPENAT, P_SOCKET, P_FORK,
 	P_KVM_RUN, P_KVM_IRQ_LINE, P_KVM_CREATE_VCPU, P_KVM_SET_MEMORY, P_KVM_GET_DIRTY_LOG,
-	P_TCGETS,
+	P_TCGETS, P_MADV_POPULATE, P_MADV_MERGEABLE, P_LSEEK_DATA, P_LSEEK_SET,
 };
+
+static char probe_page[4096] __attribute__((aligned(4096)));
 
 /* The call, in the child; returns the exit status the child reports. */
 static int probe_call(enum probe p, int fd)
@@ -63,6 +65,16 @@ static int probe_call(enum probe p, int fd)
 		return syscall(SYS_socket, AF_INET, SOCK_STREAM, 0) >= 0 ? 0 : 10;
 	case P_FORK:
 		return syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, 0UL) >= 0 ? 0 : 10;
+	case P_MADV_POPULATE:
+		return syscall(SYS_madvise, probe_page, sizeof(probe_page), 23 /* POPULATE_WRITE */)
+			       == 0 ? 0 : 10;
+	case P_MADV_MERGEABLE:
+		return syscall(SYS_madvise, probe_page, sizeof(probe_page), 12 /* MERGEABLE */),
+		       0;
+	case P_LSEEK_DATA:
+		return syscall(SYS_lseek, fd, 0L, SEEK_DATA), 0; /* any answer: it passed */
+	case P_LSEEK_SET:
+		return syscall(SYS_lseek, fd, 0L, SEEK_SET), 0;
 	case P_KVM_RUN:
 	case P_KVM_IRQ_LINE:
 	case P_KVM_CREATE_VCPU:
@@ -167,6 +179,26 @@ static void test_throttle(void **st)
 	expect_refused(SANDBOX_THREAD_THROTTLE, P_FORK);
 #if !defined(__SANITIZE_ADDRESS__)
 	expect_refused(SANDBOX_THREAD_THROTTLE, P_READ);
+#endif
+}
+
+/* A restore's prefetch thread: madvise and lseek by argument only. */
+static void test_prefetch(void **st)
+{
+	(void)st;
+	expect_allowed(SANDBOX_THREAD_PREFETCH, P_MADV_POPULATE);
+	expect_allowed(SANDBOX_THREAD_PREFETCH, P_LSEEK_DATA);
+	expect_allowed(SANDBOX_THREAD_PREFETCH, P_WRITE);
+	expect_allowed(SANDBOX_THREAD_PREFETCH, P_CLOCK);
+	expect_refused(SANDBOX_THREAD_PREFETCH, P_LSEEK_SET);
+	expect_refused(SANDBOX_THREAD_PREFETCH, P_KVM_RUN);
+	expect_refused(SANDBOX_THREAD_PREFETCH, P_SOCKET);
+	expect_refused(SANDBOX_THREAD_PREFETCH, P_FORK);
+	expect_refused(SANDBOX_THREAD_PREFETCH, P_NANOSLEEP);
+#if !defined(__SANITIZE_ADDRESS__) /* the sanitizers' runtime reads, opens, madvises */
+	expect_refused(SANDBOX_THREAD_PREFETCH, P_MADV_MERGEABLE);
+	expect_refused(SANDBOX_THREAD_PREFETCH, P_READ);
+	expect_refused(SANDBOX_THREAD_PREFETCH, P_OPENAT);
 #endif
 }
 
@@ -320,6 +352,7 @@ int main(void)
 		cmocka_unit_test(test_vcpu),
 		cmocka_unit_test(test_migration),
 		cmocka_unit_test(test_throttle),
+		cmocka_unit_test(test_prefetch),
 		cmocka_unit_test(test_real_threads),
 		cmocka_unit_test(test_process_ioctls),
 	};

@@ -148,9 +148,17 @@ static void def_make(struct vmdef *d, const char *name, const char *uuid)
 	snprintf(d->nics[1].sw, sizeof(d->nics[1].sw), "lab");
 	d->nics[1].vlan = 42;
 	snprintf(d->nics[1].policy, sizeof(d->nics[1].policy), "{\"mac_guard\":true}");
-	d->nr_nics = 2;
+	/* User-mode networking through passt, with forwards. */
+	d->nics[2].user = true;
+	snprintf(d->nics[2].forward, sizeof(d->nics[2].forward), "tcp:8080:80,udp:5353:53");
+	d->nr_nics = 3;
 	snprintf(d->anti_affinity, sizeof(d->anti_affinity), "web");
 	d->anti_affinity_hard = true;
+	d->balloon = true;
+	d->dynmem = (struct vmdef_dynmem){ .enabled = true, .minimum_mib = 64, .buffer_pct = 35,
+					   .weight = 700 }; /* maximum: the default */
+	d->memory_max_mib = 1024; /* virtio-mem ceiling (docs/memory.md) */
+	d->vsock_cid = 42;
 }
 
 struct loaded {
@@ -202,6 +210,14 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 	assert_string_equal(a->checkpoint, b->checkpoint);
 	assert_string_equal(a->anti_affinity, b->anti_affinity);
 	assert_int_equal(a->anti_affinity_hard, b->anti_affinity_hard);
+	assert_int_equal(a->dynmem.enabled, b->dynmem.enabled);
+	assert_int_equal(a->dynmem.minimum_mib, b->dynmem.minimum_mib);
+	assert_int_equal(a->dynmem.maximum_mib, b->dynmem.maximum_mib);
+	assert_int_equal(a->dynmem.buffer_pct, b->dynmem.buffer_pct);
+	assert_int_equal(a->dynmem.weight, b->dynmem.weight);
+	assert_int_equal(a->balloon, b->balloon);
+	assert_int_equal(a->memory_max_mib, b->memory_max_mib);
+	assert_int_equal(a->vsock_cid, b->vsock_cid);
 	assert_int_equal(a->replica.on, b->replica.on);
 	assert_string_equal(a->replica.source, b->replica.source);
 	assert_string_equal(a->replica.last_point, b->replica.last_point);
@@ -221,6 +237,8 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 		assert_string_equal(a->nics[i].sw, b->nics[i].sw);
 		assert_int_equal(a->nics[i].vlan, b->nics[i].vlan);
 		assert_string_equal(a->nics[i].policy, b->nics[i].policy);
+		assert_int_equal(a->nics[i].user, b->nics[i].user);
+		assert_string_equal(a->nics[i].forward, b->nics[i].forward);
 	}
 }
 

@@ -3,6 +3,7 @@
  * do not emulate hidden; checks whether this host's KVM honours it. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
 #include <linux/kvm.h>
@@ -137,6 +138,24 @@ static const struct kvm_cpuid_entry2 *find_leaf(const struct kvm_cpuid2 *c, uint
 
 /* Compare leaf 1's APIC id and feature words with what KVM_GET_CPUID2
  * reads back: hosts whose KVM ignores KVM_SET_CPUID2 differ. */
+/* KVM's PV features that a guest uses through VMCALL: PV_UNHALT (the
+ * spinlock kick), PV_SEND_IPI, PV_SCHED_YIELD. */
+#define KVM_PV_HYPERCALL_FEATURES ((1u << 7) | (1u << 11) | (1u << 13))
+
+/* Clear them in leaf 0x40000001; whether any was set. */
+static bool hide_pv_hypercalls(struct kvm_cpuid2 *c)
+{
+	for (unsigned i = 0; i < c->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &c->entries[i];
+
+		if (e->function == 0x40000001 && (e->eax & KVM_PV_HYPERCALL_FEATURES)) {
+			e->eax &= ~KVM_PV_HYPERCALL_FEATURES;
+			return true;
+		}
+	}
+	return false;
+}
+
 static int check_applied(int vcpu_fd, const struct kvm_cpuid2 *set, bool *applied)
 {
 	struct kvm_cpuid2 *got = cpuid_alloc(CPUID_MAX_NENT);
@@ -178,6 +197,18 @@ int x86_setup_cpuid_checked(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr
 	if (ret)
 		log_debug("vCPU %u: KVM_GET_CPUID2 failed (%d); not checking the template", index,
 		          ret);
+	/* A KVM that ignores the template emulates ring 0 (docs/linux-guests.md):
+	 * there a guest's VMCALL is re-executed for ever (a 2-vCPU Linux hung
+	 * in kvm_hypercall4 sending a PV IPI), while ring-0 CPUID still answers
+	 * from this table: hide the features that need hypercalls. */
+	if (!ok && hide_pv_hypercalls(c)) {
+		if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0)
+			log_debug("vCPU %u: cannot hide the PV hypercall features: %s", index,
+			          strerror(errno));
+		else
+			log_debug("vCPU %u: PV IPI, sched-yield and unhalt hidden (no hypercalls "
+			          "on this host)", index);
+	}
 	ret = 0;
 out:
 	if (applied)

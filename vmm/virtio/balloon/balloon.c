@@ -15,6 +15,7 @@
 #include "conf/schema.h"
 #include "devtype.h"
 #include "log.h"
+#include "mem_prefetch.h"
 #include "virtio/balloon/balloon.h"
 #include "vm.h"
 
@@ -55,21 +56,10 @@ enum balloon_queue balloon_queue_role(const struct virtio_dev *vd, unsigned q)
 
 int balloon_discard(struct virtio_dev *vd, uint64_t off, uint64_t len)
 {
-	const struct guest_mem *m = &vd->vm->mem;
-
-	if (!len || off > m->size || len > m->size - off)
-		return -EINVAL;
-	if (m->memfd >= 0) {
-		if (fallocate(m->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-			      (off_t)len))
-			return -errno;
-		return 0;
-	}
-	/* Restored RAM: drop the private copy; the page reads as the state
-	 * file's bytes again (the guest gave up its content). */
-	if (madvise(m->host + off, len, MADV_DONTNEED))
-		return -errno;
-	return 0;
+	/* A hole in the memfd, or a restored VM's private copy dropped (the
+	 * page reads as the state file's bytes again: the guest gave up its
+	 * content); a restore's prefetch never fills it again. */
+	return guest_mem_discard(&vd->vm->mem, off, len);
 }
 
 void balloon_config_update(struct balloon *b, bool notify)
@@ -105,6 +95,25 @@ static int64_t pfn_offset(const struct guest_mem *m, uint32_t pfn)
 	return p ? (int64_t)(p - m->host) : -1;
 }
 
+/* Drop inflated pages from the host: a run of contiguous ones in one call
+ * (a driver that inflates in order sends long runs; a page at a time cost
+ * about 1 us each here). */
+static void balloon_drop_run(struct balloon *b, uint64_t off, uint64_t len)
+{
+	int ret;
+
+	if (!len)
+		return;
+	ret = balloon_discard(&b->vd, off, len);
+	if (ret) {
+		/* Still the guest's as far as it cares; the host just keeps
+		 * the pages. */
+		if (!b->discard_errors++)
+			log_warn("%s: cannot drop a page from the host: %s", b->vd.name,
+				 strerror(-ret));
+	}
+}
+
 /* Inflate (give the pages to the host) or deflate (take them back). */
 static void balloon_pages(struct balloon *b, bool inflate)
 {
@@ -113,6 +122,7 @@ static void balloon_pages(struct balloon *b, bool inflate)
 	size_t trailing, n;
 	bool truncated;
 	uint64_t bad = 0, twice = 0, done = 0;
+	uint64_t run_off = 0, run_len = 0; /* contiguous pages to drop in one call */
 
 	n = balloon_parse_pfns(c->iov, c->nr_out, b->pfns, BALLOON_PFNS_MAX, &trailing,
 			       &truncated);
@@ -129,20 +139,17 @@ static void balloon_pages(struct balloon *b, bool inflate)
 			twice++;
 			continue;
 		}
-		if (inflate) {
-			int ret = balloon_discard(&b->vd, (uint64_t)off, BALLOON_PAGE_SIZE);
-
-			if (ret) {
-				/* Still the guest's as far as it cares; the host
-				 * just keeps the page. */
-				if (!b->discard_errors++)
-					log_warn("%s: cannot drop a page from the host: %s",
-						 b->vd.name, strerror(-ret));
-			}
+		if (inflate && run_len && (uint64_t)off == run_off + run_len) {
+			run_len += BALLOON_PAGE_SIZE;
+		} else if (inflate) {
+			balloon_drop_run(b, run_off, run_len);
+			run_off = (uint64_t)off;
+			run_len = BALLOON_PAGE_SIZE;
 		}
 		bit_set(b->inflated, pg, inflate);
 		done++;
 	}
+	balloon_drop_run(b, run_off, run_len);
 	if (inflate) {
 		b->inflated_pages += done;
 		b->inflates += done;

@@ -9,6 +9,7 @@
 
 #include "devtype.h"
 #include "log.h"
+#include "mem_prefetch.h"
 #include "state/state.h"
 #include "virtio/balloon/balloon.h"
 #include "vm.h"
@@ -223,6 +224,13 @@ int balloon_load(struct virtio_dev *vd, struct state_reader *r)
 	}
 	if (state_reader_error(r))
 		return -EINVAL;
+	/* A restored VM's RAM is its state file, where an inflated page may
+	 * read as data (saved from an earlier restore): give it back again,
+	 * which also keeps the restore's prefetch off it (mem_prefetch.h). */
+	for (uint64_t pg = 0; vd->vm->mem.file_fd >= 0 && pg < b->npages; pg++)
+		if ((map[pg / 8] >> (pg % 8) & 1) &&
+		    guest_mem_discard(&vd->vm->mem, pg * BALLOON_PAGE_SIZE, BALLOON_PAGE_SIZE))
+			b->discard_errors++;
 	b->target_pages = target;
 	b->inflated_pages = count;
 	balloon_config_update(b, false);

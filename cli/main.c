@@ -66,7 +66,7 @@ static int cmd_completion(struct client *c, int argc, char **argv);
 
 static const struct cmd cmds[] = {
     {"vm", "list", "ls", "", "list VMs (Get-VM, virsh list --all)", cmd_list, NULL},
-    {"vm", "create", "new define", "NAME --kernel FILE [OPTIONS]",
+    {"vm", "create", "new define", "NAME --kernel FILE | --image IMG [OPTIONS]",
      "define a VM (New-VM, virsh define)", cmd_create, vm_create_opts_help},
     {"vm", "show", "info dominfo", "NAME", "show a VM's definition and state", cmd_show, NULL},
     {"vm", "start", "restore", "NAME [--host H]",
@@ -303,7 +303,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "      COMPREPLY=($(compgen -W \"$(cella --socket \"$sock\" --json vm list 2>/dev/null "
 	    "| sed -n 's/^ *\"name\": \"\\(.*\\)\",$/\\1/p')\" -- \"$cur\"))\n"
 	    "    else\n"
-	    "      COMPREPLY=($(compgen -W '--kernel --initrd --cmdline --cpus --memory --disk "
+	    "      COMPREPLY=($(compgen -W '--kernel --image --initrd --cmdline --cpus --memory --disk "
 	    "--nic --net --rng --no-rng --balloon --no-balloon --balloon-target --dynamic-memory --no-dynamic-memory --vsock --no-vsock --vsock-cid --autostart --no-autostart --restart --cpu-weight --cpu-max "
 	    "--timeout --no-wait --history --no-follow --disk-qos --to --quick --include-storage "
 	    "--downtime --max-bandwidth --memory-merge --no-memory-merge --hugepages "

@@ -56,11 +56,13 @@ enum {
 	O_NO_DYNMEM,
 	O_VSOCK,
 	O_NO_VSOCK,
-	O_VSOCK_CID
+	O_VSOCK_CID,
+	O_IMAGE
 };
 
 static const struct option def_opts[] = {
     {"kernel", required_argument, NULL, O_KERNEL},
+    {"image", required_argument, NULL, O_IMAGE},
     {"initrd", required_argument, NULL, O_INITRD},
     {"cmdline", required_argument, NULL, O_CMDLINE},
     {"cpus", required_argument, NULL, O_CPUS},
@@ -105,6 +107,9 @@ static const struct option def_opts[] = {
 
 #define DEF_OPTS_HELP                                                                              \
 	"  --kernel FILE          kernel image (bzImage, vmlinux, PVH ELF)\n"                      \
+	"  --image IMG[,DISK OPTIONS]  boot the default entry of IMG's own /boot (grub.cfg,\n"   \
+	"                         BLS, vmlinuz; ext2/3/4): IMG becomes the first disk, and\n"   \
+	"                         --cmdline is appended to the image's command line\n"          \
 	"  --initrd FILE          initial ramdisk\n"                                               \
 	"  --cmdline STR          kernel command line\n"                                           \
 	"  --cpus N               vCPUs (1-32)             (New-VM -ProcessorCount)\n"             \
@@ -247,7 +252,7 @@ static int parse_dynmem(json_t *o, const char *arg)
 
 static int parse_def(int argc, char **argv, json_t *o, bool create)
 {
-	json_t *disks = NULL, *nics = NULL;
+	json_t *disks = NULL, *nics = NULL, *image = NULL;
 	char abs[PATH_MAX];
 	json_int_t n;
 	int c;
@@ -284,6 +289,11 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			if (!disks)
 				json_object_set_new(o, "disks", disks = json_array());
 			json_array_append_new(disks, parse_disk(optarg));
+			break;
+		case O_IMAGE:
+			if (image)
+				return usage_error("%s", "--image: give one image");
+			image = parse_disk(optarg);
 			break;
 		case O_NIC:
 			if (!nics)
@@ -395,6 +405,18 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			return usage_error("unknown option or missing value '%s'",
 			                   argv[optind - 1]);
 		}
+	}
+	if (image) { /* the first disk, and no kernel: cellad reads the image's */
+		if (json_object_get(o, "kernel")) {
+			json_decref(image);
+			return usage_error("%s", "--image boots the image's own kernel: give "
+			                         "--kernel or --image, not both");
+		}
+		if (!disks)
+			json_object_set_new(o, "disks", disks = json_array());
+		json_array_insert_new(disks, 0, image);
+		if (!create)
+			json_object_set_new(o, "kernel", json_null());
 	}
 	return 0;
 }

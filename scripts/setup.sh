@@ -18,6 +18,8 @@ pkgs=(
 	iperf3 ethtool                                              # port policy bandwidth tests (tests/net)
 	etcd-server etcd-client                                     # pool store tests (tests/pool)
 	python3 iproute2 e2fsprogs                                  # integration tests
+	libext2fs-dev                                               # cellad: booting an image's own kernel (disk/bootfs.c)
+	xfsprogs dosfstools                                         # tests: images cellad must refuse to boot (xfs, vfat)
 	acpica-tools                                                # iasl: the ACPI tables test (arch-acpi)
 	passt                                                       # user-mode networking (--net user, it-passt)
 	dnsmasq-base                                                # DHCP on the Linux guest's tap

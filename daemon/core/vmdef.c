@@ -341,6 +341,13 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 	} else if (!strcmp(key, "dynamic_memory")) {
 		return vmdef_dynmem_parse(d, v, e);
 	} else if (!strcmp(key, "kernel")) {
+		/* null, or "" as definitions show it (moves and replicas send it
+		 * back): boot the first disk's own kernel (docs/boot.md). */
+		if (json_is_null(v) || (json_is_string(v) && !json_string_length(v))) {
+			free(d->kernel);
+			d->kernel = NULL;
+			return 0;
+		}
 		if (vmdef_get_string(v, key, 1024, &s, e) || vmdef_check_file(key, s, e))
 			return -1;
 		free(d->kernel);
@@ -441,6 +448,10 @@ static int check_devices(const struct vmdef *d, struct cerr *e)
 	unsigned n = d->nr_disks + d->nr_nics + (d->rng ? 1 : 0) + (d->balloon ? 1 : 0) +
 		     (d->memory_max_mib ? 1 : 0) + (d->vsock_cid ? 1 : 0);
 
+	if (!d->kernel && !d->nr_disks)
+		return cerr_set(e, CERR_INVALID, "kernel", "required (or a first disk whose image "
+				"holds the kernel in its /boot)");
+
 	if (n > CONF_VIRTIO_IRQS)
 		return cerr_set(e, CERR_INVALID, d->nr_nics ? "nics" : "disks",
 				"too many devices: %u need an interrupt line, %d are available "
@@ -472,8 +483,6 @@ int vmdef_from_json(struct vmdef *d, json_t *body, struct cerr *e)
 	}
 	if (!d->name[0])
 		return cerr_set(e, CERR_INVALID, "name", "required");
-	if (!d->kernel)
-		return cerr_set(e, CERR_INVALID, "kernel", "required");
 	if (!d->uuid[0])
 		gen_uuid(d->uuid);
 	if (!d->uuid[0])
@@ -587,10 +596,13 @@ json_t *vmdef_to_json(const struct vmdef *d)
 
 json_t *vmdef_worker_config(const struct vmdef *d)
 {
-	json_t *cfg = json_pack("{s:s, s:i, s:I, s:b}", "kernel", d->kernel, "cpus",
-				(int)d->cpus, "memory_mib", (json_int_t)d->memory_mib, "rng", d->rng);
+	json_t *cfg = json_pack("{s:i, s:I, s:b}", "cpus", (int)d->cpus, "memory_mib",
+				(json_int_t)d->memory_mib, "rng", d->rng);
 	json_t *disks = vmdef_disks_json(d, true), *nets = vmdef_nics_json(d, true);
 
+	/* No kernel: cellad reads the first disk's (worker/imageboot.c). */
+	if (d->kernel)
+		json_object_set_new(cfg, "kernel", json_string(d->kernel));
 	if (d->initrd)
 		json_object_set_new(cfg, "initrd", json_string(d->initrd));
 	/* No cmdline: cella-vm's default (one for Linux) applies. */

@@ -174,7 +174,7 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 		return -EINVAL;
 	ret = rec_str(j, "uuid", d->uuid, sizeof(d->uuid)) ?:
 	      rec_str(j, "name", d->name, sizeof(d->name)) ?:
-	      rec_dup(j, "kernel", &d->kernel, true) ?: rec_dup(j, "initrd", &d->initrd, false) ?:
+	      rec_dup(j, "kernel", &d->kernel, false) ?: rec_dup(j, "initrd", &d->initrd, false) ?:
 	      rec_dup(j, "cmdline", &d->cmdline, false) ?: rec_bool(j, "rng", &d->rng) ?:
 	      rec_bool(j, "autostart", &d->autostart) ?: rec_bool(j, "ha", &d->ha) ?:
 	      rec_str(j, "restart_policy", policy, sizeof(policy)) ?:
@@ -184,6 +184,10 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 	      rec_bool(j, "balloon", &d->balloon);
 	if (ret)
 		return ret;
+	if (d->kernel && !d->kernel[0]) { /* "": boots the first disk's own kernel */
+		free(d->kernel);
+		d->kernel = NULL;
+	}
 	if (!d->uuid[0] || !d->name[0] || (policy[0] && restart_policy_parse(policy, &d->restart)))
 		return -EINVAL;
 	if (json_object_get(j, "replica")) {

@@ -250,6 +250,10 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 		d.cpus = (unsigned)sqlite3_column_int(st, 2);
 		d.memory_mib = (uint64_t)sqlite3_column_int64(st, 3);
 		d.kernel = col_dup(st, 4);
+		if (d.kernel && !d.kernel[0]) { /* "": boots the first disk's own kernel */
+			free(d.kernel);
+			d.kernel = NULL;
+		}
 		d.initrd = col_dup(st, 5);
 		d.cmdline = col_dup(st, 6);
 		d.rng = sqlite3_column_int(st, 7);
@@ -411,7 +415,7 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 		sqlite3_bind_text(st, 2, d->name, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int(st, 3, (int)d->cpus);
 		sqlite3_bind_int64(st, 4, (sqlite3_int64)d->memory_mib);
-		sqlite3_bind_text(st, 5, d->kernel, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 5, d->kernel ? d->kernel : "", -1, SQLITE_TRANSIENT);
 		bind_opt(st, 6, d->initrd);
 		bind_opt(st, 7, d->cmdline);
 		sqlite3_bind_int(st, 8, d->rng);

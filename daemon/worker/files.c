@@ -1,6 +1,7 @@
 /* files.c: the files a worker needs, opened by cellad beneath their storage
  * locations and passed as descriptors (files.h). */
 #include "files.h"
+#include "imageboot.h"
 #include "vsock_relay.h"
 
 #include <errno.h>
@@ -144,6 +145,11 @@ static int add_fd(struct worker_files *wf, int fd, int *n, struct cerr *e)
 	return *n < 0 ? cerr_set(e, CERR_INTERNAL, "", "too many files for one worker") : 0;
 }
 
+int worker_files_add_fd(struct worker_files *wf, int fd, int *n, struct cerr *e)
+{
+	return add_fd(wf, fd, n, e);
+}
+
 /* virtio-vsock: its listening socket (run_dir/UUID.vsock) and the relay
  * through which cellad connects the guest's streams (vsock_relay.h). */
 static int open_vsock(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_files *wf,
@@ -266,6 +272,8 @@ int worker_files_open(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker
 	if (open_host(s, vm, cfg, wf, e))
 		goto fail;
 	if (d->kernel && open_simple(st, wf, cfg, "kernel", "kernel", d->kernel, 0, e))
+		goto fail;
+	if (!d->kernel && worker_image_boot(st, wf, d, cfg, e))
 		goto fail;
 	if (d->initrd && open_simple(st, wf, cfg, "initrd", "initrd", d->initrd, 0, e))
 		goto fail;

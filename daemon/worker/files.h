@@ -45,6 +45,9 @@ struct worker_files {
  * nothing left open. */
 int worker_files_open(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_files *wf,
 		      struct cerr *e) __must_check;
+/* A descriptor cellad made (e.g. a memfd) into wf, taken; *n gets the
+ * worker's number for it. 0, or -1 with e set (fd closed). */
+int worker_files_add_fd(struct worker_files *wf, int fd, int *n, struct cerr *e) __must_check;
 /* The configuration file cellad wrote at path, read-only, into wf->config. */
 int worker_files_add_config(struct worker_files *wf, const char *path, struct cerr *e)
 	__must_check;

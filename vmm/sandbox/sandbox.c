@@ -491,6 +491,10 @@ static const int vcpu_allowed[] = {
 	SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(clock_nanosleep),
 	SCMP_SYS(nanosleep), SCMP_SYS(sched_yield),
 	SCMP_SYS(exit), SCMP_SYS(exit_group),
+	/* the emulation fallback's first decode: capstone sorts a table with
+	 * glibc's qsort, which asks sysinfo for the host's memory size (seen
+	 * on a Linux guest's first int3 under cellad: daemon-imageboot) */
+	SCMP_SYS(sysinfo),
 };
 
 /* ioctl numbers a vCPU thread issues: KVM_RUN and the register and event

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "feature_jobs.h"
 #include "dynmem.h"
+#include "imageboot.h"
 #include "sup.h"
 #include "host_limits.h"
 
@@ -839,6 +840,11 @@ static const struct job_kind *const job_kinds[] = {
 int main(int argc, char **argv)
 {
 	struct etcd_stats etcd_stats = { 0 }; /* outlives the store and the pool */
+
+	/* cellad's own binary, run afresh to read a VM image's /boot jailed
+	 * (worker/imageboot_jail.c): nothing else of cellad runs. */
+	if (argc > 1 && !strcmp(argv[1], "--bootfs-helper"))
+		return imageboot_helper_main(argc, argv);
 	enum { O_CONFIG = 256, O_SOCKET, O_STATE, O_RUN, O_WORKER, O_NOSANDBOX, O_NOSECCOMP,
 	       O_HELP, O_VERSION, O_TLS_CERT, O_TLS_KEY, O_TLS_CA };
 	static const struct option opts[] = {

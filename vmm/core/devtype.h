@@ -50,6 +50,10 @@ struct device_type {
 	unsigned nr_queues;        /* virtqueues of each instance */
 	unsigned gsis;             /* interrupt lines each takes from GSI 5-23 */
 	unsigned mmio_windows;     /* 4 KiB virtio-mmio windows each takes */
+	/* A state saved by a cella-vm that had no such device loads without
+	 * its section: the device stays as created (a platform device added
+	 * later, whose reset state is what the older VM's guest saw). */
+	bool state_optional;
 	/* Instances the configuration asks for. NULL: the entries of this type
 	 * in the generic device list (cfg->devices). */
 	unsigned (*count)(const struct vm_config *cfg);

@@ -14,6 +14,7 @@
 #include "state/memorder.h"
 #include "state/state.h"
 #include "state/statefile.h"
+#include "devtype.h"
 #include "vm.h"
 
 /* Section versions (each payload's layout). */
@@ -345,7 +346,7 @@ static int check_devices_present(struct vm *vm, const struct loaded *l)
 		char id[STATE_SECTION_ID_LEN];
 
 		snprintf(id, sizeof(id), DEV_PREFIX "%s", d->id);
-		if (!find(l, id)) {
+		if (!find(l, id) && !(devtype_of(d) && devtype_of(d)->state_optional)) {
 			log_err("state: no section for device '%s' (%s): the saved VM did not "
 				"have it", d->id, d->ops->type);
 			return -EINVAL;
@@ -364,6 +365,11 @@ static int load_devices(struct vm *vm, const struct loaded *l)
 
 		snprintf(id, sizeof(id), DEV_PREFIX "%s", d->id);
 		s = find(l, id);
+		if (!s && devtype_of(d) && devtype_of(d)->state_optional) {
+			log_info("state: no section for device '%s' (%s): saved before it "
+				 "existed; it stays as created", d->id, d->ops->type);
+			continue;
+		}
 		if (!s) {
 			log_err("state: no section for device '%s' (%s): the saved VM did not "
 				"have it", d->id, d->ops->type);

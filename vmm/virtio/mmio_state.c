@@ -61,10 +61,17 @@ int virtio_dev_save(struct device *dev, struct state_writer *w)
 static int load_transport(struct virtio_dev *vd, struct virtio_dev *t, struct state_reader *r)
 {
 	uint8_t config[VIRTIO_CONFIG_MAX];
-	uint32_t config_len;
+	uint32_t config_len, nr_queues;
+	uint64_t host_features;
 
-	if (state_get_u32(r) != VIRTIO_STATE_VERSION || state_get_u32(r) != vd->device_id ||
-	    state_get_u64(r) != vd->host_features)
+	/* A state saved by an older cella-vm, whose device offered fewer
+	 * features (and so had fewer queues or a shorter config space), loads:
+	 * the guest negotiated among what that device offered, all of which
+	 * this one still offers; the queues it never had stay unready. */
+	if (state_get_u32(r) != VIRTIO_STATE_VERSION || state_get_u32(r) != vd->device_id)
+		return -EINVAL;
+	host_features = state_get_u64(r);
+	if (host_features & ~vd->host_features)
 		return -EINVAL;
 	t->driver_features = state_get_u64(r);
 	t->device_features_sel = state_get_u32(r);
@@ -74,9 +81,12 @@ static int load_transport(struct virtio_dev *vd, struct virtio_dev *t, struct st
 	t->config_generation = state_get_u32(r);
 	t->queue_sel = state_get_u32(r);
 	t->broken = state_get_u8(r);
-	if (state_get_u32(r) != vd->nr_queues)
+	nr_queues = state_get_u32(r);
+	if (nr_queues > vd->nr_queues ||
+	    (nr_queues < vd->nr_queues && host_features == vd->host_features))
 		return -EINVAL;
-	for (unsigned q = 0; q < vd->nr_queues; q++) {
+	t->nr_queues = nr_queues;
+	for (unsigned q = 0; q < nr_queues; q++) {
 		struct virtq *vq = &t->vqs[q];
 
 		vq->num = state_get_u16(r);
@@ -88,14 +98,15 @@ static int load_transport(struct virtio_dev *vd, struct virtio_dev *t, struct st
 		vq->used_idx = state_get_u16(r);
 	}
 	config_len = state_get_u32(r);
-	if (config_len != vd->config_len)
+	if (config_len > vd->config_len ||
+	    (config_len < vd->config_len && host_features == vd->host_features))
 		return -EINVAL;
 	state_get_bytes(r, config, config_len);
 	/* The destination must be configured as the source was (same disk
 	 * size, same MAC): the guest already read this config space. */
 	if (!vd->config_volatile && memcmp(config, vd->config, config_len))
 		return -EINVAL;
-	if (t->driver_features & ~vd->host_features)
+	if (t->driver_features & ~host_features)
 		return -EINVAL;
 	return state_reader_error(r);
 }
@@ -127,6 +138,8 @@ int virtio_dev_load(struct device *dev, struct state_reader *r)
 		const struct virtq *s = &t->vqs[q];
 		struct virtq_error err;
 
+		if (q >= t->nr_queues)
+			continue; /* an older device had no such queue: as reset left it */
 		vq->num = s->num;
 		vq->desc_gpa = s->desc_gpa;
 		vq->avail_gpa = s->avail_gpa;

@@ -194,6 +194,7 @@ const struct device_type devtype_acpi = {
 	.name = "acpi",
 	.transport = DEVTYPE_PLATFORM,
 	.max_instances = 1,
+	.state_optional = true, /* states saved before cella-vm had it load */
 	.count = devtype_count_one,
 	.create = acpi_type_create,
 	.request_shutdown = acpi_dev_press_power_button,

@@ -7,6 +7,8 @@ network namespace of its own (nothing touches the host's interfaces):
   VLAN out of range, unknown switch, delete in use) name the field, and a
   create that fails half way (loopback as uplink) leaves nothing: the
   namespace's links, bridge ports and nft ruleset are as before;
+- VLANs: two guests on access VLAN 10 ping each other, a guest on VLAN 20
+  gets no ARP answer from them (the worker tags, nftables enforces);
 - two test guests on a private switch ping each other (the `net` guest, one
   as responder), and a guest there cannot reach an address of the host;
 - a guest on an internal switch pings the bridge's address (the host);
@@ -204,6 +206,27 @@ def test_traffic(d, ns):
     out = d.wait_console("c", "FAIL net", timeout=180)
     check("not ok: ARP reply from 10.77.0.1" in out, "a private switch does not reach the host")
 
+    # VLANs through cellad: the worker tags with the port's access VLAN and
+    # nftables lets only that tag in and out. v1 and v2 on VLAN 10 talk; v3
+    # on VLAN 20 gets no ARP answer from v1's address.
+    ns.ip("link", "del", "hv0")
+    d.define("v1", net, "ip=10.77.0.3 serve=3", nics=[{"switch": "priv", "vlan": 10}])
+    d.define("v2", net, "ip=10.77.0.2 peer=10.77.0.3 count=3",
+             nics=[{"switch": "priv", "vlan": 10}])
+    d.define("v3", net, "ip=10.77.0.4 peer=10.77.0.3 count=1",
+             nics=[{"switch": "priv", "vlan": 20}])
+    d.action("v1", "start")
+    d.wait_console("v1", "net: serving at 10.77.0.3", timeout=120)
+    d.action("v3", "start")
+    out = d.wait_console("v3", "FAIL net", timeout=180)
+    check("not ok: ARP reply from 10.77.0.3" in out, "VLAN 20 does not reach VLAN 10")
+    d.action("v2", "start")
+    out = d.wait_console("v2", "PASS net", timeout=180)
+    check("ok: ICMP echo reply 3 from 10.77.0.3" in out, "two ports on VLAN 10 ping each other")
+    d.wait_console("v1", "PASS net", timeout=120)
+    for v in ("v1", "v2", "v3"):
+        d.wait_state(v, ("stopped", "crashed"), timeout=60)
+
     # An internal switch reaches the host (the bridge's address).
     d.define("i", net, "ip=10.78.0.2 peer=10.78.0.1 count=3", nics=[{"switch": "int0"}])
     d.action("i", "start")
@@ -290,7 +313,7 @@ def test_ports(d, ns, args):
     poll("r's port to go", lambda: tr not in ns.links())
 
     # Delete: refused in use, then allowed; the uplink is released.
-    for vm in ("a", "b", "c", "k", "r", "g", "m"):
+    for vm in ("a", "b", "c", "k", "r", "g", "m", "v1", "v2", "v3"):
         check(d.request("DELETE", f"/v1/vms/{vm}").status in (200, 204), f"VM {vm} deleted")
     d.wait_state("i", ("stopped", "crashed"), timeout=60)
     check(d.request("DELETE", "/v1/vms/i").status in (200, 204), "VM i deleted")

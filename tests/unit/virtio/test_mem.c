@@ -159,24 +159,11 @@ struct fixture {
 	void *cfg;
 };
 
-static void *vmem_config(const char *spec)
-{
-	const struct device_type *t = devtype_find("virtio-mem");
-	struct conf_err e;
-	void *cfg;
-
-	assert_non_null(t);
-	cfg = calloc(1, t->config_size);
-	assert_non_null(cfg);
-	assert_int_equal(conf_from_string(t->config_schema, cfg, spec, &e), 0);
-	return cfg;
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	f->cfg = vmem_config("max_mib=32,requested_mib=4");
+	f->cfg = vdrv_config("virtio-mem", "max_mib=32,requested_mib=4");
 	f->d = vdrv_new();
 	assert_int_equal(guest_mem_set_hotplug(&f->d->vm.mem, REGION), 0);
 	assert_int_equal(f->d->vm.mem.hp_base, BASE);
@@ -197,38 +184,9 @@ static int teardown(void **state)
 	return 0;
 }
 
-static long rss_shmem_kib(void)
-{
-	FILE *fp = fopen("/proc/self/status", "r");
-	char line[256];
-	long v = -1;
-
-	assert_non_null(fp);
-	while (fgets(line, sizeof(line), fp))
-		if (sscanf(line, "RssShmem: %ld", &v) == 1)
-			break;
-	fclose(fp);
-	assert_true(v >= 0);
-	return v;
-}
-
-static json_t *command(struct vdrv *d, const char *json)
-{
-	const struct devtype_command *c = devtype_find("virtio-mem")->commands;
-	json_t *req = json_loads(json, 0, NULL), *rep = NULL;
-
-	assert_non_null(req);
-	for (; c->name; c++)
-		if (!strcmp(c->name, json_string_value(json_object_get(req, "cmd"))))
-			rep = c->run(&d->vm, req, -1);
-	json_decref(req);
-	assert_non_null(rep);
-	return rep;
-}
-
 static bool command_ok(struct vdrv *d, const char *json)
 {
-	json_t *rep = command(d, json);
+	json_t *rep = vdrv_command(d, "virtio-mem", json);
 	bool ok = json_is_true(json_object_get(rep, "ok"));
 
 	json_decref(rep);
@@ -308,13 +266,13 @@ static void test_config_plug_unplug(void **state)
 	assert_int_equal(status_int(d, "requested_mib"), 12);
 
 	/* Plug 8 MiB and touch it: the host's pages grow by 8 MiB. */
-	before = rss_shmem_kib();
+	before = vdrv_rss_shmem_kib();
 	assert_int_equal(request(d, VIRTIO_MEM_REQ_PLUG, BASE, 4, NULL), VIRTIO_MEM_RESP_ACK);
 	assert_int_equal(config64(d, offsetof(struct virtio_mem_config, plugged_size)), 8 << 20);
 	assert_non_null(guest_mem_ptr(m, BASE, 8 << 20));
 	assert_null(guest_mem_ptr(m, BASE, (8 << 20) + 1));
 	memset(guest_mem_ptr(m, BASE, 8 << 20), 0x5a, 8 << 20);
-	touched = rss_shmem_kib();
+	touched = vdrv_rss_shmem_kib();
 	assert_true(touched - before >= 8192 - 64);
 	/* More than requested: NACK. Already plugged: ERROR. */
 	assert_int_equal(request(d, VIRTIO_MEM_REQ_PLUG, BASE + 4 * BS, 3, NULL),
@@ -328,13 +286,13 @@ static void test_config_plug_unplug(void **state)
 	/* Unplug 4 MiB: its pages go back to the host. */
 	assert_int_equal(request(d, VIRTIO_MEM_REQ_UNPLUG, BASE + 2 * BS, 2, NULL),
 			 VIRTIO_MEM_RESP_ACK);
-	after = rss_shmem_kib();
+	after = vdrv_rss_shmem_kib();
 	assert_true(touched - after >= 4096 - 64);
 	assert_null(guest_mem_ptr(m, BASE + 2 * BS, 1));
 	assert_int_equal(status_int(d, "plugged_mib"), 4);
 	assert_int_equal(request(d, VIRTIO_MEM_REQ_UNPLUG_ALL, 0, 0, NULL), VIRTIO_MEM_RESP_ACK);
 	assert_int_equal(status_int(d, "plugged_mib"), 0);
-	assert_true(after - rss_shmem_kib() >= 4096 - 64);
+	assert_true(after - vdrv_rss_shmem_kib() >= 4096 - 64);
 }
 
 static void test_hostile(void **state)

@@ -7,9 +7,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 
-from cellad import TestFailure, check, log, main, skip
+from cellad import check, log, main, poll, skip
 from test_move import ADDR, PORT, Net, NsDaemon, make_certs, move_cli
 
 
@@ -23,14 +22,6 @@ def master(ns, dev):
     parts = subprocess.run(["ip", "-n", ns, "-o", "link", "show", "dev", dev],
                            capture_output=True, text=True).stdout.split()
     return parts[parts.index("master") + 1] if "master" in parts else None
-
-
-def poll(what, fn, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not fn():
-        if time.monotonic() > deadline:
-            raise TestFailure(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling the host's state with a deadline
 
 
 def tap_of(d, name):

@@ -36,31 +36,15 @@
 #define AREA      (16ULL << 20) /* guest pages the tests touch and give back */
 #define PG        4096ULL
 
-struct fixture {
-	struct vdrv *d;
-	void *cfg;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct vdrv_fixture *f = calloc(1, sizeof(*f));
 
-	f->cfg = vdrv_config("virtio-balloon", "stats=on,deflate_on_oom=on,free_page_reporting=on,target_mib=4");
+	f->cfg = vdrv_config("virtio-balloon",
+			     "stats=on,deflate_on_oom=on,free_page_reporting=on,target_mib=4");
 	f->d = vdrv_new();
-	assert_int_equal(devtype_find("virtio-balloon")->create(&f->d->vm, 0, f->cfg), 0);
-	vdrv_bind(f->d);
-	vdrv_start_loop(f->d);
+	vdrv_create(f->d, "virtio-balloon", f->cfg);
 	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	vdrv_free(f->d);
-	free(f->cfg);
-	free(f);
 	return 0;
 }
 
@@ -107,7 +91,7 @@ static uint32_t config32(struct vdrv *d, unsigned off)
 
 static void test_config_and_target(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	json_t *rep;
 
@@ -147,7 +131,7 @@ static void test_config_and_target(void **state)
 
 static void test_inflate_deflate_rss(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	long before, touched, inflated;
 	const uint8_t *p;
@@ -179,7 +163,7 @@ static void test_inflate_deflate_rss(void **state)
 
 static void test_hostile_requests(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	uint64_t buf = vdrv_alloc(d, 64);
 	uint32_t *pfn = vdrv_ptr(d, buf, 64);
@@ -229,7 +213,7 @@ static void test_hostile_requests(void **state)
 
 static void test_free_page_reporting(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	struct vdrv_seg s[3];
 	long touched, reported;
@@ -295,7 +279,7 @@ static bool wait_stats_updates(struct vdrv *d, int64_t want)
 
 static void test_stats(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	json_t *rep, *st;
 
@@ -323,7 +307,7 @@ static void test_stats(void **state)
 
 static void test_save_load(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	struct virtio_dev *vd = d->vd;
 	struct state_writer w;
@@ -386,12 +370,12 @@ static void test_schema_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_config_and_target, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_inflate_deflate_rss, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hostile_requests, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_free_page_reporting, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_config_and_target, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_inflate_deflate_rss, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_requests, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_free_page_reporting, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_stats, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_save_load, setup, vdrv_fixture_teardown),
 		cmocka_unit_test(test_schema_errors),
 	};
 

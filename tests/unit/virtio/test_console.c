@@ -53,9 +53,7 @@ static int setup(void **state)
 	snprintf(spec, sizeof(spec), "path=%s", f->path);
 	f->cfg = vdrv_config("virtio-console", spec);
 	f->d = vdrv_new();
-	assert_int_equal(devtype_find("virtio-console")->create(&f->d->vm, 0, f->cfg), 0);
-	vdrv_bind(f->d);
-	vdrv_start_loop(f->d);
+	vdrv_create(f->d, "virtio-console", f->cfg);
 	*state = f;
 	return 0;
 }

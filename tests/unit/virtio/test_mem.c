@@ -154,33 +154,16 @@ static void test_parse(void **state)
 
 /* --- the device -------------------------------------------------------- */
 
-struct fixture {
-	struct vdrv *d;
-	void *cfg;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct vdrv_fixture *f = calloc(1, sizeof(*f));
 
 	f->cfg = vdrv_config("virtio-mem", "max_mib=32,requested_mib=4");
 	f->d = vdrv_new();
 	assert_int_equal(guest_mem_set_hotplug(&f->d->vm.mem, REGION), 0);
 	assert_int_equal(f->d->vm.mem.hp_base, BASE);
-	assert_int_equal(devtype_find("virtio-mem")->create(&f->d->vm, 0, f->cfg), 0);
-	vdrv_bind(f->d);
-	vdrv_start_loop(f->d);
+	vdrv_create(f->d, "virtio-mem", f->cfg);
 	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	vdrv_free(f->d);
-	free(f->cfg);
-	free(f);
 	return 0;
 }
 
@@ -236,7 +219,7 @@ static uint16_t request(struct vdrv *d, uint16_t type, uint64_t addr, uint16_t n
 
 static void test_config_plug_unplug(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	const struct guest_mem *m = &d->vm.mem;
 	long before, touched, after;
@@ -297,7 +280,7 @@ static void test_config_plug_unplug(void **state)
 
 static void test_hostile(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	uint64_t req = vdrv_alloc(d, 24), resp = vdrv_alloc(d, 16);
 	uint16_t idx;
@@ -335,7 +318,7 @@ static void test_hostile(void **state)
 
 static void test_save_load(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	struct virtio_dev *vd = d->vd;
 	struct state_writer w;
@@ -410,9 +393,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_state_machine),
 		cmocka_unit_test(test_parse),
-		cmocka_unit_test_setup_teardown(test_config_plug_unplug, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_config_plug_unplug, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_hostile, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_save_load, setup, vdrv_fixture_teardown),
 		cmocka_unit_test(test_schema_errors),
 	};
 

@@ -305,3 +305,20 @@ json_t *vdrv_command(struct vdrv *d, const char *type, const char *json)
 	assert_non_null(rep);
 	return rep;
 }
+
+void vdrv_create(struct vdrv *d, const char *type, const void *cfg)
+{
+	assert_int_equal(devtype_find(type)->create(&d->vm, 0, cfg), 0);
+	vdrv_bind(d);
+	vdrv_start_loop(d);
+}
+
+int vdrv_fixture_teardown(void **state)
+{
+	struct vdrv_fixture *f = *state;
+
+	vdrv_free(f->d);
+	free(f->cfg);
+	free(f);
+	return 0;
+}

@@ -91,3 +91,15 @@ long vdrv_rss_shmem_kib(void);
 /* Runs the command of device type `type` that json's "cmd" names; its
  * reply (never NULL). */
 json_t *vdrv_command(struct vdrv *d, const char *type, const char *json);
+/* Creates instance 0 of device type `type` from cfg on d's VM, binds the
+ * driver to it and starts the I/O loop. */
+void vdrv_create(struct vdrv *d, const char *type, const void *cfg);
+
+/* The fixture of a device-type test: the driver and its device's
+ * configuration (from vdrv_config). */
+struct vdrv_fixture {
+	struct vdrv *d;
+	void *cfg;
+};
+/* cmocka teardown of a calloc'd struct vdrv_fixture. */
+int vdrv_fixture_teardown(void **state);

@@ -2,6 +2,8 @@
 (test_vmem.py, test_balloon.py): checks, a worker's RssShmem, waiting for
 its control socket, and a migration to a second worker over mutual TLS."""
 import os
+import shutil
+import tempfile
 import time
 
 import harness
@@ -62,3 +64,15 @@ def migrate(src, ctl, dst, dctl, pki, sock, port):
     check(src.wait_exit(30) == tm.MIGRATED, "source exited as migrated")
     wait_path(dst.proc, dctl)
     return rep
+
+
+def run_in_tmpdir(args, guest, run):
+    """run(cella_vm, the guest's kernel, a fresh directory), on KVM; the
+    directory is removed afterwards."""
+    harness.require_kvm()
+    vm, kernel = args["cella_vm"], args["guests"][guest]
+    d = tempfile.mkdtemp(prefix=f"cella-{guest}-")
+    try:
+        run(vm, kernel, d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)

@@ -12,7 +12,6 @@ send the given-back pages: the destination holds about what the source
 held, and its guest deflates with every page intact."""
 import os
 import shutil
-import tempfile
 import time
 
 import harness
@@ -44,13 +43,7 @@ def set_target(g, ctl, mib):
 
 
 def test(args):
-    harness.require_kvm()
-    vm, kernel = args["cella_vm"], args["guests"]["balloon"]
-    d = tempfile.mkdtemp(prefix="cella-balloon-")
-    try:
-        run(vm, kernel, d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    memdev.run_in_tmpdir(args, "balloon", run)
 
 
 def run(vm, kernel, d):

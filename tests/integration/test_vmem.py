@@ -17,7 +17,6 @@ unplugging move the worker's RSS the same way."""
 import json
 import os
 import shutil
-import tempfile
 
 import harness
 import memdev
@@ -51,13 +50,7 @@ def no_fail(g):
 
 
 def test(args):
-    harness.require_kvm()
-    vm, kernel = args["cella_vm"], args["guests"]["vmem"]
-    d = tempfile.mkdtemp(prefix="cella-vmem-")
-    try:
-        run(vm, kernel, d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    memdev.run_in_tmpdir(args, "vmem", run)
 
 
 def run(vm, kernel, d):

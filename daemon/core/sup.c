@@ -454,7 +454,7 @@ int sup_refuse_replica(struct vmrt *vm, struct cerr *e)
 	return -1;
 }
 
-static int refuse_busy(struct vmrt *vm, struct cerr *e)
+int sup_refuse_busy(struct vmrt *vm, struct cerr *e)
 {
 	cerr_set(e, CERR_STATE, "state", "another action on this VM is in progress");
 	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
@@ -469,7 +469,7 @@ struct vmrt *sup_lookup_idle(struct sup *s, const char *name, struct cerr *e)
 
 	if (vm && (vm->busy || vm->def.replica.on)) {
 		if (vm->busy)
-			refuse_busy(vm, e);
+			sup_refuse_busy(vm, e);
 		else
 			sup_refuse_replica(vm, e);
 		sup_vm_unlock(s, vm);
@@ -758,7 +758,7 @@ int sup_action(struct sup *s, const char *name, enum sup_action a, json_t *body,
 		return -1;
 	/* Turning off overrides a graceful stop or a start in progress. */
 	if (vm->busy && !(a == SUP_KILL && (vm->state == VS_STOPPING || vm->state == VS_STARTING))) {
-		refuse_busy(vm, e);
+		sup_refuse_busy(vm, e);
 		goto out;
 	}
 	if (vm->def.replica.on) {

@@ -218,6 +218,8 @@ int sup_refuse(struct vmrt *vm, struct cerr *e, const char *what);
 /* A VM marked a replica (vm->def.replica) refuses to start or change: 409
  * saying to fail over to it or delete the replica. -1. */
 int sup_refuse_replica(struct vmrt *vm, struct cerr *e);
+/* Another action on the VM is in progress (vm->busy): 409 with its state. -1. */
+int sup_refuse_busy(struct vmrt *vm, struct cerr *e);
 /* Wait (lock held) until pred holds or timeout_ms passes. */
 bool sup_wait_until(struct sup *s, struct vmrt *vm, bool (*pred)(struct vmrt *, unsigned),
 		    unsigned arg, int timeout_ms);

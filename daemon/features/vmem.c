@@ -64,8 +64,7 @@ int sup_vmem_resize(struct sup *s, const char *name, json_t *body, json_t **out,
 		goto out;
 	}
 	if (vm->busy) {
-		cerr_set(e, CERR_STATE, "state", "another action on this VM is in progress");
-		snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
+		sup_refuse_busy(vm, e);
 		goto out;
 	}
 	vm->busy = true;

@@ -5,26 +5,17 @@
  * ip=GUEST_IP serve=N [wait=MS]: a responder (another VM's peer): answers
  * ARP and N echo requests for its address, then passes (fails after MS,
  * default 120000, without them). */
-#include "virtio.h"
+#include "netutil.h"
 
 TEST_PROGRAM("net");
 
-#define VIRTIO_NET_F_MAC 5
-#define NET_HDR_LEN 12		/* struct virtio_net_hdr with VERSION_1 */
-#define RX_BUFS 16
-#define BUF_SIZE 2048
-#define ETH_ARP 0x0806
-#define ETH_IP  0x0800
 
 struct net {
-	struct virtio_dev dev;
-	struct virtq rx, tx;
-	uint8_t mac[6];
-	uint8_t ip[4], peer[4], peer_mac[6];
+	struct netdev nd;
+	uint8_t peer[4], peer_mac[6];
 	bool have_peer_mac;
 	uint16_t ping_id;
 	uint32_t replies;	/* bitmap of answered sequence numbers */
-	uint8_t *txbuf;
 	unsigned rx_frames, arp_requests_answered, echoes_answered;
 };
 
@@ -41,63 +32,11 @@ static bool parse_ip(const char *s, uint8_t ip[4])
 	return *s == '\0';
 }
 
-static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-
-static uint16_t inet_csum(const uint8_t *p, size_t n)
-{
-	uint32_t sum = 0;
-	for (size_t i = 0; i + 1 < n; i += 2)
-		sum += be16(p + i);
-	if (n & 1)
-		sum += (uint32_t)p[n - 1] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xFFFF) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-static void rx_post(struct net *n, uint8_t *buf)
-{
-	struct vq_buf b = { buf, BUF_SIZE, true };
-	if (!virtq_add(&n->rx, &b, 1, buf))
-		fail("net: rx queue full");
-}
-
-static void net_send(struct net *n, const uint8_t *frame, size_t len)
-{
-	memset(n->txbuf, 0, NET_HDR_LEN);
-	memcpy(n->txbuf + NET_HDR_LEN, frame, len);
-	struct vq_buf b = { n->txbuf, (uint32_t)(NET_HDR_LEN + len), false };
-	if (!virtq_add(&n->tx, &b, 1, n->txbuf))
-		fail("net: tx queue full");
-	virtq_kick(&n->tx);
-	virtq_wait(&n->tx, NULL, 5000);
-}
-
 static void eth_header(struct net *n, uint8_t *f, const uint8_t *dst, uint16_t type)
 {
 	memcpy(f, dst, 6);
-	memcpy(f + 6, n->mac, 6);
+	memcpy(f + 6, n->nd.mac, 6);
 	put16(f + 12, type);
-}
-
-static void send_arp(struct net *n, uint16_t op, const uint8_t *dst_mac, const uint8_t *tpa)
-{
-	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-	uint8_t f[60] = { 0 };
-	eth_header(n, f, op == 1 ? bcast : dst_mac, ETH_ARP);
-	uint8_t *a = f + 14;
-	put16(a, 1);		/* Ethernet */
-	put16(a + 2, ETH_IP);
-	a[4] = 6;
-	a[5] = 4;
-	put16(a + 6, op);
-	memcpy(a + 8, n->mac, 6);
-	memcpy(a + 14, n->ip, 4);
-	if (op == 2)
-		memcpy(a + 18, dst_mac, 6);
-	memcpy(a + 24, tpa, 4);
-	net_send(n, f, sizeof(f));
 }
 
 static void send_ping(struct net *n, uint16_t seq)
@@ -112,7 +51,7 @@ static void send_ping(struct net *n, uint16_t seq)
 	ip[6] = 0x40;		/* don't fragment */
 	ip[8] = 64;
 	ip[9] = 1;		/* ICMP */
-	memcpy(ip + 12, n->ip, 4);
+	memcpy(ip + 12, n->nd.ip, 4);
 	memcpy(ip + 16, n->peer, 4);
 	put16(ip + 10, inet_csum(ip, 20));
 	icmp[0] = 8;
@@ -123,7 +62,7 @@ static void send_ping(struct net *n, uint16_t seq)
 	for (int i = 0; i < 56; i++)
 		icmp[8 + i] = (uint8_t)(i + seq);
 	put16(icmp + 2, inet_csum(icmp, 8 + 56));
-	net_send(n, f, sizeof(f));
+	netdev_send(&n->nd, f, sizeof(f));
 }
 
 /* Answer an echo request (the frame f, IPv4 header at p of ihl bytes). */
@@ -137,7 +76,7 @@ static void send_echo_reply(struct net *n, const uint8_t *f, const uint8_t *p, u
 	eth_header(n, r, f + 6, ETH_IP);
 	memcpy(r + 14, p, tot);
 	uint8_t *ip = r + 14, *icmp = ip + ihl;
-	memcpy(ip + 12, n->ip, 4);
+	memcpy(ip + 12, n->nd.ip, 4);
 	memcpy(ip + 16, p + 12, 4);
 	ip[8] = 64;
 	put16(ip + 10, 0);
@@ -145,12 +84,14 @@ static void send_echo_reply(struct net *n, const uint8_t *f, const uint8_t *p, u
 	icmp[0] = 0;
 	put16(icmp + 2, 0);
 	put16(icmp + 2, inet_csum(icmp, tot - ihl));
-	net_send(n, r, 14 + tot);
+	netdev_send(&n->nd, r, 14 + tot);
 	n->echoes_answered++;
 }
 
-static void handle_frame(struct net *n, const uint8_t *f, uint32_t len)
+static void handle_frame(void *ctx, const uint8_t *f, uint32_t len)
 {
+	struct net *n = ctx;
+
 	n->rx_frames++;
 	if (len < 14)
 		return;
@@ -158,22 +99,22 @@ static void handle_frame(struct net *n, const uint8_t *f, uint32_t len)
 	const uint8_t *p = f + 14;
 	if (type == ETH_ARP && len >= 14 + 28 && be16(p) == 1 && be16(p + 2) == ETH_IP) {
 		uint16_t op = be16(p + 6);
-		if (op == 2 && !memcmp(p + 14, n->peer, 4) && !memcmp(p + 24, n->ip, 4)) {
+		if (op == 2 && !memcmp(p + 14, n->peer, 4) && !memcmp(p + 24, n->nd.ip, 4)) {
 			memcpy(n->peer_mac, p + 8, 6);
 			n->have_peer_mac = true;
-		} else if (op == 1 && !memcmp(p + 24, n->ip, 4)) {
-			send_arp(n, 2, p + 8, p + 14);
+		} else if (op == 1 && !memcmp(p + 24, n->nd.ip, 4)) {
+			netdev_send_arp(&n->nd, 2, p + 8, p + 14);
 			n->arp_requests_answered++;
 		}
 	} else if (type == ETH_IP && len >= 14 + 20 + 8 && (p[0] >> 4) == 4) {
 		unsigned ihl = (p[0] & 0xF) * 4u;
-		if (p[9] == 1 && len >= 14 + ihl + 8 && ihl >= 20 && !memcmp(p + 16, n->ip, 4) &&
+		if (p[9] == 1 && len >= 14 + ihl + 8 && ihl >= 20 && !memcmp(p + 16, n->nd.ip, 4) &&
 		    p[ihl] == 8 && be16(p + 2) <= len - 14 && !inet_csum(p, ihl)) {
 			send_echo_reply(n, f, p, ihl);
 			return;
 		}
 		if (p[9] != 1 || len < 14 + ihl + 8 || memcmp(p + 12, n->peer, 4) ||
-		    memcmp(p + 16, n->ip, 4) || inet_csum(p, ihl))
+		    memcmp(p + 16, n->nd.ip, 4) || inet_csum(p, ihl))
 			return;
 		const uint8_t *icmp = p + ihl;
 		size_t icmp_len = be16(p + 2) - ihl;
@@ -187,18 +128,7 @@ static void handle_frame(struct net *n, const uint8_t *f, uint32_t len)
 
 static void net_poll(struct net *n)
 {
-	uint32_t len;
-	void *cookie;
-	bool posted = false;
-	while (virtq_get(&n->rx, &len, &cookie)) {
-		uint8_t *buf = cookie;
-		if (len > NET_HDR_LEN)
-			handle_frame(n, buf + NET_HDR_LEN, len - NET_HDR_LEN);
-		rx_post(n, buf);
-		posted = true;
-	}
-	if (posted)
-		virtq_kick(&n->rx);
+	netdev_rx(&n->nd, handle_frame, n);
 }
 
 /* Polls until cond(n) holds or timeout_ms passes. */
@@ -224,33 +154,15 @@ int main(int argc, char **argv)
 	const char *ip = param_str("ip", "192.168.100.2"), *peer = param_str("peer", "192.168.100.1");
 	uint32_t count = (uint32_t)param_u64("count", 3);
 	uint32_t serve = (uint32_t)param_u64("serve", 0), wait = (uint32_t)param_u64("wait", 120000);
-	if (!parse_ip(ip, n.ip) || !parse_ip(peer, n.peer))
+	if (!parse_ip(ip, n.nd.ip) || !parse_ip(peer, n.peer))
 		fail("bad ip=%s or peer=%s", ip, peer);
 	if (!count || count > 31)
 		fail("count=%u out of range 1..31", count);
-	if (!virtio_find(VIRTIO_ID_NET, 0, &n.dev))
-		fail("no virtio-net device on the command line ('%s')", cmdline());
-
-	virtio_begin(&n.dev, 1ull << VIRTIO_NET_F_MAC);
-	if (n.dev.features & (1ull << VIRTIO_NET_F_MAC)) {
-		for (int i = 0; i < 6; i++)
-			n.mac[i] = virtio_cfg8(&n.dev, (uint32_t)i);
-	} else {
-		static const uint8_t def[6] = { 0x52, 0x54, 0x00, 0xce, 0x11, 0xa0 };
-		memcpy(n.mac, def, 6);
-	}
-	virtq_init(&n.rx, &n.dev, 0, 64);
-	virtq_init(&n.tx, &n.dev, 1, 64);
-	n.txbuf = mem_alloc(BUF_SIZE, 64);
-	uint8_t *rxbufs = mem_alloc((uint64_t)RX_BUFS * BUF_SIZE, 4096);
-	for (int i = 0; i < RX_BUFS; i++)
-		rx_post(&n, rxbufs + i * BUF_SIZE);
-	virtio_driver_ok(&n.dev);
-	virtq_kick(&n.rx);
+	netdev_open(&n.nd, "net", (const uint8_t[6]){ 0x52, 0x54, 0x00, 0xce, 0x11, 0xa0 });
 	n.ping_id = (uint16_t)(rdtsc() >> 4);
 	printf("net: device at 0x%lx irq %u mac %02x:%02x:%02x:%02x:%02x:%02x ip %s peer %s\n",
-	       n.dev.base, n.dev.irq, n.mac[0], n.mac[1], n.mac[2], n.mac[3], n.mac[4], n.mac[5], ip,
-	       peer);
+	       n.nd.dev.base, n.nd.dev.irq, n.nd.mac[0], n.nd.mac[1], n.nd.mac[2], n.nd.mac[3],
+	       n.nd.mac[4], n.nd.mac[5], ip, peer);
 
 	if (serve) {
 		printf("net: serving at %s\n", ip);
@@ -261,7 +173,7 @@ int main(int argc, char **argv)
 
 	bool resolved = false;
 	for (int attempt = 0; attempt < 5 && !resolved; attempt++) {
-		send_arp(&n, 1, NULL, n.peer);
+		netdev_send_arp(&n.nd, 1, NULL, n.peer);
 		resolved = poll_until(&n, have_mac, 0, 1000);
 	}
 	if (!report(resolved, "ARP reply from %s", peer))

@@ -4,24 +4,16 @@
  * gateway, then accepts one TCP connection on port N and echoes each line it
  * gets (prefixed "echo: ") until `lines` lines (default 1) went back; passes
  * once the peer's data is all acknowledged. */
-#include "virtio.h"
+#include "netutil.h"
 
 TEST_PROGRAM("tcpecho");
 
-#define VIRTIO_NET_F_MAC 5
-#define NET_HDR_LEN 12
-#define RX_BUFS 16
-#define BUF_SIZE 2048
-#define ETH_ARP 0x0806
-#define ETH_IP 0x0800
 
 struct te {
-	struct virtio_dev dev;
-	struct virtq rx, tx;
-	uint8_t mac[6], ip[4], gw[4], gw_mac[6], server[4], offered[4];
+	struct netdev nd;
+	uint8_t gw[4], gw_mac[6], server[4], offered[4];
 	bool have_gw_mac, have_offer, have_ack;
 	uint32_t xid;
-	uint8_t *txbuf;
 	/* TCP: one connection */
 	uint16_t port, peer_port;
 	uint8_t peer_ip[4], peer_mac[6];
@@ -36,52 +28,6 @@ struct te {
 	uint64_t rto_deadline;
 };
 
-static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)(v >> 16));
-	put16(p + 2, (uint16_t)v);
-}
-
-static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i + 1 < n; i += 2)
-		sum += be16(p + i);
-	if (n & 1)
-		sum += (uint32_t)p[n - 1] << 8;
-	return sum;
-}
-
-static uint16_t csum_fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xFFFF) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-static void rx_post(struct te *n, uint8_t *buf)
-{
-	struct vq_buf b = { buf, BUF_SIZE, true };
-	if (!virtq_add(&n->rx, &b, 1, buf))
-		fail("tcpecho: rx queue full");
-}
-
-static void net_send(struct te *n, const uint8_t *frame, size_t len)
-{
-	memset(n->txbuf, 0, NET_HDR_LEN);
-	memcpy(n->txbuf + NET_HDR_LEN, frame, len);
-	struct vq_buf b = { n->txbuf, (uint32_t)(NET_HDR_LEN + len), false };
-	if (!virtq_add(&n->tx, &b, 1, n->txbuf))
-		fail("tcpecho: tx queue full");
-	virtq_kick(&n->tx);
-	virtq_wait(&n->tx, NULL, 5000);
-}
-
 /* An IPv4 frame: Ethernet + IP header around payload (proto's header and
  * data), addressed to dst_mac/dst_ip. */
 static void send_ip(struct te *n, const uint8_t *dst_mac, const uint8_t *src_ip,
@@ -92,7 +38,7 @@ static void send_ip(struct te *n, const uint8_t *dst_mac, const uint8_t *src_ip,
 	if (len > 600)
 		return;
 	memcpy(f, dst_mac, 6);
-	memcpy(f + 6, n->mac, 6);
+	memcpy(f + 6, n->nd.mac, 6);
 	put16(f + 12, ETH_IP);
 	uint8_t *ip = f + 14;
 	memset(ip, 0, 20);
@@ -105,28 +51,7 @@ static void send_ip(struct te *n, const uint8_t *dst_mac, const uint8_t *src_ip,
 	memcpy(ip + 16, dst_ip, 4);
 	put16(ip + 10, csum_fold(csum_add(0, ip, 20)));
 	memcpy(ip + 20, payload, len);
-	net_send(n, f, 14 + 20 + len);
-}
-
-static void send_arp(struct te *n, uint16_t op, const uint8_t *dst_mac, const uint8_t *tpa)
-{
-	static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-	uint8_t f[60] = { 0 };
-	memcpy(f, op == 1 ? bcast : dst_mac, 6);
-	memcpy(f + 6, n->mac, 6);
-	put16(f + 12, ETH_ARP);
-	uint8_t *a = f + 14;
-	put16(a, 1);
-	put16(a + 2, ETH_IP);
-	a[4] = 6;
-	a[5] = 4;
-	put16(a + 6, op);
-	memcpy(a + 8, n->mac, 6);
-	memcpy(a + 14, n->ip, 4);
-	if (op == 2)
-		memcpy(a + 18, dst_mac, 6);
-	memcpy(a + 24, tpa, 4);
-	net_send(n, f, sizeof(f));
+	netdev_send(&n->nd, f, 14 + 20 + len);
 }
 
 /* DHCPDISCOVER (type 1) or DHCPREQUEST (type 3), broadcast. */
@@ -146,7 +71,7 @@ static void send_dhcp(struct te *n, uint8_t type)
 	d[2] = 6;
 	put32(d + 4, n->xid);
 	put16(d + 10, 0x8000); /* broadcast the reply */
-	memcpy(d + 28, n->mac, 6);
+	memcpy(d + 28, n->nd.mac, 6);
 	put32(d + 236, 0x63825363);
 	*o++ = 53, *o++ = 1, *o++ = type;
 	if (type == 3) {
@@ -191,7 +116,7 @@ static void handle_dhcp(struct te *n, const uint8_t *d, size_t len)
 		memcpy(n->gw, router, 4);
 		n->have_offer = true;
 	} else if (type == 5 && n->have_offer) {
-		memcpy(n->ip, d + 16, 4);
+		memcpy(n->nd.ip, d + 16, 4);
 		if (router[0] || router[1] || router[2] || router[3])
 			memcpy(n->gw, router, 4);
 		n->have_ack = true;
@@ -218,13 +143,13 @@ static void tcp_send(struct te *n, uint8_t flags, uint32_t seq, const uint8_t *d
 		put16(t + 22, 1460);
 	}
 	memcpy(t + hl, data, len);
-	memcpy(pseudo, n->ip, 4);
+	memcpy(pseudo, n->nd.ip, 4);
 	memcpy(pseudo + 4, n->peer_ip, 4);
 	pseudo[8] = 0;
 	pseudo[9] = 6;
 	put16(pseudo + 10, (uint16_t)(hl + len));
 	put16(t + 16, csum_fold(csum_add(csum_add(0, pseudo, 12), t, hl + len)));
-	send_ip(n, n->peer_mac, n->ip, n->peer_ip, 6, t, hl + len);
+	send_ip(n, n->peer_mac, n->nd.ip, n->peer_ip, 6, t, hl + len);
 }
 
 /* Send (and keep until acknowledged) a segment with SYN, FIN or data. */
@@ -324,8 +249,10 @@ static void handle_tcp(struct te *n, const uint8_t *ipsrc, const uint8_t *smac, 
 		tcp_send(n, 0x10, n->snd_nxt, NULL, 0);
 }
 
-static void handle_frame(struct te *n, const uint8_t *f, uint32_t len)
+static void handle_frame(void *ctx, const uint8_t *f, uint32_t len)
 {
+	struct te *n = ctx;
+
 	if (len < 14)
 		return;
 	uint16_t type = be16(f + 12);
@@ -335,8 +262,8 @@ static void handle_frame(struct te *n, const uint8_t *f, uint32_t len)
 		if (op == 2 && n->have_ack && !memcmp(p + 14, n->gw, 4)) {
 			memcpy(n->gw_mac, p + 8, 6);
 			n->have_gw_mac = true;
-		} else if (op == 1 && n->have_ack && !memcmp(p + 24, n->ip, 4)) {
-			send_arp(n, 2, p + 8, p + 14);
+		} else if (op == 1 && n->have_ack && !memcmp(p + 24, n->nd.ip, 4)) {
+			netdev_send_arp(&n->nd, 2, p + 8, p + 14);
 		}
 		return;
 	}
@@ -348,24 +275,13 @@ static void handle_frame(struct te *n, const uint8_t *f, uint32_t len)
 		return;
 	if (p[9] == 17 && tot >= ihl + 8 && be16(p + ihl + 2) == 68)
 		handle_dhcp(n, p + ihl + 8, tot - ihl - 8);
-	else if (p[9] == 6 && n->have_ack && !memcmp(p + 16, n->ip, 4))
+	else if (p[9] == 6 && n->have_ack && !memcmp(p + 16, n->nd.ip, 4))
 		handle_tcp(n, p + 12, f + 6, p + ihl, tot - ihl);
 }
 
 static void net_poll(struct te *n)
 {
-	uint32_t len;
-	void *cookie;
-	bool posted = false;
-	while (virtq_get(&n->rx, &len, &cookie)) {
-		uint8_t *buf = cookie;
-		if (len > NET_HDR_LEN)
-			handle_frame(n, buf + NET_HDR_LEN, len - NET_HDR_LEN);
-		rx_post(n, buf);
-		posted = true;
-	}
-	if (posted)
-		virtq_kick(&n->rx);
+	netdev_rx(&n->nd, handle_frame, n);
 	if (n->unacked_flags && tsc_expired(n->rto_deadline)) {
 		tcp_send(n, n->unacked_flags, n->unacked_seq, n->unacked, n->unacked_len);
 		n->rto_deadline = tsc_deadline_ms(500);
@@ -399,27 +315,10 @@ int main(int argc, char **argv)
 
 	n.port = (uint16_t)param_u64("port", 7);
 	want_lines = (uint32_t)param_u64("lines", 1);
-	if (!virtio_find(VIRTIO_ID_NET, 0, &n.dev))
-		fail("no virtio-net device on the command line ('%s')", cmdline());
-	virtio_begin(&n.dev, 1ull << VIRTIO_NET_F_MAC);
-	if (n.dev.features & (1ull << VIRTIO_NET_F_MAC)) {
-		for (int i = 0; i < 6; i++)
-			n.mac[i] = virtio_cfg8(&n.dev, (uint32_t)i);
-	} else {
-		static const uint8_t def[6] = { 0x52, 0x54, 0x00, 0xce, 0x11, 0xa1 };
-		memcpy(n.mac, def, 6);
-	}
-	virtq_init(&n.rx, &n.dev, 0, 64);
-	virtq_init(&n.tx, &n.dev, 1, 64);
-	n.txbuf = mem_alloc(BUF_SIZE, 64);
-	uint8_t *rxbufs = mem_alloc((uint64_t)RX_BUFS * BUF_SIZE, 4096);
-	for (int i = 0; i < RX_BUFS; i++)
-		rx_post(&n, rxbufs + i * BUF_SIZE);
-	virtio_driver_ok(&n.dev);
-	virtq_kick(&n.rx);
+	netdev_open(&n.nd, "tcpecho", (const uint8_t[6]){ 0x52, 0x54, 0x00, 0xce, 0x11, 0xa1 });
 	n.xid = (uint32_t)(rdtsc() >> 3);
-	printf("tcpecho: mac %02x:%02x:%02x:%02x:%02x:%02x\n", n.mac[0], n.mac[1], n.mac[2],
-	       n.mac[3], n.mac[4], n.mac[5]);
+	printf("tcpecho: mac %02x:%02x:%02x:%02x:%02x:%02x\n", n.nd.mac[0], n.nd.mac[1], n.nd.mac[2],
+	       n.nd.mac[3], n.nd.mac[4], n.nd.mac[5]);
 
 	bool ok = false;
 	for (int attempt = 0; attempt < 5 && !ok; attempt++) {
@@ -433,12 +332,12 @@ int main(int argc, char **argv)
 		send_dhcp(&n, 3);
 		ok = poll_until(&n, got_ack, 2000);
 	}
-	if (!report(ok, "DHCP ack: address %u.%u.%u.%u gateway %u.%u.%u.%u", n.ip[0], n.ip[1],
-		    n.ip[2], n.ip[3], n.gw[0], n.gw[1], n.gw[2], n.gw[3]))
+	if (!report(ok, "DHCP ack: address %u.%u.%u.%u gateway %u.%u.%u.%u", n.nd.ip[0], n.nd.ip[1],
+		    n.nd.ip[2], n.nd.ip[3], n.gw[0], n.gw[1], n.gw[2], n.gw[3]))
 		return report_summary();
 	ok = false;
 	for (int attempt = 0; attempt < 5 && !ok; attempt++) {
-		send_arp(&n, 1, NULL, n.gw);
+		netdev_send_arp(&n.nd, 1, NULL, n.gw);
 		ok = poll_until(&n, got_gw_mac, 1000);
 	}
 	report(ok, "ARP reply from the gateway: %02x:%02x:%02x:%02x:%02x:%02x", n.gw_mac[0],

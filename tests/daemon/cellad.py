@@ -43,6 +43,39 @@ def check(cond, msg):
     log(f"ok: {msg}")
 
 
+def poll(what, fn, timeout=60, interval=0.05):
+    """fn()'s first true value, polled every interval s until timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TestFailure(f"timed out waiting for {what} ({timeout} s)")
+        time.sleep(interval)  # polling the host's state with a deadline
+
+
+def wait_vm_metric(d, name, section, key, want, timeout):
+    """The VM's metrics section (/v1/vms/NAME/metrics) once its key is want,
+    polled until timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = d.get(f"/v1/vms/{name}/metrics").json.get(section) or {}
+        if v.get(key) == want:
+            return v
+        if time.monotonic() > deadline:
+            raise TestFailure(f"{name}: metrics {section}.{key} = {v.get(key)}, want {want}")
+        time.sleep(0.05)  # polling the API with a deadline
+
+
+def sh(*cmd, check_rc=True):
+    """A host command's stdout and stderr together; a failure raises."""
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if check_rc and r.returncode:
+        raise TestFailure(f"{' '.join(cmd)}: {r.stdout.strip()}")
+    return r.stdout
+
+
 def status_fields(pid):
     """/proc/PID/status (or "PID/task/TID") as {field: [words]}."""
     out = {}

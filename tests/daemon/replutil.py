@@ -12,11 +12,11 @@ from cellad import TestFailure, skip
 from test_move import ADDR, PORT, Net, NsDaemon, make_certs
 
 
-def two_hosts(args, tag, fn, both_ways=False):
+def two_hosts(args, tag, fn, both_ways=False, tools=("ip", "openssl", "qemu-img")):
     """fn(a, b, net, work) with cellads a and b in namespaces of their own
     on one bridge, b a peer of a (and a of b with both_ways), work a
-    scratch directory. Skips without ip, openssl, qemu-img or root."""
-    for tool in ("ip", "openssl", "qemu-img"):
+    scratch directory. Skips without one of tools or root."""
+    for tool in tools:
         if not shutil.which(tool):
             skip(f"'{tool}' is not installed")
     if os.geteuid() != 0:

@@ -6,20 +6,12 @@ VM's memory, on a VM without a balloon or not running, and the option at
 create time are refused with clear errors."""
 
 import json
-import time
 
-from cellad import Daemon, TestFailure, check, main
+from cellad import Daemon, check, main, wait_vm_metric
 
 
 def wait_metric(d, name, key, want, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        b = d.get(f"/v1/vms/{name}/metrics").json.get("balloon") or {}
-        if b.get(key) == want:
-            return b
-        if time.monotonic() > deadline:
-            raise TestFailure(f"{name}: metrics balloon.{key} = {b.get(key)}, want {want}")
-        time.sleep(0.05)  # polling the API with a deadline
+    return wait_vm_metric(d, name, "balloon", key, want, timeout)
 
 
 def test(args):

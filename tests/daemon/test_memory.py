@@ -22,9 +22,8 @@ back at the end."""
 
 import os
 import re
-import time
 
-from cellad import ConsoleTail, Daemon, TestFailure, check, log, main, memwriter_rounds
+from cellad import ConsoleTail, Daemon, TestFailure, check, log, main, memwriter_rounds, poll
 
 KSM = "/sys/kernel/mm/ksm/"
 NR_HUGE = "/proc/sys/vm/nr_hugepages"
@@ -58,17 +57,6 @@ def status_kib(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
-
-
-def poll(what, fn, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TestFailure(f"{what}: not within {timeout} s")
-        time.sleep(0.2)  # polling the kernel's counters with a deadline
 
 
 def validation(d, kernel):
@@ -118,7 +106,7 @@ def sharing(d):
     # it should merge.
     want = (16 << 20) // 4096 // 4
     poll("k1 and k2 merged", lambda: proc_merging(pids["k1"]) >= want and
-         proc_merging(pids["k2"]) >= want, 35)
+         proc_merging(pids["k2"]) >= want, 35, interval=0.2)
     log(f"merging pages: k1 {proc_merging(pids['k1'])}, k2 {proc_merging(pids['k2'])}, "
         f"k3 {proc_merging(pids['k3'])}; host pages_sharing {rd(KSM + 'pages_sharing')}")
     check(proc_merging(pids["k3"]) == 0, "the VM that did not opt in has no merging page")

@@ -16,24 +16,13 @@ import signal
 import socket
 import time
 
-from cellad import Daemon, TestFailure, check, log, main
+from cellad import Daemon, check, log, main, poll
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def poll(what, fn, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TestFailure(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling the host's state with a deadline
 
 
 def refused(d, body, status, field, text=""):

@@ -13,28 +13,8 @@ cellad's own:
 import os
 import re
 import shutil
-import subprocess
-import time
 
-from cellad import Daemon, TestFailure, check, log, main, skip
-
-
-def sh(*cmd, check_rc=True):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if check_rc and r.returncode:
-        raise TestFailure(f"{' '.join(cmd)}: {r.stdout.strip()}")
-    return r.stdout
-
-
-def poll(what, fn, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TestFailure(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling the host's state with a deadline
+from cellad import Daemon, check, log, main, poll, sh, skip
 
 
 def port_chain(d, name):

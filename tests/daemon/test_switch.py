@@ -21,17 +21,8 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import time
 
-from cellad import Daemon, TestFailure, check, log, main, skip
-
-
-def sh(*cmd, check_rc=True):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if check_rc and r.returncode:
-        raise TestFailure(f"{' '.join(cmd)}: {r.stdout.strip()}")
-    return r.stdout
+from cellad import Daemon, check, log, main, poll, sh, skip
 
 
 class Netns:
@@ -65,17 +56,6 @@ class Netns:
         out = self.ip("-o", "link", "show", "dev", dev, check_rc=False)
         parts = out.split()
         return parts[parts.index("master") + 1] if "master" in parts else None
-
-
-def poll(what, fn, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TestFailure(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling the host's state with a deadline
 
 
 def refused(d, path, body, status, field, method="POST"):

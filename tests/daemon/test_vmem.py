@@ -8,20 +8,12 @@ a running VM without memory_max_mib, and bad memory_max_mib values are
 refused naming the field. On a stopped VM --memory changes the startup
 memory as before. The field survives a restart of cellad (its store)."""
 
-import time
 
-from cellad import Daemon, TestFailure, check, main
+from cellad import Daemon, check, main, wait_vm_metric
 
 
 def wait_vmem(d, name, key, want, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = d.get(f"/v1/vms/{name}/metrics").json.get("virtio_mem") or {}
-        if v.get(key) == want:
-            return v
-        if time.monotonic() > deadline:
-            raise TestFailure(f"{name}: metrics virtio_mem.{key} = {v.get(key)}, want {want}")
-        time.sleep(0.05)  # polling the API with a deadline
+    return wait_vm_metric(d, name, "virtio_mem", key, want, timeout)
 
 
 def refused(d, name, mib, status, text):

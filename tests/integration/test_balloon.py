@@ -12,40 +12,16 @@ send the given-back pages: the destination holds about what the source
 held, and its guest deflates with every page intact."""
 import os
 import shutil
-import tempfile
 import time
 
 import harness
+import memdev
+from memdev import check, rss_shmem_kib, wait_path
 import test_migrate as tm
 
 EXIT_SAVED = 14
 MEM = 64
 POOL, REPORT = 24, 8
-
-
-def check(cond, msg):
-    if not cond:
-        raise harness.TestFailure(msg)
-    harness.log(f"ok: {msg}")
-
-
-def rss_shmem_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        text = f.read()
-    for line in text.splitlines():
-        if line.startswith("RssShmem:"):
-            return int(line.split()[1])
-    raise harness.TestFailure(f"no RssShmem in /proc/{pid}/status:\n{text[:400]}")
-
-
-def wait_path(proc, path, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if proc.poll() is not None:
-            raise harness.TestFailure(f"worker exited ({proc.returncode}) before listening")
-        if time.monotonic() > deadline:
-            raise harness.TestFailure(f"{path} did not appear")
-        os.sched_yield()
 
 
 def cmd(vm, kernel, extra):
@@ -67,13 +43,7 @@ def set_target(g, ctl, mib):
 
 
 def test(args):
-    harness.require_kvm()
-    vm, kernel = args["cella_vm"], args["guests"]["balloon"]
-    d = tempfile.mkdtemp(prefix="cella-balloon-")
-    try:
-        run(vm, kernel, d)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    memdev.run_in_tmpdir(args, "balloon", run)
 
 
 def run(vm, kernel, d):
@@ -160,9 +130,7 @@ def run(vm, kernel, d):
 
 
 def migrate_case(vm, kernel, d):
-    pki = os.path.join(d, "pki")
-    os.mkdir(pki)
-    tm.make_pki(pki)
+    pki = memdev.make_pki(d)
     ctl, dctl = os.path.join(d, "m.sock"), os.path.join(d, "md.sock")
     src = harness.Guest(cmd(vm, kernel, ["--control", ctl]), name="balloon-src")
     with src:
@@ -172,20 +140,9 @@ def migrate_case(vm, kernel, d):
         r_src = rss_shmem_kib(src.proc.pid)
         sock, port = tm.listener()
         fd = sock.fileno()
-        dst = harness.Guest(cmd(vm, kernel, [
-            "--incoming", f"fd:{fd}", "--control", dctl, "--tls-cert", f"{pki}/dst.crt",
-            "--tls-key", f"{pki}/dst.key", "--tls-ca", f"{pki}/ca.crt",
-            "--tls-peer", "src.cella.test"]), name="balloon-dst")
+        dst = harness.Guest(cmd(vm, kernel, memdev.incoming_args(fd, dctl, pki)), name="balloon-dst")
         try:
-            dst.start(pass_fds=(fd,))
-            sock.close()
-            rep = harness.control(ctl, {
-                "cmd": "migrate", "host": "127.0.0.1", "port": port,
-                "tls": {"cert": tm.read(pki, "src.crt"), "key": tm.read(pki, "src.key"),
-                        "ca": tm.read(pki, "ca.crt"), "name": "dst.cella.test"}}, timeout=180)
-            check(rep.get("ok") is True, f"migrate: {rep}")
-            check(src.wait_exit(30) == tm.MIGRATED, "source exited as migrated")
-            wait_path(dst.proc, dctl)
+            rep = memdev.migrate(src, ctl, dst, dctl, pki, sock, port)
             b = balloon(dctl)
             check(b["inflated_pages"] == 1024 and b["target_mib"] == 4 and
                   b["reported_bytes"] == REPORT << 20, f"migrated balloon {b}")

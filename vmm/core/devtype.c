@@ -3,6 +3,7 @@
 #include "devtype.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -116,4 +117,15 @@ int devtypes_create(struct vm *vm)
 		}
 	}
 	return 0;
+}
+
+json_t *devtype_cmd_error(const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }

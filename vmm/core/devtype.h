@@ -42,6 +42,9 @@ struct devtype_command {
 };
 #define DEVTYPE_CMD_FILE (1u << 0)
 #define DEVTYPE_CMD_NOT_MIGRATING (1u << 1) /* refused while a migration runs */
+/* A command's failure reply: {"ok": false, "error": the formatted message
+ * (at most 255 bytes)}. */
+json_t *devtype_cmd_error(const char *fmt, ...) __printf(1, 2);
 
 struct device_type {
 	const char *name;          /* ops->type of its devices; --device NAME */

@@ -18,25 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 
 #include "conf/schema.h"
 #include "devtype.h"
-#include "state/state.h"
+#include "fuzzdrv.h"
 #include "virtio/balloon/balloon.h"
 #include "vm.h"
 
 #define RAM_SIZE  (2u << 20)
 #define RING_BASE 0x10000u
-
-static void reg(struct vm *vm, struct virtio_dev *vd, uint64_t off, uint32_t val)
-{
-	uint8_t buf[4];
-
-	memcpy(buf, &val, 4);
-	bus_dispatch(&vm->mmio, vd->base + off, buf, 4, true);
-}
 
 static void parse_direct(const uint8_t *data, size_t size)
 {
@@ -68,8 +59,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const struct device_type *t = devtype_find("virtio-balloon");
 	struct balloon_config cfg = { .stats = true, .deflate_on_oom = true,
 				      .free_page_reporting = true, .target_mib = 1 };
-	struct state_writer w;
-	struct state_reader r;
 	struct virtio_dev *vd;
 	struct vm vm;
 	unsigned nkick;
@@ -85,29 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	vd = virtio_dev_of(vm.devices_tail);
 	pos = 2 + nkick;
-	memcpy(vm.mem.host + RING_BASE, data + pos,
-	       size - pos < RAM_SIZE - RING_BASE ? size - pos : RAM_SIZE - RING_BASE);
-
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, 0);
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-	reg(&vm, vd, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-	reg(&vm, vd, VIRTIO_MMIO_DRIVER_FEATURES, data[0] & 0x26);
-	reg(&vm, vd, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	reg(&vm, vd, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-				 VIRTIO_CONFIG_S_FEATURES_OK);
-	for (unsigned q = 0; q < BALLOON_NR_QUEUES; q++) {
-		uint32_t base = RING_BASE + q * 0x1000;
-
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_SEL, q);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_NUM, 8);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_DESC_LOW, base);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_AVAIL_LOW, base + 0x400);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_USED_LOW, base + 0x800);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_READY, 1);
-	}
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-				 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	fuzz_fill(&vm, RING_BASE, RAM_SIZE, data, pos, size);
+	fuzz_drv_start(&vm, vd, data[0] & 0x26, BALLOON_NR_QUEUES, RING_BASE);
 	for (unsigned i = 0; i < nkick; i++) {
 		uint8_t k = data[2 + i];
 
@@ -122,17 +90,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			balloon_stats_request(balloon_of(vd));
 			pthread_mutex_unlock(&vd->lock);
 		}
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_NOTIFY, k & 3);
+		fuzz_reg(&vm, vd, VIRTIO_MMIO_QUEUE_NOTIFY, k & 3);
 		virtio_dev_process(vd, k & 3);
 	}
 	json_decref(t->status(&vm));
-	state_writer_init(&w);
-	if (vd->dev.ops->save(&vd->dev, &w) || state_writer_error(&w))
-		abort();
-	state_reader_init(&r, w.buf, w.len);
-	if (vd->dev.ops->load(&vd->dev, &r))
-		abort();
-	state_writer_free(&w);
+	fuzz_save_load(vd);
 	vm_destroy(&vm);
 	return 0;
 }

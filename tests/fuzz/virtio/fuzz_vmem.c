@@ -19,25 +19,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 
 #include "devtype.h"
-#include "state/state.h"
+#include "fuzzdrv.h"
 #include "virtio/mem/vmem.h"
 #include "vm.h"
 
 #define RAM_SIZE  (4u << 20)
 #define REGION    (8u << 20)
 #define RING_BASE 0x10000u
-
-static void reg(struct vm *vm, struct virtio_dev *vd, uint64_t off, uint32_t val)
-{
-	uint8_t buf[4];
-
-	memcpy(buf, &val, 4);
-	bus_dispatch(&vm->mmio, vd->base + off, buf, 4, true);
-}
 
 /* The input as 24-byte requests (addresses folded near the region). */
 static void state_machine(const uint8_t *data, size_t size)
@@ -72,8 +63,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct device_type *t = devtype_find("virtio-mem");
 	struct vmem_config cfg = { .max_mib = (RAM_SIZE + REGION) >> 20, .requested_mib = 4 };
-	struct state_writer w;
-	struct state_reader r;
 	struct virtio_dev *vd;
 	struct vm vm;
 	unsigned nkick;
@@ -90,23 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	vd = virtio_dev_of(vm.devices_tail);
 	pos = 1 + nkick;
-	memcpy(vm.mem.host + RING_BASE, data + pos,
-	       size - pos < RAM_SIZE - RING_BASE ? size - pos : RAM_SIZE - RING_BASE);
-
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, 0);
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-	reg(&vm, vd, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	reg(&vm, vd, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-				 VIRTIO_CONFIG_S_FEATURES_OK);
-	reg(&vm, vd, VIRTIO_MMIO_QUEUE_SEL, 0);
-	reg(&vm, vd, VIRTIO_MMIO_QUEUE_NUM, 8);
-	reg(&vm, vd, VIRTIO_MMIO_QUEUE_DESC_LOW, RING_BASE);
-	reg(&vm, vd, VIRTIO_MMIO_QUEUE_AVAIL_LOW, RING_BASE + 0x400);
-	reg(&vm, vd, VIRTIO_MMIO_QUEUE_USED_LOW, RING_BASE + 0x800);
-	reg(&vm, vd, VIRTIO_MMIO_QUEUE_READY, 1);
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-				 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	fuzz_fill(&vm, RING_BASE, RAM_SIZE, data, pos, size);
+	fuzz_drv_start(&vm, vd, -1, 1, RING_BASE);
 	for (unsigned i = 0; i < nkick; i++) {
 		char req[64];
 		json_t *j, *rep;
@@ -116,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rep = t->commands[0].run(&vm, j, -1);
 		json_decref(rep);
 		json_decref(j);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+		fuzz_reg(&vm, vd, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
 		virtio_dev_process(vd, 0);
 		pthread_mutex_lock(&vd->lock);
 		if (vmem_of(vd)->blk.plugged != vmem_count_plugged(&vmem_of(vd)->blk))
@@ -124,13 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pthread_mutex_unlock(&vd->lock);
 	}
 	json_decref(t->status(&vm));
-	state_writer_init(&w);
-	if (vd->dev.ops->save(&vd->dev, &w) || state_writer_error(&w))
-		abort();
-	state_reader_init(&r, w.buf, w.len);
-	if (vd->dev.ops->load(&vd->dev, &r))
-		abort();
-	state_writer_free(&w);
+	fuzz_save_load(vd);
 	vm_destroy(&vm);
 	return 0;
 }

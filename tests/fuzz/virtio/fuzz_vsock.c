@@ -26,11 +26,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 
 #include "devtype.h"
-#include "state/state.h"
+#include "fuzzdrv.h"
 #include "unixsock.h"
 #include "virtio/vsock/vsock.h"
 #include "vm.h"
@@ -41,14 +40,6 @@
 /* The harness's own sockets, made once per process (not product code). */
 static char uds[96];
 static int listener5 = -1;
-
-static void reg(struct vm *vm, struct virtio_dev *vd, uint64_t off, uint32_t val)
-{
-	uint8_t buf[4];
-
-	memcpy(buf, &val, 4);
-	bus_dispatch(&vm->mmio, vd->base + off, buf, 4, true);
-}
 
 static void parse_direct(const uint8_t *data, size_t size)
 {
@@ -117,8 +108,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct device_type *t = devtype_find("virtio-vsock");
 	struct vsock_config cfg = { .cid = 3 };
-	struct state_writer w;
-	struct state_reader r;
 	struct virtio_dev *vd;
 	struct vsock *vs;
 	struct vm vm;
@@ -144,27 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		vs->uds_path = NULL;
 	}
 	pos = 2 + nkick;
-	memcpy(vm.mem.host + RING_BASE, data + pos,
-	       size - pos < RAM_SIZE - RING_BASE ? size - pos : RAM_SIZE - RING_BASE);
-
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, 0);
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-	reg(&vm, vd, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-	reg(&vm, vd, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-				 VIRTIO_CONFIG_S_FEATURES_OK);
-	for (unsigned q = 0; q < VSOCK_NR_QUEUES; q++) {
-		uint32_t base = RING_BASE + q * 0x1000;
-
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_SEL, q);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_NUM, 8);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_DESC_LOW, base);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_AVAIL_LOW, base + 0x400);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_USED_LOW, base + 0x800);
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_READY, 1);
-	}
-	reg(&vm, vd, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-				 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+	fuzz_fill(&vm, RING_BASE, RAM_SIZE, data, pos, size);
+	fuzz_drv_start(&vm, vd, -1, VSOCK_NR_QUEUES, RING_BASE);
 	if (data[0] & 1) {
 		char line[32];
 		int n = snprintf(line, sizeof(line), "CONNECT %u\n", data[1]);
@@ -186,13 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint8_t k = data[2 + i];
 
 		if (k & 0x80) {
-			state_writer_init(&w);
-			if (vd->dev.ops->save(&vd->dev, &w) || state_writer_error(&w))
-				abort();
-			state_reader_init(&r, w.buf, w.len);
-			if (vd->dev.ops->load(&vd->dev, &r))
-				abort();
-			state_writer_free(&w);
+			fuzz_save_load(vd);
 		}
 		if ((k & 3) == 3) {
 			pthread_mutex_lock(&vd->lock);
@@ -203,17 +167,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			pthread_mutex_unlock(&vd->lock);
 			continue;
 		}
-		reg(&vm, vd, VIRTIO_MMIO_QUEUE_NOTIFY, k & 3);
+		fuzz_reg(&vm, vd, VIRTIO_MMIO_QUEUE_NOTIFY, k & 3);
 		virtio_dev_process(vd, k & 3);
 	}
 	json_decref(t->status(&vm));
-	state_writer_init(&w);
-	if (vd->dev.ops->save(&vd->dev, &w) || state_writer_error(&w))
-		abort();
-	state_reader_init(&r, w.buf, w.len);
-	if (vd->dev.ops->load(&vd->dev, &r))
-		abort();
-	state_writer_free(&w);
+	fuzz_save_load(vd);
 	vm_destroy(&vm);
 	if (client >= 0)
 		close(client);

@@ -36,78 +36,16 @@
 #define AREA      (16ULL << 20) /* guest pages the tests touch and give back */
 #define PG        4096ULL
 
-struct fixture {
-	struct vdrv *d;
-	void *cfg;
-};
-
-static void *balloon_config(const char *spec)
-{
-	const struct device_type *t = devtype_find("virtio-balloon");
-	struct conf_err e;
-	void *cfg;
-
-	assert_non_null(t);
-	cfg = calloc(1, t->config_size);
-	assert_non_null(cfg);
-	assert_int_equal(conf_from_string(t->config_schema, cfg, spec, &e), 0);
-	return cfg;
-}
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct vdrv_fixture *f = calloc(1, sizeof(*f));
 
-	f->cfg = balloon_config("stats=on,deflate_on_oom=on,free_page_reporting=on,target_mib=4");
+	f->cfg = vdrv_config("virtio-balloon",
+			     "stats=on,deflate_on_oom=on,free_page_reporting=on,target_mib=4");
 	f->d = vdrv_new();
-	assert_int_equal(devtype_find("virtio-balloon")->create(&f->d->vm, 0, f->cfg), 0);
-	vdrv_bind(f->d);
-	vdrv_start_loop(f->d);
+	vdrv_create(f->d, "virtio-balloon", f->cfg);
 	*state = f;
 	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	vdrv_free(f->d);
-	free(f->cfg);
-	free(f);
-	return 0;
-}
-
-/* Shared-memory pages resident in this process (the memfd RAM), KiB. */
-static long rss_shmem_kib(void)
-{
-	FILE *fp = fopen("/proc/self/status", "r");
-	char line[256];
-	long v = -1;
-
-	assert_non_null(fp);
-	while (fgets(line, sizeof(line), fp))
-		if (sscanf(line, "RssShmem: %ld", &v) == 1)
-			break;
-	fclose(fp);
-	assert_true(v >= 0);
-	return v;
-}
-
-static json_t *command(struct vdrv *d, const char *json)
-{
-	const struct devtype_command *c = devtype_find("virtio-balloon")->commands;
-	json_t *req = json_loads(json, 0, NULL);
-	const char *name;
-	json_t *rep = NULL;
-
-	assert_non_null(req);
-	name = json_string_value(json_object_get(req, "cmd"));
-	for (; c->name; c++)
-		if (!strcmp(c->name, name))
-			rep = c->run(&d->vm, req, -1);
-	json_decref(req);
-	assert_non_null(rep);
-	return rep;
 }
 
 static int64_t status_int(struct vdrv *d, const char *key)
@@ -153,7 +91,7 @@ static uint32_t config32(struct vdrv *d, unsigned off)
 
 static void test_config_and_target(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	json_t *rep;
 
@@ -170,7 +108,7 @@ static void test_config_and_target(void **state)
 	assert_int_equal(status_int(d, "actual_pages"), 77);
 
 	vdrv_write(d, VIRTIO_MMIO_INTERRUPT_ACK, vdrv_read(d, VIRTIO_MMIO_INTERRUPT_STATUS));
-	rep = command(d, "{\"cmd\": \"balloon-set\", \"target_mib\": 10}");
+	rep = vdrv_command(d, "virtio-balloon", "{\"cmd\": \"balloon-set\", \"target_mib\": 10}");
 	assert_true(json_is_true(json_object_get(rep, "ok")));
 	json_decref(rep);
 	assert_int_equal(config32(d, 0), 2560);
@@ -178,14 +116,14 @@ static void test_config_and_target(void **state)
 	assert_int_equal(status_int(d, "target_mib"), 10);
 
 	/* Above the VM's memory (32 MiB), negative, not a number: refused. */
-	rep = command(d, "{\"cmd\": \"balloon-set\", \"target_mib\": 33}");
+	rep = vdrv_command(d, "virtio-balloon", "{\"cmd\": \"balloon-set\", \"target_mib\": 33}");
 	assert_true(json_is_false(json_object_get(rep, "ok")));
 	assert_non_null(strstr(json_string_value(json_object_get(rep, "error")), "0 to 32"));
 	json_decref(rep);
-	rep = command(d, "{\"cmd\": \"balloon-set\", \"target_mib\": -1}");
+	rep = vdrv_command(d, "virtio-balloon", "{\"cmd\": \"balloon-set\", \"target_mib\": -1}");
 	assert_true(json_is_false(json_object_get(rep, "ok")));
 	json_decref(rep);
-	rep = command(d, "{\"cmd\": \"balloon-set\", \"target_mib\": \"1\"}");
+	rep = vdrv_command(d, "virtio-balloon", "{\"cmd\": \"balloon-set\", \"target_mib\": \"1\"}");
 	assert_true(json_is_false(json_object_get(rep, "ok")));
 	json_decref(rep);
 	assert_int_equal(config32(d, 0), 2560);
@@ -193,19 +131,19 @@ static void test_config_and_target(void **state)
 
 static void test_inflate_deflate_rss(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	long before, touched, inflated;
 	const uint8_t *p;
 
 	vdrv_init(d, F_ALL);
-	before = rss_shmem_kib();
+	before = vdrv_rss_shmem_kib();
 	touch(d, AREA, 8 << 20);
-	touched = rss_shmem_kib();
+	touched = vdrv_rss_shmem_kib();
 	assert_true(touched - before >= 7 * 1024);
 
 	send_pfns(d, Q_INFLATE, AREA / PG, 2048);
-	inflated = rss_shmem_kib();
+	inflated = vdrv_rss_shmem_kib();
 	print_message("RssShmem KiB: before %ld, touched 8 MiB %ld, inflated 8 MiB %ld\n", before,
 		      touched, inflated);
 	assert_true(touched - inflated >= 7 * 1024);
@@ -225,7 +163,7 @@ static void test_inflate_deflate_rss(void **state)
 
 static void test_hostile_requests(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	uint64_t buf = vdrv_alloc(d, 64);
 	uint32_t *pfn = vdrv_ptr(d, buf, 64);
@@ -275,7 +213,7 @@ static void test_hostile_requests(void **state)
 
 static void test_free_page_reporting(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	struct vdrv_seg s[3];
 	long touched, reported;
@@ -283,7 +221,7 @@ static void test_free_page_reporting(void **state)
 
 	vdrv_init(d, F_ALL);
 	touch(d, AREA, 8 << 20);
-	touched = rss_shmem_kib();
+	touched = vdrv_rss_shmem_kib();
 	/* Two 2 MiB ranges and one that is not page aligned (only its whole
 	 * pages go). */
 	s[0] = (struct vdrv_seg){ AREA, 2 << 20, true };
@@ -293,7 +231,7 @@ static void test_free_page_reporting(void **state)
 	vdrv_add(d, Q_REPORT, s, 3, false);
 	vdrv_kick(d, Q_REPORT);
 	assert_true(vdrv_wait_used(d, Q_REPORT, (uint16_t)(idx + 1)));
-	reported = rss_shmem_kib();
+	reported = vdrv_rss_shmem_kib();
 	print_message("RssShmem KiB: touched %ld, after reporting 4 MiB + 2 pages %ld\n", touched,
 		      reported);
 	assert_true(touched - reported >= 4000);
@@ -341,7 +279,7 @@ static bool wait_stats_updates(struct vdrv *d, int64_t want)
 
 static void test_stats(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	json_t *rep, *st;
 
@@ -350,7 +288,7 @@ static void test_stats(void **state)
 	/* The device keeps the buffer until it wants fresh figures. */
 	assert_true(wait_stats_updates(d, 1));
 	assert_int_equal(vdrv_used_idx(d, Q_STATS), 0);
-	rep = command(d, "{\"cmd\": \"balloon-stats\"}");
+	rep = vdrv_command(d, "virtio-balloon", "{\"cmd\": \"balloon-stats\"}");
 	assert_true(json_is_true(json_object_get(rep, "requested")));
 	st = json_object_get(json_object_get(rep, "balloon"), "stats");
 	assert_int_equal(json_integer_value(json_object_get(st, "free_memory")), 1000);
@@ -369,7 +307,7 @@ static void test_stats(void **state)
 
 static void test_save_load(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	struct virtio_dev *vd = d->vd;
 	struct state_writer w;
@@ -378,7 +316,7 @@ static void test_save_load(void **state)
 
 	vdrv_init(d, F_ALL);
 	send_pfns(d, Q_INFLATE, AREA / PG, 300);
-	json_decref(command(d, "{\"cmd\": \"balloon-set\", \"target_mib\": 3}"));
+	json_decref(vdrv_command(d, "virtio-balloon", "{\"cmd\": \"balloon-set\", \"target_mib\": 3}"));
 	state_writer_init(&w);
 	assert_int_equal(vd->dev.ops->save(&vd->dev, &w), 0);
 	assert_int_equal(state_writer_error(&w), 0);
@@ -386,7 +324,7 @@ static void test_save_load(void **state)
 	/* Change the device without touching the rings (they are not rolled
 	 * back here): a new target, then a reset, which empties the balloon.
 	 * Loading brings the saved balloon back. */
-	json_decref(command(d, "{\"cmd\": \"balloon-set\", \"target_mib\": 7}"));
+	json_decref(vdrv_command(d, "virtio-balloon", "{\"cmd\": \"balloon-set\", \"target_mib\": 7}"));
 	vdrv_write(d, VIRTIO_MMIO_STATUS, 0);
 	assert_int_equal(status_int(d, "inflated_pages"), 0);
 	state_reader_init(&r, w.buf, w.len);
@@ -432,12 +370,12 @@ static void test_schema_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_config_and_target, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_inflate_deflate_rss, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hostile_requests, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_free_page_reporting, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_config_and_target, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_inflate_deflate_rss, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_requests, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_free_page_reporting, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_stats, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_save_load, setup, vdrv_fixture_teardown),
 		cmocka_unit_test(test_schema_errors),
 	};
 

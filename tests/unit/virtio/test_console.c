@@ -34,20 +34,6 @@ struct fixture {
 	void *cfg;
 };
 
-/* The device's configuration as --device virtio-console,SPEC gives it. */
-static void *console_config(const char *spec)
-{
-	const struct device_type *t = devtype_find("virtio-console");
-	struct conf_err e;
-	void *cfg;
-
-	assert_non_null(t);
-	cfg = calloc(1, t->config_size);
-	assert_non_null(cfg);
-	assert_int_equal(conf_from_string(t->config_schema, cfg, spec, &e), 0);
-	return cfg;
-}
-
 static void console_config_free(void *cfg)
 {
 	conf_free(devtype_find("virtio-console")->config_schema, cfg);
@@ -65,11 +51,9 @@ static int setup(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	snprintf(spec, sizeof(spec), "path=%s", f->path);
-	f->cfg = console_config(spec);
+	f->cfg = vdrv_config("virtio-console", spec);
 	f->d = vdrv_new();
-	assert_int_equal(devtype_find("virtio-console")->create(&f->d->vm, 0, f->cfg), 0);
-	vdrv_bind(f->d);
-	vdrv_start_loop(f->d);
+	vdrv_create(f->d, "virtio-console", f->cfg);
 	*state = f;
 	return 0;
 }
@@ -189,7 +173,7 @@ static void test_broken_ring(void **state)
 
 static void test_bad_path(void **state)
 {
-	void *cfg = console_config("path=/nonexistent-dir/out");
+	void *cfg = vdrv_config("virtio-console", "path=/nonexistent-dir/out");
 	struct vm vm;
 
 	(void)state;

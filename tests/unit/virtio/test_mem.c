@@ -154,81 +154,22 @@ static void test_parse(void **state)
 
 /* --- the device -------------------------------------------------------- */
 
-struct fixture {
-	struct vdrv *d;
-	void *cfg;
-};
-
-static void *vmem_config(const char *spec)
-{
-	const struct device_type *t = devtype_find("virtio-mem");
-	struct conf_err e;
-	void *cfg;
-
-	assert_non_null(t);
-	cfg = calloc(1, t->config_size);
-	assert_non_null(cfg);
-	assert_int_equal(conf_from_string(t->config_schema, cfg, spec, &e), 0);
-	return cfg;
-}
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct vdrv_fixture *f = calloc(1, sizeof(*f));
 
-	f->cfg = vmem_config("max_mib=32,requested_mib=4");
+	f->cfg = vdrv_config("virtio-mem", "max_mib=32,requested_mib=4");
 	f->d = vdrv_new();
 	assert_int_equal(guest_mem_set_hotplug(&f->d->vm.mem, REGION), 0);
 	assert_int_equal(f->d->vm.mem.hp_base, BASE);
-	assert_int_equal(devtype_find("virtio-mem")->create(&f->d->vm, 0, f->cfg), 0);
-	vdrv_bind(f->d);
-	vdrv_start_loop(f->d);
+	vdrv_create(f->d, "virtio-mem", f->cfg);
 	*state = f;
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	vdrv_free(f->d);
-	free(f->cfg);
-	free(f);
-	return 0;
-}
-
-static long rss_shmem_kib(void)
-{
-	FILE *fp = fopen("/proc/self/status", "r");
-	char line[256];
-	long v = -1;
-
-	assert_non_null(fp);
-	while (fgets(line, sizeof(line), fp))
-		if (sscanf(line, "RssShmem: %ld", &v) == 1)
-			break;
-	fclose(fp);
-	assert_true(v >= 0);
-	return v;
-}
-
-static json_t *command(struct vdrv *d, const char *json)
-{
-	const struct devtype_command *c = devtype_find("virtio-mem")->commands;
-	json_t *req = json_loads(json, 0, NULL), *rep = NULL;
-
-	assert_non_null(req);
-	for (; c->name; c++)
-		if (!strcmp(c->name, json_string_value(json_object_get(req, "cmd"))))
-			rep = c->run(&d->vm, req, -1);
-	json_decref(req);
-	assert_non_null(rep);
-	return rep;
-}
-
 static bool command_ok(struct vdrv *d, const char *json)
 {
-	json_t *rep = command(d, json);
+	json_t *rep = vdrv_command(d, "virtio-mem", json);
 	bool ok = json_is_true(json_object_get(rep, "ok"));
 
 	json_decref(rep);
@@ -278,7 +219,7 @@ static uint16_t request(struct vdrv *d, uint16_t type, uint64_t addr, uint16_t n
 
 static void test_config_plug_unplug(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	const struct guest_mem *m = &d->vm.mem;
 	long before, touched, after;
@@ -308,13 +249,13 @@ static void test_config_plug_unplug(void **state)
 	assert_int_equal(status_int(d, "requested_mib"), 12);
 
 	/* Plug 8 MiB and touch it: the host's pages grow by 8 MiB. */
-	before = rss_shmem_kib();
+	before = vdrv_rss_shmem_kib();
 	assert_int_equal(request(d, VIRTIO_MEM_REQ_PLUG, BASE, 4, NULL), VIRTIO_MEM_RESP_ACK);
 	assert_int_equal(config64(d, offsetof(struct virtio_mem_config, plugged_size)), 8 << 20);
 	assert_non_null(guest_mem_ptr(m, BASE, 8 << 20));
 	assert_null(guest_mem_ptr(m, BASE, (8 << 20) + 1));
 	memset(guest_mem_ptr(m, BASE, 8 << 20), 0x5a, 8 << 20);
-	touched = rss_shmem_kib();
+	touched = vdrv_rss_shmem_kib();
 	assert_true(touched - before >= 8192 - 64);
 	/* More than requested: NACK. Already plugged: ERROR. */
 	assert_int_equal(request(d, VIRTIO_MEM_REQ_PLUG, BASE + 4 * BS, 3, NULL),
@@ -328,18 +269,18 @@ static void test_config_plug_unplug(void **state)
 	/* Unplug 4 MiB: its pages go back to the host. */
 	assert_int_equal(request(d, VIRTIO_MEM_REQ_UNPLUG, BASE + 2 * BS, 2, NULL),
 			 VIRTIO_MEM_RESP_ACK);
-	after = rss_shmem_kib();
+	after = vdrv_rss_shmem_kib();
 	assert_true(touched - after >= 4096 - 64);
 	assert_null(guest_mem_ptr(m, BASE + 2 * BS, 1));
 	assert_int_equal(status_int(d, "plugged_mib"), 4);
 	assert_int_equal(request(d, VIRTIO_MEM_REQ_UNPLUG_ALL, 0, 0, NULL), VIRTIO_MEM_RESP_ACK);
 	assert_int_equal(status_int(d, "plugged_mib"), 0);
-	assert_true(after - rss_shmem_kib() >= 4096 - 64);
+	assert_true(after - vdrv_rss_shmem_kib() >= 4096 - 64);
 }
 
 static void test_hostile(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	uint64_t req = vdrv_alloc(d, 24), resp = vdrv_alloc(d, 16);
 	uint16_t idx;
@@ -377,7 +318,7 @@ static void test_hostile(void **state)
 
 static void test_save_load(void **state)
 {
-	struct fixture *f = *state;
+	struct vdrv_fixture *f = *state;
 	struct vdrv *d = f->d;
 	struct virtio_dev *vd = d->vd;
 	struct state_writer w;
@@ -452,9 +393,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_state_machine),
 		cmocka_unit_test(test_parse),
-		cmocka_unit_test_setup_teardown(test_config_plug_unplug, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hostile, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_config_plug_unplug, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_hostile, setup, vdrv_fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_save_load, setup, vdrv_fixture_teardown),
 		cmocka_unit_test(test_schema_errors),
 	};
 

@@ -2,6 +2,7 @@
 #include "vdrv.h"
 
 #include <poll.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,9 @@
 #include <cmocka.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
+
+#include "conf/schema.h"
+#include "devtype.h"
 
 #define WAIT_MS 10000
 
@@ -255,4 +259,66 @@ bool vdrv_wait_used(struct vdrv *d, unsigned q, uint16_t idx)
 bool vdrv_wait_needs_reset(struct vdrv *d)
 {
 	return wait_irq(d, needs_reset, 0, 0);
+}
+
+void *vdrv_config(const char *type, const char *spec)
+{
+	const struct device_type *t = devtype_find(type);
+	struct conf_err e;
+	void *cfg;
+
+	assert_non_null(t);
+	cfg = calloc(1, t->config_size);
+	assert_non_null(cfg);
+	assert_int_equal(conf_from_string(t->config_schema, cfg, spec, &e), 0);
+	return cfg;
+}
+
+long vdrv_rss_shmem_kib(void)
+{
+	FILE *fp = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp))
+		if (sscanf(line, "RssShmem: %ld", &v) == 1)
+			break;
+	fclose(fp);
+	assert_true(v >= 0);
+	return v;
+}
+
+json_t *vdrv_command(struct vdrv *d, const char *type, const char *json)
+{
+	const struct devtype_command *c = devtype_find(type)->commands;
+	json_t *req = json_loads(json, 0, NULL);
+	const char *name;
+	json_t *rep = NULL;
+
+	assert_non_null(req);
+	name = json_string_value(json_object_get(req, "cmd"));
+	for (; c->name; c++)
+		if (!strcmp(c->name, name))
+			rep = c->run(&d->vm, req, -1);
+	json_decref(req);
+	assert_non_null(rep);
+	return rep;
+}
+
+void vdrv_create(struct vdrv *d, const char *type, const void *cfg)
+{
+	assert_int_equal(devtype_find(type)->create(&d->vm, 0, cfg), 0);
+	vdrv_bind(d);
+	vdrv_start_loop(d);
+}
+
+int vdrv_fixture_teardown(void **state)
+{
+	struct vdrv_fixture *f = *state;
+
+	vdrv_free(f->d);
+	free(f->cfg);
+	free(f);
+	return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <pthread.h>
 
+#include <jansson.h>
 #include <linux/virtio_ring.h>
 
 #include "virtio/mmio.h"
@@ -81,3 +82,24 @@ bool vdrv_wait_used(struct vdrv *d, unsigned q, uint16_t idx);
 bool vdrv_wait_needs_reset(struct vdrv *d);
 uint16_t vdrv_used_idx(struct vdrv *d, unsigned q);
 struct vring_used_elem vdrv_used_elem(struct vdrv *d, unsigned q, uint16_t i);
+
+/* The configuration of device type `type` as --device TYPE,SPEC gives it
+ * (calloc'd; the caller frees it). */
+void *vdrv_config(const char *type, const char *spec);
+/* Shared-memory pages resident in this process (the memfd RAM), KiB. */
+long vdrv_rss_shmem_kib(void);
+/* Runs the command of device type `type` that json's "cmd" names; its
+ * reply (never NULL). */
+json_t *vdrv_command(struct vdrv *d, const char *type, const char *json);
+/* Creates instance 0 of device type `type` from cfg on d's VM, binds the
+ * driver to it and starts the I/O loop. */
+void vdrv_create(struct vdrv *d, const char *type, const void *cfg);
+
+/* The fixture of a device-type test: the driver and its device's
+ * configuration (from vdrv_config). */
+struct vdrv_fixture {
+	struct vdrv *d;
+	void *cfg;
+};
+/* cmocka teardown of a calloc'd struct vdrv_fixture. */
+int vdrv_fixture_teardown(void **state);

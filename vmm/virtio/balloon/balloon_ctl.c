@@ -3,7 +3,6 @@
  * the saved state. */
 #include <endian.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -75,18 +74,6 @@ json_t *balloon_status_json(struct vm *vm)
 	return o;
 }
 
-static json_t *bc_error(const char *fmt, ...) __printf(1, 2);
-static json_t *bc_error(const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
-}
-
 /* {"cmd": "balloon-set", "target_mib": N}: the balloon size the host asks
  * for, 0 (deflate all) to the VM's memory. */
 static json_t *cmd_balloon_set(struct vm *vm, json_t *req, int fd)
@@ -97,10 +84,10 @@ static json_t *cmd_balloon_set(struct vm *vm, json_t *req, int fd)
 
 	(void)fd;
 	if (!b)
-		return bc_error("balloon-set: the VM has no virtio-balloon device");
+		return devtype_cmd_error("balloon-set: the VM has no virtio-balloon device");
 	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 	    (uint64_t)json_integer_value(v) > max)
-		return bc_error("balloon-set: target_mib: expected an integer from 0 to %llu (the VM's memory in MiB)",
+		return devtype_cmd_error("balloon-set: target_mib: expected an integer from 0 to %llu (the VM's memory in MiB)",
 				(unsigned long long)max);
 	pthread_mutex_lock(&b->vd.lock);
 	b->target_pages = (uint32_t)(((uint64_t)json_integer_value(v) << 20) / BALLOON_PAGE_SIZE);
@@ -122,7 +109,7 @@ static json_t *cmd_balloon_stats(struct vm *vm, json_t *req, int fd)
 	(void)req;
 	(void)fd;
 	if (!b)
-		return bc_error("balloon-stats: the VM has no virtio-balloon device");
+		return devtype_cmd_error("balloon-stats: the VM has no virtio-balloon device");
 	pthread_mutex_lock(&b->vd.lock);
 	asked = balloon_stats_request(b);
 	rep = json_pack("{s:b, s:b, s:o}", "ok", 1, "requested", asked, "balloon",

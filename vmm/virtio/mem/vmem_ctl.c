@@ -2,7 +2,6 @@
  * member of the worker's status, and its section of the saved state. */
 #include <endian.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -61,18 +60,6 @@ json_t *vmem_status_json(struct vm *vm)
 	return o;
 }
 
-static json_t *vc_error(const char *fmt, ...) __printf(1, 2);
-static json_t *vc_error(const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
-}
-
 /* {"cmd": "virtio-mem-set", "requested_mib": N}: how much of the region
  * the guest should have plugged, 0 to the region's size, in whole blocks.
  * The driver plugs or unplugs towards it on its own time; the reply holds
@@ -85,15 +72,15 @@ static json_t *cmd_vmem_set(struct vm *vm, json_t *req, int fd)
 
 	(void)fd;
 	if (!v)
-		return vc_error("virtio-mem-set: the VM has no virtio-mem device");
+		return devtype_cmd_error("virtio-mem-set: the VM has no virtio-mem device");
 	max = v->blk.nblocks * v->blk.block_size >> 20;
 	if (!json_is_integer(n) || json_integer_value(n) < 0 ||
 	    (uint64_t)json_integer_value(n) > max)
-		return vc_error("virtio-mem-set: requested_mib: expected an integer from 0 to %llu (the hot-pluggable region in MiB)",
+		return devtype_cmd_error("virtio-mem-set: requested_mib: expected an integer from 0 to %llu (the hot-pluggable region in MiB)",
 				(unsigned long long)max);
 	mib = (uint64_t)json_integer_value(n);
 	if (MiB(mib) % v->blk.block_size)
-		return vc_error("virtio-mem-set: requested_mib: %llu is not a multiple of the block size (%llu MiB)",
+		return devtype_cmd_error("virtio-mem-set: requested_mib: %llu is not a multiple of the block size (%llu MiB)",
 				(unsigned long long)mib,
 				(unsigned long long)(v->blk.block_size >> 20));
 	pthread_mutex_lock(&v->vd.lock);

@@ -51,6 +51,11 @@ test("web flow: login, create with a field error, start, console, checkpoint, st
   await t.test("a bad field shows the API's error beside it; fixed, the VM is created", async () => {
     await page.getByRole("link", { name: "New VM" }).first().click();
     await page.getByLabel("Name", { exact: true }).fill("web1");
+    // No kernel and no disk: nothing to boot (an image's own /boot needs a disk).
+    await page.getByRole("button", { name: "Create VM" }).click();
+    const kerr = page.locator("[data-field-error=kernel]");
+    await kerr.waitFor();
+    assert.match(await kerr.textContent(), /first disk/, "no kernel, no disk: the reason beside the kernel field");
     await page.getByLabel("Kernel (absolute path on the host)").fill(d.guests.echo);
     await page.getByLabel("Memory (MiB)").fill("1");
     await page.getByRole("button", { name: "Create VM" }).click();

@@ -56,6 +56,7 @@ function toBody(f: Form, base: Form | null, oldNics: Nic[] = []): Record<string,
   };
   if (!base) {
     if (!f.initrd.trim()) delete all.initrd;
+    if (!f.kernel.trim()) delete all.kernel; /* the first disk's /boot */
     return all;
   }
   const out: Record<string, unknown> = {};
@@ -97,7 +98,8 @@ export function VmForm({ vm, running, submitLabel, onSubmit }: {
           hint="Letters, digits, dot, dash, underscore" />
         <Field {...p} name="cpus" label="vCPUs" type="number" min={1} value={f.cpus} onInput={set("cpus")} disabled={off("cpus")} />
         <Field {...p} name="memory_mib" label="Memory (MiB)" type="number" min={8} value={f.memory_mib} onInput={set("memory_mib")} disabled={off("memory_mib")} />
-        <Field {...p} name="kernel" label="Kernel (absolute path on the host)" value={f.kernel} onInput={set("kernel")} required disabled={off("kernel")} />
+        <Field {...p} name="kernel" label="Kernel (absolute path on the host)" value={f.kernel} onInput={set("kernel")}
+          hint="empty: boot the kernel in the first disk's own /boot" disabled={off("kernel")} />
         <Field {...p} name="initrd" label="Initrd (optional)" value={f.initrd} onInput={set("initrd")} disabled={off("initrd")} />
         <Field {...p} name="cmdline" label="Kernel command line" value={f.cmdline} onInput={set("cmdline")} disabled={off("cmdline")} />
         <div class={`field wide${errors.disks ? " has-error" : ""}`}>

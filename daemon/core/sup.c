@@ -128,13 +128,6 @@ void sup_emit_named(struct sup *s, const char *vm, const char *state, const char
 	sup_emit_extra(s, vm, state, event, detail, NULL);
 }
 
-/* The same, fields not consumed (the common members win). */
-void sup_emit_fields(struct sup *s, const char *vm, const char *state, const char *event,
-		     const char *detail, json_t *fields)
-{
-	sup_emit_extra(s, vm, state, event, detail, fields ? json_incref(fields) : NULL);
-}
-
 void sup_emit_extra(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail, json_t *extra)
 {

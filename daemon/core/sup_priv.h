@@ -173,10 +173,6 @@ void sup_emit_named(struct sup *s, const char *vm, const char *state, const char
 /* The same with extra's fields in the event's JSON (extra is taken). */
 void sup_emit_extra(struct sup *s, const char *vm, const char *state, const char *event,
 		    const char *detail, json_t *extra);
-/* The same with more members in the event (fields: not consumed; the
- * common ones win). */
-void sup_emit_fields(struct sup *s, const char *vm, const char *state, const char *event,
-		     const char *detail, json_t *fields);
 void sup_persist(struct sup *s, struct vmrt *vm);
 /* A store failure (err, -errno) as a typed error: an unreachable store
  * (etcd) is "unavailable" (503) and names it, a VM another host owns a

@@ -284,8 +284,7 @@ static void announce(struct dynmem *d, const struct cand *c)
 		      "reason", dm_reason_name(v->reason), "demand_mib", (json_int_t)v->demand_mib,
 		      "desired_mib", (json_int_t)v->desired_mib, "weight", (int)v->weight,
 		      "host_pressure", d->sum.pressure);
-	sup_emit_fields(d->s, c->e.name, "running", "memory-balance", detail, f);
-	json_decref(f);
+	sup_emit_extra(d->s, c->e.name, "running", "memory-balance", detail, f);
 }
 
 static void balance_once(struct dynmem *d, uint64_t now_ms)

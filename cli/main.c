@@ -154,11 +154,13 @@ static const struct cmd cmds[] = {
     {"host", "remove", "rm delete", "NAME", "forget a peer host", cmd_host_remove, NULL},
     {"host", "metrics", "", "", "Prometheus text for every VM", cmd_prometheus, NULL},
     {"switch", "create", "", "NAME --type external --uplink IF | internal [--address CIDR] | "
-     "private", "create a virtual switch: a Linux bridge; external: IF attached; internal: the "
-     "host on it (with CIDR); private: VMs only (admin)", cmd_switch_create,
+     "private [--stateful]", "create a virtual switch: a Linux bridge; external: IF attached; "
+     "internal: the host on it (with CIDR); private: VMs only (admin)", cmd_switch_create,
      "  --type T           external, internal or private\n"
      "  --uplink IF        external: the host interface to attach (in no bridge)\n"
-     "  --address CIDR     internal: the host's address on the switch, e.g. 10.0.0.1/24\n"},
+     "  --address CIDR     internal: the host's address on the switch, e.g. 10.0.0.1/24\n"
+     "  --stateful         its ports' ACLs pass the replies of the flows they allow\n"
+     "                     (a policy's \"stateful\" overrides it)\n"},
     {"switch", "list", "ls", "", "this host's switches and their bridges", cmd_switch_list, NULL},
     {"switch", "show", "", "NAME", "a switch, its VMs and ports", cmd_switch_show, NULL},
     {"switch", "delete", "rm remove", "NAME", "delete a switch no VM uses (admin)",

@@ -1,6 +1,7 @@
 /* switch.c: `cella switch create, list, show, delete` (docs/networking.md),
  * and `cella vm set NAME --nic-policy N JSON`. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,10 @@ int cmd_switch_create(struct client *c, int argc, char **argv)
 		{ "type", required_argument, NULL, 't' },
 		{ "uplink", required_argument, NULL, 'u' },
 		{ "address", required_argument, NULL, 'a' },
+		{ "stateful", no_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 } };
 	const char *type = NULL, *uplink = NULL, *address = NULL;
+	bool stateful = false;
 	json_t *body, *out = NULL;
 	int opt, ret;
 
@@ -27,6 +30,8 @@ int cmd_switch_create(struct client *c, int argc, char **argv)
 			uplink = optarg;
 		else if (opt == 'a')
 			address = optarg;
+		else if (opt == 's')
+			stateful = true;
 		else
 			return EXIT_USAGE;
 	}
@@ -39,6 +44,8 @@ int cmd_switch_create(struct client *c, int argc, char **argv)
 		json_object_set_new(body, "uplink", json_string(uplink));
 	if (address)
 		json_object_set_new(body, "address", json_string(address));
+	if (stateful) /* its ports' ACLs pass replies (docs/networking.md) */
+		json_object_set_new(body, "stateful", json_true());
 	ret = client_send(c, "POST", "/v1/switches", body, &out);
 	if (ret)
 		return ret;

@@ -119,9 +119,10 @@ static const struct option def_opts[] = {
 	"  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"          \
 	"         [,bps_burst=N][,cbt=on]  virtio-blk disk (repeatable; replaces the list;\n"      \
 	"                         format probed when not given; IOPS count 8 KiB units)\n"         \
-	"  --nic SWITCH[,mac=MAC][,vlan=N] | tap=NAME[,mac=MAC]  virtio-net NIC on a switch\n"    \
-	"                         (cella switch) or on a tap of your own (repeatable;\n"         \
-	"                         replaces the list)\n"                                           \
+	"  --nic SWITCH[,mac=MAC][,vlan=N][,queues=N] | tap=NAME[,mac=MAC][,queues=N]\n"     \
+	"                         virtio-net NIC on a switch (cella switch) or on a tap of\n"   \
+	"                         your own (repeatable; replaces the list); queues: tap\n"      \
+	"                         queue pairs, 1 to the vCPUs (at most 3)\n"                     \
 	"  --net user[,forward=tcp:HOSTPORT:GUESTPORT,...]  (also --nic) user-mode NIC through\n" \
 	"                         passt: no root, no bridge; tcp:/udp: host port forwards\n"     \
 	"  --rng, --no-rng        virtio-rng device\n"                                             \
@@ -196,8 +197,9 @@ static json_t *parse_nic(const char *spec)
 
 			*eq = 0;
 			v = strtol(eq + 1, &end, 10);
-			/* vlan is a number: cellad checks its range. */
-			if (!strcmp(tok, "vlan") && *end == 0 && end != eq + 1)
+			/* vlan and queues are numbers: cellad checks their ranges. */
+			if ((!strcmp(tok, "vlan") || !strcmp(tok, "queues")) && *end == 0 &&
+			    end != eq + 1)
 				json_object_set_new(o, tok, json_integer(v));
 			else
 				json_object_set_new(o, tok, json_string(eq + 1));

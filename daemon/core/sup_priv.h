@@ -138,6 +138,7 @@ struct sup {
 	 * stored under the host's metadata key "switches". */
 	pthread_mutex_t sw_lock;      /* switches (a leaf) */
 	json_t *switches;
+	bool ct_bridge;               /* the kernel has nf_conntrack_bridge (probed at start) */
 	/* Images (core/images_ops.c): their convert and backup jobs, running
 	 * and recently ended (img_lock, a leaf); img_cond: one ended. */
 	pthread_mutex_t img_lock;
@@ -256,9 +257,12 @@ int sup_check_ha(struct sup *s, const struct vmdef *d, struct cerr *e) __must_ch
 int sup_nics_check(struct sup *s, const struct vmdef *d, struct cerr *e) __must_check;
 /* Read the switches from the store and put their bridges back (at start). */
 void sup_switches_load(struct sup *s);
-/* NIC i's port (a switch NIC; vm->lock held): its tap's descriptor for the
- * worker, or -1 with e filled and nothing left on the host. */
-int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, int *worker_vlan, struct cerr *e);
+/* NIC i's port (a switch NIC; vm->lock held): its tap's descriptors for
+ * the worker, one per queue (the NIC's queues, fds holding
+ * CONF_NET_MAX_QUEUES): their count, or -1 with e filled and nothing left
+ * on the host. */
+int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, int *worker_vlan, int *fds,
+		  struct cerr *e);
 /* Remove every port vm has on the host (its worker is gone or never ran). */
 void sup_ports_remove(struct sup *s, struct vmrt *vm);
 /* core/sup_usernet.c: user NICs through passt. At definition: forwards not

@@ -76,6 +76,7 @@ void sup_switches_load(struct sup *s)
 
 	pthread_mutex_init(&s->sw_lock, NULL);
 	s->switches = sw_read(s);
+	s->ct_bridge = portpol_conntrack_bridge();
 	json_object_foreach(s->switches, name, j) {
 		struct sw_def d;
 		struct cerr e = { 0 };
@@ -89,8 +90,10 @@ void sup_switches_load(struct sup *s)
 	}
 }
 
-/* NIC n's policy: its "policy" object with "vlan" as the access VLAN. */
-static struct port_policy *nic_policy(const struct vmdef_nic *n, unsigned i, struct cerr *e)
+/* NIC n's policy: its "policy" object with "vlan" as the access VLAN, and
+ * "stateful" as its switch's (sw) unless it says. */
+static struct port_policy *nic_policy(const struct vmdef_nic *n, unsigned i,
+				      const struct sw_def *sw, struct cerr *e)
 {
 	json_t *j = n->policy[0] ? json_loads(n->policy, 0, NULL) : json_object();
 	struct port_policy *p;
@@ -101,6 +104,8 @@ static struct port_policy *nic_policy(const struct vmdef_nic *n, unsigned i, str
 	}
 	if (n->vlan && !json_object_get(j, "vlan"))
 		json_object_set_new(j, "vlan", json_integer(n->vlan));
+	if (sw && sw->stateful && !json_object_get(j, "stateful"))
+		json_object_set_new(j, "stateful", json_true());
 	p = portpol_parse(json_object_size(j) ? j : NULL, e);
 	json_decref(j);
 	if (!p) {
@@ -128,7 +133,7 @@ int sup_nics_check(struct sup *s, const struct vmdef *d, struct cerr *e)
 		if (sw_find(s, n->sw, &sw))
 			return cerr_set(e, CERR_INVALID, field, "no switch %s on this host (cella "
 					"switch list)", n->sw);
-		p = nic_policy(n, i, e);
+		p = nic_policy(n, i, &sw, e);
 		if (!p)
 			return -1;
 		portpol_free(p);
@@ -136,28 +141,31 @@ int sup_nics_check(struct sup *s, const struct vmdef *d, struct cerr *e)
 	return 0;
 }
 
-int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, int *worker_vlan, struct cerr *e)
+int sup_port_open(struct sup *s, struct vmrt *vm, unsigned i, int *worker_vlan, int *fds,
+		  struct cerr *e)
 {
 	const struct vmdef_nic *n = &vm->def.nics[i];
+	unsigned queues = n->queues > 1 ? n->queues : 1;
 	struct port_policy *p;
 	struct sw_def sw;
 	char tap[16], mac[18];
-	int fd;
+	int ret;
 
 	if (sw_find(s, n->sw, &sw))
 		return cerr_set(e, CERR_INVALID, "nics", "the VM failed to start: nics[%u]: no "
 				"switch %s on this host", i, n->sw);
-	p = nic_policy(n, i, e);
+	p = nic_policy(n, i, &sw, e);
 	if (!p)
 		return -1;
 	*worker_vlan = portpol_worker_vlan(p);
 	vmdef_nic_tap(&vm->def, i, tap);
 	vmdef_nic_mac(&vm->def, i, mac);
-	fd = port_open(&sw, tap, mac, p, e);
+	ret = port_open(&sw, tap, mac, p, queues, fds, e);
 	portpol_free(p);
-	if (fd >= 0)
-		memcpy(vm->port_sw[i], n->sw, sizeof(vm->port_sw[i]));
-	return fd;
+	if (ret)
+		return -1;
+	memcpy(vm->port_sw[i], n->sw, sizeof(vm->port_sw[i]));
+	return (int)queues;
 }
 
 /* The switch of a port, or (deleted meanwhile) enough of one to remove it. */
@@ -208,7 +216,7 @@ void sup_ports_reattach(struct sup *s, struct vmrt *vm)
 			log_warn("vm %s: nics[%u]: switch %s is gone", vm->def.name, i, n->sw);
 			continue;
 		}
-		p = nic_policy(n, i, &e);
+		p = nic_policy(n, i, &sw, &e);
 		vmdef_nic_tap(&vm->def, i, tap);
 		vmdef_nic_mac(&vm->def, i, mac);
 		if (!p || port_reattach(&sw, tap, mac, p, &e))
@@ -258,6 +266,10 @@ static json_t *switch_json(struct sup *s, const struct sw_def *d, bool detail)
 	json_t *o = sw_def_json(d);
 
 	json_object_set_new(o, "host", sw_host_status(d));
+	/* How its ports' stateful ACLs work here (docs/networking.md). */
+	json_object_set_new(o, "stateful_acl", json_pack("{s:s, s:b}", "mechanism",
+							 "flow sets (nftables, per port)",
+							 "conntrack_bridge", s->ct_bridge));
 	if (detail) {
 		json_object_set_new(o, "vms", switch_users(s, d->name, false));
 		json_object_set_new(o, "ports", switch_users(s, d->name, true));
@@ -450,7 +462,11 @@ int sup_nic_set(struct sup *s, const char *name, unsigned idx, json_t *body, jso
 			goto out;
 		}
 	}
-	p = nic_policy(n, idx, e);
+	{
+		struct sw_def nsw;
+
+		p = nic_policy(n, idx, sw_find(s, n->sw, &nsw) ? NULL : &nsw, e);
+	}
 	if (!p)
 		goto out;
 	if (vm->port_sw[idx][0]) {

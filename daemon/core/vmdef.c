@@ -225,6 +225,14 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 					return cerr_set(e, CERR_INVALID, field, "expected a VLAN id "
 							"from 1 to 4094");
 				n->vlan = (unsigned)json_integer_value(v);
+			} else if (!strcmp(key, "queues")) {
+				if (json_is_null(v))
+					continue;
+				if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+				    json_integer_value(v) > CONF_NET_MAX_QUEUES)
+					return cerr_set(e, CERR_INVALID, field, "expected "
+							CONF_QUEUES_SYNTAX);
+				n->queues = (unsigned)json_integer_value(v);
 			} else if (!strcmp(key, "user")) {
 				if (!json_is_boolean(v))
 					return cerr_set(e, CERR_INVALID, field, "expected true or false");
@@ -261,6 +269,11 @@ static int parse_nics(struct vmdef *d, json_t *arr, struct cerr *e)
 			if (n->tap[0] || n->sw[0] || n->vlan || n->policy[0])
 				return cerr_set(e, CERR_INVALID, field, "a user NIC has no tap, switch, "
 						"VLAN or port policy");
+			if (n->queues > 1) {
+				snprintf(field, sizeof(field), "nics[%zu].queues", i);
+				return cerr_set(e, CERR_INVALID, field, "passt's stream is one queue "
+						"pair: a user NIC has one queue");
+			}
 			d->nr_nics++;
 			continue;
 		}
@@ -457,6 +470,16 @@ static int check_devices(const struct vmdef *d, struct cerr *e)
 				"too many devices: %u need an interrupt line, %d are available "
 				"(disks, NICs, rng, balloon, virtio-mem and vsock together)", n,
 				CONF_VIRTIO_IRQS);
+	/* A queue pair per vCPU at most: more would only share vCPUs. */
+	for (unsigned i = 0; i < d->nr_nics; i++)
+		if (d->nics[i].queues > 1 && d->nics[i].queues > d->cpus) {
+			char field[32];
+
+			snprintf(field, sizeof(field), "nics[%u].queues", i);
+			return cerr_set(e, CERR_INVALID, field, "%u queues for %u vCPU%s: at most one "
+					"queue pair per vCPU (and %d)", d->nics[i].queues, d->cpus,
+					d->cpus == 1 ? "" : "s", CONF_NET_MAX_QUEUES);
+		}
 	/* virtio-mem's region is max - memory in 2 MiB blocks (vmm/virtio/mem). */
 	if (d->memory_max_mib && (d->memory_max_mib <= ALIGN_UP(d->memory_mib, 2) ||
 				  d->memory_max_mib % 2))
@@ -551,12 +574,17 @@ static json_t *vmdef_nics_json(const struct vmdef *d, bool worker)
 
 			vmdef_nic_tap(d, i, tap);
 			vmdef_nic_mac(d, i, mac);
-			json_array_append_new(nics, json_pack("{s:s, s:s}", "tap", tap, "mac", mac));
+			o = json_pack("{s:s, s:s}", "tap", tap, "mac", mac);
+			if (n->queues > 1)
+				json_object_set_new(o, "queues", json_integer(n->queues));
+			json_array_append_new(nics, o);
 			continue;
 		}
 		o = n->sw[0] ? json_pack("{s:s}", "switch", n->sw) : json_pack("{s:s}", "tap", n->tap);
 		if (n->mac[0])
 			json_object_set_new(o, "mac", json_string(n->mac));
+		if (n->queues > 1)
+			json_object_set_new(o, "queues", json_integer(n->queues));
 		if (n->vlan)
 			json_object_set_new(o, "vlan", json_integer(n->vlan));
 		if (n->policy[0])

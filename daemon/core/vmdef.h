@@ -55,6 +55,10 @@ struct vmdef_nic {
 	char mac[18]; /* "" = derived by cella-vm (tap) or vmdef_nic_mac (switch) */
 	char sw[VMDEF_SWITCH_MAX + 1]; /* "" = a tap NIC */
 	unsigned vlan;                 /* 1..4094: the port's access VLAN; 0 none */
+	/* Queue pairs (docs/networking.md, "Multiqueue"): cellad opens the
+	 * tap with IFF_MULTI_QUEUE and hands the worker this many queues;
+	 * 0 or 1: one queue, as before. At most CONF_NET_MAX_QUEUES and cpus. */
+	unsigned queues;
 	char policy[VMDEF_POLICY_MAX]; /* the "policy" object as compact JSON; "" none */
 	/* User-mode networking through passt (daemon/core/sup_usernet.c): no tap. */
 	bool user;

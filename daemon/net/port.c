@@ -45,32 +45,56 @@ static int port_attach(struct nl_sock *sk, const struct sw_def *sw, const char *
 	return portpol_apply(&pp, p, e);
 }
 
+/* Queue q of tap (queues > 1: a multi-queue tap, each queue its own fd). */
+static int port_queue(const char *tap, unsigned queues, char *err, size_t len)
+{
+	return queues > 1 ? tapdev_open_queue(tap, err, len) : tapdev_open(tap, err, len);
+}
+
 int port_open(const struct sw_def *sw, const char *tap, const char *mac,
-	      const struct port_policy *p, struct cerr *e)
+	      const struct port_policy *p, unsigned queues, int *fds, struct cerr *e)
 {
 	struct nl_sock *sk = swnl_open(e);
 	char err[256];
 	bool existed;
-	int fd, one = 1;
+	unsigned q = 0;
+	int one = 1;
 
 	if (!sk)
 		return -1;
+	if (!queues)
+		queues = 1;
 	existed = swnl_index(sk, tap) > 0;
-	fd = tapdev_open(tap, err, sizeof(err));
-	if (fd < 0) {
+	fds[0] = port_queue(tap, queues, err, sizeof(err));
+	if (fds[0] == -EINVAL && existed) {
+		/* A tap left behind (cellad killed while the VM stopped) in the
+		 * other queue mode: TUNSETIFF cannot change it; make it anew. */
+		swnl_delete(sk, tap);
+		existed = false;
+		fds[0] = port_queue(tap, queues, err, sizeof(err));
+	}
+	if (fds[0] < 0) {
 		swnl_close(sk);
 		return cerr_set(e, CERR_INTERNAL, "", "switch %s: %s", sw->name, err);
 	}
+	q = 1;
 	/* Persistent: the port (and its rules) stays while the worker runs on
 	 * without cellad, and goes only when cellad removes it. */
-	if (ioctl(fd, TUNSETPERSIST, one) < 0) {
+	if (ioctl(fds[0], TUNSETPERSIST, one) < 0) {
 		cerr_set(e, CERR_INTERNAL, "", "tap %s: TUNSETPERSIST: %s", tap, strerror(errno));
 		goto fail;
+	}
+	for (; q < queues; q++) {
+		fds[q] = tapdev_open_queue(tap, err, sizeof(err));
+		if (fds[q] < 0) {
+			cerr_set(e, CERR_INTERNAL, "", "switch %s: queue %u: %s", sw->name, q, err);
+			goto fail;
+		}
 	}
 	if (port_attach(sk, sw, tap, mac, p, e))
 		goto fail;
 	swnl_close(sk);
-	return fd;
+	return 0;
 fail:
 	if (!existed) {
 		struct portpol_port pp;
@@ -79,7 +103,8 @@ fail:
 		portpol_remove(&pp);
 		swnl_delete(sk, tap);
 	}
-	close(fd);
+	while (q--)
+		close(fds[q]);
 	swnl_close(sk);
 	return -1;
 }

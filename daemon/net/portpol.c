@@ -400,6 +400,8 @@ struct port_policy *portpol_parse(const json_t *j, struct cerr *e)
 			r = parse_bool(v, &p->dhcp_guard, k, e);
 		else if (!strcmp(k, "router_guard"))
 			r = parse_bool(v, &p->router_guard, k, e);
+		else if (!strcmp(k, "stateful"))
+			r = parse_bool(v, &p->stateful, k, e);
 		else if (!strcmp(k, "ip_guard"))
 			r = parse_ips(v, p, e);
 		else if (!strcmp(k, "acl"))
@@ -417,7 +419,8 @@ struct port_policy *portpol_parse(const json_t *j, struct cerr *e)
 
 			snprintf(f, sizeof(f), "policy.%.40s", k);
 			r = cerr_set(e, CERR_INVALID, f, "unknown field (vlan, mac_guard, ip_guard, "
-				     "dhcp_guard, router_guard, acl, bandwidth, mirror_to)");
+				     "dhcp_guard, router_guard, acl, stateful, bandwidth, "
+				     "mirror_to)");
 		}
 		if (r)
 			goto fail;
@@ -516,7 +519,14 @@ json_t *portpol_json(const struct port_policy *p)
 	}
 	if (p->mirror_to[0])
 		json_object_set_new(o, "mirror_to", json_string(p->mirror_to));
+	if (p->stateful)
+		json_object_set_new(o, "stateful", json_true());
 	return o;
+}
+
+bool portpol_stateful(const struct port_policy *p)
+{
+	return p && p->stateful;
 }
 
 void portpol_free(struct port_policy *p)

@@ -42,6 +42,15 @@ void portpol_remove(const struct portpol_port *port);
  * a new reference, or NULL when the port has none. */
 json_t *portpol_counters(const struct portpol_port *port);
 
+/* Whether this host's kernel can track bridged flows itself
+ * (nf_conntrack_bridge: `ct state` in nftables' bridge family), probed with
+ * a dry-run transaction that leaves nothing. Reported with the switches
+ * (docs/networking.md, "Stateful ACLs"); stateful ACLs use the port's own
+ * flow sets either way. */
+bool portpol_conntrack_bridge(void);
+/* Whether p's ACLs are stateful (its "stateful", or false). */
+bool portpol_stateful(const struct port_policy *p);
+
 /* What the worker's port does with 802.1Q tags (docs/networking.md, "VLANs"):
  * -1 nothing (no VLAN), 0 a trunk (tags pass through), N: access VLAN N (the
  * worker tags the guest's frames with N and untags N toward it; nftables on

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
 #include "portpol.h"
 
 #define PP_MAX_IPS  256
@@ -42,6 +44,7 @@ struct port_policy {
 	/* bandwidth, bits/s (0: none); burst in bytes (0: default) */
 	uint64_t max_in, max_out, min, link, burst;
 	char mirror_to[IFNAMSIZ];
+	bool stateful;             /* ACLs pass the flows they let through both ways */
 };
 
 static inline bool pp_trunk_has(const struct port_policy *p, unsigned vid)
@@ -58,6 +61,17 @@ int pp_nft_apply(const struct portpol_port *port, const struct port_policy *p,
 		 uint16_t tc_minor, struct cerr *e);
 void pp_nft_remove(const struct portpol_port *port);
 json_t *pp_nft_counters(const struct portpol_port *port);
+
+/* Stateful ACLs with the port's flow sets (portpol_state.c), as text for
+ * pp_nft_apply's transaction: the sets (flushed when !stateful); the rules
+ * passing packets of known flows; the rules recording a flow that match
+ * (an ACL entry's match text, "" for all) lets through, then verdict
+ * (" accept" or ""); the sets' removal (those in table, `list table`). */
+void pp_state_sets(FILE *f, const char *id, bool stateful);
+void pp_state_replies(FILE *f, const char *chain, const char *id, bool from_vm);
+void pp_state_record(FILE *f, const char *chain, const char *id, bool from_vm, int fam,
+		     const char *match, enum pp_proto proto, const char *verdict);
+void pp_state_remove(FILE *f, const char *id, const json_t *table);
 
 /* The port's qdiscs, classes and filters (portpol_tc.c). tc_minor: the
  * port's class on the uplink's HTB (the nft rules mark frames with it). */

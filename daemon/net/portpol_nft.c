@@ -223,7 +223,8 @@ static void guard_rules(FILE *f, const char *chain, const char *id, const char *
 	}
 }
 
-static void acl_rule(FILE *f, const char *chain, const char *id, const struct pp_acl *a, int fam)
+static void acl_rule(FILE *f, const char *chain, const char *id, const struct pp_acl *a, int fam,
+		     bool stateful)
 {
 	const char *ip = fam == AF_INET ? "ip" : "ip6";
 	char cidr[96] = "", l4[64] = "";
@@ -243,6 +244,13 @@ static void acl_rule(FILE *f, const char *chain, const char *id, const struct pp
 			 a->proto == PP_TCP ? "tcp" : "udp", a->port_lo, a->port_hi);
 	else if (a->proto)
 		snprintf(l4, sizeof(l4), "meta l4proto %s ", a->proto == PP_TCP ? "tcp" : "udp");
+	/* A stateful allow records the flow (portpol_state.c) as it lets it by. */
+	if (a->allow && stateful) {
+		char match[200];
+
+		snprintf(match, sizeof(match), "%s%s", cidr, l4);
+		pp_state_record(f, chain, id, a->out, fam, match, a->proto, " accept");
+	}
 	if (a->allow)
 		rule(f, chain, "meta protocol %s %s%saccept", ip, cidr, l4);
 	else
@@ -256,6 +264,10 @@ static void acl_rules(FILE *f, const char *chain, const char *id, const struct p
 {
 	bool any_allow = false;
 
+	/* Known flows pass first, in both directions, as `ct state
+	 * established` would. */
+	if (p->stateful)
+		pp_state_replies(f, chain, id, out);
 	for (int pass = 0; pass < 2; pass++)
 		for (size_t i = 0; i < p->nr_acls; i++) {
 			const struct pp_acl *a = &p->acls[i];
@@ -264,12 +276,18 @@ static void acl_rules(FILE *f, const char *chain, const char *id, const struct p
 				continue;
 			any_allow |= a->allow;
 			if (a->remote.family != AF_INET6)
-				acl_rule(f, chain, id, a, AF_INET);
+				acl_rule(f, chain, id, a, AF_INET, p->stateful);
 			if (a->remote.family != AF_INET)
-				acl_rule(f, chain, id, a, AF_INET6);
+				acl_rule(f, chain, id, a, AF_INET6, p->stateful);
 		}
-	if (!any_allow)
+	if (!any_allow) {
+		/* No default drop this way: what passes opens flows too. */
+		if (p->stateful) {
+			pp_state_record(f, chain, id, out, AF_INET, "", PP_ANY, "");
+			pp_state_record(f, chain, id, out, AF_INET6, "", PP_ANY, "");
+		}
 		return;
+	}
 	rule(f, chain, "meta protocol ip counter name %s_acl drop", id);
 	rule(f, chain, "meta protocol ip6 meta l4proto != ipv6-icmp counter name %s_acl drop", id);
 	rule(f, chain, "meta protocol ip6 meta l4proto ipv6-icmp icmpv6 type != { nd-router-solicit, "
@@ -369,6 +387,7 @@ int pp_nft_apply(const struct portpol_port *port, const struct port_policy *p,
 		addr_elems(f, s4, p, AF_INET);
 		addr_elems(f, s6, p, AF_INET6);
 	}
+	pp_state_sets(f, id, p->stateful);
 	/* From the VM. */
 	rule(f, in, "counter name %s_rx", id);
 	vlan_rules(f, in, id, p);
@@ -422,6 +441,7 @@ void pp_nft_remove(const struct portpol_port *port)
 			for (size_t i = 0; i < NR_REASONS; i++)
 				fprintf(f, "delete counter bridge cella %s_%s\n", id, reasons[i]);
 			fprintf(f, "delete set bridge cella %s_a4\ndelete set bridge cella %s_a6\n", id, id);
+			pp_state_remove(f, id, t);
 		}
 	} else if (t && !others) {
 		/* An empty table left by a failed first apply. */

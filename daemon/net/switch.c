@@ -94,10 +94,17 @@ int sw_def_parse(const json_t *j, struct sw_def *d, struct cerr *e)
 		const char *s = json_string_value(v);
 
 		if (strcmp(key, "name") && strcmp(key, "type") && strcmp(key, "uplink") &&
-		    strcmp(key, "address") && strcmp(key, "bridge"))
+		    strcmp(key, "address") && strcmp(key, "bridge") && strcmp(key, "stateful"))
 			return cerr_set(e, CERR_INVALID, key, "unknown field");
-		if (json_is_null(v) && (!strcmp(key, "uplink") || !strcmp(key, "address")))
+		if (json_is_null(v) && (!strcmp(key, "uplink") || !strcmp(key, "address") ||
+					!strcmp(key, "stateful")))
 			continue;
+		if (!strcmp(key, "stateful")) { /* its ports' ACLs' default */
+			if (!json_is_boolean(v))
+				return cerr_set(e, CERR_INVALID, key, "expected true or false");
+			d->stateful = json_is_true(v);
+			continue;
+		}
 		if (!s)
 			return cerr_set(e, CERR_INVALID, key, "expected a string");
 		if (!strcmp(key, "name")) {
@@ -145,9 +152,13 @@ int sw_def_parse(const json_t *j, struct sw_def *d, struct cerr *e)
 
 json_t *sw_def_json(const struct sw_def *d)
 {
-	return json_pack("{s:s, s:s, s:s?, s:s?, s:s}", "name", d->name, "type",
-			 sw_type_name(d->type), "uplink", d->uplink[0] ? d->uplink : NULL,
-			 "address", d->address[0] ? d->address : NULL, "bridge", d->bridge);
+	json_t *o = json_pack("{s:s, s:s, s:s?, s:s?, s:s}", "name", d->name, "type",
+			      sw_type_name(d->type), "uplink", d->uplink[0] ? d->uplink : NULL,
+			      "address", d->address[0] ? d->address : NULL, "bridge", d->bridge);
+
+	if (o && d->stateful)
+		json_object_set_new(o, "stateful", json_true());
+	return o;
 }
 
 /* A private switch's bridge gives the host no presence on it: no IPv6

@@ -23,6 +23,7 @@ struct sw_def {
 	char uplink[IFNAMSIZ];  /* external only */
 	char address[64];       /* internal only: "A.B.C.D/N" or "" */
 	char bridge[IFNAMSIZ];  /* the Linux bridge, from the name (sw_bridge_name) */
+	bool stateful;          /* its ports' ACLs are stateful unless a policy says "stateful": false */
 };
 
 const char *sw_type_name(enum sw_type t);
@@ -56,12 +57,15 @@ bool sw_host_br_netfilter(void);
 json_t *sw_host_status(const struct sw_def *d);
 
 /* Ports (port.c). tap: the port's interface name (chosen by the caller).
- * Creates the persistent tap (vnet header) if it is missing, attaches it
- * to the bridge, brings it up, applies p (portpol_apply); returns an open
- * descriptor on it for the worker (tapdev_open's), or -1 with e filled and
- * nothing left on the host. */
+ * Creates the persistent tap (vnet header; IFF_MULTI_QUEUE when queues >
+ * 1) if it is missing, attaches it to the bridge, brings it up, applies p
+ * (portpol_apply: the policy is the tap device's, whatever its queues);
+ * fds[0..queues-1] get an open descriptor per queue for the worker
+ * (tapdev_open's, tapdev_open_queue's). A tap left from an earlier run in
+ * the other queue mode is made anew. 0, or -1 with e filled and nothing
+ * left on the host. queues: 0 or 1 for one. */
 int port_open(const struct sw_def *sw, const char *tap, const char *mac,
-	      const struct port_policy *p, struct cerr *e);
+	      const struct port_policy *p, unsigned queues, int *fds, struct cerr *e);
 /* A port whose worker still runs (cellad restarted, or the bridge was
  * recreated): attach the existing tap again and re-apply p. */
 int port_reattach(const struct sw_def *sw, const char *tap, const char *mac,

@@ -1,5 +1,6 @@
 /* etcd_records.c: the etcd store's values to JSON and back (etcd_records.h). */
 #include "etcd_records.h"
+#include "conf/net.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -122,6 +123,8 @@ json_t *etcd_rec_vmdef_json(const struct vmdef *d)
 			json_object_set_new(o, "user", json_true());
 		if (n->forward[0])
 			json_object_set_new(o, "forward", json_string(n->forward));
+		if (n->queues > 1)
+			json_object_set_new(o, "queues", json_integer(n->queues));
 		json_array_append_new(nics, o);
 	}
 	return rec_vmdef_placement(json_pack("{s:s, s:s, s:i, s:I, s:s, s:o, s:o, s:b, s:b, s:s, s:i, s:i, s:o, s:o,"
@@ -261,6 +264,11 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 			     json_integer_value(vlan) > 4094))
 			return -EINVAL;
 		nic->vlan = (unsigned)json_integer_value(vlan);
+		vlan = json_object_get(v, "queues");
+		if (vlan && (!json_is_integer(vlan) || json_integer_value(vlan) < 0 ||
+			     json_integer_value(vlan) > CONF_NET_MAX_QUEUES))
+			return -EINVAL;
+		nic->queues = (unsigned)json_integer_value(vlan);
 	}
 	return 0;
 }

@@ -90,6 +90,7 @@ static const struct {
     /* A user-mode NIC (passt) and its port forwards ("tcp:H:G,..."). */
     {"nics", "user", "INTEGER NOT NULL DEFAULT 0"},
     {"nics", "forward", "TEXT NOT NULL DEFAULT ''"},
+    {"nics", "queues", "INTEGER NOT NULL DEFAULT 0"}, /* tap queue pairs; 0 or 1: one */
     {"vms", "dynamic_memory", "TEXT"}, /* vmdef_dynmem_record's JSON, or NULL (defaults) */
 };
 
@@ -204,7 +205,7 @@ static int db_load_children(struct db *db, struct vmdef *d)
 		k->cbt = sqlite3_column_int(st, 8);
 	}
 	sqlite3_finalize(st);
-	st = db_prepare(db, "SELECT tap, mac, switch, vlan, policy, user, forward FROM nics "
+	st = db_prepare(db, "SELECT tap, mac, switch, vlan, policy, user, forward, queues FROM nics "
 			"WHERE vm_uuid=? "
 			"ORDER BY idx");
 	if (!st)
@@ -220,6 +221,7 @@ static int db_load_children(struct db *db, struct vmdef *d)
 		col_copy(st, 4, n->policy, sizeof(n->policy));
 		n->user = sqlite3_column_int(st, 5) != 0;
 		col_copy(st, 6, n->forward, sizeof(n->forward));
+		n->queues = (unsigned)sqlite3_column_int(st, 7);
 	}
 	sqlite3_finalize(st);
 	return 0;
@@ -480,7 +482,7 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 	}
 	for (unsigned i = 0; !ret && i < d->nr_nics; i++) {
 		st = db_prepare(db, "INSERT INTO nics (vm_uuid, idx, tap, mac, switch, vlan, policy, "
-				"user, forward) VALUES (?,?,?,?,?,?,?,?,?)");
+				"user, forward, queues) VALUES (?,?,?,?,?,?,?,?,?,?)");
 		if (st) {
 			sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_int(st, 2, (int)i);
@@ -491,6 +493,7 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 			sqlite3_bind_text(st, 7, d->nics[i].policy, -1, SQLITE_TRANSIENT);
 			sqlite3_bind_int(st, 8, d->nics[i].user);
 			sqlite3_bind_text(st, 9, d->nics[i].forward, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int(st, 10, (int)d->nics[i].queues);
 		}
 		ret = db_step_done(db, st);
 	}

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conf/net.h"
 #include "storage.h"
 #include "sup_priv.h"
 #include "tapdev.h"
@@ -181,6 +182,49 @@ static int open_vsock(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker
 	return 0;
 }
 
+/* A NIC's tap queues (taken) into wf: the worker's "tap_fd" is "fd:N", or
+ * "fd:N+fd:M+..." for a multi-queue tap (queue 0 first; cella-vm adopts
+ * each, vmm/backend/tap.c). */
+static int add_taps(struct worker_files *wf, json_t *o, int *fds, unsigned nr, struct cerr *e)
+{
+	char spec[16 * CONF_NET_MAX_QUEUES] = "";
+	size_t len = 0;
+	int n;
+
+	for (unsigned q = 0; q < nr; q++) {
+		if (add_fd(wf, fds[q], &n, e)) {
+			while (++q < nr)
+				close(fds[q]);
+			return -1;
+		}
+		len += (size_t)snprintf(spec + len, sizeof(spec) - len, "%sfd:%d", q ? "+" : "", n);
+	}
+	json_object_set_new(o, "tap_fd", json_string(spec));
+	return 0;
+}
+
+/* An administrator's tap (nics[i].tap): one queue, or `queues` queues of
+ * a tap made with multi_queue. */
+static int open_tap(struct worker_files *wf, json_t *o, const char *tap, unsigned queues,
+		    unsigned i, struct cerr *e)
+{
+	int fds[CONF_NET_MAX_QUEUES];
+	char err[256];
+	unsigned nr = queues > 1 ? queues : 1;
+
+	for (unsigned q = 0; q < nr; q++) {
+		fds[q] = nr > 1 ? tapdev_open_queue(tap, err, sizeof(err))
+				: tapdev_open(tap, err, sizeof(err));
+		if (fds[q] < 0) {
+			while (q--)
+				close(fds[q]);
+			return cerr_set(e, CERR_INTERNAL, "", "the VM failed to start: nics[%u].tap: "
+					"%s", i, err);
+		}
+	}
+	return add_taps(wf, o, fds, nr, e);
+}
+
 /* What the worker would need host rights for: /dev/kvm, its taps (TUNSETIFF
  * needs CAP_NET_ADMIN for a tap it does not own), and files in run_dir
  * (0750 root), which it cannot reach from its user namespace. */
@@ -188,7 +232,7 @@ static int open_host(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_
 		     struct cerr *e)
 {
 	json_t *nets = json_object_get(cfg, "nets");
-	char path[512], err[256];
+	char path[512];
 	int fd, n;
 
 	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -211,14 +255,11 @@ static int open_host(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_
 			continue;
 		}
 		if (vm->def.nics[i].sw[0]) { /* a switch port (core/sup_switch.c) */
-			int vlan = -1;
+			int vlan = -1, fds[CONF_NET_MAX_QUEUES];
+			int nr = sup_port_open(s, vm, i, &vlan, fds, e);
 
-			fd = sup_port_open(s, vm, i, &vlan, e);
-			if (fd < 0)
+			if (nr < 0 || add_taps(wf, o, fds, (unsigned)nr, e))
 				return -1;
-			if (add_fd(wf, fd, &n, e))
-				return -1;
-			json_object_set_new(o, "tap_fd", fd_spec(n));
 			/* The worker tags and untags as nftables expects. */
 			if (vlan > 0)
 				json_object_set_new(o, "vlan", json_integer(vlan));
@@ -226,13 +267,8 @@ static int open_host(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker_
 				json_object_set_new(o, "vlan", json_string("trunk"));
 			continue;
 		}
-		fd = tapdev_open(vm->def.nics[i].tap, err, sizeof(err));
-		if (fd < 0)
-			return cerr_set(e, CERR_INTERNAL, "", "the VM failed to start: nics[%u].tap: "
-					"%s", i, err);
-		if (add_fd(wf, fd, &n, e))
+		if (open_tap(wf, o, vm->def.nics[i].tap, vm->def.nics[i].queues, i, e))
 			return -1;
-		json_object_set_new(o, "tap_fd", fd_spec(n));
 	}
 	sup_paths(s, vm, ".exit", path, sizeof(path));
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);

@@ -16,6 +16,17 @@
  * -errno with the reason logged with `who` as prefix. */
 int tap_open(const char *who, const char *name, const char *fd_spec) __must_check;
 
+/* The nr (> 1) queues of one multi-queue tap into fds: fd_spec NULL, each
+ * attached by name (tapdev_open_queue); else fd_spec lists nr queues
+ * somebody else attached, "fd:N+fd:M+..." (cellad's, queue 0 first), each
+ * adopted as tap_open does. 0, or -errno with the reason logged and
+ * nothing left open. */
+int tap_open_queues(const char *who, const char *name, const char *fd_spec, int *fds,
+		    unsigned nr) __must_check;
+/* How many "fd:N" parts a tap_fd spec has ("fd:5+fd:6": 2); 0 when a part
+ * is not fd:N. */
+unsigned tap_fd_count(const char *fd_spec);
+
 /* A locally administered unicast MAC derived from the tap name, the same
  * for the same name across runs. */
 void tap_derive_mac(const char *name, uint8_t mac[6]);

@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "backend/tap.h"
 #include "devtype.h"
 #include "fdspec.h"
 #include "log.h"
@@ -814,9 +815,17 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 	for (unsigned i = 0; i < c->nr_nets; i++) {
 		int fd;
 
-		if (c->nets[i].tap_fd && (!fdspec_is_fd(c->nets[i].tap_fd, &fd) || fd < 0))
-			return config_error(err, errlen, "nets[%u].tap_fd: '%s' is not fd:N", i,
-					    c->nets[i].tap_fd);
+		unsigned nfd = c->nets[i].tap_fd ? tap_fd_count(c->nets[i].tap_fd) : 0;
+
+		(void)fd;
+		if (c->nets[i].tap_fd && !nfd)
+			return config_error(err, errlen, "nets[%u].tap_fd: '%s' is not fd:N (or "
+					    "fd:N+fd:M+..., one per queue)", i, c->nets[i].tap_fd);
+		/* Several queues of a passed tap: one descriptor each. */
+		if (nfd && nfd != (c->nets[i].queues > 1 ? c->nets[i].queues : 1))
+			return config_error(err, errlen, "nets[%u].tap_fd: %u descriptor%s for "
+					    "queues=%u (one per queue pair)", i, nfd,
+					    nfd == 1 ? "" : "s", c->nets[i].queues ? c->nets[i].queues : 1);
 	}
 	{
 		int fd;

@@ -17,7 +17,8 @@
 
 struct net_config {
 	char *tap;       /* host tap interface name */
-	char *tap_fd;    /* "fd:N": that tap, attached by the caller (cellad); NULL: open by name */
+	char *tap_fd;    /* "fd:N": that tap, attached by the caller (cellad); with queues > 1
+			  * "fd:N+fd:M+...", one queue each (queue 0 first); NULL: open by name */
 	uint8_t mac[6];
 	bool has_mac;    /* false: a stable MAC is derived from the tap name */
 	unsigned mtu;    /* offered with VIRTIO_NET_F_MTU; 0: 1500 */

@@ -415,8 +415,9 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned inde
 {
 	int fds[NET_MAX_PAIRS];
 	unsigned nr = cfg->queues > 1 ? cfg->queues : 1, offloads;
-	char name[32], err[256];
+	char name[32];
 	bool is_tap;
+	int ret;
 
 	if (cfg->passt_fd) /* passt's stream, not a tap (net_passt.c) */
 		return virtio_net_create_passt(vm, cfg, index);
@@ -427,23 +428,14 @@ int virtio_net_create(struct vm *vm, const struct net_config *cfg, unsigned inde
 			return fds[0];
 		return virtio_net_create_fd(vm, cfg, index, fds[0]);
 	}
-	if (nr > NET_MAX_PAIRS || cfg->tap_fd) {
-		log_err("%s: queues=%u: %s", name, nr, cfg->tap_fd ?
-			"several queues need the tap opened by name (not tap_fd)" :
-			"more queue pairs than the device has");
+	if (nr > NET_MAX_PAIRS) {
+		log_err("%s: queues=%u: more queue pairs than the device has", name, nr);
 		return -EINVAL;
 	}
-	for (unsigned p = 0; p < nr; p++) {
-		fds[p] = tapdev_open_queue(cfg->tap, err, sizeof(err));
-		if (fds[p] < 0) {
-			int ret = fds[p];
-
-			log_err("%s: %s", name, err);
-			while (p--)
-				close(fds[p]);
-			return ret;
-		}
-	}
+	/* By name, or one passed descriptor per queue (cellad's "fd:N+fd:M"). */
+	ret = tap_open_queues(name, cfg->tap, cfg->tap_fd, fds, nr);
+	if (ret)
+		return ret;
 	offloads = net_be_probe(fds[0], &is_tap);
 	return virtio_net_create_be(vm, cfg, index, fds, nr, offloads, is_tap);
 }

@@ -477,7 +477,7 @@ static int check_devices(const struct vmdef *d, struct cerr *e)
 
 			snprintf(field, sizeof(field), "nics[%u].queues", i);
 			return cerr_set(e, CERR_INVALID, field, "%u queues for %u vCPU%s: at most one "
-					"queue pair per vCPU (and %d)", d->nics[i].queues, d->cpus,
+					"queue pair per vCPU, and %d in all", d->nics[i].queues, d->cpus,
 					d->cpus == 1 ? "" : "s", CONF_NET_MAX_QUEUES);
 		}
 	/* virtio-mem's region is max - memory in 2 MiB blocks (vmm/virtio/mem). */

@@ -155,6 +155,18 @@ def scenario(a, b, net, work):
     up = wire_up(net)
     for h, d in (("a", a), ("b", b)):
         d.cli("switch", "create", "lan", "--type", "external", "--uplink", up[h])
+    # queues: checked at definition (field named), and given by the CLI.
+    for body, field in (({"cpus": 2, "nics": [{"switch": "lan", "queues": 3}]}, "nics[0].queues"),
+                        ({"cpus": 4, "nics": [{"switch": "lan", "queues": 4}]}, "nics[0].queues"),
+                        ({"cpus": 2, "nics": [{"switch": "lan", "queues": 0}]}, "nics[0].queues"),
+                        ({"cpus": 2, "nics": [{"user": True, "queues": 2}]}, "nics[0].queues")):
+        r = a.post("/v1/vms", dict(body, name="bad", kernel=a.args["guests"]["net"]))
+        check(r.status == 400 and (r.json or {}).get("error", {}).get("field") == field,
+              f"refused: {body['nics']} with {body['cpus']} vCPUs: {r.status} {r.body.strip()}")
+    a.cli("vm", "create", "cq", "--kernel", a.args["guests"]["net"], "--cpus", "2", "--nic",
+          "lan,queues=2")
+    check(a.vm("cq")["nics"][0].get("queues") == 2, "cella vm create --nic lan,queues=2")
+    check(a.request("DELETE", "/v1/vms/cq").status in (200, 204), "cq deleted")
     a.define("mv", "net", f"ip={VM_IP} serve=1000000 wait=900000", cpus=2,
              nics=[{"switch": "lan", "queues": 2, "mac": VM_MAC}])
     check(a.vm("mv")["nics"][0].get("queues") == 2, "the NIC keeps queues=2 in its definition")

@@ -347,6 +347,39 @@ static void test_validate(void **st)
 	unlink(path);
 }
 
+/* A multi-queue tap passed by cellad: one descriptor per queue pair. */
+static void test_tap_queues(void **st)
+{
+	static const char *const bad[] = { "fd:5+", "fd:5++fd:6", "fd:5+fd:x", "+fd:5", "fd:-1+fd:5" };
+	struct vm_config c;
+	char err[256] = "";
+	char path[] = "/tmp/cella-cfg-XXXXXX";
+	int fd = mkstemp(path);
+
+	(void)st;
+	assert_true(fd >= 0);
+	close(fd);
+	config_init(&c);
+	c.kernel = strdup(path);
+	assert_int_equal(config_add_net(&c, "tap=mq0,tap_fd=fd:5+fd:6,queues=2", err, sizeof(err)), 0);
+	assert_int_equal(config_validate(&c, err, sizeof(err)), 0);
+	c.nets[0].queues = 3;
+	assert_int_not_equal(config_validate(&c, err, sizeof(err)), 0);
+	assert_string_equal(err, "nets[0].tap_fd: 2 descriptors for queues=3 (one per queue pair)");
+	c.nets[0].queues = 0;
+	assert_int_not_equal(config_validate(&c, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "2 descriptors for queues=1"));
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		free(c.nets[0].tap_fd);
+		c.nets[0].tap_fd = strdup(bad[i]);
+		c.nets[0].queues = 2;
+		assert_int_not_equal(config_validate(&c, err, sizeof(err)), 0);
+		assert_non_null(strstr(err, "is not fd:N (or fd:N+fd:M+..., one per queue)"));
+	}
+	config_free(&c);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_disk_fds),
 		cmocka_unit_test(test_qos_limit),
 		cmocka_unit_test(test_validate),
+		cmocka_unit_test(test_tap_queues),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -147,6 +147,7 @@ static void def_make(struct vmdef *d, const char *name, const char *uuid)
 	/* A port on a switch (docs/networking.md). */
 	snprintf(d->nics[1].sw, sizeof(d->nics[1].sw), "lab");
 	d->nics[1].vlan = 42;
+	d->nics[1].queues = 2; /* a multi-queue port */
 	snprintf(d->nics[1].policy, sizeof(d->nics[1].policy), "{\"mac_guard\":true}");
 	/* User-mode networking through passt, with forwards. */
 	d->nics[2].user = true;
@@ -239,6 +240,7 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 		assert_string_equal(a->nics[i].policy, b->nics[i].policy);
 		assert_int_equal(a->nics[i].user, b->nics[i].user);
 		assert_string_equal(a->nics[i].forward, b->nics[i].forward);
+		assert_int_equal(a->nics[i].queues, b->nics[i].queues);
 	}
 }
 

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 
 from cellad import Daemon, check, log, main, poll, sh, skip
 
@@ -92,6 +93,28 @@ def test_switches(d, ns):
           r.json["bridge"] in ns.links(), f"long name -> bridge {r.json.get('bridge')}")
     check(d.request("DELETE", "/v1/switches/a-rather-long-switch-name").status == 204 and
           r.json["bridge"] not in ns.links(), "long-named switch deleted with its bridge")
+    # Stateful ACLs by default (docs/networking.md "Stateful ACLs"): the
+    # option is kept, and show says how this host tracks flows.
+    d.cli("switch", "create", "sf0", "--type", "private", "--stateful")
+    p = d.cli("--json", "switch", "show", "sf0")
+    sf = json.loads(p.stdout)
+    want = None  # what the kernel's configuration says, where it is readable
+    try:
+        cfg = subprocess.run(["zcat", "/proc/config.gz"], capture_output=True, text=True).stdout
+        if "# CONFIG_NF_CONNTRACK_BRIDGE is not set" in cfg:
+            want = False
+        elif "CONFIG_NF_CONNTRACK_BRIDGE=y" in cfg:
+            want = True
+    except OSError:
+        pass
+    got = sf.get("stateful_acl", {})
+    check(sf.get("stateful") is True and got.get("mechanism", "").startswith("flow sets") and
+          got.get("conntrack_bridge") in ((want,) if want is not None else (False, True)),
+          f"cella switch show: stateful, and how: {got} (kernel config: {want})")
+    refused(d, "/v1/switches", {"name": "sf1", "type": "private", "stateful": "yes"}, 400,
+            "stateful")
+    check("cella_ct_probe" not in ns.run("nft", "list", "ruleset"), "the probe left no table")
+    check(d.request("DELETE", "/v1/switches/sf0").status == 204, "stateful switch deleted")
 
     lst = d.get("/v1/switches").json["switches"]
     check(sorted(s["name"] for s in lst) == ["ext0", "int0", "priv"] and

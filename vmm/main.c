@@ -15,6 +15,7 @@
 
 #include "arch/x86/emul/emul.h"
 #include "arch/x86/x86.h"
+#include "backend/tap.h"
 #include "config.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
@@ -70,7 +71,8 @@ static void usage(FILE *f)
 	      "  --net tap=NAME[,tap_fd=fd:N][,mac=MAC][,vlan=N|trunk][,mtu=N][,queues=N]  virtio-net NIC on a tap device\n"
 	      "                       (repeatable); tap_fd: the tap already attached by the\n"
 	      "                       caller (checked to be NAME with a vnet header; cellad\n"
-	      "                       passes taps so), NAME still derives the default MAC\n"
+	      "                       passes taps so), NAME still derives the default MAC;\n"
+	      "                       with queues=N, fd:N+fd:M+..., one per queue\n"
 	      "  --kvm PATH|fd:N      the KVM device (default /dev/kvm; cellad passes it open)\n"
 	      "  --rng                virtio-rng device\n"
 	      "  --acpi               ACPI tables for the guest (RSDP, MADT, DSDT with the\n"
@@ -523,9 +525,8 @@ static void close_passed_fds(const struct vm_config *cfg, const struct worker_op
 	for (unsigned i = 0; i < ARRAY_SIZE(specs); i++)
 		if (specs[i] && fdspec_is_fd(specs[i], &fd) && fd > 2)
 			close(fd);
-	for (unsigned i = 0; i < cfg->nr_nets; i++)
-		if (cfg->nets[i].tap_fd && fdspec_is_fd(cfg->nets[i].tap_fd, &fd) && fd > 2)
-			close(fd);
+	for (unsigned i = 0; i < cfg->nr_nets; i++) /* one per tap queue */
+		tap_fd_close_passed(cfg->nets[i].tap_fd);
 	for (unsigned i = 0; i < cfg->nr_nets; i++) /* passt's socket: duplicated too */
 		if (cfg->nets[i].passt_fd && fdspec_is_fd(cfg->nets[i].passt_fd, &fd) && fd > 2)
 			close(fd);

@@ -45,6 +45,16 @@ static int port_attach(struct nl_sock *sk, const struct sw_def *sw, const char *
 	return portpol_apply(&pp, p, e);
 }
 
+/* Whether interface name is a tun/tap device (its sysfs has tun_flags):
+ * another kind of interface of a port's name is not ours to delete. */
+static bool port_is_tun(const char *name)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/sys/class/net/%s/tun_flags", name);
+	return access(path, F_OK) == 0;
+}
+
 /* Queue q of tap (queues > 1: a multi-queue tap, each queue its own fd). */
 static int port_queue(const char *tap, unsigned queues, char *err, size_t len)
 {
@@ -66,7 +76,7 @@ int port_open(const struct sw_def *sw, const char *tap, const char *mac,
 		queues = 1;
 	existed = swnl_index(sk, tap) > 0;
 	fds[0] = port_queue(tap, queues, err, sizeof(err));
-	if (fds[0] == -EINVAL && existed) {
+	if (fds[0] == -EINVAL && existed && port_is_tun(tap)) {
 		/* A tap left behind (cellad killed while the VM stopped) in the
 		 * other queue mode: TUNSETIFF cannot change it; make it anew. */
 		swnl_delete(sk, tap);

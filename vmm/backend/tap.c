@@ -45,6 +45,20 @@ unsigned tap_fd_count(const char *fd_spec)
 	return n;
 }
 
+void tap_fd_close_passed(const char *fd_spec)
+{
+	for (const char *p = fd_spec; p && *p;) {
+		size_t len = strcspn(p, "+");
+		char part[24];
+		int fd;
+
+		snprintf(part, sizeof(part), "%.*s", (int)(len < sizeof(part) ? len : 0), p);
+		if (fdspec_is_fd(part, &fd) && fd > 2)
+			close(fd);
+		p += len + (p[len] == '+');
+	}
+}
+
 int tap_open_queues(const char *who, const char *name, const char *fd_spec, int *fds,
 		    unsigned nr)
 {

@@ -23,6 +23,9 @@ int tap_open(const char *who, const char *name, const char *fd_spec) __must_chec
  * nothing left open. */
 int tap_open_queues(const char *who, const char *name, const char *fd_spec, int *fds,
 		    unsigned nr) __must_check;
+/* Close every descriptor a tap_fd spec names ("fd:N" or "fd:N+fd:M+...",
+ * those above 2): the passed originals, once their users hold duplicates. */
+void tap_fd_close_passed(const char *fd_spec);
 /* How many "fd:N" parts a tap_fd spec has ("fd:5+fd:6": 2); 0 when a part
  * is not fd:N. */
 unsigned tap_fd_count(const char *fd_spec);

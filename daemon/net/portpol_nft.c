@@ -262,8 +262,16 @@ static void acl_rule(FILE *f, const char *chain, const char *id, const struct pp
 static void acl_rules(FILE *f, const char *chain, const char *id, const struct port_policy *p,
 		      bool out)
 {
-	bool any_allow = false;
+	bool any_allow = false, any = false;
 
+	for (size_t i = 0; i < p->nr_acls; i++)
+		any |= p->acls[i].out == out;
+	/* Neighbour discovery always passes the ACLs, a deny of all IPv6
+	 * included (as ARP does, being no IP): without it an address cannot
+	 * be resolved. The guards ran before. */
+	if (any)
+		rule(f, chain, "meta protocol ip6 meta l4proto ipv6-icmp icmpv6 type { nd-router-solicit, "
+		     "nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } return");
 	/* Known flows pass first, in both directions, as `ct state
 	 * established` would. */
 	if (p->stateful)

@@ -25,15 +25,17 @@ NS = f"cella-t-sf-{RUN}"
 SW, VM, PEER = NS + "-sw", NS + "-vm", NS + "-peer"
 VM_IP, PEER_IP = "10.9.0.1", "10.9.0.2"
 VM_MAC = "02:00:00:00:5f:01"
+V6 = {"v": "fd00:9::1", "p": "fd00:9::2"}
 FAILED = []
 PROCS = []
 
 SERVER = r"""
 import socket, sys, threading
 proto, port = sys.argv[1], int(sys.argv[2])
-if proto == "tcp":
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(8); print("ready", flush=True)
+if proto == "tcp":  # IPv4 and IPv6
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port)); s.listen(8); print("ready", flush=True)
     while True:
         c, _ = s.accept(); c.settimeout(5)
         try:
@@ -129,10 +131,11 @@ def topology():
         sh(["ip", "link", "set", "p" + side, "master", "br0", "up"], ns=SW)
         if side == "v":
             sh(["ip", "link", "set", "xv", "address", VM_MAC], ns=ns)
-        sh(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], ns=ns)
         sh(["ip", "addr", "add", ip + "/24", "dev", "x" + side], ns=ns)
+        sh(["ip", "addr", "add", V6[side] + "/64", "dev", "x" + side, "nodad"], ns=ns)
         sh(["ip", "link", "set", "x" + side, "up"], ns=ns)
         sh(["ip", "link", "set", "lo", "up"], ns=ns)
+    sh(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], ns=SW)
     sh(["ip", "link", "set", "br0", "up"], ns=SW)
     # Both sides know each other before the ACLs (ARP passes them anyway).
     deadline = time.time() + 30
@@ -190,6 +193,11 @@ def scenario():
     report(not ping(PEER, VM_IP), "stateful: the peer's ping does not reach the VM")
     after = json.loads(tool("counters", "pv").stdout)["drops"]["acl"]
     report(after > before, f"the refusals are counted as acl drops ({before} -> {after})")
+    # IPv6: neighbour discovery passes the deny, the flow goes in the v6 set.
+    report(client(VM, "tcp", V6["p"], 8080, "v6") == "ECHO:v6",
+           "stateful over IPv6: the VM's connection is answered (ND passes the ACL)")
+    report(client(PEER, "tcp", V6["v"], 2222, "v6in") == "",
+           "stateful over IPv6: the peer's new connection to the VM is refused")
     # Flows of the VM's own go on after a refused inbound attempt.
     report(client(VM, "tcp", PEER_IP, 8080, "f") == "ECHO:f", "the VM's next connection works")
 

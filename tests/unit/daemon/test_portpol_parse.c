@@ -96,6 +96,9 @@ static void test_accepted(void **state)
 	round_trip("{\"bandwidth\": {\"min\": \"1.5G\", \"link\": \"10G\"}}",
 		   "{\"bandwidth\":{\"link\":10000000000,\"min\":1500000000},\"mac_guard\":true}");
 	round_trip("{\"mirror_to\": \"mon0\"}", "{\"mac_guard\":true,\"mirror_to\":\"mon0\"}");
+	/* Stateful ACLs: kept when true, the default (false) not written. */
+	round_trip("{\"stateful\": true}", "{\"mac_guard\":true,\"stateful\":true}");
+	round_trip("{\"stateful\": false}", "{\"mac_guard\":true}");
 }
 
 static void test_refused(void **state)
@@ -152,6 +155,8 @@ static void test_refused(void **state)
 	refused("{\"bandwidth\": {\"link\": \"1G\"}}", "policy.bandwidth.link");
 	refused("{\"bandwidth\": {\"speed\": 1}}", "policy.bandwidth.speed");
 	refused("{\"mirror_to\": \"\"}", "policy.mirror_to");
+	refused("{\"stateful\": \"yes\"}", "policy.stateful");
+	refused("{\"stateful\": 1}", "policy.stateful");
 	refused("{\"mirror_to\": \"a-name-far-too-long\"}", "policy.mirror_to");
 	refused("{\"mirror_to\": \"bad\\\"name\"}", "policy.mirror_to");
 }

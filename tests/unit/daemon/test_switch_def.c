@@ -35,9 +35,10 @@ static void test_valid(void **state)
 	assert_string_equal(d.address, "10.0.0.1/24");
 	assert_int_equal(parse("{\"name\":\"v6\",\"type\":\"internal\",\"address\":"
 			       "\"fd00::1/64\"}", &d, &e), 0);
-	assert_int_equal(parse("{\"name\":\"up\",\"type\":\"external\",\"uplink\":\"eth1\"}",
-			       &d, &e), 0);
+	assert_int_equal(parse("{\"name\":\"up\",\"type\":\"external\",\"uplink\":\"eth1\","
+			       "\"stateful\":true}", &d, &e), 0);
 	assert_string_equal(d.uplink, "eth1");
+	assert_true(d.stateful);
 	/* The stored record reads back the same. */
 	j = sw_def_json(&d);
 	{
@@ -66,6 +67,7 @@ static void test_refused(void **state)
 		{ "{\"name\":\"x\",\"type\":\"external\",\"uplink\":\"a-very-long-ifname\"}", "uplink" },
 		{ "{\"name\":\"x\",\"type\":\"external\",\"uplink\":\"..\"}", "uplink" },
 		{ "{\"name\":\"x\",\"type\":\"private\",\"uplink\":\"eth0\"}", "uplink" },
+		{ "{\"name\":\"x\",\"type\":\"private\",\"stateful\":\"on\"}", "stateful" },
 		{ "{\"name\":\"x\",\"type\":\"internal\",\"address\":\"10.0.0.1\"}", "address" },
 		{ "{\"name\":\"x\",\"type\":\"internal\",\"address\":\"10.0.0.256/24\"}", "address" },
 		{ "{\"name\":\"x\",\"type\":\"internal\",\"address\":\"10.0.0.1/33\"}", "address" },

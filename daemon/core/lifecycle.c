@@ -7,24 +7,32 @@
 
 #include "log.h"
 
+/* What a VM commits while it runs: the most memory it can have without a
+ * restart (docs/memory.md, "Admission and placement"): its hot-plug
+ * ceiling memory_max_mib where it has virtio-mem (cella vm set --memory and
+ * the dynamic-memory balancer grow it there with no further check), else
+ * its startup memory; plus the per-VM overhead. */
 static uint64_t vm_need_mib(struct sup *s, const struct vmrt *vm)
 {
-	return vm->def.memory_mib + s->conf.memory_overhead_mib;
+	return vmdef_dynmem_ceiling(&vm->def) + s->conf.memory_overhead_mib;
 }
 
 int admission_reserve(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
-	uint64_t need = vm_need_mib(s, vm);
+	uint64_t need = vm_need_mib(s, vm), ceiling = vmdef_dynmem_ceiling(&vm->def);
+	bool grows = ceiling > vm->def.memory_mib;
 	int ret = 0;
 
 	if (vm->committed_mib)
 		return 0;
 	pthread_mutex_lock(&s->adm_lock);
 	if (s->committed_mib + need > s->capacity_mib)
-		ret = cerr_set(e, CERR_CAPACITY, "memory_mib", "not enough memory on this host: "
-			       "the VM needs %llu MiB (%llu + %llu overhead), %llu of %llu MiB are "
-			       "committed to running VMs", (unsigned long long)need,
-			       (unsigned long long)vm->def.memory_mib,
+		ret = cerr_set(e, CERR_CAPACITY, grows ? "memory_max_mib" : "memory_mib",
+			       "not enough memory on this host: the VM needs %llu MiB (%s%llu%s + "
+			       "%llu overhead), %llu of %llu MiB are committed to running VMs",
+			       (unsigned long long)need, grows ? "its memory_max_mib " : "",
+			       (unsigned long long)ceiling,
+			       grows ? ", which virtio-mem may grow it to," : "",
 			       (unsigned long long)s->conf.memory_overhead_mib,
 			       (unsigned long long)s->committed_mib,
 			       (unsigned long long)s->capacity_mib);

@@ -67,6 +67,8 @@ struct sup_conf {
 struct sup_place_req {
 	const char *uuid, *name;
 	uint64_t memory_mib;
+	uint64_t memory_max_mib; /* hot-plug ceiling (virtio-mem), 0: none; placed by
+				  * it when larger (docs/memory.md) */
 	unsigned cpus;
 	const char *group;  /* anti-affinity group, "" or NULL: none */
 	bool hard;          /* the group is a hard rule */

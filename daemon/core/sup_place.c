@@ -282,6 +282,7 @@ int sup_place_start(struct sup *s, const char *name, json_t *body, enum role rol
 	req.uuid = uuid;
 	req.name = vname;
 	req.memory_mib = vm->def.memory_mib;
+	req.memory_max_mib = vm->def.memory_max_mib;
 	req.cpus = vm->def.cpus;
 	req.group = group;
 	req.hard = vm->def.anti_affinity_hard;

@@ -416,9 +416,13 @@ int sup_incoming_prepare(struct sup *s, json_t *body, const char *local_addr, js
 	 * (vmdef_from_json checks the field itself). */
 	{
 		json_t *m = json_object_get(def, "memory_mib");
+		json_t *max = json_object_get(def, "memory_max_mib");
+		json_int_t need = json_integer_value(m);
 
-		if (json_is_integer(m) && json_integer_value(m) > 0 &&
-		    admission_check(s, (uint64_t)json_integer_value(m), e))
+		/* As at a start: its hot-plug ceiling where it has one. */
+		if (json_is_integer(max) && json_integer_value(max) > need)
+			need = json_integer_value(max);
+		if (json_is_integer(m) && need > 0 && admission_check(s, (uint64_t)need, e))
 			goto fail;
 	}
 	/* A peer (admin) moves it in: its paths were the source's to check. */

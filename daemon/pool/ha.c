@@ -251,7 +251,7 @@ static void ha_failover(struct pool *p, int64_t lease)
 		snprintf(items[n].uuid, sizeof(items[n].uuid), "%s", v->uuid);
 		snprintf(items[n].name, sizeof(items[n].name), "%s", v->name);
 		snprintf(items[n].owner, sizeof(items[n].owner), "%s", v->last_owner);
-		items[n].memory_mib = v->memory_mib;
+		items[n].memory_mib = (int64_t)pool_vm_commit_mib(v);
 		items[n].cpus = v->cpus;
 		items[n].priority = v->ha_priority;
 		snprintf(items[n].group, sizeof(items[n].group), "%s", v->group);
@@ -281,11 +281,11 @@ static void ha_failover(struct pool *p, int64_t lease)
 		h->vms = &running[nr];
 		for (size_t k = 0; k < p->nr_vms; k++)
 			if (!strcmp(p->vms[k].owner, key)) {
-				h->memory_committed_mib += (uint64_t)p->vms[k].memory_mib;
+				h->memory_committed_mib += pool_vm_commit_mib(&p->vms[k]);
 				h->vcpus_committed += (uint32_t)p->vms[k].cpus;
 				running[nr].name = p->vms[k].name;
 				running[nr].group = p->vms[k].group;
-				running[nr].memory_mib = (uint64_t)p->vms[k].memory_mib;
+				running[nr].memory_mib = pool_vm_commit_mib(&p->vms[k]);
 				running[nr].vcpus = (uint32_t)p->vms[k].cpus;
 				nr++;
 				h->nr_vms++;

@@ -185,7 +185,7 @@ static json_t *snapshot_locked(struct pool *p)
 			continue;
 		json_array_append_new(vms, json_pack(
 			"{s:s, s:s, s:s, s:s, s:I, s:i}", "name", v->name, "uuid", v->uuid, "host",
-			v->owner, "state", v->state, "memory_mib", (json_int_t)v->memory_mib, "cpus",
+			v->owner, "state", v->state, "memory_mib", (json_int_t)pool_vm_commit_mib(v), "cpus",
 			v->cpus));
 	}
 	return json_pack("{s:o, s:o}", "hosts", hosts, "vms", vms);

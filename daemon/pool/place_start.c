@@ -48,7 +48,7 @@ int pool_place(struct pool *p, const struct sup_place_req *req, struct sup_place
 	struct place_result r;
 	const char *name;
 	json_t *rec;
-	int ret = 0;
+	int ret = 0, placed;
 
 	memset(out, 0, sizeof(*out));
 	if (!p->etcd)
@@ -95,10 +95,10 @@ int pool_place(struct pool *p, const struct sup_place_req *req, struct sup_place
 			if (strcmp(v->owner, name) || !strcmp(v->uuid, req->uuid) ||
 			    !state_runs(v->state))
 				continue;
-			h->memory_committed_mib += (uint64_t)v->memory_mib;
+			h->memory_committed_mib += pool_vm_commit_mib(v);
 			h->vcpus_committed += (uint32_t)v->cpus;
 			vms[nv].name = v->name;
-			vms[nv].memory_mib = (uint64_t)v->memory_mib;
+			vms[nv].memory_mib = pool_vm_commit_mib(v);
 			vms[nv].vcpus = (uint32_t)v->cpus;
 			vms[nv].group = v->group;
 			nv++;
@@ -107,7 +107,9 @@ int pool_place(struct pool *p, const struct sup_place_req *req, struct sup_place
 		nh++;
 	}
 	vm.name = req->name;
-	vm.memory_mib = req->memory_mib;
+	/* A VM virtio-mem can grow is placed where its maximum fits. */
+	vm.memory_mib = req->memory_max_mib > req->memory_mib ? req->memory_max_mib
+							      : req->memory_mib;
 	vm.vcpus = req->cpus;
 	vm.group = req->group && req->group[0] ? req->group : NULL;
 	vm.affinity = req->hard ? PLACE_AA_HARD : PLACE_AA_SOFT;
@@ -117,7 +119,15 @@ int pool_place(struct pool *p, const struct sup_place_req *req, struct sup_place
 		vm.storage = need_list;
 		vm.nr_storage = 1;
 	}
-	if (place_vm(hosts, nh, &vm, NULL, NULL, &r) < 0) {
+	placed = place_vm(hosts, nh, &vm, NULL, NULL, &r);
+	if (vm.memory_mib > req->memory_mib) {
+		size_t len = strlen(r.reason);
+
+		snprintf(r.reason + len, sizeof(r.reason) - len, "; counted at its memory_max_mib "
+			 "(%llu MiB), which virtio-mem may grow it to",
+			 (unsigned long long)vm.memory_mib);
+	}
+	if (placed < 0) {
 		atomic_fetch_add(&p->ctr.place_refused, 1);
 		if (r.unknown_host)
 			ret = cerr_set(e, CERR_NOT_FOUND, "host", "%s", r.reason);

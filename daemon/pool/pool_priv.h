@@ -23,6 +23,7 @@ struct pool_vm {
 	char state[16];  /* from the owner's runtime record; "" : none */
 	int cpus;
 	int64_t memory_mib;
+	int64_t memory_max_mib; /* hot-plug ceiling, 0: none (pool_vm_commit_mib) */
 	bool ha;
 	int ha_priority;
 	char last_owner[64];   /* the owner before the key went */
@@ -33,6 +34,14 @@ struct pool_vm {
 	bool group_hard;
 	uint64_t adopt_tried_at; /* place_start.c: last load of a VM given to this host */
 };
+
+/* The memory a VM commits on its host, as placement counts it: its
+ * hot-plug ceiling where virtio-mem can grow it, else its startup memory
+ * (docs/memory.md, "Admission and placement"). */
+static inline uint64_t pool_vm_commit_mib(const struct pool_vm *v)
+{
+	return (uint64_t)(v->memory_max_mib > v->memory_mib ? v->memory_max_mib : v->memory_mib);
+}
 
 struct pool {
 	struct pool_conf conf; /* strings copied below */

@@ -32,7 +32,7 @@ static json_t *use_of(struct pool *p, const char *host)
 		ha += v->ha;
 		if (holds(st)) {
 			cpus += v->cpus;
-			mem += v->memory_mib;
+			mem += (json_int_t)pool_vm_commit_mib(v);
 		}
 	}
 	use = json_pack("{s:i, s:I, s:i, s:i, s:o}", "cpus", cpus, "memory_mib", mem, "running",

@@ -85,6 +85,7 @@ static void cache_apply(struct pool *p, const char *key, const char *value, int6
 			 json_string_value(json_object_get(j, "name")) ?: "");
 		v->cpus = (int)json_integer_value(json_object_get(j, "cpus"));
 		v->memory_mib = json_integer_value(json_object_get(j, "memory_mib"));
+		v->memory_max_mib = json_integer_value(json_object_get(j, "memory_max_mib"));
 		v->ha = json_is_true(json_object_get(j, "ha"));
 		v->ha_priority = (int)json_integer_value(json_object_get(j, "ha_priority"));
 		snprintf(v->group, sizeof(v->group), "%s",

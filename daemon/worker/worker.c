@@ -453,7 +453,10 @@ static int worker_ids(struct sup *s, struct vmrt *vm, uid_t *uid, gid_t *gid, st
  * running without them, said in the log. */
 static void worker_attach(struct sup *s, struct vmrt *vm, pid_t pid)
 {
-	if (cgroups_vm_attach(&s->cg, vm->def.uuid, pid, vm->def.cpus, vm->def.memory_mib,
+	/* The memory limit covers what virtio-mem may plug (memory_max_mib),
+	 * as admission does: a guest grown to its maximum is not OOM-killed. */
+	if (cgroups_vm_attach(&s->cg, vm->def.uuid, pid, vm->def.cpus,
+			      vmdef_dynmem_ceiling(&vm->def),
 			      vm->def.cpu_weight, vm->def.cpu_max))
 		log_warn("vm %s: cannot apply cgroup limits (%s)", vm->def.name,
 			 cgroups_mode_name(&s->cg));

@@ -26,6 +26,9 @@ a three-member etcd cluster on the bridge's address, a pool made with
 - A stale host record (written by hand, no lease behind it, claiming the
   most room): down in every host's status, never chosen by placement, and
   --host naming it refused ("ghost: down").
+- A VM with memory_max_mib (virtio-mem) is placed by its maximum: refused
+  on host-b (2048 MiB) with the reason naming memory_max_mib, placed on
+  host-c.
 - A VM with a disk outside pool storage starts only on its owner (placement
   says which storage the others lack).
 
@@ -245,6 +248,20 @@ def scenario(c, hosts, shared, local):
     check(r.status == 409 and "host-a: " in r.json["error"]["message"] and
           "MiB needed" in r.json["error"]["message"],
           f"--host of a host short of memory: {r.json['error']['message']}")
+    # A VM virtio-mem can grow is placed where its maximum fits (docs/memory.md,
+    # "Admission and placement"): host-b (2048 MiB) cannot take 2560, host-c can.
+    a.define("grow", "memwriter", GUEST, memory_mib=64, memory_max_mib=2560)
+    r = a.post("/v1/vms/grow/start", {"host": "host-b"})
+    msg = r.json.get("error", {}).get("message", "") if r.status != 200 else ""
+    check(r.status == 409 and "host-b: " in msg and "2560 MiB needed" in msg and
+          "memory_max_mib" in msg, f"--host of a host short of the VM's maximum: {msg}")
+    r = a.post("/v1/vms/grow/start")
+    pl = r.json.get("placement", {}) if r.status == 200 else {}
+    check(pl.get("host") == "host-c" and "memory_max_mib" in pl.get("reason", ""),
+          f"placed by its maximum on host-c: {r.status} {pl}")
+    hc.wait_console("grow", "round 1")
+    hc.action("grow", "kill")
+    hc.cli("vm", "delete", "grow")
     key = f"{PREFIX}/members/host-b"
     rec = json.loads(c.etcdctl("get", key, "--print-value-only").stdout)
     c.etcdctl("put", key, json.dumps(dict(rec, state="maintenance")))

@@ -19,19 +19,6 @@ struct net {
 	unsigned rx_frames, arp_requests_answered, echoes_answered;
 };
 
-static bool parse_ip(const char *s, uint8_t ip[4])
-{
-	for (int i = 0; i < 4; i++) {
-		unsigned v = 0, digits = 0;
-		while (*s >= '0' && *s <= '9' && digits < 4)
-			v = v * 10 + (unsigned)(*s++ - '0'), digits++;
-		if (!digits || v > 255 || (i < 3 && *s++ != '.'))
-			return false;
-		ip[i] = (uint8_t)v;
-	}
-	return *s == '\0';
-}
-
 static void eth_header(struct net *n, uint8_t *f, const uint8_t *dst, uint16_t type)
 {
 	memcpy(f, dst, 6);
@@ -154,7 +141,7 @@ int main(int argc, char **argv)
 	const char *ip = param_str("ip", "192.168.100.2"), *peer = param_str("peer", "192.168.100.1");
 	uint32_t count = (uint32_t)param_u64("count", 3);
 	uint32_t serve = (uint32_t)param_u64("serve", 0), wait = (uint32_t)param_u64("wait", 120000);
-	if (!parse_ip(ip, n.nd.ip) || !parse_ip(peer, n.peer))
+	if (!parse_ip4(ip, n.nd.ip) || !parse_ip4(peer, n.peer))
 		fail("bad ip=%s or peer=%s", ip, peer);
 	if (!count || count > 31)
 		fail("count=%u out of range 1..31", count);

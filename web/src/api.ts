@@ -16,7 +16,7 @@ export interface Disk { id: string; path: string; readonly?: boolean; format?: s
   qos?: { iops?: number; iops_burst?: number; bps?: number; bps_burst?: number } | null }
 export interface Nic {
   tap?: string; mac?: string; switch?: string; vlan?: number; policy?: Record<string, unknown>;
-  user?: boolean; forward?: string[];
+  user?: boolean; forward?: string[]; queues?: number;
 }
 export interface Vm {
   name: string; uuid: string; cpus: number; memory_mib: number; kernel: string; initrd?: string; cmdline?: string;

@@ -114,11 +114,11 @@ function NicsTab({ vm }: { vm: Vm }) {
   if (!vm.nics.length) return <p class="muted">No NICs.</p>;
   return (
     <table><thead><tr><th scope="col">Kind</th><th scope="col">Name</th><th scope="col">MAC</th>
-      <th scope="col">VLAN</th><th scope="col">Policy or forwards</th></tr></thead>
+      <th scope="col">VLAN</th><th scope="col">Queues</th><th scope="col">Policy or forwards</th></tr></thead>
       <tbody>{vm.nics.map((n) => <tr>
         <td>{n.user ? "user (passt)" : n.switch ? "switch port" : "tap"}</td>
         <td>{n.user ? "" : n.switch || n.tap}</td><td>{n.mac || "(derived)"}</td>
-        <td>{n.vlan || ""}</td>
+        <td>{n.vlan || ""}</td><td data-testid="nic-queues">{n.user ? "" : n.queues || 1}</td>
         <td><code>{n.user ? (n.forward || []).join(", ") : n.policy ? JSON.stringify(n.policy) : ""}</code></td>
       </tr>)}</tbody></table>
   );

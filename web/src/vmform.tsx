@@ -12,22 +12,40 @@ const LIVE = ["autostart", "restart_policy", "cpu_weight", "cpu_max"]; // may ch
 type Form = Record<string, string>;
 
 /** A NIC as one word of the form: "tap:NAME", "switch:NAME" or "user"
- * (a bare word is a tap, as before switches existed). */
-export function nicWord(n: Nic): string {
+ * (a bare word is a tap, as before switches existed), and ",queues=N" when
+ * it has more than one queue pair (the CLI's "--nic lab,queues=N"). */
+function nicBase(n: Nic): string {
   return n.user ? "user" : n.switch ? `switch:${n.switch}` : `tap:${n.tap || ""}`;
+}
+export function nicWord(n: Nic): string {
+  return nicBase(n) + (n.queues && n.queues > 1 ? `,queues=${n.queues}` : "");
 }
 
 /** The NICs to send: a word the VM already had keeps its NIC whole (MAC,
- * VLAN, policy, forwards); a new word makes a new NIC. */
+ * VLAN, policy, forwards); a new word makes a new NIC. "queues=N" after a
+ * word sets that NIC's queue pairs; without it the NIC has one. */
 function nicsFromWords(text: string, old: Nic[]): Nic[] {
   const left = [...old];
-  return text.split(/[\s,]+/).filter(Boolean).map((w) => {
-    const i = left.findIndex((n) => nicWord(n) === w || (!w.includes(":") && nicWord(n) === `tap:${w}`));
-    if (i >= 0) return left.splice(i, 1)[0];
-    if (w === "user") return { user: true };
-    if (w.startsWith("switch:")) return { switch: w.slice(7) };
-    return { tap: w.startsWith("tap:") ? w.slice(4) : w };
-  });
+  const out: Nic[] = [];
+  for (const w of text.split(/[\s,]+/).filter(Boolean)) {
+    const q = /^queues=(.*)$/.exec(w);
+    if (q) { /* the API names nics[i].queues if it is wrong, or nics[i] if no NIC is before it */
+      const queues = num(q[1]) as number;
+      if (out.length) out[out.length - 1] = { ...out[out.length - 1], queues };
+      else out.push({ queues });
+      continue;
+    }
+    const i = left.findIndex((n) => nicBase(n) === w || (!w.includes(":") && nicBase(n) === `tap:${w}`));
+    let nic: Nic;
+    if (i >= 0) {
+      nic = { ...left.splice(i, 1)[0] };
+      delete nic.queues;
+    } else if (w === "user") nic = { user: true };
+    else if (w.startsWith("switch:")) nic = { switch: w.slice(7) };
+    else nic = { tap: w.startsWith("tap:") ? w.slice(4) : w };
+    out.push(nic);
+  }
+  return out;
 }
 
 function toForm(v?: Partial<Vm>): Form {
@@ -108,7 +126,8 @@ export function VmForm({ vm, running, submitLabel, onSubmit }: {
             aria-describedby={errors.disks ? "f-disks-err" : undefined} onInput={(e) => set("disks")((e.target as HTMLTextAreaElement).value)} />
           {errors.disks && <small id="f-disks-err" class="error" role="alert" data-field-error="disks">{errors.disks}</small>}
         </div>
-        <Field {...p} name="nics" label="NICs (tap:NAME, switch:NAME or user)" value={f.nics} onInput={set("nics")} disabled={off("nics")} />
+        <Field {...p} name="nics" label="NICs (tap:NAME, switch:NAME or user)" value={f.nics} onInput={set("nics")} disabled={off("nics")}
+          hint="switch:NAME,queues=N: N queue pairs (multiqueue, 1-3, at most the vCPUs)" />
         <Field {...p} name="restart_policy" label="Restart policy" value={f.restart_policy} onInput={set("restart_policy")}
           options={["never", "on-crash", "always"]} />
         <Field {...p} name="cpu_weight" label="CPU weight" type="number" value={f.cpu_weight} onInput={set("cpu_weight")} />

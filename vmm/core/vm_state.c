@@ -15,6 +15,7 @@
 #include "state/state.h"
 #include "state/statefile.h"
 #include "devtype.h"
+#include "vcpu.h"
 #include "vm.h"
 
 /* Section versions (each payload's layout). */
@@ -281,6 +282,12 @@ static int check_machine(struct vm *vm, const struct state_section *s)
 	ndev = state_get_u32(&r);
 	if (state_reader_error(&r))
 		goto bad;
+	/* vCPUs hot-plugged before the save: add them (a configuration that
+	 * allows them: cpus_max), before their sections load. */
+	if (vm->cfg && vm->nr_vcpus && ncpu > vm->nr_vcpus && ncpu <= config_cpus_possible(vm->cfg) &&
+	    mem == vm->mem.size &&
+	    vcpus_hotplug(vm, ncpu))
+		return -EINVAL;
 	if (ncpu != vm->nr_vcpus || mem != vm->mem.size) {
 		log_err("state: section 'machine': saved with %u vCPUs and %llu MiB, this VM has "
 			"%u and %llu MiB", ncpu, (unsigned long long)(mem >> 20), vm->nr_vcpus,

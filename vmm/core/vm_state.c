@@ -187,8 +187,8 @@ static bool known_section(struct vm *vm, const char *id, unsigned format, uint32
 	if (!strcmp(id, "machine"))
 		return true;
 	*version = SEC_VCPU_V;
-	if (vcpu_index(id, &idx))
-		return idx < vm->nr_vcpus;
+	if (vcpu_index(id, &idx)) /* hot-plugged ones too: check_machine adds them */
+		return idx < (vm->cfg ? config_cpus_possible(vm->cfg) : vm->nr_vcpus);
 	*version = SEC_IRQCHIP_V;
 	for (size_t i = 0; i < ARRAY_SIZE(irqchips); i++)
 		if (!strcmp(id, irqchips[i].id))

@@ -30,6 +30,8 @@ static void vcpu_kick_handler(int sig)
 
 _Static_assert(EMUL_KIND_COUNT <= VCPU_EMUL_KINDS, "VCPU_EMUL_KINDS too small");
 
+static int vcpu_emul_make(struct vm *vm, struct vcpu *v);
+
 int vcpus_create(struct vm *vm)
 {
 	unsigned n = vm->cfg->cpus;
@@ -43,6 +45,14 @@ int vcpus_create(struct vm *vm)
 	for (unsigned i = 0; i < n; i++) {
 		int ret = vcpu_create_one(vm, i, &cpuid_warned);
 
+		if (ret)
+			return ret;
+	}
+	/* The emulation contexts of the vCPUs a hot-plug may add, made now:
+	 * vcpus_preload_emulation loads their decoder with the others', before
+	 * the sandbox (loading it later needs the file system). */
+	for (unsigned i = n; vm->cfg->emulation_fallback && i < config_cpus_possible(vm->cfg); i++) {
+		int ret = vcpu_emul_make(vm, &vm->vcpus[i]);
 
 		if (ret)
 			return ret;
@@ -50,18 +60,32 @@ int vcpus_create(struct vm *vm)
 	return 0;
 }
 
+static int vcpu_emul_make(struct vm *vm, struct vcpu *v)
+{
+	int ret;
+
+	v->emul = calloc(1, sizeof(*v->emul));
+	if (!v->emul)
+		return -ENOMEM;
+	ret = emul_ctx_init(v->emul, &vm->mem);
+	if (ret) {
+		free(v->emul);
+		v->emul = NULL;
+	}
+	return ret;
+}
+
 /* Undo a vcpu_create_one that failed half-way: the slot is empty again. */
 static void vcpu_clear(struct vcpu *v)
 {
+	struct emul_ctx *emul = v->emul; /* made (and loaded) at start: kept */
+
 	if (v->run)
 		munmap(v->run, v->run_size);
 	if (v->fd >= 0)
 		close(v->fd);
-	if (v->emul) {
-		emul_ctx_destroy(v->emul);
-		free(v->emul);
-	}
 	memset(v, 0, sizeof(*v));
+	v->emul = emul;
 }
 
 static int vcpu_init(struct vm *vm, struct vcpu *v, unsigned i, int mmap_size, bool *cpuid_warned)
@@ -83,16 +107,10 @@ static int vcpu_init(struct vm *vm, struct vcpu *v, unsigned i, int mmap_size, b
 		log_err("mmap of vCPU %u run area: %s", i, strerror(errno));
 		return -errno;
 	}
-	if (vm->cfg->emulation_fallback) {
-		v->emul = calloc(1, sizeof(*v->emul));
-		if (!v->emul)
-			return -ENOMEM;
-		ret = emul_ctx_init(v->emul, &vm->mem);
-		if (ret) {
-			free(v->emul);
-			v->emul = NULL;
+	if (vm->cfg->emulation_fallback && !v->emul) {
+		ret = vcpu_emul_make(vm, v);
+		if (ret)
 			return ret;
-		}
 	}
 	/* The topology counts every possible vCPU, so that a hot-plugged one
 	 * fits what the guest saw at boot. */
@@ -140,13 +158,17 @@ int vcpu_create_one(struct vm *vm, unsigned i, bool *cpuid_warned)
 
 void vcpus_preload_emulation(struct vm *vm)
 {
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+	unsigned n = vm->cfg ? config_cpus_possible(vm->cfg) : vm->nr_vcpus;
+
+	/* Every slot's: the vCPUs a hot-plug may add too (vcpus_create). */
+	for (unsigned i = 0; i < n && vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
+		bool applied = i < vm->nr_vcpus ? v->cpuid_applied : vm->vcpus[0].cpuid_applied;
 		char why[160];
 
 		/* A KVM that ignores CPUID is an emulating one: instructions it
 		 * cannot run will come. */
-		if (v->cpuid_applied || !v->emul)
+		if (applied || !v->emul)
 			continue;
 		if (emul_ctx_preload(v->emul, why, sizeof(why)))
 			log_warn("vCPU %u: %s: emulation failures will stop the VM", i, why);
@@ -565,6 +587,13 @@ void vcpus_destroy(struct vm *vm)
 	if (!vm->vcpus)
 		return;
 	vcpus_join(vm);
+	/* Slots no hot-plug used: their emulation contexts only. */
+	for (unsigned i = vm->nr_vcpus; vm->cfg && i < config_cpus_possible(vm->cfg); i++) {
+		if (vm->vcpus[i].emul) {
+			emul_ctx_destroy(vm->vcpus[i].emul);
+			free(vm->vcpus[i].emul);
+		}
+	}
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 

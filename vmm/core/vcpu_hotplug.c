@@ -30,9 +30,10 @@ static int vcpu_hotplug_one(struct vm *vm, unsigned i, bool start)
 		log_err("vCPU %u: register setup: %s", i, strerror(-ret));
 		return ret;
 	}
-	/* The decoder library is already loaded (the boot vCPUs' preload):
-	 * opening it again finds it without the file system. */
-	if (v->emul && !v->cpuid_applied) {
+	/* Its emulation context was made at start, and its decoder loaded
+	 * then where the worker is sandboxed (vcpus_preload_emulation: loading
+	 * needs the file system). Unsandboxed, load it now. */
+	if (v->emul && !v->cpuid_applied && !vm->no_new_sockets) {
 		char why[160];
 
 		if (emul_ctx_preload(v->emul, why, sizeof(why)))

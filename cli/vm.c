@@ -57,7 +57,8 @@ enum {
 	O_VSOCK,
 	O_NO_VSOCK,
 	O_VSOCK_CID,
-	O_IMAGE
+	O_IMAGE,
+	O_CPUS_MAX
 };
 
 static const struct option def_opts[] = {
@@ -66,6 +67,7 @@ static const struct option def_opts[] = {
     {"initrd", required_argument, NULL, O_INITRD},
     {"cmdline", required_argument, NULL, O_CMDLINE},
     {"cpus", required_argument, NULL, O_CPUS},
+    {"cpus-max", required_argument, NULL, O_CPUS_MAX},
     {"memory", required_argument, NULL, O_MEMORY},
     {"memory-max", required_argument, NULL, O_MEMORY_MAX},
     {"disk", required_argument, NULL, O_DISK},
@@ -112,7 +114,9 @@ static const struct option def_opts[] = {
 	"                         --cmdline is appended to the image's command line\n"          \
 	"  --initrd FILE          initial ramdisk\n"                                               \
 	"  --cmdline STR          kernel command line\n"                                           \
-	"  --cpus N               vCPUs (1-32)             (New-VM -ProcessorCount)\n"             \
+	"  --cpus N               vCPUs (1-32)             (New-VM -ProcessorCount);\n"            \
+	"                         on a running VM with --cpus-max: hot-plug (ACPI)\n"           \
+	"  --cpus-max N           vCPU hot-plug ceiling, 0 = none (guest needs ACPI)\n"         \
 	"  --memory MIB           memory in MiB            (New-VM -MemoryStartupBytes);\n"        \
 	"                         on a running VM with --memory-max: hot-plug (virtio-mem)\n"    \
 	"  --memory-max MIB       hot-plug ceiling, 0 = none (Set-VMMemory -MaximumBytes)\n"     \
@@ -271,6 +275,7 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			json_object_set_new(o, "cmdline", json_string(optarg));
 			break;
 		case O_CPUS:
+		case O_CPUS_MAX:
 		case O_MEMORY:
 		case O_MEMORY_MAX:
 		case O_WEIGHT:
@@ -280,6 +285,7 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 				return EXIT_USAGE;
 			json_object_set_new(o,
 			                    c == O_CPUS          ? "cpus"
+			                    : c == O_CPUS_MAX    ? "cpus_max"
 			                    : c == O_MEMORY      ? "memory_mib"
 			                    : c == O_MEMORY_MAX  ? "memory_max_mib"
 			                    : c == O_WEIGHT      ? "cpu_weight"

@@ -6,6 +6,7 @@
 #   scripts/build-guest-kernel.sh            build if needed, print .../bzImage
 #   CELLA_CACHE=DIR                          cache root (default ~/.cache/cella)
 #   CELLA_KEEP_KSRC=1                        keep the unpacked, built source tree
+#   CELLA_KERNEL_FRAGMENT=FILE               another config fragment (it-linux-cpuhp)
 #
 # The cache directory is named after a hash of the config fragment, the
 # recipe version and the linux-source package version, so a second run is instant and
@@ -14,7 +15,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-fragment="$here/guest/linux/microvm-6.1.config"
+fragment="${CELLA_KERNEL_FRAGMENT:-$here/guest/linux/microvm-6.1.config}"
 tarball=/usr/src/linux-source-6.1.tar.xz
 cache="${CELLA_CACHE:-${HOME:-/var/tmp}/.cache/cella}"
 

@@ -65,6 +65,8 @@ static void usage(FILE *f)
 	      "  --initrd FILE        initial ramdisk\n"
 	      "  --cmdline STR        kernel command line (default: \"" DEFAULT_CMDLINE "\")\n"
 	      "  --cpus N             vCPUs, 1 to 32 (default 1)\n"
+	      "  --cpus-max N         vCPU hot-plug up to N (needs --acpi; control command\n"
+	      "                       cpus-set, docs/guests.md)\n"
 	      "  --mem MIB            memory in MiB (default 128)\n"
 	      "  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"
 	      "         [,bps_burst=N][,cbt=on][,backing=fd:N[:NAME]...][,cbt_file=FILE]\n"
@@ -170,7 +172,7 @@ static char *dup_or_die(const char *s)
 static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worker_opts *wo)
 {
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
-	       OPT_DISK, OPT_NET, OPT_RNG, OPT_ACPI, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
+	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CPUS_MAX, OPT_ACPI, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
 	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
 	       OPT_TEST_PROBE, OPT_RESTORE, OPT_KVM,
 	       OPT_INCOMING, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PEER };
@@ -180,6 +182,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		{ "initrd", required_argument, NULL, OPT_INITRD },
 		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "cpus-max", required_argument, NULL, OPT_CPUS_MAX },
 		{ "mem", required_argument, NULL, OPT_MEM },
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "net", required_argument, NULL, OPT_NET },
@@ -248,6 +251,10 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		case OPT_CPUS:
 			ret = parse_uint("--cpus", optarg, 1, CONFIG_MAX_CPUS, &v);
 			cfg->cpus = (unsigned)v;
+			break;
+		case OPT_CPUS_MAX:
+			ret = parse_uint("--cpus-max", optarg, 1, CONFIG_MAX_CPUS, &v);
+			cfg->cpus_max = (unsigned)v;
 			break;
 		case OPT_MEM:
 			ret = parse_uint("--mem", optarg, CONF_MIN_MEM_MIB, CONF_MAX_MEM_MIB, &v);
@@ -506,7 +513,8 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 				return ret;
 			*slot[k] = f;
 		}
-		ret = sandbox_seccomp_install(vm->teardown_ring < 0);
+		ret = sandbox_seccomp_install(vm->teardown_ring < 0,
+					      config_cpus_possible(vm->cfg) > vm->cfg->cpus);
 		if (ret)
 			return ret;
 	}
@@ -571,7 +579,8 @@ static int restore_open(const char *spec, const struct vm_config *cfg, struct st
 		log_err("--restore %s: %s", spec, err);
 		return -1;
 	}
-	if (sf->info.nr_vcpus != cfg->cpus ||
+	/* More vCPUs than configured: hot-plugged ones (vm_state_load adds them). */
+	if (sf->info.nr_vcpus < cfg->cpus || sf->info.nr_vcpus > config_cpus_possible(cfg) ||
 	    sf->info.mem_size != vm_config_mem_size(cfg)) {
 		log_err("--restore %s: state: the saved VM has %u vCPUs and %llu MiB, the "
 			"configuration %u and %llu MiB", spec, sf->info.nr_vcpus,

@@ -485,6 +485,12 @@ int sup_change(struct sup *s, const char *name, json_t *body, enum role role, js
 			return ret;
 		ret = -1;
 	}
+	if (sup_cpuhp_wants(body)) {
+		ret = sup_cpuhp_set(s, name, body, out, e);
+		if (ret != 1)
+			return ret;
+		ret = -1;
+	}
 	vm = sup_lookup_idle(s, name, e);
 	if (!vm)
 		return -1;

@@ -307,6 +307,13 @@ int sup_balloon_set(struct sup *s, const char *name, json_t *body, json_t **out,
 bool sup_vmem_wants(json_t *body);
 int sup_vmem_resize(struct sup *s, const char *name, json_t *body, json_t **out,
 		    struct cerr *e) __must_check;
+/* features/cpuhp.c: a change that is cpus alone (wants) on a running or
+ * paused VM hot-plugs vCPUs through ACPI, within cpus_max, and stores the
+ * new count: 0 with *out the VM (and "cpu_hotplug", the worker's status),
+ * -1 with e, or 1 when the VM is not running (the ordinary change). */
+bool sup_cpuhp_wants(json_t *body);
+int sup_cpuhp_set(struct sup *s, const char *name, json_t *body, json_t **out,
+		  struct cerr *e) __must_check;
 
 int sup_move(struct sup *s, const char *name, json_t *body, json_t **out,
 	     struct cerr *e) __must_check;

@@ -401,6 +401,8 @@ static int apply_field(struct vmdef *d, const char *key, json_t *v, bool creatin
 		d->memory_max_mib = n;
 	} else if (!strcmp(key, "vsock")) {
 		return vmdef_vsock_parse(d, v, e);
+	} else if (!strcmp(key, "cpus_max")) {
+		return vmdef_cpus_max_parse(d, v, e);
 	} else if (!strcmp(key, "autostart")) {
 		return vmdef_get_bool(v, key, &d->autostart, e);
 	} else if (!strcmp(key, "restart_policy")) {
@@ -464,6 +466,8 @@ static int check_devices(const struct vmdef *d, struct cerr *e)
 	if (!d->kernel && !d->nr_disks)
 		return cerr_set(e, CERR_INVALID, "kernel", "required (or a first disk whose image "
 				"holds the kernel in its /boot)");
+	if (vmdef_cpus_check(d, e))
+		return -1;
 
 	if (n > CONF_VIRTIO_IRQS)
 		return cerr_set(e, CERR_INVALID, d->nr_nics ? "nics" : "disks",
@@ -616,6 +620,7 @@ json_t *vmdef_to_json(const struct vmdef *d)
 		json_object_set_new(j, "memory", vmdef_memory_json(d));
 		json_object_set_new(j, "dynamic_memory", vmdef_dynmem_json(d));
 		json_object_set_new(j, "vsock", vmdef_vsock_json(d));
+		json_object_set_new(j, "cpus_max", json_integer(d->cpus_max));
 		if (d->replica.on)
 			json_object_set_new(j, "replica", vmdef_replica_json(d));
 	}
@@ -656,5 +661,6 @@ json_t *vmdef_worker_config(const struct vmdef *d)
 	if (!vmdef_memory_default(d))
 		json_object_set_new(cfg, "memory", vmdef_memory_json(d));
 	vmdef_vsock_worker(d, cfg);
+	vmdef_cpus_worker(d, cfg);
 	return cfg;
 }

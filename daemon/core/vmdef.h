@@ -85,6 +85,9 @@ struct vmdef {
 	char name[VMDEF_NAME_MAX + 1];
 	char uuid[37];
 	unsigned cpus;
+	/* vCPU hot-plug ceiling (docs/guests.md): 0 = none; else the most vCPUs
+	 * a running VM may be given (cella vm set --cpus); cpus <= cpus_max. */
+	unsigned cpus_max;
 	uint64_t memory_mib;
 	struct mem_backing_config memory; /* "memory": merge, hugepages, prealloc (docs/memory.md) */
 	struct vmdef_dynmem dynmem;       /* "dynamic_memory" (docs/memory.md, "Dynamic memory") */
@@ -166,6 +169,15 @@ int vmdef_format_parse(const char *s, enum vmdef_disk_format *f) __must_check;
 int vmdef_format_probe(const char *path, enum vmdef_disk_format *f) __must_check;
 /* The cella-vm --config document (console and control are flags). */
 json_t *vmdef_worker_config(const struct vmdef *d);
+
+/* vmdef_cpus.c: the "cpus_max" field (0, null, or cpus..32) into
+ * d->cpus_max (0, or -1 with e); the check against cpus and the command
+ * line (acpi=off); whether the VM has room for more vCPUs; and its keys in
+ * the worker's configuration (cpus_max, acpi: hot-plug goes through ACPI). */
+int vmdef_cpus_max_parse(struct vmdef *d, json_t *v, struct cerr *e) __must_check;
+int vmdef_cpus_check(const struct vmdef *d, struct cerr *e) __must_check;
+bool vmdef_cpus_hotplug(const struct vmdef *d);
+void vmdef_cpus_worker(const struct vmdef *d, json_t *cfg);
 
 /* vmdef_vsock.c: the "vsock" field (true, {"cid": N}, false or null) into
  * d->vsock_cid (0, or -1 with e naming the key); its JSON (null or

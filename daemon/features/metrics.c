@@ -143,6 +143,9 @@ static json_t *snap_metrics(struct sup *s, const struct snap *sn)
 		if (json_is_object(json_object_get(json_object_get(st, "devices"), "vsock")))
 			json_object_set(m, "vsock",
 					json_object_get(json_object_get(st, "devices"), "vsock"));
+		if (json_is_object(json_object_get(json_object_get(st, "devices"), "cpu_hotplug")))
+			json_object_set(m, "cpu_hotplug",
+					json_object_get(json_object_get(st, "devices"), "cpu_hotplug"));
 	}
 	json_decref(req);
 	json_decref(st);

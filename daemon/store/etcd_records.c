@@ -90,6 +90,8 @@ static json_t *rec_vmdef_placement(json_t *j, const struct vmdef *d)
 		json_object_set_new(j, "replica", vmdef_replica_json(d));
 	if (j && d->vsock_cid)
 		json_object_set_new(j, "vsock", vmdef_vsock_json(d));
+	if (j && d->cpus_max)
+		json_object_set_new(j, "cpus_max", json_integer(d->cpus_max));
 	return j;
 }
 
@@ -221,6 +223,10 @@ int etcd_rec_vmdef(json_t *j, struct vmdef *d)
 	if (rec_uint(j, "cpus", VMDEF_MAX_CPUS, &n) || n < 1)
 		return -EINVAL;
 	d->cpus = (unsigned)n;
+	n = d->cpus_max;
+	if (rec_uint(j, "cpus_max", VMDEF_MAX_CPUS, &n) || (n && n < d->cpus))
+		return -EINVAL;
+	d->cpus_max = (unsigned)n;
 	if (rec_uint(j, "memory_mib", VMDEF_MAX_MEM, &d->memory_mib) ||
 	    d->memory_mib < VMDEF_MIN_MEM ||
 	    rec_uint(j, "memory_max_mib", VMDEF_MAX_MEM, &d->memory_max_mib))

@@ -92,6 +92,7 @@ static const struct {
     {"nics", "forward", "TEXT NOT NULL DEFAULT ''"},
     {"nics", "queues", "INTEGER NOT NULL DEFAULT 0"}, /* tap queue pairs; 0 or 1: one */
     {"vms", "dynamic_memory", "TEXT"}, /* vmdef_dynmem_record's JSON, or NULL (defaults) */
+    {"vms", "cpus_max", "INTEGER NOT NULL DEFAULT 0"}, /* vCPU hot-plug ceiling, 0 none */
 };
 
 static int db_exec(struct db *db, const char *sql)
@@ -175,6 +176,8 @@ static void col_copy(sqlite3_stmt *st, int i, char *dst, size_t len)
 /* The "vsock" field, in its own statements (docs/virtio.md). */
 static int db_vsock_load(struct db *db, struct vmdef *d);
 static int db_vsock_save(struct db *db, const struct vmdef *d);
+static int db_cpus_max_load(struct db *db, struct vmdef *d);
+static int db_cpus_max_save(struct db *db, const struct vmdef *d);
 
 static int db_load_children(struct db *db, struct vmdef *d)
 {
@@ -306,7 +309,7 @@ static int sq_load_u(struct store *st_, int (*fn)(void *, struct vmdef *, const 
 				log_err("db: VM %s: bad dynamic memory settings (off)", d.name);
 			json_decref(mj);
 		}
-		ret = db_load_children(db, &d) ?: db_vsock_load(db, &d);
+		ret = db_load_children(db, &d) ?: db_vsock_load(db, &d) ?: db_cpus_max_load(db, &d);
 		if (!ret)
 			ret = fn(opaque, &d, &rt);
 		vmdef_free(&d);
@@ -358,6 +361,35 @@ static int db_vsock_save(struct db *db, const struct vmdef *d)
 
 	if (st) {
 		sqlite3_bind_int64(st, 1, (sqlite3_int64)d->vsock_cid);
+		sqlite3_bind_text(st, 2, d->uuid, -1, SQLITE_TRANSIENT);
+	}
+	return db_step_done(db, st);
+}
+
+/* cpus_max, by its own statements as vsock_cid (no column shift in the
+ * main ones). */
+static int db_cpus_max_load(struct db *db, struct vmdef *d)
+{
+	sqlite3_stmt *st = db_prepare(db, "SELECT cpus_max FROM vms WHERE uuid=?");
+	int64_t n;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 1, d->uuid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		n = sqlite3_column_int64(st, 0);
+		d->cpus_max = n >= d->cpus && n <= VMDEF_MAX_CPUS ? (unsigned)n : 0;
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int db_cpus_max_save(struct db *db, const struct vmdef *d)
+{
+	sqlite3_stmt *st = db_prepare(db, "UPDATE vms SET cpus_max=? WHERE uuid=?");
+
+	if (st) {
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)d->cpus_max);
 		sqlite3_bind_text(st, 2, d->uuid, -1, SQLITE_TRANSIENT);
 	}
 	return db_step_done(db, st);
@@ -447,6 +479,8 @@ static int sq_save_vm_u(struct store *st_, const struct vmdef *d)
 	ret = db_step_done(db, st);
 	if (!ret)
 		ret = db_vsock_save(db, d);
+	if (!ret)
+		ret = db_cpus_max_save(db, d);
 	if (!ret) {
 		st = db_prepare(db, "DELETE FROM disks WHERE vm_uuid=?");
 		if (st)

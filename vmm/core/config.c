@@ -51,6 +51,11 @@ static void replace_str(char **dst, const char *src)
 	*dst = src ? strdup(src) : NULL;
 }
 
+unsigned config_cpus_possible(const struct vm_config *c)
+{
+	return c->cpus_max > c->cpus ? c->cpus_max : c->cpus;
+}
+
 void config_free(struct vm_config *c)
 {
 	free(c->kvm);
@@ -637,6 +642,10 @@ static int config_from_json(struct vm_config *c, json_t *root, const char *base_
 			if (json_want_uint(v, key, 1, CONFIG_MAX_CPUS, &u, err, errlen))
 				return -EINVAL;
 			c->cpus = (unsigned)u;
+		} else if (!strcmp(key, "cpus_max")) {
+			if (json_want_uint(v, key, 0, CONFIG_MAX_CPUS, &u, err, errlen))
+				return -EINVAL;
+			c->cpus_max = (unsigned)u;
 		} else if (!strcmp(key, "memory_mib")) {
 			if (json_want_uint(v, key, CONFIG_MIN_MEM_MIB, CONF_MAX_MEM_MIB, &u, err, errlen))
 				return -EINVAL;
@@ -780,6 +789,12 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 	if (c->cpus < 1 || c->cpus > CONFIG_MAX_CPUS)
 		return config_error(err, errlen, "cpus: %u is out of range (1 to %d)", c->cpus,
 				    CONFIG_MAX_CPUS);
+	if (c->cpus_max > CONFIG_MAX_CPUS || (c->cpus_max && c->cpus_max < c->cpus))
+		return config_error(err, errlen, "cpus_max: %u is out of range (cpus, %u, to %d)",
+				    c->cpus_max, c->cpus, CONFIG_MAX_CPUS);
+	if (c->cpus_max > c->cpus && !c->acpi)
+		return config_error(err, errlen, "cpus_max: vCPU hot-plug goes through ACPI: "
+				    "it needs acpi (--acpi, \"acpi\": true)");
 	if (c->mem_mib < CONFIG_MIN_MEM_MIB)
 		return config_error(err, errlen, "memory: %llu MiB is below the minimum of %d MiB",
 				    (unsigned long long)c->mem_mib, CONFIG_MIN_MEM_MIB);

@@ -46,6 +46,9 @@ struct vm_config {
 	char *initrd;
 	char *cmdline;
 	unsigned cpus;
+	/* vCPU hot-plug (docs/guests.md): the most vCPUs a running VM may be
+	 * given through ACPI (needs acpi); 0 or cpus: none. */
+	unsigned cpus_max;
 	uint64_t mem_mib;
 	struct mem_backing_config memory; /* JSON "memory": merge, hugepages, prealloc */
 	struct disk_config disks[CONFIG_MAX_DISKS];
@@ -76,6 +79,8 @@ struct vm_config {
 };
 
 void config_init(struct vm_config *c);
+/* vCPUs the VM may have: cpus_max when above cpus, else cpus. */
+unsigned config_cpus_possible(const struct vm_config *c);
 void config_free(struct vm_config *c);
 
 /* Merge a JSON config file (a path, or "fd:N" open for reading) into c. On

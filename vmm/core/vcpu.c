@@ -30,78 +30,145 @@ static void vcpu_kick_handler(int sig)
 
 _Static_assert(EMUL_KIND_COUNT <= VCPU_EMUL_KINDS, "VCPU_EMUL_KINDS too small");
 
+static int vcpu_emul_make(struct vm *vm, struct vcpu *v);
+
 int vcpus_create(struct vm *vm)
 {
 	unsigned n = vm->cfg->cpus;
-	int mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	bool cpuid_warned = false;
+
+	/* Room for every vCPU the VM may get (hot-plug: vcpu_hotplug.c), so
+	 * that the array never moves under the threads that walk it. */
+	vm->vcpus = calloc(config_cpus_possible(vm->cfg), sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		int ret = vcpu_create_one(vm, i, &cpuid_warned);
+
+		if (ret)
+			return ret;
+	}
+	/* The emulation contexts of the vCPUs a hot-plug may add, made now:
+	 * vcpus_preload_emulation loads their decoder with the others', before
+	 * the sandbox (loading it later needs the file system). */
+	for (unsigned i = n; vm->cfg->emulation_fallback && i < config_cpus_possible(vm->cfg); i++) {
+		int ret = vcpu_emul_make(vm, &vm->vcpus[i]);
+
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int vcpu_emul_make(struct vm *vm, struct vcpu *v)
+{
+	int ret;
+
+	v->emul = calloc(1, sizeof(*v->emul));
+	if (!v->emul)
+		return -ENOMEM;
+	ret = emul_ctx_init(v->emul, &vm->mem);
+	if (ret) {
+		free(v->emul);
+		v->emul = NULL;
+	}
+	return ret;
+}
+
+/* Undo a vcpu_create_one that failed half-way: the slot is empty again. */
+static void vcpu_clear(struct vcpu *v)
+{
+	struct emul_ctx *emul = v->emul; /* made (and loaded) at start: kept */
+
+	if (v->run)
+		munmap(v->run, v->run_size);
+	if (v->fd >= 0)
+		close(v->fd);
+	memset(v, 0, sizeof(*v));
+	v->emul = emul;
+}
+
+static int vcpu_init(struct vm *vm, struct vcpu *v, unsigned i, int mmap_size, bool *cpuid_warned)
+{
+	int ret;
+
+	v->vm = vm;
+	v->index = i;
+	v->cpuid_applied = true;
+	v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
+	if (v->fd < 0) {
+		log_err("KVM_CREATE_VCPU %u: %s", i, strerror(errno));
+		return -errno;
+	}
+	v->run_size = (size_t)mmap_size;
+	v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		v->run = NULL;
+		log_err("mmap of vCPU %u run area: %s", i, strerror(errno));
+		return -errno;
+	}
+	if (vm->cfg->emulation_fallback && !v->emul) {
+		ret = vcpu_emul_make(vm, v);
+		if (ret)
+			return ret;
+	}
+	/* The topology counts every possible vCPU, so that a hot-plugged one
+	 * fits what the guest saw at boot. */
+	ret = x86_setup_cpuid_checked(vm->kvm_fd, v->fd, i, config_cpus_possible(vm->cfg),
+				      &v->cpuid_applied);
+	if (ret < 0) {
+		log_err("vCPU %u: CPUID setup: %s", i, strerror(-ret));
+		return ret;
+	}
+	if (!v->cpuid_applied && !*cpuid_warned) {
+		log_warn("CPUID template not applied by this host's KVM: the guest sees the "
+			 "host's CPU features");
+		*cpuid_warned = true;
+	}
+	ret = x86_setup_msrs(v->fd);
+	if (ret)
+		log_err("vCPU %u: MSR setup: %s", i, strerror(-ret));
+	return ret;
+}
+
+int vcpu_create_one(struct vm *vm, unsigned i, bool *cpuid_warned)
+{
+	int mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	struct vcpu *v;
+	int ret;
 
 	if (mmap_size <= 0) {
 		log_err("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
 		return -errno;
 	}
-	vm->vcpus = calloc(n, sizeof(*vm->vcpus));
-	if (!vm->vcpus)
-		return -ENOMEM;
-	for (unsigned i = 0; i < n; i++) {
-		struct vcpu *v = &vm->vcpus[i];
-		int ret;
-
-		v->vm = vm;
-		v->index = i;
-		v->cpuid_applied = true;
-		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
-		if (v->fd < 0) {
-			log_err("KVM_CREATE_VCPU %u: %s", i, strerror(errno));
-			return -errno;
-		}
-		vm->nr_vcpus = i + 1;
-		v->run_size = (size_t)mmap_size;
-		v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
-		if (v->run == MAP_FAILED) {
-			v->run = NULL;
-			log_err("mmap of vCPU %u run area: %s", i, strerror(errno));
-			return -errno;
-		}
-		if (vm->cfg->emulation_fallback) {
-			v->emul = calloc(1, sizeof(*v->emul));
-			if (!v->emul)
-				return -ENOMEM;
-			ret = emul_ctx_init(v->emul, &vm->mem);
-			if (ret) {
-				free(v->emul);
-				v->emul = NULL;
-				return ret;
-			}
-		}
-		ret = x86_setup_cpuid_checked(vm->kvm_fd, v->fd, i, n, &v->cpuid_applied);
-		if (ret < 0) {
-			log_err("vCPU %u: CPUID setup: %s", i, strerror(-ret));
-			return ret;
-		}
-		if (!v->cpuid_applied && !cpuid_warned) {
-			log_warn("CPUID template not applied by this host's KVM: the guest sees the "
-				 "host's CPU features");
-			cpuid_warned = true;
-		}
-		ret = x86_setup_msrs(v->fd);
-		if (ret) {
-			log_err("vCPU %u: MSR setup: %s", i, strerror(-ret));
-			return ret;
-		}
+	if (i != vm->nr_vcpus || i >= config_cpus_possible(vm->cfg))
+		return -EINVAL;
+	v = &vm->vcpus[i];
+	v->fd = -1;
+	ret = vcpu_init(vm, v, i, mmap_size, cpuid_warned);
+	if (ret) {
+		vcpu_clear(v);
+		return ret;
 	}
+	/* Published once complete: at a hot-plug, other threads walk
+	 * vcpus[0..nr_vcpus) (kicks, stats) while this one is added. */
+	__atomic_store_n(&vm->nr_vcpus, i + 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
 void vcpus_preload_emulation(struct vm *vm)
 {
-	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+	unsigned n = vm->cfg ? config_cpus_possible(vm->cfg) : vm->nr_vcpus;
+
+	/* Every slot's: the vCPUs a hot-plug may add too (vcpus_create). */
+	for (unsigned i = 0; i < n && vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
+		bool applied = i < vm->nr_vcpus ? v->cpuid_applied : vm->vcpus[0].cpuid_applied;
 		char why[160];
 
 		/* A KVM that ignores CPUID is an emulating one: instructions it
 		 * cannot run will come. */
-		if (v->cpuid_applied || !v->emul)
+		if (applied || !v->emul)
 			continue;
 		if (emul_ctx_preload(v->emul, why, sizeof(why)))
 			log_warn("vCPU %u: %s: emulation failures will stop the VM", i, why);
@@ -479,6 +546,22 @@ int vcpus_start(struct vm *vm)
 	return 0;
 }
 
+int vcpu_start_one(struct vcpu *v)
+{
+	sigset_t set, old;
+	int ret;
+
+	sigemptyset(&set);
+	sigaddset(&set, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret)
+		return -ret;
+	__atomic_store_n(&v->thread_started, true, __ATOMIC_RELEASE);
+	return 0;
+}
+
 void vcpu_kick(struct vcpu *v)
 {
 	if (v->run)
@@ -504,6 +587,13 @@ void vcpus_destroy(struct vm *vm)
 	if (!vm->vcpus)
 		return;
 	vcpus_join(vm);
+	/* Slots no hot-plug used: their emulation contexts only. */
+	for (unsigned i = vm->nr_vcpus; vm->cfg && i < config_cpus_possible(vm->cfg); i++) {
+		if (vm->vcpus[i].emul) {
+			emul_ctx_destroy(vm->vcpus[i].emul);
+			free(vm->vcpus[i].emul);
+		}
+	}
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 

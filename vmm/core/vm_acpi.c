@@ -14,7 +14,8 @@
 int vm_setup_acpi(struct vm *vm)
 {
 	struct acpi_mmio_dev mmio[ACPI_MAX_MMIO];
-	struct acpi_config cfg = { .nr_cpus = vm->cfg->cpus, .mmio = mmio };
+	struct acpi_config cfg = { .nr_cpus = vm->cfg->cpus,
+				   .max_cpus = config_cpus_possible(vm->cfg), .mmio = mmio };
 
 	for (struct device *d = vm->devices; d; d = d->next) {
 		const struct device_type *t = devtype_of(d);

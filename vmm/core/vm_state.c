@@ -15,6 +15,7 @@
 #include "state/state.h"
 #include "state/statefile.h"
 #include "devtype.h"
+#include "vcpu.h"
 #include "vm.h"
 
 /* Section versions (each payload's layout). */
@@ -186,8 +187,8 @@ static bool known_section(struct vm *vm, const char *id, unsigned format, uint32
 	if (!strcmp(id, "machine"))
 		return true;
 	*version = SEC_VCPU_V;
-	if (vcpu_index(id, &idx))
-		return idx < vm->nr_vcpus;
+	if (vcpu_index(id, &idx)) /* hot-plugged ones too: check_machine adds them */
+		return idx < (vm->cfg ? config_cpus_possible(vm->cfg) : vm->nr_vcpus);
 	*version = SEC_IRQCHIP_V;
 	for (size_t i = 0; i < ARRAY_SIZE(irqchips); i++)
 		if (!strcmp(id, irqchips[i].id))
@@ -281,6 +282,12 @@ static int check_machine(struct vm *vm, const struct state_section *s)
 	ndev = state_get_u32(&r);
 	if (state_reader_error(&r))
 		goto bad;
+	/* vCPUs hot-plugged before the save: add them (a configuration that
+	 * allows them: cpus_max), before their sections load. */
+	if (vm->cfg && vm->nr_vcpus && ncpu > vm->nr_vcpus && ncpu <= config_cpus_possible(vm->cfg) &&
+	    mem == vm->mem.size &&
+	    vcpus_hotplug(vm, ncpu))
+		return -EINVAL;
 	if (ncpu != vm->nr_vcpus || mem != vm->mem.size) {
 		log_err("state: section 'machine': saved with %u vCPUs and %llu MiB, this VM has "
 			"%u and %llu MiB", ncpu, (unsigned long long)(mem >> 20), vm->nr_vcpus,

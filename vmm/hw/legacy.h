@@ -25,3 +25,9 @@ int i8042_ctrl_alt_del(struct device *dev) __must_check;
 int platform_ports_create(struct vm *vm) __must_check;
 /* The ACPI sleep registers and GED (hw/acpi; arch/x86/acpi.h). */
 int acpi_dev_create(struct vm *vm) __must_check;
+/* Set GED events (ACPI_GED_EVT_*) and pulse its interrupt, for another
+ * platform device (the vCPU hot-plug controller, hw/acpi/cpuhp.c). 0, or
+ * -ENODEV when no OSPM listens (it never ran the GED's _INI: acpi=off, a
+ * kernel without ACPI, a guest still booting) or the VM has no ACPI
+ * device. events 0: only that answer. */
+int acpi_dev_raise(struct vm *vm, uint8_t events) __must_check;

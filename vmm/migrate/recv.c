@@ -203,7 +203,9 @@ static int on_hello(void *opaque, const struct mig_hello *h, char *why, size_t w
 {
 	struct mig_incoming *in = opaque;
 
-	if (h->nr_vcpus != in->vm->nr_vcpus) {
+	/* More: hot-plugged on the source; the state's machine section adds
+	 * them here (vm_state_load), within this VM's cpus_max. */
+	if (h->nr_vcpus < in->vm->nr_vcpus || h->nr_vcpus > config_cpus_possible(in->vm->cfg)) {
 		snprintf(why, whylen, "source has %u vCPUs, this VM %u", h->nr_vcpus,
 			 in->vm->nr_vcpus);
 		return -EINVAL;

@@ -384,6 +384,11 @@ static const unsigned long process_kvm_ioctls[] = {
 static const unsigned long other_ioctls[] = { TCGETS, BLKGETSIZE64, TUNGETIFF, TUNSETVNETHDRSZ,
 					      TUNSETOFFLOAD, TUNSETQUEUE };
 
+/* vCPU hot-plug (vmm/core/vcpu_hotplug.c), only for a VM that has room
+ * for more vCPUs: creating one, its run area's size, its CPUID. */
+static const unsigned long hotplug_kvm_ioctls[] = { KVM_CREATE_VCPU, KVM_GET_VCPU_MMAP_SIZE,
+						    KVM_GET_SUPPORTED_CPUID, KVM_SET_CPUID2 };
+
 static int sandbox_add_ioctls(scmp_filter_ctx ctx, const unsigned long *nr, size_t n);
 static uint32_t sandbox_thread_default(void);
 
@@ -430,7 +435,7 @@ static int sandbox_arg_rules(scmp_filter_ctx ctx, bool allow_fork)
 	return ret;
 }
 
-int sandbox_seccomp_install(bool allow_fork)
+int sandbox_seccomp_install(bool allow_fork, bool vcpu_hotplug)
 {
 	struct sigaction sa = { .sa_sigaction = sandbox_sigsys, .sa_flags = SA_SIGINFO };
 	scmp_filter_ctx ctx;
@@ -448,6 +453,8 @@ int sandbox_seccomp_install(bool allow_fork)
 			goto out;
 	}
 	ret = sandbox_arg_rules(ctx, allow_fork);
+	if (!ret && vcpu_hotplug)
+		ret = sandbox_add_ioctls(ctx, hotplug_kvm_ioctls, ARRAY_SIZE(hotplug_kvm_ioctls));
 	/* glibc falls back to clone() when clone3() is refused with ENOSYS;
 	 * clone3's flags live in memory, where a filter cannot check them. */
 	if (!ret)

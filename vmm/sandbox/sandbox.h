@@ -43,10 +43,12 @@ int sandbox_enter(const struct sandbox_ids *ids) __must_check;
 
 /* Install the system-call allowlist for this process and the threads it
  * creates later: clone with thread flags only (allow_fork: also the fork
- * and close_range of the fallback KVM teardown), no new namespaces; prctl and ioctl by argument. A call outside the list
+ * and close_range of the fallback KVM teardown), no new namespaces; prctl and ioctl by argument
+ * (vcpu_hotplug: also vCPU creation and CPUID setup, for a VM with room for
+ * more vCPUs). A call outside the list
  * ends the worker: its number is logged and the process exits with status 4
  * (VMM error). Returns 0 or -errno. */
-int sandbox_seccomp_install(bool allow_fork) __must_check;
+int sandbox_seccomp_install(bool allow_fork, bool vcpu_hotplug) __must_check;
 
 /* A thread's own filter, stacked on the process's (a call must pass both;
  * a struct sock_fprog, kept in struct vm): an allowlist of what that

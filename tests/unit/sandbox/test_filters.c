@@ -319,7 +319,7 @@ static int process_ioctl(unsigned long nr)
 
 		if (fd < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 			_exit(90);
-		if (sandbox_seccomp_install(false))
+		if (sandbox_seccomp_install(false, false))
 			_exit(91);
 		_exit(syscall(SYS_ioctl, fd, nr, &c) < 0 && errno == ENOTTY ? 0 : 12);
 	}

@@ -160,6 +160,7 @@ static void def_make(struct vmdef *d, const char *name, const char *uuid)
 					   .weight = 700 }; /* maximum: the default */
 	d->memory_max_mib = 1024; /* virtio-mem ceiling (docs/memory.md) */
 	d->vsock_cid = 42;
+	d->cpus_max = d->cpus + 2; /* vCPU hot-plug ceiling (docs/guests.md) */
 }
 
 struct loaded {
@@ -219,6 +220,7 @@ static void def_equal(const struct vmdef *a, const struct vmdef *b)
 	assert_int_equal(a->balloon, b->balloon);
 	assert_int_equal(a->memory_max_mib, b->memory_max_mib);
 	assert_int_equal(a->vsock_cid, b->vsock_cid);
+	assert_int_equal(a->cpus_max, b->cpus_max);
 	assert_int_equal(a->replica.on, b->replica.on);
 	assert_string_equal(a->replica.source, b->replica.source);
 	assert_string_equal(a->replica.last_point, b->replica.last_point);

@@ -10,6 +10,7 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/acpi_aml.h"
+#include "arch/x86/acpi_cpu.h"
 #include "arch/x86/mptable.h"
 #include "arch/x86/x86.h"
 #include "arch/x86/x86_priv.h"
@@ -33,7 +34,6 @@
 #define BOOT_CMOS_RTC_ABSENT (1u << 5)
 
 #define MADT_PCAT_COMPAT 1u
-#define MADT_LAPIC       0
 #define MADT_IOAPIC      1
 #define MADT_ISO         2
 #define MADT_LAPIC_NMI   4
@@ -90,7 +90,13 @@ static size_t build_fadt(uint8_t *t, uint64_t dsdt)
 	return FADT_LEN;
 }
 
-static size_t build_madt(uint8_t *t, unsigned nr_cpus)
+/* vCPUs the tables describe: the hot-pluggable ones too (acpi_cpu.h). */
+static unsigned possible_cpus(const struct acpi_config *cfg)
+{
+	return cfg->max_cpus > cfg->nr_cpus ? cfg->max_cpus : cfg->nr_cpus;
+}
+
+static size_t build_madt(uint8_t *t, unsigned nr_cpus, unsigned max_cpus)
 {
 	uint8_t *p = t + HDR_LEN + 8;
 
@@ -98,17 +104,13 @@ static size_t build_madt(uint8_t *t, unsigned nr_cpus)
 	put_header(t, "APIC", 0, MADT_REVISION, "CELLAAPI");
 	le32_put(t + 36, MP_LAPIC_ADDR);
 	le32_put(t + 40, MADT_PCAT_COMPAT); /* the 8259s of KVM's irqchip exist */
-	for (unsigned i = 0; i < nr_cpus; i++) {
-		p[0] = MADT_LAPIC;
-		p[1] = 8;
-		p[2] = (uint8_t)i; /* ACPI processor UID */
-		p[3] = (uint8_t)i; /* APIC id, as in the MP table */
-		le32_put(p + 4, 1); /* enabled */
+	for (unsigned i = 0; i < max_cpus; i++) {
+		acpi_cpu_madt_lapic(p, i, i < nr_cpus);
 		p += 8;
 	}
 	p[0] = MADT_IOAPIC;
 	p[1] = 12;
-	p[2] = (uint8_t)nr_cpus; /* IOAPIC id, as in the MP table */
+	p[2] = (uint8_t)max_cpus; /* IOAPIC id: the MP table's, past every APIC id */
 	p[3] = 0;
 	le32_put(p + 4, MP_IOAPIC_ADDR);
 	le32_put(p + 8, 0); /* GSI base */
@@ -179,6 +181,9 @@ static void build_dsdt_body(struct aml *a, const struct acpi_config *cfg)
 	 * so clears) the event register and notifies the power button. _INI
 	 * tells the worker that an OSPM evaluates this namespace, so graceful
 	 * shutdown presses the button rather than Ctrl-Alt-Del. */
+	if (possible_cpus(cfg) > cfg->nr_cpus)
+		acpi_cpu_build_container(a, cfg->nr_cpus, possible_cpus(cfg));
+
 	dev = aml_device_begin(a, "GED0");
 	dev_uid_hid(a, "ACPI0013", false, 0);
 	aml_name(a, "_CRS");
@@ -206,6 +211,8 @@ static void build_dsdt_body(struct aml *a, const struct acpi_config *cfg)
 	aml_path(a, "PWRB");
 	aml_integer(a, 0x80); /* "status change": the button was pressed */
 	aml_pkg_end(a, cond);
+	if (possible_cpus(cfg) > cfg->nr_cpus)
+		acpi_cpu_build_ged_event(a);
 	aml_pkg_end(a, m);
 	aml_pkg_end(a, dev);
 
@@ -232,6 +239,7 @@ int acpi_build_tables(const struct acpi_config *cfg, uint64_t base, uint8_t *buf
 	uint8_t *t;
 
 	if (!cfg || cfg->nr_cpus < 1 || cfg->nr_cpus > ACPI_MAX_CPUS ||
+	    cfg->max_cpus > ACPI_MAX_CPUS ||
 	    cfg->nr_mmio > ACPI_MAX_MMIO || (cfg->nr_mmio && !cfg->mmio))
 		return -EINVAL;
 	for (unsigned i = 0; i < cfg->nr_mmio; i++)
@@ -259,7 +267,7 @@ int acpi_build_tables(const struct acpi_config *cfg, uint64_t base, uint8_t *buf
 	l.len = l.dsdt + HDR_LEN + a.len;
 
 	build_fadt(buf + l.fadt, base + l.dsdt);
-	build_madt(buf + l.madt, cfg->nr_cpus);
+	build_madt(buf + l.madt, cfg->nr_cpus, possible_cpus(cfg));
 
 	/* XSDT: FADT, MADT */
 	t = buf + l.xsdt;

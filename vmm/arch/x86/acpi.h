@@ -31,6 +31,7 @@
 /* GED event register: reading returns the pending events and clears them;
  * the GED's _INI writes ACPI_GED_OSPM (the guest's OSPM is running). */
 #define ACPI_GED_EVT_POWER_BUTTON 0x01
+#define ACPI_GED_EVT_CPU_HOTPLUG  0x02 /* the DSDT's _EVT runs \_SB.CPUS.CSCN */
 #define ACPI_GED_OSPM             0x80
 
 #define ACPI_MAX_CPUS 32
@@ -44,6 +45,7 @@ struct acpi_mmio_dev {
 
 struct acpi_config {
 	unsigned nr_cpus;
+	unsigned max_cpus; /* > nr_cpus: vCPU hot-plug (acpi_cpu.h); 0: nr_cpus */
 	const struct acpi_mmio_dev *mmio;
 	unsigned nr_mmio;
 };

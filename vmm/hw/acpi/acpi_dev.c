@@ -17,6 +17,8 @@
 
 #define ACPI_DEV_STATE_VERSION 1
 
+static const struct device_ops acpi_dev_ops;
+
 struct acpi_dev {
 	struct device dev;
 	struct vm *vm;
@@ -94,6 +96,29 @@ static int acpi_dev_press_power_button(struct device *dev)
 	if (!ret)
 		log_info("acpi: power button pressed");
 	return ret;
+}
+
+int acpi_dev_raise(struct vm *vm, uint8_t events)
+{
+	struct acpi_dev *d = NULL;
+	int ret = 0;
+
+	for (struct device *dev = vm->devices; dev && !d; dev = dev->next)
+		if (dev->ops == &acpi_dev_ops)
+			d = container_of(dev, struct acpi_dev, dev);
+	if (!d)
+		return -ENODEV;
+	pthread_mutex_lock(&d->lock);
+	if (!d->ospm)
+		ret = -ENODEV;
+	else
+		d->ged_pending |= events;
+	pthread_mutex_unlock(&d->lock);
+	if (ret || !events)
+		return ret;
+	if (vm_irq_line(vm, ACPI_GED_GSI, 1) || vm_irq_line(vm, ACPI_GED_GSI, 0))
+		log_info("acpi: cannot raise the GED interrupt (GSI %u)", ACPI_GED_GSI);
+	return 0;
 }
 
 static int acpi_dev_realize(struct device *dev, struct vm *vm)

@@ -708,7 +708,8 @@ int main(int argc, char **argv)
 		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : WORKER_EXIT_ERROR;
 		if (!vm_exiting(&vm))
 			snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
-	} else if (close_passed_fds(&cfg, &wo), worker_prepare(&vm, &wo, &ctl)) {
+	} else if (close_passed_fds(&cfg, &wo), guest_mem_prefetch_setup_end(&vm.mem),
+		   worker_prepare(&vm, &wo, &ctl)) {
 		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");
 	} else if (incoming && (ret = incoming_receive(&vm, incoming), incoming = NULL, ret)) {

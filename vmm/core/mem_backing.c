@@ -170,7 +170,7 @@ static int mem_prealloc(struct guest_mem *m)
 }
 
 int guest_mem_init_backing(struct guest_mem *m, const struct mem_backing_config *b,
-			   uint64_t size, int mem_fd, uint64_t mem_off)
+			   uint64_t size, int mem_fd, uint64_t mem_off, int uffd_dev)
 {
 	int ret;
 
@@ -188,7 +188,7 @@ int guest_mem_init_backing(struct guest_mem *m, const struct mem_backing_config 
 		 * everything at once, nor merge: KSM splits huge pages). */
 		ret = -EPERM;
 		if (!(b && (b->prealloc || b->merge)) && guest_mem_uffd_wanted()) {
-			ret = guest_mem_init_uffd(m, size, mem_fd, mem_off);
+			ret = guest_mem_init_uffd(m, size, mem_fd, mem_off, uffd_dev);
 			if (ret)
 				log_info("restore: no userfaultfd (%s): the state file is mapped "
 					 "copy-on-write", strerror(-ret));

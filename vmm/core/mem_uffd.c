@@ -36,13 +36,14 @@ bool guest_mem_uffd_wanted(void)
 /* A userfaultfd that also reports the kernel's own faults (KVM's): from
  * /dev/userfaultfd (Linux 6.1; its permissions decide) or the system call
  * (needs CAP_SYS_PTRACE unless vm.unprivileged_userfaultfd is 1). */
-static int uffd_open(void)
+static int uffd_open(int given)
 {
-	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC), fd = -1;
+	int dev = given >= 0 ? given : open("/dev/userfaultfd", O_RDWR | O_CLOEXEC), fd = -1;
 
 	if (dev >= 0) {
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		close(dev);
+		if (dev != given)
+			close(dev);
 	}
 	if (fd < 0)
 		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
@@ -51,10 +52,10 @@ static int uffd_open(void)
 
 /* A userfaultfd with UFFDIO_MOVE when the kernel has it (a failed
  * UFFDIO_API leaves the descriptor unusable: a second one then). */
-static int uffd_create(bool *move)
+static int uffd_create(int dev, bool *move)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MOVE };
-	int fd = uffd_open();
+	int fd = uffd_open(dev);
 
 	if (fd < 0)
 		return fd;
@@ -63,7 +64,7 @@ static int uffd_create(bool *move)
 		return fd;
 	}
 	close(fd);
-	fd = uffd_open();
+	fd = uffd_open(dev);
 	if (fd < 0)
 		return fd;
 	api = (struct uffdio_api){ .api = UFFD_API };
@@ -112,7 +113,7 @@ static void uffd_release(struct mem_uffd *u, uint8_t *host, uint64_t size)
 	free(u);
 }
 
-int guest_mem_init_uffd(struct guest_mem *m, uint64_t size, int fd, uint64_t off)
+int guest_mem_init_uffd(struct guest_mem *m, uint64_t size, int fd, uint64_t off, int dev)
 {
 	struct uffdio_register reg = { 0 };
 	struct mem_uffd *u;
@@ -132,7 +133,7 @@ int guest_mem_init_uffd(struct guest_mem *m, uint64_t size, int fd, uint64_t off
 	if (!u)
 		return -ENOMEM;
 	u->wake_fd = -1;
-	u->fd = uffd_create(&u->move);
+	u->fd = uffd_create(dev, &u->move);
 	if (u->fd < 0) {
 		ret = u->fd;
 		u->fd = -1;

@@ -60,9 +60,12 @@ bool guest_mem_uffd_wanted(void);
 /* RAM of `size` bytes (multiple of 2 MiB) that reads as fd's bytes from
  * `off` (page aligned, the file at least off + size long), filled through
  * userfaultfd; starts the setup phase's fault thread. fd is duplicated.
+ * dev: an open /dev/userfaultfd (cellad's), or -1: the node, then the
+ * system call.
  * 0 or -errno (-EPERM, -ENOSYS: no userfaultfd for this process: the
  * caller maps the file instead); m is left empty on error. */
-int guest_mem_init_uffd(struct guest_mem *m, uint64_t size, int fd, uint64_t off) __must_check;
+int guest_mem_init_uffd(struct guest_mem *m, uint64_t size, int fd, uint64_t off,
+			int dev) __must_check;
 /* After the thread has ended: close and unmap what init made (not RAM). */
 void guest_mem_uffd_free(struct guest_mem *m);
 

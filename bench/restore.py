@@ -8,6 +8,11 @@ loaded in X ms") beside it. QEMU side by side: migrate "exec:cat > FILE" and
 -incoming "exec:cat FILE" on the same guest.
 
 Usage: bench/restore.py [--build DIR] [--runs N] [--sizes 256,1024,4096]
+                         [--fill userfaultfd|populate]
+
+--fill populate restores with CELLA_RESTORE_FILL=populate (the state file
+mapped copy-on-write and populated ahead of the guest) instead of the
+default userfaultfd fill (docs/state-format.md, "Filling restored memory").
 """
 import argparse
 import json
@@ -173,7 +178,12 @@ def main():
     ap.add_argument("--sizes", default="256,1024,4096")
     ap.add_argument("--touch", type=int, default=200)
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--fill", choices=["userfaultfd", "populate"], default="userfaultfd")
     a = ap.parse_args()
+    if a.fill == "populate":
+        os.environ["CELLA_RESTORE_FILL"] = "populate"
+    else:
+        os.environ.pop("CELLA_RESTORE_FILL", None)
     b = common.build_dir(a.build)
     vm, kernel = os.path.join(b, "cella-vm"), common.guest(b, "memwriter")
     rows = []
@@ -212,7 +222,7 @@ def main():
             line += f"{q} | | | | |"
         print(line)
     print(f"\nreproduce: bench/restore.py --build {b} --runs {a.runs} --sizes {a.sizes} "
-          f"--touch {a.touch}")
+          f"--touch {a.touch} --fill {a.fill}")
 
 
 if __name__ == "__main__":

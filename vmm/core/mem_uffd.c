@@ -257,20 +257,44 @@ static uint64_t copy_pages(struct mem_prefetch *pf, const uint8_t *src, uint64_t
 	return done;
 }
 
+static bool page_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (size_t i = 0; i < PAGE / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/* Whether fewer than a quarter of the block's pages hold anything: such a
+ * block is put in place page by page, its zero pages left out (they read
+ * as zeros anyway), rather than cost a whole huge page of host memory. */
+static bool block_sparse(const uint8_t *p)
+{
+	uint64_t data = 0;
+
+	for (uint64_t i = 0; i < BLOCK_PAGES; i++)
+		if (!page_zero(p + i * PAGE) && ++data >= BLOCK_PAGES / 4)
+			return false;
+	return true;
+}
+
 /* Put block b in place (called with pf->lock held): all of it with one
  * move (or copy), or page by page where some pages are given back or
- * already there. */
+ * already there, or where most are zeros. */
 static void fill_block_locked(struct mem_prefetch *pf, uint64_t b)
 {
 	struct mem_uffd *u = pf->m->uffd;
 	uint64_t off = b * BLOCK, first = off / PAGE, done = 0;
 	uint8_t *dst = pf->m->host + off;
-	bool any_gone = false;
+	bool any_gone = false, sparse;
 
 	for (uint64_t i = 0; i < BLOCK_PAGES && !any_gone; i++)
 		any_gone = page_gone(pf, first + i);
 	read_file(pf, u->staging, off, BLOCK);
-	if (!any_gone) {
+	sparse = block_sparse(u->staging);
+	if (!any_gone && !sparse) {
 		if (u->move) {
 			struct uffdio_move mv = { .dst = (uintptr_t)dst, .src = (uintptr_t)u->staging,
 						  .len = BLOCK };
@@ -297,7 +321,7 @@ static void fill_block_locked(struct mem_prefetch *pf, uint64_t b)
 		for (uint64_t i = 0; i < BLOCK_PAGES; i++) {
 			if (page_gone(pf, first + i))
 				atomic_fetch_add(&pf->skipped, 1);
-			else
+			else if (!sparse || !page_zero(u->staging + i * PAGE))
 				atomic_fetch_add(&pf->written,
 						 copy_pages(pf, u->staging + i * PAGE, off + i * PAGE, 1));
 		}

@@ -269,6 +269,7 @@ void guest_mem_prefetch_free(struct guest_mem *m)
 	pthread_mutex_destroy(&pf->lock);
 	mem_order_free(&pf->order);
 	free(pf->plan);
+	free(pf->listed);
 	free(pf->gone);
 	free(pf);
 	m->prefetch = NULL;

@@ -39,6 +39,7 @@ struct mem_prefetch {
 	 * the guest's faults it answered, and whether it is the setup
 	 * phase's thread (faults only, no filter: mem_uffd.h). */
 	uint32_t *plan;
+	unsigned long *listed;    /* blocks in the plan */
 	size_t nplan, next;
 	atomic_uint_fast64_t faults, huge;
 	atomic_bool quit;

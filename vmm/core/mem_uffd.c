@@ -26,6 +26,8 @@
 #define BLOCK MEM_UFFD_BLOCK
 #define BLOCK_PAGES (BLOCK / PAGE)
 
+static void plan_build(struct mem_prefetch *pf);
+
 bool guest_mem_uffd_wanted(void)
 {
 	const char *v = getenv("CELLA_RESTORE_FILL");
@@ -282,8 +284,10 @@ static bool block_sparse(const uint8_t *p)
 
 /* Put block b in place (called with pf->lock held): all of it with one
  * move (or copy), or page by page where some pages are given back or
- * already there, or where most are zeros. */
-static void fill_block_locked(struct mem_prefetch *pf, uint64_t b)
+ * already there, or where most are zeros (then the zero pages are left
+ * out, but for the page at RAM offset `want`, the one a fault waits for;
+ * UINT64_MAX: none). */
+static void fill_block_locked(struct mem_prefetch *pf, uint64_t b, uint64_t want)
 {
 	struct mem_uffd *u = pf->m->uffd;
 	uint64_t off = b * BLOCK, first = off / PAGE, done = 0;
@@ -321,7 +325,7 @@ static void fill_block_locked(struct mem_prefetch *pf, uint64_t b)
 		for (uint64_t i = 0; i < BLOCK_PAGES; i++) {
 			if (page_gone(pf, first + i))
 				atomic_fetch_add(&pf->skipped, 1);
-			else if (!sparse || !page_zero(u->staging + i * PAGE))
+			else if (!sparse || off + i * PAGE == want || !page_zero(u->staging + i * PAGE))
 				atomic_fetch_add(&pf->written,
 						 copy_pages(pf, u->staging + i * PAGE, off + i * PAGE, 1));
 		}
@@ -334,13 +338,13 @@ static void fill_block_locked(struct mem_prefetch *pf, uint64_t b)
 		wake_range(u, dst, BLOCK);
 }
 
-static void fill_block(struct mem_prefetch *pf, uint64_t b)
+static void fill_block(struct mem_prefetch *pf, uint64_t b, uint64_t want)
 {
 	if (block_filled(pf->m->uffd, b))
 		return;
 	pthread_mutex_lock(&pf->lock);
 	if (!block_filled(pf->m->uffd, b))
-		fill_block_locked(pf, b);
+		fill_block_locked(pf, b, want);
 	pthread_mutex_unlock(&pf->lock);
 }
 
@@ -396,7 +400,7 @@ static void serve_faults(struct mem_prefetch *pf)
 			off = ALIGN_DOWN(a - (uintptr_t)pf->m->host, PAGE);
 			atomic_fetch_add(&pf->faults, 1);
 			if (!block_filled(u, off / BLOCK))
-				fill_block(pf, off / BLOCK);
+				fill_block(pf, off / BLOCK, off);
 			else
 				fill_page(pf, off);
 		}
@@ -444,6 +448,8 @@ static void *uffd_main(void *arg)
 	if (!pf->setup && vm_thread_seccomp(pf->filter))
 		log_err("restore prefetch: cannot install its seccomp filter (%s); it runs under "
 			"the worker's", strerror(errno));
+	if (!pf->setup)
+		plan_build(pf);
 	while (!atomic_load(&pf->quit)) {
 		struct pollfd p[2] = { { .fd = u->fd, .events = POLLIN },
 				       { .fd = u->wake_fd, .events = POLLIN } };
@@ -474,7 +480,7 @@ static void *uffd_main(void *arg)
 			continue;
 		}
 		if (work)
-			fill_block(pf, pf->plan[pf->next++]);
+			fill_block(pf, pf->plan[pf->next++], UINT64_MAX);
 	}
 	return NULL;
 }
@@ -546,23 +552,28 @@ static void plan_data(struct mem_prefetch *pf, unsigned long *listed, uint64_t f
 int mem_uffd_plan(struct mem_prefetch *pf)
 {
 	struct mem_uffd *u = pf->m->uffd;
-	unsigned long *listed = calloc((size_t)((u->nblocks + BITS - 1) / BITS), sizeof(long));
-	uint64_t head = 0;
 
 	free(pf->plan);
+	free(pf->listed);
 	pf->plan = calloc((size_t)u->nblocks, sizeof(pf->plan[0]));
+	pf->listed = calloc((size_t)((u->nblocks + BITS - 1) / BITS), sizeof(long));
 	pf->nplan = pf->next = 0;
-	if (!listed || !pf->plan) {
-		free(listed);
-		return -ENOMEM;
-	}
+	return pf->plan && pf->listed ? 0 : -ENOMEM;
+}
+
+/* The order of mem_prefetch.h, by block: from where the guest was writing
+ * last up, then what it wrote, then the rest. On the fill thread (a few
+ * lseeks): the vCPUs do not wait for it. */
+static void plan_build(struct mem_prefetch *pf)
+{
+	unsigned long *listed = pf->listed;
+	uint64_t head = 0;
+
 	if (pf->order.nr_runs) {
 		const struct mem_order_run *last = &pf->order.runs[pf->order.nr_runs - 1];
 
 		head = (last->first + last->count) * PAGE;
 	}
-	/* The order of mem_prefetch.h, by block: from where the guest was
-	 * writing last up, then what it wrote, then the rest. */
 	plan_data(pf, listed, ALIGN_DOWN(MIN(head, pf->m->size), BLOCK), pf->m->size);
 	for (size_t i = 0; i < pf->order.nr_runs; i++) {
 		const struct mem_order_run *r = &pf->order.runs[i];
@@ -572,14 +583,20 @@ int mem_uffd_plan(struct mem_prefetch *pf)
 			plan_add(pf, listed, b);
 	}
 	plan_data(pf, listed, 0, MIN(head, pf->m->size));
-	free(listed);
-	return 0;
 }
 
 void mem_uffd_fill_all(struct mem_prefetch *pf)
 {
-	while (pf->next < pf->nplan)
-		fill_block(pf, pf->plan[pf->next++]);
+	if (pf->plan && pf->listed) {
+		plan_build(pf);
+		while (pf->next < pf->nplan)
+			fill_block(pf, pf->plan[pf->next++], UINT64_MAX);
+	} else {
+		/* No memory for a plan: every block (those without data read
+		 * zeros from the file's holes). */
+		for (uint64_t b = 0; b < pf->m->uffd->nblocks; b++)
+			fill_block(pf, b, UINT64_MAX);
+	}
 	uffd_finish(pf);
 	pf_log_end(pf, atomic_load(&pf->m->uffd->registered) ? PF_FAILED : PF_DONE);
 }

@@ -74,8 +74,8 @@ void guest_mem_uffd_free(struct guest_mem *m);
 int mem_uffd_thread_start(struct mem_prefetch *pf) __must_check;
 void mem_uffd_thread_quit(struct mem_prefetch *pf);
 void mem_uffd_kick(struct mem_prefetch *pf);
-/* The blocks to fill, in order (mem_prefetch.h's three steps, by 2 MiB
- * block): pf->plan. 0 or -ENOMEM. */
+/* Room for the blocks to fill (pf->plan), which the thread lists in order
+ * (mem_prefetch.h's three steps, by 2 MiB block). 0 or -ENOMEM. */
 int mem_uffd_plan(struct mem_prefetch *pf) __must_check;
 /* Fill every planned block now on the calling thread and unregister (when
  * no thread could be started: a fault would otherwise wait forever). */

@@ -8,6 +8,11 @@ loaded in X ms") beside it. QEMU side by side: migrate "exec:cat > FILE" and
 -incoming "exec:cat FILE" on the same guest.
 
 Usage: bench/restore.py [--build DIR] [--runs N] [--sizes 256,1024,4096]
+                         [--fill userfaultfd|populate]
+
+--fill populate restores with CELLA_RESTORE_FILL=populate (the state file
+mapped copy-on-write and populated ahead of the guest) instead of the
+default userfaultfd fill (docs/state-format.md, "Filling restored memory").
 """
 import argparse
 import json
@@ -112,12 +117,16 @@ def qemu_status_running(mon, t0, timeout=600):
     raise RuntimeError("QEMU never ran")
 
 
-def qemu_pair(kernel, mem, touch, d):
-    """QEMU: save with migrate exec:cat > file, restore with -incoming."""
+def qemu_base(kernel, mem, touch):
+    return common.harness.build_command("qemu", None, kernel, f"mib={touch} rounds=0 pause_ms=50",
+                                        mem=mem)
+
+
+def qemu_save(kernel, mem, touch, d):
+    """QEMU: save with migrate exec:cat > file. Returns (path, seconds, size)."""
     state = os.path.join(d, f"q{mem}.state")
     mon = os.path.join(d, "mon.sock")
-    base = common.harness.build_command("qemu", None, kernel, f"mib={touch} rounds=0 pause_ms=50",
-                                        mem=mem)
+    base = qemu_base(kernel, mem, touch)
     p = subprocess.Popen(base + ["-monitor", f"unix:{mon},server,nowait"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -147,12 +156,18 @@ def qemu_pair(kernel, mem, touch, d):
     finally:
         p.kill()
         p.wait()
-    size = os.stat(state).st_size
+        if os.path.exists(mon):
+            os.unlink(mon)
+    return state, save_s, os.stat(state).st_size
+
+
+def qemu_restore(kernel, mem, touch, state, d):
+    """QEMU: -incoming exec:cat FILE; host seconds to running and to the first line."""
     qmon = os.path.join(d, "qmon.sock")
     t0 = time.perf_counter()
-    q = subprocess.Popen(base + ["-incoming", f"exec:cat {state}",
-                                 "-monitor", f"unix:{qmon},server,nowait"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    q = subprocess.Popen(qemu_base(kernel, mem, touch) + [
+        "-incoming", f"exec:cat {state}", "-monitor", f"unix:{qmon},server,nowait"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         running = qemu_status_running(qmon, t0)
         q.stdout.readline()
@@ -160,10 +175,9 @@ def qemu_pair(kernel, mem, touch, d):
     finally:
         q.kill()
         q.wait()
-        os.unlink(state)
         if os.path.exists(qmon):
             os.unlink(qmon)
-    return save_s, size, running, first
+    return running, first
 
 
 def main():
@@ -173,7 +187,12 @@ def main():
     ap.add_argument("--sizes", default="256,1024,4096")
     ap.add_argument("--touch", type=int, default=200)
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--fill", choices=["userfaultfd", "populate"], default="userfaultfd")
     a = ap.parse_args()
+    if a.fill == "populate":
+        os.environ["CELLA_RESTORE_FILL"] = "populate"
+    else:
+        os.environ.pop("CELLA_RESTORE_FILL", None)
     b = common.build_dir(a.build)
     vm, kernel = os.path.join(b, "cella-vm"), common.guest(b, "memwriter")
     rows = []
@@ -181,14 +200,28 @@ def main():
         for mem in [int(x) for x in a.sizes.split(",")]:
             touch = min(a.touch, mem // 2)
             state, save_s, save_ms, size, alloc = cella_save(vm, kernel, mem, touch, d)
-            runs = [cella_restore(vm, kernel, mem, touch, state) for _ in range(a.runs)]
-            os.unlink(state)
-            q = "n/a"
+            q, qstate = "n/a", None
             if not a.no_qemu:
                 try:
-                    q = qemu_pair(kernel, mem, touch, d)
+                    qstate, qsave_s, qsize = qemu_save(kernel, mem, touch, d)
                 except Exception as e:  # noqa: BLE001 - reported as n/a
                     q = f"n/a ({e})"
+            # Restores alternate (cella, QEMU, cella, ...): on a shared host
+            # both see the same load; medians of a.runs each.
+            runs, qruns = [], []
+            for _ in range(a.runs):
+                runs.append(cella_restore(vm, kernel, mem, touch, state))
+                if qstate:
+                    try:
+                        qruns.append(qemu_restore(kernel, mem, touch, qstate, d))
+                    except Exception as e:  # noqa: BLE001 - reported as n/a
+                        q = f"n/a ({e})"
+            os.unlink(state)
+            if qstate:
+                os.unlink(qstate)
+                if qruns:
+                    q = (qsave_s, qsize, common.median([r[0] for r in qruns]),
+                         common.median([r[1] for r in qruns]))
             rows.append((mem, touch, save_s, save_ms, size, alloc,
                          common.median([r[0] for r in runs]),
                          common.median([r[1] for r in runs]),
@@ -196,23 +229,25 @@ def main():
     print("restore to running: host clock from the spawn of the restoring process to its vCPUs "
           "running (cella: the worker's 'state loaded' log line; QEMU: 'info status' says "
           "running); first line: to the guest's first serial line after the restore (it first "
-          "re-reads what it touched, so page faults on the lazily mapped memory count there)\n")
+          "re-reads what it touched, so page faults on the lazily mapped memory count there); "
+          f"cella and QEMU restores alternate, medians of {a.runs} each\n")
     print("| guest | touched | cella save | file (allocated) | cella restore to running | "
           "(worker's own load) | cella first line | QEMU save | QEMU file | "
-          "QEMU restore to running | QEMU first line | running: QEMU / cella |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "QEMU restore to running | QEMU first line | running: QEMU / cella | "
+          "first line: cella / QEMU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for mem, touch, ss, sms, size, alloc, running, first, load, q in rows:
         line = (f"| {mem} MiB | {touch} MiB | {ss * 1e3:.0f} ms | {size >> 20} MiB "
                 f"({alloc >> 20} MiB) | {running * 1e3:.1f} ms | {load:.2f} ms | "
                 f"{first * 1e3:.1f} ms | ")
         if isinstance(q, tuple):
             line += (f"{q[0] * 1e3:.0f} ms | {q[1] >> 20} MiB | {q[2] * 1e3:.1f} ms | "
-                     f"{q[3] * 1e3:.1f} ms | {q[2] / running:.0f}x |")
+                     f"{q[3] * 1e3:.1f} ms | {q[2] / running:.0f}x | {first / q[3]:.2f} |")
         else:
-            line += f"{q} | | | | |"
+            line += f"{q} | | | | | |"
         print(line)
     print(f"\nreproduce: bench/restore.py --build {b} --runs {a.runs} --sizes {a.sizes} "
-          f"--touch {a.touch}")
+          f"--touch {a.touch} --fill {a.fill}")
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ static void usage(FILE *f)
 	      "                       passes taps so), NAME still derives the default MAC;\n"
 	      "                       with queues=N, fd:N+fd:M+..., one per queue\n"
 	      "  --kvm PATH|fd:N      the KVM device (default /dev/kvm; cellad passes it open)\n"
+	      "  --userfaultfd PATH|fd:N  /dev/userfaultfd for --restore (default: the node, then\n"
+	      "                       the system call; without one the file is mapped copy-on-write)\n"
 	      "  --rng                virtio-rng device\n"
 	      "  --acpi               ACPI tables for the guest (RSDP, MADT, DSDT with the\n"
 	      "                       devices, power button, S5); off: MP table only\n"
@@ -174,7 +176,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
 	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CPUS_MAX, OPT_ACPI, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
 	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
-	       OPT_TEST_PROBE, OPT_RESTORE, OPT_KVM,
+	       OPT_TEST_PROBE, OPT_RESTORE, OPT_KVM, OPT_USERFAULTFD,
 	       OPT_INCOMING, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PEER };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, OPT_CONFIG },
@@ -202,6 +204,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		{ "test-probe", no_argument, NULL, OPT_TEST_PROBE }, /* tests only: see control.h */
 		{ "restore", required_argument, NULL, OPT_RESTORE },
 		{ "kvm", required_argument, NULL, OPT_KVM },
+		{ "userfaultfd", required_argument, NULL, OPT_USERFAULTFD },
 		{ "incoming", required_argument, NULL, OPT_INCOMING },
 		{ "tls-cert", required_argument, NULL, OPT_TLS_CERT },
 		{ "tls-key", required_argument, NULL, OPT_TLS_KEY },
@@ -235,6 +238,10 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		case OPT_KVM:
 			free(cfg->kvm);
 			cfg->kvm = dup_or_die(optarg);
+			break;
+		case OPT_USERFAULTFD:
+			free(cfg->userfaultfd);
+			cfg->userfaultfd = dup_or_die(optarg);
 			break;
 		case OPT_KERNEL:
 			free(cfg->kernel);
@@ -533,7 +540,7 @@ static void close_passed_fds(const struct vm_config *cfg, const struct worker_op
 {
 	const char *specs[] = { cfg->kernel, cfg->initrd, wo->restore, wo->tls_cert, wo->tls_key,
 				wo->tls_ca, cfg->console != CONSOLE_STDIO ? cfg->console_path : NULL,
-				cfg->kvm, wo->config };
+				cfg->kvm, wo->config, cfg->userfaultfd };
 	int fd;
 
 	for (unsigned i = 0; i < ARRAY_SIZE(specs); i++)
@@ -724,7 +731,8 @@ int main(int argc, char **argv)
 		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : WORKER_EXIT_ERROR;
 		if (!vm_exiting(&vm))
 			snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
-	} else if (close_passed_fds(&cfg, &wo), worker_prepare(&vm, &wo, &ctl)) {
+	} else if (close_passed_fds(&cfg, &wo), guest_mem_prefetch_setup_end(&vm.mem),
+		   worker_prepare(&vm, &wo, &ctl)) {
 		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");
 	} else if (incoming && (ret = incoming_receive(&vm, incoming), incoming = NULL, ret)) {

@@ -303,7 +303,7 @@ int worker_files_open(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker
 	json_t *disks = json_object_get(cfg, "disks");
 
 	wf->nr = 0;
-	wf->restore = wf->tls[0] = wf->tls[1] = wf->tls[2] = -1;
+	wf->restore = wf->uffd = wf->tls[0] = wf->tls[1] = wf->tls[2] = -1;
 	wf->kvm = wf->exit = wf->console = wf->config = -1;
 	if (open_host(s, vm, cfg, wf, e))
 		goto fail;
@@ -328,6 +328,14 @@ int worker_files_open(struct sup *s, struct vmrt *vm, json_t *cfg, struct worker
 
 		sup_saved_path(s, vm, saved, sizeof(saved));
 		if (open_own(wf, saved, &wf->restore, e))
+			goto fail;
+		/* The worker fills its memory through userfaultfd when it has
+		 * one (vmm/core/mem_uffd.h); the node is root's alone, and the
+		 * worker makes its own descriptor from it before its sandbox
+		 * (docs/security.md). Without it the restore maps the file. */
+		int fd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (fd >= 0 && add_fd(wf, fd, &wf->uffd, e))
 			goto fail;
 	}
 	if (vm->incoming_fd >= 0) {

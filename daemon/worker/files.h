@@ -26,6 +26,7 @@ struct worker_files {
 	unsigned nr;
 	int fd[WORKER_FILES_MAX]; /* cellad's descriptors */
 	int restore;              /* the worker's number for the saved state, or -1 */
+	int uffd;                 /* /dev/userfaultfd for a restore, or -1 (none here) */
 	int tls[3];               /* cert, key, CA of a move in, or -1 */
 	int kvm;                  /* /dev/kvm */
 	int exit;                 /* the exit record (run_dir/UUID.exit), created empty */

@@ -421,6 +421,10 @@ static int build_argv(struct sup *s, struct vmrt *vm, const struct worker_files 
 		ARG("--restore");
 		ARG("fd:%d", wf->restore);
 	}
+	if (wf->uffd >= 0) {
+		ARG("--userfaultfd");
+		ARG("fd:%d", wf->uffd);
+	}
 #undef ARG
 	argv[n] = NULL;
 	return 0;

@@ -57,6 +57,9 @@ def test(args):
             time.sleep(0.05)  # polling the metrics with a deadline
         check(pf and pf["state"] == "done" and pf["written_pages"] >= (4 << 20) // 4096 and
               pf["errors"] == 0, f"metrics memory.restore_prefetch: {pf}")
+        # cellad passed /dev/userfaultfd: huge-page memory filled by the
+        # worker's fault thread (vmm/core/mem_uffd.h), not the file mapping.
+        check(pf["method"] == "userfaultfd", f"filled through userfaultfd: {pf['method']}")
         prom = d.get("/metrics").body
         check(re.search(r'cella_vm_restore_prefetched_bytes\{vm="s"\} [1-9]', prom) is not None,
               "/metrics has cella_vm_restore_prefetched_bytes")

@@ -7,7 +7,11 @@ memory").
   reply's order_pages, a valid "mem-order" section in the file); restored,
   the prefetch runs (status and stats: restore_prefetch done, every page of
   the buffer written ahead), and the guest re-reads and verifies every word
-  of its buffer, then carries on with the right checksums;
+  of its buffer, then carries on with the right checksums. Twice: through
+  userfaultfd (this test runs as root: method "userfaultfd", the worker's
+  guest memory in transparent huge pages, /proc/PID/smaps_rollup), and with
+  CELLA_RESTORE_FILL=populate (the copy-on-write file mapping, method
+  "populate");
 - host-side identity: a guest parked in a long pause is saved (without a
   sample: no record, as older files), restored, and saved again once the
   prefetch is done: the two files' guest memory is byte for byte the same;
@@ -101,7 +105,21 @@ def rounds(lines):
     return [(int(m.group(1)), m.group(2)) for m in map(MW_RE.match, lines) if m]
 
 
-def case_prefetch(args, d):
+def anon_huge_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        m = re.search(r"^AnonHugePages:\s+(\d+) kB", f.read(), re.M)
+    return int(m.group(1)) if m else 0
+
+
+def thp_possible():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
+
+
+def case_prefetch(args, d, fill="userfaultfd"):
     mib, mem = 32, 128
     cmdline = f"mib={mib} rounds=0 pause_ms=20"
     ctl, state = os.path.join(d, "a.sock"), os.path.join(d, "a.state")
@@ -118,13 +136,26 @@ def case_prefetch(args, d):
           f"{len(runs)} runs of {pages} pages, all marked written")
     last = rounds(g.lines)[-1][0]
     tail = g.lines[-1] if g.lines and not MW_RE.match(g.lines[-1]) else ""
-    ctl2 = os.path.join(d, "b.sock")
+    ctl2 = os.path.join(d, f"b-{fill}.sock")
     # Under the worker's seccomp filters: the prefetch thread stacks its own.
-    with harness.Guest(cella(args, cmdline, mem, ["--restore", state, "--control", ctl2,
-                                                  "--seccomp"]), "mw-restored") as g2:
+    # (The worker inherits the environment: populate is its opt-out.)
+    if fill == "populate":
+        os.environ["CELLA_RESTORE_FILL"] = "populate"
+    try:
+        g2 = harness.Guest(cella(args, cmdline, mem, ["--restore", state, "--control", ctl2,
+                                                      "--seccomp"]), f"mw-restored-{fill}")
+        g2.start()
+    finally:
+        os.environ.pop("CELLA_RESTORE_FILL", None)
+    try:
         pf = wait_prefetch(ctl2)
         check(pf is not None and pf["state"] == "done" and pf["errors"] == 0,
               f"prefetch finished: {pf}")
+        check(pf["method"] == fill, f"filled by {fill}")
+        if fill == "userfaultfd" and thp_possible():
+            huge = anon_huge_kib(g2.proc.pid)
+            check(huge >= (mib << 10) // 2,
+                  f"guest memory in huge pages: AnonHugePages {huge} kB (buffer {mib} MiB)")
         check(pf["recorded_pages"] == pages, "it took the recorded pages")
         check(pf["written_pages"] >= (mib << 20) // 4096,
               f"{pf['written_pages']} pages filled ahead (the {mib} MiB buffer at least)")
@@ -132,6 +163,8 @@ def case_prefetch(args, d):
         check(st["memory"].get("restore_prefetch", {}).get("state") == "done",
               "stats carry memory.restore_prefetch (cellad's metrics)")
         g2.wait_for(rf"^memwriter: round {last + 3} checksum", 180)
+    finally:
+        g2.kill()
     after = list(g2.lines)
     if after and tail:
         after[0] = tail + after[0]
@@ -233,7 +266,11 @@ def case_migrate(args, d, state):
 def test(args):
     harness.require_kvm()
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/var/tmp")) as d:
-        state = case_prefetch(args, d)
+        if os.geteuid() != 0:
+            log("SKIP (userfaultfd part): not root, so no /dev/userfaultfd; the restore "
+                "maps the file")
+        state = case_prefetch(args, d, "userfaultfd" if os.geteuid() == 0 else "populate")
+        case_prefetch(args, d, "populate")
         case_identity(args, d)
         case_stop(args, d, state)
         case_migrate(args, d, state)

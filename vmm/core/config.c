@@ -59,6 +59,7 @@ unsigned config_cpus_possible(const struct vm_config *c)
 void config_free(struct vm_config *c)
 {
 	free(c->kvm);
+	free(c->userfaultfd);
 	free(c->kernel);
 	free(c->initrd);
 	free(c->cmdline);
@@ -847,6 +848,9 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 
 		if (c->kvm && fdspec_is_fd(c->kvm, &fd) && fd < 0)
 			return config_error(err, errlen, "kvm: '%s' is not fd:N", c->kvm);
+		if (c->userfaultfd && fdspec_is_fd(c->userfaultfd, &fd) && fd < 0)
+			return config_error(err, errlen, "userfaultfd: '%s' is not fd:N",
+					    c->userfaultfd);
 	}
 	for (unsigned i = 0; i < c->nr_nets; i++)
 		for (unsigned j = 0; j < i; j++)

@@ -42,6 +42,9 @@ struct device_config {
 struct vm_config {
 	char *kvm;    /* /dev/kvm as "fd:N" (cellad passes it) or a path; NULL: /dev/kvm.
 		       * Not a JSON key: --kvm. */
+	char *userfaultfd; /* /dev/userfaultfd for a restore (mem_uffd.h), as "fd:N" (cellad
+			    * passes it) or a path; NULL: the node, then the system call.
+			    * Not a JSON key: --userfaultfd. */
 	char *kernel;
 	char *initrd;
 	char *cmdline;

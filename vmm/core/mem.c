@@ -2,6 +2,7 @@
  * file for restored VMs) and the bounds-checked guest address accessor. */
 #include "mem.h"
 #include "mem_prefetch.h"
+#include "mem_uffd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +100,7 @@ void guest_mem_destroy(struct guest_mem *m)
 {
 	/* The prefetch thread works on the mapping: it ends first. */
 	guest_mem_prefetch_free(m);
+	guest_mem_uffd_free(m);
 	free(m->dirty);
 	if (m->host)
 		munmap(m->host, m->size);

@@ -55,6 +55,9 @@ struct guest_mem {
 	bool dirty_on;     /* read/written atomically */
 	/* A restored VM's prefetch thread (mem_prefetch.h), or NULL. */
 	struct mem_prefetch *prefetch;
+	/* Restored RAM filled through userfaultfd (mem_uffd.h): host is then
+	 * anonymous memory, file_fd and file_off its source; NULL otherwise. */
+	struct mem_uffd *uffd;
 };
 
 /* Allocate RAM of `size` bytes (multiple of 2 MiB). Returns 0 or -errno. */

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "mem_uffd.h"
 
 #ifndef MFD_HUGETLB
 #define MFD_HUGETLB 0x0004U
@@ -169,7 +170,7 @@ static int mem_prealloc(struct guest_mem *m)
 }
 
 int guest_mem_init_backing(struct guest_mem *m, const struct mem_backing_config *b,
-			   uint64_t size, int mem_fd, uint64_t mem_off)
+			   uint64_t size, int mem_fd, uint64_t mem_off, int uffd_dev)
 {
 	int ret;
 
@@ -182,7 +183,18 @@ int guest_mem_init_backing(struct guest_mem *m, const struct mem_backing_config 
 					strerror(-ret));
 		}
 	} else if (mem_fd >= 0) {
-		ret = guest_mem_init_file(m, size, mem_fd, mem_off);
+		/* Anonymous huge-page RAM filled through userfaultfd where this
+		 * process may have one (not with prealloc, which populates
+		 * everything at once, nor merge: KSM splits huge pages). */
+		ret = -EPERM;
+		if (!(b && (b->prealloc || b->merge)) && guest_mem_uffd_wanted()) {
+			ret = guest_mem_init_uffd(m, size, mem_fd, mem_off, uffd_dev);
+			if (ret)
+				log_info("restore: no userfaultfd (%s): the state file is mapped "
+					 "copy-on-write", strerror(-ret));
+		}
+		if (ret)
+			ret = guest_mem_init_file(m, size, mem_fd, mem_off);
 	} else if (b && b->merge) {
 		ret = mem_init_anon(m, size);
 	} else {

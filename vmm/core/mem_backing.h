@@ -24,7 +24,9 @@ int config_json_memory(struct vm_config *c, json_t *v, char *err, size_t errlen)
 /* Allocate guest RAM of `size` bytes as b asks (b NULL: the default). With
  * mem_fd >= 0 the RAM starts as that file's bytes from mem_off (a restore):
  * mapped copy-on-write, or copied into huge pages when b->hugepages (a
- * hugetlb mapping cannot be a private view of a regular file). Errors are
+ * hugetlb mapping cannot be a private view of a regular file), or filled
+ * through userfaultfd where the process may have one (mem_uffd.h; uffd_dev:
+ * an open /dev/userfaultfd, or -1). Errors are
  * logged with what to do ("reserve huge pages with ..."). 0 or -errno. */
 int guest_mem_init_backing(struct guest_mem *m, const struct mem_backing_config *b,
-			   uint64_t size, int mem_fd, uint64_t mem_off) __must_check;
+			   uint64_t size, int mem_fd, uint64_t mem_off, int uffd_dev) __must_check;

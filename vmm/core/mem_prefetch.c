@@ -14,8 +14,12 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mem_prefetch_priv.h"
+#include "mem_uffd.h"
 #include "state/memorder.h"
 #include "vm.h"
+
+static const char *const pf_state_names[] = { "running", "done", "stopped", "failed" };
 
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
@@ -23,44 +27,6 @@
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
-
-#define PAGE 4096ULL
-#define MEM_PREFETCH_MAX_ERRORS 64
-#define BITS (8 * sizeof(unsigned long))
-
-enum pf_state { PF_RUNNING, PF_DONE, PF_STOPPED, PF_FAILED };
-static const char *const pf_state_names[] = { "running", "done", "stopped", "failed" };
-
-struct mem_prefetch {
-	struct guest_mem *m;
-	pthread_t thread;
-	bool started, joined;
-	const void *filter;
-	struct mem_order order;
-	/* Held while a chunk is populated and while pages are given back. */
-	pthread_mutex_t lock;
-	unsigned long *gone;      /* pages given back (guest_mem_discard) */
-	atomic_bool stop, gave_up;
-	atomic_int last_err;      /* errno of the last failed madvise */
-	atomic_bool willneed;     /* the kernel has no MADV_POPULATE_*: read-ahead only */
-	_Atomic int state;        /* enum pf_state */
-	atomic_uint_fast64_t written, read, skipped, errors;
-	struct timespec t0;
-	atomic_uint_fast64_t ms;  /* when it finished */
-};
-
-static uint64_t ms_since(const struct timespec *t0)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (uint64_t)((now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000);
-}
-
-static bool page_gone(const struct mem_prefetch *pf, uint64_t pg)
-{
-	return pf->gone[pg / BITS] & (1UL << (pg % BITS));
-}
 
 /* Populate [pg, pg+n) (n pages of one chunk), skipping given-back pages.
  * Called with pf->lock held. */
@@ -192,7 +158,7 @@ static void *prefetch_main(void *arg)
 	} else if (atomic_load(&pf->stop)) {
 		state = PF_STOPPED;
 	}
-	atomic_store(&pf->ms, ms_since(&pf->t0));
+	atomic_store(&pf->ms, pf_ms_since(&pf->t0));
 	log_info("restore prefetch %s: %llu pages written, %llu read, %llu given back, in %llu ms",
 		 pf_state_names[state], (unsigned long long)atomic_load(&pf->written),
 		 (unsigned long long)atomic_load(&pf->read),
@@ -229,6 +195,8 @@ int guest_mem_prefetch_start(struct guest_mem *m, struct mem_order *order, const
 	int ret = guest_mem_prefetch_prepare(m);
 
 	pf = m->prefetch;
+	if (m->uffd && pf)
+		guest_mem_prefetch_setup_end(m);
 	if (ret || !pf || pf->started)
 		return ret;
 	pf->filter = filter;
@@ -238,6 +206,18 @@ int guest_mem_prefetch_start(struct guest_mem *m, struct mem_order *order, const
 	}
 	atomic_store(&pf->state, PF_RUNNING);
 	clock_gettime(CLOCK_MONOTONIC, &pf->t0);
+	if (m->uffd) {
+		ret = mem_uffd_plan(pf);
+		if (!ret)
+			ret = mem_uffd_thread_start(pf);
+		if (ret) {
+			/* Nobody would answer the guest's faults: fill it all now. */
+			log_warn("restore: no fill thread (%s): reading all saved memory first",
+				 strerror(-ret));
+			mem_uffd_fill_all(pf);
+		}
+		return 0;
+	}
 	ret = -pthread_create(&pf->thread, NULL, prefetch_main, pf);
 	if (ret) {
 		mem_order_free(&pf->order);
@@ -254,8 +234,26 @@ void guest_mem_prefetch_stop(struct guest_mem *m)
 	if (!pf || !pf->started || pf->joined)
 		return;
 	atomic_store(&pf->stop, true);
+	if (m->uffd) {
+		/* The thread goes on answering the guest's faults. */
+		if (!pf->setup)
+			mem_uffd_kick(pf);
+		return;
+	}
 	pthread_join(pf->thread, NULL);
 	pf->joined = true;
+}
+
+void guest_mem_prefetch_setup_end(struct guest_mem *m)
+{
+	struct mem_prefetch *pf = m->prefetch;
+
+	if (!m->uffd || !pf || !pf->setup)
+		return;
+	mem_uffd_thread_quit(pf);
+	pf->setup = false;
+	pf->started = pf->joined = false;
+	atomic_store(&pf->stop, false);
 }
 
 void guest_mem_prefetch_free(struct guest_mem *m)
@@ -264,9 +262,14 @@ void guest_mem_prefetch_free(struct guest_mem *m)
 
 	if (!pf)
 		return;
-	guest_mem_prefetch_stop(m);
+	if (m->uffd)
+		mem_uffd_thread_quit(pf);
+	else
+		guest_mem_prefetch_stop(m);
 	pthread_mutex_destroy(&pf->lock);
 	mem_order_free(&pf->order);
+	free(pf->plan);
+	free(pf->listed);
 	free(pf->gone);
 	free(pf);
 	m->prefetch = NULL;
@@ -286,15 +289,16 @@ json_t *guest_mem_prefetch_json(const struct guest_mem *m)
 	if (!pf || !pf->started)
 		return NULL;
 	state = atomic_load(&pf->state);
-	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "state",
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I}", "state",
 			 pf_state_names[state], "recorded_pages", (json_int_t)pf->order.pages,
 			 "written_pages", (json_int_t)atomic_load(&pf->written),
 			 "read_pages", (json_int_t)atomic_load(&pf->read),
 			 "skipped_pages", (json_int_t)atomic_load(&pf->skipped),
 			 "errors", (json_int_t)atomic_load(&pf->errors),
-			 "ms", (json_int_t)(state == PF_RUNNING ? ms_since(&pf->t0)
+			 "ms", (json_int_t)(state == PF_RUNNING ? pf_ms_since(&pf->t0)
 					    : atomic_load(&pf->ms)),
-			 "method", atomic_load(&pf->willneed) ? "willneed" : "populate");
+			 "method", m->uffd ? "userfaultfd" : atomic_load(&pf->willneed) ? "willneed"
+				   : "populate", "faults", (json_int_t)atomic_load(&pf->faults));
 }
 
 static int discard(struct guest_mem *m, uint64_t off, uint64_t len)

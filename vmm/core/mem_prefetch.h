@@ -48,8 +48,16 @@ int guest_mem_prefetch_prepare(struct guest_mem *m) __must_check;
 int guest_mem_prefetch_start(struct guest_mem *m, struct mem_order *order,
 			     const void *filter) __must_check;
 /* Stop the thread (within one chunk) and wait for it; the figures stay
- * readable. Idempotent; guest_mem_destroy calls it before unmapping. */
+ * readable. Idempotent; guest_mem_destroy calls it before unmapping.
+ * With userfaultfd (mem_uffd.h) it stops filling ahead of the guest but
+ * goes on answering its faults (until guest_mem_destroy), and returns
+ * without waiting. */
 void guest_mem_prefetch_stop(struct guest_mem *m);
+/* With userfaultfd: end the setup phase's thread, before the worker
+ * sandboxes itself (it has neither filter nor dropped privileges); until
+ * guest_mem_prefetch_start nothing answers a fault, so nothing may touch
+ * guest RAM in between. A no-op otherwise. */
+void guest_mem_prefetch_setup_end(struct guest_mem *m);
 /* Free what start allocated (after stop). */
 void guest_mem_prefetch_free(struct guest_mem *m);
 /* Whether the thread has finished (done, stopped or failed); true
@@ -57,7 +65,9 @@ void guest_mem_prefetch_free(struct guest_mem *m);
 bool guest_mem_prefetch_finished(const struct guest_mem *m);
 /* {"state": "running"|"done"|"stopped"|"failed", "recorded_pages",
  * "written_pages", "read_pages", "skipped_pages", "errors", "ms",
- * "method"}, or NULL when no prefetch was started. */
+ * "method" ("populate", "willneed" or "userfaultfd"), "faults" (the
+ * guest's, answered by the userfaultfd thread)}, or NULL when no prefetch
+ * was started. */
 json_t *guest_mem_prefetch_json(const struct guest_mem *m);
 
 /* Give [off, off+len) of RAM (host-mapping offsets) back to the host:

@@ -46,11 +46,26 @@ static uint64_t vm_hotplug_size(const struct vm_config *cfg)
 	return size;
 }
 
+/* --userfaultfd for a restore (mem_uffd.h): the descriptor, or -1 (none
+ * given, or one that cannot be used: logged; the restore goes on). */
+static int uffd_dev_open(const struct vm_config *cfg)
+{
+	char why[256];
+	int fd;
+
+	if (!cfg || !cfg->userfaultfd)
+		return -1;
+	fd = fdspec_open(cfg->userfaultfd, O_RDWR, 0, 0, why, sizeof(why));
+	if (fd < 0)
+		log_warn("--userfaultfd: %s", why);
+	return fd < 0 ? -1 : fd;
+}
+
 static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t mem_size,
 			  int mem_fd, uint64_t mem_off)
 {
 	uint64_t hp_size;
-	int ret;
+	int ret, uffd_dev;
 
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = cfg;
@@ -75,8 +90,11 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	if (ret)
 		return ret;
 	hp_size = vm_hotplug_size(cfg);
+	uffd_dev = mem_fd >= 0 ? uffd_dev_open(cfg) : -1;
 	ret = guest_mem_init_backing(&vm->mem, cfg ? &cfg->memory : NULL, mem_size + hp_size,
-				     mem_fd, mem_off);
+				     mem_fd, mem_off, uffd_dev);
+	if (uffd_dev >= 0)
+		close(uffd_dev);
 	if (ret) {
 		log_err("cannot allocate %llu MiB of guest memory: %s",
 			(unsigned long long)((mem_size + hp_size) >> 20), strerror(-ret));

@@ -33,6 +33,7 @@
 #include <seccomp.h>
 
 #include "log.h"
+#include "uffd_compat.h"
 
 /* Any existing directory serves as the mount point of the new root: the
  * namespace is private, so the host never sees the tmpfs. */
@@ -381,8 +382,14 @@ static const unsigned long process_kvm_ioctls[] = {
  * own tap queues as the driver changes the queue pairs in use); no
  * terminal injection (TIOCSTI), no tap attach (TUNSETIFF), no other block
  * ioctl. */
+/* A restore's userfaultfd (vmm/core/mem_uffd.c): putting pages in place,
+ * waking the threads that wait for them, letting go of the range. Only
+ * the prefetch thread's filter takes them (the process's must too). */
+#define UFFD_IOCTLS UFFDIO_COPY, UFFDIO_MOVE, UFFDIO_ZEROPAGE, UFFDIO_WAKE, UFFDIO_UNREGISTER
+static const unsigned long uffd_ioctls[] = { UFFD_IOCTLS };
+
 static const unsigned long other_ioctls[] = { TCGETS, BLKGETSIZE64, TUNGETIFF, TUNSETVNETHDRSZ,
-					      TUNSETOFFLOAD, TUNSETQUEUE };
+					      TUNSETOFFLOAD, TUNSETQUEUE, UFFD_IOCTLS };
 
 /* vCPU hot-plug (vmm/core/vcpu_hotplug.c), only for a VM that has room
  * for more vCPUs: creating one, its run area's size, its CPUID. */
@@ -559,11 +566,14 @@ static const int throttle_allowed[] = {
 /* A restore's prefetch thread (vmm/core/mem_prefetch.c): madvise and lseek
  * by argument (sandbox_prefetch_rules), its lock, the clock, its one log
  * line, and what glibc's thread exit does (the stack's MADV_DONTNEED is
- * in the madvise rule). */
+ * in the madvise rule). With userfaultfd (vmm/core/mem_uffd.c) also: the
+ * fault messages and its wake-up eventfd (read, poll), the state file
+ * (pread64) and the userfaultfd ioctls (uffd_ioctls). */
 static const int prefetch_allowed[] = {
 	SCMP_SYS(futex), SCMP_SYS(clock_gettime), SCMP_SYS(write), SCMP_SYS(gettid),
 	SCMP_SYS(getpid), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
 	SCMP_SYS(restart_syscall), SCMP_SYS(munmap), SCMP_SYS(exit), SCMP_SYS(exit_group),
+	SCMP_SYS(read), SCMP_SYS(poll), SCMP_SYS(pread64),
 };
 
 #ifndef MADV_POPULATE_READ
@@ -671,7 +681,8 @@ int sandbox_thread_filter(enum sandbox_thread kind, struct sock_fprog **out)
 		break;
 	case SANDBOX_THREAD_PREFETCH:
 		ret = sandbox_add_allowed(ctx, prefetch_allowed, ARRAY_SIZE(prefetch_allowed)) ?:
-		      sandbox_prefetch_rules(ctx);
+		      sandbox_prefetch_rules(ctx) ?:
+		      sandbox_add_ioctls(ctx, uffd_ioctls, ARRAY_SIZE(uffd_ioctls));
 		break;
 	default:
 		ret = -EINVAL;

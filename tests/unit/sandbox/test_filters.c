@@ -34,11 +34,13 @@
 #include <cmocka.h>
 
 #include "sandbox/sandbox.h"
+#include "uffd_compat.h"
 
 enum probe {
 	P_WRITE, P_CLOCK, P_NANOSLEEP, P_READ, P_OPENAT, P_SOCKET, P_FORK,
 	P_KVM_RUN, P_KVM_IRQ_LINE, P_KVM_CREATE_VCPU, P_KVM_SET_MEMORY, P_KVM_GET_DIRTY_LOG,
 	P_TCGETS, P_MADV_POPULATE, P_MADV_MERGEABLE, P_LSEEK_DATA, P_LSEEK_SET,
+	P_UFFDIO_COPY, P_UFFDIO_REGISTER, P_PREAD,
 };
 
 static char probe_page[4096] __attribute__((aligned(4096)));
@@ -75,17 +77,22 @@ static int probe_call(enum probe p, int fd)
 		return syscall(SYS_lseek, fd, 0L, SEEK_DATA), 0; /* any answer: it passed */
 	case P_LSEEK_SET:
 		return syscall(SYS_lseek, fd, 0L, SEEK_SET), 0;
+	case P_PREAD:
+		return syscall(SYS_pread64, fd, &c, 1, 0L) >= 0 ? 0 : 10;
 	case P_KVM_RUN:
 	case P_KVM_IRQ_LINE:
 	case P_KVM_CREATE_VCPU:
 	case P_KVM_SET_MEMORY:
 	case P_KVM_GET_DIRTY_LOG:
+	case P_UFFDIO_COPY:
+	case P_UFFDIO_REGISTER:
 	case P_TCGETS: {
 		static const unsigned long nr[] = {
 			[P_KVM_RUN] = KVM_RUN, [P_KVM_IRQ_LINE] = KVM_IRQ_LINE,
 			[P_KVM_CREATE_VCPU] = KVM_CREATE_VCPU,
 			[P_KVM_SET_MEMORY] = KVM_SET_USER_MEMORY_REGION,
 			[P_KVM_GET_DIRTY_LOG] = KVM_GET_DIRTY_LOG, [P_TCGETS] = TCGETS,
+			[P_UFFDIO_COPY] = UFFDIO_COPY, [P_UFFDIO_REGISTER] = UFFDIO_REGISTER,
 		};
 
 		/* /dev/null knows none of them: reaching the driver is ENOTTY. */
@@ -182,7 +189,9 @@ static void test_throttle(void **st)
 #endif
 }
 
-/* A restore's prefetch thread: madvise and lseek by argument only. */
+/* A restore's prefetch thread: madvise and lseek by argument only; with
+ * userfaultfd, its messages (read), the state file (pread) and the ioctls
+ * that put pages in place, never one that registers a new range. */
 static void test_prefetch(void **st)
 {
 	(void)st;
@@ -190,6 +199,11 @@ static void test_prefetch(void **st)
 	expect_allowed(SANDBOX_THREAD_PREFETCH, P_LSEEK_DATA);
 	expect_allowed(SANDBOX_THREAD_PREFETCH, P_WRITE);
 	expect_allowed(SANDBOX_THREAD_PREFETCH, P_CLOCK);
+	expect_allowed(SANDBOX_THREAD_PREFETCH, P_READ);
+	expect_allowed(SANDBOX_THREAD_PREFETCH, P_PREAD);
+	expect_allowed(SANDBOX_THREAD_PREFETCH, P_UFFDIO_COPY);
+	expect_refused(SANDBOX_THREAD_PREFETCH, P_UFFDIO_REGISTER);
+	expect_refused(SANDBOX_THREAD_PREFETCH, P_TCGETS);
 	expect_refused(SANDBOX_THREAD_PREFETCH, P_LSEEK_SET);
 	expect_refused(SANDBOX_THREAD_PREFETCH, P_KVM_RUN);
 	expect_refused(SANDBOX_THREAD_PREFETCH, P_SOCKET);
@@ -197,7 +211,6 @@ static void test_prefetch(void **st)
 	expect_refused(SANDBOX_THREAD_PREFETCH, P_NANOSLEEP);
 #if !defined(__SANITIZE_ADDRESS__) /* the sanitizers' runtime reads, opens, madvises */
 	expect_refused(SANDBOX_THREAD_PREFETCH, P_MADV_MERGEABLE);
-	expect_refused(SANDBOX_THREAD_PREFETCH, P_READ);
 	expect_refused(SANDBOX_THREAD_PREFETCH, P_OPENAT);
 #endif
 }
@@ -334,6 +347,9 @@ static void test_process_ioctls(void **st)
 		int status;
 	} cases[] = {
 		{ TCGETS, 0 }, { BLKGETSIZE64, 0 }, { TIOCSTI, 4 }, { TUNSETIFF, 4 }, { BLKDISCARD, 4 },
+		/* a restore's userfaultfd answers faults; no new one, no new range */
+		{ UFFDIO_COPY, 0 }, { UFFDIO_MOVE, 0 }, { UFFDIO_REGISTER, 4 },
+		{ USERFAULTFD_IOC_NEW, 4 },
 	};
 
 	(void)st;

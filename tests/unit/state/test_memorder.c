@@ -4,7 +4,7 @@
  * statefile_mem_order, and older files without it); and the restore
  * prefetch (vmm/core/mem_prefetch.c) on a KVM-less VM whose RAM is the
  * file: contents identical, pages given back never filled again, a stop in
- * the middle. */
+ * the middle; and the same through userfaultfd (vmm/core/mem_uffd.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -22,6 +22,7 @@
 
 #include "hw/legacy.h"
 #include "mem_prefetch.h"
+#include "mem_uffd.h"
 #include "state/memorder.h"
 #include "state/state.h"
 #include "state/statefile.h"
@@ -345,6 +346,97 @@ static void test_old_files_and_stop(void **st)
 	vm_destroy(&vm);
 }
 
+/* Every page of vm2 is vm's, but those given back, which read as zeros. */
+static void expect_restored(struct vm *vm2, struct vm *vm, const uint64_t *gone, size_t ngone)
+{
+	static const uint8_t zero[4096];
+
+	for (uint64_t off = 0; off < MEM; off += 4096) {
+		bool g = false;
+
+		for (size_t i = 0; i < ngone; i++)
+			g = g || off == gone[i];
+		if (memcmp(vm2->mem.host + off, g ? zero : vm->mem.host + off, 4096))
+			fail_msg("page at 0x%llx %s", (unsigned long long)off,
+				 g ? "was given back and does not read as zeros"
+				   : "differs from the saved one");
+	}
+}
+
+/* RAM filled through userfaultfd: faults answered from the start (a
+ * device's load reading RAM, before the fill thread), the saved bytes
+ * everywhere, pages given back (before their block is filled, and after)
+ * reading as zeros, faults still answered after a stop (a migration), and
+ * teardown while it runs. Needs a userfaultfd that takes the kernel's
+ * faults (root here); skipped, loudly, without one. */
+static void test_uffd_fill(void **st)
+{
+	static const uint64_t gone[] = { 0x20000, 0x21000, 0x400000 };
+	struct vm vm, vm2;
+	struct statefile sf;
+	struct mem_order o;
+	char err[256];
+	json_t *j;
+	int ret;
+
+	(void)st;
+	make_vm(&vm);
+	fill(&vm);
+	save_and_open(&vm, &sf, 0, true);
+	assert_int_equal(statefile_mem_order(&sf, &o, err, sizeof(err)), 0);
+	make_vm(&vm2);
+	guest_mem_destroy(&vm2.mem);
+	ret = guest_mem_init_uffd(&vm2.mem, sf.info.mem_size, sf.fd, sf.info.mem_off, -1);
+	if (ret == -EPERM || ret == -EACCES || ret == -ENOSYS) {
+		fprintf(stderr, "SKIP test_uffd_fill: no userfaultfd here (%s)\n", strerror(-ret));
+		mem_order_free(&o);
+		vm_destroy(&vm2);
+		statefile_close(&sf);
+		vm_destroy(&vm);
+		skip();
+	}
+	assert_int_equal(ret, 0);
+	assert_non_null(vm2.mem.uffd);
+	/* Setup phase: this thread's own reads fault and are answered. */
+	assert_memory_equal(vm2.mem.host + 0x10000 * 2, vm.mem.host + 0x10000 * 2, 4096);
+	assert_int_equal(statefile_load(&vm2, &sf), 0);
+	/* Block 0 is in place now: these two read as zeros from here on;
+	 * block 2 is not: it is filled without its given-back page. */
+	assert_int_equal(guest_mem_discard(&vm2.mem, 0x20000, 0x2000), 0);
+	assert_int_equal(guest_mem_discard(&vm2.mem, 0x400000, 0x1000), 0);
+	guest_mem_prefetch_setup_end(&vm2.mem);
+	assert_int_equal(guest_mem_prefetch_start(&vm2.mem, &o, NULL), 0);
+	wait_finished(&vm2.mem);
+	j = guest_mem_prefetch_json(&vm2.mem);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "done");
+	assert_string_equal(json_string_value(json_object_get(j, "method")), "userfaultfd");
+	assert_int_equal(json_integer_value(json_object_get(j, "errors")), 0);
+	json_decref(j);
+	expect_restored(&vm2, &vm, gone, 3);
+	vm_destroy(&vm2);
+
+	/* Stopped at once (what a migration does): reads are still answered,
+	 * all of RAM comes back right; then torn down while registered. */
+	make_vm(&vm2);
+	guest_mem_destroy(&vm2.mem);
+	assert_int_equal(guest_mem_init_uffd(&vm2.mem, sf.info.mem_size, sf.fd, sf.info.mem_off, -1),
+			 0);
+	guest_mem_prefetch_setup_end(&vm2.mem);
+	assert_int_equal(guest_mem_prefetch_start(&vm2.mem, NULL, NULL), 0);
+	guest_mem_prefetch_stop(&vm2.mem);
+	expect_restored(&vm2, &vm, NULL, 0);
+	vm_destroy(&vm2);
+	/* Torn down in the setup phase, nothing read. */
+	make_vm(&vm2);
+	guest_mem_destroy(&vm2.mem);
+	assert_int_equal(guest_mem_init_uffd(&vm2.mem, sf.info.mem_size, sf.fd, sf.info.mem_off, -1),
+			 0);
+	vm_destroy(&vm2);
+	statefile_close(&sf);
+	vm_destroy(&vm);
+}
+
 /* A bad record in a file: statefile_check_buffer (what the fuzzer runs)
  * and statefile_mem_order both refuse it, naming the section. */
 static void test_bad_record_in_file(void **st)
@@ -409,6 +501,7 @@ int main(void)
 		cmocka_unit_test(test_bad_payloads),
 		cmocka_unit_test(test_file_and_prefetch),
 		cmocka_unit_test(test_old_files_and_stop),
+		cmocka_unit_test(test_uffd_fill),
 		cmocka_unit_test(test_bad_record_in_file),
 	};
 

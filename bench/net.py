@@ -24,8 +24,19 @@ KiB pages that copy costs about twice as much here (a nested VM).
 CPU per gigabit: CPU seconds of the VMM's threads other than the vCPU (the
 guest polls its ring, so the vCPU is always busy) per gigabit moved.
 
+The guest keeps the whole ring full, whatever size each VMM offers (as
+Linux's driver does): cella-vm offers 1024 entries, QEMU 256 (its tap back
+end takes no larger tx ring).
+
+--baseline CELLA_VM also runs another build's cella-vm as cella-base (same
+guest), so before/after figures come from the same rounds; --nice N runs
+every VMM and the rx sender at that nice value; the per-round column is
+each round's VMM against the QEMU run next to it (lowest-highest), which
+shows the spread a loaded host gives.
+
 Needs root (network namespaces), qemu-system-x86_64 and a build with the
 guest programs. Usage: bench/net.py [--rounds N] [--secs N] [--build DIR]
+[--baseline CELLA_VM] [--nice N] [--case NAME]... [--vmm VMM]...
 """
 import argparse
 import os

@@ -7,6 +7,8 @@
  *   must be offered); with VIRTIO_NET_F_CSUM every frame asks for a
  *   partial checksum, as a real stack's would.
  * mode=rx secs=N: counts the frames the host sends for N seconds.
+ * ring=N: use at most N ring entries (default: all the device offers, up
+ *   to 1024); the ring is kept full either way.
  * Prints "netperf: begin MODE" and "netperf: end MODE", then
  * "netperf: MODE frames=F bytes=B ms=T" and passes when anything moved. */
 #include "virtio.h"
@@ -102,7 +104,8 @@ int main(int argc, char **argv)
 	if (dev.features & F_MAC)
 		for (int i = 0; i < 6; i++)
 			mac[i] = virtio_cfg8(&dev, (uint32_t)i);
-	virtq_init(&q, &dev, tx ? 1 : 0, QMAX); /* as large as the device offers */
+	/* As large as the device offers (ring=N: at most N entries). */
+	virtq_init(&q, &dev, tx ? 1 : 0, (uint16_t)param_u64("ring", QMAX));
 	q.avail->flags = 1; /* VRING_AVAIL_F_NO_INTERRUPT: completions are polled */
 	virtio_driver_ok(&dev);
 	printf("netperf: features 0x%lx mac %02x:%02x:%02x:%02x:%02x:%02x\n", dev.features,

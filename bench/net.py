@@ -24,8 +24,19 @@ KiB pages that copy costs about twice as much here (a nested VM).
 CPU per gigabit: CPU seconds of the VMM's threads other than the vCPU (the
 guest polls its ring, so the vCPU is always busy) per gigabit moved.
 
+The guest keeps the whole ring full, whatever size each VMM offers (as
+Linux's driver does): cella-vm offers 1024 entries, QEMU 256 (its tap back
+end takes no larger tx ring).
+
+--baseline CELLA_VM also runs another build's cella-vm as cella-base (same
+guest), so before/after figures come from the same rounds; --nice N runs
+every VMM and the rx sender at that nice value; the per-round column is
+each round's VMM against the QEMU run next to it (lowest-highest), which
+shows the spread a loaded host gives.
+
 Needs root (network namespaces), qemu-system-x86_64 and a build with the
 guest programs. Usage: bench/net.py [--rounds N] [--secs N] [--build DIR]
+[--baseline CELLA_VM] [--nice N] [--case NAME]... [--vmm VMM]...
 """
 import argparse
 import os
@@ -95,9 +106,13 @@ def io_cpu(before, after):
     return total
 
 
-def vmm_cmd(vmm, build, tap, size, secs, extra="", mode="tx"):
+def vmm_cmd(vmm, build, tap, size, secs, extra="", mode="tx", baseline=None):
     kernel = common.guest(build, "netperf")
     cmdline = f"mode={mode} size={size} secs={secs} {extra}".strip()
+    if vmm == "cella-base":
+        # Another build's cella-vm (--baseline), same guest: before/after
+        # figures from the same run.
+        return harness.build_command("cella", baseline, kernel, cmdline, net_tap=tap)
     if vmm.startswith("cella"):
         more = []
         if vmm == "cella-anon":
@@ -122,7 +137,8 @@ def tap_stat(ns, tap, what):
     return int(r.stdout)
 
 
-def run_one(vmm, build, size, secs, tag, extra="", mode="tx"):
+def run_one(vmm, build, size, secs, tag, extra="", mode="tx", baseline=None, env=None,
+            nice=None):
     ns, tap = f"cella-b-net-{tag}", "bnet0"
     sh("ip", "netns", "add", ns)
     try:
@@ -130,9 +146,12 @@ def run_one(vmm, build, size, secs, tag, extra="", mode="tx"):
         sh("ip", "-n", ns, "link", "set", tap, "up")
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
                         f"net.ipv6.conf.{tap}.disable_ipv6=1"], check=False)
-        cmd = ["ip", "netns", "exec", ns] + vmm_cmd(vmm, build, tap, size, secs, extra, mode)
+        prio = ["nice", "-n", str(nice)] if nice is not None else []
+        cmd = ["ip", "netns", "exec", ns] + prio + vmm_cmd(vmm, build, tap, size, secs, extra,
+                                                          mode, baseline)
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             stdin=subprocess.DEVNULL, text=True)
+                             stdin=subprocess.DEVNULL, text=True,
+                             env=dict(os.environ, **env) if env else None)
         cpu0 = cpu1 = None
         res = None
         t0 = t1 = None
@@ -145,7 +164,8 @@ def run_one(vmm, build, size, secs, tag, extra="", mode="tx"):
                 if line == f"netperf: begin {mode}":
                     cpu0, t0 = thread_cpu(p.pid), time.monotonic()
                     if mode == "rx":
-                        snd = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c",
+                        snd = subprocess.Popen(["ip", "netns", "exec", ns] + prio +
+                                               [sys.executable, "-c",
                                                 SENDER, tap, mac, str(size), str(secs)],
                                                stdout=subprocess.PIPE, text=True)
                 elif line == f"netperf: end {mode}":
@@ -235,7 +255,14 @@ def main():
     ap.add_argument("--guest-args", default="", help="more netperf arguments (batch=N)")
     ap.add_argument("--case", action="append", help="only these cases (names as printed)")
     ap.add_argument("--vmm", choices=VMMS, action="append",
-                    help="only these VMMs (default both)")
+                    help="only these VMMs (default all)")
+    ap.add_argument("--baseline", metavar="CELLA_VM",
+                    help="also run this cella-vm binary (another build) as cella-base")
+    ap.add_argument("--nice", type=int, default=None,
+                    help="run every VMM (and the rx sender) at this nice value, e.g. -20: "
+                         "on a host shared with other work, closer to a quiet host's figures")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE",
+                    help="also run cella-vm with this environment as NAME")
     args = ap.parse_args()
     build = common.build_dir(args.build)
     if os.geteuid() != 0:
@@ -244,38 +271,56 @@ def main():
         sys.exit(f"{harness.QEMU} is needed for the comparison")
     if not os.path.exists(common.guest(build, "netperf")):
         sys.exit(f"no {common.guest(build, 'netperf')}: build with the guest programs")
+    vmms = list(args.vmm or VMMS)
+    envs = {}
+    if args.baseline:
+        vmms.insert(0, "cella-base")
+    for v in args.variant:
+        name, _, assign = v.partition(":")
+        var, _, val = assign.partition("=")
+        if not name or not var:
+            sys.exit(f"--variant {v!r}: NAME:VAR=VALUE")
+        envs[name] = {var: val}
+        vmms.append(name)
     tag = str(os.getpid() % 100000)
+    load0 = os.getloadavg()
     results = {}
     for name, size, mode in CASES:
         if args.case and name not in args.case:
             continue
         for r in range(args.rounds):
-            for vmm in args.vmm or VMMS:
-                res = run_one(vmm, build, size, args.secs, tag, args.guest_args, mode)
+            for vmm in vmms:
+                res = run_one("cella" if vmm in envs else vmm, build, size, args.secs, tag,
+                              args.guest_args, mode, args.baseline, envs.get(vmm), args.nice)
                 results.setdefault((name, vmm), []).append(res)
                 print(f"# {name:11} {vmm:10} round {r + 1}: {res['gbps']:.2f} Gbit/s "
                       f"{res['kpps']:.0f} kpps, {res['cpu_per_gbit']:.3f} CPU s/Gbit",
                       flush=True)
-    if args.vmm or args.case:
-        return
-    ceiling = veth_ceiling(args.secs, tag)
+    ceiling = None if (args.vmm or args.case) else veth_ceiling(args.secs, tag)
     load = os.getloadavg()
-    print(f"\nhost: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} "
-          f"{load[2]:.1f} (shared with other work: figures are loaded-host figures)")
-    print(f"median of {args.rounds} rounds of {args.secs} s (\"rx\": host -> guest)\n")
-    print("| case | VMM | Gbit/s | kpps | vs QEMU | CPU s/Gbit (I/O threads) |")
-    print("|---|---|---|---|---|---|")
+    print(f"\nhost: {os.cpu_count()} CPUs, load average {load0[0]:.1f} {load0[1]:.1f} "
+          f"{load0[2]:.1f} before, {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} after "
+          "(shared with other work: figures are loaded-host figures)")
+    if args.nice is not None:
+        print(f"every VMM and the rx sender ran at nice {args.nice}")
+    print(f"median of {args.rounds} rounds of {args.secs} s (\"rx\": host -> guest); "
+          "per-round: each round's VMM against the QEMU run next to it, lowest-highest\n")
+    print("| case | VMM | Gbit/s | kpps | vs QEMU | per-round | CPU s/Gbit (I/O threads) |")
+    print("|---|---|---|---|---|---|---|")
     med = lambda rs, k: common.median([x[k] for x in rs])  # noqa: E731
     for name, _, _ in CASES:
         if (name, "qemu") not in results:
             continue
-        q = med(results[(name, "qemu")], "gbps")
-        for vmm in VMMS:
+        qs = results[(name, "qemu")]
+        q = med(qs, "gbps")
+        for vmm in vmms:
             rs = results[(name, vmm)]
             g = med(rs, "gbps")
+            pr = sorted(a["gbps"] / b["gbps"] for a, b in zip(rs, qs))
             print(f"| {name} | {vmm} | {g:.2f} | {med(rs, 'kpps'):.0f} | {g / q:.2f}x | "
-                  f"{med(rs, 'cpu_per_gbit'):.3f} |")
-    print(f"| veth ceiling | host kernel TCP, GSO | {ceiling:.2f} | | | |")
+                  f"{pr[0]:.2f}-{pr[-1]:.2f} | {med(rs, 'cpu_per_gbit'):.3f} |")
+    if ceiling is not None:
+        print(f"| veth ceiling | host kernel TCP, GSO | {ceiling:.2f} | | | | |")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@
  *   must be offered); with VIRTIO_NET_F_CSUM every frame asks for a
  *   partial checksum, as a real stack's would.
  * mode=rx secs=N: counts the frames the host sends for N seconds.
+ * ring=N: use at most N ring entries (default: all the device offers, up
+ *   to 1024); the ring is kept full either way.
  * Prints "netperf: begin MODE" and "netperf: end MODE", then
  * "netperf: MODE frames=F bytes=B ms=T" and passes when anything moved. */
 #include "virtio.h"
@@ -17,7 +19,8 @@ TEST_PROGRAM("netperf");
 #define F_MAC      (1ull << 5)
 #define F_HOST_TSO4 (1ull << 11)
 #define NET_HDR_LEN 12
-#define NBUF 128
+#define NBUF 128  /* distinct tx frames */
+#define QMAX 1024
 #define RX_BUF 2048
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
@@ -101,21 +104,27 @@ int main(int argc, char **argv)
 	if (dev.features & F_MAC)
 		for (int i = 0; i < 6; i++)
 			mac[i] = virtio_cfg8(&dev, (uint32_t)i);
-	virtq_init(&q, &dev, tx ? 1 : 0, 256);
+	/* As large as the device offers (ring=N: at most N entries). */
+	virtq_init(&q, &dev, tx ? 1 : 0, (uint16_t)param_u64("ring", QMAX));
 	q.avail->flags = 1; /* VRING_AVAIL_F_NO_INTERRUPT: completions are polled */
 	virtio_driver_ok(&dev);
 	printf("netperf: features 0x%lx mac %02x:%02x:%02x:%02x:%02x:%02x\n", dev.features,
 	       mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 
-	unsigned nbuf = q.size < NBUF ? q.size : NBUF;
+	/* The whole ring is kept full, as a real driver's would be under
+	 * load: one buffer per entry for rx (the device writes them); for tx
+	 * the entries share NBUF prebuilt frames (the device only reads
+	 * them), so 64 KiB frames fit in guest RAM whatever the ring size. */
+	unsigned nbuf = tx && q.size > NBUF ? NBUF : q.size;
 	uint64_t blen = tx ? NET_HDR_LEN + size : RX_BUF;
 	uint8_t *bufs = mem_alloc(nbuf * ((blen + 63) & ~63ull), 4096);
-	for (unsigned i = 0; i < nbuf; i++) {
-		uint8_t *b = bufs + i * ((blen + 63) & ~63ull);
+	for (unsigned i = 0; i < nbuf; i++)
+		if (tx)
+			build_frame(bufs + i * ((blen + 63) & ~63ull), size, mac, dev.features);
+	for (unsigned i = 0; i < q.size; i++) {
+		uint8_t *b = bufs + (i % nbuf) * ((blen + 63) & ~63ull);
 		struct vq_buf vb = { b, (uint32_t)blen, !tx };
 
-		if (tx)
-			build_frame(b, size, mac, dev.features);
 		if (!virtq_add(&q, &vb, 1, b))
 			fail("netperf: queue full at %u", i);
 	}

@@ -108,6 +108,12 @@ static void virtio_kick_cb(void *opaque, uint32_t events)
 	virtio_dev_process(k->vd, k->q);
 }
 
+void virtio_dev_requeue(struct virtio_dev *vd, unsigned q)
+{
+	if (q < vd->nr_queues)
+		efd_signal(vd->kick_fd[q]);
+}
+
 static void kick_all_queues(struct virtio_dev *vd)
 {
 	for (unsigned q = 0; q < vd->nr_queues; q++)

@@ -140,6 +140,10 @@ void virtio_dev_fail(struct virtio_dev *vd, const char *fmt, ...) __printf(2, 3)
  * anything was pushed and the ring asks for it. */
 void virtio_dev_pop_done(struct virtio_dev *vd, unsigned q, int ret,
 			 const struct virtq_error *err, bool pushed);
+/* Have the I/O thread process queue q again soon, as if the driver had
+ * kicked it: a device that stopped a long burst early to let other work
+ * run (any thread). */
+void virtio_dev_requeue(struct virtio_dev *vd, unsigned q);
 /* True when queue processing is allowed (lock held). */
 bool virtio_dev_running(const struct virtio_dev *vd, unsigned q);
 /* Whether the driver accepted feature `bit`. */

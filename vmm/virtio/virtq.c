@@ -162,31 +162,51 @@ static int chain_walk_indirect(struct virtq *vq, struct virtq_chain *c,
 	}
 }
 
+/* Read the driver's avail index: 1 when there are chains to pop, 0 when
+ * none, -EINVAL when it moved by more than the queue size. */
+static int avail_load(struct virtq *vq, struct virtq_error *err)
+{
+	uint16_t avail_idx = load16(&vq->avail->idx);
+
+	if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->num)
+		return virtq_fail(err, "available index moved by more than the queue size",
+				  avail_idx);
+	vq->avail_seen = avail_idx;
+	vq->avail_seen_from = vq->last_avail_idx;
+	return avail_idx != vq->last_avail_idx;
+}
+
+/* Is last_avail_idx inside the window of the last index read? */
+static bool avail_known(const struct virtq *vq)
+{
+	return (uint16_t)(vq->last_avail_idx - vq->avail_seen_from) <
+	       (uint16_t)(vq->avail_seen - vq->avail_seen_from);
+}
+
 int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct virtq_error *err)
 {
-	uint16_t avail_idx, head;
+	uint16_t head;
 	int ret;
 
 	if (!vq->ready)
 		return 0;
-	avail_idx = load16(&vq->avail->idx);
-	if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->num)
-		return virtq_fail(err, "available index moved by more than the queue size",
-				  avail_idx);
-	if (avail_idx == vq->last_avail_idx) {
-		if (!vq->event_idx)
-			return 0;
-		/* Ask for a kick on the next buffer, then look again: the driver
-		 * may have published one before it could see avail_event. */
-		store16(avail_event(vq), vq->last_avail_idx);
-		guest_mem_mark_dirty(vq->mem, vq->used_gpa, USED_BYTES(vq->num)); /* migration */
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		avail_idx = load16(&vq->avail->idx);
-		if (avail_idx == vq->last_avail_idx)
-			return 0;
-		if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->num)
-			return virtq_fail(err, "available index moved by more than the queue size",
-					  avail_idx);
+	if (!avail_known(vq)) {
+		ret = avail_load(vq, err);
+		if (ret < 0)
+			return ret;
+		if (ret == 0) {
+			if (!vq->event_idx)
+				return 0;
+			/* Ask for a kick on the next buffer, then look again: the
+			 * driver may have published one before it could see
+			 * avail_event. */
+			store16(avail_event(vq), vq->last_avail_idx);
+			guest_mem_mark_dirty(vq->mem, vq->used_gpa, USED_BYTES(vq->num)); /* migration */
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			ret = avail_load(vq, err);
+			if (ret <= 0)
+				return ret;
+		}
 	}
 	head = le16toh(__atomic_load_n(&vq->avail->ring[vq->last_avail_idx & (vq->num - 1)],
 				       __ATOMIC_RELAXED));
@@ -270,7 +290,7 @@ static void virtq_mark_written(struct virtq *vq, uint16_t head)
 	}
 }
 
-void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
+void virtq_fill(struct virtq *vq, uint16_t head, uint32_t len)
 {
 	struct vring_used_elem *e;
 
@@ -282,9 +302,35 @@ void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
 	e->id = htole32(head);
 	e->len = htole32(len);
 	vq->used_idx++;
-	/* Release: the element is visible before the index that publishes it. */
+}
+
+void virtq_flush(struct virtq *vq)
+{
+	if (!vq->ready || vq->used_published == vq->used_idx)
+		return;
+	/* Release: the elements are visible before the index that publishes
+	 * them. */
 	store16(&vq->used->idx, vq->used_idx);
+	vq->used_published = vq->used_idx;
 	guest_mem_mark_dirty(vq->mem, vq->used_gpa, USED_BYTES(vq->num)); /* migration */
+}
+
+void virtq_push(struct virtq *vq, uint16_t head, uint32_t len)
+{
+	virtq_fill(vq, head, len);
+	virtq_flush(vq);
+}
+
+void virtq_set_kicks(struct virtq *vq, bool on)
+{
+	if (!vq->ready || vq->event_idx)
+		return;
+	__atomic_store_n(&vq->used->flags, on ? 0 : htole16(VRING_USED_F_NO_NOTIFY),
+			 __ATOMIC_RELAXED);
+	guest_mem_mark_dirty(vq->mem, vq->used_gpa, 2); /* migration */
+	/* The flag is visible before the device next reads the avail index
+	 * (virtq_has_avail), or both sides may wait for the other. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 bool virtq_need_notify(struct virtq *vq)
@@ -294,6 +340,7 @@ bool virtq_need_notify(struct virtq *vq)
 
 	if (!vq->ready)
 		return false;
+	virtq_flush(vq);
 	/* The used index store must be visible before we read the driver's
 	 * suppression fields, or both sides may decide not to signal. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);

@@ -22,7 +22,7 @@ struct guest_mem;
 
 /* Largest queue size any of our devices offers, and the longest chain
  * (direct descriptors plus the entries of one indirect table) we accept. */
-#define VIRTQ_NUM_MAX   256
+#define VIRTQ_NUM_MAX   1024
 #define VIRTQ_CHAIN_MAX 256
 
 /* Why a pop failed, for the one log line the transport prints. */
@@ -50,6 +50,14 @@ struct virtq {
 
 	uint16_t last_avail_idx; /* next avail entry the device will consume */
 	uint16_t used_idx;       /* next used entry the device will fill */
+	/* The driver's avail index as last read, and last_avail_idx then:
+	 * entries in [avail_seen_from, avail_seen) are known published, so
+	 * popping them needs no read of the index the driver keeps writing
+	 * (a cache line that bounces between the vCPU and this thread). A
+	 * last_avail_idx outside that window (set by a loader, a test) makes
+	 * the next pop read the index again. */
+	uint16_t avail_seen, avail_seen_from;
+	uint16_t used_published; /* used index the driver can see (virtq_flush) */
 	uint16_t signalled_used; /* used_idx at the last notification */
 	bool signalled_used_valid;
 };
@@ -98,9 +106,25 @@ void virtq_unpop(struct virtq *vq);
  * part. Publishes the new used index. */
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t len);
 
+/* The same in two steps, for a device that returns many chains at once:
+ * virtq_fill writes the used entry but leaves the used index the driver
+ * sees alone; virtq_flush publishes every entry filled so far (one store
+ * of the index instead of one per chain). Fill and flush under the same
+ * hold of the device's lock; virtq_need_notify flushes first. */
+void virtq_fill(struct virtq *vq, uint16_t head, uint32_t len);
+void virtq_flush(struct virtq *vq);
+
 /* After one or more pushes: true when the driver wants an interrupt
- * (VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). */
+ * (VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). Publishes
+ * filled entries first. */
 bool virtq_need_notify(struct virtq *vq);
+
+/* Ask the driver to kick (on true) or not to (VRING_USED_F_NO_NOTIFY)
+ * when it publishes chains; a driver with EVENT_IDX follows avail_event
+ * instead, which virtq_pop keeps (so this is a no-op then). After turning
+ * kicks back on, check virtq_has_avail: a chain published meanwhile came
+ * without a kick. */
+void virtq_set_kicks(struct virtq *vq, bool on);
 
 /* True when the driver has published chains the device has not popped. */
 bool virtq_has_avail(struct virtq *vq);

@@ -83,8 +83,14 @@ void net_set_pairs(struct net_dev *net, unsigned n)
 			log_warn("%s: cannot %s tap queue %u: %s", net->vd.name,
 				 use ? "attach" : "detach", p, strerror(-ret));
 		nq->detached = !use;
-		if (!use)
+		if (!use) {
 			net_watch_fd(nq, false);
+		} else {
+			/* Its rings may still ask the driver not to kick (set
+			 * while the pair was last in use): look at them now. */
+			virtio_dev_requeue(&net->vd, 2 * p);
+			virtio_dev_requeue(&net->vd, 2 * p + 1);
+		}
 	}
 	net->active_pairs = n;
 }
@@ -159,25 +165,17 @@ static bool net_tx_one(struct net_queue *nq, const struct virtq_chain *c)
 	return true;
 }
 
-/* Ask the driver not to kick while the device is working through the
- * ring (VRING_USED_F_NO_NOTIFY; with EVENT_IDX virtq_pop's avail_event
- * does this). */
-static void net_tx_kicks(struct virtq *vq, bool on)
-{
-	if (vq->event_idx)
-		return;
-	__atomic_store_n(&vq->used->flags, on ? 0 : htole16(VRING_USED_F_NO_NOTIFY),
-			 __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-}
-
 /* Send the guest's frames (lock held). Kicks stay off while frames keep
  * coming: each one is an exit for the guest and a wake-up for this
- * thread. */
+ * thread. Used entries are published in batches (one store of the index
+ * the vCPU polls per NET_USED_BATCH frames), and after NET_TX_BUDGET frames
+ * the queue goes to the back of the I/O loop, kicks still off, so that a
+ * guest that keeps the ring full cannot starve receive or other devices. */
 static void net_tx(struct net_queue *nq)
 {
-	struct virtio_dev *vd = &nq->net->vd;
-	unsigned qi = 2 * nq->pair + 1;
+	struct net_dev *net = nq->net;
+	struct virtio_dev *vd = &net->vd;
+	unsigned qi = 2 * nq->pair + 1, sent = 0;
 	struct virtq *vq = &vd->vqs[qi];
 	struct virtq_chain *c = nq->chain;
 	struct virtq_error err;
@@ -185,20 +183,30 @@ static void net_tx(struct net_queue *nq)
 	int ret;
 
 	for (;;) {
-		net_tx_kicks(vq, false);
+		virtq_set_kicks(vq, false);
 		while ((ret = virtq_pop(vq, c, &err)) > 0) {
-			if (!net_tx_one(nq, c))
+			if (!net_tx_one(nq, c)) {
+				virtq_flush(vq);
 				return;
-			virtq_push(vq, c->head, 0);
+			}
+			virtq_fill(vq, c->head, 0);
 			pushed = true;
+			if (++sent % NET_USED_BATCH == 0)
+				virtq_flush(vq);
+			if (sent >= NET_TX_BUDGET) {
+				virtio_dev_requeue(vd, qi);
+				goto out;
+			}
 		}
 		if (ret < 0)
 			break;
-		net_tx_kicks(vq, true);
+		virtq_flush(vq);
+		virtq_set_kicks(vq, true);
 		/* A frame published before kicks came back on has no kick. */
 		if (!virtq_has_avail(vq))
 			break;
 	}
+out:
 	virtio_dev_pop_done(vd, qi, ret, &err, pushed);
 }
 

@@ -13,7 +13,7 @@
 #include "compiler.h"
 #include "virtio/mmio.h"
 
-#define NET_QUEUE_SIZE 256
+#define NET_QUEUE_SIZE 1024
 /* Queue pairs (one tap queue each, VIRTIO_NET_F_MQ): rx 2p, tx 2p + 1,
  * then the control queue; within the transport's VIRTIO_MAX_QUEUES. */
 #define NET_MAX_PAIRS 3
@@ -23,6 +23,11 @@
 #define NET_NR_QUEUES (2 * NET_MAX_PAIRS + 1)
 /* Frames handled per wake-up of one direction, so rx and tx share the loop. */
 #define NET_BURST 64
+/* Frames sent per wake-up of a tx queue before other work gets a turn. */
+#define NET_TX_BUDGET 256
+/* Used entries returned before the driver is shown them (one store of
+ * the used index per batch). */
+#define NET_USED_BATCH 16
 /* Receive chains one frame may span with VIRTIO_NET_F_MRG_RXBUF. */
 #define NET_MRG_CHAINS 48
 /* Guest segments one frame may span: with the header and the spill

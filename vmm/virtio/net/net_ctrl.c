@@ -77,7 +77,12 @@ void net_learn_addr(struct net_dev *net, const struct iovec *iov, unsigned nr, s
 	uint8_t f[14 + 40 + 24];
 	size_t n = frame_len < sizeof(f) ? frame_len : sizeof(f);
 
-	if (iov_to_buf(iov, nr, NET_HDR_LEN, f, n) != n || n < 42 || memcmp(f + 6, net->mac, 6))
+	/* Called for every frame until both are known: look at the type
+	 * first, copy the rest only for ARP and IPv6. */
+	if (n < 42 || iov_to_buf(iov, nr, NET_HDR_LEN + 12, f + 12, 2) != 2 ||
+	    !((f[12] == 0x08 && f[13] == 0x06) || (f[12] == 0x86 && f[13] == 0xdd)))
+		return;
+	if (iov_to_buf(iov, nr, NET_HDR_LEN, f, n) != n || memcmp(f + 6, net->mac, 6))
 		return;
 	/* ARP, Ethernet/IPv4, sender MAC ours, a sender address set. */
 	if (f[12] == 0x08 && f[13] == 0x06 && f[14] == 0 && f[15] == 1 && f[16] == 0x08 &&

@@ -159,10 +159,11 @@ static enum rx_result rx_one(struct net_queue *nq, struct virtq_error *err)
 	{
 		size_t left = guest_len;
 
+		/* Published by net_rx, a batch at a time. */
 		for (unsigned i = 0; i < used; i++) {
 			uint32_t n = nq->rxc[i].in_len < left ? nq->rxc[i].in_len : (uint32_t)left;
 
-			virtq_push(vq, nq->rxc[i].head, n);
+			virtq_fill(vq, nq->rxc[i].head, n);
 			left -= n;
 		}
 	}
@@ -171,29 +172,50 @@ static enum rx_result rx_one(struct net_queue *nq, struct virtq_error *err)
 	return RX_DONE;
 }
 
+/* Kicks stay off while the device has buffers and watches the back end:
+ * new buffers are found when the next frame comes. They come back on only
+ * when the ring is empty, which is when the device needs to hear of new
+ * buffers. */
 void net_rx(struct net_queue *nq)
 {
 	struct net_dev *net = nq->net;
 	struct virtio_dev *vd = &net->vd;
 	unsigned qi = 2 * nq->pair;
+	struct virtq *vq = &vd->vqs[qi];
 	struct virtq_error err = { 0 };
 	enum rx_result r = RX_AGAIN;
-	uint16_t used_before = vd->vqs[qi].used_idx;
+	uint16_t used_before = vq->used_idx;
+	unsigned n = 0, tries = 0;
 
 	if (!virtio_dev_running(vd, qi) || nq->pair >= net->active_pairs) {
+		virtq_set_kicks(vq, true);
 		net_watch_fd(nq, false);
 		return;
 	}
-	for (unsigned n = 0; n < NET_BURST; n++) {
+	virtq_set_kicks(vq, false);
+	while (n < NET_BURST && tries++ < 2 * NET_BURST) {
 		r = rx_one(nq, &err);
-		if (r != RX_DONE)
+		if (r == RX_DONE) {
+			if (++n % NET_USED_BATCH == 0)
+				virtq_flush(vq);
+			continue;
+		}
+		if (r != RX_NOBUF)
 			break;
+		/* Out of buffers: ask for a kick, then look once more (buffers
+		 * posted before the driver saw the flag came without one). */
+		virtq_set_kicks(vq, true);
+		if (!virtq_has_avail(vq))
+			break;
+		virtq_set_kicks(vq, false);
 	}
 	if (r == RX_BROKEN)
 		virtio_dev_fail(vd, "rx queue %u: %s (0x%llx)", qi, err.what,
 				(unsigned long long)err.value);
 	/* No buffers left (or broken): stop watching until the next rx kick. */
 	net_watch_fd(nq, r == RX_DONE || r == RX_AGAIN);
-	if (vd->vqs[qi].used_idx != used_before)
+	if (!nq->fd_watched)
+		virtq_set_kicks(vq, true); /* not watching: only a kick brings us back */
+	if (vq->used_idx != used_before)
 		virtio_dev_maybe_notify(vd, qi);
 }

@@ -23,6 +23,7 @@ static const char *const kind_names[EMUL_KIND_COUNT] = {
 	[EMUL_KIND_XSAVE] = "xsave",
 	[EMUL_KIND_XRSTOR] = "xrstor",
 	[EMUL_KIND_SSE] = "sse-move",
+	[EMUL_KIND_SSE_ALU] = "sse-alu",
 };
 
 const char *emul_kind_name(enum emul_kind kind)
@@ -696,6 +697,10 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 		rep->kind = EMUL_KIND_SSE;
 		break;
 	default:
+		if (emul_sse_alu_known(in.ci->id)) {
+			rep->kind = EMUL_KIND_SSE_ALU;
+			break;
+		}
 		snprintf(rep->why, sizeof(rep->why), "no emulation for this instruction");
 		goto out;
 	}
@@ -734,6 +739,9 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 		break;
 	case EMUL_KIND_SSE:
 		r = emul_do_sse(ctx, st, &in, rep);
+		break;
+	case EMUL_KIND_SSE_ALU:
+		r = emul_do_sse_alu(ctx, st, &in, rep);
 		break;
 	default:
 		break;

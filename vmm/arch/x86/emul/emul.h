@@ -5,8 +5,10 @@
  * forms), cmpxchg8b/cmpxchg16b, xsave/xsaveopt/xrstor in the standard
  * (non-compacted) form, and the SSE register moves (movd/movq between
  * general registers, memory and XMM; movdqa/movdqu/movaps/movups/movapd/
- * movupd; pxor/xorps/xorpd) in their legacy encodings. Anything else is
- * refused with a report.
+ * movupd; pxor/xorps/xorpd) in their legacy encodings, and the SSE
+ * integer operations Linux's ring-0 SIMD code uses (padd/psub, and/andn/or,
+ * pcmpeq, unpacks, pshufd/pshufb/palignr, shifts: emul_sse_alu.c).
+ * Anything else is refused with a report.
  *
  * The CPU is a plain struct (struct emul_state) so that the library runs
  * without KVM: the unit tests fill it by hand, the KVM adapter
@@ -41,6 +43,7 @@ enum emul_kind {
 	EMUL_KIND_XSAVE,   /* xsave, xsaveopt (standard form) */
 	EMUL_KIND_XRSTOR,  /* xrstor (standard form) */
 	EMUL_KIND_SSE,     /* SSE register moves and xors ("sse-move") */
+	EMUL_KIND_SSE_ALU, /* SSE integer/logic operations, shuffles, shifts ("sse-alu") */
 	EMUL_KIND_COUNT
 };
 /* "int3", "popcnt", ... */

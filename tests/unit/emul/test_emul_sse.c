@@ -296,6 +296,15 @@ static void test_refused(void **state)
 	assert_int_equal(RUN(f, &rep, 0xc5, 0xf9, 0x6e, 0xc0), EMUL_UNHANDLED); /* vmovd */
 	assert_non_null(strstr(rep.mnemonic, "vmovd"));
 	assert_non_null(strstr(rep.why, "no emulation"));
+
+	/* only_kinds (the adapter's SSE runs): another kind is left alone. */
+	fx_state_64(&f->st);
+	f->st.only_kinds = (1u << EMUL_KIND_SSE) | (1u << EMUL_KIND_SSE_ALU);
+	f->st.gpr[EMUL_RBX] = 0xff;
+	assert_int_equal(RUN(f, &rep, 0xf3, 0x0f, 0xb8, 0xc3), EMUL_UNHANDLED); /* popcnt eax, ebx */
+	assert_int_equal(f->st.gpr[EMUL_RAX], 0);
+	assert_int_equal(f->st.rip, FX_CODE);
+	assert_int_equal(RUN(f, &rep, 0x66, 0x0f, 0xfe, 0xc1), EMUL_DONE); /* paddd xmm0, xmm1 */
 }
 
 /* ---- SSE integer operations (emul_sse_alu.c) against native execution ---- */

@@ -704,6 +704,10 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 		snprintf(rep->why, sizeof(rep->why), "no emulation for this instruction");
 		goto out;
 	}
+	if (st->only_kinds && !(st->only_kinds & (1u << rep->kind))) {
+		snprintf(rep->why, sizeof(rep->why), "not among the kinds asked for");
+		goto out;
+	}
 	if (in.lock && rep->kind != EMUL_KIND_CMPXCHG8B && rep->kind != EMUL_KIND_CMPXCHG16B) {
 		r = emul_raise(st, EMUL_VEC_UD, false, 0);
 		goto out;

@@ -121,6 +121,10 @@ struct emul_state {
 	 * changed one, the adapter writes them back. */
 	uint8_t xmm[16][16];
 	bool xmm_dirty;
+	/* Input: when non-zero, only instructions of these kinds (bit
+	 * 1 << enum emul_kind) are carried out; others give EMUL_UNHANDLED
+	 * with nothing changed (the adapter's runs of SSE instructions). */
+	uint32_t only_kinds;
 };
 
 /* Result of one emulation step. */
@@ -141,6 +145,8 @@ struct emul_report {
 	char why[128];
 	enum emul_kind kind;   /* valid after EMUL_DONE / EMUL_EXCEPTION */
 	int vector;            /* the exception raised (EMUL_EXCEPTION), else -1 */
+	unsigned retired;      /* emul_kvm_handle: instructions carried out (a run
+				* of SSE instructions counts each) */
 };
 /* "RIP 0x... bytes 0f 01 ca ... (clac): why" into buf. */
 void emul_report_format(const struct emul_report *r, char *buf, size_t len);
@@ -199,6 +205,10 @@ unsigned emul_cpl(const struct emul_state *st);
 
 /* KVM adapter: handle the emulation failure that just ended KVM_RUN on
  * vcpu_fd. Reads the registers, emulates, writes back, injects the exception
- * if one was raised. Returns the status; -errno (as a negative int, with
+ * if one was raised. After an SSE instruction it goes on with the SSE
+ * instructions that follow it (up to EMUL_KVM_RUN_MAX, stopping before any
+ * other instruction or a fault), since KVM would fail on each of them in
+ * turn: one exit and one register round trip for a run of SIMD code. Returns the status; -errno (as a negative int, with
  * rep->why filled) if an ioctl failed. */
 int emul_kvm_handle(struct emul_ctx *ctx, int vcpu_fd, struct emul_report *rep) __must_check;
+#define EMUL_KVM_RUN_MAX 64

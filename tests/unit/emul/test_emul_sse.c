@@ -307,6 +307,38 @@ static void test_refused(void **state)
 	assert_int_equal(RUN(f, &rep, 0x66, 0x0f, 0xfe, 0xc1), EMUL_DONE); /* paddd xmm0, xmm1 */
 }
 
+/* movzx, which the adapter runs between SSE instructions: byte and word
+ * sources, registers and memory, 16/32/64-bit destinations. */
+static void test_movzx(void **state)
+{
+	struct fixture *f = *state;
+	struct emul_report rep;
+	static const uint8_t bytes[4] = { 0xfe, 0x81, 0x7f, 0x80 };
+
+	fx_state_64(&f->st);
+	fxt_put(f, FX_A + 0x100, bytes, 4);
+	f->st.gpr[EMUL_RCX] = FX_A + 0x100;
+	f->st.gpr[EMUL_RAX] = ~0ull;
+	assert_int_equal(RUN(f, &rep, 0x0f, 0xb6, 0x41, 0x01), EMUL_DONE); /* movzx eax, byte [rcx+1] */
+	assert_string_equal(rep.mnemonic, "movzx eax, byte ptr [rcx + 1]");
+	assert_int_equal(rep.kind, EMUL_KIND_MOVZX);
+	assert_int_equal(f->st.gpr[EMUL_RAX], 0x81);
+	assert_int_equal(f->st.rip, FX_CODE + 4);
+	f->st.gpr[9] = ~0ull;
+	assert_int_equal(RUN(f, &rep, 0x4c, 0x0f, 0xb7, 0x49, 0x02), EMUL_DONE); /* movzx r9, word [rcx+2] */
+	assert_int_equal(f->st.gpr[9], 0x807f);
+	f->st.gpr[EMUL_RBX] = 0x1234;
+	f->st.gpr[EMUL_RDX] = 0xffffffffffffffffull;
+	assert_int_equal(RUN(f, &rep, 0x66, 0x0f, 0xb6, 0xd7), EMUL_DONE); /* movzx dx, bh */
+	assert_int_equal(f->st.gpr[EMUL_RDX], 0xffffffffffff0012ull);
+	/* Not present: #PF, nothing written. */
+	f->st.gpr[EMUL_RCX] = FX_NP;
+	f->st.gpr[EMUL_RAX] = 5;
+	assert_int_equal(RUN(f, &rep, 0x0f, 0xb6, 0x01), EMUL_EXCEPTION);
+	assert_int_equal(f->st.exc.vector, EMUL_VEC_PF);
+	assert_int_equal(f->st.gpr[EMUL_RAX], 5);
+}
+
 /* ---- SSE integer operations (emul_sse_alu.c) against native execution ---- */
 
 /* xmm0 = d, xmm1 = s, run `text` (operands xmm1, xmm0 in AT&T order), d = xmm0. */
@@ -612,6 +644,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refused, fxt_setup, fxt_teardown),
 		cmocka_unit_test_setup_teardown(test_alu_vs_native, fxt_setup, fxt_teardown),
 		cmocka_unit_test_setup_teardown(test_alu_mem_faults, fxt_setup, fxt_teardown),
+		cmocka_unit_test_setup_teardown(test_movzx, fxt_setup, fxt_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -44,6 +44,8 @@ enum emul_kind {
 	EMUL_KIND_XRSTOR,  /* xrstor (standard form) */
 	EMUL_KIND_SSE,     /* SSE register moves and xors ("sse-move") */
 	EMUL_KIND_SSE_ALU, /* SSE integer/logic operations, shuffles, shifts ("sse-alu") */
+	EMUL_KIND_MOVZX,   /* movzx: KVM runs it; emulated only inside a run of SSE
+			    * instructions (table-driven SIMD code indexes with it) */
 	EMUL_KIND_COUNT
 };
 /* "int3", "popcnt", ... */
@@ -206,9 +208,10 @@ unsigned emul_cpl(const struct emul_state *st);
 /* KVM adapter: handle the emulation failure that just ended KVM_RUN on
  * vcpu_fd. Reads the registers, emulates, writes back, injects the exception
  * if one was raised. After an SSE instruction it goes on with the SSE
- * instructions that follow it (up to EMUL_KVM_RUN_MAX, stopping before any
- * other instruction or a fault), since KVM would fail on each of them in
- * turn: one exit and one register round trip for a run of SIMD code. Returns the status; -errno (as a negative int, with
+ * instructions (and movzx, which SIMD code interleaves to index its tables)
+ * that follow it, up to EMUL_KVM_RUN_MAX, stopping before any other
+ * instruction or a fault, since KVM would fail on each SSE one in turn: one
+ * exit and one register round trip for a run of SIMD code. Returns the status; -errno (as a negative int, with
  * rep->why filled) if an ioctl failed. */
 int emul_kvm_handle(struct emul_ctx *ctx, int vcpu_fd, struct emul_report *rep) __must_check;
-#define EMUL_KVM_RUN_MAX 64
+#define EMUL_KVM_RUN_MAX 128

@@ -188,31 +188,11 @@ int vcpus_setup_regs(struct vm *vm, const struct x86_boot_info *bi)
 	return 0;
 }
 
-/* Features a Linux guest would use that this host's KVM cannot carry out at
- * CPL0 (measured: see docs/linux-guests.md), or that the CPUID template
- * hides. Numbers are Linux's X86_FEATURE_* bits (word * 32 + bit), which
- * every kernel's clearcpuid= accepts; words 4 and 9 are CPUID 1.ECX and
- * CPUID 7.0.EBX, fixed by the hardware layout. */
-static const struct {
-	uint32_t leaf;
-	char reg;        /* 'c': ECX, 'b': EBX */
-	unsigned bit;
-	unsigned linux_bit;
-	const char *name;
-} hidden_features[] = {
-	{ 1, 'c', 3, 4 * 32 + 3, "monitor" },  /* the template hides MONITOR/MWAIT */
-	{ 1, 'c', 13, 4 * 32 + 13, "cx16" },   /* cmpxchg16b */
-	{ 1, 'c', 23, 4 * 32 + 23, "popcnt" },
-	{ 7, 'b', 20, 9 * 32 + 20, "smap" },   /* clac/stac */
-};
-#define CPUID1_ECX_XSAVE (1u << 26)
-
 int vcpus_feature_hiding_args(struct vm *vm, char *buf, size_t len)
 {
 	struct kvm_cpuid2 *c;
-	size_t off = 0;
-	bool first = true;
 	const unsigned nent = 256;
+	int ret;
 
 	buf[0] = 0;
 	if (!vm->nr_vcpus || vm->vcpus[0].cpuid_applied)
@@ -222,32 +202,13 @@ int vcpus_feature_hiding_args(struct vm *vm, char *buf, size_t len)
 		return -ENOMEM;
 	c->nent = nent;
 	if (ioctl(vm->vcpus[0].fd, KVM_GET_CPUID2, c) < 0) {
-		int err = -errno;
-
+		ret = -errno;
 		free(c);
-		return err;
+		return ret;
 	}
-	for (size_t f = 0; f < ARRAY_SIZE(hidden_features); f++) {
-		for (unsigned i = 0; i < c->nent; i++) {
-			const struct kvm_cpuid_entry2 *e = &c->entries[i];
-			uint32_t r = hidden_features[f].reg == 'c' ? e->ecx : e->ebx;
-
-			if (e->function != hidden_features[f].leaf || e->index != 0 ||
-			    !(r & (1u << hidden_features[f].bit)))
-				continue;
-			off += (size_t)snprintf(buf + off, len > off ? len - off : 0, "%s%u",
-						first ? "clearcpuid=" : ",",
-						hidden_features[f].linux_bit);
-			first = false;
-		}
-	}
-	for (unsigned i = 0; i < c->nent; i++) {
-		if (c->entries[i].function == 1 && (c->entries[i].ecx & CPUID1_ECX_XSAVE))
-			off += (size_t)snprintf(buf + off, len > off ? len - off : 0, "%snoxsave",
-						first ? "" : " ");
-	}
+	ret = x86_linux_hiding_args(c, buf, len);
 	free(c);
-	return off < len ? 0 : -ENOSPC;
+	return ret;
 }
 
 static void vcpu_handle_io(struct vcpu *v)

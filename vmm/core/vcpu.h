@@ -30,7 +30,7 @@ int vcpus_setup_regs(struct vm *vm, const struct x86_boot_info *bi) __must_check
 /* When the CPUID template was not applied: the Linux command-line options
  * that hide, from the guest side, the features the guest sees but this
  * host's KVM cannot emulate at CPL0 or that the template hides
- * ("clearcpuid=131,141,151,308 noxsave"); "" when nothing needs hiding.
+ * ("clearcpuid=131,137,141,151,308 noxsave": x86_linux_hiding_args); "" when nothing needs hiding.
  * Call after vcpus_create. Returns 0 or -errno. */
 int vcpus_feature_hiding_args(struct vm *vm, char *buf, size_t len) __must_check;
 /* Start one thread per vCPU. */

@@ -80,7 +80,8 @@ static struct kvm_cpuid2 *fake_cpuid(void)
 		{.function = 0x1f, .index = 1, .eax = 7, .ebx = 16, .ecx = 0x201, .flags = 1},
 		{.function = 0x40000001, .eax = 0x01007afb},
 	};
-	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + sizeof(host));
+	/* Room for one more entry (linux_hiding_args adds leaf 7). */
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + sizeof(host) + sizeof(host[0]));
 
 	c->nent = ARRAY_SIZE(host);
 	memcpy(c->entries, host, sizeof(host));
@@ -361,12 +362,44 @@ static void kvm_vcpu_setup(void **state)
 	kvm_close_vm(&v);
 }
 
+/* Where KVM keeps the host's feature bits (the emulating KVM of this
+ * project's hosts), Linux is told to hide the ones it cannot use here. */
+static void linux_hiding_args(void **state)
+{
+	struct kvm_cpuid2 *c = fake_cpuid();
+	char buf[128];
+	const struct kvm_cpuid_entry2 *l1 = leaf(c, 1, 0);
+	struct kvm_cpuid_entry2 *e1 = (struct kvm_cpuid_entry2 *)l1;
+
+	(void)state;
+	/* 0x7ffafbbf: MONITOR, SSSE3, CX16, POPCNT and XSAVE shown; no leaf 7. */
+	assert_int_equal(x86_linux_hiding_args(c, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "clearcpuid=131,137,141,151 noxsave");
+	/* What the CPU lacks is not named; SMAP from leaf 7.0 EBX. */
+	e1->ecx &= ~((1u << 3) | (1u << 9) | (1u << 26));
+	c->entries[c->nent] = (struct kvm_cpuid_entry2){ .function = 7, .ebx = 1u << 20 };
+	c->nent++;
+	assert_int_equal(x86_linux_hiding_args(c, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "clearcpuid=141,151,308");
+	/* Nothing to hide: "". */
+	e1->ecx = 0;
+	c->entries[c->nent - 1].ebx = 0;
+	assert_int_equal(x86_linux_hiding_args(c, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "");
+	/* Too small a buffer: -ENOSPC, still terminated. */
+	e1->ecx = 1u << 26;
+	assert_int_equal(x86_linux_hiding_args(c, buf, 4), -ENOSPC);
+	assert_int_equal(strlen(buf), 3);
+	free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(gdt_entries),
 		cmocka_unit_test(boot_tables),
 		cmocka_unit_test(cpuid_template),
+		cmocka_unit_test(linux_hiding_args),
 		cmocka_unit_test(msr_list),
 		cmocka_unit_test(kvm_vcpu_setup),
 	};

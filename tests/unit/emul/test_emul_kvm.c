@@ -1,7 +1,8 @@
 /* test_emul_kvm.c: the emulation fallback's KVM adapter on a real vCPU: a
  * 32-bit protected-mode guest runs popcnt, ldmxcsr/stmxcsr, fwait, stac/clac,
- * lock cmpxchg8b, xsave/xrstor, SSE register moves (movd, movq, pxor, movdqu)
- * and int3 (its #BP handler records the return address), with
+ * lock cmpxchg8b, xsave/xrstor, SSE register moves (movd, movq, pxor, movdqu),
+ * SSE integer operations (paddd, pshufd, psrld), a movzx inside an SSE run, CPUID (at CPL0: which
+ * parts of the KVM_SET_CPUID2 table it honours) and int3 (its #BP handler records the return address), with
  * the exit loop cella-vm uses for emulation failures. On this project's
  * emulating KVM these instructions end KVM_RUN and the fallback carries them
  * out; on a hardware host they run natively. The results must be the same.
@@ -31,6 +32,8 @@
 #define STACK 0x3000u
 #define IDT 0x4000u
 #define GDT 0x5000u
+#define CPUID1_ECX_SSSE3 (1u << 9)
+#define CPUID1_ECX_POPCNT (1u << 23)
 
 /* The guest, assembled by hand (32-bit code). */
 static const uint8_t guest_code[] = {
@@ -57,11 +60,22 @@ static const uint8_t guest_code[] = {
 	0x0f, 0xae, 0x1d, 0x40, 0x20, 0x00, 0x00,       /* stmxcsr [0x2040] */
 	0xb9, 0x78, 0x56, 0x34, 0x12,                   /* mov ecx, 0x12345678 */
 	0x66, 0x0f, 0x6e, 0xc9,                         /* movd xmm1, ecx */
+	0x0f, 0xb6, 0x15, 0x10, 0x20, 0x00, 0x00,       /* movzx edx, byte [0x2010] */
 	0x66, 0x0f, 0xef, 0xd2,                         /* pxor xmm2, xmm2 */
 	0xf3, 0x0f, 0x7e, 0xd1,                         /* movq xmm2, xmm1 */
 	0x66, 0x0f, 0x7e, 0xd0,                         /* movd eax, xmm2 */
 	0xa3, 0x50, 0x20, 0x00, 0x00,                   /* mov [0x2050], eax */
 	0xf3, 0x0f, 0x7f, 0x0d, 0x60, 0x20, 0x00, 0x00, /* movdqu [0x2060], xmm1 */
+	0x66, 0x0f, 0xfe, 0xc9,                         /* paddd xmm1, xmm1 */
+	0x66, 0x0f, 0x70, 0xd9, 0x1b,                   /* pshufd xmm3, xmm1, 0x1b */
+	0x66, 0x0f, 0x72, 0xd3, 0x04,                   /* psrld xmm3, 4 */
+	0xf3, 0x0f, 0x7f, 0x1d, 0x80, 0x20, 0x00, 0x00, /* movdqu [0x2080], xmm3 */
+	0x89, 0x15, 0x98, 0x20, 0x00, 0x00,             /* mov [0x2098], edx */
+	0xb8, 0x01, 0x00, 0x00, 0x00,                   /* mov eax, 1 */
+	0x31, 0xc9,                                     /* xor ecx, ecx */
+	0x0f, 0xa2,                                     /* cpuid (at CPL0) */
+	0x89, 0x0d, 0x90, 0x20, 0x00, 0x00,             /* mov [0x2090], ecx */
+	0x89, 0x1d, 0x94, 0x20, 0x00, 0x00,             /* mov [0x2094], ebx */
 	0xcc,                                           /* int3 -> handler */
 	0xf4,                                           /* (not reached) hlt */
 };
@@ -97,11 +111,12 @@ static void test_kvm_adapter(void **state)
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
 	struct kvm_run *run;
-	uint64_t handled = 0;
+	uint64_t handled = 0, retired = 0;
 	int kvm, vm, vcpu, mmap_size, exits = 0;
 	uint8_t *m;
 	uint64_t gdt[3] = { 0, 0x00cf9a000000ffffull, 0x00cf92000000ffffull };
-	uint32_t got;
+	uint32_t got, table_ecx = 0;
+	bool features_kept = true;
 
 	(void)state;
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -157,7 +172,27 @@ static void test_kvm_adapter(void **state)
 		assert_non_null(cpuid);
 		cpuid->nent = 256;
 		assert_int_equal(ioctl(kvm, KVM_GET_SUPPORTED_CPUID, cpuid), 0);
+		/* In leaf 1, hide SSSE3 and POPCNT and set the initial APIC id
+		 * (EBX[31:24]) to 0x5a: what the guest's CPL0 CPUID returns tells
+		 * which parts of the table this KVM honours (checked below). The
+		 * instructions themselves still run (KVM and the fallback do not
+		 * check CPUID), so popcnt above is unaffected. */
+		for (unsigned i = 0; i < cpuid->nent; i++) {
+			struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+
+			if (e->function != 1)
+				continue;
+			e->ecx &= ~(CPUID1_ECX_SSSE3 | CPUID1_ECX_POPCNT);
+			e->ebx = (e->ebx & 0x00ffffffu) | (0x5au << 24);
+			table_ecx = e->ecx;
+		}
 		assert_int_equal(ioctl(vcpu, KVM_SET_CPUID2, cpuid), 0);
+		/* KVM_GET_CPUID2 reads back what KVM made of the table. */
+		cpuid->nent = 256;
+		assert_int_equal(ioctl(vcpu, KVM_GET_CPUID2, cpuid), 0);
+		for (unsigned i = 0; i < cpuid->nent; i++)
+			if (cpuid->entries[i].function == 1)
+				features_kept = cpuid->entries[i].ecx == table_ecx;
 		free(cpuid);
 
 		xcrs.xcrs[0].xcr = 0;
@@ -187,14 +222,23 @@ static void test_kvm_adapter(void **state)
 				emul_report_format(&rep, line, sizeof(line));
 				fail_msg("not emulated: %s", line);
 			}
-			print_message("emulated %s\n", emul_kind_name(rep.kind));
+			print_message("emulated %s (%u instructions)\n", emul_kind_name(rep.kind),
+				      rep.retired);
 			handled++;
+			retired += rep.retired;
 			continue;
 		}
 		fail_msg("unexpected exit %u", run->exit_reason);
 	}
-	print_message("%llu emulation failures handled by the fallback\n",
-		      (unsigned long long)handled);
+	print_message("%llu emulation failures handled by the fallback, %llu instructions\n",
+		      (unsigned long long)handled, (unsigned long long)retired);
+	/* Where the SSE instructions fail (here), the adapter carries out the
+	 * run movd, movzx, pxor, movq, movd in one exit, and paddd, pshufd,
+	 * psrld, movdqu in another. */
+	if (handled)
+		assert_true(retired >= handled + 7);
+	memcpy(&got, m + DATA + 0x98, 4);
+	assert_int_equal(got, 0xc0);        /* movzx of the low byte of 0x9fc0 */
 	memcpy(&got, m + DATA, 4);
 	assert_int_equal(got, 12);          /* popcnt 0xf0f0f0 */
 	memcpy(&got, m + DATA + 0x14, 4);
@@ -220,6 +264,36 @@ static void test_kvm_adapter(void **state)
 
 		assert_memory_equal(m + DATA + 0x60, want, 16); /* movdqu of xmm1 */
 	}
+	{
+		/* paddd doubled 0x12345678, pshufd moved dword 0 to 3, psrld by 4. */
+		static const uint8_t want[16] = { [12] = 0xcf, 0x8a, 0x46, 0x02 };
+
+		assert_memory_equal(m + DATA + 0x80, want, 16);
+	}
+	/* CPL0 CPUID (how Linux identifies the CPU) answers from the table:
+	 * the APIC id set there is seen (without a table every leaf reads 0
+	 * on this host). Its feature bits follow the table only where
+	 * KVM_GET_CPUID2 reads them back as set: this project's emulating KVM
+	 * replaces them with the host's, so a Linux guest sees SSSE3 and
+	 * POPCNT anyway and only its own clearcpuid= hides them
+	 * (docs/linux-guests.md, "Which CPUID Linux sees"). */
+	memcpy(&got, m + DATA + 0x94, 4);
+	assert_int_equal(got >> 24, 0x5a);
+	memcpy(&got, m + DATA + 0x90, 4);
+	print_message("CPL0 CPUID.1: ECX 0x%08x, SSSE3 and POPCNT hidden in the table: %s "
+		      "(KVM_GET_CPUID2 %s the table's feature bits)\n", got,
+		      got & (CPUID1_ECX_SSSE3 | CPUID1_ECX_POPCNT) ? "shown" : "hidden",
+		      features_kept ? "keeps" : "does not keep");
+	if (features_kept) {
+		assert_int_equal(got & (CPUID1_ECX_SSSE3 | CPUID1_ECX_POPCNT), 0);
+	} else {
+		uint32_t a, b, c, d;
+
+		/* The host's own bits (this process's CPUID). */
+		__asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+		assert_int_equal(got & (CPUID1_ECX_SSSE3 | CPUID1_ECX_POPCNT),
+				 c & (CPUID1_ECX_SSSE3 | CPUID1_ECX_POPCNT));
+	}
 	memcpy(&got, m + DATA + 0x30, 4);
 	assert_int_equal(got, 0xb3);        /* the #BP handler ran */
 	memcpy(&got, m + DATA + 0x34, 4);
@@ -233,7 +307,7 @@ static void test_kvm_adapter(void **state)
 		memcpy(&got, (uint8_t *)xs.region + 24, 4);
 		assert_int_equal(got, 0x1f81);
 		memcpy(&got, (uint8_t *)xs.region + 160 + 16, 4); /* the vCPU's XMM1 */
-		assert_int_equal(got, 0x12345678);
+		assert_int_equal(got, 0x2468acf0);         /* after paddd xmm1, xmm1 */
 	}
 	munmap(run, (size_t)mmap_size);
 	close(vcpu);

@@ -113,6 +113,14 @@ int x86_setup_cpuid(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr_cpus) _
  * ignores it (see docs/boot.md): log that once, it is not an error. */
 int x86_setup_cpuid_checked(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr_cpus,
 			    bool *applied) __must_check;
+struct kvm_cpuid2;
+/* The Linux command-line options ("clearcpuid=131,137,141,151,308 noxsave")
+ * that hide, from the guest side, the features of cpuid (what the vCPU's
+ * CPUID shows) that this host's KVM cannot run at CPL0, runs only slowly
+ * through the emulation fallback, or that the template hides; "" when none
+ * is shown. For hosts whose KVM ignores the template's feature bits
+ * (cpuid_linux.c). 0, or -ENOSPC when buf is too small. */
+int x86_linux_hiding_args(const struct kvm_cpuid2 *cpuid, char *buf, size_t len) __must_check;
 
 /* Initial MSRs (SYSENTER/STAR..., MISC_ENABLE fast strings, TSC, PAT). */
 int x86_setup_msrs(int vcpu_fd) __must_check;

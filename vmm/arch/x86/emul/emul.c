@@ -23,6 +23,8 @@ static const char *const kind_names[EMUL_KIND_COUNT] = {
 	[EMUL_KIND_XSAVE] = "xsave",
 	[EMUL_KIND_XRSTOR] = "xrstor",
 	[EMUL_KIND_SSE] = "sse-move",
+	[EMUL_KIND_SSE_ALU] = "sse-alu",
+	[EMUL_KIND_MOVZX] = "movzx",
 };
 
 const char *emul_kind_name(enum emul_kind kind)
@@ -362,6 +364,44 @@ static enum emul_status do_popcnt(struct emul_ctx *ctx, struct emul_state *st,
 	return EMUL_DONE;
 }
 
+/* movzx r16/r32/r64, r/m8 or r/m16. KVM runs it itself; the adapter asks
+ * for it inside runs of SSE code (emul_kvm.c). */
+static enum emul_status do_movzx(struct emul_ctx *ctx, struct emul_state *st,
+				 const struct insn *in, struct emul_report *rep)
+{
+	const cs_x86_op *dst = &in->x->operands[0], *src = &in->x->operands[1];
+	struct reg_desc d, s;
+	uint64_t v = 0;
+
+	if (in->x->op_count != 2 || dst->type != X86_OP_REG || !reg_lookup(dst->reg, &d) ||
+	    (src->size != 1 && src->size != 2)) {
+		snprintf(rep->why, sizeof(rep->why), "unexpected movzx operands");
+		return EMUL_UNHANDLED;
+	}
+	if (src->type == X86_OP_REG) {
+		if (!reg_lookup(src->reg, &s)) {
+			snprintf(rep->why, sizeof(rep->why), "unexpected movzx source");
+			return EMUL_UNHANDLED;
+		}
+		v = reg_read(st, &s);
+	} else if (src->type == X86_OP_MEM) {
+		uint64_t lin;
+		enum emul_status r = emul_mem_linear(st, in, src, src->size, &lin);
+
+		if (r != EMUL_DONE)
+			return r;
+		r = emul_mem_status(emul_mem_read(ctx, st, lin, &v, src->size, EMUL_READ, rep->why,
+						  sizeof(rep->why)), rep);
+		if (r != EMUL_DONE)
+			return r;
+	} else {
+		return EMUL_UNHANDLED;
+	}
+	reg_write(st, &d, v & size_mask(src->size));
+	emul_advance(st, in);
+	return EMUL_DONE;
+}
+
 static enum emul_status do_clac_stac(struct emul_state *st, const struct insn *in, bool set)
 {
 	if (!(st->cr0 & EMUL_CR0_PE) || (st->rflags & EMUL_RFLAGS_VM) || emul_cpl(st) > 0)
@@ -695,8 +735,19 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 	case X86_INS_XORPD:
 		rep->kind = EMUL_KIND_SSE;
 		break;
+	case X86_INS_MOVZX:
+		rep->kind = EMUL_KIND_MOVZX;
+		break;
 	default:
+		if (emul_sse_alu_known(in.ci->id)) {
+			rep->kind = EMUL_KIND_SSE_ALU;
+			break;
+		}
 		snprintf(rep->why, sizeof(rep->why), "no emulation for this instruction");
+		goto out;
+	}
+	if (st->only_kinds && !(st->only_kinds & (1u << rep->kind))) {
+		snprintf(rep->why, sizeof(rep->why), "not among the kinds asked for");
 		goto out;
 	}
 	if (in.lock && rep->kind != EMUL_KIND_CMPXCHG8B && rep->kind != EMUL_KIND_CMPXCHG16B) {
@@ -734,6 +785,12 @@ enum emul_status emul_step(struct emul_ctx *ctx, struct emul_state *st, struct e
 		break;
 	case EMUL_KIND_SSE:
 		r = emul_do_sse(ctx, st, &in, rep);
+		break;
+	case EMUL_KIND_SSE_ALU:
+		r = emul_do_sse_alu(ctx, st, &in, rep);
+		break;
+	case EMUL_KIND_MOVZX:
+		r = do_movzx(ctx, st, &in, rep);
 		break;
 	default:
 		break;

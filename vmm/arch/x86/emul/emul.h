@@ -5,8 +5,10 @@
  * forms), cmpxchg8b/cmpxchg16b, xsave/xsaveopt/xrstor in the standard
  * (non-compacted) form, and the SSE register moves (movd/movq between
  * general registers, memory and XMM; movdqa/movdqu/movaps/movups/movapd/
- * movupd; pxor/xorps/xorpd) in their legacy encodings. Anything else is
- * refused with a report.
+ * movupd; pxor/xorps/xorpd) in their legacy encodings, and the SSE
+ * integer operations Linux's ring-0 SIMD code uses (padd/psub, and/andn/or,
+ * pcmpeq, unpacks, pshufd/pshufb/palignr, shifts: emul_sse_alu.c).
+ * Anything else is refused with a report.
  *
  * The CPU is a plain struct (struct emul_state) so that the library runs
  * without KVM: the unit tests fill it by hand, the KVM adapter
@@ -41,6 +43,9 @@ enum emul_kind {
 	EMUL_KIND_XSAVE,   /* xsave, xsaveopt (standard form) */
 	EMUL_KIND_XRSTOR,  /* xrstor (standard form) */
 	EMUL_KIND_SSE,     /* SSE register moves and xors ("sse-move") */
+	EMUL_KIND_SSE_ALU, /* SSE integer/logic operations, shuffles, shifts ("sse-alu") */
+	EMUL_KIND_MOVZX,   /* movzx: KVM runs it; emulated only inside a run of SSE
+			    * instructions (table-driven SIMD code indexes with it) */
 	EMUL_KIND_COUNT
 };
 /* "int3", "popcnt", ... */
@@ -118,6 +123,10 @@ struct emul_state {
 	 * changed one, the adapter writes them back. */
 	uint8_t xmm[16][16];
 	bool xmm_dirty;
+	/* Input: when non-zero, only instructions of these kinds (bit
+	 * 1 << enum emul_kind) are carried out; others give EMUL_UNHANDLED
+	 * with nothing changed (the adapter's runs of SSE instructions). */
+	uint32_t only_kinds;
 };
 
 /* Result of one emulation step. */
@@ -138,6 +147,8 @@ struct emul_report {
 	char why[128];
 	enum emul_kind kind;   /* valid after EMUL_DONE / EMUL_EXCEPTION */
 	int vector;            /* the exception raised (EMUL_EXCEPTION), else -1 */
+	unsigned retired;      /* emul_kvm_handle: instructions carried out (a run
+				* of SSE instructions counts each) */
 };
 /* "RIP 0x... bytes 0f 01 ca ... (clac): why" into buf. */
 void emul_report_format(const struct emul_report *r, char *buf, size_t len);
@@ -196,6 +207,11 @@ unsigned emul_cpl(const struct emul_state *st);
 
 /* KVM adapter: handle the emulation failure that just ended KVM_RUN on
  * vcpu_fd. Reads the registers, emulates, writes back, injects the exception
- * if one was raised. Returns the status; -errno (as a negative int, with
+ * if one was raised. After an SSE instruction it goes on with the SSE
+ * instructions (and movzx, which SIMD code interleaves to index its tables)
+ * that follow it, up to EMUL_KVM_RUN_MAX, stopping before any other
+ * instruction or a fault, since KVM would fail on each SSE one in turn: one
+ * exit and one register round trip for a run of SIMD code. Returns the status; -errno (as a negative int, with
  * rep->why filled) if an ioctl failed. */
 int emul_kvm_handle(struct emul_ctx *ctx, int vcpu_fd, struct emul_report *rep) __must_check;
+#define EMUL_KVM_RUN_MAX 128

@@ -46,3 +46,8 @@ enum emul_status emul_do_xrstor(struct emul_ctx *ctx, struct emul_state *st,
 /* SSE register moves and xors, legacy (non-VEX) encodings (emul_sse.c). */
 enum emul_status emul_do_sse(struct emul_ctx *ctx, struct emul_state *st,
 			     const struct insn *in, struct emul_report *rep);
+/* SSE integer and logic operations on XMM registers (emul_sse_alu.c):
+ * whether capstone's instruction id is one, and carrying it out. */
+bool emul_sse_alu_known(unsigned id);
+enum emul_status emul_do_sse_alu(struct emul_ctx *ctx, struct emul_state *st,
+				 const struct insn *in, struct emul_report *rep);

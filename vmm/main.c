@@ -73,8 +73,10 @@ static void usage(FILE *f)
 	      "                       passes taps so), NAME still derives the default MAC\n"
 	      "  --kvm PATH|fd:N      the KVM device (default /dev/kvm; cellad passes it open)\n"
 	      "  --rng                virtio-rng device\n"
-	      "  --acpi               ACPI tables for the guest (RSDP, MADT, DSDT with the\n"
-	      "                       devices, power button, S5); off: MP table only\n"
+	      "  --acpi, --no-acpi    ACPI tables for the guest (RSDP, MADT, DSDT with the\n"
+	      "                       devices, power button, S5; default on), or the MP\n"
+	      "                       table only (a Linux kernel without CONFIG_ACPI needs\n"
+	      "                       --no-acpi or acpi=off on its command line)\n"
 	      "  --device TYPE,KEY=VALUE,...  a device of a registered type (repeatable;\n"
 	      "                       the types and their keys are listed below)\n"
 	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH (PATH may be\n"
@@ -167,7 +169,7 @@ static char *dup_or_die(const char *s)
 static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worker_opts *wo)
 {
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
-	       OPT_DISK, OPT_NET, OPT_RNG, OPT_ACPI, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
+	       OPT_DISK, OPT_NET, OPT_RNG, OPT_ACPI, OPT_NO_ACPI, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
 	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
 	       OPT_TEST_PROBE, OPT_RESTORE, OPT_KVM,
 	       OPT_INCOMING, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PEER };
@@ -182,6 +184,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "acpi", no_argument, NULL, OPT_ACPI },
+		{ "no-acpi", no_argument, NULL, OPT_NO_ACPI },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "stats", no_argument, NULL, OPT_STATS },
@@ -263,6 +266,9 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 			break;
 		case OPT_ACPI:
 			cfg->acpi = true;
+			break;
+		case OPT_NO_ACPI:
+			cfg->acpi = false;
 			break;
 		case OPT_DEVICE:
 			if ((ret = config_add_device(cfg, optarg, err, sizeof(err))))

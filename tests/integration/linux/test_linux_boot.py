@@ -239,10 +239,11 @@ def linux_cmdline(extra=""):
     # earlyprintk: the first console line comes right after decompression,
     # not when the 8250 driver registers the console. loglevel=8: evbug's
     # KERN_DEBUG lines (the power button's key press).
-    return ("console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=-1 loglevel=8 "
-            "i8042.noaux i8042.nomux i8042.nopnp "
-            "i8042.dumbkbd root=/dev/vda rw rootfstype=ext4 init=/init ip=dhcp "
-            + extra + " " + os.environ.get("CELLA_LINUX_CMDLINE_EXTRA", "")).strip()
+    return " ".join(w for w in (
+        "console=ttyS0 earlyprintk=serial,ttyS0,115200 reboot=k panic=-1 loglevel=8 "
+        "i8042.noaux i8042.nomux i8042.nopnp "
+        "i8042.dumbkbd root=/dev/vda rw rootfstype=ext4 init=/init ip=dhcp",
+        extra, os.environ.get("CELLA_LINUX_CMDLINE_EXTRA", "")) if w)
 
 
 def cella_command(cella_vm, kernel, env, ctl):

@@ -377,10 +377,11 @@ def boot_acpi_off(cella_vm, kernel, env):
            "--cmdline", linux_cmdline("acpi=off").replace(" rw ", " ro ").replace(" ip=dhcp", "")]
     with harness.Guest(cmd, name="linux-acpi-off") as g:
         wait_checks(g, ACPI_OFF_CHECKS)
-        stats = stopped_stats(g)
+        # Stopped as soon as virtio-blk logs its disk, which it does before
+        # DRIVER_OK: the log is the evidence here, not --stats.
+        stopped_stats(g)
         if any("ACPI: RSDP" in ln for ln in g.lines):
             raise harness.TestFailure("acpi=off: the kernel read the ACPI tables")
-        check_driver_ok(stats, ("virtio-blk0",))
 
 
 def test(args):

@@ -65,7 +65,7 @@ static void usage(FILE *f)
 	      "  --initrd FILE        initial ramdisk\n"
 	      "  --cmdline STR        kernel command line (default: \"" DEFAULT_CMDLINE "\")\n"
 	      "  --cpus N             vCPUs, 1 to 32 (default 1)\n"
-	      "  --cpus-max N         vCPU hot-plug up to N (needs --acpi; control command\n"
+	      "  --cpus-max N         vCPU hot-plug up to N (needs ACPI, on by default; control command\n"
 	      "                       cpus-set, docs/guests.md)\n"
 	      "  --mem MIB            memory in MiB (default 128)\n"
 	      "  --disk PATH[,ro][,id=ID][,format=raw|qcow2][,iops=N][,iops_burst=N][,bps=N]\n"
@@ -80,8 +80,10 @@ static void usage(FILE *f)
 	      "  --userfaultfd PATH|fd:N  /dev/userfaultfd for --restore (default: the node, then\n"
 	      "                       the system call; without one the file is mapped copy-on-write)\n"
 	      "  --rng                virtio-rng device\n"
-	      "  --acpi               ACPI tables for the guest (RSDP, MADT, DSDT with the\n"
-	      "                       devices, power button, S5); off: MP table only\n"
+	      "  --acpi, --no-acpi    ACPI tables for the guest (RSDP, MADT, DSDT with the\n"
+	      "                       devices, power button, S5; default on), or the MP\n"
+	      "                       table only (a Linux kernel without CONFIG_ACPI needs\n"
+	      "                       --no-acpi or acpi=off on its command line)\n"
 	      "  --device TYPE,KEY=VALUE,...  a device of a registered type (repeatable;\n"
 	      "                       the types and their keys are listed below)\n"
 	      "  --console KIND       stdio (default), none, file:PATH or unix:PATH (PATH may be\n"
@@ -174,7 +176,7 @@ static char *dup_or_die(const char *s)
 static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worker_opts *wo)
 {
 	enum { OPT_CONFIG = 256, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEM,
-	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CPUS_MAX, OPT_ACPI, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
+	       OPT_DISK, OPT_NET, OPT_RNG, OPT_CPUS_MAX, OPT_ACPI, OPT_NO_ACPI, OPT_DEVICE, OPT_CONSOLE, OPT_STATS, OPT_NO_EMUL, OPT_PAUSE_UNHANDLED, OPT_HELP, OPT_VERSION,
 	       OPT_NAME, OPT_CONTROL, OPT_EXIT_FILE, OPT_WAIT_START, OPT_SANDBOX, OPT_SECCOMP,
 	       OPT_TEST_PROBE, OPT_RESTORE, OPT_KVM, OPT_USERFAULTFD,
 	       OPT_INCOMING, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CA, OPT_TLS_PEER };
@@ -190,6 +192,7 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 		{ "net", required_argument, NULL, OPT_NET },
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "acpi", no_argument, NULL, OPT_ACPI },
+		{ "no-acpi", no_argument, NULL, OPT_NO_ACPI },
 		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "stats", no_argument, NULL, OPT_STATS },
@@ -280,6 +283,9 @@ static int parse_args(int argc, char **argv, struct vm_config *cfg, struct worke
 			break;
 		case OPT_ACPI:
 			cfg->acpi = true;
+			break;
+		case OPT_NO_ACPI:
+			cfg->acpi = false;
 			break;
 		case OPT_DEVICE:
 			if ((ret = config_add_device(cfg, optarg, err, sizeof(err))))

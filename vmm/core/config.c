@@ -43,6 +43,7 @@ void config_init(struct vm_config *c)
 	c->mem_mib = 128;
 	c->console = CONSOLE_STDIO;
 	c->emulation_fallback = true;
+	c->acpi = true;
 }
 
 static void replace_str(char **dst, const char *src)

@@ -63,9 +63,10 @@ struct vm_config {
 	struct net_config nets[CONFIG_MAX_NETS];
 	unsigned nr_nets;
 	bool rng;
-	/* ACPI tables for the guest (docs/guests.md, "ACPI"): off by default
-	 * for now; without them a Linux guest uses the MP table and gets its
-	 * virtio-mmio devices on the command line. */
+	/* ACPI tables for the guest (docs/guests.md, "ACPI"): on by default;
+	 * the MP table is always written too. Off (or a Linux command line with
+	 * acpi=off): a Linux guest uses the MP table and gets its virtio-mmio
+	 * devices on the command line. */
 	bool acpi;
 	struct device_config devices[CONF_MAX_DEVICES];
 	unsigned nr_devices;

@@ -42,6 +42,23 @@ static void test_json_good(void **st)
 	config_free(&c);
 }
 
+/* ACPI is on unless the configuration says "acpi": false (docs/guests.md). */
+static void test_acpi_default(void **st)
+{
+	struct vm_config c;
+	char err[256] = "";
+	const char *off = "{\"acpi\": false}", *on = "{\"acpi\": true}";
+
+	(void)st;
+	config_init(&c);
+	assert_true(c.acpi);
+	assert_int_equal(config_load_json_text(&c, off, strlen(off), err, sizeof(err)), 0);
+	assert_false(c.acpi);
+	assert_int_equal(config_load_json_text(&c, on, strlen(on), err, sizeof(err)), 0);
+	assert_true(c.acpi);
+	config_free(&c);
+}
+
 static const struct {
 	const char *json;
 	const char *expect; /* substring of the error */
@@ -384,6 +401,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_json_good),
+		cmocka_unit_test(test_acpi_default),
 		cmocka_unit_test(test_json_bad),
 		cmocka_unit_test(test_option_strings),
 		cmocka_unit_test(test_disk_options),

@@ -6,7 +6,7 @@
 #   scripts/build-guest-kernel.sh            build if needed, print .../bzImage
 #   CELLA_CACHE=DIR                          cache root (default ~/.cache/cella)
 #   CELLA_KEEP_KSRC=1                        keep the unpacked, built source tree
-#   CELLA_KERNEL_FRAGMENT=FILE               another config fragment (it-linux-cpuhp)
+#   CELLA_KERNEL_FRAGMENT=FILE               another config fragment (a kernel variant)
 #
 # The cache directory is named after a hash of the config fragment, the
 # recipe version and the linux-source package version, so a second run is instant and

@@ -6,12 +6,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <time.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -88,9 +90,61 @@ int disk_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 
 /* A VM that was just killed can still hold its images' locks for a moment:
  * its io_uring is torn down after the process is gone, and only then are the
- * last references to the files (and so the locks) dropped. */
-#define LOCK_RETRY_NS   (2ULL * 1000000000ULL)
-#define LOCK_RETRY_STEP (10 * 1000000L)
+ * last references to the files (and so the locks) dropped. That can take
+ * seconds when the dead VM's ring still had a flush in flight on a busy
+ * disk, so a lock whose taker is gone is waited for longer than one whose
+ * taker still runs (a real conflict: reported after LOCK_RETRY_NS). */
+#define LOCK_RETRY_NS      (2ULL * 1000000000ULL)
+#define LOCK_RETRY_DEAD_NS (30ULL * 1000000000ULL)
+#define LOCK_RETRY_STEP    (10 * 1000000L)
+
+/* Whether every flock on fd's file was taken by a process that no longer
+ * runs (gone, or a zombie), from /proc/locks; false when that cannot be
+ * told (no /proc, a sandbox). */
+static bool lock_takers_gone(int fd)
+{
+	struct stat st;
+	char line[256];
+	bool found = false, alive = false;
+
+	if (fstat(fd, &st) != 0)
+		return false;
+	FILE *f = fopen("/proc/locks", "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		char kind[16];
+		unsigned maj, min;
+		unsigned long long ino;
+		int pid;
+
+		/* "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; blocked
+		 * waiters ("1: -> FLOCK ...") do not match the format. */
+		if (sscanf(line, "%*d: %15s %*s %*s %d %x:%x:%llu", kind, &pid, &maj, &min, &ino) != 5 ||
+		    strcmp(kind, "FLOCK") != 0)
+			continue;
+		if (maj != major(st.st_dev) || min != minor(st.st_dev) || ino != (unsigned long long)st.st_ino)
+			continue;
+		found = true;
+		char path[64], state = 0;
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		FILE *ps = fopen(path, "re");
+		if (ps) {
+			/* "pid (comm) S ...": the state follows the last ')'. */
+			char buf[512];
+			size_t n = fread(buf, 1, sizeof(buf) - 1, ps);
+			buf[n] = 0;
+			char *rp = strrchr(buf, ')');
+			if (rp && rp[1] == ' ')
+				state = rp[2];
+			fclose(ps);
+		}
+		if (state && state != 'Z' && state != 'X')
+			alive = true;
+	}
+	fclose(f);
+	return found && !alive;
+}
 
 int disk_lock_fd(int fd, bool exclusive, const char *what, char *err, size_t errlen)
 {
@@ -104,7 +158,8 @@ int disk_lock_fd(int fd, bool exclusive, const char *what, char *err, size_t err
 		if (errno != EWOULDBLOCK)
 			return disk_errf(err, errlen, -errno, "cannot lock %s: %s", what,
 			                 strerror(errno));
-		if (waited >= LOCK_RETRY_NS)
+		if (waited >= LOCK_RETRY_NS &&
+		    (waited >= LOCK_RETRY_DEAD_NS || !lock_takers_gone(fd)))
 			return disk_errf(err, errlen, -EBUSY,
 			                 "%s is in use by another process (a running VM?)", what);
 		nanosleep(&(struct timespec){ .tv_nsec = LOCK_RETRY_STEP }, NULL);

@@ -109,7 +109,7 @@ def run(vm, kernel, d):
         wait_online(g2, [2, 3], 1)
         g2.expect_pass("cpuhp", 120)
 
-    bad = subprocess.run([vm, "--kernel", kernel, "--cpus", "1", "--cpus-max", "2"],
+    bad = subprocess.run([vm, "--kernel", kernel, "--no-acpi", "--cpus", "1", "--cpus-max", "2"],
                          capture_output=True, text=True, timeout=60)
     check(bad.returncode != 0 and "needs acpi" in bad.stderr,
           f"cpus_max without ACPI refused: {bad.returncode} {bad.stderr.strip()[-200:]}")

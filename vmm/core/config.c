@@ -796,7 +796,7 @@ int config_validate(const struct vm_config *c, char *err, size_t errlen)
 				    c->cpus_max, c->cpus, CONFIG_MAX_CPUS);
 	if (c->cpus_max > c->cpus && !c->acpi)
 		return config_error(err, errlen, "cpus_max: vCPU hot-plug goes through ACPI: "
-				    "it needs acpi (--acpi, \"acpi\": true)");
+				    "it needs acpi (on by default; --no-acpi or \"acpi\": false turn it off)");
 	if (c->mem_mib < CONFIG_MIN_MEM_MIB)
 		return config_error(err, errlen, "memory: %llu MiB is below the minimum of %d MiB",
 				    (unsigned long long)c->mem_mib, CONFIG_MIN_MEM_MIB);

@@ -5,6 +5,14 @@
  * once when free, and when held is read as read-only until disk_lock, which
  * reads its metadata again (the holder's last writes seen). */
 #include "dtest.h"
+#include "disk_priv.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 static void test_defer(void **st)
 {
@@ -67,10 +75,67 @@ static void test_defer(void **st)
 	tdir_rm(&t);
 }
 
+/* A lock whose taker is gone but whose file is still open elsewhere (a
+ * killed VM's io_uring not yet torn down) is waited for past the 2 s a live
+ * holder gets: here the dead taker's file is closed 2.5 s later. */
+struct late_close {
+	int fd;
+};
+
+static void *close_late(void *arg)
+{
+	struct late_close *lc = arg;
+
+	nanosleep(&(struct timespec){ .tv_sec = 2, .tv_nsec = 500000000L }, NULL);
+	close(lc->fd);
+	return NULL;
+}
+
+static void test_dead_taker(void **st)
+{
+	struct tdir t;
+	char p[128], err[256];
+	struct late_close lc;
+	pthread_t th;
+
+	(void)st;
+	tdir_init(&t);
+	mk_raw(tpath(&t, "d.raw", p, sizeof(p)), MiB(1));
+	lc.fd = open(p, O_RDWR | O_CLOEXEC);
+	assert_true(lc.fd >= 0);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) /* takes the lock on the shared description, then dies */
+		_exit(flock(lc.fd, LOCK_EX | LOCK_NB) == 0 ? 0 : 1);
+	int status;
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	int fd = open(p, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pthread_create(&th, NULL, close_late, &lc), 0);
+	int ret = disk_lock_fd(fd, true, "d.raw", err, sizeof(err));
+	pthread_join(th, NULL);
+	assert_int_equal(ret, 0);
+	close(fd);
+
+	/* A live holder (this process) still gets the error. */
+	int holder = open(p, O_RDWR | O_CLOEXEC);
+	assert_true(holder >= 0);
+	assert_int_equal(flock(holder, LOCK_EX | LOCK_NB), 0);
+	fd = open(p, O_RDWR | O_CLOEXEC);
+	assert_int_equal(disk_lock_fd(fd, true, "d.raw", err, sizeof(err)), -EBUSY);
+	assert_non_null(strstr(err, "in use by another process"));
+	close(fd);
+	close(holder);
+	tdir_rm(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defer),
+		cmocka_unit_test(test_dead_taker),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

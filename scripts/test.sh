@@ -46,8 +46,10 @@ run_suite "$top/build" "normal build"
 # they drive in C (sessions, static files, the WebSocket console) has its
 # own daemon tests (daemon-web_*) and fuzz targets, which do run here. So do
 # the long scenario tests (suite slow: HA fencing, etcd away, bandwidth-capped
-# transfers, overcommit, storage migration), whose time is spent waiting on
-# timers and transfers: shorter tests run the same code under ASan.
+# transfers, overcommit, storage migration, the replication, pool-host and
+# stateful-ACL scenarios), whose time is spent waiting on timers, transfers
+# and guests: shorter tests (daemon-replica, pool-place, daemon-switch, the
+# unit tests) run the same code under ASan.
 [ -f "$top/build-asan/build.ninja" ] && ASAN_OPTIONS=detect_leaks=1 run_suite "$top/build-asan" "ASan+UBSan build" --no-suite linux --no-suite web --no-suite slow
 
 CC=clang "$top/scripts/build.sh" "$top/build-fuzz" -Dfuzz=true -Dsanitize=true -Dguest=false || { echo "fuzz build failed"; failed=$((failed + 1)); }

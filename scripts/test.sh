@@ -8,6 +8,8 @@ cd "$top"
 "$top/scripts/setup.sh" || { echo "setup failed"; exit 1; }
 
 passed=0 failed=0 skipped=0
+digest=$(mktemp)
+trap 'rm -f "$digest"' EXIT
 run_suite() { # DIR LABEL [meson test args...]
 	local dir=$1 label=$2
 	shift 2
@@ -15,14 +17,24 @@ run_suite() { # DIR LABEL [meson test args...]
 	meson test -C "$dir" --print-errorlogs --num-processes 2 "$@"
 	local log=$dir/meson-logs/testlog.json
 	if [ -f "$log" ]; then
-		read -r p f s < <(python3 - "$log" <<'PY'
+		read -r p f s < <(python3 - "$log" "$label" "$digest" <<'PY'
 import json, sys
 p = f = s = 0
-for line in open(sys.argv[1]):
-    r = json.loads(line)["result"]
-    if r in ("OK", "EXPECTEDFAIL"): p += 1
-    elif r == "SKIP": s += 1
-    else: f += 1
+with open(sys.argv[3], "a") as d:
+    for line in open(sys.argv[1]):
+        t = json.loads(line)
+        r = t["result"]
+        if r in ("OK", "EXPECTEDFAIL"): p += 1
+        elif r == "SKIP": s += 1
+        else:
+            f += 1
+            # Why it failed, in a few lines: a CI log shows its last part.
+            out = (t.get("stdout") or "").splitlines()
+            err = (t.get("stderr") or "").splitlines()
+            why = [l for l in out if "FAIL" in l or "Error" in l][-3:] + err[-6:]
+            d.write(f"--- {sys.argv[2]}: {t['name']}: {r} ({t.get('duration', 0):.1f} s)\n")
+            for l in why:
+                d.write("    " + l[:400] + "\n")
 print(p, f, s)
 PY
 )
@@ -56,5 +68,9 @@ CC=clang "$top/scripts/build.sh" "$top/build-fuzz" -Dfuzz=true -Dsanitize=true -
 [ -f "$top/build-fuzz/build.ninja" ] && FUZZ_SECONDS=${FUZZ_SECONDS:-10} run_suite "$top/build-fuzz" "libFuzzer" --suite fuzz
 
 echo
+if [ -s "$digest" ]; then
+	echo "=== failures ==="
+	cat "$digest"
+fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

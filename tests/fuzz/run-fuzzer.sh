@@ -12,6 +12,7 @@ if [ -d "$corpus" ]; then cp -r "$corpus"/. "$work/corpus/"; fi
 if [ "$mode" = libfuzzer ]; then
 	rc=0
 	"$exe" -max_total_time="${FUZZ_SECONDS:-10}" -rss_limit_mb=2048 -timeout=10 \
+		-error_exitcode=1 -timeout_exitcode=1 \
 		-artifact_prefix="$work/" "$work/corpus" || rc=$?
 	# The scratch directory goes away: print what libFuzzer saved, so a
 	# crash found by chance in CI can be replayed from the log.

@@ -50,7 +50,12 @@ NET = netutil.subnet()
 BRIDGE_IP = f"{NET}.1"
 ADDR = {"a": f"{NET}.2", "b": f"{NET}.3", "c": f"{NET}.4"}
 PORT = 8419
-TTL = 3
+# The default lease TTL: with 3 s the host fences 1.8 s after its last
+# confirmed renewal, and killing the etcd leader costs an election (500 ms
+# election timeout here, up to twice that, plus a WAL fsync on each member)
+# on top of up to one renewal interval (600 ms): a slow disk once fenced
+# host-a in CI. docs/pool.md, "Choosing the lease TTL".
+TTL = 5
 
 
 class Net(netutil.Net):

@@ -508,6 +508,7 @@ static int config_json_disk(struct vm_config *c, json_t *d, unsigned idx, const 
 	c->disks[c->nr_disks++] = disk;
 	return 0;
 fail:
+	disk_files_free(&disk);
 	conf_free(&conf_disk_schema, &disk);
 	return -EINVAL;
 }

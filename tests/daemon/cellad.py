@@ -365,6 +365,8 @@ def main(test, need_root=False):
         test(args)
     except TestFailure as e:
         print(f"[daemon-test] FAIL: {e}", flush=True)
+        # Also last on stderr, after the hosts' logs: a CI log shows its end.
+        print(f"[daemon-test] FAIL: {str(e)[:2000]}", file=sys.stderr, flush=True)
         sys.exit(EXIT_FAIL)
     print("[daemon-test] PASS", flush=True)
     sys.exit(EXIT_PASS)

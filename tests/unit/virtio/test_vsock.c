@@ -633,9 +633,11 @@ static void *relay_thread(void *arg)
 		close(sv[1]);
 		if (req[1] == 6000) {
 			assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+			/* Before the reply: the test reads it once the guest
+			 * has its RESPONSE, which the reply lets through. */
+			__atomic_store_n(&r->peer, sv[1], __ATOMIC_RELEASE);
 			relay_send(r->fd, req[0], 0, sv[0]);
 			close(sv[0]);
-			r->peer = sv[1];
 		} else {
 			relay_send(r->fd, req[0], -ECONNREFUSED, -1);
 		}
@@ -683,7 +685,7 @@ static void test_connector(void **state)
 	h = rx_next(f, NULL, 0);
 	assert_int_equal(h.op, VSOCK_OP_RESPONSE);
 	tx(f, 90, 6000, VSOCK_OP_RW, "via", 3);
-	host_read(r.peer, buf, 3);
+	host_read(__atomic_load_n(&r.peer, __ATOMIC_ACQUIRE), buf, 3);
 	assert_memory_equal(buf, "via", 3);
 	tx(f, 91, 6001, VSOCK_OP_REQUEST, NULL, 0);
 	h = rx_next(f, NULL, 0);

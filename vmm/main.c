@@ -485,11 +485,13 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (ret)
 			return ret;
 	}
+	phase_mark(vm->trace, "control");
 	/* The sandbox hides the file system, and the threads' seccomp filters
 	 * let no vCPU thread open a library (and the migration sender's opens
 	 * answer ENOENT): load what may be needed later first. */
 	if (wo->sandbox || wo->seccomp)
 		vcpus_preload_emulation(vm);
+	phase_mark(vm->trace, "decoder");
 	if ((wo->sandbox || wo->seccomp) && (wo->control || wo->incoming)) {
 		/* A supervised VM may be asked to migrate later. */
 		char err[256];
@@ -497,13 +499,17 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (mig_tls_load(err, sizeof(err)))
 			log_warn("%s: this VM will not be able to migrate", err);
 	}
+	phase_mark(vm->trace, "tls");
 	/* Before the filter, which has no io_uring_setup (teardown.c). */
 	if (vm_prepare_kernel_teardown(vm))
 		log_debug("KVM teardown: no io_uring, a child process will do it");
+	phase_mark(vm->trace, "teardown_ring");
 	if (wo->sandbox && (ret = sandbox_enter(&wo->sandbox_ids)))
 		return ret;
+	phase_mark(vm->trace, "sandbox");
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))
 		return ret;
+	phase_mark(vm->trace, "control_attach");
 	vm->no_new_sockets = wo->seccomp;
 	if (wo->seccomp) {
 		const void **slot[SANDBOX_THREADS] = {
@@ -531,6 +537,7 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (ret)
 			return ret;
 	}
+	phase_mark(vm->trace, "seccomp");
 	/* Setting up (the configuration's JSON, libseccomp building the
 	 * filters) freed most of what it took, in chunks below ones still in
 	 * use: hand those pages back now rather than keep them for the VM's
@@ -618,9 +625,11 @@ static int restore_setup(struct vm *vm, struct statefile *sf, const struct times
 		return ret;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ret = statefile_load(vm, sf);
+	phase_mark(vm->trace, "state_load");
 	/* The prefetch's order, which starts once the worker is sandboxed. */
 	if (!ret && (ret = statefile_mem_order(sf, order, err, sizeof(err))))
 		log_err("%s", err);
+	phase_mark(vm->trace, "mem_order");
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	statefile_close(sf); /* the VM keeps its own descriptor (and lock) */
 	if (ret) {
@@ -676,11 +685,18 @@ int main(int argc, char **argv)
 	struct mem_order order = { 0 };
 	struct mig_incoming *incoming = NULL;
 	struct timespec t_restore;
+	struct phase_trace trace_buf;
+	struct phase_trace *trace = NULL;
 	struct vm_config cfg;
 	struct vm vm;
 	sigset_t set;
 	int ret, code;
 
+	if (phase_trace_wanted()) {
+		trace = &trace_buf;
+		trace->n = 0;
+		phase_mark(trace, "main");
+	}
 	config_init(&cfg);
 	ret = parse_args(argc, argv, &cfg, &wo);
 	if (ret) {
@@ -694,6 +710,9 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (!wo.restore)
+		trace = NULL;
+	phase_mark(trace, "args");
 	clock_gettime(CLOCK_MONOTONIC, &t_restore);
 	if (wo.restore && restore_open(wo.restore, &cfg, &sf)) {
 		config_free(&cfg);
@@ -714,7 +733,8 @@ int main(int argc, char **argv)
 			return WORKER_EXIT_CONFIG;
 		}
 	}
-	if (wo.restore ? vm_create_restore(&vm, &cfg, sf.fd, sf.info.mem_off)
+	phase_mark(trace, "state_open");
+	if (wo.restore ? vm_create_restore(&vm, &cfg, sf.fd, sf.info.mem_off, trace)
 		       : vm_create(&vm, &cfg)) {
 		statefile_close(&sf);
 		migrate_incoming_close(incoming);
@@ -726,6 +746,7 @@ int main(int argc, char **argv)
 	/* Before the devices load (the balloon gives its pages back again). */
 	if (wo.restore && !cfg.memory.prealloc && guest_mem_prefetch_prepare(&vm.mem))
 		log_warn("restore: no memory for the prefetch's bookkeeping");
+	phase_mark(trace, "prefetch_prepare");
 	vm.signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (vm.signal_fd < 0 || evloop_add(vm.loop, vm.signal_fd, EPOLLIN, on_signal, &vm)) {
 		log_err("cannot watch signals: %s", strerror(errno));
@@ -738,7 +759,7 @@ int main(int argc, char **argv)
 		if (!vm_exiting(&vm))
 			snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
 	} else if (close_passed_fds(&cfg, &wo), guest_mem_prefetch_setup_end(&vm.mem),
-		   worker_prepare(&vm, &wo, &ctl)) {
+		   phase_mark(trace, "setup_end"), worker_prepare(&vm, &wo, &ctl)) {
 		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");
 	} else if (incoming && (ret = incoming_receive(&vm, incoming), incoming = NULL, ret)) {
@@ -746,9 +767,11 @@ int main(int argc, char **argv)
 	} else {
 		/* Fill the lazily mapped memory ahead of the guest (a restore
 		 * with prealloc has it all already). */
+		phase_mark(trace, "worker_prepare");
 		if (wo.restore && vm.mem.prefetch &&
 		    (ret = guest_mem_prefetch_start(&vm.mem, &order, vm.prefetch_filter)))
 			log_warn("restore: no prefetch: %s", strerror(-ret));
+		phase_mark(trace, "prefetch_start");
 		code = vm_run(&vm);
 	}
 	mem_order_free(&order);

@@ -12,6 +12,7 @@
 #include "device.h"
 #include "evloop.h"
 #include "mem.h"
+#include "phase_trace.h"
 #include "worker_exit.h"
 
 /* How a VM ended: enum worker_exit (lib/worker_exit.h), also cella-vm's
@@ -95,6 +96,9 @@ struct vm {
 	 * percentage of every VCPU_THROTTLE_PERIOD_NS at its pause point; the
 	 * migration kicks the vCPUs once per period. 0: off. */
 	atomic_uint throttle_pct;
+	/* CELLA_TRACE_RESTORE=1: the start-up steps' clock (phase_trace.h);
+	 * NULL: off. Owned by main, main thread only. */
+	struct phase_trace *trace;
 };
 
 /* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,
@@ -145,9 +149,10 @@ int vm_state_load(struct vm *vm, struct state_reader *r, unsigned format) __must
 /* Restore: like vm_create, but guest RAM is the file fd's bytes from
  * mem_off (page aligned; mem_size from the configuration) mapped
  * MAP_PRIVATE (copy-on-write, pages read lazily): nothing is read now.
- * The VM keeps its own duplicate of fd. 0 or -errno (logged). */
+ * The VM keeps its own duplicate of fd. trace: the start-up clock
+ * (vm->trace), or NULL. 0 or -errno (logged). */
 int vm_create_restore(struct vm *vm, const struct vm_config *cfg, int fd,
-		      uint64_t mem_off) __must_check;
+		      uint64_t mem_off, struct phase_trace *trace) __must_check;
 /* Restore: like vm_setup but without loading a kernel or writing boot
  * tables: devices and vCPUs only, for vm_state_load to fill. */
 int vm_setup_restore(struct vm *vm) __must_check;

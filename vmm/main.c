@@ -496,7 +496,7 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		/* A supervised VM may be asked to migrate later. */
 		char err[256];
 
-		if (mig_tls_load(err, sizeof(err)))
+		if (mig_tls_preload_wait(err, sizeof(err)))
 			log_warn("%s: this VM will not be able to migrate", err);
 	}
 	phase_mark(vm->trace, "tls");
@@ -504,6 +504,12 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 	if (vm_prepare_kernel_teardown(vm))
 		log_debug("KVM teardown: no io_uring, a child process will do it");
 	phase_mark(vm->trace, "teardown_ring");
+	/* The set-up threads end before the sandbox, which wants the process
+	 * single-threaded (they have neither its filters nor its dropped
+	 * privileges): each was told to, or is done, by now. */
+	guest_mem_prefetch_setup_end(&vm->mem);
+	vm_cpuid_join(vm);
+	phase_mark(vm->trace, "setup_threads");
 	if (wo->sandbox && (ret = sandbox_enter(&wo->sandbox_ids)))
 		return ret;
 	phase_mark(vm->trace, "sandbox");
@@ -629,6 +635,9 @@ static int restore_setup(struct vm *vm, struct statefile *sf, const struct times
 	/* The prefetch's order, which starts once the worker is sandboxed. */
 	if (!ret && (ret = statefile_mem_order(sf, order, err, sizeof(err))))
 		log_err("%s", err);
+	/* Nothing touches guest RAM from here until the prefetch starts:
+	 * the setup phase's fault thread may go (joined before the sandbox). */
+	guest_mem_prefetch_setup_ending(&vm->mem);
 	phase_mark(vm->trace, "mem_order");
 	clock_gettime(CLOCK_MONOTONIC, &t2);
 	statefile_close(sf); /* the VM keeps its own descriptor (and lock) */
@@ -712,6 +721,10 @@ int main(int argc, char **argv)
 
 	if (!wo.restore)
 		trace = NULL;
+	/* What worker_prepare loads before the sandbox, beside the VM's
+	 * creation rather than after it. */
+	if ((wo.sandbox || wo.seccomp) && (wo.control || wo.incoming))
+		mig_tls_preload_start();
 	phase_mark(trace, "args");
 	clock_gettime(CLOCK_MONOTONIC, &t_restore);
 	if (wo.restore && restore_open(wo.restore, &cfg, &sf)) {
@@ -758,8 +771,8 @@ int main(int argc, char **argv)
 		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : WORKER_EXIT_ERROR;
 		if (!vm_exiting(&vm))
 			snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
-	} else if (close_passed_fds(&cfg, &wo), guest_mem_prefetch_setup_end(&vm.mem),
-		   phase_mark(trace, "setup_end"), worker_prepare(&vm, &wo, &ctl)) {
+	} else if (close_passed_fds(&cfg, &wo), phase_mark(trace, "close_fds"),
+		   worker_prepare(&vm, &wo, &ctl)) {
 		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");
 	} else if (incoming && (ret = incoming_receive(&vm, incoming), incoming = NULL, ret)) {
@@ -772,6 +785,8 @@ int main(int argc, char **argv)
 		    (ret = guest_mem_prefetch_start(&vm.mem, &order, vm.prefetch_filter)))
 			log_warn("restore: no prefetch: %s", strerror(-ret));
 		phase_mark(trace, "prefetch_start");
+		if (wo.restore)
+			vm.restore_t0 = &t_restore;
 		code = vm_run(&vm);
 	}
 	mem_order_free(&order);

@@ -116,8 +116,15 @@ static int vcpu_init(struct vm *vm, struct vcpu *v, unsigned i, int mmap_size, b
 	phase_mark(vm->trace, "emul_ctx");
 	/* The topology counts every possible vCPU, so that a hot-plugged one
 	 * fits what the guest saw at boot. */
-	ret = x86_setup_cpuid_checked(vm->kvm_fd, v->fd, i, config_cpus_possible(vm->cfg),
-				      &v->cpuid_applied);
+	{
+		const struct kvm_cpuid2 *supported;
+
+		ret = vm_cpuid_supported(vm, &supported);
+		phase_mark(vm->trace, "cpuid_supported");
+		if (!ret)
+			ret = x86_setup_cpuid_from(supported, v->fd, i,
+						   config_cpus_possible(vm->cfg), &v->cpuid_applied);
+	}
 	if (ret < 0) {
 		log_err("vCPU %u: CPUID setup: %s", i, strerror(-ret));
 		return ret;

@@ -194,6 +194,8 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 	    (ret = kvm_require_cap(vm, KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT")) ||
 	    (ret = kvm_require_cap(vm, KVM_CAP_PIT2, "KVM_CAP_PIT2")))
 		goto fail;
+	/* On a thread of its own, beside KVM_CREATE_VM and the memory slots. */
+	vm_cpuid_start(vm);
 	phase_mark(vm->trace, "kvm_open");
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
@@ -652,6 +654,14 @@ int vm_run(struct vm *vm)
 	int ret = vcpus_start(vm);
 
 	phase_mark(vm->trace, "vcpus_start");
+	if (!ret && vm->restore_t0) {
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		log_info("restore: vCPUs running, %.3f ms after the restore began",
+			 (double)(now.tv_sec - vm->restore_t0->tv_sec) * 1e3 +
+				 (double)(now.tv_nsec - vm->restore_t0->tv_nsec) / 1e6);
+	}
 	phase_trace_report(vm->trace, "restore");
 	if (ret) {
 		vm_request_exit(vm, WORKER_EXIT_ERROR, "cannot start vCPU threads: %s", strerror(-ret));
@@ -676,6 +686,7 @@ void vm_destroy(struct vm *vm)
 	struct device *d, *next;
 
 	vcpus_destroy(vm);
+	vm_cpuid_free(vm);
 	for (d = vm->devices; d; d = next) {
 		next = d->next;
 		if (d->ops->destroy)

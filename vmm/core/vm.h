@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "bus.h"
 #include "compiler.h"
@@ -13,6 +14,7 @@
 #include "evloop.h"
 #include "mem.h"
 #include "phase_trace.h"
+#include "vm_cpuid.h"
 #include "worker_exit.h"
 
 /* How a VM ended: enum worker_exit (lib/worker_exit.h), also cella-vm's
@@ -99,6 +101,13 @@ struct vm {
 	/* CELLA_TRACE_RESTORE=1: the start-up steps' clock (phase_trace.h);
 	 * NULL: off. Owned by main, main thread only. */
 	struct phase_trace *trace;
+	/* KVM_GET_SUPPORTED_CPUID, asked once beside the VM's creation
+	 * (vm_cpuid.h); the vCPUs' templates start from it. */
+	struct vm_cpuid cpuid;
+	/* A restore: when it began (main's clock), for the "restore: vCPUs
+	 * running" line vm_run logs once the vCPU threads are started (the
+	 * end of restore to running, bench/restore.py); NULL otherwise. */
+	const struct timespec *restore_t0;
 };
 
 /* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,

@@ -8,11 +8,13 @@ loaded in X ms") beside it. QEMU side by side: migrate "exec:cat > FILE" and
 -incoming "exec:cat FILE" on the same guest.
 
 Usage: bench/restore.py [--build DIR] [--runs N] [--sizes 256,1024,4096]
-                         [--fill userfaultfd|populate]
+                         [--fill userfaultfd|populate] [--warm-ms MS]
 
 --fill populate restores with CELLA_RESTORE_FILL=populate (the state file
 mapped copy-on-write and populated ahead of the guest) instead of the
 default userfaultfd fill (docs/state-format.md, "Filling restored memory").
+--warm-ms MS keeps this script busy for MS before each cella spawn (off by
+default), to tell what the host adds after an idle wait from the restore.
 """
 import argparse
 import json
@@ -89,13 +91,24 @@ def mono():
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) / 1e9
 
 
-def cella_restore(vm, kernel, mem, touch, state, end_re=RUNNING_RE):
+def spin_ms(ms):
+    """Keep this process on its CPU for ms (0: not at all): on a host that is
+    itself a VM, a process that has been blocked for a while (here: on
+    QEMU's restore) is slow for its next few milliseconds, spawning
+    included (docs/benchmarks.md, "Restore to running, step by step")."""
+    end = time.perf_counter() + ms / 1e3
+    while time.perf_counter() < end:
+        pass
+
+
+def cella_restore(vm, kernel, mem, touch, state, end_re=RUNNING_RE, warm_ms=0):
     """Host clock from the spawn of cella-vm --restore to (a) its vCPUs
     running: the worker's clock reading on its "restore: vCPUs running"
     line (end_re LOAD_RE for a build without it: when its "state loaded"
     line is read), (b) the guest's first serial line; plus the worker's own
     figure from the start of the restore to that line, and when the line was
     read here (a) includes this script's wake-up for the line."""
+    spin_ms(warm_ms)
     t0 = mono()
     p = subprocess.Popen(cella_cmd(vm, kernel, mem, touch) + ["--restore", state],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -216,6 +229,9 @@ def main():
     ap.add_argument("--touch", type=int, default=200)
     ap.add_argument("--no-qemu", action="store_true")
     ap.add_argument("--fill", choices=["userfaultfd", "populate"], default="userfaultfd")
+    # Not by default: the figures of record include whatever the host adds.
+    ap.add_argument("--warm-ms", type=float, default=0,
+                    help="busy-wait this long before each cella spawn (see spin_ms)")
     a = ap.parse_args()
     if a.fill == "populate":
         os.environ["CELLA_RESTORE_FILL"] = "populate"
@@ -239,7 +255,7 @@ def main():
             # both see the same load; medians of a.runs each.
             runs, qruns = [], []
             for _ in range(a.runs):
-                runs.append(cella_restore(vm, kernel, mem, touch, state, end_re))
+                runs.append(cella_restore(vm, kernel, mem, touch, state, end_re, a.warm_ms))
                 if qstate:
                     try:
                         qruns.append(qemu_restore(kernel, mem, touch, qstate, d))
@@ -284,7 +300,7 @@ def main():
             line += f"{q} | | | | | |"
         print(line)
     print(f"\nreproduce: bench/restore.py --build {b} --runs {a.runs} --sizes {a.sizes} "
-          f"--touch {a.touch} --fill {a.fill}")
+          f"--touch {a.touch} --fill {a.fill}" + (f" --warm-ms {a.warm_ms:g}" if a.warm_ms else ""))
 
 
 if __name__ == "__main__":

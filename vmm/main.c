@@ -509,7 +509,8 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 	 * single-threaded (they have neither its filters nor its dropped
 	 * privileges): each was told to, or is done, by now. */
 	guest_mem_prefetch_setup_end(&vm->mem);
-	vm_cpuid_join(vm);
+	if (wo->sandbox || wo->seccomp)
+		vm_cpuid_join(vm); /* else vm_destroy: not worth a wait here */
 	phase_mark(vm->trace, "setup_threads");
 	if (wo->sandbox && (ret = sandbox_enter(&wo->sandbox_ids)))
 		return ret;

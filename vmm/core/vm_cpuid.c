@@ -8,41 +8,49 @@
 #include "arch/x86/x86.h"
 #include "vm.h"
 
-/* Claim the question (PENDING -> BUSY), ask, publish. Returns whether this
- * caller asked. */
-static bool ask_if_pending(struct vm *vm)
+/* Publish table as the answer unless one is there already (then it is
+ * freed). */
+static void publish(struct vm_cpuid *c, int err, struct kvm_cpuid2 *table)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->state != VM_CPUID_DONE) {
+		c->err = err;
+		c->supported = err ? NULL : table;
+		table = NULL;
+		c->state = VM_CPUID_DONE;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(table);
+}
+
+/* Ask KVM unless the answer is there; claim the question first (PENDING ->
+ * BUSY) when nobody has. */
+static void ask(struct vm *vm)
 {
 	struct vm_cpuid *c = &vm->cpuid;
 	struct kvm_cpuid2 *table = NULL;
 	int err;
 
 	pthread_mutex_lock(&c->lock);
-	if (c->state != VM_CPUID_PENDING) {
+	if (c->state == VM_CPUID_DONE) {
 		pthread_mutex_unlock(&c->lock);
-		return false;
+		return;
 	}
 	c->state = VM_CPUID_BUSY;
 	pthread_mutex_unlock(&c->lock);
 	err = x86_cpuid_get_supported(vm->kvm_fd, &table);
-	pthread_mutex_lock(&c->lock);
-	c->err = err;
-	c->supported = err ? NULL : table;
-	c->state = VM_CPUID_DONE;
-	pthread_cond_broadcast(&c->cond);
-	pthread_mutex_unlock(&c->lock);
-	return true;
+	publish(c, err, table);
 }
 
 static void *cpuid_main(void *arg)
 {
-	ask_if_pending(arg);
+	ask(arg);
 	return NULL;
 }
 
 static void cpuid_init(struct vm_cpuid *c)
 {
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->cond, NULL);
 	c->state = VM_CPUID_PENDING;
 	c->inited = true;
 }
@@ -60,19 +68,15 @@ void vm_cpuid_start(struct vm *vm)
 int vm_cpuid_supported(struct vm *vm, const struct kvm_cpuid2 **out)
 {
 	struct vm_cpuid *c = &vm->cpuid;
-	int err;
 
 	if (!c->inited)
 		cpuid_init(c); /* not started by vm_create: asked here */
-	if (!ask_if_pending(vm)) {
-		pthread_mutex_lock(&c->lock);
-		while (c->state != VM_CPUID_DONE)
-			pthread_cond_wait(&c->cond, &c->lock);
-		pthread_mutex_unlock(&c->lock);
-	}
-	err = c->err;
+	/* Never wait for the thread: on a loaded host it may not have run yet,
+	 * or have been preempted half-way; asking again costs what asking
+	 * without it would have, and the first answer stands. */
+	ask(vm);
 	*out = c->supported;
-	return err;
+	return c->err;
 }
 
 void vm_cpuid_join(struct vm *vm)
@@ -94,7 +98,6 @@ void vm_cpuid_free(struct vm *vm)
 	vm_cpuid_join(vm);
 	free(c->supported);
 	c->supported = NULL;
-	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	c->inited = false;
 }

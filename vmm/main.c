@@ -656,9 +656,11 @@ int main(int argc, char **argv)
 
 	if (!wo.restore)
 		trace = NULL;
-	/* What worker_prepare loads before the sandbox, beside the VM's
-	 * creation rather than after it. */
-	if ((wo.sandbox || wo.seccomp) && (wo.control || wo.incoming))
+	/* A restore: what worker_prepare loads before the sandbox, beside
+	 * the VM's creation rather than after it. (Not for a boot: OpenSSL's
+	 * allocations would land in the thread's malloc arena, 12-24 KiB more
+	 * RssAnon per worker, docs/benchmarks.md "VM density".) */
+	if (wo.restore && (wo.sandbox || wo.seccomp) && wo.control)
 		mig_tls_preload_start();
 	phase_mark(trace, "args");
 	clock_gettime(CLOCK_MONOTONIC, &t_restore);

@@ -718,12 +718,12 @@ int main(int argc, char **argv)
 		/* Fill the lazily mapped memory ahead of the guest (a restore
 		 * with prealloc has it all already). */
 		phase_mark(trace, "worker_prepare");
-		if (wo.restore && vm.mem.prefetch &&
-		    (ret = guest_mem_prefetch_start(&vm.mem, &order, vm.prefetch_filter)))
-			log_warn("restore: no prefetch: %s", strerror(-ret));
-		phase_mark(trace, "prefetch_start");
-		if (wo.restore)
+		if (wo.restore) {
 			vm.restore_t0 = &t_restore;
+			/* vm_run starts the fill thread once the vCPUs are. */
+			if (vm.mem.prefetch)
+				vm.prefetch_order = &order;
+		}
 		code = vm_run(&vm);
 	}
 	mem_order_free(&order);

@@ -54,6 +54,8 @@ struct vcpu {
 	uint32_t test_pause_gap_us;
 };
 
+struct mem_order;
+
 struct vm {
 	const struct vm_config *cfg;
 	int kvm_fd, vm_fd;
@@ -108,6 +110,9 @@ struct vm {
 	 * running" line vm_run logs once the vCPU threads are started (the
 	 * end of restore to running, bench/restore.py); NULL otherwise. */
 	const struct timespec *restore_t0;
+	/* A restore's fill order (mem_prefetch.h), for vm_run to start the
+	 * fill thread with once the vCPU threads are started; NULL: none. */
+	struct mem_order *prefetch_order;
 };
 
 /* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,

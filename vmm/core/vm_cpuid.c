@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "arch/x86/x86.h"
+#include "bgthread.h"
 #include "vm.h"
 
 /* Publish table as the answer unless one is there already (then it is
@@ -62,7 +63,7 @@ void vm_cpuid_start(struct vm *vm)
 	if (c->inited)
 		return;
 	cpuid_init(c);
-	c->thread_started = pthread_create(&c->thread, NULL, cpuid_main, vm) == 0;
+	c->thread_started = bgthread_create(&c->thread, cpuid_main, vm) == 0;
 }
 
 int vm_cpuid_supported(struct vm *vm, const struct kvm_cpuid2 **out)

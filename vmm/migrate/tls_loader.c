@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "migrate/mig_tls_ops.h"
+#include "bgthread.h"
 
 #define TLS_MODULE_NAME "cella-tls.so"
 
@@ -200,7 +201,7 @@ void mig_tls_preload_start(void)
 	struct tls_module *m = tls_module();
 
 	if (!m->preloading)
-		m->preloading = pthread_create(&m->preload, NULL, preload_main, m) == 0;
+		m->preloading = bgthread_create(&m->preload, preload_main, m) == 0;
 }
 
 int mig_tls_preload_wait(char *err, size_t errlen)

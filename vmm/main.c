@@ -665,6 +665,7 @@ int main(int argc, char **argv)
 	phase_mark(trace, "args");
 	clock_gettime(CLOCK_MONOTONIC, &t_restore);
 	if (wo.restore && restore_open(wo.restore, &cfg, &sf)) {
+		mig_tls_preload_end();
 		config_free(&cfg);
 		log_info("exit: the state file cannot be restored (status %d: %s)", WORKER_EXIT_CONFIG,
 			 worker_exit_kind(WORKER_EXIT_CONFIG));
@@ -679,6 +680,7 @@ int main(int argc, char **argv)
 		if (migrate_incoming_open(&incoming, wo.incoming, wo.tls_cert, wo.tls_key,
 					  wo.tls_ca, wo.tls_peer, err, sizeof(err))) {
 			fprintf(stderr, "cella-vm: %s\n", err);
+			mig_tls_preload_end();
 			config_free(&cfg);
 			return WORKER_EXIT_CONFIG;
 		}
@@ -688,6 +690,7 @@ int main(int argc, char **argv)
 		       : vm_create(&vm, &cfg)) {
 		statefile_close(&sf);
 		migrate_incoming_close(incoming);
+		mig_tls_preload_end();
 		config_free(&cfg);
 		log_info("exit: cannot create the VM (status %d: %s)", WORKER_EXIT_ERROR,
 			 worker_exit_kind(WORKER_EXIT_ERROR));
@@ -744,6 +747,7 @@ int main(int argc, char **argv)
 	sandbox_thread_filter_free((struct sock_fprog *)vm.migration_filter);
 	sandbox_thread_filter_free((struct sock_fprog *)vm.throttle_filter);
 	sandbox_thread_filter_free((struct sock_fprog *)vm.prefetch_filter);
+	mig_tls_preload_end();
 	config_free(&cfg);
 	return code;
 }

@@ -34,6 +34,9 @@ int mig_tls_load(char *err, size_t errlen) __must_check;
  * mig_tls_load returned, or loads here if no thread was started. */
 void mig_tls_preload_start(void);
 int mig_tls_preload_wait(char *err, size_t errlen) __must_check;
+/* Join a preload thread still running (before exit: a process should not
+ * run its library destructors while another thread is inside dlopen). */
+void mig_tls_preload_end(void);
 
 /* Handshake on the connected socket fd (taken over: closed by
  * mig_conn_close, or here on failure). server: the destination side.

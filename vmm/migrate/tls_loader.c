@@ -216,3 +216,13 @@ int mig_tls_preload_wait(char *err, size_t errlen)
 		snprintf(err, errlen, "%s", m->preload_err);
 	return m->preload_ret;
 }
+
+void mig_tls_preload_end(void)
+{
+	struct tls_module *m = tls_module();
+
+	if (m->preloading) {
+		pthread_join(m->preload, NULL);
+		m->preloading = false;
+	}
+}

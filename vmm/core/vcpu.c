@@ -123,7 +123,9 @@ static int vcpu_init(struct vm *vm, struct vcpu *v, unsigned i, int mmap_size, b
 		phase_mark(vm->trace, "cpuid_supported");
 		if (!ret)
 			ret = x86_setup_cpuid_from(supported, v->fd, i,
-						   config_cpus_possible(vm->cfg), &v->cpuid_applied);
+						   config_cpus_possible(vm->cfg),
+						   i > 0 && !vm->vcpus[0].cpuid_applied,
+						   &v->cpuid_applied);
 	}
 	if (ret < 0) {
 		log_err("vCPU %u: CPUID setup: %s", i, strerror(-ret));

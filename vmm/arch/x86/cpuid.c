@@ -186,7 +186,7 @@ static int check_applied(int vcpu_fd, const struct kvm_cpuid2 *set, bool *applie
 }
 
 int x86_setup_cpuid_from(const struct kvm_cpuid2 *supported, int vcpu_fd, unsigned index,
-			 unsigned nr_cpus, bool *applied)
+			 unsigned nr_cpus, bool ignored_before, bool *applied)
 {
 	struct kvm_cpuid2 *c;
 	bool ok = true;
@@ -202,6 +202,11 @@ int x86_setup_cpuid_from(const struct kvm_cpuid2 *supported, int vcpu_fd, unsign
 		return -ENOMEM;
 	memcpy(c, supported, len);
 	x86_cpuid_apply_template(c, index, nr_cpus);
+	/* An earlier vCPU found the template ignored: the same KVM ignores it
+	 * for this one too, so hide now and set once (below: set, read back,
+	 * hide, set again; 0.12 ms a set where the host's CPUID traps). */
+	if (ignored_before)
+		hide_pv_hypercalls(c);
 	if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0) {
 		ret = -errno;
 		goto out;
@@ -214,7 +219,7 @@ int x86_setup_cpuid_from(const struct kvm_cpuid2 *supported, int vcpu_fd, unsign
 	 * there a guest's VMCALL is re-executed for ever (a 2-vCPU Linux hung
 	 * in kvm_hypercall4 sending a PV IPI), while ring-0 CPUID still answers
 	 * from this table: hide the features that need hypercalls. */
-	if (!ok && hide_pv_hypercalls(c)) {
+	if (!ok && !ignored_before && hide_pv_hypercalls(c)) {
 		if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0)
 			log_debug("vCPU %u: cannot hide the PV hypercall features: %s", index,
 			          strerror(errno));
@@ -241,7 +246,7 @@ int x86_setup_cpuid_checked(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr
 	ret = x86_cpuid_get_supported(kvm_fd, &c);
 	if (ret)
 		return ret;
-	ret = x86_setup_cpuid_from(c, vcpu_fd, index, nr_cpus, applied);
+	ret = x86_setup_cpuid_from(c, vcpu_fd, index, nr_cpus, false, applied);
 	free(c);
 	return ret;
 }

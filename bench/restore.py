@@ -8,11 +8,13 @@ loaded in X ms") beside it. QEMU side by side: migrate "exec:cat > FILE" and
 -incoming "exec:cat FILE" on the same guest.
 
 Usage: bench/restore.py [--build DIR] [--runs N] [--sizes 256,1024,4096]
-                         [--fill userfaultfd|populate]
+                         [--fill userfaultfd|populate] [--warm-ms MS]
 
 --fill populate restores with CELLA_RESTORE_FILL=populate (the state file
 mapped copy-on-write and populated ahead of the guest) instead of the
 default userfaultfd fill (docs/state-format.md, "Filling restored memory").
+--warm-ms MS keeps this script busy for MS before each cella spawn (off by
+default), to tell what the host adds after an idle wait from the restore.
 """
 import argparse
 import json
@@ -26,6 +28,14 @@ import time
 import common
 
 LOAD_RE = re.compile(r"restore: state loaded in ([0-9.]+) ms \(setup ([0-9.]+) ms, load ([0-9.]+) ms\)")
+# Logged once the vCPU threads are started (after the sandbox, the filters
+# and the fill thread's start), a little after "state loaded": the end of
+# restore to running. Builds before it had only the "state loaded" line.
+# It carries the worker's CLOCK_MONOTONIC reading: the end of restore to
+# running is taken from it (the same clock as t0 here), so that the time
+# this script takes to be woken by the line and read it does not count.
+RUNNING_RE = re.compile(r"restore: vCPUs running, ([0-9.]+) ms after the restore began"
+                        r"(?: \(CLOCK_MONOTONIC (\d+)\.(\d{9})\))?")
 
 
 def control(path, req):
@@ -70,24 +80,55 @@ def cella_save(vm, kernel, mem, touch, d):
     return state, save_s, rep.get("ms"), st.st_size, st.st_blocks * 512
 
 
-def cella_restore(vm, kernel, mem, touch, state):
-    """Host clock from the spawn of cella-vm --restore to (a) its log line
-    saying the state is loaded and the vCPUs are about to run, (b) the
-    guest's first serial line; plus the worker's own load figure."""
-    t0 = time.perf_counter()
+def logs_running_line(vm):
+    """Whether this cella-vm logs "restore: vCPUs running" (older builds end
+    their restore log at "state loaded", a little before the vCPUs start)."""
+    with open(vm, "rb") as f:
+        return b"restore: vCPUs running" in f.read()
+
+
+def mono():
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) / 1e9
+
+
+def spin_ms(ms):
+    """Keep this process on its CPU for ms (0: not at all): on a host that is
+    itself a VM, a process that has been blocked for a while (here: on
+    QEMU's restore) is slow for its next few milliseconds, spawning
+    included (docs/benchmarks.md, "Restore to running, step by step")."""
+    end = time.perf_counter() + ms / 1e3
+    while time.perf_counter() < end:
+        pass
+
+
+def cella_restore(vm, kernel, mem, touch, state, end_re=RUNNING_RE, warm_ms=0):
+    """Host clock from the spawn of cella-vm --restore to (a) its vCPUs
+    running: the worker's clock reading on its "restore: vCPUs running"
+    line (end_re LOAD_RE for a build without it: when its "state loaded"
+    line is read), (b) the guest's first serial line; plus the worker's own
+    figure from the start of the restore to that line, and when the line was
+    read here (a) includes this script's wake-up for the line."""
+    spin_ms(warm_ms)
+    t0 = mono()
     p = subprocess.Popen(cella_cmd(vm, kernel, mem, touch) + ["--restore", state],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    running, load = None, float("nan")
+    running = read_at = None
+    own = float("nan")
     for line in p.stderr:
-        m = LOAD_RE.search(line)
+        m = end_re.search(line)
         if m:
-            running, load = time.perf_counter() - t0, float(m.group(1))
+            read_at = mono() - t0
+            own = float(m.group(1))
+            stamped = m.groups()[1:3] if end_re is RUNNING_RE else (None, None)
+            running = (int(stamped[0]) + int(stamped[1]) / 1e9 - t0) if stamped[0] else read_at
             break
     p.stdout.readline()
-    first = time.perf_counter() - t0
+    first = mono() - t0
     p.kill()
     p.communicate()
-    return running if running is not None else float("nan"), first, load
+    nan = float("nan")
+    return (running if running is not None else nan, first, own,
+            read_at if read_at is not None else nan)
 
 
 def qemu_status_running(mon, t0, timeout=600):
@@ -188,6 +229,9 @@ def main():
     ap.add_argument("--touch", type=int, default=200)
     ap.add_argument("--no-qemu", action="store_true")
     ap.add_argument("--fill", choices=["userfaultfd", "populate"], default="userfaultfd")
+    # Not by default: the figures of record include whatever the host adds.
+    ap.add_argument("--warm-ms", type=float, default=0,
+                    help="busy-wait this long before each cella spawn (see spin_ms)")
     a = ap.parse_args()
     if a.fill == "populate":
         os.environ["CELLA_RESTORE_FILL"] = "populate"
@@ -195,6 +239,7 @@ def main():
         os.environ.pop("CELLA_RESTORE_FILL", None)
     b = common.build_dir(a.build)
     vm, kernel = os.path.join(b, "cella-vm"), common.guest(b, "memwriter")
+    end_re = RUNNING_RE if logs_running_line(vm) else LOAD_RE
     rows = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/var/tmp")) as d:
         for mem in [int(x) for x in a.sizes.split(",")]:
@@ -210,7 +255,7 @@ def main():
             # both see the same load; medians of a.runs each.
             runs, qruns = [], []
             for _ in range(a.runs):
-                runs.append(cella_restore(vm, kernel, mem, touch, state))
+                runs.append(cella_restore(vm, kernel, mem, touch, state, end_re, a.warm_ms))
                 if qstate:
                     try:
                         qruns.append(qemu_restore(kernel, mem, touch, qstate, d))
@@ -223,22 +268,30 @@ def main():
                     q = (qsave_s, qsize, common.median([r[0] for r in qruns]),
                          common.median([r[1] for r in qruns]))
             rows.append((mem, touch, save_s, save_ms, size, alloc,
-                         common.median([r[0] for r in runs]),
+                         [r[0] for r in runs],
                          common.median([r[1] for r in runs]),
-                         common.median([r[2] for r in runs]), q))
+                         common.median([r[2] for r in runs]),
+                         common.median([r[3] for r in runs]), q))
     print("restore to running: host clock from the spawn of the restoring process to its vCPUs "
-          "running (cella: the worker's 'state loaded' log line; QEMU: 'info status' says "
-          "running); first line: to the guest's first serial line after the restore (it first "
-          "re-reads what it touched, so page faults on the lazily mapped memory count there); "
-          f"cella and QEMU restores alternate, medians of {a.runs} each\n")
-    print("| guest | touched | cella save | file (allocated) | cella restore to running | "
-          "(worker's own load) | cella first line | QEMU save | QEMU file | "
+          "running (cella: the worker's clock reading on its 'vCPUs running' log line, "
+          + ("" if end_re is RUNNING_RE else "(this build has none: when its 'state loaded' "
+             "line was read) ") +
+          "median and range; in brackets the worker's own figure from the start of the "
+          "restore to it; 'line read' is when this script read the line, which adds its own "
+          "wake-up; QEMU: 'info status' says running); first line: to the guest's first "
+          "serial line after the restore (it first re-reads what it touched, so page faults "
+          "on the lazily mapped memory count there); cella and QEMU restores alternate, "
+          f"medians of {a.runs} each\n")
+    print("| guest | touched | cella save | file (allocated) | cella restore to running "
+          "(min-max) | (worker's own) | line read | cella first line | QEMU save | QEMU file | "
           "QEMU restore to running | QEMU first line | running: QEMU / cella | "
           "first line: cella / QEMU |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for mem, touch, ss, sms, size, alloc, running, first, load, q in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for mem, touch, ss, sms, size, alloc, runs_to, first, load, read_at, q in rows:
+        running = common.median(runs_to)
         line = (f"| {mem} MiB | {touch} MiB | {ss * 1e3:.0f} ms | {size >> 20} MiB "
-                f"({alloc >> 20} MiB) | {running * 1e3:.1f} ms | {load:.2f} ms | "
+                f"({alloc >> 20} MiB) | {running * 1e3:.1f} ms ({min(runs_to) * 1e3:.1f}-"
+                f"{max(runs_to) * 1e3:.1f}) | {load:.2f} ms | {read_at * 1e3:.1f} ms | "
                 f"{first * 1e3:.1f} ms | ")
         if isinstance(q, tuple):
             line += (f"{q[0] * 1e3:.0f} ms | {q[1] >> 20} MiB | {q[2] * 1e3:.1f} ms | "
@@ -247,7 +300,7 @@ def main():
             line += f"{q} | | | | | |"
         print(line)
     print(f"\nreproduce: bench/restore.py --build {b} --runs {a.runs} --sizes {a.sizes} "
-          f"--touch {a.touch} --fill {a.fill}")
+          f"--touch {a.touch} --fill {a.fill}" + (f" --warm-ms {a.warm_ms:g}" if a.warm_ms else ""))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@
 #include "virtio/blk/blk_ctl.h"
 #include "sandbox/sandbox.h"
 #include "mem_prefetch.h"
+#include "restore.h"
 #include "state/memorder.h"
 #include "state/statefile.h"
 #include "vcpu.h"
@@ -485,25 +486,38 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (ret)
 			return ret;
 	}
+	phase_mark(vm->trace, "control");
 	/* The sandbox hides the file system, and the threads' seccomp filters
 	 * let no vCPU thread open a library (and the migration sender's opens
 	 * answer ENOENT): load what may be needed later first. */
 	if (wo->sandbox || wo->seccomp)
 		vcpus_preload_emulation(vm);
+	phase_mark(vm->trace, "decoder");
 	if ((wo->sandbox || wo->seccomp) && (wo->control || wo->incoming)) {
 		/* A supervised VM may be asked to migrate later. */
 		char err[256];
 
-		if (mig_tls_load(err, sizeof(err)))
+		if (mig_tls_preload_wait(err, sizeof(err)))
 			log_warn("%s: this VM will not be able to migrate", err);
 	}
+	phase_mark(vm->trace, "tls");
 	/* Before the filter, which has no io_uring_setup (teardown.c). */
 	if (vm_prepare_kernel_teardown(vm))
 		log_debug("KVM teardown: no io_uring, a child process will do it");
+	phase_mark(vm->trace, "teardown_ring");
+	/* The set-up threads end before the sandbox, which wants the process
+	 * single-threaded (they have neither its filters nor its dropped
+	 * privileges): each was told to, or is done, by now. */
+	guest_mem_prefetch_setup_end(&vm->mem);
+	if (wo->sandbox || wo->seccomp)
+		vm_cpuid_join(vm); /* else vm_destroy: not worth a wait here */
+	phase_mark(vm->trace, "setup_threads");
 	if (wo->sandbox && (ret = sandbox_enter(&wo->sandbox_ids)))
 		return ret;
+	phase_mark(vm->trace, "sandbox");
 	if (*ctl && (ret = control_attach(*ctl, wo->wait_start)))
 		return ret;
+	phase_mark(vm->trace, "control_attach");
 	vm->no_new_sockets = wo->seccomp;
 	if (wo->seccomp) {
 		const void **slot[SANDBOX_THREADS] = {
@@ -531,6 +545,7 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 		if (ret)
 			return ret;
 	}
+	phase_mark(vm->trace, "seccomp");
 	/* Setting up (the configuration's JSON, libseccomp building the
 	 * filters) freed most of what it took, in chunks below ones still in
 	 * use: hand those pages back now rather than keep them for the VM's
@@ -568,68 +583,6 @@ static void close_passed_fds(const struct vm_config *cfg, const struct worker_op
 			if (d->backing->fd[k] > 2)
 				close(d->backing->fd[k]);
 	}
-}
-
-static double ms_between(const struct timespec *a, const struct timespec *b)
-{
-	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
-}
-
-/* --restore: open and check the state file (header, every section's
- * checksum) and that it fits the configuration. No guest memory is read.
- * 0, or -1 after logging why (configuration error: exit status 2). */
-static int restore_open(const char *spec, const struct vm_config *cfg, struct statefile *sf)
-{
-	char err[256];
-	int fd;
-
-	fd = fdspec_open(spec, O_RDONLY, 0, FDSPEC_REG, err, sizeof(err));
-	if (fd < 0) {
-		log_err("--restore %s", err);
-		return -1;
-	}
-	if (statefile_open(sf, fd, err, sizeof(err))) {
-		log_err("--restore %s: %s", spec, err);
-		return -1;
-	}
-	/* More vCPUs than configured: hot-plugged ones (vm_state_load adds them). */
-	if (sf->info.nr_vcpus < cfg->cpus || sf->info.nr_vcpus > config_cpus_possible(cfg) ||
-	    sf->info.mem_size != vm_config_mem_size(cfg)) {
-		log_err("--restore %s: state: the saved VM has %u vCPUs and %llu MiB, the "
-			"configuration %u and %llu MiB", spec, sf->info.nr_vcpus,
-			(unsigned long long)(sf->info.mem_size >> 20), cfg->cpus,
-			(unsigned long long)(vm_config_mem_size(cfg) >> 20));
-		statefile_close(sf);
-		return -1;
-	}
-	return 0;
-}
-
-/* --restore after vm_create_restore: devices and vCPUs from the
- * configuration, then the file's state on top. */
-static int restore_setup(struct vm *vm, struct statefile *sf, const struct timespec *t0,
-			 struct mem_order *order)
-{
-	struct timespec t1, t2;
-	char err[256];
-	int ret = vm_setup_restore(vm);
-
-	if (ret)
-		return ret;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	ret = statefile_load(vm, sf);
-	/* The prefetch's order, which starts once the worker is sandboxed. */
-	if (!ret && (ret = statefile_mem_order(sf, order, err, sizeof(err))))
-		log_err("%s", err);
-	clock_gettime(CLOCK_MONOTONIC, &t2);
-	statefile_close(sf); /* the VM keeps its own descriptor (and lock) */
-	if (ret) {
-		vm_request_exit(vm, WORKER_EXIT_CONFIG, "the state file cannot be restored");
-		return ret;
-	}
-	log_info("restore: state loaded in %.3f ms (setup %.3f ms, load %.3f ms)",
-		 ms_between(t0, &t2), ms_between(t0, &t1), ms_between(&t1, &t2));
-	return 0;
 }
 
 /* Live-migration destination: receive the VM (the worker is already set
@@ -676,11 +629,18 @@ int main(int argc, char **argv)
 	struct mem_order order = { 0 };
 	struct mig_incoming *incoming = NULL;
 	struct timespec t_restore;
+	struct phase_trace trace_buf;
+	struct phase_trace *trace = NULL;
 	struct vm_config cfg;
 	struct vm vm;
 	sigset_t set;
 	int ret, code;
 
+	if (phase_trace_wanted()) {
+		trace = &trace_buf;
+		trace->n = 0;
+		phase_mark(trace, "main");
+	}
 	config_init(&cfg);
 	ret = parse_args(argc, argv, &cfg, &wo);
 	if (ret) {
@@ -694,8 +654,18 @@ int main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (!wo.restore)
+		trace = NULL;
+	/* A restore: what worker_prepare loads before the sandbox, beside
+	 * the VM's creation rather than after it. (Not for a boot: OpenSSL's
+	 * allocations would land in the thread's malloc arena, 12-24 KiB more
+	 * RssAnon per worker, docs/benchmarks.md "VM density".) */
+	if (wo.restore && (wo.sandbox || wo.seccomp) && wo.control)
+		mig_tls_preload_start();
+	phase_mark(trace, "args");
 	clock_gettime(CLOCK_MONOTONIC, &t_restore);
 	if (wo.restore && restore_open(wo.restore, &cfg, &sf)) {
+		mig_tls_preload_end();
 		config_free(&cfg);
 		log_info("exit: the state file cannot be restored (status %d: %s)", WORKER_EXIT_CONFIG,
 			 worker_exit_kind(WORKER_EXIT_CONFIG));
@@ -710,14 +680,17 @@ int main(int argc, char **argv)
 		if (migrate_incoming_open(&incoming, wo.incoming, wo.tls_cert, wo.tls_key,
 					  wo.tls_ca, wo.tls_peer, err, sizeof(err))) {
 			fprintf(stderr, "cella-vm: %s\n", err);
+			mig_tls_preload_end();
 			config_free(&cfg);
 			return WORKER_EXIT_CONFIG;
 		}
 	}
-	if (wo.restore ? vm_create_restore(&vm, &cfg, sf.fd, sf.info.mem_off)
+	phase_mark(trace, "state_open");
+	if (wo.restore ? vm_create_restore(&vm, &cfg, sf.fd, sf.info.mem_off, trace)
 		       : vm_create(&vm, &cfg)) {
 		statefile_close(&sf);
 		migrate_incoming_close(incoming);
+		mig_tls_preload_end();
 		config_free(&cfg);
 		log_info("exit: cannot create the VM (status %d: %s)", WORKER_EXIT_ERROR,
 			 worker_exit_kind(WORKER_EXIT_ERROR));
@@ -726,6 +699,7 @@ int main(int argc, char **argv)
 	/* Before the devices load (the balloon gives its pages back again). */
 	if (wo.restore && !cfg.memory.prealloc && guest_mem_prefetch_prepare(&vm.mem))
 		log_warn("restore: no memory for the prefetch's bookkeeping");
+	phase_mark(trace, "prefetch_prepare");
 	vm.signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (vm.signal_fd < 0 || evloop_add(vm.loop, vm.signal_fd, EPOLLIN, on_signal, &vm)) {
 		log_err("cannot watch signals: %s", strerror(errno));
@@ -737,7 +711,7 @@ int main(int argc, char **argv)
 		code = vm_exiting(&vm) ? atomic_load(&vm.exit_code) : WORKER_EXIT_ERROR;
 		if (!vm_exiting(&vm))
 			snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
-	} else if (close_passed_fds(&cfg, &wo), guest_mem_prefetch_setup_end(&vm.mem),
+	} else if (close_passed_fds(&cfg, &wo), phase_mark(trace, "close_fds"),
 		   worker_prepare(&vm, &wo, &ctl)) {
 		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");
@@ -746,9 +720,13 @@ int main(int argc, char **argv)
 	} else {
 		/* Fill the lazily mapped memory ahead of the guest (a restore
 		 * with prealloc has it all already). */
-		if (wo.restore && vm.mem.prefetch &&
-		    (ret = guest_mem_prefetch_start(&vm.mem, &order, vm.prefetch_filter)))
-			log_warn("restore: no prefetch: %s", strerror(-ret));
+		phase_mark(trace, "worker_prepare");
+		if (wo.restore) {
+			vm.restore_t0 = &t_restore;
+			/* vm_run starts the fill thread once the vCPUs are. */
+			if (vm.mem.prefetch)
+				vm.prefetch_order = &order;
+		}
 		code = vm_run(&vm);
 	}
 	mem_order_free(&order);
@@ -769,6 +747,7 @@ int main(int argc, char **argv)
 	sandbox_thread_filter_free((struct sock_fprog *)vm.migration_filter);
 	sandbox_thread_filter_free((struct sock_fprog *)vm.throttle_filter);
 	sandbox_thread_filter_free((struct sock_fprog *)vm.prefetch_filter);
+	mig_tls_preload_end();
 	config_free(&cfg);
 	return code;
 }

@@ -244,6 +244,15 @@ void guest_mem_prefetch_stop(struct guest_mem *m)
 	pf->joined = true;
 }
 
+void guest_mem_prefetch_setup_ending(struct guest_mem *m)
+{
+	struct mem_prefetch *pf = m->prefetch;
+
+	if (!m->uffd || !pf || !pf->setup)
+		return;
+	mem_uffd_thread_quit_request(pf);
+}
+
 void guest_mem_prefetch_setup_end(struct guest_mem *m)
 {
 	struct mem_prefetch *pf = m->prefetch;

@@ -58,6 +58,11 @@ void guest_mem_prefetch_stop(struct guest_mem *m);
  * guest_mem_prefetch_start nothing answers a fault, so nothing may touch
  * guest RAM in between. A no-op otherwise. */
 void guest_mem_prefetch_setup_end(struct guest_mem *m);
+/* Ask the setup phase's thread to end without waiting for it (the same
+ * rule: nothing may touch guest RAM from then on until
+ * guest_mem_prefetch_start); guest_mem_prefetch_setup_end then only joins
+ * it, its wake-up overlapped with the worker's other set-up. */
+void guest_mem_prefetch_setup_ending(struct guest_mem *m);
 /* Free what start allocated (after stop). */
 void guest_mem_prefetch_free(struct guest_mem *m);
 /* Whether the thread has finished (done, stopped or failed); true

@@ -504,12 +504,19 @@ void mem_uffd_kick(struct mem_prefetch *pf)
 		log_warn("restore prefetch: cannot wake its thread: %s", strerror(errno));
 }
 
+void mem_uffd_thread_quit_request(struct mem_prefetch *pf)
+{
+	if (!pf->started || pf->joined || atomic_load(&pf->quit))
+		return;
+	atomic_store(&pf->quit, true);
+	mem_uffd_kick(pf);
+}
+
 void mem_uffd_thread_quit(struct mem_prefetch *pf)
 {
 	if (!pf->started || pf->joined)
 		return;
-	atomic_store(&pf->quit, true);
-	mem_uffd_kick(pf);
+	mem_uffd_thread_quit_request(pf);
 	pthread_join(pf->thread, NULL);
 	pf->joined = true;
 }

@@ -70,9 +70,11 @@ int guest_mem_init_uffd(struct guest_mem *m, uint64_t size, int fd, uint64_t off
 void guest_mem_uffd_free(struct guest_mem *m);
 
 /* For mem_prefetch.c. Start pf's thread (pf->setup: faults only); quit:
- * make it end and wait for it; kick: wake it to see pf->stop. */
+ * make it end and wait for it (quit_request: without waiting); kick: wake
+ * it to see pf->stop. */
 int mem_uffd_thread_start(struct mem_prefetch *pf) __must_check;
 void mem_uffd_thread_quit(struct mem_prefetch *pf);
+void mem_uffd_thread_quit_request(struct mem_prefetch *pf);
 void mem_uffd_kick(struct mem_prefetch *pf);
 /* Room for the blocks to fill (pf->plan), which the thread lists in order
  * (mem_prefetch.h's three steps, by 2 MiB block). 0 or -ENOMEM. */

@@ -107,15 +107,26 @@ static int vcpu_init(struct vm *vm, struct vcpu *v, unsigned i, int mmap_size, b
 		log_err("mmap of vCPU %u run area: %s", i, strerror(errno));
 		return -errno;
 	}
+	phase_mark(vm->trace, "vcpu_create");
 	if (vm->cfg->emulation_fallback && !v->emul) {
 		ret = vcpu_emul_make(vm, v);
 		if (ret)
 			return ret;
 	}
+	phase_mark(vm->trace, "emul_ctx");
 	/* The topology counts every possible vCPU, so that a hot-plugged one
 	 * fits what the guest saw at boot. */
-	ret = x86_setup_cpuid_checked(vm->kvm_fd, v->fd, i, config_cpus_possible(vm->cfg),
-				      &v->cpuid_applied);
+	{
+		const struct kvm_cpuid2 *supported;
+
+		ret = vm_cpuid_supported(vm, &supported);
+		phase_mark(vm->trace, "cpuid_supported");
+		if (!ret)
+			ret = x86_setup_cpuid_from(supported, v->fd, i,
+						   config_cpus_possible(vm->cfg),
+						   i > 0 && !vm->vcpus[0].cpuid_applied,
+						   &v->cpuid_applied);
+	}
 	if (ret < 0) {
 		log_err("vCPU %u: CPUID setup: %s", i, strerror(-ret));
 		return ret;
@@ -125,7 +136,9 @@ static int vcpu_init(struct vm *vm, struct vcpu *v, unsigned i, int mmap_size, b
 			 "host's CPU features");
 		*cpuid_warned = true;
 	}
+	phase_mark(vm->trace, "cpuid");
 	ret = x86_setup_msrs(v->fd);
+	phase_mark(vm->trace, "msrs");
 	if (ret)
 		log_err("vCPU %u: MSR setup: %s", i, strerror(-ret));
 	return ret;

@@ -62,13 +62,14 @@ static int uffd_dev_open(const struct vm_config *cfg)
 }
 
 static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t mem_size,
-			  int mem_fd, uint64_t mem_off)
+			  int mem_fd, uint64_t mem_off, struct phase_trace *trace)
 {
 	uint64_t hp_size;
 	int ret, uffd_dev;
 
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = cfg;
+	vm->trace = trace;
 	vm->kvm_fd = -1;
 	vm->vm_fd = -1;
 	vm->teardown_ring = -1;
@@ -113,7 +114,7 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 
 int vm_create_test(struct vm *vm, uint64_t mem_size)
 {
-	int ret = vm_common_init(vm, NULL, mem_size, -1, 0);
+	int ret = vm_common_init(vm, NULL, mem_size, -1, 0, NULL);
 
 	if (ret)
 		vm_destroy(vm);
@@ -173,14 +174,15 @@ static int kvm_open(const struct vm_config *cfg)
 }
 
 static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_fd,
-			    uint64_t mem_off)
+			    uint64_t mem_off, struct phase_trace *trace)
 {
 	struct kvm_pit_config pit = { .flags = 0 };
 	int ret;
 
-	ret = vm_common_init(vm, cfg, ALIGN_UP(cfg->mem_mib, 2) << 20, mem_fd, mem_off);
+	ret = vm_common_init(vm, cfg, ALIGN_UP(cfg->mem_mib, 2) << 20, mem_fd, mem_off, trace);
 	if (ret)
 		goto fail;
+	phase_mark(vm->trace, "mem");
 	vm->kvm_fd = kvm_open(cfg);
 	if (vm->kvm_fd < 0) {
 		ret = vm->kvm_fd;
@@ -192,12 +194,16 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 	    (ret = kvm_require_cap(vm, KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT")) ||
 	    (ret = kvm_require_cap(vm, KVM_CAP_PIT2, "KVM_CAP_PIT2")))
 		goto fail;
+	/* On a thread of its own, beside KVM_CREATE_VM and the memory slots. */
+	vm_cpuid_start(vm);
+	phase_mark(vm->trace, "kvm_open");
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
 		ret = -errno;
 		log_err("KVM_CREATE_VM: %s", strerror(errno));
 		goto fail;
 	}
+	phase_mark(vm->trace, "kvm_create_vm");
 	/* Memory slots go in before the irqchip: once an irqchip exists, every
 	 * slot change waits for an SRCU grace period (measured: 4-12 ms here). */
 	{
@@ -212,6 +218,7 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 		log_err("KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
 		goto fail;
 	}
+	phase_mark(vm->trace, "memslots");
 	/* Intel needs these two pages in the hole; other hosts may refuse them. */
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0)
 		log_debug("KVM_SET_TSS_ADDR: %s (ignored)", strerror(errno));
@@ -231,6 +238,7 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 		log_err("KVM_CREATE_PIT2: %s", strerror(errno));
 		goto fail;
 	}
+	phase_mark(vm->trace, "irqchip_pit");
 	return 0;
 fail:
 	vm_destroy(vm);
@@ -239,14 +247,15 @@ fail:
 
 int vm_create(struct vm *vm, const struct vm_config *cfg)
 {
-	return vm_create_common(vm, cfg, -1, 0);
+	return vm_create_common(vm, cfg, -1, 0, NULL);
 }
 
-int vm_create_restore(struct vm *vm, const struct vm_config *cfg, int fd, uint64_t mem_off)
+int vm_create_restore(struct vm *vm, const struct vm_config *cfg, int fd, uint64_t mem_off,
+		      struct phase_trace *trace)
 {
 	if (fd < 0)
 		return -EBADF;
-	return vm_create_common(vm, cfg, fd, mem_off);
+	return vm_create_common(vm, cfg, fd, mem_off, trace);
 }
 
 int vm_add_device(struct vm *vm, struct device *dev)
@@ -634,13 +643,44 @@ int vm_setup_restore(struct vm *vm)
 		vm_request_exit(vm, WORKER_EXIT_CONFIG, "a configured device cannot be set up");
 		return ret;
 	}
-	return vcpus_create(vm);
+	phase_mark(vm->trace, "devices");
+	ret = vcpus_create(vm);
+	phase_mark(vm->trace, "vcpus");
+	return ret;
 }
 
 int vm_run(struct vm *vm)
 {
 	int ret = vcpus_start(vm);
 
+	phase_mark(vm->trace, "vcpus_start");
+	if (!ret && vm->restore_t0) {
+		struct timespec now;
+		bool held = vm_paused(vm); /* --wait-start: until "start" */
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		/* With the clock's own reading: a benchmark takes the end of
+		 * restore to running from it, not from when it read the line. */
+		log_info("restore: vCPUs %s, %.3f ms after the restore began "
+			 "(CLOCK_MONOTONIC %lld.%09ld)", held ? "ready (held until start)" : "running",
+			 (double)(now.tv_sec - vm->restore_t0->tv_sec) * 1e3 +
+				 (double)(now.tv_nsec - vm->restore_t0->tv_nsec) / 1e6,
+			 (long long)now.tv_sec, now.tv_nsec);
+	}
+	/* A restore's fill thread starts once the vCPU threads are: started
+	 * before them, it took this thread's CPU on a busy host for 3-8 ms
+	 * before they ran (its first 2 MiB blocks). A guest fault before it
+	 * runs waits in the userfaultfd's queue for it, as any fault does. */
+	if (!ret && vm->prefetch_order) {
+		int pret = guest_mem_prefetch_start(&vm->mem, vm->prefetch_order,
+						    vm->prefetch_filter);
+
+		if (pret)
+			log_warn("restore: no prefetch: %s", strerror(-pret));
+		vm->prefetch_order = NULL;
+	}
+	phase_mark(vm->trace, "prefetch_start");
+	phase_trace_report(vm->trace, "restore");
 	if (ret) {
 		vm_request_exit(vm, WORKER_EXIT_ERROR, "cannot start vCPU threads: %s", strerror(-ret));
 	} else {
@@ -664,6 +704,7 @@ void vm_destroy(struct vm *vm)
 	struct device *d, *next;
 
 	vcpus_destroy(vm);
+	vm_cpuid_free(vm);
 	for (d = vm->devices; d; d = next) {
 		next = d->next;
 		if (d->ops->destroy)

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "bus.h"
 #include "compiler.h"
@@ -12,6 +13,8 @@
 #include "device.h"
 #include "evloop.h"
 #include "mem.h"
+#include "phase_trace.h"
+#include "vm_cpuid.h"
 #include "worker_exit.h"
 
 /* How a VM ended: enum worker_exit (lib/worker_exit.h), also cella-vm's
@@ -50,6 +53,8 @@ struct vcpu {
 	 * pause point, where a pause request once got lost (vcpu.c). */
 	uint32_t test_pause_gap_us;
 };
+
+struct mem_order;
 
 struct vm {
 	const struct vm_config *cfg;
@@ -95,6 +100,19 @@ struct vm {
 	 * percentage of every VCPU_THROTTLE_PERIOD_NS at its pause point; the
 	 * migration kicks the vCPUs once per period. 0: off. */
 	atomic_uint throttle_pct;
+	/* CELLA_TRACE_RESTORE=1: the start-up steps' clock (phase_trace.h);
+	 * NULL: off. Owned by main, main thread only. */
+	struct phase_trace *trace;
+	/* KVM_GET_SUPPORTED_CPUID, asked once beside the VM's creation
+	 * (vm_cpuid.h); the vCPUs' templates start from it. */
+	struct vm_cpuid cpuid;
+	/* A restore: when it began (main's clock), for the "restore: vCPUs
+	 * running" line vm_run logs once the vCPU threads are started (the
+	 * end of restore to running, bench/restore.py); NULL otherwise. */
+	const struct timespec *restore_t0;
+	/* A restore's fill order (mem_prefetch.h), for vm_run to start the
+	 * fill thread with once the vCPU threads are started; NULL: none. */
+	struct mem_order *prefetch_order;
 };
 
 /* Create the KVM VM, memory, irqchip and PIT, buses, I/O loop. No devices,
@@ -145,9 +163,10 @@ int vm_state_load(struct vm *vm, struct state_reader *r, unsigned format) __must
 /* Restore: like vm_create, but guest RAM is the file fd's bytes from
  * mem_off (page aligned; mem_size from the configuration) mapped
  * MAP_PRIVATE (copy-on-write, pages read lazily): nothing is read now.
- * The VM keeps its own duplicate of fd. 0 or -errno (logged). */
+ * The VM keeps its own duplicate of fd. trace: the start-up clock
+ * (vm->trace), or NULL. 0 or -errno (logged). */
 int vm_create_restore(struct vm *vm, const struct vm_config *cfg, int fd,
-		      uint64_t mem_off) __must_check;
+		      uint64_t mem_off, struct phase_trace *trace) __must_check;
 /* Restore: like vm_setup but without loading a kernel or writing boot
  * tables: devices and vCPUs only, for vm_state_load to fill. */
 int vm_setup_restore(struct vm *vm) __must_check;

@@ -27,6 +27,16 @@ struct mig_conn;
  * before the worker's sandbox hides the file system if a migration may come
  * later. 0, or -ENOENT with the reason in err. Idempotent, thread-safe. */
 int mig_tls_load(char *err, size_t errlen) __must_check;
+/* The same on a thread of its own, started early in the worker's set-up
+ * (OpenSSL's dynamic linking costs milliseconds, which then overlap with
+ * creating the VM); mig_tls_preload_wait joins it (to be called before a
+ * sandbox, which wants the process single-threaded) and returns what
+ * mig_tls_load returned, or loads here if no thread was started. */
+void mig_tls_preload_start(void);
+int mig_tls_preload_wait(char *err, size_t errlen) __must_check;
+/* Join a preload thread still running (before exit: a process should not
+ * run its library destructors while another thread is inside dlopen). */
+void mig_tls_preload_end(void);
 
 /* Handshake on the connected socket fd (taken over: closed by
  * mig_conn_close, or here on failure). server: the destination side.

@@ -13,18 +13,25 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "migrate/mig_tls_ops.h"
+#include "bgthread.h"
 
 #define TLS_MODULE_NAME "cella-tls.so"
 
 struct tls_module {
 	pthread_mutex_t lock;
 	const struct mig_tls_ops *ops; /* set once, never cleared */
+	/* mig_tls_preload_start's thread and its answer (main thread only). */
+	pthread_t preload;
+	bool preloading;
+	int preload_ret;
+	char preload_err[512];
 };
 
 /* Process-wide on purpose: what dlopen() loads belongs to the process. */
@@ -179,4 +186,43 @@ void mig_conn_abort(struct mig_conn *c)
 {
 	if (c)
 		ops()->abort(c);
+}
+
+static void *preload_main(void *arg)
+{
+	struct tls_module *m = arg;
+
+	m->preload_ret = mig_tls_load(m->preload_err, sizeof(m->preload_err));
+	return NULL;
+}
+
+void mig_tls_preload_start(void)
+{
+	struct tls_module *m = tls_module();
+
+	if (!m->preloading)
+		m->preloading = bgthread_create(&m->preload, preload_main, m) == 0;
+}
+
+int mig_tls_preload_wait(char *err, size_t errlen)
+{
+	struct tls_module *m = tls_module();
+
+	if (!m->preloading)
+		return mig_tls_load(err, errlen);
+	pthread_join(m->preload, NULL);
+	m->preloading = false;
+	if (m->preload_ret)
+		snprintf(err, errlen, "%s", m->preload_err);
+	return m->preload_ret;
+}
+
+void mig_tls_preload_end(void)
+{
+	struct tls_module *m = tls_module();
+
+	if (m->preloading) {
+		pthread_join(m->preload, NULL);
+		m->preloading = false;
+	}
 }

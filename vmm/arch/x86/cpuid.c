@@ -107,7 +107,7 @@ static struct kvm_cpuid2 *cpuid_alloc(unsigned nent)
 }
 
 /* KVM_GET_SUPPORTED_CPUID, growing the buffer while KVM says E2BIG. */
-static int get_supported(int kvm_fd, struct kvm_cpuid2 **out)
+int x86_cpuid_get_supported(int kvm_fd, struct kvm_cpuid2 **out)
 {
 	for (unsigned nent = CPUID_FIRST_NENT; nent <= CPUID_MAX_NENT; nent *= 2) {
 		struct kvm_cpuid2 *c = cpuid_alloc(nent);
@@ -158,16 +158,25 @@ static bool hide_pv_hypercalls(struct kvm_cpuid2 *c)
 
 static int check_applied(int vcpu_fd, const struct kvm_cpuid2 *set, bool *applied)
 {
-	struct kvm_cpuid2 *got = cpuid_alloc(CPUID_MAX_NENT);
+	/* The vCPU's table is the one just set: a buffer of its size first
+	 * (not the largest KVM allows, 160 KiB), larger if KVM says E2BIG. */
+	struct kvm_cpuid2 *got = cpuid_alloc(set->nent + 8);
 	const struct kvm_cpuid_entry2 *a, *b;
+	int ret;
 
 	if (!got)
 		return -ENOMEM;
-	if (ioctl(vcpu_fd, KVM_GET_CPUID2, got) < 0) {
-		int err = -errno;
-
+	ret = ioctl(vcpu_fd, KVM_GET_CPUID2, got) < 0 ? -errno : 0;
+	if (ret == -E2BIG) {
 		free(got);
-		return err;
+		got = cpuid_alloc(CPUID_MAX_NENT);
+		if (!got)
+			return -ENOMEM;
+		ret = ioctl(vcpu_fd, KVM_GET_CPUID2, got) < 0 ? -errno : 0;
+	}
+	if (ret) {
+		free(got);
+		return ret;
 	}
 	a = find_leaf(set, 1, 0);
 	b = find_leaf(got, 1, 0);
@@ -176,19 +185,28 @@ static int check_applied(int vcpu_fd, const struct kvm_cpuid2 *set, bool *applie
 	return 0;
 }
 
-int x86_setup_cpuid_checked(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr_cpus,
-                            bool *applied)
+int x86_setup_cpuid_from(const struct kvm_cpuid2 *supported, int vcpu_fd, unsigned index,
+			 unsigned nr_cpus, bool ignored_before, bool *applied)
 {
-	struct kvm_cpuid2 *c = NULL;
+	struct kvm_cpuid2 *c;
 	bool ok = true;
+	size_t len;
 	int ret;
 
 	if (nr_cpus < 1 || nr_cpus > 255 || index >= nr_cpus)
 		return -EINVAL;
-	ret = get_supported(kvm_fd, &c);
-	if (ret)
-		return ret;
+	/* The template is per vCPU (APIC ids): on a copy. */
+	len = sizeof(*c) + supported->nent * sizeof(struct kvm_cpuid_entry2);
+	c = malloc(len);
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, supported, len);
 	x86_cpuid_apply_template(c, index, nr_cpus);
+	/* An earlier vCPU found the template ignored: the same KVM ignores it
+	 * for this one too, so hide now and set once (below: set, read back,
+	 * hide, set again; 0.12 ms a set where the host's CPUID traps). */
+	if (ignored_before)
+		hide_pv_hypercalls(c);
 	if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0) {
 		ret = -errno;
 		goto out;
@@ -201,7 +219,7 @@ int x86_setup_cpuid_checked(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr
 	 * there a guest's VMCALL is re-executed for ever (a 2-vCPU Linux hung
 	 * in kvm_hypercall4 sending a PV IPI), while ring-0 CPUID still answers
 	 * from this table: hide the features that need hypercalls. */
-	if (!ok && hide_pv_hypercalls(c)) {
+	if (!ok && !ignored_before && hide_pv_hypercalls(c)) {
 		if (ioctl(vcpu_fd, KVM_SET_CPUID2, c) < 0)
 			log_debug("vCPU %u: cannot hide the PV hypercall features: %s", index,
 			          strerror(errno));
@@ -213,6 +231,22 @@ int x86_setup_cpuid_checked(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr
 out:
 	if (applied)
 		*applied = ok;
+	free(c);
+	return ret;
+}
+
+int x86_setup_cpuid_checked(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr_cpus,
+                            bool *applied)
+{
+	struct kvm_cpuid2 *c = NULL;
+	int ret;
+
+	if (nr_cpus < 1 || nr_cpus > 255 || index >= nr_cpus)
+		return -EINVAL;
+	ret = x86_cpuid_get_supported(kvm_fd, &c);
+	if (ret)
+		return ret;
+	ret = x86_setup_cpuid_from(c, vcpu_fd, index, nr_cpus, false, applied);
 	free(c);
 	return ret;
 }

@@ -114,6 +114,18 @@ int x86_setup_cpuid(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr_cpus) _
 int x86_setup_cpuid_checked(int kvm_fd, int vcpu_fd, unsigned index, unsigned nr_cpus,
 			    bool *applied) __must_check;
 struct kvm_cpuid2;
+/* KVM_GET_SUPPORTED_CPUID of kvm_fd (/dev/kvm) into a malloc'd table
+ * (*out, the caller frees it). It is the same for every vCPU of a host, and
+ * costs a host CPUID per leaf (about 0.5 ms where those trap): ask once per
+ * VM. 0 or -errno. */
+int x86_cpuid_get_supported(int kvm_fd, struct kvm_cpuid2 **out) __must_check;
+/* x86_setup_cpuid_checked from a table that x86_cpuid_get_supported gave
+ * (not changed: the vCPU's template is made on a copy). ignored_before: an
+ * earlier vCPU of this VM found the template ignored (*applied false), so
+ * the features that need hypercalls are hidden before the one set rather
+ * than in a second one. */
+int x86_setup_cpuid_from(const struct kvm_cpuid2 *supported, int vcpu_fd, unsigned index,
+			 unsigned nr_cpus, bool ignored_before, bool *applied) __must_check;
 /* The Linux command-line options ("clearcpuid=131,137,141,151,308 noxsave")
  * that hide, from the guest side, the features of cpuid (what the vCPU's
  * CPUID shows) that this host's KVM cannot run at CPL0, runs only slowly

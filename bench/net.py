@@ -7,19 +7,22 @@ and the host's own veth as the ceiling.
 Cases, guest -> host: 1500-byte frames (1514 on the wire, partial checksum
 offload), 64 KiB TCP segments handed over whole with TSO
 (VIRTIO_NET_F_HOST_TSO4), and 60-byte frames (packet rate); host -> guest
-("rx"): 1514- and 60-byte frames from an AF_PACKET socket on the tap (a
-Python sender, faster than either VMM delivers here: the tap's queue
-overflows), counted by the guest. Each run is a fresh VM in a fresh network
+("rx"): 1514- and 60-byte frames from an AF_PACKET socket on the tap
+(bench/netsend.c, sendmmsg straight to the tap's queue; --sender python is
+the earlier Python loop, which cost more per frame than either VMM's
+receive path and so set the rate), counted by the guest; "offered" is what
+reached the tap (delivered plus dropped on its full queue). Each run is a fresh VM in a fresh network
 namespace with one tap, up, nobody listening: the host drops the frames in
 its IP layer (another host's MAC), so what is measured is the VMM's path
 from the guest's ring into the host kernel. Rounds alternate cella and QEMU
 so that a loaded host hurts both alike; the median of the rounds is shown.
 
-cella-anon: cella-vm with anonymous private RAM ("memory": {"merge": true}),
-which gets transparent huge pages where the default memfd RAM cannot (a host
-whose /sys/kernel/mm/transparent_hugepage/shmem_enabled is "never"); QEMU's
-RAM is anonymous. The host copies every frame out of guest RAM, and with 4
-KiB pages that copy costs about twice as much here (a nested VM).
+cella-thp: cella-vm with "memory": {"thp": true}, anonymous RAM in
+transparent huge pages, as QEMU's RAM is; the default memfd RAM cannot have
+them on a host whose /sys/kernel/mm/transparent_hugepage/shmem_enabled is
+"never" (this one). The host copies every transmitted frame out of guest
+RAM, and from 4 KiB pages that copy costs about 30 % more per byte here.
+(--vmm cella-anon: the "merge" backing, anonymous 4 KiB pages.)
 
 CPU per gigabit: CPU seconds of the VMM's threads other than the vCPU (the
 guest polls its ring, so the vCPU is always busy) per gigabit moved.
@@ -37,6 +40,7 @@ shows the spread a loaded host gives.
 Needs root (network namespaces), qemu-system-x86_64 and a build with the
 guest programs. Usage: bench/net.py [--rounds N] [--secs N] [--build DIR]
 [--baseline CELLA_VM] [--nice N] [--case NAME]... [--vmm VMM]...
+[--sender c|python]
 """
 import argparse
 import os
@@ -51,7 +55,8 @@ import time
 import common
 import harness
 
-VMMS = ("cella", "cella-anon", "qemu")
+VMMS = ("cella", "cella-thp", "qemu")
+MORE_VMMS = ("cella-anon",)
 CASES = [("1500 B", 1514, "tx"), ("64 KiB TSO", 65549, "tx"), ("60 B", 60, "tx"),
          ("1500 B rx", 1514, "rx"), ("60 B rx", 60, "rx")]
 RESULT = re.compile(r"^netperf: (?:tx|rx) frames=(\d+) bytes=(\d+) ms=(\d+)$")
@@ -74,6 +79,7 @@ while time.monotonic() < end:
 print(n, flush=True)
 """
 TICK = os.sysconf("SC_CLK_TCK")
+SENDER_KIND = ["c"]  # --sender: "c" (bench/netsend.c) or "python" (SENDER above)
 
 
 def sh(*cmd):
@@ -115,13 +121,14 @@ def vmm_cmd(vmm, build, tap, size, secs, extra="", mode="tx", baseline=None):
         return harness.build_command("cella", baseline, kernel, cmdline, net_tap=tap)
     if vmm.startswith("cella"):
         more = []
-        if vmm == "cella-anon":
-            # Anonymous private RAM (the KSM backing): transparent huge
-            # pages where the host's shmem has none (shmem_enabled=never),
-            # as QEMU's RAM gets.
-            cfg = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"cella-bnet-{os.getpid()}.json")
+        if vmm in ("cella-anon", "cella-thp"):
+            # Anonymous private RAM: 4 KiB pages (the KSM backing, "merge")
+            # or transparent huge pages ("thp"), as QEMU's RAM gets.
+            key = "merge" if vmm == "cella-anon" else "thp"
+            cfg = os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                               f"cella-bnet-{os.getpid()}-{key}.json")
             with open(cfg, "w") as f:
-                f.write('{"memory": {"merge": true}}')
+                f.write('{"memory": {"%s": true}}' % key)
             more = ["--config", cfg]
         return harness.build_command("cella", os.path.join(build, "cella-vm"), kernel, cmdline,
                                      net_tap=tap, extra=more)
@@ -156,6 +163,7 @@ def run_one(vmm, build, size, secs, tag, extra="", mode="tx", baseline=None, env
         res = None
         t0 = t1 = None
         mac, snd = None, None
+        tx0 = tx1 = (0, 0)
         try:
             for line in p.stdout:
                 line = line.rstrip("\n")
@@ -164,12 +172,18 @@ def run_one(vmm, build, size, secs, tag, extra="", mode="tx", baseline=None, env
                 if line == f"netperf: begin {mode}":
                     cpu0, t0 = thread_cpu(p.pid), time.monotonic()
                     if mode == "rx":
-                        snd = subprocess.Popen(["ip", "netns", "exec", ns] + prio +
-                                               [sys.executable, "-c",
-                                                SENDER, tap, mac, str(size), str(secs)],
+                        tx0 = (tap_stat(ns, tap, "tx_packets"),
+                               tap_stat(ns, tap, "tx_dropped"))
+                        sender = ([os.path.join(build, "bench", "bench-netsend")]
+                                  if SENDER_KIND[0] == "c" else [sys.executable, "-c", SENDER])
+                        snd = subprocess.Popen(["ip", "netns", "exec", ns] + prio + sender +
+                                               [tap, mac, str(size), str(secs)],
                                                stdout=subprocess.PIPE, text=True)
                 elif line == f"netperf: end {mode}":
                     cpu1, t1 = thread_cpu(p.pid), time.monotonic()
+                    if mode == "rx":
+                        tx1 = (tap_stat(ns, tap, "tx_packets"),
+                               tap_stat(ns, tap, "tx_dropped"))
                 m = RESULT.match(line)
                 if m:
                     res = tuple(int(x) for x in m.groups())
@@ -194,8 +208,14 @@ def run_one(vmm, build, size, secs, tag, extra="", mode="tx", baseline=None, env
             wire, pkts = nbytes, frames
         gbit = wire * 8 / 1e9
         secs_host = t1 - t0
-        return {"gbps": gbit / secs_host, "kpps": pkts / secs_host / 1000, "frames": frames,
-                "cpu_per_gbit": io_cpu(cpu0, cpu1) / gbit if gbit else float("nan")}
+        out = {"gbps": gbit / secs_host, "kpps": pkts / secs_host / 1000, "frames": frames,
+               "cpu_per_gbit": io_cpu(cpu0, cpu1) / gbit if gbit else float("nan")}
+        if mode == "rx":
+            # Offered: what reached the tap, delivered to the VMM or dropped
+            # on its full queue (the sender's own rate, within the run).
+            offered = tx1[0] - tx0[0] + tx1[1] - tx0[1]
+            out["offered_kpps"] = offered / secs_host / 1000
+        return out
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
@@ -254,13 +274,16 @@ def main():
     ap.add_argument("--build", default=None)
     ap.add_argument("--guest-args", default="", help="more netperf arguments (batch=N)")
     ap.add_argument("--case", action="append", help="only these cases (names as printed)")
-    ap.add_argument("--vmm", choices=VMMS, action="append",
+    ap.add_argument("--vmm", choices=VMMS + MORE_VMMS, action="append",
                     help="only these VMMs (default all)")
     ap.add_argument("--baseline", metavar="CELLA_VM",
                     help="also run this cella-vm binary (another build) as cella-base")
     ap.add_argument("--nice", type=int, default=None,
                     help="run every VMM (and the rx sender) at this nice value, e.g. -20: "
                          "on a host shared with other work, closer to a quiet host's figures")
+    ap.add_argument("--sender", choices=("c", "python"), default="c",
+                    help="host -> guest sender: bench-netsend (sendmmsg) or the earlier "
+                         "Python loop")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE",
                     help="also run cella-vm with this environment as NAME")
     args = ap.parse_args()
@@ -271,6 +294,9 @@ def main():
         sys.exit(f"{harness.QEMU} is needed for the comparison")
     if not os.path.exists(common.guest(build, "netperf")):
         sys.exit(f"no {common.guest(build, 'netperf')}: build with the guest programs")
+    SENDER_KIND[0] = args.sender
+    if args.sender == "c" and not os.path.exists(os.path.join(build, "bench", "bench-netsend")):
+        sys.exit(f"no {build}/bench/bench-netsend: build it (ninja -C {build}) or --sender python")
     vmms = list(args.vmm or VMMS)
     envs = {}
     if args.baseline:
@@ -293,8 +319,10 @@ def main():
                 res = run_one("cella" if vmm in envs else vmm, build, size, args.secs, tag,
                               args.guest_args, mode, args.baseline, envs.get(vmm), args.nice)
                 results.setdefault((name, vmm), []).append(res)
+                offered = (f", offered {res['offered_kpps']:.0f} kpps"
+                           if "offered_kpps" in res else "")
                 print(f"# {name:11} {vmm:10} round {r + 1}: {res['gbps']:.2f} Gbit/s "
-                      f"{res['kpps']:.0f} kpps, {res['cpu_per_gbit']:.3f} CPU s/Gbit",
+                      f"{res['kpps']:.0f} kpps, {res['cpu_per_gbit']:.3f} CPU s/Gbit{offered}",
                       flush=True)
     ceiling = None if (args.vmm or args.case) else veth_ceiling(args.secs, tag)
     load = os.getloadavg()

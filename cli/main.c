@@ -309,7 +309,7 @@ static int cmd_completion(struct client *c, int argc, char **argv)
 	    "--nic --net --rng --no-rng --balloon --no-balloon --balloon-target --dynamic-memory --no-dynamic-memory --vsock --no-vsock --vsock-cid --autostart --no-autostart --restart --cpu-weight --cpu-max "
 	    "--timeout --no-wait --history --no-follow --disk-qos --to --quick --include-storage "
 	    "--downtime --max-bandwidth --memory-merge --no-memory-merge --hugepages "
-	    "--no-hugepages --prealloc --no-prealloc --help' -- \"$cur\"))\n"
+	    "--no-hugepages --prealloc --no-prealloc --thp --no-thp --help' -- \"$cur\"))\n"
 	    "      compopt -o default 2>/dev/null\n"
 	    "    fi;;\n"
 	    "  checkpoint)\n"

@@ -50,6 +50,8 @@ enum {
 	O_NO_HUGEPAGES,
 	O_PREALLOC,
 	O_NO_PREALLOC,
+	O_THP,
+	O_NO_THP,
 	O_MEMORY_MAX,
 	O_NIC_POLICY,
 	O_DYNMEM,
@@ -103,6 +105,8 @@ static const struct option def_opts[] = {
     {"no-hugepages", no_argument, NULL, O_NO_HUGEPAGES},
     {"prealloc", no_argument, NULL, O_PREALLOC},
     {"no-prealloc", no_argument, NULL, O_NO_PREALLOC},
+    {"thp", no_argument, NULL, O_THP},
+    {"no-thp", no_argument, NULL, O_NO_THP},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -151,7 +155,9 @@ static const struct option def_opts[] = {
 	"  --memory-merge, --no-memory-merge  page sharing with other VMs (KSM; off by\n"      \
 	"                         default: see docs/memory.md for the side channels)\n"       \
 	"  --hugepages, --no-hugepages  guest memory in 2 MiB huge pages (reserved on the host)\n" \
-	"  --prealloc, --no-prealloc  all guest memory allocated at start\n"
+	"  --prealloc, --no-prealloc  all guest memory allocated at start\n"                  \
+	"  --thp, --no-thp        anonymous guest memory in transparent huge pages (a host\n"  \
+	"                         whose shmem THP is never: docs/memory.md)\n"
 
 const char vm_create_opts_help[] = DEF_OPTS_HELP;
 
@@ -346,7 +352,9 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 		case O_HUGEPAGES:
 		case O_NO_HUGEPAGES:
 		case O_PREALLOC:
-		case O_NO_PREALLOC: {
+		case O_NO_PREALLOC:
+		case O_THP:
+		case O_NO_THP: {
 			json_t *mem = json_object_get(o, "memory");
 
 			if (!mem)
@@ -354,9 +362,10 @@ static int parse_def(int argc, char **argv, json_t *o, bool create)
 			json_object_set_new(mem,
 			                    c == O_MERGE || c == O_NO_MERGE         ? "merge"
 			                    : c == O_HUGEPAGES || c == O_NO_HUGEPAGES ? "hugepages"
+			                    : c == O_THP || c == O_NO_THP             ? "thp"
 			                                                              : "prealloc",
 			                    json_boolean(c == O_MERGE || c == O_HUGEPAGES ||
-			                                 c == O_PREALLOC));
+			                                 c == O_PREALLOC || c == O_THP));
 			break;
 		}
 		case O_DYNMEM:

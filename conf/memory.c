@@ -13,6 +13,8 @@ static const struct conf_key memory_keys[] = {
 	  .offset = offsetof(struct mem_backing_config, hugepages), .syntax = "hugepages=on|off" },
 	{ .name = "prealloc", .type = CONF_BOOL,
 	  .offset = offsetof(struct mem_backing_config, prealloc), .syntax = "prealloc=on|off" },
+	{ .name = "thp", .type = CONF_BOOL, .offset = offsetof(struct mem_backing_config, thp),
+	  .syntax = "thp=on|off" },
 };
 
 const struct conf_schema conf_memory_schema = {
@@ -25,6 +27,12 @@ bool conf_memory_valid(const struct mem_backing_config *m, char *buf, size_t len
 	if (m->merge && m->hugepages) {
 		snprintf(buf, len, "merge and hugepages exclude each other: KSM merges only "
 			 "4 KiB pages, never huge pages");
+		return false;
+	}
+	if (m->thp && (m->merge || m->hugepages)) {
+		snprintf(buf, len, "thp excludes %s: %s", m->merge ? "merge" : "hugepages",
+			 m->merge ? "KSM merges only 4 KiB pages, never huge pages"
+				  : "hugepages already gives reserved 2 MiB pages");
 		return false;
 	}
 	return true;

@@ -12,12 +12,14 @@ struct mem_backing_config {
 	bool merge;     /* KSM page sharing (MADV_MERGEABLE): off by default */
 	bool hugepages; /* 2 MiB hugetlb pages (memfd MFD_HUGETLB), reserved on the host */
 	bool prealloc;  /* every page populated at start (MADV_POPULATE_WRITE) */
+	bool thp;       /* anonymous RAM in transparent huge pages (MADV_HUGEPAGE) */
 };
 
 extern const struct conf_schema conf_memory_schema;
 
-/* The combinations a VM may not have: "merge" with "hugepages" (KSM merges
- * only 4 KiB anonymous pages). Returns false with the reason in buf. */
+/* The combinations a VM may not have: "merge" with "hugepages" or "thp"
+ * (KSM merges only 4 KiB anonymous pages), "thp" with "hugepages" (two
+ * kinds of huge page). Returns false with the reason in buf. */
 bool conf_memory_valid(const struct mem_backing_config *m, char *buf, size_t len);
 
 /* 2 MiB huge pages this host has free for a new mapping (HugePages_Free

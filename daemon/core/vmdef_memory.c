@@ -1,5 +1,5 @@
 /* vmdef_memory.c: the "memory" field of a VM definition: how its guest RAM
- * is backed (merge, hugepages, prealloc; conf/memory.h, docs/memory.md).
+ * is backed (merge, hugepages, prealloc, thp; conf/memory.h, docs/memory.md).
  * The worker gets the same object. */
 #include <stdio.h>
 #include <string.h>
@@ -22,7 +22,8 @@ int vmdef_memory_parse(struct vmdef *d, json_t *v, struct cerr *e)
 		return vmdef_conf_error(&ce, e);
 	if (!conf_memory_valid(&next, why, sizeof(why)))
 		return cerr_set(e, CERR_INVALID, next.merge && !d->memory.merge ? "memory.merge"
-				: "memory.hugepages", "%s", why);
+				: next.thp && !d->memory.thp ? "memory.thp" : "memory.hugepages",
+				"%s", why);
 	d->memory = next;
 	return 0;
 }
@@ -34,5 +35,5 @@ json_t *vmdef_memory_json(const struct vmdef *d)
 
 bool vmdef_memory_default(const struct vmdef *d)
 {
-	return !d->memory.merge && !d->memory.hugepages && !d->memory.prealloc;
+	return !d->memory.merge && !d->memory.hugepages && !d->memory.prealloc && !d->memory.thp;
 }

@@ -1,7 +1,8 @@
 """test_memory.py: memory backing options (docs/memory.md).
 
 - validation: memory.* field errors (type, unknown key, merge with
-  hugepages); the CLI's --memory-merge/--hugepages/--prealloc flags; the
+  hugepages, thp with hugepages); the CLI's --memory-merge/--hugepages/
+  --prealloc/--thp flags; the
   backing survives a restart of cellad (stored).
 - page sharing: two opted-in memwriter guests that wrote the same pattern
   get merged by KSM (each worker's ksm_merging_pages rises, the host's
@@ -61,7 +62,8 @@ def status_kib(pid, key):
 
 def validation(d, kernel):
     cases = [({"merge": "yes"}, "memory.merge"), ({"bogus": True}, "memory.bogus"),
-             ({"merge": True, "hugepages": True}, "memory.merge"), (5, "memory")]
+             ({"merge": True, "hugepages": True}, "memory.merge"),
+             ({"thp": True, "hugepages": True}, "memory.thp"), (5, "memory")]
     for body, field in cases:
         r = d.post("/v1/vms", {"name": "bad", "kernel": kernel, "memory": body})
         err = (r.json or {}).get("error", {})
@@ -74,18 +76,29 @@ def validation(d, kernel):
     d.request("DELETE", "/v1/vms/v1")
     d.cli("vm", "create", "c1", "--kernel", kernel, "--memory-merge", "--prealloc")
     m = d.vm("c1")["memory"]
-    check(m == {"merge": True, "hugepages": False, "prealloc": True}, f"CLI create: {m}")
+    check(m == {"merge": True, "hugepages": False, "prealloc": True, "thp": False},
+          f"CLI create: {m}")
     d.cli("vm", "set", "c1", "--no-memory-merge", "--hugepages")
     m = d.vm("c1")["memory"]
-    check(m == {"merge": False, "hugepages": True, "prealloc": True}, f"CLI set: {m}")
+    check(m == {"merge": False, "hugepages": True, "prealloc": True, "thp": False},
+          f"CLI set: {m}")
     p = d.cli("vm", "set", "c1", "--memory-merge", expect=None)
     check(p.returncode != 0 and "memory.merge" in p.stderr, f"CLI: merge with hugepages "
           f"refused naming the field: {p.returncode} {p.stderr.strip()}")
     check(d.vm("c1")["memory"]["merge"] is False, "unchanged")
+    p = d.cli("vm", "set", "c1", "--thp", expect=None)
+    check(p.returncode != 0 and "memory.thp" in p.stderr, f"CLI: thp with hugepages "
+          f"refused naming the field: {p.returncode} {p.stderr.strip()}")
+    d.cli("vm", "set", "c1", "--no-hugepages", "--thp")
+    m = d.vm("c1")["memory"]
+    check(m == {"merge": False, "hugepages": False, "prealloc": True, "thp": True},
+          f"CLI --thp: {m}")
+    d.cli("vm", "set", "c1", "--no-thp", "--hugepages")
     d.stop()  # the backing is stored: a restarted cellad has it
     d.start()
     m = d.vm("c1")["memory"]
-    check(m == {"merge": False, "hugepages": True, "prealloc": True}, f"after a restart: {m}")
+    check(m == {"merge": False, "hugepages": True, "prealloc": True, "thp": False},
+          f"after a restart: {m}")
     d.request("DELETE", "/v1/vms/c1")
 
 

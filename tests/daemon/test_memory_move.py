@@ -34,7 +34,8 @@ def there_and_back(a, b, name, memory, backing_seen):
     res = move_cli(a, name, "--to", "b")
     log(f"{name}: live move {res['total_ms']} ms, downtime {res['downtime_ms']} ms")
     src = f.wait()
-    check(b.vm(name)["memory"] == dict({"merge": False, "hugepages": False, "prealloc": False},
+    check(b.vm(name)["memory"] == dict({"merge": False, "hugepages": False, "prealloc": False,
+                                        "thp": False},
                                        **memory), f"{name}: the backing moved with the VM")
     wait_rounds(b, name, 0, 3)
     check_contiguous(src, console_bytes(b, name), f"{name} live")

@@ -12,7 +12,8 @@ the same blocks plugged, and its guest then grows further with every
 plugged page intact. Live migration of such a VM (mutual TLS, as
 it-migrate) sends the plugged memory and not the rest. With the backing
 options prealloc (the region is not preallocated: nothing is plugged) and
-merge (anonymous RAM: unplugging drops it with MADV_DONTNEED) plugging and
+merge and thp (anonymous RAM, thp in huge pages: unplugging drops it with
+MADV_DONTNEED) plugging and
 unplugging move the worker's RSS the same way."""
 import json
 import os
@@ -114,10 +115,27 @@ def run(vm, kernel, d):
 
     backing_case(vm, kernel, d, {"prealloc": True}, "RssShmem")
     backing_case(vm, kernel, d, {"merge": True}, "RssAnon")
+    backing_case(vm, kernel, d, {"thp": True}, "RssAnon")
     if not shutil.which("openssl"):
         harness.log("SKIP (part): live migration needs the openssl command for test certificates")
         return
     migrate_case(vm, kernel, d)
+
+
+def thp_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("AnonHugePages:"):
+                return int(line.split()[1])
+    return 0
+
+
+def thp_host_allows():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[never]" not in f.read()
+    except OSError:
+        return False
 
 
 def backing_case(vm, kernel, d, backing, key):
@@ -134,6 +152,13 @@ def backing_case(vm, kernel, d, backing, key):
                   f"prealloc: boot RAM resident, the region not ({key} {r0} KiB)")
         set_requested(g, ctl, 32)
         r1 = rss_shmem_kib(g.proc.pid, key)
+        if backing.get("thp"):
+            # Anonymous RAM in transparent huge pages (where the host's
+            # THP "enabled" is always or madvise).
+            thp = thp_kib(g.proc.pid)
+            harness.log(f"thp: AnonHugePages {thp} KiB with 32 MiB plugged")
+            if thp_host_allows():
+                check(thp >= 2048, f"thp: guest RAM in huge pages (AnonHugePages {thp} KiB)")
         set_requested(g, ctl, 8)
         r2 = rss_shmem_kib(g.proc.pid, key)
         harness.log(f"{backing}: {key} {r0} KiB, {r1} KiB with 32 MiB plugged, {r2} KiB with 8")

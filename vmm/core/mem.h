@@ -45,7 +45,8 @@ struct guest_mem {
 	int pagemap_fd;    /* /proc/self/pagemap, opened before any sandbox */
 	/* memfd is 2 MiB hugetlb pages (mem_backing.c): a hole can be punched
 	 * only in whole 2 MiB pages. With memfd and file_fd -1, RAM is
-	 * anonymous memory KSM may merge (memory.merge). */
+	 * anonymous memory KSM may merge (memory.merge) or in transparent huge
+	 * pages (memory.thp). */
 	bool hugetlb;
 	/* Pages the VMM itself wrote (virtqueue buffers and rings, the
 	 * emulation fallback), which KVM's dirty log cannot see: one bit per

@@ -1,7 +1,8 @@
 /* mem_backing.h: how guest RAM is backed (docs/memory.md): the default
  * memfd with transparent huge pages, anonymous memory KSM may merge
- * ("merge"), 2 MiB hugetlb pages ("hugepages"), and every page populated at
- * start ("prealloc"). */
+ * ("merge"), 2 MiB hugetlb pages ("hugepages"), anonymous memory in
+ * transparent huge pages ("thp"), and every page populated at start
+ * ("prealloc"). */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "conf/disk.h"
+#include "conf/memory.h"
 
 static void test_option_string(void **st)
 {
@@ -146,6 +147,28 @@ static void test_usage_and_qos(void **st)
 	assert_false(conf_name_valid("", CONF_DISK_ID_MAX));
 }
 
+/* memory.thp: a key like the others; it excludes merge and hugepages. */
+static void test_memory_thp(void **st)
+{
+	struct mem_backing_config m = { 0 };
+	struct conf_err e;
+	char why[200];
+	json_t *v = json_pack("{s:b}", "thp", 1);
+
+	assert_int_equal(conf_from_json(&conf_memory_schema, &m, v, "memory", &conf_api_dialect,
+					&e), 0);
+	json_decref(v);
+	assert_true(m.thp && !m.merge && !m.hugepages);
+	assert_true(conf_memory_valid(&m, why, sizeof(why)));
+	m.merge = true;
+	assert_false(conf_memory_valid(&m, why, sizeof(why)));
+	assert_non_null(strstr(why, "thp excludes merge"));
+	m.merge = false;
+	m.hugepages = true;
+	assert_false(conf_memory_valid(&m, why, sizeof(why)));
+	assert_non_null(strstr(why, "thp excludes hugepages"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -154,6 +177,7 @@ int main(void)
 		cmocka_unit_test(test_string_to_json),
 		cmocka_unit_test(test_json_out),
 		cmocka_unit_test(test_usage_and_qos),
+		cmocka_unit_test(test_memory_thp),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

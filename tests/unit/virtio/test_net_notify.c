@@ -421,6 +421,47 @@ static void test_event_idx(void **state)
 	assert_int_equal(avail_event_of(f, NET_TXQ), 3 * NET_TX_BUDGET + 5);
 }
 
+static bool rx_timer_idle(struct fixture *f, unsigned q)
+{
+	return !__atomic_load_n(&f->net->q[q / 2].rx_waiting, __ATOMIC_ACQUIRE);
+}
+
+static bool rx_used_is_10(struct fixture *f, unsigned q)
+{
+	return vdrv_used_idx(f->d, q) == 10;
+}
+
+static bool rx_used_is_20(struct fixture *f, unsigned q)
+{
+	return vdrv_used_idx(f->d, q) == 20;
+}
+
+/* A turn that took NET_RX_COALESCE_MIN frames or more and emptied the back
+ * end looks again on a timer, not on the next frame: frames sent while it
+ * is armed are received, without a kick, and so is a lone frame once the
+ * link is quiet again. */
+static void test_rx_coalesce(void **state)
+{
+	struct fixture *f = *state;
+
+	/* Frames queued before there are buffers: one turn takes them all. */
+	for (unsigned i = 0; i < 10; i++)
+		send_frame(f->peer[0], (uint8_t)i);
+	assert_true(10 >= NET_RX_COALESCE_MIN);
+	post_rx(f, NET_RXQ, 32, true);
+	assert_true(wait_for(rx_used_is_10, f, NET_RXQ));
+	assert_true(__atomic_load_n(&f->net->q[0].rx_coalesced, __ATOMIC_ACQUIRE) >= 1);
+	for (unsigned i = 0; i < 10; i++)
+		send_frame(f->peer[0], (uint8_t)(100 + i));
+	assert_true(wait_for(rx_used_is_20, f, NET_RXQ));
+	assert_true(kicks_off(f, NET_RXQ)); /* buffers left: no kick wanted */
+	send_frame(f->peer[0], 200);
+	assert_true(vdrv_wait_used(f->d, NET_RXQ, 21));
+	assert_int_equal(f->net->rx_frames, 21);
+	/* Quiet again: the timer is not left armed. */
+	assert_true(wait_for(rx_timer_idle, f, NET_RXQ));
+}
+
 #define N(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int main(void)
@@ -433,6 +474,7 @@ int main(void)
 		N(test_tx_burst_one_kick),
 		N(test_rx_kicks_only_when_dry),
 		N(test_pair_back_in_use_needs_no_kick),
+		N(test_rx_coalesce),
 		cmocka_unit_test_setup_teardown(test_event_idx, setup_event_idx, teardown),
 	};
 

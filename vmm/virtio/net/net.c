@@ -325,6 +325,7 @@ static void net_destroy(struct virtio_dev *vd)
 		free(nq->rx_iov);
 		free(nq->rx_io);
 		free(nq->rx_spill);
+		net_rx_coalesce_free(nq);
 	}
 	free(net->ctrl_chain);
 }
@@ -344,7 +345,8 @@ static bool net_queue_alloc(struct net_queue *nq)
 	nq->rx_iov = calloc(NET_RX_SEGS, sizeof(*nq->rx_iov));
 	nq->rx_io = calloc(NET_RX_SEGS + 2, sizeof(*nq->rx_io));
 	nq->rx_spill = malloc(NET_HDR_LEN + NET_GSO_MAX);
-	return nq->chain && nq->rxc && nq->rx_iov && nq->rx_io && nq->rx_spill;
+	return nq->chain && nq->rxc && nq->rx_iov && nq->rx_io && nq->rx_spill &&
+	       net_rx_coalesce_init(nq) == 0;
 }
 
 int virtio_net_create_be(struct vm *vm, const struct net_config *cfg, unsigned index,
@@ -371,6 +373,7 @@ int virtio_net_create_be(struct vm *vm, const struct net_config *cfg, unsigned i
 		net->q[p].net = net;
 		net->q[p].pair = p;
 		net->q[p].be.fd = p < nr ? fds[p] : -1;
+		net->q[p].rx_timer_fd = -1;
 		net->q[p].be.offloads = offloads;
 		net->q[p].be.is_tap = is_tap;
 	}

@@ -28,6 +28,12 @@
 /* Used entries returned before the driver is shown them (one store of
  * the used index per batch). */
 #define NET_USED_BATCH 16
+/* rx interrupt moderation on the back end's side: a wake-up that took at
+ * least NET_RX_COALESCE_MIN frames and emptied the back end waits
+ * NET_RX_COALESCE_US on a timer before it looks again, instead of waking
+ * for the next frame (net_rx_coalesce.c). */
+#define NET_RX_COALESCE_MIN 8
+#define NET_RX_COALESCE_US 50
 /* Receive chains one frame may span with VIRTIO_NET_F_MRG_RXBUF. */
 #define NET_MRG_CHAINS 48
 /* Guest segments one frame may span: with the header and the spill
@@ -94,6 +100,10 @@ struct net_queue {
 	struct iovec *rx_iov;              /* gathered rx segments (NET_RX_SEGS) */
 	struct iovec *rx_io;               /* what readv gets (NET_RX_SEGS + 2) */
 	uint8_t *rx_spill;                 /* tail of a frame larger than the posted buffers */
+	int rx_timer_fd;      /* net_rx_coalesce.c's timerfd (-1 none) */
+	bool rx_timer_watched; /* rx_timer_fd is in the I/O loop */
+	bool rx_waiting;      /* the timer is armed: the fd is not watched meanwhile */
+	uint64_t rx_coalesced; /* turns that waited for the timer */
 };
 
 struct net_dev {
@@ -182,6 +192,15 @@ void net_set_pairs(struct net_dev *net, unsigned n);
 
 /* net_rx.c: move frames from a pair's back end into its rx queue (lock held). */
 void net_rx(struct net_queue *nq);
+
+/* net_rx_coalesce.c. net_rx took `frames` and emptied the back end: arm the
+ * timer and return true when the next look should wait for it (the caller
+ * then stops watching the fd); false to watch the fd as usual. */
+bool net_rx_coalesce(struct net_queue *nq, unsigned frames);
+/* The timer, made at creation (the sandbox allows no timerfd_create
+ * later); 0 or -errno. And its removal. */
+int net_rx_coalesce_init(struct net_queue *nq) __must_check;
+void net_rx_coalesce_free(struct net_queue *nq);
 /* net_ctrl.c: process the control queue, virtqueue q (lock held). */
 void net_ctrl(struct net_dev *net, unsigned q);
 /* Announce the guest after a migration: S_ANNOUNCE and a config interrupt

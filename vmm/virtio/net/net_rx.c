@@ -212,9 +212,11 @@ void net_rx(struct net_queue *nq)
 	if (r == RX_BROKEN)
 		virtio_dev_fail(vd, "rx queue %u: %s (0x%llx)", qi, err.what,
 				(unsigned long long)err.value);
-	/* No buffers left (or broken): stop watching until the next rx kick. */
-	net_watch_fd(nq, r == RX_DONE || r == RX_AGAIN);
-	if (!nq->fd_watched)
+	/* No buffers left (or broken): stop watching until the next rx kick.
+	 * The back end emptied after a busy turn: look again on a timer. */
+	net_watch_fd(nq, (r == RX_DONE || r == RX_AGAIN) &&
+			 !(r == RX_AGAIN && net_rx_coalesce(nq, n)));
+	if (!nq->fd_watched && !nq->rx_waiting)
 		virtq_set_kicks(vq, true); /* not watching: only a kick brings us back */
 	if (vq->used_idx != used_before)
 		virtio_dev_maybe_notify(vd, qi);

@@ -32,6 +32,7 @@
 #include "sandbox/sandbox.h"
 #include "mem_prefetch.h"
 #include "restore.h"
+#include "standby.h"
 #include "state/memorder.h"
 #include "state/statefile.h"
 #include "vcpu.h"
@@ -110,6 +111,9 @@ static void usage(FILE *f)
 	      "  --seccomp            install the system-call allowlist before the vCPUs run\n"
 	      "  --restore FILE|fd:N  start from a state file written by the save command\n"
 	      "                       (same configuration options as the saved VM)\n"
+	      "  --standby [--kvm PATH|fd:N]  (first option) open KVM, log \"standby: ready\",\n"
+	      "                       then read one line on stdin: a JSON array of the\n"
+	      "                       --restore arguments, and restore (docs/state-format.md)\n"
 	      "  --incoming tcp:ADDR:PORT|fd:N  be the destination of a live migration:\n"
 	      "                       wait for the source there, receive the VM, run it\n"
 	      "                       (same configuration options as the source VM)\n"
@@ -621,7 +625,8 @@ static int incoming_receive(struct vm *vm, struct mig_incoming *in)
 	return ret;
 }
 
-int main(int argc, char **argv)
+/* standby: argv came in a --standby worker's request (vmm/standby.c). */
+static int worker_main(int argc, char **argv, bool standby)
 {
 	struct worker_opts wo = { 0 };
 	struct control *ctl = NULL;
@@ -646,6 +651,12 @@ int main(int argc, char **argv)
 	if (ret) {
 		config_free(&cfg);
 		return ret > 0 ? 0 : WORKER_EXIT_CONFIG;
+	}
+	if (standby && !wo.restore) {
+		fputs("cella-vm: standby: the request is no restore (it needs --restore FILE|fd:N)\n",
+		      stderr);
+		config_free(&cfg);
+		return WORKER_EXIT_CONFIG;
 	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -749,5 +760,19 @@ int main(int argc, char **argv)
 	sandbox_thread_filter_free((struct sock_fprog *)vm.prefetch_filter);
 	mig_tls_preload_end();
 	config_free(&cfg);
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	struct standby sb = { 0 };
+	int code;
+
+	if (argc < 2 || strcmp(argv[1], "--standby"))
+		return worker_main(argc, argv, false);
+	code = standby_wait(argc, argv, &sb);
+	if (!code)
+		code = worker_main(sb.argc, sb.argv, true);
+	standby_free(&sb);
 	return code;
 }

@@ -1,0 +1,242 @@
+/* standby.c: cella-vm --standby (standby.h). A restore's worker started
+ * before its request, as Firecracker's snapshot restore is measured: the
+ * process exists, exec and the dynamic linker are done, /dev/kvm is open and
+ * checked and the TLS module is loaded when the request comes. Nothing that
+ * depends on the state file or the VM's configuration is done here: the
+ * request then takes the cold restore's path from its start (the same
+ * argument checks, state checks, sandbox, filters and devices). */
+#include "standby.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "fdspec.h"
+#include "log.h"
+#include "migrate/mig_tls.h"
+#include "worker_exit.h"
+
+#define STANDBY_LINE_MAX 60000 /* under a pipe's 64 KiB: one tee holds it */
+#define STANDBY_WORDS_MAX 512
+
+/* Read exactly n bytes (a pipe may hand them over in parts). */
+static int read_full(int fd, char *buf, size_t n)
+{
+	while (n) {
+		ssize_t k = read(fd, buf, n);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k < 0 ? -errno : -EPIPE;
+		buf += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* One line from fd, without consuming a byte past its newline (stdin may be
+ * the guest's console afterwards). A pipe is looked at with tee(2) and read
+ * up to the newline in one call; anything else a byte at a time. The line
+ * is NUL-terminated without its newline. Its length, or -1 with err set. */
+static ssize_t read_line(int fd, char *buf, size_t cap, char *err, size_t errlen)
+{
+	int p[2] = { -1, -1 };
+	bool peek = pipe2(p, O_CLOEXEC) == 0;
+	size_t len = 0;
+	ssize_t ret = -1;
+
+	for (;;) {
+		ssize_t n;
+		char *nl;
+		size_t want;
+
+		if (len >= cap - 1) {
+			snprintf(err, errlen, "the request is longer than %zu bytes", cap - 2);
+			break;
+		}
+		if (peek) {
+			n = tee(fd, p[1], cap - 1 - len, 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EINVAL) { /* not a pipe */
+				peek = false;
+				continue;
+			}
+			if (n > 0 && read_full(p[0], buf + len, (size_t)n)) {
+				snprintf(err, errlen, "reading the request: %s", strerror(errno));
+				break;
+			}
+		} else {
+			n = read(fd, buf + len, 1);
+			if (n < 0 && errno == EINTR)
+				continue;
+		}
+		if (n < 0) {
+			snprintf(err, errlen, "reading the request: %s", strerror(errno));
+			break;
+		}
+		if (n == 0) {
+			snprintf(err, errlen, len ? "end of input inside the request line"
+						  : "end of input before a request");
+			break;
+		}
+		nl = memchr(buf + len, '\n', (size_t)n);
+		want = nl ? (size_t)(nl - (buf + len)) + 1 : (size_t)n;
+		/* What tee showed, up to the newline, is the request's: take it. */
+		if (peek && read_full(fd, buf + len, want)) {
+			snprintf(err, errlen, "reading the request: %s", strerror(errno));
+			break;
+		}
+		len += want;
+		if (nl) {
+			buf[--len] = '\0';
+			ret = (ssize_t)len;
+			break;
+		}
+	}
+	if (p[0] >= 0) {
+		close(p[0]);
+		close(p[1]);
+	}
+	return ret;
+}
+
+/* Whether word is --kvm, --kvm=X or an abbreviation getopt takes for it. */
+static bool is_kvm_option(const char *w)
+{
+	size_t n = strcspn(w, "=");
+
+	return n >= 4 && n <= 5 && !strncmp(w, "--kvm", n);
+}
+
+/* The request line as argv (argv0 first, the words, then --kvm kvm_spec
+ * unless a word names the device). 0, or -1 with err set. */
+static int parse_request(const char *line, size_t len, const char *argv0, const char *kvm_spec,
+			 struct standby *sb, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(line, len, 0, &jerr);
+	size_t n, i;
+	bool own_kvm = false;
+	int ret = -1;
+
+	if (!root) {
+		snprintf(err, errlen, "the request is not JSON: column %d: %s", jerr.column,
+			 jerr.text);
+		return -1;
+	}
+	if (!json_is_array(root) || !(n = json_array_size(root)) || n > STANDBY_WORDS_MAX) {
+		snprintf(err, errlen, "the request must be a JSON array of 1 to %d strings, the "
+			 "arguments of cella-vm --restore FILE ...", STANDBY_WORDS_MAX);
+		goto out;
+	}
+	sb->argv = calloc(n + 4, sizeof(*sb->argv));
+	if (!sb->argv || !(sb->argv[0] = strdup(argv0))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	sb->argc = 1;
+	for (i = 0; i < n; i++) {
+		const char *w = json_string_value(json_array_get(root, i));
+
+		if (!w) {
+			snprintf(err, errlen, "the request's word %zu is not a string", i);
+			goto out;
+		}
+		if (!(sb->argv[sb->argc] = strdup(w))) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		sb->argc++;
+		own_kvm |= is_kvm_option(w);
+	}
+	if (kvm_spec && !own_kvm) {
+		if (!(sb->argv[sb->argc] = strdup("--kvm")) ||
+		    !(sb->argv[sb->argc + 1] = strdup(kvm_spec))) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		sb->argc += 2;
+	}
+	ret = 0;
+out:
+	json_decref(root);
+	return ret;
+}
+
+void standby_free(struct standby *sb)
+{
+	for (int i = 0; sb->argv && sb->argv[i]; i++)
+		free(sb->argv[i]);
+	free(sb->argv);
+	sb->argv = NULL;
+	sb->argc = 0;
+}
+
+int standby_wait(int argc, char **argv, struct standby *sb)
+{
+	const char *kvm = "/dev/kvm";
+	char err[512], spec[32], *line;
+	ssize_t len;
+	int fd, ver, ret;
+
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--kvm") && i + 1 < argc) {
+			kvm = argv[++i];
+		} else if (!strncmp(argv[i], "--kvm=", 6)) {
+			kvm = argv[i] + 6;
+		} else {
+			fprintf(stderr, "cella-vm: --standby takes only --kvm PATH|fd:N, not '%s': "
+				"the restore's arguments come in the request\n", argv[i]);
+			return WORKER_EXIT_CONFIG;
+		}
+	}
+	fd = fdspec_open(kvm, O_RDWR, 0, 0, err, sizeof(err));
+	if (fd < 0) {
+		log_err("standby: cannot open KVM: %s", err);
+		return WORKER_EXIT_CONFIG;
+	}
+	ver = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (ver != KVM_API_VERSION) {
+		log_err("standby: %s is not /dev/kvm (KVM_GET_API_VERSION: %d)", kvm, ver);
+		close(fd);
+		return WORKER_EXIT_CONFIG;
+	}
+	/* A restored VM under cellad may be asked to migrate: what its worker
+	 * would load beside creating the VM is loaded here instead. */
+	if (mig_tls_load(err, sizeof(err)))
+		log_debug("standby: %s (the restore will say so if it matters)", err);
+	snprintf(spec, sizeof(spec), "fd:%d", fd);
+	line = malloc(STANDBY_LINE_MAX);
+	if (!line) {
+		close(fd);
+		log_err("standby: out of memory");
+		return WORKER_EXIT_CONFIG;
+	}
+	log_info("standby: ready");
+	len = read_line(STDIN_FILENO, line, STANDBY_LINE_MAX, err, sizeof(err));
+	ret = len < 0 ? -1
+		      : parse_request(line, (size_t)len, argv[0], spec, sb, err, sizeof(err));
+	free(line);
+	if (ret) {
+		log_err("standby: %s", err);
+		log_info("exit: no restore request (status %d: %s)", WORKER_EXIT_CONFIG,
+			 worker_exit_kind(WORKER_EXIT_CONFIG));
+		standby_free(sb);
+		close(fd);
+		return WORKER_EXIT_CONFIG;
+	}
+	/* The restore's --kvm fd:N is this descriptor (closed with the passed
+	 * ones once duplicated); a request naming its own device gets that. */
+	if (!is_kvm_option(sb->argv[sb->argc - 2]) || strcmp(sb->argv[sb->argc - 1], spec))
+		close(fd);
+	return 0;
+}

@@ -1,0 +1,24 @@
+/* standby.h: cella-vm --standby, a worker started ahead of a restore
+ * (vmm/standby.c, docs/state-format.md "Restoring through a standby
+ * worker"). */
+#pragma once
+
+#include "compiler.h"
+
+/* The restore's arguments once the request has come: argv[0] is the
+ * worker's own, then the request's words (and --kvm fd:N, the device the
+ * standby worker opened, unless the request names one). */
+struct standby {
+	int argc;
+	char **argv;
+};
+
+/* argv: cella-vm --standby [--kvm PATH|fd:N]. Does what a restore needs
+ * before its state and configuration (/dev/kvm opened and checked, the TLS
+ * module loaded), logs "standby: ready" on stderr, then reads one request
+ * line on stdin: a JSON array of strings, the arguments of cella-vm
+ * --restore FILE ... without the program name. 0 with *sb filled, or an
+ * exit status (2: a bad option, a malformed request or end of input,
+ * logged; nothing is left open). */
+int standby_wait(int argc, char **argv, struct standby *sb) __must_check;
+void standby_free(struct standby *sb);

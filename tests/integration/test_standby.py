@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""it-standby: restore through a standby worker (cella-vm --standby,
+docs/state-format.md "Restoring through a standby worker").
+
+- memwriter saved while it runs, restored by a worker started with
+  --standby before the request: it logs "standby: ready", takes one JSON
+  request line on stdin (the --restore arguments, here with --seccomp), logs
+  "restore: vCPUs running", and the guest carries on with the next round,
+  every checksum right, none repeated or skipped;
+- the echo guest saved and restored so, with console input written in the
+  same write as the request: the worker takes the request line only, and
+  the guest echoes the line that followed it (stdin is the console after);
+- refused, status 2, nothing run: a request that is not JSON, not an array
+  of strings, end of input before a request, a request without --restore,
+  an option beside --standby, and a state file that does not fit the
+  request's configuration (the cold restore's checks).
+"""
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import harness
+import test_save as ts
+
+check = ts.check
+
+
+def standby(vm, name):
+    """A standby worker, started and ready for its request (the caller
+    kills it: not a context manager, whose entry would start another)."""
+    g = harness.Guest([vm, "--standby"], name=name).start()
+    deadline = time.monotonic() + 60
+    while not any("standby: ready" in l for l in g.stderr_lines):
+        if g.proc.poll() is not None:
+            raise harness.TestFailure(f"{name}: exited ({g.proc.returncode}) before ready")
+        if time.monotonic() > deadline:
+            raise harness.TestFailure(f"{name}: no 'standby: ready' within 60 s")
+        time.sleep(0.01)  # polling a reader thread's list, with a deadline
+    return g
+
+
+def request(g, words, extra=""):
+    g.send(json.dumps(words) + "\n" + extra)
+
+
+def wait_stderr(g, text, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not any(text in l for l in g.stderr_lines):
+        if time.monotonic() > deadline:
+            raise harness.TestFailure(f"{g.name}: no {text!r} on stderr within {timeout} s")
+        time.sleep(0.01)
+
+
+def memwriter_case(vm, kernel, d):
+    mib = 2
+    cmdline = f"mib={mib} rounds=0 pause_ms=20"
+    ctl = os.path.join(d, "mw.sock")
+    state = os.path.join(d, "mw.state")
+    g = harness.Guest(ts.cella(vm, kernel, cmdline, extra=["--control", ctl]), name="mw")
+    with g:
+        g.wait_for(r"^memwriter: round 3 checksum", 120)
+        ts.save(g, ctl, state)
+    before = list(g.lines)
+    tail = before.pop() if before and not ts.MW_RE.match(before[-1]) \
+        and not before[-1].startswith("memwriter: ready") else ""
+    last = ts.rounds_of(before)[-1][0]
+    harness.log(f"saved after round {last} (partial line {tail!r})")
+    g2 = standby(vm, "mw-standby")
+    try:
+        request(g2, ts.cella(vm, kernel, cmdline, extra=["--restore", state, "--seccomp"])[1:])
+        g2.wait_for(rf"round {last + 3} checksum", 120)
+        wait_stderr(g2, "restore: vCPUs running")
+    finally:
+        g2.kill()
+    after = list(g2.lines)
+    if after and tail:
+        after[0] = tail + after[0]
+    got = ts.rounds_of(after)
+    check(bool(got) and got[0][0] == last + 1,
+          f"first round after the standby restore is {got[0][0] if got else None}, "
+          f"want {last + 1}")
+    check([r for r, _ in got] == list(range(last + 1, last + 1 + len(got))),
+          f"rounds {[r for r, _ in got]} follow on, none repeated or skipped")
+    for r, c in (ts.rounds_of(before) + got)[-4:]:
+        check(c == ts.mw_checksum(mib, r), f"round {r} checksum 0x{c:016x} is right")
+    check(not any(l.startswith("FAIL") for l in g2.lines), "no memory verification failure")
+    return state, cmdline
+
+
+def echo_case(vm, kernel, d):
+    ctl = os.path.join(d, "echo.sock")
+    state = os.path.join(d, "echo.state")
+    g = harness.Guest(ts.cella(vm, kernel, "", extra=["--control", ctl]), name="echo")
+    with g:
+        g.wait_for(r"^echo: ready", 60)
+        g.send("before\n")
+        g.wait_for(r"^echo: before$", 60)
+        ts.save(g, ctl, state)
+    g2 = standby(vm, "echo-standby")
+    try:
+        # The console's input in the same write as the request.
+        request(g2, ts.cella(vm, kernel, "", extra=["--restore", state])[1:],
+                "after restore\n")
+        g2.wait_for(r"^echo: after restore$", 60)
+        g2.send("quit\n")
+        g2.expect_pass("echo", 60)
+    finally:
+        g2.kill()
+    check(True, "echo: the line written after the request reached the restored guest")
+
+
+def refused(vm, name, line, words, extra=()):
+    g = harness.Guest([vm, "--standby"] + list(extra), name=name).start()
+    try:
+        if line is not None:
+            g.send(line)
+        g.proc.stdin.close()
+        status = g.wait_exit(60)
+        wait_stderr(g, words, 10)
+    finally:
+        g.kill()
+    err = "\n".join(g.stderr_lines)
+    check(status == 2 and "vCPUs running" not in err and not g.lines,
+          f"{name}: refused with status 2 ({words!r}), nothing ran")
+
+
+def test(args):
+    if harness.vmm_kind() == "qemu":
+        harness.skip("cella-vm --standby has no QEMU counterpart")
+    vm = args["cella_vm"]
+    mw, echo = args["guests"]["memwriter"], args["guests"]["echo"]
+    with tempfile.TemporaryDirectory() as d:
+        state, cmdline = memwriter_case(vm, mw, d)
+        echo_case(vm, echo, d)
+        refused(vm, "not-json", "not json\n", "the request is not JSON")
+        refused(vm, "not-strings", '["--restore", 3]\n', "is not a string")
+        refused(vm, "object", '{"restore": "x"}\n', "must be a JSON array")
+        refused(vm, "eof", None, "end of input before a request")
+        refused(vm, "cut", '["--restore", ', "end of input inside the request line")
+        refused(vm, "no-restore", json.dumps(["--kernel", mw]) + "\n", "the request is no restore")
+        refused(vm, "option", None, "--standby takes only --kvm", extra=["--mem", "64"])
+        refused(vm, "mismatch", json.dumps(ts.cella(vm, mw, cmdline, mem=256,
+                                                    extra=["--restore", state])[1:]) + "\n",
+                "the saved VM has 1 vCPUs and 128 MiB")
+
+
+if __name__ == "__main__":
+    harness.main(test)

@@ -8,7 +8,12 @@ loaded in X ms") beside it. QEMU side by side: migrate "exec:cat > FILE" and
 -incoming "exec:cat FILE" on the same guest.
 
 Usage: bench/restore.py [--build DIR] [--runs N] [--sizes 256,1024,4096]
-                         [--fill userfaultfd|populate] [--warm-ms MS]
+                         [--fill userfaultfd|populate] [--warm-ms MS] [--standby]
+
+--standby also restores through a standby worker (cella-vm --standby, its
+process started and ready before the clock starts, as Firecracker measures
+snapshot restore), alternating with the cold restores, and prints a second
+table with both.
 
 --fill populate restores with CELLA_RESTORE_FILL=populate (the state file
 mapped copy-on-write and populated ahead of the guest) instead of the
@@ -112,6 +117,11 @@ def cella_restore(vm, kernel, mem, touch, state, end_re=RUNNING_RE, warm_ms=0):
     t0 = mono()
     p = subprocess.Popen(cella_cmd(vm, kernel, mem, touch) + ["--restore", state],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return read_restore(p, t0, end_re)
+
+
+def read_restore(p, t0, end_re):
+    """cella_restore's figures from the restoring worker p, t0 its start."""
     running = read_at = None
     own = float("nan")
     for line in p.stderr:
@@ -129,6 +139,27 @@ def cella_restore(vm, kernel, mem, touch, state, end_re=RUNNING_RE, warm_ms=0):
     nan = float("nan")
     return (running if running is not None else nan, first, own,
             read_at if read_at is not None else nan)
+
+
+def cella_restore_standby(vm, kernel, mem, touch, state):
+    """cella_restore through a standby worker (cella-vm --standby, as
+    Firecracker's restore is measured: its process already runs): spawned
+    and waited for ("standby: ready") untimed; t0 is just before the
+    request (the same --restore arguments) is written to its stdin."""
+    p = subprocess.Popen([vm, "--standby"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "standby: ready" in line:
+            break
+    else:
+        p.kill()
+        p.communicate()
+        raise RuntimeError("the standby worker never said ready")
+    req = json.dumps(cella_cmd(vm, kernel, mem, touch)[1:] + ["--restore", state]) + "\n"
+    t0 = mono()
+    p.stdin.write(req)
+    p.stdin.flush()
+    return read_restore(p, t0, RUNNING_RE)
 
 
 def qemu_status_running(mon, t0, timeout=600):
@@ -228,6 +259,9 @@ def main():
     ap.add_argument("--sizes", default="256,1024,4096")
     ap.add_argument("--touch", type=int, default=200)
     ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--standby", action="store_true",
+                    help="also restore through a standby worker (cella-vm --standby), "
+                         "alternating with the cold restores")
     ap.add_argument("--fill", choices=["userfaultfd", "populate"], default="userfaultfd")
     # Not by default: the figures of record include whatever the host adds.
     ap.add_argument("--warm-ms", type=float, default=0,
@@ -253,9 +287,11 @@ def main():
                     q = f"n/a ({e})"
             # Restores alternate (cella, QEMU, cella, ...): on a shared host
             # both see the same load; medians of a.runs each.
-            runs, qruns = [], []
+            runs, qruns, sruns = [], [], []
             for _ in range(a.runs):
                 runs.append(cella_restore(vm, kernel, mem, touch, state, end_re, a.warm_ms))
+                if a.standby:
+                    sruns.append(cella_restore_standby(vm, kernel, mem, touch, state))
                 if qstate:
                     try:
                         qruns.append(qemu_restore(kernel, mem, touch, qstate, d))
@@ -271,7 +307,7 @@ def main():
                          [r[0] for r in runs],
                          common.median([r[1] for r in runs]),
                          common.median([r[2] for r in runs]),
-                         common.median([r[3] for r in runs]), q))
+                         common.median([r[3] for r in runs]), q, sruns))
     print("restore to running: host clock from the spawn of the restoring process to its vCPUs "
           "running (cella: the worker's clock reading on its 'vCPUs running' log line, "
           + ("" if end_re is RUNNING_RE else "(this build has none: when its 'state loaded' "
@@ -287,7 +323,7 @@ def main():
           "QEMU restore to running | QEMU first line | running: QEMU / cella | "
           "first line: cella / QEMU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for mem, touch, ss, sms, size, alloc, runs_to, first, load, read_at, q in rows:
+    for mem, touch, ss, sms, size, alloc, runs_to, first, load, read_at, q, _ in rows:
         running = common.median(runs_to)
         line = (f"| {mem} MiB | {touch} MiB | {ss * 1e3:.0f} ms | {size >> 20} MiB "
                 f"({alloc >> 20} MiB) | {running * 1e3:.1f} ms ({min(runs_to) * 1e3:.1f}-"
@@ -299,8 +335,25 @@ def main():
         else:
             line += f"{q} | | | | | |"
         print(line)
+    if a.standby:
+        print("\nstandby: the same restores through a standby worker (cella-vm --standby, "
+              "spawned and ready before the clock starts: t0 is just before the request is "
+              "written to its stdin, the end its 'vCPUs running' clock reading), alternating "
+              "with the cold restores above (cold: the worker spawned at t0, what cellad does "
+              f"today); medians of {a.runs} each\n")
+        print("| guest | cold restore to running (min-max) | standby restore to running "
+              "(min-max) | standby (worker's own) | cold first line | standby first line |")
+        print("|---|---|---|---|---|---|")
+        for mem, _, _, _, _, _, runs_to, first, _, _, _, sruns in rows:
+            st = [r[0] for r in sruns]
+            print(f"| {mem} MiB | {common.median(runs_to) * 1e3:.2f} ms "
+                  f"({min(runs_to) * 1e3:.2f}-{max(runs_to) * 1e3:.2f}) | "
+                  f"{common.median(st) * 1e3:.2f} ms ({min(st) * 1e3:.2f}-{max(st) * 1e3:.2f}) | "
+                  f"{common.median([r[2] for r in sruns]):.2f} ms | {first * 1e3:.1f} ms | "
+                  f"{common.median([r[1] for r in sruns]) * 1e3:.1f} ms |")
     print(f"\nreproduce: bench/restore.py --build {b} --runs {a.runs} --sizes {a.sizes} "
-          f"--touch {a.touch} --fill {a.fill}" + (f" --warm-ms {a.warm_ms:g}" if a.warm_ms else ""))
+          f"--touch {a.touch} --fill {a.fill}" + (" --standby" if a.standby else "")
+          + (f" --warm-ms {a.warm_ms:g}" if a.warm_ms else ""))
 
 
 if __name__ == "__main__":

@@ -625,8 +625,8 @@ static int incoming_receive(struct vm *vm, struct mig_incoming *in)
 	return ret;
 }
 
-/* standby: argv came in a --standby worker's request (vmm/standby.c). */
-static int worker_main(int argc, char **argv, bool standby)
+/* sb: argv came in a --standby worker's request (vmm/standby.c); else NULL. */
+static int worker_main(int argc, char **argv, const struct standby *sb)
 {
 	struct worker_opts wo = { 0 };
 	struct control *ctl = NULL;
@@ -652,11 +652,15 @@ static int worker_main(int argc, char **argv, bool standby)
 		config_free(&cfg);
 		return ret > 0 ? 0 : WORKER_EXIT_CONFIG;
 	}
-	if (standby && !wo.restore) {
+	if (sb && !wo.restore) {
 		fputs("cella-vm: standby: the request is no restore (it needs --restore FILE|fd:N)\n",
 		      stderr);
 		config_free(&cfg);
 		return WORKER_EXIT_CONFIG;
+	}
+	if (sb) {
+		cfg.standby_vm_fd = sb->vm_fd;
+		cfg.standby_cpuid = sb->cpuid;
 	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -769,10 +773,10 @@ int main(int argc, char **argv)
 	int code;
 
 	if (argc < 2 || strcmp(argv[1], "--standby"))
-		return worker_main(argc, argv, false);
+		return worker_main(argc, argv, NULL);
 	code = standby_wait(argc, argv, &sb);
 	if (!code)
-		code = worker_main(sb.argc, sb.argv, true);
+		code = worker_main(sb.argc, sb.argv, &sb);
 	standby_free(&sb);
 	return code;
 }

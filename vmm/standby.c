@@ -1,7 +1,8 @@
 /* standby.c: cella-vm --standby (standby.h). A restore's worker started
  * before its request, as Firecracker's snapshot restore is measured: the
  * process exists, exec and the dynamic linker are done, /dev/kvm is open and
- * checked and the TLS module is loaded when the request comes. Nothing that
+ * checked, the VM made (KVM_CREATE_VM), the host's supported CPUID asked and
+ * the TLS module loaded when the request comes. Nothing that
  * depends on the state file or the VM's configuration is done here: the
  * request then takes the cold restore's path from its start (the same
  * argument checks, state checks, sandbox, filters and devices). */
@@ -18,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "arch/x86/x86.h"
 #include "fdspec.h"
 #include "log.h"
 #include "migrate/mig_tls.h"
@@ -178,6 +180,8 @@ void standby_free(struct standby *sb)
 		free(sb->argv[i]);
 	free(sb->argv);
 	sb->argv = NULL;
+	free(sb->cpuid);
+	sb->cpuid = NULL;
 	sb->argc = 0;
 }
 
@@ -210,6 +214,15 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 		close(fd);
 		return WORKER_EXIT_CONFIG;
 	}
+	/* The VM itself: KVM_CREATE_VM takes no configuration (its memory
+	 * slots, irqchip and PIT, which must follow the slots, wait for it). A
+	 * failure here is the restore's to report, as a cold one would. */
+	sb->vm_fd = ioctl(fd, KVM_CREATE_VM, 0);
+	if (sb->vm_fd < 0)
+		sb->vm_fd = 0;
+	/* What the cold restore asks on a thread beside creating the VM. */
+	if (x86_cpuid_get_supported(fd, &sb->cpuid))
+		sb->cpuid = NULL;
 	/* A restored VM under cellad may be asked to migrate: what its worker
 	 * would load beside creating the VM is loaded here instead. */
 	if (mig_tls_load(err, sizeof(err)))
@@ -217,6 +230,8 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 	snprintf(spec, sizeof(spec), "fd:%d", fd);
 	line = malloc(STANDBY_LINE_MAX);
 	if (!line) {
+		if (sb->vm_fd > 0)
+			close(sb->vm_fd);
 		close(fd);
 		log_err("standby: out of memory");
 		return WORKER_EXIT_CONFIG;
@@ -231,12 +246,20 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 		log_info("exit: no restore request (status %d: %s)", WORKER_EXIT_CONFIG,
 			 worker_exit_kind(WORKER_EXIT_CONFIG));
 		standby_free(sb);
+		if (sb->vm_fd > 0)
+			close(sb->vm_fd);
 		close(fd);
 		return WORKER_EXIT_CONFIG;
 	}
 	/* The restore's --kvm fd:N is this descriptor (closed with the passed
 	 * ones once duplicated); a request naming its own device gets that. */
-	if (!is_kvm_option(sb->argv[sb->argc - 2]) || strcmp(sb->argv[sb->argc - 1], spec))
+	if (!is_kvm_option(sb->argv[sb->argc - 2]) || strcmp(sb->argv[sb->argc - 1], spec)) {
 		close(fd);
+		if (sb->vm_fd > 0) /* another device's VM: not ours to hand over */
+			close(sb->vm_fd);
+		sb->vm_fd = 0;
+		free(sb->cpuid);
+		sb->cpuid = NULL;
+	}
 	return 0;
 }

@@ -39,12 +39,20 @@ struct device_config {
 	void *cfg;
 };
 
+struct kvm_cpuid2;
+
 struct vm_config {
 	char *kvm;    /* /dev/kvm as "fd:N" (cellad passes it) or a path; NULL: /dev/kvm.
 		       * Not a JSON key: --kvm. */
 	char *userfaultfd; /* /dev/userfaultfd for a restore (mem_uffd.h), as "fd:N" (cellad
 			    * passes it) or a path; NULL: the node, then the system call.
 			    * Not a JSON key: --userfaultfd. */
+	int standby_vm_fd; /* > 0: a VM a standby worker made with KVM_CREATE_VM before
+			    * its request (vmm/standby.c), which vm_create takes; 0: none.
+			    * Not a JSON key or option. */
+	const struct kvm_cpuid2 *standby_cpuid; /* KVM_GET_SUPPORTED_CPUID, asked by the
+						 * standby worker (vm_create copies it);
+						 * NULL: none */
 	char *kernel;
 	char *initrd;
 	char *cmdline;

@@ -195,9 +195,14 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 	    (ret = kvm_require_cap(vm, KVM_CAP_PIT2, "KVM_CAP_PIT2")))
 		goto fail;
 	/* On a thread of its own, beside KVM_CREATE_VM and the memory slots. */
-	vm_cpuid_start(vm);
+	if (cfg->standby_cpuid) /* asked before the configuration came */
+		vm_cpuid_preset(vm, cfg->standby_cpuid);
+	else
+		vm_cpuid_start(vm);
 	phase_mark(vm->trace, "kvm_open");
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	/* A standby worker made it before its request: the same ioctl, which
+	 * nothing in the configuration changes. */
+	vm->vm_fd = cfg->standby_vm_fd > 0 ? cfg->standby_vm_fd : ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
 		ret = -errno;
 		log_err("KVM_CREATE_VM: %s", strerror(errno));

@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <linux/kvm.h>
 
 #include "arch/x86/x86.h"
 #include "bgthread.h"
@@ -64,6 +66,24 @@ void vm_cpuid_start(struct vm *vm)
 		return;
 	cpuid_init(c);
 	c->thread_started = bgthread_create(&c->thread, cpuid_main, vm) == 0;
+}
+
+void vm_cpuid_preset(struct vm *vm, const struct kvm_cpuid2 *table)
+{
+	struct vm_cpuid *c = &vm->cpuid;
+	size_t size = sizeof(*table) + table->nent * sizeof(table->entries[0]);
+	struct kvm_cpuid2 *copy;
+
+	if (c->inited)
+		return;
+	cpuid_init(c);
+	copy = malloc(size);
+	if (!copy)
+		return;
+	memcpy(copy, table, size);
+	c->supported = copy;
+	c->err = 0;
+	c->state = VM_CPUID_DONE;
 }
 
 int vm_cpuid_supported(struct vm *vm, const struct kvm_cpuid2 **out)

@@ -23,6 +23,10 @@ struct vm_cpuid {
 /* After vm->kvm_fd is open: start asking KVM on a thread (none if it cannot
  * start: the first vCPU asks then). */
 void vm_cpuid_start(struct vm *vm);
+/* Instead of vm_cpuid_start: a copy of table, the answer asked before the
+ * VM (a standby worker, vmm/standby.c); no thread. The copy failing, the
+ * first vCPU asks. */
+void vm_cpuid_preset(struct vm *vm, const struct kvm_cpuid2 *table);
 /* The host's supported CPUID table (vm->cpuid.supported): the thread's
  * answer if it has one, else asked here (the thread is never waited for:
  * one not yet scheduled, or preempted, never holds the vCPUs up). Main

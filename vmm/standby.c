@@ -25,7 +25,8 @@
 #include "migrate/mig_tls.h"
 #include "worker_exit.h"
 
-#define STANDBY_LINE_MAX 60000 /* under a pipe's 64 KiB: one tee holds it */
+#define STANDBY_LINE_MAX 60002 /* 60000 bytes and the newline, in a buffer with a NUL:
+				* under a pipe's 64 KiB, one tee holds it */
 #define STANDBY_WORDS_MAX 512
 
 /* Read exactly n bytes (a pipe may hand them over in parts). */

@@ -115,15 +115,23 @@ static int ctl_open_listen(const char *spec)
 		log_err("control: socket path too long: %s", spec);
 		return -ENAMETOOLONG;
 	}
-	strcpy(sa.sun_path, spec);
+	/* Bound and listening under a temporary name, then renamed into
+	 * place: the path appears only once a connect to it can succeed (a
+	 * client polling for it got ECONNREFUSED between bind and listen). */
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d.tmp", spec, (int)getpid()) >=
+	    sizeof(sa.sun_path))
+		strcpy(sa.sun_path, spec); /* no room for the suffix: bound in place */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	unlink(spec);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
+	unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0 ||
+	    (strcmp(sa.sun_path, spec) && rename(sa.sun_path, spec) < 0)) {
 		int err = -errno;
 
 		log_err("control: socket %s: %s", spec, strerror(errno));
+		if (strcmp(sa.sun_path, spec))
+			unlink(sa.sun_path);
 		close(fd);
 		return err;
 	}

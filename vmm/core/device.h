@@ -21,6 +21,11 @@ struct device_ops {
 	int (*save)(struct device *dev, struct state_writer *w);
 	int (*load)(struct device *dev, struct state_reader *r);
 	void (*destroy)(struct device *dev);
+	/* Optional, on the main thread just before the vCPUs start (boot,
+	 * restore, incoming migration): take what the device's back end has
+	 * pending before the guest can act, e.g. a console client whose
+	 * connect the I/O loop has not accepted yet. */
+	void (*prerun)(struct device *dev);
 };
 
 struct device {

@@ -656,7 +656,12 @@ int vm_setup_restore(struct vm *vm)
 
 int vm_run(struct vm *vm)
 {
-	int ret = vcpus_start(vm);
+	int ret;
+
+	for (struct device *d = vm->devices; d; d = d->next)
+		if (d->ops->prerun)
+			d->ops->prerun(d);
+	ret = vcpus_start(vm);
 
 	phase_mark(vm->trace, "vcpus_start");
 	if (!ret && vm->restore_t0) {

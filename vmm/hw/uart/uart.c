@@ -375,14 +375,13 @@ static void uart_close_client(struct uart *u)
 	u->tx_count = 0;
 }
 
-static void uart_accept(void *opaque, uint32_t events)
+/* Take a waiting client, if any (lock not held). false: none. */
+static bool uart_accept_one(struct uart *u)
 {
-	struct uart *u = opaque;
 	int fd = accept4(u->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
-	(void)events;
 	if (fd < 0)
-		return;
+		return false;
 	pthread_mutex_lock(&u->lock);
 	/* One client at a time: the newest one wins. */
 	uart_close_client(u);
@@ -392,6 +391,26 @@ static void uart_accept(void *opaque, uint32_t events)
 	u->in_eof = false;
 	uart_maybe_rewatch(u);
 	pthread_mutex_unlock(&u->lock);
+	return true;
+}
+
+static void uart_accept(void *opaque, uint32_t events)
+{
+	(void)events;
+	uart_accept_one(opaque);
+}
+
+/* Before the vCPUs start: a client that connected while the worker was
+ * busy elsewhere (an incoming migration is received before the I/O loop
+ * runs) is taken now, else the guest's first output after the resume is
+ * written to nobody (daemon-move lost a memwriter round that way). */
+static void uart_prerun(struct device *dev)
+{
+	struct uart *u = (struct uart *)dev;
+
+	if (u->kind == CONSOLE_UNIX && u->listen_fd >= 0)
+		while (uart_accept_one(u))
+			;
 }
 
 static int uart_open_console(struct uart *u)
@@ -623,6 +642,7 @@ static const struct device_ops uart_ops = {
 	.save = uart_save,
 	.load = uart_load,
 	.destroy = uart_destroy,
+	.prerun = uart_prerun,
 };
 
 int uart_create(struct vm *vm, uint16_t base, unsigned gsi, enum console_kind kind,

@@ -27,7 +27,6 @@
 
 #define STANDBY_LINE_MAX 60002 /* 60000 bytes and the newline, in a buffer with a NUL:
 				* under a pipe's 64 KiB, one tee holds it */
-#define STANDBY_WORDS_MAX 512
 
 /* Read exactly n bytes (a pipe may hand them over in parts). */
 static int read_full(int fd, char *buf, size_t n)
@@ -112,79 +111,6 @@ static ssize_t read_line(int fd, char *buf, size_t cap, char *err, size_t errlen
 	return ret;
 }
 
-/* Whether word is --kvm, --kvm=X or an abbreviation getopt takes for it. */
-static bool is_kvm_option(const char *w)
-{
-	size_t n = strcspn(w, "=");
-
-	return n >= 4 && n <= 5 && !strncmp(w, "--kvm", n);
-}
-
-/* The request line as argv (argv0 first, the words, then --kvm kvm_spec
- * unless a word names the device). 0, or -1 with err set. */
-static int parse_request(const char *line, size_t len, const char *argv0, const char *kvm_spec,
-			 struct standby *sb, char *err, size_t errlen)
-{
-	json_error_t jerr;
-	json_t *root = json_loadb(line, len, 0, &jerr);
-	size_t n, i;
-	bool own_kvm = false;
-	int ret = -1;
-
-	if (!root) {
-		snprintf(err, errlen, "the request is not JSON: column %d: %s", jerr.column,
-			 jerr.text);
-		return -1;
-	}
-	if (!json_is_array(root) || !(n = json_array_size(root)) || n > STANDBY_WORDS_MAX) {
-		snprintf(err, errlen, "the request must be a JSON array of 1 to %d strings, the "
-			 "arguments of cella-vm --restore FILE ...", STANDBY_WORDS_MAX);
-		goto out;
-	}
-	sb->argv = calloc(n + 4, sizeof(*sb->argv));
-	if (!sb->argv || !(sb->argv[0] = strdup(argv0))) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
-	sb->argc = 1;
-	for (i = 0; i < n; i++) {
-		const char *w = json_string_value(json_array_get(root, i));
-
-		if (!w) {
-			snprintf(err, errlen, "the request's word %zu is not a string", i);
-			goto out;
-		}
-		if (!(sb->argv[sb->argc] = strdup(w))) {
-			snprintf(err, errlen, "out of memory");
-			goto out;
-		}
-		sb->argc++;
-		own_kvm |= is_kvm_option(w);
-	}
-	if (kvm_spec && !own_kvm) {
-		if (!(sb->argv[sb->argc] = strdup("--kvm")) ||
-		    !(sb->argv[sb->argc + 1] = strdup(kvm_spec))) {
-			snprintf(err, errlen, "out of memory");
-			goto out;
-		}
-		sb->argc += 2;
-	}
-	ret = 0;
-out:
-	json_decref(root);
-	return ret;
-}
-
-void standby_free(struct standby *sb)
-{
-	for (int i = 0; sb->argv && sb->argv[i]; i++)
-		free(sb->argv[i]);
-	free(sb->argv);
-	sb->argv = NULL;
-	free(sb->cpuid);
-	sb->cpuid = NULL;
-	sb->argc = 0;
-}
 
 int standby_wait(int argc, char **argv, struct standby *sb)
 {
@@ -240,7 +166,7 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 	log_info("standby: ready");
 	len = read_line(STDIN_FILENO, line, STANDBY_LINE_MAX, err, sizeof(err));
 	ret = len < 0 ? -1
-		      : parse_request(line, (size_t)len, argv[0], spec, sb, err, sizeof(err));
+		      : standby_parse_request(line, (size_t)len, argv[0], spec, sb, err, sizeof(err));
 	free(line);
 	if (ret) {
 		log_err("standby: %s", err);
@@ -254,7 +180,7 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 	}
 	/* The restore's --kvm fd:N is this descriptor (closed with the passed
 	 * ones once duplicated); a request naming its own device gets that. */
-	if (!is_kvm_option(sb->argv[sb->argc - 2]) || strcmp(sb->argv[sb->argc - 1], spec)) {
+	if (!standby_is_kvm_option(sb->argv[sb->argc - 2]) || strcmp(sb->argv[sb->argc - 1], spec)) {
 		close(fd);
 		if (sb->vm_fd > 0) /* another device's VM: not ours to hand over */
 			close(sb->vm_fd);

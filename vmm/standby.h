@@ -3,6 +3,9 @@
  * worker"). */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "compiler.h"
 
 struct kvm_cpuid2;
@@ -30,3 +33,14 @@ struct standby {
  * logged; nothing is left open). */
 int standby_wait(int argc, char **argv, struct standby *sb) __must_check;
 void standby_free(struct standby *sb);
+
+#define STANDBY_WORDS_MAX 512
+
+/* vmm/standby_req.c. The request line (len bytes, a JSON array of 1 to
+ * STANDBY_WORDS_MAX strings) as sb->argv: argv0, the words, then --kvm
+ * kvm_spec unless a word names the device. 0, or -1 with err set (sb may
+ * hold part of it: standby_free). */
+int standby_parse_request(const char *line, size_t len, const char *argv0, const char *kvm_spec,
+			  struct standby *sb, char *err, size_t errlen) __must_check;
+/* Whether w is --kvm, --kvm=X or an abbreviation getopt takes for it. */
+bool standby_is_kvm_option(const char *w);

@@ -98,20 +98,24 @@ int disk_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 #define LOCK_RETRY_DEAD_NS (30ULL * 1000000000ULL)
 #define LOCK_RETRY_STEP    (10 * 1000000L)
 
-/* Whether every flock on fd's file was taken by a process that no longer
- * runs (gone, or a zombie), from /proc/locks; false when that cannot be
- * told (no /proc, a sandbox). */
-static bool lock_takers_gone(int fd)
+enum lock_takers { TAKERS_ALIVE, TAKERS_GONE, TAKERS_NONE };
+
+/* Who holds the flocks on fd's file, from /proc/locks: TAKERS_GONE when
+ * every taker no longer runs (gone, or a zombie), TAKERS_NONE when there is
+ * no lock on it at all (it was let go since the flock that failed),
+ * TAKERS_ALIVE otherwise, and when that cannot be told (no /proc, a
+ * sandbox). */
+static enum lock_takers lock_takers(int fd)
 {
 	struct stat st;
 	char line[256];
 	bool found = false, alive = false;
 
 	if (fstat(fd, &st) != 0)
-		return false;
+		return TAKERS_ALIVE;
 	FILE *f = fopen("/proc/locks", "re");
 	if (!f)
-		return false;
+		return TAKERS_ALIVE;
 	while (fgets(line, sizeof(line), f)) {
 		char kind[16];
 		unsigned maj, min;
@@ -143,12 +147,13 @@ static bool lock_takers_gone(int fd)
 			alive = true;
 	}
 	fclose(f);
-	return found && !alive;
+	return !found ? TAKERS_NONE : alive ? TAKERS_ALIVE : TAKERS_GONE;
 }
 
 int disk_lock_fd(int fd, bool exclusive, const char *what, char *err, size_t errlen)
 {
 	uint64_t waited = 0;
+	bool retried = false;
 
 	for (;;) {
 		if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0)
@@ -158,10 +163,21 @@ int disk_lock_fd(int fd, bool exclusive, const char *what, char *err, size_t err
 		if (errno != EWOULDBLOCK)
 			return disk_errf(err, errlen, -errno, "cannot lock %s: %s", what,
 			                 strerror(errno));
-		if (waited >= LOCK_RETRY_NS &&
-		    (waited >= LOCK_RETRY_DEAD_NS || !lock_takers_gone(fd)))
-			return disk_errf(err, errlen, -EBUSY,
-			                 "%s is in use by another process (a running VM?)", what);
+		if (waited >= LOCK_RETRY_NS) {
+			enum lock_takers t = lock_takers(fd);
+
+			/* Let go between the flock and the look at /proc/locks:
+			 * try again at once (once: a file system whose devices
+			 * /proc/locks names differently always shows none). */
+			if (t == TAKERS_NONE && !retried) {
+				retried = true;
+				continue;
+			}
+			if (t != TAKERS_GONE || waited >= LOCK_RETRY_DEAD_NS)
+				return disk_errf(err, errlen, -EBUSY,
+				                 "%s is in use by another process (a running VM?)",
+				                 what);
+		}
 		nanosleep(&(struct timespec){ .tv_nsec = LOCK_RETRY_STEP }, NULL);
 		waited += LOCK_RETRY_STEP;
 	}

@@ -116,6 +116,8 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 {
 	const char *kvm = "/dev/kvm";
 	char err[512], spec[32], *line;
+	struct standby_rx rx = { .n = 0 };
+	bool msg;
 	ssize_t len;
 	int fd, ver, ret;
 
@@ -164,9 +166,17 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 		return WORKER_EXIT_CONFIG;
 	}
 	log_info("standby: ready");
-	len = read_line(STDIN_FILENO, line, STANDBY_LINE_MAX, err, sizeof(err));
+	/* cellad's: a message with the restore's descriptors (standby_fds.c). */
+	msg = standby_is_msg_socket(STDIN_FILENO);
+	if (msg)
+		standby_say_ready(STDIN_FILENO);
+	len = msg ? standby_recv_request(STDIN_FILENO, line, STANDBY_LINE_MAX, &rx, err, sizeof(err))
+		  : read_line(STDIN_FILENO, line, STANDBY_LINE_MAX, err, sizeof(err));
 	ret = len < 0 ? -1
 		      : standby_parse_request(line, (size_t)len, argv[0], spec, sb, err, sizeof(err));
+	if (!ret)
+		ret = standby_place_fds(sb, &rx, &fd, spec, sizeof(spec), err, sizeof(err));
+	standby_rx_close(&rx);
 	free(line);
 	if (ret) {
 		log_err("standby: %s", err);
@@ -175,12 +185,13 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 		standby_free(sb);
 		if (sb->vm_fd > 0)
 			close(sb->vm_fd);
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		return WORKER_EXIT_CONFIG;
 	}
 	/* The restore's --kvm fd:N is this descriptor (closed with the passed
 	 * ones once duplicated); a request naming its own device gets that. */
-	if (!standby_is_kvm_option(sb->argv[sb->argc - 2]) || strcmp(sb->argv[sb->argc - 1], spec)) {
+	if (strcmp(standby_kvm_value(sb->argv, sb->argc) ?: "", spec)) {
 		close(fd);
 		if (sb->vm_fd > 0) /* another device's VM: not ours to hand over */
 			close(sb->vm_fd);

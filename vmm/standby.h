@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "compiler.h"
 
@@ -21,6 +22,12 @@ struct standby {
 		    * vm_create takes it (vm_config.standby_vm_fd) */
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID's answer, or NULL
 				   * (then as cold: vm_config.standby_cpuid) */
+	/* A request object's "fds": where each descriptor that came with it
+	 * goes (vmm/standby_fds.c), and "kvm_fd": where the standby's own
+	 * /dev/kvm goes (-1: stays where it is). */
+	int nr_fds;
+	int *fd_to;
+	int kvm_to;
 };
 
 /* argv: cella-vm --standby [--kvm PATH|fd:N]. Does what a restore needs
@@ -35,12 +42,51 @@ int standby_wait(int argc, char **argv, struct standby *sb) __must_check;
 void standby_free(struct standby *sb);
 
 #define STANDBY_WORDS_MAX 512
+/* Descriptors one request may pass (cellad's: stdio, the control socket,
+ * a move's socket and up to 512 files), and the highest number one may be
+ * placed at. */
+#define STANDBY_FDS_MAX 520
+#define STANDBY_FD_TOP  1023
 
-/* vmm/standby_req.c. The request line (len bytes, a JSON array of 1 to
- * STANDBY_WORDS_MAX strings) as sb->argv: argv0, the words, then --kvm
- * kvm_spec unless a word names the device. 0, or -1 with err set (sb may
- * hold part of it: standby_free). */
+/* vmm/standby_req.c. The request line (len bytes) as sb->argv: argv0,
+ * the words, then --kvm kvm_spec unless a word names the device. The line
+ * is a JSON array of 1 to STANDBY_WORDS_MAX strings, or an object
+ * {"args": that array, "fds": [N...], "kvm_fd": N} ("fds" and "kvm_fd"
+ * optional): the numbers, 0 to STANDBY_FD_TOP and all different, go to
+ * sb->fd_to (at most STANDBY_FDS_MAX) and sb->kvm_to, and a "kvm_fd" K
+ * needs "--kvm" "fd:K" (the last --kvm) among the args. 0, or -1 with err
+ * set (sb may hold part of it: standby_free). */
 int standby_parse_request(const char *line, size_t len, const char *argv0, const char *kvm_spec,
 			  struct standby *sb, char *err, size_t errlen) __must_check;
 /* Whether w is --kvm, --kvm=X or an abbreviation getopt takes for it. */
 bool standby_is_kvm_option(const char *w);
+/* The value of argv's last --kvm option (what getopt would keep), or NULL. */
+const char *standby_kvm_value(char *const *argv, int argc);
+
+/* vmm/standby_fds.c: a request over a socket, with its descriptors. */
+struct standby_rx {
+	int n;
+	int fd[STANDBY_FDS_MAX];
+};
+
+/* Whether fd is a SOCK_SEQPACKET socket: the request then comes as one
+ * message with its descriptors (SCM_RIGHTS), and the standby says "ready"
+ * on it once prepared (cellad's standby workers). */
+bool standby_is_msg_socket(int fd);
+/* Send "ready\n" on the request socket (best effort: a peer that is gone
+ * shows as the end of input next). */
+void standby_say_ready(int fd);
+/* One message from the socket into buf (cap bytes with the NUL; a trailing
+ * newline dropped), its descriptors into rx (close-on-exec). Its length,
+ * or -1 with err set and nothing left open. */
+ssize_t standby_recv_request(int fd, char *buf, size_t cap, struct standby_rx *rx, char *err,
+			     size_t errlen);
+/* Put what came in rx where the parsed request says (sb->fd_to, in order;
+ * not close-on-exec), and *kvm_fd at sb->kvm_to (spec becomes "fd:K"),
+ * after moving the standby's own descriptors (*kvm_fd, sb->vm_fd) above
+ * every number asked for. Refused, -1 with err set: a count that differs
+ * from the request's "fds", a number above 2 held by something else of the
+ * standby's. rx's descriptors are taken either way. */
+int standby_place_fds(struct standby *sb, struct standby_rx *rx, int *kvm_fd, char *spec,
+		      size_t speclen, char *err, size_t errlen) __must_check;
+void standby_rx_close(struct standby_rx *rx);

@@ -11,7 +11,8 @@ docs/state-format.md "Restoring through a standby worker").
   same write as the request: the worker takes the request line only, and
   the guest echoes the line that followed it (stdin is the console after);
 - refused, status 2, nothing run: a request that is not JSON, not an array
-  of strings, end of input before a request, a request without --restore,
+  of strings (or an object with unknown members, descriptors over a pipe,
+  a number twice, a kvm_fd the args do not use), end of input before a request, a request without --restore,
   an option beside --standby, and a state file that does not fit the
   request's configuration (the cold restore's checks).
 """
@@ -139,7 +140,15 @@ def test(args):
         echo_case(vm, echo, d)
         refused(vm, "not-json", "not json\n", "the request is not JSON")
         refused(vm, "not-strings", '["--restore", 3]\n', "is not a string")
-        refused(vm, "object", '{"restore": "x"}\n', "must be a JSON array")
+        refused(vm, "object", '{"restore": "x"}\n', "unknown member 'restore'")
+        refused(vm, "not-array", '{"args": "x"}\n', "must be a JSON array")
+        # Descriptors come over a SOCK_SEQPACKET socket only (cellad's).
+        refused(vm, "fds-pipe", '{"args": ["--restore", "x"], "fds": [5]}\n',
+                "they come only over a SOCK_SEQPACKET socket")
+        refused(vm, "fds-twice", '{"args": ["--restore", "x"], "fds": [5, 5]}\n',
+                "name 5 twice")
+        refused(vm, "kvm-fd", '{"args": ["--restore", "x"], "kvm_fd": 7}\n',
+                "kvm_fd 7 needs --kvm fd:7")
         refused(vm, "eof", None, "end of input before a request")
         refused(vm, "cut", '["--restore", ', "end of input inside the request line")
         refused(vm, "too-long", json.dumps(["--cmdline", "x" * 70000]) + "\n",

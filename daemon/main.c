@@ -511,7 +511,7 @@ static const char *const known_keys[] = {
 	"test_crash_at", "memory_capacity_mib", "memory_overcommit", "roles", "ui_dir", "storage",
 	"move_timeout_s", "sandbox_uid_base", "sandbox_uid_count", "store", "pool",
 	"session_ttl_s", "login_attempts_per_minute", "http_loopback_port",
-	"dynmem", "passt",
+	"dynmem", "passt", "standby_workers",
 };
 
 static int conf_load(struct conf *c, const char *path, bool must_exist)
@@ -598,6 +598,10 @@ static int conf_load(struct conf *c, const char *path, bool must_exist)
 	n = c->sup.sandbox_uid_count;
 	if (!ret && !(ret = conf_uint(root, "sandbox_uid_count", 0, 1u << 24, &n)))
 		c->sup.sandbox_uid_count = (uint32_t)n;
+	n = 0;
+	if (!ret && json_object_get(root, "standby_workers") &&
+	    !(ret = conf_uint(root, "standby_workers", 0, 8, &n)))
+		c->sup.standby_workers = (int)n;
 	n = c->sup.move_timeout_s;
 	if (!ret && !(ret = conf_uint(root, "move_timeout_s", 10, 86400, &n)))
 		c->sup.move_timeout_s = (unsigned)n;
@@ -869,7 +873,8 @@ int main(int argc, char **argv)
 			 .shutdown_timeout_s = 30, .start_timeout_s = 30,
 			 .boot_id_path = "/proc/sys/kernel/random/boot_id",
 			 .console_history = 64 << 10, .move_timeout_s = 600,
-			 .sandbox_uid_base = 200000, .sandbox_uid_count = 4096 },
+			 .sandbox_uid_base = 200000, .sandbox_uid_count = 4096,
+			 .standby_workers = -1 },
 		.api = { .socket_path = "/run/cella/cellad.sock", .socket_group = "cella",
 			 .max_body = 1 << 20 },
 	};

@@ -119,7 +119,7 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 	struct standby_rx rx = { .n = 0 };
 	bool msg;
 	ssize_t len;
-	int fd, ver, ret;
+	int fd, ver, ret, inherited;
 
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--kvm") && i + 1 < argc) {
@@ -137,6 +137,10 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 		log_err("standby: cannot open KVM: %s", err);
 		return WORKER_EXIT_CONFIG;
 	}
+	/* fd:N was duplicated: the inherited one goes, so that a request may
+	 * place one of its descriptors at N (standby_fds.c). */
+	if (fdspec_is_fd(kvm, &inherited) && inherited >= 0 && inherited != fd)
+		close(inherited);
 	ver = ioctl(fd, KVM_GET_API_VERSION, 0);
 	if (ver != KVM_API_VERSION) {
 		log_err("standby: %s is not /dev/kvm (KVM_GET_API_VERSION: %d)", kvm, ver);

@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "log.h"
+
 bool standby_is_msg_socket(int fd)
 {
 	int type = 0;
@@ -152,6 +154,9 @@ int standby_place_fds(struct standby *sb, struct standby_rx *rx, int *kvm_fd, ch
 		*kvm_fd = sb->kvm_to;
 		snprintf(spec, speclen, "fd:%d", sb->kvm_to);
 	}
+	/* The first line in the VM's log (its stderr now). */
+	log_info("standby: restore request taken: %d descriptors placed%s", rx->n,
+		 sb->kvm_to >= 0 ? ", its /dev/kvm where the request's is" : "");
 	rx->n = 0;
 	return 0;
 fail_errno:

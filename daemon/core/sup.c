@@ -18,6 +18,7 @@
 #include "storage.h"
 #include "ksm.h"
 #include "wctl.h"
+#include "standby_pool.h"
 
 #define WORKER_TIMEOUT_MS 10000
 
@@ -1011,6 +1012,15 @@ int sup_create(struct sup **out, const struct sup_conf *conf, struct store *db)
 		}
 		sup_vm_unpin_all(s, all, n);
 	}
+	if (!ret) {
+		/* Restores take one instead of a cold start (docs/cellad.md). */
+		int want = conf->standby_workers;
+
+		if (want < 0)
+			want = access("/dev/kvm", R_OK | W_OK) == 0;
+		if (standby_pool_start(s, (unsigned)want, &s->standby))
+			log_warn("standby workers: cannot start their keeper: restores start cold");
+	}
 	if (!ret)
 		ret = sup_poller_start(s);
 	if (ret) {
@@ -1055,6 +1065,9 @@ void sup_destroy(struct sup *s)
 		pthread_cond_timedwait(&s->unpinned, &s->reg_lock, &dl);
 	}
 	pthread_mutex_unlock(&s->reg_lock);
+	/* None is left behind: a standby is no VM to adopt. */
+	standby_pool_stop(s->standby);
+	s->standby = NULL;
 	sup_poller_stop(s);
 	sup_monitor_stop(s);
 	for (int i = 0; i < SUP_EVENTS; i++)

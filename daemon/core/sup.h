@@ -32,6 +32,9 @@ struct sup_conf {
 	/* Without sandbox_user each worker runs as its own uid (and gid) from
 	 * [base, base + count) (docs/security.md). */
 	uint32_t sandbox_uid_base, sandbox_uid_count;
+	/* Standby workers kept ready for restores (docs/cellad.md); -1: one
+	 * where /dev/kvm opens, else none. */
+	int standby_workers;
 	bool seccomp;
 	bool test_probe;            /* tests only: workers accept probe-open */
 	const char *test_crash_at;  /* tests only: "KIND:PHASE" where a job kills cellad */

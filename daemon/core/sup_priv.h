@@ -81,6 +81,7 @@ struct vmrt {
 	unsigned refs;         /* pins (s->reg_lock): lookups, streams, threads */
 	bool deleted;
 	bool restore;          /* this start restores the saved state */
+	pid_t via_standby;     /* this start's worker was this standby worker (0: cold) */
 	unsigned acts;         /* bumped around every API action (status poller) */
 	char pause_reason[256]; /* "api", "storage: ID: ...", ... ("" when running) */
 	uint64_t committed_mib;  /* what this VM counts in s->committed_mib (0: nothing) */
@@ -148,6 +149,8 @@ struct sup {
 	/* The dynamic-memory balancer (features/dynmem.c), or NULL: its
 	 * decisions for the metrics. */
 	struct dynmem *dynmem;
+	/* Standby workers for restores (worker/standby_pool.c), or NULL. */
+	struct standby_pool *standby;
 };
 
 /* sup.c: references and locks (see the top of this file). */

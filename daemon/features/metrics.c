@@ -14,6 +14,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include "standby_pool.h"
 #include "ksm.h"
 #include "dynmem.h"
 #include "wctl.h"
@@ -440,6 +441,8 @@ json_t *sup_host(struct sup *s)
 			 (json_int_t)getpid(), "cpu_seconds", cpu, "resident_kib", (json_int_t)rss,
 			 "ksm", ksm_host_json(), "hugepages", hugepages_host_json(),
 			 "usage", sup_host_usage(s));
+	if (out)
+		json_object_set_new(out, "standby_workers", standby_pool_json(s->standby));
 	/* In a pool: this host's name there, so that a page knows to ask for
 	 * GET /v1/pool (the web dashboard's pool section) without a 404. */
 	me = s->conf.pool ? s->conf.pool->host(s->conf.pool_ctx) : NULL;

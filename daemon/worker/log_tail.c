@@ -77,3 +77,30 @@ int sup_vm_log(struct sup *s, const char *name, unsigned tail, json_t **out, str
 			 "truncated", more, "lines", lines);
 	return 0;
 }
+
+double log_restore_ms(const char *path)
+{
+	char buf[8192];
+	const char *tag = " ms after the restore began", *p, *end;
+	ssize_t n;
+	off_t size;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	size = lseek(fd, 0, SEEK_END);
+	n = size < 0 ? -1 : pread(fd, buf, sizeof(buf) - 1, MAX((off_t)0, size - (off_t)sizeof(buf) + 1));
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	end = NULL;
+	for (p = strstr(buf, tag); p; p = strstr(p + 1, tag))
+		end = p; /* the last restore's */
+	if (!end)
+		return -1;
+	/* "restore: vCPUs running, 1.912 ms after ...": the number before. */
+	for (p = end; p > buf && (p[-1] == '.' || (p[-1] >= '0' && p[-1] <= '9')); p--)
+		;
+	return p < end ? strtod(p, NULL) : -1;
+}

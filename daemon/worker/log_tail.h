@@ -15,3 +15,8 @@
  * file's start (else its first, cut line is left out). *more: lines before
  * these were left out. NULL when out of memory. */
 json_t *log_tail_lines(const char *buf, size_t n, unsigned max_lines, bool whole, bool *more);
+
+/* The figure of the last "restore: vCPUs ..., X ms after the restore
+ * began" line in the last 8 KiB of the worker log at path (vmm/core/vm.c),
+ * or -1 if there is none. */
+double log_restore_ms(const char *path);

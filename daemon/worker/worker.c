@@ -21,6 +21,9 @@
 #include <unistd.h>
 
 #include "files.h"
+#include "log_tail.h"
+#include "standby_pool.h"
+#include "worker_clone.h"
 #include "ksm.h"
 #include "log.h"
 #include "unixsock.h"
@@ -34,7 +37,7 @@ void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *o
 
 static int pidfd_open_(pid_t pid)
 {
-	return (int)syscall(SYS_pidfd_open, pid, 0);
+	return worker_pidfd_open(pid);
 }
 
 uint64_t proc_start_time(pid_t pid, bool *zombie)
@@ -466,74 +469,52 @@ static void worker_attach(struct sup *s, struct vmrt *vm, pid_t pid)
 			 cgroups_mode_name(&s->cg));
 }
 
-/* A new process for the worker. Sandboxed, it is created in a user
- * namespace and a PID namespace of its own (the PID namespace owned by the
- * user namespace): PID 1 there, as under Firecracker's jailer, seeing no
- * other process (unlike after unshare(CLONE_NEWPID), threads work); and
- * uid 0 there only, which is its per-VM uid outside: it has no capability
- * in the host's namespaces at any point. The child waits on gate until
- * worker_release has written its uid and gid maps. Raw clone, like fork
- * without its handlers: the child only execs. */
-static pid_t worker_clone(bool sandbox, int gate[2])
+/* A start that failed before its worker ran (lock held): the standby it
+ * took, if any, is killed, and the uid goes back. */
+static void spawn_abandon(struct sup *s, struct vmrt *vm, struct standby_taken *sb)
 {
-	if (!sandbox)
-		return fork();
-	if (pipe2(gate, O_CLOEXEC) < 0)
+	if (sb->pid)
+		standby_pool_discard(sb);
+	sb->pid = 0;
+	sandbox_uid_put(s, vm);
+}
+
+/* The restore into the standby worker t: first into the VM's cgroup, with
+ * its limits (what the standby allocated before stays charged to the
+ * standby group, docs/cellad.md), then the cold worker's argv and its
+ * descriptors at the numbers spawn_worker's child would give them: 0
+ * /dev/null, 1 and 2 the VM's log, 3 the control socket, 4 a move's
+ * socket, the VM's files at 5.. (files.h), its own /dev/kvm where the
+ * VM's would be. 0, or -1 (logged; t is the caller's to discard). */
+static int standby_hand_over(struct sup *s, struct vmrt *vm, struct standby_taken *t,
+			     char **argv, const struct worker_files *wf, int ctl, int logfd,
+			     int nullfd)
+{
+	int fds[STANDBY_POOL_FDS_MAX], to[STANDBY_POOL_FDS_MAX];
+	unsigned n = 0;
+	char err[256];
+
+	if (wf->nr + WORKER_FILES_BASE > STANDBY_POOL_FDS_MAX) {
+		log_info("vm %s: %u files: more than a standby worker's request carries; "
+			 "starting cold", vm->def.name, wf->nr);
 		return -1;
-	return (pid_t)syscall(SYS_clone, (unsigned long)(SIGCHLD | CLONE_NEWUSER | CLONE_NEWPID),
-			      NULL, NULL, NULL, 0UL);
-}
-
-static int write_proc(pid_t pid, const char *file, const char *text)
-{
-	char path[64];
-	size_t len = strlen(text);
-	int fd, ret = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, text, len) != (ssize_t)len)
-		ret = -errno;
-	close(fd);
-	return ret;
-}
-
-/* Map the child's uid 0 and gid 0 to its host identity, one id each, and
- * let it go on. setgroups stays allowed (cellad maps with CAP_SETGID) so
- * that the child can drop the supplementary groups it inherited from
- * cellad, root's: with "deny" it would keep them for good. Once it has, the
- * only group it could set is its own gid. 0 or -errno. */
-static int worker_release(pid_t pid, int gate, uid_t uid, gid_t gid)
-{
-	char map[64];
-	int ret;
-
-	snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)uid);
-	ret = write_proc(pid, "uid_map", map);
-	snprintf(map, sizeof(map), "0 %u 1\n", (unsigned)gid);
-	if (!ret)
-		ret = write_proc(pid, "gid_map", map);
-	if (!ret && write(gate, "g", 1) != 1)
-		ret = -errno;
-	return ret;
-}
-
-/* In the child, behind the gate: become uid and gid 0 of the namespace
- * (the per-VM ids outside; until now it held cellad's root ids, unmapped
- * and without capability outside) with no supplementary groups. Raw
- * system calls: glibc's would signal cellad's threads, which this child
- * does not have. */
-static int worker_child_ids(int gate)
-{
-	char c;
-
-	if (read(gate, &c, 1) != 1)
-		return -1; /* cellad gave up on it */
-	if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, 0, 0, 0) < 0 ||
-	    syscall(SYS_setresuid, 0, 0, 0) < 0)
+	}
+#define PASS(fd, num) do { fds[n] = (fd); to[n] = (num); n++; } while (0)
+	PASS(nullfd, 0);
+	PASS(logfd, 1);
+	PASS(logfd, 2);
+	PASS(ctl, 3);
+	if (vm->incoming_fd >= 0)
+		PASS(vm->incoming_fd, 4);
+	for (unsigned i = 0; i < wf->nr; i++)
+		if (WORKER_FILES_BASE + (int)i != wf->kvm)
+			PASS(wf->fd[i], WORKER_FILES_BASE + (int)i);
+#undef PASS
+	worker_attach(s, vm, t->pid);
+	if (standby_pool_request(t, argv, fds, to, n, wf->kvm, err, sizeof(err))) {
+		log_warn("vm %s: %s; starting a worker cold", vm->def.name, err);
 		return -1;
+	}
 	return 0;
 }
 
@@ -545,6 +526,7 @@ static int spawn_worker(struct sup *s, struct vmrt *vm, struct cerr *e)
 	int ctl, logfd, nullfd, hi[WORKER_FILES_MAX], gate[2] = { -1, -1 }, gate_was, ret;
 	uid_t uid = 0;
 	gid_t gid = 0;
+	struct standby_taken sb = { .pid = 0, .pidfd = -1, .sock = -1 };
 	json_t *cfg;
 	pid_t pid;
 
@@ -557,10 +539,21 @@ static int spawn_worker(struct sup *s, struct vmrt *vm, struct cerr *e)
 	cfg = vmdef_worker_config(&vm->def);
 	if (!cfg)
 		return cerr_set(e, CERR_INTERNAL, "", "out of memory");
-	/* The uid first: a user NIC's passt runs as it (worker_files_open). */
+	/* The uid first: a user NIC's passt runs as it (worker_files_open).
+	 * A restore takes a standby worker if one is ready, and its uid. */
 	sandbox_uid_put(s, vm);
-	if (s->conf.sandbox && !s->conf.sandbox_user) {
+	vm->via_standby = 0;
+	if (vm->restore && vm->incoming_fd < 0) {
+		standby_pool_hint_ram(s->standby, vm->def.memory_mib);
+		if (standby_pool_take(s->standby, &sb) == 0)
+			vm->sandbox_uid = sb.uid;
+	}
+	if (!sb.pid && s->conf.sandbox && !s->conf.sandbox_user) {
 		int64_t taken = uidpool_take(&s->uids);
+
+		/* The standby workers' uids come from the same pool. */
+		if (taken < 0 && standby_pool_retire_one(s->standby))
+			taken = uidpool_take(&s->uids);
 
 		if (taken < 0) {
 			json_decref(cfg);
@@ -572,25 +565,25 @@ static int spawn_worker(struct sup *s, struct vmrt *vm, struct cerr *e)
 	}
 	if (worker_files_open(s, vm, cfg, &wf, e)) {
 		json_decref(cfg);
-		sandbox_uid_put(s, vm);
+		spawn_abandon(s, vm, &sb);
 		return -1;
 	}
 	sup_paths(s, vm, ".json", path, sizeof(path));
 	if (json_dump_file(cfg, path, JSON_INDENT(2)) < 0) {
 		worker_files_close(&wf);
 		json_decref(cfg);
-		sandbox_uid_put(s, vm);
+		spawn_abandon(s, vm, &sb);
 		return cerr_set(e, CERR_INTERNAL, "", "cannot write %s", path);
 	}
 	json_decref(cfg);
 	if (worker_files_add_config(&wf, path, e)) {
 		worker_files_close(&wf);
-		sandbox_uid_put(s, vm);
+		spawn_abandon(s, vm, &sb);
 		return -1;
 	}
 	if (build_argv(s, vm, &wf, argv, ARRAY_SIZE(argv), store)) {
 		worker_files_close(&wf);
-		sandbox_uid_put(s, vm);
+		spawn_abandon(s, vm, &sb);
 		return cerr_set(e, CERR_INTERNAL, "", "worker command line too long");
 	}
 	/* (The exit record was created empty with the worker's files.) */
@@ -598,7 +591,7 @@ static int spawn_worker(struct sup *s, struct vmrt *vm, struct cerr *e)
 	ctl = unix_listen(path, 16, 0600);
 	if (ctl < 0) {
 		worker_files_close(&wf);
-		sandbox_uid_put(s, vm);
+		spawn_abandon(s, vm, &sb);
 		return cerr_set(e, CERR_INTERNAL, "", "control socket %s: %s", path, strerror(-ctl));
 	}
 	snprintf(logp, sizeof(logp), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);
@@ -607,6 +600,24 @@ static int spawn_worker(struct sup *s, struct vmrt *vm, struct cerr *e)
 	if (logfd < 0 || nullfd < 0) {
 		cerr_set(e, CERR_INTERNAL, "", "cannot open %s: %s", logp, strerror(errno));
 		goto fail;
+	}
+	if (sb.pid) {
+		if (!standby_hand_over(s, vm, &sb, argv, &wf, ctl, logfd, nullfd)) {
+			close(ctl);
+			close(logfd);
+			close(nullfd);
+			worker_files_close(&wf);
+			vm->pid = sb.pid;
+			vm->is_child = true; /* cellad spawned it: waitpid works */
+			vm->pid_start = sb.start;
+			vm->pidfd = sb.pidfd;
+			vm->via_standby = sb.pid;
+			watch_add(s, &vm->w_pid, vm->pidfd);
+			return 0;
+		}
+		/* Cold after all, under the same uid (the VM's now). */
+		standby_pool_discard(&sb);
+		sb.pid = 0;
 	}
 	if (s->conf.sandbox && worker_ids(s, vm, &uid, &gid, e))
 		goto fail;
@@ -699,7 +710,7 @@ fail:
 		if (gate[i] >= 0)
 			close(gate[i]);
 	worker_files_close(&wf);
-	sandbox_uid_put(s, vm);
+	spawn_abandon(s, vm, &sb);
 	close(ctl);
 	if (logfd >= 0)
 		close(logfd);
@@ -747,9 +758,30 @@ static int handshake_extend(struct sup *s, int fd, int pidfd, uint64_t *until)
 	return ret;
 }
 
+/* The started event's detail for a restore: whether it went through a
+ * standby worker, and the worker's own restore-to-running figure (its
+ * log's "restore: vCPUs ..." line, written before it answered "status";
+ * held until "start" under cellad, so: to ready). */
+static void restore_detail(struct sup *s, struct vmrt *vm, char *out, size_t len)
+{
+	char logp[600], fig[96] = "";
+	double ms;
+
+	snprintf(logp, sizeof(logp), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);
+	ms = log_restore_ms(logp);
+	if (ms >= 0)
+		snprintf(fig, sizeof(fig), "; vCPUs ready %.3f ms after the restore began", ms);
+	if (vm->via_standby)
+		snprintf(out, len, "restored from saved state through standby worker %d%s",
+			 (int)vm->via_standby, fig);
+	else
+		snprintf(out, len, "restored from saved state (worker started cold)%s", fig);
+	log_info("vm %s: %s", vm->def.name, out);
+}
+
 int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
-	char ctl_path[512];
+	char ctl_path[512], detail[256];
 	json_t *reply = NULL, *req;
 	uint64_t ha_until;
 	unsigned gen;
@@ -811,6 +843,8 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 	if (fd >= 0)
 		close(fd);
 	close(pidfd);
+	/* The restore's work is done: the standby it took may be replaced. */
+	standby_pool_refill(s->standby);
 
 	pthread_mutex_lock(&vm->lock);
 	if (!ret && vm->stop_requested && vm->pid)
@@ -828,8 +862,9 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 			unlink(saved);
 			vm->restore = false;
 		}
-		lifecycle_fire(s, vm, EV_STARTED, restored ? "restored from saved state"
-								       : NULL);
+		if (restored)
+			restore_detail(s, vm, detail, sizeof(detail));
+		lifecycle_fire(s, vm, EV_STARTED, restored ? detail : NULL);
 		pthread_mutex_unlock(&vm->lock);
 		return 0;
 	}

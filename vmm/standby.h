@@ -42,10 +42,9 @@ int standby_wait(int argc, char **argv, struct standby *sb) __must_check;
 void standby_free(struct standby *sb);
 
 #define STANDBY_WORDS_MAX 512
-/* Descriptors one request may pass (cellad's: stdio, the control socket,
- * a move's socket and up to 512 files), and the highest number one may be
- * placed at. */
-#define STANDBY_FDS_MAX 520
+/* Descriptors one request may pass (the kernel's SCM_MAX_FD: one message
+ * carries no more), and the highest number one may be placed at. */
+#define STANDBY_FDS_MAX 253
 #define STANDBY_FD_TOP  1023
 
 /* vmm/standby_req.c. The request line (len bytes) as sb->argv: argv0,

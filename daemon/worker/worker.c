@@ -762,7 +762,7 @@ static int handshake_extend(struct sup *s, int fd, int pidfd, uint64_t *until)
  * standby worker, and the worker's own restore-to-running figure (its
  * log's "restore: vCPUs ..." line, written before it answered "status";
  * held until "start" under cellad, so: to ready). */
-static void restore_detail(struct sup *s, struct vmrt *vm, char *out, size_t len)
+static void restore_detail(struct sup *s, struct vmrt *vm, double spawn_ms, char *out, size_t len)
 {
 	char logp[600], fig[96] = "";
 	double ms;
@@ -771,17 +771,21 @@ static void restore_detail(struct sup *s, struct vmrt *vm, char *out, size_t len
 	ms = log_restore_ms(logp);
 	if (ms >= 0)
 		snprintf(fig, sizeof(fig), "; vCPUs ready %.3f ms after the restore began", ms);
+	/* cellad's own view: from its worker's spawn (or take) to "status"
+	 * answered, exec and all. */
 	if (vm->via_standby)
-		snprintf(out, len, "restored from saved state through standby worker %d%s",
-			 (int)vm->via_standby, fig);
+		snprintf(out, len, "restored from saved state through standby worker %d%s, "
+			 "%.3f ms after cellad took it", (int)vm->via_standby, fig, spawn_ms);
 	else
-		snprintf(out, len, "restored from saved state (worker started cold)%s", fig);
+		snprintf(out, len, "restored from saved state (worker started cold)%s, %.3f ms "
+			 "after cellad spawned it", fig, spawn_ms);
 	log_info("vm %s: %s", vm->def.name, out);
 }
 
 int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 {
-	char ctl_path[512], detail[256];
+	char ctl_path[512], detail[320];
+	uint64_t t_spawn, t_ready = 0;
 	json_t *reply = NULL, *req;
 	uint64_t ha_until;
 	unsigned gen;
@@ -795,6 +799,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 		pthread_mutex_unlock(&vm->lock);
 		return cerr_set(e, CERR_STATE, "state", "turned off before it started");
 	}
+	t_spawn = sup_mono_ns();
 	if (sup_spawn(s, vm, e)) {
 		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%.250s", e->reason);
 		lifecycle_fire(s, vm, EV_START_FAILED, e->reason);
@@ -819,6 +824,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 	json_decref(req);
 	json_decref(reply);
 	reply = NULL;
+	t_ready = sup_mono_ns();
 	if (!ret) {
 		pthread_mutex_lock(&vm->lock);
 		ret = vm->gen == gen ? sup_console_attach(s, vm) : -ESRCH;
@@ -863,7 +869,8 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 			vm->restore = false;
 		}
 		if (restored)
-			restore_detail(s, vm, detail, sizeof(detail));
+			restore_detail(s, vm, (double)(t_ready - t_spawn) / 1e6, detail,
+				       sizeof(detail));
 		lifecycle_fire(s, vm, EV_STARTED, restored ? detail : NULL);
 		pthread_mutex_unlock(&vm->lock);
 		return 0;

@@ -81,9 +81,10 @@ void standby_say_ready(int fd);
 ssize_t standby_recv_request(int fd, char *buf, size_t cap, struct standby_rx *rx, char *err,
 			     size_t errlen);
 /* Put what came in rx where the parsed request says (sb->fd_to, in order;
- * not close-on-exec), and *kvm_fd at sb->kvm_to (spec becomes "fd:K"),
- * after moving the standby's own descriptors (*kvm_fd, sb->vm_fd) above
- * every number asked for. Refused, -1 with err set: a count that differs
+ * not close-on-exec), and *kvm_fd at sb->kvm_to, after moving the
+ * standby's own descriptors (*kvm_fd, sb->vm_fd) above every number asked
+ * for; spec becomes "fd:N" for wherever *kvm_fd ends, and so does the
+ * --kvm standby_parse_request appended (the request named none). Refused, -1 with err set: a count that differs
  * from the request's "fds", a number above 2 held by something else of the
  * standby's. rx's descriptors are taken either way. */
 int standby_place_fds(struct standby *sb, struct standby_rx *rx, int *kvm_fd, char *spec,

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -120,8 +121,24 @@ int standby_place_fds(struct standby *sb, struct standby_rx *rx, int *kvm_fd, ch
 		return 0;
 	/* Nothing the standby holds, nor what came (placed by the kernel at
 	 * the lowest free numbers), may sit where a descriptor goes. */
-	if (*kvm_fd <= top && (*kvm_fd = lift_above(*kvm_fd, top)) < 0)
-		goto fail_errno;
+	if (*kvm_fd <= top) {
+		char was[32];
+
+		snprintf(was, sizeof(was), "%s", spec);
+		if ((*kvm_fd = lift_above(*kvm_fd, top)) < 0)
+			goto fail_errno;
+		snprintf(spec, speclen, "fd:%d", *kvm_fd);
+		/* The --kvm fd:N standby_parse_request added for it follows it. */
+		if (sb->kvm_to < 0 && sb->argc >= 2 && !strcmp(sb->argv[sb->argc - 1], was) &&
+		    standby_is_kvm_option(sb->argv[sb->argc - 2])) {
+			char *w = strdup(spec);
+
+			if (!w)
+				goto fail_errno;
+			free(sb->argv[sb->argc - 1]);
+			sb->argv[sb->argc - 1] = w;
+		}
+	}
 	if (sb->vm_fd > 0 && sb->vm_fd <= top && (sb->vm_fd = lift_above(sb->vm_fd, top)) < 0) {
 		sb->vm_fd = 0;
 		goto fail_errno;

@@ -779,7 +779,6 @@ static void restore_detail(struct sup *s, struct vmrt *vm, double spawn_ms, char
 	else
 		snprintf(out, len, "restored from saved state (worker started cold)%s, %.3f ms "
 			 "after cellad spawned it", fig, spawn_ms);
-	log_info("vm %s: %s", vm->def.name, out);
 }
 
 int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)

@@ -10,6 +10,11 @@ docs/state-format.md "Restoring through a standby worker").
 - the echo guest saved and restored so, with console input written in the
   same write as the request: the worker takes the request line only, and
   the guest echoes the line that followed it (stdin is the console after);
+- over a SOCK_SEQPACKET socket (cellad's way): "ready" said on it, then the
+  request as one message with its descriptors placed at the numbers it
+  names (the state file, /dev/null, a log for stdout and stderr), the VM's
+  output and log in that log; a count of descriptors that differs from the
+  request's is refused;
 - refused, status 2, nothing run: a request that is not JSON, not an array
   of strings (or an object with unknown members, descriptors over a pipe,
   a number twice, a kvm_fd the args do not use), end of input before a request, a request without --restore,
@@ -18,6 +23,7 @@ docs/state-format.md "Restoring through a standby worker").
 """
 import json
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -112,6 +118,73 @@ def echo_case(vm, kernel, d):
     check(True, "echo: the line written after the request reached the restored guest")
 
 
+def socket_standby(vm, d, name):
+    """A standby worker whose stdin is a SOCK_SEQPACKET socket (cellad's
+    way): (process, our end, its log before the request), once it said
+    ready on the socket."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pre = os.path.join(d, name + "-pre.log")
+    with open(pre, "wb") as f:
+        p = subprocess.Popen([vm, "--standby"], stdin=theirs, stdout=f, stderr=f)
+    theirs.close()
+    ours.settimeout(60)
+    check(ours.recv(64) == b"ready\n", f"{name}: the standby said ready on its socket")
+    return p, ours, pre
+
+
+def wait_file(path, text, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(path, errors="replace") as f:
+            body = f.read()
+        if text in body:
+            return body
+        if time.monotonic() > deadline:
+            raise harness.TestFailure(f"no {text!r} in {path} within {timeout} s:\n{body}")
+        time.sleep(0.01)  # polling a file the worker writes, with a deadline
+
+
+def socket_case(vm, kernel, d, state, cmdline):
+    """The request as one message with its descriptors: the state file at
+    7, /dev/null at 0, a log at 1 and 2; the guest's output and the
+    worker's log go to that log from the request on."""
+    p, s, pre = socket_standby(vm, d, "sock")
+    log = os.path.join(d, "sock-after.log")
+    try:
+        with open(log, "wb") as lf, open(state, "rb") as sf, open(os.devnull, "rb") as null:
+            words = ts.cella(vm, kernel, cmdline, extra=["--restore", "fd:7"])[1:]
+            req = {"args": words, "fds": [0, 1, 2, 7]}
+            socket.send_fds(s, [json.dumps(req).encode()],
+                            [null.fileno(), lf.fileno(), lf.fileno(), sf.fileno()])
+        try:
+            body = wait_file(log, "memwriter: round")
+        except harness.TestFailure:
+            with open(pre, errors="replace") as f:
+                harness.log(f"sock: its log before the request:\n{f.read()}")
+            raise
+        check("standby: restore request taken: 4 descriptors placed" in body and
+              "restore: vCPUs running" in body, "socket: the restore logs to the passed log")
+        with open(pre) as f:
+            check("memwriter" not in f.read(), "socket: nothing of the VM before the request")
+    finally:
+        p.kill()
+        p.wait()
+        s.close()
+    # One descriptor for two numbers: refused, nothing run.
+    p, s, pre = socket_standby(vm, d, "sock-count")
+    try:
+        with open(state, "rb") as sf:
+            req = {"args": ["--restore", "fd:7"], "fds": [6, 7]}
+            socket.send_fds(s, [json.dumps(req).encode()], [sf.fileno()])
+        status = p.wait(60)
+        body = wait_file(pre, "names 2 descriptors (fds), 1 came")
+        check(status == 2 and "vCPUs" not in body, "socket: a count that differs is refused")
+    finally:
+        p.kill()
+        p.wait()
+        s.close()
+
+
 def refused(vm, name, line, words, extra=()):
     g = harness.Guest([vm, "--standby"] + list(extra), name=name).start()
     try:
@@ -138,6 +211,7 @@ def test(args):
     with tempfile.TemporaryDirectory() as d:
         state, cmdline = memwriter_case(vm, mw, d)
         echo_case(vm, echo, d)
+        socket_case(vm, mw, d, state, cmdline)
         refused(vm, "not-json", "not json\n", "the request is not JSON")
         refused(vm, "not-strings", '["--restore", 3]\n', "is not a string")
         refused(vm, "object", '{"restore": "x"}\n', "unknown member 'restore'")

@@ -800,6 +800,7 @@ int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
 	}
 	t_spawn = sup_mono_ns();
 	if (sup_spawn(s, vm, e)) {
+		standby_pool_refill(s->standby); /* a standby it took is gone */
 		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%.250s", e->reason);
 		lifecycle_fire(s, vm, EV_START_FAILED, e->reason);
 		pthread_mutex_unlock(&vm->lock);

@@ -14,12 +14,14 @@
 - a new standby appears after the take; one killed is replaced;
 - cellad stopped leaves no standby; cellad killed (SIGKILL) neither (the
   standby reads the end of input), and the restored VM is adopted by the next
-  cellad with its pid;
+  cellad with its pid; a standby found in the standby cgroup at start is
+  killed;
 - standby_workers 0: none, and a restore starts its worker cold.
 """
 import os
 import re
 import signal
+import subprocess
 
 from cellad import ConsoleTail, Daemon, check, log, main, memwriter_rounds, poll, status_fields
 
@@ -129,7 +131,18 @@ def test(args):
         d.kill9()
         poll("the standby of a killed cellad to exit", lambda: gone(sb4), timeout=10)
         check(True, "cellad killed: its standby exited")
+        stale = None
+        if v1:
+            # One that outlived its cellad (its stdin still open): the next
+            # cellad finds it in the standby cgroup and kills it.
+            stale = subprocess.Popen([args["cella_vm"], "--standby"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(f"/sys/fs/cgroup/cpu/{d.cgroup_parent}/standby/cgroup.procs", "w") as f:
+                f.write(str(stale.pid))
         d.start()
+        if stale:
+            check(stale.wait(timeout=10) == -signal.SIGKILL,
+                  "a stale standby in the standby cgroup is killed by the next cellad")
         ready_standby(d, not_pids=(sb4,))
         d.action("s", "kill")
 

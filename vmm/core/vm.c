@@ -18,6 +18,7 @@
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 
+#include "arch/x86/acpi.h"
 #include "arch/x86/x86.h"
 #include "devtype.h"
 #include "mem_backing.h"
@@ -633,6 +634,10 @@ int vm_setup(struct vm *vm)
 		return ret;
 	}
 	ret = cfg->acpi ? vm_setup_acpi(vm) : 0;
+	/* The boot protocol's own pointer too (PVH requires it; the scan of
+	 * 0xE0000-0xFFFFF is Linux's fallback, not every kernel's). */
+	if (!ret && cfg->acpi)
+		ret = x86_boot_set_rsdp(&vm->mem, &bi, ACPI_RSDP_ADDR);
 	if (ret) {
 		log_err("cannot write the ACPI tables: %s", strerror(-ret));
 		return ret;

@@ -9,11 +9,14 @@ loaded in X ms") beside it. QEMU side by side: migrate "exec:cat > FILE" and
 
 Usage: bench/restore.py [--build DIR] [--runs N] [--sizes 256,1024,4096]
                          [--fill userfaultfd|populate] [--warm-ms MS] [--standby]
+                         [--standby-unprepared]
 
 --standby also restores through a standby worker (cella-vm --standby, its
 process started and ready before the clock starts, as Firecracker measures
 snapshot restore), alternating with the cold restores, and prints a second
-table with both.
+table with both. The standby is told each row's RAM size (--mem MIB: its
+memory slots, irqchip and PIT made before ready); --standby-unprepared
+leaves that out (those steps then in the request's path).
 
 --fill populate restores with CELLA_RESTORE_FILL=populate (the state file
 mapped copy-on-write and populated ahead of the guest) instead of the
@@ -141,12 +144,15 @@ def read_restore(p, t0, end_re):
             read_at if read_at is not None else nan)
 
 
-def cella_restore_standby(vm, kernel, mem, touch, state):
+def cella_restore_standby(vm, kernel, mem, touch, state, prepare=True):
     """cella_restore through a standby worker (cella-vm --standby, as
     Firecracker's restore is measured: its process already runs): spawned
     and waited for ("standby: ready") untimed; t0 is just before the
-    request (the same --restore arguments) is written to its stdin."""
-    p = subprocess.Popen([vm, "--standby"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    request (the same --restore arguments) is written to its stdin. With
+    prepare, the standby is told the guest's RAM (--mem: its memory slots,
+    irqchip and PIT are made before ready)."""
+    p = subprocess.Popen([vm, "--standby"] + (["--mem", str(mem)] if prepare else []),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     for line in p.stderr:
         if "standby: ready" in line:
@@ -262,6 +268,9 @@ def main():
     ap.add_argument("--standby", action="store_true",
                     help="also restore through a standby worker (cella-vm --standby), "
                          "alternating with the cold restores")
+    ap.add_argument("--standby-unprepared", action="store_true",
+                    help="start the standby workers without --mem (their memory slots, "
+                         "irqchip and PIT then made at the request)")
     ap.add_argument("--fill", choices=["userfaultfd", "populate"], default="userfaultfd")
     # Not by default: the figures of record include whatever the host adds.
     ap.add_argument("--warm-ms", type=float, default=0,
@@ -291,7 +300,8 @@ def main():
             for _ in range(a.runs):
                 runs.append(cella_restore(vm, kernel, mem, touch, state, end_re, a.warm_ms))
                 if a.standby:
-                    sruns.append(cella_restore_standby(vm, kernel, mem, touch, state))
+                    sruns.append(cella_restore_standby(vm, kernel, mem, touch, state,
+                                                       not a.standby_unprepared))
                 if qstate:
                     try:
                         qruns.append(qemu_restore(kernel, mem, touch, qstate, d))
@@ -353,6 +363,7 @@ def main():
                   f"{common.median([r[1] for r in sruns]) * 1e3:.1f} ms |")
     print(f"\nreproduce: bench/restore.py --build {b} --runs {a.runs} --sizes {a.sizes} "
           f"--touch {a.touch} --fill {a.fill}" + (" --standby" if a.standby else "")
+          + (" --standby-unprepared" if a.standby_unprepared else "")
           + (f" --warm-ms {a.warm_ms:g}" if a.warm_ms else ""))
 
 

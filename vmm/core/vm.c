@@ -73,6 +73,7 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	vm->kvm_fd = -1;
 	vm->vm_fd = -1;
 	vm->teardown_ring = -1;
+	vm->unused_vm_fd = -1;
 	vm->signal_fd = -1;
 	vm->mem.memfd = vm->mem.file_fd = vm->mem.pagemap_fd = -1;
 	vm->next_mmio = VIRTIO_MMIO_BASE;
@@ -164,18 +165,21 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 {
 	struct vm_prep *prep = cfg->standby_prep;
 	char err[256];
-	int ret;
+	int ret, unused = -1;
 
 	/* A standby's VM, prepared for a RAM size (vm_prep.h): taken whole,
 	 * or thrown away for a new one as a cold restore makes. */
 	if (prep && !vm_prep_fits(prep, cfg, mem_fd >= 0, err, sizeof(err))) {
 		if (prep->host)
 			log_info("standby: the prepared VM is not used (%s): a new one is made", err);
+		unused = prep->vm_fd; /* closed with the VM: no wait for its teardown now */
+		prep->vm_fd = -1;
 		vm_prep_release(prep);
 		prep = NULL;
 	}
 	ret = vm_common_init(vm, cfg, ALIGN_UP(cfg->mem_mib, 2) << 20, mem_fd, mem_off, trace,
 			     prep ? prep->host : NULL);
+	vm->unused_vm_fd = unused;
 	if (prep && vm->mem.host == prep->host)
 		prep->host = NULL; /* the memory's now */
 	if (ret)
@@ -202,9 +206,7 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 		/* Its slots, irqchip and PIT are there, on the RAM just taken. */
 		vm->vm_fd = prep->vm_fd;
 		prep->vm_fd = -1;
-		phase_mark(vm->trace, "kvm_create_vm");
-		phase_mark(vm->trace, "memslots");
-		phase_mark(vm->trace, "irqchip_pit");
+		phase_mark(vm->trace, "prepared_vm"); /* in place of the next three */
 		return 0;
 	}
 	/* A standby worker made it before its request: the same ioctl, which
@@ -714,7 +716,9 @@ void vm_destroy(struct vm *vm)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
-	vm->vm_fd = vm->kvm_fd = -1;
+	if (vm->unused_vm_fd >= 0)
+		close(vm->unused_vm_fd);
+	vm->vm_fd = vm->kvm_fd = vm->unused_vm_fd = -1;
 	if (vm->teardown_ring >= 0)
 		close(vm->teardown_ring); /* freed by a kernel worker: no wait here */
 	vm->teardown_ring = -1;

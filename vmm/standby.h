@@ -5,10 +5,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "compiler.h"
 
 struct kvm_cpuid2;
+struct vm_prep;
 
 /* The restore's arguments once the request has come: argv[0] is the
  * worker's own, then the request's words (and --kvm fd:N, the device the
@@ -21,9 +23,12 @@ struct standby {
 		    * vm_create takes it (vm_config.standby_vm_fd) */
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID's answer, or NULL
 				   * (then as cold: vm_config.standby_cpuid) */
+	struct vm_prep *prep; /* --mem: the VM prepared for that RAM size, which
+			       * then holds the VM instead of vm_fd; NULL: none
+			       * (vm_config.standby_prep; standby_prep_free) */
 };
 
-/* argv: cella-vm --standby [--kvm PATH|fd:N]. Does what a restore needs
+/* argv: cella-vm --standby [--kvm PATH|fd:N] [--mem MIB]. Does what a restore needs
  * before its state and configuration (/dev/kvm opened and checked, the VM
  * made with KVM_CREATE_VM, the host's supported CPUID asked, the TLS module
  * loaded), logs "standby: ready" on stderr, then reads one request
@@ -44,3 +49,17 @@ int standby_parse_request(const char *line, size_t len, const char *argv0, const
 			  struct standby *sb, char *err, size_t errlen) __must_check;
 /* Whether w is --kvm, --kvm=X or an abbreviation getopt takes for it. */
 bool standby_is_kvm_option(const char *w);
+
+/* vmm/standby_prep.c. argv[*i] as --mem MIB or --mem=MIB, the guest RAM
+ * the standby prepares for (8 MiB to 1 TiB, and no more than the host
+ * has; once): 1 with *mem_mib set and *i on its last word, 0 when it is
+ * another option, -1 after saying why on stderr. */
+int standby_prep_option(int argc, char **argv, int *i, uint64_t *mem_mib) __must_check;
+/* With mem_mib (0: nothing to do), after KVM_CREATE_VM (sb->vm_fd, made on
+ * kvm_fd): the VM's memory slots for that RAM, its irqchip and PIT
+ * (vm_prep.h) into sb->prep, which then owns the VM (sb->vm_fd 0). A
+ * failure is logged, and sb->vm_fd is then a new, empty VM as without
+ * --mem. */
+void standby_prepare(struct standby *sb, int kvm_fd, uint64_t mem_mib);
+/* Release sb->prep (what a restore has not taken of it). */
+void standby_prep_free(struct standby *sb);

@@ -9,11 +9,15 @@ loaded in X ms") beside it. QEMU side by side: migrate "exec:cat > FILE" and
 
 Usage: bench/restore.py [--build DIR] [--runs N] [--sizes 256,1024,4096]
                          [--fill userfaultfd|populate] [--warm-ms MS] [--standby]
+                         [--standby-unprepared]
 
 --standby also restores through a standby worker (cella-vm --standby, its
 process started and ready before the clock starts, as Firecracker measures
 snapshot restore), alternating with the cold restores, and prints a second
-table with both.
+table with both. The standby is told each row's RAM size (--mem MIB: its
+memory slots, irqchip and PIT made before ready); --standby-unprepared
+adds restores through standby workers started without it (those steps
+then in the request's path), alternating with the others, as a column.
 
 --fill populate restores with CELLA_RESTORE_FILL=populate (the state file
 mapped copy-on-write and populated ahead of the guest) instead of the
@@ -89,7 +93,7 @@ def logs_running_line(vm):
     """Whether this cella-vm logs "restore: vCPUs running" (older builds end
     their restore log at "state loaded", a little before the vCPUs start)."""
     with open(vm, "rb") as f:
-        return b"restore: vCPUs running" in f.read()
+        return b"restore: vCPUs " in f.read()  # "running", or "%s" (running or held)
 
 
 def mono():
@@ -141,12 +145,15 @@ def read_restore(p, t0, end_re):
             read_at if read_at is not None else nan)
 
 
-def cella_restore_standby(vm, kernel, mem, touch, state):
+def cella_restore_standby(vm, kernel, mem, touch, state, prepare=True):
     """cella_restore through a standby worker (cella-vm --standby, as
     Firecracker's restore is measured: its process already runs): spawned
     and waited for ("standby: ready") untimed; t0 is just before the
-    request (the same --restore arguments) is written to its stdin."""
-    p = subprocess.Popen([vm, "--standby"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    request (the same --restore arguments) is written to its stdin. With
+    prepare, the standby is told the guest's RAM (--mem: its memory slots,
+    irqchip and PIT are made before ready)."""
+    p = subprocess.Popen([vm, "--standby"] + (["--mem", str(mem)] if prepare else []),
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     for line in p.stderr:
         if "standby: ready" in line:
@@ -262,6 +269,10 @@ def main():
     ap.add_argument("--standby", action="store_true",
                     help="also restore through a standby worker (cella-vm --standby), "
                          "alternating with the cold restores")
+    ap.add_argument("--standby-unprepared", action="store_true",
+                    help="with --standby, also restore through standby workers started "
+                         "without --mem (their memory slots, irqchip and PIT then made at "
+                         "the request)")
     ap.add_argument("--fill", choices=["userfaultfd", "populate"], default="userfaultfd")
     # Not by default: the figures of record include whatever the host adds.
     ap.add_argument("--warm-ms", type=float, default=0,
@@ -287,11 +298,14 @@ def main():
                     q = f"n/a ({e})"
             # Restores alternate (cella, QEMU, cella, ...): on a shared host
             # both see the same load; medians of a.runs each.
-            runs, qruns, sruns = [], [], []
+            runs, qruns, sruns, uruns = [], [], [], []
             for _ in range(a.runs):
                 runs.append(cella_restore(vm, kernel, mem, touch, state, end_re, a.warm_ms))
                 if a.standby:
                     sruns.append(cella_restore_standby(vm, kernel, mem, touch, state))
+                    if a.standby_unprepared:
+                        uruns.append(cella_restore_standby(vm, kernel, mem, touch, state,
+                                                           False))
                 if qstate:
                     try:
                         qruns.append(qemu_restore(kernel, mem, touch, qstate, d))
@@ -307,7 +321,7 @@ def main():
                          [r[0] for r in runs],
                          common.median([r[1] for r in runs]),
                          common.median([r[2] for r in runs]),
-                         common.median([r[3] for r in runs]), q, sruns))
+                         common.median([r[3] for r in runs]), q, sruns, uruns))
     print("restore to running: host clock from the spawn of the restoring process to its vCPUs "
           "running (cella: the worker's clock reading on its 'vCPUs running' log line, "
           + ("" if end_re is RUNNING_RE else "(this build has none: when its 'state loaded' "
@@ -323,7 +337,7 @@ def main():
           "QEMU restore to running | QEMU first line | running: QEMU / cella | "
           "first line: cella / QEMU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for mem, touch, ss, sms, size, alloc, runs_to, first, load, read_at, q, _ in rows:
+    for mem, touch, ss, sms, size, alloc, runs_to, first, load, read_at, q, _, _ in rows:
         running = common.median(runs_to)
         line = (f"| {mem} MiB | {touch} MiB | {ss * 1e3:.0f} ms | {size >> 20} MiB "
                 f"({alloc >> 20} MiB) | {running * 1e3:.1f} ms ({min(runs_to) * 1e3:.1f}-"
@@ -341,18 +355,27 @@ def main():
               "written to its stdin, the end its 'vCPUs running' clock reading), alternating "
               "with the cold restores above (cold: the worker spawned at t0, what cellad does "
               f"today); medians of {a.runs} each\n")
+        unp = a.standby_unprepared
         print("| guest | cold restore to running (min-max) | standby restore to running "
-              "(min-max) | standby (worker's own) | cold first line | standby first line |")
-        print("|---|---|---|---|---|---|")
-        for mem, _, _, _, _, _, runs_to, first, _, _, _, sruns in rows:
+              "(min-max) | standby (worker's own) | "
+              + ("standby without --mem (min-max) [worker's own] | " if unp else "")
+              + "cold first line | standby first line |")
+        print("|---|---|---|---|---|---|" + ("---|" if unp else ""))
+        for mem, _, _, _, _, _, runs_to, first, _, _, _, sruns, uruns in rows:
             st = [r[0] for r in sruns]
+            ut = [r[0] for r in uruns]
             print(f"| {mem} MiB | {common.median(runs_to) * 1e3:.2f} ms "
                   f"({min(runs_to) * 1e3:.2f}-{max(runs_to) * 1e3:.2f}) | "
                   f"{common.median(st) * 1e3:.2f} ms ({min(st) * 1e3:.2f}-{max(st) * 1e3:.2f}) | "
-                  f"{common.median([r[2] for r in sruns]):.2f} ms | {first * 1e3:.1f} ms | "
+                  f"{common.median([r[2] for r in sruns]):.2f} ms | "
+                  + (f"{common.median(ut) * 1e3:.2f} ms ({min(ut) * 1e3:.2f}-"
+                     f"{max(ut) * 1e3:.2f}) [{common.median([r[2] for r in uruns]):.2f}] | "
+                     if unp else "")
+                  + f"{first * 1e3:.1f} ms | "
                   f"{common.median([r[1] for r in sruns]) * 1e3:.1f} ms |")
     print(f"\nreproduce: bench/restore.py --build {b} --runs {a.runs} --sizes {a.sizes} "
           f"--touch {a.touch} --fill {a.fill}" + (" --standby" if a.standby else "")
+          + (" --standby-unprepared" if a.standby_unprepared else "")
           + (f" --warm-ms {a.warm_ms:g}" if a.warm_ms else ""))
 
 

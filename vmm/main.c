@@ -111,9 +111,12 @@ static void usage(FILE *f)
 	      "  --seccomp            install the system-call allowlist before the vCPUs run\n"
 	      "  --restore FILE|fd:N  start from a state file written by the save command\n"
 	      "                       (same configuration options as the saved VM)\n"
-	      "  --standby [--kvm PATH|fd:N]  (first option) open KVM, log \"standby: ready\",\n"
-	      "                       then read one line on stdin: a JSON array of the\n"
-	      "                       --restore arguments, and restore (docs/state-format.md)\n"
+	      "  --standby [--kvm PATH|fd:N] [--mem MIB]  (first option) open KVM,\n"
+	      "                       log \"standby: ready\", then read one line on stdin:\n"
+	      "                       a JSON array of the --restore arguments, and restore\n"
+	      "                       (docs/state-format.md);\n"
+	      "                       --mem: the VM's memory slots, irqchip and PIT made ready\n"
+	      "                       for a guest of MIB MiB (used when the request's fits)\n"
 	      "  --incoming tcp:ADDR:PORT|fd:N  be the destination of a live migration:\n"
 	      "                       wait for the source there, receive the VM, run it\n"
 	      "                       (same configuration options as the source VM)\n"
@@ -661,6 +664,7 @@ static int worker_main(int argc, char **argv, const struct standby *sb)
 	if (sb) {
 		cfg.standby_vm_fd = sb->vm_fd;
 		cfg.standby_cpuid = sb->cpuid;
+		cfg.standby_prep = sb->prep;
 	}
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -778,5 +782,6 @@ int main(int argc, char **argv)
 	if (!code)
 		code = worker_main(sb.argc, sb.argv, &sb);
 	standby_free(&sb);
+	standby_prep_free(&sb);
 	return code;
 }

@@ -118,16 +118,21 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 	char err[512], spec[32], *line;
 	struct standby_rx rx = { .n = 0 };
 	bool msg;
+	uint64_t mem_mib = 0;
 	ssize_t len;
 	int fd, ver, ret, inherited;
 
 	for (int i = 2; i < argc; i++) {
-		if (!strcmp(argv[i], "--kvm") && i + 1 < argc) {
+		if ((ret = standby_prep_option(argc, argv, &i, &mem_mib))) {
+			if (ret < 0)
+				return WORKER_EXIT_CONFIG;
+		} else if (!strcmp(argv[i], "--kvm") && i + 1 < argc) {
 			kvm = argv[++i];
 		} else if (!strncmp(argv[i], "--kvm=", 6)) {
 			kvm = argv[i] + 6;
 		} else {
-			fprintf(stderr, "cella-vm: --standby takes only --kvm PATH|fd:N, not '%s': "
+			fprintf(stderr, "cella-vm: --standby takes only --kvm PATH|fd:N and --mem MIB, "
+				"not '%s': "
 				"the restore's arguments come in the request\n", argv[i]);
 			return WORKER_EXIT_CONFIG;
 		}
@@ -153,6 +158,8 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 	sb->vm_fd = ioctl(fd, KVM_CREATE_VM, 0);
 	if (sb->vm_fd < 0)
 		sb->vm_fd = 0;
+	/* --mem: its memory slots, irqchip and PIT for that RAM size. */
+	standby_prepare(sb, fd, mem_mib);
 	/* What the cold restore asks on a thread beside creating the VM. */
 	if (x86_cpuid_get_supported(fd, &sb->cpuid))
 		sb->cpuid = NULL;
@@ -163,6 +170,7 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 	snprintf(spec, sizeof(spec), "fd:%d", fd);
 	line = malloc(STANDBY_LINE_MAX);
 	if (!line) {
+		standby_prep_free(sb);
 		if (sb->vm_fd > 0)
 			close(sb->vm_fd);
 		close(fd);
@@ -187,6 +195,7 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 		log_info("exit: no restore request (status %d: %s)", WORKER_EXIT_CONFIG,
 			 worker_exit_kind(WORKER_EXIT_CONFIG));
 		standby_free(sb);
+		standby_prep_free(sb);
 		if (sb->vm_fd > 0)
 			close(sb->vm_fd);
 		if (fd >= 0)
@@ -200,6 +209,7 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 		if (sb->vm_fd > 0) /* another device's VM: not ours to hand over */
 			close(sb->vm_fd);
 		sb->vm_fd = 0;
+		standby_prep_free(sb);
 		free(sb->cpuid);
 		sb->cpuid = NULL;
 	}

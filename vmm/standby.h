@@ -5,11 +5,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "compiler.h"
 
 struct kvm_cpuid2;
+struct vm_prep;
 
 /* The restore's arguments once the request has come: argv[0] is the
  * worker's own, then the request's words (and --kvm fd:N, the device the
@@ -22,6 +24,9 @@ struct standby {
 		    * vm_create takes it (vm_config.standby_vm_fd) */
 	struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID's answer, or NULL
 				   * (then as cold: vm_config.standby_cpuid) */
+	struct vm_prep *prep; /* --mem: the VM prepared for that RAM size, which
+			       * then holds the VM instead of vm_fd; NULL: none
+			       * (vm_config.standby_prep; standby_prep_free) */
 	/* A request object's "fds": where each descriptor that came with it
 	 * goes (vmm/standby_fds.c), and "kvm_fd": where the standby's own
 	 * /dev/kvm goes (-1: stays where it is). */
@@ -30,7 +35,7 @@ struct standby {
 	int kvm_to;
 };
 
-/* argv: cella-vm --standby [--kvm PATH|fd:N]. Does what a restore needs
+/* argv: cella-vm --standby [--kvm PATH|fd:N] [--mem MIB]. Does what a restore needs
  * before its state and configuration (/dev/kvm opened and checked, the VM
  * made with KVM_CREATE_VM, the host's supported CPUID asked, the TLS module
  * loaded), logs "standby: ready" on stderr, then reads one request
@@ -82,11 +87,25 @@ ssize_t standby_recv_request(int fd, char *buf, size_t cap, struct standby_rx *r
 			     size_t errlen);
 /* Put what came in rx where the parsed request says (sb->fd_to, in order;
  * not close-on-exec), and *kvm_fd at sb->kvm_to, after moving the
- * standby's own descriptors (*kvm_fd, sb->vm_fd) above every number asked
- * for; spec becomes "fd:N" for wherever *kvm_fd ends, and so does the
+ * standby's own descriptors (*kvm_fd, sb->vm_fd or the prepared VM's)
+ * above every number asked for; spec becomes "fd:N" for wherever *kvm_fd ends, and so does the
  * --kvm standby_parse_request appended (the request named none). Refused, -1 with err set: a count that differs
  * from the request's "fds", a number above 2 held by something else of the
  * standby's. rx's descriptors are taken either way. */
 int standby_place_fds(struct standby *sb, struct standby_rx *rx, int *kvm_fd, char *spec,
 		      size_t speclen, char *err, size_t errlen) __must_check;
 void standby_rx_close(struct standby_rx *rx);
+
+/* vmm/standby_prep.c. argv[*i] as --mem MIB or --mem=MIB, the guest RAM
+ * the standby prepares for (8 MiB to 1 TiB, and no more than the host
+ * has; once): 1 with *mem_mib set and *i on its last word, 0 when it is
+ * another option, -1 after saying why on stderr. */
+int standby_prep_option(int argc, char **argv, int *i, uint64_t *mem_mib) __must_check;
+/* With mem_mib (0: nothing to do), after KVM_CREATE_VM (sb->vm_fd, made on
+ * kvm_fd): the VM's memory slots for that RAM, its irqchip and PIT
+ * (vm_prep.h) into sb->prep, which then owns the VM (sb->vm_fd 0). A
+ * failure is logged, and sb->vm_fd is then a new, empty VM as without
+ * --mem. */
+void standby_prepare(struct standby *sb, int kvm_fd, uint64_t mem_mib);
+/* Release sb->prep (what a restore has not taken of it). */
+void standby_prep_free(struct standby *sb);

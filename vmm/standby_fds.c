@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "vm_prep.h"
 
 bool standby_is_msg_socket(int fd)
 {
@@ -143,6 +144,10 @@ int standby_place_fds(struct standby *sb, struct standby_rx *rx, int *kvm_fd, ch
 		sb->vm_fd = 0;
 		goto fail_errno;
 	}
+	/* --mem: the prepared VM holds it instead (standby_prep.c). */
+	if (sb->prep && sb->prep->vm_fd >= 0 && sb->prep->vm_fd <= top &&
+	    (sb->prep->vm_fd = lift_above(sb->prep->vm_fd, top)) < 0)
+		goto fail_errno;
 	for (int i = 0; i < rx->n; i++)
 		if (rx->fd[i] <= top && (rx->fd[i] = lift_above(rx->fd[i], top)) < 0)
 			goto fail_errno;

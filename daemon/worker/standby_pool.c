@@ -144,15 +144,24 @@ static int standby_ids(struct sup *s, uint32_t *pool_uid, uid_t *uid, gid_t *gid
 
 /* Spawn one standby worker into *w (no pool lock held: this is the
  * keeper's own time, never a restore's). 0 or -errno (logged). */
-static int spawn_one(struct standby_pool *p, struct standby_taken *w)
+static int spawn_one(struct standby_pool *p, struct standby_taken *w, uint64_t ram_hint_mib)
 {
 	struct sup *s = p->s;
-	char logp[600];
-	/* Hook for a RAM-size hint (p->ram_hint_mib, standby_pool_hint_ram):
-	 * a cella-vm that prepares memory slots before the request would take
-	 * it as an option here, e.g. "--mem-hint", MIB. Not passed: the
-	 * standby prepares nothing that depends on the VM. */
-	char *argv[] = { (char *)s->conf.worker_path, "--standby", "--kvm", "fd:3", NULL };
+	char logp[600], mem[24];
+	char *argv[] = { (char *)s->conf.worker_path, "--standby", "--kvm", "fd:3", NULL, NULL,
+			 NULL };
+	uint64_t host_mib = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) >> 20;
+
+	/* The RAM-size hint (standby_pool_hint_ram): --mem MIB has the standby
+	 * make the memory slots, irqchip and PIT for that size before ready
+	 * (vmm/standby_prep.c), used by a restore of that size and released
+	 * by any other. Within what cella-vm accepts (8 MiB to the host's
+	 * RAM), else none: a refused --mem would end every standby. */
+	if (ram_hint_mib >= 8 && ram_hint_mib <= host_mib && ram_hint_mib <= (1ull << 20)) {
+		snprintf(mem, sizeof(mem), "%llu", (unsigned long long)ram_hint_mib);
+		argv[4] = "--mem";
+		argv[5] = mem;
+	}
 	int sv[2] = { -1, -1 }, gate[2] = { -1, -1 }, kvm = -1, logfd = -1, ret;
 	uid_t uid = 0;
 	gid_t gid = 0;
@@ -355,9 +364,11 @@ static void *keeper_main(void *opaque)
 				timeout = (int)((at - now) / 1000000) + 1;
 				break;
 			}
+			uint64_t hint = p->ram_hint_mib;
+
 			sl->st = SB_SPAWNING;
 			pthread_mutex_unlock(&p->lock);
-			ret = spawn_one(p, &w);
+			ret = spawn_one(p, &w, hint);
 			pthread_mutex_lock(&p->lock);
 			if (ret) {
 				sl->st = SB_EMPTY;
@@ -625,9 +636,10 @@ json_t *standby_pool_json(struct standby_pool *p)
 		if (p->slot[i].st == SB_READY || p->slot[i].st == SB_STARTING)
 			json_array_append_new(pids, json_integer(p->slot[i].w.pid));
 	}
-	o = json_pack("{s:i, s:i, s:i, s:o, s:I, s:I}", "want", (int)p->want, "ready", (int)ready,
-		      "starting", (int)starting, "pids", pids, "spawned", (json_int_t)p->spawned,
-		      "died", (json_int_t)p->died);
+	o = json_pack("{s:i, s:i, s:i, s:o, s:I, s:I, s:I}", "want", (int)p->want, "ready",
+		      (int)ready, "starting", (int)starting, "pids", pids, "spawned",
+		      (json_int_t)p->spawned, "died", (json_int_t)p->died, "ram_hint_mib",
+		      (json_int_t)p->ram_hint_mib);
 	pthread_mutex_unlock(&p->lock);
 	return o;
 }

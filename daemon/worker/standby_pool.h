@@ -60,10 +60,12 @@ void standby_pool_discard(struct standby_taken *t);
 /* Kill one ready standby worker to free its sandbox uid (a cold start found
  * the uid pool empty). Whether one was. */
 bool standby_pool_retire_one(struct standby_pool *p);
-/* Hook: the RAM size (MiB) the next standby workers could prepare memory
- * slots for (e.g. the most recently restored or saved VM's). Recorded only;
- * see spawn_one in standby_pool.c for where it would be passed. */
+/* The RAM size (MiB) the next standby workers prepare their VM for
+ * (cella-vm --standby --mem: memory slots, irqchip, PIT), e.g. the most
+ * recently restored VM's; 0: none. Standbys already running keep theirs.
+ * (spawn_one in standby_pool.c passes it.) */
 void standby_pool_hint_ram(struct standby_pool *p, uint64_t mib);
-/* {"want", "ready", "starting", "pids": [...], "spawned", "died"} for GET
+/* {"want", "ready", "starting", "pids": [...], "spawned", "died",
+ * "ram_hint_mib"} for GET
  * /v1/host (p may be NULL: want 0). */
 json_t *standby_pool_json(struct standby_pool *p);

@@ -544,7 +544,10 @@ static int spawn_worker(struct sup *s, struct vmrt *vm, struct cerr *e)
 	sandbox_uid_put(s, vm);
 	vm->via_standby = 0;
 	if (vm->restore && vm->incoming_fd < 0) {
-		standby_pool_hint_ram(s->standby, vm->def.memory_mib);
+		/* The next standby is made for this size (a VM with virtio-mem
+		 * has other memory slots: none). */
+		standby_pool_hint_ram(s->standby, vmdef_dynmem_ceiling(&vm->def) == vm->def.memory_mib
+							  ? vm->def.memory_mib : 0);
 		if (standby_pool_take(s->standby, &sb) == 0)
 			vm->sandbox_uid = sb.uid;
 	}

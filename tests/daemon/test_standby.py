@@ -11,7 +11,9 @@
   the control socket) at the same numbers (compared with a cold restore's at
   the end); the started event says so and gives the worker's
   restore-to-ready figure, and its log the request it took;
-- a new standby appears after the take; one killed is replaced;
+- a new standby appears after the take, prepared for the restored VM's RAM
+  size (--mem), and the next restore uses it and its prepared VM; one
+  killed is replaced;
 - cellad stopped leaves no standby; cellad killed (SIGKILL) neither (the
   standby reads the end of input), and the restored VM is adopted by the next
   cellad with its pid; a standby found in the standby cgroup at start is
@@ -117,10 +119,23 @@ def test(args):
               "fds: 0 /dev/null, 1-2 the VM's log, 3 the control socket, /dev/kvm, its VM")
 
         sb2 = ready_standby(d, not_pids=(sb,))
-        check(sb2 != sb, f"a new standby {sb2} after the take")
-        os.kill(sb2, signal.SIGKILL)
-        sb3 = ready_standby(d, not_pids=(sb, sb2))
-        check(gone(sb2) and standbys(d)["died"] >= 1, f"the killed standby was replaced by {sb3}")
+        with open(f"/proc/{sb2}/cmdline") as f:
+            argv = f.read().split("\0")
+        check(sb2 != sb and argv[1:6] == ["--standby", "--kvm", "fd:3", "--mem", "64"],
+              f"a new standby {sb2} after the take, prepared for the VM's 64 MiB: {argv}")
+        # Restored again, through the prepared one: its VM taken as it is.
+        save_and_restore(d, "s")
+        check(d.vm("s")["pid"] == sb2, f"the second restore runs in standby {sb2}")
+        with open(os.path.join(d.state, "logs", "s.log")) as f:
+            body = f.read()
+        check(body.count("standby: restore request taken") == 2 and
+              "prepared VM is not used" not in body, "it used the VM prepared for 64 MiB")
+        pid = sb2
+        sb2b = ready_standby(d, not_pids=(sb, sb2))
+        os.kill(sb2b, signal.SIGKILL)
+        sb3 = ready_standby(d, not_pids=(sb, sb2, sb2b))
+        check(gone(sb2b) and standbys(d)["died"] >= 1,
+              f"the killed standby {sb2b} was replaced by {sb3}")
 
         d.stop()
         check(gone(sb3), "cellad stopped: its standby is gone")

@@ -7,6 +7,14 @@ docs/state-format.md "Restoring through a standby worker").
   request line on stdin (the --restore arguments, here with --seccomp), logs
   "restore: vCPUs running", and the guest carries on with the next round,
   every checksum right, none repeated or skipped;
+- the same state restored by standby workers started with --mem (docs/
+  state-format.md): one told the saved VM's RAM (128 MiB) takes the VM it
+  prepared (the restore's trace shows the prepared_vm step, not the memory
+  slots and irqchip), with the userfaultfd fill and with the state file
+  mapped copy-on-write over the prepared range (CELLA_RESTORE_FILL=
+  populate); one told 256 MiB, and one whose request asks for memory.merge,
+  throw their VM away, say why, and restore as cold; the guest goes on
+  right every time;
 - the echo guest saved and restored so, with console input written in the
   same write as the request: the worker takes the request line only, and
   the guest echoes the line that followed it (stdin is the console after);
@@ -17,9 +25,10 @@ docs/state-format.md "Restoring through a standby worker").
   request's is refused;
 - refused, status 2, nothing run: a request that is not JSON, not an array
   of strings (or an object with unknown members, descriptors over a pipe,
-  a number twice, a kvm_fd the args do not use), end of input before a request, a request without --restore,
-  an option beside --standby, and a state file that does not fit the
-  request's configuration (the cold restore's checks).
+  a number twice, a kvm_fd the args do not use), end of input before a
+  request, a request without --restore, an option beside --standby, a --mem
+  that is not a size, out of range or given twice, and a state file that
+  does not fit the request's configuration (the cold restore's checks).
 """
 import json
 import os
@@ -34,10 +43,10 @@ import test_save as ts
 check = ts.check
 
 
-def standby(vm, name):
+def standby(vm, name, extra=(), wrapper=()):
     """A standby worker, started and ready for its request (the caller
     kills it: not a context manager, whose entry would start another)."""
-    g = harness.Guest([vm, "--standby"], name=name).start()
+    g = harness.Guest([vm, "--standby"] + list(extra), name=name, wrapper=wrapper).start()
     deadline = time.monotonic() + 60
     while not any("standby: ready" in l for l in g.stderr_lines):
         if g.proc.poll() is not None:
@@ -74,13 +83,57 @@ def memwriter_case(vm, kernel, d):
         and not before[-1].startswith("memwriter: ready") else ""
     last = ts.rounds_of(before)[-1][0]
     harness.log(f"saved after round {last} (partial line {tail!r})")
-    g2 = standby(vm, "mw-standby")
+    merge = os.path.join(d, "merge.json")
+    with open(merge, "w") as f:
+        json.dump({"memory": {"merge": True}}, f)
+    # (name, standby options, environment, request options, why the prepared
+    # VM is not used: None when it is, "" when nothing was prepared)
+    for name, extra, env, req, why in (
+            ("mw-standby", [], [], [], ""),
+            ("mw-prepared", ["--mem", "128"], [], [], None),
+            # The state file mapped copy-on-write over the prepared range.
+            ("mw-prepared-cow", ["--mem", "128"], ["CELLA_RESTORE_FILL=populate"], [], None),
+            ("mw-other-size", ["--mem=256"], [], [],
+             "prepared for 256 MiB of RAM, the VM has 128 MiB"),
+            ("mw-merge", ["--mem", "128"], [], ["--config", merge],
+             "memory.merge asks for another backing than the prepared one")):
+        g2 = standby_restore(vm, kernel, cmdline, state, last, name, extra, env, req, why)
+        check_rounds(g2, before, tail, last, mib)
+    return state, cmdline
+
+
+def standby_restore(vm, kernel, cmdline, state, last, name, extra, env, req, why):
+    """memwriter's state restored through a standby started with extra,
+    traced: the prepared VM taken (why None) or not, and why."""
+    g2 = standby(vm, name, extra, ["env", "CELLA_TRACE_RESTORE=1"] + env)
     try:
-        request(g2, ts.cella(vm, kernel, cmdline, extra=["--restore", state, "--seccomp"])[1:])
+        request(g2, ts.cella(vm, kernel, cmdline,
+                             extra=req + ["--restore", state, "--seccomp"])[1:])
         g2.wait_for(rf"round {last + 3} checksum", 120)
-        wait_stderr(g2, "restore: vCPUs running")
+        wait_stderr(g2, "restore trace:")
     finally:
         g2.kill()
+    err = "\n".join(g2.stderr_lines)
+    trace = next(l for l in g2.stderr_lines if "restore trace:" in l)
+    if why == "":
+        check(" memslots=" in trace and "prepared" not in err, f"{name}: nothing prepared")
+        return g2
+    mib = extra[-1].split("=")[-1]
+    check(f"standby: prepared for {mib} MiB" in err, f"{name}: prepared for {mib} MiB")
+    if why is None:
+        check(" prepared_vm=" in trace and " memslots=" not in trace
+              and " irqchip_pit=" not in trace,
+              f"{name}: the restore took the prepared VM (no slots or irqchip made)")
+        check("prepared VM is not used" not in err, f"{name}: no fallback")
+    else:
+        check(f"standby: the prepared VM is not used ({why}): a new one is made" in err,
+              f"{name}: says why it is not used")
+        check(" prepared_vm=" not in trace and " memslots=" in trace,
+              f"{name}: the restore made its own VM, slots and irqchip")
+    return g2
+
+
+def check_rounds(g2, before, tail, last, mib):
     after = list(g2.lines)
     if after and tail:
         after[0] = tail + after[0]
@@ -93,7 +146,6 @@ def memwriter_case(vm, kernel, d):
     for r, c in (ts.rounds_of(before) + got)[-4:]:
         check(c == ts.mw_checksum(mib, r), f"round {r} checksum 0x{c:016x} is right")
     check(not any(l.startswith("FAIL") for l in g2.lines), "no memory verification failure")
-    return state, cmdline
 
 
 def echo_case(vm, kernel, d):
@@ -228,7 +280,14 @@ def test(args):
         refused(vm, "too-long", json.dumps(["--cmdline", "x" * 70000]) + "\n",
                 "the request is longer than")
         refused(vm, "no-restore", json.dumps(["--kernel", mw]) + "\n", "the request is no restore")
-        refused(vm, "option", None, "--standby takes only --kvm", extra=["--mem", "64"])
+        refused(vm, "option", None, "--standby takes only --kvm", extra=["--cpus", "2"])
+        refused(vm, "mem-word", None, "--standby --mem: expected the guest's RAM in MiB, "
+                "got '1G'", extra=["--mem", "1G"])
+        refused(vm, "mem-range", None, "--standby --mem: 0 is out of range", extra=["--mem=0"])
+        refused(vm, "mem-host", None, "MiB is more than the host's", extra=["--mem", "1048576"])
+        refused(vm, "mem-twice", None, "--mem is given twice",
+                extra=["--mem", "128", "--mem", "128"])
+        refused(vm, "mem-none", None, "--standby --mem needs the guest's RAM", extra=["--mem"])
         refused(vm, "mismatch", json.dumps(ts.cella(vm, mw, cmdline, mem=256,
                                                     extra=["--restore", state])[1:]) + "\n",
                 "the saved VM has 1 vCPUs and 128 MiB")

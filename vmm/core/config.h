@@ -40,6 +40,7 @@ struct device_config {
 };
 
 struct kvm_cpuid2;
+struct vm_prep;
 
 struct vm_config {
 	char *kvm;    /* /dev/kvm as "fd:N" (cellad passes it) or a path; NULL: /dev/kvm.
@@ -50,6 +51,10 @@ struct vm_config {
 	int standby_vm_fd; /* > 0: a VM a standby worker made with KVM_CREATE_VM before
 			    * its request (vmm/standby.c), which vm_create takes; 0: none.
 			    * Not a JSON key or option. */
+	struct vm_prep *standby_prep; /* a standby worker's VM prepared for a RAM size
+				       * (vm_prep.h): vm_create takes it when the
+				       * configuration fits, else releases it; NULL:
+				       * none. Not a JSON key or option. */
 	const struct kvm_cpuid2 *standby_cpuid; /* KVM_GET_SUPPORTED_CPUID, asked by the
 						 * standby worker (vm_create copies it);
 						 * NULL: none */

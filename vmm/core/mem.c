@@ -59,6 +59,11 @@ fail: {
 
 int guest_mem_init_file(struct guest_mem *m, uint64_t size, int fd, uint64_t off)
 {
+	return guest_mem_init_file_at(m, size, fd, off, NULL);
+}
+
+int guest_mem_init_file_at(struct guest_mem *m, uint64_t size, int fd, uint64_t off, void *at)
+{
 	struct stat st;
 	void *p;
 	int err;
@@ -76,8 +81,9 @@ int guest_mem_init_file(struct guest_mem *m, uint64_t size, int fd, uint64_t off
 	m->file_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	if (m->file_fd < 0)
 		return -errno;
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, m->file_fd,
-		 (off_t)off);
+	/* Over a reserved range: the KVM slots that point at it stay valid. */
+	p = mmap(at, size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_NORESERVE | (at ? MAP_FIXED : 0), m->file_fd, (off_t)off);
 	if (p == MAP_FAILED) {
 		err = -errno;
 		close(m->file_fd);

@@ -68,6 +68,11 @@ void guest_mem_destroy(struct guest_mem *m);
  * `off` (page aligned; the file must be at least off + size long), mapped
  * copy-on-write: nothing is read now. fd is duplicated. 0 or -errno. */
 int guest_mem_init_file(struct guest_mem *m, uint64_t size, int fd, uint64_t off) __must_check;
+/* The same mapped over [at, at + size) when at is not NULL (MAP_FIXED: a
+ * range the caller reserved, vm_prep.h). On success m owns the range; on
+ * error the caller still does (what is left of it). */
+int guest_mem_init_file_at(struct guest_mem *m, uint64_t size, int fd, uint64_t off,
+			   void *at) __must_check;
 
 /* For saving RAM without reading all of it: for the npages 4 KiB pages of
  * the host mapping from byte offset `off` (page aligned), set vec[i] to 1

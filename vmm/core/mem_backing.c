@@ -186,9 +186,13 @@ static int mem_prealloc(struct guest_mem *m)
 }
 
 int guest_mem_init_backing(struct guest_mem *m, const struct mem_backing_config *b,
-			   uint64_t size, int mem_fd, uint64_t mem_off, int uffd_dev)
+			   uint64_t size, int mem_fd, uint64_t mem_off, int uffd_dev,
+			   void *at)
 {
 	int ret;
+
+	if (at && (mem_fd < 0 || (b && (b->hugepages || b->prealloc || b->merge))))
+		return -EINVAL; /* vm_prep_fits keeps these from here */
 
 	if (b && b->hugepages) {
 		ret = mem_init_huge(m, size);
@@ -204,13 +208,13 @@ int guest_mem_init_backing(struct guest_mem *m, const struct mem_backing_config 
 		 * everything at once, nor merge: KSM splits huge pages). */
 		ret = -EPERM;
 		if (!(b && (b->prealloc || b->merge)) && guest_mem_uffd_wanted()) {
-			ret = guest_mem_init_uffd(m, size, mem_fd, mem_off, uffd_dev);
+			ret = guest_mem_init_uffd_at(m, size, mem_fd, mem_off, uffd_dev, at);
 			if (ret)
 				log_info("restore: no userfaultfd (%s): the state file is mapped "
 					 "copy-on-write", strerror(-ret));
 		}
 		if (ret)
-			ret = guest_mem_init_file(m, size, mem_fd, mem_off);
+			ret = guest_mem_init_file_at(m, size, mem_fd, mem_off, at);
 	} else if (b && b->merge) {
 		ret = mem_init_anon(m, size);
 	} else if (b && b->thp) {

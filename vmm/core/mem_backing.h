@@ -29,5 +29,10 @@ int config_json_memory(struct vm_config *c, json_t *v, char *err, size_t errlen)
  * through userfaultfd where the process may have one (mem_uffd.h; uffd_dev:
  * an open /dev/userfaultfd, or -1). Errors are
  * logged with what to do ("reserve huge pages with ..."). 0 or -errno. */
+/* at: NULL, or for a restore with the default backing (no hugepages,
+ * prealloc or merge) a range of `size` bytes from guest_mem_map_aligned
+ * that the RAM goes in (vm_prep.h); on success m owns it, on error the
+ * caller still does. */
 int guest_mem_init_backing(struct guest_mem *m, const struct mem_backing_config *b,
-			   uint64_t size, int mem_fd, uint64_t mem_off, int uffd_dev) __must_check;
+			   uint64_t size, int mem_fd, uint64_t mem_off, int uffd_dev,
+			   void *at) __must_check;

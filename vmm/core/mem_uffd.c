@@ -82,7 +82,7 @@ static int uffd_create(int dev, bool *move)
 
 /* Anonymous memory of `size` bytes at a 2 MiB boundary (huge pages need
  * it, and KVM maps 2 MiB only where guest and host addresses agree). */
-static void *map_aligned(uint64_t size)
+void *guest_mem_map_aligned(uint64_t size)
 {
 	uint8_t *p = mmap(NULL, size + BLOCK, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), *a;
@@ -117,6 +117,12 @@ static void uffd_release(struct mem_uffd *u, uint8_t *host, uint64_t size)
 
 int guest_mem_init_uffd(struct guest_mem *m, uint64_t size, int fd, uint64_t off, int dev)
 {
+	return guest_mem_init_uffd_at(m, size, fd, off, dev, NULL);
+}
+
+int guest_mem_init_uffd_at(struct guest_mem *m, uint64_t size, int fd, uint64_t off, int dev,
+			   void *at)
+{
 	struct uffdio_register reg = { 0 };
 	struct mem_uffd *u;
 	struct stat st;
@@ -145,8 +151,8 @@ int guest_mem_init_uffd(struct guest_mem *m, uint64_t size, int fd, uint64_t off
 	u->filled = calloc((size_t)((u->nblocks + BITS - 1) / BITS), sizeof(unsigned long));
 	u->page = aligned_alloc(PAGE, PAGE);
 	u->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	host = map_aligned(size);
-	u->staging = map_aligned(BLOCK);
+	host = at ? at : guest_mem_map_aligned(size);
+	u->staging = guest_mem_map_aligned(BLOCK);
 	if (!u->filled || !u->page || u->wake_fd < 0 || !host || !u->staging) {
 		ret = u->wake_fd < 0 ? -errno : -ENOMEM;
 		goto fail;
@@ -192,7 +198,7 @@ int guest_mem_init_uffd(struct guest_mem *m, uint64_t size, int fd, uint64_t off
 	}
 	return 0;
 fail:
-	uffd_release(u, host, size);
+	uffd_release(u, at ? NULL : host, size); /* closing the uffd unregisters `at` */
 	return ret;
 }
 

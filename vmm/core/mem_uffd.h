@@ -66,6 +66,17 @@ bool guest_mem_uffd_wanted(void);
  * caller maps the file instead); m is left empty on error. */
 int guest_mem_init_uffd(struct guest_mem *m, uint64_t size, int fd, uint64_t off,
 			int dev) __must_check;
+/* The same on `at`, when not NULL: `size` bytes a guest_mem_map_aligned
+ * made (a standby's prepared range, vm_prep.h), untouched since, instead of
+ * a new mapping. On success m owns it; on error it is still the caller's
+ * (registered with nothing). */
+int guest_mem_init_uffd_at(struct guest_mem *m, uint64_t size, int fd, uint64_t off, int dev,
+			   void *at) __must_check;
+/* Anonymous private memory of `size` bytes at a 2 MiB boundary, with
+ * MADV_HUGEPAGE, MADV_DONTDUMP and MADV_DONTFORK, nothing populated
+ * (MAP_NORESERVE): what restored RAM is before the fill. NULL with errno
+ * set on failure. */
+void *guest_mem_map_aligned(uint64_t size);
 /* After the thread has ended: close and unmap what init made (not RAM). */
 void guest_mem_uffd_free(struct guest_mem *m);
 

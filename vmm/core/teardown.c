@@ -32,7 +32,7 @@ int vm_prepare_kernel_teardown(struct vm *vm)
 	/* Refuses every SQE (no operation allowed) and every registration. */
 	struct io_uring_restriction none = { .opcode = IORING_RESTRICTION_SQE_FLAGS_REQUIRED,
 					     .sqe_flags = IOSQE_FIXED_FILE };
-	int fds[CONFIG_MAX_CPUS + 2];
+	int fds[CONFIG_MAX_CPUS + 3];
 	unsigned n = 0;
 	int ring, ret;
 
@@ -40,6 +40,8 @@ int vm_prepare_kernel_teardown(struct vm *vm)
 		return 0;
 	fds[n++] = vm->kvm_fd;
 	fds[n++] = vm->vm_fd;
+	if (vm->unused_vm_fd >= 0)
+		fds[n++] = vm->unused_vm_fd;
 	for (unsigned i = 0; i < vm->nr_vcpus && n < ARRAY_SIZE(fds); i++)
 		fds[n++] = vm->vcpus[i].fd;
 	/* No SQ/CQ mapping: nothing is ever submitted. */
@@ -62,7 +64,7 @@ int vm_prepare_kernel_teardown(struct vm *vm)
  * them once this process has exited (it waits on a pipe's EOF). */
 static void teardown_fork(struct vm *vm)
 {
-	int keep[CONFIG_MAX_CPUS + 4];
+	int keep[CONFIG_MAX_CPUS + 5];
 	unsigned nkeep = 0;
 	int gate[2], ack[2];
 	pid_t pid;
@@ -76,6 +78,8 @@ static void teardown_fork(struct vm *vm)
 	}
 	keep[nkeep++] = vm->kvm_fd;
 	keep[nkeep++] = vm->vm_fd;
+	if (vm->unused_vm_fd >= 0)
+		keep[nkeep++] = vm->unused_vm_fd;
 	keep[nkeep++] = gate[0];
 	keep[nkeep++] = ack[1];
 	for (unsigned i = 0; i < vm->nr_vcpus && nkeep < ARRAY_SIZE(keep); i++)

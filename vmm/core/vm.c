@@ -18,14 +18,13 @@
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
 
+#include "arch/x86/acpi.h"
 #include "arch/x86/x86.h"
 #include "devtype.h"
 #include "mem_backing.h"
 #include "log.h"
 #include "vcpu.h"
-
-#define KVM_TSS_ADDR       0xFFFBD000ULL
-#define KVM_IDENTITY_ADDR  0xFFFBC000ULL
+#include "vm_prep.h"
 
 /* mem_fd >= 0: RAM is that file's bytes from mem_off, copy-on-write (restore). */
 /* Bytes of hot-pluggable region the configured devices reserve (virtio-mem). */
@@ -61,8 +60,10 @@ static int uffd_dev_open(const struct vm_config *cfg)
 	return fd < 0 ? -1 : fd;
 }
 
+/* at: a prepared RAM range (vm_prep.h) or NULL; vm->mem.host == at once
+ * the memory owns it. */
 static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t mem_size,
-			  int mem_fd, uint64_t mem_off, struct phase_trace *trace)
+			  int mem_fd, uint64_t mem_off, struct phase_trace *trace, void *at)
 {
 	uint64_t hp_size;
 	int ret, uffd_dev;
@@ -73,6 +74,7 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	vm->kvm_fd = -1;
 	vm->vm_fd = -1;
 	vm->teardown_ring = -1;
+	vm->unused_vm_fd = -1;
 	vm->signal_fd = -1;
 	vm->mem.memfd = vm->mem.file_fd = vm->mem.pagemap_fd = -1;
 	vm->next_mmio = VIRTIO_MMIO_BASE;
@@ -93,7 +95,7 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 	hp_size = vm_hotplug_size(cfg);
 	uffd_dev = mem_fd >= 0 ? uffd_dev_open(cfg) : -1;
 	ret = guest_mem_init_backing(&vm->mem, cfg ? &cfg->memory : NULL, mem_size + hp_size,
-				     mem_fd, mem_off, uffd_dev);
+				     mem_fd, mem_off, uffd_dev, at);
 	if (uffd_dev >= 0)
 		close(uffd_dev);
 	if (ret) {
@@ -114,25 +116,11 @@ static int vm_common_init(struct vm *vm, const struct vm_config *cfg, uint64_t m
 
 int vm_create_test(struct vm *vm, uint64_t mem_size)
 {
-	int ret = vm_common_init(vm, NULL, mem_size, -1, 0, NULL);
+	int ret = vm_common_init(vm, NULL, mem_size, -1, 0, NULL, NULL);
 
 	if (ret)
 		vm_destroy(vm);
 	return ret;
-}
-
-static int kvm_set_slot(struct vm *vm, uint32_t slot, uint64_t gpa, uint64_t size, void *host)
-{
-	struct kvm_userspace_memory_region r = {
-		.slot = slot,
-		.guest_phys_addr = gpa,
-		.memory_size = size,
-		.userspace_addr = (uint64_t)(uintptr_t)host,
-	};
-
-	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
-		return -errno;
-	return 0;
 }
 
 static int kvm_require_cap(struct vm *vm, long cap, const char *name)
@@ -176,10 +164,25 @@ static int kvm_open(const struct vm_config *cfg)
 static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_fd,
 			    uint64_t mem_off, struct phase_trace *trace)
 {
-	struct kvm_pit_config pit = { .flags = 0 };
-	int ret;
+	struct vm_prep *prep = cfg->standby_prep;
+	char err[256];
+	int ret, unused = -1;
 
-	ret = vm_common_init(vm, cfg, ALIGN_UP(cfg->mem_mib, 2) << 20, mem_fd, mem_off, trace);
+	/* A standby's VM, prepared for a RAM size (vm_prep.h): taken whole,
+	 * or thrown away for a new one as a cold restore makes. */
+	if (prep && !vm_prep_fits(prep, cfg, mem_fd >= 0, err, sizeof(err))) {
+		if (prep->host)
+			log_info("standby: the prepared VM is not used (%s): a new one is made", err);
+		unused = prep->vm_fd; /* closed with the VM: no wait for its teardown now */
+		prep->vm_fd = -1;
+		vm_prep_release(prep);
+		prep = NULL;
+	}
+	ret = vm_common_init(vm, cfg, ALIGN_UP(cfg->mem_mib, 2) << 20, mem_fd, mem_off, trace,
+			     prep ? prep->host : NULL);
+	vm->unused_vm_fd = unused;
+	if (prep && vm->mem.host == prep->host)
+		prep->host = NULL; /* the memory's now */
 	if (ret)
 		goto fail;
 	phase_mark(vm->trace, "mem");
@@ -200,6 +203,13 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 	else
 		vm_cpuid_start(vm);
 	phase_mark(vm->trace, "kvm_open");
+	if (prep) {
+		/* Its slots, irqchip and PIT are there, on the RAM just taken. */
+		vm->vm_fd = prep->vm_fd;
+		prep->vm_fd = -1;
+		phase_mark(vm->trace, "prepared_vm"); /* in place of the next three */
+		return 0;
+	}
 	/* A standby worker made it before its request: the same ioctl, which
 	 * nothing in the configuration changes. */
 	vm->vm_fd = cfg->standby_vm_fd > 0 ? cfg->standby_vm_fd : ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
@@ -211,36 +221,15 @@ static int vm_create_common(struct vm *vm, const struct vm_config *cfg, int mem_
 	phase_mark(vm->trace, "kvm_create_vm");
 	/* Memory slots go in before the irqchip: once an irqchip exists, every
 	 * slot change waits for an SRCU grace period (measured: 4-12 ms here). */
-	{
-		struct guest_mem_slot sl[GUEST_MEM_MAX_SLOTS];
-		unsigned n = guest_mem_slots(&vm->mem, sl);
-
-		for (unsigned i = 0; i < n && !ret; i++)
-			ret = kvm_set_slot(vm, sl[i].slot, sl[i].gpa, sl[i].size,
-					   vm->mem.host + sl[i].off);
-	}
+	ret = vm_kvm_set_slots(vm->vm_fd, &vm->mem, vm->mem.host);
 	if (ret) {
 		log_err("KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
 		goto fail;
 	}
 	phase_mark(vm->trace, "memslots");
-	/* Intel needs these two pages in the hole; other hosts may refuse them. */
-	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0)
-		log_debug("KVM_SET_TSS_ADDR: %s (ignored)", strerror(errno));
-	{
-		uint64_t id_addr = KVM_IDENTITY_ADDR;
-
-		if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &id_addr) < 0)
-			log_debug("KVM_SET_IDENTITY_MAP_ADDR: %s (ignored)", strerror(errno));
-	}
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-		ret = -errno;
-		log_err("KVM_CREATE_IRQCHIP: %s", strerror(errno));
-		goto fail;
-	}
-	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
-		ret = -errno;
-		log_err("KVM_CREATE_PIT2: %s", strerror(errno));
+	ret = vm_kvm_irqchip(vm->vm_fd, err, sizeof(err));
+	if (ret) {
+		log_err("%s", err);
 		goto fail;
 	}
 	phase_mark(vm->trace, "irqchip_pit");
@@ -633,6 +622,10 @@ int vm_setup(struct vm *vm)
 		return ret;
 	}
 	ret = cfg->acpi ? vm_setup_acpi(vm) : 0;
+	/* The boot protocol's own pointer too (PVH requires it; the scan of
+	 * 0xE0000-0xFFFFF is Linux's fallback, not every kernel's). */
+	if (!ret && cfg->acpi)
+		ret = x86_boot_set_rsdp(&vm->mem, &bi, ACPI_RSDP_ADDR);
 	if (ret) {
 		log_err("cannot write the ACPI tables: %s", strerror(-ret));
 		return ret;
@@ -728,7 +721,9 @@ void vm_destroy(struct vm *vm)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
-	vm->vm_fd = vm->kvm_fd = -1;
+	if (vm->unused_vm_fd >= 0)
+		close(vm->unused_vm_fd);
+	vm->vm_fd = vm->kvm_fd = vm->unused_vm_fd = -1;
 	if (vm->teardown_ring >= 0)
 		close(vm->teardown_ring); /* freed by a kernel worker: no wait here */
 	vm->teardown_ring = -1;

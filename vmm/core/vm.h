@@ -60,6 +60,9 @@ struct vm {
 	const struct vm_config *cfg;
 	int kvm_fd, vm_fd;
 	int teardown_ring; /* io_uring holding the KVM descriptors (teardown.c), or -1 */
+	int unused_vm_fd;  /* a standby's prepared VM that did not fit (vm_prep.h), or -1:
+			    * closed with this one, through its teardown (a VM with an
+			    * irqchip waits for RCU grace periods as it goes) */
 	struct guest_mem mem;
 	struct bus pio, mmio;
 	struct evloop *loop;

@@ -111,6 +111,10 @@ static void bzimage_128m(void **state)
 	assert_int_equal(zp[BP_LOADFLAGS], BP_LOADED_HIGH | BP_CAN_USE_HEAP);
 	assert_int_equal(le16_get(zp + BP_HEAP_END_PTR), 0xe000 - 0x200);
 	assert_int_equal(le32_get(zp + BP_CMD_LINE_PTR), X86_CMDLINE_ADDR);
+	assert_int_equal(le64_get(zp + BP_ACPI_RSDP_ADDR), 0);
+	assert_int_equal(x86_boot_set_rsdp(&f->mem, &f->bi, 0xE0000), 0); /* acpi_rsdp_addr */
+	assert_int_equal(le64_get(zp + BP_ACPI_RSDP_ADDR), 0xE0000);
+	assert_int_equal(le32_get(zp + BP_HEADER), BP_HDRS_MAGIC);
 	assert_string_equal((const char *)bf_gp(f, X86_CMDLINE_ADDR, 20), "console=ttyS0 quiet");
 	assert_int_equal(le32_get(zp + BP_RAMDISK_IMAGE), rd_addr);
 	assert_int_equal(le32_get(zp + BP_RAMDISK_SIZE), MiB(1) + 5);
@@ -303,6 +307,11 @@ static void elf_pvh(void **state)
 	si = bf_gp(f, X86_PVH_INFO_ADDR, HVM_SI_SIZE);
 	assert_int_equal(le32_get(si + HVM_SI_NR_MODULES), 0);
 	assert_int_equal(le64_get(si + HVM_SI_MODLIST_PADDR), 0);
+
+	/* With ACPI tables the RSDP's address goes in rsdp_paddr. */
+	assert_int_equal(x86_boot_set_rsdp(&f->mem, &f->bi, 0xE0000), 0);
+	assert_int_equal(le64_get(si + HVM_SI_RSDP_PADDR), 0xE0000);
+	assert_int_equal(le32_get(si + HVM_SI_MEMMAP_ENTRIES), 3); /* nothing else touched */
 	rm_temp(k);
 	rm_temp(rd);
 }

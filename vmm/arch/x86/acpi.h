@@ -12,6 +12,7 @@
  * reserved in e820); the RSDP comes first. */
 #define ACPI_TABLES_ADDR 0xE0000ULL
 #define ACPI_TABLES_MAX  0x8000u
+#define ACPI_RSDP_ADDR   ACPI_TABLES_ADDR /* what the boot protocols point to */
 
 /* The ACPI platform device: 8-bit sleep control and status registers
  * (FADT), the GED's event register and its interrupt. */

@@ -297,3 +297,20 @@ int x86_check_kernel(const char *kernel_path, char *err, size_t errlen)
 	munmap(image, (size_t)size);
 	return ret;
 }
+
+int x86_boot_set_rsdp(struct guest_mem *mem, const struct x86_boot_info *bi, uint64_t rsdp_addr)
+{
+	uint8_t v[8];
+
+	le64_put(v, rsdp_addr);
+	switch (bi->mode) {
+	case X86_BOOT_PVH:
+		return guest_mem_write(mem, bi->boot_arg + HVM_SI_RSDP_PADDR, v, sizeof(v));
+	case X86_BOOT_LINUX64:
+	case X86_BOOT_LINUX32:
+		return guest_mem_write(mem, bi->boot_arg + BP_ACPI_RSDP_ADDR, v, sizeof(v));
+	case X86_BOOT_MULTIBOOT:
+		break;
+	}
+	return 0;
+}

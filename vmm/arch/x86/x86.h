@@ -91,6 +91,13 @@ int x86_load_kernel(struct guest_mem *mem, const char *kernel_path, const char *
 		    const char *cmdline, struct x86_boot_info *out, char *err,
 		    size_t errlen) __must_check;
 
+/* Tell the loaded kernel where the ACPI RSDP is, the way its boot protocol
+ * carries it: hvm_start_info.rsdp_paddr (PVH) or boot_params.acpi_rsdp_addr
+ * (Linux 32/64-bit entry); nothing for multiboot, which has no field (the
+ * guest scans 0xE0000-0xFFFFF). Call after x86_load_kernel. 0 or -errno. */
+int x86_boot_set_rsdp(struct guest_mem *mem, const struct x86_boot_info *bi,
+		      uint64_t rsdp_addr) __must_check;
+
 /* Check, without any guest memory, that kernel_path is a kernel image this
  * loader understands (bzImage or ELF, headers intact). Cheap: maps the file
  * and runs the parsers over it. Returns 0, or -errno with "PATH: reason" in

@@ -43,6 +43,7 @@ static inline void le64_put(uint8_t *p, uint64_t v)
  * and boot.rst. Offsets are from the start of the 4 KiB page; the setup
  * header lives at the same offsets inside a bzImage file. */
 #define BP_SIZE              0x1000
+#define BP_ACPI_RSDP_ADDR    0x070 /* u64: boot_params.acpi_rsdp_addr (Linux 5.0+) */
 #define BP_EXT_RAMDISK_IMAGE 0x0c0
 #define BP_EXT_RAMDISK_SIZE  0x0c4
 #define BP_EXT_CMD_LINE_PTR  0x0c8

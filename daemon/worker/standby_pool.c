@@ -151,6 +151,7 @@ static int spawn_one(struct standby_pool *p, struct standby_taken *w, uint64_t r
 	char *argv[] = { (char *)s->conf.worker_path, "--standby", "--kvm", "fd:3", NULL, NULL,
 			 NULL };
 	uint64_t host_mib = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) >> 20;
+	uint64_t mem_limit;
 
 	/* The RAM-size hint (standby_pool_hint_ram): --mem MIB has the standby
 	 * make the memory slots, irqchip and PIT for that size before ready
@@ -167,6 +168,10 @@ static int spawn_one(struct standby_pool *p, struct standby_taken *w, uint64_t r
 	gid_t gid = 0;
 	pid_t pid;
 
+	/* The group's limit: what a standby allocates before its request, and
+	 * KVM's arrays for a prepared VM's memory slots (kernel memory, 8
+	 * bytes per 4 KiB page and more without two-dimensional paging). */
+	mem_limit = (STANDBY_MEM_MIB + ram_hint_mib / 64) * p->want;
 	memset(w, 0, sizeof(*w));
 	w->pidfd = w->sock = -1;
 	ret = standby_ids(s, &w->uid, &uid, &gid);
@@ -219,7 +224,7 @@ static int spawn_one(struct standby_pool *p, struct standby_taken *w, uint64_t r
 		gate[0] = -1;
 		/* Charged to the standby group from its first allocation; a
 		 * restore moves it to its VM's group before the request. */
-		if (cgroups_vm_attach(&s->cg, STANDBY_CGROUP, pid, 1, STANDBY_MEM_MIB * p->want, 100,
+		if (cgroups_vm_attach(&s->cg, STANDBY_CGROUP, pid, 1, mem_limit, 100,
 				      100))
 			log_warn("standby: cannot place worker %d in its cgroup (%s)", pid,
 				 cgroups_mode_name(&s->cg));
@@ -233,7 +238,7 @@ static int spawn_one(struct standby_pool *p, struct standby_taken *w, uint64_t r
 		}
 		close(gate[1]);
 		gate[1] = -1;
-	} else if (cgroups_vm_attach(&s->cg, STANDBY_CGROUP, pid, 1, STANDBY_MEM_MIB * p->want,
+	} else if (cgroups_vm_attach(&s->cg, STANDBY_CGROUP, pid, 1, mem_limit,
 				     100, 100)) {
 		log_warn("standby: cannot place worker %d in its cgroup", pid);
 	}

@@ -358,10 +358,10 @@ static void *keeper_main(void *opaque)
 
 		for (unsigned i = 0; i < p->want && !p->stopping; i++) {
 			struct sb_slot *sl = &p->slot[i];
+			uint64_t at = MAX(p->next_spawn_ns, p->refill_ns), hint = p->ram_hint_mib;
 			struct standby_taken w;
+			struct epoll_event ep, es;
 			int ret;
-
-			uint64_t at = p->next_spawn_ns > p->refill_ns ? p->next_spawn_ns : p->refill_ns;
 
 			if (sl->st != SB_EMPTY)
 				continue;
@@ -369,8 +369,6 @@ static void *keeper_main(void *opaque)
 				timeout = (int)((at - now) / 1000000) + 1;
 				break;
 			}
-			uint64_t hint = p->ram_hint_mib;
-
 			sl->st = SB_SPAWNING;
 			pthread_mutex_unlock(&p->lock);
 			ret = spawn_one(p, &w, hint);
@@ -385,9 +383,8 @@ static void *keeper_main(void *opaque)
 			sl->gen++;
 			sl->born_ns = mono_ns();
 			p->spawned++;
-			struct epoll_event ep = { .events = EPOLLIN, .data.u64 = ev_key(i, sl->gen, false) };
-			struct epoll_event es = { .events = EPOLLIN, .data.u64 = ev_key(i, sl->gen, true) };
-
+			ep = (struct epoll_event){ .events = EPOLLIN, .data.u64 = ev_key(i, sl->gen, false) };
+			es = (struct epoll_event){ .events = EPOLLIN, .data.u64 = ev_key(i, sl->gen, true) };
 			if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, w.pidfd, &ep) ||
 			    epoll_ctl(p->epfd, EPOLL_CTL_ADD, w.sock, &es))
 				log_warn("standby: epoll: %s", strerror(errno));

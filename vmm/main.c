@@ -480,8 +480,12 @@ static void on_signal(void *opaque, uint32_t events)
 
 /* After vm_setup: the control socket, the sandbox, serving control (with
  * the start gate) and the seccomp filter, in that order (the filter last,
- * so that setting up the rest needs no allowance). 0 or -errno (logged). */
-static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct control **ctl)
+ * so that setting up the rest needs no allowance). pre: the filters a standby
+ * worker compiled ahead (NULL: none), of which the thread filters used are
+ * taken and the rest freed once the process filter is in. 0 or -errno
+ * (logged). */
+static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct control **ctl,
+			  struct sandbox_filters *pre)
 {
 	int ret;
 
@@ -542,13 +546,21 @@ static int worker_prepare(struct vm *vm, const struct worker_opts *wo, struct co
 			if (k == SANDBOX_THREAD_PREFETCH ? !wo->restore
 			    : k != SANDBOX_THREAD_VCPU && !wo->control)
 				continue;
-			ret = sandbox_thread_filter((enum sandbox_thread)k, &f);
-			if (ret)
+			if (pre && pre->thread[k]) {
+				f = pre->thread[k];
+				pre->thread[k] = NULL;
+			} else if ((ret = sandbox_thread_filter((enum sandbox_thread)k, &f))) {
 				return ret;
+			}
 			*slot[k] = f;
 		}
-		ret = sandbox_seccomp_install(vm->teardown_ring < 0,
-					      config_cpus_possible(vm->cfg) > vm->cfg->cpus);
+		bool allow_fork = vm->teardown_ring < 0;
+		bool hotplug = config_cpus_possible(vm->cfg) > vm->cfg->cpus;
+
+		/* The same program either way (sandbox-precompiled). */
+		ret = pre ? sandbox_seccomp_load(pre->process[allow_fork][hotplug])
+			  : sandbox_seccomp_install(allow_fork, hotplug);
+		sandbox_filters_free(pre);
 		if (ret)
 			return ret;
 	}
@@ -731,7 +743,7 @@ static int worker_main(int argc, char **argv, const struct standby *sb)
 		if (!vm_exiting(&vm))
 			snprintf(vm.exit_reason, sizeof(vm.exit_reason), "VM setup failed");
 	} else if (close_passed_fds(&cfg, &wo), phase_mark(trace, "close_fds"),
-		   worker_prepare(&vm, &wo, &ctl)) {
+		   worker_prepare(&vm, &wo, &ctl, sb ? sb->filters : NULL)) {
 		code = WORKER_EXIT_ERROR;
 		snprintf(vm.exit_reason, sizeof(vm.exit_reason), "worker setup failed");
 	} else if (incoming && (ret = incoming_receive(&vm, incoming), incoming = NULL, ret)) {
@@ -782,6 +794,7 @@ int main(int argc, char **argv)
 	if (!code)
 		code = worker_main(sb.argc, sb.argv, &sb);
 	standby_free(&sb);
+	standby_filters_free(&sb);
 	standby_prep_free(&sb);
 	return code;
 }

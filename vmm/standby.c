@@ -23,6 +23,7 @@
 #include "fdspec.h"
 #include "log.h"
 #include "migrate/mig_tls.h"
+#include "sandbox/sandbox.h"
 #include "worker_exit.h"
 
 #define STANDBY_LINE_MAX 60002 /* 60000 bytes and the newline, in a buffer with a NUL:
@@ -112,6 +113,13 @@ static ssize_t read_line(int fd, char *buf, size_t cap, char *err, size_t errlen
 }
 
 
+void standby_filters_free(struct standby *sb)
+{
+	sandbox_filters_free(sb->filters);
+	free(sb->filters);
+	sb->filters = NULL;
+}
+
 int standby_wait(int argc, char **argv, struct standby *sb)
 {
 	const char *kvm = "/dev/kvm";
@@ -167,9 +175,18 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 	 * would load beside creating the VM is loaded here instead. */
 	if (mig_tls_load(err, sizeof(err)))
 		log_debug("standby: %s (the restore will say so if it matters)", err);
+	/* The seccomp filters, compiled here rather than in the request
+	 * (libseccomp: ~0.7 ms); CELLA_SECCOMP_LOG is read now, from the same
+	 * environment the restore would read it in. */
+	sb->filters = malloc(sizeof(*sb->filters));
+	if (sb->filters && sandbox_filters_build(sb->filters)) {
+		free(sb->filters);
+		sb->filters = NULL;
+	}
 	snprintf(spec, sizeof(spec), "fd:%d", fd);
 	line = malloc(STANDBY_LINE_MAX);
 	if (!line) {
+		standby_filters_free(sb);
 		standby_prep_free(sb);
 		if (sb->vm_fd > 0)
 			close(sb->vm_fd);
@@ -195,6 +212,7 @@ int standby_wait(int argc, char **argv, struct standby *sb)
 		log_info("exit: no restore request (status %d: %s)", WORKER_EXIT_CONFIG,
 			 worker_exit_kind(WORKER_EXIT_CONFIG));
 		standby_free(sb);
+		standby_filters_free(sb);
 		standby_prep_free(sb);
 		if (sb->vm_fd > 0)
 			close(sb->vm_fd);

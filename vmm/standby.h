@@ -11,6 +11,7 @@
 #include "compiler.h"
 
 struct kvm_cpuid2;
+struct sandbox_filters;
 struct vm_prep;
 
 /* The restore's arguments once the request has come: argv[0] is the
@@ -33,6 +34,11 @@ struct standby {
 	int nr_fds;
 	int *fd_to;
 	int kvm_to;
+	/* Every seccomp filter the restore may install, compiled before
+	 * "ready" (sandbox.h); the restore's worker_prepare takes and loads
+	 * the ones its configuration selects and frees the rest. NULL: none
+	 * (then the restore compiles them, as cold). standby_filters_free. */
+	struct sandbox_filters *filters;
 };
 
 /* argv: cella-vm --standby [--kvm PATH|fd:N] [--mem MIB]. Does what a restore needs
@@ -45,6 +51,8 @@ struct standby {
  * logged; nothing is left open). */
 int standby_wait(int argc, char **argv, struct standby *sb) __must_check;
 void standby_free(struct standby *sb);
+/* Release sb->filters (vmm/standby.c: what a restore has not taken). */
+void standby_filters_free(struct standby *sb);
 
 #define STANDBY_WORDS_MAX 512
 /* Descriptors one request may pass (the kernel's SCM_MAX_FD: one message

@@ -442,42 +442,99 @@ static int sandbox_arg_rules(scmp_filter_ctx ctx, bool allow_fork)
 	return ret;
 }
 
+static void sandbox_trap_sigsys(struct sigaction *sa)
+{
+	sa->sa_sigaction = sandbox_sigsys;
+	sa->sa_flags = SA_SIGINFO;
+	sigemptyset(&sa->sa_mask);
+}
+
+/* The process's allowlist as a libseccomp context (the caller releases
+ * it); NULL with *ret set on failure. */
+static scmp_filter_ctx sandbox_process_ctx(bool allow_fork, bool vcpu_hotplug, int *ret)
+{
+	scmp_filter_ctx ctx = seccomp_init(sandbox_thread_default());
+
+	*ret = 0;
+	if (!ctx) {
+		*ret = -ENOMEM;
+		return NULL;
+	}
+	for (size_t i = 0; !*ret && i < ARRAY_SIZE(allowed); i++)
+		*ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
+	if (!*ret)
+		*ret = sandbox_arg_rules(ctx, allow_fork);
+	if (!*ret && vcpu_hotplug)
+		*ret = sandbox_add_ioctls(ctx, hotplug_kvm_ioctls, ARRAY_SIZE(hotplug_kvm_ioctls));
+	/* glibc falls back to clone() when clone3() is refused with ENOSYS;
+	 * clone3's flags live in memory, where a filter cannot check them. */
+	if (!*ret)
+		*ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	/* Socket files are left to cellad; the sandbox root is read-only anyway. */
+	if (!*ret)
+		*ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unlink), 0);
+	if (!*ret)
+		*ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unlinkat), 0);
+	if (*ret) {
+		seccomp_release(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
 int sandbox_seccomp_install(bool allow_fork, bool vcpu_hotplug)
 {
-	struct sigaction sa = { .sa_sigaction = sandbox_sigsys, .sa_flags = SA_SIGINFO };
+	struct sigaction sa;
 	scmp_filter_ctx ctx;
 	int ret;
 
-	sigemptyset(&sa.sa_mask);
+	sandbox_trap_sigsys(&sa);
 	if (sigaction(SIGSYS, &sa, NULL) < 0)
 		return -errno;
-	ctx = seccomp_init(sandbox_thread_default());
-	if (!ctx)
-		return -ENOMEM;
-	for (size_t i = 0; i < ARRAY_SIZE(allowed); i++) {
-		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, allowed[i], 0);
-		if (ret)
-			goto out;
-	}
-	ret = sandbox_arg_rules(ctx, allow_fork);
-	if (!ret && vcpu_hotplug)
-		ret = sandbox_add_ioctls(ctx, hotplug_kvm_ioctls, ARRAY_SIZE(hotplug_kvm_ioctls));
-	/* glibc falls back to clone() when clone3() is refused with ENOSYS;
-	 * clone3's flags live in memory, where a filter cannot check them. */
-	if (!ret)
-		ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-	/* Socket files are left to cellad; the sandbox root is read-only anyway. */
-	if (!ret)
-		ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unlink), 0);
-	if (!ret)
-		ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unlinkat), 0);
-	if (!ret)
+	ctx = sandbox_process_ctx(allow_fork, vcpu_hotplug, &ret);
+	if (ctx)
 		ret = seccomp_load(ctx);
-out:
 	if (ret)
 		log_err("seccomp: cannot install the filter: %s", strerror(-ret));
-	seccomp_release(ctx);
+	if (ctx)
+		seccomp_release(ctx);
 	return ret;
+}
+
+static int sandbox_export(scmp_filter_ctx ctx, struct sock_fprog **out);
+
+int sandbox_process_filter(bool allow_fork, bool vcpu_hotplug, struct sock_fprog **out)
+{
+	int ret;
+	scmp_filter_ctx ctx = sandbox_process_ctx(allow_fork, vcpu_hotplug, &ret);
+
+	*out = NULL;
+	if (ctx) {
+		ret = sandbox_export(ctx, out);
+		seccomp_release(ctx);
+	}
+	if (ret)
+		log_err("seccomp: cannot build the process filter: %s", strerror(-ret));
+	return ret;
+}
+
+int sandbox_seccomp_load(const struct sock_fprog *prog)
+{
+	struct sigaction sa;
+
+	sandbox_trap_sigsys(&sa);
+	if (sigaction(SIGSYS, &sa, NULL) < 0)
+		return -errno;
+	/* What seccomp_load does with libseccomp's defaults (no_new_privs on,
+	 * no filter flags). */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, prog) < 0) {
+		int ret = -errno;
+
+		log_err("seccomp: cannot install the filter: %s", strerror(-ret));
+		return ret;
+	}
+	return 0;
 }
 
 /* What a vCPU thread calls, from KVM_RUN through the exit handlers (port
@@ -644,13 +701,42 @@ static int sandbox_add_ioctls(scmp_filter_ctx ctx, const unsigned long *nr, size
 	return ret;
 }
 
+/* ctx's BPF program into *out (malloc'd, one block: free). 0 or -errno. */
+static int sandbox_export(scmp_filter_ctx ctx, struct sock_fprog **out)
+{
+	char buf[16384];
+	ssize_t n = -1;
+	int p[2] = { -1, -1 }, ret = 0;
+	struct sock_fprog *f;
+
+	/* libseccomp 2.5 exports to a descriptor only: read it back. */
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	ret = seccomp_export_bpf(ctx, p[1]);
+	close(p[1]);
+	if (!ret) {
+		n = read(p[0], buf, sizeof(buf));
+		if (n <= 0 || n % sizeof(struct sock_filter) || n == (ssize_t)sizeof(buf))
+			ret = -EIO;
+	}
+	close(p[0]);
+	if (ret)
+		return ret;
+	f = malloc(sizeof(*f) + (size_t)n);
+	if (!f)
+		return -ENOMEM;
+	f->len = (unsigned short)(n / sizeof(struct sock_filter));
+	f->filter = (struct sock_filter *)(f + 1);
+	memcpy(f->filter, buf, (size_t)n);
+	*out = f;
+	return 0;
+}
+
 int sandbox_thread_filter(enum sandbox_thread kind, struct sock_fprog **out)
 {
 	scmp_filter_ctx ctx = seccomp_init(sandbox_thread_default());
 	struct sock_fprog *f = NULL;
-	char buf[16384];
-	ssize_t n = -1;
-	int p[2] = { -1, -1 }, ret = 0;
+	int ret = 0;
 
 	if (!ctx)
 		return -ENOMEM;
@@ -691,30 +777,8 @@ int sandbox_thread_filter(enum sandbox_thread kind, struct sock_fprog **out)
 	if (!ret)
 		ret = sandbox_add_allowed(ctx, asan_allowed, ARRAY_SIZE(asan_allowed));
 #endif
-	/* libseccomp 2.5 exports to a descriptor only: read it back. */
-	if (!ret && pipe2(p, O_CLOEXEC) < 0)
-		ret = -errno;
 	if (!ret)
-		ret = seccomp_export_bpf(ctx, p[1]);
-	if (p[1] >= 0)
-		close(p[1]);
-	if (!ret) {
-		n = read(p[0], buf, sizeof(buf));
-		if (n <= 0 || n % sizeof(struct sock_filter) || n == (ssize_t)sizeof(buf))
-			ret = -EIO;
-	}
-	if (p[0] >= 0)
-		close(p[0]);
-	if (!ret) {
-		f = malloc(sizeof(*f) + (size_t)n);
-		if (!f) {
-			ret = -ENOMEM;
-		} else {
-			f->len = (unsigned short)(n / sizeof(struct sock_filter));
-			f->filter = (struct sock_filter *)(f + 1);
-			memcpy(f->filter, buf, (size_t)n);
-		}
-	}
+		ret = sandbox_export(ctx, &f);
 	seccomp_release(ctx);
 	if (ret)
 		log_err("seccomp: cannot build a thread filter: %s", strerror(-ret));

@@ -76,3 +76,32 @@ enum sandbox_thread {
 struct sock_fprog;
 int sandbox_thread_filter(enum sandbox_thread kind, struct sock_fprog **out) __must_check;
 void sandbox_thread_filter_free(struct sock_fprog *f);
+
+/* The BPF program sandbox_seccomp_install(allow_fork, vcpu_hotplug) loads,
+ * built the same way (the same rules, CELLA_SECCOMP_LOG read now) but
+ * exported instead of loaded: byte for byte what the kernel gets from it
+ * (tests/unit/sandbox/test_precompiled.c). *out is malloc'd
+ * (sandbox_thread_filter_free). Returns 0 or -errno (logged). */
+int sandbox_process_filter(bool allow_fork, bool vcpu_hotplug, struct sock_fprog **out) __must_check;
+
+/* Install prog as sandbox_seccomp_install installs its filter: the SIGSYS
+ * handler (status 4), PR_SET_NO_NEW_PRIVS, then seccomp(2)'s
+ * SECCOMP_SET_MODE_FILTER without flags, as libseccomp's seccomp_load does
+ * by default. No libseccomp work on the way: a standby worker's request
+ * installs what it built ahead. Returns 0 or -errno (logged). */
+int sandbox_seccomp_load(const struct sock_fprog *prog) __must_check;
+
+/* Every filter a restore may install, built ahead (vmm/sandbox/
+ * sandbox_pre.c): a standby worker builds them before it says "ready"
+ * (libseccomp takes ~0.7 ms a request otherwise). process[allow_fork]
+ * [vcpu_hotplug] as sandbox_process_filter; thread[k] as
+ * sandbox_thread_filter(k), taken by whoever uses one (set to NULL). */
+struct sandbox_filters {
+	struct sock_fprog *process[2][2];
+	struct sock_fprog *thread[SANDBOX_THREADS];
+};
+
+/* All of them into *sf, or none: 0 or -errno (logged). */
+int sandbox_filters_build(struct sandbox_filters *sf) __must_check;
+/* Free what sf still holds (NULL: nothing). */
+void sandbox_filters_free(struct sandbox_filters *sf);

@@ -10,12 +10,17 @@ the host-clock time at which each log line was read here.
 
 Usage: bench/restore_phases.py [--build DIR] [--vm CELLA_VM[,CELLA_VM...]]
                                [--mem MIB] [--runs N] [--pace S] [--sandbox]
+                               [--standby]
 
 --sandbox restores as cellad runs a worker (--sandbox --seccomp --control:
 the decoder and TLS modules preloaded, namespaces, filters). --pace: seconds
 between restores (0.05 default; on a host that is itself a VM, an idle pause
-makes the next spawn slower: see docs/benchmarks.md).
+makes the next spawn slower: see docs/benchmarks.md). --standby restores
+through `cella-vm --standby --mem MIB` (plain-pipe mode): each worker is
+started and waited for ("standby: ready") first, and "spawn_to_main" is
+then from the request written to the restore's main().
 """
+import json
 import argparse
 import os
 import re
@@ -34,7 +39,7 @@ def mono_ns():
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
-def one(vm, kernel, mem, touch, state, sandbox, d):
+def one(vm, kernel, mem, touch, state, sandbox, d, standby=False):
     cmd = restore.cella_cmd(vm, kernel, mem, touch) + ["--restore", state]
     if sandbox:
         ctl = os.path.join(d, "ctl.sock")
@@ -42,9 +47,20 @@ def one(vm, kernel, mem, touch, state, sandbox, d):
             os.unlink(ctl)
         cmd += ["--sandbox", "--seccomp", "--control", ctl]
     env = dict(os.environ, CELLA_TRACE_RESTORE="1")
-    t0 = mono_ns()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env=env)
+    if standby:
+        p = subprocess.Popen([vm, "--standby", "--mem", str(mem)], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=env)
+        for line in p.stderr:
+            if "standby: ready" in line:
+                break
+        t0 = mono_ns()
+        p.stdin.write(json.dumps(cmd[1:]) + "\n")
+        p.stdin.flush()
+    else:
+        t0 = mono_ns()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=env)
     vals, seen = {}, {}
     try:
         for line in p.stderr:
@@ -77,6 +93,7 @@ def main():
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--pace", type=float, default=0.05)
     ap.add_argument("--sandbox", action="store_true")
+    ap.add_argument("--standby", action="store_true")
     a = ap.parse_args()
     b = common.build_dir(a.build)
     vms = a.vm.split(",") if a.vm else [os.path.join(b, "cella-vm")]
@@ -89,13 +106,14 @@ def main():
         state = restore.cella_save(vms[0], kernel, a.mem, touch, d)[0]
         for _ in range(a.runs):
             for i, vm in enumerate(vms):
-                for k, v in one(vm, kernel, a.mem, touch, state, a.sandbox, d).items():
+                for k, v in one(vm, kernel, a.mem, touch, state, a.sandbox, d, a.standby).items():
                     if k not in order:
                         order.append(k)
                     cols[i].setdefault(k, []).append(v)
                 time.sleep(a.pace)  # benchmark pacing, see --pace
     load1 = open("/proc/loadavg").read().split()[:3]
-    print(f"{a.runs} restores of a {a.mem} MiB guest each{' (sandboxed)' if a.sandbox else ''}, "
+    print(f"{a.runs} restores of a {a.mem} MiB guest each{' (sandboxed)' if a.sandbox else ''}"
+          f"{' through standby workers' if a.standby else ''}, "
           f"load {' '.join(load0)} -> {' '.join(load1)}; ms, median (min)\n")
     print("| step | " + " | ".join(vms) + " |")
     print("|---|" + "---|" * len(vms))

@@ -195,19 +195,9 @@ static int spawn_one(struct standby_pool *p, struct standby_taken *w, uint64_t r
 		goto fail;
 	}
 	if (pid == 0) {
-		/* As a cold worker's child (worker.c spawn_worker): async-signal-
-		 * safe calls only, its own session, the stop signals blocked. */
-		sigset_t stop;
-
-		if (gate[0] >= 0 && worker_child_ids(gate[0]))
+		/* As a cold worker's child: async-signal-safe calls only. */
+		if (worker_child_start(gate[0]))
 			_exit(127);
-		setsid();
-		sigemptyset(&stop);
-		sigaddset(&stop, SIGTERM);
-		sigaddset(&stop, SIGINT);
-		sigaddset(&stop, SIGHUP);
-		sigprocmask(SIG_SETMASK, &stop, NULL);
-		signal(SIGPIPE, SIG_DFL);
 		/* 0-2 are open in cellad, so none of these is below 3. */
 		if (dup2(sv[1], 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
 			_exit(127);

@@ -630,22 +630,9 @@ static int spawn_worker(struct sup *s, struct vmrt *vm, struct cerr *e)
 		goto fail;
 	}
 	if (pid == 0) {
-		/* Child of a multithreaded process: async-signal-safe calls only.
-		 * Its own session, so that it outlives cellad and its terminal.
-		 * The stop signals stay blocked (cella-vm reads them from a
-		 * signalfd): PID 1 of a namespace drops a signal that has no
-		 * handler, so one sent before cella-vm's main would be lost. */
-		sigset_t stop;
-
-		if (gate[0] >= 0 && worker_child_ids(gate[0]))
+		/* Child of a multithreaded process: async-signal-safe calls only. */
+		if (worker_child_start(gate[0]))
 			_exit(127);
-		setsid();
-		sigemptyset(&stop);
-		sigaddset(&stop, SIGTERM);
-		sigaddset(&stop, SIGINT);
-		sigaddset(&stop, SIGHUP);
-		sigprocmask(SIG_SETMASK, &stop, NULL);
-		signal(SIGPIPE, SIG_DFL);
 		if (worker_files_lift(&wf, hi))
 			_exit(127);
 		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)

@@ -88,3 +88,19 @@ int worker_child_ids(int gate)
 	return 0;
 }
 
+int worker_child_start(int gate)
+{
+	sigset_t stop;
+
+	if (gate >= 0 && worker_child_ids(gate))
+		return -1;
+	setsid();
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGHUP);
+	sigprocmask(SIG_SETMASK, &stop, NULL);
+	signal(SIGPIPE, SIG_DFL);
+	return 0;
+}
+

@@ -19,5 +19,12 @@ int worker_release(pid_t pid, int gate, uid_t uid, gid_t gid) __must_check;
  * become uid and gid 0 of the namespace with no supplementary groups. 0 or
  * -1 (cellad gave up on it). */
 int worker_child_ids(int gate);
+/* In the child (async-signal-safe), what every worker does first: behind
+ * the gate (gate >= 0: worker_child_ids), its own session, so that it
+ * outlives cellad and its terminal, the stop signals blocked (cella-vm reads
+ * them from a signalfd; PID 1 of a namespace drops a signal that has no
+ * handler, so one sent before cella-vm's main would be lost), SIGPIPE to its
+ * default. 0 or -1 (the child is to _exit). */
+int worker_child_start(int gate);
 /* pidfd_open(2), or -1 with errno. */
 int worker_pidfd_open(pid_t pid);

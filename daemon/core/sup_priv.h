@@ -326,7 +326,8 @@ void sup_merge_disk_status(json_t *vmjson, json_t *status);
 int sup_poller_start(struct sup *s) __must_check;
 void sup_poller_stop(struct sup *s);
 
-/* worker/worker.c (the VM's lock held unless stated) */
+/* worker/worker.c, sup_launch and sup_launch_async in worker_launch.c (the
+ * VM's lock held unless stated) */
 void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *out, size_t len);
 /* Spawn and start a worker for vm, whose state the caller set to
  * VS_STARTING. Called WITHOUT the lock. Returns 0 or -1 with e set. */
@@ -344,6 +345,15 @@ int sup_monitor_start(struct sup *s) __must_check;
 void sup_monitor_stop(struct sup *s);
 void sup_unwatch(struct sup *s, struct vmrt *vm);
 uint64_t proc_start_time(pid_t pid, bool *zombie);
+/* Within worker/ (the VM's lock held): drain what the console has;
+ * false at EOF. */
+bool console_drain(struct sup *s, struct vmrt *vm);
+/* The worker's uid back to the pool (no worker runs under it any more). */
+void sandbox_uid_put(struct sup *s, struct vmrt *vm);
+/* worker/worker_exit_settle.c (the VM's lock held): the worker is gone:
+ * find out how it ended and settle the state (reset, stopped, crashed,
+ * restarted as the policy says). */
+void worker_exited(struct sup *s, struct vmrt *vm);
 
 /* worker/stream.c: wake the streams that wait on vm (its lock held), on
  * the event ring (ev_lock held). */

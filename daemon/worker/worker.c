@@ -1,7 +1,8 @@
-/* sup_worker.c: cella-vm workers: spawning (own session, control socket
+/* worker.c: cella-vm workers: spawning (own session, control socket
  * passed as fd 3, start gate), the monitor thread that notices their exit
- * through pidfds and reads their consoles, exit settlement and restart
- * policy, and re-adoption of workers left by a previous cellad. */
+ * through pidfds and reads their consoles, and re-adoption of workers left
+ * by a previous cellad. Exit settlement and restart policy are in
+ * worker_exit_settle.c, the start handshake in worker_launch.c. */
 #include "sup_priv.h"
 
 #include <errno.h>
@@ -21,13 +22,11 @@
 #include <unistd.h>
 
 #include "files.h"
-#include "log_tail.h"
 #include "standby_pool.h"
 #include "worker_clone.h"
 #include "ksm.h"
 #include "log.h"
 #include "unixsock.h"
-#include "worker_exit.h"
 #include "wctl.h"
 
 void sup_paths(struct sup *s, const struct vmrt *vm, const char *suffix, char *out, size_t len)
@@ -109,7 +108,7 @@ void sup_unwatch(struct sup *s, struct vmrt *vm)
 }
 
 /* Drain what the console has (lock held). Returns false at EOF. */
-static bool console_drain(struct sup *s, struct vmrt *vm)
+bool console_drain(struct sup *s, struct vmrt *vm)
 {
 	char buf[16384];
 
@@ -149,54 +148,8 @@ int sup_console_attach(struct sup *s, struct vmrt *vm)
 	return 0;
 }
 
-/* The last line the worker logged (its own account of a failure). */
-static void last_log_line(struct sup *s, struct vmrt *vm, char *out, size_t len)
-{
-	char path[600], buf[1024];
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	out[0] = 0;
-	if (fd < 0)
-		return;
-	n = pread(fd, buf, sizeof(buf) - 1, MAX((off_t)0, lseek(fd, 0, SEEK_END) - 1023));
-	close(fd);
-	if (n <= 0)
-		return;
-	buf[n] = 0;
-	while (n > 0 && buf[n - 1] == '\n')
-		buf[--n] = 0;
-	{
-		const char *last = strrchr(buf, '\n') ? strrchr(buf, '\n') + 1 : buf;
-		size_t l = MIN(strlen(last), len - 1);
-
-		memcpy(out, last, l);
-		out[l] = 0;
-	}
-}
-
-/* Read the worker's exit record. Returns the status or -1. */
-static int read_exit_record(struct sup *s, struct vmrt *vm, char *reason, size_t len)
-{
-	char path[512];
-	json_error_t jerr;
-	json_t *rec;
-	int status = -1;
-
-	sup_paths(s, vm, ".exit", path, sizeof(path));
-	rec = json_load_file(path, 0, &jerr);
-	if (rec && json_is_integer(json_object_get(rec, "status"))) {
-		status = (int)json_integer_value(json_object_get(rec, "status"));
-		snprintf(reason, len, "%s", json_string_value(json_object_get(rec, "reason")) ?: "");
-	}
-	json_decref(rec);
-	return status;
-}
-
 /* The worker's uid from the pool (no worker runs under it any more). */
-static void sandbox_uid_put(struct sup *s, struct vmrt *vm)
+void sandbox_uid_put(struct sup *s, struct vmrt *vm)
 {
 	if (vm->sandbox_uid)
 		uidpool_put(&s->uids, vm->sandbox_uid);
@@ -221,150 +174,6 @@ static void sandbox_uid_adopt(struct sup *s, struct vmrt *vm)
 	}
 	if (f)
 		fclose(f);
-}
-
-static bool restart_allowed(struct sup *s, struct vmrt *vm)
-{
-	int64_t now = sup_now_wall();
-
-	if (s->shutting_down)
-		return false;
-	if (now - vm->burst_start > SUP_RESTART_WINDOW) {
-		vm->burst_start = now;
-		vm->burst = 0;
-	}
-	if (vm->burst >= SUP_RESTART_BURST) {
-		log_warn("vm %s: %u restarts within %d s: giving up", vm->def.name, vm->burst,
-			 SUP_RESTART_WINDOW);
-		return false;
-	}
-	vm->burst++;
-	return true;
-}
-
-/* The worker is gone (lock held): find out how it ended and settle the
- * state: reset -> start again; asked-for exits and guest power-off ->
- * stopped; the rest -> crashed, restarted if the policy says so. */
-static void worker_exited(struct sup *s, struct vmrt *vm)
-{
-	char reason[256] = "", detail[320];
-	int status = -1, wst;
-	bool was_starting = vm->state == VS_STARTING, crashed;
-
-	if (vm->is_child && waitpid(vm->pid, &wst, WNOHANG) == vm->pid) {
-		if (WIFEXITED(wst)) {
-			status = WEXITSTATUS(wst);
-		} else if (WIFSIGNALED(wst)) {
-			status = 128 + WTERMSIG(wst);
-			snprintf(reason, sizeof(reason), "worker killed by signal %s",
-				 sigabbrev_np(WTERMSIG(wst)) ?: "?");
-		}
-	}
-	if (status < 128) {
-		char rec[256];
-		int st = read_exit_record(s, vm, rec, sizeof(rec));
-
-		if (st >= 0) {
-			status = st;
-			snprintf(reason, sizeof(reason), "%s", rec);
-		}
-	}
-	if (status < 0) {
-		status = 255;
-		snprintf(reason, sizeof(reason), "worker exited without an exit record "
-			 "(killed while cellad was not its parent?)");
-	} else if (!reason[0]) {
-		char line[200];
-
-		last_log_line(s, vm, line, sizeof(line));
-		snprintf(reason, sizeof(reason), "worker exited with status %d%s%s", status,
-			 line[0] ? ": " : "", line);
-	}
-	/* What the guest printed last is still in the socket: keep it. */
-	if (vm->console_fd >= 0)
-		console_drain(s, vm);
-	sup_unwatch(s, vm);
-	vm->pid = 0;
-	vm->pid_start = 0;
-	sandbox_uid_put(s, vm);
-	/* Stopped, crashed, killed or moved away: its switch ports go, and
-	 * its passt processes. */
-	sup_ports_remove(s, vm);
-	sup_usernet_stop(s, vm);
-	vm->exit_status = status;
-	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%s", reason);
-	snprintf(detail, sizeof(detail), "status %d: %s", status, reason);
-
-	if (vm->state == VS_PAUSED && vm->pause_reason[0] && strcmp(vm->pause_reason, "api") &&
-	    (status == WORKER_EXIT_POWEROFF || worker_exit_is_debug(status))) {
-		/* The guest ended the VM itself, so the worker had resumed it (a
-		 * storage pause) between two status polls: say so. */
-		lifecycle_fire(s, vm, EV_RESUME, "by the worker (seen when the guest ended)");
-	}
-	if (vm->state == VS_INCOMING) {
-		/* The VM never ran here: the move failed or was aborted. */
-		vm->pause_reason[0] = 0;
-		if (s->conf.hooks && s->conf.hooks->incoming_worker_ended)
-			s->conf.hooks->incoming_worker_ended(s, vm, detail);
-		else
-			lifecycle_fire(s, vm, EV_INCOMING_FAILED, detail);
-		return;
-	}
-	if (status == WORKER_EXIT_MIGRATED) {
-		/* It runs on another host now (move.c removes it). */
-		vm->restore = false;
-		vm->pause_reason[0] = 0;
-		lifecycle_fire(s, vm, EV_EXIT_MIGRATED, detail);
-		return;
-	}
-	if (was_starting) {
-		bool asked = vm->stop_requested; /* turned off while starting */
-
-		if (vm->restore) {
-			/* The saved state stays: start can try again, or delete-state. */
-			vm->restore = false;
-			lifecycle_fire(s, vm, asked ? EV_RESTORE_STOPPED : EV_RESTORE_CRASHED, detail);
-			return;
-		}
-		lifecycle_fire(s, vm, asked ? EV_EXIT_STOPPED : EV_EXIT_CRASHED, detail);
-		return;
-	}
-	vm->restore = false;
-	vm->pause_reason[0] = 0;
-	json_decref(vm->disk_status);
-	vm->disk_status = NULL;
-	if (status == WORKER_EXIT_SAVED) {
-		/* The state file is complete (save replied first). */
-		lifecycle_fire(s, vm, EV_EXIT_SAVED, detail);
-		return;
-	}
-	if (!vm->stop_requested && (vm->reset_requested || status == WORKER_EXIT_RESET)) {
-		vm->reset_requested = false;
-		vm->start_ns = sup_mono_ns();
-		vm->first_out_ns = 0;
-		lifecycle_fire(s, vm, EV_RESET, detail);
-		sup_launch_async(s, vm);
-		return;
-	}
-	/* A worker cellad asked to stop counts as stopped even if it had to be
-	 * killed; a guest crash during a graceful stop is still a crash. */
-	crashed = !worker_exit_is_clean(status) &&
-		  !(vm->stop_requested && status != WORKER_EXIT_CRASH);
-	lifecycle_fire(s, vm, crashed ? EV_EXIT_CRASHED : EV_EXIT_STOPPED, detail);
-	/* Fenced by its own HA deadline: this host's lease was not renewed in
-	 * time, another host may take the VM over; never restarted here. */
-	if (vm->stop_requested || vm->deleted || status == WORKER_EXIT_FENCED)
-		return;
-	if ((crashed && vm->def.restart != RESTART_NEVER) || vm->def.restart == RESTART_ALWAYS) {
-		if (restart_allowed(s, vm)) {
-			vm->restarts++;
-			vm->start_ns = sup_mono_ns();
-			vm->first_out_ns = 0;
-			lifecycle_fire(s, vm, EV_RESTART,
-				      crashed ? "restart policy after a crash" : "restart policy always");
-			sup_launch_async(s, vm);
-		}
-	}
 }
 
 #define SPAWN_ARGS 32
@@ -718,218 +527,6 @@ int sup_spawn(struct sup *s, struct vmrt *vm, struct cerr *e)
 		sup_usernet_stop(s, vm);
 	}
 	return ret;
-}
-
-static bool start_settled(struct vmrt *vm, unsigned gen)
-{
-	return vm->gen != gen || vm->state != VS_STARTING;
-}
-
-/* Gives the starting worker on fd the HA deadline the pool has now, when
- * it is later than *until (the first call: whatever it is). */
-static int handshake_extend(struct sup *s, int fd, int pidfd, uint64_t *until)
-{
-	uint64_t now = sup_ha_deadline_ns(s);
-	json_t *req, *reply = NULL;
-	int ret;
-
-	if (*until == UINT64_MAX ? !now : now <= *until) {
-		if (*until == UINT64_MAX)
-			*until = 0; /* no pool deadline: none to give */
-		return 0;
-	}
-	*until = now;
-	req = json_pack("{s:s, s:I}", "cmd", "lease-extend", "until_boottime_ns", (json_int_t)*until);
-	ret = wctl_call(fd, req, (int)s->conf.start_timeout_s * 1000, pidfd, &reply);
-	json_decref(req);
-	if (!ret && !json_is_true(json_object_get(reply, "ok")))
-		ret = -EPROTO;
-	json_decref(reply);
-	return ret;
-}
-
-/* The started event's detail for a restore: whether it went through a
- * standby worker, and the worker's own restore-to-running figure (its
- * log's "restore: vCPUs ..." line, written before it answered "status";
- * held until "start" under cellad, so: to ready). */
-static void restore_detail(struct sup *s, struct vmrt *vm, double spawn_ms, char *out, size_t len)
-{
-	char logp[600], fig[96] = "";
-	double ms;
-
-	snprintf(logp, sizeof(logp), "%s/logs/%s.log", s->conf.state_dir, vm->def.name);
-	ms = log_restore_ms(logp);
-	if (ms >= 0)
-		snprintf(fig, sizeof(fig), "; vCPUs ready %.3f ms after the restore began", ms);
-	/* cellad's own view: from its worker's spawn (or take) to "status"
-	 * answered, exec and all. */
-	if (vm->via_standby)
-		snprintf(out, len, "restored from saved state through standby worker %d%s, "
-			 "%.3f ms after cellad took it", (int)vm->via_standby, fig, spawn_ms);
-	else
-		snprintf(out, len, "restored from saved state (worker started cold)%s, %.3f ms "
-			 "after cellad spawned it", fig, spawn_ms);
-}
-
-int sup_launch(struct sup *s, struct vmrt *vm, struct cerr *e)
-{
-	char ctl_path[512], detail[320];
-	uint64_t t_spawn, t_ready = 0;
-	json_t *reply = NULL, *req;
-	uint64_t ha_until;
-	unsigned gen;
-	int fd, pidfd, ret;
-
-	pthread_mutex_lock(&vm->lock);
-	gen = ++vm->gen;
-	if (vm->stop_requested) {
-		/* Turned off before the worker existed (an automatic restart). */
-		lifecycle_fire(s, vm, EV_START_CANCELLED, "turned off before it started");
-		pthread_mutex_unlock(&vm->lock);
-		return cerr_set(e, CERR_STATE, "state", "turned off before it started");
-	}
-	t_spawn = sup_mono_ns();
-	if (sup_spawn(s, vm, e)) {
-		standby_pool_refill(s->standby); /* a standby it took is gone */
-		snprintf(vm->exit_reason, sizeof(vm->exit_reason), "%.250s", e->reason);
-		lifecycle_fire(s, vm, EV_START_FAILED, e->reason);
-		pthread_mutex_unlock(&vm->lock);
-		return -1;
-	}
-	sup_persist(s, vm);
-	pidfd = dup(vm->pidfd);
-	sup_paths(s, vm, ".ctl", ctl_path, sizeof(ctl_path));
-	ha_until = vm->def.ha ? UINT64_MAX : 0; /* handshake_extend: the first, whatever */
-	pthread_mutex_unlock(&vm->lock);
-
-	/* Handshake: "status" answers once the VM is set up (its console socket
-	 * exists); connect the console; an HA VM gets its deadline (the
-	 * pool's lease, docs/pool.md) before it runs; then "start" opens the
-	 * gate. */
-	fd = wctl_connect(ctl_path);
-	ret = fd < 0 ? fd : 0;
-	req = json_pack("{s:s}", "cmd", "status");
-	if (!ret)
-		ret = wctl_call(fd, req, (int)s->conf.start_timeout_s * 1000, pidfd, &reply);
-	json_decref(req);
-	json_decref(reply);
-	reply = NULL;
-	t_ready = sup_mono_ns();
-	if (!ret) {
-		pthread_mutex_lock(&vm->lock);
-		ret = vm->gen == gen ? sup_console_attach(s, vm) : -ESRCH;
-		pthread_mutex_unlock(&vm->lock);
-	}
-	/* The deadline as it is now (renewals during the spawn and the
-	 * status call moved it on; sup_ha_extend skips starting workers). */
-	if (!ret && ha_until)
-		ret = handshake_extend(s, fd, pidfd, &ha_until);
-	req = json_pack("{s:s}", "cmd", "start");
-	if (!ret)
-		ret = wctl_call(fd, req, (int)s->conf.start_timeout_s * 1000, pidfd, &reply);
-	json_decref(req);
-	if (!ret && !json_is_true(json_object_get(reply, "ok")))
-		ret = -EPROTO;
-	json_decref(reply);
-	/* And once more if a renewal came during the start call: until the
-	 * VM is running, the lease's sweeps pass it by (a loaded host's
-	 * worker died by its handshake deadline, 1 s after starting). */
-	if (!ret && ha_until)
-		ret = handshake_extend(s, fd, pidfd, &ha_until);
-	if (fd >= 0)
-		close(fd);
-	close(pidfd);
-	/* The restore's work is done: the standby it took may be replaced. */
-	standby_pool_refill(s->standby);
-
-	pthread_mutex_lock(&vm->lock);
-	if (!ret && vm->stop_requested && vm->pid)
-		kill(vm->pid, SIGTERM); /* a kill came during the handshake */
-	else if (!ret && vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
-		clock_gettime(CLOCK_MONOTONIC, &vm->started_mono);
-		vm->started_at = sup_now_wall();
-		bool restored = vm->restore;
-
-		if (restored) {
-			char saved[512];
-
-			/* The worker maps the file: unlinking it keeps its pages. */
-			sup_saved_path(s, vm, saved, sizeof(saved));
-			unlink(saved);
-			vm->restore = false;
-		}
-		if (restored)
-			restore_detail(s, vm, (double)(t_ready - t_spawn) / 1e6, detail,
-				       sizeof(detail));
-		lifecycle_fire(s, vm, EV_STARTED, restored ? detail : NULL);
-		pthread_mutex_unlock(&vm->lock);
-		return 0;
-	}
-	if (vm->stop_requested) {
-		pthread_mutex_unlock(&vm->lock);
-		return cerr_set(e, CERR_STATE, "state", "turned off while starting");
-	}
-	if (vm->gen == gen && vm->state == VS_STARTING && vm->pid) {
-		log_warn("vm %s: start handshake failed (%s); killing the worker", vm->def.name,
-			 strerror(-ret));
-		kill(vm->pid, SIGKILL);
-	}
-	/* The monitor settles the exit; report its reason. */
-	if (!start_settled(vm, gen)) {
-		struct timespec dl;
-
-		clock_gettime(CLOCK_REALTIME, &dl);
-		dl.tv_sec += 10;
-		while (!start_settled(vm, gen) &&
-		       pthread_cond_timedwait(&vm->changed, &vm->lock, &dl) != ETIMEDOUT)
-			;
-	}
-	cerr_set(e, CERR_INTERNAL, "", "the VM failed to start: %s", vm->exit_reason);
-	snprintf(e->state, sizeof(e->state), "%s", vm_state_name(vm->state));
-	pthread_mutex_unlock(&vm->lock);
-	return -1;
-}
-
-struct launch_arg {
-	struct sup *s;
-	struct vmrt *vm;
-};
-
-static void *launch_thread(void *opaque)
-{
-	struct launch_arg *a = opaque;
-	struct cerr e = { 0 };
-
-	if (sup_launch(a->s, a->vm, &e))
-		log_warn("vm %s: automatic start failed: %s", a->vm->def.name, e.reason);
-	sup_vm_unref(a->s, a->vm);
-	free(a);
-	return NULL;
-}
-
-void sup_launch_async(struct sup *s, struct vmrt *vm)
-{
-	struct launch_arg *a = malloc(sizeof(*a));
-	pthread_attr_t attr;
-	pthread_t t;
-
-	if (!a)
-		goto fail;
-	a->s = s;
-	a->vm = vm;
-	sup_vm_ref(s, vm);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, launch_thread, a) == 0) {
-		pthread_attr_destroy(&attr);
-		return;
-	}
-	pthread_attr_destroy(&attr);
-	sup_vm_unref(s, vm);
-	free(a);
-fail:
-	snprintf(vm->exit_reason, sizeof(vm->exit_reason), "cannot create a start thread");
-	lifecycle_fire(s, vm, EV_START_FAILED, vm->exit_reason);
 }
 
 void sup_adopt(struct sup *s, struct vmrt *vm, const struct store_runtime *rt)

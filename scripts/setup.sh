@@ -25,6 +25,8 @@ pkgs=(
 	dnsmasq-base                                                # DHCP on the Linux guest's tap
 	qemu-system-x86 hyperfine fio                               # benchmarks (side by side)
 	chromium                                                    # web console browser tests (tests/web)
+	linux-source-6.1 flex bison bc make xz-utils libelf-dev     # the microVM guest kernel (scripts/build-guest-kernel.sh;
+	                                                            # test.sh builds it in the background: no apt-get there)
 )
 # node and npm build the web console (web/). Only when missing: a nodejs
 # from another source (nodesource) conflicts with Debian's npm package.

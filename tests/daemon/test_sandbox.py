@@ -13,14 +13,18 @@ import socket
 from cellad import Daemon, TestFailure, check, log, main, status_fields
 
 
-def probe(d, vm, path):
+def ctl(d, vm, req):
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(10)
     s.connect(os.path.join(d.run, vm["uuid"] + ".ctl"))
-    s.sendall((json.dumps({"cmd": "probe-open", "path": path}) + "\n").encode())
+    s.sendall((json.dumps(req) + "\n").encode())
     reply = s.makefile().readline()
     s.close()
     return json.loads(reply)
+
+
+def probe(d, vm, path):
+    return ctl(d, vm, {"cmd": "probe-open", "path": path})
 
 
 def test(args):
@@ -59,6 +63,17 @@ def test(args):
         check(r.get("opened") is True, "the probe works (it opens its own empty root)")
         d.wait_console("jail", "round 1")
         check(d.vm("jail")["state"] == "running", "the confined guest runs")
+
+        # A live migration to host:port would need a socket the allowlist
+        # refuses (the worker would end, the VM with it): refused with a
+        # reason instead, and the worker goes on.
+        pem = "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"
+        r = ctl(d, vm, {"cmd": "migrate", "host": "127.0.0.1", "port": 9,
+                        "tls": {"cert": pem, "key": pem, "ca": pem}})
+        check(r.get("ok") is False and "attach a connected socket" in r.get("error", ""),
+              f"migrate to host:port refused by the confined worker: {r}")
+        check(probe(d, vm, "/").get("opened") is True and d.vm("jail")["state"] == "running"
+              and d.vm("jail")["pid"] == pid, "the worker goes on after the refusal")
 
         # cgroups (v1 here; v2 files where the controllers live there).
         host = d.get("/v1/host").json

@@ -56,6 +56,13 @@ int mig_params_parse(struct migration *m, json_t *req, char *err, size_t errlen)
 		snprintf(err, errlen, "host and port (or an attached socket, fd) are required");
 		return -EINVAL;
 	}
+	/* Under its seccomp allowlist the worker cannot make a socket: a
+	 * connect would end the worker, and the VM with it. */
+	if (m->sock_fd < 0 && m->vm && m->vm->no_new_sockets) {
+		snprintf(err, errlen, "host and port: this worker runs under its system-call "
+			 "allowlist and opens no sockets; attach a connected socket (fd) instead");
+		return -EPERM;
+	}
 	m->port = (unsigned)port;
 	v = m->downtime_ms;
 	if ((ret = get_uint(req, "downtime_ms", 60000, &v, err, errlen)))
